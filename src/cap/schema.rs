@@ -1,0 +1,680 @@
+//! The CAP XML schemas (1.0, 1.1, 1.2) as tables, and a checker that walks a document against
+//! them.
+//!
+//! The tables are transcribed from the official OASIS XSDs (`../shared/external/schema/`):
+//! element order (`xs:sequence`), cardinalities, enumerations and simple types. Checking them
+//! here instead of calling out to an XSD engine keeps validation in-process and fast, and lets
+//! every problem carry an element path and a line. A test runs `xmllint` with the official
+//! XSDs over the same corpus to keep the two in agreement.
+
+use super::problem::Problems;
+use super::xml::{Doc, NodeId, Ns, is_xml_ws};
+
+/// Which CAP version's rules apply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+pub enum CapVersion {
+    /// CAP 1.0 (2004), namespace `http://www.incident.com/cap/1.0`.
+    V1_0,
+    /// CAP 1.1 (2005), namespace `urn:oasis:names:tc:emergency:cap:1.1`.
+    V1_1,
+    /// CAP 1.2 (2010), namespace `urn:oasis:names:tc:emergency:cap:1.2`.
+    V1_2,
+}
+
+impl CapVersion {
+    /// The version a namespace belongs to.
+    pub fn of_ns(ns: Ns) -> Option<CapVersion> {
+        match ns {
+            Ns::Cap10 => Some(CapVersion::V1_0),
+            Ns::Cap11 => Some(CapVersion::V1_1),
+            Ns::Cap12 => Some(CapVersion::V1_2),
+            _ => None,
+        }
+    }
+
+    /// "1.0", "1.1" or "1.2".
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CapVersion::V1_0 => "1.0",
+            CapVersion::V1_1 => "1.1",
+            CapVersion::V1_2 => "1.2",
+        }
+    }
+
+    fn alert(self) -> &'static Complex {
+        match self {
+            CapVersion::V1_0 => &ALERT_10,
+            CapVersion::V1_1 => &ALERT_11,
+            CapVersion::V1_2 => &ALERT_12,
+        }
+    }
+}
+
+/// The simple types CAP uses.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Ty {
+    /// `xs:string`: anything, whitespace kept.
+    Str,
+    /// An enumeration restricted from `xs:string`: the text must match exactly.
+    Enum(&'static [&'static str]),
+    /// `xs:dateTime` (1.0, 1.1).
+    DateTime,
+    /// `xs:dateTime` restricted by the 1.2 pattern `\d\d\d\d-\d\d-\d\dT\d\d:\d\d:\d\d[-,+]\d\d:\d\d`.
+    DateTime12,
+    /// `xs:language`.
+    Language,
+    /// `xs:anyURI` (lexically almost anything; checked semantically elsewhere).
+    AnyUri,
+    /// `xs:integer`.
+    Integer,
+    /// `xs:decimal`.
+    Decimal,
+    /// A complex type.
+    Complex(&'static Complex),
+}
+
+/// One element of a sequence.
+#[derive(Debug)]
+pub(crate) struct Particle {
+    pub name: &'static str,
+    pub min: u32,
+    pub max: u32,
+    pub ty: Ty,
+}
+
+/// A complex type: a sequence of particles, optionally followed by XML-DSig elements.
+#[derive(Debug)]
+pub(crate) struct Complex {
+    pub seq: &'static [Particle],
+    /// CAP 1.2 ends `<alert>` with `<xs:any namespace="…xmldsig#" processContents="lax"/>`.
+    pub dsig_tail: bool,
+}
+
+const U: u32 = u32::MAX;
+
+const fn p(name: &'static str, min: u32, max: u32, ty: Ty) -> Particle {
+    Particle { name, min, max, ty }
+}
+
+const STATUS_10: &[&str] = &["Actual", "Exercise", "System", "Test"];
+const STATUS: &[&str] = &["Actual", "Exercise", "System", "Test", "Draft"];
+const MSG_TYPE: &[&str] = &["Alert", "Update", "Cancel", "Ack", "Error"];
+const SCOPE: &[&str] = &["Public", "Restricted", "Private"];
+const CATEGORY_10: &[&str] = &[
+    "Geo", "Met", "Safety", "Security", "Rescue", "Fire", "Health", "Env", "Transport", "Infra",
+    "Other",
+];
+const CATEGORY: &[&str] = &[
+    "Geo", "Met", "Safety", "Security", "Rescue", "Fire", "Health", "Env", "Transport", "Infra",
+    "CBRNE", "Other",
+];
+const RESPONSE_11: &[&str] = &[
+    "Shelter", "Evacuate", "Prepare", "Execute", "Monitor", "Assess", "None",
+];
+const RESPONSE_12: &[&str] = &[
+    "Shelter", "Evacuate", "Prepare", "Execute", "Avoid", "Monitor", "Assess", "AllClear", "None",
+];
+const URGENCY: &[&str] = &["Immediate", "Expected", "Future", "Past", "Unknown"];
+const SEVERITY: &[&str] = &["Extreme", "Severe", "Moderate", "Minor", "Unknown"];
+const CERTAINTY_10: &[&str] = &["Very Likely", "Likely", "Possible", "Unlikely", "Unknown"];
+const CERTAINTY: &[&str] = &["Observed", "Likely", "Possible", "Unlikely", "Unknown"];
+
+static VALUE_PAIR: Complex = Complex {
+    seq: &[p("valueName", 1, 1, Ty::Str), p("value", 1, 1, Ty::Str)],
+    dsig_tail: false,
+};
+
+// ---- CAP 1.0 -------------------------------------------------------------------------------
+
+static RESOURCE_10: Complex = Complex {
+    seq: &[
+        p("resourceDesc", 1, 1, Ty::Str),
+        p("mimeType", 0, 1, Ty::Str),
+        p("size", 0, 1, Ty::Integer),
+        p("uri", 0, 1, Ty::AnyUri),
+        p("digest", 0, 1, Ty::Str),
+    ],
+    dsig_tail: false,
+};
+
+static AREA_10: Complex = Complex {
+    seq: &[
+        p("areaDesc", 1, 1, Ty::Str),
+        p("polygon", 0, U, Ty::Str),
+        p("circle", 0, U, Ty::Str),
+        p("geocode", 0, U, Ty::Str),
+        p("altitude", 0, 1, Ty::Str),
+        p("ceiling", 0, 1, Ty::Str),
+    ],
+    dsig_tail: false,
+};
+
+static INFO_10: Complex = Complex {
+    seq: &[
+        p("language", 0, 1, Ty::Language),
+        p("category", 0, U, Ty::Enum(CATEGORY_10)),
+        p("event", 1, 1, Ty::Str),
+        p("urgency", 1, 1, Ty::Enum(URGENCY)),
+        p("severity", 1, 1, Ty::Enum(SEVERITY)),
+        p("certainty", 1, 1, Ty::Enum(CERTAINTY_10)),
+        p("audience", 0, 1, Ty::Str),
+        p("eventCode", 0, U, Ty::Str),
+        p("effective", 0, 1, Ty::DateTime),
+        p("onset", 0, 1, Ty::DateTime),
+        p("expires", 0, 1, Ty::DateTime),
+        p("senderName", 0, 1, Ty::Str),
+        p("headline", 0, 1, Ty::Str),
+        p("description", 0, 1, Ty::Str),
+        p("instruction", 0, 1, Ty::Str),
+        p("web", 0, 1, Ty::AnyUri),
+        p("contact", 0, 1, Ty::Str),
+        p("parameter", 0, U, Ty::Str),
+        p("resource", 0, U, Ty::Complex(&RESOURCE_10)),
+        p("area", 0, U, Ty::Complex(&AREA_10)),
+    ],
+    dsig_tail: false,
+};
+
+static ALERT_10: Complex = Complex {
+    seq: &[
+        p("identifier", 1, 1, Ty::Str),
+        p("sender", 1, 1, Ty::Str),
+        p("sent", 1, 1, Ty::DateTime),
+        p("status", 1, 1, Ty::Enum(STATUS_10)),
+        p("msgType", 1, 1, Ty::Enum(MSG_TYPE)),
+        p("password", 0, 1, Ty::Str),
+        p("source", 0, 1, Ty::Str),
+        p("scope", 0, 1, Ty::Enum(SCOPE)),
+        p("restriction", 0, 1, Ty::Str),
+        p("addresses", 0, 1, Ty::Str),
+        p("code", 0, U, Ty::Str),
+        p("note", 0, 1, Ty::Str),
+        p("references", 0, 1, Ty::Str),
+        p("incidents", 0, 1, Ty::Str),
+        p("info", 0, U, Ty::Complex(&INFO_10)),
+    ],
+    dsig_tail: false,
+};
+
+// ---- CAP 1.1 -------------------------------------------------------------------------------
+
+static RESOURCE_11: Complex = Complex {
+    seq: &[
+        p("resourceDesc", 1, 1, Ty::Str),
+        p("mimeType", 0, 1, Ty::Str),
+        p("size", 0, 1, Ty::Integer),
+        p("uri", 0, 1, Ty::AnyUri),
+        p("derefUri", 0, 1, Ty::Str),
+        p("digest", 0, 1, Ty::Str),
+    ],
+    dsig_tail: false,
+};
+
+static AREA_11: Complex = Complex {
+    seq: &[
+        p("areaDesc", 1, 1, Ty::Str),
+        p("polygon", 0, U, Ty::Str),
+        p("circle", 0, U, Ty::Str),
+        p("geocode", 0, U, Ty::Complex(&VALUE_PAIR)),
+        p("altitude", 0, 1, Ty::Str),
+        p("ceiling", 0, 1, Ty::Str),
+    ],
+    dsig_tail: false,
+};
+
+static INFO_11: Complex = Complex {
+    seq: &[
+        p("language", 0, 1, Ty::Language),
+        p("category", 1, U, Ty::Enum(CATEGORY)),
+        p("event", 1, 1, Ty::Str),
+        p("responseType", 0, U, Ty::Enum(RESPONSE_11)),
+        p("urgency", 1, 1, Ty::Enum(URGENCY)),
+        p("severity", 1, 1, Ty::Enum(SEVERITY)),
+        p("certainty", 1, 1, Ty::Enum(CERTAINTY)),
+        p("audience", 0, 1, Ty::Str),
+        p("eventCode", 0, U, Ty::Complex(&VALUE_PAIR)),
+        p("effective", 0, 1, Ty::DateTime),
+        p("onset", 0, 1, Ty::DateTime),
+        p("expires", 0, 1, Ty::DateTime),
+        p("senderName", 0, 1, Ty::Str),
+        p("headline", 0, 1, Ty::Str),
+        p("description", 0, 1, Ty::Str),
+        p("instruction", 0, 1, Ty::Str),
+        p("web", 0, 1, Ty::AnyUri),
+        p("contact", 0, 1, Ty::Str),
+        p("parameter", 0, U, Ty::Complex(&VALUE_PAIR)),
+        p("resource", 0, U, Ty::Complex(&RESOURCE_11)),
+        p("area", 0, U, Ty::Complex(&AREA_11)),
+    ],
+    dsig_tail: false,
+};
+
+static ALERT_11: Complex = Complex {
+    seq: &[
+        p("identifier", 1, 1, Ty::Str),
+        p("sender", 1, 1, Ty::Str),
+        p("sent", 1, 1, Ty::DateTime),
+        p("status", 1, 1, Ty::Enum(STATUS)),
+        p("msgType", 1, 1, Ty::Enum(MSG_TYPE)),
+        p("source", 0, 1, Ty::Str),
+        p("scope", 1, 1, Ty::Enum(SCOPE)),
+        p("restriction", 0, 1, Ty::Str),
+        p("addresses", 0, 1, Ty::Str),
+        p("code", 0, U, Ty::Str),
+        p("note", 0, 1, Ty::Str),
+        p("references", 0, 1, Ty::Str),
+        p("incidents", 0, 1, Ty::Str),
+        p("info", 0, U, Ty::Complex(&INFO_11)),
+    ],
+    dsig_tail: false,
+};
+
+// ---- CAP 1.2 -------------------------------------------------------------------------------
+
+static RESOURCE_12: Complex = Complex {
+    seq: &[
+        p("resourceDesc", 1, 1, Ty::Str),
+        p("mimeType", 1, 1, Ty::Str),
+        p("size", 0, 1, Ty::Integer),
+        p("uri", 0, 1, Ty::AnyUri),
+        p("derefUri", 0, 1, Ty::Str),
+        p("digest", 0, 1, Ty::Str),
+    ],
+    dsig_tail: false,
+};
+
+static AREA_12: Complex = Complex {
+    seq: &[
+        p("areaDesc", 1, 1, Ty::Str),
+        p("polygon", 0, U, Ty::Str),
+        p("circle", 0, U, Ty::Str),
+        p("geocode", 0, U, Ty::Complex(&VALUE_PAIR)),
+        p("altitude", 0, 1, Ty::Decimal),
+        p("ceiling", 0, 1, Ty::Decimal),
+    ],
+    dsig_tail: false,
+};
+
+static INFO_12: Complex = Complex {
+    seq: &[
+        p("language", 0, 1, Ty::Language),
+        p("category", 1, U, Ty::Enum(CATEGORY)),
+        p("event", 1, 1, Ty::Str),
+        p("responseType", 0, U, Ty::Enum(RESPONSE_12)),
+        p("urgency", 1, 1, Ty::Enum(URGENCY)),
+        p("severity", 1, 1, Ty::Enum(SEVERITY)),
+        p("certainty", 1, 1, Ty::Enum(CERTAINTY)),
+        p("audience", 0, 1, Ty::Str),
+        p("eventCode", 0, U, Ty::Complex(&VALUE_PAIR)),
+        p("effective", 0, 1, Ty::DateTime12),
+        p("onset", 0, 1, Ty::DateTime12),
+        p("expires", 0, 1, Ty::DateTime12),
+        p("senderName", 0, 1, Ty::Str),
+        p("headline", 0, 1, Ty::Str),
+        p("description", 0, 1, Ty::Str),
+        p("instruction", 0, 1, Ty::Str),
+        p("web", 0, 1, Ty::AnyUri),
+        p("contact", 0, 1, Ty::Str),
+        p("parameter", 0, U, Ty::Complex(&VALUE_PAIR)),
+        p("resource", 0, U, Ty::Complex(&RESOURCE_12)),
+        p("area", 0, U, Ty::Complex(&AREA_12)),
+    ],
+    dsig_tail: false,
+};
+
+static ALERT_12: Complex = Complex {
+    seq: &[
+        p("identifier", 1, 1, Ty::Str),
+        p("sender", 1, 1, Ty::Str),
+        p("sent", 1, 1, Ty::DateTime12),
+        p("status", 1, 1, Ty::Enum(STATUS)),
+        p("msgType", 1, 1, Ty::Enum(MSG_TYPE)),
+        p("source", 0, 1, Ty::Str),
+        p("scope", 1, 1, Ty::Enum(SCOPE)),
+        p("restriction", 0, 1, Ty::Str),
+        p("addresses", 0, 1, Ty::Str),
+        p("code", 0, U, Ty::Str),
+        p("note", 0, 1, Ty::Str),
+        p("references", 0, 1, Ty::Str),
+        p("incidents", 0, 1, Ty::Str),
+        p("info", 0, U, Ty::Complex(&INFO_12)),
+    ],
+    dsig_tail: true,
+};
+
+/// Check an `<alert>` element (and everything below it) against a version's schema.
+///
+/// `path` is the path of the alert element itself (e.g. `alert`, or
+/// `EDXLDistribution/contentObject[2]/xmlContent/embeddedXMLContent/alert` inside a wrapper).
+pub fn check_alert(doc: &Doc<'_>, alert: NodeId, version: CapVersion, path: &str, out: &mut Problems) {
+    let cx = Checker { doc, version, ns: doc.node(alert).ns };
+    cx.check_attrs(alert, path, out);
+    cx.check_complex(alert, version.alert(), path, out);
+}
+
+struct Checker<'d, 'a> {
+    doc: &'d Doc<'a>,
+    version: CapVersion,
+    ns: Ns,
+}
+
+impl Checker<'_, '_> {
+    fn check_complex(&self, id: NodeId, ty: &Complex, path: &str, out: &mut Problems) {
+        let doc = self.doc;
+        let node = doc.node(id);
+        if !node.text.trim_matches(is_xml_ws).is_empty() {
+            out.error(
+                "schema.text",
+                Some(doc.line(id)),
+                path,
+                format!("<{}> holds elements, not text", node.local),
+            );
+        }
+        let mut counts = vec![0u32; ty.seq.len()];
+        let mut pos: usize = 0; // index into seq (seq.len() = inside the dsig tail)
+        let mut indices: Vec<(usize, NodeId)> = Vec::new();
+        for child in doc.children(id) {
+            let c = doc.node(child);
+            if c.ns == Ns::Dsig && ty.dsig_tail {
+                pos = ty.seq.len();
+                continue;
+            }
+            if c.ns == Ns::Dsig {
+                out.error(
+                    "schema.signature-placement",
+                    Some(doc.line(child)),
+                    path,
+                    if self.version == CapVersion::V1_2 {
+                        format!(
+                            "<{}> is not allowed here: CAP 1.2 admits XML-DSig elements only at \
+                             the end of <alert>",
+                            c.qname
+                        )
+                    } else {
+                        format!(
+                            "<{}> is not allowed: the CAP {} schema has no place for XML-DSig \
+                             elements (CAP 1.2 added one after <info>)",
+                            c.qname,
+                            self.version.as_str()
+                        )
+                    },
+                );
+                continue;
+            }
+            if c.ns != self.ns {
+                out.error(
+                    "schema.foreign",
+                    Some(doc.line(child)),
+                    path,
+                    format!(
+                        "<{}> from namespace `{}` is not allowed in CAP {}",
+                        c.qname,
+                        doc.ns_uri(c.ns),
+                        self.version.as_str()
+                    ),
+                );
+                continue;
+            }
+            let Some(idx) = ty.seq.iter().position(|p| p.name == c.local) else {
+                out.error(
+                    "schema.unknown",
+                    Some(doc.line(child)),
+                    path,
+                    format!(
+                        "<{}> is not a CAP {} element here",
+                        c.local,
+                        self.version.as_str()
+                    ),
+                );
+                continue;
+            };
+            if idx < pos {
+                let after = if pos < ty.seq.len() {
+                    format!("<{}>", ty.seq[pos].name)
+                } else {
+                    "the XML-DSig signature".to_string()
+                };
+                out.error(
+                    "schema.order",
+                    Some(doc.line(child)),
+                    path,
+                    format!(
+                        "<{}> is out of order: the CAP {} schema puts it before {after}",
+                        c.local,
+                        self.version.as_str()
+                    ),
+                );
+            } else {
+                pos = idx;
+            }
+            counts[idx] += 1;
+            let part = &ty.seq[idx];
+            let child_path = if part.max > 1 {
+                format!("{path}/{}[{}]", c.local, counts[idx])
+            } else {
+                format!("{path}/{}", c.local)
+            };
+            if counts[idx] > part.max {
+                out.error(
+                    "schema.too-many",
+                    Some(doc.line(child)),
+                    &child_path,
+                    format!("<{}> may appear at most once", c.local),
+                );
+            }
+            indices.push((idx, child));
+            self.check_attrs(child, &child_path, out);
+            match part.ty {
+                Ty::Complex(inner) => self.check_complex(child, inner, &child_path, out),
+                leaf => self.check_leaf(child, leaf, &child_path, out),
+            }
+        }
+        for (i, part) in ty.seq.iter().enumerate() {
+            if counts[i] < part.min {
+                // Point at the element that came where the missing one belongs.
+                let next = indices.iter().find(|(j, _)| *j > i).map(|(_, n)| *n);
+                let line = next.map(|n| doc.line(n)).unwrap_or_else(|| doc.line(id));
+                let hint = match i.checked_sub(1).map(|j| ty.seq[j].name) {
+                    Some(prev) => format!(" (expected after <{prev}>)"),
+                    None => String::new(),
+                };
+                out.error(
+                    "schema.missing",
+                    Some(line),
+                    path,
+                    format!("required <{}> is missing{hint}", part.name),
+                );
+            }
+        }
+    }
+
+    fn check_attrs(&self, id: NodeId, path: &str, out: &mut Problems) {
+        for (name, _) in self.doc.attrs(id) {
+            if name.starts_with("xsi:") || name.starts_with("xml:") {
+                continue;
+            }
+            out.error(
+                "schema.attribute",
+                Some(self.doc.line(id)),
+                path,
+                format!("attribute `{name}` is not allowed on CAP elements"),
+            );
+        }
+    }
+
+    fn check_leaf(&self, id: NodeId, ty: Ty, path: &str, out: &mut Problems) {
+        let doc = self.doc;
+        let node = doc.node(id);
+        if doc.has_children(id) {
+            out.error(
+                "schema.markup",
+                Some(doc.line(id)),
+                path,
+                format!("<{}> must hold text only, not elements", node.local),
+            );
+        }
+        let raw: &str = &node.text;
+        let collapsed = raw.trim_matches(is_xml_ws);
+        let line = Some(doc.line(id));
+        match ty {
+            Ty::Str | Ty::AnyUri | Ty::Complex(_) => {}
+            Ty::Enum(values) => {
+                if !values.contains(&raw) {
+                    let hint = if values.contains(&collapsed) {
+                        " (surrounding whitespace is not allowed)".to_string()
+                    } else {
+                        String::new()
+                    };
+                    let shown = if raw.is_empty() {
+                        "empty value".to_string()
+                    } else {
+                        format!("`{raw}`")
+                    };
+                    out.error(
+                        "schema.enum",
+                        line,
+                        path,
+                        format!("{shown} is not one of {}{hint}", values.join(", ")),
+                    );
+                }
+            }
+            Ty::DateTime => {
+                if !is_xs_date_time(collapsed) {
+                    out.error(
+                        "schema.datetime",
+                        line,
+                        path,
+                        format!("`{collapsed}` is not an xs:dateTime"),
+                    );
+                }
+            }
+            Ty::DateTime12 => {
+                if super::model::CapDateTime::parse_cap12(collapsed).is_err() {
+                    out.error(
+                        "schema.datetime",
+                        line,
+                        path,
+                        format!(
+                            "`{collapsed}` is not a CAP 1.2 date-time \
+                             (YYYY-MM-DDThh:mm:ss±hh:mm, no `Z`, no fractions)"
+                        ),
+                    );
+                }
+            }
+            Ty::Language => {
+                if !is_language(collapsed) {
+                    out.error(
+                        "schema.language",
+                        line,
+                        path,
+                        format!("`{collapsed}` is not a language tag (e.g. zh-CN, en-US)"),
+                    );
+                }
+            }
+            Ty::Integer => {
+                let digits = collapsed.strip_prefix(['+', '-']).unwrap_or(collapsed);
+                if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+                    out.error(
+                        "schema.integer",
+                        line,
+                        path,
+                        format!("`{collapsed}` is not an integer"),
+                    );
+                }
+            }
+            Ty::Decimal => {
+                if super::model::parse_number(collapsed).is_none() {
+                    out.error(
+                        "schema.decimal",
+                        line,
+                        path,
+                        format!("`{collapsed}` is not a decimal number"),
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// `xs:language`: `[a-zA-Z]{1,8}(-[a-zA-Z0-9]{1,8})*`.
+pub(crate) fn is_language(s: &str) -> bool {
+    let mut parts = s.split('-');
+    let Some(first) = parts.next() else {
+        return false;
+    };
+    (1..=8).contains(&first.len())
+        && first.bytes().all(|b| b.is_ascii_alphabetic())
+        && parts.all(|p| (1..=8).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_alphanumeric()))
+}
+
+/// `xs:dateTime` lexical space (zone optional, fractions allowed, `24:00:00` allowed).
+pub(crate) fn is_xs_date_time(s: &str) -> bool {
+    let s = s.strip_prefix('-').unwrap_or(s);
+    super::model::CapDateTime::parse_lenient(s).is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cap::xml::{Doc, Limits};
+
+    fn check(src: &str) -> Vec<(&'static str, String)> {
+        let doc = Doc::parse(src, &Limits::default()).unwrap();
+        let version = CapVersion::of_ns(doc.node(doc.root()).ns).unwrap();
+        let mut out = Problems::new();
+        check_alert(&doc, doc.root(), version, "alert", &mut out);
+        out.as_slice()
+            .iter()
+            .map(|p| (p.code, p.message.clone()))
+            .collect()
+    }
+
+    const HEAD: &str = "<identifier>a</identifier><sender>s</sender><sent>2020-01-01T00:00:00+08:00</sent><status>Actual</status><msgType>Alert</msgType>";
+
+    #[test]
+    fn a_minimal_alert_passes() {
+        let src = format!("<alert xmlns='urn:oasis:names:tc:emergency:cap:1.2'>{HEAD}<scope>Public</scope></alert>");
+        assert!(check(&src).is_empty());
+    }
+
+    #[test]
+    fn missing_scope_is_named() {
+        let src = format!("<alert xmlns='urn:oasis:names:tc:emergency:cap:1.2'>{HEAD}</alert>");
+        let p = check(&src);
+        assert_eq!(p.len(), 1);
+        assert_eq!(p[0].0, "schema.missing");
+        assert!(p[0].1.contains("<scope>"));
+    }
+
+    #[test]
+    fn order_cardinality_and_enums_are_checked() {
+        let src = format!(
+            "<alert xmlns='urn:oasis:names:tc:emergency:cap:1.2'>{HEAD}<scope>Public</scope><note>x</note><code>c</code><note>y</note>\
+             <info><category>Met</category><event>e</event><urgency> Immediate</urgency><severity>Red</severity><certainty>Likely</certainty></info></alert>"
+        );
+        let codes: Vec<_> = check(&src).into_iter().map(|p| p.0).collect();
+        assert_eq!(
+            codes,
+            vec!["schema.order", "schema.too-many", "schema.enum", "schema.enum"]
+        );
+    }
+
+    #[test]
+    fn signatures_only_at_the_end_of_a_12_alert() {
+        let sig = "<Signature xmlns='http://www.w3.org/2000/09/xmldsig#'/>";
+        let ok = format!("<alert xmlns='urn:oasis:names:tc:emergency:cap:1.2'>{HEAD}<scope>Public</scope>{sig}</alert>");
+        assert!(check(&ok).is_empty());
+        let v11 = format!("<alert xmlns='urn:oasis:names:tc:emergency:cap:1.1'>{HEAD}<scope>Public</scope>{sig}</alert>");
+        assert_eq!(check(&v11)[0].0, "schema.signature-placement");
+        let early = format!("<alert xmlns='urn:oasis:names:tc:emergency:cap:1.2'>{HEAD}{sig}<scope>Public</scope></alert>");
+        assert_eq!(check(&early)[0].0, "schema.order");
+    }
+
+    #[test]
+    fn language_tags() {
+        assert!(is_language("zh-CN"));
+        assert!(is_language("es-419"));
+        assert!(!is_language("zh_CN"));
+        assert!(!is_language(""));
+    }
+}

@@ -1,0 +1,13 @@
+//! stormbell: warns villages before typhoons, flash floods, landslides and wildfires reach them,
+//! and makes sure somebody answered.
+//!
+//! The crate is a pipeline — feeds → correlate → cap → dispatch → respond — with the store
+//! underneath. See `ARCHITECTURE.md` for the map and its invariants. This library is what the
+//! `stormbell` binary (`src/main.rs`) drives; every stage is usable on its own.
+
+#![warn(missing_docs)]
+
+pub mod cap;
+pub mod config;
+pub mod http;
+pub mod store;
