@@ -1,0 +1,474 @@
+//! Configuration: the built-in `config/default.toml`, then a file, then `STORMBELL_…`
+//! environment variables, then command-line flags.
+//!
+//! A wrong value at 3 a.m. must be found before the daemon starts, not when the first warning
+//! fails: every problem is reported with where the value came from (file or variable), the
+//! key, and what was expected — all of them at once.
+
+use std::path::{Path, PathBuf};
+
+use figment::providers::{Env, Format, Toml};
+use figment::{Figment, Metadata, Profile, Provider};
+use serde::{Deserialize, Serialize};
+
+/// The built-in defaults, compiled in from `config/default.toml`.
+pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
+
+/// Name under which the built-in defaults appear in messages.
+pub const DEFAULT_NAME: &str = "built-in config/default.toml";
+
+/// Everything stormbell can be configured with.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Who is issuing warnings.
+    pub office: Office,
+    /// Where state is kept.
+    pub store: StoreConfig,
+    /// How to log.
+    pub log: LogConfig,
+    /// Limits for reading CAP and feed documents.
+    pub cap: CapConfig,
+    /// Outgoing HTTP (feeds, `cap validate --follow`).
+    pub http: HttpConfig,
+}
+
+/// The issuing office.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Office {
+    /// Name, Chinese first.
+    pub name: String,
+    /// English name.
+    pub name_en: String,
+    /// IANA time zone, e.g. `Asia/Shanghai`.
+    pub timezone: String,
+    /// CAP `<sender>` of this office.
+    pub cap_sender: String,
+    /// 14-digit national sender code.
+    pub sender_code: String,
+}
+
+/// Where state is kept.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    /// SQLite database file.
+    pub path: PathBuf,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Readable lines for a terminal.
+    Human,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+/// How to log.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    /// human or json.
+    pub format: LogFormat,
+    /// tracing filter directives.
+    pub level: String,
+}
+
+/// Limits for reading CAP and feed documents.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CapConfig {
+    /// Largest document accepted, in bytes.
+    pub max_document_bytes: usize,
+    /// Deepest nesting accepted.
+    pub max_depth: usize,
+    /// Most elements accepted.
+    pub max_elements: usize,
+}
+
+/// Outgoing HTTP.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    /// User-Agent header.
+    pub user_agent: String,
+    /// Connect timeout, seconds.
+    pub connect_timeout_secs: u64,
+    /// Whole-request timeout, seconds.
+    pub timeout_secs: u64,
+}
+
+/// Values given on the command line, which override every other layer.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// `--db PATH`
+    pub store_path: Option<PathBuf>,
+    /// `--log-format`
+    pub log_format: Option<LogFormat>,
+    /// `--log-level`
+    pub log_level: Option<String>,
+}
+
+/// One thing wrong with the configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigProblem {
+    /// Where the value came from: a file path, an environment variable, the built-in defaults.
+    pub source: String,
+    /// The dotted key, e.g. `store.path`.
+    pub key: String,
+    /// What is wrong and what was expected.
+    pub message: String,
+}
+
+impl std::fmt::Display for ConfigProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.key.is_empty() {
+            write!(f, "{}: {}", self.source, self.message)
+        } else {
+            write!(f, "{}: key `{}`: {}", self.source, self.key, self.message)
+        }
+    }
+}
+
+/// All problems found in a configuration.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{}", self.problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+pub struct ConfigError {
+    /// Every problem, not just the first.
+    pub problems: Vec<ConfigProblem>,
+}
+
+/// A provider with a name of our choosing (so messages say which layer a value came from).
+struct Named<P> {
+    inner: P,
+    name: String,
+}
+
+impl<P: Provider> Provider for Named<P> {
+    fn metadata(&self) -> Metadata {
+        Metadata::named(self.name.clone())
+    }
+    fn data(&self) -> figment::Result<figment::value::Map<Profile, figment::value::Dict>> {
+        self.inner.data()
+    }
+}
+
+/// Flags layer.
+struct Flags(Overrides);
+
+impl Provider for Flags {
+    fn metadata(&self) -> Metadata {
+        Metadata::named("command-line flag")
+    }
+    fn data(&self) -> figment::Result<figment::value::Map<Profile, figment::value::Dict>> {
+        use figment::value::{Dict, Value};
+        let mut root = Dict::new();
+        let mut put = |section: &str, key: &str, v: Value| {
+            let entry = root
+                .entry(section.to_string())
+                .or_insert_with(|| Value::from(Dict::new()));
+            if let Value::Dict(_, d) = entry {
+                d.insert(key.to_string(), v);
+            }
+        };
+        if let Some(p) = &self.0.store_path {
+            put("store", "path", Value::from(p.display().to_string()));
+        }
+        if let Some(f) = self.0.log_format {
+            let s = match f {
+                LogFormat::Human => "human",
+                LogFormat::Json => "json",
+            };
+            put("log", "format", Value::from(s));
+        }
+        if let Some(l) = &self.0.log_level {
+            put("log", "level", Value::from(l.clone()));
+        }
+        Ok(Profile::Default.collect(root))
+    }
+}
+
+impl Config {
+    /// The layered figment: built-in defaults, `file`, environment, flags.
+    fn figment(file: Option<&Path>, overrides: &Overrides) -> Result<Figment, ConfigError> {
+        let mut fig = Figment::new().merge(Named {
+            inner: Toml::string(DEFAULT_TOML),
+            name: DEFAULT_NAME.into(),
+        });
+        if let Some(path) = file {
+            if !path.is_file() {
+                return Err(ConfigError {
+                    problems: vec![ConfigProblem {
+                        source: path.display().to_string(),
+                        key: String::new(),
+                        message: "no such file".into(),
+                    }],
+                });
+            }
+            fig = fig.merge(Toml::file(path));
+        }
+        Ok(fig
+            .merge(Env::prefixed("STORMBELL_").split("__"))
+            .merge(Flags(overrides.clone())))
+    }
+
+    /// Load and validate the configuration, reporting every problem found.
+    pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Config, ConfigError> {
+        let fig = Self::figment(file, overrides)?;
+        let mut problems = Vec::new();
+        // Sections are extracted one by one so that a mistake in one does not hide another.
+        fn section<T: serde::de::DeserializeOwned>(
+            fig: &Figment,
+            name: &str,
+            problems: &mut Vec<ConfigProblem>,
+        ) -> Option<T> {
+            match fig.extract_inner::<T>(name) {
+                Ok(v) => Some(v),
+                Err(e) => {
+                    problems.extend(e.into_iter().map(|e| from_figment(&e)));
+                    None
+                }
+            }
+        }
+        let office = section::<Office>(&fig, "office", &mut problems);
+        let store = section::<StoreConfig>(&fig, "store", &mut problems);
+        let log = section::<LogConfig>(&fig, "log", &mut problems);
+        let cap = section::<CapConfig>(&fig, "cap", &mut problems);
+        let http = section::<HttpConfig>(&fig, "http", &mut problems);
+        const SECTIONS: &[&str] = &["office", "store", "log", "cap", "http"];
+        if let Ok(data) = fig.data()
+            && let Some(dict) = data.get(&Profile::Default)
+        {
+            for key in dict.keys().filter(|k| !SECTIONS.contains(&k.as_str())) {
+                problems.push(ConfigProblem {
+                    source: source_of(&fig, key),
+                    key: key.clone(),
+                    message: format!("unknown section; expected one of {}", SECTIONS.join(", ")),
+                });
+            }
+        }
+        let (Some(office), Some(store), Some(log), Some(cap), Some(http)) =
+            (office, store, log, cap, http)
+        else {
+            return Err(ConfigError { problems });
+        };
+        let config = Config {
+            office,
+            store,
+            log,
+            cap,
+            http,
+        };
+        problems.extend(config.semantic_problems(&fig));
+        if problems.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigError { problems })
+        }
+    }
+
+    /// Checks serde cannot express.
+    fn semantic_problems(&self, fig: &Figment) -> Vec<ConfigProblem> {
+        let mut out = Vec::new();
+        let mut bad = |key: &str, message: String| {
+            out.push(ConfigProblem {
+                source: source_of(fig, key),
+                key: key.to_string(),
+                message,
+            });
+        };
+        if jiff::tz::TimeZone::get(&self.office.timezone).is_err() {
+            bad(
+                "office.timezone",
+                format!(
+                    "`{}` is not an IANA time zone (expected e.g. Asia/Shanghai)",
+                    self.office.timezone
+                ),
+            );
+        }
+        if self.office.cap_sender.is_empty()
+            || self
+                .office
+                .cap_sender
+                .chars()
+                .any(|c| c.is_whitespace() || matches!(c, ',' | '<' | '&'))
+        {
+            bad(
+                "office.cap_sender",
+                format!(
+                    "`{}` is not a CAP sender id (expected a non-empty id without spaces, commas, < or &)",
+                    self.office.cap_sender
+                ),
+            );
+        }
+        if !(self.office.sender_code.len() == 14
+            && self.office.sender_code.bytes().all(|b| b.is_ascii_digit()))
+        {
+            bad(
+                "office.sender_code",
+                format!(
+                    "`{}` is not a 14-digit national sender code",
+                    self.office.sender_code
+                ),
+            );
+        }
+        if self.store.path.as_os_str().is_empty() {
+            bad(
+                "store.path",
+                "expected a file path, found an empty string".into(),
+            );
+        }
+        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
+            bad(
+                "log.level",
+                format!(
+                    "`{}` is not a log filter ({e}); expected e.g. info or info,stormbell::cap=debug",
+                    self.log.level
+                ),
+            );
+        }
+        if self.cap.max_document_bytes < 1024 {
+            bad(
+                "cap.max_document_bytes",
+                format!(
+                    "{} is too small to hold any real alert (expected at least 1024)",
+                    self.cap.max_document_bytes
+                ),
+            );
+        }
+        if !(4..=1000).contains(&self.cap.max_depth) {
+            bad(
+                "cap.max_depth",
+                format!("{} is outside 4…1000", self.cap.max_depth),
+            );
+        }
+        if self.cap.max_elements < 100 {
+            bad(
+                "cap.max_elements",
+                format!(
+                    "{} is too small (expected at least 100)",
+                    self.cap.max_elements
+                ),
+            );
+        }
+        if self.http.connect_timeout_secs == 0 || self.http.timeout_secs == 0 {
+            bad(
+                "http.timeout_secs",
+                "timeouts must be at least 1 second".into(),
+            );
+        }
+        out
+    }
+
+    /// The office time zone (validated on load).
+    pub fn time_zone(&self) -> jiff::tz::TimeZone {
+        jiff::tz::TimeZone::get(&self.office.timezone).unwrap_or(jiff::tz::TimeZone::UTC)
+    }
+
+    /// Limits for reading CAP documents.
+    pub fn cap_limits(&self) -> crate::cap::Limits {
+        crate::cap::Limits {
+            max_bytes: self.cap.max_document_bytes,
+            max_depth: self.cap.max_depth,
+            max_elements: self.cap.max_elements,
+        }
+    }
+}
+
+fn source_of(fig: &Figment, key: &str) -> String {
+    match fig.find_metadata(key) {
+        Some(md) => describe(md, key),
+        None => DEFAULT_NAME.into(),
+    }
+}
+
+fn describe(md: &Metadata, key: &str) -> String {
+    if let Some(path) = md.source.as_ref().and_then(|s| s.file_path()) {
+        return path.display().to_string();
+    }
+    if md.name.contains("environment") {
+        let keys: Vec<&str> = key.split('.').collect();
+        return format!(
+            "environment variable {}",
+            md.interpolate(&Profile::Default, &keys)
+        );
+    }
+    md.name.to_string()
+}
+
+fn from_figment(e: &figment::Error) -> ConfigProblem {
+    let key = e.path.join(".");
+    let source = match &e.metadata {
+        Some(md) => describe(md, &key),
+        None => DEFAULT_NAME.into(),
+    };
+    ConfigProblem {
+        source,
+        key,
+        message: e.kind.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_built_in_defaults_are_valid() {
+        let c = Config::load(None, &Overrides::default()).unwrap();
+        assert_eq!(c.office.timezone, "Asia/Shanghai");
+        assert_eq!(c.log.format, LogFormat::Human);
+    }
+
+    #[test]
+    fn a_bad_value_names_file_key_and_expectation() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("bad.toml");
+        std::fs::write(
+            &f,
+            "[cap]\nmax_document_bytes = \"lots\"\n[office]\ntimezone = \"Mars/Olympus\"\n[stor]\npath = \"x\"\n",
+        )
+        .unwrap();
+        let err = Config::load(Some(&f), &Overrides::default()).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains(&f.display().to_string()), "{text}");
+        assert!(text.contains("key `cap.max_document_bytes`"), "{text}");
+        assert!(text.contains("expected"), "{text}");
+        // The misspelt section is reported too, in the same run.
+        assert!(text.contains("key `stor`: unknown section"), "{text}");
+    }
+
+    #[test]
+    fn semantic_problems_are_all_reported_with_their_source() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.toml");
+        std::fs::write(
+            &f,
+            "[office]\ntimezone = \"Mars/Olympus\"\nsender_code = \"123\"\n[log]\nlevel = \"loud=\"\n",
+        )
+        .unwrap();
+        let err = Config::load(Some(&f), &Overrides::default()).unwrap_err();
+        let keys: Vec<&str> = err.problems.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(keys, ["office.timezone", "office.sender_code", "log.level"]);
+        assert!(
+            err.problems
+                .iter()
+                .all(|p| p.source == f.display().to_string())
+        );
+    }
+
+    #[test]
+    fn flags_override_files() {
+        let o = Overrides {
+            store_path: Some("/tmp/x.db".into()),
+            log_format: Some(LogFormat::Json),
+            log_level: None,
+        };
+        let c = Config::load(None, &o).unwrap();
+        assert_eq!(c.store.path, PathBuf::from("/tmp/x.db"));
+        assert_eq!(c.log.format, LogFormat::Json);
+    }
+}

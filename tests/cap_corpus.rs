@@ -59,7 +59,11 @@ fn every_valid_alert_passes_under_its_own_version() {
             *versions.entry(a.dialect.to_string()).or_insert(0) += 1;
         }
     }
-    assert!(failures.is_empty(), "valid files rejected:\n{}", failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "valid files rejected:\n{}",
+        failures.join("\n")
+    );
     // The corpus spans all three versions: make sure each was actually exercised.
     assert_eq!(versions.get("CAP 1.0"), Some(&4), "{versions:?}");
     assert_eq!(versions.get("CAP 1.1"), Some(&12), "{versions:?}");
@@ -69,7 +73,11 @@ fn every_valid_alert_passes_under_its_own_version() {
 #[test]
 fn lenient_files_are_read_with_a_warning_but_fail_validation() {
     let expect = [
-        ("earthquake_signed.cap", "schema.signature-placement", "Signature"),
+        (
+            "earthquake_signed.cap",
+            "schema.signature-placement",
+            "Signature",
+        ),
         ("sweden.cap", "schema.order", "<senderName>"),
     ];
     for (name, code, mention) in expect {
@@ -88,7 +96,8 @@ fn lenient_files_are_read_with_a_warning_but_fail_validation() {
         let r = inspect(&f);
         assert!(!r.is_valid(), "{name} passed validation");
         assert!(
-            r.errors().any(|p| p.code == code && p.message.contains(mention) && p.line.is_some()),
+            r.errors()
+                .any(|p| p.code == code && p.message.contains(mention) && p.line.is_some()),
             "{name}: no {code} error naming {mention}:\n{}",
             render(&f, &r)
         );
@@ -97,14 +106,18 @@ fn lenient_files_are_read_with_a_warning_but_fail_validation() {
 
 #[test]
 fn lenient_signature_is_kept_verbatim() {
-    let bytes = std::fs::read(common::external().join("cap/lenient/earthquake_signed.cap")).unwrap();
+    let bytes =
+        std::fs::read(common::external().join("cap/lenient/earthquake_signed.cap")).unwrap();
     let parsed = cap::read_alert(&bytes, &Limits::default()).unwrap();
     assert_eq!(parsed.alert.signatures.len(), 1);
     let sig = &parsed.alert.signatures[0];
     assert!(sig.starts_with("<Signature xmlns=\"http://www.w3.org/2000/09/xmldsig#\">"));
     assert!(sig.ends_with("</Signature>"));
     let text = String::from_utf8_lossy(&bytes);
-    assert!(text.contains(sig.as_str()), "signature not byte-identical to the source");
+    assert!(
+        text.contains(sig.as_str()),
+        "signature not byte-identical to the source"
+    );
 }
 
 /// The reason each invalid file must be rejected for (SOURCES.md, "invalid/").
@@ -135,11 +148,14 @@ fn every_invalid_file_is_rejected_for_its_real_reason() {
         assert!(!r.is_valid(), "{name} passed");
         let all = render(&f, &r);
         assert!(
-            r.errors().any(|p| p.code == code && (p.message.contains(mention) || p.path.contains(mention))),
+            r.errors().any(
+                |p| p.code == code && (p.message.contains(mention) || p.path.contains(mention))
+            ),
             "{name}: expected {code} mentioning {mention}, got:\n{all}"
         );
         assert!(
-            r.errors().all(|p| p.line.is_some() || p.code.starts_with("xml.")),
+            r.errors()
+                .all(|p| p.line.is_some() || p.code.starts_with("xml.")),
             "{name}: an error without a line:\n{all}"
         );
     }
@@ -150,17 +166,28 @@ fn noaa_errors_reports_every_empty_value_not_just_the_first() {
     let r = inspect(&common::external().join("cap/invalid/google-cap-library/noaa_errors.cap"));
     let enums: Vec<_> = r.errors().filter(|p| p.code == "schema.enum").collect();
     for what in ["urgency", "severity", "certainty"] {
-        assert!(enums.iter().any(|p| p.path.ends_with(what)), "{what} not reported: {enums:?}");
+        assert!(
+            enums.iter().any(|p| p.path.ends_with(what)),
+            "{what} not reported: {enums:?}"
+        );
     }
     assert!(r.problems.iter().any(|p| p.code == "cap.references.empty"));
 }
 
 #[test]
 fn bushfire_edxl_names_the_empty_alert_and_the_bad_urgency_by_line() {
-    let r = inspect(&common::external().join("cap/invalid/google-cap-library/feeds_bushfire_invalid.edxlde"));
+    let r = inspect(
+        &common::external().join("cap/invalid/google-cap-library/feeds_bushfire_invalid.edxlde"),
+    );
     let lines: Vec<u32> = r.errors().filter_map(|p| p.line).collect();
-    assert!(lines.contains(&95) || lines.contains(&94), "empty alert not located: {lines:?}");
-    assert!(lines.contains(&115), "urgency Foobar not located: {lines:?}");
+    assert!(
+        lines.contains(&95) || lines.contains(&94),
+        "empty alert not located: {lines:?}"
+    );
+    assert!(
+        lines.contains(&115),
+        "urgency Foobar not located: {lines:?}"
+    );
     // The other alerts in the envelope are fine and were read.
     let read = r.alerts.iter().filter(|a| a.alert.is_some()).count();
     assert_eq!(r.alerts.len(), 7);
@@ -184,7 +211,10 @@ fn wrappers_are_opened_and_every_inner_alert_checked() {
     assert_eq!(errors, vec!["cap.root"], "{}", render(&smhi_path, &smhi));
     // Liberal reading takes all 17.
     let bytes = std::fs::read(&smhi_path).unwrap();
-    assert_eq!(cap::read_alerts(&bytes, &Limits::default()).unwrap().len(), 17);
+    assert_eq!(
+        cap::read_alerts(&bytes, &Limits::default()).unwrap().len(),
+        17
+    );
 }
 
 #[test]
@@ -197,12 +227,24 @@ fn every_alert_round_trips_through_the_builder() {
                 .unwrap_or_else(|e| panic!("{}: {e}", f.display()));
             for p in parsed {
                 let xml = cap::build(&p.alert).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
-                let again = cap::read_alert(xml.as_bytes(), &Limits::default())
-                    .unwrap_or_else(|e| panic!("{}: rebuilt alert unreadable: {e}\n{xml}", f.display()));
-                assert_eq!(again.alert, p.alert, "{}: round trip changed the alert", f.display());
+                let again =
+                    cap::read_alert(xml.as_bytes(), &Limits::default()).unwrap_or_else(|e| {
+                        panic!("{}: rebuilt alert unreadable: {e}\n{xml}", f.display())
+                    });
+                assert_eq!(
+                    again.alert,
+                    p.alert,
+                    "{}: round trip changed the alert",
+                    f.display()
+                );
                 // What we write is valid CAP 1.2 by our own checks too.
                 let r = cap::inspect(xml.as_bytes(), &Options::default());
-                assert!(r.is_valid(), "{}: built alert invalid:\n{}", f.display(), render(&f, &r));
+                assert!(
+                    r.is_valid(),
+                    "{}: built alert invalid:\n{}",
+                    f.display(),
+                    render(&f, &r)
+                );
                 checked += 1;
             }
         }
@@ -223,7 +265,10 @@ fn feeds_in_the_corpus_are_judged() {
         assert!(r.is_valid(), "{name}:\n{}", render(&f, &r));
         let index = r.index.as_ref().expect("an index");
         for e in &index.entries {
-            assert!(e.link.is_some() || e.inline_alert.is_some(), "{name}: {e:?}");
+            assert!(
+                e.link.is_some() || e.inline_alert.is_some(),
+                "{name}: {e:?}"
+            );
         }
     }
 }
@@ -243,7 +288,9 @@ fn google_profile_adds_its_rules() {
     );
     // The OASIS Amber-alert example has no <expires>: Google refuses it.
     assert!(
-        google.errors().any(|p| p.code == "google.expires" && p.line.is_some()),
+        google
+            .errors()
+            .any(|p| p.code == "google.expires" && p.line.is_some()),
         "{}",
         render(&f, &google)
     );

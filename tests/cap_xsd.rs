@@ -51,7 +51,11 @@ fn everything_the_builder_writes_validates_against_the_official_xsd() {
     let mut written = Vec::new();
     for f in corpus(&["valid", "lenient", "wrappers"]) {
         let bytes = std::fs::read(&f).unwrap();
-        for (i, p) in cap::read_alerts(&bytes, &Limits::default()).unwrap().into_iter().enumerate() {
+        for (i, p) in cap::read_alerts(&bytes, &Limits::default())
+            .unwrap()
+            .into_iter()
+            .enumerate()
+        {
             let xml = cap::build(&p.alert).unwrap();
             let out = dir.path().join(format!(
                 "{}-{i}.xml",
@@ -94,7 +98,11 @@ fn our_schema_verdict_agrees_with_xmllint_on_every_cap_file() {
                 if theirs { "accepts" } else { "rejects" },
                 if ours { "accepts" } else { "rejects" },
                 String::from_utf8_lossy(&xmllint(&xsd, std::slice::from_ref(&f)).stderr),
-                r.problems.iter().map(|p| p.render("")).collect::<Vec<_>>().join("\n")
+                r.problems
+                    .iter()
+                    .map(|p| p.render(""))
+                    .collect::<Vec<_>>()
+                    .join("\n")
             ));
         }
     }

@@ -26,7 +26,8 @@ pub fn build(alert: &Alert) -> Result<String, BuildError> {
         out: String::with_capacity(4096),
         depth: 0,
     };
-    w.out.push_str("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+    w.out
+        .push_str("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
     w.out.push_str("<alert xmlns=\"");
     w.out.push_str(NS_CAP12);
     w.out.push_str("\">\n");
@@ -94,10 +95,7 @@ impl Writer {
         if let Some(c) = text.chars().find(|&c| !is_xml_char(c)) {
             return Err(BuildError {
                 path: format!("{path}/{name}"),
-                message: format!(
-                    "contains U+{:04X}, a character XML cannot carry",
-                    c as u32
-                ),
+                message: format!("contains U+{:04X}, a character XML cannot carry", c as u32),
             });
         }
         self.indent();
@@ -181,7 +179,11 @@ impl Writer {
             self.open("area");
             self.leaf(&ap, "areaDesc", &a.area_desc)?;
             for poly in &a.polygons {
-                finite(&ap, "polygon", poly.points.iter().flat_map(|p| [p.lat, p.lon]))?;
+                finite(
+                    &ap,
+                    "polygon",
+                    poly.points.iter().flat_map(|p| [p.lat, p.lon]),
+                )?;
                 self.leaf(&ap, "polygon", &poly.to_string())?;
             }
             for c in &a.circles {

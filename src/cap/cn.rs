@@ -215,7 +215,9 @@ impl<'a> CnReader<'_, 'a, '_> {
     }
 
     fn all<'k>(kids: &'k [(&str, NodeId)], name: &'k str) -> impl Iterator<Item = NodeId> + 'k {
-        kids.iter().filter(move |(n, _)| *n == name).map(|(_, id)| *id)
+        kids.iter()
+            .filter(move |(n, _)| *n == name)
+            .map(|(_, id)| *id)
     }
 
     fn text(&self, id: NodeId) -> String {
@@ -226,7 +228,13 @@ impl<'a> CnReader<'_, 'a, '_> {
         self.doc.node(id).text.trim_matches(is_xml_ws).to_string()
     }
 
-    fn required(&mut self, kids: &[(&str, NodeId)], parent: NodeId, path: &str, name: &str) -> Option<NodeId> {
+    fn required(
+        &mut self,
+        kids: &[(&str, NodeId)],
+        parent: NodeId,
+        path: &str,
+        name: &str,
+    ) -> Option<NodeId> {
         let found = Self::first(kids, name);
         if found.is_none() {
             self.out.error(
@@ -289,7 +297,9 @@ impl<'a> CnReader<'_, 'a, '_> {
                 ),
             );
         }
-        let issuer = self.required(&kids, id, path, "sender").map(|n| self.text(n));
+        let issuer = self
+            .required(&kids, id, path, "sender")
+            .map(|n| self.text(n));
         let sender_code = self
             .required(&kids, id, path, "senderCode")
             .map(|n| self.trimmed(n));
@@ -381,7 +391,8 @@ impl<'a> CnReader<'_, 'a, '_> {
                     if let Some(n) = Self::first(&mk, field) {
                         let v = self.text(n);
                         if !v.trim().is_empty() {
-                            cn_params.push(ValuePair::new(format!("{VN_METHOD}:{name}:{field}"), v));
+                            cn_params
+                                .push(ValuePair::new(format!("{VN_METHOD}:{name}:{field}"), v));
                         }
                     }
                 }
@@ -448,7 +459,8 @@ impl<'a> CnReader<'_, 'a, '_> {
                 "Update and Cancel must give the first alert's identifier in <references>",
             );
         }
-        if msg_type == Some(MsgType::Cancel) && note.as_deref().is_none_or(|n| n.trim().is_empty()) {
+        if msg_type == Some(MsgType::Cancel) && note.as_deref().is_none_or(|n| n.trim().is_empty())
+        {
             self.out.warn(
                 "cn.cancel-note",
                 Some(self.doc.line(id)),
@@ -514,7 +526,11 @@ impl<'a> CnReader<'_, 'a, '_> {
                         } else {
                             et.name_en.clone()
                         };
-                        (name, et.categories.clone(), vec![ValuePair::new(VN_EVENT_TYPE, code)])
+                        (
+                            name,
+                            et.categories.clone(),
+                            vec![ValuePair::new(VN_EVENT_TYPE, code)],
+                        )
                     }
                     None => {
                         self.out.warn(
@@ -523,7 +539,11 @@ impl<'a> CnReader<'_, 'a, '_> {
                             format!("{path}/eventType"),
                             format!("event type `{code}` is not in the national table; event named by its code"),
                         );
-                        (code.clone(), vec![Category::Other], vec![ValuePair::new(VN_EVENT_TYPE, code)])
+                        (
+                            code.clone(),
+                            vec![Category::Other],
+                            vec![ValuePair::new(VN_EVENT_TYPE, code)],
+                        )
                     }
                 }
             }
@@ -533,7 +553,12 @@ impl<'a> CnReader<'_, 'a, '_> {
             let v = self.trimmed(n);
             let u = Urgency::from_cap(&v);
             if u.is_none() {
-                self.out.error("cn.urgency", Some(self.doc.line(n)), format!("{path}/urgency"), format!("`{v}` is not an urgency"));
+                self.out.error(
+                    "cn.urgency",
+                    Some(self.doc.line(n)),
+                    format!("{path}/urgency"),
+                    format!("`{v}` is not an urgency"),
+                );
                 self.broken = true;
             }
             u
@@ -579,21 +604,31 @@ impl<'a> CnReader<'_, 'a, '_> {
             Some(n) => self.time(n, &format!("{path}/effective")),
             None => None,
         };
-        let onset = Self::first(&kids, "onset").and_then(|n| self.time(n, &format!("{path}/onset")));
+        let onset =
+            Self::first(&kids, "onset").and_then(|n| self.time(n, &format!("{path}/onset")));
         let expires =
             Self::first(&kids, "expires").and_then(|n| self.time(n, &format!("{path}/expires")));
         if let Some(n) = self.required(&kids, id, path, "senderName") {
             parameters.push(ValuePair::new(VN_SIGNER, self.text(n)));
         }
-        let headline = self.required(&kids, id, path, "headline").map(|n| self.text(n));
-        let description = self.required(&kids, id, path, "description").map(|n| self.text(n));
+        let headline = self
+            .required(&kids, id, path, "headline")
+            .map(|n| self.text(n));
+        let description = self
+            .required(&kids, id, path, "description")
+            .map(|n| self.text(n));
         let instruction = Self::first(&kids, "instruction").map(|n| self.text(n));
         let web = Self::first(&kids, "web").map(|n| self.text(n));
         let mut resources = Vec::new();
         for n in Self::all(&kids, "resource") {
             let rk = self.kids(n);
             let Some(desc) = Self::first(&rk, "resourceDesc").map(|d| self.text(d)) else {
-                self.out.error("cn.missing", Some(self.doc.line(n)), format!("{path}/resource"), "required <resourceDesc> is missing");
+                self.out.error(
+                    "cn.missing",
+                    Some(self.doc.line(n)),
+                    format!("{path}/resource"),
+                    "required <resourceDesc> is missing",
+                );
                 self.broken = true;
                 continue;
             };
@@ -601,7 +636,12 @@ impl<'a> CnReader<'_, 'a, '_> {
                 Some(s) => match s.parse::<u64>() {
                     Ok(v) => Some(v),
                     Err(_) => {
-                        self.out.error("cn.resource", Some(self.doc.line(n)), format!("{path}/resource/size"), format!("`{s}` is not a size in bytes"));
+                        self.out.error(
+                            "cn.resource",
+                            Some(self.doc.line(n)),
+                            format!("{path}/resource/size"),
+                            format!("`{s}` is not a size in bytes"),
+                        );
                         self.broken = true;
                         None
                     }
@@ -622,7 +662,12 @@ impl<'a> CnReader<'_, 'a, '_> {
         let mut areas = Vec::new();
         let area_ids: Vec<NodeId> = Self::all(&kids, "area").collect();
         if area_ids.is_empty() {
-            self.out.error("cn.missing", Some(self.doc.line(id)), path, "required <area> is missing (GB/T 35965.1 dialect)");
+            self.out.error(
+                "cn.missing",
+                Some(self.doc.line(id)),
+                path,
+                "required <area> is missing (GB/T 35965.1 dialect)",
+            );
             self.broken = true;
         }
         for (i, n) in area_ids.into_iter().enumerate() {
@@ -658,18 +703,30 @@ impl<'a> CnReader<'_, 'a, '_> {
 
     fn area(&mut self, id: NodeId, path: &str) -> Option<Area> {
         let kids = self.kids(id);
-        let area_desc = self.required(&kids, id, path, "areaDesc").map(|n| self.text(n));
+        let area_desc = self
+            .required(&kids, id, path, "areaDesc")
+            .map(|n| self.text(n));
         let mut polygons = Vec::new();
         for n in Self::all(&kids, "polygon") {
             match Polygon::parse(&self.text(n)) {
                 Ok(p) => {
                     if !p.points.is_empty() && !p.is_closed() {
-                        self.out.warn("cn.polygon", Some(self.doc.line(n)), format!("{path}/polygon"), "the ring is not closed (the dialect then means a line)");
+                        self.out.warn(
+                            "cn.polygon",
+                            Some(self.doc.line(n)),
+                            format!("{path}/polygon"),
+                            "the ring is not closed (the dialect then means a line)",
+                        );
                     }
                     polygons.push(p)
                 }
                 Err(e) => {
-                    self.out.error("cn.polygon", Some(self.doc.line(n)), format!("{path}/polygon"), e);
+                    self.out.error(
+                        "cn.polygon",
+                        Some(self.doc.line(n)),
+                        format!("{path}/polygon"),
+                        e,
+                    );
                     self.broken = true;
                 }
             }
@@ -682,7 +739,12 @@ impl<'a> CnReader<'_, 'a, '_> {
                     radius_km: c.radius_km / 1000.0,
                 }),
                 Err(e) => {
-                    self.out.error("cn.circle", Some(self.doc.line(n)), format!("{path}/circle"), format!("{e} (radius in metres)"));
+                    self.out.error(
+                        "cn.circle",
+                        Some(self.doc.line(n)),
+                        format!("{path}/circle"),
+                        format!("{e} (radius in metres)"),
+                    );
                     self.broken = true;
                 }
             }
@@ -690,7 +752,12 @@ impl<'a> CnReader<'_, 'a, '_> {
         let mut geocodes = Vec::new();
         let geo_ids: Vec<NodeId> = Self::all(&kids, "geocode").collect();
         if geo_ids.is_empty() {
-            self.out.error("cn.missing", Some(self.doc.line(id)), path, "required <geocode> (area codes) is missing");
+            self.out.error(
+                "cn.missing",
+                Some(self.doc.line(id)),
+                path,
+                "required <geocode> (area codes) is missing",
+            );
             self.broken = true;
         }
         for n in geo_ids {
@@ -719,6 +786,11 @@ impl<'a> CnReader<'_, 'a, '_> {
             ceiling: None,
         })
     }
+}
+
+/// A radius in km as whole millimetres, so km → m → km gives back the same number.
+fn metres(km: f64) -> f64 {
+    (km * 1_000_000.0).round() / 1000.0
 }
 
 fn mime_from_name(name: &str) -> &'static str {
@@ -761,38 +833,74 @@ pub fn build_cn(alert: &Alert) -> Result<(String, Problems), Vec<BuildError>> {
             .unwrap_or_default()
     };
     if parse_identifier(&alert.identifier).is_none() {
-        err(&mut errs, "alert/identifier", format!(
-            "`{}` is not a national identifier ZZZZZZDDDUUUXX_YYYYMMDDhhmmss[_N]",
-            alert.identifier
-        ));
+        err(
+            &mut errs,
+            "alert/identifier",
+            format!(
+                "`{}` is not a national identifier ZZZZZZDDDUUUXX_YYYYMMDDhhmmss[_N]",
+                alert.identifier
+            ),
+        );
     }
     if !is_sender_code(&alert.sender) {
-        err(&mut errs, "alert/sender", format!(
-            "`{}` is not a 14-digit national sender code (the dialect's senderCode)",
-            alert.sender
-        ));
+        err(
+            &mut errs,
+            "alert/sender",
+            format!(
+                "`{}` is not a 14-digit national sender code (the dialect's senderCode)",
+                alert.sender
+            ),
+        );
     }
     let issuer = first.and_then(|i| i.sender_name.clone());
     if issuer.is_none() {
-        err(&mut errs, "alert/info[1]/senderName", "the dialect needs the issuer's name (<sender>), taken from <senderName>".into());
+        err(
+            &mut errs,
+            "alert/info[1]/senderName",
+            "the dialect needs the issuer's name (<sender>), taken from <senderName>".into(),
+        );
     }
     if !matches!(alert.status, Status::Actual | Status::Test) {
-        err(&mut errs, "alert/status", format!("{}: the dialect uses only Actual and Test", alert.status));
+        err(
+            &mut errs,
+            "alert/status",
+            format!("{}: the dialect uses only Actual and Test", alert.status),
+        );
     }
-    if !matches!(alert.msg_type, MsgType::Alert | MsgType::Update | MsgType::Cancel) {
-        err(&mut errs, "alert/msgType", format!("{}: the dialect has only Alert, Update and Cancel", alert.msg_type));
+    if !matches!(
+        alert.msg_type,
+        MsgType::Alert | MsgType::Update | MsgType::Cancel
+    ) {
+        err(
+            &mut errs,
+            "alert/msgType",
+            format!(
+                "{}: the dialect has only Alert, Update and Cancel",
+                alert.msg_type
+            ),
+        );
     }
     if alert.scope != Scope::Public {
-        err(&mut errs, "alert/scope", format!("{}: the dialect's scope is always Public", alert.scope));
+        err(
+            &mut errs,
+            "alert/scope",
+            format!("{}: the dialect's scope is always Public", alert.scope),
+        );
     }
     if alert.infos.is_empty() {
         err(&mut errs, "alert", "the dialect needs an <info>".into());
     }
     let references = alert.references.as_ref().and_then(|refs| {
-        refs.iter().min_by_key(|r| r.sent.timestamp()).map(|r| r.identifier.clone())
+        refs.iter()
+            .min_by_key(|r| r.sent.timestamp())
+            .map(|r| r.identifier.clone())
     });
     if matches!(alert.msg_type, MsgType::Update | MsgType::Cancel) && references.is_none() {
-        err(&mut errs, "alert/references", "Update and Cancel need the first alert's identifier".into());
+        err(
+            &mut errs,
+            "alert/references",
+            "Update and Cancel need the first alert's identifier".into(),
+        );
     }
     for (what, present) in [
         ("source", alert.source.is_some()),
@@ -803,24 +911,39 @@ pub fn build_cn(alert: &Alert) -> Result<(String, Problems), Vec<BuildError>> {
         ("signature", !alert.signatures.is_empty()),
     ] {
         if present {
-            notes.note("cn.dropped", None, format!("alert/{what}"), format!("<{what}> has no place in the dialect and is not written"));
+            notes.note(
+                "cn.dropped",
+                None,
+                format!("alert/{what}"),
+                format!("<{what}> has no place in the dialect and is not written"),
+            );
         }
     }
 
     let mut w = String::with_capacity(4096);
     w.push_str("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
     w.push_str(&format!("<alert xmlns=\"{NS_CN}\">\n"));
-    let leaf = |w: &mut String, depth: usize, name: &str, value: &str, errs: &mut Vec<BuildError>| {
-        if let Some(c) = value.chars().find(|&c| !is_xml_char(c)) {
-            errs.push(BuildError { path: name.to_string(), message: format!("contains U+{:04X}, which XML cannot carry", c as u32) });
-        }
-        for _ in 0..depth {
-            w.push_str("  ");
-        }
-        w.push_str(&format!("<{name}>{}</{name}>\n", escape_text(value)));
-    };
+    let leaf =
+        |w: &mut String, depth: usize, name: &str, value: &str, errs: &mut Vec<BuildError>| {
+            if let Some(c) = value.chars().find(|&c| !is_xml_char(c)) {
+                errs.push(BuildError {
+                    path: name.to_string(),
+                    message: format!("contains U+{:04X}, which XML cannot carry", c as u32),
+                });
+            }
+            for _ in 0..depth {
+                w.push_str("  ");
+            }
+            w.push_str(&format!("<{name}>{}</{name}>\n", escape_text(value)));
+        };
     leaf(&mut w, 1, "identifier", &alert.identifier, &mut errs);
-    leaf(&mut w, 1, "sender", issuer.as_deref().unwrap_or(""), &mut errs);
+    leaf(
+        &mut w,
+        1,
+        "sender",
+        issuer.as_deref().unwrap_or(""),
+        &mut errs,
+    );
     leaf(&mut w, 1, "senderCode", &alert.sender, &mut errs);
     if let Some(phone) = first.and_then(|i| i.contact.as_deref()) {
         leaf(&mut w, 1, "phone", phone, &mut errs);
@@ -844,7 +967,12 @@ pub fn build_cn(alert: &Alert) -> Result<(String, Problems), Vec<BuildError>> {
         }
         w.push_str("  </code>\n");
     } else {
-        notes.warn("cn.missing-method", None, "alert/code", "no CN:method parameters: the dialect's <code>/<method> is left out");
+        notes.warn(
+            "cn.missing-method",
+            None,
+            "alert/code",
+            "no CN:method parameters: the dialect's <code>/<method> is left out",
+        );
     }
     if let Some(sec) = param(VN_SEC).first() {
         leaf(&mut w, 1, "secClassification", sec, &mut errs);
@@ -858,7 +986,13 @@ pub fn build_cn(alert: &Alert) -> Result<(String, Problems), Vec<BuildError>> {
     for (i, info) in alert.infos.iter().enumerate() {
         let p = format!("alert/info[{}]", i + 1);
         w.push_str("  <info>\n");
-        leaf(&mut w, 2, "language", info.language.as_deref().unwrap_or("zh-CN"), &mut errs);
+        leaf(
+            &mut w,
+            2,
+            "language",
+            info.language.as_deref().unwrap_or("zh-CN"),
+            &mut errs,
+        );
         let code = info
             .event_codes
             .iter()
@@ -867,15 +1001,21 @@ pub fn build_cn(alert: &Alert) -> Result<(String, Problems), Vec<BuildError>> {
             .or_else(|| {
                 event_types()
                     .iter()
-                    .find(|t| t.name_zh == info.event || t.name_en.eq_ignore_ascii_case(&info.event))
+                    .find(|t| {
+                        t.name_zh == info.event || t.name_en.eq_ignore_ascii_case(&info.event)
+                    })
                     .map(|t| t.code.clone())
             });
         match &code {
             Some(c) => leaf(&mut w, 2, "eventType", c, &mut errs),
-            None => err(&mut errs, &format!("{p}/event"), format!(
-                "no national eventType for event `{}`: add an eventCode `{VN_EVENT_TYPE}`",
-                info.event
-            )),
+            None => err(
+                &mut errs,
+                &format!("{p}/event"),
+                format!(
+                    "no national eventType for event `{}`: add an eventCode `{VN_EVENT_TYPE}`",
+                    info.event
+                ),
+            ),
         }
         leaf(&mut w, 2, "urgency", info.urgency.as_str(), &mut errs);
         leaf(&mut w, 2, "severity", colour_of(info.severity), &mut errs);
@@ -886,13 +1026,24 @@ pub fn build_cn(alert: &Alert) -> Result<(String, Problems), Vec<BuildError>> {
         let certainty = match info.certainty {
             Certainty::Likely if very => "VeryLikely",
             Certainty::Possible => {
-                notes.note("cn.certainty", None, format!("{p}/certainty"), "the dialect has no `Possible`; written as Unknown");
+                notes.note(
+                    "cn.certainty",
+                    None,
+                    format!("{p}/certainty"),
+                    "the dialect has no `Possible`; written as Unknown",
+                );
                 "Unknown"
             }
             c => c.as_str(),
         };
         leaf(&mut w, 2, "certainty", certainty, &mut errs);
-        leaf(&mut w, 2, "effective", &format_time(&info.effective.unwrap_or(alert.sent)), &mut errs);
+        leaf(
+            &mut w,
+            2,
+            "effective",
+            &format_time(&info.effective.unwrap_or(alert.sent)),
+            &mut errs,
+        );
         if let Some(t) = info.onset {
             leaf(&mut w, 2, "onset", &format_time(&t), &mut errs);
         }
@@ -909,11 +1060,19 @@ pub fn build_cn(alert: &Alert) -> Result<(String, Problems), Vec<BuildError>> {
         leaf(&mut w, 2, "senderName", &signer, &mut errs);
         match &info.headline {
             Some(h) => leaf(&mut w, 2, "headline", h, &mut errs),
-            None => err(&mut errs, &format!("{p}/headline"), "the dialect requires a headline".into()),
+            None => err(
+                &mut errs,
+                &format!("{p}/headline"),
+                "the dialect requires a headline".into(),
+            ),
         }
         match &info.description {
             Some(d) => leaf(&mut w, 2, "description", d, &mut errs),
-            None => err(&mut errs, &format!("{p}/description"), "the dialect requires a description".into()),
+            None => err(
+                &mut errs,
+                &format!("{p}/description"),
+                "the dialect requires a description".into(),
+            ),
         }
         if let Some(v) = &info.instruction {
             leaf(&mut w, 2, "instruction", v, &mut errs);
@@ -923,7 +1082,15 @@ pub fn build_cn(alert: &Alert) -> Result<(String, Problems), Vec<BuildError>> {
         }
         for param in &info.parameters {
             if !param.value_name.starts_with("CN:") {
-                notes.note("cn.dropped", None, format!("{p}/parameter"), format!("parameter `{}` has no place in the dialect", param.value_name));
+                notes.note(
+                    "cn.dropped",
+                    None,
+                    format!("{p}/parameter"),
+                    format!(
+                        "parameter `{}` has no place in the dialect",
+                        param.value_name
+                    ),
+                );
             }
         }
         for r in &info.resources {
@@ -944,7 +1111,11 @@ pub fn build_cn(alert: &Alert) -> Result<(String, Problems), Vec<BuildError>> {
             w.push_str("    </resource>\n");
         }
         if info.areas.is_empty() {
-            err(&mut errs, &format!("{p}/area"), "the dialect requires an area".into());
+            err(
+                &mut errs,
+                &format!("{p}/area"),
+                "the dialect requires an area".into(),
+            );
         }
         for (j, a) in info.areas.iter().enumerate() {
             let ap = format!("{p}/area[{}]", j + 1);
@@ -954,7 +1125,13 @@ pub fn build_cn(alert: &Alert) -> Result<(String, Problems), Vec<BuildError>> {
                 leaf(&mut w, 3, "polygon", &poly.to_string(), &mut errs);
             }
             for c in &a.circles {
-                leaf(&mut w, 3, "circle", &format!("{} {}", c.center, c.radius_km * 1000.0), &mut errs);
+                leaf(
+                    &mut w,
+                    3,
+                    "circle",
+                    &format!("{} {}", c.center, metres(c.radius_km)),
+                    &mut errs,
+                );
             }
             let codes: Vec<&str> = a
                 .geocodes
@@ -963,27 +1140,52 @@ pub fn build_cn(alert: &Alert) -> Result<(String, Problems), Vec<BuildError>> {
                 .map(|g| g.value.as_str())
                 .collect();
             if codes.is_empty() {
-                err(&mut errs, &ap, format!("the dialect requires area codes (geocodes `{VN_AREA_CODE}`)"));
+                err(
+                    &mut errs,
+                    &ap,
+                    format!("the dialect requires area codes (geocodes `{VN_AREA_CODE}`)"),
+                );
             } else {
                 for c in &codes {
                     if !is_area_code(c) {
-                        err(&mut errs, &format!("{ap}/geocode"), format!("`{c}` is not a 6-, 9-, 12- or 15-digit administrative code"));
+                        err(
+                            &mut errs,
+                            &format!("{ap}/geocode"),
+                            format!("`{c}` is not a 6-, 9-, 12- or 15-digit administrative code"),
+                        );
                     }
                 }
                 leaf(&mut w, 3, "geocode", &codes.join(","), &mut errs);
             }
             for g in a.geocodes.iter().filter(|g| g.value_name != VN_AREA_CODE) {
-                notes.note("cn.dropped", None, format!("{ap}/geocode"), format!("geocode `{}` is not a national area code and is not written", g.value_name));
+                notes.note(
+                    "cn.dropped",
+                    None,
+                    format!("{ap}/geocode"),
+                    format!(
+                        "geocode `{}` is not a national area code and is not written",
+                        g.value_name
+                    ),
+                );
             }
             if a.altitude.is_some() || a.ceiling.is_some() {
-                notes.note("cn.dropped", None, ap.clone(), "altitude/ceiling have no place in the dialect");
+                notes.note(
+                    "cn.dropped",
+                    None,
+                    ap.clone(),
+                    "altitude/ceiling have no place in the dialect",
+                );
             }
             w.push_str("    </area>\n");
         }
         w.push_str("  </info>\n");
     }
     w.push_str("</alert>\n");
-    if errs.is_empty() { Ok((w, notes)) } else { Err(errs) }
+    if errs.is_empty() {
+        Ok((w, notes))
+    } else {
+        Err(errs)
+    }
 }
 
 #[cfg(test)]
@@ -997,7 +1199,19 @@ mod tests {
         assert_eq!(t.to_string(), "2012-10-25T09:10:26+08:00");
         assert!(parse_identifier("33000041600000_20121025091026_3").is_some());
         assert!(parse_identifier("3300004160000_20121025091026").is_none());
-        assert!(parse_identifier("33000041600000_20121325091026").is_none(), "month 13");
+        assert!(
+            parse_identifier("33000041600000_20121325091026").is_none(),
+            "month 13"
+        );
+    }
+
+    #[test]
+    fn radii_survive_metres_and_back() {
+        for m in [0.0, 1234.5, 25000.0, 0.001, 987654.321] {
+            let km = m / 1000.0;
+            assert_eq!(metres(km), m);
+            assert_eq!(metres(km) / 1000.0, km);
+        }
     }
 
     #[test]
@@ -1009,7 +1223,10 @@ mod tests {
 
     #[test]
     fn event_table_is_loaded() {
-        assert_eq!(event_type("11B03").map(|e| e.name_zh.as_str()), Some("暴雨"));
+        assert_eq!(
+            event_type("11B03").map(|e| e.name_zh.as_str()),
+            Some("暴雨")
+        );
         assert!(event_types().len() >= 48);
         assert!(event_types().iter().all(|e| !e.categories.is_empty()));
     }

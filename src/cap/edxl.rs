@@ -8,8 +8,18 @@ use super::xml::{Doc, NodeId, Ns, is_xml_ws};
 
 const STATUS: &[&str] = &["Actual", "Exercise", "System", "Test"];
 const TYPES: &[&str] = &[
-    "Report", "Update", "Cancel", "Request", "Response", "Dispatch", "Ack", "Error",
-    "SensorConfiguration", "SensorControl", "SensorStatus", "SensorDetection",
+    "Report",
+    "Update",
+    "Cancel",
+    "Request",
+    "Response",
+    "Dispatch",
+    "Ack",
+    "Error",
+    "SensorConfiguration",
+    "SensorControl",
+    "SensorStatus",
+    "SensorDetection",
 ];
 
 /// Check an `<EDXLDistribution>` and return the `<alert>` elements it carries, with paths.
@@ -47,7 +57,12 @@ pub fn read_edxl(doc: &Doc<'_>, root: NodeId, out: &mut Problems) -> Vec<(NodeId
                     _ => v.is_empty().then(|| format!("<{required}> is empty")),
                 };
                 if let Some(msg) = bad {
-                    out.error("edxl.value", Some(doc.line(c)), format!("{rp}/{required}"), msg);
+                    out.error(
+                        "edxl.value",
+                        Some(doc.line(c)),
+                        format!("{rp}/{required}"),
+                        msg,
+                    );
                 }
             }
         }
@@ -96,7 +111,12 @@ pub fn read_edxl(doc: &Doc<'_>, root: NodeId, out: &mut Problems) -> Vec<(NodeId
         }
     }
     if found.is_empty() {
-        out.warn("edxl.empty", Some(doc.line(root)), rp, "the envelope carries no CAP alert");
+        out.warn(
+            "edxl.empty",
+            Some(doc.line(root)),
+            rp,
+            "the envelope carries no CAP alert",
+        );
     }
     found
 }

@@ -39,17 +39,41 @@ pub fn check(alert: &Alert, out: &mut Problems) {
         if info.expires.is_none() {
             out.error("google.expires", None, &p, "Google requires <expires>");
         }
-        if info.description.as_deref().is_none_or(|d| d.trim().is_empty()) {
-            out.error("google.description", None, &p, "Google requires a <description>");
+        if info
+            .description
+            .as_deref()
+            .is_none_or(|d| d.trim().is_empty())
+        {
+            out.error(
+                "google.description",
+                None,
+                &p,
+                "Google requires a <description>",
+            );
         }
         if info.areas.is_empty() {
-            out.error("google.area", None, &p, "Google requires at least one <area>");
+            out.error(
+                "google.area",
+                None,
+                &p,
+                "Google requires at least one <area>",
+            );
         }
         if info.instruction.is_none() {
-            out.warn("google.instruction", None, &p, "Google recommends an <instruction>");
+            out.warn(
+                "google.instruction",
+                None,
+                &p,
+                "Google recommends an <instruction>",
+            );
         }
         if info.response_types.is_empty() {
-            out.warn("google.response-type", None, &p, "Google recommends a <responseType>");
+            out.warn(
+                "google.response-type",
+                None,
+                &p,
+                "Google recommends a <responseType>",
+            );
         }
         for (what, v) in [
             ("urgency", info.urgency == Urgency::Unknown),
@@ -149,10 +173,14 @@ pub fn check(alert: &Alert, out: &mut Problems) {
 /// The first thing that looks like an HTML tag or entity-encoded tag.
 fn html_tag(s: &str) -> Option<String> {
     let lower = s.to_ascii_lowercase();
-    for pat in ["<br", "<p>", "<p ", "</", "<a ", "<b>", "<i>", "<div", "<span", "<img", "&lt;br", "&lt;p"] {
+    for pat in [
+        "<br", "<p>", "<p ", "</", "<a ", "<b>", "<i>", "<div", "<span", "<img", "&lt;br", "&lt;p",
+    ] {
         if let Some(at) = lower.find(pat) {
             let end = (at + 12).min(s.len());
-            let end = (end..=s.len()).find(|&e| s.is_char_boundary(e)).unwrap_or(s.len());
+            let end = (end..=s.len())
+                .find(|&e| s.is_char_boundary(e))
+                .unwrap_or(s.len());
             return Some(s[at..end].to_string());
         }
     }
@@ -160,7 +188,10 @@ fn html_tag(s: &str) -> Option<String> {
 }
 
 fn to_geo(points: &[Point]) -> GeoPolygon<f64> {
-    let ring: Vec<Coord<f64>> = points.iter().map(|p| Coord { x: p.lon, y: p.lat }).collect();
+    let ring: Vec<Coord<f64>> = points
+        .iter()
+        .map(|p| Coord { x: p.lon, y: p.lat })
+        .collect();
     GeoPolygon::new(LineString::new(ring), vec![])
 }
 
@@ -234,12 +265,26 @@ fn self_intersection(points: &[Point]) -> Option<(usize, usize)> {
 fn segments_cross(a: Point, b: Point, c: Point, d: Point) -> bool {
     let orient = |p: Point, q: Point, r: Point| {
         let v = (q.lon - p.lon) * (r.lat - p.lat) - (q.lat - p.lat) * (r.lon - p.lon);
-        if v.abs() < 1e-12 { 0 } else if v > 0.0 { 1 } else { -1 }
+        if v.abs() < 1e-12 {
+            0
+        } else if v > 0.0 {
+            1
+        } else {
+            -1
+        }
     };
     let on_segment = |p: Point, q: Point, r: Point| {
-        r.lon >= p.lon.min(q.lon) && r.lon <= p.lon.max(q.lon) && r.lat >= p.lat.min(q.lat) && r.lat <= p.lat.max(q.lat)
+        r.lon >= p.lon.min(q.lon)
+            && r.lon <= p.lon.max(q.lon)
+            && r.lat >= p.lat.min(q.lat)
+            && r.lat <= p.lat.max(q.lat)
     };
-    let (o1, o2, o3, o4) = (orient(a, b, c), orient(a, b, d), orient(c, d, a), orient(c, d, b));
+    let (o1, o2, o3, o4) = (
+        orient(a, b, c),
+        orient(a, b, d),
+        orient(c, d, a),
+        orient(c, d, b),
+    );
     if o1 != o2 && o3 != o4 && o1 != 0 && o2 != 0 && o3 != 0 && o4 != 0 {
         return true;
     }
@@ -267,9 +312,27 @@ mod tests {
 
     #[test]
     fn counts_separate_regions() {
-        let a = to_geo(&pts(&[(0.0, 0.0), (0.0, 1.0), (1.0, 1.0), (1.0, 0.0), (0.0, 0.0)]));
-        let b = to_geo(&pts(&[(0.5, 0.5), (0.5, 2.0), (2.0, 2.0), (2.0, 0.5), (0.5, 0.5)]));
-        let c = to_geo(&pts(&[(10.0, 10.0), (10.0, 11.0), (11.0, 11.0), (11.0, 10.0), (10.0, 10.0)]));
+        let a = to_geo(&pts(&[
+            (0.0, 0.0),
+            (0.0, 1.0),
+            (1.0, 1.0),
+            (1.0, 0.0),
+            (0.0, 0.0),
+        ]));
+        let b = to_geo(&pts(&[
+            (0.5, 0.5),
+            (0.5, 2.0),
+            (2.0, 2.0),
+            (2.0, 0.5),
+            (0.5, 0.5),
+        ]));
+        let c = to_geo(&pts(&[
+            (10.0, 10.0),
+            (10.0, 11.0),
+            (11.0, 11.0),
+            (11.0, 10.0),
+            (10.0, 10.0),
+        ]));
         let shapes = vec![("a".into(), a), ("b".into(), b), ("c".into(), c)];
         assert_eq!(components(&shapes), 2);
     }

@@ -51,12 +51,33 @@ pub struct Entry {
 }
 
 const ATOM_FEED_CHILDREN: &[&str] = &[
-    "author", "category", "contributor", "generator", "icon", "id", "link", "logo", "rights",
-    "subtitle", "title", "updated", "entry",
+    "author",
+    "category",
+    "contributor",
+    "generator",
+    "icon",
+    "id",
+    "link",
+    "logo",
+    "rights",
+    "subtitle",
+    "title",
+    "updated",
+    "entry",
 ];
 const ATOM_ENTRY_CHILDREN: &[&str] = &[
-    "author", "category", "content", "contributor", "id", "link", "published", "rights", "source",
-    "summary", "title", "updated",
+    "author",
+    "category",
+    "content",
+    "contributor",
+    "id",
+    "link",
+    "published",
+    "rights",
+    "source",
+    "summary",
+    "title",
+    "updated",
 ];
 
 fn text(doc: &Doc<'_>, id: NodeId) -> String {
@@ -109,9 +130,12 @@ pub fn read_atom(doc: &Doc<'_>, root: NodeId, out: &mut Problems) -> Index {
             "author" => has_author = true,
             "entry" => {
                 entry_no += 1;
-                index
-                    .entries
-                    .push(read_atom_entry(doc, c, &format!("{root_name}/entry[{entry_no}]"), out));
+                index.entries.push(read_atom_entry(
+                    doc,
+                    c,
+                    &format!("{root_name}/entry[{entry_no}]"),
+                    out,
+                ));
             }
             other if ATOM_FEED_CHILDREN.contains(&other) => {}
             other => out.error(
@@ -123,18 +147,36 @@ pub fn read_atom(doc: &Doc<'_>, root: NodeId, out: &mut Problems) -> Index {
         }
     }
     if index.id.as_deref().is_none_or(str::is_empty) {
-        out.error("atom.id", Some(doc.line(root)), root_name, "the feed has no <id> (Atom requires one)");
+        out.error(
+            "atom.id",
+            Some(doc.line(root)),
+            root_name,
+            "the feed has no <id> (Atom requires one)",
+        );
     }
     if index.title.is_none() {
-        out.error("atom.title", Some(doc.line(root)), root_name, "the feed has no <title> (Atom requires one)");
+        out.error(
+            "atom.title",
+            Some(doc.line(root)),
+            root_name,
+            "the feed has no <title> (Atom requires one)",
+        );
     }
     if !has_updated {
-        out.error("atom.updated", Some(doc.line(root)), root_name, "the feed has no <updated> (Atom requires one)");
+        out.error(
+            "atom.updated",
+            Some(doc.line(root)),
+            root_name,
+            "the feed has no <updated> (Atom requires one)",
+        );
     }
     if !has_author && index.entries.iter().any(|_| true) {
         // RFC 4287: a feed without <author> needs one in every entry; entries are checked below.
         for c in doc.children(root).filter(|&c| doc.node(c).local == "entry") {
-            if !doc.children(c).any(|k| doc.node(k).ns == Ns::Atom && doc.node(k).local == "author") {
+            if !doc
+                .children(c)
+                .any(|k| doc.node(k).ns == Ns::Atom && doc.node(k).local == "author")
+            {
                 out.warn(
                     "atom.author",
                     Some(doc.line(c)),
@@ -149,7 +191,12 @@ pub fn read_atom(doc: &Doc<'_>, root: NodeId, out: &mut Problems) -> Index {
     for e in &index.entries {
         if let Some(id) = e.id.as_deref() {
             if seen.contains(&id) {
-                out.warn("atom.duplicate-id", Some(e.line), &e.path, format!("entry id `{id}` appears twice"));
+                out.warn(
+                    "atom.duplicate-id",
+                    Some(e.line),
+                    &e.path,
+                    format!("entry id `{id}` appears twice"),
+                );
             }
             seen.push(id);
         }
@@ -200,8 +247,9 @@ fn read_atom_entry(doc: &Doc<'_>, id: NodeId, path: &str, out: &mut Problems) ->
     }
     // Prefer an explicit CAP type, then alternate / untyped links.
     let cap_type = |t: &Option<String>| {
-        t.as_deref()
-            .is_some_and(|t| t.contains("cap+xml") || t.contains("application/xml") || t == "text/xml")
+        t.as_deref().is_some_and(|t| {
+            t.contains("cap+xml") || t.contains("application/xml") || t == "text/xml"
+        })
     };
     entry.link = links
         .iter()
@@ -217,13 +265,28 @@ fn read_atom_entry(doc: &Doc<'_>, id: NodeId, path: &str, out: &mut Problems) ->
         entry.inline_alert = find_alert(doc, c);
     }
     if entry.id.as_deref().is_none_or(str::is_empty) {
-        out.error("atom.entry-id", Some(entry.line), path, "the entry has no <id> (required)");
+        out.error(
+            "atom.entry-id",
+            Some(entry.line),
+            path,
+            "the entry has no <id> (required)",
+        );
     }
     if entry.title.is_none() {
-        out.error("atom.entry-title", Some(entry.line), path, "the entry has no <title> (required)");
+        out.error(
+            "atom.entry-title",
+            Some(entry.line),
+            path,
+            "the entry has no <title> (required)",
+        );
     }
     if entry.updated.is_none() {
-        out.error("atom.entry-updated", Some(entry.line), path, "the entry has no <updated> (Atom requires one)");
+        out.error(
+            "atom.entry-updated",
+            Some(entry.line),
+            path,
+            "the entry has no <updated> (Atom requires one)",
+        );
     }
     if entry.link.is_none() && entry.inline_alert.is_none() {
         out.error(
@@ -262,14 +325,27 @@ pub fn read_rss(doc: &Doc<'_>, root: NodeId, out: &mut Problems) -> Index {
     };
     match doc.attr(root, "version").as_deref() {
         Some("2.0") => {}
-        Some(v) => out.warn("rss.version", Some(doc.line(root)), "rss", format!("RSS version `{v}`, not 2.0")),
-        None => out.warn("rss.version", Some(doc.line(root)), "rss", "<rss> has no version attribute"),
+        Some(v) => out.warn(
+            "rss.version",
+            Some(doc.line(root)),
+            "rss",
+            format!("RSS version `{v}`, not 2.0"),
+        ),
+        None => out.warn(
+            "rss.version",
+            Some(doc.line(root)),
+            "rss",
+            "<rss> has no version attribute",
+        ),
     }
     let Some(channel) = doc.children(root).find(|&c| doc.node(c).local == "channel") else {
         out.error("rss.channel", Some(doc.line(root)), "rss", "no <channel>");
         return index;
     };
-    let has = |name: &str| doc.children(channel).find(|&c| doc.node(c).local == name && doc.node(c).ns == Ns::None);
+    let has = |name: &str| {
+        doc.children(channel)
+            .find(|&c| doc.node(c).local == name && doc.node(c).ns == Ns::None)
+    };
     index.title = has("title").map(|c| text(doc, c));
     index.id = has("link").map(|c| text(doc, c));
     for required in ["title", "link", "description"] {
@@ -283,7 +359,10 @@ pub fn read_rss(doc: &Doc<'_>, root: NodeId, out: &mut Problems) -> Index {
         }
     }
     let mut item_no = 0;
-    for item in doc.children(channel).filter(|&c| doc.node(c).local == "item" && doc.node(c).ns == Ns::None) {
+    for item in doc
+        .children(channel)
+        .filter(|&c| doc.node(c).local == "item" && doc.node(c).ns == Ns::None)
+    {
         item_no += 1;
         let path = format!("rss/channel/item[{item_no}]");
         let line = doc.line(item);
@@ -302,16 +381,36 @@ pub fn read_rss(doc: &Doc<'_>, root: NodeId, out: &mut Problems) -> Index {
             line,
         };
         if entry.title.is_none() && get("description").is_none() {
-            out.error("rss.item-title", Some(line), &path, "the item has neither <title> nor <description> (RSS 2.0 requires one)");
+            out.error(
+                "rss.item-title",
+                Some(line),
+                &path,
+                "the item has neither <title> nor <description> (RSS 2.0 requires one)",
+            );
         }
         if entry.link.is_none() && entry.inline_alert.is_none() {
-            out.error("rss.cap-link", Some(line), &path, "the item has no <link> to a CAP document");
+            out.error(
+                "rss.cap-link",
+                Some(line),
+                &path,
+                "the item has no <link> to a CAP document",
+            );
         }
         if entry.id.is_none() {
-            out.warn("rss.guid", Some(line), &path, "the item has no <guid>; recommended so that readers can tell items apart");
+            out.warn(
+                "rss.guid",
+                Some(line),
+                &path,
+                "the item has no <guid>; recommended so that readers can tell items apart",
+            );
         }
         if entry.updated.is_none() {
-            out.warn("rss.pubdate", Some(line), &path, "the item has no <pubDate>");
+            out.warn(
+                "rss.pubdate",
+                Some(line),
+                &path,
+                "the item has no <pubDate>",
+            );
         }
         index.entries.push(entry);
     }

@@ -334,7 +334,11 @@ fn locate(doc: &Doc<'_>, from: NodeId, rel: &str) -> Option<u32> {
             Some((n, rest)) => (n, rest.trim_end_matches(']').parse::<usize>().unwrap_or(1)),
             None => (seg, 1),
         };
-        match doc.children(at).filter(|&c| doc.node(c).local == name).nth(nth.saturating_sub(1)) {
+        match doc
+            .children(at)
+            .filter(|&c| doc.node(c).local == name)
+            .nth(nth.saturating_sub(1))
+        {
             Some(c) => at = c,
             None => break,
         }
@@ -368,7 +372,11 @@ fn summary(problems: &[Problem]) -> String {
     match errors.as_slice() {
         [] => "no CAP alert found".to_string(),
         [one] => one.render("document"),
-        [first, rest @ ..] => format!("{} (and {} more problems)", first.render("document"), rest.len()),
+        [first, rest @ ..] => format!(
+            "{} (and {} more problems)",
+            first.render("document"),
+            rest.len()
+        ),
     }
 }
 

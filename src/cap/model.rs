@@ -242,7 +242,9 @@ impl CapDateTime {
     pub fn new(civil: jiff::civil::DateTime, offset: jiff::tz::Offset) -> Result<Self, String> {
         let secs = offset.seconds();
         if secs % 60 != 0 || secs.abs() > 14 * 3600 {
-            return Err(format!("UTC offset {offset} is not whole minutes within ±14:00"));
+            return Err(format!(
+                "UTC offset {offset} is not whole minutes within ±14:00"
+            ));
         }
         Ok(CapDateTime {
             civil: civil.with().subsec_nanosecond(0).build().unwrap_or(civil),
@@ -288,9 +290,11 @@ impl CapDateTime {
             && b[16] == b':'
             && (b[19] == b'+' || b[19] == b'-')
             && b[22] == b':'
-            && [0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18, 20, 21, 23, 24]
-                .iter()
-                .all(|&i| b[i].is_ascii_digit());
+            && [
+                0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18, 20, 21, 23, 24,
+            ]
+            .iter()
+            .all(|&i| b[i].is_ascii_digit());
         if !shape_ok {
             return Err(format!(
                 "`{s}` is not a CAP date-time of the form YYYY-MM-DDThh:mm:ss±hh:mm"
@@ -656,8 +660,10 @@ impl Point {
         let (lat, lon) = s
             .split_once(',')
             .ok_or_else(|| format!("`{s}` is not a `lat,lon` pair"))?;
-        let lat: f64 = parse_number(lat).ok_or_else(|| format!("latitude `{lat}` is not a number"))?;
-        let lon: f64 = parse_number(lon).ok_or_else(|| format!("longitude `{lon}` is not a number"))?;
+        let lat: f64 =
+            parse_number(lat).ok_or_else(|| format!("latitude `{lat}` is not a number"))?;
+        let lon: f64 =
+            parse_number(lon).ok_or_else(|| format!("longitude `{lon}` is not a number"))?;
         Ok(Point { lat, lon })
     }
 
@@ -721,15 +727,13 @@ impl Reference {
         let (Some(sender), Some(identifier), Some(sent), None) =
             (parts.next(), parts.next(), parts.next(), parts.next())
         else {
-            return Err(format!(
-                "`{s}` is not a `sender,identifier,sent` triplet"
-            ));
+            return Err(format!("`{s}` is not a `sender,identifier,sent` triplet"));
         };
         if sender.is_empty() || identifier.is_empty() {
             return Err(format!("`{s}` has an empty sender or identifier"));
         }
-        let sent = CapDateTime::parse_cap12(sent)
-            .map_err(|e| format!("in reference `{s}`: {e}"))?;
+        let sent =
+            CapDateTime::parse_cap12(sent).map_err(|e| format!("in reference `{s}`: {e}"))?;
         Ok(Reference {
             sender: sender.to_string(),
             identifier: identifier.to_string(),
@@ -793,14 +797,18 @@ mod tests {
         let c = Circle::parse("32.9525,-115.5527 0").unwrap();
         assert_eq!(c.radius_km, 0.0);
         assert!(Circle::parse("32.9525,-115.5527").is_err());
-        assert!(Point::parse("1e3,5").is_err(), "exponents are not CAP decimals");
+        assert!(
+            Point::parse("1e3,5").is_err(),
+            "exponents are not CAP decimals"
+        );
         assert!(Point::parse("abc,5").is_err());
     }
 
     #[test]
     fn references_need_three_parts_and_a_cap_time() {
-        let r = Reference::parse("cap@ec.gc.ca,2.49.0.1.124.a3f342a4.2012,2012-05-02T21:45:05-00:00")
-            .unwrap();
+        let r =
+            Reference::parse("cap@ec.gc.ca,2.49.0.1.124.a3f342a4.2012,2012-05-02T21:45:05-00:00")
+                .unwrap();
         assert_eq!(r.identifier, "2.49.0.1.124.a3f342a4.2012");
         assert!(Reference::parse("only,two").is_err());
         assert!(Reference::parse("a,b,yesterday").is_err());

@@ -70,13 +70,56 @@ impl Kids {
 
 /// Names the reader understands, so `Kids` can hold `'static` names.
 const NAMES: &[&str] = &[
-    "identifier", "sender", "sent", "status", "msgType", "password", "source", "scope",
-    "restriction", "addresses", "code", "note", "references", "incidents", "info", "language",
-    "category", "event", "responseType", "urgency", "severity", "certainty", "audience",
-    "eventCode", "effective", "onset", "expires", "senderName", "headline", "description",
-    "instruction", "web", "contact", "parameter", "resource", "area", "resourceDesc", "mimeType",
-    "size", "uri", "derefUri", "digest", "areaDesc", "polygon", "circle", "geocode", "altitude",
-    "ceiling", "valueName", "value",
+    "identifier",
+    "sender",
+    "sent",
+    "status",
+    "msgType",
+    "password",
+    "source",
+    "scope",
+    "restriction",
+    "addresses",
+    "code",
+    "note",
+    "references",
+    "incidents",
+    "info",
+    "language",
+    "category",
+    "event",
+    "responseType",
+    "urgency",
+    "severity",
+    "certainty",
+    "audience",
+    "eventCode",
+    "effective",
+    "onset",
+    "expires",
+    "senderName",
+    "headline",
+    "description",
+    "instruction",
+    "web",
+    "contact",
+    "parameter",
+    "resource",
+    "area",
+    "resourceDesc",
+    "mimeType",
+    "size",
+    "uri",
+    "derefUri",
+    "digest",
+    "areaDesc",
+    "polygon",
+    "circle",
+    "geocode",
+    "altitude",
+    "ceiling",
+    "valueName",
+    "value",
 ];
 
 impl Reader<'_, '_, '_> {
@@ -182,7 +225,12 @@ impl Reader<'_, '_, '_> {
         let kids = self.kids(id);
         let identifier = self.req_text(&kids, "identifier");
         if let Some((node, _)) = kids.first("identifier") {
-            self.check_id_chars(node, &format!("{path}/identifier"), &identifier, "identifier");
+            self.check_id_chars(
+                node,
+                &format!("{path}/identifier"),
+                &identifier,
+                "identifier",
+            );
         }
         let sender = self.req_text(&kids, "sender");
         if let Some((node, _)) = kids.first("sender") {
@@ -277,7 +325,9 @@ impl Reader<'_, '_, '_> {
             );
         }
         match scope {
-            Some(Scope::Restricted) if restriction.as_deref().is_none_or(|r| r.trim().is_empty()) => {
+            Some(Scope::Restricted)
+                if restriction.as_deref().is_none_or(|r| r.trim().is_empty()) =>
+            {
                 self.out.error(
                     "cap.restriction",
                     self.line(id),
@@ -384,7 +434,8 @@ impl Reader<'_, '_, '_> {
                     }
                 }
                 Err(e) => {
-                    self.out.error("cap.references.format", self.line(id), path, e);
+                    self.out
+                        .error("cap.references.format", self.line(id), path, e);
                     self.broken = true;
                 }
             }
@@ -426,7 +477,9 @@ impl Reader<'_, '_, '_> {
         let urgency = self.enum_value(&kids, "urgency", Urgency::from_cap);
         let severity = self.enum_value(&kids, "severity", Severity::from_cap);
         let certainty = match kids.first("certainty") {
-            Some((n, _)) if self.version == CapVersion::V1_0 && self.trimmed(n) == "Very Likely" => {
+            Some((n, _))
+                if self.version == CapVersion::V1_0 && self.trimmed(n) == "Very Likely" =>
+            {
                 self.out.note(
                     "cap.upgrade",
                     self.line(n),
@@ -655,8 +708,12 @@ impl Reader<'_, '_, '_> {
                     polygons.push(poly);
                 }
                 Err(e) => {
-                    self.out
-                        .error("cap.polygon.format", self.line(n), here, format!("not a polygon: {e}"));
+                    self.out.error(
+                        "cap.polygon.format",
+                        self.line(n),
+                        here,
+                        format!("not a polygon: {e}"),
+                    );
                     self.broken = true;
                 }
             }

@@ -101,12 +101,31 @@ const STATUS: &[&str] = &["Actual", "Exercise", "System", "Test", "Draft"];
 const MSG_TYPE: &[&str] = &["Alert", "Update", "Cancel", "Ack", "Error"];
 const SCOPE: &[&str] = &["Public", "Restricted", "Private"];
 const CATEGORY_10: &[&str] = &[
-    "Geo", "Met", "Safety", "Security", "Rescue", "Fire", "Health", "Env", "Transport", "Infra",
+    "Geo",
+    "Met",
+    "Safety",
+    "Security",
+    "Rescue",
+    "Fire",
+    "Health",
+    "Env",
+    "Transport",
+    "Infra",
     "Other",
 ];
 const CATEGORY: &[&str] = &[
-    "Geo", "Met", "Safety", "Security", "Rescue", "Fire", "Health", "Env", "Transport", "Infra",
-    "CBRNE", "Other",
+    "Geo",
+    "Met",
+    "Safety",
+    "Security",
+    "Rescue",
+    "Fire",
+    "Health",
+    "Env",
+    "Transport",
+    "Infra",
+    "CBRNE",
+    "Other",
 ];
 const RESPONSE_11: &[&str] = &[
     "Shelter", "Evacuate", "Prepare", "Execute", "Monitor", "Assess", "None",
@@ -346,8 +365,18 @@ static ALERT_12: Complex = Complex {
 ///
 /// `path` is the path of the alert element itself (e.g. `alert`, or
 /// `EDXLDistribution/contentObject[2]/xmlContent/embeddedXMLContent/alert` inside a wrapper).
-pub fn check_alert(doc: &Doc<'_>, alert: NodeId, version: CapVersion, path: &str, out: &mut Problems) {
-    let cx = Checker { doc, version, ns: doc.node(alert).ns };
+pub fn check_alert(
+    doc: &Doc<'_>,
+    alert: NodeId,
+    version: CapVersion,
+    path: &str,
+    out: &mut Problems,
+) {
+    let cx = Checker {
+        doc,
+        version,
+        ns: doc.node(alert).ns,
+    };
     cx.check_attrs(alert, path, out);
     cx.check_complex(alert, version.alert(), path, out);
 }
@@ -474,9 +503,9 @@ impl Checker<'_, '_> {
                 // Point at the element that came where the missing one belongs.
                 let next = indices.iter().find(|(j, _)| *j > i).map(|(_, n)| *n);
                 let line = next.map(|n| doc.line(n)).unwrap_or_else(|| doc.line(id));
-                let hint = match i.checked_sub(1).map(|j| ty.seq[j].name) {
-                    Some(prev) => format!(" (expected after <{prev}>)"),
-                    None => String::new(),
+                let hint = match (0..i).rev().find(|&j| counts[j] > 0) {
+                    Some(j) => format!(" (expected after <{}>)", ty.seq[j].name),
+                    None => " (expected first)".to_string(),
                 };
                 out.error(
                     "schema.missing",
@@ -633,7 +662,9 @@ mod tests {
 
     #[test]
     fn a_minimal_alert_passes() {
-        let src = format!("<alert xmlns='urn:oasis:names:tc:emergency:cap:1.2'>{HEAD}<scope>Public</scope></alert>");
+        let src = format!(
+            "<alert xmlns='urn:oasis:names:tc:emergency:cap:1.2'>{HEAD}<scope>Public</scope></alert>"
+        );
         assert!(check(&src).is_empty());
     }
 
@@ -655,18 +686,29 @@ mod tests {
         let codes: Vec<_> = check(&src).into_iter().map(|p| p.0).collect();
         assert_eq!(
             codes,
-            vec!["schema.order", "schema.too-many", "schema.enum", "schema.enum"]
+            vec![
+                "schema.order",
+                "schema.too-many",
+                "schema.enum",
+                "schema.enum"
+            ]
         );
     }
 
     #[test]
     fn signatures_only_at_the_end_of_a_12_alert() {
         let sig = "<Signature xmlns='http://www.w3.org/2000/09/xmldsig#'/>";
-        let ok = format!("<alert xmlns='urn:oasis:names:tc:emergency:cap:1.2'>{HEAD}<scope>Public</scope>{sig}</alert>");
+        let ok = format!(
+            "<alert xmlns='urn:oasis:names:tc:emergency:cap:1.2'>{HEAD}<scope>Public</scope>{sig}</alert>"
+        );
         assert!(check(&ok).is_empty());
-        let v11 = format!("<alert xmlns='urn:oasis:names:tc:emergency:cap:1.1'>{HEAD}<scope>Public</scope>{sig}</alert>");
+        let v11 = format!(
+            "<alert xmlns='urn:oasis:names:tc:emergency:cap:1.1'>{HEAD}<scope>Public</scope>{sig}</alert>"
+        );
         assert_eq!(check(&v11)[0].0, "schema.signature-placement");
-        let early = format!("<alert xmlns='urn:oasis:names:tc:emergency:cap:1.2'>{HEAD}{sig}<scope>Public</scope></alert>");
+        let early = format!(
+            "<alert xmlns='urn:oasis:names:tc:emergency:cap:1.2'>{HEAD}{sig}<scope>Public</scope></alert>"
+        );
         assert_eq!(check(&early)[0].0, "schema.order");
     }
 

@@ -413,7 +413,10 @@ impl<'a> Doc<'a> {
                             return Err(doc.err(
                                 "xml.syntax",
                                 pos,
-                                format!("character reference to U+{:04X}, not allowed in XML", c as u32),
+                                format!(
+                                    "character reference to U+{:04X}, not allowed in XML",
+                                    c as u32
+                                ),
                             ));
                         }
                         Ok(None) => match &*r {
@@ -560,9 +563,9 @@ impl<'a> Doc<'a> {
 
     /// The 1-based line of a byte offset.
     pub fn line_of(&self, offset: u32) -> u32 {
-        let lines = self.lines.get_or_init(|| {
-            memchr_newlines(self.src.as_bytes())
-        });
+        let lines = self
+            .lines
+            .get_or_init(|| memchr_newlines(self.src.as_bytes()));
         (lines.partition_point(|&nl| nl < offset) + 1) as u32
     }
 
@@ -608,13 +611,13 @@ impl<'a> Doc<'a> {
         if n.attrs.is_empty() {
             return None;
         }
-        let start = quick_xml::events::BytesStart::from_content(
-            format!("x {}", n.attrs),
-            1,
-        );
+        let start = quick_xml::events::BytesStart::from_content(format!("x {}", n.attrs), 1);
         for a in start.attributes().flatten() {
             if a.key.0 == name {
-                return a.normalized_value(quick_xml::XmlVersion::Implicit1_0).ok().map(|v| v.into_owned());
+                return a
+                    .normalized_value(quick_xml::XmlVersion::Implicit1_0)
+                    .ok()
+                    .map(|v| v.into_owned());
             }
         }
         None
@@ -837,7 +840,8 @@ mod tests {
 
     #[test]
     fn decodes_gbk_as_chinese_offices_export_it() {
-        let (gbk, _, _) = encoding_rs::GBK.encode("<?xml version=\"1.0\" encoding=\"GBK\"?><a>台风蓝色预警</a>");
+        let (gbk, _, _) =
+            encoding_rs::GBK.encode("<?xml version=\"1.0\" encoding=\"GBK\"?><a>台风蓝色预警</a>");
         let (text, _) = decode(&gbk, &Limits::default()).unwrap();
         let doc = parse(&text).unwrap();
         assert_eq!(doc.node(doc.root()).text, "台风蓝色预警");
@@ -849,7 +853,10 @@ mod tests {
         let doc = parse(src).unwrap();
         let sig = doc.children(doc.root()).next().unwrap();
         let raw = doc.raw_standalone(sig);
-        assert!(raw.starts_with("<ds:Signature xmlns:ds=\"http://www.w3.org/2000/09/xmldsig#\">"), "{raw}");
+        assert!(
+            raw.starts_with("<ds:Signature xmlns:ds=\"http://www.w3.org/2000/09/xmldsig#\">"),
+            "{raw}"
+        );
         assert!(parse(&raw).is_ok());
     }
 }

@@ -7,6 +7,10 @@ use std::path::PathBuf;
 pub fn external() -> PathBuf {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let p = root.join("../shared/external");
-    assert!(p.is_dir(), "{} is missing: the shared test material must sit beside the project", p.display());
+    assert!(
+        p.is_dir(),
+        "{} is missing: the shared test material must sit beside the project",
+        p.display()
+    );
     p
 }

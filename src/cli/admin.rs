@@ -1,0 +1,233 @@
+//! `config check`, `audit verify`, `status` and `run`.
+
+use std::path::PathBuf;
+
+use clap::Subcommand;
+
+use stormbell::config::Config;
+use stormbell::store::{Store, audit};
+
+use super::{EXIT_PROBLEMS, EXIT_USAGE, Global};
+
+#[derive(Subcommand, Debug)]
+pub enum ConfigCommand {
+    /// Validate a configuration file (layered over the built-in defaults, with STORMBELL_…
+    /// variables applied) without starting anything.
+    Check {
+        /// The file; without it, the built-in defaults and environment are checked.
+        #[arg(value_name = "FILE")]
+        file: Option<PathBuf>,
+    },
+    /// Print the effective configuration as TOML.
+    Show,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AuditCommand {
+    /// Recompute the hash chain and name the first broken link.
+    Verify,
+}
+
+pub fn config(cmd: ConfigCommand, global: &Global) -> u8 {
+    match cmd {
+        ConfigCommand::Check { file } => {
+            let file = file.or_else(|| global.config.clone());
+            let label = file
+                .as_ref()
+                .map(|f| f.display().to_string())
+                .unwrap_or_else(|| stormbell::config::DEFAULT_NAME.to_string());
+            match Config::load(file.as_deref(), &global.overrides()) {
+                Ok(_) => {
+                    println!("{label}: ok");
+                    0
+                }
+                Err(e) => {
+                    for p in &e.problems {
+                        println!("{p}");
+                    }
+                    EXIT_PROBLEMS
+                }
+            }
+        }
+        ConfigCommand::Show => match Config::load(global.config.as_deref(), &global.overrides()) {
+            Ok(c) => match toml_string(&c) {
+                Ok(s) => {
+                    print!("{s}");
+                    0
+                }
+                Err(e) => {
+                    eprintln!("stormbell: {e}");
+                    EXIT_PROBLEMS
+                }
+            },
+            Err(e) => {
+                eprintln!("{e}");
+                EXIT_USAGE
+            }
+        },
+    }
+}
+
+fn toml_string(c: &Config) -> Result<String, String> {
+    toml::to_string_pretty(c).map_err(|e| e.to_string())
+}
+
+fn open_existing(cfg: &Config) -> Result<Store, u8> {
+    if !cfg.store.path.exists() {
+        eprintln!(
+            "stormbell: no database at {} (store.path); nothing to check",
+            cfg.store.path.display()
+        );
+        return Err(EXIT_USAGE);
+    }
+    Store::open(&cfg.store.path).map_err(|e| {
+        eprintln!("stormbell: {e}");
+        EXIT_PROBLEMS
+    })
+}
+
+pub fn audit(cmd: AuditCommand, cfg: &Config) -> u8 {
+    match cmd {
+        AuditCommand::Verify => {
+            let store = match open_existing(cfg) {
+                Ok(s) => s,
+                Err(code) => return code,
+            };
+            match store.read_blocking(|c| Ok(audit::verify(c)?)) {
+                Ok(audit::Verification::Intact { entries, head }) => {
+                    match head {
+                        Some((seq, hash)) => println!(
+                            "{}: audit intact: {entries} entries; head #{seq} sha256:{hash}",
+                            store.path().display()
+                        ),
+                        None => {
+                            println!("{}: audit intact: no entries yet", store.path().display())
+                        }
+                    }
+                    0
+                }
+                Ok(audit::Verification::Broken {
+                    seq,
+                    reason,
+                    intact_before,
+                }) => {
+                    println!(
+                        "{}: audit BROKEN at entry #{seq}: {reason} ({intact_before} entries before it are intact)",
+                        store.path().display()
+                    );
+                    EXIT_PROBLEMS
+                }
+                Err(e) => {
+                    eprintln!("stormbell: {e}");
+                    EXIT_PROBLEMS
+                }
+            }
+        }
+    }
+}
+
+pub fn status(cfg: &Config) -> u8 {
+    println!("office:   {} ({})", cfg.office.name, cfg.office.name_en);
+    println!("timezone: {}", cfg.office.timezone);
+    println!("database: {}", cfg.store.path.display());
+    if !cfg.store.path.exists() {
+        println!("          (not created yet: `stormbell run` or `stormbell demo` creates it)");
+    } else {
+        match Store::open(&cfg.store.path).and_then(|s| s.read_blocking(|c| Ok(audit::verify(c)?)))
+        {
+            Ok(audit::Verification::Intact { entries, head }) => {
+                let head = head
+                    .map(|(s, h)| format!("#{s} sha256:{}", &h[..16]))
+                    .unwrap_or_default();
+                println!("audit:    intact, {entries} entries {head}");
+            }
+            Ok(audit::Verification::Broken { seq, reason, .. }) => {
+                println!("audit:    BROKEN at entry #{seq}: {reason}");
+            }
+            Err(e) => println!("audit:    unreadable: {e}"),
+        }
+    }
+    for (what, issue) in [
+        ("feeds", 4),
+        ("registry", 3),
+        ("warnings", 5),
+        ("outbox / SMSC binds", 6),
+        ("broadcast terminals", 7),
+        ("silent villages", 8),
+    ] {
+        println!("{what:<9} not yet (issue #{issue})");
+    }
+    0
+}
+
+/// The daemon. Today it opens the store, records its start and stop in the audit trail, and
+/// waits for a signal; the stages join it issue by issue.
+pub fn run(cfg: &Config) -> u8 {
+    let rt = match super::runtime() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("stormbell: cannot start the runtime: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    let tz = cfg.time_zone();
+    let store = match Store::open(&cfg.store.path) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("stormbell: {e}");
+            return EXIT_PROBLEMS;
+        }
+    };
+    rt.block_on(async move {
+        let started = audit::Entry::now(
+            &tz,
+            "system",
+            "daemon.started",
+            cfg.office.cap_sender.clone(),
+            serde_json::json!({ "version": env!("CARGO_PKG_VERSION"), "pid": std::process::id() }),
+        );
+        if let Err(e) = store.write(move |tx| Ok(audit::append(tx, &started)?)).await {
+            eprintln!("stormbell: {e}");
+            return EXIT_PROBLEMS;
+        }
+        tracing::info!(db = %store.path().display(), "stormbell running; no pipeline stages are built yet (issues #3–#9)");
+        let signal = shutdown_signal().await;
+        tracing::info!(%signal, "shutting down");
+        let stopped = audit::Entry::now(
+            &tz,
+            "system",
+            "daemon.stopped",
+            cfg.office.cap_sender.clone(),
+            serde_json::json!({ "signal": signal }),
+        );
+        match store.write(move |tx| Ok(audit::append(tx, &stopped)?)).await {
+            Ok(_) => 0,
+            Err(e) => {
+                eprintln!("stormbell: {e}");
+                EXIT_PROBLEMS
+            }
+        }
+    })
+}
+
+async fn shutdown_signal() -> &'static str {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => tokio::select! {
+                _ = tokio::signal::ctrl_c() => "SIGINT",
+                _ = term.recv() => "SIGTERM",
+            },
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+                "SIGINT"
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+        "Ctrl-C"
+    }
+}

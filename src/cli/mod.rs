@@ -1,0 +1,167 @@
+//! Command-line parsing and dispatch. Each subcommand is a few lines of printing around one
+//! library call; nothing here decides anything a test of the library could not see.
+
+mod admin;
+mod cap_cmd;
+mod demo;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+use stormbell::config::{Config, LogFormat, Overrides};
+
+/// Exit status for "the input was checked and found wanting" (invalid alert, broken audit).
+pub const EXIT_PROBLEMS: u8 = 1;
+/// Exit status for usage errors, bad configuration, and commands not built yet.
+pub const EXIT_USAGE: u8 = 2;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "stormbell",
+    version,
+    about = "Warns villages before typhoons, flash floods, landslides and wildfires reach them, \
+             and makes sure somebody answered.",
+    long_about = None
+)]
+struct Cli {
+    #[command(flatten)]
+    global: Global,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args, Debug, Clone)]
+struct Global {
+    /// Configuration file layered over the built-in defaults (see config/default.toml).
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Database file (overrides store.path).
+    #[arg(long, global = true, value_name = "PATH")]
+    db: Option<PathBuf>,
+    /// Log format (overrides log.format).
+    #[arg(long, global = true, value_enum)]
+    log_format: Option<LogFormat>,
+    /// Log filter, e.g. info or debug (overrides log.level).
+    #[arg(long, global = true, value_name = "LEVEL")]
+    log_level: Option<String>,
+}
+
+impl Global {
+    fn overrides(&self) -> Overrides {
+        Overrides {
+            store_path: self.db.clone(),
+            log_format: self.log_format,
+            log_level: self.log_level.clone(),
+        }
+    }
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the daemon until SIGTERM or Ctrl-C.
+    Run,
+    /// Show stormbell at work on the bundled synthetic county, with no configuration.
+    Demo(demo::DemoArgs),
+    /// The county registry: villages, hazard sites, responsible persons (issue #3).
+    #[command(subcommand)]
+    Registry(NotYetArgs),
+    /// Replay a recorded storm as a drill (issue #9).
+    Replay(NotYetRest),
+    /// Validate and convert CAP alerts, index feeds and EDXL-DE envelopes.
+    #[command(subcommand)]
+    Cap(cap_cmd::CapCommand),
+    /// Fire Weather Index from daily noon observations (issue #5).
+    Fwi(NotYetRest),
+    /// After-action report of a warning (issue #8).
+    Report(NotYetRest),
+    /// Configuration.
+    #[command(subcommand)]
+    Config(admin::ConfigCommand),
+    /// The tamper-evident audit trail.
+    #[command(subcommand)]
+    Audit(admin::AuditCommand),
+    /// What the daemon's store says now.
+    Status,
+}
+
+/// Arguments of a command that later issues build.
+#[derive(Args, Debug)]
+struct NotYetRest {
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
+    rest: Vec<String>,
+}
+
+#[derive(Subcommand, Debug)]
+enum NotYetArgs {
+    /// Validate a registry folder without writing (issue #3).
+    Check(NotYetRest),
+    /// Import a registry folder (issue #3).
+    Import(NotYetRest),
+    /// Summary counts (issue #3).
+    Stats(NotYetRest),
+    /// One village (issue #3).
+    Show(NotYetRest),
+    /// Roster health report (issue #3).
+    Health(NotYetRest),
+}
+
+/// Parse arguments, set up logging, run the command.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let code = match cli.command {
+        Command::Config(cmd) => admin::config(cmd, &cli.global),
+        Command::Cap(cmd) => with_config(&cli.global, |cfg| cap_cmd::run(cmd, cfg)),
+        Command::Audit(cmd) => with_config(&cli.global, |cfg| admin::audit(cmd, cfg)),
+        Command::Status => with_config(&cli.global, admin::status),
+        Command::Run => with_config(&cli.global, admin::run),
+        Command::Demo(args) => with_config(&cli.global, |cfg| demo::run(args, cfg)),
+        Command::Registry(_) => not_yet("registry", 3, "the county registry"),
+        Command::Replay(_) => not_yet("replay", 9, "typhoon drills"),
+        Command::Fwi(_) => not_yet("fwi", 5, "the Fire Weather Index"),
+        Command::Report(_) => not_yet("report", 8, "after-action reports"),
+    };
+    ExitCode::from(code)
+}
+
+fn not_yet(cmd: &str, issue: u32, what: &str) -> u8 {
+    eprintln!("stormbell {cmd}: not yet — {what} arrives with issue #{issue}");
+    EXIT_USAGE
+}
+
+/// Load the configuration, start logging, and run `f`; configuration problems end the run.
+fn with_config(global: &Global, f: impl FnOnce(&Config) -> u8) -> u8 {
+    let cfg = match Config::load(global.config.as_deref(), &global.overrides()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("stormbell: configuration problems:\n{e}");
+            return EXIT_USAGE;
+        }
+    };
+    init_logging(&cfg);
+    f(&cfg)
+}
+
+fn init_logging(cfg: &Config) {
+    use tracing_subscriber::EnvFilter;
+    let filter = std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|v| EnvFilter::try_new(v).ok())
+        .unwrap_or_else(|| EnvFilter::new(&cfg.log.level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match cfg.log.format {
+        LogFormat::Human => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}
+
+/// A single-threaded runtime for the commands that do I/O concurrently.
+fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+}

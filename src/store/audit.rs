@@ -1,0 +1,263 @@
+//! The tamper-evident audit trail.
+//!
+//! Every send, receipt, answer, escalation and decision is written here, in order, for the
+//! after-action review. Rows are chained: each carries the SHA-256 of its predecessor, and its
+//! own hash covers that and all its fields. The schema refuses UPDATE and DELETE; anyone who
+//! bypasses that (by dropping the triggers) breaks the chain, and [`verify`] names the first
+//! row that no longer fits.
+//!
+//! What a chain cannot show by itself is rows cut off the *end*. [`verify`] reports the head
+//! (last sequence number and hash) so that it can be written down elsewhere — in a report, a
+//! duty log, another system — and compared later.
+
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use sha2::{Digest, Sha256};
+
+/// The hash "before" the first row.
+pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// Something to record.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    /// When it happened.
+    pub at: jiff::Zoned,
+    /// Who or what acted (`system`, `feeds`, `officer:…`).
+    pub actor: String,
+    /// What happened, dotted (`warning.issued`).
+    pub kind: String,
+    /// What it concerns (a warning id, a person id).
+    pub subject: String,
+    /// Particulars.
+    pub detail: serde_json::Value,
+}
+
+impl Entry {
+    /// An entry at the current time in the given zone.
+    pub fn now(
+        tz: &jiff::tz::TimeZone,
+        actor: impl Into<String>,
+        kind: impl Into<String>,
+        subject: impl Into<String>,
+        detail: serde_json::Value,
+    ) -> Entry {
+        Entry {
+            at: jiff::Timestamp::now().to_zoned(tz.clone()),
+            actor: actor.into(),
+            kind: kind.into(),
+            subject: subject.into(),
+            detail,
+        }
+    }
+}
+
+/// A row as stored.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Record {
+    /// Position in the chain, from 1.
+    pub seq: i64,
+    /// RFC 3339 time with offset.
+    pub at: String,
+    /// Who or what acted.
+    pub actor: String,
+    /// What happened.
+    pub kind: String,
+    /// What it concerns.
+    pub subject: String,
+    /// Particulars, as JSON text.
+    pub detail: String,
+    /// Hash of the previous row.
+    pub prev_hash: String,
+    /// Hash of this row.
+    pub hash: String,
+}
+
+fn row_hash(
+    prev: &str,
+    seq: i64,
+    at: &str,
+    actor: &str,
+    kind: &str,
+    subject: &str,
+    detail: &str,
+) -> String {
+    let mut h = Sha256::new();
+    h.update(b"stormbell-audit-v1\n");
+    h.update(prev.as_bytes());
+    h.update(b"\n");
+    let seq = seq.to_string();
+    for field in [seq.as_str(), at, actor, kind, subject, detail] {
+        // Length-prefixed, so no choice of field contents can imitate another row.
+        h.update(field.len().to_string().as_bytes());
+        h.update(b":");
+        h.update(field.as_bytes());
+        h.update(b"\n");
+    }
+    hex::encode(h.finalize())
+}
+
+/// The hash a row should carry, recomputed from its fields (for [`verify`] and for anyone
+/// checking an exported trail independently).
+pub fn compute_hash(rec: &Record) -> String {
+    row_hash(
+        &rec.prev_hash,
+        rec.seq,
+        &rec.at,
+        &rec.actor,
+        &rec.kind,
+        &rec.subject,
+        &rec.detail,
+    )
+}
+
+/// The last row's sequence number and hash, if any.
+pub fn head(conn: &Connection) -> rusqlite::Result<Option<(i64, String)>> {
+    conn.query_row(
+        "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1",
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )
+    .optional()
+}
+
+/// Append an entry inside the caller's transaction (so it commits or rolls back with the work
+/// it records).
+pub fn append(tx: &Transaction<'_>, entry: &Entry) -> rusqlite::Result<Record> {
+    let (prev_seq, prev_hash) = head(tx)?.unwrap_or((0, GENESIS.to_string()));
+    let seq = prev_seq + 1;
+    let at = entry
+        .at
+        .timestamp()
+        .display_with_offset(entry.at.offset())
+        .to_string();
+    let detail = serde_json::to_string(&entry.detail).unwrap_or_else(|_| "null".into());
+    let hash = row_hash(
+        &prev_hash,
+        seq,
+        &at,
+        &entry.actor,
+        &entry.kind,
+        &entry.subject,
+        &detail,
+    );
+    tx.execute(
+        "INSERT INTO audit (seq, at, actor, kind, subject, detail, prev_hash, hash)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        params![
+            seq,
+            at,
+            entry.actor,
+            entry.kind,
+            entry.subject,
+            detail,
+            prev_hash,
+            hash
+        ],
+    )?;
+    Ok(Record {
+        seq,
+        at,
+        actor: entry.actor.clone(),
+        kind: entry.kind.clone(),
+        subject: entry.subject.clone(),
+        detail,
+        prev_hash,
+        hash,
+    })
+}
+
+/// The outcome of checking the chain.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub enum Verification {
+    /// Every row fits. `head` is the last sequence number and hash (none for an empty trail).
+    Intact {
+        /// Rows checked.
+        entries: u64,
+        /// Last sequence number and hash.
+        head: Option<(i64, String)>,
+    },
+    /// The first row that does not fit, and why.
+    Broken {
+        /// Sequence number of the first bad row.
+        seq: i64,
+        /// What is wrong with it.
+        reason: String,
+        /// Rows before it that were fine.
+        intact_before: u64,
+    },
+}
+
+/// Recompute the chain from the first row and name the first broken link.
+pub fn verify(conn: &Connection) -> rusqlite::Result<Verification> {
+    let mut stmt = conn.prepare(
+        "SELECT seq, at, actor, kind, subject, detail, prev_hash, hash FROM audit ORDER BY seq",
+    )?;
+    let mut rows = stmt.query([])?;
+    let mut expected_seq = 1i64;
+    let mut prev = GENESIS.to_string();
+    let mut count = 0u64;
+    while let Some(r) = rows.next()? {
+        let rec = Record {
+            seq: r.get(0)?,
+            at: r.get(1)?,
+            actor: r.get(2)?,
+            kind: r.get(3)?,
+            subject: r.get(4)?,
+            detail: r.get(5)?,
+            prev_hash: r.get(6)?,
+            hash: r.get(7)?,
+        };
+        let broken = |reason: String| Verification::Broken {
+            seq: rec.seq,
+            reason,
+            intact_before: count,
+        };
+        if rec.seq != expected_seq {
+            return Ok(broken(format!(
+                "sequence jumps from {} to {}: {} row(s) removed",
+                expected_seq - 1,
+                rec.seq,
+                rec.seq - expected_seq
+            )));
+        }
+        if rec.prev_hash != prev {
+            return Ok(broken(
+                "its link to the previous row does not match that row's hash (a row was \
+                 removed, inserted or rewritten before it)"
+                    .into(),
+            ));
+        }
+        if compute_hash(&rec) != rec.hash {
+            return Ok(broken(
+                "its contents do not match its hash (the row was altered)".into(),
+            ));
+        }
+        prev = rec.hash;
+        expected_seq += 1;
+        count += 1;
+    }
+    Ok(Verification::Intact {
+        entries: count,
+        head: (count > 0).then(|| (expected_seq - 1, prev)),
+    })
+}
+
+/// Rows from `from_seq` on, for reports.
+pub fn since(conn: &Connection, from_seq: i64, limit: usize) -> rusqlite::Result<Vec<Record>> {
+    let mut stmt = conn.prepare(
+        "SELECT seq, at, actor, kind, subject, detail, prev_hash, hash FROM audit
+         WHERE seq >= ?1 ORDER BY seq LIMIT ?2",
+    )?;
+    let rows = stmt.query_map(params![from_seq, limit as i64], |r| {
+        Ok(Record {
+            seq: r.get(0)?,
+            at: r.get(1)?,
+            actor: r.get(2)?,
+            kind: r.get(3)?,
+            subject: r.get(4)?,
+            detail: r.get(5)?,
+            prev_hash: r.get(6)?,
+            hash: r.get(7)?,
+        })
+    })?;
+    rows.collect()
+}

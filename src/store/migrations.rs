@@ -1,0 +1,17 @@
+//! The schema history, in order. Each stage adds its own files; never edit one that has
+//! shipped — add a new one.
+
+use rusqlite_migration::{M, Migrations};
+
+/// All migrations, oldest first.
+pub(crate) fn migrations() -> Migrations<'static> {
+    Migrations::new(vec![M::up(include_str!("migrations/0001_audit.sql"))])
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn migrations_are_valid() {
+        assert!(super::migrations().validate().is_ok());
+    }
+}
