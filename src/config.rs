@@ -228,7 +228,15 @@ impl Config {
             match fig.extract_inner::<T>(name) {
                 Ok(v) => Some(v),
                 Err(e) => {
-                    problems.extend(e.into_iter().map(|e| from_figment(&e)));
+                    problems.extend(e.into_iter().map(|mut e| {
+                        // figment 0.10 appends the section to the end of the error path
+                        // instead of prepending it; put it back in front.
+                        if e.path.last().map(String::as_str) == Some(name) {
+                            e.path.pop();
+                            e.path.insert(0, name.to_string());
+                        }
+                        from_figment(&e)
+                    }));
                     None
                 }
             }
@@ -250,117 +258,26 @@ impl Config {
                 });
             }
         }
-        let (Some(office), Some(store), Some(log), Some(cap), Some(http)) =
-            (office, store, log, cap, http)
-        else {
-            return Err(ConfigError { problems });
-        };
-        let config = Config {
-            office,
-            store,
-            log,
-            cap,
-            http,
-        };
-        problems.extend(config.semantic_problems(&fig));
-        if problems.is_empty() {
-            Ok(config)
-        } else {
-            Err(ConfigError { problems })
+        // Check what did parse, even if another section did not, so every problem shows.
+        check_office(office.as_ref(), &fig, &mut problems);
+        check_store(store.as_ref(), &fig, &mut problems);
+        check_log(log.as_ref(), &fig, &mut problems);
+        check_cap(cap.as_ref(), &fig, &mut problems);
+        check_http(http.as_ref(), &fig, &mut problems);
+        match (office, store, log, cap, http) {
+            (Some(office), Some(store), Some(log), Some(cap), Some(http))
+                if problems.is_empty() =>
+            {
+                Ok(Config {
+                    office,
+                    store,
+                    log,
+                    cap,
+                    http,
+                })
+            }
+            _ => Err(ConfigError { problems }),
         }
-    }
-
-    /// Checks serde cannot express.
-    fn semantic_problems(&self, fig: &Figment) -> Vec<ConfigProblem> {
-        let mut out = Vec::new();
-        let mut bad = |key: &str, message: String| {
-            out.push(ConfigProblem {
-                source: source_of(fig, key),
-                key: key.to_string(),
-                message,
-            });
-        };
-        if jiff::tz::TimeZone::get(&self.office.timezone).is_err() {
-            bad(
-                "office.timezone",
-                format!(
-                    "`{}` is not an IANA time zone (expected e.g. Asia/Shanghai)",
-                    self.office.timezone
-                ),
-            );
-        }
-        if self.office.cap_sender.is_empty()
-            || self
-                .office
-                .cap_sender
-                .chars()
-                .any(|c| c.is_whitespace() || matches!(c, ',' | '<' | '&'))
-        {
-            bad(
-                "office.cap_sender",
-                format!(
-                    "`{}` is not a CAP sender id (expected a non-empty id without spaces, commas, < or &)",
-                    self.office.cap_sender
-                ),
-            );
-        }
-        if !(self.office.sender_code.len() == 14
-            && self.office.sender_code.bytes().all(|b| b.is_ascii_digit()))
-        {
-            bad(
-                "office.sender_code",
-                format!(
-                    "`{}` is not a 14-digit national sender code",
-                    self.office.sender_code
-                ),
-            );
-        }
-        if self.store.path.as_os_str().is_empty() {
-            bad(
-                "store.path",
-                "expected a file path, found an empty string".into(),
-            );
-        }
-        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
-            bad(
-                "log.level",
-                format!(
-                    "`{}` is not a log filter ({e}); expected e.g. info or info,stormbell::cap=debug",
-                    self.log.level
-                ),
-            );
-        }
-        if self.cap.max_document_bytes < 1024 {
-            bad(
-                "cap.max_document_bytes",
-                format!(
-                    "{} is too small to hold any real alert (expected at least 1024)",
-                    self.cap.max_document_bytes
-                ),
-            );
-        }
-        if !(4..=1000).contains(&self.cap.max_depth) {
-            bad(
-                "cap.max_depth",
-                format!("{} is outside 4…1000", self.cap.max_depth),
-            );
-        }
-        if self.cap.max_elements < 100 {
-            bad(
-                "cap.max_elements",
-                format!(
-                    "{} is too small (expected at least 100)",
-                    self.cap.max_elements
-                ),
-            );
-        }
-        if self.http.connect_timeout_secs == 0 || self.http.timeout_secs == 0 {
-            bad(
-                "http.timeout_secs",
-                "timeouts must be at least 1 second".into(),
-            );
-        }
-        out
     }
 
     /// The office time zone (validated on load).
@@ -378,6 +295,117 @@ impl Config {
     }
 }
 
+fn problem(fig: &Figment, key: &str, message: String) -> ConfigProblem {
+    ConfigProblem {
+        source: source_of(fig, key),
+        key: key.to_string(),
+        message,
+    }
+}
+
+fn check_office(o: Option<&Office>, fig: &Figment, out: &mut Vec<ConfigProblem>) {
+    let Some(o) = o else { return };
+    if jiff::tz::TimeZone::get(&o.timezone).is_err() {
+        out.push(problem(
+            fig,
+            "office.timezone",
+            format!(
+                "`{}` is not an IANA time zone (expected e.g. Asia/Shanghai)",
+                o.timezone
+            ),
+        ));
+    }
+    if o.cap_sender.is_empty()
+        || o.cap_sender
+            .chars()
+            .any(|c| c.is_whitespace() || matches!(c, ',' | '<' | '&'))
+    {
+        out.push(problem(
+            fig,
+            "office.cap_sender",
+            format!(
+                "`{}` is not a CAP sender id (expected a non-empty id without spaces, commas, < or &)",
+                o.cap_sender
+            ),
+        ));
+    }
+    if !(o.sender_code.len() == 14 && o.sender_code.bytes().all(|b| b.is_ascii_digit())) {
+        out.push(problem(
+            fig,
+            "office.sender_code",
+            format!("`{}` is not a 14-digit national sender code", o.sender_code),
+        ));
+    }
+}
+
+fn check_store(s: Option<&StoreConfig>, fig: &Figment, out: &mut Vec<ConfigProblem>) {
+    if s.is_some_and(|s| s.path.as_os_str().is_empty()) {
+        out.push(problem(
+            fig,
+            "store.path",
+            "expected a file path, found an empty string".into(),
+        ));
+    }
+}
+
+fn check_log(l: Option<&LogConfig>, fig: &Figment, out: &mut Vec<ConfigProblem>) {
+    let Some(l) = l else { return };
+    if let Err(e) = tracing_subscriber::EnvFilter::try_new(&l.level) {
+        out.push(problem(
+            fig,
+            "log.level",
+            format!(
+                "`{}` is not a log filter ({e}); expected e.g. info or info,stormbell::cap=debug",
+                l.level
+            ),
+        ));
+    }
+}
+
+fn check_cap(c: Option<&CapConfig>, fig: &Figment, out: &mut Vec<ConfigProblem>) {
+    let Some(c) = c else { return };
+    if c.max_document_bytes < 1024 {
+        out.push(problem(
+            fig,
+            "cap.max_document_bytes",
+            format!(
+                "{} is too small to hold any real alert (expected at least 1024)",
+                c.max_document_bytes
+            ),
+        ));
+    }
+    if !(4..=1000).contains(&c.max_depth) {
+        out.push(problem(
+            fig,
+            "cap.max_depth",
+            format!("{} is outside 4…1000", c.max_depth),
+        ));
+    }
+    if c.max_elements < 100 {
+        out.push(problem(
+            fig,
+            "cap.max_elements",
+            format!("{} is too small (expected at least 100)", c.max_elements),
+        ));
+    }
+}
+
+fn check_http(h: Option<&HttpConfig>, fig: &Figment, out: &mut Vec<ConfigProblem>) {
+    let Some(h) = h else { return };
+    for (key, v) in [
+        ("http.connect_timeout_secs", h.connect_timeout_secs),
+        ("http.timeout_secs", h.timeout_secs),
+    ] {
+        if v == 0 {
+            out.push(problem(
+                fig,
+                key,
+                "expected at least 1 second, found 0".into(),
+            ));
+        }
+    }
+}
+
 fn source_of(fig: &Figment, key: &str) -> String {
     match fig.find_metadata(key) {
         Some(md) => describe(md, key),
@@ -390,13 +418,14 @@ fn describe(md: &Metadata, key: &str) -> String {
         return path.display().to_string();
     }
     if md.name.contains("environment") {
-        let keys: Vec<&str> = key.split('.').collect();
-        return format!(
-            "environment variable {}",
-            md.interpolate(&Profile::Default, &keys)
-        );
+        return format!("environment variable {}", env_name(key));
     }
     md.name.to_string()
+}
+
+/// The environment variable that sets a dotted key (`cap.max_depth` → `STORMBELL_CAP__MAX_DEPTH`).
+pub fn env_name(key: &str) -> String {
+    format!("STORMBELL_{}", key.replace('.', "__").to_ascii_uppercase())
 }
 
 fn from_figment(e: &figment::Error) -> ConfigProblem {
@@ -447,7 +476,7 @@ mod tests {
         let f = dir.path().join("c.toml");
         std::fs::write(
             &f,
-            "[office]\ntimezone = \"Mars/Olympus\"\nsender_code = \"123\"\n[log]\nlevel = \"loud=\"\n",
+            "[office]\ntimezone = \"Mars/Olympus\"\nsender_code = \"123\"\n[log]\nlevel = \"stormbell=loud\"\n",
         )
         .unwrap();
         let err = Config::load(Some(&f), &Overrides::default()).unwrap_err();

@@ -274,10 +274,9 @@ impl Reader<'_, '_, '_> {
         let addresses = self.opt_text(&kids, "addresses");
         let codes: Vec<String> = kids.all("code").map(|(n, _)| self.text(n)).collect();
         let note = self.opt_text(&kids, "note");
-        let references = match kids.first("references") {
-            Some((n, _)) => Some(self.references(n, &format!("{path}/references"))),
-            None => None,
-        };
+        let references = kids
+            .first("references")
+            .map(|(n, _)| self.references(n, &format!("{path}/references")));
         let incidents = self.opt_text(&kids, "incidents");
 
         let mut infos = Vec::new();

@@ -190,8 +190,11 @@ pub fn run(cfg: &Config) -> u8 {
             eprintln!("stormbell: {e}");
             return EXIT_PROBLEMS;
         }
+        // Listen for signals before announcing readiness, so a supervisor that stops us the
+        // moment we say "running" gets a clean shutdown, not a kill.
+        let signal = shutdown_signal();
         tracing::info!(db = %store.path().display(), "stormbell running; no pipeline stages are built yet (issues #3–#9)");
-        let signal = shutdown_signal().await;
+        let signal = signal.await;
         tracing::info!(%signal, "shutting down");
         let stopped = audit::Entry::now(
             &tz,
@@ -210,23 +213,30 @@ pub fn run(cfg: &Config) -> u8 {
     })
 }
 
-async fn shutdown_signal() -> &'static str {
+/// A future that resolves with the name of the first SIGINT/SIGTERM. The handlers are
+/// installed when this function is called, not when the future is first polled, so no
+/// signal that arrives in between is lost.
+fn shutdown_signal() -> impl std::future::Future<Output = &'static str> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => tokio::select! {
-                _ = tokio::signal::ctrl_c() => "SIGINT",
-                _ = term.recv() => "SIGTERM",
-            },
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-                "SIGINT"
+        let term = signal(SignalKind::terminate()).ok();
+        let int = signal(SignalKind::interrupt()).ok();
+        async move {
+            match (term, int) {
+                (Some(mut term), Some(mut int)) => tokio::select! {
+                    _ = int.recv() => "SIGINT",
+                    _ = term.recv() => "SIGTERM",
+                },
+                _ => {
+                    let _ = tokio::signal::ctrl_c().await;
+                    "SIGINT"
+                }
             }
         }
     }
     #[cfg(not(unix))]
-    {
+    async move {
         let _ = tokio::signal::ctrl_c().await;
         "Ctrl-C"
     }

@@ -1,0 +1,406 @@
+//! The `stormbell` command as a user runs it: exit codes, output lines, files written.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_stormbell"));
+    // Tests must not depend on the caller's environment.
+    for (k, _) in std::env::vars() {
+        if k.starts_with("STORMBELL_") || k == "RUST_LOG" {
+            c.env_remove(k);
+        }
+    }
+    c
+}
+
+fn run(args: &[&str]) -> Output {
+    bin().args(args).output().unwrap()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn ext(p: &str) -> String {
+    common::external().join(p).display().to_string()
+}
+
+fn root(p: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join(p)
+        .display()
+        .to_string()
+}
+
+fn xmllint_12(file: &Path) -> Output {
+    Command::new("xmllint")
+        .args(["--noout", "--nonet", "--schema"])
+        .arg(common::external().join("schema/CAP-v1.2.xsd"))
+        .arg(file)
+        .output()
+        .expect("xmllint is not installed: run ./scripts/test")
+}
+
+#[test]
+fn validate_prints_ok_or_one_line_per_problem_and_sets_the_exit_code() {
+    let good = ext("cap/valid/google-cap-library/canada.cap");
+    let o = run(&["cap", "validate", &good]);
+    assert_eq!(o.status.code(), Some(0));
+    assert_eq!(stdout(&o), format!("{good}: ok\n"));
+
+    let bad = ext("cap/invalid/google-cap-library/invalid.cap");
+    let o = run(&["cap", "validate", &good, &bad]);
+    assert_eq!(o.status.code(), Some(1));
+    let out = stdout(&o);
+    assert!(out.contains(&format!("{good}: ok\n")), "{out}");
+    assert!(
+        out.contains(&format!("{bad}:9: alert: required <scope> is missing")),
+        "{out}"
+    );
+}
+
+#[test]
+fn validate_with_the_google_profile() {
+    let f = ext("cap/valid/oasiscap/v1dot2_appendix_adot4.xml");
+    let o = run(&["cap", "validate", "--profile", "google", &f]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stdout(&o).contains("Google requires <expires>"),
+        "{}",
+        stdout(&o)
+    );
+}
+
+#[test]
+fn validate_refuses_oversize_files_unread() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("big.xml");
+    let file = std::fs::File::create(&f).unwrap();
+    file.set_len(50 * 1024 * 1024).unwrap(); // sparse: costs no disk
+    let o = run(&["cap", "validate", f.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stdout(&o).contains("over the limit"), "{}", stdout(&o));
+}
+
+#[test]
+fn convert_to_oasis_writes_xsd_valid_cap_12_for_every_corpus_alert() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut files: Vec<PathBuf> = Vec::new();
+    for sub in ["valid", "lenient"] {
+        let mut stack = vec![common::external().join("cap").join(sub)];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(d).unwrap() {
+                let p = e.unwrap().path();
+                if p.is_dir() {
+                    stack.push(p)
+                } else {
+                    files.push(p)
+                }
+            }
+        }
+    }
+    files.push(PathBuf::from(root("fixtures/cap/cn-typhoon-red.xml")));
+    assert_eq!(files.len(), 44);
+    for (i, f) in files.iter().enumerate() {
+        let o = run(&["cap", "convert", "--to", "oasis", f.to_str().unwrap()]);
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "{}: {}",
+            f.display(),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let out = dir.path().join(format!("{i}.xml"));
+        std::fs::write(&out, &o.stdout).unwrap();
+        let lint = xmllint_12(&out);
+        assert!(
+            lint.status.success(),
+            "{} converted is not valid CAP 1.2: {}",
+            f.display(),
+            String::from_utf8_lossy(&lint.stderr)
+        );
+    }
+}
+
+#[test]
+fn convert_to_the_national_dialect_and_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let cn = root("fixtures/cap/cn-typhoon-red.xml");
+    let o = run(&["cap", "convert", "--to", "oasis", &cn]);
+    let oasis = dir.path().join("oasis.xml");
+    std::fs::write(&oasis, &o.stdout).unwrap();
+    let o = run(&["cap", "convert", "--to", "cn", oasis.to_str().unwrap()]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let text = stdout(&o);
+    assert!(
+        text.contains("<sendTime>2019-08-09 18:30:00+08:00</sendTime>"),
+        "{text}"
+    );
+    assert!(text.contains("<severity>Red</severity>"), "{text}");
+    assert!(
+        text.contains("<circle>28.2,121.48 25000</circle>"),
+        "{text}"
+    );
+    let back = dir.path().join("cn.xml");
+    std::fs::write(&back, &o.stdout).unwrap();
+    let o = run(&["cap", "validate", back.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+
+    // An OASIS alert with no national codes cannot become the dialect, and says why.
+    let o = run(&[
+        "cap",
+        "convert",
+        "--to",
+        "cn",
+        &ext("cap/valid/oasiscap/v1dot2_appendix_adot1.xml"),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("14-digit national sender code"));
+}
+
+#[test]
+fn convert_needs_a_choice_when_a_file_holds_several_alerts() {
+    let f = ext("cap/wrappers/bushfire_valid.edxlde");
+    let o = run(&["cap", "convert", "--to", "oasis", &f]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("holds 7 alerts"));
+    let o = run(&["cap", "convert", "--to", "json", "--index", "3", &f]);
+    assert_eq!(o.status.code(), Some(0));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["sender"], "webmaster@rfs.nsw.gov.au");
+}
+
+#[test]
+fn config_check_passes_the_shipped_default() {
+    let o = run(&["config", "check", &root("config/default.toml")]);
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    assert!(stdout(&o).ends_with("default.toml: ok\n"));
+}
+
+#[test]
+fn config_check_names_file_key_and_expectation_for_every_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("county.toml");
+    std::fs::write(
+        &f,
+        "[http]\ntimeout_secs = -3\n[office]\ntimezone = \"Asia/Shanghia\"\n",
+    )
+    .unwrap();
+    let o = run(&["config", "check", f.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    let out = stdout(&o);
+    let file = f.display().to_string();
+    assert!(
+        out.contains(&format!("{file}: key `http.timeout_secs`")),
+        "{out}"
+    );
+    assert!(out.contains("expected"), "{out}");
+    assert!(
+        out.contains(&format!(
+            "{file}: key `office.timezone`: `Asia/Shanghia` is not an IANA time zone"
+        )),
+        "{out}"
+    );
+}
+
+#[test]
+fn environment_variables_are_a_layer_and_are_named_when_wrong() {
+    let o = bin()
+        .args(["config", "check"])
+        .env("STORMBELL_CAP__MAX_DEPTH", "deep")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stdout(&o).contains("STORMBELL_CAP__MAX_DEPTH"),
+        "{}",
+        stdout(&o)
+    );
+
+    let o = bin()
+        .args(["config", "show"])
+        .env("STORMBELL_STORE__PATH", "/srv/flood/stormbell.db")
+        .output()
+        .unwrap();
+    assert!(
+        stdout(&o).contains("path = \"/srv/flood/stormbell.db\""),
+        "{}",
+        stdout(&o)
+    );
+    // A flag beats the environment.
+    let o = bin()
+        .args(["--db", "/tmp/flag.db", "config", "show"])
+        .env("STORMBELL_STORE__PATH", "/srv/flood/stormbell.db")
+        .output()
+        .unwrap();
+    assert!(
+        stdout(&o).contains("path = \"/tmp/flag.db\""),
+        "{}",
+        stdout(&o)
+    );
+}
+
+#[test]
+fn demo_runs_with_no_configuration_and_leaves_a_verifiable_audit() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().join("demo");
+    let o = run(&["demo", "--dir", d.to_str().unwrap()]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(stdout(&o).contains("台风红色预警"));
+    assert!(d.join("cap/33109841600000_20190809183000.xml").is_file());
+    let db = d.join("stormbell.db");
+    let o = run(&["--db", db.to_str().unwrap(), "audit", "verify"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("audit intact: 3 entries"),
+        "{}",
+        stdout(&o)
+    );
+
+    // Tamper behind stormbell's back: verify names the row.
+    let c = rusqlite::Connection::open(&db).unwrap();
+    c.execute_batch(
+        "DROP TRIGGER audit_refuse_update; UPDATE audit SET subject = 'x' WHERE seq = 2;",
+    )
+    .unwrap();
+    drop(c);
+    let o = run(&["--db", db.to_str().unwrap(), "audit", "verify"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stdout(&o).contains("audit BROKEN at entry #2"),
+        "{}",
+        stdout(&o)
+    );
+}
+
+#[test]
+fn commands_not_built_yet_say_so_and_fail() {
+    let o = run(&["registry", "check", "fixtures/county"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("not yet"));
+}
+
+#[test]
+fn run_logs_json_and_shuts_down_cleanly_on_sigterm() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("d.db");
+    let mut child = bin()
+        .args(["--log-format", "json", "--db", db.to_str().unwrap(), "run"])
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    let v: serde_json::Value =
+        serde_json::from_str(&first).unwrap_or_else(|e| panic!("{e}: {first}"));
+    assert_eq!(v["level"], "INFO");
+    let kill = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+    let c = rusqlite::Connection::open(&db).unwrap();
+    let kinds: Vec<String> = c
+        .prepare("SELECT kind FROM audit ORDER BY seq")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(kinds, ["daemon.started", "daemon.stopped"]);
+}
+
+/// A loopback HTTP server that serves a real NWS Atom index, rewritten so its links point
+/// back here, and real alerts behind those links — plus one broken link and one bad alert.
+mod follow {
+    use super::*;
+    use axum::Router;
+    use axum::http::StatusCode;
+    use axum::routing::get;
+
+    fn serve() -> (String, std::thread::JoinHandle<()>) {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let handle = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                let base = format!("http://{}", listener.local_addr().unwrap());
+                let feed = std::fs::read_to_string(common::external().join("cap/feeds/google-cap-library/weather_index.atom"))
+                    .unwrap();
+                // The real index lists two NWS alerts; point them at us, and add a third entry
+                // whose link is broken.
+                let feed = feed
+                    .replace(
+                        "http://www.weather.gov/alerts-beta/wwacapget.php?x=CT20100831030400OKXAirQualityAlertOKX20100901031500CT",
+                        &format!("{base}/alerts/weather.cap"),
+                    )
+                    .replace(
+                        "http://www.weather.gov/alerts-beta/wwacapget.php?x=DC20100830203300LWXAirQualityAlertLWX20100901040000DC",
+                        &format!("{base}/alerts/invalid.cap"),
+                    )
+                    .replace(
+                        "</feed>",
+                        &format!("<entry><id>gone</id><title>gone</title><updated>2010-08-30T23:04:00-04:00</updated><link href='{base}/alerts/gone.cap'/></entry></feed>"),
+                    );
+                let app = Router::new()
+                    .route("/feed.atom", get(move || async move { feed }))
+                    .route(
+                        "/alerts/weather.cap",
+                        get(|| async { std::fs::read(common::external().join("cap/valid/google-cap-library/weather.cap")).unwrap() }),
+                    )
+                    .route(
+                        "/alerts/invalid.cap",
+                        get(|| async { std::fs::read(common::external().join("cap/invalid/google-cap-library/invalid.cap")).unwrap() }),
+                    )
+                    .route("/alerts/gone.cap", get(|| async { StatusCode::NOT_FOUND }));
+                tx.send(base).unwrap();
+                axum::serve(listener, app).await.unwrap();
+            });
+        });
+        (rx.recv().unwrap(), handle)
+    }
+
+    #[test]
+    fn follow_fetches_and_checks_every_linked_alert() {
+        let (base, _server) = serve();
+        let feed = format!("{base}/feed.atom");
+        let o = run(&["cap", "validate", "--follow", &feed]);
+        let out = stdout(&o);
+        assert_eq!(o.status.code(), Some(1), "{out}");
+        assert!(out.contains(&format!("{feed}: ok")), "{out}");
+        assert!(
+            out.contains(&format!("{base}/alerts/weather.cap: ok")),
+            "{out}"
+        );
+        assert!(
+            out.contains(&format!(
+                "{base}/alerts/invalid.cap:9: alert: required <scope> is missing"
+            )),
+            "{out}"
+        );
+        assert!(
+            out.contains(&format!("{base}/alerts/gone.cap: HTTP 404")),
+            "{out}"
+        );
+    }
+}
