@@ -8,7 +8,7 @@
 use std::fmt::Write as _;
 
 use super::model::*;
-use super::xml::{NS_CAP12, escape_text, is_xml_char};
+use super::xml::{NS_CAP12, write_text};
 
 /// Why an alert cannot be written.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -23,7 +23,8 @@ pub struct BuildError {
 /// Write an alert as a CAP 1.2 document (UTF-8, with an XML declaration).
 pub fn build(alert: &Alert) -> Result<String, BuildError> {
     let mut w = Writer {
-        out: String::with_capacity(4096),
+        // Most alerts fit; embedded audio grows the buffer once or twice.
+        out: String::with_capacity(8192),
         depth: 0,
     };
     w.out
@@ -92,15 +93,12 @@ impl Writer {
     }
 
     fn leaf(&mut self, path: &str, name: &str, text: &str) -> Result<(), BuildError> {
-        if let Some(c) = text.chars().find(|&c| !is_xml_char(c)) {
-            return Err(BuildError {
-                path: format!("{path}/{name}"),
-                message: format!("contains U+{:04X}, a character XML cannot carry", c as u32),
-            });
-        }
         self.indent();
         let _ = write!(self.out, "<{name}>");
-        self.out.push_str(&escape_text(text));
+        write_text(&mut self.out, text).map_err(|c| BuildError {
+            path: format!("{path}/{name}"),
+            message: format!("contains U+{:04X}, a character XML cannot carry", c as u32),
+        })?;
         let _ = writeln!(self.out, "</{name}>");
         Ok(())
     }

@@ -34,7 +34,7 @@ use std::sync::OnceLock;
 use super::build::BuildError;
 use super::model::*;
 use super::problem::Problems;
-use super::xml::{Doc, NodeId, escape_text, is_xml_char, is_xml_ws};
+use super::xml::{Doc, NodeId, is_xml_ws, write_text};
 
 /// Namespace of the national dialect as seen in the published example (vendor namespace).
 /// Reading accepts it, no namespace, or any namespace that is not OASIS CAP's.
@@ -925,16 +925,21 @@ pub fn build_cn(alert: &Alert) -> Result<(String, Problems), Vec<BuildError>> {
     w.push_str(&format!("<alert xmlns=\"{NS_CN}\">\n"));
     let leaf =
         |w: &mut String, depth: usize, name: &str, value: &str, errs: &mut Vec<BuildError>| {
-            if let Some(c) = value.chars().find(|&c| !is_xml_char(c)) {
+            for _ in 0..depth {
+                w.push_str("  ");
+            }
+            w.push('<');
+            w.push_str(name);
+            w.push('>');
+            if let Err(c) = write_text(w, value) {
                 errs.push(BuildError {
                     path: name.to_string(),
                     message: format!("contains U+{:04X}, which XML cannot carry", c as u32),
                 });
             }
-            for _ in 0..depth {
-                w.push_str("  ");
-            }
-            w.push_str(&format!("<{name}>{}</{name}>\n", escape_text(value)));
+            w.push_str("</");
+            w.push_str(name);
+            w.push_str(">\n");
         };
     leaf(&mut w, 1, "identifier", &alert.identifier, &mut errs);
     leaf(

@@ -133,7 +133,7 @@ pub fn inspect(bytes: &[u8], opts: &Options) -> Report {
         Ok(x) => x,
         Err(e) => return failed(e),
     };
-    let doc = match Doc::parse_with_encoding(&text, &opts.limits, encoding) {
+    let doc = match Doc::parse_classified(&text, &opts.limits, encoding, schema::El::classify) {
         Ok(d) => d,
         Err(e) => return failed(e),
     };

@@ -282,25 +282,42 @@ impl CapDateTime {
     /// Parse the strict CAP 1.2 lexical form `YYYY-MM-DDThh:mm:ss±hh:mm`.
     pub fn parse_cap12(s: &str) -> Result<Self, String> {
         let b = s.as_bytes();
-        let shape_ok = b.len() == 25
-            && b[4] == b'-'
-            && b[7] == b'-'
-            && b[10] == b'T'
-            && b[13] == b':'
-            && b[16] == b':'
-            && (b[19] == b'+' || b[19] == b'-')
-            && b[22] == b':'
-            && [
-                0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18, 20, 21, 23, 24,
-            ]
-            .iter()
-            .all(|&i| b[i].is_ascii_digit());
-        if !shape_ok {
-            return Err(format!(
-                "`{s}` is not a CAP date-time of the form YYYY-MM-DDThh:mm:ss±hh:mm"
-            ));
+        let d = |i: usize| -> Option<i32> {
+            let (x, y) = (b[i], b[i + 1]);
+            (x.is_ascii_digit() && y.is_ascii_digit())
+                .then(|| ((x - b'0') * 10 + (y - b'0')) as i32)
+        };
+        let bad = || format!("`{s}` is not a CAP date-time of the form YYYY-MM-DDThh:mm:ss±hh:mm");
+        if b.len() != 25
+            || b[4] != b'-'
+            || b[7] != b'-'
+            || b[10] != b'T'
+            || b[13] != b':'
+            || b[16] != b':'
+            || !(b[19] == b'+' || b[19] == b'-')
+            || b[22] != b':'
+        {
+            return Err(bad());
         }
-        Self::parse_lenient(s).map(|(dt, _)| dt)
+        let (Some(c), Some(y), Some(mo), Some(da), Some(h), Some(mi), Some(se), Some(oh), Some(om)) =
+            (d(0), d(2), d(5), d(8), d(11), d(14), d(17), d(20), d(23))
+        else {
+            return Err(bad());
+        };
+        if h == 24 {
+            // 24:00:00 is legal xs:dateTime; let the general reader normalise it.
+            return Self::parse_lenient(s).map(|(t, _)| t);
+        }
+        let date = jiff::civil::Date::new((c * 100 + y) as i16, mo as i8, da as i8)
+            .map_err(|_| format!("`{s}` is not a real calendar date"))?;
+        let time = jiff::civil::Time::new(h as i8, mi as i8, se as i8, 0)
+            .map_err(|_| format!("`{s}` has an impossible time of day"))?;
+        if oh > 14 || om > 59 || (oh == 14 && om > 0) {
+            return Err(format!("`{s}` has an impossible UTC offset"));
+        }
+        let secs = if b[19] == b'-' { -1 } else { 1 } * (oh * 3600 + om * 60);
+        let offset = jiff::tz::Offset::from_seconds(secs).map_err(|_| bad())?;
+        CapDateTime::new(date.to_datetime(time), offset)
     }
 
     /// Parse any `xs:dateTime` (fractions, `Z`, or no zone at all), reporting what the strict

@@ -176,3 +176,57 @@ impl From<Problems> for Vec<Problem> {
         p.items
     }
 }
+
+/// An element path built as the checker descends, formatted only if a problem needs it
+/// (formatting a path for every element would cost more than checking the element).
+#[derive(Clone, Copy)]
+pub struct ElemPath<'a> {
+    parent: Option<&'a ElemPath<'a>>,
+    name: &'a str,
+    index: u32,
+}
+
+impl<'a> ElemPath<'a> {
+    /// A path starting at `root` (which may itself be a pre-formatted path).
+    pub fn root(root: &'a str) -> Self {
+        ElemPath {
+            parent: None,
+            name: root,
+            index: 0,
+        }
+    }
+
+    /// A child element; `index` is 1-based for repeatable elements, 0 for single ones.
+    pub fn child(&'a self, name: &'a str, index: u32) -> ElemPath<'a> {
+        ElemPath {
+            parent: Some(self),
+            name,
+            index,
+        }
+    }
+}
+
+impl std::fmt::Display for ElemPath<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if let Some(p) = self.parent {
+            write!(f, "{p}/")?;
+        }
+        f.write_str(self.name)?;
+        if self.index > 0 {
+            write!(f, "[{}]", self.index)?;
+        }
+        Ok(())
+    }
+}
+
+impl From<ElemPath<'_>> for String {
+    fn from(p: ElemPath<'_>) -> String {
+        p.to_string()
+    }
+}
+
+impl From<&ElemPath<'_>> for String {
+    fn from(p: &ElemPath<'_>) -> String {
+        p.to_string()
+    }
+}

@@ -7,7 +7,7 @@
 //! every problem carry an element path and a line. A test runs `xmllint` with the official
 //! XSDs over the same corpus to keep the two in agreement.
 
-use super::problem::Problems;
+use super::problem::{ElemPath, Problems};
 use super::xml::{Doc, NodeId, Ns, is_xml_ws};
 
 /// Which CAP version's rules apply.
@@ -50,6 +50,102 @@ impl CapVersion {
     }
 }
 
+/// Declares the CAP element vocabulary once: an enum to compare by value instead of by
+/// string, and the mapping both ways.
+macro_rules! elements {
+    ($($variant:ident = $text:literal,)+) => {
+        /// Every element name of CAP 1.0, 1.1 and 1.2.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        #[repr(u8)]
+        pub(crate) enum El { $($variant,)+ /** Not a CAP element name. */ Other }
+
+        impl El {
+            /// The element for a local name (a `match`, compiled to a length-and-bytes
+            /// decision tree rather than a scan).
+            pub(crate) fn of(local: &str) -> El {
+                match local { $($text => El::$variant,)+ _ => El::Other }
+            }
+            /// The element for a tag given by [`El::classify`].
+            pub(crate) fn from_tag(tag: u8) -> El {
+                const ALL: [El; EL_COUNT] = [$(El::$variant,)+ El::Other];
+                ALL.get(tag as usize).copied().unwrap_or(El::Other)
+            }
+            /// The element of a tree node. The tree must have been built with [`El::classify`]
+            /// (debug builds check that the tag agrees with the name).
+            pub(crate) fn of_node(node: &super::xml::Node<'_>) -> El {
+                let el = El::from_tag(node.tag);
+                debug_assert_eq!(el, El::of(node.local), "tree not classified with El::classify");
+                el
+            }
+            /// A tree classifier: the element's number, for [`super::xml::Node::tag`].
+            pub(crate) fn classify(local: &str) -> u8 {
+                El::of(local) as u8
+            }
+            /// The element's name as written.
+            pub(crate) fn as_str(self) -> &'static str {
+                match self { $(El::$variant => $text,)+ El::Other => "?" }
+            }
+        }
+
+        /// Number of [`El`] values, `Other` included.
+        pub(crate) const EL_COUNT: usize = [$($text,)+].len() + 1;
+    };
+}
+
+elements! {
+    Alert = "alert",
+    Identifier = "identifier",
+    Sender = "sender",
+    Sent = "sent",
+    Status = "status",
+    MsgType = "msgType",
+    Password = "password",
+    Source = "source",
+    Scope = "scope",
+    Restriction = "restriction",
+    Addresses = "addresses",
+    Code = "code",
+    Note = "note",
+    References = "references",
+    Incidents = "incidents",
+    Info = "info",
+    Language = "language",
+    Category = "category",
+    Event = "event",
+    ResponseType = "responseType",
+    Urgency = "urgency",
+    Severity = "severity",
+    Certainty = "certainty",
+    Audience = "audience",
+    EventCode = "eventCode",
+    Effective = "effective",
+    Onset = "onset",
+    Expires = "expires",
+    SenderName = "senderName",
+    Headline = "headline",
+    Description = "description",
+    Instruction = "instruction",
+    Web = "web",
+    Contact = "contact",
+    Parameter = "parameter",
+    Resource = "resource",
+    ResourceDesc = "resourceDesc",
+    MimeType = "mimeType",
+    Size = "size",
+    Uri = "uri",
+    DerefUri = "derefUri",
+    Digest = "digest",
+    Area = "area",
+    AreaDesc = "areaDesc",
+    Polygon = "polygon",
+    Circle = "circle",
+    Geocode = "geocode",
+    Altitude = "altitude",
+    Ceiling = "ceiling",
+    ValueName = "valueName",
+    Value = "value",
+}
+
 /// The simple types CAP uses.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Ty {
@@ -76,7 +172,7 @@ pub(crate) enum Ty {
 /// One element of a sequence.
 #[derive(Debug)]
 pub(crate) struct Particle {
-    pub name: &'static str,
+    pub el: El,
     pub min: u32,
     pub max: u32,
     pub ty: Ty,
@@ -92,8 +188,8 @@ pub(crate) struct Complex {
 
 const U: u32 = u32::MAX;
 
-const fn p(name: &'static str, min: u32, max: u32, ty: Ty) -> Particle {
-    Particle { name, min, max, ty }
+const fn p(el: El, min: u32, max: u32, ty: Ty) -> Particle {
+    Particle { el, min, max, ty }
 }
 
 const STATUS_10: &[&str] = &["Actual", "Exercise", "System", "Test"];
@@ -139,7 +235,7 @@ const CERTAINTY_10: &[&str] = &["Very Likely", "Likely", "Possible", "Unlikely",
 const CERTAINTY: &[&str] = &["Observed", "Likely", "Possible", "Unlikely", "Unknown"];
 
 static VALUE_PAIR: Complex = Complex {
-    seq: &[p("valueName", 1, 1, Ty::Str), p("value", 1, 1, Ty::Str)],
+    seq: &[p(El::ValueName, 1, 1, Ty::Str), p(El::Value, 1, 1, Ty::Str)],
     dsig_tail: false,
 };
 
@@ -147,70 +243,70 @@ static VALUE_PAIR: Complex = Complex {
 
 static RESOURCE_10: Complex = Complex {
     seq: &[
-        p("resourceDesc", 1, 1, Ty::Str),
-        p("mimeType", 0, 1, Ty::Str),
-        p("size", 0, 1, Ty::Integer),
-        p("uri", 0, 1, Ty::AnyUri),
-        p("digest", 0, 1, Ty::Str),
+        p(El::ResourceDesc, 1, 1, Ty::Str),
+        p(El::MimeType, 0, 1, Ty::Str),
+        p(El::Size, 0, 1, Ty::Integer),
+        p(El::Uri, 0, 1, Ty::AnyUri),
+        p(El::Digest, 0, 1, Ty::Str),
     ],
     dsig_tail: false,
 };
 
 static AREA_10: Complex = Complex {
     seq: &[
-        p("areaDesc", 1, 1, Ty::Str),
-        p("polygon", 0, U, Ty::Str),
-        p("circle", 0, U, Ty::Str),
-        p("geocode", 0, U, Ty::Str),
-        p("altitude", 0, 1, Ty::Str),
-        p("ceiling", 0, 1, Ty::Str),
+        p(El::AreaDesc, 1, 1, Ty::Str),
+        p(El::Polygon, 0, U, Ty::Str),
+        p(El::Circle, 0, U, Ty::Str),
+        p(El::Geocode, 0, U, Ty::Str),
+        p(El::Altitude, 0, 1, Ty::Str),
+        p(El::Ceiling, 0, 1, Ty::Str),
     ],
     dsig_tail: false,
 };
 
 static INFO_10: Complex = Complex {
     seq: &[
-        p("language", 0, 1, Ty::Language),
-        p("category", 0, U, Ty::Enum(CATEGORY_10)),
-        p("event", 1, 1, Ty::Str),
-        p("urgency", 1, 1, Ty::Enum(URGENCY)),
-        p("severity", 1, 1, Ty::Enum(SEVERITY)),
-        p("certainty", 1, 1, Ty::Enum(CERTAINTY_10)),
-        p("audience", 0, 1, Ty::Str),
-        p("eventCode", 0, U, Ty::Str),
-        p("effective", 0, 1, Ty::DateTime),
-        p("onset", 0, 1, Ty::DateTime),
-        p("expires", 0, 1, Ty::DateTime),
-        p("senderName", 0, 1, Ty::Str),
-        p("headline", 0, 1, Ty::Str),
-        p("description", 0, 1, Ty::Str),
-        p("instruction", 0, 1, Ty::Str),
-        p("web", 0, 1, Ty::AnyUri),
-        p("contact", 0, 1, Ty::Str),
-        p("parameter", 0, U, Ty::Str),
-        p("resource", 0, U, Ty::Complex(&RESOURCE_10)),
-        p("area", 0, U, Ty::Complex(&AREA_10)),
+        p(El::Language, 0, 1, Ty::Language),
+        p(El::Category, 0, U, Ty::Enum(CATEGORY_10)),
+        p(El::Event, 1, 1, Ty::Str),
+        p(El::Urgency, 1, 1, Ty::Enum(URGENCY)),
+        p(El::Severity, 1, 1, Ty::Enum(SEVERITY)),
+        p(El::Certainty, 1, 1, Ty::Enum(CERTAINTY_10)),
+        p(El::Audience, 0, 1, Ty::Str),
+        p(El::EventCode, 0, U, Ty::Str),
+        p(El::Effective, 0, 1, Ty::DateTime),
+        p(El::Onset, 0, 1, Ty::DateTime),
+        p(El::Expires, 0, 1, Ty::DateTime),
+        p(El::SenderName, 0, 1, Ty::Str),
+        p(El::Headline, 0, 1, Ty::Str),
+        p(El::Description, 0, 1, Ty::Str),
+        p(El::Instruction, 0, 1, Ty::Str),
+        p(El::Web, 0, 1, Ty::AnyUri),
+        p(El::Contact, 0, 1, Ty::Str),
+        p(El::Parameter, 0, U, Ty::Str),
+        p(El::Resource, 0, U, Ty::Complex(&RESOURCE_10)),
+        p(El::Area, 0, U, Ty::Complex(&AREA_10)),
     ],
     dsig_tail: false,
 };
 
 static ALERT_10: Complex = Complex {
     seq: &[
-        p("identifier", 1, 1, Ty::Str),
-        p("sender", 1, 1, Ty::Str),
-        p("sent", 1, 1, Ty::DateTime),
-        p("status", 1, 1, Ty::Enum(STATUS_10)),
-        p("msgType", 1, 1, Ty::Enum(MSG_TYPE)),
-        p("password", 0, 1, Ty::Str),
-        p("source", 0, 1, Ty::Str),
-        p("scope", 0, 1, Ty::Enum(SCOPE)),
-        p("restriction", 0, 1, Ty::Str),
-        p("addresses", 0, 1, Ty::Str),
-        p("code", 0, U, Ty::Str),
-        p("note", 0, 1, Ty::Str),
-        p("references", 0, 1, Ty::Str),
-        p("incidents", 0, 1, Ty::Str),
-        p("info", 0, U, Ty::Complex(&INFO_10)),
+        p(El::Identifier, 1, 1, Ty::Str),
+        p(El::Sender, 1, 1, Ty::Str),
+        p(El::Sent, 1, 1, Ty::DateTime),
+        p(El::Status, 1, 1, Ty::Enum(STATUS_10)),
+        p(El::MsgType, 1, 1, Ty::Enum(MSG_TYPE)),
+        p(El::Password, 0, 1, Ty::Str),
+        p(El::Source, 0, 1, Ty::Str),
+        p(El::Scope, 0, 1, Ty::Enum(SCOPE)),
+        p(El::Restriction, 0, 1, Ty::Str),
+        p(El::Addresses, 0, 1, Ty::Str),
+        p(El::Code, 0, U, Ty::Str),
+        p(El::Note, 0, 1, Ty::Str),
+        p(El::References, 0, 1, Ty::Str),
+        p(El::Incidents, 0, 1, Ty::Str),
+        p(El::Info, 0, U, Ty::Complex(&INFO_10)),
     ],
     dsig_tail: false,
 };
@@ -219,71 +315,71 @@ static ALERT_10: Complex = Complex {
 
 static RESOURCE_11: Complex = Complex {
     seq: &[
-        p("resourceDesc", 1, 1, Ty::Str),
-        p("mimeType", 0, 1, Ty::Str),
-        p("size", 0, 1, Ty::Integer),
-        p("uri", 0, 1, Ty::AnyUri),
-        p("derefUri", 0, 1, Ty::Str),
-        p("digest", 0, 1, Ty::Str),
+        p(El::ResourceDesc, 1, 1, Ty::Str),
+        p(El::MimeType, 0, 1, Ty::Str),
+        p(El::Size, 0, 1, Ty::Integer),
+        p(El::Uri, 0, 1, Ty::AnyUri),
+        p(El::DerefUri, 0, 1, Ty::Str),
+        p(El::Digest, 0, 1, Ty::Str),
     ],
     dsig_tail: false,
 };
 
 static AREA_11: Complex = Complex {
     seq: &[
-        p("areaDesc", 1, 1, Ty::Str),
-        p("polygon", 0, U, Ty::Str),
-        p("circle", 0, U, Ty::Str),
-        p("geocode", 0, U, Ty::Complex(&VALUE_PAIR)),
-        p("altitude", 0, 1, Ty::Str),
-        p("ceiling", 0, 1, Ty::Str),
+        p(El::AreaDesc, 1, 1, Ty::Str),
+        p(El::Polygon, 0, U, Ty::Str),
+        p(El::Circle, 0, U, Ty::Str),
+        p(El::Geocode, 0, U, Ty::Complex(&VALUE_PAIR)),
+        p(El::Altitude, 0, 1, Ty::Str),
+        p(El::Ceiling, 0, 1, Ty::Str),
     ],
     dsig_tail: false,
 };
 
 static INFO_11: Complex = Complex {
     seq: &[
-        p("language", 0, 1, Ty::Language),
-        p("category", 1, U, Ty::Enum(CATEGORY)),
-        p("event", 1, 1, Ty::Str),
-        p("responseType", 0, U, Ty::Enum(RESPONSE_11)),
-        p("urgency", 1, 1, Ty::Enum(URGENCY)),
-        p("severity", 1, 1, Ty::Enum(SEVERITY)),
-        p("certainty", 1, 1, Ty::Enum(CERTAINTY)),
-        p("audience", 0, 1, Ty::Str),
-        p("eventCode", 0, U, Ty::Complex(&VALUE_PAIR)),
-        p("effective", 0, 1, Ty::DateTime),
-        p("onset", 0, 1, Ty::DateTime),
-        p("expires", 0, 1, Ty::DateTime),
-        p("senderName", 0, 1, Ty::Str),
-        p("headline", 0, 1, Ty::Str),
-        p("description", 0, 1, Ty::Str),
-        p("instruction", 0, 1, Ty::Str),
-        p("web", 0, 1, Ty::AnyUri),
-        p("contact", 0, 1, Ty::Str),
-        p("parameter", 0, U, Ty::Complex(&VALUE_PAIR)),
-        p("resource", 0, U, Ty::Complex(&RESOURCE_11)),
-        p("area", 0, U, Ty::Complex(&AREA_11)),
+        p(El::Language, 0, 1, Ty::Language),
+        p(El::Category, 1, U, Ty::Enum(CATEGORY)),
+        p(El::Event, 1, 1, Ty::Str),
+        p(El::ResponseType, 0, U, Ty::Enum(RESPONSE_11)),
+        p(El::Urgency, 1, 1, Ty::Enum(URGENCY)),
+        p(El::Severity, 1, 1, Ty::Enum(SEVERITY)),
+        p(El::Certainty, 1, 1, Ty::Enum(CERTAINTY)),
+        p(El::Audience, 0, 1, Ty::Str),
+        p(El::EventCode, 0, U, Ty::Complex(&VALUE_PAIR)),
+        p(El::Effective, 0, 1, Ty::DateTime),
+        p(El::Onset, 0, 1, Ty::DateTime),
+        p(El::Expires, 0, 1, Ty::DateTime),
+        p(El::SenderName, 0, 1, Ty::Str),
+        p(El::Headline, 0, 1, Ty::Str),
+        p(El::Description, 0, 1, Ty::Str),
+        p(El::Instruction, 0, 1, Ty::Str),
+        p(El::Web, 0, 1, Ty::AnyUri),
+        p(El::Contact, 0, 1, Ty::Str),
+        p(El::Parameter, 0, U, Ty::Complex(&VALUE_PAIR)),
+        p(El::Resource, 0, U, Ty::Complex(&RESOURCE_11)),
+        p(El::Area, 0, U, Ty::Complex(&AREA_11)),
     ],
     dsig_tail: false,
 };
 
 static ALERT_11: Complex = Complex {
     seq: &[
-        p("identifier", 1, 1, Ty::Str),
-        p("sender", 1, 1, Ty::Str),
-        p("sent", 1, 1, Ty::DateTime),
-        p("status", 1, 1, Ty::Enum(STATUS)),
-        p("msgType", 1, 1, Ty::Enum(MSG_TYPE)),
-        p("source", 0, 1, Ty::Str),
-        p("scope", 1, 1, Ty::Enum(SCOPE)),
-        p("restriction", 0, 1, Ty::Str),
-        p("addresses", 0, 1, Ty::Str),
-        p("code", 0, U, Ty::Str),
-        p("note", 0, 1, Ty::Str),
-        p("references", 0, 1, Ty::Str),
-        p("incidents", 0, 1, Ty::Str),
-        p("info", 0, U, Ty::Complex(&INFO_11)),
+        p(El::Identifier, 1, 1, Ty::Str),
+        p(El::Sender, 1, 1, Ty::Str),
+        p(El::Sent, 1, 1, Ty::DateTime),
+        p(El::Status, 1, 1, Ty::Enum(STATUS)),
+        p(El::MsgType, 1, 1, Ty::Enum(MSG_TYPE)),
+        p(El::Source, 0, 1, Ty::Str),
+        p(El::Scope, 1, 1, Ty::Enum(SCOPE)),
+        p(El::Restriction, 0, 1, Ty::Str),
+        p(El::Addresses, 0, 1, Ty::Str),
+        p(El::Code, 0, U, Ty::Str),
+        p(El::Note, 0, 1, Ty::Str),
+        p(El::References, 0, 1, Ty::Str),
+        p(El::Incidents, 0, 1, Ty::Str),
+        p(El::Info, 0, U, Ty::Complex(&INFO_11)),
     ],
     dsig_tail: false,
 };
@@ -292,71 +388,71 @@ static ALERT_11: Complex = Complex {
 
 static RESOURCE_12: Complex = Complex {
     seq: &[
-        p("resourceDesc", 1, 1, Ty::Str),
-        p("mimeType", 1, 1, Ty::Str),
-        p("size", 0, 1, Ty::Integer),
-        p("uri", 0, 1, Ty::AnyUri),
-        p("derefUri", 0, 1, Ty::Str),
-        p("digest", 0, 1, Ty::Str),
+        p(El::ResourceDesc, 1, 1, Ty::Str),
+        p(El::MimeType, 1, 1, Ty::Str),
+        p(El::Size, 0, 1, Ty::Integer),
+        p(El::Uri, 0, 1, Ty::AnyUri),
+        p(El::DerefUri, 0, 1, Ty::Str),
+        p(El::Digest, 0, 1, Ty::Str),
     ],
     dsig_tail: false,
 };
 
 static AREA_12: Complex = Complex {
     seq: &[
-        p("areaDesc", 1, 1, Ty::Str),
-        p("polygon", 0, U, Ty::Str),
-        p("circle", 0, U, Ty::Str),
-        p("geocode", 0, U, Ty::Complex(&VALUE_PAIR)),
-        p("altitude", 0, 1, Ty::Decimal),
-        p("ceiling", 0, 1, Ty::Decimal),
+        p(El::AreaDesc, 1, 1, Ty::Str),
+        p(El::Polygon, 0, U, Ty::Str),
+        p(El::Circle, 0, U, Ty::Str),
+        p(El::Geocode, 0, U, Ty::Complex(&VALUE_PAIR)),
+        p(El::Altitude, 0, 1, Ty::Decimal),
+        p(El::Ceiling, 0, 1, Ty::Decimal),
     ],
     dsig_tail: false,
 };
 
 static INFO_12: Complex = Complex {
     seq: &[
-        p("language", 0, 1, Ty::Language),
-        p("category", 1, U, Ty::Enum(CATEGORY)),
-        p("event", 1, 1, Ty::Str),
-        p("responseType", 0, U, Ty::Enum(RESPONSE_12)),
-        p("urgency", 1, 1, Ty::Enum(URGENCY)),
-        p("severity", 1, 1, Ty::Enum(SEVERITY)),
-        p("certainty", 1, 1, Ty::Enum(CERTAINTY)),
-        p("audience", 0, 1, Ty::Str),
-        p("eventCode", 0, U, Ty::Complex(&VALUE_PAIR)),
-        p("effective", 0, 1, Ty::DateTime12),
-        p("onset", 0, 1, Ty::DateTime12),
-        p("expires", 0, 1, Ty::DateTime12),
-        p("senderName", 0, 1, Ty::Str),
-        p("headline", 0, 1, Ty::Str),
-        p("description", 0, 1, Ty::Str),
-        p("instruction", 0, 1, Ty::Str),
-        p("web", 0, 1, Ty::AnyUri),
-        p("contact", 0, 1, Ty::Str),
-        p("parameter", 0, U, Ty::Complex(&VALUE_PAIR)),
-        p("resource", 0, U, Ty::Complex(&RESOURCE_12)),
-        p("area", 0, U, Ty::Complex(&AREA_12)),
+        p(El::Language, 0, 1, Ty::Language),
+        p(El::Category, 1, U, Ty::Enum(CATEGORY)),
+        p(El::Event, 1, 1, Ty::Str),
+        p(El::ResponseType, 0, U, Ty::Enum(RESPONSE_12)),
+        p(El::Urgency, 1, 1, Ty::Enum(URGENCY)),
+        p(El::Severity, 1, 1, Ty::Enum(SEVERITY)),
+        p(El::Certainty, 1, 1, Ty::Enum(CERTAINTY)),
+        p(El::Audience, 0, 1, Ty::Str),
+        p(El::EventCode, 0, U, Ty::Complex(&VALUE_PAIR)),
+        p(El::Effective, 0, 1, Ty::DateTime12),
+        p(El::Onset, 0, 1, Ty::DateTime12),
+        p(El::Expires, 0, 1, Ty::DateTime12),
+        p(El::SenderName, 0, 1, Ty::Str),
+        p(El::Headline, 0, 1, Ty::Str),
+        p(El::Description, 0, 1, Ty::Str),
+        p(El::Instruction, 0, 1, Ty::Str),
+        p(El::Web, 0, 1, Ty::AnyUri),
+        p(El::Contact, 0, 1, Ty::Str),
+        p(El::Parameter, 0, U, Ty::Complex(&VALUE_PAIR)),
+        p(El::Resource, 0, U, Ty::Complex(&RESOURCE_12)),
+        p(El::Area, 0, U, Ty::Complex(&AREA_12)),
     ],
     dsig_tail: false,
 };
 
 static ALERT_12: Complex = Complex {
     seq: &[
-        p("identifier", 1, 1, Ty::Str),
-        p("sender", 1, 1, Ty::Str),
-        p("sent", 1, 1, Ty::DateTime12),
-        p("status", 1, 1, Ty::Enum(STATUS)),
-        p("msgType", 1, 1, Ty::Enum(MSG_TYPE)),
-        p("source", 0, 1, Ty::Str),
-        p("scope", 1, 1, Ty::Enum(SCOPE)),
-        p("restriction", 0, 1, Ty::Str),
-        p("addresses", 0, 1, Ty::Str),
-        p("code", 0, U, Ty::Str),
-        p("note", 0, 1, Ty::Str),
-        p("references", 0, 1, Ty::Str),
-        p("incidents", 0, 1, Ty::Str),
-        p("info", 0, U, Ty::Complex(&INFO_12)),
+        p(El::Identifier, 1, 1, Ty::Str),
+        p(El::Sender, 1, 1, Ty::Str),
+        p(El::Sent, 1, 1, Ty::DateTime12),
+        p(El::Status, 1, 1, Ty::Enum(STATUS)),
+        p(El::MsgType, 1, 1, Ty::Enum(MSG_TYPE)),
+        p(El::Source, 0, 1, Ty::Str),
+        p(El::Scope, 1, 1, Ty::Enum(SCOPE)),
+        p(El::Restriction, 0, 1, Ty::Str),
+        p(El::Addresses, 0, 1, Ty::Str),
+        p(El::Code, 0, U, Ty::Str),
+        p(El::Note, 0, 1, Ty::Str),
+        p(El::References, 0, 1, Ty::Str),
+        p(El::Incidents, 0, 1, Ty::Str),
+        p(El::Info, 0, U, Ty::Complex(&INFO_12)),
     ],
     dsig_tail: true,
 };
@@ -377,8 +473,9 @@ pub fn check_alert(
         version,
         ns: doc.node(alert).ns,
     };
-    cx.check_attrs(alert, path, out);
-    cx.check_complex(alert, version.alert(), path, out);
+    let path = ElemPath::root(path);
+    cx.check_attrs(alert, &path, out);
+    cx.check_complex(alert, version.alert(), &path, out);
 }
 
 struct Checker<'d, 'a> {
@@ -388,7 +485,7 @@ struct Checker<'d, 'a> {
 }
 
 impl Checker<'_, '_> {
-    fn check_complex(&self, id: NodeId, ty: &Complex, path: &str, out: &mut Problems) {
+    fn check_complex(&self, id: NodeId, ty: &Complex, path: &ElemPath<'_>, out: &mut Problems) {
         let doc = self.doc;
         let node = doc.node(id);
         if !node.text.trim_matches(is_xml_ws).is_empty() {
@@ -399,9 +496,11 @@ impl Checker<'_, '_> {
                 format!("<{}> holds elements, not text", node.local),
             );
         }
-        let mut counts = vec![0u32; ty.seq.len()];
+        let mut counts = [0u32; 24];
+        debug_assert!(ty.seq.len() <= counts.len());
         let mut pos: usize = 0; // index into seq (seq.len() = inside the dsig tail)
-        let mut indices: Vec<(usize, NodeId)> = Vec::new();
+        // Where each particle first appeared, to place "missing" reports.
+        let mut first_at = [u32::MAX; 24];
         for child in doc.children(id) {
             let c = doc.node(child);
             if c.ns == Ns::Dsig && ty.dsig_tail {
@@ -444,7 +543,8 @@ impl Checker<'_, '_> {
                 );
                 continue;
             }
-            let Some(idx) = ty.seq.iter().position(|p| p.name == c.local) else {
+            let el = El::of_node(c);
+            let Some(idx) = ty.seq.iter().position(|p| p.el == el && el != El::Other) else {
                 out.error(
                     "schema.unknown",
                     Some(doc.line(child)),
@@ -459,7 +559,7 @@ impl Checker<'_, '_> {
             };
             if idx < pos {
                 let after = if pos < ty.seq.len() {
-                    format!("<{}>", ty.seq[pos].name)
+                    format!("<{}>", ty.seq[pos].el.as_str())
                 } else {
                     "the XML-DSig signature".to_string()
                 };
@@ -477,21 +577,20 @@ impl Checker<'_, '_> {
                 pos = idx;
             }
             counts[idx] += 1;
+            if first_at[idx] == u32::MAX {
+                first_at[idx] = child;
+            }
             let part = &ty.seq[idx];
-            let child_path = if part.max > 1 {
-                format!("{path}/{}[{}]", c.local, counts[idx])
-            } else {
-                format!("{path}/{}", c.local)
-            };
+            let child_path =
+                path.child(part.el.as_str(), if part.max > 1 { counts[idx] } else { 0 });
             if counts[idx] > part.max {
                 out.error(
                     "schema.too-many",
                     Some(doc.line(child)),
-                    &child_path,
+                    child_path,
                     format!("<{}> may appear at most once", c.local),
                 );
             }
-            indices.push((idx, child));
             self.check_attrs(child, &child_path, out);
             match part.ty {
                 Ty::Complex(inner) => self.check_complex(child, inner, &child_path, out),
@@ -500,24 +599,30 @@ impl Checker<'_, '_> {
         }
         for (i, part) in ty.seq.iter().enumerate() {
             if counts[i] < part.min {
-                // Point at the element that came where the missing one belongs.
-                let next = indices.iter().find(|(j, _)| *j > i).map(|(_, n)| *n);
+                // Point at the first element that came after where the missing one belongs.
+                let next = (i + 1..ty.seq.len())
+                    .map(|j| first_at[j])
+                    .filter(|&n| n != u32::MAX)
+                    .min();
                 let line = next.map(|n| doc.line(n)).unwrap_or_else(|| doc.line(id));
                 let hint = match (0..i).rev().find(|&j| counts[j] > 0) {
-                    Some(j) => format!(" (expected after <{}>)", ty.seq[j].name),
+                    Some(j) => format!(" (expected after <{}>)", ty.seq[j].el.as_str()),
                     None => " (expected first)".to_string(),
                 };
                 out.error(
                     "schema.missing",
                     Some(line),
                     path,
-                    format!("required <{}> is missing{hint}", part.name),
+                    format!("required <{}> is missing{hint}", part.el.as_str()),
                 );
             }
         }
     }
 
-    fn check_attrs(&self, id: NodeId, path: &str, out: &mut Problems) {
+    fn check_attrs(&self, id: NodeId, path: &ElemPath<'_>, out: &mut Problems) {
+        if self.doc.node(id).attrs.trim_matches(is_xml_ws).is_empty() {
+            return;
+        }
         for (name, _) in self.doc.attrs(id) {
             if name.starts_with("xsi:") || name.starts_with("xml:") {
                 continue;
@@ -531,7 +636,7 @@ impl Checker<'_, '_> {
         }
     }
 
-    fn check_leaf(&self, id: NodeId, ty: Ty, path: &str, out: &mut Problems) {
+    fn check_leaf(&self, id: NodeId, ty: Ty, path: &ElemPath<'_>, out: &mut Problems) {
         let doc = self.doc;
         let node = doc.node(id);
         if doc.has_children(id) {
@@ -544,7 +649,8 @@ impl Checker<'_, '_> {
         }
         let raw: &str = &node.text;
         let collapsed = raw.trim_matches(is_xml_ws);
-        let line = Some(doc.line(id));
+        // Lines are counted only for the rare element that has a problem.
+        let line = || Some(doc.line(id));
         match ty {
             Ty::Str | Ty::AnyUri | Ty::Complex(_) => {}
             Ty::Enum(values) => {
@@ -561,7 +667,7 @@ impl Checker<'_, '_> {
                     };
                     out.error(
                         "schema.enum",
-                        line,
+                        line(),
                         path,
                         format!("{shown} is not one of {}{hint}", values.join(", ")),
                     );
@@ -571,7 +677,7 @@ impl Checker<'_, '_> {
                 if !is_xs_date_time(collapsed) {
                     out.error(
                         "schema.datetime",
-                        line,
+                        line(),
                         path,
                         format!("`{collapsed}` is not an xs:dateTime"),
                     );
@@ -581,7 +687,7 @@ impl Checker<'_, '_> {
                 if super::model::CapDateTime::parse_cap12(collapsed).is_err() {
                     out.error(
                         "schema.datetime",
-                        line,
+                        line(),
                         path,
                         format!(
                             "`{collapsed}` is not a CAP 1.2 date-time \
@@ -594,7 +700,7 @@ impl Checker<'_, '_> {
                 if !is_language(collapsed) {
                     out.error(
                         "schema.language",
-                        line,
+                        line(),
                         path,
                         format!("`{collapsed}` is not a language tag (e.g. zh-CN, en-US)"),
                     );
@@ -605,7 +711,7 @@ impl Checker<'_, '_> {
                 if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
                     out.error(
                         "schema.integer",
-                        line,
+                        line(),
                         path,
                         format!("`{collapsed}` is not an integer"),
                     );
@@ -615,7 +721,7 @@ impl Checker<'_, '_> {
                 if super::model::parse_number(collapsed).is_none() {
                     out.error(
                         "schema.decimal",
-                        line,
+                        line(),
                         path,
                         format!("`{collapsed}` is not a decimal number"),
                     );
@@ -648,7 +754,8 @@ mod tests {
     use crate::cap::xml::{Doc, Limits};
 
     fn check(src: &str) -> Vec<(&'static str, String)> {
-        let doc = Doc::parse(src, &Limits::default()).unwrap();
+        let doc =
+            Doc::parse_classified(src, &Limits::default(), "UTF-8".into(), El::classify).unwrap();
         let version = CapVersion::of_ns(doc.node(doc.root()).ns).unwrap();
         let mut out = Problems::new();
         check_alert(&doc, doc.root(), version, "alert", &mut out);

@@ -14,7 +14,7 @@
 //! decoded text; lines are computed only when a problem is reported.
 
 use std::borrow::Cow;
-use std::cell::OnceCell;
+use std::cell::Cell;
 
 use quick_xml::events::Event;
 use quick_xml::name::ResolveResult;
@@ -107,16 +107,17 @@ pub struct Node<'a> {
     pub start: u32,
     /// Byte offset just after the end tag.
     pub end: u32,
-    /// Direct text content (text, CDATA and resolved references), EOLs normalised.
+    /// Direct text content (text, CDATA and resolved references), EOLs normalised; for an
+    /// element with children, only what is not whitespace between them.
     pub text: Cow<'a, str>,
     /// Depth: 0 for the root element.
     pub depth: u16,
+    /// A small number the caller's classifier gave the local name (see [`Doc::parse_classified`]);
+    /// lets vocabulary lookups happen once per element instead of once per check.
+    pub tag: u8,
     parent: u32,
     first_child: u32,
     next_sibling: u32,
-    /// Namespace bindings in scope from ancestors that this element does not redeclare,
-    /// recorded only for XML-DSig elements so they can be kept verbatim and stay well-formed.
-    pub inherited_ns: Vec<(String, String)>,
 }
 
 /// A parsed document: the decoded text and its element tree.
@@ -129,7 +130,11 @@ pub struct Doc<'a> {
     pub other_namespaces: Vec<String>,
     /// The encoding the document declared (or `UTF-8`).
     pub declared_encoding: String,
-    lines: OnceCell<Vec<u32>>,
+    /// For top-level XML-DSig elements: namespace bindings in scope from ancestors that the
+    /// element does not redeclare, so it can be kept verbatim and still stand alone.
+    inherited_ns: Vec<(NodeId, Vec<(String, String)>)>,
+    line_cache: Cell<(u32, u32)>,
+    last_ns: Option<(String, Ns)>,
 }
 
 /// Decode raw bytes to UTF-8 text, honouring a BOM or the XML declaration's `encoding`.
@@ -209,6 +214,10 @@ pub fn decode<'b>(bytes: &'b [u8], limits: &Limits) -> Result<(Cow<'b, str>, Str
 }
 
 fn utf8(bytes: &[u8], shift: usize) -> Result<&str, XmlError> {
+    // Fast path (SIMD); on failure, the standard library says where.
+    if let Ok(s) = simdutf8::basic::from_utf8(bytes) {
+        return Ok(s);
+    }
     std::str::from_utf8(bytes).map_err(|e| {
         let at = e.valid_up_to();
         let line = 1 + bytes[..at].iter().filter(|&&b| b == b'\n').count();
@@ -256,6 +265,16 @@ impl<'a> Doc<'a> {
         limits: &Limits,
         declared_encoding: String,
     ) -> Result<Doc<'a>, XmlError> {
+        Self::parse_classified(src, limits, declared_encoding, |_| 0)
+    }
+
+    /// Parse decoded text, tagging each element with `classify(local name)`.
+    pub fn parse_classified(
+        src: &'a str,
+        limits: &Limits,
+        declared_encoding: String,
+        classify: fn(&str) -> u8,
+    ) -> Result<Doc<'a>, XmlError> {
         if src.len() > limits.max_bytes.saturating_mul(4) {
             return Err(XmlError {
                 code: "xml.too-large",
@@ -268,7 +287,9 @@ impl<'a> Doc<'a> {
             nodes: Vec::with_capacity(src.len() / 48 + 8),
             other_namespaces: Vec::new(),
             declared_encoding,
-            lines: OnceCell::new(),
+            inherited_ns: Vec::new(),
+            line_cache: Cell::new((0, 1)),
+            last_ns: None,
         };
         let mut reader = NsReader::from_str(src);
         {
@@ -282,7 +303,7 @@ impl<'a> Doc<'a> {
         let mut root: Option<u32> = None;
         loop {
             let pos = reader.buffer_position() as u32;
-            let (resolved, event) = match reader.read_resolved_event() {
+            let event = match reader.read_event() {
                 Ok(x) => x,
                 Err(e) => {
                     let at = reader.error_position() as u32;
@@ -320,7 +341,7 @@ impl<'a> Doc<'a> {
                             format!("more than {} elements", limits.max_elements),
                         ));
                     }
-                    let ns = match resolved {
+                    let ns = match reader.resolver().resolve_element(start.name()).0 {
                         ResolveResult::Unbound => Ns::None,
                         ResolveResult::Bound(ns) => doc.intern_ns(ns.0),
                         ResolveResult::Unknown(prefix) => {
@@ -357,11 +378,14 @@ impl<'a> Doc<'a> {
                         end: pos,
                         text: Cow::Borrowed(""),
                         depth: stack.len() as u16,
+                        tag: classify(local),
                         parent,
                         first_child: NONE,
                         next_sibling: NONE,
-                        inherited_ns,
                     });
+                    if !inherited_ns.is_empty() {
+                        doc.inherited_ns.push((id, inherited_ns));
+                    }
                     if parent != NONE {
                         let lc = last_child[stack.len() - 1];
                         if lc == NONE {
@@ -386,7 +410,17 @@ impl<'a> Doc<'a> {
                 Event::Text(t) => {
                     let text = t.xml10_content();
                     match stack.last() {
-                        Some(&id) => append_text(&mut doc.nodes[id as usize].text, text),
+                        Some(&id) => {
+                            let node = &mut doc.nodes[id as usize];
+                            if node.first_child == NONE {
+                                append_text(&mut node.text, text);
+                            } else if !text.trim_matches(is_xml_ws).is_empty() {
+                                // Text after child elements (mixed content): kept so the
+                                // schema check can report it.
+                                append_text(&mut node.text, text);
+                            }
+                            // Indentation between child elements is not kept.
+                        }
                         None => {
                             if !text.trim_matches(is_xml_ws).is_empty() {
                                 return Err(doc.err(
@@ -496,6 +530,18 @@ impl<'a> Doc<'a> {
     }
 
     fn intern_ns(&mut self, uri: &str) -> Ns {
+        // Nearly every element of a document is in the same namespace as the one before it.
+        if let Some((cached, ns)) = &self.last_ns
+            && cached == uri
+        {
+            return *ns;
+        }
+        let ns = self.intern_ns_slow(uri);
+        self.last_ns = Some((uri.to_string(), ns));
+        ns
+    }
+
+    fn intern_ns_slow(&mut self, uri: &str) -> Ns {
         match uri {
             NS_CAP12 => Ns::Cap12,
             NS_CAP11 => Ns::Cap11,
@@ -562,11 +608,20 @@ impl<'a> Doc<'a> {
     }
 
     /// The 1-based line of a byte offset.
+    ///
+    /// Lines are only needed for the few elements that have problems, and those come roughly
+    /// in document order, so newlines are counted from the last answer instead of indexing the
+    /// whole document up front.
     pub fn line_of(&self, offset: u32) -> u32 {
-        let lines = self
-            .lines
-            .get_or_init(|| memchr_newlines(self.src.as_bytes()));
-        (lines.partition_point(|&nl| nl < offset) + 1) as u32
+        let offset = (offset as usize).min(self.src.len());
+        let (from, line) = match self.line_cache.get() {
+            (o, l) if (o as usize) <= offset => (o as usize, l),
+            _ => (0, 1),
+        };
+        let line =
+            line + memchr::memchr_iter(b'\n', &self.src.as_bytes()[from..offset]).count() as u32;
+        self.line_cache.set((offset as u32, line));
+        line
     }
 
     /// The line where an element starts.
@@ -585,13 +640,13 @@ impl<'a> Doc<'a> {
     pub fn raw_standalone(&self, id: NodeId) -> String {
         let n = &self.nodes[id as usize];
         let raw = self.raw(id);
-        if n.inherited_ns.is_empty() {
+        let Some((_, inherited)) = self.inherited_ns.iter().find(|(i, _)| *i == id) else {
             return raw.to_string();
-        }
+        };
         let name_end = 1 + n.qname.len();
         let mut out = String::with_capacity(raw.len() + 64);
         out.push_str(&raw[..name_end]);
-        for (prefix, uri) in &n.inherited_ns {
+        for (prefix, uri) in inherited {
             out.push_str(" xmlns");
             if !prefix.is_empty() {
                 out.push(':');
@@ -664,14 +719,6 @@ impl Iterator for Children<'_, '_> {
     }
 }
 
-fn memchr_newlines(b: &[u8]) -> Vec<u32> {
-    b.iter()
-        .enumerate()
-        .filter(|(_, c)| **c == b'\n')
-        .map(|(i, _)| i as u32)
-        .collect()
-}
-
 /// Bindings visible at the current element but declared by an ancestor.
 fn inherited_bindings<R>(reader: &NsReader<R>, own_attrs: &str) -> Vec<(String, String)> {
     let resolver = reader.resolver();
@@ -719,22 +766,41 @@ pub fn is_xml_char(c: char) -> bool {
     matches!(c, '\t' | '\n' | '\r' | '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..)
 }
 
-/// Escape text for element content. `\r` is written as a reference so it survives parsing.
-pub fn escape_text(s: &str) -> Cow<'_, str> {
-    if !s.bytes().any(|b| matches!(b, b'&' | b'<' | b'>' | b'\r')) {
-        return Cow::Borrowed(s);
+/// Append `s` to `out` escaped for element content, in one pass over the bytes. Fails with
+/// the first character XML 1.0 cannot carry (control characters other than tab, LF and CR;
+/// U+FFFE and U+FFFF), leaving `out` with a partial write the caller discards.
+pub fn write_text(out: &mut String, s: &str) -> Result<(), char> {
+    let b = s.as_bytes();
+    let mut last = 0;
+    let mut i = 0;
+    while i < b.len() {
+        let c = b[i];
+        let rep = match c {
+            b'&' => "&amp;",
+            b'<' => "&lt;",
+            b'>' => "&gt;",
+            b'\r' => "&#13;",
+            b'\t' | b'\n' => {
+                i += 1;
+                continue;
+            }
+            0..=0x1F => return Err(c as char),
+            // U+FFFE / U+FFFF are EF BF BE / EF BF BF in UTF-8.
+            0xEF if b.get(i + 1) == Some(&0xBF) && matches!(b.get(i + 2), Some(0xBE | 0xBF)) => {
+                return Err(if b[i + 2] == 0xBE { '\u{FFFE}' } else { '\u{FFFF}' });
+            }
+            _ => {
+                i += 1;
+                continue;
+            }
+        };
+        out.push_str(&s[last..i]);
+        out.push_str(rep);
+        i += 1;
+        last = i;
     }
-    let mut out = String::with_capacity(s.len() + 16);
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '\r' => out.push_str("&#13;"),
-            c => out.push(c),
-        }
-    }
-    Cow::Owned(out)
+    out.push_str(&s[last..]);
+    Ok(())
 }
 
 /// Escape text for a double-quoted attribute value.
@@ -845,6 +911,19 @@ mod tests {
         let (text, _) = decode(&gbk, &Limits::default()).unwrap();
         let doc = parse(&text).unwrap();
         assert_eq!(doc.node(doc.root()).text, "台风蓝色预警");
+    }
+
+    #[test]
+    fn write_text_escapes_and_refuses_what_xml_cannot_carry() {
+        let mut out = String::new();
+        write_text(&mut out, "a<b>&c\r\n\t台风").unwrap();
+        assert_eq!(out, "a&lt;b&gt;&amp;c&#13;\n\t台风");
+        assert_eq!(write_text(&mut String::new(), "x\u{1}y"), Err('\u{1}'));
+        assert_eq!(write_text(&mut String::new(), "x\u{FFFF}"), Err('\u{FFFF}'));
+        for c in ['\u{FFFD}', '\u{EFBF}', '\u{10000}'] {
+            assert!(write_text(&mut String::new(), &c.to_string()).is_ok(), "{c:?}");
+            assert!(is_xml_char(c));
+        }
     }
 
     #[test]
