@@ -787,7 +787,11 @@ pub fn write_text(out: &mut String, s: &str) -> Result<(), char> {
             0..=0x1F => return Err(c as char),
             // U+FFFE / U+FFFF are EF BF BE / EF BF BF in UTF-8.
             0xEF if b.get(i + 1) == Some(&0xBF) && matches!(b.get(i + 2), Some(0xBE | 0xBF)) => {
-                return Err(if b[i + 2] == 0xBE { '\u{FFFE}' } else { '\u{FFFF}' });
+                return Err(if b[i + 2] == 0xBE {
+                    '\u{FFFE}'
+                } else {
+                    '\u{FFFF}'
+                });
             }
             _ => {
                 i += 1;
@@ -921,7 +925,10 @@ mod tests {
         assert_eq!(write_text(&mut String::new(), "x\u{1}y"), Err('\u{1}'));
         assert_eq!(write_text(&mut String::new(), "x\u{FFFF}"), Err('\u{FFFF}'));
         for c in ['\u{FFFD}', '\u{EFBF}', '\u{10000}'] {
-            assert!(write_text(&mut String::new(), &c.to_string()).is_ok(), "{c:?}");
+            assert!(
+                write_text(&mut String::new(), &c.to_string()).is_ok(),
+                "{c:?}"
+            );
             assert!(is_xml_char(c));
         }
     }
