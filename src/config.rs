@@ -364,6 +364,16 @@ fn check_log(l: Option<&LogConfig>, fig: &Figment, out: &mut Vec<ConfigProblem>)
 
 fn check_cap(c: Option<&CapConfig>, fig: &Figment, out: &mut Vec<ConfigProblem>) {
     let Some(c) = c else { return };
+    if c.max_document_bytes > 256 * 1024 * 1024 {
+        out.push(problem(
+            fig,
+            "cap.max_document_bytes",
+            format!(
+                "{} is more than any alert needs (expected at most 268435456, 256 MiB)",
+                c.max_document_bytes
+            ),
+        ));
+    }
     if c.max_document_bytes < 1024 {
         out.push(problem(
             fig,

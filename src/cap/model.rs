@@ -348,10 +348,11 @@ impl CapDateTime {
         {
             return Err(bad());
         }
+        // Digits are read from bytes: slicing the text could split a multi-byte character.
         let num = |r: std::ops::Range<usize>| -> Result<i32, String> {
-            let part = &main[r];
-            if part.bytes().all(|c| c.is_ascii_digit()) {
-                part.parse::<i32>().map_err(|_| bad())
+            let part = &b[r];
+            if part.iter().all(u8::is_ascii_digit) {
+                Ok(part.iter().fold(0i32, |acc, d| acc * 10 + i32::from(d - b'0')))
             } else {
                 Err(bad())
             }
@@ -407,16 +408,15 @@ fn split_zone(s: &str) -> (&str, Zone) {
     if let Some(main) = s.strip_suffix('Z') {
         return (main, Zone::Z);
     }
-    if s.len() > 6 {
-        let (main, tail) = s.split_at(s.len() - 6);
-        let t = tail.as_bytes();
+    // Work on bytes: the text comes from outside and may hold multi-byte characters anywhere;
+    // only an ASCII sign byte marks a place where it is safe to split.
+    let b = s.as_bytes();
+    if b.len() > 6 {
+        let t = &b[b.len() - 6..];
         if (t[0] == b'+' || t[0] == b'-') && t[3] == b':' {
-            let digits = |a: u8, b: u8| -> Option<i32> {
-                if a.is_ascii_digit() && b.is_ascii_digit() {
-                    Some(((a - b'0') * 10 + (b - b'0')) as i32)
-                } else {
-                    None
-                }
+            let main = &s[..b.len() - 6];
+            let digits = |x: u8, y: u8| -> Option<i32> {
+                (x.is_ascii_digit() && y.is_ascii_digit()).then(|| ((x - b'0') * 10 + (y - b'0')) as i32)
             };
             return match (digits(t[1], t[2]), digits(t[4], t[5])) {
                 (Some(h), Some(m)) => (main, Zone::Offset(if t[0] == b'-' { -1 } else { 1 }, h, m)),
@@ -804,6 +804,15 @@ mod tests {
         assert_eq!(notes.len(), 2);
         let (t, _) = CapDateTime::parse_lenient("2019-08-10T24:00:00+08:00").unwrap();
         assert_eq!(t.to_string(), "2019-08-11T00:00:00+08:00");
+    }
+
+    #[test]
+    fn non_ascii_text_in_a_time_is_an_error_not_a_panic() {
+        // Found by fuzzing: byte offsets inside multi-byte characters.
+        for bad in ["2012-10-14T22:40:56ß00:00", "2ß12-10-14T22:40:56+00:00", "台风台风台风台风台风台风台风台风台"] {
+            assert!(CapDateTime::parse_lenient(bad).is_err(), "{bad}");
+            assert!(CapDateTime::parse_cap12(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

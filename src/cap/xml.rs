@@ -275,11 +275,24 @@ impl<'a> Doc<'a> {
         declared_encoding: String,
         classify: fn(&str) -> u8,
     ) -> Result<Doc<'a>, XmlError> {
-        if src.len() > limits.max_bytes.saturating_mul(4) {
+        // Positions are u32; the configured limit keeps documents far below that.
+        if src.len() > limits.max_bytes.saturating_mul(4) || src.len() >= u32::MAX as usize {
             return Err(XmlError {
                 code: "xml.too-large",
                 line: None,
                 message: format!("document is over the limit of {} bytes", limits.max_bytes),
+            });
+        }
+        // A byte-order mark was consumed by `decode`; another one is a character before the
+        // XML declaration, which is not well-formed (and quick-xml would skip it silently,
+        // shifting every position by three bytes).
+        if src.starts_with('\u{FEFF}') {
+            return Err(XmlError {
+                code: "xml.syntax",
+                line: Some(1),
+                message: "a byte-order mark where the document should begin (two BOMs, or a BOM \
+                          inside the text)"
+                    .into(),
             });
         }
         let mut doc = Doc {
@@ -906,6 +919,17 @@ mod tests {
         let bad = b"<?xml version='1.0' encoding='utf-8'?>\n<a>m\xe9t\xe9o</a>";
         let e = decode(bad, &Limits::default()).unwrap_err();
         assert_eq!((e.code, e.line), ("xml.utf8", Some(2)));
+    }
+
+    #[test]
+    fn a_second_byte_order_mark_is_refused() {
+        // Found by fuzzing: quick-xml skipped the second BOM, shifting every position.
+        let (text, _) = decode(b"\xEF\xBB\xBF\xEF\xBB\xBF<a/>", &Limits::default()).unwrap();
+        assert_eq!(parse(&text).unwrap_err().code, "xml.syntax");
+        let (text, _) = decode(b"\xEF\xBB\xBF<a><b/></a>", &Limits::default()).unwrap();
+        let doc = parse(&text).unwrap();
+        let b = doc.children(doc.root()).next().unwrap();
+        assert_eq!(doc.raw(b), "<b/>");
     }
 
     #[test]
