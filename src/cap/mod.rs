@@ -402,7 +402,7 @@ pub fn read_alerts(bytes: &[u8], limits: &Limits) -> Result<Vec<Parsed>, ReadErr
         let mine: Vec<Problem> = report
             .problems
             .iter()
-            .filter(|p| p.path.starts_with(&f.path))
+            .filter(|p| is_within(&p.path, &f.path))
             .cloned()
             .collect();
         match &f.alert {
@@ -416,6 +416,13 @@ pub fn read_alerts(bytes: &[u8], limits: &Limits) -> Result<Vec<Parsed>, ReadErr
         }
     }
     Ok(parsed)
+}
+
+/// Whether `path` is `ancestor` or below it (`alerts/alert[1]` does not contain
+/// `alerts/alert[10]`).
+fn is_within(path: &str, ancestor: &str) -> bool {
+    path.strip_prefix(ancestor)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
 }
 
 /// Read a document that must hold exactly one alert.
@@ -441,5 +448,18 @@ pub fn read_alert(bytes: &[u8], limits: &Limits) -> Result<Parsed, ReadError> {
                 message: format!("the document holds {n} alerts, not one"),
             }],
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_within;
+
+    #[test]
+    fn paths_contain_only_their_own_descendants() {
+        assert!(is_within("alerts/alert[1]", "alerts/alert[1]"));
+        assert!(is_within("alerts/alert[1]/info[2]", "alerts/alert[1]"));
+        assert!(!is_within("alerts/alert[10]/info[1]", "alerts/alert[1]"));
+        assert!(!is_within("alertsx", "alerts"));
     }
 }
