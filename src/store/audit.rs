@@ -196,16 +196,7 @@ pub fn verify(conn: &Connection) -> rusqlite::Result<Verification> {
     let mut prev = GENESIS.to_string();
     let mut count = 0u64;
     while let Some(r) = rows.next()? {
-        let rec = Record {
-            seq: r.get(0)?,
-            at: r.get(1)?,
-            actor: r.get(2)?,
-            kind: r.get(3)?,
-            subject: r.get(4)?,
-            detail: r.get(5)?,
-            prev_hash: r.get(6)?,
-            hash: r.get(7)?,
-        };
+        let rec = record(r)?;
         let broken = |reason: String| Verification::Broken {
             seq: rec.seq,
             reason,
@@ -247,17 +238,20 @@ pub fn since(conn: &Connection, from_seq: i64, limit: usize) -> rusqlite::Result
         "SELECT seq, at, actor, kind, subject, detail, prev_hash, hash FROM audit
          WHERE seq >= ?1 ORDER BY seq LIMIT ?2",
     )?;
-    let rows = stmt.query_map(params![from_seq, limit as i64], |r| {
-        Ok(Record {
-            seq: r.get(0)?,
-            at: r.get(1)?,
-            actor: r.get(2)?,
-            kind: r.get(3)?,
-            subject: r.get(4)?,
-            detail: r.get(5)?,
-            prev_hash: r.get(6)?,
-            hash: r.get(7)?,
-        })
-    })?;
+    let rows = stmt.query_map(params![from_seq, limit as i64], record)?;
     rows.collect()
+}
+
+/// A row of `SELECT seq, at, actor, kind, subject, detail, prev_hash, hash`.
+fn record(r: &rusqlite::Row<'_>) -> rusqlite::Result<Record> {
+    Ok(Record {
+        seq: r.get(0)?,
+        at: r.get(1)?,
+        actor: r.get(2)?,
+        kind: r.get(3)?,
+        subject: r.get(4)?,
+        detail: r.get(5)?,
+        prev_hash: r.get(6)?,
+        hash: r.get(7)?,
+    })
 }
