@@ -352,7 +352,9 @@ impl CapDateTime {
         let num = |r: std::ops::Range<usize>| -> Result<i32, String> {
             let part = &b[r];
             if part.iter().all(u8::is_ascii_digit) {
-                Ok(part.iter().fold(0i32, |acc, d| acc * 10 + i32::from(d - b'0')))
+                Ok(part
+                    .iter()
+                    .fold(0i32, |acc, d| acc * 10 + i32::from(d - b'0')))
             } else {
                 Err(bad())
             }
@@ -416,7 +418,8 @@ fn split_zone(s: &str) -> (&str, Zone) {
         if (t[0] == b'+' || t[0] == b'-') && t[3] == b':' {
             let main = &s[..b.len() - 6];
             let digits = |x: u8, y: u8| -> Option<i32> {
-                (x.is_ascii_digit() && y.is_ascii_digit()).then(|| ((x - b'0') * 10 + (y - b'0')) as i32)
+                (x.is_ascii_digit() && y.is_ascii_digit())
+                    .then(|| ((x - b'0') * 10 + (y - b'0')) as i32)
             };
             return match (digits(t[1], t[2]), digits(t[4], t[5])) {
                 (Some(h), Some(m)) => (main, Zone::Offset(if t[0] == b'-' { -1 } else { 1 }, h, m)),
@@ -809,7 +812,11 @@ mod tests {
     #[test]
     fn non_ascii_text_in_a_time_is_an_error_not_a_panic() {
         // Found by fuzzing: byte offsets inside multi-byte characters.
-        for bad in ["2012-10-14T22:40:56ß00:00", "2ß12-10-14T22:40:56+00:00", "台风台风台风台风台风台风台风台风台"] {
+        for bad in [
+            "2012-10-14T22:40:56ß00:00",
+            "2ß12-10-14T22:40:56+00:00",
+            "台风台风台风台风台风台风台风台风台",
+        ] {
             assert!(CapDateTime::parse_lenient(bad).is_err(), "{bad}");
             assert!(CapDateTime::parse_cap12(bad).is_err(), "{bad}");
         }
