@@ -31,6 +31,8 @@ pub struct Config {
     pub cap: CapConfig,
     /// Outgoing HTTP (feeds, `cap validate --follow`).
     pub http: HttpConfig,
+    /// The county registry.
+    pub registry: RegistryConfig,
 }
 
 /// The issuing office.
@@ -99,6 +101,16 @@ pub struct HttpConfig {
     pub connect_timeout_secs: u64,
     /// Whole-request timeout, seconds.
     pub timeout_secs: u64,
+}
+
+/// The county registry.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegistryConfig {
+    /// More sites than this for one person is listed as overloaded.
+    pub max_sites_per_person: usize,
+    /// Without a previous import, persons not confirmed within this many days are listed.
+    pub confirm_within_days: i64,
 }
 
 /// Values given on the command line, which override every other layer.
@@ -246,7 +258,8 @@ impl Config {
         let log = section::<LogConfig>(&fig, "log", &mut problems);
         let cap = section::<CapConfig>(&fig, "cap", &mut problems);
         let http = section::<HttpConfig>(&fig, "http", &mut problems);
-        const SECTIONS: &[&str] = &["office", "store", "log", "cap", "http"];
+        let registry = section::<RegistryConfig>(&fig, "registry", &mut problems);
+        const SECTIONS: &[&str] = &["office", "store", "log", "cap", "http", "registry"];
         if let Ok(data) = fig.data()
             && let Some(dict) = data.get(&Profile::Default)
         {
@@ -264,8 +277,9 @@ impl Config {
         check_log(log.as_ref(), &fig, &mut problems);
         check_cap(cap.as_ref(), &fig, &mut problems);
         check_http(http.as_ref(), &fig, &mut problems);
-        match (office, store, log, cap, http) {
-            (Some(office), Some(store), Some(log), Some(cap), Some(http))
+        check_registry(registry.as_ref(), &fig, &mut problems);
+        match (office, store, log, cap, http, registry) {
+            (Some(office), Some(store), Some(log), Some(cap), Some(http), Some(registry))
                 if problems.is_empty() =>
             {
                 Ok(Config {
@@ -274,6 +288,7 @@ impl Config {
                     log,
                     cap,
                     http,
+                    registry,
                 })
             }
             _ => Err(ConfigError { problems }),
@@ -283,6 +298,14 @@ impl Config {
     /// The office time zone (validated on load).
     pub fn time_zone(&self) -> jiff::tz::TimeZone {
         jiff::tz::TimeZone::get(&self.office.timezone).unwrap_or(jiff::tz::TimeZone::UTC)
+    }
+
+    /// Limits for the roster health report.
+    pub fn health_limits(&self) -> crate::registry::health::HealthLimits {
+        crate::registry::health::HealthLimits {
+            max_sites_per_person: self.registry.max_sites_per_person,
+            confirm_within_days: self.registry.confirm_within_days,
+        }
     }
 
     /// Limits for reading CAP documents.
@@ -413,6 +436,27 @@ fn check_http(h: Option<&HttpConfig>, fig: &Figment, out: &mut Vec<ConfigProblem
                 "expected at least 1 second, found 0".into(),
             ));
         }
+    }
+}
+
+fn check_registry(r: Option<&RegistryConfig>, fig: &Figment, out: &mut Vec<ConfigProblem>) {
+    let Some(r) = r else { return };
+    if r.max_sites_per_person == 0 {
+        out.push(problem(
+            fig,
+            "registry.max_sites_per_person",
+            "expected at least 1, found 0".into(),
+        ));
+    }
+    if r.confirm_within_days <= 0 {
+        out.push(problem(
+            fig,
+            "registry.confirm_within_days",
+            format!(
+                "expected a number of days above 0, found {}",
+                r.confirm_within_days
+            ),
+        ));
     }
 }
 

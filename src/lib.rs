@@ -10,4 +10,5 @@
 pub mod cap;
 pub mod config;
 pub mod http;
+pub mod registry;
 pub mod store;

@@ -288,7 +288,7 @@ fn demo_runs_with_no_configuration_and_leaves_a_verifiable_audit() {
 
 #[test]
 fn commands_not_built_yet_say_so_and_fail() {
-    let o = run(&["registry", "check", "fixtures/county"]);
+    let o = run(&["replay", "--scenario", "fixtures/scenarios/lekima"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("not yet"));
 }

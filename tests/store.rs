@@ -233,3 +233,27 @@ fn reopening_keeps_the_chain_and_applies_no_migration_twice() {
         audit::Verification::Intact { entries: 6, .. }
     ));
 }
+
+#[test]
+fn close_waits_until_the_file_holds_everything() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.db");
+    let store = Store::open(&path).unwrap();
+    for i in 0..20 {
+        let e = entry(i);
+        store
+            .write_blocking(move |tx| Ok(audit::append(tx, &e)?))
+            .unwrap();
+    }
+    let other = store.clone();
+    // Another handle is still open: close waits for it, up to the timeout.
+    assert!(!store.close(std::time::Duration::from_millis(100)));
+    assert!(other.close(std::time::Duration::from_secs(10)));
+    // The WAL was checkpointed into the file and removed.
+    assert!(!dir.path().join("t.db-wal").exists());
+    let c = Connection::open(&path).unwrap();
+    let n: i64 = c
+        .query_row("SELECT count(*) FROM audit", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(n, 20);
+}

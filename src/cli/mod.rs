@@ -4,6 +4,7 @@
 mod admin;
 mod cap_cmd;
 mod demo;
+mod registry_cmd;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -64,9 +65,9 @@ enum Command {
     Run,
     /// Show stormbell at work on the bundled synthetic county, with no configuration.
     Demo(demo::DemoArgs),
-    /// The county registry: villages, hazard sites, responsible persons (issue #3).
+    /// The county registry: villages, hazard sites, shelters, terminals, responsible persons.
     #[command(subcommand)]
-    Registry(NotYetArgs),
+    Registry(registry_cmd::RegistryCommand),
     /// Replay a recorded storm as a drill (issue #9).
     Replay(NotYetRest),
     /// Validate and convert CAP alerts, index feeds and EDXL-DE envelopes.
@@ -93,20 +94,6 @@ struct NotYetRest {
     rest: Vec<String>,
 }
 
-#[derive(Subcommand, Debug)]
-enum NotYetArgs {
-    /// Validate a registry folder without writing (issue #3).
-    Check(NotYetRest),
-    /// Import a registry folder (issue #3).
-    Import(NotYetRest),
-    /// Summary counts (issue #3).
-    Stats(NotYetRest),
-    /// One village (issue #3).
-    Show(NotYetRest),
-    /// Roster health report (issue #3).
-    Health(NotYetRest),
-}
-
 /// Parse arguments, set up logging, run the command.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -117,7 +104,7 @@ pub fn main() -> ExitCode {
         Command::Status => with_config(&cli.global, admin::status),
         Command::Run => with_config(&cli.global, admin::run),
         Command::Demo(args) => with_config(&cli.global, |cfg| demo::run(args, cfg)),
-        Command::Registry(_) => not_yet("registry", 3, "the county registry"),
+        Command::Registry(cmd) => with_config(&cli.global, |cfg| registry_cmd::run(cmd, cfg)),
         Command::Replay(_) => not_yet("replay", 9, "typhoon drills"),
         Command::Fwi(_) => not_yet("fwi", 5, "the Fire Weather Index"),
         Command::Report(_) => not_yet("report", 8, "after-action reports"),

@@ -5,7 +5,10 @@ use rusqlite_migration::{M, Migrations};
 
 /// All migrations, oldest first.
 pub(crate) fn migrations() -> Migrations<'static> {
-    Migrations::new(vec![M::up(include_str!("migrations/0001_audit.sql"))])
+    Migrations::new(vec![
+        M::up(include_str!("migrations/0001_audit.sql")),
+        M::up(include_str!("migrations/0002_registry.sql")),
+    ])
 }
 
 #[cfg(test)]

@@ -60,6 +60,8 @@ pub struct Store {
     path: PathBuf,
     writer: mpsc::Sender<Job>,
     readers: Arc<Mutex<Vec<Connection>>>,
+    /// Set by the writer thread once its connection is closed (and the WAL checkpointed).
+    closed: Arc<(Mutex<bool>, std::sync::Condvar)>,
 }
 
 impl std::fmt::Debug for Store {
@@ -104,6 +106,8 @@ impl Store {
                 message: e.to_string(),
             })?;
         let (tx, rx) = mpsc::channel::<Job>();
+        let closed = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
+        let signal = closed.clone();
         thread::Builder::new()
             .name("store-writer".into())
             .spawn(move || {
@@ -111,6 +115,13 @@ impl Store {
                 for job in rx {
                     job(&mut conn);
                 }
+                // Closing the last connection checkpoints the WAL into the database file.
+                drop(conn);
+                let (done, cv) = &*signal;
+                if let Ok(mut d) = done.lock() {
+                    *d = true;
+                }
+                cv.notify_all();
             })
             .map_err(|e| StoreError::Migration {
                 path: path.display().to_string(),
@@ -120,7 +131,33 @@ impl Store {
             path,
             writer: tx,
             readers: Arc::new(Mutex::new(Vec::new())),
+            closed,
         })
+    }
+
+    /// Close this handle and wait until the database is closed: every write done, the WAL
+    /// checkpointed into the file. Waits for the other handles too (the database closes when
+    /// the last one goes), up to `timeout`; returns whether it closed in time.
+    pub fn close(self, timeout: std::time::Duration) -> bool {
+        let Store {
+            writer,
+            readers,
+            closed,
+            ..
+        } = self;
+        if let Ok(mut pool) = readers.lock() {
+            pool.clear();
+        }
+        drop(readers);
+        drop(writer);
+        let (done, cv) = &*closed;
+        let Ok(guard) = done.lock() else {
+            return false;
+        };
+        match cv.wait_timeout_while(guard, timeout, |d| !*d) {
+            Ok((d, _)) => *d,
+            Err(_) => false,
+        }
     }
 
     /// The database file.
