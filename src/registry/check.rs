@@ -126,65 +126,34 @@ pub fn check(loaded: &Loaded, out: &mut Findings) {
         }
     }
 
-    // The administrative grid.
-    let counties: Vec<(&Unit, u32)> = d
+    // The administrative grid: one county for a county office, several for a city's.
+    let counties: HashSet<&str> = d
         .units
         .iter()
-        .zip(l.units.iter().copied())
-        .filter(|(u, _)| u.level == Level::County)
+        .filter(|u| u.level == Level::County)
+        .map(|u| u.code.as_str())
         .collect();
-    match counties.as_slice() {
-        [] => out.push(
-            Severity::Error,
-            "registry.county",
-            "units.csv",
-            None,
-            "level",
-            "no county row (level `county`)",
-        ),
-        [_] => {}
-        [_, rest @ ..] => {
-            for (u, line) in rest {
-                err(
-                    out,
-                    "registry.county",
-                    "units.csv",
-                    *line,
-                    "level",
-                    format!(
-                        "a second county `{}`: a registry holds one county (others stay with their own office)",
-                        u.code
-                    ),
-                );
-            }
-        }
+    if counties.is_empty() {
+        out.push(Severity::Error, "registry.county", "units.csv", None, "level", "no county row (level `county`)");
     }
-    let county = counties.first().map(|(u, _)| u.code.as_str()).unwrap_or("");
     for (u, &line) in d.units.iter().zip(&l.units) {
-        if u.level == Level::Town {
-            if u.parent.as_deref() != Some(county) && !county.is_empty() {
-                err(
-                    out,
-                    "registry.parent",
-                    "units.csv",
-                    line,
-                    "parent",
-                    format!(
-                        "town `{}` should name the county `{county}` as parent",
+        if u.level != Level::Town {
+            continue;
+        }
+        match u.parent.as_deref() {
+            Some(p) if counties.contains(p) => {
+                if !u.code.starts_with(p) {
+                    err(out, "registry.code", "units.csv", line, "code", format!(
+                        "town `{}` is not inside its county `{p}`",
                         u.code
-                    ),
-                );
+                    ));
+                }
             }
-            if !u.code.starts_with(county) {
-                err(
-                    out,
-                    "registry.code",
-                    "units.csv",
-                    line,
-                    "code",
-                    format!("town `{}` is not inside the county `{county}`", u.code),
-                );
-            }
+            Some(p) => err(out, "registry.parent", "units.csv", line, "parent", format!("unknown county code `{p}`")),
+            None => err(out, "registry.parent", "units.csv", line, "parent", format!(
+                "town `{}` must name its county as parent",
+                u.code
+            )),
         }
     }
     for (v, &line) in d.villages.iter().zip(&l.villages) {

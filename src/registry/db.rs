@@ -150,10 +150,12 @@ pub struct ImportReport {
     pub changes: Vec<Change>,
 }
 
-/// What changed for one kind: keys with old and new versions.
-struct KindDiff<T> {
-    added: Vec<T>,
-    changed: Vec<(T, T)>,
+/// What changed for one kind. New records are borrowed from the dataset being imported (a
+/// first import of a province adds a million of them: cloning them would double the memory);
+/// old ones are read back from the store.
+struct KindDiff<'a, T> {
+    added: Vec<&'a T>,
+    changed: Vec<(T, &'a T)>,
     removed: Vec<T>,
     total: usize,
 }
@@ -168,11 +170,11 @@ fn load_current<T: Record>(tx: &Connection) -> rusqlite::Result<HashMap<String, 
     rows.collect()
 }
 
-fn sync<T: Record + Clone>(
+fn sync<'a, T: Record>(
     tx: &Transaction<'_>,
     import: i64,
-    records: &[T],
-) -> anyhow::Result<KindDiff<T>> {
+    records: &'a [T],
+) -> anyhow::Result<KindDiff<'a, T>> {
     let mut current = load_current::<T>(tx)?;
     let mut insert = tx.prepare_cached(
         "INSERT INTO reg_record (kind, key, ref, data, valid_from) VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -192,12 +194,11 @@ fn sync<T: Record + Clone>(
             Some((rowid, old)) => {
                 close.execute(params![import, rowid])?;
                 insert.execute(params![T::KIND, key, rec.reference(), data, import])?;
-                diff.changed
-                    .push((serde_json::from_str(&old)?, rec.clone()));
+                diff.changed.push((serde_json::from_str(&old)?, rec));
             }
             None => {
                 insert.execute(params![T::KIND, key, rec.reference(), data, import])?;
-                diff.added.push(rec.clone());
+                diff.added.push(rec);
             }
         }
     }
@@ -208,7 +209,7 @@ fn sync<T: Record + Clone>(
     Ok(diff)
 }
 
-fn count<T>(kind: &'static str, d: &KindDiff<T>) -> KindCount {
+fn count<T>(kind: &'static str, d: &KindDiff<'_, T>) -> KindCount {
     KindCount {
         kind,
         total: d.total,
