@@ -260,12 +260,14 @@ fn demo_runs_with_no_configuration_and_leaves_a_verifiable_audit() {
         String::from_utf8_lossy(&o.stderr)
     );
     assert!(stdout(&o).contains("台风红色预警"));
+    assert!(stdout(&o).contains("251 villages"), "{}", stdout(&o));
     assert!(d.join("cap/33109841600000_20190809183000.xml").is_file());
     let db = d.join("stormbell.db");
     let o = run(&["--db", db.to_str().unwrap(), "audit", "verify"]);
     assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    // demo.started, registry.imported, and cap.converted for each of the two sample alerts.
     assert!(
-        stdout(&o).contains("audit intact: 3 entries"),
+        stdout(&o).contains("audit intact: 4 entries"),
         "{}",
         stdout(&o)
     );

@@ -698,3 +698,22 @@ fn the_registry_commands_as_an_officer_uses_them() {
         "{out}"
     );
 }
+
+#[test]
+fn a_city_office_registers_several_counties_but_every_town_has_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = copy_fixture(dir.path());
+    edit(&d.join("units.csv"), |t| {
+        t + "331099,西溟县,county,\n331099101,东山镇,town,331099\n331099102,北山镇,town,999999\n331099103,南山镇,town,331098\n"
+    });
+    let lines = rendered(&d);
+    let errors: Vec<&String> = lines.iter().filter(|l| !l.contains("warning:")).collect();
+    assert_eq!(
+        errors,
+        [
+            "units.csv:20: parent: unknown county code `999999`",
+            "units.csv:21: code: town `331099103` is not inside its county `331098`",
+        ],
+        "{lines:#?}"
+    );
+}

@@ -147,9 +147,31 @@ pub fn status(cfg: &Config) -> u8 {
             Err(e) => println!("audit:    unreadable: {e}"),
         }
     }
+    if cfg.store.path.exists()
+        && let Ok(store) = Store::open(&cfg.store.path)
+    {
+        match store.read_blocking(|c| Ok(stormbell::registry::db::imports(c)?)) {
+            Ok(list) => match list.last() {
+                Some(last) => match stormbell::registry::Registry::load(&store) {
+                    Ok(reg) => println!(
+                        "registry: import #{} at {}: {} villages, {} sites, {} persons",
+                        last.id,
+                        last.at,
+                        reg.data.villages.len(),
+                        reg.data.sites.len(),
+                        reg.data.persons.len()
+                    ),
+                    Err(e) => println!("registry: unreadable: {e}"),
+                },
+                None => {
+                    println!("registry: nothing imported yet (`stormbell registry import DIR`)")
+                }
+            },
+            Err(e) => println!("registry: unreadable: {e}"),
+        }
+    }
     for (what, issue) in [
         ("feeds", 4),
-        ("registry", 3),
         ("warnings", 5),
         ("outbox / SMSC binds", 6),
         ("broadcast terminals", 7),

@@ -134,7 +134,14 @@ pub fn check(loaded: &Loaded, out: &mut Findings) {
         .map(|u| u.code.as_str())
         .collect();
     if counties.is_empty() {
-        out.push(Severity::Error, "registry.county", "units.csv", None, "level", "no county row (level `county`)");
+        out.push(
+            Severity::Error,
+            "registry.county",
+            "units.csv",
+            None,
+            "level",
+            "no county row (level `county`)",
+        );
     }
     for (u, &line) in d.units.iter().zip(&l.units) {
         if u.level != Level::Town {
@@ -143,17 +150,32 @@ pub fn check(loaded: &Loaded, out: &mut Findings) {
         match u.parent.as_deref() {
             Some(p) if counties.contains(p) => {
                 if !u.code.starts_with(p) {
-                    err(out, "registry.code", "units.csv", line, "code", format!(
-                        "town `{}` is not inside its county `{p}`",
-                        u.code
-                    ));
+                    err(
+                        out,
+                        "registry.code",
+                        "units.csv",
+                        line,
+                        "code",
+                        format!("town `{}` is not inside its county `{p}`", u.code),
+                    );
                 }
             }
-            Some(p) => err(out, "registry.parent", "units.csv", line, "parent", format!("unknown county code `{p}`")),
-            None => err(out, "registry.parent", "units.csv", line, "parent", format!(
-                "town `{}` must name its county as parent",
-                u.code
-            )),
+            Some(p) => err(
+                out,
+                "registry.parent",
+                "units.csv",
+                line,
+                "parent",
+                format!("unknown county code `{p}`"),
+            ),
+            None => err(
+                out,
+                "registry.parent",
+                "units.csv",
+                line,
+                "parent",
+                format!("town `{}` must name its county as parent", u.code),
+            ),
         }
     }
     for (v, &line) in d.villages.iter().zip(&l.villages) {
