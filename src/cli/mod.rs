@@ -97,6 +97,9 @@ struct NotYetRest {
 /// Parse arguments, set up logging, run the command.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Run) {
+        default_sigpipe();
+    }
     let code = match cli.command {
         Command::Config(cmd) => admin::config(cmd, &cli.global),
         Command::Cap(cmd) => with_config(&cli.global, |cfg| cap_cmd::run(cmd, cfg)),
@@ -110,6 +113,18 @@ pub fn main() -> ExitCode {
         Command::Report(_) => not_yet("report", 8, "after-action reports"),
     };
     ExitCode::from(code)
+}
+
+/// Let a short-lived command end quietly when its reader goes away (`stormbell … | head`),
+/// as Unix tools do, instead of failing on every write. Not for the daemon: a log reader that
+/// disappears must never stop it.
+fn default_sigpipe() {
+    #[cfg(unix)]
+    // SAFETY: called once at start-up, before any other thread exists; it only resets this
+    // process's disposition of SIGPIPE to the default, which is what `signal` is for.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
 }
 
 fn not_yet(cmd: &str, issue: u32, what: &str) -> u8 {
@@ -151,4 +166,37 @@ fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
         .worker_threads(2)
         .enable_all()
         .build()
+}
+
+/// Pad text to a display width, counting CJK characters as two columns (as terminals show
+/// them), so Chinese names and roles line up.
+pub fn pad(s: &str, width: usize) -> String {
+    let w: usize = s
+        .chars()
+        .map(|c| {
+            let c = c as u32;
+            let wide = (0x1100..=0x115F).contains(&c)
+                || (0x2E80..=0xA4CF).contains(&c)
+                || (0xAC00..=0xD7A3).contains(&c)
+                || (0xF900..=0xFAFF).contains(&c)
+                || (0xFE30..=0xFE4F).contains(&c)
+                || (0xFF00..=0xFF60).contains(&c)
+                || (0xFFE0..=0xFFE6).contains(&c);
+            if wide { 2 } else { 1 }
+        })
+        .sum();
+    format!("{s}{}", " ".repeat(width.saturating_sub(w)))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn pad_counts_chinese_as_two_columns() {
+        assert_eq!(super::pad("监测员", 8), "监测员  ");
+        assert_eq!(super::pad("abc", 5), "abc  ");
+        assert_eq!(
+            super::pad("村防汛副责任人（AB角）", 4),
+            "村防汛副责任人（AB角）"
+        );
+    }
 }

@@ -331,8 +331,8 @@ fn show(cfg: &Config, store: &Store, code: &str, on: Option<&str>) -> u8 {
     );
     let person_line = |d: &registry::Duty, p: Option<&registry::Person>| match p {
         Some(p) => format!(
-            "{:<16} {} {} ({}){}{}",
-            d.role,
+            "{} {} {} ({}){}{}",
+            super::pad(&d.role, 16),
             p.name,
             p.mobile,
             p.id,
@@ -343,7 +343,11 @@ fn show(cfg: &Config, store: &Store, code: &str, on: Option<&str>) -> u8 {
                 .unwrap_or_default(),
             if p.on_duty { "" } else { " [off duty]" }
         ),
-        None => format!("{:<16} {} (not in persons.csv)", d.role, d.person),
+        None => format!(
+            "{} {} (not in persons.csv)",
+            super::pad(&d.role, 16),
+            d.person
+        ),
     };
     println!("  responsible:");
     for (d, p) in reg.duties_for(code) {
