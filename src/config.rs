@@ -33,6 +33,8 @@ pub struct Config {
     pub http: HttpConfig,
     /// The county registry.
     pub registry: RegistryConfig,
+    /// `[feeds]`: polling defaults and the `[[feeds.source]]` list.
+    pub feeds: FeedsConfig,
 }
 
 /// The issuing office.
@@ -111,6 +113,53 @@ pub struct RegistryConfig {
     pub max_sites_per_person: usize,
     /// Without a previous import, persons not confirmed within this many days are listed.
     pub confirm_within_days: i64,
+}
+
+/// `[feeds]`: how the weather services are polled, and which.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FeedsConfig {
+    /// Seconds between polls of a feed (a source may set its own).
+    pub interval_secs: u64,
+    /// A feed with no successful poll for this many intervals raises the gap alarm.
+    pub gap_intervals: u32,
+    /// First retry after a failed poll, in seconds (doubling, with jitter).
+    pub backoff_min_secs: u64,
+    /// Longest wait between retries, in seconds.
+    pub backoff_max_secs: u64,
+    /// How many linked documents of one feed are fetched at once.
+    pub follow_concurrency: usize,
+    /// First polls after start are spread over this many seconds (at most one interval), so
+    /// that a restart does not hit every publisher at the same instant.
+    pub start_spread_secs: u64,
+    /// The feeds.
+    #[serde(default)]
+    pub source: Vec<FeedSource>,
+}
+
+/// One `[[feeds.source]]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FeedSource {
+    /// A short unique id (letters, digits, `-`, `_`, `.`), used in the store and in logs.
+    pub id: String,
+    /// `cap`, `typhoon`, `rainfall` or `fire`.
+    pub kind: String,
+    /// The address polled (http, https, or `replay://` inside a scenario).
+    pub url: String,
+    /// Overrides `[feeds] interval_secs`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval_secs: Option<u64>,
+    /// Overrides `[feeds] gap_intervals`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gap_intervals: Option<u32>,
+    /// Set false to keep a feed in the file without polling it.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// Values given on the command line, which override every other layer.
@@ -259,7 +308,8 @@ impl Config {
         let cap = section::<CapConfig>(&fig, "cap", &mut problems);
         let http = section::<HttpConfig>(&fig, "http", &mut problems);
         let registry = section::<RegistryConfig>(&fig, "registry", &mut problems);
-        const SECTIONS: &[&str] = &["office", "store", "log", "cap", "http", "registry"];
+        let feeds = section::<FeedsConfig>(&fig, "feeds", &mut problems);
+        const SECTIONS: &[&str] = &["office", "store", "log", "cap", "http", "registry", "feeds"];
         if let Ok(data) = fig.data()
             && let Some(dict) = data.get(&Profile::Default)
         {
@@ -278,19 +328,25 @@ impl Config {
         check_cap(cap.as_ref(), &fig, &mut problems);
         check_http(http.as_ref(), &fig, &mut problems);
         check_registry(registry.as_ref(), &fig, &mut problems);
-        match (office, store, log, cap, http, registry) {
-            (Some(office), Some(store), Some(log), Some(cap), Some(http), Some(registry))
-                if problems.is_empty() =>
-            {
-                Ok(Config {
-                    office,
-                    store,
-                    log,
-                    cap,
-                    http,
-                    registry,
-                })
-            }
+        check_feeds(feeds.as_ref(), &fig, &mut problems);
+        match (office, store, log, cap, http, registry, feeds) {
+            (
+                Some(office),
+                Some(store),
+                Some(log),
+                Some(cap),
+                Some(http),
+                Some(registry),
+                Some(feeds),
+            ) if problems.is_empty() => Ok(Config {
+                office,
+                store,
+                log,
+                cap,
+                http,
+                registry,
+                feeds,
+            }),
             _ => Err(ConfigError { problems }),
         }
     }
@@ -457,6 +513,102 @@ fn check_registry(r: Option<&RegistryConfig>, fig: &Figment, out: &mut Vec<Confi
                 r.confirm_within_days
             ),
         ));
+    }
+}
+
+fn check_feeds(f: Option<&FeedsConfig>, fig: &Figment, out: &mut Vec<ConfigProblem>) {
+    let Some(f) = f else { return };
+    for (key, v) in [
+        ("feeds.interval_secs", f.interval_secs),
+        ("feeds.backoff_min_secs", f.backoff_min_secs),
+        ("feeds.backoff_max_secs", f.backoff_max_secs),
+    ] {
+        if v == 0 {
+            out.push(problem(
+                fig,
+                key,
+                "expected at least 1 second, found 0".into(),
+            ));
+        }
+    }
+    if f.backoff_min_secs > f.backoff_max_secs {
+        out.push(problem(
+            fig,
+            "feeds.backoff_min_secs",
+            format!(
+                "{} is more than feeds.backoff_max_secs ({})",
+                f.backoff_min_secs, f.backoff_max_secs
+            ),
+        ));
+    }
+    if f.gap_intervals == 0 {
+        out.push(problem(
+            fig,
+            "feeds.gap_intervals",
+            "expected at least 1, found 0".into(),
+        ));
+    }
+    if !(1..=64).contains(&f.follow_concurrency) {
+        out.push(problem(
+            fig,
+            "feeds.follow_concurrency",
+            format!("{} is outside 1…64", f.follow_concurrency),
+        ));
+    }
+    let mut ids = std::collections::HashSet::new();
+    for (i, s) in f.source.iter().enumerate() {
+        let source = source_of(fig, "feeds.source");
+        let mut bad = |k: &str, message: String| {
+            out.push(ConfigProblem {
+                source: source.clone(),
+                key: format!("feeds.source[{i}].{k}"),
+                message,
+            })
+        };
+        if s.id.is_empty()
+            || !s
+                .id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        {
+            bad(
+                "id",
+                format!(
+                    "`{}` is not a feed id (expected letters, digits, -, _ or .)",
+                    s.id
+                ),
+            );
+        } else if !ids.insert(s.id.as_str()) {
+            bad("id", format!("`{}` is used by two feeds", s.id));
+        }
+        if !crate::feeds::KINDS.contains(&s.kind.as_str()) {
+            bad(
+                "kind",
+                format!(
+                    "`{}` is not a feed kind (expected one of {})",
+                    s.kind,
+                    crate::feeds::KINDS.join(", ")
+                ),
+            );
+        }
+        let scheme_ok = ["http://", "https://", "replay://"]
+            .iter()
+            .any(|p| s.url.starts_with(p));
+        if !scheme_ok || reqwest::Url::parse(&s.url).is_err() {
+            bad(
+                "url",
+                format!("`{}` is not an http(s) or replay:// URL", s.url),
+            );
+        }
+        if s.interval_secs == Some(0) {
+            bad(
+                "interval_secs",
+                "expected at least 1 second, found 0".into(),
+            );
+        }
+        if s.gap_intervals == Some(0) {
+            bad("gap_intervals", "expected at least 1, found 0".into());
+        }
     }
 }
 

@@ -9,6 +9,7 @@
 
 pub mod cap;
 pub mod config;
+pub mod feeds;
 pub mod http;
 pub mod registry;
 pub mod store;

@@ -8,6 +8,7 @@ pub(crate) fn migrations() -> Migrations<'static> {
     Migrations::new(vec![
         M::up(include_str!("migrations/0001_audit.sql")),
         M::up(include_str!("migrations/0002_registry.sql")),
+        M::up(include_str!("migrations/0003_feeds.sql")),
     ])
 }
 

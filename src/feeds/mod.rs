@@ -1,0 +1,269 @@
+//! Feeds: polling the services that warnings start from — CAP alerts, typhoon tracks, station
+//! rainfall, fire observations — and handing what they publish to the correlate stage.
+//!
+//! A duty officer must be able to trust two things: everything published is picked up within
+//! one polling interval, and a feed that goes quiet or broken is reported, not silently absent.
+//!
+//! Shape (as Vector's sources): one trait, [`FeedKind`], turns one fetched document into items;
+//! one module per kind implements it ([`cap_feed`], [`typhoon`], [`rainfall`], [`fire`]). The
+//! [`poller`] does everything the kinds share: scheduling on a [`clock`], conditional GET with
+//! timeouts and a size cap through a [`fetch::Fetcher`] (HTTP, or a recorded scenario for
+//! drills: [`replay`]), backoff with jitter, following links, deduplication, and the gap
+//! alarm. What was seen and handed on is recorded in the store ([`state`]) in one transaction
+//! with the items themselves (a durable inbox), so a restart neither misses nor repeats.
+
+pub mod cap_feed;
+pub mod clock;
+pub mod fetch;
+pub mod fire;
+pub mod poller;
+pub mod rainfall;
+pub mod replay;
+pub mod state;
+pub mod typhoon;
+
+use serde::{Deserialize, Serialize};
+
+use crate::cap;
+
+/// Why a document could not be used at all.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum FeedError {
+    /// The document is not in the expected form.
+    #[error("{}{message}", line.map(|l| format!("line {l}: ")).unwrap_or_default())]
+    Format {
+        /// Where, if known.
+        line: Option<u32>,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// An alert from an upstream service, as received.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UpstreamAlert {
+    /// Where it was fetched from.
+    pub url: String,
+    /// The alert in the CAP 1.2 model.
+    pub alert: cap::Alert,
+    /// The form it came in (`CAP 1.2`, `CAP (national dialect …)`).
+    pub dialect: String,
+    /// SHA-256 of the document as received (the bytes are kept in the store).
+    pub digest: String,
+    /// What reading noticed (schema slips, upgrades), for the officer.
+    pub problems: Vec<String>,
+    /// Where it stands in its lineage (filled in when it is accepted).
+    pub lineage: Option<Lineage>,
+    /// Whether every `<info>` had already expired when it arrived.
+    pub expired: bool,
+}
+
+/// Where an alert stands among the alerts it updates or cancels.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Lineage {
+    /// The first alert of the lineage (`sender,identifier,sent`), as far as known.
+    pub root: String,
+    /// References this alert makes that have not arrived (an Update before its Alert, a
+    /// Cancel of an alert never seen). Empty when every reference is known.
+    pub missing: Vec<String>,
+}
+
+/// What a feed hands on to the correlate stage.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "data", rename_all = "snake_case")]
+pub enum Observation {
+    /// A CAP alert (any msgType).
+    Alert(Box<UpstreamAlert>),
+    /// A typhoon track with its forecasts.
+    Track(typhoon::Track),
+    /// Station rainfall.
+    Rain(rainfall::RainBatch),
+    /// Fire weather or hotspots.
+    Fire(fire::FireBatch),
+    /// A feed went silent, or came back: for the duty officer, on the same path as warnings.
+    FeedAlarm(FeedAlarm),
+}
+
+/// The gap alarm and its recovery notice.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FeedAlarm {
+    /// The feed.
+    pub feed: String,
+    /// Its kind.
+    pub kind: String,
+    /// Its address.
+    pub url: String,
+    /// Raised or cleared.
+    pub state: AlarmState,
+    /// When (RFC 3339 with offset).
+    pub at: String,
+    /// The last successful poll before the silence, if there ever was one.
+    pub last_success: Option<String>,
+    /// How long the feed had been silent, in seconds (monotonic time).
+    pub silent_secs: u64,
+    /// The polling interval, in seconds.
+    pub interval_secs: u64,
+    /// Failed polls in a row.
+    pub failures: u32,
+    /// The last error.
+    pub last_error: Option<String>,
+}
+
+/// Whether a [`FeedAlarm`] raises or clears the alarm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AlarmState {
+    /// No successful poll for the configured number of intervals.
+    Gap,
+    /// A successful poll after a gap.
+    Recovered,
+}
+
+/// One thing found in a document, with the key that identifies it across polls.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Item {
+    /// Identity for deduplication, unique within the feed (for CAP: `sender|identifier|sent`).
+    pub key: String,
+    /// What to hand on.
+    pub observation: Observation,
+}
+
+/// What one document yielded.
+#[derive(Debug, Clone, Default)]
+pub struct Parsed {
+    /// New-or-not items (the poller drops those already seen).
+    pub items: Vec<Item>,
+    /// Links to fetch too (CAP documents an index points to).
+    pub follow: Vec<Link>,
+    /// Problems that did not stop the document from being used.
+    pub problems: Vec<String>,
+}
+
+/// A link found in a feed's document.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Link {
+    /// Absolute address.
+    pub url: String,
+    /// What the index says about the linked document's version (Atom `updated`, RSS
+    /// `pubDate`): a link is fetched again when this changes.
+    pub version: Option<String>,
+}
+
+impl Link {
+    /// The key under which a fetched link is remembered.
+    pub fn key(&self) -> String {
+        format!(
+            "link|{}|{}",
+            self.url,
+            self.version.as_deref().unwrap_or("")
+        )
+    }
+}
+
+/// A fetched document, as a kind sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct Document<'a> {
+    /// The feed it belongs to.
+    pub feed: &'a str,
+    /// Where it came from.
+    pub url: &'a str,
+    /// The bytes as received.
+    pub body: &'a [u8],
+    /// SHA-256 of the body.
+    pub digest: &'a str,
+    /// When it arrived.
+    pub received: jiff::Timestamp,
+    /// Whether it was reached by following a link from the feed's own document.
+    pub linked: bool,
+}
+
+/// One kind of feed: how its documents become items. Implementations are stateless; the
+/// poller keeps all state.
+pub trait FeedKind: Send + Sync + 'static {
+    /// The kind's name in configuration (`cap`, `typhoon`, `rainfall`, `fire`).
+    fn name(&self) -> &'static str;
+    /// Read one document.
+    fn parse(&self, doc: &Document<'_>) -> Result<Parsed, FeedError>;
+}
+
+/// The kind named in configuration.
+pub fn kind(name: &str, limits: cap::Limits) -> Option<std::sync::Arc<dyn FeedKind>> {
+    Some(match name {
+        "cap" => std::sync::Arc::new(cap_feed::CapFeed { limits }),
+        "typhoon" => std::sync::Arc::new(typhoon::TyphoonFeed),
+        "rainfall" => std::sync::Arc::new(rainfall::RainfallFeed),
+        "fire" => std::sync::Arc::new(fire::FireFeed),
+        _ => return None,
+    })
+}
+
+/// The names [`kind`] knows.
+pub const KINDS: &[&str] = &["cap", "typhoon", "rainfall", "fire"];
+
+impl FeedKind for typhoon::TyphoonFeed {
+    fn name(&self) -> &'static str {
+        "typhoon"
+    }
+    fn parse(&self, doc: &Document<'_>) -> Result<Parsed, FeedError> {
+        let tracks = typhoon::parse(doc.body)?;
+        Ok(Parsed {
+            items: tracks
+                .into_iter()
+                .map(|t| Item {
+                    key: format!("{}|{}", t.storm, doc.digest),
+                    observation: Observation::Track(t),
+                })
+                .collect(),
+            ..Parsed::default()
+        })
+    }
+}
+
+impl FeedKind for rainfall::RainfallFeed {
+    fn name(&self) -> &'static str {
+        "rainfall"
+    }
+    fn parse(&self, doc: &Document<'_>) -> Result<Parsed, FeedError> {
+        let batch = rainfall::parse(doc.body)?;
+        let problems = batch
+            .readings
+            .iter()
+            .filter_map(|r| {
+                r.flag.map(|f| {
+                    format!(
+                        "station {} at {}: {} not trusted ({f:?})",
+                        r.station,
+                        r.end,
+                        r.mm.map(|m| format!("{m} mm"))
+                            .unwrap_or_else(|| "no value".into())
+                    )
+                })
+            })
+            .collect();
+        Ok(Parsed {
+            items: vec![Item {
+                key: doc.digest.to_string(),
+                observation: Observation::Rain(batch),
+            }],
+            problems,
+            ..Parsed::default()
+        })
+    }
+}
+
+impl FeedKind for fire::FireFeed {
+    fn name(&self) -> &'static str {
+        "fire"
+    }
+    fn parse(&self, doc: &Document<'_>) -> Result<Parsed, FeedError> {
+        let (batch, problems) = fire::parse(doc.body)?;
+        Ok(Parsed {
+            items: vec![Item {
+                key: doc.digest.to_string(),
+                observation: Observation::Fire(batch),
+            }],
+            problems,
+            ..Parsed::default()
+        })
+    }
+}
