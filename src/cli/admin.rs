@@ -170,8 +170,17 @@ pub fn status(cfg: &Config) -> u8 {
             Err(e) => println!("registry: unreadable: {e}"),
         }
     }
+    if cfg.store.path.exists()
+        && let Ok(store) = Store::open(&cfg.store.path)
+    {
+        feeds_status(cfg, &store);
+    } else if !cfg.feeds.source.is_empty() {
+        println!(
+            "feeds:    {} configured, never polled",
+            cfg.feeds.source.len()
+        );
+    }
     for (what, issue) in [
-        ("feeds", 4),
         ("warnings", 5),
         ("outbox / SMSC binds", 6),
         ("broadcast terminals", 7),
@@ -182,9 +191,81 @@ pub fn status(cfg: &Config) -> u8 {
     0
 }
 
-/// The daemon. Today it opens the store, records its start and stop in the audit trail, and
-/// waits for a signal; the stages join it issue by issue.
+/// Per-feed health, as the duty officer needs it: is each feed alive, since when is it not.
+fn feeds_status(cfg: &Config, store: &Store) {
+    use stormbell::feeds::state;
+    let found = store.read_blocking(|c| Ok((state::all_health(c)?, state::pending_count(c)?)));
+    let (health, pending) = match found {
+        Ok(x) => x,
+        Err(e) => {
+            println!("feeds:    unreadable: {e}");
+            return;
+        }
+    };
+    let configured: Vec<&str> = cfg
+        .feeds
+        .source
+        .iter()
+        .filter(|s| s.enabled)
+        .map(|s| s.id.as_str())
+        .collect();
+    if health.is_empty() && configured.is_empty() {
+        println!("feeds:    none configured ([[feeds.source]] in the config file)");
+        return;
+    }
+    println!(
+        "feeds:    {} configured, {} inbox entries not yet acted on",
+        configured.len(),
+        pending
+    );
+    for id in &configured {
+        if !health.iter().any(|h| h.feed == *id) {
+            println!("  {id}: never polled");
+        }
+    }
+    for h in &health {
+        let state = if h.gap_since.is_some() {
+            "GAP"
+        } else if h.failures > 0 {
+            "FAILING"
+        } else if h.last_success.is_some() {
+            "ok"
+        } else {
+            "never succeeded"
+        };
+        let note = if configured.contains(&h.feed.as_str()) {
+            ""
+        } else {
+            " (no longer configured)"
+        };
+        println!("  {} [{}] {}{note}: {state}", h.feed, h.kind, h.url);
+        println!(
+            "      last success {}; {} polls, {} items, {} failure(s) in a row",
+            h.last_success.as_deref().unwrap_or("never"),
+            h.polls,
+            h.items,
+            h.failures
+        );
+        if let Some(since) = &h.gap_since {
+            println!("      gap alarm raised {since}");
+        }
+        if let Some(e) = &h.last_error {
+            println!(
+                "      last error {}: {e}",
+                h.last_error_at.as_deref().unwrap_or("")
+            );
+        }
+    }
+}
+
+/// The daemon: opens the store, records its start and stop in the audit trail, polls the
+/// configured feeds into the inbox, and runs until SIGTERM or Ctrl-C. Later stages (correlate,
+/// dispatch, respond) join it issue by issue; until correlate exists, what the feeds hand on
+/// is logged and stays in the inbox for it.
 pub fn run(cfg: &Config) -> u8 {
+    use std::sync::Arc;
+    use stormbell::feeds::{clock, fetch, poller};
+
     let rt = match super::runtime() {
         Ok(rt) => rt,
         Err(e) => {
@@ -200,13 +281,27 @@ pub fn run(cfg: &Config) -> u8 {
             return EXIT_PROBLEMS;
         }
     };
+    let client = match stormbell::http::client(&cfg.http) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("stormbell: {e}");
+            return EXIT_PROBLEMS;
+        }
+    };
+    let specs = poller::FeedSpec::from_config(cfg);
+    if specs.iter().any(|s| s.url.starts_with("replay://")) {
+        eprintln!(
+            "stormbell: replay:// feeds belong in a scenario (`stormbell replay`), not in `run`"
+        );
+        return EXIT_USAGE;
+    }
     rt.block_on(async move {
         let started = audit::Entry::now(
             &tz,
             "system",
             "daemon.started",
             cfg.office.cap_sender.clone(),
-            serde_json::json!({ "version": env!("CARGO_PKG_VERSION"), "pid": std::process::id() }),
+            serde_json::json!({ "version": env!("CARGO_PKG_VERSION"), "pid": std::process::id(), "feeds": specs.len() }),
         );
         if let Err(e) = store.write(move |tx| Ok(audit::append(tx, &started)?)).await {
             eprintln!("stormbell: {e}");
@@ -215,9 +310,48 @@ pub fn run(cfg: &Config) -> u8 {
         // Listen for signals before announcing readiness, so a supervisor that stops us the
         // moment we say "running" gets a clean shutdown, not a kill.
         let signal = shutdown_signal();
-        tracing::info!(db = %store.path().display(), "stormbell running; no pipeline stages are built yet (issues #3–#9)");
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let (out, mut inbox) = tokio::sync::mpsc::channel(1024);
+        let poller = Arc::new(poller::Poller::new(
+            store.clone(),
+            Arc::new(fetch::HttpFetcher::new(client)),
+            Arc::new(clock::SystemClock::new()),
+            poller::Settings::from_config(cfg),
+            out,
+        ));
+        if specs.is_empty() {
+            tracing::warn!("no feeds configured ([[feeds.source]]): nothing will be polled");
+        }
+        let feeds = tokio::spawn(poller.run(specs, stop_rx));
+        // The correlate stage (issue #5) will consume here; until then each delivery is
+        // logged and left pending in the inbox, so nothing is lost when it arrives.
+        let consumer = tokio::spawn(async move {
+            while let Some(d) = inbox.recv().await {
+                match &d.observation {
+                    stormbell::feeds::Observation::FeedAlarm(_) => {
+                        tracing::error!(feed = %d.feed, inbox = d.inbox, "{}", d.observation.summary())
+                    }
+                    _ => tracing::info!(feed = %d.feed, inbox = d.inbox, "{}", d.observation.summary()),
+                }
+            }
+        });
+        tracing::info!(db = %store.path().display(), "stormbell running");
         let signal = signal.await;
         tracing::info!(%signal, "shutting down");
+        let _ = stop_tx.send(true);
+        let mut code = 0;
+        match feeds.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                eprintln!("stormbell: feeds: {e}");
+                code = EXIT_PROBLEMS;
+            }
+            Err(e) => {
+                eprintln!("stormbell: feeds task: {e}");
+                code = EXIT_PROBLEMS;
+            }
+        }
+        let _ = consumer.await;
         let stopped = audit::Entry::now(
             &tz,
             "system",
@@ -226,7 +360,7 @@ pub fn run(cfg: &Config) -> u8 {
             serde_json::json!({ "signal": signal }),
         );
         match store.write(move |tx| Ok(audit::append(tx, &stopped)?)).await {
-            Ok(_) => 0,
+            Ok(_) => code,
             Err(e) => {
                 eprintln!("stormbell: {e}");
                 EXIT_PROBLEMS

@@ -84,6 +84,62 @@ pub enum Observation {
     FeedAlarm(FeedAlarm),
 }
 
+impl Observation {
+    /// One line for logs.
+    pub fn summary(&self) -> String {
+        match self {
+            Observation::Alert(a) => {
+                let info = a.alert.infos.first();
+                format!(
+                    "CAP {} {} from {} ({}{}){}",
+                    a.alert.msg_type.as_str(),
+                    a.alert.identifier,
+                    a.alert.sender,
+                    info.map(|i| i.event.as_str()).unwrap_or("no info"),
+                    info.map(|i| format!(", {}", i.severity.as_str()))
+                        .unwrap_or_default(),
+                    match &a.lineage {
+                        Some(l) if !l.missing.is_empty() => {
+                            format!("; {} reference(s) not received", l.missing.len())
+                        }
+                        _ => String::new(),
+                    }
+                )
+            }
+            Observation::Track(t) => format!(
+                "typhoon {} {} {}: {} point(s), {} forecast(s)",
+                t.storm,
+                t.name,
+                t.name_en,
+                t.points.len(),
+                t.forecasts.len()
+            ),
+            Observation::Rain(r) => format!(
+                "rainfall: {} reading(s), {} flagged",
+                r.readings.len(),
+                r.flagged()
+            ),
+            Observation::Fire(fire::FireBatch::Weather(w)) => {
+                format!("fire weather: {} observation(s)", w.len())
+            }
+            Observation::Fire(fire::FireBatch::Hotspots(h)) => {
+                format!("fire hotspots: {} detection(s)", h.len())
+            }
+            Observation::FeedAlarm(a) => match a.state {
+                AlarmState::Gap => format!(
+                    "FEED GAP: {} silent for {} s (last success {})",
+                    a.feed,
+                    a.silent_secs,
+                    a.last_success.as_deref().unwrap_or("never")
+                ),
+                AlarmState::Recovered => {
+                    format!("feed {} recovered after {} s", a.feed, a.silent_secs)
+                }
+            },
+        }
+    }
+}
+
 /// The gap alarm and its recovery notice.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FeedAlarm {
