@@ -307,9 +307,20 @@ fn run_logs_json_and_shuts_down_cleanly_on_sigterm() {
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    // Every line is JSON; with no feeds configured, the daemon says so, then that it runs.
     let first = lines.next().unwrap().unwrap();
     let v: serde_json::Value =
         serde_json::from_str(&first).unwrap_or_else(|e| panic!("{e}: {first}"));
+    assert_eq!(v["level"], "WARN");
+    assert!(
+        v["fields"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("no feeds configured")
+    );
+    let second = lines.next().unwrap().unwrap();
+    let v: serde_json::Value =
+        serde_json::from_str(&second).unwrap_or_else(|e| panic!("{e}: {second}"));
     assert_eq!(v["level"], "INFO");
     // The shell's builtin kill: /bin/kill (procps) is not on every minimal machine.
     let kill = Command::new("sh")
@@ -405,5 +416,132 @@ mod follow {
             out.contains(&format!("{base}/alerts/gone.cap: HTTP 404")),
             "{out}"
         );
+    }
+
+    #[test]
+    fn run_polls_the_configured_feeds_and_status_shows_their_health_and_gap() {
+        let (base, _server) = serve();
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("d.db");
+        let cfg = dir.path().join("feeds.toml");
+        std::fs::write(
+            &cfg,
+            format!(
+                "[feeds]\nstart_spread_secs = 0\nbackoff_min_secs = 1\nbackoff_max_secs = 2\n\n\
+                 [[feeds.source]]\nid = \"nws\"\nkind = \"cap\"\nurl = \"{base}/feed.atom\"\ninterval_secs = 1\n\n\
+                 [[feeds.source]]\nid = \"dead\"\nkind = \"typhoon\"\nurl = \"{base}/typhoon.json\"\ninterval_secs = 1\ngap_intervals = 2\n"
+            ),
+        )
+        .unwrap();
+        let args = [
+            "--config",
+            cfg.to_str().unwrap(),
+            "--db",
+            db.to_str().unwrap(),
+        ];
+        let mut child = bin()
+            .args(args)
+            .args(["--log-format", "json", "run"])
+            .stderr(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let logs = std::thread::spawn(move || std::io::read_to_string(stderr).unwrap());
+        // Wait (bounded) until the dead feed's gap alarm is in the database.
+        let mut raised = false;
+        for _ in 0..150 {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            if let Ok(c) = rusqlite::Connection::open(&db)
+                && let Ok(n) = c.query_row(
+                    "SELECT count(*) FROM feed_state WHERE feed = 'dead' AND gap_since IS NOT NULL",
+                    [],
+                    |r| r.get::<_, i64>(0),
+                )
+                && n == 1
+            {
+                raised = true;
+                break;
+            }
+        }
+        Command::new("sh")
+            .args(["-c", &format!("kill -TERM {}", child.id())])
+            .status()
+            .unwrap();
+        assert_eq!(child.wait().unwrap().code(), Some(0));
+        let logs = logs.join().unwrap();
+        assert!(raised, "no gap alarm; logs:\n{logs}");
+        assert!(
+            logs.lines()
+                .any(|l| l.contains("\"ERROR\"") && l.contains("FEED GAP") && l.contains("dead")),
+            "{logs}"
+        );
+
+        let o = bin().args(args).arg("status").output().unwrap();
+        let out = stdout(&o);
+        assert_eq!(o.status.code(), Some(0), "{out}");
+        assert!(
+            out.contains(&format!("nws [cap] {base}/feed.atom: ok")),
+            "{out}"
+        );
+        assert!(
+            out.contains(&format!("dead [typhoon] {base}/typhoon.json: GAP")),
+            "{out}"
+        );
+        assert!(out.contains("gap alarm raised 20"), "{out}");
+        assert!(
+            out.contains("0 items, "),
+            "an alarm is not an item the feed published: {out}"
+        );
+        assert!(
+            out.contains("2 linked documents failed")
+                && out.contains(&format!("{base}/alerts/gone.cap: HTTP 404"))
+                && out.contains(&format!("{base}/alerts/invalid.cap: line 9")),
+            "the broken links are shown: {out}"
+        );
+        assert!(
+            out.contains(&format!("{base}/typhoon.json: HTTP 404")),
+            "{out}"
+        );
+        // The one readable alert and the gap alarm wait in the inbox for the correlate stage.
+        assert!(
+            out.contains("2 configured, 2 inbox entries not yet acted on"),
+            "{out}"
+        );
+        let o = bin().args(args).args(["audit", "verify"]).output().unwrap();
+        assert_eq!(o.status.code(), Some(0));
+        let c = rusqlite::Connection::open(&db).unwrap();
+        let gaps: i64 = c
+            .query_row(
+                "SELECT count(*) FROM audit WHERE kind = 'feed.gap' AND subject = 'dead'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(gaps, 1);
+    }
+}
+
+#[test]
+fn config_check_names_each_bad_feed_source() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("feeds.toml");
+    std::fs::write(
+        &f,
+        "[[feeds.source]]\nid = \"radar\"\nkind = \"radar\"\nurl = \"ftp://example.cn/x\"\n\n\
+         [[feeds.source]]\nid = \"radar\"\nkind = \"cap\"\nurl = \"https://example.cn/cap.atom\"\ninterval_secs = 0\n",
+    )
+    .unwrap();
+    let o = run(&["config", "check", f.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    let out = stdout(&o);
+    let path = f.display().to_string();
+    for want in [
+        format!("{path}: key `feeds.source[0].kind`: `radar` is not a feed kind"),
+        format!("{path}: key `feeds.source[0].url`: `ftp://example.cn/x` is not an http(s)"),
+        format!("{path}: key `feeds.source[1].id`: `radar` is used by two feeds"),
+        format!("{path}: key `feeds.source[1].interval_secs`: expected at least 1 second"),
+    ] {
+        assert!(out.contains(&want), "missing `{want}` in:\n{out}");
     }
 }

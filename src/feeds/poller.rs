@@ -301,30 +301,34 @@ impl Poller {
         }
     }
 
-    async fn load(&self, spec: &FeedSpec) -> Result<FeedRun, StoreError> {
-        let id = spec.id.clone();
-        let h = self.store.read(move |c| Ok(state::health(c, &id)?)).await?;
-        Ok(match h {
-            Some(h) => FeedRun {
-                validators: Validators {
-                    etag: h.etag,
-                    last_modified: h.last_modified,
-                },
-                failures: u32::try_from(h.failures).unwrap_or(u32::MAX),
-                last_error: h.last_error,
-                last_success: h.last_success,
-                gap_raised: h.gap_since.is_some(),
-                ..FeedRun::default()
-            },
-            None => FeedRun::default(),
-        })
+    /// The feeds' memory as the store has it (validators, failures, whether a gap alarm is
+    /// up), read in one go.
+    async fn load_all(&self) -> Result<HashMap<String, FeedRun>, StoreError> {
+        let rows = self.store.read(|c| Ok(state::all_health(c)?)).await?;
+        Ok(rows
+            .into_iter()
+            .map(|h| {
+                let run = FeedRun {
+                    validators: Validators {
+                        etag: h.etag,
+                        last_modified: h.last_modified,
+                    },
+                    failures: u32::try_from(h.failures).unwrap_or(u32::MAX),
+                    last_error: h.last_error,
+                    last_success: h.last_success,
+                    gap_raised: h.gap_since.is_some(),
+                    ..FeedRun::default()
+                };
+                (h.feed, run)
+            })
+            .collect())
     }
 
     /// Poll one feed once, outside any schedule (tests, `feeds check`): fetch, read, follow
     /// links, commit and hand on what is new. Uses and updates the validators in the store.
     pub async fn poll_once(&self, spec: &FeedSpec) -> Result<PollReport, PollError> {
         self.register(std::slice::from_ref(spec)).await?;
-        let mut run = self.load(spec).await?;
+        let mut run = self.load_all().await?.remove(&spec.id).unwrap_or_default();
         let r = self.poll(spec, &mut run).await;
         self.flush_health().await?;
         r
@@ -340,8 +344,17 @@ impl Poller {
                 run.last_success = Some(at.clone());
                 self.note(&spec.id, |d| {
                     d.success(&at);
-                    if let Some(p) = report.link_failures.first() {
-                        d.problem(&at, p);
+                    match report.link_failures.as_slice() {
+                        [] => {}
+                        [one] => d.problem(&at, one),
+                        many => d.problem(
+                            &at,
+                            &format!(
+                                "{} linked documents failed: {}",
+                                many.len(),
+                                many.join("; ")
+                            ),
+                        ),
                     }
                 });
             }
@@ -565,11 +578,13 @@ impl Poller {
         if n > 0 {
             tracing::info!("re-delivered {n} inbox entries not yet acted on");
         }
+        let mut runs = self.load_all().await?;
         let mut tasks = tokio::task::JoinSet::new();
         for spec in specs {
             let me = self.clone();
             let rx = shutdown.clone();
-            tasks.spawn(async move { me.run_feed(spec, rx).await });
+            let run = runs.remove(&spec.id).unwrap_or_default();
+            tasks.spawn(async move { me.run_feed(spec, run, rx).await });
         }
         let flusher = {
             let me = self.clone();
@@ -613,14 +628,12 @@ impl Poller {
             .build()
     }
 
-    async fn run_feed(self: Arc<Self>, spec: FeedSpec, mut shutdown: watch::Receiver<bool>) {
-        let mut run = match self.load(&spec).await {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::error!(feed = %spec.id, "cannot read the feed's state: {e}");
-                FeedRun::default()
-            }
-        };
+    async fn run_feed(
+        self: Arc<Self>,
+        spec: FeedSpec,
+        mut run: FeedRun,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
         let clock = self.clock.clone();
         let start = clock.elapsed();
         let mut last_ok = start;

@@ -110,8 +110,8 @@ pub fn snapshot_time(stem: &str) -> Option<Timestamp> {
     };
     let offset = match stem.get(15..)? {
         "Z" => "Z".to_string(),
-        o if o.len() == 5 && (o.starts_with('+') || o.starts_with('-')) => {
-            format!("{}:{}", &o[..3], digits(18..20)?)
+        o if o.len() == 5 && o.is_ascii() && (o.starts_with('+') || o.starts_with('-')) => {
+            format!("{}:{}", o.get(..3)?, digits(18..20)?)
         }
         _ => return None,
     };
@@ -348,5 +348,6 @@ mod tests {
         );
         assert_eq!(snapshot_time("2019080xT180000+0800"), None);
         assert_eq!(snapshot_time("latest"), None);
+        assert_eq!(snapshot_time("20190809T180000+1é0"), None, "not a panic");
     }
 }

@@ -354,10 +354,15 @@ pub fn accept(
         insert.execute(params![feed, item.key, at, json])?;
         out.push((tx.last_insert_rowid(), item));
     }
-    if !out.is_empty() {
+    // Alarms about the feed are not items it published.
+    let published = out
+        .iter()
+        .filter(|(_, i)| !matches!(i.observation, Observation::FeedAlarm(_)))
+        .count();
+    if published > 0 {
         tx.execute(
             "UPDATE feed_state SET items = items + ?2 WHERE feed = ?1",
-            params![feed, out.len() as i64],
+            params![feed, published as i64],
         )?;
     }
     Ok(out)

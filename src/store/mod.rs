@@ -54,6 +54,9 @@ pub enum StoreError {
 
 type Job = Box<dyn FnOnce(&mut Connection) + Send>;
 
+/// Read connections kept open between reads.
+const MAX_IDLE_READERS: usize = 4;
+
 /// A handle to the database. Cheap to clone; all clones share the one writer.
 #[derive(Clone)]
 pub struct Store {
@@ -242,7 +245,11 @@ impl Store {
     {
         let conn = self.take_reader()?;
         let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(&conn)));
-        if let Ok(mut pool) = self.readers.lock() {
+        // Keep a few idle connections; a burst of concurrent reads must not leave dozens open
+        // (each holds its own page cache).
+        if let Ok(mut pool) = self.readers.lock()
+            && pool.len() < MAX_IDLE_READERS
+        {
             pool.push(conn);
         }
         match outcome {
