@@ -261,13 +261,21 @@ fn demo_runs_with_no_configuration_and_leaves_a_verifiable_audit() {
     );
     assert!(stdout(&o).contains("台风红色预警"));
     assert!(stdout(&o).contains("251 villages"), "{}", stdout(&o));
+    // The Lekima drill's feeds: the red warning arrives, the rain outage raises the gap alarm.
+    assert!(
+        stdout(&o).contains("warnings Update 东溟县气象局发布台风红色预警"),
+        "{}",
+        stdout(&o)
+    );
+    assert!(stdout(&o).contains("rain     FEED GAP"), "{}", stdout(&o));
     assert!(d.join("cap/33109841600000_20190809183000.xml").is_file());
     let db = d.join("stormbell.db");
     let o = run(&["--db", db.to_str().unwrap(), "audit", "verify"]);
     assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
-    // demo.started, registry.imported, and cap.converted for each of the two sample alerts.
+    // demo.started, registry.imported, cap.converted for each of the two sample alerts, and
+    // the replayed rain outage's feed.gap and feed.recovered.
     assert!(
-        stdout(&o).contains("audit intact: 4 entries"),
+        stdout(&o).contains("audit intact: 6 entries"),
         "{}",
         stdout(&o)
     );

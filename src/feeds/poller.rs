@@ -568,47 +568,55 @@ impl Poller {
     /// inbox holds, then poll each feed on its own task and flush health every second. On
     /// shutdown, tasks stop between polls (or abandon a poll in flight: whatever it committed
     /// stays in the inbox) and health is flushed once more.
-    pub async fn run(
+    ///
+    /// The poller counts as busy (see [`Clock::awake`]) from the moment this is called, so a
+    /// simulated clock does not move before the feeds are running.
+    pub fn run(
         self: Arc<Self>,
         specs: Vec<FeedSpec>,
         mut shutdown: watch::Receiver<bool>,
-    ) -> anyhow::Result<()> {
-        self.register(&specs).await?;
-        let n = self.redeliver().await?;
-        if n > 0 {
-            tracing::info!("re-delivered {n} inbox entries not yet acted on");
-        }
-        let mut runs = self.load_all().await?;
-        let mut tasks = tokio::task::JoinSet::new();
-        for spec in specs {
-            let me = self.clone();
-            let rx = shutdown.clone();
-            let run = runs.remove(&spec.id).unwrap_or_default();
-            tasks.spawn(async move { me.run_feed(spec, run, rx).await });
-        }
-        let flusher = {
-            let me = self.clone();
-            let mut rx = shutdown.clone();
-            tokio::spawn(async move {
-                let mut tick = tokio::time::interval(me.settings.flush_every);
-                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                loop {
-                    tokio::select! {
-                        _ = tick.tick() => { let _ = me.flush_health().await; }
-                        _ = stopped(&mut rx) => break,
-                    }
-                }
-            })
-        };
-        stopped(&mut shutdown).await;
-        while let Some(r) = tasks.join_next().await {
-            if let Err(e) = r {
-                tracing::error!("a feed task failed: {e}");
+    ) -> impl std::future::Future<Output = anyhow::Result<()>> + Send + 'static {
+        let starting = self.clock.awake();
+        async move {
+            self.register(&specs).await?;
+            let n = self.redeliver().await?;
+            if n > 0 {
+                tracing::info!("re-delivered {n} inbox entries not yet acted on");
             }
+            let mut runs = self.load_all().await?;
+            let mut tasks = tokio::task::JoinSet::new();
+            for spec in specs {
+                let me = self.clone();
+                let rx = shutdown.clone();
+                let run = runs.remove(&spec.id).unwrap_or_default();
+                let awake = self.clock.awake();
+                tasks.spawn(async move { me.run_feed(spec, run, awake, rx).await });
+            }
+            drop(starting);
+            let flusher = {
+                let me = self.clone();
+                let mut rx = shutdown.clone();
+                tokio::spawn(async move {
+                    let mut tick = tokio::time::interval(me.settings.flush_every);
+                    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                    loop {
+                        tokio::select! {
+                            _ = tick.tick() => { let _ = me.flush_health().await; }
+                            _ = stopped(&mut rx) => break,
+                        }
+                    }
+                })
+            };
+            stopped(&mut shutdown).await;
+            while let Some(r) = tasks.join_next().await {
+                if let Err(e) = r {
+                    tracing::error!("a feed task failed: {e}");
+                }
+            }
+            let _ = flusher.await;
+            self.flush_health().await?;
+            Ok(())
         }
-        let _ = flusher.await;
-        self.flush_health().await?;
-        Ok(())
     }
 
     fn backoff(&self, spec: &FeedSpec) -> backon::ExponentialBackoff {
@@ -632,8 +640,11 @@ impl Poller {
         self: Arc<Self>,
         spec: FeedSpec,
         mut run: FeedRun,
+        awake: super::clock::Awake,
         mut shutdown: watch::Receiver<bool>,
     ) {
+        // Busy (for a simulated clock) except while waiting for the next poll.
+        let mut awake = Some(awake);
         let clock = self.clock.clone();
         let start = clock.elapsed();
         let mut last_ok = start;
@@ -648,10 +659,13 @@ impl Poller {
             } else {
                 next.min(gap_at)
             };
+            let sleep = clock.sleep_until(wake);
+            drop(awake.take());
             tokio::select! {
-                _ = clock.sleep_until(wake) => {}
+                _ = sleep => {}
                 _ = stopped(&mut shutdown) => return,
             }
+            awake = Some(clock.awake());
             if !run.gap_raised
                 && clock.elapsed() >= gap_at
                 && self
