@@ -873,3 +873,71 @@ async fn a_restart_neither_misses_nor_repeats() {
     );
     assert_eq!(ids, vec![want(1), want(2), want(3)]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_rss_index_the_ibtracs_csv_and_firms_hotspots_over_http() {
+    let server = Server::start().await;
+    // The validator's RSS example links to its own example alert: both real, served here.
+    let rss = String::from_utf8(ext(
+        "cap/feeds/google-cap-library/validator-example-amber.rss",
+    ))
+    .unwrap()
+    .replace("http://cap-validator.appspot.com", &server.base);
+    let amber = ext("cap/valid/google-cap-library/validator-example-KAR0-0306112239-SW.cap");
+    server.set("/amber.rss", Reply::doc(rss));
+    server.set(
+        "/examples/KAR0-0306112239-SW.cap",
+        Reply::doc(amber.clone()),
+    );
+    server.set(
+        "/tracks.csv",
+        Reply::Body {
+            bytes: ext("tc_tracks/ibtracs/ibtracs_wp_lekima2019_mitag2019_hagupit2020.csv"),
+            content_type: "text/csv",
+            etag: None,
+            last_modified: None,
+            gzip: true,
+        },
+    );
+    server.set(
+        "/firms.json",
+        Reply::doc(ext("hydro_fire/firms/fire_nrt_M-C61_628466.first300.json")),
+    );
+    let mut r = rig(Arc::new(SystemClock::new()));
+
+    r.poller
+        .poll_once(&spec("amber", "cap", server.url("/amber.rss"), 60, 3))
+        .await
+        .unwrap();
+    let got = drain(&mut r.rx);
+    assert_eq!(alerts(&got)[0].alert.identifier, read(&amber).identifier);
+
+    let tracks = spec("ibtracs", "typhoon", server.url("/tracks.csv"), 600, 3);
+    let rep = r.poller.poll_once(&tracks).await.unwrap();
+    assert_eq!(rep.new_items.len(), 3, "Lekima, Mitag, Hagupit");
+    let got = drain(&mut r.rx);
+    let mut names: Vec<String> = got
+        .iter()
+        .filter_map(|d| match &d.observation {
+            Observation::Track(t) => Some(t.name_en.clone()),
+            _ => None,
+        })
+        .collect();
+    names.sort();
+    assert_eq!(names, ["HAGUPIT", "LEKIMA", "MITAG"]);
+    // No validators from this server: the same bytes again are recognised and skipped.
+    let rep = r.poller.poll_once(&tracks).await.unwrap();
+    assert!(rep.new_items.is_empty());
+
+    r.poller
+        .poll_once(&spec("firms", "fire", server.url("/firms.json"), 3600, 3))
+        .await
+        .unwrap();
+    let got = drain(&mut r.rx);
+    match &got[0].observation {
+        Observation::Fire(stormbell::feeds::fire::FireBatch::Hotspots(h)) => {
+            assert_eq!(h.len(), 300)
+        }
+        other => panic!("hotspots expected, got {}", other.summary()),
+    }
+}
