@@ -5,7 +5,6 @@
 mod common;
 
 use std::collections::HashMap;
-use std::path::Path;
 
 use stormbell::feeds::cap_feed::CapFeed;
 use stormbell::feeds::fire::{self, FireBatch};
@@ -15,18 +14,7 @@ use stormbell::feeds::{Document, FeedKind, Observation};
 
 const IBTRACS: &str = "tc_tracks/ibtracs/ibtracs_wp_lekima2019_mitag2019_hagupit2020.csv";
 
-fn ext(rel: &str) -> Vec<u8> {
-    std::fs::read(common::external().join(rel)).unwrap()
-}
-
-fn fixture(rel: &str) -> Vec<u8> {
-    std::fs::read(
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("fixtures")
-            .join(rel),
-    )
-    .unwrap()
-}
+use common::{ext_bytes as ext, fixture_bytes as fixture};
 
 fn ibtracs_rows() -> Vec<HashMap<String, String>> {
     let bytes = ext(IBTRACS);

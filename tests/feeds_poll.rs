@@ -22,18 +22,7 @@ use tokio::sync::{mpsc, watch};
 
 const UA: &str = "stormbell-test/0.1 (county flood-control warning daemon; tests)";
 
-fn ext(rel: &str) -> Vec<u8> {
-    std::fs::read(common::external().join(rel)).unwrap()
-}
-
-fn fixture(rel: &str) -> Vec<u8> {
-    std::fs::read(
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("fixtures")
-            .join(rel),
-    )
-    .unwrap()
-}
+use common::{ext_bytes as ext, fixture_bytes as fixture};
 
 struct Rig {
     store: Store,
@@ -519,32 +508,35 @@ async fn advance(clock: &SimClock, by: Duration, step: Duration) {
     }
 }
 
-async fn wait_for<T>(mut f: impl FnMut() -> Option<T>, what: &str) -> T {
-    for _ in 0..500 {
-        if let Some(x) = f() {
-            return x;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("timed out waiting for {what}");
+/// A poller with one feed at `path` (60 s interval, gap after 3), running on a simulated clock
+/// that starts 2019-08-09 10:00 UTC; returns once its first poll is done.
+async fn start_sim(
+    server: &Server,
+    path: &str,
+) -> (
+    SimClock,
+    Rig,
+    watch::Sender<bool>,
+    tokio::task::JoinHandle<anyhow::Result<()>>,
+) {
+    let clock = SimClock::new("2019-08-09T10:00:00Z".parse().unwrap());
+    let r = rig(Arc::new(clock.clone()));
+    let (stop, stop_rx) = watch::channel(false);
+    let task = tokio::spawn(
+        r.poller
+            .clone()
+            .run(vec![spec("obs", "cap", server.url(path), 60, 3)], stop_rx),
+    );
+    clock.settle().await;
+    assert_eq!(server.hits(path), 1, "the first poll is at once");
+    (clock, r, stop, task)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gap_alarm_after_n_silent_intervals_then_one_recovery_notice() {
     let server = Server::start().await;
     server.set("/feed", Reply::Status(500));
-    let clock = SimClock::new("2019-08-09T10:00:00Z".parse().unwrap());
-    let mut r = rig(Arc::new(clock.clone()));
-    let (stop, stop_rx) = watch::channel(false);
-    let task = tokio::spawn(r.poller.clone().run(
-        vec![spec("obs", "cap", server.url("/feed"), 60, 3)],
-        stop_rx,
-    ));
-    wait_for(
-        || (server.hits("/feed") >= 1).then_some(()),
-        "the first poll",
-    )
-    .await;
+    let (clock, mut r, stop, task) = start_sim(&server, "/feed").await;
 
     advance(&clock, Duration::from_secs(170), Duration::from_secs(5)).await;
     assert!(
@@ -552,14 +544,7 @@ async fn gap_alarm_after_n_silent_intervals_then_one_recovery_notice() {
         "no alarm before 3 intervals"
     );
     advance(&clock, Duration::from_secs(20), Duration::from_secs(5)).await;
-    let got = wait_for(
-        || {
-            let d = drain(&mut r.rx);
-            (!d.is_empty()).then_some(d)
-        },
-        "the gap alarm",
-    )
-    .await;
+    let got = drain(&mut r.rx);
     let gap = alarms(&got);
     assert_eq!(gap.len(), 1);
     assert_eq!(gap[0].state, AlarmState::Gap);
@@ -625,18 +610,7 @@ async fn a_wall_clock_jump_neither_raises_nor_hides_the_gap_alarm() {
             "Mon, 30 Aug 2010 10:07:00 GMT",
         ),
     );
-    let clock = SimClock::new("2019-08-09T10:00:00Z".parse().unwrap());
-    let mut r = rig(Arc::new(clock.clone()));
-    let (stop, stop_rx) = watch::channel(false);
-    let task = tokio::spawn(r.poller.clone().run(
-        vec![spec("obs", "cap", server.url("/feed"), 60, 3)],
-        stop_rx,
-    ));
-    wait_for(
-        || (server.hits("/feed") >= 1).then_some(()),
-        "the first poll",
-    )
-    .await;
+    let (clock, mut r, stop, task) = start_sim(&server, "/feed").await;
 
     // NTP steps the wall clock two hours forward: silence is not measured on it.
     clock.jump_wall(jiff::SignedDuration::from_hours(2));
@@ -662,14 +636,7 @@ async fn a_wall_clock_jump_neither_raises_nor_hides_the_gap_alarm() {
     advance(&clock, Duration::from_secs(160), Duration::from_secs(5)).await;
     assert!(alarms(&drain(&mut r.rx)).is_empty(), "not before 300 s");
     advance(&clock, Duration::from_secs(20), Duration::from_secs(5)).await;
-    let got = wait_for(
-        || {
-            let d = drain(&mut r.rx);
-            (!d.is_empty()).then_some(d)
-        },
-        "the gap alarm",
-    )
-    .await;
+    let got = drain(&mut r.rx);
     let gap = alarms(&got);
     assert_eq!(gap.len(), 1);
     assert!(
@@ -696,15 +663,10 @@ async fn failures_back_off_exponentially_with_jitter_up_to_the_cap() {
     }
     let (stop, stop_rx) = watch::channel(false);
     let task = tokio::spawn(r.poller.clone().run(specs, stop_rx));
-    wait_for(
-        || {
-            ids.iter()
-                .all(|id| server.hits(&format!("/{id}")) >= 1)
-                .then_some(())
-        },
-        "first polls",
-    )
-    .await;
+    clock.settle().await;
+    for id in ids {
+        assert_eq!(server.hits(&format!("/{id}")), 1, "first polls at once");
+    }
     // Record, second by simulated second, when each feed was polled.
     let mut times: Vec<Vec<u64>> = vec![vec![0]; ids.len()];
     for t in 1..=600u64 {

@@ -131,12 +131,7 @@ fn weather_csv(text: &str, delim: u8) -> Result<(FireBatch, Vec<String>), FeedEr
     let mut rows = Vec::new();
     let mut problems = Vec::new();
     for rec in rdr.records() {
-        let rec = rec.map_err(|e| {
-            bad(
-                e.position().map(|p| p.line() as u32),
-                format!("unreadable row: {e}"),
-            )
-        })?;
+        let rec = super::csv_record(rec)?;
         let line = rec.position().map(|p| p.line()).unwrap_or(0);
         let get = |c: usize| rec.get(c).unwrap_or("");
         let num = |c: usize| get(c).parse::<f64>().ok().filter(|v| v.is_finite());
@@ -246,12 +241,7 @@ fn hotspots_csv(text: &str) -> Result<(FireBatch, Vec<String>), FeedError> {
     let mut rows = Vec::new();
     let mut problems = Vec::new();
     for rec in rdr.records() {
-        let rec = rec.map_err(|e| {
-            bad(
-                e.position().map(|p| p.line() as u32),
-                format!("unreadable row: {e}"),
-            )
-        })?;
+        let rec = super::csv_record(rec)?;
         let line = rec.position().map(|p| p.line()).unwrap_or(0);
         let get = |n: &str| col(n).and_then(|c| rec.get(c)).unwrap_or("").to_string();
         let num = |n: &str| get(n).parse::<f64>().ok();

@@ -175,6 +175,16 @@ pub enum AlarmState {
     Recovered,
 }
 
+/// A CSV record, or the error naming its line.
+pub(crate) fn csv_record(
+    rec: Result<csv::StringRecord, csv::Error>,
+) -> Result<csv::StringRecord, FeedError> {
+    rec.map_err(|e| FeedError::Format {
+        line: e.position().map(|p| p.line() as u32),
+        message: format!("unreadable row: {e}"),
+    })
+}
+
 /// One thing found in a document, with the key that identifies it across polls.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Item {

@@ -199,12 +199,7 @@ fn parse_csv(text: &str) -> Result<Vec<RainReading>, FeedError> {
     );
     let mut out = Vec::new();
     for rec in rdr.records() {
-        let rec = rec.map_err(|e| {
-            bad(
-                e.position().map(|p| p.line() as u32),
-                format!("unreadable row: {e}"),
-            )
-        })?;
+        let rec = super::csv_record(rec)?;
         let line = rec.position().map(|p| p.line() as u32);
         let get = |c: Option<usize>| c.and_then(|i| rec.get(i)).unwrap_or("");
         if rec.iter().all(str::is_empty) {

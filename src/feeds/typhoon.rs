@@ -557,12 +557,7 @@ fn parse_ibtracs(text: &str) -> Result<Vec<Track>, FeedError> {
     let (c_lat, c_lon) = (need("LAT")?, need("LON")?);
     let mut tracks: Vec<Track> = Vec::new();
     for rec in rdr.records() {
-        let rec = rec.map_err(|e| {
-            bad(
-                e.position().map(|p| p.line() as u32),
-                format!("unreadable row: {e}"),
-            )
-        })?;
+        let rec = super::csv_record(rec)?;
         let line = rec.position().map(|p| p.line() as u32).unwrap_or(0);
         let get = |c: Option<usize>| {
             c.and_then(|i| rec.get(i))

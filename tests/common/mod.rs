@@ -14,3 +14,17 @@ pub fn external() -> PathBuf {
     );
     p
 }
+
+/// The bytes of a file under `../shared/external/`.
+pub fn ext_bytes(rel: &str) -> Vec<u8> {
+    let p = external().join(rel);
+    std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+/// The bytes of a file under `fixtures/`.
+pub fn fixture_bytes(rel: &str) -> Vec<u8> {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures")
+        .join(rel);
+    std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
