@@ -180,6 +180,20 @@ fn status_kb(field: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// Polls made by all feeds so far (as last flushed).
+async fn total_polls(store: &Store) -> i64 {
+    store
+        .read(|c| {
+            Ok(
+                c.query_row("SELECT coalesce(sum(polls), 0) FROM feed_state", [], |r| {
+                    r.get(0)
+                })?,
+            )
+        })
+        .await
+        .unwrap()
+}
+
 fn pct(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
@@ -287,16 +301,7 @@ fn drive(args: &[String]) {
         });
         // Warm up: every feed polled at least once, connections open.
         tokio::time::sleep(Duration::from_secs(5)).await;
-        let polls_before: i64 = store
-            .read(|c| {
-                Ok(
-                    c.query_row("SELECT coalesce(sum(polls),0) FROM feed_state", [], |r| {
-                        r.get(0)
-                    })?,
-                )
-            })
-            .await
-            .unwrap();
+        let polls_before = total_polls(&store).await;
         measuring.store(true, std::sync::atomic::Ordering::Relaxed);
         let (c0, w0) = (cpu_seconds(), Instant::now());
         let mut hwm = 0;
@@ -312,16 +317,7 @@ fn drive(args: &[String]) {
         let rss = status_kb("VmRSS:");
         // The peak over the whole life of the process, start-up included.
         let hwm = hwm.max(status_kb("VmHWM:"));
-        let polls_after: i64 = store
-            .read(|c| {
-                Ok(
-                    c.query_row("SELECT coalesce(sum(polls),0) FROM feed_state", [], |r| {
-                        r.get(0)
-                    })?,
-                )
-            })
-            .await
-            .unwrap();
+        let polls_after = total_polls(&store).await;
         let _ = stop.send(true);
         run.await.unwrap().unwrap();
         drop(poller);

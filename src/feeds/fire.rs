@@ -99,18 +99,23 @@ pub fn parse(body: &[u8]) -> Result<(FireBatch, Vec<String>), FeedError> {
     }
 }
 
+/// The header row, lower-cased.
+fn lower_headers(rdr: &mut csv::Reader<&[u8]>) -> Result<Vec<String>, FeedError> {
+    Ok(rdr
+        .headers()
+        .map_err(|e| bad(Some(1), format!("unreadable header: {e}")))?
+        .iter()
+        .map(|h| h.to_ascii_lowercase())
+        .collect())
+}
+
 fn weather_csv(text: &str, delim: u8) -> Result<(FireBatch, Vec<String>), FeedError> {
     let mut rdr = csv::ReaderBuilder::new()
         .delimiter(delim)
         .flexible(true)
         .trim(csv::Trim::All)
         .from_reader(text.as_bytes());
-    let headers: Vec<String> = rdr
-        .headers()
-        .map_err(|e| bad(Some(1), format!("unreadable header: {e}")))?
-        .iter()
-        .map(|h| h.to_ascii_lowercase())
-        .collect();
+    let headers = lower_headers(&mut rdr)?;
     let col = |names: &[&str]| headers.iter().position(|h| names.contains(&h.as_str()));
     let need = |names: &[&str]| {
         col(names).ok_or_else(|| bad(Some(1), format!("no `{}` column", names[0])))
@@ -231,12 +236,7 @@ fn hotspots_csv(text: &str) -> Result<(FireBatch, Vec<String>), FeedError> {
         .flexible(true)
         .trim(csv::Trim::All)
         .from_reader(text.as_bytes());
-    let headers: Vec<String> = rdr
-        .headers()
-        .map_err(|e| bad(Some(1), format!("unreadable header: {e}")))?
-        .iter()
-        .map(|h| h.to_ascii_lowercase())
-        .collect();
+    let headers = lower_headers(&mut rdr)?;
     let col = |n: &str| headers.iter().position(|h| h == n);
     let mut rows = Vec::new();
     let mut problems = Vec::new();
