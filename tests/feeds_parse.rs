@@ -259,7 +259,6 @@ fn every_real_cap_feed_is_read_into_alerts_or_links() {
                 body: &body,
                 digest: "d",
                 received: "2026-11-22T00:00:00Z".parse().unwrap(),
-                linked: false,
             };
             if path.ends_with("pelmorex.atom") {
                 // Real and broken: Latin-1 bytes in a document that declares no encoding (so
@@ -334,7 +333,6 @@ mod hostile {
             body: bytes,
             digest: "d",
             received: "2026-11-22T00:00:00Z".parse().unwrap(),
-            linked: false,
         });
         if let Ok(s) = std::str::from_utf8(bytes) {
             let _ = stormbell::feeds::replay::snapshot_time(s);
@@ -377,4 +375,44 @@ mod hostile {
             read_all(&b);
         }
     }
+}
+
+/// An index whose inline alert cannot be read says which one and where; problems of a
+/// readable alert travel with that alert, not again on the document.
+#[test]
+fn an_unreadable_inline_alert_is_named_on_the_document() {
+    let kind = CapFeed {
+        limits: stormbell::cap::Limits::default(),
+    };
+    let body = String::from_utf8(common::ext_bytes(
+        "cap/feeds/google-cap-library/weather.atom",
+    ))
+    .unwrap()
+    .replace(
+        "<sent>2012-08-30T04:07:00-06:00</sent>",
+        "<sent>yesterday at four</sent>",
+    );
+    let doc = Document {
+        feed: "t",
+        url: "http://127.0.0.1/weather.atom",
+        body: body.as_bytes(),
+        digest: "d",
+        received: "2026-11-22T00:00:00Z".parse().unwrap(),
+    };
+    let parsed = kind.parse(&doc).unwrap();
+    assert!(parsed.items.is_empty());
+    assert!(
+        parsed
+            .problems
+            .iter()
+            .any(|p| p.contains("feed/entry[1]/content/alert")
+                && p.contains("cannot be read and is not handed on")),
+        "{:?}",
+        parsed.problems
+    );
+    assert!(
+        parsed.problems.iter().any(|p| p.contains("sent")),
+        "the reason is there too: {:?}",
+        parsed.problems
+    );
 }

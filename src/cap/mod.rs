@@ -419,8 +419,8 @@ pub fn read_alerts(bytes: &[u8], limits: &Limits) -> Result<Vec<Parsed>, ReadErr
 }
 
 /// Whether `path` is `ancestor` or below it (`alerts/alert[1]` does not contain
-/// `alerts/alert[10]`).
-fn is_within(path: &str, ancestor: &str) -> bool {
+/// `alerts/alert[10]`): how a problem is attributed to the alert it belongs to.
+pub fn is_within(path: &str, ancestor: &str) -> bool {
     path.strip_prefix(ancestor)
         .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
 }

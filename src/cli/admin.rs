@@ -336,11 +336,25 @@ pub fn run(cfg: &Config) -> u8 {
             }
         });
         tracing::info!(db = %store.path().display(), "stormbell running");
-        let signal = signal.await;
-        tracing::info!(%signal, "shutting down");
-        let _ = stop_tx.send(true);
-        let mut code = 0;
-        match feeds.await {
+        // Run until a signal, or until the feeds task ends by itself: a daemon that has
+        // stopped polling must not look alive, so that is an error exit for the supervisor.
+        let mut feeds = feeds;
+        let early = tokio::select! {
+            s = signal => Err(s),
+            r = &mut feeds => Ok(r),
+        };
+        let (signal, result, mut code) = match early {
+            Err(signal) => {
+                tracing::info!(%signal, "shutting down");
+                let _ = stop_tx.send(true);
+                (signal, feeds.await, 0)
+            }
+            Ok(result) => {
+                tracing::error!("the feeds task ended without being asked to; shutting down");
+                ("none (the feeds task ended)", result, EXIT_PROBLEMS)
+            }
+        };
+        match result {
             Ok(Ok(())) => {}
             Ok(Err(e)) => {
                 eprintln!("stormbell: feeds: {e}");

@@ -91,14 +91,28 @@ impl FeedKind for CapFeed {
                     .unwrap_or_else(|| "unreadable".into()),
             });
         };
-        let mut parsed = Parsed {
-            problems: report.problems.iter().map(|p| p.render(doc.url)).collect(),
-            ..Parsed::default()
-        };
+        // Problems of a readable alert travel with it; the document's own list holds the
+        // rest: each unreadable alert, named, and problems outside any alert.
+        let mut parsed = Parsed::default();
+        let readable: Vec<&str> = report
+            .alerts
+            .iter()
+            .filter(|f| f.alert.is_some())
+            .map(|f| f.path.as_str())
+            .collect();
+        for p in &report.problems {
+            if !readable.iter().any(|r| cap::is_within(&p.path, r)) {
+                parsed.problems.push(p.render(doc.url));
+            }
+        }
         let mut unreadable = 0;
         for found in &report.alerts {
             let Some(alert) = &found.alert else {
                 unreadable += 1;
+                parsed.problems.push(format!(
+                    "{}: the alert at {} (line {}) cannot be read and is not handed on",
+                    doc.url, found.path, found.line
+                ));
                 continue;
             };
             let expired = !alert.infos.is_empty()
@@ -109,7 +123,7 @@ impl FeedKind for CapFeed {
             let mut problems: Vec<String> = report
                 .problems
                 .iter()
-                .filter(|p| p.path.starts_with(&found.path))
+                .filter(|p| cap::is_within(&p.path, &found.path))
                 .map(|p| p.render(doc.url))
                 .collect();
             // A sender whose clock runs ahead makes "sent" times in the future; the alert is

@@ -21,8 +21,10 @@ use std::time::{Duration, Instant};
 
 use jiff::{SignedDuration, Timestamp};
 
-/// A boxed future, so [`Clock`] stays object-safe.
-pub type Sleep = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
+/// A boxed future, so [`Clock`] stays object-safe. It resolves to the sleeper's [`Awake`]
+/// guard: a task wakes up busy, with no moment in between where a simulated clock could
+/// see everyone asleep and move on under it.
+pub type Sleep = Pin<Box<dyn Future<Output = Awake> + Send + 'static>>;
 
 /// The time source of a poller.
 pub trait Clock: Send + Sync + 'static {
@@ -31,7 +33,8 @@ pub trait Clock: Send + Sync + 'static {
     /// Monotonic time since the clock started, for scheduling and silence.
     fn elapsed(&self) -> Duration;
     /// Resolve once [`Clock::elapsed`] has reached `deadline`. The sleeper counts as
-    /// waiting from the moment this is called.
+    /// waiting from the moment this is called, and as busy from the moment it wakes until
+    /// the returned guard is dropped.
     fn sleep_until(&self, deadline: Duration) -> Sleep;
     /// Declare the calling task busy until the guard is dropped. Only a simulated clock cares:
     /// it does not move on while anyone is busy.
@@ -83,7 +86,10 @@ impl Clock for SystemClock {
     }
     fn sleep_until(&self, deadline: Duration) -> Sleep {
         let at = tokio::time::Instant::from_std(self.start + deadline);
-        Box::pin(tokio::time::sleep_until(at))
+        Box::pin(async move {
+            tokio::time::sleep_until(at).await;
+            Awake(None)
+        })
     }
 }
 
@@ -266,8 +272,12 @@ impl Clock for SimClock {
         Box::pin(async move {
             loop {
                 if *rx.borrow_and_update() >= deadline {
-                    drop(registered);
-                    return;
+                    // Leave the sleepers and join the busy in one step.
+                    let mut s = registered.state.lock().unwrap_or_else(|p| p.into_inner());
+                    s.sleepers.remove(&registered.id);
+                    s.awake += 1;
+                    drop(s);
+                    return Awake(Some(registered.state.clone()));
                 }
                 if rx.changed().await.is_err() {
                     // The clock is gone: nothing will ever wake this sleeper.
@@ -325,8 +335,7 @@ mod tests {
             for i in 1..=5u64 {
                 let sleep = cl.sleep_until(Duration::from_secs(600 * i));
                 drop(guard.take());
-                sleep.await;
-                guard = Some(cl.awake());
+                guard = Some(sleep.await);
                 tokio::time::sleep(Duration::from_millis(20)).await;
                 log.lock().unwrap().push(cl.elapsed().as_secs());
             }

@@ -175,6 +175,25 @@ pub enum AlarmState {
     Recovered,
 }
 
+/// A time as Chinese meteorological and hydrological services write it: RFC 3339 (an explicit
+/// offset or `Z` is honoured), or `YYYY-MM-DD HH:MM[:SS]` — also with `T` or `/` — which is
+/// Beijing time.
+pub fn beijing_time(s: &str) -> Option<jiff::Timestamp> {
+    let s = s.trim();
+    if let Ok(t) = s.parse::<jiff::Timestamp>() {
+        return Some(t);
+    }
+    let mut norm = s.replace('/', "-").replace(' ', "T");
+    if norm.len() == 16 {
+        norm.push_str(":00");
+    }
+    let civil: jiff::civil::DateTime = norm.parse().ok()?;
+    jiff::tz::Offset::from_hours(8)
+        .ok()?
+        .to_timestamp(civil)
+        .ok()
+}
+
 /// A CSV record, or the error naming its line.
 pub(crate) fn csv_record(
     rec: Result<csv::StringRecord, csv::Error>,
@@ -239,8 +258,6 @@ pub struct Document<'a> {
     pub digest: &'a str,
     /// When it arrived.
     pub received: jiff::Timestamp,
-    /// Whether it was reached by following a link from the feed's own document.
-    pub linked: bool,
 }
 
 /// One kind of feed: how its documents become items. Implementations are stateless; the

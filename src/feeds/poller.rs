@@ -188,6 +188,40 @@ pub struct Poller {
     settings: Settings,
     out: mpsc::Sender<Delivery>,
     book: Mutex<HashMap<String, HealthDelta>>,
+    /// Held for a whole flush, so a flush that finds the book empty still returns only after
+    /// a concurrent one has written what it took.
+    flushing: tokio::sync::Mutex<()>,
+}
+
+/// One line for the feed's health from what went wrong in a poll that succeeded: failed
+/// links first (they are retried), then problems within documents.
+fn problem_summary(report: &PollReport) -> Option<String> {
+    let mut parts = Vec::new();
+    match report.link_failures.as_slice() {
+        [] => {}
+        [one] => parts.push(one.clone()),
+        many => parts.push(format!(
+            "{} linked documents failed: {}",
+            many.len(),
+            first_few(many)
+        )),
+    }
+    match report.problems.as_slice() {
+        [] => {}
+        [one] => parts.push(one.clone()),
+        many => parts.push(format!("{} problems: {}", many.len(), first_few(many))),
+    }
+    (!parts.is_empty()).then(|| parts.join("; "))
+}
+
+/// The first five messages, so a file with a thousand bad rows stays one readable line.
+fn first_few(msgs: &[String]) -> String {
+    const SHOWN: usize = 5;
+    let mut s = msgs[..msgs.len().min(SHOWN)].join("; ");
+    if msgs.len() > SHOWN {
+        s.push_str(&format!("; … {} more in the log", msgs.len() - SHOWN));
+    }
+    s
 }
 
 fn digest(bytes: &[u8]) -> String {
@@ -220,20 +254,25 @@ impl Poller {
             settings,
             out,
             book: Mutex::new(HashMap::new()),
+            flushing: tokio::sync::Mutex::new(()),
         }
     }
 
     fn stamp(&self) -> String {
-        state::stamp(&self.clock.now(), &self.settings.tz)
+        crate::store::stamp(&self.clock.now().to_zoned(self.settings.tz.clone()))
     }
 
     fn note(&self, feed: &str, f: impl FnOnce(&mut HealthDelta)) {
         let mut book = self.book.lock().unwrap_or_else(|p| p.into_inner());
-        f(book.entry(feed.to_string()).or_default());
+        match book.get_mut(feed) {
+            Some(d) => f(d),
+            None => f(book.entry(feed.to_string()).or_default()),
+        }
     }
 
     /// Write the batched health of every feed in one transaction.
     pub async fn flush_health(&self) -> Result<(), StoreError> {
+        let _flushing = self.flushing.lock().await;
         let batch: Vec<(String, HealthDelta)> = {
             let mut book = self.book.lock().unwrap_or_else(|p| p.into_inner());
             book.drain().collect()
@@ -278,15 +317,19 @@ impl Poller {
         let mut after = 0;
         let mut n = 0;
         loop {
-            let batch = self
+            let (batch, unreadable) = self
                 .store
-                .read(move |c| state::pending_after(c, after, 500))
+                .read(move |c| Ok(state::pending_after(c, after, 500)?))
                 .await?;
-            if batch.is_empty() {
+            for (id, why) in &unreadable {
+                after = after.max(*id);
+                tracing::error!("{why}; left in the inbox, not handed on");
+            }
+            if batch.is_empty() && unreadable.is_empty() {
                 return Ok(n);
             }
             for p in batch {
-                after = p.id;
+                after = after.max(p.id);
                 n += 1;
                 let d = Delivery {
                     inbox: p.id,
@@ -344,17 +387,8 @@ impl Poller {
                 run.last_success = Some(at.clone());
                 self.note(&spec.id, |d| {
                     d.success(&at);
-                    match report.link_failures.as_slice() {
-                        [] => {}
-                        [one] => d.problem(&at, one),
-                        many => d.problem(
-                            &at,
-                            &format!(
-                                "{} linked documents failed: {}",
-                                many.len(),
-                                many.join("; ")
-                            ),
-                        ),
+                    if let Some(msg) = problem_summary(report) {
+                        d.problem(&at, &msg);
                     }
                 });
             }
@@ -402,7 +436,6 @@ impl Poller {
             body: &bytes,
             digest: &dig,
             received,
-            linked: false,
         };
         let parsed = spec.kind.parse(&doc).map_err(|error| PollError::Format {
             url: spec.url.clone(),
@@ -418,6 +451,7 @@ impl Poller {
             body: bytes,
             link_key: None,
             items: parsed.items,
+            problems: Vec::new(),
         }];
 
         // Follow links not yet seen, a few at a time.
@@ -425,12 +459,21 @@ impl Poller {
         report.followed = links.len();
         for outcome in self.follow(spec, links, received).await {
             match outcome {
-                Ok(d) => docs.push(d),
+                Ok(mut d) => {
+                    report.problems.append(&mut d.problems);
+                    docs.push(d);
+                }
                 Err(msg) => report.link_failures.push(msg),
             }
         }
-        for msg in &report.link_failures {
+        // Said once per poll that found them, bounded so one broken file cannot flood the log.
+        const LOGGED: usize = 20;
+        let said = report.link_failures.iter().chain(&report.problems);
+        for msg in said.clone().take(LOGGED) {
             tracing::warn!(feed = %spec.id, "{msg}");
+        }
+        if said.clone().count() > LOGGED {
+            tracing::warn!(feed = %spec.id, "… and {} more problems", said.count() - LOGGED);
         }
 
         // Alerts in time order, so that an Update in the same poll as its Alert finds it.
@@ -662,10 +705,9 @@ impl Poller {
             let sleep = clock.sleep_until(wake);
             drop(awake.take());
             tokio::select! {
-                _ = sleep => {}
+                woke = sleep => awake = Some(woke),
                 _ = stopped(&mut shutdown) => return,
             }
-            awake = Some(clock.awake());
             if !run.gap_raised
                 && clock.elapsed() >= gap_at
                 && self
@@ -728,15 +770,9 @@ impl Poller {
                         .unwrap_or(self.settings.backoff_max)
                         .min(self.settings.backoff_max);
                     tracing::warn!(feed = %spec.id, failures = run.failures, "poll failed: {e}; retrying in {:.1} s", delay.as_secs_f64());
+                    // A gap reached by now is raised at the top of the loop, which wakes at
+                    // the earlier of the retry and the gap deadline.
                     next = now + delay;
-                    if !run.gap_raised
-                        && now >= last_ok + spec.gap_after()
-                        && self
-                            .raise_gap(&spec, &Snapshot::of(&run), now - last_ok)
-                            .await
-                    {
-                        run.gap_raised = true;
-                    }
                 }
             }
         }
@@ -794,6 +830,7 @@ impl Poller {
             AlarmState::Recovered => "recovered",
         };
         let key = format!("alarm|{state_name}|{}", alarm.at);
+        let at_text = alarm.at.clone();
         let a = alarm.clone();
         let r = self
             .store
@@ -813,19 +850,14 @@ impl Poller {
                         detail: serde_json::to_value(&a)?,
                     },
                 )?;
-                let at = a.at.clone();
-                let item = Item {
-                    key,
-                    observation: Observation::FeedAlarm(a),
-                };
-                state::accept(tx, &feed, &at, vec![item])
+                let observation = Observation::FeedAlarm(a);
+                let id = state::enqueue(tx, &feed, &key, &at_text, &observation)?;
+                Ok((id, Item { key, observation }))
             })
             .await;
         match r {
-            Ok(accepted) => {
-                for (id, item) in accepted {
-                    self.hand_on(&spec.id, id, item).await;
-                }
+            Ok((id, item)) => {
+                self.hand_on(&spec.id, id, item).await;
                 true
             }
             Err(e) => {
@@ -868,6 +900,8 @@ struct Fetchedoc {
     /// For a linked document: the key that marks the link done.
     link_key: Option<String>,
     items: Vec<Item>,
+    /// What did not stop the document being read (a bad row, an unreadable inline alert).
+    problems: Vec<String>,
 }
 
 async fn fetch_linked(
@@ -896,16 +930,27 @@ async fn fetch_linked(
         body: &bytes,
         digest: &dig,
         received,
-        linked: true,
     };
     let parsed = kind
         .parse(&doc)
         .map_err(|e| format!("linked document {}: {e}", link.url))?;
+    let mut problems = parsed.problems;
+    if !parsed.follow.is_empty() {
+        // Links are followed one level deep: a second index would multiply the fetches of
+        // every poll, so it has to be configured as a feed of its own.
+        problems.push(format!(
+            "linked document {} is itself an index with {} links, which are not followed; \
+             configure it as a feed of its own",
+            link.url,
+            parsed.follow.len()
+        ));
+    }
     Ok(Fetchedoc {
         url: link.url.clone(),
         digest: dig,
         body: bytes,
         link_key: Some(link.key()),
         items: parsed.items,
+        problems,
     })
 }

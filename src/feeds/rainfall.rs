@@ -93,24 +93,6 @@ fn bad(line: Option<u32>, message: impl Into<String>) -> FeedError {
     }
 }
 
-/// A time as hydrological systems write it: RFC 3339, or `YYYY-MM-DD HH:MM[:SS]` (also with
-/// `/`) in Beijing time.
-pub fn parse_time(s: &str) -> Option<Timestamp> {
-    let s = s.trim();
-    if let Ok(t) = s.parse::<Timestamp>() {
-        return Some(t);
-    }
-    let mut norm = s.replace('/', "-").replace(' ', "T");
-    if norm.len() == 16 {
-        norm.push_str(":00");
-    }
-    let civil: jiff::civil::DateTime = norm.parse().ok()?;
-    jiff::tz::Offset::from_hours(8)
-        .ok()?
-        .to_timestamp(civil)
-        .ok()
-}
-
 /// `INTV` of the hydrological database: `hh.mm` (1.00 = 60 minutes, 0.05 = 5 minutes).
 fn parse_intv(s: &str) -> Option<u32> {
     let (h, m) = s.trim().split_once('.').unwrap_or((s.trim(), "0"));
@@ -209,7 +191,7 @@ fn parse_csv(text: &str) -> Result<Vec<RainReading>, FeedError> {
         if st.is_empty() {
             return Err(bad(line, "empty station code"));
         }
-        let end = parse_time(get(Some(time)))
+        let end = super::beijing_time(get(Some(time)))
             .ok_or_else(|| bad(line, format!("`{}` is not a time", get(Some(time)))))?;
         let mins = match (minutes, intv) {
             (Some(c), _) if !get(Some(c)).is_empty() => get(Some(c))
@@ -268,8 +250,8 @@ fn parse_json(text: &str) -> Result<Vec<RainReading>, FeedError> {
             .ok_or_else(|| bad(None, format!("{where_}: no station")))?;
         let t = s(&["time", "tm", "TM", "end"])
             .ok_or_else(|| bad(None, format!("{where_}: no time")))?;
-        let end =
-            parse_time(&t).ok_or_else(|| bad(None, format!("{where_}: `{t}` is not a time")))?;
+        let end = super::beijing_time(&t)
+            .ok_or_else(|| bad(None, format!("{where_}: `{t}` is not a time")))?;
         let minutes = match s(&["minutes"]) {
             Some(m) => m
                 .parse::<u32>()

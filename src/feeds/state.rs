@@ -6,16 +6,6 @@ use serde::Serialize;
 
 use super::{Item, Lineage, Observation};
 
-/// Time as stored: RFC 3339 with offset.
-pub fn stamp(t: &jiff::Timestamp, tz: &jiff::tz::TimeZone) -> String {
-    let z = t.to_zoned(tz.clone());
-    z.timestamp()
-        .round(jiff::Unit::Millisecond)
-        .unwrap_or(*t)
-        .display_with_offset(z.offset())
-        .to_string()
-}
-
 /// A feed's health and validators, as stored.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct FeedHealth {
@@ -319,9 +309,25 @@ pub fn record_alert(
     Ok(Some(Lineage { root, missing }))
 }
 
-/// Write new items into the inbox, marking them seen, within the caller's transaction.
-/// Returns the inbox ids of the items that were new (in the order given); items already seen
-/// (and alerts already known through another feed) are skipped.
+/// Put one observation in the inbox (for the correlate stage) and return its id.
+pub fn enqueue(
+    tx: &Transaction<'_>,
+    feed: &str,
+    key: &str,
+    at: &str,
+    observation: &Observation,
+) -> anyhow::Result<i64> {
+    let json = serde_json::to_string(observation)?;
+    tx.prepare_cached(
+        "INSERT INTO feed_inbox (feed, key, received, observation) VALUES (?1, ?2, ?3, ?4)",
+    )?
+    .execute(params![feed, key, at, json])?;
+    Ok(tx.last_insert_rowid())
+}
+
+/// Write a feed's new items into the inbox, marking them seen, within the caller's
+/// transaction. Returns the inbox ids of the items that were new (in the order given); items
+/// already seen (and alerts already known through another feed) are skipped.
 pub fn accept(
     tx: &Transaction<'_>,
     feed: &str,
@@ -329,9 +335,6 @@ pub fn accept(
     items: Vec<Item>,
 ) -> anyhow::Result<Vec<(i64, Item)>> {
     let mut out = Vec::new();
-    let mut insert = tx.prepare_cached(
-        "INSERT INTO feed_inbox (feed, key, received, observation) VALUES (?1, ?2, ?3, ?4)",
-    )?;
     for mut item in items {
         if !mark_seen(tx, feed, &item.key, at)? {
             continue;
@@ -350,19 +353,13 @@ pub fn accept(
                 None => continue, // already handed on through another feed
             }
         }
-        let json = serde_json::to_string(&item.observation)?;
-        insert.execute(params![feed, item.key, at, json])?;
-        out.push((tx.last_insert_rowid(), item));
+        let id = enqueue(tx, feed, &item.key, at, &item.observation)?;
+        out.push((id, item));
     }
-    // Alarms about the feed are not items it published.
-    let published = out
-        .iter()
-        .filter(|(_, i)| !matches!(i.observation, Observation::FeedAlarm(_)))
-        .count();
-    if published > 0 {
+    if !out.is_empty() {
         tx.execute(
             "UPDATE feed_state SET items = items + ?2 WHERE feed = ?1",
-            params![feed, published as i64],
+            params![feed, out.len() as i64],
         )?;
     }
     Ok(out)
@@ -381,8 +378,18 @@ pub struct Pending {
     pub observation: Observation,
 }
 
-/// Entries not yet consumed with an id above `after`, oldest first (up to `limit`).
-pub fn pending_after(conn: &Connection, after: i64, limit: usize) -> anyhow::Result<Vec<Pending>> {
+/// An inbox entry that cannot be read back: its id and what is wrong with it.
+pub type Unreadable = (i64, String);
+
+/// Entries not yet consumed with an id above `after`, oldest first (up to `limit` rows
+/// looked at). An entry that cannot be read back (written by another version, damaged) is
+/// not allowed to hold up the rest: it is skipped and named in the second list, and stays in
+/// the inbox for someone to look at.
+pub fn pending_after(
+    conn: &Connection,
+    after: i64,
+    limit: usize,
+) -> rusqlite::Result<(Vec<Pending>, Vec<Unreadable>)> {
     let mut stmt = conn.prepare_cached(
         "SELECT id, feed, key, observation FROM feed_inbox
          WHERE consumed IS NULL AND id > ?1 ORDER BY id LIMIT ?2",
@@ -390,20 +397,23 @@ pub fn pending_after(conn: &Connection, after: i64, limit: usize) -> anyhow::Res
     let rows = stmt.query_map(params![after, limit as i64], |r| {
         Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get::<_, String>(3)?))
     })?;
-    let mut out = Vec::new();
+    let (mut out, mut bad) = (Vec::new(), Vec::new());
     for row in rows {
         let (id, feed, key, json) = row?;
-        let observation = serde_json::from_str(&json).map_err(|e| {
-            anyhow::anyhow!("inbox entry {id} ({feed}, {key}) cannot be read back: {e}")
-        })?;
-        out.push(Pending {
-            id,
-            feed,
-            key,
-            observation,
-        });
+        match serde_json::from_str(&json) {
+            Ok(observation) => out.push(Pending {
+                id,
+                feed,
+                key,
+                observation,
+            }),
+            Err(e) => bad.push((
+                id,
+                format!("inbox entry {id} ({feed}, {key}) cannot be read back: {e}"),
+            )),
+        }
     }
-    Ok(out)
+    Ok((out, bad))
 }
 
 /// How many entries are not yet consumed.

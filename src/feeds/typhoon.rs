@@ -293,18 +293,6 @@ fn text(v: Option<&serde_json::Value>) -> Option<String> {
     }
 }
 
-/// Chinese services write Beijing time without an offset: `2019-08-09 18:00:00` or with a `T`.
-/// An explicit offset or `Z` is honoured.
-fn beijing_time(s: &str) -> Option<Timestamp> {
-    let s = s.trim();
-    if let Ok(ts) = s.parse::<Timestamp>() {
-        return Some(ts);
-    }
-    let civil: jiff::civil::DateTime = s.replace(' ', "T").parse().ok()?;
-    let offset = jiff::tz::Offset::from_hours(8).ok()?;
-    offset.to_timestamp(civil).ok()
-}
-
 fn quad(v: Option<&serde_json::Value>, total: Option<f64>) -> Option<Radii> {
     let q = v.filter(|q| q.is_object());
     let radii = match q {
@@ -333,7 +321,7 @@ fn quad(v: Option<&serde_json::Value>, total: Option<f64>) -> Option<Radii> {
 fn json_point(p: &serde_json::Value, where_: &str) -> Result<TrackPoint, FeedError> {
     let time = text(p.get("time"))
         .as_deref()
-        .and_then(beijing_time)
+        .and_then(super::beijing_time)
         .ok_or_else(|| bad(None, format!("{where_}: missing or unreadable `time`")))?;
     let lat = num(p.get("lat").or_else(|| p.get("latitude")))
         .ok_or_else(|| bad(None, format!("{where_}: missing `lat`")))?;

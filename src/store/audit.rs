@@ -124,11 +124,7 @@ pub fn head(conn: &Connection) -> rusqlite::Result<Option<(i64, String)>> {
 pub fn append(tx: &Transaction<'_>, entry: &Entry) -> rusqlite::Result<Record> {
     let (prev_seq, prev_hash) = head(tx)?.unwrap_or((0, GENESIS.to_string()));
     let seq = prev_seq + 1;
-    let at = entry
-        .at
-        .timestamp()
-        .display_with_offset(entry.at.offset())
-        .to_string();
+    let at = super::stamp(&entry.at);
     let detail = serde_json::to_string(&entry.detail).unwrap_or_else(|_| "null".into());
     let hash = row_hash(
         &prev_hash,

@@ -21,6 +21,17 @@ use std::thread;
 
 use rusqlite::{Connection, OpenFlags, Transaction};
 
+/// A time as every table stores it: RFC 3339 with the zone's offset, to the millisecond
+/// (`2019-08-09T18:30:00.000+08:00`). One format everywhere, so stored times compare as text
+/// within one zone and read back exactly.
+pub fn stamp(at: &jiff::Zoned) -> String {
+    let t = at.timestamp();
+    t.round(jiff::Unit::Millisecond)
+        .unwrap_or(t)
+        .display_with_offset(at.offset())
+        .to_string()
+}
+
 /// What can go wrong with the store.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
