@@ -9,7 +9,9 @@
 
 pub mod cap;
 pub mod config;
+pub mod correlate;
 pub mod feeds;
 pub mod http;
 pub mod registry;
 pub mod store;
+pub mod text;

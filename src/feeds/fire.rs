@@ -110,6 +110,7 @@ fn lower_headers(rdr: &mut csv::Reader<&[u8]>) -> Result<Vec<String>, FeedError>
 }
 
 fn weather_csv(text: &str, delim: u8) -> Result<(FireBatch, Vec<String>), FeedError> {
+    let text = crate::text::lf(text);
     let mut rdr = csv::ReaderBuilder::new()
         .delimiter(delim)
         .flexible(true)
@@ -232,6 +233,7 @@ fn hotspot(
 }
 
 fn hotspots_csv(text: &str) -> Result<(FireBatch, Vec<String>), FeedError> {
+    let text = crate::text::lf(text);
     let mut rdr = csv::ReaderBuilder::new()
         .flexible(true)
         .trim(csv::Trim::All)

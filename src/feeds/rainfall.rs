@@ -153,6 +153,7 @@ pub fn parse(body: &[u8]) -> Result<RainBatch, FeedError> {
 }
 
 fn parse_csv(text: &str) -> Result<Vec<RainReading>, FeedError> {
+    let text = crate::text::lf(text);
     let mut rdr = csv::ReaderBuilder::new()
         .flexible(true)
         .trim(csv::Trim::All)
@@ -327,6 +328,10 @@ mod tests {
         assert_eq!(parse(json.as_bytes()).unwrap().readings[0].mm, Some(12.5));
         let e = parse(b"station,time,mm\nR1,yesterday,3\n").unwrap_err();
         assert!(e.to_string().contains("line 2"), "{e}");
+        // The same from a file with Windows line ends (Excel): still line 3, not 2.
+        let e = parse(b"station,time,mm\r\nR1,2019-08-09T18:00:00+08:00,3\r\nR1,yesterday,3\r\n")
+            .unwrap_err();
+        assert!(e.to_string().contains("line 3"), "{e}");
         assert!(
             parse(b"foo,bar\n1,2\n")
                 .unwrap_err()

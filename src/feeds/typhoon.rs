@@ -530,6 +530,7 @@ fn jma_quadrants(
 }
 
 fn parse_ibtracs(text: &str) -> Result<Vec<Track>, FeedError> {
+    let text = crate::text::lf(text);
     let mut rdr = csv::ReaderBuilder::new()
         .flexible(true)
         .from_reader(text.as_bytes());

@@ -390,6 +390,7 @@ impl Table {
                 return None;
             }
         };
+        let text = crate::text::lf(&text);
         let mut reader = csv::ReaderBuilder::new()
             .flexible(true)
             .trim(csv::Trim::All)
