@@ -553,3 +553,47 @@ fn config_check_names_each_bad_feed_source() {
         assert!(out.contains(&want), "missing `{want}` in:\n{out}");
     }
 }
+
+/// `stormbell fwi` prints the reference table (to the reference's 4 significant digits),
+/// with and without the day-length adjustment, and names a bad row without losing the rest.
+#[test]
+fn fwi_prints_the_reference_table_and_names_bad_rows() {
+    let compare = |out: &str, reference: &str| {
+        let want = std::fs::read_to_string(ext(&format!("fwi/{reference}"))).unwrap();
+        let (got, want): (Vec<&str>, Vec<&str>) = (out.lines().collect(), want.lines().collect());
+        assert_eq!(got.len(), want.len());
+        assert_eq!(got[0].to_ascii_uppercase(), want[0]);
+        for (g, w) in got[1..].iter().zip(&want[1..]) {
+            for (a, b) in g.split(',').zip(w.split(',')).skip(9) {
+                let (a, b): (f64, f64) = (a.parse().unwrap(), b.parse().unwrap());
+                let unit = 10f64.powi(b.abs().log10().floor() as i32 - 3);
+                assert!((a - b).abs() <= unit * (1.0 + 1e-9), "{g}\n{w}");
+            }
+        }
+    };
+    let input = ext("fwi/test_fwi.csv");
+    let o = run(&["fwi", &input]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    compare(&stdout(&o), "fwi_01.csv");
+    let o = run(&["fwi", "--no-lat-adjust", &input]);
+    compare(&stdout(&o), "fwi_07.csv");
+    let o = run(&["fwi", "--start", "0,0,0", &input]);
+    compare(&stdout(&o), "fwi_05.csv");
+
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.csv");
+    let text = std::fs::read_to_string(&input)
+        .unwrap()
+        .replacen(";42;25;", ";42;twenty;", 1);
+    std::fs::write(&bad, text).unwrap();
+    let o = run(&["fwi", bad.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("line 2: ws `twenty` is not a number"), "{err}");
+    assert_eq!(stdout(&o).lines().count(), 49, "every row is still printed");
+}

@@ -4,6 +4,7 @@
 mod admin;
 mod cap_cmd;
 mod demo;
+mod fwi_cmd;
 mod registry_cmd;
 
 use std::path::PathBuf;
@@ -73,8 +74,8 @@ enum Command {
     /// Validate and convert CAP alerts, index feeds and EDXL-DE envelopes.
     #[command(subcommand)]
     Cap(cap_cmd::CapCommand),
-    /// Fire Weather Index from daily noon observations (issue #5).
-    Fwi(NotYetRest),
+    /// Fire Weather Index (FFMC, DMC, DC, ISI, BUI, FWI, DSR) from daily noon weather.
+    Fwi(fwi_cmd::FwiArgs),
     /// After-action report of a warning (issue #8).
     Report(NotYetRest),
     /// Configuration.
@@ -109,7 +110,7 @@ pub fn main() -> ExitCode {
         Command::Demo(args) => with_config(&cli.global, |cfg| demo::run(args, cfg)),
         Command::Registry(cmd) => with_config(&cli.global, |cfg| registry_cmd::run(cmd, cfg)),
         Command::Replay(_) => not_yet("replay", 9, "typhoon drills"),
-        Command::Fwi(_) => not_yet("fwi", 5, "the Fire Weather Index"),
+        Command::Fwi(args) => fwi_cmd::run(args),
         Command::Report(_) => not_yet("report", 8, "after-action reports"),
     };
     ExitCode::from(code)
