@@ -131,6 +131,10 @@ pub struct Delivery {
     pub key: String,
     /// The observation.
     pub observation: Observation,
+    /// Keeps a simulated clock from moving on until the consumer has dropped the delivery
+    /// (done with it): a replay's warnings then come at the simulated time a live run's
+    /// would. Nothing for the system clock.
+    pub busy: Arc<super::clock::Awake>,
 }
 
 /// Why a poll failed.
@@ -336,6 +340,7 @@ impl Poller {
                     feed: p.feed,
                     key: p.key,
                     observation: p.observation,
+                    busy: Arc::new(self.clock.awake()),
                 };
                 if self.out.send(d).await.is_err() {
                     return Ok(n);
@@ -543,6 +548,7 @@ impl Poller {
             feed: feed.to_string(),
             key: item.key,
             observation: item.observation,
+            busy: Arc::new(self.clock.awake()),
         };
         // A closed channel means we are shutting down; the entry stays pending in the inbox
         // and is re-delivered at the next start.

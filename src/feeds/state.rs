@@ -416,6 +416,38 @@ pub fn pending_after(
     Ok((out, bad))
 }
 
+/// Every entry (consumed or not) received at or after `since` (an RFC 3339 stamp as the
+/// store writes them, in the office's offset), oldest first: what a consumer re-reads at
+/// start to rebuild its memory of recent observations (rolling rain, tracks in force).
+pub fn received_since(
+    conn: &Connection,
+    since: &str,
+) -> rusqlite::Result<(Vec<Pending>, Vec<Unreadable>)> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, feed, key, observation FROM feed_inbox WHERE received >= ?1 ORDER BY id",
+    )?;
+    let rows = stmt.query_map(params![since], |r| {
+        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get::<_, String>(3)?))
+    })?;
+    let (mut out, mut bad) = (Vec::new(), Vec::new());
+    for row in rows {
+        let (id, feed, key, json) = row?;
+        match serde_json::from_str(&json) {
+            Ok(observation) => out.push(Pending {
+                id,
+                feed,
+                key,
+                observation,
+            }),
+            Err(e) => bad.push((
+                id,
+                format!("inbox entry {id} ({feed}, {key}) cannot be read back: {e}"),
+            )),
+        }
+    }
+    Ok((out, bad))
+}
+
 /// How many entries are not yet consumed.
 pub fn pending_count(conn: &Connection) -> rusqlite::Result<i64> {
     conn.query_row(

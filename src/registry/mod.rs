@@ -167,6 +167,7 @@ pub struct Registry {
     site_at: HashMap<String, usize>,
     person_at: HashMap<String, usize>,
     duties_of: HashMap<String, Vec<usize>>,
+    thresholds_at: HashMap<String, Vec<usize>>,
 }
 
 impl Registry {
@@ -195,7 +196,12 @@ impl Registry {
         for (i, d) in data.duties.iter().enumerate() {
             duties_of.entry(d.target.clone()).or_default().push(i);
         }
+        let mut thresholds_at: HashMap<String, Vec<usize>> = HashMap::new();
+        for (i, t) in data.thresholds.iter().enumerate() {
+            thresholds_at.entry(t.site.clone()).or_default().push(i);
+        }
         Registry {
+            thresholds_at,
             data,
             index,
             village_at,
@@ -244,6 +250,10 @@ impl Registry {
 
     /// The thresholds of a site.
     pub fn thresholds_of(&self, site: &str) -> impl Iterator<Item = &Threshold> {
-        self.data.thresholds.iter().filter(move |t| t.site == site)
+        self.thresholds_at
+            .get(site)
+            .into_iter()
+            .flatten()
+            .map(|&i| &self.data.thresholds[i])
     }
 }

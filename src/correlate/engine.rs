@@ -1,0 +1,462 @@
+//! The correlate engine: observations in, decisions and warnings out, everything recorded.
+//!
+//! [`Engine`] is synchronous and owns no I/O: [`Engine::observe`] feeds every rule,
+//! [`Engine::evaluate`] asks them where the danger is now and steps each lineage, building
+//! the CAP messages and targets of every decision; [`commit`] writes those, with the inbox
+//! entries they consumed, in one transaction. [`run`] is the async task around it that the
+//! daemon and replays use: it takes deliveries from the feeds, re-evaluates on a tick (holds
+//! and windows move with time, not only with new observations), and hands each warning's
+//! [`Targets`] on to dispatch.
+//!
+//! Observing is idempotent (a batch seen twice changes nothing), so at start the engine
+//! rebuilds its memory — rolling rain, tracks, alerts in force — by re-reading the last
+//! [`MEMORY_HOURS`] of the inbox, consumed or not.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use jiff::{SignedDuration, Timestamp};
+use rusqlite::Transaction;
+use tokio::sync::{mpsc, watch};
+
+use super::assess::{Assessment, Ctx, Rule};
+use super::feed_gap::FeedGapRule;
+use super::flash_flood::FlashFloodRule;
+use super::geo_hazard::GeoHazardRule;
+use super::lifecycle::{self, Decision, Lineage, Send};
+use super::rain::RainBook;
+use super::rainstorm::RainstormRule;
+use super::rules::Rules;
+use super::store as cstore;
+use super::tier::{Hazard, Tier};
+use super::typhoon::TyphoonRule;
+use super::upstream::UpstreamRule;
+use super::warning::{self, Issued, Issuer, Targets};
+use super::wildfire::WildfireRule;
+use crate::feeds::clock::Clock;
+use crate::feeds::poller::Delivery;
+use crate::feeds::{Observation, state as inbox};
+use crate::registry::Registry;
+use crate::store::{Store, audit};
+
+/// How far back the engine's memory reaches at start (rain windows, soil moisture).
+pub const MEMORY_HOURS: i64 = 8 * 24;
+
+/// The lineages in force and the references of their messages, as stored.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    lineages: Vec<Lineage>,
+    refs: HashMap<String, Vec<String>>,
+}
+
+/// Read a [`Snapshot`] (`sender`: this office's CAP sender, for the references).
+pub fn snapshot(conn: &rusqlite::Connection, sender: &str) -> anyhow::Result<Snapshot> {
+    let mut s = Snapshot::default();
+    for l in cstore::lineages(conn)? {
+        let key = l.key();
+        s.refs
+            .insert(key.clone(), cstore::references(conn, &key, sender)?);
+        s.lineages.push(l);
+    }
+    Ok(s)
+}
+
+/// One decision with everything it produced.
+#[derive(Debug, Clone)]
+pub struct Emitted {
+    /// `hazard:area`.
+    pub lineage: String,
+    /// The lineage as the message describes it (for a Cancel: as it stood, version bumped).
+    pub state: Lineage,
+    /// The state to keep (None: lifted).
+    pub keep: Option<Lineage>,
+    /// The decision.
+    pub decision: Decision,
+    /// The assessment's reason.
+    pub reason: String,
+    /// The observation that caused it.
+    pub cause: Option<i64>,
+    /// The CAP messages (none for internal warnings).
+    pub issued: Vec<Issued>,
+    /// For dispatch.
+    pub targets: Targets,
+}
+
+/// What one evaluation produced.
+#[derive(Debug, Default)]
+pub struct Evaluation {
+    /// Decisions, most urgent first.
+    pub emitted: Vec<Emitted>,
+    /// Lineages whose state moved without a message (hold timers).
+    pub quiet: Vec<(String, Option<Lineage>)>,
+    /// Decisions that could not be turned into a warning (said, retried next time).
+    pub problems: Vec<String>,
+}
+
+/// The engine.
+pub struct Engine {
+    rules: Rules,
+    issuer: Issuer,
+    reg: Arc<Registry>,
+    rain: RainBook,
+    kinds: Vec<Box<dyn Rule>>,
+    lineages: BTreeMap<String, Lineage>,
+    refs: HashMap<String, Vec<String>>,
+}
+
+impl Engine {
+    /// An engine with every rule, no memory and no lineages.
+    pub fn new(rules: Rules, issuer: Issuer, reg: Arc<Registry>) -> Engine {
+        let kinds: Vec<Box<dyn Rule>> = vec![
+            Box::new(TyphoonRule::new()),
+            Box::new(RainstormRule),
+            Box::new(FlashFloodRule),
+            Box::new(GeoHazardRule::new(&issuer.sender)),
+            Box::new(WildfireRule::new()),
+            Box::new(UpstreamRule::new(&issuer.sender)),
+            Box::new(FeedGapRule::default()),
+        ];
+        Engine {
+            rules,
+            issuer,
+            reg,
+            rain: RainBook::new(SignedDuration::from_hours(MEMORY_HOURS)),
+            kinds,
+            lineages: BTreeMap::new(),
+            refs: HashMap::new(),
+        }
+    }
+
+    /// Take up the lineages in force and their message history (from [`snapshot`]).
+    pub fn restore(&mut self, s: Snapshot) {
+        self.lineages = s.lineages.into_iter().map(|l| (l.key(), l)).collect();
+        self.refs = s.refs;
+    }
+
+    /// The lineages in force.
+    pub fn lineages(&self) -> impl Iterator<Item = &Lineage> {
+        self.lineages.values()
+    }
+
+    /// The registry in use.
+    pub fn registry(&self) -> &Registry {
+        &self.reg
+    }
+
+    /// Take in one observation. Returns whether any rule was interested.
+    pub fn observe(&mut self, obs: &Observation, inbox: i64) -> bool {
+        if let Observation::Rain(batch) = obs {
+            self.rain.add(batch, inbox);
+            self.rain.index();
+        }
+        let mut any = false;
+        for k in &mut self.kinds {
+            any |= k.observe(obs, inbox, &self.reg);
+        }
+        any
+    }
+
+    /// Assess every rule at `now` and step every lineage.
+    pub fn evaluate(&mut self, now: Timestamp) -> Evaluation {
+        self.rain.prune(now);
+        let mut held: HashMap<(Hazard, String), Tier> = HashMap::new();
+        for l in self.lineages.values() {
+            for (id, h) in &l.places {
+                held.insert((l.hazard, id.clone()), h.tier);
+            }
+        }
+        let ctx = Ctx {
+            reg: &self.reg,
+            rules: &self.rules,
+            rain: &self.rain,
+            tz: &self.issuer.tz,
+            held: &held,
+        };
+        let mut assessed: BTreeMap<String, Assessment> = BTreeMap::new();
+        for k in &mut self.kinds {
+            for a in k.assess(now, &ctx) {
+                assessed.insert(lifecycle::key(a.hazard, &a.area), a);
+            }
+        }
+        let mut keys: Vec<String> = assessed.keys().cloned().collect();
+        keys.extend(
+            self.lineages
+                .keys()
+                .filter(|k| !assessed.contains_key(*k))
+                .cloned(),
+        );
+        let mut out = Evaluation::default();
+        for key in keys {
+            let prev = self.lineages.get(&key);
+            let a = assessed.get(&key);
+            let step = lifecycle::step(prev, a, now, &self.rules);
+            let Some(decision) = step.decision else {
+                if step.state.as_ref() != prev {
+                    out.quiet.push((key.clone(), step.state.clone()));
+                    match step.state {
+                        Some(s) => self.lineages.insert(key, s),
+                        None => self.lineages.remove(&key),
+                    };
+                }
+                continue;
+            };
+            // What the message describes: the new state, or for a lift the last one.
+            let state = match (&step.state, prev) {
+                (Some(s), _) => s.clone(),
+                (None, Some(p)) => {
+                    let mut p = p.clone();
+                    p.version += 1;
+                    p.last_sent = now;
+                    p.reason = a
+                        .map(|a| a.reason.clone())
+                        .unwrap_or_else(|| p.reason.clone());
+                    p
+                }
+                (None, None) => continue,
+            };
+            let before = self.refs.get(&key).cloned().unwrap_or_default();
+            let issued = if state.hazard == Hazard::FeedGap {
+                Ok(Vec::new())
+            } else {
+                warning::build(
+                    &self.reg,
+                    &self.rules,
+                    &self.issuer,
+                    &state,
+                    &decision,
+                    &before,
+                    now,
+                )
+            };
+            let issued = match issued {
+                Ok(i) => i,
+                Err(e) => {
+                    out.problems.push(format!("{key}: {e:#}"));
+                    continue;
+                }
+            };
+            let ids = issued.iter().map(|i| i.identifier.clone()).collect();
+            let targets = warning::targets(&self.reg, &state, &decision, ids);
+            match &step.state {
+                Some(s) => {
+                    self.lineages.insert(key.clone(), s.clone());
+                    self.refs
+                        .entry(key.clone())
+                        .or_default()
+                        .extend(issued.iter().map(|i| i.reference.clone()));
+                }
+                None => {
+                    self.lineages.remove(&key);
+                    self.refs.remove(&key);
+                }
+            }
+            out.emitted.push(Emitted {
+                lineage: key,
+                reason: a
+                    .map(|a| a.reason.clone())
+                    .unwrap_or_else(|| state.reason.clone()),
+                cause: a.and_then(|a| a.cause),
+                keep: step.state,
+                state,
+                decision,
+                issued,
+                targets,
+            });
+        }
+        // Bad news first: raises, then by tier.
+        out.emitted.sort_by(|a, b| {
+            b.decision
+                .raises
+                .cmp(&a.decision.raises)
+                .then(b.state.tier.cmp(&a.state.tier))
+        });
+        out
+    }
+}
+
+/// Write an evaluation and mark the inbox entries it consumed, in one transaction. Each
+/// decision is also an audit entry (`warning.issued` / `warning.updated` / `warning.lifted`).
+pub fn commit(
+    tx: &Transaction<'_>,
+    ev: &Evaluation,
+    consumed: &[i64],
+    now: Timestamp,
+    tz: &jiff::tz::TimeZone,
+) -> anyhow::Result<()> {
+    let at = crate::store::stamp(&now.to_zoned(tz.clone()));
+    for (key, state) in &ev.quiet {
+        cstore::put_lineage(tx, key, state.as_ref(), &at)?;
+    }
+    for e in &ev.emitted {
+        cstore::put_lineage(tx, &e.lineage, e.keep.as_ref(), &at)?;
+        let id = cstore::record_decision(tx, &e.lineage, &e.decision, &e.reason, e.cause, &at)?;
+        for i in &e.issued {
+            let sent = crate::cap::model::CapDateTime::from_timestamp(i.sent, tz.to_offset(i.sent));
+            let expires = i.expires.map(|x| {
+                crate::cap::model::CapDateTime::from_timestamp(x, tz.to_offset(x)).to_string()
+            });
+            let tier = (e.decision.send != Send::Cancel).then(|| e.state.tier.as_str());
+            cstore::record_issued(
+                tx,
+                i,
+                &e.state,
+                &e.targets,
+                id,
+                tier,
+                &sent.to_string(),
+                expires.as_deref(),
+            )?;
+        }
+        let kind = match e.decision.send {
+            Send::Alert => "warning.issued",
+            Send::Update => "warning.updated",
+            Send::Cancel => "warning.lifted",
+        };
+        audit::append(
+            tx,
+            &audit::Entry {
+                at: now.to_zoned(tz.clone()),
+                actor: "correlate".into(),
+                kind: kind.into(),
+                subject: e.lineage.clone(),
+                detail: serde_json::json!({
+                    "decision": id,
+                    "tier": e.state.tier,
+                    "version": e.state.version,
+                    "changes": e.decision.changes,
+                    "reason": e.reason,
+                    "cause": e.cause,
+                    "identifiers": e.issued.iter().map(|i| &i.identifier).collect::<Vec<_>>(),
+                    "places": e.state.places.len(),
+                }),
+            },
+        )?;
+    }
+    inbox::consume(tx, consumed, &at)?;
+    Ok(())
+}
+
+/// How the correlate task runs.
+#[derive(Debug, Clone)]
+pub struct RunSettings {
+    /// Re-evaluate at least this often (holds and windows move with time).
+    pub tick: Duration,
+    /// The office's time zone.
+    pub tz: jiff::tz::TimeZone,
+}
+
+/// Run the correlate stage until `shutdown`: rebuild memory, then take deliveries from the
+/// feeds and re-evaluate on every batch and every tick; hand each decision's targets to
+/// `out` after it is committed.
+pub async fn run(
+    mut engine: Engine,
+    store: Store,
+    clock: Arc<dyn Clock>,
+    settings: RunSettings,
+    mut rx: mpsc::Receiver<Delivery>,
+    out: mpsc::Sender<Targets>,
+    mut shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let starting = clock.awake();
+    let since = clock
+        .now()
+        .checked_sub(SignedDuration::from_hours(MEMORY_HOURS))
+        .unwrap_or(Timestamp::UNIX_EPOCH);
+    let since = crate::store::stamp(&since.to_zoned(settings.tz.clone()));
+    let sender = engine.issuer.sender.clone();
+    let (memory, unreadable, snap) = store
+        .read(move |c| {
+            let (m, u) = inbox::received_since(c, &since)?;
+            Ok((m, u, snapshot(c, &sender)?))
+        })
+        .await?;
+    for (id, why) in unreadable {
+        tracing::error!(inbox = id, "{why}; not part of the correlate memory");
+    }
+    for p in &memory {
+        engine.observe(&p.observation, p.id);
+    }
+    let lineages = snap.lineages.len();
+    engine.restore(snap);
+    tracing::info!(
+        observations = memory.len(),
+        lineages,
+        "correlate: memory rebuilt"
+    );
+    drop(memory);
+    drop(starting);
+
+    let mut next_tick = clock.elapsed() + settings.tick;
+    loop {
+        let sleep = clock.sleep_until(next_tick);
+        let mut batch: Vec<Delivery> = Vec::new();
+        let _awake = tokio::select! {
+            d = rx.recv() => match d {
+                Some(d) => { batch.push(d); None }
+                None => return Ok(()),
+            },
+            woke = sleep => Some(woke),
+            _ = crate::feeds::poller::stopped(&mut shutdown) => return Ok(()),
+        };
+        while batch.len() < 256 {
+            match rx.try_recv() {
+                Ok(d) => batch.push(d),
+                Err(_) => break,
+            }
+        }
+        if clock.elapsed() >= next_tick {
+            next_tick = clock.elapsed() + settings.tick;
+        }
+        let now = clock.now();
+        let mut consumed = Vec::new();
+        for d in &batch {
+            engine.observe(&d.observation, d.inbox);
+            consumed.push(d.inbox);
+        }
+        let ev = engine.evaluate(now);
+        for p in &ev.problems {
+            tracing::error!("correlate: {p}");
+        }
+        if ev.emitted.is_empty() && ev.quiet.is_empty() && consumed.is_empty() {
+            continue;
+        }
+        let tz = settings.tz.clone();
+        let targets: Vec<Targets> = ev.emitted.iter().map(|e| e.targets.clone()).collect();
+        for e in &ev.emitted {
+            tracing::warn!(
+                lineage = %e.lineage,
+                tier = %e.state.tier,
+                version = e.state.version,
+                send = ?e.decision.send,
+                "{}",
+                e.reason
+            );
+        }
+        let ev = Arc::new(ev);
+        let ev2 = ev.clone();
+        let written = store
+            .write(move |tx| commit(tx, &ev2, &consumed, now, &tz))
+            .await;
+        match written {
+            Ok(()) => {
+                for t in targets {
+                    if out.send(t).await.is_err() {
+                        tracing::warn!("correlate: dispatch is gone; warnings stay in the store");
+                        break;
+                    }
+                }
+            }
+            Err(e) => {
+                // Nothing was recorded and nothing consumed: forget what this evaluation did
+                // and decide again from the store's state (the deliveries come back at the
+                // next start; their effect is in the engine's memory already).
+                tracing::error!("correlate: could not record decisions: {e}; retrying");
+                let sender = engine.issuer.sender.clone();
+                let snap = store.read(move |c| snapshot(c, &sender)).await?;
+                engine.restore(snap);
+            }
+        }
+        drop(batch);
+    }
+}

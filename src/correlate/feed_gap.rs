@@ -1,0 +1,78 @@
+//! A feed gone silent is a warning too — for the duty officers of the county, not the
+//! public. The gap alarm from the feeds stage becomes an internal lineage over each county
+//! unit (no CAP message is published); the recovery notice lifts it at once.
+
+use std::collections::BTreeMap;
+
+use jiff::Timestamp;
+
+use super::assess::{Assessment, Ctx, Place, PlaceKind, Rule};
+use super::tier::{Hazard, Tier};
+use crate::feeds::{AlarmState, FeedAlarm, Observation};
+use crate::registry::{Level, Registry};
+
+/// The feed-gap rule: the latest alarm per feed.
+#[derive(Debug, Default)]
+pub struct FeedGapRule {
+    feeds: BTreeMap<String, (FeedAlarm, i64)>,
+}
+
+impl Rule for FeedGapRule {
+    fn hazard(&self) -> Hazard {
+        Hazard::FeedGap
+    }
+
+    fn observe(&mut self, obs: &Observation, inbox: i64, _reg: &Registry) -> bool {
+        match obs {
+            Observation::FeedAlarm(a) => {
+                self.feeds.insert(a.feed.clone(), (a.clone(), inbox));
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn assess(&mut self, _now: Timestamp, ctx: &Ctx<'_>) -> Vec<Assessment> {
+        let counties: Vec<_> = ctx
+            .reg
+            .data
+            .units
+            .iter()
+            .filter(|u| u.level == Level::County)
+            .collect();
+        let mut out = Vec::new();
+        for (feed, (alarm, inbox)) in &self.feeds {
+            let ended = alarm.state == AlarmState::Recovered;
+            out.push(Assessment {
+                hazard: Hazard::FeedGap,
+                area: feed.clone(),
+                area_name: format!("数据源 {feed}"),
+                places: if ended {
+                    Vec::new()
+                } else {
+                    counties
+                        .iter()
+                        .map(|u| Place {
+                            kind: PlaceKind::Unit,
+                            id: u.code.clone(),
+                            tier: Tier::Orange,
+                            why: format!(
+                                "feed {feed} ({}) silent for {} s; last error: {}",
+                                alarm.url,
+                                alarm.silent_secs,
+                                alarm.last_error.as_deref().unwrap_or("none")
+                            ),
+                        })
+                        .collect()
+                },
+                onset: None,
+                ended,
+                reason: format!("feed {feed} {}", if ended { "recovered" } else { "silent" }),
+                cause: Some(*inbox),
+                upstream: None,
+                restricted: true,
+            });
+        }
+        out
+    }
+}

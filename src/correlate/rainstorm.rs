@@ -1,0 +1,92 @@
+//! Rainstorm signals: rolling accumulations at each village's gauges against the tier table
+//! (national: 50 mm in 12/6/3 h, 100 mm in 3 h). Observed rain only: no forecast-rain feed
+//! exists yet.
+
+use jiff::Timestamp;
+
+use super::assess::{Assessment, Ctx, Place, PlaceKind, Rule, by_area};
+use super::tier::{Hazard, Tier};
+use super::typhoon::town_name;
+use crate::feeds::Observation;
+use crate::registry::Registry;
+
+/// The rainstorm rule. Its memory is the shared [`super::rain::RainBook`].
+#[derive(Default)]
+pub struct RainstormRule;
+
+/// Format hours as "3 h" or "0.5 h".
+pub fn hours(h: f64) -> String {
+    if h.fract() == 0.0 {
+        format!("{h:.0} h")
+    } else {
+        format!("{h} h")
+    }
+}
+
+impl Rule for RainstormRule {
+    fn hazard(&self) -> Hazard {
+        Hazard::Rainstorm
+    }
+
+    fn observe(&mut self, obs: &Observation, _inbox: i64, _reg: &Registry) -> bool {
+        matches!(obs, Observation::Rain(_))
+    }
+
+    fn assess(&mut self, now: Timestamp, ctx: &Ctx<'_>) -> Vec<Assessment> {
+        let r = &ctx.rules.rainstorm;
+        if !r.enabled || ctx.rain.gauges() == 0 {
+            return Vec::new();
+        }
+        let mut places = Vec::new();
+        for v in &ctx.reg.data.villages {
+            let gauges = ctx
+                .rain
+                .near(v.point.lon, v.point.lat, r.gauges.nearest, r.gauges.max_km);
+            if gauges.is_empty() {
+                continue;
+            }
+            let mut best: Option<(Tier, String)> = None;
+            for t in &r.tiers {
+                if best.as_ref().is_some_and(|(b, _)| *b >= t.tier) {
+                    continue;
+                }
+                if let Some((mm, g)) = ctx.rain.max_sum(&gauges, now, t.hours)
+                    && ctx.meets(Hazard::Rainstorm, &v.code, t.tier, mm, t.mm)
+                {
+                    best = Some((
+                        t.tier,
+                        format!(
+                            "{} {mm:.1} mm in {} at gauge {} (≥ {} mm)",
+                            v.name,
+                            hours(t.hours),
+                            ctx.rain.name(g),
+                            t.mm
+                        ),
+                    ));
+                }
+            }
+            if let Some((tier, why)) = best {
+                places.push((
+                    v.town.clone(),
+                    town_name(ctx.reg, &v.town),
+                    Place {
+                        kind: PlaceKind::Village,
+                        id: v.code.clone(),
+                        tier,
+                        why,
+                    },
+                ));
+            }
+        }
+        by_area(
+            Hazard::Rainstorm,
+            places,
+            |ps| {
+                ps.first().map_or_else(String::new, |p| {
+                    format!("{} village(s); highest: {}", ps.len(), p.why)
+                })
+            },
+            ctx.rain.last_inbox,
+        )
+    }
+}

@@ -1,0 +1,312 @@
+//! Upstream CAP alerts relayed down to the villages they cover, with their tier.
+//!
+//! Each upstream lineage (an alert and its updates) is followed as one: the newest message
+//! stands for it; a Cancel, or the expiry of every `<info>`, ends it, and the relay is lifted
+//! at once rather than after the usual hold. A village is covered when its point is inside
+//! one of the alert's polygons or circles, or its code falls under one of the alert's
+//! administrative geocodes (6-, 9- or 12-digit, GB/T 2260 / 10114). Alerts this office sent
+//! are never relayed back to it, and alerts the geological-hazard rule takes are not relayed
+//! a second time.
+
+use std::collections::HashMap;
+
+use jiff::{SignedDuration, Timestamp};
+
+use super::assess::{Assessment, Ctx, Place, PlaceKind, Rule, UpstreamRef};
+use super::rules::GeoHazardRules;
+use super::tier::{Hazard, Tier};
+use crate::cap::model::{Alert, MsgType, Severity};
+use crate::feeds::{Observation, UpstreamAlert};
+use crate::registry::Registry;
+
+/// The newest message of each upstream lineage.
+#[derive(Debug, Default)]
+pub struct AlertBook {
+    lineages: HashMap<String, Followed>,
+}
+
+/// One followed lineage.
+#[derive(Debug, Clone)]
+pub struct Followed {
+    /// The newest message.
+    pub alert: Alert,
+    /// Its inbox id.
+    pub inbox: i64,
+    /// Cancelled upstream.
+    pub cancelled: bool,
+}
+
+impl Followed {
+    /// Whether the lineage has ended at `now` (cancelled, or every info expired).
+    pub fn ended(&self, now: Timestamp) -> bool {
+        self.cancelled
+            || (!self.alert.infos.is_empty()
+                && self
+                    .alert
+                    .infos
+                    .iter()
+                    .all(|i| i.expires.is_some_and(|e| e.timestamp() <= now)))
+    }
+
+    /// What a relay refers to.
+    pub fn reference(&self) -> UpstreamRef {
+        let info = self.alert.infos.first();
+        UpstreamRef {
+            reference: format!(
+                "{},{},{}",
+                self.alert.sender, self.alert.identifier, self.alert.sent
+            ),
+            sender: self.alert.sender.clone(),
+            event: info.map(|i| i.event.clone()).unwrap_or_default(),
+            headline: info.and_then(|i| i.headline.clone()),
+            expires: self
+                .alert
+                .infos
+                .iter()
+                .filter_map(|i| i.expires.map(|e| e.timestamp()))
+                .max(),
+        }
+    }
+}
+
+impl AlertBook {
+    /// Take in an alert; returns whether it changed a lineage.
+    pub fn add(&mut self, a: &UpstreamAlert, inbox: i64, own_sender: &str) -> bool {
+        if a.alert.sender == own_sender {
+            return false;
+        }
+        let root = a.lineage.as_ref().map_or_else(
+            || format!("{},{},{}", a.alert.sender, a.alert.identifier, a.alert.sent),
+            |l| l.root.clone(),
+        );
+        let cancel = a.alert.msg_type == MsgType::Cancel;
+        match self.lineages.get_mut(&root) {
+            Some(f) if f.alert.sent > a.alert.sent && !cancel => false,
+            Some(f) => {
+                if cancel {
+                    f.cancelled = true;
+                    f.inbox = inbox;
+                } else {
+                    f.alert = a.alert.clone();
+                    f.inbox = inbox;
+                }
+                true
+            }
+            None => {
+                self.lineages.insert(
+                    root,
+                    Followed {
+                        alert: a.alert.clone(),
+                        inbox,
+                        cancelled: cancel,
+                    },
+                );
+                true
+            }
+        }
+    }
+
+    /// The lineages, by root.
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &Followed)> {
+        self.lineages.iter()
+    }
+
+    /// Forget lineages ended more than two days ago.
+    pub fn prune(&mut self, now: Timestamp) {
+        let cut = now
+            .checked_sub(SignedDuration::from_hours(48))
+            .unwrap_or(now);
+        self.lineages
+            .retain(|_, f| !f.ended(cut) || f.alert.sent.timestamp() > cut);
+    }
+}
+
+/// The tier of an upstream alert: a colour word in its event or headline (the Chinese
+/// services name it: 台风橙色预警), else its severity.
+pub fn alert_tier(a: &Alert) -> Option<Tier> {
+    let info = a.infos.first()?;
+    let text = format!(
+        "{} {}",
+        info.event,
+        info.headline.as_deref().unwrap_or_default()
+    );
+    for (word, tier) in [
+        ("红色", Tier::Red),
+        ("橙色", Tier::Orange),
+        ("黄色", Tier::Yellow),
+        ("蓝色", Tier::Blue),
+    ] {
+        if text.contains(word) {
+            return Some(tier);
+        }
+    }
+    a.infos
+        .iter()
+        .map(|i| i.severity)
+        .max_by_key(|s| match s {
+            Severity::Extreme => 4,
+            Severity::Severe => 3,
+            Severity::Moderate => 2,
+            Severity::Minor => 1,
+            Severity::Unknown => 0,
+        })
+        .and_then(|s| match s {
+            Severity::Extreme => Some(Tier::Red),
+            Severity::Severe => Some(Tier::Orange),
+            Severity::Moderate => Some(Tier::Yellow),
+            Severity::Minor => Some(Tier::Blue),
+            Severity::Unknown => None,
+        })
+}
+
+/// Indices of the villages an alert's areas cover.
+pub fn covered_villages(a: &Alert, reg: &Registry) -> Vec<usize> {
+    let mut out = std::collections::BTreeSet::new();
+    for info in &a.infos {
+        for area in &info.areas {
+            for p in &area.polygons {
+                let ring: Vec<geo::Coord<f64>> = p
+                    .points
+                    .iter()
+                    .map(|c| geo::Coord { x: c.lon, y: c.lat })
+                    .collect();
+                let poly = geo::Polygon::new(geo::LineString::new(ring), vec![]);
+                out.extend(reg.index.villages_in(&poly));
+            }
+            for c in &area.circles {
+                out.extend(reg.index.villages_within(
+                    &reg.data,
+                    c.center.lon,
+                    c.center.lat,
+                    c.radius_km,
+                ));
+            }
+            for g in &area.geocodes {
+                let v = g.value.trim();
+                if matches!(v.len(), 6 | 9 | 12) && v.bytes().all(|b| b.is_ascii_digit()) {
+                    out.extend(
+                        reg.data
+                            .villages
+                            .iter()
+                            .enumerate()
+                            .filter(|(_, vil)| vil.code.starts_with(v))
+                            .map(|(i, _)| i),
+                    );
+                }
+            }
+        }
+    }
+    out.into_iter().collect()
+}
+
+/// Whether an alert is a geological-hazard risk warning under the rules.
+pub fn is_geo(a: &Alert, r: &GeoHazardRules) -> bool {
+    a.infos.iter().any(|i| {
+        i.event_codes
+            .iter()
+            .any(|c| r.event_codes.contains(&c.value))
+            || r.event_words.iter().any(|w| i.event.contains(w.as_str()))
+    })
+}
+
+/// The relay rule.
+#[derive(Debug)]
+pub struct UpstreamRule {
+    book: AlertBook,
+    own_sender: String,
+}
+
+impl UpstreamRule {
+    /// A relay that never relays `own_sender`'s alerts back.
+    pub fn new(own_sender: &str) -> Self {
+        UpstreamRule {
+            book: AlertBook::default(),
+            own_sender: own_sender.to_string(),
+        }
+    }
+}
+
+impl Rule for UpstreamRule {
+    fn hazard(&self) -> Hazard {
+        Hazard::Upstream
+    }
+
+    fn observe(&mut self, obs: &Observation, inbox: i64, _reg: &Registry) -> bool {
+        match obs {
+            Observation::Alert(a) => self.book.add(a, inbox, &self.own_sender),
+            _ => false,
+        }
+    }
+
+    fn assess(&mut self, now: Timestamp, ctx: &Ctx<'_>) -> Vec<Assessment> {
+        let r = &ctx.rules.upstream;
+        if !r.enabled {
+            return Vec::new();
+        }
+        self.book.prune(now);
+        let mut out = Vec::new();
+        for (root, f) in self.book.iter() {
+            if ctx.rules.geo_hazard.enabled && is_geo(&f.alert, &ctx.rules.geo_hazard) {
+                continue;
+            }
+            let reference = f.reference();
+            let ended = f.ended(now);
+            let tier = alert_tier(&f.alert).filter(|t| *t >= r.min_tier);
+            let places: Vec<Place> = match tier {
+                Some(tier) if !ended => covered_villages(&f.alert, ctx.reg)
+                    .into_iter()
+                    .map(|i| {
+                        let v = &ctx.reg.data.villages[i];
+                        Place {
+                            kind: PlaceKind::Village,
+                            id: v.code.clone(),
+                            tier,
+                            why: format!("{} is inside the area of {}", v.name, reference.event),
+                        }
+                    })
+                    .collect(),
+                _ => Vec::new(),
+            };
+            if places.is_empty() && !ended {
+                continue;
+            }
+            let area_name = f
+                .alert
+                .infos
+                .first()
+                .and_then(|i| i.areas.first())
+                .map(|a| a.area_desc.clone())
+                .unwrap_or_default();
+            out.push(Assessment {
+                hazard: Hazard::Upstream,
+                area: root.clone(),
+                area_name,
+                reason: if ended {
+                    format!(
+                        "upstream {} {}",
+                        reference.reference,
+                        if f.cancelled { "cancelled" } else { "expired" }
+                    )
+                } else {
+                    format!(
+                        "upstream {} covers {} village(s)",
+                        reference.reference,
+                        places.len()
+                    )
+                },
+                places,
+                onset: f
+                    .alert
+                    .infos
+                    .iter()
+                    .filter_map(|i| i.onset.map(|o| o.timestamp()))
+                    .min(),
+                ended,
+                cause: Some(f.inbox),
+                upstream: Some(reference),
+                restricted: false,
+            });
+        }
+        out
+    }
+}
