@@ -35,6 +35,34 @@ pub struct Config {
     pub registry: RegistryConfig,
     /// `[feeds]`: polling defaults and the `[[feeds.source]]` list.
     pub feeds: FeedsConfig,
+    /// `[correlate]`: which warning criteria, how often to re-evaluate.
+    pub correlate: CorrelateConfig,
+    /// `[web]`: the HTTP port (CAP feed) and the published files.
+    pub web: WebConfig,
+}
+
+/// `[correlate]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CorrelateConfig {
+    /// `national` (the built-in defaults) or a path to a rules file (config/rules/*.toml).
+    pub rules: String,
+    /// Re-evaluate at least every this many seconds (holds and windows move with time).
+    pub tick_secs: u64,
+    /// CAP `<status>` of the warnings: `Actual`, or `Exercise` on a training system.
+    pub status: String,
+}
+
+/// `[web]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebConfig {
+    /// Address to listen on, e.g. `127.0.0.1:8470`; empty for no HTTP server.
+    pub listen: String,
+    /// Base URL others reach this server at, for links in the Atom feed.
+    pub public_url: String,
+    /// Directory the CAP feed and alerts are also written to as files; empty for none.
+    pub publish_dir: String,
 }
 
 /// The issuing office.
@@ -309,7 +337,11 @@ impl Config {
         let http = section::<HttpConfig>(&fig, "http", &mut problems);
         let registry = section::<RegistryConfig>(&fig, "registry", &mut problems);
         let feeds = section::<FeedsConfig>(&fig, "feeds", &mut problems);
-        const SECTIONS: &[&str] = &["office", "store", "log", "cap", "http", "registry", "feeds"];
+        let correlate = section::<CorrelateConfig>(&fig, "correlate", &mut problems);
+        let web = section::<WebConfig>(&fig, "web", &mut problems);
+        const SECTIONS: &[&str] = &[
+            "office", "store", "log", "cap", "http", "registry", "feeds", "correlate", "web",
+        ];
         if let Ok(data) = fig.data()
             && let Some(dict) = data.get(&Profile::Default)
         {
@@ -329,7 +361,37 @@ impl Config {
         check_http(http.as_ref(), &fig, &mut problems);
         check_registry(registry.as_ref(), &fig, &mut problems);
         check_feeds(feeds.as_ref(), &fig, &mut problems);
-        match (office, store, log, cap, http, registry, feeds) {
+        if let Some(c) = &correlate {
+            let mut bad = |key: &str, message: String| {
+                problems.push(ConfigProblem {
+                    source: source_of(&fig, &format!("correlate.{key}")),
+                    key: format!("correlate.{key}"),
+                    message,
+                })
+            };
+            if c.rules != "national"
+                && let Err(e) = crate::correlate::Rules::load(std::path::Path::new(&c.rules))
+            {
+                bad("rules", format!("{e}"));
+            }
+            if c.tick_secs == 0 || c.tick_secs > 3600 {
+                bad("tick_secs", "must be 1–3600".into());
+            }
+            if !matches!(c.status.as_str(), "Actual" | "Exercise") {
+                bad("status", format!("`{}`: expected Actual or Exercise", c.status));
+            }
+        }
+        if let Some(w) = &web
+            && !w.listen.is_empty()
+            && w.listen.parse::<std::net::SocketAddr>().is_err()
+        {
+            problems.push(ConfigProblem {
+                source: source_of(&fig, "web.listen"),
+                key: "web.listen".into(),
+                message: format!("`{}` is not an address:port (e.g. 127.0.0.1:8470)", w.listen),
+            });
+        }
+        match (office, store, log, cap, http, registry, feeds, correlate, web) {
             (
                 Some(office),
                 Some(store),
@@ -338,6 +400,8 @@ impl Config {
                 Some(http),
                 Some(registry),
                 Some(feeds),
+                Some(correlate),
+                Some(web),
             ) if problems.is_empty() => Ok(Config {
                 office,
                 store,
@@ -346,6 +410,8 @@ impl Config {
                 http,
                 registry,
                 feeds,
+                correlate,
+                web,
             }),
             _ => Err(ConfigError { problems }),
         }
@@ -354,6 +420,31 @@ impl Config {
     /// The office time zone (validated on load).
     pub fn time_zone(&self) -> jiff::tz::TimeZone {
         jiff::tz::TimeZone::get(&self.office.timezone).unwrap_or(jiff::tz::TimeZone::UTC)
+    }
+
+    /// The warning criteria in force.
+    pub fn rules(&self) -> Result<crate::correlate::Rules, crate::correlate::rules::RulesError> {
+        if self.correlate.rules == "national" {
+            Ok(crate::correlate::Rules::national())
+        } else {
+            crate::correlate::Rules::load(std::path::Path::new(&self.correlate.rules))
+        }
+    }
+
+    /// Who issues warnings, as the correlate stage needs it.
+    pub fn issuer(&self) -> crate::correlate::warning::Issuer {
+        crate::correlate::warning::Issuer {
+            sender: self.office.cap_sender.clone(),
+            sender_code: self.office.sender_code.clone(),
+            name: self.office.name.clone(),
+            name_en: self.office.name_en.clone(),
+            tz: self.time_zone(),
+            status: if self.correlate.status == "Exercise" {
+                crate::cap::model::Status::Exercise
+            } else {
+                crate::cap::model::Status::Actual
+            },
+        }
     }
 
     /// Limits for the roster health report.

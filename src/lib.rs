@@ -15,3 +15,4 @@ pub mod http;
 pub mod registry;
 pub mod store;
 pub mod text;
+pub mod web;

@@ -311,7 +311,7 @@ pub fn run(cfg: &Config) -> u8 {
         // moment we say "running" gets a clean shutdown, not a kill.
         let signal = shutdown_signal();
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let (out, mut inbox) = tokio::sync::mpsc::channel(1024);
+        let (out, inbox) = tokio::sync::mpsc::channel(1024);
         let poller = Arc::new(poller::Poller::new(
             store.clone(),
             Arc::new(fetch::HttpFetcher::new(client)),
@@ -322,19 +322,72 @@ pub fn run(cfg: &Config) -> u8 {
         if specs.is_empty() {
             tracing::warn!("no feeds configured ([[feeds.source]]): nothing will be polled");
         }
+        let (stop_rx2, stop_rx3) = (stop_rx.clone(), stop_rx.clone());
         let feeds = tokio::spawn(poller.run(specs, stop_rx));
-        // The correlate stage (issue #5) will consume here; until then each delivery is
-        // logged and left pending in the inbox, so nothing is lost when it arrives.
-        let consumer = tokio::spawn(async move {
-            while let Some(d) = inbox.recv().await {
-                match &d.observation {
-                    stormbell::feeds::Observation::FeedAlarm(_) => {
-                        tracing::error!(feed = %d.feed, inbox = d.inbox, "{}", d.observation.summary())
-                    }
-                    _ => tracing::info!(feed = %d.feed, inbox = d.inbox, "{}", d.observation.summary()),
+        // Correlate: the registry and the criteria in force, fed by the feeds.
+        let registry = match stormbell::registry::Registry::load(&store) {
+            Ok(r) => Arc::new(r),
+            Err(e) => {
+                eprintln!("stormbell: registry: {e}");
+                return EXIT_PROBLEMS;
+            }
+        };
+        if registry.data.villages.is_empty() {
+            tracing::warn!("the registry is empty (stormbell registry import DIR): no village can be warned");
+        }
+        let rules = match cfg.rules() {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("stormbell: rules: {e}");
+                return EXIT_USAGE;
+            }
+        };
+        let engine = stormbell::correlate::engine::Engine::new(rules, cfg.issuer(), registry);
+        let (targets_tx, targets_rx) = tokio::sync::mpsc::channel(1024);
+        let correlate = tokio::spawn(stormbell::correlate::engine::run(
+            engine,
+            store.clone(),
+            Arc::new(clock::SystemClock::new()),
+            stormbell::correlate::engine::RunSettings {
+                tick: std::time::Duration::from_secs(cfg.correlate.tick_secs),
+                tz: tz.clone(),
+            },
+            inbox,
+            targets_tx,
+            stop_rx2,
+        ));
+        let web_settings = stormbell::web::WebSettings {
+            title: cfg.office.name.clone(),
+            sender: cfg.office.cap_sender.clone(),
+            base: cfg.web.public_url.clone(),
+        };
+        // Until dispatch exists (issue #6), each warning's targets are logged and the
+        // published files refreshed; the warnings themselves are in the store and the feed.
+        let publish_dir = (!cfg.web.publish_dir.is_empty()).then(|| std::path::PathBuf::from(&cfg.web.publish_dir));
+        let consumer = tokio::spawn(stormbell::web::follow_targets(
+            targets_rx,
+            store.clone(),
+            publish_dir,
+            web_settings.clone(),
+        ));
+        let web = if cfg.web.listen.is_empty() {
+            None
+        } else {
+            match tokio::net::TcpListener::bind(&cfg.web.listen).await {
+                Ok(l) => {
+                    tracing::info!(listen = %cfg.web.listen, "CAP feed at /cap/feed.atom");
+                    let mut rx = stop_rx3;
+                    Some(tokio::spawn(stormbell::web::serve(l, store.clone(), web_settings, async move {
+                        stormbell::feeds::poller::stopped(&mut rx).await;
+                    })))
+                }
+                Err(e) => {
+                    eprintln!("stormbell: web.listen {}: {e}", cfg.web.listen);
+                    let _ = stop_tx.send(true);
+                    return EXIT_PROBLEMS;
                 }
             }
-        });
+        };
         tracing::info!(db = %store.path().display(), "stormbell running");
         // Run until a signal, or until the feeds task ends by itself: a daemon that has
         // stopped polling must not look alive, so that is an error exit for the supervisor.
@@ -365,7 +418,21 @@ pub fn run(cfg: &Config) -> u8 {
                 code = EXIT_PROBLEMS;
             }
         }
+        match correlate.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                eprintln!("stormbell: correlate: {e}");
+                code = EXIT_PROBLEMS;
+            }
+            Err(e) => {
+                eprintln!("stormbell: correlate task: {e}");
+                code = EXIT_PROBLEMS;
+            }
+        }
         let _ = consumer.await;
+        if let Some(web) = web {
+            let _ = web.await;
+        }
         let stopped = audit::Entry::now(
             &tz,
             "system",

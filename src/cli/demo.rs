@@ -293,15 +293,16 @@ fn scenario_dir() -> Option<PathBuf> {
     .find(|p| p.join("scenario.toml").is_file())
 }
 
-/// Replay the Lekima 2019 drill through the real poller on a simulated clock and show what
-/// reached the correlate stage's inbox.
+/// Replay the Lekima 2019 drill through the real poller and the correlate stage on a
+/// simulated clock: what the feeds brought, and the warnings stormbell issued for the county.
 fn feeds(store: &Store, cfg: &Config) -> anyhow::Result<()> {
     use std::sync::Arc;
     use std::time::Duration;
+    use stormbell::correlate::engine::{Engine, RunSettings};
     use stormbell::feeds::clock::SimClock;
     use stormbell::feeds::poller::{Poller, Settings};
     use stormbell::feeds::replay::{ReplayFetcher, Scenario};
-    use stormbell::feeds::{AlarmState, Observation, state};
+    use stormbell::feeds::{AlarmState, Observation};
 
     let Some(dir) = scenario_dir() else {
         println!(
@@ -313,13 +314,16 @@ fn feeds(store: &Store, cfg: &Config) -> anyhow::Result<()> {
     let tz = cfg.time_zone();
     let local = |t: jiff::Timestamp| t.to_zoned(tz.clone()).strftime("%m-%d %H:%M").to_string();
     println!(
-        "feeds: replaying {} ({} → {}, Beijing time) through the live poller on a simulated clock",
+        "feeds → correlate: replaying {} ({} → {}, Beijing time) through the live poller and \
+         the correlate stage on a simulated clock",
         sc.name,
         local(sc.start),
         local(sc.end)
     );
     let clock = SimClock::new(sc.start);
-    let (tx, mut rx) = tokio::sync::mpsc::channel(100_000);
+    let (tx, mut rx) = tokio::sync::mpsc::channel(1024);
+    let (ctx_tx, ctx_rx) = tokio::sync::mpsc::channel(1024);
+    let (targets_tx, mut targets_rx) = tokio::sync::mpsc::channel(100_000);
     let poller = Arc::new(Poller::new(
         store.clone(),
         Arc::new(ReplayFetcher::new(&sc, Arc::new(clock.clone()))?),
@@ -331,35 +335,65 @@ fn feeds(store: &Store, cfg: &Config) -> anyhow::Result<()> {
         },
         tx,
     ));
+    let registry = Arc::new(stormbell::registry::Registry::load(store)?);
+    let mut issuer = cfg.issuer();
+    issuer.status = stormbell::cap::model::Status::Exercise;
+    let engine = Engine::new(cfg.rules()?, issuer, registry);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    // The poller's own log lines would drown the summary; the demo prints what matters.
+    // The stages' own log lines would drown the summary; the demo prints what matters.
     let quiet = tracing::subscriber::NoSubscriber::default();
     let started = std::time::Instant::now();
+    let mut seen: Vec<Observation> = Vec::new();
     let result: anyhow::Result<()> = tracing::subscriber::with_default(quiet, || {
         rt.block_on(async {
             let (stop, stop_rx) = tokio::sync::watch::channel(false);
-            let task = tokio::spawn(poller.clone().run(sc.specs(cfg.cap_limits()), stop_rx));
+            let task = tokio::spawn(poller.clone().run(sc.specs(cfg.cap_limits()), stop_rx.clone()));
+            let correlate = tokio::spawn(stormbell::correlate::engine::run(
+                engine,
+                store.clone(),
+                Arc::new(clock.clone()),
+                RunSettings {
+                    tick: Duration::from_secs(cfg.correlate.tick_secs),
+                    tz: tz.clone(),
+                },
+                ctx_rx,
+                targets_tx,
+                stop_rx,
+            ));
+            // Note what the feeds bring on the way to correlate (the delivery keeps the
+            // simulated clock waiting until correlate is done with it).
+            let tee = tokio::spawn(async move {
+                let mut seen = Vec::new();
+                while let Some(d) = rx.recv().await {
+                    seen.push(d.observation.clone());
+                    if ctx_tx.send(d).await.is_err() {
+                        break;
+                    }
+                }
+                seen
+            });
             // Event by event, as fast as the work allows, never ahead of it.
             clock.run_until(sc.end).await;
             let _ = stop.send(true);
             task.await??;
+            correlate.await??;
+            drop(poller);
+            seen = tee.await?;
             Ok(())
         })
     });
     result?;
     let mut tracks = 0;
-    let mut last_track = String::new();
     let (mut batches, mut readings, mut flagged) = (0, 0, Vec::new());
-    while let Ok(d) = rx.try_recv() {
-        match &d.observation {
+    for o in &seen {
+        match o {
             Observation::Alert(a) => {
                 let info = a.alert.infos.first();
                 println!(
-                    "  {}  {:<8} {:<6} {}  [{}]",
+                    "  {}  upstream {:<6} {}  [{}]",
                     local(a.alert.sent.timestamp()),
-                    d.feed,
                     a.alert.msg_type.as_str(),
                     info.and_then(|i| i.headline.as_deref())
                         .unwrap_or("(no headline)"),
@@ -373,32 +407,19 @@ fn feeds(store: &Store, cfg: &Config) -> anyhow::Result<()> {
                         .unwrap_or(a.at.clone());
                 match a.state {
                     AlarmState::Gap => println!(
-                        "  {at}  {:<8} FEED GAP: no successful poll for {} min (last error: {})",
+                        "  {at}  FEED GAP {}: no successful poll for {} min (last error: {})",
                         a.feed,
                         a.silent_secs / 60,
                         a.last_error.as_deref().unwrap_or("-")
                     ),
                     AlarmState::Recovered => println!(
-                        "  {at}  {:<8} feed recovered after {} min of silence",
+                        "  {at}  feed {} recovered after {} min of silence",
                         a.feed,
                         a.silent_secs / 60
                     ),
                 }
             }
-            Observation::Track(t) => {
-                tracks += 1;
-                if let Some(p) = t.points.last() {
-                    last_track = format!(
-                        "{} {} at {:.1}N {:.1}E, {}, {} hPa",
-                        local(p.time),
-                        t.name,
-                        p.lat,
-                        p.lon,
-                        p.grade.map(|g| g.name_zh()).unwrap_or("-"),
-                        p.pressure_hpa.map(|x| x.to_string()).unwrap_or("-".into())
-                    );
-                }
-            }
+            Observation::Track(_) => tracks += 1,
             Observation::Rain(r) => {
                 batches += 1;
                 readings += r.readings.len();
@@ -415,18 +436,43 @@ fn feeds(store: &Store, cfg: &Config) -> anyhow::Result<()> {
             Observation::Fire(_) => {}
         }
     }
-    println!("  typhoon: {tracks} track updates; the last: {last_track}");
     println!(
-        "  rain:    {batches} hourly batches, {readings} readings; not trusted: {}",
+        "  typhoon: {tracks} track updates; rain: {batches} hourly batches, {readings} readings; not trusted: {}",
         if flagged.is_empty() {
             "none".to_string()
         } else {
             flagged.join("; ")
         }
     );
-    let pending = store.read_blocking(|c| Ok(state::pending_count(c)?))?;
+    println!("warnings issued (simulated time, lineage, tier, message, places, people to move):");
+    let mut n = 0;
+    while let Ok(t) = targets_rx.try_recv() {
+        n += 1;
+        if n > 40 {
+            continue;
+        }
+        let sent = store.read_blocking({
+            let id = t.identifiers.first().cloned().unwrap_or_default();
+            move |c| Ok(stormbell::correlate::store::by_identifier(c, &id)?.map(|w| w.sent))
+        })?;
+        println!(
+            "  {}  {:<32} {:<6} {:<6} v{} {:>3} places {:>5} people{}",
+            sent.as_deref().map(|s| s.get(5..16).unwrap_or(s).replace('T', " ")).unwrap_or_else(|| "(internal)".into()),
+            t.lineage.chars().take(32).collect::<String>(),
+            t.tier.as_str(),
+            format!("{:?}", t.send),
+            t.version,
+            t.places.len(),
+            t.evacuate,
+            if t.gaps.is_empty() { String::new() } else { format!("  ({} roster gaps)", t.gaps.len()) }
+        );
+    }
+    if n > 40 {
+        println!("  … and {} more", n - 40);
+    }
     println!(
-        "  inbox:   {pending} entries wait for the correlate stage (#5); three days replayed in {:.1} s",
+        "  {n} warning messages in all (in the store, /cap/feed.atom when the daemon runs); \
+         three days replayed in {:.1} s",
         started.elapsed().as_secs_f64()
     );
     Ok(())

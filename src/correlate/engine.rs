@@ -115,7 +115,7 @@ impl Engine {
             Box::new(GeoHazardRule::new(&issuer.sender)),
             Box::new(WildfireRule::new()),
             Box::new(UpstreamRule::new(&issuer.sender)),
-            Box::new(FeedGapRule::default()),
+            Box::new(FeedGapRule::new(issuer.sender_code.get(..6).unwrap_or(""))),
         ];
         Engine {
             rules,
@@ -192,7 +192,12 @@ impl Engine {
             let a = assessed.get(&key);
             let step = lifecycle::step(prev, a, now, &self.rules);
             let Some(decision) = step.decision else {
-                if step.state.as_ref() != prev {
+                let moved = match (&step.state, prev) {
+                    (Some(a), Some(b)) => !a.same_but_words(b),
+                    (None, None) => false,
+                    _ => true,
+                };
+                if moved {
                     out.quiet.push((key.clone(), step.state.clone()));
                     match step.state {
                         Some(s) => self.lineages.insert(key, s),

@@ -15,6 +15,18 @@ use crate::registry::{Level, Registry};
 #[derive(Debug, Default)]
 pub struct FeedGapRule {
     feeds: BTreeMap<String, (FeedAlarm, i64)>,
+    office_unit: String,
+}
+
+impl FeedGapRule {
+    /// A rule warning the county units of the registry, or `office_unit` (the office's own
+    /// 6-digit area code) when the registry has none yet.
+    pub fn new(office_unit: &str) -> Self {
+        FeedGapRule {
+            feeds: BTreeMap::new(),
+            office_unit: office_unit.to_string(),
+        }
+    }
 }
 
 impl Rule for FeedGapRule {
@@ -33,13 +45,17 @@ impl Rule for FeedGapRule {
     }
 
     fn assess(&mut self, _now: Timestamp, ctx: &Ctx<'_>) -> Vec<Assessment> {
-        let counties: Vec<_> = ctx
+        let mut counties: Vec<String> = ctx
             .reg
             .data
             .units
             .iter()
             .filter(|u| u.level == Level::County)
+            .map(|u| u.code.clone())
             .collect();
+        if counties.is_empty() {
+            counties.push(self.office_unit.clone());
+        }
         let mut out = Vec::new();
         for (feed, (alarm, inbox)) in &self.feeds {
             let ended = alarm.state == AlarmState::Recovered;
@@ -54,7 +70,7 @@ impl Rule for FeedGapRule {
                         .iter()
                         .map(|u| Place {
                             kind: PlaceKind::Unit,
-                            id: u.code.clone(),
+                            id: u.clone(),
                             tier: Tier::Orange,
                             why: format!(
                                 "feed {feed} ({}) silent for {} s; last error: {}",

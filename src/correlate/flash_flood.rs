@@ -6,6 +6,7 @@
 use jiff::{SignedDuration, Timestamp};
 
 use super::assess::{Assessment, Ctx, Place, PlaceKind, Rule, by_area};
+use super::rain::STALE_AFTER;
 use super::rainstorm::hours;
 use super::rules::{Gauges, SoilRules};
 use super::tier::{Hazard, Tier};
@@ -73,6 +74,19 @@ pub fn site_rain_tier(
     let gauges = site_gauges(site, ctx, gauges_cfg);
     if gauges.is_empty() {
         return None;
+    }
+    // Blind (every gauge silent): hold what the site has, neither raise nor lower.
+    if !gauges.iter().any(|g| ctx.rain.fresh(*g, now, STALE_AFTER)) {
+        return ctx.held(hazard, &site.id).map(|t| {
+            (
+                t,
+                format!(
+                    "{}: no rain data from its gauges for {} min; holding {t}",
+                    site.name,
+                    STALE_AFTER.as_mins()
+                ),
+            )
+        });
     }
     let soil = if thresholds.iter().any(|t| t.soil != Soil::Any) {
         soil_state(ctx, &gauges, now, &ctx.rules.flash_flood.soil).unwrap_or(Soil::Normal)

@@ -69,9 +69,28 @@ pub struct Lineage {
     pub upstream: Option<UpstreamRef>,
     /// The latest overall reason.
     pub reason: String,
+    /// The places and tiers as the last message named them.
+    pub sent: BTreeMap<String, Tier>,
+    /// Since when minor changes (new or raised places) have been waiting to go out.
+    pub pending_since: Option<Timestamp>,
 }
 
 impl Lineage {
+    /// Whether two states differ only in their words (reasons), which need not be stored
+    /// every minute: the next message takes the words of its own moment.
+    pub fn same_but_words(&self, other: &Lineage) -> bool {
+        let blank = |l: &Lineage| {
+            let mut l = l.clone();
+            l.reason.clear();
+            l.onset = None;
+            for h in l.places.values_mut() {
+                h.why.clear();
+            }
+            l
+        };
+        blank(self) == blank(other)
+    }
+
     /// The lineage key: `hazard:area`.
     pub fn key(&self) -> String {
         key(self.hazard, &self.area)
@@ -212,6 +231,8 @@ pub fn step(prev: Option<&Lineage>, a: Option<&Assessment>, now: Timestamp, rule
                         restricted: a.restricted,
                         upstream: a.upstream.clone(),
                         reason: a.reason.clone(),
+                        sent: a.places.iter().map(|p| (p.id.clone(), p.tier)).collect(),
+                        pending_since: None,
                     }),
                     decision: Some(Decision {
                         send: Send::Alert,
@@ -256,9 +277,7 @@ pub fn step(prev: Option<&Lineage>, a: Option<&Assessment>, now: Timestamp, rule
         next.area_name = a.area_name.clone();
     }
 
-    // Raises go at once.
-    let mut extended = Vec::new();
-    let mut raised = Vec::new();
+    // Raises take effect at once (whether they are sent at once is decided below).
     for (id, p) in &now_places {
         match next.places.get_mut(*id) {
             None => {
@@ -272,12 +291,10 @@ pub fn step(prev: Option<&Lineage>, a: Option<&Assessment>, now: Timestamp, rule
                         lower_to: None,
                     },
                 );
-                extended.push(id.to_string());
             }
             Some(h) => {
                 h.why = p.why.clone();
                 if p.tier > h.tier {
-                    raised.push((id.to_string(), h.tier, p.tier));
                     h.tier = p.tier;
                     h.lower_since = None;
                     h.lower_to = None;
@@ -385,6 +402,27 @@ pub fn step(prev: Option<&Lineage>, a: Option<&Assessment>, now: Timestamp, rule
         .map(|h| h.tier)
         .max()
         .unwrap_or(prev.tier);
+    if new_tier != prev.tier {
+        next.tier = new_tier;
+        next.tier_since = now;
+    }
+    // What the people named in the last message have not been told yet: the difference
+    // between the places now and those sent, since the last message.
+    let mut extended = Vec::new();
+    let mut retiered = Vec::new();
+    for (id, h) in &next.places {
+        match prev.sent.get(id) {
+            None => extended.push(id.clone()),
+            Some(t) if *t != h.tier => retiered.push((id.clone(), *t, h.tier)),
+            Some(_) => {}
+        }
+    }
+    let narrowed: Vec<String> = prev
+        .sent
+        .keys()
+        .filter(|id| !next.places.contains_key(*id))
+        .cloned()
+        .collect();
     let mut changes = Vec::new();
     if new_tier > prev.tier {
         changes.push(Change::Upgrade {
@@ -397,25 +435,38 @@ pub fn step(prev: Option<&Lineage>, a: Option<&Assessment>, now: Timestamp, rule
             to: new_tier,
         });
     }
-    if new_tier != prev.tier {
-        next.tier = new_tier;
-        next.tier_since = now;
-    }
+    let raised_any = retiered.iter().any(|(_, from, to)| to > from);
+    let raises = new_tier > prev.tier || !extended.is_empty() || raised_any;
+    // Red for a place goes out at once, as does any change of the warning's own tier and
+    // any narrowing (which has waited its hold already). Other new or raised places of a
+    // warning already in force are gathered for up to `coalesce_mins`, so a storm's circle
+    // sweeping village by village across a town makes one update, not one a minute.
+    let urgent = new_tier != prev.tier
+        || !narrowed.is_empty()
+        || extended
+            .iter()
+            .any(|id| next.places.get(id).is_some_and(|h| h.tier == Tier::Red))
+        || retiered.iter().any(|(_, from, to)| *to == Tier::Red && *from != Tier::Red);
+    let minor = !extended.is_empty() || !retiered.is_empty();
     if !extended.is_empty() {
         changes.push(Change::Extend { places: extended });
     }
     if !narrowed.is_empty() {
         changes.push(Change::Narrow { places: narrowed });
     }
-    let mut retiered = raised.clone();
-    retiered.extend(lowered);
     if !retiered.is_empty() {
         changes.push(Change::Retier { places: retiered });
     }
-    let raises = changes
-        .iter()
-        .any(|c| matches!(c, Change::Upgrade { .. } | Change::Extend { .. }))
-        || !raised.is_empty();
+    if !urgent && minor {
+        let since = prev.pending_since.unwrap_or(now);
+        if !held_for(since, now, mins(lc.coalesce_mins)) {
+            next.pending_since = Some(since);
+            return Step {
+                state: Some(next),
+                decision: None,
+            };
+        }
+    }
     if changes.is_empty()
         && held_for(
             prev.last_sent,
@@ -433,6 +484,8 @@ pub fn step(prev: Option<&Lineage>, a: Option<&Assessment>, now: Timestamp, rule
     }
     next.version += 1;
     next.last_sent = now;
+    next.pending_since = None;
+    next.sent = next.places.iter().map(|(id, h)| (id.clone(), h.tier)).collect();
     Step {
         state: Some(next),
         decision: Some(Decision {
@@ -550,30 +603,27 @@ mod tests {
     }
 
     #[test]
-    fn new_places_extend_at_once_and_leaving_ones_narrow_after_the_hold() {
+    fn new_places_are_gathered_briefly_red_goes_at_once_and_leaving_ones_narrow_after_the_hold() {
         use Tier::*;
-        let (v1, v2) = ("331098001001", "331098001002");
+        let (v1, v2, v3) = ("331098001001", "331098001002", "331098001003");
         let got = run(&[
             (0, &[(v1, Yellow)]),
             (5, &[(v1, Yellow), (v2, Blue)]),
-            (10, &[(v1, Yellow)]),
-            (69, &[(v1, Yellow)]),
-            (70, &[(v1, Yellow)]),
+            (10, &[(v1, Yellow), (v2, Blue)]),
+            (15, &[(v1, Yellow), (v2, Blue)]),
+            (16, &[(v1, Yellow), (v2, Blue), (v3, Red)]),
+            (20, &[(v1, Yellow), (v3, Red)]),
+            (79, &[(v1, Yellow), (v3, Red)]),
+            (80, &[(v1, Yellow), (v3, Red)]),
         ]);
-        assert_eq!(got.len(), 3, "{got:?}");
-        assert_eq!(
-            got[1].2,
-            vec![Change::Extend {
-                places: vec![v2.into()]
-            }]
-        );
-        assert_eq!(got[2].0, 70);
-        assert_eq!(
-            got[2].2,
-            vec![Change::Narrow {
-                places: vec![v2.into()]
-            }]
-        );
+        let sends: Vec<i64> = got.iter().map(|g| g.0).collect();
+        // v2 (blue, below the warning's yellow) waits the 10-minute gathering; v3 at red is
+        // the warning's own upgrade and goes at once; v2 leaves at 20 and is dropped after
+        // the 60-minute narrowing hold.
+        assert_eq!(sends, vec![0, 15, 16, 80], "{got:?}");
+        assert_eq!(got[1].2, vec![Change::Extend { places: vec![v2.into()] }]);
+        assert_eq!(got[2].2[0], Change::Upgrade { from: Yellow, to: Red });
+        assert_eq!(got[3].2, vec![Change::Narrow { places: vec![v2.into()] }]);
     }
 
     #[test]

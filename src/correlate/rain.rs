@@ -44,6 +44,9 @@ impl rstar::PointDistance for GaugePoint {
     }
 }
 
+/// A gauge whose newest reading is older than this is blind (feed down, gauge broken).
+pub const STALE_AFTER: SignedDuration = SignedDuration::from_mins(150);
+
 /// All gauges' recent readings.
 #[derive(Debug, Default)]
 pub struct RainBook {
@@ -106,6 +109,15 @@ impl RainBook {
         for g in &mut self.gauges {
             g.readings = g.readings.split_off(&cut);
         }
+    }
+
+    /// Whether a gauge has reported a period ending within `max_age` of `now`. A gauge that
+    /// has gone quiet (its feed is down) is blind, not dry: rules hold what they had.
+    pub fn fresh(&self, gauge: usize, now: Timestamp, max_age: SignedDuration) -> bool {
+        self.gauges
+            .get(gauge)
+            .and_then(|g| g.readings.keys().next_back())
+            .is_some_and(|end| now.duration_since(*end) <= max_age)
     }
 
     /// Number of gauges known.

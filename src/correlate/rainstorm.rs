@@ -5,6 +5,7 @@
 use jiff::Timestamp;
 
 use super::assess::{Assessment, Ctx, Place, PlaceKind, Rule, by_area};
+use super::rain::STALE_AFTER;
 use super::tier::{Hazard, Tier};
 use super::typhoon::town_name;
 use crate::feeds::Observation;
@@ -43,6 +44,22 @@ impl Rule for RainstormRule {
                 .rain
                 .near(v.point.lon, v.point.lat, r.gauges.nearest, r.gauges.max_km);
             if gauges.is_empty() {
+                continue;
+            }
+            // Blind (every gauge silent): hold what the village has, neither raise nor lower.
+            if !gauges.iter().any(|g| ctx.rain.fresh(*g, now, STALE_AFTER)) {
+                if let Some(tier) = ctx.held(Hazard::Rainstorm, &v.code) {
+                    places.push((
+                        v.town.clone(),
+                        town_name(ctx.reg, &v.town),
+                        Place {
+                            kind: PlaceKind::Village,
+                            id: v.code.clone(),
+                            tier,
+                            why: format!("{}: no rain data from its gauges since {} min; holding {tier}", v.name, STALE_AFTER.as_mins()),
+                        },
+                    ));
+                }
                 continue;
             }
             let mut best: Option<(Tier, String)> = None;

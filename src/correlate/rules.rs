@@ -57,6 +57,9 @@ pub struct Lifecycle {
     pub narrow_hold_mins: u32,
     /// CAP `expires` is this long after `sent` unless re-issued (hours).
     pub expires_hours: u32,
+    /// New or raised places of a warning in force (below red, tier of the warning unchanged)
+    /// are gathered this long (minutes) into one update.
+    pub coalesce_mins: u32,
 }
 
 /// CAP urgency and certainty per tier (Google needs real values, not Unknown).

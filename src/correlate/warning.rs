@@ -170,12 +170,18 @@ pub struct Targets {
     pub gaps: Vec<String>,
 }
 
-fn env() -> Result<minijinja::Environment<'static>, minijinja::Error> {
-    let mut env = minijinja::Environment::new();
-    for (name, src) in TEMPLATES {
-        env.add_template(name, src)?;
-    }
-    Ok(env)
+/// The templates, compiled once (they are part of the binary).
+fn env() -> anyhow::Result<&'static minijinja::Environment<'static>> {
+    static ENV: std::sync::OnceLock<Result<minijinja::Environment<'static>, String>> =
+        std::sync::OnceLock::new();
+    let built = ENV.get_or_init(|| {
+        let mut env = minijinja::Environment::new();
+        for (name, src) in TEMPLATES {
+            env.add_template(name, src).map_err(|e| format!("{e:#}"))?;
+        }
+        Ok(env)
+    });
+    built.as_ref().map_err(|e| anyhow::anyhow!("templates: {e}"))
 }
 
 fn tier_zh(t: Tier) -> &'static str {
@@ -652,6 +658,7 @@ pub fn targets(reg: &Registry, l: &Lineage, d: &Decision, identifiers: Vec<Strin
         let mut n = 0;
         for (duty, person) in reg.duties_for(target) {
             if let Some(p) = person {
+                n += 1;
                 if contacts
                     .iter()
                     .any(|c| c.person == p.id && c.target == target)
@@ -667,7 +674,6 @@ pub fn targets(reg: &Registry, l: &Lineage, d: &Decision, identifiers: Vec<Strin
                     target: target.to_string(),
                     deputy: p.deputy.clone(),
                 });
-                n += 1;
             }
         }
         n

@@ -1,0 +1,184 @@
+//! The daemon's HTTP face (axum). For now: the CAP Atom feed of the warnings in force
+//! (`/cap/feed.atom`) and each alert (`/cap/{identifier}.xml`), and the same written as files
+//! to a directory. Check-in pages, the office page and `/metrics` join with later issues.
+//!
+//! Restricted warnings (officials only) are never published here.
+
+pub mod atom;
+
+use std::path::Path;
+
+use axum::Router;
+use axum::extract::{Path as UrlPath, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+
+use crate::correlate::store::{self as cstore, StoredWarning};
+use crate::store::{Store, StoreError};
+
+/// What the web stage needs to know.
+#[derive(Debug, Clone)]
+pub struct WebSettings {
+    /// Feed title (the office's name).
+    pub title: String,
+    /// CAP sender of the office.
+    pub sender: String,
+    /// Public base URL.
+    pub base: String,
+}
+
+#[derive(Clone)]
+struct App {
+    store: Store,
+    settings: WebSettings,
+}
+
+/// The routes.
+pub fn router(store: Store, settings: WebSettings) -> Router {
+    Router::new()
+        .route("/cap/feed.atom", get(feed))
+        .route("/cap/{file}", get(alert))
+        .with_state(App { store, settings })
+}
+
+/// The current public warnings, newest first.
+pub fn current_public(conn: &rusqlite::Connection) -> rusqlite::Result<Vec<StoredWarning>> {
+    Ok(cstore::current(conn)?
+        .into_iter()
+        .filter(|w| !w.restricted)
+        .collect())
+}
+
+/// The feed document.
+pub fn feed_document(settings: &WebSettings, entries: &[StoredWarning]) -> String {
+    let updated = entries
+        .iter()
+        .map(|w| w.sent.clone())
+        .max()
+        .unwrap_or_else(|| "1970-01-01T00:00:00+00:00".into());
+    atom::feed(&settings.title, &settings.sender, &settings.base, &updated, entries)
+}
+
+fn failure(e: StoreError) -> Response {
+    tracing::error!("web: {e}");
+    (StatusCode::SERVICE_UNAVAILABLE, "store unavailable\n").into_response()
+}
+
+async fn feed(State(app): State<App>) -> Response {
+    match app.store.read(|c| Ok(current_public(c)?)).await {
+        Ok(entries) => {
+            let body = feed_document(&app.settings, &entries);
+            let mut h = HeaderMap::new();
+            h.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/atom+xml; charset=utf-8"),
+            );
+            h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+            (h, body).into_response()
+        }
+        Err(e) => failure(e),
+    }
+}
+
+async fn alert(State(app): State<App>, UrlPath(file): UrlPath<String>) -> Response {
+    let Some(identifier) = file.strip_suffix(".xml").map(str::to_string) else {
+        return (StatusCode::NOT_FOUND, "not found\n").into_response();
+    };
+    match app
+        .store
+        .read(move |c| Ok(cstore::by_identifier(c, &identifier)?))
+        .await
+    {
+        Ok(Some(w)) if !w.restricted => {
+            let mut h = HeaderMap::new();
+            h.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/cap+xml; charset=utf-8"),
+            );
+            // An issued message never changes.
+            h.insert(
+                header::CACHE_CONTROL,
+                HeaderValue::from_static("public, max-age=86400, immutable"),
+            );
+            (h, w.cap).into_response()
+        }
+        Ok(_) => (StatusCode::NOT_FOUND, "no such alert\n").into_response(),
+        Err(e) => failure(e),
+    }
+}
+
+/// Write the feed and every public alert not yet written to `dir`, each atomically (a
+/// temporary file renamed into place), so a web server never serves half a file.
+pub fn publish_files(conn: &rusqlite::Connection, dir: &Path, settings: &WebSettings) -> anyhow::Result<usize> {
+    std::fs::create_dir_all(dir)?;
+    let entries = current_public(conn)?;
+    let mut written = 0;
+    let mut after = 0;
+    loop {
+        let batch = cstore::issued_since(conn, after, 500)?;
+        let Some(last) = batch.last() else { break };
+        after = last.id;
+        for w in batch.iter().filter(|w| !w.restricted) {
+            let path = dir.join(format!("{}.xml", w.identifier));
+            if !path.exists() {
+                write_atomically(&path, w.cap.as_bytes())?;
+                written += 1;
+            }
+        }
+    }
+    write_atomically(&dir.join("feed.atom"), feed_document(settings, &entries).as_bytes())?;
+    Ok(written)
+}
+
+fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path)
+}
+
+/// Serve until `shutdown` resolves.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    store: Store,
+    settings: WebSettings,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(store, settings))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// Follow the warnings the correlate stage hands on: log each (dispatch joins with issue
+/// #6) and refresh the published files, until the channel closes.
+pub async fn follow_targets(
+    mut rx: tokio::sync::mpsc::Receiver<crate::correlate::warning::Targets>,
+    store: Store,
+    publish_dir: Option<std::path::PathBuf>,
+    settings: WebSettings,
+) {
+    while let Some(t) = rx.recv().await {
+        tracing::warn!(
+            lineage = %t.lineage,
+            tier = %t.tier,
+            version = t.version,
+            places = t.places.len(),
+            evacuate = t.evacuate,
+            contacts = t.contacts.len(),
+            terminals = t.terminals.len(),
+            "warning {:?}: {}",
+            t.send,
+            t.identifiers.join(" ")
+        );
+        for g in &t.gaps {
+            tracing::warn!(lineage = %t.lineage, "roster gap: {g}");
+        }
+        if let Some(dir) = &publish_dir {
+            let (dir, settings) = (dir.clone(), settings.clone());
+            match store.read(move |c| publish_files(c, &dir, &settings)).await {
+                Ok(n) => tracing::debug!("published {n} new alert file(s)"),
+                Err(e) => tracing::error!("publishing files: {e}"),
+            }
+        }
+    }
+}
