@@ -250,6 +250,7 @@ fn drive(args: &[String]) {
                 start_spread: Duration::from_secs(1),
                 flush_every: Duration::from_secs(1),
                 tz: jiff::tz::TimeZone::get("Asia/Shanghai").unwrap(),
+                hold_clock: false,
             },
             tx,
         ));

@@ -340,7 +340,15 @@ impl Config {
         let correlate = section::<CorrelateConfig>(&fig, "correlate", &mut problems);
         let web = section::<WebConfig>(&fig, "web", &mut problems);
         const SECTIONS: &[&str] = &[
-            "office", "store", "log", "cap", "http", "registry", "feeds", "correlate", "web",
+            "office",
+            "store",
+            "log",
+            "cap",
+            "http",
+            "registry",
+            "feeds",
+            "correlate",
+            "web",
         ];
         if let Ok(data) = fig.data()
             && let Some(dict) = data.get(&Profile::Default)
@@ -378,7 +386,10 @@ impl Config {
                 bad("tick_secs", "must be 1–3600".into());
             }
             if !matches!(c.status.as_str(), "Actual" | "Exercise") {
-                bad("status", format!("`{}`: expected Actual or Exercise", c.status));
+                bad(
+                    "status",
+                    format!("`{}`: expected Actual or Exercise", c.status),
+                );
             }
         }
         if let Some(w) = &web
@@ -388,10 +399,15 @@ impl Config {
             problems.push(ConfigProblem {
                 source: source_of(&fig, "web.listen"),
                 key: "web.listen".into(),
-                message: format!("`{}` is not an address:port (e.g. 127.0.0.1:8470)", w.listen),
+                message: format!(
+                    "`{}` is not an address:port (e.g. 127.0.0.1:8470)",
+                    w.listen
+                ),
             });
         }
-        match (office, store, log, cap, http, registry, feeds, correlate, web) {
+        match (
+            office, store, log, cap, http, registry, feeds, correlate, web,
+        ) {
             (
                 Some(office),
                 Some(store),

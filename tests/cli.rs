@@ -263,21 +263,32 @@ fn demo_runs_with_no_configuration_and_leaves_a_verifiable_audit() {
     );
     assert!(stdout(&o).contains("台风红色预警"));
     assert!(stdout(&o).contains("251 villages"), "{}", stdout(&o));
-    // The Lekima drill's feeds: the red warning arrives, the rain outage raises the gap alarm.
+    // The Lekima drill: the county's red signal arrives, the rain outage raises the gap
+    // alarm, and stormbell issues its own warnings — typhoon red somewhere, and lifts.
+    let out = stdout(&o);
     assert!(
-        stdout(&o).contains("warnings Update 东溟县气象局发布台风红色预警"),
-        "{}",
-        stdout(&o)
+        out.contains("upstream Update 东溟县气象局发布台风红色预警"),
+        "{out}"
     );
-    assert!(stdout(&o).contains("rain     FEED GAP"), "{}", stdout(&o));
+    assert!(out.contains("FEED GAP rain"), "{out}");
+    assert!(out.contains("warnings issued"), "{out}");
     assert!(d.join("cap/33109841600000_20190809183000.xml").is_file());
     let db = d.join("stormbell.db");
+    let c = rusqlite::Connection::open(&db).unwrap();
+    let count = |sql: &str| -> i64 { c.query_row(sql, [], |r| r.get(0)).unwrap() };
+    let decisions = count("SELECT count(*) FROM corr_decision");
+    assert!(decisions > 0);
+    assert!(
+        count("SELECT count(*) FROM corr_warning WHERE hazard = 'typhoon' AND tier = 'red'") > 0
+    );
+    assert!(count("SELECT count(*) FROM corr_decision WHERE send = 'Cancel'") > 0);
+    drop(c);
     let o = run(&["--db", db.to_str().unwrap(), "audit", "verify"]);
     assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
-    // demo.started, registry.imported, cap.converted for each of the two sample alerts, and
-    // the replayed rain outage's feed.gap and feed.recovered.
+    // demo.started, registry.imported, cap.converted for each of the two sample alerts, the
+    // replayed rain outage's feed.gap and feed.recovered, and one entry per warning decision.
     assert!(
-        stdout(&o).contains("audit intact: 6 entries"),
+        stdout(&o).contains(&format!("audit intact: {} entries", 6 + decisions)),
         "{}",
         stdout(&o)
     );
@@ -324,18 +335,26 @@ fn run_logs_json_and_shuts_down_cleanly_on_sigterm() {
         let line = lines.next().unwrap().unwrap();
         let v: serde_json::Value =
             serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
-        let msg = v["fields"]["message"].as_str().unwrap_or_default().to_string();
-        said.push((v["level"].as_str().unwrap_or_default().to_string(), msg.clone()));
+        let msg = v["fields"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        said.push((
+            v["level"].as_str().unwrap_or_default().to_string(),
+            msg.clone(),
+        ));
         if msg.contains("stormbell running") {
             break;
         }
     }
     assert!(
-        said.iter().any(|(l, m)| l == "WARN" && m.contains("no feeds configured")),
+        said.iter()
+            .any(|(l, m)| l == "WARN" && m.contains("no feeds configured")),
         "{said:?}"
     );
     assert!(
-        said.iter().any(|(l, m)| l == "WARN" && m.contains("registry is empty")),
+        said.iter()
+            .any(|(l, m)| l == "WARN" && m.contains("registry is empty")),
         "{said:?}"
     );
     // The shell's builtin kill: /bin/kill (procps) is not on every minimal machine.

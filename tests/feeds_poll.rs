@@ -38,6 +38,7 @@ fn settings() -> Settings {
         start_spread: Duration::ZERO,
         flush_every: Duration::from_millis(50),
         tz: jiff::tz::TimeZone::get("Asia/Shanghai").unwrap(),
+        hold_clock: false,
     }
 }
 

@@ -267,7 +267,6 @@ fn demo(args: DemoArgs, cfg: &Config) -> anyhow::Result<()> {
     println!();
     println!("not yet built (each arrives with its issue):");
     for (what, issue) in [
-        ("correlating observations into tiered warnings", 5),
         ("SMS over SMPP with receipts", 6),
         ("village broadcast terminals", 7),
         (
@@ -331,6 +330,8 @@ fn feeds(store: &Store, cfg: &Config) -> anyhow::Result<()> {
         Settings {
             flush_every: Duration::from_millis(200),
             start_spread: Duration::ZERO,
+            // Correlate consumes each delivery before simulated time moves on.
+            hold_clock: true,
             ..Settings::from_config(cfg)
         },
         tx,
@@ -349,7 +350,11 @@ fn feeds(store: &Store, cfg: &Config) -> anyhow::Result<()> {
     let result: anyhow::Result<()> = tracing::subscriber::with_default(quiet, || {
         rt.block_on(async {
             let (stop, stop_rx) = tokio::sync::watch::channel(false);
-            let task = tokio::spawn(poller.clone().run(sc.specs(cfg.cap_limits()), stop_rx.clone()));
+            let task = tokio::spawn(
+                poller
+                    .clone()
+                    .run(sc.specs(cfg.cap_limits()), stop_rx.clone()),
+            );
             let correlate = tokio::spawn(stormbell::correlate::engine::run(
                 engine,
                 store.clone(),
@@ -457,14 +462,20 @@ fn feeds(store: &Store, cfg: &Config) -> anyhow::Result<()> {
         })?;
         println!(
             "  {}  {:<32} {:<6} {:<6} v{} {:>3} places {:>5} people{}",
-            sent.as_deref().map(|s| s.get(5..16).unwrap_or(s).replace('T', " ")).unwrap_or_else(|| "(internal)".into()),
+            sent.as_deref()
+                .map(|s| s.get(5..16).unwrap_or(s).replace('T', " "))
+                .unwrap_or_else(|| "(internal)".into()),
             t.lineage.chars().take(32).collect::<String>(),
             t.tier.as_str(),
             format!("{:?}", t.send),
             t.version,
             t.places.len(),
             t.evacuate,
-            if t.gaps.is_empty() { String::new() } else { format!("  ({} roster gaps)", t.gaps.len()) }
+            if t.gaps.is_empty() {
+                String::new()
+            } else {
+                format!("  ({} roster gaps)", t.gaps.len())
+            }
         );
     }
     if n > 40 {

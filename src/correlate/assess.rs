@@ -102,7 +102,7 @@ pub struct Ctx<'a> {
     pub tz: &'a jiff::tz::TimeZone,
     /// Tiers places hold now, by (hazard, place id): thresholds of tiers at or below a held
     /// tier are relaxed by the hysteresis, so a value hovering at a threshold does not flap.
-    pub held: &'a HashMap<(Hazard, String), Tier>,
+    pub held: &'a HashMap<Hazard, HashMap<String, Tier>>,
 }
 
 impl Ctx<'_> {
@@ -117,10 +117,7 @@ impl Ctx<'_> {
         value: f64,
         threshold: f64,
     ) -> bool {
-        let held = self
-            .held
-            .get(&(hazard, place.to_string()))
-            .is_some_and(|h| *h >= tier);
+        let held = self.held(hazard, place).is_some_and(|h| h >= tier);
         if held {
             value >= threshold * (1.0 - self.rules.lifecycle.hysteresis)
         } else {
@@ -130,7 +127,7 @@ impl Ctx<'_> {
 
     /// The tier a place holds now, if any.
     pub fn held(&self, hazard: Hazard, place: &str) -> Option<Tier> {
-        self.held.get(&(hazard, place.to_string())).copied()
+        self.held.get(&hazard)?.get(place).copied()
     }
 }
 

@@ -110,8 +110,8 @@ impl Engine {
     pub fn new(rules: Rules, issuer: Issuer, reg: Arc<Registry>) -> Engine {
         let kinds: Vec<Box<dyn Rule>> = vec![
             Box::new(TyphoonRule::new()),
-            Box::new(RainstormRule),
-            Box::new(FlashFloodRule),
+            Box::new(RainstormRule::default()),
+            Box::new(FlashFloodRule::default()),
             Box::new(GeoHazardRule::new(&issuer.sender)),
             Box::new(WildfireRule::new()),
             Box::new(UpstreamRule::new(&issuer.sender)),
@@ -160,10 +160,10 @@ impl Engine {
     /// Assess every rule at `now` and step every lineage.
     pub fn evaluate(&mut self, now: Timestamp) -> Evaluation {
         self.rain.prune(now);
-        let mut held: HashMap<(Hazard, String), Tier> = HashMap::new();
+        let mut held: HashMap<Hazard, HashMap<String, Tier>> = HashMap::new();
         for l in self.lineages.values() {
             for (id, h) in &l.places {
-                held.insert((l.hazard, id.clone()), h.tier);
+                held.entry(l.hazard).or_default().insert(id.clone(), h.tier);
             }
         }
         let ctx = Ctx {
@@ -295,7 +295,15 @@ pub fn commit(
     }
     for e in &ev.emitted {
         cstore::put_lineage(tx, &e.lineage, e.keep.as_ref(), &at)?;
-        let id = cstore::record_decision(tx, &e.lineage, &e.decision, &e.reason, e.cause, &at)?;
+        let id = cstore::record_decision(
+            tx,
+            &e.lineage,
+            &e.decision,
+            &e.reason,
+            e.cause,
+            &e.targets,
+            &at,
+        )?;
         for i in &e.issued {
             let sent = crate::cap::model::CapDateTime::from_timestamp(i.sent, tz.to_offset(i.sent));
             let expires = i.expires.map(|x| {
@@ -306,7 +314,6 @@ pub fn commit(
                 tx,
                 i,
                 &e.state,
-                &e.targets,
                 id,
                 tier,
                 &sent.to_string(),

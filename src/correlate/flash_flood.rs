@@ -6,7 +6,7 @@
 use jiff::{SignedDuration, Timestamp};
 
 use super::assess::{Assessment, Ctx, Place, PlaceKind, Rule, by_area};
-use super::rain::STALE_AFTER;
+use super::rain::{STALE_AFTER, SumTable};
 use super::rainstorm::hours;
 use super::rules::{Gauges, SoilRules};
 use super::tier::{Hazard, Tier};
@@ -14,9 +14,40 @@ use crate::feeds::Observation;
 use crate::registry::model::{Site, SiteKind, SiteStatus, Soil};
 use crate::registry::{Registry, model::format_duration};
 
-/// The flash-flood rule. Its memory is the shared [`super::rain::RainBook`].
+/// The flash-flood rule. Its memory is the shared [`super::rain::RainBook`]; it keeps each
+/// zone's gauges until the gauges change.
 #[derive(Default)]
-pub struct FlashFloodRule;
+pub struct FlashFloodRule {
+    gauges: SiteGauges,
+}
+
+/// Gauges per site, kept until the gauge set changes.
+#[derive(Debug, Default)]
+pub struct SiteGauges {
+    generation: u64,
+    of: std::collections::HashMap<String, Vec<usize>>,
+}
+
+impl SiteGauges {
+    /// The gauges of a site (computed once per gauge generation).
+    pub fn of(&mut self, site: &Site, ctx: &Ctx<'_>, g: &Gauges) -> &[usize] {
+        if self.generation != ctx.rain.generation {
+            self.of.clear();
+            self.generation = ctx.rain.generation;
+        }
+        self.of
+            .entry(site.id.clone())
+            .or_insert_with(|| site_gauges(site, ctx, g))
+    }
+}
+
+/// The windows (hours) every threshold in the registry uses.
+pub fn threshold_windows(reg: &crate::registry::Registry) -> Vec<f64> {
+    let mut m: Vec<u32> = reg.data.thresholds.iter().map(|t| t.minutes).collect();
+    m.sort_unstable();
+    m.dedup();
+    m.into_iter().map(|x| f64::from(x) / 60.0).collect()
+}
 
 /// Where a site's rain is measured: its own point, else its villages'.
 fn site_gauges(site: &Site, ctx: &Ctx<'_>, g: &Gauges) -> Vec<usize> {
@@ -59,20 +90,18 @@ pub fn soil_state(ctx: &Ctx<'_>, gauges: &[usize], now: Timestamp, s: &SoilRules
 }
 
 /// A site's tier from its rainfall thresholds, with the reason; `None` below all of them.
+#[allow(clippy::too_many_arguments)]
 pub fn site_rain_tier(
     site: &Site,
     hazard: Hazard,
     ctx: &Ctx<'_>,
     now: Timestamp,
-    gauges_cfg: &Gauges,
+    gauges: &[usize],
+    table: &SumTable,
     (prepare, move_now): (Tier, Tier),
 ) -> Option<(Tier, String)> {
     let thresholds: Vec<_> = ctx.reg.thresholds_of(&site.id).collect();
-    if thresholds.is_empty() {
-        return None;
-    }
-    let gauges = site_gauges(site, ctx, gauges_cfg);
-    if gauges.is_empty() {
+    if thresholds.is_empty() || gauges.is_empty() {
         return None;
     }
     // Blind (every gauge silent): hold what the site has, neither raise nor lower.
@@ -89,7 +118,7 @@ pub fn site_rain_tier(
         });
     }
     let soil = if thresholds.iter().any(|t| t.soil != Soil::Any) {
-        soil_state(ctx, &gauges, now, &ctx.rules.flash_flood.soil).unwrap_or(Soil::Normal)
+        soil_state(ctx, gauges, now, &ctx.rules.flash_flood.soil).unwrap_or(Soil::Normal)
     } else {
         Soil::Any
     };
@@ -99,7 +128,7 @@ pub fn site_rain_tier(
         .filter(|t| t.soil == Soil::Any || t.soil == soil)
     {
         let h = f64::from(t.minutes) / 60.0;
-        let Some((mm, g)) = ctx.rain.max_sum(&gauges, now, h) else {
+        let Some((mm, g)) = table.max(gauges, h) else {
             continue;
         };
         for (tier, limit, word) in [
@@ -142,6 +171,7 @@ impl Rule for FlashFloodRule {
         if !r.enabled || ctx.rain.gauges() == 0 {
             return Vec::new();
         }
+        let table = ctx.rain.table(now, &threshold_windows(ctx.reg));
         let mut places = Vec::new();
         for site in ctx
             .reg
@@ -150,12 +180,14 @@ impl Rule for FlashFloodRule {
             .iter()
             .filter(|s| s.kind == SiteKind::FlashFlood && s.status == SiteStatus::Active)
         {
+            let gauges = self.gauges.of(site, ctx, &r.gauges);
             if let Some((tier, why)) = site_rain_tier(
                 site,
                 Hazard::FlashFlood,
                 ctx,
                 now,
-                &r.gauges,
+                gauges,
+                &table,
                 (r.prepare_tier, r.move_tier),
             ) {
                 places.push((

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use jiff::Timestamp;
 
 use super::assess::{Assessment, Ctx, Place, PlaceKind, Rule};
-use super::flash_flood::site_rain_tier;
+use super::flash_flood::{SiteGauges, site_rain_tier, threshold_windows};
 use super::tier::{Hazard, Tier};
 use super::upstream::{AlertBook, alert_tier, covered_villages, is_geo};
 use crate::feeds::Observation;
@@ -20,6 +20,7 @@ use crate::registry::model::{SiteKind, SiteStatus};
 pub struct GeoHazardRule {
     book: AlertBook,
     own_sender: String,
+    gauges: SiteGauges,
 }
 
 impl GeoHazardRule {
@@ -28,6 +29,7 @@ impl GeoHazardRule {
         GeoHazardRule {
             book: AlertBook::default(),
             own_sender: own_sender.to_string(),
+            gauges: SiteGauges::default(),
         }
     }
 }
@@ -93,15 +95,22 @@ impl Rule for GeoHazardRule {
                 }
             }
         }
+        let table = if ctx.rain.gauges() > 0 {
+            ctx.rain.table(now, &threshold_windows(ctx.reg))
+        } else {
+            Default::default()
+        };
         let mut out = Vec::new();
         for s in &sites {
-            let rain = if ctx.rain.gauges() > 0 {
+            let rain = if ctx.rain.gauges() > 0 && ctx.reg.thresholds_of(&s.id).next().is_some() {
+                let gauges = self.gauges.of(s, ctx, &r.gauges).to_vec();
                 site_rain_tier(
                     s,
                     Hazard::GeoHazard,
                     ctx,
                     now,
-                    &r.gauges,
+                    &gauges,
+                    &table,
                     (r.prepare_tier, r.move_tier),
                 )
             } else {

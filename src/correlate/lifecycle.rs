@@ -79,16 +79,26 @@ impl Lineage {
     /// Whether two states differ only in their words (reasons), which need not be stored
     /// every minute: the next message takes the words of its own moment.
     pub fn same_but_words(&self, other: &Lineage) -> bool {
-        let blank = |l: &Lineage| {
-            let mut l = l.clone();
-            l.reason.clear();
-            l.onset = None;
-            for h in l.places.values_mut() {
-                h.why.clear();
-            }
-            l
-        };
-        blank(self) == blank(other)
+        self.tier == other.tier
+            && self.tier_since == other.tier_since
+            && self.version == other.version
+            && self.last_sent == other.last_sent
+            && self.all_out_since == other.all_out_since
+            && self.pending_since == other.pending_since
+            && self.restricted == other.restricted
+            && self.sent == other.sent
+            && self.places.len() == other.places.len()
+            && self
+                .places
+                .iter()
+                .zip(&other.places)
+                .all(|((a, x), (b, y))| {
+                    a == b
+                        && x.tier == y.tier
+                        && x.kind == y.kind
+                        && x.lower_since == y.lower_since
+                        && x.lower_to == y.lower_to
+                })
     }
 
     /// The lineage key: `hazard:area`.
@@ -446,7 +456,9 @@ pub fn step(prev: Option<&Lineage>, a: Option<&Assessment>, now: Timestamp, rule
         || extended
             .iter()
             .any(|id| next.places.get(id).is_some_and(|h| h.tier == Tier::Red))
-        || retiered.iter().any(|(_, from, to)| *to == Tier::Red && *from != Tier::Red);
+        || retiered
+            .iter()
+            .any(|(_, from, to)| *to == Tier::Red && *from != Tier::Red);
     let minor = !extended.is_empty() || !retiered.is_empty();
     if !extended.is_empty() {
         changes.push(Change::Extend { places: extended });
@@ -485,7 +497,11 @@ pub fn step(prev: Option<&Lineage>, a: Option<&Assessment>, now: Timestamp, rule
     next.version += 1;
     next.last_sent = now;
     next.pending_since = None;
-    next.sent = next.places.iter().map(|(id, h)| (id.clone(), h.tier)).collect();
+    next.sent = next
+        .places
+        .iter()
+        .map(|(id, h)| (id.clone(), h.tier))
+        .collect();
     Step {
         state: Some(next),
         decision: Some(Decision {
@@ -605,25 +621,47 @@ mod tests {
     #[test]
     fn new_places_are_gathered_briefly_red_goes_at_once_and_leaving_ones_narrow_after_the_hold() {
         use Tier::*;
+        let lc = Rules::national().lifecycle;
+        let (c, n) = (i64::from(lc.coalesce_mins), i64::from(lc.narrow_hold_mins));
         let (v1, v2, v3) = ("331098001001", "331098001002", "331098001003");
+        let one: &[(&str, Tier)] = &[(v1, Yellow)];
+        let two: &[(&str, Tier)] = &[(v1, Yellow), (v2, Blue)];
+        let three: &[(&str, Tier)] = &[(v1, Yellow), (v2, Blue), (v3, Red)];
+        let back: &[(&str, Tier)] = &[(v1, Yellow), (v3, Red)];
         let got = run(&[
-            (0, &[(v1, Yellow)]),
-            (5, &[(v1, Yellow), (v2, Blue)]),
-            (10, &[(v1, Yellow), (v2, Blue)]),
-            (15, &[(v1, Yellow), (v2, Blue)]),
-            (16, &[(v1, Yellow), (v2, Blue), (v3, Red)]),
-            (20, &[(v1, Yellow), (v3, Red)]),
-            (79, &[(v1, Yellow), (v3, Red)]),
-            (80, &[(v1, Yellow), (v3, Red)]),
+            (0, one),
+            (5, two),
+            (4 + c, two),
+            (5 + c, two),
+            (6 + c, three),
+            (10 + c, back),
+            (9 + c + n, back),
+            (10 + c + n, back),
         ]);
         let sends: Vec<i64> = got.iter().map(|g| g.0).collect();
-        // v2 (blue, below the warning's yellow) waits the 10-minute gathering; v3 at red is
-        // the warning's own upgrade and goes at once; v2 leaves at 20 and is dropped after
-        // the 60-minute narrowing hold.
-        assert_eq!(sends, vec![0, 15, 16, 80], "{got:?}");
-        assert_eq!(got[1].2, vec![Change::Extend { places: vec![v2.into()] }]);
-        assert_eq!(got[2].2[0], Change::Upgrade { from: Yellow, to: Red });
-        assert_eq!(got[3].2, vec![Change::Narrow { places: vec![v2.into()] }]);
+        // v2 (blue, below the warning's yellow) waits out the gathering window; v3 at red is
+        // the warning's own upgrade and goes at once; v2 leaves and is dropped after the
+        // narrowing hold.
+        assert_eq!(sends, vec![0, 5 + c, 6 + c, 10 + c + n], "{got:?}");
+        assert_eq!(
+            got[1].2,
+            vec![Change::Extend {
+                places: vec![v2.into()]
+            }]
+        );
+        assert_eq!(
+            got[2].2[0],
+            Change::Upgrade {
+                from: Yellow,
+                to: Red
+            }
+        );
+        assert_eq!(
+            got[3].2,
+            vec![Change::Narrow {
+                places: vec![v2.into()]
+            }]
+        );
     }
 
     #[test]

@@ -56,6 +56,8 @@ pub struct RainBook {
     tree: Option<RTree<GaugePoint>>,
     /// Inbox id of the latest batch taken in.
     pub last_inbox: Option<i64>,
+    /// Bumped whenever the set or positions of gauges change (assignments must be redone).
+    pub generation: u64,
     /// Readings older than this before the newest are dropped.
     pub keep: SignedDuration,
 }
@@ -145,6 +147,7 @@ impl RainBook {
                 })
                 .collect();
             self.tree = Some(RTree::bulk_load(pts));
+            self.generation += 1;
         }
         self.tree.get_or_insert_with(RTree::new)
     }
@@ -169,10 +172,15 @@ impl RainBook {
         out
     }
 
-    /// Rain at a gauge over the `hours` before `now`, or `None` if it reported nothing in
-    /// that window.
+    /// Rain at a gauge over the `hours` up to its latest reading at or before `now`, or
+    /// `None` if it reported nothing in that window.
+    ///
+    /// The window ends where the gauge's data ends, not at `now`: the part of the last hour
+    /// not yet reported is unknown, not dry, so sums do not fall between two readings (a
+    /// silent gauge is handled by [`RainBook::fresh`]).
     pub fn sum(&self, gauge: usize, now: Timestamp, hours: f64) -> Option<f64> {
         let g = self.gauges.get(gauge)?;
+        let now = *g.readings.range(..=now).next_back()?.0;
         let span = SignedDuration::from_secs_f64(hours * 3600.0);
         let start = now.checked_sub(span).ok()?;
         let mut total = None;
@@ -196,6 +204,18 @@ impl RainBook {
         total
     }
 
+    /// Every gauge's accumulation over each of `windows` (hours) before `now`, computed once
+    /// per evaluation and shared by every place those gauges serve.
+    pub fn table(&self, now: Timestamp, windows: &[f64]) -> SumTable {
+        let mut w: Vec<f64> = windows.to_vec();
+        w.sort_by(f64::total_cmp);
+        w.dedup();
+        let data = (0..self.gauges.len())
+            .map(|g| w.iter().map(|h| self.sum(g, now, *h)).collect())
+            .collect();
+        SumTable { windows: w, data }
+    }
+
     /// The highest accumulation over `hours` among some gauges, with the gauge.
     pub fn max_sum(&self, gauges: &[usize], now: Timestamp, hours: f64) -> Option<(f64, usize)> {
         gauges
@@ -217,6 +237,29 @@ impl RainBook {
             }
         }
         total
+    }
+}
+
+/// Accumulations per gauge and window (see [`RainBook::table`]).
+#[derive(Debug, Default)]
+pub struct SumTable {
+    windows: Vec<f64>,
+    data: Vec<Vec<Option<f64>>>,
+}
+
+impl SumTable {
+    /// A gauge's accumulation over `hours` (one of the windows the table was built for).
+    pub fn get(&self, gauge: usize, hours: f64) -> Option<f64> {
+        let k = self.windows.iter().position(|w| *w == hours)?;
+        *self.data.get(gauge)?.get(k)?
+    }
+
+    /// The highest accumulation over `hours` among some gauges, with the gauge.
+    pub fn max(&self, gauges: &[usize], hours: f64) -> Option<(f64, usize)> {
+        gauges
+            .iter()
+            .filter_map(|&g| self.get(g, hours).map(|s| (s, g)))
+            .max_by(|a, b| a.0.total_cmp(&b.0))
     }
 }
 
@@ -262,8 +305,14 @@ mod tests {
             2,
         );
         assert_eq!(b.sum(0, now, 3.0), Some(55.0));
-        // No readings in a window: unknown, not zero.
-        assert_eq!(b.sum(0, "2019-08-10T12:00:00Z".parse().unwrap(), 3.0), None);
+        // Between readings and after the last one, the window ends where the data ends:
+        // a gauge that has not reported yet is unknown, not dry — and it shows as stale.
+        let later: Timestamp = "2019-08-10T12:00:00Z".parse().unwrap();
+        assert_eq!(b.sum(0, later, 3.0), Some(55.0));
+        assert!(!b.fresh(0, later, STALE_AFTER));
+        assert!(b.fresh(0, now, STALE_AFTER));
+        // Before its first reading there is nothing.
+        assert_eq!(b.sum(0, "2019-08-09T09:00:00Z".parse().unwrap(), 3.0), None);
         b.index();
         assert_eq!(b.near(121.0, 28.0, 3, 5.0), vec![0]);
         assert!(b.near(122.0, 28.0, 3, 5.0).is_empty());

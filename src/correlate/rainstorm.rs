@@ -11,9 +11,12 @@ use super::typhoon::town_name;
 use crate::feeds::Observation;
 use crate::registry::Registry;
 
-/// The rainstorm rule. Its memory is the shared [`super::rain::RainBook`].
+/// The rainstorm rule. Its memory is the shared [`super::rain::RainBook`]; it keeps each
+/// village's gauges until the gauges change.
 #[derive(Default)]
-pub struct RainstormRule;
+pub struct RainstormRule {
+    gauges: (u64, Vec<Vec<usize>>),
+}
 
 /// Format hours as "3 h" or "0.5 h".
 pub fn hours(h: f64) -> String {
@@ -38,11 +41,26 @@ impl Rule for RainstormRule {
         if !r.enabled || ctx.rain.gauges() == 0 {
             return Vec::new();
         }
+        if self.gauges.0 != ctx.rain.generation
+            || self.gauges.1.len() != ctx.reg.data.villages.len()
+        {
+            let near = ctx
+                .reg
+                .data
+                .villages
+                .iter()
+                .map(|v| {
+                    ctx.rain
+                        .near(v.point.lon, v.point.lat, r.gauges.nearest, r.gauges.max_km)
+                })
+                .collect();
+            self.gauges = (ctx.rain.generation, near);
+        }
+        let windows: Vec<f64> = r.tiers.iter().map(|t| t.hours).collect();
+        let table = ctx.rain.table(now, &windows);
         let mut places = Vec::new();
-        for v in &ctx.reg.data.villages {
-            let gauges = ctx
-                .rain
-                .near(v.point.lon, v.point.lat, r.gauges.nearest, r.gauges.max_km);
+        for (vi, v) in ctx.reg.data.villages.iter().enumerate() {
+            let gauges = &self.gauges.1[vi];
             if gauges.is_empty() {
                 continue;
             }
@@ -56,7 +74,11 @@ impl Rule for RainstormRule {
                             kind: PlaceKind::Village,
                             id: v.code.clone(),
                             tier,
-                            why: format!("{}: no rain data from its gauges since {} min; holding {tier}", v.name, STALE_AFTER.as_mins()),
+                            why: format!(
+                                "{}: no rain data from its gauges since {} min; holding {tier}",
+                                v.name,
+                                STALE_AFTER.as_mins()
+                            ),
                         },
                     ));
                 }
@@ -67,7 +89,7 @@ impl Rule for RainstormRule {
                 if best.as_ref().is_some_and(|(b, _)| *b >= t.tier) {
                     continue;
                 }
-                if let Some((mm, g)) = ctx.rain.max_sum(&gauges, now, t.hours)
+                if let Some((mm, g)) = table.max(gauges, t.hours)
                     && ctx.meets(Hazard::Rainstorm, &v.code, t.tier, mm, t.mm)
                 {
                     best = Some((

@@ -47,17 +47,19 @@ pub fn put_lineage(
 }
 
 /// Record a decision; returns its id.
+#[allow(clippy::too_many_arguments)]
 pub fn record_decision(
     tx: &Transaction<'_>,
     lineage: &str,
     d: &Decision,
     reason: &str,
     cause: Option<i64>,
+    targets: &Targets,
     at: &str,
 ) -> anyhow::Result<i64> {
     tx.prepare_cached(
-        "INSERT INTO corr_decision (at, lineage, send, changes, reason, cause)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        "INSERT INTO corr_decision (at, lineage, send, changes, reason, cause, targets)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     )?
     .execute(params![
         at,
@@ -65,18 +67,17 @@ pub fn record_decision(
         format!("{:?}", d.send),
         serde_json::to_string(&d.changes)?,
         reason,
-        cause
+        cause,
+        serde_json::to_string(targets)?
     ])?;
     Ok(tx.last_insert_rowid())
 }
 
-/// Record one issued message with the version's targets.
-#[allow(clippy::too_many_arguments)]
+/// Record one issued message of a decision.
 pub fn record_issued(
     tx: &Transaction<'_>,
     i: &Issued,
     lineage: &Lineage,
-    targets: &Targets,
     decision: i64,
     tier: Option<&str>,
     sent: &str,
@@ -84,8 +85,8 @@ pub fn record_issued(
 ) -> anyhow::Result<i64> {
     tx.prepare_cached(
         "INSERT INTO corr_warning (identifier, lineage, version, msg_type, hazard, tier, sent,
-                                   expires, restricted, cap, targets, decision)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                                   expires, restricted, cap, decision)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
     )?
     .execute(params![
         i.identifier,
@@ -98,7 +99,6 @@ pub fn record_issued(
         expires,
         lineage.restricted,
         i.xml,
-        serde_json::to_string(targets)?,
         decision
     ])?;
     Ok(tx.last_insert_rowid())
@@ -202,10 +202,13 @@ pub fn by_identifier(
     .optional()
 }
 
-/// The targets of one message.
+/// The targets of the decision a message belongs to.
 pub fn targets_of(conn: &Connection, identifier: &str) -> anyhow::Result<Option<Targets>> {
     let t: Option<String> = conn
-        .prepare_cached("SELECT targets FROM corr_warning WHERE identifier = ?1")?
+        .prepare_cached(
+            "SELECT d.targets FROM corr_warning w JOIN corr_decision d ON d.id = w.decision
+             WHERE w.identifier = ?1",
+        )?
         .query_row(params![identifier], |r| r.get(0))
         .optional()?;
     Ok(match t {

@@ -20,7 +20,6 @@ use super::tier::{Hazard, Tier};
 use crate::feeds::Observation;
 use crate::feeds::typhoon::{Radii, Track, TrackPoint, level_floor};
 use crate::registry::Registry;
-use crate::registry::check::km_between;
 
 /// One position of the storm with its wind field, as used for exposure.
 #[derive(Debug, Clone, PartialEq)]
@@ -253,32 +252,59 @@ pub fn exposure(
         .saturating_add(SignedDuration::from_hours(i64::from(longest)))
         .unwrap_or(now);
     let h = rules.lifecycle.hysteresis;
+    let speeds: Vec<(Tier, SignedDuration, f64)> = t
+        .tiers
+        .iter()
+        .map(|x| {
+            (
+                x.tier,
+                SignedDuration::from_hours(i64::from(x.hours)),
+                tier_speed(x.mean_level, x.gust_level, t.gust_factor),
+            )
+        })
+        .collect();
     for fix in sample(path, now, end, step) {
         let ahead = fix.time.duration_since(now);
-        for tier in &t.tiers {
-            if ahead > SignedDuration::from_hours(i64::from(tier.hours)) {
-                continue;
-            }
-            let speed = tier_speed(tier.mean_level, tier.gust_level, t.gust_factor);
-            let radii: Vec<f64> = (0..4).map(|q| fix.radius_for(speed, q, t.rmw_km)).collect();
-            let reach = radii.iter().copied().fold(0.0, f64::max) * (1.0 + h);
-            if reach <= 0.0 {
-                continue;
-            }
-            for vi in reg
-                .index
-                .villages_within(&reg.data, fix.lon, fix.lat, reach)
-            {
-                let v = &reg.data.villages[vi];
-                let d = km_between(fix.lon, fix.lat, v.point.lon, v.point.lat);
-                let q = quadrant(bearing(fix.lat, fix.lon, v.point.lat, v.point.lon));
-                let keep = held(&v.code).is_some_and(|ht| ht >= tier.tier);
-                let r = radii[q] * if keep { 1.0 + h } else { 1.0 };
-                if d <= r {
-                    let e = out.entry(vi).or_insert((tier.tier, fix.time, d));
-                    if tier.tier > e.0 || (tier.tier == e.0 && fix.time < e.1) {
-                        *e = (tier.tier, fix.time, d);
-                    }
+        // The tiers whose window reaches this fix, with their radius per quadrant.
+        let active: Vec<(Tier, [f64; 4])> = speeds
+            .iter()
+            .filter(|(_, window, _)| ahead <= *window)
+            .map(|(tier, _, speed)| {
+                let mut r = [0.0; 4];
+                for (q, x) in r.iter_mut().enumerate() {
+                    *x = fix.radius_for(*speed, q, t.rmw_km);
+                }
+                (*tier, r)
+            })
+            .collect();
+        let reach = active
+            .iter()
+            .flat_map(|(_, r)| r.iter().copied())
+            .fold(0.0, f64::max)
+            * (1.0 + h);
+        if reach <= 0.0 {
+            continue;
+        }
+        // One search per fix; each village's distance and quadrant once.
+        for (vi, d) in reg
+            .index
+            .villages_within_km(&reg.data, fix.lon, fix.lat, reach)
+        {
+            let v = &reg.data.villages[vi];
+            let q = quadrant(bearing(fix.lat, fix.lon, v.point.lat, v.point.lon));
+            let holds = held(&v.code);
+            let best = active
+                .iter()
+                .filter(|(tier, r)| {
+                    let keep = holds.is_some_and(|ht| ht >= *tier);
+                    d <= r[q] * if keep { 1.0 + h } else { 1.0 }
+                })
+                .map(|(tier, _)| *tier)
+                .max();
+            if let Some(tier) = best {
+                let e = out.entry(vi).or_insert((tier, fix.time, d));
+                if tier > e.0 {
+                    *e = (tier, fix.time, d);
                 }
             }
         }

@@ -182,8 +182,10 @@ pub fn covered_villages(a: &Alert, reg: &Registry) -> Vec<usize> {
                 ));
             }
             for g in &area.geocodes {
-                let v = g.value.trim();
-                if matches!(v.len(), 6 | 9 | 12) && v.bytes().all(|b| b.is_ascii_digit()) {
+                let Some(v) = admin_prefix(g.value.trim()) else {
+                    continue;
+                };
+                {
                     out.extend(
                         reg.data
                             .villages
@@ -199,6 +201,22 @@ pub fn covered_villages(a: &Alert, reg: &Registry) -> Vec<usize> {
     out.into_iter().collect()
 }
 
+/// The prefix an administrative geocode stands for: 6-digit county, 9-digit town, 12-digit
+/// village, with the zero padding of the 12-digit form removed (`331098000000` is the county
+/// 331098, `331098101000` the town 331098101: no village is numbered 000).
+pub fn admin_prefix(code: &str) -> Option<&str> {
+    if !code.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    match code.len() {
+        6 | 9 => Some(code),
+        12 if code.ends_with("000000") => Some(&code[..6]),
+        12 if code.ends_with("000") => Some(&code[..9]),
+        12 => Some(code),
+        _ => None,
+    }
+}
+
 /// Whether an alert is a geological-hazard risk warning under the rules.
 pub fn is_geo(a: &Alert, r: &GeoHazardRules) -> bool {
     a.infos.iter().any(|i| {
@@ -209,11 +227,13 @@ pub fn is_geo(a: &Alert, r: &GeoHazardRules) -> bool {
     })
 }
 
-/// The relay rule.
+/// The relay rule. Its assessments change only when an alert arrives or one expires, so
+/// they are kept between those moments.
 #[derive(Debug)]
 pub struct UpstreamRule {
     book: AlertBook,
     own_sender: String,
+    cached: Option<(Timestamp, Vec<Assessment>)>,
 }
 
 impl UpstreamRule {
@@ -222,6 +242,7 @@ impl UpstreamRule {
         UpstreamRule {
             book: AlertBook::default(),
             own_sender: own_sender.to_string(),
+            cached: None,
         }
     }
 }
@@ -233,7 +254,13 @@ impl Rule for UpstreamRule {
 
     fn observe(&mut self, obs: &Observation, inbox: i64, _reg: &Registry) -> bool {
         match obs {
-            Observation::Alert(a) => self.book.add(a, inbox, &self.own_sender),
+            Observation::Alert(a) => {
+                let changed = self.book.add(a, inbox, &self.own_sender);
+                if changed {
+                    self.cached = None;
+                }
+                changed
+            }
             _ => false,
         }
     }
@@ -243,7 +270,24 @@ impl Rule for UpstreamRule {
         if !r.enabled {
             return Vec::new();
         }
+        // Valid until the next expiry of a lineage still in force.
+        if let Some((until, cached)) = &self.cached
+            && now < *until
+        {
+            return cached.clone();
+        }
         self.book.prune(now);
+        let until = self
+            .book
+            .iter()
+            .filter(|(_, f)| !f.ended(now))
+            .filter_map(|(_, f)| f.reference().expires)
+            .min()
+            .unwrap_or(Timestamp::MAX)
+            .min(
+                now.checked_add(SignedDuration::from_hours(1))
+                    .unwrap_or(now),
+            );
         let mut out = Vec::new();
         for (root, f) in self.book.iter() {
             if ctx.rules.geo_hazard.enabled && is_geo(&f.alert, &ctx.rules.geo_hazard) {
@@ -307,6 +351,7 @@ impl Rule for UpstreamRule {
                 restricted: false,
             });
         }
+        self.cached = Some((until, out.clone()));
         out
     }
 }

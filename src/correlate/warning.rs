@@ -58,6 +58,33 @@ const TEMPLATES: &[(&str, &str)] = &[
 /// Radius of the circle standing for a village or site without an outline, km.
 pub const PLACE_RADIUS_KM: f64 = 2.0;
 
+/// Places whose circles come closer than this (km) are published as one area: one circle
+/// around them all, with each village named by its geocode. Farther apart, they are separate
+/// messages (Google shows one contiguous area per alert).
+pub const LINK_KM: f64 = 8.0;
+
+/// One circle enclosing some circles (lon, lat, radius km): centred on their mean, reaching
+/// the farthest edge.
+fn enclosing(circles: &[(f64, f64, f64)]) -> Option<Circle> {
+    if circles.is_empty() {
+        return None;
+    }
+    let n = circles.len() as f64;
+    let lon = circles.iter().map(|c| c.0).sum::<f64>() / n;
+    let lat = circles.iter().map(|c| c.1).sum::<f64>() / n;
+    let r = circles
+        .iter()
+        .map(|c| km_between(lon, lat, c.0, c.1) + c.2)
+        .fold(0.0, f64::max);
+    Some(Circle {
+        center: Point {
+            lat: round6(lat),
+            lon: round6(lon),
+        },
+        radius_km: (r * 10.0).ceil() / 10.0,
+    })
+}
+
 /// The office-wide settings a warning needs.
 #[derive(Debug, Clone)]
 pub struct Issuer {
@@ -181,7 +208,9 @@ fn env() -> anyhow::Result<&'static minijinja::Environment<'static>> {
         }
         Ok(env)
     });
-    built.as_ref().map_err(|e| anyhow::anyhow!("templates: {e}"))
+    built
+        .as_ref()
+        .map_err(|e| anyhow::anyhow!("templates: {e}"))
 }
 
 fn tier_zh(t: Tier) -> &'static str {
@@ -247,8 +276,8 @@ pub fn clusters(reg: &Registry, l: &Lineage) -> Vec<Vec<String>> {
     for i in 0..n {
         for j in i + 1..n {
             let (a, b) = (located[i].1, located[j].1);
-            // A margin below touching, so the published circles overlap for certain.
-            if km_between(a.0, a.1, b.0, b.1) < 0.9 * (a.2 + b.2) {
+            // Places closer than the linking distance belong to one area.
+            if km_between(a.0, a.1, b.0, b.1) < LINK_KM + a.2 + b.2 {
                 let (x, y) = (find(&mut parent, i), find(&mut parent, j));
                 if x != y {
                     parent[x] = y;
@@ -512,17 +541,11 @@ pub fn build(
                 Ok(text.trim().to_string())
             };
             let mut areas = Vec::new();
-            let mut circles = Vec::new();
+            let mut located = Vec::new();
             let mut geocodes = Vec::new();
             for (id, h) in &places {
-                if let Some((lon, lat, r)) = place_circle(reg, h.kind, id) {
-                    circles.push(Circle {
-                        center: Point {
-                            lat: round6(lat),
-                            lon: round6(lon),
-                        },
-                        radius_km: r,
-                    });
+                if let Some(c) = place_circle(reg, h.kind, id) {
+                    located.push(c);
                 }
                 match h.kind {
                     PlaceKind::Unit => {}
@@ -545,7 +568,7 @@ pub fn build(
             areas.push(Area {
                 area_desc: desc,
                 polygons: Vec::new(),
-                circles,
+                circles: enclosing(&located).into_iter().collect(),
                 geocodes,
                 altitude: None,
                 ceiling: None,

@@ -47,6 +47,13 @@ pub trait Clock: Send + Sync + 'static {
 #[derive(Debug)]
 pub struct Awake(Option<Arc<Mutex<SimState>>>);
 
+impl Awake {
+    /// A guard that holds nothing (for code that may or may not hold a clock).
+    pub fn none() -> Awake {
+        Awake(None)
+    }
+}
+
 impl Drop for Awake {
     fn drop(&mut self) {
         if let Some(state) = &self.0 {

@@ -103,6 +103,10 @@ pub struct Settings {
     pub flush_every: Duration,
     /// Time zone of the stamps written.
     pub tz: jiff::tz::TimeZone,
+    /// Whether a delivery keeps a simulated clock waiting until its consumer drops it: on
+    /// for replays whose consumer is the correlate stage; off where a test drains the channel
+    /// itself after moving the clock. (Nothing for the system clock either way.)
+    pub hold_clock: bool,
 }
 
 impl Settings {
@@ -115,6 +119,7 @@ impl Settings {
             start_spread: Duration::from_secs(cfg.feeds.start_spread_secs),
             flush_every: Duration::from_secs(1),
             tz: cfg.time_zone(),
+            hold_clock: false,
         }
     }
 }
@@ -262,6 +267,14 @@ impl Poller {
         }
     }
 
+    fn busy(&self) -> super::clock::Awake {
+        if self.settings.hold_clock {
+            self.clock.awake()
+        } else {
+            super::clock::Awake::none()
+        }
+    }
+
     fn stamp(&self) -> String {
         crate::store::stamp(&self.clock.now().to_zoned(self.settings.tz.clone()))
     }
@@ -340,7 +353,7 @@ impl Poller {
                     feed: p.feed,
                     key: p.key,
                     observation: p.observation,
-                    busy: Arc::new(self.clock.awake()),
+                    busy: Arc::new(self.busy()),
                 };
                 if self.out.send(d).await.is_err() {
                     return Ok(n);
@@ -548,7 +561,7 @@ impl Poller {
             feed: feed.to_string(),
             key: item.key,
             observation: item.observation,
-            busy: Arc::new(self.clock.awake()),
+            busy: Arc::new(self.busy()),
         };
         // A closed channel means we are shutting down; the entry stays pending in the inbox
         // and is re-delivered at the next start.

@@ -107,6 +107,21 @@ impl SpatialIndex {
             .collect()
     }
 
+    /// Villages within `radius_km` of a point, with their distance in km.
+    pub fn villages_within_km(
+        &self,
+        d: &Dataset,
+        lon: f64,
+        lat: f64,
+        radius_km: f64,
+    ) -> Vec<(usize, f64)> {
+        self.villages
+            .locate_in_envelope(&degree_box(lon, lat, radius_km))
+            .map(|v| (v.index, km_between(v.lon, v.lat, lon, lat)))
+            .filter(|(i, km)| *km <= radius_km && *i < d.villages.len())
+            .collect()
+    }
+
     /// Villages whose point lies inside a polygon (lon/lat).
     pub fn villages_in(&self, poly: &Polygon<f64>) -> Vec<usize> {
         let Some(r) = poly.bounding_rect() else {

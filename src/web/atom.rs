@@ -27,7 +27,13 @@ fn headline(xml: &str) -> Option<&str> {
 
 /// Build the feed. `base` is the public URL of the server (no trailing slash); `updated` is
 /// the feed's `<updated>` (the newest entry's time, or now for an empty feed).
-pub fn feed(title: &str, sender: &str, base: &str, updated: &str, entries: &[StoredWarning]) -> String {
+pub fn feed(
+    title: &str,
+    sender: &str,
+    base: &str,
+    updated: &str,
+    entries: &[StoredWarning],
+) -> String {
     let base = base.trim_end_matches('/');
     let mut out = String::new();
     out.push_str("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
@@ -39,7 +45,10 @@ pub fn feed(title: &str, sender: &str, base: &str, updated: &str, entries: &[Sto
         "  <link rel=\"self\" href=\"{}/cap/feed.atom\"/>\n",
         esc(base)
     ));
-    out.push_str(&format!("  <author><name>{}</name></author>\n", esc(sender)));
+    out.push_str(&format!(
+        "  <author><name>{}</name></author>\n",
+        esc(sender)
+    ));
     for w in entries {
         let title = headline(&w.cap)
             .map(str::to_string)

@@ -57,7 +57,13 @@ pub fn feed_document(settings: &WebSettings, entries: &[StoredWarning]) -> Strin
         .map(|w| w.sent.clone())
         .max()
         .unwrap_or_else(|| "1970-01-01T00:00:00+00:00".into());
-    atom::feed(&settings.title, &settings.sender, &settings.base, &updated, entries)
+    atom::feed(
+        &settings.title,
+        &settings.sender,
+        &settings.base,
+        &updated,
+        entries,
+    )
 }
 
 fn failure(e: StoreError) -> Response {
@@ -110,7 +116,11 @@ async fn alert(State(app): State<App>, UrlPath(file): UrlPath<String>) -> Respon
 
 /// Write the feed and every public alert not yet written to `dir`, each atomically (a
 /// temporary file renamed into place), so a web server never serves half a file.
-pub fn publish_files(conn: &rusqlite::Connection, dir: &Path, settings: &WebSettings) -> anyhow::Result<usize> {
+pub fn publish_files(
+    conn: &rusqlite::Connection,
+    dir: &Path,
+    settings: &WebSettings,
+) -> anyhow::Result<usize> {
     std::fs::create_dir_all(dir)?;
     let entries = current_public(conn)?;
     let mut written = 0;
@@ -127,7 +137,10 @@ pub fn publish_files(conn: &rusqlite::Connection, dir: &Path, settings: &WebSett
             }
         }
     }
-    write_atomically(&dir.join("feed.atom"), feed_document(settings, &entries).as_bytes())?;
+    write_atomically(
+        &dir.join("feed.atom"),
+        feed_document(settings, &entries).as_bytes(),
+    )?;
     Ok(written)
 }
 

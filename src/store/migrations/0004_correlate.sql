@@ -8,8 +8,7 @@ CREATE TABLE corr_lineage (
     updated TEXT NOT NULL
 ) STRICT;
 
--- Every CAP message stormbell issued, in order: the published feed and the dispatch stage
--- read from here. `targets` is the typed Targets event as JSON.
+-- Every CAP message stormbell issued, in order: the published feed reads from here.
 CREATE TABLE corr_warning (
     id         INTEGER PRIMARY KEY,
     identifier TEXT    NOT NULL UNIQUE,     -- CAP identifier
@@ -21,11 +20,12 @@ CREATE TABLE corr_warning (
     sent       TEXT    NOT NULL,
     expires    TEXT,
     restricted INTEGER NOT NULL DEFAULT 0,
-    cap        TEXT    NOT NULL,            -- the CAP 1.2 XML exactly as published
-    targets    TEXT    NOT NULL,
-    decision   INTEGER NOT NULL             -- corr_decision.id
+    decision   INTEGER NOT NULL,            -- corr_decision.id
+    -- The large column last: reading the small ones never walks its overflow pages.
+    cap        TEXT    NOT NULL             -- the CAP 1.2 XML exactly as published
 ) STRICT;
 CREATE INDEX corr_warning_lineage ON corr_warning (lineage, version);
+CREATE INDEX corr_warning_decision ON corr_warning (decision);
 
 -- Every decision, with the assessment and the observation that caused it.
 CREATE TABLE corr_decision (
@@ -35,6 +35,7 @@ CREATE TABLE corr_decision (
     send      TEXT    NOT NULL,             -- Alert | Update | Cancel
     changes   TEXT    NOT NULL,             -- JSON list of lifecycle::Change
     reason    TEXT    NOT NULL,
-    cause     INTEGER                       -- feed_inbox.id of the observation, when one
+    cause     INTEGER,                      -- feed_inbox.id of the observation, when one
+    targets   TEXT    NOT NULL              -- the typed Targets event for dispatch, as JSON
 ) STRICT;
 CREATE INDEX corr_decision_lineage ON corr_decision (lineage, id);
