@@ -15,14 +15,12 @@ use stormbell::registry::{self, Registry};
 use stormbell::store::Store;
 use stormbell::web::{self, WebSettings};
 
+/// The office of the built-in configuration (the synthetic county), issuing exercises.
 fn issuer() -> Issuer {
+    let cfg = stormbell::config::Config::load(None, &Default::default()).unwrap();
     Issuer {
-        sender: "fxb.dongming.example.cn".into(),
-        sender_code: "33109899900000".into(),
-        name: "东溟县防汛防台抗旱指挥部办公室".into(),
-        name_en: "Dongming County Flood Control Office (synthetic)".into(),
-        tz: jiff::tz::TimeZone::get("Asia/Shanghai").unwrap(),
         status: stormbell::cap::model::Status::Exercise,
+        ..cfg.issuer()
     }
 }
 

@@ -98,6 +98,9 @@ pub struct Ctx<'a> {
     pub rules: &'a Rules,
     /// Rolling rainfall, shared by the rainfall-driven rules.
     pub rain: &'a RainBook,
+    /// Every gauge's accumulation over every window the rules and thresholds use, computed
+    /// once per evaluation (see [`super::rain::RainBook::table`]).
+    pub sums: &'a super::rain::SumTable,
     /// The office's time zone, for times in words.
     pub tz: &'a jiff::tz::TimeZone,
     /// Tiers places hold now, by (hazard, place id): thresholds of tiers at or below a held

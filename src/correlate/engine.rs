@@ -166,10 +166,20 @@ impl Engine {
                 held.entry(l.hazard).or_default().insert(id.clone(), h.tier);
             }
         }
+        // One table of rolling sums for every rain-driven rule.
+        let sums = if self.rain.gauges() > 0 {
+            let mut windows: Vec<f64> =
+                self.rules.rainstorm.tiers.iter().map(|t| t.hours).collect();
+            windows.extend_from_slice(self.reg.threshold_windows());
+            self.rain.table(now, &windows)
+        } else {
+            Default::default()
+        };
         let ctx = Ctx {
             reg: &self.reg,
             rules: &self.rules,
             rain: &self.rain,
+            sums: &sums,
             tz: &self.issuer.tz,
             held: &held,
         };

@@ -6,7 +6,7 @@
 use jiff::{SignedDuration, Timestamp};
 
 use super::assess::{Assessment, Ctx, Place, PlaceKind, Rule, by_area};
-use super::rain::{STALE_AFTER, SumTable};
+use super::rain::STALE_AFTER;
 use super::rainstorm::hours;
 use super::rules::{Gauges, SoilRules};
 use super::tier::{Hazard, Tier};
@@ -39,14 +39,6 @@ impl SiteGauges {
             .entry(site.id.clone())
             .or_insert_with(|| site_gauges(site, ctx, g))
     }
-}
-
-/// The windows (hours) every threshold in the registry uses.
-pub fn threshold_windows(reg: &crate::registry::Registry) -> Vec<f64> {
-    let mut m: Vec<u32> = reg.data.thresholds.iter().map(|t| t.minutes).collect();
-    m.sort_unstable();
-    m.dedup();
-    m.into_iter().map(|x| f64::from(x) / 60.0).collect()
 }
 
 /// Where a site's rain is measured: its own point, else its villages'.
@@ -97,7 +89,6 @@ pub fn site_rain_tier(
     ctx: &Ctx<'_>,
     now: Timestamp,
     gauges: &[usize],
-    table: &SumTable,
     (prepare, move_now): (Tier, Tier),
 ) -> Option<(Tier, String)> {
     let thresholds: Vec<_> = ctx.reg.thresholds_of(&site.id).collect();
@@ -128,7 +119,7 @@ pub fn site_rain_tier(
         .filter(|t| t.soil == Soil::Any || t.soil == soil)
     {
         let h = f64::from(t.minutes) / 60.0;
-        let Some((mm, g)) = table.max(gauges, h) else {
+        let Some((mm, g)) = ctx.sums.max(gauges, h) else {
             continue;
         };
         for (tier, limit, word) in [
@@ -171,7 +162,6 @@ impl Rule for FlashFloodRule {
         if !r.enabled || ctx.rain.gauges() == 0 {
             return Vec::new();
         }
-        let table = ctx.rain.table(now, &threshold_windows(ctx.reg));
         let mut places = Vec::new();
         for site in ctx
             .reg
@@ -187,7 +177,6 @@ impl Rule for FlashFloodRule {
                 ctx,
                 now,
                 gauges,
-                &table,
                 (r.prepare_tier, r.move_tier),
             ) {
                 places.push((

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use jiff::Timestamp;
 
 use super::assess::{Assessment, Ctx, Place, PlaceKind, Rule};
-use super::flash_flood::{SiteGauges, site_rain_tier, threshold_windows};
+use super::flash_flood::{SiteGauges, site_rain_tier};
 use super::tier::{Hazard, Tier};
 use super::upstream::{AlertBook, alert_tier, covered_villages, is_geo};
 use crate::feeds::Observation;
@@ -95,11 +95,6 @@ impl Rule for GeoHazardRule {
                 }
             }
         }
-        let table = if ctx.rain.gauges() > 0 {
-            ctx.rain.table(now, &threshold_windows(ctx.reg))
-        } else {
-            Default::default()
-        };
         let mut out = Vec::new();
         for s in &sites {
             let rain = if ctx.rain.gauges() > 0 && ctx.reg.thresholds_of(&s.id).next().is_some() {
@@ -110,7 +105,6 @@ impl Rule for GeoHazardRule {
                     ctx,
                     now,
                     &gauges,
-                    &table,
                     (r.prepare_tier, r.move_tier),
                 )
             } else {

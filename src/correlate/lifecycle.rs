@@ -38,6 +38,19 @@ pub struct HeldPlace {
     pub lower_to: Option<Tier>,
 }
 
+impl HeldPlace {
+    /// A place as an assessment names it, not lowering.
+    pub fn new(p: &super::assess::Place) -> HeldPlace {
+        HeldPlace {
+            kind: p.kind,
+            tier: p.tier,
+            why: p.why.clone(),
+            lower_since: None,
+            lower_to: None,
+        }
+    }
+}
+
 /// A warning lineage in force.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Lineage {
@@ -212,18 +225,7 @@ pub fn step(prev: Option<&Lineage>, a: Option<&Assessment>, now: Timestamp, rule
                 let places = a
                     .places
                     .iter()
-                    .map(|p| {
-                        (
-                            p.id.clone(),
-                            HeldPlace {
-                                kind: p.kind,
-                                tier: p.tier,
-                                why: p.why.clone(),
-                                lower_since: None,
-                                lower_to: None,
-                            },
-                        )
-                    })
+                    .map(|p| (p.id.clone(), HeldPlace::new(p)))
                     .collect();
                 Step {
                     state: Some(Lineage {
@@ -291,16 +293,7 @@ pub fn step(prev: Option<&Lineage>, a: Option<&Assessment>, now: Timestamp, rule
     for (id, p) in &now_places {
         match next.places.get_mut(*id) {
             None => {
-                next.places.insert(
-                    id.to_string(),
-                    HeldPlace {
-                        kind: p.kind,
-                        tier: p.tier,
-                        why: p.why.clone(),
-                        lower_since: None,
-                        lower_to: None,
-                    },
-                );
+                next.places.insert(id.to_string(), HeldPlace::new(p));
             }
             Some(h) => {
                 h.why = p.why.clone();

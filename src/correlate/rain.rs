@@ -134,18 +134,23 @@ impl RainBook {
 
     fn tree(&mut self) -> &RTree<GaugePoint> {
         if self.tree.is_none() {
-            let pts = self
-                .gauges
-                .iter()
-                .enumerate()
-                .filter_map(|(i, g)| {
-                    Some(GaugePoint {
-                        station: i,
-                        lon: g.lon?,
-                        lat: g.lat?,
+            let pts =
+                self.gauges
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, g)| {
+                        let (lon, lat) = (g.lon?, g.lat?);
+                        // A feed's NaN or off-globe position must not reach the tree (its bulk
+                        // load orders by coordinate and would panic on NaN): such a gauge is
+                        // simply not near anything.
+                        ((-180.0..=180.0).contains(&lon) && (-90.0..=90.0).contains(&lat))
+                            .then_some(GaugePoint {
+                                station: i,
+                                lon,
+                                lat,
+                            })
                     })
-                })
-                .collect();
+                    .collect();
             self.tree = Some(RTree::bulk_load(pts));
             self.generation += 1;
         }
@@ -313,6 +318,15 @@ mod tests {
         assert!(b.fresh(0, now, STALE_AFTER));
         // Before its first reading there is nothing.
         assert_eq!(b.sum(0, "2019-08-09T09:00:00Z".parse().unwrap(), 3.0), None);
+        // A feed's NaN position is kept out of the spatial index instead of panicking it.
+        let mut bad = reading("R2", "2019-08-09T12:00:00Z", 60, 1.0);
+        bad.lon = Some(f64::NAN);
+        b.add(
+            &RainBatch {
+                readings: vec![bad],
+            },
+            3,
+        );
         b.index();
         assert_eq!(b.near(121.0, 28.0, 3, 5.0), vec![0]);
         assert!(b.near(122.0, 28.0, 3, 5.0).is_empty());

@@ -56,8 +56,6 @@ impl Rule for RainstormRule {
                 .collect();
             self.gauges = (ctx.rain.generation, near);
         }
-        let windows: Vec<f64> = r.tiers.iter().map(|t| t.hours).collect();
-        let table = ctx.rain.table(now, &windows);
         let mut places = Vec::new();
         for (vi, v) in ctx.reg.data.villages.iter().enumerate() {
             let gauges = &self.gauges.1[vi];
@@ -89,7 +87,7 @@ impl Rule for RainstormRule {
                 if best.as_ref().is_some_and(|(b, _)| *b >= t.tier) {
                     continue;
                 }
-                if let Some((mm, g)) = table.max(gauges, t.hours)
+                if let Some((mm, g)) = ctx.sums.max(gauges, t.hours)
                     && ctx.meets(Hazard::Rainstorm, &v.code, t.tier, mm, t.mm)
                 {
                     best = Some((

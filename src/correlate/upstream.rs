@@ -182,18 +182,8 @@ pub fn covered_villages(a: &Alert, reg: &Registry) -> Vec<usize> {
                 ));
             }
             for g in &area.geocodes {
-                let Some(v) = admin_prefix(g.value.trim()) else {
-                    continue;
-                };
-                {
-                    out.extend(
-                        reg.data
-                            .villages
-                            .iter()
-                            .enumerate()
-                            .filter(|(_, vil)| vil.code.starts_with(v))
-                            .map(|(i, _)| i),
-                    );
+                if let Some(v) = admin_prefix(g.value.trim()) {
+                    out.extend(reg.villages_under(v));
                 }
             }
         }

@@ -241,17 +241,9 @@ fn place_circle(reg: &Registry, kind: PlaceKind, id: &str) -> Option<(f64, f64, 
         PlaceKind::Village => reg
             .village(id)
             .map(|v| (v.point.lon, v.point.lat, PLACE_RADIUS_KM)),
-        PlaceKind::Site => {
-            let s = reg.site(id)?;
-            match &s.point {
-                Some(p) => Some((p.lon, p.lat, PLACE_RADIUS_KM)),
-                None => s
-                    .villages
-                    .iter()
-                    .find_map(|v| reg.village(v))
-                    .map(|v| (v.point.lon, v.point.lat, PLACE_RADIUS_KM)),
-            }
-        }
+        PlaceKind::Site => reg
+            .site_point(reg.site(id)?)
+            .map(|(lon, lat)| (lon, lat, PLACE_RADIUS_KM)),
         PlaceKind::Unit => None,
     }
 }

@@ -135,12 +135,9 @@ impl Rule for WildfireRule {
             .iter()
             .filter(|s| s.kind == SiteKind::Forest && s.status == SiteStatus::Active)
         {
-            let at = site.point.as_ref().map(|p| (p.lon, p.lat)).or_else(|| {
-                site.villages
-                    .iter()
-                    .find_map(|v| ctx.reg.village(v).map(|v| (v.point.lon, v.point.lat)))
-            });
-            let Some((lon, lat)) = at else { continue };
+            let Some((lon, lat)) = ctx.reg.site_point(site) else {
+                continue;
+            };
             let nearest = current
                 .iter()
                 .map(|(id, s, f, d)| (km_between(lon, lat, s.lon, s.lat), *id, *s, *f, *d))

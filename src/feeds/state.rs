@@ -394,26 +394,7 @@ pub fn pending_after(
         "SELECT id, feed, key, observation FROM feed_inbox
          WHERE consumed IS NULL AND id > ?1 ORDER BY id LIMIT ?2",
     )?;
-    let rows = stmt.query_map(params![after, limit as i64], |r| {
-        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get::<_, String>(3)?))
-    })?;
-    let (mut out, mut bad) = (Vec::new(), Vec::new());
-    for row in rows {
-        let (id, feed, key, json) = row?;
-        match serde_json::from_str(&json) {
-            Ok(observation) => out.push(Pending {
-                id,
-                feed,
-                key,
-                observation,
-            }),
-            Err(e) => bad.push((
-                id,
-                format!("inbox entry {id} ({feed}, {key}) cannot be read back: {e}"),
-            )),
-        }
-    }
-    Ok((out, bad))
+    read_entries(stmt.query(params![after, limit as i64])?)
 }
 
 /// Every entry (consumed or not) received at or after `since` (an RFC 3339 stamp as the
@@ -426,12 +407,16 @@ pub fn received_since(
     let mut stmt = conn.prepare_cached(
         "SELECT id, feed, key, observation FROM feed_inbox WHERE received >= ?1 ORDER BY id",
     )?;
-    let rows = stmt.query_map(params![since], |r| {
-        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get::<_, String>(3)?))
-    })?;
+    read_entries(stmt.query(params![since])?)
+}
+
+/// Rows of `id, feed, key, observation` read back; an entry that cannot be (written by
+/// another version, damaged) is named and skipped, never allowed to hold up the rest.
+fn read_entries(mut rows: rusqlite::Rows<'_>) -> rusqlite::Result<(Vec<Pending>, Vec<Unreadable>)> {
     let (mut out, mut bad) = (Vec::new(), Vec::new());
-    for row in rows {
-        let (id, feed, key, json) = row?;
+    while let Some(r) = rows.next()? {
+        let (id, feed, key): (i64, String, String) = (r.get(0)?, r.get(1)?, r.get(2)?);
+        let json: String = r.get(3)?;
         match serde_json::from_str(&json) {
             Ok(observation) => out.push(Pending {
                 id,

@@ -168,6 +168,10 @@ pub struct Registry {
     person_at: HashMap<String, usize>,
     duties_of: HashMap<String, Vec<usize>>,
     thresholds_at: HashMap<String, Vec<usize>>,
+    /// Village indices sorted by code, for prefix (town, county) lookups.
+    by_code: Vec<usize>,
+    /// The distinct threshold windows in hours, ascending.
+    windows: Vec<f64>,
 }
 
 impl Registry {
@@ -200,7 +204,15 @@ impl Registry {
         for (i, t) in data.thresholds.iter().enumerate() {
             thresholds_at.entry(t.site.clone()).or_default().push(i);
         }
+        let mut by_code: Vec<usize> = (0..data.villages.len()).collect();
+        by_code.sort_by(|a, b| data.villages[*a].code.cmp(&data.villages[*b].code));
+        let mut minutes: Vec<u32> = data.thresholds.iter().map(|t| t.minutes).collect();
+        minutes.sort_unstable();
+        minutes.dedup();
+        let windows = minutes.into_iter().map(|m| f64::from(m) / 60.0).collect();
         Registry {
+            by_code,
+            windows,
             thresholds_at,
             data,
             index,
@@ -246,6 +258,32 @@ impl Registry {
             .sites
             .iter()
             .filter(move |s| s.villages.iter().any(|v| v == village))
+    }
+
+    /// Indices of the villages whose code starts with `prefix` (a county's or town's code),
+    /// by binary search over the sorted codes.
+    pub fn villages_under<'a>(&'a self, prefix: &'a str) -> impl Iterator<Item = usize> + 'a {
+        let start = self
+            .by_code
+            .partition_point(|&i| self.data.villages[i].code.as_str() < prefix);
+        self.by_code[start..]
+            .iter()
+            .copied()
+            .take_while(move |&i| self.data.villages[i].code.starts_with(prefix))
+    }
+
+    /// The distinct windows (hours) the registry's thresholds use, ascending.
+    pub fn threshold_windows(&self) -> &[f64] {
+        &self.windows
+    }
+
+    /// Where a site is: its own point, else its first known village's.
+    pub fn site_point(&self, site: &Site) -> Option<(f64, f64)> {
+        site.point.as_ref().map(|p| (p.lon, p.lat)).or_else(|| {
+            site.villages
+                .iter()
+                .find_map(|v| self.village(v).map(|v| (v.point.lon, v.point.lat)))
+        })
     }
 
     /// The thresholds of a site.
