@@ -20,6 +20,7 @@ use super::tier::{Hazard, Tier};
 use crate::feeds::Observation;
 use crate::feeds::typhoon::{Radii, Track, TrackPoint, level_floor};
 use crate::registry::Registry;
+use crate::registry::spatial::{Cell, EARTH_KM, chord_of_km, km_of_chord, unit_vector};
 
 /// One position of the storm with its wind field, as used for exposure.
 #[derive(Debug, Clone, PartialEq)]
@@ -155,6 +156,7 @@ pub fn bearing(from_lat: f64, from_lon: f64, to_lat: f64, to_lon: f64) -> f64 {
     y.atan2(x).to_degrees().rem_euclid(360.0)
 }
 
+#[cfg(test)]
 fn quadrant(bearing: f64) -> usize {
     ((bearing.rem_euclid(360.0) / 90.0) as usize).min(3)
 }
@@ -236,81 +238,448 @@ impl TyphoonRule {
     }
 }
 
-/// Per village: the highest tier reached and when it is first reached.
+/// A village the forecast wind field reaches.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Exposed {
+    /// Index in `Dataset::villages`.
+    pub village: usize,
+    /// The highest tier reached within that tier's window.
+    pub tier: Tier,
+    /// When that tier is first reached.
+    pub at: Timestamp,
+    /// Distance from the storm centre then, km.
+    pub km: f64,
+}
+
+/// One sampled position, prepared for the sweep: its centre as a unit vector, the local east
+/// and north directions (for the quadrant), and per tier (ascending) the squared chord radius
+/// in each quadrant on the unit sphere, plain and widened by the hysteresis (0 = the tier
+/// does not reach at this time).
+struct Probe {
+    time: Timestamp,
+    centre: [f64; 3],
+    east: [f64; 3],
+    north: [f64; 3],
+    plain: [[f64; 4]; 4],
+    widened: [[f64; 4]; 4],
+}
+
+/// Per tier (at most the four there are), per quadrant, the squared unit chord of each radius.
+fn squared_chords(km: &[[f64; 4]], widen: f64) -> [[f64; 4]; 4] {
+    let mut out = [[0.0; 4]; 4];
+    for (o, r) in out.iter_mut().zip(km) {
+        *o = r.map(|r| {
+            if r > 0.0 {
+                (chord_of_km(r * widen) / EARTH_KM).powi(2)
+            } else {
+                0.0
+            }
+        });
+    }
+    out
+}
+
+/// The quadrant (0 NE, 1 SE, 2 SW, 3 NW) of a direction given by its east and north
+/// components: what `quadrant(bearing(..))` gives, edges included, without the arctangent.
+fn quadrant_of(east: f64, north: f64) -> usize {
+    if east >= 0.0 && north > 0.0 || east == 0.0 && north == 0.0 {
+        0
+    } else if east > 0.0 && north <= 0.0 {
+        1
+    } else if east <= 0.0 && north < 0.0 {
+        2
+    } else {
+        3
+    }
+}
+
+fn dot(a: &[f64; 3], b: &[f64; 3]) -> f64 {
+    a[0] * b[0] + a[1] * b[1] + a[2] * b[2]
+}
+
+fn chord2(a: &[f64; 3], b: &[f64; 3]) -> f64 {
+    let (x, y, z) = (a[0] - b[0], a[1] - b[1], a[2] - b[2]);
+    x * x + y * y + z * z
+}
+
+/// A lower bound of `sqrt(x)`, cheap: single precision, shaved by far more than its error.
+/// Only ever used to decide how far it is safe to jump, never whether a village is hit.
+fn sqrt_below(x: f64) -> f64 {
+    f64::from((x as f32).sqrt()) * (1.0 - 1e-5)
+}
+
+/// A bound that may be zero (nothing moves): its inverse, or infinity.
+fn inverse(x: f64) -> f64 {
+    if x > 0.0 { 1.0 / x } else { f64::INFINITY }
+}
+
+/// The prepared sweep over one path (all distances as unit-sphere chords).
+///
+/// Per class of village (`w`: 0 holds no tier, 1 holds one, whose radii are widened), per
+/// starting tier `lvl` (the lowest tier still worth finding) and per probe: the reach, the
+/// largest radius of that tier or any above it, overall and per quadrant; and how fast that
+/// reach can close in on a village from one probe to the next (centre movement plus radius
+/// growth; a chord obeys the triangle inequality, so these bounds are exact).
+struct Sweep {
+    tiers: Vec<Tier>,
+    probes: Vec<Probe>,
+    /// `reach[w][lvl][f]` and its square.
+    reach: [Vec<Vec<f64>>; 2],
+    reach2: [Vec<Vec<f64>>; 2],
+    /// `1 / closing speed`, per `w` and `lvl`.
+    inv_closing: [Vec<f64>; 2],
+    /// As `reach`, per quadrant.
+    quad_reach: [Vec<Vec<[f64; 4]>>; 2],
+    /// As `inv_closing`, per quadrant.
+    inv_quad_closing: [Vec<[f64; 4]>; 2],
+    /// As `inv_closing[1][0]` (widened radii, every tier), walking back in time.
+    inv_closing_back: f64,
+    /// `1 /` the most the local east and north unit vectors move from one probe to the next:
+    /// how fast a village's east/north components (so its quadrant) can change.
+    inv_turning: f64,
+}
+
+impl Sweep {
+    fn new(rules: &Rules, path: &[Fix], now: Timestamp) -> Sweep {
+        let t = &rules.typhoon;
+        let widen = 1.0 + rules.lifecycle.hysteresis;
+        let mut speeds: Vec<(Tier, SignedDuration, f64)> = t
+            .tiers
+            .iter()
+            .map(|x| {
+                (
+                    x.tier,
+                    SignedDuration::from_hours(i64::from(x.hours)),
+                    tier_speed(x.mean_level, x.gust_level, t.gust_factor),
+                )
+            })
+            .collect();
+        speeds.sort_by_key(|s| s.0);
+        // One entry per tier (there are four): a repeated tier keeps its first criteria.
+        speeds.dedup_by_key(|s| s.0);
+        let longest = speeds.iter().map(|s| s.1).max().unwrap_or_default();
+        let end = now.saturating_add(longest).unwrap_or(now);
+        let step = SignedDuration::from_mins(i64::from(t.step_mins.max(1)));
+        let probes: Vec<Probe> = sample(path, now, end, step)
+            .into_iter()
+            .map(|fix| {
+                let ahead = fix.time.duration_since(now);
+                let km: Vec<[f64; 4]> = speeds
+                    .iter()
+                    .map(|(_, window, speed)| {
+                        let mut r = [0.0; 4];
+                        if ahead <= *window {
+                            for (q, x) in r.iter_mut().enumerate() {
+                                *x = fix.radius_for(*speed, q, t.rmw_km);
+                            }
+                        }
+                        r
+                    })
+                    .collect();
+                let (p, l) = (fix.lat.to_radians(), fix.lon.to_radians());
+                Probe {
+                    time: fix.time,
+                    centre: unit_vector(fix.lon, fix.lat),
+                    east: [-l.sin(), l.cos(), 0.0],
+                    north: [-p.sin() * l.cos(), -p.sin() * l.sin(), p.cos()],
+                    plain: squared_chords(&km, 1.0),
+                    widened: squared_chords(&km, widen),
+                }
+            })
+            .collect();
+        let n = speeds.len();
+        let moved: Vec<f64> = probes
+            .windows(2)
+            .map(|p| chord2(&p[0].centre, &p[1].centre).sqrt())
+            .collect();
+        let quad_reach: [Vec<Vec<[f64; 4]>>; 2] = [false, true].map(|widened| {
+            (0..n)
+                .map(|lvl| {
+                    probes
+                        .iter()
+                        .map(|p| {
+                            let r = if widened { &p.widened } else { &p.plain };
+                            let mut m = [0.0f64; 4];
+                            for t in &r[lvl..n] {
+                                for (m, x) in m.iter_mut().zip(t) {
+                                    *m = m.max(x.sqrt());
+                                }
+                            }
+                            m
+                        })
+                        .collect()
+                })
+                .collect()
+        });
+        let reach: [Vec<Vec<f64>>; 2] = [0, 1].map(|w| {
+            quad_reach[w]
+                .iter()
+                .map(|per| {
+                    per.iter()
+                        .map(|q| q.iter().copied().fold(0.0, f64::max))
+                        .collect()
+                })
+                .collect()
+        });
+        let reach2 = [0, 1].map(|w| {
+            reach[w]
+                .iter()
+                .map(|r: &Vec<f64>| r.iter().map(|x| x * x).collect())
+                .collect()
+        });
+        let inv_closing = [0, 1].map(|w| {
+            reach[w]
+                .iter()
+                .map(|r| {
+                    let c = moved
+                        .iter()
+                        .zip(r.windows(2))
+                        .map(|(m, r)| m + (r[1] - r[0]).max(0.0))
+                        .fold(0.0, f64::max);
+                    inverse(c)
+                })
+                .collect()
+        });
+        let inv_quad_closing = [0, 1].map(|w| {
+            quad_reach[w]
+                .iter()
+                .map(|r| {
+                    let mut m = [0.0f64; 4];
+                    for (moved, r) in moved.iter().zip(r.windows(2)) {
+                        for q in 0..4 {
+                            m[q] = m[q].max(moved + (r[1][q] - r[0][q]).max(0.0));
+                        }
+                    }
+                    m.map(inverse)
+                })
+                .collect()
+        });
+        let inv_closing_back = inverse(
+            moved
+                .iter()
+                .zip(reach[1][0].windows(2))
+                .map(|(m, r)| m + (r[0] - r[1]).max(0.0))
+                .fold(0.0, f64::max),
+        );
+        let turning = probes
+            .windows(2)
+            .map(|p| {
+                chord2(&p[0].east, &p[1].east)
+                    .max(chord2(&p[0].north, &p[1].north))
+                    .sqrt()
+            })
+            .fold(0.0, f64::max);
+        Sweep {
+            tiers: speeds.iter().map(|s| s.0).collect(),
+            probes,
+            reach,
+            reach2,
+            inv_closing,
+            quad_reach,
+            inv_quad_closing,
+            inv_closing_back,
+            inv_turning: inverse(turning),
+        }
+    }
+
+    /// The probes between which anything in a ball (a [`Cell`] of villages) may be within
+    /// reach of any tier, for any village, held or not: the first and one past the last;
+    /// `None` if nothing ever is.
+    fn span_for(&self, cell: &Cell) -> Option<(usize, usize)> {
+        let gap = |f: usize| {
+            let c = chord2(&cell.centre, &self.probes[f].centre).sqrt();
+            c - cell.radius - self.reach[1][0][f]
+        };
+        let step = |gap: f64, inv: f64| {
+            let jump = gap * (1.0 - 1e-9) * inv;
+            if jump > 1.0 { jump as usize } else { 1 }
+        };
+        let mut first = 0;
+        loop {
+            let g = gap(first);
+            if g <= 0.0 {
+                break;
+            }
+            first = first.saturating_add(step(g, self.inv_closing[1][0]));
+            if first >= self.probes.len() {
+                return None;
+            }
+        }
+        let mut last = self.probes.len() - 1;
+        loop {
+            let g = gap(last);
+            if g <= 0.0 {
+                break;
+            }
+            last = last.saturating_sub(step(g, self.inv_closing_back));
+            if last <= first {
+                last = first;
+                break;
+            }
+        }
+        Some((first, last + 1))
+    }
+
+    /// One village: walk the probes in time order looking only for tiers above the best so
+    /// far, jumping every probe that provably cannot bring one: while the village is outside
+    /// the reach of every such tier, as many as the reach cannot close in; after a miss
+    /// inside it, as many as neither its quadrant can change nor that quadrant's radii close
+    /// in. The jumps are computed from a lower bound of the distance, so they are safe; the
+    /// hits are decided on the exact squared chord.
+    fn village(
+        &self,
+        index: usize,
+        u: &[f64; 3],
+        held: Option<usize>,
+        (from, to): (usize, usize),
+    ) -> Option<Exposed> {
+        let n = self.tiers.len();
+        let w = usize::from(held.is_some());
+        let mut best: Option<(usize, usize, f64)> = None;
+        let mut f = from;
+        while f < to {
+            let lvl = best.map_or(0, |b| b.0 + 1);
+            if lvl >= n {
+                break;
+            }
+            let p = &self.probes[f];
+            let c2 = chord2(u, &p.centre);
+            if c2 > self.reach2[w][lvl][f] {
+                let gap = sqrt_below(c2) - self.reach[w][lvl][f];
+                let jump = gap * self.inv_closing[w][lvl];
+                // Truncation is the floor here, and saturates (an infinite jump ends the walk).
+                f = f.saturating_add(if jump > 1.0 { jump as usize } else { 1 });
+                continue;
+            }
+            // Within reach of some tier still to find: which quadrant, then each such tier.
+            let (east, north) = (dot(u, &p.east), dot(u, &p.north));
+            let q = quadrant_of(east, north);
+            let hit = (lvl..n).rev().find(|&k| {
+                let r = if held.is_some_and(|h| h >= k) {
+                    p.widened[k][q]
+                } else {
+                    p.plain[k][q]
+                };
+                r > 0.0 && c2 <= r
+            });
+            if let Some(k) = hit {
+                best = Some((k, f, c2.sqrt()));
+                f += 1;
+                continue;
+            }
+            let gap = sqrt_below(c2) - self.quad_reach[w][lvl][f][q];
+            let by_gap = gap * self.inv_quad_closing[w][lvl][q];
+            let by_turn = east.abs().min(north.abs()) * (1.0 - 1e-9) * self.inv_turning;
+            let jump = by_gap.min(by_turn);
+            f = f.saturating_add(if jump > 1.0 { jump as usize } else { 1 });
+        }
+        best.map(|(k, f, c)| Exposed {
+            village: index,
+            tier: self.tiers[k],
+            at: self.probes[f].time,
+            km: km_of_chord(c * EARTH_KM),
+        })
+    }
+}
+
+/// Every village the wind field along `path` reaches from `now`: its highest tier within
+/// that tier's window and when it is first reached, in village order. A village that holds a
+/// tier (`held`, by village code) keeps it out to the radius widened by the hysteresis.
+///
+/// The sweep is per village rather than per position: one pass over the registry's unit
+/// vectors, skipping ahead along the track while a village is far out, split over the cores.
+/// Exact (no approximation beyond floating point): see `tests::sweep_matches_brute_force`.
 pub fn exposure(
     reg: &Registry,
     rules: &Rules,
     path: &[Fix],
     now: Timestamp,
-    held: &dyn Fn(&str) -> Option<Tier>,
-) -> HashMap<usize, (Tier, Timestamp, f64)> {
-    let t = &rules.typhoon;
-    let mut out: HashMap<usize, (Tier, Timestamp, f64)> = HashMap::new();
-    let step = SignedDuration::from_mins(i64::from(t.step_mins));
-    let longest = t.tiers.iter().map(|x| x.hours).max().unwrap_or(0);
-    let end = now
-        .saturating_add(SignedDuration::from_hours(i64::from(longest)))
-        .unwrap_or(now);
-    let h = rules.lifecycle.hysteresis;
-    let speeds: Vec<(Tier, SignedDuration, f64)> = t
-        .tiers
-        .iter()
-        .map(|x| {
-            (
-                x.tier,
-                SignedDuration::from_hours(i64::from(x.hours)),
-                tier_speed(x.mean_level, x.gust_level, t.gust_factor),
-            )
-        })
-        .collect();
-    for fix in sample(path, now, end, step) {
-        let ahead = fix.time.duration_since(now);
-        // The tiers whose window reaches this fix, with their radius per quadrant.
-        let active: Vec<(Tier, [f64; 4])> = speeds
-            .iter()
-            .filter(|(_, window, _)| ahead <= *window)
-            .map(|(tier, _, speed)| {
-                let mut r = [0.0; 4];
-                for (q, x) in r.iter_mut().enumerate() {
-                    *x = fix.radius_for(*speed, q, t.rmw_km);
-                }
-                (*tier, r)
-            })
-            .collect();
-        let reach = active
-            .iter()
-            .flat_map(|(_, r)| r.iter().copied())
-            .fold(0.0, f64::max)
-            * (1.0 + h);
-        if reach <= 0.0 {
-            continue;
-        }
-        // One search per fix; each village's distance and quadrant once.
-        for (vi, d) in reg
-            .index
-            .villages_within_km(&reg.data, fix.lon, fix.lat, reach)
-        {
-            let v = &reg.data.villages[vi];
-            let q = quadrant(bearing(fix.lat, fix.lon, v.point.lat, v.point.lon));
-            let holds = held(&v.code);
-            let best = active
-                .iter()
-                .filter(|(tier, r)| {
-                    let keep = holds.is_some_and(|ht| ht >= *tier);
-                    d <= r[q] * if keep { 1.0 + h } else { 1.0 }
-                })
-                .map(|(tier, _)| *tier)
-                .max();
-            if let Some(tier) = best {
-                let e = out.entry(vi).or_insert((tier, fix.time, d));
-                if tier > e.0 {
-                    *e = (tier, fix.time, d);
-                }
-            }
+    held: Option<&HashMap<String, Tier>>,
+) -> Vec<Exposed> {
+    let threads = if reg.data.villages.len() < PARALLEL_FROM {
+        1
+    } else {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    };
+    exposure_on(reg, rules, path, now, held, threads)
+}
+
+/// [`exposure`] on a given number of threads.
+fn exposure_on(
+    reg: &Registry,
+    rules: &Rules,
+    path: &[Fix],
+    now: Timestamp,
+    held: Option<&HashMap<String, Tier>>,
+    threads: usize,
+) -> Vec<Exposed> {
+    let sweep = Sweep::new(rules, path, now);
+    if sweep.probes.is_empty() || sweep.tiers.is_empty() {
+        return Vec::new();
+    }
+    let mut held_at: HashMap<usize, usize> = HashMap::new();
+    for (code, tier) in held.into_iter().flatten() {
+        if let (Some(i), Some(k)) = (
+            reg.village_index(code),
+            sweep.tiers.iter().rposition(|t| t <= tier),
+        ) {
+            held_at.insert(i, k);
         }
     }
+    let units = reg.index.village_units();
+    let order = reg.index.villages_by_cell();
+    let run = |cells: &[Cell]| -> Vec<Exposed> {
+        let mut out = Vec::new();
+        for cell in cells {
+            let Some(span) = sweep.span_for(cell) else {
+                continue;
+            };
+            let members = cell.members.clone();
+            for (&index, u) in order[members.clone()].iter().zip(&units[members]) {
+                let held = if held_at.is_empty() {
+                    None
+                } else {
+                    held_at.get(&index).copied()
+                };
+                out.extend(sweep.village(index, u, held, span));
+            }
+        }
+        out
+    };
+    let cells = reg.index.village_cells();
+    let mut out = if threads < 2 {
+        run(cells)
+    } else {
+        // Interleave the cells over the threads: neighbouring cells cost alike.
+        let parts: Vec<Vec<Cell>> = (0..threads)
+            .map(|k| cells.iter().skip(k).step_by(threads).cloned().collect())
+            .collect();
+        std::thread::scope(|s| {
+            let handles: Vec<_> = parts
+                .iter()
+                .map(|part| {
+                    let run = &run;
+                    s.spawn(move || run(part))
+                })
+                .collect();
+            let mut out = Vec::new();
+            for h in handles {
+                match h.join() {
+                    Ok(mut v) => out.append(&mut v),
+                    // A panic in pure arithmetic is a bug; surface it where it happened.
+                    Err(e) => std::panic::resume_unwind(e),
+                }
+            }
+            out
+        })
+    };
+    out.sort_unstable_by_key(|e| e.village);
     out
 }
+
+/// Registries smaller than this are swept on one thread (a county's few hundred villages
+/// take microseconds; threads would cost more).
+const PARALLEL_FROM: usize = 20_000;
 
 impl Rule for TyphoonRule {
     fn hazard(&self) -> Hazard {
@@ -346,10 +715,16 @@ impl Rule for TyphoonRule {
             last.is_some_and(|l| now.duration_since(l) < SignedDuration::from_hours(48))
         });
         let mut best: HashMap<usize, (Tier, Timestamp, f64, String, i64)> = HashMap::new();
+        let held = ctx.held.get(&Hazard::Typhoon);
         for (track, inbox) in self.tracks.values() {
             let p = path(track, now);
-            let held = |code: &str| ctx.held(Hazard::Typhoon, code);
-            for (vi, (tier, at, d)) in exposure(ctx.reg, ctx.rules, &p, now, &held) {
+            for Exposed {
+                village: vi,
+                tier,
+                at,
+                km: d,
+            } in exposure(ctx.reg, ctx.rules, &p, now, held)
+            {
                 let name = format!("{} {}", track.storm, track.name);
                 let e = best
                     .entry(vi)
@@ -458,6 +833,189 @@ mod tests {
         assert_eq!(quadrant(bearing(25.0, 125.0, 24.0, 126.0)), 1);
         assert_eq!(quadrant(bearing(25.0, 125.0, 24.0, 124.0)), 2);
         assert_eq!(quadrant(bearing(25.0, 125.0, 26.0, 124.0)), 3);
+    }
+
+    /// The obvious algorithm: every sampled position against every village, great-circle
+    /// distance and bearing by trigonometry. The sweep must give exactly its answer.
+    fn brute_force(
+        reg: &Registry,
+        rules: &Rules,
+        path: &[Fix],
+        now: Timestamp,
+        held: &HashMap<String, Tier>,
+    ) -> Vec<Exposed> {
+        let t = &rules.typhoon;
+        let h = rules.lifecycle.hysteresis;
+        let longest = t.tiers.iter().map(|x| x.hours).max().unwrap_or(0);
+        let end = now + SignedDuration::from_hours(i64::from(longest));
+        let step = SignedDuration::from_mins(i64::from(t.step_mins));
+        let mut out: Vec<Option<Exposed>> = vec![None; reg.data.villages.len()];
+        for fix in sample(path, now, end, step) {
+            let ahead = fix.time.duration_since(now);
+            for (vi, v) in reg.data.villages.iter().enumerate() {
+                let d =
+                    crate::registry::check::km_between(v.point.lon, v.point.lat, fix.lon, fix.lat);
+                let q = quadrant(bearing(fix.lat, fix.lon, v.point.lat, v.point.lon));
+                let holds = held.get(&v.code).copied();
+                let best = t
+                    .tiers
+                    .iter()
+                    .filter(|x| ahead <= SignedDuration::from_hours(i64::from(x.hours)))
+                    .filter(|x| {
+                        let speed = tier_speed(x.mean_level, x.gust_level, t.gust_factor);
+                        let r = fix.radius_for(speed, q, t.rmw_km);
+                        let keep = holds.is_some_and(|ht| ht >= x.tier);
+                        r > 0.0 && d <= r * if keep { 1.0 + h } else { 1.0 }
+                    })
+                    .map(|x| x.tier)
+                    .max();
+                if let Some(tier) = best
+                    && out[vi].is_none_or(|e| tier > e.tier)
+                {
+                    out[vi] = Some(Exposed {
+                        village: vi,
+                        tier,
+                        at: fix.time,
+                        km: d,
+                    });
+                }
+            }
+        }
+        out.into_iter().flatten().collect()
+    }
+
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> f64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            (self.0 >> 11) as f64 / (1u64 << 53) as f64
+        }
+    }
+
+    fn same(fast: &[Exposed], slow: &[Exposed], seed: u64) {
+        assert_eq!(fast.len(), slow.len(), "seed {seed:x}");
+        for (a, b) in fast.iter().zip(slow) {
+            assert_eq!(
+                (a.village, a.tier, a.at),
+                (b.village, b.tier, b.at),
+                "seed {seed:x}"
+            );
+            assert!((a.km - b.km).abs() < 1e-6, "{} vs {}", a.km, b.km);
+        }
+    }
+
+    #[test]
+    fn sweep_matches_brute_force() {
+        let now: Timestamp = "2019-08-08T00:00:00Z".parse().unwrap();
+        let mut rules = Rules::national();
+        for (k, tier) in rules.typhoon.tiers.iter_mut().enumerate() {
+            // Windows that end at different times, so tiers drop out along the track.
+            tier.hours = 18 + 14 * k as u32;
+        }
+        rules.typhoon.step_mins = 30;
+        let tracks: Vec<Vec<Fix>> = vec![
+            // Moving north-west, weakening.
+            (0..=12)
+                .map(|k| Fix {
+                    time: now + SignedDuration::from_hours(6 * k - 6),
+                    lat: 22.0 + 0.6 * k as f64,
+                    lon: 124.0 - 0.45 * k as f64,
+                    vmax: Some(52.0 - 1.5 * k as f64),
+                    radii: [
+                        [350.0, 300.0, 250.0, 280.0],
+                        [150.0, 120.0, 90.0, 110.0],
+                        [80.0, 60.0, 40.0, 50.0],
+                    ],
+                })
+                .collect(),
+            // Stationary (nothing closes in: villages out of reach stay out).
+            (0..=4)
+                .map(|k| Fix {
+                    time: now + SignedDuration::from_hours(6 * k),
+                    lat: 25.0,
+                    lon: 121.0,
+                    vmax: Some(40.0),
+                    radii: [[300.0; 4], [100.0; 4], [0.0, 0.0, 40.0, 0.0]],
+                })
+                .collect(),
+            // A jump between forecasts and a growing storm.
+            vec![
+                Fix {
+                    time: now,
+                    lat: 20.0,
+                    lon: 126.0,
+                    vmax: Some(30.0),
+                    radii: [[200.0; 4], [0.0; 4], [0.0; 4]],
+                },
+                Fix {
+                    time: now + SignedDuration::from_hours(12),
+                    lat: 24.5,
+                    lon: 120.5,
+                    vmax: Some(58.0),
+                    radii: [[450.0, 400.0, 380.0, 420.0], [180.0; 4], [90.0; 4]],
+                },
+                Fix {
+                    time: now + SignedDuration::from_hours(48),
+                    lat: 28.0,
+                    lon: 119.0,
+                    vmax: Some(25.0),
+                    radii: [[250.0; 4], [0.0; 4], [0.0; 4]],
+                },
+            ],
+        ];
+        for (seed, track) in [0x1234_5678_u64, 0x0bad_cafe, 0x5eed_f00d]
+            .into_iter()
+            .zip(&tracks)
+        {
+            let mut rng = Rng(seed);
+            let villages: Vec<crate::registry::Village> = (0..4000)
+                .map(|i| crate::registry::Village {
+                    code: format!("{:012}", 330000000000u64 + i),
+                    name: format!("村{i}"),
+                    town: format!("{:09}", 330000000u64 + i / 20),
+                    point: crate::cap::model::Point {
+                        lon: 112.0 + 16.0 * rng.next(),
+                        lat: 17.0 + 16.0 * rng.next(),
+                    },
+                    households: 100,
+                    population: 300,
+                    evacuate: 10,
+                    polygon: None,
+                })
+                .collect();
+            let held: HashMap<String, Tier> = villages
+                .iter()
+                .filter_map(|v| {
+                    let (pick, tier) = (rng.next(), rng.next());
+                    (pick < 0.3).then(|| (v.code.clone(), Tier::ALL[(tier * 4.0) as usize % 4]))
+                })
+                .collect();
+            let reg = Registry::new(crate::registry::Dataset {
+                villages,
+                ..Default::default()
+            });
+            let fast = exposure(&reg, &rules, track, now, Some(&held));
+            let slow = brute_force(&reg, &rules, track, now, &held);
+            assert!(
+                slow.len() > 200 && slow.len() < 3800,
+                "the track must expose some villages and spare others: {}",
+                slow.len()
+            );
+            assert!(slow.iter().any(|e| e.tier == Tier::Red));
+            same(&fast, &slow, seed);
+            // Hysteresis matters: without the held tiers, fewer villages keep theirs.
+            let bare = exposure(&reg, &rules, track, now, None);
+            same(
+                &bare,
+                &brute_force(&reg, &rules, track, now, &HashMap::new()),
+                seed,
+            );
+            assert!(bare.len() < fast.len(), "{} vs {}", bare.len(), fast.len());
+            // Split over threads, the answer is the same.
+            assert_eq!(exposure_on(&reg, &rules, track, now, Some(&held), 3), fast);
+        }
     }
 
     #[test]

@@ -532,5 +532,5 @@ pub fn km_between(lon1: f64, lat1: f64, lon2: f64, lat2: f64) -> f64 {
     let dp = p2 - p1;
     let dl = (lon2 - lon1).to_radians();
     let a = (dp / 2.0).sin().powi(2) + p1.cos() * p2.cos() * (dl / 2.0).sin().powi(2);
-    2.0 * 6371.0 * a.sqrt().asin()
+    2.0 * super::spatial::EARTH_KM * a.sqrt().asin()
 }

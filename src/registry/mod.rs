@@ -234,6 +234,11 @@ impl Registry {
         self.village_at.get(code).map(|&i| &self.data.villages[i])
     }
 
+    /// A village's position in `Dataset::villages`, by its 12-digit code.
+    pub fn village_index(&self, code: &str) -> Option<usize> {
+        self.village_at.get(code).copied()
+    }
+
     /// A site by id.
     pub fn site(&self, id: &str) -> Option<&Site> {
         self.site_at.get(id).map(|&i| &self.data.sites[i])

@@ -54,6 +54,48 @@ impl RTreeObject for ZoneBox {
 pub struct SpatialIndex {
     villages: RTree<VillagePoint>,
     zones: RTree<ZoneBox>,
+    units: Vec<[f64; 3]>,
+    cells: Vec<Cell>,
+    by_cell: Vec<usize>,
+}
+
+/// A patch of villages close together (a half-degree grid square), with a ball on the unit
+/// sphere that holds them all: lets a sweep dismiss hundreds of far villages at once.
+#[derive(Debug, Clone)]
+pub struct Cell {
+    /// Centre of the ball (unit vector).
+    pub centre: [f64; 3],
+    /// Radius of the ball (unit-sphere chord).
+    pub radius: f64,
+    /// The cell's villages: a range of [`SpatialIndex::villages_by_cell`].
+    pub members: std::ops::Range<usize>,
+}
+
+/// Grid step of [`Cell`]s, degrees.
+const CELL_DEG: f64 = 0.5;
+
+/// Mean earth radius (km) used for every great-circle distance in stormbell.
+pub const EARTH_KM: f64 = 6371.0;
+
+/// A point as a unit vector on the sphere (x towards 0°E, z towards the north pole).
+///
+/// Straight-line (chord) distances between unit vectors order exactly as great-circle
+/// distances do, and cost a square root instead of four trigonometric calls: what a
+/// whole-country sweep (a typhoon against every village) needs.
+pub fn unit_vector(lon: f64, lat: f64) -> [f64; 3] {
+    let (p, l) = (lat.to_radians(), lon.to_radians());
+    [p.cos() * l.cos(), p.cos() * l.sin(), p.sin()]
+}
+
+/// The chord (km, on the earth's scale) that spans `km` of great circle.
+pub fn chord_of_km(km: f64) -> f64 {
+    let half = (km / (2.0 * EARTH_KM)).min(std::f64::consts::FRAC_PI_2);
+    2.0 * EARTH_KM * half.sin()
+}
+
+/// The great-circle km spanned by a chord (km, on the earth's scale).
+pub fn km_of_chord(chord: f64) -> f64 {
+    2.0 * EARTH_KM * (chord / (2.0 * EARTH_KM)).clamp(0.0, 1.0).asin()
 }
 
 /// Degrees of latitude per km, and of longitude per km at a latitude (generous at the edges).
@@ -94,7 +136,38 @@ impl SpatialIndex {
                 })
                 .collect(),
         );
-        SpatialIndex { villages, zones }
+        let units: Vec<[f64; 3]> = d
+            .villages
+            .iter()
+            .map(|v| unit_vector(v.point.lon, v.point.lat))
+            .collect();
+        let (cells, by_cell) = cells_of(d, &units);
+        // Stored in cell order: a sweep over a cell reads its villages from one stretch.
+        let units = by_cell.iter().map(|&i| units[i]).collect();
+        SpatialIndex {
+            villages,
+            zones,
+            units,
+            cells,
+            by_cell,
+        }
+    }
+
+    /// The villages grouped in [`Cell`]s; each cell's `members` index both
+    /// [`Self::villages_by_cell`] and [`Self::village_units`].
+    pub fn village_cells(&self) -> &[Cell] {
+        &self.cells
+    }
+
+    /// Village indices (into `Dataset::villages`) in cell order: each cell's `members`.
+    pub fn villages_by_cell(&self) -> &[usize] {
+        &self.by_cell
+    }
+
+    /// Every village as a unit vector (see [`unit_vector`]), in cell order: entry `k` is the
+    /// village `villages_by_cell()[k]`.
+    pub fn village_units(&self) -> &[[f64; 3]] {
+        &self.units
     }
 
     /// Villages within `radius_km` of a point, as indices into `Dataset::villages`.
@@ -200,6 +273,59 @@ impl SpatialIndex {
     pub fn zone_count(&self) -> usize {
         self.zones.size()
     }
+}
+
+/// Group villages by grid square and bound each group with a ball.
+fn cells_of(d: &Dataset, units: &[[f64; 3]]) -> (Vec<Cell>, Vec<usize>) {
+    let key = |i: usize| {
+        let p = &d.villages[i].point;
+        (
+            (p.lon / CELL_DEG).floor() as i64,
+            (p.lat / CELL_DEG).floor() as i64,
+        )
+    };
+    let mut by_cell: Vec<usize> = (0..d.villages.len()).collect();
+    by_cell.sort_by_key(|&i| (key(i), i));
+    let mut cells = Vec::new();
+    let mut start = 0;
+    while start < by_cell.len() {
+        let k = key(by_cell[start]);
+        let end = by_cell[start..]
+            .iter()
+            .position(|&i| key(i) != k)
+            .map_or(by_cell.len(), |n| start + n);
+        let members = &by_cell[start..end];
+        let mut c = [0.0; 3];
+        for &i in members {
+            for (c, x) in c.iter_mut().zip(units[i]) {
+                *c += x;
+            }
+        }
+        let norm = (c[0] * c[0] + c[1] * c[1] + c[2] * c[2]).sqrt();
+        let centre = if norm > 0.0 {
+            c.map(|x| x / norm)
+        } else {
+            units[members[0]]
+        };
+        let radius = members
+            .iter()
+            .map(|&i| {
+                let u = units[i];
+                ((u[0] - centre[0]).powi(2)
+                    + (u[1] - centre[1]).powi(2)
+                    + (u[2] - centre[2]).powi(2))
+                .sqrt()
+            })
+            .fold(0.0, f64::max);
+        cells.push(Cell {
+            centre,
+            // Rounding must never make a member fall outside its ball.
+            radius: radius * (1.0 + 1e-9) + 1e-12,
+            members: start..end,
+        });
+        start = end;
+    }
+    (cells, by_cell)
 }
 
 fn within_km(mp: &MultiPolygon<f64>, lon: f64, lat: f64, km: f64) -> bool {
