@@ -3,14 +3,18 @@
 //! 60,000 gauge readings → rolling sums and the crossed flash-flood thresholds of 500,000
 //! zones. Synthetic data (uniform over south-east China), fixed seed.
 //!
-//! cargo run --release --example correlate_scale
+//! cargo run --release --example correlate_scale [-- --export DIR]
+//!
+//! With `--export DIR` it also writes the same villages (`villages.csv`) and the same wind
+//! field (`wind.csv`: per hourly position and tier, the radius in each quadrant) for the
+//! PostGIS side of the comparison, `bench/postgis_typhoon.sh`.
 
 use std::time::Instant;
 
 use jiff::{SignedDuration, Timestamp};
 use stormbell::correlate::Rules;
 use stormbell::correlate::rain::RainBook;
-use stormbell::correlate::typhoon::{Fix, exposure, sample};
+use stormbell::correlate::typhoon::{Fix, exposure, sample, tier_speed};
 use stormbell::feeds::rainfall::{RainBatch, RainReading};
 use stormbell::registry::{Dataset, Registry, Village};
 
@@ -23,6 +27,45 @@ impl Rng {
         self.0 ^= self.0 << 17;
         (self.0 >> 11) as f64 / (1u64 << 53) as f64
     }
+}
+
+/// Villages and the sampled wind field as CSV for PostGIS. Radii in metres on PostGIS's
+/// sphere (mean radius 6,371,008.8 m) scaled so that they span the same angle as stormbell's
+/// kilometres on its 6,371 km sphere: both sides then ask exactly the same question.
+fn export(dir: &std::path::Path, reg: &Registry, rules: &Rules, path: &[Fix], start: Timestamp) {
+    use std::io::Write;
+    std::fs::create_dir_all(dir).unwrap();
+    let mut v = std::io::BufWriter::new(std::fs::File::create(dir.join("villages.csv")).unwrap());
+    for (i, x) in reg.data.villages.iter().enumerate() {
+        writeln!(v, "{i},{},{}", x.point.lon, x.point.lat).unwrap();
+    }
+    let scale = 1000.0 * 6_371_008.8 / 6_371_000.0;
+    let t = &rules.typhoon;
+    let mut w = std::io::BufWriter::new(std::fs::File::create(dir.join("wind.csv")).unwrap());
+    let end = start + SignedDuration::from_hours(120);
+    let step = SignedDuration::from_mins(i64::from(t.step_mins));
+    for (k, fix) in sample(path, start, end, step).iter().enumerate() {
+        let ahead = fix.time.duration_since(start);
+        for tier in &t.tiers {
+            if ahead > SignedDuration::from_hours(i64::from(tier.hours)) {
+                continue;
+            }
+            let speed = tier_speed(tier.mean_level, tier.gust_level, t.gust_factor);
+            let r: Vec<f64> = (0..4)
+                .map(|q| fix.radius_for(speed, q, t.rmw_km) * scale)
+                .collect();
+            if r.iter().all(|x| *x <= 0.0) {
+                continue;
+            }
+            writeln!(
+                w,
+                "{k},{},{},{},{},{},{},{},{}",
+                fix.time, tier.tier as u8, fix.lon, fix.lat, r[0], r[1], r[2], r[3]
+            )
+            .unwrap();
+        }
+    }
+    println!("exported villages.csv and wind.csv to {}", dir.display());
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -80,11 +123,16 @@ fn main() {
     }
     let mut times = Vec::new();
     let mut exposed = 0;
+    let mut by_tier = [0usize; 4];
     for _ in 0..7 {
         let t = Instant::now();
         let e = exposure(&reg, &rules, &path, start, None);
         times.push(t.elapsed().as_secs_f64() * 1e3);
         exposed = e.len();
+        by_tier = [0; 4];
+        for x in &e {
+            by_tier[x.tier as usize] += 1;
+        }
     }
     let fixes = sample(
         &path,
@@ -97,6 +145,15 @@ fn main() {
         "typhoon: {fixes} hourly positions, {exposed} villages exposed: median {:.1} ms (target < 50 ms)",
         median(times)
     );
+    println!("typhoon: exposed by tier (blue, yellow, orange, red): {by_tier:?}");
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(dir) = args
+        .iter()
+        .position(|a| a == "--export")
+        .and_then(|i| args.get(i + 1))
+    {
+        export(std::path::Path::new(dir), &reg, &rules, &path, start);
+    }
 
     // 60,000 gauges, 25 hours of readings; 500,000 zones with 1/3/6 h thresholds, each read
     // from its two nearest gauges.
