@@ -39,6 +39,35 @@ pub struct Config {
     pub correlate: CorrelateConfig,
     /// `[web]`: the HTTP port (CAP feed) and the published files.
     pub web: WebConfig,
+    /// `[dispatch]`: the outbox policy and the SMS accounts.
+    pub dispatch: DispatchConfig,
+}
+
+/// `[dispatch]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DispatchConfig {
+    /// Language of the texts: `zh-CN` or `en`.
+    pub lang: String,
+    /// At most this many messages to one person per `cap_window_mins` (raises always go).
+    pub cap_per_person: u32,
+    /// The window of that cap, minutes.
+    pub cap_window_mins: u32,
+    /// A message still queued after this many hours is expired.
+    pub expire_hours: u32,
+    /// Attempts before a message fails for good.
+    pub max_attempts: u32,
+    /// `[dispatch.sms]`.
+    pub sms: SmsConfig,
+}
+
+/// `[dispatch.sms]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmsConfig {
+    /// `[[dispatch.sms.accounts]]`: none means messages wait in the outbox.
+    #[serde(default)]
+    pub accounts: Vec<crate::dispatch::sms::AccountSettings>,
 }
 
 /// `[correlate]`.
@@ -339,6 +368,7 @@ impl Config {
         let feeds = section::<FeedsConfig>(&fig, "feeds", &mut problems);
         let correlate = section::<CorrelateConfig>(&fig, "correlate", &mut problems);
         let web = section::<WebConfig>(&fig, "web", &mut problems);
+        let dispatch = section::<DispatchConfig>(&fig, "dispatch", &mut problems);
         const SECTIONS: &[&str] = &[
             "office",
             "store",
@@ -349,6 +379,7 @@ impl Config {
             "feeds",
             "correlate",
             "web",
+            "dispatch",
         ];
         if let Ok(data) = fig.data()
             && let Some(dict) = data.get(&Profile::Default)
@@ -405,8 +436,53 @@ impl Config {
                 ),
             });
         }
+        if let Some(d) = &dispatch {
+            let mut bad = |key: &str, message: String| {
+                problems.push(ConfigProblem {
+                    source: source_of(&fig, &format!("dispatch.{key}")),
+                    key: format!("dispatch.{key}"),
+                    message,
+                })
+            };
+            if !matches!(d.lang.as_str(), "zh-CN" | "en") {
+                bad("lang", format!("`{}`: expected zh-CN or en", d.lang));
+            }
+            if d.cap_per_person == 0 {
+                bad("cap_per_person", "must be at least 1".into());
+            }
+            if d.max_attempts == 0 {
+                bad("max_attempts", "must be at least 1".into());
+            }
+            let mut names = std::collections::HashSet::new();
+            for (i, a) in d.sms.accounts.iter().enumerate() {
+                if !names.insert(a.name.clone()) {
+                    bad(
+                        &format!("sms.accounts[{i}].name"),
+                        format!("`{}` is used twice", a.name),
+                    );
+                }
+                if a.tps == 0 {
+                    bad(
+                        &format!("sms.accounts[{i}].tps"),
+                        "must be at least 1".into(),
+                    );
+                }
+                if a.window == 0 || a.window > 1000 {
+                    bad(
+                        &format!("sms.accounts[{i}].window"),
+                        "must be 1–1000".into(),
+                    );
+                }
+                if a.address.parse::<std::net::SocketAddr>().is_err() && !a.address.contains(':') {
+                    bad(
+                        &format!("sms.accounts[{i}].address"),
+                        format!("`{}` is not host:port", a.address),
+                    );
+                }
+            }
+        }
         match (
-            office, store, log, cap, http, registry, feeds, correlate, web,
+            office, store, log, cap, http, registry, feeds, correlate, web, dispatch,
         ) {
             (
                 Some(office),
@@ -418,6 +494,7 @@ impl Config {
                 Some(feeds),
                 Some(correlate),
                 Some(web),
+                Some(dispatch),
             ) if problems.is_empty() => Ok(Config {
                 office,
                 store,
@@ -428,8 +505,26 @@ impl Config {
                 feeds,
                 correlate,
                 web,
+                dispatch,
             }),
             _ => Err(ConfigError { problems }),
+        }
+    }
+
+    /// The outbox policy from `[dispatch]` and `[office]`.
+    pub fn dispatch_policy(&self) -> crate::dispatch::outbox::Policy {
+        crate::dispatch::outbox::Policy {
+            cap_per_person: self.dispatch.cap_per_person,
+            cap_window: jiff::SignedDuration::from_mins(i64::from(self.dispatch.cap_window_mins)),
+            expire_after: jiff::SignedDuration::from_hours(i64::from(self.dispatch.expire_hours)),
+            max_attempts: self.dispatch.max_attempts,
+            office: if self.dispatch.lang == "en" {
+                self.office.name_en.clone()
+            } else {
+                self.office.name.clone()
+            },
+            exercise: self.correlate.status == "Exercise",
+            lang: self.dispatch.lang.clone(),
         }
     }
 

@@ -73,6 +73,7 @@ fn replay() -> Outcome {
             RunSettings {
                 tick: Duration::from_secs(300),
                 tz: tz.clone(),
+                on_decision: None,
             },
             rx,
             ttx,

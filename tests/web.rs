@@ -61,7 +61,7 @@ fn warned_store(dir: &Path) -> Store {
         assert!(!ev.emitted.is_empty());
         let tz = tz.clone();
         store
-            .write_blocking(move |tx| engine::commit(tx, &ev, &[], now, &tz))
+            .write_blocking(move |tx| engine::commit(tx, &ev, &[], now, &tz, None))
             .unwrap();
     }
     store

@@ -323,7 +323,7 @@ pub fn run(cfg: &Config) -> u8 {
             tracing::warn!("no feeds configured ([[feeds.source]]): nothing will be polled");
         }
         let (stop_rx2, stop_rx3) = (stop_rx.clone(), stop_rx.clone());
-        let feeds = tokio::spawn(poller.run(specs, stop_rx));
+        let feeds = tokio::spawn(poller.run(specs, stop_rx.clone()));
         // Correlate: the registry and the criteria in force, fed by the feeds.
         let registry = match stormbell::registry::Registry::load(&store) {
             Ok(r) => Arc::new(r),
@@ -343,6 +343,26 @@ pub fn run(cfg: &Config) -> u8 {
             }
         };
         let engine = stormbell::correlate::engine::Engine::new(rules, cfg.issuer(), registry);
+        // Dispatch: what a previous run left mid-send goes again (counted), then every
+        // decision queues its messages in its own transaction, and the SMS channel sends them.
+        if let Err(e) = stormbell::dispatch::reconcile(&store).await {
+            eprintln!("stormbell: dispatch: {e}");
+            return EXIT_PROBLEMS;
+        }
+        let wake = Arc::new(tokio::sync::Notify::new());
+        let hook = stormbell::dispatch::hook(cfg.dispatch_policy(), wake.clone());
+        let sms = if cfg.dispatch.sms.accounts.is_empty() {
+            tracing::warn!("no SMS account configured ([[dispatch.sms.accounts]]): messages wait in the outbox");
+            None
+        } else {
+            use stormbell::dispatch::Channel;
+            let ch: Box<dyn Channel> = Box::new(stormbell::dispatch::sms::SmsChannel::new(
+                cfg.dispatch.sms.accounts.clone(),
+                store.clone(),
+                cfg.dispatch_policy(),
+            ));
+            Some(tokio::spawn(ch.run(stop_rx.clone(), wake.clone())))
+        };
         let (targets_tx, targets_rx) = tokio::sync::mpsc::channel(1024);
         let correlate = tokio::spawn(stormbell::correlate::engine::run(
             engine,
@@ -351,6 +371,7 @@ pub fn run(cfg: &Config) -> u8 {
             stormbell::correlate::engine::RunSettings {
                 tick: std::time::Duration::from_secs(cfg.correlate.tick_secs),
                 tz: tz.clone(),
+                on_decision: Some(hook),
             },
             inbox,
             targets_tx,
@@ -361,8 +382,8 @@ pub fn run(cfg: &Config) -> u8 {
             sender: cfg.office.cap_sender.clone(),
             base: cfg.web.public_url.clone(),
         };
-        // Until dispatch exists (issue #6), each warning's targets are logged and the
-        // published files refreshed; the warnings themselves are in the store and the feed.
+        // Each warning's targets are logged and the published files refreshed (the messages
+        // themselves were queued in the decision's transaction).
         let publish_dir = (!cfg.web.publish_dir.is_empty()).then(|| std::path::PathBuf::from(&cfg.web.publish_dir));
         let consumer = tokio::spawn(stormbell::web::follow_targets(
             targets_rx,
@@ -430,6 +451,19 @@ pub fn run(cfg: &Config) -> u8 {
             }
         }
         let _ = consumer.await;
+        if let Some(sms) = sms {
+            match sms.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    eprintln!("stormbell: sms: {e}");
+                    code = EXIT_PROBLEMS;
+                }
+                Err(e) => {
+                    eprintln!("stormbell: sms task: {e}");
+                    code = EXIT_PROBLEMS;
+                }
+            }
+        }
         if let Some(web) = web {
             let _ = web.await;
         }

@@ -362,6 +362,12 @@ fn feeds(store: &Store, cfg: &Config) -> anyhow::Result<()> {
                 RunSettings {
                     tick: Duration::from_secs(cfg.correlate.tick_secs),
                     tz: tz.clone(),
+                    // The demo has no SMS centre: messages are queued in the outbox, as a
+                    // daemon without accounts would keep them.
+                    on_decision: Some(stormbell::dispatch::hook(
+                        cfg.dispatch_policy(),
+                        Arc::new(tokio::sync::Notify::new()),
+                    )),
                 },
                 ctx_rx,
                 targets_tx,

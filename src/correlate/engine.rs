@@ -298,6 +298,7 @@ pub fn commit(
     consumed: &[i64],
     now: Timestamp,
     tz: &jiff::tz::TimeZone,
+    hook: Option<&DecisionHook>,
 ) -> anyhow::Result<()> {
     let at = crate::store::stamp(&now.to_zoned(tz.clone()));
     for (key, state) in &ev.quiet {
@@ -314,6 +315,9 @@ pub fn commit(
             &e.targets,
             &at,
         )?;
+        if let Some(h) = hook {
+            (h.0)(tx, id, &e.targets, now)?;
+        }
         for i in &e.issued {
             let sent = crate::cap::model::CapDateTime::from_timestamp(i.sent, tz.to_offset(i.sent));
             let expires = i.expires.map(|x| {
@@ -359,6 +363,26 @@ pub fn commit(
     Ok(())
 }
 
+/// The function a [`DecisionHook`] holds.
+pub type DecisionFn = dyn Fn(&Transaction<'_>, i64, &Targets, Timestamp) -> anyhow::Result<()>
+    + std::marker::Send
+    + Sync;
+
+/// Called inside the transaction that records each decision, with its id and targets: how a
+/// later stage (dispatch's outbox) writes its rows atomically with the decision, without
+/// correlate knowing that stage.
+#[derive(Clone)]
+pub struct DecisionHook(
+    /// The function.
+    pub Arc<DecisionFn>,
+);
+
+impl std::fmt::Debug for DecisionHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DecisionHook")
+    }
+}
+
 /// How the correlate task runs.
 #[derive(Debug, Clone)]
 pub struct RunSettings {
@@ -366,6 +390,8 @@ pub struct RunSettings {
     pub tick: Duration,
     /// The office's time zone.
     pub tz: jiff::tz::TimeZone,
+    /// Runs in each decision's transaction (the dispatch outbox).
+    pub on_decision: Option<DecisionHook>,
 }
 
 /// Run the correlate stage until `shutdown`: rebuild memory, then take deliveries from the
@@ -457,8 +483,9 @@ pub async fn run(
         }
         let ev = Arc::new(ev);
         let ev2 = ev.clone();
+        let hook = settings.on_decision.clone();
         let written = store
-            .write(move |tx| commit(tx, &ev2, &consumed, now, &tz))
+            .write(move |tx| commit(tx, &ev2, &consumed, now, &tz, hook.as_ref()))
             .await;
         match written {
             Ok(()) => {

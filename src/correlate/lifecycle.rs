@@ -183,6 +183,17 @@ pub enum Send {
     Cancel,
 }
 
+impl Send {
+    /// The CAP msgType word.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Send::Alert => "Alert",
+            Send::Update => "Update",
+            Send::Cancel => "Cancel",
+        }
+    }
+}
+
 /// A decision to send something.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Decision {

@@ -1,0 +1,74 @@
+//! Dispatch: warnings out to people, durably.
+//!
+//! `outbox.rs` owns the tables (`dispatch_*`): a row per (warning version, person, channel)
+//! written in the transaction that records the decision ([`hook`]), claimed by a channel,
+//! and moved through its states by committed writes. Each channel is a module implementing
+//! [`Channel`]: it claims due rows, sends them its way, and records what happened. `sms/` is
+//! the first (SMPP 3.4); broadcast terminals and check-in links follow the same shape.
+
+pub mod outbox;
+pub mod sms;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use tokio::sync::{Notify, watch};
+
+use crate::correlate::engine::DecisionHook;
+use crate::store::Store;
+
+/// A way of reaching people. One module per channel, all of this shape.
+pub trait Channel: std::marker::Send + 'static {
+    /// The `channel` value of its outbox rows.
+    fn name(&self) -> &'static str;
+
+    /// Claim and send until `stop` turns true; finish or record what is in flight, then
+    /// return. `wake` is notified when new rows are queued.
+    fn run(
+        self: Box<Self>,
+        stop: watch::Receiver<bool>,
+        wake: Arc<Notify>,
+    ) -> Pin<Box<dyn Future<Output = anyhow::Result<()>> + std::marker::Send>>;
+}
+
+impl Channel for sms::SmsChannel {
+    fn name(&self) -> &'static str {
+        "sms"
+    }
+
+    fn run(
+        self: Box<Self>,
+        stop: watch::Receiver<bool>,
+        wake: Arc<Notify>,
+    ) -> Pin<Box<dyn Future<Output = anyhow::Result<()>> + std::marker::Send>> {
+        Box::pin(sms::SmsChannel::run(*self, stop, wake))
+    }
+}
+
+/// The hook correlate calls inside each decision's transaction: queue the messages.
+pub fn hook(policy: outbox::Policy, wake: Arc<Notify>) -> DecisionHook {
+    DecisionHook(Arc::new(move |tx, decision, targets, now| {
+        let e = outbox::enqueue(tx, decision, targets, now, &policy)?;
+        for why in &e.invalid {
+            tracing::error!(lineage = %targets.lineage, "not sent: {why}");
+        }
+        if e.queued > 0 {
+            wake.notify_waiters();
+        }
+        Ok(())
+    }))
+}
+
+/// Re-queue what a previous run left mid-send (see `outbox` on the at-least-once window);
+/// run once at start, before any channel.
+pub async fn reconcile(store: &Store) -> anyhow::Result<usize> {
+    let now = jiff::Timestamp::now();
+    let n = store.write(move |tx| outbox::reconcile(tx, now)).await?;
+    if n > 0 {
+        tracing::warn!(
+            "{n} message(s) were being sent when stormbell stopped; they go again and count as possible duplicates"
+        );
+    }
+    Ok(n)
+}

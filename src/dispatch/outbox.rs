@@ -1,0 +1,852 @@
+//! The durable outbox: every (warning version, person, channel) is a row before anything is
+//! sent, and every state it passes through is a committed write.
+//!
+//! ```text
+//! queued ──claim──▶ submitting ──SMSC ok──▶ accepted ──receipt──▶ delivered
+//!   ▲  │                │   │                    └──receipt──▶ failed (UNDELIV, …)
+//!   │  │                │   └─permanent error──▶ failed (bad number: the reason is kept)
+//!   │  │                └─throttled / no verdict / link down──▶ queued (later; `uncertain`
+//!   │  │                                                          counts sends with no verdict)
+//!   │  ├─a newer version for the same person──▶ superseded
+//!   │  ├─carried inside another message──▶ merged (merged_into = the carrier)
+//!   │  └─queued longer than `expire_after`──▶ expired
+//!   └──── restart: rows left in submitting ──▶ queued, uncertain + 1 (see below)
+//! ```
+//!
+//! **The at-least-once window.** SMPP 3.4 cannot be asked "did you get my submit?" without
+//! the message id the answer would have carried. So a row whose submit_sm was written but
+//! whose submit_sm_resp was not yet committed when stormbell died (or the link broke) is
+//! sent again, and counted in `uncertain`: at most (window × binds) messages per account,
+//! plus the answers received but not yet written (results are committed every few
+//! milliseconds). Re-sending is the right side to err on for a warning; the counts are
+//! reported, never hidden.
+
+use std::collections::{BTreeMap, HashMap};
+
+use jiff::{SignedDuration, Timestamp};
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use serde::Serialize;
+
+use crate::correlate::lifecycle::Send;
+use crate::correlate::tier::Tier;
+use crate::correlate::warning::Targets;
+
+/// How the outbox treats people and time.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    /// At most this many messages to one person within `cap_window`, unless one raises the
+    /// danger (those always go).
+    pub cap_per_person: u32,
+    /// The window of the cap.
+    pub cap_window: SignedDuration,
+    /// A message still queued after this long is expired (the warning has moved on).
+    pub expire_after: SignedDuration,
+    /// Attempts before a message fails for good.
+    pub max_attempts: u32,
+    /// Office name for the text.
+    pub office: String,
+    /// Drill: texts are marked so.
+    pub exercise: bool,
+    /// Text language: "zh-CN" or "en".
+    pub lang: String,
+}
+
+impl Default for Policy {
+    fn default() -> Policy {
+        Policy {
+            cap_per_person: 6,
+            cap_window: SignedDuration::from_hours(1),
+            expire_after: SignedDuration::from_hours(6),
+            max_attempts: 8,
+            office: "防汛办".into(),
+            exercise: false,
+            lang: "zh-CN".into(),
+        }
+    }
+}
+
+/// A Chinese mobile number in its 11-digit form, from what a roster says ("+86 138-0000-0001",
+/// "8613800000001", "138 0000 0001"); `None` when it is not one.
+pub fn normalise_mobile(raw: &str) -> Option<String> {
+    let digits: String = raw
+        .chars()
+        .filter(|c| !matches!(c, ' ' | '-' | '(' | ')' | '\u{3000}'))
+        .collect();
+    let d = digits.strip_prefix('+').unwrap_or(&digits);
+    let d = if d.len() == 13 {
+        d.strip_prefix("86").unwrap_or(d)
+    } else {
+        d
+    };
+    let ok = d.len() == 11
+        && d.starts_with('1')
+        && d.as_bytes()
+            .get(1)
+            .is_some_and(|c| (b'3'..=b'9').contains(c))
+        && d.bytes().all(|c| c.is_ascii_digit());
+    ok.then(|| d.to_string())
+}
+
+fn tier_zh(t: Tier) -> &'static str {
+    match t {
+        Tier::Blue => "蓝色",
+        Tier::Yellow => "黄色",
+        Tier::Orange => "橙色",
+        Tier::Red => "红色",
+    }
+}
+
+/// Priority: red before blue; a raise before a same-tier update; a Cancel after everything
+/// (so it never overtakes the Alert it cancels).
+pub fn priority(send: Send, tier: Tier, raises: bool) -> i64 {
+    if send == Send::Cancel {
+        return 1;
+    }
+    let t = match tier {
+        Tier::Blue => 1,
+        Tier::Yellow => 2,
+        Tier::Orange => 3,
+        Tier::Red => 4,
+    };
+    t * 10 + if raises { 5 } else { 0 }
+}
+
+/// What a warning asks of people: move now, prepare, or go to your post.
+fn action(t: &Targets) -> &'static str {
+    if t.send == Send::Cancel {
+        return "lift";
+    }
+    match (t.evacuate > 0, t.tier) {
+        (true, Tier::Orange | Tier::Red) => "now",
+        (true, Tier::Yellow) => "prepare",
+        _ => "post",
+    }
+}
+
+/// The words of one warning, as the templates take them.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
+pub struct Words {
+    /// Hazard (typhoon, flash_flood, …).
+    pub hazard: String,
+    /// blue … red.
+    pub tier: String,
+    /// 蓝色 … 红色.
+    pub tier_zh: String,
+    /// Alert / Update / Cancel.
+    pub send: String,
+    /// now / prepare / post / lift.
+    pub move_: String,
+    /// The first few places.
+    pub places: String,
+    /// "等N处" when there are more.
+    pub more_places: String,
+    /// Shelters to go to.
+    pub shelters: String,
+}
+
+fn words(t: &Targets, lang: &str) -> Words {
+    let names: Vec<&str> = t.places.iter().map(|p| p.name.as_str()).collect();
+    let shown = names.iter().take(3).copied().collect::<Vec<_>>();
+    let sep = if lang == "en" { ", " } else { "、" };
+    let more = if names.len() > 3 {
+        if lang == "en" {
+            format!(" and {} more", names.len() - 3)
+        } else {
+            format!("等{}处", names.len())
+        }
+    } else {
+        String::new()
+    };
+    Words {
+        hazard: t.hazard.as_str().to_string(),
+        tier: t.tier.as_str().to_string(),
+        tier_zh: tier_zh(t.tier).to_string(),
+        send: t.send.as_str().to_string(),
+        move_: action(t).to_string(),
+        places: shown.join(sep),
+        more_places: more,
+        shelters: t
+            .shelters
+            .iter()
+            .take(2)
+            .map(|s| s.name.as_str())
+            .collect::<Vec<_>>()
+            .join(sep),
+    }
+}
+
+const TEMPLATES: &[(&str, &str)] = &[
+    (
+        "warning.zh-CN",
+        include_str!("../../templates/sms/warning.zh-CN.j2"),
+    ),
+    (
+        "warning.en",
+        include_str!("../../templates/sms/warning.en.j2"),
+    ),
+    (
+        "merged.zh-CN",
+        include_str!("../../templates/sms/merged.zh-CN.j2"),
+    ),
+    (
+        "merged.en",
+        include_str!("../../templates/sms/merged.en.j2"),
+    ),
+    (
+        "event.zh-CN",
+        include_str!("../../templates/cap/event.zh-CN.j2"),
+    ),
+    ("event.en", include_str!("../../templates/cap/event.en.j2")),
+];
+
+fn env() -> anyhow::Result<&'static minijinja::Environment<'static>> {
+    static ENV: std::sync::OnceLock<Result<minijinja::Environment<'static>, String>> =
+        std::sync::OnceLock::new();
+    ENV.get_or_init(|| {
+        let mut env = minijinja::Environment::new();
+        for (name, src) in TEMPLATES {
+            env.add_template(name, src).map_err(|e| format!("{e:#}"))?;
+        }
+        Ok(env)
+    })
+    .as_ref()
+    .map_err(|e| anyhow::anyhow!("sms templates: {e}"))
+}
+
+fn lang_of(p: &Policy) -> &str {
+    if p.lang == "en" { "en" } else { "zh-CN" }
+}
+
+fn event_name(hazard: &str, lang: &str) -> anyhow::Result<String> {
+    let env = env()?;
+    Ok(env
+        .get_template(&format!("event.{lang}"))?
+        .render(minijinja::context! { hazard => hazard, upstream => minijinja::context!{ event => "预警" } })?)
+}
+
+/// Render one warning's SMS for one person.
+pub fn render_one(w: &Words, p: &Policy, link: Option<&str>) -> anyhow::Result<String> {
+    let lang = lang_of(p);
+    let env = env()?;
+    let text = env
+        .get_template(&format!("warning.{lang}"))?
+        .render(minijinja::context! {
+            office => &p.office, exercise => p.exercise, send => &w.send, hazard => &w.hazard,
+            event => event_name(&w.hazard, lang)?, tier => &w.tier, tier_zh => &w.tier_zh,
+            move => &w.move_, places => &w.places, more_places => &w.more_places,
+            shelters => &w.shelters, link => link,
+        })?;
+    Ok(text.trim().to_string())
+}
+
+/// Render several warnings for one person as one message, highest tier first.
+pub fn render_merged(items: &[Words], p: &Policy, link: Option<&str>) -> anyhow::Result<String> {
+    let lang = lang_of(p);
+    let env = env()?;
+    let mut sorted: Vec<&Words> = items.iter().collect();
+    sorted.sort_by_key(|w| {
+        (
+            std::cmp::Reverse(Tier::parse(&w.tier).map_or(0, |t| t as u8)),
+            w.send == "Cancel",
+        )
+    });
+    let ctx_items: Vec<minijinja::Value> = sorted
+        .iter()
+        .map(|w| {
+            Ok(minijinja::context! {
+                event => event_name(&w.hazard, lang)?, tier => &w.tier, tier_zh => &w.tier_zh,
+                send => &w.send, places => format!("{}{}", w.places, w.more_places), move => &w.move_,
+            })
+        })
+        .collect::<anyhow::Result<_>>()?;
+    let text = env
+        .get_template(&format!("merged.{lang}"))?
+        .render(minijinja::context! {
+            office => &p.office, exercise => p.exercise, items => ctx_items, link => link,
+        })?;
+    Ok(text.trim().to_string())
+}
+
+fn stamp(t: Timestamp) -> String {
+    t.to_string()
+}
+
+fn parse_ts(s: &str) -> Option<Timestamp> {
+    s.parse().ok()
+}
+
+/// What enqueueing one decision did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Enqueued {
+    /// Rows queued.
+    pub queued: usize,
+    /// Rows recorded as failed before sending (no usable number), with the reasons.
+    pub invalid: Vec<String>,
+    /// Older queued rows superseded.
+    pub superseded: usize,
+    /// Cancels not sent because nothing had been sent to cancel.
+    pub skipped: usize,
+}
+
+/// Write the SMS rows for one decision, inside the transaction that records it.
+pub fn enqueue(
+    tx: &Transaction<'_>,
+    decision: i64,
+    t: &Targets,
+    now: Timestamp,
+    policy: &Policy,
+) -> anyhow::Result<Enqueued> {
+    let mut out = Enqueued::default();
+    let w = words(t, lang_of(policy));
+    let words_json = serde_json::to_string(&w)?;
+    let at = stamp(now);
+    let mut seen = std::collections::HashSet::new();
+    for c in &t.contacts {
+        if !seen.insert(c.person.clone()) {
+            continue;
+        }
+        let (address, state, err) = match normalise_mobile(&c.mobile) {
+            Some(n) => (n, "queued", None),
+            None => (
+                c.mobile.clone(),
+                "failed",
+                Some(format!(
+                    "{} ({}) has no usable mobile number: {:?}",
+                    c.name, c.person, c.mobile
+                )),
+            ),
+        };
+        // A newer version replaces what this person has not been sent yet.
+        let superseded = tx.execute(
+            "UPDATE dispatch_message SET state = 'superseded', updated = ?1
+             WHERE lineage = ?2 AND person = ?3 AND channel = 'sms' AND state = 'queued'
+               AND version < ?4",
+            params![at, t.lineage, c.person, t.version],
+        )?;
+        out.superseded += superseded;
+        let mut state = state;
+        let mut err = err;
+        if t.send == Send::Cancel && state == "queued" {
+            let ever: i64 = tx.query_row(
+                "SELECT count(*) FROM dispatch_message
+                 WHERE lineage = ?1 AND person = ?2 AND channel = 'sms'
+                   AND (state IN ('submitting', 'accepted', 'delivered', 'merged')
+                        OR uncertain > 0)",
+                params![t.lineage, c.person],
+                |r| r.get(0),
+            )?;
+            if ever == 0 {
+                state = "skipped";
+                err = Some("nothing was sent to this person to cancel".into());
+                out.skipped += 1;
+            }
+        }
+        let text = render_one(&w, policy, None)?;
+        let (_, segments) = super::sms::encode::segments(&text);
+        let n = tx.execute(
+            "INSERT OR IGNORE INTO dispatch_message
+               (decision, lineage, version, send, hazard, tier, raises, person, channel, address,
+                priority, state, text, segments, not_before, last_error, created, updated, words)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'sms', ?9, ?10, ?11, ?12, ?13, ?14, ?15,
+                     ?14, ?14, ?16)",
+            params![
+                decision,
+                t.lineage,
+                t.version,
+                t.send.as_str(),
+                t.hazard.as_str(),
+                t.tier.as_str(),
+                t.raises,
+                c.person,
+                address,
+                priority(t.send, t.tier, t.raises),
+                state,
+                text,
+                segments as i64,
+                at,
+                err,
+                words_json,
+            ],
+        )?;
+        if n == 1 {
+            match state {
+                "queued" => out.queued += 1,
+                "failed" => out.invalid.extend(err),
+                _ => {}
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// A message claimed for sending.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Claimed {
+    /// Row id (the carrier, when others were merged into it).
+    pub id: i64,
+    /// Person.
+    pub person: String,
+    /// Number.
+    pub address: String,
+    /// Final text.
+    pub text: String,
+    /// Segments.
+    pub segments: u32,
+    /// Rows merged into it.
+    pub merged: Vec<i64>,
+    /// Priority.
+    pub priority: i64,
+}
+
+struct Row {
+    id: i64,
+    person: String,
+    address: String,
+    text: String,
+    segments: i64,
+    priority: i64,
+    raises: bool,
+    tier: String,
+    words: String,
+    created: String,
+}
+
+/// Claim up to `limit` messages of a channel that are due, marking them `submitting`.
+///
+/// Per person, the highest-priority due row carries every other queued row of that person
+/// (one message naming all the warnings, highest tier first). The per-person cap holds back
+/// a message that does not raise the danger; it is not held back when it does.
+pub fn claim(
+    tx: &Transaction<'_>,
+    channel: &str,
+    limit: usize,
+    now: Timestamp,
+    policy: &Policy,
+) -> anyhow::Result<Vec<Claimed>> {
+    let at = stamp(now);
+    // Too old to matter any more.
+    let stale = stamp(now.checked_sub(policy.expire_after).unwrap_or(now));
+    tx.execute(
+        "UPDATE dispatch_message SET state = 'expired', updated = ?1,
+                last_error = 'still queued when the warning had moved on'
+         WHERE channel = ?2 AND state = 'queued' AND created < ?3",
+        params![at, channel, stale],
+    )?;
+    let mut st = tx.prepare_cached(
+        "SELECT id, person, address, text, segments, priority, raises, tier, words, created
+         FROM dispatch_message
+         WHERE channel = ?1 AND state = 'queued' AND not_before <= ?2
+         ORDER BY priority DESC, id LIMIT ?3",
+    )?;
+    let due: Vec<Row> = st
+        .query_map(params![channel, at, (limit * 2).max(16) as i64], |r| {
+            Ok(Row {
+                id: r.get(0)?,
+                person: r.get(1)?,
+                address: r.get(2)?,
+                text: r.get(3)?,
+                segments: r.get(4)?,
+                priority: r.get(5)?,
+                raises: r.get(6)?,
+                tier: r.get(7)?,
+                words: r.get(8)?,
+                created: r.get(9)?,
+            })
+        })?
+        .collect::<Result<_, _>>()?;
+    let mut out = Vec::new();
+    let mut taken = std::collections::HashSet::new();
+    let since = stamp(now.checked_sub(policy.cap_window).unwrap_or(now));
+    for row in due {
+        if out.len() >= limit {
+            break;
+        }
+        if !taken.insert(row.person.clone()) {
+            continue;
+        }
+        // The cap: how many went to this person lately, and the highest tier among them.
+        let (recent, oldest, top): (i64, Option<String>, Option<String>) = tx.query_row(
+            "SELECT count(*), min(updated), max(CASE tier WHEN 'red' THEN 4 WHEN 'orange' THEN 3
+                    WHEN 'yellow' THEN 2 ELSE 1 END)
+             FROM dispatch_message
+             WHERE channel = ?1 AND person = ?2 AND updated >= ?3
+               AND state IN ('submitting', 'accepted', 'delivered')",
+            params![channel, row.person, since],
+            |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get::<_, Option<i64>>(2)?.map(|x| x.to_string()),
+                ))
+            },
+        )?;
+        let rank = |t: &str| Tier::parse(t).map_or(0, |t| t as i64 + 1);
+        let higher = top
+            .as_deref()
+            .and_then(|t| t.parse::<i64>().ok())
+            .is_none_or(|top| rank(&row.tier) > top);
+        if recent >= i64::from(policy.cap_per_person) && !(row.raises || higher) {
+            let until = oldest
+                .as_deref()
+                .and_then(parse_ts)
+                .and_then(|o| o.checked_add(policy.cap_window).ok())
+                .unwrap_or(now);
+            tx.execute(
+                "UPDATE dispatch_message SET not_before = ?1, updated = ?2,
+                        last_error = 'held by the per-person cap'
+                 WHERE channel = ?3 AND person = ?4 AND state = 'queued'",
+                params![stamp(until), at, channel, row.person],
+            )?;
+            continue;
+        }
+        // Everything else queued for this person rides along.
+        let mut others: Vec<(i64, String)> = tx
+            .prepare_cached(
+                "SELECT id, words FROM dispatch_message
+                 WHERE channel = ?1 AND person = ?2 AND state = 'queued' AND id != ?3
+                 ORDER BY priority DESC, id",
+            )?
+            .query_map(params![channel, row.person, row.id], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })?
+            .collect::<Result<_, _>>()?;
+        let _ = &row.created;
+        let (text, segments) = if others.is_empty() {
+            (row.text.clone(), row.segments as u32)
+        } else {
+            let mut items: Vec<Words> = vec![serde_json::from_str(&row.words)?];
+            for (_, w) in &others {
+                items.push(serde_json::from_str(w)?);
+            }
+            let text = render_merged(&items, policy, None)?;
+            let (_, n) = super::sms::encode::segments(&text);
+            (text, n as u32)
+        };
+        tx.execute(
+            "UPDATE dispatch_message SET state = 'submitting', attempts = attempts + 1,
+                    text = ?1, segments = ?2, updated = ?3
+             WHERE id = ?4",
+            params![text, segments, at, row.id],
+        )?;
+        for (id, _) in &others {
+            tx.execute(
+                "UPDATE dispatch_message SET state = 'merged', merged_into = ?1, updated = ?2
+                 WHERE id = ?3",
+                params![row.id, at, id],
+            )?;
+        }
+        out.push(Claimed {
+            id: row.id,
+            person: row.person,
+            address: row.address,
+            text,
+            segments,
+            merged: others.drain(..).map(|(id, _)| id).collect(),
+            priority: row.priority,
+        });
+    }
+    Ok(out)
+}
+
+/// How one send ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// Every part accepted: (part number, total, SMSC id).
+    Accepted {
+        /// Account used.
+        account: String,
+        /// Parts.
+        parts: Vec<(u32, u32, String)>,
+    },
+    /// Refused for good (the reason).
+    Failed {
+        /// Account used, if any.
+        account: Option<String>,
+        /// Why.
+        reason: String,
+    },
+    /// Try again after `after`; `uncertain` when the SMSC may have it already.
+    Retry {
+        /// Account used, if any.
+        account: Option<String>,
+        /// Why.
+        reason: String,
+        /// Delay.
+        after: SignedDuration,
+        /// Whether a send went out with no verdict.
+        uncertain: bool,
+        /// Whether it counts as an attempt (a throttle does not).
+        counts: bool,
+    },
+}
+
+/// Record outcomes, in one transaction.
+pub fn record(
+    tx: &Transaction<'_>,
+    results: &[(i64, Outcome)],
+    now: Timestamp,
+    policy: &Policy,
+) -> anyhow::Result<()> {
+    let at = stamp(now);
+    for (id, o) in results {
+        match o {
+            Outcome::Accepted { account, parts } => {
+                tx.execute(
+                    "UPDATE dispatch_message SET state = 'accepted', account = ?1, updated = ?2,
+                            last_error = NULL WHERE id = ?3 AND state = 'submitting'",
+                    params![account, at, id],
+                )?;
+                for (part, total, smsc) in parts {
+                    tx.execute(
+                        "INSERT OR REPLACE INTO dispatch_part
+                           (message, part, total, account, smsc_id, state, at)
+                         VALUES (?1, ?2, ?3, ?4, ?5, 'accepted', ?6)",
+                        params![id, part, total, account, smsc, at],
+                    )?;
+                }
+                // Receipts that arrived before this record (fast SMSCs) apply now.
+                for (_, _, smsc) in parts {
+                    let early: Vec<(i64, String)> = tx
+                        .prepare_cached(
+                            "SELECT id, stat FROM dispatch_inbound
+                             WHERE kind = 'orphan_receipt' AND account = ?1 AND smsc_id = ?2",
+                        )?
+                        .query_map(params![account, smsc], |r| Ok((r.get(0)?, r.get(1)?)))?
+                        .collect::<Result<_, _>>()?;
+                    for (row, stat) in early {
+                        let (delivered, failed) = stat_meaning(&stat);
+                        receipt(tx, account, smsc, &stat, delivered, failed, now)?;
+                        tx.execute("DELETE FROM dispatch_inbound WHERE id = ?1", params![row])?;
+                    }
+                }
+            }
+            Outcome::Failed { account, reason } => {
+                tx.execute(
+                    "UPDATE dispatch_message SET state = 'failed', account = coalesce(?1, account),
+                            last_error = ?2, updated = ?3 WHERE id = ?4",
+                    params![account, reason, at, id],
+                )?;
+            }
+            Outcome::Retry {
+                account,
+                reason,
+                after,
+                uncertain,
+                counts,
+            } => {
+                let attempts: i64 = tx
+                    .query_row(
+                        "SELECT attempts FROM dispatch_message WHERE id = ?1",
+                        params![id],
+                        |r| r.get(0),
+                    )
+                    .optional()?
+                    .unwrap_or(0);
+                if *counts && attempts >= i64::from(policy.max_attempts) {
+                    tx.execute(
+                        "UPDATE dispatch_message SET state = 'failed', uncertain = uncertain + ?1,
+                                last_error = ?2, updated = ?3 WHERE id = ?4",
+                        params![
+                            *uncertain as i64,
+                            format!("gave up after {attempts} attempts: {reason}"),
+                            at,
+                            id
+                        ],
+                    )?;
+                    continue;
+                }
+                let when = now.checked_add(*after).unwrap_or(now);
+                tx.execute(
+                    "UPDATE dispatch_message SET state = 'queued', not_before = ?1,
+                            attempts = attempts - ?2, uncertain = uncertain + ?3,
+                            account = coalesce(?4, account), last_error = ?5, updated = ?6
+                     WHERE id = ?7",
+                    params![
+                        stamp(when),
+                        (!*counts) as i64,
+                        *uncertain as i64,
+                        account,
+                        reason,
+                        at,
+                        id
+                    ],
+                )?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A receipt, matched to its part and message; `false` when no part has that id.
+pub fn receipt(
+    tx: &Transaction<'_>,
+    account: &str,
+    smsc_id: &str,
+    stat: &str,
+    delivered: bool,
+    failed: bool,
+    now: Timestamp,
+) -> anyhow::Result<bool> {
+    let at = stamp(now);
+    let part: Option<i64> = tx
+        .query_row(
+            "SELECT message FROM dispatch_part WHERE account = ?1 AND smsc_id = ?2",
+            params![account, smsc_id],
+            |r| r.get(0),
+        )
+        .optional()?;
+    let Some(message) = part else {
+        return Ok(false);
+    };
+    let state = if delivered {
+        "delivered"
+    } else if failed {
+        "failed"
+    } else {
+        "accepted"
+    };
+    tx.execute(
+        "UPDATE dispatch_part SET state = ?1, receipt = ?2, at = ?3
+         WHERE account = ?4 AND smsc_id = ?5",
+        params![state, stat, at, account, smsc_id],
+    )?;
+    // The message is delivered when every part is; failed when any part failed.
+    let (parts, done, bad, total): (i64, i64, i64, i64) = tx.query_row(
+        "SELECT count(*), sum(state = 'delivered'), sum(state = 'failed'), max(total)
+         FROM dispatch_part WHERE message = ?1",
+        params![message],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+    )?;
+    if bad > 0 {
+        tx.execute(
+            "UPDATE dispatch_message SET state = 'failed', last_error = ?1, updated = ?2
+             WHERE id = ?3 AND state IN ('accepted', 'delivered')",
+            params![format!("receipt: {stat}"), at, message],
+        )?;
+    } else if parts == total && done == total {
+        tx.execute(
+            "UPDATE dispatch_message SET state = 'delivered', updated = ?1
+             WHERE id = ?2 AND state = 'accepted'",
+            params![at, message],
+        )?;
+    }
+    Ok(true)
+}
+
+/// Whether a receipt's stat word means delivered, or failed for good.
+pub fn stat_meaning(stat: &str) -> (bool, bool) {
+    (
+        stat == "DELIVRD",
+        matches!(
+            stat,
+            "UNDELIV" | "REJECTD" | "DELETED" | "UNKNOWN" | "EXPIRED"
+        ),
+    )
+}
+
+/// A receipt or reply as it came back.
+#[derive(Debug, Clone, Default)]
+pub struct Inbound<'a> {
+    /// reply | orphan_receipt.
+    pub kind: &'a str,
+    /// Account it came in on.
+    pub account: &'a str,
+    /// Originator.
+    pub source: &'a str,
+    /// Destination.
+    pub dest: &'a str,
+    /// Text.
+    pub text: &'a str,
+    /// A receipt's message id.
+    pub smsc_id: Option<&'a str>,
+    /// A receipt's stat.
+    pub stat: Option<&'a str>,
+}
+
+/// Keep something that came back and matched nothing we sent: a reply from a phone, or a
+/// receipt for an id not (yet) recorded.
+pub fn inbound(tx: &Transaction<'_>, i: &Inbound<'_>, now: Timestamp) -> anyhow::Result<i64> {
+    tx.execute(
+        "INSERT INTO dispatch_inbound (at, kind, account, source, dest, text, smsc_id, stat)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        params![
+            stamp(now),
+            i.kind,
+            i.account,
+            i.source,
+            i.dest,
+            i.text,
+            i.smsc_id,
+            i.stat
+        ],
+    )?;
+    Ok(tx.last_insert_rowid())
+}
+
+/// At start: rows left in `submitting` by a stop mid-send go back to the queue, counted as
+/// uncertain. Returns how many.
+pub fn reconcile(tx: &Transaction<'_>, now: Timestamp) -> anyhow::Result<usize> {
+    let n = tx.execute(
+        "UPDATE dispatch_message SET state = 'queued', uncertain = uncertain + 1,
+                last_error = 'stormbell stopped while sending: the SMSC may already have it',
+                updated = ?1
+         WHERE state = 'submitting'",
+        params![stamp(now)],
+    )?;
+    Ok(n)
+}
+
+/// Messages by channel and state, for status and metrics.
+pub fn counts(c: &Connection) -> anyhow::Result<BTreeMap<(String, String), i64>> {
+    let mut st =
+        c.prepare("SELECT channel, state, count(*) FROM dispatch_message GROUP BY channel, state")?;
+    let rows = st.query_map([], |r| Ok(((r.get(0)?, r.get(1)?), r.get(2)?)))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Sends whose outcome was never known (possible duplicates), by account.
+pub fn uncertain(c: &Connection) -> anyhow::Result<HashMap<String, i64>> {
+    let mut st = c.prepare(
+        "SELECT coalesce(account, '-'), sum(uncertain) FROM dispatch_message
+         WHERE uncertain > 0 GROUP BY account",
+    )?;
+    let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_are_normalised_or_refused() {
+        assert_eq!(
+            normalise_mobile("+86 138-0000-0001").as_deref(),
+            Some("13800000001")
+        );
+        assert_eq!(
+            normalise_mobile("8613800000001").as_deref(),
+            Some("13800000001")
+        );
+        assert_eq!(
+            normalise_mobile("13800000001").as_deref(),
+            Some("13800000001")
+        );
+        assert_eq!(normalise_mobile("12800000001"), None);
+        assert_eq!(normalise_mobile("0571-8888888"), None);
+        assert_eq!(normalise_mobile("1380000000"), None);
+        assert_eq!(normalise_mobile(""), None);
+    }
+
+    #[test]
+    fn red_goes_before_blue_and_cancels_go_last() {
+        assert!(priority(Send::Alert, Tier::Red, true) > priority(Send::Alert, Tier::Blue, true));
+        assert!(
+            priority(Send::Update, Tier::Orange, true)
+                > priority(Send::Update, Tier::Orange, false)
+        );
+        assert!(
+            priority(Send::Cancel, Tier::Red, false) < priority(Send::Alert, Tier::Blue, false)
+        );
+    }
+}

@@ -1,0 +1,491 @@
+//! One SMPP bind (a transceiver session) to an SMS centre.
+//!
+//! Three tasks share a TCP connection: the *writer* owns the write half and sends frames
+//! handed to it; the *reader* owns the read half, matches responses to their requests by
+//! sequence number, answers the SMSC's enquire_link and unbind, and hands deliver_sm
+//! (receipts and replies from phones) up with an [`Ack`] that sends deliver_sm_resp only once
+//! the caller has stored it — so a crash before that makes the SMSC deliver it again; the
+//! *keeper* sends enquire_link when the link has been quiet and closes it when no answer comes.
+//!
+//! The window: at most `window` submit_sm wait for their response at once (a semaphore).
+//! Each waits at most `response_timeout`; a timeout, like a dropped link, closes the session,
+//! and every submit still waiting learns that its outcome is unknown (`SubmitError::Unknown`)
+//! — the caller decides what an unknown outcome means (the outbox counts it as a possible
+//! duplicate when it sends again). Reconnecting is the caller's job ([`super::Account`]).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
+use tokio::net::TcpStream;
+use tokio::sync::{Semaphore, mpsc, oneshot, watch};
+
+use super::pdu::{self, Body, DeliverSm, Header, Pdu, SubmitSm, cmd, status};
+
+/// Where and how to bind.
+#[derive(Debug, Clone)]
+pub struct BindSettings {
+    /// host:port of the SMSC.
+    pub address: String,
+    /// system_id.
+    pub system_id: String,
+    /// password.
+    pub password: String,
+    /// system_type.
+    pub system_type: String,
+    /// Submits in flight at most.
+    pub window: usize,
+    /// How long a response may take.
+    pub response_timeout: Duration,
+    /// Send enquire_link after this long without traffic.
+    pub enquire_every: Duration,
+}
+
+/// Why a bind failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BindError {
+    /// TCP connect failed.
+    #[error("cannot connect to SMSC {address}: {source}")]
+    Connect {
+        /// Where.
+        address: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The SMSC refused the bind.
+    #[error("SMSC {address} refused the bind of {system_id}: {status}")]
+    Refused {
+        /// Where.
+        address: String,
+        /// As whom.
+        system_id: String,
+        /// Its status name.
+        status: String,
+    },
+    /// No answer, or the link broke during the bind.
+    #[error("SMSC {address} did not answer the bind: {why}")]
+    NoAnswer {
+        /// Where.
+        address: String,
+        /// What happened.
+        why: String,
+    },
+}
+
+/// Why a submit has no verdict.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SubmitError {
+    /// The session was closed before the submit was written: the SMSC never saw it.
+    #[error("session closed before sending")]
+    NotSent,
+    /// Written, but no response came (timeout or link lost): the SMSC may or may not have it.
+    #[error("no response: {0}")]
+    Unknown(String),
+}
+
+/// A submit_sm's answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubmitResp {
+    /// command_status.
+    pub status: u32,
+    /// The SMSC's message id (empty on error).
+    pub message_id: String,
+}
+
+/// A deliver_sm from the SMSC, to be acknowledged once stored.
+#[derive(Debug)]
+pub struct Incoming {
+    /// The PDU.
+    pub deliver: DeliverSm,
+    /// Answers it.
+    pub ack: Ack,
+}
+
+/// Sends deliver_sm_resp. Dropped without [`Ack::ok`], it answers ESME_RX_T_APPN (temporary
+/// application error), which tells the SMSC to deliver again later.
+#[derive(Debug)]
+pub struct Ack {
+    sequence: u32,
+    out: mpsc::UnboundedSender<Vec<u8>>,
+    done: bool,
+}
+
+/// ESME_RX_T_APPN.
+const RX_T_APPN: u32 = 0x0000_0064;
+
+impl Ack {
+    /// Acknowledge: it is stored.
+    pub fn ok(mut self) {
+        self.done = true;
+        let _ = self
+            .out
+            .send(pdu::deliver_sm_resp(status::OK, self.sequence));
+    }
+}
+
+impl Drop for Ack {
+    fn drop(&mut self) {
+        if !self.done {
+            let _ = self
+                .out
+                .send(pdu::deliver_sm_resp(RX_T_APPN, self.sequence));
+        }
+    }
+}
+
+type Pending = Arc<Mutex<HashMap<u32, oneshot::Sender<Pdu>>>>;
+
+/// A live bind.
+#[derive(Clone)]
+pub struct Session {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    out: mpsc::UnboundedSender<Vec<u8>>,
+    pending: Pending,
+    window: Semaphore,
+    sequence: AtomicU32,
+    closed: AtomicBool,
+    /// Flips to true once, when the session closes: every task watches it.
+    closing: watch::Sender<bool>,
+    why: Mutex<Option<String>>,
+    settings: BindSettings,
+}
+
+impl Inner {
+    fn next_sequence(&self) -> u32 {
+        // 1..=0x7FFFFFFF, wrapping (SMPP 3.4 §5.1.4).
+        let s = self.sequence.fetch_add(1, Ordering::Relaxed) % 0x7FFF_FFFF;
+        s + 1
+    }
+
+    /// Mark closed and fail everything pending as unknown.
+    fn close(&self, why: &str) {
+        if self.closed.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        if let Ok(mut w) = self.why.lock() {
+            *w = Some(why.to_string());
+        }
+        if let Ok(mut p) = self.pending.lock() {
+            // Dropping the senders wakes every waiter with an error.
+            p.clear();
+        }
+        self.window.close();
+        self.closing.send_replace(true);
+    }
+}
+
+impl Session {
+    /// Connect and bind as a transceiver; `incoming` receives receipts and replies.
+    pub async fn bind(
+        settings: BindSettings,
+        incoming: mpsc::Sender<Incoming>,
+    ) -> Result<Session, BindError> {
+        let address = settings.address.clone();
+        let stream = tokio::time::timeout(
+            settings.response_timeout,
+            TcpStream::connect(&settings.address),
+        )
+        .await
+        .map_err(|_| BindError::NoAnswer {
+            address: address.clone(),
+            why: "connect timed out".into(),
+        })?
+        .map_err(|source| BindError::Connect {
+            address: address.clone(),
+            source,
+        })?;
+        let _ = stream.set_nodelay(true);
+        let (mut rd, wr) = stream.into_split();
+        let (out_tx, out_rx) = mpsc::unbounded_channel::<Vec<u8>>();
+        let inner = Arc::new(Inner {
+            out: out_tx,
+            pending: Arc::new(Mutex::new(HashMap::new())),
+            window: Semaphore::new(settings.window.max(1)),
+            sequence: AtomicU32::new(0),
+            closed: AtomicBool::new(false),
+            closing: watch::channel(false).0,
+            why: Mutex::new(None),
+            settings: settings.clone(),
+        });
+        tokio::spawn(writer(wr, out_rx, inner.clone()));
+
+        // The bind itself, before the reader task exists.
+        let seq = inner.next_sequence();
+        let _ = inner.out.send(pdu::bind_transceiver(
+            seq,
+            &settings.system_id,
+            &settings.password,
+            &settings.system_type,
+        ));
+        let resp = tokio::time::timeout(settings.response_timeout, read_pdu(&mut rd))
+            .await
+            .map_err(|_| BindError::NoAnswer {
+                address: address.clone(),
+                why: "no bind_transceiver_resp in time".into(),
+            })?
+            .map_err(|e| BindError::NoAnswer {
+                address: address.clone(),
+                why: e,
+            })?;
+        if resp.header.command != cmd::BIND_TRANSCEIVER_RESP
+            && resp.header.command != cmd::GENERIC_NACK
+        {
+            inner.close("unexpected answer to bind");
+            return Err(BindError::NoAnswer {
+                address,
+                why: format!("answered the bind with {}", resp.header),
+            });
+        }
+        if resp.header.status != status::OK || resp.header.command == cmd::GENERIC_NACK {
+            inner.close("bind refused");
+            return Err(BindError::Refused {
+                address,
+                system_id: settings.system_id.clone(),
+                status: pdu::status_name(resp.header.status),
+            });
+        }
+        let (traffic_tx, traffic_rx) = mpsc::channel::<()>(1);
+        tokio::spawn(reader(rd, inner.clone(), incoming, traffic_tx));
+        tokio::spawn(keeper(inner.clone(), traffic_rx));
+        Ok(Session { inner })
+    }
+
+    /// Submit one PDU and wait for its response. Waits for room in the window first.
+    pub async fn submit(&self, m: &SubmitSm) -> Result<SubmitResp, SubmitError> {
+        let _permit = self
+            .inner
+            .window
+            .acquire()
+            .await
+            .map_err(|_| SubmitError::NotSent)?;
+        if self.is_closed() {
+            return Err(SubmitError::NotSent);
+        }
+        let seq = self.inner.next_sequence();
+        let (tx, rx) = oneshot::channel();
+        if let Ok(mut p) = self.inner.pending.lock() {
+            p.insert(seq, tx);
+        }
+        if self.inner.out.send(pdu::submit_sm(seq, m)).is_err() {
+            return Err(SubmitError::NotSent);
+        }
+        match tokio::time::timeout(self.inner.settings.response_timeout, rx).await {
+            Ok(Ok(p)) => Ok(SubmitResp {
+                status: p.header.status,
+                message_id: match p.body {
+                    Body::SubmitResp(id) => id,
+                    _ => String::new(),
+                },
+            }),
+            Ok(Err(_)) => Err(SubmitError::Unknown(self.why())),
+            Err(_) => {
+                // A late answer would be a protocol fault; give the link up.
+                self.inner.close("submit_sm_resp timed out");
+                Err(SubmitError::Unknown("submit_sm_resp timed out".into()))
+            }
+        }
+    }
+
+    /// Whether the session is gone.
+    pub fn is_closed(&self) -> bool {
+        self.inner.closed.load(Ordering::SeqCst)
+    }
+
+    /// Why it closed.
+    pub fn why(&self) -> String {
+        self.inner
+            .why
+            .lock()
+            .ok()
+            .and_then(|w| w.clone())
+            .unwrap_or_else(|| "link lost".into())
+    }
+
+    /// Wait until the session closes.
+    pub async fn closed(&self) {
+        let mut stop = self.inner.closing.subscribe();
+        let _ = stop.wait_for(|c| *c).await;
+    }
+
+    /// Submits waiting for their response now.
+    pub fn in_flight(&self) -> usize {
+        self.inner.pending.lock().map(|p| p.len()).unwrap_or(0)
+    }
+
+    /// Unbind politely (waits briefly for unbind_resp), then close.
+    pub async fn unbind(&self) {
+        if self.is_closed() {
+            return;
+        }
+        let seq = self.inner.next_sequence();
+        let (tx, rx) = oneshot::channel();
+        if let Ok(mut p) = self.inner.pending.lock() {
+            p.insert(seq, tx);
+        }
+        let _ = self.inner.out.send(pdu::simple(cmd::UNBIND, 0, seq));
+        let _ = tokio::time::timeout(Duration::from_secs(2), rx).await;
+        self.inner.close("unbound");
+    }
+}
+
+/// Read one PDU (header, then body).
+async fn read_pdu(rd: &mut tokio::net::tcp::OwnedReadHalf) -> Result<Pdu, String> {
+    let mut h = [0u8; 16];
+    rd.read_exact(&mut h).await.map_err(|e| match e.kind() {
+        std::io::ErrorKind::UnexpectedEof => "the SMSC closed the connection".to_string(),
+        _ => format!("read failed: {e}"),
+    })?;
+    let header = Header::parse(&h).map_err(|e| e.to_string())?;
+    let mut body = vec![0u8; header.length as usize - 16];
+    rd.read_exact(&mut body)
+        .await
+        .map_err(|e| format!("read failed inside {header}: {e}"))?;
+    pdu::decode(header, &body).map_err(|e| e.to_string())
+}
+
+async fn writer(
+    wr: tokio::net::tcp::OwnedWriteHalf,
+    mut rx: mpsc::UnboundedReceiver<Vec<u8>>,
+    inner: Arc<Inner>,
+) {
+    let mut w = BufWriter::with_capacity(64 * 1024, wr);
+    let mut stop = inner.closing.subscribe();
+    loop {
+        let frame = tokio::select! {
+            f = rx.recv() => f,
+            _ = stop.wait_for(|c| *c) => None,
+        };
+        let Some(frame) = frame else { break };
+        if w.write_all(&frame).await.is_err() {
+            inner.close("write failed");
+            break;
+        }
+        // Gather what is already queued into the same write, then flush.
+        while let Ok(more) = rx.try_recv() {
+            if w.write_all(&more).await.is_err() {
+                inner.close("write failed");
+                return;
+            }
+        }
+        if w.flush().await.is_err() {
+            inner.close("write failed");
+            break;
+        }
+        if inner.closed.load(Ordering::SeqCst) {
+            break;
+        }
+    }
+    let _ = w.shutdown().await;
+}
+
+async fn reader(
+    mut rd: tokio::net::tcp::OwnedReadHalf,
+    inner: Arc<Inner>,
+    incoming: mpsc::Sender<Incoming>,
+    traffic: mpsc::Sender<()>,
+) {
+    let mut stop = inner.closing.subscribe();
+    loop {
+        let p = tokio::select! {
+            p = read_pdu(&mut rd) => p,
+            _ = stop.wait_for(|c| *c) => return,
+        };
+        let p = match p {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(smsc = %inner.settings.address, "SMPP link: {e}");
+                inner.close(&e);
+                return;
+            }
+        };
+        let _ = traffic.try_send(());
+        let h = p.header;
+        match h.command {
+            c if c & 0x8000_0000 != 0 => {
+                let waiter = inner
+                    .pending
+                    .lock()
+                    .ok()
+                    .and_then(|mut m| m.remove(&h.sequence));
+                match waiter {
+                    Some(w) => {
+                        let _ = w.send(p);
+                    }
+                    None if c == cmd::GENERIC_NACK => {
+                        tracing::warn!(smsc = %inner.settings.address, "generic_nack: {h}");
+                    }
+                    None => {
+                        tracing::warn!(smsc = %inner.settings.address, "a response nobody waits for: {h}");
+                    }
+                }
+            }
+            cmd::ENQUIRE_LINK => {
+                let _ = inner
+                    .out
+                    .send(pdu::simple(cmd::ENQUIRE_LINK_RESP, 0, h.sequence));
+            }
+            cmd::UNBIND => {
+                let _ = inner.out.send(pdu::simple(cmd::UNBIND_RESP, 0, h.sequence));
+                inner.close("the SMSC unbound");
+                return;
+            }
+            cmd::DELIVER_SM => {
+                if let Body::Deliver(deliver) = p.body {
+                    let ack = Ack {
+                        sequence: h.sequence,
+                        out: inner.out.clone(),
+                        done: false,
+                    };
+                    if incoming.send(Incoming { deliver, ack }).await.is_err() {
+                        // Nobody listens: the Ack dropped with the message asks for a resend.
+                    }
+                }
+            }
+            _ => {
+                let _ = inner.out.send(pdu::simple(
+                    cmd::GENERIC_NACK,
+                    status::RINVCMDID,
+                    h.sequence,
+                ));
+            }
+        }
+    }
+}
+
+async fn keeper(inner: Arc<Inner>, mut traffic: mpsc::Receiver<()>) {
+    let every = inner.settings.enquire_every;
+    let mut stop = inner.closing.subscribe();
+    loop {
+        tokio::select! {
+            _ = stop.wait_for(|c| *c) => return,
+            t = traffic.recv() => {
+                if t.is_none() {
+                    return;
+                }
+                continue;
+            }
+            _ = tokio::time::sleep(every) => {}
+        }
+        if inner.closed.load(Ordering::SeqCst) {
+            return;
+        }
+        let seq = inner.next_sequence();
+        let (tx, rx) = oneshot::channel();
+        if let Ok(mut p) = inner.pending.lock() {
+            p.insert(seq, tx);
+        }
+        let _ = inner.out.send(pdu::simple(cmd::ENQUIRE_LINK, 0, seq));
+        match tokio::time::timeout(inner.settings.response_timeout, rx).await {
+            Ok(Ok(_)) => {}
+            _ => {
+                inner.close("no answer to enquire_link");
+                return;
+            }
+        }
+    }
+}

@@ -1,0 +1,423 @@
+//! The outbox's rules on a real store: order, supersede, merge, the per-person cap, Cancel
+//! handling, expiry and the restart reconciliation.
+
+use jiff::{SignedDuration, Timestamp};
+use stormbell::correlate::assess::PlaceKind;
+use stormbell::correlate::lifecycle::Send;
+use stormbell::correlate::tier::{Hazard, Tier};
+use stormbell::correlate::warning::{Contact, TargetPlace, Targets};
+use stormbell::dispatch::outbox::{self, Claimed, Outcome, Policy};
+use stormbell::store::Store;
+
+fn person(i: usize) -> Contact {
+    Contact {
+        person: format!("P{i:05}"),
+        name: format!("网格员{i}"),
+        mobile: format!("139{:08}", 20_000_000 + i),
+        level: "village".into(),
+        role: "村级责任人".into(),
+        target: "330522101201".into(),
+        deputy: None,
+    }
+}
+
+fn t(
+    lineage: &str,
+    version: u32,
+    hazard: Hazard,
+    tier: Tier,
+    send: Send,
+    raises: bool,
+    who: &[usize],
+) -> Targets {
+    Targets {
+        lineage: lineage.into(),
+        version,
+        hazard,
+        tier,
+        send,
+        raises,
+        restricted: false,
+        identifiers: vec![],
+        places: vec![TargetPlace {
+            kind: PlaceKind::Village,
+            id: "330522101201".into(),
+            name: "上坞村".into(),
+            tier,
+            evacuate: 30,
+        }],
+        evacuate: 30,
+        contacts: who.iter().map(|i| person(*i)).collect(),
+        terminals: vec![],
+        shelters: vec![],
+        gaps: vec![],
+    }
+}
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    store: Store,
+    policy: Policy,
+    now: Timestamp,
+    decision: i64,
+}
+
+impl Fixture {
+    fn new() -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join("o.db")).unwrap();
+        Fixture {
+            _dir: dir,
+            store,
+            policy: Policy::default(),
+            now: "2026-08-09T03:00:00+08:00".parse().unwrap(),
+            decision: 0,
+        }
+    }
+
+    fn enqueue(&mut self, targets: Targets) -> outbox::Enqueued {
+        self.decision += 1;
+        let (d, p, now) = (self.decision, self.policy.clone(), self.now);
+        self.store
+            .write_blocking(move |tx| outbox::enqueue(tx, d, &targets, now, &p))
+            .unwrap()
+    }
+
+    fn claim(&self, limit: usize) -> Vec<Claimed> {
+        let (p, now) = (self.policy.clone(), self.now);
+        self.store
+            .write_blocking(move |tx| outbox::claim(tx, "sms", limit, now, &p))
+            .unwrap()
+    }
+
+    fn record(&self, results: Vec<(i64, Outcome)>) {
+        let (p, now) = (self.policy.clone(), self.now);
+        self.store
+            .write_blocking(move |tx| outbox::record(tx, &results, now, &p))
+            .unwrap()
+    }
+
+    fn accept(&self, c: &[Claimed]) {
+        self.record(
+            c.iter()
+                .map(|m| {
+                    (
+                        m.id,
+                        Outcome::Accepted {
+                            account: "main".into(),
+                            parts: vec![(1, 1, format!("X{}", m.id))],
+                        },
+                    )
+                })
+                .collect(),
+        );
+    }
+
+    fn states(&self) -> Vec<(String, String, String)> {
+        self.store
+            .read_blocking(|c| {
+                let mut st =
+                    c.prepare("SELECT lineage, person, state FROM dispatch_message ORDER BY id")?;
+                let r = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+                Ok(r.collect::<Result<Vec<_>, _>>()?)
+            })
+            .unwrap()
+    }
+}
+
+#[test]
+fn red_goes_first_and_a_newer_version_supersedes_what_was_not_sent() {
+    let mut f = Fixture::new();
+    f.enqueue(t(
+        "rainstorm:A",
+        1,
+        Hazard::Rainstorm,
+        Tier::Blue,
+        Send::Alert,
+        true,
+        &[1, 2],
+    ));
+    f.enqueue(t(
+        "flash_flood:B",
+        1,
+        Hazard::FlashFlood,
+        Tier::Red,
+        Send::Alert,
+        true,
+        &[3],
+    ));
+    // Version 2 of the rainstorm before version 1 went: person 1 and 2 get only version 2.
+    let e = f.enqueue(t(
+        "rainstorm:A",
+        2,
+        Hazard::Rainstorm,
+        Tier::Yellow,
+        Send::Update,
+        true,
+        &[1, 2],
+    ));
+    assert_eq!(e.superseded, 2);
+    let c = f.claim(10);
+    assert_eq!(c[0].person, "P00003", "red first");
+    assert!(c[0].text.contains("红色"));
+    assert_eq!(c.len(), 3);
+    let s = f.states();
+    assert_eq!(s.iter().filter(|r| r.2 == "superseded").count(), 2);
+    assert!(c.iter().all(|m| m.merged.is_empty()));
+}
+
+#[test]
+fn several_warnings_for_one_person_become_one_message_highest_tier_first() {
+    let mut f = Fixture::new();
+    f.enqueue(t(
+        "typhoon:330522",
+        1,
+        Hazard::Typhoon,
+        Tier::Yellow,
+        Send::Alert,
+        true,
+        &[7],
+    ));
+    f.enqueue(t(
+        "flash_flood:330522101",
+        1,
+        Hazard::FlashFlood,
+        Tier::Red,
+        Send::Alert,
+        true,
+        &[7],
+    ));
+    f.enqueue(t(
+        "geo_hazard:330522101",
+        1,
+        Hazard::GeoHazard,
+        Tier::Orange,
+        Send::Alert,
+        true,
+        &[7],
+    ));
+    let c = f.claim(10);
+    assert_eq!(c.len(), 1);
+    assert_eq!(c[0].merged.len(), 2);
+    let text = &c[0].text;
+    let (flood, geo, typhoon) = (
+        text.find("山洪").unwrap(),
+        text.find("地质灾害").unwrap(),
+        text.find("台风").unwrap(),
+    );
+    assert!(flood < geo && geo < typhoon, "highest tier first: {text}");
+    assert!(text.contains("3条预警"), "{text}");
+    let s = f.states();
+    assert_eq!(s.iter().filter(|r| r.2 == "merged").count(), 2);
+    // The segment count stored is the merged text's.
+    let segs: i64 = f
+        .store
+        .read_blocking(|c| {
+            Ok(c.query_row(
+                "SELECT segments FROM dispatch_message WHERE state = 'submitting'",
+                [],
+                |r| r.get(0),
+            )?)
+        })
+        .unwrap();
+    assert_eq!(
+        segs as usize,
+        stormbell::dispatch::sms::encode::segments(text).1
+    );
+}
+
+#[test]
+fn the_per_person_cap_holds_routine_updates_but_never_an_upgrade() {
+    let mut f = Fixture::new();
+    f.policy.cap_per_person = 1;
+    f.enqueue(t(
+        "rainstorm:A",
+        1,
+        Hazard::Rainstorm,
+        Tier::Yellow,
+        Send::Alert,
+        true,
+        &[1],
+    ));
+    let c = f.claim(10);
+    f.accept(&c);
+    // A routine update at the same tier: held by the cap.
+    f.enqueue(t(
+        "rainstorm:A",
+        2,
+        Hazard::Rainstorm,
+        Tier::Yellow,
+        Send::Update,
+        false,
+        &[1],
+    ));
+    assert!(f.claim(10).is_empty(), "held");
+    // An upgrade goes at once (carrying the held update with it).
+    f.enqueue(t(
+        "flash_flood:B",
+        1,
+        Hazard::FlashFlood,
+        Tier::Red,
+        Send::Alert,
+        true,
+        &[1],
+    ));
+    let c = f.claim(10);
+    assert_eq!(c.len(), 1);
+    assert_eq!(c[0].merged.len(), 1);
+    // After the window, routine messages flow again.
+    f.accept(&c);
+    f.enqueue(t(
+        "rainstorm:A",
+        3,
+        Hazard::Rainstorm,
+        Tier::Yellow,
+        Send::Update,
+        false,
+        &[1],
+    ));
+    assert!(f.claim(10).is_empty());
+    f.now += SignedDuration::from_mins(61);
+    assert_eq!(f.claim(10).len(), 1);
+}
+
+#[test]
+fn a_cancel_is_skipped_when_nothing_was_sent_and_sent_last_when_something_was() {
+    let mut f = Fixture::new();
+    f.enqueue(t(
+        "typhoon:X",
+        1,
+        Hazard::Typhoon,
+        Tier::Blue,
+        Send::Alert,
+        true,
+        &[1, 2],
+    ));
+    // Person 1 got the Alert; person 2's was still queued when the warning was lifted.
+    let c = f.claim(1);
+    assert_eq!(c[0].person, "P00001");
+    f.accept(&c);
+    let e = f.enqueue(t(
+        "typhoon:X",
+        2,
+        Hazard::Typhoon,
+        Tier::Blue,
+        Send::Cancel,
+        false,
+        &[1, 2],
+    ));
+    assert_eq!(e.skipped, 1);
+    assert_eq!(e.superseded, 1);
+    let s = f.states();
+    assert_eq!(
+        s[1],
+        ("typhoon:X".into(), "P00002".into(), "superseded".into())
+    );
+    assert_eq!(
+        s[3],
+        ("typhoon:X".into(), "P00002".into(), "skipped".into())
+    );
+    // A new red Alert for someone else goes before person 1's Cancel.
+    f.enqueue(t(
+        "flash_flood:Y",
+        1,
+        Hazard::FlashFlood,
+        Tier::Red,
+        Send::Alert,
+        true,
+        &[9],
+    ));
+    let c = f.claim(10);
+    assert_eq!(c[0].person, "P00009");
+    assert_eq!(c[1].person, "P00001");
+    assert!(c[1].text.contains("解除"), "{}", c[1].text);
+}
+
+#[test]
+fn throttles_do_not_count_as_attempts_unknown_outcomes_are_counted_and_restarts_requeue() {
+    let mut f = Fixture::new();
+    f.policy.max_attempts = 2;
+    f.enqueue(t(
+        "rainstorm:A",
+        1,
+        Hazard::Rainstorm,
+        Tier::Orange,
+        Send::Alert,
+        true,
+        &[1, 2, 3],
+    ));
+    let c = f.claim(10);
+    let ids: Vec<i64> = c.iter().map(|m| m.id).collect();
+    let retry = |uncertain: bool, counts: bool| Outcome::Retry {
+        account: Some("main".into()),
+        reason: "x".into(),
+        after: SignedDuration::from_secs(1),
+        uncertain,
+        counts,
+    };
+    f.record(vec![
+        (ids[0], retry(false, false)),
+        (ids[1], retry(true, true)),
+        (ids[2], retry(false, true)),
+    ]);
+    // Not due before the delay.
+    assert!(f.claim(10).is_empty());
+    f.now += SignedDuration::from_secs(2);
+    let c = f.claim(10);
+    assert_eq!(c.len(), 3);
+    // Second failure: the two that counted reach max_attempts and fail; the throttled one
+    // is only on its first attempt.
+    f.record(c.iter().map(|m| (m.id, retry(false, true))).collect());
+    let rows: Vec<(i64, String, i64, i64)> = f
+        .store
+        .read_blocking(|c| {
+            let mut st = c.prepare(
+                "SELECT id, state, attempts, uncertain FROM dispatch_message ORDER BY id",
+            )?;
+            let r = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
+            Ok(r.collect::<Result<Vec<_>, _>>()?)
+        })
+        .unwrap();
+    assert_eq!(rows[0].1, "queued");
+    assert_eq!(rows[1].1, "failed");
+    assert_eq!(rows[1].3, 1, "the unknown outcome is counted");
+    assert_eq!(rows[2].1, "failed");
+    // A stop mid-send: rows in submitting go back, counted as uncertain.
+    f.now += SignedDuration::from_secs(2);
+    let c = f.claim(10);
+    assert_eq!(c.len(), 1);
+    let now = f.now;
+    let n = f
+        .store
+        .write_blocking(move |tx| outbox::reconcile(tx, now))
+        .unwrap();
+    assert_eq!(n, 1);
+    let (state, uncertain): (String, i64) = f
+        .store
+        .read_blocking(move |c| {
+            Ok(c.query_row(
+                "SELECT state, uncertain FROM dispatch_message WHERE id = ?1",
+                [rows[0].0],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?)
+        })
+        .unwrap();
+    assert_eq!((state.as_str(), uncertain), ("queued", 1));
+}
+
+#[test]
+fn messages_queued_too_long_expire_instead_of_going_out_late() {
+    let mut f = Fixture::new();
+    f.enqueue(t(
+        "rainstorm:A",
+        1,
+        Hazard::Rainstorm,
+        Tier::Blue,
+        Send::Alert,
+        true,
+        &[1],
+    ));
+    f.now += SignedDuration::from_hours(7);
+    assert!(f.claim(10).is_empty());
+    assert_eq!(f.states()[0].2, "expired");
+}

@@ -1,0 +1,333 @@
+#!/usr/bin/env node
+// A test SMS centre for stormbell, built on node-smpp (an SMPP implementation nobody on this
+// project wrote). It behaves like a carrier's SMSC as far as the dispatch tests need:
+//
+//   * binds are checked against accounts (system_id:password); a wrong one gets ESME_RBINDFAIL;
+//   * submit_sm gets a message id, or ESME_RINVDSTADR for a number that is not a Chinese
+//     mobile (1[3-9]xxxxxxxxx, optionally with 86 in front);
+//   * with registered_delivery, a delivery receipt follows (deliver_sm, esm_class 4, Appendix B
+//     text); a receipt the ESME does not acknowledge with ESME_ROK is sent again, as SMSCs do;
+//   * concatenated parts are reassembled per handset and logged as what the phone shows;
+//   * on command (HTTP on a control port): throttle or fail the next N submits, drop every
+//     connection (now, or after N more submits), refuse connections, inject a message from a
+//     phone or a receipt for any id, mark a number undeliverable.
+//
+// Logs (JSON lines, in --log DIR): submits.jsonl (every submit_sm and its answer) and
+// phones.jsonl (every complete message as a handset would show it).
+//
+//   node smsc.js --port 2775 --control 2776 --log DIR [--accounts id:pw,id:pw] [--receipt-ms 20]
+
+'use strict';
+const smpp = require('smpp');
+const http = require('http');
+const fs = require('fs');
+const path = require('path');
+
+const args = {};
+for (let i = 2; i < process.argv.length; i += 2) {
+  args[process.argv[i].replace(/^--/, '')] = process.argv[i + 1];
+}
+// Port 0 lets the system choose; the chosen ports are printed on the first line of stdout.
+const port = Number(args.port || 0);
+const controlPort = Number(args.control || 0);
+const logDir = args.log || '.';
+const receiptMs = Number(args['receipt-ms'] || 20);
+const accounts = new Map(
+  (args.accounts || 'county:secret,backup:backup1').split(',').map((a) => a.split(':'))
+);
+fs.mkdirSync(logDir, { recursive: true });
+const submitsLog = fs.createWriteStream(path.join(logDir, 'submits.jsonl'), { flags: 'a' });
+const phonesLog = fs.createWriteStream(path.join(logDir, 'phones.jsonl'), { flags: 'a' });
+
+const state = {
+  binds: 0,
+  bindsRefused: 0,
+  submits: 0,
+  accepted: 0,
+  rejected: 0,
+  receiptsSent: 0,
+  receiptsAcked: 0,
+  receiptsRetried: 0,
+  mo: 0,
+  moAcked: 0,
+  enquireLinks: 0,
+  throttle: { count: 0, status: smpp.ESME_RTHROTTLED },
+  dropAfter: -1,
+  refusing: false,
+  undeliverable: new Set(),
+  // Numbers of the right shape that the network does not know (ESME_RINVDSTADR).
+  invalid: new Set(),
+  // Parts of concatenated messages: key dest|ref → {total, parts: {seq: text}, ids: []}
+  partial: new Map(),
+};
+let nextId = 1;
+const sessions = new Set();
+
+const MOBILE = /^(\+?86)?1[3-9]\d{9}$/;
+
+function logSubmit(entry) {
+  submitsLog.write(JSON.stringify(entry) + '\n');
+}
+
+function concatInfo(udh) {
+  if (!udh) return null;
+  for (const u of udh) {
+    // IEI 0x00: 8-bit reference; IEI 0x08: 16-bit reference.
+    if (u[0] === 0x00 && u[1] === 3) return { ref: u[2], total: u[3], seq: u[4] };
+    if (u[0] === 0x08 && u[1] === 4) return { ref: u[2] * 256 + u[3], total: u[4], seq: u[5] };
+  }
+  return null;
+}
+
+function deliverReceipt(session, submit, id, tries) {
+  const stat = state.undeliverable.has(submit.destination_addr) ? 'UNDELIV' : 'DELIVRD';
+  const err = stat === 'DELIVRD' ? '000' : '001';
+  const now = new Date();
+  const stamp =
+    String(now.getUTCFullYear()).slice(2) +
+    String(now.getUTCMonth() + 1).padStart(2, '0') +
+    String(now.getUTCDate()).padStart(2, '0') +
+    String(now.getUTCHours()).padStart(2, '0') +
+    String(now.getUTCMinutes()).padStart(2, '0');
+  const text = `id:${id} sub:001 dlvrd:${stat === 'DELIVRD' ? '001' : '000'} submit date:${stamp} done date:${stamp} stat:${stat} err:${err} text:`;
+  sendDeliver(
+    session,
+    {
+      source_addr: submit.destination_addr,
+      destination_addr: submit.source_addr,
+      esm_class: 4,
+      short_message: text,
+      receipted_message_id: id,
+      message_state: stat === 'DELIVRD' ? 2 : 5,
+    },
+    'receipt',
+    tries
+  );
+}
+
+// Send a deliver_sm; resend up to 5 times, a second apart, until the ESME answers ESME_ROK.
+// Like a real SMSC it stores what it could not deliver: if the session is gone, it goes over
+// another bind of the same account (waiting for one to come back).
+const accountOf = new Map();
+function sendDeliver(session, fields, kind, tries) {
+  if (!sessions.has(session)) {
+    const who = accountOf.get(session);
+    const other = [...sessions].find((s) => accountOf.get(s) === who);
+    if (other) {
+      session = other;
+    } else {
+      if (tries < 30) setTimeout(() => sendDeliver(session, fields, kind, tries + 1), 200);
+      return;
+    }
+  }
+  if (kind === 'receipt') state.receiptsSent++;
+  session.deliver_sm(fields, (resp) => {
+    if (resp.command_status === 0) {
+      if (kind === 'receipt') state.receiptsAcked++;
+      else state.moAcked++;
+    } else if (tries < 5) {
+      if (kind === 'receipt') state.receiptsRetried++;
+      setTimeout(() => sendDeliver(session, fields, kind, tries + 1), 1000);
+    }
+  });
+}
+
+function firstSession() {
+  for (const s of sessions) return s;
+  return null;
+}
+
+const server = smpp.createServer({ debug: false }, (session) => {
+  let boundAs = null;
+  session.on('error', () => {});
+  session.on('close', () => sessions.delete(session));
+  const bind = (pdu) => {
+    session.pause();
+    const pw = accounts.get(pdu.system_id);
+    if (pw === undefined || pw !== pdu.password) {
+      state.bindsRefused++;
+      session.send(pdu.response({ command_status: smpp.ESME_RBINDFAIL }));
+      session.close();
+      return;
+    }
+    boundAs = pdu.system_id;
+    accountOf.set(session, boundAs);
+    state.binds++;
+    sessions.add(session);
+    session.send(pdu.response({ system_id: 'node-smsc' }));
+    session.resume();
+  };
+  session.on('bind_transceiver', bind);
+  session.on('bind_transmitter', bind);
+  session.on('enquire_link', (pdu) => {
+    state.enquireLinks++;
+    session.send(pdu.response());
+  });
+  session.on('unbind', (pdu) => {
+    session.send(pdu.response());
+    session.close();
+  });
+  session.on('submit_sm', (pdu) => {
+    state.submits++;
+    const msg = pdu.short_message || {};
+    const text = typeof msg.message === 'string' ? msg.message : Buffer.from(msg.message || []).toString('hex');
+    const concat = concatInfo(msg.udh);
+    const entry = {
+      at: new Date().toISOString(),
+      system_id: boundAs,
+      seq: pdu.sequence_number,
+      dest: pdu.destination_addr,
+      source: pdu.source_addr,
+      data_coding: pdu.data_coding,
+      esm_class: pdu.esm_class,
+      concat,
+      text,
+    };
+    if (state.throttle.count > 0) {
+      state.throttle.count--;
+      entry.status = state.throttle.status;
+      logSubmit(entry);
+      session.send(pdu.response({ command_status: state.throttle.status }));
+      return;
+    }
+    if (!MOBILE.test(pdu.destination_addr) || state.invalid.has(pdu.destination_addr)) {
+      state.rejected++;
+      entry.status = smpp.ESME_RINVDSTADR;
+      logSubmit(entry);
+      session.send(pdu.response({ command_status: smpp.ESME_RINVDSTADR }));
+      return;
+    }
+    const id = 'M' + String(nextId++).padStart(8, '0');
+    state.accepted++;
+    entry.status = 0;
+    entry.id = id;
+    logSubmit(entry);
+    session.send(pdu.response({ message_id: id }));
+    // What the phone shows: single messages at once, concatenated ones when complete.
+    if (!concat) {
+      phonesLog.write(JSON.stringify({ dest: pdu.destination_addr, text, ids: [id], parts: 1 }) + '\n');
+    } else {
+      const key = `${pdu.destination_addr}|${concat.ref}|${concat.total}`;
+      const p = state.partial.get(key) || { parts: {}, ids: [] };
+      p.parts[concat.seq] = text;
+      p.ids.push(id);
+      state.partial.set(key, p);
+      if (Object.keys(p.parts).length === concat.total) {
+        let whole = '';
+        for (let i = 1; i <= concat.total; i++) whole += p.parts[i] === undefined ? '?' : p.parts[i];
+        state.partial.delete(key);
+        phonesLog.write(
+          JSON.stringify({ dest: pdu.destination_addr, text: whole, ids: p.ids, parts: concat.total }) + '\n'
+        );
+      }
+    }
+    if (pdu.registered_delivery & 1) {
+      setTimeout(() => deliverReceipt(session, pdu, id, 0), receiptMs);
+    }
+    if (state.dropAfter > 0) {
+      state.dropAfter--;
+      if (state.dropAfter === 0) {
+        state.dropAfter = -1;
+        dropAll();
+      }
+    }
+  });
+});
+
+function dropAll() {
+  for (const s of sessions) {
+    try {
+      s.socket.destroy();
+    } catch (e) {}
+  }
+  sessions.clear();
+}
+
+// node-smpp's server is a net.Server: refuse connections while "down".
+server.on('connection', (socket) => {
+  if (state.refusing) socket.destroy();
+});
+let smppReady = new Promise((resolve) => server.listen(port, '127.0.0.1', resolve));
+
+function reply(res, code, body) {
+  res.writeHead(code, { 'content-type': 'application/json' });
+  res.end(JSON.stringify(body));
+}
+
+http
+  .createServer((req, res) => {
+    const url = new URL(req.url, 'http://x');
+    const q = Object.fromEntries(url.searchParams);
+    switch (url.pathname) {
+      case '/status':
+        return reply(res, 200, {
+          ...state,
+          undeliverable: [...state.undeliverable],
+          invalid: [...state.invalid],
+          partial: state.partial.size,
+          sessions: sessions.size,
+        });
+      case '/throttle':
+        state.throttle = { count: Number(q.count || 1), status: Number(q.status || smpp.ESME_RTHROTTLED) };
+        return reply(res, 200, state.throttle);
+      case '/drop':
+        dropAll();
+        return reply(res, 200, { dropped: true });
+      case '/drop-after':
+        state.dropAfter = Number(q.count || 1);
+        return reply(res, 200, { dropAfter: state.dropAfter });
+      case '/refuse':
+        state.refusing = q.on !== '0';
+        if (state.refusing) dropAll();
+        return reply(res, 200, { refusing: state.refusing });
+      case '/invalid':
+        state.invalid.add(q.number);
+        return reply(res, 200, { invalid: [...state.invalid] });
+      case '/undeliverable':
+        state.undeliverable.add(q.number);
+        return reply(res, 200, { undeliverable: [...state.undeliverable] });
+      case '/mo': {
+        const s = firstSession();
+        if (!s) return reply(res, 409, { error: 'no bound session' });
+        state.mo++;
+        const ucs2 = /[^\x00-\x7f]/.test(q.text || '');
+        sendDeliver(
+          s,
+          {
+            source_addr: q.from,
+            destination_addr: q.to || '12379',
+            esm_class: 0,
+            data_coding: ucs2 ? 8 : 0,
+            short_message: q.text || '',
+          },
+          'mo',
+          0
+        );
+        return reply(res, 200, { sent: true });
+      }
+      case '/receipt': {
+        const s = firstSession();
+        if (!s) return reply(res, 409, { error: 'no bound session' });
+        sendDeliver(
+          s,
+          {
+            source_addr: q.from || '8613800000000',
+            destination_addr: '12379',
+            esm_class: 4,
+            short_message: `id:${q.id} sub:001 dlvrd:001 submit date:2601010000 done date:2601010000 stat:${q.stat || 'DELIVRD'} err:000 text:`,
+          },
+          'receipt',
+          0
+        );
+        return reply(res, 200, { sent: true });
+      }
+      default:
+        return reply(res, 404, { error: 'unknown command ' + url.pathname });
+    }
+  })
+  .listen(controlPort, '127.0.0.1', function () {
+    const control = this.address().port;
+    smppReady.then(() => {
+      process.stdout.write(`smpp 127.0.0.1:${server.address().port} control 127.0.0.1:${control}\n`);
+    });
+  });
