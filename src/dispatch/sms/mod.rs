@@ -18,7 +18,7 @@ use std::time::Duration;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use jiff::{SignedDuration, Timestamp};
 use serde::{Deserialize, Serialize};
-use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 
 use super::outbox::{self, Claimed, Outcome, Policy};
 use crate::store::Store;
@@ -232,7 +232,10 @@ impl SmsChannel {
         }
         drop(in_tx);
         let inbound = tokio::spawn(store_inbound(self.store.clone(), in_rx));
-        let (res_tx, res_rx) = mpsc::unbounded_channel::<(i64, Outcome)>();
+        // Each outcome travels with its window slot, released only once the outcome is
+        // committed: so rows in `submitting` never exceed the total window, which bounds
+        // what a crash can leave uncertain.
+        let (res_tx, res_rx) = mpsc::unbounded_channel::<(i64, Outcome, OwnedSemaphorePermit)>();
         let recorder = tokio::spawn(record_outcomes(
             self.store.clone(),
             res_rx,
@@ -279,8 +282,7 @@ impl SmsChannel {
                 let res = res_tx.clone();
                 tokio::spawn(async move {
                     let outcome = send(&accounts, &m).await;
-                    let _ = res.send((m.id, outcome));
-                    drop(permit);
+                    let _ = res.send((m.id, outcome, permit));
                 });
             }
         }
@@ -477,17 +479,21 @@ async fn keep_bound(
     }
 }
 
-/// Batch outcomes into transactions: every few milliseconds, or every 500.
+/// Batch outcomes into transactions (whatever has arrived, up to 500), then free their slots.
 async fn record_outcomes(
     store: Store,
-    mut rx: mpsc::UnboundedReceiver<(i64, Outcome)>,
+    mut rx: mpsc::UnboundedReceiver<(i64, Outcome, OwnedSemaphorePermit)>,
     policy: Policy,
 ) {
-    while let Some(first) = rx.recv().await {
-        let mut batch = vec![first];
+    while let Some((id, outcome, permit)) = rx.recv().await {
+        let mut batch = vec![(id, outcome)];
+        let mut permits = vec![permit];
         while batch.len() < 500 {
             match rx.try_recv() {
-                Ok(x) => batch.push(x),
+                Ok((id, o, p)) => {
+                    batch.push((id, o));
+                    permits.push(p);
+                }
                 Err(_) => break,
             }
         }
@@ -500,6 +506,7 @@ async fn record_outcomes(
             // The rows stay in `submitting`: the next start re-queues them as uncertain.
             tracing::error!("cannot record {n} send outcomes: {e}");
         }
+        drop(permits);
     }
 }
 
