@@ -59,6 +59,9 @@ pub struct DispatchConfig {
     pub max_attempts: u32,
     /// `[dispatch.sms]`.
     pub sms: SmsConfig,
+    /// `[dispatch.kannel]`: send SMS through an HTTP SMS gateway instead of (or beside) SMPP.
+    #[serde(default)]
+    pub kannel: Option<crate::dispatch::kannel::KannelSettings>,
 }
 
 /// `[dispatch.sms]`.

@@ -351,8 +351,19 @@ pub fn run(cfg: &Config) -> u8 {
         }
         let wake = Arc::new(tokio::sync::Notify::new());
         let hook = stormbell::dispatch::hook(cfg.dispatch_policy(), wake.clone());
+        let gateway = cfg.dispatch.kannel.clone().map(|k| {
+            use stormbell::dispatch::Channel;
+            let ch: Box<dyn Channel> = Box::new(stormbell::dispatch::kannel::KannelChannel::new(
+                k,
+                store.clone(),
+                cfg.dispatch_policy(),
+            ));
+            tokio::spawn(ch.run(stop_rx.clone(), wake.clone()))
+        });
         let sms = if cfg.dispatch.sms.accounts.is_empty() {
-            tracing::warn!("no SMS account configured ([[dispatch.sms.accounts]]): messages wait in the outbox");
+            if gateway.is_none() {
+                tracing::warn!("no SMS account ([[dispatch.sms.accounts]]) or gateway ([dispatch.kannel]) configured: messages wait in the outbox");
+            }
             None
         } else {
             use stormbell::dispatch::Channel;
@@ -451,15 +462,16 @@ pub fn run(cfg: &Config) -> u8 {
             }
         }
         let _ = consumer.await;
-        if let Some(sms) = sms {
-            match sms.await {
+        for (name, task) in [("sms", sms), ("kannel", gateway)] {
+            let Some(task) = task else { continue };
+            match task.await {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => {
-                    eprintln!("stormbell: sms: {e}");
+                    eprintln!("stormbell: {name}: {e}");
                     code = EXIT_PROBLEMS;
                 }
                 Err(e) => {
-                    eprintln!("stormbell: sms task: {e}");
+                    eprintln!("stormbell: {name} task: {e}");
                     code = EXIT_PROBLEMS;
                 }
             }

@@ -6,6 +6,7 @@
 //! [`Channel`]: it claims due rows, sends them its way, and records what happened. `sms/` is
 //! the first (SMPP 3.4); broadcast terminals and check-in links follow the same shape.
 
+pub mod kannel;
 pub mod outbox;
 pub mod sms;
 
@@ -43,6 +44,20 @@ impl Channel for sms::SmsChannel {
         wake: Arc<Notify>,
     ) -> Pin<Box<dyn Future<Output = anyhow::Result<()>> + std::marker::Send>> {
         Box::pin(sms::SmsChannel::run(*self, stop, wake))
+    }
+}
+
+impl Channel for kannel::KannelChannel {
+    fn name(&self) -> &'static str {
+        "sms"
+    }
+
+    fn run(
+        self: Box<Self>,
+        stop: watch::Receiver<bool>,
+        wake: Arc<Notify>,
+    ) -> Pin<Box<dyn Future<Output = anyhow::Result<()>> + std::marker::Send>> {
+        Box::pin(kannel::KannelChannel::run(*self, stop, wake))
     }
 }
 
