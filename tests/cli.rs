@@ -282,6 +282,19 @@ fn demo_runs_with_no_configuration_and_leaves_a_verifiable_audit() {
         count("SELECT count(*) FROM corr_warning WHERE hazard = 'typhoon' AND tier = 'red'") > 0
     );
     assert!(count("SELECT count(*) FROM corr_decision WHERE send = 'Cancel'") > 0);
+    // Every decision queued its messages in the same transaction (the demo has no SMSC, so
+    // they wait), each for a real decision of the run.
+    assert!(count("SELECT count(*) FROM dispatch_message WHERE state = 'queued'") > 0);
+    assert_eq!(
+        count(
+            "SELECT count(*) FROM dispatch_message WHERE decision NOT IN (SELECT id FROM corr_decision)"
+        ),
+        0
+    );
+    assert_eq!(
+        count("SELECT count(*) FROM dispatch_message WHERE state = 'submitting'"),
+        0
+    );
     drop(c);
     let o = run(&["--db", db.to_str().unwrap(), "audit", "verify"]);
     assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));

@@ -180,15 +180,53 @@ pub fn status(cfg: &Config) -> u8 {
             cfg.feeds.source.len()
         );
     }
-    for (what, issue) in [
-        ("warnings", 5),
-        ("outbox / SMSC binds", 6),
-        ("broadcast terminals", 7),
-        ("silent villages", 8),
-    ] {
+    if cfg.store.path.exists()
+        && let Ok(store) = Store::open(&cfg.store.path)
+    {
+        dispatch_status(&store);
+    }
+    for (what, issue) in [("broadcast terminals", 7), ("silent villages", 8)] {
         println!("{what:<9} not yet (issue #{issue})");
     }
     0
+}
+
+/// Warnings in force and the outbox: how many messages are waiting, sent, delivered, failed,
+/// and how many sends had no verdict (possible duplicates).
+fn dispatch_status(store: &Store) {
+    let found = store.read_blocking(|c| {
+        let lineages: i64 = c.query_row("SELECT count(*) FROM corr_lineage", [], |r| r.get(0))?;
+        Ok((
+            lineages,
+            stormbell::dispatch::outbox::counts(c)?,
+            stormbell::dispatch::outbox::uncertain(c)?,
+        ))
+    });
+    match found {
+        Ok((lineages, counts, uncertain)) => {
+            println!("warnings: {lineages} in force");
+            if counts.is_empty() {
+                println!("outbox:   empty");
+            }
+            let mut by_channel: std::collections::BTreeMap<&str, Vec<String>> = Default::default();
+            for ((channel, state), n) in &counts {
+                by_channel
+                    .entry(channel.as_str())
+                    .or_default()
+                    .push(format!("{n} {state}"));
+            }
+            for (channel, parts) in by_channel {
+                println!("outbox:   {channel}: {}", parts.join(", "));
+            }
+            let total: i64 = uncertain.values().sum();
+            if total > 0 {
+                println!(
+                    "outbox:   {total} send(s) had no verdict and went again (possible duplicates)"
+                );
+            }
+        }
+        Err(e) => println!("outbox:   unreadable: {e}"),
+    }
 }
 
 /// Per-feed health, as the duty officer needs it: is each feed alive, since when is it not.

@@ -300,6 +300,21 @@ pub fn enqueue(
     let w = words(t, lang_of(policy));
     let words_json = serde_json::to_string(&w)?;
     let at = stamp(now);
+    // One text for everyone (the personal check-in link, when it comes, has a fixed length).
+    let text = render_one(&w, policy, None)?;
+    let (_, segments) = super::sms::encode::segments(&text);
+    let mut supersede = tx.prepare_cached(
+        "UPDATE dispatch_message SET state = 'superseded', updated = ?1
+         WHERE lineage = ?2 AND person = ?3 AND channel = 'sms' AND state = 'queued'
+           AND version < ?4",
+    )?;
+    let mut insert = tx.prepare_cached(
+        "INSERT OR IGNORE INTO dispatch_message
+           (decision, lineage, version, send, hazard, tier, raises, person, channel, address,
+            priority, state, text, segments, not_before, last_error, created, updated, words)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'sms', ?9, ?10, ?11, ?12, ?13, ?14, ?15,
+                 ?14, ?14, ?16)",
+    )?;
     let mut seen = std::collections::HashSet::new();
     for c in &t.contacts {
         if !seen.insert(c.person.clone()) {
@@ -317,12 +332,11 @@ pub fn enqueue(
             ),
         };
         // A newer version replaces what this person has not been sent yet.
-        let superseded = tx.execute(
-            "UPDATE dispatch_message SET state = 'superseded', updated = ?1
-             WHERE lineage = ?2 AND person = ?3 AND channel = 'sms' AND state = 'queued'
-               AND version < ?4",
-            params![at, t.lineage, c.person, t.version],
-        )?;
+        let superseded = if t.version > 1 {
+            supersede.execute(params![at, t.lineage, c.person, t.version])?
+        } else {
+            0
+        };
         out.superseded += superseded;
         let mut state = state;
         let mut err = err;
@@ -341,33 +355,24 @@ pub fn enqueue(
                 out.skipped += 1;
             }
         }
-        let text = render_one(&w, policy, None)?;
-        let (_, segments) = super::sms::encode::segments(&text);
-        let n = tx.execute(
-            "INSERT OR IGNORE INTO dispatch_message
-               (decision, lineage, version, send, hazard, tier, raises, person, channel, address,
-                priority, state, text, segments, not_before, last_error, created, updated, words)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'sms', ?9, ?10, ?11, ?12, ?13, ?14, ?15,
-                     ?14, ?14, ?16)",
-            params![
-                decision,
-                t.lineage,
-                t.version,
-                t.send.as_str(),
-                t.hazard.as_str(),
-                t.tier.as_str(),
-                t.raises,
-                c.person,
-                address,
-                priority(t.send, t.tier, t.raises),
-                state,
-                text,
-                segments as i64,
-                at,
-                err,
-                words_json,
-            ],
-        )?;
+        let n = insert.execute(params![
+            decision,
+            t.lineage,
+            t.version,
+            t.send.as_str(),
+            t.hazard.as_str(),
+            t.tier.as_str(),
+            t.raises,
+            c.person,
+            address,
+            priority(t.send, t.tier, t.raises),
+            state,
+            text,
+            segments as i64,
+            at,
+            err,
+            words_json,
+        ])?;
         if n == 1 {
             match state {
                 "queued" => out.queued += 1,
@@ -502,7 +507,8 @@ pub fn claim(
         // Everything else queued for this person rides along.
         let mut others: Vec<(i64, String)> = tx
             .prepare_cached(
-                "SELECT id, words FROM dispatch_message
+                // By person: the planner would otherwise walk every queued row for the ORDER BY.
+                "SELECT id, words FROM dispatch_message INDEXED BY dispatch_message_person
                  WHERE channel = ?1 AND person = ?2 AND state = 'queued' AND id != ?3
                  ORDER BY priority DESC, id",
             )?

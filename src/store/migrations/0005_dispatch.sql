@@ -34,6 +34,7 @@ CREATE UNIQUE INDEX dispatch_message_key ON dispatch_message (decision, person, 
 CREATE INDEX dispatch_message_ready ON dispatch_message (channel, state, priority DESC, id);
 CREATE INDEX dispatch_message_person ON dispatch_message (channel, person, state);
 CREATE INDEX dispatch_message_lineage ON dispatch_message (lineage, person);
+CREATE INDEX dispatch_message_age ON dispatch_message (channel, state, created);
 
 -- Each submit_sm of a message (one per segment), with the SMSC's id and the receipt.
 CREATE TABLE dispatch_part (
@@ -64,4 +65,4 @@ CREATE TABLE dispatch_inbound (
     stat     TEXT,                           -- a receipt's stat word
     consumed INTEGER NOT NULL DEFAULT 0
 ) STRICT;
-CREATE INDEX dispatch_inbound_receipt ON dispatch_inbound (account, smsc_id) WHERE smsc_id IS NOT NULL;
+CREATE INDEX dispatch_inbound_receipt ON dispatch_inbound (account, smsc_id);

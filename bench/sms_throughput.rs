@@ -1,0 +1,323 @@
+//! SMS dispatch benchmarks (issue #6), against an SMSC on 127.0.0.1 (bench/sms_vs_smpplib.sh
+//! starts the node-smpp one from tests/smsc and runs every mode).
+//!
+//! cargo run --release --example sms_throughput -- MODE [options]
+//!
+//!   raw --smpp ADDR --window W [--binds B] [--count N]
+//!       N UCS-2 messages (one part each, no receipts) over B binds, W in flight per bind:
+//!       the session layer alone.
+//!   outbox --smpp ADDR --window W [--binds B] [--count N]
+//!       N warnings through the whole path: rows in the outbox, claimed, sent, outcomes
+//!       committed, receipts stored (SQLite in a temporary directory).
+//!   rate --smpp ADDR --tps T --seconds S
+//!       the account rate limiter: messages accepted per second over S seconds at T TPS.
+//!   enqueue --count N
+//!       one decision for N recipients written to the outbox in one transaction.
+//!
+//! Output: one JSON object per run on standard output.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use jiff::Timestamp;
+use stormbell::correlate::assess::PlaceKind;
+use stormbell::correlate::lifecycle::Send;
+use stormbell::correlate::tier::{Hazard, Tier};
+use stormbell::correlate::warning::{Contact, TargetPlace, Targets};
+use stormbell::dispatch::outbox::{self, Policy};
+use stormbell::dispatch::sms::session::{BindSettings, Session};
+use stormbell::dispatch::sms::{AccountSettings, SmsChannel, encode, pdu};
+use stormbell::store::Store;
+
+fn arg(args: &[String], name: &str) -> Option<String> {
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .cloned()
+}
+
+fn num(args: &[String], name: &str, default: usize) -> usize {
+    arg(args, name).map_or(default, |v| v.parse().expect("a number"))
+}
+
+/// The benchmark message: a red flash-flood warning's first 70 characters (one UCS-2 part).
+const TEXT: &str = "【东溟县防汛办】上坞村山洪灾害红色预警：请立即组织危险区群众转移至溪口镇中心小学，老弱病残优先。回复1收到";
+
+fn targets(n: usize) -> Targets {
+    Targets {
+        lineage: "flash_flood:331098".into(),
+        version: 1,
+        hazard: Hazard::FlashFlood,
+        tier: Tier::Red,
+        send: Send::Alert,
+        raises: true,
+        restricted: false,
+        identifiers: vec![],
+        places: vec![TargetPlace {
+            kind: PlaceKind::Village,
+            id: "331098101201".into(),
+            name: "上坞村".into(),
+            tier: Tier::Red,
+            evacuate: 40,
+        }],
+        evacuate: 40,
+        contacts: (0..n)
+            .map(|i| Contact {
+                person: format!("P{i:06}"),
+                name: format!("责任人{i}"),
+                mobile: format!("13{}{:08}", 5 + i % 5, i),
+                level: "village".into(),
+                role: "村级责任人".into(),
+                target: "331098101201".into(),
+                deputy: None,
+            })
+            .collect(),
+        terminals: vec![],
+        shelters: vec![],
+        gaps: vec![],
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let mode = args.get(1).cloned().unwrap_or_default();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    match mode.as_str() {
+        "raw" => rt.block_on(raw(&args)),
+        "outbox" => rt.block_on(through_outbox(&args)),
+        "rate" => rt.block_on(rate(&args)),
+        "enqueue" => enqueue(&args),
+        _ => {
+            eprintln!(
+                "usage: sms_throughput raw|outbox|rate|enqueue [options] (see the file's header)"
+            );
+            std::process::exit(2);
+        }
+    }
+}
+
+async fn raw(args: &[String]) {
+    let smpp = arg(args, "--smpp").expect("--smpp");
+    let window = num(args, "--window", 10);
+    let binds = num(args, "--binds", 1);
+    let count = num(args, "--count", 10_000);
+    let mut sessions = Vec::new();
+    for _ in 0..binds {
+        let (tx, rx) = tokio::sync::mpsc::channel(16);
+        std::mem::forget(rx);
+        let s = Session::bind(
+            BindSettings {
+                address: smpp.clone(),
+                system_id: "county".into(),
+                password: "secret".into(),
+                system_type: String::new(),
+                window,
+                response_timeout: Duration::from_secs(30),
+                enquire_every: Duration::from_secs(60),
+            },
+            tx,
+        )
+        .await
+        .expect("bind");
+        sessions.push(s);
+    }
+    let enc = encode::encode(TEXT, 1);
+    assert_eq!(enc.parts.len(), 1);
+    let octets = enc.parts[0].clone();
+    let start = Instant::now();
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    // W workers per bind, each submitting and waiting: W in flight per bind.
+    for s in &sessions {
+        for _ in 0..window {
+            let (s, next, octets) = (s.clone(), next.clone(), octets.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut ok = 0usize;
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    if i >= count {
+                        return ok;
+                    }
+                    let sm = pdu::SubmitSm {
+                        source_ton: 5,
+                        source: "12379".into(),
+                        dest_ton: 1,
+                        dest_npi: 1,
+                        dest: format!("8613{}{:08}", 5 + i % 5, i),
+                        data_coding: 8,
+                        short_message: octets.clone(),
+                        ..Default::default()
+                    };
+                    if let Ok(r) = s.submit(&sm).await
+                        && r.status == 0
+                    {
+                        ok += 1;
+                    }
+                }
+            }));
+        }
+    }
+    let mut ok = 0;
+    for t in tasks {
+        ok += t.await.unwrap();
+    }
+    let secs = start.elapsed().as_secs_f64();
+    for s in &sessions {
+        s.unbind().await;
+    }
+    println!(
+        "{{\"mode\": \"raw\", \"window\": {window}, \"binds\": {binds}, \"count\": {count}, \"accepted\": {ok}, \"seconds\": {secs:.3}, \"per_sec\": {:.0}}}",
+        ok as f64 / secs
+    );
+}
+
+async fn through_outbox(args: &[String]) {
+    let smpp = arg(args, "--smpp").expect("--smpp");
+    let window = num(args, "--window", 100);
+    let binds = num(args, "--binds", 1);
+    let count = num(args, "--count", 10_000);
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path().join("bench.db")).unwrap();
+    let t = targets(count);
+    store
+        .write(move |tx| outbox::enqueue(tx, 1, &t, Timestamp::now(), &Policy::default()))
+        .await
+        .unwrap();
+    let parts: i64 = store
+        .read(|c| {
+            Ok(
+                c.query_row("SELECT sum(segments) FROM dispatch_message", [], |r| {
+                    r.get(0)
+                })?,
+            )
+        })
+        .await
+        .unwrap();
+    let account = AccountSettings {
+        name: "bench".into(),
+        address: smpp,
+        system_id: "county".into(),
+        password: "secret".into(),
+        system_type: String::new(),
+        source: "12379".into(),
+        binds,
+        window,
+        tps: 1_000_000,
+        prefixes: vec![],
+        backup: false,
+        response_timeout_secs: 30,
+        enquire_secs: 60,
+    };
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    let ch = SmsChannel::new(vec![account], store.clone(), Policy::default());
+    let start = Instant::now();
+    let task = tokio::spawn(ch.run(stop, Arc::new(tokio::sync::Notify::new())));
+    loop {
+        let left: i64 = store
+            .read(|c| {
+                Ok(c.query_row(
+                    "SELECT count(*) FROM dispatch_message WHERE state IN ('queued', 'submitting')",
+                    [],
+                    |r| r.get(0),
+                )?)
+            })
+            .await
+            .unwrap();
+        if left == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    stop_tx.send(true).unwrap();
+    task.await.unwrap().unwrap();
+    println!(
+        "{{\"mode\": \"outbox\", \"window\": {window}, \"binds\": {binds}, \"messages\": {count}, \"parts\": {parts}, \"seconds\": {secs:.3}, \"parts_per_sec\": {:.0}}}",
+        parts as f64 / secs
+    );
+}
+
+async fn rate(args: &[String]) {
+    let smpp = arg(args, "--smpp").expect("--smpp");
+    let tps = num(args, "--tps", 100);
+    let seconds = num(args, "--seconds", 20);
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path().join("rate.db")).unwrap();
+    // More than the run can send; single-part English texts keep parts = messages.
+    let n = tps * (seconds + 10);
+    let t = targets(n);
+    let policy = Policy {
+        lang: "en".into(),
+        office: "Dongming".into(),
+        ..Policy::default()
+    };
+    let p2 = policy.clone();
+    store
+        .write(move |tx| outbox::enqueue(tx, 1, &t, Timestamp::now(), &p2))
+        .await
+        .unwrap();
+    let account = AccountSettings {
+        name: "rate".into(),
+        address: smpp,
+        system_id: "county".into(),
+        password: "secret".into(),
+        system_type: String::new(),
+        source: "12379".into(),
+        binds: 2,
+        window: 50,
+        tps: tps as u32,
+        prefixes: vec![],
+        backup: false,
+        response_timeout_secs: 30,
+        enquire_secs: 60,
+    };
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    let ch = SmsChannel::new(vec![account], store.clone(), policy);
+    let task = tokio::spawn(ch.run(stop, Arc::new(tokio::sync::Notify::new())));
+    let count = |store: Store| async move {
+        store
+            .read(|c| {
+                Ok(c.query_row(
+                    "SELECT coalesce(sum(segments), 0) FROM dispatch_message WHERE state IN ('accepted', 'delivered')",
+                    [],
+                    |r| r.get::<_, i64>(0),
+                )?)
+            })
+            .await
+            .unwrap()
+    };
+    // Skip the first two seconds (binding, the first burst), then count over `seconds`.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (a, t0) = (count(store.clone()).await, Instant::now());
+    tokio::time::sleep(Duration::from_secs(seconds as u64)).await;
+    let (b, secs) = (count(store.clone()).await, t0.elapsed().as_secs_f64());
+    stop_tx.send(true).unwrap();
+    task.await.unwrap().unwrap();
+    let achieved = (b - a) as f64 / secs;
+    println!(
+        "{{\"mode\": \"rate\", \"tps\": {tps}, \"seconds\": {secs:.2}, \"parts\": {}, \"achieved\": {achieved:.2}, \"error_pct\": {:.2}}}",
+        b - a,
+        (achieved - tps as f64) / tps as f64 * 100.0
+    );
+}
+
+fn enqueue(args: &[String]) {
+    let count = num(args, "--count", 100_000);
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path().join("enq.db")).unwrap();
+    let t = targets(count);
+    let start = Instant::now();
+    let e = store
+        .write_blocking(move |tx| outbox::enqueue(tx, 1, &t, Timestamp::now(), &Policy::default()))
+        .unwrap();
+    let secs = start.elapsed().as_secs_f64();
+    assert_eq!(e.queued, count);
+    println!(
+        "{{\"mode\": \"enqueue\", \"recipients\": {count}, \"seconds\": {secs:.3}, \"per_sec\": {:.0}}}",
+        count as f64 / secs
+    );
+}
