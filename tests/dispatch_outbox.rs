@@ -214,7 +214,7 @@ fn several_warnings_for_one_person_become_one_message_highest_tier_first() {
         .store
         .read_blocking(|c| {
             Ok(c.query_row(
-                "SELECT segments FROM dispatch_message WHERE state = 'submitting'",
+                "SELECT sent_segments FROM dispatch_message WHERE state = 'submitting'",
                 [],
                 |r| r.get(0),
             )?)
@@ -420,4 +420,73 @@ fn messages_queued_too_long_expire_instead_of_going_out_late() {
     f.now += SignedDuration::from_hours(7);
     assert!(f.claim(10).is_empty());
     assert_eq!(f.states()[0].2, "expired");
+}
+
+#[test]
+fn what_rode_along_is_never_lost_when_its_carrier_goes_back_or_is_superseded() {
+    let mut f = Fixture::new();
+    f.enqueue(t(
+        "typhoon:T",
+        1,
+        Hazard::Typhoon,
+        Tier::Orange,
+        Send::Alert,
+        true,
+        &[5],
+    ));
+    f.enqueue(t(
+        "flash_flood:F",
+        1,
+        Hazard::FlashFlood,
+        Tier::Yellow,
+        Send::Alert,
+        true,
+        &[5],
+    ));
+    let c = f.claim(10);
+    assert_eq!((c.len(), c[0].merged.len()), (1, 1));
+    // The SMSC had no verdict: the carrier goes back, and so does what it carried.
+    f.record(vec![(
+        c[0].id,
+        Outcome::Retry {
+            account: Some("main".into()),
+            reason: "link lost".into(),
+            after: SignedDuration::ZERO,
+            uncertain: true,
+            counts: true,
+        },
+    )]);
+    // A newer typhoon version supersedes the carrier before it goes again.
+    f.enqueue(t(
+        "typhoon:T",
+        2,
+        Hazard::Typhoon,
+        Tier::Red,
+        Send::Update,
+        true,
+        &[5],
+    ));
+    let c = f.claim(10);
+    assert_eq!(c.len(), 1);
+    let text = &c[0].text;
+    assert!(
+        text.contains("山洪") && text.contains("台风") && text.contains("红色"),
+        "{text}"
+    );
+    let s = f.states();
+    assert_eq!(s[0].2, "superseded");
+    // A permanent failure takes what rode along with it, with the reason.
+    f.record(vec![(
+        c[0].id,
+        Outcome::Failed {
+            account: Some("main".into()),
+            reason: "ESME_RINVDSTADR".into(),
+        },
+    )]);
+    let s = f.states();
+    assert!(
+        s.iter().all(|r| r.2 == "superseded" || r.2 == "failed"),
+        "{s:?}"
+    );
+    assert_eq!(s.iter().filter(|r| r.2 == "failed").count(), 2);
 }

@@ -8,7 +8,8 @@
 //!   │  │                └─throttled / no verdict / link down──▶ queued (later; `uncertain`
 //!   │  │                                                          counts sends with no verdict)
 //!   │  ├─a newer version for the same person──▶ superseded
-//!   │  ├─carried inside another message──▶ merged (merged_into = the carrier)
+//!   │  ├─carried inside another message──▶ merged (merged_into = the carrier; back to
+//!   │  │                                    queued if the carrier goes back, failed with it)
 //!   │  └─queued longer than `expire_after`──▶ expired
 //!   └──── restart: rows left in submitting ──▶ queued, uncertain + 1 (see below)
 //! ```
@@ -530,7 +531,7 @@ pub fn claim(
         };
         tx.execute(
             "UPDATE dispatch_message SET state = 'submitting', attempts = attempts + 1,
-                    text = ?1, segments = ?2, updated = ?3
+                    sent_text = ?1, sent_segments = ?2, updated = ?3
              WHERE id = ?4",
             params![text, segments, at, row.id],
         )?;
@@ -632,6 +633,16 @@ pub fn record(
                             last_error = ?2, updated = ?3 WHERE id = ?4",
                     params![account, reason, at, id],
                 )?;
+                // Same person, same number: what rode along failed with it.
+                tx.execute(
+                    "UPDATE dispatch_message SET state = 'failed', last_error = ?1, updated = ?2
+                     WHERE state = 'merged' AND merged_into = ?3",
+                    params![
+                        format!("sent inside message {id}, which failed: {reason}"),
+                        at,
+                        id
+                    ],
+                )?;
             }
             Outcome::Retry {
                 account,
@@ -662,6 +673,9 @@ pub fn record(
                     continue;
                 }
                 let when = now.checked_add(*after).unwrap_or(now);
+                // What rode along goes back to the queue on its own: a newer version may yet
+                // supersede this carrier, and must not take the others down with it.
+                unmerge(tx, *id, &at)?;
                 tx.execute(
                     "UPDATE dispatch_message SET state = 'queued', not_before = ?1,
                             attempts = attempts - ?2, uncertain = uncertain + ?3,
@@ -681,6 +695,15 @@ pub fn record(
         }
     }
     Ok(())
+}
+
+/// Rows carried inside `carrier` go back to the queue as themselves.
+fn unmerge(tx: &Transaction<'_>, carrier: i64, at: &str) -> anyhow::Result<usize> {
+    Ok(tx.execute(
+        "UPDATE dispatch_message SET state = 'queued', merged_into = NULL, updated = ?1
+         WHERE state = 'merged' AND merged_into = ?2",
+        params![at, carrier],
+    )?)
 }
 
 /// A receipt, matched to its part and message; `false` when no part has that id.
@@ -792,6 +815,12 @@ pub fn inbound(tx: &Transaction<'_>, i: &Inbound<'_>, now: Timestamp) -> anyhow:
 /// At start: rows left in `submitting` by a stop mid-send go back to the queue, counted as
 /// uncertain. Returns how many.
 pub fn reconcile(tx: &Transaction<'_>, now: Timestamp) -> anyhow::Result<usize> {
+    tx.execute(
+        "UPDATE dispatch_message SET state = 'queued', merged_into = NULL, updated = ?1
+         WHERE state = 'merged'
+           AND merged_into IN (SELECT id FROM dispatch_message WHERE state = 'submitting')",
+        params![stamp(now)],
+    )?;
     let n = tx.execute(
         "UPDATE dispatch_message SET state = 'queued', uncertain = uncertain + 1,
                 last_error = 'stormbell stopped while sending: the SMSC may already have it',

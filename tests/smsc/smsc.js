@@ -109,6 +109,7 @@ function deliverReceipt(session, submit, id, tries) {
 // Like a real SMSC it stores what it could not deliver: if the session is gone, it goes over
 // another bind of the same account (waiting for one to come back).
 const accountOf = new Map();
+const unanswered = new Map();
 function sendDeliver(session, fields, kind, tries) {
   if (!sessions.has(session)) {
     const who = accountOf.get(session);
@@ -121,7 +122,12 @@ function sendDeliver(session, fields, kind, tries) {
     }
   }
   if (kind === 'receipt') state.receiptsSent++;
+  // Unanswered when the link drops: delivered again over another bind (see 'close' below).
+  const entry = { fields, kind, tries };
+  if (!unanswered.has(session)) unanswered.set(session, new Set());
+  unanswered.get(session).add(entry);
   session.deliver_sm(fields, (resp) => {
+    unanswered.get(session)?.delete(entry);
     if (resp.command_status === 0) {
       if (kind === 'receipt') state.receiptsAcked++;
       else state.moAcked++;
@@ -140,7 +146,17 @@ function firstSession() {
 const server = smpp.createServer({ debug: false }, (session) => {
   let boundAs = null;
   session.on('error', () => {});
-  session.on('close', () => sessions.delete(session));
+  session.on('close', () => {
+    sessions.delete(session);
+    const lost = unanswered.get(session);
+    unanswered.delete(session);
+    if (lost) {
+      for (const e of lost) {
+        state.redelivered = (state.redelivered || 0) + 1;
+        setTimeout(() => sendDeliver(session, e.fields, e.kind, e.tries + 1), 200);
+      }
+    }
+  });
   const bind = (pdu) => {
     session.pause();
     const pw = accounts.get(pdu.system_id);

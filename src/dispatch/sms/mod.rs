@@ -479,11 +479,13 @@ async fn keep_bound(
                     _ = crate::feeds::poller::stopped(&mut stop) => {
                         // The channel unbinds once in-flight sends are done.
                         session.closed().await;
-                        forward.abort();
+                        let _ = tokio::time::timeout(Duration::from_secs(5), forward).await;
                         return;
                     }
                 }
-                forward.abort();
+                // Hand on what the link delivered before it dropped (the reader's sender goes
+                // with it, which ends the forwarder); never abort it holding a receipt.
+                let _ = tokio::time::timeout(Duration::from_secs(5), forward).await;
             }
             Err(e) => {
                 tracing::warn!(account = %s.name, bind = slot, "{e}");

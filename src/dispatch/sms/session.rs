@@ -214,40 +214,46 @@ impl Session {
         });
         tokio::spawn(writer(wr, out_rx, inner.clone()));
 
-        // The bind itself, before the reader task exists.
-        let seq = inner.next_sequence();
-        let _ = inner.out.send(pdu::bind_transceiver(
-            seq,
-            &settings.system_id,
-            &settings.password,
-            &settings.system_type,
-        ));
-        let resp = tokio::time::timeout(settings.response_timeout, read_pdu(&mut rd))
-            .await
-            .map_err(|_| BindError::NoAnswer {
-                address: address.clone(),
-                why: "no bind_transceiver_resp in time".into(),
-            })?
-            .map_err(|e| BindError::NoAnswer {
-                address: address.clone(),
-                why: e,
-            })?;
-        if resp.header.command != cmd::BIND_TRANSCEIVER_RESP
-            && resp.header.command != cmd::GENERIC_NACK
-        {
-            inner.close("unexpected answer to bind");
-            return Err(BindError::NoAnswer {
-                address,
-                why: format!("answered the bind with {}", resp.header),
-            });
-        }
-        if resp.header.status != status::OK || resp.header.command == cmd::GENERIC_NACK {
-            inner.close("bind refused");
-            return Err(BindError::Refused {
-                address,
-                system_id: settings.system_id.clone(),
-                status: pdu::status_name(resp.header.status),
-            });
+        // The bind itself, before the reader task exists. Every way out that is not a bind
+        // closes the session, so the writer task ends with it.
+        let handshake = async {
+            let seq = inner.next_sequence();
+            let _ = inner.out.send(pdu::bind_transceiver(
+                seq,
+                &settings.system_id,
+                &settings.password,
+                &settings.system_type,
+            ));
+            let resp = tokio::time::timeout(settings.response_timeout, read_pdu(&mut rd))
+                .await
+                .map_err(|_| BindError::NoAnswer {
+                    address: address.clone(),
+                    why: "no bind_transceiver_resp in time".into(),
+                })?
+                .map_err(|e| BindError::NoAnswer {
+                    address: address.clone(),
+                    why: e,
+                })?;
+            if resp.header.command != cmd::BIND_TRANSCEIVER_RESP
+                && resp.header.command != cmd::GENERIC_NACK
+            {
+                return Err(BindError::NoAnswer {
+                    address: address.clone(),
+                    why: format!("answered the bind with {}", resp.header),
+                });
+            }
+            if resp.header.status != status::OK || resp.header.command == cmd::GENERIC_NACK {
+                return Err(BindError::Refused {
+                    address: address.clone(),
+                    system_id: settings.system_id.clone(),
+                    status: pdu::status_name(resp.header.status),
+                });
+            }
+            Ok(())
+        };
+        if let Err(e) = handshake.await {
+            inner.close("bind failed");
+            return Err(e);
         }
         let (traffic_tx, traffic_rx) = mpsc::channel::<()>(1);
         tokio::spawn(reader(rd, inner.clone(), incoming, traffic_tx));

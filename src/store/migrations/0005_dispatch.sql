@@ -19,8 +19,10 @@ CREATE TABLE dispatch_message (
     state       TEXT    NOT NULL,            -- queued | submitting | accepted | delivered | failed
                                              -- | expired | superseded | merged | skipped
     merged_into INTEGER,                     -- the message that carried this one's words
-    text        TEXT    NOT NULL,            -- rendered at enqueue; a merge rewrites the carrier's
+    text        TEXT    NOT NULL,            -- this warning's own text, rendered at enqueue
     segments    INTEGER NOT NULL,
+    sent_text   TEXT,                        -- what the last claim sent (merged texts differ)
+    sent_segments INTEGER,
     words       TEXT    NOT NULL,            -- the warning's words (JSON) for merged texts
     attempts    INTEGER NOT NULL DEFAULT 0,
     uncertain   INTEGER NOT NULL DEFAULT 0,  -- sends with no verdict (possible duplicates)
