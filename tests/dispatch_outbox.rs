@@ -490,3 +490,43 @@ fn what_rode_along_is_never_lost_when_its_carrier_goes_back_or_is_superseded() {
     );
     assert_eq!(s.iter().filter(|r| r.2 == "failed").count(), 2);
 }
+
+#[test]
+fn a_merged_text_is_one_line_per_kind_of_warning_not_one_per_place() {
+    let mut f = Fixture::new();
+    // Twelve zones red at once (some as new Alerts, some raised by an Update), and a lift.
+    for k in 0..12 {
+        let send = if k % 2 == 0 {
+            Send::Alert
+        } else {
+            Send::Update
+        };
+        f.enqueue(t(
+            &format!("flash_flood:FF{k:03}"),
+            1 + (k % 2) as u32,
+            Hazard::FlashFlood,
+            Tier::Red,
+            send,
+            true,
+            &[1],
+        ));
+    }
+    f.enqueue(t(
+        "rainstorm:A",
+        3,
+        Hazard::Rainstorm,
+        Tier::Blue,
+        Send::Cancel,
+        false,
+        &[2],
+    ));
+    let c = f.claim(10);
+    let text = &c.iter().find(|m| m.person == "P00001").unwrap().text;
+    assert!(text.contains("您有12条预警"), "{text}");
+    assert_eq!(text.matches("山洪灾害红色预警").count(), 1, "{text}");
+    assert!(text.contains("请立即组织危险区群众转移"), "{text}");
+    assert!(
+        stormbell::dispatch::sms::encode::segments(text).1 <= 2,
+        "{text}"
+    );
+}

@@ -13,11 +13,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{Query, State};
-use jiff::{SignedDuration, Timestamp};
+use jiff::SignedDuration;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, Semaphore, watch};
 
 use super::outbox::{self, Claimed, Outcome, Policy};
+use crate::feeds::clock::{Clock, SystemClock};
 use crate::store::Store;
 
 /// `[dispatch.kannel]`.
@@ -56,6 +57,7 @@ pub struct KannelChannel {
     settings: KannelSettings,
     store: Store,
     policy: Policy,
+    clock: Arc<dyn Clock>,
 }
 
 impl KannelChannel {
@@ -65,7 +67,14 @@ impl KannelChannel {
             settings,
             store,
             policy,
+            clock: Arc::new(SystemClock::new()),
         }
+    }
+
+    /// Stamp claims, outcomes and reports with this clock (see `SmsChannel::with_clock`).
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> KannelChannel {
+        self.clock = clock;
+        self
     }
 
     /// Run until `stop`: serve delivery reports, claim and send.
@@ -79,7 +88,7 @@ impl KannelChannel {
             .map_err(|e| anyhow::anyhow!("kannel dlr_listen {}: {e}", self.settings.dlr_listen))?;
         let app = axum::Router::new()
             .route("/kannel/dlr", axum::routing::get(dlr))
-            .with_state(self.store.clone());
+            .with_state((self.store.clone(), self.clock.clone()));
         let mut stop_web = stop.clone();
         let web = tokio::spawn(async move {
             axum::serve(listener, app)
@@ -102,7 +111,7 @@ impl KannelChannel {
                 Vec::new()
             } else {
                 let policy = self.policy.clone();
-                let now = Timestamp::now();
+                let now = self.clock.now();
                 self.store
                     .write(move |tx| outbox::claim(tx, "sms", room, now, &policy))
                     .await?
@@ -119,17 +128,19 @@ impl KannelChannel {
                 let Ok(permit) = slots.clone().acquire_owned().await else {
                     break;
                 };
-                let (client, settings, store, policy) = (
+                let (client, settings, store, policy, clock) = (
                     client.clone(),
                     settings.clone(),
                     self.store.clone(),
                     self.policy.clone(),
+                    self.clock.clone(),
                 );
                 tokio::spawn(async move {
                     let outcome = send(&client, &settings, &m).await;
                     let results = vec![(m.id, outcome)];
+                    let now = clock.now();
                     if let Err(e) = store
-                        .write(move |tx| outbox::record(tx, &results, Timestamp::now(), &policy))
+                        .write(move |tx| outbox::record(tx, &results, now, &policy))
                         .await
                     {
                         tracing::error!("cannot record a gateway outcome: {e}");
@@ -219,10 +230,13 @@ fn stat_of(status: u32) -> &'static str {
     }
 }
 
-async fn dlr(State(store): State<Store>, Query(d): Query<Dlr>) -> (axum::http::StatusCode, String) {
+async fn dlr(
+    State((store, clock)): State<(Store, Arc<dyn Clock>)>,
+    Query(d): Query<Dlr>,
+) -> (axum::http::StatusCode, String) {
     let stat = stat_of(d.status);
     let id = format!("K{}", d.id);
-    let now = Timestamp::now();
+    let now = clock.now();
     let r = store
         .write(move |tx| {
             let (delivered, failed) = outbox::stat_meaning(stat);

@@ -143,6 +143,9 @@ pub struct Words {
     pub more_places: String,
     /// Shelters to go to.
     pub shelters: String,
+    /// Every place's name (for merged texts, which name the first few of a group).
+    #[serde(default)]
+    pub names: Vec<String>,
 }
 
 fn words(t: &Targets, lang: &str) -> Words {
@@ -166,6 +169,7 @@ fn words(t: &Targets, lang: &str) -> Words {
         move_: action(t).to_string(),
         places: shown.join(sep),
         more_places: more,
+        names: names.iter().map(|n| n.to_string()).collect(),
         shelters: t
             .shelters
             .iter()
@@ -251,19 +255,52 @@ pub fn render_merged(items: &[Words], p: &Policy, link: Option<&str>) -> anyhow:
             w.send == "Cancel",
         )
     });
-    let ctx_items: Vec<minijinja::Value> = sorted
+    // One line per (hazard, tier, kind, action): a county officer warned for 25 zones by one
+    // storm reads one line naming the first few, not 25 (and pays for 2 segments, not 12).
+    let mut groups: Vec<(&Words, Vec<&str>)> = Vec::new();
+    for w in sorted {
+        // An Alert and an Update at the same tier say the same thing; a lift does not.
+        let same = |g: &&mut (&Words, Vec<&str>)| {
+            g.0.hazard == w.hazard
+                && g.0.tier == w.tier
+                && (g.0.send == "Cancel") == (w.send == "Cancel")
+                && g.0.move_ == w.move_
+        };
+        let names: Vec<&str> = if w.names.is_empty() {
+            vec![w.places.as_str()]
+        } else {
+            w.names.iter().map(String::as_str).collect()
+        };
+        match groups.iter_mut().find(|g| same(g)) {
+            Some(g) => g.1.extend(names),
+            None => groups.push((w, names)),
+        }
+    }
+    let sep = if lang == "en" { ", " } else { "、" };
+    let ctx: Vec<minijinja::Value> = groups
         .iter()
-        .map(|w| {
+        .map(|(w, names)| {
+            let mut shown: Vec<&str> = Vec::new();
+            for n in names {
+                if !shown.contains(n) && shown.len() < 3 {
+                    shown.push(n);
+                }
+            }
+            let mut all = names.clone();
+            all.sort_unstable();
+            all.dedup();
             Ok(minijinja::context! {
                 event => event_name(&w.hazard, lang)?, tier => &w.tier, tier_zh => &w.tier_zh,
-                send => &w.send, places => format!("{}{}", w.places, w.more_places), move => &w.move_,
+                send => &w.send, move => &w.move_, places => shown.join(sep),
+                count => all.len(), shown => shown.len(),
             })
         })
         .collect::<anyhow::Result<_>>()?;
     let text = env
         .get_template(&format!("merged.{lang}"))?
         .render(minijinja::context! {
-            office => &p.office, exercise => p.exercise, items => ctx_items, link => link,
+            office => &p.office, exercise => p.exercise, groups => ctx, total => items.len(),
+            link => link,
         })?;
     Ok(text.trim().to_string())
 }

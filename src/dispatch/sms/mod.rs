@@ -16,11 +16,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
-use jiff::{SignedDuration, Timestamp};
+use jiff::SignedDuration;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 
 use super::outbox::{self, Claimed, Outcome, Policy};
+use crate::feeds::clock::{Clock, SystemClock};
 use crate::store::Store;
 use pdu::{SubmitSm, Verdict, esm, tag};
 use session::{BindSettings, Incoming, Session, SubmitError};
@@ -197,6 +198,7 @@ pub struct SmsChannel {
     accounts: Vec<Arc<Account>>,
     store: Store,
     policy: Policy,
+    clock: Arc<dyn Clock>,
 }
 
 impl SmsChannel {
@@ -209,7 +211,15 @@ impl SmsChannel {
                 .collect(),
             store,
             policy,
+            clock: Arc::new(SystemClock::new()),
         }
+    }
+
+    /// Stamp claims, outcomes and receipts with this clock (a replay's simulated one): the
+    /// outbox compares them with the decisions' times, which come from the same clock.
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> SmsChannel {
+        self.clock = clock;
+        self
     }
 
     /// Its accounts (for status).
@@ -237,7 +247,7 @@ impl SmsChannel {
             }
         }
         drop(in_tx);
-        let inbound = tokio::spawn(store_inbound(self.store.clone(), in_rx));
+        let inbound = tokio::spawn(store_inbound(self.store.clone(), in_rx, self.clock.clone()));
         // Each outcome travels with its window slot, released only once the outcome is
         // committed: so rows in `submitting` never exceed the total window, which bounds
         // what a crash can leave uncertain.
@@ -246,6 +256,7 @@ impl SmsChannel {
             self.store.clone(),
             res_rx,
             self.policy.clone(),
+            self.clock.clone(),
         ));
         let total_window: usize = self
             .accounts
@@ -271,7 +282,7 @@ impl SmsChannel {
                 Vec::new()
             } else {
                 let policy = self.policy.clone();
-                let now = Timestamp::now();
+                let now = self.clock.now();
                 self.store
                     .write(move |tx| outbox::claim(tx, "sms", room, now, &policy))
                     .await?
@@ -504,6 +515,7 @@ async fn record_outcomes(
     store: Store,
     mut rx: mpsc::UnboundedReceiver<(i64, Outcome, OwnedSemaphorePermit)>,
     policy: Policy,
+    clock: Arc<dyn Clock>,
 ) {
     while let Some((id, outcome, permit)) = rx.recv().await {
         let mut batch = vec![(id, outcome)];
@@ -519,8 +531,9 @@ async fn record_outcomes(
         }
         let policy = policy.clone();
         let n = batch.len();
+        let now = clock.now();
         let r = store
-            .write(move |tx| outbox::record(tx, &batch, Timestamp::now(), &policy))
+            .write(move |tx| outbox::record(tx, &batch, now, &policy))
             .await;
         if let Err(e) = r {
             // The rows stay in `submitting`: the next start re-queues them as uncertain.
@@ -542,7 +555,11 @@ struct Arrived {
 /// Store receipts and replies in batches (whatever has arrived, up to 500, in one
 /// transaction), then acknowledge each: an SMSC sends receipts as fast as it accepts messages,
 /// and one commit per receipt would throttle everything else the store does.
-async fn store_inbound(store: Store, mut rx: mpsc::Receiver<(String, Incoming)>) {
+async fn store_inbound(
+    store: Store,
+    mut rx: mpsc::Receiver<(String, Incoming)>,
+    clock: Arc<dyn Clock>,
+) {
     while let Some(first) = rx.recv().await {
         let mut acks = Vec::new();
         let mut rows = Vec::new();
@@ -571,7 +588,7 @@ async fn store_inbound(store: Store, mut rx: mpsc::Receiver<(String, Incoming)>)
                 next = rx.try_recv().ok();
             }
         }
-        let now = Timestamp::now();
+        let now = clock.now();
         let n = rows.len();
         let r = store
             .write(move |tx| {
