@@ -57,6 +57,9 @@ pub struct DispatchConfig {
     pub expire_hours: u32,
     /// Attempts before a message fails for good.
     pub max_attempts: u32,
+    /// After a restart, seconds a message that was mid-send waits for a receipt proving the
+    /// SMSC had it before it is sent again.
+    pub reconcile_grace_secs: u32,
     /// `[dispatch.sms]`.
     pub sms: SmsConfig,
     /// `[dispatch.kannel]`: send SMS through an HTTP SMS gateway instead of (or beside) SMPP.
@@ -521,6 +524,9 @@ impl Config {
             cap_window: jiff::SignedDuration::from_mins(i64::from(self.dispatch.cap_window_mins)),
             expire_after: jiff::SignedDuration::from_hours(i64::from(self.dispatch.expire_hours)),
             max_attempts: self.dispatch.max_attempts,
+            reconcile_grace: jiff::SignedDuration::from_secs(i64::from(
+                self.dispatch.reconcile_grace_secs,
+            )),
             office: if self.dispatch.lang == "en" {
                 self.office.name_en.clone()
             } else {

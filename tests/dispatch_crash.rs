@@ -101,6 +101,8 @@ fn kill_9_mid_send_then_restart_loses_nobody_and_bounds_duplicates() {
 path = "{db}"
 [web]
 listen = ""
+[dispatch]
+reconcile_grace_secs = 5
 [[dispatch.sms.accounts]]
 name = "main"
 address = "{smpp}"
@@ -158,7 +160,7 @@ tps = 100000
     let start = Instant::now();
     while db_count(
         &db,
-        "SELECT count(*) FROM dispatch_message WHERE state IN ('queued', 'submitting')",
+        "SELECT count(*) FROM dispatch_message WHERE state IN ('queued', 'submitting', 'reconciling')",
     ) > 0
     {
         assert!(
@@ -173,7 +175,7 @@ tps = 100000
     let log = std::fs::read_to_string(dir.path().join("second.log")).unwrap();
     assert!(status.success(), "{log}");
     assert!(
-        log.contains("possible duplicates"),
+        log.contains("waits 5s for a receipt"),
         "the restart says what it re-sent: {log}"
     );
 
@@ -186,7 +188,18 @@ tps = 100000
     }
     assert_eq!(per.len(), N, "every recipient");
     let duplicates: usize = per.values().map(|c| c - 1).sum();
+    // Of the rows mid-send at the kill, those a receipt proved were not sent again; the rest
+    // were, and were counted.
+    let recovered = db_count(
+        &db,
+        "SELECT count(*) FROM dispatch_message WHERE last_error = 'outcome recovered from a receipt after a restart'",
+    );
     let uncertain = db_count(&db, "SELECT sum(uncertain) FROM dispatch_message");
+    assert_eq!(
+        recovered + uncertain,
+        left,
+        "every row mid-send was either proven or re-sent"
+    );
     assert!(
         duplicates as i64 <= uncertain,
         "{duplicates} duplicates but only {uncertain} counted as uncertain"
@@ -195,9 +208,9 @@ tps = 100000
         uncertain <= (BINDS * WINDOW) as i64,
         "bounded by the windows: {uncertain}"
     );
-    assert_eq!(
-        uncertain, left,
-        "exactly the rows left mid-send were re-sent as uncertain"
+    assert!(
+        recovered > 0,
+        "receipts after the restart prove most of them got through"
     );
     assert_eq!(
         db_count(
@@ -207,6 +220,6 @@ tps = 100000
         0
     );
     eprintln!(
-        "kill -9 at {at_kill}/{parts} parts: {left} re-sent as uncertain, {duplicates} phones got it twice"
+        "kill -9 at {at_kill}/{parts} parts: {left} mid-send; {recovered} proven by receipts, {uncertain} re-sent, {duplicates} phones got it twice"
     );
 }

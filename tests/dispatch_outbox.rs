@@ -382,27 +382,86 @@ fn throttles_do_not_count_as_attempts_unknown_outcomes_are_counted_and_restarts_
     assert_eq!(rows[1].1, "failed");
     assert_eq!(rows[1].3, 1, "the unknown outcome is counted");
     assert_eq!(rows[2].1, "failed");
-    // A stop mid-send: rows in submitting go back, counted as uncertain.
+    // A stop mid-send: the row waits out the grace for a receipt, then goes again, counted.
     f.now += SignedDuration::from_secs(2);
     let c = f.claim(10);
     assert_eq!(c.len(), 1);
     let now = f.now;
     let n = f
         .store
-        .write_blocking(move |tx| outbox::reconcile(tx, now))
+        .write_blocking(move |tx| outbox::reconcile(tx, now, SignedDuration::from_secs(20)))
         .unwrap();
     assert_eq!(n, 1);
-    let (state, uncertain): (String, i64) = f
+    let row = rows[0].0;
+    let state = |f: &Fixture| -> (String, i64) {
+        f.store
+            .read_blocking(move |c| {
+                Ok(c.query_row(
+                    "SELECT state, uncertain FROM dispatch_message WHERE id = ?1",
+                    [row],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )?)
+            })
+            .unwrap()
+    };
+    assert_eq!(state(&f), ("reconciling".into(), 0));
+    assert!(f.claim(10).is_empty(), "not sent again within the grace");
+    f.now += SignedDuration::from_secs(21);
+    let c = f.claim(10);
+    assert_eq!(c.len(), 1);
+    assert_eq!(state(&f), ("submitting".into(), 1));
+}
+
+#[test]
+fn a_receipt_after_a_restart_proves_a_message_got_through_and_it_is_not_sent_again() {
+    let mut f = Fixture::new();
+    f.enqueue(t(
+        "flash_flood:F",
+        1,
+        Hazard::FlashFlood,
+        Tier::Red,
+        Send::Alert,
+        true,
+        &[1, 2],
+    ));
+    let c = f.claim(10);
+    assert_eq!(c.len(), 2);
+    let now = f.now;
+    f.store
+        .write_blocking(move |tx| outbox::reconcile(tx, now, SignedDuration::from_secs(20)))
+        .unwrap();
+    // The SMSC delivers a receipt for person 1's message to the new bind: an id we never
+    // recorded, from person 1's number.
+    let number = format!("86{}", c[0].address);
+    let used = f
         .store
-        .read_blocking(move |c| {
-            Ok(c.query_row(
-                "SELECT state, uncertain FROM dispatch_message WHERE id = ?1",
-                [rows[0].0],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )?)
+        .write_blocking(move |tx| {
+            outbox::recover(tx, None, &number, "main", "M00000042", "DELIVRD", now)
         })
         .unwrap();
-    assert_eq!((state.as_str(), uncertain), ("queued", 1));
+    assert!(used);
+    // A receipt from a number with nothing mid-send is not used.
+    let unused = f
+        .store
+        .write_blocking(move |tx| {
+            outbox::recover(
+                tx,
+                None,
+                "8613900000000",
+                "main",
+                "M00000043",
+                "DELIVRD",
+                now,
+            )
+        })
+        .unwrap();
+    assert!(!unused);
+    f.now += SignedDuration::from_secs(21);
+    let again = f.claim(10);
+    assert_eq!(again.len(), 1, "only the unproven one goes again");
+    assert_eq!(again[0].person, c[1].person);
+    let s = f.states();
+    assert_eq!(s[0].2, "delivered");
 }
 
 #[test]

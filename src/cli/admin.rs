@@ -383,7 +383,7 @@ pub fn run(cfg: &Config) -> u8 {
         let engine = stormbell::correlate::engine::Engine::new(rules, cfg.issuer(), registry);
         // Dispatch: what a previous run left mid-send goes again (counted), then every
         // decision queues its messages in its own transaction, and the SMS channel sends them.
-        if let Err(e) = stormbell::dispatch::reconcile(&store).await {
+        if let Err(e) = stormbell::dispatch::reconcile(&store, cfg.dispatch_policy().reconcile_grace).await {
             eprintln!("stormbell: dispatch: {e}");
             return EXIT_PROBLEMS;
         }

@@ -240,7 +240,8 @@ async fn dlr(
     let r = store
         .write(move |tx| {
             let (delivered, failed) = outbox::stat_meaning(stat);
-            let known = outbox::receipt(tx, ACCOUNT, &id, stat, delivered, failed, now)?;
+            let known = outbox::receipt(tx, ACCOUNT, &id, stat, delivered, failed, now)?
+                || outbox::recover(tx, Some(d.id), "", ACCOUNT, &id, stat, now)?;
             if !known {
                 outbox::inbound(
                     tx,

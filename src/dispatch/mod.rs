@@ -77,12 +77,14 @@ pub fn hook(policy: outbox::Policy, wake: Arc<Notify>) -> DecisionHook {
 
 /// Re-queue what a previous run left mid-send (see `outbox` on the at-least-once window);
 /// run once at start, before any channel.
-pub async fn reconcile(store: &Store) -> anyhow::Result<usize> {
+pub async fn reconcile(store: &Store, grace: jiff::SignedDuration) -> anyhow::Result<usize> {
     let now = jiff::Timestamp::now();
-    let n = store.write(move |tx| outbox::reconcile(tx, now)).await?;
+    let n = store
+        .write(move |tx| outbox::reconcile(tx, now, grace))
+        .await?;
     if n > 0 {
         tracing::warn!(
-            "{n} message(s) were being sent when stormbell stopped; they go again and count as possible duplicates"
+            "{n} message(s) were being sent when stormbell stopped; each waits {grace:#} for a receipt proving the SMSC had it, then goes again counted as a possible duplicate"
         );
     }
     Ok(n)

@@ -11,16 +11,19 @@
 //!   │  ├─carried inside another message──▶ merged (merged_into = the carrier; back to
 //!   │  │                                    queued if the carrier goes back, failed with it)
 //!   │  └─queued longer than `expire_after`──▶ expired
-//!   └──── restart: rows left in submitting ──▶ queued, uncertain + 1 (see below)
+//!   └──── restart: rows left in submitting ──▶ reconciling ──a receipt proves it──▶ accepted
+//!                                                  └──grace over──▶ queued, uncertain + 1
 //! ```
 //!
 //! **The at-least-once window.** SMPP 3.4 cannot be asked "did you get my submit?" without
-//! the message id the answer would have carried. So a row whose submit_sm was written but
-//! whose submit_sm_resp was not yet committed when stormbell died (or the link broke) is
-//! sent again, and counted in `uncertain`: at most (window × binds) messages per account,
-//! plus the answers received but not yet written (results are committed every few
-//! milliseconds). Re-sending is the right side to err on for a warning; the counts are
-//! reported, never hidden.
+//! the message id the answer would have carried. A row whose submit_sm was written but whose
+//! answer was not yet committed when stormbell died is `reconciling` after the restart: an
+//! SMSC delivers receipts again to a new bind, and a receipt from that row's number proves
+//! the message got through (`recover`) — it is not sent again. What no receipt proves within
+//! `reconcile_grace` is sent again and counted in `uncertain`: at most (window × binds)
+//! messages per account, because a window slot is freed only once its outcome is committed.
+//! Re-sending is the right side to err on for a warning; the counts are reported, never
+//! hidden.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -44,6 +47,9 @@ pub struct Policy {
     pub expire_after: SignedDuration,
     /// Attempts before a message fails for good.
     pub max_attempts: u32,
+    /// After a restart, how long a message that was mid-send waits for a receipt that proves
+    /// the SMSC had it, before it is sent again.
+    pub reconcile_grace: SignedDuration,
     /// Office name for the text.
     pub office: String,
     /// Drill: texts are marked so.
@@ -59,6 +65,7 @@ impl Default for Policy {
             cap_window: SignedDuration::from_hours(1),
             expire_after: SignedDuration::from_hours(6),
             max_attempts: 8,
+            reconcile_grace: SignedDuration::from_secs(20),
             office: "防汛办".into(),
             exercise: false,
             lang: "zh-CN".into(),
@@ -467,6 +474,20 @@ pub fn claim(
     policy: &Policy,
 ) -> anyhow::Result<Vec<Claimed>> {
     let at = stamp(now);
+    // Mid-send at a restart and no receipt came within the grace: send again, counted.
+    tx.execute(
+        "UPDATE dispatch_message SET state = 'queued', merged_into = NULL, updated = ?1
+         WHERE state = 'merged' AND merged_into IN (
+           SELECT id FROM dispatch_message
+           WHERE channel = ?2 AND state = 'reconciling' AND not_before <= ?1)",
+        params![at, channel],
+    )?;
+    tx.execute(
+        "UPDATE dispatch_message SET state = 'queued', uncertain = uncertain + 1, updated = ?1,
+                last_error = 'stormbell stopped while sending it and no receipt came: sent again'
+         WHERE channel = ?2 AND state = 'reconciling' AND not_before <= ?1",
+        params![at, channel],
+    )?;
     // Too old to matter any more.
     let stale = stamp(now.checked_sub(policy.expire_after).unwrap_or(now));
     tx.execute(
@@ -849,23 +870,87 @@ pub fn inbound(tx: &Transaction<'_>, i: &Inbound<'_>, now: Timestamp) -> anyhow:
     Ok(tx.last_insert_rowid())
 }
 
-/// At start: rows left in `submitting` by a stop mid-send go back to the queue, counted as
-/// uncertain. Returns how many.
-pub fn reconcile(tx: &Transaction<'_>, now: Timestamp) -> anyhow::Result<usize> {
-    tx.execute(
-        "UPDATE dispatch_message SET state = 'queued', merged_into = NULL, updated = ?1
-         WHERE state = 'merged'
-           AND merged_into IN (SELECT id FROM dispatch_message WHERE state = 'submitting')",
-        params![stamp(now)],
-    )?;
+/// At start: rows left in `submitting` by a stop mid-send may or may not have reached the
+/// SMSC, and SMPP cannot be asked. They wait `grace` in `reconciling` for a receipt that
+/// proves the SMSC had them ([`recover`]: the SMSC delivers receipts again to a new bind);
+/// whatever is still unproven then is sent again and counted as `uncertain`. Returns how many
+/// rows wait.
+pub fn reconcile(
+    tx: &Transaction<'_>,
+    now: Timestamp,
+    grace: SignedDuration,
+) -> anyhow::Result<usize> {
+    let until = stamp(now.checked_add(grace).unwrap_or(now));
     let n = tx.execute(
-        "UPDATE dispatch_message SET state = 'queued', uncertain = uncertain + 1,
-                last_error = 'stormbell stopped while sending: the SMSC may already have it',
-                updated = ?1
+        "UPDATE dispatch_message SET state = 'reconciling', not_before = ?1, updated = ?2,
+                last_error = 'stormbell stopped while sending: waiting for a receipt'
          WHERE state = 'submitting'",
-        params![stamp(now)],
+        params![until, stamp(now)],
     )?;
     Ok(n)
+}
+
+/// A receipt nobody's part matched: if it is for a number whose message was mid-send at a
+/// restart, it proves the SMSC had that message — record the part from the receipt instead of
+/// sending again. `row` names the message when the receipt says so (an HTTP gateway's report
+/// carries our id); otherwise the oldest reconciling message to `number` is taken. Returns
+/// whether it was used.
+pub fn recover(
+    tx: &Transaction<'_>,
+    row: Option<i64>,
+    number: &str,
+    account: &str,
+    smsc_id: &str,
+    stat: &str,
+    now: Timestamp,
+) -> anyhow::Result<bool> {
+    let found: Option<(i64, i64)> = match row {
+        Some(id) => tx
+            .query_row(
+                "SELECT id, coalesce(sent_segments, segments) FROM dispatch_message
+                 WHERE id = ?1 AND state = 'reconciling'",
+                params![id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?,
+        None => {
+            let Some(n) = normalise_mobile(number) else {
+                return Ok(false);
+            };
+            tx.query_row(
+                "SELECT id, coalesce(sent_segments, segments) FROM dispatch_message
+                 WHERE address = ?1 AND state = 'reconciling' ORDER BY id LIMIT 1",
+                params![n],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?
+        }
+    };
+    let Some((id, total)) = found else {
+        return Ok(false);
+    };
+    let at = stamp(now);
+    let have: i64 = tx.query_row(
+        "SELECT count(*) FROM dispatch_part WHERE message = ?1",
+        params![id],
+        |r| r.get(0),
+    )?;
+    tx.execute(
+        "INSERT OR IGNORE INTO dispatch_part (message, part, total, account, smsc_id, state, at)
+         VALUES (?1, ?2, ?3, ?4, ?5, 'accepted', ?6)",
+        params![id, have + 1, total, account, smsc_id, at],
+    )?;
+    if have + 1 >= total {
+        tx.execute(
+            "UPDATE dispatch_message SET state = 'accepted', account = ?1, updated = ?2,
+                    last_error = 'outcome recovered from a receipt after a restart'
+             WHERE id = ?3",
+            params![account, at, id],
+        )?;
+    }
+    let (delivered, failed) = stat_meaning(stat);
+    receipt(tx, account, smsc_id, stat, delivered, failed, now)?;
+    Ok(true)
 }
 
 /// Messages by channel and state, for status and metrics.

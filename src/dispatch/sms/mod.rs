@@ -605,7 +605,15 @@ async fn store_inbound(
                     match &a.receipt {
                         Some(Some(rc)) => {
                             let (delivered, failed) = outbox::stat_meaning(&rc.stat);
-                            if outbox::receipt(tx, &a.account, &rc.id, &rc.stat, delivered, failed, now)? {
+                            let matched = outbox::receipt(
+                                tx, &a.account, &rc.id, &rc.stat, delivered, failed, now,
+                            )?;
+                            // Or the proof that a message mid-send at a restart got through.
+                            if matched
+                                || outbox::recover(
+                                    tx, None, &a.source, &a.account, &rc.id, &rc.stat, now,
+                                )?
+                            {
                                 continue;
                             }
                             // Not (yet) recorded: kept, and applied if its part shows up.
