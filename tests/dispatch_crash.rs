@@ -7,12 +7,11 @@ mod common;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::dispatch::{contact, targets};
 use common::smsc::Smsc;
 use jiff::Timestamp;
-use stormbell::correlate::assess::PlaceKind;
 use stormbell::correlate::lifecycle::Send;
 use stormbell::correlate::tier::{Hazard, Tier};
-use stormbell::correlate::warning::{Contact, TargetPlace, Targets};
 use stormbell::dispatch::outbox::{self, Policy};
 use stormbell::store::Store;
 
@@ -51,39 +50,19 @@ fn kill_9_mid_send_then_restart_loses_nobody_and_bounds_duplicates() {
     // 10,000 responsible persons warned by one red flash-flood decision (synthetic numbers).
     {
         let store = Store::open(&db).unwrap();
-        let contacts: Vec<Contact> = (0..N)
-            .map(|i| Contact {
-                person: format!("P{i:05}"),
-                name: format!("责任人{i}"),
-                mobile: format!("137{:08}", 30_000_000 + i),
-                level: "village".into(),
-                role: "村级责任人".into(),
-                target: "330522101201".into(),
-                deputy: None,
-            })
+        let contacts: Vec<_> = (0..N)
+            .map(|i| contact(i, &format!("137{:08}", 30_000_000 + i)))
             .collect();
-        let t = Targets {
-            lineage: "flash_flood:330522".into(),
-            version: 1,
-            hazard: Hazard::FlashFlood,
-            tier: Tier::Red,
-            send: Send::Alert,
-            raises: true,
-            restricted: false,
-            identifiers: vec![],
-            places: vec![TargetPlace {
-                kind: PlaceKind::Village,
-                id: "330522101201".into(),
-                name: "上坞村".into(),
-                tier: Tier::Red,
-                evacuate: 50,
-            }],
-            evacuate: 50,
+        let mut t = targets(
+            "flash_flood:331098",
+            1,
+            Hazard::FlashFlood,
+            Tier::Red,
+            Send::Alert,
             contacts,
-            terminals: vec![],
-            shelters: vec![],
-            gaps: vec![],
-        };
+        );
+        // One short line: one part per message.
+        t.shelters.clear();
         let e = store
             .write_blocking(move |tx| {
                 outbox::enqueue(tx, 1, &t, Timestamp::now(), &Policy::default())

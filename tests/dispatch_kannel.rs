@@ -8,12 +8,13 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::dispatch::{contact, targets};
 use common::smsc::Smsc;
 use jiff::Timestamp;
 use stormbell::correlate::assess::PlaceKind;
 use stormbell::correlate::lifecycle::Send;
 use stormbell::correlate::tier::{Hazard, Tier};
-use stormbell::correlate::warning::{Contact, TargetPlace, TargetShelter, Targets};
+use stormbell::correlate::warning::TargetPlace;
 use stormbell::dispatch::kannel::{KannelChannel, KannelSettings};
 use stormbell::dispatch::outbox::{self, Policy};
 use stormbell::store::Store;
@@ -136,43 +137,25 @@ fn warnings_go_through_kannel_and_its_delivery_reports_come_back() {
     let kannel = start_kannel(&smsc, dir.path());
     let store = Store::open(dir.path().join("k.db")).unwrap();
     smsc.control("/undeliverable?number=8613700000009");
-    let contacts: Vec<Contact> = (0..10)
-        .map(|i| Contact {
-            person: format!("P{i:05}"),
-            name: format!("监测员{i}"),
-            mobile: format!("1370000000{i}"),
-            level: "site".into(),
-            role: "监测员".into(),
-            target: "DZ-0001".into(),
-            deputy: None,
-        })
+    let contacts: Vec<_> = (0..10)
+        .map(|i| contact(i, &format!("1370000000{i}")))
         .collect();
-    let t = Targets {
-        lineage: "geo_hazard:330522102".into(),
-        version: 1,
-        hazard: Hazard::GeoHazard,
-        tier: Tier::Orange,
-        send: Send::Alert,
-        raises: true,
-        restricted: false,
-        identifiers: vec![],
-        places: vec![TargetPlace {
-            kind: PlaceKind::Site,
-            id: "DZ-0001".into(),
-            name: "后山滑坡隐患点".into(),
-            tier: Tier::Orange,
-            evacuate: 12,
-        }],
-        evacuate: 12,
+    let mut t = targets(
+        "geo_hazard:331098102",
+        1,
+        Hazard::GeoHazard,
+        Tier::Orange,
+        Send::Alert,
         contacts,
-        terminals: vec![],
-        shelters: vec![TargetShelter {
-            id: "S02".into(),
-            name: "石门村文化礼堂".into(),
-            capacity: 80,
-        }],
-        gaps: vec![],
-    };
+    );
+    t.places = vec![TargetPlace {
+        kind: PlaceKind::Site,
+        id: "DZ-0001".into(),
+        name: "后山滑坡隐患点".into(),
+        tier: Tier::Orange,
+        evacuate: 12,
+    }];
+    t.evacuate = 12;
     let e = store
         .write_blocking(move |tx| outbox::enqueue(tx, 1, &t, Timestamp::now(), &Policy::default()))
         .unwrap();

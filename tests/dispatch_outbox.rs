@@ -1,25 +1,15 @@
 //! The outbox's rules on a real store: order, supersede, merge, the per-person cap, Cancel
 //! handling, expiry and the restart reconciliation.
 
+mod common;
+
+use common::dispatch::{contact, targets};
 use jiff::{SignedDuration, Timestamp};
-use stormbell::correlate::assess::PlaceKind;
 use stormbell::correlate::lifecycle::Send;
 use stormbell::correlate::tier::{Hazard, Tier};
-use stormbell::correlate::warning::{Contact, TargetPlace, Targets};
+use stormbell::correlate::warning::Targets;
 use stormbell::dispatch::outbox::{self, Claimed, Outcome, Policy};
 use stormbell::store::Store;
-
-fn person(i: usize) -> Contact {
-    Contact {
-        person: format!("P{i:05}"),
-        name: format!("网格员{i}"),
-        mobile: format!("139{:08}", 20_000_000 + i),
-        level: "village".into(),
-        role: "村级责任人".into(),
-        target: "330522101201".into(),
-        deputy: None,
-    }
-}
 
 fn t(
     lineage: &str,
@@ -30,28 +20,15 @@ fn t(
     raises: bool,
     who: &[usize],
 ) -> Targets {
-    Targets {
-        lineage: lineage.into(),
-        version,
-        hazard,
-        tier,
-        send,
-        raises,
-        restricted: false,
-        identifiers: vec![],
-        places: vec![TargetPlace {
-            kind: PlaceKind::Village,
-            id: "330522101201".into(),
-            name: "上坞村".into(),
-            tier,
-            evacuate: 30,
-        }],
-        evacuate: 30,
-        contacts: who.iter().map(|i| person(*i)).collect(),
-        terminals: vec![],
-        shelters: vec![],
-        gaps: vec![],
-    }
+    let people = who
+        .iter()
+        .map(|i| contact(*i, &format!("139{:08}", 20_000_000 + i)))
+        .collect();
+    let mut t = targets(lineage, version, hazard, tier, send, people);
+    t.raises = raises;
+    t.shelters.clear();
+    t.evacuate = 30;
+    t
 }
 
 struct Fixture {

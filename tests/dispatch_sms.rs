@@ -7,12 +7,12 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::dispatch::{self, contact, mobile};
 use common::smsc::Smsc;
 use jiff::Timestamp;
-use stormbell::correlate::assess::PlaceKind;
 use stormbell::correlate::lifecycle::Send;
 use stormbell::correlate::tier::{Hazard, Tier};
-use stormbell::correlate::warning::{Contact, TargetPlace, TargetShelter, Targets};
+use stormbell::correlate::warning::{Contact, Targets};
 use stormbell::dispatch::outbox::{self, Policy};
 use stormbell::dispatch::sms::session::{BindError, BindSettings, Session};
 use stormbell::dispatch::sms::{AccountSettings, SmsChannel, encode, pdu};
@@ -49,23 +49,7 @@ fn account(smsc: &Smsc, name: &str, system_id: &str, password: &str) -> AccountS
     }
 }
 
-/// A synthetic person of the fixture county's shape.
-fn contact(i: usize, mobile: &str) -> Contact {
-    Contact {
-        person: format!("P{i:05}"),
-        name: format!("村干部{i}"),
-        mobile: mobile.into(),
-        level: "village".into(),
-        role: "村级责任人".into(),
-        target: "330522101201".into(),
-        deputy: None,
-    }
-}
-
-fn mobile(i: usize) -> String {
-    format!("138{:08}", 10_000_000 + i)
-}
-
+/// A warning over four villages (long enough in Chinese to need two parts).
 fn targets(
     lineage: &str,
     version: u32,
@@ -74,36 +58,14 @@ fn targets(
     send: Send,
     contacts: Vec<Contact>,
 ) -> Targets {
-    Targets {
-        lineage: lineage.into(),
-        version,
-        hazard,
-        tier,
-        send,
-        raises: send == Send::Alert,
-        restricted: false,
-        identifiers: vec![format!("{lineage}-{version}")],
-        places: ["上坞村", "下坞村", "石门坎村", "竹林湾村"]
-            .iter()
-            .enumerate()
-            .map(|(k, n)| TargetPlace {
-                kind: PlaceKind::Village,
-                id: format!("33052210120{k}"),
-                name: (*n).into(),
-                tier,
-                evacuate: 40,
-            })
-            .collect(),
-        evacuate: 160,
-        contacts,
-        terminals: Vec::new(),
-        shelters: vec![TargetShelter {
-            id: "S01".into(),
-            name: "溪口镇中心小学".into(),
-            capacity: 300,
-        }],
-        gaps: Vec::new(),
-    }
+    let mut t = dispatch::targets(lineage, version, hazard, tier, send, contacts);
+    t.places = ["上坞村", "下坞村", "石门坎村", "竹林湾村"]
+        .iter()
+        .enumerate()
+        .map(|(k, n)| dispatch::place(&format!("33109810120{k}"), n, tier))
+        .collect();
+    t.evacuate = 160;
+    t
 }
 
 fn store() -> (tempfile::TempDir, Store) {

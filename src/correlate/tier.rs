@@ -31,6 +31,17 @@ impl Tier {
         }
     }
 
+    /// The Chinese colour word (蓝色 … 红色), as warnings say it. Templates that can take the
+    /// English word map it themselves; this is for texts assembled for them.
+    pub fn zh(self) -> &'static str {
+        match self {
+            Tier::Blue => "蓝色",
+            Tier::Yellow => "黄色",
+            Tier::Orange => "橙色",
+            Tier::Red => "红色",
+        }
+    }
+
     /// Roman numeral of the national scheme (IV … I).
     pub fn roman(self) -> &'static str {
         match self {

@@ -213,15 +213,6 @@ fn env() -> anyhow::Result<&'static minijinja::Environment<'static>> {
         .map_err(|e| anyhow::anyhow!("templates: {e}"))
 }
 
-fn tier_zh(t: Tier) -> &'static str {
-    match t {
-        Tier::Blue => "蓝色",
-        Tier::Yellow => "黄色",
-        Tier::Orange => "橙色",
-        Tier::Red => "红色",
-    }
-}
-
 fn place_name(reg: &Registry, kind: PlaceKind, id: &str) -> Option<String> {
     match kind {
         PlaceKind::Village => reg.village(id).map(|v| v.name.clone()),
@@ -489,7 +480,7 @@ pub fn build(
                     code => id.as_str(),
                     name => place_name(reg, h.kind, id).unwrap_or_else(|| id.to_string()),
                     tier => h.tier.as_str(),
-                    tier_zh => tier_zh(h.tier),
+                    tier_zh => h.tier.zh(),
                     why => h.why.clone(),
                 }
             })
@@ -507,7 +498,7 @@ pub fn build(
             let ctx = minijinja::context! {
                 hazard => l.hazard.as_str(),
                 tier => l.tier.as_str(),
-                tier_zh => tier_zh(l.tier),
+                tier_zh => l.tier.zh(),
                 roman => l.tier.roman(),
                 send => format!("{:?}", d.send),
                 upgraded => upgraded,

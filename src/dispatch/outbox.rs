@@ -95,15 +95,6 @@ pub fn normalise_mobile(raw: &str) -> Option<String> {
     ok.then(|| d.to_string())
 }
 
-fn tier_zh(t: Tier) -> &'static str {
-    match t {
-        Tier::Blue => "蓝色",
-        Tier::Yellow => "黄色",
-        Tier::Orange => "橙色",
-        Tier::Red => "红色",
-    }
-}
-
 /// Priority: red before blue; a raise before a same-tier update; a Cancel after everything
 /// (so it never overtakes the Alert it cancels).
 pub fn priority(send: Send, tier: Tier, raises: bool) -> i64 {
@@ -171,7 +162,7 @@ fn words(t: &Targets, lang: &str) -> Words {
     Words {
         hazard: t.hazard.as_str().to_string(),
         tier: t.tier.as_str().to_string(),
-        tier_zh: tier_zh(t.tier).to_string(),
+        tier_zh: t.tier.zh().to_string(),
         send: t.send.as_str().to_string(),
         move_: action(t).to_string(),
         places: shown.join(sep),

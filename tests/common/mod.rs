@@ -28,4 +28,5 @@ pub fn fixture_bytes(rel: &str) -> Vec<u8> {
         .join(rel);
     std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
 }
+pub mod dispatch;
 pub mod smsc;

@@ -1,0 +1,66 @@
+//! Warnings for the dispatch tests, of the synthetic county's shape.
+
+use stormbell::correlate::assess::PlaceKind;
+use stormbell::correlate::lifecycle::Send;
+use stormbell::correlate::tier::{Hazard, Tier};
+use stormbell::correlate::warning::{Contact, TargetPlace, TargetShelter, Targets};
+
+/// A village-level responsible person (synthetic).
+pub fn contact(i: usize, mobile: &str) -> Contact {
+    Contact {
+        person: format!("P{i:05}"),
+        name: format!("责任人{i}"),
+        mobile: mobile.into(),
+        level: "village".into(),
+        role: "村级责任人".into(),
+        target: "331098101201".into(),
+        deputy: None,
+    }
+}
+
+/// Synthetic mobile number `i` (138…).
+pub fn mobile(i: usize) -> String {
+    format!("138{:08}", 10_000_000 + i)
+}
+
+/// One warning version for `contacts`: one village (上坞村) and its shelter; an Alert raises.
+pub fn targets(
+    lineage: &str,
+    version: u32,
+    hazard: Hazard,
+    tier: Tier,
+    send: Send,
+    contacts: Vec<Contact>,
+) -> Targets {
+    Targets {
+        lineage: lineage.into(),
+        version,
+        hazard,
+        tier,
+        send,
+        raises: send == Send::Alert,
+        restricted: false,
+        identifiers: vec![format!("{lineage}-{version}")],
+        places: vec![place("331098101201", "上坞村", tier)],
+        evacuate: 40,
+        contacts,
+        terminals: Vec::new(),
+        shelters: vec![TargetShelter {
+            id: "S01".into(),
+            name: "溪口镇中心小学".into(),
+            capacity: 300,
+        }],
+        gaps: Vec::new(),
+    }
+}
+
+/// A village in the targets with 40 people to move.
+pub fn place(id: &str, name: &str, tier: Tier) -> TargetPlace {
+    TargetPlace {
+        kind: PlaceKind::Village,
+        id: id.into(),
+        name: name.into(),
+        tier,
+        evacuate: 40,
+    }
+}
