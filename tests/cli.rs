@@ -296,6 +296,13 @@ fn demo_runs_with_no_configuration_and_leaves_a_verifiable_audit() {
         0
     );
     drop(c);
+    // The duty officer sees the waiting messages.
+    let o = run(&["--db", db.to_str().unwrap(), "status"]);
+    assert!(
+        stdout(&o).contains("outbox:   sms:") && stdout(&o).contains("queued"),
+        "{}",
+        stdout(&o)
+    );
     let o = run(&["--db", db.to_str().unwrap(), "audit", "verify"]);
     assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
     // demo.started, registry.imported, cap.converted for each of the two sample alerts, the
