@@ -6,6 +6,7 @@
 //! [`Channel`]: it claims due rows, sends them its way, and records what happened. `sms/` is
 //! the first (SMPP 3.4); broadcast terminals and check-in links follow the same shape.
 
+pub mod broadcast;
 pub mod kannel;
 pub mod outbox;
 pub mod sms;

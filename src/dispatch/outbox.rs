@@ -146,7 +146,8 @@ pub struct Words {
     pub names: Vec<String>,
 }
 
-fn words(t: &Targets, lang: &str) -> Words {
+/// The words of one warning for the text templates (SMS and broadcast alike).
+pub fn words(t: &Targets, lang: &str) -> Words {
     let names: Vec<&str> = t.places.iter().map(|p| p.name.as_str()).collect();
     let shown = names.iter().take(3).copied().collect::<Vec<_>>();
     let sep = if lang == "en" { ", " } else { "、" };
@@ -220,7 +221,7 @@ fn lang_of(p: &Policy) -> &str {
     if p.lang == "en" { "en" } else { "zh-CN" }
 }
 
-fn event_name(hazard: &str, lang: &str) -> anyhow::Result<String> {
+pub(crate) fn event_name(hazard: &str, lang: &str) -> anyhow::Result<String> {
     let env = env()?;
     Ok(env
         .get_template(&format!("event.{lang}"))?

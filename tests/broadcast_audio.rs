@@ -1,0 +1,97 @@
+//! Broadcast audio from a real warning: the script from its template, Mandarin speech from
+//! espeak-ng (Debian), an alert tone before it, cached by content.
+
+mod common;
+
+use std::time::Duration;
+
+use common::dispatch::{contact, mobile, targets};
+use stormbell::correlate::lifecycle::Send;
+use stormbell::correlate::tier::{Hazard, Tier};
+use stormbell::dispatch::broadcast::audio::{AudioError, Synth, rms};
+use stormbell::dispatch::broadcast::script::script;
+use stormbell::dispatch::outbox::Policy;
+
+#[test]
+fn a_red_flash_flood_warning_is_spoken_after_the_tone_and_cached() {
+    let policy = Policy {
+        office: "东溟县防汛办".into(),
+        ..Policy::default()
+    };
+    let red = targets(
+        "flash_flood:FF1",
+        2,
+        Hazard::FlashFlood,
+        Tier::Red,
+        Send::Update,
+        vec![contact(1, &mobile(1))],
+    );
+    let text = script(&red, &policy).unwrap();
+    // The tier and the action said twice; the shelter named.
+    assert_eq!(text.matches("山洪灾害红色预警").count(), 2, "{text}");
+    assert_eq!(text.matches("请立即转移").count(), 2, "{text}");
+    assert!(
+        text.contains("溪口镇中心小学") && text.contains("上坞村"),
+        "{text}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let synth = Synth::mandarin(dir.path());
+    let a = synth.render(&text).unwrap();
+    assert!(!a.cached);
+    // 3 s of tone, 0.5 s of quiet, then speech of a plausible length for the script.
+    let speech = a.duration.as_secs_f64() - 3.5;
+    assert!(speech > 5.0 && speech < 90.0, "{:?}", a.duration);
+    let tone = rms(
+        &a.path,
+        Duration::from_millis(200),
+        Duration::from_millis(2800),
+    )
+    .unwrap();
+    let gap = rms(
+        &a.path,
+        Duration::from_millis(3050),
+        Duration::from_millis(3450),
+    )
+    .unwrap();
+    let voice = rms(&a.path, Duration::from_secs(4), a.duration).unwrap();
+    assert!(tone > 0.2, "tone {tone}");
+    assert!(gap < 0.001, "gap {gap}");
+    assert!(voice > 0.02, "the speech is not silence: {voice}");
+
+    // The same script again: from the cache, same bytes.
+    let b = synth.render(&text).unwrap();
+    assert!(b.cached);
+    assert_eq!(
+        (b.path.clone(), b.sha256.clone()),
+        (a.path.clone(), a.sha256.clone())
+    );
+    // Its lift is another file.
+    let lift = targets(
+        "flash_flood:FF1",
+        3,
+        Hazard::FlashFlood,
+        Tier::Red,
+        Send::Cancel,
+        vec![],
+    );
+    let c = synth.render(&script(&lift, &policy).unwrap()).unwrap();
+    assert_ne!(c.path, a.path);
+    assert!(script(&lift, &policy).unwrap().contains("解除"));
+}
+
+#[test]
+fn a_missing_speech_program_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut synth = Synth::mandarin(dir.path());
+    synth.program = "/nonexistent/espeak-ng".into();
+    match synth.render("测试") {
+        Err(AudioError::Speech { program, why }) => {
+            assert!(program.contains("/nonexistent/espeak-ng"));
+            assert!(why.contains("cannot start"), "{why}");
+        }
+        other => panic!("{other:?}"),
+    }
+    // Nothing half-written is left in the cache.
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+}
