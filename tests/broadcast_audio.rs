@@ -39,6 +39,23 @@ fn a_red_flash_flood_warning_is_spoken_after_the_tone_and_cached() {
     let synth = Synth::mandarin(dir.path());
     let a = synth.render(&text).unwrap();
     assert!(!a.cached);
+    // The CAP resource fields describe the file as it is.
+    let bytes = std::fs::read(&a.path).unwrap();
+    assert_eq!(a.size, bytes.len() as u64);
+    // Digests as coreutils computes them (an independent implementation).
+    let sum = |tool: &str| -> String {
+        let o = std::process::Command::new(tool)
+            .arg(&a.path)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout)
+            .split_whitespace()
+            .next()
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert_eq!(a.sha1, sum("sha1sum"));
+    assert_eq!(a.sha256, sum("sha256sum"));
     // 3 s of tone, 0.5 s of quiet, then speech of a plausible length for the script.
     let speech = a.duration.as_secs_f64() - 3.5;
     assert!(speech > 5.0 && speech < 90.0, "{:?}", a.duration);

@@ -35,6 +35,11 @@ pub struct Audio {
     pub path: PathBuf,
     /// SHA-256 (hex) of the file's bytes.
     pub sha256: String,
+    /// SHA-1 (hex) of the file's bytes: CAP 1.2's `<resource><digest>` (the standard names
+    /// SHA-1), so a CAP reader can check the audio it fetched.
+    pub sha1: String,
+    /// Size in bytes (CAP `<size>`).
+    pub size: u64,
     /// Length of the audio.
     pub duration: Duration,
     /// Sample rate (Hz).
@@ -240,6 +245,8 @@ fn describe(path: &Path, cached: bool) -> Result<Audio, AudioError> {
     Ok(Audio {
         path: path.to_path_buf(),
         sha256: hex::encode(Sha256::digest(&bytes)),
+        sha1: hex::encode(sha1::Sha1::digest(&bytes)),
+        size: bytes.len() as u64,
         duration,
         sample_rate: spec.sample_rate,
         cached,
