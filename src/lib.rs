@@ -15,5 +15,6 @@ pub mod feeds;
 pub mod http;
 pub mod registry;
 pub mod store;
+pub mod templates;
 pub mod text;
 pub mod web;

@@ -566,3 +566,89 @@ fn a_merged_text_is_one_line_per_kind_of_warning_not_one_per_place() {
         "{text}"
     );
 }
+
+#[test]
+fn a_cancel_is_sent_to_someone_whose_alert_may_have_gone_out_before_a_restart() {
+    let mut f = Fixture::new();
+    f.enqueue(t(
+        "typhoon:R",
+        1,
+        Hazard::Typhoon,
+        Tier::Orange,
+        Send::Alert,
+        true,
+        &[1],
+    ));
+    assert_eq!(f.claim(10).len(), 1);
+    let now = f.now;
+    f.store
+        .write_blocking(move |tx| outbox::reconcile(tx, now, SignedDuration::from_secs(20)))
+        .unwrap();
+    // The Alert may have reached the phone: its lift must follow.
+    let e = f.enqueue(t(
+        "typhoon:R",
+        2,
+        Hazard::Typhoon,
+        Tier::Orange,
+        Send::Cancel,
+        false,
+        &[1],
+    ));
+    assert_eq!(e.skipped, 0);
+    assert_eq!(e.queued, 1);
+}
+
+#[test]
+fn the_cap_never_pushes_back_a_raise_waiting_to_retry() {
+    let mut f = Fixture::new();
+    f.policy.cap_per_person = 1;
+    f.enqueue(t(
+        "rainstorm:A",
+        1,
+        Hazard::Rainstorm,
+        Tier::Yellow,
+        Send::Alert,
+        true,
+        &[1],
+    ));
+    let c = f.claim(10);
+    f.accept(&c);
+    // A red raise, refused for now (retry in 30 s).
+    f.enqueue(t(
+        "flash_flood:B",
+        1,
+        Hazard::FlashFlood,
+        Tier::Red,
+        Send::Alert,
+        true,
+        &[1],
+    ));
+    let red = f.claim(10);
+    assert_eq!(red.len(), 1);
+    f.record(vec![(
+        red[0].id,
+        Outcome::Retry {
+            account: Some("main".into()),
+            reason: "ESME_RSYSERR".into(),
+            after: SignedDuration::from_secs(30),
+            uncertain: false,
+            counts: true,
+        },
+    )]);
+    // A routine update meanwhile: held by the cap…
+    f.enqueue(t(
+        "rainstorm:A",
+        2,
+        Hazard::Rainstorm,
+        Tier::Yellow,
+        Send::Update,
+        false,
+        &[1],
+    ));
+    assert!(f.claim(10).is_empty());
+    // …but the raise goes when its retry is due, not when the cap's window ends.
+    f.now += SignedDuration::from_secs(31);
+    let c = f.claim(10);
+    assert_eq!(c.len(), 1);
+    assert_eq!(c[0].id, red[0].id);
+}

@@ -22,39 +22,6 @@ use crate::cap::model::{
 use crate::registry::Registry;
 use crate::registry::check::km_between;
 
-/// The templates, compiled in.
-const TEMPLATES: &[(&str, &str)] = &[
-    (
-        "event.zh-CN",
-        include_str!("../../templates/cap/event.zh-CN.j2"),
-    ),
-    ("event.en", include_str!("../../templates/cap/event.en.j2")),
-    (
-        "headline.zh-CN",
-        include_str!("../../templates/cap/headline.zh-CN.j2"),
-    ),
-    (
-        "headline.en",
-        include_str!("../../templates/cap/headline.en.j2"),
-    ),
-    (
-        "description.zh-CN",
-        include_str!("../../templates/cap/description.zh-CN.j2"),
-    ),
-    (
-        "description.en",
-        include_str!("../../templates/cap/description.en.j2"),
-    ),
-    (
-        "instruction.zh-CN",
-        include_str!("../../templates/cap/instruction.zh-CN.j2"),
-    ),
-    (
-        "instruction.en",
-        include_str!("../../templates/cap/instruction.en.j2"),
-    ),
-];
-
 /// Radius of the circle standing for a village or site without an outline, km.
 pub const PLACE_RADIUS_KM: f64 = 2.0;
 
@@ -195,22 +162,6 @@ pub struct Targets {
     pub shelters: Vec<TargetShelter>,
     /// Places the registry does not know or that have nobody responsible (said, not hidden).
     pub gaps: Vec<String>,
-}
-
-/// The templates, compiled once (they are part of the binary).
-fn env() -> anyhow::Result<&'static minijinja::Environment<'static>> {
-    static ENV: std::sync::OnceLock<Result<minijinja::Environment<'static>, String>> =
-        std::sync::OnceLock::new();
-    let built = ENV.get_or_init(|| {
-        let mut env = minijinja::Environment::new();
-        for (name, src) in TEMPLATES {
-            env.add_template(name, src).map_err(|e| format!("{e:#}"))?;
-        }
-        Ok(env)
-    });
-    built
-        .as_ref()
-        .map_err(|e| anyhow::anyhow!("templates: {e}"))
 }
 
 fn place_name(reg: &Registry, kind: PlaceKind, id: &str) -> Option<String> {
@@ -388,7 +339,7 @@ pub fn build(
         }]);
     }
 
-    let env = env()?;
+    let env = crate::templates::env()?;
     let upgraded = d
         .changes
         .iter()
@@ -493,7 +444,7 @@ pub fn build(
             let event_ctx =
                 minijinja::context! { hazard => l.hazard.as_str(), upstream => upstream.clone() };
             let event = env
-                .get_template(&format!("event.{lang}"))?
+                .get_template(&format!("cap/event.{lang}"))?
                 .render(&event_ctx)?;
             let ctx = minijinja::context! {
                 hazard => l.hazard.as_str(),
@@ -520,7 +471,9 @@ pub fn build(
                 onset_local => l.onset.filter(|o| *o > now).map(local),
             };
             let field = |name: &str| -> anyhow::Result<String> {
-                let text = env.get_template(&format!("{name}.{lang}"))?.render(&ctx)?;
+                let text = env
+                    .get_template(&format!("cap/{name}.{lang}"))?
+                    .render(&ctx)?;
                 Ok(text.trim().to_string())
             };
             let mut areas = Vec::new();

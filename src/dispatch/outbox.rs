@@ -179,64 +179,18 @@ pub fn words(t: &Targets, lang: &str) -> Words {
     }
 }
 
-const TEMPLATES: &[(&str, &str)] = &[
-    (
-        "warning.zh-CN",
-        include_str!("../../templates/sms/warning.zh-CN.j2"),
-    ),
-    (
-        "warning.en",
-        include_str!("../../templates/sms/warning.en.j2"),
-    ),
-    (
-        "merged.zh-CN",
-        include_str!("../../templates/sms/merged.zh-CN.j2"),
-    ),
-    (
-        "merged.en",
-        include_str!("../../templates/sms/merged.en.j2"),
-    ),
-    (
-        "event.zh-CN",
-        include_str!("../../templates/cap/event.zh-CN.j2"),
-    ),
-    ("event.en", include_str!("../../templates/cap/event.en.j2")),
-];
-
-fn env() -> anyhow::Result<&'static minijinja::Environment<'static>> {
-    static ENV: std::sync::OnceLock<Result<minijinja::Environment<'static>, String>> =
-        std::sync::OnceLock::new();
-    ENV.get_or_init(|| {
-        let mut env = minijinja::Environment::new();
-        for (name, src) in TEMPLATES {
-            env.add_template(name, src).map_err(|e| format!("{e:#}"))?;
-        }
-        Ok(env)
-    })
-    .as_ref()
-    .map_err(|e| anyhow::anyhow!("sms templates: {e}"))
-}
-
-fn lang_of(p: &Policy) -> &str {
-    if p.lang == "en" { "en" } else { "zh-CN" }
-}
-
-pub(crate) fn event_name(hazard: &str, lang: &str) -> anyhow::Result<String> {
-    let env = env()?;
-    Ok(env
-        .get_template(&format!("event.{lang}"))?
-        .render(minijinja::context! { hazard => hazard, upstream => minijinja::context!{ event => "预警" } })?)
+fn lang_of(p: &Policy) -> &'static str {
+    crate::templates::lang(&p.lang)
 }
 
 /// Render one warning's SMS for one person.
 pub fn render_one(w: &Words, p: &Policy, link: Option<&str>) -> anyhow::Result<String> {
     let lang = lang_of(p);
-    let env = env()?;
-    let text = env
-        .get_template(&format!("warning.{lang}"))?
+    let text = crate::templates::env()?
+        .get_template(&format!("sms/warning.{lang}"))?
         .render(minijinja::context! {
             office => &p.office, exercise => p.exercise, send => &w.send, hazard => &w.hazard,
-            event => event_name(&w.hazard, lang)?, tier => &w.tier, tier_zh => &w.tier_zh,
+            event => crate::templates::event_name(&w.hazard, lang)?, tier => &w.tier, tier_zh => &w.tier_zh,
             move => &w.move_, places => &w.places, more_places => &w.more_places,
             shelters => &w.shelters, link => link,
         })?;
@@ -246,7 +200,6 @@ pub fn render_one(w: &Words, p: &Policy, link: Option<&str>) -> anyhow::Result<S
 /// Render several warnings for one person as one message, highest tier first.
 pub fn render_merged(items: &[Words], p: &Policy, link: Option<&str>) -> anyhow::Result<String> {
     let lang = lang_of(p);
-    let env = env()?;
     let mut sorted: Vec<&Words> = items.iter().collect();
     sorted.sort_by_key(|w| {
         (
@@ -289,14 +242,14 @@ pub fn render_merged(items: &[Words], p: &Policy, link: Option<&str>) -> anyhow:
             all.sort_unstable();
             all.dedup();
             Ok(minijinja::context! {
-                event => event_name(&w.hazard, lang)?, tier => &w.tier, tier_zh => &w.tier_zh,
+                event => crate::templates::event_name(&w.hazard, lang)?, tier => &w.tier, tier_zh => &w.tier_zh,
                 send => &w.send, move => &w.move_, places => shown.join(sep),
                 count => all.len(), shown => shown.len(),
             })
         })
         .collect::<anyhow::Result<_>>()?;
-    let text = env
-        .get_template(&format!("merged.{lang}"))?
+    let text = crate::templates::env()?
+        .get_template(&format!("sms/merged.{lang}"))?
         .render(minijinja::context! {
             office => &p.office, exercise => p.exercise, groups => ctx, total => items.len(),
             link => link,
@@ -381,7 +334,7 @@ pub fn enqueue(
             let ever: i64 = tx.query_row(
                 "SELECT count(*) FROM dispatch_message
                  WHERE lineage = ?1 AND person = ?2 AND channel = 'sms'
-                   AND (state IN ('submitting', 'accepted', 'delivered', 'merged')
+                   AND (state IN ('submitting', 'reconciling', 'accepted', 'delivered', 'merged')
                         OR uncertain > 0)",
                 params![t.lineage, c.person],
                 |r| r.get(0),
@@ -432,12 +385,8 @@ pub struct Claimed {
     pub address: String,
     /// Final text.
     pub text: String,
-    /// Segments.
-    pub segments: u32,
     /// Rows merged into it.
     pub merged: Vec<i64>,
-    /// Priority.
-    pub priority: i64,
 }
 
 struct Row {
@@ -446,11 +395,9 @@ struct Row {
     address: String,
     text: String,
     segments: i64,
-    priority: i64,
     raises: bool,
     tier: String,
     words: String,
-    created: String,
 }
 
 /// Claim up to `limit` messages of a channel that are due, marking them `submitting`.
@@ -469,7 +416,7 @@ pub fn claim(
     // Mid-send at a restart and no receipt came within the grace: send again, counted.
     tx.execute(
         "UPDATE dispatch_message SET state = 'queued', merged_into = NULL, updated = ?1
-         WHERE state = 'merged' AND merged_into IN (
+         WHERE channel = ?2 AND state = 'merged' AND merged_into IN (
            SELECT id FROM dispatch_message
            WHERE channel = ?2 AND state = 'reconciling' AND not_before <= ?1)",
         params![at, channel],
@@ -489,7 +436,7 @@ pub fn claim(
         params![at, channel, stale],
     )?;
     let mut st = tx.prepare_cached(
-        "SELECT id, person, address, text, segments, priority, raises, tier, words, created
+        "SELECT id, person, address, text, segments, raises, tier, words
          FROM dispatch_message
          WHERE channel = ?1 AND state = 'queued' AND not_before <= ?2
          ORDER BY priority DESC, id LIMIT ?3",
@@ -502,11 +449,9 @@ pub fn claim(
                 address: r.get(2)?,
                 text: r.get(3)?,
                 segments: r.get(4)?,
-                priority: r.get(5)?,
-                raises: r.get(6)?,
-                tier: r.get(7)?,
-                words: r.get(8)?,
-                created: r.get(9)?,
+                raises: r.get(5)?,
+                tier: r.get(6)?,
+                words: r.get(7)?,
             })
         })?
         .collect::<Result<_, _>>()?;
@@ -520,37 +465,31 @@ pub fn claim(
         if !taken.insert(row.person.clone()) {
             continue;
         }
-        // The cap: how many went to this person lately, and the highest tier among them.
-        let (recent, oldest, top): (i64, Option<String>, Option<String>) = tx.query_row(
+        // The cap: how many went to this person lately, and the highest tier among them
+        // (tiers as ranks 1–4, blue to red).
+        let (recent, oldest, top): (i64, Option<String>, Option<i64>) = tx.query_row(
             "SELECT count(*), min(updated), max(CASE tier WHEN 'red' THEN 4 WHEN 'orange' THEN 3
                     WHEN 'yellow' THEN 2 ELSE 1 END)
              FROM dispatch_message
              WHERE channel = ?1 AND person = ?2 AND updated >= ?3
                AND state IN ('submitting', 'accepted', 'delivered')",
             params![channel, row.person, since],
-            |r| {
-                Ok((
-                    r.get(0)?,
-                    r.get(1)?,
-                    r.get::<_, Option<i64>>(2)?.map(|x| x.to_string()),
-                ))
-            },
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
         )?;
-        let rank = |t: &str| Tier::parse(t).map_or(0, |t| t as i64 + 1);
-        let higher = top
-            .as_deref()
-            .and_then(|t| t.parse::<i64>().ok())
-            .is_none_or(|top| rank(&row.tier) > top);
+        let rank = Tier::parse(&row.tier).map_or(0, |t| t as i64 + 1);
+        let higher = top.is_none_or(|top| rank > top);
         if recent >= i64::from(policy.cap_per_person) && !(row.raises || higher) {
             let until = oldest
                 .as_deref()
                 .and_then(parse_ts)
                 .and_then(|o| o.checked_add(policy.cap_window).ok())
                 .unwrap_or(now);
+            // Only what does not raise the danger waits (a raise in retry backoff must not).
             tx.execute(
                 "UPDATE dispatch_message SET not_before = ?1, updated = ?2,
                         last_error = 'held by the per-person cap'
-                 WHERE channel = ?3 AND person = ?4 AND state = 'queued'",
+                 WHERE channel = ?3 AND person = ?4 AND state = 'queued' AND raises = 0
+                   AND not_before < ?1",
                 params![stamp(until), at, channel, row.person],
             )?;
             continue;
@@ -558,8 +497,7 @@ pub fn claim(
         // Everything else queued for this person rides along.
         let mut others: Vec<(i64, String)> = tx
             .prepare_cached(
-                // By person: the planner would otherwise walk every queued row for the ORDER BY.
-                "SELECT id, words FROM dispatch_message INDEXED BY dispatch_message_person
+                "SELECT id, words FROM dispatch_message
                  WHERE channel = ?1 AND person = ?2 AND state = 'queued' AND id != ?3
                  ORDER BY priority DESC, id",
             )?
@@ -567,7 +505,6 @@ pub fn claim(
                 Ok((r.get(0)?, r.get(1)?))
             })?
             .collect::<Result<_, _>>()?;
-        let _ = &row.created;
         let (text, segments) = if others.is_empty() {
             (row.text.clone(), row.segments as u32)
         } else {
@@ -597,9 +534,7 @@ pub fn claim(
             person: row.person,
             address: row.address,
             text,
-            segments,
             merged: others.drain(..).map(|(id, _)| id).collect(),
-            priority: row.priority,
         });
     }
     Ok(out)

@@ -3,39 +3,15 @@
 //! twice, the shelter named).
 
 use crate::correlate::warning::Targets;
-use crate::dispatch::outbox::{Policy, event_name, words};
-
-const TEMPLATES: &[(&str, &str)] = &[
-    (
-        "warning.zh-CN",
-        include_str!("../../../templates/broadcast/warning.zh-CN.j2"),
-    ),
-    (
-        "warning.en",
-        include_str!("../../../templates/broadcast/warning.en.j2"),
-    ),
-];
-
-fn env() -> anyhow::Result<&'static minijinja::Environment<'static>> {
-    static ENV: std::sync::OnceLock<Result<minijinja::Environment<'static>, String>> =
-        std::sync::OnceLock::new();
-    ENV.get_or_init(|| {
-        let mut env = minijinja::Environment::new();
-        for (name, src) in TEMPLATES {
-            env.add_template(name, src).map_err(|e| format!("{e:#}"))?;
-        }
-        Ok(env)
-    })
-    .as_ref()
-    .map_err(|e| anyhow::anyhow!("broadcast templates: {e}"))
-}
+use crate::dispatch::outbox::{Policy, words};
+use crate::templates::event_name;
 
 /// The script for one warning version, in the policy's language.
 pub fn script(t: &Targets, policy: &Policy) -> anyhow::Result<String> {
-    let lang = if policy.lang == "en" { "en" } else { "zh-CN" };
+    let lang = crate::templates::lang(&policy.lang);
     let w = words(t, lang);
-    let text = env()?
-        .get_template(&format!("warning.{lang}"))?
+    let text = crate::templates::env()?
+        .get_template(&format!("broadcast/warning.{lang}"))?
         .render(minijinja::context! {
             office => &policy.office, exercise => policy.exercise, send => &w.send,
             event => event_name(&w.hazard, lang)?, tier => &w.tier, tier_zh => &w.tier_zh,

@@ -447,9 +447,11 @@ async fn reader(
                         out: inner.out.clone(),
                         done: false,
                     };
-                    if incoming.send(Incoming { deliver, ack }).await.is_err() {
-                        // Nobody listens: the Ack dropped with the message asks for a resend.
-                    }
+                    // Never wait here: a reader stuck behind a slow store would stop reading
+                    // submit_sm_resp too, and time every submit out. When the hand-off is
+                    // full (or nobody listens), the Ack dropped with the message answers
+                    // ESME_RX_T_APPN, and the SMSC delivers it again later.
+                    let _ = incoming.try_send(Incoming { deliver, ack });
                 }
             }
             _ => {

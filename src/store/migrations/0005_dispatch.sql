@@ -34,7 +34,9 @@ CREATE TABLE dispatch_message (
 ) STRICT;
 CREATE UNIQUE INDEX dispatch_message_key ON dispatch_message (decision, person, channel);
 CREATE INDEX dispatch_message_ready ON dispatch_message (channel, state, priority DESC, id);
-CREATE INDEX dispatch_message_person ON dispatch_message (channel, person, state);
+-- Also in the order a claim merges a person's queued rows (or the planner walks every queued
+-- row by priority instead).
+CREATE INDEX dispatch_message_person ON dispatch_message (channel, person, state, priority DESC, id);
 CREATE INDEX dispatch_message_lineage ON dispatch_message (lineage, person);
 CREATE INDEX dispatch_message_age ON dispatch_message (channel, state, created);
 

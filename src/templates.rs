@@ -1,0 +1,58 @@
+//! Every user-facing word stormbell writes comes from `templates/` (minijinja), compiled into
+//! the binary and parsed once into one environment: CAP (`cap/…`), SMS (`sms/…`) and
+//! broadcast scripts (`broadcast/…`), Chinese and English. A template is named by its path
+//! without `.j2`, e.g. `sms/warning.zh-CN`.
+
+use std::sync::OnceLock;
+
+use minijinja::Environment;
+
+macro_rules! templates {
+    ($($name:literal),* $(,)?) => {
+        &[$(($name, include_str!(concat!("../templates/", $name, ".j2")))),*]
+    };
+}
+
+const ALL: &[(&str, &str)] = templates![
+    "cap/event.zh-CN",
+    "cap/event.en",
+    "cap/headline.zh-CN",
+    "cap/headline.en",
+    "cap/description.zh-CN",
+    "cap/description.en",
+    "cap/instruction.zh-CN",
+    "cap/instruction.en",
+    "sms/warning.zh-CN",
+    "sms/warning.en",
+    "sms/merged.zh-CN",
+    "sms/merged.en",
+    "broadcast/warning.zh-CN",
+    "broadcast/warning.en",
+];
+
+/// The environment (a template that does not parse is an error at first use, naming it).
+pub fn env() -> anyhow::Result<&'static Environment<'static>> {
+    static ENV: OnceLock<Result<Environment<'static>, String>> = OnceLock::new();
+    ENV.get_or_init(|| {
+        let mut env = Environment::new();
+        for (name, src) in ALL {
+            env.add_template(name, src)
+                .map_err(|e| format!("{name}: {e:#}"))?;
+        }
+        Ok(env)
+    })
+    .as_ref()
+    .map_err(|e| anyhow::anyhow!("templates: {e}"))
+}
+
+/// The language a setting asks for: `en`, else Chinese.
+pub fn lang(setting: &str) -> &'static str {
+    if setting == "en" { "en" } else { "zh-CN" }
+}
+
+/// A hazard's name in a language (`cap/event`), for texts that are not CAP.
+pub fn event_name(hazard: &str, lang: &str) -> anyhow::Result<String> {
+    Ok(env()?.get_template(&format!("cap/event.{lang}"))?.render(
+        minijinja::context! { hazard => hazard, upstream => minijinja::context! { event => "预警" } },
+    )?)
+}
