@@ -8,7 +8,7 @@ use std::time::Duration;
 use common::dispatch::{contact, mobile, targets};
 use stormbell::correlate::lifecycle::Send;
 use stormbell::correlate::tier::{Hazard, Tier};
-use stormbell::dispatch::broadcast::audio::{AudioError, Synth, rms};
+use stormbell::dispatch::broadcast::audio::{AudioError, MP3_TAIL, Synth, rms};
 use stormbell::dispatch::broadcast::script::script;
 use stormbell::dispatch::outbox::Policy;
 
@@ -111,4 +111,83 @@ fn a_missing_speech_program_is_named() {
     }
     // Nothing half-written is left in the cache.
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+}
+
+#[test]
+fn mp3_is_encoded_by_ffmpeg_cached_and_as_long_as_the_wav() {
+    let dir = tempfile::tempdir().unwrap();
+    let synth = Synth::mandarin(dir.path());
+    synth.check(true).unwrap();
+    let wav = synth.render("山洪灾害红色预警，请立即转移。").unwrap();
+    let mp3 = synth.mp3(&wav, 32).unwrap();
+    assert!(!mp3.cached);
+    let bytes = std::fs::read(&mp3.path).unwrap();
+    assert_eq!(mp3.size, bytes.len() as u64);
+    // An MPEG audio frame from the first byte: no ID3 tag before the stream.
+    assert!(
+        bytes[0] == 0xFF && bytes[1] & 0xE0 == 0xE0,
+        "{:02x?}",
+        &bytes[..4]
+    );
+    // Constant 32 kbit/s: the size says the length, within a frame or two of the WAV's.
+    let secs = bytes.len() as f64 / 4000.0;
+    // …plus the quiet tail that keeps a streaming server's last buffer silent.
+    let want = wav.duration.as_secs_f64() + 1.5;
+    assert_eq!(mp3.duration, wav.duration + MP3_TAIL);
+    assert!(
+        (secs - want).abs() < 0.3,
+        "mp3 {secs:.2} s vs wav {want:.2} s"
+    );
+    // ffprobe (part of Debian ffmpeg) reads it as mono MP3 of that length.
+    let probe = std::process::Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-show_entries",
+            "stream=codec_name,channels:format=duration",
+        ])
+        .args(["-of", "default=nw=1"])
+        .arg(&mp3.path)
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&probe.stdout);
+    assert!(
+        out.contains("codec_name=mp3") && out.contains("channels=1"),
+        "{out}"
+    );
+    let d: f64 = out
+        .lines()
+        .find_map(|l| l.strip_prefix("duration="))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((d - want).abs() < 0.3, "ffprobe {d} vs {want}");
+    let again = synth.mp3(&wav, 32).unwrap();
+    assert!(again.cached && again.sha256 == mp3.sha256);
+}
+
+#[test]
+fn a_missing_encoder_is_named_at_start_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut synth = Synth::mandarin(dir.path());
+    synth.encoder = "/nonexistent/ffmpeg".into();
+    synth.check(false).unwrap();
+    match synth.check(true) {
+        Err(AudioError::Encode { program, why }) => {
+            assert!(program.contains("/nonexistent/ffmpeg"));
+            assert!(why.contains("Debian package ffmpeg"), "{why}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn characters_the_voice_cannot_say_do_not_reach_espeak() {
+    let dir = tempfile::tempdir().unwrap();
+    let synth = Synth::mandarin(dir.path());
+    let with = synth.render("上坞村🌊请立即转移").unwrap();
+    let without = synth.render("上坞村 请立即转移").unwrap();
+    // The same audio: the wave emoji was left out, not read out as its name.
+    assert_eq!(with.sha256, without.sha256);
+    assert!(without.cached, "the cleaned script was already synthesised");
 }

@@ -29,4 +29,5 @@ pub fn fixture_bytes(rel: &str) -> Vec<u8> {
     std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
 }
 pub mod dispatch;
+pub mod icecast;
 pub mod smsc;

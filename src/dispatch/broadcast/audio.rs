@@ -26,6 +26,8 @@ pub struct Synth {
     pub speed: u32,
     /// Where audio files are kept.
     pub cache: PathBuf,
+    /// The ffmpeg program, for MP3 (platforms and IP speakers take MP3, not WAV).
+    pub encoder: PathBuf,
 }
 
 /// A rendered broadcast.
@@ -59,6 +61,14 @@ pub enum AudioError {
         /// What happened.
         why: String,
     },
+    /// ffmpeg is missing or failed.
+    #[error("ffmpeg ({program}): {why}")]
+    Encode {
+        /// The program.
+        program: String,
+        /// What happened.
+        why: String,
+    },
     /// Reading or writing a WAV.
     #[error("audio file {path}: {why}")]
     File {
@@ -68,6 +78,9 @@ pub enum AudioError {
         why: String,
     },
 }
+
+/// Silence after the speech in an MP3 (see [`Synth::mp3`]).
+pub const MP3_TAIL: Duration = Duration::from_millis(1500);
 
 /// Bump when the layout of the audio changes (tone, gaps, format): old cache entries then
 /// stop matching.
@@ -81,7 +94,99 @@ impl Synth {
             voice: "cmn".into(),
             speed: 150,
             cache: cache.into(),
+            encoder: PathBuf::from("ffmpeg"),
         }
+    }
+
+    /// Check at start-up that the programs exist, naming the Debian package when one does not:
+    /// a missing voice must stop the daemon before the storm, not fail the first warning.
+    pub fn check(&self, mp3: bool) -> Result<(), AudioError> {
+        let run = |program: &Path, args: &[&str], package: &str| match Command::new(program)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+        {
+            Ok(s) if s.success() => Ok(()),
+            Ok(s) => Err(format!(
+                "`{} {}` exited with {s}",
+                program.display(),
+                args.join(" ")
+            )),
+            Err(e) => Err(format!(
+                "cannot start it: {e} (install the Debian package {package})"
+            )),
+        };
+        run(&self.program, &["--version"], "espeak-ng").map_err(|why| AudioError::Speech {
+            program: self.program.display().to_string(),
+            why,
+        })?;
+        if mp3 {
+            run(&self.encoder, &["-hide_banner", "-version"], "ffmpeg").map_err(|why| {
+                AudioError::Encode {
+                    program: self.encoder.display().to_string(),
+                    why,
+                }
+            })?;
+        }
+        Ok(())
+    }
+
+    /// The MP3 of a rendered WAV at `kbps` (mono, constant bit rate, no ID3 or Xing header, so
+    /// a stream can start anywhere), encoded by ffmpeg with LAME and cached by the WAV's digest.
+    /// It ends in [`MP3_TAIL`] of silence: a streaming server holds back its last partial
+    /// buffer when the source leaves (Icecast drops up to 4 KB), and that must be quiet, not
+    /// the end of the last word.
+    pub fn mp3(&self, wav: &Audio, kbps: u32) -> Result<Audio, AudioError> {
+        let file = |path: &Path, why: String| AudioError::File {
+            path: path.display().to_string(),
+            why,
+        };
+        let path = self.cache.join(format!("{}-{kbps}k.mp3", wav.sha256));
+        if path.is_file() {
+            return describe_mp3(&path, wav, true);
+        }
+        let tmp = self.cache.join(format!(
+            ".{}-{kbps}k.{}.tmp",
+            wav.sha256,
+            std::process::id()
+        ));
+        let err = |why: String| AudioError::Encode {
+            program: self.encoder.display().to_string(),
+            why,
+        };
+        let out = Command::new(&self.encoder)
+            .args(["-hide_banner", "-loglevel", "error", "-nostdin", "-y", "-i"])
+            .arg(&wav.path)
+            .args(["-ac", "1", "-af"])
+            .arg(format!("apad=pad_dur={}", MP3_TAIL.as_secs_f64()))
+            .args(["-c:a", "libmp3lame", "-b:a"])
+            .arg(format!("{kbps}k"))
+            .args([
+                "-map_metadata",
+                "-1",
+                "-id3v2_version",
+                "0",
+                "-write_xing",
+                "0",
+                "-f",
+                "mp3",
+            ])
+            .arg(&tmp)
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| err(format!("cannot start it: {e} (Debian package ffmpeg)")))?;
+        if !out.status.success() {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(err(format!(
+                "exit {}: {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
+        }
+        std::fs::rename(&tmp, &path).map_err(|e| file(&path, e.to_string()))?;
+        describe_mp3(&path, wav, false)
     }
 
     /// The file a script would be cached in.
@@ -101,6 +206,14 @@ impl Synth {
             why,
         };
         std::fs::create_dir_all(&self.cache).map_err(|e| file(&self.cache, e.to_string()))?;
+        let (said, unsaid) = speakable(script);
+        if !unsaid.is_empty() {
+            tracing::warn!(
+                "the voice cannot say {:?} in the broadcast script; left out of the audio (the SMS keeps them): {script}",
+                unsaid.iter().collect::<String>()
+            );
+        }
+        let script = said.as_str();
         let path = self.cache.join(format!("{}.wav", self.key(script)));
         if path.is_file() {
             return describe(&path, true);
@@ -174,6 +287,42 @@ impl Synth {
         }
         Ok((rate, samples))
     }
+}
+
+/// What the Mandarin voice can say of a script, and the characters it cannot (emoji, symbols,
+/// private-use and rare ideographs outside the basic and extension-A blocks, control
+/// characters). Those are left out of the audio rather than read as noise or a code point's
+/// name; the caller says which they were.
+pub fn speakable(script: &str) -> (String, Vec<char>) {
+    let mut said = String::with_capacity(script.len());
+    let mut unsaid = Vec::new();
+    for c in script.chars() {
+        let ok = matches!(c,
+            '\u{4E00}'..='\u{9FFF}'      // CJK unified ideographs
+            | '\u{3400}'..='\u{4DBF}'    // extension A
+            | '\u{3000}'..='\u{303F}'    // CJK punctuation
+            | '\u{FF01}'..='\u{FF5E}'    // full-width forms
+            | '\u{2014}' | '\u{2026}' | '\u{201C}' | '\u{201D}' | '\u{00B7}'
+            | ' ' | '\n')
+            || c.is_ascii_alphanumeric()
+            || (c.is_ascii_punctuation()
+                && !matches!(
+                    c,
+                    '<' | '>' | '{' | '}' | '\\' | '^' | '`' | '|' | '~' | '#' | '@' | '*' | '_'
+                ));
+        if ok {
+            said.push(c);
+        } else {
+            if !unsaid.contains(&c) {
+                unsaid.push(c);
+            }
+            // Keep the pause a dropped symbol stood for.
+            if !said.ends_with(' ') {
+                said.push(' ');
+            }
+        }
+    }
+    (said, unsaid)
 }
 
 /// Sample rate and samples of a 16-bit mono PCM WAV, tolerating a streamed header (chunk sizes
@@ -253,6 +402,23 @@ fn describe(path: &Path, cached: bool) -> Result<Audio, AudioError> {
     })
 }
 
+/// An MP3's description: digests and size of its bytes, length and rate of the WAV it encodes.
+fn describe_mp3(path: &Path, wav: &Audio, cached: bool) -> Result<Audio, AudioError> {
+    let bytes = std::fs::read(path).map_err(|e| AudioError::File {
+        path: path.display().to_string(),
+        why: e.to_string(),
+    })?;
+    Ok(Audio {
+        path: path.to_path_buf(),
+        sha256: hex::encode(Sha256::digest(&bytes)),
+        sha1: hex::encode(sha1::Sha1::digest(&bytes)),
+        size: bytes.len() as u64,
+        duration: wav.duration + MP3_TAIL,
+        sample_rate: wav.sample_rate,
+        cached,
+    })
+}
+
 /// Root-mean-square level (0–1) of a stretch of a WAV file, for checks that it is not
 /// silence.
 pub fn rms(path: &Path, from: Duration, to: Duration) -> Result<f64, AudioError> {
@@ -305,6 +471,16 @@ mod tests {
         stereo[22] = 2;
         assert_eq!(wav_samples(&stereo), None);
         assert_eq!(wav_samples(b"RIFF"), None);
+    }
+
+    #[test]
+    fn what_the_voice_cannot_say_is_named_and_left_out() {
+        let (said, unsaid) = speakable("上坞村🌊请立即转移！\u{E000}𡌶村 3号");
+        assert_eq!(unsaid, vec!['🌊', '\u{E000}', '𡌶']);
+        assert_eq!(said, "上坞村 请立即转移！ 村 3号");
+        let (said, unsaid) = speakable("山洪灾害红色预警，请到溪口镇中心小学避险。");
+        assert!(unsaid.is_empty());
+        assert_eq!(said, "山洪灾害红色预警，请到溪口镇中心小学避险。");
     }
 
     #[test]

@@ -6,4 +6,5 @@
 //! (issue #7), behind the same `Channel` trait as SMS.
 
 pub mod audio;
+pub mod icecast;
 pub mod script;
