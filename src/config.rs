@@ -65,6 +65,10 @@ pub struct DispatchConfig {
     /// `[dispatch.kannel]`: send SMS through an HTTP SMS gateway instead of (or beside) SMPP.
     #[serde(default)]
     pub kannel: Option<crate::dispatch::kannel::KannelSettings>,
+    /// `[dispatch.broadcast]`: village loudspeakers, through the county emergency-broadcast
+    /// platform and/or Icecast mounts.
+    #[serde(default)]
+    pub broadcast: crate::dispatch::broadcast::channel::BroadcastSettings,
 }
 
 /// `[dispatch.sms]`.

@@ -28,6 +28,8 @@ const ALL: &[(&str, &str)] = templates![
     "sms/merged.en",
     "broadcast/warning.zh-CN",
     "broadcast/warning.en",
+    "broadcast/title.zh-CN",
+    "broadcast/title.en",
 ];
 
 /// The environment (a template that does not parse is an error at first use, naming it).

@@ -380,6 +380,8 @@ pub fn run(cfg: &Config) -> u8 {
                 return EXIT_USAGE;
             }
         };
+        let event_codes = rules.event_codes();
+        let terminal_count = registry.data.terminals.len();
         let engine = stormbell::correlate::engine::Engine::new(rules, cfg.issuer(), registry);
         // Dispatch: what a previous run left mid-send goes again (counted), then every
         // decision queues its messages in its own transaction, and the SMS channel sends them.
@@ -388,7 +390,58 @@ pub fn run(cfg: &Config) -> u8 {
             return EXIT_PROBLEMS;
         }
         let wake = Arc::new(tokio::sync::Notify::new());
-        let hook = stormbell::dispatch::hook(cfg.dispatch_policy(), wake.clone());
+        // Broadcast: the village loudspeakers, through the county platform and/or Icecast.
+        let bset = cfg.dispatch.broadcast.clone();
+        let routes = bset.routes();
+        let plan = (routes.platform || routes.icecast).then(|| stormbell::dispatch::broadcast::jobs::Plan {
+            routes,
+            deadline: jiff::SignedDuration::from_mins(i64::from(bset.deadline_mins)),
+            policy: cfg.dispatch_policy(),
+        });
+        let mut broadcasts = Vec::new();
+        if plan.is_some() {
+            use stormbell::dispatch::Channel;
+            use stormbell::dispatch::broadcast::{audio::Synth, channel::BroadcastChannel, channel::Platform};
+            let cache = bset.audio_cache.clone().unwrap_or_else(|| {
+                store.path().parent().unwrap_or(std::path::Path::new(".")).join("audio")
+            });
+            let synth = Synth::mandarin(cache);
+            // A missing voice or encoder must stop the daemon now, not fail the first warning.
+            if let Err(e) = synth.check(true) {
+                eprintln!("stormbell: broadcast: {e}");
+                return EXIT_PROBLEMS;
+            }
+            let keep = cfg.dispatch_policy().expire_after;
+            let exercise = cfg.dispatch_policy().exercise;
+            if let Some(p) = bset.platform.clone() {
+                match Platform::new(p, &cfg.dispatch_policy().office, tz.clone()) {
+                    Ok(platform) => {
+                        let ch: Box<dyn Channel> = Box::new(
+                            BroadcastChannel::platform(platform, store.clone(), synth.clone(), keep)
+                                .with_event_types(event_codes.clone())
+                                .with_exercise(exercise),
+                        );
+                        broadcasts.push(tokio::spawn(ch.run(stop_rx.clone(), wake.clone())));
+                    }
+                    Err(e) => {
+                        eprintln!("stormbell: broadcast platform: {e:#}");
+                        return EXIT_PROBLEMS;
+                    }
+                }
+            }
+            if let Some(i) = bset.icecast.clone() {
+                let ch: Box<dyn Channel> = Box::new(
+                    BroadcastChannel::icecast(i, store.clone(), synth, keep).with_exercise(exercise),
+                );
+                broadcasts.push(tokio::spawn(ch.run(stop_rx.clone(), wake.clone())));
+            }
+        } else if terminal_count > 0 {
+            tracing::warn!(
+                terminals = terminal_count,
+                "no broadcast route ([dispatch.broadcast.platform] or [dispatch.broadcast.icecast]) configured: the registry's loudspeakers will not sound"
+            );
+        }
+        let hook = stormbell::dispatch::hook_with(cfg.dispatch_policy(), wake.clone(), plan);
         let gateway = cfg.dispatch.kannel.clone().map(|k| {
             use stormbell::dispatch::Channel;
             let ch: Box<dyn Channel> = Box::new(stormbell::dispatch::kannel::KannelChannel::new(
@@ -500,7 +553,10 @@ pub fn run(cfg: &Config) -> u8 {
             }
         }
         let _ = consumer.await;
-        for (name, task) in [("sms", sms), ("kannel", gateway)] {
+        let named = [("sms", sms), ("kannel", gateway)]
+            .into_iter()
+            .chain(broadcasts.into_iter().map(|b| ("broadcast", Some(b))));
+        for (name, task) in named {
             let Some(task) = task else { continue };
             match task.await {
                 Ok(Ok(())) => {}

@@ -41,6 +41,24 @@ pub struct Rules {
     pub upstream: UpstreamRules,
 }
 
+impl Rules {
+    /// The national event type code (`11B…`) of each hazard's warnings, keyed by the hazard's
+    /// name: what a broadcast instruction or a CAP message names the event by.
+    pub fn event_codes(&self) -> std::collections::HashMap<String, String> {
+        use crate::correlate::tier::Hazard;
+        [
+            (Hazard::Typhoon, &self.typhoon.event_code),
+            (Hazard::Rainstorm, &self.rainstorm.event_code),
+            (Hazard::FlashFlood, &self.flash_flood.event_code),
+            (Hazard::GeoHazard, &self.geo_hazard.event_code),
+            (Hazard::Wildfire, &self.wildfire.event_code),
+        ]
+        .into_iter()
+        .map(|(h, c)| (h.as_str().to_string(), c.clone()))
+        .collect()
+    }
+}
+
 /// Hysteresis and holds.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -62,14 +62,50 @@ impl Channel for kannel::KannelChannel {
     }
 }
 
+impl Channel for broadcast::channel::BroadcastChannel {
+    fn name(&self) -> &'static str {
+        "broadcast"
+    }
+
+    fn run(
+        self: Box<Self>,
+        stop: watch::Receiver<bool>,
+        wake: Arc<Notify>,
+    ) -> Pin<Box<dyn Future<Output = anyhow::Result<()>> + std::marker::Send>> {
+        Box::pin(broadcast::channel::BroadcastChannel::run(*self, stop, wake))
+    }
+}
+
 /// The hook correlate calls inside each decision's transaction: queue the messages.
 pub fn hook(policy: outbox::Policy, wake: Arc<Notify>) -> DecisionHook {
+    hook_with(policy, wake, None)
+}
+
+/// The hook, also queueing broadcasts to the village terminals when a route is configured.
+pub fn hook_with(
+    policy: outbox::Policy,
+    wake: Arc<Notify>,
+    broadcast: Option<broadcast::jobs::Plan>,
+) -> DecisionHook {
     DecisionHook(Arc::new(move |tx, decision, targets, now| {
         let e = outbox::enqueue(tx, decision, targets, now, &policy)?;
         for why in &e.invalid {
             tracing::error!(lineage = %targets.lineage, "not sent: {why}");
         }
-        if e.queued > 0 {
+        let mut queued = e.queued;
+        if let Some(plan) = &broadcast {
+            let b = broadcast::jobs::enqueue(tx, decision, targets, now, plan)?;
+            if !b.no_route.is_empty() {
+                tracing::error!(
+                    lineage = %targets.lineage,
+                    "{} broadcast terminal(s) have no route and will not sound: {}",
+                    b.no_route.len(),
+                    b.no_route.join(", ")
+                );
+            }
+            queued += b.jobs;
+        }
+        if queued > 0 {
             wake.notify_waiters();
         }
         Ok(())

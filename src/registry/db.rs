@@ -702,3 +702,21 @@ pub fn responsible(
     out.sort_by(|a, b| a.0.role.cmp(&b.0.role).then(a.0.person.cmp(&b.0.person)));
     Ok(out)
 }
+
+/// The current records of these broadcast terminals (those the registry knows; unknown ids
+/// are left out, for the caller to report). Dispatch routes each by its kind and village.
+pub fn terminals(conn: &Connection, ids: &[String]) -> anyhow::Result<Vec<Terminal>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT data FROM reg_record WHERE kind = 'terminal' AND key = ?1 AND valid_to IS NULL",
+    )?;
+    let mut out = Vec::with_capacity(ids.len());
+    for id in ids {
+        if let Some(d) = stmt
+            .query_row(params![id], |r| r.get::<_, String>(0))
+            .optional()?
+        {
+            out.push(serde_json::from_str(&d)?);
+        }
+    }
+    Ok(out)
+}

@@ -11,6 +11,7 @@ pub(crate) fn migrations() -> Migrations<'static> {
         M::up(include_str!("migrations/0003_feeds.sql")),
         M::up(include_str!("migrations/0004_correlate.sql")),
         M::up(include_str!("migrations/0005_dispatch.sql")),
+        M::up(include_str!("migrations/0006_broadcast.sql")),
     ])
 }
 

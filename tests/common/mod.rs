@@ -29,5 +29,6 @@ pub fn fixture_bytes(rel: &str) -> Vec<u8> {
     std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
 }
 pub mod dispatch;
+pub mod ebd;
 pub mod icecast;
 pub mod smsc;

@@ -6,5 +6,9 @@
 //! (issue #7), behind the same `Channel` trait as SMS.
 
 pub mod audio;
+pub mod channel;
+pub mod ebd;
 pub mod icecast;
+pub mod jobs;
 pub mod script;
+pub mod sign;

@@ -20,3 +20,16 @@ pub fn script(t: &Targets, policy: &Policy) -> anyhow::Result<String> {
         })?;
     Ok(text.trim().to_string())
 }
+
+/// The broadcast's title (a platform's `MsgTitle`), from `templates/broadcast/title.{lang}.j2`.
+pub fn title(t: &Targets, policy: &Policy) -> anyhow::Result<String> {
+    let lang = crate::templates::lang(&policy.lang);
+    let w = words(t, lang);
+    let text = crate::templates::env()?
+        .get_template(&format!("broadcast/title.{lang}"))?
+        .render(minijinja::context! {
+            office => &policy.office, exercise => policy.exercise, send => &w.send,
+            event => event_name(&w.hazard, lang)?, tier => &w.tier, tier_zh => &w.tier_zh,
+        })?;
+    Ok(text.trim().to_string())
+}

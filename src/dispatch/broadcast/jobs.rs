@@ -1,0 +1,701 @@
+//! The broadcast tables (`broadcast_*`, migration 0006): a job per (warning version, route),
+//! the terminals each must reach, terminal state, the link's heartbeat, and the alarms respond
+//! chases.
+//!
+//! ```text
+//! queued ──platform says 1──▶ sent ──every terminal reported──▶ done
+//!   │  └─unreachable / HTTP error──▶ queued (later, attempts + 1; alarm once past the deadline)
+//!   ├─refused (signature, content)──▶ failed + alarm
+//!   ├─a newer version of the warning──▶ superseded
+//!   └─a Cancel with nothing played before──▶ skipped
+//! target: waiting ──▶ playing ──▶ played
+//!                 └──▶ failed (offline, …) + alarm
+//!                 └──deadline passes──▶ unconfirmed + alarm (a late report still marks it played)
+//! ```
+//!
+//! Rows are written in the decision's transaction (`enqueue`, from the dispatch hook), so a
+//! warning that was decided is never without its broadcast, even across a crash. A job keeps
+//! its EBMID from the first attempt: a retry after a crash is the same broadcast to the
+//! platform.
+
+use jiff::{SignedDuration, Timestamp};
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use serde::Serialize;
+
+use crate::correlate::lifecycle::Send;
+use crate::correlate::warning::Targets;
+use crate::dispatch::outbox::Policy;
+use crate::registry::model::TerminalKind;
+
+/// Which routes this office has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Routes {
+    /// A county emergency-broadcast platform (every kind of terminal).
+    pub platform: bool,
+    /// An Icecast server IP speakers pull from.
+    pub icecast: bool,
+}
+
+impl Routes {
+    /// The route for a terminal of this kind: IP speakers pull Icecast where there is one; the
+    /// platform drives everything else (and IP speakers when there is no Icecast).
+    pub fn route(&self, kind: TerminalKind) -> Option<&'static str> {
+        match kind {
+            TerminalKind::Ip if self.icecast => Some("icecast"),
+            _ if self.platform => Some("platform"),
+            _ => None,
+        }
+    }
+}
+
+/// What the dispatch hook needs to queue broadcasts.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// Configured routes.
+    pub routes: Routes,
+    /// Terminals must confirm play within this of the decision.
+    pub deadline: SignedDuration,
+    /// Office, language, drill flag (the script's words).
+    pub policy: Policy,
+}
+
+/// What queueing one decision's broadcasts did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Enqueued {
+    /// Jobs written.
+    pub jobs: usize,
+    /// Terminals they must reach.
+    pub terminals: usize,
+    /// Terminals with no route (said, and alarmed).
+    pub no_route: Vec<String>,
+    /// Older queued jobs replaced.
+    pub superseded: usize,
+    /// Cancels not sent because nothing had been broadcast.
+    pub skipped: usize,
+}
+
+fn stamp(t: Timestamp) -> String {
+    t.to_string()
+}
+
+/// Queue the broadcasts of one decision, inside its transaction.
+pub fn enqueue(
+    tx: &Transaction<'_>,
+    decision: i64,
+    t: &Targets,
+    now: Timestamp,
+    plan: &Plan,
+) -> anyhow::Result<Enqueued> {
+    let mut out = Enqueued::default();
+    if t.terminals.is_empty() || (!plan.routes.platform && !plan.routes.icecast) {
+        return Ok(out);
+    }
+    let at = stamp(now);
+    let terms = crate::registry::db::terminals(tx, &t.terminals)?;
+    let mut by_route: std::collections::BTreeMap<&str, Vec<(String, String)>> = Default::default();
+    for term in &terms {
+        match plan.routes.route(term.kind) {
+            Some(r) => by_route
+                .entry(r)
+                .or_default()
+                .push((term.id.clone(), term.village.clone())),
+            None => {
+                out.no_route.push(term.id.clone());
+                tx.execute(
+                    "INSERT OR IGNORE INTO broadcast_alarm (at, job, lineage, terminal, village, kind, detail)
+                     VALUES (?1, 0, ?2, ?3, ?4, 'no_route', ?5)",
+                    params![
+                        at,
+                        t.lineage,
+                        term.id,
+                        term.village,
+                        format!(
+                            "terminal {} ({}) is a {:?} terminal and no broadcast route reaches it: configure [dispatch.broadcast.platform]",
+                            term.id, term.name, term.kind
+                        )
+                    ],
+                )?;
+            }
+        }
+    }
+    if by_route.is_empty() {
+        return Ok(out);
+    }
+    let script = super::script::script(t, &plan.policy)?;
+    let title = super::script::title(t, &plan.policy)?;
+    for (route, targets) in by_route {
+        out.superseded += tx.execute(
+            "UPDATE broadcast_job SET state = 'superseded', updated = ?1
+             WHERE lineage = ?2 AND route = ?3 AND state = 'queued' AND version < ?4",
+            params![at, t.lineage, route, t.version],
+        )?;
+        let mut state = "queued";
+        let mut err: Option<String> = None;
+        if t.send == Send::Cancel {
+            let played: i64 = tx.query_row(
+                "SELECT count(*) FROM broadcast_job WHERE lineage = ?1 AND route = ?2
+                   AND state IN ('sent', 'done', 'failed') AND version < ?3",
+                params![t.lineage, route, t.version],
+                |r| r.get(0),
+            )?;
+            if played == 0 {
+                state = "skipped";
+                err = Some("nothing was broadcast for this warning to stop".into());
+                out.skipped += 1;
+            }
+        }
+        let mut areas: Vec<&str> = targets.iter().map(|(_, v)| v.as_str()).collect();
+        areas.sort_unstable();
+        areas.dedup();
+        let n = tx.execute(
+            "INSERT OR IGNORE INTO broadcast_job
+               (decision, lineage, version, send, hazard, tier, route, title, script, areas, state,
+                not_before, deadline, last_error, created, updated)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?12, ?12)",
+            params![
+                decision,
+                t.lineage,
+                t.version,
+                t.send.as_str(),
+                t.hazard.as_str(),
+                t.tier.as_str(),
+                route,
+                title,
+                script,
+                serde_json::to_string(&areas)?,
+                state,
+                at,
+                stamp(now + plan.deadline),
+                err,
+            ],
+        )?;
+        if n == 0 {
+            continue;
+        }
+        let job = tx.last_insert_rowid();
+        out.jobs += 1;
+        // A lift is not tracked per terminal: the platform stops the broadcast, an Icecast mount
+        // plays the lift once.
+        if state == "queued" && t.send != Send::Cancel {
+            let mut ins = tx.prepare_cached(
+                "INSERT OR IGNORE INTO broadcast_target (job, terminal, village, state, updated)
+                 VALUES (?1, ?2, ?3, 'waiting', ?4)",
+            )?;
+            for (term, village) in &targets {
+                out.terminals += ins.execute(params![job, term, village, at])?;
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// A job due to be sent.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Due {
+    /// Job id.
+    pub id: i64,
+    /// hazard:area.
+    pub lineage: String,
+    /// Version.
+    pub version: i64,
+    /// Alert / Update / Cancel.
+    pub send: String,
+    /// Hazard.
+    pub hazard: String,
+    /// Tier.
+    pub tier: String,
+    /// Title.
+    pub title: String,
+    /// Spoken text.
+    pub script: String,
+    /// Village codes.
+    pub areas: Vec<String>,
+    /// Attempts so far.
+    pub attempts: i64,
+    /// Its EBMID when an earlier attempt assigned one.
+    pub ebm_id: Option<String>,
+    /// The EBMID of the latest earlier broadcast of this warning on the route (replaced or
+    /// stopped by this one).
+    pub related: Option<String>,
+    /// Terminals: (id, village).
+    pub terminals: Vec<(String, String)>,
+    /// Deadline.
+    pub deadline: Timestamp,
+}
+
+/// Jobs of a route that are due to be sent, oldest first.
+pub fn due(
+    conn: &Connection,
+    route: &str,
+    now: Timestamp,
+    limit: usize,
+) -> anyhow::Result<Vec<Due>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, lineage, version, send, hazard, tier, title, script, areas, attempts, ebm_id, deadline
+         FROM broadcast_job WHERE route = ?1 AND state = 'queued' AND not_before <= ?2
+         ORDER BY id LIMIT ?3",
+    )?;
+    let rows = stmt
+        .query_map(params![route, stamp(now), limit as i64], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, i64>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, String>(4)?,
+                r.get::<_, String>(5)?,
+                r.get::<_, String>(6)?,
+                r.get::<_, String>(7)?,
+                r.get::<_, String>(8)?,
+                r.get::<_, i64>(9)?,
+                r.get::<_, Option<String>>(10)?,
+                r.get::<_, String>(11)?,
+            ))
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let mut out = Vec::with_capacity(rows.len());
+    for (
+        id,
+        lineage,
+        version,
+        send,
+        hazard,
+        tier,
+        title,
+        script,
+        areas,
+        attempts,
+        ebm_id,
+        deadline,
+    ) in rows
+    {
+        let related: Option<String> = conn
+            .query_row(
+                "SELECT ebm_id FROM broadcast_job WHERE lineage = ?1 AND route = ?2 AND version < ?3
+                   AND ebm_id IS NOT NULL AND state IN ('sent', 'done', 'failed')
+                 ORDER BY version DESC LIMIT 1",
+                params![lineage, route, version],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let mut ts = conn.prepare_cached(
+            "SELECT terminal, village FROM broadcast_target WHERE job = ?1 AND state = 'waiting'
+             ORDER BY terminal",
+        )?;
+        let terminals = ts
+            .query_map(params![id], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        out.push(Due {
+            id,
+            lineage,
+            version,
+            send,
+            hazard,
+            tier,
+            title,
+            script,
+            areas: serde_json::from_str(&areas)?,
+            attempts,
+            ebm_id,
+            related,
+            terminals,
+            deadline: deadline.parse()?,
+        });
+    }
+    Ok(out)
+}
+
+/// Give a job its EBMID before the first attempt (kept across retries and restarts).
+pub fn assign_ebm(tx: &Transaction<'_>, job: i64, ebm_id: &str) -> anyhow::Result<()> {
+    tx.execute(
+        "UPDATE broadcast_job SET ebm_id = ?2 WHERE id = ?1 AND ebm_id IS NULL",
+        params![job, ebm_id],
+    )?;
+    Ok(())
+}
+
+/// The route took it: poll for play from `poll_at`.
+pub fn sent(
+    tx: &Transaction<'_>,
+    job: i64,
+    audio: Option<&str>,
+    result: &str,
+    now: Timestamp,
+    poll_at: Timestamp,
+) -> anyhow::Result<()> {
+    tx.execute(
+        "UPDATE broadcast_job SET state = 'sent', audio = ?2, result = ?3, attempts = attempts + 1,
+           not_before = ?4, last_error = NULL, updated = ?5 WHERE id = ?1",
+        params![job, audio, result, stamp(poll_at), stamp(now)],
+    )?;
+    Ok(())
+}
+
+/// Could not reach the route (or it answered with a passing failure): queued again, tried at
+/// `retry_at` for the terminals still waiting.
+pub fn retry(
+    tx: &Transaction<'_>,
+    job: i64,
+    why: &str,
+    now: Timestamp,
+    retry_at: Timestamp,
+) -> anyhow::Result<()> {
+    tx.execute(
+        "UPDATE broadcast_job SET state = 'queued', attempts = attempts + 1, last_error = ?2,
+           not_before = ?3, updated = ?4 WHERE id = ?1",
+        params![job, why, stamp(retry_at), stamp(now)],
+    )?;
+    Ok(())
+}
+
+/// The route refused the broadcast for good (signature, content): the job and every terminal
+/// failed, and respond is told.
+pub fn refused(tx: &Transaction<'_>, job: i64, why: &str, now: Timestamp) -> anyhow::Result<()> {
+    let at = stamp(now);
+    tx.execute(
+        "UPDATE broadcast_job SET state = 'failed', attempts = attempts + 1, last_error = ?2,
+           result = ?2, updated = ?3 WHERE id = ?1",
+        params![job, why, at],
+    )?;
+    tx.execute(
+        "UPDATE broadcast_target SET state = 'failed', detail = ?2, updated = ?3
+         WHERE job = ?1 AND state IN ('waiting', 'playing')",
+        params![job, why, at],
+    )?;
+    alarm(tx, job, None, "refused", why, now)?;
+    Ok(())
+}
+
+fn alarm(
+    tx: &Transaction<'_>,
+    job: i64,
+    terminal: Option<(&str, &str)>,
+    kind: &str,
+    detail: &str,
+    now: Timestamp,
+) -> anyhow::Result<()> {
+    tx.execute(
+        "INSERT OR IGNORE INTO broadcast_alarm (at, job, lineage, terminal, village, kind, detail)
+         SELECT ?1, id, lineage, ?2, ?3, ?4, ?5 FROM broadcast_job WHERE id = ?6",
+        params![
+            stamp(now),
+            terminal.map(|t| t.0),
+            terminal.map(|t| t.1),
+            kind,
+            detail,
+            job
+        ],
+    )?;
+    Ok(())
+}
+
+/// A job being tracked: (id, EBMID, deadline, expires).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tracked {
+    /// Job id.
+    pub id: i64,
+    /// Its EBMID (platform route).
+    pub ebm_id: Option<String>,
+    /// Terminals must have confirmed by then.
+    pub deadline: Timestamp,
+}
+
+/// Every stream of an Icecast job went out: done.
+pub fn finish(tx: &Transaction<'_>, job: i64, audio: &str, now: Timestamp) -> anyhow::Result<()> {
+    tx.execute(
+        "UPDATE broadcast_job SET state = 'done', audio = ?2, attempts = attempts + 1,
+           last_error = NULL, updated = ?3 WHERE id = ?1",
+        params![job, audio, stamp(now)],
+    )?;
+    Ok(())
+}
+
+/// A poll found nothing new (or could not reach the route): look again at `next`.
+pub fn poll_later(
+    tx: &Transaction<'_>,
+    job: i64,
+    why: Option<&str>,
+    now: Timestamp,
+    next: Timestamp,
+) -> anyhow::Result<()> {
+    tx.execute(
+        "UPDATE broadcast_job SET not_before = ?2, last_error = coalesce(?3, last_error), updated = ?4
+         WHERE id = ?1",
+        params![job, stamp(next), why, stamp(now)],
+    )?;
+    Ok(())
+}
+
+/// Sent jobs of a route whose next poll is due.
+pub fn to_poll(conn: &Connection, route: &str, now: Timestamp) -> anyhow::Result<Vec<Tracked>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, ebm_id, deadline FROM broadcast_job
+         WHERE route = ?1 AND state = 'sent' AND not_before <= ?2 ORDER BY id",
+    )?;
+    let rows = stmt
+        .query_map(params![route, stamp(now)], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, Option<String>>(1)?,
+                r.get::<_, String>(2)?,
+            ))
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    rows.into_iter()
+        .map(|(id, ebm_id, d)| {
+            Ok(Tracked {
+                id,
+                ebm_id,
+                deadline: d.parse()?,
+            })
+        })
+        .collect()
+}
+
+/// One terminal's report, in the platform's codes plus one of ours.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Report {
+    /// Terminal id.
+    pub terminal: String,
+    /// 0 failed, 1 playing, 2 done; 3 (ours) played with no confirmation (an Icecast mount
+    /// with fewer listeners than speakers).
+    pub code: u8,
+    /// The route's words.
+    pub desc: String,
+}
+
+/// What polling a job found: per-terminal reports, the platform's words and coverage. Marks
+/// terminals, records plays on `broadcast_terminal`, alarms failures, and finishes the job
+/// when every terminal has a final answer (else polls again at `next`).
+pub fn reported(
+    tx: &Transaction<'_>,
+    job: i64,
+    reports: &[Report],
+    result: &str,
+    coverage: Option<f64>,
+    now: Timestamp,
+    next: Timestamp,
+) -> anyhow::Result<()> {
+    let at = stamp(now);
+    {
+        let mut village_of = tx.prepare_cached(
+            "SELECT village, state FROM broadcast_target WHERE job = ?1 AND terminal = ?2",
+        )?;
+        let mut set = tx.prepare_cached(
+            "UPDATE broadcast_target SET state = ?3, detail = ?4, updated = ?5
+             WHERE job = ?1 AND terminal = ?2",
+        )?;
+        let mut played = tx.prepare_cached(
+            "INSERT INTO broadcast_terminal (id, seen, played_job, played_at) VALUES (?1, ?2, ?3, ?2)
+             ON CONFLICT (id) DO UPDATE SET seen = ?2, played_job = ?3, played_at = ?2",
+        )?;
+        for r in reports {
+            let Some((village, before)) = village_of
+                .query_row(params![job, r.terminal], |x| {
+                    Ok((x.get::<_, String>(0)?, x.get::<_, String>(1)?))
+                })
+                .optional()?
+            else {
+                tracing::warn!(job, terminal = %r.terminal, "the platform reported on a terminal this broadcast did not target");
+                continue;
+            };
+            let state = match r.code {
+                2 => "played",
+                1 => "playing",
+                3 => "unconfirmed",
+                _ => "failed",
+            };
+            if before == state || before == "played" {
+                continue;
+            }
+            set.execute(params![job, r.terminal, state, r.desc, at])?;
+            match state {
+                "played" => {
+                    played.execute(params![r.terminal, at, job])?;
+                }
+                "failed" => alarm(
+                    tx,
+                    job,
+                    Some((&r.terminal, &village)),
+                    "failed",
+                    &format!("terminal {} did not play: {}", r.terminal, r.desc),
+                    now,
+                )?,
+                "unconfirmed" => alarm(
+                    tx,
+                    job,
+                    Some((&r.terminal, &village)),
+                    "unconfirmed",
+                    &format!("terminal {} did not confirm play: {}", r.terminal, r.desc),
+                    now,
+                )?,
+                _ => {}
+            }
+        }
+    }
+    let open: i64 = tx.query_row(
+        "SELECT count(*) FROM broadcast_target WHERE job = ?1 AND state IN ('waiting', 'playing', 'unconfirmed')",
+        params![job],
+        |r| r.get(0),
+    )?;
+    let state = if open == 0 { "done" } else { "sent" };
+    tx.execute(
+        "UPDATE broadcast_job SET state = ?2, result = ?3, coverage = coalesce(?4, coverage),
+           not_before = ?5, updated = ?6 WHERE id = ?1",
+        params![job, state, result, coverage, stamp(next), at],
+    )?;
+    Ok(())
+}
+
+/// Past their deadline: terminals that have not confirmed play are `unconfirmed` and alarmed,
+/// and a job the route never took is alarmed as unreachable (it keeps retrying). Once per job.
+/// Returns the alarms raised.
+pub fn deadlines(tx: &Transaction<'_>, route: &str, now: Timestamp) -> anyhow::Result<usize> {
+    let at = stamp(now);
+    let jobs: Vec<(i64, String, Option<String>)> = tx
+        .prepare_cached(
+            "SELECT id, state, last_error FROM broadcast_job WHERE route = ?1 AND alarmed = 0
+               AND state IN ('queued', 'sent') AND deadline <= ?2",
+        )?
+        .query_map(params![route, at], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut raised = 0;
+    for (job, state, err) in jobs {
+        if state == "queued" {
+            let why = format!(
+                "the {route} route has not taken this broadcast by its deadline: {}",
+                err.as_deref().unwrap_or("not yet attempted")
+            );
+            alarm(tx, job, None, "unreachable", &why, now)?;
+            raised += 1;
+        }
+        let silent: Vec<(String, String, String)> = tx
+            .prepare_cached(
+                "SELECT terminal, village, state FROM broadcast_target
+                 WHERE job = ?1 AND state IN ('waiting', 'playing')",
+            )?
+            .query_map(params![job], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+            .collect::<rusqlite::Result<_>>()?;
+        for (term, village, was) in silent {
+            let why = format!("terminal {term} did not confirm play by the deadline (last: {was})");
+            tx.execute(
+                "UPDATE broadcast_target SET state = 'unconfirmed', detail = ?3, updated = ?4
+                 WHERE job = ?1 AND terminal = ?2",
+                params![job, term, why, at],
+            )?;
+            alarm(tx, job, Some((&term, &village)), "unconfirmed", &why, now)?;
+            raised += 1;
+        }
+        tx.execute(
+            "UPDATE broadcast_job SET alarmed = 1, updated = ?2 WHERE id = ?1",
+            params![job, at],
+        )?;
+    }
+    Ok(raised)
+}
+
+/// Stop tracking sent jobs older than `keep` (a late report is no longer awaited).
+pub fn retire(
+    tx: &Transaction<'_>,
+    route: &str,
+    now: Timestamp,
+    keep: SignedDuration,
+) -> anyhow::Result<usize> {
+    Ok(tx.execute(
+        "UPDATE broadcast_job SET state = 'done', updated = ?3
+         WHERE route = ?1 AND state = 'sent' AND created <= ?2",
+        params![route, stamp(now - keep), stamp(now)],
+    )?)
+}
+
+/// The heartbeat's verdict.
+pub fn link(
+    tx: &Transaction<'_>,
+    route: &str,
+    ok: Result<(), &str>,
+    now: Timestamp,
+) -> anyhow::Result<()> {
+    let at = stamp(now);
+    tx.execute(
+        "INSERT INTO broadcast_link (route, ok, last_ok, last_error, checked)
+         VALUES (?1, ?2, CASE WHEN ?2 = 1 THEN ?4 END, ?3, ?4)
+         ON CONFLICT (route) DO UPDATE SET ok = ?2,
+           last_ok = CASE WHEN ?2 = 1 THEN ?4 ELSE last_ok END,
+           last_error = coalesce(?3, last_error), checked = ?4",
+        params![route, ok.is_ok(), ok.err(), at],
+    )?;
+    Ok(())
+}
+
+/// Terminal states as the platform reported them.
+pub fn terminal_states(
+    tx: &Transaction<'_>,
+    states: &[super::ebd::TerminalState],
+    now: Timestamp,
+) -> anyhow::Result<usize> {
+    let at = stamp(now);
+    let mut stmt = tx.prepare_cached(
+        "INSERT INTO broadcast_terminal (id, online, state_desc, seen) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (id) DO UPDATE SET online = ?2, state_desc = ?3, seen = ?4",
+    )?;
+    for s in states {
+        stmt.execute(params![s.ebrid, s.online, s.desc, at])?;
+    }
+    Ok(states.len())
+}
+
+/// An alarm for respond.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Alarm {
+    /// Id (increasing).
+    pub id: i64,
+    /// When.
+    pub at: String,
+    /// Job (0: no job could be made).
+    pub job: i64,
+    /// hazard:area.
+    pub lineage: String,
+    /// The terminal, or none for the whole job.
+    pub terminal: Option<String>,
+    /// Its village.
+    pub village: Option<String>,
+    /// unconfirmed | failed | refused | unreachable | no_route.
+    pub kind: String,
+    /// What happened, in words.
+    pub detail: String,
+}
+
+/// Alarms after `after` (respond takes them in order).
+pub fn alarms(conn: &Connection, after: i64) -> anyhow::Result<Vec<Alarm>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, at, job, lineage, terminal, village, kind, detail FROM broadcast_alarm
+         WHERE id > ?1 ORDER BY id",
+    )?;
+    Ok(stmt
+        .query_map(params![after], |r| {
+            Ok(Alarm {
+                id: r.get(0)?,
+                at: r.get(1)?,
+                job: r.get(2)?,
+                lineage: r.get(3)?,
+                terminal: r.get(4)?,
+                village: r.get(5)?,
+                kind: r.get(6)?,
+                detail: r.get(7)?,
+            })
+        })?
+        .collect::<rusqlite::Result<_>>()?)
+}
+
+/// Terminal targets by state, per route (for status).
+pub fn counts(conn: &Connection) -> anyhow::Result<Vec<(String, String, i64)>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT j.route, t.state, count(*) FROM broadcast_target t JOIN broadcast_job j ON j.id = t.job
+         GROUP BY j.route, t.state ORDER BY j.route, t.state",
+    )?;
+    Ok(stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect::<rusqlite::Result<_>>()?)
+}
