@@ -258,6 +258,9 @@ pub struct BroadcastChannel {
     play_for: SignedDuration,
     /// A drill: instructions are marked as tests.
     exercise: bool,
+    /// One source per Icecast mount at a time: a village warned for two hazards at once hears
+    /// them one after the other (a second source would be refused as "mount in use").
+    mounts: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     http: reqwest::Client,
 }
 
@@ -297,6 +300,7 @@ impl BroadcastChannel {
             keep,
             play_for: keep,
             exercise: false,
+            mounts: Default::default(),
             http: reqwest::Client::new(),
         }
     }
@@ -670,6 +674,15 @@ impl BroadcastChannel {
                 return Ok(());
             }
         };
+        // Streaming: the job is under way (its deadline now finds terminals waiting, not a
+        // broadcast never attempted).
+        {
+            let now = self.clock.now();
+            let sha = mp3.sha256.clone();
+            self.store
+                .write(move |tx| jobs::sent(tx, id, Some(&sha), "streaming", now, now))
+                .await?;
+        }
         // One stream per mount; a mount serves every IP speaker of its villages.
         let mut mounts: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for (term, village) in &job.terminals {
@@ -687,7 +700,12 @@ impl BroadcastChannel {
         let sem = Arc::new(tokio::sync::Semaphore::new(64));
         for (mount, terms) in mounts {
             let (s, http, mp3, sem) = (s.clone(), self.http.clone(), mp3.clone(), sem.clone());
+            let lock = match self.mounts.lock() {
+                Ok(mut m) => m.entry(mount.clone()).or_default().clone(),
+                Err(_) => Arc::default(),
+            };
             set.spawn(async move {
+                let _mount = lock.lock_owned().await;
                 let _permit = sem.acquire_owned().await;
                 let r = icecast::stream(&s, &http, &mount, &mp3).await;
                 (mount, terms, r)
@@ -730,7 +748,7 @@ impl BroadcastChannel {
                 if errors.is_empty() {
                     jobs::finish(tx, id, &sha, now)?;
                 } else {
-                    jobs::retry(tx, id, &result, now, now + wait)?;
+                    jobs::requeue(tx, id, &result, now, now + wait)?;
                 }
                 Ok::<_, anyhow::Error>(())
             })

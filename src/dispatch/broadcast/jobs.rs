@@ -400,11 +400,28 @@ pub struct Tracked {
     pub deadline: Timestamp,
 }
 
+/// Some streams of an Icecast job failed: queued again for the terminals still waiting (the
+/// attempt was counted when streaming began).
+pub fn requeue(
+    tx: &Transaction<'_>,
+    job: i64,
+    why: &str,
+    now: Timestamp,
+    retry_at: Timestamp,
+) -> anyhow::Result<()> {
+    tx.execute(
+        "UPDATE broadcast_job SET state = 'queued', last_error = ?2, not_before = ?3, updated = ?4
+         WHERE id = ?1",
+        params![job, why, stamp(retry_at), stamp(now)],
+    )?;
+    Ok(())
+}
+
 /// Every stream of an Icecast job went out: done.
 pub fn finish(tx: &Transaction<'_>, job: i64, audio: &str, now: Timestamp) -> anyhow::Result<()> {
     tx.execute(
-        "UPDATE broadcast_job SET state = 'done', audio = ?2, attempts = attempts + 1,
-           last_error = NULL, updated = ?3 WHERE id = ?1",
+        "UPDATE broadcast_job SET state = 'done', audio = ?2, last_error = NULL, updated = ?3
+         WHERE id = ?1",
         params![job, audio, stamp(now)],
     )?;
     Ok(())
