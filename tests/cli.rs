@@ -303,6 +303,12 @@ fn demo_runs_with_no_configuration_and_leaves_a_verifiable_audit() {
         "{}",
         stdout(&o)
     );
+    // …and that the loudspeakers have no route in the embedded default.
+    assert!(
+        stdout(&o).contains("broadcast: no route configured"),
+        "{}",
+        stdout(&o)
+    );
     let o = run(&["--db", db.to_str().unwrap(), "audit", "verify"]);
     assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
     // demo.started, registry.imported, cap.converted for each of the two sample alerts, the

@@ -184,11 +184,54 @@ pub fn status(cfg: &Config) -> u8 {
         && let Ok(store) = Store::open(&cfg.store.path)
     {
         dispatch_status(&store);
+        broadcast_status(cfg, &store);
     }
-    for (what, issue) in [("broadcast terminals", 7), ("silent villages", 8)] {
-        println!("{what:<9} not yet (issue #{issue})");
-    }
+    println!("silent villages: not yet (issue #8)");
     0
+}
+
+/// The loudspeakers: routes and their links, what terminals played, what is alarmed.
+fn broadcast_status(cfg: &Config, store: &Store) {
+    let routes = cfg.dispatch.broadcast.routes();
+    let configured: Vec<&str> = [("platform", routes.platform), ("icecast", routes.icecast)]
+        .into_iter()
+        .filter_map(|(n, on)| on.then_some(n))
+        .collect();
+    match store.read_blocking(|c| stormbell::dispatch::broadcast::jobs::summary(c).map_err(Into::into)) {
+        Ok(s) => {
+            if configured.is_empty() {
+                println!("broadcast: no route configured ([dispatch.broadcast.platform] / [dispatch.broadcast.icecast])");
+            } else {
+                println!("broadcast: routes {}", configured.join(", "));
+            }
+            for (route, ok, last_ok, err, checked) in &s.links {
+                if *ok {
+                    println!("  {route}: link ok (checked {checked})");
+                } else {
+                    println!(
+                        "  {route}: link DOWN (checked {checked}; last ok {}): {}",
+                        last_ok.as_deref().unwrap_or("never"),
+                        err.as_deref().unwrap_or("")
+                    );
+                }
+            }
+            let mut by_route: std::collections::BTreeMap<&str, Vec<String>> = Default::default();
+            for (route, state, n) in &s.targets {
+                by_route.entry(route.as_str()).or_default().push(format!("{n} {state}"));
+            }
+            for (route, parts) in by_route {
+                println!("  {route} terminals: {}", parts.join(", "));
+            }
+            if !s.offline.is_empty() {
+                println!("  {} terminal(s) offline by the platform's report", s.offline.len());
+            }
+            if !s.alarms.is_empty() {
+                let parts: Vec<String> = s.alarms.iter().map(|(k, n)| format!("{n} {k}")).collect();
+                println!("  alarms for respond: {}", parts.join(", "));
+            }
+        }
+        Err(e) => println!("broadcast: unreadable: {e}"),
+    }
 }
 
 /// Warnings in force and the outbox: how many messages are waiting, sent, delivered, failed,

@@ -716,3 +716,38 @@ pub fn counts(conn: &Connection) -> anyhow::Result<Vec<(String, String, i64)>> {
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
         .collect::<rusqlite::Result<_>>()?)
 }
+
+/// The broadcast picture for `stormbell status`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Summary {
+    /// Terminal targets by (route, state).
+    pub targets: Vec<(String, String, i64)>,
+    /// Alarms by kind (all, consumed or not).
+    pub alarms: Vec<(String, i64)>,
+    /// Each route's link: (route, ok, last ok, last error, checked).
+    pub links: Vec<(String, bool, Option<String>, Option<String>, String)>,
+    /// Terminals the platform last reported offline.
+    pub offline: Vec<String>,
+}
+
+/// Read the summary.
+pub fn summary(conn: &Connection) -> anyhow::Result<Summary> {
+    let alarms = conn
+        .prepare_cached("SELECT kind, count(*) FROM broadcast_alarm GROUP BY kind ORDER BY kind")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    let links = conn
+        .prepare_cached("SELECT route, ok, last_ok, last_error, checked FROM broadcast_link ORDER BY route")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    let offline = conn
+        .prepare_cached("SELECT id FROM broadcast_terminal WHERE online = 0 ORDER BY id")?
+        .query_map([], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(Summary {
+        targets: counts(conn)?,
+        alarms,
+        links,
+        offline,
+    })
+}
