@@ -33,7 +33,9 @@ fn main() -> anyhow::Result<()> {
     // About 30 s of speech at the calm pace: the red flash-flood script's sentences.
     let script = "紧急通知，紧急通知。东溟县防汛办发布山洪灾害红色预警。山洪灾害红色预警。\
         上坞村等十二处的群众，请立即转移。请立即转移。请到溪口镇中心小学避险。";
-    let areas: Vec<String> = (0..250).map(|i| format!("331098{:03}{:03}", 100 + i / 20, i % 20 + 1)).collect();
+    let areas: Vec<String> = (0..250)
+        .map(|i| format!("331098{:03}{:03}", 100 + i / 20, i % 20 + 1))
+        .collect();
     for round in ["cold", "warm"] {
         let cache = dir.path().join("audio");
         let synth = Synth::mandarin(&cache);
@@ -63,14 +65,27 @@ fn main() -> anyhow::Result<()> {
         let t1 = Instant::now();
         let id = ebd::ebd_id(&ep.src, 1);
         let doc = ebd::ebm_document(&ep, &id, &ebm(areas.clone(), 1), now);
-        let one = ebd::package(&id, &doc, &signer as &dyn Signer, now, &[("EBDI_bench.mp3", &bytes)])?;
+        let one = ebd::package(
+            &id,
+            &doc,
+            &signer as &dyn Signer,
+            now,
+            &[("EBDI_bench.mp3", &bytes)],
+        )?;
         let t_one = t1.elapsed();
         let t2 = Instant::now();
         let mut total = 0usize;
         for (i, a) in areas.iter().enumerate() {
             let id = ebd::ebd_id(&ep.src, 2 + i as i64);
             let doc = ebd::ebm_document(&ep, &id, &ebm(vec![a.clone()], 2 + i as i64), now);
-            total += ebd::package(&id, &doc, &signer as &dyn Signer, now, &[("EBDI_bench.mp3", &bytes)])?.len();
+            total += ebd::package(
+                &id,
+                &doc,
+                &signer as &dyn Signer,
+                now,
+                &[("EBDI_bench.mp3", &bytes)],
+            )?
+            .len();
         }
         let t_each = t2.elapsed();
         println!(

@@ -172,6 +172,14 @@ fn a_missing_encoder_is_named_at_start_up() {
     let mut synth = Synth::mandarin(dir.path());
     synth.encoder = "/nonexistent/ffmpeg".into();
     synth.check(false).unwrap();
+    let mut mute = Synth::mandarin(dir.path());
+    mute.program = "/nonexistent/espeak-ng".into();
+    match mute.check(false) {
+        Err(AudioError::Speech { why, .. }) => {
+            assert!(why.contains("Debian package espeak-ng"), "{why}")
+        }
+        other => panic!("{other:?}"),
+    }
     match synth.check(true) {
         Err(AudioError::Encode { program, why }) => {
             assert!(program.contains("/nonexistent/ffmpeg"));

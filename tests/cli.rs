@@ -659,3 +659,52 @@ fn fwi_prints_the_reference_table_and_names_bad_rows() {
     assert!(err.contains("line 2: ws `twenty` is not a number"), "{err}");
     assert_eq!(stdout(&o).lines().count(), 49, "every row is still printed");
 }
+
+#[test]
+fn run_refuses_a_broadcast_platform_it_cannot_sign_for_or_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("b.db");
+    let cfg = dir.path().join("b.toml");
+    let write = |platform: &str| {
+        std::fs::write(
+            &cfg,
+            format!("[dispatch.broadcast.platform]\nurl = \"http://127.0.0.1:9/\"\n{platform}"),
+        )
+        .unwrap();
+    };
+    let start = || {
+        bin()
+            .args([
+                "--config",
+                cfg.to_str().unwrap(),
+                "--db",
+                db.to_str().unwrap(),
+                "run",
+            ])
+            .output()
+            .unwrap()
+    };
+    // A key that is not there: named, before anything runs.
+    write(
+        "src = \"010333109800000001\"\ndest = \"010233100000000001\"\n\
+         [dispatch.broadcast.platform.signer]\nkind = \"sm2\"\nkey = \"/nonexistent/ebd.key.pem\"\ncert_sn = \"1\"\nissuer = \"x\"\n",
+    );
+    let o = start();
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert_ne!(o.status.code(), Some(0));
+    assert!(err.contains("/nonexistent/ebd.key.pem"), "{err}");
+    // A resource code of the wrong shape: the key named.
+    write("src = \"0103331098\"\ndest = \"010233100000000001\"\n");
+    let o = start();
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert_ne!(o.status.code(), Some(0));
+    assert!(err.contains("dispatch.broadcast.platform.src"), "{err}");
+    // A signer kind that does not exist: the config check says where.
+    write(
+        "src = \"010333109800000001\"\ndest = \"010233100000000001\"\n[dispatch.broadcast.platform.signer]\nkind = \"rsa\"\n",
+    );
+    let o = start();
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert_ne!(o.status.code(), Some(0));
+    assert!(err.contains("dispatch.broadcast"), "{err}");
+}

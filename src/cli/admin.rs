@@ -197,10 +197,14 @@ fn broadcast_status(cfg: &Config, store: &Store) {
         .into_iter()
         .filter_map(|(n, on)| on.then_some(n))
         .collect();
-    match store.read_blocking(|c| stormbell::dispatch::broadcast::jobs::summary(c).map_err(Into::into)) {
+    match store
+        .read_blocking(|c| stormbell::dispatch::broadcast::jobs::summary(c).map_err(Into::into))
+    {
         Ok(s) => {
             if configured.is_empty() {
-                println!("broadcast: no route configured ([dispatch.broadcast.platform] / [dispatch.broadcast.icecast])");
+                println!(
+                    "broadcast: no route configured ([dispatch.broadcast.platform] / [dispatch.broadcast.icecast])"
+                );
             } else {
                 println!("broadcast: routes {}", configured.join(", "));
             }
@@ -217,13 +221,19 @@ fn broadcast_status(cfg: &Config, store: &Store) {
             }
             let mut by_route: std::collections::BTreeMap<&str, Vec<String>> = Default::default();
             for (route, state, n) in &s.targets {
-                by_route.entry(route.as_str()).or_default().push(format!("{n} {state}"));
+                by_route
+                    .entry(route.as_str())
+                    .or_default()
+                    .push(format!("{n} {state}"));
             }
             for (route, parts) in by_route {
                 println!("  {route} terminals: {}", parts.join(", "));
             }
             if !s.offline.is_empty() {
-                println!("  {} terminal(s) offline by the platform's report", s.offline.len());
+                println!(
+                    "  {} terminal(s) offline by the platform's report",
+                    s.offline.len()
+                );
             }
             if !s.alarms.is_empty() {
                 let parts: Vec<String> = s.alarms.iter().map(|(k, n)| format!("{n} {k}")).collect();

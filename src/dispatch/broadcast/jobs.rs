@@ -737,8 +737,12 @@ pub fn summary(conn: &Connection) -> anyhow::Result<Summary> {
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
         .collect::<rusqlite::Result<_>>()?;
     let links = conn
-        .prepare_cached("SELECT route, ok, last_ok, last_error, checked FROM broadcast_link ORDER BY route")?
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))?
+        .prepare_cached(
+            "SELECT route, ok, last_ok, last_error, checked FROM broadcast_link ORDER BY route",
+        )?
+        .query_map([], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+        })?
         .collect::<rusqlite::Result<_>>()?;
     let offline = conn
         .prepare_cached("SELECT id FROM broadcast_terminal WHERE online = 0 ORDER BY id")?
