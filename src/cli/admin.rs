@@ -197,9 +197,7 @@ fn broadcast_status(cfg: &Config, store: &Store) {
         .into_iter()
         .filter_map(|(n, on)| on.then_some(n))
         .collect();
-    match store
-        .read_blocking(|c| stormbell::dispatch::broadcast::jobs::summary(c).map_err(Into::into))
-    {
+    match store.read_blocking(stormbell::dispatch::broadcast::jobs::summary) {
         Ok(s) => {
             if configured.is_empty() {
                 println!(
@@ -208,14 +206,16 @@ fn broadcast_status(cfg: &Config, store: &Store) {
             } else {
                 println!("broadcast: routes {}", configured.join(", "));
             }
-            for (route, ok, last_ok, err, checked) in &s.links {
-                if *ok {
-                    println!("  {route}: link ok (checked {checked})");
+            for l in &s.links {
+                if l.ok {
+                    println!("  {}: link ok (checked {})", l.route, l.checked);
                 } else {
                     println!(
-                        "  {route}: link DOWN (checked {checked}; last ok {}): {}",
-                        last_ok.as_deref().unwrap_or("never"),
-                        err.as_deref().unwrap_or("")
+                        "  {}: link DOWN (checked {}; last ok {}): {}",
+                        l.route,
+                        l.checked,
+                        l.last_ok.as_deref().unwrap_or("never"),
+                        l.last_error.as_deref().unwrap_or("")
                     );
                 }
             }

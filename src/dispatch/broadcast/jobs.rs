@@ -717,6 +717,21 @@ pub fn counts(conn: &Connection) -> anyhow::Result<Vec<(String, String, i64)>> {
         .collect::<rusqlite::Result<_>>()?)
 }
 
+/// A route's link as its last heartbeat found it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Link {
+    /// platform | icecast.
+    pub route: String,
+    /// The last check succeeded.
+    pub ok: bool,
+    /// When one last did.
+    pub last_ok: Option<String>,
+    /// The last error.
+    pub last_error: Option<String>,
+    /// When it was last checked.
+    pub checked: String,
+}
+
 /// The broadcast picture for `stormbell status`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Summary {
@@ -724,8 +739,8 @@ pub struct Summary {
     pub targets: Vec<(String, String, i64)>,
     /// Alarms by kind (all, consumed or not).
     pub alarms: Vec<(String, i64)>,
-    /// Each route's link: (route, ok, last ok, last error, checked).
-    pub links: Vec<(String, bool, Option<String>, Option<String>, String)>,
+    /// Each route's link.
+    pub links: Vec<Link>,
     /// Terminals the platform last reported offline.
     pub offline: Vec<String>,
 }
@@ -741,7 +756,13 @@ pub fn summary(conn: &Connection) -> anyhow::Result<Summary> {
             "SELECT route, ok, last_ok, last_error, checked FROM broadcast_link ORDER BY route",
         )?
         .query_map([], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            Ok(Link {
+                route: r.get(0)?,
+                ok: r.get(1)?,
+                last_ok: r.get(2)?,
+                last_error: r.get(3)?,
+                checked: r.get(4)?,
+            })
         })?
         .collect::<rusqlite::Result<_>>()?;
     let offline = conn
