@@ -522,3 +522,70 @@ async fn a_wrong_key_is_refused_by_the_platform_and_an_unreachable_one_is_alarme
     let link = rows(&store, "SELECT ok, last_error FROM broadcast_link").await;
     assert_eq!(link[0][0], "0", "{link:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broadcast_whose_answer_was_lost_goes_again_under_the_same_ebmid_and_plays_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, data) = county_store(dir.path());
+    let platform = EbdPlatform::start(None, 200);
+    let start: Timestamp = "2019-08-09T21:00:00+08:00".parse().unwrap();
+    let clock = Arc::new(SimClock::new(start));
+    let red = warning(&data, &["331098001002"], 1, Tier::Red, Send::Alert);
+    enqueue(&store, 1, &red, start, &plan(600));
+    let synth = Synth::mandarin(dir.path().join("audio"));
+    let run = |synth: Synth| {
+        let p = Platform::new(
+            platform_settings(&platform.url, SignerSettings::None),
+            "东溟县防汛办",
+            tz(),
+        )
+        .unwrap();
+        BroadcastChannel::platform(p, store.clone(), synth, SignedDuration::from_hours(6))
+            .with_clock(clock.clone())
+    };
+    drive(
+        &store,
+        run(synth.clone()),
+        &clock,
+        Duration::from_secs(30),
+        |c| count(c, "SELECT count(*) FROM broadcast_job WHERE state = 'done'") == 1,
+    )
+    .await;
+    // What a crash between the platform's answer and our commit leaves: the job queued with
+    // its EBMID, the terminals waiting.
+    store
+        .write_blocking(|tx| {
+            tx.execute_batch(
+                "UPDATE broadcast_job SET state = 'queued', result = NULL;
+                 UPDATE broadcast_target SET state = 'waiting';",
+            )?;
+            Ok(())
+        })
+        .unwrap();
+    drive(&store, run(synth), &clock, Duration::from_secs(30), |c| {
+        count(c, "SELECT count(*) FROM broadcast_job WHERE state = 'done'") == 1
+    })
+    .await;
+    let status = platform.control("/status");
+    assert_eq!(
+        status["ebms"].as_object().unwrap().len(),
+        1,
+        "one broadcast: {status}"
+    );
+    assert_eq!(
+        status["duplicates"], 1,
+        "recognised as the same one: {status}"
+    );
+    let ebm_posts = platform
+        .received()
+        .iter()
+        .filter(|r| r["type"] == "EBM")
+        .count();
+    assert_eq!(ebm_posts, 2);
+    let played = rows(
+        &store,
+        "SELECT count(*) FROM broadcast_target WHERE state = 'played'",
+    )
+    .await;
+    assert_eq!(played[0][0], red.terminals.len().to_string());
+}

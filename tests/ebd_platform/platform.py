@@ -52,6 +52,7 @@ STATE = {
     "down": 0,
     "fail": None,        # (code, n)
     "seq": 0,
+    "duplicates": 0,     # EBM packages naming an EBMID already playing
 }
 ARGS = None
 TERMINALS = []           # dicts: id, village, name, kind
@@ -251,6 +252,11 @@ def handle_ebm(ebdid, ebd, members, sig_name):
             return
         if related:
             need(related in STATE["ebms"], f"RelatedEBM {related} is unknown", "5")
+        if ebmid in STATE["ebms"]:
+            # The same broadcast again (a sender retrying after losing our answer): accepted,
+            # not played twice.
+            STATE["duplicates"] += 1
+            return
         now = time.time()
         terms = {}
         for t in TERMINALS:
@@ -376,6 +382,7 @@ class Platform(http.server.BaseHTTPRequestHandler):
         with LOCK:
             if u.path == "/status":
                 body = {
+                    "duplicates": STATE["duplicates"],
                     "received": STATE["received"],
                     "ebms": {k: {"areas": v["areas"], "msg_type": v["msg_type"],
                                  "related": v.get("related"), "stopped": bool(v.get("stopped")),

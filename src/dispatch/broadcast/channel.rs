@@ -352,6 +352,18 @@ impl BroadcastChannel {
         let mut streams: JoinSet<()> = JoinSet::new();
         let in_flight: Arc<std::sync::Mutex<HashSet<i64>>> = Arc::default();
         let mut next_beat = tokio::time::Instant::now();
+        if let Route::Icecast(_) = me.route {
+            let now = me.clock.now();
+            let n = me
+                .store
+                .write(move |tx| jobs::resume_streams(tx, now))
+                .await?;
+            if n > 0 {
+                tracing::warn!(
+                    "{n} Icecast broadcast(s) were cut off by a restart and play again from the start"
+                );
+            }
+        }
         loop {
             if *stop.borrow_and_update() {
                 break;

@@ -400,6 +400,17 @@ pub struct Tracked {
     pub deadline: Timestamp,
 }
 
+/// At start: Icecast jobs that were streaming when stormbell stopped go again from the start
+/// (a message heard twice is better than one cut off mid-sentence). Returns how many.
+pub fn resume_streams(tx: &Transaction<'_>, now: Timestamp) -> anyhow::Result<usize> {
+    Ok(tx.execute(
+        "UPDATE broadcast_job SET state = 'queued', not_before = ?1, updated = ?1,
+           last_error = 'interrupted by a restart while streaming'
+         WHERE route = 'icecast' AND state = 'sent' AND result = 'streaming'",
+        params![stamp(now)],
+    )?)
+}
+
 /// Some streams of an Icecast job failed: queued again for the terminals still waiting (the
 /// attempt was counted when streaming began).
 pub fn requeue(
@@ -775,4 +786,45 @@ pub fn summary(conn: &Connection) -> anyhow::Result<Summary> {
         links,
         offline,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stream_cut_off_by_a_restart_plays_again_and_nothing_else_moves() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::Store::open(dir.path().join("t.db")).unwrap();
+        let now: Timestamp = "2019-08-09T13:00:00Z".parse().unwrap();
+        let n = store
+            .write_blocking(move |tx| {
+                for (id, route, state, result) in [
+                    (1, "icecast", "sent", "streaming"),
+                    (2, "icecast", "done", "streamed"),
+                    (3, "platform", "sent", "1 执行成功"),
+                ] {
+                    tx.execute(
+                        "INSERT INTO broadcast_job (id, decision, lineage, version, send, hazard, tier, route,
+                           title, script, areas, state, result, not_before, deadline, created, updated)
+                         VALUES (?1, ?1, 'x', 1, 'Alert', 'flash_flood', 'red', ?2, 't', 's', '[]', ?3, ?4,
+                                 '', '', '', '')",
+                        params![id, route, state, result],
+                    )?;
+                }
+                resume_streams(tx, now)
+            })
+            .unwrap();
+        assert_eq!(n, 1);
+        let states: Vec<String> = store
+            .read_blocking(|c| {
+                let mut st = c.prepare("SELECT state FROM broadcast_job ORDER BY id")?;
+                let r = st
+                    .query_map([], |r| r.get(0))?
+                    .collect::<rusqlite::Result<Vec<String>>>()?;
+                Ok(r)
+            })
+            .unwrap();
+        assert_eq!(states, vec!["queued", "done", "sent"]);
+    }
 }
