@@ -41,6 +41,8 @@ pub struct Config {
     pub web: WebConfig,
     /// `[dispatch]`: the outbox policy and the SMS accounts.
     pub dispatch: DispatchConfig,
+    /// `[respond]`: answer deadlines and the escalation ladder per tier.
+    pub respond: crate::respond::calls::RespondSettings,
 }
 
 /// `[dispatch]`.
@@ -60,6 +62,13 @@ pub struct DispatchConfig {
     /// After a restart, seconds a message that was mid-send waits for a receipt proving the
     /// SMSC had it before it is sent again.
     pub reconcile_grace_secs: u32,
+    /// Base of the personal check-in links in the texts (`https://fx.example.cn/r/`); empty:
+    /// no links.
+    #[serde(default)]
+    pub link_base: String,
+    /// Hours a check-in link keeps working after its warning was decided.
+    #[serde(default = "default_link_hours")]
+    pub link_valid_hours: u32,
     /// `[dispatch.sms]`.
     pub sms: SmsConfig,
     /// `[dispatch.kannel]`: send SMS through an HTTP SMS gateway instead of (or beside) SMPP.
@@ -69,6 +78,10 @@ pub struct DispatchConfig {
     /// platform and/or Icecast mounts.
     #[serde(default)]
     pub broadcast: crate::dispatch::broadcast::channel::BroadcastSettings,
+}
+
+fn default_link_hours() -> u32 {
+    72
 }
 
 /// `[dispatch.sms]`.
@@ -379,6 +392,17 @@ impl Config {
         let correlate = section::<CorrelateConfig>(&fig, "correlate", &mut problems);
         let web = section::<WebConfig>(&fig, "web", &mut problems);
         let dispatch = section::<DispatchConfig>(&fig, "dispatch", &mut problems);
+        let respond =
+            section::<crate::respond::calls::RespondSettings>(&fig, "respond", &mut problems);
+        if let Some(r) = &respond {
+            for (key, message) in r.problems() {
+                problems.push(ConfigProblem {
+                    source: source_of(&fig, &key),
+                    key,
+                    message,
+                });
+            }
+        }
         const SECTIONS: &[&str] = &[
             "office",
             "store",
@@ -390,6 +414,7 @@ impl Config {
             "correlate",
             "web",
             "dispatch",
+            "respond",
         ];
         if let Ok(data) = fig.data()
             && let Some(dict) = data.get(&Profile::Default)
@@ -492,7 +517,7 @@ impl Config {
             }
         }
         match (
-            office, store, log, cap, http, registry, feeds, correlate, web, dispatch,
+            office, store, log, cap, http, registry, feeds, correlate, web, dispatch, respond,
         ) {
             (
                 Some(office),
@@ -505,6 +530,7 @@ impl Config {
                 Some(correlate),
                 Some(web),
                 Some(dispatch),
+                Some(respond),
             ) if problems.is_empty() => Ok(Config {
                 office,
                 store,
@@ -516,6 +542,7 @@ impl Config {
                 correlate,
                 web,
                 dispatch,
+                respond,
             }),
             _ => Err(ConfigError { problems }),
         }
@@ -538,6 +565,9 @@ impl Config {
             },
             exercise: self.correlate.status == "Exercise",
             lang: self.dispatch.lang.clone(),
+            link_base: (!self.dispatch.link_base.is_empty())
+                .then(|| self.dispatch.link_base.clone()),
+            link_valid: jiff::SignedDuration::from_hours(i64::from(self.dispatch.link_valid_hours)),
         }
     }
 

@@ -14,6 +14,7 @@ pub mod dispatch;
 pub mod feeds;
 pub mod http;
 pub mod registry;
+pub mod respond;
 pub mod store;
 pub mod templates;
 pub mod text;

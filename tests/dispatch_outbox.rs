@@ -652,3 +652,98 @@ fn the_cap_never_pushes_back_a_raise_waiting_to_retry() {
     assert_eq!(c.len(), 1);
     assert_eq!(c[0].id, red[0].id);
 }
+
+#[test]
+fn every_person_gets_their_own_link_and_a_merged_text_carries_the_carriers() {
+    let mut f = Fixture::new();
+    f.policy.link_base = Some("https://fx.example.cn/r/".into());
+    f.enqueue(t(
+        "flash_flood:FF1",
+        1,
+        Hazard::FlashFlood,
+        Tier::Orange,
+        Send::Alert,
+        true,
+        &[1, 2, 3],
+    ));
+    let texts: Vec<(String, String, i64)> = f
+        .store
+        .read_blocking(|c| {
+            let mut st =
+                c.prepare("SELECT person, text, segments FROM dispatch_message ORDER BY id")?;
+            let r = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+            Ok(r.collect::<Result<Vec<_>, _>>()?)
+        })
+        .unwrap();
+    assert_eq!(texts.len(), 3);
+    let mut tokens = Vec::new();
+    for (person, text, segments) in &texts {
+        let at = text
+            .find("https://fx.example.cn/r/")
+            .expect("a link in the text");
+        let token: String = text[at + "https://fx.example.cn/r/".len()..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+            .collect();
+        assert_eq!(token.len(), 22, "{text}");
+        // The token stands for this person and this warning, and expires.
+        let found = f
+            .store
+            .read_blocking({
+                let token = token.clone();
+                move |c| stormbell::dispatch::link::lookup(c, &token)
+            })
+            .unwrap()
+            .expect("the token is recorded");
+        assert_eq!(&found.person, person);
+        assert_eq!(
+            (found.lineage.as_str(), found.version),
+            ("flash_flood:FF1", 1)
+        );
+        assert_eq!(found.expires, f.now + SignedDuration::from_hours(72));
+        // Same length for everyone: the segments counted once hold.
+        assert_eq!(*segments, texts[0].2);
+        assert_eq!(
+            stormbell::dispatch::sms::encode::segments(text).1 as i64,
+            *segments
+        );
+        tokens.push(token);
+    }
+    tokens.sort();
+    tokens.dedup();
+    assert_eq!(tokens.len(), 3, "one token per person");
+    // A guess, or a token of the wrong shape, is nothing.
+    let none = f
+        .store
+        .read_blocking(|c| stormbell::dispatch::link::lookup(c, "AAAAAAAAAAAAAAAAAAAAAA"))
+        .unwrap();
+    assert!(none.is_none());
+
+    // A second warning for person 1: one message, the carrier's link in it.
+    f.enqueue(t(
+        "rainstorm:R1",
+        1,
+        Hazard::Rainstorm,
+        Tier::Yellow,
+        Send::Alert,
+        true,
+        &[1],
+    ));
+    let claimed = f.claim(10);
+    let one = claimed.iter().find(|c| c.person == "P00001").unwrap();
+    assert_eq!(one.merged.len(), 1);
+    let carrier = f
+        .store
+        .read_blocking({
+            let id = one.id;
+            move |c| stormbell::dispatch::link::of_message(c, id)
+        })
+        .unwrap()
+        .unwrap();
+    assert!(
+        one.text
+            .contains(&format!("https://fx.example.cn/r/{}", carrier.token)),
+        "{}",
+        one.text
+    );
+}

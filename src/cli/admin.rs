@@ -435,6 +435,7 @@ pub fn run(cfg: &Config) -> u8 {
         };
         let event_codes = rules.event_codes();
         let terminal_count = registry.data.terminals.len();
+        let roster = registry.clone();
         let engine = stormbell::correlate::engine::Engine::new(rules, cfg.issuer(), registry);
         // Dispatch: what a previous run left mid-send goes again (counted), then every
         // decision queues its messages in its own transaction, and the SMS channel sends them.
@@ -494,7 +495,21 @@ pub fn run(cfg: &Config) -> u8 {
                 "no broadcast route ([dispatch.broadcast.platform] or [dispatch.broadcast.icecast]) configured: the registry's loudspeakers will not sound"
             );
         }
-        let hook = stormbell::dispatch::hook_with(cfg.dispatch_policy(), wake.clone(), plan);
+        // Respond: every decision also records whom it calls (same transaction), and one task
+        // reads their answers and climbs the ladder for the silent ones.
+        let hook = stormbell::respond::chain(
+            stormbell::dispatch::hook_with(cfg.dispatch_policy(), wake.clone(), plan),
+            stormbell::respond::hook(cfg.respond.clone(), cfg.dispatch_policy()),
+        );
+        let respond = tokio::spawn(stormbell::respond::run(
+            store.clone(),
+            roster,
+            cfg.respond.clone(),
+            cfg.dispatch_policy(),
+            Arc::new(clock::SystemClock::new()),
+            wake.clone(),
+            stop_rx.clone(),
+        ));
         let gateway = cfg.dispatch.kannel.clone().map(|k| {
             use stormbell::dispatch::Channel;
             let ch: Box<dyn Channel> = Box::new(stormbell::dispatch::kannel::KannelChannel::new(
@@ -608,7 +623,8 @@ pub fn run(cfg: &Config) -> u8 {
         let _ = consumer.await;
         let named = [("sms", sms), ("kannel", gateway)]
             .into_iter()
-            .chain(broadcasts.into_iter().map(|b| ("broadcast", Some(b))));
+            .chain(broadcasts.into_iter().map(|b| ("broadcast", Some(b))))
+            .chain([("respond", Some(respond))]);
         for (name, task) in named {
             let Some(task) = task else { continue };
             match task.await {

@@ -364,9 +364,13 @@ fn feeds(store: &Store, cfg: &Config) -> anyhow::Result<()> {
                     tz: tz.clone(),
                     // The demo has no SMS centre: messages are queued in the outbox, as a
                     // daemon without accounts would keep them.
-                    on_decision: Some(stormbell::dispatch::hook(
-                        cfg.dispatch_policy(),
-                        Arc::new(tokio::sync::Notify::new()),
+                    // Each decision also records whom it calls (respond).
+                    on_decision: Some(stormbell::respond::chain(
+                        stormbell::dispatch::hook(
+                            cfg.dispatch_policy(),
+                            Arc::new(tokio::sync::Notify::new()),
+                        ),
+                        stormbell::respond::hook(cfg.respond.clone(), cfg.dispatch_policy()),
                     )),
                 },
                 ctx_rx,

@@ -8,6 +8,7 @@
 
 pub mod broadcast;
 pub mod kannel;
+pub mod link;
 pub mod outbox;
 pub mod sms;
 

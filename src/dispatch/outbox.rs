@@ -56,6 +56,10 @@ pub struct Policy {
     pub exercise: bool,
     /// Text language: "zh-CN" or "en".
     pub lang: String,
+    /// Base of the personal check-in links (`https://x.cn/r/`); `None`: texts carry no link.
+    pub link_base: Option<String>,
+    /// How long a check-in link works after its warning was decided.
+    pub link_valid: SignedDuration,
 }
 
 impl Default for Policy {
@@ -69,6 +73,8 @@ impl Default for Policy {
             office: "防汛办".into(),
             exercise: false,
             lang: "zh-CN".into(),
+            link_base: None,
+            link_valid: SignedDuration::from_hours(72),
         }
     }
 }
@@ -290,13 +296,15 @@ pub fn enqueue(
     let w = words(t, lang_of(policy));
     let words_json = serde_json::to_string(&w)?;
     let at = stamp(now);
-    // One text for everyone (the personal check-in link, when it comes, has a fixed length).
-    let text = render_one(&w, policy, None)?;
+    // One text for everyone, with a placeholder as long as a personal link (so everyone's
+    // text has the same number of segments), each person's link put in its place.
+    let slot = policy.link_base.as_deref().map(super::link::placeholder);
+    let text = render_one(&w, policy, slot.as_deref())?;
     let (_, segments) = super::sms::encode::segments(&text);
     let mut supersede = tx.prepare_cached(
         "UPDATE dispatch_message SET state = 'superseded', updated = ?1
          WHERE lineage = ?2 AND person = ?3 AND channel = 'sms' AND state = 'queued'
-           AND version < ?4",
+           AND version < ?4 AND purpose = 'warning'",
     )?;
     let mut insert = tx.prepare_cached(
         "INSERT OR IGNORE INTO dispatch_message
@@ -345,6 +353,15 @@ pub fn enqueue(
                 out.skipped += 1;
             }
         }
+        let token = match (&slot, state) {
+            (Some(_), "queued") => Some(super::link::token()?),
+            _ => None,
+        };
+        let personal = match (&slot, &token, &policy.link_base) {
+            (Some(slot), Some(tok), Some(base)) => text.replacen(slot, &format!("{base}{tok}"), 1),
+            (Some(slot), _, _) => text.replacen(slot, "", 1),
+            _ => text.clone(),
+        };
         let n = insert.execute(params![
             decision,
             t.lineage,
@@ -357,12 +374,28 @@ pub fn enqueue(
             address,
             priority(t.send, t.tier, t.raises),
             state,
-            text,
+            personal,
             segments as i64,
             at,
             err,
             words_json,
         ])?;
+        if n == 1
+            && let Some(tok) = &token
+        {
+            let id = tx.last_insert_rowid();
+            super::link::record(
+                tx,
+                tok,
+                id,
+                decision,
+                &t.lineage,
+                t.version,
+                &c.person,
+                now,
+                now + policy.link_valid,
+            )?;
+        }
         if n == 1 {
             match state {
                 "queued" => out.queued += 1,
@@ -372,6 +405,157 @@ pub fn enqueue(
         }
     }
     Ok(out)
+}
+
+/// A message that is not a warning version's own text: a re-send, a notice up the ladder, an
+/// answer to a reply. Respond queues these through [`notice`] (the one way it asks dispatch to
+/// send); they share the outbox's queue, receipts and retries, and are never merged.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Notice {
+    /// The decision it belongs to (the warning version it is about).
+    pub decision: i64,
+    /// hazard:area.
+    pub lineage: String,
+    /// Version.
+    pub version: u32,
+    /// Hazard.
+    pub hazard: String,
+    /// Tier (its priority follows it).
+    pub tier: Tier,
+    /// Whom to.
+    pub person: String,
+    /// Their number as the roster has it.
+    pub mobile: String,
+    /// The text, final.
+    pub text: String,
+    /// What it is, unique per decision and person: `resend:1`, `notify:2`, `reply:17` …
+    pub purpose: String,
+}
+
+/// Queue a notice (see [`Notice`]). `None` when one with the same purpose was already queued
+/// for that decision and person (a step fired twice sends once), or the number is unusable.
+pub fn notice(tx: &Transaction<'_>, n: &Notice, now: Timestamp) -> anyhow::Result<Option<i64>> {
+    let Some(address) = normalise_mobile(&n.mobile) else {
+        return Ok(None);
+    };
+    let at = stamp(now);
+    let (_, segments) = super::sms::encode::segments(&n.text);
+    let inserted = tx.execute(
+        "INSERT OR IGNORE INTO dispatch_message
+           (decision, lineage, version, send, hazard, tier, raises, person, channel, address,
+            priority, state, text, segments, not_before, created, updated, words, purpose)
+         VALUES (?1, ?2, ?3, 'Notice', ?4, ?5, 1, ?6, 'sms', ?7, ?8, 'queued', ?9, ?10, ?11, ?11,
+                 ?11, '{}', ?12)",
+        params![
+            n.decision,
+            n.lineage,
+            n.version,
+            n.hazard,
+            n.tier.as_str(),
+            n.person,
+            address,
+            // Above the warnings of its tier: a chase is more urgent than news.
+            priority(Send::Alert, n.tier, true) + 1,
+            n.text,
+            segments as i64,
+            at,
+            n.purpose,
+        ],
+    )?;
+    Ok((inserted == 1).then(|| tx.last_insert_rowid()))
+}
+
+/// A reply from a phone, as stored by the SMS channels.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reply {
+    /// `dispatch_inbound.id`.
+    pub id: i64,
+    /// When it was stored.
+    pub at: Timestamp,
+    /// The number it came from (as the SMSC gave it).
+    pub source: String,
+    /// What it said.
+    pub text: String,
+}
+
+/// Replies from phones stored after `after`, oldest first (respond reads them with its own
+/// cursor).
+pub fn replies_after(c: &Connection, after: i64, limit: usize) -> anyhow::Result<Vec<Reply>> {
+    let mut st = c.prepare_cached(
+        "SELECT id, at, source, text FROM dispatch_inbound WHERE kind = 'reply' AND id > ?1
+         ORDER BY id LIMIT ?2",
+    )?;
+    let rows = st
+        .query_map(params![after, limit as i64], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get(2)?,
+                r.get(3)?,
+            ))
+        })?
+        .collect::<Result<Vec<(i64, String, String, String)>, _>>()?;
+    rows.into_iter()
+        .map(|(id, at, source, text)| {
+            Ok(Reply {
+                id,
+                at: at.parse()?,
+                source,
+                text,
+            })
+        })
+        .collect()
+}
+
+/// What was last sent to a number: the person it belongs to and the warning (the carrier's,
+/// when several rode in one text), for matching a reply to "their latest warning".
+#[derive(Debug, Clone, PartialEq)]
+pub struct LastSent {
+    /// Row id.
+    pub message: i64,
+    /// The person.
+    pub person: String,
+    /// Decision.
+    pub decision: i64,
+    /// hazard:area.
+    pub lineage: String,
+    /// Version.
+    pub version: i64,
+    /// When it was sent (last state change).
+    pub at: Timestamp,
+}
+
+/// The latest warning message that went out to `address` (11 digits), if any.
+pub fn last_sent_to(c: &Connection, address: &str) -> anyhow::Result<Option<LastSent>> {
+    let row = c
+        .prepare_cached(
+            "SELECT id, person, decision, lineage, version, updated FROM dispatch_message
+             WHERE address = ?1 AND channel = 'sms' AND purpose = 'warning'
+               AND state IN ('submitting', 'accepted', 'delivered', 'reconciling')
+             ORDER BY id DESC LIMIT 1",
+        )?
+        .query_row(params![address], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, i64>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, i64>(4)?,
+                r.get::<_, String>(5)?,
+            ))
+        })
+        .optional()?;
+    row.map(|(message, person, decision, lineage, version, at)| {
+        Ok(LastSent {
+            message,
+            person,
+            decision,
+            lineage,
+            version,
+            at: at.parse()?,
+        })
+    })
+    .transpose()
 }
 
 /// A message claimed for sending.
@@ -390,6 +574,7 @@ pub struct Claimed {
 }
 
 struct Row {
+    purpose: String,
     id: i64,
     person: String,
     address: String,
@@ -436,7 +621,7 @@ pub fn claim(
         params![at, channel, stale],
     )?;
     let mut st = tx.prepare_cached(
-        "SELECT id, person, address, text, segments, raises, tier, words
+        "SELECT id, person, address, text, segments, raises, tier, words, purpose
          FROM dispatch_message
          WHERE channel = ?1 AND state = 'queued' AND not_before <= ?2
          ORDER BY priority DESC, id LIMIT ?3",
@@ -452,6 +637,7 @@ pub fn claim(
                 raises: r.get(5)?,
                 tier: r.get(6)?,
                 words: r.get(7)?,
+                purpose: r.get(8)?,
             })
         })?
         .collect::<Result<_, _>>()?;
@@ -494,17 +680,22 @@ pub fn claim(
             )?;
             continue;
         }
-        // Everything else queued for this person rides along.
-        let mut others: Vec<(i64, String)> = tx
-            .prepare_cached(
+        // Everything else queued for this person rides along (warnings only: a notice has
+        // its own words and goes alone).
+        let mut others: Vec<(i64, String)> = if row.purpose == "warning" {
+            tx.prepare_cached(
                 "SELECT id, words FROM dispatch_message
                  WHERE channel = ?1 AND person = ?2 AND state = 'queued' AND id != ?3
+                   AND purpose = 'warning'
                  ORDER BY priority DESC, id",
             )?
             .query_map(params![channel, row.person, row.id], |r| {
                 Ok((r.get(0)?, r.get(1)?))
             })?
-            .collect::<Result<_, _>>()?;
+            .collect::<Result<_, _>>()?
+        } else {
+            Vec::new()
+        };
         let (text, segments) = if others.is_empty() {
             (row.text.clone(), row.segments as u32)
         } else {
@@ -512,7 +703,13 @@ pub fn claim(
             for (_, w) in &others {
                 items.push(serde_json::from_str(w)?);
             }
-            let text = render_merged(&items, policy, None)?;
+            let link = match &policy.link_base {
+                Some(base) => {
+                    super::link::of_message(tx, row.id)?.map(|l| format!("{base}{}", l.token))
+                }
+                None => None,
+            };
+            let text = render_merged(&items, policy, link.as_deref())?;
             let (_, n) = super::sms::encode::segments(&text);
             (text, n as u32)
         };

@@ -12,6 +12,9 @@ pub(crate) fn migrations() -> Migrations<'static> {
         M::up(include_str!("migrations/0004_correlate.sql")),
         M::up(include_str!("migrations/0005_dispatch.sql")),
         M::up(include_str!("migrations/0006_broadcast.sql")),
+        M::up(include_str!("migrations/0007_link.sql")),
+        M::up(include_str!("migrations/0008_notice.sql")),
+        M::up(include_str!("migrations/0009_respond.sql")),
     ])
 }
 

@@ -1,0 +1,161 @@
+//! Personal check-in links: each responsible person's SMS carries a short link with a token
+//! bound to that person and that warning version, so a village lead on a cheap phone can
+//! answer with one tap (the pages are respond's, in `web`).
+//!
+//! A token is 128 bits from the operating system's random source, base64url (22 characters):
+//! not derived from anything, so knowing one tells nothing about another. It is made in the
+//! transaction that queues the SMS, stored in `dispatch_link` with the row that carries it,
+//! and expires `valid_for` after the decision. The SMS is rendered once for everyone with a
+//! placeholder of the link's exact length and the person's link put in its place, so the
+//! segment count is known and the same for all.
+
+use base64::Engine;
+use jiff::Timestamp;
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use serde::Serialize;
+
+/// Characters of a token.
+pub const TOKEN_LEN: usize = 22;
+
+/// A new token: 16 random bytes, base64url without padding.
+pub fn token() -> anyhow::Result<String> {
+    let mut b = [0u8; 16];
+    getrandom::getrandom(&mut b)
+        .map_err(|e| anyhow::anyhow!("no randomness for a link token: {e}"))?;
+    Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b))
+}
+
+/// Whether a string has a token's shape (checked before any lookup).
+pub fn well_formed(t: &str) -> bool {
+    t.len() == TOKEN_LEN
+        && t.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// The placeholder a text is rendered with, as long as a real link under `base`.
+pub fn placeholder(base: &str) -> String {
+    format!("{base}{}", "~".repeat(TOKEN_LEN))
+}
+
+/// What a token stands for.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Link {
+    /// The token.
+    pub token: String,
+    /// The message that carried it.
+    pub message: i64,
+    /// The decision (warning version).
+    pub decision: i64,
+    /// hazard:area.
+    pub lineage: String,
+    /// Version.
+    pub version: i64,
+    /// The person.
+    pub person: String,
+    /// Made.
+    pub created: Timestamp,
+    /// Refused after.
+    pub expires: Timestamp,
+}
+
+/// Record a token for a queued message.
+#[allow(clippy::too_many_arguments)]
+pub fn record(
+    tx: &Transaction<'_>,
+    token: &str,
+    message: i64,
+    decision: i64,
+    lineage: &str,
+    version: u32,
+    person: &str,
+    now: Timestamp,
+    expires: Timestamp,
+) -> anyhow::Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO dispatch_link (token, message, decision, lineage, version, person, created, expires)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?
+    .execute(params![
+        token,
+        message,
+        decision,
+        lineage,
+        version,
+        person,
+        now.to_string(),
+        expires.to_string()
+    ])?;
+    Ok(())
+}
+
+fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<anyhow::Result<Link>> {
+    let created: String = r.get(6)?;
+    let expires: String = r.get(7)?;
+    let (token, message, decision, lineage, version, person) = (
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+        r.get(4)?,
+        r.get(5)?,
+    );
+    Ok((|| {
+        Ok(Link {
+            token,
+            message,
+            decision,
+            lineage,
+            version,
+            person,
+            created: created.parse()?,
+            expires: expires.parse()?,
+        })
+    })())
+}
+
+/// The link a token stands for, if it exists (expired or not: the caller decides what an
+/// expired one gets).
+pub fn lookup(conn: &Connection, token: &str) -> anyhow::Result<Option<Link>> {
+    if !well_formed(token) {
+        return Ok(None);
+    }
+    conn.prepare_cached(
+        "SELECT token, message, decision, lineage, version, person, created, expires
+         FROM dispatch_link WHERE token = ?1",
+    )?
+    .query_row(params![token], row)
+    .optional()?
+    .transpose()
+}
+
+/// The link carried by a message (for merged texts, which carry the carrier's).
+pub fn of_message(conn: &Connection, message: i64) -> anyhow::Result<Option<Link>> {
+    conn.prepare_cached(
+        "SELECT token, message, decision, lineage, version, person, created, expires
+         FROM dispatch_link WHERE message = ?1",
+    )?
+    .query_row(params![message], row)
+    .optional()?
+    .transpose()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_random_url_safe_and_of_one_length() {
+        let a: Vec<String> = (0..200).map(|_| token().unwrap()).collect();
+        let mut b = a.clone();
+        b.sort();
+        b.dedup();
+        assert_eq!(b.len(), 200);
+        assert!(a.iter().all(|t| well_formed(t)));
+        assert!(!well_formed("short"));
+        assert!(!well_formed("aaaaaaaaaaaaaaaaaaaa/+"));
+        assert_eq!(
+            placeholder("http://x/r/").len(),
+            "http://x/r/".len() + TOKEN_LEN
+        );
+    }
+}

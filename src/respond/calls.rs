@@ -1,0 +1,516 @@
+//! Calls and the ladder (叫应): every responsible person named by a warning is called, must
+//! answer by a deadline that depends on the tier, and is chased up the ladder when silent.
+//!
+//! A call is written in the decision's transaction ([`register`], part of the hook), for an
+//! Alert or a raise (a routine update does not ask again; a Cancel closes the lineage's calls).
+//! Its steps are scheduled then and there, from `[respond.ladder]`: each step is a row with a
+//! due time; [`fire_due`] fires the due ones, each in one transaction with what it does, so a
+//! step fires once across crashes and restarts. Any answer from the person ([`answered`])
+//! closes their open calls and cancels the pending steps; with `all_must_answer = false` an
+//! answer also covers the other persons called for the same place.
+//!
+//! Actions: `resend` (the chase text to the person again), `deputy` (their A/B deputy),
+//! `town` and `county` (the duty persons of the place's town or county), `silent` (the place
+//! goes on the county duty officer's silent list). Messages go through dispatch's outbox
+//! (`outbox::notice`): respond asks dispatch to send; dispatch never calls respond.
+
+use std::collections::BTreeMap;
+
+use jiff::{SignedDuration, Timestamp};
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use serde::{Deserialize, Serialize};
+
+use crate::correlate::lifecycle::Send;
+use crate::correlate::tier::Tier;
+use crate::correlate::warning::Targets;
+use crate::dispatch::outbox::{self, Notice, Policy, Words};
+use crate::registry::Registry;
+
+/// One rung of the ladder.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Step {
+    /// Minutes after the warning.
+    pub after_mins: u32,
+    /// resend | deputy | town | county | silent.
+    pub action: String,
+}
+
+/// `[respond]`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RespondSettings {
+    /// Every person called for a place must answer (false: one answer covers the place).
+    #[serde(default)]
+    pub all_must_answer: bool,
+    /// The ladder per tier (`blue`, `yellow`, `orange`, `red`); a tier without one is tracked
+    /// but not chased.
+    #[serde(default)]
+    pub ladder: BTreeMap<String, Vec<Step>>,
+}
+
+/// The actions a step may name.
+pub const ACTIONS: &[&str] = &["resend", "deputy", "town", "county", "silent"];
+
+impl RespondSettings {
+    /// Problems with the ladder, each as (key, message).
+    pub fn problems(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        for (tier, steps) in &self.ladder {
+            if Tier::parse(tier).is_none() {
+                out.push((
+                    format!("respond.ladder.{tier}"),
+                    "not a tier: blue, yellow, orange or red".into(),
+                ));
+            }
+            let mut last = 0;
+            for (i, s) in steps.iter().enumerate() {
+                if !ACTIONS.contains(&s.action.as_str()) {
+                    out.push((
+                        format!("respond.ladder.{tier}[{i}].action"),
+                        format!("{:?} is not one of {}", s.action, ACTIONS.join(", ")),
+                    ));
+                }
+                if s.after_mins < last {
+                    out.push((
+                        format!("respond.ladder.{tier}[{i}].after_mins"),
+                        format!("{} comes before the step above it ({last})", s.after_mins),
+                    ));
+                }
+                last = s.after_mins;
+            }
+        }
+        out
+    }
+}
+
+fn stamp(t: Timestamp) -> String {
+    t.to_string()
+}
+
+/// What registering one decision's calls did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Registered {
+    /// Calls made.
+    pub calls: usize,
+    /// Steps scheduled.
+    pub steps: usize,
+    /// Earlier calls closed (superseded by a raise, or lifted).
+    pub closed: usize,
+}
+
+/// Write the calls of a decision, inside its transaction.
+pub fn register(
+    tx: &Transaction<'_>,
+    decision: i64,
+    t: &Targets,
+    now: Timestamp,
+    settings: &RespondSettings,
+    policy: &Policy,
+) -> anyhow::Result<Registered> {
+    let mut out = Registered::default();
+    let at = stamp(now);
+    if t.send == Send::Cancel {
+        out.closed += close(tx, &t.lineage, None, decision, "lifted", now)?;
+        return Ok(out);
+    }
+    if !(t.send == Send::Alert || t.raises) {
+        return Ok(out);
+    }
+    let words = serde_json::to_string(&outbox::words(t, crate::templates::lang(&policy.lang)))?;
+    let ladder = settings
+        .ladder
+        .get(t.tier.as_str())
+        .cloned()
+        .unwrap_or_default();
+    for c in &t.contacts {
+        // A raise asks again: the person's open calls for this warning give way to the new one.
+        out.closed += close(tx, &t.lineage, Some(&c.person), decision, "superseded", now)?;
+        let n = tx.execute(
+            "INSERT OR IGNORE INTO respond_call
+               (decision, lineage, version, hazard, tier, person, name, mobile, level, role, target,
+                deputy, words, called, state)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, 'open')",
+            params![
+                decision,
+                t.lineage,
+                t.version,
+                t.hazard.as_str(),
+                t.tier.as_str(),
+                c.person,
+                c.name,
+                c.mobile,
+                c.level,
+                c.role,
+                c.target,
+                c.deputy,
+                words,
+                at
+            ],
+        )?;
+        if n == 0 {
+            continue;
+        }
+        out.calls += 1;
+        let call = tx.last_insert_rowid();
+        for (i, s) in ladder.iter().enumerate() {
+            tx.execute(
+                "INSERT INTO respond_step (call, step, due, action, state) VALUES (?1, ?2, ?3, ?4, 'pending')",
+                params![
+                    call,
+                    i as i64 + 1,
+                    stamp(now + SignedDuration::from_mins(i64::from(s.after_mins))),
+                    s.action
+                ],
+            )?;
+            out.steps += 1;
+        }
+    }
+    Ok(out)
+}
+
+/// Close the open calls of a lineage made by decisions before `decision` (one person's, or
+/// everyone's) and cancel their steps.
+fn close(
+    tx: &Transaction<'_>,
+    lineage: &str,
+    person: Option<&str>,
+    decision: i64,
+    state: &str,
+    now: Timestamp,
+) -> anyhow::Result<usize> {
+    let at = stamp(now);
+    tx.execute(
+        "UPDATE respond_step SET state = 'cancelled', fired = ?4, detail = ?3
+         WHERE state = 'pending' AND call IN (
+           SELECT id FROM respond_call WHERE lineage = ?1 AND state = 'open'
+             AND (?2 IS NULL OR person = ?2) AND decision < ?5)",
+        params![lineage, person, format!("call {state}"), at, decision],
+    )?;
+    Ok(tx.execute(
+        "UPDATE respond_call SET state = ?3 WHERE lineage = ?1 AND state = 'open'
+           AND (?2 IS NULL OR person = ?2) AND decision < ?4",
+        params![lineage, person, state, decision],
+    )?)
+}
+
+/// Someone answered: close their open calls made before `at` (and, unless every person must
+/// answer, the others' for the same places). Returns the calls closed.
+pub fn answered(
+    tx: &Transaction<'_>,
+    person: &str,
+    answer: i64,
+    at: Timestamp,
+    settings: &RespondSettings,
+) -> anyhow::Result<usize> {
+    let when = stamp(at);
+    let mine: Vec<(i64, String, String)> = tx
+        .prepare_cached(
+            "SELECT id, lineage, target FROM respond_call WHERE person = ?1 AND state = 'open' AND called <= ?2",
+        )?
+        .query_map(params![person, when], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut closed = 0;
+    for (id, lineage, target) in mine {
+        closed += finish(tx, id, "answered", answer, &when)?;
+        if !settings.all_must_answer {
+            let others: Vec<i64> = tx
+                .prepare_cached(
+                    "SELECT id FROM respond_call WHERE lineage = ?1 AND target = ?2 AND state = 'open' AND called <= ?3",
+                )?
+                .query_map(params![lineage, target, when], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?;
+            for o in others {
+                closed += finish(tx, o, "covered", answer, &when)?;
+            }
+        }
+    }
+    Ok(closed)
+}
+
+fn finish(
+    tx: &Transaction<'_>,
+    call: i64,
+    state: &str,
+    answer: i64,
+    when: &str,
+) -> anyhow::Result<usize> {
+    tx.execute(
+        "UPDATE respond_step SET state = 'cancelled', fired = ?2, detail = ?3
+         WHERE call = ?1 AND state = 'pending'",
+        params![call, when, format!("answered (answer {answer})")],
+    )?;
+    Ok(tx.execute(
+        "UPDATE respond_call SET state = ?2, answered = ?3, answer = ?4 WHERE id = ?1 AND state = 'open'",
+        params![call, state, when, answer],
+    )?)
+}
+
+/// A call as a step sees it.
+#[derive(Debug, Clone)]
+struct Call {
+    id: i64,
+    decision: i64,
+    lineage: String,
+    version: i64,
+    hazard: String,
+    tier: String,
+    person: String,
+    name: String,
+    mobile: String,
+    role: String,
+    target: String,
+    deputy: Option<String>,
+    words: Words,
+    called: Timestamp,
+}
+
+/// What firing the due steps did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Fired {
+    /// Steps fired.
+    pub steps: usize,
+    /// Messages queued by them.
+    pub messages: usize,
+    /// Places put on the silent list.
+    pub silent: usize,
+}
+
+/// The town and county codes over a place (a village's code, or a site's first village).
+fn units_over(reg: &Registry, target: &str) -> (Option<String>, Option<String>) {
+    let code = if target.len() >= 9 && target.bytes().all(|b| b.is_ascii_digit()) {
+        Some(target.to_string())
+    } else {
+        reg.site(target).and_then(|s| s.villages.first().cloned())
+    };
+    match code {
+        Some(c) if c.len() >= 9 => (Some(c[..9].to_string()), Some(c[..6].to_string())),
+        _ => (None, None),
+    }
+}
+
+/// Fire every pending step that is due, each in `tx` with the messages it queues. The
+/// registry says who the deputies and the town and county duty persons are.
+pub fn fire_due(
+    tx: &Transaction<'_>,
+    now: Timestamp,
+    reg: &Registry,
+    policy: &Policy,
+) -> anyhow::Result<Fired> {
+    let mut out = Fired::default();
+    let due: Vec<(i64, i64, i64, String)> = tx
+        .prepare_cached(
+            "SELECT s.id, s.call, s.step, s.action FROM respond_step s JOIN respond_call c ON c.id = s.call
+             WHERE s.state = 'pending' AND s.due <= ?1 AND c.state = 'open' ORDER BY s.due, s.id LIMIT 500",
+        )?
+        .query_map(params![stamp(now)], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    let lang = crate::templates::lang(&policy.lang);
+    for (step_id, call_id, step, action) in due {
+        let Some(call) = load_call(tx, call_id)? else {
+            continue;
+        };
+        let minutes = (now.duration_since(call.called).as_secs() / 60).max(0);
+        let event = crate::templates::event_name(&call.hazard, lang)?;
+        let tier = Tier::parse(&call.tier).unwrap_or(Tier::Blue);
+        let mut queued = Vec::new();
+        let mut notify =
+            |person: &str, mobile: &str, text: String, purpose: String| -> anyhow::Result<()> {
+                let n = Notice {
+                    decision: call.decision,
+                    lineage: call.lineage.clone(),
+                    version: call.version as u32,
+                    hazard: call.hazard.clone(),
+                    tier,
+                    person: person.to_string(),
+                    mobile: mobile.to_string(),
+                    text,
+                    purpose,
+                };
+                if let Some(id) = outbox::notice(tx, &n, now)? {
+                    queued.push(format!("{person}#{id}"));
+                }
+                Ok(())
+            };
+        let escalate = |to_role: &str| -> anyhow::Result<String> {
+            let t = crate::templates::env()?
+                .get_template(&format!("sms/escalate.{lang}"))?
+                .render(minijinja::context! {
+                    office => &policy.office, exercise => policy.exercise, event => &event,
+                    tier => &call.tier, tier_zh => tier.zh(), places => &call.words.places,
+                    minutes => minutes, name => &call.name, role => &call.role,
+                    mobile => &call.mobile, to_role => to_role,
+                })?;
+            Ok(t.trim().to_string())
+        };
+        let mut detail = String::new();
+        match action.as_str() {
+            "resend" => {
+                let text = crate::templates::env()?
+                    .get_template(&format!("sms/chase.{lang}"))?
+                    .render(minijinja::context! {
+                        office => &policy.office, exercise => policy.exercise, event => &event,
+                        tier => &call.tier, tier_zh => tier.zh(), places => &call.words.places,
+                        minutes => minutes, name => &call.name,
+                    })?;
+                notify(
+                    &call.person,
+                    &call.mobile,
+                    text.trim().to_string(),
+                    format!("resend:{}:{step}", call.id),
+                )?;
+            }
+            "deputy" => match call.deputy.as_deref().and_then(|d| reg.person(d)) {
+                Some(d) => notify(
+                    &d.id,
+                    &d.mobile,
+                    escalate("deputy")?,
+                    format!("deputy:{}:{step}", call.id),
+                )?,
+                None => {
+                    detail = format!(
+                        "{} ({}) has no deputy in the registry",
+                        call.name, call.person
+                    )
+                }
+            },
+            "town" | "county" => {
+                let (town, county) = units_over(reg, &call.target);
+                let unit = if action == "town" { town } else { county };
+                let mut any = false;
+                if let Some(unit) = unit {
+                    let text = escalate(&action)?;
+                    for (duty, person) in reg.duties_for(&unit) {
+                        let Some(p) = person else { continue };
+                        if p.id == call.person {
+                            continue;
+                        }
+                        any = true;
+                        notify(
+                            &p.id,
+                            &p.mobile,
+                            text.clone(),
+                            format!("{action}:{}:{step}:{}", call.id, duty.role),
+                        )?;
+                    }
+                }
+                if !any {
+                    detail = format!(
+                        "nobody on duty for the {action} over {} in the registry",
+                        call.target
+                    );
+                }
+            }
+            "silent" => {
+                tx.execute(
+                    "UPDATE respond_call SET state = 'silent' WHERE id = ?1 AND state = 'open'",
+                    params![call.id],
+                )?;
+                out.silent += 1;
+                detail = format!(
+                    "{} ({}, {}) silent {minutes} min after the {} {} warning: on the county's silent list",
+                    call.name, call.role, call.target, call.tier, call.hazard
+                );
+                tracing::error!(person = %call.person, target = %call.target, lineage = %call.lineage, "{detail}");
+            }
+            other => detail = format!("unknown action {other:?}"),
+        }
+        out.messages += queued.len();
+        if detail.is_empty() {
+            detail = format!("queued {}", queued.join(", "));
+        }
+        let n = tx.execute(
+            "UPDATE respond_step SET state = 'fired', fired = ?2, detail = ?3 WHERE id = ?1 AND state = 'pending'",
+            params![step_id, stamp(now), detail],
+        )?;
+        out.steps += n;
+        crate::store::audit::append(
+            tx,
+            &crate::store::audit::Entry {
+                at: now.to_zoned(jiff::tz::TimeZone::UTC),
+                actor: "respond".into(),
+                kind: format!("escalation.{action}"),
+                subject: call.person.clone(),
+                detail: serde_json::json!({
+                    "call": call.id, "step": step, "lineage": call.lineage, "target": call.target,
+                    "minutes": minutes, "detail": detail,
+                }),
+            },
+        )?;
+    }
+    Ok(out)
+}
+
+fn load_call(c: &Connection, id: i64) -> anyhow::Result<Option<Call>> {
+    let row = c
+        .prepare_cached(
+            "SELECT id, decision, lineage, version, hazard, tier, person, name, mobile, role, target,
+                    deputy, words, called FROM respond_call WHERE id = ?1",
+        )?
+        .query_row(params![id], |r| {
+            Ok((
+                (r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, String>(2)?, r.get::<_, i64>(3)?),
+                (r.get::<_, String>(4)?, r.get::<_, String>(5)?, r.get::<_, String>(6)?, r.get::<_, String>(7)?),
+                (r.get::<_, String>(8)?, r.get::<_, String>(9)?, r.get::<_, String>(10)?),
+                (r.get::<_, Option<String>>(11)?, r.get::<_, String>(12)?, r.get::<_, String>(13)?),
+            ))
+        })
+        .optional()?;
+    let Some((
+        (id, decision, lineage, version),
+        (hazard, tier, person, name),
+        (mobile, role, target),
+        (deputy, words, called),
+    )) = row
+    else {
+        return Ok(None);
+    };
+    Ok(Some(Call {
+        id,
+        decision,
+        lineage,
+        version,
+        hazard,
+        tier,
+        person,
+        name,
+        mobile,
+        role,
+        target,
+        deputy,
+        words: serde_json::from_str(&words)?,
+        called: called.parse()?,
+    }))
+}
+
+/// A place on the county duty officer's silent list.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Silent {
+    /// hazard:area.
+    pub lineage: String,
+    /// The village or site.
+    pub target: String,
+    /// Who did not answer.
+    pub person: String,
+    /// Their name.
+    pub name: String,
+    /// When they were called.
+    pub called: String,
+}
+
+/// The silent list, oldest call first.
+pub fn silent(c: &Connection) -> anyhow::Result<Vec<Silent>> {
+    Ok(c.prepare_cached(
+        "SELECT lineage, target, person, name, called FROM respond_call WHERE state = 'silent' ORDER BY called, target",
+    )?
+    .query_map([], |r| {
+        Ok(Silent {
+            lineage: r.get(0)?,
+            target: r.get(1)?,
+            person: r.get(2)?,
+            name: r.get(3)?,
+            called: r.get(4)?,
+        })
+    })?
+    .collect::<rusqlite::Result<_>>()?)
+}

@@ -1,0 +1,269 @@
+//! Answers in: SMS replies read from dispatch's inbound queue (its own cursor, so nothing is
+//! read twice and nothing in dispatch is changed), parsed ([`super::reply`]), matched to the
+//! person and warning the last text to that number was about, and recorded word for word.
+//!
+//! - An answer closes the person's open calls ([`super::calls::answered`]).
+//! - `3 35` records 35 people moved so far for the place the person answers for: the latest
+//!   report stands, so a repeated reply never counts twice.
+//! - `4` (need help) goes at once to the town and county duty persons of the place.
+//! - A reply that is not understood is kept for a human and answered with the codes.
+//! - A reply repeated within ten minutes (an SMSC redelivering, a second tap) is recorded with
+//!   `repeat_of` and changes nothing.
+
+use jiff::{SignedDuration, Timestamp};
+use rusqlite::{OptionalExtension, Transaction, params};
+
+use super::calls::{self, RespondSettings};
+use super::reply::{self, Reply};
+use crate::correlate::tier::Tier;
+use crate::dispatch::outbox::{self, Notice, Policy};
+use crate::registry::Registry;
+
+/// What one intake pass did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Intake {
+    /// Replies read.
+    pub read: usize,
+    /// Of which understood.
+    pub understood: usize,
+    /// Repeats (recorded, no effect).
+    pub repeats: usize,
+    /// From numbers no message went to.
+    pub strangers: usize,
+    /// Calls closed by them.
+    pub closed: usize,
+    /// Messages queued (help to officers, codes back).
+    pub messages: usize,
+}
+
+const CURSOR: &str = "dispatch_inbound";
+const REPEAT_WINDOW: SignedDuration = SignedDuration::from_mins(10);
+
+/// Read up to `limit` new replies and act on them, in `tx`.
+pub fn run_once(
+    tx: &Transaction<'_>,
+    limit: usize,
+    reg: &Registry,
+    settings: &RespondSettings,
+    policy: &Policy,
+) -> anyhow::Result<Intake> {
+    let mut out = Intake::default();
+    let after: i64 = tx
+        .query_row(
+            "SELECT last FROM respond_cursor WHERE name = ?1",
+            params![CURSOR],
+            |r| r.get(0),
+        )
+        .optional()?
+        .unwrap_or(0);
+    let replies = outbox::replies_after(tx, after, limit)?;
+    let lang = crate::templates::lang(&policy.lang);
+    for r in &replies {
+        out.read += 1;
+        let address = outbox::normalise_mobile(&r.source).unwrap_or_else(|| r.source.clone());
+        let last = outbox::last_sent_to(tx, &address)?;
+        let parsed = reply::parse(&r.text);
+        let (kind, people, shelter, note) = match &parsed {
+            Reply::Ack => ("ack", None, None, None),
+            Reply::AtPost => ("post", None, None, None),
+            Reply::Moved { people, shelter } => ("moved", Some(*people), shelter.clone(), None),
+            Reply::Help(n) => ("help", None, None, n.clone()),
+            Reply::Unknown => ("unknown", None, None, None),
+        };
+        let since = (r.at - REPEAT_WINDOW).to_string();
+        let repeat_of: Option<i64> = tx
+            .query_row(
+                "SELECT id FROM respond_answer WHERE address = ?1 AND text = ?2 AND at >= ?3 AND at <= ?4
+                 ORDER BY id LIMIT 1",
+                params![address, r.text, since, r.at.to_string()],
+                |x| x.get(0),
+            )
+            .optional()?;
+        tx.execute(
+            "INSERT OR IGNORE INTO respond_answer
+               (at, channel, inbound, address, person, lineage, version, kind, people, shelter, note, text, repeat_of)
+             VALUES (?1, 'sms', ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+            params![
+                r.at.to_string(),
+                r.id,
+                address,
+                last.as_ref().map(|l| &l.person),
+                last.as_ref().map(|l| &l.lineage),
+                last.as_ref().map(|l| l.version),
+                kind,
+                people,
+                shelter,
+                note,
+                r.text,
+                repeat_of
+            ],
+        )?;
+        let answer = tx.last_insert_rowid();
+        crate::store::audit::append(
+            tx,
+            &crate::store::audit::Entry {
+                at: r.at.to_zoned(jiff::tz::TimeZone::UTC),
+                actor: "respond".into(),
+                kind: format!("answer.{kind}"),
+                subject: last
+                    .as_ref()
+                    .map_or_else(|| address.clone(), |l| l.person.clone()),
+                detail: serde_json::json!({
+                    "channel": "sms", "text": r.text, "lineage": last.as_ref().map(|l| &l.lineage),
+                    "people": people, "repeat_of": repeat_of,
+                }),
+            },
+        )?;
+        if repeat_of.is_some() {
+            out.repeats += 1;
+            continue;
+        }
+        let Some(last) = last else {
+            out.strangers += 1;
+            tracing::warn!(number = %address, text = %r.text, "a reply from a number no warning went to: kept for the duty officer");
+            continue;
+        };
+        if kind == "unknown" {
+            let text = crate::templates::env()?
+                .get_template(&format!("sms/codes.{lang}"))?
+                .render(minijinja::context! { office => &policy.office })?;
+            let n = Notice {
+                decision: last.decision,
+                lineage: last.lineage.clone(),
+                version: last.version as u32,
+                hazard: last
+                    .lineage
+                    .split(':')
+                    .next()
+                    .unwrap_or_default()
+                    .to_string(),
+                tier: Tier::Blue,
+                person: last.person.clone(),
+                mobile: address.clone(),
+                text: text.trim().to_string(),
+                purpose: format!("codes:{answer}"),
+            };
+            out.messages += usize::from(outbox::notice(tx, &n, r.at)?.is_some());
+            tracing::warn!(person = %last.person, text = %r.text, "a reply that was not understood: kept for the duty officer, the codes sent back");
+            // Still an answer: the person is awake.
+        } else {
+            out.understood += 1;
+        }
+        out.closed += calls::answered(tx, &last.person, answer, r.at, settings)?;
+        // Evacuation: the latest total, for the most specific place this person answers for in
+        // this warning (an SMS does not say which; one person's report is counted once).
+        if let Some(n) = people {
+            let places: Vec<String> = tx
+                .prepare_cached(
+                    "SELECT target FROM respond_call WHERE lineage = ?1 AND person = ?2
+                     ORDER BY CASE level WHEN 'site' THEN 0 WHEN 'group' THEN 1 WHEN 'village' THEN 2
+                              WHEN 'town' THEN 3 ELSE 4 END, id LIMIT 1",
+                )?
+                .query_map(params![last.lineage, last.person], |x| x.get(0))?
+                .collect::<rusqlite::Result<_>>()?;
+            for place in places {
+                tx.execute(
+                    "INSERT INTO respond_evacuation (lineage, target, person, people, shelter, at, answer)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                     ON CONFLICT (lineage, target, person) DO UPDATE SET people = ?4,
+                       shelter = coalesce(?5, shelter), at = ?6, answer = ?7",
+                    params![last.lineage, place, last.person, n, shelter, r.at.to_string(), answer],
+                )?;
+            }
+        }
+        if kind == "help" {
+            out.messages += help(
+                tx,
+                reg,
+                policy,
+                &last,
+                &address,
+                note.as_deref(),
+                answer,
+                r.at,
+            )?;
+        }
+    }
+    if let Some(r) = replies.last() {
+        tx.execute(
+            "INSERT INTO respond_cursor (name, last) VALUES (?1, ?2)
+             ON CONFLICT (name) DO UPDATE SET last = ?2",
+            params![CURSOR, r.id],
+        )?;
+    }
+    Ok(out)
+}
+
+/// Need help: to every duty person of the town and the county over the person's places.
+#[allow(clippy::too_many_arguments)]
+fn help(
+    tx: &Transaction<'_>,
+    reg: &Registry,
+    policy: &Policy,
+    last: &outbox::LastSent,
+    address: &str,
+    note: Option<&str>,
+    answer: i64,
+    at: Timestamp,
+) -> anyhow::Result<usize> {
+    let lang = crate::templates::lang(&policy.lang);
+    let call: Option<(String, String, String, String)> = tx
+        .query_row(
+            "SELECT name, role, target, tier FROM respond_call WHERE lineage = ?1 AND person = ?2 ORDER BY id DESC LIMIT 1",
+            params![last.lineage, last.person],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )
+        .optional()?;
+    let (name, role, target, tier) = call.unwrap_or_else(|| {
+        let p = reg.person(&last.person);
+        (
+            p.map(|p| p.name.clone()).unwrap_or_default(),
+            String::new(),
+            p.map(|p| p.unit.clone()).unwrap_or_default(),
+            "red".into(),
+        )
+    });
+    let place = reg
+        .village(&target)
+        .map(|v| v.name.clone())
+        .or_else(|| reg.site(&target).map(|s| s.name.clone()))
+        .unwrap_or_else(|| target.clone());
+    let text = crate::templates::env()?
+        .get_template(&format!("sms/assist.{lang}"))?
+        .render(minijinja::context! {
+            office => &policy.office, exercise => policy.exercise, name => &name, role => &role,
+            place => &place, mobile => address, note => note,
+        })?;
+    let code = if target.len() >= 9 && target.bytes().all(|b| b.is_ascii_digit()) {
+        target.clone()
+    } else {
+        reg.site(&target)
+            .and_then(|s| s.villages.first().cloned())
+            .unwrap_or_default()
+    };
+    let mut sent = 0;
+    for unit in [code.get(..9), code.get(..6)].into_iter().flatten() {
+        for (duty, person) in reg.duties_for(unit) {
+            let Some(p) = person else { continue };
+            let n = Notice {
+                decision: last.decision,
+                lineage: last.lineage.clone(),
+                version: last.version as u32,
+                hazard: last
+                    .lineage
+                    .split(':')
+                    .next()
+                    .unwrap_or_default()
+                    .to_string(),
+                tier: Tier::parse(&tier).unwrap_or(Tier::Red),
+                person: p.id.clone(),
+                mobile: p.mobile.clone(),
+                text: text.trim().to_string(),
+                purpose: format!("help:{answer}:{}", duty.role),
+            };
+            sent += usize::from(outbox::notice(tx, &n, at)?.is_some());
+        }
+    }
+    tracing::error!(person = %last.person, place = %place, note = ?note, "NEED HELP: sent to {sent} duty person(s) of the town and county");
+    Ok(sent)
+}

@@ -1,0 +1,90 @@
+//! Respond: the call-and-respond loop (叫应). A warning nobody acknowledged has not been
+//! delivered: this stage records who was called (`calls.rs`, in the decision's transaction),
+//! reads what people answered (`intake.rs`: SMS replies in the language of `reply.rs`; the
+//! check-in links follow), and chases silence up the ladder (`calls::fire_due`).
+//!
+//! Respond is the loop's last stage: it asks dispatch to send (re-sends, notices up the
+//! ladder, answers to replies) only through `dispatch::outbox::notice`, and reads dispatch's
+//! published state through its functions; dispatch never calls respond. Still to come (issue
+//! #8): the check-in pages and the office view in `web`, sounding the village terminal as a
+//! step, `broadcast_alarm` into the silent list, the after-action report.
+
+pub mod calls;
+pub mod intake;
+pub mod reply;
+
+use std::sync::Arc;
+
+use crate::correlate::engine::DecisionHook;
+use crate::dispatch::outbox::Policy;
+
+/// The part of the decision hook that registers calls (compose it after dispatch's with
+/// [`chain`]).
+pub fn hook(settings: calls::RespondSettings, policy: Policy) -> DecisionHook {
+    DecisionHook(Arc::new(move |tx, decision, targets, now| {
+        calls::register(tx, decision, targets, now, &settings, &policy)?;
+        Ok(())
+    }))
+}
+
+/// Two hooks, one after the other, in the same transaction.
+pub fn chain(first: DecisionHook, then: DecisionHook) -> DecisionHook {
+    DecisionHook(Arc::new(move |tx, decision, targets, now| {
+        (first.0)(tx, decision, targets, now)?;
+        (then.0)(tx, decision, targets, now)
+    }))
+}
+
+/// The respond task: every `tick`, read new answers and fire the steps that are due, each
+/// batch in one transaction; wake the channels when messages were queued. Returns when `stop`
+/// turns true.
+pub async fn run(
+    store: crate::store::Store,
+    registry: Arc<crate::registry::Registry>,
+    settings: calls::RespondSettings,
+    policy: Policy,
+    clock: Arc<dyn crate::feeds::clock::Clock>,
+    wake: Arc<tokio::sync::Notify>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let tick = std::time::Duration::from_secs(1);
+    loop {
+        if *stop.borrow_and_update() {
+            return Ok(());
+        }
+        let now = clock.now();
+        let (reg, s, p) = (registry.clone(), settings.clone(), policy.clone());
+        let (took, fired) = store
+            .write(move |tx| {
+                let took = intake::run_once(tx, 500, &reg, &s, &p)?;
+                let fired = calls::fire_due(tx, now, &reg, &p)?;
+                Ok::<_, anyhow::Error>((took, fired))
+            })
+            .await?;
+        if took.read > 0 {
+            tracing::info!(
+                read = took.read,
+                understood = took.understood,
+                repeats = took.repeats,
+                strangers = took.strangers,
+                closed = took.closed,
+                "answers"
+            );
+        }
+        if fired.steps > 0 {
+            tracing::warn!(
+                steps = fired.steps,
+                messages = fired.messages,
+                silent = fired.silent,
+                "escalation"
+            );
+        }
+        if took.messages + fired.messages > 0 {
+            wake.notify_waiters();
+        }
+        tokio::select! {
+            _ = stop.changed() => {}
+            _ = tokio::time::sleep(tick) => {}
+        }
+    }
+}
