@@ -181,8 +181,9 @@ fn close(
 ) -> anyhow::Result<usize> {
     let at = stamp(now);
     tx.execute(
+        // `+state`: find the steps by their call (a handful), not by scanning every pending step.
         "UPDATE respond_step SET state = 'cancelled', fired = ?4, detail = ?3
-         WHERE state = 'pending' AND call IN (
+         WHERE +state = 'pending' AND call IN (
            SELECT id FROM respond_call WHERE lineage = ?1 AND state = 'open'
              AND (?2 IS NULL OR person = ?2) AND decision < ?5)",
         params![lineage, person, format!("call {state}"), at, decision],

@@ -26,6 +26,7 @@ CREATE TABLE respond_call (
 ) STRICT;
 CREATE INDEX respond_call_person ON respond_call (person, state);
 CREATE INDEX respond_call_place ON respond_call (lineage, target, state);
+CREATE INDEX respond_call_open ON respond_call (lineage, state, person);
 
 -- The ladder for each call, scheduled when the call is made: each fires once, in its own
 -- transaction with what it does, and is cancelled the moment someone answers.
