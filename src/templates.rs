@@ -34,6 +34,8 @@ const ALL: &[(&str, &str)] = templates![
     "sms/assist.en",
     "sms/codes.zh-CN",
     "sms/codes.en",
+    "sms/terminal.zh-CN",
+    "sms/terminal.en",
     "broadcast/warning.zh-CN",
     "broadcast/warning.en",
     "broadcast/title.zh-CN",

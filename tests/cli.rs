@@ -303,6 +303,8 @@ fn demo_runs_with_no_configuration_and_leaves_a_verifiable_audit() {
         "{}",
         stdout(&o)
     );
+    // …whom the warnings called (no SMSC in the demo: nobody could answer yet)…
+    assert!(stdout(&o).contains("respond:  calls "), "{}", stdout(&o));
     // …and that the loudspeakers have no route in the embedded default.
     assert!(
         stdout(&o).contains("broadcast: no route configured"),

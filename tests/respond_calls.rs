@@ -185,3 +185,92 @@ fn a_ladder_with_an_unknown_action_or_out_of_order_is_refused_with_its_key() {
         ]
     );
 }
+
+#[test]
+fn a_loudspeaker_that_did_not_play_sends_the_village_leads_to_their_gongs() {
+    use stormbell::dispatch::broadcast::jobs;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path().join("t.db")).unwrap();
+    let county = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/county");
+    let prepared = registry::prepare_import(&county, Encoding::Auto, &|_| {}).unwrap();
+    let reg = std::sync::Arc::new(Registry::new(prepared.data.clone()));
+    prepared.commit(&store, "test", jiff::Zoned::now()).unwrap();
+    let now: Timestamp = "2026-08-09T03:00:00+08:00".parse().unwrap();
+    let village = "331098001002";
+    let mut t = warn(1, Tier::Red, Send::Alert, true);
+    for c in &mut t.contacts {
+        c.target = village.into();
+    }
+    t.terminals = reg
+        .data
+        .terminals
+        .iter()
+        .filter(|x| x.village == village)
+        .map(|x| x.id.clone())
+        .collect();
+    assert_eq!(t.terminals.len(), 2);
+    let plan = jobs::Plan {
+        routes: jobs::Routes {
+            platform: true,
+            icecast: false,
+        },
+        deadline: SignedDuration::from_mins(10),
+        policy: Policy::default(),
+    };
+    let s = settings(false);
+    store
+        .write_blocking(move |tx| {
+            calls::register(tx, 1, &t, now, &s, &Policy::default())?;
+            jobs::enqueue(tx, 1, &t, now, &plan)?;
+            // Nobody took the broadcast by its deadline.
+            jobs::deadlines(tx, "platform", now + SignedDuration::from_mins(11))
+        })
+        .unwrap();
+    let r = reg.clone();
+    let (read, sent) = store
+        .write_blocking(move |tx| {
+            stormbell::respond::terminals::run_once(
+                tx,
+                &r,
+                &Policy::default(),
+                now + SignedDuration::from_mins(11),
+            )
+        })
+        .unwrap();
+    // One alarm for the broadcast, one per terminal.
+    assert_eq!(read, 3);
+    let texts: Vec<(String, String)> = store
+        .read_blocking(|c| {
+            let mut st = c.prepare(
+                "SELECT person, text FROM dispatch_message WHERE send = 'Notice' ORDER BY id",
+            )?;
+            let r = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            Ok(r.collect::<Result<Vec<_>, _>>()?)
+        })
+        .unwrap();
+    assert_eq!(texts.len(), sent);
+    // Each of the two village persons, once per silent terminal.
+    for p in ["P00001", "P00002"] {
+        let theirs: Vec<&String> = texts.iter().filter(|x| x.0 == p).map(|x| &x.1).collect();
+        assert_eq!(theirs.len(), 2, "{texts:?}");
+        assert!(
+            theirs
+                .iter()
+                .all(|t| t.contains("未确认播放") && t.contains("黄坞社区")),
+            "{theirs:?}"
+        );
+    }
+    // And the county is told the broadcast never went out.
+    assert!(
+        texts.iter().any(|x| x.0 != "P00001" && x.0 != "P00002"),
+        "{texts:?}"
+    );
+    // Read once: a second pass finds nothing new.
+    let r = reg.clone();
+    let again = store
+        .write_blocking(move |tx| {
+            stormbell::respond::terminals::run_once(tx, &r, &Policy::default(), now)
+        })
+        .unwrap();
+    assert_eq!(again, (0, 0));
+}

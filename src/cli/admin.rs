@@ -185,9 +185,52 @@ pub fn status(cfg: &Config) -> u8 {
     {
         dispatch_status(&store);
         broadcast_status(cfg, &store);
+        respond_status(&store);
     }
-    println!("silent villages: not yet (issue #8)");
     0
+}
+
+/// Call-and-respond: calls by state, answers, and the silent list.
+fn respond_status(store: &Store) {
+    let found = store.read_blocking(|c| {
+        let mut st = c.prepare("SELECT state, count(*) FROM respond_call GROUP BY state ORDER BY state")?;
+        let calls: Vec<(String, i64)> = st
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<_, _>>()?;
+        let mut st = c.prepare("SELECT kind, count(*) FROM respond_answer WHERE repeat_of IS NULL GROUP BY kind ORDER BY kind")?;
+        let answers: Vec<(String, i64)> = st
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<_, _>>()?;
+        Ok((calls, answers, stormbell::respond::calls::silent(c)?))
+    });
+    match found {
+        Ok((calls, answers, silent)) => {
+            let join = |v: &[(String, i64)]| {
+                v.iter()
+                    .map(|(k, n)| format!("{n} {k}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            if calls.is_empty() {
+                println!("respond:  nobody called yet");
+            } else {
+                println!("respond:  calls {}", join(&calls));
+            }
+            if !answers.is_empty() {
+                println!("respond:  answers {}", join(&answers));
+            }
+            if silent.is_empty() {
+                println!("silent:   none");
+            }
+            for s in &silent {
+                println!(
+                    "silent:   {} {} ({}) called {} for {}",
+                    s.target, s.name, s.person, s.called, s.lineage
+                );
+            }
+        }
+        Err(e) => println!("respond:  unreadable: {e}"),
+    }
 }
 
 /// The loudspeakers: routes and their links, what terminals played, what is alarmed.

@@ -7,11 +7,13 @@
 //! ladder, answers to replies) only through `dispatch::outbox::notice`, and reads dispatch's
 //! published state through its functions; dispatch never calls respond. Still to come (issue
 //! #8): the check-in pages and the office view in `web`, sounding the village terminal as a
-//! step, `broadcast_alarm` into the silent list, the after-action report.
+//! step, the after-action report. `terminals.rs` turns broadcast alarms (a loudspeaker that did
+//! not confirm) into messages to the people of that village.
 
 pub mod calls;
 pub mod intake;
 pub mod reply;
+pub mod terminals;
 
 use std::sync::Arc;
 
@@ -56,7 +58,9 @@ pub async fn run(
         let (reg, s, p) = (registry.clone(), settings.clone(), policy.clone());
         let (took, fired) = store
             .write(move |tx| {
-                let took = intake::run_once(tx, 500, &reg, &s, &p)?;
+                let mut took = intake::run_once(tx, 500, &reg, &s, &p)?;
+                let (_, told) = terminals::run_once(tx, &reg, &p, now)?;
+                took.messages += told;
                 let fired = calls::fire_due(tx, now, &reg, &p)?;
                 Ok::<_, anyhow::Error>((took, fired))
             })
