@@ -40,6 +40,7 @@ const ALL: &[(&str, &str)] = templates![
     "broadcast/warning.en",
     "broadcast/title.zh-CN",
     "broadcast/title.en",
+    "web/checkin.zh-CN",
 ];
 
 /// The environment (a template that does not parse is an error at first use, naming it).
@@ -47,6 +48,15 @@ pub fn env() -> anyhow::Result<&'static Environment<'static>> {
     static ENV: OnceLock<Result<Environment<'static>, String>> = OnceLock::new();
     ENV.get_or_init(|| {
         let mut env = Environment::new();
+        // Web pages are HTML and escaped as such; texts, scripts and CAP fields are not HTML
+        // (CAP values are escaped by the XML writer).
+        env.set_auto_escape_callback(|name| {
+            if name.starts_with("web/") {
+                minijinja::AutoEscape::Html
+            } else {
+                minijinja::AutoEscape::None
+            }
+        });
         for (name, src) in ALL {
             env.add_template(name, src)
                 .map_err(|e| format!("{name}: {e:#}"))?;

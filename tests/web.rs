@@ -83,6 +83,7 @@ async fn the_cap_feed_is_served_and_reads_back_with_the_codec() {
         listener,
         store.clone(),
         settings.clone(),
+        None,
         async move {
             let _ = stop_rx.changed().await;
         },

@@ -544,6 +544,7 @@ pub fn run(cfg: &Config) -> u8 {
             stormbell::dispatch::hook_with(cfg.dispatch_policy(), wake.clone(), plan),
             stormbell::respond::hook(cfg.respond.clone(), cfg.dispatch_policy()),
         );
+        let checkin_roster = roster.clone();
         let respond = tokio::spawn(stormbell::respond::run(
             store.clone(),
             roster,
@@ -611,7 +612,25 @@ pub fn run(cfg: &Config) -> u8 {
                 Ok(l) => {
                     tracing::info!(listen = %cfg.web.listen, "CAP feed at /cap/feed.atom");
                     let mut rx = stop_rx3;
-                    Some(tokio::spawn(stormbell::web::serve(l, store.clone(), web_settings, async move {
+                    // The check-in pages behind the links in the texts (dispatch.link_base).
+                    let checkin = match stormbell::web::checkin::Checkin::new(
+                        store.clone(),
+                        checkin_roster,
+                        cfg.respond.clone(),
+                        cfg.dispatch_policy(),
+                        Default::default(),
+                        Arc::new(clock::SystemClock::new()),
+                    )
+                    .await
+                    {
+                        Ok(c) => Some(c),
+                        Err(e) => {
+                            eprintln!("stormbell: check-in pages: {e:#}");
+                            let _ = stop_tx.send(true);
+                            return EXIT_PROBLEMS;
+                        }
+                    };
+                    Some(tokio::spawn(stormbell::web::serve(l, store.clone(), web_settings, checkin, async move {
                         stormbell::feeds::poller::stopped(&mut rx).await;
                     })))
                 }

@@ -129,7 +129,7 @@ fn action(t: &Targets) -> &'static str {
 }
 
 /// The words of one warning, as the templates take them.
-#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize, PartialEq)]
 pub struct Words {
     /// Hazard (typhoon, flash_flood, …).
     pub hazard: String,

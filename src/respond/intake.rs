@@ -267,3 +267,202 @@ fn help(
     tracing::error!(person = %last.person, place = %place, note = ?note, "NEED HELP: sent to {sent} duty person(s) of the town and county");
     Ok(sent)
 }
+
+/// An answer given on a check-in page.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LinkAnswer {
+    /// ack | post | moved | help.
+    pub kind: String,
+    /// moved: how many so far.
+    pub people: Option<u32>,
+    /// moved: to which shelter.
+    pub shelter: Option<String>,
+    /// moved: how many refuse or cannot move.
+    pub refused: Option<u32>,
+    /// Free words (help, or anything added).
+    pub note: Option<String>,
+    /// post: where they are, when the phone said.
+    pub location: Option<(f64, f64)>,
+}
+
+/// Record an answer from a check-in link (already checked: the token is valid and current),
+/// with the same effects as the SMS reply: calls closed, evacuation, help to the officers.
+/// Returns the answer's id, or `None` for a repeat within ten minutes (a double tap).
+#[allow(clippy::too_many_arguments)]
+pub fn from_link(
+    tx: &Transaction<'_>,
+    link: &crate::dispatch::link::Link,
+    a: &LinkAnswer,
+    at: Timestamp,
+    reg: &Registry,
+    settings: &RespondSettings,
+    policy: &Policy,
+) -> anyhow::Result<Option<i64>> {
+    if !matches!(a.kind.as_str(), "ack" | "post" | "moved" | "help") {
+        anyhow::bail!("unknown answer {:?}", a.kind);
+    }
+    let mut text = a.kind.clone();
+    if let Some(n) = a.people {
+        text.push_str(&format!(" people={n}"));
+    }
+    if let Some(s) = &a.shelter {
+        text.push_str(&format!(" shelter={s}"));
+    }
+    if let Some(r) = a.refused {
+        text.push_str(&format!(" refused={r}"));
+    }
+    if let Some((lat, lon)) = a.location {
+        text.push_str(&format!(" at={lat:.5},{lon:.5}"));
+    }
+    if let Some(n) = &a.note {
+        text.push_str(&format!(" note={n}"));
+    }
+    let since = (at - REPEAT_WINDOW).to_string();
+    let repeat: Option<i64> = tx
+        .query_row(
+            "SELECT id FROM respond_answer WHERE channel = 'link' AND person = ?1 AND lineage = ?2
+               AND text = ?3 AND at >= ?4 ORDER BY id LIMIT 1",
+            params![link.person, link.lineage, text, since],
+            |x| x.get(0),
+        )
+        .optional()?;
+    if repeat.is_some() {
+        return Ok(None);
+    }
+    tx.execute(
+        "INSERT INTO respond_answer (at, channel, person, lineage, version, kind, people, shelter, note, text)
+         VALUES (?1, 'link', ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        params![
+            at.to_string(),
+            link.person,
+            link.lineage,
+            link.version,
+            a.kind,
+            a.people,
+            a.shelter,
+            a.note,
+            text
+        ],
+    )?;
+    let answer = tx.last_insert_rowid();
+    crate::store::audit::append(
+        tx,
+        &crate::store::audit::Entry {
+            at: at.to_zoned(jiff::tz::TimeZone::UTC),
+            actor: "respond".into(),
+            kind: format!("answer.{}", a.kind),
+            subject: link.person.clone(),
+            detail: serde_json::json!({"channel": "link", "lineage": link.lineage, "text": text}),
+        },
+    )?;
+    calls::answered(tx, &link.person, answer, at, settings)?;
+    if let Some(n) = a.people {
+        let place: Option<String> = tx
+            .query_row(
+                "SELECT target FROM respond_call WHERE lineage = ?1 AND person = ?2
+                 ORDER BY CASE level WHEN 'site' THEN 0 WHEN 'group' THEN 1 WHEN 'village' THEN 2
+                          WHEN 'town' THEN 3 ELSE 4 END, id LIMIT 1",
+                params![link.lineage, link.person],
+                |x| x.get(0),
+            )
+            .optional()?;
+        if let Some(place) = place {
+            tx.execute(
+                "INSERT INTO respond_evacuation (lineage, target, person, people, shelter, refused, at, answer)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                 ON CONFLICT (lineage, target, person) DO UPDATE SET people = ?4,
+                   shelter = coalesce(?5, shelter), refused = coalesce(?6, refused), at = ?7, answer = ?8",
+                params![link.lineage, place, link.person, n, a.shelter, a.refused, at.to_string(), answer],
+            )?;
+        }
+    }
+    if a.kind == "help" {
+        let mobile: String = tx
+            .query_row(
+                "SELECT mobile FROM respond_call WHERE lineage = ?1 AND person = ?2 ORDER BY id DESC LIMIT 1",
+                params![link.lineage, link.person],
+                |x| x.get(0),
+            )
+            .optional()?
+            .unwrap_or_default();
+        let last = outbox::LastSent {
+            message: link.message,
+            person: link.person.clone(),
+            decision: link.decision,
+            lineage: link.lineage.clone(),
+            version: link.version,
+            at,
+        };
+        help(
+            tx,
+            reg,
+            policy,
+            &last,
+            &mobile,
+            a.note.as_deref(),
+            answer,
+            at,
+        )?;
+    }
+    Ok(Some(answer))
+}
+
+/// What a check-in page shows its person: the warning in words and what they reported.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct PageState {
+    /// The warning's words (places, shelters, tier, action).
+    pub words: Option<outbox::Words>,
+    /// Their name.
+    pub name: String,
+    /// The place they answer for (its name).
+    pub place: String,
+    /// Their call: open | answered | covered | superseded | lifted | silent.
+    pub call: String,
+    /// Their latest answers by kind (ack, post, moved, help).
+    pub answered: Vec<String>,
+    /// Their latest evacuation report: (people, shelter, refused).
+    pub moved: Option<(i64, Option<String>, Option<i64>)>,
+}
+
+/// Read the page state of a link's person and warning.
+pub fn page_state(
+    c: &rusqlite::Connection,
+    link: &crate::dispatch::link::Link,
+    reg: &Registry,
+) -> anyhow::Result<PageState> {
+    let call: Option<(String, String, String, String)> = c
+        .query_row(
+            "SELECT name, target, state, words FROM respond_call WHERE lineage = ?1 AND person = ?2
+             ORDER BY CASE level WHEN 'site' THEN 0 WHEN 'group' THEN 1 WHEN 'village' THEN 2
+                      WHEN 'town' THEN 3 ELSE 4 END, id DESC LIMIT 1",
+            params![link.lineage, link.person],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )
+        .optional()?;
+    let mut st = PageState::default();
+    if let Some((name, target, state, words)) = call {
+        st.name = name;
+        st.place = reg
+            .village(&target)
+            .map(|v| v.name.clone())
+            .or_else(|| reg.site(&target).map(|s| s.name.clone()))
+            .unwrap_or(target);
+        st.call = state;
+        st.words = serde_json::from_str(&words).ok();
+    }
+    let mut q = c.prepare_cached(
+        "SELECT DISTINCT kind FROM respond_answer WHERE person = ?1 AND lineage = ?2 ORDER BY kind",
+    )?;
+    st.answered = q
+        .query_map(params![link.person, link.lineage], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    st.moved = c
+        .query_row(
+            "SELECT people, shelter, refused FROM respond_evacuation WHERE lineage = ?1 AND person = ?2
+             ORDER BY at DESC LIMIT 1",
+            params![link.lineage, link.person],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .optional()?;
+    Ok(st)
+}

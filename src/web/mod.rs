@@ -1,10 +1,12 @@
-//! The daemon's HTTP face (axum). For now: the CAP Atom feed of the warnings in force
-//! (`/cap/feed.atom`) and each alert (`/cap/{identifier}.xml`), and the same written as files
-//! to a directory. Check-in pages, the office page and `/metrics` join with later issues.
+//! The daemon's HTTP face (axum): the CAP Atom feed of the warnings in force
+//! (`/cap/feed.atom`) and each alert (`/cap/{identifier}.xml`), the same written as files to a
+//! directory, and the personal check-in pages (`/r/{token}`, `checkin.rs`). The office page and
+//! `/metrics` join with later issues.
 //!
 //! Restricted warnings (officials only) are never published here.
 
 pub mod atom;
+pub mod checkin;
 
 use std::path::Path;
 
@@ -150,16 +152,24 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     std::fs::rename(&tmp, path)
 }
 
-/// Serve until `shutdown` resolves.
+/// Serve until `shutdown` resolves: the CAP feed, and the check-in pages when given.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     store: Store,
     settings: WebSettings,
+    checkin: Option<checkin::Checkin>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(store, settings))
-        .with_graceful_shutdown(shutdown)
-        .await
+    let mut app = router(store, settings);
+    if let Some(c) = checkin {
+        app = app.merge(checkin::router(c));
+    }
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
 }
 
 /// Follow the warnings the correlate stage hands on: log each (dispatch joins with issue

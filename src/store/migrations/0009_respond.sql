@@ -72,6 +72,7 @@ CREATE TABLE respond_evacuation (
     person  TEXT    NOT NULL,
     people  INTEGER NOT NULL,
     shelter TEXT,
+    refused INTEGER,                         -- people who refuse or cannot move (link form)
     at      TEXT    NOT NULL,
     answer  INTEGER NOT NULL,
     PRIMARY KEY (lineage, target, person)

@@ -1,0 +1,395 @@
+//! The check-in page (`/r/{token}`): what a responsible person opens from their SMS on a
+//! cheap phone over a weak link. Server-rendered, a few KB, no script; Chinese first with
+//! English alongside. Four answers: 收到 acknowledge, 已到岗 at post (optional location),
+//! 转移上报 people moved (running total, shelter, refusals), 需支援 need help.
+//!
+//! Security:
+//! - the token is the key (128 random bits, one person and one warning version, expiring):
+//!   unknown, malformed or expired tokens get nothing about anyone (404/410);
+//! - every form carries a CSRF token, HMAC-SHA256 of the link token under a per-installation
+//!   secret kept in the store; a POST without it, or from another origin, is refused (403);
+//! - requests are rate-limited per client address and per token (governor; 429);
+//! - pages say nothing about phone numbers, `no-store`, `no-referrer` (the token is in the
+//!   URL), a CSP that allows no script, no framing.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::num::NonZeroU32;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{ConnectInfo, Form, Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::get;
+use base64::Engine;
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use hmac::{Hmac, Mac};
+use jiff::Timestamp;
+use sha2::Sha256;
+
+use crate::dispatch::link;
+use crate::dispatch::outbox::Policy;
+use crate::registry::Registry;
+use crate::respond::calls::RespondSettings;
+use crate::respond::intake::{self, LinkAnswer};
+use crate::store::Store;
+
+/// What the check-in pages need.
+#[derive(Clone)]
+pub struct Checkin {
+    store: Store,
+    registry: Arc<Registry>,
+    settings: RespondSettings,
+    policy: Policy,
+    secret: Arc<[u8; 32]>,
+    per_ip: Arc<DefaultKeyedRateLimiter<IpAddr>>,
+    per_token: Arc<DefaultKeyedRateLimiter<String>>,
+    clock: Arc<dyn crate::feeds::clock::Clock>,
+}
+
+/// Limits on requests.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Requests per minute from one address (a village office behind one NAT sends many).
+    pub per_ip_per_min: u32,
+    /// Requests per minute on one token.
+    pub per_token_per_min: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            per_ip_per_min: 600,
+            per_token_per_min: 30,
+        }
+    }
+}
+
+impl Checkin {
+    /// Set up (reading or making the CSRF secret in the store).
+    pub async fn new(
+        store: Store,
+        registry: Arc<Registry>,
+        settings: RespondSettings,
+        policy: Policy,
+        limits: Limits,
+        clock: Arc<dyn crate::feeds::clock::Clock>,
+    ) -> anyhow::Result<Checkin> {
+        let secret = store
+            .write(|tx| {
+                let found: Option<Vec<u8>> = rusqlite::OptionalExtension::optional(tx.query_row(
+                    "SELECT value FROM web_secret WHERE name = 'csrf'",
+                    [],
+                    |r| r.get(0),
+                ))?;
+                let v = match found {
+                    Some(v) if v.len() == 32 => v,
+                    _ => {
+                        let mut b = [0u8; 32];
+                        getrandom::getrandom(&mut b).map_err(|e| {
+                            anyhow::anyhow!("no randomness for the CSRF secret: {e}")
+                        })?;
+                        tx.execute(
+                            "INSERT OR REPLACE INTO web_secret (name, value) VALUES ('csrf', ?1)",
+                            [b.to_vec()],
+                        )?;
+                        b.to_vec()
+                    }
+                };
+                let mut out = [0u8; 32];
+                out.copy_from_slice(&v);
+                Ok::<_, anyhow::Error>(out)
+            })
+            .await?;
+        let q = |n: u32| Quota::per_minute(NonZeroU32::new(n.max(1)).unwrap_or(NonZeroU32::MIN));
+        Ok(Checkin {
+            store,
+            registry,
+            settings,
+            policy,
+            secret: Arc::new(secret),
+            per_ip: Arc::new(RateLimiter::keyed(q(limits.per_ip_per_min))),
+            per_token: Arc::new(RateLimiter::keyed(q(limits.per_token_per_min))),
+            clock,
+        })
+    }
+
+    /// The CSRF value of a link's forms (`None` only if HMAC refused the key, which it does
+    /// not for any length).
+    fn csrf(&self, token: &str) -> Option<String> {
+        let mut m = <Hmac<Sha256> as Mac>::new_from_slice(&self.secret[..]).ok()?;
+        m.update(b"checkin:");
+        m.update(token.as_bytes());
+        Some(
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .encode(&m.finalize().into_bytes()[..16]),
+        )
+    }
+
+    fn csrf_ok(&self, token: &str, given: &str) -> bool {
+        let Some(want) = self.csrf(token) else {
+            return false;
+        };
+        // Constant time over equal lengths.
+        !want.is_empty()
+            && want.len() == given.len()
+            && want
+                .bytes()
+                .zip(given.bytes())
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0
+    }
+}
+
+/// The routes: `/r/{token}`.
+pub fn router(c: Checkin) -> Router {
+    Router::new()
+        .route("/r/{token}", get(page).post(answer))
+        .with_state(c)
+}
+
+fn html(status: StatusCode, body: String) -> Response {
+    let mut r = (status, body).into_response();
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'"),
+    );
+    r
+}
+
+fn plain(status: StatusCode, text: &'static str) -> Response {
+    let mut r = (status, text).into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
+}
+
+impl Checkin {
+    fn limited(&self, ip: IpAddr, token: &str) -> bool {
+        self.per_ip.check_key(&ip).is_err() || self.per_token.check_key(&token.to_string()).is_err()
+    }
+
+    async fn link(&self, token: &str) -> Result<link::Link, Response> {
+        if !link::well_formed(token) {
+            return Err(plain(StatusCode::NOT_FOUND, "没有这个链接 / no such link"));
+        }
+        let t = token.to_string();
+        match self.store.read(move |c| link::lookup(c, &t)).await {
+            Ok(Some(l)) => Ok(l),
+            Ok(None) => Err(plain(StatusCode::NOT_FOUND, "没有这个链接 / no such link")),
+            Err(e) => {
+                tracing::error!("check-in lookup: {e}");
+                Err(plain(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "请稍后再试 / try again",
+                ))
+            }
+        }
+    }
+
+    fn render(
+        &self,
+        l: &link::Link,
+        st: &intake::PageState,
+        done: bool,
+        error: Option<&str>,
+        expired: bool,
+    ) -> Response {
+        let lang = crate::templates::lang(&self.policy.lang);
+        let w = st.words.clone().unwrap_or_default();
+        let sep = if lang == "en" { ", " } else { "、" };
+        let shelter_list: Vec<String> = w
+            .shelters
+            .split(sep)
+            .filter(|s| !s.is_empty())
+            .map(String::from)
+            .collect();
+        let event = crate::templates::event_name(&w.hazard, lang).unwrap_or_default();
+        let ctx = minijinja::context! {
+            office => &self.policy.office, exercise => self.policy.exercise,
+            title => format!("{}{}预警", event, w.tier_zh), event => event, tier => &w.tier,
+            tier_zh => &w.tier_zh, move => &w.move_, places => &w.places,
+            more_places => &w.more_places, shelters => &w.shelters, shelter_list => shelter_list,
+            name => &st.name, place => &st.place, call => &st.call, answered => &st.answered,
+            moved => &st.moved, csrf => self.csrf(&l.token).unwrap_or_default(), done => done, error => error,
+            expired => expired,
+        };
+        match crate::templates::env()
+            .and_then(|e| Ok(e.get_template("web/checkin.zh-CN")?.render(ctx)?))
+        {
+            Ok(body) => html(
+                if expired {
+                    StatusCode::GONE
+                } else {
+                    StatusCode::OK
+                },
+                body,
+            ),
+            Err(e) => {
+                tracing::error!("check-in page: {e:#}");
+                plain(StatusCode::INTERNAL_SERVER_ERROR, "页面出错 / page error")
+            }
+        }
+    }
+}
+
+async fn page(
+    State(c): State<Checkin>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    Path(token): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    if c.limited(addr.ip(), &token) {
+        return plain(
+            StatusCode::TOO_MANY_REQUESTS,
+            "请稍后再试 / too many requests",
+        );
+    }
+    let l = match c.link(&token).await {
+        Ok(l) => l,
+        Err(r) => return r,
+    };
+    let expired = c.clock.now() > l.expires;
+    let (l2, reg) = (l.clone(), c.registry.clone());
+    let st = match c
+        .store
+        .read(move |conn| intake::page_state(conn, &l2, &reg))
+        .await
+    {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!("check-in page state: {e}");
+            return plain(StatusCode::SERVICE_UNAVAILABLE, "请稍后再试 / try again");
+        }
+    };
+    c.render(&l, &st, q.contains_key("ok"), None, expired)
+}
+
+/// The host a request was addressed to, and whether an `Origin` header names another.
+fn foreign_origin(headers: &HeaderMap) -> bool {
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+    match (
+        headers.get(header::ORIGIN).and_then(|o| o.to_str().ok()),
+        host,
+    ) {
+        (Some(origin), Some(host)) => {
+            let o = origin.split("://").nth(1).unwrap_or(origin);
+            o != host
+        }
+        (Some(_), None) => true,
+        _ => false,
+    }
+}
+
+async fn answer(
+    State(c): State<Checkin>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    Path(token): Path<String>,
+    headers: HeaderMap,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
+    if c.limited(addr.ip(), &token) {
+        return plain(
+            StatusCode::TOO_MANY_REQUESTS,
+            "请稍后再试 / too many requests",
+        );
+    }
+    let l = match c.link(&token).await {
+        Ok(l) => l,
+        Err(r) => return r,
+    };
+    if foreign_origin(&headers) || !c.csrf_ok(&l.token, form.get("csrf").map_or("", String::as_str))
+    {
+        return plain(
+            StatusCode::FORBIDDEN,
+            "请从短信中的链接重新打开 / open the link from your SMS again",
+        );
+    }
+    let now: Timestamp = c.clock.now();
+    if now > l.expires {
+        return c.render(&l, &intake::PageState::default(), false, None, true);
+    }
+    let num = |k: &str| -> Result<Option<u32>, ()> {
+        match form.get(k).map(|s| s.trim()).filter(|s| !s.is_empty()) {
+            None => Ok(None),
+            Some(s) => crate::respond::reply::number(s).map(Some).ok_or(()),
+        }
+    };
+    let text = |k: &str| {
+        form.get(k)
+            .map(|s| s.trim().chars().take(200).collect::<String>())
+            .filter(|s| !s.is_empty())
+    };
+    let kind = form.get("kind").cloned().unwrap_or_default();
+    let (people, refused) = match (num("people"), num("refused")) {
+        (Ok(p), Ok(r)) => (p, r),
+        _ => {
+            let (l2, reg) = (l.clone(), c.registry.clone());
+            let st = c
+                .store
+                .read(move |conn| intake::page_state(conn, &l2, &reg))
+                .await
+                .unwrap_or_default();
+            return c.render(&l, &st, false, Some("人数请填数字 / numbers only"), false);
+        }
+    };
+    if kind == "moved" && people.is_none() {
+        let (l2, reg) = (l.clone(), c.registry.clone());
+        let st = c
+            .store
+            .read(move |conn| intake::page_state(conn, &l2, &reg))
+            .await
+            .unwrap_or_default();
+        return c.render(
+            &l,
+            &st,
+            false,
+            Some("请填写已转移人数 / how many people moved?"),
+            false,
+        );
+    }
+    let location = text("location").and_then(|s| {
+        let (a, b) = s.split_once([',', '，', ' '])?;
+        let (lat, lon) = (a.trim().parse::<f64>().ok()?, b.trim().parse::<f64>().ok()?);
+        ((-90.0..=90.0).contains(&lat) && (-180.0..=180.0).contains(&lon)).then_some((lat, lon))
+    });
+    let a = LinkAnswer {
+        kind,
+        people,
+        shelter: text("shelter"),
+        refused,
+        note: text("note"),
+        location,
+    };
+    let (l2, reg, s, p) = (
+        l.clone(),
+        c.registry.clone(),
+        c.settings.clone(),
+        c.policy.clone(),
+    );
+    match c
+        .store
+        .write(move |tx| intake::from_link(tx, &l2, &a, now, &reg, &s, &p))
+        .await
+    {
+        Ok(_) => Redirect::to(&format!("/r/{}?ok=1", l.token)).into_response(),
+        Err(e) => {
+            tracing::warn!(person = %l.person, "check-in answer refused: {e}");
+            plain(StatusCode::BAD_REQUEST, "无法识别的操作 / unknown answer")
+        }
+    }
+}
