@@ -199,3 +199,30 @@ fn characters_the_voice_cannot_say_do_not_reach_espeak() {
     assert_eq!(with.sha256, without.sha256);
     assert!(without.cached, "the cleaned script was already synthesised");
 }
+
+#[test]
+fn the_same_script_rendered_at_once_by_two_routes_is_one_whole_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let synth = std::sync::Arc::new(Synth::mandarin(dir.path()));
+    let text = "山洪灾害红色预警。上坞村的群众，请立即转移。";
+    let handles: Vec<_> = (0..4)
+        .map(|_| {
+            let s = synth.clone();
+            std::thread::spawn(move || {
+                let wav = s.render(text).unwrap();
+                s.mp3(&wav, 32).unwrap()
+            })
+        })
+        .collect();
+    let done: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    // Every caller got the same, whole audio; no temporary file is left behind.
+    assert!(done.windows(2).all(|w| w[0].sha256 == w[1].sha256));
+    let wav = synth.render(text).unwrap();
+    assert!(rms(&wav.path, Duration::from_secs(4), wav.duration).unwrap() > 0.02);
+    let left: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}

@@ -79,6 +79,18 @@ pub enum AudioError {
     },
 }
 
+/// A name part no other writer in this machine uses at the same time: process id and a
+/// per-process counter. Two channels rendering the same script at once (the platform and the
+/// Icecast route do) must not write into one temporary file.
+fn unique() -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    format!(
+        "{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    )
+}
+
 /// Silence after the speech in an MP3 (see [`Synth::mp3`]).
 pub const MP3_TAIL: Duration = Duration::from_millis(1500);
 
@@ -147,11 +159,9 @@ impl Synth {
         if path.is_file() {
             return describe_mp3(&path, wav, true);
         }
-        let tmp = self.cache.join(format!(
-            ".{}-{kbps}k.{}.tmp",
-            wav.sha256,
-            std::process::id()
-        ));
+        let tmp = self
+            .cache
+            .join(format!(".{}-{kbps}k.{}.tmp", wav.sha256, unique()));
         let err = |why: String| AudioError::Encode {
             program: self.encoder.display().to_string(),
             why,
@@ -227,7 +237,7 @@ impl Synth {
         };
         let tmp = self
             .cache
-            .join(format!(".{}.{}.tmp", self.key(script), std::process::id()));
+            .join(format!(".{}.{}.tmp", self.key(script), unique()));
         {
             let mut w =
                 hound::WavWriter::create(&tmp, spec).map_err(|e| file(&tmp, e.to_string()))?;

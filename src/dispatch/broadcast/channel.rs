@@ -678,10 +678,14 @@ impl BroadcastChannel {
         let mp3 = match self.audio(&job.script, s.kbps).await {
             Ok(a) => a,
             Err(e) => {
+                // Perhaps passing (a full disk, a killed encoder): try again; the deadline
+                // reports the terminals if it lasts.
                 let now = self.clock.now();
                 let why = format!("no audio for the IP speakers: {e:#}");
+                tracing::error!(job = id, "{why}");
+                let wait = backoff(job.attempts);
                 self.store
-                    .write(move |tx| jobs::refused(tx, id, &why, now))
+                    .write(move |tx| jobs::retry(tx, id, &why, now, now + wait))
                     .await?;
                 return Ok(());
             }
