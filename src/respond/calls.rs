@@ -180,19 +180,34 @@ fn close(
     now: Timestamp,
 ) -> anyhow::Result<usize> {
     let at = stamp(now);
-    tx.execute(
-        // `+state`: find the steps by their call (a handful), not by scanning every pending step.
-        "UPDATE respond_step SET state = 'cancelled', fired = ?4, detail = ?3
-         WHERE +state = 'pending' AND call IN (
-           SELECT id FROM respond_call WHERE lineage = ?1 AND state = 'open'
-             AND (?2 IS NULL OR person = ?2) AND decision < ?5)",
-        params![lineage, person, format!("call {state}"), at, decision],
-    )?;
-    Ok(tx.execute(
-        "UPDATE respond_call SET state = ?3 WHERE lineage = ?1 AND state = 'open'
-           AND (?2 IS NULL OR person = ?2) AND decision < ?4",
-        params![lineage, person, state, decision],
-    )?)
+    let why = format!("call {state}");
+    // Two shapes, so each uses the (lineage, state, person) index to the full: one person's
+    // calls (a raise, per contact: must not scan the lineage's thousands), or everyone's.
+    let (steps, calls) = if person.is_some() {
+        (
+            // `+state`: find the steps by their call (a handful), not every pending step.
+            "UPDATE respond_step SET state = 'cancelled', fired = ?4, detail = ?3
+             WHERE +state = 'pending' AND call IN (
+               SELECT id FROM respond_call WHERE lineage = ?1 AND state = 'open' AND person = ?2
+                 AND decision < ?5)",
+            "UPDATE respond_call SET state = ?3 WHERE lineage = ?1 AND state = 'open'
+               AND person = ?2 AND decision < ?4",
+        )
+    } else {
+        (
+            "UPDATE respond_step SET state = 'cancelled', fired = ?4, detail = ?3
+             WHERE +state = 'pending' AND call IN (
+               SELECT id FROM respond_call WHERE lineage = ?1 AND state = 'open' AND ?2 IS NULL
+                 AND decision < ?5)",
+            "UPDATE respond_call SET state = ?3 WHERE lineage = ?1 AND state = 'open'
+               AND ?2 IS NULL AND decision < ?4",
+        )
+    };
+    tx.prepare_cached(steps)?
+        .execute(params![lineage, person, why, at, decision])?;
+    Ok(tx
+        .prepare_cached(calls)?
+        .execute(params![lineage, person, state, decision])?)
 }
 
 /// Someone answered: close their open calls made before `at` (and, unless every person must

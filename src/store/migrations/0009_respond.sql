@@ -24,9 +24,10 @@ CREATE TABLE respond_call (
     answer    INTEGER,                       -- respond_answer.id
     UNIQUE (decision, person, target)
 ) STRICT;
-CREATE INDEX respond_call_person ON respond_call (person, state);
+CREATE INDEX respond_call_person ON respond_call (person, lineage, state);
 CREATE INDEX respond_call_place ON respond_call (lineage, target, state);
 CREATE INDEX respond_call_open ON respond_call (lineage, state, person);
+CREATE INDEX respond_call_silent ON respond_call (called) WHERE state = 'silent';
 
 -- The ladder for each call, scheduled when the call is made: each fires once, in its own
 -- transaction with what it does, and is cancelled the moment someone answers.
