@@ -1,0 +1,176 @@
+//! The check-in endpoint under load (issue #8): a store holding the synthetic county, a red
+//! warning calling `--persons` responsible persons, each with a check-in link; the web server
+//! on 127.0.0.1; optionally the SMS channel sending those persons' texts to an SMSC at the
+//! same time ("while dispatch is running"). Writes one line per link, `path<TAB>form body`, for
+//! the load generator (wrk, `bench/checkin.lua`), prints `listening ADDR`, and serves until
+//! killed.
+//!
+//!     cargo run --release --example checkin_server -- --persons 20000 --out /tmp/reqs.txt [--smpp HOST:PORT]
+
+use std::path::Path;
+use std::sync::Arc;
+
+use stormbell::correlate::assess::PlaceKind;
+use stormbell::correlate::lifecycle::Send;
+use stormbell::correlate::tier::{Hazard, Tier};
+use stormbell::correlate::warning::{Contact, TargetPlace, TargetShelter, Targets};
+use stormbell::dispatch::outbox::{self, Policy};
+use stormbell::dispatch::sms::{AccountSettings, SmsChannel};
+use stormbell::feeds::clock::SystemClock;
+use stormbell::registry::{self, Encoding, Registry};
+use stormbell::respond::calls::{self, RespondSettings};
+use stormbell::store::Store;
+use stormbell::web::checkin::{Checkin, Limits};
+
+fn arg(name: &str) -> Option<String> {
+    let a: Vec<String> = std::env::args().collect();
+    a.iter()
+        .position(|x| x == name)
+        .and_then(|i| a.get(i + 1).cloned())
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let persons: usize = arg("--persons").map_or(Ok(20_000), |s| s.parse())?;
+    let out = arg("--out").unwrap_or_else(|| "/tmp/checkin-requests.txt".into());
+    let dir = tempfile::tempdir()?;
+    let store = Store::open(dir.path().join("bench.db"))?;
+    let county = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/county");
+    let prepared = registry::prepare_import(&county, Encoding::Auto, &|_| {})
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let reg = Arc::new(Registry::new(prepared.data.clone()));
+    prepared.commit(&store, "bench", jiff::Zoned::now())?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let base = format!("http://{}", listener.local_addr()?);
+    let policy = Policy {
+        office: "东溟县防汛办".into(),
+        link_base: Some(format!("{base}/r/")),
+        cap_per_person: 100,
+        ..Policy::default()
+    };
+    // Every village of the county, the persons spread over them (synthetic numbers).
+    let villages: Vec<String> = reg.data.villages.iter().map(|v| v.code.clone()).collect();
+    let t = Targets {
+        lineage: "flash_flood:BENCH".into(),
+        version: 1,
+        hazard: Hazard::FlashFlood,
+        tier: Tier::Red,
+        send: Send::Alert,
+        raises: true,
+        restricted: false,
+        identifiers: vec!["bench-1".into()],
+        places: villages
+            .iter()
+            .take(3)
+            .map(|v| TargetPlace {
+                kind: PlaceKind::Village,
+                id: v.clone(),
+                name: reg.village(v).map(|x| x.name.clone()).unwrap_or_default(),
+                tier: Tier::Red,
+                evacuate: 40,
+            })
+            .collect(),
+        evacuate: 40,
+        contacts: (0..persons)
+            .map(|i| Contact {
+                person: format!("B{i:06}"),
+                name: format!("责任人{i}"),
+                mobile: format!("139{:08}", 10_000_000 + i),
+                level: "village".into(),
+                role: "村级责任人".into(),
+                target: villages[i % villages.len()].clone(),
+                deputy: None,
+            })
+            .collect(),
+        terminals: vec![],
+        shelters: vec![TargetShelter {
+            id: "S01".into(),
+            name: "溪口镇中心小学".into(),
+            capacity: 300,
+        }],
+        gaps: vec![],
+    };
+    let settings = RespondSettings {
+        all_must_answer: true,
+        ..RespondSettings::default()
+    };
+    let (p2, s2) = (policy.clone(), settings.clone());
+    store
+        .write(move |tx| {
+            outbox::enqueue(tx, 1, &t, jiff::Timestamp::now(), &p2)?;
+            calls::register(tx, 1, &t, jiff::Timestamp::now(), &s2, &p2)?;
+            Ok::<_, anyhow::Error>(())
+        })
+        .await?;
+    let checkin = Checkin::new(
+        store.clone(),
+        reg.clone(),
+        settings,
+        policy.clone(),
+        // All the load comes from one address here; the per-token limit still applies.
+        Limits {
+            per_ip_per_min: 100_000_000,
+            ..Limits::default()
+        },
+        Arc::new(SystemClock::new()),
+    )
+    .await?;
+    let tokens: Vec<String> = store
+        .read(|c| {
+            let mut st = c.prepare("SELECT token FROM dispatch_link ORDER BY rowid")?;
+            let r = st
+                .query_map([], |r| r.get(0))?
+                .collect::<rusqlite::Result<Vec<String>>>()?;
+            Ok(r)
+        })
+        .await?;
+    let mut lines = String::new();
+    for t in &tokens {
+        let csrf = checkin.csrf(t).unwrap_or_default();
+        lines.push_str(&format!("/r/{t}\tkind=ack&csrf={csrf}\n"));
+    }
+    std::fs::write(&out, lines)?;
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    // Dispatch at the same time, when an SMSC is given.
+    if let Some(smpp) = arg("--smpp") {
+        let account = AccountSettings {
+            name: "main".into(),
+            address: smpp,
+            system_id: "county".into(),
+            password: "secret".into(),
+            system_type: String::new(),
+            source: "12379".into(),
+            binds: 2,
+            window: 100,
+            tps: 1000,
+            prefixes: vec![],
+            backup: false,
+            response_timeout_secs: 10,
+            enquire_secs: 30,
+        };
+        tokio::spawn(
+            SmsChannel::new(vec![account], store.clone(), policy.clone())
+                .run(stop.clone(), Arc::new(tokio::sync::Notify::new())),
+        );
+    }
+    let web = stormbell::web::WebSettings {
+        title: "东溟县防汛办".into(),
+        sender: "fx@example.cn".into(),
+        base: base.clone(),
+    };
+    println!("listening {base} links {}", tokens.len());
+    let mut rx = stop.clone();
+    let server = stormbell::web::serve(listener, store.clone(), web, Some(checkin), async move {
+        let _ = rx.changed().await;
+    });
+    tokio::select! {
+        r = server => r?,
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    let _ = stop_tx.send(true);
+    let answered: i64 = store
+        .read(|c| Ok(c.query_row("SELECT count(*) FROM respond_answer", [], |r| r.get(0))?))
+        .await?;
+    eprintln!("answers recorded: {answered}");
+    Ok(())
+}
