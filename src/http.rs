@@ -140,7 +140,7 @@ pub async fn get_conditional(
     if let Some(lm) = &validators.last_modified {
         req = req.header(reqwest::header::IF_MODIFIED_SINCE, lm);
     }
-    let mut resp = req.send().await.map_err(transport)?;
+    let resp = req.send().await.map_err(transport)?;
     if resp.status() == reqwest::StatusCode::NOT_MODIFIED && !validators.is_empty() {
         return Ok(Conditional::NotModified);
     }
@@ -160,24 +160,36 @@ pub async fn get_conditional(
         etag: header(reqwest::header::ETAG),
         last_modified: header(reqwest::header::LAST_MODIFIED),
     };
+    Ok(Conditional::Body {
+        bytes: read_capped(resp, url, limit).await?,
+        validators: got,
+    })
+}
+
+/// The body of a response, at most `limit` bytes: a larger `Content-Length` is refused before
+/// reading, a body without one is cut off at the cap. For every answer from outside that is
+/// read whole (feeds, the broadcast platform, Icecast's status page).
+pub async fn read_capped(
+    mut resp: reqwest::Response,
+    url: &str,
+    limit: usize,
+) -> Result<Vec<u8>, FetchError> {
+    let too_large = || FetchError::TooLarge {
+        url: url.to_string(),
+        limit,
+    };
     if resp.content_length().is_some_and(|n| n > limit as u64) {
-        return Err(FetchError::TooLarge {
-            url: url.to_string(),
-            limit,
-        });
+        return Err(too_large());
     }
     let mut body = Vec::new();
-    while let Some(chunk) = resp.chunk().await.map_err(transport)? {
+    while let Some(chunk) = resp.chunk().await.map_err(|e| FetchError::Transport {
+        url: url.to_string(),
+        message: describe(&e),
+    })? {
         if body.len() + chunk.len() > limit {
-            return Err(FetchError::TooLarge {
-                url: url.to_string(),
-                limit,
-            });
+            return Err(too_large());
         }
         body.extend_from_slice(&chunk);
     }
-    Ok(Conditional::Body {
-        bytes: body,
-        validators: got,
-    })
+    Ok(body)
 }

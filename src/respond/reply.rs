@@ -81,6 +81,9 @@ pub fn number(s: &str) -> Option<u32> {
     let mut total = 0u32;
     let mut cur: Option<u32> = None;
     let mut seen = false;
+    // Units only go down (千 then 百 then 十): "九千九千…" or "十十" is not a number, and the
+    // total can never overflow, whatever length a form or a message sends.
+    let mut last_unit = u32::MAX;
     for c in s.chars() {
         let unit = match c {
             '十' => 10,
@@ -96,6 +99,10 @@ pub fn number(s: &str) -> Option<u32> {
                 continue;
             }
         };
+        if unit >= last_unit {
+            return None;
+        }
+        last_unit = unit;
         // 十 alone at the start means ten.
         total += cur.unwrap_or(1) * unit;
         cur = None;
@@ -239,6 +246,11 @@ mod tests {
             assert_eq!(number(s), Some(n), "{s}");
         }
         assert_eq!(number("三五"), None);
+        // Units out of order, or repeated without end (a hostile form field): no number, no
+        // overflow.
+        assert_eq!(number("十十"), None);
+        assert_eq!(number("百千"), None);
+        assert_eq!(number(&"九千".repeat(100_000)), None);
         assert_eq!(number("abc"), None);
         assert_eq!(number("999999"), None);
     }

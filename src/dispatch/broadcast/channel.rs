@@ -147,6 +147,9 @@ impl Sequence {
     }
 }
 
+/// The most of a platform's answer read (an EBDResponse or state report is a few KB).
+const ANSWER_LIMIT: usize = 4 * 1024 * 1024;
+
 /// Why an exchange with the platform did not give an answer.
 #[derive(Debug, thiserror::Error)]
 pub enum PlatformError {
@@ -230,10 +233,15 @@ impl Platform {
                 self.settings.url
             )));
         }
-        let body = resp
-            .bytes()
+        // An answer is a small tar of XML; anything larger is not one (and is not read whole).
+        let body = crate::http::read_capped(resp, &self.settings.url, ANSWER_LIMIT)
             .await
-            .map_err(|e| PlatformError::Unreachable(format!("{}: {e}", self.settings.url)))?;
+            .map_err(|e| match e {
+                crate::http::FetchError::TooLarge { .. } => {
+                    PlatformError::Unreadable(e.to_string())
+                }
+                e => PlatformError::Unreachable(e.to_string()),
+            })?;
         ebd::read_reply(&body, &self.ep).map_err(|e| PlatformError::Unreadable(format!("{e:#}")))
     }
 }

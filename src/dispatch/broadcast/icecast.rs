@@ -228,13 +228,13 @@ async fn read_head(tcp: &mut TcpStream) -> std::io::Result<String> {
 /// Listeners on a mount now, from Icecast's public `/status-json.xsl`.
 pub async fn mount_listeners(http: &reqwest::Client, base: &str, mount: &str) -> Option<u32> {
     let url = format!("{}/status-json.xsl", base.trim_end_matches('/'));
-    let body = http
+    let resp = http
         .get(&url)
         .timeout(Duration::from_secs(2))
         .send()
         .await
-        .ok()?
-        .bytes()
+        .ok()?;
+    let body = crate::http::read_capped(resp, &url, 4 * 1024 * 1024)
         .await
         .ok()?;
     let v: serde_json::Value = serde_json::from_slice(&body).ok()?;
