@@ -293,7 +293,7 @@ pub struct Fired {
 }
 
 /// The town and county codes over a place (a village's code, or a site's first village).
-fn units_over(reg: &Registry, target: &str) -> (Option<String>, Option<String>) {
+pub(crate) fn units_over(reg: &Registry, target: &str) -> (Option<String>, Option<String>) {
     let code = if target.len() >= 9 && target.bytes().all(|b| b.is_ascii_digit()) {
         Some(target.to_string())
     } else {

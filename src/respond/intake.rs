@@ -48,14 +48,7 @@ pub fn run_once(
     policy: &Policy,
 ) -> anyhow::Result<Intake> {
     let mut out = Intake::default();
-    let after: i64 = tx
-        .query_row(
-            "SELECT last FROM respond_cursor WHERE name = ?1",
-            params![CURSOR],
-            |r| r.get(0),
-        )
-        .optional()?
-        .unwrap_or(0);
+    let after = super::cursor(tx, CURSOR)?;
     let replies = outbox::replies_after(tx, after, limit)?;
     let lang = crate::templates::lang(&policy.lang);
     for r in &replies {
@@ -150,26 +143,17 @@ pub fn run_once(
             out.understood += 1;
         }
         out.closed += calls::answered(tx, &last.person, answer, r.at, settings)?;
-        // Evacuation: the latest total, for the most specific place this person answers for in
-        // this warning (an SMS does not say which; one person's report is counted once).
         if let Some(n) = people {
-            let places: Vec<String> = tx
-                .prepare_cached(
-                    "SELECT target FROM respond_call WHERE lineage = ?1 AND person = ?2
-                     ORDER BY CASE level WHEN 'site' THEN 0 WHEN 'group' THEN 1 WHEN 'village' THEN 2
-                              WHEN 'town' THEN 3 ELSE 4 END, id LIMIT 1",
-                )?
-                .query_map(params![last.lineage, last.person], |x| x.get(0))?
-                .collect::<rusqlite::Result<_>>()?;
-            for place in places {
-                tx.execute(
-                    "INSERT INTO respond_evacuation (lineage, target, person, people, shelter, at, answer)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-                     ON CONFLICT (lineage, target, person) DO UPDATE SET people = ?4,
-                       shelter = coalesce(?5, shelter), at = ?6, answer = ?7",
-                    params![last.lineage, place, last.person, n, shelter, r.at.to_string(), answer],
-                )?;
-            }
+            moved(
+                tx,
+                &last.lineage,
+                &last.person,
+                n,
+                shelter.as_deref(),
+                None,
+                answer,
+                r.at,
+            )?;
         }
         if kind == "help" {
             out.messages += help(
@@ -185,11 +169,7 @@ pub fn run_once(
         }
     }
     if let Some(r) = replies.last() {
-        tx.execute(
-            "INSERT INTO respond_cursor (name, last) VALUES (?1, ?2)
-             ON CONFLICT (name) DO UPDATE SET last = ?2",
-            params![CURSOR, r.id],
-        )?;
+        super::advance(tx, CURSOR, r.id)?;
     }
     Ok(out)
 }
@@ -207,42 +187,29 @@ fn help(
     at: Timestamp,
 ) -> anyhow::Result<usize> {
     let lang = crate::templates::lang(&policy.lang);
-    let call: Option<(String, String, String, String)> = tx
-        .query_row(
-            "SELECT name, role, target, tier FROM respond_call WHERE lineage = ?1 AND person = ?2 ORDER BY id DESC LIMIT 1",
-            params![last.lineage, last.person],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-        )
-        .optional()?;
-    let (name, role, target, tier) = call.unwrap_or_else(|| {
-        let p = reg.person(&last.person);
-        (
-            p.map(|p| p.name.clone()).unwrap_or_default(),
-            String::new(),
-            p.map(|p| p.unit.clone()).unwrap_or_default(),
-            "red".into(),
-        )
-    });
-    let place = reg
-        .village(&target)
-        .map(|v| v.name.clone())
-        .or_else(|| reg.site(&target).map(|s| s.name.clone()))
-        .unwrap_or_else(|| target.clone());
+    let (name, role, target, tier) = match own_call(tx, &last.lineage, &last.person)? {
+        Some(c) => (c.name, c.role, c.target, c.tier),
+        None => {
+            let p = reg.person(&last.person);
+            (
+                p.map(|p| p.name.clone()).unwrap_or_default(),
+                String::new(),
+                p.map(|p| p.unit.clone()).unwrap_or_default(),
+                "red".into(),
+            )
+        }
+    };
+    let place = super::place_name(reg, &target);
     let text = crate::templates::env()?
         .get_template(&format!("sms/assist.{lang}"))?
         .render(minijinja::context! {
             office => &policy.office, exercise => policy.exercise, name => &name, role => &role,
             place => &place, mobile => address, note => note,
         })?;
-    let code = if target.len() >= 9 && target.bytes().all(|b| b.is_ascii_digit()) {
-        target.clone()
-    } else {
-        reg.site(&target)
-            .and_then(|s| s.villages.first().cloned())
-            .unwrap_or_default()
-    };
+    let (town, county) = calls::units_over(reg, &target);
     let mut sent = 0;
-    for unit in [code.get(..9), code.get(..6)].into_iter().flatten() {
+    for unit in [town, county].into_iter().flatten() {
+        let unit = unit.as_str();
         for (duty, person) in reg.duties_for(unit) {
             let Some(p) = person else { continue };
             let n = Notice {
@@ -357,33 +324,20 @@ pub fn from_link(
     )?;
     calls::answered(tx, &link.person, answer, at, settings)?;
     if let Some(n) = a.people {
-        let place: Option<String> = tx
-            .query_row(
-                "SELECT target FROM respond_call WHERE lineage = ?1 AND person = ?2
-                 ORDER BY CASE level WHEN 'site' THEN 0 WHEN 'group' THEN 1 WHEN 'village' THEN 2
-                          WHEN 'town' THEN 3 ELSE 4 END, id LIMIT 1",
-                params![link.lineage, link.person],
-                |x| x.get(0),
-            )
-            .optional()?;
-        if let Some(place) = place {
-            tx.execute(
-                "INSERT INTO respond_evacuation (lineage, target, person, people, shelter, refused, at, answer)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
-                 ON CONFLICT (lineage, target, person) DO UPDATE SET people = ?4,
-                   shelter = coalesce(?5, shelter), refused = coalesce(?6, refused), at = ?7, answer = ?8",
-                params![link.lineage, place, link.person, n, a.shelter, a.refused, at.to_string(), answer],
-            )?;
-        }
+        moved(
+            tx,
+            &link.lineage,
+            &link.person,
+            n,
+            a.shelter.as_deref(),
+            a.refused,
+            answer,
+            at,
+        )?;
     }
     if a.kind == "help" {
-        let mobile: String = tx
-            .query_row(
-                "SELECT mobile FROM respond_call WHERE lineage = ?1 AND person = ?2 ORDER BY id DESC LIMIT 1",
-                params![link.lineage, link.person],
-                |x| x.get(0),
-            )
-            .optional()?
+        let mobile = own_call(tx, &link.lineage, &link.person)?
+            .map(|c| c.mobile)
             .unwrap_or_default();
         let last = outbox::LastSent {
             message: link.message,
@@ -430,25 +384,12 @@ pub fn page_state(
     link: &crate::dispatch::link::Link,
     reg: &Registry,
 ) -> anyhow::Result<PageState> {
-    let call: Option<(String, String, String, String)> = c
-        .query_row(
-            "SELECT name, target, state, words FROM respond_call WHERE lineage = ?1 AND person = ?2
-             ORDER BY CASE level WHEN 'site' THEN 0 WHEN 'group' THEN 1 WHEN 'village' THEN 2
-                      WHEN 'town' THEN 3 ELSE 4 END, id DESC LIMIT 1",
-            params![link.lineage, link.person],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-        )
-        .optional()?;
     let mut st = PageState::default();
-    if let Some((name, target, state, words)) = call {
-        st.name = name;
-        st.place = reg
-            .village(&target)
-            .map(|v| v.name.clone())
-            .or_else(|| reg.site(&target).map(|s| s.name.clone()))
-            .unwrap_or(target);
-        st.call = state;
-        st.words = serde_json::from_str(&words).ok();
+    if let Some(call) = own_call(c, &link.lineage, &link.person)? {
+        st.place = super::place_name(reg, &call.target);
+        st.name = call.name;
+        st.call = call.state;
+        st.words = serde_json::from_str(&call.words).ok();
     }
     let mut q = c.prepare_cached(
         "SELECT DISTINCT kind FROM respond_answer WHERE person = ?1 AND lineage = ?2 ORDER BY kind",
@@ -465,4 +406,68 @@ pub fn page_state(
         )
         .optional()?;
     Ok(st)
+}
+
+/// A person's own call for a warning: the most specific place they answer for (site, group,
+/// village, then town and county), the latest version.
+struct OwnCall {
+    target: String,
+    name: String,
+    role: String,
+    tier: String,
+    state: String,
+    words: String,
+    mobile: String,
+}
+
+fn own_call(
+    c: &rusqlite::Connection,
+    lineage: &str,
+    person: &str,
+) -> anyhow::Result<Option<OwnCall>> {
+    Ok(c.prepare_cached(
+        "SELECT target, name, role, tier, state, words, mobile FROM respond_call
+         WHERE lineage = ?1 AND person = ?2
+         ORDER BY CASE level WHEN 'site' THEN 0 WHEN 'group' THEN 1 WHEN 'village' THEN 2
+                  WHEN 'town' THEN 3 ELSE 4 END, id DESC LIMIT 1",
+    )?
+    .query_row(params![lineage, person], |r| {
+        Ok(OwnCall {
+            target: r.get(0)?,
+            name: r.get(1)?,
+            role: r.get(2)?,
+            tier: r.get(3)?,
+            state: r.get(4)?,
+            words: r.get(5)?,
+            mobile: r.get(6)?,
+        })
+    })
+    .optional()?)
+}
+
+/// An evacuation report: the latest running total for the person's own place in this warning
+/// (a report does not say which place; one person's report is counted once, a repeat never
+/// twice).
+#[allow(clippy::too_many_arguments)]
+fn moved(
+    tx: &Transaction<'_>,
+    lineage: &str,
+    person: &str,
+    people: u32,
+    shelter: Option<&str>,
+    refused: Option<u32>,
+    answer: i64,
+    at: Timestamp,
+) -> anyhow::Result<()> {
+    let Some(call) = own_call(tx, lineage, person)? else {
+        return Ok(());
+    };
+    tx.prepare_cached(
+        "INSERT INTO respond_evacuation (lineage, target, person, people, shelter, refused, at, answer)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+         ON CONFLICT (lineage, target, person) DO UPDATE SET people = ?4,
+           shelter = coalesce(?5, shelter), refused = coalesce(?6, refused), at = ?7, answer = ?8",
+    )?
+    .execute(params![lineage, call.target, person, people, shelter, refused, at.to_string(), answer])?;
+    Ok(())
 }

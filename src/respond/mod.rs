@@ -20,6 +20,35 @@ use std::sync::Arc;
 use crate::correlate::engine::DecisionHook;
 use crate::dispatch::outbox::Policy;
 
+/// How far respond has read another stage's queue named `name` (0: nothing yet).
+pub(crate) fn cursor(c: &rusqlite::Connection, name: &str) -> anyhow::Result<i64> {
+    Ok(rusqlite::OptionalExtension::optional(c.query_row(
+        "SELECT last FROM respond_cursor WHERE name = ?1",
+        [name],
+        |r| r.get(0),
+    ))?
+    .unwrap_or(0))
+}
+
+/// Move the cursor of `name` to `last`.
+pub(crate) fn advance(tx: &rusqlite::Transaction<'_>, name: &str, last: i64) -> anyhow::Result<()> {
+    tx.execute(
+        "INSERT INTO respond_cursor (name, last) VALUES (?1, ?2)
+         ON CONFLICT (name) DO UPDATE SET last = ?2",
+        rusqlite::params![name, last],
+    )?;
+    Ok(())
+}
+
+/// A village's or site's name, for words people read (the code when the registry does not
+/// know it).
+pub(crate) fn place_name(reg: &crate::registry::Registry, id: &str) -> String {
+    reg.village(id)
+        .map(|v| v.name.clone())
+        .or_else(|| reg.site(id).map(|s| s.name.clone()))
+        .unwrap_or_else(|| id.to_string())
+}
+
 /// The part of the decision hook that registers calls (compose it after dispatch's with
 /// [`chain`]).
 pub fn hook(settings: calls::RespondSettings, policy: Policy) -> DecisionHook {

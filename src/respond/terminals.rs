@@ -22,14 +22,7 @@ pub fn run_once(
     policy: &Policy,
     now: Timestamp,
 ) -> anyhow::Result<(usize, usize)> {
-    let after: i64 = tx
-        .query_row(
-            "SELECT last FROM respond_cursor WHERE name = ?1",
-            params![CURSOR],
-            |r| r.get(0),
-        )
-        .optional()?
-        .unwrap_or(0);
+    let after = super::cursor(tx, CURSOR)?;
     let alarms = jobs::alarms(tx, after)?;
     let lang = crate::templates::lang(&policy.lang);
     let mut sent = 0;
@@ -73,11 +66,7 @@ pub fn run_once(
         let place = a
             .village
             .as_deref()
-            .map(|v| {
-                reg.village(v)
-                    .map_or_else(|| v.to_string(), |x| x.name.clone())
-            })
-            .unwrap_or_else(|| a.lineage.clone());
+            .map_or_else(|| a.lineage.clone(), |v| super::place_name(reg, v));
         let text = crate::templates::env()?
             .get_template(&format!("sms/terminal.{lang}"))?
             .render(minijinja::context! {
@@ -115,10 +104,7 @@ pub fn run_once(
         )?;
     }
     if let Some(last) = alarms.last() {
-        tx.execute(
-            "INSERT INTO respond_cursor (name, last) VALUES (?1, ?2) ON CONFLICT (name) DO UPDATE SET last = ?2",
-            params![CURSOR, last.id],
-        )?;
+        super::advance(tx, CURSOR, last.id)?;
     }
     Ok((alarms.len(), sent))
 }

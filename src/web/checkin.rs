@@ -181,6 +181,39 @@ fn plain(status: StatusCode, text: &'static str) -> Response {
 }
 
 impl Checkin {
+    /// The rate limits, then the token: the link, or the answer to give instead.
+    async fn open(&self, ip: IpAddr, token: &str) -> Result<link::Link, Response> {
+        if self.limited(ip, token) {
+            return Err(plain(
+                StatusCode::TOO_MANY_REQUESTS,
+                "请稍后再试 / too many requests",
+            ));
+        }
+        self.link(token).await
+    }
+
+    /// The person's page as it stands (their answers read from the store).
+    async fn show(
+        &self,
+        l: &link::Link,
+        done: bool,
+        error: Option<&str>,
+        expired: bool,
+    ) -> Response {
+        let (l2, reg) = (l.clone(), self.registry.clone());
+        match self
+            .store
+            .read(move |conn| intake::page_state(conn, &l2, &reg))
+            .await
+        {
+            Ok(st) => self.render(l, &st, done, error, expired),
+            Err(e) => {
+                tracing::error!("check-in page state: {e}");
+                plain(StatusCode::SERVICE_UNAVAILABLE, "请稍后再试 / try again")
+            }
+        }
+    }
+
     fn limited(&self, ip: IpAddr, token: &str) -> bool {
         self.per_ip.check_key(&ip).is_err() || self.per_token.check_key(&token.to_string()).is_err()
     }
@@ -255,30 +288,12 @@ async fn page(
     Path(token): Path<String>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    if c.limited(addr.ip(), &token) {
-        return plain(
-            StatusCode::TOO_MANY_REQUESTS,
-            "请稍后再试 / too many requests",
-        );
-    }
-    let l = match c.link(&token).await {
+    let l = match c.open(addr.ip(), &token).await {
         Ok(l) => l,
         Err(r) => return r,
     };
     let expired = c.clock.now() > l.expires;
-    let (l2, reg) = (l.clone(), c.registry.clone());
-    let st = match c
-        .store
-        .read(move |conn| intake::page_state(conn, &l2, &reg))
-        .await
-    {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!("check-in page state: {e}");
-            return plain(StatusCode::SERVICE_UNAVAILABLE, "请稍后再试 / try again");
-        }
-    };
-    c.render(&l, &st, q.contains_key("ok"), None, expired)
+    c.show(&l, q.contains_key("ok"), None, expired).await
 }
 
 /// The host a request was addressed to, and whether an `Origin` header names another.
@@ -304,13 +319,7 @@ async fn answer(
     headers: HeaderMap,
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {
-    if c.limited(addr.ip(), &token) {
-        return plain(
-            StatusCode::TOO_MANY_REQUESTS,
-            "请稍后再试 / too many requests",
-        );
-    }
-    let l = match c.link(&token).await {
+    let l = match c.open(addr.ip(), &token).await {
         Ok(l) => l,
         Err(r) => return r,
     };
@@ -340,29 +349,20 @@ async fn answer(
     let (people, refused) = match (num("people"), num("refused")) {
         (Ok(p), Ok(r)) => (p, r),
         _ => {
-            let (l2, reg) = (l.clone(), c.registry.clone());
-            let st = c
-                .store
-                .read(move |conn| intake::page_state(conn, &l2, &reg))
-                .await
-                .unwrap_or_default();
-            return c.render(&l, &st, false, Some("人数请填数字 / numbers only"), false);
+            return c
+                .show(&l, false, Some("人数请填数字 / numbers only"), false)
+                .await;
         }
     };
     if kind == "moved" && people.is_none() {
-        let (l2, reg) = (l.clone(), c.registry.clone());
-        let st = c
-            .store
-            .read(move |conn| intake::page_state(conn, &l2, &reg))
-            .await
-            .unwrap_or_default();
-        return c.render(
-            &l,
-            &st,
-            false,
-            Some("请填写已转移人数 / how many people moved?"),
-            false,
-        );
+        return c
+            .show(
+                &l,
+                false,
+                Some("请填写已转移人数 / how many people moved?"),
+                false,
+            )
+            .await;
     }
     let location = text("location").and_then(|s| {
         let (a, b) = s.split_once([',', '，', ' '])?;
