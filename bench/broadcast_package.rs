@@ -45,6 +45,7 @@ fn main() -> anyhow::Result<()> {
         let t_audio = t0.elapsed();
         let bytes = std::fs::read(&mp3.path)?;
         let now = jiff::Timestamp::now();
+        let aux = Auxiliary::of("EBDI_bench.mp3", &bytes);
         let ebm = |areas: Vec<String>, seq: i64| Ebm {
             ebm_id: ebd::ebm_id(&ep.src, seq),
             related: None,
@@ -57,10 +58,7 @@ fn main() -> anyhow::Result<()> {
             areas,
             start: now,
             end: now + jiff::SignedDuration::from_hours(6),
-            audio: Some(Auxiliary {
-                file: "EBDI_bench.mp3".into(),
-                bytes: bytes.clone(),
-            }),
+            audio: Some(aux.clone()),
         };
         let t1 = Instant::now();
         let id = ebd::ebd_id(&ep.src, 1);

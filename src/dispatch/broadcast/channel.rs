@@ -379,9 +379,14 @@ impl BroadcastChannel {
             let now = me.clock.now();
             // Deadlines first: a terminal silent past its deadline is reported even while the
             // route is down.
+            // One write for both (this runs four times a second, mostly finding nothing).
+            let keep = me.keep;
             let raised = me
                 .store
-                .write(move |tx| jobs::deadlines(tx, route, now))
+                .write(move |tx| {
+                    jobs::retire(tx, route, now, keep)?;
+                    jobs::deadlines(tx, route, now)
+                })
                 .await?;
             if raised > 0 {
                 tracing::warn!(
@@ -390,10 +395,6 @@ impl BroadcastChannel {
                     "broadcast: terminals or broadcasts past their deadline reported to respond"
                 );
             }
-            let keep = me.keep;
-            me.store
-                .write(move |tx| jobs::retire(tx, route, now, keep))
-                .await?;
             let due = me.store.read(move |c| jobs::due(c, route, now, 32)).await?;
             match &me.route {
                 Route::Platform(p) => {
@@ -537,10 +538,7 @@ impl BroadcastChannel {
             start: now,
             end: now + self.play_for,
             audio: match (&file, &bytes) {
-                (Some(f), Some(b)) => Some(Auxiliary {
-                    file: f.clone(),
-                    bytes: b.clone(),
-                }),
+                (Some(f), Some(b)) => Some(Auxiliary::of(f.clone(), b)),
                 _ => None,
             },
         };

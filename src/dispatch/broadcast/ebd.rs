@@ -74,8 +74,22 @@ pub enum MsgType {
 pub struct Auxiliary {
     /// Its name inside the package.
     pub file: String,
-    /// Its bytes.
-    pub bytes: Vec<u8>,
+    /// Its size in bytes.
+    pub size: u64,
+    /// SM3 of its bytes (hex).
+    pub sm3: String,
+}
+
+impl Auxiliary {
+    /// Describe a file that goes into the package (digested once, however many instructions
+    /// name it).
+    pub fn of(file: impl Into<String>, bytes: &[u8]) -> Auxiliary {
+        Auxiliary {
+            file: file.into(),
+            size: bytes.len() as u64,
+            sm3: sm3_hex(bytes),
+        }
+    }
 }
 
 /// A broadcast instruction.
@@ -185,8 +199,8 @@ pub fn ebm_document(ep: &Endpoint, ebd: &str, m: &Ebm, now: Timestamp) -> Vec<u8
         b.push_str("      <Auxiliary>\n");
         leaf(&mut b, 8, "AuxiliaryType", "2");
         leaf(&mut b, 8, "AuxiliaryDesc", &a.file);
-        leaf(&mut b, 8, "Size", &a.bytes.len().to_string());
-        leaf(&mut b, 8, "Digest", &sm3_hex(&a.bytes));
+        leaf(&mut b, 8, "Size", &a.size.to_string());
+        leaf(&mut b, 8, "Digest", &a.sm3);
         b.push_str("      </Auxiliary>\n");
     }
     b.push_str("    </MsgContent>\n  </EBM>\n");
@@ -498,10 +512,7 @@ mod tests {
             areas: vec!["331098001001".into(), "331098001002".into()],
             start: now,
             end: now + jiff::SignedDuration::from_hours(6),
-            audio: Some(Auxiliary {
-                file: "a.mp3".into(),
-                bytes: b"abc".to_vec(),
-            }),
+            audio: Some(Auxiliary::of("a.mp3", b"abc")),
         };
         let doc = ebm_document(&ep(), &ebd_id(&ep().src, 1), &m, now);
         let n = parse(&doc).unwrap();
