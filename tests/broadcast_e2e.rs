@@ -6,6 +6,8 @@
 
 mod common;
 
+use common::gauge_rain as rain;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -24,29 +26,12 @@ use stormbell::dispatch::broadcast::channel::{BroadcastChannel, Platform, Platfo
 use stormbell::dispatch::broadcast::icecast::IcecastSettings;
 use stormbell::dispatch::broadcast::jobs::{Plan, Routes};
 use stormbell::dispatch::broadcast::sign::SignerSettings;
-use stormbell::feeds::Observation;
 use stormbell::feeds::clock::SimClock;
-use stormbell::feeds::rainfall::{RainBatch, RainReading};
 use stormbell::registry::{self, Encoding, Registry};
 use stormbell::store::Store;
 
 /// The zone followed: 3 IP speakers and 2 cellular terminals in the fixture county.
 const ZONE: &str = "flash_flood:FF331098024";
-
-fn rain(end: Timestamp, mm: f64) -> Observation {
-    Observation::Rain(RainBatch {
-        readings: vec![RainReading {
-            station: "70499001".into(),
-            name: Some("桃垟（合成）".into()),
-            lon: Some(120.945),
-            lat: Some(28.19),
-            end,
-            minutes: 60,
-            mm: Some(mm),
-            flag: None,
-        }],
-    })
-}
 
 /// An IP speaker: pull a mount until it plays, then read until the source ends.
 fn speaker(addr: String, mount: String, within: Duration) -> usize {

@@ -4,6 +4,8 @@
 
 mod common;
 
+use common::gauge_rain as rain;
+
 use std::path::Path;
 use std::sync::Arc;
 
@@ -15,7 +17,6 @@ use stormbell::correlate::warning::Issuer;
 use stormbell::correlate::{Hazard, Rules, Tier};
 use stormbell::feeds::Observation;
 use stormbell::feeds::fire::{FireBatch, FireWeather};
-use stormbell::feeds::rainfall::{RainBatch, RainReading};
 use stormbell::registry::{self, Registry};
 
 fn county() -> Arc<Registry> {
@@ -62,22 +63,6 @@ fn assert_valid(emitted: &[Emitted]) {
             );
         }
     }
-}
-
-/// Hourly readings at a gauge near the flash-flood zone FF331098001 (120.9425, 28.1881).
-fn rain(end: Timestamp, mm: f64) -> Observation {
-    Observation::Rain(RainBatch {
-        readings: vec![RainReading {
-            station: "70499001".into(),
-            name: Some("桃垟（合成）".into()),
-            lon: Some(120.945),
-            lat: Some(28.19),
-            end,
-            minutes: 60,
-            mm: Some(mm),
-            flag: None,
-        }],
-    })
 }
 
 /// Feed hourly rain (mm per hour, starting at `start`), evaluating every 10 minutes; returns

@@ -4,6 +4,8 @@
 
 mod common;
 
+use common::gauge_rain as rain;
+
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,26 +17,9 @@ use stormbell::correlate::lifecycle::Send;
 use stormbell::correlate::{Rules, Tier};
 use stormbell::dispatch::outbox::Policy;
 use stormbell::dispatch::sms::{AccountSettings, SmsChannel};
-use stormbell::feeds::Observation;
 use stormbell::feeds::clock::SimClock;
-use stormbell::feeds::rainfall::{RainBatch, RainReading};
 use stormbell::registry::{self, Registry};
 use stormbell::store::Store;
-
-fn rain(end: Timestamp, mm: f64) -> Observation {
-    Observation::Rain(RainBatch {
-        readings: vec![RainReading {
-            station: "70499001".into(),
-            name: Some("桃垟（合成）".into()),
-            lon: Some(120.945),
-            lat: Some(28.19),
-            end,
-            minutes: 60,
-            mm: Some(mm),
-            flag: None,
-        }],
-    })
-}
 
 fn send_all(store: &Store, smsc: &Smsc, policy: &Policy, clock: Arc<SimClock>) {
     let rt = tokio::runtime::Runtime::new().unwrap();

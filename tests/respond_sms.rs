@@ -6,6 +6,8 @@
 
 mod common;
 
+use common::gauge_rain as rain;
+
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::Arc;
@@ -18,9 +20,7 @@ use stormbell::correlate::lifecycle::Send;
 use stormbell::correlate::warning::Contact;
 use stormbell::correlate::{Rules, Tier};
 use stormbell::dispatch::sms::{AccountSettings, SmsChannel};
-use stormbell::feeds::Observation;
 use stormbell::feeds::clock::SimClock;
-use stormbell::feeds::rainfall::{RainBatch, RainReading};
 use stormbell::registry::{self, Encoding, Registry};
 use stormbell::store::Store;
 
@@ -28,21 +28,6 @@ const ZONE: &str = "flash_flood:FF331098001";
 
 /// (person, kind, people, repeat_of, text) of a recorded answer.
 type Answer = (String, String, Option<i64>, Option<i64>, String);
-
-fn rain(end: Timestamp, mm: f64) -> Observation {
-    Observation::Rain(RainBatch {
-        readings: vec![RainReading {
-            station: "70499001".into(),
-            name: Some("桃垟（合成）".into()),
-            lon: Some(120.945),
-            lat: Some(28.19),
-            end,
-            minutes: 60,
-            mm: Some(mm),
-            flag: None,
-        }],
-    })
-}
 
 fn count(store: &Store, sql: &'static str) -> i64 {
     store

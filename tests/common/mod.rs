@@ -32,3 +32,21 @@ pub mod dispatch;
 pub mod ebd;
 pub mod icecast;
 pub mod smsc;
+
+/// Hourly rain at a synthetic gauge beside the flash-flood zone FF331098001 (120.9425,
+/// 28.1881) of the fixture county: what the end-to-end tests drive the county with.
+pub fn gauge_rain(end: jiff::Timestamp, mm: f64) -> stormbell::feeds::Observation {
+    use stormbell::feeds::rainfall::{RainBatch, RainReading};
+    stormbell::feeds::Observation::Rain(RainBatch {
+        readings: vec![RainReading {
+            station: "70499001".into(),
+            name: Some("桃垟（合成）".into()),
+            lon: Some(120.945),
+            lat: Some(28.19),
+            end,
+            minutes: 60,
+            mm: Some(mm),
+            flag: None,
+        }],
+    })
+}
