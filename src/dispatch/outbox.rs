@@ -780,11 +780,22 @@ pub fn record(
     for (id, o) in results {
         match o {
             Outcome::Accepted { account, parts } => {
-                tx.execute(
+                let changed = tx.execute(
                     "UPDATE dispatch_message SET state = 'accepted', account = ?1, updated = ?2,
                             last_error = NULL WHERE id = ?3 AND state = 'submitting'",
                     params![account, at, id],
                 )?;
+                if changed > 0 {
+                    audit(
+                        tx,
+                        *id,
+                        "sms.accepted",
+                        now,
+                        serde_json::json!({
+                            "account": account, "parts": parts.len(),
+                        }),
+                    )?;
+                }
                 for (part, total, smsc) in parts {
                     tx.execute(
                         "INSERT OR REPLACE INTO dispatch_part
@@ -815,6 +826,15 @@ pub fn record(
                             last_error = ?2, updated = ?3 WHERE id = ?4",
                     params![account, reason, at, id],
                 )?;
+                audit(
+                    tx,
+                    *id,
+                    "sms.failed",
+                    now,
+                    serde_json::json!({
+                        "account": account, "reason": reason,
+                    }),
+                )?;
                 // Same person, same number: what rode along failed with it.
                 tx.execute(
                     "UPDATE dispatch_message SET state = 'failed', last_error = ?1, updated = ?2
@@ -842,6 +862,15 @@ pub fn record(
                     .optional()?
                     .unwrap_or(0);
                 if *counts && attempts >= i64::from(policy.max_attempts) {
+                    audit(
+                        tx,
+                        *id,
+                        "sms.failed",
+                        now,
+                        serde_json::json!({
+                            "account": account, "reason": reason, "attempts": attempts,
+                        }),
+                    )?;
                     tx.execute(
                         "UPDATE dispatch_message SET state = 'failed', uncertain = uncertain + ?1,
                                 last_error = ?2, updated = ?3 WHERE id = ?4",
@@ -929,19 +958,104 @@ pub fn receipt(
         |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
     )?;
     if bad > 0 {
-        tx.execute(
+        let changed = tx.execute(
             "UPDATE dispatch_message SET state = 'failed', last_error = ?1, updated = ?2
              WHERE id = ?3 AND state IN ('accepted', 'delivered')",
             params![format!("receipt: {stat}"), at, message],
         )?;
+        if changed > 0 {
+            audit(
+                tx,
+                message,
+                "sms.undelivered",
+                now,
+                serde_json::json!({
+                    "account": account, "smsc_id": smsc_id, "stat": stat,
+                }),
+            )?;
+        }
     } else if parts == total && done == total {
-        tx.execute(
+        let changed = tx.execute(
             "UPDATE dispatch_message SET state = 'delivered', updated = ?1
              WHERE id = ?2 AND state = 'accepted'",
             params![at, message],
         )?;
+        if changed > 0 {
+            audit(
+                tx,
+                message,
+                "sms.delivered",
+                now,
+                serde_json::json!({
+                    "account": account, "parts": parts,
+                }),
+            )?;
+        }
     }
     Ok(true)
+}
+
+/// One audit entry about one message, in the transaction that changed it: the after-action
+/// review reads who was sent what, and when the network said it arrived, from the trail.
+fn audit(
+    tx: &Transaction<'_>,
+    message: i64,
+    kind: &str,
+    now: Timestamp,
+    mut detail: serde_json::Value,
+) -> anyhow::Result<()> {
+    let row: Option<(String, String, i64, String)> = tx
+        .prepare_cached(
+            "SELECT person, lineage, version, send FROM dispatch_message WHERE id = ?1",
+        )?
+        .query_row(params![message], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+        })
+        .optional()?;
+    let Some((person, lineage, version, send)) = row else {
+        return Ok(());
+    };
+    if let Some(m) = detail.as_object_mut() {
+        m.insert("message".into(), message.into());
+        m.insert("lineage".into(), lineage.into());
+        m.insert("version".into(), version.into());
+        m.insert("send".into(), send.into());
+    }
+    crate::store::audit::append(
+        tx,
+        &crate::store::audit::Entry {
+            at: now.to_zoned(jiff::tz::TimeZone::UTC),
+            actor: "dispatch".into(),
+            kind: kind.into(),
+            subject: person,
+            detail,
+        },
+    )?;
+    Ok(())
+}
+
+/// Per person, for one warning lineage: (accepted by the SMSC, delivered to the handset) of
+/// any of its warning texts (not notices). A text carried inside another counts as that one.
+/// For the office's board.
+pub fn delivery_by_person(
+    c: &Connection,
+    lineage: &str,
+) -> anyhow::Result<HashMap<String, (bool, bool)>> {
+    let mut q = c.prepare_cached(
+        "SELECT m.person,
+                max(coalesce(k.state, m.state) IN ('accepted', 'delivered')),
+                max(coalesce(k.state, m.state) = 'delivered')
+         FROM dispatch_message m LEFT JOIN dispatch_message k ON k.id = m.merged_into
+         WHERE m.lineage = ?1 AND m.channel = 'sms' AND m.send != 'Notice'
+         GROUP BY m.person",
+    )?;
+    let rows = q.query_map(params![lineage], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            (r.get::<_, bool>(1)?, r.get::<_, bool>(2)?),
+        ))
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
 /// Whether a receipt's stat word means delivered, or failed for good.

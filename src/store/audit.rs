@@ -111,12 +111,9 @@ pub fn compute_hash(rec: &Record) -> String {
 
 /// The last row's sequence number and hash, if any.
 pub fn head(conn: &Connection) -> rusqlite::Result<Option<(i64, String)>> {
-    conn.query_row(
-        "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1",
-        [],
-        |r| Ok((r.get(0)?, r.get(1)?)),
-    )
-    .optional()
+    conn.prepare_cached("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")?
+        .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()
 }
 
 /// Append an entry inside the caller's transaction (so it commits or rolls back with the work
@@ -135,20 +132,20 @@ pub fn append(tx: &Transaction<'_>, entry: &Entry) -> rusqlite::Result<Record> {
         &entry.subject,
         &detail,
     );
-    tx.execute(
+    tx.prepare_cached(
         "INSERT INTO audit (seq, at, actor, kind, subject, detail, prev_hash, hash)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-        params![
-            seq,
-            at,
-            entry.actor,
-            entry.kind,
-            entry.subject,
-            detail,
-            prev_hash,
-            hash
-        ],
-    )?;
+    )?
+    .execute(params![
+        seq,
+        at,
+        entry.actor,
+        entry.kind,
+        entry.subject,
+        detail,
+        prev_hash,
+        hash
+    ])?;
     Ok(Record {
         seq,
         at,
