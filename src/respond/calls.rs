@@ -211,7 +211,8 @@ fn close(
 }
 
 /// Someone answered: close their open calls made before `at` (and, unless every person must
-/// answer, the others' for the same places). Returns the calls closed.
+/// answer, the others' for the same places). A late answer counts too: a call already on the
+/// silent list comes off it. Returns the calls closed.
 pub fn answered(
     tx: &Transaction<'_>,
     person: &str,
@@ -222,7 +223,8 @@ pub fn answered(
     let when = stamp(at);
     let mine: Vec<(i64, String, String)> = tx
         .prepare_cached(
-            "SELECT id, lineage, target FROM respond_call WHERE person = ?1 AND state = 'open' AND called <= ?2",
+            "SELECT id, lineage, target FROM respond_call WHERE person = ?1 AND state IN ('open', 'silent')
+               AND called <= ?2",
         )?
         .query_map(params![person, when], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
         .collect::<rusqlite::Result<_>>()?;
@@ -232,7 +234,8 @@ pub fn answered(
         if !settings.all_must_answer {
             let others: Vec<i64> = tx
                 .prepare_cached(
-                    "SELECT id FROM respond_call WHERE lineage = ?1 AND target = ?2 AND state = 'open' AND called <= ?3",
+                    "SELECT id FROM respond_call WHERE lineage = ?1 AND target = ?2 AND state IN ('open', 'silent')
+                       AND called <= ?3",
                 )?
                 .query_map(params![lineage, target, when], |r| r.get(0))?
                 .collect::<rusqlite::Result<_>>()?;
@@ -257,7 +260,8 @@ fn finish(
         params![call, when, format!("answered (answer {answer})")],
     )?;
     Ok(tx.execute(
-        "UPDATE respond_call SET state = ?2, answered = ?3, answer = ?4 WHERE id = ?1 AND state = 'open'",
+        "UPDATE respond_call SET state = ?2, answered = ?3, answer = ?4
+         WHERE id = ?1 AND state IN ('open', 'silent')",
         params![call, state, when, answer],
     )?)
 }
