@@ -41,6 +41,9 @@ const ALL: &[(&str, &str)] = templates![
     "broadcast/title.zh-CN",
     "broadcast/title.en",
     "web/checkin.zh-CN",
+    "web/office.zh-CN",
+    "web/office_board.zh-CN",
+    "web/office_login.zh-CN",
 ];
 
 /// The environment (a template that does not parse is an error at first use, naming it).
@@ -77,4 +80,19 @@ pub fn event_name(hazard: &str, lang: &str) -> anyhow::Result<String> {
     Ok(env()?.get_template(&format!("cap/event.{lang}"))?.render(
         minijinja::context! { hazard => hazard, upstream => minijinja::context! { event => "预警" } },
     )?)
+}
+
+#[cfg(test)]
+mod tests {
+    /// One template that does not parse stops every text and page that uses the environment
+    /// (warnings included): this is where it must fail first, naming the template.
+    #[test]
+    fn every_template_parses() {
+        if let Err(e) = super::env() {
+            panic!("{e:#}");
+        }
+        for (name, _) in super::ALL {
+            assert!(super::env().unwrap().get_template(name).is_ok(), "{name}");
+        }
+    }
 }
