@@ -160,9 +160,16 @@ async fn main() -> anyhow::Result<()> {
     };
     println!("listening {base} links {}", tokens.len());
     let mut rx = stop.clone();
-    let server = stormbell::web::serve(listener, store.clone(), web, Some(checkin), async move {
-        let _ = rx.changed().await;
-    });
+    let server = stormbell::web::serve(
+        listener,
+        store.clone(),
+        web,
+        Some(checkin),
+        None,
+        async move {
+            let _ = rx.changed().await;
+        },
+    );
     tokio::select! {
         r = server => r?,
         _ = tokio::signal::ctrl_c() => {}

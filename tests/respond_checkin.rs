@@ -129,6 +129,7 @@ async fn a_lead_acknowledges_and_reports_people_moved_from_the_link_in_their_sms
         store.clone(),
         settings_web,
         Some(checkin),
+        None,
         async move {
             let _ = stop_rx.changed().await;
         },
@@ -144,7 +145,7 @@ async fn a_lead_acknowledges_and_reports_people_moved_from_the_link_in_their_sms
     assert_eq!(r.status(), 200);
     let h = r.headers().clone();
     assert_eq!(h["cache-control"], "no-store");
-    assert_eq!(h["referrer-policy"], "no-referrer");
+    assert_eq!(h["referrer-policy"], "same-origin");
     assert!(
         h["content-security-policy"]
             .to_str()

@@ -84,6 +84,7 @@ async fn the_cap_feed_is_served_and_reads_back_with_the_codec() {
         store.clone(),
         settings.clone(),
         None,
+        None,
         async move {
             let _ = stop_rx.changed().await;
         },

@@ -545,6 +545,7 @@ pub fn run(cfg: &Config) -> u8 {
             stormbell::respond::hook(cfg.respond.clone(), cfg.dispatch_policy()),
         );
         let checkin_roster = roster.clone();
+        let office_roster = roster.clone();
         let respond = tokio::spawn(stormbell::respond::run(
             store.clone(),
             roster,
@@ -630,7 +631,25 @@ pub fn run(cfg: &Config) -> u8 {
                             return EXIT_PROBLEMS;
                         }
                     };
-                    Some(tokio::spawn(stormbell::web::serve(l, store.clone(), web_settings, checkin, async move {
+                    // The duty office's page, API and CSV (users: `stormbell user add`).
+                    let office = match stormbell::web::office::Office::new(
+                        store.clone(),
+                        office_roster,
+                        cfg.time_zone(),
+                        &cfg.office.name,
+                        &cfg.web.public_url,
+                    )
+                    .await
+                    {
+                        Ok(o) => Some(o),
+                        Err(e) => {
+                            eprintln!("stormbell: office page: {e:#}");
+                            let _ = stop_tx.send(true);
+                            return EXIT_PROBLEMS;
+                        }
+                    };
+                    tracing::info!(listen = %cfg.web.listen, "duty office page at /office");
+                    Some(tokio::spawn(stormbell::web::serve(l, store.clone(), web_settings, checkin, office, async move {
                         stormbell::feeds::poller::stopped(&mut rx).await;
                     })))
                 }

@@ -6,6 +6,7 @@ mod cap_cmd;
 mod demo;
 mod fwi_cmd;
 mod registry_cmd;
+mod user_cmd;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -86,6 +87,9 @@ enum Command {
     Audit(admin::AuditCommand),
     /// What the daemon's store says now.
     Status,
+    /// Office users of the duty office's page.
+    #[command(subcommand)]
+    User(user_cmd::UserCommand),
 }
 
 /// Arguments of a command that later issues build.
@@ -106,6 +110,7 @@ pub fn main() -> ExitCode {
         Command::Cap(cmd) => with_config(&cli.global, |cfg| cap_cmd::run(cmd, cfg)),
         Command::Audit(cmd) => with_config(&cli.global, |cfg| admin::audit(cmd, cfg)),
         Command::Status => with_config(&cli.global, admin::status),
+        Command::User(cmd) => with_config(&cli.global, |cfg| user_cmd::run(cmd, cfg)),
         Command::Run => with_config(&cli.global, admin::run),
         Command::Demo(args) => with_config(&cli.global, |cfg| demo::run(args, cfg)),
         Command::Registry(cmd) => with_config(&cli.global, |cfg| registry_cmd::run(cmd, cfg)),

@@ -10,6 +10,7 @@
 //! step, the after-action report. `terminals.rs` turns broadcast alarms (a loudspeaker that did
 //! not confirm) into messages to the people of that village.
 
+pub mod board;
 pub mod calls;
 pub mod intake;
 pub mod reply;

@@ -17,6 +17,7 @@ pub(crate) fn migrations() -> Migrations<'static> {
         M::up(include_str!("migrations/0009_respond.sql")),
         M::up(include_str!("migrations/0010_web.sql")),
         M::up(include_str!("migrations/0011_dispatch_lookups.sql")),
+        M::up(include_str!("migrations/0012_office.sql")),
     ])
 }
 

@@ -9,8 +9,9 @@
 //! - every form carries a CSRF token, HMAC-SHA256 of the link token under a per-installation
 //!   secret kept in the store; a POST without it, or from another origin, is refused (403);
 //! - requests are rate-limited per client address and per token (governor; 429);
-//! - pages say nothing about phone numbers, `no-store`, `no-referrer` (the token is in the
-//!   URL), a CSP that allows no script, no framing.
+//! - pages say nothing about phone numbers, `no-store`, `same-origin` referrers (the token is
+//!   in the URL: it never goes to another site; `no-referrer` would make Chromium send
+//!   `Origin: null` with the page's own forms), a CSP that allows no script, no framing.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -22,11 +23,8 @@ use axum::extract::{ConnectInfo, Form, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
-use base64::Engine;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
-use hmac::{Hmac, Mac};
 use jiff::Timestamp;
-use sha2::Sha256;
 
 use crate::dispatch::link;
 use crate::dispatch::outbox::Policy;
@@ -78,32 +76,7 @@ impl Checkin {
         limits: Limits,
         clock: Arc<dyn crate::feeds::clock::Clock>,
     ) -> anyhow::Result<Checkin> {
-        let secret = store
-            .write(|tx| {
-                let found: Option<Vec<u8>> = rusqlite::OptionalExtension::optional(tx.query_row(
-                    "SELECT value FROM web_secret WHERE name = 'csrf'",
-                    [],
-                    |r| r.get(0),
-                ))?;
-                let v = match found {
-                    Some(v) if v.len() == 32 => v,
-                    _ => {
-                        let mut b = [0u8; 32];
-                        getrandom::getrandom(&mut b).map_err(|e| {
-                            anyhow::anyhow!("no randomness for the CSRF secret: {e}")
-                        })?;
-                        tx.execute(
-                            "INSERT OR REPLACE INTO web_secret (name, value) VALUES ('csrf', ?1)",
-                            [b.to_vec()],
-                        )?;
-                        b.to_vec()
-                    }
-                };
-                let mut out = [0u8; 32];
-                out.copy_from_slice(&v);
-                Ok::<_, anyhow::Error>(out)
-            })
-            .await?;
+        let secret = super::secret(&store, "csrf").await?;
         let q = |n: u32| Quota::per_minute(NonZeroU32::new(n.max(1)).unwrap_or(NonZeroU32::MIN));
         Ok(Checkin {
             store,
@@ -120,27 +93,12 @@ impl Checkin {
     /// The CSRF value of a link's forms (`None` only if HMAC refused the key, which it does
     /// not for any length). Public for load generators that post without fetching the page.
     pub fn csrf(&self, token: &str) -> Option<String> {
-        let mut m = <Hmac<Sha256> as Mac>::new_from_slice(&self.secret[..]).ok()?;
-        m.update(b"checkin:");
-        m.update(token.as_bytes());
-        Some(
-            base64::engine::general_purpose::URL_SAFE_NO_PAD
-                .encode(&m.finalize().into_bytes()[..16]),
-        )
+        Some(super::mac(&self.secret, "checkin", token)).filter(|m| !m.is_empty())
     }
 
     fn csrf_ok(&self, token: &str, given: &str) -> bool {
-        let Some(want) = self.csrf(token) else {
-            return false;
-        };
-        // Constant time over equal lengths.
-        !want.is_empty()
-            && want.len() == given.len()
-            && want
-                .bytes()
-                .zip(given.bytes())
-                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-                == 0
+        self.csrf(token)
+            .is_some_and(|want| super::same(&want, given))
     }
 }
 
@@ -161,7 +119,7 @@ fn html(status: StatusCode, body: String) -> Response {
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     h.insert(
         header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
+        HeaderValue::from_static("same-origin"),
     );
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     h.insert(
@@ -296,22 +254,6 @@ async fn page(
     c.show(&l, q.contains_key("ok"), None, expired).await
 }
 
-/// The host a request was addressed to, and whether an `Origin` header names another.
-fn foreign_origin(headers: &HeaderMap) -> bool {
-    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
-    match (
-        headers.get(header::ORIGIN).and_then(|o| o.to_str().ok()),
-        host,
-    ) {
-        (Some(origin), Some(host)) => {
-            let o = origin.split("://").nth(1).unwrap_or(origin);
-            o != host
-        }
-        (Some(_), None) => true,
-        _ => false,
-    }
-}
-
 async fn answer(
     State(c): State<Checkin>,
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
@@ -323,7 +265,8 @@ async fn answer(
         Ok(l) => l,
         Err(r) => return r,
     };
-    if foreign_origin(&headers) || !c.csrf_ok(&l.token, form.get("csrf").map_or("", String::as_str))
+    if super::foreign_origin(&headers)
+        || !c.csrf_ok(&l.token, form.get("csrf").map_or("", String::as_str))
     {
         return plain(
             StatusCode::FORBIDDEN,

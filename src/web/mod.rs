@@ -1,12 +1,16 @@
 //! The daemon's HTTP face (axum): the CAP Atom feed of the warnings in force
 //! (`/cap/feed.atom`) and each alert (`/cap/{identifier}.xml`), the same written as files to a
-//! directory, and the personal check-in pages (`/r/{token}`, `checkin.rs`). The office page and
-//! `/metrics` join with later issues.
+//! directory, the personal check-in pages (`/r/{token}`, `checkin.rs`), and the duty office's
+//! page, API and CSV (`office.rs`, signed in through `auth.rs`, its map drawn by `map.rs`).
+//! `/metrics` joins with a later issue.
 //!
 //! Restricted warnings (officials only) are never published here.
 
 pub mod atom;
+pub mod auth;
 pub mod checkin;
+pub mod map;
+pub mod office;
 
 use std::path::Path;
 
@@ -66,6 +70,77 @@ pub fn feed_document(settings: &WebSettings, entries: &[StoredWarning]) -> Strin
         &updated,
         entries,
     )
+}
+
+/// A per-installation secret named `name` (32 random bytes), made at first use and kept in the
+/// store, so forms opened before a restart can still be sent. Keys the CSRF values.
+pub(crate) async fn secret(store: &Store, name: &'static str) -> anyhow::Result<[u8; 32]> {
+    store
+        .write(move |tx| {
+            let found: Option<Vec<u8>> = rusqlite::OptionalExtension::optional(tx.query_row(
+                "SELECT value FROM web_secret WHERE name = ?1",
+                [name],
+                |r| r.get(0),
+            ))?;
+            let v = match found {
+                Some(v) if v.len() == 32 => v,
+                _ => {
+                    let mut b = [0u8; 32];
+                    getrandom::getrandom(&mut b)
+                        .map_err(|e| anyhow::anyhow!("no randomness for the {name} secret: {e}"))?;
+                    tx.execute(
+                        "INSERT OR REPLACE INTO web_secret (name, value) VALUES (?1, ?2)",
+                        rusqlite::params![name, b.to_vec()],
+                    )?;
+                    b.to_vec()
+                }
+            };
+            let mut out = [0u8; 32];
+            out.copy_from_slice(&v);
+            Ok::<_, anyhow::Error>(out)
+        })
+        .await
+        .map_err(Into::into)
+}
+
+/// HMAC-SHA256 of `purpose` and `value` under `secret`, 128 bits in base64url: a form's CSRF
+/// value, bound to what the form is for.
+pub(crate) fn mac(secret: &[u8; 32], purpose: &str, value: &str) -> String {
+    use base64::Engine;
+    use hmac::Mac;
+    let Ok(mut m) = <hmac::Hmac<sha2::Sha256> as Mac>::new_from_slice(&secret[..]) else {
+        return String::new();
+    };
+    m.update(purpose.as_bytes());
+    m.update(b":");
+    m.update(value.as_bytes());
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&m.finalize().into_bytes()[..16])
+}
+
+/// Compare two secrets in time that does not depend on where they differ.
+pub(crate) fn same(a: &str, b: &str) -> bool {
+    !a.is_empty()
+        && a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+}
+
+/// Whether a form's `Origin` header names a host other than the one the request was addressed
+/// to (a cross-site POST). No header, or `null` (what browsers send from privacy modes and
+/// under strict referrer policies), is not taken as foreign: the form's CSRF value, which no
+/// other site can know, is what decides; this check only adds to it.
+pub(crate) fn foreign_origin(headers: &HeaderMap) -> bool {
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+    match (
+        headers.get(header::ORIGIN).and_then(|o| o.to_str().ok()),
+        host,
+    ) {
+        (Some("null"), _) | (None, _) => false,
+        (Some(origin), Some(host)) => origin.split("://").nth(1).unwrap_or(origin) != host,
+        (Some(_), None) => true,
+    }
 }
 
 fn failure(e: StoreError) -> Response {
@@ -152,17 +227,21 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     std::fs::rename(&tmp, path)
 }
 
-/// Serve until `shutdown` resolves: the CAP feed, and the check-in pages when given.
+/// Serve until `shutdown` resolves: the CAP feed, and the check-in and office pages when given.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     store: Store,
     settings: WebSettings,
     checkin: Option<checkin::Checkin>,
+    office: Option<office::Office>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let mut app = router(store, settings);
     if let Some(c) = checkin {
         app = app.merge(checkin::router(c));
+    }
+    if let Some(o) = office {
+        app = app.merge(office::router(o));
     }
     axum::serve(
         listener,

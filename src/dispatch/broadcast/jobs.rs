@@ -18,6 +18,8 @@
 //! its EBMID from the first attempt: a retry after a crash is the same broadcast to the
 //! platform.
 
+use std::collections::HashMap;
+
 use jiff::{SignedDuration, Timestamp};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use serde::Serialize;
@@ -827,4 +829,53 @@ mod tests {
             .unwrap();
         assert_eq!(states, vec!["queued", "done", "sent"]);
     }
+}
+
+/// Loudspeaker plays for a village, from the latest broadcast of each route.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Plays {
+    /// Terminals asked to play.
+    pub total: u32,
+    /// Confirmed played.
+    pub played: u32,
+    /// Playing now.
+    pub playing: u32,
+    /// Failed or never confirmed (these raised alarms).
+    pub failed: u32,
+}
+
+/// Per village, the loudspeakers of a warning lineage's latest broadcast on each route: how
+/// many were asked to play, played, are playing, failed or never confirmed. For the office's
+/// board.
+pub fn plays_by_village(
+    conn: &Connection,
+    lineage: &str,
+) -> anyhow::Result<HashMap<String, Plays>> {
+    let mut q = conn.prepare_cached(
+        "SELECT t.village, t.state, count(*) FROM broadcast_target t
+         WHERE t.job IN (SELECT max(id) FROM broadcast_job
+                         WHERE lineage = ?1 AND send != 'Cancel' GROUP BY route)
+         GROUP BY t.village, t.state",
+    )?;
+    let rows = q.query_map(params![lineage], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, i64>(2)?,
+        ))
+    })?;
+    let mut out: HashMap<String, Plays> = HashMap::new();
+    for row in rows {
+        let (village, state, n) = row?;
+        let n = n.clamp(0, i64::from(u32::MAX)) as u32;
+        let p = out.entry(village).or_default();
+        p.total += n;
+        match state.as_str() {
+            "played" => p.played += n,
+            "playing" => p.playing += n,
+            "failed" | "unconfirmed" => p.failed += n,
+            _ => {}
+        }
+    }
+    Ok(out)
 }

@@ -1,0 +1,605 @@
+//! The duty office's view (一图一表): one map and one table of every warning in force, village
+//! by village, live; a JSON API and a CSV export of the same board (`respond::board`).
+//!
+//! Routes (all but sign-in need a session):
+//! - `GET /office` — the page; `?filter=silent` (silent or still waiting) or `?filter=unmoved`;
+//!   `GET /office/board` — the page's board part alone, which the page's script swaps in when
+//!   `GET /office/events` (server-sent events) says the board changed. Without script the page
+//!   refreshes itself every 30 s.
+//! - `GET|POST /office/login`, `POST /office/logout` — forms with CSRF values.
+//! - `GET /api/v1/board` (JSON), `GET /api/v1/board.csv`; `POST /api/v1/session` with a JSON
+//!   body `{"user":…,"password":…}` returns a bearer token for scripts. Documented in
+//!   `docs/api.md`.
+//!
+//! Security: argon2id passwords and hashed session ids (`auth.rs`); sign-in rate-limited per
+//! address and per name; the login form's CSRF value is bound to a pre-session cookie, every
+//! signed-in form's to the session; `SameSite=Strict`, `HttpOnly` cookies; pages are
+//! `no-store`, framed by nobody, and run only the page's own script (CSP).
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::{IpAddr, SocketAddr};
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{ConnectInfo, Form, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+
+use super::auth::{self, Session};
+use crate::registry::Registry;
+use crate::respond::board::{self, Board, Filter};
+use crate::store::Store;
+
+const SESSION_COOKIE: &str = "sb_session";
+const PRE_COOKIE: &str = "sb_pre";
+
+/// What the office pages need.
+#[derive(Clone)]
+pub struct Office {
+    store: Store,
+    registry: Arc<Registry>,
+    tz: jiff::tz::TimeZone,
+    title: String,
+    secure: bool,
+    secret: Arc<[u8; 32]>,
+    per_ip: Arc<DefaultKeyedRateLimiter<IpAddr>>,
+    per_user: Arc<DefaultKeyedRateLimiter<String>>,
+    map: Arc<super::map::BaseMap>,
+    changes: tokio::sync::watch::Receiver<u64>,
+}
+
+/// How often the board is re-read for live pages (only while somebody is watching).
+pub const WATCH_EVERY: Duration = Duration::from_secs(2);
+
+impl Office {
+    /// Set up: the form secret from the store, the county's base map drawn once, and the
+    /// watcher that tells live pages when the board changed (it stops when the server does).
+    /// `base` is the public URL: an `https` one makes the cookies `Secure`.
+    pub async fn new(
+        store: Store,
+        registry: Arc<Registry>,
+        tz: jiff::tz::TimeZone,
+        title: &str,
+        base: &str,
+    ) -> anyhow::Result<Office> {
+        let secret = super::secret(&store, "office").await?;
+        let q = |n: u32| Quota::per_minute(NonZeroU32::new(n.max(1)).unwrap_or(NonZeroU32::MIN));
+        let (tx, changes) = tokio::sync::watch::channel(0u64);
+        let office = Office {
+            map: Arc::new(super::map::BaseMap::new(&registry)),
+            store,
+            registry,
+            tz,
+            title: title.to_string(),
+            secure: base.starts_with("https://"),
+            secret: Arc::new(secret),
+            // Sign-in: a whole office behind one address may sign in at shift change, but
+            // nobody guesses passwords at speed.
+            per_ip: Arc::new(RateLimiter::keyed(q(60))),
+            per_user: Arc::new(RateLimiter::keyed(q(10))),
+            changes,
+        };
+        tokio::spawn(watch(office.clone_for_watch(), tx));
+        Ok(office)
+    }
+
+    /// The parts the watcher needs, without a receiver of its own (so the watcher ends when
+    /// the last page's receiver is gone).
+    fn clone_for_watch(&self) -> (Store, Arc<Registry>, jiff::tz::TimeZone) {
+        (self.store.clone(), self.registry.clone(), self.tz.clone())
+    }
+
+    async fn board(&self, filter: Filter) -> anyhow::Result<Board> {
+        let (reg, tz) = (self.registry.clone(), self.tz.clone());
+        Ok(self
+            .store
+            .read(move |c| board::read(c, &reg, &tz, filter))
+            .await?)
+    }
+
+    /// The session of a request: the cookie, or for scripts an `Authorization: Bearer` token.
+    async fn session(&self, headers: &HeaderMap) -> Option<Session> {
+        let token = cookie(headers, SESSION_COOKIE).or_else(|| {
+            headers
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "))
+                .map(|v| v.trim().to_string())
+        })?;
+        let now = jiff::Timestamp::now();
+        match self
+            .store
+            .read(move |c| auth::session(c, &token, now))
+            .await
+        {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!("office session lookup: {e}");
+                None
+            }
+        }
+    }
+
+    fn csrf(&self, session: &Session) -> String {
+        super::mac(&self.secret, "office", &session.id)
+    }
+
+    fn cookie(&self, name: &str, value: &str, max_age: i64) -> HeaderValue {
+        let secure = if self.secure { "; Secure" } else { "" };
+        HeaderValue::from_str(&format!(
+            "{name}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}"
+        ))
+        .unwrap_or_else(|_| HeaderValue::from_static(""))
+    }
+}
+
+async fn watch(
+    (store, reg, tz): (Store, Arc<Registry>, jiff::tz::TimeZone),
+    tx: tokio::sync::watch::Sender<u64>,
+) {
+    let mut last = 0u64;
+    loop {
+        tokio::select! {
+            _ = tx.closed() => return,
+            _ = tokio::time::sleep(WATCH_EVERY) => {}
+        }
+        // The office's own receiver is one; read the board only when a page is listening.
+        if tx.receiver_count() <= 1 {
+            continue;
+        }
+        let (reg, tz) = (reg.clone(), tz.clone());
+        match store
+            .read(move |c| board::read(c, &reg, &tz, Filter::All))
+            .await
+        {
+            Ok(b) => {
+                let d = b.digest();
+                if d != last {
+                    last = d;
+                    let _ = tx.send(d);
+                }
+            }
+            Err(e) => tracing::warn!("office board: {e}"),
+        }
+    }
+}
+
+/// The routes.
+pub fn router(o: Office) -> Router {
+    Router::new()
+        .route("/office", get(page))
+        .route("/office/board", get(fragment))
+        .route("/office/events", get(events))
+        .route("/office/app.js", get(script))
+        .route("/office/login", get(login_page).post(login))
+        .route("/office/logout", post(logout))
+        .route("/api/v1/board", get(api_board))
+        .route("/api/v1/board.csv", get(api_csv))
+        .route("/api/v1/session", post(api_session))
+        .with_state(o)
+}
+
+fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.to_string())
+}
+
+fn secure_headers(r: &mut Response, content_type: &'static str) {
+    let h = r.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'unsafe-inline'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'",
+        ),
+    );
+}
+
+fn html(status: StatusCode, body: String) -> Response {
+    let mut r = (status, body).into_response();
+    secure_headers(&mut r, "text/html; charset=utf-8");
+    r
+}
+
+fn plain(status: StatusCode, text: &'static str) -> Response {
+    let mut r = (status, text).into_response();
+    secure_headers(&mut r, "text/plain; charset=utf-8");
+    r
+}
+
+fn render(name: &str, ctx: minijinja::Value) -> Response {
+    match crate::templates::env().and_then(|e| Ok(e.get_template(name)?.render(ctx)?)) {
+        Ok(body) => html(StatusCode::OK, body),
+        Err(e) => {
+            tracing::error!("{name}: {e:#}");
+            plain(StatusCode::INTERNAL_SERVER_ERROR, "页面出错 / page error")
+        }
+    }
+}
+
+/// The board's template context.
+fn board_context(o: &Office, b: &Board, filter: &str) -> minijinja::Value {
+    let svg = o.map.draw(b);
+    minijinja::context! {
+        board => minijinja::Value::from(minijinja::value::Serde(b)), filter => filter,
+        map => minijinja::Value::from_safe_string(svg),
+    }
+}
+
+async fn page(
+    State(o): State<Office>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let Some(s) = o.session(&headers).await else {
+        return Redirect::to("/office/login").into_response();
+    };
+    let filter = q.get("filter").map(String::as_str).unwrap_or("");
+    match o.board(Filter::parse(filter)).await {
+        Ok(b) => {
+            let part = crate::templates::env().and_then(|e| {
+                Ok(e.get_template("web/office_board.zh-CN")?
+                    .render(board_context(&o, &b, filter))?)
+            });
+            match part {
+                Ok(part) => render(
+                    "web/office.zh-CN",
+                    minijinja::context! {
+                        title => &o.title, user => &s.user, csrf => o.csrf(&s), filter => filter,
+                        board_html => minijinja::Value::from_safe_string(part),
+                    },
+                ),
+                Err(e) => {
+                    tracing::error!("office board: {e:#}");
+                    plain(StatusCode::INTERNAL_SERVER_ERROR, "页面出错 / page error")
+                }
+            }
+        }
+        Err(e) => {
+            tracing::error!("office board: {e:#}");
+            plain(StatusCode::SERVICE_UNAVAILABLE, "请稍后再试 / try again")
+        }
+    }
+}
+
+async fn fragment(
+    State(o): State<Office>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    if o.session(&headers).await.is_none() {
+        return plain(StatusCode::UNAUTHORIZED, "请登录 / sign in");
+    }
+    let filter = q.get("filter").map(String::as_str).unwrap_or("");
+    match o.board(Filter::parse(filter)).await {
+        Ok(b) => render("web/office_board.zh-CN", board_context(&o, &b, filter)),
+        Err(e) => {
+            tracing::error!("office board: {e:#}");
+            plain(StatusCode::SERVICE_UNAVAILABLE, "请稍后再试 / try again")
+        }
+    }
+}
+
+/// Server-sent events: `board` with the board's digest each time it changes (and once on
+/// connecting), a comment every 15 s so proxies keep the stream open.
+async fn events(State(o): State<Office>, headers: HeaderMap) -> Response {
+    if o.session(&headers).await.is_none() {
+        return plain(StatusCode::UNAUTHORIZED, "请登录 / sign in");
+    }
+    let mut rx = o.changes.clone();
+    rx.mark_changed();
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.changed().await.ok()?;
+        let d = *rx.borrow_and_update();
+        Some((
+            Ok::<_, Infallible>(Event::default().event("board").data(format!("{d:x}"))),
+            rx,
+        ))
+    });
+    Sse::new(stream)
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+        .into_response()
+}
+
+async fn script() -> Response {
+    let mut r = include_str!("office.js").into_response();
+    secure_headers(&mut r, "text/javascript; charset=utf-8");
+    r
+}
+
+async fn login_page(State(o): State<Office>, headers: HeaderMap) -> Response {
+    login_form(&o, &headers, None, StatusCode::OK)
+}
+
+/// The sign-in form, with a pre-session cookie its CSRF value is bound to.
+fn login_form(
+    o: &Office,
+    headers: &HeaderMap,
+    error: Option<&str>,
+    status: StatusCode,
+) -> Response {
+    let pre = cookie(headers, PRE_COOKIE)
+        .filter(|v| v.len() == 22)
+        .or_else(|| {
+            let mut b = [0u8; 16];
+            getrandom::getrandom(&mut b).ok()?;
+            Some(base64::Engine::encode(
+                &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+                b,
+            ))
+        });
+    let Some(pre) = pre else {
+        return plain(StatusCode::SERVICE_UNAVAILABLE, "请稍后再试 / try again");
+    };
+    let mut r = render(
+        "web/office_login.zh-CN",
+        minijinja::context! {
+            title => &o.title, csrf => super::mac(&o.secret, "login", &pre), error => error,
+        },
+    );
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(header::SET_COOKIE, o.cookie(PRE_COOKIE, &pre, 3600));
+    r
+}
+
+/// Check a name and password: rate limits, then argon2 off the async threads; the attempt is
+/// written to the audit trail either way. `Ok(session cookie)` or the status to answer.
+async fn sign_in(
+    o: &Office,
+    ip: IpAddr,
+    user: &str,
+    password: &str,
+    via: &'static str,
+) -> Result<String, StatusCode> {
+    let user = user.trim().to_string();
+    if o.per_ip.check_key(&ip).is_err() || o.per_user.check_key(&user).is_err() {
+        return Err(StatusCode::TOO_MANY_REQUESTS);
+    }
+    let u = user.clone();
+    let stored = o
+        .store
+        .read(move |c| auth::credentials(c, &u))
+        .await
+        .map_err(|_| StatusCode::SERVICE_UNAVAILABLE)?;
+    let pw = password.to_string();
+    let role = tokio::task::spawn_blocking(move || auth::check(stored, &pw))
+        .await
+        .map_err(|_| StatusCode::SERVICE_UNAVAILABLE)?;
+    let now = jiff::Timestamp::now();
+    let ok = role.is_some();
+    let (u, tz) = (user.clone(), o.tz.clone());
+    let result = o
+        .store
+        .write(move |tx| {
+            let cookie = if ok {
+                Some(auth::start(tx, &u, now)?)
+            } else {
+                None
+            };
+            crate::store::audit::append(
+                tx,
+                &crate::store::audit::Entry {
+                    at: now.to_zoned(tz),
+                    actor: format!("officer:{u}"),
+                    kind: if ok {
+                        "office.signed_in".into()
+                    } else {
+                        "office.sign_in_refused".into()
+                    },
+                    subject: u.clone(),
+                    detail: serde_json::json!({ "address": ip.to_string(), "via": via }),
+                },
+            )?;
+            Ok::<_, anyhow::Error>(cookie)
+        })
+        .await
+        .map_err(|_| StatusCode::SERVICE_UNAVAILABLE)?;
+    result.ok_or(StatusCode::UNAUTHORIZED)
+}
+
+async fn login(
+    State(o): State<Office>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
+    let field = |k: &str| form.get(k).map(String::as_str).unwrap_or("");
+    let pre = cookie(&headers, PRE_COOKIE).unwrap_or_default();
+    if super::foreign_origin(&headers)
+        || pre.is_empty()
+        || !super::same(&super::mac(&o.secret, "login", &pre), field("csrf"))
+    {
+        return login_form(
+            &o,
+            &headers,
+            Some("表单已过期，请重新登录 / the form expired, sign in again"),
+            StatusCode::FORBIDDEN,
+        );
+    }
+    match sign_in(&o, addr.ip(), field("user"), field("password"), "form").await {
+        Ok(session) => {
+            let mut r = Redirect::to("/office").into_response();
+            r.headers_mut().append(
+                header::SET_COOKIE,
+                o.cookie(SESSION_COOKIE, &session, auth::SESSION_HOURS * 3600),
+            );
+            r.headers_mut()
+                .append(header::SET_COOKIE, o.cookie(PRE_COOKIE, "", 0));
+            r
+        }
+        Err(StatusCode::TOO_MANY_REQUESTS) => login_form(
+            &o,
+            &headers,
+            Some("尝试次数过多，请一分钟后再试 / too many tries, wait a minute"),
+            StatusCode::TOO_MANY_REQUESTS,
+        ),
+        Err(StatusCode::UNAUTHORIZED) => login_form(
+            &o,
+            &headers,
+            Some("用户名或密码错误 / wrong name or password"),
+            StatusCode::UNAUTHORIZED,
+        ),
+        Err(s) => plain(s, "请稍后再试 / try again"),
+    }
+}
+
+async fn logout(
+    State(o): State<Office>,
+    headers: HeaderMap,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
+    let Some(s) = o.session(&headers).await else {
+        return Redirect::to("/office/login").into_response();
+    };
+    if super::foreign_origin(&headers)
+        || !super::same(
+            &o.csrf(&s),
+            form.get("csrf").map(String::as_str).unwrap_or(""),
+        )
+    {
+        return plain(
+            StatusCode::FORBIDDEN,
+            "请刷新页面后重试 / reload and try again",
+        );
+    }
+    let id = s.id.clone();
+    let now = jiff::Timestamp::now();
+    if let Err(e) = o.store.write(move |tx| auth::end(tx, &id, now)).await {
+        tracing::error!("sign out: {e}");
+    }
+    let mut r = Redirect::to("/office/login").into_response();
+    r.headers_mut()
+        .insert(header::SET_COOKIE, o.cookie(SESSION_COOKIE, "", 0));
+    r
+}
+
+async fn api_board(
+    State(o): State<Office>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    if o.session(&headers).await.is_none() {
+        return plain(StatusCode::UNAUTHORIZED, "sign in: POST /api/v1/session\n");
+    }
+    let filter = Filter::parse(q.get("filter").map(String::as_str).unwrap_or(""));
+    match o.board(filter).await {
+        Ok(b) => match serde_json::to_string(&b) {
+            Ok(json) => {
+                let mut r = json.into_response();
+                secure_headers(&mut r, "application/json");
+                r
+            }
+            Err(e) => {
+                tracing::error!("board JSON: {e}");
+                plain(StatusCode::INTERNAL_SERVER_ERROR, "error\n")
+            }
+        },
+        Err(e) => {
+            tracing::error!("office board: {e:#}");
+            plain(StatusCode::SERVICE_UNAVAILABLE, "store unavailable\n")
+        }
+    }
+}
+
+async fn api_csv(
+    State(o): State<Office>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    if o.session(&headers).await.is_none() {
+        return plain(StatusCode::UNAUTHORIZED, "sign in: POST /api/v1/session\n");
+    }
+    let filter = Filter::parse(q.get("filter").map(String::as_str).unwrap_or(""));
+    match o.board(filter).await.and_then(|b| board::csv(&b)) {
+        Ok(body) => {
+            let mut r = body.into_response();
+            secure_headers(&mut r, "text/csv; charset=utf-8");
+            r.headers_mut().insert(
+                header::CONTENT_DISPOSITION,
+                HeaderValue::from_static("attachment; filename=\"board.csv\""),
+            );
+            r
+        }
+        Err(e) => {
+            tracing::error!("office board: {e:#}");
+            plain(StatusCode::SERVICE_UNAVAILABLE, "store unavailable\n")
+        }
+    }
+}
+
+/// `POST /api/v1/session` with `{"user": …, "password": …}` as `application/json` (a type no
+/// plain HTML form can send, so another site cannot make a browser do it).
+async fn api_session(
+    State(o): State<Office>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let json_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(';')
+                .next()
+                .is_some_and(|t| t.trim() == "application/json")
+        });
+    if !json_type {
+        return plain(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "Content-Type: application/json\n",
+        );
+    }
+    #[derive(serde::Deserialize)]
+    struct Req {
+        user: String,
+        password: String,
+    }
+    let Ok(req) = serde_json::from_slice::<Req>(&body) else {
+        return plain(
+            StatusCode::BAD_REQUEST,
+            "expected {\"user\": \"…\", \"password\": \"…\"}\n",
+        );
+    };
+    match sign_in(&o, addr.ip(), &req.user, &req.password, "api").await {
+        Ok(token) => {
+            let body = serde_json::json!({
+                "token": token,
+                "expires_in": auth::SESSION_HOURS * 3600,
+            })
+            .to_string();
+            let mut r = body.into_response();
+            secure_headers(&mut r, "application/json");
+            r
+        }
+        Err(StatusCode::UNAUTHORIZED) => {
+            plain(StatusCode::UNAUTHORIZED, "wrong name or password\n")
+        }
+        Err(StatusCode::TOO_MANY_REQUESTS) => {
+            plain(StatusCode::TOO_MANY_REQUESTS, "too many tries\n")
+        }
+        Err(s) => plain(s, "try again\n"),
+    }
+}
