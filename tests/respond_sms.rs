@@ -6,25 +6,16 @@
 
 mod common;
 
-use common::gauge_rain as rain;
-
 use std::collections::BTreeSet;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::smsc::Smsc;
-use jiff::{SignedDuration, Timestamp};
-use stormbell::correlate::engine::{self, Engine};
-use stormbell::correlate::lifecycle::Send;
+use stormbell::correlate::Tier;
 use stormbell::correlate::warning::Contact;
-use stormbell::correlate::{Rules, Tier};
 use stormbell::dispatch::sms::{AccountSettings, SmsChannel};
 use stormbell::feeds::clock::SimClock;
-use stormbell::registry::{self, Encoding, Registry};
 use stormbell::store::Store;
-
-const ZONE: &str = "flash_flood:FF331098001";
 
 /// (person, kind, people, repeat_of, text) of a recorded answer.
 type Answer = (String, String, Option<i64>, Option<i64>, String);
@@ -44,48 +35,12 @@ fn answers_by_sms_close_calls_count_evacuation_once_and_silence_climbs_the_ladde
     let smsc = Smsc::start(5);
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path().join("r.db")).unwrap();
-    let county = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/county");
-    let prepared = registry::prepare_import(&county, Encoding::Auto, &|_| {}).unwrap();
-    let reg = Arc::new(Registry::new(prepared.data.clone()));
-    prepared.commit(&store, "test", jiff::Zoned::now()).unwrap();
+    let reg = common::county::registry(&store);
     let cfg = stormbell::config::Config::load(None, &Default::default()).unwrap();
-    let tz = cfg.time_zone();
     let policy = cfg.dispatch_policy();
     let settings = cfg.respond.clone();
-    let inner = stormbell::respond::chain(
-        stormbell::dispatch::hook(policy.clone(), Arc::new(tokio::sync::Notify::new())),
-        stormbell::respond::hook(settings.clone(), policy.clone()),
-    );
-    // Follow one zone.
-    let hook = engine::DecisionHook(Arc::new(move |tx, d, t, now| {
-        if t.lineage == ZONE {
-            (inner.0)(tx, d, t, now)
-        } else {
-            Ok(())
-        }
-    }));
-    let mut e = Engine::new(Rules::national(), cfg.issuer(), reg.clone());
-    let start: Timestamp = "2019-08-09T10:00:00+08:00".parse().unwrap();
-    let mut alert = None;
-    for step in 0..=12 {
-        let now = start + SignedDuration::from_mins(step * 10);
-        if step == 6 {
-            e.observe(&rain(now, 5.0), step);
-        }
-        if step == 12 {
-            e.observe(&rain(now, 38.0), step);
-        }
-        let ev = Arc::new(e.evaluate(now));
-        for x in ev.emitted.iter().filter(|x| x.lineage == ZONE) {
-            assert_eq!(x.decision.send, Send::Alert);
-            alert = Some((now, x.state.tier, x.targets.contacts.clone()));
-        }
-        let (ev2, tz2, hook2) = (ev.clone(), tz.clone(), hook.clone());
-        store
-            .write_blocking(move |tx| engine::commit(tx, &ev2, &[], now, &tz2, Some(&hook2)))
-            .unwrap();
-    }
-    let (at, tier, contacts) = alert.expect("the zone was warned");
+    let common::county::Warned { at, tier, contacts } =
+        common::county::warn_zone(&store, reg.clone(), &cfg, &policy, &settings, 38.0);
     assert_eq!(tier, Tier::Orange, "the ladder below is orange's");
     let calls = count(
         &store,

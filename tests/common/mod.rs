@@ -28,10 +28,12 @@ pub fn fixture_bytes(rel: &str) -> Vec<u8> {
         .join(rel);
     std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
 }
+pub mod county;
 pub mod dispatch;
 pub mod ebd;
 pub mod icecast;
 pub mod smsc;
+pub mod webdriver;
 
 /// Hourly rain at a synthetic gauge beside the flash-flood zone FF331098001 (120.9425,
 /// 28.1881) of the fixture county: what the end-to-end tests drive the county with.

@@ -1,0 +1,89 @@
+//! The synthetic county (`fixtures/county`) in a fresh store, and a flash-flood warning on it
+//! driven the way the daemon drives it: rain at the gauge beside zone FF331098001 through the
+//! real correlate engine, whose decisions queue dispatch's texts and register respond's calls.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use jiff::{SignedDuration, Timestamp};
+use stormbell::correlate::engine::{self, Engine};
+use stormbell::correlate::lifecycle::Send;
+use stormbell::correlate::warning::Contact;
+use stormbell::correlate::{Rules, Tier};
+use stormbell::dispatch::outbox::Policy;
+use stormbell::registry::{self, Encoding, Registry};
+use stormbell::respond::calls::RespondSettings;
+use stormbell::store::Store;
+
+/// The flash-flood zone the tests warn.
+pub const ZONE: &str = "flash_flood:FF331098001";
+
+/// Import the fixture county into `store`.
+pub fn registry(store: &Store) -> Arc<Registry> {
+    let county = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/county");
+    let prepared = registry::prepare_import(&county, Encoding::Auto, &|_| {}).unwrap();
+    let reg = Arc::new(Registry::new(prepared.data.clone()));
+    prepared.commit(store, "test", jiff::Zoned::now()).unwrap();
+    reg
+}
+
+/// The zone's Alert: when, at what tier, and whom it calls.
+pub struct Warned {
+    /// Decision time.
+    pub at: Timestamp,
+    /// Tier.
+    pub tier: Tier,
+    /// Persons called.
+    pub contacts: Vec<Contact>,
+}
+
+/// Rain on 2019-08-09 from 10:00 (+08:00): 5 mm in the hour to 11:00, then `mm` in the hour
+/// to 12:00 (38 mm: 准备转移, orange; 50 mm: 立即转移, red). Only the zone's decisions reach
+/// dispatch and respond (the same rain warns other places, which the tests do not follow).
+pub fn warn_zone(
+    store: &Store,
+    reg: Arc<Registry>,
+    cfg: &stormbell::config::Config,
+    policy: &Policy,
+    settings: &RespondSettings,
+    mm: f64,
+) -> Warned {
+    let tz = cfg.time_zone();
+    let inner = stormbell::respond::chain(
+        stormbell::dispatch::hook(policy.clone(), Arc::new(tokio::sync::Notify::new())),
+        stormbell::respond::hook(settings.clone(), policy.clone()),
+    );
+    let hook = engine::DecisionHook(Arc::new(move |tx, d, t, now| {
+        if t.lineage == ZONE {
+            (inner.0)(tx, d, t, now)
+        } else {
+            Ok(())
+        }
+    }));
+    let mut e = Engine::new(Rules::national(), cfg.issuer(), reg);
+    let start: Timestamp = "2019-08-09T10:00:00+08:00".parse().unwrap();
+    let mut alert = None;
+    for step in 0..=12 {
+        let now = start + SignedDuration::from_mins(step * 10);
+        if step == 6 {
+            e.observe(&super::gauge_rain(now, 5.0), step);
+        }
+        if step == 12 {
+            e.observe(&super::gauge_rain(now, mm), step);
+        }
+        let ev = Arc::new(e.evaluate(now));
+        for x in ev.emitted.iter().filter(|x| x.lineage == ZONE) {
+            assert_eq!(x.decision.send, Send::Alert);
+            alert = Some(Warned {
+                at: now,
+                tier: x.state.tier,
+                contacts: x.targets.contacts.clone(),
+            });
+        }
+        let (ev2, tz2, hook2) = (ev.clone(), tz.clone(), hook.clone());
+        store
+            .write_blocking(move |tx| engine::commit(tx, &ev2, &[], now, &tz2, Some(&hook2)))
+            .unwrap();
+    }
+    alert.expect("the zone was warned")
+}
