@@ -44,6 +44,8 @@ const ALL: &[(&str, &str)] = templates![
     "web/office.zh-CN",
     "web/office_board.zh-CN",
     "web/office_login.zh-CN",
+    "report/warning.zh-CN",
+    "report/warning.en",
 ];
 
 /// The environment (a template that does not parse is an error at first use, naming it).

@@ -6,6 +6,7 @@ mod cap_cmd;
 mod demo;
 mod fwi_cmd;
 mod registry_cmd;
+mod report_cmd;
 mod user_cmd;
 
 use std::path::PathBuf;
@@ -77,8 +78,9 @@ enum Command {
     Cap(cap_cmd::CapCommand),
     /// Fire Weather Index (FFMC, DMC, DC, ISI, BUI, FWI, DSR) from daily noon weather.
     Fwi(fwi_cmd::FwiArgs),
-    /// After-action report of a warning (issue #8).
-    Report(NotYetRest),
+    /// After-action report of a warning: timeline, time to acknowledge per level, who never
+    /// answered, evacuation; Markdown and CSV.
+    Report(report_cmd::ReportArgs),
     /// Configuration.
     #[command(subcommand)]
     Config(admin::ConfigCommand),
@@ -116,7 +118,7 @@ pub fn main() -> ExitCode {
         Command::Registry(cmd) => with_config(&cli.global, |cfg| registry_cmd::run(cmd, cfg)),
         Command::Replay(_) => not_yet("replay", 9, "typhoon drills"),
         Command::Fwi(args) => fwi_cmd::run(args),
-        Command::Report(_) => not_yet("report", 8, "after-action reports"),
+        Command::Report(args) => with_config(&cli.global, |cfg| report_cmd::run(args, cfg)),
     };
     ExitCode::from(code)
 }

@@ -202,6 +202,29 @@ pub fn by_identifier(
     .optional()
 }
 
+/// Every message of one lineage, in order (for the after-action report).
+pub fn of_lineage(conn: &Connection, lineage: &str) -> rusqlite::Result<Vec<StoredWarning>> {
+    conn.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM corr_warning WHERE lineage = ?1 ORDER BY version, id"
+    ))?
+    .query_map(params![lineage], stored)?
+    .collect()
+}
+
+/// The targets of a lineage's last decision that was not a Cancel: the places, people to
+/// move and shelters as the warning last stood (also after it was lifted).
+pub fn last_targets(conn: &Connection, lineage: &str) -> anyhow::Result<Option<Targets>> {
+    let json: Option<String> = conn
+        .prepare_cached(
+            "SELECT targets FROM corr_decision WHERE lineage = ?1 AND send != 'Cancel'
+             ORDER BY id DESC LIMIT 1",
+        )?
+        .query_row(params![lineage], |r| r.get(0))
+        .optional()?;
+    json.map(|j| serde_json::from_str(&j).map_err(Into::into))
+        .transpose()
+}
+
 /// The targets of the decision a message belongs to.
 pub fn targets_of(conn: &Connection, identifier: &str) -> anyhow::Result<Option<Targets>> {
     let t: Option<String> = conn

@@ -14,6 +14,7 @@ pub mod board;
 pub mod calls;
 pub mod intake;
 pub mod reply;
+pub mod report;
 pub mod terminals;
 
 use std::sync::Arc;
@@ -41,12 +42,19 @@ pub(crate) fn advance(tx: &rusqlite::Transaction<'_>, name: &str, last: i64) -> 
     Ok(())
 }
 
-/// A village's or site's name, for words people read (the code when the registry does not
-/// know it).
+/// A village's, site's, town's or county's name, for words people read (the code when the
+/// registry does not know it).
 pub(crate) fn place_name(reg: &crate::registry::Registry, id: &str) -> String {
     reg.village(id)
         .map(|v| v.name.clone())
         .or_else(|| reg.site(id).map(|s| s.name.clone()))
+        .or_else(|| {
+            reg.data
+                .units
+                .iter()
+                .find(|u| u.code == id)
+                .map(|u| u.name.clone())
+        })
         .unwrap_or_else(|| id.to_string())
 }
 

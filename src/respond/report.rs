@@ -1,0 +1,601 @@
+//! The after-action report of one warning (`stormbell report WARNING_ID`): what was issued and
+//! when, who was called and how long each level took to answer, who never answered, what the
+//! ladder did about it, and how complete the evacuation was. Read from the store after the
+//! fact (a lifted warning too): correlate's messages and decisions, dispatch's sends and
+//! receipts (from the audit trail, where each is recorded with its warning), respond's calls,
+//! steps, answers and evacuation reports.
+//!
+//! The words are in `templates/report/` (Markdown); [`persons_csv`] and [`timeline_csv`] give
+//! the same facts as tables.
+
+use std::collections::BTreeMap;
+
+use rusqlite::{Connection, params};
+use serde::Serialize;
+
+use crate::correlate::store as cstore;
+use crate::registry::Registry;
+
+/// One line of the timeline.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Event {
+    /// Local time, RFC 3339.
+    pub at: String,
+    /// issued | sms | answer | escalation | evacuation
+    pub kind: String,
+    /// Who (a person's name, or the office).
+    pub who: String,
+    /// What, in a few words.
+    pub what: String,
+}
+
+/// One person called, over all versions of the warning.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Person {
+    /// Registry id.
+    pub person: String,
+    /// Name.
+    pub name: String,
+    /// county | town | village | group | site
+    pub level: String,
+    /// Their role.
+    pub role: String,
+    /// The place they answer for (name).
+    pub place: String,
+    /// First called (local).
+    pub called: String,
+    /// Their own first answer (local), if any.
+    pub answered: Option<String>,
+    /// Minutes from call to their answer.
+    pub minutes: Option<f64>,
+    /// How they answered first (sms | link).
+    pub channel: Option<String>,
+    /// answered | covered (a co-responsible answered for the place) | silent | open | lifted
+    pub state: String,
+    /// Escalation steps fired on their calls.
+    pub steps: u32,
+}
+
+/// Time to acknowledge at one level.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Level {
+    /// county | town | village | group | site
+    pub level: String,
+    /// Persons called.
+    pub called: u32,
+    /// Answered themselves.
+    pub answered: u32,
+    /// Covered by a co-responsible.
+    pub covered: u32,
+    /// Never answered nor covered.
+    pub never: u32,
+    /// Minutes to answer: median, 90th percentile, longest.
+    pub median: Option<f64>,
+    /// 90th percentile (nearest rank).
+    pub p90: Option<f64>,
+    /// Longest.
+    pub max: Option<f64>,
+}
+
+/// Evacuation of one place.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Evacuation {
+    /// Village or site id.
+    pub place: String,
+    /// Name.
+    pub name: String,
+    /// People to move (as the warning last stood).
+    pub to_move: u32,
+    /// Reported moved.
+    pub moved: u32,
+    /// Reported refusing or unable.
+    pub refused: u32,
+}
+
+/// The report.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Report {
+    /// `hazard:area`.
+    pub lineage: String,
+    /// Hazard.
+    pub hazard: String,
+    /// The highest tier issued.
+    pub tier: String,
+    /// The area in words.
+    pub area_name: String,
+    /// When first issued, last message, whether lifted.
+    pub issued: String,
+    /// Last message.
+    pub last: String,
+    /// Lifted (a Cancel was issued).
+    pub lifted: bool,
+    /// Messages issued: (version, type, tier, sent, identifier).
+    pub messages: Vec<(i64, String, String, String, String)>,
+    /// SMS: (accepted, delivered, failed or undelivered), counted from the audit trail.
+    pub sms: (u32, u32, u32),
+    /// Everything in order.
+    pub timeline: Vec<Event>,
+    /// Per level.
+    pub levels: Vec<Level>,
+    /// Everyone called.
+    pub persons: Vec<Person>,
+    /// Per place.
+    pub evacuation: Vec<Evacuation>,
+    /// Totals: (to move, moved, refused).
+    pub evacuated: (u32, u32, u32),
+    /// The audit trail's head when the report was made (seq, hash), to compare later.
+    pub audit_head: Option<(i64, String)>,
+    /// When the report was made.
+    pub generated: String,
+}
+
+/// Find a warning by its lineage key (`flash_flood:FF331098001`) or by the CAP identifier of
+/// any of its messages.
+pub fn lineage_of(c: &Connection, id: &str) -> anyhow::Result<Option<String>> {
+    if let Some(w) = cstore::by_identifier(c, id)? {
+        return Ok(Some(w.lineage));
+    }
+    Ok((!cstore::of_lineage(c, id)?.is_empty()).then(|| id.to_string()))
+}
+
+fn minutes(from: &str, to: &str) -> Option<f64> {
+    let a: jiff::Timestamp = from.parse().ok()?;
+    let b: jiff::Timestamp = to.parse().ok()?;
+    Some((b.as_second() - a.as_second()) as f64 / 60.0)
+}
+
+/// Nearest-rank percentile of sorted values.
+fn percentile(sorted: &[f64], p: f64) -> Option<f64> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil().max(1.0) as usize;
+    sorted.get(rank.min(sorted.len()) - 1).copied()
+}
+
+/// Gather the report of one lineage.
+pub fn read(
+    c: &Connection,
+    reg: &Registry,
+    tz: &jiff::tz::TimeZone,
+    lineage: &str,
+) -> anyhow::Result<Report> {
+    let local = |s: &str| -> String {
+        s.parse::<jiff::Timestamp>()
+            .map(|t| {
+                t.to_zoned(tz.clone())
+                    .strftime("%Y-%m-%dT%H:%M:%S%:z")
+                    .to_string()
+            })
+            .unwrap_or_else(|_| s.to_string())
+    };
+    let msgs = cstore::of_lineage(c, lineage)?;
+    let Some(first) = msgs.first() else {
+        anyhow::bail!("no warning {lineage}");
+    };
+    let last_targets = cstore::last_targets(c, lineage)?;
+    let tier = msgs
+        .iter()
+        .filter_map(|m| m.tier.as_deref().and_then(crate::correlate::Tier::parse))
+        .max()
+        .map_or_else(String::new, |t| t.as_str().to_string());
+    let mut timeline: Vec<(String, Event)> = Vec::new();
+    let mut push = |at: &str, kind: &str, who: String, what: String| {
+        let key = at
+            .parse::<jiff::Timestamp>()
+            .map(|t| t.to_string())
+            .unwrap_or_else(|_| at.to_string());
+        timeline.push((
+            key,
+            Event {
+                at: local(at),
+                kind: kind.into(),
+                who,
+                what,
+            },
+        ));
+    };
+    for m in &msgs {
+        push(
+            &m.sent,
+            "issued",
+            String::new(),
+            format!(
+                "{} v{} {}",
+                m.msg_type,
+                m.version,
+                m.tier.as_deref().unwrap_or("")
+            ),
+        );
+    }
+
+    // Calls, all versions: one person's first call, own answer, and the state it ended in.
+    struct Acc {
+        name: String,
+        level: String,
+        role: String,
+        target: String,
+        called: String,
+        answered: Option<String>,
+        states: Vec<String>,
+    }
+    let mut people: BTreeMap<String, Acc> = BTreeMap::new();
+    {
+        let mut q = c.prepare_cached(
+            "SELECT person, name, level, role, target, called, state, answered FROM respond_call
+             WHERE lineage = ?1 ORDER BY id",
+        )?;
+        let rows = q.query_map(params![lineage], |r| {
+            Ok((
+                (
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                ),
+                (
+                    r.get::<_, String>(3)?,
+                    r.get::<_, String>(4)?,
+                    r.get::<_, String>(5)?,
+                ),
+                (r.get::<_, String>(6)?, r.get::<_, Option<String>>(7)?),
+            ))
+        })?;
+        for row in rows {
+            let ((person, name, level), (role, target, called), (state, answered)) = row?;
+            let a = people.entry(person).or_insert(Acc {
+                name,
+                level,
+                role,
+                target,
+                called: called.clone(),
+                answered: None,
+                states: Vec::new(),
+            });
+            if called < a.called {
+                a.called = called;
+            }
+            if state == "answered"
+                && let Some(t) = answered
+                && a.answered.as_ref().is_none_or(|x| t < *x)
+            {
+                a.answered = Some(t);
+            }
+            a.states.push(state);
+        }
+    }
+    // Their answers, by channel, in order.
+    let mut channel_of: BTreeMap<String, String> = BTreeMap::new();
+    {
+        let mut q = c.prepare_cached(
+            "SELECT at, channel, person, kind, people, shelter, text FROM respond_answer
+             WHERE lineage = ?1 AND repeat_of IS NULL ORDER BY at, id",
+        )?;
+        let rows = q.query_map(params![lineage], |r| {
+            Ok((
+                (
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, Option<String>>(2)?,
+                ),
+                (r.get::<_, String>(3)?, r.get::<_, Option<i64>>(4)?),
+                (r.get::<_, Option<String>>(5)?, r.get::<_, String>(6)?),
+            ))
+        })?;
+        for row in rows {
+            let ((at, channel, person), (kind, n), (shelter, text)) = row?;
+            let who = person
+                .as_ref()
+                .and_then(|p| people.get(p).map(|a| a.name.clone()))
+                .unwrap_or_default();
+            if let Some(p) = &person {
+                channel_of
+                    .entry(p.clone())
+                    .or_insert_with(|| channel.clone());
+            }
+            let what = match (kind.as_str(), n) {
+                ("moved", Some(n)) => format!(
+                    "moved {n}{} ({channel})",
+                    shelter.map(|s| format!(" → {s}")).unwrap_or_default()
+                ),
+                _ => format!("{kind} ({channel}): {text}"),
+            };
+            push(
+                &at,
+                if kind == "moved" {
+                    "evacuation"
+                } else {
+                    "answer"
+                },
+                who,
+                what,
+            );
+        }
+    }
+    // Escalation steps that fired.
+    let mut steps_of: BTreeMap<String, u32> = BTreeMap::new();
+    {
+        let mut q = c.prepare_cached(
+            "SELECT s.fired, s.action, s.detail, k.person, k.name FROM respond_step s
+             JOIN respond_call k ON k.id = s.call
+             WHERE k.lineage = ?1 AND s.state = 'fired' ORDER BY s.fired, s.id",
+        )?;
+        let rows = q.query_map(params![lineage], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, Option<String>>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, String>(4)?,
+            ))
+        })?;
+        for row in rows {
+            let (fired, action, detail, person, name) = row?;
+            *steps_of.entry(person).or_default() += 1;
+            push(
+                &fired,
+                "escalation",
+                name,
+                format!("{action}: {}", detail.unwrap_or_default()),
+            );
+        }
+    }
+    // Sends and receipts, from the audit trail (each entry names its warning).
+    let mut sms = (0, 0, 0);
+    {
+        let mut q = c.prepare_cached(
+            "SELECT kind, count(*), min(at) FROM audit
+             WHERE kind LIKE 'sms.%' AND json_extract(detail, '$.lineage') = ?1 GROUP BY kind",
+        )?;
+        let rows = q.query_map(params![lineage], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, String>(2)?,
+            ))
+        })?;
+        for row in rows {
+            let (kind, n, first_at) = row?;
+            let n = n.clamp(0, i64::from(u32::MAX)) as u32;
+            match kind.as_str() {
+                "sms.accepted" => {
+                    sms.0 += n;
+                    push(
+                        &first_at,
+                        "sms",
+                        String::new(),
+                        format!("first of {n} SMS accepted by the SMSC"),
+                    );
+                }
+                "sms.delivered" => sms.1 += n,
+                _ => sms.2 += n,
+            }
+        }
+    }
+    timeline.sort_by(|a, b| a.0.cmp(&b.0));
+
+    let place_name = |id: &str| super::place_name(reg, id);
+    let persons: Vec<Person> = people
+        .iter()
+        .map(|(id, a)| {
+            let state = if a.answered.is_some() {
+                "answered"
+            } else if a.states.iter().any(|s| s == "covered") {
+                "covered"
+            } else if a.states.iter().any(|s| s == "silent") {
+                "silent"
+            } else {
+                a.states.last().map_or("open", String::as_str)
+            };
+            Person {
+                person: id.clone(),
+                name: a.name.clone(),
+                level: a.level.clone(),
+                role: a.role.clone(),
+                place: place_name(&a.target),
+                called: local(&a.called),
+                answered: a.answered.as_deref().map(&local),
+                minutes: a.answered.as_deref().and_then(|t| minutes(&a.called, t)),
+                channel: a.answered.as_ref().and(channel_of.get(id).cloned()),
+                state: state.to_string(),
+                steps: steps_of.get(id).copied().unwrap_or(0),
+            }
+        })
+        .collect();
+    let mut levels = Vec::new();
+    for level in ["site", "group", "village", "town", "county"] {
+        let of: Vec<&Person> = persons.iter().filter(|p| p.level == level).collect();
+        if of.is_empty() {
+            continue;
+        }
+        let mut mins: Vec<f64> = of.iter().filter_map(|p| p.minutes).collect();
+        mins.sort_by(f64::total_cmp);
+        levels.push(Level {
+            level: level.into(),
+            called: of.len() as u32,
+            answered: of.iter().filter(|p| p.state == "answered").count() as u32,
+            covered: of.iter().filter(|p| p.state == "covered").count() as u32,
+            never: of
+                .iter()
+                .filter(|p| p.state != "answered" && p.state != "covered")
+                .count() as u32,
+            median: percentile(&mins, 50.0),
+            p90: percentile(&mins, 90.0),
+            max: mins.last().copied(),
+        });
+    }
+
+    // Evacuation: the places as the warning last stood, and every place reported on. A report
+    // for a village that is not warned itself counts for the warned site that names it (the
+    // people of a flash-flood zone live in its villages; their leads report by village).
+    let mut evac: BTreeMap<String, Evacuation> = BTreeMap::new();
+    let mut covered_by: BTreeMap<String, String> = BTreeMap::new();
+    for p in last_targets.iter().flat_map(|t| t.places.iter()) {
+        if let Some(site) = reg.site(&p.id) {
+            for v in &site.villages {
+                covered_by.entry(v.clone()).or_insert_with(|| p.id.clone());
+            }
+        }
+    }
+    for p in last_targets.iter().flat_map(|t| t.places.iter()) {
+        covered_by.insert(p.id.clone(), p.id.clone());
+    }
+    for p in last_targets.iter().flat_map(|t| t.places.iter()) {
+        evac.insert(
+            p.id.clone(),
+            Evacuation {
+                place: p.id.clone(),
+                name: p.name.clone(),
+                to_move: p.evacuate,
+                moved: 0,
+                refused: 0,
+            },
+        );
+    }
+    {
+        let mut q = c.prepare_cached(
+            "SELECT target, sum(people), sum(ifnull(refused, 0)) FROM respond_evacuation
+             WHERE lineage = ?1 GROUP BY target",
+        )?;
+        let rows = q.query_map(params![lineage], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, i64>(2)?,
+            ))
+        })?;
+        for row in rows {
+            let (target, moved, refused) = row?;
+            let target = covered_by.get(&target).cloned().unwrap_or(target);
+            let e = evac.entry(target.clone()).or_insert_with(|| Evacuation {
+                name: place_name(&target),
+                place: target,
+                to_move: 0,
+                moved: 0,
+                refused: 0,
+            });
+            e.moved += moved.clamp(0, i64::from(u32::MAX)) as u32;
+            e.refused += refused.clamp(0, i64::from(u32::MAX)) as u32;
+        }
+    }
+    let evacuation: Vec<Evacuation> = evac.into_values().collect();
+    let evacuated = evacuation.iter().fold((0, 0, 0), |t, e| {
+        (t.0 + e.to_move, t.1 + e.moved, t.2 + e.refused)
+    });
+    let last = msgs.last().unwrap_or(first);
+    Ok(Report {
+        lineage: lineage.to_string(),
+        hazard: first.hazard.clone(),
+        tier,
+        area_name: last_targets
+            .as_ref()
+            .and_then(|t| t.places.first().map(|p| p.name.clone()))
+            .unwrap_or_default(),
+        issued: local(&first.sent),
+        last: local(&last.sent),
+        lifted: msgs.iter().any(|m| m.msg_type == "Cancel"),
+        messages: msgs
+            .iter()
+            .map(|m| {
+                (
+                    m.version,
+                    m.msg_type.clone(),
+                    m.tier.clone().unwrap_or_default(),
+                    local(&m.sent),
+                    m.identifier.clone(),
+                )
+            })
+            .collect(),
+        sms,
+        timeline: timeline.into_iter().map(|(_, e)| e).collect(),
+        levels,
+        persons,
+        evacuation,
+        evacuated,
+        audit_head: crate::store::audit::head(c)?,
+        generated: jiff::Zoned::now()
+            .with_time_zone(tz.clone())
+            .strftime("%Y-%m-%dT%H:%M:%S%:z")
+            .to_string(),
+    })
+}
+
+/// The report in Markdown (`templates/report/warning.{lang}`).
+pub fn markdown(r: &Report, lang: &str) -> anyhow::Result<String> {
+    let lang = crate::templates::lang(lang);
+    let event = crate::templates::event_name(&r.hazard, lang).unwrap_or_else(|_| r.hazard.clone());
+    Ok(crate::templates::env()?
+        .get_template(&format!("report/warning.{lang}"))?
+        .render(minijinja::context! { r => minijinja::Value::from(minijinja::value::Serde(r)), event => event })?)
+}
+
+/// Everyone called, one row each.
+pub fn persons_csv(r: &Report) -> anyhow::Result<String> {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    w.write_record([
+        "person",
+        "name",
+        "level",
+        "role",
+        "place",
+        "called",
+        "answered",
+        "minutes",
+        "channel",
+        "state",
+        "escalation_steps",
+    ])?;
+    for p in &r.persons {
+        w.write_record([
+            p.person.as_str(),
+            &cell(&p.name),
+            &p.level,
+            &cell(&p.role),
+            &cell(&p.place),
+            &p.called,
+            p.answered.as_deref().unwrap_or(""),
+            &p.minutes.map(|m| format!("{m:.1}")).unwrap_or_default(),
+            p.channel.as_deref().unwrap_or(""),
+            &p.state,
+            &p.steps.to_string(),
+        ])?;
+    }
+    Ok(String::from_utf8(w.into_inner()?)?)
+}
+
+/// The timeline, one row per event.
+pub fn timeline_csv(r: &Report) -> anyhow::Result<String> {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    w.write_record(["at", "kind", "who", "what"])?;
+    for e in &r.timeline {
+        w.write_record([e.at.as_str(), &e.kind, &cell(&e.who), &cell(&e.what)])?;
+    }
+    Ok(String::from_utf8(w.into_inner()?)?)
+}
+
+/// A cell a spreadsheet will not run as a formula (what people typed in SMS replies goes into
+/// these files).
+fn cell(s: &str) -> String {
+    if s.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{s}")
+    } else {
+        s.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn percentiles_are_nearest_rank() {
+        let v = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0];
+        assert_eq!(super::percentile(&v, 50.0), Some(5.0));
+        assert_eq!(super::percentile(&v, 90.0), Some(9.0));
+        assert_eq!(super::percentile(&[4.0], 90.0), Some(4.0));
+        assert_eq!(super::percentile(&[], 50.0), None);
+    }
+
+    #[test]
+    fn typed_text_never_becomes_a_formula() {
+        assert_eq!(super::cell("=HYPERLINK(\"x\")"), "'=HYPERLINK(\"x\")");
+        assert_eq!(super::cell("已转移35人"), "已转移35人");
+    }
+}
