@@ -10,6 +10,7 @@
 
 mod common;
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -26,6 +27,18 @@ fn count(store: &Store, sql: &'static str) -> i64 {
     store
         .read_blocking(move |c| Ok(c.query_row(sql, [], |r| r.get(0))?))
         .unwrap()
+}
+
+/// The stormbell binary on this test's database, with nothing from the caller's environment.
+fn stormbell_cli(db: &std::path::Path) -> std::process::Command {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_stormbell"));
+    for (k, _) in std::env::vars() {
+        if k.starts_with("STORMBELL_") || k == "RUST_LOG" {
+            c.env_remove(k);
+        }
+    }
+    c.env("STORMBELL_STORE__PATH", db);
+    c
 }
 
 fn percent(s: &str) -> String {
@@ -49,14 +62,22 @@ fn a_silent_village_answers_from_its_link_and_the_office_page_turns_it_answered(
     let settings = cfg.respond.clone();
     let warned = common::county::warn_zone(&store, reg.clone(), &cfg, &policy, &settings, 50.0);
     assert_eq!(warned.tier, Tier::Red, "50 mm in an hour: move now");
-    let now = jiff::Timestamp::now();
-    store
-        .write_blocking(move |tx| {
-            stormbell::web::auth::put_user(tx, "duty", PASSWORD, "officer", now)
-        })
+    // The office's account, made as an administrator would (the password on standard input).
+    let db = dir.path().join("o.db");
+    let mut add = stormbell_cli(&db)
+        .args(["user", "add", "duty"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
         .unwrap();
+    {
+        use std::io::Write;
+        writeln!(add.stdin.take().unwrap(), "{PASSWORD}").unwrap();
+    }
+    let added = add.wait_with_output().unwrap();
+    assert!(added.status.success(), "{added:?}");
 
-    rt.block_on(async {
+    let (by_sms, by_link) = rt.block_on(async {
         let clock = Arc::new(SimClock::new(warned.at));
         let (stop_tx, stop) = tokio::sync::watch::channel(false);
         let wake = Arc::new(tokio::sync::Notify::new());
@@ -322,6 +343,7 @@ fn a_silent_village_answers_from_its_link_and_the_office_page_turns_it_answered(
         sms.await.unwrap().unwrap();
         respond.await.unwrap().unwrap();
         web.await.unwrap().unwrap();
+        (by_sms, by_link)
     });
 
     assert_eq!(
@@ -336,4 +358,69 @@ fn a_silent_village_answers_from_its_link_and_the_office_page_turns_it_answered(
         count(&store, "SELECT sum(people) FROM respond_evacuation"),
         35
     );
+
+    // Afterwards: the after-action report tells it all.
+    let out = dir.path().join("report");
+    let o = stormbell_cli(&db)
+        .args(["report", common::county::ZONE, "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    std::fs::write(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-artefacts/report.md"),
+        &md,
+    )
+    .ok();
+    let persons = std::fs::read_to_string(out.join("persons.csv")).unwrap();
+    let timeline = std::fs::read_to_string(out.join("timeline.csv")).unwrap();
+    assert!(md.contains("山洪灾害红色预警"), "{md}");
+    assert!(md.contains("已转移 **35** 人"), "{md}");
+    // Both answers, with their channels and minutes; the silent ones named.
+    let line_of = |person: &str| {
+        persons
+            .lines()
+            .find(|l| l.starts_with(&format!("{person},")))
+            .unwrap_or_else(|| panic!("{person} in {persons}"))
+            .to_string()
+    };
+    assert!(
+        line_of(&by_sms.1).contains(",sms,answered,"),
+        "{}",
+        line_of(&by_sms.1)
+    );
+    let link_line = line_of(&by_link.1);
+    assert!(link_line.contains(",link,answered,"), "{link_line}");
+    let never: Vec<&str> = persons.lines().filter(|l| l.contains(",silent,")).collect();
+    assert!(!never.is_empty(), "{persons}");
+    for l in &never {
+        let name = l.split(',').nth(1).unwrap();
+        assert!(md.contains(name), "{name} is named in the report");
+    }
+    // The late answer took more than the ladder's 15 minutes; the SMS reply less.
+    let minutes = |l: &str| -> f64 { l.split(',').nth(7).unwrap().parse().unwrap() };
+    assert!(minutes(&link_line) >= 15.0, "{link_line}");
+    assert!(minutes(&line_of(&by_sms.1)) < 5.0);
+    for kind in ["issued", "sms", "answer", "escalation", "evacuation"] {
+        assert!(
+            timeline.lines().any(|l| l.split(',').nth(1) == Some(kind)),
+            "{kind} in the timeline:\n{timeline}"
+        );
+    }
+    let en = stormbell_cli(&db)
+        .args(["report", common::county::ZONE, "--lang", "en", "--out"])
+        .arg(dir.path().join("report-en"))
+        .output()
+        .unwrap();
+    assert!(en.status.success());
+    let md_en = std::fs::read_to_string(dir.path().join("report-en/report.md")).unwrap();
+    assert!(md_en.contains("**35** moved"), "{md_en}");
+    // A warning that does not exist is a clear error.
+    let none = stormbell_cli(&db)
+        .args(["report", "flash_flood:NOPE"])
+        .output()
+        .unwrap();
+    assert_eq!(none.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&none.stderr).contains("no warning"));
 }
