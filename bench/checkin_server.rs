@@ -7,13 +7,12 @@
 //!
 //!     cargo run --release --example checkin_server -- --persons 20000 --out /tmp/reqs.txt [--smpp HOST:PORT]
 
+#[path = "common.rs"]
+mod common;
+
 use std::path::Path;
 use std::sync::Arc;
 
-use stormbell::correlate::assess::PlaceKind;
-use stormbell::correlate::lifecycle::Send;
-use stormbell::correlate::tier::{Hazard, Tier};
-use stormbell::correlate::warning::{Contact, TargetPlace, TargetShelter, Targets};
 use stormbell::dispatch::outbox::{self, Policy};
 use stormbell::dispatch::sms::{AccountSettings, SmsChannel};
 use stormbell::feeds::clock::SystemClock;
@@ -49,47 +48,7 @@ async fn main() -> anyhow::Result<()> {
         ..Policy::default()
     };
     // Every village of the county, the persons spread over them (synthetic numbers).
-    let villages: Vec<String> = reg.data.villages.iter().map(|v| v.code.clone()).collect();
-    let t = Targets {
-        lineage: "flash_flood:BENCH".into(),
-        version: 1,
-        hazard: Hazard::FlashFlood,
-        tier: Tier::Red,
-        send: Send::Alert,
-        raises: true,
-        restricted: false,
-        identifiers: vec!["bench-1".into()],
-        places: villages
-            .iter()
-            .take(3)
-            .map(|v| TargetPlace {
-                kind: PlaceKind::Village,
-                id: v.clone(),
-                name: reg.village(v).map(|x| x.name.clone()).unwrap_or_default(),
-                tier: Tier::Red,
-                evacuate: 40,
-            })
-            .collect(),
-        evacuate: 40,
-        contacts: (0..persons)
-            .map(|i| Contact {
-                person: format!("B{i:06}"),
-                name: format!("责任人{i}"),
-                mobile: format!("139{:08}", 10_000_000 + i),
-                level: "village".into(),
-                role: "村级责任人".into(),
-                target: villages[i % villages.len()].clone(),
-                deputy: None,
-            })
-            .collect(),
-        terminals: vec![],
-        shelters: vec![TargetShelter {
-            id: "S01".into(),
-            name: "溪口镇中心小学".into(),
-            capacity: 300,
-        }],
-        gaps: vec![],
-    };
+    let t = common::county_targets(&reg, persons);
     let settings = RespondSettings {
         all_must_answer: true,
         ..RespondSettings::default()

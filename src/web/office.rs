@@ -91,11 +91,33 @@ impl Office {
 
     /// The parts the watcher needs, without a receiver of its own (so the watcher ends when
     /// the last page's receiver is gone).
-    fn clone_for_watch(&self) -> (Store, Arc<Registry>, jiff::tz::TimeZone) {
-        (self.store.clone(), self.registry.clone(), self.tz.clone())
+    fn clone_for_watch(&self) -> Watched {
+        Watched {
+            store: self.store.clone(),
+            reg: self.registry.clone(),
+            tz: self.tz.clone(),
+            per_ip: self.per_ip.clone(),
+            per_user: self.per_user.clone(),
+        }
     }
 
-    async fn board(&self, filter: Filter) -> anyhow::Result<Board> {
+    /// The whole office page for a board, as served (public for the benchmark, which times
+    /// reading the board and this).
+    pub fn page_html(&self, s: &Session, b: &Board, filter: &str) -> anyhow::Result<String> {
+        let env = crate::templates::env()?;
+        let part = env
+            .get_template("web/office_board.zh-CN")?
+            .render(board_context(self, b, filter))?;
+        Ok(env
+            .get_template("web/office.zh-CN")?
+            .render(minijinja::context! {
+                title => &self.title, user => &s.user, csrf => self.csrf(s), filter => filter,
+                board_html => minijinja::Value::from_safe_string(part),
+            })?)
+    }
+
+    /// Read the board (public for the benchmark).
+    pub async fn board(&self, filter: Filter) -> anyhow::Result<Board> {
         let (reg, tz) = (self.registry.clone(), self.tz.clone());
         Ok(self
             .store
@@ -139,16 +161,32 @@ impl Office {
     }
 }
 
-async fn watch(
-    (store, reg, tz): (Store, Arc<Registry>, jiff::tz::TimeZone),
-    tx: tokio::sync::watch::Sender<u64>,
-) {
+/// What the watcher holds.
+struct Watched {
+    store: Store,
+    reg: Arc<Registry>,
+    tz: jiff::tz::TimeZone,
+    per_ip: Arc<DefaultKeyedRateLimiter<IpAddr>>,
+    per_user: Arc<DefaultKeyedRateLimiter<String>>,
+}
+
+async fn watch(w: Watched, tx: tokio::sync::watch::Sender<u64>) {
+    let Watched {
+        store,
+        reg,
+        tz,
+        per_ip,
+        per_user,
+    } = w;
     let mut last = 0u64;
     loop {
         tokio::select! {
             _ = tx.closed() => return,
             _ = tokio::time::sleep(WATCH_EVERY) => {}
         }
+        // Names sprayed at the sign-in form must not grow the limiters without end.
+        per_ip.retain_recent();
+        per_user.retain_recent();
         // The office's own receiver is one; read the board only when a page is listening.
         if tx.receiver_count() <= 1 {
             continue;
@@ -258,25 +296,13 @@ async fn page(
     };
     let filter = q.get("filter").map(String::as_str).unwrap_or("");
     match o.board(Filter::parse(filter)).await {
-        Ok(b) => {
-            let part = crate::templates::env().and_then(|e| {
-                Ok(e.get_template("web/office_board.zh-CN")?
-                    .render(board_context(&o, &b, filter))?)
-            });
-            match part {
-                Ok(part) => render(
-                    "web/office.zh-CN",
-                    minijinja::context! {
-                        title => &o.title, user => &s.user, csrf => o.csrf(&s), filter => filter,
-                        board_html => minijinja::Value::from_safe_string(part),
-                    },
-                ),
-                Err(e) => {
-                    tracing::error!("office board: {e:#}");
-                    plain(StatusCode::INTERNAL_SERVER_ERROR, "页面出错 / page error")
-                }
+        Ok(b) => match o.page_html(&s, &b, filter) {
+            Ok(body) => html(StatusCode::OK, body),
+            Err(e) => {
+                tracing::error!("office page: {e:#}");
+                plain(StatusCode::INTERNAL_SERVER_ERROR, "页面出错 / page error")
             }
-        }
+        },
         Err(e) => {
             tracing::error!("office board: {e:#}");
             plain(StatusCode::SERVICE_UNAVAILABLE, "请稍后再试 / try again")
