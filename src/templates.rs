@@ -36,6 +36,8 @@ const ALL: &[(&str, &str)] = templates![
     "sms/codes.en",
     "sms/terminal.zh-CN",
     "sms/terminal.en",
+    "sms/shelter.zh-CN",
+    "sms/shelter.en",
     "broadcast/warning.zh-CN",
     "broadcast/warning.en",
     "broadcast/title.zh-CN",

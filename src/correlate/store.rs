@@ -23,6 +23,14 @@ pub fn lineages(conn: &Connection) -> anyhow::Result<Vec<Lineage>> {
     Ok(out)
 }
 
+/// Whether a lineage is in force (not lifted).
+pub fn in_force(conn: &Connection, key: &str) -> rusqlite::Result<bool> {
+    conn.prepare_cached("SELECT 1 FROM corr_lineage WHERE key = ?1")?
+        .query_row([key], |_| Ok(()))
+        .optional()
+        .map(|o| o.is_some())
+}
+
 /// Keep (or drop, with `None`) a lineage's state.
 pub fn put_lineage(
     tx: &Transaction<'_>,

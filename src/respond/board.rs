@@ -160,6 +160,23 @@ pub struct Shelter {
     pub nearly_full: bool,
 }
 
+/// A lifted warning whose people are not all back home (解除转移), per reporting place.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Returning {
+    /// `hazard:area`.
+    pub lineage: String,
+    /// The hazard.
+    pub hazard: String,
+    /// When it was lifted (local).
+    pub lifted: String,
+    /// (place id, name, moved, returned), places with people still away first.
+    pub places: Vec<(String, String, u32, u32)>,
+    /// Moved in all.
+    pub moved: u32,
+    /// Back home in all.
+    pub returned: u32,
+}
+
 /// The whole board.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Board {
@@ -169,6 +186,8 @@ pub struct Board {
     pub warnings: Vec<Warning>,
     /// Shelters with anyone reported in them, fullest first.
     pub shelters: Vec<Shelter>,
+    /// Warnings lifted in the last 72 hours whose people are not all reported home.
+    pub returning: Vec<Returning>,
     /// Totals over every warning.
     pub totals: Totals,
 }
@@ -179,7 +198,8 @@ impl Board {
     pub fn digest(&self) -> u64 {
         use std::hash::{Hash, Hasher};
         let mut h = std::collections::hash_map::DefaultHasher::new();
-        let json = serde_json::to_string(&(&self.warnings, &self.shelters)).unwrap_or_default();
+        let json = serde_json::to_string(&(&self.warnings, &self.shelters, &self.returning))
+            .unwrap_or_default();
         json.hash(&mut h);
         h.finish()
     }
@@ -236,7 +256,7 @@ fn row<'a>(rows: &'a mut BTreeMap<String, Row>, village: &str) -> &'a mut Row {
 
 /// The village a call's or report's target lies in: a village itself, a site's first village,
 /// a group's village (its code's first 12 digits).
-fn village_of(reg: &Registry, target: &str) -> String {
+pub(crate) fn village_of(reg: &Registry, target: &str) -> String {
     if reg.village(target).is_some() {
         return target.to_string();
     }
@@ -480,6 +500,7 @@ pub fn read(
             .to_string(),
         warnings,
         shelters: shelters(c, reg)?,
+        returning: returning(c, reg, &local)?,
         totals,
     })
 }
@@ -535,7 +556,7 @@ fn evacuation(c: &Connection, lineage: &str) -> anyhow::Result<HashMap<String, (
 
 /// Shelter loads over the warnings in force: each person's latest report counted once (the
 /// same people reported under two warnings are the same people).
-fn shelters(c: &Connection, reg: &Registry) -> anyhow::Result<Vec<Shelter>> {
+pub(crate) fn shelters(c: &Connection, reg: &Registry) -> anyhow::Result<Vec<Shelter>> {
     let mut q = c.prepare_cached(
         "SELECT shelter, sum(people) FROM (
             SELECT e.shelter AS shelter, max(e.people) AS people FROM respond_evacuation e
@@ -596,6 +617,85 @@ fn shelters(c: &Connection, reg: &Registry) -> anyhow::Result<Vec<Shelter>> {
             .then(a.name.cmp(&b.name))
     });
     Ok(out)
+}
+
+/// Lifted warnings (a Cancel in the last 72 hours, the lineage no longer in force) with people
+/// moved and not all reported home.
+fn returning(
+    c: &Connection,
+    reg: &Registry,
+    local: &dyn Fn(&str) -> String,
+) -> anyhow::Result<Vec<Returning>> {
+    // Recent is measured on the warnings' own clock (the newest message issued), so that a
+    // replayed storm's lift shows while a drill runs, and old storms drop off in real life.
+    let newest: Option<String> = c
+        .prepare_cached("SELECT max(sent) FROM corr_warning")?
+        .query_row([], |r| r.get(0))?;
+    let since = newest
+        .and_then(|s| s.parse::<jiff::Timestamp>().ok())
+        .and_then(|t| t.checked_sub(jiff::SignedDuration::from_hours(72)).ok());
+    let mut q = c.prepare_cached(
+        "SELECT e.lineage, w.hazard, w.sent, e.target, sum(e.people), sum(ifnull(e.returned, 0))
+         FROM respond_evacuation e
+         JOIN (SELECT lineage, hazard, max(sent) AS sent FROM corr_warning
+               WHERE msg_type = 'Cancel' GROUP BY lineage) w ON w.lineage = e.lineage
+         WHERE e.lineage NOT IN (SELECT key FROM corr_lineage)
+         GROUP BY e.lineage, e.target",
+    )?;
+    let rows = q.query_map([], |r| {
+        Ok((
+            (
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+            ),
+            (
+                r.get::<_, String>(3)?,
+                r.get::<_, i64>(4)?,
+                r.get::<_, i64>(5)?,
+            ),
+        ))
+    })?;
+    let mut out: BTreeMap<String, Returning> = BTreeMap::new();
+    for row in rows {
+        let ((lineage, hazard, sent), (target, moved, returned)) = row?;
+        if let (Some(since), Ok(t)) = (since, sent.parse::<jiff::Timestamp>())
+            && t < since
+        {
+            continue;
+        }
+        let (moved, returned) = (
+            moved.clamp(0, i64::from(u32::MAX)) as u32,
+            returned.clamp(0, i64::from(u32::MAX)) as u32,
+        );
+        let e = out.entry(lineage.clone()).or_insert(Returning {
+            lineage,
+            hazard,
+            lifted: local(&sent),
+            places: Vec::new(),
+            moved: 0,
+            returned: 0,
+        });
+        e.moved += moved;
+        e.returned += returned;
+        e.places.push((
+            target.clone(),
+            super::place_name(reg, &target),
+            moved,
+            returned,
+        ));
+    }
+    let mut v: Vec<Returning> = out
+        .into_values()
+        .filter(|r| r.returned < r.moved)
+        .map(|mut r| {
+            r.places
+                .sort_by_key(|p| (std::cmp::Reverse(p.2.saturating_sub(p.3)), p.0.clone()));
+            r
+        })
+        .collect();
+    v.sort_by(|a, b| b.lifted.cmp(&a.lifted));
+    Ok(v)
 }
 
 /// The board as CSV, one row per place (for spreadsheets and the after-action file).

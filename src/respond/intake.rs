@@ -61,6 +61,7 @@ pub fn run_once(
             Reply::AtPost => ("post", None, None, None),
             Reply::Moved { people, shelter } => ("moved", Some(*people), shelter.clone(), None),
             Reply::Help(n) => ("help", None, None, n.clone()),
+            Reply::Returned { people } => ("returned", Some(*people), None, None),
             Reply::Unknown => ("unknown", None, None, None),
         };
         let since = (r.at - REPEAT_WINDOW).to_string();
@@ -142,36 +143,105 @@ pub fn run_once(
         } else {
             out.understood += 1;
         }
-        out.closed += calls::answered(tx, &last.person, answer, r.at, settings)?;
-        if let Some(n) = people {
-            moved(
-                tx,
-                &last.lineage,
-                &last.person,
-                n,
-                shelter.as_deref(),
-                None,
-                answer,
-                r.at,
-            )?;
-        }
-        if kind == "help" {
-            out.messages += help(
-                tx,
-                reg,
-                policy,
-                &last,
-                &address,
-                note.as_deref(),
-                answer,
-                r.at,
-            )?;
-        }
+        let (closed, messages) = act(
+            tx,
+            &Acted {
+                kind,
+                people,
+                shelter: shelter.as_deref(),
+                refused: None,
+                note: note.as_deref(),
+                mobile: &address,
+            },
+            &last,
+            answer,
+            r.at,
+            (reg, settings, policy),
+        )?;
+        out.closed += closed;
+        out.messages += messages;
     }
     if let Some(r) = replies.last() {
         super::advance(tx, CURSOR, r.id)?;
     }
     Ok(out)
+}
+
+/// What an understood answer said, for [`act`].
+struct Acted<'a> {
+    kind: &'a str,
+    people: Option<u32>,
+    shelter: Option<&'a str>,
+    refused: Option<u32>,
+    note: Option<&'a str>,
+    /// The number it came from (or the person's, for a link).
+    mobile: &'a str,
+}
+
+/// The effects of an answer, the same whether it came by SMS or by link: the person's calls
+/// closed; an evacuation or return report kept; a shelter crossing 90 % told to the town and
+/// county; a help request sent to them. Returns (calls closed, messages queued).
+fn act(
+    tx: &Transaction<'_>,
+    a: &Acted<'_>,
+    last: &outbox::LastSent,
+    answer: i64,
+    at: Timestamp,
+    (reg, settings, policy): (&Registry, &RespondSettings, &Policy),
+) -> anyhow::Result<(usize, usize)> {
+    let closed = calls::answered(tx, &last.person, answer, at, settings)?;
+    let mut messages = 0;
+    match (a.kind, a.people) {
+        ("returned", Some(n)) => returned(tx, &last.lineage, &last.person, n, answer, at)?,
+        (_, Some(n)) => {
+            moved(
+                tx,
+                &last.lineage,
+                &last.person,
+                n,
+                a.shelter,
+                a.refused,
+                answer,
+                at,
+            )?;
+            if let Some(s) = a.shelter {
+                messages += super::shelters::check(tx, reg, policy, last, s, at)?;
+            }
+        }
+        _ => {}
+    }
+    if a.kind == "help" {
+        messages += help(tx, reg, policy, last, a.mobile, a.note, answer, at)?;
+    }
+    Ok((closed, messages))
+}
+
+/// After the lift: the person's running total of people back home, beside what they moved.
+fn returned(
+    tx: &Transaction<'_>,
+    lineage: &str,
+    person: &str,
+    people: u32,
+    answer: i64,
+    at: Timestamp,
+) -> anyhow::Result<()> {
+    let Some(call) = own_call(tx, lineage, person)? else {
+        return Ok(());
+    };
+    tx.prepare_cached(
+        "INSERT INTO respond_evacuation (lineage, target, person, people, returned, at, answer)
+         VALUES (?1, ?2, ?3, 0, ?4, ?5, ?6)
+         ON CONFLICT (lineage, target, person) DO UPDATE SET returned = ?4, at = ?5, answer = ?6",
+    )?
+    .execute(params![
+        lineage,
+        call.target,
+        person,
+        people,
+        at.to_string(),
+        answer
+    ])?;
+    Ok(())
 }
 
 /// Need help: to every duty person of the town and the county over the person's places.
@@ -238,7 +308,7 @@ fn help(
 /// An answer given on a check-in page.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct LinkAnswer {
-    /// ack | post | moved | help.
+    /// ack | post | moved | help | returned.
     pub kind: String,
     /// moved: how many so far.
     pub people: Option<u32>,
@@ -265,7 +335,10 @@ pub fn from_link(
     settings: &RespondSettings,
     policy: &Policy,
 ) -> anyhow::Result<Option<i64>> {
-    if !matches!(a.kind.as_str(), "ack" | "post" | "moved" | "help") {
+    if !matches!(
+        a.kind.as_str(),
+        "ack" | "post" | "moved" | "help" | "returned"
+    ) {
         anyhow::bail!("unknown answer {:?}", a.kind);
     }
     let mut text = a.kind.clone();
@@ -322,44 +395,37 @@ pub fn from_link(
             detail: serde_json::json!({"channel": "link", "lineage": link.lineage, "text": text}),
         },
     )?;
-    calls::answered(tx, &link.person, answer, at, settings)?;
-    if let Some(n) = a.people {
-        moved(
-            tx,
-            &link.lineage,
-            &link.person,
-            n,
-            a.shelter.as_deref(),
-            a.refused,
-            answer,
-            at,
-        )?;
-    }
-    if a.kind == "help" {
-        let mobile = own_call(tx, &link.lineage, &link.person)?
-            .map(|c| c.mobile)
-            .unwrap_or_default();
-        let last = outbox::LastSent {
-            message: link.message,
-            person: link.person.clone(),
-            decision: link.decision,
-            lineage: link.lineage.clone(),
-            version: link.version,
-            at,
-        };
-        help(
-            tx,
-            reg,
-            policy,
-            &last,
-            &mobile,
-            a.note.as_deref(),
-            answer,
-            at,
-        )?;
-    }
+    let mobile = own_call(tx, &link.lineage, &link.person)?
+        .map(|c| c.mobile)
+        .unwrap_or_default();
+    let last = outbox::LastSent {
+        message: link.message,
+        person: link.person.clone(),
+        decision: link.decision,
+        lineage: link.lineage.clone(),
+        version: link.version,
+        at,
+    };
+    act(
+        tx,
+        &Acted {
+            kind: &a.kind,
+            people: a.people,
+            shelter: a.shelter.as_deref(),
+            refused: a.refused,
+            note: a.note.as_deref(),
+            mobile: &mobile,
+        },
+        &last,
+        answer,
+        at,
+        (reg, settings, policy),
+    )?;
     Ok(Some(answer))
 }
+
+/// An evacuation report as a page shows it: (people, shelter, refused).
+pub type Moved = (i64, Option<String>, Option<i64>);
 
 /// What a check-in page shows its person: the warning in words and what they reported.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
@@ -375,7 +441,11 @@ pub struct PageState {
     /// Their latest answers by kind (ack, post, moved, help).
     pub answered: Vec<String>,
     /// Their latest evacuation report: (people, shelter, refused).
-    pub moved: Option<(i64, Option<String>, Option<i64>)>,
+    pub moved: Option<Moved>,
+    /// The warning has been lifted: the page asks how many are back home (解除转移).
+    pub lifted: bool,
+    /// Their latest return report.
+    pub returned: Option<i64>,
 }
 
 /// Read the page state of a link's person and warning.
@@ -397,14 +467,17 @@ pub fn page_state(
     st.answered = q
         .query_map(params![link.person, link.lineage], |r| r.get(0))?
         .collect::<rusqlite::Result<_>>()?;
-    st.moved = c
+    let latest: Option<(Moved, Option<i64>)> = c
         .query_row(
-            "SELECT people, shelter, refused FROM respond_evacuation WHERE lineage = ?1 AND person = ?2
-             ORDER BY at DESC LIMIT 1",
+            "SELECT people, shelter, refused, returned FROM respond_evacuation
+             WHERE lineage = ?1 AND person = ?2 ORDER BY at DESC LIMIT 1",
             params![link.lineage, link.person],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            |r| Ok(((r.get(0)?, r.get(1)?, r.get(2)?), r.get(3)?)),
         )
         .optional()?;
+    st.moved = latest.as_ref().map(|l| l.0.clone()).filter(|m| m.0 > 0);
+    st.returned = latest.and_then(|l| l.1);
+    st.lifted = !crate::correlate::store::in_force(c, &link.lineage)?;
     Ok(st)
 }
 

@@ -8,6 +8,7 @@
 //! | `3 35`, `已转移35人`, `转移三十五人` | 35 people moved **so far** (a running total: sent twice, it still says 35) |
 //! | `3 35 溪口小学` | …and where they are |
 //! | `4`, `需支援`, `4 桥断了` | need help: straight to the town and county duty officers |
+//! | `5 30`, `已返回30人` | after the lift: 30 people back home **so far** (解除转移; a running total) |
 //!
 //! Full-width digits and spaces (what a Chinese keypad types), surrounding punctuation and
 //! a trailing 人 are accepted. Anything else is `Unknown` and kept, word for word, for a human.
@@ -28,6 +29,11 @@ pub enum Reply {
     },
     /// 需支援: need help, with whatever else was said.
     Help(Option<String>),
+    /// After the lift, people back home so far (解除转移).
+    Returned {
+        /// How many, in all so far.
+        people: u32,
+    },
     /// Not understood.
     Unknown,
 }
@@ -147,6 +153,12 @@ pub fn parse(text: &str) -> Reply {
             };
         }
         "4" => return Reply::Help((!rest.is_empty()).then(|| rest.to_string())),
+        "5" => {
+            return match count_and_place(rest) {
+                Some((people, None)) => Reply::Returned { people },
+                _ => Reply::Unknown,
+            };
+        }
         _ => {}
     }
     // The words.
@@ -164,6 +176,13 @@ pub fn parse(text: &str) -> Reply {
         if let Some(r) = s.strip_prefix(w) {
             let r = trim(r);
             return Reply::Help((!r.is_empty()).then(|| r.to_string()));
+        }
+    }
+    for w in ["已返回", "返回了", "已回家", "返回", "回家"] {
+        if let Some(r) = s.strip_prefix(w)
+            && let Some((people, None)) = count_and_place(r)
+        {
+            return Reply::Returned { people };
         }
     }
     for w in ["已转移", "转移了", "转移"] {
@@ -198,6 +217,11 @@ mod tests {
             ("2", Reply::AtPost),
             ("已到岗", Reply::AtPost),
             ("3 35", moved(35, None)),
+            ("5 30", Reply::Returned { people: 30 }),
+            ("已返回30人", Reply::Returned { people: 30 }),
+            ("返回三十人", Reply::Returned { people: 30 }),
+            ("5", Reply::Unknown),
+            ("5 30 礼堂", Reply::Unknown),
             ("3,35", moved(35, None)),
             ("３　３５", moved(35, None)),
             ("3 35人", moved(35, None)),

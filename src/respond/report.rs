@@ -90,6 +90,8 @@ pub struct Evacuation {
     pub moved: u32,
     /// Reported refusing or unable.
     pub refused: u32,
+    /// Reported back home after the lift.
+    pub returned: u32,
 }
 
 /// The report.
@@ -448,23 +450,25 @@ pub fn read(
                 to_move: p.evacuate,
                 moved: 0,
                 refused: 0,
+                returned: 0,
             },
         );
     }
     {
         let mut q = c.prepare_cached(
-            "SELECT target, sum(people), sum(ifnull(refused, 0)) FROM respond_evacuation
-             WHERE lineage = ?1 GROUP BY target",
+            "SELECT target, sum(people), sum(ifnull(refused, 0)), sum(ifnull(returned, 0))
+             FROM respond_evacuation WHERE lineage = ?1 GROUP BY target",
         )?;
         let rows = q.query_map(params![lineage], |r| {
             Ok((
                 r.get::<_, String>(0)?,
                 r.get::<_, i64>(1)?,
                 r.get::<_, i64>(2)?,
+                r.get::<_, i64>(3)?,
             ))
         })?;
         for row in rows {
-            let (target, moved, refused) = row?;
+            let (target, moved, refused, returned) = row?;
             let target = covered_by.get(&target).cloned().unwrap_or(target);
             let e = evac.entry(target.clone()).or_insert_with(|| Evacuation {
                 name: place_name(&target),
@@ -472,7 +476,9 @@ pub fn read(
                 to_move: 0,
                 moved: 0,
                 refused: 0,
+                returned: 0,
             });
+            e.returned += returned.clamp(0, i64::from(u32::MAX)) as u32;
             e.moved += moved.clamp(0, i64::from(u32::MAX)) as u32;
             e.refused += refused.clamp(0, i64::from(u32::MAX)) as u32;
         }

@@ -18,6 +18,8 @@ pub(crate) fn migrations() -> Migrations<'static> {
         M::up(include_str!("migrations/0010_web.sql")),
         M::up(include_str!("migrations/0011_dispatch_lookups.sql")),
         M::up(include_str!("migrations/0012_office.sql")),
+        M::up(include_str!("migrations/0013_return_shelter.sql")),
+        M::up(include_str!("migrations/0014_resound.sql")),
     ])
 }
 

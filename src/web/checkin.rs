@@ -218,7 +218,8 @@ impl Checkin {
             tier_zh => &w.tier_zh, move => &w.move_, places => &w.places,
             more_places => &w.more_places, shelters => &w.shelters, shelter_list => shelter_list,
             name => &st.name, place => &st.place, call => &st.call, answered => &st.answered,
-            moved => &st.moved, csrf => self.csrf(&l.token).unwrap_or_default(), done => done, error => error,
+            moved => &st.moved, lifted => st.lifted, returned => st.returned,
+            csrf => self.csrf(&l.token).unwrap_or_default(), done => done, error => error,
             expired => expired,
         };
         match crate::templates::env()
@@ -297,7 +298,7 @@ async fn answer(
                 .await;
         }
     };
-    if kind == "moved" && people.is_none() {
+    if (kind == "moved" || kind == "returned") && people.is_none() {
         return c
             .show(
                 &l,

@@ -48,6 +48,56 @@ pub fn warn_zone(
     settings: &RespondSettings,
     mm: f64,
 ) -> Warned {
+    drive_zone(store, reg, cfg, policy, settings, mm).0
+}
+
+/// The engine after the zone's Alert, to drive on (to the lift).
+pub struct Driver {
+    engine: Engine,
+    hook: engine::DecisionHook,
+    tz: jiff::tz::TimeZone,
+    /// The last evaluation's time.
+    pub at: Timestamp,
+}
+
+impl Driver {
+    /// Dry hours (the gauge reporting 0 mm each hour), ten minutes at a time, until the zone's
+    /// warning is lifted (a Cancel), up to two days; returns when.
+    pub fn until_lifted(&mut self, store: &Store) -> Timestamp {
+        for step in 0..288 {
+            self.at += SignedDuration::from_mins(10);
+            let now = self.at;
+            // The gauge keeps reporting, dry (a silent gauge is blind, and blind holds).
+            if step % 6 == 5 {
+                self.engine
+                    .observe(&super::gauge_rain(now, 0.0), 100 + step);
+            }
+            let ev = Arc::new(self.engine.evaluate(now));
+            let lifted = ev
+                .emitted
+                .iter()
+                .any(|x| x.lineage == ZONE && x.decision.send == Send::Cancel);
+            let (ev2, tz2, hook2) = (ev.clone(), self.tz.clone(), self.hook.clone());
+            store
+                .write_blocking(move |tx| engine::commit(tx, &ev2, &[], now, &tz2, Some(&hook2)))
+                .unwrap();
+            if lifted {
+                return now;
+            }
+        }
+        panic!("the zone was not lifted within two dry days");
+    }
+}
+
+/// [`warn_zone`], keeping the engine to drive on.
+pub fn drive_zone(
+    store: &Store,
+    reg: Arc<Registry>,
+    cfg: &stormbell::config::Config,
+    policy: &Policy,
+    settings: &RespondSettings,
+    mm: f64,
+) -> (Warned, Driver) {
     let tz = cfg.time_zone();
     let inner = stormbell::respond::chain(
         stormbell::dispatch::hook(policy.clone(), Arc::new(tokio::sync::Notify::new())),
@@ -85,5 +135,14 @@ pub fn warn_zone(
             .write_blocking(move |tx| engine::commit(tx, &ev2, &[], now, &tz2, Some(&hook2)))
             .unwrap();
     }
-    alert.expect("the zone was warned")
+    let at = start + SignedDuration::from_mins(120);
+    (
+        alert.expect("the zone was warned"),
+        Driver {
+            engine: e,
+            hook,
+            tz,
+            at,
+        },
+    )
 }
