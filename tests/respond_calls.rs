@@ -274,3 +274,115 @@ fn a_loudspeaker_that_did_not_play_sends_the_village_leads_to_their_gongs() {
         .unwrap();
     assert_eq!(again, (0, 0));
 }
+
+#[test]
+fn a_terminal_step_sounds_the_village_loudspeakers_again_once() {
+    use stormbell::dispatch::broadcast::jobs;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path().join("t.db")).unwrap();
+    let county = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/county");
+    let prepared = registry::prepare_import(&county, Encoding::Auto, &|_| {}).unwrap();
+    let reg = std::sync::Arc::new(Registry::new(prepared.data.clone()));
+    prepared.commit(&store, "test", jiff::Zoned::now()).unwrap();
+    let now: Timestamp = "2026-08-09T03:00:00+08:00".parse().unwrap();
+    let village = "331098001002";
+    let mut t = warn(1, Tier::Red, Send::Alert, true);
+    for c in &mut t.contacts {
+        c.target = village.into();
+    }
+    // The warning sounds this village's two loudspeakers and one elsewhere.
+    t.terminals = reg
+        .data
+        .terminals
+        .iter()
+        .filter(|x| x.village == village)
+        .map(|x| x.id.clone())
+        .collect();
+    assert_eq!(t.terminals.len(), 2);
+    let other = reg
+        .data
+        .terminals
+        .iter()
+        .find(|x| {
+            x.village != village && x.kind == stormbell::registry::model::TerminalKind::Cellular
+        })
+        .unwrap();
+    t.terminals.push(other.id.clone());
+    let plan = jobs::Plan {
+        routes: jobs::Routes {
+            platform: true,
+            icecast: false,
+        },
+        deadline: SignedDuration::from_mins(10),
+        policy: Policy::default(),
+    };
+    let mut s = settings(false);
+    s.ladder.insert(
+        "red".into(),
+        vec![
+            Step {
+                after_mins: 5,
+                action: "terminal".into(),
+            },
+            Step {
+                after_mins: 15,
+                action: "silent".into(),
+            },
+        ],
+    );
+    assert!(s.problems().is_empty(), "{:?}", s.problems());
+    let s2 = s.clone();
+    store
+        .write_blocking(move |tx| {
+            calls::register(tx, 1, &t, now, &s2, &Policy::default())?;
+            jobs::enqueue(tx, 1, &t, now, &plan)
+        })
+        .unwrap();
+    let r = reg.clone();
+    let fired = store
+        .write_blocking(move |tx| {
+            calls::fire_due(
+                tx,
+                now + SignedDuration::from_mins(6),
+                &r,
+                &Policy::default(),
+            )
+        })
+        .unwrap();
+    // Both persons' steps fired; the loudspeakers sound again once, only this village's.
+    assert_eq!(fired.steps, 2);
+    let copies: Vec<(i64, String, String)> = store
+        .read_blocking(|c| {
+            let mut q = c.prepare(
+                "SELECT resound, areas, state FROM broadcast_job WHERE resound IS NOT NULL",
+            )?;
+            let r = q.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+            Ok(r.collect::<Result<Vec<_>, _>>()?)
+        })
+        .unwrap();
+    assert_eq!(copies.len(), 1, "{copies:?}");
+    assert_eq!(copies[0].1, format!("[\"{village}\"]"));
+    assert_eq!(copies[0].2, "queued");
+    let targets: Vec<String> = store
+        .read_blocking(|c| {
+            let mut q = c.prepare(
+                "SELECT t.terminal FROM broadcast_target t JOIN broadcast_job j ON j.id = t.job
+                 WHERE j.resound IS NOT NULL ORDER BY t.terminal",
+            )?;
+            let r = q.query_map([], |r| r.get(0))?;
+            Ok(r.collect::<Result<Vec<_>, _>>()?)
+        })
+        .unwrap();
+    assert_eq!(targets.len(), 2);
+    assert!(!targets.contains(&other.id));
+    let details: Vec<String> = store
+        .read_blocking(|c| {
+            let mut q =
+                c.prepare("SELECT detail FROM respond_step WHERE state = 'fired' ORDER BY id")?;
+            let r = q.query_map([], |r| r.get(0))?;
+            Ok(r.collect::<Result<Vec<_>, _>>()?)
+        })
+        .unwrap();
+    assert!(details[0].contains("sound again"), "{details:?}");
+    assert!(details[1].contains("already sounds again"), "{details:?}");
+}

@@ -245,7 +245,7 @@ fn answers_by_sms_close_calls_count_evacuation_once_and_silence_climbs_the_ladde
     assert_eq!(
         fired,
         silent.len() as i64 * ladder,
-        "four steps per silent call"
+        "every step once per silent call"
     );
     assert_eq!(pending, 0);
 

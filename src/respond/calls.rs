@@ -50,7 +50,7 @@ pub struct RespondSettings {
 }
 
 /// The actions a step may name.
-pub const ACTIONS: &[&str] = &["resend", "deputy", "town", "county", "silent"];
+pub const ACTIONS: &[&str] = &["resend", "terminal", "deputy", "town", "county", "silent"];
 
 impl RespondSettings {
     /// Problems with the ladder, each as (key, message).
@@ -379,6 +379,20 @@ pub fn fire_due(
                     text.trim().to_string(),
                     format!("resend:{}:{step}", call.id),
                 )?;
+            }
+            "terminal" => {
+                // The channel ladder: the village's loudspeakers say it again, for everyone
+                // there, the lead included (through dispatch's broadcast queue).
+                let village = super::board::village_of(reg, &call.target);
+                let jobs =
+                    crate::dispatch::broadcast::jobs::resound(tx, &call.lineage, &village, now)?;
+                detail = if jobs > 0 {
+                    format!("loudspeakers of {village} sound again ({jobs} broadcast(s))")
+                } else {
+                    format!(
+                        "no loudspeaker of {village} was in this warning's broadcast (or it already sounds again)"
+                    )
+                };
             }
             "deputy" => match call.deputy.as_deref().and_then(|d| reg.person(d)) {
                 Some(d) => notify(

@@ -844,17 +844,21 @@ pub struct Plays {
     pub failed: u32,
 }
 
-/// Per village, the loudspeakers of a warning lineage's latest broadcast on each route: how
-/// many were asked to play, played, are playing, failed or never confirmed. For the office's
-/// board.
+/// Per village, the loudspeakers of a warning lineage's latest broadcast on each route that
+/// reached the village (a ladder's resound counts for its village only): how many were asked
+/// to play, played, are playing, failed or never confirmed. For the office's board.
 pub fn plays_by_village(
     conn: &Connection,
     lineage: &str,
 ) -> anyhow::Result<HashMap<String, Plays>> {
     let mut q = conn.prepare_cached(
         "SELECT t.village, t.state, count(*) FROM broadcast_target t
-         WHERE t.job IN (SELECT max(id) FROM broadcast_job
-                         WHERE lineage = ?1 AND send != 'Cancel' GROUP BY route)
+         JOIN broadcast_job j ON j.id = t.job
+         WHERE j.lineage = ?1 AND j.send != 'Cancel'
+           AND t.job = (SELECT max(t2.job) FROM broadcast_target t2
+                        JOIN broadcast_job j2 ON j2.id = t2.job
+                        WHERE j2.lineage = ?1 AND j2.route = j.route AND j2.send != 'Cancel'
+                          AND t2.village = t.village)
          GROUP BY t.village, t.state",
     )?;
     let rows = q.query_map(params![lineage], |r| {
@@ -878,4 +882,70 @@ pub fn plays_by_village(
         }
     }
     Ok(out)
+}
+
+/// Sound one village's loudspeakers again with a warning's latest broadcast (a respond ladder
+/// step, `terminal`): per route, a copy of the lineage's latest broadcast limited to that
+/// village's terminals, queued now with the same time to confirm. Once per broadcast and
+/// village however many steps ask. Returns the jobs queued (0: nothing was broadcast there).
+pub fn resound(
+    tx: &Transaction<'_>,
+    lineage: &str,
+    village: &str,
+    now: Timestamp,
+) -> anyhow::Result<usize> {
+    let at = stamp(now);
+    let latest: Vec<(i64, String, String)> = tx
+        .prepare_cached(
+            "SELECT id, deadline, created FROM broadcast_job WHERE id IN (
+                SELECT max(id) FROM broadcast_job
+                WHERE lineage = ?1 AND send != 'Cancel' AND resound IS NULL
+                  AND state NOT IN ('skipped', 'superseded')
+                GROUP BY route)",
+        )?
+        .query_map(params![lineage], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut queued = 0;
+    for (job, deadline, created) in latest {
+        let terminals: Vec<String> = tx
+            .prepare_cached(
+                "SELECT terminal FROM broadcast_target WHERE job = ?1 AND village = ?2",
+            )?
+            .query_map(params![job, village], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        if terminals.is_empty() {
+            continue;
+        }
+        let window = match (deadline.parse::<Timestamp>(), created.parse::<Timestamp>()) {
+            (Ok(d), Ok(c)) => d.duration_since(c),
+            _ => SignedDuration::from_mins(10),
+        };
+        let n = tx.execute(
+            "INSERT OR IGNORE INTO broadcast_job
+               (decision, lineage, version, send, hazard, tier, route, title, script, areas, state,
+                not_before, deadline, created, updated, resound)
+             SELECT decision, lineage, version, send, hazard, tier, route, title, script, ?2,
+                    'queued', ?3, ?4, ?3, ?3, id
+             FROM broadcast_job WHERE id = ?1",
+            params![
+                job,
+                serde_json::to_string(&[village])?,
+                at,
+                stamp(now.checked_add(window).unwrap_or(now))
+            ],
+        )?;
+        if n == 0 {
+            continue;
+        }
+        let copy = tx.last_insert_rowid();
+        let mut ins = tx.prepare_cached(
+            "INSERT OR IGNORE INTO broadcast_target (job, terminal, village, state, updated)
+             VALUES (?1, ?2, ?3, 'waiting', ?4)",
+        )?;
+        for t in &terminals {
+            ins.execute(params![copy, t, village, at])?;
+        }
+        queued += 1;
+    }
+    Ok(queued)
 }
