@@ -193,7 +193,7 @@ fn a_silent_village_answers_from_its_link_and_the_office_page_turns_it_answered(
         mo(&by_sms.2, "3 12");
         wait("the SMS reply", "SELECT count(*) FROM respond_answer", 1).await;
 
-        // Sixteen minutes of silence: the red ladder (5, 10, 10, 15 min) runs out.
+        // Sixteen minutes of silence: the red ladder (5, 5, 10, 10, 15 min) runs out.
         for _ in 0..16 {
             clock.advance(Duration::from_secs(60));
             tokio::time::sleep(Duration::from_millis(60)).await;

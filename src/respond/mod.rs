@@ -1,20 +1,26 @@
 //! Respond: the call-and-respond loop (叫应). A warning nobody acknowledged has not been
 //! delivered: this stage records who was called (`calls.rs`, in the decision's transaction),
-//! reads what people answered (`intake.rs`: SMS replies in the language of `reply.rs`; the
-//! check-in links follow), and chases silence up the ladder (`calls::fire_due`).
+//! reads what people answered (`intake.rs`: SMS replies in the language of `reply.rs`, and the
+//! check-in links' answers, with the same effects), and chases silence up the ladder
+//! (`calls::fire_due`: re-send, the village's loudspeakers again, deputy, town, county, the
+//! silent list). `terminals.rs` turns broadcast alarms (a loudspeaker that did not confirm)
+//! into messages to the people of that village; `shelters.rs` tells the town and county when a
+//! shelter passes 90 %. After a lift, leads report people back home (解除转移) the same way.
 //!
-//! Respond is the loop's last stage: it asks dispatch to send (re-sends, notices up the
-//! ladder, answers to replies) only through `dispatch::outbox::notice`, and reads dispatch's
-//! published state through its functions; dispatch never calls respond. Still to come (issue
-//! #8): the check-in pages and the office view in `web`, sounding the village terminal as a
-//! step, the after-action report. `terminals.rs` turns broadcast alarms (a loudspeaker that did
-//! not confirm) into messages to the people of that village.
+//! The read side: `board.rs` (the duty office's board, for the page, API and CSV) and
+//! `report.rs` (the after-action report of one warning).
+//!
+//! Respond is the loop's last stage: it asks dispatch to act only through
+//! `dispatch::outbox::notice` (texts) and `dispatch::broadcast::jobs::resound` (loudspeakers
+//! again), and reads dispatch's published state through its functions; dispatch never calls
+//! respond.
 
 pub mod board;
 pub mod calls;
 pub mod intake;
 pub mod reply;
 pub mod report;
+pub mod shelters;
 pub mod terminals;
 
 use std::sync::Arc;
