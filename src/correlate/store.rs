@@ -23,12 +23,14 @@ pub fn lineages(conn: &Connection) -> anyhow::Result<Vec<Lineage>> {
     Ok(out)
 }
 
-/// Whether a lineage is in force (not lifted).
-pub fn in_force(conn: &Connection, key: &str) -> rusqlite::Result<bool> {
-    conn.prepare_cached("SELECT 1 FROM corr_lineage WHERE key = ?1")?
-        .query_row([key], |_| Ok(()))
-        .optional()
-        .map(|o| o.is_some())
+/// Whether a lineage's latest message is its lift (a Cancel).
+pub fn lifted(conn: &Connection, key: &str) -> rusqlite::Result<bool> {
+    conn.prepare_cached(
+        "SELECT msg_type = 'Cancel' FROM corr_warning WHERE lineage = ?1 ORDER BY id DESC LIMIT 1",
+    )?
+    .query_row([key], |r| r.get(0))
+    .optional()
+    .map(|o| o.unwrap_or(false))
 }
 
 /// Keep (or drop, with `None`) a lineage's state.

@@ -477,7 +477,7 @@ pub fn page_state(
         .optional()?;
     st.moved = latest.as_ref().map(|l| l.0.clone()).filter(|m| m.0 > 0);
     st.returned = latest.and_then(|l| l.1);
-    st.lifted = !crate::correlate::store::in_force(c, &link.lineage)?;
+    st.lifted = crate::correlate::store::lifted(c, &link.lineage)?;
     Ok(st)
 }
 
