@@ -250,22 +250,103 @@ fn environment_variables_are_a_layer_and_are_named_when_wrong() {
     );
 }
 
+/// Sign in to the demo's office page as the demo user and read the board (blocking HTTP/1.1
+/// over a socket: the test needs no runtime for two requests).
+fn office_signs_in(base: &str, password: &str) {
+    use std::io::{Read, Write};
+    let host = base.trim_start_matches("http://").to_string();
+    let request = |req: String| -> String {
+        let mut s = std::net::TcpStream::connect(&host).unwrap();
+        s.set_read_timeout(Some(std::time::Duration::from_secs(20)))
+            .unwrap();
+        s.write_all(req.as_bytes()).unwrap();
+        let mut buf = Vec::new();
+        s.read_to_end(&mut buf).unwrap();
+        String::from_utf8_lossy(&buf).into_owned()
+    };
+    let login = request(format!(
+        "GET /office/login HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    ));
+    let pre = login
+        .lines()
+        .find_map(|l| l.strip_prefix("set-cookie: sb_pre="))
+        .and_then(|v| v.split(';').next())
+        .expect("a pre-session cookie")
+        .to_string();
+    let at = login.find("name=\"csrf\" value=\"").unwrap() + 19;
+    let csrf = login[at..].split('"').next().unwrap().to_string();
+    let body = format!("user=demo&password={password}&csrf={csrf}");
+    let signed = request(format!(
+        "POST /office/login HTTP/1.1\r\nHost: {host}\r\nCookie: sb_pre={pre}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    ));
+    assert!(signed.starts_with("HTTP/1.1 303"), "{signed}");
+    let session = signed
+        .lines()
+        .find_map(|l| l.strip_prefix("set-cookie: sb_session="))
+        .and_then(|v| v.split(';').next())
+        .expect("a session")
+        .to_string();
+    let page = request(format!(
+        "GET /office HTTP/1.1\r\nHost: {host}\r\nCookie: sb_session={session}\r\nConnection: close\r\n\r\n"
+    ));
+    assert!(
+        page.starts_with("HTTP/1.1 200"),
+        "{}",
+        &page[..page.len().min(500)]
+    );
+    assert!(
+        page.contains("一图一表") && page.contains("<svg"),
+        "the board and its map"
+    );
+}
+
 #[test]
 fn demo_runs_with_no_configuration_and_leaves_a_verifiable_audit() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().join("demo");
-    let o = run(&["demo", "--dir", d.to_str().unwrap()]);
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    assert!(stdout(&o).contains("台风红色预警"));
-    assert!(stdout(&o).contains("251 villages"), "{}", stdout(&o));
+    // With --serve, the demo ends by serving the office page over what it did, until Ctrl-C.
+    let mut child = bin()
+        .args([
+            "demo",
+            "--dir",
+            d.to_str().unwrap(),
+            "--serve",
+            "127.0.0.1:0",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut out = String::new();
+    {
+        use std::io::BufRead;
+        let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        for line in lines.by_ref() {
+            let line = line.unwrap();
+            out.push_str(&line);
+            out.push('\n');
+            if line.contains("a lead's link") {
+                break;
+            }
+        }
+    }
+    assert!(out.contains("台风红色预警"), "{out}");
+    assert!(out.contains("251 villages"), "{out}");
+    let office_line = out
+        .lines()
+        .find(|l| l.contains("duty office"))
+        .unwrap_or_else(|| panic!("{out}"));
+    let url = office_line.split_whitespace().nth(2).unwrap().to_string();
+    let password = office_line.split_whitespace().last().unwrap().to_string();
+    let base = url.trim_end_matches("/office").to_string();
+    office_signs_in(&base, &password);
+    // Ctrl-C ends it cleanly.
+    // SAFETY: sends SIGINT to the child we started.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    assert!(child.wait().unwrap().success());
     // The Lekima drill: the county's red signal arrives, the rain outage raises the gap
     // alarm, and stormbell issues its own warnings — typhoon red somewhere, and lifts.
-    let out = stdout(&o);
     assert!(
         out.contains("upstream Update 东溟县气象局发布台风红色预警"),
         "{out}"
@@ -273,6 +354,16 @@ fn demo_runs_with_no_configuration_and_leaves_a_verifiable_audit() {
     assert!(out.contains("FEED GAP rain"), "{out}");
     assert!(out.contains("warnings issued"), "{out}");
     assert!(d.join("cap/33109841600000_20190809183000.xml").is_file());
+    // The after-action report of the warning that called most, from the calls it made.
+    assert!(out.contains("after-action report of"), "{out}");
+    let report = std::fs::read_to_string(d.join("report/report.md")).unwrap();
+    assert!(report.contains("## 未应答人员"), "{report}");
+    let persons = std::fs::read_to_string(d.join("report/persons.csv")).unwrap();
+    assert!(persons.lines().count() > 10, "{persons}");
+    assert!(
+        !out.contains("office page (#8)"),
+        "no stale 'not yet built'"
+    );
     let db = d.join("stormbell.db");
     let c = rusqlite::Connection::open(&db).unwrap();
     let count = |sql: &str| -> i64 { c.query_row(sql, [], |r| r.get(0)).unwrap() };
@@ -314,9 +405,10 @@ fn demo_runs_with_no_configuration_and_leaves_a_verifiable_audit() {
     let o = run(&["--db", db.to_str().unwrap(), "audit", "verify"]);
     assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
     // demo.started, registry.imported, cap.converted for each of the two sample alerts, the
-    // replayed rain outage's feed.gap and feed.recovered, and one entry per warning decision.
+    // replayed rain outage's feed.gap and feed.recovered, one entry per warning decision, and
+    // the office sign-in.
     assert!(
-        stdout(&o).contains(&format!("audit intact: {} entries", 6 + decisions)),
+        stdout(&o).contains(&format!("audit intact: {} entries", 7 + decisions)),
         "{}",
         stdout(&o)
     );

@@ -83,8 +83,8 @@ async fn office_doors_stay_shut_without_a_session_and_open_with_one() {
     let now = jiff::Timestamp::now();
     store
         .write_blocking(move |tx| {
-            auth::put_user(tx, "duty", PASSWORD, "officer", now)?;
-            auth::put_user(tx, "night", PASSWORD, "viewer", now)
+            auth::put_user(tx, &auth::NewUser::new("duty", PASSWORD, "officer")?, now)?;
+            auth::put_user(tx, &auth::NewUser::new("night", PASSWORD, "viewer")?, now)
         })
         .unwrap();
     // Stored: hashes, never the password.

@@ -1,9 +1,11 @@
 //! `stormbell demo`: the embedded default, with zero configuration.
 //!
-//! Today it shows the parts that exist: a fresh SQLite store with its audit chain, the
-//! synthetic county's registry, the CAP codec reading a (synthetic) national-dialect typhoon
-//! warning and its Cancel, checking them and writing them as OASIS CAP 1.2, and the feeds
-//! replaying three days of Typhoon Lekima (2019) in a few seconds. It says plainly which
+//! It shows the parts that exist: a fresh SQLite store with its audit chain, the synthetic
+//! county's registry, the CAP codec reading a (synthetic) national-dialect typhoon warning and
+//! its Cancel, checking them and writing them as OASIS CAP 1.2, the feeds replaying three days
+//! of Typhoon Lekima (2019) in a few seconds with every decision queueing its texts and calls,
+//! and the after-action report of the warning that called most. With `--serve ADDR` it then
+//! serves the duty office's page and the check-in links over the result. It says plainly which
 //! stages are not built yet.
 
 use std::path::PathBuf;
@@ -23,6 +25,11 @@ pub struct DemoArgs {
     /// temporary directory). Nothing outside it is touched.
     #[arg(long, value_name = "DIR")]
     dir: Option<PathBuf>,
+    /// After the replay, serve the duty office's page and the check-in links on this address
+    /// (e.g. 127.0.0.1:8470) until Ctrl-C, with a demo account whose password is printed.
+    /// The texts then carry check-in links to it.
+    #[arg(long, value_name = "ADDR")]
+    serve: Option<String>,
 }
 
 /// The bundled synthetic county (fixtures/county/), so the demo runs from anywhere.
@@ -96,6 +103,19 @@ pub fn run(args: DemoArgs, cfg: &Config) -> u8 {
 }
 
 fn demo(args: DemoArgs, cfg: &Config) -> anyhow::Result<()> {
+    // With --serve, the texts carry check-in links to the address served.
+    let mut cfg = cfg.clone();
+    let listener = match &args.serve {
+        Some(addr) => {
+            let l = std::net::TcpListener::bind(addr)
+                .map_err(|e| anyhow::anyhow!("--serve {addr}: {e}"))?;
+            let at = l.local_addr()?;
+            cfg.dispatch.link_base = format!("http://{at}/r/");
+            Some(l)
+        }
+        None => None,
+    };
+    let cfg = &cfg;
     let dir = args.dir.unwrap_or_else(|| {
         std::env::temp_dir().join(format!("stormbell-demo-{}", std::process::id()))
     });
@@ -253,6 +273,9 @@ fn demo(args: DemoArgs, cfg: &Config) -> anyhow::Result<()> {
     feeds(&store, cfg)?;
 
     println!();
+    respond(&store, cfg, &dir)?;
+
+    println!();
     match store.read_blocking(|c| Ok(audit::verify(c)?))? {
         audit::Verification::Intact { entries, head } => {
             let head = head
@@ -266,18 +289,144 @@ fn demo(args: DemoArgs, cfg: &Config) -> anyhow::Result<()> {
     }
     println!();
     println!("not yet built (each arrives with its issue):");
-    for (what, issue) in [
-        ("SMS over SMPP with receipts", 6),
-        ("village broadcast terminals", 7),
-        (
-            "call-and-respond, check-in links, escalation, the office page",
-            8,
-        ),
-        ("the daemon's stages and the typhoon drill", 9),
-    ] {
-        println!("  - {what} (#{issue})");
+    println!(
+        "  - every stage in one daemon, and the typhoon drill with SMS, loudspeakers and answers (#9)"
+    );
+    if let Some(l) = listener {
+        serve(store, cfg, l)?;
     }
     Ok(())
+}
+
+/// Who the replay's warnings called, and the after-action report of the one that called most.
+fn respond(store: &Store, cfg: &Config, dir: &std::path::Path) -> anyhow::Result<()> {
+    let (calls, persons, steps): (i64, i64, i64) = store.read_blocking(|c| {
+        Ok(c.query_row(
+            "SELECT (SELECT count(*) FROM respond_call), (SELECT count(DISTINCT person) FROM respond_call),
+                    (SELECT count(*) FROM respond_step WHERE state = 'pending')",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )?)
+    })?;
+    let queued: i64 = store.read_blocking(|c| {
+        Ok(c.query_row(
+            "SELECT count(*) FROM dispatch_message WHERE state = 'queued'",
+            [],
+            |r| r.get(0),
+        )?)
+    })?;
+    println!(
+        "respond: {calls} calls to {persons} responsible persons, {steps} escalation steps waiting; \
+         {queued} texts queued (the demo has no SMS centre: nobody can answer, so on a live \
+         clock each would climb its ladder)"
+    );
+    let top: Option<String> = store.read_blocking(|c| {
+        Ok(rusqlite::OptionalExtension::optional(c.query_row(
+            "SELECT lineage FROM respond_call GROUP BY lineage ORDER BY count(*) DESC, lineage LIMIT 1",
+            [],
+            |r| r.get(0),
+        ))?)
+    })?;
+    if let Some(lineage) = top {
+        let reg = Registry::load(store)?;
+        let tz = cfg.time_zone();
+        let l2 = lineage.clone();
+        let r =
+            store.read_blocking(move |c| stormbell::respond::report::read(c, &reg, &tz, &l2))?;
+        let out = dir.join("report");
+        std::fs::create_dir_all(&out)?;
+        std::fs::write(
+            out.join("report.md"),
+            stormbell::respond::report::markdown(&r, "zh-CN")?,
+        )?;
+        std::fs::write(
+            out.join("persons.csv"),
+            stormbell::respond::report::persons_csv(&r)?,
+        )?;
+        std::fs::write(
+            out.join("timeline.csv"),
+            stormbell::respond::report::timeline_csv(&r)?,
+        )?;
+        println!(
+            "  after-action report of {lineage} ({} persons called, {} messages): {}",
+            r.persons.len(),
+            r.messages.len(),
+            out.join("report.md").display()
+        );
+    }
+    Ok(())
+}
+
+/// Serve the office page and the check-in links over the demo's store until Ctrl-C.
+fn serve(store: Store, cfg: &Config, listener: std::net::TcpListener) -> anyhow::Result<()> {
+    use std::sync::Arc;
+    let mut pw = [0u8; 9];
+    getrandom::getrandom(&mut pw).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
+    let password = format!("demo-{}", hex::encode(pw));
+    let now = jiff::Timestamp::now();
+    let user = stormbell::web::auth::NewUser::new("demo", &password, "officer")?;
+    store.write_blocking(move |tx| stormbell::web::auth::put_user(tx, &user, now))?;
+    let addr = listener.local_addr()?;
+    let rt = tokio::runtime::Runtime::new()?;
+    rt.block_on(async {
+        listener.set_nonblocking(true)?;
+        let listener = tokio::net::TcpListener::from_std(listener)?;
+        let reg = Arc::new(Registry::load(&store)?);
+        let clock: Arc<dyn stormbell::feeds::clock::Clock> =
+            Arc::new(stormbell::feeds::clock::SystemClock::new());
+        let checkin = stormbell::web::checkin::Checkin::new(
+            store.clone(),
+            reg.clone(),
+            cfg.respond.clone(),
+            cfg.dispatch_policy(),
+            Default::default(),
+            clock,
+        )
+        .await?;
+        let base = format!("http://{addr}");
+        let office = stormbell::web::office::Office::new(
+            store.clone(),
+            reg,
+            cfg.time_zone(),
+            &cfg.office.name,
+            &base,
+        )
+        .await?;
+        println!();
+        println!("serving until Ctrl-C:");
+        println!("  duty office   {base}/office   user demo, password {password}");
+        println!("  CAP feed      {base}/cap/feed.atom");
+        let link: Option<String> = store
+            .read(|c| {
+                Ok(rusqlite::OptionalExtension::optional(c.query_row(
+                    "SELECT token FROM dispatch_link ORDER BY rowid DESC LIMIT 1",
+                    [],
+                    |r| r.get(0),
+                ))?)
+            })
+            .await?;
+        if let Some(t) = link {
+            println!(
+                "  a lead's link {base}/r/{t}   (as in their text: answer, report people moved)"
+            );
+        }
+        stormbell::web::serve(
+            listener,
+            store.clone(),
+            stormbell::web::WebSettings {
+                title: cfg.office.name.clone(),
+                sender: cfg.office.cap_sender.clone(),
+                base: base.clone(),
+            },
+            Some(checkin),
+            Some(office),
+            async {
+                let _ = tokio::signal::ctrl_c().await;
+            },
+        )
+        .await?;
+        Ok::<_, anyhow::Error>(())
+    })
 }
 
 /// Where the Lekima scenario is: beside the working directory (`./scripts/demo` runs from the

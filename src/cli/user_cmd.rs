@@ -48,10 +48,17 @@ pub fn run(cmd: UserCommand, cfg: &Config) -> u8 {
                 return EXIT_USAGE;
             }
             let password = password.trim_end_matches(['\r', '\n']).to_string();
+            let user = match auth::NewUser::new(&name, &password, &role) {
+                Ok(u) => u,
+                Err(e) => {
+                    eprintln!("stormbell: user {name}: {e}");
+                    return EXIT_USAGE;
+                }
+            };
             let now = jiff::Timestamp::now();
             let (n, r, tz2) = (name.clone(), role.clone(), tz.clone());
             match store.write_blocking(move |tx| {
-                auth::put_user(tx, &n, &password, &r, now)?;
+                auth::put_user(tx, &user, now)?;
                 audit::append(
                     tx,
                     &audit::Entry::now(

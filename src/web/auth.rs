@@ -67,34 +67,47 @@ pub fn weak(password: &str) -> Option<&'static str> {
     }
 }
 
-/// Add a user, or set the password and role of an existing one (enabling it again).
-pub fn put_user(
-    tx: &Transaction<'_>,
-    name: &str,
-    password: &str,
-    role: &str,
-    now: Timestamp,
-) -> anyhow::Result<()> {
-    let name = name.trim();
-    if name.is_empty() || name.chars().count() > 64 || name.chars().any(char::is_control) {
-        anyhow::bail!("a user name is 1 to 64 printable characters");
+/// A user ready to be stored: checked, the password already hashed (argon2 is slow on
+/// purpose, so it runs before the write, never inside the store's one writer).
+#[derive(Debug, Clone)]
+pub struct NewUser {
+    name: String,
+    role: String,
+    hash: String,
+}
+
+impl NewUser {
+    /// Check a name, role and password, and hash the password.
+    pub fn new(name: &str, password: &str, role: &str) -> anyhow::Result<NewUser> {
+        let name = name.trim();
+        if name.is_empty() || name.chars().count() > 64 || name.chars().any(char::is_control) {
+            anyhow::bail!("a user name is 1 to 64 printable characters");
+        }
+        if !ROLES.contains(&role) {
+            anyhow::bail!("role {role:?}: one of {}", ROLES.join(", "));
+        }
+        if let Some(why) = weak(password) {
+            anyhow::bail!("password: {why}");
+        }
+        Ok(NewUser {
+            name: name.to_string(),
+            role: role.to_string(),
+            hash: hash_password(password)?,
+        })
     }
-    if !ROLES.contains(&role) {
-        anyhow::bail!("role {role:?}: one of {}", ROLES.join(", "));
-    }
-    if let Some(why) = weak(password) {
-        anyhow::bail!("password: {why}");
-    }
-    let hash = hash_password(password)?;
+}
+
+/// Add a user, or set the password and role of an existing one (enabling it again; their
+/// sessions signed in with the old password end).
+pub fn put_user(tx: &Transaction<'_>, u: &NewUser, now: Timestamp) -> anyhow::Result<()> {
     tx.execute(
         "INSERT INTO web_user (name, hash, role, created) VALUES (?1, ?2, ?3, ?4)
          ON CONFLICT (name) DO UPDATE SET hash = ?2, role = ?3, disabled = 0",
-        params![name, hash, role, stamp(now)],
+        params![u.name, u.hash, u.role, stamp(now)],
     )?;
-    // A new password ends the sessions signed in with the old one.
     tx.execute(
         "UPDATE web_session SET ended = ?2 WHERE user = ?1 AND ended IS NULL",
-        params![name, stamp(now)],
+        params![u.name, stamp(now)],
     )?;
     Ok(())
 }
