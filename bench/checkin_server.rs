@@ -10,35 +10,20 @@
 #[path = "common.rs"]
 mod common;
 
-use std::path::Path;
 use std::sync::Arc;
 
 use stormbell::dispatch::outbox::{self, Policy};
 use stormbell::dispatch::sms::{AccountSettings, SmsChannel};
 use stormbell::feeds::clock::SystemClock;
-use stormbell::registry::{self, Encoding, Registry};
 use stormbell::respond::calls::{self, RespondSettings};
-use stormbell::store::Store;
 use stormbell::web::checkin::{Checkin, Limits};
-
-fn arg(name: &str) -> Option<String> {
-    let a: Vec<String> = std::env::args().collect();
-    a.iter()
-        .position(|x| x == name)
-        .and_then(|i| a.get(i + 1).cloned())
-}
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let persons: usize = arg("--persons").map_or(Ok(20_000), |s| s.parse())?;
-    let out = arg("--out").unwrap_or_else(|| "/tmp/checkin-requests.txt".into());
+    let persons: usize = common::arg("--persons").map_or(Ok(20_000), |s| s.parse())?;
+    let out = common::arg("--out").unwrap_or_else(|| "/tmp/checkin-requests.txt".into());
     let dir = tempfile::tempdir()?;
-    let store = Store::open(dir.path().join("bench.db"))?;
-    let county = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/county");
-    let prepared = registry::prepare_import(&county, Encoding::Auto, &|_| {})
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let reg = Arc::new(Registry::new(prepared.data.clone()));
-    prepared.commit(&store, "bench", jiff::Zoned::now())?;
+    let (store, reg) = common::county_store(dir.path())?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let base = format!("http://{}", listener.local_addr()?);
     let policy = Policy {
@@ -91,7 +76,7 @@ async fn main() -> anyhow::Result<()> {
     std::fs::write(&out, lines)?;
     let (stop_tx, stop) = tokio::sync::watch::channel(false);
     // Dispatch at the same time, when an SMSC is given.
-    if let Some(smpp) = arg("--smpp") {
+    if let Some(smpp) = common::arg("--smpp") {
         let account = AccountSettings {
             name: "main".into(),
             address: smpp,

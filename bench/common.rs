@@ -1,11 +1,38 @@
-//! Shared by the benchmark programs: a red warning over the synthetic county calling `persons`
-//! responsible persons (synthetic names and numbers), spread over its villages.
+//! Shared by the benchmark programs: their arguments, a fresh store holding the synthetic
+//! county, and a red warning over it calling `persons` responsible persons (synthetic names
+//! and numbers), spread over its villages.
+#![allow(dead_code)]
+
+use std::path::Path;
+use std::sync::Arc;
+
+use stormbell::registry::{self, Encoding};
+use stormbell::store::Store;
 
 use stormbell::correlate::assess::PlaceKind;
 use stormbell::correlate::lifecycle::Send;
 use stormbell::correlate::tier::{Hazard, Tier};
 use stormbell::correlate::warning::{Contact, TargetPlace, TargetShelter, Targets};
 use stormbell::registry::Registry;
+
+/// The value after `name` on the command line.
+pub fn arg(name: &str) -> Option<String> {
+    let a: Vec<String> = std::env::args().collect();
+    a.iter()
+        .position(|x| x == name)
+        .and_then(|i| a.get(i + 1).cloned())
+}
+
+/// A new store in `dir` with the synthetic county imported, and the registry.
+pub fn county_store(dir: &Path) -> anyhow::Result<(Store, Arc<Registry>)> {
+    let store = Store::open(dir.join("bench.db"))?;
+    let county = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/county");
+    let prepared = registry::prepare_import(&county, Encoding::Auto, &|_| {})
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let reg = Arc::new(Registry::new(prepared.data.clone()));
+    prepared.commit(&store, "bench", jiff::Zoned::now())?;
+    Ok((store, reg))
+}
 
 /// The warning's targets.
 pub fn county_targets(reg: &Registry, persons: usize) -> Targets {

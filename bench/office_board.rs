@@ -8,7 +8,9 @@
 //!
 //!     cargo run --release --example office_board -- --runs 200
 
-use std::path::Path;
+#[path = "common.rs"]
+mod common;
+
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -16,27 +18,13 @@ use stormbell::correlate::engine::{self, Engine};
 use stormbell::correlate::{Rules, Tier};
 use stormbell::feeds::Observation;
 use stormbell::feeds::rainfall::{RainBatch, RainReading};
-use stormbell::registry::{self, Encoding, Registry};
 use stormbell::respond::board::Filter;
-use stormbell::store::Store;
-
-fn arg(name: &str) -> Option<String> {
-    let a: Vec<String> = std::env::args().collect();
-    a.iter()
-        .position(|x| x == name)
-        .and_then(|i| a.get(i + 1).cloned())
-}
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let runs: usize = arg("--runs").map_or(Ok(200), |s| s.parse())?;
+    let runs: usize = common::arg("--runs").map_or(Ok(200), |s| s.parse())?;
     let dir = tempfile::tempdir()?;
-    let store = Store::open(dir.path().join("bench.db"))?;
-    let county = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/county");
-    let prepared = registry::prepare_import(&county, Encoding::Auto, &|_| {})
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let reg = Arc::new(Registry::new(prepared.data.clone()));
-    prepared.commit(&store, "bench", jiff::Zoned::now())?;
+    let (store, reg) = common::county_store(dir.path())?;
     let cfg = stormbell::config::Config::load(None, &Default::default())?;
     let (policy, settings, tz) = (cfg.dispatch_policy(), cfg.respond.clone(), cfg.time_zone());
     let hook = stormbell::respond::chain(

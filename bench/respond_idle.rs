@@ -10,21 +10,11 @@
 #[path = "common.rs"]
 mod common;
 
-use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use stormbell::feeds::clock::SystemClock;
-use stormbell::registry::{self, Encoding, Registry};
 use stormbell::respond::calls;
-use stormbell::store::Store;
-
-fn arg(name: &str) -> Option<String> {
-    let a: Vec<String> = std::env::args().collect();
-    a.iter()
-        .position(|x| x == name)
-        .and_then(|i| a.get(i + 1).cloned())
-}
 
 /// User + system CPU time of this process.
 fn cpu() -> Duration {
@@ -37,15 +27,10 @@ fn cpu() -> Duration {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let persons: usize = arg("--persons").map_or(Ok(50_000), |s| s.parse())?;
-    let secs: u64 = arg("--secs").map_or(Ok(30), |s| s.parse())?;
+    let persons: usize = common::arg("--persons").map_or(Ok(50_000), |s| s.parse())?;
+    let secs: u64 = common::arg("--secs").map_or(Ok(30), |s| s.parse())?;
     let dir = tempfile::tempdir()?;
-    let store = Store::open(dir.path().join("bench.db"))?;
-    let county = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/county");
-    let prepared = registry::prepare_import(&county, Encoding::Auto, &|_| {})
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let reg = Arc::new(Registry::new(prepared.data.clone()));
-    prepared.commit(&store, "bench", jiff::Zoned::now())?;
+    let (store, reg) = common::county_store(dir.path())?;
     let cfg = stormbell::config::Config::load(None, &Default::default())?;
     let (policy, settings) = (cfg.dispatch_policy(), cfg.respond.clone());
     let t = common::county_targets(&reg, persons);

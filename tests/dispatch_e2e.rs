@@ -16,7 +16,7 @@ use stormbell::correlate::engine::{self, Engine};
 use stormbell::correlate::lifecycle::Send;
 use stormbell::correlate::{Rules, Tier};
 use stormbell::dispatch::outbox::Policy;
-use stormbell::dispatch::sms::{AccountSettings, SmsChannel};
+use stormbell::dispatch::sms::SmsChannel;
 use stormbell::feeds::clock::SimClock;
 use stormbell::registry::{self, Registry};
 use stormbell::store::Store;
@@ -25,21 +25,7 @@ fn send_all(store: &Store, smsc: &Smsc, policy: &Policy, clock: Arc<SimClock>) {
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let (stop_tx, stop) = tokio::sync::watch::channel(false);
-        let account = AccountSettings {
-            name: "main".into(),
-            address: smsc.smpp.clone(),
-            system_id: "county".into(),
-            password: "secret".into(),
-            system_type: String::new(),
-            source: "12379".into(),
-            binds: 1,
-            window: 10,
-            tps: 500,
-            prefixes: vec![],
-            backup: false,
-            response_timeout_secs: 5,
-            enquire_secs: 30,
-        };
+        let account = smsc.account();
         let ch = SmsChannel::new(vec![account], store.clone(), policy.clone()).with_clock(clock);
         let task = tokio::spawn(ch.run(stop, Arc::new(tokio::sync::Notify::new())));
         let start = std::time::Instant::now();

@@ -17,7 +17,6 @@ use std::time::{Duration, Instant};
 use common::smsc::Smsc;
 use common::webdriver::Browser;
 use stormbell::correlate::Tier;
-use stormbell::dispatch::sms::{AccountSettings, SmsChannel};
 use stormbell::feeds::clock::SimClock;
 use stormbell::store::Store;
 
@@ -39,10 +38,6 @@ fn stormbell_cli(db: &std::path::Path) -> std::process::Command {
     }
     c.env("STORMBELL_STORE__PATH", db);
     c
-}
-
-fn percent(s: &str) -> String {
-    s.bytes().map(|b| format!("%{b:02X}")).collect()
 }
 
 #[test]
@@ -79,47 +74,13 @@ fn a_silent_village_answers_from_its_link_and_the_office_page_turns_it_answered(
 
     let (by_sms, by_link) = rt.block_on(async {
         let clock = Arc::new(SimClock::new(warned.at));
-        let (stop_tx, stop) = tokio::sync::watch::channel(false);
-        let wake = Arc::new(tokio::sync::Notify::new());
-        let account = AccountSettings {
-            name: "main".into(),
-            address: smsc.smpp.clone(),
-            system_id: "county".into(),
-            password: "secret".into(),
-            system_type: String::new(),
-            source: "12379".into(),
-            binds: 1,
-            window: 10,
-            tps: 500,
-            prefixes: vec![],
-            backup: false,
-            response_timeout_secs: 5,
-            enquire_secs: 30,
-        };
-        let sms = tokio::spawn(
-            SmsChannel::new(vec![account], store.clone(), policy.clone())
-                .with_clock(clock.clone())
-                .run(stop.clone(), wake.clone()),
+        let stages = common::county::Stages::start(
+            &store,
+            &reg,
+            (&policy, &settings),
+            smsc.account(),
+            clock.clone(),
         );
-        let respond = tokio::spawn(stormbell::respond::run(
-            store.clone(),
-            reg.clone(),
-            settings.clone(),
-            policy.clone(),
-            clock.clone(),
-            wake.clone(),
-            stop.clone(),
-        ));
-        let checkin = stormbell::web::checkin::Checkin::new(
-            store.clone(),
-            reg.clone(),
-            settings.clone(),
-            policy.clone(),
-            Default::default(),
-            clock.clone(),
-        )
-        .await
-        .unwrap();
         let office = stormbell::web::office::Office::new(
             store.clone(),
             reg.clone(),
@@ -129,44 +90,21 @@ fn a_silent_village_answers_from_its_link_and_the_office_page_turns_it_answered(
         )
         .await
         .unwrap();
-        let mut web_stop = stop.clone();
-        let web = tokio::spawn(stormbell::web::serve(
-            listener,
-            store.clone(),
-            stormbell::web::WebSettings {
-                title: "东溟县防汛办".into(),
-                sender: "fx@example.cn".into(),
-                base: base.clone(),
-            },
-            Some(checkin),
-            Some(office),
-            async move {
-                let _ = web_stop.changed().await;
-            },
-        ));
+        let web = stages
+            .serve(
+                listener,
+                &store,
+                &reg,
+                (&policy, &settings),
+                clock.clone(),
+                Some(office),
+            )
+            .await;
         let wait = |what: &'static str, sql: &'static str, want: i64| {
             let store = store.clone();
-            async move {
-                let t0 = Instant::now();
-                loop {
-                    let s = store.clone();
-                    let n: i64 = s
-                        .read(move |c| Ok(c.query_row(sql, [], |r| r.get(0))?))
-                        .await
-                        .unwrap();
-                    if n >= want {
-                        return;
-                    }
-                    assert!(
-                        t0.elapsed() < Duration::from_secs(30),
-                        "{what}: {n} of {want}"
-                    );
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            }
+            async move { common::wait_count(&store, what, sql, want).await }
         };
-        let all_out =
-            "SELECT count(*) = 0 FROM dispatch_message WHERE state IN ('queued', 'submitting')";
+        let all_out = common::ALL_OUT;
         wait("warnings out", all_out, 1).await;
 
         // Places the warning calls for, by level: one village answers by SMS; the others
@@ -186,10 +124,7 @@ fn a_silent_village_answers_from_its_link_and_the_office_page_turns_it_answered(
         assert!(targets.len() >= 2, "two villages at least: {villages:?}");
         let by_sms = villages.iter().find(|v| v.0 == targets[0]).unwrap().clone();
         let by_link = villages.iter().find(|v| v.0 == targets[1]).unwrap().clone();
-        let mo = |mobile: &str, text: &str| {
-            let n = stormbell::dispatch::outbox::normalise_mobile(mobile).unwrap();
-            smsc.control(&format!("/mo?from=86{n}&text={}", percent(text)));
-        };
+        let mo = |mobile: &str, text: &str| smsc.reply_from(mobile, text);
         mo(&by_sms.2, "3 12");
         wait("the SMS reply", "SELECT count(*) FROM respond_answer", 1).await;
 
@@ -339,9 +274,7 @@ fn a_silent_village_answers_from_its_link_and_the_office_page_turns_it_answered(
         );
         drop(browser);
 
-        stop_tx.send(true).unwrap();
-        sms.await.unwrap().unwrap();
-        respond.await.unwrap().unwrap();
+        stages.stop().await;
         web.await.unwrap().unwrap();
         (by_sms, by_link)
     });

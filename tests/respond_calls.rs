@@ -186,9 +186,16 @@ fn a_ladder_with_an_unknown_action_or_out_of_order_is_refused_with_its_key() {
     );
 }
 
-#[test]
-fn a_loudspeaker_that_did_not_play_sends_the_village_leads_to_their_gongs() {
-    use stormbell::dispatch::broadcast::jobs;
+/// The fixture county in a store, and a red warning calling the two persons of a village
+/// with two loudspeakers (黄坞社区): (dir, store, registry, now, village, targets).
+fn loudspeaker_village() -> (
+    tempfile::TempDir,
+    Store,
+    std::sync::Arc<Registry>,
+    Timestamp,
+    &'static str,
+    Targets,
+) {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path().join("t.db")).unwrap();
     let county = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/county");
@@ -201,6 +208,13 @@ fn a_loudspeaker_that_did_not_play_sends_the_village_leads_to_their_gongs() {
     for c in &mut t.contacts {
         c.target = village.into();
     }
+    (dir, store, reg, now, village, t)
+}
+
+#[test]
+fn a_loudspeaker_that_did_not_play_sends_the_village_leads_to_their_gongs() {
+    use stormbell::dispatch::broadcast::jobs;
+    let (_dir, store, reg, now, village, mut t) = loudspeaker_village();
     t.terminals = reg
         .data
         .terminals
@@ -278,18 +292,7 @@ fn a_loudspeaker_that_did_not_play_sends_the_village_leads_to_their_gongs() {
 #[test]
 fn a_terminal_step_sounds_the_village_loudspeakers_again_once() {
     use stormbell::dispatch::broadcast::jobs;
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path().join("t.db")).unwrap();
-    let county = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/county");
-    let prepared = registry::prepare_import(&county, Encoding::Auto, &|_| {}).unwrap();
-    let reg = std::sync::Arc::new(Registry::new(prepared.data.clone()));
-    prepared.commit(&store, "test", jiff::Zoned::now()).unwrap();
-    let now: Timestamp = "2026-08-09T03:00:00+08:00".parse().unwrap();
-    let village = "331098001002";
-    let mut t = warn(1, Tier::Red, Send::Alert, true);
-    for c in &mut t.contacts {
-        c.target = village.into();
-    }
+    let (_dir, store, reg, now, village, mut t) = loudspeaker_village();
     // The warning sounds this village's two loudspeakers and one elsewhere.
     t.terminals = reg
         .data

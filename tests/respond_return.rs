@@ -8,10 +8,8 @@
 mod common;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use common::smsc::Smsc;
-use stormbell::dispatch::sms::{AccountSettings, SmsChannel};
 use stormbell::feeds::clock::SimClock;
 use stormbell::respond::board::{self, Filter};
 use stormbell::store::Store;
@@ -22,10 +20,6 @@ fn count(store: &Store, sql: &'static str) -> i64 {
     store
         .read_blocking(move |c| Ok(c.query_row(sql, [], |r| r.get(0))?))
         .unwrap()
-}
-
-fn percent(s: &str) -> String {
-    s.bytes().map(|b| format!("%{b:02X}")).collect()
 }
 
 #[test]
@@ -69,90 +63,30 @@ fn a_full_shelter_is_told_once_and_the_return_home_is_counted_after_the_lift() {
 
     let clock = Arc::new(SimClock::new(warned.at));
     rt.block_on(async {
-        let (stop_tx, stop) = tokio::sync::watch::channel(false);
-        let wake = Arc::new(tokio::sync::Notify::new());
-        let account = AccountSettings {
-            name: "main".into(),
-            address: smsc.smpp.clone(),
-            system_id: "county".into(),
-            password: "secret".into(),
-            system_type: String::new(),
-            source: "12379".into(),
-            binds: 1,
-            window: 10,
-            tps: 500,
-            prefixes: vec![],
-            backup: false,
-            response_timeout_secs: 5,
-            enquire_secs: 30,
-        };
-        let sms = tokio::spawn(
-            SmsChannel::new(vec![account], store.clone(), policy.clone())
-                .with_clock(clock.clone())
-                .run(stop.clone(), wake.clone()),
+        let stages = common::county::Stages::start(
+            &store,
+            &reg,
+            (&policy, &settings),
+            smsc.account(),
+            clock.clone(),
         );
-        let respond = tokio::spawn(stormbell::respond::run(
-            store.clone(),
-            reg.clone(),
-            settings.clone(),
-            policy.clone(),
-            clock.clone(),
-            wake.clone(),
-            stop.clone(),
-        ));
-        let checkin = stormbell::web::checkin::Checkin::new(
-            store.clone(),
-            reg.clone(),
-            settings.clone(),
-            policy.clone(),
-            Default::default(),
-            clock.clone(),
-        )
-        .await
-        .unwrap();
-        let mut web_stop = stop.clone();
-        let web = tokio::spawn(stormbell::web::serve(
-            listener,
-            store.clone(),
-            stormbell::web::WebSettings {
-                title: "东溟县防汛办".into(),
-                sender: "fx@example.cn".into(),
-                base: base.clone(),
-            },
-            Some(checkin),
-            None,
-            async move {
-                let _ = web_stop.changed().await;
-            },
-        ));
+        let web = stages
+            .serve(
+                listener,
+                &store,
+                &reg,
+                (&policy, &settings),
+                clock.clone(),
+                None,
+            )
+            .await;
         let wait = |what: &'static str, sql: &'static str, want: i64| {
             let store = store.clone();
-            async move {
-                let t0 = Instant::now();
-                loop {
-                    let s = store.clone();
-                    let n: i64 = s
-                        .read(move |c| Ok(c.query_row(sql, [], |r| r.get(0))?))
-                        .await
-                        .unwrap();
-                    if n >= want {
-                        return;
-                    }
-                    assert!(
-                        t0.elapsed() < Duration::from_secs(30),
-                        "{what}: {n} of {want}"
-                    );
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            }
+            async move { common::wait_count(&store, what, sql, want).await }
         };
-        let all_out =
-            "SELECT count(*) = 0 FROM dispatch_message WHERE state IN ('queued', 'submitting')";
+        let all_out = common::ALL_OUT;
         wait("warnings out", all_out, 1).await;
-        let mo = |mobile: &str, text: &str| {
-            let n = stormbell::dispatch::outbox::normalise_mobile(mobile).unwrap();
-            smsc.control(&format!("/mo?from=86{n}&text={}", percent(text)));
-        };
+        let mo = |mobile: &str, text: &str| smsc.reply_from(mobile, text);
 
         // 1,100 of 1,300: under 90 %, nobody told. Then 80 more: 1,180 is over.
         mo(&leads[0].1, &format!("3 1100 {SHELTER}"));
@@ -178,7 +112,7 @@ fn a_full_shelter_is_told_once_and_the_return_home_is_counted_after_the_lift() {
         // Dry days: the warning is lifted; its text goes out and asks for the return.
         let lifted_at = driver.until_lifted(&store);
         clock.advance_to(lifted_at);
-        wake.notify_waiters();
+        stages.wake.notify_waiters();
         wait(
             "the lift sent",
             "SELECT count(*) FROM dispatch_message WHERE send = 'Cancel' AND state IN ('accepted', 'delivered')",
@@ -226,9 +160,7 @@ fn a_full_shelter_is_told_once_and_the_return_home_is_counted_after_the_lift() {
             .unwrap();
         assert_eq!(r.status(), 303);
 
-        stop_tx.send(true).unwrap();
-        sms.await.unwrap().unwrap();
-        respond.await.unwrap().unwrap();
+        stages.stop().await;
         web.await.unwrap().unwrap();
     });
 

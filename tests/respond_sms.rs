@@ -8,12 +8,11 @@ mod common;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::smsc::Smsc;
 use stormbell::correlate::Tier;
 use stormbell::correlate::warning::Contact;
-use stormbell::dispatch::sms::{AccountSettings, SmsChannel};
 use stormbell::feeds::clock::SimClock;
 use stormbell::store::Store;
 
@@ -24,10 +23,6 @@ fn count(store: &Store, sql: &'static str) -> i64 {
     store
         .read_blocking(move |c| Ok(c.query_row(sql, [], |r| r.get(0))?))
         .unwrap()
-}
-
-fn percent(s: &str) -> String {
-    s.bytes().map(|b| format!("%{b:02X}")).collect()
 }
 
 #[test]
@@ -74,57 +69,16 @@ fn answers_by_sms_close_calls_count_evacuation_once_and_silence_climbs_the_ladde
 
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let (stop_tx, stop) = tokio::sync::watch::channel(false);
-        let wake = Arc::new(tokio::sync::Notify::new());
-        let account = AccountSettings {
-            name: "main".into(),
-            address: smsc.smpp.clone(),
-            system_id: "county".into(),
-            password: "secret".into(),
-            system_type: String::new(),
-            source: "12379".into(),
-            binds: 1,
-            window: 10,
-            tps: 500,
-            prefixes: vec![],
-            backup: false,
-            response_timeout_secs: 5,
-            enquire_secs: 30,
-        };
-        let sms = tokio::spawn(
-            SmsChannel::new(vec![account], store.clone(), policy.clone())
-                .with_clock(clock.clone())
-                .run(stop.clone(), wake.clone()),
-        );
-        let respond = tokio::spawn(stormbell::respond::run(
-            store.clone(),
-            reg.clone(),
-            settings.clone(),
-            policy.clone(),
+        let stages = common::county::Stages::start(
+            &store,
+            &reg,
+            (&policy, &settings),
+            smsc.account(),
             clock.clone(),
-            wake.clone(),
-            stop.clone(),
-        ));
+        );
         let wait = |what: &'static str, sql: &'static str, want: i64| {
             let store = store.clone();
-            async move {
-                let t0 = Instant::now();
-                loop {
-                    let s = store.clone();
-                    let n: i64 = s
-                        .read(move |c| Ok(c.query_row(sql, [], |r| r.get(0))?))
-                        .await
-                        .unwrap();
-                    if n >= want {
-                        return;
-                    }
-                    assert!(
-                        t0.elapsed() < Duration::from_secs(30),
-                        "{what}: {n} of {want}"
-                    );
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            }
+            async move { common::wait_count(&store, what, sql, want).await }
         };
         wait(
             "warnings delivered",
@@ -139,10 +93,7 @@ fn answers_by_sms_close_calls_count_evacuation_once_and_silence_climbs_the_ladde
         )
         .await;
         // The replies, from the phones as the SMSC gives them (86…).
-        let mo = |who: &Contact, text: &str| {
-            let n = stormbell::dispatch::outbox::normalise_mobile(&who.mobile).unwrap();
-            smsc.control(&format!("/mo?from=86{n}&text={}", percent(text)));
-        };
+        let mo = |who: &Contact, text: &str| smsc.reply_from(&who.mobile, text);
         mo(&mover, "3 35");
         mo(&mover, "3 35");
         mo(&chatty, "好的马上去");
@@ -174,9 +125,7 @@ fn answers_by_sms_close_calls_count_evacuation_once_and_silence_climbs_the_ladde
             1,
         )
         .await;
-        stop_tx.send(true).unwrap();
-        sms.await.unwrap().unwrap();
-        respond.await.unwrap().unwrap();
+        stages.stop().await;
     });
 
     // The answers, word for word, with the repeat marked and not acted on twice.

@@ -310,15 +310,7 @@ pub fn read(
     tz: &jiff::tz::TimeZone,
     filter: Filter,
 ) -> anyhow::Result<Board> {
-    let local = |s: &str| -> String {
-        s.parse::<jiff::Timestamp>()
-            .map(|t| {
-                t.to_zoned(tz.clone())
-                    .strftime("%Y-%m-%dT%H:%M:%S%:z")
-                    .to_string()
-            })
-            .unwrap_or_else(|_| s.to_string())
-    };
+    let local = |s: &str| super::local_time(s, tz);
     let mut warnings = Vec::new();
     let mut totals = Totals::default();
     for l in cstore::lineages(c)? {

@@ -121,22 +121,13 @@ pub fn run_once(
             let text = crate::templates::env()?
                 .get_template(&format!("sms/codes.{lang}"))?
                 .render(minijinja::context! { office => &policy.office })?;
-            let n = Notice {
-                decision: last.decision,
-                lineage: last.lineage.clone(),
-                version: last.version as u32,
-                hazard: last
-                    .lineage
-                    .split(':')
-                    .next()
-                    .unwrap_or_default()
-                    .to_string(),
-                tier: Tier::Blue,
-                person: last.person.clone(),
-                mobile: address.clone(),
-                text: text.trim().to_string(),
-                purpose: format!("codes:{answer}"),
-            };
+            let n = notice_about(
+                &last,
+                Tier::Blue,
+                (&last.person, &address),
+                text.trim(),
+                format!("codes:{answer}"),
+            );
             out.messages += usize::from(outbox::notice(tx, &n, r.at)?.is_some());
             tracing::warn!(person = %last.person, text = %r.text, "a reply that was not understood: kept for the duty officer, the codes sent back");
             // Still an answer: the person is awake.
@@ -192,15 +183,12 @@ fn act(
     let closed = calls::answered(tx, &last.person, answer, at, settings)?;
     let mut messages = 0;
     match (a.kind, a.people) {
-        ("returned", Some(n)) => returned(tx, &last.lineage, &last.person, n, answer, at)?,
+        ("returned", Some(n)) => evacuation(tx, last, Evacuated::Returned(n), answer, at)?,
         (_, Some(n)) => {
-            moved(
+            evacuation(
                 tx,
-                &last.lineage,
-                &last.person,
-                n,
-                a.shelter,
-                a.refused,
+                last,
+                Evacuated::Moved(n, a.shelter, a.refused),
                 answer,
                 at,
             )?;
@@ -216,32 +204,62 @@ fn act(
     Ok((closed, messages))
 }
 
-/// After the lift: the person's running total of people back home, beside what they moved.
-fn returned(
+/// A text to (person, mobile) about the warning `last` belongs to.
+fn notice_about(
+    last: &outbox::LastSent,
+    tier: Tier,
+    (person, mobile): (&str, &str),
+    text: &str,
+    purpose: String,
+) -> Notice {
+    Notice {
+        decision: last.decision,
+        lineage: last.lineage.clone(),
+        version: last.version as u32,
+        hazard: last
+            .lineage
+            .split(':')
+            .next()
+            .unwrap_or_default()
+            .to_string(),
+        tier,
+        person: person.to_string(),
+        mobile: mobile.to_string(),
+        text: text.to_string(),
+        purpose,
+    }
+}
+
+/// Text every duty person of the town and of the county over `place` (a village, site or
+/// group), about the warning `last` belongs to; `purpose` (with each duty's role) keeps each
+/// notice once. Returns the messages queued.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn tell_units(
     tx: &Transaction<'_>,
-    lineage: &str,
-    person: &str,
-    people: u32,
-    answer: i64,
+    reg: &Registry,
+    last: &outbox::LastSent,
+    place: &str,
+    tier: Tier,
+    text: &str,
+    purpose: &str,
     at: Timestamp,
-) -> anyhow::Result<()> {
-    let Some(call) = own_call(tx, lineage, person)? else {
-        return Ok(());
-    };
-    tx.prepare_cached(
-        "INSERT INTO respond_evacuation (lineage, target, person, people, returned, at, answer)
-         VALUES (?1, ?2, ?3, 0, ?4, ?5, ?6)
-         ON CONFLICT (lineage, target, person) DO UPDATE SET returned = ?4, at = ?5, answer = ?6",
-    )?
-    .execute(params![
-        lineage,
-        call.target,
-        person,
-        people,
-        at.to_string(),
-        answer
-    ])?;
-    Ok(())
+) -> anyhow::Result<usize> {
+    let (town, county) = calls::units_over(reg, place);
+    let mut sent = 0;
+    for unit in [town, county].into_iter().flatten() {
+        for (duty, person) in reg.duties_for(&unit) {
+            let Some(p) = person else { continue };
+            let n = notice_about(
+                last,
+                tier,
+                (&p.id, &p.mobile),
+                text,
+                format!("{purpose}:{}", duty.role),
+            );
+            sent += usize::from(outbox::notice(tx, &n, at)?.is_some());
+        }
+    }
+    Ok(sent)
 }
 
 /// Need help: to every duty person of the town and the county over the person's places.
@@ -276,31 +294,16 @@ fn help(
             office => &policy.office, exercise => policy.exercise, name => &name, role => &role,
             place => &place, mobile => address, note => note,
         })?;
-    let (town, county) = calls::units_over(reg, &target);
-    let mut sent = 0;
-    for unit in [town, county].into_iter().flatten() {
-        let unit = unit.as_str();
-        for (duty, person) in reg.duties_for(unit) {
-            let Some(p) = person else { continue };
-            let n = Notice {
-                decision: last.decision,
-                lineage: last.lineage.clone(),
-                version: last.version as u32,
-                hazard: last
-                    .lineage
-                    .split(':')
-                    .next()
-                    .unwrap_or_default()
-                    .to_string(),
-                tier: Tier::parse(&tier).unwrap_or(Tier::Red),
-                person: p.id.clone(),
-                mobile: p.mobile.clone(),
-                text: text.trim().to_string(),
-                purpose: format!("help:{answer}:{}", duty.role),
-            };
-            sent += usize::from(outbox::notice(tx, &n, at)?.is_some());
-        }
-    }
+    let sent = tell_units(
+        tx,
+        reg,
+        last,
+        &target,
+        Tier::parse(&tier).unwrap_or(Tier::Red),
+        text.trim(),
+        &format!("help:{answer}"),
+        at,
+    )?;
     tracing::error!(person = %last.person, place = %place, note = ?note, "NEED HELP: sent to {sent} duty person(s) of the town and county");
     Ok(sent)
 }
@@ -518,29 +521,48 @@ fn own_call(
     .optional()?)
 }
 
-/// An evacuation report: the latest running total for the person's own place in this warning
-/// (a report does not say which place; one person's report is counted once, a repeat never
-/// twice).
-#[allow(clippy::too_many_arguments)]
-fn moved(
+/// What an evacuation report says: people moved (with the shelter and refusals, when given),
+/// or after the lift, people back home.
+enum Evacuated<'a> {
+    Moved(u32, Option<&'a str>, Option<u32>),
+    Returned(u32),
+}
+
+/// An evacuation or return report: the latest running total for the person's own place in
+/// this warning (a report does not say which place; one person's report is counted once, a
+/// repeat never twice).
+fn evacuation(
     tx: &Transaction<'_>,
-    lineage: &str,
-    person: &str,
-    people: u32,
-    shelter: Option<&str>,
-    refused: Option<u32>,
+    last: &outbox::LastSent,
+    e: Evacuated<'_>,
     answer: i64,
     at: Timestamp,
 ) -> anyhow::Result<()> {
-    let Some(call) = own_call(tx, lineage, person)? else {
+    let Some(call) = own_call(tx, &last.lineage, &last.person)? else {
         return Ok(());
     };
+    let (moved, shelter, refused, returned) = match e {
+        Evacuated::Moved(n, s, r) => (Some(n), s, r, None),
+        Evacuated::Returned(n) => (None, None, None, Some(n)),
+    };
     tx.prepare_cached(
-        "INSERT INTO respond_evacuation (lineage, target, person, people, shelter, refused, at, answer)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
-         ON CONFLICT (lineage, target, person) DO UPDATE SET people = ?4,
-           shelter = coalesce(?5, shelter), refused = coalesce(?6, refused), at = ?7, answer = ?8",
+        "INSERT INTO respond_evacuation
+           (lineage, target, person, people, shelter, refused, returned, at, answer)
+         VALUES (?1, ?2, ?3, ifnull(?4, 0), ?5, ?6, ?7, ?8, ?9)
+         ON CONFLICT (lineage, target, person) DO UPDATE SET people = coalesce(?4, people),
+           shelter = coalesce(?5, shelter), refused = coalesce(?6, refused),
+           returned = coalesce(?7, returned), at = ?8, answer = ?9",
     )?
-    .execute(params![lineage, call.target, person, people, shelter, refused, at.to_string(), answer])?;
+    .execute(params![
+        last.lineage,
+        call.target,
+        last.person,
+        moved,
+        shelter,
+        refused,
+        returned,
+        at.to_string(),
+        answer
+    ])?;
     Ok(())
 }

@@ -48,6 +48,18 @@ pub(crate) fn advance(tx: &rusqlite::Transaction<'_>, name: &str, last: i64) -> 
     Ok(())
 }
 
+/// A stored UTC time as the office reads it: local, with its offset (the text as it was when
+/// it does not parse).
+pub(crate) fn local_time(s: &str, tz: &jiff::tz::TimeZone) -> String {
+    s.parse::<jiff::Timestamp>()
+        .map(|t| {
+            t.to_zoned(tz.clone())
+                .strftime("%Y-%m-%dT%H:%M:%S%:z")
+                .to_string()
+        })
+        .unwrap_or_else(|_| s.to_string())
+}
+
 /// A village's, site's, town's or county's name, for words people read (the code when the
 /// registry does not know it).
 pub(crate) fn place_name(reg: &crate::registry::Registry, id: &str) -> String {

@@ -162,15 +162,7 @@ pub fn read(
     tz: &jiff::tz::TimeZone,
     lineage: &str,
 ) -> anyhow::Result<Report> {
-    let local = |s: &str| -> String {
-        s.parse::<jiff::Timestamp>()
-            .map(|t| {
-                t.to_zoned(tz.clone())
-                    .strftime("%Y-%m-%dT%H:%M:%S%:z")
-                    .to_string()
-            })
-            .unwrap_or_else(|_| s.to_string())
-    };
+    let local = |s: &str| super::local_time(s, tz);
     let msgs = cstore::of_lineage(c, lineage)?;
     let Some(first) = msgs.first() else {
         anyhow::bail!("no warning {lineage}");

@@ -7,7 +7,7 @@ use jiff::Timestamp;
 use rusqlite::{OptionalExtension, Transaction, params};
 
 use crate::correlate::Tier;
-use crate::dispatch::outbox::{self, Notice, Policy};
+use crate::dispatch::outbox::{self, Policy};
 use crate::registry::Registry;
 
 /// After an evacuation report naming `reported` (a shelter's name or id): check its load over
@@ -67,30 +67,16 @@ pub(crate) fn check(
         .find(|s| s.id == load.id)
         .map(|s| s.village.clone())
         .unwrap_or_default();
-    let (town, county) = super::calls::units_over(reg, &village);
-    let mut sent = 0;
-    for unit in [town, county].into_iter().flatten() {
-        for (duty, person) in reg.duties_for(&unit) {
-            let Some(p) = person else { continue };
-            let n = Notice {
-                decision: last.decision,
-                lineage: last.lineage.clone(),
-                version: last.version as u32,
-                hazard: last
-                    .lineage
-                    .split(':')
-                    .next()
-                    .unwrap_or_default()
-                    .to_string(),
-                tier: Tier::Orange,
-                person: p.id.clone(),
-                mobile: p.mobile.clone(),
-                text: text.trim().to_string(),
-                purpose: format!("shelter:{}:{}:{}", load.id, at, duty.role),
-            };
-            sent += usize::from(outbox::notice(tx, &n, at)?.is_some());
-        }
-    }
+    let sent = super::intake::tell_units(
+        tx,
+        reg,
+        last,
+        &village,
+        Tier::Orange,
+        text.trim(),
+        &format!("shelter:{}:{at}", load.id),
+        at,
+    )?;
     crate::store::audit::append(
         tx,
         &crate::store::audit::Entry {

@@ -522,30 +522,43 @@ async fn logout(
     r
 }
 
+/// The board for the API, or the answer to give instead (no session: 401; store trouble: 503).
+async fn api_read(
+    o: &Office,
+    headers: &HeaderMap,
+    q: &HashMap<String, String>,
+) -> Result<Board, Response> {
+    if o.session(headers).await.is_none() {
+        return Err(plain(
+            StatusCode::UNAUTHORIZED,
+            "sign in: POST /api/v1/session\n",
+        ));
+    }
+    let filter = Filter::parse(q.get("filter").map(String::as_str).unwrap_or(""));
+    o.board(filter).await.map_err(|e| {
+        tracing::error!("office board: {e:#}");
+        plain(StatusCode::SERVICE_UNAVAILABLE, "store unavailable\n")
+    })
+}
+
 async fn api_board(
     State(o): State<Office>,
     headers: HeaderMap,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    if o.session(&headers).await.is_none() {
-        return plain(StatusCode::UNAUTHORIZED, "sign in: POST /api/v1/session\n");
-    }
-    let filter = Filter::parse(q.get("filter").map(String::as_str).unwrap_or(""));
-    match o.board(filter).await {
-        Ok(b) => match serde_json::to_string(&b) {
-            Ok(json) => {
-                let mut r = json.into_response();
-                secure_headers(&mut r, "application/json");
-                r
-            }
-            Err(e) => {
-                tracing::error!("board JSON: {e}");
-                plain(StatusCode::INTERNAL_SERVER_ERROR, "error\n")
-            }
-        },
+    let b = match api_read(&o, &headers, &q).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    match serde_json::to_string(&b) {
+        Ok(json) => {
+            let mut r = json.into_response();
+            secure_headers(&mut r, "application/json");
+            r
+        }
         Err(e) => {
-            tracing::error!("office board: {e:#}");
-            plain(StatusCode::SERVICE_UNAVAILABLE, "store unavailable\n")
+            tracing::error!("board JSON: {e}");
+            plain(StatusCode::INTERNAL_SERVER_ERROR, "error\n")
         }
     }
 }
@@ -555,11 +568,11 @@ async fn api_csv(
     headers: HeaderMap,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    if o.session(&headers).await.is_none() {
-        return plain(StatusCode::UNAUTHORIZED, "sign in: POST /api/v1/session\n");
-    }
-    let filter = Filter::parse(q.get("filter").map(String::as_str).unwrap_or(""));
-    match o.board(filter).await.and_then(|b| board::csv(&b)) {
+    let b = match api_read(&o, &headers, &q).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    match board::csv(&b) {
         Ok(body) => {
             let mut r = body.into_response();
             secure_headers(&mut r, "text/csv; charset=utf-8");
@@ -570,8 +583,8 @@ async fn api_csv(
             r
         }
         Err(e) => {
-            tracing::error!("office board: {e:#}");
-            plain(StatusCode::SERVICE_UNAVAILABLE, "store unavailable\n")
+            tracing::error!("board CSV: {e:#}");
+            plain(StatusCode::INTERNAL_SERVER_ERROR, "error\n")
         }
     }
 }

@@ -146,3 +146,96 @@ pub fn drive_zone(
         },
     )
 }
+
+/// The SMS channel (to the test SMSC) and the respond stage running on `clock`, as the daemon
+/// runs them; [`Stages::stop`] ends both and checks they ended cleanly.
+pub struct Stages {
+    stop_tx: tokio::sync::watch::Sender<bool>,
+    /// Stopped with the stages (for the web server's shutdown).
+    pub stop: tokio::sync::watch::Receiver<bool>,
+    /// Wakes the stages (as a new decision does).
+    pub wake: Arc<tokio::sync::Notify>,
+    sms: tokio::task::JoinHandle<anyhow::Result<()>>,
+    respond: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Stages {
+    /// Start both (inside a runtime).
+    pub fn start(
+        store: &Store,
+        reg: &Arc<Registry>,
+        (policy, settings): (&Policy, &RespondSettings),
+        account: stormbell::dispatch::sms::AccountSettings,
+        clock: Arc<stormbell::feeds::clock::SimClock>,
+    ) -> Stages {
+        let (stop_tx, stop) = tokio::sync::watch::channel(false);
+        let wake = Arc::new(tokio::sync::Notify::new());
+        let sms = tokio::spawn(
+            stormbell::dispatch::sms::SmsChannel::new(vec![account], store.clone(), policy.clone())
+                .with_clock(clock.clone())
+                .run(stop.clone(), wake.clone()),
+        );
+        let respond = tokio::spawn(stormbell::respond::run(
+            store.clone(),
+            reg.clone(),
+            settings.clone(),
+            policy.clone(),
+            clock,
+            wake.clone(),
+            stop.clone(),
+        ));
+        Stages {
+            stop_tx,
+            stop,
+            wake,
+            sms,
+            respond,
+        }
+    }
+
+    /// Serve the CAP feed, the check-in pages (on this runtime's clock) and, when given, the
+    /// office page on `listener` until the stages stop.
+    pub async fn serve(
+        &self,
+        listener: tokio::net::TcpListener,
+        store: &Store,
+        reg: &Arc<Registry>,
+        (policy, settings): (&Policy, &RespondSettings),
+        clock: Arc<stormbell::feeds::clock::SimClock>,
+        office: Option<stormbell::web::office::Office>,
+    ) -> tokio::task::JoinHandle<std::io::Result<()>> {
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let checkin = stormbell::web::checkin::Checkin::new(
+            store.clone(),
+            reg.clone(),
+            settings.clone(),
+            policy.clone(),
+            Default::default(),
+            clock,
+        )
+        .await
+        .unwrap();
+        let mut stop = self.stop.clone();
+        tokio::spawn(stormbell::web::serve(
+            listener,
+            store.clone(),
+            stormbell::web::WebSettings {
+                title: "东溟县防汛办".into(),
+                sender: "fx@example.cn".into(),
+                base,
+            },
+            Some(checkin),
+            office,
+            async move {
+                let _ = stop.changed().await;
+            },
+        ))
+    }
+
+    /// Stop both and wait for them.
+    pub async fn stop(self) {
+        self.stop_tx.send(true).unwrap();
+        self.sms.await.unwrap().unwrap();
+        self.respond.await.unwrap().unwrap();
+    }
+}

@@ -52,3 +52,26 @@ pub fn gauge_rain(end: jiff::Timestamp, mm: f64) -> stormbell::feeds::Observatio
         }],
     })
 }
+
+/// Wait (up to 30 s) until the single number `sql` reads reaches `want`; fail naming `what`.
+pub async fn wait_count(store: &stormbell::store::Store, what: &str, sql: &'static str, want: i64) {
+    let t0 = std::time::Instant::now();
+    loop {
+        let n: i64 = store
+            .read(move |c| Ok(c.query_row(sql, [], |r| r.get(0))?))
+            .await
+            .unwrap();
+        if n >= want {
+            return;
+        }
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(30),
+            "{what}: {n} of {want}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// The SQL that reads 1 when no message waits to be sent.
+pub const ALL_OUT: &str =
+    "SELECT count(*) = 0 FROM dispatch_message WHERE state IN ('queued', 'submitting')";

@@ -50,6 +50,33 @@ impl Smsc {
         }
     }
 
+    /// The account the county uses on it (`county:secret`, one bind, window 10, 500/s), as the
+    /// dispatch tests configure it.
+    pub fn account(&self) -> stormbell::dispatch::sms::AccountSettings {
+        stormbell::dispatch::sms::AccountSettings {
+            name: "main".into(),
+            address: self.smpp.clone(),
+            system_id: "county".into(),
+            password: "secret".into(),
+            system_type: String::new(),
+            source: "12379".into(),
+            binds: 1,
+            window: 10,
+            tps: 500,
+            prefixes: vec![],
+            backup: false,
+            response_timeout_secs: 5,
+            enquire_secs: 30,
+        }
+    }
+
+    /// A reply typed on the phone `mobile` (as the network gives it: 86…), delivered to us.
+    pub fn reply_from(&self, mobile: &str, text: &str) {
+        let n = stormbell::dispatch::outbox::normalise_mobile(mobile).unwrap();
+        let text: String = text.bytes().map(|b| format!("%{b:02X}")).collect();
+        self.control(&format!("/mo?from=86{n}&text={text}"));
+    }
+
     /// GET a control command; the JSON answer.
     pub fn control(&self, path: &str) -> serde_json::Value {
         let mut s = TcpStream::connect(&self.control).unwrap();
