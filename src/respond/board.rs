@@ -560,6 +560,44 @@ pub(crate) fn shelters(c: &Connection, reg: &Registry) -> anyhow::Result<Vec<She
     let rows: Vec<(String, i64)> = q
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
         .collect::<rusqlite::Result<_>>()?;
+    Ok(loads(reg, rows))
+}
+
+/// One shelter's load, named by its registry id or name (what an evacuation report says):
+/// the same sum as [`shelters`], reading only that shelter's reports (an index, not every
+/// report in the store: it runs in the writer on every report that names a shelter).
+pub(crate) fn shelter(
+    c: &Connection,
+    reg: &Registry,
+    named: &str,
+) -> anyhow::Result<Option<Shelter>> {
+    let named = named.trim();
+    let Some(known) = reg
+        .data
+        .shelters
+        .iter()
+        .find(|s| s.id == named || s.name == named)
+    else {
+        return Ok(None);
+    };
+    let mut q = c.prepare_cached(
+        "SELECT shelter, sum(people) FROM (
+            SELECT e.shelter AS shelter, max(e.people) AS people FROM respond_evacuation e
+            JOIN corr_lineage l ON l.key = e.lineage
+            WHERE e.shelter IN (?1, ?2)
+            GROUP BY e.target, e.person, e.shelter)
+         GROUP BY shelter",
+    )?;
+    let rows: Vec<(String, i64)> = q
+        .query_map(params![known.id, known.name], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(loads(reg, rows).into_iter().find(|s| s.id == known.id))
+}
+
+/// Reported names and sums → shelters with capacity and the 90 % flag, fullest first.
+fn loads(reg: &Registry, rows: Vec<(String, i64)>) -> Vec<Shelter> {
     let mut by_shelter: BTreeMap<String, Shelter> = BTreeMap::new();
     for (reported, people) in rows {
         let people = people.clamp(0, u32::MAX as i64) as u32;
@@ -608,7 +646,7 @@ pub(crate) fn shelters(c: &Connection, reg: &Registry) -> anyhow::Result<Vec<She
             .unwrap_or(std::cmp::Ordering::Equal)
             .then(a.name.cmp(&b.name))
     });
-    Ok(out)
+    out
 }
 
 /// Lifted warnings (a Cancel in the last 72 hours, the lineage no longer in force) with people

@@ -309,8 +309,8 @@ pub fn read(
     let mut steps_of: BTreeMap<String, u32> = BTreeMap::new();
     {
         let mut q = c.prepare_cached(
-            "SELECT s.fired, s.action, s.detail, k.person, k.name FROM respond_step s
-             JOIN respond_call k ON k.id = s.call
+            "SELECT s.fired, s.action, s.detail, k.person, k.name FROM respond_call k
+             CROSS JOIN respond_step s ON s.call = k.id
              WHERE k.lineage = ?1 AND s.state = 'fired' ORDER BY s.fired, s.id",
         )?;
         let rows = q.query_map(params![lineage], |r| {

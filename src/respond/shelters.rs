@@ -22,10 +22,7 @@ pub(crate) fn check(
     at: Timestamp,
 ) -> anyhow::Result<usize> {
     let reported = reported.trim();
-    let Some(load) = super::board::shelters(tx, reg)?
-        .into_iter()
-        .find(|s| !s.id.is_empty() && (s.id == reported || s.name == reported))
-    else {
+    let Some(load) = super::board::shelter(tx, reg, reported)? else {
         return Ok(0);
     };
     let marked: bool = tx
