@@ -277,6 +277,25 @@ async fn a_signed_warning_is_accepted_played_per_terminal_and_its_lift_stops_it(
         .unwrap();
     assert_eq!((played, on_terminal, alarms), (n, n, 0));
     assert_eq!(coverage, 100.0);
+    // The audit trail: the broadcast sent once, and each terminal's play, naming the warning.
+    let (sent, plays) = store
+        .read(|c| {
+            Ok((
+                count(
+                    c,
+                    "SELECT count(*) FROM audit WHERE kind = 'broadcast.sent'
+                     AND json_extract(detail, '$.job') = 1",
+                ),
+                count(
+                    c,
+                    "SELECT count(*) FROM audit WHERE kind = 'broadcast.played'
+                     AND json_extract(detail, '$.lineage') = 'flash_flood:FF331098001'",
+                ),
+            ))
+        })
+        .await
+        .unwrap();
+    assert_eq!((sent, plays), (1, n));
 
     // The lift: a stop instruction naming the broadcast it stops.
     let lift = warning(&data, &villages, 3, Tier::Red, Send::Cancel);

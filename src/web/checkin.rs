@@ -44,6 +44,9 @@ pub struct Checkin {
     per_ip: Arc<DefaultKeyedRateLimiter<IpAddr>>,
     per_token: Arc<DefaultKeyedRateLimiter<String>>,
     clock: Arc<dyn crate::feeds::clock::Clock>,
+    /// Requests seen, to forget idle rate-limit keys now and then (guessed tokens must not
+    /// grow the limiter without end).
+    seen: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// Limits on requests.
@@ -87,6 +90,7 @@ impl Checkin {
             per_ip: Arc::new(RateLimiter::keyed(q(limits.per_ip_per_min))),
             per_token: Arc::new(RateLimiter::keyed(q(limits.per_token_per_min))),
             clock,
+            seen: Arc::new(std::sync::atomic::AtomicU64::new(0)),
         })
     }
 
@@ -173,6 +177,11 @@ impl Checkin {
     }
 
     fn limited(&self, ip: IpAddr, token: &str) -> bool {
+        let n = self.seen.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if n % 10_000 == 9_999 {
+            self.per_ip.retain_recent();
+            self.per_token.retain_recent();
+        }
         self.per_ip.check_key(&ip).is_err() || self.per_token.check_key(&token.to_string()).is_err()
     }
 

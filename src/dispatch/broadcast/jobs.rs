@@ -330,7 +330,14 @@ pub fn sent(
            not_before = ?4, last_error = NULL, updated = ?5 WHERE id = ?1",
         params![job, audio, result, stamp(poll_at), stamp(now)],
     )?;
-    Ok(())
+    audit(
+        tx,
+        job,
+        "broadcast.sent",
+        None,
+        now,
+        serde_json::json!({ "audio": audio, "result": result }),
+    )
 }
 
 /// Could not reach the route (or it answered with a passing failure): queued again, tried at
@@ -365,6 +372,52 @@ pub fn refused(tx: &Transaction<'_>, job: i64, why: &str, now: Timestamp) -> any
         params![job, why, at],
     )?;
     alarm(tx, job, None, "refused", why, now)?;
+    audit(
+        tx,
+        job,
+        "broadcast.refused",
+        None,
+        now,
+        serde_json::json!({ "why": why }),
+    )
+}
+
+/// One audit entry about a broadcast (or one of its terminals), in the transaction that
+/// records it: the after-action review reads what each loudspeaker was asked and did.
+fn audit(
+    tx: &Transaction<'_>,
+    job: i64,
+    kind: &str,
+    terminal: Option<&str>,
+    now: Timestamp,
+    mut detail: serde_json::Value,
+) -> anyhow::Result<()> {
+    let row: Option<(String, String, i64, String)> = tx
+        .prepare_cached("SELECT lineage, route, version, send FROM broadcast_job WHERE id = ?1")?
+        .query_row(params![job], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+        })
+        .optional()?;
+    let Some((lineage, route, version, send)) = row else {
+        return Ok(());
+    };
+    if let Some(m) = detail.as_object_mut() {
+        m.insert("job".into(), job.into());
+        m.insert("lineage".into(), lineage.into());
+        m.insert("route".into(), route.into());
+        m.insert("version".into(), version.into());
+        m.insert("send".into(), send.into());
+    }
+    crate::store::audit::append(
+        tx,
+        &crate::store::audit::Entry {
+            at: now.to_zoned(jiff::tz::TimeZone::UTC),
+            actor: "dispatch".into(),
+            kind: kind.into(),
+            subject: terminal.map_or_else(|| format!("job:{job}"), String::from),
+            detail,
+        },
+    )?;
     Ok(())
 }
 
@@ -539,6 +592,16 @@ pub fn reported(
                 continue;
             }
             set.execute(params![job, r.terminal, state, r.desc, at])?;
+            if state != "playing" {
+                audit(
+                    tx,
+                    job,
+                    &format!("broadcast.{state}"),
+                    Some(&r.terminal),
+                    now,
+                    serde_json::json!({ "village": village, "detail": r.desc }),
+                )?;
+            }
             match state {
                 "played" => {
                     played.execute(params![r.terminal, at, job])?;
@@ -616,6 +679,14 @@ pub fn deadlines(tx: &Transaction<'_>, route: &str, now: Timestamp) -> anyhow::R
                 params![job, term, why, at],
             )?;
             alarm(tx, job, Some((&term, &village)), "unconfirmed", &why, now)?;
+            audit(
+                tx,
+                job,
+                "broadcast.unconfirmed",
+                Some(&term),
+                now,
+                serde_json::json!({ "village": village, "detail": why }),
+            )?;
             raised += 1;
         }
         tx.execute(
