@@ -548,3 +548,45 @@ pub fn silent(c: &Connection) -> anyhow::Result<Vec<Silent>> {
     })?
     .collect::<rusqlite::Result<_>>()?)
 }
+
+/// The respond stage's figures for monitoring (`/metrics`): calls by state, ladder steps by
+/// action and state, and the seconds each answered call took to be answered.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Figures {
+    /// (state, calls).
+    pub calls: Vec<(String, i64)>,
+    /// (action, state, steps).
+    pub steps: Vec<(String, String, i64)>,
+    /// Seconds from call to the person's own answer, one per answered call.
+    pub ack_secs: Vec<f64>,
+}
+
+/// Read [`Figures`].
+pub fn figures(c: &Connection) -> anyhow::Result<Figures> {
+    let calls = c
+        .prepare_cached("SELECT state, count(*) FROM respond_call GROUP BY state ORDER BY state")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    let steps = c
+        .prepare_cached(
+            "SELECT action, state, count(*) FROM respond_step GROUP BY action, state ORDER BY action, state",
+        )?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    let ack_secs = c
+        .prepare_cached(
+            "SELECT called, answered FROM respond_call WHERE state = 'answered' AND answered IS NOT NULL",
+        )?
+        .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?
+        .filter_map(|row| {
+            let (a, b) = row.ok()?;
+            let (a, b) = (a.parse::<Timestamp>().ok()?, b.parse::<Timestamp>().ok()?);
+            Some(b.duration_since(a).as_secs_f64().max(0.0))
+        })
+        .collect();
+    Ok(Figures {
+        calls,
+        steps,
+        ack_secs,
+    })
+}

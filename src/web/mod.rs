@@ -2,7 +2,7 @@
 //! (`/cap/feed.atom`) and each alert (`/cap/{identifier}.xml`), the same written as files to a
 //! directory, the personal check-in pages (`/r/{token}`, `checkin.rs`), and the duty office's
 //! page, API and CSV (`office.rs`, signed in through `auth.rs`, its map drawn by `map.rs`).
-//! `/metrics` joins with a later issue.
+//! `/metrics` (`metrics.rs`) gives the daemon's figures to Prometheus.
 //!
 //! Restricted warnings (officials only) are never published here.
 
@@ -10,6 +10,7 @@ pub mod atom;
 pub mod auth;
 pub mod checkin;
 pub mod map;
+pub mod metrics;
 pub mod office;
 
 use std::path::Path;
@@ -45,6 +46,7 @@ pub fn router(store: Store, settings: WebSettings) -> Router {
     Router::new()
         .route("/cap/feed.atom", get(feed))
         .route("/cap/{file}", get(alert))
+        .route("/metrics", get(metrics_page))
         .with_state(App { store, settings })
 }
 
@@ -140,6 +142,21 @@ pub(crate) fn foreign_origin(headers: &HeaderMap) -> bool {
         (Some("null"), _) | (None, _) => false,
         (Some(origin), Some(host)) => origin.split("://").nth(1).unwrap_or(origin) != host,
         (Some(_), None) => true,
+    }
+}
+
+async fn metrics_page(State(app): State<App>) -> Response {
+    match app.store.read(metrics::render).await {
+        Ok(body) => {
+            let mut h = HeaderMap::new();
+            h.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            );
+            h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            (h, body).into_response()
+        }
+        Err(e) => failure(e),
     }
 }
 
