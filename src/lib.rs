@@ -16,6 +16,7 @@ pub mod http;
 pub mod registry;
 pub mod respond;
 pub mod store;
+pub mod supervise;
 pub mod templates;
 pub mod text;
 pub mod web;

@@ -511,26 +511,35 @@ pub fn run(cfg: &Config) -> u8 {
             let keep = cfg.dispatch_policy().expire_after;
             let exercise = cfg.dispatch_policy().exercise;
             if let Some(p) = bset.platform.clone() {
-                match Platform::new(p, &cfg.dispatch_policy().office, tz.clone()) {
-                    Ok(platform) => {
+                let office = cfg.dispatch_policy().office;
+                // A bad key or resource code stops start-up here, naming it…
+                if let Err(e) = Platform::new(p.clone(), &office, tz.clone()) {
+                    eprintln!("stormbell: broadcast platform: {e:#}");
+                    return EXIT_PROBLEMS;
+                }
+                // …and each restart of the channel builds it afresh.
+                let (st, sy, ev, tz2, sr, wk) = (store.clone(), synth.clone(), event_codes.clone(), tz.clone(), stop_rx.clone(), wake.clone());
+                broadcasts.push(supervised("broadcast platform", &store, &stop_rx, move || {
+                    let platform = Platform::new(p.clone(), &office, tz2.clone());
+                    let (st, sy, ev, sr, wk) = (st.clone(), sy.clone(), ev.clone(), sr.clone(), wk.clone());
+                    async move {
                         let ch: Box<dyn Channel> = Box::new(
-                            BroadcastChannel::platform(platform, store.clone(), synth.clone(), keep)
-                                .with_event_types(event_codes.clone())
+                            BroadcastChannel::platform(platform?, st, sy, keep)
+                                .with_event_types(ev)
                                 .with_exercise(exercise),
                         );
-                        broadcasts.push(tokio::spawn(ch.run(stop_rx.clone(), wake.clone())));
+                        ch.run(sr, wk).await
                     }
-                    Err(e) => {
-                        eprintln!("stormbell: broadcast platform: {e:#}");
-                        return EXIT_PROBLEMS;
-                    }
-                }
+                }));
             }
             if let Some(i) = bset.icecast.clone() {
-                let ch: Box<dyn Channel> = Box::new(
-                    BroadcastChannel::icecast(i, store.clone(), synth, keep).with_exercise(exercise),
-                );
-                broadcasts.push(tokio::spawn(ch.run(stop_rx.clone(), wake.clone())));
+                let (st, sr, wk) = (store.clone(), stop_rx.clone(), wake.clone());
+                broadcasts.push(supervised("broadcast icecast", &store, &stop_rx, move || {
+                    let ch: Box<dyn Channel> = Box::new(
+                        BroadcastChannel::icecast(i.clone(), st.clone(), synth.clone(), keep).with_exercise(exercise),
+                    );
+                    ch.run(sr.clone(), wk.clone())
+                }));
             }
         } else if terminal_count > 0 {
             tracing::warn!(
@@ -546,23 +555,31 @@ pub fn run(cfg: &Config) -> u8 {
         );
         let checkin_roster = roster.clone();
         let office_roster = roster.clone();
-        let respond = tokio::spawn(stormbell::respond::run(
-            store.clone(),
-            roster,
-            cfg.respond.clone(),
-            cfg.dispatch_policy(),
-            Arc::new(clock::SystemClock::new()),
-            wake.clone(),
-            stop_rx.clone(),
-        ));
+        let respond = {
+            let (st, rs, pol, wk, sr) = (store.clone(), cfg.respond.clone(), cfg.dispatch_policy(), wake.clone(), stop_rx.clone());
+            supervised("respond", &store, &stop_rx, move || {
+                stormbell::respond::run(
+                    st.clone(),
+                    roster.clone(),
+                    rs.clone(),
+                    pol.clone(),
+                    Arc::new(clock::SystemClock::new()),
+                    wk.clone(),
+                    sr.clone(),
+                )
+            })
+        };
         let gateway = cfg.dispatch.kannel.clone().map(|k| {
             use stormbell::dispatch::Channel;
-            let ch: Box<dyn Channel> = Box::new(stormbell::dispatch::kannel::KannelChannel::new(
-                k,
-                store.clone(),
-                cfg.dispatch_policy(),
-            ));
-            tokio::spawn(ch.run(stop_rx.clone(), wake.clone()))
+            let (st, pol, sr, wk) = (store.clone(), cfg.dispatch_policy(), stop_rx.clone(), wake.clone());
+            supervised("kannel", &store, &stop_rx, move || {
+                let ch: Box<dyn Channel> = Box::new(stormbell::dispatch::kannel::KannelChannel::new(
+                    k.clone(),
+                    st.clone(),
+                    pol.clone(),
+                ));
+                ch.run(sr.clone(), wk.clone())
+            })
         });
         let sms = if cfg.dispatch.sms.accounts.is_empty() {
             if gateway.is_none() {
@@ -571,12 +588,15 @@ pub fn run(cfg: &Config) -> u8 {
             None
         } else {
             use stormbell::dispatch::Channel;
-            let ch: Box<dyn Channel> = Box::new(stormbell::dispatch::sms::SmsChannel::new(
-                cfg.dispatch.sms.accounts.clone(),
-                store.clone(),
-                cfg.dispatch_policy(),
-            ));
-            Some(tokio::spawn(ch.run(stop_rx.clone(), wake.clone())))
+            let (accounts, st, pol, sr, wk) = (cfg.dispatch.sms.accounts.clone(), store.clone(), cfg.dispatch_policy(), stop_rx.clone(), wake.clone());
+            Some(supervised("sms", &store, &stop_rx, move || {
+                let ch: Box<dyn Channel> = Box::new(stormbell::dispatch::sms::SmsChannel::new(
+                    accounts.clone(),
+                    st.clone(),
+                    pol.clone(),
+                ));
+                ch.run(sr.clone(), wk.clone())
+            }))
         };
         let (targets_tx, targets_rx) = tokio::sync::mpsc::channel(1024);
         let correlate = tokio::spawn(stormbell::correlate::engine::run(
@@ -737,6 +757,33 @@ pub fn run(cfg: &Config) -> u8 {
                 EXIT_PROBLEMS
             }
         }
+    })
+}
+
+/// Spawn a stage under supervision: restarted with backoff when it fails, panics or ends
+/// before shutdown, each failure logged and audited (`stormbell::supervise`).
+fn supervised<F, Fut>(
+    name: &'static str,
+    store: &Store,
+    stop: &tokio::sync::watch::Receiver<bool>,
+    make: F,
+) -> tokio::task::JoinHandle<anyhow::Result<()>>
+where
+    F: FnMut() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = anyhow::Result<()>> + Send + 'static,
+{
+    let (store, stop) = (store.clone(), stop.clone());
+    tokio::spawn(async move {
+        let restarts =
+            stormbell::supervise::stage(name, store, stop, Default::default(), make).await;
+        if restarts > 0 {
+            tracing::warn!(
+                stage = name,
+                restarts,
+                "stage was restarted during this run"
+            );
+        }
+        Ok(())
     })
 }
 
