@@ -572,13 +572,14 @@ pub fn run(cfg: &Config) -> u8 {
         let gateway = cfg.dispatch.kannel.clone().map(|k| {
             use stormbell::dispatch::Channel;
             let (st, pol, sr, wk) = (store.clone(), cfg.dispatch_policy(), stop_rx.clone(), wake.clone());
+            let mut restart = false;
             supervised("kannel", &store, &stop_rx, move || {
                 let ch: Box<dyn Channel> = Box::new(stormbell::dispatch::kannel::KannelChannel::new(
                     k.clone(),
                     st.clone(),
                     pol.clone(),
                 ));
-                ch.run(sr.clone(), wk.clone())
+                resend_after_crash(std::mem::replace(&mut restart, true), st.clone(), pol.reconcile_grace, ch.run(sr.clone(), wk.clone()))
             })
         });
         let sms = if cfg.dispatch.sms.accounts.is_empty() {
@@ -589,13 +590,14 @@ pub fn run(cfg: &Config) -> u8 {
         } else {
             use stormbell::dispatch::Channel;
             let (accounts, st, pol, sr, wk) = (cfg.dispatch.sms.accounts.clone(), store.clone(), cfg.dispatch_policy(), stop_rx.clone(), wake.clone());
+            let mut restart = false;
             Some(supervised("sms", &store, &stop_rx, move || {
                 let ch: Box<dyn Channel> = Box::new(stormbell::dispatch::sms::SmsChannel::new(
                     accounts.clone(),
                     st.clone(),
                     pol.clone(),
                 ));
-                ch.run(sr.clone(), wk.clone())
+                resend_after_crash(std::mem::replace(&mut restart, true), st.clone(), pol.reconcile_grace, ch.run(sr.clone(), wk.clone()))
             }))
         };
         let (targets_tx, targets_rx) = tokio::sync::mpsc::channel(1024);
@@ -758,6 +760,21 @@ pub fn run(cfg: &Config) -> u8 {
             }
         }
     })
+}
+
+/// A restarted SMS channel first does what start-up does: the rows its failed run left
+/// mid-send wait for a receipt proving the SMSC had them, then go again (counted as possible
+/// duplicates), so none is stuck half-sent until the next daemon restart.
+async fn resend_after_crash(
+    restart: bool,
+    store: Store,
+    grace: jiff::SignedDuration,
+    run: impl std::future::Future<Output = anyhow::Result<()>>,
+) -> anyhow::Result<()> {
+    if restart {
+        stormbell::dispatch::reconcile(&store, grace).await?;
+    }
+    run.await
 }
 
 /// Spawn a stage under supervision: restarted with backoff when it fails, panics or ends
