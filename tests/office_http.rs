@@ -326,7 +326,8 @@ async fn office_doors_stay_shut_without_a_session_and_open_with_one() {
         .unwrap()
         .unwrap();
     assert!(String::from_utf8_lossy(&chunk).contains("event: board"));
-    drop(r);
+    // Kept open to the end, as an office page left open through a restart would be.
+    let mut live = r;
 
     // Scripts: a JSON sign-in gives a bearer token; a form post to it is refused.
     let r = http
@@ -399,6 +400,16 @@ async fn office_doors_stay_shut_without_a_session_and_open_with_one() {
     .unwrap();
     assert_eq!(r.status(), 429);
 
+    // Shutting down with a live page open: the stream ends and the server stops.
     stop.send(true).unwrap();
-    server.await.unwrap().unwrap();
+    tokio::time::timeout(Duration::from_secs(10), server)
+        .await
+        .expect("an open office page must not hold the shutdown")
+        .unwrap()
+        .unwrap();
+    let ended = tokio::time::timeout(Duration::from_secs(5), async {
+        while let Ok(Some(_)) = live.chunk().await {}
+    })
+    .await;
+    assert!(ended.is_ok(), "the live stream ended");
 }

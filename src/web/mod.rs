@@ -257,9 +257,16 @@ pub async fn serve(
     if let Some(c) = checkin {
         app = app.merge(checkin::router(c));
     }
+    // Live office pages hold their connections open: they are told to end when shutdown
+    // begins, so the graceful shutdown below does not wait on them for ever.
+    let (closing_tx, closing) = tokio::sync::watch::channel(false);
     if let Some(o) = office {
-        app = app.merge(office::router(o));
+        app = app.merge(office::router(o.closing_on(closing)));
     }
+    let shutdown = async move {
+        shutdown.await;
+        let _ = closing_tx.send(true);
+    };
     axum::serve(
         listener,
         app.into_make_service_with_connect_info::<std::net::SocketAddr>(),

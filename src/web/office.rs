@@ -52,6 +52,9 @@ pub struct Office {
     per_user: Arc<DefaultKeyedRateLimiter<String>>,
     map: Arc<super::map::BaseMap>,
     changes: tokio::sync::watch::Receiver<u64>,
+    /// Turns true when the server begins to shut down: live streams end then, or the
+    /// graceful shutdown would wait on them for ever.
+    closing: tokio::sync::watch::Receiver<bool>,
 }
 
 /// How often the board is re-read for live pages (only while somebody is watching).
@@ -84,9 +87,17 @@ impl Office {
             per_ip: Arc::new(RateLimiter::keyed(q(60))),
             per_user: Arc::new(RateLimiter::keyed(q(10))),
             changes,
+            closing: tokio::sync::watch::channel(false).1,
         };
         tokio::spawn(watch(office.clone_for_watch(), tx));
         Ok(office)
+    }
+
+    /// End the live streams when `closing` turns true (`web::serve` does this with its
+    /// shutdown).
+    pub fn closing_on(mut self, closing: tokio::sync::watch::Receiver<bool>) -> Office {
+        self.closing = closing;
+        self
     }
 
     /// The parts the watcher needs, without a receiver of its own (so the watcher ends when
@@ -328,6 +339,14 @@ async fn fragment(
     }
 }
 
+/// Resolves when `closing` turns true; never, when nobody can close it (an office not served
+/// by `web::serve`).
+async fn until_closing(closing: &mut tokio::sync::watch::Receiver<bool>) {
+    if closing.wait_for(|c| *c).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
 /// Server-sent events: `board` with the board's digest each time it changes (and once on
 /// connecting), a comment every 15 s so proxies keep the stream open.
 async fn events(State(o): State<Office>, headers: HeaderMap) -> Response {
@@ -336,14 +355,20 @@ async fn events(State(o): State<Office>, headers: HeaderMap) -> Response {
     }
     let mut rx = o.changes.clone();
     rx.mark_changed();
-    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.changed().await.ok()?;
-        let d = *rx.borrow_and_update();
-        Some((
-            Ok::<_, Infallible>(Event::default().event("board").data(format!("{d:x}"))),
-            rx,
-        ))
-    });
+    let stream = futures_util::stream::unfold(
+        (rx, o.closing.clone()),
+        |(mut rx, mut closing)| async move {
+            tokio::select! {
+                changed = rx.changed() => changed.ok()?,
+                _ = until_closing(&mut closing) => return None,
+            }
+            let d = *rx.borrow_and_update();
+            Some((
+                Ok::<_, Infallible>(Event::default().event("board").data(format!("{d:x}"))),
+                (rx, closing),
+            ))
+        },
+    );
     Sse::new(stream)
         .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
         .into_response()
