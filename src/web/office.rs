@@ -190,6 +190,9 @@ async fn watch(w: Watched, tx: tokio::sync::watch::Sender<u64>) {
         per_user,
     } = w;
     let mut last = 0u64;
+    // Everything the board shows changes with an audit entry (sends, receipts, answers,
+    // steps, decisions, plays): the board is reread only when the trail has grown.
+    let mut seen_head: Option<i64> = None;
     loop {
         tokio::select! {
             _ = tx.closed() => return,
@@ -202,12 +205,26 @@ async fn watch(w: Watched, tx: tokio::sync::watch::Sender<u64>) {
         if tx.receiver_count() <= 1 {
             continue;
         }
+        let head = match store
+            .read(|c| Ok(crate::store::audit::head(c)?.map(|h| h.0)))
+            .await
+        {
+            Ok(h) => h,
+            Err(e) => {
+                tracing::warn!("office board: {e}");
+                continue;
+            }
+        };
+        if seen_head.is_some() && seen_head == head {
+            continue;
+        }
         let (reg, tz) = (reg.clone(), tz.clone());
         match store
             .read(move |c| board::read(c, &reg, &tz, Filter::All))
             .await
         {
             Ok(b) => {
+                seen_head = head;
                 let d = b.digest();
                 if d != last {
                     last = d;
