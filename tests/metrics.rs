@@ -52,21 +52,7 @@ async fn metrics_are_valid_prometheus_text_and_count_what_the_store_holds() {
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    let (stop, mut stop_rx) = tokio::sync::watch::channel(false);
-    let server = tokio::spawn(stormbell::web::serve(
-        listener,
-        store.clone(),
-        stormbell::web::WebSettings {
-            title: "东溟县防汛办".into(),
-            sender: "fx@example.cn".into(),
-            base: base.clone(),
-        },
-        None,
-        None,
-        async move {
-            let _ = stop_rx.changed().await;
-        },
-    ));
+    let (server, stop) = common::serve_web(listener, &store, None, None);
     let r = reqwest::get(format!("{base}/metrics")).await.unwrap();
     assert_eq!(r.status(), 200);
     assert!(

@@ -107,21 +107,7 @@ async fn office_doors_stay_shut_without_a_session_and_open_with_one() {
     )
     .await
     .unwrap();
-    let (stop, mut stop_rx) = tokio::sync::watch::channel(false);
-    let server = tokio::spawn(stormbell::web::serve(
-        listener,
-        store.clone(),
-        stormbell::web::WebSettings {
-            title: "东溟县防汛办".into(),
-            sender: "fx@example.cn".into(),
-            base: base.clone(),
-        },
-        None,
-        Some(office),
-        async move {
-            let _ = stop_rx.changed().await;
-        },
-    ));
+    let (server, stop) = common::serve_web(listener, &store, None, Some(office));
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .timeout(Duration::from_secs(20))

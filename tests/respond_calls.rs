@@ -186,6 +186,19 @@ fn a_ladder_with_an_unknown_action_or_out_of_order_is_refused_with_its_key() {
     );
 }
 
+/// Broadcasts through the county platform, 10 minutes to confirm.
+fn platform_plan() -> stormbell::dispatch::broadcast::jobs::Plan {
+    use stormbell::dispatch::broadcast::jobs;
+    jobs::Plan {
+        routes: jobs::Routes {
+            platform: true,
+            icecast: false,
+        },
+        deadline: SignedDuration::from_mins(10),
+        policy: Policy::default(),
+    }
+}
+
 /// The fixture county in a store, and a red warning calling the two persons of a village
 /// with two loudspeakers (黄坞社区): (dir, store, registry, now, village, targets).
 fn loudspeaker_village() -> (
@@ -223,14 +236,7 @@ fn a_loudspeaker_that_did_not_play_sends_the_village_leads_to_their_gongs() {
         .map(|x| x.id.clone())
         .collect();
     assert_eq!(t.terminals.len(), 2);
-    let plan = jobs::Plan {
-        routes: jobs::Routes {
-            platform: true,
-            icecast: false,
-        },
-        deadline: SignedDuration::from_mins(10),
-        policy: Policy::default(),
-    };
+    let plan = platform_plan();
     let s = settings(false);
     store
         .write_blocking(move |tx| {
@@ -311,14 +317,7 @@ fn a_terminal_step_sounds_the_village_loudspeakers_again_once() {
         })
         .unwrap();
     t.terminals.push(other.id.clone());
-    let plan = jobs::Plan {
-        routes: jobs::Routes {
-            platform: true,
-            icecast: false,
-        },
-        deadline: SignedDuration::from_mins(10),
-        policy: Policy::default(),
-    };
+    let plan = platform_plan();
     let mut s = settings(false);
     s.ladder.insert(
         "red".into(),

@@ -1002,7 +1002,7 @@ fn audit(
     message: i64,
     kind: &str,
     now: Timestamp,
-    mut detail: serde_json::Value,
+    detail: serde_json::Value,
 ) -> anyhow::Result<()> {
     let row: Option<(String, String, i64, String)> = tx
         .prepare_cached(
@@ -1015,22 +1015,13 @@ fn audit(
     let Some((person, lineage, version, send)) = row else {
         return Ok(());
     };
-    if let Some(m) = detail.as_object_mut() {
-        m.insert("message".into(), message.into());
-        m.insert("lineage".into(), lineage.into());
-        m.insert("version".into(), version.into());
-        m.insert("send".into(), send.into());
-    }
-    crate::store::audit::append(
-        tx,
-        &crate::store::audit::Entry {
-            at: now.to_zoned(jiff::tz::TimeZone::UTC),
-            actor: "dispatch".into(),
-            kind: kind.into(),
-            subject: person,
-            detail,
-        },
-    )?;
+    let entry = crate::store::audit::Entry::utc(now, "dispatch", kind, person, detail).with([
+        ("message", message.into()),
+        ("lineage", lineage.into()),
+        ("version", version.into()),
+        ("send", send.into()),
+    ]);
+    crate::store::audit::append(tx, &entry)?;
     Ok(())
 }
 

@@ -76,16 +76,16 @@ pub(crate) fn check(
     )?;
     crate::store::audit::append(
         tx,
-        &crate::store::audit::Entry {
-            at: at.to_zoned(jiff::tz::TimeZone::UTC),
-            actor: "respond".into(),
-            kind: "shelter.nearly_full".into(),
-            subject: load.id.clone(),
-            detail: serde_json::json!({
+        &crate::store::audit::Entry::utc(
+            at,
+            "respond",
+            "shelter.nearly_full",
+            load.id.clone(),
+            serde_json::json!({
                 "name": load.name, "occupants": load.occupants, "capacity": load.capacity,
                 "lineage": last.lineage, "told": sent,
             }),
-        },
+        ),
     )?;
     tracing::warn!(shelter = %load.name, occupants = load.occupants, capacity = load.capacity, "shelter over 90 %: told {sent} duty person(s) of the town and county");
     Ok(sent)

@@ -50,6 +50,39 @@ impl Entry {
     }
 }
 
+impl Entry {
+    /// An entry at `at` (stored as UTC), for stages that keep time as timestamps.
+    pub fn utc(
+        at: jiff::Timestamp,
+        actor: impl Into<String>,
+        kind: impl Into<String>,
+        subject: impl Into<String>,
+        detail: serde_json::Value,
+    ) -> Entry {
+        Entry {
+            at: at.to_zoned(jiff::tz::TimeZone::UTC),
+            actor: actor.into(),
+            kind: kind.into(),
+            subject: subject.into(),
+            detail,
+        }
+    }
+
+    /// The same entry with more facts in its detail object (what it concerns: its warning,
+    /// message, broadcast).
+    pub fn with(
+        mut self,
+        facts: impl IntoIterator<Item = (&'static str, serde_json::Value)>,
+    ) -> Entry {
+        if let Some(m) = self.detail.as_object_mut() {
+            for (k, v) in facts {
+                m.insert(k.into(), v);
+            }
+        }
+        self
+    }
+}
+
 /// A row as stored.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Record {

@@ -588,20 +588,13 @@ async fn api_board(
     headers: HeaderMap,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    let b = match api_read(&o, &headers, &q).await {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
-    match serde_json::to_string(&b) {
-        Ok(json) => {
-            let mut r = json.into_response();
-            secure_headers(&mut r, "application/json");
-            r
-        }
-        Err(e) => {
-            tracing::error!("board JSON: {e}");
-            plain(StatusCode::INTERNAL_SERVER_ERROR, "error\n")
-        }
+    match api_read(&o, &headers, &q).await {
+        Ok(b) => typed(
+            serde_json::to_string(&b).map_err(Into::into),
+            "application/json",
+            None,
+        ),
+        Err(r) => r,
     }
 }
 
@@ -610,22 +603,34 @@ async fn api_csv(
     headers: HeaderMap,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    let b = match api_read(&o, &headers, &q).await {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
-    match board::csv(&b) {
+    match api_read(&o, &headers, &q).await {
+        Ok(b) => typed(
+            board::csv(&b),
+            "text/csv; charset=utf-8",
+            Some("attachment; filename=\"board.csv\""),
+        ),
+        Err(r) => r,
+    }
+}
+
+/// A body of the given type (with the pages' security headers), or a 500 naming nothing.
+fn typed(
+    body: anyhow::Result<String>,
+    content_type: &'static str,
+    disposition: Option<&'static str>,
+) -> Response {
+    match body {
         Ok(body) => {
             let mut r = body.into_response();
-            secure_headers(&mut r, "text/csv; charset=utf-8");
-            r.headers_mut().insert(
-                header::CONTENT_DISPOSITION,
-                HeaderValue::from_static("attachment; filename=\"board.csv\""),
-            );
+            secure_headers(&mut r, content_type);
+            if let Some(d) = disposition {
+                r.headers_mut()
+                    .insert(header::CONTENT_DISPOSITION, HeaderValue::from_static(d));
+            }
             r
         }
         Err(e) => {
-            tracing::error!("board CSV: {e:#}");
+            tracing::error!("office API ({content_type}): {e:#}");
             plain(StatusCode::INTERNAL_SERVER_ERROR, "error\n")
         }
     }
@@ -665,16 +670,15 @@ async fn api_session(
         );
     };
     match sign_in(&o, addr.ip(), &req.user, &req.password, "api").await {
-        Ok(token) => {
-            let body = serde_json::json!({
+        Ok(token) => typed(
+            Ok(serde_json::json!({
                 "token": token,
                 "expires_in": auth::SESSION_HOURS * 3600,
             })
-            .to_string();
-            let mut r = body.into_response();
-            secure_headers(&mut r, "application/json");
-            r
-        }
+            .to_string()),
+            "application/json",
+            None,
+        ),
         Err(StatusCode::UNAUTHORIZED) => {
             plain(StatusCode::UNAUTHORIZED, "wrong name or password\n")
         }

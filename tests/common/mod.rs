@@ -75,3 +75,33 @@ pub async fn wait_count(store: &stormbell::store::Store, what: &str, sql: &'stat
 /// The SQL that reads 1 when no message waits to be sent.
 pub const ALL_OUT: &str =
     "SELECT count(*) = 0 FROM dispatch_message WHERE state IN ('queued', 'submitting')";
+
+/// The web server on `listener` for the synthetic county's office, with the pages given,
+/// until the returned sender says stop.
+pub fn serve_web(
+    listener: tokio::net::TcpListener,
+    store: &stormbell::store::Store,
+    checkin: Option<stormbell::web::checkin::Checkin>,
+    office: Option<stormbell::web::office::Office>,
+) -> (
+    tokio::task::JoinHandle<std::io::Result<()>>,
+    tokio::sync::watch::Sender<bool>,
+) {
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (stop, mut stop_rx) = tokio::sync::watch::channel(false);
+    let server = tokio::spawn(stormbell::web::serve(
+        listener,
+        store.clone(),
+        stormbell::web::WebSettings {
+            title: "东溟县防汛办".into(),
+            sender: "fx@example.cn".into(),
+            base,
+        },
+        checkin,
+        office,
+        async move {
+            let _ = stop_rx.changed().await;
+        },
+    ));
+    (server, stop)
+}

@@ -390,7 +390,7 @@ fn audit(
     kind: &str,
     terminal: Option<&str>,
     now: Timestamp,
-    mut detail: serde_json::Value,
+    detail: serde_json::Value,
 ) -> anyhow::Result<()> {
     let row: Option<(String, String, i64, String)> = tx
         .prepare_cached("SELECT lineage, route, version, send FROM broadcast_job WHERE id = ?1")?
@@ -401,23 +401,15 @@ fn audit(
     let Some((lineage, route, version, send)) = row else {
         return Ok(());
     };
-    if let Some(m) = detail.as_object_mut() {
-        m.insert("job".into(), job.into());
-        m.insert("lineage".into(), lineage.into());
-        m.insert("route".into(), route.into());
-        m.insert("version".into(), version.into());
-        m.insert("send".into(), send.into());
-    }
-    crate::store::audit::append(
-        tx,
-        &crate::store::audit::Entry {
-            at: now.to_zoned(jiff::tz::TimeZone::UTC),
-            actor: "dispatch".into(),
-            kind: kind.into(),
-            subject: terminal.map_or_else(|| format!("job:{job}"), String::from),
-            detail,
-        },
-    )?;
+    let subject = terminal.map_or_else(|| format!("job:{job}"), String::from);
+    let entry = crate::store::audit::Entry::utc(now, "dispatch", kind, subject, detail).with([
+        ("job", job.into()),
+        ("lineage", lineage.into()),
+        ("route", route.into()),
+        ("version", version.into()),
+        ("send", send.into()),
+    ]);
+    crate::store::audit::append(tx, &entry)?;
     Ok(())
 }
 
