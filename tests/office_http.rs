@@ -215,6 +215,18 @@ async fn office_doors_stay_shut_without_a_session_and_open_with_one() {
         3
     );
 
+    // A name of 100,000 characters and a megabyte of password: refused like any wrong one.
+    let long = "名".repeat(100_000);
+    let huge = "p".repeat(1 << 20);
+    let r = login(
+        &pre,
+        &[("user", &long), ("password", &huge), ("csrf", &csrf)],
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 401);
+
     // Signed in: a session cookie the page can't read, only its hash stored.
     let r = login(
         &pre,
