@@ -251,6 +251,7 @@ fn drive(args: &[String]) {
                 flush_every: Duration::from_secs(1),
                 tz: jiff::tz::TimeZone::get("Asia/Shanghai").unwrap(),
                 hold_clock: false,
+                jitter_seed: None,
             },
             tx,
         ));

@@ -11,6 +11,7 @@ pub mod cap;
 pub mod config;
 pub mod correlate;
 pub mod dispatch;
+pub mod drill;
 pub mod feeds;
 pub mod http;
 pub mod registry;

@@ -48,6 +48,8 @@ const ALL: &[(&str, &str)] = templates![
     "web/office_login.zh-CN",
     "report/warning.zh-CN",
     "report/warning.en",
+    "report/drill.zh-CN",
+    "report/drill.en",
 ];
 
 /// The environment (a template that does not parse is an error at first use, naming it).

@@ -39,6 +39,7 @@ fn settings() -> Settings {
         flush_every: Duration::from_millis(50),
         tz: jiff::tz::TimeZone::get("Asia/Shanghai").unwrap(),
         hold_clock: false,
+        jitter_seed: None,
     }
 }
 

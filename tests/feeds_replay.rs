@@ -121,6 +121,7 @@ async fn three_days_of_lekima_reach_the_correlate_channel_in_order() {
             flush_every: Duration::from_millis(100),
             tz: jiff::tz::TimeZone::get("Asia/Shanghai").unwrap(),
             hold_clock: false,
+            jitter_seed: None,
         },
         tx,
     ));

@@ -6,6 +6,7 @@ mod cap_cmd;
 mod demo;
 mod fwi_cmd;
 mod registry_cmd;
+mod replay_cmd;
 mod report_cmd;
 mod user_cmd;
 
@@ -71,8 +72,9 @@ enum Command {
     /// The county registry: villages, hazard sites, shelters, terminals, responsible persons.
     #[command(subcommand)]
     Registry(registry_cmd::RegistryCommand),
-    /// Replay a recorded storm as a drill (issue #9).
-    Replay(NotYetRest),
+    /// Replay a recorded storm as a drill: the whole pipeline on a simulated clock, with
+    /// simulated responders; writes CAP, dispatch and response logs and the drill's report.
+    Replay(replay_cmd::ReplayArgs),
     /// Validate and convert CAP alerts, index feeds and EDXL-DE envelopes.
     #[command(subcommand)]
     Cap(cap_cmd::CapCommand),
@@ -94,13 +96,6 @@ enum Command {
     User(user_cmd::UserCommand),
 }
 
-/// Arguments of a command that later issues build.
-#[derive(Args, Debug)]
-struct NotYetRest {
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
-    rest: Vec<String>,
-}
-
 /// Parse arguments, set up logging, run the command.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -116,7 +111,16 @@ pub fn main() -> ExitCode {
         Command::Run => with_config(&cli.global, admin::run),
         Command::Demo(args) => with_config(&cli.global, |cfg| demo::run(args, cfg)),
         Command::Registry(cmd) => with_config(&cli.global, |cfg| registry_cmd::run(cmd, cfg)),
-        Command::Replay(_) => not_yet("replay", 9, "typhoon drills"),
+        Command::Replay(args) => {
+            // The stages' log goes to the drill's folder (replay_cmd), not the terminal.
+            match Config::load(cli.global.config.as_deref(), &cli.global.overrides()) {
+                Ok(cfg) => replay_cmd::run(args, cli.global.db.clone(), &cfg),
+                Err(e) => {
+                    eprintln!("stormbell: configuration problems:\n{e}");
+                    EXIT_USAGE
+                }
+            }
+        }
         Command::Fwi(args) => fwi_cmd::run(args),
         Command::Report(args) => with_config(&cli.global, |cfg| report_cmd::run(args, cfg)),
     };
@@ -135,11 +139,6 @@ fn default_sigpipe() {
     }
 }
 
-fn not_yet(cmd: &str, issue: u32, what: &str) -> u8 {
-    eprintln!("stormbell {cmd}: not yet — {what} arrives with issue #{issue}");
-    EXIT_USAGE
-}
-
 /// Load the configuration, start logging, and run `f`; configuration problems end the run.
 fn with_config(global: &Global, f: impl FnOnce(&Config) -> u8) -> u8 {
     let cfg = match Config::load(global.config.as_deref(), &global.overrides()) {
@@ -154,6 +153,14 @@ fn with_config(global: &Global, f: impl FnOnce(&Config) -> u8) -> u8 {
 }
 
 fn init_logging(cfg: &Config) {
+    init_logging_to(cfg, std::io::stderr);
+}
+
+/// Logging to `writer` (a file, for commands whose terminal shows a summary instead).
+fn init_logging_to<W>(cfg: &Config, writer: W)
+where
+    W: for<'a> tracing_subscriber::fmt::MakeWriter<'a> + Send + Sync + 'static,
+{
     use tracing_subscriber::EnvFilter;
     let filter = std::env::var("RUST_LOG")
         .ok()
@@ -161,7 +168,7 @@ fn init_logging(cfg: &Config) {
         .unwrap_or_else(|| EnvFilter::new(&cfg.log.level));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(writer);
     let _ = match cfg.log.format {
         LogFormat::Human => builder.try_init(),
         LogFormat::Json => builder.json().try_init(),

@@ -107,6 +107,10 @@ pub struct Settings {
     /// for replays whose consumer is the correlate stage; off where a test drains the channel
     /// itself after moving the clock. (Nothing for the system clock either way.)
     pub hold_clock: bool,
+    /// Seed of the retry jitter, mixed with each feed's id: set by drills so that a replay at
+    /// full speed retries at the same simulated moments every time (`None`: random, as a live
+    /// daemon wants, so many offices' retries do not fall into step).
+    pub jitter_seed: Option<u64>,
 }
 
 impl Settings {
@@ -120,6 +124,7 @@ impl Settings {
             flush_every: Duration::from_secs(1),
             tz: cfg.time_zone(),
             hold_clock: false,
+            jitter_seed: None,
         }
     }
 }
@@ -239,12 +244,17 @@ fn digest(bytes: &[u8]) -> String {
 
 /// A stable fraction in [0, 1) from a feed id, to spread first polls.
 fn spread_fraction(id: &str) -> f64 {
+    (feed_hash(id) >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// FNV-1a of a feed id: a stable number per feed (start spread, jitter seeds).
+fn feed_hash(id: &str) -> u64 {
     let mut h: u64 = 0xcbf29ce484222325;
     for b in id.bytes() {
         h ^= u64::from(b);
         h = h.wrapping_mul(0x100000001b3);
     }
-    (h >> 11) as f64 / (1u64 << 53) as f64
+    h
 }
 
 impl Poller {
@@ -689,13 +699,16 @@ impl Poller {
             .max(Duration::from_millis(10));
         // Jitter adds up to 100 %, so the undisturbed delay stops at half the maximum.
         let max = (self.settings.backoff_max / 2).max(min);
-        backon::ExponentialBuilder::new()
+        let b = backon::ExponentialBuilder::new()
             .with_min_delay(min)
             .with_max_delay(max)
             .with_factor(2.0)
             .with_jitter()
-            .without_max_times()
-            .build()
+            .without_max_times();
+        match self.settings.jitter_seed {
+            Some(seed) => b.with_jitter_seed(seed ^ feed_hash(&spec.id)).build(),
+            None => b.build(),
+        }
     }
 
     async fn run_feed(

@@ -44,6 +44,10 @@ pub struct Scenario {
     pub end: Timestamp,
     /// Its feeds.
     pub feeds: Vec<ScenarioFeed>,
+    /// The `[drill]` table, read by the full-pipeline replay (`stormbell::drill`): the
+    /// simulated responders and the registry. Kept raw here: the feeds do not need it, and
+    /// the drill checks its keys itself.
+    pub drill: Option<toml::Table>,
 }
 
 /// One feed of a scenario.
@@ -75,6 +79,8 @@ struct ScenarioToml {
     end: String,
     #[serde(default)]
     feed: Vec<ScenarioFeed>,
+    #[serde(default)]
+    drill: Option<toml::Table>,
 }
 
 /// Why a scenario cannot be used.
@@ -179,6 +185,7 @@ impl Scenario {
             start,
             end,
             feeds: t.feed,
+            drill: t.drill,
         })
     }
 

@@ -93,6 +93,23 @@ pub fn chain(first: DecisionHook, then: DecisionHook) -> DecisionHook {
     }))
 }
 
+/// One turn of the respond stage, in the caller's transaction: read new answers (SMS replies
+/// and loudspeaker alarms) and fire the escalation steps due at `now`. The daemon's task runs
+/// it every second; a drill runs it on its simulated clock.
+pub fn step(
+    tx: &rusqlite::Transaction<'_>,
+    reg: &crate::registry::Registry,
+    settings: &calls::RespondSettings,
+    policy: &Policy,
+    now: jiff::Timestamp,
+) -> anyhow::Result<(intake::Intake, calls::Fired)> {
+    let mut took = intake::run_once(tx, 500, reg, settings, policy)?;
+    let (_, told) = terminals::run_once(tx, reg, policy, now)?;
+    took.messages += told;
+    let fired = calls::fire_due(tx, now, reg, policy)?;
+    Ok((took, fired))
+}
+
 /// The respond task: every `tick`, read new answers and fire the steps that are due, each
 /// batch in one transaction; wake the channels when messages were queued. Returns when `stop`
 /// turns true.
@@ -112,15 +129,7 @@ pub async fn run(
         }
         let now = clock.now();
         let (reg, s, p) = (registry.clone(), settings.clone(), policy.clone());
-        let (took, fired) = store
-            .write(move |tx| {
-                let mut took = intake::run_once(tx, 500, &reg, &s, &p)?;
-                let (_, told) = terminals::run_once(tx, &reg, &p, now)?;
-                took.messages += told;
-                let fired = calls::fire_due(tx, now, &reg, &p)?;
-                Ok::<_, anyhow::Error>((took, fired))
-            })
-            .await?;
+        let (took, fired) = store.write(move |tx| step(tx, &reg, &s, &p, now)).await?;
         if took.read > 0 {
             tracing::info!(
                 read = took.read,

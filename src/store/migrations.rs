@@ -20,6 +20,7 @@ pub(crate) fn migrations() -> Migrations<'static> {
         M::up(include_str!("migrations/0012_office.sql")),
         M::up(include_str!("migrations/0013_return_shelter.sql")),
         M::up(include_str!("migrations/0014_resound.sql")),
+        M::up(include_str!("migrations/0015_drill.sql")),
     ])
 }
 

@@ -1,0 +1,510 @@
+//! Drills (应急演练): the whole pipeline over a recorded storm, on a simulated clock.
+//!
+//! A county rehearses before every flood season. `stormbell replay` takes a scenario folder
+//! (what each feed served, and when: `fixtures/scenarios/README.md`), the county's registry,
+//! and a cast of simulated responders, and lives through the storm again: the real poller
+//! reads the recorded feeds ([`crate::feeds::replay`]), the real correlate stage issues and
+//! lifts warnings, the real outbox queues, merges, caps and retries texts, the real respond
+//! stage reads answers and climbs the ladder. Only three things are not real: the clock
+//! ([`SimClock`]), the phone network and the people holding the phones ([`people`]).
+//!
+//! Determinism: at `--speed max` the clock moves event by event and only when every task is
+//! asleep; the poller's retry jitter is seeded; the people act in a fixed minute slot (30 s
+//! past each simulated minute, never on a poll's instant); their behaviour is a hash of
+//! (seed, person, warning). The same scenario therefore gives the same outputs byte for byte
+//! ([`output`]; link tokens, which are secrets and random, are masked there).
+//!
+//! Resumption: every turn of the people records how far the drill has come (`drill_run`) in
+//! the transaction that does the turn's work, and everything the pipeline knows is in the
+//! store. A replay killed at any moment and started again on the same database continues
+//! from the last completed minute: the feeds are polled again (a snapshot already taken is
+//! recognised by the inbox), correlate rebuilds its memory from the inbox, and the outbox
+//! reconciles what was mid-send.
+
+pub mod output;
+pub mod people;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use jiff::{SignedDuration, Timestamp};
+use rusqlite::{OptionalExtension, params};
+use serde::Deserialize;
+use tokio::sync::{mpsc, watch};
+
+use crate::config::Config;
+use crate::correlate::warning::Targets;
+use crate::feeds::clock::{Clock, SimClock};
+use crate::feeds::replay::{ReplayFetcher, Scenario};
+use crate::registry::{self, Encoding, Registry};
+use crate::store::{Store, audit};
+
+pub use people::Responders;
+
+/// The links of a drill's texts when no web server is configured (`.invalid` never resolves,
+/// RFC 2606).
+pub const LINK_BASE: &str = "https://drill.invalid/r/";
+
+/// A scenario with what the drill needs beyond its feeds.
+#[derive(Debug, Clone)]
+pub struct Drill {
+    /// The recorded feeds.
+    pub scenario: Scenario,
+    /// The registry folder imported into a new drill database.
+    pub registry: PathBuf,
+    /// How the simulated people behave.
+    pub responders: Responders,
+}
+
+/// `[drill]` in `scenario.toml`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DrillToml {
+    /// Registry folder, relative to the scenario.
+    registry: Option<String>,
+    #[serde(default)]
+    responders: Responders,
+}
+
+impl Drill {
+    /// Load a scenario folder. `registry` (a command-line choice) wins over the folder its
+    /// `[drill]` table names; one of them must say where the county is.
+    pub fn load(dir: &Path, registry: Option<&Path>) -> anyhow::Result<Drill> {
+        let scenario = Scenario::load(dir)?;
+        let file = dir.join("scenario.toml");
+        let t: DrillToml = match &scenario.drill {
+            Some(table) => DrillToml::deserialize(toml::Value::Table(table.clone()))
+                .map_err(|e| anyhow::anyhow!("{}: [drill]: {e}", file.display()))?,
+            None => DrillToml {
+                registry: None,
+                responders: Responders::default(),
+            },
+        };
+        t.responders
+            .check()
+            .map_err(|e| anyhow::anyhow!("{}: [drill.responders]: {e}", file.display()))?;
+        let registry = match (registry, t.registry) {
+            (Some(r), _) => r.to_path_buf(),
+            (None, Some(r)) => dir.join(r),
+            (None, None) => anyhow::bail!(
+                "{}: no registry: name one in [drill] registry = \"…\" or give --registry DIR",
+                file.display()
+            ),
+        };
+        if !registry.join("villages.csv").is_file() {
+            anyhow::bail!(
+                "{}: the registry folder {} has no villages.csv",
+                file.display(),
+                registry.display()
+            );
+        }
+        Ok(Drill {
+            scenario,
+            registry,
+            responders: t.responders,
+        })
+    }
+}
+
+/// The configuration a drill runs with: the office's, but everything it issues is an
+/// exercise (CAP status `Exercise`, texts marked 演练), and its texts carry check-in links as
+/// in earnest (the simulated people tap them) — pointing, when no web server is named, at a
+/// reserved name that can never resolve ([`LINK_BASE`]).
+pub fn config(cfg: &Config) -> Config {
+    let mut cfg = cfg.clone();
+    cfg.correlate.status = "Exercise".into();
+    if cfg.dispatch.link_base.is_empty() {
+        cfg.dispatch.link_base = LINK_BASE.into();
+    }
+    cfg
+}
+
+/// How fast simulated time runs.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Speed {
+    /// Event by event, as fast as the work allows: deterministic.
+    Max,
+    /// This many simulated seconds per real second (for drills watched live).
+    Times(f64),
+}
+
+impl std::str::FromStr for Speed {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Speed, String> {
+        if s == "max" {
+            return Ok(Speed::Max);
+        }
+        match s.parse::<f64>() {
+            Ok(x) if x.is_finite() && x > 0.0 => Ok(Speed::Times(x)),
+            _ => Err(format!(
+                "`{s}` is not a speed: `max`, or simulated seconds per real second (e.g. 3600)"
+            )),
+        }
+    }
+}
+
+/// What a drill tells whoever watches it, as it goes.
+#[derive(Debug, Default)]
+pub struct Events {
+    /// Each warning message, after its decision is committed.
+    pub warnings: Option<mpsc::UnboundedSender<Targets>>,
+    /// Simulated time, after each minute's turn.
+    pub progress: Option<watch::Sender<Timestamp>>,
+}
+
+/// How a run went.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ran {
+    /// Where it started (the scenario's start, or where a killed run had reached).
+    pub from: Timestamp,
+    /// Whether it resumed a killed run.
+    pub resumed: bool,
+    /// Whether the database had already finished this scenario (nothing was run).
+    pub already_finished: bool,
+    /// What the simulated network and people did in this run.
+    pub turns: people::Turn,
+}
+
+/// Prepare `store` for the drill: a new database gets the registry and a `drill_run` row; one
+/// that has run this scenario before says where it stopped. Returns (start, resumed,
+/// finished).
+async fn prepare(
+    drill: &Drill,
+    store: &Store,
+    tz: &jiff::tz::TimeZone,
+) -> anyhow::Result<(Timestamp, bool, bool)> {
+    let name = drill.scenario.name.clone();
+    let row: Option<(String, Option<String>)> = store
+        .read(move |c| {
+            Ok(c.query_row(
+                "SELECT reached, finished FROM drill_run WHERE scenario = ?1",
+                params![name],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?)
+        })
+        .await?;
+    if let Some((reached, finished)) = row {
+        let reached: Timestamp = reached
+            .parse()
+            .map_err(|e| anyhow::anyhow!("drill_run.reached {reached:?}: {e}"))?;
+        return Ok((reached, true, finished.is_some()));
+    }
+    let others: i64 = store
+        .read(|c| Ok(c.query_row("SELECT count(*) FROM drill_run", [], |r| r.get(0))?))
+        .await?;
+    if others > 0 {
+        anyhow::bail!(
+            "{}: this database holds another scenario's drill; give each drill its own --db",
+            store.path().display()
+        );
+    }
+    let start = drill.scenario.start;
+    let prepared = registry::prepare_import(&drill.registry, Encoding::Auto, &|_| {})
+        .map_err(|e| anyhow::anyhow!("{}: {e}", drill.registry.display()))?;
+    prepared.commit(store, "drill", start.to_zoned(tz.clone()))?;
+    let (name, at) = (drill.scenario.name.clone(), start.to_string());
+    let entry = audit::Entry::utc(
+        start,
+        "drill",
+        "drill.started",
+        name.clone(),
+        serde_json::json!({
+            "scenario": name, "start": at,
+        }),
+    );
+    store
+        .write(move |tx| {
+            tx.execute(
+                "INSERT INTO drill_run (scenario, started, reached) VALUES (?1, ?2, ?2)",
+                params![name, at],
+            )?;
+            audit::append(tx, &entry)?;
+            Ok(())
+        })
+        .await?;
+    Ok((start, false, false))
+}
+
+/// Run the drill on `store` until the scenario's end (or until `stop` turns true: then it
+/// stops after the current minute, resumable).
+pub async fn run(
+    cfg: &Config,
+    drill: &Drill,
+    store: &Store,
+    speed: Speed,
+    events: Events,
+    mut stop: watch::Receiver<bool>,
+) -> anyhow::Result<Ran> {
+    use crate::correlate::engine::{self, Engine, RunSettings};
+    use crate::feeds::poller::{Poller, Settings};
+
+    let cfg = config(cfg);
+    let tz = cfg.time_zone();
+    let (from, resumed, finished) = prepare(drill, store, &tz).await?;
+    let end = drill.scenario.end;
+    if finished || from >= end {
+        return Ok(Ran {
+            from,
+            resumed,
+            already_finished: true,
+            turns: people::Turn::default(),
+        });
+    }
+    let policy = cfg.dispatch_policy();
+    if resumed {
+        // Whatever a killed run left mid-send waits for proof, then goes again (counted).
+        let grace = policy.reconcile_grace;
+        store
+            .write(move |tx| crate::dispatch::outbox::reconcile(tx, from, grace))
+            .await?;
+        let e = audit::Entry::utc(
+            from,
+            "drill",
+            "drill.resumed",
+            drill.scenario.name.clone(),
+            serde_json::json!({
+                "from": from.to_string(),
+            }),
+        );
+        store.write(move |tx| Ok(audit::append(tx, &e)?)).await?;
+    }
+    let reg = Arc::new(Registry::load(store)?);
+    let clock = SimClock::new(from);
+    let (out, inbox) = mpsc::channel(1024);
+    let poller = Arc::new(Poller::new(
+        store.clone(),
+        Arc::new(ReplayFetcher::new(
+            &drill.scenario,
+            Arc::new(clock.clone()),
+        )?),
+        Arc::new(clock.clone()),
+        Settings {
+            flush_every: Duration::from_secs(60),
+            start_spread: Duration::ZERO,
+            // One linked document at a time, so the inbox order is the same in every run.
+            follow_concurrency: 1,
+            hold_clock: true,
+            jitter_seed: Some(drill.responders.seed),
+            ..Settings::from_config(&cfg)
+        },
+        out,
+    ));
+    let engine = Engine::new(cfg.rules()?, cfg.issuer(), reg.clone());
+    let wake = Arc::new(tokio::sync::Notify::new());
+    let hook = crate::respond::chain(
+        crate::dispatch::hook(policy.clone(), wake.clone()),
+        crate::respond::hook(cfg.respond.clone(), policy.clone()),
+    );
+    let (halt, halt_rx) = watch::channel(false);
+    let feeds = tokio::spawn(
+        poller
+            .clone()
+            .run(drill.scenario.specs(cfg.cap_limits()), halt_rx.clone()),
+    );
+    let (targets_tx, mut targets_rx) = mpsc::channel::<Targets>(1024);
+    let correlate = tokio::spawn(engine::run(
+        engine,
+        store.clone(),
+        Arc::new(clock.clone()),
+        RunSettings {
+            tick: Duration::from_secs(cfg.correlate.tick_secs),
+            tz: tz.clone(),
+            on_decision: Some(hook),
+        },
+        inbox,
+        targets_tx,
+        halt_rx.clone(),
+    ));
+    let watcher = events.warnings;
+    let follow = tokio::spawn(async move {
+        while let Some(t) = targets_rx.recv().await {
+            if let Some(w) = &watcher {
+                let _ = w.send(t);
+            }
+        }
+    });
+    let world = tokio::spawn(world(
+        clock.clone(),
+        store.clone(),
+        reg.clone(),
+        cfg.respond.clone(),
+        policy.clone(),
+        drill.responders.clone(),
+        drill.scenario.name.clone(),
+        events.progress,
+        halt_rx.clone(),
+    ));
+    // Drive the clock to the end, or until asked to stop.
+    let stopped = match speed {
+        Speed::Max => {
+            tokio::select! {
+                _ = clock.run_until(end) => false,
+                _ = crate::feeds::poller::stopped(&mut stop) => true,
+            }
+        }
+        Speed::Times(x) => {
+            let driver = clock.run_at(x, Duration::from_secs(30));
+            let mut stopped = false;
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+                    _ = crate::feeds::poller::stopped(&mut stop) => { stopped = true; }
+                }
+                if stopped || clock.now() >= end {
+                    break;
+                }
+            }
+            driver.abort();
+            stopped
+        }
+    };
+    let _ = halt.send(true);
+    feeds.await??;
+    correlate.await??;
+    drop(poller);
+    let _ = follow.await;
+    let turns = world.await??;
+    if !stopped {
+        let (name, at) = (drill.scenario.name.clone(), end.to_string());
+        let e = audit::Entry::utc(
+            end,
+            "drill",
+            "drill.finished",
+            name.clone(),
+            serde_json::json!({
+                "end": at,
+            }),
+        );
+        store
+            .write(move |tx| {
+                tx.execute(
+                    "UPDATE drill_run SET reached = ?2, finished = ?2 WHERE scenario = ?1",
+                    params![name, at],
+                )?;
+                audit::append(tx, &e)?;
+                Ok(())
+            })
+            .await?;
+    }
+    Ok(Ran {
+        from,
+        resumed,
+        already_finished: false,
+        turns,
+    })
+}
+
+/// The simulated world's task: at 30 s past every simulated minute, the people act, the
+/// respond stage reads their answers and climbs its ladder, and the network delivers; all in
+/// one transaction with the drill's progress.
+#[allow(clippy::too_many_arguments)]
+async fn world(
+    clock: SimClock,
+    store: Store,
+    reg: Arc<Registry>,
+    settings: crate::respond::calls::RespondSettings,
+    policy: crate::dispatch::outbox::Policy,
+    responders: Responders,
+    scenario: String,
+    progress: Option<watch::Sender<Timestamp>>,
+    mut halt: watch::Receiver<bool>,
+) -> anyhow::Result<people::Turn> {
+    let mut total = people::Turn::default();
+    // The first slot: the next instant 30 s past a minute (after the last completed one,
+    // when resuming).
+    let first = Duration::try_from(to_next_slot(clock.now())).unwrap_or(Duration::ZERO);
+    let mut next = clock.elapsed() + first;
+    loop {
+        let guard = tokio::select! {
+            g = clock.sleep_until(next) => g,
+            _ = crate::feeds::poller::stopped(&mut halt) => break,
+        };
+        let now = clock.now();
+        let (reg2, s, p, r, name) = (
+            reg.clone(),
+            settings.clone(),
+            policy.clone(),
+            responders.clone(),
+            scenario.clone(),
+        );
+        let turn = store
+            .write(move |tx| {
+                let mut turn = people::Turn::default();
+                // Phones ring (receipts), people act on what they have read, respond reads
+                // their answers and climbs the ladder, and what is due goes out.
+                people::receipts(tx, now, &reg2, &r, &mut turn)?;
+                people::lifts(tx, &name, &r)?;
+                people::answer(tx, now, &reg2, &s, &p, &mut turn)?;
+                crate::respond::step(tx, &reg2, &s, &p, now)?;
+                people::accept(tx, now, &p, &r, &mut turn)?;
+                tx.execute(
+                    "UPDATE drill_run SET reached = ?2 WHERE scenario = ?1",
+                    params![name, now.to_string()],
+                )?;
+                Ok(turn)
+            })
+            .await?;
+        total.accepted += turn.accepted;
+        total.receipts += turn.receipts;
+        total.answers += turn.answers;
+        if let Some(p) = &progress {
+            let _ = p.send(now);
+        }
+        drop(guard);
+        next += Duration::from_secs(60);
+    }
+    Ok(total)
+}
+
+/// How long from `now` until the next instant 30 s past a minute, strictly after `now`.
+/// Polls and correlate ticks fall on whole minutes of a scenario that starts on one, so the
+/// people never act at the same simulated instant as they do, and the order of the two never
+/// depends on the scheduler.
+pub fn to_next_slot(now: Timestamp) -> SignedDuration {
+    let into = SignedDuration::from_secs(now.as_second().rem_euclid(60))
+        + SignedDuration::from_nanos(i64::from(now.subsec_nanosecond()));
+    let slot = SignedDuration::from_secs(30);
+    if into < slot {
+        slot - into
+    } else {
+        SignedDuration::from_secs(90) - into
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_people_act_half_a_minute_past_each_minute() {
+        let at = |s: &str| s.parse::<Timestamp>().unwrap();
+        assert_eq!(
+            to_next_slot(at("2019-08-08T00:00:00Z")),
+            SignedDuration::from_secs(30)
+        );
+        assert_eq!(
+            to_next_slot(at("2019-08-08T00:00:29Z")),
+            SignedDuration::from_secs(1)
+        );
+        // A resumed run starts after the slot it last completed.
+        assert_eq!(
+            to_next_slot(at("2019-08-08T00:00:30Z")),
+            SignedDuration::from_secs(60)
+        );
+        assert_eq!(
+            to_next_slot(at("2019-08-08T00:00:45.5Z")),
+            SignedDuration::from_millis(44_500)
+        );
+    }
+
+    #[test]
+    fn speeds_are_max_or_a_positive_factor() {
+        assert_eq!("max".parse::<Speed>(), Ok(Speed::Max));
+        assert_eq!("3600".parse::<Speed>(), Ok(Speed::Times(3600.0)));
+        for bad in ["0", "-2", "fast", "NaN", "inf"] {
+            assert!(bad.parse::<Speed>().is_err(), "{bad}");
+        }
+    }
+}
