@@ -78,13 +78,16 @@ pub struct Acknowledgement {
     pub called: i64,
     /// Of which answered by the person themselves.
     pub answered: i64,
-    /// answered / called.
+    /// Not answered by the person, but by another lead of the same place (their call was
+    /// covered).
+    pub covered: i64,
+    /// (answered + covered) / called: the share of calls somebody answered.
     pub rate: f64,
     /// Put on the silent list (never answered, ladder exhausted).
     pub silent: i64,
     /// Answers by channel (sms, link).
     pub by_channel: BTreeMap<String, i64>,
-    /// Minutes from the first call to the answer: median, 90th percentile, max.
+    /// Minutes from each call to the answer that closed it: median, 90th percentile, max.
     pub minutes: BTreeMap<String, f64>,
 }
 
@@ -426,24 +429,35 @@ fn summarise(
         |r| r.get(0),
     )?;
     // Acknowledgement: per (person, warning), from the first call to the first own answer.
+    // Per (person, warning): did they answer it themselves, or did another lead of the same
+    // place answer for them (covered), or were they left on the silent list?
     let mut st = c.prepare(
-        "SELECT person, lineage, min(called),
-                min(CASE WHEN state = 'answered' OR answered IS NOT NULL THEN answered END),
-                max(state = 'silent')
+        "SELECT max(state = 'answered'), max(state = 'covered'), max(state = 'silent')
          FROM respond_call GROUP BY person, lineage ORDER BY person, lineage",
     )?;
-    let pairs: Vec<(String, Option<String>, bool)> = st
-        .query_map([], |r| Ok((r.get::<_, String>(2)?, r.get(3)?, r.get(4)?)))?
+    let pairs: Vec<(bool, bool, bool)> = st
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
         .collect::<Result<_, _>>()?;
     let called = pairs.len() as i64;
+    let (mut answered, mut covered, mut silent) = (0, 0, 0);
+    for (a, cov, sil) in &pairs {
+        if *a {
+            answered += 1;
+        } else if *cov {
+            covered += 1;
+        } else if *sil {
+            silent += 1;
+        }
+    }
+    // Per call: minutes from the call to its answer (or the answer that covered it).
+    let mut st = c.prepare(
+        "SELECT called, answered FROM respond_call
+         WHERE state IN ('answered', 'covered') AND answered IS NOT NULL",
+    )?;
     let mut mins: Vec<f64> = Vec::new();
-    let mut silent = 0;
-    for (first, answered, was_silent) in &pairs {
-        silent += i64::from(*was_silent && answered.is_none());
-        if let (Ok(a), Some(Ok(b))) = (
-            first.parse::<jiff::Timestamp>(),
-            answered.as_deref().map(str::parse::<jiff::Timestamp>),
-        ) {
+    for row in st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))? {
+        let (a, b) = row?;
+        if let (Ok(a), Ok(b)) = (a.parse::<jiff::Timestamp>(), b.parse::<jiff::Timestamp>()) {
             mins.push(b.duration_since(a).as_secs_f64() / 60.0);
         }
     }
@@ -467,15 +481,15 @@ fn summarise(
     let by_channel = st
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
         .collect::<Result<_, _>>()?;
-    let answered = mins.len() as i64;
     let ack = Acknowledgement {
         called,
         answered,
         rate: if called > 0 {
-            ((answered as f64 / called as f64) * 1000.0).round() / 1000.0
+            (((answered + covered) as f64 / called as f64) * 1000.0).round() / 1000.0
         } else {
             0.0
         },
+        covered,
         silent,
         by_channel,
         minutes,

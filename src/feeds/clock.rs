@@ -59,6 +59,9 @@ impl Drop for Awake {
         if let Some(state) = &self.0 {
             let mut s = state.lock().unwrap_or_else(|p| p.into_inner());
             s.awake = s.awake.saturating_sub(1);
+            if s.awake == 0 {
+                s.changed.notify_waiters();
+            }
         }
     }
 }
@@ -111,6 +114,9 @@ struct SimState {
     next_sleeper: u64,
     /// Tasks that declared themselves busy.
     awake: usize,
+    /// Told when a task goes to sleep or stops being busy (what [`SimClock::settle`] waits
+    /// for), so a replay does not poll for idleness.
+    changed: Arc<tokio::sync::Notify>,
 }
 
 /// Removes a sleeper's deadline when it wakes or is dropped.
@@ -123,6 +129,7 @@ impl Drop for Registered {
     fn drop(&mut self) {
         let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
         s.sleepers.remove(&self.id);
+        s.changed.notify_waiters();
     }
 }
 
@@ -145,6 +152,7 @@ impl SimClock {
                 sleepers: std::collections::BTreeMap::new(),
                 next_sleeper: 0,
                 awake: 0,
+                changed: Arc::new(tokio::sync::Notify::new()),
             })),
             tick: Arc::new(tx),
         }
@@ -197,16 +205,17 @@ impl SimClock {
 
     /// Wait (in real time) until [`SimClock::is_idle`].
     pub async fn settle(&self) {
-        let mut spins = 0u32;
-        while !self.is_idle() {
-            // Work in flight is mostly other tasks on this runtime (a yield lets them run) or
-            // the store's writer thread (a short real sleep).
-            if spins < 16 {
-                tokio::task::yield_now().await;
-            } else {
-                tokio::time::sleep(Duration::from_millis(1)).await;
+        let changed = self.lock().changed.clone();
+        loop {
+            // Listen before looking, so a task that goes to sleep in between is not missed.
+            let told = changed.notified();
+            tokio::pin!(told);
+            told.as_mut().enable();
+            if self.is_idle() {
+                return;
             }
-            spins += 1;
+            // Mostly woken by the last busy task going to sleep; the timeout is a backstop.
+            let _ = tokio::time::timeout(Duration::from_millis(20), told).await;
         }
     }
 
