@@ -1,21 +1,21 @@
-//! `stormbell demo`: the embedded default, with zero configuration.
+//! `stormbell demo`: the embedded default, with zero configuration, as a newcomer's first ten
+//! minutes.
 //!
-//! It shows the parts that exist: a fresh SQLite store with its audit chain, the synthetic
-//! county's registry, the CAP codec reading a (synthetic) national-dialect typhoon warning and
-//! its Cancel, checking them and writing them as OASIS CAP 1.2, the feeds replaying three days
-//! of Typhoon Lekima (2019) in a few seconds with every decision queueing its texts and calls,
-//! and the after-action report of the warning that called most. With `--serve ADDR` it then
-//! serves the duty office's page and the check-in links over the result. It says plainly which
-//! stages are not built yet.
+//! It makes a temporary SQLite database, imports the bundled synthetic county, starts the web
+//! server (the duty office's page, the check-in links, the CAP feed) and a demo account, and
+//! replays Typhoon Lekima (2019) as a drill through the whole pipeline (`stormbell::drill`) at
+//! a speed that shows the three-day storm in about two minutes: a progress bar, a line per
+//! warning, the office page changing as the simulated village leads answer and move people.
+//! Texts go to the drill's simulated phone network, in process: no SMS centre, no real phone.
+//! Then it writes the drill's report and keeps the page up until Ctrl-C.
 
 use std::path::PathBuf;
 
 use clap::Args;
 
-use stormbell::cap::{self, Options, Profile, cn};
 use stormbell::config::Config;
-use stormbell::registry::{self, Encoding, Registry, health};
-use stormbell::store::{Store, audit};
+use stormbell::drill::{self, Drill, Speed};
+use stormbell::store::Store;
 
 use super::EXIT_PROBLEMS;
 
@@ -25,11 +25,17 @@ pub struct DemoArgs {
     /// temporary directory). Nothing outside it is touched.
     #[arg(long, value_name = "DIR")]
     dir: Option<PathBuf>,
-    /// After the replay, serve the duty office's page and the check-in links on this address
-    /// (e.g. 127.0.0.1:8470) until Ctrl-C, with a demo account whose password is printed.
-    /// The texts then carry check-in links to it.
-    #[arg(long, value_name = "ADDR")]
-    serve: Option<String>,
+    /// Address of the web server (the office page and the check-in links); when it is taken,
+    /// a free port is used instead.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8470")]
+    serve: String,
+    /// Simulated seconds per real second (default: the whole scenario in about two minutes),
+    /// or `max`.
+    #[arg(long, value_name = "N|max")]
+    speed: Option<Speed>,
+    /// Another scenario folder (default: fixtures/scenarios/lekima-2019).
+    #[arg(long, value_name = "DIR")]
+    scenario: Option<PathBuf>,
 }
 
 /// The bundled synthetic county (fixtures/county/), so the demo runs from anywhere.
@@ -80,18 +86,6 @@ const COUNTY: &[(&str, &[u8])] = &[
     ),
 ];
 
-/// The bundled synthetic alerts (fixtures/cap/).
-const SAMPLES: &[(&str, &[u8])] = &[
-    (
-        "cn-typhoon-red.xml",
-        include_bytes!("../../fixtures/cap/cn-typhoon-red.xml"),
-    ),
-    (
-        "cn-typhoon-red-cancel.xml",
-        include_bytes!("../../fixtures/cap/cn-typhoon-red-cancel.xml"),
-    ),
-];
-
 pub fn run(args: DemoArgs, cfg: &Config) -> u8 {
     match demo(args, cfg) {
         Ok(()) => 0,
@@ -103,299 +97,145 @@ pub fn run(args: DemoArgs, cfg: &Config) -> u8 {
 }
 
 fn demo(args: DemoArgs, cfg: &Config) -> anyhow::Result<()> {
-    // With --serve, the texts carry check-in links to the address served.
-    let mut cfg = cfg.clone();
-    let listener = match &args.serve {
-        Some(addr) => {
-            let l = std::net::TcpListener::bind(addr)
-                .map_err(|e| anyhow::anyhow!("--serve {addr}: {e}"))?;
-            let at = l.local_addr()?;
-            cfg.dispatch.link_base = format!("http://{at}/r/");
-            Some(l)
-        }
-        None => None,
-    };
-    let cfg = &cfg;
     let dir = args.dir.unwrap_or_else(|| {
         std::env::temp_dir().join(format!("stormbell-demo-{}", std::process::id()))
     });
-    std::fs::create_dir_all(dir.join("cap"))?;
-    let db = dir.join("stormbell.db");
-    let tz = cfg.time_zone();
-    println!(
-        "stormbell demo — {} ({})",
-        cfg.office.name, cfg.office.name_en
-    );
-    println!("  folder:   {}", dir.display());
-
-    let store = Store::open(&db)?;
-    println!(
-        "  database: {} (SQLite, WAL, migrations applied)",
-        db.display()
-    );
-    let e = audit::Entry::now(&tz, "system", "demo.started", "demo", serde_json::json!({}));
-    store.write_blocking(move |tx| Ok(audit::append(tx, &e)?))?;
-
-    println!();
-    println!(
-        "registry: importing the synthetic county (fixtures/county, persons.csv in GBK as Excel saves it)"
-    );
+    std::fs::create_dir_all(&dir)?;
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("demo.log"))?;
+    super::init_logging_to(cfg, std::sync::Mutex::new(log));
+    let scenario = match args.scenario.or_else(scenario_dir) {
+        Some(s) => s,
+        None => anyhow::bail!(
+            "the Lekima scenario (fixtures/scenarios/lekima-2019) is not here: run the demo \
+             from the repository (./scripts/demo), or give --scenario DIR"
+        ),
+    };
+    // The bundled county, written out as a county office would hand it over.
     let county = dir.join("county");
     std::fs::create_dir_all(&county)?;
     for (name, bytes) in COUNTY {
         std::fs::write(county.join(name), bytes)?;
     }
-    let prepared = registry::prepare_import(&county, Encoding::Auto, &|_| {})
-        .map_err(|e| anyhow::anyhow!("the bundled county did not import: {e}"))?;
-    let report = prepared.commit(&store, "demo", jiff::Timestamp::now().to_zoned(tz.clone()))?;
-    let counts: Vec<String> = report
-        .counts
-        .iter()
-        .map(|c| format!("{} {}", c.total, c.kind))
-        .collect();
-    println!("  import #{}: {}", report.import_id, counts.join(", "));
-    let reg = Registry::load(&store)?;
-    let since = jiff::Timestamp::now()
-        .to_zoned(tz.clone())
-        .date()
-        .checked_sub(jiff::Span::new().days(cfg.registry.confirm_within_days))
-        .ok();
-    let gaps = health::report(&reg.data, cfg.health_limits(), since);
-    println!(
-        "  roster health: {} gap(s) to fix before the flood season:",
-        gaps.len()
-    );
-    for g in &gaps {
-        println!("    {}: {} — {}", g.check, g.subject, g.detail);
-    }
-    if let Some(zone) = reg
-        .data
-        .sites
-        .iter()
-        .find(|s| s.kind == registry::SiteKind::FlashFlood)
-        && let Some(village) = zone.villages.first().and_then(|v| reg.village(v))
-    {
-        println!(
-            "  e.g. {} {}: {} people to move; flash-flood zone {} (1h 准备转移 {} mm)",
-            village.code,
-            village.name,
-            village.evacuate,
-            zone.id,
-            reg.thresholds_of(&zone.id)
-                .find(|t| t.minutes == 60)
-                .map(|t| t.prepare_mm.to_string())
-                .unwrap_or_else(|| "-".into())
-        );
-        for (duty, person) in reg.duties_for(&village.code).take(2) {
-            if let Some(p) = person {
-                println!("      {} {} {}", duty.role, p.name, p.mobile);
-            }
-        }
-    }
+    let drill = Drill::load(&scenario, Some(&county))?;
+    let listener = std::net::TcpListener::bind(&args.serve)
+        .or_else(|_| std::net::TcpListener::bind("127.0.0.1:0"))
+        .map_err(|e| anyhow::anyhow!("no port for the web server: {e}"))?;
+    let at = listener.local_addr()?;
+    let base = format!("http://{at}");
+    let mut cfg = cfg.clone();
+    cfg.dispatch.link_base = format!("{base}/r/");
+    let cfg = drill::config(&cfg);
+    let tz = cfg.time_zone();
+    let db = dir.join("stormbell.db");
+    let store = Store::open(&db)?;
+    let span = drill.scenario.end.duration_since(drill.scenario.start);
+    let speed = args
+        .speed
+        .unwrap_or(Speed::Times((span.as_secs_f64() / 120.0).max(1.0)));
 
-    println!();
-    println!("CAP: reading upstream warnings in the national dialect (synthetic samples)");
-    let limits = cfg.cap_limits();
-    for (name, bytes) in SAMPLES {
-        let report = cap::inspect(
-            bytes,
-            &Options {
-                profile: Profile::Oasis,
-                limits,
-            },
-        );
-        let found = report
-            .alerts
-            .first()
-            .ok_or_else(|| anyhow::anyhow!("{name}: no alert in the bundled sample"))?;
-        let alert = found.alert.clone().ok_or_else(|| {
-            anyhow::anyhow!("{name}: bundled sample unreadable: {:?}", report.problems)
-        })?;
-        let info = alert.infos.first();
-        println!(
-            "  {} {}  [{} · {} · {}]",
-            if report.is_valid() { "✓" } else { "✗" },
-            info.and_then(|i| i.headline.as_deref())
-                .unwrap_or("(no headline)"),
-            found.dialect,
-            alert.msg_type,
-            info.map(|i| cn::colour_of(i.severity)).unwrap_or("-"),
-        );
-        let oasis = cap::build(&alert)?;
-        let out = dir.join("cap").join(format!("{}.xml", alert.identifier));
-        std::fs::write(&out, &oasis)?;
-        let check = cap::inspect(
-            oasis.as_bytes(),
-            &Options {
-                profile: Profile::Oasis,
-                limits,
-            },
-        );
-        let google = cap::inspect(
-            oasis.as_bytes(),
-            &Options {
-                profile: Profile::Google,
-                limits,
-            },
-        );
-        let google_errors: Vec<String> = google
-            .errors()
-            .filter(|p| p.code.starts_with("google."))
-            .map(|p| p.message.clone())
-            .collect();
-        println!(
-            "    → OASIS CAP 1.2 {} ({}; Google profile: {})",
-            out.display(),
-            if check.is_valid() { "valid" } else { "INVALID" },
-            if google_errors.is_empty() {
-                "passes".to_string()
-            } else {
-                google_errors.join("; ")
-            },
-        );
-        let detail = serde_json::json!({
-            "identifier": alert.identifier,
-            "sender": alert.sender,
-            "msgType": alert.msg_type.as_str(),
-            "file": out.display().to_string(),
-        });
-        let e = audit::Entry::now(
-            &tz,
-            "demo",
-            "cap.converted",
-            alert.identifier.clone(),
-            detail,
-        );
-        store.write_blocking(move |tx| Ok(audit::append(tx, &e)?))?;
-    }
-
-    println!();
-    feeds(&store, cfg)?;
-
-    println!();
-    respond(&store, cfg, &dir)?;
-
-    println!();
-    match store.read_blocking(|c| Ok(audit::verify(c)?))? {
-        audit::Verification::Intact { entries, head } => {
-            let head = head
-                .map(|(s, h)| format!("head #{s} sha256:{h}"))
-                .unwrap_or_default();
-            println!("audit: {entries} entries, chain intact, {head}");
-        }
-        audit::Verification::Broken { seq, reason, .. } => {
-            anyhow::bail!("audit chain broken at #{seq}: {reason}")
-        }
-    }
-    println!();
-    println!("not yet built (each arrives with its issue):");
-    println!(
-        "  - every stage in one daemon, and the typhoon drill with SMS, loudspeakers and answers (#9)"
-    );
-    if let Some(l) = listener {
-        serve(store, cfg, l)?;
-    }
-    Ok(())
-}
-
-/// Who the replay's warnings called, and the after-action report of the one that called most.
-fn respond(store: &Store, cfg: &Config, dir: &std::path::Path) -> anyhow::Result<()> {
-    let (calls, persons, steps): (i64, i64, i64) = store.read_blocking(|c| {
-        Ok(c.query_row(
-            "SELECT (SELECT count(*) FROM respond_call), (SELECT count(DISTINCT person) FROM respond_call),
-                    (SELECT count(*) FROM respond_step WHERE state = 'pending')",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-        )?)
-    })?;
-    let queued: i64 = store.read_blocking(|c| {
-        Ok(c.query_row(
-            "SELECT count(*) FROM dispatch_message WHERE state = 'queued'",
-            [],
-            |r| r.get(0),
-        )?)
-    })?;
-    println!(
-        "respond: {calls} calls to {persons} responsible persons, {steps} escalation steps waiting; \
-         {queued} texts queued (the demo has no SMS centre: nobody can answer, so on a live \
-         clock each would climb its ladder)"
-    );
-    let top: Option<String> = store.read_blocking(|c| {
-        Ok(rusqlite::OptionalExtension::optional(c.query_row(
-            "SELECT lineage FROM respond_call GROUP BY lineage ORDER BY count(*) DESC, lineage LIMIT 1",
-            [],
-            |r| r.get(0),
-        ))?)
-    })?;
-    if let Some(lineage) = top {
-        let reg = Registry::load(store)?;
-        let tz = cfg.time_zone();
-        let l2 = lineage.clone();
-        let r =
-            store.read_blocking(move |c| stormbell::respond::report::read(c, &reg, &tz, &l2))?;
-        let out = dir.join("report");
-        std::fs::create_dir_all(&out)?;
-        std::fs::write(
-            out.join("report.md"),
-            stormbell::respond::report::markdown(&r, "zh-CN")?,
-        )?;
-        std::fs::write(
-            out.join("persons.csv"),
-            stormbell::respond::report::persons_csv(&r)?,
-        )?;
-        std::fs::write(
-            out.join("timeline.csv"),
-            stormbell::respond::report::timeline_csv(&r)?,
-        )?;
-        println!(
-            "  after-action report of {lineage} ({} persons called, {} messages): {}",
-            r.persons.len(),
-            r.messages.len(),
-            out.join("report.md").display()
-        );
-    }
-    Ok(())
-}
-
-/// Serve the office page and the check-in links over the demo's store until Ctrl-C.
-fn serve(store: Store, cfg: &Config, listener: std::net::TcpListener) -> anyhow::Result<()> {
-    use std::sync::Arc;
-    let mut pw = [0u8; 9];
-    getrandom::getrandom(&mut pw).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
-    let password = format!("demo-{}", hex::encode(pw));
-    let now = jiff::Timestamp::now();
-    let user = stormbell::web::auth::NewUser::new("demo", &password, "officer")?;
-    store.write_blocking(move |tx| stormbell::web::auth::put_user(tx, &user, now))?;
-    let addr = listener.local_addr()?;
-    let rt = tokio::runtime::Runtime::new()?;
+    let rt = super::runtime()?;
     rt.block_on(async {
-        listener.set_nonblocking(true)?;
-        let listener = tokio::net::TcpListener::from_std(listener)?;
-        let reg = Arc::new(Registry::load(&store)?);
-        let clock: Arc<dyn stormbell::feeds::clock::Clock> =
-            Arc::new(stormbell::feeds::clock::SystemClock::new());
-        let checkin = stormbell::web::checkin::Checkin::new(
-            store.clone(),
-            reg.clone(),
-            cfg.respond.clone(),
-            cfg.dispatch_policy(),
-            Default::default(),
-            clock,
-        )
-        .await?;
-        let base = format!("http://{addr}");
-        let office = stormbell::web::office::Office::new(
-            store.clone(),
-            reg,
-            cfg.time_zone(),
-            &cfg.office.name,
-            &base,
-        )
-        .await?;
-        println!();
-        println!("serving until Ctrl-C:");
+        drill::setup(&drill, &store, &tz).await?;
+        let reg = std::sync::Arc::new(stormbell::registry::Registry::load(&store)?);
+        let mut pw = [0u8; 9];
+        getrandom::getrandom(&mut pw).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
+        let password = format!("demo-{}", hex::encode(pw));
+        let user = stormbell::web::auth::NewUser::new("demo", &password, "officer")?;
+        let now = jiff::Timestamp::now();
+        store
+            .write(move |tx| stormbell::web::auth::put_user(tx, &user, now))
+            .await?;
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        // The check-in pages live in the drill's time, so a link tapped by hand is current.
+        let clock = stormbell::feeds::clock::SimClock::new(drill.scenario.start);
+        let web = serve(&store, &cfg, reg.clone(), listener, &base, clock.clone(), stop_rx.clone()).await?;
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                let _ = stop_tx.send(true);
+            }
+        });
+
+        println!("stormbell demo — {} ({})", cfg.office.name, cfg.office.name_en);
+        println!("  folder        {}", dir.display());
+        println!("  database      {} (SQLite, WAL)", db.display());
+        println!("  log           {}", dir.join("demo.log").display());
+        println!(
+            "  registry      the synthetic county 331098 东溟县: {} villages, {} hazard sites, {} persons",
+            reg.data.villages.len(),
+            reg.data.sites.len(),
+            reg.data.persons.len()
+        );
         println!("  duty office   {base}/office   user demo, password {password}");
         println!("  CAP feed      {base}/cap/feed.atom");
+        println!(
+            "  SMS           IN-PROCESS SIMULATED NETWORK (drill): no SMS centre and no real phone; \
+             every text is marked 【演练】, simulated village leads answer by reply or link"
+        );
+        println!();
+        println!(
+            "drill: {} — {} → {} (Beijing time), {}",
+            drill.scenario.name,
+            local(drill.scenario.start, &tz),
+            local(drill.scenario.end, &tz),
+            match speed {
+                Speed::Max => "as fast as it goes".to_string(),
+                Speed::Times(x) => format!(
+                    "{x:.0}× real time (about {:.0} s); open the office page now and watch",
+                    span.as_secs_f64() / x
+                ),
+            }
+        );
+        let (wtx, mut wrx) = tokio::sync::mpsc::unbounded_channel();
+        let (ptx, prx) = tokio::sync::watch::channel(drill.scenario.start);
+        let progress = tokio::spawn(super::replay_cmd::watch(
+            drill.scenario.start,
+            drill.scenario.end,
+            prx,
+            tz.clone(),
+        ));
+        let printer = {
+            let tz = tz.clone();
+            tokio::spawn(async move {
+                while let Some((at, t)) = wrx.recv().await {
+                    super::replay_cmd::print_warning(at, &t, &tz);
+                }
+            })
+        };
+        let events = drill::Events {
+            warnings: Some(wtx),
+            progress: Some(ptx),
+            clock: Some(clock),
+        };
+        let started = std::time::Instant::now();
+        let ran = drill::run(&cfg, &drill, &store, speed, events, stop_rx.clone()).await;
+        let _ = printer.await;
+        progress.abort();
+        ran?;
+        let out = dir.join("drill");
+        let summary = {
+            let (store, reg, drill, tz, out) =
+                (store.clone(), reg.clone(), drill.clone(), tz.clone(), out.clone());
+            let link = cfg.dispatch_policy().link_base.clone();
+            tokio::task::spawn_blocking(move || {
+                drill::output::write(&store, &reg, &drill, &tz, link.as_deref(), "zh-CN", &out)
+            })
+            .await??
+        };
+        println!(
+            "drill finished in {:.0} s: {} warnings ({} lifted), {} texts, {:.0}% of calls answered, \
+             {} of {} people moved",
+            started.elapsed().as_secs_f64(),
+            summary.warnings.total,
+            summary.warnings.lifted,
+            summary.messages.get("sms").map(|m| m.values().sum::<i64>()).unwrap_or(0),
+            summary.acknowledgement.rate * 100.0,
+            summary.evacuation.get("moved").copied().unwrap_or(0),
+            summary.evacuation.get("to_move").copied().unwrap_or(0),
+        );
+        println!("  after-action report   {}", out.join("report.md").display());
         let link: Option<String> = store
             .read(|c| {
                 Ok(rusqlite::OptionalExtension::optional(c.query_row(
@@ -406,27 +246,73 @@ fn serve(store: Store, cfg: &Config, listener: std::net::TcpListener) -> anyhow:
             })
             .await?;
         if let Some(t) = link {
-            println!(
-                "  a lead's link {base}/r/{t}   (as in their text: answer, report people moved)"
-            );
+            println!("  a lead's link         {base}/r/{t}   (as in their text: answer, report people moved)");
         }
+        println!();
+        println!("serving the office page until Ctrl-C");
+        web.await??;
+        Ok::<_, anyhow::Error>(())
+    })
+}
+
+fn local(t: jiff::Timestamp, tz: &jiff::tz::TimeZone) -> String {
+    t.to_zoned(tz.clone())
+        .strftime("%Y-%m-%d %H:%M")
+        .to_string()
+}
+
+/// The web server over the demo's store: the office page, the check-in links, the CAP feed,
+/// until `stop`.
+async fn serve(
+    store: &Store,
+    cfg: &Config,
+    reg: std::sync::Arc<stormbell::registry::Registry>,
+    listener: std::net::TcpListener,
+    base: &str,
+    clock: stormbell::feeds::clock::SimClock,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<tokio::task::JoinHandle<anyhow::Result<()>>> {
+    use std::sync::Arc;
+    listener.set_nonblocking(true)?;
+    let listener = tokio::net::TcpListener::from_std(listener)?;
+    let clock: Arc<dyn stormbell::feeds::clock::Clock> = Arc::new(clock);
+    let checkin = stormbell::web::checkin::Checkin::new(
+        store.clone(),
+        reg.clone(),
+        cfg.respond.clone(),
+        cfg.dispatch_policy(),
+        Default::default(),
+        clock,
+    )
+    .await?;
+    let office = stormbell::web::office::Office::new(
+        store.clone(),
+        reg,
+        cfg.time_zone(),
+        &cfg.office.name,
+        base,
+    )
+    .await?;
+    let settings = stormbell::web::WebSettings {
+        title: cfg.office.name.clone(),
+        sender: cfg.office.cap_sender.clone(),
+        base: base.to_string(),
+    };
+    let store = store.clone();
+    Ok(tokio::spawn(async move {
         stormbell::web::serve(
             listener,
-            store.clone(),
-            stormbell::web::WebSettings {
-                title: cfg.office.name.clone(),
-                sender: cfg.office.cap_sender.clone(),
-                base: base.clone(),
-            },
+            store,
+            settings,
             Some(checkin),
             Some(office),
-            async {
-                let _ = tokio::signal::ctrl_c().await;
+            async move {
+                stormbell::feeds::poller::stopped(&mut stop).await;
             },
         )
         .await?;
-        Ok::<_, anyhow::Error>(())
-    })
+        Ok(())
+    }))
 }
 
 /// Where the Lekima scenario is: beside the working directory (`./scripts/demo` runs from the
@@ -439,211 +325,4 @@ fn scenario_dir() -> Option<PathBuf> {
     ]
     .into_iter()
     .find(|p| p.join("scenario.toml").is_file())
-}
-
-/// Replay the Lekima 2019 drill through the real poller and the correlate stage on a
-/// simulated clock: what the feeds brought, and the warnings stormbell issued for the county.
-fn feeds(store: &Store, cfg: &Config) -> anyhow::Result<()> {
-    use std::sync::Arc;
-    use std::time::Duration;
-    use stormbell::correlate::engine::{Engine, RunSettings};
-    use stormbell::feeds::clock::SimClock;
-    use stormbell::feeds::poller::{Poller, Settings};
-    use stormbell::feeds::replay::{ReplayFetcher, Scenario};
-    use stormbell::feeds::{AlarmState, Observation};
-
-    let Some(dir) = scenario_dir() else {
-        println!(
-            "feeds: the Lekima scenario (fixtures/scenarios/lekima-2019) is not here; skipped"
-        );
-        return Ok(());
-    };
-    let sc = Scenario::load(&dir)?;
-    let tz = cfg.time_zone();
-    let local = |t: jiff::Timestamp| t.to_zoned(tz.clone()).strftime("%m-%d %H:%M").to_string();
-    println!(
-        "feeds → correlate: replaying {} ({} → {}, Beijing time) through the live poller and \
-         the correlate stage on a simulated clock",
-        sc.name,
-        local(sc.start),
-        local(sc.end)
-    );
-    let clock = SimClock::new(sc.start);
-    let (tx, mut rx) = tokio::sync::mpsc::channel(1024);
-    let (ctx_tx, ctx_rx) = tokio::sync::mpsc::channel(1024);
-    let (targets_tx, mut targets_rx) = tokio::sync::mpsc::channel(100_000);
-    let poller = Arc::new(Poller::new(
-        store.clone(),
-        Arc::new(ReplayFetcher::new(&sc, Arc::new(clock.clone()))?),
-        Arc::new(clock.clone()),
-        Settings {
-            flush_every: Duration::from_millis(200),
-            start_spread: Duration::ZERO,
-            // Correlate consumes each delivery before simulated time moves on.
-            hold_clock: true,
-            ..Settings::from_config(cfg)
-        },
-        tx,
-    ));
-    let registry = Arc::new(stormbell::registry::Registry::load(store)?);
-    let mut issuer = cfg.issuer();
-    issuer.status = stormbell::cap::model::Status::Exercise;
-    let engine = Engine::new(cfg.rules()?, issuer, registry);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    // The stages' own log lines would drown the summary; the demo prints what matters.
-    let quiet = tracing::subscriber::NoSubscriber::default();
-    let started = std::time::Instant::now();
-    let mut seen: Vec<Observation> = Vec::new();
-    let result: anyhow::Result<()> = tracing::subscriber::with_default(quiet, || {
-        rt.block_on(async {
-            let (stop, stop_rx) = tokio::sync::watch::channel(false);
-            let task = tokio::spawn(
-                poller
-                    .clone()
-                    .run(sc.specs(cfg.cap_limits()), stop_rx.clone()),
-            );
-            let correlate = tokio::spawn(stormbell::correlate::engine::run(
-                engine,
-                store.clone(),
-                Arc::new(clock.clone()),
-                RunSettings {
-                    tick: Duration::from_secs(cfg.correlate.tick_secs),
-                    tz: tz.clone(),
-                    // The demo has no SMS centre: messages are queued in the outbox, as a
-                    // daemon without accounts would keep them.
-                    // Each decision also records whom it calls (respond).
-                    on_decision: Some(stormbell::respond::chain(
-                        stormbell::dispatch::hook(
-                            cfg.dispatch_policy(),
-                            Arc::new(tokio::sync::Notify::new()),
-                        ),
-                        stormbell::respond::hook(cfg.respond.clone(), cfg.dispatch_policy()),
-                    )),
-                },
-                ctx_rx,
-                targets_tx,
-                stop_rx,
-            ));
-            // Note what the feeds bring on the way to correlate (the delivery keeps the
-            // simulated clock waiting until correlate is done with it).
-            let tee = tokio::spawn(async move {
-                let mut seen = Vec::new();
-                while let Some(d) = rx.recv().await {
-                    seen.push(d.observation.clone());
-                    if ctx_tx.send(d).await.is_err() {
-                        break;
-                    }
-                }
-                seen
-            });
-            // Event by event, as fast as the work allows, never ahead of it.
-            clock.run_until(sc.end).await;
-            let _ = stop.send(true);
-            task.await??;
-            correlate.await??;
-            drop(poller);
-            seen = tee.await?;
-            Ok(())
-        })
-    });
-    result?;
-    let mut tracks = 0;
-    let (mut batches, mut readings, mut flagged) = (0, 0, Vec::new());
-    for o in &seen {
-        match o {
-            Observation::Alert(a) => {
-                let info = a.alert.infos.first();
-                println!(
-                    "  {}  upstream {:<6} {}  [{}]",
-                    local(a.alert.sent.timestamp()),
-                    a.alert.msg_type.as_str(),
-                    info.and_then(|i| i.headline.as_deref())
-                        .unwrap_or("(no headline)"),
-                    info.map(|i| cn::colour_of(i.severity)).unwrap_or("-"),
-                );
-            }
-            Observation::FeedAlarm(a) => {
-                let at =
-                    a.at.parse::<jiff::Timestamp>()
-                        .map(local)
-                        .unwrap_or(a.at.clone());
-                match a.state {
-                    AlarmState::Gap => println!(
-                        "  {at}  FEED GAP {}: no successful poll for {} min (last error: {})",
-                        a.feed,
-                        a.silent_secs / 60,
-                        a.last_error.as_deref().unwrap_or("-")
-                    ),
-                    AlarmState::Recovered => println!(
-                        "  {at}  feed {} recovered after {} min of silence",
-                        a.feed,
-                        a.silent_secs / 60
-                    ),
-                }
-            }
-            Observation::Track(_) => tracks += 1,
-            Observation::Rain(r) => {
-                batches += 1;
-                readings += r.readings.len();
-                for x in r.readings.iter().filter(|x| x.flag.is_some()) {
-                    flagged.push(format!(
-                        "{} {} {} mm in {} min",
-                        x.station,
-                        local(x.end),
-                        x.mm.map(|m| m.to_string()).unwrap_or("-".into()),
-                        x.minutes
-                    ));
-                }
-            }
-            Observation::Fire(_) => {}
-        }
-    }
-    println!(
-        "  typhoon: {tracks} track updates; rain: {batches} hourly batches, {readings} readings; not trusted: {}",
-        if flagged.is_empty() {
-            "none".to_string()
-        } else {
-            flagged.join("; ")
-        }
-    );
-    println!("warnings issued (simulated time, lineage, tier, message, places, people to move):");
-    let mut n = 0;
-    while let Ok(t) = targets_rx.try_recv() {
-        n += 1;
-        if n > 40 {
-            continue;
-        }
-        let sent = store.read_blocking({
-            let id = t.identifiers.first().cloned().unwrap_or_default();
-            move |c| Ok(stormbell::correlate::store::by_identifier(c, &id)?.map(|w| w.sent))
-        })?;
-        println!(
-            "  {}  {:<32} {:<6} {:<6} v{} {:>3} places {:>5} people{}",
-            sent.as_deref()
-                .map(|s| s.get(5..16).unwrap_or(s).replace('T', " "))
-                .unwrap_or_else(|| "(internal)".into()),
-            t.lineage.chars().take(32).collect::<String>(),
-            t.tier.as_str(),
-            format!("{:?}", t.send),
-            t.version,
-            t.places.len(),
-            t.evacuate,
-            if t.gaps.is_empty() {
-                String::new()
-            } else {
-                format!("  ({} roster gaps)", t.gaps.len())
-            }
-        );
-    }
-    if n > 40 {
-        println!("  … and {} more", n - 40);
-    }
-    println!(
-        "  {n} warning messages in all (in the store, /cap/feed.atom when the daemon runs); \
-         three days replayed in {:.1} s",
-        started.elapsed().as_secs_f64()
-    );
-    Ok(())
 }

@@ -109,7 +109,16 @@ pub fn main() -> ExitCode {
         Command::Status => with_config(&cli.global, admin::status),
         Command::User(cmd) => with_config(&cli.global, |cfg| user_cmd::run(cmd, cfg)),
         Command::Run => with_config(&cli.global, admin::run),
-        Command::Demo(args) => with_config(&cli.global, |cfg| demo::run(args, cfg)),
+        // The demo's stages log to its folder (demo.rs); the terminal shows the story.
+        Command::Demo(args) => {
+            match Config::load(cli.global.config.as_deref(), &cli.global.overrides()) {
+                Ok(cfg) => demo::run(args, &cfg),
+                Err(e) => {
+                    eprintln!("stormbell: configuration problems:\n{e}");
+                    EXIT_USAGE
+                }
+            }
+        }
         Command::Registry(cmd) => with_config(&cli.global, |cfg| registry_cmd::run(cmd, cfg)),
         Command::Replay(args) => {
             // The stages' log goes to the drill's folder (replay_cmd), not the terminal.

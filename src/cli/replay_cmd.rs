@@ -120,14 +120,15 @@ fn replay(
         let printer = {
             let tz = tz.clone();
             tokio::spawn(async move {
-                while let Some(t) = wrx.recv().await {
-                    print_warning(&t, &tz);
+                while let Some((at, t)) = wrx.recv().await {
+                    print_warning(at, &t, &tz);
                 }
             })
         };
         let events = drill::Events {
             warnings: Some(wtx),
             progress: Some(ptx),
+            clock: None,
         };
         let ran = drill::run(cfg, drill, &store, speed, events, stop_rx).await;
         let _ = printer.await;
@@ -177,22 +178,34 @@ fn replay(
     Ok(())
 }
 
-/// One line per warning message as it is issued.
-fn print_warning(t: &stormbell::correlate::warning::Targets, tz: &jiff::tz::TimeZone) {
-    let _ = tz;
+/// One line per warning message as it is issued: simulated time, message type, tier, the
+/// hazard, the first place and how many more, the people to move.
+pub(super) fn print_warning(
+    at: jiff::Timestamp,
+    t: &stormbell::correlate::warning::Targets,
+    tz: &jiff::tz::TimeZone,
+) {
+    let event = stormbell::templates::event_name(t.hazard.as_str(), "zh-CN")
+        .unwrap_or_else(|_| t.hazard.as_str().to_string());
+    let place = match t.places.first() {
+        Some(p) if t.places.len() > 1 => format!("{}等{}处", p.name, t.places.len()),
+        Some(p) => p.name.clone(),
+        None => "-".into(),
+    };
     println!(
-        "  {:<7} {:<6} v{:<2} {:<34} {:>3} places {:>5} people",
+        "  {}  {:<6} {:<6} {} {}  {}  {} people to move",
+        at.to_zoned(tz.clone()).strftime("%m-%d %H:%M"),
         format!("{:?}", t.send),
         t.tier.as_str(),
-        t.version,
-        t.lineage.chars().take(34).collect::<String>(),
-        t.places.len(),
+        super::pad(&event, 10),
+        super::pad(&place, 22),
+        t.lineage,
         t.evacuate,
     );
 }
 
 /// A progress bar on a terminal (simulated time), nothing otherwise.
-async fn watch(
+pub(super) async fn watch(
     start: jiff::Timestamp,
     end: jiff::Timestamp,
     mut rx: tokio::sync::watch::Receiver<jiff::Timestamp>,

@@ -29,7 +29,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
-use rusqlite::{OptionalExtension, params};
+use rusqlite::params;
 use serde::Deserialize;
 use tokio::sync::{mpsc, watch};
 
@@ -147,10 +147,13 @@ impl std::str::FromStr for Speed {
 /// What a drill tells whoever watches it, as it goes.
 #[derive(Debug, Default)]
 pub struct Events {
-    /// Each warning message, after its decision is committed.
-    pub warnings: Option<mpsc::UnboundedSender<Targets>>,
+    /// Each warning message, after its decision is committed, with the simulated time.
+    pub warnings: Option<mpsc::UnboundedSender<(Timestamp, Targets)>>,
     /// Simulated time, after each minute's turn.
     pub progress: Option<watch::Sender<Timestamp>>,
+    /// The clock to run on (moved to where the drill starts), for a watcher that serves the
+    /// check-in pages in the drill's time; a new one when `None`.
+    pub clock: Option<SimClock>,
 }
 
 /// How a run went.
@@ -166,35 +169,22 @@ pub struct Ran {
     pub turns: people::Turn,
 }
 
-/// Prepare `store` for the drill: a new database gets the registry and a `drill_run` row; one
-/// that has run this scenario before says where it stopped. Returns (start, resumed,
-/// finished).
-async fn prepare(
-    drill: &Drill,
-    store: &Store,
-    tz: &jiff::tz::TimeZone,
-) -> anyhow::Result<(Timestamp, bool, bool)> {
+/// Make `store` ready for the drill: a new database gets the registry imported (as of the
+/// scenario's start) and a `drill_run` row; one that has this drill already is left alone.
+/// The office page needs the registry before the drill starts, hence a step of its own.
+pub async fn setup(drill: &Drill, store: &Store, tz: &jiff::tz::TimeZone) -> anyhow::Result<()> {
     let name = drill.scenario.name.clone();
-    let row: Option<(String, Option<String>)> = store
+    let runs: Vec<String> = store
         .read(move |c| {
-            Ok(c.query_row(
-                "SELECT reached, finished FROM drill_run WHERE scenario = ?1",
-                params![name],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()?)
+            Ok(c.prepare("SELECT scenario FROM drill_run")?
+                .query_map([], |r| r.get(0))?
+                .collect::<Result<_, _>>()?)
         })
         .await?;
-    if let Some((reached, finished)) = row {
-        let reached: Timestamp = reached
-            .parse()
-            .map_err(|e| anyhow::anyhow!("drill_run.reached {reached:?}: {e}"))?;
-        return Ok((reached, true, finished.is_some()));
+    if runs.contains(&name) {
+        return Ok(());
     }
-    let others: i64 = store
-        .read(|c| Ok(c.query_row("SELECT count(*) FROM drill_run", [], |r| r.get(0))?))
-        .await?;
-    if others > 0 {
+    if !runs.is_empty() {
         anyhow::bail!(
             "{}: this database holds another scenario's drill; give each drill its own --db",
             store.path().display()
@@ -204,15 +194,13 @@ async fn prepare(
     let prepared = registry::prepare_import(&drill.registry, Encoding::Auto, &|_| {})
         .map_err(|e| anyhow::anyhow!("{}: {e}", drill.registry.display()))?;
     prepared.commit(store, "drill", start.to_zoned(tz.clone()))?;
-    let (name, at) = (drill.scenario.name.clone(), start.to_string());
+    let at = start.to_string();
     let entry = audit::Entry::utc(
         start,
         "drill",
         "drill.started",
         name.clone(),
-        serde_json::json!({
-            "scenario": name, "start": at,
-        }),
+        serde_json::json!({ "scenario": name, "start": at }),
     );
     store
         .write(move |tx| {
@@ -224,7 +212,32 @@ async fn prepare(
             Ok(())
         })
         .await?;
-    Ok((start, false, false))
+    Ok(())
+}
+
+/// Where the drill stands on `store` (after [`setup`]): (from, resumed, finished).
+async fn prepare(
+    drill: &Drill,
+    store: &Store,
+    tz: &jiff::tz::TimeZone,
+) -> anyhow::Result<(Timestamp, bool, bool)> {
+    setup(drill, store, tz).await?;
+    let name = drill.scenario.name.clone();
+    let (started, reached, finished): (String, String, Option<String>) = store
+        .read(move |c| {
+            Ok(c.query_row(
+                "SELECT started, reached, finished FROM drill_run WHERE scenario = ?1",
+                params![name],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )?)
+        })
+        .await?;
+    let parse = |s: &str| {
+        s.parse::<Timestamp>()
+            .map_err(|e| anyhow::anyhow!("drill_run: {s:?}: {e}"))
+    };
+    let (started, reached) = (parse(&started)?, parse(&reached)?);
+    Ok((reached, reached > started, finished.is_some()))
 }
 
 /// Run the drill on `store` until the scenario's end (or until `stop` turns true: then it
@@ -271,7 +284,13 @@ pub async fn run(
         store.write(move |tx| Ok(audit::append(tx, &e)?)).await?;
     }
     let reg = Arc::new(Registry::load(store)?);
-    let clock = SimClock::new(from);
+    let clock = match events.clock {
+        Some(c) => {
+            c.advance_to(from);
+            c
+        }
+        None => SimClock::new(from),
+    };
     let (out, inbox) = mpsc::channel(1024);
     let poller = Arc::new(Poller::new(
         store.clone(),
@@ -318,13 +337,16 @@ pub async fn run(
         halt_rx.clone(),
     ));
     let watcher = events.warnings;
-    let follow = tokio::spawn(async move {
-        while let Some(t) = targets_rx.recv().await {
-            if let Some(w) = &watcher {
-                let _ = w.send(t);
+    let follow = {
+        let clock = clock.clone();
+        tokio::spawn(async move {
+            while let Some(t) = targets_rx.recv().await {
+                if let Some(w) = &watcher {
+                    let _ = w.send((clock.now(), t));
+                }
             }
-        }
-    });
+        })
+    };
     let world = tokio::spawn(world(
         clock.clone(),
         store.clone(),
