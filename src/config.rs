@@ -896,6 +896,95 @@ fn from_figment(e: &figment::Error) -> ConfigProblem {
 mod tests {
     use super::*;
 
+    /// Dotted keys of a TOML table (arrays and values are leaves).
+    fn keys(t: &toml::Table, prefix: &str, out: &mut std::collections::BTreeSet<String>) {
+        for (k, v) in t {
+            let key = if prefix.is_empty() {
+                k.clone()
+            } else {
+                format!("{prefix}.{k}")
+            };
+            match v {
+                toml::Value::Table(inner) => keys(inner, &key, out),
+                _ => {
+                    out.insert(key);
+                }
+            }
+        }
+    }
+
+    /// `config/default.toml` is the configuration reference: it must name every setting the
+    /// program has (set, or shown in a commented example when it is an optional table) and
+    /// nothing the program does not read, each explained by a comment above it or its group.
+    #[test]
+    fn default_toml_is_the_complete_reference_of_the_settings() {
+        let c = Config::load(None, &Overrides::default()).unwrap();
+        let served: toml::Table = toml::from_str(&toml::to_string(&c).unwrap()).unwrap();
+        let doc: toml::Table = toml::from_str(DEFAULT_TOML).unwrap();
+        let (mut have, mut documented) = Default::default();
+        keys(&served, "", &mut have);
+        keys(&doc, "", &mut documented);
+        let missing: Vec<&String> = have.difference(&documented).collect();
+        assert!(
+            missing.is_empty(),
+            "settings not in config/default.toml: {missing:?}"
+        );
+        let stale: Vec<&String> = documented.difference(&have).collect();
+        assert!(
+            stale.is_empty(),
+            "keys in config/default.toml nobody reads: {stale:?}"
+        );
+        // Every key line has a comment above it, or sits in a group under one.
+        let lines: Vec<&str> = DEFAULT_TOML.lines().collect();
+        for (i, l) in lines.iter().enumerate() {
+            let t = l.trim();
+            if t.is_empty() || t.starts_with('#') || t.starts_with('[') || !t.contains(" = ") {
+                continue;
+            }
+            let explained = lines[..i]
+                .iter()
+                .rev()
+                .take_while(|p| !p.trim().is_empty() && !p.trim().starts_with('['))
+                .any(|p| p.trim().starts_with('#'));
+            assert!(
+                explained,
+                "config/default.toml:{}: `{t}` has no comment",
+                i + 1
+            );
+        }
+        // The optional tables are shown, commented, with every field they take.
+        for (table, fields) in [
+            (
+                "[dispatch.kannel]",
+                &[
+                    "sendsms_url",
+                    "username",
+                    "password",
+                    "source",
+                    "dlr_listen",
+                ][..],
+            ),
+            (
+                "[dispatch.broadcast.platform]",
+                &["url", "src", "dest", "poll_secs", "heartbeat_secs"][..],
+            ),
+            (
+                "[dispatch.broadcast.icecast]",
+                &["url", "password", "mount", "kbps"][..],
+            ),
+        ] {
+            let at = DEFAULT_TOML
+                .find(&format!("# {table}"))
+                .unwrap_or_else(|| panic!("{table}"));
+            for f in fields {
+                assert!(
+                    DEFAULT_TOML[at..].contains(&format!("# {f} = ")),
+                    "{table} {f}"
+                );
+            }
+        }
+    }
+
     #[test]
     fn the_built_in_defaults_are_valid() {
         let c = Config::load(None, &Overrides::default()).unwrap();

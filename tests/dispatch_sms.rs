@@ -434,12 +434,31 @@ fn an_smsc_down_at_start_gets_the_queue_when_it_comes_up_and_backups_take_over()
     primary.prefixes = vec!["138".into()];
     let mut backup = account(&smsc, "backup", "backup", "backup1");
     backup.backup = true;
+    // Done when every text is delivered and the primary's bind is recorded down, with why.
     run_channel(&store, vec![primary, backup], &policy, |s| {
         count(
             s,
             "SELECT count(*) FROM dispatch_message WHERE state = 'delivered'",
         ) == 20
+            && count(
+                s,
+                "SELECT count(*) FROM dispatch_bind WHERE account = 'cmcc' AND state = 'down'
+                   AND detail IS NOT NULL",
+            ) >= 1
+            && count(
+                s,
+                "SELECT count(*) FROM dispatch_bind WHERE account = 'backup' AND state = 'bound'",
+            ) >= 1
     });
+    // Stopped with the channel: every bind says so.
+    assert_eq!(
+        count(
+            &store,
+            "SELECT count(*) FROM dispatch_bind WHERE state != 'stopped'"
+        ),
+        0
+    );
+    assert!(count(&store, "SELECT count(*) FROM dispatch_bind") >= 2);
     opener.join().unwrap();
     let submits = smsc.submits();
     let parts = count(&store, "SELECT sum(segments) FROM dispatch_message");

@@ -296,10 +296,11 @@ fn dispatch_status(store: &Store) {
             lineages,
             stormbell::dispatch::outbox::counts(c)?,
             stormbell::dispatch::outbox::uncertain(c)?,
+            stormbell::dispatch::outbox::binds(c)?,
         ))
     });
     match found {
-        Ok((lineages, counts, uncertain)) => {
+        Ok((lineages, counts, uncertain, binds)) => {
             println!("warnings: {lineages} in force");
             if counts.is_empty() {
                 println!("outbox:   empty");
@@ -318,6 +319,25 @@ fn dispatch_status(store: &Store) {
             if total > 0 {
                 println!(
                     "outbox:   {total} send(s) had no verdict and went again (possible duplicates)"
+                );
+            }
+            // Each SMS centre bind as the channel last knew it (a daemon that is not running
+            // shows its binds stopped).
+            for b in &binds {
+                println!(
+                    "smsc:     {}#{} {}{} since {}",
+                    b.account,
+                    b.slot,
+                    if b.state == "down" {
+                        "DOWN"
+                    } else {
+                        b.state.as_str()
+                    },
+                    b.detail
+                        .as_deref()
+                        .map(|d| format!(" ({d})"))
+                        .unwrap_or_default(),
+                    b.since
                 );
             }
         }

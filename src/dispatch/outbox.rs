@@ -1049,6 +1049,55 @@ pub fn delivery_by_person(
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
+/// One SMS centre bind as the channel last knew it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Bind {
+    /// Account name.
+    pub account: String,
+    /// Which of its binds (0-based).
+    pub slot: i64,
+    /// bound | down | stopped.
+    pub state: String,
+    /// Since when (UTC RFC 3339).
+    pub since: String,
+    /// The SMSC's address, or why it is down.
+    pub detail: Option<String>,
+}
+
+/// Record a bind's state (the SMPP channel, when a bind comes up, drops, fails or stops).
+pub fn set_bind(
+    tx: &Transaction<'_>,
+    account: &str,
+    slot: usize,
+    state: &str,
+    detail: Option<&str>,
+    now: Timestamp,
+) -> anyhow::Result<()> {
+    tx.execute(
+        "INSERT INTO dispatch_bind (account, slot, state, since, detail) VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT (account, slot) DO UPDATE SET state = ?3, since = ?4, detail = ?5",
+        params![account, slot as i64, state, stamp(now), detail],
+    )?;
+    Ok(())
+}
+
+/// Every bind's last known state, by account and slot.
+pub fn binds(c: &Connection) -> anyhow::Result<Vec<Bind>> {
+    Ok(c.prepare(
+        "SELECT account, slot, state, since, detail FROM dispatch_bind ORDER BY account, slot",
+    )?
+    .query_map([], |r| {
+        Ok(Bind {
+            account: r.get(0)?,
+            slot: r.get(1)?,
+            state: r.get(2)?,
+            since: r.get(3)?,
+            detail: r.get(4)?,
+        })
+    })?
+    .collect::<Result<_, _>>()?)
+}
+
 /// Whether a receipt's stat word means delivered, or failed for good.
 pub fn stat_meaning(stat: &str) -> (bool, bool) {
     (

@@ -21,6 +21,7 @@ pub(crate) fn migrations() -> Migrations<'static> {
         M::up(include_str!("migrations/0013_return_shelter.sql")),
         M::up(include_str!("migrations/0014_resound.sql")),
         M::up(include_str!("migrations/0015_drill.sql")),
+        M::up(include_str!("migrations/0016_dispatch_bind.sql")),
     ])
 }
 

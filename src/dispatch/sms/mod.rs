@@ -242,6 +242,11 @@ impl SmsChannel {
                     a.clone(),
                     slot,
                     in_tx.clone(),
+                    BindLog {
+                        store: self.store.clone(),
+                        clock: self.clock.clone(),
+                        last: None,
+                    },
                     stop.clone(),
                 )));
             }
@@ -442,17 +447,46 @@ async fn send(accounts: &[Arc<Account>], m: &Claimed) -> Outcome {
     }
 }
 
+/// Where a bind's state is written (`dispatch_bind`), only when it changes: a bind that keeps
+/// failing writes once, not on every retry.
+struct BindLog {
+    store: Store,
+    clock: Arc<dyn Clock>,
+    last: Option<(String, Option<String>)>,
+}
+
+impl BindLog {
+    async fn set(&mut self, account: &str, slot: usize, state: &str, detail: Option<String>) {
+        let now = (state.to_string(), detail.clone());
+        if self.last.as_ref() == Some(&now) {
+            return;
+        }
+        self.last = Some(now);
+        let (account, state, at) = (account.to_string(), state.to_string(), self.clock.now());
+        let written = self
+            .store
+            .write(move |tx| outbox::set_bind(tx, &account, slot, &state, detail.as_deref(), at))
+            .await;
+        if let Err(e) = written {
+            // The bind itself goes on; only the status page is behind.
+            tracing::error!("cannot record a bind's state: {e}");
+        }
+    }
+}
+
 /// Keep one bind of an account up: bind, wait until it drops, back off, bind again.
 async fn keep_bound(
     account: Arc<Account>,
     slot: usize,
     incoming: mpsc::Sender<(String, Incoming)>,
+    mut log: BindLog,
     mut stop: watch::Receiver<bool>,
 ) {
     let s = &account.settings;
     let mut backoff = Duration::from_millis(200);
     loop {
         if *stop.borrow_and_update() {
+            log.set(&s.name, slot, "stopped", None).await;
             return;
         }
         let (tx, mut rx) = mpsc::channel::<Incoming>(256);
@@ -468,6 +502,8 @@ async fn keep_bound(
         match Session::bind(settings, tx).await {
             Ok(session) => {
                 tracing::info!(account = %s.name, bind = slot, "bound to SMSC {}", s.address);
+                log.set(&s.name, slot, "bound", Some(s.address.clone()))
+                    .await;
                 backoff = Duration::from_millis(200);
                 if let Some(b) = account.binds.get(slot)
                     && let Ok(mut b) = b.lock()
@@ -486,11 +522,13 @@ async fn keep_bound(
                 tokio::select! {
                     _ = session.closed() => {
                         tracing::warn!(account = %s.name, bind = slot, "SMSC link lost: {}", session.why());
+                        log.set(&s.name, slot, "down", Some(format!("link lost: {}", session.why()))).await;
                     }
                     _ = crate::feeds::poller::stopped(&mut stop) => {
                         // The channel unbinds once in-flight sends are done.
                         session.closed().await;
                         let _ = tokio::time::timeout(Duration::from_secs(5), forward).await;
+                        log.set(&s.name, slot, "stopped", None).await;
                         return;
                     }
                 }
@@ -500,11 +538,15 @@ async fn keep_bound(
             }
             Err(e) => {
                 tracing::warn!(account = %s.name, bind = slot, "{e}");
+                log.set(&s.name, slot, "down", Some(e.to_string())).await;
             }
         }
         tokio::select! {
             _ = tokio::time::sleep(backoff) => {}
-            _ = crate::feeds::poller::stopped(&mut stop) => return,
+            _ = crate::feeds::poller::stopped(&mut stop) => {
+                log.set(&s.name, slot, "stopped", None).await;
+                return;
+            }
         }
         backoff = (backoff * 2).min(Duration::from_secs(30));
     }
