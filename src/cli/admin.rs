@@ -705,10 +705,20 @@ pub fn run(cfg: &Config) -> u8 {
         tracing::info!(db = %store.path().display(), "stormbell running");
         // Run until a signal, or until the feeds task ends by itself: a daemon that has
         // stopped polling must not look alive, so that is an error exit for the supervisor.
+        // The same for the correlate stage: its memory is rebuilt from the inbox at start, so
+        // the honest recovery is a restart of the daemon (systemd's Restart=on-failure), said
+        // loudly, never a daemon that polls and decides nothing.
         let mut feeds = feeds;
+        let mut correlate = correlate;
+        let mut correlate_done = None;
         let early = tokio::select! {
             s = signal => Err(s),
             r = &mut feeds => Ok(r),
+            r = &mut correlate => {
+                correlate_done = Some(r);
+                let _ = stop_tx.send(true);
+                Ok((&mut feeds).await)
+            }
         };
         let (signal, result, mut code) = match early {
             Err(signal) => {
@@ -716,8 +726,14 @@ pub fn run(cfg: &Config) -> u8 {
                 let _ = stop_tx.send(true);
                 (signal, feeds.await, 0)
             }
+            Ok(result) if correlate_done.is_some() => {
+                tracing::error!("the correlate stage ended without being asked to; shutting down");
+                ("none (the correlate stage ended)", result, EXIT_PROBLEMS)
+            }
             Ok(result) => {
                 tracing::error!("the feeds task ended without being asked to; shutting down");
+                // Every other stage waits for the word to stop.
+                let _ = stop_tx.send(true);
                 ("none (the feeds task ended)", result, EXIT_PROBLEMS)
             }
         };
@@ -732,7 +748,11 @@ pub fn run(cfg: &Config) -> u8 {
                 code = EXIT_PROBLEMS;
             }
         }
-        match correlate.await {
+        let correlated = match correlate_done {
+            Some(r) => r,
+            None => correlate.await,
+        };
+        match correlated {
             Ok(Ok(())) => {}
             Ok(Err(e)) => {
                 eprintln!("stormbell: correlate: {e}");
