@@ -72,6 +72,7 @@ fn replay() -> Outcome {
             Arc::new(clock.clone()),
             RunSettings {
                 tick: Duration::from_secs(300),
+                phase: Duration::ZERO,
                 tz: tz.clone(),
                 on_decision: None,
             },

@@ -627,6 +627,7 @@ pub fn run(cfg: &Config) -> u8 {
             Arc::new(clock::SystemClock::new()),
             stormbell::correlate::engine::RunSettings {
                 tick: std::time::Duration::from_secs(cfg.correlate.tick_secs),
+                phase: std::time::Duration::ZERO,
                 tz: tz.clone(),
                 on_decision: Some(hook),
             },

@@ -188,31 +188,16 @@ fn demo(args: DemoArgs, cfg: &Config) -> anyhow::Result<()> {
                 ),
             }
         );
-        let (wtx, mut wrx) = tokio::sync::mpsc::unbounded_channel();
-        let (ptx, prx) = tokio::sync::watch::channel(drill.scenario.start);
-        let progress = tokio::spawn(super::replay_cmd::watch(
-            drill.scenario.start,
-            drill.scenario.end,
-            prx,
-            tz.clone(),
-        ));
-        let printer = {
-            let tz = tz.clone();
-            tokio::spawn(async move {
-                while let Some((at, t)) = wrx.recv().await {
-                    super::replay_cmd::print_warning(at, &t, &tz);
-                }
-            })
-        };
-        let events = drill::Events {
-            warnings: Some(wtx),
-            progress: Some(ptx),
-            clock: Some(clock),
-        };
         let started = std::time::Instant::now();
-        let ran = drill::run(&cfg, &drill, &store, speed, events, stop_rx.clone()).await;
-        let _ = printer.await;
-        progress.abort();
+        let ran = super::replay_cmd::run_watched(
+            &cfg,
+            &drill,
+            &store,
+            speed,
+            Some(clock),
+            stop_rx.clone(),
+        )
+        .await;
         ran?;
         let out = dir.join("drill");
         let summary = {

@@ -102,8 +102,6 @@ fn replay(
         Speed::Times(_) => super::runtime()?,
     };
     let started = std::time::Instant::now();
-    let (wtx, mut wrx) = tokio::sync::mpsc::unbounded_channel();
-    let (ptx, prx) = tokio::sync::watch::channel(drill.scenario.start);
     let ran = rt.block_on(async {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         tokio::spawn(async move {
@@ -111,34 +109,18 @@ fn replay(
                 let _ = stop_tx.send(true);
             }
         });
-        let progress = tokio::spawn(watch(
-            drill.scenario.start,
-            drill.scenario.end,
-            prx,
-            tz.clone(),
-        ));
-        let printer = {
-            let tz = tz.clone();
-            tokio::spawn(async move {
-                while let Some((at, t)) = wrx.recv().await {
-                    print_warning(at, &t, &tz);
-                }
-            })
-        };
-        let events = drill::Events {
-            warnings: Some(wtx),
-            progress: Some(ptx),
-            clock: None,
-        };
-        let ran = drill::run(cfg, drill, &store, speed, events, stop_rx).await;
-        let _ = printer.await;
-        progress.abort();
-        ran
+        run_watched(cfg, drill, &store, speed, None, stop_rx).await
     })?;
     if ran.already_finished {
         println!("  this database has finished the drill already; writing its outputs again");
-    } else if ran.resumed {
-        println!("  resumed a stopped run from {}", local(ran.from));
+    } else {
+        if ran.resumed {
+            println!("  resumed a stopped run from {}", local(ran.from));
+        }
+        println!(
+            "  this run: {} texts accepted by the simulated network, {} receipts, {} answers",
+            ran.turns.accepted, ran.turns.receipts, ran.turns.answers
+        );
     }
     let reg = stormbell::registry::Registry::load(&store)?;
     let policy = drill::config(cfg).dispatch_policy();
@@ -178,9 +160,44 @@ fn replay(
     Ok(())
 }
 
+/// Run the drill with this terminal watching: a progress bar (on a terminal) and a line per
+/// warning as it is issued. `clock`: the one a web server shows drill time by (the demo).
+pub(super) async fn run_watched(
+    cfg: &Config,
+    drill: &Drill,
+    store: &Store,
+    speed: Speed,
+    clock: Option<stormbell::feeds::clock::SimClock>,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<drill::Ran> {
+    let tz = cfg.time_zone();
+    let (wtx, mut wrx) = tokio::sync::mpsc::unbounded_channel();
+    let (ptx, prx) = tokio::sync::watch::channel(drill.scenario.start);
+    let progress = tokio::spawn(watch(
+        drill.scenario.start,
+        drill.scenario.end,
+        prx,
+        tz.clone(),
+    ));
+    let printer = tokio::spawn(async move {
+        while let Some((at, t)) = wrx.recv().await {
+            print_warning(at, &t, &tz);
+        }
+    });
+    let events = drill::Events {
+        warnings: Some(wtx),
+        progress: Some(ptx),
+        clock,
+    };
+    let ran = drill::run(cfg, drill, store, speed, events, stop).await;
+    let _ = printer.await;
+    progress.abort();
+    ran
+}
+
 /// One line per warning message as it is issued: simulated time, message type, tier, the
 /// hazard, the first place and how many more, the people to move.
-pub(super) fn print_warning(
+fn print_warning(
     at: jiff::Timestamp,
     t: &stormbell::correlate::warning::Targets,
     tz: &jiff::tz::TimeZone,
@@ -205,7 +222,7 @@ pub(super) fn print_warning(
 }
 
 /// A progress bar on a terminal (simulated time), nothing otherwise.
-pub(super) async fn watch(
+async fn watch(
     start: jiff::Timestamp,
     end: jiff::Timestamp,
     mut rx: tokio::sync::watch::Receiver<jiff::Timestamp>,

@@ -388,6 +388,10 @@ impl std::fmt::Debug for DecisionHook {
 pub struct RunSettings {
     /// Re-evaluate at least this often (holds and windows move with time).
     pub tick: Duration,
+    /// Shift of the ticks after start. Zero for the daemon. A drill sets 15 s: its polls fall
+    /// on whole minutes, and a tick at a poll's instant would evaluate before or after that
+    /// poll's delivery as the scheduler pleases; off the poll's instant, it is always after.
+    pub phase: Duration,
     /// The office's time zone.
     pub tz: jiff::tz::TimeZone,
     /// Runs in each decision's transaction (the dispatch outbox).
@@ -435,7 +439,7 @@ pub async fn run(
     drop(memory);
     drop(starting);
 
-    let mut next_tick = clock.elapsed() + settings.tick;
+    let mut next_tick = clock.elapsed() + settings.phase + settings.tick;
     loop {
         let sleep = clock.sleep_until(next_tick);
         let mut batch: Vec<Delivery> = Vec::new();

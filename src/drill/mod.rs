@@ -9,8 +9,9 @@
 //! ([`SimClock`]), the phone network and the people holding the phones ([`people`]).
 //!
 //! Determinism: at `--speed max` the clock moves event by event and only when every task is
-//! asleep; the poller's retry jitter is seeded; the people act in a fixed minute slot (30 s
-//! past each simulated minute, never on a poll's instant); their behaviour is a hash of
+//! asleep; the poller's retry jitter is seeded; polls fall on whole minutes, correlate's
+//! periodic re-evaluation at 15 s past and the people's turn at 30 s past, so no two of them
+//! share an instant whose order the scheduler would decide; their behaviour is a hash of
 //! (seed, person, warning). The same scenario therefore gives the same outputs byte for byte
 //! ([`output`]; link tokens, which are secrets and random, are masked there).
 //!
@@ -73,6 +74,15 @@ impl Drill {
     pub fn load(dir: &Path, registry: Option<&Path>) -> anyhow::Result<Drill> {
         let scenario = Scenario::load(dir)?;
         let file = dir.join("scenario.toml");
+        // The drill's schedule (polls, correlate's ticks, the people's turn) keeps to its own
+        // seconds of the minute only if the drill starts on one.
+        if scenario.start.as_second().rem_euclid(60) != 0 || scenario.start.subsec_nanosecond() != 0
+        {
+            anyhow::bail!(
+                "{}: `start` must be on a whole minute for a drill",
+                file.display()
+            );
+        }
         let t: DrillToml = match &scenario.drill {
             Some(table) => DrillToml::deserialize(toml::Value::Table(table.clone()))
                 .map_err(|e| anyhow::anyhow!("{}: [drill]: {e}", file.display()))?,
@@ -269,21 +279,30 @@ pub async fn run(
     if resumed {
         // Whatever a killed run left mid-send waits for proof, then goes again (counted).
         let grace = policy.reconcile_grace;
-        store
-            .write(move |tx| crate::dispatch::outbox::reconcile(tx, from, grace))
-            .await?;
         let e = audit::Entry::utc(
             from,
             "drill",
             "drill.resumed",
             drill.scenario.name.clone(),
-            serde_json::json!({
-                "from": from.to_string(),
-            }),
+            serde_json::json!({ "from": from.to_string() }),
         );
-        store.write(move |tx| Ok(audit::append(tx, &e)?)).await?;
+        store
+            .write(move |tx| {
+                crate::dispatch::outbox::reconcile(tx, from, grace)?;
+                Ok(audit::append(tx, &e)?)
+            })
+            .await?;
     }
     let reg = Arc::new(Registry::load(store)?);
+    // A resumed run starts on the next whole minute, as a new one does (scenarios start on
+    // one): polls on whole minutes, correlate's ticks at 15 s past, the people at 30 s past.
+    // The half minute skipped after the last busy turn was quiet (it changed nothing).
+    let from = if resumed {
+        let s = from.as_second() + i64::from(from.subsec_nanosecond() > 0);
+        Timestamp::from_second(s + (60 - s.rem_euclid(60)) % 60)?
+    } else {
+        from
+    };
     let clock = match events.clock {
         Some(c) => {
             c.advance_to(from);
@@ -329,6 +348,7 @@ pub async fn run(
         Arc::new(clock.clone()),
         RunSettings {
             tick: Duration::from_secs(cfg.correlate.tick_secs),
+            phase: Duration::from_secs(15),
             tz: tz.clone(),
             on_decision: Some(hook),
         },

@@ -103,9 +103,7 @@ pub fn write(
 ) -> anyhow::Result<Summary> {
     std::fs::create_dir_all(out.join("cap"))?;
     std::fs::create_dir_all(out.join("reports"))?;
-    store
-        .read_blocking(|c| write_from(c, reg, drill, tz, link_base, lang, out))
-        .map_err(|e| anyhow::anyhow!("{e}"))
+    Ok(store.read_blocking(|c| write_from(c, reg, drill, tz, link_base, lang, out))?)
 }
 
 fn write_from(
@@ -117,15 +115,7 @@ fn write_from(
     lang: &str,
     out: &Path,
 ) -> anyhow::Result<Summary> {
-    let local = |s: &str| -> String {
-        s.parse::<jiff::Timestamp>()
-            .map(|t| {
-                t.to_zoned(tz.clone())
-                    .strftime("%Y-%m-%dT%H:%M:%S%:z")
-                    .to_string()
-            })
-            .unwrap_or_else(|_| s.to_string())
-    };
+    let local = |s: &str| crate::respond::local_time(s, tz);
     // cap/
     let mut st = c.prepare("SELECT id, identifier, cap FROM corr_warning ORDER BY id")?;
     let caps: Vec<(i64, String, String)> = st
@@ -192,7 +182,8 @@ fn write_from(
     std::fs::write(out.join("dispatch.jsonl"), lines)?;
     // Loudspeakers, when the drill had a route (one line per terminal and broadcast).
     // responses.jsonl: answers and escalation steps, by time.
-    let mut events: Vec<(String, i64, Value)> = Vec::new();
+    // (time, answers before steps at the same time, the row) — sorted below.
+    let mut events: Vec<(Option<jiff::Timestamp>, i64, Value)> = Vec::new();
     let mut st = c.prepare(
         "SELECT at, channel, address, person, lineage, version, kind, people, shelter, text, repeat_of, id
          FROM respond_answer ORDER BY id",
@@ -202,9 +193,7 @@ fn write_from(
         let at: String = r.get(0)?;
         let person: Option<String> = r.get(3)?;
         events.push((
-            at.parse::<jiff::Timestamp>()
-                .map(|t| t.to_string())
-                .unwrap_or(at.clone()),
+            at.parse().ok(),
             0,
             json!({
                 "at": local(&at),
@@ -235,9 +224,7 @@ fn write_from(
         let at: String = r.get::<_, Option<String>>(0)?.unwrap_or_default();
         let person: String = r.get(3)?;
         events.push((
-            at.parse::<jiff::Timestamp>()
-                .map(|t| t.to_string())
-                .unwrap_or(at.clone()),
+            at.parse().ok(),
             1,
             json!({
                 "at": local(&at),
@@ -256,10 +243,8 @@ fn write_from(
     }
     drop(rows);
     events.sort_by(|a, b| {
-        let ta = a.0.parse::<jiff::Timestamp>().ok();
-        let tb = b.0.parse::<jiff::Timestamp>().ok();
-        ta.cmp(&tb)
-            .then(a.1.cmp(&b.1))
+        (a.0, a.1)
+            .cmp(&(b.0, b.1))
             .then(a.2["id"].as_i64().cmp(&b.2["id"].as_i64()))
     });
     let mut lines = String::new();

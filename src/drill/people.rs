@@ -102,6 +102,21 @@ impl Responders {
         if self.reports == 0 || self.report_every_mins == 0 {
             return Err("`reports` and `report_every_mins` must be at least 1".into());
         }
+        // Times are added to the simulated clock: bound them so no file can push a plan past
+        // the calendar's end (a panic) or a product past u32.
+        const WEEK_MINS: u32 = 7 * 24 * 60;
+        for (k, v, most) in [
+            ("delivery_secs", self.delivery_secs[1], 86_400),
+            ("answer_mins", self.answer_mins[1], WEEK_MINS),
+            ("post_mins", self.post_mins[1], WEEK_MINS),
+            ("reports", self.reports, 100),
+            ("report_every_mins", self.report_every_mins, 24 * 60),
+            ("return_after_mins", self.return_after_mins, WEEK_MINS),
+        ] {
+            if v > most {
+                return Err(format!("`{k}` = {v} is more than {most}"));
+            }
+        }
         Ok(())
     }
 
@@ -609,6 +624,16 @@ mod tests {
             ..Responders::default()
         };
         assert!(bad.check().unwrap_err().contains("post_mins"));
+        let bad = Responders {
+            answer_mins: [1, u32::MAX],
+            ..Responders::default()
+        };
+        assert!(bad.check().unwrap_err().contains("answer_mins"));
+        let bad = Responders {
+            reports: 1_000_000,
+            ..Responders::default()
+        };
+        assert!(bad.check().unwrap_err().contains("reports"));
         assert!(Responders::default().check().is_ok());
     }
 }

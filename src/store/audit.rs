@@ -40,13 +40,9 @@ impl Entry {
         subject: impl Into<String>,
         detail: serde_json::Value,
     ) -> Entry {
-        Entry {
-            at: jiff::Timestamp::now().to_zoned(tz.clone()),
-            actor: actor.into(),
-            kind: kind.into(),
-            subject: subject.into(),
-            detail,
-        }
+        let mut e = Entry::utc(jiff::Timestamp::now(), actor, kind, subject, detail);
+        e.at = e.at.with_time_zone(tz.clone());
+        e
     }
 }
 
