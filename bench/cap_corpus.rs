@@ -1,5 +1,5 @@
 //! `cargo bench --bench cap_corpus`: the CAP codec on the whole real corpus
-//! (`../shared/external/cap/valid`, 41 alerts from NWS, IPAWS, ECCC, BoM, PAGASA, …).
+//! (`tests/data/cap/valid`, 41 alerts from NWS, IPAWS, ECCC, BoM, PAGASA, …).
 //!
 //! * `inspect_corpus`: parse and validate every alert (what `stormbell cap validate` does);
 //! * `read_corpus`: liberal reading into the model (what the feeds stage does);
@@ -22,7 +22,7 @@ fn main() {
 }
 
 fn corpus() -> Vec<Vec<u8>> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/external/cap/valid");
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/cap/valid");
     let mut files = Vec::new();
     let mut stack = vec![dir];
     while let Some(d) = stack.pop() {

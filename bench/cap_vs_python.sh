@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Parse-and-validate throughput of stormbell's CAP codec against the Python library capparselib,
-# on the same real corpus (../shared/external/cap/valid), one core each.
+# on the same real corpus (tests/data/cap/valid), one core each.
 #
 #   ./bench/cap_vs_python.sh [SECONDS]
 #
@@ -10,7 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 secs="${1:-3}"
 venv=bench/.venv
-corpus=../shared/external/cap/valid
+corpus=tests/data/cap/valid
 
 if [ ! -x "$venv/bin/python" ]; then
   python3 -m venv "$venv"

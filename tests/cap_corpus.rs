@@ -1,4 +1,4 @@
-//! The CAP codec against real alerts nobody on this project wrote (`../shared/external/cap`).
+//! The CAP codec against real alerts nobody on this project wrote (`tests/data/cap`).
 //!
 //! * every file in `valid/` passes strict validation, under the rules of its own CAP version;
 //! * every file in `lenient/` is read (with a warning naming what was out of order) but is

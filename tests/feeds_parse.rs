@@ -1,4 +1,4 @@
-//! Every feed kind reads the real samples in `../shared/external/` (and the synthetic fixtures
+//! Every feed kind reads the real samples in `tests/data/` (and the synthetic fixtures
 //! derived from them). Expected values are read from the sources independently (the csv crate,
 //! serde_json), not copied into the test.
 

@@ -1,5 +1,5 @@
 //! Polling over real HTTP: a real server on 127.0.0.1 serves the real samples from
-//! `../shared/external/` and misbehaves on purpose. Each test asserts what the duty officer
+//! `tests/data/` and misbehaves on purpose. Each test asserts what the duty officer
 //! would see: what reaches the correlate stage, the feed's health, the gap alarm, the audit.
 
 mod common;

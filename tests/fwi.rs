@@ -1,5 +1,5 @@
 //! The FWI System against the Canadian Forest Service's reference vectors
-//! (`../shared/external/fwi/`, produced by the R package cffdrs; see its README).
+//! (`tests/data/fwi/`, produced by the R package cffdrs; see its README).
 
 mod common;
 

@@ -1,7 +1,7 @@
 //! Fuzz the CAP front door: any bytes into `inspect` must give a report, never a panic, and an
 //! alert judged valid must build and read back to the same value.
 //!
-//!   cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run cap_inspect corpus/ ../../shared/external/cap
+//!   cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run cap_inspect corpus/ ../tests/data/cap
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;

@@ -1,7 +1,7 @@
 //! The Chinese national warning-release CAP dialect (国家突发事件预警信息发布系统), read into and
 //! written from the CAP 1.2 model.
 //!
-//! The dialect follows GB/T 35965.1-2018 as summarised in `../shared/domain/DOMAIN.md` §4.1.
+//! The dialect follows GB/T 35965.1-2018 as summarised in `docs/domain.md` §4.1.
 //! The official XSD and element order were not available, so this module checks presence,
 //! cardinality and values, and writes elements in the order of that table; element order is
 //! not enforced when reading. Where the mapping has to choose, the choice is written here and

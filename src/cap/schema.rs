@@ -1,7 +1,7 @@
 //! The CAP XML schemas (1.0, 1.1, 1.2) as tables, and a checker that walks a document against
 //! them.
 //!
-//! The tables are transcribed from the official OASIS XSDs (`../shared/external/schema/`):
+//! The tables are transcribed from the official OASIS XSDs (`tests/data/schema/`):
 //! element order (`xs:sequence`), cardinalities, enumerations and simple types. Checking them
 //! here instead of calling out to an XSD engine keeps validation in-process and fast, and lets
 //! every problem carry an element path and a line. A test runs `xmllint` with the official

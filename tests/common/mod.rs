@@ -3,19 +3,19 @@
 
 use std::path::PathBuf;
 
-/// `../shared/external` from the project root: real material nobody here wrote.
+/// `tests/data` from the project root: real material nobody here wrote.
 pub fn external() -> PathBuf {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let p = root.join("../shared/external");
+    let p = root.join("tests/data");
     assert!(
         p.is_dir(),
-        "{} is missing: the shared test material must sit beside the project",
+        "{} is missing: the real test material (tests/data) is part of the repository",
         p.display()
     );
     p
 }
 
-/// The bytes of a file under `../shared/external/`.
+/// The bytes of a file under `tests/data/`.
 pub fn ext_bytes(rel: &str) -> Vec<u8> {
     let p = external().join(rel);
     std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))

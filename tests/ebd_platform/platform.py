@@ -2,9 +2,9 @@
 """A strict test double of a county emergency-broadcast platform (应急广播平台), for stormbell's
 EBD adapter tests.
 
-No real EBD platform can run here (see ../shared/notes/COMPONENTS.md), so this is an
+No real EBD platform can run here (see docs/test-peers.md), so this is an
 independent implementation of the receiving side, written from the message family as
-../shared/domain/DOMAIN.md §5 describes it, with only the Python standard library and the
+docs/domain.md §5 describes it, with only the Python standard library and the
 `openssl` command (OpenSSL 3: SM2 signatures, SM3 digests). It shares no code with stormbell.
 
 It is strict: every package is checked (tar layout, file names, well-formed XML, required

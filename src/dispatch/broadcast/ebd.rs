@@ -15,7 +15,7 @@
 //! `EBDS_EBDB_<EBDID>.xml` when signing, and the audio file. Answers come back the same way.
 //!
 //! **What is ours, not the standard's.** The normative text was not available while this was
-//! written (see `../shared/domain/DOMAIN.md` §5, §8). Field names and the result codes
+//! written (see `docs/domain.md` §5, §8). Field names and the result codes
 //! (`1` done, `3` unsupported, `4` signature rejected, `5` unknown EBMID) and broadcast states
 //! (`0` failed, `1` playing, `2` done) follow a Zhejiang county bridge's code. These are our
 //! choices until checked against GY/T 385/386-2023: `EBMID` = source EBRID + 16-digit sequence;
