@@ -11,8 +11,8 @@
 use std::time::Instant;
 
 use stormbell::dispatch::broadcast::audio::Synth;
-use stormbell::dispatch::broadcast::ebd::{self, Auxiliary, Ebm, Endpoint, MsgType};
-use stormbell::dispatch::broadcast::sign::{Signer, Sm2Signer};
+use stormbell::dispatch::platform::ebd::{self, Auxiliary, Ebm, Endpoint, MsgType};
+use stormbell::dispatch::platform::sign::{Signer, Sm2Signer};
 
 fn main() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;

@@ -14,8 +14,8 @@ use std::sync::Arc;
 
 use stormbell::dispatch::outbox::{self, Policy};
 use stormbell::dispatch::sms::{AccountSettings, SmsChannel};
-use stormbell::feeds::clock::SystemClock;
 use stormbell::respond::calls::{self, RespondSettings};
+use stormbell::runtime::clock::SystemClock;
 use stormbell::web::checkin::{Checkin, Limits};
 
 #[tokio::main]
@@ -74,7 +74,7 @@ async fn main() -> anyhow::Result<()> {
         lines.push_str(&format!("/r/{t}\tkind=ack&csrf={csrf}\n"));
     }
     std::fs::write(&out, lines)?;
-    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    let (stop_tx, stop) = stormbell::runtime::Trigger::new();
     // Dispatch at the same time, when an SMSC is given.
     if let Some(smpp) = common::arg("--smpp") {
         let account = AccountSettings {
@@ -92,10 +92,11 @@ async fn main() -> anyhow::Result<()> {
             response_timeout_secs: 10,
             enquire_secs: 30,
         };
-        tokio::spawn(
-            SmsChannel::new(vec![account], store.clone(), policy.clone())
-                .run(stop.clone(), Arc::new(tokio::sync::Notify::new())),
-        );
+        tokio::spawn(stormbell::dispatch::drive(
+            SmsChannel::new(vec![account], store.clone(), policy.clone()),
+            stop.clone(),
+            Arc::new(tokio::sync::Notify::new()),
+        ));
     }
     let web = stormbell::web::WebSettings {
         title: "东溟县防汛办".into(),
@@ -103,22 +104,13 @@ async fn main() -> anyhow::Result<()> {
         base: base.clone(),
     };
     println!("listening {base} links {}", tokens.len());
-    let mut rx = stop.clone();
-    let server = stormbell::web::serve(
-        listener,
-        store.clone(),
-        web,
-        Some(checkin),
-        None,
-        async move {
-            let _ = rx.changed().await;
-        },
-    );
+    let rx = stop.clone();
+    let server = stormbell::web::serve(listener, store.clone(), web, Some(checkin), None, rx);
     tokio::select! {
         r = server => r?,
         _ = tokio::signal::ctrl_c() => {}
     }
-    let _ = stop_tx.send(true);
+    stop_tx.fire();
     let answered: i64 = store
         .read(|c| Ok(c.query_row("SELECT count(*) FROM respond_answer", [], |r| r.get(0))?))
         .await?;

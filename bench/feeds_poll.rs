@@ -21,11 +21,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use stormbell::cap;
-use stormbell::config::HttpConfig;
-use stormbell::feeds::clock::SystemClock;
 use stormbell::feeds::fetch::HttpFetcher;
 use stormbell::feeds::poller::{FeedSpec, Poller, Settings};
 use stormbell::feeds::{Observation, state};
+use stormbell::http::HttpSettings;
+use stormbell::runtime::clock::SystemClock;
 use stormbell::store::Store;
 
 /// The same allocator as the `stormbell` binary (see `src/main.rs`).
@@ -232,7 +232,7 @@ fn drive(args: &[String]) {
         .unwrap();
     let (cpu, wall, rss, hwm, work, total, polls, delivered) = rt.block_on(async move {
         let store = Store::open(dir.path().join("bench.db")).unwrap();
-        let client = stormbell::http::client(&HttpConfig {
+        let client = stormbell::http::client(&HttpSettings {
             user_agent: "stormbell-bench/0.1".into(),
             connect_timeout_secs: 5,
             timeout_secs: 30,
@@ -265,7 +265,7 @@ fn drive(args: &[String]) {
                 max_bytes: 10 * 1024 * 1024,
             })
             .collect();
-        let (stop, stop_rx) = tokio::sync::watch::channel(false);
+        let (stop, stop_rx) = stormbell::runtime::Trigger::new();
         let run = tokio::spawn(poller.clone().run(specs, stop_rx));
         // The correlate stage's part: take each delivery and mark it consumed, in batches.
         let measuring = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -320,7 +320,7 @@ fn drive(args: &[String]) {
         // The peak over the whole life of the process, start-up included.
         let hwm = hwm.max(status_kb("VmHWM:"));
         let polls_after = total_polls(&store).await;
-        let _ = stop.send(true);
+        stop.fire();
         run.await.unwrap().unwrap();
         drop(poller);
         let (mut work, mut total) = consumer.await.unwrap();

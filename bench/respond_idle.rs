@@ -13,8 +13,8 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use stormbell::feeds::clock::SystemClock;
 use stormbell::respond::calls;
+use stormbell::runtime::clock::SystemClock;
 
 /// User + system CPU time of this process.
 fn cpu() -> Duration {
@@ -60,7 +60,7 @@ async fn main() -> anyhow::Result<()> {
             .and_then(|l| l.first())
             .map_or(0, |s| s.after_mins)
     );
-    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    let (stop_tx, stop) = stormbell::runtime::Trigger::new();
     let respond = tokio::spawn(stormbell::respond::run(
         store.clone(),
         reg.clone(),
@@ -75,7 +75,7 @@ async fn main() -> anyhow::Result<()> {
     let (c0, w0) = (cpu(), Instant::now());
     tokio::time::sleep(Duration::from_secs(secs)).await;
     let (c1, w1) = (cpu(), w0.elapsed());
-    let _ = stop_tx.send(true);
+    stop_tx.fire();
     respond.await??;
     let still: i64 = store
         .read(|c| {

@@ -212,10 +212,14 @@ async fn through_outbox(args: &[String]) {
         response_timeout_secs: 30,
         enquire_secs: 60,
     };
-    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    let (stop_tx, stop) = stormbell::runtime::Trigger::new();
     let ch = SmsChannel::new(vec![account], store.clone(), Policy::default());
     let start = Instant::now();
-    let task = tokio::spawn(ch.run(stop, Arc::new(tokio::sync::Notify::new())));
+    let task = tokio::spawn(stormbell::dispatch::drive(
+        ch,
+        stop,
+        Arc::new(tokio::sync::Notify::new()),
+    ));
     loop {
         let left: i64 = store
             .read(|c| {
@@ -233,7 +237,7 @@ async fn through_outbox(args: &[String]) {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let secs = start.elapsed().as_secs_f64();
-    stop_tx.send(true).unwrap();
+    stop_tx.fire();
     task.await.unwrap().unwrap();
     println!(
         "{{\"mode\": \"outbox\", \"window\": {window}, \"binds\": {binds}, \"messages\": {count}, \"parts\": {parts}, \"seconds\": {secs:.3}, \"parts_per_sec\": {:.0}}}",
@@ -275,9 +279,13 @@ async fn rate(args: &[String]) {
         response_timeout_secs: 30,
         enquire_secs: 60,
     };
-    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    let (stop_tx, stop) = stormbell::runtime::Trigger::new();
     let ch = SmsChannel::new(vec![account], store.clone(), policy);
-    let task = tokio::spawn(ch.run(stop, Arc::new(tokio::sync::Notify::new())));
+    let task = tokio::spawn(stormbell::dispatch::drive(
+        ch,
+        stop,
+        Arc::new(tokio::sync::Notify::new()),
+    ));
     let count = |store: Store| async move {
         store
             .read(|c| {
@@ -295,7 +303,7 @@ async fn rate(args: &[String]) {
     let (a, t0) = (count(store.clone()).await, Instant::now());
     tokio::time::sleep(Duration::from_secs(seconds as u64)).await;
     let (b, secs) = (count(store.clone()).await, t0.elapsed().as_secs_f64());
-    stop_tx.send(true).unwrap();
+    stop_tx.fire();
     task.await.unwrap().unwrap();
     let achieved = (b - a) as f64 / secs;
     println!(

@@ -30,11 +30,11 @@ pub struct Config {
     /// Limits for reading CAP and feed documents.
     pub cap: CapConfig,
     /// Outgoing HTTP (feeds, `cap validate --follow`).
-    pub http: HttpConfig,
+    pub http: crate::http::HttpSettings,
     /// The county registry.
     pub registry: RegistryConfig,
     /// `[feeds]`: polling defaults and the `[[feeds.source]]` list.
-    pub feeds: FeedsConfig,
+    pub feeds: crate::feeds::FeedsSettings,
     /// `[correlate]`: which warning criteria, how often to re-evaluate.
     pub correlate: CorrelateConfig,
     /// `[web]`: the HTTP port (CAP feed) and the published files.
@@ -77,7 +77,7 @@ pub struct DispatchConfig {
     /// `[dispatch.broadcast]`: village loudspeakers, through the county emergency-broadcast
     /// platform and/or Icecast mounts.
     #[serde(default)]
-    pub broadcast: crate::dispatch::broadcast::channel::BroadcastSettings,
+    pub broadcast: crate::dispatch::broadcast::BroadcastSettings,
 }
 
 fn default_link_hours() -> u32 {
@@ -173,18 +173,6 @@ pub struct CapConfig {
     pub max_elements: usize,
 }
 
-/// Outgoing HTTP.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct HttpConfig {
-    /// User-Agent header.
-    pub user_agent: String,
-    /// Connect timeout, seconds.
-    pub connect_timeout_secs: u64,
-    /// Whole-request timeout, seconds.
-    pub timeout_secs: u64,
-}
-
 /// The county registry.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -193,53 +181,6 @@ pub struct RegistryConfig {
     pub max_sites_per_person: usize,
     /// Without a previous import, persons not confirmed within this many days are listed.
     pub confirm_within_days: i64,
-}
-
-/// `[feeds]`: how the weather services are polled, and which.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FeedsConfig {
-    /// Seconds between polls of a feed (a source may set its own).
-    pub interval_secs: u64,
-    /// A feed with no successful poll for this many intervals raises the gap alarm.
-    pub gap_intervals: u32,
-    /// First retry after a failed poll, in seconds (doubling, with jitter).
-    pub backoff_min_secs: u64,
-    /// Longest wait between retries, in seconds.
-    pub backoff_max_secs: u64,
-    /// How many linked documents of one feed are fetched at once.
-    pub follow_concurrency: usize,
-    /// First polls after start are spread over this many seconds (at most one interval), so
-    /// that a restart does not hit every publisher at the same instant.
-    pub start_spread_secs: u64,
-    /// The feeds.
-    #[serde(default)]
-    pub source: Vec<FeedSource>,
-}
-
-/// One `[[feeds.source]]`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FeedSource {
-    /// A short unique id (letters, digits, `-`, `_`, `.`), used in the store and in logs.
-    pub id: String,
-    /// `cap`, `typhoon`, `rainfall` or `fire`.
-    pub kind: String,
-    /// The address polled (http, https, or `replay://` inside a scenario).
-    pub url: String,
-    /// Overrides `[feeds] interval_secs`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub interval_secs: Option<u64>,
-    /// Overrides `[feeds] gap_intervals`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub gap_intervals: Option<u32>,
-    /// Set false to keep a feed in the file without polling it.
-    #[serde(default = "yes")]
-    pub enabled: bool,
-}
-
-fn yes() -> bool {
-    true
 }
 
 /// Values given on the command line, which override every other layer.
@@ -386,9 +327,9 @@ impl Config {
         let store = section::<StoreConfig>(&fig, "store", &mut problems);
         let log = section::<LogConfig>(&fig, "log", &mut problems);
         let cap = section::<CapConfig>(&fig, "cap", &mut problems);
-        let http = section::<HttpConfig>(&fig, "http", &mut problems);
+        let http = section::<crate::http::HttpSettings>(&fig, "http", &mut problems);
         let registry = section::<RegistryConfig>(&fig, "registry", &mut problems);
-        let feeds = section::<FeedsConfig>(&fig, "feeds", &mut problems);
+        let feeds = section::<crate::feeds::FeedsSettings>(&fig, "feeds", &mut problems);
         let correlate = section::<CorrelateConfig>(&fig, "correlate", &mut problems);
         let web = section::<WebConfig>(&fig, "web", &mut problems);
         let dispatch = section::<DispatchConfig>(&fig, "dispatch", &mut problems);
@@ -601,6 +542,51 @@ impl Config {
         }
     }
 
+    /// Every stage's settings, composed: what [`crate::daemon::Pipeline`] is built from. Fails
+    /// only when the rules file named by `correlate.rules` cannot be read.
+    pub fn pipeline(&self) -> Result<crate::daemon::Settings, crate::correlate::rules::RulesError> {
+        let rules = self.rules()?;
+        let event_types = rules.event_codes();
+        let tz = self.time_zone();
+        let feed = crate::web::WebSettings {
+            title: self.office.name.clone(),
+            sender: self.office.cap_sender.clone(),
+            base: self.web.public_url.clone(),
+        };
+        Ok(crate::daemon::Settings {
+            tz: tz.clone(),
+            feeds: crate::feeds::poller::FeedSpec::all(&self.feeds, self.cap_limits()),
+            limits: self.cap_limits(),
+            poller: crate::feeds::poller::Settings::new(&self.feeds, tz),
+            rules,
+            issuer: self.issuer(),
+            tick: std::time::Duration::from_secs(self.correlate.tick_secs),
+            phase: std::time::Duration::ZERO,
+            policy: self.dispatch_policy(),
+            respond: self.respond.clone(),
+            respond_task: true,
+            channels: crate::daemon::ChannelSettings {
+                sms: self.dispatch.sms.accounts.clone(),
+                kannel: self.dispatch.kannel.clone(),
+                broadcast: self.dispatch.broadcast.clone(),
+                audio_cache: self
+                    .store
+                    .path
+                    .parent()
+                    .unwrap_or(Path::new("."))
+                    .join("audio"),
+                event_types,
+            },
+            web: (!self.web.listen.is_empty()).then(|| crate::daemon::WebStage {
+                listen: self.web.listen.clone(),
+                office: self.office.name.clone(),
+            }),
+            feed,
+            publish_dir: (!self.web.publish_dir.is_empty())
+                .then(|| PathBuf::from(&self.web.publish_dir)),
+        })
+    }
+
     /// Limits for the roster health report.
     pub fn health_limits(&self) -> crate::registry::health::HealthLimits {
         crate::registry::health::HealthLimits {
@@ -724,7 +710,7 @@ fn check_cap(c: Option<&CapConfig>, fig: &Figment, out: &mut Vec<ConfigProblem>)
     }
 }
 
-fn check_http(h: Option<&HttpConfig>, fig: &Figment, out: &mut Vec<ConfigProblem>) {
+fn check_http(h: Option<&crate::http::HttpSettings>, fig: &Figment, out: &mut Vec<ConfigProblem>) {
     let Some(h) = h else { return };
     for (key, v) in [
         ("http.connect_timeout_secs", h.connect_timeout_secs),
@@ -761,7 +747,11 @@ fn check_registry(r: Option<&RegistryConfig>, fig: &Figment, out: &mut Vec<Confi
     }
 }
 
-fn check_feeds(f: Option<&FeedsConfig>, fig: &Figment, out: &mut Vec<ConfigProblem>) {
+fn check_feeds(
+    f: Option<&crate::feeds::FeedsSettings>,
+    fig: &Figment,
+    out: &mut Vec<ConfigProblem>,
+) {
     let Some(f) = f else { return };
     for (key, v) in [
         ("feeds.interval_secs", f.interval_secs),

@@ -3,7 +3,19 @@
 
 use std::time::Duration;
 
-use crate::config::HttpConfig;
+use serde::{Deserialize, Serialize};
+
+/// `[http]`: outgoing HTTP.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSettings {
+    /// User-Agent header.
+    pub user_agent: String,
+    /// Connect timeout, seconds.
+    pub connect_timeout_secs: u64,
+    /// Whole-request timeout, seconds.
+    pub timeout_secs: u64,
+}
 
 /// Why a fetch failed.
 #[derive(Debug, thiserror::Error)]
@@ -38,7 +50,7 @@ pub enum FetchError {
 }
 
 /// A client configured from `[http]`.
-pub fn client(cfg: &HttpConfig) -> Result<reqwest::Client, FetchError> {
+pub fn client(cfg: &HttpSettings) -> Result<reqwest::Client, FetchError> {
     reqwest::Client::builder()
         .user_agent(cfg.user_agent.clone())
         .connect_timeout(Duration::from_secs(cfg.connect_timeout_secs))

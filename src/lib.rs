@@ -10,12 +10,14 @@
 pub mod cap;
 pub mod config;
 pub mod correlate;
+pub mod daemon;
 pub mod dispatch;
 pub mod drill;
 pub mod feeds;
 pub mod http;
 pub mod registry;
 pub mod respond;
+pub mod runtime;
 pub mod store;
 pub mod supervise;
 pub mod templates;

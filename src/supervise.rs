@@ -9,8 +9,7 @@
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use tokio::sync::watch;
-
+use crate::runtime::Shutdown;
 use crate::store::Store;
 use crate::store::audit;
 
@@ -40,7 +39,7 @@ impl Default for Backoff {
 pub async fn stage<F, Fut>(
     name: &'static str,
     store: Store,
-    mut stop: watch::Receiver<bool>,
+    mut stop: Shutdown,
     backoff: Backoff,
     mut make: F,
 ) -> usize
@@ -54,7 +53,7 @@ where
         let started = Instant::now();
         // Spawned, so a panic is caught as a JoinError instead of taking the supervisor down.
         let outcome = tokio::spawn(make()).await;
-        if *stop.borrow() {
+        if stop.is_shutdown() {
             match outcome {
                 Ok(Err(e)) => {
                     tracing::warn!(
@@ -98,11 +97,8 @@ where
             tracing::error!(stage = name, "could not record the failure: {e}");
         }
         tokio::select! {
-            _ = stop.changed() => return restarts,
+            _ = stop.recv() => return restarts,
             _ = tokio::time::sleep(delay) => {}
-        }
-        if *stop.borrow() {
-            return restarts;
         }
         delay = (delay * 2).min(backoff.max);
         restarts += 1;
@@ -128,7 +124,7 @@ mod tests {
     async fn a_failing_and_a_panicking_stage_are_restarted_and_recorded_until_it_runs() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path().join("s.db")).unwrap();
-        let (stop_tx, stop) = watch::channel(false);
+        let (stop_tx, stop) = crate::runtime::Trigger::new();
         let runs = Arc::new(AtomicUsize::new(0));
         let (r, s) = (runs.clone(), stop.clone());
         let task = tokio::spawn(stage("test", store.clone(), stop, quick(), move || {
@@ -141,7 +137,7 @@ mod tests {
                     2 => Ok(()),
                     _ => {
                         // Healthy: runs until shutdown.
-                        let _ = s.changed().await;
+                        s.recv().await;
                         Ok(())
                     }
                 }
@@ -150,7 +146,7 @@ mod tests {
         while runs.load(Ordering::SeqCst) < 4 {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        stop_tx.send(true).unwrap();
+        stop_tx.fire();
         let restarts = task.await.unwrap();
         assert_eq!(restarts, 3);
         let failures: Vec<String> = store
@@ -172,7 +168,7 @@ mod tests {
     async fn shutdown_during_the_backoff_ends_the_supervisor() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path().join("s.db")).unwrap();
-        let (stop_tx, stop) = watch::channel(false);
+        let (stop_tx, stop) = crate::runtime::Trigger::new();
         let slow = Backoff {
             first: Duration::from_secs(600),
             ..quick()
@@ -181,7 +177,7 @@ mod tests {
             anyhow::bail!("down")
         }));
         tokio::time::sleep(Duration::from_millis(50)).await;
-        stop_tx.send(true).unwrap();
+        stop_tx.fire();
         let restarts = tokio::time::timeout(Duration::from_secs(5), task)
             .await
             .expect("ends promptly")

@@ -127,8 +127,9 @@ fn demo(args: DemoArgs, cfg: &Config) -> anyhow::Result<()> {
     let base = format!("http://{at}");
     let mut cfg = cfg.clone();
     cfg.dispatch.link_base = format!("{base}/r/");
-    let cfg = drill::config(&cfg);
-    let tz = cfg.time_zone();
+    let settings = cfg.pipeline()?;
+    let drilled = drill::settings(&settings);
+    let tz = settings.tz.clone();
     let db = dir.join("stormbell.db");
     let store = Store::open(&db)?;
     let span = drill.scenario.end.duration_since(drill.scenario.start);
@@ -148,13 +149,29 @@ fn demo(args: DemoArgs, cfg: &Config) -> anyhow::Result<()> {
         store
             .write(move |tx| stormbell::web::auth::put_user(tx, &user, now))
             .await?;
-        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let (stop_tx, stop_rx) = stormbell::runtime::Trigger::new();
         // The check-in pages live in the drill's time, so a link tapped by hand is current.
-        let clock = stormbell::feeds::clock::SimClock::new(drill.scenario.start);
-        let web = serve(&store, &cfg, reg.clone(), listener, &base, clock.clone(), stop_rx.clone()).await?;
+        let clock = stormbell::runtime::SimClock::new(drill.scenario.start);
+        listener.set_nonblocking(true)?;
+        let port = stormbell::daemon::WebPort {
+            store: store.clone(),
+            registry: reg.clone(),
+            respond: drilled.respond.clone(),
+            policy: drilled.policy.clone(),
+            tz: tz.clone(),
+            feed: stormbell::web::WebSettings {
+                base: base.clone(),
+                ..settings.feed.clone()
+            },
+            office: cfg.office.name.clone(),
+            clock: std::sync::Arc::new(clock.clone()),
+        };
+        let (_, web) = port
+            .serve(tokio::net::TcpListener::from_std(listener)?, stop_rx.clone())
+            .await?;
         tokio::spawn(async move {
             if tokio::signal::ctrl_c().await.is_ok() {
-                let _ = stop_tx.send(true);
+                stop_tx.fire();
             }
         });
 
@@ -190,7 +207,7 @@ fn demo(args: DemoArgs, cfg: &Config) -> anyhow::Result<()> {
         );
         let started = std::time::Instant::now();
         let ran = super::replay_cmd::run_watched(
-            &cfg,
+            &settings,
             &drill,
             &store,
             speed,
@@ -203,7 +220,7 @@ fn demo(args: DemoArgs, cfg: &Config) -> anyhow::Result<()> {
         let summary = {
             let (store, reg, drill, tz, out) =
                 (store.clone(), reg.clone(), drill.clone(), tz.clone(), out.clone());
-            let link = cfg.dispatch_policy().link_base.clone();
+            let link = drilled.policy.link_base.clone();
             tokio::task::spawn_blocking(move || {
                 drill::output::write(&store, &reg, &drill, &tz, link.as_deref(), "zh-CN", &out)
             })
@@ -221,15 +238,7 @@ fn demo(args: DemoArgs, cfg: &Config) -> anyhow::Result<()> {
             summary.evacuation.get("to_move").copied().unwrap_or(0),
         );
         println!("  after-action report   {}", out.join("report.md").display());
-        let link: Option<String> = store
-            .read(|c| {
-                Ok(rusqlite::OptionalExtension::optional(c.query_row(
-                    "SELECT token FROM dispatch_link ORDER BY rowid DESC LIMIT 1",
-                    [],
-                    |r| r.get(0),
-                ))?)
-            })
-            .await?;
+        let link = store.read(stormbell::dispatch::link::latest_token).await?;
         if let Some(t) = link {
             println!("  a lead's link         {base}/r/{t}   (as in their text: answer, report people moved)");
         }
@@ -244,60 +253,6 @@ fn local(t: jiff::Timestamp, tz: &jiff::tz::TimeZone) -> String {
     t.to_zoned(tz.clone())
         .strftime("%Y-%m-%d %H:%M")
         .to_string()
-}
-
-/// The web server over the demo's store: the office page, the check-in links, the CAP feed,
-/// until `stop`.
-async fn serve(
-    store: &Store,
-    cfg: &Config,
-    reg: std::sync::Arc<stormbell::registry::Registry>,
-    listener: std::net::TcpListener,
-    base: &str,
-    clock: stormbell::feeds::clock::SimClock,
-    mut stop: tokio::sync::watch::Receiver<bool>,
-) -> anyhow::Result<tokio::task::JoinHandle<anyhow::Result<()>>> {
-    use std::sync::Arc;
-    listener.set_nonblocking(true)?;
-    let listener = tokio::net::TcpListener::from_std(listener)?;
-    let clock: Arc<dyn stormbell::feeds::clock::Clock> = Arc::new(clock);
-    let checkin = stormbell::web::checkin::Checkin::new(
-        store.clone(),
-        reg.clone(),
-        cfg.respond.clone(),
-        cfg.dispatch_policy(),
-        Default::default(),
-        clock,
-    )
-    .await?;
-    let office = stormbell::web::office::Office::new(
-        store.clone(),
-        reg,
-        cfg.time_zone(),
-        &cfg.office.name,
-        base,
-    )
-    .await?;
-    let settings = stormbell::web::WebSettings {
-        title: cfg.office.name.clone(),
-        sender: cfg.office.cap_sender.clone(),
-        base: base.to_string(),
-    };
-    let store = store.clone();
-    Ok(tokio::spawn(async move {
-        stormbell::web::serve(
-            listener,
-            store,
-            settings,
-            Some(checkin),
-            Some(office),
-            async move {
-                stormbell::feeds::poller::stopped(&mut stop).await;
-            },
-        )
-        .await?;
-        Ok(())
-    }))
 }
 
 /// Where the Lekima scenario is: beside the working directory (`./scripts/demo` runs from the

@@ -84,7 +84,8 @@ fn replay(
     // The drill's own database, beside its output, unless one is named: never the office's.
     let db = db.unwrap_or_else(|| out.join("drill.db"));
     let store = Store::open(&db)?;
-    let tz = cfg.time_zone();
+    let settings = cfg.pipeline()?;
+    let tz = settings.tz.clone();
     let local = |t: jiff::Timestamp| t.to_zoned(tz.clone()).strftime("%m-%d %H:%M").to_string();
     println!("stormbell replay — {}", drill.scenario.name);
     println!(
@@ -103,13 +104,13 @@ fn replay(
     };
     let started = std::time::Instant::now();
     let ran = rt.block_on(async {
-        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let (stop_tx, stop_rx) = stormbell::runtime::Trigger::new();
         tokio::spawn(async move {
             if tokio::signal::ctrl_c().await.is_ok() {
-                let _ = stop_tx.send(true);
+                stop_tx.fire();
             }
         });
-        run_watched(cfg, drill, &store, speed, None, stop_rx).await
+        run_watched(&settings, drill, &store, speed, None, stop_rx).await
     })?;
     if ran.already_finished {
         println!("  this database has finished the drill already; writing its outputs again");
@@ -123,7 +124,7 @@ fn replay(
         );
     }
     let reg = stormbell::registry::Registry::load(&store)?;
-    let policy = drill::config(cfg).dispatch_policy();
+    let policy = drill::settings(&settings).policy;
     let summary = drill::output::write(
         &store,
         &reg,
@@ -163,14 +164,14 @@ fn replay(
 /// Run the drill with this terminal watching: a progress bar (on a terminal) and a line per
 /// warning as it is issued. `clock`: the one a web server shows drill time by (the demo).
 pub(super) async fn run_watched(
-    cfg: &Config,
+    settings: &stormbell::daemon::Settings,
     drill: &Drill,
     store: &Store,
     speed: Speed,
-    clock: Option<stormbell::feeds::clock::SimClock>,
-    stop: tokio::sync::watch::Receiver<bool>,
+    clock: Option<stormbell::runtime::SimClock>,
+    stop: stormbell::runtime::Shutdown,
 ) -> anyhow::Result<drill::Ran> {
-    let tz = cfg.time_zone();
+    let tz = settings.tz.clone();
     let (wtx, mut wrx) = tokio::sync::mpsc::unbounded_channel();
     let (ptx, prx) = tokio::sync::watch::channel(drill.scenario.start);
     let progress = tokio::spawn(watch(
@@ -189,7 +190,7 @@ pub(super) async fn run_watched(
         progress: Some(ptx),
         clock,
     };
-    let ran = drill::run(cfg, drill, store, speed, events, stop).await;
+    let ran = drill::run(settings, drill, store, speed, events, stop).await;
     let _ = printer.await;
     progress.abort();
     ran

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
 use rusqlite::Transaction;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 
 use super::assess::{Assessment, Ctx, Rule};
 use super::feed_gap::FeedGapRule;
@@ -34,10 +34,10 @@ use super::typhoon::TyphoonRule;
 use super::upstream::UpstreamRule;
 use super::warning::{self, Issued, Issuer, Targets};
 use super::wildfire::WildfireRule;
-use crate::feeds::clock::Clock;
 use crate::feeds::poller::Delivery;
 use crate::feeds::{Observation, state as inbox};
 use crate::registry::Registry;
+use crate::runtime::{Clock, Shutdown};
 use crate::store::{Store, audit};
 
 /// How far back the engine's memory reaches at start (rain windows, soil moisture).
@@ -408,7 +408,7 @@ pub async fn run(
     settings: RunSettings,
     mut rx: mpsc::Receiver<Delivery>,
     out: mpsc::Sender<Targets>,
-    mut shutdown: watch::Receiver<bool>,
+    mut shutdown: Shutdown,
 ) -> anyhow::Result<()> {
     let starting = clock.awake();
     let since = clock
@@ -449,7 +449,7 @@ pub async fn run(
                 None => return Ok(()),
             },
             woke = sleep => Some(woke),
-            _ = crate::feeds::poller::stopped(&mut shutdown) => return Ok(()),
+            _ = shutdown.recv() => return Ok(()),
         };
         while batch.len() < 256 {
             match rx.try_recv() {

@@ -24,5 +24,6 @@ pub mod upstream;
 pub mod warning;
 pub mod wildfire;
 
+pub use engine::DecisionHook;
 pub use rules::Rules;
 pub use tier::{Hazard, Tier};

@@ -23,6 +23,11 @@ pub fn lineages(conn: &Connection) -> anyhow::Result<Vec<Lineage>> {
     Ok(out)
 }
 
+/// How many lineages are in force (for `status`).
+pub fn in_force(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.query_row("SELECT count(*) FROM corr_lineage", [], |r| r.get(0))
+}
+
 /// Whether a lineage's latest message is its lift (a Cancel).
 pub fn lifted(conn: &Connection, key: &str) -> rusqlite::Result<bool> {
     conn.prepare_cached(

@@ -139,6 +139,17 @@ pub fn of_message(conn: &Connection, message: i64) -> anyhow::Result<Option<Link
     .transpose()
 }
 
+/// The newest link made (the demo prints it as a lead's link to try by hand).
+pub fn latest_token(conn: &Connection) -> anyhow::Result<Option<String>> {
+    Ok(conn
+        .query_row(
+            "SELECT token FROM dispatch_link ORDER BY rowid DESC LIMIT 1",
+            [],
+            |r| r.get(0),
+        )
+        .optional()?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

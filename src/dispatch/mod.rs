@@ -1,81 +1,33 @@
-//! Dispatch: warnings out to people, durably.
+//! Dispatch: warnings out to people and loudspeakers, durably.
 //!
-//! `outbox.rs` owns the tables (`dispatch_*`): a row per (warning version, person, channel)
-//! written in the transaction that records the decision ([`hook`]), claimed by a channel,
-//! and moved through its states by committed writes. Each channel is a module implementing
-//! [`Channel`]: it claims due rows, sends them its way, and records what happened. `sms/` is
-//! the first (SMPP 3.4); broadcast terminals and check-in links follow the same shape.
+//! `outbox/` owns the message tables (`dispatch_*`): a row per (warning version, person,
+//! channel) written in the transaction that records the decision ([`hook`]), claimed by a
+//! channel, and moved through its states by committed writes. `broadcast/` owns the
+//! loudspeaker jobs (`broadcast_*`), written by the same hook. `link.rs` makes each person's
+//! check-in link.
+//!
+//! Each channel is a folder of the same shape — `settings.rs`, `channel.rs`, its protocol —
+//! implementing [`Channel`], and [`drive`] runs every one of them: claim, wait, send, record,
+//! drain. SMS over SMPP ([`sms`]), SMS through an HTTP gateway ([`kannel`]), the county
+//! emergency-broadcast platform ([`platform`]) and IP speakers on Icecast ([`icecast`]).
 
 pub mod broadcast;
+mod drive;
+pub mod icecast;
 pub mod kannel;
 pub mod link;
 pub mod outbox;
+pub mod platform;
 pub mod sms;
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 
-use tokio::sync::{Notify, watch};
+use tokio::sync::Notify;
 
 use crate::correlate::engine::DecisionHook;
 use crate::store::Store;
 
-/// A way of reaching people. One module per channel, all of this shape.
-pub trait Channel: std::marker::Send + 'static {
-    /// The `channel` value of its outbox rows.
-    fn name(&self) -> &'static str;
-
-    /// Claim and send until `stop` turns true; finish or record what is in flight, then
-    /// return. `wake` is notified when new rows are queued.
-    fn run(
-        self: Box<Self>,
-        stop: watch::Receiver<bool>,
-        wake: Arc<Notify>,
-    ) -> Pin<Box<dyn Future<Output = anyhow::Result<()>> + std::marker::Send>>;
-}
-
-impl Channel for sms::SmsChannel {
-    fn name(&self) -> &'static str {
-        "sms"
-    }
-
-    fn run(
-        self: Box<Self>,
-        stop: watch::Receiver<bool>,
-        wake: Arc<Notify>,
-    ) -> Pin<Box<dyn Future<Output = anyhow::Result<()>> + std::marker::Send>> {
-        Box::pin(sms::SmsChannel::run(*self, stop, wake))
-    }
-}
-
-impl Channel for kannel::KannelChannel {
-    fn name(&self) -> &'static str {
-        "sms"
-    }
-
-    fn run(
-        self: Box<Self>,
-        stop: watch::Receiver<bool>,
-        wake: Arc<Notify>,
-    ) -> Pin<Box<dyn Future<Output = anyhow::Result<()>> + std::marker::Send>> {
-        Box::pin(kannel::KannelChannel::run(*self, stop, wake))
-    }
-}
-
-impl Channel for broadcast::channel::BroadcastChannel {
-    fn name(&self) -> &'static str {
-        "broadcast"
-    }
-
-    fn run(
-        self: Box<Self>,
-        stop: watch::Receiver<bool>,
-        wake: Arc<Notify>,
-    ) -> Pin<Box<dyn Future<Output = anyhow::Result<()>> + std::marker::Send>> {
-        Box::pin(broadcast::channel::BroadcastChannel::run(*self, stop, wake))
-    }
-}
+pub use drive::{Channel, drive};
 
 /// The hook correlate calls inside each decision's transaction: queue the messages.
 pub fn hook(policy: outbox::Policy, wake: Arc<Notify>) -> DecisionHook {
@@ -113,16 +65,22 @@ pub fn hook_with(
     }))
 }
 
-/// Re-queue what a previous run left mid-send (see `outbox` on the at-least-once window);
-/// run once at start, before any channel.
-pub async fn reconcile(store: &Store, grace: jiff::SignedDuration) -> anyhow::Result<usize> {
-    let now = jiff::Timestamp::now();
+/// Take back what a previous run left mid-send (see `outbox` on the at-least-once window):
+/// the rows `scope` claimed (a channel's own, at its start or restart), or every row (`None`:
+/// the daemon's start, before any channel).
+pub async fn reconcile(
+    store: &Store,
+    scope: Option<&'static str>,
+    now: jiff::Timestamp,
+    grace: jiff::SignedDuration,
+) -> anyhow::Result<usize> {
     let n = store
-        .write(move |tx| outbox::reconcile(tx, now, grace))
+        .write(move |tx| outbox::reconcile(tx, scope, now, grace))
         .await?;
     if n > 0 {
         tracing::warn!(
-            "{n} message(s) were being sent when stormbell stopped; each waits {grace:#} for a receipt proving the SMSC had it, then goes again counted as a possible duplicate"
+            channel = scope.unwrap_or("every"),
+            "{n} message(s) were being sent when the channel stopped; each waits {grace:#} for a receipt proving the SMSC had it, then goes again counted as a possible duplicate"
         );
     }
     Ok(n)

@@ -593,6 +593,7 @@ struct Row {
 pub fn claim(
     tx: &Transaction<'_>,
     channel: &str,
+    claimed_by: &str,
     limit: usize,
     now: Timestamp,
     policy: &Policy,
@@ -715,9 +716,9 @@ pub fn claim(
         };
         tx.execute(
             "UPDATE dispatch_message SET state = 'submitting', attempts = attempts + 1,
-                    sent_text = ?1, sent_segments = ?2, updated = ?3
+                    sent_text = ?1, sent_segments = ?2, updated = ?3, claimed_by = ?5
              WHERE id = ?4",
-            params![text, segments, at, row.id],
+            params![text, segments, at, row.id, claimed_by],
         )?;
         for (id, _) in &others {
             tx.execute(
@@ -1148,13 +1149,17 @@ pub fn inbound(tx: &Transaction<'_>, i: &Inbound<'_>, now: Timestamp) -> anyhow:
     Ok(tx.last_insert_rowid())
 }
 
-/// At start: rows left in `submitting` by a stop mid-send may or may not have reached the
-/// SMSC, and SMPP cannot be asked. They wait `grace` in `reconciling` for a receipt that
+/// At start (and at each channel's restart): rows left in `submitting` by a stop mid-send may
+/// or may not have reached the SMSC, and SMPP cannot be asked. `scope` names the channel
+/// whose rows these are (`claimed_by`): a channel restarted by the supervisor takes back only
+/// its own, never rows another channel still has in flight; `None` (the daemon's start, before
+/// any channel runs) takes back every row. They wait `grace` in `reconciling` for a receipt that
 /// proves the SMSC had them ([`recover`]: the SMSC delivers receipts again to a new bind);
 /// whatever is still unproven then is sent again and counted as `uncertain`. Returns how many
 /// rows wait.
 pub fn reconcile(
     tx: &Transaction<'_>,
+    scope: Option<&str>,
     now: Timestamp,
     grace: SignedDuration,
 ) -> anyhow::Result<usize> {
@@ -1162,8 +1167,8 @@ pub fn reconcile(
     let n = tx.execute(
         "UPDATE dispatch_message SET state = 'reconciling', not_before = ?1, updated = ?2,
                 last_error = 'stormbell stopped while sending: waiting for a receipt'
-         WHERE state = 'submitting'",
-        params![until, stamp(now)],
+         WHERE state = 'submitting' AND (?3 IS NULL OR claimed_by = ?3)",
+        params![until, stamp(now), scope],
     )?;
     Ok(n)
 }

@@ -34,11 +34,14 @@ use rusqlite::params;
 use serde::Deserialize;
 use tokio::sync::{mpsc, watch};
 
-use crate::config::Config;
+use crate::runtime::Shutdown;
+
 use crate::correlate::warning::Targets;
-use crate::feeds::clock::{Clock, SimClock};
+use crate::daemon::{Pipeline, Settings};
+use crate::feeds::poller;
 use crate::feeds::replay::{ReplayFetcher, Scenario};
 use crate::registry::{self, Encoding, Registry};
+use crate::runtime::clock::{Clock, SimClock};
 use crate::store::{Store, audit};
 
 pub use people::Responders;
@@ -117,17 +120,26 @@ impl Drill {
     }
 }
 
-/// The configuration a drill runs with: the office's, but everything it issues is an
-/// exercise (CAP status `Exercise`, texts marked 演练), and its texts carry check-in links as
-/// in earnest (the simulated people tap them) — pointing, when no web server is named, at a
-/// reserved name that can never resolve ([`LINK_BASE`]).
-pub fn config(cfg: &Config) -> Config {
-    let mut cfg = cfg.clone();
-    cfg.correlate.status = "Exercise".into();
-    if cfg.dispatch.link_base.is_empty() {
-        cfg.dispatch.link_base = LINK_BASE.into();
+/// The pipeline a drill runs: the office's, but everything it issues is an exercise (CAP
+/// status `Exercise`, texts marked 演练), its texts carry check-in links as in earnest (the
+/// simulated people tap them) — pointing, when no web server is named, at a reserved name that
+/// can never resolve ([`LINK_BASE`]) — and its network is simulated: no channel, no respond
+/// task (the simulated world runs respond's turns), no web port, no published files. The
+/// schedule keeps its own seconds of the minute: polls on whole minutes, correlate's ticks at
+/// 15 s past, the people at 30 s past.
+pub fn settings(base: &Settings) -> Settings {
+    let mut s = base.clone();
+    s.issuer.status = crate::cap::model::Status::Exercise;
+    s.policy.exercise = true;
+    if s.policy.link_base.is_none() {
+        s.policy.link_base = Some(LINK_BASE.into());
     }
-    cfg
+    s.channels = Default::default();
+    s.respond_task = false;
+    s.web = None;
+    s.publish_dir = None;
+    s.phase = Duration::from_secs(15);
+    s
 }
 
 /// How fast simulated time runs.
@@ -250,21 +262,19 @@ async fn prepare(
     Ok((reached, reached > started, finished.is_some()))
 }
 
-/// Run the drill on `store` until the scenario's end (or until `stop` turns true: then it
-/// stops after the current minute, resumable).
+/// Run the drill on `store` until the scenario's end (or until `stop` fires: then it stops
+/// after the current minute, resumable). `base` is the office's pipeline; [`settings`] makes
+/// the drill's of it.
 pub async fn run(
-    cfg: &Config,
+    base: &Settings,
     drill: &Drill,
     store: &Store,
     speed: Speed,
     events: Events,
-    mut stop: watch::Receiver<bool>,
+    mut stop: Shutdown,
 ) -> anyhow::Result<Ran> {
-    use crate::correlate::engine::{self, Engine, RunSettings};
-    use crate::feeds::poller::{Poller, Settings};
-
-    let cfg = config(cfg);
-    let tz = cfg.time_zone();
+    let mut settings = settings(base);
+    let tz = settings.tz.clone();
     let (from, resumed, finished) = prepare(drill, store, &tz).await?;
     let end = drill.scenario.end;
     if finished || from >= end {
@@ -275,7 +285,7 @@ pub async fn run(
             turns: people::Turn::default(),
         });
     }
-    let policy = cfg.dispatch_policy();
+    let policy = settings.policy.clone();
     if resumed {
         // Whatever a killed run left mid-send waits for proof, then goes again (counted).
         let grace = policy.reconcile_grace;
@@ -288,7 +298,7 @@ pub async fn run(
         );
         store
             .write(move |tx| {
-                crate::dispatch::outbox::reconcile(tx, from, grace)?;
+                crate::dispatch::outbox::reconcile(tx, None, from, grace)?;
                 Ok(audit::append(tx, &e)?)
             })
             .await?;
@@ -310,80 +320,48 @@ pub async fn run(
         }
         None => SimClock::new(from),
     };
-    let (out, inbox) = mpsc::channel(1024);
-    let poller = Arc::new(Poller::new(
-        store.clone(),
-        Arc::new(ReplayFetcher::new(
-            &drill.scenario,
-            Arc::new(clock.clone()),
-        )?),
-        Arc::new(clock.clone()),
-        Settings {
-            flush_every: Duration::from_secs(60),
-            start_spread: Duration::ZERO,
-            // One linked document at a time, so the inbox order is the same in every run.
-            follow_concurrency: 1,
-            hold_clock: true,
-            jitter_seed: Some(drill.responders.seed),
-            ..Settings::from_config(&cfg)
-        },
-        out,
-    ));
-    let engine = Engine::new(cfg.rules()?, cfg.issuer(), reg.clone());
-    let wake = Arc::new(tokio::sync::Notify::new());
-    let hook = crate::respond::chain(
-        crate::dispatch::hook(policy.clone(), wake.clone()),
-        crate::respond::hook(cfg.respond.clone(), policy.clone()),
-    );
-    let (halt, halt_rx) = watch::channel(false);
-    let feeds = tokio::spawn(
-        poller
-            .clone()
-            .run(drill.scenario.specs(cfg.cap_limits()), halt_rx.clone()),
-    );
-    let (targets_tx, mut targets_rx) = mpsc::channel::<Targets>(1024);
-    let correlate = tokio::spawn(engine::run(
-        engine,
-        store.clone(),
-        Arc::new(clock.clone()),
-        RunSettings {
-            tick: Duration::from_secs(cfg.correlate.tick_secs),
-            phase: Duration::from_secs(15),
-            tz: tz.clone(),
-            on_decision: Some(hook),
-        },
-        inbox,
-        targets_tx,
-        halt_rx.clone(),
-    ));
-    let watcher = events.warnings;
-    let follow = {
-        let clock = clock.clone();
-        tokio::spawn(async move {
-            while let Some(t) = targets_rx.recv().await {
-                if let Some(w) = &watcher {
-                    let _ = w.send((clock.now(), t));
-                }
-            }
-        })
+    settings.feeds = drill.scenario.specs(settings.limits);
+    settings.poller = poller::Settings {
+        flush_every: Duration::from_secs(60),
+        start_spread: Duration::ZERO,
+        // One linked document at a time, so the inbox order is the same in every run.
+        follow_concurrency: 1,
+        hold_clock: true,
+        jitter_seed: Some(drill.responders.seed),
+        ..settings.poller
     };
+    let fetcher = Arc::new(ReplayFetcher::new(
+        &drill.scenario,
+        Arc::new(clock.clone()),
+    )?);
+    let mut pipeline = Pipeline::new(
+        settings.clone(),
+        store.clone(),
+        reg.clone(),
+        Arc::new(clock.clone()),
+        fetcher,
+    );
+    if let Some(w) = events.warnings {
+        pipeline = pipeline.watch_warnings(w);
+    }
+    let running = pipeline.start().await?;
     let world = tokio::spawn(world(
         clock.clone(),
         store.clone(),
         reg.clone(),
-        cfg.respond.clone(),
+        settings.respond.clone(),
         policy.clone(),
         drill.responders.clone(),
         drill.scenario.name.clone(),
         events.progress,
-        halt_rx.clone(),
+        running.shutdown(),
     ));
     // Drive the clock to the end, or until asked to stop.
     let stopped = match speed {
         Speed::Max => {
             tokio::select! {
                 _ = clock.run_until(end) => false,
-                _ = crate::feeds::poller::stopped(&mut stop) => true,
+                _ = stop.recv() => true,
             }
         }
         Speed::Times(x) => {
@@ -392,7 +370,7 @@ pub async fn run(
             loop {
                 tokio::select! {
                     _ = tokio::time::sleep(Duration::from_millis(50)) => {}
-                    _ = crate::feeds::poller::stopped(&mut stop) => { stopped = true; }
+                    _ = stop.recv() => { stopped = true; }
                 }
                 if stopped || clock.now() >= end {
                     break;
@@ -402,11 +380,10 @@ pub async fn run(
             stopped
         }
     };
-    let _ = halt.send(true);
-    feeds.await??;
-    correlate.await??;
-    drop(poller);
-    let _ = follow.await;
+    running
+        .stop()
+        .await
+        .map_err(|e| anyhow::anyhow!("{}", e.join("; ")))?;
     let turns = world.await??;
     if !stopped {
         let (name, at) = (drill.scenario.name.clone(), end.to_string());
@@ -451,7 +428,7 @@ async fn world(
     responders: Responders,
     scenario: String,
     progress: Option<watch::Sender<Timestamp>>,
-    mut halt: watch::Receiver<bool>,
+    mut halt: Shutdown,
 ) -> anyhow::Result<people::Turn> {
     let mut total = people::Turn::default();
     // The first slot: the next instant 30 s past a minute (after the last completed one,
@@ -461,7 +438,7 @@ async fn world(
     loop {
         let guard = tokio::select! {
             g = clock.sleep_until(next) => g,
-            _ = crate::feeds::poller::stopped(&mut halt) => break,
+            _ = halt.recv() => break,
         };
         let now = clock.now();
         let (reg2, s, p, r, name) = (

@@ -208,7 +208,7 @@ pub fn accept(
 ) -> anyhow::Result<()> {
     // Everything due goes out now: the network takes it all (no throttle in a drill).
     loop {
-        let claimed = outbox::claim(tx, "sms", 500, now, policy)?;
+        let claimed = outbox::claim(tx, "sms", "drill", 500, now, policy)?;
         if claimed.is_empty() {
             break;
         }

@@ -6,25 +6,27 @@
 //!
 //! Shape (as Vector's sources): one trait, [`FeedKind`], turns one fetched document into items;
 //! one module per kind implements it ([`cap_feed`], [`typhoon`], [`rainfall`], [`fire`]). The
-//! [`poller`] does everything the kinds share: scheduling on a [`clock`], conditional GET with
+//! [`poller`] does everything the kinds share: scheduling on a [`Clock`](crate::runtime::Clock), conditional GET with
 //! timeouts and a size cap through a [`fetch::Fetcher`] (HTTP, or a recorded scenario for
 //! drills: [`replay`]), backoff with jitter, following links, deduplication, and the gap
 //! alarm. What was seen and handed on is recorded in the store ([`state`]) in one transaction
 //! with the items themselves (a durable inbox), so a restart neither misses nor repeats.
 
 pub mod cap_feed;
-pub mod clock;
 pub mod fetch;
 pub mod fire;
 pub mod poller;
 pub mod rainfall;
 pub mod replay;
+mod settings;
 pub mod state;
 pub mod typhoon;
 
 use serde::{Deserialize, Serialize};
 
 use crate::cap;
+
+pub use settings::{FeedsSettings, Source};
 
 /// Why a document could not be used at all.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]

@@ -22,13 +22,12 @@ use std::time::Duration;
 
 use backon::BackoffBuilder;
 use sha2::{Digest, Sha256};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 
-use super::clock::Clock;
 use super::fetch::{Conditional, FetchError, Fetcher, Validators};
 use super::state::{self, HealthDelta};
 use super::{AlarmState, Document, FeedAlarm, FeedError, FeedKind, Item, Link, Observation};
-use crate::config::Config;
+use crate::runtime::{Awake, Clock, Shutdown};
 use crate::store::{Store, StoreError, audit};
 
 /// One feed to poll.
@@ -66,22 +65,20 @@ impl FeedSpec {
         self.interval.saturating_mul(self.gap_intervals)
     }
 
-    /// The enabled feeds of a configuration.
-    pub fn from_config(cfg: &Config) -> Vec<FeedSpec> {
-        cfg.feeds
+    /// The enabled feeds of `[feeds]`; CAP documents are read within `limits`.
+    pub fn all(feeds: &super::FeedsSettings, limits: crate::cap::Limits) -> Vec<FeedSpec> {
+        feeds
             .source
             .iter()
             .filter(|s| s.enabled)
             .filter_map(|s| {
                 Some(FeedSpec {
                     id: s.id.clone(),
-                    kind: super::kind(&s.kind, cfg.cap_limits())?,
+                    kind: super::kind(&s.kind, limits)?,
                     url: s.url.clone(),
-                    interval: Duration::from_secs(
-                        s.interval_secs.unwrap_or(cfg.feeds.interval_secs),
-                    ),
-                    gap_intervals: s.gap_intervals.unwrap_or(cfg.feeds.gap_intervals),
-                    max_bytes: cfg.cap.max_document_bytes,
+                    interval: Duration::from_secs(s.interval_secs.unwrap_or(feeds.interval_secs)),
+                    gap_intervals: s.gap_intervals.unwrap_or(feeds.gap_intervals),
+                    max_bytes: limits.max_bytes,
                 })
             })
             .collect()
@@ -114,15 +111,15 @@ pub struct Settings {
 }
 
 impl Settings {
-    /// From configuration.
-    pub fn from_config(cfg: &Config) -> Settings {
+    /// From `[feeds]`, stamping in the office's time zone.
+    pub fn new(feeds: &super::FeedsSettings, tz: jiff::tz::TimeZone) -> Settings {
         Settings {
-            backoff_min: Duration::from_secs(cfg.feeds.backoff_min_secs),
-            backoff_max: Duration::from_secs(cfg.feeds.backoff_max_secs),
-            follow_concurrency: cfg.feeds.follow_concurrency,
-            start_spread: Duration::from_secs(cfg.feeds.start_spread_secs),
+            backoff_min: Duration::from_secs(feeds.backoff_min_secs),
+            backoff_max: Duration::from_secs(feeds.backoff_max_secs),
+            follow_concurrency: feeds.follow_concurrency,
+            start_spread: Duration::from_secs(feeds.start_spread_secs),
             flush_every: Duration::from_secs(1),
-            tz: cfg.time_zone(),
+            tz,
             hold_clock: false,
             jitter_seed: None,
         }
@@ -144,7 +141,7 @@ pub struct Delivery {
     /// Keeps a simulated clock from moving on until the consumer has dropped the delivery
     /// (done with it): a replay's warnings then come at the simulated time a live run's
     /// would. Nothing for the system clock.
-    pub busy: Arc<super::clock::Awake>,
+    pub busy: Arc<Awake>,
 }
 
 /// Why a poll failed.
@@ -277,11 +274,11 @@ impl Poller {
         }
     }
 
-    fn busy(&self) -> super::clock::Awake {
+    fn busy(&self) -> Awake {
         if self.settings.hold_clock {
             self.clock.awake()
         } else {
-            super::clock::Awake::none()
+            Awake::none()
         }
     }
 
@@ -646,7 +643,7 @@ impl Poller {
     pub fn run(
         self: Arc<Self>,
         specs: Vec<FeedSpec>,
-        mut shutdown: watch::Receiver<bool>,
+        mut shutdown: Shutdown,
     ) -> impl std::future::Future<Output = anyhow::Result<()>> + Send + 'static {
         let starting = self.clock.awake();
         async move {
@@ -674,12 +671,12 @@ impl Poller {
                     loop {
                         tokio::select! {
                             _ = tick.tick() => { let _ = me.flush_health().await; }
-                            _ = stopped(&mut rx) => break,
+                            _ = rx.recv() => break,
                         }
                     }
                 })
             };
-            stopped(&mut shutdown).await;
+            shutdown.recv().await;
             while let Some(r) = tasks.join_next().await {
                 if let Err(e) = r {
                     tracing::error!("a feed task failed: {e}");
@@ -715,8 +712,8 @@ impl Poller {
         self: Arc<Self>,
         spec: FeedSpec,
         mut run: FeedRun,
-        awake: super::clock::Awake,
-        mut shutdown: watch::Receiver<bool>,
+        awake: Awake,
+        mut shutdown: Shutdown,
     ) {
         // Busy (for a simulated clock) except while waiting for the next poll.
         let mut awake = Some(awake);
@@ -738,7 +735,7 @@ impl Poller {
             drop(awake.take());
             tokio::select! {
                 woke = sleep => awake = Some(woke),
-                _ = stopped(&mut shutdown) => return,
+                _ = shutdown.recv() => return,
             }
             if !run.gap_raised
                 && clock.elapsed() >= gap_at
@@ -770,7 +767,7 @@ impl Poller {
                             let silent = clock.elapsed().saturating_sub(last_ok);
                             raised_in_flight = self.raise_gap(&spec, &before, silent).await;
                         }
-                        _ = stopped(&mut shutdown) => break None,
+                        _ = shutdown.recv() => break None,
                     }
                 }
             };
@@ -898,12 +895,6 @@ impl Poller {
             }
         }
     }
-}
-
-/// Resolves once shutdown is signalled (or its sender is gone).
-pub async fn stopped(rx: &mut watch::Receiver<bool>) {
-    // The guard `wait_for` returns is dropped here, inside, so callers stay `Send`.
-    let _ = rx.wait_for(|s| *s).await.map(|_| ());
 }
 
 /// What an alarm reports about a feed, taken before a poll that may still be running.

@@ -22,9 +22,9 @@ use std::time::Duration;
 use jiff::Timestamp;
 use serde::Deserialize;
 
-use super::clock::Clock;
 use super::fetch::{Conditional, FetchError, FetchFuture, Fetcher, Validators};
 use super::poller::FeedSpec;
+use crate::runtime::clock::Clock;
 
 /// The scheme and host of replay addresses.
 pub const PREFIX: &str = "replay://scenario/";

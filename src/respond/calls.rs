@@ -532,6 +532,25 @@ pub struct Silent {
     pub called: String,
 }
 
+/// (state or kind, how many), in name order.
+pub type Tally = Vec<(String, i64)>;
+
+/// Calls by state, and first answers by kind (repeats left out), for `status`.
+pub fn tallies(c: &Connection) -> anyhow::Result<(Tally, Tally)> {
+    let mut st =
+        c.prepare("SELECT state, count(*) FROM respond_call GROUP BY state ORDER BY state")?;
+    let calls = st
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    let mut st = c.prepare(
+        "SELECT kind, count(*) FROM respond_answer WHERE repeat_of IS NULL GROUP BY kind ORDER BY kind",
+    )?;
+    let answers = st
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    Ok((calls, answers))
+}
+
 /// The silent list, oldest call first.
 pub fn silent(c: &Connection) -> anyhow::Result<Vec<Silent>> {
     Ok(c.prepare_cached(

@@ -23,6 +23,8 @@ pub mod report;
 pub mod shelters;
 pub mod terminals;
 
+pub use calls::RespondSettings;
+
 use std::sync::Arc;
 
 use crate::correlate::engine::DecisionHook;
@@ -118,13 +120,13 @@ pub async fn run(
     registry: Arc<crate::registry::Registry>,
     settings: calls::RespondSettings,
     policy: Policy,
-    clock: Arc<dyn crate::feeds::clock::Clock>,
+    clock: Arc<dyn crate::runtime::clock::Clock>,
     wake: Arc<tokio::sync::Notify>,
-    mut stop: tokio::sync::watch::Receiver<bool>,
+    mut stop: crate::runtime::Shutdown,
 ) -> anyhow::Result<()> {
     let tick = std::time::Duration::from_secs(1);
     loop {
-        if *stop.borrow_and_update() {
+        if stop.is_shutdown() {
             return Ok(());
         }
         let now = clock.now();
@@ -152,7 +154,7 @@ pub async fn run(
             wake.notify_waiters();
         }
         tokio::select! {
-            _ = stop.changed() => {}
+            _ = stop.recv() => {}
             _ = tokio::time::sleep(tick) => {}
         }
     }

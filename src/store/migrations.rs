@@ -22,6 +22,7 @@ pub(crate) fn migrations() -> Migrations<'static> {
         M::up(include_str!("migrations/0014_resound.sql")),
         M::up(include_str!("migrations/0015_drill.sql")),
         M::up(include_str!("migrations/0016_dispatch_bind.sql")),
+        M::up(include_str!("migrations/0017_claimed_by.sql")),
     ])
 }
 

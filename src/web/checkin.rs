@@ -43,7 +43,7 @@ pub struct Checkin {
     secret: Arc<[u8; 32]>,
     per_ip: Arc<DefaultKeyedRateLimiter<IpAddr>>,
     per_token: Arc<DefaultKeyedRateLimiter<String>>,
-    clock: Arc<dyn crate::feeds::clock::Clock>,
+    clock: Arc<dyn crate::runtime::clock::Clock>,
     /// Requests seen, to forget idle rate-limit keys now and then (guessed tokens must not
     /// grow the limiter without end).
     seen: Arc<std::sync::atomic::AtomicU64>,
@@ -77,7 +77,7 @@ impl Checkin {
         settings: RespondSettings,
         policy: Policy,
         limits: Limits,
-        clock: Arc<dyn crate::feeds::clock::Clock>,
+        clock: Arc<dyn crate::runtime::clock::Clock>,
     ) -> anyhow::Result<Checkin> {
         let secret = super::secret(&store, "csrf").await?;
         let q = |n: u32| Quota::per_minute(NonZeroU32::new(n.max(1)).unwrap_or(NonZeroU32::MIN));

@@ -244,14 +244,14 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     std::fs::rename(&tmp, path)
 }
 
-/// Serve until `shutdown` resolves: the CAP feed, and the check-in and office pages when given.
+/// Serve until `shutdown` fires: the CAP feed, and the check-in and office pages when given.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     store: Store,
     settings: WebSettings,
     checkin: Option<checkin::Checkin>,
     office: Option<office::Office>,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    mut shutdown: crate::runtime::Shutdown,
 ) -> std::io::Result<()> {
     let mut app = router(store, settings);
     if let Some(c) = checkin {
@@ -259,52 +259,14 @@ pub async fn serve(
     }
     // Live office pages hold their connections open: they are told to end when shutdown
     // begins, so the graceful shutdown below does not wait on them for ever.
-    let (closing_tx, closing) = tokio::sync::watch::channel(false);
     if let Some(o) = office {
-        app = app.merge(office::router(o.closing_on(closing)));
+        app = app.merge(office::router(o.closing_on(shutdown.clone())));
     }
-    let shutdown = async move {
-        shutdown.await;
-        let _ = closing_tx.send(true);
-    };
+    let shutdown = async move { shutdown.recv().await };
     axum::serve(
         listener,
         app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
     )
     .with_graceful_shutdown(shutdown)
     .await
-}
-
-/// Follow the warnings the correlate stage hands on: log each (dispatch joins with issue
-/// #6) and refresh the published files, until the channel closes.
-pub async fn follow_targets(
-    mut rx: tokio::sync::mpsc::Receiver<crate::correlate::warning::Targets>,
-    store: Store,
-    publish_dir: Option<std::path::PathBuf>,
-    settings: WebSettings,
-) {
-    while let Some(t) = rx.recv().await {
-        tracing::warn!(
-            lineage = %t.lineage,
-            tier = %t.tier,
-            version = t.version,
-            places = t.places.len(),
-            evacuate = t.evacuate,
-            contacts = t.contacts.len(),
-            terminals = t.terminals.len(),
-            "warning {:?}: {}",
-            t.send,
-            t.identifiers.join(" ")
-        );
-        for g in &t.gaps {
-            tracing::warn!(lineage = %t.lineage, "roster gap: {g}");
-        }
-        if let Some(dir) = &publish_dir {
-            let (dir, settings) = (dir.clone(), settings.clone());
-            match store.read(move |c| publish_files(c, &dir, &settings)).await {
-                Ok(n) => tracing::debug!("published {n} new alert file(s)"),
-                Err(e) => tracing::error!("publishing files: {e}"),
-            }
-        }
-    }
 }

@@ -54,7 +54,7 @@ pub struct Office {
     changes: tokio::sync::watch::Receiver<u64>,
     /// Turns true when the server begins to shut down: live streams end then, or the
     /// graceful shutdown would wait on them for ever.
-    closing: tokio::sync::watch::Receiver<bool>,
+    closing: Option<crate::runtime::Shutdown>,
 }
 
 /// How often the board is re-read for live pages (only while somebody is watching).
@@ -87,16 +87,16 @@ impl Office {
             per_ip: Arc::new(RateLimiter::keyed(q(60))),
             per_user: Arc::new(RateLimiter::keyed(q(10))),
             changes,
-            closing: tokio::sync::watch::channel(false).1,
+            closing: None,
         };
         tokio::spawn(watch(office.clone_for_watch(), tx));
         Ok(office)
     }
 
-    /// End the live streams when `closing` turns true (`web::serve` does this with its
+    /// End the live streams when `closing` fires (`web::serve` does this with its
     /// shutdown).
-    pub fn closing_on(mut self, closing: tokio::sync::watch::Receiver<bool>) -> Office {
-        self.closing = closing;
+    pub fn closing_on(mut self, closing: crate::runtime::Shutdown) -> Office {
+        self.closing = Some(closing);
         self
     }
 
@@ -356,11 +356,12 @@ async fn fragment(
     }
 }
 
-/// Resolves when `closing` turns true; never, when nobody can close it (an office not served
-/// by `web::serve`).
-async fn until_closing(closing: &mut tokio::sync::watch::Receiver<bool>) {
-    if closing.wait_for(|c| *c).await.is_err() {
-        std::future::pending::<()>().await;
+/// Resolves when `closing` fires; never, when nobody can close it (an office not served by
+/// `web::serve`).
+async fn until_closing(closing: &mut Option<crate::runtime::Shutdown>) {
+    match closing {
+        Some(c) => c.recv().await,
+        None => std::future::pending::<()>().await,
     }
 }
 

@@ -725,7 +725,7 @@ pub fn link(
 /// Terminal states as the platform reported them.
 pub fn terminal_states(
     tx: &Transaction<'_>,
-    states: &[super::ebd::TerminalState],
+    states: &[crate::dispatch::platform::ebd::TerminalState],
     now: Timestamp,
 ) -> anyhow::Result<usize> {
     let at = stamp(now);

@@ -323,6 +323,12 @@ impl Session {
         self.inner.pending.lock().map(|p| p.len()).unwrap_or(0)
     }
 
+    /// Close at once, without an unbind (the channel that owned it is gone): every submit
+    /// still waiting learns its outcome is unknown, and the connection is shut.
+    pub fn abort(&self, why: &str) {
+        self.inner.close(why);
+    }
+
     /// Unbind politely (waits briefly for unbind_resp), then close.
     pub async fn unbind(&self) {
         if self.is_closed() {

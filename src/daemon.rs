@@ -1,0 +1,717 @@
+//! The pipeline as one object: built from its settings, a store, the registry, a clock and a
+//! fetcher, it starts every stage, supervises the ones that may be restarted, and stops them
+//! all on one [`Shutdown`].
+//!
+//! `stormbell run` (the daemon), `stormbell replay` and `stormbell demo` (drills on a simulated
+//! clock) and the tests all build this same [`Pipeline`]; what differs between them is only
+//! what they hand it — the system clock and HTTP, or a simulated clock and a recorded
+//! scenario — and which optional stages the settings name (channels, the respond task, the
+//! web port).
+//!
+//! ```text
+//!  feeds (poller) ──inbox──▶ correlate ──decision hook──▶ dispatch outbox ──▶ channels
+//!                               │            (same tx)     respond calls        (supervised)
+//!                               └──targets──▶ follow (log, published files, a watcher)
+//!  respond task (supervised): answers in, ladder steps out      web port: feed, links, office
+//! ```
+//!
+//! Feeds and correlate hold the pipeline's memory in the store and are not restarted in
+//! place: if either ends by itself, [`Running::ended`] says so and the daemon stops with an
+//! error (systemd restarts it, and both rebuild from the inbox). The channels and the respond
+//! task are restarted with backoff by [`crate::supervise`], each failure audited.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use jiff::Timestamp;
+use tokio::sync::{Notify, mpsc};
+use tokio::task::JoinHandle;
+
+use crate::correlate::engine::{self, Engine};
+use crate::correlate::warning::{Issuer, Targets};
+use crate::correlate::{DecisionHook, Rules};
+use crate::dispatch::broadcast::audio::Synth;
+use crate::dispatch::broadcast::{BroadcastSettings, jobs};
+use crate::dispatch::kannel::{KannelChannel, KannelSettings};
+use crate::dispatch::outbox::Policy;
+use crate::dispatch::sms::{AccountSettings, SmsChannel};
+use crate::dispatch::{self, icecast::IcecastChannel, platform, platform::PlatformChannel};
+use crate::feeds::fetch::Fetcher;
+use crate::feeds::poller::{self, FeedSpec, Poller};
+use crate::registry::Registry;
+use crate::respond::RespondSettings;
+use crate::runtime::{Clock, Shutdown, Trigger};
+use crate::store::Store;
+use crate::web::{self, WebSettings};
+
+/// Everything the stages need, each stage's own settings side by side (composed from the
+/// configuration by [`crate::config::Config::pipeline`]; a drill changes a few).
+#[derive(Clone)]
+pub struct Settings {
+    /// The office's time zone (stamps, templates).
+    pub tz: jiff::tz::TimeZone,
+    /// The feeds to poll.
+    pub feeds: Vec<FeedSpec>,
+    /// Limits on reading a feed's documents (a drill's feeds are read within them too).
+    pub limits: crate::cap::Limits,
+    /// How the poller runs.
+    pub poller: poller::Settings,
+    /// The warning criteria.
+    pub rules: Rules,
+    /// Who issues the warnings.
+    pub issuer: Issuer,
+    /// Correlate's periodic re-evaluation.
+    pub tick: Duration,
+    /// Shift of correlate's ticks after start (zero for the daemon; see
+    /// [`engine::RunSettings::phase`]).
+    pub phase: Duration,
+    /// How the outbox treats people and time.
+    pub policy: Policy,
+    /// Calls, answers and the ladder.
+    pub respond: RespondSettings,
+    /// Whether the respond task runs (a drill's simulated world runs its turns instead).
+    pub respond_task: bool,
+    /// The channels to run.
+    pub channels: ChannelSettings,
+    /// The web port, if any.
+    pub web: Option<WebStage>,
+    /// The CAP feed's title, sender and public base URL (the web port and published files).
+    pub feed: WebSettings,
+    /// Where published CAP files are written (`web.publish_dir`), if anywhere.
+    pub publish_dir: Option<PathBuf>,
+}
+
+/// The channels' settings (empty in a drill: its network is simulated).
+#[derive(Debug, Clone, Default)]
+pub struct ChannelSettings {
+    /// SMPP accounts.
+    pub sms: Vec<AccountSettings>,
+    /// An HTTP SMS gateway.
+    pub kannel: Option<KannelSettings>,
+    /// The loudspeakers' routes.
+    pub broadcast: BroadcastSettings,
+    /// Where loudspeaker audio is cached when `broadcast.audio_cache` is not set.
+    pub audio_cache: PathBuf,
+    /// National event-type codes per hazard (for the platform's instructions).
+    pub event_types: std::collections::HashMap<String, String>,
+}
+
+/// The web port: the CAP feed, the check-in pages and the office page.
+#[derive(Debug, Clone)]
+pub struct WebStage {
+    /// `web.listen` (host:port).
+    pub listen: String,
+    /// The office's name (page titles).
+    pub office: String,
+}
+
+/// A pipeline ready to start.
+pub struct Pipeline {
+    settings: Settings,
+    store: Store,
+    registry: Arc<Registry>,
+    clock: Arc<dyn Clock>,
+    fetcher: Arc<dyn Fetcher>,
+    listener: Option<tokio::net::TcpListener>,
+    watcher: Option<mpsc::UnboundedSender<(Timestamp, Targets)>>,
+}
+
+impl Pipeline {
+    /// A pipeline over `store`, deciding with `registry`, on `clock`, fetching with `fetcher`.
+    pub fn new(
+        settings: Settings,
+        store: Store,
+        registry: Arc<Registry>,
+        clock: Arc<dyn Clock>,
+        fetcher: Arc<dyn Fetcher>,
+    ) -> Pipeline {
+        Pipeline {
+            settings,
+            store,
+            registry,
+            clock,
+            fetcher,
+            listener: None,
+            watcher: None,
+        }
+    }
+
+    /// Serve the web port on this listener rather than binding `web.listen` (tests: port 0).
+    pub fn with_listener(mut self, listener: tokio::net::TcpListener) -> Pipeline {
+        self.listener = Some(listener);
+        self
+    }
+
+    /// Tell `tx` of each warning message after its decision is committed, with the clock's
+    /// time (the drill's progress lines).
+    pub fn watch_warnings(mut self, tx: mpsc::UnboundedSender<(Timestamp, Targets)>) -> Pipeline {
+        self.watcher = Some(tx);
+        self
+    }
+
+    /// Start every stage. Fails, with every stage stopped again, when one cannot start (a
+    /// port taken, a missing voice, a bad key).
+    pub async fn start(self) -> anyhow::Result<Running> {
+        let (trigger, shutdown) = Trigger::new();
+        let mut running = Running {
+            trigger,
+            feeds: None,
+            correlate: None,
+            follow: None,
+            supervised: Vec::new(),
+            web: None,
+            poller: None,
+            wake: Arc::new(Notify::new()),
+            early: Vec::new(),
+        };
+        match self.start_on(&mut running, shutdown).await {
+            Ok(()) => Ok(running),
+            Err(e) => {
+                let _ = running.stop().await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn start_on(self, r: &mut Running, shutdown: Shutdown) -> anyhow::Result<()> {
+        let s = self.settings;
+        let (store, clock) = (self.store, self.clock);
+        // What a previous run left mid-send waits for proof, then goes again (counted); each
+        // channel later takes back only what it claims itself.
+        dispatch::reconcile(&store, None, clock.now(), s.policy.reconcile_grace).await?;
+        // The loudspeakers: a missing voice or encoder, a bad key or resource code stops the
+        // start here, naming it, not the first warning.
+        let routes = s.channels.broadcast.routes();
+        let plan = (routes.platform || routes.icecast).then(|| jobs::Plan {
+            routes,
+            deadline: jiff::SignedDuration::from_mins(i64::from(
+                s.channels.broadcast.deadline_mins,
+            )),
+            policy: s.policy.clone(),
+        });
+        if plan.is_none() && !self.registry.data.terminals.is_empty() && s.respond_task {
+            tracing::warn!(
+                terminals = self.registry.data.terminals.len(),
+                "no broadcast route ([dispatch.broadcast.platform] or [dispatch.broadcast.icecast]) configured: the registry's loudspeakers will not sound"
+            );
+        }
+        // Every decision queues its messages, loudspeaker jobs and calls in its own
+        // transaction (correlate knows none of them).
+        let hook: DecisionHook = crate::respond::chain(
+            dispatch::hook_with(s.policy.clone(), r.wake.clone(), plan.clone()),
+            crate::respond::hook(s.respond.clone(), s.policy.clone()),
+        );
+        if plan.is_some() {
+            start_loudspeakers(r, &s, &store, &clock, &shutdown)?;
+        }
+        start_sms(r, &s, &store, &clock, &shutdown)?;
+        if s.respond_task {
+            let (st, reg, rs, pol, ck, wk) = (
+                store.clone(),
+                self.registry.clone(),
+                s.respond.clone(),
+                s.policy.clone(),
+                clock.clone(),
+                r.wake.clone(),
+            );
+            let sd = shutdown.clone();
+            r.supervise("respond", &store, &shutdown, move || {
+                crate::respond::run(
+                    st.clone(),
+                    reg.clone(),
+                    rs.clone(),
+                    pol.clone(),
+                    ck.clone(),
+                    wk.clone(),
+                    sd.clone(),
+                )
+            });
+        }
+        // Feeds, then correlate behind them.
+        let (out, inbox) = mpsc::channel(1024);
+        let poller = Arc::new(Poller::new(
+            store.clone(),
+            self.fetcher,
+            clock.clone(),
+            s.poller.clone(),
+            out,
+        ));
+        if s.feeds.is_empty() {
+            tracing::warn!("no feeds configured ([[feeds.source]]): nothing will be polled");
+        }
+        r.feeds = Some(tokio::spawn(
+            poller.clone().run(s.feeds.clone(), shutdown.clone()),
+        ));
+        r.poller = Some(poller);
+        if self.registry.data.villages.is_empty() {
+            tracing::warn!(
+                "the registry is empty (stormbell registry import DIR): no village can be warned"
+            );
+        }
+        let engine = Engine::new(s.rules.clone(), s.issuer.clone(), self.registry.clone());
+        let (targets_tx, targets_rx) = mpsc::channel(1024);
+        r.correlate = Some(tokio::spawn(engine::run(
+            engine,
+            store.clone(),
+            clock.clone(),
+            engine::RunSettings {
+                tick: s.tick,
+                phase: s.phase,
+                tz: s.tz.clone(),
+                on_decision: Some(hook),
+            },
+            inbox,
+            targets_tx,
+            shutdown.clone(),
+        )));
+        r.follow = Some(tokio::spawn(follow(
+            targets_rx,
+            store.clone(),
+            s.publish_dir.clone(),
+            s.feed.clone(),
+            clock.clone(),
+            self.watcher,
+        )));
+        if let Some(w) = &s.web {
+            let listener = match self.listener {
+                Some(l) => l,
+                None => tokio::net::TcpListener::bind(&w.listen)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("web.listen {}: {e}", w.listen))?,
+            };
+            let web = WebPort {
+                store: store.clone(),
+                registry: self.registry.clone(),
+                respond: s.respond.clone(),
+                policy: s.policy.clone(),
+                tz: s.tz.clone(),
+                feed: s.feed.clone(),
+                office: w.office.clone(),
+                clock: clock.clone(),
+            };
+            r.web = Some(web.serve(listener, shutdown.clone()).await?);
+        }
+        Ok(())
+    }
+}
+
+/// The SMS channels, each under supervision: SMPP accounts and/or an HTTP gateway.
+fn start_sms(
+    r: &mut Running,
+    s: &Settings,
+    store: &Store,
+    clock: &Arc<dyn Clock>,
+    shutdown: &Shutdown,
+) -> anyhow::Result<()> {
+    if let Some(k) = s.channels.kannel.clone() {
+        // A gateway URL that cannot make a client stops the start here.
+        KannelChannel::new(k.clone(), store.clone(), s.policy.clone())?;
+        let (st, pol, ck, sd, wk) = (
+            store.clone(),
+            s.policy.clone(),
+            clock.clone(),
+            shutdown.clone(),
+            r.wake.clone(),
+        );
+        r.supervise(dispatch::kannel::NAME, store, shutdown, move || {
+            let ch = KannelChannel::new(k.clone(), st.clone(), pol.clone())
+                .map(|c| c.with_clock(ck.clone()));
+            let (sd, wk) = (sd.clone(), wk.clone());
+            async move { dispatch::drive(ch?, sd, wk).await }
+        });
+    }
+    if !s.channels.sms.is_empty() {
+        let (accounts, st, pol, ck, sd, wk) = (
+            s.channels.sms.clone(),
+            store.clone(),
+            s.policy.clone(),
+            clock.clone(),
+            shutdown.clone(),
+            r.wake.clone(),
+        );
+        r.supervise(dispatch::sms::NAME, store, shutdown, move || {
+            let ch =
+                SmsChannel::new(accounts.clone(), st.clone(), pol.clone()).with_clock(ck.clone());
+            dispatch::drive(ch, sd.clone(), wk.clone())
+        });
+    } else if s.channels.kannel.is_none() && s.respond_task {
+        tracing::warn!(
+            "no SMS account ([[dispatch.sms.accounts]]) or gateway ([dispatch.kannel]) configured: messages wait in the outbox"
+        );
+    }
+    Ok(())
+}
+
+/// The loudspeaker channels, each under supervision: the county platform and/or Icecast.
+fn start_loudspeakers(
+    r: &mut Running,
+    s: &Settings,
+    store: &Store,
+    clock: &Arc<dyn Clock>,
+    shutdown: &Shutdown,
+) -> anyhow::Result<()> {
+    let b = &s.channels.broadcast;
+    let cache = b
+        .audio_cache
+        .clone()
+        .unwrap_or_else(|| s.channels.audio_cache.clone());
+    let synth = Synth::mandarin(cache);
+    synth.check(true)?;
+    let keep = s.policy.expire_after;
+    let exercise = s.policy.exercise;
+    if let Some(p) = b.platform.clone() {
+        let office = s.policy.office.clone();
+        // A bad key or resource code stops the start here, naming it…
+        platform::Platform::new(p.clone(), &office, s.tz.clone())
+            .map_err(|e| anyhow::anyhow!("broadcast platform: {e:#}"))?;
+        let (st, sy, ev, tz, ck, sd, wk) = (
+            store.clone(),
+            synth.clone(),
+            s.channels.event_types.clone(),
+            s.tz.clone(),
+            clock.clone(),
+            shutdown.clone(),
+            r.wake.clone(),
+        );
+        // …and each restart of the channel builds it afresh.
+        r.supervise(platform::NAME, store, shutdown, move || {
+            let built = platform::Platform::new(p.clone(), &office, tz.clone()).map(|pl| {
+                PlatformChannel::new(pl, st.clone(), sy.clone(), keep)
+                    .with_event_types(ev.clone())
+                    .with_exercise(exercise)
+                    .with_clock(ck.clone())
+            });
+            let (sd, wk) = (sd.clone(), wk.clone());
+            async move { dispatch::drive(built?, sd, wk).await }
+        });
+    }
+    if let Some(i) = b.icecast.clone() {
+        let (st, ck, sd, wk) = (
+            store.clone(),
+            clock.clone(),
+            shutdown.clone(),
+            r.wake.clone(),
+        );
+        r.supervise(dispatch::icecast::NAME, store, shutdown, move || {
+            let ch = IcecastChannel::new(i.clone(), st.clone(), synth.clone(), keep)
+                .with_clock(ck.clone());
+            dispatch::drive(ch, sd.clone(), wk.clone())
+        });
+    }
+    Ok(())
+}
+
+/// Follow the warnings correlate hands on (after each decision is committed): log each, tell
+/// the watcher, refresh the published files; until correlate ends.
+async fn follow(
+    mut rx: mpsc::Receiver<Targets>,
+    store: Store,
+    publish_dir: Option<PathBuf>,
+    feed: WebSettings,
+    clock: Arc<dyn Clock>,
+    watcher: Option<mpsc::UnboundedSender<(Timestamp, Targets)>>,
+) {
+    while let Some(t) = rx.recv().await {
+        tracing::warn!(
+            lineage = %t.lineage,
+            tier = %t.tier,
+            version = t.version,
+            places = t.places.len(),
+            evacuate = t.evacuate,
+            contacts = t.contacts.len(),
+            terminals = t.terminals.len(),
+            "warning {:?}: {}",
+            t.send,
+            t.identifiers.join(" ")
+        );
+        for g in &t.gaps {
+            tracing::warn!(lineage = %t.lineage, "roster gap: {g}");
+        }
+        if let Some(dir) = &publish_dir {
+            let (dir, feed) = (dir.clone(), feed.clone());
+            match store
+                .read(move |c| web::publish_files(c, &dir, &feed))
+                .await
+            {
+                Ok(n) => tracing::debug!("published {n} new alert file(s)"),
+                Err(e) => tracing::error!("publishing files: {e}"),
+            }
+        }
+        if let Some(w) = &watcher {
+            let _ = w.send((clock.now(), t));
+        }
+    }
+}
+
+/// The web port's parts: the CAP feed, the check-in pages behind the links in the texts, and
+/// the duty office's page, API and CSV. The demo serves it on its own, over a finished drill.
+pub struct WebPort {
+    /// The store.
+    pub store: Store,
+    /// The registry (names, the map).
+    pub registry: Arc<Registry>,
+    /// Respond's settings (the check-in pages' answers).
+    pub respond: RespondSettings,
+    /// The outbox policy (links, notices).
+    pub policy: Policy,
+    /// The office's time zone.
+    pub tz: jiff::tz::TimeZone,
+    /// The CAP feed's title, sender and public base URL.
+    pub feed: WebSettings,
+    /// The office's name (page titles).
+    pub office: String,
+    /// The clock answers are stamped with (a drill's, for a drill's links).
+    pub clock: Arc<dyn Clock>,
+}
+
+impl WebPort {
+    /// Serve on `listener` until `shutdown`; returns the address and the server's task.
+    pub async fn serve(
+        self,
+        listener: tokio::net::TcpListener,
+        shutdown: Shutdown,
+    ) -> anyhow::Result<(SocketAddr, JoinHandle<std::io::Result<()>>)> {
+        let addr = listener.local_addr()?;
+        let checkin = web::checkin::Checkin::new(
+            self.store.clone(),
+            self.registry.clone(),
+            self.respond,
+            self.policy,
+            Default::default(),
+            self.clock,
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("check-in pages: {e:#}"))?;
+        let office = web::office::Office::new(
+            self.store.clone(),
+            self.registry,
+            self.tz,
+            &self.office,
+            &self.feed.base,
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("office page: {e:#}"))?;
+        tracing::info!(%addr, "CAP feed at /cap/feed.atom, the duty office's page at /office");
+        let task = tokio::spawn(web::serve(
+            listener,
+            self.store,
+            self.feed,
+            Some(checkin),
+            Some(office),
+            shutdown,
+        ));
+        Ok((addr, task))
+    }
+}
+
+/// A started pipeline.
+pub struct Running {
+    trigger: Trigger,
+    feeds: Option<JoinHandle<anyhow::Result<()>>>,
+    correlate: Option<JoinHandle<anyhow::Result<()>>>,
+    follow: Option<JoinHandle<()>>,
+    supervised: Vec<(&'static str, JoinHandle<usize>)>,
+    web: Option<(SocketAddr, JoinHandle<std::io::Result<()>>)>,
+    poller: Option<Arc<Poller>>,
+    wake: Arc<Notify>,
+    /// Results of stages that ended before `stop` (see [`Running::ended`]).
+    early: Vec<(Ended, Result<anyhow::Result<()>, tokio::task::JoinError>)>,
+}
+
+/// Why a running pipeline ended before it was asked to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    /// The feeds stage ended by itself: nothing is polled any more.
+    Feeds,
+    /// The correlate stage ended by itself: nothing is decided any more.
+    Correlate,
+}
+
+impl std::fmt::Display for Ended {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Ended::Feeds => "the feeds stage ended without being asked to",
+            Ended::Correlate => "the correlate stage ended without being asked to",
+        })
+    }
+}
+
+impl Running {
+    fn supervise<F, Fut>(&mut self, name: &'static str, store: &Store, stop: &Shutdown, make: F)
+    where
+        F: FnMut() -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = anyhow::Result<()>> + Send + 'static,
+    {
+        let (store, stop) = (store.clone(), stop.clone());
+        self.supervised.push((
+            name,
+            tokio::spawn(crate::supervise::stage(
+                name,
+                store,
+                stop,
+                Default::default(),
+                make,
+            )),
+        ));
+    }
+
+    /// Another receiver of the pipeline's shutdown (for a task that runs beside it).
+    pub fn shutdown(&self) -> Shutdown {
+        self.trigger.subscribe()
+    }
+
+    /// Notified when messages are queued outside correlate's hook (a drill's world).
+    pub fn wake(&self) -> Arc<Notify> {
+        self.wake.clone()
+    }
+
+    /// Where the web port listens, if it does.
+    pub fn web_addr(&self) -> Option<SocketAddr> {
+        self.web.as_ref().map(|(a, _)| *a)
+    }
+
+    /// Resolve when feeds or correlate ends by itself (never while both run). A daemon that has
+    /// stopped polling or deciding must not look alive: the caller stops and exits non-zero.
+    /// Cancel-safe: the ended stage's result is kept for [`Running::stop`].
+    pub async fn ended(&mut self) -> Ended {
+        type Task = JoinHandle<anyhow::Result<()>>;
+        async fn join(t: &mut Option<Task>) -> Result<anyhow::Result<()>, tokio::task::JoinError> {
+            match t {
+                Some(t) => t.await,
+                None => std::future::pending().await,
+            }
+        }
+        let (which, result) = tokio::select! {
+            r = join(&mut self.feeds) => (Ended::Feeds, r),
+            r = join(&mut self.correlate) => (Ended::Correlate, r),
+        };
+        match which {
+            Ended::Feeds => self.feeds = None,
+            Ended::Correlate => self.correlate = None,
+        }
+        self.early.push((which, result));
+        which
+    }
+
+    /// Fire the shutdown and wait for every stage to finish what it holds. Returns each
+    /// stage's error, named.
+    pub async fn stop(mut self) -> Result<(), Vec<String>> {
+        self.trigger.fire();
+        let mut errors = Vec::new();
+        let mut take = |name: &str, r: Result<anyhow::Result<()>, tokio::task::JoinError>| match r {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => errors.push(format!("{name}: {e:#}")),
+            Err(e) => errors.push(format!("{name} task: {e}")),
+        };
+        for (which, r) in std::mem::take(&mut self.early) {
+            take(
+                match which {
+                    Ended::Feeds => "feeds",
+                    Ended::Correlate => "correlate",
+                },
+                r,
+            );
+        }
+        if let Some(f) = self.feeds.take() {
+            take("feeds", f.await);
+        }
+        if let Some(c) = self.correlate.take() {
+            take("correlate", c.await);
+        }
+        // The poller holds correlate's sender only through itself; correlate is done.
+        drop(self.poller.take());
+        if let Some(f) = self.follow.take() {
+            let _ = f.await;
+        }
+        for (name, task) in self.supervised.drain(..) {
+            match task.await {
+                Ok(restarts) if restarts > 0 => {
+                    tracing::warn!(
+                        stage = name,
+                        restarts,
+                        "stage was restarted during this run"
+                    )
+                }
+                Ok(_) => {}
+                Err(e) => take(name, Err(e)),
+            }
+        }
+        if let Some((_, web)) = self.web.take() {
+            match web.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => errors.push(format!("web: {e}")),
+                Err(e) => errors.push(format!("web task: {e}")),
+            }
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors)
+        }
+    }
+}
+
+/// Run a pipeline as the daemon does: its start and stop in the audit trail (`daemon.started`,
+/// `daemon.stopped` with the reason), every stage until `signal` resolves (with its name) or
+/// until feeds or correlate ends by itself, then a graceful stop. An error names every stage
+/// that failed; a stage that ended by itself is an error.
+pub async fn serve(
+    pipeline: Pipeline,
+    store: &Store,
+    subject: &str,
+    signal: impl std::future::Future<Output = &'static str>,
+) -> anyhow::Result<()> {
+    use crate::store::audit;
+    let tz = pipeline.settings.tz.clone();
+    let started = audit::Entry::now(
+        &tz,
+        "system",
+        "daemon.started",
+        subject,
+        serde_json::json!({
+            "version": env!("CARGO_PKG_VERSION"),
+            "pid": std::process::id(),
+            "feeds": pipeline.settings.feeds.len(),
+        }),
+    );
+    store
+        .write(move |tx| Ok(audit::append(tx, &started)?))
+        .await?;
+    let mut running = pipeline.start().await?;
+    tracing::info!(db = %store.path().display(), "stormbell running");
+    let why = tokio::select! {
+        s = signal => {
+            tracing::info!(signal = s, "shutting down");
+            Ok(s)
+        }
+        ended = running.ended() => {
+            tracing::error!("{ended}; shutting down");
+            Err(ended)
+        }
+    };
+    let stopped = running.stop().await;
+    let reason = match &why {
+        Ok(s) => s.to_string(),
+        Err(e) => format!("none ({e})"),
+    };
+    let entry = audit::Entry::now(
+        &tz,
+        "system",
+        "daemon.stopped",
+        subject,
+        serde_json::json!({ "signal": reason }),
+    );
+    store
+        .write(move |tx| Ok(audit::append(tx, &entry)?))
+        .await?;
+    match (why, stopped) {
+        (Ok(_), Ok(())) => Ok(()),
+        (why, stopped) => {
+            let mut all: Vec<String> = why.err().map(|e| e.to_string()).into_iter().collect();
+            all.extend(stopped.err().unwrap_or_default());
+            anyhow::bail!("{}", all.join("; "))
+        }
+    }
+}

@@ -1,0 +1,120 @@
+//! The Kannel channel: claims due messages from the outbox and sends each through the gateway
+//! ([`super::protocol`]); beside the sends, it serves the gateway's delivery reports on
+//! `dlr_listen`. The loop around it is [`crate::dispatch::drive`]'s, which owns the listener's
+//! task: a channel restarted by the supervisor binds `dlr_listen` again because the last
+//! run's listener ended with it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::task::JoinSet;
+
+use super::protocol;
+use super::settings::KannelSettings;
+use crate::dispatch::Channel;
+use crate::dispatch::outbox::{self, Claimed, Outcome, Policy};
+use crate::runtime::{Clock, Shutdown, SystemClock};
+use crate::store::Store;
+
+/// The name the channel claims outbox rows by (`claimed_by`), and its stage's name.
+pub const NAME: &str = "kannel";
+
+/// The HTTP gateway channel.
+pub struct KannelChannel {
+    settings: KannelSettings,
+    store: Store,
+    policy: Policy,
+    clock: Arc<dyn Clock>,
+    client: reqwest::Client,
+}
+
+impl KannelChannel {
+    /// A channel through this gateway.
+    pub fn new(
+        settings: KannelSettings,
+        store: Store,
+        policy: Policy,
+    ) -> anyhow::Result<KannelChannel> {
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()?;
+        Ok(KannelChannel {
+            settings,
+            store,
+            policy,
+            clock: Arc::new(SystemClock::new()),
+            client,
+        })
+    }
+
+    /// Stamp claims, outcomes and reports with this clock (see `SmsChannel::with_clock`).
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> KannelChannel {
+        self.clock = clock;
+        self
+    }
+}
+
+impl Channel for KannelChannel {
+    type Item = Claimed;
+    type Outcome = (i64, Outcome);
+
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn window(&self) -> usize {
+        self.settings.concurrency.max(1)
+    }
+
+    async fn reconcile(&self) -> anyhow::Result<()> {
+        crate::dispatch::reconcile(
+            &self.store,
+            Some(NAME),
+            self.clock.now(),
+            self.policy.reconcile_grace,
+        )
+        .await
+        .map(|_| ())
+    }
+
+    async fn start(
+        self: &Arc<Self>,
+        tasks: &mut JoinSet<()>,
+        shutdown: &Shutdown,
+    ) -> anyhow::Result<()> {
+        let listener = tokio::net::TcpListener::bind(&self.settings.dlr_listen)
+            .await
+            .map_err(|e| anyhow::anyhow!("kannel dlr_listen {}: {e}", self.settings.dlr_listen))?;
+        let app = protocol::router(self.store.clone(), self.clock.clone());
+        let mut stop = shutdown.clone();
+        tasks.spawn(async move {
+            let served = axum::serve(listener, app)
+                .with_graceful_shutdown(async move { stop.recv().await })
+                .await;
+            if let Err(e) = served {
+                tracing::error!("kannel delivery reports: {e}");
+            }
+        });
+        Ok(())
+    }
+
+    async fn claim(&self, n: usize) -> anyhow::Result<Vec<Claimed>> {
+        let (policy, now) = (self.policy.clone(), self.clock.now());
+        self.store
+            .write(move |tx| outbox::claim(tx, "sms", NAME, n, now, &policy))
+            .await
+            .map_err(Into::into)
+    }
+
+    async fn send(self: Arc<Self>, m: Claimed) -> (i64, Outcome) {
+        (m.id, protocol::send(&self.client, &self.settings, &m).await)
+    }
+
+    async fn record(&self, batch: Vec<(i64, Outcome)>) -> anyhow::Result<()> {
+        let (policy, now) = (self.policy.clone(), self.clock.now());
+        self.store
+            .write(move |tx| outbox::record(tx, &batch, now, &policy))
+            .await
+            .map_err(Into::into)
+    }
+}

@@ -1,0 +1,271 @@
+//! The accounts of the SMS channel: each with its binds (kept up by their own tasks), its
+//! rate limit and throttle state, and routing of a number to the account that serves it.
+
+use std::num::NonZeroU32;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use tokio::sync::mpsc;
+
+use super::session::{BindSettings, Incoming, Session};
+use super::settings::AccountSettings;
+use crate::dispatch::outbox;
+use crate::runtime::{Clock, Shutdown};
+use crate::store::Store;
+
+/// A live account: its binds (re-bound by their own tasks), rate limiter and throttle state.
+pub struct Account {
+    /// Settings.
+    pub settings: AccountSettings,
+    binds: Vec<Mutex<Option<Session>>>,
+    limiter: DefaultDirectRateLimiter,
+    /// Until when the SMSC asked us to slow down, and how many times in a row.
+    slow: Mutex<(Option<tokio::time::Instant>, u32)>,
+}
+
+impl Account {
+    pub(super) fn new(settings: AccountSettings) -> Account {
+        let tps = NonZeroU32::new(settings.tps.max(1)).unwrap_or(NonZeroU32::MIN);
+        Account {
+            binds: (0..settings.binds.max(1))
+                .map(|_| Mutex::new(None))
+                .collect(),
+            // A burst of 50 ms worth lets a late wake-up catch up instead of losing its slot
+            // (with a burst of one the achieved rate falls a few per cent short); any one
+            // second still carries at most `tps` plus that.
+            limiter: RateLimiter::direct(
+                Quota::per_second(tps)
+                    .allow_burst(NonZeroU32::new(tps.get() / 20).unwrap_or(NonZeroU32::MIN)),
+            ),
+            slow: Mutex::new((None, 0)),
+            settings,
+        }
+    }
+
+    /// A live bind with the most room.
+    pub(super) fn session(&self) -> Option<Session> {
+        self.binds
+            .iter()
+            .filter_map(|b| b.lock().ok().and_then(|s| s.clone()))
+            .filter(|s| !s.is_closed())
+            .min_by_key(|s| s.in_flight())
+    }
+
+    /// Whether any bind is up.
+    pub fn is_up(&self) -> bool {
+        self.session().is_some()
+    }
+
+    /// Room left in the windows of live binds.
+    pub(super) fn room(&self) -> usize {
+        self.binds
+            .iter()
+            .filter_map(|b| b.lock().ok().and_then(|s| s.clone()))
+            .filter(|s| !s.is_closed())
+            .map(|s| self.settings.window.saturating_sub(s.in_flight()))
+            .sum()
+    }
+
+    /// Binds it keeps.
+    pub(super) fn bind_count(&self) -> usize {
+        self.binds.len()
+    }
+
+    /// The binds that are up now.
+    fn live(&self) -> Vec<Session> {
+        self.binds
+            .iter()
+            .filter_map(|b| b.lock().ok().and_then(|s| s.clone()))
+            .filter(|s| !s.is_closed())
+            .collect()
+    }
+
+    /// Unbind every bind politely (each waits briefly for its `unbind_resp`).
+    pub(super) async fn unbind_all(&self) {
+        for s in self.live() {
+            s.unbind().await;
+        }
+    }
+
+    fn serves(&self, number: &str) -> usize {
+        if self.settings.prefixes.is_empty() {
+            return 1;
+        }
+        self.settings
+            .prefixes
+            .iter()
+            .filter(|p| number.starts_with(p.as_str()))
+            .map(|p| p.len() + 1)
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// The SMSC said "slower": pause this account, longer each time in a row (to 30 s).
+    pub(super) fn slow_down(&self) -> Duration {
+        let mut s = match self.slow.lock() {
+            Ok(s) => s,
+            Err(p) => p.into_inner(),
+        };
+        let now = tokio::time::Instant::now();
+        // The answers to one burst arrive together: one pause per burst, not one per answer.
+        if let Some(until) = s.0
+            && until > now
+        {
+            return until - now;
+        }
+        s.1 = (s.1 + 1).min(6);
+        let pause = Duration::from_millis(250 << s.1).min(Duration::from_secs(30));
+        s.0 = Some(now + pause);
+        pause
+    }
+
+    pub(super) fn sped_up(&self) {
+        if let Ok(mut s) = self.slow.lock() {
+            s.1 = 0;
+        }
+    }
+
+    pub(super) async fn pace(&self) {
+        let until = self.slow.lock().ok().and_then(|s| s.0);
+        if let Some(u) = until {
+            tokio::time::sleep_until(u).await;
+        }
+        self.limiter.until_ready().await;
+    }
+}
+
+impl Drop for Account {
+    /// However the channel ended (an error, a panic, an abort), its binds end with it: a
+    /// restarted channel must not find the old binds still up beside its new ones (carriers
+    /// cap binds per account, and an old bind's sends would run outside the new window).
+    fn drop(&mut self) {
+        for b in &self.binds {
+            if let Ok(mut b) = b.lock()
+                && let Some(s) = b.take()
+            {
+                s.abort("the channel ended");
+            }
+        }
+    }
+}
+
+/// The accounts for a number: the best prefix match among those up, else any backup that is up.
+pub fn route<'a>(accounts: &'a [Arc<Account>], number: &str) -> Option<&'a Arc<Account>> {
+    let best = accounts
+        .iter()
+        .filter(|a| !a.settings.backup && a.is_up())
+        .max_by_key(|a| a.serves(number))
+        .filter(|a| a.serves(number) > 0);
+    best.or_else(|| {
+        accounts
+            .iter()
+            .filter(|a| a.settings.backup && a.is_up())
+            .max_by_key(|a| a.serves(number))
+    })
+}
+
+/// Where a bind's state is written (`dispatch_bind`), only when it changes: a bind that keeps
+/// failing writes once, not on every retry.
+pub(super) struct BindLog {
+    pub(super) store: Store,
+    pub(super) clock: Arc<dyn Clock>,
+    pub(super) last: Option<(String, Option<String>)>,
+}
+
+impl BindLog {
+    async fn set(&mut self, account: &str, slot: usize, state: &str, detail: Option<String>) {
+        let now = (state.to_string(), detail.clone());
+        if self.last.as_ref() == Some(&now) {
+            return;
+        }
+        self.last = Some(now);
+        let (account, state, at) = (account.to_string(), state.to_string(), self.clock.now());
+        let written = self
+            .store
+            .write(move |tx| outbox::set_bind(tx, &account, slot, &state, detail.as_deref(), at))
+            .await;
+        if let Err(e) = written {
+            // The bind itself goes on; only the status page is behind.
+            tracing::error!("cannot record a bind's state: {e}");
+        }
+    }
+}
+
+/// Keep one bind of an account up: bind, wait until it drops, back off, bind again.
+pub(super) async fn keep_bound(
+    account: Arc<Account>,
+    slot: usize,
+    incoming: mpsc::Sender<(String, Incoming)>,
+    mut log: BindLog,
+    mut stop: Shutdown,
+) {
+    let s = &account.settings;
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        if stop.is_shutdown() {
+            log.set(&s.name, slot, "stopped", None).await;
+            return;
+        }
+        let (tx, mut rx) = mpsc::channel::<Incoming>(256);
+        let settings = BindSettings {
+            address: s.address.clone(),
+            system_id: s.system_id.clone(),
+            password: s.password.clone(),
+            system_type: s.system_type.clone(),
+            window: s.window,
+            response_timeout: Duration::from_secs(s.response_timeout_secs.max(1)),
+            enquire_every: Duration::from_secs(s.enquire_secs.max(1)),
+        };
+        match Session::bind(settings, tx).await {
+            Ok(session) => {
+                tracing::info!(account = %s.name, bind = slot, "bound to SMSC {}", s.address);
+                log.set(&s.name, slot, "bound", Some(s.address.clone()))
+                    .await;
+                backoff = Duration::from_millis(200);
+                if let Some(b) = account.binds.get(slot)
+                    && let Ok(mut b) = b.lock()
+                {
+                    *b = Some(session.clone());
+                }
+                let name = s.name.clone();
+                let fwd = incoming.clone();
+                let forward = tokio::spawn(async move {
+                    while let Some(i) = rx.recv().await {
+                        if fwd.send((name.clone(), i)).await.is_err() {
+                            break;
+                        }
+                    }
+                });
+                tokio::select! {
+                    _ = session.closed() => {
+                        tracing::warn!(account = %s.name, bind = slot, "SMSC link lost: {}", session.why());
+                        log.set(&s.name, slot, "down", Some(format!("link lost: {}", session.why()))).await;
+                    }
+                    _ = stop.recv() => {
+                        // The channel unbinds once in-flight sends are done.
+                        session.closed().await;
+                        let _ = tokio::time::timeout(Duration::from_secs(5), forward).await;
+                        log.set(&s.name, slot, "stopped", None).await;
+                        return;
+                    }
+                }
+                // Hand on what the link delivered before it dropped (the reader's sender goes
+                // with it, which ends the forwarder); never abort it holding a receipt.
+                let _ = tokio::time::timeout(Duration::from_secs(5), forward).await;
+            }
+            Err(e) => {
+                tracing::warn!(account = %s.name, bind = slot, "{e}");
+                log.set(&s.name, slot, "down", Some(e.to_string())).await;
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = stop.recv() => {
+                log.set(&s.name, slot, "stopped", None).await;
+                return;
+            }
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(30));
+    }
+}

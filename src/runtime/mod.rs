@@ -1,0 +1,17 @@
+//! What every stage stands on: time and the word to stop.
+//!
+//! Every stage of the pipeline — the poller, correlate, the channels, respond, the web port,
+//! a drill's simulated world — waits on the same two things, so they live here, below the
+//! stages, rather than in the first stage that needed them:
+//!
+//! - [`clock`]: wall time for the record and monotonic time for schedules and silence, from the
+//!   machine ([`SystemClock`]) or simulated ([`SimClock`], for tests, drills and the demo).
+//! - [`Shutdown`]: the one way a stage learns it must stop, fired by the [`Trigger`] the
+//!   [`Pipeline`](crate::daemon::Pipeline) (or a test) holds. A trigger that is dropped counts
+//!   as fired, so a stage whose owner is gone stops instead of spinning on a closed channel.
+
+pub mod clock;
+mod shutdown;
+
+pub use clock::{Awake, Clock, SimClock, Sleep, SystemClock};
+pub use shutdown::{Shutdown, Trigger};

@@ -1,0 +1,105 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+
+/// `tests/data` from the project root: real material nobody here wrote.
+pub fn external() -> PathBuf {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let p = root.join("tests/data");
+    assert!(
+        p.is_dir(),
+        "{} is missing: the real test material (tests/data) is part of the repository",
+        p.display()
+    );
+    p
+}
+
+/// The bytes of a file under `tests/data/`.
+pub fn ext_bytes(rel: &str) -> Vec<u8> {
+    let p = external().join(rel);
+    std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+/// The bytes of a file under `fixtures/`.
+pub fn fixture_bytes(rel: &str) -> Vec<u8> {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures")
+        .join(rel);
+    std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+pub mod county;
+pub mod dispatch;
+pub mod ebd;
+pub mod icecast;
+pub mod smsc;
+pub mod webdriver;
+
+/// Hourly rain at a synthetic gauge beside the flash-flood zone FF331098001 (120.9425,
+/// 28.1881) of the fixture county: what the end-to-end tests drive the county with.
+pub fn gauge_rain(end: jiff::Timestamp, mm: f64) -> stormbell::feeds::Observation {
+    use stormbell::feeds::rainfall::{RainBatch, RainReading};
+    stormbell::feeds::Observation::Rain(RainBatch {
+        readings: vec![RainReading {
+            station: "70499001".into(),
+            name: Some("桃垟（合成）".into()),
+            lon: Some(120.945),
+            lat: Some(28.19),
+            end,
+            minutes: 60,
+            mm: Some(mm),
+            flag: None,
+        }],
+    })
+}
+
+/// Wait (up to 30 s) until the single number `sql` reads reaches `want`; fail naming `what`.
+pub async fn wait_count(store: &stormbell::store::Store, what: &str, sql: &'static str, want: i64) {
+    let t0 = std::time::Instant::now();
+    loop {
+        let n: i64 = store
+            .read(move |c| Ok(c.query_row(sql, [], |r| r.get(0))?))
+            .await
+            .unwrap();
+        if n >= want {
+            return;
+        }
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(30),
+            "{what}: {n} of {want}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// The SQL that reads 1 when no message waits to be sent.
+pub const ALL_OUT: &str =
+    "SELECT count(*) = 0 FROM dispatch_message WHERE state IN ('queued', 'submitting')";
+
+/// The web server on `listener` for the synthetic county's office, with the pages given,
+/// until the returned sender says stop.
+pub fn serve_web(
+    listener: tokio::net::TcpListener,
+    store: &stormbell::store::Store,
+    checkin: Option<stormbell::web::checkin::Checkin>,
+    office: Option<stormbell::web::office::Office>,
+) -> (
+    tokio::task::JoinHandle<std::io::Result<()>>,
+    stormbell::runtime::Trigger,
+) {
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (stop, stop_rx) = stormbell::runtime::Trigger::new();
+    let server = tokio::spawn(stormbell::web::serve(
+        listener,
+        store.clone(),
+        stormbell::web::WebSettings {
+            title: "东溟县防汛办".into(),
+            sender: "fx@example.cn".into(),
+            base,
+        },
+        checkin,
+        office,
+        stop_rx,
+    ));
+    (server, stop)
+}

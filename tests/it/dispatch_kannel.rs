@@ -1,0 +1,237 @@
+//! SMS through Kannel (Debian `kannel`: bearerbox + smsbox, a production SMS gateway) bound
+//! over SMPP to the node-smpp test SMSC: stormbell speaks only HTTP sendsms and takes
+//! Kannel's delivery reports on its own listener.
+
+use crate::common;
+
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::dispatch::{contact, targets};
+use common::smsc::Smsc;
+use jiff::Timestamp;
+use stormbell::correlate::assess::PlaceKind;
+use stormbell::correlate::lifecycle::Send;
+use stormbell::correlate::tier::{Hazard, Tier};
+use stormbell::correlate::warning::TargetPlace;
+use stormbell::dispatch::kannel::{KannelChannel, KannelSettings};
+use stormbell::dispatch::outbox::{self, Policy};
+use stormbell::store::Store;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Kannel {
+    bearerbox: Child,
+    smsbox: Child,
+    sendsms: u16,
+}
+
+impl Drop for Kannel {
+    fn drop(&mut self) {
+        let _ = self.smsbox.kill();
+        let _ = self.bearerbox.kill();
+        let _ = self.smsbox.wait();
+        let _ = self.bearerbox.wait();
+    }
+}
+
+fn start_kannel(smsc: &Smsc, dir: &std::path::Path) -> Kannel {
+    let (admin, boxes, sendsms) = (free_port(), free_port(), free_port());
+    let (host, port) = smsc.smpp.split_once(':').unwrap();
+    let conf = dir.join("kannel.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            r#"group = core
+admin-port = {admin}
+admin-password = admin
+status-password = status
+admin-allow-ip = "127.0.0.1"
+smsbox-port = {boxes}
+box-allow-ip = "127.0.0.1"
+log-file = "{dir}/bearerbox.log"
+log-level = 1
+dlr-storage = internal
+
+group = smsc
+smsc = smpp
+smsc-id = node
+host = {host}
+port = {port}
+transceiver-mode = true
+smsc-username = county
+smsc-password = secret
+system-type = ""
+source-addr-ton = 5
+source-addr-npi = 0
+dest-addr-ton = 1
+dest-addr-npi = 1
+enquire-link-interval = 30
+reconnect-delay = 1
+
+group = smsbox
+bearerbox-host = 127.0.0.1
+bearerbox-port = {boxes}
+sendsms-port = {sendsms}
+log-file = "{dir}/smsbox.log"
+log-level = 1
+
+group = sendsms-user
+username = stormbell
+password = pw
+concatenation = true
+max-messages = 10
+"#,
+            dir = dir.display()
+        ),
+    )
+    .unwrap();
+    let spawn = |bin: &str| {
+        Command::new(bin)
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{bin}: {e} (Debian kannel is installed by ./scripts/test)"))
+    };
+    let bearerbox = spawn("/usr/sbin/bearerbox");
+    // bearerbox first; smsbox once it listens for boxes.
+    let start = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", boxes)).is_err() {
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "bearerbox did not start"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let smsbox = spawn("/usr/sbin/smsbox");
+    let k = Kannel {
+        bearerbox,
+        smsbox,
+        sendsms,
+    };
+    smsc.wait_for(15, "Kannel's bind", |s| {
+        s["binds"].as_u64().unwrap_or(0) >= 1
+    });
+    while std::net::TcpStream::connect(("127.0.0.1", sendsms)).is_err() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "smsbox did not start"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    k
+}
+
+#[test]
+fn warnings_go_through_kannel_and_its_delivery_reports_come_back() {
+    let smsc = Smsc::start(20);
+    let dir = tempfile::tempdir().unwrap();
+    let kannel = start_kannel(&smsc, dir.path());
+    let store = Store::open(dir.path().join("k.db")).unwrap();
+    smsc.control("/undeliverable?number=8613700000009");
+    let contacts: Vec<_> = (0..10)
+        .map(|i| contact(i, &format!("1370000000{i}")))
+        .collect();
+    let mut t = targets(
+        "geo_hazard:331098102",
+        1,
+        Hazard::GeoHazard,
+        Tier::Orange,
+        Send::Alert,
+        contacts,
+    );
+    t.places = vec![TargetPlace {
+        kind: PlaceKind::Site,
+        id: "DZ-0001".into(),
+        name: "后山滑坡隐患点".into(),
+        tier: Tier::Orange,
+        evacuate: 12,
+    }];
+    t.evacuate = 12;
+    let e = store
+        .write_blocking(move |tx| outbox::enqueue(tx, 1, &t, Timestamp::now(), &Policy::default()))
+        .unwrap();
+    assert_eq!(e.queued, 10);
+    let dlr_port = free_port();
+    let settings = KannelSettings {
+        sendsms_url: format!("http://127.0.0.1:{}/cgi-bin/sendsms", kannel.sendsms),
+        username: "stormbell".into(),
+        password: "pw".into(),
+        source: "12379".into(),
+        dlr_listen: format!("127.0.0.1:{dlr_port}"),
+        dlr_base: format!("http://127.0.0.1:{dlr_port}"),
+        concurrency: 4,
+        smsc: String::new(),
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let done = |s: &Store| -> i64 {
+        s.read_blocking(|c| {
+            Ok(c.query_row(
+                "SELECT count(*) FROM dispatch_message WHERE state IN ('delivered', 'failed')",
+                [],
+                |r| r.get(0),
+            )?)
+        })
+        .unwrap()
+    };
+    rt.block_on(async {
+        let (stop_tx, stop) = stormbell::runtime::Trigger::new();
+        let ch = KannelChannel::new(settings, store.clone(), Policy::default()).unwrap();
+        let task = tokio::spawn(stormbell::dispatch::drive(
+            ch,
+            stop,
+            Arc::new(tokio::sync::Notify::new()),
+        ));
+        let start = Instant::now();
+        while done(&store) < 10 {
+            assert!(
+                start.elapsed() < Duration::from_secs(40),
+                "delivery reports: {}",
+                std::fs::read_to_string(dir.path().join("smsbox.log")).unwrap_or_default()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        stop_tx.fire();
+        task.await.unwrap().unwrap();
+    });
+    let rows: Vec<(String, String, String, Option<String>)> = store
+        .read_blocking(|c| {
+            let mut st = c.prepare(
+                "SELECT address, state, text, last_error FROM dispatch_message ORDER BY id",
+            )?;
+            let r = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
+            Ok(r.collect::<Result<Vec<_>, _>>()?)
+        })
+        .unwrap();
+    assert_eq!(
+        rows.iter().filter(|r| r.1 == "delivered").count(),
+        9,
+        "{rows:?}"
+    );
+    let failed = rows.iter().find(|r| r.0 == "13700000009").unwrap();
+    assert_eq!(failed.1, "failed");
+    assert!(
+        failed.3.as_deref().unwrap_or("").contains("UNDELIV"),
+        "{failed:?}"
+    );
+    // Kannel encoded the UTF-8 text as UCS-2 and split it; the handsets show it whole.
+    let phones = smsc.phones();
+    assert_eq!(phones.len(), 10);
+    for (addr, _, text, _) in &rows {
+        let p = phones
+            .iter()
+            .find(|p| p["dest"] == format!("86{addr}"))
+            .unwrap();
+        assert_eq!(p["text"], text.as_str());
+    }
+    assert!(smsc.submits().iter().all(|s| s["data_coding"] == 8));
+    assert!(rows[0].2.contains("地质灾害"), "{}", rows[0].2);
+}

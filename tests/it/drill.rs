@@ -1,0 +1,488 @@
+//! `stormbell replay` over the shipped scenarios, as a drill officer runs it: the outputs are
+//! the same byte for byte from run to run, every CAP file is valid (our validator with the
+//! Google profile, and xmllint with the official XSD), each scenario's summary says what its
+//! design says should happen, and a replay killed with SIGKILL mid-typhoon and started again
+//! finishes with no warning or message lost or doubled.
+
+use crate::common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+fn bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_stormbell"));
+    for (k, _) in std::env::vars() {
+        if k.starts_with("STORMBELL_") || k == "RUST_LOG" {
+            c.env_remove(k);
+        }
+    }
+    c
+}
+
+fn scenario(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures/scenarios")
+        .join(name)
+}
+
+/// Run a replay to the end; its output folder.
+fn replay(name: &str, out: &Path) {
+    let o = bin()
+        .args(["replay", "--scenario"])
+        .arg(scenario(name))
+        .arg("--out")
+        .arg(out)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+fn summary(out: &Path) -> Value {
+    serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap()
+}
+
+fn jsonl(out: &Path, name: &str) -> Vec<Value> {
+    std::fs::read_to_string(out.join(name))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// Every file under `dir` (relative path → bytes), the database and log left out.
+fn files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+                continue;
+            }
+            let rel = p.strip_prefix(dir).unwrap().display().to_string();
+            if rel.starts_with("drill.") {
+                continue;
+            }
+            out.insert(rel, std::fs::read(&p).unwrap());
+        }
+    }
+    out
+}
+
+/// Every CAP file of a drill passes our validator with the Google profile and xmllint with
+/// the official CAP 1.2 schema; returns how many there were.
+fn cap_files_are_valid(out: &Path) -> usize {
+    let mut caps: Vec<PathBuf> = std::fs::read_dir(out.join("cap"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    caps.sort();
+    assert!(!caps.is_empty(), "no CAP written");
+    for chunk in caps.chunks(200) {
+        let o = bin()
+            .args(["cap", "validate", "--profile", "google"])
+            .args(chunk)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&o.stdout);
+        assert_eq!(o.status.code(), Some(0), "{text}");
+        assert_eq!(
+            text.lines().filter(|l| l.ends_with(": ok")).count(),
+            chunk.len()
+        );
+        let o = Command::new("xmllint")
+            .args(["--noout", "--nonet", "--schema"])
+            .arg(common::external().join("schema/CAP-v1.2.xsd"))
+            .args(chunk)
+            .output()
+            .expect("xmllint is not installed: run ./scripts/test");
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    // Every one is marked as an exercise.
+    for p in &caps {
+        let xml = std::fs::read_to_string(p).unwrap();
+        assert!(xml.contains("<status>Exercise</status>"), "{}", p.display());
+    }
+    caps.len()
+}
+
+/// What is true of every finished drill, whatever the storm.
+fn finished_drill_holds_together(out: &Path) {
+    let s = summary(out);
+    // Nothing doubled: the drill's network accepts in the transaction that claims.
+    assert_eq!(s["possible_duplicates"], 0);
+    let lines = jsonl(out, "dispatch.jsonl");
+    assert!(!lines.is_empty());
+    let mut ids = BTreeSet::new();
+    for l in &lines {
+        assert!(ids.insert(l["id"].as_i64().unwrap()), "{l}");
+        let state = l["state"].as_str().unwrap();
+        // Nothing left half-way, except what was accepted in the drill's last minutes.
+        assert!(
+            [
+                "delivered",
+                "failed",
+                "merged",
+                "superseded",
+                "expired",
+                "skipped",
+                "accepted"
+            ]
+            .contains(&state),
+            "{l}"
+        );
+        let text = l["text"].as_str().unwrap();
+        // Texts say they are a drill, and carry no live link token.
+        assert!(
+            text.contains("演练") || text.contains("DRILL") || text.contains("drill"),
+            "{text}"
+        );
+        if let Some(i) = text.find("/r/") {
+            assert!(text[i + 3..].starts_with('~'), "{text}");
+        }
+    }
+    // Every answer names a person (their number is known).
+    let answers: Vec<Value> = jsonl(out, "responses.jsonl")
+        .into_iter()
+        .filter(|r| r["type"] == "answer")
+        .collect();
+    assert!(!answers.is_empty());
+    for a in &answers {
+        assert!(a["person"].is_string(), "{a}");
+    }
+    // Times carry the office's zone, in order.
+    let times: Vec<String> = jsonl(out, "responses.jsonl")
+        .iter()
+        .map(|r| r["at"].as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        times.iter().all(|t| t.ends_with("+08:00")),
+        "{:?}",
+        &times[..3]
+    );
+    let parsed: Vec<jiff::Timestamp> = times.iter().map(|t| t.parse().unwrap()).collect();
+    assert!(parsed.windows(2).all(|w| w[0] <= w[1]));
+    let report = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(report.starts_with("# 演练总结"), "{report}");
+    assert!(std::fs::read_dir(out.join("reports")).unwrap().count() > 0);
+}
+
+/// Gauges (code → lon, lat, greatest hourly total) from a scenario's rain snapshots.
+fn gauges(dir: &Path) -> BTreeMap<String, (f64, f64, f64)> {
+    let mut g: BTreeMap<String, (f64, f64, f64)> = BTreeMap::new();
+    for e in std::fs::read_dir(dir.join("feeds/rain")).unwrap() {
+        let text = std::fs::read_to_string(e.unwrap().path()).unwrap();
+        for line in text.lines().skip(1) {
+            let f: Vec<&str> = line.split(',').collect();
+            let (lon, lat, mm): (f64, f64, f64) = (
+                f[2].parse().unwrap(),
+                f[3].parse().unwrap(),
+                f[5].parse().unwrap_or(0.0),
+            );
+            let e = g.entry(f[0].to_string()).or_insert((lon, lat, 0.0));
+            e.2 = e.2.max(mm);
+        }
+    }
+    g
+}
+
+fn km(a: (f64, f64), b: (f64, f64)) -> f64 {
+    let dx = (b.0 - a.0) * 111.32 * ((a.1 + b.1) / 2.0).to_radians().cos();
+    let dy = (b.1 - a.1) * 110.57;
+    dx.hypot(dy)
+}
+
+#[test]
+fn the_convective_cell_warns_only_under_the_cell_and_replays_byte_for_byte() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    replay("cell-2024", &a);
+    replay("cell-2024", &b);
+    let (fa, fb) = (files(&a), files(&b));
+    assert_eq!(fa.keys().collect::<Vec<_>>(), fb.keys().collect::<Vec<_>>());
+    for (k, v) in &fa {
+        assert!(fb[k] == *v, "{k} differs between two runs");
+    }
+    for k in [
+        "summary.json",
+        "dispatch.jsonl",
+        "responses.jsonl",
+        "report.md",
+    ] {
+        assert!(fa.contains_key(k), "{k} missing");
+    }
+    finished_drill_holds_together(&a);
+    let n = cap_files_are_valid(&a);
+
+    let s = summary(&a);
+    let w = &s["warnings"];
+    // Flash floods (and the rain and slopes that go with them); no typhoon, nothing relayed.
+    assert_eq!(w["highest"]["flash_flood"], "red");
+    for h in ["typhoon", "upstream", "wildfire"] {
+        assert!(w["lineages"].get(h).is_none(), "{h}: {w}");
+    }
+    assert_eq!(
+        w["in_force_at_end"], 0,
+        "the drill runs until every warning is lifted"
+    );
+    assert_eq!(w["lifted"].as_i64().unwrap(), w["total"].as_i64().unwrap());
+    assert_eq!(
+        n as i64,
+        w["issued"].as_i64().unwrap() + w["lifted"].as_i64().unwrap()
+    );
+    // Warned only where it rained hard: each flash-flood zone warned has, among its two
+    // nearest gauges within 10 km (the rule's), one that measured at least its 1 h 准备转移
+    // threshold; and no zone far from the cell's centre was warned.
+    let g = gauges(&scenario("cell-2024"));
+    let sites: BTreeMap<String, (f64, f64)> = csv::Reader::from_path(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/county/sites.csv"),
+    )
+    .unwrap()
+    .records()
+    .map(|r| {
+        let r = r.unwrap();
+        (
+            r[0].to_string(),
+            (r[4].parse().unwrap(), r[5].parse().unwrap()),
+        )
+    })
+    .collect();
+    let warned: BTreeSet<String> = jsonl(&a, "dispatch.jsonl")
+        .iter()
+        .filter_map(|l| {
+            l["warning"]
+                .as_str()?
+                .strip_prefix("flash_flood:")
+                .map(str::to_string)
+        })
+        .collect();
+    assert!(warned.len() >= 5, "{warned:?}");
+    let wettest = g.values().map(|x| x.2).fold(0.0, f64::max);
+    for site in &warned {
+        let at = sites[site];
+        let mut near: Vec<(f64, f64)> = g
+            .values()
+            .map(|(lon, lat, mm)| (km(at, (*lon, *lat)), *mm))
+            .filter(|(d, _)| *d <= 10.0)
+            .collect();
+        near.sort_by(|x, y| x.0.total_cmp(&y.0));
+        assert!(
+            near.iter().take(2).any(|(_, mm)| *mm >= 35.0),
+            "{site} warned without heavy rain at its gauges: {near:?}"
+        );
+    }
+    assert!(wettest >= 60.0);
+    // People were moved, no more than were to move, and back home after the lift.
+    let e = &s["evacuation"];
+    let (to_move, moved) = (e["to_move"].as_i64().unwrap(), e["moved"].as_i64().unwrap());
+    assert!(moved > 0 && moved <= to_move, "{e}");
+    assert_eq!(e["returned"], e["moved"], "{e}");
+    // Answers came by both channels, and somebody answered nearly every call.
+    let ack = &s["acknowledgement"];
+    assert!(ack["by_channel"]["sms"].as_i64().unwrap() > 0, "{ack}");
+    assert!(ack["by_channel"]["link"].as_i64().unwrap() > 0, "{ack}");
+    assert!(ack["rate"].as_f64().unwrap() >= 0.8, "{ack}");
+    // The silent ones were chased: re-sends climbed the ladder.
+    assert!(s["escalations"]["resend"].as_i64().unwrap() > 0, "{s}");
+}
+
+#[test]
+fn the_dry_spell_raises_fire_danger_day_by_day_and_the_rain_lifts_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("dry");
+    replay("dry-2022", &out);
+    finished_drill_holds_together(&out);
+    cap_files_are_valid(&out);
+    let s = summary(&out);
+    let w = &s["warnings"];
+    assert_eq!(
+        w["lineages"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .collect::<Vec<_>>(),
+        vec!["wildfire"],
+        "{w}"
+    );
+    assert_eq!(w["highest"]["wildfire"], "red", "{w}");
+    assert_eq!(w["in_force_at_end"], 0, "{w}");
+    // Danger builds: nothing in the first days of the spell; yellow before red.
+    let lines = jsonl(&out, "dispatch.jsonl");
+    let first: Vec<(&str, &str)> = lines
+        .iter()
+        .filter(|l| l["purpose"] == "warning")
+        .map(|l| (l["queued"].as_str().unwrap(), l["tier"].as_str().unwrap()))
+        .collect();
+    let start = first.iter().map(|x| x.0).min().unwrap();
+    assert!(
+        start >= "2022-10-30",
+        "warned on {start}, before the fuels dried"
+    );
+    let first_red = first
+        .iter()
+        .filter(|x| x.1 == "red")
+        .map(|x| x.0)
+        .min()
+        .unwrap();
+    let first_yellow = first
+        .iter()
+        .filter(|x| x.1 == "yellow")
+        .map(|x| x.0)
+        .min()
+        .unwrap();
+    assert!(first_yellow < first_red);
+    // Lifted only after the cold front's rain (7 November).
+    let lifts: Vec<&str> = lines
+        .iter()
+        .filter(|l| l["type"] == "Cancel")
+        .map(|l| l["queued"].as_str().unwrap())
+        .collect();
+    assert!(!lifts.is_empty());
+    assert!(lifts.iter().all(|t| *t >= "2022-11-07"), "{lifts:?}");
+}
+
+/// The database of a running replay, read on the side.
+fn reached(db: &Path) -> Option<jiff::Timestamp> {
+    let c = rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .ok()?;
+    c.busy_timeout(Duration::from_secs(2)).ok()?;
+    let s: String = c
+        .query_row("SELECT reached FROM drill_run", [], |r| r.get(0))
+        .ok()?;
+    s.parse().ok()
+}
+
+#[test]
+fn a_typhoon_drill_killed_mid_storm_finishes_after_a_restart_with_nothing_lost() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("lekima");
+    let db = out.join("drill.db");
+    let mut child = bin()
+        .args(["replay", "--scenario"])
+        .arg(scenario("lekima-2019"))
+        .arg("--out")
+        .arg(&out)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Kill it the evening before landfall, with the red warnings going out.
+    let kill_after: jiff::Timestamp = "2019-08-09T20:00:00+08:00".parse().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        if let Some(t) = reached(&db)
+            && t >= kill_after
+        {
+            break;
+        }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the replay ended before it could be killed"
+        );
+        assert!(
+            Instant::now() < deadline,
+            "the replay never got to {kill_after}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    child.kill().unwrap(); // SIGKILL: no shutdown, no flush
+    child.wait().unwrap();
+    let stopped = reached(&db).unwrap();
+    assert!(stopped < "2019-08-11T00:00:00Z".parse().unwrap());
+
+    // Started again on the same folder, it resumes and finishes.
+    let o = bin()
+        .args(["replay", "--scenario"])
+        .arg(scenario("lekima-2019"))
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(text.contains("resumed"), "{text}");
+    finished_drill_holds_together(&out);
+    cap_files_are_valid(&out);
+
+    let c = rusqlite::Connection::open(&db).unwrap();
+    let finished: Option<String> = c
+        .query_row("SELECT finished FROM drill_run", [], |r| r.get(0))
+        .unwrap();
+    assert!(finished.is_some());
+    // No warning lost: every decision that named people has its texts queued.
+    let orphans: i64 = c
+        .query_row(
+            "SELECT count(*) FROM corr_decision d
+             WHERE json_array_length(d.targets, '$.contacts') > 0
+               AND NOT EXISTS (SELECT 1 FROM dispatch_message m WHERE m.decision = d.id)",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(orphans, 0);
+    // Nothing half-sent, nothing answered twice, nobody's step done twice.
+    let stuck: i64 = c
+        .query_row(
+            "SELECT count(*) FROM dispatch_message
+             WHERE state IN ('queued', 'submitting', 'reconciling') AND created < '2019-08-10T23:00:00Z'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(stuck, 0);
+    // Each thing a simulated person did is in respond's answers exactly once: every SMS
+    // reply one row; a tap one row, or none when it repeats the same tap on the same warning
+    // within ten minutes (raises come close together in a typhoon).
+    let count = |sql: &str| -> i64 { c.query_row(sql, [], |r| r.get(0)).unwrap() };
+    assert_eq!(
+        count("SELECT count(*) FROM respond_answer WHERE channel = 'sms'"),
+        count("SELECT count(*) FROM drill_plan WHERE channel = 'sms'")
+    );
+    let (taps, tapped) = (
+        count("SELECT count(*) FROM respond_answer WHERE channel = 'link'"),
+        count("SELECT count(*) FROM drill_plan WHERE channel = 'link'"),
+    );
+    assert!(taps > 0 && taps <= tapped, "{taps} of {tapped}");
+    let resumed: i64 = c
+        .query_row(
+            "SELECT count(*) FROM audit WHERE kind = 'drill.resumed'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(resumed, 1);
+    // The chain of the whole drill, across the kill, is intact.
+    let o = bin()
+        .args(["audit", "verify", "--db"])
+        .arg(&db)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
+
+    // And the storm did what Lekima did: the county's signals went to red and were lifted,
+    // the typhoon rule reached red, the rain service's outage raised the gap alarm.
+    let s = summary(&out);
+    let w = &s["warnings"];
+    assert_eq!(w["highest"]["typhoon"], "red", "{w}");
+    assert_eq!(w["highest"]["upstream"], "red", "{w}");
+    assert!(w["lineages"]["flash_flood"].as_i64().unwrap() > 0, "{w}");
+    assert!(s["feed_gaps"].as_i64().unwrap() >= 1, "{s}");
+    let upstream_lifted = jsonl(&out, "dispatch.jsonl")
+        .iter()
+        .any(|l| l["type"] == "Cancel" && l["warning"].as_str().unwrap().starts_with("upstream:"));
+    assert!(upstream_lifted);
+    assert!(s["evacuation"]["moved"].as_i64().unwrap() > 0);
+}

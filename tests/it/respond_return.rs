@@ -1,0 +1,208 @@
+//! Shelters filling up and people going home, over real SMS (the node-smpp SMSC): leads
+//! report people moved into one shelter until it passes 90 % of its capacity, and the town and
+//! county duty persons are told once, not on every report. The rain stops and the warning is
+//! lifted; the lift's text asks for the return, a lead answers "5 N" by SMS and another on
+//! the check-in page, and the office's board shows the lifted warning's people moved vs back
+//! home until all are back.
+
+use crate::common;
+
+use std::sync::Arc;
+
+use common::smsc::Smsc;
+use stormbell::respond::board::{self, Filter};
+use stormbell::runtime::clock::SimClock;
+use stormbell::store::Store;
+
+const SHELTER: &str = "白港村文化礼堂"; // capacity 1,300 in the fixture
+
+fn count(store: &Store, sql: &'static str) -> i64 {
+    store
+        .read_blocking(move |c| Ok(c.query_row(sql, [], |r| r.get(0))?))
+        .unwrap()
+}
+
+#[test]
+fn a_full_shelter_is_told_once_and_the_return_home_is_counted_after_the_lift() {
+    let smsc = Smsc::start(5);
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path().join("r.db")).unwrap();
+    let reg = common::county::registry(&store);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let cfg = stormbell::config::Config::load(None, &Default::default()).unwrap();
+    let mut policy = cfg.dispatch_policy();
+    policy.link_base = Some(format!("{base}/r/"));
+    let settings = cfg.respond.clone();
+    let (warned, mut driver) =
+        common::county::drive_zone(&store, reg.clone(), &cfg, &policy, &settings, 50.0);
+    let capacity = reg
+        .data
+        .shelters
+        .iter()
+        .find(|s| s.name == SHELTER)
+        .map(|s| s.capacity)
+        .unwrap();
+    assert_eq!(capacity, 1300);
+
+    // Two village leads of the zone.
+    let leads: Vec<(String, String)> = store
+        .read_blocking(|c| {
+            let mut q = c.prepare(
+                "SELECT person, mobile FROM respond_call WHERE level = 'village'
+                 GROUP BY person ORDER BY min(id) LIMIT 2",
+            )?;
+            let r = q.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            Ok(r.collect::<Result<Vec<_>, _>>()?)
+        })
+        .unwrap();
+    assert_eq!(leads.len(), 2);
+
+    let clock = Arc::new(SimClock::new(warned.at));
+    rt.block_on(async {
+        let stages = common::county::Stages::start(
+            &store,
+            &reg,
+            (&policy, &settings),
+            smsc.account(),
+            clock.clone(),
+        );
+        let web = stages
+            .serve(
+                listener,
+                &store,
+                &reg,
+                (&policy, &settings),
+                clock.clone(),
+                None,
+            )
+            .await;
+        let wait = |what: &'static str, sql: &'static str, want: i64| {
+            let store = store.clone();
+            async move { common::wait_count(&store, what, sql, want).await }
+        };
+        let all_out = common::ALL_OUT;
+        wait("warnings out", all_out, 1).await;
+        let mo = |mobile: &str, text: &str| smsc.reply_from(mobile, text);
+
+        // 1,100 of 1,300: under 90 %, nobody told. Then 80 more: 1,180 is over.
+        mo(&leads[0].1, &format!("3 1100 {SHELTER}"));
+        wait("first report", "SELECT count(*) FROM respond_answer", 1).await;
+        assert_eq!(
+            count(&store, "SELECT count(*) FROM respond_shelter_alert"),
+            0
+        );
+        mo(&leads[1].1, &format!("3 80 {SHELTER}"));
+        wait("second report", "SELECT count(*) FROM respond_answer", 2).await;
+        wait(
+            "the shelter alert",
+            "SELECT count(*) FROM respond_shelter_alert",
+            1,
+        )
+        .await;
+        wait("alerts out", all_out, 1).await;
+        // A third report into the same full shelter tells nobody again.
+        mo(&leads[1].1, &format!("3 90 {SHELTER}"));
+        wait("third report", "SELECT count(*) FROM respond_answer", 3).await;
+        wait("all out", all_out, 1).await;
+
+        // Dry days: the warning is lifted; its text goes out and asks for the return.
+        let lifted_at = driver.until_lifted(&store);
+        clock.advance_to(lifted_at);
+        stages.wake.notify_waiters();
+        wait(
+            "the lift sent",
+            "SELECT count(*) FROM dispatch_message WHERE send = 'Cancel' AND state IN ('accepted', 'delivered')",
+            1,
+        )
+        .await;
+        wait("all out", all_out, 1).await;
+        mo(&leads[0].1, "5 1000");
+        wait(
+            "return reported",
+            "SELECT count(*) FROM respond_answer WHERE kind = 'returned'",
+            1,
+        )
+        .await;
+
+        // The second lead's lift link asks for the return, and takes it.
+        let n = stormbell::dispatch::outbox::normalise_mobile(&leads[1].1).unwrap();
+        let lift_text = smsc
+            .phones()
+            .iter()
+            .filter(|p| p["dest"] == format!("86{n}"))
+            .filter_map(|p| p["text"].as_str().map(String::from))
+            .find(|t| t.contains("已解除"))
+            .expect("the lift reached the lead");
+        assert!(lift_text.contains("5+人数"), "{lift_text}");
+        let at = lift_text.find(&format!("{base}/r/")).expect("a link");
+        let link: String = lift_text[at..]
+            .chars()
+            .take_while(|c| c.is_ascii_graphic())
+            .collect();
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        let page = http.get(&link).send().await.unwrap().text().await.unwrap();
+        assert!(page.contains("返回上报") && !page.contains("转移上报"), "{page}");
+        let at = page.find("name=\"csrf\" value=\"").unwrap() + 19;
+        let csrf = page[at..].split('"').next().unwrap().to_string();
+        let r = http
+            .post(&link)
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .body(format!("kind=returned&people=150&csrf={csrf}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 303);
+
+        stages.stop().await;
+        web.await.unwrap().unwrap();
+    });
+
+    // The shelter alert went to the town's and county's duty persons, once each.
+    let phones = smsc.phones();
+    let told: Vec<&serde_json::Value> = phones
+        .iter()
+        .filter(|p| {
+            p["text"]
+                .as_str()
+                .is_some_and(|t| t.contains("安置点满员预警"))
+        })
+        .collect();
+    let duty: std::collections::BTreeSet<String> = reg
+        .duties_for("331098108")
+        .chain(reg.duties_for("331098"))
+        .filter_map(|(_, p)| p.map(|p| p.mobile.clone()))
+        .collect();
+    assert!(!duty.is_empty());
+    assert_eq!(told.len(), duty.len(), "{told:?}");
+    assert!(told[0]["text"].as_str().unwrap().contains("1180"));
+    assert_eq!(
+        count(
+            &store,
+            "SELECT count(*) FROM audit WHERE kind = 'shelter.nearly_full'"
+        ),
+        1
+    );
+
+    // The board: the warning is no longer in force; its return is, 1,000 + 150 of 1,270.
+    let tz = cfg.time_zone();
+    let b = store
+        .read_blocking(move |c| board::read(c, &reg, &tz, Filter::All))
+        .unwrap();
+    assert!(
+        b.warnings.iter().all(|w| w.lineage != common::county::ZONE),
+        "lifted"
+    );
+    let r = b
+        .returning
+        .iter()
+        .find(|r| r.lineage == common::county::ZONE)
+        .expect("the zone's return on the board");
+    assert_eq!((r.moved, r.returned), (1100 + 90, 1000 + 150));
+}
