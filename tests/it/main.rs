@@ -24,6 +24,7 @@ mod dispatch_crash;
 mod dispatch_e2e;
 mod dispatch_kannel;
 mod dispatch_outbox;
+mod dispatch_restart;
 mod dispatch_sms;
 mod drill;
 mod feeds_parse;

@@ -32,6 +32,7 @@ pub mod county;
 pub mod dispatch;
 pub mod ebd;
 pub mod icecast;
+pub mod kannel;
 pub mod smsc;
 pub mod webdriver;
 
