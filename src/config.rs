@@ -32,7 +32,7 @@ pub struct Config {
     /// Outgoing HTTP (feeds, `cap validate --follow`).
     pub http: crate::http::HttpSettings,
     /// The county registry.
-    pub registry: RegistryConfig,
+    pub registry: crate::registry::RegistrySettings,
     /// `[feeds]`: polling defaults and the `[[feeds.source]]` list.
     pub feeds: crate::feeds::FeedsSettings,
     /// `[correlate]`: which warning criteria, how often to re-evaluate.
@@ -171,16 +171,6 @@ pub struct CapConfig {
     pub max_depth: usize,
     /// Most elements accepted.
     pub max_elements: usize,
-}
-
-/// The county registry.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RegistryConfig {
-    /// More sites than this for one person is listed as overloaded.
-    pub max_sites_per_person: usize,
-    /// Without a previous import, persons not confirmed within this many days are listed.
-    pub confirm_within_days: i64,
 }
 
 /// Values given on the command line, which override every other layer.
@@ -328,7 +318,8 @@ impl Config {
         let log = section::<LogConfig>(&fig, "log", &mut problems);
         let cap = section::<CapConfig>(&fig, "cap", &mut problems);
         let http = section::<crate::http::HttpSettings>(&fig, "http", &mut problems);
-        let registry = section::<RegistryConfig>(&fig, "registry", &mut problems);
+        let registry =
+            section::<crate::registry::RegistrySettings>(&fig, "registry", &mut problems);
         let feeds = section::<crate::feeds::FeedsSettings>(&fig, "feeds", &mut problems);
         let correlate = section::<CorrelateConfig>(&fig, "correlate", &mut problems);
         let web = section::<WebConfig>(&fig, "web", &mut problems);
@@ -565,6 +556,8 @@ impl Config {
             policy: self.dispatch_policy(),
             respond: self.respond.clone(),
             respond_task: true,
+            registry_reload: (self.registry.reload_secs > 0)
+                .then(|| std::time::Duration::from_secs(self.registry.reload_secs)),
             channels: crate::daemon::ChannelSettings {
                 sms: self.dispatch.sms.accounts.clone(),
                 kannel: self.dispatch.kannel.clone(),
@@ -726,7 +719,11 @@ fn check_http(h: Option<&crate::http::HttpSettings>, fig: &Figment, out: &mut Ve
     }
 }
 
-fn check_registry(r: Option<&RegistryConfig>, fig: &Figment, out: &mut Vec<ConfigProblem>) {
+fn check_registry(
+    r: Option<&crate::registry::RegistrySettings>,
+    fig: &Figment,
+    out: &mut Vec<ConfigProblem>,
+) {
     let Some(r) = r else { return };
     if r.max_sites_per_person == 0 {
         out.push(problem(
@@ -742,6 +739,16 @@ fn check_registry(r: Option<&RegistryConfig>, fig: &Figment, out: &mut Vec<Confi
             format!(
                 "expected a number of days above 0, found {}",
                 r.confirm_within_days
+            ),
+        ));
+    }
+    if r.reload_secs > 3600 {
+        out.push(problem(
+            fig,
+            "registry.reload_secs",
+            format!(
+                "expected 0 (never) to 3600 seconds, found {}: a new roster must reach a running daemon within the hour",
+                r.reload_secs
             ),
         ));
     }

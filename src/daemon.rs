@@ -73,6 +73,9 @@ pub struct Settings {
     pub respond: RespondSettings,
     /// Whether the respond task runs (a drill's simulated world runs its turns instead).
     pub respond_task: bool,
+    /// How often a new registry import is looked for (`None`: the registry given stays in
+    /// force, as in a drill).
+    pub registry_reload: Option<Duration>,
     /// The channels to run.
     pub channels: ChannelSettings,
     /// The web port, if any.
@@ -162,6 +165,7 @@ impl Pipeline {
             follow: None,
             supervised: Vec::new(),
             web: None,
+            follow_registry: None,
             poller: None,
             wake: Arc::new(Notify::new()),
             early: Vec::new(),
@@ -197,8 +201,23 @@ impl Pipeline {
                 "no broadcast route ([dispatch.broadcast.platform] or [dispatch.broadcast.icecast]) configured: the registry's loudspeakers will not sound"
             );
         }
+        // The registry in force, shared; a new import is taken up while running.
+        let (publisher, registry) = crate::registry::Shared::new(self.registry.clone());
+        if let Some(every) = s.registry_reload {
+            r.follow_registry = Some(tokio::spawn(crate::registry::follow(
+                store.clone(),
+                publisher,
+                every,
+                shutdown.clone(),
+            )));
+        }
         // Every decision queues its messages, loudspeaker jobs and calls in its own
-        // transaction (correlate knows none of them).
+        // transaction (correlate knows none of them); so does every re-targeting of a
+        // warning in force to a new registry.
+        let retarget = crate::respond::chain_retarget(
+            dispatch::retarget_hook(s.policy.clone(), r.wake.clone()),
+            crate::respond::retarget_hook(s.respond.clone(), s.policy.clone()),
+        );
         let hook: DecisionHook = crate::respond::chain(
             dispatch::hook_with(s.policy.clone(), r.wake.clone(), plan.clone()),
             crate::respond::hook(s.respond.clone(), s.policy.clone()),
@@ -210,7 +229,7 @@ impl Pipeline {
         if s.respond_task {
             let (st, reg, rs, pol, ck, wk) = (
                 store.clone(),
-                self.registry.clone(),
+                registry.clone(),
                 s.respond.clone(),
                 s.policy.clone(),
                 clock.clone(),
@@ -261,6 +280,8 @@ impl Pipeline {
                 phase: s.phase,
                 tz: s.tz.clone(),
                 on_decision: Some(hook),
+                registry: s.registry_reload.map(|_| registry.clone()),
+                on_retarget: Some(retarget),
             },
             inbox,
             targets_tx,
@@ -283,7 +304,7 @@ impl Pipeline {
             };
             let web = WebPort {
                 store: store.clone(),
-                registry: self.registry.clone(),
+                registry: registry.clone(),
                 respond: s.respond.clone(),
                 policy: s.policy.clone(),
                 tz: s.tz.clone(),
@@ -450,8 +471,8 @@ async fn follow(
 pub struct WebPort {
     /// The store.
     pub store: Store,
-    /// The registry (names, the map).
-    pub registry: Arc<Registry>,
+    /// The registry in force (names, the map).
+    pub registry: crate::registry::Shared,
     /// Respond's settings (the check-in pages' answers).
     pub respond: RespondSettings,
     /// The outbox policy (links, notices).
@@ -514,6 +535,7 @@ pub struct Running {
     follow: Option<JoinHandle<()>>,
     supervised: Vec<(&'static str, JoinHandle<usize>)>,
     web: Option<(SocketAddr, JoinHandle<std::io::Result<()>>)>,
+    follow_registry: Option<JoinHandle<()>>,
     poller: Option<Arc<Poller>>,
     wake: Arc<Notify>,
     /// Results of stages that ended before `stop` (see [`Running::ended`]).
@@ -637,6 +659,9 @@ impl Running {
                 Ok(_) => {}
                 Err(e) => take(name, Err(e)),
             }
+        }
+        if let Some(f) = self.follow_registry.take() {
+            let _ = f.await;
         }
         if let Some((_, web)) = self.web.take() {
             match web.await {

@@ -155,7 +155,7 @@ fn demo(args: DemoArgs, cfg: &Config) -> anyhow::Result<()> {
         listener.set_nonblocking(true)?;
         let port = stormbell::daemon::WebPort {
             store: store.clone(),
-            registry: reg.clone(),
+            registry: reg.clone().into(),
             respond: drilled.respond.clone(),
             policy: drilled.policy.clone(),
             tz: tz.clone(),

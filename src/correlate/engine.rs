@@ -32,11 +32,11 @@ use super::store as cstore;
 use super::tier::{Hazard, Tier};
 use super::typhoon::TyphoonRule;
 use super::upstream::UpstreamRule;
-use super::warning::{self, Issued, Issuer, Targets};
+use super::warning::{self, Contact, Issued, Issuer, Targets};
 use super::wildfire::WildfireRule;
 use crate::feeds::poller::Delivery;
 use crate::feeds::{Observation, state as inbox};
-use crate::registry::Registry;
+use crate::registry::{Registry, Shared};
 use crate::runtime::{Clock, Shutdown};
 use crate::store::{Store, audit};
 
@@ -396,26 +396,27 @@ pub struct RunSettings {
     pub tz: jiff::tz::TimeZone,
     /// Runs in each decision's transaction (the dispatch outbox).
     pub on_decision: Option<DecisionHook>,
+    /// The registry in force, when it can change while the task runs (the daemon): a new one
+    /// is taken between two evaluations and the warnings in force are re-targeted.
+    pub registry: Option<Shared>,
+    /// Runs in the transaction that re-targets a warning in force.
+    pub on_retarget: Option<RetargetHook>,
 }
 
-/// Run the correlate stage until `shutdown`: rebuild memory, then take deliveries from the
-/// feeds and re-evaluate on every batch and every tick; hand each decision's targets to
-/// `out` after it is committed.
-pub async fn run(
-    mut engine: Engine,
-    store: Store,
-    clock: Arc<dyn Clock>,
-    settings: RunSettings,
-    mut rx: mpsc::Receiver<Delivery>,
-    out: mpsc::Sender<Targets>,
-    mut shutdown: Shutdown,
+/// Rebuild the engine's memory as at start: the last [`MEMORY_HOURS`] of the inbox, consumed
+/// or not, observed again (observing is idempotent), and the lineages in force with their
+/// message history from the store.
+async fn rebuild(
+    engine: &mut Engine,
+    store: &Store,
+    clock: &dyn Clock,
+    tz: &jiff::tz::TimeZone,
 ) -> anyhow::Result<()> {
-    let starting = clock.awake();
     let since = clock
         .now()
         .checked_sub(SignedDuration::from_hours(MEMORY_HOURS))
         .unwrap_or(Timestamp::UNIX_EPOCH);
-    let since = crate::store::stamp(&since.to_zoned(settings.tz.clone()));
+    let since = crate::store::stamp(&since.to_zoned(tz.clone()));
     let sender = engine.issuer.sender.clone();
     let (memory, unreadable, snap) = store
         .read(move |c| {
@@ -436,8 +437,59 @@ pub async fn run(
         lineages,
         "correlate: memory rebuilt"
     );
-    drop(memory);
+    Ok(())
+}
+
+/// Take up a new registry between two evaluations: a fresh engine over it, its memory rebuilt
+/// (rules keep what they derived from the registry, such as which villages a gauge covers),
+/// then the warnings in force re-targeted in one transaction ([`retarget`]).
+async fn take_registry(
+    engine: &mut Engine,
+    reg: Arc<Registry>,
+    store: &Store,
+    clock: &dyn Clock,
+    settings: &RunSettings,
+) -> anyhow::Result<()> {
+    let mut fresh = Engine::new(engine.rules.clone(), engine.issuer.clone(), reg.clone());
+    rebuild(&mut fresh, store, clock, &settings.tz).await?;
+    let lineages: Vec<Lineage> = fresh.lineages().cloned().collect();
+    let (now, tz, hook) = (
+        clock.now(),
+        settings.tz.clone(),
+        settings.on_retarget.clone(),
+    );
+    let changed = store
+        .write(move |tx| retarget(tx, &reg, &lineages, now, &tz, hook.as_ref()))
+        .await?;
+    for r in &changed {
+        tracing::warn!(
+            lineage = %r.lineage,
+            added = r.added.len(),
+            removed = r.removed.len(),
+            renumbered = r.renumbered.len(),
+            "correlate: warning re-targeted to the new registry"
+        );
+    }
+    *engine = fresh;
+    Ok(())
+}
+
+/// Run the correlate stage until `shutdown`: rebuild memory, then take deliveries from the
+/// feeds and re-evaluate on every batch and every tick; hand each decision's targets to
+/// `out` after it is committed.
+pub async fn run(
+    mut engine: Engine,
+    store: Store,
+    clock: Arc<dyn Clock>,
+    settings: RunSettings,
+    mut rx: mpsc::Receiver<Delivery>,
+    out: mpsc::Sender<Targets>,
+    mut shutdown: Shutdown,
+) -> anyhow::Result<()> {
+    let starting = clock.awake();
+    rebuild(&mut engine, &store, clock.as_ref(), &settings.tz).await?;
     drop(starting);
+    let mut registry = settings.registry.clone();
 
     let mut next_tick = clock.elapsed() + settings.phase + settings.tick;
     loop {
@@ -449,6 +501,13 @@ pub async fn run(
                 None => return Ok(()),
             },
             woke = sleep => Some(woke),
+            _ = changed(&mut registry) => {
+                if let Some(reg) = registry.as_ref().map(Shared::current) {
+                    let _busy = clock.awake();
+                    take_registry(&mut engine, reg, &store, clock.as_ref(), &settings).await?;
+                }
+                continue;
+            }
             _ = shutdown.recv() => return Ok(()),
         };
         while batch.len() < 256 {
@@ -512,4 +571,139 @@ pub async fn run(
         }
         drop(batch);
     }
+}
+
+/// Resolve when a new registry is published; never without one that can change.
+async fn changed(registry: &mut Option<Shared>) {
+    match registry {
+        Some(r) => r.changed().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// A warning in force whose people changed with a new registry.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Retarget {
+    /// `hazard:area`.
+    pub lineage: String,
+    /// The recorded re-targeting (a `corr_decision` row, `send` = `Retarget`): the messages
+    /// and calls it makes hang off it.
+    pub decision: i64,
+    /// The warning as it now stands: its last targets, with the new registry's people.
+    pub targets: Targets,
+    /// Persons (per place they answer for) the warning now calls and did not: they get the
+    /// current warning and join its ladder.
+    pub added: Vec<Contact>,
+    /// Persons it called who no longer answer for the place: no longer chased.
+    pub removed: Vec<Contact>,
+    /// Persons whose number changed (with the new one): the next message uses it.
+    pub renumbered: Vec<Contact>,
+}
+
+/// The function a [`RetargetHook`] holds.
+pub type RetargetFn =
+    dyn Fn(&Transaction<'_>, &Retarget, Timestamp) -> anyhow::Result<()> + std::marker::Send + Sync;
+
+/// Called inside the transaction that re-targets a warning in force: how dispatch texts the
+/// new duty holders and respond calls them and stops chasing the replaced, atomically with the
+/// record, without correlate knowing either.
+#[derive(Clone)]
+pub struct RetargetHook(
+    /// The function.
+    pub Arc<RetargetFn>,
+);
+
+impl std::fmt::Debug for RetargetHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RetargetHook")
+    }
+}
+
+/// Re-target the warnings in force to `reg`: each lineage's targets as they now stand (its
+/// places, with the new registry's people, numbers, people to move and shelters) against its
+/// last recorded ones. A lineage whose targets changed gets a `Retarget` record and the hook;
+/// one audit entry (`registry.applied`) says which import was taken up and what it changed.
+pub fn retarget(
+    tx: &Transaction<'_>,
+    reg: &Registry,
+    lineages: &[Lineage],
+    now: Timestamp,
+    tz: &jiff::tz::TimeZone,
+    hook: Option<&RetargetHook>,
+) -> anyhow::Result<Vec<Retarget>> {
+    let at = crate::store::stamp(&now.to_zoned(tz.clone()));
+    let mut out = Vec::new();
+    for l in lineages {
+        let key = l.key();
+        let Some(old) = cstore::last_targets(tx, &key)? else {
+            continue;
+        };
+        let same_decision = Decision {
+            send: old.send,
+            changes: Vec::new(),
+            raises: old.raises,
+        };
+        let new = warning::targets(reg, l, &same_decision, old.identifiers.clone());
+        if new == old {
+            continue;
+        }
+        let pair = |c: &Contact| (c.person.clone(), c.target.clone());
+        let before: HashMap<_, &Contact> = old.contacts.iter().map(|c| (pair(c), c)).collect();
+        let after: HashMap<_, &Contact> = new.contacts.iter().map(|c| (pair(c), c)).collect();
+        let added = new
+            .contacts
+            .iter()
+            .filter(|c| !before.contains_key(&pair(c)))
+            .cloned()
+            .collect();
+        let removed = old
+            .contacts
+            .iter()
+            .filter(|c| !after.contains_key(&pair(c)))
+            .cloned()
+            .collect();
+        let renumbered = new
+            .contacts
+            .iter()
+            .filter(|c| before.get(&pair(c)).is_some_and(|o| o.mobile != c.mobile))
+            .cloned()
+            .collect();
+        let decision = cstore::record_retarget(tx, &key, &new, &at)?;
+        let r = Retarget {
+            lineage: key,
+            decision,
+            targets: new,
+            added,
+            removed,
+            renumbered,
+        };
+        if let Some(h) = hook {
+            (h.0)(tx, &r, now)?;
+        }
+        out.push(r);
+    }
+    audit::append(
+        tx,
+        &audit::Entry {
+            at: now.to_zoned(tz.clone()),
+            actor: "correlate".into(),
+            kind: "registry.applied".into(),
+            subject: reg
+                .import
+                .map(|i| format!("import #{i}"))
+                .unwrap_or_default(),
+            detail: serde_json::json!({
+                "import": reg.import,
+                "lineages": lineages.len(),
+                "retargeted": out.iter().map(|r| serde_json::json!({
+                    "lineage": r.lineage,
+                    "decision": r.decision,
+                    "added": r.added.iter().map(|c| &c.person).collect::<Vec<_>>(),
+                    "removed": r.removed.iter().map(|c| &c.person).collect::<Vec<_>>(),
+                    "renumbered": r.renumbered.iter().map(|c| &c.person).collect::<Vec<_>>(),
+                })).collect::<Vec<_>>(),
+            }),
+        },
+    )?;
+    Ok(out)
 }

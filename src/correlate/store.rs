@@ -217,6 +217,22 @@ pub fn by_identifier(
     .optional()
 }
 
+/// Record a warning in force re-targeted to a new registry (`send` = `Retarget`, no changes of
+/// its own): the targets as the warning now stands; returns its id.
+pub fn record_retarget(
+    tx: &Transaction<'_>,
+    lineage: &str,
+    targets: &Targets,
+    at: &str,
+) -> anyhow::Result<i64> {
+    tx.prepare_cached(
+        "INSERT INTO corr_decision (at, lineage, send, changes, reason, cause, targets)
+         VALUES (?1, ?2, 'Retarget', '[]', 'the registry changed', NULL, ?3)",
+    )?
+    .execute(params![at, lineage, serde_json::to_string(targets)?])?;
+    Ok(tx.last_insert_rowid())
+}
+
 /// Every message of one lineage, in order (for the after-action report).
 pub fn of_lineage(conn: &Connection, lineage: &str) -> rusqlite::Result<Vec<StoredWarning>> {
     conn.prepare_cached(&format!(

@@ -24,7 +24,7 @@ use std::sync::Arc;
 
 use tokio::sync::Notify;
 
-use crate::correlate::engine::DecisionHook;
+use crate::correlate::engine::{DecisionHook, RetargetHook};
 use crate::store::Store;
 
 pub use drive::{Channel, drive};
@@ -60,6 +60,39 @@ pub fn hook_with(
         }
         if queued > 0 {
             wake.notify_waiters();
+        }
+        Ok(())
+    }))
+}
+
+/// The hook correlate calls when it re-targets a warning in force to a new registry: the
+/// persons it now calls get the warning as it stands (never held back: for them it is new);
+/// the texts still waiting for persons no longer on duty are withdrawn; a changed number is
+/// used for what still waits.
+pub fn retarget_hook(policy: outbox::Policy, wake: Arc<Notify>) -> RetargetHook {
+    RetargetHook(Arc::new(move |tx, r, now| {
+        for c in &r.removed {
+            // Withdrawn only if they answer for no other place of this warning now.
+            if !r.targets.contacts.iter().any(|k| k.person == c.person) {
+                outbox::withdraw(tx, &r.lineage, &c.person, now)?;
+            }
+        }
+        for c in &r.renumbered {
+            outbox::renumber(tx, &c.person, &c.mobile, now)?;
+        }
+        if !r.added.is_empty() {
+            let t = crate::correlate::warning::Targets {
+                contacts: r.added.clone(),
+                raises: true,
+                ..r.targets.clone()
+            };
+            let e = outbox::enqueue(tx, r.decision, &t, now, &policy)?;
+            for why in &e.invalid {
+                tracing::error!(lineage = %r.lineage, "not sent: {why}");
+            }
+            if e.queued > 0 {
+                wake.notify_waiters();
+            }
         }
         Ok(())
     }))

@@ -558,6 +558,38 @@ pub fn last_sent_to(c: &Connection, address: &str) -> anyhow::Result<Option<Last
     .transpose()
 }
 
+/// A person no longer answers for any place of a warning in force (the registry changed):
+/// their texts for it that are still waiting are withdrawn (`superseded`, the reason kept).
+pub fn withdraw(
+    tx: &Transaction<'_>,
+    lineage: &str,
+    person: &str,
+    now: Timestamp,
+) -> anyhow::Result<usize> {
+    Ok(tx.execute(
+        "UPDATE dispatch_message SET state = 'superseded', updated = ?3,
+                last_error = 'replaced in the registry: no longer on duty for this warning'
+         WHERE lineage = ?1 AND person = ?2 AND state = 'queued'",
+        params![lineage, person, stamp(now)],
+    )?)
+}
+
+/// A person's number changed in the registry: what still waits to be sent to them goes to
+/// the new number. Returns how many texts were moved.
+pub fn renumber(
+    tx: &Transaction<'_>,
+    person: &str,
+    mobile: &str,
+    now: Timestamp,
+) -> anyhow::Result<usize> {
+    let address = normalise_mobile(mobile).unwrap_or_else(|| mobile.to_string());
+    Ok(tx.execute(
+        "UPDATE dispatch_message SET address = ?2, updated = ?3
+         WHERE person = ?1 AND state = 'queued' AND address != ?2",
+        params![person, address, stamp(now)],
+    )?)
+}
+
 /// A message claimed for sending.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Claimed {

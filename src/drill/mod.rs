@@ -124,7 +124,8 @@ impl Drill {
 /// status `Exercise`, texts marked 演练), its texts carry check-in links as in earnest (the
 /// simulated people tap them) — pointing, when no web server is named, at a reserved name that
 /// can never resolve ([`LINK_BASE`]) — and its network is simulated: no channel, no respond
-/// task (the simulated world runs respond's turns), no web port, no published files. The
+/// task (the simulated world runs respond's turns), no web port, no published files, and the
+/// registry imported at its start stays in force. The
 /// schedule keeps its own seconds of the minute: polls on whole minutes, correlate's ticks at
 /// 15 s past, the people at 30 s past.
 pub fn settings(base: &Settings) -> Settings {
@@ -136,6 +137,8 @@ pub fn settings(base: &Settings) -> Settings {
     }
     s.channels = Default::default();
     s.respond_task = false;
+    // The drill's registry is the one it imported at its start.
+    s.registry_reload = None;
     s.web = None;
     s.publish_dir = None;
     s.phase = Duration::from_secs(15);

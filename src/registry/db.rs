@@ -637,6 +637,11 @@ pub struct ImportInfo {
     pub digest: String,
 }
 
+/// The newest import's number (none yet: `None`).
+pub fn latest_import(conn: &Connection) -> rusqlite::Result<Option<i64>> {
+    conn.query_row("SELECT max(id) FROM reg_import", [], |r| r.get(0))
+}
+
 /// Every import, oldest first.
 pub fn imports(conn: &Connection) -> rusqlite::Result<Vec<ImportInfo>> {
     let mut stmt = conn.prepare("SELECT id, at, source, digest FROM reg_import ORDER BY id")?;

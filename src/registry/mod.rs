@@ -17,18 +17,34 @@ mod geojson;
 pub mod health;
 pub mod load;
 pub mod model;
+mod shared;
 pub mod spatial;
 
 use std::collections::HashMap;
 use std::path::Path;
 
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 pub use load::{Encoding, Finding, Findings, Loaded};
 pub use model::*;
+pub use shared::{Publisher, Shared, follow};
 pub use spatial::SpatialIndex;
 
 use crate::store::{Store, StoreError};
+
+/// `[registry]`: the roster checks, and how a running daemon takes up a new import.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegistrySettings {
+    /// More sites than this for one person is listed as overloaded.
+    pub max_sites_per_person: usize,
+    /// Without a previous import, persons not confirmed within this many days are listed.
+    pub confirm_within_days: i64,
+    /// A running daemon looks for a new import this often (seconds; 0: never, the registry
+    /// read at start stays in force until a restart).
+    pub reload_secs: u64,
+}
 
 /// Read and check a registry folder without writing anything.
 pub fn check_dir(dir: &Path, encoding: Encoding) -> (Loaded, Findings) {
@@ -172,6 +188,8 @@ pub struct Registry {
     by_code: Vec<usize>,
     /// The distinct threshold windows in hours, ascending.
     windows: Vec<f64>,
+    /// The import this is the registry of (`None`: built from records, not from the store).
+    pub import: Option<i64>,
 }
 
 impl Registry {
@@ -211,6 +229,7 @@ impl Registry {
         minutes.dedup();
         let windows = minutes.into_iter().map(|m| f64::from(m) / 60.0).collect();
         Registry {
+            import: None,
             by_code,
             windows,
             thresholds_at,
@@ -225,8 +244,11 @@ impl Registry {
 
     /// The current registry from the store (empty if nothing was imported yet).
     pub fn load(store: &Store) -> Result<Registry, StoreError> {
-        let data = store.read_blocking(|c| db::load(c, None))?;
-        Ok(Registry::new(data))
+        let (import, data) =
+            store.read_blocking(|c| Ok((db::latest_import(c)?, db::load(c, None)?)))?;
+        let mut reg = Registry::new(data);
+        reg.import = import;
+        Ok(reg)
     }
 
     /// A village by its 12-digit code.

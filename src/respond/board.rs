@@ -289,7 +289,7 @@ struct CallRow {
 fn calls(c: &Connection, lineage: &str) -> anyhow::Result<Vec<CallRow>> {
     let mut q = c.prepare_cached(
         "SELECT target, person, level, state, answered FROM respond_call
-         WHERE lineage = ?1 AND state NOT IN ('superseded', 'lifted')",
+         WHERE lineage = ?1 AND state NOT IN ('superseded', 'lifted', 'replaced')",
     )?;
     let rows = q.query_map(params![lineage], |r| {
         Ok(CallRow {

@@ -169,6 +169,53 @@ pub fn register(
     Ok(out)
 }
 
+/// A warning in force was re-targeted to a new registry ([`crate::correlate::engine::Retarget`]):
+/// the persons it now calls join its ladder from now, as a new call would; the persons who no
+/// longer answer for a place are no longer chased (their open or silent calls for it become
+/// `replaced`, their pending steps cancelled); a changed number is what the ladder's next
+/// text to that person uses.
+pub fn retarget(
+    tx: &Transaction<'_>,
+    r: &crate::correlate::engine::Retarget,
+    now: Timestamp,
+    settings: &RespondSettings,
+    policy: &Policy,
+) -> anyhow::Result<Registered> {
+    let at = stamp(now);
+    for c in &r.removed {
+        tx.prepare_cached(
+            "UPDATE respond_step SET state = 'cancelled', fired = ?4,
+                    detail = 'call replaced: no longer on duty in the registry'
+             WHERE +state = 'pending' AND call IN (
+               SELECT id FROM respond_call WHERE lineage = ?1 AND person = ?2 AND target = ?3
+                 AND state IN ('open', 'silent'))",
+        )?
+        .execute(params![r.lineage, c.person, c.target, at])?;
+        tx.prepare_cached(
+            "UPDATE respond_call SET state = 'replaced'
+             WHERE lineage = ?1 AND person = ?2 AND target = ?3 AND state IN ('open', 'silent')",
+        )?
+        .execute(params![r.lineage, c.person, c.target])?;
+    }
+    for c in &r.renumbered {
+        tx.prepare_cached(
+            "UPDATE respond_call SET mobile = ?3
+             WHERE lineage = ?1 AND person = ?2 AND state IN ('open', 'silent')",
+        )?
+        .execute(params![r.lineage, c.person, c.mobile])?;
+    }
+    if r.added.is_empty() {
+        return Ok(Registered::default());
+    }
+    // Their first call for this warning: asked as an Alert would ask.
+    let t = Targets {
+        contacts: r.added.clone(),
+        raises: true,
+        ..r.targets.clone()
+    };
+    register(tx, r.decision, &t, now, settings, policy)
+}
+
 /// Close the open calls of a lineage made by decisions before `decision` (one person's, or
 /// everyone's) and cancel their steps.
 fn close(

@@ -87,6 +87,29 @@ pub fn hook(settings: calls::RespondSettings, policy: Policy) -> DecisionHook {
     }))
 }
 
+/// The hook correlate calls when it re-targets a warning in force to a new registry
+/// ([`calls::retarget`]).
+pub fn retarget_hook(
+    settings: calls::RespondSettings,
+    policy: Policy,
+) -> crate::correlate::engine::RetargetHook {
+    crate::correlate::engine::RetargetHook(Arc::new(move |tx, r, now| {
+        calls::retarget(tx, r, now, &settings, &policy)?;
+        Ok(())
+    }))
+}
+
+/// Two re-target hooks, one after the other, in the same transaction.
+pub fn chain_retarget(
+    first: crate::correlate::engine::RetargetHook,
+    then: crate::correlate::engine::RetargetHook,
+) -> crate::correlate::engine::RetargetHook {
+    crate::correlate::engine::RetargetHook(Arc::new(move |tx, r, now| {
+        (first.0)(tx, r, now)?;
+        (then.0)(tx, r, now)
+    }))
+}
+
 /// Two hooks, one after the other, in the same transaction.
 pub fn chain(first: DecisionHook, then: DecisionHook) -> DecisionHook {
     DecisionHook(Arc::new(move |tx, decision, targets, now| {
@@ -117,20 +140,22 @@ pub fn step(
 /// turns true.
 pub async fn run(
     store: crate::store::Store,
-    registry: Arc<crate::registry::Registry>,
+    registry: impl Into<crate::registry::Shared>,
     settings: calls::RespondSettings,
     policy: Policy,
     clock: Arc<dyn crate::runtime::clock::Clock>,
     wake: Arc<tokio::sync::Notify>,
     mut stop: crate::runtime::Shutdown,
 ) -> anyhow::Result<()> {
+    let registry: crate::registry::Shared = registry.into();
     let tick = std::time::Duration::from_secs(1);
     loop {
         if stop.is_shutdown() {
             return Ok(());
         }
         let now = clock.now();
-        let (reg, s, p) = (registry.clone(), settings.clone(), policy.clone());
+        // One registry per turn: the one in force when the turn starts.
+        let (reg, s, p) = (registry.current(), settings.clone(), policy.clone());
         let (took, fired) = store.write(move |tx| step(tx, &reg, &s, &p, now)).await?;
         if took.read > 0 {
             tracing::info!(

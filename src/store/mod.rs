@@ -150,7 +150,10 @@ fn run_batch(conn: &mut Connection, path: &Path, batch: Vec<Box<dyn Job>>) {
         path: path.display().to_string(),
         why,
     };
-    let txn = match conn.transaction() {
+    // IMMEDIATE: the write lock is taken at BEGIN, where the busy timeout applies. A deferred
+    // transaction that read first and then wrote would fail at once with SQLITE_BUSY when
+    // another process (a CLI command beside the daemon) had written in between.
+    let txn = match conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate) {
         Ok(t) => t,
         Err(e) => {
             for job in batch {

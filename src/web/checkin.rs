@@ -28,7 +28,7 @@ use jiff::Timestamp;
 
 use crate::dispatch::link;
 use crate::dispatch::outbox::Policy;
-use crate::registry::Registry;
+use crate::registry::Shared;
 use crate::respond::calls::RespondSettings;
 use crate::respond::intake::{self, LinkAnswer};
 use crate::store::Store;
@@ -37,7 +37,7 @@ use crate::store::Store;
 #[derive(Clone)]
 pub struct Checkin {
     store: Store,
-    registry: Arc<Registry>,
+    registry: Shared,
     settings: RespondSettings,
     policy: Policy,
     secret: Arc<[u8; 32]>,
@@ -73,7 +73,7 @@ impl Checkin {
     /// Set up (reading or making the CSRF secret in the store).
     pub async fn new(
         store: Store,
-        registry: Arc<Registry>,
+        registry: impl Into<Shared>,
         settings: RespondSettings,
         policy: Policy,
         limits: Limits,
@@ -83,7 +83,7 @@ impl Checkin {
         let q = |n: u32| Quota::per_minute(NonZeroU32::new(n.max(1)).unwrap_or(NonZeroU32::MIN));
         Ok(Checkin {
             store,
-            registry,
+            registry: registry.into(),
             settings,
             policy,
             secret: Arc::new(secret),
@@ -162,7 +162,7 @@ impl Checkin {
         error: Option<&str>,
         expired: bool,
     ) -> Response {
-        let (l2, reg) = (l.clone(), self.registry.clone());
+        let (l2, reg) = (l.clone(), self.registry.current());
         match self
             .store
             .read(move |conn| intake::page_state(conn, &l2, &reg))
@@ -332,7 +332,7 @@ async fn answer(
     };
     let (l2, reg, s, p) = (
         l.clone(),
-        c.registry.clone(),
+        c.registry.current(),
         c.settings.clone(),
         c.policy.clone(),
     );

@@ -32,7 +32,7 @@ use axum::routing::{get, post};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
 use super::auth::{self, Session};
-use crate::registry::Registry;
+use crate::registry::{Registry, Shared};
 use crate::respond::board::{self, Board, Filter};
 use crate::store::Store;
 
@@ -43,14 +43,16 @@ const PRE_COOKIE: &str = "sb_pre";
 #[derive(Clone)]
 pub struct Office {
     store: Store,
-    registry: Arc<Registry>,
+    registry: Shared,
     tz: jiff::tz::TimeZone,
     title: String,
     secure: bool,
     secret: Arc<[u8; 32]>,
     per_ip: Arc<DefaultKeyedRateLimiter<IpAddr>>,
     per_user: Arc<DefaultKeyedRateLimiter<String>>,
-    map: Arc<super::map::BaseMap>,
+    /// The county's base map, drawn for the registry it was drawn from (redrawn when a new
+    /// import is in force).
+    map: Arc<std::sync::Mutex<(Arc<Registry>, Arc<super::map::BaseMap>)>>,
     changes: tokio::sync::watch::Receiver<u64>,
     /// Turns true when the server begins to shut down: live streams end then, or the
     /// graceful shutdown would wait on them for ever.
@@ -66,16 +68,21 @@ impl Office {
     /// `base` is the public URL: an `https` one makes the cookies `Secure`.
     pub async fn new(
         store: Store,
-        registry: Arc<Registry>,
+        registry: impl Into<Shared>,
         tz: jiff::tz::TimeZone,
         title: &str,
         base: &str,
     ) -> anyhow::Result<Office> {
+        let registry: Shared = registry.into();
+        let reg = registry.current();
         let secret = super::secret(&store, "office").await?;
         let q = |n: u32| Quota::per_minute(NonZeroU32::new(n.max(1)).unwrap_or(NonZeroU32::MIN));
         let (tx, changes) = tokio::sync::watch::channel(0u64);
         let office = Office {
-            map: Arc::new(super::map::BaseMap::new(&registry)),
+            map: Arc::new(std::sync::Mutex::new((
+                reg.clone(),
+                Arc::new(super::map::BaseMap::new(&reg)),
+            ))),
             store,
             registry,
             tz,
@@ -112,6 +119,16 @@ impl Office {
         }
     }
 
+    /// The base map of the registry in force (drawn again after a new import).
+    fn base_map(&self) -> Arc<super::map::BaseMap> {
+        let reg = self.registry.current();
+        let mut m = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        if !Arc::ptr_eq(&m.0, &reg) {
+            *m = (reg.clone(), Arc::new(super::map::BaseMap::new(&reg)));
+        }
+        m.1.clone()
+    }
+
     /// The whole office page for a board, as served (public for the benchmark, which times
     /// reading the board and this).
     pub fn page_html(&self, s: &Session, b: &Board, filter: &str) -> anyhow::Result<String> {
@@ -129,7 +146,7 @@ impl Office {
 
     /// Read the board (public for the benchmark).
     pub async fn board(&self, filter: Filter) -> anyhow::Result<Board> {
-        let (reg, tz) = (self.registry.clone(), self.tz.clone());
+        let (reg, tz) = (self.registry.current(), self.tz.clone());
         Ok(self
             .store
             .read(move |c| board::read(c, &reg, &tz, filter))
@@ -175,7 +192,7 @@ impl Office {
 /// What the watcher holds.
 struct Watched {
     store: Store,
-    reg: Arc<Registry>,
+    reg: Shared,
     tz: jiff::tz::TimeZone,
     per_ip: Arc<DefaultKeyedRateLimiter<IpAddr>>,
     per_user: Arc<DefaultKeyedRateLimiter<String>>,
@@ -218,7 +235,7 @@ async fn watch(w: Watched, tx: tokio::sync::watch::Sender<u64>) {
         if seen_head.is_some() && seen_head == head {
             continue;
         }
-        let (reg, tz) = (reg.clone(), tz.clone());
+        let (reg, tz) = (reg.current(), tz.clone());
         match store
             .read(move |c| board::read(c, &reg, &tz, Filter::All))
             .await
@@ -307,7 +324,7 @@ fn render(name: &str, ctx: minijinja::Value) -> Response {
 
 /// The board's template context.
 fn board_context(o: &Office, b: &Board, filter: &str) -> minijinja::Value {
-    let svg = o.map.draw(b);
+    let svg = o.base_map().draw(b);
     minijinja::context! {
         board => minijinja::Value::from(minijinja::value::Serde(b)), filter => filter,
         map => minijinja::Value::from_safe_string(svg),

@@ -75,6 +75,8 @@ fn replay() -> Outcome {
                 phase: Duration::ZERO,
                 tz: tz.clone(),
                 on_decision: None,
+                registry: None,
+                on_retarget: None,
             },
             rx,
             ttx,

@@ -3,14 +3,12 @@
 //! would see: what reaches the correlate stage, the feed's health, the gap alarm, the audit.
 
 use crate::common;
-#[path = "common/server.rs"]
-mod server;
 
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use server::{Reply, Server};
+use common::server::{Reply, Server};
 use stormbell::cap;
 use stormbell::feeds::fetch::HttpFetcher;
 use stormbell::feeds::poller::{Delivery, FeedSpec, PollError, Poller, Settings};

@@ -35,6 +35,7 @@ mod metrics;
 mod office_browser;
 mod office_http;
 mod registry;
+mod registry_reload;
 mod respond_calls;
 mod respond_checkin;
 mod respond_return;

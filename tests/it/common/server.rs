@@ -1,7 +1,6 @@
 //! A real HTTP server on 127.0.0.1 (axum/hyper) that serves what a test tells it to, and
 //! misbehaves on request: error statuses, a connection that never answers, bodies far too
 //! large, with or without a Content-Length. It records every request it sees.
-#![allow(dead_code)]
 
 use std::collections::HashMap;
 use std::io::Write;
