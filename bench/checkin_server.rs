@@ -1,4 +1,4 @@
-//! The check-in endpoint under load (issue #8): a store holding the synthetic county, a red
+//! The check-in endpoint under load: a store holding the synthetic county, a red
 //! warning calling `--persons` responsible persons, each with a check-in link; the web server
 //! on 127.0.0.1; optionally the SMS channel sending those persons' texts to an SMSC at the
 //! same time ("while dispatch is running"). Writes one line per link, `path<TAB>form body`, for

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The check-in endpoint under load (issue #8), measured by wrk (Debian `wrk`, an independent
+# The check-in endpoint under load, measured by wrk (Debian `wrk`, an independent
 # C load generator) on 127.0.0.1: every request acknowledges a different person's check-in
 # link (a store write each: the answer, its audit entry, the call closed), while the SMS
 # channel sends the same persons' texts to the node-smpp SMSC ("while dispatch is running").

@@ -1,4 +1,4 @@
-//! National-scale correlate benchmark (issue #5): 600,000 villages in the spatial index and a
+//! National-scale correlate benchmark: 600,000 villages in the spatial index and a
 //! five-day typhoon forecast interpolated hourly → the exposed-village set; and one hour of
 //! 60,000 gauge readings → rolling sums and the crossed flash-flood thresholds of 500,000
 //! zones. Synthetic data (uniform over south-east China), fixed seed.

@@ -1,4 +1,4 @@
-//! Poller load benchmark (issue #4): N CAP feeds on loopback polled every second, with new
+//! Poller load benchmark: N CAP feeds on loopback polled every second, with new
 //! alerts published while it runs. Reports the poller's CPU share of one core, its resident
 //! memory, and the latency from publication to the correlate channel.
 //!
@@ -13,7 +13,7 @@
 //! Each alert's `<note>` carries `published=<ns> served=<ns>`: when the server made it
 //! available, and when the request that first carried it arrived. At the channel the driver
 //! takes `now − served` (the poller's own work: fetch, parse, dedupe, commit, hand on — what
-//! issue #4 bounds at 50 ms) and `now − published` (that plus the polling wait).
+//! bounds at 50 ms) and `now − published` (that plus the polling wait).
 
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Write};

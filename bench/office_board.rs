@@ -1,4 +1,4 @@
-//! The duty office's page for a whole county under warning (issue #8: "the office page for 250
+//! The duty office's page for a whole county under warning ("the office page for 250
 //! villages renders in under 100 ms server-side"). The synthetic county (251 villages), a
 //! storm over every village (a synthetic gauge at each, 120 mm in the hour) through the real
 //! correlate engine, whose decisions queue every text and register every call; half the

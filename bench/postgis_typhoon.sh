@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The PostGIS side of the typhoon exposure benchmark (issue #5).
+# The PostGIS side of the typhoon exposure benchmark.
 #
 # The same 600,000 villages and the same wind field as `correlate_scale` (exported by it), in a
 # throwaway PostgreSQL 15 + PostGIS 3 cluster on 127.0.0.1: villages as geography points with a

@@ -1,4 +1,4 @@
-//! Escalation timers at rest (issue #8: "escalation timers for 50,000 persons cost under 1%
+//! Escalation timers at rest ("escalation timers for 50,000 persons cost under 1%
 //! CPU while idle"). A red warning calls `--persons` responsible persons over the synthetic
 //! county; each call's ladder (four steps in the default configuration) is stored as pending
 //! steps. The respond stage then runs as the daemon runs it (reading SMS replies, loudspeaker

@@ -1,4 +1,4 @@
-//! SMS dispatch benchmarks (issue #6), against an SMSC on 127.0.0.1 (bench/sms_vs_smpplib.sh
+//! SMS dispatch benchmarks, against an SMSC on 127.0.0.1 (bench/sms_vs_smpplib.sh
 //! starts the node-smpp one from tests/smsc and runs every mode).
 //!
 //! cargo run --release --example sms_throughput -- MODE [options]

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# SMS dispatch benchmarks (issue #6) against the node-smpp SMSC of tests/smsc, on 127.0.0.1:
+# SMS dispatch benchmarks against the node-smpp SMSC of tests/smsc, on 127.0.0.1:
 # stormbell's SMPP session at window 1, 10 and 100 beside the Python client smpplib sending
 # the same 10,000 UCS-2 messages to the same SMSC; the SMSC's ceiling (the fastest any client
 # gets from it); the whole outbox path; rate accuracy at 100 TPS; enqueueing 100,000.

@@ -156,7 +156,7 @@ pub fn status(cfg: &Config) -> u8 {
                     Ok(reg) => println!(
                         "registry: import #{} at {}: {} villages, {} sites, {} persons",
                         last.id,
-                        last.at,
+                        local(&last.at, &cfg.time_zone()),
                         reg.data.villages.len(),
                         reg.data.sites.len(),
                         reg.data.persons.len()
@@ -183,15 +183,27 @@ pub fn status(cfg: &Config) -> u8 {
     if cfg.store.path.exists()
         && let Ok(store) = Store::open(&cfg.store.path)
     {
-        dispatch_status(&store);
+        dispatch_status(cfg, &store);
         broadcast_status(cfg, &store);
-        respond_status(&store);
+        respond_status(cfg, &store);
     }
     0
 }
 
+/// A stored time (UTC) as the duty officer reads it: the office's local time.
+fn local(s: &str, tz: &jiff::tz::TimeZone) -> String {
+    s.parse::<jiff::Timestamp>()
+        .map(|t| {
+            t.to_zoned(tz.clone())
+                .strftime("%Y-%m-%d %H:%M:%S")
+                .to_string()
+        })
+        .unwrap_or_else(|_| s.to_string())
+}
+
 /// Call-and-respond: calls by state, answers, and the silent list.
-fn respond_status(store: &Store) {
+fn respond_status(cfg: &Config, store: &Store) {
+    let tz = cfg.time_zone();
     let found = store.read_blocking(|c| {
         let (calls, answers) = stormbell::respond::calls::tallies(c)?;
         Ok((calls, answers, stormbell::respond::calls::silent(c)?))
@@ -218,7 +230,11 @@ fn respond_status(store: &Store) {
             for s in &silent {
                 println!(
                     "silent:   {} {} ({}) called {} for {}",
-                    s.target, s.name, s.person, s.called, s.lineage
+                    s.target,
+                    s.name,
+                    s.person,
+                    local(&s.called, &tz),
+                    s.lineage
                 );
             }
         }
@@ -228,6 +244,7 @@ fn respond_status(store: &Store) {
 
 /// The loudspeakers: routes and their links, what terminals played, what is alarmed.
 fn broadcast_status(cfg: &Config, store: &Store) {
+    let tz = cfg.time_zone();
     let routes = cfg.dispatch.broadcast.routes();
     let configured: Vec<&str> = [("platform", routes.platform), ("icecast", routes.icecast)]
         .into_iter()
@@ -244,13 +261,20 @@ fn broadcast_status(cfg: &Config, store: &Store) {
             }
             for l in &s.links {
                 if l.ok {
-                    println!("  {}: link ok (checked {})", l.route, l.checked);
+                    println!(
+                        "  {}: link ok (checked {})",
+                        l.route,
+                        local(&l.checked, &tz)
+                    );
                 } else {
                     println!(
                         "  {}: link DOWN (checked {}; last ok {}): {}",
                         l.route,
-                        l.checked,
-                        l.last_ok.as_deref().unwrap_or("never"),
+                        local(&l.checked, &tz),
+                        l.last_ok
+                            .as_deref()
+                            .map(|t| local(t, &tz))
+                            .unwrap_or("never".into()),
                         l.last_error.as_deref().unwrap_or("")
                     );
                 }
@@ -282,7 +306,8 @@ fn broadcast_status(cfg: &Config, store: &Store) {
 
 /// Warnings in force and the outbox: how many messages are waiting, sent, delivered, failed,
 /// and how many sends had no verdict (possible duplicates).
-fn dispatch_status(store: &Store) {
+fn dispatch_status(cfg: &Config, store: &Store) {
+    let tz = cfg.time_zone();
     let found = store.read_blocking(|c| {
         let lineages = stormbell::correlate::store::in_force(c)?;
         Ok((
@@ -330,7 +355,7 @@ fn dispatch_status(store: &Store) {
                         .as_deref()
                         .map(|d| format!(" ({d})"))
                         .unwrap_or_default(),
-                    b.since
+                    local(&b.since, &tz)
                 );
             }
         }
@@ -340,6 +365,8 @@ fn dispatch_status(store: &Store) {
 
 /// Per-feed health, as the duty officer needs it: is each feed alive, since when is it not.
 fn feeds_status(cfg: &Config, store: &Store) {
+    let tz = cfg.time_zone();
+    let at = |s: &str| local(s, &tz);
     use stormbell::feeds::state;
     let found = store.read_blocking(|c| Ok((state::all_health(c)?, state::pending_count(c)?)));
     let (health, pending) = match found {
@@ -388,18 +415,18 @@ fn feeds_status(cfg: &Config, store: &Store) {
         println!("  {} [{}] {}{note}: {state}", h.feed, h.kind, h.url);
         println!(
             "      last success {}; {} polls, {} items, {} failure(s) in a row",
-            h.last_success.as_deref().unwrap_or("never"),
+            h.last_success.as_deref().map(at).unwrap_or("never".into()),
             h.polls,
             h.items,
             h.failures
         );
         if let Some(since) = &h.gap_since {
-            println!("      gap alarm raised {since}");
+            println!("      gap alarm raised {}", at(since));
         }
         if let Some(e) = &h.last_error {
             println!(
                 "      last error {}: {e}",
-                h.last_error_at.as_deref().unwrap_or("")
+                h.last_error_at.as_deref().map(at).unwrap_or_default()
             );
         }
     }

@@ -300,7 +300,7 @@ pub fn commit(
     tz: &jiff::tz::TimeZone,
     hook: Option<&DecisionHook>,
 ) -> anyhow::Result<()> {
-    let at = crate::store::stamp(&now.to_zoned(tz.clone()));
+    let at = crate::store::stamp(now);
     for (key, state) in &ev.quiet {
         cstore::put_lineage(tx, key, state.as_ref(), &at)?;
     }
@@ -406,17 +406,12 @@ pub struct RunSettings {
 /// Rebuild the engine's memory as at start: the last [`MEMORY_HOURS`] of the inbox, consumed
 /// or not, observed again (observing is idempotent), and the lineages in force with their
 /// message history from the store.
-async fn rebuild(
-    engine: &mut Engine,
-    store: &Store,
-    clock: &dyn Clock,
-    tz: &jiff::tz::TimeZone,
-) -> anyhow::Result<()> {
+async fn rebuild(engine: &mut Engine, store: &Store, clock: &dyn Clock) -> anyhow::Result<()> {
     let since = clock
         .now()
         .checked_sub(SignedDuration::from_hours(MEMORY_HOURS))
         .unwrap_or(Timestamp::UNIX_EPOCH);
-    let since = crate::store::stamp(&since.to_zoned(tz.clone()));
+    let since = crate::store::stamp(since);
     let sender = engine.issuer.sender.clone();
     let (memory, unreadable, snap) = store
         .read(move |c| {
@@ -451,7 +446,7 @@ async fn take_registry(
     settings: &RunSettings,
 ) -> anyhow::Result<()> {
     let mut fresh = Engine::new(engine.rules.clone(), engine.issuer.clone(), reg.clone());
-    rebuild(&mut fresh, store, clock, &settings.tz).await?;
+    rebuild(&mut fresh, store, clock).await?;
     let lineages: Vec<Lineage> = fresh.lineages().cloned().collect();
     let (now, tz, hook) = (
         clock.now(),
@@ -487,7 +482,7 @@ pub async fn run(
     mut shutdown: Shutdown,
 ) -> anyhow::Result<()> {
     let starting = clock.awake();
-    rebuild(&mut engine, &store, clock.as_ref(), &settings.tz).await?;
+    rebuild(&mut engine, &store, clock.as_ref()).await?;
     drop(starting);
     let mut registry = settings.registry.clone();
 
@@ -631,7 +626,7 @@ pub fn retarget(
     tz: &jiff::tz::TimeZone,
     hook: Option<&RetargetHook>,
 ) -> anyhow::Result<Vec<Retarget>> {
-    let at = crate::store::stamp(&now.to_zoned(tz.clone()));
+    let at = crate::store::stamp(now);
     let mut out = Vec::new();
     for l in lineages {
         let key = l.key();

@@ -2,6 +2,9 @@
 //! message issued, every decision with its cause. Nothing else writes them; the web and
 //! dispatch stages read issued warnings through [`issued_since`] and [`current`].
 
+use std::collections::BTreeMap;
+
+use jiff::Timestamp;
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use serde::Serialize;
 
@@ -215,6 +218,123 @@ pub fn by_identifier(
     ))?
     .query_row(params![identifier], stored)
     .optional()
+}
+
+/// The keys of the lineages in force, as a JSON array: what a later stage's query filters its
+/// own rows by (`lineage IN (SELECT value FROM json_each(?))`) without naming this stage's
+/// tables.
+pub fn in_force_keys(conn: &Connection) -> rusqlite::Result<String> {
+    conn.prepare_cached("SELECT json_group_array(key) FROM corr_lineage")?
+        .query_row([], |r| r.get(0))
+}
+
+/// Lineages lifted and no longer in force whose lift was issued at `since` or later (the lift
+/// message's CAP time), with their hazard and that time: (lineage, hazard, sent). `since`
+/// `None`: every one.
+pub fn lifted_since(
+    conn: &Connection,
+    since: Option<Timestamp>,
+) -> anyhow::Result<Vec<(String, String, String)>> {
+    let rows: Vec<(String, String, String)> = conn
+        .prepare_cached(
+            "SELECT lineage, hazard, max(sent) FROM corr_warning
+             WHERE msg_type = 'Cancel' AND lineage NOT IN (SELECT key FROM corr_lineage)
+             GROUP BY lineage",
+        )?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect::<Result<_, _>>()?;
+    Ok(rows
+        .into_iter()
+        .filter(|(_, _, sent)| match (since, sent.parse::<Timestamp>()) {
+            (Some(since), Ok(t)) => t >= since,
+            _ => true,
+        })
+        .collect())
+}
+
+/// When the newest message was issued (the warnings' own clock: a replayed storm's, or now).
+pub fn newest_sent(conn: &Connection) -> anyhow::Result<Option<Timestamp>> {
+    let newest: Option<String> = conn
+        .prepare_cached("SELECT max(sent) FROM corr_warning")?
+        .query_row([], |r| r.get(0))?;
+    Ok(newest.and_then(|s| s.parse().ok()))
+}
+
+/// Every message issued, in order: (id, identifier, the CAP XML as published).
+pub fn all_issued(conn: &Connection) -> rusqlite::Result<Vec<(i64, String, String)>> {
+    conn.prepare_cached("SELECT id, identifier, cap FROM corr_warning ORDER BY id")?
+        .query_map([], |r| {
+            Ok((r.get("id")?, r.get("identifier")?, r.get("cap")?))
+        })?
+        .collect()
+}
+
+/// Every message issued, in order, by what it was: (hazard, tier — none for a Cancel —,
+/// message type).
+pub fn message_kinds(conn: &Connection) -> rusqlite::Result<Vec<(String, Option<String>, String)>> {
+    conn.prepare_cached("SELECT hazard, tier, msg_type FROM corr_warning ORDER BY id")?
+        .query_map([], |r| {
+            Ok((r.get("hazard")?, r.get("tier")?, r.get("msg_type")?))
+        })?
+        .collect()
+}
+
+/// Every warning (lineage) ever issued, in name order.
+pub fn all_lineages(conn: &Connection) -> rusqlite::Result<Vec<String>> {
+    conn.prepare_cached("SELECT DISTINCT lineage FROM corr_warning ORDER BY lineage")?
+        .query_map([], |r| r.get(0))?
+        .collect()
+}
+
+/// Warnings (lineages) ever issued, per hazard.
+pub fn lineages_by_hazard(conn: &Connection) -> rusqlite::Result<BTreeMap<String, i64>> {
+    conn.prepare_cached("SELECT hazard, count(DISTINCT lineage) FROM corr_warning GROUP BY hazard")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect()
+}
+
+/// Warnings whose latest message is not a Cancel (in force when the record ends).
+pub fn unlifted(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.query_row(
+        "SELECT count(*) FROM corr_warning w
+         WHERE w.id = (SELECT max(id) FROM corr_warning x WHERE x.lineage = w.lineage)
+           AND w.msg_type != 'Cancel'",
+        [],
+        |r| r.get(0),
+    )
+}
+
+/// Lifts (Cancel decisions) after decision `after`, in order: (decision id, lineage, when).
+pub fn lifts_after(conn: &Connection, after: i64) -> anyhow::Result<Vec<(i64, String, Timestamp)>> {
+    let rows: Vec<(i64, String, String)> = conn
+        .prepare_cached(
+            "SELECT id, lineage, at FROM corr_decision WHERE id > ?1 AND send = 'Cancel' ORDER BY id",
+        )?
+        .query_map(params![after], |x| Ok((x.get(0)?, x.get(1)?, x.get(2)?)))?
+        .collect::<Result<_, _>>()?;
+    rows.into_iter()
+        .map(|(id, lineage, at)| {
+            let at = at
+                .parse::<Timestamp>()
+                .map_err(|e| anyhow::anyhow!("corr_decision {id}: unreadable time {at:?}: {e}"))?;
+            Ok((id, lineage, at))
+        })
+        .collect()
+}
+
+/// When a lineage was lifted: the time of its latest decision, if that was a Cancel.
+pub fn lifted_at(conn: &Connection, lineage: &str) -> anyhow::Result<Option<Timestamp>> {
+    let last: Option<(String, String)> = conn
+        .prepare_cached(
+            "SELECT send, at FROM corr_decision WHERE lineage = ?1 AND send != 'Retarget'
+             ORDER BY id DESC LIMIT 1",
+        )?
+        .query_row(params![lineage], |x| Ok((x.get(0)?, x.get(1)?)))
+        .optional()?;
+    Ok(match last {
+        Some((send, at)) if send == "Cancel" => at.parse().ok(),
+        _ => None,
+    })
 }
 
 /// Record a warning in force re-targeted to a new registry (`send` = `Retarget`, no changes of

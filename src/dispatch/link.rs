@@ -82,8 +82,8 @@ pub fn record(
         lineage,
         version,
         person,
-        now.to_string(),
-        expires.to_string()
+        crate::store::stamp(now),
+        crate::store::stamp(expires)
     ])?;
     Ok(())
 }

@@ -34,6 +34,45 @@ use serde::Serialize;
 use crate::correlate::lifecycle::Send;
 use crate::correlate::tier::Tier;
 use crate::correlate::warning::Targets;
+use crate::store::stamp;
+
+crate::store::sql_enum! {
+    /// Where a message is (`dispatch_message.state`; the diagram at the top of this module).
+    pub enum MessageState {
+        /// Waiting to be claimed.
+        Queued = "queued",
+        /// Claimed by a channel, being sent.
+        Submitting = "submitting",
+        /// Was mid-send at a restart: waits for a receipt proving it got through.
+        Reconciling = "reconciling",
+        /// Every part accepted by the SMS centre.
+        Accepted = "accepted",
+        /// A receipt says it reached the phone.
+        Delivered = "delivered",
+        /// Refused for good, or a receipt says it did not arrive.
+        Failed = "failed",
+        /// Still queued when the warning had moved on.
+        Expired = "expired",
+        /// A newer version for the same person, or the person was replaced.
+        Superseded = "superseded",
+        /// Carried inside another message.
+        Merged = "merged",
+        /// Never sendable (no valid number).
+        Skipped = "skipped",
+    }
+}
+
+crate::store::sql_enum! {
+    /// What became of one part at the SMS centre (`dispatch_part.state`).
+    pub enum PartState {
+        /// The centre took it.
+        Accepted = "accepted",
+        /// Its receipt says delivered.
+        Delivered = "delivered",
+        /// Its receipt says it failed.
+        Failed = "failed",
+    }
+}
 
 /// How the outbox treats people and time.
 #[derive(Debug, Clone)]
@@ -263,10 +302,6 @@ pub fn render_merged(items: &[Words], p: &Policy, link: Option<&str>) -> anyhow:
     Ok(text.trim().to_string())
 }
 
-fn stamp(t: Timestamp) -> String {
-    t.to_string()
-}
-
 fn parse_ts(s: &str) -> Option<Timestamp> {
     s.parse().ok()
 }
@@ -319,10 +354,10 @@ pub fn enqueue(
             continue;
         }
         let (address, state, err) = match normalise_mobile(&c.mobile) {
-            Some(n) => (n, "queued", None),
+            Some(n) => (n, MessageState::Queued, None),
             None => (
                 c.mobile.clone(),
-                "failed",
+                MessageState::Failed,
                 Some(format!(
                     "{} ({}) has no usable mobile number: {:?}",
                     c.name, c.person, c.mobile
@@ -338,7 +373,7 @@ pub fn enqueue(
         out.superseded += superseded;
         let mut state = state;
         let mut err = err;
-        if t.send == Send::Cancel && state == "queued" {
+        if t.send == Send::Cancel && state == MessageState::Queued {
             let ever: i64 = tx.query_row(
                 "SELECT count(*) FROM dispatch_message
                  WHERE lineage = ?1 AND person = ?2 AND channel = 'sms'
@@ -348,13 +383,13 @@ pub fn enqueue(
                 |r| r.get(0),
             )?;
             if ever == 0 {
-                state = "skipped";
+                state = MessageState::Skipped;
                 err = Some("nothing was sent to this person to cancel".into());
                 out.skipped += 1;
             }
         }
         let token = match (&slot, state) {
-            (Some(_), "queued") => Some(super::link::token()?),
+            (Some(_), MessageState::Queued) => Some(super::link::token()?),
             _ => None,
         };
         let personal = match (&slot, &token, &policy.link_base) {
@@ -398,8 +433,8 @@ pub fn enqueue(
         }
         if n == 1 {
             match state {
-                "queued" => out.queued += 1,
-                "failed" => out.invalid.extend(err),
+                MessageState::Queued => out.queued += 1,
+                MessageState::Failed => out.invalid.extend(err),
                 _ => {}
             }
         }
@@ -972,11 +1007,11 @@ pub fn receipt(
         return Ok(false);
     };
     let state = if delivered {
-        "delivered"
+        PartState::Delivered
     } else if failed {
-        "failed"
+        PartState::Failed
     } else {
-        "accepted"
+        PartState::Accepted
     };
     tx.execute(
         "UPDATE dispatch_part SET state = ?1, receipt = ?2, at = ?3
@@ -1266,6 +1301,161 @@ pub fn recover(
     let (delivered, failed) = stat_meaning(stat);
     receipt(tx, account, smsc_id, stat, delivered, failed, now)?;
     Ok(true)
+}
+
+/// The message a part belongs to, and where that message is: what a receipt for
+/// (account, SMSC id) is about.
+pub fn message_of_part(
+    c: &Connection,
+    account: &str,
+    smsc_id: &str,
+) -> anyhow::Result<Option<(i64, MessageState)>> {
+    Ok(c.prepare_cached(
+        "SELECT p.message, m.state FROM dispatch_part p
+         JOIN dispatch_message m ON m.id = p.message
+         WHERE p.account = ?1 AND p.smsc_id = ?2",
+    )?
+    .query_row(params![account, smsc_id], |x| Ok((x.get(0)?, x.get(1)?)))
+    .optional()?)
+}
+
+/// How many times a message has been claimed for sending (the current attempt, once claimed).
+pub fn attempts(c: &Connection, id: i64) -> anyhow::Result<i64> {
+    Ok(
+        c.prepare_cached("SELECT attempts FROM dispatch_message WHERE id = ?1")?
+            .query_row(params![id], |x| x.get(0))?,
+    )
+}
+
+/// A warning a text carried to a person.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Carried {
+    /// The person.
+    pub person: String,
+    /// The warning (`hazard:area`).
+    pub lineage: String,
+    /// The decision (warning version) it was queued for.
+    pub decision: i64,
+    /// The warning's words (JSON).
+    pub words: String,
+}
+
+/// The warnings message `id` carried: its own and those merged into it.
+pub fn carried(c: &Connection, id: i64) -> anyhow::Result<Vec<Carried>> {
+    Ok(c.prepare_cached(
+        "SELECT person, lineage, decision, words FROM dispatch_message
+         WHERE (id = ?1 OR (merged_into = ?1 AND state = 'merged')) AND purpose = 'warning'
+         ORDER BY id",
+    )?
+    .query_map(params![id], |x| {
+        Ok(Carried {
+            person: x.get("person")?,
+            lineage: x.get("lineage")?,
+            decision: x.get("decision")?,
+            words: x.get("words")?,
+        })
+    })?
+    .collect::<Result<_, _>>()?)
+}
+
+/// The delivered message that carried a person's latest text of a warning (the carrier, when
+/// it was merged into another), if any.
+pub fn latest_delivered(
+    c: &Connection,
+    person: &str,
+    lineage: &str,
+) -> anyhow::Result<Option<i64>> {
+    Ok(c.prepare_cached(
+        "SELECT CASE WHEN m.state = 'merged' THEN m.merged_into ELSE m.id END
+         FROM dispatch_message m
+         LEFT JOIN dispatch_message car ON car.id = m.merged_into
+         WHERE m.person = ?1 AND m.lineage = ?2 AND m.purpose = 'warning'
+           AND (m.state = 'delivered' OR (m.state = 'merged' AND car.state = 'delivered'))
+         ORDER BY m.version DESC, m.id DESC LIMIT 1",
+    )?
+    .query_row(params![person, lineage], |x| x.get(0))
+    .optional()?
+    .flatten())
+}
+
+/// One message as the record of a drill or an after-action file shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MessageRecord {
+    /// Row id.
+    pub id: i64,
+    /// When it was queued (stored stamp).
+    pub created: String,
+    /// When it last changed.
+    pub updated: String,
+    /// Channel (`sms`).
+    pub channel: String,
+    /// `warning`, or the notice's purpose.
+    pub purpose: String,
+    /// `hazard:area`.
+    pub lineage: String,
+    /// Warning version.
+    pub version: i64,
+    /// Alert / Update / Cancel.
+    pub send: String,
+    /// Tier.
+    pub tier: String,
+    /// Registry person id.
+    pub person: String,
+    /// The number.
+    pub address: String,
+    /// What was sent (its own text if never claimed).
+    pub text: String,
+    /// Where it is.
+    pub state: MessageState,
+    /// Claims so far.
+    pub attempts: i64,
+    /// Sends with no verdict.
+    pub uncertain: i64,
+    /// The message that carried it, when merged.
+    pub merged_into: Option<i64>,
+    /// The last error.
+    pub last_error: Option<String>,
+}
+
+/// Every message, in order.
+pub fn all_messages(c: &Connection) -> anyhow::Result<Vec<MessageRecord>> {
+    Ok(c.prepare(
+        "SELECT id, created, updated, channel, purpose, lineage, version, send, tier, person,
+                address, coalesce(sent_text, text) AS text, state, attempts, uncertain,
+                merged_into, last_error
+         FROM dispatch_message ORDER BY id",
+    )?
+    .query_map([], |r| {
+        Ok(MessageRecord {
+            id: r.get("id")?,
+            created: r.get("created")?,
+            updated: r.get("updated")?,
+            channel: r.get("channel")?,
+            purpose: r.get("purpose")?,
+            lineage: r.get("lineage")?,
+            version: r.get("version")?,
+            send: r.get("send")?,
+            tier: r.get("tier")?,
+            person: r.get("person")?,
+            address: r.get("address")?,
+            text: r.get("text")?,
+            state: r.get("state")?,
+            attempts: r.get("attempts")?,
+            uncertain: r.get("uncertain")?,
+            merged_into: r.get("merged_into")?,
+            last_error: r.get("last_error")?,
+        })
+    })?
+    .collect::<Result<_, _>>()?)
+}
+
+/// Sends that had no verdict and went again, in all (possible duplicates).
+pub fn possible_duplicates(c: &Connection) -> anyhow::Result<i64> {
+    Ok(c.query_row(
+        "SELECT coalesce(sum(uncertain), 0) FROM dispatch_message",
+        [],
+        |r| r.get(0),
+    )?)
 }
 
 /// Messages by channel and state, for status and metrics.

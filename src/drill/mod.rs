@@ -219,7 +219,7 @@ pub async fn setup(drill: &Drill, store: &Store, tz: &jiff::tz::TimeZone) -> any
     let prepared = registry::prepare_import(&drill.registry, Encoding::Auto, &|_| {})
         .map_err(|e| anyhow::anyhow!("{}: {e}", drill.registry.display()))?;
     prepared.commit(store, "drill", start.to_zoned(tz.clone()))?;
-    let at = start.to_string();
+    let at = crate::store::stamp(start);
     let entry = audit::Entry::utc(
         start,
         "drill",
@@ -389,7 +389,7 @@ pub async fn run(
         .map_err(|e| anyhow::anyhow!("{}", e.join("; ")))?;
     let turns = world.await??;
     if !stopped {
-        let (name, at) = (drill.scenario.name.clone(), end.to_string());
+        let (name, at) = (drill.scenario.name.clone(), crate::store::stamp(end));
         let e = audit::Entry::utc(
             end,
             "drill",
@@ -468,7 +468,7 @@ async fn world(
                 if after > before {
                     tx.execute(
                         "UPDATE drill_run SET reached = ?2 WHERE scenario = ?1",
-                        params![name, now.to_string()],
+                        params![name, crate::store::stamp(now)],
                     )?;
                 }
                 Ok(turn)

@@ -117,10 +117,7 @@ fn write_from(
 ) -> anyhow::Result<Summary> {
     let local = |s: &str| crate::respond::local_time(s, tz);
     // cap/
-    let mut st = c.prepare("SELECT id, identifier, cap FROM corr_warning ORDER BY id")?;
-    let caps: Vec<(i64, String, String)> = st
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
-        .collect::<Result<_, _>>()?;
+    let caps = crate::correlate::store::all_issued(c)?;
     for (n, (_, identifier, xml)) in caps.iter().enumerate() {
         let safe: String = identifier
             .chars()
@@ -145,103 +142,84 @@ fn write_from(
         }
     };
     let mut lines = String::new();
-    let mut st = c.prepare(
-        "SELECT created, updated, channel, purpose, lineage, version, send, tier, person, address,
-                coalesce(sent_text, text), state, attempts, uncertain, merged_into, last_error, id
-         FROM dispatch_message ORDER BY id",
-    )?;
-    let mut rows = st.query([])?;
-    while let Some(r) = rows.next()? {
-        let person: String = r.get(8)?;
+    for m in crate::dispatch::outbox::all_messages(c)? {
         let line = json!({
-            "queued": local(&r.get::<_, String>(0)?),
-            "at": local(&r.get::<_, String>(1)?),
-            "channel": r.get::<_, String>(2)?,
-            "purpose": r.get::<_, String>(3)?,
-            "warning": r.get::<_, String>(4)?,
-            "version": r.get::<_, i64>(5)?,
-            "type": r.get::<_, String>(6)?,
-            "tier": r.get::<_, String>(7)?,
+            "queued": local(&m.created),
+            "at": local(&m.updated),
+            "channel": m.channel,
+            "purpose": m.purpose,
+            "warning": m.lineage,
+            "version": m.version,
+            "type": m.send,
+            "tier": m.tier,
             "recipient": {
-                "person": person,
-                "name": reg.person(&person).map(|p| p.name.clone()),
-                "number": r.get::<_, String>(9)?,
+                "person": m.person,
+                "name": reg.person(&m.person).map(|p| p.name.clone()),
+                "number": m.address,
             },
-            "text": mask(&r.get::<_, String>(10)?),
-            "state": r.get::<_, String>(11)?,
-            "attempts": r.get::<_, i64>(12)?,
-            "possible_duplicates": r.get::<_, i64>(13)?,
-            "carried_by": r.get::<_, Option<i64>>(14)?,
-            "error": r.get::<_, Option<String>>(15)?,
-            "id": r.get::<_, i64>(16)?,
+            "text": mask(&m.text),
+            "state": m.state.as_str(),
+            "attempts": m.attempts,
+            "possible_duplicates": m.uncertain,
+            "carried_by": m.merged_into,
+            "error": m.last_error,
+            "id": m.id,
         });
         lines.push_str(&serde_json::to_string(&line)?);
         lines.push('\n');
     }
-    drop(rows);
     std::fs::write(out.join("dispatch.jsonl"), lines)?;
     // Loudspeakers, when the drill had a route (one line per terminal and broadcast).
     // responses.jsonl: answers and escalation steps, by time.
     // (time, answers before steps at the same time, the row) — sorted below.
     let mut events: Vec<(Option<jiff::Timestamp>, i64, Value)> = Vec::new();
-    let mut st = c.prepare(
-        "SELECT at, channel, address, person, lineage, version, kind, people, shelter, text, repeat_of, id
-         FROM respond_answer ORDER BY id",
-    )?;
-    let mut rows = st.query([])?;
-    while let Some(r) = rows.next()? {
-        let at: String = r.get(0)?;
-        let person: Option<String> = r.get(3)?;
+    for a in crate::respond::intake::all_answers(c)? {
+        let name = a
+            .person
+            .as_deref()
+            .and_then(|p| reg.person(p))
+            .map(|p| p.name.clone());
         events.push((
-            at.parse().ok(),
+            a.at.parse().ok(),
             0,
             json!({
-                "at": local(&at),
+                "at": local(&a.at),
                 "type": "answer",
-                "channel": r.get::<_, String>(1)?,
-                "from": r.get::<_, Option<String>>(2)?,
-                "person": person,
-                "name": person.as_deref().and_then(|p| reg.person(p)).map(|p| p.name.clone()),
-                "warning": r.get::<_, Option<String>>(4)?,
-                "version": r.get::<_, Option<i64>>(5)?,
-                "kind": r.get::<_, String>(6)?,
-                "people": r.get::<_, Option<i64>>(7)?,
-                "shelter": r.get::<_, Option<String>>(8)?,
-                "text": r.get::<_, String>(9)?,
-                "repeat": r.get::<_, Option<i64>>(10)?.is_some(),
-                "id": r.get::<_, i64>(11)?,
+                "channel": a.channel,
+                "from": a.address,
+                "person": a.person,
+                "name": name,
+                "warning": a.lineage,
+                "version": a.version,
+                "kind": a.kind,
+                "people": a.people,
+                "shelter": a.shelter,
+                "text": a.text,
+                "repeat": a.repeat_of.is_some(),
+                "id": a.id,
             }),
         ));
     }
-    drop(rows);
-    let mut st = c.prepare(
-        "SELECT s.fired, s.action, s.detail, c.person, c.lineage, c.version, c.target, s.step, s.id
-         FROM respond_step s JOIN respond_call c ON c.id = s.call
-         WHERE s.state = 'fired' ORDER BY s.id",
-    )?;
-    let mut rows = st.query([])?;
-    while let Some(r) = rows.next()? {
-        let at: String = r.get::<_, Option<String>>(0)?.unwrap_or_default();
-        let person: String = r.get(3)?;
+    for s in crate::respond::calls::fired_steps(c)? {
+        let at = s.fired.unwrap_or_default();
         events.push((
             at.parse().ok(),
             1,
             json!({
                 "at": local(&at),
                 "type": "escalation",
-                "action": r.get::<_, String>(1)?,
-                "detail": r.get::<_, Option<String>>(2)?,
-                "person": person,
-                "name": reg.person(&person).map(|p| p.name.clone()),
-                "warning": r.get::<_, String>(4)?,
-                "version": r.get::<_, i64>(5)?,
-                "place": r.get::<_, String>(6)?,
-                "step": r.get::<_, i64>(7)?,
-                "id": r.get::<_, i64>(8)?,
+                "action": s.action,
+                "detail": s.detail,
+                "name": reg.person(&s.person).map(|p| p.name.clone()),
+                "person": s.person,
+                "warning": s.lineage,
+                "version": s.version,
+                "place": s.target,
+                "step": s.step,
+                "id": s.id,
             }),
         ));
     }
-    drop(rows);
     events.sort_by(|a, b| {
         (a.0, a.1)
             .cmp(&(b.0, b.1))
@@ -262,10 +240,7 @@ fn write_from(
 
     // The report of each warning, made as of the drill's end.
     let generated = local(&drill.scenario.end.to_string());
-    let lineages: Vec<String> = c
-        .prepare("SELECT DISTINCT lineage FROM corr_warning ORDER BY lineage")?
-        .query_map([], |r| r.get(0))?
-        .collect::<Result<_, _>>()?;
+    let lineages = crate::correlate::store::all_lineages(c)?;
     let mut each = Vec::new();
     for l in &lineages {
         let mut r = crate::respond::report::read(c, reg, tz, l)?;
@@ -350,11 +325,7 @@ fn summarise(
         highest: BTreeMap::new(),
         in_force_at_end: 0,
     };
-    let mut st = c.prepare("SELECT hazard, tier, msg_type FROM corr_warning ORDER BY id")?;
-    let rows: Vec<(String, Option<String>, String)> = st
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
-        .collect::<Result<_, _>>()?;
-    for (hazard, tier, msg_type) in rows {
+    for (hazard, tier, msg_type) in crate::correlate::store::message_kinds(c)? {
         if msg_type == "Cancel" {
             w.lifted += 1;
             continue;
@@ -371,58 +342,27 @@ fn summarise(
             *top = tier;
         }
     }
-    let mut st =
-        c.prepare("SELECT hazard, count(DISTINCT lineage) FROM corr_warning GROUP BY hazard")?;
-    w.lineages = st
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
-        .collect::<Result<_, _>>()?;
+    w.lineages = crate::correlate::store::lineages_by_hazard(c)?;
     w.total = w.lineages.values().sum();
-    w.in_force_at_end = c.query_row(
-        "SELECT count(*) FROM corr_warning w
-         WHERE w.id = (SELECT max(id) FROM corr_warning x WHERE x.lineage = w.lineage)
-           AND w.msg_type != 'Cancel'",
-        [],
-        |r| r.get(0),
-    )?;
+    w.in_force_at_end = crate::correlate::store::unlifted(c)?;
     // Messages.
     let mut messages: BTreeMap<String, BTreeMap<String, i64>> = BTreeMap::new();
-    let mut st =
-        c.prepare("SELECT channel, state, count(*) FROM dispatch_message GROUP BY channel, state")?;
-    for row in st.query_map([], |r| {
-        Ok((
-            r.get::<_, String>(0)?,
-            r.get::<_, String>(1)?,
-            r.get::<_, i64>(2)?,
-        ))
-    })? {
-        let (ch, state, n) = row?;
+    for ((ch, state), n) in crate::dispatch::outbox::counts(c)? {
         messages.entry(ch).or_default().insert(state, n);
     }
-    let mut st = c.prepare("SELECT state, count(*) FROM broadcast_target GROUP BY state")?;
-    for row in st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))? {
-        let (state, n) = row?;
+    for (state, n) in crate::dispatch::broadcast::jobs::target_states(c)? {
         if n > 0 {
             messages
                 .entry("broadcast".into())
                 .or_default()
-                .insert(state, n);
+                .insert(state.as_str().to_string(), n);
         }
     }
-    let possible_duplicates: i64 = c.query_row(
-        "SELECT coalesce(sum(uncertain), 0) FROM dispatch_message",
-        [],
-        |r| r.get(0),
-    )?;
+    let possible_duplicates = crate::dispatch::outbox::possible_duplicates(c)?;
     // Acknowledgement: per (person, warning), from the first call to the first own answer.
     // Per (person, warning): did they answer it themselves, or did another lead of the same
     // place answer for them (covered), or were they left on the silent list?
-    let mut st = c.prepare(
-        "SELECT max(state = 'answered'), max(state = 'covered'), max(state = 'silent')
-         FROM respond_call GROUP BY person, lineage ORDER BY person, lineage",
-    )?;
-    let pairs: Vec<(bool, bool, bool)> = st
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
-        .collect::<Result<_, _>>()?;
+    let pairs = crate::respond::calls::outcomes(c)?;
     let called = pairs.len() as i64;
     let (mut answered, mut covered, mut silent) = (0, 0, 0);
     for (a, cov, sil) in &pairs {
@@ -435,17 +375,7 @@ fn summarise(
         }
     }
     // Per call: minutes from the call to its answer (or the answer that covered it).
-    let mut st = c.prepare(
-        "SELECT called, answered FROM respond_call
-         WHERE state IN ('answered', 'covered') AND answered IS NOT NULL",
-    )?;
-    let mut mins: Vec<f64> = Vec::new();
-    for row in st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))? {
-        let (a, b) = row?;
-        if let (Ok(a), Ok(b)) = (a.parse::<jiff::Timestamp>(), b.parse::<jiff::Timestamp>()) {
-            mins.push(b.duration_since(a).as_secs_f64() / 60.0);
-        }
-    }
+    let mut mins = crate::respond::calls::answer_minutes(c)?;
     mins.sort_by(|a, b| a.total_cmp(b));
     let pick = |q: f64| -> Option<f64> {
         if mins.is_empty() {
@@ -460,12 +390,7 @@ fn summarise(
             minutes.insert(k.to_string(), v);
         }
     }
-    let mut st = c.prepare(
-        "SELECT channel, count(*) FROM respond_answer WHERE repeat_of IS NULL GROUP BY channel",
-    )?;
-    let by_channel = st
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
-        .collect::<Result<_, _>>()?;
+    let by_channel = crate::respond::intake::answers_by_channel(c)?;
     let ack = Acknowledgement {
         called,
         answered,
@@ -479,30 +404,12 @@ fn summarise(
         by_channel,
         minutes,
     };
-    let mut st = c.prepare(
-        "SELECT action, count(*) FROM respond_step WHERE state = 'fired' GROUP BY action",
-    )?;
-    let escalations = st
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
-        .collect::<Result<_, _>>()?;
+    let escalations = crate::respond::calls::escalations(c)?;
     // Evacuation, per place (a village warned by the typhoon, the rain and its flash-flood
     // zone at once moves its people once): people to move at the places told to move now,
     // and the largest figures reported for each.
-    let (moved, refused, returned): (i64, i64, i64) = c.query_row(
-        "SELECT coalesce(sum(p), 0), coalesce(sum(r), 0), coalesce(sum(b), 0) FROM (
-           SELECT max(people) AS p, max(coalesce(refused, 0)) AS r, max(coalesce(returned, 0)) AS b
-           FROM respond_evacuation GROUP BY target)",
-        [],
-        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-    )?;
-    let told: Vec<String> = c
-        .prepare(
-            "SELECT DISTINCT target FROM respond_call
-             WHERE level IN ('village', 'site') AND json_extract(words, '$.move_') = 'now'
-             ORDER BY target",
-        )?
-        .query_map([], |r| r.get(0))?
-        .collect::<Result<_, _>>()?;
+    let (moved, refused, returned) = crate::respond::intake::evacuation_peaks(c)?;
+    let told = crate::respond::calls::told_to_move(c)?;
     let to_move: i64 = told
         .iter()
         .map(|t| {
@@ -520,13 +427,7 @@ fn summarise(
         ("refused".to_string(), refused),
         ("returned".to_string(), returned),
     ]);
-    let feed_gaps: i64 = c.query_row(
-        "SELECT count(*) FROM feed_inbox
-         WHERE json_extract(observation, '$.kind') = 'feed_alarm'
-           AND json_extract(observation, '$.data.state') = 'gap'",
-        [],
-        |r| r.get(0),
-    )?;
+    let feed_gaps = crate::feeds::state::gap_alarms(c)?;
     Ok(Summary {
         scenario: drill.scenario.name.clone(),
         start: local(&drill.scenario.start.to_string()),

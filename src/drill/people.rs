@@ -14,7 +14,7 @@
 //! resumed neither forgets an answer nor gives it twice.
 
 use jiff::{SignedDuration, Timestamp};
-use rusqlite::{OptionalExtension, Transaction, params};
+use rusqlite::{Transaction, params};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
@@ -179,18 +179,8 @@ pub fn receipts(
         )?;
         turn.receipts += 1;
         if delivered {
-            let message: Option<(i64, String)> = tx
-                .query_row(
-                    "SELECT p.message, m.state FROM dispatch_part p
-                     JOIN dispatch_message m ON m.id = p.message
-                     WHERE p.account = ?1 AND p.smsc_id = ?2",
-                    params![ACCOUNT, smsc],
-                    |x| Ok((x.get(0)?, x.get(1)?)),
-                )
-                .optional()?;
-            if let Some((id, state)) = message
-                && state == "delivered"
-            {
+            let message = outbox::message_of_part(tx, ACCOUNT, &smsc)?;
+            if let Some((id, outbox::MessageState::Delivered)) = message {
                 plan_for(tx, id, now, reg, r)?;
             }
         }
@@ -215,11 +205,7 @@ pub fn accept(
         let mut results = Vec::with_capacity(claimed.len());
         for c in &claimed {
             let (_, n) = crate::dispatch::sms::encode::segments(&c.text);
-            let attempt: i64 = tx.query_row(
-                "SELECT attempts FROM dispatch_message WHERE id = ?1",
-                params![c.id],
-                |x| x.get(0),
-            )?;
+            let attempt = outbox::attempts(tx, c.id)?;
             let n = n.max(1) as u32;
             let off = r.draw(&["unreachable", &c.address]) < r.unreachable_share;
             let mut parts = Vec::new();
@@ -259,17 +245,13 @@ fn plan_for(
     reg: &Registry,
     r: &Responders,
 ) -> anyhow::Result<()> {
-    let carried: Vec<(String, String, i64, String)> = tx
-        .prepare_cached(
-            "SELECT person, lineage, decision, words FROM dispatch_message
-             WHERE (id = ?1 OR (merged_into = ?1 AND state = 'merged')) AND purpose = 'warning'
-             ORDER BY id",
-        )?
-        .query_map(params![id], |x| {
-            Ok((x.get(0)?, x.get(1)?, x.get(2)?, x.get(3)?))
-        })?
-        .collect::<Result<_, _>>()?;
-    for (person, lineage, decision, words) in carried {
+    for outbox::Carried {
+        person,
+        lineage,
+        decision,
+        words,
+    } in outbox::carried(tx, id)?
+    {
         // Some people answer, some never do (asleep, phone in a drawer): a trait of the
         // person, not of the warning.
         if r.draw(&["answers", &person]) >= r.answer_share {
@@ -277,24 +259,13 @@ fn plan_for(
         }
         // The call this text made, if it made one (an Alert or a raise asks again; other
         // updates do not), else their latest call for the warning.
-        let this: Option<(String, String)> = tx
-            .prepare_cached(
-                "SELECT level, target FROM respond_call WHERE decision = ?1 AND person = ?2
-                 ORDER BY id LIMIT 1",
-            )?
-            .query_row(params![decision, person], |x| Ok((x.get(0)?, x.get(1)?)))
-            .optional()?;
-        let latest: Option<(String, String)> = match &this {
-            Some(c) => Some(c.clone()),
-            None => tx
-                .prepare_cached(
-                    "SELECT level, target FROM respond_call WHERE person = ?1 AND lineage = ?2
-                     ORDER BY id DESC LIMIT 1",
-                )?
-                .query_row(params![person, lineage], |x| Ok((x.get(0)?, x.get(1)?)))
-                .optional()?,
-        };
-        let Some((level, target)) = latest else {
+        let latest = crate::respond::calls::called_as(tx, decision, &person, &lineage)?;
+        let Some(crate::respond::calls::CalledAs {
+            level,
+            target,
+            by_this,
+        }) = latest
+        else {
             continue;
         };
         let sms = r.draw(&["sms", &person, &lineage]) < r.sms_share;
@@ -325,7 +296,7 @@ fn plan_for(
         let dec = decision.to_string();
         let ack_at = now
             + SignedDuration::from_mins(r.within(r.answer_mins, r.draw(&["delay", &person, &dec])));
-        if this.is_some() {
+        if by_this {
             step(tx, &format!("ack:{decision}"), ack_at, None, None)?;
         }
         let lead = matches!(level.as_str(), "village" | "site" | "group");
@@ -385,17 +356,9 @@ pub fn lifts(tx: &Transaction<'_>, scenario: &str, r: &Responders) -> anyhow::Re
         params![scenario],
         |x| x.get(0),
     )?;
-    let cancels: Vec<(i64, String, String)> = tx
-        .prepare_cached(
-            "SELECT id, lineage, at FROM corr_decision WHERE id > ?1 AND send = 'Cancel' ORDER BY id",
-        )?
-        .query_map(params![after], |x| Ok((x.get(0)?, x.get(1)?, x.get(2)?)))?
-        .collect::<Result<_, _>>()?;
-    for (id, lineage, at) in &cancels {
-        let Ok(at) = at.parse::<Timestamp>() else {
-            anyhow::bail!("corr_decision {id}: unreadable time {at:?}");
-        };
-        let due = secs(at) + i64::from(r.return_after_mins) * 60;
+    let cancels = crate::correlate::store::lifts_after(tx, after)?;
+    for (_, lineage, at) in &cancels {
+        let due = secs(*at) + i64::from(r.return_after_mins) * 60;
         tx.execute(
             "INSERT OR IGNORE INTO drill_plan (person, lineage, step, due, target, people, sms)
              SELECT person, lineage, 'returned', ?2, target, max(people), sms FROM drill_plan
@@ -544,18 +507,9 @@ fn reply(
     Ok(())
 }
 
-/// When the warning was lifted: the time of its latest decision, if that was a Cancel.
+/// When the warning was lifted (see `correlate::store::lifted_at`).
 fn lift_time(tx: &Transaction<'_>, lineage: &str) -> anyhow::Result<Option<Timestamp>> {
-    let last: Option<(String, String)> = tx
-        .prepare_cached(
-            "SELECT send, at FROM corr_decision WHERE lineage = ?1 ORDER BY id DESC LIMIT 1",
-        )?
-        .query_row(params![lineage], |x| Ok((x.get(0)?, x.get(1)?)))
-        .optional()?;
-    Ok(match last {
-        Some((send, at)) if send == "Cancel" => at.parse().ok(),
-        _ => None,
-    })
+    crate::correlate::store::lifted_at(tx, lineage)
 }
 
 /// The link in the person's latest delivered text of this warning, while it is valid.
@@ -565,18 +519,7 @@ fn current_link(
     lineage: &str,
     now: Timestamp,
 ) -> anyhow::Result<Option<crate::dispatch::link::Link>> {
-    let message: Option<i64> = tx
-        .prepare_cached(
-            "SELECT CASE WHEN m.state = 'merged' THEN m.merged_into ELSE m.id END
-             FROM dispatch_message m
-             LEFT JOIN dispatch_message car ON car.id = m.merged_into
-             WHERE m.person = ?1 AND m.lineage = ?2 AND m.purpose = 'warning'
-               AND (m.state = 'delivered' OR (m.state = 'merged' AND car.state = 'delivered'))
-             ORDER BY m.version DESC, m.id DESC LIMIT 1",
-        )?
-        .query_row(params![person, lineage], |x| x.get(0))
-        .optional()?
-        .flatten();
+    let message = outbox::latest_delivered(tx, person, lineage)?;
     let Some(message) = message else {
         return Ok(None);
     };

@@ -21,6 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use backon::BackoffBuilder;
+use jiff::Timestamp;
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
@@ -283,7 +284,15 @@ impl Poller {
     }
 
     fn stamp(&self) -> String {
-        crate::store::stamp(&self.clock.now().to_zoned(self.settings.tz.clone()))
+        crate::store::stamp(self.clock.now())
+    }
+
+    /// A time as an alarm tells it to people: in the office's zone, with its offset (a stored
+    /// stamp, which is UTC, converted; the text as it was when it does not parse).
+    fn local(&self, t: Timestamp) -> String {
+        let z = t.to_zoned(self.settings.tz.clone());
+        let t = t.round(jiff::Unit::Millisecond).unwrap_or(t);
+        t.display_with_offset(z.offset()).to_string()
     }
 
     fn note(&self, feed: &str, f: impl FnOnce(&mut HealthDelta)) {
@@ -839,8 +848,12 @@ impl Poller {
             kind: spec.kind.name().to_string(),
             url: spec.url.clone(),
             state,
-            at: self.stamp(),
-            last_success: run.last_success.clone(),
+            at: self.local(self.clock.now()),
+            last_success: run.last_success.as_ref().map(|s| {
+                s.parse::<Timestamp>()
+                    .map(|t| self.local(t))
+                    .unwrap_or_else(|_| s.clone())
+            }),
             silent_secs: silent.as_secs(),
             interval_secs: spec.interval.as_secs(),
             failures: run.failures,

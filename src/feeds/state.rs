@@ -452,3 +452,14 @@ pub fn consume(tx: &Transaction<'_>, ids: &[i64], at: &str) -> rusqlite::Result<
     }
     Ok(())
 }
+
+/// Gap alarms ever raised (each an inbox entry).
+pub fn gap_alarms(c: &Connection) -> rusqlite::Result<i64> {
+    c.query_row(
+        "SELECT count(*) FROM feed_inbox
+         WHERE json_extract(observation, '$.kind') = 'feed_alarm'
+           AND json_extract(observation, '$.data.state') = 'gap'",
+        [],
+        |r| r.get(0),
+    )
+}

@@ -228,7 +228,7 @@ pub fn import(
     at: &jiff::Zoned,
     actor: &str,
 ) -> anyhow::Result<ImportReport> {
-    let at_text = crate::store::stamp(at);
+    let at_text = crate::store::stamp(at.timestamp());
     let previous: Option<i64> = tx
         .query_row("SELECT max(id) FROM reg_import", [], |r| r.get(0))
         .optional()?

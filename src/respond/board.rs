@@ -549,16 +549,17 @@ fn evacuation(c: &Connection, lineage: &str) -> anyhow::Result<HashMap<String, (
 /// Shelter loads over the warnings in force: each person's latest report counted once (the
 /// same people reported under two warnings are the same people).
 pub(crate) fn shelters(c: &Connection, reg: &Registry) -> anyhow::Result<Vec<Shelter>> {
+    let in_force = cstore::in_force_keys(c)?;
     let mut q = c.prepare_cached(
         "SELECT shelter, sum(people) FROM (
             SELECT e.shelter AS shelter, max(e.people) AS people FROM respond_evacuation e
-            JOIN corr_lineage l ON l.key = e.lineage
-            WHERE e.shelter IS NOT NULL AND e.shelter != ''
+            WHERE e.lineage IN (SELECT value FROM json_each(?1))
+              AND e.shelter IS NOT NULL AND e.shelter != ''
             GROUP BY e.target, e.person, e.shelter)
          GROUP BY shelter",
     )?;
     let rows: Vec<(String, i64)> = q
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .query_map(params![in_force], |r| Ok((r.get(0)?, r.get(1)?)))?
         .collect::<rusqlite::Result<_>>()?;
     Ok(loads(reg, rows))
 }
@@ -580,16 +581,16 @@ pub(crate) fn shelter(
     else {
         return Ok(None);
     };
+    let in_force = cstore::in_force_keys(c)?;
     let mut q = c.prepare_cached(
         "SELECT shelter, sum(people) FROM (
             SELECT e.shelter AS shelter, max(e.people) AS people FROM respond_evacuation e
-            JOIN corr_lineage l ON l.key = e.lineage
-            WHERE e.shelter IN (?1, ?2)
+            WHERE e.shelter IN (?1, ?2) AND e.lineage IN (SELECT value FROM json_each(?3))
             GROUP BY e.target, e.person, e.shelter)
          GROUP BY shelter",
     )?;
     let rows: Vec<(String, i64)> = q
-        .query_map(params![known.id, known.name], |r| {
+        .query_map(params![known.id, known.name, in_force], |r| {
             Ok((r.get(0)?, r.get(1)?))
         })?
         .collect::<rusqlite::Result<_>>()?;
@@ -658,42 +659,27 @@ fn returning(
 ) -> anyhow::Result<Vec<Returning>> {
     // Recent is measured on the warnings' own clock (the newest message issued), so that a
     // replayed storm's lift shows while a drill runs, and old storms drop off in real life.
-    let newest: Option<String> = c
-        .prepare_cached("SELECT max(sent) FROM corr_warning")?
-        .query_row([], |r| r.get(0))?;
-    let since = newest
-        .and_then(|s| s.parse::<jiff::Timestamp>().ok())
+    let since = cstore::newest_sent(c)?
         .and_then(|t| t.checked_sub(jiff::SignedDuration::from_hours(72)).ok());
+    let lifted = cstore::lifted_since(c, since)?;
     let mut q = c.prepare_cached(
-        "SELECT e.lineage, w.hazard, w.sent, e.target, sum(e.people), sum(ifnull(e.returned, 0))
-         FROM respond_evacuation e
-         JOIN (SELECT lineage, hazard, max(sent) AS sent FROM corr_warning
-               WHERE msg_type = 'Cancel' GROUP BY lineage) w ON w.lineage = e.lineage
-         WHERE e.lineage NOT IN (SELECT key FROM corr_lineage)
-         GROUP BY e.lineage, e.target",
+        "SELECT target, sum(people), sum(ifnull(returned, 0)) FROM respond_evacuation
+         WHERE lineage = ?1 GROUP BY target",
     )?;
-    let rows = q.query_map([], |r| {
-        Ok((
-            (
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, String>(2)?,
-            ),
-            (
-                r.get::<_, String>(3)?,
-                r.get::<_, i64>(4)?,
-                r.get::<_, i64>(5)?,
-            ),
-        ))
-    })?;
-    let mut out: BTreeMap<String, Returning> = BTreeMap::new();
-    for row in rows {
-        let ((lineage, hazard, sent), (target, moved, returned)) = row?;
-        if let (Some(since), Ok(t)) = (since, sent.parse::<jiff::Timestamp>())
-            && t < since
-        {
-            continue;
+    let mut rows = Vec::new();
+    for (lineage, hazard, sent) in lifted {
+        let places: Vec<(String, i64, i64)> = q
+            .query_map(params![lineage], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+            .collect::<rusqlite::Result<_>>()?;
+        for (target, moved, returned) in places {
+            rows.push((
+                (lineage.clone(), hazard.clone(), sent.clone()),
+                (target, moved, returned),
+            ));
         }
+    }
+    let mut out: BTreeMap<String, Returning> = BTreeMap::new();
+    for ((lineage, hazard, sent), (target, moved, returned)) in rows {
         let (moved, returned) = (
             moved.clamp(0, i64::from(u32::MAX)) as u32,
             returned.clamp(0, i64::from(u32::MAX)) as u32,

@@ -25,6 +25,39 @@ use crate::correlate::tier::Tier;
 use crate::correlate::warning::Targets;
 use crate::dispatch::outbox::{self, Notice, Policy, Words};
 use crate::registry::Registry;
+use crate::store::stamp;
+
+crate::store::sql_enum! {
+    /// Where a call stands (`respond_call.state`).
+    pub enum CallState {
+        /// Waiting for the person's answer; the ladder climbs.
+        Open = "open",
+        /// They answered.
+        Answered = "answered",
+        /// Someone else answered for the same place.
+        Covered = "covered",
+        /// A raise asked them again (the newer call stands).
+        Superseded = "superseded",
+        /// The warning was lifted before they answered.
+        Lifted = "lifted",
+        /// The ladder ran out: on the silent list.
+        Silent = "silent",
+        /// They no longer answer for the place (the registry changed).
+        Replaced = "replaced",
+    }
+}
+
+crate::store::sql_enum! {
+    /// A ladder step (`respond_step.state`).
+    pub enum StepState {
+        /// Not yet due, or due and about to fire.
+        Pending = "pending",
+        /// Done (what it did is in its detail).
+        Fired = "fired",
+        /// Its call was answered or closed first.
+        Cancelled = "cancelled",
+    }
+}
 
 /// One rung of the ladder.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -84,10 +117,6 @@ impl RespondSettings {
     }
 }
 
-fn stamp(t: Timestamp) -> String {
-    t.to_string()
-}
-
 /// What registering one decision's calls did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Registered {
@@ -111,7 +140,7 @@ pub fn register(
     let mut out = Registered::default();
     let at = stamp(now);
     if t.send == Send::Cancel {
-        out.closed += close(tx, &t.lineage, None, decision, "lifted", now)?;
+        out.closed += close(tx, &t.lineage, None, decision, CallState::Lifted, now)?;
         return Ok(out);
     }
     if !(t.send == Send::Alert || t.raises) {
@@ -125,7 +154,14 @@ pub fn register(
         .unwrap_or_default();
     for c in &t.contacts {
         // A raise asks again: the person's open calls for this warning give way to the new one.
-        out.closed += close(tx, &t.lineage, Some(&c.person), decision, "superseded", now)?;
+        out.closed += close(
+            tx,
+            &t.lineage,
+            Some(&c.person),
+            decision,
+            CallState::Superseded,
+            now,
+        )?;
         let n = tx.execute(
             "INSERT OR IGNORE INTO respond_call
                (decision, lineage, version, hazard, tier, person, name, mobile, level, role, target,
@@ -223,7 +259,7 @@ fn close(
     lineage: &str,
     person: Option<&str>,
     decision: i64,
-    state: &str,
+    state: CallState,
     now: Timestamp,
 ) -> anyhow::Result<usize> {
     let at = stamp(now);
@@ -277,7 +313,7 @@ pub fn answered(
         .collect::<rusqlite::Result<_>>()?;
     let mut closed = 0;
     for (id, lineage, target) in mine {
-        closed += finish(tx, id, "answered", answer, &when)?;
+        closed += finish(tx, id, CallState::Answered, answer, &when)?;
         if !settings.all_must_answer {
             let others: Vec<i64> = tx
                 .prepare_cached(
@@ -287,7 +323,7 @@ pub fn answered(
                 .query_map(params![lineage, target, when], |r| r.get(0))?
                 .collect::<rusqlite::Result<_>>()?;
             for o in others {
-                closed += finish(tx, o, "covered", answer, &when)?;
+                closed += finish(tx, o, CallState::Covered, answer, &when)?;
             }
         }
     }
@@ -297,7 +333,7 @@ pub fn answered(
 fn finish(
     tx: &Transaction<'_>,
     call: i64,
-    state: &str,
+    state: CallState,
     answer: i64,
     when: &str,
 ) -> anyhow::Result<usize> {
@@ -577,6 +613,147 @@ pub struct Silent {
     pub name: String,
     /// When they were called.
     pub called: String,
+}
+
+/// Whom a person was called as for a warning: by the call a decision made for them, else by
+/// their latest call for the warning.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CalledAs {
+    /// Their level (village, site, town, …).
+    pub level: String,
+    /// The village or site they answer for.
+    pub target: String,
+    /// Whether the decision itself called them (an Alert or a raise asks again; other updates
+    /// do not).
+    pub by_this: bool,
+}
+
+/// See [`CalledAs`].
+pub fn called_as(
+    c: &Connection,
+    decision: i64,
+    person: &str,
+    lineage: &str,
+) -> anyhow::Result<Option<CalledAs>> {
+    let this: Option<(String, String)> = c
+        .prepare_cached(
+            "SELECT level, target FROM respond_call WHERE decision = ?1 AND person = ?2
+             ORDER BY id LIMIT 1",
+        )?
+        .query_row(params![decision, person], |x| Ok((x.get(0)?, x.get(1)?)))
+        .optional()?;
+    if let Some((level, target)) = this {
+        return Ok(Some(CalledAs {
+            level,
+            target,
+            by_this: true,
+        }));
+    }
+    let latest: Option<(String, String)> = c
+        .prepare_cached(
+            "SELECT level, target FROM respond_call WHERE person = ?1 AND lineage = ?2
+             ORDER BY id DESC LIMIT 1",
+        )?
+        .query_row(params![person, lineage], |x| Ok((x.get(0)?, x.get(1)?)))
+        .optional()?;
+    Ok(latest.map(|(level, target)| CalledAs {
+        level,
+        target,
+        by_this: false,
+    }))
+}
+
+/// One fired ladder step as the record of a drill shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StepRecord {
+    /// Row id.
+    pub id: i64,
+    /// When it fired (stored stamp).
+    pub fired: Option<String>,
+    /// What it was (resend, deputy, town, …).
+    pub action: String,
+    /// What it did.
+    pub detail: Option<String>,
+    /// The person it chased.
+    pub person: String,
+    /// The warning.
+    pub lineage: String,
+    /// Its version.
+    pub version: i64,
+    /// The place the call was for.
+    pub target: String,
+    /// Its place on the ladder.
+    pub step: i64,
+}
+
+/// Every ladder step that fired, in order.
+pub fn fired_steps(c: &Connection) -> anyhow::Result<Vec<StepRecord>> {
+    Ok(c.prepare(
+        "SELECT s.id, s.fired, s.action, s.detail, c.person, c.lineage, c.version, c.target, s.step
+         FROM respond_step s JOIN respond_call c ON c.id = s.call
+         WHERE s.state = 'fired' ORDER BY s.id",
+    )?
+    .query_map([], |r| {
+        Ok(StepRecord {
+            id: r.get("id")?,
+            fired: r.get("fired")?,
+            action: r.get("action")?,
+            detail: r.get("detail")?,
+            person: r.get("person")?,
+            lineage: r.get("lineage")?,
+            version: r.get("version")?,
+            target: r.get("target")?,
+            step: r.get("step")?,
+        })
+    })?
+    .collect::<Result<_, _>>()?)
+}
+
+/// Fired steps by action.
+pub fn escalations(c: &Connection) -> anyhow::Result<BTreeMap<String, i64>> {
+    Ok(c.prepare(
+        "SELECT action, count(*) FROM respond_step WHERE state = 'fired' GROUP BY action",
+    )?
+    .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+    .collect::<Result<_, _>>()?)
+}
+
+/// Per (person, warning): whether they answered it themselves, whether another lead of the
+/// same place answered for them, whether they were left on the silent list.
+pub fn outcomes(c: &Connection) -> anyhow::Result<Vec<(bool, bool, bool)>> {
+    Ok(c.prepare(
+        "SELECT max(state = 'answered'), max(state = 'covered'), max(state = 'silent')
+         FROM respond_call GROUP BY person, lineage ORDER BY person, lineage",
+    )?
+    .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+    .collect::<Result<_, _>>()?)
+}
+
+/// Per answered call: minutes from the call to its answer (or the answer that covered it).
+pub fn answer_minutes(c: &Connection) -> anyhow::Result<Vec<f64>> {
+    let mut st = c.prepare(
+        "SELECT called, answered FROM respond_call
+         WHERE state IN ('answered', 'covered') AND answered IS NOT NULL",
+    )?;
+    let mut mins = Vec::new();
+    for row in st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))? {
+        let (a, b) = row?;
+        if let (Ok(a), Ok(b)) = (a.parse::<Timestamp>(), b.parse::<Timestamp>()) {
+            mins.push(b.duration_since(a).as_secs_f64() / 60.0);
+        }
+    }
+    Ok(mins)
+}
+
+/// The villages and sites whose leads were told to move people now (立即转移).
+pub fn told_to_move(c: &Connection) -> anyhow::Result<Vec<String>> {
+    Ok(c.prepare(
+        "SELECT DISTINCT target FROM respond_call
+         WHERE level IN ('village', 'site') AND json_extract(words, '$.move_') = 'now'
+         ORDER BY target",
+    )?
+    .query_map([], |r| r.get(0))?
+    .collect::<Result<_, _>>()?)
 }
 
 /// (state or kind, how many), in name order.

@@ -10,8 +10,10 @@
 //! - A reply repeated within ten minutes (an SMSC redelivering, a second tap) is recorded with
 //!   `repeat_of` and changes nothing.
 
+use std::collections::BTreeMap;
+
 use jiff::{SignedDuration, Timestamp};
-use rusqlite::{OptionalExtension, Transaction, params};
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 use super::calls::{self, RespondSettings};
 use super::reply::{self, Reply};
@@ -64,12 +66,12 @@ pub fn run_once(
             Reply::Returned { people } => ("returned", Some(*people), None, None),
             Reply::Unknown => ("unknown", None, None, None),
         };
-        let since = (r.at - REPEAT_WINDOW).to_string();
+        let since = crate::store::stamp(r.at - REPEAT_WINDOW);
         let repeat_of: Option<i64> = tx
             .query_row(
                 "SELECT id FROM respond_answer WHERE address = ?1 AND text = ?2 AND at >= ?3 AND at <= ?4
                  ORDER BY id LIMIT 1",
-                params![address, r.text, since, r.at.to_string()],
+                params![address, r.text, since, crate::store::stamp(r.at)],
                 |x| x.get(0),
             )
             .optional()?;
@@ -78,7 +80,7 @@ pub fn run_once(
                (at, channel, inbound, address, person, lineage, version, kind, people, shelter, note, text, repeat_of)
              VALUES (?1, 'sms', ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
             params![
-                r.at.to_string(),
+                crate::store::stamp(r.at),
                 r.id,
                 address,
                 last.as_ref().map(|l| &l.person),
@@ -360,7 +362,7 @@ pub fn from_link(
     if let Some(n) = &a.note {
         text.push_str(&format!(" note={n}"));
     }
-    let since = (at - REPEAT_WINDOW).to_string();
+    let since = crate::store::stamp(at - REPEAT_WINDOW);
     let repeat: Option<i64> = tx
         .query_row(
             "SELECT id FROM respond_answer WHERE channel = 'link' AND person = ?1 AND lineage = ?2
@@ -376,7 +378,7 @@ pub fn from_link(
         "INSERT INTO respond_answer (at, channel, person, lineage, version, kind, people, shelter, note, text)
          VALUES (?1, 'link', ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
         params![
-            at.to_string(),
+            crate::store::stamp(at),
             link.person,
             link.lineage,
             link.version,
@@ -561,8 +563,84 @@ fn evacuation(
         shelter,
         refused,
         returned,
-        at.to_string(),
+        crate::store::stamp(at),
         answer
     ])?;
     Ok(())
+}
+
+/// One answer as the record of a drill shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AnswerRecord {
+    /// Row id.
+    pub id: i64,
+    /// When (stored stamp).
+    pub at: String,
+    /// `sms` or `link`.
+    pub channel: String,
+    /// The number it came from (SMS).
+    pub address: Option<String>,
+    /// Who, when known.
+    pub person: Option<String>,
+    /// The warning it answers.
+    pub lineage: Option<String>,
+    /// Its version.
+    pub version: Option<i64>,
+    /// ack, post, moved, help, returned, unknown.
+    pub kind: String,
+    /// People (moved, returned).
+    pub people: Option<i64>,
+    /// Shelter named.
+    pub shelter: Option<String>,
+    /// Word for word.
+    pub text: String,
+    /// A repeat of this earlier answer (ignored).
+    pub repeat_of: Option<i64>,
+}
+
+/// Every answer, in order.
+pub fn all_answers(c: &Connection) -> anyhow::Result<Vec<AnswerRecord>> {
+    Ok(c.prepare(
+        "SELECT id, at, channel, address, person, lineage, version, kind, people, shelter, text,
+                repeat_of
+         FROM respond_answer ORDER BY id",
+    )?
+    .query_map([], |r| {
+        Ok(AnswerRecord {
+            id: r.get("id")?,
+            at: r.get("at")?,
+            channel: r.get("channel")?,
+            address: r.get("address")?,
+            person: r.get("person")?,
+            lineage: r.get("lineage")?,
+            version: r.get("version")?,
+            kind: r.get("kind")?,
+            people: r.get("people")?,
+            shelter: r.get("shelter")?,
+            text: r.get("text")?,
+            repeat_of: r.get("repeat_of")?,
+        })
+    })?
+    .collect::<Result<_, _>>()?)
+}
+
+/// First answers (repeats left out) by channel.
+pub fn answers_by_channel(c: &Connection) -> anyhow::Result<BTreeMap<String, i64>> {
+    Ok(c.prepare(
+        "SELECT channel, count(*) FROM respond_answer WHERE repeat_of IS NULL GROUP BY channel",
+    )?
+    .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+    .collect::<Result<_, _>>()?)
+}
+
+/// Evacuation per place, summed over places: the largest figures reported for each place
+/// (people moved, refusing, back home).
+pub fn evacuation_peaks(c: &Connection) -> anyhow::Result<(i64, i64, i64)> {
+    Ok(c.query_row(
+        "SELECT coalesce(sum(p), 0), coalesce(sum(r), 0), coalesce(sum(b), 0) FROM (
+           SELECT max(people) AS p, max(coalesce(refused, 0)) AS r, max(coalesce(returned, 0)) AS b
+           FROM respond_evacuation GROUP BY target)",
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    )?)
 }

@@ -173,12 +173,12 @@ pub fn read(
         .filter_map(|m| m.tier.as_deref().and_then(crate::correlate::Tier::parse))
         .max()
         .map_or_else(String::new, |t| t.as_str().to_string());
-    let mut timeline: Vec<(String, Event)> = Vec::new();
+    // Ordered by time itself, not by the text of the times: messages carry their CAP times
+    // (+08:00), the other events the store's stamps. (Ordered as text, a send at …:00.3Z came
+    // before its own issue at …:00Z.)
+    let mut timeline: Vec<(Option<jiff::Timestamp>, Event)> = Vec::new();
     let mut push = |at: &str, kind: &str, who: String, what: String| {
-        let key = at
-            .parse::<jiff::Timestamp>()
-            .map(|t| t.to_string())
-            .unwrap_or_else(|_| at.to_string());
+        let key = at.parse::<jiff::Timestamp>().ok();
         timeline.push((
             key,
             Event {
@@ -219,23 +219,39 @@ pub fn read(
             "SELECT person, name, level, role, target, called, state, answered FROM respond_call
              WHERE lineage = ?1 ORDER BY id",
         )?;
+        struct Row {
+            person: String,
+            name: String,
+            level: String,
+            role: String,
+            target: String,
+            called: String,
+            state: String,
+            answered: Option<String>,
+        }
         let rows = q.query_map(params![lineage], |r| {
-            Ok((
-                (
-                    r.get::<_, String>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, String>(2)?,
-                ),
-                (
-                    r.get::<_, String>(3)?,
-                    r.get::<_, String>(4)?,
-                    r.get::<_, String>(5)?,
-                ),
-                (r.get::<_, String>(6)?, r.get::<_, Option<String>>(7)?),
-            ))
+            Ok(Row {
+                person: r.get("person")?,
+                name: r.get("name")?,
+                level: r.get("level")?,
+                role: r.get("role")?,
+                target: r.get("target")?,
+                called: r.get("called")?,
+                state: r.get("state")?,
+                answered: r.get("answered")?,
+            })
         })?;
         for row in rows {
-            let ((person, name, level), (role, target, called), (state, answered)) = row?;
+            let Row {
+                person,
+                name,
+                level,
+                role,
+                target,
+                called,
+                state,
+                answered,
+            } = row?;
             let a = people.entry(person).or_insert(Acc {
                 name,
                 level,
@@ -264,19 +280,36 @@ pub fn read(
             "SELECT at, channel, person, kind, people, shelter, text FROM respond_answer
              WHERE lineage = ?1 AND repeat_of IS NULL ORDER BY at, id",
         )?;
+        struct Row {
+            at: String,
+            channel: String,
+            person: Option<String>,
+            kind: String,
+            people: Option<i64>,
+            shelter: Option<String>,
+            text: String,
+        }
         let rows = q.query_map(params![lineage], |r| {
-            Ok((
-                (
-                    r.get::<_, String>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, Option<String>>(2)?,
-                ),
-                (r.get::<_, String>(3)?, r.get::<_, Option<i64>>(4)?),
-                (r.get::<_, Option<String>>(5)?, r.get::<_, String>(6)?),
-            ))
+            Ok(Row {
+                at: r.get("at")?,
+                channel: r.get("channel")?,
+                person: r.get("person")?,
+                kind: r.get("kind")?,
+                people: r.get("people")?,
+                shelter: r.get("shelter")?,
+                text: r.get("text")?,
+            })
         })?;
         for row in rows {
-            let ((at, channel, person), (kind, n), (shelter, text)) = row?;
+            let Row {
+                at,
+                channel,
+                person,
+                kind,
+                people: n,
+                shelter,
+                text,
+            } = row?;
             let who = person
                 .as_ref()
                 .and_then(|p| people.get(p).map(|a| a.name.clone()))
@@ -336,20 +369,8 @@ pub fn read(
     // Sends and receipts, from the audit trail (each entry names its warning).
     let mut sms = (0, 0, 0);
     {
-        let mut q = c.prepare_cached(
-            "SELECT kind, count(*), min(at) FROM audit
-             WHERE kind LIKE 'sms.%' AND json_extract(detail, '$.lineage') = ?1 GROUP BY kind",
-        )?;
-        let rows = q.query_map(params![lineage], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, i64>(1)?,
-                r.get::<_, String>(2)?,
-            ))
-        })?;
-        for row in rows {
-            let (kind, n, first_at) = row?;
-            let n = n.clamp(0, i64::from(u32::MAX)) as u32;
+        let rows = crate::store::audit::kinds_about(c, "sms.", lineage)?;
+        for (kind, n, first_at) in rows {
             match kind.as_str() {
                 "sms.accepted" => {
                     sms.0 += n;
@@ -365,7 +386,9 @@ pub fn read(
             }
         }
     }
-    timeline.sort_by(|a, b| a.0.cmp(&b.0));
+    // Stable: events at the same instant keep the order they were gathered in (the issue
+    // before what it caused).
+    timeline.sort_by_key(|e| e.0);
 
     let place_name = |id: &str| super::place_name(reg, id);
     let persons: Vec<Person> = people

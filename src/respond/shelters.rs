@@ -47,7 +47,7 @@ pub(crate) fn check(
     }
     tx.execute(
         "INSERT INTO respond_shelter_alert (shelter, at, occupants, capacity) VALUES (?1, ?2, ?3, ?4)",
-        params![load.id, at.to_string(), load.occupants, load.capacity],
+        params![load.id, crate::store::stamp(at), load.occupants, load.capacity],
     )?;
     let lang = crate::templates::lang(&policy.lang);
     let percent = u64::from(load.occupants) * 100 / u64::from(load.capacity.max(1));

@@ -124,6 +124,33 @@ fn row_hash(
     hex::encode(h.finalize())
 }
 
+/// Entries whose kind starts with `prefix` and whose detail names `lineage` (every message,
+/// broadcast and escalation entry does), by kind: (kind, how many, when the first was). The
+/// first is the first in the chain, which is the first in time.
+pub fn kinds_about(
+    c: &Connection,
+    prefix: &str,
+    lineage: &str,
+) -> rusqlite::Result<Vec<(String, u32, String)>> {
+    let groups: Vec<(String, i64, i64)> = c
+        .prepare_cached(
+            "SELECT kind, count(*), min(seq) FROM audit
+             WHERE kind LIKE ?1 || '%' AND json_extract(detail, '$.lineage') = ?2 GROUP BY kind",
+        )?
+        .query_map(params![prefix, lineage], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })?
+        .collect::<Result<_, _>>()?;
+    let mut out = Vec::with_capacity(groups.len());
+    for (kind, n, first) in groups {
+        let at: String = c
+            .prepare_cached("SELECT at FROM audit WHERE seq = ?1")?
+            .query_row(params![first], |r| r.get(0))?;
+        out.push((kind, n.clamp(0, i64::from(u32::MAX)) as u32, at));
+    }
+    Ok(out)
+}
+
 /// The hash a row should carry, recomputed from its fields (for [`verify`] and for anyone
 /// checking an exported trail independently).
 pub fn compute_hash(rec: &Record) -> String {
@@ -150,7 +177,7 @@ pub fn head(conn: &Connection) -> rusqlite::Result<Option<(i64, String)>> {
 pub fn append(tx: &Transaction<'_>, entry: &Entry) -> rusqlite::Result<Record> {
     let (prev_seq, prev_hash) = head(tx)?.unwrap_or((0, GENESIS.to_string()));
     let seq = prev_seq + 1;
-    let at = super::stamp(&entry.at);
+    let at = super::stamp(entry.at.timestamp());
     let detail = serde_json::to_string(&entry.detail).unwrap_or_else(|_| "null".into());
     let hash = row_hash(
         &prev_hash,

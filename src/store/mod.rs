@@ -21,21 +21,87 @@
 pub mod audit;
 mod migrations;
 
+/// A state column's values as a Rust enum: written and read by name (`ToSql`/`FromSql`), so a
+/// misspelt state cannot compile, and held to the same list by the table's CHECK constraint
+/// (migration 0018; `tests/it/store.rs` compares the two). The module that owns the table
+/// declares its enum with this.
+macro_rules! sql_enum {
+    (
+        $(#[$meta:meta])*
+        $vis:vis enum $name:ident {
+            $( $(#[$vmeta:meta])* $var:ident = $text:literal ),+ $(,)?
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        $vis enum $name {
+            $( $(#[$vmeta])* $var ),+
+        }
+
+        impl $name {
+            /// Every value, in declaration order.
+            pub const ALL: &'static [$name] = &[ $( $name::$var ),+ ];
+
+            /// As stored.
+            pub fn as_str(self) -> &'static str {
+                match self { $( $name::$var => $text ),+ }
+            }
+
+            /// From its stored name.
+            pub fn parse(s: &str) -> Option<$name> {
+                match s { $( $text => Some($name::$var), )+ _ => None }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl serde::Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(self.as_str())
+            }
+        }
+
+        impl rusqlite::types::ToSql for $name {
+            fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+                Ok(rusqlite::types::ToSqlOutput::from(self.as_str()))
+            }
+        }
+
+        impl rusqlite::types::FromSql for $name {
+            fn column_result(
+                v: rusqlite::types::ValueRef<'_>,
+            ) -> rusqlite::types::FromSqlResult<Self> {
+                let s = v.as_str()?;
+                $name::parse(s).ok_or_else(|| {
+                    rusqlite::types::FromSqlError::Other(
+                        format!("{s:?} is not a {}", stringify!($name)).into(),
+                    )
+                })
+            }
+        }
+    };
+}
+pub(crate) use sql_enum;
+
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, mpsc};
 use std::thread;
 
 use rusqlite::{Connection, OpenFlags, Transaction};
 
-/// A time as every table stores it: RFC 3339 with the zone's offset, to the millisecond
-/// (`2019-08-09T18:30:00.000+08:00`). One format everywhere, so stored times compare as text
-/// within one zone and read back exactly.
-pub fn stamp(at: &jiff::Zoned) -> String {
-    let t = at.timestamp();
-    t.round(jiff::Unit::Millisecond)
-        .unwrap_or(t)
-        .display_with_offset(at.offset())
-        .to_string()
+/// A time as every table stores it: RFC 3339 in UTC to the millisecond, always 24 characters
+/// (`2019-08-09T10:30:00.000Z`). One fixed-width format everywhere, so that ordering stored
+/// times as text is ordering them in time — in SQL (`ORDER BY at`, `due <= ?`) and in code.
+/// (Variable widths broke that: `…:00.3Z` sorts before `…:00Z`, and `+08:00` beside `Z` sorts
+/// by wall clock, not by time.) People see local times: readers convert with the office's
+/// zone. Migration 0018 rewrote the times stored before it.
+pub fn stamp(t: jiff::Timestamp) -> String {
+    let t = t.round(jiff::Unit::Millisecond).unwrap_or(t);
+    t.strftime("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
 }
 
 /// What can go wrong with the store.
@@ -432,5 +498,44 @@ fn panic_message(p: &Box<dyn std::any::Any + Send>) -> String {
         s.clone()
     } else {
         "unknown panic".to_string()
+    }
+}
+
+#[cfg(test)]
+mod stamp_tests {
+    use super::stamp;
+
+    #[test]
+    fn stored_times_are_fixed_width_utc_so_text_order_is_time_order() {
+        let at = |s: &str| s.parse::<jiff::Timestamp>().unwrap();
+        assert_eq!(
+            stamp(at("2019-08-09T10:00:00Z")),
+            "2019-08-09T10:00:00.000Z"
+        );
+        assert_eq!(
+            stamp(at("2019-08-09T18:00:00.3+08:00")),
+            "2019-08-09T10:00:00.300Z"
+        );
+        assert_eq!(
+            stamp(at("2019-08-09T10:00:00.0004Z")),
+            "2019-08-09T10:00:00.000Z"
+        );
+        assert_eq!(
+            stamp(at("2019-08-09T10:00:00.9996Z")),
+            "2019-08-09T10:00:01.000Z"
+        );
+        // The order of the text is the order of the times, whatever zone they came in.
+        let mut times = [
+            "2019-08-09T10:00:00.3Z",
+            "2019-08-09T18:00:00+08:00",
+            "2019-08-09T09:59:59.999Z",
+            "2019-08-09T17:00:00.5-00:00",
+        ]
+        .map(at);
+        let mut text = times.map(stamp);
+        times.sort();
+        text.sort();
+        assert_eq!(text, times.map(stamp));
+        assert!(text.iter().all(|t| t.len() == 24));
     }
 }

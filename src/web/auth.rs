@@ -8,17 +8,13 @@
 //! - A failed sign-in does the same work whether the user exists or not, so the answer time
 //!   does not tell which names exist.
 
+use crate::store::stamp;
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use base64::Engine;
 use jiff::{SignedDuration, Timestamp};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use sha2::{Digest, Sha256};
-
-/// UTC to the second, fixed width, so that stored times compare as strings.
-fn stamp(t: Timestamp) -> String {
-    t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
-}
 
 /// How long a session lasts from sign-in: a 12-hour duty shift with its handover.
 pub const SESSION_HOURS: i64 = 14;

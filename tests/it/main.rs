@@ -41,4 +41,5 @@ mod respond_checkin;
 mod respond_return;
 mod respond_sms;
 mod store;
+mod tidy;
 mod web;

@@ -47,9 +47,14 @@ fn an_untouched_chain_verifies_and_reports_its_head() {
         }
         other => panic!("{other:?}"),
     }
-    // Times carry the office's offset.
+    // Times in the store's one fixed-width format (UTC to the millisecond), whatever zone the
+    // entry was made in.
     let rows = store.read_blocking(|c| Ok(audit::since(c, 1, 1)?)).unwrap();
-    assert!(rows[0].at.ends_with("+08:00"), "{}", rows[0].at);
+    assert!(
+        rows[0].at.len() == 24 && rows[0].at.ends_with('Z'),
+        "{}",
+        rows[0].at
+    );
 }
 
 #[test]
@@ -256,4 +261,133 @@ fn close_waits_until_the_file_holds_everything() {
         .query_row("SELECT count(*) FROM audit", [], |r| r.get(0))
         .unwrap();
     assert_eq!(n, 20);
+}
+
+/// A database as the release before migration 0018 left it: the schema of 0001–0017, with
+/// times written in the three formats then in use.
+fn database_at_0017(path: &std::path::Path) {
+    let c = Connection::open(path).unwrap();
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/store/migrations");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "sql"))
+        .collect();
+    files.sort();
+    for f in files.iter().take(17) {
+        c.execute_batch(&std::fs::read_to_string(f).unwrap())
+            .unwrap_or_else(|e| panic!("{}: {e}", f.display()));
+    }
+    c.pragma_update(None, "user_version", 17).unwrap();
+    // Local time with an offset, UTC without and with a fraction: as 0017 stored them.
+    for (id, created, updated) in [
+        (1, "2019-08-09T18:00:00+08:00", "2019-08-09T10:00:00.3Z"),
+        (2, "2019-08-09T10:00:00Z", "2019-08-09T10:00:00Z"),
+        (
+            3,
+            "2019-08-09T17:59:59.9+08:00",
+            "2019-08-09T18:00:00.000+08:00",
+        ),
+    ] {
+        c.execute(
+            "INSERT INTO dispatch_message (id, decision, lineage, version, send, hazard, tier,
+               raises, person, channel, address, priority, state, text, segments, words,
+               not_before, created, updated)
+             VALUES (?1, 1, 'flash_flood:FF1', 1, 'Alert', 'flash_flood', 'red', 1, 'P' || ?1, 'sms',
+               '13700000001', 10, 'queued', 'x', 1, '{}', ?2, ?2, ?3)",
+            rusqlite::params![id, created, updated],
+        )
+        .unwrap();
+    }
+}
+
+#[test]
+fn migration_0018_rewrites_every_stored_time_to_one_width_so_text_order_is_time_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.db");
+    database_at_0017(&path);
+    // Before: ordering the text is not ordering the times (1, the latest, comes first).
+    let text_order = |c: &Connection| -> Vec<i64> {
+        c.prepare("SELECT id FROM dispatch_message ORDER BY updated, id")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    };
+    assert_eq!(text_order(&Connection::open(&path).unwrap()), [1, 2, 3]);
+    let store = Store::open(&path).unwrap();
+    drop(store);
+    let c = Connection::open(&path).unwrap();
+    let rows: Vec<(i64, String, String)> = c
+        .prepare("SELECT id, created, updated FROM dispatch_message ORDER BY id")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            (
+                1,
+                "2019-08-09T10:00:00.000Z".into(),
+                "2019-08-09T10:00:00.300Z".into()
+            ),
+            (
+                2,
+                "2019-08-09T10:00:00.000Z".into(),
+                "2019-08-09T10:00:00.000Z".into()
+            ),
+            (
+                3,
+                "2019-08-09T09:59:59.900Z".into(),
+                "2019-08-09T10:00:00.000Z".into()
+            ),
+        ]
+    );
+    // After: it is (2 and 3 at the same instant, then 1).
+    assert_eq!(text_order(&c), [2, 3, 1]);
+    // The rebuilt table kept its rows and now refuses a state its enum does not name.
+    let err = c
+        .execute(
+            "UPDATE dispatch_message SET state = 'sending' WHERE id = 1",
+            [],
+        )
+        .unwrap_err();
+    assert!(err.to_string().contains("CHECK"), "{err}");
+}
+
+#[test]
+fn the_after_action_timeline_puts_a_send_after_its_issue_whatever_the_width_of_their_times() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path().join("r.db")).unwrap();
+    let reg = crate::common::county::registry(&store);
+    let cfg = stormbell::config::Config::load(None, &Default::default()).unwrap();
+    let policy = cfg.dispatch_policy();
+    let settings = cfg.respond.clone();
+    let warned =
+        crate::common::county::warn_zone(&store, reg.clone(), &cfg, &policy, &settings, 50.0);
+    // The first text accepted 0.3 s after the warning was issued on a whole second.
+    let sent = warned.at + jiff::SignedDuration::from_millis(300);
+    let e = audit::Entry::utc(
+        sent,
+        "dispatch",
+        "sms.accepted",
+        "P1",
+        serde_json::json!({ "lineage": crate::common::county::ZONE }),
+    );
+    store
+        .write_blocking(move |tx| Ok(audit::append(tx, &e)?))
+        .unwrap();
+    let tz = cfg.time_zone();
+    let report = store
+        .read_blocking(move |c| {
+            stormbell::respond::report::read(c, &reg, &tz, crate::common::county::ZONE)
+        })
+        .unwrap();
+    let kinds: Vec<&str> = report.timeline.iter().map(|e| e.kind.as_str()).collect();
+    let issued = kinds.iter().position(|k| *k == "issued").unwrap();
+    let sms = kinds.iter().position(|k| *k == "sms").unwrap();
+    assert!(issued < sms, "{kinds:?}");
 }

@@ -28,6 +28,41 @@ use crate::correlate::lifecycle::Send;
 use crate::correlate::warning::Targets;
 use crate::dispatch::outbox::Policy;
 use crate::registry::model::TerminalKind;
+use crate::store::stamp;
+
+crate::store::sql_enum! {
+    /// Where a broadcast job is (`broadcast_job.state`; the diagram at the top of this module).
+    pub enum JobState {
+        /// Waiting to be sent.
+        Queued = "queued",
+        /// Sent: terminals' reports awaited.
+        Sent = "sent",
+        /// Every terminal reported (or the deadline passed and was reported).
+        Done = "done",
+        /// Refused or never taken.
+        Failed = "failed",
+        /// A newer broadcast of the warning replaced it before it went.
+        Superseded = "superseded",
+        /// A Cancel with nothing played before.
+        Skipped = "skipped",
+    }
+}
+
+crate::store::sql_enum! {
+    /// One terminal of one job (`broadcast_target.state`).
+    pub enum TargetState {
+        /// Not yet reported.
+        Waiting = "waiting",
+        /// Reported playing.
+        Playing = "playing",
+        /// Reported played.
+        Played = "played",
+        /// Reported failed.
+        Failed = "failed",
+        /// No confirmation by the deadline.
+        Unconfirmed = "unconfirmed",
+    }
+}
 
 /// Which routes this office has.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -74,10 +109,6 @@ pub struct Enqueued {
     pub superseded: usize,
     /// Cancels not sent because nothing had been broadcast.
     pub skipped: usize,
-}
-
-fn stamp(t: Timestamp) -> String {
-    t.to_string()
 }
 
 /// Queue the broadcasts of one decision, inside its transaction.
@@ -131,7 +162,7 @@ pub fn enqueue(
              WHERE lineage = ?2 AND route = ?3 AND state = 'queued' AND version < ?4",
             params![at, t.lineage, route, t.version],
         )?;
-        let mut state = "queued";
+        let mut state = JobState::Queued;
         let mut err: Option<String> = None;
         if t.send == Send::Cancel {
             let played: i64 = tx.query_row(
@@ -141,7 +172,7 @@ pub fn enqueue(
                 |r| r.get(0),
             )?;
             if played == 0 {
-                state = "skipped";
+                state = JobState::Skipped;
                 err = Some("nothing was broadcast for this warning to stop".into());
                 out.skipped += 1;
             }
@@ -178,7 +209,7 @@ pub fn enqueue(
         out.jobs += 1;
         // A lift is not tracked per terminal: the platform stops the broadcast, an Icecast mount
         // plays the lift once.
-        if state == "queued" && t.send != Send::Cancel {
+        if state == JobState::Queued && t.send != Send::Cancel {
             let mut ins = tx.prepare_cached(
                 "INSERT OR IGNORE INTO broadcast_target (job, terminal, village, state, updated)
                  VALUES (?1, ?2, ?3, 'waiting', ?4)",
@@ -237,40 +268,45 @@ pub fn due(
          FROM broadcast_job WHERE route = ?1 AND state = 'queued' AND not_before <= ?2
          ORDER BY id LIMIT ?3",
     )?;
+    // Read by name into the job, then its areas and deadline parsed (a row whose stored JSON
+    // or time cannot be read is an error naming it, not a half-filled job).
+    struct Row {
+        due: Due,
+        areas: String,
+        deadline: String,
+    }
     let rows = stmt
         .query_map(params![route, stamp(now), limit as i64], |r| {
-            Ok((
-                r.get::<_, i64>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, i64>(2)?,
-                r.get::<_, String>(3)?,
-                r.get::<_, String>(4)?,
-                r.get::<_, String>(5)?,
-                r.get::<_, String>(6)?,
-                r.get::<_, String>(7)?,
-                r.get::<_, String>(8)?,
-                r.get::<_, i64>(9)?,
-                r.get::<_, Option<String>>(10)?,
-                r.get::<_, String>(11)?,
-            ))
+            Ok(Row {
+                due: Due {
+                    id: r.get("id")?,
+                    lineage: r.get("lineage")?,
+                    version: r.get("version")?,
+                    send: r.get("send")?,
+                    hazard: r.get("hazard")?,
+                    tier: r.get("tier")?,
+                    title: r.get("title")?,
+                    script: r.get("script")?,
+                    areas: Vec::new(),
+                    attempts: r.get("attempts")?,
+                    ebm_id: r.get("ebm_id")?,
+                    related: None,
+                    terminals: Vec::new(),
+                    deadline: Timestamp::UNIX_EPOCH,
+                },
+                areas: r.get("areas")?,
+                deadline: r.get("deadline")?,
+            })
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     let mut out = Vec::with_capacity(rows.len());
-    for (
-        id,
-        lineage,
-        version,
-        send,
-        hazard,
-        tier,
-        title,
-        script,
+    for Row {
+        mut due,
         areas,
-        attempts,
-        ebm_id,
         deadline,
-    ) in rows
+    } in rows
     {
+        let (id, lineage, version) = (due.id, due.lineage.clone(), due.version);
         let related: Option<String> = conn
             .query_row(
                 "SELECT ebm_id FROM broadcast_job WHERE lineage = ?1 AND route = ?2 AND version < ?3
@@ -287,22 +323,14 @@ pub fn due(
         let terminals = ts
             .query_map(params![id], |r| Ok((r.get(0)?, r.get(1)?)))?
             .collect::<rusqlite::Result<Vec<_>>>()?;
-        out.push(Due {
-            id,
-            lineage,
-            version,
-            send,
-            hazard,
-            tier,
-            title,
-            script,
-            areas: serde_json::from_str(&areas)?,
-            attempts,
-            ebm_id,
-            related,
-            terminals,
-            deadline: deadline.parse()?,
-        });
+        due.areas = serde_json::from_str(&areas)
+            .map_err(|e| anyhow::anyhow!("broadcast_job {id}: areas {areas:?}: {e}"))?;
+        due.deadline = deadline
+            .parse()
+            .map_err(|e| anyhow::anyhow!("broadcast_job {id}: deadline {deadline:?}: {e}"))?;
+        due.related = related;
+        due.terminals = terminals;
+        out.push(due);
     }
     Ok(out)
 }
@@ -567,7 +595,7 @@ pub fn reported(
         for r in reports {
             let Some((village, before)) = village_of
                 .query_row(params![job, r.terminal], |x| {
-                    Ok((x.get::<_, String>(0)?, x.get::<_, String>(1)?))
+                    Ok((x.get::<_, String>(0)?, x.get::<_, TargetState>(1)?))
                 })
                 .optional()?
             else {
@@ -575,16 +603,16 @@ pub fn reported(
                 continue;
             };
             let state = match r.code {
-                2 => "played",
-                1 => "playing",
-                3 => "unconfirmed",
-                _ => "failed",
+                2 => TargetState::Played,
+                1 => TargetState::Playing,
+                3 => TargetState::Unconfirmed,
+                _ => TargetState::Failed,
             };
-            if before == state || before == "played" {
+            if before == state || before == TargetState::Played {
                 continue;
             }
             set.execute(params![job, r.terminal, state, r.desc, at])?;
-            if state != "playing" {
+            if state != TargetState::Playing {
                 audit(
                     tx,
                     job,
@@ -595,10 +623,10 @@ pub fn reported(
                 )?;
             }
             match state {
-                "played" => {
+                TargetState::Played => {
                     played.execute(params![r.terminal, at, job])?;
                 }
-                "failed" => alarm(
+                TargetState::Failed => alarm(
                     tx,
                     job,
                     Some((&r.terminal, &village)),
@@ -606,7 +634,7 @@ pub fn reported(
                     &format!("terminal {} did not play: {}", r.terminal, r.desc),
                     now,
                 )?,
-                "unconfirmed" => alarm(
+                TargetState::Unconfirmed => alarm(
                     tx,
                     job,
                     Some((&r.terminal, &village)),
@@ -623,7 +651,11 @@ pub fn reported(
         params![job],
         |r| r.get(0),
     )?;
-    let state = if open == 0 { "done" } else { "sent" };
+    let state = if open == 0 {
+        JobState::Done
+    } else {
+        JobState::Sent
+    };
     tx.execute(
         "UPDATE broadcast_job SET state = ?2, result = ?3, coverage = coalesce(?4, coverage),
            not_before = ?5, updated = ?6 WHERE id = ?1",
@@ -819,6 +851,13 @@ pub struct Summary {
     pub links: Vec<Link>,
     /// Terminals the platform last reported offline.
     pub offline: Vec<String>,
+}
+/// Terminals' outcomes over every broadcast: (state, how many).
+pub fn target_states(conn: &Connection) -> anyhow::Result<Vec<(TargetState, i64)>> {
+    Ok(conn
+        .prepare_cached("SELECT state, count(*) FROM broadcast_target GROUP BY state")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<rusqlite::Result<_>>()?)
 }
 
 /// Read the summary.
