@@ -10,7 +10,7 @@ use stormbell::registry::{self, Encoding};
 use stormbell::store::Store;
 
 use stormbell::correlate::assess::PlaceKind;
-use stormbell::correlate::lifecycle::Send;
+use stormbell::correlate::lifecycle::MessageKind;
 use stormbell::correlate::tier::{Hazard, Tier};
 use stormbell::correlate::warning::{Contact, TargetPlace, TargetShelter, Targets};
 use stormbell::registry::Registry;
@@ -42,7 +42,7 @@ pub fn county_targets(reg: &Registry, persons: usize) -> Targets {
         version: 1,
         hazard: Hazard::FlashFlood,
         tier: Tier::Red,
-        send: Send::Alert,
+        send: MessageKind::Alert,
         raises: true,
         restricted: false,
         identifiers: vec!["bench-1".into()],

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
 use stormbell::correlate::assess::PlaceKind;
-use stormbell::correlate::lifecycle::Send;
+use stormbell::correlate::lifecycle::MessageKind;
 use stormbell::correlate::tier::{Hazard, Tier};
 use stormbell::correlate::warning::{Contact, TargetPlace, Targets};
 use stormbell::dispatch::outbox::{self, Policy};
@@ -49,7 +49,7 @@ fn targets(n: usize) -> Targets {
         version: 1,
         hazard: Hazard::FlashFlood,
         tier: Tier::Red,
-        send: Send::Alert,
+        send: MessageKind::Alert,
         raises: true,
         restricted: false,
         identifiers: vec![],

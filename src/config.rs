@@ -481,8 +481,8 @@ impl Config {
     }
 
     /// The outbox policy from `[dispatch]` and `[office]`.
-    pub fn dispatch_policy(&self) -> crate::dispatch::outbox::Policy {
-        crate::dispatch::outbox::Policy {
+    pub fn dispatch_policy(&self) -> crate::dispatch::Policy {
+        crate::dispatch::Policy {
             cap_per_person: self.dispatch.cap_per_person,
             cap_window: jiff::SignedDuration::from_mins(i64::from(self.dispatch.cap_window_mins)),
             expire_after: jiff::SignedDuration::from_hours(i64::from(self.dispatch.expire_hours)),
@@ -509,7 +509,7 @@ impl Config {
     }
 
     /// The warning criteria in force.
-    pub fn rules(&self) -> Result<crate::correlate::Rules, crate::correlate::rules::RulesError> {
+    pub fn rules(&self) -> Result<crate::correlate::Rules, crate::correlate::RulesError> {
         if self.correlate.rules == "national" {
             Ok(crate::correlate::Rules::national())
         } else {
@@ -518,8 +518,8 @@ impl Config {
     }
 
     /// Who issues warnings, as the correlate stage needs it.
-    pub fn issuer(&self) -> crate::correlate::warning::Issuer {
-        crate::correlate::warning::Issuer {
+    pub fn issuer(&self) -> crate::correlate::Issuer {
+        crate::correlate::Issuer {
             sender: self.office.cap_sender.clone(),
             sender_code: self.office.sender_code.clone(),
             name: self.office.name.clone(),
@@ -535,7 +535,7 @@ impl Config {
 
     /// Every stage's settings, composed: what [`crate::daemon::Pipeline`] is built from. Fails
     /// only when the rules file named by `correlate.rules` cannot be read.
-    pub fn pipeline(&self) -> Result<crate::daemon::Settings, crate::correlate::rules::RulesError> {
+    pub fn pipeline(&self) -> Result<crate::daemon::Settings, crate::correlate::RulesError> {
         let rules = self.rules()?;
         let event_types = rules.event_codes();
         let tz = self.time_zone();

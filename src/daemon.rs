@@ -35,7 +35,7 @@ use crate::correlate::{DecisionHook, Rules};
 use crate::dispatch::broadcast::audio::Synth;
 use crate::dispatch::broadcast::{BroadcastSettings, jobs};
 use crate::dispatch::kannel::{KannelChannel, KannelSettings};
-use crate::dispatch::outbox::Policy;
+use crate::dispatch::Policy;
 use crate::dispatch::sms::{AccountSettings, SmsChannel};
 use crate::dispatch::{self, icecast::IcecastChannel, platform, platform::PlatformChannel};
 use crate::feeds::fetch::Fetcher;

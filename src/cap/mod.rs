@@ -14,16 +14,16 @@
 //! Layers: [`xml`] (bytes → safe element tree) → [`schema`] (per-version structure) and
 //! [`read`] / [`cn`] (tree → [`model`]) → profiles ([`google`]) → [`build`].
 
-pub mod build;
+pub(crate) mod build;
 pub mod cn;
-pub mod edxl;
-pub mod google;
-pub mod index;
+pub(crate) mod edxl;
+pub(crate) mod google;
+pub(crate) mod index;
 pub mod model;
-pub mod problem;
-pub mod read;
-pub mod schema;
-pub mod xml;
+pub(crate) mod problem;
+pub(crate) mod read;
+pub(crate) mod schema;
+pub(crate) mod xml;
 
 pub use build::{BuildError, build};
 pub use model::*;

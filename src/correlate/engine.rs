@@ -24,7 +24,7 @@ use super::assess::{Assessment, Ctx, Rule};
 use super::feed_gap::FeedGapRule;
 use super::flash_flood::FlashFloodRule;
 use super::geo_hazard::GeoHazardRule;
-use super::lifecycle::{self, Decision, Lineage, Send};
+use super::lifecycle::{self, Decision, Lineage, MessageKind};
 use super::rain::RainBook;
 use super::rainstorm::RainstormRule;
 use super::rules::Rules;
@@ -323,7 +323,7 @@ pub fn commit(
             let expires = i.expires.map(|x| {
                 crate::cap::model::CapDateTime::from_timestamp(x, tz.to_offset(x)).to_string()
             });
-            let tier = (e.decision.send != Send::Cancel).then(|| e.state.tier.as_str());
+            let tier = (e.decision.send != MessageKind::Cancel).then(|| e.state.tier.as_str());
             cstore::record_issued(
                 tx,
                 i,
@@ -335,9 +335,9 @@ pub fn commit(
             )?;
         }
         let kind = match e.decision.send {
-            Send::Alert => "warning.issued",
-            Send::Update => "warning.updated",
-            Send::Cancel => "warning.lifted",
+            MessageKind::Alert => "warning.issued",
+            MessageKind::Update => "warning.updated",
+            MessageKind::Cancel => "warning.lifted",
         };
         audit::append(
             tx,
@@ -364,9 +364,8 @@ pub fn commit(
 }
 
 /// The function a [`DecisionHook`] holds.
-pub type DecisionFn = dyn Fn(&Transaction<'_>, i64, &Targets, Timestamp) -> anyhow::Result<()>
-    + std::marker::Send
-    + Sync;
+pub type DecisionFn =
+    dyn Fn(&Transaction<'_>, i64, &Targets, Timestamp) -> anyhow::Result<()> + Send + Sync;
 
 /// Called inside the transaction that records each decision, with its id and targets: how a
 /// later stage (dispatch's outbox) writes its rows atomically with the decision, without
@@ -597,7 +596,7 @@ pub struct Retarget {
 
 /// The function a [`RetargetHook`] holds.
 pub type RetargetFn =
-    dyn Fn(&Transaction<'_>, &Retarget, Timestamp) -> anyhow::Result<()> + std::marker::Send + Sync;
+    dyn Fn(&Transaction<'_>, &Retarget, Timestamp) -> anyhow::Result<()> + Send + Sync;
 
 /// Called inside the transaction that re-targets a warning in force: how dispatch texts the
 /// new duty holders and respond calls them and stops chasing the replaced, atomically with the

@@ -174,7 +174,7 @@ pub enum Change {
 
 /// What kind of CAP message a decision sends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Send {
+pub enum MessageKind {
     /// The first message.
     Alert,
     /// A new version.
@@ -183,13 +183,13 @@ pub enum Send {
     Cancel,
 }
 
-impl Send {
+impl MessageKind {
     /// The CAP msgType word.
     pub fn as_str(self) -> &'static str {
         match self {
-            Send::Alert => "Alert",
-            Send::Update => "Update",
-            Send::Cancel => "Cancel",
+            MessageKind::Alert => "Alert",
+            MessageKind::Update => "Update",
+            MessageKind::Cancel => "Cancel",
         }
     }
 }
@@ -198,7 +198,7 @@ impl Send {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Decision {
     /// What the message is.
-    pub send: Send,
+    pub send: MessageKind,
     /// What changed.
     pub changes: Vec<Change>,
     /// Whether this raises the danger for anybody (upgrade, extend, raised places): such
@@ -258,7 +258,7 @@ pub fn step(prev: Option<&Lineage>, a: Option<&Assessment>, now: Timestamp, rule
                         pending_since: None,
                     }),
                     decision: Some(Decision {
-                        send: Send::Alert,
+                        send: MessageKind::Alert,
                         changes: vec![Change::Issue { tier }],
                         raises: true,
                     }),
@@ -276,7 +276,7 @@ pub fn step(prev: Option<&Lineage>, a: Option<&Assessment>, now: Timestamp, rule
         return Step {
             state: None,
             decision: Some(Decision {
-                send: Send::Cancel,
+                send: MessageKind::Cancel,
                 changes: vec![Change::Lift {
                     why: a.map(|a| a.reason.clone()).unwrap_or_default(),
                 }],
@@ -355,7 +355,7 @@ pub fn step(prev: Option<&Lineage>, a: Option<&Assessment>, now: Timestamp, rule
             return Step {
                 state: None,
                 decision: Some(Decision {
-                    send: Send::Cancel,
+                    send: MessageKind::Cancel,
                     changes: vec![Change::Lift {
                         why: format!(
                             "below every threshold for {} min",
@@ -509,7 +509,7 @@ pub fn step(prev: Option<&Lineage>, a: Option<&Assessment>, now: Timestamp, rule
     Step {
         state: Some(next),
         decision: Some(Decision {
-            send: Send::Update,
+            send: MessageKind::Update,
             changes,
             raises,
         }),
@@ -551,7 +551,7 @@ mod tests {
     }
 
     /// Run a sequence of (minute, places) and return (minute, send, changes) of each decision.
-    fn run(seq: &[(i64, &[(&str, Tier)])]) -> Vec<(i64, Send, Vec<Change>)> {
+    fn run(seq: &[(i64, &[(&str, Tier)])]) -> Vec<(i64, MessageKind, Vec<Change>)> {
         let rules = Rules::national();
         let mut state: Option<Lineage> = None;
         let mut out = Vec::new();
@@ -581,14 +581,14 @@ mod tests {
             (300, &[]),
             (321, &[]),
         ]);
-        let sends: Vec<(i64, Send)> = got.iter().map(|g| (g.0, g.1)).collect();
+        let sends: Vec<(i64, MessageKind)> = got.iter().map(|g| (g.0, g.1)).collect();
         assert_eq!(
             sends,
             vec![
-                (0, Send::Alert),
-                (10, Send::Update),
-                (135, Send::Update),
-                (321, Send::Cancel)
+                (0, MessageKind::Alert),
+                (10, MessageKind::Update),
+                (135, MessageKind::Update),
+                (321, MessageKind::Cancel)
             ],
             "{got:?}"
         );
@@ -678,13 +678,13 @@ mod tests {
             (18 * 60, &[(v1, Blue)]),
         ]);
         assert_eq!(got.len(), 2);
-        assert_eq!(got[1], (18 * 60, Send::Update, vec![Change::Renew]));
+        assert_eq!(got[1], (18 * 60, MessageKind::Update, vec![Change::Renew]));
         let rules = Rules::national();
         let first = step(None, Some(&assess(&[(v1, Red)])), at(0), &rules);
         let mut ended = assess(&[]);
         ended.ended = true;
         let s = step(first.state.as_ref(), Some(&ended), at(1), &rules);
         assert_eq!(s.state, None);
-        assert_eq!(s.decision.unwrap().send, Send::Cancel);
+        assert_eq!(s.decision.unwrap().send, MessageKind::Cancel);
     }
 }

@@ -9,21 +9,26 @@
 
 pub mod assess;
 pub mod engine;
-pub mod feed_gap;
-pub mod flash_flood;
+pub(crate) mod feed_gap;
+pub(crate) mod flash_flood;
 pub mod fwi;
-pub mod geo_hazard;
+pub(crate) mod geo_hazard;
 pub mod lifecycle;
 pub mod rain;
-pub mod rainstorm;
-pub mod rules;
+pub(crate) mod rainstorm;
+pub(crate) mod rules;
 pub mod store;
 pub mod tier;
 pub mod typhoon;
-pub mod upstream;
+pub(crate) mod upstream;
 pub mod warning;
-pub mod wildfire;
+pub(crate) mod wildfire;
 
-pub use engine::DecisionHook;
-pub use rules::Rules;
+// What the stages after correlate use of it: the warning event and its people, the kind of
+// message, the hooks that run in a decision's transaction.
+pub use assess::{Place, PlaceKind};
+pub use engine::{DecisionHook, Engine, Retarget, RetargetHook};
+pub use lifecycle::MessageKind;
+pub use rules::{Rules, RulesError};
 pub use tier::{Hazard, Tier};
+pub use warning::{Contact, Issuer, TargetPlace, TargetShelter, Targets};

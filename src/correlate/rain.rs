@@ -12,7 +12,7 @@ use jiff::{SignedDuration, Timestamp};
 use rstar::{AABB, RTree, RTreeObject};
 
 use crate::feeds::rainfall::RainBatch;
-use crate::registry::check::km_between;
+use crate::registry::geo::km_between;
 
 /// Readings of one gauge.
 #[derive(Debug, Default, Clone)]

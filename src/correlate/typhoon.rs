@@ -20,7 +20,8 @@ use super::tier::{Hazard, Tier};
 use crate::feeds::Observation;
 use crate::feeds::typhoon::{Radii, Track, TrackPoint, level_floor};
 use crate::registry::Registry;
-use crate::registry::spatial::{Cell, EARTH_KM, chord_of_km, km_of_chord, unit_vector};
+use crate::registry::geo::{EARTH_KM, chord_of_km, km_of_chord, unit_vector};
+use crate::registry::spatial::Cell;
 
 /// One position of the storm with its wind field, as used for exposure.
 #[derive(Debug, Clone, PartialEq)]
@@ -145,15 +146,6 @@ impl Fix {
             0.0
         }
     }
-}
-
-/// Initial bearing (degrees clockwise from north) from one point to another.
-pub fn bearing(from_lat: f64, from_lon: f64, to_lat: f64, to_lon: f64) -> f64 {
-    let (p1, p2) = (from_lat.to_radians(), to_lat.to_radians());
-    let dl = (to_lon - from_lon).to_radians();
-    let y = dl.sin() * p2.cos();
-    let x = p1.cos() * p2.sin() - p1.sin() * p2.cos() * dl.cos();
-    y.atan2(x).to_degrees().rem_euclid(360.0)
 }
 
 #[cfg(test)]
@@ -791,6 +783,7 @@ pub fn town_name(reg: &Registry, code: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::registry::geo::bearing;
 
     fn fix(r7: f64, r10: f64, r12: f64, vmax: Option<f64>) -> Fix {
         Fix {
@@ -854,7 +847,7 @@ mod tests {
             let ahead = fix.time.duration_since(now);
             for (vi, v) in reg.data.villages.iter().enumerate() {
                 let d =
-                    crate::registry::check::km_between(v.point.lon, v.point.lat, fix.lon, fix.lat);
+                    crate::registry::geo::km_between(v.point.lon, v.point.lat, fix.lon, fix.lat);
                 let q = quadrant(bearing(fix.lat, fix.lon, v.point.lat, v.point.lon));
                 let holds = held.get(&v.code).copied();
                 let best = t

@@ -12,7 +12,7 @@ use jiff::{SignedDuration, Timestamp};
 use serde::{Deserialize, Serialize};
 
 use super::assess::PlaceKind;
-use super::lifecycle::{Change, Decision, Lineage, Send};
+use super::lifecycle::{Change, Decision, Lineage, MessageKind};
 use super::rules::Rules;
 use super::tier::{Hazard, Tier};
 use crate::cap::model::{
@@ -20,7 +20,7 @@ use crate::cap::model::{
     ResponseType, Scope, Status, Urgency, ValuePair,
 };
 use crate::registry::Registry;
-use crate::registry::check::km_between;
+use crate::registry::geo::km_between;
 
 /// Radius of the circle standing for a village or site without an outline, km.
 pub const PLACE_RADIUS_KM: f64 = 2.0;
@@ -143,7 +143,7 @@ pub struct Targets {
     /// Tier in force (for a Cancel: the tier lifted).
     pub tier: Tier,
     /// Alert / Update / Cancel.
-    pub send: Send,
+    pub send: MessageKind,
     /// Whether it raises the danger for anyone (sent first, never held back).
     pub raises: bool,
     /// Officials only.
@@ -296,9 +296,9 @@ pub fn build(
         l.version
     );
     let msg_type = match d.send {
-        Send::Alert => MsgType::Alert,
-        Send::Update => MsgType::Update,
-        Send::Cancel => MsgType::Cancel,
+        MessageKind::Alert => MsgType::Alert,
+        MessageKind::Update => MsgType::Update,
+        MessageKind::Cancel => MsgType::Cancel,
     };
     let scope = if l.restricted {
         Scope::Restricted
@@ -325,7 +325,7 @@ pub fn build(
         infos,
         signatures: Vec::new(),
     };
-    if d.send == Send::Cancel {
+    if d.send == MessageKind::Cancel {
         let identifier = base.clone();
         let alert = alert_shell(identifier.clone(), Vec::new());
         let xml = crate::cap::build::build(&alert)?;
@@ -699,7 +699,7 @@ pub fn targets(reg: &Registry, l: &Lineage, d: &Decision, identifiers: Vec<Strin
         call(c, &mut contacts);
     }
     let all: Vec<String> = l.places.keys().cloned().collect();
-    let shelters = if d.send == Send::Cancel {
+    let shelters = if d.send == MessageKind::Cancel {
         Vec::new()
     } else {
         shelters_for(reg, l, &all)

@@ -15,7 +15,7 @@ use super::tier::Hazard;
 use crate::feeds::Observation;
 use crate::feeds::fire::{FireBatch, FireWeather};
 use crate::registry::Registry;
-use crate::registry::check::km_between;
+use crate::registry::geo::km_between;
 use crate::registry::model::{SiteKind, SiteStatus};
 
 #[derive(Debug, Default)]
@@ -37,11 +37,6 @@ impl WildfireRule {
     /// A rule with no stations yet.
     pub fn new() -> Self {
         Self::default()
-    }
-
-    /// A station's indices for a date, if computed (for tests and the office page).
-    pub fn indices(&self, station: &str, date: jiff::civil::Date) -> Option<Indices> {
-        self.stations.get(station)?.days.get(&date).map(|d| d.1)
     }
 
     fn add(&mut self, w: &FireWeather, inbox: i64) {

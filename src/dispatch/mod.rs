@@ -28,6 +28,7 @@ use crate::correlate::engine::{DecisionHook, RetargetHook};
 use crate::store::Store;
 
 pub use drive::{Channel, drive};
+pub use outbox::{MessageState, Policy};
 
 /// The hook correlate calls inside each decision's transaction: queue the messages.
 pub fn hook(policy: outbox::Policy, wake: Arc<Notify>) -> DecisionHook {
@@ -81,7 +82,7 @@ pub fn retarget_hook(policy: outbox::Policy, wake: Arc<Notify>) -> RetargetHook 
             outbox::renumber(tx, &c.person, &c.mobile, now)?;
         }
         if !r.added.is_empty() {
-            let t = crate::correlate::warning::Targets {
+            let t = crate::correlate::Targets {
                 contacts: r.added.clone(),
                 raises: true,
                 ..r.targets.clone()

@@ -23,7 +23,7 @@
 //! reconciles what was mid-send.
 
 pub mod output;
-pub mod people;
+pub(crate) mod people;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -36,7 +36,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::runtime::Shutdown;
 
-use crate::correlate::warning::Targets;
+use crate::correlate::Targets;
 use crate::daemon::{Pipeline, Settings};
 use crate::feeds::poller;
 use crate::feeds::replay::{ReplayFetcher, Scenario};
@@ -427,7 +427,7 @@ async fn world(
     store: Store,
     reg: Arc<Registry>,
     settings: crate::respond::calls::RespondSettings,
-    policy: crate::dispatch::outbox::Policy,
+    policy: crate::dispatch::Policy,
     responders: Responders,
     scenario: String,
     progress: Option<watch::Sender<Timestamp>>,

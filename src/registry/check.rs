@@ -6,44 +6,65 @@ use std::collections::{HashMap, HashSet};
 
 use crate::cap::Level as Severity;
 
-use super::load::{Findings, Loaded};
+use super::geo::km_between;
+use super::load::{Findings, Lines, Loaded};
 use super::model::*;
 
-/// Check a loaded registry; findings are added to `out`.
+/// Check a loaded registry; findings are added to `out`. Each kind of rule is a function of
+/// its own, in the order the report lists them.
 pub fn check(loaded: &Loaded, out: &mut Findings) {
-    let d = &loaded.data;
-    let l = &loaded.lines;
-    let err = |out: &mut Findings, code, file: &str, line: u32, col: &str, msg: String| {
-        out.push(Severity::Error, code, file, Some(line), col, msg)
-    };
-    let warn = |out: &mut Findings, code, file: &str, line: u32, col: &str, msg: String| {
-        out.push(Severity::Warning, code, file, Some(line), col, msg)
-    };
+    let (d, l) = (&loaded.data, &loaded.lines);
+    let keys = unique_keys(d, l, out);
+    grid(d, l, &keys, out);
+    sites_and_thresholds(d, l, &keys, out);
+    shelters_and_terminals(d, l, &keys, out);
+    persons_and_duties(d, l, &keys, out);
+    far_villages(d, l, out);
+}
 
-    // Unique keys, each file.
-    fn dups<'a>(
-        out: &mut Findings,
-        file: &str,
-        col: &str,
-        keys: impl Iterator<Item = (&'a str, u32)>,
-    ) -> HashMap<&'a str, u32> {
-        let mut seen: HashMap<&'a str, u32> = HashMap::new();
-        for (k, line) in keys {
-            if let Some(first) = seen.get(k) {
-                out.push(
-                    Severity::Error,
-                    "registry.duplicate",
-                    file,
-                    Some(line),
-                    col,
-                    format!("`{k}` is already used on line {first}"),
-                );
-            } else {
-                seen.insert(k, line);
-            }
+fn err(out: &mut Findings, code: &'static str, file: &str, line: u32, col: &str, msg: String) {
+    out.push(Severity::Error, code, file, Some(line), col, msg)
+}
+
+fn warn(out: &mut Findings, code: &'static str, file: &str, line: u32, col: &str, msg: String) {
+    out.push(Severity::Warning, code, file, Some(line), col, msg)
+}
+
+/// Each file's keys, with the line each was first given on.
+struct Keys<'a> {
+    units: HashMap<&'a str, u32>,
+    villages: HashMap<&'a str, u32>,
+    groups: HashMap<&'a str, u32>,
+    sites: HashMap<&'a str, u32>,
+    persons: HashMap<&'a str, u32>,
+}
+
+fn dups<'a>(
+    out: &mut Findings,
+    file: &str,
+    col: &str,
+    keys: impl Iterator<Item = (&'a str, u32)>,
+) -> HashMap<&'a str, u32> {
+    let mut seen: HashMap<&'a str, u32> = HashMap::new();
+    for (k, line) in keys {
+        if let Some(first) = seen.get(k) {
+            out.push(
+                Severity::Error,
+                "registry.duplicate",
+                file,
+                Some(line),
+                col,
+                format!("`{k}` is already used on line {first}"),
+            );
+        } else {
+            seen.insert(k, line);
         }
-        seen
     }
+    seen
+}
+
+/// Unique keys, each file.
+fn unique_keys<'a>(d: &'a Dataset, l: &Lines, out: &mut Findings) -> Keys<'a> {
     let units = dups(
         out,
         "units.csv",
@@ -125,8 +146,20 @@ pub fn check(loaded: &Loaded, out: &mut Findings) {
             );
         }
     }
+    Keys {
+        units,
+        villages,
+        groups,
+        sites,
+        persons,
+    }
+}
 
-    // The administrative grid: one county for a county office, several for a city's.
+/// The administrative grid: one county for a county office, several for a city's.
+fn grid(d: &Dataset, l: &Lines, keys: &Keys<'_>, out: &mut Findings) {
+    let Keys {
+        units, villages, ..
+    } = keys;
     let counties: HashSet<&str> = d
         .units
         .iter()
@@ -211,8 +244,11 @@ pub fn check(loaded: &Loaded, out: &mut Findings) {
             );
         }
     }
+}
 
-    // Sites and thresholds.
+/// Sites and thresholds: references, windows in order, flash-flood zones with a threshold.
+fn sites_and_thresholds(d: &Dataset, l: &Lines, keys: &Keys<'_>, out: &mut Findings) {
+    let villages = &keys.villages;
     let site_kind: HashMap<&str, SiteKind> =
         d.sites.iter().map(|s| (s.id.as_str(), s.kind)).collect();
     for (s, &line) in d.sites.iter().zip(&l.sites) {
@@ -307,8 +343,11 @@ pub fn check(loaded: &Loaded, out: &mut Findings) {
             );
         }
     }
+}
 
-    // Shelters and terminals.
+/// Shelters and terminals: in known villages.
+fn shelters_and_terminals(d: &Dataset, l: &Lines, keys: &Keys<'_>, out: &mut Findings) {
+    let villages = &keys.villages;
     for (s, &line) in d.shelters.iter().zip(&l.shelters) {
         if !villages.contains_key(s.village.as_str()) {
             err(
@@ -345,8 +384,17 @@ pub fn check(loaded: &Loaded, out: &mut Findings) {
             );
         }
     }
+}
 
-    // Persons and duties.
+/// Persons and duties: references, deputies, and someone answering for every site and village.
+fn persons_and_duties(d: &Dataset, l: &Lines, keys: &Keys<'_>, out: &mut Findings) {
+    let Keys {
+        units,
+        villages,
+        groups,
+        sites,
+        persons,
+    } = keys;
     let unit_exists = |code: &str| {
         units.contains_key(code) || villages.contains_key(code) || groups.contains_key(code)
     };
@@ -473,8 +521,10 @@ pub fn check(loaded: &Loaded, out: &mut Findings) {
             );
         }
     }
+}
 
-    // A village far from its town's other villages is usually a typo in a coordinate.
+/// A village far from its town's other villages is usually a typo in a coordinate.
+fn far_villages(d: &Dataset, l: &Lines, out: &mut Findings) {
     let mut towns: HashMap<&str, Vec<(f64, f64)>> = HashMap::new();
     for v in d
         .villages
@@ -524,13 +574,4 @@ pub fn check(loaded: &Loaded, out: &mut Findings) {
             }
         }
     }
-}
-
-/// Great-circle distance in km (haversine on a 6371 km sphere).
-pub fn km_between(lon1: f64, lat1: f64, lon2: f64, lat2: f64) -> f64 {
-    let (p1, p2) = (lat1.to_radians(), lat2.to_radians());
-    let dp = p2 - p1;
-    let dl = (lon2 - lon1).to_radians();
-    let a = (dp / 2.0).sin().powi(2) + p1.cos() * p2.cos() * (dl / 2.0).sin().powi(2);
-    2.0 * super::spatial::EARTH_KM * a.sqrt().asin()
 }

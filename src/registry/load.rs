@@ -6,7 +6,7 @@
 //! rest of the file is still read, so one run shows the office everything to fix.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::cap::{Level as Severity, Point};
 
@@ -1144,9 +1144,4 @@ fn duty(r: &mut Row<'_>) -> Option<Duty> {
         target: r.required("target"),
         role: r.required("role"),
     })
-}
-
-/// Where the fixture county lives, relative to the crate root (for tests and the demo).
-pub fn fixture_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/county")
 }

@@ -11,14 +11,15 @@
 //! (cross-file rules), [`db`] (imports, history, changes), [`health`] (roster gaps),
 //! [`spatial`] (R-tree).
 
-pub mod check;
+pub(crate) mod check;
 pub mod db;
+pub mod geo;
 mod geojson;
 pub mod health;
-pub mod load;
+pub(crate) mod load;
 pub mod model;
 mod shared;
-pub mod spatial;
+pub(crate) mod spatial;
 
 use std::collections::HashMap;
 use std::path::Path;

@@ -8,7 +8,7 @@
 use geo::{BoundingRect, Contains, Coord, Intersects, MultiPolygon, Point as GeoPoint, Polygon};
 use rstar::{AABB, PointDistance, RTree, RTreeObject};
 
-use super::check::km_between;
+use super::geo::{km_between, unit_vector};
 use super::model::{Dataset, SiteKind};
 
 /// A village in the tree.
@@ -73,30 +73,6 @@ pub struct Cell {
 
 /// Grid step of [`Cell`]s, degrees.
 const CELL_DEG: f64 = 0.5;
-
-/// Mean earth radius (km) used for every great-circle distance in stormbell.
-pub const EARTH_KM: f64 = 6371.0;
-
-/// A point as a unit vector on the sphere (x towards 0°E, z towards the north pole).
-///
-/// Straight-line (chord) distances between unit vectors order exactly as great-circle
-/// distances do, and cost a square root instead of four trigonometric calls: what a
-/// whole-country sweep (a typhoon against every village) needs.
-pub fn unit_vector(lon: f64, lat: f64) -> [f64; 3] {
-    let (p, l) = (lat.to_radians(), lon.to_radians());
-    [p.cos() * l.cos(), p.cos() * l.sin(), p.sin()]
-}
-
-/// The chord (km, on the earth's scale) that spans `km` of great circle.
-pub fn chord_of_km(km: f64) -> f64 {
-    let half = (km / (2.0 * EARTH_KM)).min(std::f64::consts::FRAC_PI_2);
-    2.0 * EARTH_KM * half.sin()
-}
-
-/// The great-circle km spanned by a chord (km, on the earth's scale).
-pub fn km_of_chord(chord: f64) -> f64 {
-    2.0 * EARTH_KM * (chord / (2.0 * EARTH_KM)).clamp(0.0, 1.0).asin()
-}
 
 /// Degrees of latitude per km, and of longitude per km at a latitude (generous at the edges).
 fn degree_box(lon: f64, lat: f64, km: f64) -> AABB<[f64; 2]> {

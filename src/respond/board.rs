@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, HashMap};
 use rusqlite::{Connection, params};
 use serde::Serialize;
 
-use crate::correlate::assess::PlaceKind;
+use crate::correlate::PlaceKind;
 use crate::correlate::store as cstore;
 use crate::dispatch::broadcast::jobs;
 use crate::dispatch::outbox;

@@ -20,9 +20,9 @@ use jiff::{SignedDuration, Timestamp};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use serde::{Deserialize, Serialize};
 
-use crate::correlate::lifecycle::Send;
-use crate::correlate::tier::Tier;
-use crate::correlate::warning::Targets;
+use crate::correlate::MessageKind;
+use crate::correlate::Tier;
+use crate::correlate::Targets;
 use crate::dispatch::outbox::{self, Notice, Policy, Words};
 use crate::registry::Registry;
 use crate::store::stamp;
@@ -139,11 +139,11 @@ pub fn register(
 ) -> anyhow::Result<Registered> {
     let mut out = Registered::default();
     let at = stamp(now);
-    if t.send == Send::Cancel {
+    if t.send == MessageKind::Cancel {
         out.closed += close(tx, &t.lineage, None, decision, CallState::Lifted, now)?;
         return Ok(out);
     }
-    if !(t.send == Send::Alert || t.raises) {
+    if !(t.send == MessageKind::Alert || t.raises) {
         return Ok(out);
     }
     let words = serde_json::to_string(&outbox::words(t, crate::templates::lang(&policy.lang)))?;
@@ -205,14 +205,14 @@ pub fn register(
     Ok(out)
 }
 
-/// A warning in force was re-targeted to a new registry ([`crate::correlate::engine::Retarget`]):
+/// A warning in force was re-targeted to a new registry ([`crate::correlate::Retarget`]):
 /// the persons it now calls join its ladder from now, as a new call would; the persons who no
 /// longer answer for a place are no longer chased (their open or silent calls for it become
 /// `replaced`, their pending steps cancelled); a changed number is what the ladder's next
 /// text to that person uses.
 pub fn retarget(
     tx: &Transaction<'_>,
-    r: &crate::correlate::engine::Retarget,
+    r: &crate::correlate::Retarget,
     now: Timestamp,
     settings: &RespondSettings,
     policy: &Policy,

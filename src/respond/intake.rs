@@ -17,7 +17,7 @@ use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 use super::calls::{self, RespondSettings};
 use super::reply::{self, Reply};
-use crate::correlate::tier::Tier;
+use crate::correlate::Tier;
 use crate::dispatch::outbox::{self, Notice, Policy};
 use crate::registry::Registry;
 

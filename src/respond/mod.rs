@@ -17,18 +17,18 @@
 
 pub mod board;
 pub mod calls;
-pub mod intake;
-pub mod reply;
+pub(crate) mod intake;
+pub(crate) mod reply;
 pub mod report;
-pub mod shelters;
+pub(crate) mod shelters;
 pub mod terminals;
 
 pub use calls::RespondSettings;
 
 use std::sync::Arc;
 
-use crate::correlate::engine::DecisionHook;
-use crate::dispatch::outbox::Policy;
+use crate::correlate::DecisionHook;
+use crate::dispatch::Policy;
 
 /// How far respond has read another stage's queue named `name` (0: nothing yet).
 pub(crate) fn cursor(c: &rusqlite::Connection, name: &str) -> anyhow::Result<i64> {
@@ -92,8 +92,8 @@ pub fn hook(settings: calls::RespondSettings, policy: Policy) -> DecisionHook {
 pub fn retarget_hook(
     settings: calls::RespondSettings,
     policy: Policy,
-) -> crate::correlate::engine::RetargetHook {
-    crate::correlate::engine::RetargetHook(Arc::new(move |tx, r, now| {
+) -> crate::correlate::RetargetHook {
+    crate::correlate::RetargetHook(Arc::new(move |tx, r, now| {
         calls::retarget(tx, r, now, &settings, &policy)?;
         Ok(())
     }))
@@ -101,10 +101,10 @@ pub fn retarget_hook(
 
 /// Two re-target hooks, one after the other, in the same transaction.
 pub fn chain_retarget(
-    first: crate::correlate::engine::RetargetHook,
-    then: crate::correlate::engine::RetargetHook,
-) -> crate::correlate::engine::RetargetHook {
-    crate::correlate::engine::RetargetHook(Arc::new(move |tx, r, now| {
+    first: crate::correlate::RetargetHook,
+    then: crate::correlate::RetargetHook,
+) -> crate::correlate::RetargetHook {
+    crate::correlate::RetargetHook(Arc::new(move |tx, r, now| {
         (first.0)(tx, r, now)?;
         (then.0)(tx, r, now)
     }))

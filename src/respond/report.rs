@@ -155,6 +155,46 @@ fn percentile(sorted: &[f64], p: f64) -> Option<f64> {
     sorted.get(rank.min(sorted.len()) - 1).copied()
 }
 
+/// The timeline as it is gathered: ordered by time itself, not by the text of the times
+/// (messages carry their CAP times, +08:00, the other events the store's stamps; ordered as
+/// text, a send at …:00.3Z came before its own issue at …:00Z).
+struct Timeline<'a> {
+    tz: &'a jiff::tz::TimeZone,
+    events: Vec<(Option<jiff::Timestamp>, Event)>,
+}
+
+impl Timeline<'_> {
+    fn push(&mut self, at: &str, kind: &str, who: String, what: String) {
+        self.events.push((
+            at.parse::<jiff::Timestamp>().ok(),
+            Event {
+                at: super::local_time(at, self.tz),
+                kind: kind.into(),
+                who,
+                what,
+            },
+        ));
+    }
+
+    /// Stable: events at the same instant keep the order they were gathered in (the issue
+    /// before what it caused).
+    fn sorted(mut self) -> Vec<Event> {
+        self.events.sort_by_key(|e| e.0);
+        self.events.into_iter().map(|(_, e)| e).collect()
+    }
+}
+
+/// One person called, over all versions of the warning, as the calls record them.
+struct Acc {
+    name: String,
+    level: String,
+    role: String,
+    target: String,
+    called: String,
+    answered: Option<String>,
+    states: Vec<String>,
+}
+
 /// Gather the report of one lineage.
 pub fn read(
     c: &Connection,
@@ -173,24 +213,12 @@ pub fn read(
         .filter_map(|m| m.tier.as_deref().and_then(crate::correlate::Tier::parse))
         .max()
         .map_or_else(String::new, |t| t.as_str().to_string());
-    // Ordered by time itself, not by the text of the times: messages carry their CAP times
-    // (+08:00), the other events the store's stamps. (Ordered as text, a send at …:00.3Z came
-    // before its own issue at …:00Z.)
-    let mut timeline: Vec<(Option<jiff::Timestamp>, Event)> = Vec::new();
-    let mut push = |at: &str, kind: &str, who: String, what: String| {
-        let key = at.parse::<jiff::Timestamp>().ok();
-        timeline.push((
-            key,
-            Event {
-                at: local(at),
-                kind: kind.into(),
-                who,
-                what,
-            },
-        ));
+    let mut timeline = Timeline {
+        tz,
+        events: Vec::new(),
     };
     for m in &msgs {
-        push(
+        timeline.push(
             &m.sent,
             "issued",
             String::new(),
@@ -202,17 +230,57 @@ pub fn read(
             ),
         );
     }
+    let people = calls_of(c, lineage)?;
+    let channel_of = answers_of(c, lineage, &people, &mut timeline)?;
+    let steps_of = steps_of(c, lineage, &mut timeline)?;
+    let sms = sms_of(c, lineage, &mut timeline)?;
+    let persons = persons_of(&people, &channel_of, &steps_of, reg, &local);
+    let levels = levels_of(&persons);
+    let evacuation = evacuation_of(c, reg, lineage, last_targets.as_ref())?;
+    let evacuated = evacuation.iter().fold((0, 0, 0), |t, e| {
+        (t.0 + e.to_move, t.1 + e.moved, t.2 + e.refused)
+    });
+    let last = msgs.last().unwrap_or(first);
+    Ok(Report {
+        lineage: lineage.to_string(),
+        hazard: first.hazard.clone(),
+        tier,
+        area_name: last_targets
+            .as_ref()
+            .and_then(|t| t.places.first().map(|p| p.name.clone()))
+            .unwrap_or_default(),
+        issued: local(&first.sent),
+        last: local(&last.sent),
+        lifted: msgs.iter().any(|m| m.msg_type == "Cancel"),
+        messages: msgs
+            .iter()
+            .map(|m| {
+                (
+                    m.version,
+                    m.msg_type.clone(),
+                    m.tier.clone().unwrap_or_default(),
+                    local(&m.sent),
+                    m.identifier.clone(),
+                )
+            })
+            .collect(),
+        sms,
+        timeline: timeline.sorted(),
+        levels,
+        persons,
+        evacuation,
+        evacuated,
+        audit_head: crate::store::audit::head(c)?,
+        generated: jiff::Zoned::now()
+            .with_time_zone(tz.clone())
+            .strftime("%Y-%m-%dT%H:%M:%S%:z")
+            .to_string(),
+    })
+}
 
-    // Calls, all versions: one person's first call, own answer, and the state it ended in.
-    struct Acc {
-        name: String,
-        level: String,
-        role: String,
-        target: String,
-        called: String,
-        answered: Option<String>,
-        states: Vec<String>,
-    }
+/// Calls, all versions: each person's first call, own answer, and the states their calls
+/// ended in.
+fn calls_of(c: &Connection, lineage: &str) -> anyhow::Result<BTreeMap<String, Acc>> {
     let mut people: BTreeMap<String, Acc> = BTreeMap::new();
     {
         let mut q = c.prepare_cached(
@@ -273,7 +341,17 @@ pub fn read(
             a.states.push(state);
         }
     }
-    // Their answers, by channel, in order.
+    Ok(people)
+}
+
+/// Their answers, by channel, in order (each on the timeline); returns each person's first
+/// channel.
+fn answers_of(
+    c: &Connection,
+    lineage: &str,
+    people: &BTreeMap<String, Acc>,
+    timeline: &mut Timeline<'_>,
+) -> anyhow::Result<BTreeMap<String, String>> {
     let mut channel_of: BTreeMap<String, String> = BTreeMap::new();
     {
         let mut q = c.prepare_cached(
@@ -326,7 +404,7 @@ pub fn read(
                 ),
                 _ => format!("{kind} ({channel}): {text}"),
             };
-            push(
+            timeline.push(
                 &at,
                 if kind == "moved" {
                     "evacuation"
@@ -338,7 +416,15 @@ pub fn read(
             );
         }
     }
-    // Escalation steps that fired.
+    Ok(channel_of)
+}
+
+/// Escalation steps that fired (each on the timeline); returns the count per person.
+fn steps_of(
+    c: &Connection,
+    lineage: &str,
+    timeline: &mut Timeline<'_>,
+) -> anyhow::Result<BTreeMap<String, u32>> {
     let mut steps_of: BTreeMap<String, u32> = BTreeMap::new();
     {
         let mut q = c.prepare_cached(
@@ -358,7 +444,7 @@ pub fn read(
         for row in rows {
             let (fired, action, detail, person, name) = row?;
             *steps_of.entry(person).or_default() += 1;
-            push(
+            timeline.push(
                 &fired,
                 "escalation",
                 name,
@@ -366,7 +452,16 @@ pub fn read(
             );
         }
     }
-    // Sends and receipts, from the audit trail (each entry names its warning).
+    Ok(steps_of)
+}
+
+/// Sends and receipts, from the audit trail (each entry names its warning): (accepted,
+/// delivered, failed); the first accepted is on the timeline.
+fn sms_of(
+    c: &Connection,
+    lineage: &str,
+    timeline: &mut Timeline<'_>,
+) -> anyhow::Result<(u32, u32, u32)> {
     let mut sms = (0, 0, 0);
     {
         let rows = crate::store::audit::kinds_about(c, "sms.", lineage)?;
@@ -374,7 +469,7 @@ pub fn read(
             match kind.as_str() {
                 "sms.accepted" => {
                     sms.0 += n;
-                    push(
+                    timeline.push(
                         &first_at,
                         "sms",
                         String::new(),
@@ -386,12 +481,20 @@ pub fn read(
             }
         }
     }
-    // Stable: events at the same instant keep the order they were gathered in (the issue
-    // before what it caused).
-    timeline.sort_by_key(|e| e.0);
+    Ok(sms)
+}
 
+/// Each person's line: their first call, own answer (when, how fast, by what), the state
+/// they ended in, and the steps that chased them.
+fn persons_of(
+    people: &BTreeMap<String, Acc>,
+    channel_of: &BTreeMap<String, String>,
+    steps_of: &BTreeMap<String, u32>,
+    reg: &Registry,
+    local: &dyn Fn(&str) -> String,
+) -> Vec<Person> {
     let place_name = |id: &str| super::place_name(reg, id);
-    let persons: Vec<Person> = people
+    people
         .iter()
         .map(|(id, a)| {
             let state = if a.answered.is_some() {
@@ -417,7 +520,11 @@ pub fn read(
                 steps: steps_of.get(id).copied().unwrap_or(0),
             }
         })
-        .collect();
+        .collect()
+}
+
+/// Time to acknowledge per level (nearest-rank percentiles).
+fn levels_of(persons: &[Person]) -> Vec<Level> {
     let mut levels = Vec::new();
     for level in ["site", "group", "village", "town", "county"] {
         let of: Vec<&Person> = persons.iter().filter(|p| p.level == level).collect();
@@ -440,23 +547,32 @@ pub fn read(
             max: mins.last().copied(),
         });
     }
+    levels
+}
 
-    // Evacuation: the places as the warning last stood, and every place reported on. A report
-    // for a village that is not warned itself counts for the warned site that names it (the
-    // people of a flash-flood zone live in its villages; their leads report by village).
+/// Evacuation: the places as the warning last stood, and every place reported on. A report
+/// for a village that is not warned itself counts for the warned site that names it (the
+/// people of a flash-flood zone live in its villages; their leads report by village).
+fn evacuation_of(
+    c: &Connection,
+    reg: &Registry,
+    lineage: &str,
+    last_targets: Option<&crate::correlate::Targets>,
+) -> anyhow::Result<Vec<Evacuation>> {
+    let place_name = |id: &str| super::place_name(reg, id);
     let mut evac: BTreeMap<String, Evacuation> = BTreeMap::new();
     let mut covered_by: BTreeMap<String, String> = BTreeMap::new();
-    for p in last_targets.iter().flat_map(|t| t.places.iter()) {
+    for p in last_targets.into_iter().flat_map(|t| t.places.iter()) {
         if let Some(site) = reg.site(&p.id) {
             for v in &site.villages {
                 covered_by.entry(v.clone()).or_insert_with(|| p.id.clone());
             }
         }
     }
-    for p in last_targets.iter().flat_map(|t| t.places.iter()) {
+    for p in last_targets.into_iter().flat_map(|t| t.places.iter()) {
         covered_by.insert(p.id.clone(), p.id.clone());
     }
-    for p in last_targets.iter().flat_map(|t| t.places.iter()) {
+    for p in last_targets.into_iter().flat_map(|t| t.places.iter()) {
         evac.insert(
             p.id.clone(),
             Evacuation {
@@ -498,46 +614,7 @@ pub fn read(
             e.refused += refused.clamp(0, i64::from(u32::MAX)) as u32;
         }
     }
-    let evacuation: Vec<Evacuation> = evac.into_values().collect();
-    let evacuated = evacuation.iter().fold((0, 0, 0), |t, e| {
-        (t.0 + e.to_move, t.1 + e.moved, t.2 + e.refused)
-    });
-    let last = msgs.last().unwrap_or(first);
-    Ok(Report {
-        lineage: lineage.to_string(),
-        hazard: first.hazard.clone(),
-        tier,
-        area_name: last_targets
-            .as_ref()
-            .and_then(|t| t.places.first().map(|p| p.name.clone()))
-            .unwrap_or_default(),
-        issued: local(&first.sent),
-        last: local(&last.sent),
-        lifted: msgs.iter().any(|m| m.msg_type == "Cancel"),
-        messages: msgs
-            .iter()
-            .map(|m| {
-                (
-                    m.version,
-                    m.msg_type.clone(),
-                    m.tier.clone().unwrap_or_default(),
-                    local(&m.sent),
-                    m.identifier.clone(),
-                )
-            })
-            .collect(),
-        sms,
-        timeline: timeline.into_iter().map(|(_, e)| e).collect(),
-        levels,
-        persons,
-        evacuation,
-        evacuated,
-        audit_head: crate::store::audit::head(c)?,
-        generated: jiff::Zoned::now()
-            .with_time_zone(tz.clone())
-            .strftime("%Y-%m-%dT%H:%M:%S%:z")
-            .to_string(),
-    })
+    Ok(evac.into_values().collect())
 }
 
 /// The report in Markdown (`templates/report/warning.{lang}`).

@@ -8,7 +8,7 @@
 use jiff::Timestamp;
 use rusqlite::{OptionalExtension, Transaction, params};
 
-use crate::correlate::tier::Tier;
+use crate::correlate::Tier;
 use crate::dispatch::broadcast::jobs;
 use crate::dispatch::outbox::{self, Notice, Policy};
 use crate::registry::Registry;

@@ -27,7 +27,7 @@ use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use jiff::Timestamp;
 
 use crate::dispatch::link;
-use crate::dispatch::outbox::Policy;
+use crate::dispatch::Policy;
 use crate::registry::Shared;
 use crate::respond::calls::RespondSettings;
 use crate::respond::intake::{self, LinkAnswer};

@@ -6,11 +6,11 @@
 //!
 //! Restricted warnings (officials only) are never published here.
 
-pub mod atom;
+pub(crate) mod atom;
 pub mod auth;
 pub mod checkin;
-pub mod map;
-pub mod metrics;
+pub(crate) mod map;
+pub(crate) mod metrics;
 pub mod office;
 
 use std::path::Path;

@@ -6,7 +6,7 @@ use crate::common;
 use std::time::Duration;
 
 use common::dispatch::{contact, mobile, targets};
-use stormbell::correlate::lifecycle::Send;
+use stormbell::correlate::lifecycle::MessageKind;
 use stormbell::correlate::tier::{Hazard, Tier};
 use stormbell::dispatch::broadcast::audio::{AudioError, MP3_TAIL, Synth, rms};
 use stormbell::dispatch::broadcast::script::script;
@@ -23,7 +23,7 @@ fn a_red_flash_flood_warning_is_spoken_after_the_tone_and_cached() {
         2,
         Hazard::FlashFlood,
         Tier::Red,
-        Send::Update,
+        MessageKind::Update,
         vec![contact(1, &mobile(1))],
     );
     let text = script(&red, &policy).unwrap();
@@ -89,7 +89,7 @@ fn a_red_flash_flood_warning_is_spoken_after_the_tone_and_cached() {
         3,
         Hazard::FlashFlood,
         Tier::Red,
-        Send::Cancel,
+        MessageKind::Cancel,
         vec![],
     );
     let c = synth.render(&script(&lift, &policy).unwrap()).unwrap();

@@ -19,7 +19,7 @@ use common::ebd::{COUNTY, EbdPlatform, PLATFORM};
 use common::icecast::Icecast;
 use jiff::{SignedDuration, Timestamp};
 use stormbell::correlate::engine::{self, Engine};
-use stormbell::correlate::lifecycle::Send;
+use stormbell::correlate::lifecycle::MessageKind;
 use stormbell::correlate::{Rules, Tier};
 use stormbell::dispatch::broadcast::audio::Synth;
 use stormbell::dispatch::broadcast::jobs::{Plan, Routes};
@@ -238,7 +238,7 @@ async fn a_flash_flood_warning_from_rain_sounds_every_terminal_and_its_lift_stop
             .write_blocking(move |tx| engine::commit(tx, &ev2, &[], now, &tz2, Some(&hook2)))
             .unwrap();
         for (send, tier, targets) in ours {
-            if send == Send::Update && tier == Tier::Red && red.is_none() {
+            if send == MessageKind::Update && tier == Tier::Red && red.is_none() {
                 clock.advance_to(now);
                 // The IP speakers of the zone's villages listen, one per mount.
                 let mut mounts: BTreeMap<String, usize> = BTreeMap::new();
@@ -276,7 +276,7 @@ async fn a_flash_flood_warning_from_rain_sounds_every_terminal_and_its_lift_stop
                 );
                 red = Some(targets);
             }
-            if send == Send::Cancel {
+            if send == MessageKind::Cancel {
                 lifted = true;
             }
         }

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use common::dispatch::{contact, mobile, place, targets};
 use common::ebd::{COUNTY, EbdPlatform, PLATFORM, sm2_keys};
 use jiff::{SignedDuration, Timestamp};
-use stormbell::correlate::lifecycle::Send;
+use stormbell::correlate::lifecycle::MessageKind;
 use stormbell::correlate::tier::{Hazard, Tier};
 use stormbell::correlate::warning::Targets;
 use stormbell::dispatch::broadcast::audio::Synth;
@@ -41,7 +41,7 @@ fn warning(
     villages: &[&str],
     version: u32,
     tier: Tier,
-    send: Send,
+    send: MessageKind,
 ) -> Targets {
     let mut t = targets(
         "flash_flood:FF331098001",
@@ -96,7 +96,7 @@ async fn drive(
     ch: PlatformChannel,
     clock: &Arc<SimClock>,
     within: Duration,
-    done: impl Fn(&rusqlite::Connection) -> bool + Clone + std::marker::Send + 'static,
+    done: impl Fn(&rusqlite::Connection) -> bool + Clone + Send + 'static,
 ) {
     let (stop_tx, stop) = stormbell::runtime::Trigger::new();
     let task = tokio::spawn(stormbell::dispatch::drive(
@@ -198,7 +198,7 @@ async fn a_signed_warning_is_accepted_played_per_terminal_and_its_lift_stops_it(
     let start: Timestamp = "2019-08-09T21:00:00+08:00".parse().unwrap();
     let clock = Arc::new(SimClock::new(start));
     let villages = ["331098001002", "331098001003", "331098001005"];
-    let red = warning(&data, &villages, 2, Tier::Red, Send::Update);
+    let red = warning(&data, &villages, 2, Tier::Red, MessageKind::Update);
     let want: BTreeSet<String> = red.terminals.iter().cloned().collect();
     // The terminals of these villages as the fixture's CSV lists them (read here as text).
     let csv = String::from_utf8(common::fixture_bytes("county/terminals.csv")).unwrap();
@@ -302,7 +302,7 @@ async fn a_signed_warning_is_accepted_played_per_terminal_and_its_lift_stops_it(
     assert_eq!((sent, plays), (1, n));
 
     // The lift: a stop instruction naming the broadcast it stops.
-    let lift = warning(&data, &villages, 3, Tier::Red, Send::Cancel);
+    let lift = warning(&data, &villages, 3, Tier::Red, MessageKind::Cancel);
     let later = start + SignedDuration::from_hours(3);
     clock.advance_to(later);
     assert_eq!(enqueue(&store, 2, &lift, later, &plan(600)).jobs, 1);
@@ -337,7 +337,7 @@ async fn outages_offline_and_silent_terminals_and_refusals_reach_the_alarms() {
     let start: Timestamp = "2019-08-09T21:00:00+08:00".parse().unwrap();
     let clock = Arc::new(SimClock::new(start));
     let villages = ["331098001002", "331098001003"];
-    let red = warning(&data, &villages, 1, Tier::Red, Send::Alert);
+    let red = warning(&data, &villages, 1, Tier::Red, MessageKind::Alert);
     let (offline, silent) = (red.terminals[0].clone(), red.terminals[1].clone());
     platform.control(&format!("/offline?id={offline}"));
     platform.control(&format!("/silent?id={silent}"));
@@ -427,7 +427,13 @@ async fn outages_offline_and_silent_terminals_and_refusals_reach_the_alarms() {
 
     // A platform that answers 200 with a failure code: refused, every terminal failed, alarmed.
     platform.control("/fail?code=2&n=1");
-    let next = warning(&data, &["331098001005"], 1, Tier::Orange, Send::Alert);
+    let next = warning(
+        &data,
+        &["331098001005"],
+        1,
+        Tier::Orange,
+        MessageKind::Alert,
+    );
     let mut next = next;
     next.lineage = "flash_flood:FF331098002".into();
     enqueue(&store, 2, &next, clock.now(), &plan(120));
@@ -465,7 +471,7 @@ async fn a_wrong_key_is_refused_by_the_platform_and_an_unreachable_one_is_alarme
     let platform = EbdPlatform::start(Some((&registered, "SN-1")), 300);
     let start: Timestamp = "2019-08-09T21:00:00+08:00".parse().unwrap();
     let clock = Arc::new(SimClock::new(start));
-    let red = warning(&data, &["331098001002"], 1, Tier::Red, Send::Alert);
+    let red = warning(&data, &["331098001002"], 1, Tier::Red, MessageKind::Alert);
     enqueue(&store, 1, &red, start, &plan(60));
     let signer = SignerSettings::Sm2 {
         key: stolen,
@@ -508,7 +514,7 @@ async fn a_wrong_key_is_refused_by_the_platform_and_an_unreachable_one_is_alarme
 
     // Nobody listening: the job waits and retries; past its deadline, respond is told.
     let red2 = {
-        let mut t = warning(&data, &["331098001003"], 1, Tier::Red, Send::Alert);
+        let mut t = warning(&data, &["331098001003"], 1, Tier::Red, MessageKind::Alert);
         t.lineage = "flash_flood:FF331098003".into();
         t
     };
@@ -553,7 +559,7 @@ async fn a_broadcast_whose_answer_was_lost_goes_again_under_the_same_ebmid_and_p
     let platform = EbdPlatform::start(None, 200);
     let start: Timestamp = "2019-08-09T21:00:00+08:00".parse().unwrap();
     let clock = Arc::new(SimClock::new(start));
-    let red = warning(&data, &["331098001002"], 1, Tier::Red, Send::Alert);
+    let red = warning(&data, &["331098001002"], 1, Tier::Red, MessageKind::Alert);
     enqueue(&store, 1, &red, start, &plan(600));
     let synth = Synth::mandarin(dir.path().join("audio"));
     let run = |synth: Synth| {

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use jiff::{SignedDuration, Timestamp};
 use stormbell::cap::{self, Options, Profile};
 use stormbell::correlate::engine::{Emitted, Engine};
-use stormbell::correlate::lifecycle::{Change, Send};
+use stormbell::correlate::lifecycle::{Change, MessageKind};
 use stormbell::correlate::warning::Issuer;
 use stormbell::correlate::{Hazard, Rules, Tier};
 use stormbell::feeds::Observation;
@@ -105,7 +105,7 @@ fn flash_flood_prepares_then_moves_then_waits_to_lift() {
     let start = at("2019-08-09T10:00:00+08:00");
     let hourly = [5.0, 38.0, 20.0, 30.0, 2.0, 0.0, 0.0, 0.0, 0.0];
     let got = run_rain(&mut e, start, &hourly, 12, "flash_flood:FF331098001");
-    let times: Vec<(i64, Send, Tier)> = got
+    let times: Vec<(i64, MessageKind, Tier)> = got
         .iter()
         .map(|(t, x)| {
             (
@@ -117,14 +117,18 @@ fn flash_flood_prepares_then_moves_then_waits_to_lift() {
         .collect();
     // 12:00: 38 mm in the last hour ≥ 35 → prepare (orange). 13:00: 3 h = 63 (≥ 60, < 80),
     // 1 h = 20: still orange. 14:00: 3 h = 88 ≥ 80 → move now (red), at once.
-    assert_eq!(times[0], (120, Send::Alert, Tier::Orange), "{times:?}");
-    assert_eq!(times[1], (240, Send::Update, Tier::Red), "{times:?}");
+    assert_eq!(
+        times[0],
+        (120, MessageKind::Alert, Tier::Orange),
+        "{times:?}"
+    );
+    assert_eq!(times[1], (240, MessageKind::Update, Tier::Red), "{times:?}");
     // The rain stops at 15:00 (2 mm). The 3 h sum falls below 80 × 0.9 at 16:00 (52 mm) and
     // the 1 h below 35 × 0.9: every threshold clears at 17:00 (3 h = 32 ≥ 60 × 0.9? no).
     // Red stands at least 180 min (from 14:00) and the lift waits 180 min of all-clear, so
     // nothing is sent before 14:00 + 180 min, and the lift comes last.
     let last = times.last().unwrap();
-    assert_eq!(last.1, Send::Cancel, "{times:?}");
+    assert_eq!(last.1, MessageKind::Cancel, "{times:?}");
     assert!(times[2..].iter().all(|t| t.0 >= 240 + 180), "{times:?}");
     let red = &got[1].1;
     assert!(red.decision.raises);
@@ -174,7 +178,7 @@ fn a_value_hovering_at_the_threshold_does_not_flap() {
     assert!(
         sends
             .iter()
-            .all(|s| s.2 == Send::Alert && s.3 == Tier::Orange),
+            .all(|s| s.2 == MessageKind::Alert && s.3 == Tier::Orange),
         "one orange alert per town, nothing after: {sends:?}"
     );
 }
@@ -261,7 +265,7 @@ fn wildfire_danger_rises_with_dry_days_and_lifts_after_rain() {
                 .into_iter()
                 .filter(|x| x.lineage == "wildfire:FO331098001")
             {
-                if x.decision.send == Send::Cancel {
+                if x.decision.send == MessageKind::Cancel {
                     lifted = Some(day);
                 } else {
                     tiers.push((day, x.state.tier));
@@ -483,7 +487,7 @@ fn upstream_alerts_are_relayed_to_the_villages_they_cover_and_lifted_when_cancel
         .iter()
         .find(|x| x.state.hazard == Hazard::Upstream)
         .expect("lifted");
-    assert_eq!(lifted.decision.send, Send::Cancel);
+    assert_eq!(lifted.decision.send, MessageKind::Cancel);
     assert_eq!(lifted.lineage, format!("upstream:{root}"));
     let xml = &lifted.issued[0].xml;
     assert!(

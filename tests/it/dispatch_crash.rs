@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use common::dispatch::{contact, targets};
 use common::smsc::Smsc;
 use jiff::Timestamp;
-use stormbell::correlate::lifecycle::Send;
+use stormbell::correlate::lifecycle::MessageKind;
 use stormbell::correlate::tier::{Hazard, Tier};
 use stormbell::dispatch::outbox::{self, Policy};
 use stormbell::store::Store;
@@ -58,7 +58,7 @@ fn kill_9_mid_send_then_restart_loses_nobody_and_bounds_duplicates() {
             1,
             Hazard::FlashFlood,
             Tier::Red,
-            Send::Alert,
+            MessageKind::Alert,
             contacts,
         );
         // One short line: one part per message.

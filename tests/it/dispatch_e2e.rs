@@ -13,7 +13,7 @@ use std::time::Duration;
 use common::smsc::Smsc;
 use jiff::{SignedDuration, Timestamp};
 use stormbell::correlate::engine::{self, Engine};
-use stormbell::correlate::lifecycle::Send;
+use stormbell::correlate::lifecycle::MessageKind;
 use stormbell::correlate::{Rules, Tier};
 use stormbell::dispatch::outbox::Policy;
 use stormbell::dispatch::sms::SmsChannel;
@@ -89,13 +89,13 @@ fn a_flash_flood_warning_from_rain_reaches_the_responsible_persons_and_so_does_i
             .write_blocking(move |tx| engine::commit(tx, &ev2, &[], now, &tz2, Some(&hook2)))
             .unwrap();
         for (send, tier, targets) in ours {
-            if send == Send::Update && tier == Tier::Red {
+            if send == MessageKind::Update && tier == Tier::Red {
                 // Move now: send before the rain stops, as the daemon would.
                 clock.advance_to(now);
                 send_all(&store, &smsc, &policy, clock.clone());
                 red = Some(targets);
             }
-            if send == Send::Cancel {
+            if send == MessageKind::Cancel {
                 lifted = true;
             }
         }

@@ -12,7 +12,7 @@ use common::kannel::{free_port, start_kannel};
 use common::smsc::Smsc;
 use jiff::Timestamp;
 use stormbell::correlate::assess::PlaceKind;
-use stormbell::correlate::lifecycle::Send;
+use stormbell::correlate::lifecycle::MessageKind;
 use stormbell::correlate::tier::{Hazard, Tier};
 use stormbell::correlate::warning::TargetPlace;
 use stormbell::dispatch::kannel::{KannelChannel, KannelSettings};
@@ -34,7 +34,7 @@ fn warnings_go_through_kannel_and_its_delivery_reports_come_back() {
         1,
         Hazard::GeoHazard,
         Tier::Orange,
-        Send::Alert,
+        MessageKind::Alert,
         contacts,
     );
     t.places = vec![TargetPlace {

@@ -5,7 +5,7 @@ use crate::common;
 
 use common::dispatch::{contact, targets};
 use jiff::{SignedDuration, Timestamp};
-use stormbell::correlate::lifecycle::Send;
+use stormbell::correlate::lifecycle::MessageKind;
 use stormbell::correlate::tier::{Hazard, Tier};
 use stormbell::correlate::warning::Targets;
 use stormbell::dispatch::outbox::{self, Claimed, Outcome, Policy};
@@ -16,7 +16,7 @@ fn t(
     version: u32,
     hazard: Hazard,
     tier: Tier,
-    send: Send,
+    send: MessageKind,
     raises: bool,
     who: &[usize],
 ) -> Targets {
@@ -110,7 +110,7 @@ fn red_goes_first_and_a_newer_version_supersedes_what_was_not_sent() {
         1,
         Hazard::Rainstorm,
         Tier::Blue,
-        Send::Alert,
+        MessageKind::Alert,
         true,
         &[1, 2],
     ));
@@ -119,7 +119,7 @@ fn red_goes_first_and_a_newer_version_supersedes_what_was_not_sent() {
         1,
         Hazard::FlashFlood,
         Tier::Red,
-        Send::Alert,
+        MessageKind::Alert,
         true,
         &[3],
     ));
@@ -129,7 +129,7 @@ fn red_goes_first_and_a_newer_version_supersedes_what_was_not_sent() {
         2,
         Hazard::Rainstorm,
         Tier::Yellow,
-        Send::Update,
+        MessageKind::Update,
         true,
         &[1, 2],
     ));
@@ -151,7 +151,7 @@ fn several_warnings_for_one_person_become_one_message_highest_tier_first() {
         1,
         Hazard::Typhoon,
         Tier::Yellow,
-        Send::Alert,
+        MessageKind::Alert,
         true,
         &[7],
     ));
@@ -160,7 +160,7 @@ fn several_warnings_for_one_person_become_one_message_highest_tier_first() {
         1,
         Hazard::FlashFlood,
         Tier::Red,
-        Send::Alert,
+        MessageKind::Alert,
         true,
         &[7],
     ));
@@ -169,7 +169,7 @@ fn several_warnings_for_one_person_become_one_message_highest_tier_first() {
         1,
         Hazard::GeoHazard,
         Tier::Orange,
-        Send::Alert,
+        MessageKind::Alert,
         true,
         &[7],
     ));
@@ -212,7 +212,7 @@ fn the_per_person_cap_holds_routine_updates_but_never_an_upgrade() {
         1,
         Hazard::Rainstorm,
         Tier::Yellow,
-        Send::Alert,
+        MessageKind::Alert,
         true,
         &[1],
     ));
@@ -224,7 +224,7 @@ fn the_per_person_cap_holds_routine_updates_but_never_an_upgrade() {
         2,
         Hazard::Rainstorm,
         Tier::Yellow,
-        Send::Update,
+        MessageKind::Update,
         false,
         &[1],
     ));
@@ -235,7 +235,7 @@ fn the_per_person_cap_holds_routine_updates_but_never_an_upgrade() {
         1,
         Hazard::FlashFlood,
         Tier::Red,
-        Send::Alert,
+        MessageKind::Alert,
         true,
         &[1],
     ));
@@ -249,7 +249,7 @@ fn the_per_person_cap_holds_routine_updates_but_never_an_upgrade() {
         3,
         Hazard::Rainstorm,
         Tier::Yellow,
-        Send::Update,
+        MessageKind::Update,
         false,
         &[1],
     ));
@@ -266,7 +266,7 @@ fn a_cancel_is_skipped_when_nothing_was_sent_and_sent_last_when_something_was() 
         1,
         Hazard::Typhoon,
         Tier::Blue,
-        Send::Alert,
+        MessageKind::Alert,
         true,
         &[1, 2],
     ));
@@ -279,7 +279,7 @@ fn a_cancel_is_skipped_when_nothing_was_sent_and_sent_last_when_something_was() 
         2,
         Hazard::Typhoon,
         Tier::Blue,
-        Send::Cancel,
+        MessageKind::Cancel,
         false,
         &[1, 2],
     ));
@@ -300,7 +300,7 @@ fn a_cancel_is_skipped_when_nothing_was_sent_and_sent_last_when_something_was() 
         1,
         Hazard::FlashFlood,
         Tier::Red,
-        Send::Alert,
+        MessageKind::Alert,
         true,
         &[9],
     ));
@@ -319,7 +319,7 @@ fn throttles_do_not_count_as_attempts_unknown_outcomes_are_counted_and_restarts_
         1,
         Hazard::Rainstorm,
         Tier::Orange,
-        Send::Alert,
+        MessageKind::Alert,
         true,
         &[1, 2, 3],
     ));
@@ -397,7 +397,7 @@ fn a_receipt_after_a_restart_proves_a_message_got_through_and_it_is_not_sent_aga
         1,
         Hazard::FlashFlood,
         Tier::Red,
-        Send::Alert,
+        MessageKind::Alert,
         true,
         &[1, 2],
     ));
@@ -449,7 +449,7 @@ fn messages_queued_too_long_expire_instead_of_going_out_late() {
         1,
         Hazard::Rainstorm,
         Tier::Blue,
-        Send::Alert,
+        MessageKind::Alert,
         true,
         &[1],
     ));
@@ -466,7 +466,7 @@ fn what_rode_along_is_never_lost_when_its_carrier_goes_back_or_is_superseded() {
         1,
         Hazard::Typhoon,
         Tier::Orange,
-        Send::Alert,
+        MessageKind::Alert,
         true,
         &[5],
     ));
@@ -475,7 +475,7 @@ fn what_rode_along_is_never_lost_when_its_carrier_goes_back_or_is_superseded() {
         1,
         Hazard::FlashFlood,
         Tier::Yellow,
-        Send::Alert,
+        MessageKind::Alert,
         true,
         &[5],
     ));
@@ -498,7 +498,7 @@ fn what_rode_along_is_never_lost_when_its_carrier_goes_back_or_is_superseded() {
         2,
         Hazard::Typhoon,
         Tier::Red,
-        Send::Update,
+        MessageKind::Update,
         true,
         &[5],
     ));
@@ -533,9 +533,9 @@ fn a_merged_text_is_one_line_per_kind_of_warning_not_one_per_place() {
     // Twelve zones red at once (some as new Alerts, some raised by an Update), and a lift.
     for k in 0..12 {
         let send = if k % 2 == 0 {
-            Send::Alert
+            MessageKind::Alert
         } else {
-            Send::Update
+            MessageKind::Update
         };
         f.enqueue(t(
             &format!("flash_flood:FF{k:03}"),
@@ -552,7 +552,7 @@ fn a_merged_text_is_one_line_per_kind_of_warning_not_one_per_place() {
         3,
         Hazard::Rainstorm,
         Tier::Blue,
-        Send::Cancel,
+        MessageKind::Cancel,
         false,
         &[2],
     ));
@@ -575,7 +575,7 @@ fn a_cancel_is_sent_to_someone_whose_alert_may_have_gone_out_before_a_restart() 
         1,
         Hazard::Typhoon,
         Tier::Orange,
-        Send::Alert,
+        MessageKind::Alert,
         true,
         &[1],
     ));
@@ -590,7 +590,7 @@ fn a_cancel_is_sent_to_someone_whose_alert_may_have_gone_out_before_a_restart() 
         2,
         Hazard::Typhoon,
         Tier::Orange,
-        Send::Cancel,
+        MessageKind::Cancel,
         false,
         &[1],
     ));
@@ -607,7 +607,7 @@ fn the_cap_never_pushes_back_a_raise_waiting_to_retry() {
         1,
         Hazard::Rainstorm,
         Tier::Yellow,
-        Send::Alert,
+        MessageKind::Alert,
         true,
         &[1],
     ));
@@ -619,7 +619,7 @@ fn the_cap_never_pushes_back_a_raise_waiting_to_retry() {
         1,
         Hazard::FlashFlood,
         Tier::Red,
-        Send::Alert,
+        MessageKind::Alert,
         true,
         &[1],
     ));
@@ -641,7 +641,7 @@ fn the_cap_never_pushes_back_a_raise_waiting_to_retry() {
         2,
         Hazard::Rainstorm,
         Tier::Yellow,
-        Send::Update,
+        MessageKind::Update,
         false,
         &[1],
     ));
@@ -662,7 +662,7 @@ fn every_person_gets_their_own_link_and_a_merged_text_carries_the_carriers() {
         1,
         Hazard::FlashFlood,
         Tier::Orange,
-        Send::Alert,
+        MessageKind::Alert,
         true,
         &[1, 2, 3],
     ));
@@ -725,7 +725,7 @@ fn every_person_gets_their_own_link_and_a_merged_text_carries_the_carriers() {
         1,
         Hazard::Rainstorm,
         Tier::Yellow,
-        Send::Alert,
+        MessageKind::Alert,
         true,
         &[1],
     ));

@@ -16,7 +16,7 @@ use common::dispatch::{contact, targets};
 use common::kannel::{free_port, start_kannel};
 use common::smsc::Smsc;
 use jiff::Timestamp;
-use stormbell::correlate::lifecycle::Send;
+use stormbell::correlate::lifecycle::MessageKind;
 use stormbell::correlate::tier::{Hazard, Tier};
 use stormbell::dispatch::kannel::{KannelChannel, KannelSettings};
 use stormbell::dispatch::outbox::{self, Policy};
@@ -103,7 +103,7 @@ fn enqueue(store: &Store, decision: i64, first: usize, n: usize) {
         1,
         Hazard::GeoHazard,
         Tier::Orange,
-        Send::Alert,
+        MessageKind::Alert,
         contacts,
     );
     store

@@ -10,7 +10,7 @@ use std::time::Duration;
 use common::dispatch::{self, contact, mobile};
 use common::smsc::Smsc;
 use jiff::Timestamp;
-use stormbell::correlate::lifecycle::Send;
+use stormbell::correlate::lifecycle::MessageKind;
 use stormbell::correlate::tier::{Hazard, Tier};
 use stormbell::correlate::warning::{Contact, Targets};
 use stormbell::dispatch::outbox::{self, Policy};
@@ -55,7 +55,7 @@ fn targets(
     version: u32,
     hazard: Hazard,
     tier: Tier,
-    send: Send,
+    send: MessageKind,
     contacts: Vec<Contact>,
 ) -> Targets {
     let mut t = dispatch::targets(lineage, version, hazard, tier, send, contacts);
@@ -253,7 +253,7 @@ fn a_warning_reaches_every_phone_with_receipts_and_bad_numbers_fail_with_their_r
             1,
             Hazard::FlashFlood,
             Tier::Red,
-            Send::Alert,
+            MessageKind::Alert,
             contacts,
         ),
         &policy,
@@ -349,7 +349,7 @@ fn throttling_slows_down_and_a_dropped_link_is_resumed_without_losing_anyone() {
             1,
             Hazard::Typhoon,
             Tier::Orange,
-            Send::Alert,
+            MessageKind::Alert,
             contacts,
         ),
         &policy,
@@ -420,7 +420,7 @@ fn an_smsc_down_at_start_gets_the_queue_when_it_comes_up_and_backups_take_over()
             1,
             Hazard::Rainstorm,
             Tier::Yellow,
-            Send::Alert,
+            MessageKind::Alert,
             contacts,
         ),
         &policy,
@@ -484,7 +484,7 @@ fn receipts_for_unknown_ids_and_replies_are_kept_for_people() {
             1,
             Hazard::GeoHazard,
             Tier::Orange,
-            Send::Alert,
+            MessageKind::Alert,
             vec![contact(1, &mobile(1))],
         ),
         &policy,

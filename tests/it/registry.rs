@@ -590,7 +590,7 @@ fn the_spatial_index_agrees_with_brute_force() {
     let reg = Registry::new(loaded.data);
     let d = &reg.data;
     assert_eq!(reg.index.village_count(), d.villages.len());
-    let km = registry::check::km_between;
+    let km = registry::geo::km_between;
     let mut seed = 7u64;
     let mut rnd = || {
         seed = seed

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use common::dispatch::{contact, targets};
 use jiff::{SignedDuration, Timestamp};
-use stormbell::correlate::lifecycle::Send;
+use stormbell::correlate::lifecycle::MessageKind;
 use stormbell::correlate::tier::{Hazard, Tier};
 use stormbell::correlate::warning::Targets;
 use stormbell::dispatch::outbox::Policy;
@@ -37,7 +37,7 @@ fn settings(all: bool) -> RespondSettings {
 }
 
 /// Two persons for one village (上坞村), as a village and its deputy lead would be.
-fn warn(version: u32, tier: Tier, send: Send, raises: bool) -> Targets {
+fn warn(version: u32, tier: Tier, send: MessageKind, raises: bool) -> Targets {
     let mut t = targets(
         "flash_flood:FF1",
         version,
@@ -107,25 +107,25 @@ impl F {
 #[test]
 fn an_alert_calls_a_routine_update_does_not_a_raise_calls_again_and_a_lift_closes() {
     let f = F::new(false);
-    let r = f.register(1, warn(1, Tier::Orange, Send::Alert, true));
+    let r = f.register(1, warn(1, Tier::Orange, MessageKind::Alert, true));
     assert_eq!(
         (r.calls, r.steps),
         (2, 0),
         "orange has no ladder in these settings"
     );
     assert_eq!(
-        f.register(2, warn(2, Tier::Orange, Send::Update, false))
+        f.register(2, warn(2, Tier::Orange, MessageKind::Update, false))
             .calls,
         0
     );
-    let r = f.register(3, warn(3, Tier::Red, Send::Update, true));
+    let r = f.register(3, warn(3, Tier::Red, MessageKind::Update, true));
     assert_eq!((r.calls, r.steps, r.closed), (2, 4, 2));
     let s = f.states();
     assert_eq!(
         s.iter().map(|x| x.2.as_str()).collect::<Vec<_>>(),
         ["superseded", "superseded", "open", "open"]
     );
-    let r = f.register(4, warn(4, Tier::Red, Send::Cancel, false));
+    let r = f.register(4, warn(4, Tier::Red, MessageKind::Cancel, false));
     assert_eq!((r.calls, r.closed), (0, 2));
     assert!(f.states().iter().skip(2).all(|x| x.2 == "lifted"));
     // The lift cancelled the steps: nothing fires later.
@@ -135,14 +135,14 @@ fn an_alert_calls_a_routine_update_does_not_a_raise_calls_again_and_a_lift_close
 #[test]
 fn one_answer_covers_the_place_unless_everyone_must_answer() {
     let f = F::new(false);
-    f.register(1, warn(1, Tier::Red, Send::Alert, true));
+    f.register(1, warn(1, Tier::Red, MessageKind::Alert, true));
     assert_eq!(f.answer("P00001", f.now + SignedDuration::from_mins(2)), 2);
     let s = f.states();
     assert_eq!((s[0].2.as_str(), s[1].2.as_str()), ("answered", "covered"));
     assert_eq!(f.fire(f.now + SignedDuration::from_hours(1)).steps, 0);
 
     let g = F::new(true);
-    g.register(1, warn(1, Tier::Red, Send::Alert, true));
+    g.register(1, warn(1, Tier::Red, MessageKind::Alert, true));
     assert_eq!(g.answer("P00001", g.now + SignedDuration::from_mins(2)), 1);
     // The other still climbs: resend at 5, silent at 15; each once however often we look.
     let at = g.now + SignedDuration::from_mins(6);
@@ -154,7 +154,7 @@ fn one_answer_covers_the_place_unless_everyone_must_answer() {
     let s = g.states();
     assert_eq!((s[0].2.as_str(), s[1].2.as_str()), ("answered", "silent"));
     // An answer given before a call was made does not answer it.
-    g.register(2, warn(2, Tier::Red, Send::Update, true));
+    g.register(2, warn(2, Tier::Red, MessageKind::Update, true));
     assert_eq!(g.answer("P00002", g.now - SignedDuration::from_mins(1)), 0);
 }
 
@@ -217,7 +217,7 @@ fn loudspeaker_village() -> (
     prepared.commit(&store, "test", jiff::Zoned::now()).unwrap();
     let now: Timestamp = "2026-08-09T03:00:00+08:00".parse().unwrap();
     let village = "331098001002";
-    let mut t = warn(1, Tier::Red, Send::Alert, true);
+    let mut t = warn(1, Tier::Red, MessageKind::Alert, true);
     for c in &mut t.contacts {
         c.target = village.into();
     }

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use common::dispatch::{contact, targets};
 use jiff::{SignedDuration, Timestamp};
-use stormbell::correlate::lifecycle::Send;
+use stormbell::correlate::lifecycle::MessageKind;
 use stormbell::correlate::tier::{Hazard, Tier};
 use stormbell::dispatch::outbox::{self, Policy};
 use stormbell::registry::{self, Encoding, Registry};
@@ -74,7 +74,7 @@ async fn a_lead_acknowledges_and_reports_people_moved_from_the_link_in_their_sms
         1,
         Hazard::FlashFlood,
         Tier::Red,
-        Send::Alert,
+        MessageKind::Alert,
         vec![contact(1, "13900000001"), contact(2, "13900000002")],
     );
     for c in &mut t.contacts {

@@ -440,7 +440,7 @@ fn every_state_column_allows_exactly_its_enums_values() {
         1,
         stormbell::correlate::Hazard::GeoHazard,
         stormbell::correlate::Tier::Orange,
-        stormbell::correlate::lifecycle::Send::Alert,
+        stormbell::correlate::lifecycle::MessageKind::Alert,
         vec![crate::common::dispatch::contact(1, "13700000001")],
     );
     store

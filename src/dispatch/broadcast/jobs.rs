@@ -24,8 +24,8 @@ use jiff::{SignedDuration, Timestamp};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use serde::Serialize;
 
-use crate::correlate::lifecycle::Send;
-use crate::correlate::warning::Targets;
+use crate::correlate::MessageKind;
+use crate::correlate::Targets;
 use crate::dispatch::outbox::Policy;
 use crate::registry::model::TerminalKind;
 use crate::store::stamp;
@@ -164,7 +164,7 @@ pub fn enqueue(
         )?;
         let mut state = JobState::Queued;
         let mut err: Option<String> = None;
-        if t.send == Send::Cancel {
+        if t.send == MessageKind::Cancel {
             let played: i64 = tx.query_row(
                 "SELECT count(*) FROM broadcast_job WHERE lineage = ?1 AND route = ?2
                    AND state IN ('sent', 'done', 'failed') AND version < ?3",
@@ -209,7 +209,7 @@ pub fn enqueue(
         out.jobs += 1;
         // A lift is not tracked per terminal: the platform stops the broadcast, an Icecast mount
         // plays the lift once.
-        if state == JobState::Queued && t.send != Send::Cancel {
+        if state == JobState::Queued && t.send != MessageKind::Cancel {
             let mut ins = tx.prepare_cached(
                 "INSERT OR IGNORE INTO broadcast_target (job, terminal, village, state, updated)
                  VALUES (?1, ?2, ?3, 'waiting', ?4)",

@@ -2,7 +2,7 @@
 //! `templates/broadcast/warning.{lang}.j2` (short sentences, the tier and the action said
 //! twice, the shelter named).
 
-use crate::correlate::warning::Targets;
+use crate::correlate::Targets;
 use crate::dispatch::outbox::{Policy, words};
 use crate::templates::event_name;
 

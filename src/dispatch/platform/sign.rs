@@ -36,7 +36,7 @@ pub struct Signed {
 
 /// Signs a package's main document. `None` from [`Signer::sign`] means the package goes
 /// without a signature file (test platforms).
-pub trait Signer: std::marker::Send + Sync {
+pub trait Signer: Send + Sync {
     /// Sign these bytes.
     fn sign(&self, document: &[u8]) -> anyhow::Result<Option<Signed>>;
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use jiff::{SignedDuration, Timestamp};
 use stormbell::correlate::engine::{self, Engine};
-use stormbell::correlate::lifecycle::Send;
+use stormbell::correlate::lifecycle::MessageKind;
 use stormbell::correlate::warning::Contact;
 use stormbell::correlate::{Rules, Tier};
 use stormbell::dispatch::outbox::Policy;
@@ -76,7 +76,7 @@ impl Driver {
             let lifted = ev
                 .emitted
                 .iter()
-                .any(|x| x.lineage == ZONE && x.decision.send == Send::Cancel);
+                .any(|x| x.lineage == ZONE && x.decision.send == MessageKind::Cancel);
             let (ev2, tz2, hook2) = (ev.clone(), self.tz.clone(), self.hook.clone());
             store
                 .write_blocking(move |tx| engine::commit(tx, &ev2, &[], now, &tz2, Some(&hook2)))
@@ -123,7 +123,7 @@ pub fn drive_zone(
         }
         let ev = Arc::new(e.evaluate(now));
         for x in ev.emitted.iter().filter(|x| x.lineage == ZONE) {
-            assert_eq!(x.decision.send, Send::Alert);
+            assert_eq!(x.decision.send, MessageKind::Alert);
             alert = Some(Warned {
                 at: now,
                 tier: x.state.tier,

@@ -1,7 +1,7 @@
 //! Warnings for the dispatch tests, of the synthetic county's shape.
 
 use stormbell::correlate::assess::PlaceKind;
-use stormbell::correlate::lifecycle::Send;
+use stormbell::correlate::lifecycle::MessageKind;
 use stormbell::correlate::tier::{Hazard, Tier};
 use stormbell::correlate::warning::{Contact, TargetPlace, TargetShelter, Targets};
 
@@ -29,7 +29,7 @@ pub fn targets(
     version: u32,
     hazard: Hazard,
     tier: Tier,
-    send: Send,
+    send: MessageKind,
     contacts: Vec<Contact>,
 ) -> Targets {
     Targets {
@@ -38,7 +38,7 @@ pub fn targets(
         hazard,
         tier,
         send,
-        raises: send == Send::Alert,
+        raises: send == MessageKind::Alert,
         restricted: false,
         identifiers: vec![format!("{lineage}-{version}")],
         places: vec![place("331098101201", "上坞村", tier)],

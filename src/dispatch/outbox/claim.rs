@@ -1,0 +1,366 @@
+//! Rows out: a channel claims what is due (merging a person's texts, holding what the cap
+//! holds, expiring what is stale) and records what became of each send.
+
+use jiff::{SignedDuration, Timestamp};
+use rusqlite::{OptionalExtension, Transaction, params};
+
+use super::*;
+
+/// A message claimed for sending.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Claimed {
+    /// Row id (the carrier, when others were merged into it).
+    pub id: i64,
+    /// Person.
+    pub person: String,
+    /// Number.
+    pub address: String,
+    /// Final text.
+    pub text: String,
+    /// Rows merged into it.
+    pub merged: Vec<i64>,
+}
+
+struct Row {
+    purpose: String,
+    id: i64,
+    person: String,
+    address: String,
+    text: String,
+    segments: i64,
+    raises: bool,
+    tier: String,
+    words: String,
+}
+
+/// Claim up to `limit` messages of a channel that are due, marking them `submitting`.
+///
+/// Per person, the highest-priority due row carries every other queued row of that person
+/// (one message naming all the warnings, highest tier first). The per-person cap holds back
+/// a message that does not raise the danger; it is not held back when it does.
+pub fn claim(
+    tx: &Transaction<'_>,
+    channel: &str,
+    claimed_by: &str,
+    limit: usize,
+    now: Timestamp,
+    policy: &Policy,
+) -> anyhow::Result<Vec<Claimed>> {
+    let at = stamp(now);
+    // Mid-send at a restart and no receipt came within the grace: send again, counted.
+    tx.execute(
+        "UPDATE dispatch_message SET state = 'queued', merged_into = NULL, updated = ?1
+         WHERE channel = ?2 AND state = 'merged' AND merged_into IN (
+           SELECT id FROM dispatch_message
+           WHERE channel = ?2 AND state = 'reconciling' AND not_before <= ?1)",
+        params![at, channel],
+    )?;
+    tx.execute(
+        "UPDATE dispatch_message SET state = 'queued', uncertain = uncertain + 1, updated = ?1,
+                last_error = 'stormbell stopped while sending it and no receipt came: sent again'
+         WHERE channel = ?2 AND state = 'reconciling' AND not_before <= ?1",
+        params![at, channel],
+    )?;
+    // Too old to matter any more.
+    let stale = stamp(now.checked_sub(policy.expire_after).unwrap_or(now));
+    tx.execute(
+        "UPDATE dispatch_message SET state = 'expired', updated = ?1,
+                last_error = 'still queued when the warning had moved on'
+         WHERE channel = ?2 AND state = 'queued' AND created < ?3",
+        params![at, channel, stale],
+    )?;
+    let mut st = tx.prepare_cached(
+        "SELECT id, person, address, text, segments, raises, tier, words, purpose
+         FROM dispatch_message
+         WHERE channel = ?1 AND state = 'queued' AND not_before <= ?2
+         ORDER BY priority DESC, id LIMIT ?3",
+    )?;
+    let due: Vec<Row> = st
+        .query_map(params![channel, at, (limit * 2).max(16) as i64], |r| {
+            Ok(Row {
+                id: r.get(0)?,
+                person: r.get(1)?,
+                address: r.get(2)?,
+                text: r.get(3)?,
+                segments: r.get(4)?,
+                raises: r.get(5)?,
+                tier: r.get(6)?,
+                words: r.get(7)?,
+                purpose: r.get(8)?,
+            })
+        })?
+        .collect::<Result<_, _>>()?;
+    let mut out = Vec::new();
+    let mut taken = std::collections::HashSet::new();
+    let since = stamp(now.checked_sub(policy.cap_window).unwrap_or(now));
+    for row in due {
+        if out.len() >= limit {
+            break;
+        }
+        if !taken.insert(row.person.clone()) {
+            continue;
+        }
+        // The cap: how many went to this person lately, and the highest tier among them
+        // (tiers as ranks 1–4, blue to red).
+        let (recent, oldest, top): (i64, Option<String>, Option<i64>) = tx.query_row(
+            "SELECT count(*), min(updated), max(CASE tier WHEN 'red' THEN 4 WHEN 'orange' THEN 3
+                    WHEN 'yellow' THEN 2 ELSE 1 END)
+             FROM dispatch_message
+             WHERE channel = ?1 AND person = ?2 AND updated >= ?3
+               AND state IN ('submitting', 'accepted', 'delivered')",
+            params![channel, row.person, since],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )?;
+        let rank = Tier::parse(&row.tier).map_or(0, |t| t as i64 + 1);
+        let higher = top.is_none_or(|top| rank > top);
+        if recent >= i64::from(policy.cap_per_person) && !(row.raises || higher) {
+            let until = oldest
+                .as_deref()
+                .and_then(parse_ts)
+                .and_then(|o| o.checked_add(policy.cap_window).ok())
+                .unwrap_or(now);
+            // Only what does not raise the danger waits (a raise in retry backoff must not).
+            tx.execute(
+                "UPDATE dispatch_message SET not_before = ?1, updated = ?2,
+                        last_error = 'held by the per-person cap'
+                 WHERE channel = ?3 AND person = ?4 AND state = 'queued' AND raises = 0
+                   AND not_before < ?1",
+                params![stamp(until), at, channel, row.person],
+            )?;
+            continue;
+        }
+        // Everything else queued for this person rides along (warnings only: a notice has
+        // its own words and goes alone).
+        let mut others: Vec<(i64, String)> = if row.purpose == "warning" {
+            tx.prepare_cached(
+                "SELECT id, words FROM dispatch_message
+                 WHERE channel = ?1 AND person = ?2 AND state = 'queued' AND id != ?3
+                   AND purpose = 'warning'
+                 ORDER BY priority DESC, id",
+            )?
+            .query_map(params![channel, row.person, row.id], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })?
+            .collect::<Result<_, _>>()?
+        } else {
+            Vec::new()
+        };
+        let (text, segments) = if others.is_empty() {
+            (row.text.clone(), row.segments as u32)
+        } else {
+            let mut items: Vec<Words> = vec![serde_json::from_str(&row.words)?];
+            for (_, w) in &others {
+                items.push(serde_json::from_str(w)?);
+            }
+            let link = match &policy.link_base {
+                Some(base) => crate::dispatch::link::of_message(tx, row.id)?
+                    .map(|l| format!("{base}{}", l.token)),
+                None => None,
+            };
+            let text = render_merged(&items, policy, link.as_deref())?;
+            let (_, n) = crate::dispatch::sms::encode::segments(&text);
+            (text, n as u32)
+        };
+        tx.execute(
+            "UPDATE dispatch_message SET state = 'submitting', attempts = attempts + 1,
+                    sent_text = ?1, sent_segments = ?2, updated = ?3, claimed_by = ?5
+             WHERE id = ?4",
+            params![text, segments, at, row.id, claimed_by],
+        )?;
+        for (id, _) in &others {
+            tx.execute(
+                "UPDATE dispatch_message SET state = 'merged', merged_into = ?1, updated = ?2
+                 WHERE id = ?3",
+                params![row.id, at, id],
+            )?;
+        }
+        out.push(Claimed {
+            id: row.id,
+            person: row.person,
+            address: row.address,
+            text,
+            merged: others.drain(..).map(|(id, _)| id).collect(),
+        });
+    }
+    Ok(out)
+}
+
+/// How one send ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// Every part accepted: (part number, total, SMSC id).
+    Accepted {
+        /// Account used.
+        account: String,
+        /// Parts.
+        parts: Vec<(u32, u32, String)>,
+    },
+    /// Refused for good (the reason).
+    Failed {
+        /// Account used, if any.
+        account: Option<String>,
+        /// Why.
+        reason: String,
+    },
+    /// Try again after `after`; `uncertain` when the SMSC may have it already.
+    Retry {
+        /// Account used, if any.
+        account: Option<String>,
+        /// Why.
+        reason: String,
+        /// Delay.
+        after: SignedDuration,
+        /// Whether a send went out with no verdict.
+        uncertain: bool,
+        /// Whether it counts as an attempt (a throttle does not).
+        counts: bool,
+    },
+}
+
+/// Record outcomes, in one transaction.
+pub fn record(
+    tx: &Transaction<'_>,
+    results: &[(i64, Outcome)],
+    now: Timestamp,
+    policy: &Policy,
+) -> anyhow::Result<()> {
+    let at = stamp(now);
+    for (id, o) in results {
+        match o {
+            Outcome::Accepted { account, parts } => {
+                let changed = tx.execute(
+                    "UPDATE dispatch_message SET state = 'accepted', account = ?1, updated = ?2,
+                            last_error = NULL WHERE id = ?3 AND state = 'submitting'",
+                    params![account, at, id],
+                )?;
+                if changed > 0 {
+                    audit(
+                        tx,
+                        *id,
+                        "sms.accepted",
+                        now,
+                        serde_json::json!({
+                            "account": account, "parts": parts.len(),
+                        }),
+                    )?;
+                }
+                for (part, total, smsc) in parts {
+                    tx.execute(
+                        "INSERT OR REPLACE INTO dispatch_part
+                           (message, part, total, account, smsc_id, state, at)
+                         VALUES (?1, ?2, ?3, ?4, ?5, 'accepted', ?6)",
+                        params![id, part, total, account, smsc, at],
+                    )?;
+                }
+                // Receipts that arrived before this record (fast SMSCs) apply now.
+                for (_, _, smsc) in parts {
+                    let early: Vec<(i64, String)> = tx
+                        .prepare_cached(
+                            "SELECT id, stat FROM dispatch_inbound
+                             WHERE kind = 'orphan_receipt' AND account = ?1 AND smsc_id = ?2",
+                        )?
+                        .query_map(params![account, smsc], |r| Ok((r.get(0)?, r.get(1)?)))?
+                        .collect::<Result<_, _>>()?;
+                    for (row, stat) in early {
+                        let (delivered, failed) = stat_meaning(&stat);
+                        receipt(tx, account, smsc, &stat, delivered, failed, now)?;
+                        tx.execute("DELETE FROM dispatch_inbound WHERE id = ?1", params![row])?;
+                    }
+                }
+            }
+            Outcome::Failed { account, reason } => {
+                tx.execute(
+                    "UPDATE dispatch_message SET state = 'failed', account = coalesce(?1, account),
+                            last_error = ?2, updated = ?3 WHERE id = ?4",
+                    params![account, reason, at, id],
+                )?;
+                audit(
+                    tx,
+                    *id,
+                    "sms.failed",
+                    now,
+                    serde_json::json!({
+                        "account": account, "reason": reason,
+                    }),
+                )?;
+                // Same person, same number: what rode along failed with it.
+                tx.execute(
+                    "UPDATE dispatch_message SET state = 'failed', last_error = ?1, updated = ?2
+                     WHERE state = 'merged' AND merged_into = ?3",
+                    params![
+                        format!("sent inside message {id}, which failed: {reason}"),
+                        at,
+                        id
+                    ],
+                )?;
+            }
+            Outcome::Retry {
+                account,
+                reason,
+                after,
+                uncertain,
+                counts,
+            } => {
+                let attempts: i64 = tx
+                    .query_row(
+                        "SELECT attempts FROM dispatch_message WHERE id = ?1",
+                        params![id],
+                        |r| r.get(0),
+                    )
+                    .optional()?
+                    .unwrap_or(0);
+                if *counts && attempts >= i64::from(policy.max_attempts) {
+                    audit(
+                        tx,
+                        *id,
+                        "sms.failed",
+                        now,
+                        serde_json::json!({
+                            "account": account, "reason": reason, "attempts": attempts,
+                        }),
+                    )?;
+                    tx.execute(
+                        "UPDATE dispatch_message SET state = 'failed', uncertain = uncertain + ?1,
+                                last_error = ?2, updated = ?3 WHERE id = ?4",
+                        params![
+                            *uncertain as i64,
+                            format!("gave up after {attempts} attempts: {reason}"),
+                            at,
+                            id
+                        ],
+                    )?;
+                    continue;
+                }
+                let when = now.checked_add(*after).unwrap_or(now);
+                // What rode along goes back to the queue on its own: a newer version may yet
+                // supersede this carrier, and must not take the others down with it.
+                unmerge(tx, *id, &at)?;
+                tx.execute(
+                    "UPDATE dispatch_message SET state = 'queued', not_before = ?1,
+                            attempts = attempts - ?2, uncertain = uncertain + ?3,
+                            account = coalesce(?4, account), last_error = ?5, updated = ?6
+                     WHERE id = ?7",
+                    params![
+                        stamp(when),
+                        (!*counts) as i64,
+                        *uncertain as i64,
+                        account,
+                        reason,
+                        at,
+                        id
+                    ],
+                )?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Rows carried inside `carrier` go back to the queue as themselves.
+pub(super) fn unmerge(tx: &Transaction<'_>, carrier: i64, at: &str) -> anyhow::Result<usize> {
+    Ok(tx.execute(
+        "UPDATE dispatch_message SET state = 'queued', merged_into = NULL, updated = ?1
+         WHERE state = 'merged' AND merged_into = ?2",
+        params![at, carrier],
+    )?)
+}

@@ -1,0 +1,236 @@
+//! Rows in: a decision's messages (in the decision's transaction), respond's notices, and what
+//! a new registry changes about texts still waiting.
+
+use jiff::Timestamp;
+use rusqlite::{Transaction, params};
+
+use super::*;
+
+/// What enqueueing one decision did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Enqueued {
+    /// Rows queued.
+    pub queued: usize,
+    /// Rows recorded as failed before sending (no usable number), with the reasons.
+    pub invalid: Vec<String>,
+    /// Older queued rows superseded.
+    pub superseded: usize,
+    /// Cancels not sent because nothing had been sent to cancel.
+    pub skipped: usize,
+}
+
+/// Write the SMS rows for one decision, inside the transaction that records it.
+pub fn enqueue(
+    tx: &Transaction<'_>,
+    decision: i64,
+    t: &Targets,
+    now: Timestamp,
+    policy: &Policy,
+) -> anyhow::Result<Enqueued> {
+    let mut out = Enqueued::default();
+    let w = words(t, lang_of(policy));
+    let words_json = serde_json::to_string(&w)?;
+    let at = stamp(now);
+    // One text for everyone, with a placeholder as long as a personal link (so everyone's
+    // text has the same number of segments), each person's link put in its place.
+    let slot = policy
+        .link_base
+        .as_deref()
+        .map(crate::dispatch::link::placeholder);
+    let text = render_one(&w, policy, slot.as_deref())?;
+    let (_, segments) = crate::dispatch::sms::encode::segments(&text);
+    let mut supersede = tx.prepare_cached(
+        "UPDATE dispatch_message SET state = 'superseded', updated = ?1
+         WHERE lineage = ?2 AND person = ?3 AND channel = 'sms' AND state = 'queued'
+           AND version < ?4 AND purpose = 'warning'",
+    )?;
+    let mut insert = tx.prepare_cached(
+        "INSERT OR IGNORE INTO dispatch_message
+           (decision, lineage, version, send, hazard, tier, raises, person, channel, address,
+            priority, state, text, segments, not_before, last_error, created, updated, words)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'sms', ?9, ?10, ?11, ?12, ?13, ?14, ?15,
+                 ?14, ?14, ?16)",
+    )?;
+    let mut seen = std::collections::HashSet::new();
+    for c in &t.contacts {
+        if !seen.insert(c.person.clone()) {
+            continue;
+        }
+        let (address, state, err) = match normalise_mobile(&c.mobile) {
+            Some(n) => (n, MessageState::Queued, None),
+            None => (
+                c.mobile.clone(),
+                MessageState::Failed,
+                Some(format!(
+                    "{} ({}) has no usable mobile number: {:?}",
+                    c.name, c.person, c.mobile
+                )),
+            ),
+        };
+        // A newer version replaces what this person has not been sent yet.
+        let superseded = if t.version > 1 {
+            supersede.execute(params![at, t.lineage, c.person, t.version])?
+        } else {
+            0
+        };
+        out.superseded += superseded;
+        let mut state = state;
+        let mut err = err;
+        if t.send == MessageKind::Cancel && state == MessageState::Queued {
+            let ever: i64 = tx.query_row(
+                "SELECT count(*) FROM dispatch_message
+                 WHERE lineage = ?1 AND person = ?2 AND channel = 'sms'
+                   AND (state IN ('submitting', 'reconciling', 'accepted', 'delivered', 'merged')
+                        OR uncertain > 0)",
+                params![t.lineage, c.person],
+                |r| r.get(0),
+            )?;
+            if ever == 0 {
+                state = MessageState::Skipped;
+                err = Some("nothing was sent to this person to cancel".into());
+                out.skipped += 1;
+            }
+        }
+        let token = match (&slot, state) {
+            (Some(_), MessageState::Queued) => Some(crate::dispatch::link::token()?),
+            _ => None,
+        };
+        let personal = match (&slot, &token, &policy.link_base) {
+            (Some(slot), Some(tok), Some(base)) => text.replacen(slot, &format!("{base}{tok}"), 1),
+            (Some(slot), _, _) => text.replacen(slot, "", 1),
+            _ => text.clone(),
+        };
+        let n = insert.execute(params![
+            decision,
+            t.lineage,
+            t.version,
+            t.send.as_str(),
+            t.hazard.as_str(),
+            t.tier.as_str(),
+            t.raises,
+            c.person,
+            address,
+            priority(t.send, t.tier, t.raises),
+            state,
+            personal,
+            segments as i64,
+            at,
+            err,
+            words_json,
+        ])?;
+        if n == 1
+            && let Some(tok) = &token
+        {
+            let id = tx.last_insert_rowid();
+            crate::dispatch::link::record(
+                tx,
+                tok,
+                id,
+                decision,
+                &t.lineage,
+                t.version,
+                &c.person,
+                now,
+                now + policy.link_valid,
+            )?;
+        }
+        if n == 1 {
+            match state {
+                MessageState::Queued => out.queued += 1,
+                MessageState::Failed => out.invalid.extend(err),
+                _ => {}
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// A message that is not a warning version's own text: a re-send, a notice up the ladder, an
+/// answer to a reply. Respond queues these through [`notice`] (the one way it asks dispatch to
+/// send); they share the outbox's queue, receipts and retries, and are never merged.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Notice {
+    /// The decision it belongs to (the warning version it is about).
+    pub decision: i64,
+    /// hazard:area.
+    pub lineage: String,
+    /// Version.
+    pub version: u32,
+    /// Hazard.
+    pub hazard: String,
+    /// Tier (its priority follows it).
+    pub tier: Tier,
+    /// Whom to.
+    pub person: String,
+    /// Their number as the roster has it.
+    pub mobile: String,
+    /// The text, final.
+    pub text: String,
+    /// What it is, unique per decision and person: `resend:1`, `notify:2`, `reply:17` …
+    pub purpose: String,
+}
+
+/// Queue a notice (see [`Notice`]). `None` when one with the same purpose was already queued
+/// for that decision and person (a step fired twice sends once), or the number is unusable.
+pub fn notice(tx: &Transaction<'_>, n: &Notice, now: Timestamp) -> anyhow::Result<Option<i64>> {
+    let Some(address) = normalise_mobile(&n.mobile) else {
+        return Ok(None);
+    };
+    let at = stamp(now);
+    let (_, segments) = crate::dispatch::sms::encode::segments(&n.text);
+    let inserted = tx.execute(
+        "INSERT OR IGNORE INTO dispatch_message
+           (decision, lineage, version, send, hazard, tier, raises, person, channel, address,
+            priority, state, text, segments, not_before, created, updated, words, purpose)
+         VALUES (?1, ?2, ?3, 'Notice', ?4, ?5, 1, ?6, 'sms', ?7, ?8, 'queued', ?9, ?10, ?11, ?11,
+                 ?11, '{}', ?12)",
+        params![
+            n.decision,
+            n.lineage,
+            n.version,
+            n.hazard,
+            n.tier.as_str(),
+            n.person,
+            address,
+            // Above the warnings of its tier: a chase is more urgent than news.
+            priority(MessageKind::Alert, n.tier, true) + 1,
+            n.text,
+            segments as i64,
+            at,
+            n.purpose,
+        ],
+    )?;
+    Ok((inserted == 1).then(|| tx.last_insert_rowid()))
+}
+
+/// A person no longer answers for any place of a warning in force (the registry changed):
+/// their texts for it that are still waiting are withdrawn (`superseded`, the reason kept).
+pub fn withdraw(
+    tx: &Transaction<'_>,
+    lineage: &str,
+    person: &str,
+    now: Timestamp,
+) -> anyhow::Result<usize> {
+    Ok(tx.execute(
+        "UPDATE dispatch_message SET state = 'superseded', updated = ?3,
+                last_error = 'replaced in the registry: no longer on duty for this warning'
+         WHERE lineage = ?1 AND person = ?2 AND state = 'queued'",
+        params![lineage, person, stamp(now)],
+    )?)
+}
+
+/// A person's number changed in the registry: what still waits to be sent to them goes to
+/// the new number. Returns how many texts were moved.
+pub fn renumber(
+    tx: &Transaction<'_>,
+    person: &str,
+    mobile: &str,
+    now: Timestamp,
+) -> anyhow::Result<usize> {
+    let address = normalise_mobile(mobile).unwrap_or_else(|| mobile.to_string());
+    Ok(tx.execute(
+        "UPDATE dispatch_message SET address = ?2, updated = ?3
+         WHERE person = ?1 AND state = 'queued' AND address != ?2",
+        params![person, address, stamp(now)],
+    )?)
+}

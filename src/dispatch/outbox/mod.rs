@@ -1,0 +1,240 @@
+//! The durable outbox: every (warning version, person, channel) is a row before anything is
+//! sent, and every state it passes through is a committed write.
+//!
+//! ```text
+//! queued ──claim──▶ submitting ──SMSC ok──▶ accepted ──receipt──▶ delivered
+//!   ▲  │                │   │                    └──receipt──▶ failed (UNDELIV, …)
+//!   │  │                │   └─permanent error──▶ failed (bad number: the reason is kept)
+//!   │  │                └─throttled / no verdict / link down──▶ queued (later; `uncertain`
+//!   │  │                                                          counts sends with no verdict)
+//!   │  ├─a newer version for the same person──▶ superseded
+//!   │  ├─carried inside another message──▶ merged (merged_into = the carrier; back to
+//!   │  │                                    queued if the carrier goes back, failed with it)
+//!   │  └─queued longer than `expire_after`──▶ expired
+//!   └──── restart: rows left in submitting ──▶ reconciling ──a receipt proves it──▶ accepted
+//!                                                  └──grace over──▶ queued, uncertain + 1
+//! ```
+//!
+//! **The at-least-once window.** SMPP 3.4 cannot be asked "did you get my submit?" without
+//! the message id the answer would have carried. A row whose submit_sm was written but whose
+//! answer was not yet committed when stormbell died is `reconciling` after the restart: an
+//! SMSC delivers receipts again to a new bind, and a receipt from that row's number proves
+//! the message got through (`recover`) — it is not sent again. What no receipt proves within
+//! `reconcile_grace` is sent again and counted in `uncertain`: at most (window × binds)
+//! messages per account, because a window slot is freed only once its outcome is committed.
+//! Re-sending is the right side to err on for a warning; the counts are reported, never
+//! hidden.
+
+use jiff::{SignedDuration, Timestamp};
+use rusqlite::{OptionalExtension, Transaction, params};
+
+use crate::correlate::MessageKind;
+use crate::correlate::Tier;
+use crate::correlate::Targets;
+use crate::store::stamp;
+
+mod claim;
+mod enqueue;
+mod receipts;
+mod records;
+mod render;
+
+pub use claim::*;
+pub use enqueue::*;
+pub use receipts::*;
+pub use records::*;
+pub use render::*;
+
+crate::store::sql_enum! {
+    /// Where a message is (`dispatch_message.state`; the diagram at the top of this module).
+    pub enum MessageState {
+        /// Waiting to be claimed.
+        Queued = "queued",
+        /// Claimed by a channel, being sent.
+        Submitting = "submitting",
+        /// Was mid-send at a restart: waits for a receipt proving it got through.
+        Reconciling = "reconciling",
+        /// Every part accepted by the SMS centre.
+        Accepted = "accepted",
+        /// A receipt says it reached the phone.
+        Delivered = "delivered",
+        /// Refused for good, or a receipt says it did not arrive.
+        Failed = "failed",
+        /// Still queued when the warning had moved on.
+        Expired = "expired",
+        /// A newer version for the same person, or the person was replaced.
+        Superseded = "superseded",
+        /// Carried inside another message.
+        Merged = "merged",
+        /// Never sendable (no valid number).
+        Skipped = "skipped",
+    }
+}
+
+crate::store::sql_enum! {
+    /// What became of one part at the SMS centre (`dispatch_part.state`).
+    pub enum PartState {
+        /// The centre took it.
+        Accepted = "accepted",
+        /// Its receipt says delivered.
+        Delivered = "delivered",
+        /// Its receipt says it failed.
+        Failed = "failed",
+    }
+}
+
+/// How the outbox treats people and time.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    /// At most this many messages to one person within `cap_window`, unless one raises the
+    /// danger (those always go).
+    pub cap_per_person: u32,
+    /// The window of the cap.
+    pub cap_window: SignedDuration,
+    /// A message still queued after this long is expired (the warning has moved on).
+    pub expire_after: SignedDuration,
+    /// Attempts before a message fails for good.
+    pub max_attempts: u32,
+    /// After a restart, how long a message that was mid-send waits for a receipt that proves
+    /// the SMSC had it, before it is sent again.
+    pub reconcile_grace: SignedDuration,
+    /// Office name for the text.
+    pub office: String,
+    /// Drill: texts are marked so.
+    pub exercise: bool,
+    /// Text language: "zh-CN" or "en".
+    pub lang: String,
+    /// Base of the personal check-in links (`https://x.cn/r/`); `None`: texts carry no link.
+    pub link_base: Option<String>,
+    /// How long a check-in link works after its warning was decided.
+    pub link_valid: SignedDuration,
+}
+
+impl Default for Policy {
+    fn default() -> Policy {
+        Policy {
+            cap_per_person: 6,
+            cap_window: SignedDuration::from_hours(1),
+            expire_after: SignedDuration::from_hours(6),
+            max_attempts: 8,
+            reconcile_grace: SignedDuration::from_secs(20),
+            office: "防汛办".into(),
+            exercise: false,
+            lang: "zh-CN".into(),
+            link_base: None,
+            link_valid: SignedDuration::from_hours(72),
+        }
+    }
+}
+
+/// A Chinese mobile number in its 11-digit form, from what a roster says ("+86 138-0000-0001",
+/// "8613800000001", "138 0000 0001"); `None` when it is not one.
+pub fn normalise_mobile(raw: &str) -> Option<String> {
+    let digits: String = raw
+        .chars()
+        .filter(|c| !matches!(c, ' ' | '-' | '(' | ')' | '\u{3000}'))
+        .collect();
+    let d = digits.strip_prefix('+').unwrap_or(&digits);
+    let d = if d.len() == 13 {
+        d.strip_prefix("86").unwrap_or(d)
+    } else {
+        d
+    };
+    let ok = d.len() == 11
+        && d.starts_with('1')
+        && d.as_bytes()
+            .get(1)
+            .is_some_and(|c| (b'3'..=b'9').contains(c))
+        && d.bytes().all(|c| c.is_ascii_digit());
+    ok.then(|| d.to_string())
+}
+
+/// Priority: red before blue; a raise before a same-tier update; a Cancel after everything
+/// (so it never overtakes the Alert it cancels).
+pub fn priority(send: MessageKind, tier: Tier, raises: bool) -> i64 {
+    if send == MessageKind::Cancel {
+        return 1;
+    }
+    let t = match tier {
+        Tier::Blue => 1,
+        Tier::Yellow => 2,
+        Tier::Orange => 3,
+        Tier::Red => 4,
+    };
+    t * 10 + if raises { 5 } else { 0 }
+}
+
+fn parse_ts(s: &str) -> Option<Timestamp> {
+    s.parse().ok()
+}
+
+/// One audit entry about one message, in the transaction that changed it: the after-action
+/// review reads who was sent what, and when the network said it arrived, from the trail.
+fn audit(
+    tx: &Transaction<'_>,
+    message: i64,
+    kind: &str,
+    now: Timestamp,
+    detail: serde_json::Value,
+) -> anyhow::Result<()> {
+    let row: Option<(String, String, i64, String)> = tx
+        .prepare_cached(
+            "SELECT person, lineage, version, send FROM dispatch_message WHERE id = ?1",
+        )?
+        .query_row(params![message], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+        })
+        .optional()?;
+    let Some((person, lineage, version, send)) = row else {
+        return Ok(());
+    };
+    let entry = crate::store::audit::Entry::utc(now, "dispatch", kind, person, detail).with([
+        ("message", message.into()),
+        ("lineage", lineage.into()),
+        ("version", version.into()),
+        ("send", send.into()),
+    ]);
+    crate::store::audit::append(tx, &entry)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_are_normalised_or_refused() {
+        assert_eq!(
+            normalise_mobile("+86 138-0000-0001").as_deref(),
+            Some("13800000001")
+        );
+        assert_eq!(
+            normalise_mobile("8613800000001").as_deref(),
+            Some("13800000001")
+        );
+        assert_eq!(
+            normalise_mobile("13800000001").as_deref(),
+            Some("13800000001")
+        );
+        assert_eq!(normalise_mobile("12800000001"), None);
+        assert_eq!(normalise_mobile("0571-8888888"), None);
+        assert_eq!(normalise_mobile("1380000000"), None);
+        assert_eq!(normalise_mobile(""), None);
+    }
+
+    #[test]
+    fn red_goes_before_blue_and_cancels_go_last() {
+        assert!(
+            priority(MessageKind::Alert, Tier::Red, true)
+                > priority(MessageKind::Alert, Tier::Blue, true)
+        );
+        assert!(
+            priority(MessageKind::Update, Tier::Orange, true)
+                > priority(MessageKind::Update, Tier::Orange, false)
+        );
+        assert!(
+            priority(MessageKind::Cancel, Tier::Red, false)
+                < priority(MessageKind::Alert, Tier::Blue, false)
+        );
+    }
+}

@@ -1,0 +1,315 @@
+//! What comes back: receipts onto their parts, replies from phones for respond, and the
+//! reconciliation of rows left mid-send by a stop.
+
+use jiff::{SignedDuration, Timestamp};
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+
+use super::*;
+
+/// A receipt, matched to its part and message; `false` when no part has that id.
+pub fn receipt(
+    tx: &Transaction<'_>,
+    account: &str,
+    smsc_id: &str,
+    stat: &str,
+    delivered: bool,
+    failed: bool,
+    now: Timestamp,
+) -> anyhow::Result<bool> {
+    let at = stamp(now);
+    let part: Option<i64> = tx
+        .query_row(
+            "SELECT message FROM dispatch_part WHERE account = ?1 AND smsc_id = ?2",
+            params![account, smsc_id],
+            |r| r.get(0),
+        )
+        .optional()?;
+    let Some(message) = part else {
+        return Ok(false);
+    };
+    let state = if delivered {
+        PartState::Delivered
+    } else if failed {
+        PartState::Failed
+    } else {
+        PartState::Accepted
+    };
+    tx.execute(
+        "UPDATE dispatch_part SET state = ?1, receipt = ?2, at = ?3
+         WHERE account = ?4 AND smsc_id = ?5",
+        params![state, stat, at, account, smsc_id],
+    )?;
+    // The message is delivered when every part is; failed when any part failed.
+    let (parts, done, bad, total): (i64, i64, i64, i64) = tx.query_row(
+        "SELECT count(*), sum(state = 'delivered'), sum(state = 'failed'), max(total)
+         FROM dispatch_part WHERE message = ?1",
+        params![message],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+    )?;
+    if bad > 0 {
+        let changed = tx.execute(
+            "UPDATE dispatch_message SET state = 'failed', last_error = ?1, updated = ?2
+             WHERE id = ?3 AND state IN ('accepted', 'delivered')",
+            params![format!("receipt: {stat}"), at, message],
+        )?;
+        if changed > 0 {
+            audit(
+                tx,
+                message,
+                "sms.undelivered",
+                now,
+                serde_json::json!({
+                    "account": account, "smsc_id": smsc_id, "stat": stat,
+                }),
+            )?;
+        }
+    } else if parts == total && done == total {
+        let changed = tx.execute(
+            "UPDATE dispatch_message SET state = 'delivered', updated = ?1
+             WHERE id = ?2 AND state = 'accepted'",
+            params![at, message],
+        )?;
+        if changed > 0 {
+            audit(
+                tx,
+                message,
+                "sms.delivered",
+                now,
+                serde_json::json!({
+                    "account": account, "parts": parts,
+                }),
+            )?;
+        }
+    }
+    Ok(true)
+}
+
+/// Whether a receipt's stat word means delivered, or failed for good.
+pub fn stat_meaning(stat: &str) -> (bool, bool) {
+    (
+        stat == "DELIVRD",
+        matches!(
+            stat,
+            "UNDELIV" | "REJECTD" | "DELETED" | "UNKNOWN" | "EXPIRED"
+        ),
+    )
+}
+
+/// A receipt or reply as it came back.
+#[derive(Debug, Clone, Default)]
+pub struct Inbound<'a> {
+    /// reply | orphan_receipt.
+    pub kind: &'a str,
+    /// Account it came in on.
+    pub account: &'a str,
+    /// Originator.
+    pub source: &'a str,
+    /// Destination.
+    pub dest: &'a str,
+    /// Text.
+    pub text: &'a str,
+    /// A receipt's message id.
+    pub smsc_id: Option<&'a str>,
+    /// A receipt's stat.
+    pub stat: Option<&'a str>,
+}
+
+/// Keep something that came back and matched nothing we sent: a reply from a phone, or a
+/// receipt for an id not (yet) recorded.
+pub fn inbound(tx: &Transaction<'_>, i: &Inbound<'_>, now: Timestamp) -> anyhow::Result<i64> {
+    tx.execute(
+        "INSERT INTO dispatch_inbound (at, kind, account, source, dest, text, smsc_id, stat)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        params![
+            stamp(now),
+            i.kind,
+            i.account,
+            i.source,
+            i.dest,
+            i.text,
+            i.smsc_id,
+            i.stat
+        ],
+    )?;
+    Ok(tx.last_insert_rowid())
+}
+
+/// At start (and at each channel's restart): rows left in `submitting` by a stop mid-send may
+/// or may not have reached the SMSC, and SMPP cannot be asked. `scope` names the channel
+/// whose rows these are (`claimed_by`): a channel restarted by the supervisor takes back only
+/// its own, never rows another channel still has in flight; `None` (the daemon's start, before
+/// any channel runs) takes back every row. They wait `grace` in `reconciling` for a receipt that
+/// proves the SMSC had them ([`recover`]: the SMSC delivers receipts again to a new bind);
+/// whatever is still unproven then is sent again and counted as `uncertain`. Returns how many
+/// rows wait.
+pub fn reconcile(
+    tx: &Transaction<'_>,
+    scope: Option<&str>,
+    now: Timestamp,
+    grace: SignedDuration,
+) -> anyhow::Result<usize> {
+    let until = stamp(now.checked_add(grace).unwrap_or(now));
+    let n = tx.execute(
+        "UPDATE dispatch_message SET state = 'reconciling', not_before = ?1, updated = ?2,
+                last_error = 'stormbell stopped while sending: waiting for a receipt'
+         WHERE state = 'submitting' AND (?3 IS NULL OR claimed_by = ?3)",
+        params![until, stamp(now), scope],
+    )?;
+    Ok(n)
+}
+
+/// A receipt nobody's part matched: if it is for a number whose message was mid-send at a
+/// restart, it proves the SMSC had that message — record the part from the receipt instead of
+/// sending again. `row` names the message when the receipt says so (an HTTP gateway's report
+/// carries our id); otherwise the oldest reconciling message to `number` is taken. Returns
+/// whether it was used.
+pub fn recover(
+    tx: &Transaction<'_>,
+    row: Option<i64>,
+    number: &str,
+    account: &str,
+    smsc_id: &str,
+    stat: &str,
+    now: Timestamp,
+) -> anyhow::Result<bool> {
+    let found: Option<(i64, i64)> = match row {
+        Some(id) => tx
+            .query_row(
+                "SELECT id, coalesce(sent_segments, segments) FROM dispatch_message
+                 WHERE id = ?1 AND state = 'reconciling'",
+                params![id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?,
+        None => {
+            let Some(n) = normalise_mobile(number) else {
+                return Ok(false);
+            };
+            tx.query_row(
+                "SELECT id, coalesce(sent_segments, segments) FROM dispatch_message
+                 WHERE address = ?1 AND state = 'reconciling' ORDER BY id LIMIT 1",
+                params![n],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?
+        }
+    };
+    let Some((id, total)) = found else {
+        return Ok(false);
+    };
+    let at = stamp(now);
+    let have: i64 = tx.query_row(
+        "SELECT count(*) FROM dispatch_part WHERE message = ?1",
+        params![id],
+        |r| r.get(0),
+    )?;
+    tx.execute(
+        "INSERT OR IGNORE INTO dispatch_part (message, part, total, account, smsc_id, state, at)
+         VALUES (?1, ?2, ?3, ?4, ?5, 'accepted', ?6)",
+        params![id, have + 1, total, account, smsc_id, at],
+    )?;
+    if have + 1 >= total {
+        tx.execute(
+            "UPDATE dispatch_message SET state = 'accepted', account = ?1, updated = ?2,
+                    last_error = 'outcome recovered from a receipt after a restart'
+             WHERE id = ?3",
+            params![account, at, id],
+        )?;
+    }
+    let (delivered, failed) = stat_meaning(stat);
+    receipt(tx, account, smsc_id, stat, delivered, failed, now)?;
+    Ok(true)
+}
+
+/// A reply from a phone, as stored by the SMS channels.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reply {
+    /// `dispatch_inbound.id`.
+    pub id: i64,
+    /// When it was stored.
+    pub at: Timestamp,
+    /// The number it came from (as the SMSC gave it).
+    pub source: String,
+    /// What it said.
+    pub text: String,
+}
+
+/// Replies from phones stored after `after`, oldest first (respond reads them with its own
+/// cursor).
+pub fn replies_after(c: &Connection, after: i64, limit: usize) -> anyhow::Result<Vec<Reply>> {
+    let mut st = c.prepare_cached(
+        "SELECT id, at, source, text FROM dispatch_inbound WHERE kind = 'reply' AND id > ?1
+         ORDER BY id LIMIT ?2",
+    )?;
+    let rows = st
+        .query_map(params![after, limit as i64], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get(2)?,
+                r.get(3)?,
+            ))
+        })?
+        .collect::<Result<Vec<(i64, String, String, String)>, _>>()?;
+    rows.into_iter()
+        .map(|(id, at, source, text)| {
+            Ok(Reply {
+                id,
+                at: at.parse()?,
+                source,
+                text,
+            })
+        })
+        .collect()
+}
+
+/// What was last sent to a number: the person it belongs to and the warning (the carrier's,
+/// when several rode in one text), for matching a reply to "their latest warning".
+#[derive(Debug, Clone, PartialEq)]
+pub struct LastSent {
+    /// Row id.
+    pub message: i64,
+    /// The person.
+    pub person: String,
+    /// Decision.
+    pub decision: i64,
+    /// hazard:area.
+    pub lineage: String,
+    /// Version.
+    pub version: i64,
+    /// When it was sent (last state change).
+    pub at: Timestamp,
+}
+
+/// The latest warning message that went out to `address` (11 digits), if any.
+pub fn last_sent_to(c: &Connection, address: &str) -> anyhow::Result<Option<LastSent>> {
+    let row = c
+        .prepare_cached(
+            "SELECT id, person, decision, lineage, version, updated FROM dispatch_message
+             WHERE address = ?1 AND channel = 'sms' AND purpose = 'warning'
+               AND state IN ('submitting', 'accepted', 'delivered', 'reconciling')
+             ORDER BY id DESC LIMIT 1",
+        )?
+        .query_row(params![address], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, i64>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, i64>(4)?,
+                r.get::<_, String>(5)?,
+            ))
+        })
+        .optional()?;
+    row.map(|(message, person, decision, lineage, version, at)| {
+        Ok(LastSent {
+            message,
+            person,
+            decision,
+            lineage,
+            version,
+            at: at.parse()?,
+        })
+    })
+    .transpose()
+}

@@ -1,0 +1,256 @@
+//! Reads for the stages and views after dispatch (the board, status, metrics, a drill's
+//! records), so that no one else names the outbox's tables.
+
+use std::collections::{BTreeMap, HashMap};
+
+use jiff::Timestamp;
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use serde::Serialize;
+
+use super::*;
+
+/// Per person, for one warning lineage: (accepted by the SMSC, delivered to the handset) of
+/// any of its warning texts (not notices). A text carried inside another counts as that one.
+/// For the office's board.
+pub fn delivery_by_person(
+    c: &Connection,
+    lineage: &str,
+) -> anyhow::Result<HashMap<String, (bool, bool)>> {
+    let mut q = c.prepare_cached(
+        "SELECT m.person,
+                max(coalesce(k.state, m.state) IN ('accepted', 'delivered')),
+                max(coalesce(k.state, m.state) = 'delivered')
+         FROM dispatch_message m LEFT JOIN dispatch_message k ON k.id = m.merged_into
+         WHERE m.lineage = ?1 AND m.channel = 'sms' AND m.send != 'Notice'
+         GROUP BY m.person",
+    )?;
+    let rows = q.query_map(params![lineage], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            (r.get::<_, bool>(1)?, r.get::<_, bool>(2)?),
+        ))
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// One SMS centre bind as the channel last knew it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Bind {
+    /// Account name.
+    pub account: String,
+    /// Which of its binds (0-based).
+    pub slot: i64,
+    /// bound | down | stopped.
+    pub state: String,
+    /// Since when (UTC RFC 3339).
+    pub since: String,
+    /// The SMSC's address, or why it is down.
+    pub detail: Option<String>,
+}
+
+/// Record a bind's state (the SMPP channel, when a bind comes up, drops, fails or stops).
+pub fn set_bind(
+    tx: &Transaction<'_>,
+    account: &str,
+    slot: usize,
+    state: &str,
+    detail: Option<&str>,
+    now: Timestamp,
+) -> anyhow::Result<()> {
+    tx.execute(
+        "INSERT INTO dispatch_bind (account, slot, state, since, detail) VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT (account, slot) DO UPDATE SET state = ?3, since = ?4, detail = ?5",
+        params![account, slot as i64, state, stamp(now), detail],
+    )?;
+    Ok(())
+}
+
+/// Every bind's last known state, by account and slot.
+pub fn binds(c: &Connection) -> anyhow::Result<Vec<Bind>> {
+    Ok(c.prepare(
+        "SELECT account, slot, state, since, detail FROM dispatch_bind ORDER BY account, slot",
+    )?
+    .query_map([], |r| {
+        Ok(Bind {
+            account: r.get(0)?,
+            slot: r.get(1)?,
+            state: r.get(2)?,
+            since: r.get(3)?,
+            detail: r.get(4)?,
+        })
+    })?
+    .collect::<Result<_, _>>()?)
+}
+
+/// The message a part belongs to, and where that message is: what a receipt for
+/// (account, SMSC id) is about.
+pub fn message_of_part(
+    c: &Connection,
+    account: &str,
+    smsc_id: &str,
+) -> anyhow::Result<Option<(i64, MessageState)>> {
+    Ok(c.prepare_cached(
+        "SELECT p.message, m.state FROM dispatch_part p
+         JOIN dispatch_message m ON m.id = p.message
+         WHERE p.account = ?1 AND p.smsc_id = ?2",
+    )?
+    .query_row(params![account, smsc_id], |x| Ok((x.get(0)?, x.get(1)?)))
+    .optional()?)
+}
+
+/// How many times a message has been claimed for sending (the current attempt, once claimed).
+pub fn attempts(c: &Connection, id: i64) -> anyhow::Result<i64> {
+    Ok(
+        c.prepare_cached("SELECT attempts FROM dispatch_message WHERE id = ?1")?
+            .query_row(params![id], |x| x.get(0))?,
+    )
+}
+
+/// A warning a text carried to a person.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Carried {
+    /// The person.
+    pub person: String,
+    /// The warning (`hazard:area`).
+    pub lineage: String,
+    /// The decision (warning version) it was queued for.
+    pub decision: i64,
+    /// The warning's words (JSON).
+    pub words: String,
+}
+
+/// The warnings message `id` carried: its own and those merged into it.
+pub fn carried(c: &Connection, id: i64) -> anyhow::Result<Vec<Carried>> {
+    Ok(c.prepare_cached(
+        "SELECT person, lineage, decision, words FROM dispatch_message
+         WHERE (id = ?1 OR (merged_into = ?1 AND state = 'merged')) AND purpose = 'warning'
+         ORDER BY id",
+    )?
+    .query_map(params![id], |x| {
+        Ok(Carried {
+            person: x.get("person")?,
+            lineage: x.get("lineage")?,
+            decision: x.get("decision")?,
+            words: x.get("words")?,
+        })
+    })?
+    .collect::<Result<_, _>>()?)
+}
+
+/// The delivered message that carried a person's latest text of a warning (the carrier, when
+/// it was merged into another), if any.
+pub fn latest_delivered(
+    c: &Connection,
+    person: &str,
+    lineage: &str,
+) -> anyhow::Result<Option<i64>> {
+    Ok(c.prepare_cached(
+        "SELECT CASE WHEN m.state = 'merged' THEN m.merged_into ELSE m.id END
+         FROM dispatch_message m
+         LEFT JOIN dispatch_message car ON car.id = m.merged_into
+         WHERE m.person = ?1 AND m.lineage = ?2 AND m.purpose = 'warning'
+           AND (m.state = 'delivered' OR (m.state = 'merged' AND car.state = 'delivered'))
+         ORDER BY m.version DESC, m.id DESC LIMIT 1",
+    )?
+    .query_row(params![person, lineage], |x| x.get(0))
+    .optional()?
+    .flatten())
+}
+
+/// One message as the record of a drill or an after-action file shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MessageRecord {
+    /// Row id.
+    pub id: i64,
+    /// When it was queued (stored stamp).
+    pub created: String,
+    /// When it last changed.
+    pub updated: String,
+    /// Channel (`sms`).
+    pub channel: String,
+    /// `warning`, or the notice's purpose.
+    pub purpose: String,
+    /// `hazard:area`.
+    pub lineage: String,
+    /// Warning version.
+    pub version: i64,
+    /// Alert / Update / Cancel.
+    pub send: String,
+    /// Tier.
+    pub tier: String,
+    /// Registry person id.
+    pub person: String,
+    /// The number.
+    pub address: String,
+    /// What was sent (its own text if never claimed).
+    pub text: String,
+    /// Where it is.
+    pub state: MessageState,
+    /// Claims so far.
+    pub attempts: i64,
+    /// Sends with no verdict.
+    pub uncertain: i64,
+    /// The message that carried it, when merged.
+    pub merged_into: Option<i64>,
+    /// The last error.
+    pub last_error: Option<String>,
+}
+
+/// Every message, in order.
+pub fn all_messages(c: &Connection) -> anyhow::Result<Vec<MessageRecord>> {
+    Ok(c.prepare(
+        "SELECT id, created, updated, channel, purpose, lineage, version, send, tier, person,
+                address, coalesce(sent_text, text) AS text, state, attempts, uncertain,
+                merged_into, last_error
+         FROM dispatch_message ORDER BY id",
+    )?
+    .query_map([], |r| {
+        Ok(MessageRecord {
+            id: r.get("id")?,
+            created: r.get("created")?,
+            updated: r.get("updated")?,
+            channel: r.get("channel")?,
+            purpose: r.get("purpose")?,
+            lineage: r.get("lineage")?,
+            version: r.get("version")?,
+            send: r.get("send")?,
+            tier: r.get("tier")?,
+            person: r.get("person")?,
+            address: r.get("address")?,
+            text: r.get("text")?,
+            state: r.get("state")?,
+            attempts: r.get("attempts")?,
+            uncertain: r.get("uncertain")?,
+            merged_into: r.get("merged_into")?,
+            last_error: r.get("last_error")?,
+        })
+    })?
+    .collect::<Result<_, _>>()?)
+}
+
+/// Sends that had no verdict and went again, in all (possible duplicates).
+pub fn possible_duplicates(c: &Connection) -> anyhow::Result<i64> {
+    Ok(c.query_row(
+        "SELECT coalesce(sum(uncertain), 0) FROM dispatch_message",
+        [],
+        |r| r.get(0),
+    )?)
+}
+
+/// Messages by channel and state, for status and metrics.
+pub fn counts(c: &Connection) -> anyhow::Result<BTreeMap<(String, String), i64>> {
+    let mut st =
+        c.prepare("SELECT channel, state, count(*) FROM dispatch_message GROUP BY channel, state")?;
+    let rows = st.query_map([], |r| Ok(((r.get(0)?, r.get(1)?), r.get(2)?)))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Sends whose outcome was never known (possible duplicates), by account.
+pub fn uncertain(c: &Connection) -> anyhow::Result<HashMap<String, i64>> {
+    let mut st = c.prepare(
+        "SELECT coalesce(account, '-'), sum(uncertain) FROM dispatch_message
+         WHERE uncertain > 0 GROUP BY account",
+    )?;
+    let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
