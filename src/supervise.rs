@@ -173,10 +173,29 @@ mod tests {
             first: Duration::from_secs(600),
             ..quick()
         };
-        let task = tokio::spawn(stage("test", store, stop, slow, || async {
+        let task = tokio::spawn(stage("test", store.clone(), stop, slow, || async {
             anyhow::bail!("down")
         }));
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        // Once the failure is recorded, the supervisor is in its ten-minute backoff.
+        let failed = || async {
+            store
+                .read(|c| {
+                    Ok(c.query_row(
+                        "SELECT count(*) FROM audit WHERE kind = 'stage.failed'",
+                        [],
+                        |r| r.get::<_, i64>(0),
+                    )?)
+                })
+                .await
+                .unwrap()
+        };
+        tokio::time::timeout(Duration::from_secs(5), async {
+            while failed().await == 0 {
+                tokio::task::yield_now().await;
+            }
+        })
+        .await
+        .expect("the failure is recorded");
         stop_tx.fire();
         let restarts = tokio::time::timeout(Duration::from_secs(5), task)
             .await

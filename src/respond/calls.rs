@@ -21,8 +21,8 @@ use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use serde::{Deserialize, Serialize};
 
 use crate::correlate::MessageKind;
-use crate::correlate::Tier;
 use crate::correlate::Targets;
+use crate::correlate::Tier;
 use crate::dispatch::outbox::{self, Notice, Policy, Words};
 use crate::registry::Registry;
 use crate::store::stamp;

@@ -26,8 +26,8 @@ use axum::routing::get;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use jiff::Timestamp;
 
-use crate::dispatch::link;
 use crate::dispatch::Policy;
+use crate::dispatch::link;
 use crate::registry::Shared;
 use crate::respond::calls::RespondSettings;
 use crate::respond::intake::{self, LinkAnswer};

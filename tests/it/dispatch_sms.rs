@@ -212,7 +212,14 @@ fn a_bind_is_checked_then_submits_receipts_and_replies_flow() {
         assert_eq!(again.deliver.short_message, b"2");
         again.ack.ok();
         // Keep-alive: the link stays up across several enquire_link periods.
-        tokio::time::sleep(Duration::from_millis(1000)).await;
+        let ctl = smsc.control.clone();
+        tokio::task::spawn_blocking(move || {
+            common::smsc::wait_at(&ctl, 10, "two enquire_links", |st| {
+                st["enquireLinks"].as_u64() >= Some(2)
+            })
+        })
+        .await
+        .unwrap();
         assert!(!s.is_closed());
         s.unbind().await;
         assert!(s.is_closed());
@@ -425,12 +432,13 @@ fn an_smsc_down_at_start_gets_the_queue_when_it_comes_up_and_backups_take_over()
         ),
         &policy,
     );
-    // Up after a second and a half.
+    // Up once both accounts have found it down (a refused connection each, at least).
     let control = smsc.control.clone();
     let opener = std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_millis(1500));
-        let mut s = std::net::TcpStream::connect(&control).unwrap();
-        std::io::Write::write_all(&mut s, b"GET /refuse?on=0 HTTP/1.0\r\n\r\n").unwrap();
+        common::smsc::wait_at(&control, 20, "both accounts refused", |s| {
+            s["connectionsRefused"].as_u64() >= Some(2)
+        });
+        common::smsc::control_at(&control, "/refuse?on=0");
     });
     // The primary account's password is wrong (it never comes up) and serves 138…; the
     // backup takes everything.
@@ -492,16 +500,12 @@ fn receipts_for_unknown_ids_and_replies_are_kept_for_people() {
     let ctl = smsc.control.clone();
     let poke = std::thread::spawn(move || {
         // Once bound, an unknown receipt and a reply arrive.
-        std::thread::sleep(Duration::from_millis(800));
+        common::smsc::wait_at(&ctl, 20, "a bind", |s| s["sessions"].as_u64() >= Some(1));
         for path in [
             "/receipt?id=NOBODY&stat=DELIVRD",
             "/mo?from=8613810000001&text=3%2035",
         ] {
-            let mut s = std::net::TcpStream::connect(&ctl).unwrap();
-            std::io::Write::write_all(&mut s, format!("GET {path} HTTP/1.0\r\n\r\n").as_bytes())
-                .unwrap();
-            let mut r = String::new();
-            std::io::Read::read_to_string(&mut s, &mut r).unwrap();
+            common::smsc::control_at(&ctl, path);
         }
     });
     run_channel(

@@ -605,9 +605,16 @@ async fn gap_alarm_after_n_silent_intervals_then_one_recovery_notice() {
     // Silence goes on: no second alarm.
     advance(&clock, Duration::from_secs(300), Duration::from_secs(10)).await;
     assert!(alarms(&drain(&mut r.rx)).is_empty());
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    r.poller.flush_health().await.unwrap();
-    let h = health(&r.store, "obs");
+    // Every failed poll is counted once its outcome is in (the last may still be finishing).
+    let mut h = health(&r.store, "obs");
+    for _ in 0..250 {
+        r.poller.flush_health().await.unwrap();
+        h = health(&r.store, "obs");
+        if h.failures as usize == server.hits("/feed") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     assert!(h.gap_since.is_some());
     assert_eq!(h.failures as usize, server.hits("/feed"));
     assert!(audit_kinds(&r.store).contains(&("feed.gap".into(), "obs".into())));
@@ -868,8 +875,13 @@ async fn a_restart_neither_misses_nor_repeats() {
             .unwrap();
         got.push(d);
     }
-    // Two more polls' worth of time: nothing else may come.
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    // Two more polls of the feed: nothing else may come.
+    let polled = server.hits("/list");
+    let start = std::time::Instant::now();
+    while server.hits("/list") < polled + 2 {
+        assert!(start.elapsed() < Duration::from_secs(20), "no more polls");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     stop.fire();
     task.await.unwrap().unwrap();
     got.extend(drain(&mut r.rx));

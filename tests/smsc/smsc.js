@@ -42,6 +42,7 @@ const phonesLog = fs.createWriteStream(path.join(logDir, 'phones.jsonl'), { flag
 const state = {
   binds: 0,
   bindsRefused: 0,
+  connectionsRefused: 0,
   submits: 0,
   accepted: 0,
   rejected: 0,
@@ -261,7 +262,10 @@ function dropAll() {
 
 // node-smpp's server is a net.Server: refuse connections while "down".
 server.on('connection', (socket) => {
-  if (state.refusing) socket.destroy();
+  if (state.refusing) {
+    state.connectionsRefused++;
+    socket.destroy();
+  }
 });
 let smppReady = new Promise((resolve) => server.listen(port, '127.0.0.1', resolve));
 

@@ -29,8 +29,8 @@ use jiff::{SignedDuration, Timestamp};
 use rusqlite::{OptionalExtension, Transaction, params};
 
 use crate::correlate::MessageKind;
-use crate::correlate::Tier;
 use crate::correlate::Targets;
+use crate::correlate::Tier;
 use crate::store::stamp;
 
 mod claim;

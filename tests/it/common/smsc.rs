@@ -79,13 +79,7 @@ impl Smsc {
 
     /// GET a control command; the JSON answer.
     pub fn control(&self, path: &str) -> serde_json::Value {
-        let mut s = TcpStream::connect(&self.control).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        write!(s, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").unwrap();
-        let mut resp = String::new();
-        s.read_to_string(&mut resp).unwrap();
-        let body = resp.split("\r\n\r\n").nth(1).unwrap_or_default();
-        serde_json::from_str(body).unwrap_or_else(|e| panic!("{path}: {e}: {resp}"))
+        control_at(&self.control, path)
     }
 
     /// Its counters.
@@ -113,17 +107,34 @@ impl Smsc {
 
     /// Wait until `f(status)` holds, up to `secs`; panics with the status otherwise.
     pub fn wait_for(&self, secs: u64, what: &str, f: impl Fn(&serde_json::Value) -> bool) {
-        let start = Instant::now();
-        loop {
-            let s = self.status();
-            if f(&s) {
-                return;
-            }
-            if start.elapsed() > Duration::from_secs(secs) {
-                panic!("timed out waiting for {what}: {s}");
-            }
-            std::thread::sleep(Duration::from_millis(50));
+        wait_at(&self.control, secs, what, f)
+    }
+}
+
+/// GET a control command of the SMSC whose control port is `control` (from a thread that
+/// does not hold the [`Smsc`]); the JSON answer.
+pub fn control_at(control: &str, path: &str) -> serde_json::Value {
+    let mut s = TcpStream::connect(control).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(s, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    let body = resp.split("\r\n\r\n").nth(1).unwrap_or_default();
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("{path}: {e}: {resp}"))
+}
+
+/// [`Smsc::wait_for`] by control address.
+pub fn wait_at(control: &str, secs: u64, what: &str, f: impl Fn(&serde_json::Value) -> bool) {
+    let start = Instant::now();
+    loop {
+        let s = control_at(control, "/status");
+        if f(&s) {
+            return;
         }
+        if start.elapsed() > Duration::from_secs(secs) {
+            panic!("timed out waiting for {what}: {s}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
