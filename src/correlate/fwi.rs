@@ -9,7 +9,7 @@
 //! Weather Index System* (Tech. Rep. 35), with the FF-scale constant 147.27723 and the
 //! latitude-dependent day-length factors of Lawson & Armitage (2008), *Weather guide for the
 //! Canadian Forest Fire Danger Rating System*. They are checked against the Canadian Forest
-//! Service's reference vectors (`tests/fwi.rs`).
+//! Service's reference vectors (`tests/it/fwi.rs`).
 //!
 //! Each day's codes depend on yesterday's, so a station's days are chained in order from the
 //! standard start values (FFMC 85, DMC 6, DC 15).
