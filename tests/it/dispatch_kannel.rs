@@ -15,7 +15,7 @@ use stormbell::correlate::assess::PlaceKind;
 use stormbell::correlate::lifecycle::MessageKind;
 use stormbell::correlate::tier::{Hazard, Tier};
 use stormbell::correlate::warning::TargetPlace;
-use stormbell::dispatch::kannel::{KannelChannel, KannelSettings};
+use stormbell::dispatch::kannel::KannelChannel;
 use stormbell::dispatch::outbox::{self, Policy};
 use stormbell::store::Store;
 
@@ -50,16 +50,7 @@ fn warnings_go_through_kannel_and_its_delivery_reports_come_back() {
         .unwrap();
     assert_eq!(e.queued, 10);
     let dlr_port = free_port();
-    let settings = KannelSettings {
-        sendsms_url: format!("http://127.0.0.1:{}/cgi-bin/sendsms", kannel.sendsms),
-        username: "stormbell".into(),
-        password: "pw".into(),
-        source: "12379".into(),
-        dlr_listen: format!("127.0.0.1:{dlr_port}"),
-        dlr_base: format!("http://127.0.0.1:{dlr_port}"),
-        concurrency: 4,
-        smsc: String::new(),
-    };
+    let settings = kannel.settings(dlr_port);
     let rt = tokio::runtime::Runtime::new().unwrap();
     let done = |s: &Store| -> i64 {
         s.read_blocking(|c| {

@@ -18,7 +18,7 @@ use common::smsc::Smsc;
 use jiff::Timestamp;
 use stormbell::correlate::lifecycle::MessageKind;
 use stormbell::correlate::tier::{Hazard, Tier};
-use stormbell::dispatch::kannel::{KannelChannel, KannelSettings};
+use stormbell::dispatch::kannel::KannelChannel;
 use stormbell::dispatch::outbox::{self, Policy};
 use stormbell::dispatch::sms::SmsChannel;
 use stormbell::runtime::Trigger;
@@ -121,16 +121,7 @@ fn a_restarted_kannel_channel_listens_for_delivery_reports_again_and_sends() {
     let db = dir.path().join("k.db");
     let store = Store::open(&db).unwrap();
     let dlr_port = free_port();
-    let settings = KannelSettings {
-        sendsms_url: format!("http://127.0.0.1:{}/cgi-bin/sendsms", kannel.sendsms),
-        username: "stormbell".into(),
-        password: "pw".into(),
-        source: "12379".into(),
-        dlr_listen: format!("127.0.0.1:{dlr_port}"),
-        dlr_base: format!("http://127.0.0.1:{dlr_port}"),
-        concurrency: 4,
-        smsc: String::new(),
-    };
+    let settings = kannel.settings(dlr_port);
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let (trigger, stop) = Trigger::new();

@@ -12,7 +12,7 @@ use tokio::task::JoinSet;
 use super::protocol;
 use super::settings::KannelSettings;
 use crate::dispatch::Channel;
-use crate::dispatch::outbox::{self, Claimed, Outcome, Policy};
+use crate::dispatch::outbox::{Claimed, Lane, Outcome, Policy};
 use crate::runtime::{Clock, Shutdown, SystemClock};
 use crate::store::Store;
 
@@ -22,9 +22,7 @@ pub const NAME: &str = "kannel";
 /// The HTTP gateway channel.
 pub struct KannelChannel {
     settings: KannelSettings,
-    store: Store,
-    policy: Policy,
-    clock: Arc<dyn Clock>,
+    lane: Lane,
     client: reqwest::Client,
 }
 
@@ -40,16 +38,19 @@ impl KannelChannel {
             .build()?;
         Ok(KannelChannel {
             settings,
-            store,
-            policy,
-            clock: Arc::new(SystemClock::new()),
+            lane: Lane {
+                store,
+                policy,
+                clock: Arc::new(SystemClock::new()),
+                name: NAME,
+            },
             client,
         })
     }
 
     /// Stamp claims, outcomes and reports with this clock (see `SmsChannel::with_clock`).
     pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> KannelChannel {
-        self.clock = clock;
+        self.lane.clock = clock;
         self
     }
 }
@@ -67,14 +68,7 @@ impl Channel for KannelChannel {
     }
 
     async fn reconcile(&self) -> anyhow::Result<()> {
-        crate::dispatch::reconcile(
-            &self.store,
-            Some(NAME),
-            self.clock.now(),
-            self.policy.reconcile_grace,
-        )
-        .await
-        .map(|_| ())
+        self.lane.reconcile().await
     }
 
     async fn start(
@@ -85,7 +79,7 @@ impl Channel for KannelChannel {
         let listener = tokio::net::TcpListener::bind(&self.settings.dlr_listen)
             .await
             .map_err(|e| anyhow::anyhow!("kannel dlr_listen {}: {e}", self.settings.dlr_listen))?;
-        let app = protocol::router(self.store.clone(), self.clock.clone());
+        let app = protocol::router(self.lane.store.clone(), self.lane.clock.clone());
         let mut stop = shutdown.clone();
         tasks.spawn(async move {
             let served = axum::serve(listener, app)
@@ -99,11 +93,7 @@ impl Channel for KannelChannel {
     }
 
     async fn claim(&self, n: usize) -> anyhow::Result<Vec<Claimed>> {
-        let (policy, now) = (self.policy.clone(), self.clock.now());
-        self.store
-            .write(move |tx| outbox::claim(tx, "sms", NAME, n, now, &policy))
-            .await
-            .map_err(Into::into)
+        self.lane.claim(n).await
     }
 
     async fn send(self: Arc<Self>, m: Claimed) -> (i64, Outcome) {
@@ -111,10 +101,6 @@ impl Channel for KannelChannel {
     }
 
     async fn record(&self, batch: Vec<(i64, Outcome)>) -> anyhow::Result<()> {
-        let (policy, now) = (self.policy.clone(), self.clock.now());
-        self.store
-            .write(move |tx| outbox::record(tx, &batch, now, &policy))
-            .await
-            .map_err(Into::into)
+        self.lane.record(batch).await
     }
 }

@@ -35,12 +35,14 @@ use crate::store::stamp;
 
 mod claim;
 mod enqueue;
+mod lane;
 mod receipts;
 mod records;
 mod render;
 
 pub use claim::*;
 pub use enqueue::*;
+pub use lane::Lane;
 pub use receipts::*;
 pub use records::*;
 pub use render::*;

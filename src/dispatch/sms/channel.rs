@@ -18,7 +18,7 @@ use super::pdu::{self, SubmitSm, Verdict, esm, tag};
 use super::session::{Incoming, SubmitError};
 use super::settings::AccountSettings;
 use crate::dispatch::Channel;
-use crate::dispatch::outbox::{self, Claimed, Outcome, Policy};
+use crate::dispatch::outbox::{self, Claimed, Lane, Outcome, Policy};
 use crate::runtime::{Clock, Shutdown, SystemClock};
 use crate::store::Store;
 
@@ -28,9 +28,7 @@ pub const NAME: &str = "smpp";
 /// The SMS channel.
 pub struct SmsChannel {
     accounts: Vec<Arc<Account>>,
-    store: Store,
-    policy: Policy,
-    clock: Arc<dyn Clock>,
+    lane: Lane,
 }
 
 impl SmsChannel {
@@ -41,16 +39,19 @@ impl SmsChannel {
                 .into_iter()
                 .map(|s| Arc::new(Account::new(s)))
                 .collect(),
-            store,
-            policy,
-            clock: Arc::new(SystemClock::new()),
+            lane: Lane {
+                store,
+                policy,
+                clock: Arc::new(SystemClock::new()),
+                name: NAME,
+            },
         }
     }
 
     /// Stamp claims, outcomes and receipts with this clock (a replay's simulated one): the
     /// outbox compares them with the decisions' times, which come from the same clock.
     pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> SmsChannel {
-        self.clock = clock;
+        self.lane.clock = clock;
         self
     }
 
@@ -76,14 +77,7 @@ impl Channel for SmsChannel {
     }
 
     async fn reconcile(&self) -> anyhow::Result<()> {
-        crate::dispatch::reconcile(
-            &self.store,
-            Some(NAME),
-            self.clock.now(),
-            self.policy.reconcile_grace,
-        )
-        .await
-        .map(|_| ())
+        self.lane.reconcile().await
     }
 
     async fn start(
@@ -99,8 +93,8 @@ impl Channel for SmsChannel {
                     slot,
                     in_tx.clone(),
                     BindLog {
-                        store: self.store.clone(),
-                        clock: self.clock.clone(),
+                        store: self.lane.store.clone(),
+                        clock: self.lane.clock.clone(),
                         last: None,
                     },
                     shutdown.clone(),
@@ -109,7 +103,11 @@ impl Channel for SmsChannel {
         }
         // Ends once every bind's forwarder has let go of its sender.
         drop(in_tx);
-        tasks.spawn(store_inbound(self.store.clone(), in_rx, self.clock.clone()));
+        tasks.spawn(store_inbound(
+            self.lane.store.clone(),
+            in_rx,
+            self.lane.clock.clone(),
+        ));
         Ok(())
     }
 
@@ -118,11 +116,7 @@ impl Channel for SmsChannel {
     }
 
     async fn claim(&self, n: usize) -> anyhow::Result<Vec<Claimed>> {
-        let (policy, now) = (self.policy.clone(), self.clock.now());
-        self.store
-            .write(move |tx| outbox::claim(tx, "sms", NAME, n, now, &policy))
-            .await
-            .map_err(Into::into)
+        self.lane.claim(n).await
     }
 
     async fn send(self: Arc<Self>, m: Claimed) -> (i64, Outcome) {
@@ -131,11 +125,7 @@ impl Channel for SmsChannel {
     }
 
     async fn record(&self, batch: Vec<(i64, Outcome)>) -> anyhow::Result<()> {
-        let (policy, now) = (self.policy.clone(), self.clock.now());
-        self.store
-            .write(move |tx| outbox::record(tx, &batch, now, &policy))
-            .await
-            .map_err(Into::into)
+        self.lane.record(batch).await
     }
 
     fn idle(&self, room: usize) -> Duration {

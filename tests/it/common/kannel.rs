@@ -22,6 +22,22 @@ pub struct Kannel {
     pub sendsms: u16,
 }
 
+impl Kannel {
+    /// The gateway channel's settings for this Kannel, taking delivery reports on `dlr_port`.
+    pub fn settings(&self, dlr_port: u16) -> stormbell::dispatch::kannel::KannelSettings {
+        stormbell::dispatch::kannel::KannelSettings {
+            sendsms_url: format!("http://127.0.0.1:{}/cgi-bin/sendsms", self.sendsms),
+            username: "stormbell".into(),
+            password: "pw".into(),
+            source: "12379".into(),
+            dlr_listen: format!("127.0.0.1:{dlr_port}"),
+            dlr_base: format!("http://127.0.0.1:{dlr_port}"),
+            concurrency: 4,
+            smsc: String::new(),
+        }
+    }
+}
+
 impl Drop for Kannel {
     fn drop(&mut self) {
         let _ = self.smsbox.kill();

@@ -1,0 +1,54 @@
+//! The outbox as one SMS channel sees it: the rows it claims by its name, the outcomes it
+//! records, and the rows it left mid-send that it takes back at its start.
+
+use std::sync::Arc;
+
+use super::*;
+use crate::runtime::Clock;
+use crate::store::Store;
+
+/// One SMS channel's lane of the outbox (SMPP and the HTTP gateway share the `sms` rows, each
+/// claiming by its own name).
+#[derive(Clone)]
+pub struct Lane {
+    /// The store.
+    pub store: Store,
+    /// How the outbox treats people and time.
+    pub policy: Policy,
+    /// The clock of the run (claims, outcomes and receipts are stamped with it).
+    pub clock: Arc<dyn Clock>,
+    /// The channel's name (`claimed_by`).
+    pub name: &'static str,
+}
+
+impl Lane {
+    /// Take back the rows this channel left mid-send (see [`reconcile`]).
+    pub async fn reconcile(&self) -> anyhow::Result<()> {
+        crate::dispatch::reconcile(
+            &self.store,
+            Some(self.name),
+            self.clock.now(),
+            self.policy.reconcile_grace,
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// Claim up to `n` due texts (see [`claim`]).
+    pub async fn claim(&self, n: usize) -> anyhow::Result<Vec<Claimed>> {
+        let (policy, now, name) = (self.policy.clone(), self.clock.now(), self.name);
+        Ok(self
+            .store
+            .write(move |tx| claim(tx, "sms", name, n, now, &policy))
+            .await?)
+    }
+
+    /// Record a batch of outcomes in one write (see [`record`]).
+    pub async fn record(&self, batch: Vec<(i64, Outcome)>) -> anyhow::Result<()> {
+        let (policy, now) = (self.policy.clone(), self.clock.now());
+        Ok(self
+            .store
+            .write(move |tx| record(tx, &batch, now, &policy))
+            .await?)
+    }
+}
