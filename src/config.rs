@@ -115,6 +115,8 @@ pub struct WebConfig {
     pub public_url: String,
     /// Directory the CAP feed and alerts are also written to as files; empty for none.
     pub publish_dir: String,
+    /// `[web.limits]`: what one connection and one client may hold.
+    pub limits: crate::runtime::listen::Limits,
 }
 
 /// The issuing office.
@@ -403,6 +405,37 @@ impl Config {
                 ),
             });
         }
+        if let Some(w) = &web {
+            let l = &w.limits;
+            let mut bad = |key: &str, message: String| {
+                problems.push(ConfigProblem {
+                    source: source_of(&fig, &format!("web.limits.{key}")),
+                    key: format!("web.limits.{key}"),
+                    message,
+                })
+            };
+            if !(1..=300).contains(&l.header_secs) {
+                bad("header_secs", format!("{} is outside 1–300", l.header_secs));
+            }
+            if !(1..=3600).contains(&l.request_secs) {
+                bad(
+                    "request_secs",
+                    format!("{} is outside 1–3600", l.request_secs),
+                );
+            }
+            if l.max_connections == 0 {
+                bad("max_connections", "must be at least 1".into());
+            }
+            if l.max_per_address == 0 || l.max_per_address > l.max_connections {
+                bad(
+                    "max_per_address",
+                    format!(
+                        "{} must be at least 1 and at most max_connections ({})",
+                        l.max_per_address, l.max_connections
+                    ),
+                );
+            }
+        }
         if let Some(d) = &dispatch {
             let mut bad = |key: &str, message: String| {
                 problems.push(ConfigProblem {
@@ -446,6 +479,9 @@ impl Config {
                         format!("`{}` is not host:port", a.address),
                     );
                 }
+            }
+            if let Some(why) = d.kannel.as_ref().and_then(|k| k.problem()) {
+                bad("kannel.dlr_listen", why);
             }
         }
         match (
@@ -573,6 +609,7 @@ impl Config {
             web: (!self.web.listen.is_empty()).then(|| crate::daemon::WebStage {
                 listen: self.web.listen.clone(),
                 office: self.office.name.clone(),
+                limits: self.web.limits,
             }),
             feed,
             publish_dir: (!self.web.publish_dir.is_empty())

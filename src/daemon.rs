@@ -108,6 +108,8 @@ pub struct WebStage {
     pub listen: String,
     /// The office's name (page titles).
     pub office: String,
+    /// What one connection and one client may hold.
+    pub limits: crate::runtime::listen::Limits,
 }
 
 /// A pipeline ready to start.
@@ -310,6 +312,7 @@ impl Pipeline {
                 tz: s.tz.clone(),
                 feed: s.feed.clone(),
                 office: w.office.clone(),
+                limits: w.limits,
                 clock: clock.clone(),
             };
             r.web = Some(web.serve(listener, shutdown.clone()).await?);
@@ -483,6 +486,8 @@ pub struct WebPort {
     pub feed: WebSettings,
     /// The office's name (page titles).
     pub office: String,
+    /// What one connection and one client may hold.
+    pub limits: crate::runtime::listen::Limits,
     /// The clock answers are stamped with (a drill's, for a drill's links).
     pub clock: Arc<dyn Clock>,
 }
@@ -515,12 +520,13 @@ impl WebPort {
         .await
         .map_err(|e| anyhow::anyhow!("office page: {e:#}"))?;
         tracing::info!(%addr, "CAP feed at /cap/feed.atom, the duty office's page at /office");
-        let task = tokio::spawn(web::serve(
+        let task = tokio::spawn(web::serve_limited(
             listener,
             self.store,
             self.feed,
             Some(checkin),
             Some(office),
+            self.limits,
             shutdown,
         ));
         Ok((addr, task))
@@ -704,6 +710,9 @@ pub async fn serve(
     store
         .write(move |tx| Ok(audit::append(tx, &started)?))
         .await?;
+    // Every connection, file and child process takes a descriptor; a soft limit of 1,024
+    // is reached by a few hundred held connections.
+    crate::runtime::listen::raise_file_limit();
     let mut running = pipeline.start().await?;
     tracing::info!(db = %store.path().display(), "stormbell running");
     let why = tokio::select! {

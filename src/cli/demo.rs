@@ -164,6 +164,7 @@ fn demo(args: DemoArgs, cfg: &Config) -> anyhow::Result<()> {
                 ..settings.feed.clone()
             },
             office: cfg.office.name.clone(),
+            limits: cfg.web.limits,
             clock: std::sync::Arc::new(clock.clone()),
         };
         let (_, web) = port

@@ -9,6 +9,7 @@
 pub(crate) mod atom;
 pub mod auth;
 pub mod checkin;
+
 pub(crate) mod map;
 pub(crate) mod metrics;
 pub mod office;
@@ -244,29 +245,55 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     std::fs::rename(&tmp, path)
 }
 
-/// Serve until `shutdown` fires: the CAP feed, and the check-in and office pages when given.
+/// Serve until `shutdown` fires: the CAP feed, and the check-in and office pages when given,
+/// within the default [`crate::runtime::listen::Limits`].
 pub async fn serve(
     listener: tokio::net::TcpListener,
     store: Store,
     settings: WebSettings,
     checkin: Option<checkin::Checkin>,
     office: Option<office::Office>,
-    mut shutdown: crate::runtime::Shutdown,
+    shutdown: crate::runtime::Shutdown,
+) -> std::io::Result<()> {
+    serve_limited(
+        listener,
+        store,
+        settings,
+        checkin,
+        office,
+        crate::runtime::listen::Limits::default(),
+        shutdown,
+    )
+    .await
+}
+
+/// [`serve`] within `limits` (`[web.limits]`).
+pub async fn serve_limited(
+    listener: tokio::net::TcpListener,
+    store: Store,
+    settings: WebSettings,
+    checkin: Option<checkin::Checkin>,
+    office: Option<office::Office>,
+    limits: crate::runtime::listen::Limits,
+    shutdown: crate::runtime::Shutdown,
 ) -> std::io::Result<()> {
     let mut app = router(store, settings);
     if let Some(c) = checkin {
         app = app.merge(checkin::router(c));
     }
     // Live office pages hold their connections open: they are told to end when shutdown
-    // begins, so the graceful shutdown below does not wait on them for ever.
+    // begins, so the graceful shutdown does not wait on them for ever.
     if let Some(o) = office {
         app = app.merge(office::router(o.closing_on(shutdown.clone())));
     }
-    let shutdown = async move { shutdown.recv().await };
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
+    // Every answer says what it is and may not be read as anything else.
+    let app = app.layer(axum::middleware::map_response(
+        |mut r: axum::response::Response| async move {
+            r.headers_mut()
+                .entry(header::X_CONTENT_TYPE_OPTIONS)
+                .or_insert(HeaderValue::from_static("nosniff"));
+            r
+        },
+    ));
+    crate::runtime::listen::serve(listener, app, limits, shutdown).await
 }

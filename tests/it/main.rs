@@ -31,6 +31,7 @@ mod feeds_parse;
 mod feeds_poll;
 mod feeds_replay;
 mod fwi;
+mod hostile;
 mod metrics;
 mod office_browser;
 mod office_http;

@@ -149,6 +149,7 @@ fn owners() -> Vec<(&'static str, &'static str)> {
         ("dispatch_part", "src/dispatch/outbox"),
         ("dispatch_inbound", "src/dispatch/outbox"),
         ("dispatch_bind", "src/dispatch/outbox"),
+        ("dispatch_secret", "src/dispatch/outbox"),
         ("dispatch_link", "src/dispatch/link.rs"),
         ("broadcast_job", "src/dispatch/broadcast/jobs.rs"),
         ("broadcast_target", "src/dispatch/broadcast/jobs.rs"),

@@ -12,7 +12,7 @@ use tokio::task::JoinSet;
 use super::protocol;
 use super::settings::KannelSettings;
 use crate::dispatch::Channel;
-use crate::dispatch::outbox::{Claimed, Lane, Outcome, Policy};
+use crate::dispatch::outbox::{self, Claimed, Lane, Outcome, Policy};
 use crate::runtime::{Clock, Shutdown, SystemClock};
 use crate::store::Store;
 
@@ -24,6 +24,8 @@ pub struct KannelChannel {
     settings: KannelSettings,
     lane: Lane,
     client: reqwest::Client,
+    /// What delivery reports must carry (read from the store at start).
+    secret: std::sync::OnceLock<Arc<str>>,
 }
 
 impl KannelChannel {
@@ -33,6 +35,9 @@ impl KannelChannel {
         store: Store,
         policy: Policy,
     ) -> anyhow::Result<KannelChannel> {
+        if let Some(why) = settings.problem() {
+            anyhow::bail!("dispatch.kannel: {why}");
+        }
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
             .build()?;
@@ -45,6 +50,7 @@ impl KannelChannel {
                 name: NAME,
             },
             client,
+            secret: std::sync::OnceLock::new(),
         })
     }
 
@@ -79,13 +85,18 @@ impl Channel for KannelChannel {
         let listener = tokio::net::TcpListener::bind(&self.settings.dlr_listen)
             .await
             .map_err(|e| anyhow::anyhow!("kannel dlr_listen {}: {e}", self.settings.dlr_listen))?;
-        let app = protocol::router(self.lane.store.clone(), self.lane.clock.clone());
-        let mut stop = shutdown.clone();
+        let secret: Arc<str> = self
+            .lane
+            .store
+            .write(|tx| outbox::secret(tx, protocol::SECRET))
+            .await?
+            .into();
+        let _ = self.secret.set(secret.clone());
+        let app = protocol::router(self.lane.store.clone(), self.lane.clock.clone(), secret);
+        let stop = shutdown.clone();
         tasks.spawn(async move {
-            let served = axum::serve(listener, app)
-                .with_graceful_shutdown(async move { stop.recv().await })
-                .await;
-            if let Err(e) = served {
+            let limits = crate::runtime::listen::Limits::default();
+            if let Err(e) = crate::runtime::listen::serve(listener, app, limits, stop).await {
                 tracing::error!("kannel delivery reports: {e}");
             }
         });
@@ -97,7 +108,11 @@ impl Channel for KannelChannel {
     }
 
     async fn send(self: Arc<Self>, m: Claimed) -> (i64, Outcome) {
-        (m.id, protocol::send(&self.client, &self.settings, &m).await)
+        let secret = self.secret.get().map(|s| s.to_string()).unwrap_or_default();
+        (
+            m.id,
+            protocol::send(&self.client, &self.settings, &secret, &m).await,
+        )
     }
 
     async fn record(&self, batch: Vec<(i64, Outcome)>) -> anyhow::Result<()> {

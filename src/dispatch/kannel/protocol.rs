@@ -22,15 +22,39 @@ use crate::store::Store;
 /// The account name outbox rows sent this way carry.
 pub const ACCOUNT: &str = "kannel";
 
-/// The delivery-report listener's routes.
-pub(super) fn router(store: Store, clock: Arc<dyn Clock>) -> axum::Router {
-    axum::Router::new()
-        .route("/kannel/dlr", axum::routing::get(dlr))
-        .with_state((store, clock))
+/// The name of the secret delivery reports carry (`outbox::secret`).
+pub(super) const SECRET: &str = "kannel-dlr";
+
+/// What the report listener holds.
+#[derive(Clone)]
+struct Dlrs {
+    store: Store,
+    clock: Arc<dyn Clock>,
+    secret: Arc<str>,
 }
 
-pub(super) async fn send(client: &reqwest::Client, s: &KannelSettings, m: &Claimed) -> Outcome {
-    let dlr_url = format!("{}/kannel/dlr?id={}&status=%d&smsc=%i", s.dlr_base, m.id);
+/// The delivery-report listener's routes.
+pub(super) fn router(store: Store, clock: Arc<dyn Clock>, secret: Arc<str>) -> axum::Router {
+    axum::Router::new()
+        .route("/kannel/dlr", axum::routing::get(dlr))
+        .with_state(Dlrs {
+            store,
+            clock,
+            secret,
+        })
+}
+
+pub(super) async fn send(
+    client: &reqwest::Client,
+    s: &KannelSettings,
+    secret: &str,
+    m: &Claimed,
+) -> Outcome {
+    // The report URL carries our row id and the secret: Kannel calls it back as given.
+    let dlr_url = format!(
+        "{}/kannel/dlr?id={}&k={secret}&status=%d&smsc=%i",
+        s.dlr_base, m.id
+    );
     let mut q = vec![
         ("username", s.username.as_str()),
         ("password", s.password.as_str()),
@@ -90,6 +114,18 @@ pub(super) async fn send(client: &reqwest::Client, s: &KannelSettings, m: &Claim
 struct Dlr {
     id: i64,
     status: u32,
+    /// The secret the report URL carried.
+    #[serde(default)]
+    k: String,
+}
+
+/// Equal, in a time that does not depend on where they differ.
+fn same(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
 }
 
 /// Kannel DLR types: 1 delivered, 2 failed, 4 buffered, 8 accepted by the SMSC, 16 rejected.
@@ -102,18 +138,30 @@ fn stat_of(status: u32) -> &'static str {
     }
 }
 
-async fn dlr(
-    State((store, clock)): State<(Store, Arc<dyn Clock>)>,
-    Query(d): Query<Dlr>,
-) -> (axum::http::StatusCode, String) {
+async fn dlr(State(s): State<Dlrs>, Query(d): Query<Dlr>) -> (axum::http::StatusCode, String) {
+    use axum::http::StatusCode;
+    // Only the gateway, which was given the URL, may report: anyone else who reaches the
+    // listener could mark warnings delivered or failed.
+    if !same(&d.k, &s.secret) {
+        tracing::warn!(
+            id = d.id,
+            "kannel: a delivery report without the right secret, refused"
+        );
+        return (StatusCode::FORBIDDEN, "forbidden".into());
+    }
     let stat = stat_of(d.status);
     let id = format!("K{}", d.id);
-    let now = clock.now();
-    let r = store
+    let now = s.clock.now();
+    let r = s
+        .store
         .write(move |tx| {
             let (delivered, failed) = outbox::stat_meaning(stat);
             let known = outbox::receipt(tx, ACCOUNT, &id, stat, delivered, failed, now)?
                 || outbox::recover(tx, Some(d.id), "", ACCOUNT, &id, stat, now)?;
+            if !known && !outbox::sent_through(tx, d.id, ACCOUNT)? {
+                // Not one of ours: nothing to keep (a report never adds rows without bound).
+                return Ok(false);
+            }
             if !known {
                 outbox::inbound(
                     tx,
@@ -129,12 +177,13 @@ async fn dlr(
                     now,
                 )?;
             }
-            Ok(())
+            Ok(true)
         })
         .await;
     match r {
-        Ok(()) => (axum::http::StatusCode::OK, "ok".into()),
+        Ok(true) => (StatusCode::OK, "ok".into()),
+        Ok(false) => (StatusCode::NOT_FOUND, "no such message".into()),
         // Kannel retries a failed DLR callback.
-        Err(e) => (axum::http::StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
     }
 }

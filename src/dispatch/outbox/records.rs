@@ -254,3 +254,34 @@ pub fn uncertain(c: &Connection) -> anyhow::Result<HashMap<String, i64>> {
     let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
+
+/// A secret of the dispatch stage by name, made (128 random bits) the first time it is asked
+/// for and the same ever after.
+pub fn secret(tx: &Transaction<'_>, name: &str) -> anyhow::Result<String> {
+    let have: Option<String> = tx
+        .query_row(
+            "SELECT value FROM dispatch_secret WHERE name = ?1",
+            params![name],
+            |r| r.get(0),
+        )
+        .optional()?;
+    if let Some(v) = have {
+        return Ok(v);
+    }
+    let v = crate::dispatch::link::token()?;
+    tx.execute(
+        "INSERT INTO dispatch_secret (name, value) VALUES (?1, ?2)",
+        params![name, v],
+    )?;
+    Ok(v)
+}
+
+/// Whether message `id` exists and went, or goes, through `account` (a gateway's report may
+/// name only our own messages).
+pub fn sent_through(c: &Connection, id: i64, account: &str) -> anyhow::Result<bool> {
+    Ok(c.query_row(
+        "SELECT count(*) FROM dispatch_message WHERE id = ?1 AND (account = ?2 OR account IS NULL)",
+        params![id, account],
+        |r| r.get::<_, i64>(0),
+    )? > 0)
+}

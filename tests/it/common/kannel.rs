@@ -32,6 +32,7 @@ impl Kannel {
             source: "12379".into(),
             dlr_listen: format!("127.0.0.1:{dlr_port}"),
             dlr_base: format!("http://127.0.0.1:{dlr_port}"),
+            dlr_remote: false,
             concurrency: 4,
             smsc: String::new(),
         }
