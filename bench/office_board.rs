@@ -61,23 +61,25 @@ async fn main() -> anyhow::Result<()> {
             .await?;
     }
     // Half the persons answer; every other answering village reports people moved.
-    let persons: Vec<(String, String)> = store
+    let persons: Vec<(String, String, String)> = store
         .read(|c| {
             let mut q = c.prepare(
-                "SELECT DISTINCT person, target FROM respond_call WHERE level IN ('village', 'site')",
+                "SELECT person, target, json_group_array(DISTINCT lineage) FROM respond_call
+                 WHERE level IN ('village', 'site') GROUP BY person, target",
             )?;
-            let r = q.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            let r = q.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
             Ok(r.collect::<Result<Vec<_>, _>>()?)
         })
         .await?;
     let answer_at = start + jiff::SignedDuration::from_mins(65);
     let s2 = settings.clone();
-    let answering: Vec<(String, String)> = persons.iter().step_by(2).cloned().collect();
+    let answering: Vec<(String, String, String)> = persons.iter().step_by(2).cloned().collect();
     let n_answer = answering.len();
     store
         .write(move |tx| {
-            for (i, (p, target)) in answering.iter().enumerate() {
-                stormbell::respond::calls::answered(tx, p, i as i64 + 1, answer_at, &s2)?;
+            for (i, (p, target, lineages)) in answering.iter().enumerate() {
+                let lineages: Vec<String> = serde_json::from_str(lineages)?;
+                stormbell::respond::calls::answered(tx, p, &lineages, i as i64 + 1, answer_at, &s2)?;
                 if i % 2 == 0 {
                     tx.execute(
                         "INSERT OR IGNORE INTO respond_evacuation (lineage, target, person, people, shelter, at, answer)

@@ -70,7 +70,7 @@ pub struct Step {
 }
 
 /// `[respond]`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RespondSettings {
     /// Every person called for a place must answer (false: one answer covers the place).
@@ -80,6 +80,33 @@ pub struct RespondSettings {
     /// but not chased.
     #[serde(default)]
     pub ladder: BTreeMap<String, Vec<Step>>,
+    /// A person's requests for help about one warning are passed on to the town and county at
+    /// most once in this many minutes (later ones are kept for the office).
+    #[serde(default = "thirty")]
+    pub help_coalesce_mins: u32,
+    /// At most this many persons' requests for help about one warning are passed on in an
+    /// hour (the rest are kept for the office, which sees every one).
+    #[serde(default = "ten")]
+    pub help_per_hour: u32,
+}
+
+impl Default for RespondSettings {
+    fn default() -> RespondSettings {
+        RespondSettings {
+            all_must_answer: false,
+            ladder: BTreeMap::new(),
+            help_coalesce_mins: thirty(),
+            help_per_hour: ten(),
+        }
+    }
+}
+
+fn thirty() -> u32 {
+    30
+}
+
+fn ten() -> u32 {
+    10
 }
 
 /// The actions a step may name.
@@ -293,23 +320,29 @@ fn close(
         .execute(params![lineage, person, state, decision])?)
 }
 
-/// Someone answered: close their open calls made before `at` (and, unless every person must
-/// answer, the others' for the same places). A late answer counts too: a call already on the
-/// silent list comes off it. Returns the calls closed.
+/// Someone answered about `lineages` (the warning their link is for, or the warnings their
+/// last text carried): close their open calls of those warnings made before `at` (and, unless
+/// every person must answer, the others' for the same places). A late answer counts too: a
+/// call already on the silent list comes off it. Their calls on any other warning stay open:
+/// an answer acts only on what it answers. Returns the calls closed.
 pub fn answered(
     tx: &Transaction<'_>,
     person: &str,
+    lineages: &[String],
     answer: i64,
     at: Timestamp,
     settings: &RespondSettings,
 ) -> anyhow::Result<usize> {
     let when = stamp(at);
+    let scope = serde_json::to_string(lineages)?;
     let mine: Vec<(i64, String, String)> = tx
         .prepare_cached(
             "SELECT id, lineage, target FROM respond_call WHERE person = ?1 AND state IN ('open', 'silent')
-               AND called <= ?2",
+               AND called <= ?2 AND lineage IN (SELECT value FROM json_each(?3))",
         )?
-        .query_map(params![person, when], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .query_map(params![person, when, scope], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })?
         .collect::<rusqlite::Result<_>>()?;
     let mut closed = 0;
     for (id, lineage, target) in mine {
@@ -429,6 +462,7 @@ pub fn fire_due(
                     mobile: mobile.to_string(),
                     text,
                     purpose,
+                    chase: true,
                 };
                 if let Some(id) = outbox::notice(tx, &n, now)? {
                     queued.push(format!("{person}#{id}"));

@@ -129,6 +129,7 @@ pub fn run_once(
                 (&last.person, &address),
                 text.trim(),
                 format!("codes:{answer}"),
+                true,
             );
             out.messages += usize::from(outbox::notice(tx, &n, r.at)?.is_some());
             tracing::warn!(person = %last.person, text = %r.text, "a reply that was not understood: kept for the duty officer, the codes sent back");
@@ -136,6 +137,18 @@ pub fn run_once(
         } else {
             out.understood += 1;
         }
+        // A reply answers the warnings the person's last text carried (several, when that
+        // text merged them), and no other.
+        let mut about: Vec<String> = outbox::carried(tx, last.message)?
+            .into_iter()
+            .filter(|c| c.person == last.person)
+            .map(|c| c.lineage)
+            .collect();
+        if about.is_empty() {
+            about.push(last.lineage.clone());
+        }
+        about.sort();
+        about.dedup();
         let (closed, messages) = act(
             tx,
             &Acted {
@@ -145,6 +158,7 @@ pub fn run_once(
                 refused: None,
                 note: note.as_deref(),
                 mobile: &address,
+                about: &about,
             },
             &last,
             answer,
@@ -169,6 +183,9 @@ struct Acted<'a> {
     note: Option<&'a str>,
     /// The number it came from (or the person's, for a link).
     mobile: &'a str,
+    /// The warnings it answers: a link's own; for an SMS reply, those the person's last text
+    /// carried (ARCHITECTURE.md, "An answer acts only on what it answers").
+    about: &'a [String],
 }
 
 /// The effects of an answer, the same whether it came by SMS or by link: the person's calls
@@ -182,7 +199,7 @@ fn act(
     at: Timestamp,
     (reg, settings, policy): (&Registry, &RespondSettings, &Policy),
 ) -> anyhow::Result<(usize, usize)> {
-    let closed = calls::answered(tx, &last.person, answer, at, settings)?;
+    let closed = calls::answered(tx, &last.person, a.about, answer, at, settings)?;
     let mut messages = 0;
     match (a.kind, a.people) {
         ("returned", Some(n)) => evacuation(tx, last, Evacuated::Returned(n), answer, at)?,
@@ -201,7 +218,16 @@ fn act(
         _ => {}
     }
     if a.kind == "help" {
-        messages += help(tx, reg, policy, last, a.mobile, a.note, answer, at)?;
+        messages += help(
+            tx,
+            reg,
+            (settings, policy),
+            last,
+            a.mobile,
+            a.note,
+            answer,
+            at,
+        )?;
     }
     Ok((closed, messages))
 }
@@ -213,6 +239,7 @@ fn notice_about(
     (person, mobile): (&str, &str),
     text: &str,
     purpose: String,
+    chase: bool,
 ) -> Notice {
     Notice {
         decision: last.decision,
@@ -229,6 +256,7 @@ fn notice_about(
         mobile: mobile.to_string(),
         text: text.to_string(),
         purpose,
+        chase,
     }
 }
 
@@ -243,7 +271,7 @@ pub(crate) fn tell_units(
     place: &str,
     tier: Tier,
     text: &str,
-    purpose: &str,
+    (purpose, chase): (&str, bool),
     at: Timestamp,
 ) -> anyhow::Result<usize> {
     let (town, county) = calls::units_over(reg, place);
@@ -257,6 +285,7 @@ pub(crate) fn tell_units(
                 (&p.id, &p.mobile),
                 text,
                 format!("{purpose}:{}", duty.role),
+                chase,
             );
             sent += usize::from(outbox::notice(tx, &n, at)?.is_some());
         }
@@ -264,12 +293,19 @@ pub(crate) fn tell_units(
     Ok(sent)
 }
 
-/// Need help: to every duty person of the town and the county over the person's places.
+/// Need help: to every duty person of the town and the county over the person's places, at
+/// most once per (person, warning) in `help_coalesce_mins` and for at most `help_per_hour`
+/// persons per warning in an hour; every request is kept for the office either way (the
+/// board lists them). Anyone holding a link can ask, so a request can never become a flood of
+/// official texts: the notices rank below the warnings of their tier, the per-person cap holds
+/// them, and the asker's own words are quoted only in a marked field, cut short, with long
+/// digit runs masked (a text from the office must not carry a number as if the office gave
+/// it). Returns the messages queued.
 #[allow(clippy::too_many_arguments)]
 fn help(
     tx: &Transaction<'_>,
     reg: &Registry,
-    policy: &Policy,
+    (settings, policy): (&RespondSettings, &Policy),
     last: &outbox::LastSent,
     address: &str,
     note: Option<&str>,
@@ -290,11 +326,23 @@ fn help(
         }
     };
     let place = super::place_name(reg, &target);
+    let window = SignedDuration::from_mins(i64::from(settings.help_coalesce_mins));
+    let earlier = help_notified(tx, &last.lineage, Some(&last.person), at - window)?;
+    if earlier > 0 {
+        tracing::warn!(person = %last.person, place = %place, "help asked again: kept for the office, the officers were told already");
+        return Ok(0);
+    }
+    let hour = help_notified(tx, &last.lineage, None, at - SignedDuration::from_hours(1))?;
+    if hour >= i64::from(settings.help_per_hour) {
+        tracing::error!(person = %last.person, place = %place, "NEED HELP: kept for the office; {hour} requests about this warning were texted in the last hour already");
+        return Ok(0);
+    }
+    let quote = note.map(quote_of).filter(|q| !q.is_empty());
     let text = crate::templates::env()?
         .get_template(&format!("sms/assist.{lang}"))?
         .render(minijinja::context! {
             office => &policy.office, exercise => policy.exercise, name => &name, role => &role,
-            place => &place, mobile => address, note => note,
+            place => &place, mobile => address, quote => quote,
         })?;
     let sent = tell_units(
         tx,
@@ -303,11 +351,72 @@ fn help(
         &target,
         Tier::parse(&tier).unwrap_or(Tier::Red),
         text.trim(),
-        &format!("help:{answer}"),
+        (&format!("help:{}", last.person), false),
         at,
     )?;
+    if sent > 0 {
+        mark_notified(tx, answer)?;
+    }
     tracing::error!(person = %last.person, place = %place, note = ?note, "NEED HELP: sent to {sent} duty person(s) of the town and county");
     Ok(sent)
+}
+
+/// Help requests about `lineage` (by `person`, or by anyone) since `since` that were passed on
+/// to the officers.
+fn help_notified(
+    tx: &Transaction<'_>,
+    lineage: &str,
+    person: Option<&str>,
+    since: Timestamp,
+) -> anyhow::Result<i64> {
+    Ok(tx.query_row(
+        "SELECT count(*) FROM respond_answer WHERE kind = 'help' AND notified = 1
+           AND lineage = ?1 AND (?2 IS NULL OR person = ?2) AND at >= ?3",
+        params![lineage, person, crate::store::stamp(since)],
+        |r| r.get(0),
+    )?)
+}
+
+fn mark_notified(tx: &Transaction<'_>, answer: i64) -> anyhow::Result<()> {
+    tx.execute(
+        "UPDATE respond_answer SET notified = 1 WHERE id = ?1",
+        params![answer],
+    )?;
+    Ok(())
+}
+
+/// The asker's words as a notice may quote them: one line, at most 40 characters, runs of
+/// six digits or more masked (no number can ride in a text from the office).
+pub(crate) fn quote_of(note: &str) -> String {
+    let flat: String = note
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    let mut out = String::new();
+    let mut digits = String::new();
+    let flush = |digits: &mut String, out: &mut String| {
+        if digits.chars().count() >= 6 {
+            out.push_str(&"*".repeat(digits.chars().count()));
+        } else {
+            out.push_str(digits);
+        }
+        digits.clear();
+    };
+    for c in flat.trim().chars() {
+        if c.is_ascii_digit() || ('０'..='９').contains(&c) {
+            digits.push(c);
+        } else {
+            flush(&mut digits, &mut out);
+            out.push(c);
+        }
+    }
+    flush(&mut digits, &mut out);
+    let cut: String = out.chars().take(40).collect();
+    if out.chars().count() > 40 {
+        format!("{cut}…")
+    } else {
+        cut
+    }
 }
 
 /// An answer given on a check-in page.
@@ -327,9 +436,24 @@ pub struct LinkAnswer {
     pub location: Option<(f64, f64)>,
 }
 
+/// What became of an answer from a link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkOutcome {
+    /// Recorded, with its id, and acted on.
+    Recorded(i64),
+    /// The same answer within ten minutes (a double tap): kept once.
+    Repeat,
+    /// The link's warning has been lifted: only people back home can be reported on it now.
+    Lifted,
+}
+
+/// The answers a link may give.
+pub const LINK_KINDS: [&str; 5] = ["ack", "post", "moved", "help", "returned"];
+
 /// Record an answer from a check-in link (already checked: the token is valid and current),
-/// with the same effects as the SMS reply: calls closed, evacuation, help to the officers.
-/// Returns the answer's id, or `None` for a repeat within ten minutes (a double tap).
+/// with the same effects as the SMS reply — calls closed, evacuation, help to the officers —
+/// on the link's own warning only. Once that warning is lifted, the link can still report
+/// people back home, nothing else.
 #[allow(clippy::too_many_arguments)]
 pub fn from_link(
     tx: &Transaction<'_>,
@@ -339,12 +463,12 @@ pub fn from_link(
     reg: &Registry,
     settings: &RespondSettings,
     policy: &Policy,
-) -> anyhow::Result<Option<i64>> {
-    if !matches!(
-        a.kind.as_str(),
-        "ack" | "post" | "moved" | "help" | "returned"
-    ) {
+) -> anyhow::Result<LinkOutcome> {
+    if !LINK_KINDS.contains(&a.kind.as_str()) {
         anyhow::bail!("unknown answer {:?}", a.kind);
+    }
+    if a.kind != "returned" && crate::correlate::store::lifted(tx, &link.lineage)? {
+        return Ok(LinkOutcome::Lifted);
     }
     let mut text = a.kind.clone();
     if let Some(n) = a.people {
@@ -372,7 +496,7 @@ pub fn from_link(
         )
         .optional()?;
     if repeat.is_some() {
-        return Ok(None);
+        return Ok(LinkOutcome::Repeat);
     }
     tx.execute(
         "INSERT INTO respond_answer (at, channel, person, lineage, version, kind, people, shelter, note, text)
@@ -420,13 +544,14 @@ pub fn from_link(
             refused: a.refused,
             note: a.note.as_deref(),
             mobile: &mobile,
+            about: std::slice::from_ref(&link.lineage),
         },
         &last,
         answer,
         at,
         (reg, settings, policy),
     )?;
-    Ok(Some(answer))
+    Ok(LinkOutcome::Recorded(answer))
 }
 
 /// An evacuation report as a page shows it: (people, shelter, refused).

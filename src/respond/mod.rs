@@ -17,7 +17,7 @@
 
 pub mod board;
 pub mod calls;
-pub(crate) mod intake;
+pub mod intake;
 pub(crate) mod reply;
 pub mod report;
 pub(crate) mod shelters;

@@ -71,7 +71,7 @@ pub(crate) fn check(
         &village,
         Tier::Orange,
         text.trim(),
-        &format!("shelter:{}:{at}", load.id),
+        (&format!("shelter:{}:{at}", load.id), true),
         at,
     )?;
     crate::store::audit::append(

@@ -86,6 +86,7 @@ pub fn run_once(
                 mobile: mobile.clone(),
                 text: text.trim().to_string(),
                 purpose: format!("terminal:{}", a.id),
+                chase: true,
             };
             sent += usize::from(outbox::notice(tx, &n, now)?.is_some());
         }

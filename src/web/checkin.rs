@@ -299,6 +299,9 @@ async fn answer(
             .filter(|s| !s.is_empty())
     };
     let kind = form.get("kind").cloned().unwrap_or_default();
+    if !intake::LINK_KINDS.contains(&kind.as_str()) {
+        return plain(StatusCode::BAD_REQUEST, "无法识别的操作 / unknown answer");
+    }
     let (people, refused) = match (num("people"), num("refused")) {
         (Ok(p), Ok(r)) => (p, r),
         _ => {
@@ -341,10 +344,26 @@ async fn answer(
         .write(move |tx| intake::from_link(tx, &l2, &a, now, &reg, &s, &p))
         .await
     {
-        Ok(_) => Redirect::to(&format!("/r/{}?ok=1", l.token)).into_response(),
+        Ok(intake::LinkOutcome::Recorded(_) | intake::LinkOutcome::Repeat) => {
+            Redirect::to(&format!("/r/{}?ok=1", l.token)).into_response()
+        }
+        Ok(intake::LinkOutcome::Lifted) => {
+            c.show(
+                &l,
+                false,
+                Some("该预警已解除，只能报告已返回人数 / the warning is lifted: only people back home can be reported"),
+                false,
+            )
+            .await
+        }
+        // The answer was understood; it could not be kept now. Never tell a lead their
+        // answer was not understood because the database was busy.
         Err(e) => {
-            tracing::warn!(person = %l.person, "check-in answer refused: {e}");
-            plain(StatusCode::BAD_REQUEST, "无法识别的操作 / unknown answer")
+            tracing::error!(person = %l.person, "check-in answer not stored: {e:#}");
+            plain(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "暂时无法保存，请稍后再点一次 / not saved, please try again in a moment",
+            )
         }
     }
 }

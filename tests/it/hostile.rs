@@ -254,3 +254,299 @@ fn a_forged_delivery_report_is_refused_and_adds_nothing() {
         "an open listener was accepted"
     );
 }
+
+/// The call states of `person` on `lineage`.
+fn call_states(store: &Store, lineage: &str, person: &str) -> Vec<String> {
+    let (l, p) = (lineage.to_string(), person.to_string());
+    store
+        .read_blocking(move |c| {
+            let mut st = c.prepare(
+                "SELECT state FROM respond_call WHERE lineage = ?1 AND person = ?2 ORDER BY id",
+            )?;
+            let r = st.query_map([&l, &p], |r| r.get(0))?;
+            Ok(r.collect::<Result<Vec<String>, _>>()?)
+        })
+        .unwrap()
+}
+
+/// A second warning, current, for `contact` (queued and called as an Alert).
+fn second_warning(
+    store: &Store,
+    lineage: &'static str,
+    decision: i64,
+    contact: stormbell::correlate::Contact,
+    (policy, settings): (
+        &stormbell::dispatch::Policy,
+        &stormbell::respond::RespondSettings,
+    ),
+) {
+    use stormbell::correlate::{Hazard, MessageKind, Tier};
+    let t = common::dispatch::targets(
+        lineage,
+        1,
+        Hazard::Rainstorm,
+        Tier::Red,
+        MessageKind::Alert,
+        vec![contact],
+    );
+    let (p, s) = (policy.clone(), settings.clone());
+    store
+        .write_blocking(move |tx| {
+            let now = jiff::Timestamp::now();
+            stormbell::dispatch::outbox::enqueue(tx, decision, &t, now, &p)?;
+            stormbell::respond::calls::register(tx, decision, &t, now, &s, &p)?;
+            Ok(())
+        })
+        .unwrap();
+}
+
+#[test]
+fn a_link_answers_only_its_own_warning_and_a_lifted_one_only_reports_people_home() {
+    use stormbell::respond::intake::{self, LinkAnswer, LinkOutcome};
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path().join("l.db")).unwrap();
+    let reg = common::county::registry(&store);
+    let cfg = stormbell::config::Config::load(None, &Default::default()).unwrap();
+    let mut policy = cfg.dispatch_policy();
+    policy.link_base = Some("https://fx.example.cn/r/".into());
+    let settings = cfg.respond.clone();
+    // The zone is warned and then lifted; its lead is called on another warning meanwhile.
+    let (warned, mut driver) =
+        common::county::drive_zone(&store, reg.clone(), &cfg, &policy, &settings, 50.0);
+    let lead = warned
+        .contacts
+        .iter()
+        .find(|c| c.level == "village")
+        .unwrap()
+        .clone();
+    driver.until_lifted(&store);
+    const OTHER: &str = "rainstorm:331098108";
+    second_warning(&store, OTHER, 9_000, lead.clone(), (&policy, &settings));
+    assert_eq!(call_states(&store, OTHER, &lead.person), ["open"]);
+    // The lead taps "received" on the lifted warning's link.
+    let person = lead.person.clone();
+    let link = store
+        .read_blocking(move |c| {
+            let message: i64 = c.query_row(
+                "SELECT id FROM dispatch_message WHERE lineage = ?1 AND person = ?2 AND purpose = 'warning' ORDER BY id LIMIT 1",
+                [common::county::ZONE, person.as_str()],
+                |r| r.get(0),
+            )?;
+            Ok(stormbell::dispatch::link::of_message(c, message)?.unwrap())
+        })
+        .unwrap();
+    let tap = |kind: &str, people: Option<u32>| {
+        let (link, reg, s, p) = (link.clone(), reg.clone(), settings.clone(), policy.clone());
+        let a = LinkAnswer {
+            kind: kind.into(),
+            people,
+            ..Default::default()
+        };
+        store
+            .write_blocking(move |tx| {
+                intake::from_link(tx, &link, &a, jiff::Timestamp::now(), &reg, &s, &p)
+            })
+            .unwrap()
+    };
+    assert_eq!(tap("ack", None), LinkOutcome::Lifted);
+    // The other warning's call is not answered by a tap on the old link.
+    assert_eq!(call_states(&store, OTHER, &lead.person), ["open"]);
+    // People back home can still be reported on it.
+    assert!(matches!(tap("returned", Some(3)), LinkOutcome::Recorded(_)));
+    assert_eq!(call_states(&store, OTHER, &lead.person), ["open"]);
+}
+
+#[test]
+fn an_sms_reply_answers_only_the_warnings_its_last_text_carried() {
+    use stormbell::dispatch::outbox::{self, Outcome, Policy};
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path().join("s.db")).unwrap();
+    let reg = common::county::registry(&store);
+    let policy = Policy::default();
+    let settings = stormbell::respond::RespondSettings::default();
+    let lead = common::dispatch::contact(1, "13700000001");
+    // Two warnings call the lead; only the first has been texted so far.
+    second_warning(
+        &store,
+        "rainstorm:331098101",
+        1,
+        lead.clone(),
+        (&policy, &settings),
+    );
+    let p2 = policy.clone();
+    store
+        .write_blocking(move |tx| {
+            let now = jiff::Timestamp::now();
+            let claimed = outbox::claim(tx, "sms", "test", 1, now, &p2)?;
+            let outcomes: Vec<(i64, Outcome)> = claimed
+                .iter()
+                .map(|m| {
+                    (
+                        m.id,
+                        Outcome::Accepted {
+                            account: "main".into(),
+                            parts: vec![(1, 1, format!("S{}", m.id))],
+                        },
+                    )
+                })
+                .collect();
+            outbox::record(tx, &outcomes, now, &p2)
+        })
+        .unwrap();
+    second_warning(
+        &store,
+        "rainstorm:331098102",
+        2,
+        lead.clone(),
+        (&policy, &settings),
+    );
+    // The lead replies "1".
+    store
+        .write_blocking(|tx| {
+            outbox::inbound(
+                tx,
+                &outbox::Inbound {
+                    kind: "reply",
+                    account: "main",
+                    source: "8613700000001",
+                    dest: "12379",
+                    text: "1",
+                    smsc_id: None,
+                    stat: None,
+                },
+                jiff::Timestamp::now(),
+            )
+        })
+        .unwrap();
+    let (r, s, p) = (reg.clone(), settings.clone(), policy.clone());
+    store
+        .write_blocking(move |tx| stormbell::respond::intake::run_once(tx, 10, &r, &s, &p))
+        .unwrap();
+    assert_eq!(
+        call_states(&store, "rainstorm:331098101", &lead.person),
+        ["answered"]
+    );
+    // The warning they were not yet texted about still waits for their answer.
+    assert_eq!(
+        call_states(&store, "rainstorm:331098102", &lead.person),
+        ["open"]
+    );
+}
+
+#[test]
+fn requests_for_help_are_coalesced_bounded_ranked_below_warnings_and_quoted_in_a_marked_field() {
+    use stormbell::respond::intake::{self, LinkAnswer};
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path().join("h.db")).unwrap();
+    let reg = common::county::registry(&store);
+    let cfg = stormbell::config::Config::load(None, &Default::default()).unwrap();
+    let mut policy = cfg.dispatch_policy();
+    policy.link_base = Some("https://fx.example.cn/r/".into());
+    let settings = stormbell::respond::RespondSettings {
+        help_per_hour: 3,
+        ..cfg.respond.clone()
+    };
+    let warned = common::county::warn_zone(&store, reg.clone(), &cfg, &policy, &settings, 50.0);
+    let links: Vec<stormbell::dispatch::link::Link> = store
+        .read_blocking(|c| {
+            let mut st = c.prepare(
+                "SELECT id FROM dispatch_message WHERE lineage = ?1 AND purpose = 'warning' ORDER BY id",
+            )?;
+            let ids: Vec<i64> = st
+                .query_map([common::county::ZONE], |r| r.get(0))?
+                .collect::<Result<_, _>>()?;
+            Ok(ids
+                .into_iter()
+                .filter_map(|m| stormbell::dispatch::link::of_message(c, m).ok().flatten())
+                .collect())
+        })
+        .unwrap();
+    assert!(links.len() >= 5, "{} links", links.len());
+    let notices = || {
+        store
+            .read_blocking(|c| {
+                Ok(c.query_row(
+                    "SELECT count(*) FROM dispatch_message WHERE purpose LIKE 'help:%'",
+                    [],
+                    |r| r.get::<_, i64>(0),
+                )?)
+            })
+            .unwrap()
+    };
+    let ask = |link: &stormbell::dispatch::link::Link, i: usize| {
+        let (link, reg, s, p) = (link.clone(), reg.clone(), settings.clone(), policy.clone());
+        let a = LinkAnswer {
+            kind: "help".into(),
+            note: Some(format!(
+                "第{i}次：请拨13912345678，桥断了，需要船和担架，老人三位不能走动，请尽快"
+            )),
+            ..Default::default()
+        };
+        store
+            .write_blocking(move |tx| {
+                intake::from_link(tx, &link, &a, jiff::Timestamp::now(), &reg, &s, &p)
+            })
+            .unwrap()
+    };
+    // One person posts 35 times, each with new words: the officers are texted once.
+    ask(&links[0], 0);
+    let once = notices();
+    assert!(once > 0, "the first request is passed on");
+    for i in 1..35 {
+        ask(&links[0], i);
+    }
+    assert_eq!(
+        notices(),
+        once,
+        "later requests are kept for the office only"
+    );
+    // Every request is kept for the office.
+    let kept: i64 = store
+        .read_blocking(|c| {
+            Ok(c.query_row(
+                "SELECT count(*) FROM respond_answer WHERE kind = 'help'",
+                [],
+                |r| r.get(0),
+            )?)
+        })
+        .unwrap();
+    assert_eq!(kept, 35);
+    // Other persons: at most help_per_hour (3) requests about the warning are passed on.
+    for (i, l) in links.iter().enumerate().skip(1) {
+        ask(l, 100 + i);
+    }
+    // (purpose = help:<asker>:<role of the officer told>)
+    let requesters: i64 = store
+        .read_blocking(|c| {
+            Ok(c.query_row(
+                "SELECT count(DISTINCT substr(purpose, 6, instr(substr(purpose, 6), ':') - 1))
+                 FROM dispatch_message WHERE purpose LIKE 'help:%'",
+                [],
+                |r| r.get(0),
+            )?)
+        })
+        .unwrap();
+    assert_eq!(requesters, 3, "help_per_hour bounds the askers passed on");
+    // Ranked below the warning's own texts, and the asker's words only inside the marked
+    // field, cut short, the number masked.
+    let (top_help, low_warning, text): (i64, i64, String) = store
+        .read_blocking(|c| {
+            Ok(c.query_row(
+                "SELECT (SELECT max(priority) FROM dispatch_message WHERE purpose LIKE 'help:%'),
+                        (SELECT min(priority) FROM dispatch_message WHERE purpose = 'warning'),
+                        (SELECT text FROM dispatch_message WHERE purpose LIKE 'help:%' LIMIT 1)",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )?)
+        })
+        .unwrap();
+    assert!(top_help < low_warning, "{top_help} ≥ {low_warning}");
+    assert!(!text.contains("13912345678"), "{text}");
+    let quoted = text.split("〔本人原话：").nth(1).unwrap_or_default();
+    assert!(
+        quoted.contains("桥断了") && quoted.ends_with('〕'),
+        "{text}"
+    );
+    assert!(quoted.chars().count() <= 45, "{text}");
+    let _ = warned;
+}

@@ -34,7 +34,10 @@ async fn metrics_are_valid_prometheus_text_and_count_what_the_store_holds() {
     let at = warned.at + SignedDuration::from_mins(3);
     let s3 = settings.clone();
     store
-        .write(move |tx| stormbell::respond::calls::answered(tx, &person, 1, at, &s3))
+        .write(move |tx| {
+            let zone = [common::county::ZONE.to_string()];
+            stormbell::respond::calls::answered(tx, &person, &zone, 1, at, &s3)
+        })
         .await
         .unwrap();
     // Their own calls are answered (one per place they answer for); the co-responsibles'

@@ -99,7 +99,9 @@ impl F {
     fn answer(&self, person: &str, at: Timestamp) -> usize {
         let (s, person) = (self.s.clone(), person.to_string());
         self.store
-            .write_blocking(move |tx| calls::answered(tx, &person, 1, at, &s))
+            .write_blocking(move |tx| {
+                calls::answered(tx, &person, &["flash_flood:FF1".to_string()], 1, at, &s)
+            })
             .unwrap()
     }
 }

@@ -168,6 +168,11 @@ pub struct Notice {
     pub text: String,
     /// What it is, unique per decision and person: `resend:1`, `notify:2`, `reply:17` …
     pub purpose: String,
+    /// A chase up the ladder (or the codes back to a person who just answered): ranked above
+    /// the warnings of its tier and never held by the per-person cap. Otherwise (a request
+    /// for help passed on, which anyone holding a link can cause) it ranks below the warnings
+    /// of its tier and the cap holds it like other news.
+    pub chase: bool,
 }
 
 /// Queue a notice (see [`Notice`]). `None` when one with the same purpose was already queued
@@ -182,8 +187,8 @@ pub fn notice(tx: &Transaction<'_>, n: &Notice, now: Timestamp) -> anyhow::Resul
         "INSERT OR IGNORE INTO dispatch_message
            (decision, lineage, version, send, hazard, tier, raises, person, channel, address,
             priority, state, text, segments, not_before, created, updated, words, purpose)
-         VALUES (?1, ?2, ?3, 'Notice', ?4, ?5, 1, ?6, 'sms', ?7, ?8, 'queued', ?9, ?10, ?11, ?11,
-                 ?11, '{}', ?12)",
+         VALUES (?1, ?2, ?3, 'Notice', ?4, ?5, ?13, ?6, 'sms', ?7, ?8, 'queued', ?9, ?10, ?11,
+                 ?11, ?11, '{}', ?12)",
         params![
             n.decision,
             n.lineage,
@@ -192,12 +197,17 @@ pub fn notice(tx: &Transaction<'_>, n: &Notice, now: Timestamp) -> anyhow::Resul
             n.tier.as_str(),
             n.person,
             address,
-            // Above the warnings of its tier: a chase is more urgent than news.
-            priority(MessageKind::Alert, n.tier, true) + 1,
+            // A chase is more urgent than news; anything else waits behind the warnings.
+            if n.chase {
+                priority(MessageKind::Alert, n.tier, true) + 1
+            } else {
+                priority(MessageKind::Update, n.tier, false)
+            },
             n.text,
             segments as i64,
             at,
             n.purpose,
+            n.chase,
         ],
     )?;
     Ok((inserted == 1).then(|| tx.last_insert_rowid()))
