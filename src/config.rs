@@ -173,6 +173,8 @@ pub struct CapConfig {
     pub max_depth: usize,
     /// Most elements accepted.
     pub max_elements: usize,
+    /// Most distinct namespace URIs accepted in one document.
+    pub max_namespaces: usize,
 }
 
 /// Values given on the command line, which override every other layer.
@@ -631,6 +633,7 @@ impl Config {
             max_bytes: self.cap.max_document_bytes,
             max_depth: self.cap.max_depth,
             max_elements: self.cap.max_elements,
+            max_namespaces: self.cap.max_namespaces,
         }
     }
 }
@@ -736,6 +739,13 @@ fn check_cap(c: Option<&CapConfig>, fig: &Figment, out: &mut Vec<ConfigProblem>)
             fig,
             "cap.max_elements",
             format!("{} is too small (expected at least 100)", c.max_elements),
+        ));
+    }
+    if !(8..=65_535).contains(&c.max_namespaces) {
+        out.push(problem(
+            fig,
+            "cap.max_namespaces",
+            format!("{} is outside 8…65535", c.max_namespaces),
         ));
     }
 }

@@ -15,6 +15,7 @@
 
 use std::borrow::Cow;
 use std::cell::Cell;
+use std::collections::HashMap;
 
 use quick_xml::events::Event;
 use quick_xml::name::ResolveResult;
@@ -63,6 +64,9 @@ pub struct Limits {
     pub max_depth: usize,
     /// Most elements accepted in one document.
     pub max_elements: usize,
+    /// Most distinct namespace URIs in one document. A real alert uses a handful (CAP,
+    /// XML-DSig, perhaps an envelope); tens of thousands are an attack on the parser's time.
+    pub max_namespaces: usize,
 }
 
 impl Default for Limits {
@@ -71,6 +75,7 @@ impl Default for Limits {
             max_bytes: 10 * 1024 * 1024,
             max_depth: 64,
             max_elements: 200_000,
+            max_namespaces: 256,
         }
     }
 }
@@ -135,6 +140,9 @@ pub struct Doc<'a> {
     inherited_ns: Vec<(NodeId, Vec<(String, String)>)>,
     line_cache: Cell<(u32, u32)>,
     last_ns: Option<(String, Ns)>,
+    /// `other_namespaces` by URI, so interning a namespace costs the same however many the
+    /// document declared before it.
+    ns_index: HashMap<String, u16>,
 }
 
 /// Decode raw bytes to UTF-8 text, honouring a BOM or the XML declaration's `encoding`.
@@ -303,6 +311,7 @@ impl<'a> Doc<'a> {
             inherited_ns: Vec::new(),
             line_cache: Cell::new((0, 1)),
             last_ns: None,
+            ns_index: HashMap::new(),
         };
         let mut reader = NsReader::from_str(src);
         {
@@ -356,7 +365,19 @@ impl<'a> Doc<'a> {
                     }
                     let ns = match reader.resolver().resolve_element(start.name()).0 {
                         ResolveResult::Unbound => Ns::None,
-                        ResolveResult::Bound(ns) => doc.intern_ns(ns.0),
+                        ResolveResult::Bound(ns) => match doc.intern_ns(ns.0, limits) {
+                            Some(ns) => ns,
+                            None => {
+                                return Err(doc.err(
+                                    "xml.too-many-namespaces",
+                                    pos,
+                                    format!(
+                                        "more than {} distinct namespaces",
+                                        limits.max_namespaces
+                                    ),
+                                ));
+                            }
+                        },
                         ResolveResult::Unknown(prefix) => {
                             return Err(doc.err(
                                 "xml.namespace",
@@ -542,20 +563,22 @@ impl<'a> Doc<'a> {
         }
     }
 
-    fn intern_ns(&mut self, uri: &str) -> Ns {
+    /// The [`Ns`] of a namespace URI, or `None` when the document has already used as many
+    /// distinct namespaces as `limits` allow.
+    fn intern_ns(&mut self, uri: &str, limits: &Limits) -> Option<Ns> {
         // Nearly every element of a document is in the same namespace as the one before it.
         if let Some((cached, ns)) = &self.last_ns
             && cached == uri
         {
-            return *ns;
+            return Some(*ns);
         }
-        let ns = self.intern_ns_slow(uri);
+        let ns = self.intern_ns_slow(uri, limits)?;
         self.last_ns = Some((uri.to_string(), ns));
-        ns
+        Some(ns)
     }
 
-    fn intern_ns_slow(&mut self, uri: &str) -> Ns {
-        match uri {
+    fn intern_ns_slow(&mut self, uri: &str, limits: &Limits) -> Option<Ns> {
+        Some(match uri {
             NS_CAP12 => Ns::Cap12,
             NS_CAP11 => Ns::Cap11,
             NS_CAP10 => Ns::Cap10,
@@ -563,14 +586,19 @@ impl<'a> Doc<'a> {
             NS_ATOM => Ns::Atom,
             NS_EDXLDE => Ns::EdxlDe,
             other => {
-                if let Some(i) = self.other_namespaces.iter().position(|n| n == other) {
-                    Ns::Other(i as u16)
-                } else {
-                    self.other_namespaces.push(other.to_string());
-                    Ns::Other((self.other_namespaces.len() - 1) as u16)
+                if let Some(&i) = self.ns_index.get(other) {
+                    return Some(Ns::Other(i));
                 }
+                let i = self.other_namespaces.len();
+                if i >= limits.max_namespaces.min(usize::from(u16::MAX)) {
+                    return None;
+                }
+                let i = i as u16;
+                self.other_namespaces.push(other.to_string());
+                self.ns_index.insert(other.to_string(), i);
+                Ns::Other(i)
             }
-        }
+        })
     }
 
     /// The root element (a parsed document always has one).
@@ -908,6 +936,30 @@ mod tests {
             decode(b"<a>0123456789</a>", &limits).unwrap_err().code,
             "xml.too-large"
         );
+    }
+
+    #[test]
+    fn distinct_namespaces_are_bounded_and_each_costs_the_same() {
+        let doc = |n: usize| {
+            let mut s = String::from("<a>");
+            for i in 0..n {
+                s.push_str(&format!("<x xmlns='urn:synthetic:{i}'/>"));
+            }
+            s + "</a>"
+        };
+        let limits = Limits::default();
+        let ok = doc(limits.max_namespaces);
+        let parsed = Doc::parse(&ok, &limits).unwrap();
+        assert_eq!(parsed.other_namespaces.len(), limits.max_namespaces);
+        // The same namespace again is the same index (found through the map, not a scan).
+        let again = "<a><x xmlns='urn:synthetic:1'/><y xmlns='urn:synthetic:2'/>\
+                     <z xmlns='urn:synthetic:1'/></a>";
+        let parsed = Doc::parse(again, &limits).unwrap();
+        let kids: Vec<Ns> = parsed.children(0).map(|c| parsed.node(c).ns).collect();
+        assert_eq!(kids, vec![Ns::Other(0), Ns::Other(1), Ns::Other(0)]);
+        let e = Doc::parse(&doc(limits.max_namespaces + 1), &limits).unwrap_err();
+        assert_eq!(e.code, "xml.too-many-namespaces");
+        assert!(e.message.contains("256"), "{}", e.message);
     }
 
     #[test]

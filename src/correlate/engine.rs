@@ -514,12 +514,22 @@ pub async fn run(
             next_tick = clock.elapsed() + settings.tick;
         }
         let now = clock.now();
-        let mut consumed = Vec::new();
-        for d in &batch {
-            engine.observe(&d.observation, d.inbox);
-            consumed.push(d.inbox);
-        }
-        let ev = engine.evaluate(now);
+        let consumed: Vec<i64> = batch.iter().map(|d| d.inbox).collect();
+        // Observing and evaluating is CPU work on what came from outside (a long track, a
+        // big rain table, every site of the registry): it runs on the blocking pool, so the
+        // web pages and the other stages keep their async workers meanwhile.
+        // The batch comes back with the engine: each delivery holds a simulated clock still
+        // until its decisions are committed.
+        let (back, batch, ev) = tokio::task::spawn_blocking(move || {
+            for d in &batch {
+                engine.observe(&d.observation, d.inbox);
+            }
+            let ev = engine.evaluate(now);
+            (engine, batch, ev)
+        })
+        .await
+        .map_err(|e| anyhow::anyhow!("correlate: evaluation failed: {e}"))?;
+        engine = back;
         for p in &ev.problems {
             tracing::error!("correlate: {p}");
         }

@@ -271,6 +271,45 @@ pub trait FeedKind: Send + Sync + 'static {
     fn parse(&self, doc: &Document<'_>) -> Result<Parsed, FeedError>;
 }
 
+/// Read one fetched document on tokio's blocking pool, never on an async worker.
+///
+/// Parsing is the one CPU-heavy step between the network and the store, and its input comes
+/// from outside: a hostile or merely huge document must delay only its own feed, never the
+/// check-in pages, the office's sign-in or the other feeds sharing the runtime's workers.
+/// The body is moved there and handed back with the outcome; a panic in a parser becomes a
+/// format error for that document instead of ending the feed's task.
+pub(crate) async fn parse_off_workers(
+    kind: std::sync::Arc<dyn FeedKind>,
+    feed: String,
+    url: String,
+    body: Vec<u8>,
+    digest: String,
+    received: jiff::Timestamp,
+) -> (Vec<u8>, Result<Parsed, FeedError>) {
+    let parsed = tokio::task::spawn_blocking(move || {
+        let doc = Document {
+            feed: &feed,
+            url: &url,
+            body: &body,
+            digest: &digest,
+            received,
+        };
+        let parsed = kind.parse(&doc);
+        (body, parsed)
+    })
+    .await;
+    match parsed {
+        Ok(done) => done,
+        Err(e) => (
+            Vec::new(),
+            Err(FeedError::Format {
+                line: None,
+                message: format!("reading the document failed inside the parser: {e}"),
+            }),
+        ),
+    }
+}
+
 /// The kind named in configuration.
 pub fn kind(name: &str, limits: cap::Limits) -> Option<std::sync::Arc<dyn FeedKind>> {
     Some(match name {

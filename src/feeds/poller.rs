@@ -27,7 +27,7 @@ use tokio::sync::mpsc;
 
 use super::fetch::{Conditional, FetchError, Fetcher, Validators};
 use super::state::{self, HealthDelta};
-use super::{AlarmState, Document, FeedAlarm, FeedError, FeedKind, Item, Link, Observation};
+use super::{AlarmState, FeedAlarm, FeedError, FeedKind, Item, Link, Observation};
 use crate::runtime::{Awake, Clock, Shutdown};
 use crate::store::{Store, StoreError, audit};
 
@@ -464,14 +464,16 @@ impl Poller {
             });
         }
         let received = self.clock.now();
-        let doc = Document {
-            feed: &spec.id,
-            url: &spec.url,
-            body: &bytes,
-            digest: &dig,
+        let (bytes, parsed) = super::parse_off_workers(
+            spec.kind.clone(),
+            spec.id.clone(),
+            spec.url.clone(),
+            bytes,
+            dig.clone(),
             received,
-        };
-        let parsed = spec.kind.parse(&doc).map_err(|error| PollError::Format {
+        )
+        .await;
+        let parsed = parsed.map_err(|error| PollError::Format {
             url: spec.url.clone(),
             error,
         })?;
@@ -960,16 +962,9 @@ async fn fetch_linked(
         Err(e) => return Err(format!("linked document {e}")),
     };
     let dig = digest(&bytes);
-    let doc = Document {
-        feed: &feed,
-        url: &link.url,
-        body: &bytes,
-        digest: &dig,
-        received,
-    };
-    let parsed = kind
-        .parse(&doc)
-        .map_err(|e| format!("linked document {}: {e}", link.url))?;
+    let (bytes, parsed) =
+        super::parse_off_workers(kind, feed, link.url.clone(), bytes, dig.clone(), received).await;
+    let parsed = parsed.map_err(|e| format!("linked document {}: {e}", link.url))?;
     let mut problems = parsed.problems;
     if !parsed.follow.is_empty() {
         // Links are followed one level deep: a second index would multiply the fetches of

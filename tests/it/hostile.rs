@@ -550,3 +550,143 @@ fn requests_for_help_are_coalesced_bounded_ranked_below_warnings_and_quoted_in_a
     assert!(quoted.chars().count() <= 45, "{text}");
     let _ = warned;
 }
+
+/// A feed kind that reads with the real CAP kind, but first says it has begun and then waits
+/// to be let go: the test decides how long "a slow document" takes.
+struct Held {
+    inner: std::sync::Arc<dyn stormbell::feeds::FeedKind>,
+    begun: std::sync::Mutex<std::sync::mpsc::Sender<()>>,
+    go: std::sync::Mutex<std::sync::mpsc::Receiver<()>>,
+}
+
+impl stormbell::feeds::FeedKind for Held {
+    fn name(&self) -> &'static str {
+        "cap"
+    }
+    fn parse(
+        &self,
+        doc: &stormbell::feeds::Document<'_>,
+    ) -> Result<stormbell::feeds::Parsed, stormbell::feeds::FeedError> {
+        let _ = self.begun.lock().unwrap().send(());
+        let _ = self
+            .go
+            .lock()
+            .unwrap()
+            .recv_timeout(Duration::from_secs(60));
+        self.inner.parse(doc)
+    }
+}
+
+/// A 4 MB alert with 200,000 distinct namespace declarations (synthetic).
+fn namespace_bomb() -> Vec<u8> {
+    let mut s = String::from(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n\
+         <alert xmlns=\"urn:oasis:names:tc:emergency:cap:1.2\">\
+         <identifier>SYNTHETIC-NS-BOMB</identifier>",
+    );
+    for i in 0..200_000 {
+        s.push_str(&format!("<n xmlns='urn:s:{i}'/>"));
+    }
+    s.push_str("</alert>");
+    s.into_bytes()
+}
+
+#[test]
+fn a_slow_feed_document_delays_only_its_own_feed_and_a_namespace_bomb_is_refused() {
+    use stormbell::feeds::poller::{FeedSpec, PollError, Poller, Settings};
+    // The feed's server runs on a runtime of its own: it only hands out the document.
+    let srv_rt = tokio::runtime::Runtime::new().unwrap();
+    let server = srv_rt.block_on(common::server::Server::start());
+    let bomb = namespace_bomb();
+    assert!(bomb.len() > 4_000_000);
+    server.set("/cap/bomb.xml", common::server::Reply::doc(bomb));
+    let url = server.url("/cap/bomb.xml");
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path().join("p.db")).unwrap();
+    let (begun_tx, begun) = std::sync::mpsc::channel();
+    let (go, go_rx) = std::sync::mpsc::channel();
+    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+    let kind = std::sync::Arc::new(Held {
+        inner: stormbell::feeds::kind("cap", stormbell::cap::Limits::default()).unwrap(),
+        begun: std::sync::Mutex::new(begun_tx),
+        go: std::sync::Mutex::new(go_rx),
+    });
+    // The daemon's side: one thread, one async worker (the strictest case of the two a
+    // two-core office server has), serving the web port and polling the feed.
+    let st = store.clone();
+    let daemon = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            addr_tx
+                .send(listener.local_addr().unwrap().to_string())
+                .unwrap();
+            let (_server, stop) = common::serve_web(listener, &st, None, None);
+            let (tx, _rx) = tokio::sync::mpsc::channel(16);
+            let client = stormbell::http::client(&stormbell::http::HttpSettings {
+                user_agent: "stormbell-test/0.1".into(),
+                connect_timeout_secs: 2,
+                timeout_secs: 30,
+            })
+            .unwrap();
+            let poller = Poller::new(
+                st.clone(),
+                std::sync::Arc::new(stormbell::feeds::fetch::HttpFetcher::new(client)),
+                std::sync::Arc::new(stormbell::runtime::SystemClock::new()),
+                Settings {
+                    backoff_min: Duration::from_secs(5),
+                    backoff_max: Duration::from_secs(60),
+                    follow_concurrency: 2,
+                    start_spread: Duration::ZERO,
+                    flush_every: Duration::from_millis(50),
+                    tz: jiff::tz::TimeZone::get("Asia/Shanghai").unwrap(),
+                    hold_clock: false,
+                    jitter_seed: None,
+                },
+                tx,
+            );
+            let spec = FeedSpec {
+                id: "upstream-cap".into(),
+                kind,
+                url,
+                interval: Duration::from_secs(60),
+                gap_intervals: 3,
+                max_bytes: 10 * 1024 * 1024,
+            };
+            let outcome =
+                tokio::time::timeout(Duration::from_secs(120), poller.poll_once(&spec)).await;
+            stop.fire();
+            outcome
+        })
+    });
+    let addr = addr_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    // The document is being read…
+    begun
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the poller fetched the document and began to read it");
+    // …and meanwhile the web port answers, as often as asked. (Before, the parse held the
+    // only worker and this never came back.)
+    let mut slowest = Duration::ZERO;
+    for _ in 0..5 {
+        let t = Instant::now();
+        let answer = get(&addr, "/cap/feed.atom");
+        slowest = slowest.max(t.elapsed());
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer:.200}");
+    }
+    eprintln!("web answered within {slowest:?} while a feed document was being read");
+    go.send(()).unwrap();
+    // The document itself is refused, quickly, for what it is.
+    let outcome = daemon.join().unwrap().expect("the poll finished");
+    match outcome {
+        Err(PollError::Format { error, .. }) => {
+            let msg = error.to_string();
+            assert!(msg.contains("namespaces"), "{msg}");
+        }
+        other => panic!("expected the namespace bomb to be refused, got {other:?}"),
+    }
+    drop(server);
+}
