@@ -141,6 +141,34 @@ pub struct Office {
 pub struct StoreConfig {
     /// SQLite database file.
     pub path: PathBuf,
+    /// Where signed checkpoints of the audit trail's head are appended (empty: beside the
+    /// database, `<name>.audit-checkpoints`).
+    pub audit_checkpoints: PathBuf,
+    /// The key that signs them (empty: beside the database, `<name>.audit-key`; created at
+    /// the daemon's first start).
+    pub audit_key: PathBuf,
+    /// Minutes between checkpoints while the trail grows (0: only at shutdown).
+    pub audit_checkpoint_mins: u64,
+}
+
+impl StoreConfig {
+    /// Where checkpoints are kept and the key that signs them, as configured or beside the
+    /// database.
+    pub fn checkpoints(&self, every: bool) -> crate::store::checkpoint::Settings {
+        let beside = |configured: &Path, ext: &str| {
+            if configured.as_os_str().is_empty() {
+                self.path.with_extension(ext)
+            } else {
+                configured.to_path_buf()
+            }
+        };
+        crate::store::checkpoint::Settings {
+            file: beside(&self.audit_checkpoints, "audit-checkpoints"),
+            key: beside(&self.audit_key, "audit-key"),
+            every: (every && self.audit_checkpoint_mins > 0)
+                .then(|| std::time::Duration::from_secs(self.audit_checkpoint_mins * 60)),
+        }
+    }
 }
 
 /// Log output format.
@@ -614,6 +642,7 @@ impl Config {
                 limits: self.web.limits,
             }),
             feed,
+            checkpoints: Some(self.store.checkpoints(true)),
             publish_dir: (!self.web.publish_dir.is_empty())
                 .then(|| PathBuf::from(&self.web.publish_dir)),
         })
@@ -687,6 +716,18 @@ fn check_store(s: Option<&StoreConfig>, fig: &Figment, out: &mut Vec<ConfigProbl
             fig,
             "store.path",
             "expected a file path, found an empty string".into(),
+        ));
+    }
+    if let Some(s) = s
+        && s.audit_checkpoint_mins > 7 * 24 * 60
+    {
+        out.push(problem(
+            fig,
+            "store.audit_checkpoint_mins",
+            format!(
+                "{} is more than a week; a checkpoint that rare anchors little",
+                s.audit_checkpoint_mins
+            ),
         ));
     }
 }

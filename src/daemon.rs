@@ -84,6 +84,9 @@ pub struct Settings {
     pub feed: WebSettings,
     /// Where published CAP files are written (`web.publish_dir`), if anywhere.
     pub publish_dir: Option<PathBuf>,
+    /// Signed checkpoints of the audit trail's head, kept by [`serve`] (none in a drill: its
+    /// database is its own and thrown away).
+    pub checkpoints: Option<crate::store::checkpoint::Settings>,
 }
 
 /// The channels' settings (empty in a drill: its network is simulated).
@@ -707,13 +710,29 @@ pub async fn serve(
             "feeds": pipeline.settings.feeds.len(),
         }),
     );
+    // The trail is held to its checkpoints before anything is added to it, so a trail cut or
+    // rewritten while the daemon was down is said at once, in the log and in the trail.
+    let checkpoints = match &pipeline.settings.checkpoints {
+        Some(cp) => Some((cp.clone(), open_checkpoints(store, cp, &tz, subject).await?)),
+        None => None,
+    };
     store
         .write(move |tx| Ok(audit::append(tx, &started)?))
         .await?;
     // Every connection, file and child process takes a descriptor; a soft limit of 1,024
     // is reached by a few hundred held connections.
     crate::runtime::listen::raise_file_limit();
+    let clock = pipeline.clock.clone();
     let mut running = pipeline.start().await?;
+    let keeper = checkpoints.as_ref().map(|(cp, key)| {
+        tokio::spawn(keep_checkpoints(
+            store.clone(),
+            cp.clone(),
+            key.clone(),
+            clock.clone(),
+            running.shutdown(),
+        ))
+    });
     tracing::info!(db = %store.path().display(), "stormbell running");
     let why = tokio::select! {
         s = signal => {
@@ -740,12 +759,133 @@ pub async fn serve(
     store
         .write(move |tx| Ok(audit::append(tx, &entry)?))
         .await?;
+    if let Some(k) = keeper {
+        let _ = k.await;
+    }
+    // The last checkpoint covers the stop itself.
+    if let Some((cp, key)) = &checkpoints
+        && let Err(e) = checkpoint_now(store, cp, key, clock.now(), None).await
+    {
+        tracing::error!("audit: the checkpoint at shutdown was not written: {e:#}");
+    }
     match (why, stopped) {
         (Ok(_), Ok(())) => Ok(()),
         (why, stopped) => {
             let mut all: Vec<String> = why.err().map(|e| e.to_string()).into_iter().collect();
             all.extend(stopped.err().unwrap_or_default());
             anyhow::bail!("{}", all.join("; "))
+        }
+    }
+}
+
+/// Load (or create) the checkpoint key and hold the trail to every checkpoint written so far.
+/// What does not hold is logged as an error and recorded in the trail
+/// (`audit.checkpoint-failed`); the daemon still starts, since warnings matter more than the
+/// record of them, and `stormbell audit verify` and `status` keep saying it.
+async fn open_checkpoints(
+    store: &Store,
+    cp: &crate::store::checkpoint::Settings,
+    tz: &jiff::tz::TimeZone,
+    subject: &str,
+) -> anyhow::Result<crate::store::checkpoint::Key> {
+    use crate::store::{audit, checkpoint};
+    let (key_path, file) = (cp.key.clone(), cp.file.clone());
+    let (key, written, unreadable) = tokio::task::spawn_blocking(move || {
+        let key = checkpoint::Key::load_or_create(&key_path)
+            .map_err(|e| anyhow::anyhow!("store.audit_key: {e:#}"))?;
+        let (written, unreadable) = checkpoint::read(&file)
+            .map_err(|e| anyhow::anyhow!("store.audit_checkpoints {}: {e}", file.display()))?;
+        Ok::<_, anyhow::Error>((key, written, unreadable))
+    })
+    .await??;
+    let (k, zone) = (key.clone(), tz.clone());
+    let checked = store
+        .read(move |c| Ok(checkpoint::check(c, &k, &written, &zone)?))
+        .await?;
+    let failures: Vec<String> = unreadable.into_iter().chain(checked.failures).collect();
+    if failures.is_empty() {
+        if let Some(last) = &checked.last {
+            tracing::info!(
+                checkpoints = checked.holding,
+                seq = last.seq,
+                "audit trail holds to its checkpoints"
+            );
+        }
+        return Ok(key);
+    }
+    for f in &failures {
+        tracing::error!("AUDIT TRAIL DOES NOT HOLD: {f}");
+    }
+    let entry = audit::Entry::now(
+        tz,
+        "system",
+        "audit.checkpoint-failed",
+        subject,
+        serde_json::json!({
+            "file": cp.file.display().to_string(),
+            "holding": checked.holding,
+            "failures": failures,
+        }),
+    );
+    store
+        .write(move |tx| Ok(audit::append(tx, &entry)?))
+        .await?;
+    Ok(key)
+}
+
+/// Sign the trail's head and append it to the checkpoint file (and the log), unless the head
+/// is still `unless` (nothing new since the last one). Returns the head signed.
+async fn checkpoint_now(
+    store: &Store,
+    cp: &crate::store::checkpoint::Settings,
+    key: &crate::store::checkpoint::Key,
+    now: Timestamp,
+    unless: Option<i64>,
+) -> anyhow::Result<Option<i64>> {
+    use crate::store::{audit, checkpoint};
+    let Some((seq, hash)) = store.read(|c| Ok(audit::head(c)?)).await? else {
+        return Ok(None);
+    };
+    if unless == Some(seq) {
+        return Ok(Some(seq));
+    }
+    let signed = checkpoint::Checkpoint::sign(key, seq, &hash, now);
+    let file = cp.file.clone();
+    let line = signed.clone();
+    tokio::task::spawn_blocking(move || checkpoint::append(&file, &line))
+        .await?
+        .map_err(|e| anyhow::anyhow!("{}: {e}", cp.file.display()))?;
+    tracing::info!(
+        seq = signed.seq,
+        hash = %signed.hash,
+        mac = %signed.mac,
+        at = %signed.at,
+        "audit checkpoint"
+    );
+    Ok(Some(seq))
+}
+
+/// Every `cp.every`, a checkpoint when the trail has grown, until `shutdown`.
+async fn keep_checkpoints(
+    store: Store,
+    cp: crate::store::checkpoint::Settings,
+    key: crate::store::checkpoint::Key,
+    clock: Arc<dyn Clock>,
+    mut shutdown: Shutdown,
+) {
+    let Some(every) = cp.every else {
+        return;
+    };
+    let mut last = None;
+    loop {
+        let next = clock.elapsed() + every;
+        tokio::select! {
+            _ = clock.sleep_until(next) => {}
+            _ = shutdown.recv() => return,
+        }
+        match checkpoint_now(&store, &cp, &key, clock.now(), last).await {
+            Ok(head) => last = head,
+            Err(e) => tracing::error!("audit: checkpoint not written: {e:#}"),
         }
     }
 }

@@ -1,4 +1,4 @@
-//! `config check`, `audit verify`, `status` and `run`.
+//! `config check`, `audit verify|head|checkpoint`, `status` and `run`.
 
 use std::path::PathBuf;
 
@@ -24,8 +24,26 @@ pub enum ConfigCommand {
 
 #[derive(Subcommand, Debug)]
 pub enum AuditCommand {
-    /// Recompute the hash chain and name the first broken link.
-    Verify,
+    /// Recompute the hash chain and name the first broken link; then hold the trail to its
+    /// signed checkpoints and to any head written down in the duty log (a trail cut short or
+    /// rewritten with its hashes recomputed passes the chain alone).
+    Verify {
+        /// A head from the duty log, as `audit head` printed it (`#SEQ sha256:HASH`); may be
+        /// given more than once.
+        #[arg(long = "head", value_name = "HEAD")]
+        heads: Vec<String>,
+        /// The checkpoint file (default: `store.audit_checkpoints`).
+        #[arg(long, value_name = "FILE")]
+        checkpoints: Option<PathBuf>,
+        /// The key that signed them (default: `store.audit_key`).
+        #[arg(long, value_name = "FILE")]
+        key: Option<PathBuf>,
+    },
+    /// Print the trail's head (`#SEQ sha256:HASH`) to write in the duty log.
+    Head,
+    /// Sign the head now and append it to the checkpoint file (the daemon does this every
+    /// `store.audit_checkpoint_mins` and at shutdown).
+    Checkpoint,
 }
 
 pub fn config(cmd: ConfigCommand, global: &Global) -> u8 {
@@ -87,43 +105,192 @@ fn open_existing(cfg: &Config) -> Result<Store, u8> {
 }
 
 pub fn audit(cmd: AuditCommand, cfg: &Config) -> u8 {
+    let store = match open_existing(cfg) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let tz = cfg.time_zone();
     match cmd {
-        AuditCommand::Verify => {
-            let store = match open_existing(cfg) {
-                Ok(s) => s,
-                Err(code) => return code,
-            };
-            match store.read_blocking(|c| Ok(audit::verify(c)?)) {
-                Ok(audit::Verification::Intact { entries, head }) => {
-                    match head {
-                        Some((seq, hash)) => println!(
-                            "{}: audit intact: {entries} entries; head #{seq} sha256:{hash}",
-                            store.path().display()
-                        ),
-                        None => {
-                            println!("{}: audit intact: no entries yet", store.path().display())
-                        }
-                    }
+        AuditCommand::Verify {
+            heads,
+            checkpoints,
+            key,
+        } => {
+            let mut cp = cfg.store.checkpoints(false);
+            if let Some(f) = checkpoints {
+                cp.file = f;
+            }
+            if let Some(k) = key {
+                cp.key = k;
+            }
+            verify(&store, &heads, &cp, &tz)
+        }
+        AuditCommand::Head => match store.read_blocking(|c| Ok(audit::head_at(c)?)) {
+            Ok(Some((seq, hash, at))) => {
+                println!("#{seq} sha256:{hash}");
+                println!(
+                    "  (the last entry, {}; write this line in the duty log and check it later                      with `stormbell audit verify --head`)",
+                    local(&at, &tz)
+                );
+                0
+            }
+            Ok(None) => {
+                println!(
+                    "{}: the audit trail has no entries yet",
+                    store.path().display()
+                );
+                0
+            }
+            Err(e) => {
+                eprintln!("stormbell: {e}");
+                EXIT_PROBLEMS
+            }
+        },
+        AuditCommand::Checkpoint => {
+            use stormbell::store::checkpoint;
+            let cp = cfg.store.checkpoints(false);
+            let written = checkpoint::Key::load_or_create(&cp.key).and_then(|key| {
+                let Some((seq, hash)) = store.read_blocking(|c| Ok(audit::head(c)?))? else {
+                    return Ok(None);
+                };
+                let signed = checkpoint::Checkpoint::sign(&key, seq, &hash, jiff::Timestamp::now());
+                checkpoint::append(&cp.file, &signed)
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", cp.file.display()))?;
+                Ok(Some(signed))
+            });
+            match written {
+                Ok(Some(c)) => {
+                    println!(
+                        "checkpoint #{} sha256:{} signed and appended to {}",
+                        c.seq,
+                        c.hash,
+                        cp.file.display()
+                    );
                     0
                 }
-                Ok(audit::Verification::Broken {
-                    seq,
-                    reason,
-                    intact_before,
-                }) => {
+                Ok(None) => {
                     println!(
-                        "{}: audit BROKEN at entry #{seq}: {reason} ({intact_before} entries before it are intact)",
+                        "{}: the audit trail has no entries yet",
                         store.path().display()
                     );
-                    EXIT_PROBLEMS
+                    0
                 }
                 Err(e) => {
-                    eprintln!("stormbell: {e}");
+                    eprintln!("stormbell: {e:#}");
                     EXIT_PROBLEMS
                 }
             }
         }
     }
+}
+
+/// `audit verify`: the chain, then every head given and every checkpoint. Each finding is
+/// printed; the status is non-zero if any does not hold.
+fn verify(
+    store: &Store,
+    heads: &[String],
+    cp: &stormbell::store::checkpoint::Settings,
+    tz: &jiff::tz::TimeZone,
+) -> u8 {
+    use stormbell::store::audit::Against;
+    use stormbell::store::checkpoint;
+    let path = store.path().display().to_string();
+    let mut failed = false;
+    match store.read_blocking(|c| Ok(audit::verify(c)?)) {
+        Ok(audit::Verification::Intact { entries, head }) => match head {
+            Some((seq, hash)) => {
+                println!("{path}: audit intact: {entries} entries; head #{seq} sha256:{hash}")
+            }
+            None => println!("{path}: audit intact: no entries yet"),
+        },
+        Ok(audit::Verification::Broken {
+            seq,
+            reason,
+            intact_before,
+        }) => {
+            println!(
+                "{path}: audit BROKEN at entry #{seq}: {reason} ({intact_before} entries before it are intact)"
+            );
+            failed = true;
+        }
+        Err(e) => {
+            eprintln!("stormbell: {e}");
+            return EXIT_PROBLEMS;
+        }
+    }
+    for h in heads {
+        let Some((seq, hash)) = checkpoint::parse_head(h) else {
+            eprintln!(
+                "stormbell: --head `{h}`: expected `#SEQ sha256:HASH` as `audit head` prints it"
+            );
+            return EXIT_USAGE;
+        };
+        match store.read_blocking(move |c| Ok(audit::against(c, seq, &hash)?)) {
+            Ok(Against::Holds) => println!("head #{seq} from the duty log: holds"),
+            Ok(Against::Truncated { last }) => {
+                println!(
+                    "head #{seq} from the duty log: DOES NOT HOLD: the trail ends at #{last};                      rows were cut off the end"
+                );
+                failed = true;
+            }
+            Ok(Against::Rewritten { found }) => {
+                println!(
+                    "head #{seq} from the duty log: DOES NOT HOLD: the row's hash is now {found};                      the trail was rewritten at or before it"
+                );
+                failed = true;
+            }
+            Err(e) => {
+                eprintln!("stormbell: {e}");
+                return EXIT_PROBLEMS;
+            }
+        }
+    }
+    match checkpoints(store, cp, tz) {
+        Ok(None) => println!(
+            "checkpoints: none yet in {} (the daemon writes them; `stormbell audit checkpoint`              writes one now)",
+            cp.file.display()
+        ),
+        Ok(Some((checked, problems))) => {
+            match &checked.last {
+                Some(last) => println!(
+                    "checkpoints: {} hold (last #{} of {}) in {}",
+                    checked.holding,
+                    last.seq,
+                    last.local(tz),
+                    cp.file.display()
+                ),
+                None => println!("checkpoints: none holds in {}", cp.file.display()),
+            }
+            for p in problems.iter().chain(&checked.failures) {
+                println!("  DOES NOT HOLD: {p}");
+                failed = true;
+            }
+        }
+        Err(e) => {
+            println!("checkpoints: cannot be checked: {e:#}");
+            failed = true;
+        }
+    }
+    if failed { EXIT_PROBLEMS } else { 0 }
+}
+
+/// The checkpoints in `cp.file` held to the trail (`None`: no file yet), with the lines that
+/// are not checkpoints.
+fn checkpoints(
+    store: &Store,
+    cp: &stormbell::store::checkpoint::Settings,
+    tz: &jiff::tz::TimeZone,
+) -> anyhow::Result<Option<(stormbell::store::checkpoint::Checked, Vec<String>)>> {
+    use stormbell::store::checkpoint;
+    if !cp.file.exists() {
+        return Ok(None);
+    }
+    let (written, problems) =
+        checkpoint::read(&cp.file).map_err(|e| anyhow::anyhow!("{}: {e}", cp.file.display()))?;
+    let key = checkpoint::Key::load(&cp.key)?;
+    let tz = tz.clone();
+    let checked = store.read_blocking(move |c| Ok(checkpoint::check(c, &key, &written, &tz)?))?;
+    Ok(Some((checked, problems)))
 }
 
 pub fn status(cfg: &Config) -> u8 {
@@ -145,6 +312,30 @@ pub fn status(cfg: &Config) -> u8 {
                 println!("audit:    BROKEN at entry #{seq}: {reason}");
             }
             Err(e) => println!("audit:    unreadable: {e}"),
+        }
+        let cp = cfg.store.checkpoints(false);
+        match Store::open(&cfg.store.path)
+            .map_err(anyhow::Error::from)
+            .and_then(|s| checkpoints(&s, &cp, &cfg.time_zone()))
+        {
+            Ok(None) => println!("          no checkpoints yet ({})", cp.file.display()),
+            Ok(Some((checked, problems))) => {
+                let bad = problems.len() + checked.failures.len();
+                match (&checked.last, bad) {
+                    (Some(last), 0) => println!(
+                        "          {} checkpoints hold, the last #{} of {}",
+                        checked.holding,
+                        last.seq,
+                        last.local(&cfg.time_zone())
+                    ),
+                    _ => {
+                        println!(
+                            "          checkpoints: {bad} DO NOT HOLD (`stormbell audit verify`)"
+                        )
+                    }
+                }
+            }
+            Err(e) => println!("          checkpoints cannot be checked: {e:#}"),
         }
     }
     if cfg.store.path.exists()

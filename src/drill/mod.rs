@@ -141,6 +141,7 @@ pub fn settings(base: &Settings) -> Settings {
     s.registry_reload = None;
     s.web = None;
     s.publish_dir = None;
+    s.checkpoints = None;
     s.phase = Duration::from_secs(15);
     s
 }

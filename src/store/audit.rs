@@ -6,9 +6,11 @@
 //! bypasses that (by dropping the triggers) breaks the chain, and [`verify`] names the first
 //! row that no longer fits.
 //!
-//! What a chain cannot show by itself is rows cut off the *end*. [`verify`] reports the head
-//! (last sequence number and hash) so that it can be written down elsewhere — in a report, a
-//! duty log, another system — and compared later.
+//! What the chain proves: no row was altered, inserted or removed *within* it since it was
+//! written, unless whoever did it also recomputed every hash after that row. It does not show
+//! rows cut off the end, nor a rewrite with the hashes recomputed. Those need a head written
+//! down outside the database: signed checkpoints ([`super::checkpoint`]) and the duty log,
+//! held to the trail with [`against`].
 
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use sha2::{Digest, Sha256};
@@ -172,6 +174,13 @@ pub fn head(conn: &Connection) -> rusqlite::Result<Option<(i64, String)>> {
         .optional()
 }
 
+/// The last row's sequence number, hash and time, if any (for people: `audit head`).
+pub fn head_at(conn: &Connection) -> rusqlite::Result<Option<(i64, String, String)>> {
+    conn.prepare_cached("SELECT seq, hash, at FROM audit ORDER BY seq DESC LIMIT 1")?
+        .query_row([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .optional()
+}
+
 /// Append an entry inside the caller's transaction (so it commits or rolls back with the work
 /// it records).
 pub fn append(tx: &Transaction<'_>, entry: &Entry) -> rusqlite::Result<Record> {
@@ -278,6 +287,39 @@ pub fn verify(conn: &Connection) -> rusqlite::Result<Verification> {
     Ok(Verification::Intact {
         entries: count,
         head: (count > 0).then(|| (expected_seq - 1, prev)),
+    })
+}
+
+/// How the trail stands against one recorded head.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub enum Against {
+    /// The row is there with the recorded hash.
+    Holds,
+    /// The trail ends before the recorded row: rows were cut off the end.
+    Truncated {
+        /// The last row the trail has (0: none).
+        last: i64,
+    },
+    /// The row is there with another hash: it, or a row before it, was rewritten and the
+    /// chain recomputed.
+    Rewritten {
+        /// The hash the row carries now.
+        found: String,
+    },
+}
+
+/// Hold the trail to a head recorded elsewhere (a checkpoint, the duty log).
+pub fn against(conn: &Connection, seq: i64, hash: &str) -> rusqlite::Result<Against> {
+    let found: Option<String> = conn
+        .prepare_cached("SELECT hash FROM audit WHERE seq = ?1")?
+        .query_row(params![seq], |r| r.get(0))
+        .optional()?;
+    Ok(match found {
+        Some(h) if h.eq_ignore_ascii_case(hash) => Against::Holds,
+        Some(found) => Against::Rewritten { found },
+        None => Against::Truncated {
+            last: head(conn)?.map_or(0, |(s, _)| s),
+        },
     })
 }
 

@@ -19,6 +19,7 @@
 //! and one fsync per batch rather than one each, and is exactly as durable.
 
 pub mod audit;
+pub mod checkpoint;
 mod migrations;
 
 /// A state column's values as a Rust enum: written and read by name (`ToSql`/`FromSql`), so a

@@ -681,8 +681,23 @@ mod follow {
             "{out}"
         );
         let o = bin().args(args).args(["audit", "verify"]).output().unwrap();
-        assert_eq!(o.status.code(), Some(0));
+        assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+        // The daemon signed the head at its stop, outside the database: the last entry (its
+        // own `daemon.stopped`) is covered.
         let c = rusqlite::Connection::open(&db).unwrap();
+        let last: i64 = c
+            .query_row("SELECT max(seq) FROM audit", [], |r| r.get(0))
+            .unwrap();
+        assert!(
+            stdout(&o).contains(&format!("checkpoints: 1 hold (last #{last} of ")),
+            "{}",
+            stdout(&o)
+        );
+        assert!(
+            logs.lines()
+                .any(|l| l.contains("audit checkpoint") && l.contains(&format!("\"seq\":{last}"))),
+            "each checkpoint is logged too: {logs}"
+        );
         let gaps: i64 = c
             .query_row(
                 "SELECT count(*) FROM audit WHERE kind = 'feed.gap' AND subject = 'dead'",
@@ -818,4 +833,176 @@ fn run_refuses_a_broadcast_platform_it_cannot_sign_for_or_address() {
     let err = String::from_utf8_lossy(&o.stderr).into_owned();
     assert_ne!(o.status.code(), Some(0));
     assert!(err.contains("dispatch.broadcast"), "{err}");
+}
+
+/// A trail of `n` entries, as stages write them (synthetic).
+fn trail(db: &Path, n: usize) {
+    let store = stormbell::store::Store::open(db).unwrap();
+    let at: jiff::Timestamp = "2019-08-09T18:30:00Z".parse().unwrap();
+    store
+        .write_blocking(move |tx| {
+            for i in 0..n {
+                let e = stormbell::store::audit::Entry::utc(
+                    at + jiff::SignedDuration::from_mins(i as i64),
+                    "system",
+                    "sms.accepted",
+                    format!("msg-{i}"),
+                    serde_json::json!({ "to": "1380571xxxx", "lineage": "flash_flood:331098101201" }),
+                );
+                stormbell::store::audit::append(tx, &e)?;
+            }
+            Ok(())
+        })
+        .unwrap();
+}
+
+/// Rewrite entry `seq` behind stormbell's back and recompute every hash after it, as someone
+/// who knows the chain's rule would: the chain alone then verifies.
+fn rewrite_and_rechain(db: &Path, seq: i64) {
+    use stormbell::store::audit;
+    let c = rusqlite::Connection::open(db).unwrap();
+    c.execute_batch("DROP TRIGGER audit_refuse_update; DROP TRIGGER audit_refuse_delete;")
+        .unwrap();
+    c.execute(
+        "UPDATE audit SET detail = '{\"to\":\"1380571xxxx\",\"note\":\"never sent\"}' WHERE seq = ?1",
+        [seq],
+    )
+    .unwrap();
+    let mut prev = audit::since(&c, seq - 1, 1).unwrap()[0].hash.clone();
+    for mut r in audit::since(&c, seq, 100_000).unwrap() {
+        r.prev_hash = prev;
+        r.hash = audit::compute_hash(&r);
+        c.execute(
+            "UPDATE audit SET prev_hash = ?1, hash = ?2 WHERE seq = ?3",
+            rusqlite::params![r.prev_hash, r.hash, r.seq],
+        )
+        .unwrap();
+        prev = r.hash;
+    }
+}
+
+#[test]
+fn audit_verify_holds_the_trail_to_signed_checkpoints_and_to_the_duty_logs_head() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("office.db");
+    let db_arg = db.to_str().unwrap();
+    trail(&db, 10);
+
+    // The head, as the duty officer copies it into the duty log…
+    let o = run(&["--db", db_arg, "audit", "head"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    let head = stdout(&o).lines().next().unwrap().to_string();
+    assert!(head.starts_with("#10 sha256:"), "{head}");
+    assert!(
+        stdout(&o).contains("2019-08-10 02:39:00"),
+        "the last entry's time, local: {}",
+        stdout(&o)
+    );
+    // …and a signed checkpoint beside the database (its key created on first use, 0600).
+    let o = run(&["--db", db_arg, "audit", "checkpoint"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    let key = dir.path().join("office.audit-key");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&key).unwrap().permissions().mode();
+        assert_eq!(mode & 0o077, 0, "the key is for its owner only: {mode:o}");
+    }
+    let o = run(&["--db", db_arg, "audit", "verify", "--head", &head]);
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}");
+    assert!(out.contains("head #10 from the duty log: holds"), "{out}");
+    assert!(out.contains("checkpoints: 1 hold (last #10 of "), "{out}");
+
+    // Rows cut off the end: the chain alone still verifies; the checkpoint and the duty
+    // log's head say what happened.
+    let cut = dir.path().join("cut.db");
+    std::fs::copy(&db, &cut).unwrap();
+    let c = rusqlite::Connection::open(&cut).unwrap();
+    c.execute_batch("DROP TRIGGER audit_refuse_delete; DELETE FROM audit WHERE seq > 7;")
+        .unwrap();
+    drop(c);
+    let cps = dir.path().join("office.audit-checkpoints");
+    let cut_args = [
+        "--db",
+        cut.to_str().unwrap(),
+        "audit",
+        "verify",
+        "--checkpoints",
+        cps.to_str().unwrap(),
+        "--key",
+        key.to_str().unwrap(),
+        "--head",
+        &head,
+    ];
+    let o = run(&cut_args);
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    assert!(out.contains("audit intact: 7 entries"), "{out}");
+    assert!(
+        out.contains("head #10 from the duty log: DOES NOT HOLD: the trail ends at #7"),
+        "{out}"
+    );
+    assert!(
+        out.contains("checkpoint #10 of 20")
+            && out.contains("the trail ends at #7; rows were cut off the end"),
+        "{out}"
+    );
+
+    // A row rewritten and the chain recomputed after it.
+    rewrite_and_rechain(&db, 4);
+    let o = run(&["--db", db_arg, "audit", "verify"]);
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    assert!(out.contains("audit intact: 10 entries"), "{out}");
+    assert!(
+        out.contains("DOES NOT HOLD: checkpoint #10")
+            && out.contains("was rewritten at or before it"),
+        "{out}"
+    );
+    let o = run(&["--db", db_arg, "audit", "verify", "--head", &head]);
+    assert!(
+        stdout(&o).contains("head #10 from the duty log: DOES NOT HOLD: the row's hash is now"),
+        "{}",
+        stdout(&o)
+    );
+    // `status` says so too.
+    let o = run(&["--db", db_arg, "status"]);
+    assert!(
+        stdout(&o).contains("checkpoints: 1 DO NOT HOLD"),
+        "{}",
+        stdout(&o)
+    );
+
+    // A checkpoint line forged without the key is named as such.
+    let mut lines = std::fs::read_to_string(&cps).unwrap();
+    let forged = lines
+        .lines()
+        .next()
+        .unwrap()
+        .replace("\"seq\":10", "\"seq\":9");
+    lines.push_str(&forged);
+    lines.push('\n');
+    std::fs::write(&cps, lines).unwrap();
+    let o = run(&["--db", db_arg, "audit", "verify"]);
+    assert!(
+        stdout(&o).contains("checkpoint #9 of ") && stdout(&o).contains("not the audit key's"),
+        "{}",
+        stdout(&o)
+    );
+    // A bad --head is a usage error, not a silent pass.
+    let o = run(&[
+        "--db",
+        db_arg,
+        "audit",
+        "verify",
+        "--head",
+        "#10 sha256:abc",
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
 }

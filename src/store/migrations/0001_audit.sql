@@ -1,7 +1,10 @@
--- The audit trail: append-only and hash-chained, so that the after-action review can trust it.
+-- The audit trail: append-only and hash-chained, for the after-action review.
 -- Owned by src/store/audit.rs. Each row carries the SHA-256 of the row before it; the schema
--- refuses UPDATE and DELETE. (Someone with raw access to the file can drop the triggers; the
--- chain is what makes that tampering evident: `stormbell audit verify` names the first bad row.)
+-- refuses UPDATE and DELETE. Someone with raw access to the file can drop the triggers: a row
+-- changed in place is then evident (`stormbell audit verify` names the first bad row), but a
+-- rewrite that recomputes every later hash, or rows cut off the end, are not, by the chain
+-- alone. Those are caught against a head kept outside the database: the signed checkpoints
+-- (src/store/checkpoint.rs) and the head written in the duty log (`audit verify --head`).
 CREATE TABLE audit (
     seq       INTEGER PRIMARY KEY,   -- 1, 2, 3, … without gaps
     at        TEXT    NOT NULL,      -- RFC 3339 with offset, e.g. 2019-08-09T18:30:00+08:00
