@@ -208,6 +208,18 @@ where
     }
 }
 
+/// How long a batch waits for another process's write lock (each try waits the busy timeout,
+/// 5 s, itself) before its writes fail.
+pub const LOCK_PATIENCE: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// Whether `e` is SQLite saying another connection holds the lock.
+fn is_locked(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+    )
+}
+
 /// At most this many writes share one transaction.
 pub const BATCH: usize = 256;
 
@@ -220,14 +232,28 @@ fn run_batch(conn: &mut Connection, path: &Path, batch: Vec<Box<dyn Job>>) {
     // IMMEDIATE: the write lock is taken at BEGIN, where the busy timeout applies. A deferred
     // transaction that read first and then wrote would fail at once with SQLITE_BUSY when
     // another process (a CLI command beside the daemon) had written in between.
-    let txn = match conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate) {
-        Ok(t) => t,
-        Err(e) => {
+    // Another process (an import, `user add`) may hold the lock longer than the busy timeout:
+    // the batch waits for it, saying so, for up to `LOCK_PATIENCE`, rather than failing its
+    // writes (an answer refused because of a lock is an answer lost to the lead who sent it).
+    let waiting = std::time::Instant::now();
+    let txn = loop {
+        let e = match conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate) {
+            Ok(t) => break t,
+            Err(e) => e,
+        };
+        if !(is_locked(&e) && waiting.elapsed() < LOCK_PATIENCE) {
             for job in batch {
                 job.abandon(fail(format!("cannot begin a transaction: {e}")));
             }
             return;
         }
+        tracing::warn!(
+            db = %path.display(),
+            waited_secs = waiting.elapsed().as_secs(),
+            "another process holds the database's write lock; {} writes wait",
+            batch.len()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
     };
     let mut done: Vec<Done> = Vec::with_capacity(batch.len());
     let mut broken: Option<String> = None;

@@ -690,3 +690,199 @@ fn a_slow_feed_document_delays_only_its_own_feed_and_a_namespace_bomb_is_refused
     }
     drop(server);
 }
+
+/// The page's CSRF value.
+fn csrf_in(page: &str) -> String {
+    let at = page.find("name=\"csrf\" value=\"").expect("a CSRF field") + 19;
+    page[at..].split('"').next().unwrap().to_string()
+}
+
+#[test]
+fn another_process_writing_beside_the_daemon_costs_no_answer() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("office.db");
+    let store = Store::open(&db).unwrap();
+    let reg = common::county::registry(&store);
+    let cfg = stormbell::config::Config::load(None, &Default::default()).unwrap();
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let mut policy = cfg.dispatch_policy();
+    policy.link_base = Some(format!("http://{addr}/r/"));
+    let settings = cfg.respond.clone();
+    let (warned, _driver) =
+        common::county::drive_zone(&store, reg.clone(), &cfg, &policy, &settings, 50.0);
+    // Every village lead's link, from the texts they were sent.
+    let prefix = format!("http://{addr}");
+    let links: Vec<String> = store
+        .read_blocking(move |c| {
+            let mut st = c.prepare(
+                "SELECT text FROM dispatch_message WHERE purpose = 'warning'
+                   AND person IN (SELECT person FROM respond_call WHERE level = 'village')",
+            )?;
+            let texts = st.query_map([], |r| r.get::<_, String>(0))?;
+            let mut out = Vec::new();
+            for t in texts {
+                let t = t?;
+                if let Some(at) = t.find(&format!("{prefix}/r/")) {
+                    out.push(
+                        t[at + prefix.len()..]
+                            .chars()
+                            .take_while(|c| c.is_ascii_graphic())
+                            .collect(),
+                    );
+                }
+            }
+            Ok(out)
+        })
+        .unwrap();
+    assert!(links.len() >= 2, "{links:?}");
+    let clock = std::sync::Arc::new(stormbell::runtime::clock::SimClock::new(
+        warned.at + jiff::SignedDuration::from_mins(5),
+    ));
+    let stop = rt.block_on(async {
+        let checkin = stormbell::web::checkin::Checkin::new(
+            store.clone(),
+            reg.clone(),
+            settings.clone(),
+            policy.clone(),
+            stormbell::web::checkin::Limits {
+                per_ip_per_min: 100_000,
+                per_token_per_min: 100_000,
+            },
+            clock,
+        )
+        .await
+        .unwrap();
+        common::serve_web(listener, &store, Some(checkin), None).1
+    });
+
+    // Another process takes the write lock and keeps it longer than the busy timeout (a big
+    // import), while `stormbell user add` runs again and again beside the daemon.
+    let (held_tx, held) = std::sync::mpsc::channel();
+    let holder_db = db.clone();
+    let holder = std::thread::spawn(move || {
+        let c = rusqlite::Connection::open(&holder_db).unwrap();
+        c.execute_batch("BEGIN IMMEDIATE").unwrap();
+        held_tx.send(()).unwrap();
+        // The length of the other process's write is the attack itself, not a wait for state.
+        std::thread::sleep(Duration::from_secs(7));
+        c.execute_batch("COMMIT").unwrap();
+    });
+    held.recv_timeout(Duration::from_secs(10)).unwrap();
+    let cli_db = db.clone();
+    let cli = std::thread::spawn(move || {
+        let mut codes = Vec::new();
+        for i in 0..6 {
+            let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_stormbell"))
+                .args([
+                    "--db",
+                    cli_db.to_str().unwrap(),
+                    "user",
+                    "add",
+                    &format!("duty-{i}"),
+                ])
+                .env_remove("RUST_LOG")
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(b"correct horse battery staple 2019\n")
+                .unwrap();
+            let out = child.wait_with_output().unwrap();
+            codes.push((
+                out.status.code(),
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            ));
+        }
+        codes
+    });
+
+    // Meanwhile every lead answers, and reports people moved, several times over.
+    let answers: Vec<(u16, String)> = rt.block_on(async {
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(60))
+            .build()
+            .unwrap();
+        let mut tasks = Vec::new();
+        for link in &links {
+            let (http, url) = (http.clone(), format!("http://{addr}{link}"));
+            tasks.push(tokio::spawn(async move {
+                let page = http.get(&url).send().await.unwrap().text().await.unwrap();
+                let csrf = csrf_in(&page);
+                let mut out = Vec::new();
+                for (i, body) in [
+                    format!("kind=ack&csrf={csrf}"),
+                    format!("kind=post&csrf={csrf}"),
+                    format!("kind=moved&people=2&csrf={csrf}"),
+                    format!("kind=moved&people=5&csrf={csrf}"),
+                ]
+                .into_iter()
+                .enumerate()
+                {
+                    let r = http
+                        .post(&url)
+                        .header("Content-Type", "application/x-www-form-urlencoded")
+                        .body(body)
+                        .send()
+                        .await
+                        .unwrap();
+                    let status = r.status().as_u16();
+                    let to = r
+                        .headers()
+                        .get("location")
+                        .and_then(|l| l.to_str().ok())
+                        .unwrap_or("")
+                        .to_string();
+                    let text = r.text().await.unwrap_or_default();
+                    out.push((status, format!("answer {i}: {to} {text:.300}")));
+                }
+                out
+            }));
+        }
+        let mut all = Vec::new();
+        for t in tasks {
+            all.extend(t.await.unwrap());
+        }
+        all
+    });
+    holder.join().unwrap();
+    let codes = cli.join().unwrap();
+    stop.fire();
+
+    for (status, what) in &answers {
+        assert_eq!(*status, 303, "an answer was refused: {what}");
+        assert!(what.contains("?ok=1"), "{what}");
+    }
+    for (code, stderr) in &codes {
+        assert_eq!(
+            *code,
+            Some(0),
+            "user add failed beside the daemon: {stderr}"
+        );
+    }
+    // Every answer is in the store: one ack, one clock-in and two reports per lead.
+    let n = links.len() as i64;
+    let count = |sql: &'static str| -> i64 {
+        store
+            .read_blocking(move |c| Ok(c.query_row(sql, [], |r| r.get(0))?))
+            .unwrap()
+    };
+    assert_eq!(
+        count("SELECT count(*) FROM respond_answer WHERE channel = 'link'"),
+        4 * n
+    );
+    assert_eq!(count("SELECT count(*) FROM web_user"), 6);
+}
