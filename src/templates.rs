@@ -34,6 +34,8 @@ const ALL: &[(&str, &str)] = templates![
     "sms/assist.en",
     "sms/codes.zh-CN",
     "sms/codes.en",
+    "sms/confirm.zh-CN",
+    "sms/confirm.en",
     "sms/terminal.zh-CN",
     "sms/terminal.en",
     "sms/shelter.zh-CN",

@@ -88,6 +88,9 @@ pub struct Place {
     pub moved: u32,
     /// People reported refusing or unable to move.
     pub refused: u32,
+    /// Reports here confirmed beyond the registered figure: counted, for the office to check
+    /// with the village (待核实).
+    pub to_check: u32,
     /// Loudspeakers.
     pub plays: Plays,
     /// First answer, if any (RFC 3339).
@@ -245,6 +248,7 @@ struct Row {
     sites: Vec<(String, String, String)>,
     moved: u32,
     refused: u32,
+    to_check: u32,
     /// Person → (answered or covered on any of their calls here, silent on one).
     persons: BTreeMap<String, (bool, bool)>,
     first_answer: Option<String>,
@@ -372,10 +376,11 @@ pub fn read(
             e.0 |= answered;
             e.1 |= silent;
         }
-        for (target, (moved, refused)) in evacuation(c, &key)? {
+        for (target, (moved, refused, to_check)) in evacuation(c, &key)? {
             let r = row(&mut rows, &village_of(reg, &target));
             r.moved += moved;
             r.refused += refused;
+            r.to_check += to_check;
         }
         let tier_all = l.tier;
         let mut places = Vec::new();
@@ -435,6 +440,7 @@ pub fn read(
                 answer,
                 moved: r.moved,
                 refused: r.refused,
+                to_check: r.to_check,
                 plays: plays.get(&id).cloned().unwrap_or_default(),
                 first_answer: r.first_answer.as_deref().map(&local),
                 sites: r.sites,
@@ -528,10 +534,10 @@ fn at_post(c: &Connection, lineage: &str) -> anyhow::Result<HashMap<String, Stri
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
-/// (moved, refused) per place.
-fn evacuation(c: &Connection, lineage: &str) -> anyhow::Result<HashMap<String, (u32, u32)>> {
+/// (moved, refused, reports beyond the registered figure) per place.
+fn evacuation(c: &Connection, lineage: &str) -> anyhow::Result<HashMap<String, (u32, u32, u32)>> {
     let mut q = c.prepare_cached(
-        "SELECT target, sum(people), sum(ifnull(refused, 0)) FROM respond_evacuation
+        "SELECT target, sum(people), sum(ifnull(refused, 0)), count(beyond) FROM respond_evacuation
          WHERE lineage = ?1 GROUP BY target",
     )?;
     let rows = q.query_map(params![lineage], |r| {
@@ -540,6 +546,7 @@ fn evacuation(c: &Connection, lineage: &str) -> anyhow::Result<HashMap<String, (
             (
                 r.get::<_, i64>(1)?.clamp(0, u32::MAX as i64) as u32,
                 r.get::<_, i64>(2)?.clamp(0, u32::MAX as i64) as u32,
+                r.get::<_, i64>(3)?.clamp(0, u32::MAX as i64) as u32,
             ),
         ))
     })?;

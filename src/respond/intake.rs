@@ -40,6 +40,8 @@ pub struct Intake {
 
 const CURSOR: &str = "dispatch_inbound";
 const REPEAT_WINDOW: SignedDuration = SignedDuration::from_mins(10);
+/// How long a number held for being beyond the registered figure waits for its confirmation.
+const CONFIRM_WINDOW: SignedDuration = SignedDuration::from_mins(60);
 
 /// Read up to `limit` new replies and act on them, in `tx`.
 pub fn run_once(
@@ -67,14 +69,29 @@ pub fn run_once(
             Reply::Unknown => ("unknown", None, None, None),
         };
         let since = crate::store::stamp(r.at - REPEAT_WINDOW);
+        // A repeat of an answer that was counted is ignored; the same reply again after one
+        // held for being beyond the registered figure confirms it.
         let repeat_of: Option<i64> = tx
             .query_row(
                 "SELECT id FROM respond_answer WHERE address = ?1 AND text = ?2 AND at >= ?3 AND at <= ?4
+                   AND held IS NULL
                  ORDER BY id LIMIT 1",
                 params![address, r.text, since, crate::store::stamp(r.at)],
                 |x| x.get(0),
             )
             .optional()?;
+        let confirms = repeat_of.is_none()
+            && tx.query_row(
+                "SELECT count(*) FROM respond_answer WHERE address = ?1 AND text = ?2
+                       AND held IS NOT NULL AND at >= ?3 AND at <= ?4",
+                params![
+                    address,
+                    r.text,
+                    crate::store::stamp(r.at - CONFIRM_WINDOW),
+                    crate::store::stamp(r.at)
+                ],
+                |x| x.get::<_, i64>(0),
+            )? > 0;
         tx.execute(
             "INSERT OR IGNORE INTO respond_answer
                (at, channel, inbound, address, person, lineage, version, kind, people, shelter, note, text, repeat_of)
@@ -122,7 +139,9 @@ pub fn run_once(
         if kind == "unknown" {
             let text = crate::templates::env()?
                 .get_template(&format!("sms/codes.{lang}"))?
-                .render(minijinja::context! { office => &policy.office })?;
+                .render(
+                    minijinja::context! { office => &policy.office, exercise => policy.exercise },
+                )?;
             let n = notice_about(
                 &last,
                 Tier::Blue,
@@ -149,7 +168,7 @@ pub fn run_once(
         }
         about.sort();
         about.dedup();
-        let (closed, messages) = act(
+        let done = act(
             tx,
             &Acted {
                 kind,
@@ -159,14 +178,34 @@ pub fn run_once(
                 note: note.as_deref(),
                 mobile: &address,
                 about: &about,
+                confirmed: confirms,
             },
             &last,
             answer,
             r.at,
             (reg, settings, policy),
         )?;
-        out.closed += closed;
-        out.messages += messages;
+        out.closed += done.closed;
+        out.messages += done.messages;
+        if let Some(held) = done.held {
+            // Asked back, to the sender only; it ranks with the codes sent back.
+            let text = crate::templates::env()?
+                .get_template(&format!("sms/confirm.{lang}"))?
+                .render(minijinja::context! {
+                    office => &policy.office, exercise => policy.exercise, kind => kind,
+                    people => held.people,
+                    place => &held.place, registered => held.registered,
+                })?;
+            let n = notice_about(
+                &last,
+                Tier::Blue,
+                (&last.person, &address),
+                text.trim(),
+                format!("confirm:{answer}"),
+                true,
+            );
+            out.messages += usize::from(outbox::notice(tx, &n, r.at)?.is_some());
+        }
     }
     if let Some(r) = replies.last() {
         super::advance(tx, CURSOR, r.id)?;
@@ -186,11 +225,32 @@ struct Acted<'a> {
     /// The warnings it answers: a link's own; for an SMS reply, those the person's last text
     /// carried (ARCHITECTURE.md, "An answer acts only on what it answers").
     about: &'a [String],
+    /// The sender confirmed a number beyond the place's registered figure.
+    confirmed: bool,
+}
+
+/// What an answer did.
+struct Done {
+    /// Calls closed.
+    closed: usize,
+    /// Messages queued.
+    messages: usize,
+    /// The number was beyond the registered figure and waits for its confirmation.
+    held: Option<Held>,
+}
+
+/// A number held back (see [`Done::held`]).
+pub(crate) struct Held {
+    pub people: u32,
+    pub registered: u32,
+    pub place: String,
 }
 
 /// The effects of an answer, the same whether it came by SMS or by link: the person's calls
 /// closed; an evacuation or return report kept; a shelter crossing 90 % told to the town and
-/// county; a help request sent to them. Returns (calls closed, messages queued).
+/// county; a help request sent to them. A number beyond the place's registered figure is held
+/// until its sender confirms it (the calls are answered all the same: the person is awake),
+/// and once confirmed it is counted and flagged for the office.
 fn act(
     tx: &Transaction<'_>,
     a: &Acted<'_>,
@@ -198,16 +258,49 @@ fn act(
     answer: i64,
     at: Timestamp,
     (reg, settings, policy): (&Registry, &RespondSettings, &Policy),
-) -> anyhow::Result<(usize, usize)> {
+) -> anyhow::Result<Done> {
     let closed = calls::answered(tx, &last.person, a.about, answer, at, settings)?;
     let mut messages = 0;
-    match (a.kind, a.people) {
-        ("returned", Some(n)) => evacuation(tx, last, Evacuated::Returned(n), answer, at)?,
-        (_, Some(n)) => {
+    let mut held = None;
+    if let (Some(n), Some(call)) = (a.people, own_call(tx, &last.lineage, &last.person)?) {
+        // A person answering for a site and its village (or several places) reports for all
+        // of them: the largest of their places' figures is the bound.
+        let registered = tx
+            .prepare_cached(
+                "SELECT DISTINCT target FROM respond_call WHERE lineage = ?1 AND person = ?2",
+            )?
+            .query_map(params![last.lineage, last.person], |r| {
+                r.get::<_, String>(0)
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?
+            .iter()
+            .map(|t| super::registered_to_move(reg, t))
+            .max()
+            .unwrap_or(0);
+        let beyond = (n > registered).then_some(registered);
+        if beyond.is_some() && !a.confirmed {
+            tx.execute(
+                "UPDATE respond_answer SET held = ?2 WHERE id = ?1",
+                params![answer, registered],
+            )?;
+            tracing::warn!(
+                person = %last.person, place = %call.target, people = n, registered,
+                "a report beyond the registered figure: held until its sender confirms it"
+            );
+            held = Some(Held {
+                people: n,
+                registered,
+                place: super::place_name(reg, &call.target),
+            });
+        } else if a.kind == "returned" {
+            evacuation(tx, last, &call, Evacuated::Returned(n), beyond, answer, at)?;
+        } else {
             evacuation(
                 tx,
                 last,
+                &call,
                 Evacuated::Moved(n, a.shelter, a.refused),
+                beyond,
                 answer,
                 at,
             )?;
@@ -215,7 +308,6 @@ fn act(
                 messages += super::shelters::check(tx, reg, policy, last, s, at)?;
             }
         }
-        _ => {}
     }
     if a.kind == "help" {
         messages += help(
@@ -229,7 +321,11 @@ fn act(
             at,
         )?;
     }
-    Ok((closed, messages))
+    Ok(Done {
+        closed,
+        messages,
+        held,
+    })
 }
 
 /// A text to (person, mobile) about the warning `last` belongs to.
@@ -434,6 +530,9 @@ pub struct LinkAnswer {
     pub note: Option<String>,
     /// post: where they are, when the phone said.
     pub location: Option<(f64, f64)>,
+    /// moved, returned: the sender confirmed a number beyond the registered figure (the
+    /// page's confirm step).
+    pub confirmed: bool,
 }
 
 /// What became of an answer from a link.
@@ -445,6 +544,14 @@ pub enum LinkOutcome {
     Repeat,
     /// The link's warning has been lifted: only people back home can be reported on it now.
     Lifted,
+    /// The number is beyond what the place registered: recorded (the call answered) but not
+    /// counted until the sender confirms it on the page's confirm step.
+    Confirm {
+        /// The number given.
+        people: u32,
+        /// The place's registered figure.
+        registered: u32,
+    },
 }
 
 /// The answers a link may give.
@@ -486,17 +593,25 @@ pub fn from_link(
     if let Some(n) = &a.note {
         text.push_str(&format!(" note={n}"));
     }
+    if a.confirmed {
+        text.push_str(" confirmed");
+    }
     let since = crate::store::stamp(at - REPEAT_WINDOW);
-    let repeat: Option<i64> = tx
+    let repeat: Option<(i64, Option<u32>)> = tx
         .query_row(
-            "SELECT id FROM respond_answer WHERE channel = 'link' AND person = ?1 AND lineage = ?2
+            "SELECT id, held FROM respond_answer WHERE channel = 'link' AND person = ?1 AND lineage = ?2
                AND text = ?3 AND at >= ?4 ORDER BY id LIMIT 1",
             params![link.person, link.lineage, text, since],
-            |x| x.get(0),
+            |x| Ok((x.get(0)?, x.get(1)?)),
         )
         .optional()?;
-    if repeat.is_some() {
-        return Ok(LinkOutcome::Repeat);
+    match (repeat, a.people) {
+        // A double tap on a number still waiting for its confirmation: ask again.
+        (Some((_, Some(registered))), Some(people)) => {
+            return Ok(LinkOutcome::Confirm { people, registered });
+        }
+        (Some(_), _) => return Ok(LinkOutcome::Repeat),
+        (None, _) => {}
     }
     tx.execute(
         "INSERT INTO respond_answer (at, channel, person, lineage, version, kind, people, shelter, note, text)
@@ -535,7 +650,7 @@ pub fn from_link(
         version: link.version,
         at,
     };
-    act(
+    let done = act(
         tx,
         &Acted {
             kind: &a.kind,
@@ -545,13 +660,20 @@ pub fn from_link(
             note: a.note.as_deref(),
             mobile: &mobile,
             about: std::slice::from_ref(&link.lineage),
+            confirmed: a.confirmed,
         },
         &last,
         answer,
         at,
         (reg, settings, policy),
     )?;
-    Ok(LinkOutcome::Recorded(answer))
+    Ok(match done.held {
+        Some(h) => LinkOutcome::Confirm {
+            people: h.people,
+            registered: h.registered,
+        },
+        None => LinkOutcome::Recorded(answer),
+    })
 }
 
 /// An evacuation report as a page shows it: (people, shelter, refused).
@@ -661,24 +783,23 @@ enum Evacuated<'a> {
 fn evacuation(
     tx: &Transaction<'_>,
     last: &outbox::LastSent,
+    call: &OwnCall,
     e: Evacuated<'_>,
+    beyond: Option<u32>,
     answer: i64,
     at: Timestamp,
 ) -> anyhow::Result<()> {
-    let Some(call) = own_call(tx, &last.lineage, &last.person)? else {
-        return Ok(());
-    };
     let (moved, shelter, refused, returned) = match e {
         Evacuated::Moved(n, s, r) => (Some(n), s, r, None),
         Evacuated::Returned(n) => (None, None, None, Some(n)),
     };
     tx.prepare_cached(
         "INSERT INTO respond_evacuation
-           (lineage, target, person, people, shelter, refused, returned, at, answer)
-         VALUES (?1, ?2, ?3, ifnull(?4, 0), ?5, ?6, ?7, ?8, ?9)
+           (lineage, target, person, people, shelter, refused, returned, at, answer, beyond)
+         VALUES (?1, ?2, ?3, ifnull(?4, 0), ?5, ?6, ?7, ?8, ?9, ?10)
          ON CONFLICT (lineage, target, person) DO UPDATE SET people = coalesce(?4, people),
            shelter = coalesce(?5, shelter), refused = coalesce(?6, refused),
-           returned = coalesce(?7, returned), at = ?8, answer = ?9",
+           returned = coalesce(?7, returned), at = ?8, answer = ?9, beyond = ?10",
     )?
     .execute(params![
         last.lineage,
@@ -689,7 +810,8 @@ fn evacuation(
         refused,
         returned,
         crate::store::stamp(at),
-        answer
+        answer,
+        beyond
     ])?;
     Ok(())
 }

@@ -78,6 +78,36 @@ pub(crate) fn place_name(reg: &crate::registry::Registry, id: &str) -> String {
         .unwrap_or_else(|| id.to_string())
 }
 
+/// The people a place registered as having to move, against which a report of people moved
+/// (or back home) is held: a village's to-move figure (its population when it has none), a
+/// group's population, a site's threatened people, a town's or the county's villages' to-move
+/// figures summed. A report beyond it is asked to be confirmed and flagged for the office.
+pub(crate) fn registered_to_move(reg: &crate::registry::Registry, id: &str) -> u32 {
+    if let Some(v) = reg.village(id) {
+        return if v.evacuate > 0 {
+            v.evacuate
+        } else {
+            v.population
+        };
+    }
+    if let Some(s) = reg.site(id) {
+        return if s.evacuate > 0 { s.evacuate } else { s.people };
+    }
+    if let Some(g) = reg.data.groups.iter().find(|g| g.code == id) {
+        return g.population;
+    }
+    reg.villages_under(id)
+        .map(|i| {
+            let v = &reg.data.villages[i];
+            if v.evacuate > 0 {
+                v.evacuate
+            } else {
+                v.population
+            }
+        })
+        .fold(0u32, u32::saturating_add)
+}
+
 /// The part of the decision hook that registers calls (compose it after dispatch's with
 /// [`chain`]).
 pub fn hook(settings: calls::RespondSettings, policy: Policy) -> DecisionHook {

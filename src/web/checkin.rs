@@ -142,6 +142,16 @@ fn plain(status: StatusCode, text: &'static str) -> Response {
     r
 }
 
+/// A number beyond the place's registered figure, asked back on the page before it counts.
+#[derive(Debug, Clone, serde::Serialize)]
+struct Confirming {
+    kind: String,
+    people: u32,
+    registered: u32,
+    shelter: Option<String>,
+    refused: Option<u32>,
+}
+
 impl Checkin {
     /// The rate limits, then the token: the link, or the answer to give instead.
     async fn open(&self, ip: IpAddr, token: &str) -> Result<link::Link, Response> {
@@ -161,6 +171,7 @@ impl Checkin {
         done: bool,
         error: Option<&str>,
         expired: bool,
+        confirm: Option<&Confirming>,
     ) -> Response {
         let (l2, reg) = (l.clone(), self.registry.current());
         match self
@@ -168,7 +179,7 @@ impl Checkin {
             .read(move |conn| intake::page_state(conn, &l2, &reg))
             .await
         {
-            Ok(st) => self.render(l, &st, done, error, expired),
+            Ok(st) => self.render(l, &st, done, error, expired, confirm),
             Err(e) => {
                 tracing::error!("check-in page state: {e}");
                 plain(StatusCode::SERVICE_UNAVAILABLE, "请稍后再试 / try again")
@@ -210,6 +221,7 @@ impl Checkin {
         done: bool,
         error: Option<&str>,
         expired: bool,
+        confirm: Option<&Confirming>,
     ) -> Response {
         let lang = crate::templates::lang(&self.policy.lang);
         let w = st.words.clone().unwrap_or_default();
@@ -229,7 +241,7 @@ impl Checkin {
             name => &st.name, place => &st.place, call => &st.call, answered => &st.answered,
             moved => &st.moved, lifted => st.lifted, returned => st.returned,
             csrf => self.csrf(&l.token).unwrap_or_default(), done => done, error => error,
-            expired => expired,
+            expired => expired, confirm => confirm.map(|c| minijinja::Value::from(minijinja::value::Serde(c))),
         };
         match crate::templates::env()
             .and_then(|e| Ok(e.get_template("web/checkin.zh-CN")?.render(ctx)?))
@@ -261,7 +273,7 @@ async fn page(
         Err(r) => return r,
     };
     let expired = c.clock.now() > l.expires;
-    c.show(&l, q.contains_key("ok"), None, expired).await
+    c.show(&l, q.contains_key("ok"), None, expired, None).await
 }
 
 async fn answer(
@@ -285,7 +297,7 @@ async fn answer(
     }
     let now: Timestamp = c.clock.now();
     if now > l.expires {
-        return c.render(&l, &intake::PageState::default(), false, None, true);
+        return c.render(&l, &intake::PageState::default(), false, None, true, None);
     }
     let num = |k: &str| -> Result<Option<u32>, ()> {
         match form.get(k).map(|s| s.trim()).filter(|s| !s.is_empty()) {
@@ -306,7 +318,7 @@ async fn answer(
         (Ok(p), Ok(r)) => (p, r),
         _ => {
             return c
-                .show(&l, false, Some("人数请填数字 / numbers only"), false)
+                .show(&l, false, Some("人数请填数字 / numbers only"), false, None)
                 .await;
         }
     };
@@ -317,6 +329,7 @@ async fn answer(
                 false,
                 Some("请填写已转移人数 / how many people moved?"),
                 false,
+                None,
             )
             .await;
     }
@@ -325,13 +338,17 @@ async fn answer(
         let (lat, lon) = (a.trim().parse::<f64>().ok()?, b.trim().parse::<f64>().ok()?);
         ((-90.0..=90.0).contains(&lat) && (-180.0..=180.0).contains(&lon)).then_some((lat, lon))
     });
+    // The confirm step repeats the number it confirms: a confirmation of another number (a
+    // stale page) is no confirmation.
+    let confirmed = people.is_some() && num("confirm").ok().flatten() == people;
     let a = LinkAnswer {
-        kind,
+        kind: kind.clone(),
         people,
         shelter: text("shelter"),
         refused,
         note: text("note"),
         location,
+        confirmed,
     };
     let (l2, reg, s, p) = (
         l.clone(),
@@ -347,12 +364,23 @@ async fn answer(
         Ok(intake::LinkOutcome::Recorded(_) | intake::LinkOutcome::Repeat) => {
             Redirect::to(&format!("/r/{}?ok=1", l.token)).into_response()
         }
+        Ok(intake::LinkOutcome::Confirm { people, registered }) => {
+            let ask = Confirming {
+                kind,
+                people,
+                registered,
+                shelter: text("shelter"),
+                refused,
+            };
+            c.show(&l, false, None, false, Some(&ask)).await
+        }
         Ok(intake::LinkOutcome::Lifted) => {
             c.show(
                 &l,
                 false,
                 Some("该预警已解除，只能报告已返回人数 / the warning is lifted: only people back home can be reported"),
                 false,
+                None,
             )
             .await
         }

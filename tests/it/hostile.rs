@@ -886,3 +886,194 @@ fn another_process_writing_beside_the_daemon_costs_no_answer() {
     );
     assert_eq!(count("SELECT count(*) FROM web_user"), 6);
 }
+
+#[test]
+fn a_count_beyond_the_registered_figure_is_asked_back_and_flagged_never_added_silently() {
+    use stormbell::dispatch::outbox::{self, Outcome};
+    use stormbell::respond::intake::{self, LinkAnswer, LinkOutcome};
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path().join("n.db")).unwrap();
+    let reg = common::county::registry(&store);
+    let cfg = stormbell::config::Config::load(None, &Default::default()).unwrap();
+    let mut policy = cfg.dispatch_policy();
+    policy.link_base = Some("https://fx.example.cn/r/".into());
+    let settings = cfg.respond.clone();
+    let (warned, _driver) =
+        common::county::drive_zone(&store, reg.clone(), &cfg, &policy, &settings, 50.0);
+    let lead = warned
+        .contacts
+        .iter()
+        .find(|c| c.level == "village")
+        .unwrap()
+        .clone();
+    // The figure the lead's village registered as having to move (their report is booked to
+    // the village they answer for).
+    let village = warned
+        .contacts
+        .iter()
+        .filter(|c| c.person == lead.person)
+        .find_map(|c| reg.village(&c.target))
+        .unwrap()
+        .clone();
+    let registered = village.evacuate;
+    assert!(registered > 0 && registered < 1000, "{registered}");
+    // Every warning text goes out, so replies find the text they answer.
+    let (p2, t0) = (policy.clone(), warned.at);
+    store
+        .write_blocking(move |tx| {
+            let claimed = outbox::claim(tx, "sms", "test", 10_000, t0, &p2)?;
+            let outcomes: Vec<(i64, Outcome)> = claimed
+                .iter()
+                .map(|m| {
+                    (
+                        m.id,
+                        Outcome::Accepted {
+                            account: "main".into(),
+                            parts: vec![(1, 1, format!("S{}", m.id))],
+                        },
+                    )
+                })
+                .collect();
+            outbox::record(tx, &outcomes, t0, &p2)
+        })
+        .unwrap();
+    let mut minute = 1;
+    let mut reply = |text: &str| {
+        let at = t0 + jiff::SignedDuration::from_mins(minute);
+        minute += 1;
+        let (source, text) = (format!("86{}", lead.mobile), text.to_string());
+        let (r, s, p) = (reg.clone(), settings.clone(), policy.clone());
+        store
+            .write_blocking(move |tx| {
+                outbox::inbound(
+                    tx,
+                    &outbox::Inbound {
+                        kind: "reply",
+                        account: "main",
+                        source: &source,
+                        dest: "12379",
+                        text: &text,
+                        smsc_id: None,
+                        stat: None,
+                    },
+                    at,
+                )?;
+                intake::run_once(tx, 10, &r, &s, &p)
+            })
+            .unwrap();
+    };
+    let person = lead.person.clone();
+    let moved = || -> Option<(i64, Option<i64>)> {
+        let p = person.clone();
+        store
+            .read_blocking(move |c| {
+                Ok(c.query_row(
+                    "SELECT people, beyond FROM respond_evacuation WHERE lineage = ?1 AND person = ?2",
+                    [common::county::ZONE, p.as_str()],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .ok())
+            })
+            .unwrap()
+    };
+    let asked_back = || -> Vec<String> {
+        store
+            .read_blocking(|c| {
+                let mut q = c.prepare(
+                    "SELECT text FROM dispatch_message WHERE purpose LIKE 'confirm:%' ORDER BY id",
+                )?;
+                let r = q.query_map([], |r| r.get(0))?;
+                Ok(r.collect::<Result<Vec<String>, _>>()?)
+            })
+            .unwrap()
+    };
+
+    // "3 99999" by SMS: the lead is awake (their call is answered), the number is not added,
+    // and they are asked to confirm it.
+    reply("3 99999");
+    assert_eq!(moved(), None);
+    let states = call_states(&store, common::county::ZONE, &lead.person);
+    assert!(
+        !states.is_empty() && states.iter().all(|s| s == "answered"),
+        "{states:?}"
+    );
+    let asks = asked_back();
+    assert_eq!(asks.len(), 1, "{asks:?}");
+    assert!(
+        asks[0].contains("99999") && asks[0].contains(&format!("{registered}人")),
+        "{asks:?}"
+    );
+    // A plausible number counts at once, unflagged.
+    reply(&format!("3 {}", registered - 1));
+    assert_eq!(moved(), Some((i64::from(registered) - 1, None)));
+    // A number beyond, sent again to confirm it: counted, and flagged for the office.
+    let beyond = registered + 7;
+    reply(&format!("3 {beyond}"));
+    assert_eq!(moved(), Some((i64::from(registered) - 1, None)));
+    reply(&format!("3 {beyond}"));
+    assert_eq!(
+        moved(),
+        Some((i64::from(beyond), Some(i64::from(registered))))
+    );
+    assert_eq!(asked_back().len(), 2);
+
+    // On the link: 100,000 is asked back (a double tap asks again), confirmed only with the
+    // same number.
+    let p = lead.person.clone();
+    let link = store
+        .read_blocking(move |c| {
+            let message: i64 = c.query_row(
+                "SELECT id FROM dispatch_message WHERE lineage = ?1 AND person = ?2 AND purpose = 'warning' ORDER BY id LIMIT 1",
+                [common::county::ZONE, p.as_str()],
+                |r| r.get(0),
+            )?;
+            Ok(stormbell::dispatch::link::of_message(c, message)?.unwrap())
+        })
+        .unwrap();
+    let tap = |people: u32, confirmed: bool| {
+        let (link, reg, s, p) = (link.clone(), reg.clone(), settings.clone(), policy.clone());
+        let a = LinkAnswer {
+            kind: "moved".into(),
+            people: Some(people),
+            confirmed,
+            ..Default::default()
+        };
+        store
+            .write_blocking(move |tx| {
+                intake::from_link(
+                    tx,
+                    &link,
+                    &a,
+                    t0 + jiff::SignedDuration::from_mins(30),
+                    &reg,
+                    &s,
+                    &p,
+                )
+            })
+            .unwrap()
+    };
+    let ask = LinkOutcome::Confirm {
+        people: 100_000,
+        registered,
+    };
+    assert_eq!(tap(100_000, false), ask);
+    assert_eq!(tap(100_000, false), ask);
+    assert_eq!(moved().map(|m| m.0), Some(i64::from(beyond)));
+    assert!(matches!(tap(100_000, true), LinkOutcome::Recorded(_)));
+    assert_eq!(moved(), Some((100_000, Some(i64::from(registered)))));
+
+    // The office's board says which report to check.
+    let (r, tz) = (reg.clone(), cfg.time_zone());
+    let board = store
+        .read_blocking(move |c| {
+            stormbell::respond::board::read(c, &r, &tz, stormbell::respond::board::Filter::All)
+        })
+        .unwrap();
+    let place = board
+        .warnings
+        .iter()
+        .flat_map(|w| &w.places)
+        .find(|p| p.id == village.code)
+        .expect("the lead's village is on the board");
+    assert_eq!(place.to_check, 1);
+}
