@@ -514,14 +514,14 @@ fn trim_zeros(s: &str) -> &str {
 /// Write a computed table as CSV: the input columns, then FFMC, DMC, DC, ISI, BUI, FWI, DSR
 /// to 4 significant digits (empty for rows that could not be used).
 pub fn write_csv(t: &Table, out: &mut impl std::io::Write) -> std::io::Result<()> {
-    let mut w = csv::Writer::from_writer(out);
+    let mut w = crate::text::CsvOut::new(out);
     let mut head = t.header.clone();
     head.extend(
         ["FFMC", "DMC", "DC", "ISI", "BUI", "FWI", "DSR"]
             .iter()
             .map(|s| s.to_string()),
     );
-    w.write_record(&head)?;
+    w.row(&head)?;
     for r in &t.rows {
         let mut rec = r.fields.clone();
         rec.resize(t.header.len(), String::new());
@@ -533,7 +533,7 @@ pub fn write_csv(t: &Table, out: &mut impl std::io::Write) -> std::io::Result<()
             ),
             None => rec.extend(std::iter::repeat_n(String::new(), 7)),
         }
-        w.write_record(&rec)?;
+        w.row(&rec)?;
     }
     w.flush()
 }

@@ -723,8 +723,8 @@ fn returning(
 
 /// The board as CSV, one row per place (for spreadsheets and the after-action file).
 pub fn csv(board: &Board) -> anyhow::Result<String> {
-    let mut w = csv::Writer::from_writer(Vec::new());
-    w.write_record([
+    let mut w = crate::text::CsvOut::in_memory();
+    w.row([
         "lineage",
         "hazard",
         "warning_tier",
@@ -744,6 +744,7 @@ pub fn csv(board: &Board) -> anyhow::Result<String> {
         "to_move",
         "moved",
         "refused",
+        "to_check",
         "terminals",
         "played",
         "terminals_failed",
@@ -751,7 +752,7 @@ pub fn csv(board: &Board) -> anyhow::Result<String> {
     ])?;
     for wn in &board.warnings {
         for p in &wn.places {
-            w.write_record([
+            w.row([
                 wn.lineage.as_str(),
                 &wn.hazard,
                 &wn.tier,
@@ -775,6 +776,7 @@ pub fn csv(board: &Board) -> anyhow::Result<String> {
                 &p.to_move.to_string(),
                 &p.moved.to_string(),
                 &p.refused.to_string(),
+                &p.to_check.to_string(),
                 &p.plays.total.to_string(),
                 &p.plays.played.to_string(),
                 &p.plays.failed.to_string(),
@@ -782,5 +784,5 @@ pub fn csv(board: &Board) -> anyhow::Result<String> {
             ])?;
         }
     }
-    Ok(String::from_utf8(w.into_inner()?)?)
+    w.into_string()
 }

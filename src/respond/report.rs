@@ -628,8 +628,8 @@ pub fn markdown(r: &Report, lang: &str) -> anyhow::Result<String> {
 
 /// Everyone called, one row each.
 pub fn persons_csv(r: &Report) -> anyhow::Result<String> {
-    let mut w = csv::Writer::from_writer(Vec::new());
-    w.write_record([
+    let mut w = crate::text::CsvOut::in_memory();
+    w.row([
         "person",
         "name",
         "level",
@@ -643,12 +643,12 @@ pub fn persons_csv(r: &Report) -> anyhow::Result<String> {
         "escalation_steps",
     ])?;
     for p in &r.persons {
-        w.write_record([
+        w.row([
             p.person.as_str(),
-            &cell(&p.name),
+            &p.name,
             &p.level,
-            &cell(&p.role),
-            &cell(&p.place),
+            &p.role,
+            &p.place,
             &p.called,
             p.answered.as_deref().unwrap_or(""),
             &p.minutes.map(|m| format!("{m:.1}")).unwrap_or_default(),
@@ -657,27 +657,17 @@ pub fn persons_csv(r: &Report) -> anyhow::Result<String> {
             &p.steps.to_string(),
         ])?;
     }
-    Ok(String::from_utf8(w.into_inner()?)?)
+    w.into_string()
 }
 
 /// The timeline, one row per event.
 pub fn timeline_csv(r: &Report) -> anyhow::Result<String> {
-    let mut w = csv::Writer::from_writer(Vec::new());
-    w.write_record(["at", "kind", "who", "what"])?;
+    let mut w = crate::text::CsvOut::in_memory();
+    w.row(["at", "kind", "who", "what"])?;
     for e in &r.timeline {
-        w.write_record([e.at.as_str(), &e.kind, &cell(&e.who), &cell(&e.what)])?;
+        w.row([e.at.as_str(), &e.kind, &e.who, &e.what])?;
     }
-    Ok(String::from_utf8(w.into_inner()?)?)
-}
-
-/// A cell a spreadsheet will not run as a formula (what people typed in SMS replies goes into
-/// these files).
-fn cell(s: &str) -> String {
-    if s.starts_with(['=', '+', '-', '@', '\t', '\r']) {
-        format!("'{s}")
-    } else {
-        s.to_string()
-    }
+    w.into_string()
 }
 
 #[cfg(test)]
@@ -689,11 +679,5 @@ mod tests {
         assert_eq!(super::percentile(&v, 90.0), Some(9.0));
         assert_eq!(super::percentile(&[4.0], 90.0), Some(4.0));
         assert_eq!(super::percentile(&[], 50.0), None);
-    }
-
-    #[test]
-    fn typed_text_never_becomes_a_formula() {
-        assert_eq!(super::cell("=HYPERLINK(\"x\")"), "'=HYPERLINK(\"x\")");
-        assert_eq!(super::cell("已转移35人"), "已转移35人");
     }
 }

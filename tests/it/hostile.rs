@@ -1077,3 +1077,51 @@ fn a_count_beyond_the_registered_figure_is_asked_back_and_flagged_never_added_si
         .expect("the lead's village is on the board");
     assert_eq!(place.to_check, 1);
 }
+
+#[test]
+fn the_boards_csv_never_hands_a_spreadsheet_a_formula() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path().join("v.db")).unwrap();
+    let reg = common::county::registry(&store);
+    let cfg = stormbell::config::Config::load(None, &Default::default()).unwrap();
+    let policy = cfg.dispatch_policy();
+    let settings = cfg.respond.clone();
+    let (warned, _driver) =
+        common::county::drive_zone(&store, reg.clone(), &cfg, &policy, &settings, 50.0);
+    // A registry file whose village name is a formula (as an insider or a tampered file
+    // could make it).
+    let village = warned
+        .contacts
+        .iter()
+        .find_map(|c| reg.village(&c.target))
+        .unwrap()
+        .code
+        .clone();
+    let mut data = reg.data.clone();
+    let evil = "=HYPERLINK(\"http://evil.example/x\",\"点此查看\")";
+    for v in &mut data.villages {
+        if v.code == village {
+            v.name = evil.into();
+        }
+    }
+    let reg = std::sync::Arc::new(stormbell::registry::Registry::new(data));
+    let tz = cfg.time_zone();
+    let csv = store
+        .read_blocking(move |c| {
+            let b = stormbell::respond::board::read(
+                c,
+                &reg,
+                &tz,
+                stormbell::respond::board::Filter::All,
+            )?;
+            stormbell::respond::board::csv(&b)
+        })
+        .unwrap();
+    let mut r = csv::Reader::from_reader(csv.as_bytes());
+    let names: Vec<String> = r.records().map(|rec| rec.unwrap()[5].to_string()).collect();
+    assert!(names.iter().any(|n| n == &format!("'{evil}")), "{names:?}");
+    assert!(
+        names.iter().all(|n| !n.starts_with('=')),
+        "a live formula: {names:?}"
+    );
+}

@@ -462,3 +462,23 @@ fn every_state_column_allows_exactly_its_enums_values() {
         .to_string();
     assert!(why.contains("CHECK"), "{why}");
 }
+
+#[test]
+fn every_csv_the_project_writes_goes_through_the_formula_guard() {
+    // One writer (`text::CsvOut`) guards every cell; a `csv::Writer` anywhere else would
+    // write what people typed as live spreadsheet formulas.
+    let offenders: Vec<String> = files("src", &[".rs"])
+        .into_iter()
+        .filter(|f| !f.ends_with("text.rs"))
+        .filter(|f| {
+            std::fs::read_to_string(root().join(f))
+                .map(|s| s.contains("csv::Writer") || s.contains("csv::WriterBuilder"))
+                .unwrap_or(false)
+        })
+        .map(|f| f.display().to_string())
+        .collect();
+    assert!(
+        offenders.is_empty(),
+        "write CSV with stormbell::text::CsvOut: {offenders:?}"
+    );
+}
