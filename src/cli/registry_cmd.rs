@@ -91,8 +91,10 @@ fn check(dir: &Path, encoding: Encoding) -> u8 {
     for f in &findings.0 {
         println!("{}", f.render());
     }
-    let errors = findings.0.iter().filter(|f| f.is_error()).count();
-    let warnings = findings.0.len() - errors;
+    for o in findings.omitted() {
+        println!("{o}");
+    }
+    let (errors, warnings) = (findings.errors(), findings.warnings());
     let d = &loaded.data;
     let files: Vec<String> = loaded
         .files
@@ -124,7 +126,7 @@ fn import(cfg: &Config, dir: &Path, encoding: Encoding, actor: &str) -> u8 {
     let outcome = registry::prepare_import(dir, encoding, &progress).and_then(|prepared| {
         progress(Stage::Writing);
         let store = Store::open(&cfg.store.path)?;
-        let warnings = prepared.findings.0.len();
+        let warnings = prepared.findings.warnings();
         let at = jiff::Timestamp::now().to_zoned(cfg.time_zone());
         Ok((prepared.commit(&store, actor, at)?, warnings))
     });
@@ -134,10 +136,13 @@ fn import(cfg: &Config, dir: &Path, encoding: Encoding, actor: &str) -> u8 {
             for f in findings.0.iter().filter(|f| f.is_error()) {
                 println!("{}", f.render());
             }
+            for o in findings.omitted().iter().filter(|o| o.contains(" errors ")) {
+                println!("{o}");
+            }
             eprintln!(
                 "{}: {} error(s); nothing was imported (the database is unchanged)",
                 dir.display(),
-                findings.0.iter().filter(|f| f.is_error()).count()
+                findings.errors()
             );
             EXIT_PROBLEMS
         }

@@ -24,17 +24,12 @@ pub struct Shape {
 
 /// Read the outlines of a file; every broken feature is a finding, the rest are returned.
 pub fn read(path: &Path, file: &str, key: &str, out: &mut Findings) -> Vec<Shape> {
-    let text = match std::fs::read_to_string(path) {
+    let text = match super::load::read_bounded(path, super::load::MAX_GEOJSON_BYTES)
+        .and_then(|b| String::from_utf8(b).map_err(|e| format!("cannot read as UTF-8: {e}")))
+    {
         Ok(t) => t,
         Err(e) => {
-            out.push(
-                Severity::Error,
-                "registry.io",
-                file,
-                None,
-                "",
-                format!("cannot read as UTF-8: {e}"),
-            );
+            out.push(Severity::Error, "registry.io", file, None, "", e);
             return Vec::new();
         }
     };

@@ -54,9 +54,26 @@ impl Finding {
     }
 }
 
-/// Collected findings.
+/// At most this many findings of one kind in one file are listed; the rest are counted
+/// ([`Findings::omitted`]). A file with a million broken rows then yields a readable list and
+/// bounded memory, and the count still says how many.
+pub const LISTED_PER_KIND: usize = 20;
+
+/// Largest CSV file read, in bytes. A county's largest file (its persons) is a few MB; above
+/// this the file is refused unread, naming its size, so a wrong file (a database dump, a
+/// 200 MB export) cannot take the machine's memory.
+pub const MAX_CSV_BYTES: u64 = 32 * 1024 * 1024;
+
+/// Largest GeoJSON file read, in bytes (outlines of every village of a county fit well within).
+pub const MAX_GEOJSON_BYTES: u64 = 64 * 1024 * 1024;
+
+/// Collected findings: those listed, and a count of those beyond [`LISTED_PER_KIND`].
 #[derive(Debug, Default, Clone)]
-pub struct Findings(pub Vec<Finding>);
+pub struct Findings(pub Vec<Finding>, Omitted);
+
+/// Findings not listed, by (file, code, level).
+#[derive(Debug, Default, Clone)]
+struct Omitted(std::collections::BTreeMap<(String, &'static str, bool), (usize, usize)>);
 
 impl Findings {
     pub(crate) fn push(
@@ -68,6 +85,16 @@ impl Findings {
         column: &str,
         message: impl Into<String>,
     ) {
+        let seen = self
+            .1
+            .0
+            .entry((file.to_string(), code, level == Severity::Error))
+            .or_default();
+        seen.0 += 1;
+        if seen.0 > LISTED_PER_KIND {
+            seen.1 += 1;
+            return;
+        }
         self.0.push(Finding {
             level,
             code,
@@ -82,6 +109,72 @@ impl Findings {
     pub fn has_errors(&self) -> bool {
         self.0.iter().any(Finding::is_error)
     }
+
+    /// Errors in all, listed or not.
+    pub fn errors(&self) -> usize {
+        self.0.iter().filter(|f| f.is_error()).count()
+            + self
+                .1
+                .0
+                .iter()
+                .filter(|(k, _)| k.2)
+                .map(|(_, v)| v.1)
+                .sum::<usize>()
+    }
+
+    /// Warnings in all, listed or not.
+    pub fn warnings(&self) -> usize {
+        self.0.iter().filter(|f| !f.is_error()).count()
+            + self
+                .1
+                .0
+                .iter()
+                .filter(|(k, _)| !k.2)
+                .map(|(_, v)| v.1)
+                .sum::<usize>()
+    }
+
+    /// What was not listed, one line per file and kind: `persons.csv: 999,980 more
+    /// registry.phone errors not listed`.
+    pub fn omitted(&self) -> Vec<String> {
+        self.1
+            .0
+            .iter()
+            .filter(|(_, v)| v.1 > 0)
+            .map(|((file, code, error), (_, n))| {
+                format!(
+                    "{file}: {n} more {code} {} not listed (the first {LISTED_PER_KIND} are)",
+                    if *error { "errors" } else { "warnings" }
+                )
+            })
+            .collect()
+    }
+}
+
+/// The bytes of a registry file, refused unread above `limit`. The limit is checked on the
+/// file's size and again while reading (a file that grows meanwhile is not read past it).
+pub(crate) fn read_bounded(path: &Path, limit: u64) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    let f = std::fs::File::open(path).map_err(|e| format!("cannot read: {e}"))?;
+    let size = f.metadata().map(|m| m.len()).unwrap_or(0);
+    let too_large = |size: u64| {
+        format!(
+            "the file is {:.1} MB, over the {} MB a registry file may be: is it the right file?",
+            size as f64 / 1_048_576.0,
+            limit / 1_048_576
+        )
+    };
+    if size > limit {
+        return Err(too_large(size));
+    }
+    let mut bytes = Vec::with_capacity(size as usize);
+    f.take(limit + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("cannot read: {e}"))?;
+    if bytes.len() as u64 > limit {
+        return Err(too_large(bytes.len() as u64));
+    }
+    Ok(bytes)
 }
 
 /// How the CSV files are encoded.
@@ -369,17 +462,10 @@ impl Table {
         encoding: Encoding,
         out: &mut Findings,
     ) -> Option<Table> {
-        let bytes = match std::fs::read(path) {
+        let bytes = match read_bounded(path, MAX_CSV_BYTES) {
             Ok(b) => b,
             Err(e) => {
-                out.push(
-                    Severity::Error,
-                    "registry.io",
-                    file,
-                    None,
-                    "",
-                    format!("cannot read: {e}"),
-                );
+                out.push(Severity::Error, "registry.io", file, None, "", e);
                 return None;
             }
         };

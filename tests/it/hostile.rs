@@ -1125,3 +1125,67 @@ fn the_boards_csv_never_hands_a_spreadsheet_a_formula() {
         "a live formula: {names:?}"
     );
 }
+
+#[test]
+fn a_huge_or_broken_registry_file_is_refused_or_summarised_not_read_into_memory_or_printed_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let county = dir.path().join("county");
+    std::fs::create_dir_all(&county).unwrap();
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/county");
+    for e in std::fs::read_dir(&fixture).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "csv" || x == "geojson") {
+            std::fs::copy(&p, county.join(p.file_name().unwrap())).unwrap();
+        }
+    }
+    let check = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_stormbell"))
+            .args(["registry", "check", county.to_str().unwrap()])
+            .env_remove("RUST_LOG")
+            .output()
+            .unwrap()
+    };
+    // 5,000 broken rows: every one counted, twenty of a kind listed, the rest summed up.
+    let mut villages = std::fs::read_to_string(county.join("villages.csv")).unwrap();
+    for i in 0..5000 {
+        villages.push_str(&format!(
+            "33109810X{i:03},坏行{i},331098101,abc,def,1,2,3\n"
+        ));
+    }
+    std::fs::write(county.join("villages.csv"), villages).unwrap();
+    let o = check();
+    let out = String::from_utf8_lossy(&o.stdout);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        out.lines().count() < 400,
+        "{} lines printed",
+        out.lines().count()
+    );
+    assert!(
+        out.lines().any(|l| l.starts_with("villages.csv: ")
+            && l.contains("more registry.")
+            && l.contains("not listed")),
+        "{out}"
+    );
+    let errors: usize = err
+        .split(": ")
+        .nth(1)
+        .and_then(|s| s.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{err}"));
+    assert!(errors >= 5000, "every broken row is counted: {err}");
+
+    // A 300 MB file where a CSV should be (sparse: it takes no disk) is refused unread.
+    std::fs::copy(fixture.join("villages.csv"), county.join("villages.csv")).unwrap();
+    let f = std::fs::File::create(county.join("persons.csv")).unwrap();
+    f.set_len(300 * 1024 * 1024).unwrap();
+    drop(f);
+    let o = check();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        out.contains("persons.csv") && out.contains("300.0 MB, over the 32 MB"),
+        "{out}"
+    );
+}
