@@ -639,7 +639,7 @@ impl Config {
             web: (!self.web.listen.is_empty()).then(|| crate::daemon::WebStage {
                 listen: self.web.listen.clone(),
                 office: self.office.name.clone(),
-                limits: self.web.limits,
+                limits: self.web.limits.clone(),
             }),
             feed,
             checkpoints: Some(self.store.checkpoints(true)),

@@ -315,7 +315,7 @@ impl Pipeline {
                 tz: s.tz.clone(),
                 feed: s.feed.clone(),
                 office: w.office.clone(),
-                limits: w.limits,
+                limits: w.limits.clone(),
                 clock: clock.clone(),
             };
             r.web = Some(web.serve(listener, shutdown.clone()).await?);

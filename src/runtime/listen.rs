@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 use crate::runtime::Shutdown;
 
 /// `[web.limits]`: what one connection and one client may hold.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Limits {
     /// Seconds for a request's headers to arrive (and for a kept-alive connection to bring its
@@ -40,6 +40,13 @@ pub struct Limits {
     pub max_connections: usize,
     /// Connections at once from one address.
     pub max_per_address: usize,
+    /// Reverse proxies in front of the port (the office's nginx): a request from one of them
+    /// is taken to come from the client its `X-Forwarded-For` names, so the per-address limits
+    /// here and on the pages (sign-in, check-in) count each client, not the proxy. Their own
+    /// connections are held only to `max_connections`. A request from anywhere else is taken
+    /// to come from where it came, whatever its headers say.
+    #[serde(default)]
+    pub trusted_proxies: Vec<IpAddr>,
 }
 
 impl Default for Limits {
@@ -49,6 +56,10 @@ impl Default for Limits {
             request_secs: 30,
             max_connections: 512,
             max_per_address: 128,
+            trusted_proxies: vec![
+                IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+                IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
+            ],
         }
     }
 }
@@ -71,7 +82,9 @@ impl Gate {
         let mut g = self.open.lock().unwrap_or_else(|p| p.into_inner());
         let (total, by_ip) = &mut *g;
         let mine = by_ip.get(&ip).copied().unwrap_or(0);
-        if *total >= self.limits.max_connections || mine >= self.limits.max_per_address {
+        let proxy = self.limits.trusted_proxies.contains(&ip);
+        if *total >= self.limits.max_connections || (!proxy && mine >= self.limits.max_per_address)
+        {
             return None;
         }
         *total += 1;
@@ -114,6 +127,8 @@ pub async fn serve(
             }
         },
     ));
+    let trusted: Arc<[IpAddr]> = limits.trusted_proxies.clone().into();
+    let header_secs = limits.header_secs;
     let gate = Arc::new(Gate {
         limits,
         open: Mutex::new((0, HashMap::new())),
@@ -147,13 +162,16 @@ pub async fn serve(
             continue;
         };
         let _ = stream.set_nodelay(true);
+        let trusted = trusted.clone();
         let svc = tower::ServiceExt::map_request(app.clone(), move |mut req: Request<_>| {
-            req.extensions_mut().insert(ConnectInfo::<SocketAddr>(addr));
+            let client = client_of(addr, req.headers(), &trusted);
+            req.extensions_mut()
+                .insert(ConnectInfo::<SocketAddr>(client));
             req
         });
         let conn = hyper::server::conn::http1::Builder::new()
             .timer(TokioTimer::new())
-            .header_read_timeout(Duration::from_secs(limits.header_secs.max(1)))
+            .header_read_timeout(Duration::from_secs(header_secs.max(1)))
             .keep_alive(true)
             .serve_connection(
                 TokioIo::new(stream),
@@ -170,6 +188,35 @@ pub async fn serve(
     drop(listener);
     graceful.shutdown().await;
     Ok(())
+}
+
+/// Where a request comes from: the connection's address, unless that is a trusted proxy;
+/// then the right-most address of `X-Forwarded-For` that is not itself a trusted proxy (the
+/// one the proxies saw; those left of it were written by the client and prove nothing).
+pub fn client_of(
+    peer: SocketAddr,
+    headers: &axum::http::HeaderMap,
+    trusted: &[IpAddr],
+) -> SocketAddr {
+    if !trusted.contains(&peer.ip()) {
+        return peer;
+    }
+    let mut hops: Vec<&str> = Vec::new();
+    for v in headers.get_all("x-forwarded-for") {
+        let Ok(v) = v.to_str() else {
+            return peer;
+        };
+        hops.extend(v.split(',').map(str::trim));
+    }
+    for hop in hops.iter().rev() {
+        match hop.parse::<IpAddr>() {
+            Ok(ip) if trusted.contains(&ip) => continue,
+            Ok(ip) => return SocketAddr::new(ip, peer.port()),
+            // Garbage in the chain: nothing to its left can be trusted either.
+            Err(_) => return peer,
+        }
+    }
+    peer
 }
 
 fn too_slow() -> Response {

@@ -12,7 +12,7 @@
 //!   `docs/api.md`.
 //!
 //! Security: argon2id passwords and hashed session ids (`auth.rs`); sign-in rate-limited per
-//! address and per name; the login form's CSRF value is bound to a pre-session cookie, every
+//! address, per (name, address) and, higher, per name; the login form's CSRF value is bound to a pre-session cookie, every
 //! signed-in form's to the session; `SameSite=Strict`, `HttpOnly` cookies; pages are
 //! `no-store`, framed by nobody, and run only the page's own script (CSP).
 
@@ -49,6 +49,7 @@ pub struct Office {
     secure: bool,
     secret: Arc<[u8; 32]>,
     per_ip: Arc<DefaultKeyedRateLimiter<IpAddr>>,
+    per_pair: Arc<DefaultKeyedRateLimiter<(String, IpAddr)>>,
     per_user: Arc<DefaultKeyedRateLimiter<String>>,
     /// The county's base map, drawn for the registry it was drawn from (redrawn when a new
     /// import is in force).
@@ -90,9 +91,12 @@ impl Office {
             secure: base.starts_with("https://"),
             secret: Arc::new(secret),
             // Sign-in: a whole office behind one address may sign in at shift change, but
-            // nobody guesses passwords at speed.
+            // nobody guesses passwords at speed. Guesses at one name from one address are
+            // bound by the pair, so a stranger elsewhere cannot use up the name's own, higher
+            // bound (which holds guesses spread over many addresses) and lock the officer out.
             per_ip: Arc::new(RateLimiter::keyed(q(60))),
-            per_user: Arc::new(RateLimiter::keyed(q(10))),
+            per_pair: Arc::new(RateLimiter::keyed(q(10))),
+            per_user: Arc::new(RateLimiter::keyed(q(30))),
             changes,
             closing: None,
         };
@@ -115,6 +119,7 @@ impl Office {
             reg: self.registry.clone(),
             tz: self.tz.clone(),
             per_ip: self.per_ip.clone(),
+            per_pair: self.per_pair.clone(),
             per_user: self.per_user.clone(),
         }
     }
@@ -195,6 +200,7 @@ struct Watched {
     reg: Shared,
     tz: jiff::tz::TimeZone,
     per_ip: Arc<DefaultKeyedRateLimiter<IpAddr>>,
+    per_pair: Arc<DefaultKeyedRateLimiter<(String, IpAddr)>>,
     per_user: Arc<DefaultKeyedRateLimiter<String>>,
 }
 
@@ -204,6 +210,7 @@ async fn watch(w: Watched, tx: tokio::sync::watch::Sender<u64>) {
         reg,
         tz,
         per_ip,
+        per_pair,
         per_user,
     } = w;
     let mut last = 0u64;
@@ -217,6 +224,7 @@ async fn watch(w: Watched, tx: tokio::sync::watch::Sender<u64>) {
         }
         // Names sprayed at the sign-in form must not grow the limiters without end.
         per_ip.retain_recent();
+        per_pair.retain_recent();
         per_user.retain_recent();
         // The office's own receiver is one; read the board only when a page is listening.
         if tx.receiver_count() <= 1 {
@@ -463,7 +471,11 @@ async fn sign_in(
     // What a stranger posts bounds the work: names are at most 64 characters (longer ones
     // exist nowhere, and keyed the limiter by megabytes), passwords at most 1 KB of hashing.
     let user: String = user.trim().chars().take(65).collect();
-    if o.per_ip.check_key(&ip).is_err() || o.per_user.check_key(&user).is_err() {
+    // In this order: what the pair has used up never reaches the name's bound.
+    if o.per_ip.check_key(&ip).is_err()
+        || o.per_pair.check_key(&(user.clone(), ip)).is_err()
+        || o.per_user.check_key(&user).is_err()
+    {
         return Err(StatusCode::TOO_MANY_REQUESTS);
     }
     let password = if user.chars().count() > 64 || password.len() > 1024 {

@@ -55,6 +55,8 @@ fn half_sent_requests_are_closed_and_one_address_cannot_take_every_connection() 
         request_secs: 5,
         max_connections: 64,
         max_per_address: 8,
+        // Clients straight on the port, no proxy in front.
+        trusted_proxies: Vec::new(),
     };
     let (addr, stop) = rt.block_on(async {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -70,7 +72,7 @@ fn half_sent_requests_are_closed_and_one_address_cannot_take_every_connection() 
             },
             None,
             None,
-            limits,
+            limits.clone(),
             rx,
         ));
         (addr, stop)
@@ -1188,4 +1190,100 @@ fn a_huge_or_broken_registry_file_is_refused_or_summarised_not_read_into_memory_
         out.contains("persons.csv") && out.contains("300.0 MB, over the 32 MB"),
         "{out}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stranger_guessing_from_elsewhere_cannot_lock_the_duty_officer_out() {
+    use stormbell::web::auth;
+    const PASSWORD: &str = "correct horse battery staple 2019";
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path().join("o.db")).unwrap();
+    let reg = common::county::registry(&store);
+    let now = jiff::Timestamp::now();
+    store
+        .write_blocking(move |tx| {
+            auth::put_user(tx, &auth::NewUser::new("duty", PASSWORD, "officer")?, now)
+        })
+        .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let office = stormbell::web::office::Office::new(
+        store.clone(),
+        reg,
+        jiff::tz::TimeZone::get("Asia/Shanghai").unwrap(),
+        "东溟县防汛办（合成）",
+        &base,
+    )
+    .await
+    .unwrap();
+    let (_server, stop) = common::serve_web(listener, &store, None, Some(office));
+    // Clients from three loopback addresses: 127.0.0.1 is the reverse proxy in front (trusted
+    // by default), 127.0.0.2 and 127.0.0.3 reach the port directly.
+    let from = |ip: [u8; 4]| {
+        reqwest::Client::builder()
+            .local_address(std::net::IpAddr::from(ip))
+            .timeout(Duration::from_secs(20))
+            .build()
+            .unwrap()
+    };
+    let (proxy, direct, spoofer) = (
+        from([127, 0, 0, 1]),
+        from([127, 0, 0, 2]),
+        from([127, 0, 0, 3]),
+    );
+    let url = format!("{base}/api/v1/session");
+    let try_as = |client: &reqwest::Client, xff: Option<String>, password: &str| {
+        let mut r = client
+            .post(&url)
+            .header("Content-Type", "application/json")
+            .body(serde_json::json!({"user": "duty", "password": password}).to_string());
+        if let Some(x) = xff {
+            r = r.header("X-Forwarded-For", x);
+        }
+        r.send()
+    };
+    // A stranger on the internet guesses at the officer's name through the proxy, faster
+    // than the limit allows: their own tries are refused…
+    let mut statuses = Vec::new();
+    for _ in 0..14 {
+        let r = try_as(&proxy, Some("203.0.113.7".into()), "guess guess 1")
+            .await
+            .unwrap();
+        statuses.push(r.status().as_u16());
+    }
+    assert!(statuses.starts_with(&[401; 10]), "{statuses:?}");
+    assert!(statuses.ends_with(&[429; 4]), "{statuses:?}");
+    // …the officer, at the office's own address and through the proxy from home, gets in.
+    let r = try_as(&direct, None, PASSWORD).await.unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap_or_default());
+    let r = try_as(&proxy, Some("198.51.100.20".into()), PASSWORD)
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    // Someone not behind the proxy cannot pick a new address per try by writing the header.
+    let mut statuses = Vec::new();
+    for i in 0..14 {
+        let r = try_as(&spoofer, Some(format!("192.0.2.{i}")), "guess guess 2")
+            .await
+            .unwrap();
+        statuses.push(r.status().as_u16());
+    }
+    assert!(statuses.ends_with(&[429; 4]), "{statuses:?}");
+    // The trail names each try's client as the port took it: the stranger's own address
+    // through the proxy, the spoofer's real one.
+    let addresses: Vec<String> = store
+        .read_blocking(|c| {
+            let mut q = c.prepare(
+                "SELECT DISTINCT json_extract(detail, '$.address') FROM audit
+                 WHERE kind IN ('office.signed_in', 'office.sign_in_refused') ORDER BY 1",
+            )?;
+            let r = q.query_map([], |r| r.get(0))?;
+            Ok(r.collect::<Result<Vec<String>, _>>()?)
+        })
+        .unwrap();
+    assert_eq!(
+        addresses,
+        ["127.0.0.2", "127.0.0.3", "198.51.100.20", "203.0.113.7"]
+    );
+    stop.fire();
 }
