@@ -790,11 +790,19 @@ async fn open_checkpoints(
 ) -> anyhow::Result<crate::store::checkpoint::Key> {
     use crate::store::{audit, checkpoint};
     let (key_path, file) = (cp.key.clone(), cp.file.clone());
+    // A key that cannot be read or made is a configuration error, said at start like a bad
+    // SM2 key; a checkpoint file that cannot be read is a finding about the trail, and the
+    // daemon starts.
     let (key, written, unreadable) = tokio::task::spawn_blocking(move || {
         let key = checkpoint::Key::load_or_create(&key_path)
             .map_err(|e| anyhow::anyhow!("store.audit_key: {e:#}"))?;
-        let (written, unreadable) = checkpoint::read(&file)
-            .map_err(|e| anyhow::anyhow!("store.audit_checkpoints {}: {e}", file.display()))?;
+        let (written, unreadable) = checkpoint::read(&file).unwrap_or_else(|e| {
+            let why = format!(
+                "store.audit_checkpoints {}: cannot be read: {e}",
+                file.display()
+            );
+            (Vec::new(), vec![why])
+        });
         Ok::<_, anyhow::Error>((key, written, unreadable))
     })
     .await??;

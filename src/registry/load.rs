@@ -71,9 +71,19 @@ pub const MAX_GEOJSON_BYTES: u64 = 64 * 1024 * 1024;
 #[derive(Debug, Default, Clone)]
 pub struct Findings(pub Vec<Finding>, Omitted);
 
-/// Findings not listed, by (file, code, level).
+/// Findings seen, by (file, code, is an error): those past [`LISTED_PER_KIND`] are not listed.
 #[derive(Debug, Default, Clone)]
-struct Omitted(std::collections::BTreeMap<(String, &'static str, bool), (usize, usize)>);
+struct Omitted(std::collections::BTreeMap<(String, &'static str, bool), usize>);
+
+impl Omitted {
+    /// (file, code, is an error, how many not listed), for each kind with any.
+    fn unlisted(&self) -> impl Iterator<Item = (&str, &'static str, bool, usize)> {
+        self.0
+            .iter()
+            .filter(|(_, n)| **n > LISTED_PER_KIND)
+            .map(|((f, c, e), n)| (f.as_str(), *c, *e, n - LISTED_PER_KIND))
+    }
+}
 
 impl Findings {
     pub(crate) fn push(
@@ -90,9 +100,8 @@ impl Findings {
             .0
             .entry((file.to_string(), code, level == Severity::Error))
             .or_default();
-        seen.0 += 1;
-        if seen.0 > LISTED_PER_KIND {
-            seen.1 += 1;
+        *seen += 1;
+        if *seen > LISTED_PER_KIND {
             return;
         }
         self.0.push(Finding {
@@ -112,39 +121,25 @@ impl Findings {
 
     /// Errors in all, listed or not.
     pub fn errors(&self) -> usize {
-        self.0.iter().filter(|f| f.is_error()).count()
-            + self
-                .1
-                .0
-                .iter()
-                .filter(|(k, _)| k.2)
-                .map(|(_, v)| v.1)
-                .sum::<usize>()
+        let unlisted: usize = self.1.unlisted().filter(|u| u.2).map(|u| u.3).sum();
+        self.0.iter().filter(|f| f.is_error()).count() + unlisted
     }
 
     /// Warnings in all, listed or not.
     pub fn warnings(&self) -> usize {
-        self.0.iter().filter(|f| !f.is_error()).count()
-            + self
-                .1
-                .0
-                .iter()
-                .filter(|(k, _)| !k.2)
-                .map(|(_, v)| v.1)
-                .sum::<usize>()
+        let unlisted: usize = self.1.unlisted().filter(|u| !u.2).map(|u| u.3).sum();
+        self.0.iter().filter(|f| !f.is_error()).count() + unlisted
     }
 
     /// What was not listed, one line per file and kind: `persons.csv: 999,980 more
     /// registry.phone errors not listed`.
     pub fn omitted(&self) -> Vec<String> {
         self.1
-            .0
-            .iter()
-            .filter(|(_, v)| v.1 > 0)
-            .map(|((file, code, error), (_, n))| {
+            .unlisted()
+            .map(|(file, code, error, n)| {
                 format!(
                     "{file}: {n} more {code} {} not listed (the first {LISTED_PER_KIND} are)",
-                    if *error { "errors" } else { "warnings" }
+                    if error { "errors" } else { "warnings" }
                 )
             })
             .collect()

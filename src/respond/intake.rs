@@ -81,6 +81,7 @@ pub fn run_once(
             )
             .optional()?;
         let confirms = repeat_of.is_none()
+            && people.is_some()
             && tx.query_row(
                 "SELECT count(*) FROM respond_answer WHERE address = ?1 AND text = ?2
                        AND held IS NOT NULL AND at >= ?3 AND at <= ?4",
@@ -262,7 +263,10 @@ fn act(
     let closed = calls::answered(tx, &last.person, a.about, answer, at, settings)?;
     let mut messages = 0;
     let mut held = None;
-    if let (Some(n), Some(call)) = (a.people, own_call(tx, &last.lineage, &last.person)?) {
+    // Only a report of people moved or back home books people (a number posted with any
+    // other answer is kept in the answer's record and acts on nothing).
+    let people = a.people.filter(|_| matches!(a.kind, "moved" | "returned"));
+    if let (Some(n), Some(call)) = (people, own_call(tx, &last.lineage, &last.person)?) {
         // A person answering for a site and its village (or several places) reports for all
         // of them: the largest of their places' figures is the bound.
         let registered = tx

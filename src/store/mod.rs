@@ -224,7 +224,12 @@ fn is_locked(e: &rusqlite::Error) -> bool {
 pub const BATCH: usize = 256;
 
 /// Run a batch of jobs in one transaction, each in a savepoint; commit; reply to each.
-fn run_batch(conn: &mut Connection, path: &Path, batch: Vec<Box<dyn Job>>) {
+fn run_batch(
+    conn: &mut Connection,
+    path: &Path,
+    lock_waits: &std::sync::atomic::AtomicU64,
+    batch: Vec<Box<dyn Job>>,
+) {
     let fail = |why: String| StoreError::NotCommitted {
         path: path.display().to_string(),
         why,
@@ -247,6 +252,7 @@ fn run_batch(conn: &mut Connection, path: &Path, batch: Vec<Box<dyn Job>>) {
             }
             return;
         }
+        lock_waits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         tracing::warn!(
             db = %path.display(),
             waited_secs = waiting.elapsed().as_secs(),
@@ -315,6 +321,9 @@ pub struct Store {
     readers: Arc<Mutex<Vec<Connection>>>,
     /// Set by the writer thread once its connection is closed (and the WAL checkpointed).
     closed: Arc<(Mutex<bool>, std::sync::Condvar)>,
+    /// Times the writer found another process holding the write lock past the busy timeout
+    /// and tried again ([`Store::lock_waits`]).
+    lock_waits: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl std::fmt::Debug for Store {
@@ -363,6 +372,8 @@ impl Store {
         let writer_path = path.clone();
         let closed = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
         let signal = closed.clone();
+        let lock_waits = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let waits = lock_waits.clone();
         thread::Builder::new()
             .name("store-writer".into())
             .spawn(move || {
@@ -376,7 +387,7 @@ impl Store {
                             Err(_) => break,
                         }
                     }
-                    run_batch(&mut conn, &writer_path, batch);
+                    run_batch(&mut conn, &writer_path, &waits, batch);
                 }
                 // Closing the last connection checkpoints the WAL into the database file.
                 drop(conn);
@@ -395,7 +406,15 @@ impl Store {
             writer: tx,
             readers: Arc::new(Mutex::new(Vec::new())),
             closed,
+            lock_waits,
         })
+    }
+
+    /// How many times the writer has waited out another process's write lock (each wait is
+    /// one busy timeout, then a new try). A number that grows says something beside the
+    /// daemon holds the database for long.
+    pub fn lock_waits(&self) -> u64 {
+        self.lock_waits.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Close this handle and wait until the database is closed: every write done, the WAL

@@ -360,7 +360,7 @@ fn a_link_answers_only_its_own_warning_and_a_lifted_one_only_reports_people_home
 
 #[test]
 fn an_sms_reply_answers_only_the_warnings_its_last_text_carried() {
-    use stormbell::dispatch::outbox::{self, Outcome, Policy};
+    use stormbell::dispatch::outbox::{self, Policy};
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path().join("s.db")).unwrap();
     let reg = common::county::registry(&store);
@@ -375,26 +375,7 @@ fn an_sms_reply_answers_only_the_warnings_its_last_text_carried() {
         lead.clone(),
         (&policy, &settings),
     );
-    let p2 = policy.clone();
-    store
-        .write_blocking(move |tx| {
-            let now = jiff::Timestamp::now();
-            let claimed = outbox::claim(tx, "sms", "test", 1, now, &p2)?;
-            let outcomes: Vec<(i64, Outcome)> = claimed
-                .iter()
-                .map(|m| {
-                    (
-                        m.id,
-                        Outcome::Accepted {
-                            account: "main".into(),
-                            parts: vec![(1, 1, format!("S{}", m.id))],
-                        },
-                    )
-                })
-                .collect();
-            outbox::record(tx, &outcomes, now, &p2)
-        })
-        .unwrap();
+    common::dispatch::accept_all(&store, &policy, jiff::Timestamp::now());
     second_warning(
         &store,
         "rainstorm:331098102",
@@ -693,12 +674,6 @@ fn a_slow_feed_document_delays_only_its_own_feed_and_a_namespace_bomb_is_refused
     drop(server);
 }
 
-/// The page's CSRF value.
-fn csrf_in(page: &str) -> String {
-    let at = page.find("name=\"csrf\" value=\"").expect("a CSRF field") + 19;
-    page[at..].split('"').next().unwrap().to_string()
-}
-
 #[test]
 fn another_process_writing_beside_the_daemon_costs_no_answer() {
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -767,15 +742,21 @@ fn another_process_writing_beside_the_daemon_costs_no_answer() {
 
     // Another process takes the write lock and keeps it longer than the busy timeout (a big
     // import), while `stormbell user add` runs again and again beside the daemon.
+    // It lets go once the daemon's writer has waited out a whole busy timeout and tried again
+    // (or, without that retry, after a bound, the answers having been refused meanwhile).
     let (held_tx, held) = std::sync::mpsc::channel();
     let holder_db = db.clone();
+    let waiter = store.clone();
     let holder = std::thread::spawn(move || {
         let c = rusqlite::Connection::open(&holder_db).unwrap();
         c.execute_batch("BEGIN IMMEDIATE").unwrap();
         held_tx.send(()).unwrap();
-        // The length of the other process's write is the attack itself, not a wait for state.
-        std::thread::sleep(Duration::from_secs(7));
+        let start = Instant::now();
+        while waiter.lock_waits() == 0 && start.elapsed() < Duration::from_secs(30) {
+            std::thread::park_timeout(Duration::from_millis(20));
+        }
         c.execute_batch("COMMIT").unwrap();
+        waiter.lock_waits()
     });
     held.recv_timeout(Duration::from_secs(10)).unwrap();
     let cli_db = db.clone();
@@ -823,7 +804,7 @@ fn another_process_writing_beside_the_daemon_costs_no_answer() {
             let (http, url) = (http.clone(), format!("http://{addr}{link}"));
             tasks.push(tokio::spawn(async move {
                 let page = http.get(&url).send().await.unwrap().text().await.unwrap();
-                let csrf = csrf_in(&page);
+                let csrf = common::csrf_of(&page);
                 let mut out = Vec::new();
                 for (i, body) in [
                     format!("kind=ack&csrf={csrf}"),
@@ -860,10 +841,11 @@ fn another_process_writing_beside_the_daemon_costs_no_answer() {
         }
         all
     });
-    holder.join().unwrap();
+    let waited = holder.join().unwrap();
     let codes = cli.join().unwrap();
     stop.fire();
 
+    assert!(waited >= 1, "the writer never waited out the lock");
     for (status, what) in &answers {
         assert_eq!(*status, 303, "an answer was refused: {what}");
         assert!(what.contains("?ok=1"), "{what}");
@@ -891,7 +873,7 @@ fn another_process_writing_beside_the_daemon_costs_no_answer() {
 
 #[test]
 fn a_count_beyond_the_registered_figure_is_asked_back_and_flagged_never_added_silently() {
-    use stormbell::dispatch::outbox::{self, Outcome};
+    use stormbell::dispatch::outbox;
     use stormbell::respond::intake::{self, LinkAnswer, LinkOutcome};
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path().join("n.db")).unwrap();
@@ -920,25 +902,8 @@ fn a_count_beyond_the_registered_figure_is_asked_back_and_flagged_never_added_si
     let registered = village.evacuate;
     assert!(registered > 0 && registered < 1000, "{registered}");
     // Every warning text goes out, so replies find the text they answer.
-    let (p2, t0) = (policy.clone(), warned.at);
-    store
-        .write_blocking(move |tx| {
-            let claimed = outbox::claim(tx, "sms", "test", 10_000, t0, &p2)?;
-            let outcomes: Vec<(i64, Outcome)> = claimed
-                .iter()
-                .map(|m| {
-                    (
-                        m.id,
-                        Outcome::Accepted {
-                            account: "main".into(),
-                            parts: vec![(1, 1, format!("S{}", m.id))],
-                        },
-                    )
-                })
-                .collect();
-            outbox::record(tx, &outcomes, t0, &p2)
-        })
-        .unwrap();
+    let t0 = warned.at;
+    common::dispatch::accept_all(&store, &policy, t0);
     let mut minute = 1;
     let mut reply = |text: &str| {
         let at = t0 + jiff::SignedDuration::from_mins(minute);
@@ -1063,6 +1028,27 @@ fn a_count_beyond_the_registered_figure_is_asked_back_and_flagged_never_added_si
     assert_eq!(moved().map(|m| m.0), Some(i64::from(beyond)));
     assert!(matches!(tap(100_000, true), LinkOutcome::Recorded(_)));
     assert_eq!(moved(), Some((100_000, Some(i64::from(registered)))));
+    // A number posted with another answer (a forged "received" form) books nobody.
+    let (l2, r2, s2, p2) = (link.clone(), reg.clone(), settings.clone(), policy.clone());
+    store
+        .write_blocking(move |tx| {
+            let a = LinkAnswer {
+                kind: "ack".into(),
+                people: Some(3),
+                ..Default::default()
+            };
+            intake::from_link(
+                tx,
+                &l2,
+                &a,
+                t0 + jiff::SignedDuration::from_mins(40),
+                &r2,
+                &s2,
+                &p2,
+            )
+        })
+        .unwrap();
+    assert_eq!(moved(), Some((100_000, Some(i64::from(registered)))));
 
     // The office's board says which report to check.
     let (r, tz) = (reg.clone(), cfg.time_zone());
@@ -1131,15 +1117,8 @@ fn the_boards_csv_never_hands_a_spreadsheet_a_formula() {
 #[test]
 fn a_huge_or_broken_registry_file_is_refused_or_summarised_not_read_into_memory_or_printed_whole() {
     let dir = tempfile::tempdir().unwrap();
-    let county = dir.path().join("county");
-    std::fs::create_dir_all(&county).unwrap();
+    let county = common::county::copy_files(&dir.path().join("county"));
     let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/county");
-    for e in std::fs::read_dir(&fixture).unwrap() {
-        let p = e.unwrap().path();
-        if p.extension().is_some_and(|x| x == "csv" || x == "geojson") {
-            std::fs::copy(&p, county.join(p.file_name().unwrap())).unwrap();
-        }
-    }
     let check = || {
         std::process::Command::new(env!("CARGO_BIN_EXE_stormbell"))
             .args(["registry", "check", county.to_str().unwrap()])

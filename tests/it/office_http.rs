@@ -4,6 +4,7 @@
 //! password, no session id in clear), and the API and CSV a script reads.
 
 use crate::common;
+use common::csrf_of;
 
 use std::time::Duration;
 
@@ -35,11 +36,6 @@ fn form(pairs: &[(&str, &str)]) -> String {
         })
         .collect::<Vec<_>>()
         .join("&")
-}
-
-fn csrf_of(page: &str) -> String {
-    let at = page.find("name=\"csrf\" value=\"").expect("a CSRF field") + 19;
-    page[at..].split('"').next().unwrap().to_string()
 }
 
 fn set_cookie(r: &reqwest::Response, name: &str) -> Option<String> {

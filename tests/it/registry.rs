@@ -18,15 +18,7 @@ fn broken() -> PathBuf {
 
 /// A copy of the fixture county to modify.
 fn copy_fixture(dir: &Path) -> PathBuf {
-    let to = dir.join("county");
-    std::fs::create_dir_all(&to).unwrap();
-    for e in std::fs::read_dir(fixture()).unwrap() {
-        let p = e.unwrap().path();
-        if p.extension().is_some_and(|x| x == "csv" || x == "geojson") {
-            std::fs::copy(&p, to.join(p.file_name().unwrap())).unwrap();
-        }
-    }
-    to
+    crate::common::county::copy_files(&dir.join("county"))
 }
 
 fn read_text(path: &Path) -> String {

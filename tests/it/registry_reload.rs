@@ -8,7 +8,7 @@
 
 use crate::common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -33,19 +33,6 @@ fn bin() -> Command {
         }
     }
     c
-}
-
-/// The fixture county, copied so it can be changed as an office changes its roster.
-fn county_copy(to: &Path) -> PathBuf {
-    let from = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/county");
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(&from).unwrap() {
-        let e = e.unwrap();
-        if e.file_type().unwrap().is_file() {
-            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
-        }
-    }
-    to.to_path_buf()
 }
 
 /// The roster after the change: the lead replaced on both duties, the monitor renumbered.
@@ -123,7 +110,7 @@ fn wait(secs: u64, what: &str, mut ok: impl FnMut() -> bool) -> Duration {
 fn a_roster_imported_beside_the_running_daemon_retargets_the_warning_in_force() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("county.db");
-    let county = county_copy(&dir.path().join("county"));
+    let county = common::county::copy_files(&dir.path().join("county"));
     let o = bin()
         .args(["--db", db.to_str().unwrap(), "registry", "import"])
         .arg(&county)

@@ -89,6 +89,20 @@ impl Driver {
     }
 }
 
+/// The fixture county's registry files (CSV and GeoJSON), copied into `to` so a test can
+/// change them as an office changes its roster; returns `to`.
+pub fn copy_files(to: &Path) -> std::path::PathBuf {
+    let from = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/county");
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(&from).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "csv" || x == "geojson") {
+            std::fs::copy(&p, to.join(p.file_name().unwrap())).unwrap();
+        }
+    }
+    to.to_path_buf()
+}
+
 /// [`warn_zone`], keeping the engine to drive on.
 pub fn drive_zone(
     store: &Store,

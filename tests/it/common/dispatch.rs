@@ -64,3 +64,32 @@ pub fn place(id: &str, name: &str, tier: Tier) -> TargetPlace {
         evacuate: 40,
     }
 }
+
+/// Claim every queued text at `at` and record each as accepted by the SMSC (one part each),
+/// as the SMS channel would: replies then find the text they answer.
+pub fn accept_all(
+    store: &stormbell::store::Store,
+    policy: &stormbell::dispatch::outbox::Policy,
+    at: jiff::Timestamp,
+) {
+    use stormbell::dispatch::outbox::{self, Outcome};
+    let p = policy.clone();
+    store
+        .write_blocking(move |tx| {
+            let claimed = outbox::claim(tx, "sms", "test", 10_000, at, &p)?;
+            let outcomes: Vec<(i64, Outcome)> = claimed
+                .iter()
+                .map(|m| {
+                    (
+                        m.id,
+                        Outcome::Accepted {
+                            account: "main".into(),
+                            parts: vec![(1, 1, format!("S{}", m.id))],
+                        },
+                    )
+                })
+                .collect();
+            outbox::record(tx, &outcomes, at, &p)
+        })
+        .unwrap();
+}

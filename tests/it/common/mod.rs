@@ -80,6 +80,12 @@ pub const ALL_OUT: &str =
 
 /// The web server on `listener` for the synthetic county's office, with the pages given,
 /// until the returned sender says stop.
+/// The CSRF value of a page's form.
+pub fn csrf_of(page: &str) -> String {
+    let at = page.find("name=\"csrf\" value=\"").expect("a CSRF field") + 19;
+    page[at..].split('"').next().unwrap().to_string()
+}
+
 pub fn serve_web(
     listener: tokio::net::TcpListener,
     store: &stormbell::store::Store,
