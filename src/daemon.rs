@@ -503,13 +503,14 @@ impl WebPort {
         shutdown: Shutdown,
     ) -> anyhow::Result<(SocketAddr, JoinHandle<std::io::Result<()>>)> {
         let addr = listener.local_addr()?;
+        let drill = self.policy.exercise;
         let checkin = web::checkin::Checkin::new(
             self.store.clone(),
             self.registry.clone(),
             self.respond,
             self.policy,
             Default::default(),
-            self.clock,
+            self.clock.clone(),
         )
         .await
         .map_err(|e| anyhow::anyhow!("check-in pages: {e:#}"))?;
@@ -521,7 +522,8 @@ impl WebPort {
             &self.feed.base,
         )
         .await
-        .map_err(|e| anyhow::anyhow!("office page: {e:#}"))?;
+        .map_err(|e| anyhow::anyhow!("office page: {e:#}"))?
+        .on_clock(self.clock, drill);
         tracing::info!(%addr, "CAP feed at /cap/feed.atom, the duty office's page at /office");
         let task = tokio::spawn(web::serve_limited(
             listener,

@@ -83,9 +83,13 @@ pub struct Acknowledgement {
     pub covered: i64,
     /// (answered + covered) / called: the share of calls somebody answered.
     pub rate: f64,
-    /// Put on the silent list (never answered, ladder exhausted).
+    /// Called and answered by nobody: `called - answered - covered`.
+    pub unanswered: i64,
+    /// Of those, on the silent list at the end (the ladder ran out).
     pub silent: i64,
-    /// Answers by channel (sms, link).
+    /// Put on the silent list at some time (some answered after).
+    pub listed: i64,
+    /// Of `answered`, by the channel of the answer that closed the call (sms, link).
     pub by_channel: BTreeMap<String, i64>,
     /// Minutes from each call to the answer that closed it: median, 90th percentile, max.
     pub minutes: BTreeMap<String, f64>,
@@ -262,11 +266,12 @@ fn write_from(
         let event = crate::templates::event_name(&r.hazard, crate::templates::lang(lang))
             .unwrap_or_else(|_| r.hazard.clone());
         let answered: u32 = r.levels.iter().map(|x| x.answered).sum();
+        let covered: u32 = r.levels.iter().map(|x| x.covered).sum();
         let called: u32 = r.levels.iter().map(|x| x.called).sum();
         each.push(json!({
             "lineage": l, "file": file, "event": event, "tier": r.tier, "area": r.area_name,
             "issued": r.issued, "last": r.last, "lifted": r.lifted, "messages": r.messages.len(),
-            "called": called, "answered": answered,
+            "called": called, "answered": answered, "covered": covered,
             "to_move": r.evacuated.0, "moved": r.evacuated.1, "refused": r.evacuated.2,
         }));
     }
@@ -364,8 +369,9 @@ fn summarise(
     // place answer for them (covered), or were they left on the silent list?
     let pairs = crate::respond::calls::outcomes(c)?;
     let called = pairs.len() as i64;
-    let (mut answered, mut covered, mut silent) = (0, 0, 0);
-    for (a, cov, sil) in &pairs {
+    let (mut answered, mut covered, mut silent, mut listed) = (0, 0, 0, 0);
+    for (a, cov, sil, list) in &pairs {
+        listed += i64::from(*list);
         if *a {
             answered += 1;
         } else if *cov {
@@ -390,7 +396,7 @@ fn summarise(
             minutes.insert(k.to_string(), v);
         }
     }
-    let by_channel = crate::respond::intake::answers_by_channel(c)?;
+    let by_channel = crate::respond::calls::answered_by_channel(c)?;
     let ack = Acknowledgement {
         called,
         answered,
@@ -400,32 +406,24 @@ fn summarise(
             0.0
         },
         covered,
+        unanswered: called - answered - covered,
         silent,
+        listed,
         by_channel,
         minutes,
     };
     let escalations = crate::respond::calls::escalations(c)?;
-    // Evacuation, per place (a village warned by the typhoon, the rain and its flash-flood
-    // zone at once moves its people once): people to move at the places told to move now,
-    // and the largest figures reported for each.
-    let (moved, refused, returned) = crate::respond::intake::evacuation_peaks(c)?;
-    let told = crate::respond::calls::told_to_move(c)?;
-    let to_move: i64 = told
-        .iter()
-        .map(|t| {
-            i64::from(
-                reg.village(t)
-                    .map(|v| v.evacuate)
-                    .or_else(|| reg.site(t).map(|s| s.evacuate))
-                    .unwrap_or(0),
-            )
-        })
-        .sum();
+    // Evacuation over the whole storm, from the ledger: each place once, however many
+    // warnings covered it (ARCHITECTURE.md, "The evacuation ledger").
+    let storm = crate::respond::ledger::storm(c, reg)?;
+    let t = crate::respond::ledger::total(storm.values());
     let evacuation = BTreeMap::from([
-        ("to_move".to_string(), to_move),
-        ("moved".to_string(), moved),
-        ("refused".to_string(), refused),
-        ("returned".to_string(), returned),
+        ("to_move".to_string(), i64::from(t.to_move)),
+        ("moved".to_string(), i64::from(t.moved)),
+        ("refused".to_string(), i64::from(t.refused)),
+        ("returned".to_string(), i64::from(t.returned)),
+        ("to_check".to_string(), i64::from(t.beyond)),
+        ("places".to_string(), storm.len() as i64),
     ]);
     let feed_gaps = crate::feeds::state::gap_alarms(c)?;
     Ok(Summary {

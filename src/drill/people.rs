@@ -360,10 +360,16 @@ pub fn lifts(tx: &Transaction<'_>, scenario: &str, r: &Responders) -> anyhow::Re
     for (_, lineage, at) in &cancels {
         let due = secs(*at) + i64::from(r.return_after_mins) * 60;
         tx.execute(
+            // Each lead reports the place's running total (the most any of its leads
+            // reported moved), as the ledger counts a place's latest report.
             "INSERT OR IGNORE INTO drill_plan (person, lineage, step, due, target, people, sms)
-             SELECT person, lineage, 'returned', ?2, target, max(people), sms FROM drill_plan
-             WHERE lineage = ?1 AND step LIKE 'moved%' AND channel IN ('sms', 'link')
-             GROUP BY person, target",
+             SELECT p.person, p.lineage, 'returned', ?2, p.target,
+                    (SELECT max(q.people) FROM drill_plan q
+                     WHERE q.target = p.target AND q.step LIKE 'moved%' AND q.channel IN ('sms', 'link')),
+                    p.sms
+             FROM drill_plan p
+             WHERE p.lineage = ?1 AND p.step LIKE 'moved%' AND p.channel IN ('sms', 'link')
+             GROUP BY p.person, p.target",
             params![lineage, due],
         )?;
     }
@@ -406,6 +412,16 @@ pub fn answer(
         .collect::<Result<_, _>>()?;
     for (person, lineage, step, people, refused, sms) in due {
         let lifted = lift_time(tx, &lineage)?.is_some();
+        // A lead whose latest text is about a warning still in force keeps people away: they
+        // go home once that one is lifted too (a reply answers the last text's warning).
+        if step == "returned" && sms && !last_text_lifted(tx, &person, reg)? {
+            tx.execute(
+                "UPDATE drill_plan SET due = due + 1800
+                 WHERE person = ?1 AND lineage = ?2 AND step = ?3",
+                params![person, lineage, step],
+            )?;
+            continue;
+        }
         let (text, form) = match step.as_str() {
             s if s.starts_with("ack") => (
                 "1".to_string(),
@@ -505,6 +521,17 @@ fn reply(
         now,
     )?;
     Ok(())
+}
+
+/// Whether the warning of the person's latest text has been lifted (or no text went to them).
+fn last_text_lifted(tx: &Transaction<'_>, person: &str, reg: &Registry) -> anyhow::Result<bool> {
+    let Some(mobile) = reg.person(person).map(|p| p.mobile.clone()) else {
+        return Ok(true);
+    };
+    Ok(match outbox::last_sent_to(tx, &mobile)? {
+        Some(last) => lift_time(tx, &last.lineage)?.is_some(),
+        None => true,
+    })
 }
 
 /// When the warning was lifted (see `correlate::store::lifted_at`).

@@ -81,20 +81,23 @@ pub struct Place {
     pub at_post: u32,
     /// How the place stands.
     pub answer: Answer,
-    /// People who must move (registry): the village's when it is warned itself, else those of
-    /// its warned sites.
+    /// People who must move ([`ledger`](super::ledger): the registry's figure for what the
+    /// view covers of the place).
     pub to_move: u32,
-    /// People reported moved (the latest running total of each person, summed).
+    /// People moved (the ledger: the place's latest report, at most `to_move`).
     pub moved: u32,
-    /// People reported refusing or unable to move.
+    /// People refusing or unable to move.
     pub refused: u32,
-    /// Reports here confirmed beyond the registered figure: counted, for the office to check
-    /// with the village (待核实).
+    /// People reported beyond the registered figure: not in `moved`, for the office to check
+    /// with the village (超登记待核实).
     pub to_check: u32,
     /// Loudspeakers.
     pub plays: Plays,
-    /// First answer, if any (RFC 3339).
+    /// First answer, if any (local, readable).
     pub first_answer: Option<String>,
+    /// A village threatened by a warned hazard site of another village's row: its people
+    /// and reports are counted on that row (id, name), not here.
+    pub counted_in: Option<(String, String)>,
 }
 
 impl Place {
@@ -117,25 +120,29 @@ pub struct Warning {
     pub area_name: String,
     /// Version of the last message.
     pub version: u32,
-    /// First issued (RFC 3339, local).
+    /// First issued (local, readable: `08-09 18:02`).
     pub issued: String,
+    /// First issued (RFC 3339, local), for programs.
+    pub issued_at: String,
     /// Officials only.
     pub restricted: bool,
-    /// Villages and sites, worst answer first, then by tier.
+    /// Villages and sites the filter keeps, worst answer first, then by tier.
     pub places: Vec<Place>,
     /// Town and county officers called: (called, answered, silent).
     pub officers: (u32, u32, u32),
-    /// Totals over the places.
+    /// Totals over the places the filter keeps.
     pub totals: Totals,
 }
 
-/// Sums over places.
+/// Sums over places, each counted once.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Totals {
     /// Places.
     pub places: u32,
-    /// Places silent.
+    /// Places on the silent list (nobody answered, the ladder ran out).
     pub silent: u32,
+    /// Places called where nobody answered yet and the ladder still climbs.
+    pub waiting: u32,
     /// Places answered.
     pub answered: u32,
     /// Persons at post.
@@ -146,6 +153,41 @@ pub struct Totals {
     pub moved: u32,
     /// Refusing.
     pub refused: u32,
+    /// People reported beyond the registered figures (not in `moved`).
+    pub to_check: u32,
+}
+
+/// One town's line of the summary at the top of the board.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Town {
+    /// Its code (9 digits; empty for places in no known town).
+    pub code: String,
+    /// Its name.
+    pub name: String,
+    /// Over its places, each once.
+    pub totals: Totals,
+    /// Its shelters with people in them: (occupants, capacity).
+    pub shelters: (u32, u32),
+}
+
+/// A place that needs a phone call now, and whom to ring.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CallNow {
+    /// The place (ledger row).
+    pub place: String,
+    /// Its name.
+    pub name: String,
+    /// Its town's name.
+    pub town: String,
+    /// `silent` (on the silent list), `help` (asked for help, not yet dealt with),
+    /// `to_check` (reported beyond the registered figure).
+    pub reason: &'static str,
+    /// Whom to ring: (name, role, mobile).
+    pub persons: Vec<(String, String, String)>,
+    /// What they said (help), cut short.
+    pub note: Option<String>,
+    /// Since when (local, readable).
+    pub since: Option<String>,
 }
 
 /// A shelter's load over all warnings in force.
@@ -155,6 +197,8 @@ pub struct Shelter {
     pub id: String,
     /// Name as reported.
     pub name: String,
+    /// Its town's code (empty when unknown).
+    pub town: String,
     /// Capacity (0 when unknown).
     pub capacity: u32,
     /// People reported moved into it.
@@ -170,7 +214,7 @@ pub struct Returning {
     pub lineage: String,
     /// The hazard.
     pub hazard: String,
-    /// When it was lifted (local).
+    /// When it was lifted (local, readable).
     pub lifted: String,
     /// (place id, name, moved, returned), places with people still away first.
     pub places: Vec<(String, String, u32, u32)>,
@@ -180,18 +224,46 @@ pub struct Returning {
     pub returned: u32,
 }
 
+/// The moment a board is read at, and on which clock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AsOf {
+    /// The run's time (a drill's simulated time in a drill).
+    pub now: jiff::Timestamp,
+    /// Whether it is a drill's clock.
+    pub drill: bool,
+}
+
+impl AsOf {
+    /// Now, on the wall clock.
+    pub fn wall() -> AsOf {
+        AsOf {
+            now: jiff::Timestamp::now(),
+            drill: false,
+        }
+    }
+}
+
 /// The whole board.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Board {
-    /// When it was read (RFC 3339, local).
+    /// When it was read (local, readable), on `clock`.
     pub generated: String,
-    /// The warnings in force, most serious first.
+    /// When it was read (RFC 3339, local), for programs.
+    pub generated_at: String,
+    /// `drill` (the drill's simulated clock) or `live`.
+    pub clock: &'static str,
+    /// Per town, over the places the filter keeps, each once.
+    pub towns: Vec<Town>,
+    /// Places that need a phone call now.
+    pub call_now: Vec<CallNow>,
+    /// The warnings in force with places the filter keeps, most serious first.
     pub warnings: Vec<Warning>,
     /// Shelters with anyone reported in them, fullest first.
     pub shelters: Vec<Shelter>,
     /// Warnings lifted in the last 72 hours whose people are not all reported home.
     pub returning: Vec<Returning>,
-    /// Totals over every warning.
+    /// The county: every place the filter keeps, each once, whatever number of warnings
+    /// cover it.
     pub totals: Totals,
 }
 
@@ -214,7 +286,7 @@ pub enum Filter {
     /// Every place.
     #[default]
     All,
-    /// Places on the silent list, or still waiting for an answer.
+    /// Places nobody answered: on the silent list, or still waiting for an answer.
     Silent,
     /// Places where people must still move.
     NotMoved,
@@ -230,7 +302,17 @@ impl Filter {
         }
     }
 
-    fn keeps(self, p: &Place) -> bool {
+    /// The query value (empty for every place).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Filter::All => "",
+            Filter::Silent => "silent",
+            Filter::NotMoved => "unmoved",
+        }
+    }
+
+    /// Whether the filter keeps a place.
+    pub fn keeps(self, p: &Place) -> bool {
         match self {
             Filter::All => true,
             Filter::Silent => matches!(p.answer, Answer::Silent | Answer::Waiting),
@@ -243,12 +325,8 @@ impl Filter {
 #[derive(Default)]
 struct Row {
     tier: Option<crate::correlate::Tier>,
-    warned_itself: bool,
-    site_evacuate: u32,
+    cover: super::ledger::Cover,
     sites: Vec<(String, String, String)>,
-    moved: u32,
-    refused: u32,
-    to_check: u32,
     /// Person → (answered or covered on any of their calls here, silent on one).
     persons: BTreeMap<String, (bool, bool)>,
     first_answer: Option<String>,
@@ -307,17 +385,50 @@ fn calls(c: &Connection, lineage: &str) -> anyhow::Result<Vec<CallRow>> {
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
-/// Build the board as it stands.
+/// A time as people read it on the board: the county's zone, `08-09 18:02`.
+pub fn readable(t: jiff::Timestamp, tz: &jiff::tz::TimeZone) -> String {
+    t.to_zoned(tz.clone()).strftime("%m-%d %H:%M").to_string()
+}
+
+fn readable_str(s: &str, tz: &jiff::tz::TimeZone) -> String {
+    s.parse::<jiff::Timestamp>()
+        .map(|t| readable(t, tz))
+        .unwrap_or_else(|_| s.to_string())
+}
+
+/// A county row while the board is gathered: the union over warnings.
+struct CountyRow {
+    cover: super::ledger::Cover,
+    answer: Answer,
+    posted: std::collections::BTreeSet<String>,
+    town: String,
+    name: String,
+}
+
+/// Build the board as it stands at `asof`.
 pub fn read(
     c: &Connection,
     reg: &Registry,
     tz: &jiff::tz::TimeZone,
     filter: Filter,
+    asof: AsOf,
 ) -> anyhow::Result<Board> {
-    let local = |s: &str| super::local_time(s, tz);
+    let lineages = cstore::lineages(c)?;
+    let keys: Vec<String> = lineages.iter().map(|l| l.key()).collect();
+    // The ledger over every warning in force: a place's figures are its own, whichever
+    // warning a report came under.
+    let reports = super::ledger::Reports::read(c, reg, &keys)?;
+    let mut county_covers: BTreeMap<String, super::ledger::Cover> = BTreeMap::new();
+    for l in &lineages {
+        let places = l.places.iter().map(|(id, h)| (id.as_str(), h.kind));
+        for (row, cover) in super::ledger::covers_of(reg, places) {
+            county_covers.entry(row).or_default().merge(&cover);
+        }
+    }
+    let county_reports = reports.folded(reg, &county_covers);
     let mut warnings = Vec::new();
-    let mut totals = Totals::default();
-    for l in cstore::lineages(c)? {
+    let mut county: BTreeMap<String, CountyRow> = BTreeMap::new();
+    for l in &lineages {
         if l.places.is_empty() {
             continue;
         }
@@ -332,20 +443,13 @@ pub fn read(
                 PlaceKind::Village => {
                     let r = row(&mut rows, id);
                     r.tier = r.tier.max(Some(held.tier));
-                    r.warned_itself = true;
+                    r.cover.itself = true;
                 }
                 PlaceKind::Site => {
-                    let (village, name, evacuate) = match reg.site(id) {
-                        Some(s) => (
-                            s.villages.first().cloned().unwrap_or_else(|| id.clone()),
-                            s.name.clone(),
-                            s.evacuate,
-                        ),
-                        None => (id.clone(), id.clone(), 0),
-                    };
-                    let r = row(&mut rows, &village);
+                    let name = reg.site(id).map_or_else(|| id.clone(), |s| s.name.clone());
+                    let r = row(&mut rows, &village_of(reg, id));
                     r.tier = r.tier.max(Some(held.tier));
-                    r.site_evacuate += evacuate;
+                    r.cover.sites.insert(id.clone());
                     r.sites
                         .push((id.clone(), name, held.tier.as_str().to_string()));
                 }
@@ -376,23 +480,42 @@ pub fn read(
             e.0 |= answered;
             e.1 |= silent;
         }
-        for (target, (moved, refused, to_check)) in evacuation(c, &key)? {
-            let r = row(&mut rows, &village_of(reg, &target));
-            r.moved += moved;
-            r.refused += refused;
-            r.to_check += to_check;
-        }
         let tier_all = l.tier;
+        let covers: BTreeMap<String, super::ledger::Cover> = rows
+            .iter()
+            .filter(|(_, r)| r.cover != Default::default())
+            .map(|(id, r)| (id.clone(), r.cover.clone()))
+            .collect();
+        let reports = reports.folded(reg, &covers);
+        // Villages a covered site threatens that are not covered themselves: counted on the
+        // site's row.
+        let mut folded_into: BTreeMap<String, String> = BTreeMap::new();
+        for (row, cover) in &covers {
+            for site in &cover.sites {
+                for v in reg
+                    .site(site)
+                    .map(|s| s.villages.as_slice())
+                    .unwrap_or_default()
+                {
+                    if v != row && !covers.contains_key(v) {
+                        folded_into.entry(v.clone()).or_insert_with(|| row.clone());
+                    }
+                }
+            }
+        }
         let mut places = Vec::new();
         for (id, r) in rows {
-            let (mut sent, mut delivered, mut posted) = (0, 0, 0);
+            let (mut sent, mut delivered) = (0, 0);
             let (mut answered, mut silent) = (0, 0);
+            let mut posted = std::collections::BTreeSet::new();
             for (p, (a, q)) in &r.persons {
                 if let Some(d) = delivery.get(p) {
                     sent += u32::from(d.0);
                     delivered += u32::from(d.1);
                 }
-                posted += u32::from(post.contains_key(p));
+                if post.contains_key(p) {
+                    posted.insert(p.clone());
+                }
                 answered += u32::from(*a);
                 silent += u32::from(*q && !*a);
             }
@@ -407,17 +530,30 @@ pub fn read(
                 Answer::Waiting
             };
             let v = reg.village(&id);
+            let figures = reports.figures(&id, r.cover.to_move(reg, &id));
+            let town = v.map(|v| v.town.clone()).unwrap_or_default();
+            let name = v.map_or_else(
+                || r.sites.first().map_or_else(|| id.clone(), |s| s.1.clone()),
+                |v| v.name.clone(),
+            );
+            let cr = county.entry(id.clone()).or_insert_with(|| CountyRow {
+                cover: Default::default(),
+                answer: Answer::Uncalled,
+                posted: Default::default(),
+                town: town.clone(),
+                name: name.clone(),
+            });
+            cr.cover.merge(&r.cover);
+            cr.answer = county_answer(cr.answer, answer);
+            cr.posted.extend(posted.iter().cloned());
             places.push(Place {
                 kind: if v.is_some() || r.sites.is_empty() {
                     "village"
                 } else {
                     "site"
                 },
-                name: v.map_or_else(
-                    || r.sites.first().map_or_else(|| id.clone(), |s| s.1.clone()),
-                    |v| v.name.clone(),
-                ),
-                town: v.map(|v| v.town.clone()).unwrap_or_default(),
+                name,
+                town,
                 point: v.map(|v| (v.point.lat, v.point.lon)).or_else(|| {
                     r.sites
                         .first()
@@ -426,56 +562,48 @@ pub fn read(
                         .map(|(lon, lat)| (lat, lon))
                 }),
                 tier: r.tier.unwrap_or(tier_all).as_str().to_string(),
-                to_move: if r.warned_itself {
-                    v.map_or(0, |v| v.evacuate)
-                } else {
-                    r.site_evacuate
-                },
+                to_move: figures.to_move,
                 called,
                 sent,
                 delivered,
                 answered,
                 silent,
-                at_post: posted,
+                at_post: posted.len() as u32,
                 answer,
-                moved: r.moved,
-                refused: r.refused,
-                to_check: r.to_check,
+                moved: figures.moved,
+                refused: figures.refused,
+                to_check: figures.beyond,
                 plays: plays.get(&id).cloned().unwrap_or_default(),
-                first_answer: r.first_answer.as_deref().map(&local),
+                first_answer: r.first_answer.as_deref().map(|s| readable_str(s, tz)),
+                counted_in: folded_into
+                    .get(&id)
+                    .map(|into| (into.clone(), super::place_name(reg, into))),
                 sites: r.sites,
                 id,
             });
+        }
+        places.retain(|p| filter.keeps(p));
+        if places.is_empty() && filter != Filter::All {
+            continue;
         }
         let mut w_totals = Totals::default();
         for p in &places {
             add(&mut w_totals, p);
         }
-        places.retain(|p| filter.keeps(p));
         places.sort_by(|a, b| {
             a.answer
                 .cmp(&b.answer)
                 .then(b.tier_rank().cmp(&a.tier_rank()))
                 .then(a.id.cmp(&b.id))
         });
-        for (k, v) in [
-            (&mut totals.places, w_totals.places),
-            (&mut totals.silent, w_totals.silent),
-            (&mut totals.answered, w_totals.answered),
-            (&mut totals.at_post, w_totals.at_post),
-            (&mut totals.to_move, w_totals.to_move),
-            (&mut totals.moved, w_totals.moved),
-            (&mut totals.refused, w_totals.refused),
-        ] {
-            *k += v;
-        }
         warnings.push(Warning {
             lineage: key,
             hazard: l.hazard.to_string(),
             tier: l.tier.as_str().to_string(),
             area_name: l.area_name.clone(),
             version: l.version,
-            issued: l
+            issued: readable(l.issued, tz),
+            issued_at: l
                 .issued
                 .to_zoned(tz.clone())
                 .strftime("%Y-%m-%dT%H:%M:%S%:z")
@@ -491,26 +619,189 @@ pub fn read(
             .cmp(&rank(&a.tier))
             .then(a.lineage.cmp(&b.lineage))
     });
+    // The county: each place once, its figures over the union of what covers it.
+    let shelters = shelters(c, reg)?;
+    let mut towns: BTreeMap<String, Town> = BTreeMap::new();
+    let mut totals = Totals::default();
+    for (id, cr) in &county {
+        let f = county_reports.figures(id, cr.cover.to_move(reg, id));
+        let p = Place {
+            id: id.clone(),
+            kind: "village",
+            name: cr.name.clone(),
+            sites: Vec::new(),
+            town: cr.town.clone(),
+            tier: String::new(),
+            point: None,
+            called: 0,
+            sent: 0,
+            delivered: 0,
+            answered: 0,
+            silent: 0,
+            at_post: cr.posted.len() as u32,
+            answer: cr.answer,
+            to_move: f.to_move,
+            moved: f.moved,
+            refused: f.refused,
+            to_check: f.beyond,
+            plays: Plays::default(),
+            first_answer: None,
+            counted_in: None,
+        };
+        if !filter.keeps(&p) {
+            continue;
+        }
+        add(&mut totals, &p);
+        let t = towns.entry(cr.town.clone()).or_insert_with(|| Town {
+            name: super::place_name(reg, &cr.town),
+            code: cr.town.clone(),
+            totals: Totals::default(),
+            shelters: (0, 0),
+        });
+        add(&mut t.totals, &p);
+    }
+    for s in &shelters {
+        if let Some(t) = towns.get_mut(&s.town) {
+            t.shelters.0 += s.occupants;
+            t.shelters.1 += s.capacity;
+        }
+    }
+    let call_now = call_now(c, reg, tz, &county, &county_reports, &keys)?;
     Ok(Board {
-        generated: jiff::Zoned::now()
-            .with_time_zone(tz.clone())
+        generated: readable(asof.now, tz),
+        generated_at: asof
+            .now
+            .to_zoned(tz.clone())
             .strftime("%Y-%m-%dT%H:%M:%S%:z")
             .to_string(),
+        clock: if asof.drill { "drill" } else { "live" },
+        towns: towns.into_values().collect(),
+        call_now,
         warnings,
-        shelters: shelters(c, reg)?,
-        returning: returning(c, reg, &local)?,
+        shelters,
+        returning: returning(c, reg, tz)?,
         totals,
     })
+}
+
+/// A county row's answer over its warnings: the worst that is still open (a place silent
+/// under one warning is silent, whatever another warning's call got).
+fn county_answer(a: Answer, b: Answer) -> Answer {
+    a.min(b)
+}
+
+/// Places that need a phone call now: those on the silent list (whom to ring: the silent
+/// persons), those that asked for help and nobody has dealt with it yet, and those reported
+/// beyond their registered figure.
+fn call_now(
+    c: &Connection,
+    reg: &Registry,
+    tz: &jiff::tz::TimeZone,
+    county: &BTreeMap<String, CountyRow>,
+    reports: &super::ledger::Reports,
+    keys: &[String],
+) -> anyhow::Result<Vec<CallNow>> {
+    let in_force = serde_json::to_string(keys)?;
+    let town_name = |row: &str| {
+        county
+            .get(row)
+            .map(|r| super::place_name(reg, &r.town))
+            .unwrap_or_default()
+    };
+    let mut out: Vec<CallNow> = Vec::new();
+    // Silent persons, by place.
+    let silent: Vec<(String, String, String, String, Option<String>)> = c
+        .prepare_cached(
+            "SELECT target, name, role, mobile, min(called) FROM respond_call
+             WHERE state = 'silent' AND level NOT IN ('town', 'county')
+               AND lineage IN (SELECT value FROM json_each(?1))
+             GROUP BY target, person ORDER BY target, name",
+        )?
+        .query_map(params![in_force], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut by_row: BTreeMap<String, CallNow> = BTreeMap::new();
+    for (target, name, role, mobile, since) in silent {
+        let row = village_of(reg, &target);
+        if county.get(&row).is_none_or(|r| r.answer != Answer::Silent) {
+            continue;
+        }
+        let e = by_row.entry(row.clone()).or_insert_with(|| CallNow {
+            name: super::place_name(reg, &row),
+            town: town_name(&row),
+            place: row.clone(),
+            reason: "silent",
+            persons: Vec::new(),
+            note: None,
+            since: since.as_deref().map(|s| readable_str(s, tz)),
+        });
+        // One line per person (a person holding two duties there is rung once).
+        if !e.persons.iter().any(|q| q.2 == mobile) {
+            e.persons.push((name, role, mobile));
+        }
+    }
+    out.extend(by_row.into_values());
+    // Help asked, not dealt with.
+    let help: Vec<(String, String, String, String, Option<String>, String)> = c
+        .prepare_cached(
+            "SELECT c.target, c.name, c.role, c.mobile, a.note, max(a.at) FROM respond_answer a
+             JOIN respond_call c ON c.lineage = a.lineage AND c.person = a.person
+             WHERE a.kind = 'help' AND a.handled IS NULL AND a.repeat_of IS NULL
+               AND a.lineage IN (SELECT value FROM json_each(?1))
+             GROUP BY a.person ORDER BY max(a.at) DESC",
+        )?
+        .query_map(params![in_force], |r| {
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+            ))
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    for (target, name, role, mobile, note, at) in help {
+        let row = village_of(reg, &target);
+        out.push(CallNow {
+            name: super::place_name(reg, &row),
+            town: town_name(&row),
+            place: row,
+            reason: "help",
+            persons: vec![(name, role, mobile)],
+            note: note.map(|n| super::intake::quote_of(&n)),
+            since: Some(readable_str(&at, tz)),
+        });
+    }
+    // Reported beyond the registry.
+    for (row, cr) in county {
+        let f = reports.figures(row, cr.cover.to_move(reg, row));
+        if f.beyond > 0 {
+            out.push(CallNow {
+                name: cr.name.clone(),
+                town: super::place_name(reg, &cr.town),
+                place: row.clone(),
+                reason: "to_check",
+                persons: Vec::new(),
+                note: None,
+                since: None,
+            });
+        }
+    }
+    Ok(out)
 }
 
 fn add(t: &mut Totals, p: &Place) {
     t.places += 1;
     t.silent += u32::from(p.answer == Answer::Silent);
+    t.waiting += u32::from(p.answer == Answer::Waiting);
     t.answered += u32::from(p.answer == Answer::Answered);
     t.at_post += p.at_post;
     t.to_move += p.to_move;
     t.moved += p.moved;
     t.refused += p.refused;
+    t.to_check += p.to_check;
 }
 
 fn rank(tier: &str) -> u8 {
@@ -534,36 +825,19 @@ fn at_post(c: &Connection, lineage: &str) -> anyhow::Result<HashMap<String, Stri
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
-/// (moved, refused, reports beyond the registered figure) per place.
-fn evacuation(c: &Connection, lineage: &str) -> anyhow::Result<HashMap<String, (u32, u32, u32)>> {
-    let mut q = c.prepare_cached(
-        "SELECT target, sum(people), sum(ifnull(refused, 0)), count(beyond) FROM respond_evacuation
-         WHERE lineage = ?1 GROUP BY target",
-    )?;
-    let rows = q.query_map(params![lineage], |r| {
-        Ok((
-            r.get::<_, String>(0)?,
-            (
-                r.get::<_, i64>(1)?.clamp(0, u32::MAX as i64) as u32,
-                r.get::<_, i64>(2)?.clamp(0, u32::MAX as i64) as u32,
-                r.get::<_, i64>(3)?.clamp(0, u32::MAX as i64) as u32,
-            ),
-        ))
-    })?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
-}
-
-/// Shelter loads over the warnings in force: each person's latest report counted once (the
-/// same people reported under two warnings are the same people).
+/// Shelter loads over the warnings in force: each place's latest report naming the shelter,
+/// counted once (the same people reported under two warnings, or by two of a place's leads,
+/// are the same people).
 pub(crate) fn shelters(c: &Connection, reg: &Registry) -> anyhow::Result<Vec<Shelter>> {
     let in_force = cstore::in_force_keys(c)?;
     let mut q = c.prepare_cached(
         "SELECT shelter, sum(people) FROM (
-            SELECT e.shelter AS shelter, max(e.people) AS people FROM respond_evacuation e
+            SELECT e.shelter AS shelter, e.people AS people,
+                   row_number() OVER (PARTITION BY e.target, e.shelter ORDER BY e.at DESC, e.answer DESC) AS n
+            FROM respond_evacuation e
             WHERE e.lineage IN (SELECT value FROM json_each(?1))
-              AND e.shelter IS NOT NULL AND e.shelter != ''
-            GROUP BY e.target, e.person, e.shelter)
-         GROUP BY shelter",
+              AND e.shelter IS NOT NULL AND e.shelter != '')
+         WHERE n = 1 GROUP BY shelter",
     )?;
     let rows: Vec<(String, i64)> = q
         .query_map(params![in_force], |r| Ok((r.get(0)?, r.get(1)?)))?
@@ -591,10 +865,11 @@ pub(crate) fn shelter(
     let in_force = cstore::in_force_keys(c)?;
     let mut q = c.prepare_cached(
         "SELECT shelter, sum(people) FROM (
-            SELECT e.shelter AS shelter, max(e.people) AS people FROM respond_evacuation e
-            WHERE e.shelter IN (?1, ?2) AND e.lineage IN (SELECT value FROM json_each(?3))
-            GROUP BY e.target, e.person, e.shelter)
-         GROUP BY shelter",
+            SELECT e.shelter AS shelter, e.people AS people,
+                   row_number() OVER (PARTITION BY e.target, e.shelter ORDER BY e.at DESC, e.answer DESC) AS n
+            FROM respond_evacuation e
+            WHERE e.shelter IN (?1, ?2) AND e.lineage IN (SELECT value FROM json_each(?3)))
+         WHERE n = 1 GROUP BY shelter",
     )?;
     let rows: Vec<(String, i64)> = q
         .query_map(params![known.id, known.name, in_force], |r| {
@@ -614,9 +889,14 @@ fn loads(reg: &Registry, rows: Vec<(String, i64)>) -> Vec<Shelter> {
             .shelters
             .iter()
             .find(|s| s.id == reported || s.name == reported.trim());
-        let (id, name, capacity) = match known {
-            Some(s) => (s.id.clone(), s.name.clone(), s.capacity),
-            None => (String::new(), reported.trim().to_string(), 0),
+        let (id, name, capacity, town) = match known {
+            Some(s) => (
+                s.id.clone(),
+                s.name.clone(),
+                s.capacity,
+                s.village.get(..9).unwrap_or_default().to_string(),
+            ),
+            None => (String::new(), reported.trim().to_string(), 0, String::new()),
         };
         let key = if id.is_empty() {
             name.clone()
@@ -626,6 +906,7 @@ fn loads(reg: &Registry, rows: Vec<(String, i64)>) -> Vec<Shelter> {
         let e = by_shelter.entry(key).or_insert(Shelter {
             id,
             name,
+            town,
             capacity,
             occupants: 0,
             nearly_full: false,
@@ -662,61 +943,41 @@ fn loads(reg: &Registry, rows: Vec<(String, i64)>) -> Vec<Shelter> {
 fn returning(
     c: &Connection,
     reg: &Registry,
-    local: &dyn Fn(&str) -> String,
+    tz: &jiff::tz::TimeZone,
 ) -> anyhow::Result<Vec<Returning>> {
     // Recent is measured on the warnings' own clock (the newest message issued), so that a
     // replayed storm's lift shows while a drill runs, and old storms drop off in real life.
     let since = cstore::newest_sent(c)?
         .and_then(|t| t.checked_sub(jiff::SignedDuration::from_hours(72)).ok());
-    let lifted = cstore::lifted_since(c, since)?;
-    let mut q = c.prepare_cached(
-        "SELECT target, sum(people), sum(ifnull(returned, 0)) FROM respond_evacuation
-         WHERE lineage = ?1 GROUP BY target",
-    )?;
-    let mut rows = Vec::new();
-    for (lineage, hazard, sent) in lifted {
-        let places: Vec<(String, i64, i64)> = q
-            .query_map(params![lineage], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
-            .collect::<rusqlite::Result<_>>()?;
-        for (target, moved, returned) in places {
-            rows.push((
-                (lineage.clone(), hazard.clone(), sent.clone()),
-                (target, moved, returned),
-            ));
-        }
-    }
-    let mut out: BTreeMap<String, Returning> = BTreeMap::new();
-    for ((lineage, hazard, sent), (target, moved, returned)) in rows {
-        let (moved, returned) = (
-            moved.clamp(0, i64::from(u32::MAX)) as u32,
-            returned.clamp(0, i64::from(u32::MAX)) as u32,
-        );
-        let e = out.entry(lineage.clone()).or_insert(Returning {
-            lineage,
+    let mut v = Vec::new();
+    for (lineage, hazard, sent) in cstore::lifted_since(c, since)? {
+        let mut r = Returning {
+            lineage: lineage.clone(),
             hazard,
-            lifted: local(&sent),
+            lifted: readable_str(&sent, tz),
             places: Vec::new(),
             moved: 0,
             returned: 0,
-        });
-        e.moved += moved;
-        e.returned += returned;
-        e.places.push((
-            target.clone(),
-            super::place_name(reg, &target),
-            moved,
-            returned,
-        ));
-    }
-    let mut v: Vec<Returning> = out
-        .into_values()
-        .filter(|r| r.returned < r.moved)
-        .map(|mut r| {
+        };
+        for (row, f) in super::ledger::lineage(c, reg, &lineage)? {
+            if f.moved == 0 {
+                continue;
+            }
+            r.moved += f.moved;
+            r.returned += f.returned;
+            r.places.push((
+                row.clone(),
+                super::place_name(reg, &row),
+                f.moved,
+                f.returned,
+            ));
+        }
+        if r.returned < r.moved {
             r.places
                 .sort_by_key(|p| (std::cmp::Reverse(p.2.saturating_sub(p.3)), p.0.clone()));
-            r
-        })
-        .collect();
+            v.push(r);
+        }
+    }
     v.sort_by(|a, b| b.lifted.cmp(&a.lifted));
     Ok(v)
 }

@@ -746,20 +746,25 @@ pub fn fired_steps(c: &Connection) -> anyhow::Result<Vec<StepRecord>> {
 /// Fired steps by action.
 pub fn escalations(c: &Connection) -> anyhow::Result<BTreeMap<String, i64>> {
     Ok(c.prepare(
-        "SELECT action, count(*) FROM respond_step WHERE state = 'fired' GROUP BY action",
+        "SELECT s.action, count(DISTINCT c.person || ' ' || c.lineage) FROM respond_step s
+         JOIN respond_call c ON c.id = s.call WHERE s.state = 'fired' GROUP BY s.action",
     )?
     .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
     .collect::<Result<_, _>>()?)
 }
 
 /// Per (person, warning): whether they answered it themselves, whether another lead of the
-/// same place answered for them, whether they were left on the silent list.
-pub fn outcomes(c: &Connection) -> anyhow::Result<Vec<(bool, bool, bool)>> {
+/// same place answered for them, whether they are on the silent list, whether the ladder ever
+/// put them there (some answer after being listed).
+pub fn outcomes(c: &Connection) -> anyhow::Result<Vec<(bool, bool, bool, bool)>> {
     Ok(c.prepare(
-        "SELECT max(state = 'answered'), max(state = 'covered'), max(state = 'silent')
-         FROM respond_call GROUP BY person, lineage ORDER BY person, lineage",
+        "SELECT max(c.state = 'answered'), max(c.state = 'covered'), max(c.state = 'silent'),
+                EXISTS (SELECT 1 FROM respond_step s JOIN respond_call k ON k.id = s.call
+                        WHERE k.person = c.person AND k.lineage = c.lineage
+                          AND s.action = 'silent' AND s.state = 'fired')
+         FROM respond_call c GROUP BY c.person, c.lineage ORDER BY c.person, c.lineage",
     )?
-    .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+    .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
     .collect::<Result<_, _>>()?)
 }
 
@@ -779,19 +784,21 @@ pub fn answer_minutes(c: &Connection) -> anyhow::Result<Vec<f64>> {
     Ok(mins)
 }
 
-/// The villages and sites whose leads were told to move people now (立即转移).
-pub fn told_to_move(c: &Connection) -> anyhow::Result<Vec<String>> {
-    Ok(c.prepare(
-        "SELECT DISTINCT target FROM respond_call
-         WHERE level IN ('village', 'site') AND json_extract(words, '$.move_') = 'now'
-         ORDER BY target",
-    )?
-    .query_map([], |r| r.get(0))?
-    .collect::<Result<_, _>>()?)
-}
-
 /// (state or kind, how many), in name order.
 pub type Tally = Vec<(String, i64)>;
+
+/// Per (person, warning) answered by the person themselves: the channel of the answer that
+/// closed their call (the first one), counted once per pair.
+pub fn answered_by_channel(c: &Connection) -> anyhow::Result<BTreeMap<String, i64>> {
+    Ok(c.prepare(
+        "SELECT a.channel, count(*) FROM (
+           SELECT min(k.answer) AS answer FROM respond_call k
+           WHERE k.state = 'answered' AND k.answer IS NOT NULL GROUP BY k.person, k.lineage) f
+         JOIN respond_answer a ON a.id = f.answer GROUP BY a.channel",
+    )?
+    .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+    .collect::<Result<_, _>>()?)
+}
 
 /// Calls by state, and first answers by kind (repeats left out), for `status`.
 pub fn tallies(c: &Connection) -> anyhow::Result<(Tally, Tally)> {

@@ -10,8 +10,6 @@
 //! - A reply repeated within ten minutes (an SMSC redelivering, a second tap) is recorded with
 //!   `repeat_of` and changes nothing.
 
-use std::collections::BTreeMap;
-
 use jiff::{SignedDuration, Timestamp};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
@@ -180,6 +178,7 @@ pub fn run_once(
                 mobile: &address,
                 about: &about,
                 confirmed: confirms,
+                place: None,
             },
             &last,
             answer,
@@ -188,6 +187,27 @@ pub fn run_once(
         )?;
         out.closed += done.closed;
         out.messages += done.messages;
+        if let Some(why) = done.unbooked {
+            let places: Vec<String> = match &why {
+                Unbooked::Which(p) => p.iter().map(|p| p.1.clone()).collect(),
+                Unbooked::NotLifted => Vec::new(),
+            };
+            let text = crate::templates::env()?
+                .get_template(&format!("sms/unbooked.{lang}"))?
+                .render(minijinja::context! {
+                    office => &policy.office, exercise => policy.exercise, kind => kind,
+                    reason => why.as_str(), places => places, people => people,
+                })?;
+            let n = notice_about(
+                &last,
+                Tier::Blue,
+                (&last.person, &address),
+                text.trim(),
+                format!("unbooked:{answer}"),
+                true,
+            );
+            out.messages += usize::from(outbox::notice(tx, &n, r.at)?.is_some());
+        }
         if let Some(held) = done.held {
             // Asked back, to the sender only; it ranks with the codes sent back.
             let text = crate::templates::env()?
@@ -228,6 +248,8 @@ struct Acted<'a> {
     about: &'a [String],
     /// The sender confirmed a number beyond the place's registered figure.
     confirmed: bool,
+    /// The place the report is for, when the sender named it (a link's place field).
+    place: Option<&'a str>,
 }
 
 /// What an answer did.
@@ -238,6 +260,153 @@ struct Done {
     messages: usize,
     /// The number was beyond the registered figure and waits for its confirmation.
     held: Option<Held>,
+    /// The report was kept but booked for no place, and why.
+    unbooked: Option<Unbooked>,
+}
+
+/// Why a report of people was kept and not booked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Unbooked {
+    /// People back home, reported while the warning is still in force.
+    NotLifted,
+    /// A town or county officer did not say which place (or named one that is not theirs
+    /// under this warning): the places they may name.
+    Which(Vec<(String, String)>),
+}
+
+impl Unbooked {
+    fn as_str(&self) -> &'static str {
+        match self {
+            Unbooked::NotLifted => "not_lifted",
+            Unbooked::Which(_) => "which_place",
+        }
+    }
+}
+
+/// Where a report of people goes.
+enum Placing<'a> {
+    /// The person has no call for this warning.
+    None,
+    /// Kept, not booked.
+    Unbooked(Unbooked),
+    /// Booked for this place, with the shelter named (an officer's SMS names the place first).
+    Place {
+        target: String,
+        shelter: Option<&'a str>,
+    },
+}
+
+/// The place a report of people is for. A lead reports for the places of their own duty under
+/// the warning (the broadest one: their village before its groups and sites, since a village
+/// lead's figure counts them). A town or county officer reports for a place they name, under
+/// the warning and inside their unit: on the page they choose it, by SMS they write its name
+/// first (`3 35 溪口村 溪口小学`); with one such place it needs no naming. Never for their unit
+/// code, which is no place anybody moves from.
+fn report_place<'a>(
+    tx: &Transaction<'_>,
+    reg: &Registry,
+    lineage: &str,
+    person: &str,
+    named: Option<&str>,
+    shelter: Option<&'a str>,
+) -> anyhow::Result<Placing<'a>> {
+    let own: Vec<(String, String)> = tx
+        .prepare_cached(
+            "SELECT DISTINCT target, level FROM respond_call WHERE lineage = ?1 AND person = ?2
+             ORDER BY CASE level WHEN 'village' THEN 0 WHEN 'group' THEN 1 WHEN 'site' THEN 2
+                      WHEN 'town' THEN 3 ELSE 4 END, target",
+        )?
+        .query_map(params![lineage, person], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    let matches = |id: &str, name: &str| {
+        named.is_some_and(|n| {
+            let n = n.trim();
+            n == id || n == name
+        })
+    };
+    let leads: Vec<&(String, String)> = own
+        .iter()
+        .filter(|(_, level)| matches!(level.as_str(), "village" | "group" | "site"))
+        .collect();
+    if let Some((first, _)) = leads.first() {
+        let chosen = leads
+            .iter()
+            .find(|(t, _)| matches(t, &super::place_name(reg, t)))
+            .map_or(first, |(t, _)| t);
+        return Ok(Placing::Place {
+            target: chosen.clone(),
+            shelter,
+        });
+    }
+    let units: Vec<&str> = own.iter().map(|(t, _)| t.as_str()).collect();
+    if units.is_empty() {
+        return Ok(Placing::None);
+    }
+    let places = places_under(tx, reg, lineage, &units)?;
+    // By SMS the place's name comes first, the shelter after it.
+    let (word, rest) = match (named, shelter) {
+        (Some(n), _) => (Some(n.trim()), shelter),
+        (None, Some(s)) => {
+            let s = s.trim();
+            match s.split_once(char::is_whitespace) {
+                Some((w, r)) => (Some(w), Some(r.trim()).filter(|r| !r.is_empty())),
+                None => (Some(s), None),
+            }
+        }
+        (None, None) => (None, None),
+    };
+    if let Some(w) = word
+        && let Some((id, _)) = places.iter().find(|(id, name)| w == id || w == name)
+    {
+        return Ok(Placing::Place {
+            target: id.clone(),
+            shelter: rest,
+        });
+    }
+    if places.len() == 1 && named.is_none() {
+        return Ok(Placing::Place {
+            target: places[0].0.clone(),
+            shelter,
+        });
+    }
+    Ok(Placing::Unbooked(Unbooked::Which(places)))
+}
+
+/// The places (ledger rows: villages, and sites in no village) a warning called leads for
+/// inside `units` (town or county codes), with their names: what an officer may report for.
+pub(crate) fn places_under(
+    c: &Connection,
+    reg: &Registry,
+    lineage: &str,
+    units: &[&str],
+) -> anyhow::Result<Vec<(String, String)>> {
+    let targets: Vec<String> = c
+        .prepare_cached(
+            "SELECT DISTINCT target FROM respond_call
+             WHERE lineage = ?1 AND level IN ('village', 'group', 'site')",
+        )?
+        .query_map(params![lineage], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut rows: Vec<String> = targets
+        .iter()
+        .map(|t| super::ledger::row_of(reg, t))
+        .filter(|row| {
+            let code = reg
+                .site(row)
+                .and_then(|s| s.villages.first().cloned())
+                .unwrap_or_else(|| row.clone());
+            units.iter().any(|u| code.starts_with(u))
+        })
+        .collect();
+    rows.sort();
+    rows.dedup();
+    Ok(rows
+        .into_iter()
+        .map(|r| {
+            let name = super::place_name(reg, &r);
+            (r, name)
+        })
+        .collect())
 }
 
 /// A number held back (see [`Done::held`]).
@@ -263,53 +432,69 @@ fn act(
     let closed = calls::answered(tx, &last.person, a.about, answer, at, settings)?;
     let mut messages = 0;
     let mut held = None;
+    let mut unbooked = None;
     // Only a report of people moved or back home books people (a number posted with any
     // other answer is kept in the answer's record and acts on nothing).
     let people = a.people.filter(|_| matches!(a.kind, "moved" | "returned"));
-    if let (Some(n), Some(call)) = (people, own_call(tx, &last.lineage, &last.person)?) {
-        // A person answering for a site and its village (or several places) reports for all
-        // of them: the largest of their places' figures is the bound.
-        let registered = tx
-            .prepare_cached(
-                "SELECT DISTINCT target FROM respond_call WHERE lineage = ?1 AND person = ?2",
-            )?
-            .query_map(params![last.lineage, last.person], |r| {
-                r.get::<_, String>(0)
-            })?
-            .collect::<rusqlite::Result<Vec<_>>>()?
-            .iter()
-            .map(|t| super::registered_to_move(reg, t))
-            .max()
-            .unwrap_or(0);
-        let beyond = (n > registered).then_some(registered);
-        if beyond.is_some() && !a.confirmed {
-            tx.execute(
-                "UPDATE respond_answer SET held = ?2 WHERE id = ?1",
-                params![answer, registered],
-            )?;
-            tracing::warn!(
-                person = %last.person, place = %call.target, people = n, registered,
-                "a report beyond the registered figure: held until its sender confirms it"
-            );
-            held = Some(Held {
-                people: n,
-                registered,
-                place: super::place_name(reg, &call.target),
-            });
-        } else if a.kind == "returned" {
-            evacuation(tx, last, &call, Evacuated::Returned(n), beyond, answer, at)?;
+    if let Some(n) = people {
+        let lifted = crate::correlate::store::lifted(tx, &last.lineage)?;
+        let placing = if a.kind == "returned" && !lifted {
+            // People go home when the warning is lifted, not before (ARCHITECTURE.md, "The
+            // evacuation ledger"): a return reported early is kept, answered, not booked.
+            Placing::Unbooked(Unbooked::NotLifted)
         } else {
-            evacuation(
-                tx,
-                last,
-                &call,
-                Evacuated::Moved(n, a.shelter, a.refused),
-                beyond,
-                answer,
-                at,
-            )?;
-            if let Some(s) = a.shelter {
-                messages += super::shelters::check(tx, reg, policy, last, s, at)?;
+            report_place(tx, reg, &last.lineage, &last.person, a.place, a.shelter)?
+        };
+        match placing {
+            Placing::None => {}
+            Placing::Unbooked(why) => {
+                tracing::warn!(
+                    person = %last.person, kind = a.kind, people = n, reason = why.as_str(),
+                    "a report not booked: kept for the duty officer, its sender told why"
+                );
+                unbooked = Some(why);
+            }
+            Placing::Place { target, shelter } => {
+                let registered = super::registered_to_move(reg, &target);
+                let beyond = (n > registered).then_some(registered);
+                if beyond.is_some() && !a.confirmed {
+                    tx.execute(
+                        "UPDATE respond_answer SET held = ?2 WHERE id = ?1",
+                        params![answer, registered],
+                    )?;
+                    tracing::warn!(
+                        person = %last.person, place = %target, people = n, registered,
+                        "a report beyond the registered figure: held until its sender confirms it"
+                    );
+                    held = Some(Held {
+                        people: n,
+                        registered,
+                        place: super::place_name(reg, &target),
+                    });
+                } else if a.kind == "returned" {
+                    evacuation(
+                        tx,
+                        last,
+                        &target,
+                        Evacuated::Returned(n),
+                        beyond,
+                        answer,
+                        at,
+                    )?;
+                } else {
+                    evacuation(
+                        tx,
+                        last,
+                        &target,
+                        Evacuated::Moved(n, shelter, a.refused),
+                        beyond,
+                        answer,
+                        at,
+                    )?;
+                    if let Some(s) = shelter {
+                        messages += super::shelters::check(tx, reg, policy, last, s, at)?;
+                    }
+                }
             }
         }
     }
@@ -329,6 +514,7 @@ fn act(
         closed,
         messages,
         held,
+        unbooked,
     })
 }
 
@@ -537,10 +723,12 @@ pub struct LinkAnswer {
     /// moved, returned: the sender confirmed a number beyond the registered figure (the
     /// page's confirm step).
     pub confirmed: bool,
+    /// moved, returned: the place reported for (a town or county officer chooses it).
+    pub place: Option<String>,
 }
 
 /// What became of an answer from a link.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LinkOutcome {
     /// Recorded, with its id, and acted on.
     Recorded(i64),
@@ -556,6 +744,11 @@ pub enum LinkOutcome {
         /// The place's registered figure.
         registered: u32,
     },
+    /// People back home, while the warning is still in force: recorded, not counted.
+    NotLifted,
+    /// An officer's report that names no place of theirs under this warning: recorded, not
+    /// counted; the places they may choose from (id, name).
+    Which(Vec<(String, String)>),
 }
 
 /// The answers a link may give.
@@ -593,6 +786,9 @@ pub fn from_link(
     }
     if let Some((lat, lon)) = a.location {
         text.push_str(&format!(" at={lat:.5},{lon:.5}"));
+    }
+    if let Some(p) = &a.place {
+        text.push_str(&format!(" place={p}"));
     }
     if let Some(n) = &a.note {
         text.push_str(&format!(" note={n}"));
@@ -665,18 +861,21 @@ pub fn from_link(
             mobile: &mobile,
             about: std::slice::from_ref(&link.lineage),
             confirmed: a.confirmed,
+            place: a.place.as_deref(),
         },
         &last,
         answer,
         at,
         (reg, settings, policy),
     )?;
-    Ok(match done.held {
-        Some(h) => LinkOutcome::Confirm {
+    Ok(match (done.held, done.unbooked) {
+        (Some(h), _) => LinkOutcome::Confirm {
             people: h.people,
             registered: h.registered,
         },
-        None => LinkOutcome::Recorded(answer),
+        (None, Some(Unbooked::NotLifted)) => LinkOutcome::NotLifted,
+        (None, Some(Unbooked::Which(places))) => LinkOutcome::Which(places),
+        (None, None) => LinkOutcome::Recorded(answer),
     })
 }
 
@@ -702,6 +901,9 @@ pub struct PageState {
     pub lifted: bool,
     /// Their latest return report.
     pub returned: Option<i64>,
+    /// A town or county officer's places under this warning (id, name): they report for the
+    /// one they choose.
+    pub places: Vec<(String, String)>,
 }
 
 /// Read the page state of a link's person and warning.
@@ -734,6 +936,22 @@ pub fn page_state(
     st.moved = latest.as_ref().map(|l| l.0.clone()).filter(|m| m.0 > 0);
     st.returned = latest.and_then(|l| l.1);
     st.lifted = crate::correlate::store::lifted(c, &link.lineage)?;
+    let levels: Vec<(String, String)> = c
+        .prepare_cached(
+            "SELECT DISTINCT target, level FROM respond_call WHERE lineage = ?1 AND person = ?2",
+        )?
+        .query_map(params![link.lineage, link.person], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    if !levels.is_empty()
+        && levels
+            .iter()
+            .all(|(_, l)| matches!(l.as_str(), "town" | "county"))
+    {
+        let units: Vec<&str> = levels.iter().map(|(t, _)| t.as_str()).collect();
+        st.places = places_under(c, reg, &link.lineage, &units)?;
+    }
     Ok(st)
 }
 
@@ -787,7 +1005,7 @@ enum Evacuated<'a> {
 fn evacuation(
     tx: &Transaction<'_>,
     last: &outbox::LastSent,
-    call: &OwnCall,
+    target: &str,
     e: Evacuated<'_>,
     beyond: Option<u32>,
     answer: i64,
@@ -807,7 +1025,7 @@ fn evacuation(
     )?
     .execute(params![
         last.lineage,
-        call.target,
+        target,
         last.person,
         moved,
         shelter,
@@ -873,25 +1091,4 @@ pub fn all_answers(c: &Connection) -> anyhow::Result<Vec<AnswerRecord>> {
         })
     })?
     .collect::<Result<_, _>>()?)
-}
-
-/// First answers (repeats left out) by channel.
-pub fn answers_by_channel(c: &Connection) -> anyhow::Result<BTreeMap<String, i64>> {
-    Ok(c.prepare(
-        "SELECT channel, count(*) FROM respond_answer WHERE repeat_of IS NULL GROUP BY channel",
-    )?
-    .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
-    .collect::<Result<_, _>>()?)
-}
-
-/// Evacuation per place, summed over places: the largest figures reported for each place
-/// (people moved, refusing, back home).
-pub fn evacuation_peaks(c: &Connection) -> anyhow::Result<(i64, i64, i64)> {
-    Ok(c.query_row(
-        "SELECT coalesce(sum(p), 0), coalesce(sum(r), 0), coalesce(sum(b), 0) FROM (
-           SELECT max(people) AS p, max(coalesce(refused, 0)) AS r, max(coalesce(returned, 0)) AS b
-           FROM respond_evacuation GROUP BY target)",
-        [],
-        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-    )?)
 }

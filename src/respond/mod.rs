@@ -18,6 +18,7 @@
 pub mod board;
 pub mod calls;
 pub mod intake;
+pub mod ledger;
 pub(crate) mod reply;
 pub mod report;
 pub(crate) mod shelters;

@@ -25,8 +25,29 @@ pub struct Event {
     pub kind: String,
     /// Who (a person's name, or the office).
     pub who: String,
-    /// What, in a few words.
+    /// What, in a few words (the CSV's column; the Markdown reports word it from the
+    /// fields below, in their language).
     pub what: String,
+    /// The message type (Alert, Update, Cancel), answer kind or ladder action.
+    pub code: String,
+    /// A number it carries (people, a version, a count of texts).
+    pub n: Option<i64>,
+    /// A tier it names.
+    pub tier: Option<String>,
+    /// The channel it came by (sms, link).
+    pub channel: Option<String>,
+    /// Words as somebody wrote them (an answer's text, a shelter, a step's detail).
+    pub text: Option<String>,
+}
+
+/// The structured part of an [`Event`].
+#[derive(Default)]
+struct Said {
+    code: String,
+    n: Option<i64>,
+    tier: Option<String>,
+    channel: Option<String>,
+    text: Option<String>,
 }
 
 /// One person called, over all versions of the warning.
@@ -92,6 +113,10 @@ pub struct Evacuation {
     pub refused: u32,
     /// Reported back home after the lift.
     pub returned: u32,
+    /// Reported beyond the registered figure (not in `moved`): to check.
+    pub to_check: u32,
+    /// Its town's name.
+    pub town: String,
 }
 
 /// The report.
@@ -164,7 +189,7 @@ struct Timeline<'a> {
 }
 
 impl Timeline<'_> {
-    fn push(&mut self, at: &str, kind: &str, who: String, what: String) {
+    fn push(&mut self, at: &str, kind: &str, who: String, what: String, said: Said) {
         self.events.push((
             at.parse::<jiff::Timestamp>().ok(),
             Event {
@@ -172,6 +197,11 @@ impl Timeline<'_> {
                 kind: kind.into(),
                 who,
                 what,
+                code: said.code,
+                n: said.n,
+                tier: said.tier,
+                channel: said.channel,
+                text: said.text,
             },
         ));
     }
@@ -228,6 +258,12 @@ pub fn read(
                 m.version,
                 m.tier.as_deref().unwrap_or("")
             ),
+            Said {
+                code: m.msg_type.clone(),
+                n: Some(m.version),
+                tier: m.tier.clone(),
+                ..Said::default()
+            },
         );
     }
     let people = calls_of(c, lineage)?;
@@ -236,7 +272,7 @@ pub fn read(
     let sms = sms_of(c, lineage, &mut timeline)?;
     let persons = persons_of(&people, &channel_of, &steps_of, reg, &local);
     let levels = levels_of(&persons);
-    let evacuation = evacuation_of(c, reg, lineage, last_targets.as_ref())?;
+    let evacuation = evacuation_of(c, reg, lineage)?;
     let evacuated = evacuation.iter().fold((0, 0, 0), |t, e| {
         (t.0 + e.to_move, t.1 + e.moved, t.2 + e.refused)
     });
@@ -400,19 +436,26 @@ fn answers_of(
             let what = match (kind.as_str(), n) {
                 ("moved", Some(n)) => format!(
                     "moved {n}{} ({channel})",
-                    shelter.map(|s| format!(" → {s}")).unwrap_or_default()
+                    shelter
+                        .as_ref()
+                        .map(|s| format!(" → {s}"))
+                        .unwrap_or_default()
                 ),
                 _ => format!("{kind} ({channel}): {text}"),
             };
+            let moved = kind == "moved";
             timeline.push(
                 &at,
-                if kind == "moved" {
-                    "evacuation"
-                } else {
-                    "answer"
-                },
+                if moved { "evacuation" } else { "answer" },
                 who,
                 what,
+                Said {
+                    code: kind,
+                    n,
+                    channel: Some(channel),
+                    text: if moved { shelter } else { Some(text) },
+                    ..Said::default()
+                },
             );
         }
     }
@@ -448,7 +491,12 @@ fn steps_of(
                 &fired,
                 "escalation",
                 name,
-                format!("{action}: {}", detail.unwrap_or_default()),
+                format!("{action}: {}", detail.as_deref().unwrap_or_default()),
+                Said {
+                    code: action,
+                    text: detail,
+                    ..Said::default()
+                },
             );
         }
     }
@@ -474,6 +522,11 @@ fn sms_of(
                         "sms",
                         String::new(),
                         format!("first of {n} SMS accepted by the SMSC"),
+                        Said {
+                            code: "accepted".into(),
+                            n: Some(i64::from(n)),
+                            ..Said::default()
+                        },
                     );
                 }
                 "sms.delivered" => sms.1 += n,
@@ -550,71 +603,27 @@ fn levels_of(persons: &[Person]) -> Vec<Level> {
     levels
 }
 
-/// Evacuation: the places as the warning last stood, and every place reported on. A report
-/// for a village that is not warned itself counts for the warned site that names it (the
-/// people of a flash-flood zone live in its villages; their leads report by village).
-fn evacuation_of(
-    c: &Connection,
-    reg: &Registry,
-    lineage: &str,
-    last_targets: Option<&crate::correlate::Targets>,
-) -> anyhow::Result<Vec<Evacuation>> {
-    let place_name = |id: &str| super::place_name(reg, id);
-    let mut evac: BTreeMap<String, Evacuation> = BTreeMap::new();
-    let mut covered_by: BTreeMap<String, String> = BTreeMap::new();
-    for p in last_targets.into_iter().flat_map(|t| t.places.iter()) {
-        if let Some(site) = reg.site(&p.id) {
-            for v in &site.villages {
-                covered_by.entry(v.clone()).or_insert_with(|| p.id.clone());
-            }
-        }
-    }
-    for p in last_targets.into_iter().flat_map(|t| t.places.iter()) {
-        covered_by.insert(p.id.clone(), p.id.clone());
-    }
-    for p in last_targets.into_iter().flat_map(|t| t.places.iter()) {
-        evac.insert(
-            p.id.clone(),
-            Evacuation {
-                place: p.id.clone(),
-                name: p.name.clone(),
-                to_move: p.evacuate,
-                moved: 0,
-                refused: 0,
-                returned: 0,
-            },
-        );
-    }
-    {
-        let mut q = c.prepare_cached(
-            "SELECT target, sum(people), sum(ifnull(refused, 0)), sum(ifnull(returned, 0))
-             FROM respond_evacuation WHERE lineage = ?1 GROUP BY target",
-        )?;
-        let rows = q.query_map(params![lineage], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, i64>(1)?,
-                r.get::<_, i64>(2)?,
-                r.get::<_, i64>(3)?,
-            ))
-        })?;
-        for row in rows {
-            let (target, moved, refused, returned) = row?;
-            let target = covered_by.get(&target).cloned().unwrap_or(target);
-            let e = evac.entry(target.clone()).or_insert_with(|| Evacuation {
-                name: place_name(&target),
-                place: target,
-                to_move: 0,
-                moved: 0,
-                refused: 0,
-                returned: 0,
-            });
-            e.returned += returned.clamp(0, i64::from(u32::MAX)) as u32;
-            e.moved += moved.clamp(0, i64::from(u32::MAX)) as u32;
-            e.refused += refused.clamp(0, i64::from(u32::MAX)) as u32;
-        }
-    }
-    Ok(evac.into_values().collect())
+/// Evacuation: the warning's own view of the ledger ([`super::ledger::lineage`]), one row
+/// per village (its groups and sites folded in), the same rows and figures the board shows.
+fn evacuation_of(c: &Connection, reg: &Registry, lineage: &str) -> anyhow::Result<Vec<Evacuation>> {
+    Ok(super::ledger::lineage(c, reg, lineage)?
+        .into_iter()
+        .map(|(row, f)| Evacuation {
+            name: super::place_name(reg, &row),
+            town: super::place_name(
+                reg,
+                &reg.village(&super::ledger::row_of(reg, &row))
+                    .map(|v| v.town.clone())
+                    .unwrap_or_default(),
+            ),
+            place: row,
+            to_move: f.to_move,
+            moved: f.moved,
+            refused: f.refused,
+            returned: f.returned,
+            to_check: f.beyond,
+        })
+        .collect())
 }
 
 /// The report in Markdown (`templates/report/warning.{lang}`).

@@ -150,6 +150,7 @@ struct Confirming {
     registered: u32,
     shelter: Option<String>,
     refused: Option<u32>,
+    place: Option<String>,
 }
 
 impl Checkin {
@@ -239,7 +240,7 @@ impl Checkin {
             tier_zh => &w.tier_zh, move => &w.move_, places => &w.places,
             more_places => &w.more_places, shelters => &w.shelters, shelter_list => shelter_list,
             name => &st.name, place => &st.place, call => &st.call, answered => &st.answered,
-            moved => &st.moved, lifted => st.lifted, returned => st.returned,
+            moved => &st.moved, lifted => st.lifted, returned => st.returned, report_places => &st.places,
             csrf => self.csrf(&l.token).unwrap_or_default(), done => done, error => error,
             expired => expired, confirm => confirm.map(|c| minijinja::Value::from(minijinja::value::Serde(c))),
         };
@@ -349,6 +350,7 @@ async fn answer(
         note: text("note"),
         location,
         confirmed,
+        place: text("place"),
     };
     let (l2, reg, s, p) = (
         l.clone(),
@@ -371,8 +373,29 @@ async fn answer(
                 registered,
                 shelter: text("shelter"),
                 refused,
+                place: text("place"),
             };
             c.show(&l, false, None, false, Some(&ask)).await
+        }
+        Ok(intake::LinkOutcome::NotLifted) => {
+            c.show(
+                &l,
+                false,
+                Some("预警尚未解除，群众请勿返回；已返回人数暂未计入，解除后再报 / not lifted yet: people back home are not counted before the lift"),
+                false,
+                None,
+            )
+            .await
+        }
+        Ok(intake::LinkOutcome::Which(_)) => {
+            c.show(
+                &l,
+                false,
+                Some("请选择报告的是哪个村（未计入）/ choose the place you report for (not counted)"),
+                false,
+                None,
+            )
+            .await
         }
         Ok(intake::LinkOutcome::Lifted) => {
             c.show(

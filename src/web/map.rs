@@ -105,43 +105,111 @@ impl BaseMap {
         let mut s = String::with_capacity(self.base.len() + 4096);
         let _ = write!(
             s,
-            r#"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {h:.0}" role="img" aria-label="county map" class="map"><style>.v{{fill:#f2f2ee;stroke:#b8b8b0;stroke-width:.6}}.p{{stroke-width:2;fill-opacity:.85}}.silent{{stroke:#000;stroke-width:4;stroke-dasharray:4 2}}.waiting{{stroke:#777}}.answered{{stroke:#0a0}}.uncalled{{stroke:#ccc}}</style>"#,
+            r#"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {h:.0}" role="img" aria-label="county map" class="map"><style>.v{{fill:#f2f2ee;stroke:#b8b8b0;stroke-width:.6}}.p{{stroke-width:2;fill-opacity:.85}}.silent{{stroke:#000;stroke-width:4;stroke-dasharray:4 2}}.silent-name{{font-weight:bold;paint-order:stroke;stroke:#fff;stroke-width:3}}.waiting{{stroke:#777}}.answered{{stroke:#0a0}}.uncalled{{stroke:#ccc}}</style>"#,
             h = self.height
         );
         s.push_str(&self.base);
-        // Most serious last, so it is drawn on top.
-        let mut places: Vec<_> = board
-            .warnings
-            .iter()
-            .flat_map(|w| w.places.iter())
-            .filter_map(|p| p.point.map(|pt| (p, pt)))
-            .collect();
-        places.sort_by_key(|(p, _)| (p.tier_rank(), std::cmp::Reverse(p.answer)));
-        for (p, (lat, lon)) in places {
+        // One mark per place, however many warnings hold it: its highest tier, its worst
+        // answer (a village silent under one warning is silent on the map).
+        let mut marks: std::collections::BTreeMap<
+            &str,
+            (&crate::respond::board::Place, Answer, u8),
+        > = Default::default();
+        for p in board.warnings.iter().flat_map(|w| w.places.iter()) {
+            if p.point.is_none() {
+                continue;
+            }
+            let e = marks
+                .entry(p.id.as_str())
+                .or_insert((p, p.answer, p.tier_rank()));
+            e.1 = e.1.min(p.answer);
+            if p.tier_rank() > e.2 {
+                e.0 = p;
+                e.2 = p.tier_rank();
+            }
+        }
+        let mut places: Vec<_> = marks.into_values().collect();
+        // Most serious last, so it is drawn on top; silent ones above all.
+        places.sort_by_key(|(p, a, t)| (std::cmp::Reverse(*a), *t, p.id.clone()));
+        let mut labels = Labels::default();
+        let mut silent = Vec::new();
+        for (p, answer, _) in places {
+            let Some((lat, lon)) = p.point else { continue };
             let (x, y) = self.xy(lon, lat);
             let fill = crate::correlate::Tier::parse(&p.tier).map_or("#888", |t| t.rgb());
             let r = if p.kind == "site" { 4.0 } else { 6.5 };
             let _ = write!(
                 s,
-                r#"<circle class="p {a}" data-place="{id}" data-answer="{a}" cx="{x:.1}" cy="{y:.1}" r="{r}" fill="{fill}"><title>{name} {a} {moved}/{to_move}</title></circle>"#,
-                a = p.answer.as_str(),
+                r#"<circle class="p {a}" data-place="{id}" data-answer="{a}" cx="{x:.1}" cy="{y:.1}" r="{r}" fill="{fill}"><title>{name} {moved}/{to_move}</title></circle>"#,
+                a = answer.as_str(),
                 id = esc(&p.id),
                 name = esc(&p.name),
                 moved = p.moved,
                 to_move = p.to_move,
             );
-            if p.answer == Answer::Silent {
+            if answer == Answer::Silent {
+                silent.push((x, y, p));
+            }
+        }
+        // Names of the silent places, where they fit without covering another name; the
+        // rest keep their name in the mark's title (and on the table).
+        for (x, y, p) in silent {
+            if let Some((tx, ty)) = labels.place(x, y, &p.name) {
                 let _ = write!(
                     s,
-                    r#"<text x="{tx:.1}" y="{ty:.1}" font-size="11">{name}</text>"#,
-                    tx = x + 8.0,
-                    ty = y + 4.0,
+                    r#"<text class="silent-name" data-place="{id}" x="{tx:.1}" y="{ty:.1}" font-size="11">{name}</text>"#,
+                    id = esc(&p.id),
                     name = esc(&p.name)
                 );
             }
         }
         s.push_str("</svg>");
         s
+    }
+}
+
+/// Names placed so far on the drawing, so that no two overlap.
+#[derive(Default)]
+struct Labels {
+    boxes: Vec<(f64, f64, f64, f64)>,
+}
+
+impl Labels {
+    /// Where to write `name` beside the mark at (x, y): the first of four positions (right,
+    /// left, above, below) that overlaps no name already placed; `None` when none is free.
+    fn place(&mut self, x: f64, y: f64, name: &str) -> Option<(f64, f64)> {
+        // 11-unit type: a Chinese character is about 11 wide, a Latin one about 6.
+        let w: f64 = name
+            .chars()
+            .map(|c| if c.is_ascii() { 6.0 } else { 11.0 })
+            .sum();
+        let h = 12.0;
+        for (tx, ty) in [
+            (x + 8.0, y + 4.0),
+            (x - 8.0 - w, y + 4.0),
+            (x - w / 2.0, y - 9.0),
+            (x - w / 2.0, y + 17.0),
+        ] {
+            let b = (tx, ty - h + 2.0, tx + w, ty + 2.0);
+            if !self
+                .boxes
+                .iter()
+                .any(|o| b.0 < o.2 && o.0 < b.2 && b.1 < o.3 && o.1 < b.3)
+            {
+                self.boxes.push(b);
+                return Some((tx, ty));
+            }
+        }
+        None
+    }
+
+    #[cfg(test)]
+    fn overlapping(&self) -> bool {
+        self.boxes.iter().enumerate().any(|(i, b)| {
+            self.boxes[i + 1..]
+                .iter()
+                .any(|o| b.0 < o.2 && o.0 < b.2 && b.1 < o.3 && o.1 < b.3)
+        })
     }
 }
 
@@ -159,4 +227,25 @@ fn esc(s: &str) -> String {
         }
     }
     o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_never_cover_one_another() {
+        let mut l = Labels::default();
+        let mut placed = 0;
+        // Forty places on top of one another and in a tight grid.
+        for i in 0..40 {
+            let (x, y) = (
+                100.0 + f64::from(i % 5) * 9.0,
+                100.0 + f64::from(i / 5) * 7.0,
+            );
+            placed += usize::from(l.place(x, y, "龙塘村").is_some());
+        }
+        assert!(!l.overlapping());
+        assert!(placed > 4 && placed < 40, "{placed}");
+    }
 }

@@ -58,6 +58,8 @@ pub struct Office {
     /// Turns true when the server begins to shut down: live streams end then, or the
     /// graceful shutdown would wait on them for ever.
     closing: Option<crate::runtime::Shutdown>,
+    /// The run's clock: the board says "as of" on it (a drill's simulated time in a drill).
+    clock: Option<(Arc<dyn crate::runtime::clock::Clock>, bool)>,
 }
 
 /// How often the board is re-read for live pages (only while somebody is watching).
@@ -99,6 +101,7 @@ impl Office {
             per_user: Arc::new(RateLimiter::keyed(q(30))),
             changes,
             closing: None,
+            clock: None,
         };
         tokio::spawn(watch(office.clone_for_watch(), tx));
         Ok(office)
@@ -109,6 +112,24 @@ impl Office {
     pub fn closing_on(mut self, closing: crate::runtime::Shutdown) -> Office {
         self.closing = Some(closing);
         self
+    }
+
+    /// Read the board on `clock` (`drill`: a drill's simulated clock, named as such on the
+    /// page) instead of the wall clock.
+    pub fn on_clock(mut self, clock: Arc<dyn crate::runtime::clock::Clock>, drill: bool) -> Office {
+        self.clock = Some((clock, drill));
+        self
+    }
+
+    /// The moment the board is read at.
+    fn asof(&self) -> board::AsOf {
+        match &self.clock {
+            Some((c, drill)) => board::AsOf {
+                now: c.now(),
+                drill: *drill,
+            },
+            None => board::AsOf::wall(),
+        }
     }
 
     /// The parts the watcher needs, without a receiver of its own (so the watcher ends when
@@ -151,10 +172,10 @@ impl Office {
 
     /// Read the board (public for the benchmark).
     pub async fn board(&self, filter: Filter) -> anyhow::Result<Board> {
-        let (reg, tz) = (self.registry.current(), self.tz.clone());
+        let (reg, tz, asof) = (self.registry.current(), self.tz.clone(), self.asof());
         Ok(self
             .store
-            .read(move |c| board::read(c, &reg, &tz, filter))
+            .read(move |c| board::read(c, &reg, &tz, filter, asof))
             .await?)
     }
 
@@ -245,7 +266,7 @@ async fn watch(w: Watched, tx: tokio::sync::watch::Sender<u64>) {
         }
         let (reg, tz) = (reg.current(), tz.clone());
         match store
-            .read(move |c| board::read(c, &reg, &tz, Filter::All))
+            .read(move |c| board::read(c, &reg, &tz, Filter::All, board::AsOf::wall()))
             .await
         {
             Ok(b) => {

@@ -32,6 +32,7 @@ mod feeds_poll;
 mod feeds_replay;
 mod fwi;
 mod hostile;
+mod ledger_prop;
 mod metrics;
 mod office_browser;
 mod office_http;

@@ -1,0 +1,408 @@
+//! The evacuation ledger (应转尽转): the one definition of "to move", "moved", "refused",
+//! "back home" and "to check" that the board, its API and CSV, the after-action report, the
+//! drill's summary, `status` and `/metrics` all read. ARCHITECTURE.md ("The evacuation
+//! ledger") states the rules; this module is the only code that applies them.
+//!
+//! - A row of the ledger is a **village** (its groups and the hazard sites that name it first
+//!   are parts of it), or a hazard site that lies in no village. Each is counted once in any
+//!   view, whatever number of warnings cover it.
+//! - **To move** is the registry's figure, never a report: the sum of its covered sites'
+//!   figures, or the village's own when a warning of the view covers the village (the larger
+//!   of the two, should the sites' add up to more).
+//! - A report is a **running total for one place** (a village, a group or a site); the
+//!   place's figure is its latest report, whoever sent it and under whichever warning of the
+//!   view (the same people are not moved twice because two warnings cover them).
+//! - A village's **reported** figure is the largest of: its own latest figure, the sum of its
+//!   groups' latest figures, the sum of its sites' latest figures. Never their sum: a village
+//!   lead's figure already counts the groups' people. A hazard site threatening several
+//!   villages is counted on its first village's row; the other villages it threatens, when no
+//!   warning of the view covers them otherwise, are folded into that row and their figures
+//!   added (they are other people).
+//! - **Moved** is reported capped at to move (a village lead's figure under a warning that
+//!   covers only one of its sites counts up to that site's figure). **To check** (待核实) is
+//!   what a report went beyond its own place's registered figure, once its sender confirmed
+//!   it: shown to the office, never added to moved. **Refused** is capped at what is left to
+//!   move. **Back home** is the most any report after the lift said (people home stay home),
+//!   at most moved.
+
+use std::collections::{BTreeSet, HashMap};
+
+use rusqlite::{Connection, params};
+use serde::Serialize;
+
+use crate::registry::Registry;
+
+/// One ledger row's figures in one view.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Figures {
+    /// People the registry says must move.
+    pub to_move: u32,
+    /// People reported moved, at most `to_move`.
+    pub moved: u32,
+    /// People reported refusing or unable to move, at most `to_move - moved`.
+    pub refused: u32,
+    /// People reported back home after the lift, at most `moved`.
+    pub returned: u32,
+    /// People reported beyond the registered figure: for the office to check (待核实).
+    pub beyond: u32,
+}
+
+impl Figures {
+    /// Add another row's figures (a town's or the county's total over distinct rows).
+    pub fn add(&mut self, o: &Figures) {
+        self.to_move = self.to_move.saturating_add(o.to_move);
+        self.moved = self.moved.saturating_add(o.moved);
+        self.refused = self.refused.saturating_add(o.refused);
+        self.returned = self.returned.saturating_add(o.returned);
+        self.beyond = self.beyond.saturating_add(o.beyond);
+    }
+}
+
+/// What a view's warnings cover of one ledger row: the village itself, and which of its sites.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Cover {
+    /// The village itself is warned.
+    pub itself: bool,
+    /// Its warned hazard sites.
+    pub sites: BTreeSet<String>,
+}
+
+impl Cover {
+    /// Take in another warning's cover of the same row (the county view).
+    pub fn merge(&mut self, o: &Cover) {
+        self.itself |= o.itself;
+        self.sites.extend(o.sites.iter().cloned());
+    }
+
+    /// The people to move for this cover (the registry's figures): the larger of the
+    /// village's own figure (when it is covered itself) and its covered sites' figures summed
+    /// (the sites' people live in the village; a registry whose site figures add up to more
+    /// than the village's own is not trusted to be the smaller).
+    pub fn to_move(&self, reg: &Registry, row: &str) -> u32 {
+        let sites = self
+            .sites
+            .iter()
+            .map(|s| super::registered_to_move(reg, s))
+            .fold(0u32, u32::saturating_add);
+        if self.itself {
+            super::registered_to_move(reg, row).max(sites)
+        } else {
+            sites
+        }
+    }
+}
+
+/// The ledger row a place (village, group, site) belongs to: a village itself, a group's
+/// village, a site's first village; a site in no village is its own row.
+pub fn row_of(reg: &Registry, place: &str) -> String {
+    super::board::village_of(reg, place)
+}
+
+/// The latest report of one place.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Latest {
+    moved: u32,
+    refused: u32,
+    returned: u32,
+    /// How far the report went beyond its own place's registered figure (confirmed by its
+    /// sender: `respond_evacuation.beyond`).
+    beyond: u32,
+}
+
+/// A row's reports, by part.
+#[derive(Debug, Clone, Copy, Default)]
+struct Parts {
+    own: Latest,
+    groups: Latest,
+    sites: Latest,
+    /// Other villages a covered site of this row threatens (their people, not this one's).
+    folded: Latest,
+}
+
+/// A row's figure: the largest of its own, its groups' and its sites' (each counts the same
+/// people), plus the villages folded into it (other people).
+fn largest(p: &Parts, f: impl Fn(&Latest) -> u32) -> u32 {
+    f(&p.own)
+        .max(f(&p.groups))
+        .max(f(&p.sites))
+        .saturating_add(f(&p.folded))
+}
+
+/// The reports of a view (the latest per place over its warnings), grouped by ledger row.
+#[derive(Debug, Clone, Default)]
+pub struct Reports {
+    rows: HashMap<String, Parts>,
+    /// Rows with a report made under the view's own warnings.
+    own: std::collections::HashSet<String>,
+}
+
+impl Reports {
+    /// Read the latest report of every place over `lineages`.
+    pub fn read(c: &Connection, reg: &Registry, lineages: &[String]) -> anyhow::Result<Reports> {
+        Reports::read_in(c, reg, lineages, None)
+    }
+
+    /// As [`Reports::read`], and people moved reported under any other warning between
+    /// `during.0` and `during.1` (a warning's life): the same people, whichever warning their
+    /// lead answered.
+    pub fn read_in(
+        c: &Connection,
+        reg: &Registry,
+        lineages: &[String],
+        during: Option<(jiff::Timestamp, jiff::Timestamp)>,
+    ) -> anyhow::Result<Reports> {
+        let keys = serde_json::to_string(lineages)?;
+        let (from, to) = during.map_or((None, None), |(a, b)| {
+            (Some(crate::store::stamp(a)), Some(crate::store::stamp(b)))
+        });
+        let mut q = c.prepare_cached(
+            "SELECT target, people, refused, returned, lineage IN (SELECT value FROM json_each(?1)),
+                    beyond
+             FROM respond_evacuation
+             WHERE lineage IN (SELECT value FROM json_each(?1)) OR (at >= ?2 AND at <= ?3)
+             ORDER BY at, answer",
+        )?;
+        let rows = q.query_map(params![keys, from, to], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, Option<i64>>(2)?,
+                r.get::<_, Option<i64>>(3)?,
+                r.get::<_, bool>(4)?,
+                r.get::<_, Option<i64>>(5)?,
+            ))
+        })?;
+        let n = |v: i64| v.clamp(0, i64::from(u32::MAX)) as u32;
+        let mut latest: HashMap<String, Latest> = HashMap::new();
+        let mut own_rows = std::collections::HashSet::new();
+        for row in rows {
+            let (target, people, refused, returned, own, registered) = row?;
+            if own {
+                own_rows.insert(row_of(reg, &target));
+            }
+            let l = latest.entry(target).or_default();
+            // A return report keeps the moved figure it came after (people is 0 there).
+            if returned.is_none() || people > 0 {
+                l.moved = n(people);
+                l.refused = refused.map_or(l.refused, n);
+                l.beyond = registered.map_or(0, |r| n(people).saturating_sub(n(r)));
+            }
+            // Back home only as reported after this view's own lifts; the most any report
+            // said (people home stay home: a lead who saw fewer does not send them back).
+            if let (Some(b), true) = (returned, own) {
+                l.returned = l.returned.max(n(b));
+            }
+        }
+        let mut r = Reports::from_latest(reg, latest);
+        r.own = own_rows;
+        Ok(r)
+    }
+
+    fn from_latest(reg: &Registry, latest: HashMap<String, Latest>) -> Reports {
+        let mut rows: HashMap<String, Parts> = HashMap::new();
+        for (target, l) in latest {
+            let row = row_of(reg, &target);
+            let parts = rows.entry(row.clone()).or_default();
+            let part = if target == row {
+                &mut parts.own
+            } else if reg.site(&target).is_some() {
+                &mut parts.sites
+            } else {
+                &mut parts.groups
+            };
+            part.moved = part.moved.saturating_add(l.moved);
+            part.refused = part.refused.saturating_add(l.refused);
+            part.returned = part.returned.saturating_add(l.returned);
+            part.beyond = part.beyond.saturating_add(l.beyond);
+        }
+        Reports {
+            rows,
+            own: Default::default(),
+        }
+    }
+
+    /// A row's figures against `to_move` (from its [`Cover`]).
+    pub fn figures(&self, row: &str, to_move: u32) -> Figures {
+        let Some(p) = self.rows.get(row) else {
+            return Figures {
+                to_move,
+                ..Figures::default()
+            };
+        };
+        let reported = largest(p, |l| l.moved);
+        let moved = reported.min(to_move);
+        let refused = largest(p, |l| l.refused).min(to_move - moved);
+        Figures {
+            to_move,
+            moved,
+            refused,
+            returned: largest(p, |l| l.returned).min(moved),
+            beyond: largest(p, |l| l.beyond),
+        }
+    }
+
+    /// The reports as a view with `covers` counts them: a village a covered hazard site
+    /// threatens, but that is not covered itself nor holds a covered site, is part of that
+    /// site's row (the site's people live in several villages; their leads report by
+    /// village). Without this its reports would sit on a row with nothing to move.
+    pub fn folded(
+        &self,
+        reg: &Registry,
+        covers: &std::collections::BTreeMap<String, Cover>,
+    ) -> Reports {
+        let mut out = self.clone();
+        for (row, cover) in covers {
+            for site in &cover.sites {
+                let Some(s) = reg.site(site) else { continue };
+                for v in &s.villages {
+                    if v == row || covers.contains_key(v) {
+                        continue;
+                    }
+                    let Some(p) = out.rows.remove(v) else {
+                        continue;
+                    };
+                    let into = &mut out.rows.entry(row.clone()).or_default().folded;
+                    into.moved = into.moved.saturating_add(largest(&p, |l| l.moved));
+                    into.refused = into.refused.saturating_add(largest(&p, |l| l.refused));
+                    into.returned = into.returned.saturating_add(largest(&p, |l| l.returned));
+                    into.beyond = into.beyond.saturating_add(largest(&p, |l| l.beyond));
+                    if out.own.remove(v) {
+                        out.own.insert(row.clone());
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Rows with reports made under the view's own warnings (a report for a row none of them
+    /// covers still shows).
+    pub fn rows(&self) -> impl Iterator<Item = &str> {
+        self.own.iter().map(String::as_str)
+    }
+}
+
+/// The county view of the warnings in force: each row once, with the union of its covers.
+pub fn county(
+    c: &Connection,
+    reg: &Registry,
+) -> anyhow::Result<std::collections::BTreeMap<String, Figures>> {
+    let lineages = crate::correlate::store::lineages(c)?;
+    let keys: Vec<String> = lineages.iter().map(|l| l.key()).collect();
+    let mut covers: std::collections::BTreeMap<String, Cover> = Default::default();
+    for l in &lineages {
+        for (row, cover) in covers_of(reg, l.places.iter().map(|(id, h)| (id.as_str(), h.kind))) {
+            covers.entry(row).or_default().merge(&cover);
+        }
+    }
+    let reports = Reports::read(c, reg, &keys)?.folded(reg, &covers);
+    Ok(covers
+        .into_iter()
+        .map(|(row, cover)| {
+            let f = reports.figures(&row, cover.to_move(reg, &row));
+            (row, f)
+        })
+        .collect())
+}
+
+/// The rows a warning's places make, with what it covers of each.
+pub fn covers_of<'a>(
+    reg: &Registry,
+    places: impl Iterator<Item = (&'a str, crate::correlate::PlaceKind)>,
+) -> std::collections::BTreeMap<String, Cover> {
+    use crate::correlate::PlaceKind;
+    let mut out: std::collections::BTreeMap<String, Cover> = Default::default();
+    for (id, kind) in places {
+        match kind {
+            PlaceKind::Village => out.entry(id.to_string()).or_default().itself = true,
+            PlaceKind::Site => {
+                out.entry(row_of(reg, id))
+                    .or_default()
+                    .sites
+                    .insert(id.to_string());
+            }
+            PlaceKind::Unit => {}
+        }
+    }
+    out
+}
+
+/// Sum of figures over rows.
+pub fn total<'a>(rows: impl Iterator<Item = &'a Figures>) -> Figures {
+    let mut t = Figures::default();
+    for f in rows {
+        t.add(f);
+    }
+    t
+}
+
+/// One warning's own view, in force or lifted (the after-action report, the return home):
+/// its rows as its last message before any lift covered them, with the reports made under it
+/// or, for people moved, under any warning during its life (issue to lift);
+/// a row reported on that it did not cover is listed with nothing to move (so what was
+/// reported there shows as to check, never in a total).
+pub fn lineage(
+    c: &Connection,
+    reg: &Registry,
+    lineage: &str,
+) -> anyhow::Result<std::collections::BTreeMap<String, Figures>> {
+    let store = crate::correlate::store::of_lineage(c, lineage)?;
+    let life = store
+        .first()
+        .and_then(|m| m.sent.parse::<jiff::Timestamp>().ok())
+        .map(|from| {
+            let to = crate::correlate::store::lifted_at(c, lineage)
+                .ok()
+                .flatten()
+                .unwrap_or(jiff::Timestamp::MAX);
+            (from, to)
+        });
+    let targets = crate::correlate::store::last_targets(c, lineage)?;
+    let mut covers = covers_of(
+        reg,
+        targets
+            .iter()
+            .flat_map(|t| t.places.iter())
+            .map(|p| (p.id.as_str(), p.kind)),
+    );
+    let reports = Reports::read_in(c, reg, &[lineage.to_string()], life)?.folded(reg, &covers);
+    for row in reports.rows() {
+        covers.entry(row.to_string()).or_default();
+    }
+    Ok(covers
+        .into_iter()
+        .map(|(row, cover)| {
+            let f = reports.figures(&row, cover.to_move(reg, &row));
+            (row, f)
+        })
+        .collect())
+}
+
+/// The whole storm (a drill's summary, `status` after the fact): every warning ever issued,
+/// each row once over the union of what their last messages before a lift covered, with
+/// every report made under any of them.
+pub fn storm(
+    c: &Connection,
+    reg: &Registry,
+) -> anyhow::Result<std::collections::BTreeMap<String, Figures>> {
+    let keys = crate::correlate::store::all_lineages(c)?;
+    let mut covers: std::collections::BTreeMap<String, Cover> = Default::default();
+    for key in &keys {
+        if let Some(t) = crate::correlate::store::last_targets(c, key)? {
+            for (row, cover) in covers_of(reg, t.places.iter().map(|p| (p.id.as_str(), p.kind))) {
+                covers.entry(row).or_default().merge(&cover);
+            }
+        }
+    }
+    let reports = Reports::read(c, reg, &keys)?.folded(reg, &covers);
+    for row in reports.rows() {
+        covers.entry(row.to_string()).or_default();
+    }
+    Ok(covers
+        .into_iter()
+        .map(|(row, cover)| {
+            let f = reports.figures(&row, cover.to_move(reg, &row));
+            (row, f)
+        })
+        .collect())
+}
