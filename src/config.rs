@@ -312,6 +312,24 @@ impl Config {
                     }],
                 });
             }
+            // A file that is not TOML is one problem, said once with its line (figment would
+            // repeat it for every section read from it).
+            let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+                problems: vec![ConfigProblem {
+                    source: path.display().to_string(),
+                    key: String::new(),
+                    message: format!("cannot be read: {e}"),
+                }],
+            })?;
+            if let Err(e) = text.parse::<toml::Table>() {
+                return Err(ConfigError {
+                    problems: vec![ConfigProblem {
+                        source: path.display().to_string(),
+                        key: String::new(),
+                        message: format!("not valid TOML: {}", e.to_string().trim()),
+                    }],
+                });
+            }
             fig = fig.merge(Toml::file(path));
         }
         Ok(fig
@@ -433,6 +451,25 @@ impl Config {
                     "`{}` is not an address:port (e.g. 127.0.0.1:8470)",
                     w.listen
                 ),
+            });
+        }
+        if let Some(w) = &web
+            && let Err(why) = https_or_loopback(&w.public_url)
+        {
+            problems.push(ConfigProblem {
+                source: source_of(&fig, "web.public_url"),
+                key: "web.public_url".into(),
+                message: why,
+            });
+        }
+        if let Some(d) = &dispatch
+            && !d.link_base.is_empty()
+            && let Err(why) = https_or_loopback(&d.link_base)
+        {
+            problems.push(ConfigProblem {
+                source: source_of(&fig, "dispatch.link_base"),
+                key: "dispatch.link_base".into(),
+                message: why,
             });
         }
         if let Some(w) = &web {
@@ -732,9 +769,58 @@ fn check_store(s: Option<&StoreConfig>, fig: &Figment, out: &mut Vec<ConfigProbl
     }
 }
 
+/// Whether every directive of a log filter names a level (`info`, `stormbell::cap=debug`): a
+/// bare word that is not a level is read by the filter as a module name and silently logs
+/// nothing, which is never what `--log-level verbose` meant.
+fn levels_known(filter: &str) -> bool {
+    const LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
+    filter
+        .split(',')
+        .map(str::trim)
+        .filter(|d| !d.is_empty())
+        .all(|d| {
+            let level = d.rsplit_once('=').map_or(d, |(_, l)| l);
+            LEVELS.contains(&level.trim().to_ascii_lowercase().as_str())
+        })
+}
+
+/// Whether `url` is an absolute https URL (http is allowed for a loopback host, where the
+/// demo and tests serve).
+fn https_or_loopback(url: &str) -> Result<(), String> {
+    let Ok(u) = url.parse::<reqwest::Url>() else {
+        return Err(format!(
+            "`{url}` is not an absolute URL (e.g. https://fxb.example.gov.cn)"
+        ));
+    };
+    let loopback = u.host_str().is_some_and(|h| {
+        h == "localhost"
+            || h.trim_matches(|c| c == '[' || c == ']')
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|a| a.is_loopback())
+    });
+    match u.scheme() {
+        "https" if u.host().is_some() => Ok(()),
+        "http" if loopback => Ok(()),
+        _ => Err(format!(
+            "`{url}` must be an absolute https URL: people's phones open it, and a link over \
+             plain http can be read and changed on the way"
+        )),
+    }
+}
+
 fn check_log(l: Option<&LogConfig>, fig: &Figment, out: &mut Vec<ConfigProblem>) {
     let Some(l) = l else { return };
-    if let Err(e) = tracing_subscriber::EnvFilter::try_new(&l.level) {
+    if !levels_known(&l.level) {
+        out.push(problem(
+            fig,
+            "log.level",
+            format!(
+                "`{}` names no level; expected trace, debug, info, warn, error or off, or \
+                 module=level (e.g. info,stormbell::cap=debug)",
+                l.level
+            ),
+        ));
+    } else if let Err(e) = tracing_subscriber::EnvFilter::try_new(&l.level) {
         out.push(problem(
             fig,
             "log.level",

@@ -298,7 +298,12 @@ pub fn status(cfg: &Config) -> u8 {
     println!("timezone: {}", cfg.office.timezone);
     println!("database: {}", cfg.store.path.display());
     if !cfg.store.path.exists() {
-        println!("          (not created yet: `stormbell run` or `stormbell demo` creates it)");
+        eprintln!(
+            "stormbell status: no database at {} (`stormbell run` or `stormbell demo` creates it; \
+             check [store] path)",
+            cfg.store.path.display()
+        );
+        return 1;
     } else {
         match Store::open(&cfg.store.path).and_then(|s| s.read_blocking(|c| Ok(audit::verify(c)?)))
         {
@@ -382,6 +387,13 @@ pub fn status(cfg: &Config) -> u8 {
 }
 
 /// A stored time (UTC) as the duty officer reads it: the office's local time.
+/// A stored time as the office reads it at a glance: `08-09 18:02`, the county's time.
+fn short(s: &str, tz: &jiff::tz::TimeZone) -> String {
+    s.parse::<jiff::Timestamp>()
+        .map(|t| stormbell::respond::board::readable(t, tz))
+        .unwrap_or_else(|_| s.to_string())
+}
+
 fn local(s: &str, tz: &jiff::tz::TimeZone) -> String {
     s.parse::<jiff::Timestamp>()
         .map(|t| {
@@ -395,12 +407,39 @@ fn local(s: &str, tz: &jiff::tz::TimeZone) -> String {
 /// Call-and-respond: calls by state, answers, and the silent list.
 fn respond_status(cfg: &Config, store: &Store) {
     let tz = cfg.time_zone();
-    let found = store.read_blocking(|c| {
+    let reg = stormbell::registry::Registry::load(store).ok();
+    let found = store.read_blocking(move |c| {
         let (calls, answers) = stormbell::respond::calls::tallies(c)?;
-        Ok((calls, answers, stormbell::respond::calls::silent(c)?))
+        let ledger = match &reg {
+            Some(reg) => Some(stormbell::respond::ledger::county(c, reg)?),
+            None => None,
+        };
+        Ok((
+            calls,
+            answers,
+            stormbell::respond::calls::silent(c)?,
+            ledger,
+        ))
     });
     match found {
-        Ok((calls, answers, silent)) => {
+        Ok((calls, answers, silent, ledger)) => {
+            // The same figures as the board's county line (ARCHITECTURE.md, "The evacuation
+            // ledger").
+            if let Some(rows) = ledger.filter(|r| !r.is_empty()) {
+                let t = stormbell::respond::ledger::total(rows.values());
+                println!(
+                    "evacuate: {} place(s) under warning: to move {}, moved {}, refused {}{}",
+                    rows.len(),
+                    t.to_move,
+                    t.moved,
+                    t.refused,
+                    if t.beyond > 0 {
+                        format!("; {} reported beyond the registry, to check", t.beyond)
+                    } else {
+                        String::new()
+                    }
+                );
+            }
             let join = |v: &[(String, i64)]| {
                 v.iter()
                     .map(|(k, n)| format!("{n} {k}"))
@@ -418,14 +457,41 @@ fn respond_status(cfg: &Config, store: &Store) {
             if silent.is_empty() {
                 println!("silent:   none");
             }
+            // Grouped by place: whom to ring for it, since when (the county's time).
+            let mut by_place: std::collections::BTreeMap<
+                &str,
+                Vec<&stormbell::respond::calls::Silent>,
+            > = Default::default();
             for s in &silent {
+                by_place.entry(s.target.as_str()).or_default().push(s);
+            }
+            if !by_place.is_empty() {
                 println!(
-                    "silent:   {} {} ({}) called {} for {}",
-                    s.target,
-                    s.name,
-                    s.person,
-                    local(&s.called, &tz),
-                    s.lineage
+                    "silent:   {} person(s) at {} place(s), nobody answered:",
+                    silent.len(),
+                    by_place.len()
+                );
+            }
+            for (place, persons) in by_place {
+                let mut names: Vec<String> = persons
+                    .iter()
+                    .map(|s| format!("{} ({})", s.name, s.person))
+                    .collect();
+                names.sort();
+                names.dedup();
+                let since = persons
+                    .iter()
+                    .map(|s| s.called.as_str())
+                    .min()
+                    .unwrap_or("");
+                let mut lineages: Vec<&str> = persons.iter().map(|s| s.lineage.as_str()).collect();
+                lineages.sort();
+                lineages.dedup();
+                println!(
+                    "          {place}  {}  since {}  [{}]",
+                    names.join(", "),
+                    short(since, &tz),
+                    lineages.join(" ")
                 );
             }
         }
@@ -500,7 +566,7 @@ fn broadcast_status(cfg: &Config, store: &Store) {
 fn dispatch_status(cfg: &Config, store: &Store) {
     let tz = cfg.time_zone();
     let found = store.read_blocking(|c| {
-        let lineages = stormbell::correlate::store::in_force(c)?;
+        let lineages = stormbell::correlate::store::lineages(c)?;
         Ok((
             lineages,
             stormbell::dispatch::outbox::counts(c)?,
@@ -510,7 +576,20 @@ fn dispatch_status(cfg: &Config, store: &Store) {
     });
     match found {
         Ok((lineages, counts, uncertain, binds)) => {
-            println!("warnings: {lineages} in force");
+            println!("warnings: {} in force", lineages.len());
+            let mut lineages = lineages;
+            lineages.sort_by(|a, b| b.tier.cmp(&a.tier).then(a.key().cmp(&b.key())));
+            for l in &lineages {
+                println!(
+                    "          {:<28} {:<11} {:<6} {:>3} place(s)  since {}  {}",
+                    l.key(),
+                    l.hazard.as_str(),
+                    l.tier.as_str(),
+                    l.places.len(),
+                    stormbell::respond::board::readable(l.issued, &tz),
+                    l.area_name
+                );
+            }
             if counts.is_empty() {
                 println!("outbox:   empty");
             }

@@ -162,11 +162,21 @@ fn with_config(global: &Global, f: impl FnOnce(&Config) -> u8) -> u8 {
 }
 
 fn init_logging(cfg: &Config) {
-    init_logging_to(cfg, std::io::stderr);
+    use std::io::IsTerminal;
+    init_logging_as(cfg, std::io::stderr, std::io::stderr().is_terminal());
 }
 
-/// Logging to `writer` (a file, for commands whose terminal shows a summary instead).
+/// Logging to `writer` (a file, for commands whose terminal shows a summary instead): plain
+/// text, no terminal colour codes in the file.
 fn init_logging_to<W>(cfg: &Config, writer: W)
+where
+    W: for<'a> tracing_subscriber::fmt::MakeWriter<'a> + Send + Sync + 'static,
+{
+    init_logging_as(cfg, writer, false);
+}
+
+/// Logging to `writer`, in colour only when `ansi` (a terminal).
+fn init_logging_as<W>(cfg: &Config, writer: W, ansi: bool)
 where
     W: for<'a> tracing_subscriber::fmt::MakeWriter<'a> + Send + Sync + 'static,
 {
@@ -177,6 +187,7 @@ where
         .unwrap_or_else(|| EnvFilter::new(&cfg.log.level));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(writer);
     let _ = match cfg.log.format {
         LogFormat::Human => builder.try_init(),

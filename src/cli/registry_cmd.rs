@@ -448,8 +448,15 @@ fn health_report(cfg: &Config, store: &Store) -> u8 {
 }
 
 /// Persons confirmed before this date are listed: the previous import's date, or, with only one
-/// import, `days` before it.
+/// import, `days` before it. An import of the same files again (the same digest: "no changes")
+/// is not a roster update; it neither moves the date nor makes everybody unconfirmed.
 pub fn confirmation_cutoff(imports: &[db::ImportInfo], days: i64) -> Option<jiff::civil::Date> {
+    let mut distinct: Vec<&db::ImportInfo> = Vec::new();
+    for i in imports {
+        if distinct.last().is_none_or(|l| l.digest != i.digest) {
+            distinct.push(i);
+        }
+    }
     let date_of = |i: &db::ImportInfo| {
         i.at.parse::<jiff::Zoned>()
             .ok()
@@ -460,7 +467,7 @@ pub fn confirmation_cutoff(imports: &[db::ImportInfo], days: i64) -> Option<jiff
                     .map(|t| t.to_zoned(jiff::tz::TimeZone::UTC).date())
             })
     };
-    match imports {
+    match distinct.as_slice() {
         [] => None,
         [only] => date_of(only).and_then(|d| d.checked_sub(jiff::Span::new().days(days)).ok()),
         [.., prev, _] => date_of(prev),
@@ -489,5 +496,40 @@ fn imports(store: &Store) -> u8 {
             eprintln!("stormbell: {e}");
             EXIT_PROBLEMS
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn import(id: i64, at: &str, digest: &str) -> db::ImportInfo {
+        db::ImportInfo {
+            id,
+            at: at.into(),
+            source: "fixtures/county".into(),
+            digest: digest.into(),
+        }
+    }
+
+    #[test]
+    fn the_same_roster_imported_again_is_no_roster_update() {
+        let once = [import(1, "2026-06-01T09:00:00+08:00[Asia/Shanghai]", "aa")];
+        let again = [
+            import(1, "2026-06-01T09:00:00+08:00[Asia/Shanghai]", "aa"),
+            import(2, "2026-06-20T09:00:00+08:00[Asia/Shanghai]", "aa"),
+        ];
+        assert_eq!(
+            confirmation_cutoff(&once, 30),
+            confirmation_cutoff(&again, 30)
+        );
+        let changed = [
+            import(1, "2026-06-01T09:00:00+08:00[Asia/Shanghai]", "aa"),
+            import(2, "2026-06-20T09:00:00+08:00[Asia/Shanghai]", "bb"),
+        ];
+        assert_eq!(
+            confirmation_cutoff(&changed, 30),
+            Some(jiff::civil::date(2026, 6, 1))
+        );
     }
 }

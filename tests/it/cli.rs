@@ -1006,3 +1006,44 @@ fn audit_verify_holds_the_trail_to_signed_checkpoints_and_to_the_duty_logs_head(
         String::from_utf8_lossy(&o.stderr)
     );
 }
+
+#[test]
+fn config_check_says_each_problem_once_with_its_file_and_status_needs_a_database() {
+    let dir = tempfile::tempdir().unwrap();
+    // Not TOML: one problem, with the file and the line, not one per section.
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "[store]\npath = \"x.db\"\n[web\n").unwrap();
+    let o = run(&["--config", bad.to_str().unwrap(), "config", "check"]);
+    assert_eq!(o.status.code(), Some(1));
+    let all = format!("{}{}", stdout(&o), String::from_utf8_lossy(&o.stderr));
+    assert_eq!(all.matches("not valid TOML").count(), 1, "{all}");
+    assert!(all.contains("bad.toml") && all.contains("line 3"), "{all}");
+    // Links people open must be https (http only on loopback); every problem at once.
+    let urls = dir.path().join("urls.toml");
+    std::fs::write(
+        &urls,
+        "[web]\npublic_url = \"http://fxb.example.gov.cn\"\n[dispatch]\nlink_base = \"fxb.example.gov.cn/r/\"\n",
+    )
+    .unwrap();
+    let o = run(&["--config", urls.to_str().unwrap(), "config", "check"]);
+    assert_eq!(o.status.code(), Some(1));
+    let all = format!("{}{}", stdout(&o), String::from_utf8_lossy(&o.stderr));
+    assert!(all.contains("urls.toml: key `web.public_url`"), "{all}");
+    assert!(all.contains("urls.toml: key `dispatch.link_base`"), "{all}");
+    // A log level that names no level.
+    let o = run(&["--log-level", "verbose", "config", "check"]);
+    assert_eq!(o.status.code(), Some(1));
+    let o = run(&[
+        "--log-level",
+        "info,stormbell::cap=debug",
+        "config",
+        "check",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    // `status` on a database that is not there fails, saying where it looked.
+    let missing = dir.path().join("none.db");
+    let o = run(&["--db", missing.to_str().unwrap(), "status"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no database at"));
+    assert!(!missing.exists());
+}
