@@ -52,6 +52,8 @@ const ALL: &[(&str, &str)] = templates![
     "web/office_login.zh-CN",
     "report/words.zh-CN",
     "report/warning.zh-CN",
+    "report/warning_html.zh-CN",
+    "report/warning_html.en",
     "report/warning.en",
     "report/drill.zh-CN",
     "report/drill.en",
@@ -65,7 +67,7 @@ pub fn env() -> anyhow::Result<&'static Environment<'static>> {
         // Web pages are HTML and escaped as such; texts, scripts and CAP fields are not HTML
         // (CAP values are escaped by the XML writer).
         env.set_auto_escape_callback(|name| {
-            if name.starts_with("web/") {
+            if name.starts_with("web/") || name.starts_with("report/warning_html") {
                 minijinja::AutoEscape::Html
             } else {
                 minijinja::AutoEscape::None

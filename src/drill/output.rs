@@ -243,7 +243,7 @@ fn write_from(
     )?;
 
     // The report of each warning, made as of the drill's end.
-    let generated = local(&drill.scenario.end.to_string());
+    let generated = crate::respond::readable_time(&drill.scenario.end.to_string(), tz);
     let lineages = crate::correlate::store::all_lineages(c)?;
     let mut each = Vec::new();
     for l in &lineages {

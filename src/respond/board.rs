@@ -503,6 +503,11 @@ pub fn read(
                 }
             }
         }
+        // Threatened villages are places of the warning, called or not (the ledger counts
+        // them; their people are on the site's row).
+        for v in folded_into.keys() {
+            rows.entry(v.clone()).or_default();
+        }
         let mut places = Vec::new();
         for (id, r) in rows {
             let (mut sent, mut delivered) = (0, 0);
@@ -982,7 +987,9 @@ fn returning(
     Ok(v)
 }
 
-/// The board as CSV, one row per place (for spreadsheets and the after-action file).
+/// The board as CSV, one row per place and warning (for spreadsheets and the after-action
+/// file), then one row per town and one for the county (`kind` town / county; `called` holds
+/// their number of places, `answered` and `silent` count places), each place once.
 pub fn csv(board: &Board) -> anyhow::Result<String> {
     let mut w = crate::text::CsvOut::in_memory();
     w.row([
@@ -1044,6 +1051,41 @@ pub fn csv(board: &Board) -> anyhow::Result<String> {
                 p.first_answer.as_deref().unwrap_or(""),
             ])?;
         }
+    }
+    // The towns and the county, each place once (what the board's summary shows and what a
+    // county hands upward; a place under two warnings has two rows above).
+    let summary = board
+        .towns
+        .iter()
+        .map(|t| ("town", t.code.as_str(), t.name.as_str(), &t.totals))
+        .chain(std::iter::once(("county", "", "", &board.totals)));
+    for (kind, code, name, t) in summary {
+        w.row([
+            "",
+            "",
+            "",
+            code,
+            kind,
+            name,
+            "",
+            if kind == "town" { code } else { "" },
+            "",
+            "",
+            &t.places.to_string(),
+            "",
+            "",
+            &t.answered.to_string(),
+            &t.silent.to_string(),
+            &t.at_post.to_string(),
+            &t.to_move.to_string(),
+            &t.moved.to_string(),
+            &t.refused.to_string(),
+            &t.to_check.to_string(),
+            "",
+            "",
+            "",
+            "",
+        ])?;
     }
     w.into_string()
 }

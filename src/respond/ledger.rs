@@ -296,6 +296,7 @@ pub fn county(
         }
     }
     let reports = Reports::read(c, reg, &keys)?.folded(reg, &covers);
+    with_threatened(reg, &mut covers);
     Ok(covers
         .into_iter()
         .map(|(row, cover)| {
@@ -325,6 +326,71 @@ pub fn covers_of<'a>(
         }
     }
     out
+}
+
+/// The view's totals report by report, for a chart: each (time, place, people moved or
+/// back home) in time order replaces that place's latest figure, and the totals are taken
+/// as the ledger takes them. Returns (time, totals) after each report.
+pub fn replay(
+    reg: &Registry,
+    covers: &std::collections::BTreeMap<String, Cover>,
+    events: &[(jiff::Timestamp, String, Option<u32>, Option<u32>)],
+) -> Vec<(jiff::Timestamp, Figures)> {
+    let mut latest: HashMap<String, Latest> = HashMap::new();
+    let mut out = Vec::with_capacity(events.len());
+    for (at, target, moved, returned) in events {
+        let l = latest.entry(target.clone()).or_default();
+        if let Some(m) = moved {
+            l.moved = *m;
+        }
+        if let Some(b) = returned {
+            l.returned = l.returned.max(*b);
+        }
+        let reports = Reports::from_latest(reg, latest.clone()).folded(reg, covers);
+        let t = total(
+            covers
+                .iter()
+                .map(|(row, c)| reports.figures(row, c.to_move(reg, row)))
+                .collect::<Vec<_>>()
+                .iter(),
+        );
+        out.push((*at, t));
+    }
+    out
+}
+
+/// One warning's covers (as its last message before a lift named its places), threatened
+/// villages included.
+pub fn covers_of_lineage(
+    c: &Connection,
+    reg: &Registry,
+    lineage: &str,
+) -> anyhow::Result<std::collections::BTreeMap<String, Cover>> {
+    let targets = crate::correlate::store::last_targets(c, lineage)?;
+    let mut covers = covers_of(
+        reg,
+        targets
+            .iter()
+            .flat_map(|t| t.places.iter())
+            .map(|p| (p.id.as_str(), p.kind)),
+    );
+    with_threatened(reg, &mut covers);
+    Ok(covers)
+}
+
+/// Add the villages a covered site threatens that nothing covers themselves: rows with
+/// nothing of their own to move (their people and reports count on the site's row, see
+/// [`Reports::folded`]), but places whose leads were called all the same.
+pub fn with_threatened(reg: &Registry, covers: &mut std::collections::BTreeMap<String, Cover>) {
+    let threatened: Vec<String> = covers
+        .values()
+        .flat_map(|c| c.sites.iter())
+        .filter_map(|s| reg.site(s))
+        .flat_map(|s| s.villages.iter().cloned())
+        .collect();
+    for v in threatened {
+        covers.entry(v).or_default();
+    }
 }
 
 /// Sum of figures over rows.
@@ -366,6 +432,7 @@ pub fn lineage(
             .map(|p| (p.id.as_str(), p.kind)),
     );
     let reports = Reports::read_in(c, reg, &[lineage.to_string()], life)?.folded(reg, &covers);
+    with_threatened(reg, &mut covers);
     for row in reports.rows() {
         covers.entry(row.to_string()).or_default();
     }
@@ -395,6 +462,7 @@ pub fn storm(
         }
     }
     let reports = Reports::read(c, reg, &keys)?.folded(reg, &covers);
+    with_threatened(reg, &mut covers);
     for row in reports.rows() {
         covers.entry(row.to_string()).or_default();
     }

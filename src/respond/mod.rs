@@ -17,6 +17,7 @@
 
 pub mod board;
 pub mod calls;
+pub(crate) mod charts;
 pub mod intake;
 pub mod ledger;
 pub(crate) mod reply;
@@ -58,6 +59,18 @@ pub(crate) fn local_time(s: &str, tz: &jiff::tz::TimeZone) -> String {
         .map(|t| {
             t.to_zoned(tz.clone())
                 .strftime("%Y-%m-%dT%H:%M:%S%:z")
+                .to_string()
+        })
+        .unwrap_or_else(|_| s.to_string())
+}
+
+/// A stored UTC time as people read it in a report: the office's zone, to the minute
+/// (`2019-08-09 18:02`; the text as it was when it does not parse).
+pub(crate) fn readable_time(s: &str, tz: &jiff::tz::TimeZone) -> String {
+    s.parse::<jiff::Timestamp>()
+        .map(|t| {
+            t.to_zoned(tz.clone())
+                .strftime("%Y-%m-%d %H:%M")
                 .to_string()
         })
         .unwrap_or_else(|_| s.to_string())

@@ -150,10 +150,26 @@ pub struct Report {
     pub evacuation: Vec<Evacuation>,
     /// Totals: (to move, moved, refused).
     pub evacuated: (u32, u32, u32),
+    /// Charts (inline SVG, no words): acknowledgements per level, evacuation, the tier.
+    pub charts: Charts,
     /// The audit trail's head when the report was made (seq, hash), to compare later.
     pub audit_head: Option<(i64, String)>,
     /// When the report was made.
     pub generated: String,
+}
+
+/// The report's charts on one time axis, from the warning's first call to its last event.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Charts {
+    /// Persons who answered themselves, cumulative, one line per level (series keys: the
+    /// levels).
+    pub ack: String,
+    /// The ledger over time: to_move, moved, returned.
+    pub evacuation: String,
+    /// The tier in force (1 blue … 4 red, 0 lifted) as each message was issued.
+    pub tier: String,
+    /// The series' keys and colours, for the legend: (chart, key, colour).
+    pub legend: Vec<(String, String, String)>,
 }
 
 /// Find a warning by its lineage key (`flash_flood:FF331098001`) or by the CAP identifier of
@@ -193,7 +209,7 @@ impl Timeline<'_> {
         self.events.push((
             at.parse::<jiff::Timestamp>().ok(),
             Event {
-                at: super::local_time(at, self.tz),
+                at: super::readable_time(at, self.tz),
                 kind: kind.into(),
                 who,
                 what,
@@ -232,7 +248,7 @@ pub fn read(
     tz: &jiff::tz::TimeZone,
     lineage: &str,
 ) -> anyhow::Result<Report> {
-    let local = |s: &str| super::local_time(s, tz);
+    let local = |s: &str| super::readable_time(s, tz);
     let msgs = cstore::of_lineage(c, lineage)?;
     let Some(first) = msgs.first() else {
         anyhow::bail!("no warning {lineage}");
@@ -273,6 +289,7 @@ pub fn read(
     let persons = persons_of(&people, &channel_of, &steps_of, reg, &local);
     let levels = levels_of(&persons);
     let evacuation = evacuation_of(c, reg, lineage)?;
+    let charts = charts_of(c, reg, tz, lineage, &people, &msgs, &evacuation)?;
     let evacuated = evacuation.iter().fold((0, 0, 0), |t, e| {
         (t.0 + e.to_move, t.1 + e.moved, t.2 + e.refused)
     });
@@ -306,10 +323,11 @@ pub fn read(
         persons,
         evacuation,
         evacuated,
+        charts,
         audit_head: crate::store::audit::head(c)?,
         generated: jiff::Zoned::now()
             .with_time_zone(tz.clone())
-            .strftime("%Y-%m-%dT%H:%M:%S%:z")
+            .strftime("%Y-%m-%d %H:%M")
             .to_string(),
     })
 }
@@ -624,6 +642,167 @@ fn evacuation_of(c: &Connection, reg: &Registry, lineage: &str) -> anyhow::Resul
             to_check: f.beyond,
         })
         .collect())
+}
+
+const LEVEL_COLOURS: [(&str, &str); 5] = [
+    ("county", "#7b3294"),
+    ("town", "#1e6fd9"),
+    ("village", "#0a0"),
+    ("group", "#c60"),
+    ("site", "#b00"),
+];
+
+/// The three charts of a report.
+fn charts_of(
+    c: &Connection,
+    reg: &Registry,
+    tz: &jiff::tz::TimeZone,
+    lineage: &str,
+    people: &BTreeMap<String, Acc>,
+    msgs: &[crate::correlate::store::StoredWarning],
+    evacuation: &[Evacuation],
+) -> anyhow::Result<Charts> {
+    use super::charts::{Series, steps};
+    let ts = |s: &str| s.parse::<jiff::Timestamp>().ok();
+    // Acknowledgements, per level.
+    let mut ack: Vec<Series> = Vec::new();
+    let mut times: Vec<jiff::Timestamp> = Vec::new();
+    for (level, colour) in LEVEL_COLOURS {
+        let mut answered: Vec<jiff::Timestamp> = people
+            .values()
+            .filter(|a| a.level == level)
+            .filter_map(|a| a.answered.as_deref().and_then(ts))
+            .collect();
+        times.extend(people.values().filter_map(|a| ts(&a.called)));
+        if people.values().all(|a| a.level != level) {
+            continue;
+        }
+        answered.sort();
+        times.extend(answered.iter().copied());
+        ack.push(Series {
+            key: level.into(),
+            colour,
+            points: answered
+                .iter()
+                .enumerate()
+                .map(|(i, t)| (*t, (i + 1) as f64))
+                .collect(),
+        });
+    }
+    // The evacuation ledger, report by report (people moved reported under any warning in
+    // this one's life, returns under this one), ending on the table's figures.
+    let life_from = msgs.first().and_then(|m| ts(&m.sent));
+    let lifted = crate::correlate::store::lifted_at(c, lineage)?;
+    let covers = super::ledger::covers_of_lineage(c, reg, lineage)?;
+    type Ev = (jiff::Timestamp, String, Option<u32>, Option<u32>);
+    let mut events: Vec<Ev> = Vec::new();
+    {
+        let mut q = c.prepare_cached(
+            "SELECT a.at, a.kind, a.people, a.lineage,
+                    (SELECT e.target FROM respond_evacuation e
+                     WHERE e.lineage = a.lineage AND e.person = a.person ORDER BY e.at DESC LIMIT 1)
+             FROM respond_answer a
+             WHERE a.kind IN ('moved', 'returned') AND a.held IS NULL AND a.repeat_of IS NULL
+               AND a.people IS NOT NULL ORDER BY a.at, a.id",
+        )?;
+        let rows = q.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, i64>(2)?,
+                r.get::<_, Option<String>>(3)?,
+                r.get::<_, Option<String>>(4)?,
+            ))
+        })?;
+        for row in rows {
+            let (at, kind, n, of, target) = row?;
+            let (Some(at), Some(target)) = (ts(&at), target) else {
+                continue;
+            };
+            let n = n.clamp(0, i64::from(u32::MAX)) as u32;
+            let own = of.as_deref() == Some(lineage);
+            let in_life = life_from.is_some_and(|f| at >= f) && lifted.is_none_or(|l| at <= l);
+            match kind.as_str() {
+                "moved" if own || in_life => events.push((at, target, Some(n), None)),
+                "returned" if own => events.push((at, target, None, Some(n))),
+                _ => {}
+            }
+        }
+    }
+    let replayed = super::ledger::replay(reg, &covers, &events);
+    times.extend(replayed.iter().map(|r| r.0));
+    times.extend(msgs.iter().filter_map(|m| ts(&m.sent)));
+    let (Some(from), Some(to)) = (times.iter().min().copied(), times.iter().max().copied()) else {
+        return Ok(Charts::default());
+    };
+    let end = evacuation.iter().fold((0u32, 0u32, 0u32), |t, e| {
+        (t.0 + e.to_move, t.1 + e.moved, t.2 + e.returned)
+    });
+    let series =
+        |key: &str, colour: &'static str, f: &dyn Fn(&super::ledger::Figures) -> u32, last: u32| {
+            let mut points: Vec<(jiff::Timestamp, f64)> = vec![(from, 0.0)];
+            points.extend(replayed.iter().map(|(t, x)| (*t, f64::from(f(x)))));
+            points.push((to, f64::from(last)));
+            Series {
+                key: key.into(),
+                colour,
+                points,
+            }
+        };
+    let evac = vec![
+        Series {
+            key: "to_move".into(),
+            colour: "#777",
+            points: vec![(from, f64::from(end.0))],
+        },
+        series("moved", "#0a0", &|x| x.moved, end.1),
+        series("returned", "#1e6fd9", &|x| x.returned, end.2),
+    ];
+    let tier = vec![Series {
+        key: "tier".into(),
+        colour: "#b00",
+        points: msgs
+            .iter()
+            .filter_map(|m| {
+                let level = if m.msg_type == "Cancel" {
+                    0.0
+                } else {
+                    m.tier
+                        .as_deref()
+                        .and_then(crate::correlate::Tier::parse)
+                        .map_or(0.0, |t| f64::from(t as u8 + 1))
+                };
+                ts(&m.sent).map(|t| (t, level))
+            })
+            .collect(),
+    }];
+    let mut legend = Vec::new();
+    for (chart, list) in [("ack", &ack), ("evacuation", &evac), ("tier", &tier)] {
+        for s in list {
+            legend.push((chart.to_string(), s.key.clone(), s.colour.to_string()));
+        }
+    }
+    Ok(Charts {
+        ack: steps(&ack, from, to, tz),
+        evacuation: steps(&evac, from, to, tz),
+        tier: steps(&tier, from, to, tz),
+        legend,
+    })
+}
+
+/// The report as a page to read or print (`templates/report/warning_html.{lang}`): the same
+/// figures as the Markdown, with the charts.
+pub fn html(r: &Report, lang: &str) -> anyhow::Result<String> {
+    let lang = crate::templates::lang(lang);
+    let event = crate::templates::event_name(&r.hazard, lang).unwrap_or_else(|_| r.hazard.clone());
+    Ok(crate::templates::env()?
+        .get_template(&format!("report/warning_html.{lang}"))?
+        .render(minijinja::context! {
+            r => minijinja::Value::from(minijinja::value::Serde(r)), event => event,
+            ack => minijinja::Value::from_safe_string(r.charts.ack.clone()),
+            evacuation => minijinja::Value::from_safe_string(r.charts.evacuation.clone()),
+            tier => minijinja::Value::from_safe_string(r.charts.tier.clone()),
+        })?)
 }
 
 /// The report in Markdown (`templates/report/warning.{lang}`).

@@ -154,6 +154,11 @@ struct Confirming {
 }
 
 impl Checkin {
+    /// The registry these pages answer with.
+    pub(crate) fn registry(&self) -> Shared {
+        self.registry.clone()
+    }
+
     /// The rate limits, then the token: the link, or the answer to give instead.
     async fn open(&self, ip: IpAddr, token: &str) -> Result<link::Link, Response> {
         if self.limited(ip, token) {

@@ -7,6 +7,8 @@
 //! - `stormbell_broadcast_terminals{route,state}`: loudspeaker targets;
 //! - `stormbell_calls{state}`, `stormbell_escalation_steps{action,state}`: call and respond;
 //! - `stormbell_ack_seconds`: histogram of time from call to the person's own answer;
+//! - `stormbell_evacuation_people{figure}`, `stormbell_places{answer}`: the board's county
+//!   line (the evacuation ledger), when the registry is at hand;
 //! - `stormbell_feed_up{feed}`, `stormbell_feed_gap{feed}`, `stormbell_feed_failures{feed}`,
 //!   `stormbell_feed_polls_total{feed}`: feed health.
 //!
@@ -35,9 +37,52 @@ fn family(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# TYPE {name} {kind}");
 }
 
-/// The whole exposition.
-pub fn render(c: &Connection) -> anyhow::Result<String> {
+/// The whole exposition; with the registry, the evacuation ledger's county figures too.
+pub fn render(c: &Connection, reg: Option<&crate::registry::Registry>) -> anyhow::Result<String> {
     let mut out = String::with_capacity(4096);
+    if let Some(reg) = reg {
+        // The same figures as the board's county line (ARCHITECTURE.md, "The evacuation
+        // ledger").
+        let b = crate::respond::board::read(
+            c,
+            reg,
+            &jiff::tz::TimeZone::UTC,
+            crate::respond::board::Filter::All,
+            crate::respond::board::AsOf::wall(),
+        )?;
+        let t = &b.totals;
+        family(
+            &mut out,
+            "stormbell_evacuation_people",
+            "gauge",
+            "People under the warnings in force, each place once: to_move, moved, refused, to_check.",
+        );
+        for (figure, n) in [
+            ("to_move", t.to_move),
+            ("moved", t.moved),
+            ("refused", t.refused),
+            ("to_check", t.to_check),
+        ] {
+            let _ = writeln!(
+                out,
+                "stormbell_evacuation_people{{figure=\"{figure}\"}} {n}"
+            );
+        }
+        family(
+            &mut out,
+            "stormbell_places",
+            "gauge",
+            "Places under the warnings in force by answer: silent (ladder ran out), waiting, answered.",
+        );
+        for (answer, n) in [
+            ("silent", t.silent),
+            ("waiting", t.waiting),
+            ("answered", t.answered),
+            ("uncalled", t.places - t.silent - t.waiting - t.answered),
+        ] {
+            let _ = writeln!(out, "stormbell_places{{answer=\"{answer}\"}} {n}");
+        }
+    }
 
     let mut active: BTreeMap<(String, String), i64> = BTreeMap::new();
     for l in crate::correlate::store::lineages(c)? {

@@ -40,15 +40,30 @@ pub struct WebSettings {
 struct App {
     store: Store,
     settings: WebSettings,
+    /// The registry in force, for the evacuation figures of `/metrics` (none: not exported).
+    registry: Option<crate::registry::Shared>,
 }
 
 /// The routes.
 pub fn router(store: Store, settings: WebSettings) -> Router {
+    router_with(store, settings, None)
+}
+
+/// The routes, `/metrics` with the ledger's figures read against `registry`.
+pub fn router_with(
+    store: Store,
+    settings: WebSettings,
+    registry: Option<crate::registry::Shared>,
+) -> Router {
     Router::new()
         .route("/cap/feed.atom", get(feed))
         .route("/cap/{file}", get(alert))
         .route("/metrics", get(metrics_page))
-        .with_state(App { store, settings })
+        .with_state(App {
+            store,
+            settings,
+            registry,
+        })
 }
 
 /// The current public warnings, newest first.
@@ -147,7 +162,12 @@ pub(crate) fn foreign_origin(headers: &HeaderMap) -> bool {
 }
 
 async fn metrics_page(State(app): State<App>) -> Response {
-    match app.store.read(metrics::render).await {
+    let reg = app.registry.as_ref().map(|r| r.current());
+    match app
+        .store
+        .read(move |c| metrics::render(c, reg.as_deref()))
+        .await
+    {
         Ok(body) => {
             let mut h = HeaderMap::new();
             h.insert(
@@ -277,7 +297,11 @@ pub async fn serve_limited(
     limits: crate::runtime::listen::Limits,
     shutdown: crate::runtime::Shutdown,
 ) -> std::io::Result<()> {
-    let mut app = router(store, settings);
+    let registry = checkin
+        .as_ref()
+        .map(checkin::Checkin::registry)
+        .or_else(|| office.as_ref().map(office::Office::registry));
+    let mut app = router_with(store, settings, registry);
     if let Some(c) = checkin {
         app = app.merge(checkin::router(c));
     }

@@ -114,6 +114,11 @@ impl Office {
         self
     }
 
+    /// The registry the pages read with.
+    pub(crate) fn registry(&self) -> Shared {
+        self.registry.clone()
+    }
+
     /// Read the board on `clock` (`drill`: a drill's simulated clock, named as such on the
     /// page) instead of the wall clock.
     pub fn on_clock(mut self, clock: Arc<dyn crate::runtime::clock::Clock>, drill: bool) -> Office {

@@ -196,6 +196,37 @@ fn a_silent_village_answers_from_its_link_and_the_office_page_turns_it_answered(
         );
         assert_eq!(browser.text_of("#moved-total").await.as_deref(), Some("12"));
         browser.screenshot("office-before").await;
+        // The silent filter: only places nobody answered, the totals theirs.
+        let filtered = browser.new_window().await;
+        browser.switch_to(&filtered).await;
+        browser.set_size(1400, 2400).await;
+        browser.goto(&format!("{base}/office?filter=silent")).await;
+        browser.screenshot("office-silent").await;
+        let kept = browser
+            .run(
+                "const rows = [...document.querySelectorAll('details.warning tr[data-place]')];
+                 return {
+                   answers: [...new Set(rows.map(r => r.dataset.answer))],
+                   places: new Set(rows.map(r => r.dataset.place)).size,
+                   total: Number(document.querySelector('#totals').dataset.places),
+                   silent: Number(document.querySelector('#totals').dataset.silent)
+                         + Number(document.querySelector('#totals').dataset.waiting),
+                 };",
+            )
+            .await;
+        let answers: Vec<&str> = kept["answers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|a| a.as_str())
+            .collect();
+        assert!(
+            !answers.is_empty() && answers.iter().all(|a| matches!(*a, "silent" | "waiting")),
+            "{kept}"
+        );
+        assert_eq!(kept["places"], kept["total"], "{kept}");
+        assert_eq!(kept["total"], kept["silent"], "{kept}");
+        browser.switch_to(&office_window).await;
         // Wait for the live stream to be open before anything changes.
         let t0 = Instant::now();
         while browser
@@ -231,7 +262,27 @@ fn a_silent_village_answers_from_its_link_and_the_office_page_turns_it_answered(
 
         let phone = browser.new_window().await;
         browser.switch_to(&phone).await;
+        // A cheap phone's screen: the page fits its width, the answer buttons in reach.
+        browser.set_size(360, 740).await;
         browser.goto(&link).await;
+        browser.screenshot("checkin-phone").await;
+        assert_eq!(
+            browser
+                .run("return document.documentElement.scrollWidth <= window.innerWidth;")
+                .await,
+            serde_json::Value::Bool(true),
+            "the check-in page scrolls sideways on a phone"
+        );
+        assert_eq!(
+            browser
+                .run(
+                    "const b = document.querySelector('form:has(input[value=ack]) button').getBoundingClientRect();
+                     return b.top >= 0 && b.bottom <= window.innerHeight && b.width >= 280;"
+                )
+                .await,
+            serde_json::Value::Bool(true),
+            "the acknowledge button is on the first screen, full width"
+        );
         browser
             .click(&browser.find("form:has(input[value=ack]) button").await)
             .await;
@@ -277,7 +328,18 @@ fn a_silent_village_answers_from_its_link_and_the_office_page_turns_it_answered(
                 .await
                 .is_none()
         );
+        // The whole board: the county's to-move is the registry's figures of its places,
+        // each once, and moved never exceeds it.
+        browser.set_size(1400, 2400).await;
         browser.goto(&format!("{base}/office")).await;
+        let county = browser
+            .run(
+                "const t = document.querySelector('#totals').dataset;
+                 return [Number(t.toMove), Number(t.moved)];",
+            )
+            .await;
+        let (to_move, moved) = (county[0].as_u64().unwrap(), county[1].as_u64().unwrap());
+        assert!(moved <= to_move && to_move > 0, "{county}");
         let shot = browser.screenshot("office").await;
         assert!(
             std::fs::metadata(&shot).unwrap().len() > 10_000,
@@ -306,11 +368,57 @@ fn a_silent_village_answers_from_its_link_and_the_office_page_turns_it_answered(
     // Afterwards: the after-action report tells it all.
     let out = dir.path().join("report");
     let o = stormbell_cli(&db)
-        .args(["report", common::county::ZONE, "--out"])
+        .args(["report", common::county::ZONE, "--pdf", "--out"])
         .arg(&out)
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // The PDF, read back page by page by poppler (not by us): every page a real picture,
+    // the first with the title and the evacuation line the table and the board agree on.
+    let pdf = out.join("report.pdf");
+    let o = std::process::Command::new("pdftoppm")
+        .args(["-r", "50", "-png"])
+        .arg(&pdf)
+        .arg(out.join("page"))
+        .output()
+        .expect("pdftoppm (Debian poppler-utils; scripts/test installs it)");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let mut pages: Vec<_> = std::fs::read_dir(&out)
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "png"))
+        .collect();
+    pages.sort();
+    assert!(!pages.is_empty(), "no pages");
+    for p in &pages {
+        assert!(
+            std::fs::metadata(p).unwrap().len() > 2_000,
+            "{p:?} is blank"
+        );
+    }
+    let text = |first: usize, last: usize| {
+        let o = std::process::Command::new("pdftotext")
+            .args(["-f", &first.to_string(), "-l", &last.to_string()])
+            .arg(&pdf)
+            .arg("-")
+            .output()
+            .unwrap();
+        // Line breaks and spacing are the printer's: compare the words only.
+        String::from_utf8_lossy(&o.stdout)
+            .split_whitespace()
+            .collect::<String>()
+    };
+    let first = text(1, 1);
+    assert!(first.contains("预警复盘报告"), "{first}");
+    assert!(first.contains("应转移172人，已转移35人"), "{first}");
+    let all = text(1, pages.len());
+    assert!(all.contains("人员转移") && all.contains("时间线"), "{all}");
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert_eq!(html.matches("<svg").count(), 3, "three charts");
+    assert!(
+        html.contains(r#"data-series="moved" data-last="35""#),
+        "the chart ends on the table's figure"
+    );
     let md = std::fs::read_to_string(out.join("report.md")).unwrap();
     std::fs::write(
         Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-artefacts/report.md"),

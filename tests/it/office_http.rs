@@ -287,6 +287,69 @@ async fn office_doors_stay_shut_without_a_session_and_open_with_one() {
     assert!(v208["called"].as_u64().unwrap() >= 1);
     assert!(v208["to_move"].as_u64().unwrap() > 0, "the site's people");
     assert_eq!(v208["sites"][0][0], "FF331098001");
+    // Every view gives the same county figures at the same moment (ARCHITECTURE.md, "The
+    // evacuation ledger"): the JSON, the CSV's county row, /metrics and `status`.
+    let totals = &board["totals"];
+    let csv = with("/api/v1/board.csv")
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let county: Vec<&str> = csv
+        .lines()
+        .find(|l| l.split(',').nth(4) == Some("county"))
+        .expect("the CSV's county row")
+        .split(',')
+        .collect();
+    for (col, key) in [
+        (10, "places"),
+        (16, "to_move"),
+        (17, "moved"),
+        (18, "refused"),
+    ] {
+        assert_eq!(county[col], totals[key].to_string(), "{key}: {csv}");
+    }
+    let metrics = http
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for (figure, key) in [
+        ("to_move", "to_move"),
+        ("moved", "moved"),
+        ("refused", "refused"),
+    ] {
+        let line = format!(
+            "stormbell_evacuation_people{{figure=\"{figure}\"}} {}",
+            totals[key]
+        );
+        assert!(metrics.contains(&line), "{line} in {metrics}");
+    }
+    assert!(
+        metrics.contains(&format!(
+            "stormbell_places{{answer=\"waiting\"}} {}",
+            totals["waiting"]
+        )),
+        "{metrics}"
+    );
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_stormbell"))
+        .env("STORMBELL_STORE__PATH", dir.path().join("h.db"))
+        .arg("status")
+        .output()
+        .unwrap();
+    let status = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        status.contains(&format!(
+            "evacuate: {} place(s) under warning: to move {}, moved {}, refused {}",
+            totals["places"], totals["to_move"], totals["moved"], totals["refused"]
+        )),
+        "{status}"
+    );
+
     let r = with("/api/v1/board.csv?filter=silent").await.unwrap();
     assert_eq!(r.status(), 200);
     let csv = r.text().await.unwrap();
@@ -301,6 +364,7 @@ async fn office_doors_stay_shut_without_a_session_and_open_with_one() {
     assert!(
         lines[1..]
             .iter()
+            .filter(|l| !matches!(l.split(',').nth(4), Some("town" | "county")))
             .all(|l| l.contains(",waiting,") || l.contains(",silent,")),
         "the silent filter keeps silent and waiting places only"
     );

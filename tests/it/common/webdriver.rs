@@ -323,6 +323,16 @@ impl Browser {
         .await
     }
 
+    /// Resize the current window (a phone's screen, or a page tall enough to see whole).
+    pub async fn set_size(&self, width: u32, height: u32) {
+        self.call(
+            reqwest::Method::POST,
+            "/window/rect",
+            Some(json!({ "width": width, "height": height })),
+        )
+        .await;
+    }
+
     /// A PNG of the window, written to `target/test-artefacts/{name}.png`; returns the path.
     pub async fn screenshot(&self, name: &str) -> PathBuf {
         let v = self.call(reqwest::Method::GET, "/screenshot", None).await;
