@@ -107,6 +107,16 @@ impl Record for Duty {
     }
 }
 
+impl Record for Layer {
+    const KIND: &'static str = "layer";
+    fn key(&self) -> String {
+        self.key.clone()
+    }
+    fn reference(&self) -> Option<&str> {
+        None
+    }
+}
+
 /// Counts for one kind of record in an import.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct KindCount {
@@ -248,6 +258,9 @@ pub fn import(
     let terminals = sync(tx, import_id, &data.terminals)?;
     let persons = sync(tx, import_id, &data.persons)?;
     let duties = sync(tx, import_id, &data.duties)?;
+    // Base-map layers: kept with the import (the map of the registry in force), not counted
+    // among the roster's changes.
+    sync(tx, import_id, &data.layers)?;
 
     let names: HashMap<&str, &str> = data
         .persons
@@ -621,6 +634,7 @@ pub fn load(conn: &Connection, import: Option<i64>) -> anyhow::Result<Dataset> {
     d.terminals = all(conn, import)?;
     d.persons = all(conn, import)?;
     d.duties = all(conn, import)?;
+    d.layers = all(conn, import)?;
     Ok(d)
 }
 

@@ -139,6 +139,155 @@ pub fn read(path: &Path, file: &str, key: &str, out: &mut Findings) -> Vec<Shape
     shapes
 }
 
+/// Most positions a layer file may hold in all (a county's rivers and roads, simplified, are
+/// tens of thousands): beyond it the rest of the file is left out, said once.
+pub const MAX_LAYER_POSITIONS: usize = 400_000;
+
+/// Read a base-map layer: every LineString, MultiLineString, Polygon or MultiPolygon feature
+/// as polylines (rings for areas), named by `properties.name` when given. A broken feature is a
+/// finding (warning: a layer is only drawn), the rest are returned.
+pub fn read_layer(
+    path: &Path,
+    file: &str,
+    kind: super::model::LayerKind,
+    out: &mut Findings,
+) -> Vec<super::model::Layer> {
+    let warn = |out: &mut Findings, locator: &str, msg: String| {
+        out.push(
+            Severity::Warning,
+            "registry.layer",
+            file,
+            None,
+            locator,
+            msg,
+        )
+    };
+    let text = match super::load::read_bounded(path, super::load::MAX_GEOJSON_BYTES)
+        .and_then(|b| String::from_utf8(b).map_err(|e| format!("cannot read as UTF-8: {e}")))
+    {
+        Ok(t) => t,
+        Err(e) => {
+            warn(out, "", e);
+            return Vec::new();
+        }
+    };
+    let doc: Value = match serde_json::from_str(&text) {
+        Ok(v) => v,
+        Err(e) => {
+            warn(out, "", format!("not JSON: {e}"));
+            return Vec::new();
+        }
+    };
+    let Some(features) = doc.get("features").and_then(Value::as_array) else {
+        warn(
+            out,
+            "",
+            "not a GeoJSON FeatureCollection (no `features`)".into(),
+        );
+        return Vec::new();
+    };
+    let mut layers = Vec::new();
+    let mut positions = 0usize;
+    for (i, f) in features.iter().enumerate() {
+        let locator = format!("feature {}", i + 1);
+        let name = f
+            .get("properties")
+            .and_then(|p| p.get("name"))
+            .and_then(Value::as_str)
+            .map(|s| s.chars().take(40).collect::<String>());
+        let Some(g) = f.get("geometry") else {
+            warn(out, &locator, "no geometry".into());
+            continue;
+        };
+        match geometry_lines(g) {
+            Ok(lines) => {
+                if let Some(p) = lines.iter().flatten().find(|p| {
+                    !super::load::in_china(&Point {
+                        lon: p[0],
+                        lat: p[1],
+                    })
+                }) {
+                    warn(
+                        out,
+                        &locator,
+                        format!("position {},{} (lon,lat) is outside China", p[0], p[1]),
+                    );
+                    continue;
+                }
+                positions += lines.iter().map(Vec::len).sum::<usize>();
+                if positions > MAX_LAYER_POSITIONS {
+                    warn(
+                        out,
+                        &locator,
+                        format!(
+                            "more than {MAX_LAYER_POSITIONS} positions in all: this feature and the rest are left out (simplify the file)"
+                        ),
+                    );
+                    break;
+                }
+                layers.push(super::model::Layer {
+                    kind,
+                    key: format!("{}|{}", kind.as_str(), i + 1),
+                    name,
+                    lines,
+                });
+            }
+            Err(msg) => warn(out, &locator, msg),
+        }
+    }
+    layers
+}
+
+fn positions(v: &Value) -> Result<Vec<[f64; 2]>, String> {
+    v.as_array()
+        .ok_or("a line is not an array of positions")?
+        .iter()
+        .map(|p| {
+            let a = p.as_array().ok_or("a position is not an array")?;
+            match (
+                a.first().and_then(Value::as_f64),
+                a.get(1).and_then(Value::as_f64),
+            ) {
+                (Some(x), Some(y)) if x.is_finite() && y.is_finite() => Ok([x, y]),
+                _ => Err("a position is not [longitude, latitude]".to_string()),
+            }
+        })
+        .collect()
+}
+
+/// A geometry's lines: a LineString's one, a MultiLineString's, a polygon's rings.
+fn geometry_lines(g: &Value) -> Result<Vec<Vec<[f64; 2]>>, String> {
+    let coords = g.get("coordinates").ok_or("geometry without coordinates")?;
+    let list = |v: &Value| -> Result<Vec<Vec<[f64; 2]>>, String> {
+        v.as_array()
+            .ok_or("coordinates are not an array")?
+            .iter()
+            .map(positions)
+            .collect()
+    };
+    let lines = match g.get("type").and_then(Value::as_str) {
+        Some("LineString") => vec![positions(coords)?],
+        Some("MultiLineString") | Some("Polygon") => list(coords)?,
+        Some("MultiPolygon") => {
+            let mut all = Vec::new();
+            for poly in coords.as_array().ok_or("coordinates are not an array")? {
+                all.extend(list(poly)?);
+            }
+            all
+        }
+        Some(other) => {
+            return Err(format!(
+                "geometry type {other}; a layer holds lines or areas"
+            ));
+        }
+        None => return Err("geometry without a type".into()),
+    };
+    if lines.iter().any(|l| l.len() < 2) {
+        return Err("a line needs at least 2 positions".into());
+    }
+    Ok(lines)
+}
+
 fn ring(v: &Value) -> Result<LineString<f64>, String> {
     let positions = v.as_array().ok_or("a ring is not an array of positions")?;
     let mut coords = Vec::with_capacity(positions.len());

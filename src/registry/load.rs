@@ -388,6 +388,15 @@ pub fn load_dir(dir: &Path, encoding: Encoding) -> (Loaded, Findings) {
             attach_shapes(&mut loaded, name, shapes, &mut out);
         }
     }
+    // Base-map layers: optional, only drawn (fixtures/README.md).
+    for (kind, name) in super::model::LayerKind::ALL {
+        let path = dir.join(name);
+        if path.exists() {
+            let layers = super::geojson::read_layer(&path, name, kind, &mut out);
+            loaded.files.push((name.to_string(), "UTF-8"));
+            loaded.data.layers.extend(layers);
+        }
+    }
     (loaded, out)
 }
 

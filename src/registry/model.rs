@@ -413,6 +413,58 @@ pub struct Dataset {
     pub persons: Vec<Person>,
     /// Who answers for what.
     pub duties: Vec<Duty>,
+    /// Base-map layers (optional files): drawn under the places, nothing decided from them.
+    pub layers: Vec<Layer>,
+}
+
+/// The kinds of base-map layer a registry folder may carry (`towns.geojson`,
+/// `rivers.geojson`, `roads.geojson`, `coast.geojson`), so an officer can orient on the office
+/// map without any tile server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LayerKind {
+    /// Town (乡镇) boundaries.
+    Towns,
+    /// Rivers and streams.
+    Rivers,
+    /// Roads.
+    Roads,
+    /// Coastline.
+    Coast,
+}
+
+impl LayerKind {
+    /// Every kind, in drawing order (bottom first), with its file.
+    pub const ALL: [(LayerKind, &'static str); 4] = [
+        (LayerKind::Towns, "towns.geojson"),
+        (LayerKind::Coast, "coast.geojson"),
+        (LayerKind::Rivers, "rivers.geojson"),
+        (LayerKind::Roads, "roads.geojson"),
+    ];
+
+    /// Its name (the CSS class the map draws it with).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LayerKind::Towns => "towns",
+            LayerKind::Rivers => "rivers",
+            LayerKind::Roads => "roads",
+            LayerKind::Coast => "coast",
+        }
+    }
+}
+
+/// One feature of a base-map layer: its name (a town's, a river's) and its lines (a
+/// boundary's rings, a river's course), WGS 84 (lon, lat).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Layer {
+    /// Which layer.
+    pub kind: LayerKind,
+    /// Its place in the file (`towns|3`): features need no id of their own.
+    pub key: String,
+    /// Its name, when the file gives one (`properties.name`).
+    pub name: Option<String>,
+    /// Polylines of (lon, lat).
+    pub lines: Vec<Vec<[f64; 2]>>,
 }
 
 /// Outlines are stored as GeoJSON geometry text.

@@ -2,7 +2,9 @@
 //! no tiles, no map library, nothing fetched at run time (the office may be cut off from the
 //! internet exactly when it needs the map).
 //!
-//! The base layer (every village outline, or a dot where no outline is known) is drawn once;
+//! The base layer (every village outline, or a dot where no outline is known, then the
+//! registry's optional town boundaries, coastline, rivers and roads as lines, and the town
+//! names) is drawn once;
 //! each board adds its warned places on top: filled by tier, ringed by answer (silent: a thick
 //! black ring; waiting: grey; answered: green). Each mark carries a `<title>` (its name and
 //! state) and `data-` attributes tests and scripts can read.
@@ -32,6 +34,11 @@ impl BaseMap {
     /// Fit the registry's villages (outlines where known, else points) into the drawing.
     pub fn new(reg: &Registry) -> BaseMap {
         let mut pts: Vec<(f64, f64)> = Vec::new();
+        // The drawing fits the villages and the base-map layers (a coastline beyond the last
+        // village is what an officer orients on).
+        for l in &reg.data.layers {
+            pts.extend(l.lines.iter().flatten().map(|p| (p[0], p[1])));
+        }
         for v in &reg.data.villages {
             pts.push((v.point.lon, v.point.lat));
             if let Some(poly) = &v.polygon {
@@ -79,8 +86,65 @@ impl BaseMap {
                 }
             }
         }
+        // The base-map layers over the village outlines (lines only, so the villages show
+        // through) and under the places: towns, coast, rivers, roads, then the town names.
+        let mut order: Vec<&crate::registry::model::Layer> = reg.data.layers.iter().collect();
+        order.sort_by_key(|l| {
+            crate::registry::model::LayerKind::ALL
+                .iter()
+                .position(|(k, _)| *k == l.kind)
+        });
+        for l in &order {
+            let _ = write!(base, r#"<g class="l {}">"#, l.kind.as_str());
+            for line in &l.lines {
+                let d = m.polyline(line);
+                if !d.is_empty() {
+                    let _ = write!(base, r#"<path d="{d}"/>"#);
+                }
+            }
+            base.push_str("</g>");
+        }
+        for l in order
+            .iter()
+            .filter(|l| l.kind == crate::registry::model::LayerKind::Towns)
+        {
+            let (Some(name), Some(ring)) = (&l.name, l.lines.first()) else {
+                continue;
+            };
+            let n = ring.len() as f64;
+            let (lon, lat) = ring
+                .iter()
+                .fold((0.0, 0.0), |a, p| (a.0 + p[0] / n, a.1 + p[1] / n));
+            let (x, y) = m.xy(lon, lat);
+            let _ = write!(
+                base,
+                r#"<text class="town-name" x="{x:.1}" y="{y:.1}" text-anchor="middle">{}</text>"#,
+                esc(name)
+            );
+        }
         m.base = base;
         m
+    }
+
+    /// A polyline as path data, points closer than half a unit to the last one dropped (a
+    /// river's thousand vertices draw as a hundred).
+    fn polyline(&self, pts: &[[f64; 2]]) -> String {
+        let mut d = String::new();
+        let mut last: Option<(f64, f64)> = None;
+        for (i, p) in pts.iter().enumerate() {
+            let (x, y) = self.xy(p[0], p[1]);
+            let end = i + 1 == pts.len();
+            if let Some((lx, ly)) = last
+                && (x - lx).abs() < 0.5
+                && (y - ly).abs() < 0.5
+                && !end
+            {
+                continue;
+            }
+            let _ = write!(d, "{}{x:.1} {y:.1}", if last.is_none() { "M" } else { "L" });
+            last = Some((x, y));
+        }
+        d
     }
 
     fn xy(&self, lon: f64, lat: f64) -> (f64, f64) {
@@ -105,7 +169,7 @@ impl BaseMap {
         let mut s = String::with_capacity(self.base.len() + 4096);
         let _ = write!(
             s,
-            r#"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {h:.0}" role="img" aria-label="county map" class="map"><style>.v{{fill:#f2f2ee;stroke:#b8b8b0;stroke-width:.6}}.p{{stroke-width:2;fill-opacity:.85}}.silent{{stroke:#000;stroke-width:4;stroke-dasharray:4 2}}.silent-name{{font-weight:bold;paint-order:stroke;stroke:#fff;stroke-width:3}}.waiting{{stroke:#777}}.answered{{stroke:#0a0}}.uncalled{{stroke:#ccc}}</style>"#,
+            r#"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {h:.0}" role="img" aria-label="county map" class="map"><style>.v{{fill:#f2f2ee;stroke:#b8b8b0;stroke-width:.6}}.l path{{fill:none}}.towns path{{stroke:#777;stroke-width:1.4;stroke-dasharray:6 3}}.coast path{{stroke:#6a8caf;stroke-width:1.6}}.rivers path{{stroke:#4a90d9;stroke-width:1.2}}.roads path{{stroke:#c8963e;stroke-width:1}}.town-name{{font-size:13px;fill:#555;font-weight:bold;paint-order:stroke;stroke:#fff;stroke-width:3}}.p{{stroke-width:2;fill-opacity:.85}}.silent{{stroke:#000;stroke-width:4;stroke-dasharray:4 2}}.silent-name{{font-weight:bold;paint-order:stroke;stroke:#fff;stroke-width:3}}.waiting{{stroke:#777}}.answered{{stroke:#0a0}}.uncalled{{stroke:#ccc}}</style>"#,
             h = self.height
         );
         s.push_str(&self.base);

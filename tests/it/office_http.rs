@@ -267,6 +267,12 @@ async fn office_doors_stay_shut_without_a_session_and_open_with_one() {
         "the map"
     );
     assert!(page.contains("桃垟村"), "the village by name");
+    // The base map an officer orients on, drawn from the registry's layers: town boundaries
+    // with their names, rivers, roads, the coast.
+    for layer in ["towns", "rivers", "roads", "coast"] {
+        assert!(page.contains(&format!("class=\"l {layer}\"")), "{layer}");
+    }
+    assert!(page.contains(">桃林镇</text>"), "a town's name on the map");
     let office_csrf = csrf_of(&page);
 
     // The API: the same board as JSON; the CSV with one row per place.
