@@ -18,6 +18,8 @@ const ALL: &[(&str, &str)] = templates![
     "cap/event.en",
     "cap/headline.zh-CN",
     "cap/headline.en",
+    "cap/why.zh-CN",
+    "cap/why.en",
     "cap/description.zh-CN",
     "cap/description.en",
     "cap/instruction.zh-CN",

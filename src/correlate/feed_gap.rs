@@ -72,18 +72,22 @@ impl Rule for FeedGapRule {
                             kind: PlaceKind::Unit,
                             id: u.clone(),
                             tier: Tier::Orange,
-                            why: format!(
-                                "feed {feed} ({}) silent for {} s; last error: {}",
-                                alarm.url,
-                                alarm.silent_secs,
-                                alarm.last_error.as_deref().unwrap_or("none")
+                            why: super::why::said(
+                                "feed_silent",
+                                serde_json::json!({
+                                    "feed": feed, "url": alarm.url, "secs": alarm.silent_secs,
+                                    "error": alarm.last_error,
+                                }),
                             ),
                         })
                         .collect()
                 },
                 onset: None,
                 ended,
-                reason: format!("feed {feed} {}", if ended { "recovered" } else { "silent" }),
+                reason: super::why::said(
+                    "feed_area",
+                    serde_json::json!({"feed": feed, "state": if ended { "recovered" } else { "silent" }}),
+                ),
                 cause: Some(*inbox),
                 upstream: None,
                 restricted: true,

@@ -7,12 +7,11 @@ use jiff::{SignedDuration, Timestamp};
 
 use super::assess::{Assessment, Ctx, Place, PlaceKind, Rule, by_area};
 use super::rain::STALE_AFTER;
-use super::rainstorm::hours;
 use super::rules::{Gauges, SoilRules};
 use super::tier::{Hazard, Tier};
 use crate::feeds::Observation;
+use crate::registry::Registry;
 use crate::registry::model::{Site, SiteKind, SiteStatus, Soil};
-use crate::registry::{Registry, model::format_duration};
 
 /// The flash-flood rule. Its memory is the shared [`super::rain::RainBook`]; it keeps each
 /// zone's gauges until the gauges change.
@@ -100,10 +99,9 @@ pub fn site_rain_tier(
         return ctx.held(hazard, &site.id).map(|t| {
             (
                 t,
-                format!(
-                    "{}: no rain data from its gauges for {} min; holding {t}",
-                    site.name,
-                    STALE_AFTER.as_mins()
+                super::why::said(
+                    "rain_blind",
+                    serde_json::json!({"place": site.name, "mins": STALE_AFTER.as_mins(), "tier": t.as_str()}),
                 ),
             )
         });
@@ -123,8 +121,8 @@ pub fn site_rain_tier(
             continue;
         };
         for (tier, limit, word) in [
-            (move_now, t.move_mm, "立即转移"),
-            (prepare, t.prepare_mm, "准备转移"),
+            (move_now, t.move_mm, "move"),
+            (prepare, t.prepare_mm, "prepare"),
         ] {
             if best.as_ref().is_some_and(|(b, _)| *b >= tier) {
                 break;
@@ -132,13 +130,13 @@ pub fn site_rain_tier(
             if ctx.meets(hazard, &site.id, tier, mm, limit) {
                 best = Some((
                     tier,
-                    format!(
-                        "{} {word}: {mm:.1} mm in {} at gauge {} (threshold {limit} mm, {}, soil {})",
-                        site.name,
-                        hours(h),
-                        ctx.rain.name(g),
-                        format_duration(t.minutes),
-                        soil.as_str()
+                    super::why::said(
+                        "rain",
+                        serde_json::json!({
+                            "place": site.name, "action": word, "mm": (mm * 10.0).round() / 10.0,
+                            "hours": h, "gauge": ctx.rain.name(g), "limit": limit,
+                            "soil": soil.as_str(),
+                        }),
                     ),
                 ));
                 break;

@@ -117,7 +117,10 @@ impl Rule for GeoHazardRule {
                 }
                 (Some((t, ev, inbox)), _) => (
                     *t,
-                    format!("{} is in the {t} risk area of {ev}", s.name),
+                    super::why::said(
+                        "geo_area",
+                        serde_json::json!({"place": s.name, "tier": t.as_str(), "event": ev}),
+                    ),
                     Some(*inbox),
                 ),
                 (None, Some((rt, rwhy))) => (rt, rwhy, ctx.rain.last_inbox),
@@ -130,7 +133,10 @@ impl Rule for GeoHazardRule {
                             places: Vec::new(),
                             onset: None,
                             ended: true,
-                            reason: format!("the risk warning over {} has ended", s.name),
+                            reason: super::why::said(
+                                "geo_ended",
+                                serde_json::json!({"place": s.name}),
+                            ),
                             cause: None,
                             upstream: None,
                             restricted: false,

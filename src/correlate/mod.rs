@@ -22,6 +22,7 @@ pub mod tier;
 pub mod typhoon;
 pub(crate) mod upstream;
 pub mod warning;
+pub mod why;
 pub(crate) mod wildfire;
 
 // What the stages after correlate use of it: the warning event and its people, the kind of

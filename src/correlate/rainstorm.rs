@@ -18,15 +18,6 @@ pub struct RainstormRule {
     gauges: (u64, Vec<Vec<usize>>),
 }
 
-/// Format hours as "3 h" or "0.5 h".
-pub fn hours(h: f64) -> String {
-    if h.fract() == 0.0 {
-        format!("{h:.0} h")
-    } else {
-        format!("{h} h")
-    }
-}
-
 impl Rule for RainstormRule {
     fn hazard(&self) -> Hazard {
         Hazard::Rainstorm
@@ -72,10 +63,9 @@ impl Rule for RainstormRule {
                             kind: PlaceKind::Village,
                             id: v.code.clone(),
                             tier,
-                            why: format!(
-                                "{}: no rain data from its gauges since {} min; holding {tier}",
-                                v.name,
-                                STALE_AFTER.as_mins()
+                            why: super::why::said(
+                                "rain_blind",
+                                serde_json::json!({"place": v.name, "mins": STALE_AFTER.as_mins(), "tier": tier.as_str()}),
                             ),
                         },
                     ));
@@ -92,12 +82,12 @@ impl Rule for RainstormRule {
                 {
                     best = Some((
                         t.tier,
-                        format!(
-                            "{} {mm:.1} mm in {} at gauge {} (≥ {} mm)",
-                            v.name,
-                            hours(t.hours),
-                            ctx.rain.name(g),
-                            t.mm
+                        super::why::said(
+                            "rainstorm",
+                            serde_json::json!({
+                                "place": v.name, "mm": (mm * 10.0).round() / 10.0,
+                                "hours": t.hours, "gauge": ctx.rain.name(g), "limit": t.mm,
+                            }),
                         ),
                     ));
                 }
@@ -120,7 +110,10 @@ impl Rule for RainstormRule {
             places,
             |ps| {
                 ps.first().map_or_else(String::new, |p| {
-                    format!("{} village(s); highest: {}", ps.len(), p.why)
+                    super::why::said(
+                        "rainstorm_area",
+                        serde_json::json!({"count": ps.len(), "top": super::why::read(&p.why)}),
+                    )
                 })
             },
             ctx.rain.last_inbox,

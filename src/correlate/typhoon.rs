@@ -744,9 +744,12 @@ impl Rule for TyphoonRule {
                         kind: PlaceKind::Village,
                         id: v.code.clone(),
                         tier,
-                        why: format!(
-                            "{storm}: {tier} wind reaches {} from {when} ({d:.0} km from centre)",
-                            v.name
+                        why: super::why::said(
+                            "typhoon_wind",
+                            serde_json::json!({
+                                "storm": storm, "tier": tier.as_str(), "place": v.name,
+                                "when": when.to_string(), "km": d,
+                            }),
                         ),
                     },
                 )
@@ -756,10 +759,12 @@ impl Rule for TyphoonRule {
             Hazard::Typhoon,
             places,
             |ps| {
-                format!(
-                    "{} village(s) inside the forecast wind circles; highest {}",
-                    ps.len(),
-                    ps.first().map_or("-", |p| p.tier.as_str())
+                super::why::said(
+                    "typhoon_area",
+                    serde_json::json!({
+                        "count": ps.len(),
+                        "tier": ps.first().map_or("", |p| p.tier.as_str()),
+                    }),
                 )
             },
             cause,

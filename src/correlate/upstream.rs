@@ -295,7 +295,10 @@ impl Rule for UpstreamRule {
                             kind: PlaceKind::Village,
                             id: v.code.clone(),
                             tier,
-                            why: format!("{} is inside the area of {}", v.name, reference.event),
+                            why: super::why::said(
+                                "upstream_in",
+                                serde_json::json!({"place": v.name, "event": reference.event}),
+                            ),
                         }
                     })
                     .collect(),
@@ -316,16 +319,17 @@ impl Rule for UpstreamRule {
                 area: root.clone(),
                 area_name,
                 reason: if ended {
-                    format!(
-                        "upstream {} {}",
-                        reference.reference,
-                        if f.cancelled { "cancelled" } else { "expired" }
+                    super::why::said(
+                        "upstream_ended",
+                        serde_json::json!({
+                            "reference": reference.reference,
+                            "how": if f.cancelled { "cancelled" } else { "expired" },
+                        }),
                     )
                 } else {
-                    format!(
-                        "upstream {} covers {} village(s)",
-                        reference.reference,
-                        places.len()
+                    super::why::said(
+                        "upstream_covers",
+                        serde_json::json!({"reference": reference.reference, "count": places.len()}),
                     )
                 },
                 places,

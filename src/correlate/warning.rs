@@ -466,7 +466,7 @@ pub fn build(
                 shelters => shelters.clone(),
                 upstream => upstream.clone(),
                 move_tier => move_tier.as_str(),
-                reason => l.reason.clone(),
+                reason => super::why::words(&l.reason, lang),
                 sent_local => local(now),
                 onset_local => l.onset.filter(|o| *o > now).map(local),
             };

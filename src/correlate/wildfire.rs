@@ -169,9 +169,12 @@ impl Rule for WildfireRule {
                         kind: PlaceKind::Site,
                         id: site.id.clone(),
                         tier: *tier,
-                        why: format!(
-                            "{}: fire danger level {level} (FWI {value:.1} on {date} at station {id}, {km:.0} km)",
-                            site.name
+                        why: super::why::said(
+                            "fire",
+                            serde_json::json!({
+                                "place": site.name, "level": level, "fwi": value,
+                                "date": date.to_string(), "station": id, "km": km,
+                            }),
                         ),
                     },
                 ));

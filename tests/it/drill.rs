@@ -294,6 +294,35 @@ fn the_convective_cell_warns_only_under_the_cell_and_replays_byte_for_byte() {
     assert!(ack["rate"].as_f64().unwrap() >= 0.8, "{ack}");
     // The silent ones were chased: re-sends climbed the ladder.
     assert!(s["escalations"]["resend"].as_i64().unwrap() > 0, "{s}");
+    // Every Alert and Update says why in Chinese: the rule and the measured value
+    // ("…1小时雨量52.4毫米（…雨量站）≥ 45毫米（立即转移指标）"), never English words.
+    let mut updates = 0;
+    for (name, bytes) in fa.iter().filter(|(k, _)| k.starts_with("cap/")) {
+        let xml = String::from_utf8_lossy(bytes);
+        if xml.contains("<msgType>Cancel</msgType>") {
+            continue;
+        }
+        let zh = xml
+            .split("<language>zh-CN</language>")
+            .nth(1)
+            .and_then(|i| i.split("<description>").nth(1))
+            .and_then(|d| d.split("</description>").next())
+            .unwrap_or_else(|| panic!("{name}: no Chinese description"));
+        let basis = zh
+            .split("依据：")
+            .nth(1)
+            .unwrap_or_else(|| panic!("{name}: {zh}"));
+        assert!(
+            basis.contains("小时雨量") && basis.contains("毫米") && basis.contains('≥'),
+            "{name}: {basis}"
+        );
+        assert!(
+            !basis.contains("mm in") && !basis.contains("gauge"),
+            "{name}: {basis}"
+        );
+        updates += usize::from(xml.contains("<msgType>Update</msgType>"));
+    }
+    assert!(updates > 0);
 }
 
 #[test]
