@@ -14,7 +14,7 @@
 //! resumed neither forgets an answer nor gives it twice.
 
 use jiff::{SignedDuration, Timestamp};
-use rusqlite::{Transaction, params};
+use rusqlite::{OptionalExtension, Transaction, params};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
@@ -455,6 +455,25 @@ pub fn answer(
                 },
             ),
         };
+        // A lead answering for several places names the one the report is for, first after
+        // the number by SMS, chosen on the page (as a real one is asked to).
+        let (text, form) = match plan_target(tx, &person, &lineage, &step)? {
+            Some(target) if people.is_some() => {
+                let must = intake::places_to_name(tx, reg, &lineage, &person)?;
+                let row = crate::respond::ledger::row_of(reg, &target);
+                match must.iter().find(|(id, _)| *id == row) {
+                    Some((id, name)) => (
+                        format!("{text} {name}"),
+                        LinkAnswer {
+                            place: Some(id.clone()),
+                            ..form
+                        },
+                    ),
+                    None => (text, form),
+                }
+            }
+            _ => (text, form),
+        };
         let channel = if lifted != (step == "returned") {
             "skipped"
         } else if sms {
@@ -521,6 +540,23 @@ fn reply(
         now,
     )?;
     Ok(())
+}
+
+/// The place a planned step reports for.
+fn plan_target(
+    tx: &Transaction<'_>,
+    person: &str,
+    lineage: &str,
+    step: &str,
+) -> anyhow::Result<Option<String>> {
+    Ok(tx
+        .query_row(
+            "SELECT target FROM drill_plan WHERE person = ?1 AND lineage = ?2 AND step = ?3",
+            params![person, lineage, step],
+            |x| x.get::<_, Option<String>>(0),
+        )
+        .optional()?
+        .flatten())
 }
 
 /// Whether the warning of the person's latest text has been lifted (or no text went to them).

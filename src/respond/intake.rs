@@ -63,7 +63,7 @@ pub fn run_once(
             Reply::AtPost => ("post", None, None, None),
             Reply::Moved { people, shelter } => ("moved", Some(*people), shelter.clone(), None),
             Reply::Help(n) => ("help", None, None, n.clone()),
-            Reply::Returned { people } => ("returned", Some(*people), None, None),
+            Reply::Returned { people, place } => ("returned", Some(*people), place.clone(), None),
             Reply::Unknown => ("unknown", None, None, None),
         };
         let since = crate::store::stamp(r.at - REPEAT_WINDOW);
@@ -296,12 +296,12 @@ enum Placing<'a> {
     },
 }
 
-/// The place a report of people is for. A lead reports for the places of their own duty under
-/// the warning (the broadest one: their village before its groups and sites, since a village
-/// lead's figure counts them). A town or county officer reports for a place they name, under
-/// the warning and inside their unit: on the page they choose it, by SMS they write its name
-/// first (`3 35 溪口村 溪口小学`); with one such place it needs no naming. Never for their unit
-/// code, which is no place anybody moves from.
+/// The place a report of people is for. A lead reports for the place of their own duty under
+/// the warning (the broadest target: their village before its groups and sites, since a
+/// village lead's figure counts them); a lead holding several villages under it, and a town or
+/// county officer (for a place inside their unit), name it: on the page they choose it, by
+/// SMS they write its name first (`3 35 溪口村 溪口小学`); with one such place it needs no
+/// naming. Never for a unit code, which is no place anybody moves from.
 fn report_place<'a>(
     tx: &Transaction<'_>,
     reg: &Registry,
@@ -318,31 +318,6 @@ fn report_place<'a>(
         )?
         .query_map(params![lineage, person], |r| Ok((r.get(0)?, r.get(1)?)))?
         .collect::<rusqlite::Result<_>>()?;
-    let matches = |id: &str, name: &str| {
-        named.is_some_and(|n| {
-            let n = n.trim();
-            n == id || n == name
-        })
-    };
-    let leads: Vec<&(String, String)> = own
-        .iter()
-        .filter(|(_, level)| matches!(level.as_str(), "village" | "group" | "site"))
-        .collect();
-    if let Some((first, _)) = leads.first() {
-        let chosen = leads
-            .iter()
-            .find(|(t, _)| matches(t, &super::place_name(reg, t)))
-            .map_or(first, |(t, _)| t);
-        return Ok(Placing::Place {
-            target: chosen.clone(),
-            shelter,
-        });
-    }
-    let units: Vec<&str> = own.iter().map(|(t, _)| t.as_str()).collect();
-    if units.is_empty() {
-        return Ok(Placing::None);
-    }
-    let places = places_under(tx, reg, lineage, &units)?;
     // By SMS the place's name comes first, the shelter after it.
     let (word, rest) = match (named, shelter) {
         (Some(n), _) => (Some(n.trim()), shelter),
@@ -355,6 +330,81 @@ fn report_place<'a>(
         }
         (None, None) => (None, None),
     };
+    let leads: Vec<&str> = own
+        .iter()
+        .filter(|(_, level)| matches!(level.as_str(), "village" | "group" | "site"))
+        .map(|(t, _)| t.as_str())
+        .collect();
+    if let Some(first) = leads.first() {
+        // The places of their own duty, as ledger rows: with one, the report is for it (its
+        // broadest target: the village before its groups and sites); with several, they say
+        // which, as an officer does.
+        let mut rows: Vec<String> = leads
+            .iter()
+            .map(|t| super::ledger::row_of(reg, t))
+            .collect();
+        rows.sort();
+        rows.dedup();
+        if rows.len() <= 1 {
+            let chosen = leads
+                .iter()
+                .find(|t| {
+                    named.is_some_and(|n| n.trim() == **t || n.trim() == super::place_name(reg, t))
+                })
+                .unwrap_or(first);
+            // `3 35 溪口村` from the lead of 溪口村 names their own place, not a shelter.
+            let own_place = word.is_some_and(|w| {
+                rows.iter()
+                    .chain(
+                        leads
+                            .iter()
+                            .map(|t| t.to_string())
+                            .collect::<Vec<_>>()
+                            .iter(),
+                    )
+                    .any(|r| w == r.as_str() || w == super::place_name(reg, r))
+            });
+            return Ok(Placing::Place {
+                target: chosen.to_string(),
+                shelter: if own_place && named.is_none() {
+                    rest
+                } else {
+                    shelter
+                },
+            });
+        }
+        let hit = word.and_then(|w| {
+            leads
+                .iter()
+                .find(|t| w == **t || w == super::place_name(reg, t))
+                .copied()
+                .or_else(|| {
+                    rows.iter()
+                        .find(|r| w == r.as_str() || w == super::place_name(reg, r))
+                        .and_then(|r| leads.iter().find(|t| super::ledger::row_of(reg, t) == *r))
+                        .copied()
+                })
+        });
+        return Ok(match hit {
+            Some(t) => Placing::Place {
+                target: t.to_string(),
+                shelter: rest,
+            },
+            None => Placing::Unbooked(Unbooked::Which(
+                rows.into_iter()
+                    .map(|r| {
+                        let name = super::place_name(reg, &r);
+                        (r, name)
+                    })
+                    .collect(),
+            )),
+        });
+    }
+    let units: Vec<&str> = own.iter().map(|(t, _)| t.as_str()).collect();
+    if units.is_empty() {
+        return Ok(Placing::None);
+    }
+    let places = places_under(tx, reg, lineage, &units)?;
     if let Some(w) = word
         && let Some((id, _)) = places.iter().find(|(id, name)| w == id || w == name)
     {
@@ -370,6 +420,53 @@ fn report_place<'a>(
         });
     }
     Ok(Placing::Unbooked(Unbooked::Which(places)))
+}
+
+/// The places a person must name when reporting people under `lineage` (id, name): a lead's
+/// several villages, an officer's places; empty when their report needs no place named.
+pub fn places_to_name(
+    c: &Connection,
+    reg: &Registry,
+    lineage: &str,
+    person: &str,
+) -> anyhow::Result<Vec<(String, String)>> {
+    let calls: Vec<(String, String)> = c
+        .prepare_cached(
+            "SELECT DISTINCT target, level FROM respond_call WHERE lineage = ?1 AND person = ?2",
+        )?
+        .query_map(params![lineage, person], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    if !calls.is_empty()
+        && calls
+            .iter()
+            .all(|(_, l)| matches!(l.as_str(), "town" | "county"))
+    {
+        let units: Vec<&str> = calls.iter().map(|(t, _)| t.as_str()).collect();
+        let places = places_under(c, reg, lineage, &units)?;
+        return Ok(if places.len() > 1 { places } else { Vec::new() });
+    }
+    Ok(lead_rows(reg, &calls))
+}
+
+/// A lead's places under a warning as ledger rows (id, name), when they hold more than one
+/// (the page then asks which); empty with one.
+pub(crate) fn lead_rows(reg: &Registry, calls: &[(String, String)]) -> Vec<(String, String)> {
+    let mut rows: Vec<String> = calls
+        .iter()
+        .filter(|(_, level)| matches!(level.as_str(), "village" | "group" | "site"))
+        .map(|(t, _)| super::ledger::row_of(reg, t))
+        .collect();
+    rows.sort();
+    rows.dedup();
+    if rows.len() < 2 {
+        return Vec::new();
+    }
+    rows.into_iter()
+        .map(|r| {
+            let name = super::place_name(reg, &r);
+            (r, name)
+        })
+        .collect()
 }
 
 /// The places (ledger rows: villages, and sites in no village) a warning called leads for
@@ -951,6 +1048,8 @@ pub fn page_state(
     {
         let units: Vec<&str> = levels.iter().map(|(t, _)| t.as_str()).collect();
         st.places = places_under(c, reg, &link.lineage, &units)?;
+    } else {
+        st.places = lead_rows(reg, &levels);
     }
     Ok(st)
 }

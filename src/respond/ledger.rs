@@ -6,9 +6,9 @@
 //! - A row of the ledger is a **village** (its groups and the hazard sites that name it first
 //!   are parts of it), or a hazard site that lies in no village. Each is counted once in any
 //!   view, whatever number of warnings cover it.
-//! - **To move** is the registry's figure, never a report: the sum of its covered sites'
-//!   figures, or the village's own when a warning of the view covers the village (the larger
-//!   of the two, should the sites' add up to more).
+//! - **To move** is the registry's figure, never a report: the village's own when a warning of
+//!   the view covers the village (it counts its sites' people), otherwise the sum of its
+//!   covered sites' figures.
 //! - A report is a **running total for one place** (a village, a group or a site); the
 //!   place's figure is its latest report, whoever sent it and under whichever warning of the
 //!   view (the same people are not moved twice because two warnings cover them).
@@ -74,21 +74,25 @@ impl Cover {
         self.sites.extend(o.sites.iter().cloned());
     }
 
-    /// The people to move for this cover (the registry's figures): the larger of the
-    /// village's own figure (when it is covered itself) and its covered sites' figures summed
-    /// (the sites' people live in the village; a registry whose site figures add up to more
-    /// than the village's own is not trusted to be the smaller).
+    /// The people to move for this cover (the registry's figures): the village's own when it
+    /// is covered itself (its figure counts the people of its sites and groups: the registry
+    /// says so of `Village::evacuate`), otherwise its covered sites' figures summed.
     pub fn to_move(&self, reg: &Registry, row: &str) -> u32 {
-        let sites = self
-            .sites
-            .iter()
-            .map(|s| super::registered_to_move(reg, s))
-            .fold(0u32, u32::saturating_add);
+        // The registry's own to-move figures (`evacuate`): a village that registered nobody
+        // to move has nobody to move (the population is only the bound a report is held to).
+        let figure = |id: &str| {
+            reg.village(id)
+                .map(|v| v.evacuate)
+                .or_else(|| reg.site(id).map(|s| s.evacuate))
+                .unwrap_or(0)
+        };
         if self.itself {
-            super::registered_to_move(reg, row).max(sites)
-        } else {
-            sites
+            return figure(row);
         }
+        self.sites
+            .iter()
+            .map(|s| figure(s))
+            .fold(0u32, u32::saturating_add)
     }
 }
 

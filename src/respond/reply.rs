@@ -9,6 +9,7 @@
 //! | `3 35 溪口小学` | …and where they are |
 //! | `4`, `需支援`, `4 桥断了` | need help: straight to the town and county duty officers |
 //! | `5 30`, `已返回30人` | after the lift: 30 people back home **so far** (解除转移; a running total) |
+//! | `5 30 溪口村`, `3 35 溪口村 溪口小学` | …for the place named (one holding several names it first) |
 //!
 //! Full-width digits and spaces (what a Chinese keypad types), surrounding punctuation and
 //! a trailing 人 are accepted. Anything else is `Unknown` and kept, word for word, for a human.
@@ -33,6 +34,8 @@ pub enum Reply {
     Returned {
         /// How many, in all so far.
         people: u32,
+        /// The place named after it (a lead or officer holding several names one).
+        place: Option<String>,
     },
     /// Not understood.
     Unknown,
@@ -155,7 +158,7 @@ pub fn parse(text: &str) -> Reply {
         "4" => return Reply::Help((!rest.is_empty()).then(|| rest.to_string())),
         "5" => {
             return match count_and_place(rest) {
-                Some((people, None)) => Reply::Returned { people },
+                Some((people, place)) => Reply::Returned { people, place },
                 _ => Reply::Unknown,
             };
         }
@@ -180,9 +183,9 @@ pub fn parse(text: &str) -> Reply {
     }
     for w in ["已返回", "返回了", "已回家", "返回", "回家"] {
         if let Some(r) = s.strip_prefix(w)
-            && let Some((people, None)) = count_and_place(r)
+            && let Some((people, place)) = count_and_place(r)
         {
-            return Reply::Returned { people };
+            return Reply::Returned { people, place };
         }
     }
     for w in ["已转移", "转移了", "转移"] {
@@ -217,11 +220,36 @@ mod tests {
             ("2", Reply::AtPost),
             ("已到岗", Reply::AtPost),
             ("3 35", moved(35, None)),
-            ("5 30", Reply::Returned { people: 30 }),
-            ("已返回30人", Reply::Returned { people: 30 }),
-            ("返回三十人", Reply::Returned { people: 30 }),
+            (
+                "5 30",
+                Reply::Returned {
+                    people: 30,
+                    place: None,
+                },
+            ),
+            (
+                "已返回30人",
+                Reply::Returned {
+                    people: 30,
+                    place: None,
+                },
+            ),
+            (
+                "返回三十人",
+                Reply::Returned {
+                    people: 30,
+                    place: None,
+                },
+            ),
             ("5", Reply::Unknown),
-            ("5 30 礼堂", Reply::Unknown),
+            // After the number, the place the return is for (one holding several names it).
+            (
+                "5 30 溪口村",
+                Reply::Returned {
+                    people: 30,
+                    place: Some("溪口村".into()),
+                },
+            ),
             ("3,35", moved(35, None)),
             ("３　３５", moved(35, None)),
             ("3 35人", moved(35, None)),

@@ -239,9 +239,16 @@ impl SimClock {
         }
     }
 
-    /// Drive the clock continuously at `speed` × real time (3600 = an hour per second) in
-    /// steps of at most `step` simulated time, until the returned handle is dropped or
-    /// aborted. Used by replays and drills.
+    /// Drive the clock at `speed` × real time (3600 = an hour per second), until the returned
+    /// handle is dropped or aborted. Used by replays and drills.
+    ///
+    /// Time moves as in [`SimClock::run_until`] — only while every task is asleep, and from
+    /// deadline to deadline, so a task woken at a deadline does its work at that simulated
+    /// time — paced so that it does not run ahead of real time × `speed`. When the work is
+    /// slower than that pace (a loaded machine), simulated time slows down with it instead of
+    /// running ahead of the stages: a drill at any speed sees what the scenario holds, never a
+    /// silence the machine's lag made (a feed "interrupted", an answer "late"). `step` bounds
+    /// how far one move may go, and how much time owed by a stall is made up at once.
     pub fn run_at(&self, speed: f64, step: Duration) -> tokio::task::JoinHandle<()> {
         let clock = self.clone();
         let speed = if speed.is_finite() && speed > 0.0 {
@@ -252,13 +259,29 @@ impl SimClock {
         let real_step = step.div_f64(speed).max(Duration::from_millis(1));
         tokio::spawn(async move {
             let mut last = tokio::time::Instant::now();
+            let mut owed = Duration::ZERO;
             let mut ticker = tokio::time::interval(real_step);
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 ticker.tick().await;
                 let now = tokio::time::Instant::now();
-                clock.advance((now - last).mul_f64(speed));
+                // What the pace allows since the last tick; a stall is not made up beyond
+                // one step (that time is what the lag cost, and nobody is judged on it).
+                owed = (owed + (now - last).mul_f64(speed)).min(step);
                 last = now;
+                while owed > Duration::ZERO {
+                    clock.settle().await;
+                    let until = clock
+                        .next_deadline()
+                        .map(|d| d.saturating_sub(clock.elapsed()));
+                    let by = match until {
+                        Some(u) if u > Duration::ZERO => owed.min(u),
+                        Some(_) => Duration::from_nanos(1).min(owed),
+                        None => owed,
+                    };
+                    clock.advance(by);
+                    owed = owed.saturating_sub(by);
+                }
             }
         })
     }
@@ -361,6 +384,36 @@ mod tests {
         // Every wake-up saw exactly its own time: the clock never ran ahead of busy work.
         assert_eq!(*seen.lock().unwrap(), vec![600, 1200, 1800, 2400, 3000]);
         assert_eq!(c.elapsed(), Duration::from_secs(3600));
+    }
+
+    #[tokio::test]
+    async fn run_at_speed_never_runs_ahead_of_busy_work() {
+        let start: Timestamp = "2019-08-09T10:00:00Z".parse().unwrap();
+        let c = SimClock::new(start);
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        // A task that wakes every 60 s and is then busy (in real time) for 30 ms: at 3600×,
+        // 30 ms is 108 simulated seconds, longer than its own period.
+        let (cl, log) = (c.clone(), seen.clone());
+        let busy = c.awake();
+        let task = tokio::spawn(async move {
+            let mut guard = Some(busy);
+            for i in 1..=5u64 {
+                let sleep = cl.sleep_until(Duration::from_secs(60 * i));
+                drop(guard.take());
+                guard = Some(sleep.await);
+                tokio::time::sleep(Duration::from_millis(30)).await;
+                log.lock().unwrap().push(cl.elapsed().as_secs());
+            }
+            drop(guard);
+        });
+        let driver = c.run_at(3600.0, Duration::from_secs(30));
+        tokio::time::timeout(Duration::from_secs(10), task)
+            .await
+            .unwrap()
+            .unwrap();
+        driver.abort();
+        // Every wake-up saw exactly its own time, however slow the work.
+        assert_eq!(*seen.lock().unwrap(), vec![60, 120, 180, 240, 300]);
     }
 
     #[tokio::test]

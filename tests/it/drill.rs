@@ -119,6 +119,32 @@ fn cap_files_are_valid(out: &Path) -> usize {
 /// What is true of every finished drill, whatever the storm.
 fn finished_drill_holds_together(out: &Path) {
     let s = summary(out);
+    // Each village once, its registered figure: with every village of the county warned, the
+    // county's to-move is the registry's total (villages.csv `evacuate`), and moved never
+    // exceeds it.
+    let e = &s["evacuation"];
+    let registered: i64 = {
+        let county = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/county/villages.csv");
+        let mut r = csv::Reader::from_path(county).unwrap();
+        let col = r
+            .headers()
+            .unwrap()
+            .iter()
+            .position(|h| h == "evacuate")
+            .unwrap();
+        r.records()
+            .map(|x| x.unwrap()[col].parse::<i64>().unwrap())
+            .sum()
+    };
+    if e["places"] == 251 {
+        assert_eq!(e["to_move"], registered, "{e}");
+    } else {
+        assert!(e["to_move"].as_i64().unwrap() <= registered, "{e}");
+    }
+    assert!(
+        e["moved"].as_i64().unwrap() <= e["to_move"].as_i64().unwrap(),
+        "{e}"
+    );
     // Nothing doubled: the drill's network accepts in the transaction that claims.
     assert_eq!(s["possible_duplicates"], 0);
     let lines = jsonl(out, "dispatch.jsonl");

@@ -1277,3 +1277,140 @@ async fn a_stranger_guessing_from_elsewhere_cannot_lock_the_duty_officer_out() {
     );
     stop.fire();
 }
+
+#[test]
+fn a_report_from_someone_holding_several_places_is_booked_only_where_they_say() {
+    use stormbell::dispatch::outbox;
+    use stormbell::respond::intake;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path().join("w.db")).unwrap();
+    // The fixture county, with one lead answering for two villages the zone threatens (桃垟村
+    // and its neighbour 上溪村), as a small county's roster often has.
+    let county = common::county::copy_files(&dir.path().join("county"));
+    let mut duties = std::fs::read_to_string(county.join("duties.csv")).unwrap();
+    duties.push_str("P33109800824,331098108203,村防汛责任人\n");
+    std::fs::write(county.join("duties.csv"), duties).unwrap();
+    let prepared =
+        stormbell::registry::prepare_import(&county, stormbell::registry::Encoding::Auto, &|_| {})
+            .unwrap();
+    let reg = std::sync::Arc::new(stormbell::registry::Registry::new(prepared.data.clone()));
+    prepared.commit(&store, "test", jiff::Zoned::now()).unwrap();
+    let cfg = stormbell::config::Config::load(None, &Default::default()).unwrap();
+    let policy = cfg.dispatch_policy();
+    let settings = cfg.respond.clone();
+    let (warned, _driver) =
+        common::county::drive_zone(&store, reg.clone(), &cfg, &policy, &settings, 50.0);
+    // That lead, and a town officer.
+    let lineage = common::county::ZONE.to_string();
+    let must = |person: &str| {
+        let (r, l, p) = (reg.clone(), lineage.clone(), person.to_string());
+        store
+            .read_blocking(move |c| intake::places_to_name(c, &r, &l, &p))
+            .unwrap()
+    };
+    let lead = warned
+        .contacts
+        .iter()
+        .find(|c| c.level == "village" && must(&c.person).len() >= 2)
+        .expect("a lead holding two villages under the zone")
+        .clone();
+    let officer = warned
+        .contacts
+        .iter()
+        .find(|c| c.level == "town")
+        .expect("a town officer")
+        .clone();
+    let t0 = warned.at;
+    common::dispatch::accept_all(&store, &policy, t0);
+    let mut minute = 1;
+    let mut reply = |mobile: &str, text: &str| {
+        let at = t0 + jiff::SignedDuration::from_mins(minute);
+        minute += 1;
+        let (source, text) = (format!("86{mobile}"), text.to_string());
+        let (r, s, p) = (reg.clone(), settings.clone(), policy.clone());
+        store
+            .write_blocking(move |tx| {
+                outbox::inbound(
+                    tx,
+                    &outbox::Inbound {
+                        kind: "reply",
+                        account: "main",
+                        source: &source,
+                        dest: "12379",
+                        text: &text,
+                        smsc_id: None,
+                        stat: None,
+                    },
+                    at,
+                )?;
+                intake::run_once(tx, 10, &r, &s, &p)
+            })
+            .unwrap();
+    };
+    let booked = |person: &str| -> Vec<(String, i64)> {
+        let p = person.to_string();
+        store
+            .read_blocking(move |c| {
+                let mut q = c.prepare(
+                    "SELECT target, people FROM respond_evacuation WHERE person = ?1 ORDER BY target",
+                )?;
+                let r = q.query_map([p], |r| Ok((r.get(0)?, r.get(1)?)))?;
+                Ok(r.collect::<Result<Vec<_>, _>>()?)
+            })
+            .unwrap()
+    };
+    let asked = |purpose: &str| -> i64 {
+        let p = format!("{purpose}%");
+        store
+            .read_blocking(move |c| {
+                Ok(c.query_row(
+                    "SELECT count(*) FROM dispatch_message WHERE purpose LIKE ?1",
+                    [p],
+                    |r| r.get(0),
+                )?)
+            })
+            .unwrap()
+    };
+    // Not saying which: kept, asked back with their places, booked nowhere.
+    reply(&lead.mobile, "3 12");
+    assert!(booked(&lead.person).is_empty());
+    assert_eq!(asked("unbooked:"), 1);
+    // Saying which: booked there, and only there.
+    let places = must(&lead.person);
+    let (id, name) = &places[1];
+    reply(&lead.mobile, &format!("3 12 {name}"));
+    let b = booked(&lead.person);
+    assert_eq!(b.len(), 1, "{b:?}");
+    assert_eq!(stormbell::respond::ledger::row_of(&reg, &b[0].0), *id);
+    assert_eq!(b[0].1, 12);
+    // A town officer never books for the town's code; for a place they name, yes.
+    let officer_places = must(&officer.person);
+    reply(&officer.mobile, "3 20");
+    assert!(
+        booked(&officer.person)
+            .iter()
+            .all(|(t, _)| reg.village(t).is_some() || reg.site(t).is_some()),
+        "never a unit code"
+    );
+    if let Some((oid, oname)) = officer_places.first() {
+        reply(&officer.mobile, &format!("3 20 {oname}"));
+        let b = booked(&officer.person);
+        assert!(b.iter().any(|(t, n)| t == oid && *n == 20), "{b:?}");
+    }
+    // A return before the lift is kept and answered, not counted.
+    reply(&lead.mobile, &format!("5 12 {name}"));
+    let returned: Option<i64> = {
+        let p = lead.person.clone();
+        store
+            .read_blocking(move |c| {
+                Ok(c.query_row(
+                    "SELECT max(returned) FROM respond_evacuation WHERE person = ?1",
+                    [p],
+                    |r| r.get(0),
+                )?)
+            })
+            .unwrap()
+    };
+    assert_eq!(returned, None);
+    assert!(asked("unbooked:") >= 2);
+}
