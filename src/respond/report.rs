@@ -168,6 +168,8 @@ pub struct Charts {
     pub evacuation: String,
     /// The tier in force (1 blue … 4 red, 0 lifted) as each message was issued.
     pub tier: String,
+    /// Hourly rain at the gauges the warning's reasons name (empty when they name none).
+    pub rain: String,
     /// The series' keys and colours, for the legend: (chart, key, colour).
     pub legend: Vec<(String, String, String)>,
 }
@@ -776,8 +778,14 @@ fn charts_of(
             })
             .collect(),
     }];
+    let rain = rain_series(c, lineage, from, to)?;
     let mut legend = Vec::new();
-    for (chart, list) in [("ack", &ack), ("evacuation", &evac), ("tier", &tier)] {
+    for (chart, list) in [
+        ("ack", &ack),
+        ("evacuation", &evac),
+        ("tier", &tier),
+        ("rain", &rain),
+    ] {
         for s in list {
             legend.push((chart.to_string(), s.key.clone(), s.colour.to_string()));
         }
@@ -786,8 +794,71 @@ fn charts_of(
         ack: steps(&ack, from, to, tz),
         evacuation: steps(&evac, from, to, tz),
         tier: steps(&tier, from, to, tz),
+        rain: if rain.is_empty() {
+            String::new()
+        } else {
+            steps(&rain, from, to, tz)
+        },
         legend,
     })
+}
+
+/// Hourly rain, as the feeds reported it, at the gauges the warning's decisions give as their
+/// reason (at most three), over [`from`, `to`]: the rainfall against the warnings issued.
+fn rain_series(
+    c: &Connection,
+    lineage: &str,
+    from: jiff::Timestamp,
+    to: jiff::Timestamp,
+) -> anyhow::Result<Vec<super::charts::Series>> {
+    const COLOURS: [&str; 3] = ["#1e6fd9", "#0aa", "#7b3294"];
+    let mut gauges: Vec<String> = Vec::new();
+    for d in cstore::decisions(c, lineage)? {
+        let w = crate::correlate::why::read(&d.reason);
+        for g in [w.get("gauge"), w.get("top").and_then(|t| t.get("gauge"))]
+            .into_iter()
+            .flatten()
+            .filter_map(|g| g.as_str())
+        {
+            if !gauges.iter().any(|x| x == g) && gauges.len() < COLOURS.len() {
+                gauges.push(g.to_string());
+            }
+        }
+    }
+    if gauges.is_empty() {
+        return Ok(Vec::new());
+    }
+    let since = crate::store::stamp(from - jiff::SignedDuration::from_hours(6));
+    let (entries, _) = crate::feeds::state::received_since(c, &since)?;
+    let mut by_gauge: BTreeMap<String, BTreeMap<jiff::Timestamp, f64>> = BTreeMap::new();
+    for e in entries {
+        let crate::feeds::Observation::Rain(batch) = e.observation else {
+            continue;
+        };
+        for r in batch.readings {
+            let named = gauges
+                .iter()
+                .find(|g| **g == r.station || r.name.as_deref() == Some(g.as_str()));
+            if let (Some(g), Some(mm), 60) = (named, r.mm, r.minutes)
+                && r.end >= from
+                && r.end <= to
+            {
+                by_gauge.entry(g.clone()).or_default().insert(r.end, mm);
+            }
+        }
+    }
+    Ok(gauges
+        .iter()
+        .zip(COLOURS)
+        .filter_map(|(g, colour)| {
+            let points: Vec<(jiff::Timestamp, f64)> = by_gauge.remove(g)?.into_iter().collect();
+            Some(super::charts::Series {
+                key: g.clone(),
+                colour,
+                points,
+            })
+        })
+        .collect())
 }
 
 /// The report as a page to read or print (`templates/report/warning_html.{lang}`): the same
@@ -802,6 +873,7 @@ pub fn html(r: &Report, lang: &str) -> anyhow::Result<String> {
             ack => minijinja::Value::from_safe_string(r.charts.ack.clone()),
             evacuation => minijinja::Value::from_safe_string(r.charts.evacuation.clone()),
             tier => minijinja::Value::from_safe_string(r.charts.tier.clone()),
+            rain => minijinja::Value::from_safe_string(r.charts.rain.clone()),
         })?)
 }
 

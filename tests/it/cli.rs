@@ -377,6 +377,12 @@ fn demo_runs_a_drill_with_no_configuration_serves_the_office_page_and_leaves_a_v
         assert!(d.join("drill").join(f).is_file(), "{f}");
     }
     assert!(std::fs::read_dir(d.join("drill/cap")).unwrap().count() > 10);
+    // The log file is plain text: no terminal colour codes in it.
+    let log = std::fs::read_to_string(d.join("demo.log")).unwrap();
+    assert!(
+        !log.is_empty() && !log.contains('\u{1b}'),
+        "ANSI in demo.log"
+    );
     let db = d.join("stormbell.db");
     let c = rusqlite::Connection::open(&db).unwrap();
     let count = |sql: &str| -> i64 { c.query_row(sql, [], |r| r.get(0)).unwrap() };

@@ -349,6 +349,25 @@ fn the_convective_cell_warns_only_under_the_cell_and_replays_byte_for_byte() {
         updates += usize::from(xml.contains("<msgType>Update</msgType>"));
     }
     assert!(updates > 0);
+    // The report of a flash-flood warning of the drill draws the rain its decisions name
+    // (hourly, at their gauge, from the feed as received) on the timeline of its tiers.
+    let rep = tmp.path().join("report");
+    let o = bin()
+        .arg("--db")
+        .arg(a.join("drill.db"))
+        .args(["report", "flash_flood:FF331098001", "--out"])
+        .arg(&rep)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let html = std::fs::read_to_string(rep.join("report.html")).unwrap();
+    let rain = html
+        .split(r#"<figure id="rain">"#)
+        .nth(1)
+        .and_then(|f| f.split("</figure>").next())
+        .expect("a rain chart");
+    assert!(rain.contains("data-series="), "{rain}");
+    assert!(rain.contains("预警依据的雨量站"), "{rain}");
 }
 
 #[test]
