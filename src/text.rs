@@ -78,6 +78,40 @@ impl CsvOut<Vec<u8>> {
     }
 }
 
+/// The asker's words as a notice may quote them: one line, at most 40 characters, runs of
+/// six digits or more masked (no number can ride in a text from the office).
+pub(crate) fn quote(note: &str) -> String {
+    let flat: String = note
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    let mut out = String::new();
+    let mut digits = String::new();
+    let flush = |digits: &mut String, out: &mut String| {
+        if digits.chars().count() >= 6 {
+            out.push_str(&"*".repeat(digits.chars().count()));
+        } else {
+            out.push_str(digits);
+        }
+        digits.clear();
+    };
+    for c in flat.trim().chars() {
+        if c.is_ascii_digit() || ('０'..='９').contains(&c) {
+            digits.push(c);
+        } else {
+            flush(&mut digits, &mut out);
+            out.push(c);
+        }
+    }
+    flush(&mut digits, &mut out);
+    let cut: String = out.chars().take(40).collect();
+    if out.chars().count() > 40 {
+        format!("{cut}…")
+    } else {
+        cut
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

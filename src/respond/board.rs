@@ -336,29 +336,6 @@ fn row<'a>(rows: &'a mut BTreeMap<String, Row>, village: &str) -> &'a mut Row {
     rows.entry(village.to_string()).or_default()
 }
 
-/// The village a call's or report's target lies in: a village itself, a site's first village,
-/// a group's village (its code's first 12 digits).
-pub(crate) fn village_of(reg: &Registry, target: &str) -> String {
-    if reg.village(target).is_some() {
-        return target.to_string();
-    }
-    if let Some(s) = reg.site(target) {
-        return s
-            .villages
-            .first()
-            .cloned()
-            .unwrap_or_else(|| target.to_string());
-    }
-    if target.len() == 15
-        && target.bytes().all(|b| b.is_ascii_digit())
-        && let Some(v) = target.get(..12)
-        && reg.village(v).is_some()
-    {
-        return v.to_string();
-    }
-    target.to_string()
-}
-
 /// A current call (a superseded one was asked again by a newer version).
 struct CallRow {
     target: String,
@@ -447,7 +424,7 @@ pub fn read(
                 }
                 PlaceKind::Site => {
                     let name = reg.site(id).map_or_else(|| id.clone(), |s| s.name.clone());
-                    let r = row(&mut rows, &village_of(reg, id));
+                    let r = row(&mut rows, &super::ledger::row_of(reg, id));
                     r.tier = r.tier.max(Some(held.tier));
                     r.cover.sites.insert(id.clone());
                     r.sites
@@ -470,7 +447,7 @@ pub fn read(
                 continue;
             }
             // Counted in persons: one person called for a site and its village is one.
-            let r = row(&mut rows, &village_of(reg, &call.target));
+            let r = row(&mut rows, &super::ledger::row_of(reg, &call.target));
             if let Some(a) = call.answered
                 && r.first_answer.as_ref().is_none_or(|f| a < *f)
             {
@@ -728,7 +705,7 @@ fn call_now(
         .collect::<rusqlite::Result<_>>()?;
     let mut by_row: BTreeMap<String, CallNow> = BTreeMap::new();
     for (target, name, role, mobile, since) in silent {
-        let row = village_of(reg, &target);
+        let row = super::ledger::row_of(reg, &target);
         if county.get(&row).is_none_or(|r| r.answer != Answer::Silent) {
             continue;
         }
@@ -768,14 +745,14 @@ fn call_now(
         })?
         .collect::<rusqlite::Result<_>>()?;
     for (target, name, role, mobile, note, at) in help {
-        let row = village_of(reg, &target);
+        let row = super::ledger::row_of(reg, &target);
         out.push(CallNow {
             name: super::place_name(reg, &row),
             town: town_name(&row),
             place: row,
             reason: "help",
             persons: vec![(name, role, mobile)],
-            note: note.map(|n| super::intake::quote_of(&n)),
+            note: note.map(|n| crate::text::quote(&n)),
             since: Some(readable_str(&at, tz)),
         });
     }

@@ -500,7 +500,7 @@ pub fn fire_due(
             "terminal" => {
                 // The channel ladder: the village's loudspeakers say it again, for everyone
                 // there, the lead included (through dispatch's broadcast queue).
-                let village = super::board::village_of(reg, &call.target);
+                let village = super::ledger::row_of(reg, &call.target);
                 let jobs =
                     crate::dispatch::broadcast::jobs::resound(tx, &call.lineage, &village, now)?;
                 detail = if jobs > 0 {

@@ -97,9 +97,27 @@ impl Cover {
 }
 
 /// The ledger row a place (village, group, site) belongs to: a village itself, a group's
-/// village, a site's first village; a site in no village is its own row.
+/// village (its code's first 12 digits), a site's first village; a site in no village, or
+/// anything the registry does not know, is its own row.
 pub fn row_of(reg: &Registry, place: &str) -> String {
-    super::board::village_of(reg, place)
+    if reg.village(place).is_some() {
+        return place.to_string();
+    }
+    if let Some(s) = reg.site(place) {
+        return s
+            .villages
+            .first()
+            .cloned()
+            .unwrap_or_else(|| place.to_string());
+    }
+    if place.len() == 15
+        && place.bytes().all(|b| b.is_ascii_digit())
+        && let Some(v) = place.get(..12)
+        && reg.village(v).is_some()
+    {
+        return v.to_string();
+    }
+    place.to_string()
 }
 
 /// The latest report of one place.
