@@ -544,3 +544,38 @@ fn receipts_for_unknown_ids_and_replies_are_kept_for_people() {
     // Both were acknowledged only after they were stored.
     smsc.wait_for(5, "acks", |s| s["moAcked"] == 1);
 }
+
+#[test]
+fn an_unbind_from_the_centre_is_always_answered_before_the_link_closes() {
+    // SMPP 3.4 §4.2: the ESME answers the centre's unbind with unbind_resp. The reply was
+    // queued and the writer, told to stop in the same instant, could drop it: 13 of 28
+    // centre-initiated unbinds went unanswered.
+    let smsc = Smsc::start(5);
+    let (_d, store) = store();
+    let policy = Policy::default();
+    let rounds = std::sync::atomic::AtomicU64::new(0);
+    run_channel(
+        &store,
+        vec![account(&smsc, "main", "county", "secret")],
+        &policy,
+        |_| {
+            use std::sync::atomic::Ordering::SeqCst;
+            let st = smsc.status();
+            let binds = st["binds"].as_u64().unwrap_or(0);
+            let sessions = st["sessions"].as_u64().unwrap_or(0);
+            let n = rounds.load(SeqCst);
+            // Both binds up again since the last round: unbind them from the centre.
+            if binds >= 2 * (n + 1) && sessions >= 2 {
+                if n == 8 {
+                    return true;
+                }
+                smsc.control("/unbind");
+                rounds.fetch_add(1, SeqCst);
+            }
+            false
+        },
+    );
+    let st = smsc.status();
+    assert!(st["unbindsSent"].as_u64().unwrap() >= 16, "{st}");
+    assert_eq!(st["unbindResps"], st["unbindsSent"], "{st}");
+}

@@ -8,6 +8,8 @@
 //   * with registered_delivery, a delivery receipt follows (deliver_sm, esm_class 4, Appendix B
 //     text); a receipt the ESME does not acknowledge with ESME_ROK is sent again, as SMSCs do;
 //   * concatenated parts are reassembled per handset and logged as what the phone shows;
+//   * the centre may unbind a session itself (/unbind): it counts the unbind_resp it gets back
+//     before closing, as SMPP 3.4 §4.2 asks of the ESME, and closes after 1 s regardless;
 //   * on command (HTTP on a control port): throttle or fail the next N submits, drop every
 //     connection (now, or after N more submits), refuse connections, inject a message from a
 //     phone or a receipt for any id, mark a number undeliverable.
@@ -58,6 +60,9 @@ const state = {
   undeliverable: new Set(),
   // Numbers of the right shape that the network does not know (ESME_RINVDSTADR).
   invalid: new Set(),
+  // Centre-initiated unbinds sent, and their unbind_resp received.
+  unbindsSent: 0,
+  unbindResps: 0,
   // Parts of concatenated messages: key dest|ref → {total, parts: {seq: text}, ids: []}
   partial: new Map(),
 };
@@ -287,6 +292,20 @@ http
           partial: state.partial.size,
           sessions: sessions.size,
         });
+      case '/unbind': {
+        let n = 0;
+        for (const sess of sessions) {
+          n++;
+          state.unbindsSent++;
+          const timer = setTimeout(() => sess.close(), 1000);
+          sess.unbind({}, () => {
+            state.unbindResps++;
+            clearTimeout(timer);
+            sess.close();
+          });
+        }
+        return reply(res, 200, { unbound: n });
+      }
       case '/throttle':
         state.throttle = { count: Number(q.count || 1), status: Number(q.status || smpp.ESME_RTHROTTLED) };
         return reply(res, 200, state.throttle);

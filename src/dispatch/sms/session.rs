@@ -369,10 +369,23 @@ async fn writer(
     let mut stop = inner.closing.subscribe();
     loop {
         let frame = tokio::select! {
+            // What is queued goes first: an answer queued just before the close (the
+            // unbind_resp to the centre's unbind) must not lose the race to the stop.
+            biased;
             f = rx.recv() => f,
             _ = stop.wait_for(|c| *c) => None,
         };
-        let Some(frame) = frame else { break };
+        let Some(frame) = frame else {
+            // Closing: whatever was queued before the close still goes out (answers the
+            // centre is owed), then the link is shut.
+            while let Ok(last) = rx.try_recv() {
+                if w.write_all(&last).await.is_err() {
+                    break;
+                }
+            }
+            let _ = w.flush().await;
+            break;
+        };
         if w.write_all(&frame).await.is_err() {
             inner.close("write failed");
             break;
