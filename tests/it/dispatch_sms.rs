@@ -579,3 +579,74 @@ fn an_unbind_from_the_centre_is_always_answered_before_the_link_closes() {
     assert!(st["unbindsSent"].as_u64().unwrap() >= 16, "{st}");
     assert_eq!(st["unbindResps"], st["unbindsSent"], "{st}");
 }
+
+#[test]
+fn throttling_between_parts_is_no_possible_duplicate() {
+    // Every submit gets a verdict (accepted, or throttled): nothing can have reached a phone
+    // twice, so nothing is counted as a possible duplicate. A second part throttled after
+    // its first was accepted used to mark the message "uncertain" (263 under throttling,
+    // with no real duplicate). Parts sent again keep the message's concatenation reference:
+    // the phone shows one text.
+    let smsc = Smsc::start(5);
+    let (_d, store) = store();
+    let policy = Policy::default();
+    let n = 60;
+    let contacts: Vec<Contact> = (0..n).map(|i| contact(i, &mobile(i))).collect();
+    enqueue(
+        &store,
+        1,
+        targets(
+            "typhoon:330522",
+            1,
+            Hazard::Typhoon,
+            Tier::Orange,
+            MessageKind::Alert,
+            contacts,
+        ),
+        &policy,
+    );
+    smsc.control("/throttle?count=40&part=2");
+    run_channel(
+        &store,
+        vec![account(&smsc, "main", "county", "secret")],
+        &policy,
+        |s| {
+            count(
+                s,
+                "SELECT count(*) FROM dispatch_message WHERE state IN ('queued', 'submitting', 'accepted')",
+            ) == 0
+        },
+    );
+    let rows = states(&store);
+    assert!(rows.iter().all(|r| r.1 == "delivered"), "{rows:?}");
+    // Some throttles fell on a second part after its first was accepted.
+    let submits = smsc.submits();
+    let throttled_second = submits
+        .iter()
+        .filter(|s| s["status"] == pdu::status::RTHROTTLED && s["concat"]["seq"] == 2)
+        .count();
+    assert!(
+        throttled_second > 0,
+        "the throttle hit no second part: {:?}",
+        submits
+            .iter()
+            .map(|s| (s["status"].clone(), s["concat"].clone()))
+            .take(60)
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(
+        count(
+            &store,
+            "SELECT coalesce(sum(uncertain), 0) FROM dispatch_message"
+        ),
+        0
+    );
+    // And every phone shows the warning once.
+    let mut per: std::collections::HashMap<String, usize> = Default::default();
+    for p in smsc.phones() {
+        *per.entry(p["dest"].as_str().unwrap().to_string())
+            .or_default() += 1;
+    }
+    assert_eq!(per.len(), n);
+    assert!(per.values().all(|c| *c == 1), "{per:?}");
+}

@@ -54,7 +54,7 @@ const state = {
   mo: 0,
   moAcked: 0,
   enquireLinks: 0,
-  throttle: { count: 0, status: smpp.ESME_RTHROTTLED },
+  throttle: { count: 0, status: smpp.ESME_RTHROTTLED, part: 0 },
   dropAfter: -1,
   refusing: false,
   undeliverable: new Set(),
@@ -205,7 +205,7 @@ const server = smpp.createServer({ debug: false }, (session) => {
       concat,
       text,
     };
-    if (state.throttle.count > 0) {
+    if (state.throttle.count > 0 && (!state.throttle.part || (concat && concat.seq === state.throttle.part))) {
       state.throttle.count--;
       entry.status = state.throttle.status;
       logSubmit(entry);
@@ -307,7 +307,13 @@ http
         return reply(res, 200, { unbound: n });
       }
       case '/throttle':
-        state.throttle = { count: Number(q.count || 1), status: Number(q.status || smpp.ESME_RTHROTTLED) };
+        // part=N: only the Nth part of concatenated messages is throttled (a centre's rate
+        // limit falling between the parts of one text).
+        state.throttle = {
+          count: Number(q.count || 1),
+          status: Number(q.status || smpp.ESME_RTHROTTLED),
+          part: q.part ? Number(q.part) : 0,
+        };
         return reply(res, 200, state.throttle);
       case '/drop':
         dropAll();

@@ -203,7 +203,10 @@ async fn send(accounts: &[Arc<Account>], m: &Claimed) -> Outcome {
                             pdu::status_name(r.status),
                             i + 1
                         ),
-                        i > 0,
+                        // Every part so far got a verdict: none can reach a phone twice
+                        // (parts sent again keep the message's reference; the phone shows
+                        // one text). Only a submit without a verdict is a possible duplicate.
+                        false,
                         false,
                         pause.as_secs().max(1),
                     );
@@ -219,14 +222,14 @@ async fn send(accounts: &[Arc<Account>], m: &Claimed) -> Outcome {
                     };
                 }
                 Verdict::Transient => {
-                    return retry(Some(name), pdu::status_name(r.status), i > 0, true, 5);
+                    return retry(Some(name), pdu::status_name(r.status), false, true, 5);
                 }
             },
             Err(SubmitError::NotSent) => {
                 return retry(
                     Some(name),
                     "the bind closed before sending".into(),
-                    i > 0,
+                    false,
                     false,
                     1,
                 );
