@@ -95,7 +95,8 @@ pub fn steps(series: &[Series], from: Timestamp, to: Timestamp, tz: &jiff::tz::T
             s,
             r#"<path d="{d}" fill="none" stroke="{c}" stroke-width="2" data-series="{k}" data-last="{v}"/>"#,
             c = se.colour,
-            k = se.key,
+            // A gauge's name comes from a feed: never markup.
+            k = crate::cap::xml::escape_attr(&se.key),
             v = last.unwrap_or(0.0)
         );
     }
@@ -141,5 +142,17 @@ mod tests {
         assert_eq!(nice(35.0), 50.0);
         assert_eq!(nice(172.0), 200.0);
         assert_eq!(nice(1.0), 1.0);
+        // A series named by a feed (a gauge) cannot break out of its attribute.
+        let hostile = steps(
+            &[Series {
+                key: r#""><script>x</script>"#.into(),
+                colour: "#0a0",
+                points: vec![(t0, 1.0)],
+            }],
+            t0,
+            t1,
+            &jiff::tz::TimeZone::UTC,
+        );
+        assert!(!hostile.contains("<script>"), "{hostile}");
     }
 }

@@ -136,20 +136,14 @@ pub fn run_once(
             continue;
         };
         if kind == "unknown" {
-            let text = crate::templates::env()?
-                .get_template(&format!("sms/codes.{lang}"))?
-                .render(
-                    minijinja::context! { office => &policy.office, exercise => policy.exercise },
-                )?;
-            let n = notice_about(
-                &last,
-                Tier::Blue,
-                (&last.person, &address),
-                text.trim(),
+            out.messages += answer_back(
+                tx,
+                (&last, &address),
+                &format!("sms/codes.{lang}"),
+                minijinja::context! { office => &policy.office, exercise => policy.exercise },
                 format!("codes:{answer}"),
-                true,
-            );
-            out.messages += usize::from(outbox::notice(tx, &n, r.at)?.is_some());
+                r.at,
+            )?;
             tracing::warn!(person = %last.person, text = %r.text, "a reply that was not understood: kept for the duty officer, the codes sent back");
             // Still an answer: the person is awake.
         } else {
@@ -192,46 +186,62 @@ pub fn run_once(
                 Unbooked::Which(p) => p.iter().map(|p| p.1.clone()).collect(),
                 Unbooked::NotLifted => Vec::new(),
             };
-            let text = crate::templates::env()?
-                .get_template(&format!("sms/unbooked.{lang}"))?
-                .render(minijinja::context! {
+            out.messages += answer_back(
+                tx,
+                (&last, &address),
+                &format!("sms/unbooked.{lang}"),
+                minijinja::context! {
                     office => &policy.office, exercise => policy.exercise, kind => kind,
                     reason => why.as_str(), places => places, people => people,
-                })?;
-            let n = notice_about(
-                &last,
-                Tier::Blue,
-                (&last.person, &address),
-                text.trim(),
+                },
                 format!("unbooked:{answer}"),
-                true,
-            );
-            out.messages += usize::from(outbox::notice(tx, &n, r.at)?.is_some());
+                r.at,
+            )?;
         }
         if let Some(held) = done.held {
-            // Asked back, to the sender only; it ranks with the codes sent back.
-            let text = crate::templates::env()?
-                .get_template(&format!("sms/confirm.{lang}"))?
-                .render(minijinja::context! {
+            out.messages += answer_back(
+                tx,
+                (&last, &address),
+                &format!("sms/confirm.{lang}"),
+                minijinja::context! {
                     office => &policy.office, exercise => policy.exercise, kind => kind,
                     people => held.people,
                     place => &held.place, registered => held.registered,
-                })?;
-            let n = notice_about(
-                &last,
-                Tier::Blue,
-                (&last.person, &address),
-                text.trim(),
+                },
                 format!("confirm:{answer}"),
-                true,
-            );
-            out.messages += usize::from(outbox::notice(tx, &n, r.at)?.is_some());
+                r.at,
+            )?;
         }
     }
     if let Some(r) = replies.last() {
         super::advance(tx, CURSOR, r.id)?;
     }
     Ok(out)
+}
+
+/// A text back to the sender alone (the codes, a number to confirm, why a report was not
+/// counted), about the warning their last text carried, rendered from `template`; it ranks
+/// with the codes sent back. Returns the messages queued (0 or 1).
+fn answer_back(
+    tx: &Transaction<'_>,
+    (last, address): (&outbox::LastSent, &str),
+    template: &str,
+    ctx: minijinja::Value,
+    purpose: String,
+    at: Timestamp,
+) -> anyhow::Result<usize> {
+    let text = crate::templates::env()?
+        .get_template(template)?
+        .render(ctx)?;
+    let n = notice_about(
+        last,
+        Tier::Blue,
+        (&last.person, address),
+        text.trim(),
+        purpose,
+        true,
+    );
+    Ok(usize::from(outbox::notice(tx, &n, at)?.is_some()))
 }
 
 /// What an understood answer said, for [`act`].

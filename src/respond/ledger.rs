@@ -318,14 +318,7 @@ pub fn county(
         }
     }
     let reports = Reports::read(c, reg, &keys)?.folded(reg, &covers);
-    with_threatened(reg, &mut covers);
-    Ok(covers
-        .into_iter()
-        .map(|(row, cover)| {
-            let f = reports.figures(&row, cover.to_move(reg, &row));
-            (row, f)
-        })
-        .collect())
+    Ok(rows_of(reg, covers, &reports, std::iter::empty()))
 }
 
 /// The rows a warning's places make, with what it covers of each.
@@ -388,16 +381,46 @@ pub fn covers_of_lineage(
     reg: &Registry,
     lineage: &str,
 ) -> anyhow::Result<std::collections::BTreeMap<String, Cover>> {
+    let mut covers = last_covers(c, reg, lineage)?;
+    with_threatened(reg, &mut covers);
+    Ok(covers)
+}
+
+/// What a warning's last message before any lift covered.
+fn last_covers(
+    c: &Connection,
+    reg: &Registry,
+    lineage: &str,
+) -> anyhow::Result<std::collections::BTreeMap<String, Cover>> {
     let targets = crate::correlate::store::last_targets(c, lineage)?;
-    let mut covers = covers_of(
+    Ok(covers_of(
         reg,
         targets
             .iter()
             .flat_map(|t| t.places.iter())
             .map(|p| (p.id.as_str(), p.kind)),
-    );
+    ))
+}
+
+/// A view's rows and their figures: what `covers` covers, the villages its sites threaten,
+/// and the rows in `reported` (reported on under the view's own warnings, covered or not).
+fn rows_of<'a>(
+    reg: &Registry,
+    mut covers: std::collections::BTreeMap<String, Cover>,
+    reports: &Reports,
+    reported: impl Iterator<Item = &'a str>,
+) -> std::collections::BTreeMap<String, Figures> {
     with_threatened(reg, &mut covers);
-    Ok(covers)
+    for row in reported {
+        covers.entry(row.to_string()).or_default();
+    }
+    covers
+        .into_iter()
+        .map(|(row, cover)| {
+            let f = reports.figures(&row, cover.to_move(reg, &row));
+            (row, f)
+        })
+        .collect()
 }
 
 /// Add the villages a covered site threatens that nothing covers themselves: rows with
@@ -445,26 +468,9 @@ pub fn lineage(
                 .unwrap_or(jiff::Timestamp::MAX);
             (from, to)
         });
-    let targets = crate::correlate::store::last_targets(c, lineage)?;
-    let mut covers = covers_of(
-        reg,
-        targets
-            .iter()
-            .flat_map(|t| t.places.iter())
-            .map(|p| (p.id.as_str(), p.kind)),
-    );
+    let covers = last_covers(c, reg, lineage)?;
     let reports = Reports::read_in(c, reg, &[lineage.to_string()], life)?.folded(reg, &covers);
-    with_threatened(reg, &mut covers);
-    for row in reports.rows() {
-        covers.entry(row.to_string()).or_default();
-    }
-    Ok(covers
-        .into_iter()
-        .map(|(row, cover)| {
-            let f = reports.figures(&row, cover.to_move(reg, &row));
-            (row, f)
-        })
-        .collect())
+    Ok(rows_of(reg, covers, &reports, reports.rows()))
 }
 
 /// The whole storm (a drill's summary, `status` after the fact): every warning ever issued,
@@ -484,15 +490,5 @@ pub fn storm(
         }
     }
     let reports = Reports::read(c, reg, &keys)?.folded(reg, &covers);
-    with_threatened(reg, &mut covers);
-    for row in reports.rows() {
-        covers.entry(row.to_string()).or_default();
-    }
-    Ok(covers
-        .into_iter()
-        .map(|(row, cover)| {
-            let f = reports.figures(&row, cover.to_move(reg, &row));
-            (row, f)
-        })
-        .collect())
+    Ok(rows_of(reg, covers, &reports, reports.rows()))
 }

@@ -873,7 +873,6 @@ fn another_process_writing_beside_the_daemon_costs_no_answer() {
 
 #[test]
 fn a_count_beyond_the_registered_figure_is_asked_back_and_flagged_never_added_silently() {
-    use stormbell::dispatch::outbox;
     use stormbell::respond::intake::{self, LinkAnswer, LinkOutcome};
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path().join("n.db")).unwrap();
@@ -908,26 +907,7 @@ fn a_count_beyond_the_registered_figure_is_asked_back_and_flagged_never_added_si
     let mut reply = |text: &str| {
         let at = t0 + jiff::SignedDuration::from_mins(minute);
         minute += 1;
-        let (source, text) = (format!("86{}", lead.mobile), text.to_string());
-        let (r, s, p) = (reg.clone(), settings.clone(), policy.clone());
-        store
-            .write_blocking(move |tx| {
-                outbox::inbound(
-                    tx,
-                    &outbox::Inbound {
-                        kind: "reply",
-                        account: "main",
-                        source: &source,
-                        dest: "12379",
-                        text: &text,
-                        smsc_id: None,
-                        stat: None,
-                    },
-                    at,
-                )?;
-                intake::run_once(tx, 10, &r, &s, &p)
-            })
-            .unwrap();
+        common::dispatch::reply_at(&store, (&reg, &settings, &policy), &lead.mobile, text, at);
     };
     let person = lead.person.clone();
     let moved = || -> Option<(i64, Option<i64>)> {
@@ -1280,7 +1260,6 @@ async fn a_stranger_guessing_from_elsewhere_cannot_lock_the_duty_officer_out() {
 
 #[test]
 fn a_report_from_someone_holding_several_places_is_booked_only_where_they_say() {
-    use stormbell::dispatch::outbox;
     use stormbell::respond::intake;
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path().join("w.db")).unwrap();
@@ -1326,26 +1305,7 @@ fn a_report_from_someone_holding_several_places_is_booked_only_where_they_say() 
     let mut reply = |mobile: &str, text: &str| {
         let at = t0 + jiff::SignedDuration::from_mins(minute);
         minute += 1;
-        let (source, text) = (format!("86{mobile}"), text.to_string());
-        let (r, s, p) = (reg.clone(), settings.clone(), policy.clone());
-        store
-            .write_blocking(move |tx| {
-                outbox::inbound(
-                    tx,
-                    &outbox::Inbound {
-                        kind: "reply",
-                        account: "main",
-                        source: &source,
-                        dest: "12379",
-                        text: &text,
-                        smsc_id: None,
-                        stat: None,
-                    },
-                    at,
-                )?;
-                intake::run_once(tx, 10, &r, &s, &p)
-            })
-            .unwrap();
+        common::dispatch::reply_at(&store, (&reg, &settings, &policy), mobile, text, at);
     };
     let booked = |person: &str| -> Vec<(String, i64)> {
         let p = person.to_string();

@@ -93,3 +93,39 @@ pub fn accept_all(
         })
         .unwrap();
 }
+
+/// A reply from `mobile` as the SMS centre would hand it over at `at`, then one intake pass:
+/// what the respond stage does with it.
+pub fn reply_at(
+    store: &stormbell::store::Store,
+    (reg, settings, policy): (
+        &std::sync::Arc<stormbell::registry::Registry>,
+        &stormbell::respond::RespondSettings,
+        &stormbell::dispatch::outbox::Policy,
+    ),
+    mobile: &str,
+    text: &str,
+    at: jiff::Timestamp,
+) {
+    use stormbell::dispatch::outbox;
+    let (source, text) = (format!("86{mobile}"), text.to_string());
+    let (r, s, p) = (reg.clone(), settings.clone(), policy.clone());
+    store
+        .write_blocking(move |tx| {
+            outbox::inbound(
+                tx,
+                &outbox::Inbound {
+                    kind: "reply",
+                    account: "main",
+                    source: &source,
+                    dest: "12379",
+                    text: &text,
+                    smsc_id: None,
+                    stat: None,
+                },
+                at,
+            )?;
+            stormbell::respond::intake::run_once(tx, 10, &r, &s, &p)
+        })
+        .unwrap();
+}
