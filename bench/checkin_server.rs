@@ -91,6 +91,7 @@ async fn main() -> anyhow::Result<()> {
             backup: false,
             response_timeout_secs: 10,
             enquire_secs: 30,
+            ..Default::default()
         };
         tokio::spawn(stormbell::dispatch::drive(
             SmsChannel::new(vec![account], store.clone(), policy.clone()),

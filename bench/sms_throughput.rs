@@ -118,6 +118,7 @@ async fn raw(args: &[String]) {
                 window,
                 response_timeout: Duration::from_secs(30),
                 enquire_every: Duration::from_secs(60),
+                give_up: Duration::from_secs(60),
             },
             tx,
         )
@@ -211,6 +212,7 @@ async fn through_outbox(args: &[String]) {
         backup: false,
         response_timeout_secs: 30,
         enquire_secs: 60,
+        ..Default::default()
     };
     let (stop_tx, stop) = stormbell::runtime::Trigger::new();
     let ch = SmsChannel::new(vec![account], store.clone(), Policy::default());
@@ -278,6 +280,7 @@ async fn rate(args: &[String]) {
         backup: false,
         response_timeout_secs: 30,
         enquire_secs: 60,
+        ..Default::default()
     };
     let (stop_tx, stop) = stormbell::runtime::Trigger::new();
     let ch = SmsChannel::new(vec![account], store.clone(), policy);

@@ -62,6 +62,10 @@ pub struct DispatchConfig {
     /// After a restart, seconds a message that was mid-send waits for a receipt proving the
     /// SMSC had it before it is sent again.
     pub reconcile_grace_secs: u32,
+    /// Seconds the parts of a long reply from a phone are waited for before it is handled
+    /// with what came (marked incomplete).
+    #[serde(default = "default_reply_parts_wait")]
+    pub reply_parts_wait_secs: u32,
     /// Base of the personal check-in links in the texts (`https://fx.example.cn/r/`); empty:
     /// no links.
     #[serde(default)]
@@ -78,6 +82,10 @@ pub struct DispatchConfig {
     /// platform and/or Icecast mounts.
     #[serde(default)]
     pub broadcast: crate::dispatch::broadcast::BroadcastSettings,
+}
+
+fn default_reply_parts_wait() -> u32 {
+    60
 }
 
 fn default_link_hours() -> u32 {
@@ -593,6 +601,9 @@ impl Config {
             reconcile_grace: jiff::SignedDuration::from_secs(i64::from(
                 self.dispatch.reconcile_grace_secs,
             )),
+            reply_parts_wait: jiff::SignedDuration::from_secs(i64::from(
+                self.dispatch.reply_parts_wait_secs.max(1),
+            )),
             office: if self.dispatch.lang == "en" {
                 self.office.name_en.clone()
             } else {
@@ -603,6 +614,23 @@ impl Config {
             link_base: (!self.dispatch.link_base.is_empty())
                 .then(|| self.dispatch.link_base.clone()),
             link_valid: jiff::SignedDuration::from_hours(i64::from(self.dispatch.link_valid_hours)),
+            accounts: self
+                .dispatch
+                .sms
+                .accounts
+                .iter()
+                .map(|a| {
+                    (
+                        a.name.clone(),
+                        crate::dispatch::outbox::AccountRules {
+                            ids: a.receipt_ids,
+                            receipt_deadline: jiff::SignedDuration::from_secs(
+                                a.receipt_deadline_secs.max(1) as i64,
+                            ),
+                        },
+                    )
+                })
+                .collect(),
         }
     }
 

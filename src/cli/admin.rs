@@ -565,6 +565,7 @@ fn broadcast_status(cfg: &Config, store: &Store) {
 /// and how many sends had no verdict (possible duplicates).
 fn dispatch_status(cfg: &Config, store: &Store) {
     let tz = cfg.time_zone();
+    let policy = cfg.dispatch_policy();
     let found = store.read_blocking(|c| {
         let lineages = stormbell::correlate::store::lineages(c)?;
         Ok((
@@ -572,10 +573,21 @@ fn dispatch_status(cfg: &Config, store: &Store) {
             stormbell::dispatch::outbox::counts(c)?,
             stormbell::dispatch::outbox::uncertain(c)?,
             stormbell::dispatch::outbox::binds(c)?,
+            stormbell::dispatch::outbox::unmatched(
+                c,
+                jiff::Timestamp::now(),
+                jiff::SignedDuration::from_mins(1),
+            )?
+            .into_iter()
+            .map(|u| {
+                let form = stormbell::dispatch::outbox::form_of(c, &policy, &u.account)?;
+                Ok((u, form))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?,
         ))
     });
     match found {
-        Ok((lineages, counts, uncertain, binds)) => {
+        Ok((lineages, counts, uncertain, binds, unmatched)) => {
             println!("warnings: {} in force", lineages.len());
             let mut lineages = lineages;
             lineages.sort_by(|a, b| b.tier.cmp(&a.tier).then(a.key().cmp(&b.key())));
@@ -607,6 +619,16 @@ fn dispatch_status(cfg: &Config, store: &Store) {
             if total > 0 {
                 println!(
                     "outbox:   {total} send(s) had no verdict and went again (possible duplicates)"
+                );
+            }
+            for (u, form) in &unmatched {
+                println!(
+                    "WARNING:  {}: {} receipt(s) match no message sent (e.g. id {:?}; ids read as \
+                     {}): set receipt_ids for this account if its centre writes ids another way",
+                    u.account,
+                    u.count,
+                    u.example,
+                    form.as_str()
                 );
             }
             // Each SMS centre bind as the channel last knew it (a daemon that is not running

@@ -227,6 +227,7 @@ pub fn accept(
                 Outcome::Accepted {
                     account: ACCOUNT.into(),
                     parts,
+                    uncertain: false,
                 },
             ));
         }
@@ -534,8 +535,7 @@ fn reply(
             source: &mobile,
             dest: "drill",
             text,
-            smsc_id: None,
-            stat: None,
+            ..Inbound::default()
         },
         now,
     )?;

@@ -73,6 +73,9 @@ pub struct Place {
     pub sent: u32,
     /// Of those, whose handset confirmed delivery.
     pub delivered: u32,
+    /// Of those sent, whose text passed its receipt deadline with no receipt ("sent, no
+    /// receipt"; not in delivered).
+    pub no_receipt: u32,
     /// Of those, who answered (or were covered by a co-responsible's answer).
     pub answered: u32,
     /// Of those, on the silent list (and not answered since).
@@ -487,13 +490,14 @@ pub fn read(
         }
         let mut places = Vec::new();
         for (id, r) in rows {
-            let (mut sent, mut delivered) = (0, 0);
+            let (mut sent, mut delivered, mut no_receipt) = (0, 0, 0);
             let (mut answered, mut silent) = (0, 0);
             let mut posted = std::collections::BTreeSet::new();
             for (p, (a, q)) in &r.persons {
                 if let Some(d) = delivery.get(p) {
-                    sent += u32::from(d.0);
-                    delivered += u32::from(d.1);
+                    sent += u32::from(d.sent);
+                    delivered += u32::from(d.delivered);
+                    no_receipt += u32::from(d.no_receipt);
                 }
                 if post.contains_key(p) {
                     posted.insert(p.clone());
@@ -548,6 +552,7 @@ pub fn read(
                 called,
                 sent,
                 delivered,
+                no_receipt,
                 answered,
                 silent,
                 at_post: posted.len() as u32,
@@ -618,6 +623,7 @@ pub fn read(
             called: 0,
             sent: 0,
             delivered: 0,
+            no_receipt: 0,
             answered: 0,
             silent: 0,
             at_post: cr.posted.len() as u32,
@@ -983,6 +989,7 @@ pub fn csv(board: &Board) -> anyhow::Result<String> {
         "called",
         "sent",
         "delivered",
+        "no_receipt",
         "answered",
         "silent",
         "at_post",
@@ -1015,6 +1022,7 @@ pub fn csv(board: &Board) -> anyhow::Result<String> {
                 &p.called.to_string(),
                 &p.sent.to_string(),
                 &p.delivered.to_string(),
+                &p.no_receipt.to_string(),
                 &p.answered.to_string(),
                 &p.silent.to_string(),
                 &p.at_post.to_string(),
@@ -1049,6 +1057,7 @@ pub fn csv(board: &Board) -> anyhow::Result<String> {
             "",
             "",
             &t.places.to_string(),
+            "",
             "",
             "",
             &t.answered.to_string(),

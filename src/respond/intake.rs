@@ -123,6 +123,7 @@ pub fn run_once(
                 detail: serde_json::json!({
                     "channel": "sms", "text": r.text, "lineage": last.as_ref().map(|l| &l.lineage),
                     "people": people, "repeat_of": repeat_of,
+                    "incomplete": r.incomplete,
                 }),
             },
         )?;

@@ -138,8 +138,10 @@ pub struct Report {
     pub lifted: bool,
     /// Messages issued: (version, type, tier, sent, identifier).
     pub messages: Vec<(i64, String, String, String, String)>,
-    /// SMS: (accepted, delivered, failed or undelivered), counted from the audit trail.
-    pub sms: (u32, u32, u32),
+    /// SMS: (accepted, delivered, failed or undelivered, sent with no receipt by the
+    /// deadline): the first three counted from the audit trail, the last as the outbox has it
+    /// now (a receipt that came after the deadline moved its text on).
+    pub sms: (u32, u32, u32, u32),
     /// Everything in order.
     pub timeline: Vec<Event>,
     /// Per level.
@@ -524,13 +526,13 @@ fn steps_of(
 }
 
 /// Sends and receipts, from the audit trail (each entry names its warning): (accepted,
-/// delivered, failed); the first accepted is on the timeline.
+/// delivered, failed, no receipt); the first accepted is on the timeline.
 fn sms_of(
     c: &Connection,
     lineage: &str,
     timeline: &mut Timeline<'_>,
-) -> anyhow::Result<(u32, u32, u32)> {
-    let mut sms = (0, 0, 0);
+) -> anyhow::Result<(u32, u32, u32, u32)> {
+    let mut sms = (0, 0, 0, 0);
     {
         let rows = crate::store::audit::kinds_about(c, "sms.", lineage)?;
         for (kind, n, first_at) in rows {
@@ -550,10 +552,12 @@ fn sms_of(
                     );
                 }
                 "sms.delivered" => sms.1 += n,
-                _ => sms.2 += n,
+                "sms.failed" | "sms.undelivered" => sms.2 += n,
+                _ => {}
             }
         }
     }
+    sms.3 = u32::try_from(crate::dispatch::outbox::no_receipt_count(c, lineage)?).unwrap_or(0);
     Ok(sms)
 }
 

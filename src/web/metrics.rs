@@ -122,6 +122,23 @@ pub fn render(c: &Connection, reg: Option<&crate::registry::Registry>) -> anyhow
 
     family(
         &mut out,
+        "stormbell_sms_receipts_unmatched",
+        "gauge",
+        "Receipts from an SMS centre that match no message sent, kept for more than a minute \
+         (a centre writing ids in a form not understood: see receipt_ids).",
+    );
+    let now = jiff::Timestamp::now();
+    for u in crate::dispatch::outbox::unmatched(c, now, jiff::SignedDuration::from_mins(1))? {
+        let _ = writeln!(
+            out,
+            "stormbell_sms_receipts_unmatched{{account=\"{}\"}} {}",
+            label(&u.account),
+            u.count
+        );
+    }
+
+    family(
+        &mut out,
         "stormbell_broadcast_terminals",
         "gauge",
         "Loudspeaker targets of broadcasts, by route and state.",

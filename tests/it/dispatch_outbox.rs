@@ -83,6 +83,7 @@ impl Fixture {
                         Outcome::Accepted {
                             account: "main".into(),
                             parts: vec![(1, 1, format!("X{}", m.id))],
+                            uncertain: false,
                         },
                     )
                 })
@@ -331,6 +332,7 @@ fn throttles_do_not_count_as_attempts_unknown_outcomes_are_counted_and_restarts_
         after: SignedDuration::from_secs(1),
         uncertain,
         counts,
+        parts: Vec::new(),
     };
     f.record(vec![
         (ids[0], retry(false, false)),
@@ -490,6 +492,7 @@ fn what_rode_along_is_never_lost_when_its_carrier_goes_back_or_is_superseded() {
             after: SignedDuration::ZERO,
             uncertain: true,
             counts: true,
+            parts: Vec::new(),
         },
     )]);
     // A newer typhoon version supersedes the carrier before it goes again.
@@ -633,6 +636,7 @@ fn the_cap_never_pushes_back_a_raise_waiting_to_retry() {
             after: SignedDuration::from_secs(30),
             uncertain: false,
             counts: true,
+            parts: Vec::new(),
         },
     )]);
     // A routine update meanwhile: held by the cap…

@@ -28,10 +28,11 @@ fn bind(smsc: &Smsc, password: &str) -> BindSettings {
         window: 10,
         response_timeout: Duration::from_secs(5),
         enquire_every: Duration::from_millis(300),
+        give_up: Duration::from_secs(60),
     }
 }
 
-fn account(smsc: &Smsc, name: &str, system_id: &str, password: &str) -> AccountSettings {
+pub(crate) fn account(smsc: &Smsc, name: &str, system_id: &str, password: &str) -> AccountSettings {
     AccountSettings {
         name: name.into(),
         address: smsc.smpp.clone(),
@@ -46,11 +47,12 @@ fn account(smsc: &Smsc, name: &str, system_id: &str, password: &str) -> AccountS
         backup: false,
         response_timeout_secs: 5,
         enquire_secs: 30,
+        ..Default::default()
     }
 }
 
 /// A warning over four villages (long enough in Chinese to need two parts).
-fn targets(
+pub(crate) fn targets(
     lineage: &str,
     version: u32,
     hazard: Hazard,
@@ -68,13 +70,18 @@ fn targets(
     t
 }
 
-fn store() -> (tempfile::TempDir, Store) {
+pub(crate) fn store() -> (tempfile::TempDir, Store) {
     let dir = tempfile::tempdir().unwrap();
     let s = Store::open(dir.path().join("sb.db")).unwrap();
     (dir, s)
 }
 
-fn enqueue(store: &Store, decision: i64, t: Targets, policy: &Policy) -> outbox::Enqueued {
+pub(crate) fn enqueue(
+    store: &Store,
+    decision: i64,
+    t: Targets,
+    policy: &Policy,
+) -> outbox::Enqueued {
     let policy = policy.clone();
     store
         .write_blocking(move |tx| {
@@ -84,7 +91,7 @@ fn enqueue(store: &Store, decision: i64, t: Targets, policy: &Policy) -> outbox:
         .unwrap()
 }
 
-fn states(store: &Store) -> Vec<(String, String, i64, i64, Option<String>)> {
+pub(crate) fn states(store: &Store) -> Vec<(String, String, i64, i64, Option<String>)> {
     store
         .read_blocking(|c| {
             let mut st = c.prepare(
@@ -96,14 +103,14 @@ fn states(store: &Store) -> Vec<(String, String, i64, i64, Option<String>)> {
         .unwrap()
 }
 
-fn count(store: &Store, sql: &'static str) -> i64 {
+pub(crate) fn count(store: &Store, sql: &'static str) -> i64 {
     store
         .read_blocking(move |c| Ok(c.query_row(sql, [], |r| r.get(0))?))
         .unwrap()
 }
 
 /// Run the SMS channel until `done(store)` holds (or 60 s), then stop it cleanly.
-fn run_channel(
+pub(crate) fn run_channel(
     store: &Store,
     accounts: Vec<AccountSettings>,
     policy: &Policy,

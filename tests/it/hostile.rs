@@ -396,6 +396,7 @@ fn an_sms_reply_answers_only_the_warnings_its_last_text_carried() {
                     text: "1",
                     smsc_id: None,
                     stat: None,
+                    ..Default::default()
                 },
                 jiff::Timestamp::now(),
             )

@@ -42,6 +42,7 @@ mod respond_calls;
 mod respond_checkin;
 mod respond_return;
 mod respond_sms;
+mod smsc_quirks;
 mod store;
 mod tidy;
 mod web;

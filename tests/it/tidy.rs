@@ -150,6 +150,8 @@ fn owners() -> Vec<(&'static str, &'static str)> {
         ("dispatch_inbound", "src/dispatch/outbox"),
         ("dispatch_bind", "src/dispatch/outbox"),
         ("dispatch_secret", "src/dispatch/outbox"),
+        ("dispatch_id_form", "src/dispatch/outbox"),
+        ("dispatch_mo_part", "src/dispatch/outbox"),
         ("dispatch_link", "src/dispatch/link.rs"),
         ("broadcast_job", "src/dispatch/broadcast/jobs.rs"),
         ("broadcast_target", "src/dispatch/broadcast/jobs.rs"),

@@ -11,8 +11,13 @@
 //   * the centre may unbind a session itself (/unbind): it counts the unbind_resp it gets back
 //     before closing, as SMPP 3.4 §4.2 asks of the ESME, and closes after 1 s regardless;
 //   * on command (HTTP on a control port): throttle or fail the next N submits, drop every
-//     connection (now, or after N more submits), refuse connections, inject a message from a
-//     phone or a receipt for any id, mark a number undeliverable.
+//     connection (now, after N more submits, or every N PDUs it reads), refuse connections,
+//     inject a message from a phone (whole, or in parts with an 8-bit or 16-bit UDH reference or
+//     SAR parameters, in any order, with parts missing) or a receipt for any id, mark a number
+//     undeliverable;
+//   * quirks of carriers' centres, each a mode: ids in hexadecimal in submit_sm_resp and in
+//     decimal in the receipt (/ids?mode=hex-decimal; no receipted_message_id then, as many
+//     centres send none), answers held back past the client's timeout (/late?every=K&ms=M).
 //
 // Logs (JSON lines, in --log DIR): submits.jsonl (every submit_sm and its answer) and
 // phones.jsonl (every complete message as a handset would show it).
@@ -56,6 +61,16 @@ const state = {
   enquireLinks: 0,
   throttle: { count: 0, status: smpp.ESME_RTHROTTLED, part: 0 },
   dropAfter: -1,
+  // Close every connection each time this many PDUs have been read (0: never), and how
+  // many times it did.
+  dropEvery: 0,
+  pdusSinceDrop: 0,
+  drops: 0,
+  // How message ids are written: 'plain' (M00000001 in both), 'hex-decimal'.
+  ids: 'plain',
+  // Every `every`-th submit_sm is answered `ms` late; how many were.
+  late: { every: 0, ms: 0 },
+  lateAnswers: 0,
   refusing: false,
   undeliverable: new Set(),
   // Numbers of the right shape that the network does not know (ESME_RINVDSTADR).
@@ -96,19 +111,17 @@ function deliverReceipt(session, submit, id, tries) {
     String(now.getUTCHours()).padStart(2, '0') +
     String(now.getUTCMinutes()).padStart(2, '0');
   const text = `id:${id} sub:001 dlvrd:${stat === 'DELIVRD' ? '001' : '000'} submit date:${stamp} done date:${stamp} stat:${stat} err:${err} text:`;
-  sendDeliver(
-    session,
-    {
-      source_addr: submit.destination_addr,
-      destination_addr: submit.source_addr,
-      esm_class: 4,
-      short_message: text,
-      receipted_message_id: id,
-      message_state: stat === 'DELIVRD' ? 2 : 5,
-    },
-    'receipt',
-    tries
-  );
+  const fields = {
+    source_addr: submit.destination_addr,
+    destination_addr: submit.source_addr,
+    esm_class: 4,
+    short_message: text,
+  };
+  if (state.ids === 'plain') {
+    fields.receipted_message_id = id;
+    fields.message_state = stat === 'DELIVRD' ? 2 : 5;
+  }
+  sendDeliver(session, fields, 'receipt', tries);
 }
 
 // Send a deliver_sm; resend up to 5 times, a second apart, until the ESME answers ESME_ROK.
@@ -152,6 +165,15 @@ function firstSession() {
 const server = smpp.createServer({ debug: false }, (session) => {
   let boundAs = null;
   session.on('error', () => {});
+  // A centre that closes the link every N PDUs, wherever that falls (between the parts of a
+  // text, with answers still owed).
+  session.on('pdu', () => {
+    if (state.dropEvery > 0 && ++state.pdusSinceDrop >= state.dropEvery) {
+      state.pdusSinceDrop = 0;
+      state.drops++;
+      setImmediate(dropAll);
+    }
+  });
   session.on('close', () => {
     sessions.delete(session);
     const lost = unanswered.get(session);
@@ -219,12 +241,25 @@ const server = smpp.createServer({ debug: false }, (session) => {
       session.send(pdu.response({ command_status: smpp.ESME_RINVDSTADR }));
       return;
     }
-    const id = 'M' + String(nextId++).padStart(8, '0');
+    const n = nextId++;
+    // The id in the answer, and as the receipt will write it.
+    let id = 'M' + String(n).padStart(8, '0');
+    let receiptId = id;
+    if (state.ids === 'hex-decimal') {
+      const v = 0x1a2b0000 + n;
+      id = v.toString(16).toUpperCase().padStart(10, '0');
+      receiptId = String(v);
+    }
     state.accepted++;
     entry.status = 0;
     entry.id = id;
     logSubmit(entry);
-    session.send(pdu.response({ message_id: id }));
+    if (state.late.every > 0 && state.submits % state.late.every === 0) {
+      state.lateAnswers++;
+      setTimeout(() => session.send(pdu.response({ message_id: id })), state.late.ms);
+    } else {
+      session.send(pdu.response({ message_id: id }));
+    }
     // What the phone shows: single messages at once, concatenated ones when complete.
     if (!concat) {
       phonesLog.write(JSON.stringify({ dest: pdu.destination_addr, text, ids: [id], parts: 1 }) + '\n');
@@ -244,7 +279,7 @@ const server = smpp.createServer({ debug: false }, (session) => {
       }
     }
     if (pdu.registered_delivery & 1) {
-      setTimeout(() => deliverReceipt(session, pdu, id, 0), receiptMs);
+      setTimeout(() => deliverReceipt(session, pdu, receiptId, 0), receiptMs);
     }
     if (state.dropAfter > 0) {
       state.dropAfter--;
@@ -321,6 +356,54 @@ http
       case '/drop-after':
         state.dropAfter = Number(q.count || 1);
         return reply(res, 200, { dropAfter: state.dropAfter });
+      case '/drop-every':
+        state.dropEvery = Number(q.count || 0);
+        state.pdusSinceDrop = 0;
+        return reply(res, 200, { dropEvery: state.dropEvery });
+      case '/ids':
+        state.ids = q.mode || 'plain';
+        return reply(res, 200, { ids: state.ids });
+      case '/late':
+        state.late = { every: Number(q.every || 0), ms: Number(q.ms || 0) };
+        return reply(res, 200, state.late);
+      case '/mo-parts': {
+        // A long reply from a phone in parts: how=udh8 | udh16 | sar; order=reverse sends the
+        // last part first; skip=K leaves part K out (lost in the network).
+        const s = firstSession();
+        if (!s) return reply(res, 409, { error: 'no bound session' });
+        const units = Buffer.from(q.text || '', 'utf16le').swap16();
+        const total = Number(q.parts || 2);
+        const per = Math.ceil(units.length / 2 / total) * 2;
+        const ref = Number(q.ref || 0x2a);
+        let order = [...Array(total).keys()].map((i) => i + 1);
+        if (q.order === 'reverse') order = order.reverse();
+        for (const seq of order) {
+          if (Number(q.skip || 0) === seq) continue;
+          const body = units.slice((seq - 1) * per, seq * per);
+          const fields = {
+            source_addr: q.from,
+            destination_addr: q.to || '12379',
+            esm_class: 0,
+            data_coding: 8,
+          };
+          if (q.how === 'sar') {
+            fields.short_message = body;
+            fields.sar_msg_ref_num = ref;
+            fields.sar_total_segments = total;
+            fields.sar_segment_seqnum = seq;
+          } else {
+            const udh =
+              q.how === 'udh16'
+                ? Buffer.from([6, 0x08, 4, ref >> 8, ref & 0xff, total, seq])
+                : Buffer.from([5, 0x00, 3, ref & 0xff, total, seq]);
+            fields.esm_class = 0x40;
+            fields.short_message = Buffer.concat([udh, body]);
+          }
+          state.mo++;
+          sendDeliver(s, fields, 'mo', 0);
+        }
+        return reply(res, 200, { sent: true });
+      }
       case '/refuse':
         state.refusing = q.on !== '0';
         if (state.refusing) dropAll();

@@ -48,6 +48,7 @@ impl KannelChannel {
                 policy,
                 clock: Arc::new(SystemClock::new()),
                 name: NAME,
+                swept: Default::default(),
             },
             client,
             secret: std::sync::OnceLock::new(),
@@ -101,6 +102,10 @@ impl Channel for KannelChannel {
             }
         });
         Ok(())
+    }
+
+    async fn turn(&self) -> anyhow::Result<()> {
+        self.lane.sweep().await
     }
 
     async fn claim(&self, n: usize) -> anyhow::Result<Vec<Claimed>> {

@@ -76,6 +76,7 @@ pub(super) async fn send(
         after: SignedDuration::from_secs(5),
         uncertain,
         counts: true,
+        parts: Vec::new(),
     };
     let url = match reqwest::Url::parse_with_params(&s.sendsms_url, &q) {
         Ok(u) => u,
@@ -98,6 +99,7 @@ pub(super) async fn send(
         Outcome::Accepted {
             account: ACCOUNT.into(),
             parts: vec![(1, 1, format!("K{}", m.id))],
+            uncertain: false,
         }
     } else if status.is_server_error() {
         retry(format!("gateway {status}: {}", body.trim()), false)
@@ -173,6 +175,7 @@ async fn dlr(State(s): State<Dlrs>, Query(d): Query<Dlr>) -> (axum::http::Status
                         text: &format!("kannel dlr id={id} status={stat}"),
                         smsc_id: Some(&id),
                         stat: Some(stat),
+                        ..outbox::Inbound::default()
                     },
                     now,
                 )?;

@@ -19,6 +19,10 @@ pub struct Claimed {
     pub text: String,
     /// Rows merged into it.
     pub merged: Vec<i64>,
+    /// Parts of this text the centre has already accepted (an earlier attempt stopped
+    /// between parts): the send resumes after them, with the same concatenation reference, so
+    /// the phone puts one text together.
+    pub accepted_parts: u32,
 }
 
 struct Row {
@@ -31,6 +35,8 @@ struct Row {
     raises: bool,
     tier: String,
     words: String,
+    sent_text: Option<String>,
+    sent_segments: Option<i64>,
 }
 
 /// Claim up to `limit` messages of a channel that are due, marking them `submitting`.
@@ -70,7 +76,8 @@ pub fn claim(
         params![at, channel, stale],
     )?;
     let mut st = tx.prepare_cached(
-        "SELECT id, person, address, text, segments, raises, tier, words, purpose
+        "SELECT id, person, address, text, segments, raises, tier, words, purpose, sent_text,
+                sent_segments
          FROM dispatch_message
          WHERE channel = ?1 AND state = 'queued' AND not_before <= ?2
          ORDER BY priority DESC, id LIMIT ?3",
@@ -87,6 +94,8 @@ pub fn claim(
                 tier: r.get(6)?,
                 words: r.get(7)?,
                 purpose: r.get(8)?,
+                sent_text: r.get(9)?,
+                sent_segments: r.get(10)?,
             })
         })?
         .collect::<Result<_, _>>()?;
@@ -127,6 +136,34 @@ pub fn claim(
                    AND not_before < ?1",
                 params![stamp(until), at, channel, row.person],
             )?;
+            continue;
+        }
+        // Part of this text is out already: the rest goes as it was (the same text, carrying
+        // what it carried), never a new text whose parts would not fit the ones on the phone.
+        let accepted_parts = accepted_parts(tx, row.id)?;
+        if accepted_parts > 0
+            && let (Some(text), Some(segments)) = (&row.sent_text, row.sent_segments)
+        {
+            tx.execute(
+                "UPDATE dispatch_message SET state = 'submitting', attempts = attempts + 1,
+                        updated = ?1, claimed_by = ?2 WHERE id = ?3",
+                params![at, claimed_by, row.id],
+            )?;
+            let merged: Vec<i64> = tx
+                .prepare_cached(
+                    "SELECT id FROM dispatch_message WHERE merged_into = ?1 AND state = 'merged'",
+                )?
+                .query_map(params![row.id], |r| r.get(0))?
+                .collect::<Result<_, _>>()?;
+            let _ = segments;
+            out.push(Claimed {
+                id: row.id,
+                person: row.person,
+                address: row.address,
+                text: text.clone(),
+                merged,
+                accepted_parts,
+            });
             continue;
         }
         // Everything else queued for this person rides along (warnings only: a notice has
@@ -180,6 +217,7 @@ pub fn claim(
             address: row.address,
             text,
             merged: others.drain(..).map(|(id, _)| id).collect(),
+            accepted_parts: 0,
         });
     }
     Ok(out)
@@ -192,8 +230,10 @@ pub enum Outcome {
     Accepted {
         /// Account used.
         account: String,
-        /// Parts.
+        /// Parts accepted in this attempt.
         parts: Vec<(u32, u32, String)>,
+        /// Whether a part went again after a send with no verdict (a possible duplicate part).
+        uncertain: bool,
     },
     /// Refused for good (the reason).
     Failed {
@@ -214,6 +254,9 @@ pub enum Outcome {
         uncertain: bool,
         /// Whether it counts as an attempt (a throttle does not).
         counts: bool,
+        /// Parts the centre accepted before it stopped (kept: the next attempt sends the same
+        /// text from the first part not accepted).
+        parts: Vec<(u32, u32, String)>,
     },
 }
 
@@ -227,11 +270,17 @@ pub fn record(
     let at = stamp(now);
     for (id, o) in results {
         match o {
-            Outcome::Accepted { account, parts } => {
+            Outcome::Accepted {
+                account,
+                parts,
+                uncertain,
+            } => {
+                keep_parts(tx, policy, *id, account, parts, &at, now)?;
                 let changed = tx.execute(
                     "UPDATE dispatch_message SET state = 'accepted', account = ?1, updated = ?2,
-                            last_error = NULL WHERE id = ?3 AND state = 'submitting'",
-                    params![account, at, id],
+                            last_error = NULL, uncertain = uncertain + ?4
+                     WHERE id = ?3 AND state = 'submitting'",
+                    params![account, at, id, *uncertain as i64],
                 )?;
                 if changed > 0 {
                     audit(
@@ -244,29 +293,8 @@ pub fn record(
                         }),
                     )?;
                 }
-                for (part, total, smsc) in parts {
-                    tx.execute(
-                        "INSERT OR REPLACE INTO dispatch_part
-                           (message, part, total, account, smsc_id, state, at)
-                         VALUES (?1, ?2, ?3, ?4, ?5, 'accepted', ?6)",
-                        params![id, part, total, account, smsc, at],
-                    )?;
-                }
-                // Receipts that arrived before this record (fast SMSCs) apply now.
-                for (_, _, smsc) in parts {
-                    let early: Vec<(i64, String)> = tx
-                        .prepare_cached(
-                            "SELECT id, stat FROM dispatch_inbound
-                             WHERE kind = 'orphan_receipt' AND account = ?1 AND smsc_id = ?2",
-                        )?
-                        .query_map(params![account, smsc], |r| Ok((r.get(0)?, r.get(1)?)))?
-                        .collect::<Result<_, _>>()?;
-                    for (row, stat) in early {
-                        let (delivered, failed) = stat_meaning(&stat);
-                        receipt(tx, account, smsc, &stat, delivered, failed, now)?;
-                        tx.execute("DELETE FROM dispatch_inbound WHERE id = ?1", params![row])?;
-                    }
-                }
+                // Receipts of earlier parts may all be in already.
+                settle_if_receipted(tx, *id, &at)?;
             }
             Outcome::Failed { account, reason } => {
                 tx.execute(
@@ -300,7 +328,11 @@ pub fn record(
                 after,
                 uncertain,
                 counts,
+                parts,
             } => {
+                if let (Some(a), false) = (account, parts.is_empty()) {
+                    keep_parts(tx, policy, *id, a, parts, &at, now)?;
+                }
                 let attempts: i64 = tx
                     .query_row(
                         "SELECT attempts FROM dispatch_message WHERE id = ?1",
@@ -333,8 +365,11 @@ pub fn record(
                 }
                 let when = now.checked_add(*after).unwrap_or(now);
                 // What rode along goes back to the queue on its own: a newer version may yet
-                // supersede this carrier, and must not take the others down with it.
-                unmerge(tx, *id, &at)?;
+                // supersede this carrier, and must not take the others down with it. Not when
+                // part of the text is out: the rest must be the same text, carrying them.
+                if accepted_parts(tx, *id)? == 0 {
+                    unmerge(tx, *id, &at)?;
+                }
                 tx.execute(
                     "UPDATE dispatch_message SET state = 'queued', not_before = ?1,
                             attempts = attempts - ?2, uncertain = uncertain + ?3,
@@ -351,6 +386,161 @@ pub fn record(
                     ],
                 )?;
             }
+        }
+    }
+    Ok(())
+}
+
+/// Texts accepted longer ago than their account's receipt deadline, with no receipt, become
+/// `delivery_unknown` ("sent, no receipt"): final in every view, never delivered.
+pub fn settle_unreceipted(
+    tx: &Transaction<'_>,
+    channel: &str,
+    now: Timestamp,
+    policy: &Policy,
+) -> anyhow::Result<()> {
+    let at = stamp(now);
+    let accounts: Vec<String> = tx
+        .prepare_cached(
+            "SELECT DISTINCT account FROM dispatch_message
+             WHERE channel = ?1 AND state = 'accepted' AND account IS NOT NULL",
+        )?
+        .query_map(params![channel], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    for account in accounts {
+        let deadline = policy.rules(&account).receipt_deadline;
+        let before = stamp(now.checked_sub(deadline).unwrap_or(now));
+        let ids: Vec<i64> = tx
+            .prepare_cached(
+                "SELECT id FROM dispatch_message
+                 WHERE channel = ?1 AND state = 'accepted' AND account = ?2 AND updated <= ?3",
+            )?
+            .query_map(params![channel, account, before], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
+        for id in ids {
+            tx.prepare_cached(
+                "UPDATE dispatch_message SET state = 'delivery_unknown', updated = ?1,
+                        last_error = ?2 WHERE id = ?3",
+            )?
+            .execute(params![
+                at,
+                format!(
+                    "accepted by the centre; no receipt within {} s",
+                    deadline.as_secs()
+                ),
+                id
+            ])?;
+            audit(
+                tx,
+                id,
+                "sms.no_receipt",
+                now,
+                serde_json::json!({ "account": account, "deadline_secs": deadline.as_secs() }),
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// Parts of message `id` the centre has accepted so far.
+pub(super) fn accepted_parts(tx: &Transaction<'_>, id: i64) -> anyhow::Result<u32> {
+    Ok(tx
+        .prepare_cached("SELECT count(*) FROM dispatch_part WHERE message = ?1")?
+        .query_row(params![id], |r| r.get::<_, u32>(0))?)
+}
+
+/// Store the parts an attempt got accepted (keyed for receipts under the account's form),
+/// and apply the receipts that came before their answers were recorded (fast centres).
+fn keep_parts(
+    tx: &Transaction<'_>,
+    policy: &Policy,
+    id: i64,
+    account: &str,
+    parts: &[(u32, u32, String)],
+    at: &str,
+    now: Timestamp,
+) -> anyhow::Result<()> {
+    let form = form_of(tx, policy, account)?;
+    for (part, total, smsc) in parts {
+        tx.prepare_cached(
+            "INSERT OR REPLACE INTO dispatch_part
+               (message, part, total, account, smsc_id, state, at, id_key)
+             VALUES (?1, ?2, ?3, ?4, ?5, 'accepted', ?6, ?7)",
+        )?
+        .execute(params![
+            id,
+            part,
+            total,
+            account,
+            smsc,
+            at,
+            form.answer_key(smsc)
+        ])?;
+    }
+    for (_, _, smsc) in parts {
+        let key = form.answer_key(smsc);
+        let early: Vec<(i64, String)> = tx
+            .prepare_cached(
+                "SELECT id, coalesce(stat, '') FROM dispatch_inbound
+                 WHERE kind = 'orphan_receipt' AND account = ?1 AND id_key = ?2",
+            )?
+            .query_map(params![account, key], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<_, _>>()?;
+        for (row, stat) in early {
+            let (delivered, failed) = stat_meaning(&stat);
+            receipt_by_key(tx, account, &key, &stat, delivered, failed, now)?;
+            tx.prepare_cached("DELETE FROM dispatch_inbound WHERE id = ?1")?
+                .execute(params![row])?;
+        }
+    }
+    Ok(())
+}
+
+/// A message just accepted whose parts' receipts all came in already (the early parts of a
+/// resumed text) is delivered, or failed, now.
+fn settle_if_receipted(tx: &Transaction<'_>, id: i64, at: &str) -> anyhow::Result<()> {
+    let (parts, done, bad, total): (i64, i64, i64, i64) = tx
+        .prepare_cached(
+            "SELECT count(*), coalesce(sum(state = 'delivered'), 0),
+                    coalesce(sum(state = 'failed'), 0), coalesce(max(total), 0)
+             FROM dispatch_part WHERE message = ?1",
+        )?
+        .query_row(params![id], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+        })?;
+    if parts == 0 || parts < total {
+        return Ok(());
+    }
+    let now = at.parse::<Timestamp>()?;
+    if bad > 0 {
+        let changed = tx.execute(
+            "UPDATE dispatch_message SET state = 'failed', last_error = 'receipt: a part failed',
+                    updated = ?1 WHERE id = ?2 AND state = 'accepted'",
+            params![at, id],
+        )?;
+        if changed > 0 {
+            audit(
+                tx,
+                id,
+                "sms.undelivered",
+                now,
+                serde_json::json!({ "parts": parts }),
+            )?;
+        }
+    } else if done == total {
+        let changed = tx.execute(
+            "UPDATE dispatch_message SET state = 'delivered', updated = ?1
+             WHERE id = ?2 AND state = 'accepted'",
+            params![at, id],
+        )?;
+        if changed > 0 {
+            audit(
+                tx,
+                id,
+                "sms.delivered",
+                now,
+                serde_json::json!({ "parts": parts }),
+            )?;
         }
     }
     Ok(())

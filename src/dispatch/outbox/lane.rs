@@ -19,6 +19,8 @@ pub struct Lane {
     pub clock: Arc<dyn Clock>,
     /// The channel's name (`claimed_by`).
     pub name: &'static str,
+    /// When receipts' deadlines were last looked at.
+    pub swept: Arc<std::sync::Mutex<Option<tokio::time::Instant>>>,
 }
 
 impl Lane {
@@ -32,6 +34,27 @@ impl Lane {
         )
         .await
         .map(|_| ())
+    }
+
+    /// Housekeeping, at most every few seconds: texts past their account's receipt deadline
+    /// are settled as "sent, no receipt" ([`settle_unreceipted`]).
+    pub async fn sweep(&self) -> anyhow::Result<()> {
+        let now_i = tokio::time::Instant::now();
+        {
+            let mut last = match self.swept.lock() {
+                Ok(l) => l,
+                Err(p) => p.into_inner(),
+            };
+            if last.is_some_and(|l| now_i.duration_since(l) < std::time::Duration::from_secs(5)) {
+                return Ok(());
+            }
+            *last = Some(now_i);
+        }
+        let (policy, now) = (self.policy.clone(), self.clock.now());
+        Ok(self
+            .store
+            .write(move |tx| settle_unreceipted(tx, "sms", now, &policy))
+            .await?)
     }
 
     /// Claim up to `n` due texts (see [`claim`]).

@@ -3,10 +3,15 @@
 //!
 //! ```text
 //! queued ──claim──▶ submitting ──SMSC ok──▶ accepted ──receipt──▶ delivered
-//!   ▲  │                │   │                    └──receipt──▶ failed (UNDELIV, …)
+//!   ▲  │                │   │                    ├──receipt──▶ failed (UNDELIV, …)
+//!   │  │                │   │                    └──no receipt by the account's deadline──▶
+//!   │  │                │   │                         delivery_unknown (a late receipt still
+//!   │  │                │   │                         moves it on)
 //!   │  │                │   └─permanent error──▶ failed (bad number: the reason is kept)
 //!   │  │                └─throttled / no verdict / link down──▶ queued (later; `uncertain`
-//!   │  │                                                          counts sends with no verdict)
+//!   │  │                                                          counts sends with no verdict;
+//!   │  │                     the parts already accepted are kept, and the next claim sends
+//!   │  │                     the same text from the first part not accepted)
 //!   │  ├─a newer version for the same person──▶ superseded
 //!   │  ├─carried inside another message──▶ merged (merged_into = the carrier; back to
 //!   │  │                                    queued if the carrier goes back, failed with it)
@@ -35,17 +40,21 @@ use crate::store::stamp;
 
 mod claim;
 mod enqueue;
+mod ids;
 mod lane;
 mod receipts;
 mod records;
 mod render;
+mod replies;
 
 pub use claim::*;
 pub use enqueue::*;
+pub use ids::*;
 pub use lane::Lane;
 pub use receipts::*;
 pub use records::*;
 pub use render::*;
+pub use replies::*;
 
 crate::store::sql_enum! {
     /// Where a message is (`dispatch_message.state`; the diagram at the top of this module).
@@ -60,6 +69,10 @@ crate::store::sql_enum! {
         Accepted = "accepted",
         /// A receipt says it reached the phone.
         Delivered = "delivered",
+        /// Accepted, and no receipt came within the account's receipt deadline: "sent, no
+        /// receipt". Final for every view (never counted as delivered); a receipt that comes
+        /// later still moves it to delivered or failed.
+        DeliveryUnknown = "delivery_unknown",
         /// Refused for good, or a receipt says it did not arrive.
         Failed = "failed",
         /// Still queued when the warning had moved on.
@@ -100,6 +113,8 @@ pub struct Policy {
     /// After a restart, how long a message that was mid-send waits for a receipt that proves
     /// the SMSC had it, before it is sent again.
     pub reconcile_grace: SignedDuration,
+    /// How long the parts of a long reply from a phone are waited for (see `replies`).
+    pub reply_parts_wait: SignedDuration,
     /// Office name for the text.
     pub office: String,
     /// Drill: texts are marked so.
@@ -110,6 +125,34 @@ pub struct Policy {
     pub link_base: Option<String>,
     /// How long a check-in link works after its warning was decided.
     pub link_valid: SignedDuration,
+    /// What each SMS account's centre does with receipts, by account name (the channels fill
+    /// it from their settings); an account not named has the defaults.
+    pub accounts: std::collections::BTreeMap<String, AccountRules>,
+}
+
+/// How the outbox treats the receipts of one SMS account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AccountRules {
+    /// How its receipts write the message id.
+    pub ids: ReceiptIds,
+    /// How long an accepted text waits for its receipt before it is "sent, no receipt".
+    pub receipt_deadline: SignedDuration,
+}
+
+impl Default for AccountRules {
+    fn default() -> AccountRules {
+        AccountRules {
+            ids: ReceiptIds::Auto,
+            receipt_deadline: SignedDuration::from_mins(30),
+        }
+    }
+}
+
+impl Policy {
+    /// The rules of account `name`.
+    pub fn rules(&self, name: &str) -> AccountRules {
+        self.accounts.get(name).copied().unwrap_or_default()
+    }
 }
 
 impl Default for Policy {
@@ -120,11 +163,13 @@ impl Default for Policy {
             expire_after: SignedDuration::from_hours(6),
             max_attempts: 8,
             reconcile_grace: SignedDuration::from_secs(20),
+            reply_parts_wait: SignedDuration::from_secs(60),
             office: "防汛办".into(),
             exercise: false,
             lang: "zh-CN".into(),
             link_base: None,
             link_valid: SignedDuration::from_hours(72),
+            accounts: Default::default(),
         }
     }
 }

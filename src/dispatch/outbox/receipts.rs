@@ -6,7 +6,8 @@ use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 use super::*;
 
-/// A receipt, matched to its part and message; `false` when no part has that id.
+/// A receipt whose id is the answer's id as it was (an HTTP gateway's report, a drill's
+/// simulated network), matched to its part and message; `false` when no part has that id.
 pub fn receipt(
     tx: &Transaction<'_>,
     account: &str,
@@ -16,17 +17,42 @@ pub fn receipt(
     failed: bool,
     now: Timestamp,
 ) -> anyhow::Result<bool> {
+    receipt_by_key(
+        tx,
+        account,
+        &ReceiptIds::Exact.receipt_key(smsc_id),
+        stat,
+        delivered,
+        failed,
+        now,
+    )
+}
+
+/// A receipt matched by its key (the id read under its account's form, [`ReceiptIds`]) to its
+/// part and message; `false` when no part has that key.
+pub fn receipt_by_key(
+    tx: &Transaction<'_>,
+    account: &str,
+    key: &str,
+    stat: &str,
+    delivered: bool,
+    failed: bool,
+    now: Timestamp,
+) -> anyhow::Result<bool> {
     let at = stamp(now);
-    let part: Option<i64> = tx
-        .query_row(
-            "SELECT message FROM dispatch_part WHERE account = ?1 AND smsc_id = ?2",
-            params![account, smsc_id],
-            |r| r.get(0),
-        )
+    let part: Option<(i64, i64, String)> = tx
+        .prepare_cached(
+            "SELECT message, part, smsc_id FROM dispatch_part WHERE account = ?1 AND id_key = ?2
+             ORDER BY at DESC LIMIT 1",
+        )?
+        .query_row(params![account, key], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })
         .optional()?;
-    let Some(message) = part else {
+    let Some((message, part_no, smsc_id)) = part else {
         return Ok(false);
     };
+    let smsc_id = smsc_id.as_str();
     let state = if delivered {
         PartState::Delivered
     } else if failed {
@@ -34,22 +60,24 @@ pub fn receipt(
     } else {
         PartState::Accepted
     };
-    tx.execute(
+    tx.prepare_cached(
         "UPDATE dispatch_part SET state = ?1, receipt = ?2, at = ?3
-         WHERE account = ?4 AND smsc_id = ?5",
-        params![state, stat, at, account, smsc_id],
-    )?;
+         WHERE message = ?4 AND part = ?5",
+    )?
+    .execute(params![state, stat, at, message, part_no])?;
     // The message is delivered when every part is; failed when any part failed.
-    let (parts, done, bad, total): (i64, i64, i64, i64) = tx.query_row(
-        "SELECT count(*), sum(state = 'delivered'), sum(state = 'failed'), max(total)
-         FROM dispatch_part WHERE message = ?1",
-        params![message],
-        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-    )?;
+    let (parts, done, bad, total): (i64, i64, i64, i64) = tx
+        .prepare_cached(
+            "SELECT count(*), sum(state = 'delivered'), sum(state = 'failed'), max(total)
+             FROM dispatch_part WHERE message = ?1",
+        )?
+        .query_row(params![message], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+        })?;
     if bad > 0 {
         let changed = tx.execute(
             "UPDATE dispatch_message SET state = 'failed', last_error = ?1, updated = ?2
-             WHERE id = ?3 AND state IN ('accepted', 'delivered')",
+             WHERE id = ?3 AND state IN ('accepted', 'delivered', 'delivery_unknown')",
             params![format!("receipt: {stat}"), at, message],
         )?;
         if changed > 0 {
@@ -64,11 +92,12 @@ pub fn receipt(
             )?;
         }
     } else if parts == total && done == total {
-        let changed = tx.execute(
-            "UPDATE dispatch_message SET state = 'delivered', updated = ?1
-             WHERE id = ?2 AND state = 'accepted'",
-            params![at, message],
-        )?;
+        let changed = tx
+            .prepare_cached(
+                "UPDATE dispatch_message SET state = 'delivered', updated = ?1
+                 WHERE id = ?2 AND state IN ('accepted', 'delivery_unknown')",
+            )?
+            .execute(params![at, message])?;
         if changed > 0 {
             audit(
                 tx,
@@ -112,14 +141,19 @@ pub struct Inbound<'a> {
     pub smsc_id: Option<&'a str>,
     /// A receipt's stat.
     pub stat: Option<&'a str>,
+    /// A receipt's key (its id under the account's form; the id itself when `None`).
+    pub id_key: Option<&'a str>,
+    /// A reply handled with parts missing (they did not come within the wait).
+    pub incomplete: bool,
 }
 
 /// Keep something that came back and matched nothing we sent: a reply from a phone, or a
 /// receipt for an id not (yet) recorded.
 pub fn inbound(tx: &Transaction<'_>, i: &Inbound<'_>, now: Timestamp) -> anyhow::Result<i64> {
     tx.execute(
-        "INSERT INTO dispatch_inbound (at, kind, account, source, dest, text, smsc_id, stat)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        "INSERT INTO dispatch_inbound
+           (at, kind, account, source, dest, text, smsc_id, stat, id_key, incomplete)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
         params![
             stamp(now),
             i.kind,
@@ -128,7 +162,9 @@ pub fn inbound(tx: &Transaction<'_>, i: &Inbound<'_>, now: Timestamp) -> anyhow:
             i.dest,
             i.text,
             i.smsc_id,
-            i.stat
+            i.stat,
+            i.id_key.or(i.smsc_id.map(str::trim)),
+            i.incomplete,
         ],
     )?;
     Ok(tx.last_insert_rowid())
@@ -204,8 +240,9 @@ pub fn recover(
         |r| r.get(0),
     )?;
     tx.execute(
-        "INSERT OR IGNORE INTO dispatch_part (message, part, total, account, smsc_id, state, at)
-         VALUES (?1, ?2, ?3, ?4, ?5, 'accepted', ?6)",
+        "INSERT OR IGNORE INTO dispatch_part
+           (message, part, total, account, smsc_id, state, at, id_key)
+         VALUES (?1, ?2, ?3, ?4, ?5, 'accepted', ?6, ?5)",
         params![id, have + 1, total, account, smsc_id, at],
     )?;
     if have + 1 >= total {
@@ -232,14 +269,16 @@ pub struct Reply {
     pub source: String,
     /// What it said.
     pub text: String,
+    /// Parts of it never came (it was handled with what did).
+    pub incomplete: bool,
 }
 
 /// Replies from phones stored after `after`, oldest first (respond reads them with its own
 /// cursor).
 pub fn replies_after(c: &Connection, after: i64, limit: usize) -> anyhow::Result<Vec<Reply>> {
     let mut st = c.prepare_cached(
-        "SELECT id, at, source, text FROM dispatch_inbound WHERE kind = 'reply' AND id > ?1
-         ORDER BY id LIMIT ?2",
+        "SELECT id, at, source, text, incomplete FROM dispatch_inbound
+         WHERE kind = 'reply' AND id > ?1 ORDER BY id LIMIT ?2",
     )?;
     let rows = st
         .query_map(params![after, limit as i64], |r| {
@@ -248,16 +287,18 @@ pub fn replies_after(c: &Connection, after: i64, limit: usize) -> anyhow::Result
                 r.get::<_, String>(1)?,
                 r.get(2)?,
                 r.get(3)?,
+                r.get(4)?,
             ))
         })?
-        .collect::<Result<Vec<(i64, String, String, String)>, _>>()?;
+        .collect::<Result<Vec<(i64, String, String, String, bool)>, _>>()?;
     rows.into_iter()
-        .map(|(id, at, source, text)| {
+        .map(|(id, at, source, text, incomplete)| {
             Ok(Reply {
                 id,
                 at: at.parse()?,
                 source,
                 text,
+                incomplete,
             })
         })
         .collect()

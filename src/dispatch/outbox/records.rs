@@ -9,28 +9,57 @@ use serde::Serialize;
 
 use super::*;
 
-/// Per person, for one warning lineage: (accepted by the SMSC, delivered to the handset) of
-/// any of its warning texts (not notices). A text carried inside another counts as that one.
-/// For the office's board.
+/// What became of a person's warning texts of one lineage (any of them; not notices), for the
+/// office's board. A text carried inside another counts as that one.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Delivery {
+    /// The centre accepted one ("sent").
+    pub sent: bool,
+    /// A receipt says one reached the handset.
+    pub delivered: bool,
+    /// Sent, none delivered, and one passed its receipt deadline with no receipt ("sent, no
+    /// receipt": never counted as delivered).
+    pub no_receipt: bool,
+}
+
+/// Per person, for one warning lineage: see [`Delivery`].
 pub fn delivery_by_person(
     c: &Connection,
     lineage: &str,
-) -> anyhow::Result<HashMap<String, (bool, bool)>> {
+) -> anyhow::Result<HashMap<String, Delivery>> {
     let mut q = c.prepare_cached(
         "SELECT m.person,
-                max(coalesce(k.state, m.state) IN ('accepted', 'delivered')),
-                max(coalesce(k.state, m.state) = 'delivered')
+                max(coalesce(k.state, m.state) IN ('accepted', 'delivered', 'delivery_unknown')),
+                max(coalesce(k.state, m.state) = 'delivered'),
+                max(coalesce(k.state, m.state) = 'delivery_unknown')
          FROM dispatch_message m LEFT JOIN dispatch_message k ON k.id = m.merged_into
          WHERE m.lineage = ?1 AND m.channel = 'sms' AND m.send != 'Notice'
          GROUP BY m.person",
     )?;
     let rows = q.query_map(params![lineage], |r| {
+        let delivered = r.get::<_, bool>(2)?;
         Ok((
             r.get::<_, String>(0)?,
-            (r.get::<_, bool>(1)?, r.get::<_, bool>(2)?),
+            Delivery {
+                sent: r.get(1)?,
+                delivered,
+                no_receipt: r.get::<_, bool>(3)? && !delivered,
+            },
         ))
     })?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// Messages of one warning lineage that were sent and settled with no receipt (the report's
+/// "sent, no receipt"), the carriers of merged texts counted once.
+pub fn no_receipt_count(c: &Connection, lineage: &str) -> anyhow::Result<i64> {
+    Ok(c.prepare_cached(
+        "SELECT count(DISTINCT coalesce(k.id, m.id))
+         FROM dispatch_message m LEFT JOIN dispatch_message k ON k.id = m.merged_into
+         WHERE m.lineage = ?1 AND m.channel = 'sms'
+           AND coalesce(k.state, m.state) = 'delivery_unknown'",
+    )?
+    .query_row(params![lineage], |r| r.get(0))?)
 }
 
 /// One SMS centre bind as the channel last knew it.

@@ -216,6 +216,7 @@ pub(super) async fn keep_bound(
             window: s.window,
             response_timeout: Duration::from_secs(s.response_timeout_secs.max(1)),
             enquire_every: Duration::from_secs(s.enquire_secs.max(1)),
+            give_up: Duration::from_secs(s.give_up_secs.max(s.response_timeout_secs).max(1)),
         };
         match Session::bind(settings, tx).await {
             Ok(session) => {

@@ -34,6 +34,18 @@ pub struct SmsChannel {
 impl SmsChannel {
     /// A channel over these accounts.
     pub fn new(settings: Vec<AccountSettings>, store: Store, policy: Policy) -> SmsChannel {
+        let mut policy = policy;
+        for a in &settings {
+            policy.accounts.insert(
+                a.name.clone(),
+                outbox::AccountRules {
+                    ids: a.receipt_ids,
+                    receipt_deadline: SignedDuration::from_secs(
+                        a.receipt_deadline_secs.max(1) as i64
+                    ),
+                },
+            );
+        }
         SmsChannel {
             accounts: settings
                 .into_iter()
@@ -44,6 +56,7 @@ impl SmsChannel {
                 policy,
                 clock: Arc::new(SystemClock::new()),
                 name: NAME,
+                swept: Default::default(),
             },
         }
     }
@@ -107,8 +120,13 @@ impl Channel for SmsChannel {
             self.lane.store.clone(),
             in_rx,
             self.lane.clock.clone(),
+            self.lane.policy.clone(),
         ));
         Ok(())
+    }
+
+    async fn turn(&self) -> anyhow::Result<()> {
+        self.lane.sweep().await
     }
 
     fn room(&self) -> Option<usize> {
@@ -141,18 +159,25 @@ impl Channel for SmsChannel {
     }
 }
 
-/// Send one message: route, encode, every part through one bind.
+/// Send one message: route, encode, every part through one bind while it is up. A part the
+/// bind could not take (it closed) goes on another bind of the account at once, from that
+/// part on; when none is up, the parts accepted so far are kept and the next attempt resumes
+/// after them. Every part carries the message's concatenation reference, so however its
+/// parts travelled the phone shows one text.
 async fn send(accounts: &[Arc<Account>], m: &Claimed) -> Outcome {
-    let retry =
-        |account: Option<String>, reason: String, uncertain: bool, counts: bool, after: u64| {
-            Outcome::Retry {
-                account,
-                reason,
-                after: SignedDuration::from_secs(after as i64),
-                uncertain,
-                counts,
-            }
-        };
+    let retry = |account: Option<String>,
+                 reason: String,
+                 uncertain: bool,
+                 counts: bool,
+                 after: u64,
+                 parts: Vec<(u32, u32, String)>| Outcome::Retry {
+        account,
+        reason,
+        after: SignedDuration::from_secs(after as i64),
+        uncertain,
+        counts,
+        parts,
+    };
     let Some(account) = route(accounts, &m.address) else {
         return retry(
             None,
@@ -160,16 +185,30 @@ async fn send(accounts: &[Arc<Account>], m: &Claimed) -> Outcome {
             false,
             false,
             2,
+            Vec::new(),
         );
     };
-    let Some(session) = account.session() else {
-        return retry(None, "the bind went down".into(), false, false, 1);
+    let Some(mut session) = account.session() else {
+        return retry(
+            None,
+            "the bind went down".into(),
+            false,
+            false,
+            1,
+            Vec::new(),
+        );
     };
     let name = account.settings.name.clone();
     let enc = encode::encode(&m.text, (m.id & 0xFF) as u8);
     let total = enc.parts.len() as u32;
     let mut parts = Vec::new();
-    for (i, octets) in enc.parts.iter().enumerate() {
+    // A part sent with no verdict and sent again (a possible duplicate part).
+    let mut uncertain = false;
+    // Binds tried for the current part: one more than the account has, then wait.
+    let mut hops = 0;
+    let mut i = (m.accepted_parts as usize).min(enc.parts.len());
+    while i < enc.parts.len() {
+        let octets = &enc.parts[i];
         account.pace().await;
         let sm = SubmitSm {
             source_ton: 5,
@@ -188,11 +227,14 @@ async fn send(accounts: &[Arc<Account>], m: &Claimed) -> Outcome {
             }],
             ..SubmitSm::default()
         };
-        match session.submit(&sm).await {
+        let failed = match session.submit(&sm).await {
             Ok(r) => match pdu::verdict(r.status) {
                 Verdict::Accepted => {
                     account.sped_up();
                     parts.push((i as u32 + 1, total, r.message_id));
+                    i += 1;
+                    hops = 0;
+                    continue;
                 }
                 Verdict::SlowDown => {
                     let pause = account.slow_down();
@@ -203,12 +245,12 @@ async fn send(accounts: &[Arc<Account>], m: &Claimed) -> Outcome {
                             pdu::status_name(r.status),
                             i + 1
                         ),
-                        // Every part so far got a verdict: none can reach a phone twice
-                        // (parts sent again keep the message's reference; the phone shows
-                        // one text). Only a submit without a verdict is a possible duplicate.
-                        false,
+                        // Every part so far got a verdict: none can reach a phone twice.
+                        // Only a submit without a verdict is a possible duplicate.
+                        uncertain,
                         false,
                         pause.as_secs().max(1),
+                        parts,
                     );
                 }
                 Verdict::Permanent => {
@@ -222,25 +264,46 @@ async fn send(accounts: &[Arc<Account>], m: &Claimed) -> Outcome {
                     };
                 }
                 Verdict::Transient => {
-                    return retry(Some(name), pdu::status_name(r.status), false, true, 5);
+                    return retry(
+                        Some(name),
+                        pdu::status_name(r.status),
+                        uncertain,
+                        true,
+                        5,
+                        parts,
+                    );
                 }
             },
-            Err(SubmitError::NotSent) => {
+            Err(e) => e,
+        };
+        // The bind took the part and closed without a verdict (Unknown), or closed before
+        // taking it (NotSent): the same part on another bind of the account, if one is up.
+        let no_verdict = matches!(failed, SubmitError::Unknown(_));
+        uncertain |= no_verdict;
+        hops += 1;
+        let other = account.session().filter(|_| hops <= account.bind_count());
+        match (other, &failed) {
+            (Some(s), _) if !no_verdict || session.is_closed() => {
+                session = s;
+            }
+            (_, SubmitError::NotSent) => {
                 return retry(
                     Some(name),
-                    "the bind closed before sending".into(),
-                    false,
+                    format!("the bind closed before sending part {}/{total}", i + 1),
+                    uncertain,
                     false,
                     1,
+                    parts,
                 );
             }
-            Err(SubmitError::Unknown(why)) => {
+            (_, SubmitError::Unknown(why)) => {
                 return retry(
                     Some(name),
-                    format!("no answer from the SMSC: {why}"),
-                    true,
+                    format!("no answer from the SMSC for part {}/{total}: {why}", i + 1),
+                    uncertain,
                     true,
                     2,
+                    parts,
                 );
             }
         }
@@ -248,6 +311,7 @@ async fn send(accounts: &[Arc<Account>], m: &Claimed) -> Outcome {
     Outcome::Accepted {
         account: name,
         parts,
+        uncertain,
     }
 }
 
@@ -258,31 +322,68 @@ struct Arrived {
     dest: String,
     text: String,
     receipt: Option<Option<pdu::Receipt>>,
+    /// A part of a long reply: where it belongs, its coding and its octets.
+    part: Option<(pdu::Concat, u8, Vec<u8>)>,
 }
 
 /// Store receipts and replies in batches (whatever has arrived, up to 500, in one
 /// transaction), then acknowledge each: an SMSC sends receipts as fast as it accepts messages,
-/// and one commit per receipt would throttle everything else the store does.
+/// and one commit per receipt would throttle everything else the store does. Every few
+/// seconds, long replies whose parts stopped coming are handled with what came.
 async fn store_inbound(
     store: Store,
     mut rx: mpsc::Receiver<(String, Incoming)>,
     clock: Arc<dyn Clock>,
+    policy: Policy,
 ) {
-    while let Some(first) = rx.recv().await {
+    let policy = Arc::new(policy);
+    let wait = policy.reply_parts_wait;
+    // Looked at a few times per wait (and at least every 5 s).
+    let every = Duration::from_millis((wait.as_millis() / 4).clamp(200, 5000) as u64);
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Per account, the unmatched receipts last logged (a line at 10, 100, 1000, …).
+    let mut logged: std::collections::HashMap<String, i64> = Default::default();
+    loop {
+        let first = tokio::select! {
+            f = rx.recv() => match f {
+                Some(f) => f,
+                None => return,
+            },
+            _ = tick.tick() => {
+                let now = clock.now();
+                let r = store
+                    .write(move |tx| outbox::overdue_replies(tx, now, wait))
+                    .await;
+                match r {
+                    Ok(0) => {}
+                    Ok(n) => tracing::warn!(
+                        "{n} long repl(ies) from phones handled with parts missing (they did \
+                         not come within {} s)",
+                        wait.as_secs()
+                    ),
+                    Err(e) => tracing::error!("cannot handle overdue parts of replies: {e}"),
+                }
+                continue;
+            }
+        };
         let mut acks = Vec::new();
         let mut rows = Vec::new();
         let mut next = Some(first);
         while let Some((account, i)) = next.take() {
             let d = &i.deliver;
             let receipt = d.is_receipt().then(|| pdu::parse_receipt(d));
+            let (concat, body) = d.concat();
+            let part = match concat {
+                Some(c) if !d.is_receipt() && c.total > 1 => {
+                    Some((c, d.data_coding, body.to_vec()))
+                }
+                _ => None,
+            };
             let text = if d.is_receipt() {
                 String::from_utf8_lossy(&d.short_message).into_owned()
             } else {
-                encode::decode(
-                    d.data_coding,
-                    d.esm_class & esm::UDHI != 0,
-                    &d.short_message,
-                )
+                encode::decode(d.data_coding, false, body)
             };
             rows.push(Arrived {
                 account,
@@ -290,6 +391,7 @@ async fn store_inbound(
                 dest: d.dest.clone(),
                 text,
                 receipt,
+                part,
             });
             acks.push(i.ack);
             if rows.len() < 500 {
@@ -298,23 +400,52 @@ async fn store_inbound(
         }
         let now = clock.now();
         let n = rows.len();
+        let pol = policy.clone();
         let r = store
             .write(move |tx| {
+                let mut forms = std::collections::HashMap::new();
+                let mut orphaned = std::collections::BTreeSet::new();
                 for a in &rows {
+                    if let Some((c, coding, payload)) = &a.part {
+                        outbox::reply_part(
+                            tx,
+                            &outbox::ReplyPart {
+                                account: &a.account,
+                                source: &a.source,
+                                dest: &a.dest,
+                                reference: c.reference,
+                                total: c.total,
+                                seq: c.seq,
+                                coding: *coding,
+                                payload,
+                            },
+                            now,
+                        )?;
+                        continue;
+                    }
                     let mut row = outbox::Inbound {
                         kind: "reply",
                         account: &a.account,
                         source: &a.source,
                         dest: &a.dest,
                         text: &a.text,
-                        smsc_id: None,
-                        stat: None,
+                        ..outbox::Inbound::default()
                     };
+                    let key;
                     match &a.receipt {
                         Some(Some(rc)) => {
+                            let form = match forms.get(&a.account) {
+                                Some(f) => *f,
+                                None => {
+                                    let f = outbox::form_of(tx, &pol, &a.account)?;
+                                    forms.insert(a.account.clone(), f);
+                                    f
+                                }
+                            };
+                            key = form.receipt_key(&rc.id);
                             let (delivered, failed) = outbox::stat_meaning(&rc.stat);
-                            let matched = outbox::receipt(
-                                tx, &a.account, &rc.id, &rc.stat, delivered, failed, now,
+                            let matched = outbox::receipt_by_key(
+                                tx, &a.account, &key, &rc.stat, delivered, failed, now,
                             )?;
                             // Or the proof that a message mid-send at a restart got through.
                             if matched
@@ -328,6 +459,8 @@ async fn store_inbound(
                             row.kind = "orphan_receipt";
                             row.smsc_id = Some(&rc.id);
                             row.stat = Some(&rc.stat);
+                            row.id_key = Some(&key);
+                            orphaned.insert(a.account.clone());
                         }
                         Some(None) => {
                             tracing::warn!(account = %a.account, "unreadable receipt: {:?}", a.text);
@@ -337,11 +470,41 @@ async fn store_inbound(
                     }
                     outbox::inbound(tx, &row, now)?;
                 }
-                Ok(())
+                // Receipts kept unmatched: perhaps the centre writes ids another way.
+                let mut learnt = Vec::new();
+                for account in orphaned {
+                    let l = outbox::learn(tx, &pol, &account, now)?;
+                    learnt.push((account, l));
+                }
+                Ok(learnt)
             })
             .await;
         match r {
-            Ok(()) => acks.into_iter().for_each(|a| a.ok()),
+            Ok(learnt) => {
+                acks.into_iter().for_each(|a| a.ok());
+                for (account, l) in learnt {
+                    match l {
+                        outbox::Learnt::Adopted { form, applied } => tracing::warn!(
+                            account = %account,
+                            "the SMS centre writes receipt ids as {}: learnt from its receipts, \
+                             {applied} kept receipt(s) applied (set receipt_ids to fix it)",
+                            form.as_str()
+                        ),
+                        outbox::Learnt::Nothing { kept } => {
+                            let mark = 10_i64.pow(kept.max(1).ilog10());
+                            if kept >= 10 && logged.get(&account).is_none_or(|m| *m < mark) {
+                                logged.insert(account.clone(), mark);
+                                tracing::warn!(
+                                    account = %account,
+                                    "{kept} receipt(s) from the SMS centre match no message sent \
+                                     (ids in a form not understood? see receipt_ids)"
+                                );
+                            }
+                        }
+                        outbox::Learnt::NotTried => {}
+                    }
+                }
+            }
             // Not stored: dropping the Acks asks the SMSC to deliver them again.
             Err(e) => tracing::error!("cannot store {n} things the SMSC delivered: {e}"),
         }

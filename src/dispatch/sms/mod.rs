@@ -17,4 +17,4 @@ mod settings;
 
 pub use account::{Account, route};
 pub use channel::{NAME, SmsChannel};
-pub use settings::AccountSettings;
+pub use settings::{AccountSettings, ReceiptIds};

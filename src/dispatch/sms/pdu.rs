@@ -131,6 +131,12 @@ pub mod tag {
     pub const MESSAGE_PAYLOAD: u16 = 0x0424;
     /// user_message_reference: our outbox part id, echoed by some SMSCs.
     pub const USER_MESSAGE_REFERENCE: u16 = 0x0204;
+    /// sar_msg_ref_num: the reference of a long message sent in parts without a UDH.
+    pub const SAR_MSG_REF_NUM: u16 = 0x020C;
+    /// sar_total_segments.
+    pub const SAR_TOTAL_SEGMENTS: u16 = 0x020E;
+    /// sar_segment_seqnum (1-based).
+    pub const SAR_SEGMENT_SEQNUM: u16 = 0x020F;
 }
 
 /// esm_class bits.
@@ -257,7 +263,75 @@ pub struct DeliverSm {
     pub tlvs: Vec<Tlv>,
 }
 
+/// Where one part of a long message from a phone belongs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Concat {
+    /// The reference its parts share (8 or 16 bits).
+    pub reference: u16,
+    /// How many parts the message has.
+    pub total: u8,
+    /// This part's number, from 1.
+    pub seq: u8,
+}
+
 impl DeliverSm {
+    /// Which part of which long message this is, from its user data header (IEI 0x00, 8-bit
+    /// reference; IEI 0x08, 16-bit) or its SAR parameters; `None` for a message in one piece
+    /// (or a header that makes no sense: total 0, or a part number outside 1..=total). Also
+    /// the octets of its text, the header removed.
+    pub fn concat(&self) -> (Option<Concat>, &[u8]) {
+        let sane = |c: Concat| (c.total >= 1 && c.seq >= 1 && c.seq <= c.total).then_some(c);
+        let mut body: &[u8] = &self.short_message;
+        let mut found = None;
+        if self.esm_class & esm::UDHI != 0 && !self.short_message.is_empty() {
+            let len = usize::from(self.short_message[0]);
+            let udh = self.short_message.get(1..=len).unwrap_or_default();
+            body = self.short_message.get(len + 1..).unwrap_or_default();
+            let mut i = 0;
+            while i + 1 < udh.len() {
+                let (iei, l) = (udh[i], usize::from(udh[i + 1]));
+                let v = udh.get(i + 2..i + 2 + l).unwrap_or_default();
+                match (iei, v) {
+                    (0x00, [r, t, q]) => {
+                        found = sane(Concat {
+                            reference: u16::from(*r),
+                            total: *t,
+                            seq: *q,
+                        })
+                    }
+                    (0x08, [r1, r2, t, q]) => {
+                        found = sane(Concat {
+                            reference: u16::from_be_bytes([*r1, *r2]),
+                            total: *t,
+                            seq: *q,
+                        })
+                    }
+                    _ => {}
+                }
+                i += 2 + l;
+            }
+        }
+        if found.is_none()
+            && let (Some(r), Some([t]), Some([q])) = (
+                self.tlv(tag::SAR_MSG_REF_NUM),
+                self.tlv(tag::SAR_TOTAL_SEGMENTS),
+                self.tlv(tag::SAR_SEGMENT_SEQNUM),
+            )
+        {
+            let reference = match r {
+                [a, b] => u16::from_be_bytes([*a, *b]),
+                [a] => u16::from(*a),
+                _ => 0,
+            };
+            found = sane(Concat {
+                reference,
+                total: *t,
+                seq: *q,
+            });
+        }
+        (found, body)
+    }
+
     /// Whether this is a delivery receipt rather than a message from a phone.
     pub fn is_receipt(&self) -> bool {
         self.esm_class & esm::TYPE_MASK == esm::RECEIPT

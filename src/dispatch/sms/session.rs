@@ -8,10 +8,19 @@
 //! *keeper* sends enquire_link when the link has been quiet and closes it when no answer comes.
 //!
 //! The window: at most `window` submit_sm wait for their response at once (a semaphore).
-//! Each waits at most `response_timeout`; a timeout, like a dropped link, closes the session,
-//! and every submit still waiting learns that its outcome is unknown (`SubmitError::Unknown`)
-//! — the caller decides what an unknown outcome means (the outbox counts it as a possible
-//! duplicate when it sends again). Reconnecting is the caller's job ([`super::Account`]).
+//!
+//! **A late answer is an answer.** A submit whose response has not come within
+//! `response_timeout` does not close the link (carriers' centres answer in seconds under load,
+//! and one slow answer must not turn every other submit in flight into an unknown): the
+//! keeper probes the link at once with enquire_link, and the submit carries on waiting, up to
+//! `give_up`, for as long as the link answers. An answer that comes in that time is the
+//! verdict, like any other (it is counted as late). Only a dead link (no enquire_link_resp
+//! within `response_timeout`), a dropped connection or a protocol fault closes the session;
+//! then every submit still waiting learns its outcome is unknown (`SubmitError::Unknown`), and
+//! so does one that reaches `give_up` on a live link. The caller decides what an unknown
+//! outcome means (the outbox counts it as a possible duplicate when it sends again). An answer
+//! that comes after the submit gave up is still logged with its message id, and counted.
+//! Reconnecting is the caller's job ([`super::Account`]).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -41,6 +50,9 @@ pub struct BindSettings {
     pub response_timeout: Duration,
     /// Send enquire_link after this long without traffic.
     pub enquire_every: Duration,
+    /// How long a submit waits for its answer, past `response_timeout`, while the link
+    /// proves alive (Kannel's `wait-ack` with "carry on waiting").
+    pub give_up: Duration,
 }
 
 /// Why a bind failed.
@@ -92,6 +104,17 @@ pub struct SubmitResp {
     pub status: u32,
     /// The SMSC's message id (empty on error).
     pub message_id: String,
+    /// It came after `response_timeout` (the link was kept).
+    pub late: bool,
+}
+
+/// What a session has seen that a status page should show.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Answers that came after `response_timeout`, in time to count.
+    pub late: u64,
+    /// Answers that came after the submit had given up (its text went again).
+    pub too_late: u64,
 }
 
 /// A deliver_sm from the SMSC, to be acknowledged once stored.
@@ -153,6 +176,13 @@ struct Inner {
     closing: watch::Sender<bool>,
     why: Mutex<Option<String>>,
     settings: BindSettings,
+    /// Submits that gave up waiting, by sequence: an answer for one of them is logged, not
+    /// taken for a fault.
+    abandoned: Mutex<HashMap<u32, tokio::time::Instant>>,
+    /// Wakes the keeper to probe the link now (a submit is overdue).
+    probe: tokio::sync::Notify,
+    late: std::sync::atomic::AtomicU64,
+    too_late: std::sync::atomic::AtomicU64,
 }
 
 impl Inner {
@@ -211,6 +241,10 @@ impl Session {
             closing: watch::channel(false).0,
             why: Mutex::new(None),
             settings: settings.clone(),
+            abandoned: Mutex::new(HashMap::new()),
+            probe: tokio::sync::Notify::new(),
+            late: Default::default(),
+            too_late: Default::default(),
         });
         tokio::spawn(writer(wr, out_rx, inner.clone()));
 
@@ -280,20 +314,66 @@ impl Session {
         if self.inner.out.send(pdu::submit_sm(seq, m)).is_err() {
             return Err(SubmitError::NotSent);
         }
-        match tokio::time::timeout(self.inner.settings.response_timeout, rx).await {
-            Ok(Ok(p)) => Ok(SubmitResp {
-                status: p.header.status,
-                message_id: match p.body {
-                    Body::SubmitResp(id) => id,
-                    _ => String::new(),
-                },
-            }),
+        let answer = |p: Pdu, late: bool| SubmitResp {
+            status: p.header.status,
+            message_id: match p.body {
+                Body::SubmitResp(id) => id,
+                _ => String::new(),
+            },
+            late,
+        };
+        let mut rx = rx;
+        match tokio::time::timeout(self.inner.settings.response_timeout, &mut rx).await {
+            Ok(Ok(p)) => return Ok(answer(p, false)),
+            Ok(Err(_)) => return Err(SubmitError::Unknown(self.why())),
+            Err(_) => {}
+        }
+        // Overdue: is the link alive? The keeper asks now; a dead link closes the session,
+        // which wakes this wait with an error. A live one keeps it waiting.
+        self.inner.probe.notify_one();
+        let rest = self
+            .inner
+            .settings
+            .give_up
+            .saturating_sub(self.inner.settings.response_timeout);
+        match tokio::time::timeout(rest, &mut rx).await {
+            Ok(Ok(p)) => {
+                self.inner.late.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(
+                    smsc = %self.inner.settings.address,
+                    "a submit_sm_resp came after {:?}: taken as the answer, the link kept",
+                    self.inner.settings.response_timeout
+                );
+                Ok(answer(p, true))
+            }
             Ok(Err(_)) => Err(SubmitError::Unknown(self.why())),
             Err(_) => {
-                // A late answer would be a protocol fault; give the link up.
-                self.inner.close("submit_sm_resp timed out");
-                Err(SubmitError::Unknown("submit_sm_resp timed out".into()))
+                let gone = self
+                    .inner
+                    .pending
+                    .lock()
+                    .ok()
+                    .and_then(|mut m| m.remove(&seq))
+                    .is_some();
+                if gone && let Ok(mut a) = self.inner.abandoned.lock() {
+                    let now = tokio::time::Instant::now();
+                    // Remembered for a while, not for ever.
+                    a.retain(|_, t| now.duration_since(*t) < Duration::from_secs(3600));
+                    a.insert(seq, now);
+                }
+                Err(SubmitError::Unknown(format!(
+                    "no submit_sm_resp within {:?} on a live link",
+                    self.inner.settings.give_up
+                )))
             }
+        }
+    }
+
+    /// Late and too-late answers seen on this bind.
+    pub fn counters(&self) -> Counters {
+        Counters {
+            late: self.inner.late.load(Ordering::Relaxed),
+            too_late: self.inner.too_late.load(Ordering::Relaxed),
         }
     }
 
@@ -441,6 +521,24 @@ async fn reader(
                     Some(w) => {
                         let _ = w.send(p);
                     }
+                    None if inner
+                        .abandoned
+                        .lock()
+                        .ok()
+                        .and_then(|mut a| a.remove(&h.sequence))
+                        .is_some() =>
+                    {
+                        inner.too_late.fetch_add(1, Ordering::Relaxed);
+                        let id = match &p.body {
+                            Body::SubmitResp(id) => id.as_str(),
+                            _ => "",
+                        };
+                        tracing::warn!(
+                            smsc = %inner.settings.address,
+                            "an answer came after its submit gave up ({h}, message id {id:?}): \
+                             the text was sent again and counted as a possible duplicate"
+                        );
+                    }
                     None if c == cmd::GENERIC_NACK => {
                         tracing::warn!(smsc = %inner.settings.address, "generic_nack: {h}");
                     }
@@ -497,6 +595,8 @@ async fn keeper(inner: Arc<Inner>, mut traffic: mpsc::Receiver<()>) {
                 continue;
             }
             _ = tokio::time::sleep(every) => {}
+            // A submit is overdue: ask the link now whether it is alive.
+            _ = inner.probe.notified() => {}
         }
         if inner.closed.load(Ordering::SeqCst) {
             return;

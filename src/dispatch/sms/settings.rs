@@ -2,6 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::dispatch::outbox::ReceiptIds;
+
 /// One account at an SMSC, as configured (`[[dispatch.sms.accounts]]`).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -39,6 +41,42 @@ pub struct AccountSettings {
     /// Seconds of quiet before an enquire_link.
     #[serde(default = "thirty")]
     pub enquire_secs: u64,
+    /// Seconds a submit waits for its answer in all while the link answers enquire_link (an
+    /// answer after `response_timeout_secs` is still the verdict; the link is kept).
+    #[serde(default = "sixty")]
+    pub give_up_secs: u64,
+    /// How the centre writes a message id in its receipts, against its submit_sm_resp.
+    #[serde(default)]
+    pub receipt_ids: ReceiptIds,
+    /// Seconds after acceptance without a receipt before a text is settled as "sent, no
+    /// receipt" (`delivery_unknown`); a receipt that comes later still counts.
+    #[serde(default = "half_hour")]
+    pub receipt_deadline_secs: u64,
+}
+
+impl Default for AccountSettings {
+    /// An account with the defaults of a config file (name, address, login and source empty):
+    /// for building one in code, `AccountSettings { name, address, .., ..Default::default() }`.
+    fn default() -> AccountSettings {
+        AccountSettings {
+            name: String::new(),
+            address: String::new(),
+            system_id: String::new(),
+            password: String::new(),
+            system_type: String::new(),
+            source: String::new(),
+            binds: one(),
+            window: ten(),
+            tps: 100,
+            prefixes: Vec::new(),
+            backup: false,
+            response_timeout_secs: ten_secs(),
+            enquire_secs: thirty(),
+            give_up_secs: sixty(),
+            receipt_ids: ReceiptIds::default(),
+            receipt_deadline_secs: half_hour(),
+        }
+    }
 }
 
 fn one() -> usize {
@@ -52,4 +90,10 @@ fn ten_secs() -> u64 {
 }
 fn thirty() -> u64 {
     30
+}
+fn sixty() -> u64 {
+    60
+}
+fn half_hour() -> u64 {
+    1800
 }

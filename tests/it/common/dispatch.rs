@@ -85,6 +85,7 @@ pub fn accept_all(
                         Outcome::Accepted {
                             account: "main".into(),
                             parts: vec![(1, 1, format!("S{}", m.id))],
+                            uncertain: false,
                         },
                     )
                 })
@@ -122,6 +123,7 @@ pub fn reply_at(
                     text: &text,
                     smsc_id: None,
                     stat: None,
+                    ..Default::default()
                 },
                 at,
             )?;

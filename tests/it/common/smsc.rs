@@ -67,6 +67,7 @@ impl Smsc {
             backup: false,
             response_timeout_secs: 5,
             enquire_secs: 30,
+            ..Default::default()
         }
     }
 
