@@ -76,5 +76,6 @@ pub fn county_targets(reg: &Registry, persons: usize) -> Targets {
             capacity: 300,
         }],
         gaps: vec![],
+        relayed: None,
     }
 }

@@ -75,6 +75,7 @@ fn targets(n: usize) -> Targets {
         terminals: vec![],
         shelters: vec![],
         gaps: vec![],
+        relayed: None,
     }
 }
 

@@ -90,10 +90,18 @@ pub fn lang(setting: &str) -> &'static str {
     if setting == "en" { "en" } else { "zh-CN" }
 }
 
-/// A hazard's name in a language (`cap/event`), for texts that are not CAP.
+/// A hazard's name in a language (`cap/event`), for texts that are not CAP. A relayed
+/// upstream warning is named by the hazard it is about when the text knows it
+/// ([`event_name_of`]); here it is "the upstream's".
 pub fn event_name(hazard: &str, lang: &str) -> anyhow::Result<String> {
+    event_name_of(hazard, None, lang)
+}
+
+/// A hazard's name in a language, a relayed upstream warning's by the name of its event
+/// (`relayed`: "暴雨").
+pub fn event_name_of(hazard: &str, relayed: Option<&str>, lang: &str) -> anyhow::Result<String> {
     Ok(env()?.get_template(&format!("cap/event.{lang}"))?.render(
-        minijinja::context! { hazard => hazard, upstream => minijinja::context! { event => "预警" } },
+        minijinja::context! { hazard => hazard, upstream => minijinja::context! { event => relayed } },
     )?)
 }
 

@@ -89,6 +89,52 @@ pub fn event_types() -> &'static [EventType] {
     })
 }
 
+/// The name of the hazard an upstream warning is about, in `lang` ("zh-CN" or "en"), for the
+/// texts that relay it ("暴雨" in "暴雨红色预警"): the national event-type table's name when
+/// the alert carried a code it knows, else the alert's own `event` with its colour and the
+/// word "warning" taken off ("暴雨红色预警" → "暴雨", "Flood Warning" → "Flood"); `None`
+/// when nothing is left.
+pub fn hazard_name(event: &str, code: Option<&str>, lang: &str) -> Option<String> {
+    if let Some(t) = code.and_then(event_type) {
+        return Some(if lang == "en" {
+            t.name_en.clone()
+        } else {
+            t.name_zh.clone()
+        });
+    }
+    let mut s = event.trim();
+    for suffix in [
+        "预警信号",
+        "预警",
+        " Warning",
+        " warning",
+        " Alert",
+        " alert",
+    ] {
+        s = s.strip_suffix(suffix).unwrap_or(s).trim_end();
+    }
+    for colour in [
+        "红色", "橙色", "黄色", "蓝色", " Red", " Orange", " Yellow", " Blue",
+    ] {
+        s = s.strip_suffix(colour).unwrap_or(s).trim_end();
+    }
+    if s.is_empty() {
+        return None;
+    }
+    // A name the table knows, in the other language when asked for it.
+    if let Some(t) = event_types()
+        .iter()
+        .find(|t| t.name_zh == s || t.name_en.eq_ignore_ascii_case(s))
+    {
+        return Some(if lang == "en" {
+            t.name_en.clone()
+        } else {
+            t.name_zh.clone()
+        });
+    }
+    Some(s.to_string())
+}
+
 /// Look an event type up by code.
 pub fn event_type(code: &str) -> Option<&'static EventType> {
     event_types().iter().find(|e| e.code == code)

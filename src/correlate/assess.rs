@@ -84,6 +84,9 @@ pub struct UpstreamRef {
     pub sender: String,
     /// Upstream event text.
     pub event: String,
+    /// The national event-type code it carried (`CN:eventType`, e.g. `11B03`), if any.
+    #[serde(default)]
+    pub event_code: Option<String>,
     /// Upstream headline, if any.
     pub headline: Option<String>,
     /// Upstream expiry.

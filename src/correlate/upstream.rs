@@ -58,6 +58,12 @@ impl Followed {
             ),
             sender: self.alert.sender.clone(),
             event: info.map(|i| i.event.clone()).unwrap_or_default(),
+            event_code: info.and_then(|i| {
+                i.event_codes
+                    .iter()
+                    .find(|v| v.value_name == crate::cap::cn::VN_EVENT_TYPE)
+                    .map(|v| v.value.trim().to_string())
+            }),
             headline: info.and_then(|i| i.headline.clone()),
             expires: self
                 .alert

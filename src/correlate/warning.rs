@@ -162,6 +162,26 @@ pub struct Targets {
     pub shelters: Vec<TargetShelter>,
     /// Places the registry does not know or that have nobody responsible (said, not hidden).
     pub gaps: Vec<String>,
+    /// For a relayed upstream warning, the event it is about: the texts name that hazard
+    /// ("暴雨红色预警"), not only "a warning".
+    #[serde(default)]
+    pub relayed: Option<RelayedEvent>,
+}
+
+/// The upstream event a relayed warning is about, as the upstream alert gave it.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct RelayedEvent {
+    /// Its `event` text.
+    pub event: String,
+    /// The national event-type code it carried, if any.
+    pub code: Option<String>,
+}
+
+impl RelayedEvent {
+    /// The hazard's name in `lang` (see [`crate::cap::cn::hazard_name`]).
+    pub fn name(&self, lang: &str) -> Option<String> {
+        crate::cap::cn::hazard_name(&self.event, self.code.as_deref(), lang)
+    }
 }
 
 fn place_name(reg: &Registry, kind: PlaceKind, id: &str) -> Option<String> {
@@ -436,11 +456,14 @@ pub fn build(
                 }
             })
             .collect();
-        let upstream = l.upstream.as_ref().map(|u| {
-            minijinja::context! { event => u.event.clone(), headline => u.headline.clone(), sender => u.sender.clone() }
-        });
         let mut infos = Vec::new();
         for lang in ["zh-CN", "en"] {
+            // The upstream's event by its hazard's name ("暴雨", not "暴雨红色预警").
+            let upstream = l.upstream.as_ref().map(|u| {
+                let event = crate::cap::cn::hazard_name(&u.event, u.event_code.as_deref(), lang)
+                    .unwrap_or_else(|| u.event.clone());
+                minijinja::context! { event => event, headline => u.headline.clone(), sender => u.sender.clone() }
+            });
             let event_ctx =
                 minijinja::context! { hazard => l.hazard.as_str(), upstream => upstream.clone() };
             let event = env
@@ -719,5 +742,9 @@ pub fn targets(reg: &Registry, l: &Lineage, d: &Decision, identifiers: Vec<Strin
         terminals,
         shelters,
         gaps,
+        relayed: l.upstream.as_ref().map(|u| RelayedEvent {
+            event: u.event.clone(),
+            code: u.event_code.clone(),
+        }),
     }
 }

@@ -497,6 +497,81 @@ fn upstream_alerts_are_relayed_to_the_villages_they_cover_and_lifted_when_cancel
     assert!(e.lineages().next().is_none());
 }
 
+#[test]
+fn a_relayed_upstream_warning_names_its_hazard_in_every_text() {
+    // A rainstorm warning from upstream, relayed to the villages of one town. The texts used
+    // to read "…等N处预警红色预警", never saying 暴雨.
+    let mut e = engine();
+    let reg = county();
+    let town = "331098108";
+    e.observe(
+        &upstream_alert(
+            "RS-1",
+            "Alert",
+            "2019-08-09T08:00:00+08:00",
+            None,
+            ("暴雨红色预警", "11B03"),
+            town,
+            "2019-08-10T08:00:00+08:00",
+        ),
+        1,
+    );
+    let ev = e.evaluate(at("2019-08-09T08:05:00+08:00"));
+    let relay = ev
+        .emitted
+        .iter()
+        .find(|x| x.state.hazard == Hazard::Upstream)
+        .expect("relayed");
+    // The CAP event is the hazard, not the upstream's whole title.
+    let xml = &relay.issued[0].xml;
+    assert!(xml.contains("<event>暴雨</event>"), "{xml}");
+    let t = stormbell::correlate::warning::targets(&reg, &relay.state, &relay.decision, vec![]);
+    let policy = stormbell::dispatch::outbox::Policy::default();
+    let zh = stormbell::dispatch::outbox::render_one(
+        &stormbell::dispatch::outbox::words(&t, "zh-CN"),
+        &policy,
+        None,
+    )
+    .unwrap();
+    assert!(zh.contains("暴雨红色预警"), "{zh}");
+    assert!(!zh.contains("预警红色预警"), "{zh}");
+    let en_policy = stormbell::dispatch::outbox::Policy {
+        lang: "en".into(),
+        ..policy.clone()
+    };
+    let en = stormbell::dispatch::outbox::render_one(
+        &stormbell::dispatch::outbox::words(&t, "en"),
+        &en_policy,
+        None,
+    )
+    .unwrap();
+    assert!(en.contains("Rainstorm"), "{en}");
+    // Several warnings in one text name it too.
+    let merged = stormbell::dispatch::outbox::render_merged(
+        &[
+            stormbell::dispatch::outbox::words(&t, "zh-CN"),
+            stormbell::dispatch::outbox::words(&t, "zh-CN"),
+        ],
+        &policy,
+        None,
+    )
+    .unwrap();
+    assert!(merged.contains("暴雨红色预警"), "{merged}");
+    // Without a code the alert's own words are read: the colour and "预警" taken off.
+    assert_eq!(
+        stormbell::cap::cn::hazard_name("山洪灾害橙色预警", None, "zh-CN").as_deref(),
+        Some("山洪灾害")
+    );
+    assert_eq!(
+        stormbell::cap::cn::hazard_name("Flood Warning", None, "en").as_deref(),
+        Some("Flood")
+    );
+    assert_eq!(
+        stormbell::cap::cn::hazard_name("红色预警", None, "zh-CN"),
+        None
+    );
+}
+
 fn with_root(obs: Observation, root: &str) -> Observation {
     match obs {
         Observation::Alert(mut a) => {

@@ -4,7 +4,6 @@
 
 use crate::correlate::Targets;
 use crate::dispatch::outbox::{Policy, words};
-use crate::templates::event_name;
 
 /// The script for one warning version, in the policy's language.
 pub fn script(t: &Targets, policy: &Policy) -> anyhow::Result<String> {
@@ -14,7 +13,7 @@ pub fn script(t: &Targets, policy: &Policy) -> anyhow::Result<String> {
         .get_template(&format!("broadcast/warning.{lang}"))?
         .render(minijinja::context! {
             office => &policy.office, exercise => policy.exercise, send => &w.send,
-            event => event_name(&w.hazard, lang)?, tier => &w.tier, tier_zh => &w.tier_zh,
+            event => w.event(lang)?, tier => &w.tier, tier_zh => &w.tier_zh,
             move => &w.move_, places => &w.places, more_places => &w.more_places,
             shelters => &w.shelters,
         })?;
@@ -29,7 +28,7 @@ pub fn title(t: &Targets, policy: &Policy) -> anyhow::Result<String> {
         .get_template(&format!("broadcast/title.{lang}"))?
         .render(minijinja::context! {
             office => &policy.office, exercise => policy.exercise, send => &w.send,
-            event => event_name(&w.hazard, lang)?, tier => &w.tier, tier_zh => &w.tier_zh,
+            event => w.event(lang)?, tier => &w.tier, tier_zh => &w.tier_zh,
         })?;
     Ok(text.trim().to_string())
 }

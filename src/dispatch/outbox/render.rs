@@ -38,6 +38,16 @@ pub struct Words {
     /// Every place's name (for merged texts, which name the first few of a group).
     #[serde(default)]
     pub names: Vec<String>,
+    /// A relayed upstream warning's hazard, named in the text's language ("暴雨").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub relayed: Option<String>,
+}
+
+impl Words {
+    /// The hazard's name for the texts (a relayed warning's by its upstream event).
+    pub fn event(&self, lang: &str) -> anyhow::Result<String> {
+        crate::templates::event_name_of(&self.hazard, self.relayed.as_deref(), lang)
+    }
 }
 
 /// The words of one warning for the text templates (SMS and broadcast alike).
@@ -70,6 +80,7 @@ pub fn words(t: &Targets, lang: &str) -> Words {
             .map(|s| s.name.as_str())
             .collect::<Vec<_>>()
             .join(sep),
+        relayed: t.relayed.as_ref().and_then(|r| r.name(lang)),
     }
 }
 
@@ -84,7 +95,7 @@ pub fn render_one(w: &Words, p: &Policy, link: Option<&str>) -> anyhow::Result<S
         .get_template(&format!("sms/warning.{lang}"))?
         .render(minijinja::context! {
             office => &p.office, exercise => p.exercise, send => &w.send, hazard => &w.hazard,
-            event => crate::templates::event_name(&w.hazard, lang)?, tier => &w.tier, tier_zh => &w.tier_zh,
+            event => w.event(lang)?, tier => &w.tier, tier_zh => &w.tier_zh,
             move => &w.move_, places => &w.places, more_places => &w.more_places,
             shelters => &w.shelters, link => link,
         })?;
@@ -136,7 +147,7 @@ pub fn render_merged(items: &[Words], p: &Policy, link: Option<&str>) -> anyhow:
             all.sort_unstable();
             all.dedup();
             Ok(minijinja::context! {
-                event => crate::templates::event_name(&w.hazard, lang)?, tier => &w.tier, tier_zh => &w.tier_zh,
+                event => w.event(lang)?, tier => &w.tier, tier_zh => &w.tier_zh,
                 send => &w.send, move => &w.move_, places => shown.join(sep),
                 count => all.len(), shown => shown.len(),
             })

@@ -51,6 +51,7 @@ pub fn targets(
             capacity: 300,
         }],
         gaps: Vec::new(),
+        relayed: None,
     }
 }
 
