@@ -54,27 +54,27 @@ pub fn claim(
 ) -> anyhow::Result<Vec<Claimed>> {
     let at = stamp(now);
     // Mid-send at a restart and no receipt came within the grace: send again, counted.
-    tx.execute(
+    tx.prepare_cached(
         "UPDATE dispatch_message SET state = 'queued', merged_into = NULL, updated = ?1
          WHERE channel = ?2 AND state = 'merged' AND merged_into IN (
            SELECT id FROM dispatch_message
            WHERE channel = ?2 AND state = 'reconciling' AND not_before <= ?1)",
-        params![at, channel],
-    )?;
-    tx.execute(
+    )?
+    .execute(params![at, channel])?;
+    tx.prepare_cached(
         "UPDATE dispatch_message SET state = 'queued', uncertain = uncertain + 1, updated = ?1,
                 last_error = 'stormbell stopped while sending it and no receipt came: sent again'
          WHERE channel = ?2 AND state = 'reconciling' AND not_before <= ?1",
-        params![at, channel],
-    )?;
+    )?
+    .execute(params![at, channel])?;
     // Too old to matter any more.
     let stale = stamp(now.checked_sub(policy.expire_after).unwrap_or(now));
-    tx.execute(
+    tx.prepare_cached(
         "UPDATE dispatch_message SET state = 'expired', updated = ?1,
                 last_error = 'still queued when the warning had moved on'
          WHERE channel = ?2 AND state = 'queued' AND created < ?3",
-        params![at, channel, stale],
-    )?;
+    )?
+    .execute(params![at, channel, stale])?;
     let mut st = tx.prepare_cached(
         "SELECT id, person, address, text, segments, raises, tier, words, purpose, sent_text,
                 sent_segments
@@ -111,14 +111,14 @@ pub fn claim(
         }
         // The cap: how many went to this person lately, and the highest tier among them
         // (tiers as ranks 1–4, blue to red).
-        let (recent, oldest, top): (i64, Option<String>, Option<i64>) = tx.query_row(
-            "SELECT count(*), min(updated), max(CASE tier WHEN 'red' THEN 4 WHEN 'orange' THEN 3
+        let (recent, oldest, top): (i64, Option<String>, Option<i64>) = tx.prepare_cached(
+"SELECT count(*), min(updated), max(CASE tier WHEN 'red' THEN 4 WHEN 'orange' THEN 3
                     WHEN 'yellow' THEN 2 ELSE 1 END)
              FROM dispatch_message
              WHERE channel = ?1 AND person = ?2 AND updated >= ?3
                AND state IN ('submitting', 'accepted', 'delivered')",
-            params![channel, row.person, since],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+)?
+.query_row(params![channel, row.person, since], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
         )?;
         let rank = Tier::parse(&row.tier).map_or(0, |t| t as i64 + 1);
         let higher = top.is_none_or(|top| rank > top);
@@ -129,13 +129,13 @@ pub fn claim(
                 .and_then(|o| o.checked_add(policy.cap_window).ok())
                 .unwrap_or(now);
             // Only what does not raise the danger waits (a raise in retry backoff must not).
-            tx.execute(
+            tx.prepare_cached(
                 "UPDATE dispatch_message SET not_before = ?1, updated = ?2,
                         last_error = 'held by the per-person cap'
                  WHERE channel = ?3 AND person = ?4 AND state = 'queued' AND raises = 0
                    AND not_before < ?1",
-                params![stamp(until), at, channel, row.person],
-            )?;
+            )?
+            .execute(params![stamp(until), at, channel, row.person])?;
             continue;
         }
         // Part of this text is out already: the rest goes as it was (the same text, carrying
@@ -144,11 +144,11 @@ pub fn claim(
         if accepted_parts > 0
             && let (Some(text), Some(segments)) = (&row.sent_text, row.sent_segments)
         {
-            tx.execute(
+            tx.prepare_cached(
                 "UPDATE dispatch_message SET state = 'submitting', attempts = attempts + 1,
                         updated = ?1, claimed_by = ?2 WHERE id = ?3",
-                params![at, claimed_by, row.id],
-            )?;
+            )?
+            .execute(params![at, claimed_by, row.id])?;
             let merged: Vec<i64> = tx
                 .prepare_cached(
                     "SELECT id FROM dispatch_message WHERE merged_into = ?1 AND state = 'merged'",
@@ -198,18 +198,18 @@ pub fn claim(
             let (_, n) = crate::dispatch::sms::encode::segments(&text);
             (text, n as u32)
         };
-        tx.execute(
+        tx.prepare_cached(
             "UPDATE dispatch_message SET state = 'submitting', attempts = attempts + 1,
                     sent_text = ?1, sent_segments = ?2, updated = ?3, claimed_by = ?5
              WHERE id = ?4",
-            params![text, segments, at, row.id, claimed_by],
-        )?;
+        )?
+        .execute(params![text, segments, at, row.id, claimed_by])?;
         for (id, _) in &others {
-            tx.execute(
+            tx.prepare_cached(
                 "UPDATE dispatch_message SET state = 'merged', merged_into = ?1, updated = ?2
                  WHERE id = ?3",
-                params![row.id, at, id],
-            )?;
+            )?
+            .execute(params![row.id, at, id])?;
         }
         out.push(Claimed {
             id: row.id,
@@ -276,12 +276,12 @@ pub fn record(
                 uncertain,
             } => {
                 keep_parts(tx, policy, *id, account, parts, &at, now)?;
-                let changed = tx.execute(
-                    "UPDATE dispatch_message SET state = 'accepted', account = ?1, updated = ?2,
+                let changed = tx.prepare_cached(
+"UPDATE dispatch_message SET state = 'accepted', account = ?1, updated = ?2,
                             last_error = NULL, uncertain = uncertain + ?4
                      WHERE id = ?3 AND state = 'submitting'",
-                    params![account, at, id, *uncertain as i64],
-                )?;
+)?
+.execute(params![account, at, id, *uncertain as i64])?;
                 if changed > 0 {
                     audit(
                         tx,
@@ -297,11 +297,11 @@ pub fn record(
                 settle_if_receipted(tx, *id, &at)?;
             }
             Outcome::Failed { account, reason } => {
-                tx.execute(
+                tx.prepare_cached(
                     "UPDATE dispatch_message SET state = 'failed', account = coalesce(?1, account),
                             last_error = ?2, updated = ?3 WHERE id = ?4",
-                    params![account, reason, at, id],
-                )?;
+                )?
+                .execute(params![account, reason, at, id])?;
                 audit(
                     tx,
                     *id,
@@ -312,15 +312,15 @@ pub fn record(
                     }),
                 )?;
                 // Same person, same number: what rode along failed with it.
-                tx.execute(
+                tx.prepare_cached(
                     "UPDATE dispatch_message SET state = 'failed', last_error = ?1, updated = ?2
                      WHERE state = 'merged' AND merged_into = ?3",
-                    params![
-                        format!("sent inside message {id}, which failed: {reason}"),
-                        at,
-                        id
-                    ],
-                )?;
+                )?
+                .execute(params![
+                    format!("sent inside message {id}, which failed: {reason}"),
+                    at,
+                    id
+                ])?;
             }
             Outcome::Retry {
                 account,
@@ -351,16 +351,16 @@ pub fn record(
                             "account": account, "reason": reason, "attempts": attempts,
                         }),
                     )?;
-                    tx.execute(
+                    tx.prepare_cached(
                         "UPDATE dispatch_message SET state = 'failed', uncertain = uncertain + ?1,
                                 last_error = ?2, updated = ?3 WHERE id = ?4",
-                        params![
-                            *uncertain as i64,
-                            format!("gave up after {attempts} attempts: {reason}"),
-                            at,
-                            id
-                        ],
-                    )?;
+                    )?
+                    .execute(params![
+                        *uncertain as i64,
+                        format!("gave up after {attempts} attempts: {reason}"),
+                        at,
+                        id
+                    ])?;
                     continue;
                 }
                 let when = now.checked_add(*after).unwrap_or(now);
@@ -370,21 +370,21 @@ pub fn record(
                 if accepted_parts(tx, *id)? == 0 {
                     unmerge(tx, *id, &at)?;
                 }
-                tx.execute(
+                tx.prepare_cached(
                     "UPDATE dispatch_message SET state = 'queued', not_before = ?1,
                             attempts = attempts - ?2, uncertain = uncertain + ?3,
                             account = coalesce(?4, account), last_error = ?5, updated = ?6
                      WHERE id = ?7",
-                    params![
-                        stamp(when),
-                        (!*counts) as i64,
-                        *uncertain as i64,
-                        account,
-                        reason,
-                        at,
-                        id
-                    ],
-                )?;
+                )?
+                .execute(params![
+                    stamp(when),
+                    (!*counts) as i64,
+                    *uncertain as i64,
+                    account,
+                    reason,
+                    at,
+                    id
+                ])?;
             }
         }
     }
@@ -513,11 +513,11 @@ fn settle_if_receipted(tx: &Transaction<'_>, id: i64, at: &str) -> anyhow::Resul
     }
     let now = at.parse::<Timestamp>()?;
     if bad > 0 {
-        let changed = tx.execute(
-            "UPDATE dispatch_message SET state = 'failed', last_error = 'receipt: a part failed',
+        let changed = tx.prepare_cached(
+"UPDATE dispatch_message SET state = 'failed', last_error = 'receipt: a part failed',
                     updated = ?1 WHERE id = ?2 AND state = 'accepted'",
-            params![at, id],
-        )?;
+)?
+.execute(params![at, id])?;
         if changed > 0 {
             audit(
                 tx,
@@ -528,11 +528,12 @@ fn settle_if_receipted(tx: &Transaction<'_>, id: i64, at: &str) -> anyhow::Resul
             )?;
         }
     } else if done == total {
-        let changed = tx.execute(
-            "UPDATE dispatch_message SET state = 'delivered', updated = ?1
+        let changed = tx
+            .prepare_cached(
+                "UPDATE dispatch_message SET state = 'delivered', updated = ?1
              WHERE id = ?2 AND state = 'accepted'",
-            params![at, id],
-        )?;
+            )?
+            .execute(params![at, id])?;
         if changed > 0 {
             audit(
                 tx,
@@ -548,9 +549,10 @@ fn settle_if_receipted(tx: &Transaction<'_>, id: i64, at: &str) -> anyhow::Resul
 
 /// Rows carried inside `carrier` go back to the queue as themselves.
 pub(super) fn unmerge(tx: &Transaction<'_>, carrier: i64, at: &str) -> anyhow::Result<usize> {
-    Ok(tx.execute(
-        "UPDATE dispatch_message SET state = 'queued', merged_into = NULL, updated = ?1
+    Ok(tx
+        .prepare_cached(
+            "UPDATE dispatch_message SET state = 'queued', merged_into = NULL, updated = ?1
          WHERE state = 'merged' AND merged_into = ?2",
-        params![at, carrier],
-    )?)
+        )?
+        .execute(params![at, carrier])?)
 }

@@ -43,7 +43,7 @@ pub fn receipt_by_key(
     let part: Option<(i64, i64, String)> = tx
         .prepare_cached(
             "SELECT message, part, smsc_id FROM dispatch_part WHERE account = ?1 AND id_key = ?2
-             ORDER BY at DESC LIMIT 1",
+             ORDER BY rowid DESC LIMIT 1",
         )?
         .query_row(params![account, key], |r| {
             Ok((r.get(0)?, r.get(1)?, r.get(2)?))
@@ -75,11 +75,12 @@ pub fn receipt_by_key(
             Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
         })?;
     if bad > 0 {
-        let changed = tx.execute(
-            "UPDATE dispatch_message SET state = 'failed', last_error = ?1, updated = ?2
+        let changed = tx
+            .prepare_cached(
+                "UPDATE dispatch_message SET state = 'failed', last_error = ?1, updated = ?2
              WHERE id = ?3 AND state IN ('accepted', 'delivered', 'delivery_unknown')",
-            params![format!("receipt: {stat}"), at, message],
-        )?;
+            )?
+            .execute(params![format!("receipt: {stat}"), at, message])?;
         if changed > 0 {
             audit(
                 tx,
@@ -150,23 +151,23 @@ pub struct Inbound<'a> {
 /// Keep something that came back and matched nothing we sent: a reply from a phone, or a
 /// receipt for an id not (yet) recorded.
 pub fn inbound(tx: &Transaction<'_>, i: &Inbound<'_>, now: Timestamp) -> anyhow::Result<i64> {
-    tx.execute(
+    tx.prepare_cached(
         "INSERT INTO dispatch_inbound
            (at, kind, account, source, dest, text, smsc_id, stat, id_key, incomplete)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-        params![
-            stamp(now),
-            i.kind,
-            i.account,
-            i.source,
-            i.dest,
-            i.text,
-            i.smsc_id,
-            i.stat,
-            i.id_key.or(i.smsc_id.map(str::trim)),
-            i.incomplete,
-        ],
-    )?;
+    )?
+    .execute(params![
+        stamp(now),
+        i.kind,
+        i.account,
+        i.source,
+        i.dest,
+        i.text,
+        i.smsc_id,
+        i.stat,
+        i.id_key.or(i.smsc_id.map(str::trim)),
+        i.incomplete,
+    ])?;
     Ok(tx.last_insert_rowid())
 }
 
@@ -185,12 +186,13 @@ pub fn reconcile(
     grace: SignedDuration,
 ) -> anyhow::Result<usize> {
     let until = stamp(now.checked_add(grace).unwrap_or(now));
-    let n = tx.execute(
-        "UPDATE dispatch_message SET state = 'reconciling', not_before = ?1, updated = ?2,
+    let n = tx
+        .prepare_cached(
+            "UPDATE dispatch_message SET state = 'reconciling', not_before = ?1, updated = ?2,
                 last_error = 'stormbell stopped while sending: waiting for a receipt'
          WHERE state = 'submitting' AND (?3 IS NULL OR claimed_by = ?3)",
-        params![until, stamp(now), scope],
-    )?;
+        )?
+        .execute(params![until, stamp(now), scope])?;
     Ok(n)
 }
 
@@ -221,12 +223,11 @@ pub fn recover(
             let Some(n) = normalise_mobile(number) else {
                 return Ok(false);
             };
-            tx.query_row(
+            tx.prepare_cached(
                 "SELECT id, coalesce(sent_segments, segments) FROM dispatch_message
                  WHERE address = ?1 AND state = 'reconciling' ORDER BY id LIMIT 1",
-                params![n],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
+            )?
+            .query_row(params![n], |r| Ok((r.get(0)?, r.get(1)?)))
             .optional()?
         }
     };
@@ -234,24 +235,22 @@ pub fn recover(
         return Ok(false);
     };
     let at = stamp(now);
-    let have: i64 = tx.query_row(
-        "SELECT count(*) FROM dispatch_part WHERE message = ?1",
-        params![id],
-        |r| r.get(0),
-    )?;
-    tx.execute(
+    let have: i64 = tx
+        .prepare_cached("SELECT count(*) FROM dispatch_part WHERE message = ?1")?
+        .query_row(params![id], |r| r.get(0))?;
+    tx.prepare_cached(
         "INSERT OR IGNORE INTO dispatch_part
            (message, part, total, account, smsc_id, state, at, id_key)
          VALUES (?1, ?2, ?3, ?4, ?5, 'accepted', ?6, ?5)",
-        params![id, have + 1, total, account, smsc_id, at],
-    )?;
+    )?
+    .execute(params![id, have + 1, total, account, smsc_id, at])?;
     if have + 1 >= total {
-        tx.execute(
+        tx.prepare_cached(
             "UPDATE dispatch_message SET state = 'accepted', account = ?1, updated = ?2,
                     last_error = 'outcome recovered from a receipt after a restart'
              WHERE id = ?3",
-            params![account, at, id],
-        )?;
+        )?
+        .execute(params![account, at, id])?;
     }
     let (delivered, failed) = stat_meaning(stat);
     receipt(tx, account, smsc_id, stat, delivered, failed, now)?;
