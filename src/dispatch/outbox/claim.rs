@@ -111,15 +111,17 @@ pub fn claim(
         }
         // The cap: how many went to this person lately, and the highest tier among them
         // (tiers as ranks 1–4, blue to red).
-        let (recent, oldest, top): (i64, Option<String>, Option<i64>) = tx.prepare_cached(
-"SELECT count(*), min(updated), max(CASE tier WHEN 'red' THEN 4 WHEN 'orange' THEN 3
-                    WHEN 'yellow' THEN 2 ELSE 1 END)
-             FROM dispatch_message
-             WHERE channel = ?1 AND person = ?2 AND updated >= ?3
-               AND state IN ('submitting', 'accepted', 'delivered')",
-)?
-.query_row(params![channel, row.person, since], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-        )?;
+        let (recent, oldest, top): (i64, Option<String>, Option<i64>) = tx
+            .prepare_cached(
+                "SELECT count(*), min(updated), max(CASE tier WHEN 'red' THEN 4 WHEN 'orange' THEN 3
+                        WHEN 'yellow' THEN 2 ELSE 1 END)
+                 FROM dispatch_message
+                 WHERE channel = ?1 AND person = ?2 AND updated >= ?3
+                   AND state IN ('submitting', 'accepted', 'delivered', 'delivery_unknown')",
+            )?
+            .query_row(params![channel, row.person, since], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })?;
         let rank = Tier::parse(&row.tier).map_or(0, |t| t as i64 + 1);
         let higher = top.is_none_or(|top| rank > top);
         if recent >= i64::from(policy.cap_per_person) && !(row.raises || higher) {
@@ -268,6 +270,7 @@ pub fn record(
     policy: &Policy,
 ) -> anyhow::Result<()> {
     let at = stamp(now);
+    let mut forms: std::collections::HashMap<String, ReceiptIds> = Default::default();
     for (id, o) in results {
         match o {
             Outcome::Accepted {
@@ -275,13 +278,13 @@ pub fn record(
                 parts,
                 uncertain,
             } => {
-                keep_parts(tx, policy, *id, account, parts, &at, now)?;
-                let changed = tx.prepare_cached(
-"UPDATE dispatch_message SET state = 'accepted', account = ?1, updated = ?2,
-                            last_error = NULL, uncertain = uncertain + ?4
-                     WHERE id = ?3 AND state = 'submitting'",
-)?
-.execute(params![account, at, id, *uncertain as i64])?;
+                let changed = tx
+                    .prepare_cached(
+                        "UPDATE dispatch_message SET state = 'accepted', account = ?1, updated = ?2,
+                                last_error = NULL, uncertain = uncertain + ?4
+                         WHERE id = ?3 AND state = 'submitting'",
+                    )?
+                    .execute(params![account, at, id, *uncertain as i64])?;
                 if changed > 0 {
                     audit(
                         tx,
@@ -293,8 +296,20 @@ pub fn record(
                         }),
                     )?;
                 }
-                // Receipts of earlier parts may all be in already.
-                settle_if_receipted(tx, *id, &at)?;
+                // Accepted first: a receipt that came before this record applies at once.
+                let form = match forms.get(account.as_str()) {
+                    Some(f) => *f,
+                    None => {
+                        let f = form_of(tx, policy, account)?;
+                        forms.insert(account.clone(), f);
+                        f
+                    }
+                };
+                keep_parts(tx, form, *id, account, parts, &at, now)?;
+                // A text resumed after its first parts: their receipts may all be in already.
+                if parts.first().is_some_and(|p| p.0 > 1) {
+                    settle_if_receipted(tx, *id, &at)?;
+                }
             }
             Outcome::Failed { account, reason } => {
                 tx.prepare_cached(
@@ -331,7 +346,8 @@ pub fn record(
                 parts,
             } => {
                 if let (Some(a), false) = (account, parts.is_empty()) {
-                    keep_parts(tx, policy, *id, a, parts, &at, now)?;
+                    let form = form_of(tx, policy, a)?;
+                    keep_parts(tx, form, *id, a, parts, &at, now)?;
                 }
                 let attempts: i64 = tx
                     .query_row(
@@ -453,14 +469,13 @@ pub(super) fn accepted_parts(tx: &Transaction<'_>, id: i64) -> anyhow::Result<u3
 /// and apply the receipts that came before their answers were recorded (fast centres).
 fn keep_parts(
     tx: &Transaction<'_>,
-    policy: &Policy,
+    form: ReceiptIds,
     id: i64,
     account: &str,
     parts: &[(u32, u32, String)],
     at: &str,
     now: Timestamp,
 ) -> anyhow::Result<()> {
-    let form = form_of(tx, policy, account)?;
     for (part, total, smsc) in parts {
         tx.prepare_cached(
             "INSERT OR REPLACE INTO dispatch_part
@@ -513,11 +528,13 @@ fn settle_if_receipted(tx: &Transaction<'_>, id: i64, at: &str) -> anyhow::Resul
     }
     let now = at.parse::<Timestamp>()?;
     if bad > 0 {
-        let changed = tx.prepare_cached(
-"UPDATE dispatch_message SET state = 'failed', last_error = 'receipt: a part failed',
-                    updated = ?1 WHERE id = ?2 AND state = 'accepted'",
-)?
-.execute(params![at, id])?;
+        let changed = tx
+            .prepare_cached(
+                "UPDATE dispatch_message SET state = 'failed',
+                        last_error = 'receipt: a part failed', updated = ?1
+                 WHERE id = ?2 AND state = 'accepted'",
+            )?
+            .execute(params![at, id])?;
         if changed > 0 {
             audit(
                 tx,

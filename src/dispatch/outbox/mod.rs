@@ -235,6 +235,46 @@ fn audit(
     let Some((person, lineage, version, send)) = row else {
         return Ok(());
     };
+    audit_about(
+        tx,
+        message,
+        &About {
+            person,
+            lineage,
+            version,
+            send,
+        },
+        kind,
+        now,
+        detail,
+    )
+}
+
+/// Whom and what a message is about, for its audit entries.
+struct About {
+    person: String,
+    lineage: String,
+    version: i64,
+    send: String,
+}
+
+/// [`audit`] when the caller has read the message's particulars already.
+fn audit_about(
+    tx: &Transaction<'_>,
+    message: i64,
+    about: &About,
+    kind: &str,
+    now: Timestamp,
+    detail: serde_json::Value,
+) -> anyhow::Result<()> {
+    let About {
+        person,
+        lineage,
+        version,
+        send,
+    } = about;
+    let (person, lineage, version, send) =
+        (person.clone(), lineage.clone(), *version, send.clone());
     let entry = crate::store::audit::Entry::utc(now, "dispatch", kind, person, detail).with([
         ("message", message.into()),
         ("lineage", lineage.into()),

@@ -40,16 +40,30 @@ pub fn receipt_by_key(
     now: Timestamp,
 ) -> anyhow::Result<bool> {
     let at = stamp(now);
-    let part: Option<(i64, i64, String)> = tx
+    // The part, and what its audit entries name about its message, in one read.
+    let part: Option<(i64, i64, String, i64, About)> = tx
         .prepare_cached(
-            "SELECT message, part, smsc_id FROM dispatch_part WHERE account = ?1 AND id_key = ?2
-             ORDER BY rowid DESC LIMIT 1",
+            "SELECT p.message, p.part, p.smsc_id, p.total, m.person, m.lineage, m.version, m.send
+             FROM dispatch_part p JOIN dispatch_message m ON m.id = p.message
+             WHERE p.account = ?1 AND p.id_key = ?2
+             ORDER BY p.rowid DESC LIMIT 1",
         )?
         .query_row(params![account, key], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                About {
+                    person: r.get(4)?,
+                    lineage: r.get(5)?,
+                    version: r.get(6)?,
+                    send: r.get(7)?,
+                },
+            ))
         })
         .optional()?;
-    let Some((message, part_no, smsc_id)) = part else {
+    let Some((message, part_no, smsc_id, total, about)) = part else {
         return Ok(false);
     };
     let smsc_id = smsc_id.as_str();
@@ -65,15 +79,19 @@ pub fn receipt_by_key(
          WHERE message = ?4 AND part = ?5",
     )?
     .execute(params![state, stat, at, message, part_no])?;
-    // The message is delivered when every part is; failed when any part failed.
-    let (parts, done, bad, total): (i64, i64, i64, i64) = tx
-        .prepare_cached(
+    // The message is delivered when every part is; failed when any part failed. A text of
+    // one part is what this receipt says.
+    let (parts, done, bad, total): (i64, i64, i64, i64) = if total == 1 {
+        (1, i64::from(delivered), i64::from(failed && !delivered), 1)
+    } else {
+        tx.prepare_cached(
             "SELECT count(*), sum(state = 'delivered'), sum(state = 'failed'), max(total)
              FROM dispatch_part WHERE message = ?1",
         )?
         .query_row(params![message], |r| {
             Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-        })?;
+        })?
+    };
     if bad > 0 {
         let changed = tx
             .prepare_cached(
@@ -82,9 +100,10 @@ pub fn receipt_by_key(
             )?
             .execute(params![format!("receipt: {stat}"), at, message])?;
         if changed > 0 {
-            audit(
+            audit_about(
                 tx,
                 message,
+                &about,
                 "sms.undelivered",
                 now,
                 serde_json::json!({
@@ -100,9 +119,10 @@ pub fn receipt_by_key(
             )?
             .execute(params![at, message])?;
         if changed > 0 {
-            audit(
+            audit_about(
                 tx,
                 message,
+                &about,
                 "sms.delivered",
                 now,
                 serde_json::json!({
@@ -327,7 +347,8 @@ pub fn last_sent_to(c: &Connection, address: &str) -> anyhow::Result<Option<Last
         .prepare_cached(
             "SELECT id, person, decision, lineage, version, updated FROM dispatch_message
              WHERE address = ?1 AND channel = 'sms' AND purpose = 'warning'
-               AND state IN ('submitting', 'accepted', 'delivered', 'reconciling')
+               AND state IN ('submitting', 'accepted', 'delivered', 'delivery_unknown',
+                             'reconciling')
              ORDER BY id DESC LIMIT 1",
         )?
         .query_row(params![address], |r| {
