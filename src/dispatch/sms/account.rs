@@ -203,6 +203,10 @@ pub(super) async fn keep_bound(
     let s = &account.settings;
     let mut backoff = Duration::from_millis(200);
     loop {
+        // A link that had been up a while and dropped is bound again at once (a centre that
+        // closes links under load must not cost a pause each time); one that fails to bind,
+        // or drops again within a second, waits, longer each time.
+        let mut again_now = false;
         if stop.is_shutdown() {
             log.set(&s.name, slot, "stopped", None).await;
             return;
@@ -238,8 +242,10 @@ pub(super) async fn keep_bound(
                         }
                     }
                 });
+                let up_since = tokio::time::Instant::now();
                 tokio::select! {
                     _ = session.closed() => {
+                        again_now = up_since.elapsed() >= Duration::from_secs(1);
                         tracing::warn!(account = %s.name, bind = slot, "SMSC link lost: {}", session.why());
                         log.set(&s.name, slot, "down", Some(format!("link lost: {}", session.why()))).await;
                     }
@@ -259,6 +265,9 @@ pub(super) async fn keep_bound(
                 tracing::warn!(account = %s.name, bind = slot, "{e}");
                 log.set(&s.name, slot, "down", Some(e.to_string())).await;
             }
+        }
+        if again_now {
+            continue;
         }
         tokio::select! {
             _ = tokio::time::sleep(backoff) => {}

@@ -292,7 +292,7 @@ async fn send(accounts: &[Arc<Account>], m: &Claimed) -> Outcome {
                     format!("the bind closed before sending part {}/{total}", i + 1),
                     uncertain,
                     false,
-                    1,
+                    0,
                     parts,
                 );
             }
@@ -302,7 +302,7 @@ async fn send(accounts: &[Arc<Account>], m: &Claimed) -> Outcome {
                     format!("no answer from the SMSC for part {}/{total}: {why}", i + 1),
                     uncertain,
                     true,
-                    2,
+                    1,
                     parts,
                 );
             }
