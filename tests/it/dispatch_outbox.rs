@@ -751,3 +751,143 @@ fn every_person_gets_their_own_link_and_a_merged_text_carries_the_carriers() {
         one.text
     );
 }
+
+#[test]
+fn a_text_with_no_receipt_by_the_deadline_is_sent_no_receipt_until_a_late_one_comes() {
+    let mut f = Fixture::new();
+    f.policy.accounts.insert(
+        "main".into(),
+        outbox::AccountRules {
+            ids: outbox::ReceiptIds::Exact,
+            receipt_deadline: SignedDuration::from_mins(30),
+        },
+    );
+    f.enqueue(t(
+        "flash_flood:F",
+        1,
+        Hazard::FlashFlood,
+        Tier::Red,
+        MessageKind::Alert,
+        true,
+        &[1, 2],
+    ));
+    let c = f.claim(10);
+    f.accept(&c);
+    let settle = |f: &Fixture| {
+        let (p, now) = (f.policy.clone(), f.now);
+        f.store
+            .write_blocking(move |tx| outbox::settle_unreceipted(tx, "sms", now, &p))
+            .unwrap()
+    };
+    // Before the deadline: still waiting.
+    f.now += SignedDuration::from_mins(29);
+    settle(&f);
+    assert!(f.states().iter().all(|s| s.2 == "accepted"));
+    // After it: final, "sent, no receipt" — never delivered.
+    f.now += SignedDuration::from_mins(2);
+    settle(&f);
+    assert!(f.states().iter().all(|s| s.2 == "delivery_unknown"));
+    // Nothing is claimed again (it was sent).
+    assert!(f.claim(10).is_empty());
+    // A receipt that comes later still tells the truth.
+    let (id, now) = (format!("X{}", c[0].id), f.now);
+    let matched = f
+        .store
+        .write_blocking(move |tx| outbox::receipt(tx, "main", &id, "DELIVRD", true, false, now))
+        .unwrap();
+    assert!(matched);
+    let s = f.states();
+    assert_eq!(s[0].2, "delivered");
+    assert_eq!(s[1].2, "delivery_unknown");
+}
+
+#[test]
+fn a_text_stopped_between_its_parts_goes_on_from_the_first_part_not_accepted() {
+    let mut f = Fixture::new();
+    f.enqueue(t(
+        "flash_flood:F",
+        1,
+        Hazard::FlashFlood,
+        Tier::Red,
+        MessageKind::Alert,
+        true,
+        &[1],
+    ));
+    // Another warning for the same person, queued while the first is out: it rides along.
+    f.enqueue(t(
+        "geo_hazard:G",
+        1,
+        Hazard::GeoHazard,
+        Tier::Orange,
+        MessageKind::Alert,
+        true,
+        &[1],
+    ));
+    let c = f.claim(10);
+    assert_eq!(c.len(), 1);
+    assert_eq!(c[0].accepted_parts, 0);
+    let text = c[0].text.clone();
+    // Part 1 of 2 accepted, then the link dropped before part 2.
+    f.record(vec![(
+        c[0].id,
+        Outcome::Retry {
+            account: Some("main".into()),
+            reason: "the bind closed before sending part 2/2".into(),
+            after: SignedDuration::ZERO,
+            uncertain: false,
+            counts: false,
+            parts: vec![(1, 2, "P1".into())],
+        },
+    )]);
+    // A third warning queued meanwhile must not change the text whose first part is out.
+    f.enqueue(t(
+        "typhoon:T",
+        1,
+        Hazard::Typhoon,
+        Tier::Yellow,
+        MessageKind::Alert,
+        true,
+        &[1],
+    ));
+    let again = f.claim(10);
+    let resumed = again.iter().find(|m| m.id == c[0].id).expect("resumed");
+    assert_eq!(resumed.accepted_parts, 1);
+    assert_eq!(
+        resumed.text, text,
+        "the same text, so the parts fit together"
+    );
+    assert_eq!(
+        resumed.merged, c[0].merged,
+        "what rode along still rides along"
+    );
+    f.record(vec![(
+        resumed.id,
+        Outcome::Accepted {
+            account: "main".into(),
+            parts: vec![(2, 2, "P2".into())],
+            uncertain: false,
+        },
+    )]);
+    let parts: Vec<(i64, String)> = f
+        .store
+        .read_blocking(|c| {
+            let mut st = c.prepare("SELECT part, smsc_id FROM dispatch_part ORDER BY part")?;
+            let r = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            Ok(r.collect::<Result<Vec<_>, _>>()?)
+        })
+        .unwrap();
+    assert_eq!(parts, vec![(1, "P1".into()), (2, "P2".into())]);
+    // Both parts' receipts make it delivered.
+    let now = f.now;
+    f.store
+        .write_blocking(move |tx| {
+            outbox::receipt(tx, "main", "P1", "DELIVRD", true, false, now)?;
+            outbox::receipt(tx, "main", "P2", "DELIVRD", true, false, now)
+        })
+        .unwrap();
+    let s = f.states();
+    assert_eq!(
+        s.iter().find(|r| r.0 == "flash_flood:F").unwrap().2,
+        "delivered"
+    );
+}

@@ -342,3 +342,56 @@ fn a_long_reply_from_a_phone_is_read_as_one_whatever_way_its_parts_come() {
     // Every part acknowledged once stored.
     smsc.wait_for(5, "acks", |s| s["moAcked"] == 11);
 }
+
+#[test]
+fn an_answer_after_the_submit_gave_up_is_counted_and_the_link_stays() {
+    use std::time::Duration;
+    use stormbell::dispatch::sms::session::{BindSettings, Session, SubmitError};
+    let smsc = Smsc::start(5);
+    smsc.control("/late?every=1&ms=2600");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let (tx, _rx) = tokio::sync::mpsc::channel(16);
+        let s = Session::bind(
+            BindSettings {
+                address: smsc.smpp.clone(),
+                system_id: "county".into(),
+                password: "secret".into(),
+                system_type: String::new(),
+                window: 10,
+                response_timeout: Duration::from_secs(1),
+                enquire_every: Duration::from_secs(30),
+                give_up: Duration::from_secs(2),
+            },
+            tx,
+        )
+        .await
+        .unwrap();
+        let sm = stormbell::dispatch::sms::pdu::SubmitSm {
+            source: "12379".into(),
+            dest: "8613810000001".into(),
+            short_message: b"test".to_vec(),
+            ..Default::default()
+        };
+        // No answer within the give-up time, on a live link (it answered the probe).
+        let r = s.submit(&sm).await;
+        assert!(matches!(r, Err(SubmitError::Unknown(_))), "{r:?}");
+        assert!(!s.is_closed(), "a late answer is no fault of the link");
+        assert!(smsc.status()["enquireLinks"].as_u64().unwrap() >= 1);
+        // The answer comes after all: counted, and the link still up.
+        let start = std::time::Instant::now();
+        while s.counters().too_late < 1 {
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "{:?}",
+                s.counters()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(!s.is_closed());
+        s.unbind().await;
+    });
+}

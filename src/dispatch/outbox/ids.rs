@@ -351,4 +351,80 @@ mod tests {
         let long = "F".repeat(40);
         assert_eq!(f.answer_key(&long), long);
     }
+
+    /// A store with `parts` waiting for receipts and `receipts` kept unmatched, on account "a".
+    fn kept(parts: &[String], receipts: &[String]) -> (tempfile::TempDir, crate::store::Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::Store::open(dir.path().join("ids.db")).unwrap();
+        let (parts, receipts) = (parts.to_vec(), receipts.to_vec());
+        store
+            .write_blocking(move |tx| {
+                for (i, id) in parts.iter().enumerate() {
+                    tx.execute(
+                        "INSERT INTO dispatch_part (message, part, total, account, smsc_id, state,
+                                                    at, id_key)
+                         VALUES (?1, 1, 1, 'a', ?2, 'accepted', '2026-08-09T00:00:00.000Z', ?2)",
+                        params![i as i64 + 1, id],
+                    )?;
+                }
+                for id in &receipts {
+                    inbound(
+                        tx,
+                        &Inbound {
+                            kind: "orphan_receipt",
+                            account: "a",
+                            smsc_id: Some(id),
+                            stat: Some("DELIVRD"),
+                            ..Inbound::default()
+                        },
+                        Timestamp::UNIX_EPOCH,
+                    )?;
+                }
+                Ok(())
+            })
+            .unwrap();
+        (dir, store)
+    }
+
+    fn try_learn(store: &crate::store::Store) -> Learnt {
+        store
+            .write_blocking(|tx| learn(tx, &Policy::default(), "a", Timestamp::UNIX_EPOCH))
+            .unwrap()
+    }
+
+    #[test]
+    fn a_form_is_learnt_from_evidence_never_from_a_coincidence() {
+        // Hexadecimal answers, decimal receipts for most of them: learnt.
+        let parts: Vec<String> = (0..30)
+            .map(|i| format!("{:010X}", 0x1A2B_0000 + i))
+            .collect();
+        let receipts: Vec<String> = (0..20).map(|i| (0x1A2B_0000 + i).to_string()).collect();
+        let (_d, store) = kept(&parts, &receipts);
+        assert!(matches!(
+            try_learn(&store),
+            Learnt::Adopted {
+                form: ReceiptIds::HexDecimal,
+                ..
+            }
+        ));
+        // Once learnt, not tried again.
+        assert_eq!(try_learn(&store), Learnt::NotTried);
+
+        // Receipts that merely came before their answers were recorded (a fast centre with
+        // exact ids), and a few that happen to read as numbers: nothing is adopted.
+        let parts: Vec<String> = (0..30).map(|i| format!("M{:08}", i)).collect();
+        let receipts: Vec<String> = (100..120).map(|i| format!("M{:08}", i)).collect();
+        let (_d, store) = kept(&parts, &receipts);
+        assert!(matches!(try_learn(&store), Learnt::Nothing { kept: 20 }));
+        // Decimal answers where a handful of unrelated decimal receipts happen to match some
+        // under another reading, but not most: nothing is adopted.
+        let parts: Vec<String> = (0..30).map(|i| format!("{}", 5000 + i)).collect();
+        let mut receipts: Vec<String> = (0..3).map(|i| format!("{:X}", 5000 + i)).collect();
+        receipts.extend((0..17).map(|i| format!("{}", 900_000 + i)));
+        let (_d, store) = kept(&parts, &receipts);
+        assert!(matches!(try_learn(&store), Learnt::Nothing { .. }));
+        // Too few kept to judge: not tried.
+        let (_d, store) = kept(&parts, &receipts[..3]);
+        assert_eq!(try_learn(&store), Learnt::NotTried);
+    }
 }

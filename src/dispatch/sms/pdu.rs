@@ -689,6 +689,83 @@ impl fmt::Display for Header {
 
 #[cfg(test)]
 mod tests {
+    fn deliver(esm_class: u8, short_message: Vec<u8>, tlvs: Vec<Tlv>) -> DeliverSm {
+        DeliverSm {
+            source: "8613810000001".into(),
+            dest: "12379".into(),
+            esm_class,
+            data_coding: 8,
+            short_message,
+            tlvs,
+        }
+    }
+
+    #[test]
+    fn the_parts_of_a_long_reply_say_where_they_belong() {
+        let body = [0x4E, 0x2D, 0x65, 0x87];
+        // 8-bit reference.
+        let mut m = vec![5, 0x00, 3, 0x2A, 3, 2];
+        m.extend_from_slice(&body);
+        let d = deliver(esm::UDHI, m, vec![]);
+        let (c, b) = d.concat();
+        assert_eq!(
+            c,
+            Some(Concat {
+                reference: 0x2A,
+                total: 3,
+                seq: 2
+            })
+        );
+        assert_eq!(b, &body);
+        // 16-bit reference, after another element (a port address) in the same header.
+        let mut m = vec![
+            12, 0x05, 4, 0x0B, 0x84, 0x23, 0xF0, 0x08, 4, 0x12, 0x34, 2, 1,
+        ];
+        m.extend_from_slice(&body);
+        let d = deliver(esm::UDHI, m, vec![]);
+        let (c, b) = d.concat();
+        assert_eq!(
+            c,
+            Some(Concat {
+                reference: 0x1234,
+                total: 2,
+                seq: 1
+            })
+        );
+        assert_eq!(b, &body);
+        // SAR parameters, no header.
+        let tlv = |tag, value: Vec<u8>| Tlv { tag, value };
+        let d = deliver(
+            0,
+            body.to_vec(),
+            vec![
+                tlv(tag::SAR_MSG_REF_NUM, vec![0, 7]),
+                tlv(tag::SAR_TOTAL_SEGMENTS, vec![2]),
+                tlv(tag::SAR_SEGMENT_SEQNUM, vec![2]),
+            ],
+        );
+        assert_eq!(
+            d.concat().0,
+            Some(Concat {
+                reference: 7,
+                total: 2,
+                seq: 2
+            })
+        );
+        // Nonsense is a message in one piece, never a panic: part 4 of 3, a header longer
+        // than the message, no header at all.
+        let mut m = vec![5, 0x00, 3, 1, 3, 4];
+        m.extend_from_slice(&body);
+        assert_eq!(deliver(esm::UDHI, m, vec![]).concat().0, None);
+        let d = deliver(esm::UDHI, vec![40, 0x00, 3], vec![]);
+        let (c, b) = d.concat();
+        assert_eq!((c, b), (None, &[][..]));
+        assert_eq!(
+            deliver(0, body.to_vec(), vec![]).concat(),
+            (None, &body[..])
+        );
+    }
+
     use super::*;
 
     fn split(pdu: &[u8]) -> (Header, &[u8]) {
