@@ -839,6 +839,18 @@ fn a_text_stopped_between_its_parts_goes_on_from_the_first_part_not_accepted() {
             parts: vec![(1, 2, "P1".into())],
         },
     )]);
+    // A newer version of its warning does not replace a text whose first part is on the
+    // phone (the phone would keep a part that never becomes a text): it is finished.
+    let e = f.enqueue(t(
+        "flash_flood:F",
+        2,
+        Hazard::FlashFlood,
+        Tier::Red,
+        MessageKind::Update,
+        true,
+        &[1],
+    ));
+    assert_eq!(e.superseded, 0);
     // A third warning queued meanwhile must not change the text whose first part is out.
     f.enqueue(t(
         "typhoon:T",

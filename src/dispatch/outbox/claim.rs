@@ -69,6 +69,14 @@ pub fn claim(
     .execute(params![at, channel])?;
     // Too old to matter any more.
     let stale = stamp(now.checked_sub(policy.expire_after).unwrap_or(now));
+    // What rides inside a text about to expire (a text resumed after its first parts) goes
+    // back to the queue as itself, judged by its own age.
+    tx.prepare_cached(
+        "UPDATE dispatch_message SET state = 'queued', merged_into = NULL, updated = ?1
+         WHERE state = 'merged' AND merged_into IN (
+           SELECT id FROM dispatch_message WHERE channel = ?2 AND state = 'queued' AND created < ?3)",
+    )?
+    .execute(params![at, channel, stale])?;
     tx.prepare_cached(
         "UPDATE dispatch_message SET state = 'expired', updated = ?1,
                 last_error = 'still queued when the warning had moved on'

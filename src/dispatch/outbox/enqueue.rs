@@ -42,7 +42,10 @@ pub fn enqueue(
     let mut supersede = tx.prepare_cached(
         "UPDATE dispatch_message SET state = 'superseded', updated = ?1
          WHERE lineage = ?2 AND person = ?3 AND channel = 'sms' AND state = 'queued'
-           AND version < ?4 AND purpose = 'warning'",
+           AND version < ?4 AND purpose = 'warning'
+           -- A text whose first parts are on the phone is finished, not replaced: the phone
+           -- would keep a part that never becomes a text.
+           AND NOT EXISTS (SELECT 1 FROM dispatch_part p WHERE p.message = dispatch_message.id)",
     )?;
     let mut insert = tx.prepare_cached(
         "INSERT OR IGNORE INTO dispatch_message
@@ -221,6 +224,14 @@ pub fn withdraw(
     person: &str,
     now: Timestamp,
 ) -> anyhow::Result<usize> {
+    // What rode inside a withdrawn text goes back to the queue as itself (its own warning's
+    // duty decides whether it still goes).
+    tx.execute(
+        "UPDATE dispatch_message SET state = 'queued', merged_into = NULL, updated = ?3
+         WHERE state = 'merged' AND merged_into IN (
+           SELECT id FROM dispatch_message WHERE lineage = ?1 AND person = ?2 AND state = 'queued')",
+        params![lineage, person, stamp(now)],
+    )?;
     Ok(tx.execute(
         "UPDATE dispatch_message SET state = 'superseded', updated = ?3,
                 last_error = 'replaced in the registry: no longer on duty for this warning'
@@ -238,6 +249,12 @@ pub fn renumber(
     now: Timestamp,
 ) -> anyhow::Result<usize> {
     let address = normalise_mobile(mobile).unwrap_or_else(|| mobile.to_string());
+    // A text whose first parts went to the old number goes whole to the new one.
+    tx.execute(
+        "DELETE FROM dispatch_part WHERE message IN (
+           SELECT id FROM dispatch_message WHERE person = ?1 AND state = 'queued' AND address != ?2)",
+        params![person, address],
+    )?;
     Ok(tx.execute(
         "UPDATE dispatch_message SET address = ?2, updated = ?3
          WHERE person = ?1 AND state = 'queued' AND address != ?2",
