@@ -13,6 +13,10 @@
 //!       the account rate limiter: messages accepted per second over S seconds at T TPS.
 //!   enqueue --count N
 //!       one decision for N recipients written to the outbox in one transaction.
+//!   phases --count N [--batch B]
+//!       the store writer's work per text, phase by phase, with no network: claims of B,
+//!       outcomes recorded in batches of B, receipts stored in batches of B (what the
+//!       durable path asks of the writer, each phase timed alone).
 //!
 //! Output: one JSON object per run on standard output.
 
@@ -92,9 +96,10 @@ fn main() {
         "outbox" => rt.block_on(through_outbox(&args)),
         "rate" => rt.block_on(rate(&args)),
         "enqueue" => enqueue(&args),
+        "phases" => phases(&args),
         _ => {
             eprintln!(
-                "usage: sms_throughput raw|outbox|rate|enqueue [options] (see the file's header)"
+                "usage: sms_throughput raw|outbox|rate|enqueue|phases [options] (see the file's header)"
             );
             std::process::exit(2);
         }
@@ -332,4 +337,81 @@ fn enqueue(args: &[String]) {
         "{{\"mode\": \"enqueue\", \"recipients\": {count}, \"seconds\": {secs:.3}, \"per_sec\": {:.0}}}",
         count as f64 / secs
     );
+}
+
+fn phases(args: &[String]) {
+    let count = num(args, "--count", 20_000);
+    let batch = num(args, "--batch", 50);
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path().join("phases.db")).unwrap();
+    let t = targets(count);
+    let policy = Policy::default();
+    let p = policy.clone();
+    let now = Timestamp::now();
+    store
+        .write_blocking(move |tx| outbox::enqueue(tx, 1, &t, now, &p))
+        .unwrap();
+    let timed = |name: &str, f: &mut dyn FnMut() -> usize| {
+        let start = Instant::now();
+        let mut n = 0;
+        loop {
+            let k = f();
+            if k == 0 {
+                break;
+            }
+            n += k;
+        }
+        let secs = start.elapsed().as_secs_f64();
+        println!(
+            "{{\"mode\": \"phases\", \"phase\": \"{name}\", \"texts\": {n}, \"batch\": {batch}, \"us_per_text\": {:.1}}}",
+            secs * 1e6 / n.max(1) as f64
+        );
+    };
+    let mut claimed: Vec<i64> = Vec::new();
+    timed("claim", &mut || {
+        let p = policy.clone();
+        let c = store
+            .write_blocking(move |tx| outbox::claim(tx, "sms", "bench", batch, now, &p))
+            .unwrap();
+        claimed.extend(c.iter().map(|m| m.id));
+        c.len()
+    });
+    let mut chunks = claimed.chunks(batch);
+    timed("record", &mut || {
+        let Some(ids) = chunks.next() else { return 0 };
+        let outcomes: Vec<(i64, outbox::Outcome)> = ids
+            .iter()
+            .map(|id| {
+                (
+                    *id,
+                    outbox::Outcome::Accepted {
+                        account: "bench".into(),
+                        parts: vec![(1, 1, format!("M{id:08}"))],
+                        uncertain: false,
+                    },
+                )
+            })
+            .collect();
+        let (p, n) = (policy.clone(), outcomes.len());
+        store
+            .write_blocking(move |tx| outbox::record(tx, &outcomes, now, &p))
+            .unwrap();
+        n
+    });
+    let mut chunks = claimed.chunks(batch);
+    timed("receipt", &mut || {
+        let Some(ids) = chunks.next() else { return 0 };
+        let ids = ids.to_vec();
+        let n = ids.len();
+        store
+            .write_blocking(move |tx| {
+                for id in &ids {
+                    let key = outbox::ReceiptIds::Exact.receipt_key(&format!("M{id:08}"));
+                    outbox::receipt_by_key(tx, "bench", &key, "DELIVRD", true, false, now)?;
+                }
+                Ok(())
+            })
+            .unwrap();
+        n
+    });
 }

@@ -150,7 +150,12 @@ pub fn claim(
         }
         // Part of this text is out already: the rest goes as it was (the same text, carrying
         // what it carried), never a new text whose parts would not fit the ones on the phone.
-        let accepted_parts = accepted_parts(tx, row.id)?;
+        // (Only a text claimed before can have parts out.)
+        let accepted_parts = if row.sent_text.is_some() {
+            accepted_parts(tx, row.id)?
+        } else {
+            0
+        };
         if accepted_parts > 0
             && let (Some(text), Some(segments)) = (&row.sent_text, row.sent_segments)
         {
@@ -279,6 +284,8 @@ pub fn record(
 ) -> anyhow::Result<()> {
     let at = stamp(now);
     let mut forms: std::collections::HashMap<String, ReceiptIds> = Default::default();
+    // Per account, whether any receipt is kept unmatched (then a part's may be among them).
+    let mut early_of: std::collections::HashMap<String, bool> = Default::default();
     for (id, o) in results {
         match o {
             Outcome::Accepted {
@@ -286,17 +293,28 @@ pub fn record(
                 parts,
                 uncertain,
             } => {
-                let changed = tx
+                // The row's particulars for its audit entry come back with the update.
+                let about: Option<About> = tx
                     .prepare_cached(
                         "UPDATE dispatch_message SET state = 'accepted', account = ?1, updated = ?2,
                                 last_error = NULL, uncertain = uncertain + ?4
-                         WHERE id = ?3 AND state = 'submitting'",
+                         WHERE id = ?3 AND state = 'submitting'
+                         RETURNING person, lineage, version, send",
                     )?
-                    .execute(params![account, at, id, *uncertain as i64])?;
-                if changed > 0 {
-                    audit(
+                    .query_row(params![account, at, id, *uncertain as i64], |r| {
+                        Ok(About {
+                            person: r.get(0)?,
+                            lineage: r.get(1)?,
+                            version: r.get(2)?,
+                            send: r.get(3)?,
+                        })
+                    })
+                    .optional()?;
+                if let Some(about) = about {
+                    audit_about(
                         tx,
                         *id,
+                        &about,
                         "sms.accepted",
                         now,
                         serde_json::json!({
@@ -313,7 +331,15 @@ pub fn record(
                         f
                     }
                 };
-                keep_parts(tx, form, *id, account, parts, &at, now)?;
+                let early = match early_of.get(account.as_str()) {
+                    Some(e) => *e,
+                    None => {
+                        let e = has_orphans(tx, account)?;
+                        early_of.insert(account.clone(), e);
+                        e
+                    }
+                };
+                keep_parts(tx, form, *id, account, parts, early, &at, now)?;
                 // A text resumed after its first parts: their receipts may all be in already.
                 if parts.first().is_some_and(|p| p.0 > 1) {
                     settle_if_receipted(tx, *id, &at)?;
@@ -355,7 +381,7 @@ pub fn record(
             } => {
                 if let (Some(a), false) = (account, parts.is_empty()) {
                     let form = form_of(tx, policy, a)?;
-                    keep_parts(tx, form, *id, a, parts, &at, now)?;
+                    keep_parts(tx, form, *id, a, parts, true, &at, now)?;
                 }
                 let attempts: i64 = tx
                     .query_row(
@@ -475,12 +501,14 @@ pub(super) fn accepted_parts(tx: &Transaction<'_>, id: i64) -> anyhow::Result<u3
 
 /// Store the parts an attempt got accepted (keyed for receipts under the account's form),
 /// and apply the receipts that came before their answers were recorded (fast centres).
+#[allow(clippy::too_many_arguments)]
 fn keep_parts(
     tx: &Transaction<'_>,
     form: ReceiptIds,
     id: i64,
     account: &str,
     parts: &[(u32, u32, String)],
+    early: bool,
     at: &str,
     now: Timestamp,
 ) -> anyhow::Result<()> {
@@ -500,6 +528,9 @@ fn keep_parts(
             form.answer_key(smsc)
         ])?;
     }
+    if !early {
+        return Ok(());
+    }
     for (_, _, smsc) in parts {
         let key = form.answer_key(smsc);
         let early: Vec<(i64, String)> = tx
@@ -517,6 +548,16 @@ fn keep_parts(
         }
     }
     Ok(())
+}
+
+/// Whether account `account` has receipts kept that matched nothing (yet).
+fn has_orphans(tx: &Transaction<'_>, account: &str) -> anyhow::Result<bool> {
+    Ok(tx
+        .prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM dispatch_inbound
+                            WHERE kind = 'orphan_receipt' AND account = ?1)",
+        )?
+        .query_row(params![account], |r| r.get(0))?)
 }
 
 /// A message just accepted whose parts' receipts all came in already (the early parts of a
