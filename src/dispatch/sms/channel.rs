@@ -344,6 +344,10 @@ async fn store_inbound(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // Per account, the unmatched receipts last logged (a line at 10, 100, 1000, …).
     let mut logged: std::collections::HashMap<String, i64> = Default::default();
+    // Per account, when the id forms were last tried on its kept receipts: at most every few
+    // seconds (a fast centre's receipts often come before their answers are recorded, and are
+    // kept for a moment; trying the forms on every batch would load the writer for nothing).
+    let mut tried: std::collections::HashMap<String, tokio::time::Instant> = Default::default();
     loop {
         let first = tokio::select! {
             f = rx.recv() => match f {
@@ -401,6 +405,15 @@ async fn store_inbound(
         let now = clock.now();
         let n = rows.len();
         let pol = policy.clone();
+        let may_learn: std::collections::HashSet<String> = rows
+            .iter()
+            .map(|a| a.account.clone())
+            .filter(|a| {
+                tried
+                    .get(a)
+                    .is_none_or(|t| t.elapsed() >= Duration::from_secs(5))
+            })
+            .collect();
         let r = store
             .write(move |tx| {
                 let mut forms = std::collections::HashMap::new();
@@ -472,7 +485,7 @@ async fn store_inbound(
                 }
                 // Receipts kept unmatched: perhaps the centre writes ids another way.
                 let mut learnt = Vec::new();
-                for account in orphaned {
+                for account in orphaned.into_iter().filter(|a| may_learn.contains(a)) {
                     let l = outbox::learn(tx, &pol, &account, now)?;
                     learnt.push((account, l));
                 }
@@ -483,6 +496,9 @@ async fn store_inbound(
             Ok(learnt) => {
                 acks.into_iter().for_each(|a| a.ok());
                 for (account, l) in learnt {
+                    if l != outbox::Learnt::NotTried {
+                        tried.insert(account.clone(), tokio::time::Instant::now());
+                    }
                     match l {
                         outbox::Learnt::Adopted { form, applied } => tracing::warn!(
                             account = %account,
