@@ -9,8 +9,9 @@
 //!
 //! The form is configured per account (`receipt_ids`), or learnt (`auto`, the default): until
 //! the receipts show otherwise, the key is the raw id. A receipt that matches nothing is kept
-//! (`orphan_receipt`, with its key); once enough of them are kept, [`learn`] tries each form
-//! on them against the parts that wait for a receipt, and adopts the one that matches most of
+//! (`orphan_receipt`, with its key); once enough of them are kept, [`learn`] (called by the SMS
+//! channel at most every few seconds per account) tries each form on them against the parts
+//! that wait for a receipt, and adopts the one that matches most of
 //! them (and clearly more than any other), writes it down with its evidence, re-keys the
 //! account's waiting parts and kept receipts, and applies every receipt that now matches. A
 //! receipt is never matched on a guess: only under the account's one form. What matches
