@@ -238,7 +238,7 @@ impl Checkin {
             .filter(|s| !s.is_empty())
             .map(String::from)
             .collect();
-        let event = crate::templates::event_name(&w.hazard, lang).unwrap_or_default();
+        let event = w.event(lang).unwrap_or_default();
         let ctx = minijinja::context! {
             office => &self.policy.office, exercise => self.policy.exercise,
             title => format!("{}{}预警", event, w.tier_zh), event => event, tier => &w.tier,
