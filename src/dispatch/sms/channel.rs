@@ -326,6 +326,48 @@ struct Arrived {
     part: Option<(pdu::Concat, u8, Vec<u8>)>,
 }
 
+/// How often, at most, the id forms are tried on one account's kept receipts.
+const LEARN_EVERY: Duration = Duration::from_secs(5);
+
+/// What trying the id forms came to: logged, and remembered for the next try.
+fn learnt(
+    account: &str,
+    l: outbox::Learnt,
+    tried: &mut std::collections::HashMap<String, tokio::time::Instant>,
+    pending: &mut std::collections::BTreeSet<String>,
+    logged: &mut std::collections::HashMap<String, i64>,
+) {
+    if l != outbox::Learnt::NotTried {
+        tried.insert(account.to_string(), tokio::time::Instant::now());
+    }
+    match l {
+        outbox::Learnt::Adopted { form, applied } => {
+            pending.remove(account);
+            tracing::warn!(
+                account = %account,
+                "the SMS centre writes receipt ids as {}: learnt from its receipts, \
+                 {applied} kept receipt(s) applied (set receipt_ids to fix it)",
+                form.as_str()
+            )
+        }
+        outbox::Learnt::Nothing { kept } => {
+            pending.insert(account.to_string());
+            let mark = 10_i64.pow(kept.max(1).ilog10());
+            if kept >= 10 && logged.get(account).is_none_or(|m| *m < mark) {
+                logged.insert(account.to_string(), mark);
+                tracing::warn!(
+                    account = %account,
+                    "{kept} receipt(s) from the SMS centre match no message sent \
+                     (ids in a form not understood? see receipt_ids)"
+                );
+            }
+        }
+        outbox::Learnt::NotTried => {
+            pending.remove(account);
+        }
+    }
+}
+
 /// Store receipts and replies in batches (whatever has arrived, up to 500, in one
 /// transaction), then acknowledge each: an SMSC sends receipts as fast as it accepts messages,
 /// and one commit per receipt would throttle everything else the store does. Every few
@@ -348,6 +390,9 @@ async fn store_inbound(
     // seconds (a fast centre's receipts often come before their answers are recorded, and are
     // kept for a moment; trying the forms on every batch would load the writer for nothing).
     let mut tried: std::collections::HashMap<String, tokio::time::Instant> = Default::default();
+    // Accounts whose last try explained nothing: tried again on the tick, so receipts that
+    // all came in one burst before their answers were recorded are not kept for ever.
+    let mut pending: std::collections::BTreeSet<String> = Default::default();
     loop {
         let first = tokio::select! {
             f = rx.recv() => match f {
@@ -367,6 +412,19 @@ async fn store_inbound(
                         wait.as_secs()
                     ),
                     Err(e) => tracing::error!("cannot handle overdue parts of replies: {e}"),
+                }
+                let due: Vec<String> = pending
+                    .iter()
+                    .filter(|a| tried.get(*a).is_none_or(|t| t.elapsed() >= LEARN_EVERY))
+                    .cloned()
+                    .collect();
+                for account in due {
+                    let pol = policy.clone();
+                    let who = account.clone();
+                    match store.write(move |tx| outbox::learn(tx, &pol, &who, now)).await {
+                        Ok(l) => learnt(&account, l, &mut tried, &mut pending, &mut logged),
+                        Err(e) => tracing::error!(account = %account, "cannot try the receipt id forms: {e}"),
+                    }
                 }
                 continue;
             }
@@ -408,11 +466,7 @@ async fn store_inbound(
         let may_learn: std::collections::HashSet<String> = rows
             .iter()
             .map(|a| a.account.clone())
-            .filter(|a| {
-                tried
-                    .get(a)
-                    .is_none_or(|t| t.elapsed() >= Duration::from_secs(5))
-            })
+            .filter(|a| tried.get(a).is_none_or(|t| t.elapsed() >= LEARN_EVERY))
             .collect();
         let r = store
             .write(move |tx| {
@@ -493,32 +547,10 @@ async fn store_inbound(
             })
             .await;
         match r {
-            Ok(learnt) => {
+            Ok(done) => {
                 acks.into_iter().for_each(|a| a.ok());
-                for (account, l) in learnt {
-                    if l != outbox::Learnt::NotTried {
-                        tried.insert(account.clone(), tokio::time::Instant::now());
-                    }
-                    match l {
-                        outbox::Learnt::Adopted { form, applied } => tracing::warn!(
-                            account = %account,
-                            "the SMS centre writes receipt ids as {}: learnt from its receipts, \
-                             {applied} kept receipt(s) applied (set receipt_ids to fix it)",
-                            form.as_str()
-                        ),
-                        outbox::Learnt::Nothing { kept } => {
-                            let mark = 10_i64.pow(kept.max(1).ilog10());
-                            if kept >= 10 && logged.get(&account).is_none_or(|m| *m < mark) {
-                                logged.insert(account.clone(), mark);
-                                tracing::warn!(
-                                    account = %account,
-                                    "{kept} receipt(s) from the SMS centre match no message sent \
-                                     (ids in a form not understood? see receipt_ids)"
-                                );
-                            }
-                        }
-                        outbox::Learnt::NotTried => {}
-                    }
+                for (account, l) in done {
+                    learnt(&account, l, &mut tried, &mut pending, &mut logged);
                 }
             }
             // Not stored: dropping the Acks asks the SMSC to deliver them again.
