@@ -52,7 +52,7 @@ fn export(dir: &std::path::Path, reg: &Registry, rules: &Rules, path: &[Fix], st
             }
             let speed = tier_speed(tier.mean_level, tier.gust_level, t.gust_factor);
             let r: Vec<f64> = (0..4)
-                .map(|q| fix.radius_for(speed, q, t.rmw_km) * scale)
+                .map(|q| fix.radius_for(speed, q, t.rmw_km, t.derived_reach) * scale)
                 .collect();
             if r.iter().all(|x| *x <= 0.0) {
                 continue;
@@ -109,6 +109,7 @@ fn main() {
             lat: 20.0 + 0.6 * k as f64,
             lon: 128.0 - 0.35 * k as f64,
             vmax: Some(55.0 - k as f64),
+            derived: false,
             radii: [
                 [380.0, 320.0, 280.0, 300.0],
                 [150.0, 120.0, 100.0, 120.0],

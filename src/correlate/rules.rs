@@ -112,6 +112,9 @@ pub struct TyphoonRules {
     pub gust_factor: f64,
     /// Radius of maximum wind (km) assumed when fitting the wind profile to a single circle.
     pub rmw_km: f64,
+    /// How far a circle derived from the wind profile may reach beyond the outermost circle an
+    /// agency reported, as a multiple of it (1.0: never beyond what was reported).
+    pub derived_reach: f64,
     /// Interpolation step along the track (minutes).
     pub step_mins: u32,
     /// CAP event code (national 11Bxx).
@@ -323,6 +326,9 @@ impl Rules {
         }
         if !(1.0..=3.0).contains(&self.typhoon.gust_factor) {
             p.push("typhoon.gust_factor must be within 1–3".into());
+        }
+        if !(1.0..=2.0).contains(&self.typhoon.derived_reach) {
+            p.push("typhoon.derived_reach must be within 1–2".into());
         }
         if self.typhoon.step_mins == 0 || self.typhoon.step_mins > 180 {
             p.push("typhoon.step_mins must be 1–180".into());

@@ -18,7 +18,8 @@ use super::assess::{Assessment, Ctx, Place, PlaceKind, Rule, by_area};
 use super::rules::Rules;
 use super::tier::{Hazard, Tier};
 use crate::feeds::Observation;
-use crate::feeds::typhoon::{Radii, Track, TrackPoint, level_floor};
+use crate::feeds::typhoon::{Radii, RadiusSource, Track, TrackPoint, level_floor};
+use crate::feeds::wind_profile::Profile;
 use crate::registry::Registry;
 use crate::registry::geo::{EARTH_KM, chord_of_km, km_of_chord, unit_vector};
 use crate::registry::spatial::Cell;
@@ -36,6 +37,9 @@ pub struct Fix {
     pub vmax: Option<f64>,
     /// Radii per quadrant (NE, SE, SW, NW) of the 7-, 10- and 12-level winds (0 = none).
     pub radii: [[f64; 4]; 3],
+    /// Whether the circles were carried from an analysis rather than reported for this time
+    /// (CMA's forecast points, [`crate::feeds::wind_profile::carry`]).
+    pub derived: bool,
 }
 
 const CIRCLE_LEVELS: [u8; 3] = [7, 10, 12];
@@ -57,10 +61,19 @@ impl Fix {
                 quad(p.r10.as_ref()),
                 quad(p.r12.as_ref()),
             ],
+            derived: [&p.r7, &p.r10, &p.r12]
+                .iter()
+                .any(|r| r.is_some_and(|r| r.source == RadiusSource::Carried)),
         }
     }
 
-    /// Linear interpolation between two fixes at time `t`.
+    /// The fix at time `t` between two fixes. Position and maximum wind are interpolated
+    /// linearly; a circle both fixes report is too. A circle only the earlier fix reports
+    /// holds its size while the interpolated maximum wind still reaches the circle's level and
+    /// ends when it no longer does (the storm's weakening), never fading over the interval
+    /// into a shallow, far-reaching profile; a circle only the later fix reports starts when
+    /// the wind reaches its level. Without maximum winds, the earlier circle holds to the
+    /// later fix and a new one starts there.
     pub fn between(a: &Fix, b: &Fix, t: Timestamp) -> Fix {
         let span = b.time.duration_since(a.time).as_secs_f64();
         let f = if span > 0.0 {
@@ -69,48 +82,99 @@ impl Fix {
             0.0
         };
         let mix = |x: f64, y: f64| x + (y - x) * f;
+        let vmax = match (a.vmax, b.vmax) {
+            (Some(x), Some(y)) => Some(mix(x, y)),
+            (x, y) => x.or(y),
+        };
+        let known = a.vmax.is_some() && b.vmax.is_some();
         let mut radii = [[0.0; 4]; 3];
         for (c, row) in radii.iter_mut().enumerate() {
+            let floor = level_floor(CIRCLE_LEVELS[c]);
+            let reaches = vmax.is_none_or(|v| v >= floor);
             for (q, r) in row.iter_mut().enumerate() {
-                *r = mix(a.radii[c][q], b.radii[c][q]);
+                let (x, y) = (a.radii[c][q], b.radii[c][q]);
+                *r = match (x > 0.0, y > 0.0) {
+                    (true, true) => mix(x, y),
+                    (false, false) => 0.0,
+                    (true, false) if reaches && (known || f < 1.0) => x,
+                    (false, true) if reaches && (known || f >= 1.0) => y,
+                    _ => 0.0,
+                };
             }
         }
         Fix {
             time: t,
             lat: mix(a.lat, b.lat),
             lon: mix(a.lon, b.lon),
-            vmax: match (a.vmax, b.vmax) {
-                (Some(x), Some(y)) => Some(mix(x, y)),
-                (x, y) => x.or(y),
-            },
+            vmax,
             radii,
+            derived: a.derived || b.derived,
         }
     }
 
-    /// Radius (km) within which the mean wind reaches `speed` m/s in quadrant `q`
-    /// (0 NE, 1 SE, 2 SW, 3 NW); 0 when it nowhere does.
-    pub fn radius_for(&self, speed: f64, q: usize, rmw_km: f64) -> f64 {
-        // Known (speed, radius) pairs, outermost (slowest) first.
-        let mut pairs: Vec<(f64, f64)> = CIRCLE_LEVELS
+    /// The reported circles of quadrant `q` (0 NE, 1 SE, 2 SW, 3 NW) as (speed m/s, radius
+    /// km), outermost (slowest) first.
+    fn circles(&self, q: usize) -> Vec<(f64, f64)> {
+        CIRCLE_LEVELS
             .iter()
             .zip(&self.radii)
             .filter(|(_, r)| r[q] > 0.0)
             .map(|(l, r)| (level_floor(*l), r[q]))
-            .collect();
+            .collect()
+    }
+
+    /// Whether the radius of `speed` lies outward of every reported circle (so it comes from
+    /// the wind profile, not from an agency), or the circles themselves were carried from an
+    /// analysis to a forecast point.
+    pub fn is_derived(&self, speed: f64) -> bool {
+        self.derived
+            || (0..4).any(|q| {
+                self.circles(q)
+                    .first()
+                    .is_some_and(|&(v0, _)| speed < v0 - 1e-9)
+            })
+    }
+
+    /// Radius (km) within which the mean wind reaches `speed` m/s in quadrant `q`
+    /// (0 NE, 1 SE, 2 SW, 3 NW); 0 when it nowhere does.
+    ///
+    /// At a reported circle's speed, that circle. Between two reported circles, log-log
+    /// interpolation between them (a power law `v ∝ r^-α`, as a modified Rankine vortex).
+    /// Inward of the innermost, the same toward the maximum wind at `rmw_km`. Outward of the
+    /// outermost reported circle, the Holland (1980) profile fitted to the circles
+    /// ([`Profile`]), anchored at that circle and reaching at most `reach` times it; where no
+    /// profile within the published bounds fits, the outermost reported circle itself.
+    pub fn radius_for(&self, speed: f64, q: usize, rmw_km: f64, reach: f64) -> f64 {
+        let mut pairs = self.circles(q);
+        if self.vmax.is_some_and(|v| speed > v) {
+            return 0.0;
+        }
+        let Some(&(v0, r0)) = pairs.first() else {
+            // No circle at all (a depression): only the maximum wind at the radius of
+            // maximum wind is known; a modified Rankine decay (α = 0.5) from there, within
+            // three times that radius.
+            return match self.vmax {
+                Some(v) if v > 0.0 => (rmw_km * (v / speed).powi(2)).min(3.0 * rmw_km),
+                _ => 0.0,
+            };
+        };
+        if speed <= v0 {
+            if speed >= v0 - 1e-9 {
+                return r0;
+            }
+            return self
+                .vmax
+                .and_then(|v| Profile::fit(v, &pairs, rmw_km))
+                .and_then(|p| p.beyond((v0, r0), speed, reach))
+                .unwrap_or(r0);
+        }
         if let Some(v) = self.vmax
             && pairs.iter().all(|(_, r)| *r > rmw_km)
             && pairs.iter().all(|(s, _)| *s < v)
         {
             pairs.push((v, rmw_km));
         }
-        if pairs.is_empty() {
-            return 0.0;
-        }
-        if self.vmax.is_some_and(|v| speed > v) {
-            return 0.0;
-        }
-        // Exactly at or between known speeds: interpolate log-log; outside, extend the
-        // nearest segment's slope (or α = 0.5 with a single pair), slope kept within reason.
+        // Between known speeds: interpolate log-log, the slope kept within reason.
         let alpha = |a: (f64, f64), b: (f64, f64)| -> f64 {
             let a_ = (b.0 / a.0).ln() / (a.1 / b.1).ln();
             if a_.is_finite() {
@@ -119,16 +183,6 @@ impl Fix {
                 0.5
             }
         };
-        let (v0, r0) = pairs[0];
-        if speed <= v0 {
-            let a = if pairs.len() > 1 {
-                alpha(pairs[0], pairs[1])
-            } else {
-                0.5
-            };
-            // Extrapolating outwards: no more than three times the outermost circle.
-            return (r0 * (v0 / speed).powf(1.0 / a)).min(3.0 * r0);
-        }
         for w in pairs.windows(2) {
             let (lo, hi) = (w[0], w[1]);
             if speed <= hi.0 {
@@ -362,7 +416,7 @@ impl Sweep {
                         let mut r = [0.0; 4];
                         if ahead <= *window {
                             for (q, x) in r.iter_mut().enumerate() {
-                                *x = fix.radius_for(*speed, q, t.rmw_km);
+                                *x = fix.radius_for(*speed, q, t.rmw_km, t.derived_reach);
                             }
                         }
                         r
@@ -706,10 +760,19 @@ impl Rule for TyphoonRule {
                 .max();
             last.is_some_and(|l| now.duration_since(l) < SignedDuration::from_hours(48))
         });
-        let mut best: HashMap<usize, (Tier, Timestamp, f64, String, i64)> = HashMap::new();
+        let mut best: HashMap<usize, (Tier, Timestamp, f64, String, i64, bool)> = HashMap::new();
         let held = ctx.held.get(&Hazard::Typhoon);
+        let t = &ctx.rules.typhoon;
         for (track, inbox) in self.tracks.values() {
             let p = path(track, now);
+            // Whether a tier's circle comes from the wind profile (or circles carried to a
+            // forecast point) rather than from what the agency reported: said in the text.
+            let derived = |tier: Tier| {
+                t.tiers.iter().filter(|x| x.tier == tier).any(|x| {
+                    let speed = tier_speed(x.mean_level, x.gust_level, t.gust_factor);
+                    p.iter().any(|f| f.is_derived(speed))
+                })
+            };
             for Exposed {
                 village: vi,
                 tier,
@@ -718,11 +781,11 @@ impl Rule for TyphoonRule {
             } in exposure(ctx.reg, ctx.rules, &p, now, held)
             {
                 let name = format!("{} {}", track.storm, track.name);
-                let e = best
-                    .entry(vi)
-                    .or_insert((tier, at, d, name.clone(), *inbox));
+                let e =
+                    best.entry(vi)
+                        .or_insert((tier, at, d, name.clone(), *inbox, derived(tier)));
                 if tier > e.0 {
-                    *e = (tier, at, d, name, *inbox);
+                    *e = (tier, at, d, name, *inbox, derived(tier));
                 }
             }
         }
@@ -730,7 +793,7 @@ impl Rule for TyphoonRule {
         let mut cause = None;
         let places: Vec<(String, String, Place)> = best
             .into_iter()
-            .map(|(vi, (tier, at, d, storm, inbox))| {
+            .map(|(vi, (tier, at, d, storm, inbox, derived))| {
                 let v = &ctx.reg.data.villages[vi];
                 let town = town_name(ctx.reg, &v.town);
                 let o = onset.entry(v.town.clone()).or_insert(at);
@@ -748,7 +811,7 @@ impl Rule for TyphoonRule {
                             "typhoon_wind",
                             serde_json::json!({
                                 "storm": storm, "tier": tier.as_str(), "place": v.name,
-                                "when": when.to_string(), "km": d,
+                                "when": when.to_string(), "km": d, "derived": derived,
                             }),
                         ),
                     },
@@ -764,6 +827,9 @@ impl Rule for TyphoonRule {
                     serde_json::json!({
                         "count": ps.len(),
                         "tier": ps.first().map_or("", |p| p.tier.as_str()),
+                        "derived": ps.iter().any(|p| {
+                            super::why::read(&p.why).get("derived") == Some(&serde_json::Value::Bool(true))
+                        }),
                     }),
                 )
             },
@@ -797,32 +863,65 @@ mod tests {
             lon: 125.0,
             vmax,
             radii: [[r7, r7 / 2.0, r7 / 2.0, r7 / 2.0], [r10; 4], [r12; 4]],
+            derived: false,
         }
     }
 
     #[test]
     fn radii_are_read_back_at_the_circles_and_grow_for_weaker_winds() {
         let f = fix(300.0, 120.0, 60.0, Some(50.0));
-        assert!((f.radius_for(level_floor(7), 0, 30.0) - 300.0).abs() < 1e-9);
-        assert!((f.radius_for(level_floor(10), 0, 30.0) - 120.0).abs() < 1e-9);
-        assert!((f.radius_for(level_floor(12), 0, 30.0) - 60.0).abs() < 1e-9);
-        let r6 = f.radius_for(level_floor(6), 0, 30.0);
-        let r8 = f.radius_for(level_floor(8), 0, 30.0);
-        assert!(r6 > 300.0 && r6 <= 900.0, "{r6}");
+        assert!((f.radius_for(level_floor(7), 0, 30.0, 1.25) - 300.0).abs() < 1e-9);
+        assert!((f.radius_for(level_floor(10), 0, 30.0, 1.25) - 120.0).abs() < 1e-9);
+        assert!((f.radius_for(level_floor(12), 0, 30.0, 1.25) - 60.0).abs() < 1e-9);
+        let r6 = f.radius_for(level_floor(6), 0, 30.0, 1.25);
+        let r8 = f.radius_for(level_floor(8), 0, 30.0, 1.25);
+        assert!(r6 > 300.0 && r6 <= 375.0, "{r6}");
         assert!(r8 < 300.0 && r8 > 120.0, "{r8}");
         // The quadrant matters: the SE circle is half the NE one.
-        assert!(f.radius_for(level_floor(8), 1, 30.0) < r8);
+        assert!(f.radius_for(level_floor(8), 1, 30.0, 1.25) < r8);
         // Beyond the maximum wind there is nothing.
-        assert_eq!(f.radius_for(level_floor(16), 0, 30.0), 0.0);
+        assert_eq!(f.radius_for(level_floor(16), 0, 30.0, 1.25), 0.0);
         // Without circles only the maximum wind at the radius of maximum wind is known: a
         // depression too weak for level 6 covers nothing, and one with no wind given nothing.
         assert_eq!(
-            fix(0.0, 0.0, 0.0, Some(10.0)).radius_for(10.8, 0, 30.0),
+            fix(0.0, 0.0, 0.0, Some(10.0)).radius_for(10.8, 0, 30.0, 1.25),
             0.0
         );
-        assert_eq!(fix(0.0, 0.0, 0.0, None).radius_for(10.8, 0, 30.0), 0.0);
-        let r = fix(0.0, 0.0, 0.0, Some(15.0)).radius_for(10.8, 0, 30.0);
+        assert_eq!(
+            fix(0.0, 0.0, 0.0, None).radius_for(10.8, 0, 30.0, 1.25),
+            0.0
+        );
+        let r = fix(0.0, 0.0, 0.0, Some(15.0)).radius_for(10.8, 0, 30.0, 1.25);
         assert!(r > 30.0 && r <= 90.0, "{r}");
+    }
+
+    #[test]
+    fn a_circle_the_next_fix_lacks_ends_with_the_wind_not_by_fading() {
+        let mut a = fix(300.0, 120.0, 0.0, Some(30.0));
+        a.time = Timestamp::UNIX_EPOCH;
+        let mut b = fix(250.0, 0.0, 0.0, Some(20.0));
+        b.time = Timestamp::UNIX_EPOCH + SignedDuration::from_hours(12);
+        let at = |h: i64| {
+            Fix::between(
+                &a,
+                &b,
+                Timestamp::UNIX_EPOCH + SignedDuration::from_hours(h),
+            )
+        };
+        // The 7-level circle both report: interpolated.
+        assert!((at(6).radii[0][0] - 275.0).abs() < 1e-9);
+        // The 10-level circle only the first reports holds while the maximum wind (30 → 20
+        // m/s) still reaches 24.5 m/s (until 6.6 h), then ends.
+        assert_eq!(at(3).radii[1][0], 120.0);
+        assert_eq!(at(6).radii[1][0], 120.0);
+        assert_eq!(at(7).radii[1][0], 0.0);
+        // And the 7-level outer edge is never stretched by a faded inner circle: the derived
+        // level-6 radius stays within reach of the reported 7-level circle.
+        for h in 0..=12 {
+            let f = at(h);
+            let r6 = f.radius_for(level_floor(6), 0, 30.0, 1.25);
+            assert!(r6 <= 1.25 * f.radii[0][0] + 1e-9, "{h} h: {r6}");
+        }
     }
 
     #[test]
@@ -861,7 +960,7 @@ mod tests {
                     .filter(|x| ahead <= SignedDuration::from_hours(i64::from(x.hours)))
                     .filter(|x| {
                         let speed = tier_speed(x.mean_level, x.gust_level, t.gust_factor);
-                        let r = fix.radius_for(speed, q, t.rmw_km);
+                        let r = fix.radius_for(speed, q, t.rmw_km, t.derived_reach);
                         let keep = holds.is_some_and(|ht| ht >= x.tier);
                         r > 0.0 && d <= r * if keep { 1.0 + h } else { 1.0 }
                     })
@@ -920,6 +1019,7 @@ mod tests {
                     time: now + SignedDuration::from_hours(6 * k - 6),
                     lat: 22.0 + 0.6 * k as f64,
                     lon: 124.0 - 0.45 * k as f64,
+                    derived: false,
                     vmax: Some(52.0 - 1.5 * k as f64),
                     radii: [
                         [350.0, 300.0, 250.0, 280.0],
@@ -934,6 +1034,7 @@ mod tests {
                     time: now + SignedDuration::from_hours(6 * k),
                     lat: 25.0,
                     lon: 121.0,
+                    derived: false,
                     vmax: Some(40.0),
                     radii: [[300.0; 4], [100.0; 4], [0.0, 0.0, 40.0, 0.0]],
                 })
@@ -944,6 +1045,7 @@ mod tests {
                     time: now,
                     lat: 20.0,
                     lon: 126.0,
+                    derived: false,
                     vmax: Some(30.0),
                     radii: [[200.0; 4], [0.0; 4], [0.0; 4]],
                 },
@@ -951,6 +1053,7 @@ mod tests {
                     time: now + SignedDuration::from_hours(12),
                     lat: 24.5,
                     lon: 120.5,
+                    derived: false,
                     vmax: Some(58.0),
                     radii: [[450.0, 400.0, 380.0, 420.0], [180.0; 4], [90.0; 4]],
                 },
@@ -958,6 +1061,7 @@ mod tests {
                     time: now + SignedDuration::from_hours(48),
                     lat: 28.0,
                     lon: 119.0,
+                    derived: false,
                     vmax: Some(25.0),
                     radii: [[250.0; 4], [0.0; 4], [0.0; 4]],
                 },

@@ -21,6 +21,7 @@ pub mod replay;
 mod settings;
 pub mod state;
 pub mod typhoon;
+pub mod wind_profile;
 
 use serde::{Deserialize, Serialize};
 

@@ -147,6 +147,9 @@ pub enum RadiusSource {
     Jma50kt,
     /// JTWC 64 kt radius, for the 12-level circle.
     Jtwc64kt,
+    /// Not reported for this time: carried from the analysis by the wind profile
+    /// ([`super::wind_profile::carry`]), as for CMA's forecast points.
+    Carried,
 }
 
 /// A wind radius per quadrant, in km.

@@ -290,6 +290,15 @@ fn lekima_over_the_county() {
     );
     assert_eq!(relay.iter().filter_map(|d| d.tier).max(), Some(Tier::Red));
 
+    // Blue (level 6, for which no agency draws a circle) comes from the wind profile beyond
+    // the reported 7-level circle, and the warning says so.
+    assert!(
+        o.caps
+            .iter()
+            .any(|(_, xml)| xml.contains("风圈外缘按风廓线推算")),
+        "no typhoon text says its circle was derived"
+    );
+
     // Every message valid CAP 1.2 with Google's rules, and against the official XSD.
     for (id, xml) in &o.caps {
         let report = cap::inspect(

@@ -46,3 +46,4 @@ mod smsc_quirks;
 mod store;
 mod tidy;
 mod web;
+mod windfield;
