@@ -4,6 +4,7 @@
 mod admin;
 mod cap_cmd;
 mod demo;
+mod feed_cmd;
 mod fwi_cmd;
 mod registry_cmd;
 mod replay_cmd;
@@ -80,6 +81,9 @@ enum Command {
     Cap(cap_cmd::CapCommand),
     /// Fire Weather Index (FFMC, DMC, DC, ISI, BUI, FWI, DSR) from daily noon weather.
     Fwi(fwi_cmd::FwiArgs),
+    /// What stormbell makes of a feed's document: try a sample from your bureau first.
+    #[command(subcommand)]
+    Feed(feed_cmd::FeedCommand),
     /// After-action report of a warning: timeline, time to acknowledge per level, who never
     /// answered, evacuation; Markdown and CSV.
     Report(report_cmd::ReportArgs),
@@ -107,6 +111,7 @@ pub fn main() -> ExitCode {
         Command::Cap(cmd) => with_config(&cli.global, |cfg| cap_cmd::run(cmd, cfg)),
         Command::Audit(cmd) => with_config(&cli.global, |cfg| admin::audit(cmd, cfg)),
         Command::Status => with_config(&cli.global, admin::status),
+        Command::Feed(cmd) => feed_cmd::run(cmd),
         Command::User(cmd) => with_config(&cli.global, |cfg| user_cmd::run(cmd, cfg)),
         Command::Run => with_config(&cli.global, admin::run),
         // The demo's stages log to its folder (demo.rs); the terminal shows the story.

@@ -117,10 +117,18 @@ pub struct TyphoonRules {
     pub derived_reach: f64,
     /// Interpolation step along the track (minutes).
     pub step_mins: u32,
+    /// Whose tracks to use when several agencies track one storm, most preferred first
+    /// (WMO location indicators: `BABJ` CMA, `RJTD` JMA, `PGTW` JTWC).
+    #[serde(default = "default_agencies")]
+    pub agencies: Vec<String>,
     /// CAP event code (national 11Bxx).
     pub event_code: String,
     /// The tiers, any order.
     pub tiers: Vec<TyphoonTier>,
+}
+
+fn default_agencies() -> Vec<String> {
+    ["BABJ", "RJTD", "PGTW"].map(String::from).to_vec()
 }
 
 /// One tier of a rainfall criterion.

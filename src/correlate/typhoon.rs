@@ -174,7 +174,9 @@ impl Fix {
         {
             pairs.push((v, rmw_km));
         }
-        // Between known speeds: interpolate log-log, the slope kept within reason.
+        // Between known speeds: interpolate log-log. Between two circles the result stays
+        // between them whatever the slope (so each circle is reproduced exactly); a slope
+        // beyond them is kept within reason.
         let alpha = |a: (f64, f64), b: (f64, f64)| -> f64 {
             let a_ = (b.0 / a.0).ln() / (a.1 / b.1).ln();
             if a_.is_finite() {
@@ -186,8 +188,11 @@ impl Fix {
         for w in pairs.windows(2) {
             let (lo, hi) = (w[0], w[1]);
             if speed <= hi.0 {
-                let a = alpha(lo, hi);
-                return lo.1 * (lo.0 / speed).powf(1.0 / a);
+                let f = (speed / lo.0).ln() / (hi.0 / lo.0).ln();
+                if f.is_finite() && hi.1 > 0.0 && lo.1 > 0.0 {
+                    return (lo.1.ln() + (hi.1 / lo.1).ln() * f.clamp(0.0, 1.0)).exp();
+                }
+                return hi.1;
             }
         }
         // Faster than every known speed and no maximum wind given: inside the innermost
@@ -735,7 +740,16 @@ impl Rule for TyphoonRule {
     fn observe(&mut self, obs: &Observation, inbox: i64, _reg: &Registry) -> bool {
         match obs {
             Observation::Track(t) => {
-                self.tracks.insert(t.storm.clone(), (t.clone(), inbox));
+                // A bulletin arriving late never replaces a newer one; a correction (CCA)
+                // replaces the bulletin it corrects, never the other way round.
+                let newest = |t: &Track| t.points.iter().map(|p| p.time).max();
+                let key = format!("{}|{}", t.agency, t.storm);
+                if let Some((old, _)) = self.tracks.get(&key)
+                    && (newest(t), t.correction) < (newest(old), old.correction)
+                {
+                    return false;
+                }
+                self.tracks.insert(key, (t.clone(), inbox));
                 true
             }
             _ => false,
@@ -760,10 +774,12 @@ impl Rule for TyphoonRule {
                 .max();
             last.is_some_and(|l| now.duration_since(l) < SignedDuration::from_hours(48))
         });
-        let mut best: HashMap<usize, (Tier, Timestamp, f64, String, i64, bool)> = HashMap::new();
+        // Per village: tier, when, km, storm, inbox row, derived, agency.
+        type Best = (Tier, Timestamp, f64, String, i64, bool, String);
+        let mut best: HashMap<usize, Best> = HashMap::new();
         let held = ctx.held.get(&Hazard::Typhoon);
         let t = &ctx.rules.typhoon;
-        for (track, inbox) in self.tracks.values() {
+        for (track, inbox) in chosen(self.tracks.values(), &t.agencies) {
             let p = path(track, now);
             // Whether a tier's circle comes from the wind profile (or circles carried to a
             // forecast point) rather than from what the agency reported: said in the text.
@@ -780,12 +796,26 @@ impl Rule for TyphoonRule {
                 km: d,
             } in exposure(ctx.reg, ctx.rules, &p, now, held)
             {
-                let name = format!("{} {}", track.storm, track.name);
-                let e =
-                    best.entry(vi)
-                        .or_insert((tier, at, d, name.clone(), *inbox, derived(tier)));
+                let name = format!("{} {}", track.storm, track.name).trim().to_string();
+                let e = best.entry(vi).or_insert((
+                    tier,
+                    at,
+                    d,
+                    name.clone(),
+                    *inbox,
+                    derived(tier),
+                    track.agency.clone(),
+                ));
                 if tier > e.0 {
-                    *e = (tier, at, d, name, *inbox, derived(tier));
+                    *e = (
+                        tier,
+                        at,
+                        d,
+                        name,
+                        *inbox,
+                        derived(tier),
+                        track.agency.clone(),
+                    );
                 }
             }
         }
@@ -793,7 +823,7 @@ impl Rule for TyphoonRule {
         let mut cause = None;
         let places: Vec<(String, String, Place)> = best
             .into_iter()
-            .map(|(vi, (tier, at, d, storm, inbox, derived))| {
+            .map(|(vi, (tier, at, d, storm, inbox, derived, agency))| {
                 let v = &ctx.reg.data.villages[vi];
                 let town = town_name(ctx.reg, &v.town);
                 let o = onset.entry(v.town.clone()).or_insert(at);
@@ -812,6 +842,7 @@ impl Rule for TyphoonRule {
                             serde_json::json!({
                                 "storm": storm, "tier": tier.as_str(), "place": v.name,
                                 "when": when.to_string(), "km": d, "derived": derived,
+                                "agency": agency,
                             }),
                         ),
                     },
@@ -840,6 +871,44 @@ impl Rule for TyphoonRule {
         }
         out
     }
+}
+
+/// One track per storm: the most preferred agency's (`preference`, in order; agencies not
+/// listed after those listed), unless its newest analysis is more than 12 h older than
+/// another agency's, in which case the freshest. Agencies are never mixed within a track:
+/// each fix is one agency's. Storms are the same when their international names are (JTWC
+/// numbers them differently: 14W is CMA's 2615), or else their numbers.
+fn chosen<'a>(
+    tracks: impl Iterator<Item = &'a (Track, i64)>,
+    preference: &[String],
+) -> Vec<&'a (Track, i64)> {
+    let rank = |a: &str| {
+        preference
+            .iter()
+            .position(|p| p == a)
+            .unwrap_or(preference.len())
+    };
+    let newest = |t: &Track| t.points.iter().map(|p| p.time).max();
+    let mut by: std::collections::BTreeMap<String, Vec<&'a (Track, i64)>> = Default::default();
+    for e in tracks {
+        let id = if e.0.name_en.trim().is_empty() {
+            e.0.storm.clone()
+        } else {
+            e.0.name_en.trim().to_ascii_uppercase()
+        };
+        by.entry(id).or_default().push(e);
+    }
+    by.into_values()
+        .filter_map(|mut group| {
+            let freshest = group.iter().filter_map(|e| newest(&e.0)).max();
+            group.sort_by_key(|e| (rank(&e.0.agency), std::cmp::Reverse(newest(&e.0))));
+            let recent = |e: &&&(Track, i64)| match (newest(&e.0), freshest) {
+                (Some(n), Some(f)) => f.duration_since(n) <= SignedDuration::from_hours(12),
+                _ => true,
+            };
+            group.iter().find(recent).or(group.first()).copied()
+        })
+        .collect()
 }
 
 /// A town's name from the registry's units, or its code.

@@ -12,11 +12,13 @@
 //! alarm. What was seen and handed on is recorded in the store ([`state`]) in one transaction
 //! with the items themselves (a durable inbox), so a restart neither misses nor repeats.
 
+pub mod bulletin;
 pub mod cap_feed;
 pub mod fetch;
 pub mod fire;
 pub mod poller;
 pub mod rainfall;
+pub mod read;
 pub mod replay;
 mod settings;
 pub mod state;
@@ -83,6 +85,8 @@ pub enum Observation {
     Rain(rainfall::RainBatch),
     /// Fire weather or hotspots.
     Fire(fire::FireBatch),
+    /// A storm made landfall (CMA's `WHCI40 BABJ`).
+    Landfall(bulletin::Landfall),
     /// A feed went silent, or came back: for the duty officer, on the same path as warnings.
     FeedAlarm(FeedAlarm),
 }
@@ -121,6 +125,10 @@ impl Observation {
                 "rainfall: {} reading(s), {} flagged",
                 r.readings.len(),
                 r.flagged()
+            ),
+            Observation::Landfall(l) => format!(
+                "landfall: {} {} at {} ({})",
+                l.storm, l.name, l.place, l.time
             ),
             Observation::Fire(fire::FireBatch::Weather(w)) => {
                 format!("fire weather: {} observation(s)", w.len())
@@ -225,6 +233,18 @@ pub struct Parsed {
     pub follow: Vec<Link>,
     /// Problems that did not stop the document from being used.
     pub problems: Vec<String>,
+    /// Products recognised and deliberately not used (not problems: logged as information).
+    pub skipped: Vec<Skipped>,
+}
+
+/// A product a kind recognised and deliberately does not use (CMA's telegraph-code
+/// bulletins beside the subjective forecast that carries the same track).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Skipped {
+    /// What it is (a bulletin's heading).
+    pub what: String,
+    /// Why it is not used.
+    pub why: String,
 }
 
 /// A link found in a feed's document.
@@ -315,6 +335,7 @@ pub(crate) async fn parse_off_workers(
 pub fn kind(name: &str, limits: cap::Limits) -> Option<std::sync::Arc<dyn FeedKind>> {
     Some(match name {
         "cap" => std::sync::Arc::new(cap_feed::CapFeed { limits }),
+        "bulletin" => std::sync::Arc::new(bulletin::BulletinFeed),
         "typhoon" => std::sync::Arc::new(typhoon::TyphoonFeed),
         "rainfall" => std::sync::Arc::new(rainfall::RainfallFeed),
         "fire" => std::sync::Arc::new(fire::FireFeed),
@@ -323,7 +344,7 @@ pub fn kind(name: &str, limits: cap::Limits) -> Option<std::sync::Arc<dyn FeedKi
 }
 
 /// The names [`kind`] knows.
-pub const KINDS: &[&str] = &["cap", "typhoon", "rainfall", "fire"];
+pub const KINDS: &[&str] = &["cap", "typhoon", "bulletin", "rainfall", "fire"];
 
 impl FeedKind for typhoon::TyphoonFeed {
     fn name(&self) -> &'static str {

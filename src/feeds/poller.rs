@@ -477,6 +477,9 @@ impl Poller {
             url: spec.url.clone(),
             error,
         })?;
+        for sk in &parsed.skipped {
+            tracing::info!(feed = %spec.id, "{} not used: {}", sk.what, sk.why);
+        }
         let mut report = PollReport {
             problems: parsed.problems,
             ..PollReport::default()

@@ -235,6 +235,14 @@ pub struct Track {
     pub name_en: String,
     /// Which form it was read from.
     pub format: String,
+    /// The agency whose analysis the points are, as its WMO location indicator (`BABJ` CMA,
+    /// `RJTD` JMA, `PGTW` JTWC); empty when the source mixes agencies (IBTrACS, best tracks).
+    #[serde(default)]
+    pub agency: String,
+    /// 0 for an original bulletin, 1 for its first correction (`CCA`), 2 for `CCB` …: a
+    /// correction replaces the bulletin it corrects, never the other way round.
+    #[serde(default)]
+    pub correction: u8,
     /// Analysis points, in time order.
     pub points: Vec<TrackPoint>,
     /// Forecasts.
@@ -383,6 +391,9 @@ fn parse_cn_json(body: &str) -> Result<Vec<Track>, FeedError> {
             name: text(s.get("name")).unwrap_or_default(),
             name_en: text(s.get("ename")).unwrap_or_default(),
             format: "cn-json".into(),
+            // The Chinese services' analysis is CMA's.
+            agency: "BABJ".into(),
+            correction: 0,
             points: Vec::new(),
             forecasts: Vec::new(),
         };
@@ -439,6 +450,8 @@ fn parse_cma_bst(text: &str) -> Result<Vec<Track>, FeedError> {
                 name: String::new(),
                 name_en: name,
                 format: "cma-bst".into(),
+                agency: String::new(),
+                correction: 0,
                 points: Vec::new(),
                 forecasts: Vec::new(),
             });
@@ -639,6 +652,8 @@ fn parse_ibtracs(text: &str) -> Result<Vec<Track>, FeedError> {
                 name: String::new(),
                 name_en: rec.get(c_name).unwrap_or("").trim().to_string(),
                 format: "ibtracs".into(),
+                agency: String::new(),
+                correction: 0,
                 points: vec![point],
                 forecasts: Vec::new(),
             }),

@@ -33,6 +33,9 @@
 //! reads the circles at the forecast's maximum wind: a storm of the same size that weakens has
 //! smaller circles, and a circle ends where the forecast wind no longer reaches its level.
 
+/// The radius of maximum wind assumed when a quadrant has a single circle and nothing else
+/// settles the profile's shape (the national rules' default `rmw_km`).
+pub const RMAX_PRIOR_KM: f64 = 30.0;
 /// Holland's range for the shape parameter `B`.
 pub const B_RANGE: (f64, f64) = (1.0, 2.5);
 /// The range accepted for the radius of maximum wind, km.

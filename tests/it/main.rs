@@ -27,6 +27,7 @@ mod dispatch_outbox;
 mod dispatch_restart;
 mod dispatch_sms;
 mod drill;
+mod feeds_formats;
 mod feeds_parse;
 mod feeds_poll;
 mod feeds_replay;

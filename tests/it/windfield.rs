@@ -3,6 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::common;
+
 use jiff::Timestamp;
 use stormbell::correlate::typhoon::{exposure, path};
 use stormbell::correlate::{Rules, Tier};
@@ -81,5 +83,80 @@ fn a_village_at_harbin_is_never_in_lekimas_wind() {
             .min();
         eprintln!("first {tier:?} or above over the county: {first:?}");
         assert!(first.is_some(), "{tier:?} never reached the county");
+    }
+}
+
+/// The point `km` from (`lat`, `lon`) on bearing `deg` (great circle).
+fn destination(lat: f64, lon: f64, deg: f64, km: f64) -> (f64, f64) {
+    let (p1, l1, th, d) = (
+        lat.to_radians(),
+        lon.to_radians(),
+        deg.to_radians(),
+        km / 6371.0,
+    );
+    let p2 = (p1.sin() * d.cos() + p1.cos() * d.sin() * th.cos()).asin();
+    let l2 = l1 + (th.sin() * d.sin() * p1.cos()).atan2(d.cos() - p1.sin() * p2.sin());
+    (p2.to_degrees(), l2.to_degrees())
+}
+
+/// Villages at known distances from Jongdari's analysis (CMA bulletin of 2018-07-27 06Z: 7-,
+/// 10- and 12-level circles 400/80/50 km to the north-east, 220/60/50 to the south-west)
+/// get the tier the national criteria give for the wind the circles say they have: a mean of
+/// level 12 inside the 12-level circle is red (red: mean level 12), level 10 inside the
+/// 10-level circle at least orange (orange: mean level 10), level 7 inside the 7-level circle
+/// at least blue (blue: mean level 6), and below level 10 outside the 10-level circle never
+/// red (red needs a mean of level 12, or gusts of 14 = a mean of 29.6 m/s at 1.4). Beyond the
+/// bound on derived circles (1.25 × the 7-level one) nothing.
+#[test]
+fn tiers_at_known_distances_follow_the_national_criteria() {
+    let body = common::ext_bytes(
+        "real-formats/01-tac-samples/cma_WTPQ20_BABJ_270600_TY_JONGDARI_1812.transcribed.txt",
+    );
+    let read =
+        stormbell::feeds::bulletin::parse(&body, "2018-07-27T07:00:00Z".parse().unwrap()).unwrap();
+    let Some(stormbell::feeds::bulletin::Bulletin::Track(mut track)) =
+        read.bulletins.into_iter().next()
+    else {
+        panic!("no track");
+    };
+    // The analysis alone: distances are the analysis' own, not the forecast's.
+    track.forecasts.clear();
+    let (lat, lon) = (track.points[0].lat, track.points[0].lon);
+    let now = track.points[0].time;
+    // (bearing, km, lowest tier, highest tier); None = no warning.
+    let cases: [(f64, f64, Option<Tier>, Option<Tier>); 8] = [
+        (45.0, 40.0, Some(Tier::Red), Some(Tier::Red)),
+        (45.0, 70.0, Some(Tier::Orange), Some(Tier::Red)),
+        (45.0, 300.0, Some(Tier::Blue), Some(Tier::Orange)),
+        (45.0, 395.0, Some(Tier::Blue), Some(Tier::Orange)),
+        (45.0, 520.0, None, None),
+        (225.0, 200.0, Some(Tier::Blue), Some(Tier::Orange)),
+        (225.0, 290.0, None, None),
+        (315.0, 190.0, None, None),
+    ];
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let (loaded, _) = registry::check_dir(&root.join("fixtures/county"), registry::Encoding::Auto);
+    let mut data = loaded.data;
+    let template = data.villages[0].clone();
+    // Far from the fixture county (Jongdari was east of Japan): only these villages count.
+    for (k, (bearing, km, ..)) in cases.iter().enumerate() {
+        let (la, lo) = destination(lat, lon, *bearing, *km);
+        let mut v = template.clone();
+        v.code = format!("99000000{:04}", k);
+        v.name = format!("测距村{k}（合成）");
+        v.point = stormbell::cap::Point { lat: la, lon: lo };
+        v.polygon = None;
+        data.villages.push(v);
+    }
+    let reg = Registry::new(data);
+    let rules = Rules::national();
+    let exposed = exposure(&reg, &rules, &path(&track, now), now, None);
+    for (k, (bearing, km, lo, hi)) in cases.iter().enumerate() {
+        let i = reg.village_index(&format!("99000000{:04}", k)).unwrap();
+        let got = exposed.iter().find(|e| e.village == i).map(|e| e.tier);
+        assert!(
+            got >= *lo && got <= *hi,
+            "{km} km on {bearing}°: {got:?}, want {lo:?}–{hi:?}"
+        );
     }
 }
