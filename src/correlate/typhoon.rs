@@ -18,7 +18,9 @@ use super::assess::{Assessment, Ctx, Place, PlaceKind, Rule, by_area};
 use super::rules::Rules;
 use super::tier::{Hazard, Tier};
 use crate::feeds::Observation;
-use crate::feeds::typhoon::{Radii, RadiusSource, Track, TrackPoint, level_floor};
+use crate::feeds::typhoon::{
+    Forecast, Radii, RadiusSource, Track, TrackPoint, agency_code, level_floor,
+};
 use crate::feeds::wind_profile::Profile;
 use crate::registry::Registry;
 use crate::registry::geo::{EARTH_KM, chord_of_km, km_of_chord, unit_vector};
@@ -226,7 +228,15 @@ pub fn path(track: &Track, now: Timestamp) -> Vec<Fix> {
     for p in track.points.iter().filter(|p| p.time > after) {
         fixes.push(Fix::of(p));
     }
-    let newest = track.forecasts.iter().max_by_key(|f| f.issued);
+    // The track's own agency's newest forecast (never another agency's points spliced onto
+    // its analysis), or, when it has none, the newest there is.
+    let own = |f: &&Forecast| track.agency.is_empty() || agency_code(&f.agency) == track.agency;
+    let newest = track
+        .forecasts
+        .iter()
+        .filter(own)
+        .max_by_key(|f| f.issued)
+        .or_else(|| track.forecasts.iter().max_by_key(|f| f.issued));
     if let Some(f) = newest {
         let last = fixes.last().map_or(Timestamp::MIN, |f| f.time);
         for p in f.points.iter().filter(|p| p.time > last) {

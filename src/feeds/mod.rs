@@ -23,6 +23,7 @@ pub mod replay;
 mod settings;
 pub mod state;
 pub mod typhoon;
+pub mod typhoon_web;
 pub mod wind_profile;
 
 use serde::{Deserialize, Serialize};
@@ -336,6 +337,7 @@ pub fn kind(name: &str, limits: cap::Limits) -> Option<std::sync::Arc<dyn FeedKi
     Some(match name {
         "cap" => std::sync::Arc::new(cap_feed::CapFeed { limits }),
         "bulletin" => std::sync::Arc::new(bulletin::BulletinFeed),
+        "typhoon_web" => std::sync::Arc::new(typhoon_web::TyphoonWebFeed),
         "typhoon" => std::sync::Arc::new(typhoon::TyphoonFeed),
         "rainfall" => std::sync::Arc::new(rainfall::RainfallFeed),
         "fire" => std::sync::Arc::new(fire::FireFeed),
@@ -344,7 +346,14 @@ pub fn kind(name: &str, limits: cap::Limits) -> Option<std::sync::Arc<dyn FeedKi
 }
 
 /// The names [`kind`] knows.
-pub const KINDS: &[&str] = &["cap", "typhoon", "bulletin", "rainfall", "fire"];
+pub const KINDS: &[&str] = &[
+    "cap",
+    "typhoon",
+    "typhoon_web",
+    "bulletin",
+    "rainfall",
+    "fire",
+];
 
 impl FeedKind for typhoon::TyphoonFeed {
     fn name(&self) -> &'static str {

@@ -11,18 +11,26 @@
 //! * `{"kind":"landfall", "agency", "storm", "name", "time", "place", "wind_ms"}`;
 //! * `{"kind":"rain", "station", "time", "readings": [{"element", "mm"}]}`;
 //! * `{"kind":"cap", "sender", "identifier", "sent", "event", "severity", "areas"}`;
-//! * `{"kind":"skipped", "file", "heading", "reason"}` — a product recognised and not used;
+//! * `{"kind":"skipped", "file", "what", "reason"}` — a product recognised and not used;
 //! * `{"kind":"refused", "file", "reason"}`.
 
 use jiff::Timestamp;
 use serde_json::{Map, Value, json};
 
-use super::typhoon::{Radii, RadiusSource, Track, TrackPoint};
+use super::typhoon::{Radii, RadiusSource, Track, TrackPoint, agency_code};
 use super::{Document, Observation};
 use crate::cap;
 
 /// The kinds `feed read` knows, and `auto`.
-pub const READ_KINDS: &[&str] = &["auto", "bulletin", "typhoon", "cap", "rainfall", "fire"];
+pub const READ_KINDS: &[&str] = &[
+    "auto",
+    "bulletin",
+    "typhoon_web",
+    "typhoon",
+    "cap",
+    "rainfall",
+    "fire",
+];
 
 /// The kind of a document, recognised from its content.
 pub fn detect(body: &[u8]) -> Option<&'static str> {
@@ -36,6 +44,18 @@ pub fn detect(body: &[u8]) -> Option<&'static str> {
         .any(|l| super::bulletin::Heading::parse(l.trim()).is_some())
     {
         return Some("bulletin");
+    }
+    let whole = String::from_utf8_lossy(body);
+    let json = super::typhoon_web::unwrap_jsonp(&whole);
+    let wrapped =
+        json.len() + 2 < whole.trim().len() && (json.starts_with('{') || json.starts_with('['));
+    let web = ["\"typhoonList\"", "\"typhoon\"", "\"tfid\""]
+        .iter()
+        .any(|k| json.contains(k))
+        // A lone point of the national service: `[id, "yyyyMMddHHmm", …`.
+        || (json.starts_with('[') && json.get(1..40).is_some_and(|h| h.contains(", \"20") || h.contains(",\"20")));
+    if web || wrapped {
+        return Some("typhoon_web");
     }
     if t.starts_with('{') || t.starts_with('[') || t.starts_with("SID,") || t.starts_with("66666") {
         return Some("typhoon");
@@ -101,10 +121,11 @@ pub fn track_lines(t: &Track) -> Vec<Value> {
     t.points
         .iter()
         .map(|p| {
+            // The track's own agency's forecast only: agencies are not mixed in a fix.
             let forecasts: Vec<Value> = t
                 .forecasts
                 .iter()
-                .filter(|f| f.issued == p.time)
+                .filter(|f| f.issued == p.time && agency_code(&f.agency) == t.agency)
                 .flat_map(|f| f.points.iter())
                 .map(|f| {
                     json!({
@@ -221,7 +242,7 @@ pub fn read(kind: &str, file: &str, body: &[u8], received: Timestamp) -> (Vec<Va
                 .collect();
             for sk in &parsed.skipped {
                 out.push(
-                    json!({"kind": "skipped", "file": file, "heading": sk.what, "reason": sk.why}),
+                    json!({"kind": "skipped", "file": file, "what": sk.what, "reason": sk.why}),
                 );
             }
             for p in &parsed.problems {

@@ -213,6 +213,19 @@ pub struct TrackPoint {
     pub r12: Option<Radii>,
 }
 
+/// An agency's WMO location indicator from the name a service gives it (the Zhejiang
+/// service's 中国, 日本, 美国, 中国香港, 中国台湾); an indicator stays as it is.
+pub fn agency_code(name: &str) -> &str {
+    match name.trim() {
+        "中国" | "中央气象台" => "BABJ",
+        "日本" => "RJTD",
+        "美国" => "PGTW",
+        "中国香港" => "VHHH",
+        "中国台湾" => "RCTP",
+        other => other,
+    }
+}
+
 /// One agency's forecast, issued at an analysis time.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Forecast {

@@ -1053,3 +1053,59 @@ fn config_check_says_each_problem_once_with_its_file_and_status_needs_a_database
     assert!(String::from_utf8_lossy(&o.stderr).contains("no database at"));
     assert!(!missing.exists());
 }
+
+/// Every real sample in tests/data/real-formats that is one document of a format stormbell
+/// reads is read (exit 0) into lines of the documented kinds; the quoted research note is
+/// refused (exit 1) with a reason; nothing panics.
+#[test]
+fn feed_read_every_real_sample() {
+    let dirs = [
+        "real-formats/01-tac-samples",
+        "real-formats/02-json-samples",
+    ];
+    let mut files: Vec<String> = Vec::new();
+    for d in dirs {
+        for e in std::fs::read_dir(common::external().join(d)).unwrap() {
+            files.push(e.unwrap().path().display().to_string());
+        }
+    }
+    files.sort();
+    assert!(files.len() >= 24, "{files:?}");
+    for f in &files {
+        let o = run(&["feed", "read", "--received", "2026-10-07T00:00:00Z", f]);
+        let out = stdout(&o);
+        let kinds: Vec<String> = out
+            .lines()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                v["kind"].as_str().unwrap().to_string()
+            })
+            .collect();
+        assert!(!kinds.is_empty(), "{f}");
+        let refused = f.ends_with("nmc_small_endpoints_2026-09-13.txt");
+        assert_eq!(o.status.success(), !refused, "{f}: {out}");
+        assert!(
+            kinds.iter().all(
+                |k| ["typhoon", "landfall", "skipped", "note", "refused"].contains(&k.as_str())
+            ),
+            "{f}: {kinds:?}"
+        );
+        assert_eq!(
+            kinds.contains(&"refused".to_string()),
+            refused,
+            "{f}: {kinds:?}"
+        );
+    }
+    // Several files at once: one refused makes the exit status 1, the others still print.
+    let o = run(&[
+        "feed",
+        "read",
+        &files[0],
+        &common::external()
+            .join("real-formats/02-json-samples/nmc_small_endpoints_2026-09-13.txt")
+            .display()
+            .to_string(),
+    ]);
+    assert!(!o.status.success());
+    assert!(stdout(&o).lines().count() >= 2);
+}

@@ -377,3 +377,178 @@ fn derived_circles_at_the_analysis_are_the_reported_ones() {
     }
     assert!(checked >= 30, "{checked}");
 }
+
+fn json_sample(name: &str) -> Vec<u8> {
+    common::ext_bytes(&format!("real-formats/02-json-samples/{name}"))
+}
+
+fn web(body: &[u8], url: &str) -> stormbell::feeds::Parsed {
+    stormbell::feeds::typhoon_web::parse(body, url, ts("2026-10-07T00:00:00Z")).unwrap()
+}
+
+fn tracks_of(p: &stormbell::feeds::Parsed) -> Vec<&Track> {
+    p.items
+        .iter()
+        .filter_map(|i| match &i.observation {
+            stormbell::feeds::Observation::Track(t) => Some(t),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn the_national_services_jsonp_longitude_first() {
+    // One layer of parentheses; longitude before latitude; a TD with no radii, moving "no".
+    let p = web(
+        &json_sample("nmc_view_3227033_BOLAVEN_0523_firstpoint.jsonp"),
+        "view_3227033",
+    );
+    let t = tracks_of(&p)[0];
+    assert_eq!(
+        (t.storm.as_str(), t.name.as_str(), t.name_en.as_str()),
+        ("523", "布拉万", "BOLAVEN")
+    );
+    let x = &t.points[0];
+    assert_eq!((x.lat, x.lon), (8.8, 129.6));
+    assert_eq!(x.time, ts("2005-11-14T00:00:00Z"));
+    assert_eq!(
+        (x.pressure_hpa, x.wind_ms, x.move_dir.as_deref()),
+        (Some(1002.0), Some(15.0), None)
+    );
+    assert!(x.r7.is_none() && t.forecasts.is_empty());
+
+    // Saudel's point at 2026-08-21 21Z: radii NE,SE,SW,NW; CMA's forecasts by lead time.
+    let (out, ok) = read::read(
+        "auto",
+        "saudel.json",
+        &json_sample("nmc_view_3304099_SAUDEL_2618_point_202608212100.excerpt.json"),
+        ts("2026-08-22T00:00:00Z"),
+    );
+    assert!(ok);
+    let f = &out[0];
+    assert_eq!(
+        (f["lat"].as_f64(), f["lon"].as_f64()),
+        (Some(17.7), Some(147.5))
+    );
+    assert_eq!(f["time"], "2026-08-21T21:00:00Z");
+    assert_eq!(f["category"], "TY");
+    assert_eq!(
+        f["radii_km"],
+        serde_json::json!({
+            "30kt": {"ne": 380, "se": 420, "sw": 400, "nw": 350},
+            "50kt": {"ne": 80, "se": 80, "sw": 150, "nw": 150},
+            "64kt": {"ne": 40, "se": 40, "sw": 60, "nw": 60},
+        })
+    );
+    let fc = f["forecasts"].as_array().unwrap();
+    assert_eq!(fc.len(), 8);
+    assert_eq!(fc[0]["time"], "2026-08-22T09:00:00Z");
+    assert_eq!(
+        (fc[0]["lat"].as_f64(), fc[0]["lon"].as_f64()),
+        (Some(19.0), Some(145.8))
+    );
+    assert_eq!(fc[7]["hours"], 120);
+}
+
+#[test]
+fn the_national_services_lists_with_one_or_two_layers_lead_to_the_active_storms() {
+    let url = "http://typhoon.nmc.cn/weatherservice/typhoon/jsons/list_default?t=1";
+    // Two layers of parentheses, a name with a trailing newline, a nameless depression.
+    let p = web(
+        &json_sample("nmc_list_default_2026-10-07_excerpt.jsonp"),
+        url,
+    );
+    let links: Vec<&str> = p.follow.iter().map(|l| l.url.as_str()).collect();
+    assert_eq!(
+        links,
+        [
+            "http://typhoon.nmc.cn/weatherservice/typhoon/jsons/view_3346033",
+            "http://typhoon.nmc.cn/weatherservice/typhoon/jsons/view_3346168",
+            "http://typhoon.nmc.cn/weatherservice/typhoon/jsons/view_3341981",
+        ]
+    );
+    assert!(p.skipped.iter().any(|s| s.what.ends_with("小熊")));
+    for name in [
+        "nmc_list_1950_excerpt.jsonp",
+        "nmc_list_2024_nameless_entry.jsonp",
+    ] {
+        let p = web(&json_sample(name), url);
+        assert!(p.follow.is_empty() && p.items.is_empty(), "{name}");
+    }
+    // The same list with one layer.
+    let single = String::from_utf8(json_sample("nmc_list_default_2026-10-07_excerpt.jsonp"))
+        .unwrap()
+        .replacen("((", "(", 1)
+        .replacen("}))", "})", 1);
+    assert_eq!(web(single.as_bytes(), url).follow.len(), 3);
+    // The quoted research note is not one document: refused with a reason, not a crash.
+    let (out, ok) = read::read(
+        "typhoon_web",
+        "notes.txt",
+        &json_sample("nmc_small_endpoints_2026-09-13.txt"),
+        ts("2026-10-07T00:00:00Z"),
+    );
+    assert!(!ok && out[0]["kind"] == "refused", "{out:?}");
+}
+
+#[test]
+fn the_zhejiang_service_ne_se_nw_sw_beijing_time_and_five_agencies() {
+    let derived = web(
+        &json_sample("zj_TyphoonInfo_202116_MINDULLE.derived.json"),
+        "x",
+    );
+    // The repository copy wrapped in a script assignment reads the same.
+    let script = web(
+        &json_sample("zj_TyphoonInfo_202116_MINDULLE_2021.data.js"),
+        "x",
+    );
+    let (a, b) = (tracks_of(&derived)[0], tracks_of(&script)[0]);
+    assert_eq!(a, b);
+    assert_eq!(
+        (a.storm.as_str(), a.name.as_str(), a.name_en.as_str()),
+        ("202116", "蒲公英", "MINDULLE")
+    );
+    assert_eq!(a.points.len(), 52);
+    let (out, ok) = read::read(
+        "auto",
+        "mindulle.json",
+        &json_sample("zj_TyphoonInfo_202116_MINDULLE.derived.json"),
+        ts("2021-10-02T00:00:00Z"),
+    );
+    assert!(ok);
+    assert_eq!(out.iter().filter(|l| l["kind"] == "typhoon").count(), 52);
+    // "2021/9/27 5:00:00" Beijing time; radius7 "320|300|320|350" is NE|SE|NW|SW.
+    let p = a
+        .points
+        .iter()
+        .find(|p| p.time == ts("2021-09-26T21:00:00Z"))
+        .unwrap();
+    let r7 = p.r7.unwrap();
+    assert_eq!((r7.ne, r7.se, r7.sw, r7.nw), (320.0, 300.0, 350.0, 320.0));
+    let r10 = p.r10.unwrap();
+    assert_eq!(
+        (r10.ne, r10.se, r10.sw, r10.nw),
+        (180.0, 180.0, 200.0, 180.0)
+    );
+    assert_eq!(
+        (p.lat, p.lon, p.wind_ms, p.pressure_hpa),
+        (19.6, 136.7, Some(55.0), Some(930.0))
+    );
+    // Five agencies' forecasts from that point, by name; the first point (the analysis again)
+    // left out; a missing pressure is missing, not zero.
+    let from_here: Vec<&stormbell::feeds::typhoon::Forecast> =
+        a.forecasts.iter().filter(|f| f.issued == p.time).collect();
+    let mut names: Vec<&str> = from_here.iter().map(|f| f.agency.as_str()).collect();
+    names.sort();
+    assert_eq!(names, ["中国", "中国台湾", "中国香港", "日本", "美国"]);
+    let hk = from_here.iter().find(|f| f.agency == "中国香港").unwrap();
+    assert!(hk.points.iter().all(|x| x.time > p.time));
+    assert!(hk.points.iter().any(|x| x.pressure_hpa.is_none()));
+    // The printed fix carries CMA's forecast only.
+    let line = out
+        .iter()
+        .find(|l| l["time"] == "2021-09-26T21:00:00Z")
+        .unwrap();
+    let cn = from_here.iter().find(|f| f.agency == "中国").unwrap();
+    assert_eq!(line["forecasts"].as_array().unwrap().len(), cn.points.len());
+}
