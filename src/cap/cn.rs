@@ -434,7 +434,13 @@ impl<'a> CnReader<'_, 'a, '_> {
                 };
                 cn_params.push(ValuePair::new(VN_METHOD, name.clone()));
                 for field in ["message", "audienceGrp", "audiencePrt"] {
-                    if let Some(n) = Self::first(&mk, field) {
+                    // The national system's own alerts spell it `audenceprt`.
+                    let found = Self::first(&mk, field).or_else(|| {
+                        (field == "audiencePrt")
+                            .then(|| Self::first(&mk, "audenceprt"))
+                            .flatten()
+                    });
+                    if let Some(n) = found {
                         let v = self.text(n);
                         if !v.trim().is_empty() {
                             cn_params
@@ -650,10 +656,14 @@ impl<'a> CnReader<'_, 'a, '_> {
             Some(n) => self.time(n, &format!("{path}/effective")),
             None => None,
         };
-        let onset =
-            Self::first(&kids, "onset").and_then(|n| self.time(n, &format!("{path}/onset")));
-        let expires =
-            Self::first(&kids, "expires").and_then(|n| self.time(n, &format!("{path}/expires")));
+        // The national system writes `<onset/>` and `<expires/>` when it has no time: absent
+        // ("until cancelled"), not malformed.
+        let onset = Self::first(&kids, "onset")
+            .filter(|n| !self.trimmed(*n).is_empty())
+            .and_then(|n| self.time(n, &format!("{path}/onset")));
+        let expires = Self::first(&kids, "expires")
+            .filter(|n| !self.trimmed(*n).is_empty())
+            .and_then(|n| self.time(n, &format!("{path}/expires")));
         if let Some(n) = self.required(&kids, id, path, "senderName") {
             parameters.push(ValuePair::new(VN_SIGNER, self.text(n)));
         }
@@ -753,7 +763,11 @@ impl<'a> CnReader<'_, 'a, '_> {
             .required(&kids, id, path, "areaDesc")
             .map(|n| self.text(n));
         let mut polygons = Vec::new();
-        for n in Self::all(&kids, "polygon") {
+        // `<polygon/>` and `<circle/>` are usually empty in the national system's alerts.
+        let polygon_ids: Vec<NodeId> = Self::all(&kids, "polygon")
+            .filter(|n| !self.trimmed(*n).is_empty())
+            .collect();
+        for n in polygon_ids {
             match Polygon::parse(&self.text(n)) {
                 Ok(p) => {
                     if !p.points.is_empty() && !p.is_closed() {
@@ -778,7 +792,10 @@ impl<'a> CnReader<'_, 'a, '_> {
             }
         }
         let mut circles = Vec::new();
-        for n in Self::all(&kids, "circle") {
+        let circle_ids: Vec<NodeId> = Self::all(&kids, "circle")
+            .filter(|n| !self.trimmed(*n).is_empty())
+            .collect();
+        for n in circle_ids {
             match Circle::parse(&self.text(n)) {
                 Ok(c) => circles.push(Circle {
                     center: c.center,
@@ -820,7 +837,13 @@ impl<'a> CnReader<'_, 'a, '_> {
                         format!("`{code}` is not a 6-, 9-, 12- or 15-digit administrative code"),
                     );
                 }
-                geocodes.push(ValuePair::new(VN_AREA_CODE, code));
+                // The national system repeats codes (`410000000000,410000000000`): once each.
+                if !geocodes
+                    .iter()
+                    .any(|g: &ValuePair| g.value_name == VN_AREA_CODE && g.value == code)
+                {
+                    geocodes.push(ValuePair::new(VN_AREA_CODE, code));
+                }
             }
         }
         Some(Area {

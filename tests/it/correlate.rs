@@ -584,3 +584,81 @@ fn with_root(obs: Observation, root: &str) -> Observation {
         other => other,
     }
 }
+
+/// The national early-warning system's CAP as it really is (a real 12379 alert: no namespace,
+/// `sendTime`, `senderCode`, `eventType`, datetimes with a space, empty `<onset/>` and
+/// `<expires/>`, `audenceprt`, duplicated area codes, an Update whose first issue never
+/// arrived) is read, and relayed to the villages its area codes cover.
+#[test]
+fn the_national_systems_own_cap_is_read_and_relayed() {
+    use stormbell::feeds::FeedKind;
+    let real = common::ext_bytes(
+        "real-formats/04-cap-samples/cap_12379_henan_2020-02-05_gale_blue_update.xml",
+    );
+    let read = |body: &[u8]| {
+        let kind = stormbell::feeds::cap_feed::CapFeed {
+            limits: cap::Limits::default(),
+        };
+        let parsed = kind
+            .parse(&stormbell::feeds::Document {
+                feed: "national",
+                url: "http://127.0.0.1/12379.xml",
+                body,
+                digest: "d",
+                received: at("2020-02-05T11:00:00+08:00"),
+            })
+            .unwrap();
+        assert_eq!(parsed.items.len(), 1, "{:?}", parsed.problems);
+        parsed.items.into_iter().next().unwrap().observation
+    };
+    let Observation::Alert(a) = read(&real) else {
+        panic!("not an alert");
+    };
+    assert_eq!(a.alert.sender, "41000041600000");
+    assert_eq!(a.alert.identifier, "41000041600000_20200205105119");
+    assert_eq!(a.alert.sent.to_string(), "2020-02-05T10:45:00+08:00");
+    assert_eq!(a.alert.msg_type.as_str(), "Update");
+    let info = &a.alert.infos[0];
+    assert_eq!(info.event, "大风");
+    assert!(info.expires.is_none() && info.onset.is_none());
+    let codes: Vec<&str> = info.areas[0]
+        .geocodes
+        .iter()
+        .map(|g| g.value.as_str())
+        .collect();
+    assert_eq!(codes, ["410000000000"]);
+    // The misspelt `audenceprt` is read as audiencePrt (its value here is a lone comma).
+    assert!(
+        info.parameters
+            .iter()
+            .any(|p| p.value_name.ends_with(":SMS:audiencePrt") && p.value == ","),
+        "{:?}",
+        info.parameters
+    );
+
+    // The same alert issued for one of the fixture county's towns: relayed at its colour.
+    let town = "331098108";
+    let local = String::from_utf8(real)
+        .unwrap()
+        .replace("410000000000", &format!("{town}000"));
+    let mut e = engine();
+    let reg = county();
+    e.observe(&read(local.as_bytes()), 1);
+    let ev = e.evaluate(at("2020-02-05T11:05:00+08:00"));
+    assert_valid(&ev.emitted);
+    let relay = ev
+        .emitted
+        .iter()
+        .find(|x| x.state.hazard == Hazard::Upstream)
+        .expect("relayed");
+    assert_eq!(relay.state.tier, Tier::Blue);
+    assert_eq!(
+        relay.state.places.len(),
+        reg.data
+            .villages
+            .iter()
+            .filter(|v| v.code.starts_with(town))
+            .count()
+    );
+    assert!(relay.issued[0].xml.contains("大风"));
+}
