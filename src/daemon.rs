@@ -186,6 +186,10 @@ impl Pipeline {
 
     async fn start_on(self, r: &mut Running, shutdown: Shutdown) -> anyhow::Result<()> {
         let s = self.settings;
+        // Warnings go out under the office's name and code: never another county's.
+        s.issuer
+            .check_county(&self.registry)
+            .map_err(|e| anyhow::anyhow!(e))?;
         let (store, clock) = (self.store, self.clock);
         // What a previous run left mid-send waits for proof, then goes again (counted); each
         // channel later takes back only what it claims itself.

@@ -69,6 +69,33 @@ pub struct Issuer {
     pub status: Status,
 }
 
+impl Issuer {
+    /// Whether this office may issue for the registry's county: the sender code's area (its
+    /// first six digits) must be the county's code and the office's name must name the county.
+    /// A registry for another county with the default (fixture) configuration would otherwise
+    /// send that county's warnings under 东溟县's name and code. An empty registry passes.
+    pub fn check_county(&self, reg: &crate::registry::Registry) -> Result<(), String> {
+        let Some(county) = reg
+            .data
+            .units
+            .iter()
+            .find(|u| u.level == crate::registry::model::Level::County)
+        else {
+            return Ok(());
+        };
+        let area = self.sender_code.get(..6).unwrap_or("");
+        if area != county.code || !self.name.contains(county.name.trim()) {
+            return Err(format!(
+                "the configuration's [office] is {} (sender code {}, area {area}) but the \
+                 registry is county {} {}: set office.name, office.name_en, office.cap_sender \
+                 and office.sender_code for the county the registry describes (docs/deploy.md)",
+                self.name, self.sender_code, county.code, county.name
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// One CAP message as issued.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Issued {

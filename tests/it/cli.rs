@@ -1109,3 +1109,76 @@ fn feed_read_every_real_sample() {
     assert!(!o.status.success());
     assert!(stdout(&o).lines().count() >= 2);
 }
+
+/// A registry for another county (990100 西岭县, the fixture county's files with its codes
+/// and name changed) with the default configuration (东溟县, 33109899900000): the daemon
+/// refuses to start, naming both, instead of warning 西岭县's villages as 东溟县.
+#[test]
+fn run_refuses_a_registry_of_another_county_than_the_office() {
+    let dir = tempfile::tempdir().unwrap();
+    let reg = common::county::copy_files(&dir.path().join("reg"));
+    for e in std::fs::read_dir(&reg).unwrap() {
+        let p = e.unwrap().path();
+        // Some of the fixture's files are GBK, as offices' spreadsheets export them.
+        let bytes = std::fs::read(&p).unwrap();
+        let utf8 = std::str::from_utf8(&bytes).is_ok();
+        let enc = if utf8 {
+            encoding_rs::UTF_8
+        } else {
+            encoding_rs::GBK
+        };
+        let (text, _, bad) = enc.decode(&bytes);
+        assert!(!bad, "{}", p.display());
+        let changed = text.replace("331098", "990100").replace("东溟县", "西岭县");
+        let (out, _, bad) = enc.encode(&changed);
+        assert!(!bad);
+        std::fs::write(&p, out).unwrap();
+    }
+    let db = dir.path().join("d.db");
+    let db = db.to_str().unwrap();
+    let o = run(&["--db", db, "registry", "import", reg.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = run(&["--db", db, "run"]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("990100") && err.contains("西岭县") && err.contains("33109899900000"),
+        "{err}"
+    );
+    // Configured for that county, it starts (and stops on SIGTERM as usual).
+    let cfg = dir.path().join("office.toml");
+    std::fs::write(
+        &cfg,
+        "[office]\nname = \"西岭县防汛防台抗旱指挥部办公室\"\nname_en = \"Xiling County (synthetic)\"\n\
+         cap_sender = \"fxb.xiling.example.cn\"\nsender_code = \"99010099900000\"\n",
+    )
+    .unwrap();
+    let mut child = bin()
+        .args([
+            "--config",
+            cfg.to_str().unwrap(),
+            "--log-format",
+            "json",
+            "--db",
+            db,
+            "run",
+        ])
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    use std::io::BufRead;
+    let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let running = lines
+        .by_ref()
+        .any(|l| l.is_ok_and(|l| l.contains("stormbell running")));
+    assert!(running);
+    let kill = Command::new("sh")
+        .args(["-c", &format!("kill -TERM {}", child.id())])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    // Read to the end: the daemon logs its shutdown.
+    for _ in lines {}
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+}
