@@ -871,6 +871,9 @@ impl Rule for TyphoonRule {
                         "derived": ps.iter().any(|p| {
                             super::why::read(&p.why).get("derived") == Some(&serde_json::Value::Bool(true))
                         }),
+                        "agency": ps.first().and_then(|p| {
+                            super::why::read(&p.why).get("agency").cloned()
+                        }),
                     }),
                 )
             },

@@ -20,23 +20,25 @@ use stormbell::runtime::clock::SimClock;
 use stormbell::store::Store;
 use tokio::sync::mpsc;
 
-struct Decision {
-    at: Timestamp,
-    lineage: String,
-    send: String,
-    tier: Option<Tier>,
+pub(crate) struct Decision {
+    pub(crate) at: Timestamp,
+    pub(crate) lineage: String,
+    pub(crate) send: String,
+    pub(crate) tier: Option<Tier>,
     changes: String,
 }
 
-struct Outcome {
-    decisions: Vec<Decision>,
-    caps: Vec<(String, String)>,
+pub(crate) struct Outcome {
+    pub(crate) decisions: Vec<Decision>,
+    pub(crate) caps: Vec<(String, String)>,
     dir: tempfile::TempDir,
 }
 
-fn replay() -> Outcome {
+/// A scenario (a folder under fixtures/scenarios) through the live poller and the correlate
+/// stage on a simulated clock, over the fixture county.
+pub(crate) fn replay(scenario: &str) -> Outcome {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let sc = Scenario::load(&root.join("fixtures/scenarios/lekima-2019")).unwrap();
+    let sc = Scenario::load(&root.join("fixtures/scenarios").join(scenario)).unwrap();
     let (loaded, _) = registry::check_dir(&root.join("fixtures/county"), registry::Encoding::Auto);
     let reg = Arc::new(Registry::new(loaded.data));
     let dir = tempfile::tempdir().unwrap();
@@ -170,7 +172,7 @@ fn rain_files() -> BTreeMap<(String, Timestamp), f64> {
 
 #[test]
 fn lekima_over_the_county() {
-    let o = replay();
+    let o = replay("lekima-2019");
     assert!(!o.decisions.is_empty());
     let first = |prefix: &str, tier: Tier| {
         o.decisions

@@ -160,3 +160,141 @@ fn tiers_at_known_distances_follow_the_national_criteria() {
         );
     }
 }
+
+/// The first time each tier reaches any of the county's villages, evaluating every 20 minutes
+/// the newest track each snapshot folder had published by then (`read` turns a file into it).
+fn first_tiers(
+    folder: &str,
+    read: impl Fn(&[u8], Timestamp) -> Vec<stormbell::feeds::typhoon::Track>,
+) -> Vec<(Tier, Option<Timestamp>)> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures/scenarios")
+        .join(folder)
+        .join("feeds/typhoon");
+    let mut files: Vec<(Timestamp, PathBuf)> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .map(|p| {
+            let stem = p.file_stem().unwrap().to_str().unwrap().to_string();
+            let t = jiff::fmt::strtime::parse("%Y%m%dT%H%M%S%z", &stem)
+                .unwrap()
+                .to_timestamp()
+                .unwrap();
+            (t, p)
+        })
+        .collect();
+    files.sort();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let (loaded, _) = registry::check_dir(&root.join("fixtures/county"), registry::Encoding::Auto);
+    let reg = Registry::new(loaded.data);
+    let rules = Rules::national();
+    let mut seen: Vec<(Tier, Timestamp)> = Vec::new();
+    for (at, file) in &files {
+        let tracks = read(&std::fs::read(file).unwrap(), *at);
+        for track in &tracks {
+            for k in 0..9 {
+                let now = *at + jiff::SignedDuration::from_mins(20 * k);
+                if let Some(top) = exposure(&reg, &rules, &path(track, now), now, None)
+                    .iter()
+                    .map(|e| e.tier)
+                    .max()
+                {
+                    seen.push((top, now));
+                }
+            }
+        }
+    }
+    [Tier::Blue, Tier::Yellow, Tier::Orange, Tier::Red]
+        .into_iter()
+        .map(|tier| {
+            (
+                tier,
+                seen.iter().filter(|(t, _)| *t >= tier).map(|x| x.1).min(),
+            )
+        })
+        .collect()
+}
+
+/// The Lekima drill with its typhoon feed as CMA's bulletins (radii at the analysis only,
+/// carried to the forecast points by the wind profile) warns the county's villages of every
+/// tier no later than the county meteorological office's own signal of that colour — and the
+/// whole drill runs on it through the live poller and the correlate stage. (The service-JSON
+/// scenario is printed beside it: its forecast points carry the radii the storm really had
+/// later, a perfect forecast no agency gives, so it is not the bar.)
+#[test]
+fn lekima_from_cma_bulletins_warns_as_timely_as_from_the_service_json() {
+    let json = first_tiers("lekima-2019", |b, _| typhoon::parse(b).unwrap());
+    let cma = first_tiers("lekima-2019-cma", |b, at| {
+        stormbell::feeds::bulletin::parse(b, at)
+            .unwrap()
+            .bulletins
+            .into_iter()
+            .filter_map(|x| match x {
+                stormbell::feeds::bulletin::Bulletin::Track(t) => Some(t),
+                _ => None,
+            })
+            .collect()
+    });
+    // The county meteorological office's own signals in the drill (blue, yellow, orange, red;
+    // Minor … Extreme in CAP): the flood office's warning to the villages must not lag them.
+    let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/scenarios/lekima-2019/docs");
+    let mut signals: Vec<(Tier, Timestamp)> = Vec::new();
+    for e in std::fs::read_dir(docs).unwrap() {
+        let a = stormbell::cap::read_alert(
+            &std::fs::read(e.unwrap().path()).unwrap(),
+            &stormbell::cap::Limits::default(),
+        )
+        .unwrap()
+        .alert;
+        if a.msg_type.as_str() == "Cancel" {
+            continue;
+        }
+        let tier = match a.infos[0].severity.as_str() {
+            "Minor" => Tier::Blue,
+            "Moderate" => Tier::Yellow,
+            "Severe" => Tier::Orange,
+            _ => Tier::Red,
+        };
+        signals.push((tier, a.sent.to_string().parse().unwrap()));
+    }
+    assert_eq!(signals.len(), 4);
+    for ((tier, j), (_, c)) in json.iter().zip(&cma) {
+        let signal = signals.iter().find(|s| s.0 == *tier).unwrap().1;
+        eprintln!(
+            "{tier:?}: service JSON {j:?}, CMA bulletins {c:?}, the county's signal {signal}"
+        );
+        let c = c.expect("the bulletins warn");
+        assert!(j.is_some(), "the JSON warns {tier:?}");
+        assert!(
+            c <= signal,
+            "{tier:?} from the bulletins at {c}, the signal at {signal}"
+        );
+    }
+
+    // The drill itself, on the bulletins: each tier's first warning no later than the county
+    // signal of that colour, never before the track shows it, and red before landfall.
+    let o = crate::correlate_replay::replay("lekima-2019-cma");
+    let landfall: Timestamp = "2019-08-10T01:45:00+08:00".parse().unwrap();
+    for (tier, first) in &cma {
+        let first = first.unwrap();
+        let signal = signals.iter().find(|s| s.0 == *tier).unwrap().1;
+        let got = o
+            .decisions
+            .iter()
+            .filter(|d| {
+                d.lineage.starts_with("typhoon:") && d.tier >= Some(*tier) && d.send != "Cancel"
+            })
+            .map(|d| d.at)
+            .min()
+            .unwrap_or_else(|| panic!("no {tier:?} typhoon decision in the drill"));
+        eprintln!("{tier:?}: drill {got}, track {first}, signal {signal}");
+        assert!(
+            got >= first && got <= signal,
+            "{tier:?}: drill {got}, track {first}, signal {signal}"
+        );
+        if *tier == Tier::Red {
+            assert!(got < landfall, "red at {got}");
+        }
+    }
+    assert!(o.caps.iter().any(|(_, xml)| xml.contains("中央气象台")));
+}
