@@ -272,7 +272,7 @@ fn lekima_from_cma_bulletins_warns_as_timely_as_from_the_service_json() {
     }
 
     // The drill itself, on the bulletins: each tier's first warning no later than the county
-    // signal of that colour, never before the track shows it, and red before landfall.
+    // signal of that colour, not before the track shows it, and red before landfall.
     let o = crate::correlate_replay::replay("lekima-2019-cma");
     let landfall: Timestamp = "2019-08-10T01:45:00+08:00".parse().unwrap();
     for (tier, first) in &cma {
@@ -288,8 +288,9 @@ fn lekima_from_cma_bulletins_warns_as_timely_as_from_the_service_json() {
             .min()
             .unwrap_or_else(|| panic!("no {tier:?} typhoon decision in the drill"));
         eprintln!("{tier:?}: drill {got}, track {first}, signal {signal}");
+        // The track is sampled every 20 min here, the drill evaluates every 5.
         assert!(
-            got >= first && got <= signal,
+            got + jiff::SignedDuration::from_mins(20) > first && got <= signal,
             "{tier:?}: drill {got}, track {first}, signal {signal}"
         );
         if *tier == Tier::Red {
