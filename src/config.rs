@@ -1035,14 +1035,37 @@ fn check_feeds(
                 ),
             );
         }
-        let scheme_ok = ["http://", "https://", "replay://"]
-            .iter()
-            .any(|p| s.url.starts_with(p));
-        if !scheme_ok || reqwest::Url::parse(&s.url).is_err() {
-            bad(
-                "url",
-                format!("`{}` is not an http(s) or replay:// URL", s.url),
-            );
+        if s.kind == "sl651" {
+            // A listening feed: the address the RTUs connect to, and its station table.
+            let addr = s.url.strip_prefix("tcp://").unwrap_or("");
+            if addr.parse::<std::net::SocketAddr>().is_err() {
+                bad(
+                    "url",
+                    format!("`{}` is not tcp://ADDRESS:PORT to listen on", s.url),
+                );
+            }
+            match s.stations.as_deref().map(std::fs::read_to_string) {
+                None => bad(
+                    "stations",
+                    "an sl651 feed needs its station table (address,name,lon,lat)".into(),
+                ),
+                Some(Err(e)) => bad("stations", format!("cannot read it: {e}")),
+                Some(Ok(text)) => {
+                    if let Err(e) = crate::feeds::sl651::stations_csv(&text) {
+                        bad("stations", e);
+                    }
+                }
+            }
+        } else {
+            let scheme_ok = ["http://", "https://", "replay://"]
+                .iter()
+                .any(|p| s.url.starts_with(p));
+            if !scheme_ok || reqwest::Url::parse(&s.url).is_err() {
+                bad(
+                    "url",
+                    format!("`{}` is not an http(s) or replay:// URL", s.url),
+                );
+            }
         }
         if s.interval_secs == Some(0) {
             bad(

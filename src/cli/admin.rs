@@ -660,8 +660,14 @@ fn feeds_status(cfg: &Config, store: &Store) {
     let tz = cfg.time_zone();
     let at = |s: &str| local(s, &tz);
     use stormbell::feeds::state;
-    let found = store.read_blocking(|c| Ok((state::all_health(c)?, state::pending_count(c)?)));
-    let (health, pending) = match found {
+    let found = store.read_blocking(|c| {
+        Ok((
+            state::all_health(c)?,
+            state::pending_count(c)?,
+            state::refusals(c)?,
+        ))
+    });
+    let (health, pending, refusals) = match found {
         Ok(x) => x,
         Err(e) => {
             println!("feeds:    unreadable: {e}");
@@ -720,6 +726,9 @@ fn feeds_status(cfg: &Config, store: &Store) {
                 "      last error {}: {e}",
                 h.last_error_at.as_deref().map(at).unwrap_or_default()
             );
+        }
+        for (_, reason, n, detail) in refusals.iter().filter(|r| r.0 == h.feed) {
+            println!("      WARNING: {n} frame(s) refused ({reason}); last: {detail}");
         }
     }
 }

@@ -21,6 +21,7 @@ pub mod rainfall;
 pub mod read;
 pub mod replay;
 mod settings;
+pub mod sl651;
 pub mod state;
 pub mod typhoon;
 pub mod typhoon_web;
@@ -291,6 +292,10 @@ pub trait FeedKind: Send + Sync + 'static {
     fn name(&self) -> &'static str;
     /// Read one document.
     fn parse(&self, doc: &Document<'_>) -> Result<Parsed, FeedError>;
+    /// The SL 651 reader, for a kind whose feed listens rather than polls.
+    fn sl651(&self) -> Option<&sl651::Sl651Feed> {
+        None
+    }
 }
 
 /// Read one fetched document on tokio's blocking pool, never on an async worker.
@@ -338,6 +343,7 @@ pub fn kind(name: &str, limits: cap::Limits) -> Option<std::sync::Arc<dyn FeedKi
         "cap" => std::sync::Arc::new(cap_feed::CapFeed { limits }),
         "bulletin" => std::sync::Arc::new(bulletin::BulletinFeed),
         "typhoon_web" => std::sync::Arc::new(typhoon_web::TyphoonWebFeed),
+        "sl651" => std::sync::Arc::new(sl651::Sl651Feed::default()),
         "typhoon" => std::sync::Arc::new(typhoon::TyphoonFeed),
         "rainfall" => std::sync::Arc::new(rainfall::RainfallFeed),
         "fire" => std::sync::Arc::new(fire::FireFeed),
@@ -352,6 +358,7 @@ pub const KINDS: &[&str] = &[
     "typhoon_web",
     "bulletin",
     "rainfall",
+    "sl651",
     "fire",
 ];
 

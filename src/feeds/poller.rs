@@ -73,9 +73,26 @@ impl FeedSpec {
             .iter()
             .filter(|s| s.enabled)
             .filter_map(|s| {
+                let kind: Arc<dyn FeedKind> = match (s.kind.as_str(), &s.stations) {
+                    ("sl651", Some(path)) => {
+                        // Checked by `config check` and at start; here a table that became
+                        // unreadable leaves every station unknown, loudly.
+                        let stations = std::fs::read_to_string(path)
+                            .map_err(|e| e.to_string())
+                            .and_then(|t| super::sl651::stations_csv(&t));
+                        match stations {
+                            Ok(stations) => Arc::new(super::sl651::Sl651Feed { stations }),
+                            Err(e) => {
+                                tracing::error!(feed = %s.id, "station table {path}: {e}");
+                                return None;
+                            }
+                        }
+                    }
+                    _ => super::kind(&s.kind, limits)?,
+                };
                 Some(FeedSpec {
                     id: s.id.clone(),
-                    kind: super::kind(&s.kind, limits)?,
+                    kind,
                     url: s.url.clone(),
                     interval: Duration::from_secs(s.interval_secs.unwrap_or(feeds.interval_secs)),
                     gap_intervals: s.gap_intervals.unwrap_or(feeds.gap_intervals),
@@ -576,6 +593,56 @@ impl Poller {
         }
     }
 
+    /// An item a listening feed received (an SL 651 frame): into the inbox with its raw
+    /// bytes, marked seen (a station sending the same report again is not counted twice), and
+    /// handed on, as a poll's items are. Returns whether it was new.
+    pub(crate) async fn push(
+        &self,
+        feed: &str,
+        item: Item,
+        body: Vec<u8>,
+    ) -> Result<bool, StoreError> {
+        let at = self.stamp();
+        let (feed_id, at2, dig) = (feed.to_string(), at.clone(), digest(&body));
+        let new = self
+            .store
+            .write(move |tx| {
+                let new = state::accept(tx, &feed_id, &at2, vec![item])?;
+                if !new.is_empty() {
+                    state::keep_document(tx, &dig, &feed_id, "tcp", &at2, &body)?;
+                }
+                Ok(new)
+            })
+            .await?;
+        self.note(feed, |d| {
+            d.attempt(&at);
+            d.success(&at);
+        });
+        let any = !new.is_empty();
+        for (id, item) in new {
+            self.hand_on(feed, id, item).await;
+        }
+        Ok(any)
+    }
+
+    /// Count what a listening feed refused, and say so.
+    pub(crate) async fn refuse(&self, feed: &str, reason: &'static str, detail: String) {
+        tracing::warn!(feed = %feed, reason, "refused: {detail}");
+        let (feed_id, at) = (feed.to_string(), self.stamp());
+        let r = self
+            .store
+            .write(move |tx| Ok(state::refused(tx, &feed_id, reason, &at, &detail)?))
+            .await;
+        if let Err(e) = r {
+            tracing::error!(feed = %feed, "cannot count a refused frame: {e}");
+        }
+    }
+
+    /// The clock the poller stamps with.
+    pub(crate) fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
     async fn hand_on(&self, feed: &str, inbox: i64, item: Item) {
         let d = Delivery {
             inbox,
@@ -672,6 +739,11 @@ impl Poller {
                 let me = self.clone();
                 let rx = shutdown.clone();
                 let run = runs.remove(&spec.id).unwrap_or_default();
+                if spec.url.starts_with("tcp://") {
+                    // A listening feed (SL 651 RTUs connect to us).
+                    tasks.spawn(async move { super::sl651::listen::run(me, spec, rx).await });
+                    continue;
+                }
                 let awake = self.clock.awake();
                 tasks.spawn(async move { me.run_feed(spec, run, awake, rx).await });
             }

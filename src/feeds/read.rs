@@ -29,11 +29,19 @@ pub const READ_KINDS: &[&str] = &[
     "typhoon",
     "cap",
     "rainfall",
+    "sl651",
     "fire",
 ];
 
 /// The kind of a document, recognised from its content.
 pub fn detect(body: &[u8]) -> Option<&'static str> {
+    // SL 651 frames, binary or as hexadecimal text.
+    if body.starts_with(&[0x7E, 0x7E])
+        || std::str::from_utf8(&body[..body.len().min(4)])
+            .is_ok_and(|h| h.eq_ignore_ascii_case("7E7E"))
+    {
+        return Some("sl651");
+    }
     let head = String::from_utf8_lossy(&body[..body.len().min(4096)]);
     let t = head.trim_start_matches('\u{feff}').trim_start();
     if t.starts_with('<') {
@@ -223,6 +231,9 @@ pub fn read(kind: &str, file: &str, body: &[u8], received: Timestamp) -> (Vec<Va
     } else {
         kind
     };
+    if kind == "sl651" {
+        return super::sl651::describe(file, body, received);
+    }
     let Some(k) = super::kind(kind, cap::Limits::default()) else {
         return refused(format!("unknown kind `{kind}`"));
     };

@@ -31,9 +31,10 @@ pub struct FeedsSettings {
 pub struct Source {
     /// A short unique id (letters, digits, `-`, `_`, `.`), used in the store and in logs.
     pub id: String,
-    /// `cap`, `typhoon`, `rainfall` or `fire`.
+    /// `cap`, `bulletin`, `typhoon_web`, `typhoon`, `rainfall`, `sl651` or `fire`.
     pub kind: String,
-    /// The address polled (http, https, or `replay://` inside a scenario).
+    /// The address polled (http, https, or `replay://` inside a scenario); for `sl651`, the
+    /// address listened on, `tcp://0.0.0.0:5011`.
     pub url: String,
     /// Overrides `[feeds] interval_secs`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -41,6 +42,10 @@ pub struct Source {
     /// Overrides `[feeds] gap_intervals`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gap_intervals: Option<u32>,
+    /// For an `sl651` feed: the station table (`address,name,lon,lat` CSV) that says which
+    /// RTUs are ours and where they are.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stations: Option<String>,
     /// Set false to keep a feed in the file without polling it.
     #[serde(default = "yes")]
     pub enabled: bool,

@@ -463,3 +463,27 @@ pub fn gap_alarms(c: &Connection) -> rusqlite::Result<i64> {
         |r| r.get(0),
     )
 }
+
+/// Count one thing a listening feed refused (`reason` one of the `feed_refused` reasons),
+/// keeping the last detail.
+pub fn refused(
+    tx: &Transaction<'_>,
+    feed: &str,
+    reason: &str,
+    at: &str,
+    detail: &str,
+) -> rusqlite::Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO feed_refused (feed, reason, n, last_at, last_detail) VALUES (?1, ?2, 1, ?3, ?4)
+         ON CONFLICT (feed, reason) DO UPDATE SET n = n + 1, last_at = ?3, last_detail = ?4",
+    )?
+    .execute(params![feed, reason, at, detail])?;
+    Ok(())
+}
+
+/// What listening feeds refused: (feed, reason, count, last detail).
+pub fn refusals(c: &Connection) -> rusqlite::Result<Vec<(String, String, i64, String)>> {
+    c.prepare_cached("SELECT feed, reason, n, last_detail FROM feed_refused ORDER BY feed, reason")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+        .collect()
+}

@@ -28,6 +28,7 @@ pub(crate) fn migrations() -> Migrations<'static> {
         M::up(include_str!("migrations/0020_help_notified.sql")),
         M::up(include_str!("migrations/0021_plausible.sql")),
         M::up(include_str!("migrations/0022_receipts.sql")),
+        M::up(include_str!("migrations/0023_feed_refused.sql")),
     ])
 }
 

@@ -10,7 +10,8 @@
 //! - `stormbell_evacuation_people{figure}`, `stormbell_places{answer}`: the board's county
 //!   line (the evacuation ledger), when the registry is at hand;
 //! - `stormbell_feed_up{feed}`, `stormbell_feed_gap{feed}`, `stormbell_feed_failures{feed}`,
-//!   `stormbell_feed_polls_total{feed}`: feed health.
+//!   `stormbell_feed_polls_total{feed}`: feed health; `stormbell_feed_refused_total{feed,reason}`:
+//!   frames a listening feed refused.
 //!
 //! The office's reverse proxy should not publish `/metrics` beyond the monitoring network.
 
@@ -134,6 +135,22 @@ pub fn render(c: &Connection, reg: Option<&crate::registry::Registry>) -> anyhow
             "stormbell_sms_receipts_unmatched{{account=\"{}\"}} {}",
             label(&u.account),
             u.count
+        );
+    }
+
+    family(
+        &mut out,
+        "stormbell_feed_refused_total",
+        "counter",
+        "What a listening feed (SL 651 telemetry) refused, by reason: crc, truncated, malformed, \
+         unknown_station, clock, not_a_frame.",
+    );
+    for (feed, reason, n, _) in crate::feeds::state::refusals(c)? {
+        let _ = writeln!(
+            out,
+            "stormbell_feed_refused_total{{feed=\"{}\",reason=\"{}\"}} {n}",
+            label(&feed),
+            label(&reason)
         );
     }
 

@@ -1182,3 +1182,54 @@ fn run_refuses_a_registry_of_another_county_than_the_office() {
     for _ in lines {}
     assert_eq!(child.wait().unwrap().code(), Some(0));
 }
+
+/// A telemetry feed is checked for what it needs: an address to listen on and a readable
+/// station table whose lines are address,name,lon,lat.
+#[test]
+fn config_check_names_what_an_sl651_feed_lacks() {
+    let dir = tempfile::tempdir().unwrap();
+    let table = dir.path().join("stations.csv");
+    std::fs::write(
+        &table,
+        "address,name,lon,lat\n0040803540,岭头（合成）,120.90,x\n",
+    )
+    .unwrap();
+    let f = dir.path().join("county.toml");
+    std::fs::write(
+        &f,
+        format!(
+            "[[feeds.source]]\nid = \"rtu\"\nkind = \"sl651\"\nurl = \"http://x\"\n\
+             [[feeds.source]]\nid = \"rtu2\"\nkind = \"sl651\"\nurl = \"tcp://0.0.0.0:5011\"\nstations = \"{}\"\n",
+            table.display()
+        ),
+    )
+    .unwrap();
+    let o = run(&["config", "check", f.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    let out = stdout(&o);
+    assert!(
+        out.contains("feeds.source[0].url") && out.contains("tcp://ADDRESS:PORT"),
+        "{out}"
+    );
+    assert!(out.contains("feeds.source[0].stations"), "{out}");
+    assert!(
+        out.contains("feeds.source[1].stations") && out.contains("line 2"),
+        "{out}"
+    );
+    // Fixed, it passes.
+    std::fs::write(
+        &table,
+        "address,name,lon,lat\n0040803540,岭头（合成）,120.90,28.52\n",
+    )
+    .unwrap();
+    std::fs::write(
+        &f,
+        format!(
+            "[[feeds.source]]\nid = \"rtu2\"\nkind = \"sl651\"\nurl = \"tcp://0.0.0.0:5011\"\nstations = \"{}\"\n",
+            table.display()
+        ),
+    )
+    .unwrap();
+    let o = run(&["config", "check", f.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stdout(&o));
+}

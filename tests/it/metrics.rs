@@ -53,6 +53,22 @@ async fn metrics_are_valid_prometheus_text_and_count_what_the_store_holds() {
         .await
         .unwrap() as f64;
 
+    // A telemetry listener refused two frames with a bad CRC.
+    for _ in 0..2 {
+        store
+            .write(|tx| {
+                Ok(stormbell::feeds::state::refused(
+                    tx,
+                    "rtu",
+                    "crc",
+                    "2024-07-09T00:00:00Z",
+                    "CRC 7B54 sent, D001 computed",
+                )?)
+            })
+            .await
+            .unwrap();
+    }
+
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let (server, stop) = common::serve_web(listener, &store, None, None);
@@ -101,6 +117,10 @@ async fn metrics_are_valid_prometheus_text_and_count_what_the_store_holds() {
             .unwrap()
     };
     assert!(value("stormbell_warnings_active{hazard=\"flash_flood\",tier=\"orange\"}") >= 1.0);
+    assert_eq!(
+        value("stormbell_feed_refused_total{feed=\"rtu\",reason=\"crc\"}"),
+        2.0
+    );
     let queued: i64 = store
         .read(|c| {
             Ok(c.query_row(

@@ -142,6 +142,7 @@ fn owners() -> Vec<(&'static str, &'static str)> {
         ("feed_doc", "src/feeds/state.rs"),
         ("feed_cap", "src/feeds/state.rs"),
         ("feed_inbox", "src/feeds/state.rs"),
+        ("feed_refused", "src/feeds/state.rs"),
         ("corr_lineage", "src/correlate/store.rs"),
         ("corr_decision", "src/correlate/store.rs"),
         ("corr_warning", "src/correlate/store.rs"),
