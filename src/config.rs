@@ -1056,6 +1056,21 @@ fn check_feeds(
                     }
                 }
             }
+        } else if s.kind == "sl323" {
+            if !(s.url.starts_with("postgres://") || s.url.starts_with("postgresql://"))
+                || s.url.parse::<tokio_postgres::Config>().is_err()
+            {
+                bad(
+                    "url",
+                    format!("`{}` is not a postgres:// connection string", s.url),
+                );
+            }
+            if s.query.as_deref().is_some_and(|q| !q.contains("$1")) {
+                bad(
+                    "query",
+                    "the query must use $1, the time from which rows are wanted".into(),
+                );
+            }
         } else {
             let scheme_ok = ["http://", "https://", "replay://"]
                 .iter()

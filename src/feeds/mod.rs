@@ -21,6 +21,7 @@ pub mod rainfall;
 pub mod read;
 pub mod replay;
 mod settings;
+pub mod sl323;
 pub mod sl651;
 pub mod state;
 pub mod typhoon;
@@ -296,6 +297,10 @@ pub trait FeedKind: Send + Sync + 'static {
     fn sl651(&self) -> Option<&sl651::Sl651Feed> {
         None
     }
+    /// The SELECT of a kind whose feed is a database table rather than a URL ([`sl323`]).
+    fn sql_query(&self) -> Option<&str> {
+        None
+    }
 }
 
 /// Read one fetched document on tokio's blocking pool, never on an async worker.
@@ -344,6 +349,9 @@ pub fn kind(name: &str, limits: cap::Limits) -> Option<std::sync::Arc<dyn FeedKi
         "bulletin" => std::sync::Arc::new(bulletin::BulletinFeed),
         "typhoon_web" => std::sync::Arc::new(typhoon_web::TyphoonWebFeed),
         "sl651" => std::sync::Arc::new(sl651::Sl651Feed::default()),
+        "sl323" => std::sync::Arc::new(sl323::Sl323Feed {
+            query: sl323::DEFAULT_QUERY.into(),
+        }),
         "typhoon" => std::sync::Arc::new(typhoon::TyphoonFeed),
         "rainfall" => std::sync::Arc::new(rainfall::RainfallFeed),
         "fire" => std::sync::Arc::new(fire::FireFeed),
@@ -359,6 +367,7 @@ pub const KINDS: &[&str] = &[
     "bulletin",
     "rainfall",
     "sl651",
+    "sl323",
     "fire",
 ];
 

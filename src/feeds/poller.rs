@@ -74,6 +74,12 @@ impl FeedSpec {
             .filter(|s| s.enabled)
             .filter_map(|s| {
                 let kind: Arc<dyn FeedKind> = match (s.kind.as_str(), &s.stations) {
+                    ("sl323", _) => Arc::new(super::sl323::Sl323Feed {
+                        query: s
+                            .query
+                            .clone()
+                            .unwrap_or_else(|| super::sl323::DEFAULT_QUERY.into()),
+                    }),
                     ("sl651", Some(path)) => {
                         // Checked by `config check` and at start; here a table that became
                         // unreadable leaves every station unknown, loudly.
@@ -459,10 +465,24 @@ impl Poller {
         run: &mut FeedRun,
         at: &str,
     ) -> Result<PollReport, PollError> {
-        let fetched = self
-            .fetcher
-            .fetch(&spec.url, &run.validators, spec.max_bytes)
-            .await?;
+        let fetched = match spec.kind.sql_query() {
+            // A database table (SL 323), not a URL.
+            Some(q) => {
+                super::sl323::fetch(
+                    &spec.url,
+                    q,
+                    &run.validators,
+                    self.clock.now(),
+                    spec.max_bytes,
+                )
+                .await?
+            }
+            None => {
+                self.fetcher
+                    .fetch(&spec.url, &run.validators, spec.max_bytes)
+                    .await?
+            }
+        };
         let (bytes, validators) = match fetched {
             Conditional::NotModified => {
                 return Ok(PollReport {

@@ -46,6 +46,10 @@ pub struct Source {
     /// RTUs are ours and where they are.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stations: Option<String>,
+    /// For an `sl323` feed: the SELECT giving the rain rows (`$1` for the time from which
+    /// rows are wanted); default: `ST_PPTN_R` joined to `ST_STBPRP_B`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub query: Option<String>,
     /// Set false to keep a feed in the file without polling it.
     #[serde(default = "yes")]
     pub enabled: bool,

@@ -43,6 +43,7 @@ mod respond_calls;
 mod respond_checkin;
 mod respond_return;
 mod respond_sms;
+mod sl323;
 mod sl651;
 mod smsc_quirks;
 mod store;

@@ -33,6 +33,7 @@ pub mod dispatch;
 pub mod ebd;
 pub mod icecast;
 pub mod kannel;
+pub mod postgres;
 pub mod server;
 pub mod smsc;
 pub mod webdriver;
