@@ -197,16 +197,28 @@ pub fn covered_villages(a: &Alert, reg: &Registry) -> Vec<usize> {
     out.into_iter().collect()
 }
 
-/// The prefix an administrative geocode stands for: 6-digit county, 9-digit town, 12-digit
-/// village, with the zero padding of the 12-digit form removed (`331098000000` is the county
-/// 331098, `331098101000` the town 331098101: no village is numbered 000).
+/// The prefix an administrative geocode stands for: province, city, county (6 digits),
+/// town (9), village (12), with the zero padding removed. GB/T 2260 numbers a city's counties
+/// 01–99 and a province's cities 01–99, so `410000` is the province 41 (the national system's
+/// provincial alerts carry `410000000000`), `410600` the city 4106, `331098000000` the county
+/// 331098 and `331098101000` the town 331098101 (no village is numbered 000).
 pub fn admin_prefix(code: &str) -> Option<&str> {
     if !code.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
+    let county = |c: &str| -> usize {
+        if c.ends_with("0000") {
+            2
+        } else if c.ends_with("00") {
+            4
+        } else {
+            6
+        }
+    };
     match code.len() {
-        6 | 9 => Some(code),
-        12 if code.ends_with("000000") => Some(&code[..6]),
+        6 => Some(&code[..county(code)]),
+        9 => Some(code),
+        12 if code.ends_with("000000") => Some(&code[..county(&code[..6])]),
         12 if code.ends_with("000") => Some(&code[..9]),
         12 => Some(code),
         _ => None,
@@ -353,5 +365,23 @@ impl Rule for UpstreamRule {
         }
         self.cached = Some((until, out.clone()));
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::admin_prefix;
+
+    #[test]
+    fn provinces_cities_counties_towns_and_villages() {
+        assert_eq!(admin_prefix("410000000000"), Some("41"));
+        assert_eq!(admin_prefix("410600000000"), Some("4106"));
+        assert_eq!(admin_prefix("410622000000"), Some("410622"));
+        assert_eq!(admin_prefix("331098101000"), Some("331098101"));
+        assert_eq!(admin_prefix("331098101201"), Some("331098101201"));
+        assert_eq!(admin_prefix("330000"), Some("33"));
+        assert_eq!(admin_prefix("331098"), Some("331098"));
+        assert_eq!(admin_prefix("33109810"), None);
+        assert_eq!(admin_prefix("33a098"), None);
     }
 }

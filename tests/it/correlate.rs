@@ -636,11 +636,11 @@ fn the_national_systems_own_cap_is_read_and_relayed() {
         info.parameters
     );
 
-    // The same alert issued for one of the fixture county's towns: relayed at its colour.
-    let town = "331098108";
-    let local = String::from_utf8(real)
+    // The same provincial alert issued by the fixture county's province (330000000000, as the
+    // system writes a province): relayed at its colour to every village of the county.
+    let local = String::from_utf8(real.clone())
         .unwrap()
-        .replace("410000000000", &format!("{town}000"));
+        .replace("410000000000", "330000000000");
     let mut e = engine();
     let reg = county();
     e.observe(&read(local.as_bytes()), 1);
@@ -652,6 +652,20 @@ fn the_national_systems_own_cap_is_read_and_relayed() {
         .find(|x| x.state.hazard == Hazard::Upstream)
         .expect("relayed");
     assert_eq!(relay.state.tier, Tier::Blue);
+    assert_eq!(relay.state.places.len(), reg.data.villages.len());
+    // And for one of its towns only.
+    let town = "331098108";
+    let one = String::from_utf8(real)
+        .unwrap()
+        .replace("410000000000", &format!("{town}000"));
+    let mut e = engine();
+    e.observe(&read(one.as_bytes()), 1);
+    let ev = e.evaluate(at("2020-02-05T11:05:00+08:00"));
+    let relay = ev
+        .emitted
+        .iter()
+        .find(|x| x.state.hazard == Hazard::Upstream)
+        .expect("relayed");
     assert_eq!(
         relay.state.places.len(),
         reg.data
