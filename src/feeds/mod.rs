@@ -26,6 +26,7 @@ pub mod sl651;
 pub mod state;
 pub mod typhoon;
 pub mod typhoon_web;
+pub mod warning_json;
 pub mod wind_profile;
 
 use serde::{Deserialize, Serialize};
@@ -348,6 +349,7 @@ pub fn kind(name: &str, limits: cap::Limits) -> Option<std::sync::Arc<dyn FeedKi
         "cap" => std::sync::Arc::new(cap_feed::CapFeed { limits }),
         "bulletin" => std::sync::Arc::new(bulletin::BulletinFeed),
         "typhoon_web" => std::sync::Arc::new(typhoon_web::TyphoonWebFeed),
+        "warning_json" => std::sync::Arc::new(warning_json::WarningJsonFeed),
         "sl651" => std::sync::Arc::new(sl651::Sl651Feed::default()),
         "sl323" => std::sync::Arc::new(sl323::Sl323Feed {
             query: sl323::DEFAULT_QUERY.into(),
@@ -362,6 +364,7 @@ pub fn kind(name: &str, limits: cap::Limits) -> Option<std::sync::Arc<dyn FeedKi
 /// The names [`kind`] knows.
 pub const KINDS: &[&str] = &[
     "cap",
+    "warning_json",
     "typhoon",
     "typhoon_web",
     "bulletin",

@@ -28,6 +28,7 @@ pub const READ_KINDS: &[&str] = &[
     "typhoon_web",
     "typhoon",
     "cap",
+    "warning_json",
     "rainfall",
     "sl651",
     "fire",
@@ -55,6 +56,12 @@ pub fn detect(body: &[u8]) -> Option<&'static str> {
     }
     let whole = String::from_utf8_lossy(body);
     let json = super::typhoon_web::unwrap_jsonp(&whole);
+    if ["\"alertid\"", "\"TYPECODE\"", "\"signallevel\""]
+        .iter()
+        .any(|k| json.contains(k))
+    {
+        return Some("warning_json");
+    }
     let wrapped =
         json.len() + 2 < whole.trim().len() && (json.starts_with('{') || json.starts_with('['));
     let web = ["\"typhoonList\"", "\"typhoon\"", "\"tfid\""]

@@ -676,3 +676,30 @@ fn the_national_systems_own_cap_is_read_and_relayed() {
     );
     assert!(relay.issued[0].xml.contains("大风"));
 }
+
+/// A warning from the weather services' JSON (a real nmc.cn row: 浙江省水利厅、浙江省气象台
+/// 山洪灾害蓝色预警, province 33) is relayed to every village of the fixture county, blue.
+#[test]
+fn a_provincial_warning_from_the_services_json_is_relayed() {
+    let nmc: serde_json::Value = serde_json::from_slice(&common::ext_bytes(
+        "real-formats/04-cap-samples/nmc_rest_findAlarm_samples.json",
+    ))
+    .unwrap();
+    let rows = serde_json::Value::Array(vec![nmc["extra_rows_2026_08_07"][0].clone()]);
+    let parsed =
+        stormbell::feeds::warning_json::parse(rows.to_string().as_bytes(), "http://127.0.0.1/x")
+            .unwrap();
+    let mut e = engine();
+    let reg = county();
+    e.observe(&parsed.items[0].observation, 1);
+    let ev = e.evaluate(at("2026-08-07T18:30:00+08:00"));
+    assert_valid(&ev.emitted);
+    let relay = ev
+        .emitted
+        .iter()
+        .find(|x| x.state.hazard == Hazard::Upstream)
+        .expect("relayed");
+    assert_eq!(relay.state.tier, Tier::Blue);
+    assert_eq!(relay.state.places.len(), reg.data.villages.len());
+    assert!(relay.issued[0].xml.contains("山洪"));
+}

@@ -552,3 +552,104 @@ fn the_zhejiang_service_ne_se_nw_sw_beijing_time_and_five_agencies() {
     let cn = from_here.iter().find(|f| f.agency == "中国").unwrap();
     assert_eq!(line["forecasts"].as_array().unwrap().len(), cn.points.len());
 }
+
+fn cap_sample(name: &str) -> Vec<u8> {
+    common::ext_bytes(&format!("real-formats/04-cap-samples/{name}"))
+}
+
+/// (identifier, event, severity, area code, sent, expires) of each alert a document yields.
+fn warnings(body: &[u8]) -> Vec<(String, String, String, String, String, Option<String>)> {
+    let p = stormbell::feeds::warning_json::parse(body, "x").unwrap();
+    assert!(p.problems.is_empty(), "{:?}", p.problems);
+    p.items
+        .iter()
+        .map(|i| match &i.observation {
+            stormbell::feeds::Observation::Alert(a) => {
+                let info = &a.alert.infos[0];
+                (
+                    a.alert.identifier.clone(),
+                    info.event.clone(),
+                    info.severity.as_str().to_string(),
+                    info.areas[0].geocodes[0].value.clone(),
+                    a.alert.sent.to_string(),
+                    info.expires.as_ref().map(|e| e.to_string()),
+                )
+            }
+            other => panic!("{other:?}"),
+        })
+        .collect()
+}
+
+#[test]
+fn the_weather_services_warning_json_with_their_own_code_tables() {
+    let nmc: Value =
+        serde_json::from_slice(&cap_sample("nmc_rest_findAlarm_samples.json")).unwrap();
+    // findAlarm: the hazard and level only in the picture's code (0007 大风, 004 blue).
+    let w = warnings(nmc["sample_2023_06_05"].to_string().as_bytes());
+    assert_eq!(
+        w,
+        [(
+            "41062241600000_20230605160643".to_string(),
+            "大风蓝色预警".to_string(),
+            "Minor".to_string(),
+            "410622000000".to_string(),
+            "2023-06-05T16:06:00+08:00".to_string(),
+            None
+        )]
+    );
+    let w = warnings(nmc["extra_rows_2026_08_07"].to_string().as_bytes());
+    assert_eq!(w[0].1, "山洪蓝色预警");
+    assert_eq!(w[0].3, "330000000000");
+    assert_eq!(
+        (w[1].1.as_str(), w[1].2.as_str()),
+        ("地质灾害黄色预警", "Moderate")
+    );
+
+    // weather.cma.cn: eventType and an upper-case severity word; a row without `type`.
+    let cma: Value =
+        serde_json::from_slice(&cap_sample("weather_cma_cn_api_now_alarm_samples.json")).unwrap();
+    let w = warnings(cma["beijing_54511_2025-06-14"].to_string().as_bytes());
+    assert_eq!(
+        (w[0].1.as_str(), w[0].2.as_str(), w[0].4.as_str()),
+        ("暴雨蓝色预警", "Minor", "2025-06-14T08:25:00+08:00")
+    );
+    let w = warnings(cma["guangzhou_59287_2020-10-12"].to_string().as_bytes());
+    assert_eq!(
+        (w[0].1.as_str(), w[0].2.as_str()),
+        ("其它气象灾害橙色预警", "Severe")
+    );
+    let w = warnings(cma["jian_2025-03-13"].to_string().as_bytes());
+    assert_eq!(
+        w.iter().map(|x| x.1.as_str()).collect::<Vec<_>>(),
+        ["大雾橙色预警", "冰雹橙色预警"]
+    );
+
+    // weather.com.cn's detail: a script, its own table, levels the other way round (02 is
+    // yellow there, orange at nmc), and the time it is lifted.
+    let page = String::from_utf8(cap_sample(
+        "weather_com_cn_alarmMap_row_and_detail_2026-10-06.txt",
+    ))
+    .unwrap();
+    let detail = page
+        .lines()
+        .find(|l| l.starts_with("var alarminfo="))
+        .unwrap();
+    let w = warnings(detail.as_bytes());
+    assert_eq!(
+        w,
+        [(
+            "65402641600000_20261006212927".to_string(),
+            "雷电黄色预警".to_string(),
+            "Moderate".to_string(),
+            "654026000000".to_string(),
+            "2026-10-06T21:29:27+08:00".to_string(),
+            Some("2026-10-07T09:29:27+08:00".to_string())
+        )]
+    );
+    // auto recognises them.
+    assert_eq!(read::detect(detail.as_bytes()), Some("warning_json"));
+    assert_eq!(
+        read::detect(nmc["sample_2023_06_05"].to_string().as_bytes()),
+        Some("warning_json")
+    );
+}
