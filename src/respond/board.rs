@@ -129,6 +129,9 @@ pub struct Warning {
     pub issued_at: String,
     /// Officials only.
     pub restricted: bool,
+    /// Whose forecast a typhoon warning follows (`BABJ` CMA, `RJTD` JMA, `PGTW` JTWC), from
+    /// its reason; `None` for other hazards.
+    pub agency: Option<String>,
     /// Villages and sites the filter keeps, worst answer first, then by tier.
     pub places: Vec<Place>,
     /// Town and county officers called: (called, answered, silent).
@@ -596,6 +599,7 @@ pub fn read(
                 .strftime("%Y-%m-%dT%H:%M:%S%:z")
                 .to_string(),
             restricted: l.restricted,
+            agency: agency_of(&l.reason),
             places,
             officers,
             totals: w_totals,
@@ -1074,4 +1078,26 @@ pub fn csv(board: &Board) -> anyhow::Result<String> {
         ])?;
     }
     w.into_string()
+}
+
+/// The agency a warning's reason names (the typhoon rule writes whose track it followed).
+fn agency_of(reason: &str) -> Option<String> {
+    crate::correlate::why::read(reason)
+        .get("agency")
+        .and_then(|a| a.as_str())
+        .filter(|a| !a.is_empty())
+        .map(str::to_string)
+}
+
+#[cfg(test)]
+mod agency_tests {
+    #[test]
+    fn the_agency_comes_from_the_reason() {
+        let r = crate::correlate::why::said(
+            "typhoon_area",
+            serde_json::json!({"count": 3, "tier": "red", "agency": "BABJ"}),
+        );
+        assert_eq!(super::agency_of(&r).as_deref(), Some("BABJ"));
+        assert_eq!(super::agency_of("free text"), None);
+    }
 }
