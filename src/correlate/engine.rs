@@ -486,10 +486,15 @@ pub async fn run(
     let mut registry = settings.registry.clone();
 
     let mut next_tick = clock.elapsed() + settings.phase + settings.tick;
+    // What kept a simulated clock still during the last turn (its wake-up, its deliveries):
+    // released only once the next tick is registered, or the clock could move on in between
+    // and skip that tick (a replay would then evaluate at other moments from run to run).
+    let mut held: (Option<crate::runtime::Awake>, Vec<Delivery>) = (None, Vec::new());
     loop {
         let sleep = clock.sleep_until(next_tick);
+        drop(std::mem::take(&mut held));
         let mut batch: Vec<Delivery> = Vec::new();
-        let _awake = tokio::select! {
+        let awake = tokio::select! {
             d = rx.recv() => match d {
                 Some(d) => { batch.push(d); None }
                 None => return Ok(()),
@@ -497,8 +502,9 @@ pub async fn run(
             woke = sleep => Some(woke),
             _ = changed(&mut registry) => {
                 if let Some(reg) = registry.as_ref().map(Shared::current) {
-                    let _busy = clock.awake();
+                    let busy = clock.awake();
                     take_registry(&mut engine, reg, &store, clock.as_ref(), &settings).await?;
+                    held.0 = Some(busy);
                 }
                 continue;
             }
@@ -534,6 +540,7 @@ pub async fn run(
             tracing::error!("correlate: {p}");
         }
         if ev.emitted.is_empty() && ev.quiet.is_empty() && consumed.is_empty() {
+            held = (awake, batch);
             continue;
         }
         let tz = settings.tz.clone();
@@ -573,7 +580,7 @@ pub async fn run(
                 engine.restore(snap);
             }
         }
-        drop(batch);
+        held = (awake, batch);
     }
 }
 
