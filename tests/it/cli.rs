@@ -1069,8 +1069,22 @@ fn feed_read_every_real_sample() {
             files.push(e.unwrap().path().display().to_string());
         }
     }
+    // The telemetry frames and the national system's CAP (the warning JSON files are
+    // collections of quoted rows, read row by row in feeds_formats).
+    for e in std::fs::read_dir(common::external().join("real-formats/03-hydro-samples")).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "hex") {
+            files.push(p.display().to_string());
+        }
+    }
+    files.push(
+        common::external()
+            .join("real-formats/04-cap-samples/cap_12379_henan_2020-02-05_gale_blue_update.xml")
+            .display()
+            .to_string(),
+    );
     files.sort();
-    assert!(files.len() >= 24, "{files:?}");
+    assert!(files.len() >= 27, "{files:?}");
     for f in &files {
         let o = run(&["feed", "read", "--received", "2026-10-07T00:00:00Z", f]);
         let out = stdout(&o);
@@ -1085,9 +1099,10 @@ fn feed_read_every_real_sample() {
         let refused = f.ends_with("nmc_small_endpoints_2026-09-13.txt");
         assert_eq!(o.status.success(), !refused, "{f}: {out}");
         assert!(
-            kinds.iter().all(
-                |k| ["typhoon", "landfall", "skipped", "note", "refused"].contains(&k.as_str())
-            ),
+            kinds.iter().all(|k| [
+                "typhoon", "landfall", "rain", "cap", "skipped", "note", "refused"
+            ]
+            .contains(&k.as_str())),
             "{f}: {kinds:?}"
         );
         assert_eq!(
