@@ -269,9 +269,31 @@ impl Pipeline {
         if s.feeds.is_empty() {
             tracing::warn!("no feeds configured ([[feeds.source]]): nothing will be polled");
         }
-        r.feeds = Some(tokio::spawn(
-            poller.clone().run(s.feeds.clone(), shutdown.clone()),
-        ));
+        // Feeds the services are polled for, and feeds that listen (rain gauges' RTUs
+        // connect to us): the listeners share the poller's inbox and health.
+        let listening: Vec<crate::feeds::poller::FeedSpec> = s
+            .feeds
+            .iter()
+            .filter(|f| f.url.starts_with("tcp://"))
+            .cloned()
+            .collect();
+        r.feeds = Some(tokio::spawn({
+            let (poller, specs, shutdown) = (poller.clone(), s.feeds.clone(), shutdown.clone());
+            async move {
+                poller.register(&listening).await?;
+                let mut listeners = tokio::task::JoinSet::new();
+                for spec in listening {
+                    listeners.spawn(crate::feeds::sl651::listen::run(
+                        poller.clone(),
+                        spec,
+                        shutdown.clone(),
+                    ));
+                }
+                let polled = poller.run(specs, shutdown).await;
+                while listeners.join_next().await.is_some() {}
+                polled
+            }
+        }));
         r.poller = Some(poller);
         if self.registry.data.villages.is_empty() {
             tracing::warn!(

@@ -760,8 +760,7 @@ impl Poller {
                 let rx = shutdown.clone();
                 let run = runs.remove(&spec.id).unwrap_or_default();
                 if spec.url.starts_with("tcp://") {
-                    // A listening feed (SL 651 RTUs connect to us).
-                    tasks.spawn(async move { super::sl651::listen::run(me, spec, rx).await });
+                    // A listening feed: the pipeline runs its listener (sl651::listen).
                     continue;
                 }
                 let awake = self.clock.awake();

@@ -149,7 +149,9 @@ fn a_live_listener_answers_each_frame_and_refuses_what_it_cannot_use() {
         max_bytes: 1 << 20,
     };
     let (stop, stop_rx) = stormbell::runtime::Trigger::new();
-    let running = rt.spawn(poller.clone().run(vec![spec], stop_rx));
+    rt.block_on(poller.register(std::slice::from_ref(&spec)))
+        .unwrap();
+    let running = rt.spawn(sl651::listen::run(poller.clone(), spec, stop_rx));
     // Listening once a connection is taken (bounded wait on state, not a sleep).
     let up = (0..200).any(|_| {
         std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() || {
@@ -224,7 +226,7 @@ fn a_live_listener_answers_each_frame_and_refuses_what_it_cannot_use() {
     assert!(timed.readings.iter().all(|r| r.lon == Some(120.90)));
 
     stop.fire();
-    rt.block_on(running).unwrap().unwrap();
+    rt.block_on(running).unwrap();
     let refused: HashMap<String, i64> = store
         .read_blocking(|c| {
             Ok(stormbell::feeds::state::refusals(c)?
