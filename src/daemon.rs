@@ -277,10 +277,15 @@ impl Pipeline {
             .filter(|f| f.url.starts_with("tcp://"))
             .cloned()
             .collect();
+        // `run` marks the poller busy at once (a simulated clock must not move before the
+        // feeds run): it is called here, not inside the task.
+        let polling = poller.clone().run(s.feeds.clone(), shutdown.clone());
         r.feeds = Some(tokio::spawn({
-            let (poller, specs, shutdown) = (poller.clone(), s.feeds.clone(), shutdown.clone());
+            let (poller, shutdown) = (poller.clone(), shutdown.clone());
             async move {
-                poller.register(&listening).await?;
+                if !listening.is_empty() {
+                    poller.register(&listening).await?;
+                }
                 let mut listeners = tokio::task::JoinSet::new();
                 for spec in listening {
                     listeners.spawn(crate::feeds::sl651::listen::run(
@@ -289,7 +294,7 @@ impl Pipeline {
                         shutdown.clone(),
                     ));
                 }
-                let polled = poller.run(specs, shutdown).await;
+                let polled = polling.await;
                 while listeners.join_next().await.is_some() {}
                 polled
             }
