@@ -482,14 +482,14 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let starting = clock.awake();
     rebuild(&mut engine, &store, clock.as_ref()).await?;
-    drop(starting);
     let mut registry = settings.registry.clone();
 
     let mut next_tick = clock.elapsed() + settings.phase + settings.tick;
     // What kept a simulated clock still during the last turn (its wake-up, its deliveries):
     // released only once the next tick is registered, or the clock could move on in between
     // and skip that tick (a replay would then evaluate at other moments from run to run).
-    let mut held: (Option<crate::runtime::Awake>, Vec<Delivery>) = (None, Vec::new());
+    // (The first turn holds the start's guard.)
+    let mut held: (Option<crate::runtime::Awake>, Vec<Delivery>) = (Some(starting), Vec::new());
     loop {
         let sleep = clock.sleep_until(next_tick);
         drop(std::mem::take(&mut held));

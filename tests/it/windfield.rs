@@ -299,3 +299,27 @@ fn lekima_from_cma_bulletins_warns_as_timely_as_from_the_service_json() {
     }
     assert!(o.caps.iter().any(|(_, xml)| xml.contains("中央气象台")));
 }
+
+/// A replay is the same every time: the simulated clock moves only when every stage is idle,
+/// so the decisions, their times and their tiers do not depend on how the machine schedules
+/// the stages. (They did: a stage released the clock before registering its next tick.)
+#[test]
+fn the_same_drill_twice_decides_the_same() {
+    let fmt = |o: &crate::correlate_replay::Outcome| -> Vec<String> {
+        o.decisions
+            .iter()
+            .map(|d| format!("{} {} {} {:?}", d.at, d.lineage, d.send, d.tier))
+            .collect()
+    };
+    let a = fmt(&crate::correlate_replay::replay("lekima-2019-cma"));
+    let b = fmt(&crate::correlate_replay::replay("lekima-2019-cma"));
+    assert!(a.len() > 100, "{}", a.len());
+    let first = a.iter().zip(&b).position(|(x, y)| x != y);
+    assert!(
+        a == b,
+        "{} vs {} decisions; first difference: {:?}",
+        a.len(),
+        b.len(),
+        first.map(|i| (&a[i], &b[i]))
+    );
+}
