@@ -99,7 +99,8 @@ fn send_steps(port: u16, steps: &serde_json::Value) -> Vec<serde_json::Value> {
 fn a_live_listener_answers_each_frame_and_refuses_what_it_cannot_use() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path().join("db")).unwrap();
-    let port = common::kannel::free_port();
+    let bound = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = bound.local_addr().unwrap().port();
     // The clock of the real rain frame's day (2017-02-06 16:40, Beijing).
     let clock = SimClock::new("2017-02-06T16:40:00+08:00".parse().unwrap());
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -107,6 +108,11 @@ fn a_live_listener_answers_each_frame_and_refuses_what_it_cannot_use() {
         .enable_all()
         .build()
         .unwrap();
+    bound.set_nonblocking(true).unwrap();
+    let bound = {
+        let _in = rt.enter();
+        tokio::net::TcpListener::from_std(bound).unwrap()
+    };
     let (tx, mut rx) = tokio::sync::mpsc::channel(64);
     let poller = Arc::new(Poller::new(
         store.clone(),
@@ -151,15 +157,8 @@ fn a_live_listener_answers_each_frame_and_refuses_what_it_cannot_use() {
     let (stop, stop_rx) = stormbell::runtime::Trigger::new();
     rt.block_on(poller.register(std::slice::from_ref(&spec)))
         .unwrap();
-    let running = rt.spawn(sl651::listen::run(poller.clone(), spec, stop_rx));
-    // Listening once a connection is taken (bounded wait on state, not a sleep).
-    let up = (0..200).any(|_| {
-        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() || {
-            std::thread::sleep(Duration::from_millis(25));
-            false
-        }
-    });
-    assert!(up, "listener never came up");
+    // Bound before the simulator starts, so it connects to a socket already listening.
+    let running = rt.spawn(sl651::listen::serve(poller.clone(), spec, bound, stop_rx));
 
     let rain = hex_file(RAIN);
     let steps = serde_json::json!([

@@ -18,7 +18,6 @@ station, centre, password, function, serial, sent "YYMMDDhhmmss", type "P", obse
 import json
 import socket
 import sys
-import time
 
 
 def crc16(data):
@@ -87,11 +86,12 @@ def run_step(port, step):
             s.shutdown(socket.SHUT_WR)
             rest = s.recv(64)
             return {"ok": rest == b"", "step": step.get("name"), "answer": rest.hex()}
+        # Pieces as a GPRS link delivers them: each written on its own (no Nagle batching).
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         n = step.get("chunks", 1)
         size = max(1, len(data) // n)
         for i in range(0, len(data), size):
             s.sendall(data[i:i + size])
-            time.sleep(0.01)
         expect = step.get("expect", "04")
         ans = b""
         need = 14

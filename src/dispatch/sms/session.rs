@@ -183,6 +183,8 @@ struct Inner {
     probe: tokio::sync::Notify,
     late: std::sync::atomic::AtomicU64,
     too_late: std::sync::atomic::AtomicU64,
+    /// Told each time a counter moves (see [`Session::until_counters`]).
+    counted: watch::Sender<()>,
 }
 
 impl Inner {
@@ -245,6 +247,7 @@ impl Session {
             probe: tokio::sync::Notify::new(),
             late: Default::default(),
             too_late: Default::default(),
+            counted: watch::channel(()).0,
         });
         tokio::spawn(writer(wr, out_rx, inner.clone()));
 
@@ -339,6 +342,7 @@ impl Session {
         match tokio::time::timeout(rest, &mut rx).await {
             Ok(Ok(p)) => {
                 self.inner.late.fetch_add(1, Ordering::Relaxed);
+                self.inner.counted.send_replace(());
                 tracing::info!(
                     smsc = %self.inner.settings.address,
                     "a submit_sm_resp came after {:?}: taken as the answer, the link kept",
@@ -374,6 +378,17 @@ impl Session {
         Counters {
             late: self.inner.late.load(Ordering::Relaxed),
             too_late: self.inner.too_late.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Wait until the counters satisfy `ok` (a status page's or a test's question), without
+    /// polling: every change of a counter wakes the waiter to look again.
+    pub async fn until_counters(&self, ok: impl Fn(&Counters) -> bool) {
+        let mut changed = self.inner.counted.subscribe();
+        while !ok(&self.counters()) {
+            if changed.changed().await.is_err() {
+                return;
+            }
         }
     }
 
@@ -529,6 +544,7 @@ async fn reader(
                         .is_some() =>
                     {
                         inner.too_late.fetch_add(1, Ordering::Relaxed);
+                        inner.counted.send_replace(());
                         let id = match &p.body {
                             Body::SubmitResp(id) => id.as_str(),
                             _ => "",

@@ -43,15 +43,24 @@ const MAX_LINKS: usize = 512;
 type LastPt = Arc<Mutex<HashMap<String, (Timestamp, f64)>>>;
 
 /// Listen on the feed's `tcp://` address until shutdown.
-pub async fn run(poller: Arc<Poller>, spec: FeedSpec, mut shutdown: Shutdown) {
+pub async fn run(poller: Arc<Poller>, spec: FeedSpec, shutdown: Shutdown) {
     let addr = spec.url.trim_start_matches("tcp://").to_string();
-    let listener = match TcpListener::bind(&addr).await {
-        Ok(l) => l,
-        Err(e) => {
-            tracing::error!(feed = %spec.id, "cannot listen on {addr}: {e}");
-            return;
-        }
-    };
+    match TcpListener::bind(&addr).await {
+        Ok(l) => serve(poller, spec, l, shutdown).await,
+        Err(e) => tracing::error!(feed = %spec.id, "cannot listen on {addr}: {e}"),
+    }
+}
+
+/// Serve the stations on a bound listener until shutdown.
+pub async fn serve(
+    poller: Arc<Poller>,
+    spec: FeedSpec,
+    listener: TcpListener,
+    mut shutdown: Shutdown,
+) {
+    let addr = listener
+        .local_addr()
+        .map_or_else(|_| spec.url.clone(), |a| a.to_string());
     tracing::info!(feed = %spec.id, "listening for SL 651 stations on {addr}");
     let last_pt: LastPt = Arc::default();
     let links = Arc::new(tokio::sync::Semaphore::new(MAX_LINKS));
