@@ -168,6 +168,17 @@ pub struct Radii {
 }
 
 impl Radii {
+    /// From quadrants (NE, SE, SW, NW; km); `None` when no quadrant has the wind.
+    pub fn of(q: [f64; 4], source: RadiusSource) -> Option<Radii> {
+        q.iter().any(|r| *r > 0.0).then_some(Radii {
+            ne: q[0],
+            se: q[1],
+            sw: q[2],
+            nw: q[3],
+            source,
+        })
+    }
+
     /// The largest quadrant radius.
     pub fn max(&self) -> f64 {
         self.ne.max(self.se).max(self.sw).max(self.nw)
@@ -291,7 +302,7 @@ pub fn parse(body: &[u8]) -> Result<Vec<Track>, FeedError> {
 // ---- Chinese typhoon web-service JSON --------------------------------------------------------
 
 /// Missing values arrive as null, "", "--", -999 …: missing is not zero, and a real zero is kept.
-fn num(v: Option<&serde_json::Value>) -> Option<f64> {
+pub(crate) fn num(v: Option<&serde_json::Value>) -> Option<f64> {
     let v = v?;
     let x = match v {
         serde_json::Value::Number(n) => n.as_f64()?,
@@ -307,7 +318,8 @@ fn num(v: Option<&serde_json::Value>) -> Option<f64> {
     (x.is_finite() && x > -900.0).then_some(x)
 }
 
-fn text(v: Option<&serde_json::Value>) -> Option<String> {
+/// A text field (numbers as their text); blank and `"null"` are missing.
+pub(crate) fn text(v: Option<&serde_json::Value>) -> Option<String> {
     match v? {
         serde_json::Value::String(s) if !s.trim().is_empty() && s != "null" => {
             Some(s.trim().to_string())

@@ -29,7 +29,9 @@ use jiff::Timestamp;
 use serde_json::Value;
 
 use super::bulletin::Landfall;
-use super::typhoon::{Forecast, Grade, Radii, RadiusSource, Track, TrackPoint, wind_level};
+use super::typhoon::{
+    Forecast, Grade, Radii, RadiusSource, Track, TrackPoint, num, text, wind_level,
+};
 use super::{Document, FeedError, FeedKind, Item, Link, Observation, Parsed};
 
 /// The feed kind of the typhoon web services.
@@ -64,31 +66,6 @@ pub fn unwrap_jsonp(text: &str) -> &str {
         t = inner[..inner.len() - 1].trim();
     }
     t
-}
-
-/// A number the services write as a number or as a string; `""`, `" "`, `null`, `"--"` are
-/// missing, never zero.
-fn num(v: Option<&Value>) -> Option<f64> {
-    let x = match v? {
-        Value::Number(n) => n.as_f64()?,
-        Value::String(s) => {
-            let s = s.trim();
-            if s.is_empty() || s == "--" || s == "null" {
-                return None;
-            }
-            s.parse().ok()?
-        }
-        _ => return None,
-    };
-    x.is_finite().then_some(x)
-}
-
-fn text(v: Option<&Value>) -> Option<String> {
-    match v? {
-        Value::String(s) if !s.trim().is_empty() => Some(s.trim().to_string()),
-        Value::Number(n) => Some(n.to_string()),
-        _ => None,
-    }
 }
 
 /// `yyyyMMddHHmm`, UTC.
@@ -140,16 +117,6 @@ pub fn beijing(s: &str) -> Option<Timestamp> {
     jiff::tz::Offset::from_hours(8).ok()?.to_timestamp(dt).ok()
 }
 
-fn radii(q: [f64; 4]) -> Option<Radii> {
-    q.iter().any(|r| *r > 0.0).then_some(Radii {
-        ne: q[0],
-        se: q[1],
-        sw: q[2],
-        nw: q[3],
-        source: RadiusSource::China,
-    })
-}
-
 fn on_earth(lat: f64, lon: f64) -> bool {
     (-90.0..=90.0).contains(&lat) && (-180.0..=360.0).contains(&lon)
 }
@@ -183,7 +150,7 @@ fn nmc_point(p: &Value, at: &str) -> Result<(TrackPoint, Option<Forecast>), Feed
             _ => continue,
         };
         let q = [1, 2, 3, 4].map(|k| num(r.get(k)).unwrap_or(0.0));
-        circles[c] = radii(q);
+        circles[c] = Radii::of(q, RadiusSource::China);
     }
     let [r7, r10, r12] = circles;
     let point = TrackPoint {
@@ -354,9 +321,9 @@ fn zj_radii(v: Option<&Value>) -> Option<Radii> {
         .map(|x| x.trim().parse::<f64>().unwrap_or(0.0))
         .collect();
     match parts.as_slice() {
-        [ne, se, nw, sw] => radii([*ne, *se, *sw, *nw]),
+        [ne, se, nw, sw] => Radii::of([*ne, *se, *sw, *nw], RadiusSource::China),
         // The 2016 API: one number for the whole circle.
-        [r] => radii([*r; 4]),
+        [r] => Radii::of([*r; 4], RadiusSource::China),
         _ => None,
     }
 }

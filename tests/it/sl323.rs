@@ -11,7 +11,7 @@ use std::time::Duration;
 use jiff::{SignedDuration, Timestamp};
 use stormbell::correlate::rain::RainBook;
 use stormbell::feeds::Observation;
-use stormbell::feeds::poller::{FeedSpec, Poller, Settings};
+use stormbell::feeds::poller::FeedSpec;
 use stormbell::feeds::rainfall::RainBatch;
 use stormbell::feeds::sl323::{DEFAULT_QUERY, Sl323Feed};
 use stormbell::runtime::clock::SimClock;
@@ -41,29 +41,7 @@ fn an_sl323_rain_table_is_read_and_a_correction_wins() {
     let store = Store::open(dir.path().join("db")).unwrap();
     let clock = SimClock::new("2024-07-09T11:10:00+08:00".parse().unwrap());
     let (tx, mut rx) = tokio::sync::mpsc::channel(64);
-    let poller = Arc::new(Poller::new(
-        store,
-        Arc::new(stormbell::feeds::fetch::HttpFetcher::new(
-            stormbell::http::client(&stormbell::http::HttpSettings {
-                user_agent: "stormbell-test".into(),
-                connect_timeout_secs: 2,
-                timeout_secs: 5,
-            })
-            .unwrap(),
-        )),
-        Arc::new(clock.clone()),
-        Settings {
-            backoff_min: Duration::from_secs(5),
-            backoff_max: Duration::from_secs(60),
-            follow_concurrency: 1,
-            start_spread: Duration::ZERO,
-            flush_every: Duration::from_millis(50),
-            tz: jiff::tz::TimeZone::get("Asia/Shanghai").unwrap(),
-            hold_clock: false,
-            jitter_seed: None,
-        },
-        tx,
-    ));
+    let poller = common::quiet_poller(store, clock.clone(), tx);
     let spec = FeedSpec {
         id: "sq".into(),
         kind: Arc::new(Sl323Feed {

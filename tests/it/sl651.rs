@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use stormbell::feeds::Observation;
-use stormbell::feeds::poller::{FeedSpec, Poller, Settings};
+use stormbell::feeds::poller::FeedSpec;
 use stormbell::feeds::sl651::{self, Sl651Feed, Station, frame};
 use stormbell::runtime::clock::SimClock;
 use stormbell::store::Store;
@@ -114,30 +114,7 @@ fn a_live_listener_answers_each_frame_and_refuses_what_it_cannot_use() {
         tokio::net::TcpListener::from_std(bound).unwrap()
     };
     let (tx, mut rx) = tokio::sync::mpsc::channel(64);
-    let poller = Arc::new(Poller::new(
-        store.clone(),
-        // Never used: a listening feed fetches nothing.
-        Arc::new(stormbell::feeds::fetch::HttpFetcher::new(
-            stormbell::http::client(&stormbell::http::HttpSettings {
-                user_agent: "stormbell-test".into(),
-                connect_timeout_secs: 2,
-                timeout_secs: 5,
-            })
-            .unwrap(),
-        )),
-        Arc::new(clock.clone()),
-        Settings {
-            backoff_min: Duration::from_secs(5),
-            backoff_max: Duration::from_secs(60),
-            follow_concurrency: 1,
-            start_spread: Duration::ZERO,
-            flush_every: Duration::from_millis(50),
-            tz: sl651::beijing(),
-            hold_clock: false,
-            jitter_seed: None,
-        },
-        tx,
-    ));
+    let poller = common::quiet_poller(store.clone(), clock.clone(), tx);
     let station = Station {
         address: "0040803540".into(),
         name: "岭头雨量站（合成）".into(),

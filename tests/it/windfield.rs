@@ -11,13 +11,15 @@ use stormbell::correlate::{Rules, Tier};
 use stormbell::feeds::typhoon;
 use stormbell::registry::{self, Registry};
 
-fn lekima_files() -> Vec<(Timestamp, PathBuf)> {
-    let dir =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/scenarios/lekima-2019/feeds/typhoon");
+/// A scenario's typhoon snapshots (named by their publication time), in time order.
+fn snapshots(scenario: &str) -> Vec<(Timestamp, PathBuf)> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures/scenarios")
+        .join(scenario)
+        .join("feeds/typhoon");
     let mut files: Vec<(Timestamp, PathBuf)> = std::fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "json"))
         .map(|p| {
             let stem = p.file_stem().unwrap().to_str().unwrap().to_string();
             let t = jiff::fmt::strtime::parse("%Y%m%dT%H%M%S%z", &stem)
@@ -56,7 +58,7 @@ fn a_village_at_harbin_is_never_in_lekimas_wind() {
     let (reg, harbin) = county_and("230102001001", "哈尔滨测试村（合成）", 45.8, 126.5);
     let rules = Rules::national();
     let mut county_tiers: Vec<(Tier, Timestamp)> = Vec::new();
-    for (at, file) in lekima_files() {
+    for (at, file) in snapshots("lekima-2019") {
         let tracks = typhoon::parse(&std::fs::read(&file).unwrap()).unwrap();
         for track in &tracks {
             // Every 20 minutes until the next snapshot: the daemon evaluates every 5.
@@ -167,23 +169,7 @@ fn first_tiers(
     folder: &str,
     read: impl Fn(&[u8], Timestamp) -> Vec<stormbell::feeds::typhoon::Track>,
 ) -> Vec<(Tier, Option<Timestamp>)> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("fixtures/scenarios")
-        .join(folder)
-        .join("feeds/typhoon");
-    let mut files: Vec<(Timestamp, PathBuf)> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .map(|p| {
-            let stem = p.file_stem().unwrap().to_str().unwrap().to_string();
-            let t = jiff::fmt::strtime::parse("%Y%m%dT%H%M%S%z", &stem)
-                .unwrap()
-                .to_timestamp()
-                .unwrap();
-            (t, p)
-        })
-        .collect();
-    files.sort();
+    let files = snapshots(folder);
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let (loaded, _) = registry::check_dir(&root.join("fixtures/county"), registry::Encoding::Auto);
     let reg = Registry::new(loaded.data);

@@ -38,7 +38,7 @@ use jiff::{SignedDuration, Timestamp};
 use super::{Heading, Landfall, coord, day_time, number_before};
 use crate::feeds::FeedError;
 use crate::feeds::typhoon::{
-    Forecast, Grade, Radii, RadiusSource, Track, TrackPoint, level_floor, wind_level,
+    Grade, Radii, RadiusSource, Track, TrackPoint, level_floor, wind_level,
 };
 use crate::feeds::wind_profile::{self, RMAX_PRIOR_KM};
 
@@ -116,16 +116,6 @@ fn position(f: &[&str], n: usize) -> Result<Position, FeedError> {
         return Err(bad(n, "pressure or wind out of any storm's range"));
     }
     Ok((lat, lon, p, v))
-}
-
-fn radii_of(q: [f64; 4], source: RadiusSource) -> Option<Radii> {
-    (q.iter().any(|r| *r > 0.0)).then_some(Radii {
-        ne: q[0],
-        se: q[1],
-        sw: q[2],
-        nw: q[3],
-        source,
-    })
 }
 
 /// One `WTPQ20 BABJ` subjective forecast, with the notes reading it raised.
@@ -257,9 +247,9 @@ pub fn forecast(
             pressure_hpa: pres,
             move_dir: None,
             move_speed_kmh: None,
-            r7: radii_of(r[0], src),
-            r10: radii_of(r[1], src),
-            r12: radii_of(r[2], src),
+            r7: Radii::of(r[0], src),
+            r10: Radii::of(r[1], src),
+            r12: Radii::of(r[2], src),
         };
     let mut now = point(t0, lat, lon, pres, wind, reported, RadiusSource::China);
     now.grade = Some(grade);
@@ -292,26 +282,8 @@ pub fn forecast(
             RadiusSource::Carried,
         ));
     }
-    let forecasts = if points.is_empty() {
-        Vec::new()
-    } else {
-        vec![Forecast {
-            agency: "BABJ".into(),
-            issued: t0,
-            points,
-        }]
-    };
     Ok((
-        Track {
-            storm: number,
-            name: String::new(),
-            name_en: name,
-            format: "cma-bulletin".into(),
-            agency: "BABJ".into(),
-            correction: h.correction(),
-            points: vec![now],
-            forecasts,
-        },
+        super::bulletin_track(h, number, name, "cma-bulletin", now, points),
         notes,
     ))
 }

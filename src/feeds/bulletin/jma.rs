@@ -32,7 +32,7 @@ use jiff::Timestamp;
 use super::{Heading, coord, day_time, number_before};
 use crate::feeds::FeedError;
 use crate::feeds::typhoon::{
-    Forecast, Grade, KT_TO_MS, NM_TO_KM, Radii, RadiusSource, Track, TrackPoint, wind_level,
+    Grade, KT_TO_MS, NM_TO_KM, Radii, RadiusSource, Track, TrackPoint, wind_level,
 };
 
 fn bad(line: usize, message: impl Into<String>) -> FeedError {
@@ -195,31 +195,14 @@ pub fn advisory(
         return Err(bad(1, "no `PSTN DDHHMMUTC <lat> <lon>` analysis"));
     }
     let analysis = points.remove(0).track_point();
-    let t0 = analysis.time;
     let ahead: Vec<TrackPoint> = points.iter().map(Point::track_point).collect();
+    let storm = if number.is_empty() {
+        name.clone()
+    } else {
+        number
+    };
     Ok((
-        Track {
-            storm: if number.is_empty() {
-                name.clone()
-            } else {
-                number
-            },
-            name: String::new(),
-            name_en: name,
-            format: "jma-advisory".into(),
-            agency: h.cccc.clone(),
-            correction: h.correction(),
-            points: vec![analysis],
-            forecasts: if ahead.is_empty() {
-                Vec::new()
-            } else {
-                vec![Forecast {
-                    agency: h.cccc.clone(),
-                    issued: t0,
-                    points: ahead,
-                }]
-            },
-        },
+        super::bulletin_track(h, storm, name, "jma-advisory", analysis, ahead),
         notes,
     ))
 }

@@ -15,7 +15,7 @@ use jiff::{SignedDuration, Timestamp};
 use super::{Heading, coord, day_time};
 use crate::feeds::FeedError;
 use crate::feeds::typhoon::{
-    Forecast, Grade, KT_TO_MS, NM_TO_KM, Radii, RadiusSource, Track, TrackPoint, wind_level,
+    Grade, KT_TO_MS, NM_TO_KM, Radii, RadiusSource, Track, TrackPoint, wind_level,
 };
 
 fn bad(line: usize, message: impl Into<String>) -> FeedError {
@@ -138,7 +138,9 @@ pub fn warning(
             continue;
         }
         if f.len() >= 4 && f[1] == "---" && f[0].ends_with('Z') && f[0].len() == 7 {
-            let time = day_time(&f[0][..6], reference)
+            let time = f[0]
+                .get(..6)
+                .and_then(|d| day_time(d, reference))
                 .ok_or_else(|| bad(n, format!("`{}` is not DDHHMMZ", f[0])))?;
             let k = if f[2] == "NEAR" { 3 } else { 2 };
             let lat = f.get(k).and_then(|s| coord(s)).filter(|v| v.abs() <= 90.0);
@@ -226,24 +228,7 @@ pub fn warning(
         }
     }
     Ok((
-        Track {
-            storm: id,
-            name: String::new(),
-            name_en: name,
-            format: "jtwc-warning".into(),
-            agency: h.cccc.clone(),
-            correction: h.correction(),
-            points: vec![analysis],
-            forecasts: if ahead.is_empty() {
-                Vec::new()
-            } else {
-                vec![Forecast {
-                    agency: h.cccc.clone(),
-                    issued: t0,
-                    points: ahead,
-                }]
-            },
-        },
+        super::bulletin_track(h, id, name, "jtwc-warning", analysis, ahead),
         notes,
     ))
 }

@@ -134,6 +134,37 @@ pub struct Read {
     pub problems: Vec<String>,
 }
 
+/// The track one bulletin gives: its analysis and, if any, its own forecast, under the
+/// bulletin's centre and correction rank.
+fn bulletin_track(
+    h: &Heading,
+    storm: String,
+    name_en: String,
+    format: &str,
+    analysis: super::typhoon::TrackPoint,
+    ahead: Vec<super::typhoon::TrackPoint>,
+) -> Track {
+    let issued = analysis.time;
+    Track {
+        storm,
+        name: String::new(),
+        name_en,
+        format: format.into(),
+        agency: h.cccc.clone(),
+        correction: h.correction(),
+        points: vec![analysis],
+        forecasts: if ahead.is_empty() {
+            Vec::new()
+        } else {
+            vec![super::typhoon::Forecast {
+                agency: h.cccc.clone(),
+                issued,
+                points: ahead,
+            }]
+        },
+    }
+}
+
 /// A `YYYYMMDDHHMMSS` stamp (UTC) in a file's name or address, as CMA's FTP names carry.
 pub fn stamp_in_name(name: &str) -> Option<Timestamp> {
     let base = name.rsplit(['/', '\\']).next().unwrap_or(name);

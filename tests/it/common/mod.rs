@@ -112,3 +112,37 @@ pub fn serve_web(
     ));
     (server, stop)
 }
+
+/// A poller for feeds that fetch nothing over HTTP (an SL 323 database, an SL 651
+/// listener), stamping with `clock` and handing on to `tx`.
+pub fn quiet_poller(
+    store: stormbell::store::Store,
+    clock: stormbell::runtime::clock::SimClock,
+    tx: tokio::sync::mpsc::Sender<stormbell::feeds::poller::Delivery>,
+) -> std::sync::Arc<stormbell::feeds::poller::Poller> {
+    use std::time::Duration;
+    std::sync::Arc::new(stormbell::feeds::poller::Poller::new(
+        store,
+        // Never used: these feeds fetch nothing over HTTP.
+        std::sync::Arc::new(stormbell::feeds::fetch::HttpFetcher::new(
+            stormbell::http::client(&stormbell::http::HttpSettings {
+                user_agent: "stormbell-test".into(),
+                connect_timeout_secs: 2,
+                timeout_secs: 5,
+            })
+            .unwrap(),
+        )),
+        std::sync::Arc::new(clock),
+        stormbell::feeds::poller::Settings {
+            backoff_min: Duration::from_secs(5),
+            backoff_max: Duration::from_secs(60),
+            follow_concurrency: 1,
+            start_spread: Duration::ZERO,
+            flush_every: Duration::from_millis(50),
+            tz: jiff::tz::TimeZone::get("Asia/Shanghai").unwrap(),
+            hold_clock: false,
+            jitter_seed: None,
+        },
+        tx,
+    ))
+}
