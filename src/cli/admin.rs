@@ -305,6 +305,14 @@ pub fn status(cfg: &Config) -> u8 {
         );
         return 1;
     } else {
+        if let Ok(v) = Store::open(&cfg.store.path)
+            .and_then(|s| s.read_blocking(|c| Ok(stormbell::store::backup::schema_version(c)?)))
+        {
+            println!(
+                "schema:   {v} (this stormbell: {})",
+                stormbell::store::backup::latest_schema()
+            );
+        }
         match Store::open(&cfg.store.path).and_then(|s| s.read_blocking(|c| Ok(audit::verify(c)?)))
         {
             Ok(audit::Verification::Intact { entries, head }) => {
@@ -764,6 +772,11 @@ pub fn run(cfg: &Config) -> u8 {
         );
         return EXIT_USAGE;
     }
+    // One daemon per database: a second one (or a restore) is refused while this one runs.
+    let _claim = match stormbell::store::Claim::take(&cfg.store.path) {
+        Ok(c) => c,
+        Err(e) => return fail("", &e),
+    };
     let store = match Store::open(&cfg.store.path) {
         Ok(s) => s,
         Err(e) => return fail("", &e),

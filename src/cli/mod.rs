@@ -2,6 +2,7 @@
 //! library call; nothing here decides anything a test of the library could not see.
 
 mod admin;
+mod backup_cmd;
 mod cap_cmd;
 mod demo;
 mod feed_cmd;
@@ -95,6 +96,12 @@ enum Command {
     Audit(admin::AuditCommand),
     /// What the daemon's store says now.
     Status,
+    /// Copy the database as it stands now (while the daemon runs) into DIR, with the audit
+    /// trail's head and a checksum in a manifest beside it.
+    Backup(backup_cmd::BackupArgs),
+    /// Put a backup back in place of the database (the daemon stopped); what it replaces is
+    /// moved aside, never deleted, and the restore is recorded in the audit trail.
+    Restore(backup_cmd::RestoreArgs),
     /// Office users of the duty office's page.
     #[command(subcommand)]
     User(user_cmd::UserCommand),
@@ -102,7 +109,7 @@ enum Command {
 
 /// Parse arguments, set up logging, run the command.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = parse();
     if !matches!(cli.command, Command::Run) {
         default_sigpipe();
     }
@@ -111,6 +118,8 @@ pub fn main() -> ExitCode {
         Command::Cap(cmd) => with_config(&cli.global, |cfg| cap_cmd::run(cmd, cfg)),
         Command::Audit(cmd) => with_config(&cli.global, |cfg| admin::audit(cmd, cfg)),
         Command::Status => with_config(&cli.global, admin::status),
+        Command::Backup(args) => with_config(&cli.global, |cfg| backup_cmd::backup(args, cfg)),
+        Command::Restore(args) => with_config(&cli.global, |cfg| backup_cmd::restore(args, cfg)),
         Command::Feed(cmd) => feed_cmd::run(cmd),
         Command::User(cmd) => with_config(&cli.global, |cfg| user_cmd::run(cmd, cfg)),
         Command::Run => with_config(&cli.global, admin::run),
@@ -139,6 +148,25 @@ pub fn main() -> ExitCode {
         Command::Report(args) => with_config(&cli.global, |cfg| report_cmd::run(args, cfg)),
     };
     ExitCode::from(code)
+}
+
+/// The arguments, with `--version` naming the schema version too: the first thing to ask when
+/// a backup from another machine is to be restored, or an upgrade is planned.
+fn parse() -> Cli {
+    use clap::{CommandFactory, FromArgMatches};
+    let version = format!(
+        "{} (database schema {})",
+        env!("CARGO_PKG_VERSION"),
+        stormbell::store::backup::latest_schema()
+    );
+    // Leaked once per process: clap keeps a version as `&'static str` (its `string` feature
+    // would add an allocation type to every name instead).
+    let version: &'static str = Box::leak(version.into_boxed_str());
+    let matches = Cli::command().version(version).get_matches();
+    match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    }
 }
 
 /// Let a short-lived command end quietly when its reader goes away (`stormbell … | head`),

@@ -48,5 +48,6 @@ mod sl651;
 mod smsc_quirks;
 mod store;
 mod tidy;
+mod upkeep;
 mod web;
 mod windfield;

@@ -146,3 +146,16 @@ pub fn quiet_poller(
         tx,
     ))
 }
+
+/// The `stormbell` program, with none of the caller's STORMBELL_… settings and never the
+/// fixed default web port (tests run side by side).
+pub fn stormbell() -> std::process::Command {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_stormbell"));
+    for (k, _) in std::env::vars() {
+        if k.starts_with("STORMBELL_") || k == "RUST_LOG" {
+            c.env_remove(k);
+        }
+    }
+    c.env("STORMBELL_WEB__LISTEN", "127.0.0.1:0");
+    c
+}

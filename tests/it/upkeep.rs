@@ -1,0 +1,436 @@
+//! Keeping a county's database for seasons, as its IT person does: backups taken while the
+//! daemon writes and restored into a fresh folder; every schema the project has shipped
+//! brought forward with data in it.
+
+use crate::common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use rusqlite::{Connection, OpenFlags};
+
+fn scenario(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures/scenarios")
+        .join(name)
+}
+
+fn run(cmd: &mut Command) -> (Output, String) {
+    let o = cmd.output().unwrap();
+    let text = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    (o, text)
+}
+
+fn ro(db: &Path) -> Connection {
+    let c = Connection::open_with_flags(db, OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+    c.busy_timeout(Duration::from_secs(10)).unwrap();
+    c
+}
+
+fn count(c: &Connection, sql: &str) -> i64 {
+    c.query_row(sql, [], |r| r.get(0)).unwrap_or(0)
+}
+
+/// Every row of `table` (all columns, as text), ordered by its first column.
+fn dump(c: &Connection, table: &str) -> Vec<Vec<String>> {
+    let mut stmt = c
+        .prepare(&format!("SELECT * FROM {table} ORDER BY 1"))
+        .unwrap();
+    let n = stmt.column_count();
+    stmt.query_map([], |r| {
+        (0..n)
+            .map(|i| {
+                Ok(match r.get_ref(i)? {
+                    rusqlite::types::ValueRef::Null => "NULL".to_string(),
+                    rusqlite::types::ValueRef::Integer(v) => v.to_string(),
+                    rusqlite::types::ValueRef::Real(v) => v.to_string(),
+                    rusqlite::types::ValueRef::Text(t) => String::from_utf8_lossy(t).into(),
+                    rusqlite::types::ValueRef::Blob(b) => hex::encode(b),
+                })
+            })
+            .collect()
+    })
+    .unwrap()
+    .collect::<rusqlite::Result<_>>()
+    .unwrap()
+}
+
+fn audit_at(c: &Connection, seq: i64) -> String {
+    c.query_row("SELECT hash FROM audit WHERE seq = ?1", [seq], |r| r.get(0))
+        .unwrap()
+}
+
+fn head_of(line: &str) -> (i64, String) {
+    stormbell::store::checkpoint::parse_head(line).unwrap_or_else(|| panic!("head {line:?}"))
+}
+
+fn manifest_head(file: &Path) -> (i64, String) {
+    let text = std::fs::read_to_string(format!("{}.manifest", file.display())).unwrap();
+    let m = stormbell::store::backup::Manifest::parse(&text).unwrap();
+    assert_eq!(m.chain, "intact", "{text}");
+    head_of(&m.head)
+}
+
+fn only_backup(dir: &Path) -> PathBuf {
+    let files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "db"))
+        .collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    files[0].clone()
+}
+
+#[test]
+fn a_backup_taken_mid_storm_restores_into_a_fresh_folder_with_its_trail_and_records() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("lekima");
+    let db = out.join("drill.db");
+    // The load: a typhoon drill writing warnings, texts, receipts and answers as fast as it can.
+    let mut child = common::stormbell()
+        .args(["replay", "--scenario"])
+        .arg(scenario("lekima-2019"))
+        .arg("--out")
+        .arg(&out)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while !(db.exists()
+        && count(&ro(&db), "SELECT count(*) FROM respond_answer") > 50
+        && count(
+            &ro(&db),
+            "SELECT count(*) FROM dispatch_message WHERE state = 'delivered'",
+        ) > 50)
+    {
+        assert!(child.try_wait().unwrap().is_none(), "the drill ended early");
+        assert!(Instant::now() < deadline, "no texts were answered in time");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let under_load = tmp.path().join("backups-1");
+    let (o, text) = run(common::stormbell()
+        .arg("--db")
+        .arg(&db)
+        .arg("backup")
+        .arg(&under_load));
+    assert!(o.status.success(), "{text}");
+    // Still writing when the copy was done: it was taken under load.
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the drill had ended before the backup finished"
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let backup = only_backup(&under_load);
+    let (seq, hash) = manifest_head(&backup);
+    assert!(text.contains(&format!("#{seq} sha256:{hash}")), "{text}");
+
+    // Restored into a fresh folder (no database there yet).
+    let fresh = tmp.path().join("fresh").join("stormbell.db");
+    let (o, text) = run(common::stormbell()
+        .arg("--db")
+        .arg(&fresh)
+        .arg("restore")
+        .arg(&backup));
+    assert!(o.status.success(), "{text}");
+    assert!(text.contains("store.restored"), "{text}");
+    let (o, text) = run(common::stormbell()
+        .arg("--db")
+        .arg(&fresh)
+        .args(["audit", "verify"]));
+    assert!(o.status.success(), "{text}");
+
+    // The restored trail is the original's, up to the backup's head, then the restore.
+    let (orig, restored) = (ro(&db), ro(&fresh));
+    assert_eq!(audit_at(&orig, seq), hash);
+    assert_eq!(audit_at(&restored, seq), hash);
+    let after: Vec<String> = restored
+        .prepare("SELECT kind FROM audit WHERE seq > ?1 ORDER BY seq")
+        .unwrap()
+        .query_map([seq], |r| r.get(0))
+        .unwrap()
+        .collect::<rusqlite::Result<_>>()
+        .unwrap();
+    assert_eq!(after, ["store.restored"]);
+    // Warnings and answers are written once and never change: each restored row is the
+    // original's row.
+    for table in ["corr_warning", "respond_answer"] {
+        let r = dump(&restored, table);
+        let o = dump(&orig, table);
+        assert!(!r.is_empty(), "{table} empty in the backup");
+        assert_eq!(r[..], o[..r.len()], "{table}");
+    }
+
+    // At rest, a second backup restored over the first equals the original in full.
+    let at_rest = tmp.path().join("backups-2");
+    let (o, text) = run(common::stormbell()
+        .arg("--db")
+        .arg(&db)
+        .arg("backup")
+        .arg(&at_rest));
+    assert!(o.status.success(), "{text}");
+    let second = only_backup(&at_rest);
+    let (o, text) = run(common::stormbell()
+        .arg("--db")
+        .arg(&fresh)
+        .arg("restore")
+        .arg(&second));
+    assert!(o.status.success(), "{text}");
+    // What it replaced is kept beside it, not deleted.
+    let aside: Vec<_> = std::fs::read_dir(fresh.parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .filter(|n| n.starts_with("stormbell.db.before-restore-"))
+        .collect();
+    assert!(!aside.is_empty(), "nothing moved aside");
+    let restored = ro(&fresh);
+    for table in [
+        "corr_warning",
+        "dispatch_message",
+        "dispatch_part",
+        "respond_answer",
+    ] {
+        assert_eq!(dump(&restored, table), dump(&orig, table), "{table}");
+    }
+    let (o, text) = run(common::stormbell()
+        .arg("--db")
+        .arg(&fresh)
+        .args(["audit", "verify"]));
+    assert!(o.status.success(), "{text}");
+}
+
+#[test]
+fn a_restore_refuses_a_damaged_backup_and_a_running_daemon_and_changes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("live").join("stormbell.db");
+    let (o, text) = run(common::stormbell()
+        .arg("--db")
+        .arg(&db)
+        .args(["registry", "import"])
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/county")));
+    assert!(o.status.success(), "{text}");
+    let dir = tmp.path().join("b");
+    let (o, text) = run(common::stormbell()
+        .arg("--db")
+        .arg(&db)
+        .arg("backup")
+        .arg(&dir));
+    assert!(o.status.success(), "{text}");
+    let backup = only_backup(&dir);
+    let before = std::fs::read(&db).unwrap();
+
+    // A daemon holds the database: refused, and said why.
+    let claim = stormbell::store::Claim::take(&db).unwrap();
+    let (o, text) = run(common::stormbell()
+        .arg("--db")
+        .arg(&db)
+        .arg("restore")
+        .arg(&backup));
+    assert_eq!(o.status.code(), Some(1), "{text}");
+    assert!(text.contains("a running stormbell holds"), "{text}");
+    drop(claim);
+
+    // A byte changed in the copy: refused against its manifest.
+    let damaged = tmp.path().join("damaged.db");
+    let mut bytes = std::fs::read(&backup).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x55;
+    std::fs::write(&damaged, &bytes).unwrap();
+    std::fs::copy(
+        format!("{}.manifest", backup.display()),
+        format!("{}.manifest", damaged.display()),
+    )
+    .unwrap();
+    let (o, text) = run(common::stormbell()
+        .arg("--db")
+        .arg(&db)
+        .arg("restore")
+        .arg(&damaged));
+    assert_eq!(o.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("not the file its manifest describes"),
+        "{text}"
+    );
+    assert!(text.contains("nothing was changed"), "{text}");
+    assert_eq!(std::fs::read(&db).unwrap(), before);
+}
+
+/// Columns of `table` in `c`: (name, declared type, not null, has a default).
+fn columns(c: &Connection, schema: &str, table: &str) -> Vec<(String, String, bool, bool)> {
+    c.prepare(&format!("PRAGMA {schema}.table_info({table})"))
+        .unwrap()
+        .query_map([], |r| {
+            Ok((
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, bool>(3)?,
+                r.get::<_, Option<String>>(4)?.is_some(),
+            ))
+        })
+        .unwrap()
+        .collect::<rusqlite::Result<_>>()
+        .unwrap()
+}
+
+fn tables(c: &Connection) -> Vec<String> {
+    c.prepare(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'
+         ORDER BY name",
+    )
+    .unwrap()
+    .query_map([], |r| r.get(0))
+    .unwrap()
+    .collect::<rusqlite::Result<_>>()
+    .unwrap()
+}
+
+/// Fill a database at an older schema with a finished drill's rows: every column both have,
+/// and a plain value for a column only the old schema required. Rows the old schema refuses
+/// (a state it did not know yet) are skipped. Returns rows copied per table.
+fn fill(old: &Path, reference: &Path) -> BTreeMap<String, i64> {
+    let c = Connection::open(old).unwrap();
+    c.execute_batch("PRAGMA foreign_keys = OFF;").unwrap();
+    c.execute("ATTACH DATABASE ?1 AS src", [reference.to_str().unwrap()])
+        .unwrap();
+    let src_tables: Vec<String> = c
+        .prepare("SELECT name FROM src.sqlite_master WHERE type = 'table'")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<rusqlite::Result<_>>()
+        .unwrap();
+    let mut copied = BTreeMap::new();
+    for table in tables(&c) {
+        if !src_tables.contains(&table) {
+            continue;
+        }
+        let theirs: Vec<String> = columns(&c, "src", &table)
+            .into_iter()
+            .map(|c| c.0)
+            .collect();
+        let mut names = Vec::new();
+        let mut values = Vec::new();
+        for (name, ty, not_null, default) in columns(&c, "main", &table) {
+            if theirs.contains(&name) {
+                names.push(name.clone());
+                values.push(name);
+            } else if not_null && !default {
+                names.push(name);
+                values.push(match ty.as_str() {
+                    "INTEGER" | "REAL" => "0".to_string(),
+                    "BLOB" => "x''".to_string(),
+                    _ => "''".to_string(),
+                });
+            }
+        }
+        // The audit trail refuses some statements by trigger; INSERT it may take.
+        let n = c
+            .execute(
+                &format!(
+                    "INSERT OR IGNORE INTO main.{table} ({}) SELECT {} FROM src.{table}",
+                    names.join(", "),
+                    values.join(", ")
+                ),
+                [],
+            )
+            .unwrap_or_else(|e| panic!("{table}: {e}"));
+        copied.insert(table, n as i64);
+    }
+    c.execute_batch("DETACH DATABASE src;").unwrap();
+    copied
+}
+
+/// A finished drill of the convective-cell scenario (run once for the tests that read it).
+fn cell_drill() -> &'static Path {
+    static DRILL: std::sync::OnceLock<(tempfile::TempDir, PathBuf)> = std::sync::OnceLock::new();
+    let (_, db) = DRILL.get_or_init(|| {
+        let tmp = tempfile::tempdir().unwrap();
+        let out = tmp.path().join("cell");
+        let (o, text) = run(common::stormbell()
+            .args(["replay", "--scenario"])
+            .arg(scenario("cell-2024"))
+            .arg("--out")
+            .arg(&out));
+        assert!(o.status.success(), "{text}");
+        (tmp, out.join("drill.db"))
+    });
+    db
+}
+
+#[test]
+fn every_schema_ever_shipped_migrates_forward_with_its_data() {
+    let tmp = tempfile::tempdir().unwrap();
+    let reference = cell_drill().to_path_buf();
+    let latest = stormbell::store::backup::latest_schema() as usize;
+    let (o, text) = run(common::stormbell().arg("--version"));
+    assert!(
+        text.contains(&format!("database schema {latest}")),
+        "{text}"
+    );
+    assert!(o.status.success());
+    let full = {
+        let c = ro(&reference);
+        tables(&c)
+            .into_iter()
+            .map(|t| {
+                let n = count(&c, &format!("SELECT count(*) FROM {t}"));
+                (t, n)
+            })
+            .collect::<BTreeMap<_, _>>()
+    };
+    for version in 1..latest {
+        let db = tmp.path().join(format!("v{version}.db"));
+        stormbell::store::migrate_to(&db, version).unwrap();
+        let copied = fill(&db, &reference);
+        // Every table of that age that the drill filled got rows (not a vacuous upgrade).
+        for (table, n) in &copied {
+            if full.get(table).copied().unwrap_or(0) > 0 {
+                assert!(*n > 0, "v{version}: no row of {table} fits the old schema");
+            }
+        }
+        assert_eq!(
+            stormbell::store::backup::schema_version(&ro(&db)).unwrap(),
+            version as i64
+        );
+        // Brought forward by opening it, as the daemon does at start.
+        let store = stormbell::store::Store::open(&db)
+            .unwrap_or_else(|e| panic!("v{version} does not migrate: {e}"));
+        assert!(store.close(Duration::from_secs(30)));
+        let c = ro(&db);
+        assert_eq!(
+            stormbell::store::backup::schema_version(&c).unwrap(),
+            latest as i64
+        );
+        let check: String = c
+            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(check, "ok", "v{version}");
+        let fk = count(&c, "SELECT count(*) FROM pragma_foreign_key_check");
+        assert_eq!(fk, 0, "v{version}: foreign keys broken by the upgrade");
+        // Nothing lost on the way.
+        for (table, n) in &copied {
+            let now = count(&c, &format!("SELECT count(*) FROM {table}"));
+            assert!(now >= *n, "v{version}: {table} had {n} rows, has {now}");
+        }
+        match stormbell::store::audit::verify(&c).unwrap() {
+            stormbell::store::audit::Verification::Intact { entries, .. } => {
+                assert_eq!(entries as i64, full["audit"], "v{version}")
+            }
+            broken => panic!("v{version}: {broken:?}"),
+        }
+        // And the status command reads it.
+        let (o, text) = run(common::stormbell().arg("--db").arg(&db).arg("status"));
+        assert!(o.status.success(), "v{version}: {text}");
+        assert!(
+            text.contains(&format!("schema:   {latest} (this stormbell: {latest})")),
+            "{text}"
+        );
+    }
+}
