@@ -157,6 +157,9 @@ pub struct StoreConfig {
     pub audit_key: PathBuf,
     /// Minutes between checkpoints while the trail grows (0: only at shutdown).
     pub audit_checkpoint_mins: u64,
+    /// Days that feed documents, seen keys, consumed inbox entries and handled receipts are
+    /// kept (0: for ever). The record of warnings, messages and answers is always kept.
+    pub retention_days: u64,
 }
 
 impl StoreConfig {
@@ -708,6 +711,10 @@ impl Config {
             }),
             feed,
             checkpoints: Some(self.store.checkpoints(true)),
+            retention: (self.store.retention_days > 0).then(|| crate::retention::Settings {
+                keep: jiff::SignedDuration::from_hours(self.store.retention_days as i64 * 24),
+                every: std::time::Duration::from_secs(6 * 3600),
+            }),
             publish_dir: (!self.web.publish_dir.is_empty())
                 .then(|| PathBuf::from(&self.web.publish_dir)),
         })

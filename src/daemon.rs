@@ -87,6 +87,8 @@ pub struct Settings {
     /// Signed checkpoints of the audit trail's head, kept by [`serve`] (none in a drill: its
     /// database is its own and thrown away).
     pub checkpoints: Option<crate::store::checkpoint::Settings>,
+    /// What the daemon prunes as it ages ([`crate::retention`]; none in a drill).
+    pub retention: Option<crate::retention::Settings>,
 }
 
 /// The channels' settings (empty in a drill: its network is simulated).
@@ -756,12 +758,21 @@ pub async fn serve(
     // is reached by a few hundred held connections.
     crate::runtime::listen::raise_file_limit();
     let clock = pipeline.clock.clone();
+    let pipeline_retention = pipeline.settings.retention;
     let mut running = pipeline.start().await?;
     let keeper = checkpoints.as_ref().map(|(cp, key)| {
         tokio::spawn(keep_checkpoints(
             store.clone(),
             cp.clone(),
             key.clone(),
+            clock.clone(),
+            running.shutdown(),
+        ))
+    });
+    let sweeper = pipeline_retention.map(|settings| {
+        tokio::spawn(crate::retention::run(
+            store.clone(),
+            settings,
             clock.clone(),
             running.shutdown(),
         ))
@@ -794,6 +805,9 @@ pub async fn serve(
         .await?;
     if let Some(k) = keeper {
         let _ = k.await;
+    }
+    if let Some(s) = sweeper {
+        let _ = s.await;
     }
     // The last checkpoint covers the stop itself.
     if let Some((cp, key)) = &checkpoints

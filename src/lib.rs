@@ -17,6 +17,7 @@ pub mod feeds;
 pub mod http;
 pub mod registry;
 pub mod respond;
+pub mod retention;
 pub mod runtime;
 pub mod store;
 pub mod supervise;

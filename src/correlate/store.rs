@@ -422,3 +422,26 @@ pub fn decisions(conn: &Connection, lineage: &str) -> rusqlite::Result<Vec<Store
     })?
     .collect()
 }
+
+/// Every lineage in the record: (key, its first message's time, whether its last message was
+/// its lift). Retention keeps what a lifted warning's report reads, and nothing at all from
+/// the start of one still in force.
+pub fn lifetimes(conn: &Connection) -> anyhow::Result<Vec<(String, Timestamp, bool)>> {
+    let rows: Vec<(String, String, bool)> = conn
+        .prepare_cached(
+            "SELECT w.lineage, s.first, w.msg_type = 'Cancel'
+               FROM (SELECT lineage, min(sent) AS first, max(id) AS last
+                       FROM corr_warning GROUP BY lineage) s
+               JOIN corr_warning w ON w.id = s.last",
+        )?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    rows.into_iter()
+        .map(|(lineage, first, lifted)| {
+            let at = first
+                .parse::<Timestamp>()
+                .map_err(|e| anyhow::anyhow!("warning {lineage}: time {first:?}: {e}"))?;
+            Ok((lineage, at, lifted))
+        })
+        .collect()
+}

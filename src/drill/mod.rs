@@ -142,6 +142,7 @@ pub fn settings(base: &Settings) -> Settings {
     s.web = None;
     s.publish_dir = None;
     s.checkpoints = None;
+    s.retention = None;
     s.phase = Duration::from_secs(15);
     s
 }

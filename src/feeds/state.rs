@@ -410,6 +410,20 @@ pub fn received_since(
     read_entries(stmt.query(params![since])?)
 }
 
+/// Every entry received from `since` to `until` (store stamps, both included), oldest first:
+/// what an after-action report charts.
+pub fn received_between(
+    conn: &Connection,
+    since: &str,
+    until: &str,
+) -> rusqlite::Result<(Vec<Pending>, Vec<Unreadable>)> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, feed, key, observation FROM feed_inbox
+         WHERE received >= ?1 AND received <= ?2 ORDER BY id",
+    )?;
+    read_entries(stmt.query(params![since, until])?)
+}
+
 /// Rows of `id, feed, key, observation` read back; an entry that cannot be (written by
 /// another version, damaged) is named and skipped, never allowed to hold up the rest.
 fn read_entries(mut rows: rusqlite::Rows<'_>) -> rusqlite::Result<(Vec<Pending>, Vec<Unreadable>)> {
@@ -486,4 +500,66 @@ pub fn refusals(c: &Connection) -> rusqlite::Result<Vec<(String, String, i64, St
     c.prepare_cached("SELECT feed, reason, n, last_detail FROM feed_refused ORDER BY feed, reason")?
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
         .collect()
+}
+
+/// Delete up to `limit` rows per table that are older than `cutoff` (a store stamp) and that
+/// nothing will read again: kept documents, seen keys, consumed inbox entries (outside every
+/// window in `keep`, the spans a warning's report reads rain from; gap alarms are kept, they
+/// are counted for ever), and refusal tallies not added to since. Returns (table, rows) for
+/// each table; the caller repeats until nothing is left, one short transaction at a time, so
+/// the pipeline's writes are never held up behind a season's worth of deletes.
+pub fn prune(
+    tx: &Transaction<'_>,
+    cutoff: &str,
+    keep: &[(String, String)],
+    limit: usize,
+) -> rusqlite::Result<Vec<(&'static str, usize)>> {
+    let limit = limit as i64;
+    let doc = tx
+        .prepare_cached(
+            "DELETE FROM feed_doc WHERE digest IN
+               (SELECT digest FROM feed_doc WHERE received < ?1 LIMIT ?2)",
+        )?
+        .execute(params![cutoff, limit])?;
+    let seen = tx
+        .prepare_cached(
+            "DELETE FROM feed_seen WHERE (feed, key) IN
+               (SELECT feed, key FROM feed_seen WHERE first_seen < ?1 LIMIT ?2)",
+        )?
+        .execute(params![cutoff, limit])?;
+    // The open gaps between the windows to keep (both ends kept), each below the cutoff.
+    let mut gaps = Vec::new();
+    let mut from = String::new();
+    for (a, b) in keep {
+        if a.as_str() >= cutoff {
+            break;
+        }
+        gaps.push((from.clone(), a.clone()));
+        from = b.clone();
+    }
+    if from.as_str() < cutoff {
+        gaps.push((from, cutoff.to_string()));
+    }
+    let mut inbox = 0;
+    let mut stmt = tx.prepare_cached(
+        "DELETE FROM feed_inbox WHERE id IN
+           (SELECT id FROM feed_inbox
+             WHERE received > ?1 AND received < ?2 AND consumed IS NOT NULL
+               AND json_extract(observation, '$.kind') IS NOT 'feed_alarm'
+             LIMIT ?3)",
+    )?;
+    for (a, b) in gaps {
+        if (inbox as i64) < limit {
+            inbox += stmt.execute(params![a, b, limit - inbox as i64])?;
+        }
+    }
+    let refused = tx
+        .prepare_cached("DELETE FROM feed_refused WHERE last_at < ?1")?
+        .execute(params![cutoff])?;
+    Ok(vec![
+        ("feed_doc", doc),
+        ("feed_seen", seen),
+        ("feed_inbox", inbox),
+        ("feed_refused", refused),
+    ])
 }

@@ -41,6 +41,12 @@ const REPEAT_WINDOW: SignedDuration = SignedDuration::from_mins(10);
 /// How long a number held for being beyond the registered figure waits for its confirmation.
 const CONFIRM_WINDOW: SignedDuration = SignedDuration::from_mins(60);
 
+/// The last reply (`dispatch_inbound.id`) respond has acted on: replies up to it are done
+/// with, and retention may delete them once they are old.
+pub fn replies_handled(c: &rusqlite::Connection) -> anyhow::Result<i64> {
+    super::cursor(c, CURSOR)
+}
+
 /// Read up to `limit` new replies and act on them, in `tx`.
 pub fn run_once(
     tx: &Transaction<'_>,

@@ -809,6 +809,39 @@ fn charts_of(
 
 /// Hourly rain, as the feeds reported it, at the gauges the warning's decisions give as their
 /// reason (at most three), over [`from`, `to`]: the rainfall against the warnings issued.
+/// How far before a warning's first event its report charts rain.
+pub const RAIN_BEFORE: jiff::SignedDuration = jiff::SignedDuration::from_hours(6);
+/// How long after a warning's last event a rain batch received still counts for its report
+/// (a gauge's late batch).
+pub const RAIN_LATE: jiff::SignedDuration = jiff::SignedDuration::from_hours(1);
+
+/// The span of feed receipts a warning's report reads rain from: from [`RAIN_BEFORE`] its
+/// first message to [`RAIN_LATE`] after the last thing in its record (message, call or
+/// answer). The report reads within it, and retention keeps it whatever its age: one
+/// definition for both.
+pub fn rain_window(
+    c: &Connection,
+    lineage: &str,
+) -> anyhow::Result<Option<(jiff::Timestamp, jiff::Timestamp)>> {
+    let ts = |s: &str| s.parse::<jiff::Timestamp>().ok();
+    let msgs = cstore::of_lineage(c, lineage)?;
+    let sent: Vec<jiff::Timestamp> = msgs.iter().filter_map(|m| ts(&m.sent)).collect();
+    let (Some(first), Some(mut last)) = (sent.iter().min().copied(), sent.iter().max().copied())
+    else {
+        return Ok(None);
+    };
+    for sql in [
+        "SELECT max(at) FROM respond_answer WHERE lineage = ?1",
+        "SELECT max(called) FROM respond_call WHERE lineage = ?1",
+    ] {
+        let t: Option<String> = c.prepare_cached(sql)?.query_row([lineage], |r| r.get(0))?;
+        if let Some(t) = t.as_deref().and_then(ts) {
+            last = last.max(t);
+        }
+    }
+    Ok(Some((first - RAIN_BEFORE, last + RAIN_LATE)))
+}
+
 fn rain_series(
     c: &Connection,
     lineage: &str,
@@ -832,8 +865,11 @@ fn rain_series(
     if gauges.is_empty() {
         return Ok(Vec::new());
     }
-    let since = crate::store::stamp(from - jiff::SignedDuration::from_hours(6));
-    let (entries, _) = crate::feeds::state::received_since(c, &since)?;
+    let (since, until) = (
+        crate::store::stamp(from - RAIN_BEFORE),
+        crate::store::stamp(to + RAIN_LATE),
+    );
+    let (entries, _) = crate::feeds::state::received_between(c, &since, &until)?;
     let mut by_gauge: BTreeMap<String, BTreeMap<jiff::Timestamp, f64>> = BTreeMap::new();
     for e in entries {
         let crate::feeds::Observation::Rain(batch) = e.observation else {

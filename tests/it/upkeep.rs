@@ -1,6 +1,7 @@
 //! Keeping a county's database for seasons, as its IT person does: backups taken while the
 //! daemon writes and restored into a fresh folder; every schema the project has shipped
-//! brought forward with data in it.
+//! brought forward with data in it; retention that deletes the bulk and nothing a report or a
+//! warning in force needs.
 
 use crate::common;
 
@@ -433,4 +434,252 @@ fn every_schema_ever_shipped_migrates_forward_with_its_data() {
             "{text}"
         );
     }
+}
+
+/// Each warning's report, by lineage, without when it was made and the trail's head then
+/// (the sweep itself adds to the trail).
+fn reports(
+    store: &stormbell::store::Store,
+) -> BTreeMap<String, stormbell::respond::report::Report> {
+    let reg = stormbell::registry::Registry::load(store).unwrap();
+    let tz = jiff::tz::TimeZone::get("Asia/Shanghai").unwrap();
+    store
+        .read_blocking(move |c| {
+            let lineages: Vec<String> = c
+                .prepare("SELECT DISTINCT lineage FROM corr_warning ORDER BY 1")?
+                .query_map([], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?;
+            let mut out = BTreeMap::new();
+            for l in lineages {
+                let mut r = stormbell::respond::report::read(c, &reg, &tz, &l)?;
+                r.generated.clear();
+                r.audit_head = None;
+                out.insert(l, r);
+            }
+            Ok(out)
+        })
+        .unwrap()
+}
+
+fn stamp_of(s: &str) -> jiff::Timestamp {
+    s.parse().unwrap()
+}
+
+#[test]
+fn retention_deletes_the_bulk_and_keeps_every_report_and_all_after_a_warning_in_force() {
+    let tmp = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let now: jiff::Timestamp = "2026-12-03T08:00:00+08:00".parse().unwrap();
+    let keep = jiff::SignedDuration::from_hours(400 * 24);
+
+    // A season later: every warning of the storm is lifted, everything is past the period.
+    let db = tmp.path().join("season.db");
+    std::fs::copy(cell_drill(), &db).unwrap();
+    {
+        // The quiet weeks after the storm: the gauge feed kept polling, hourly, and correlate
+        // consumed each batch (copies of the storm's own batches, a fortnight on).
+        let c = Connection::open(&db).unwrap();
+        let n = c
+            .execute(
+                "INSERT INTO feed_inbox (feed, key, received, observation, consumed)
+                 SELECT feed, key || '+14d',
+                        strftime('%Y-%m-%dT%H:%M:%fZ', received, '+14 days'),
+                        observation, strftime('%Y-%m-%dT%H:%M:%fZ', received, '+14 days')
+                   FROM feed_inbox",
+                [],
+            )
+            .unwrap();
+        assert!(n > 0);
+    }
+    let store = stormbell::store::Store::open(&db).unwrap();
+    let before = reports(&store);
+    assert!(before.len() > 3, "{:?}", before.keys());
+    let rain_charts = before
+        .values()
+        .filter(|r| !r.charts.rain.is_empty())
+        .count();
+    assert!(
+        rain_charts > 0,
+        "no report charts rain: the kept spans go unchecked"
+    );
+    let c = ro(&db);
+    let inbox_before = count(&c, "SELECT count(*) FROM feed_inbox");
+    // Rain a report charts: inbox rows from six hours before a warning's first message to an
+    // hour after the last thing in its record (counted here on our own).
+    let spans: Vec<(jiff::Timestamp, jiff::Timestamp)> = c
+        .prepare(
+            "SELECT min(w.sent), max(w.sent),
+                    (SELECT max(at) FROM respond_answer a WHERE a.lineage = w.lineage),
+                    (SELECT max(called) FROM respond_call k WHERE k.lineage = w.lineage)
+               FROM corr_warning w GROUP BY w.lineage",
+        )
+        .unwrap()
+        .query_map([], |r| {
+            let times: Vec<Option<String>> = (0..4).map(|i| r.get(i)).collect::<Result<_, _>>()?;
+            Ok(times)
+        })
+        .unwrap()
+        .map(|r| {
+            let t: Vec<jiff::Timestamp> = r
+                .unwrap()
+                .into_iter()
+                .flatten()
+                .map(|s| stamp_of(&s))
+                .collect();
+            (
+                t[0] - jiff::SignedDuration::from_hours(6),
+                *t.iter().max().unwrap() + jiff::SignedDuration::from_hours(1),
+            )
+        })
+        .collect();
+    let received: Vec<jiff::Timestamp> = c
+        .prepare("SELECT received FROM feed_inbox")
+        .unwrap()
+        .query_map([], |r| r.get::<_, String>(0))
+        .unwrap()
+        .map(|r| stamp_of(&r.unwrap()))
+        .collect();
+    let charted = received
+        .iter()
+        .filter(|t| spans.iter().any(|(a, b)| *t >= a && *t <= b))
+        .count() as i64;
+    assert!(
+        charted < inbox_before,
+        "every inbox row is charted: nothing to prune"
+    );
+    let replies = count(&c, "SELECT count(*) FROM dispatch_inbound");
+    assert!(replies > 0);
+    drop(c);
+
+    let swept = rt
+        .block_on(stormbell::retention::sweep(&store, now, keep))
+        .unwrap();
+    let c = ro(&db);
+    assert_eq!(count(&c, "SELECT count(*) FROM feed_doc"), 0);
+    assert_eq!(count(&c, "SELECT count(*) FROM feed_seen"), 0);
+    assert_eq!(count(&c, "SELECT count(*) FROM feed_inbox"), charted);
+    assert_eq!(count(&c, "SELECT count(*) FROM dispatch_inbound"), 0);
+    let deleted: BTreeMap<String, usize> = swept.deleted.iter().cloned().collect();
+    assert_eq!(deleted["feed_inbox"] as i64, inbox_before - charted);
+    assert_eq!(deleted["dispatch_inbound"] as i64, replies);
+    // The record stays: every report reads the same, the trail holds and says what went.
+    let after = reports(&store);
+    for (lineage, r) in &before {
+        let (a, b) = (
+            serde_json::to_value(r).unwrap(),
+            serde_json::to_value(&after[lineage]).unwrap(),
+        );
+        let changed: Vec<String> = a
+            .as_object()
+            .unwrap()
+            .iter()
+            .filter(|(k, v)| b.get(k.as_str()) != Some(v))
+            .map(|(k, v)| format!("{k}: {v} → {}", b[k.as_str()]))
+            .collect();
+        assert!(
+            changed.is_empty(),
+            "the report of {lineage} changed: {changed:?}"
+        );
+    }
+    let last: (String, String) = c
+        .query_row(
+            "SELECT kind, detail FROM audit ORDER BY seq DESC LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!(last.0, "store.pruned", "{last:?}");
+    assert!(matches!(
+        stormbell::store::audit::verify(&c).unwrap(),
+        stormbell::store::audit::Verification::Intact { .. }
+    ));
+    // A second sweep finds nothing and writes nothing.
+    let seq = count(&c, "SELECT max(seq) FROM audit");
+    let again = rt
+        .block_on(stormbell::retention::sweep(&store, now, keep))
+        .unwrap();
+    assert_eq!(again.total(), 0);
+    assert_eq!(count(&c, "SELECT max(seq) FROM audit"), seq);
+    drop(c);
+    assert!(store.close(Duration::from_secs(30)));
+
+    // The same record with the latest-starting warning never lifted (its cancels taken out):
+    // it is in force, so nothing from six hours before its first message on is touched.
+    let db = tmp.path().join("in-force.db");
+    std::fs::copy(cell_drill(), &db).unwrap();
+    let (lineage, first): (String, String) = {
+        let c = Connection::open(&db).unwrap();
+        let row: (String, String) = c
+            .query_row(
+                "SELECT lineage, min(sent) FROM corr_warning GROUP BY lineage
+                 ORDER BY min(sent) DESC LIMIT 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        c.execute(
+            "DELETE FROM corr_warning WHERE lineage = ?1 AND msg_type = 'Cancel'",
+            [&row.0],
+        )
+        .unwrap();
+        // And a month of polling before the storm.
+        c.execute_batch(
+            "INSERT INTO feed_seen (feed, key, first_seen)
+               SELECT feed, key || '-30d', strftime('%Y-%m-%dT%H:%M:%fZ', first_seen, '-30 days')
+                 FROM feed_seen;
+             INSERT INTO feed_inbox (feed, key, received, observation, consumed)
+               SELECT feed, key || '-30d', strftime('%Y-%m-%dT%H:%M:%fZ', received, '-30 days'),
+                      observation, strftime('%Y-%m-%dT%H:%M:%fZ', received, '-30 days')
+                 FROM feed_inbox;",
+        )
+        .unwrap();
+        row
+    };
+    let bound = stormbell::store::stamp(stamp_of(&first) - jiff::SignedDuration::from_hours(6));
+    let after_bound = |c: &Connection| {
+        [
+            ("feed_doc", "received"),
+            ("feed_seen", "first_seen"),
+            ("feed_inbox", "received"),
+            ("dispatch_inbound", "at"),
+        ]
+        .map(|(t, col)| {
+            c.query_row(
+                &format!("SELECT count(*) FROM {t} WHERE {col} >= ?1"),
+                [&bound],
+                |r| r.get::<_, i64>(0),
+            )
+            .unwrap()
+        })
+    };
+    let c = ro(&db);
+    let kept_before = after_bound(&c);
+    let older = |c: &Connection| {
+        count(
+            c,
+            &format!(
+                "SELECT (SELECT count(*) FROM feed_seen WHERE first_seen < '{bound}')
+                      + (SELECT count(*) FROM feed_inbox WHERE received < '{bound}')"
+            ),
+        )
+    };
+    assert!(
+        older(&c) > 0,
+        "{lineage}: nothing older than its start to prune"
+    );
+    assert!(kept_before.iter().sum::<i64>() > 0);
+    drop(c);
+    let store = stormbell::store::Store::open(&db).unwrap();
+    let swept = rt
+        .block_on(stormbell::retention::sweep(&store, now, keep))
+        .unwrap();
+    assert!(swept.cutoff <= bound, "{} > {bound}", swept.cutoff);
+    let c = ro(&db);
+    assert_eq!(after_bound(&c), kept_before, "{lineage} is in force");
+    assert_eq!(older(&c), 0);
+    drop(c);
+    assert!(store.close(Duration::from_secs(30)));
 }

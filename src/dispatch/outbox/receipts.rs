@@ -374,3 +374,37 @@ pub fn last_sent_to(c: &Connection, address: &str) -> anyhow::Result<Option<Last
     })
     .transpose()
 }
+
+/// Delete up to `limit` rows of what came back from SMS centres that are older than `cutoff`
+/// (a store stamp) and done with: replies already handled (up to `handled`, the last reply the
+/// respond stage has acted on; their answers are respond's rows),
+/// receipts for ids nobody sent (kept for a human until then), and parts of long replies whose
+/// wait ended long ago. The state each receipt moved a message to is on the message itself,
+/// which is kept. Returns (table, rows).
+pub fn prune(
+    tx: &Transaction<'_>,
+    cutoff: &str,
+    handled: i64,
+    limit: usize,
+) -> rusqlite::Result<Vec<(&'static str, usize)>> {
+    let limit = limit as i64;
+    let inbound = tx
+        .prepare_cached(
+            "DELETE FROM dispatch_inbound WHERE id IN
+               (SELECT id FROM dispatch_inbound
+                 WHERE at < ?1
+                   AND ((kind = 'reply' AND id <= ?3) OR kind = 'orphan_receipt' OR consumed = 1)
+                 LIMIT ?2)",
+        )?
+        .execute(params![cutoff, limit, handled])?;
+    let parts = tx
+        .prepare_cached(
+            "DELETE FROM dispatch_mo_part WHERE rowid IN
+               (SELECT rowid FROM dispatch_mo_part WHERE at < ?1 LIMIT ?2)",
+        )?
+        .execute(params![cutoff, limit])?;
+    Ok(vec![
+        ("dispatch_inbound", inbound),
+        ("dispatch_mo_part", parts),
+    ])
+}
