@@ -246,12 +246,22 @@ pub enum Verification {
 
 /// Recompute the chain from the first row and name the first broken link.
 pub fn verify(conn: &Connection) -> rusqlite::Result<Verification> {
-    let mut stmt = conn.prepare(
-        "SELECT seq, at, actor, kind, subject, detail, prev_hash, hash FROM audit ORDER BY seq",
+    verify_after(conn, 0, GENESIS)
+}
+
+/// Recompute the chain after row `seq` (0: from the start), whose hash was found to be
+/// `hash` by an earlier verification, and name the first broken link: what a monitor checks
+/// at every scrape without reading the whole trail again. `entries` in the answer counts the
+/// rows checked this time. (Row `seq` itself still carrying `hash` is for the caller to
+/// check, with [`against`].)
+pub fn verify_after(conn: &Connection, seq: i64, hash: &str) -> rusqlite::Result<Verification> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT seq, at, actor, kind, subject, detail, prev_hash, hash FROM audit
+         WHERE seq > ?1 ORDER BY seq",
     )?;
-    let mut rows = stmt.query([])?;
-    let mut expected_seq = 1i64;
-    let mut prev = GENESIS.to_string();
+    let mut rows = stmt.query([seq])?;
+    let mut expected_seq = seq + 1;
+    let mut prev = hash.to_string();
     let mut count = 0u64;
     while let Some(r) = rows.next()? {
         let rec = record(r)?;
@@ -286,7 +296,7 @@ pub fn verify(conn: &Connection) -> rusqlite::Result<Verification> {
     }
     Ok(Verification::Intact {
         entries: count,
-        head: (count > 0).then(|| (expected_seq - 1, prev)),
+        head: (expected_seq > 1).then(|| (expected_seq - 1, prev)),
     })
 }
 

@@ -13,6 +13,15 @@
 //!   `stormbell_feed_polls_total{feed}`: feed health; `stormbell_feed_refused_total{feed,reason}`:
 //!   frames a listening feed refused.
 //!
+//! - `stormbell_smsc_binds{account,state}`, `stormbell_outbox_overdue_seconds{channel}`: the
+//!   carriers' links and the backlog;
+//! - `stormbell_audit_entries`, `stormbell_audit_chain_ok`: the trail, verified at each scrape
+//!   from where the last one ended (and whole once an hour);
+//! - `stormbell_store_bytes`, `stormbell_store_disk_free_bytes`,
+//!   `stormbell_store_disk_size_bytes`: the database and the disk under it.
+//!
+//! The alert rules shipped beside the program (packaging/prometheus/) use these names.
+//!
 //! The office's reverse proxy should not publish `/metrics` beyond the monitoring network.
 
 use std::collections::BTreeMap;
@@ -275,6 +284,180 @@ pub fn render(c: &Connection, reg: Option<&crate::registry::Registry>) -> anyhow
             label(&h.feed),
             h.polls
         );
+    }
+    Ok(out)
+}
+
+/// The audit chain as the last scrape left it verified: each scrape checks the rows added
+/// since, and that the last verified row still has its hash; the whole chain is verified again
+/// once an hour (and at the first scrape), so a rewrite deep in the trail shows within the hour.
+#[derive(Debug, Default)]
+pub struct ChainWatch {
+    last: std::sync::Mutex<Option<Watched>>,
+}
+
+#[derive(Debug, Clone)]
+struct Watched {
+    seq: i64,
+    hash: String,
+    ok: bool,
+    whole_at: std::time::Instant,
+}
+
+const WHOLE_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
+
+impl ChainWatch {
+    /// (whether the chain holds, rows in it).
+    fn check(&self, c: &Connection) -> anyhow::Result<(bool, i64)> {
+        use crate::store::audit::{self, Against, Verification};
+        let mut last = self
+            .last
+            .lock()
+            .map_err(|_| anyhow::anyhow!("audit watch poisoned"))?;
+        let prior = last
+            .clone()
+            .filter(|w| w.ok && w.whole_at.elapsed() < WHOLE_EVERY);
+        let (from, hash, whole_at) = match &prior {
+            Some(w) => {
+                if audit::against(c, w.seq, &w.hash)? != Against::Holds {
+                    *last = Some(Watched {
+                        ok: false,
+                        ..w.clone()
+                    });
+                    return Ok((false, audit::head(c)?.map_or(0, |(s, _)| s)));
+                }
+                (w.seq, w.hash.clone(), w.whole_at)
+            }
+            None => (0, audit::GENESIS.to_string(), std::time::Instant::now()),
+        };
+        let next = match audit::verify_after(c, from, &hash)? {
+            Verification::Intact { head, .. } => {
+                let (seq, hash) = head.unwrap_or((0, audit::GENESIS.to_string()));
+                Watched {
+                    seq,
+                    hash,
+                    ok: true,
+                    whole_at,
+                }
+            }
+            Verification::Broken { .. } => Watched {
+                seq: from,
+                hash,
+                ok: false,
+                whole_at,
+            },
+        };
+        let entries = audit::head(c)?.map_or(0, |(s, _)| s);
+        let ok = next.ok;
+        *last = Some(next);
+        Ok((ok, entries))
+    }
+}
+
+/// Free and total bytes of the filesystem holding `path`.
+fn disk(path: &std::path::Path) -> Option<(u64, u64)> {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty())?;
+    let c = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+    let mut st = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+    // SAFETY: `c` is a NUL-terminated path and `st` a buffer of the type statvfs fills; it is
+    // read only after the call reports success.
+    let rc = unsafe { libc::statvfs(c.as_ptr(), st.as_mut_ptr()) };
+    if rc != 0 {
+        return None;
+    }
+    // SAFETY: statvfs returned 0, so it filled `st`.
+    let st = unsafe { st.assume_init() };
+    let frag = st.f_frsize;
+    Some((
+        st.f_bavail.saturating_mul(frag),
+        st.f_blocks.saturating_mul(frag),
+    ))
+}
+
+/// The figures about the daemon's upkeep (carrier links, backlog, audit chain, disk), after
+/// [`render`]'s: the ones its alert rules watch.
+pub fn render_upkeep(
+    c: &Connection,
+    watch: &ChainWatch,
+    db: &std::path::Path,
+    now: jiff::Timestamp,
+) -> anyhow::Result<String> {
+    let mut out = String::with_capacity(1024);
+    family(
+        &mut out,
+        "stormbell_smsc_binds",
+        "gauge",
+        "SMS centre binds by account and state (bound, down, stopped).",
+    );
+    let mut binds: BTreeMap<(String, String), u32> = BTreeMap::new();
+    for b in crate::dispatch::outbox::binds(c)? {
+        *binds.entry((b.account, b.state)).or_default() += 1;
+    }
+    for ((account, state), n) in &binds {
+        let _ = writeln!(
+            out,
+            "stormbell_smsc_binds{{account=\"{}\",state=\"{}\"}} {n}",
+            label(account),
+            label(state)
+        );
+    }
+    family(
+        &mut out,
+        "stormbell_outbox_overdue_seconds",
+        "gauge",
+        "How long the oldest queued message has waited past its time, by channel (0: none).",
+    );
+    for (channel, due) in crate::dispatch::outbox::oldest_due(c)? {
+        let secs = due
+            .parse::<jiff::Timestamp>()
+            .map(|t| now.duration_since(t).as_secs_f64().max(0.0))
+            .unwrap_or(0.0);
+        let _ = writeln!(
+            out,
+            "stormbell_outbox_overdue_seconds{{channel=\"{}\"}} {secs:.0}",
+            label(&channel)
+        );
+    }
+    let (ok, entries) = watch.check(c)?;
+    family(
+        &mut out,
+        "stormbell_audit_entries",
+        "gauge",
+        "Rows in the audit trail.",
+    );
+    let _ = writeln!(out, "stormbell_audit_entries {entries}");
+    family(
+        &mut out,
+        "stormbell_audit_chain_ok",
+        "gauge",
+        "1 while the audit trail's hash chain verifies.",
+    );
+    let _ = writeln!(out, "stormbell_audit_chain_ok {}", u8::from(ok));
+    let size = |p: &std::path::Path| std::fs::metadata(p).map_or(0, |m| m.len());
+    let wal = std::path::PathBuf::from(format!("{}-wal", db.display()));
+    family(
+        &mut out,
+        "stormbell_store_bytes",
+        "gauge",
+        "Bytes of the database file and its write-ahead log.",
+    );
+    let _ = writeln!(out, "stormbell_store_bytes {}", size(db) + size(&wal));
+    if let Some((free, total)) = disk(db) {
+        family(
+            &mut out,
+            "stormbell_store_disk_free_bytes",
+            "gauge",
+            "Bytes free to the daemon on the filesystem holding the database.",
+        );
+        let _ = writeln!(out, "stormbell_store_disk_free_bytes {free}");
+        family(
+            &mut out,
+            "stormbell_store_disk_size_bytes",
+            "gauge",
+            "Size of the filesystem holding the database.",
+        );
+        let _ = writeln!(out, "stormbell_store_disk_size_bytes {total}");
     }
     Ok(out)
 }

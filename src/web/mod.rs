@@ -11,7 +11,7 @@ pub mod auth;
 pub mod checkin;
 
 pub(crate) mod map;
-pub(crate) mod metrics;
+pub mod metrics;
 pub mod office;
 
 use std::path::Path;
@@ -42,6 +42,8 @@ struct App {
     settings: WebSettings,
     /// The registry in force, for the evacuation figures of `/metrics` (none: not exported).
     registry: Option<crate::registry::Shared>,
+    /// Where `/metrics` last left the audit chain verified.
+    chain: std::sync::Arc<metrics::ChainWatch>,
 }
 
 /// The routes.
@@ -59,10 +61,12 @@ pub fn router_with(
         .route("/cap/feed.atom", get(feed))
         .route("/cap/{file}", get(alert))
         .route("/metrics", get(metrics_page))
+        .route("/healthz", get(healthz))
         .with_state(App {
             store,
             settings,
             registry,
+            chain: Default::default(),
         })
 }
 
@@ -163,9 +167,19 @@ pub(crate) fn foreign_origin(headers: &HeaderMap) -> bool {
 
 async fn metrics_page(State(app): State<App>) -> Response {
     let reg = app.registry.as_ref().map(|r| r.current());
+    let (chain, db) = (app.chain.clone(), app.store.path().to_path_buf());
     match app
         .store
-        .read(move |c| metrics::render(c, reg.as_deref()))
+        .read(move |c| {
+            let mut body = metrics::render(c, reg.as_deref())?;
+            body.push_str(&metrics::render_upkeep(
+                c,
+                &chain,
+                &db,
+                jiff::Timestamp::now(),
+            )?);
+            Ok(body)
+        })
         .await
     {
         Ok(body) => {
@@ -178,6 +192,38 @@ async fn metrics_page(State(app): State<App>) -> Response {
             (h, body).into_response()
         }
         Err(e) => failure(e),
+    }
+}
+
+/// For the supervisor, the proxy and the monitoring: 200 when the database reads and its one
+/// writer takes a job within five seconds (a writer stuck behind a full disk or a lock is the
+/// failure that silences everything else), 503 saying which otherwise.
+async fn healthz(State(app): State<App>) -> Response {
+    let read = app
+        .store
+        .read(|c| Ok(crate::store::backup::schema_version(c)?))
+        .await;
+    let schema = match read {
+        Ok(v) => v,
+        Err(e) => return failure(e),
+    };
+    let write = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        app.store.write(|_| Ok(())),
+    )
+    .await;
+    match write {
+        Ok(Ok(())) => {
+            let mut h = HeaderMap::new();
+            h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            (h, format!("ok\nschema {schema}\n")).into_response()
+        }
+        Ok(Err(e)) => failure(e),
+        Err(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "store writer has not answered in 5 s\n",
+        )
+            .into_response(),
     }
 }
 

@@ -94,6 +94,30 @@ pub fn set_bind(
     Ok(())
 }
 
+/// Per channel, the earliest time a queued message was due (`not_before`): how long the
+/// oldest waiting text has waited past its time is the outbox's backlog, for `/metrics`.
+pub fn oldest_due(c: &Connection) -> anyhow::Result<Vec<(String, String)>> {
+    Ok(c.prepare_cached(
+        "SELECT channel, min(not_before) FROM dispatch_message WHERE state = 'queued'
+         GROUP BY channel ORDER BY channel",
+    )?
+    .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+    .collect::<Result<_, _>>()?)
+}
+
+/// Where one message is: its state, the SMS account used last, the last error.
+pub type Whereabouts = (MessageState, Option<String>, Option<String>);
+
+/// Where one message is, for a person waiting on it (`stormbell send-test`).
+pub fn message_state(c: &Connection, id: i64) -> anyhow::Result<Option<Whereabouts>> {
+    use rusqlite::OptionalExtension;
+    Ok(
+        c.prepare_cached("SELECT state, account, last_error FROM dispatch_message WHERE id = ?1")?
+            .query_row([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .optional()?,
+    )
+}
+
 /// Every bind's last known state, by account and slot.
 pub fn binds(c: &Connection) -> anyhow::Result<Vec<Bind>> {
     Ok(c.prepare(
