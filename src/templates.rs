@@ -44,6 +44,8 @@ const ALL: &[(&str, &str)] = templates![
     "sms/terminal.en",
     "sms/shelter.zh-CN",
     "sms/shelter.en",
+    "sms/test.zh-CN",
+    "sms/test.en",
     "broadcast/warning.zh-CN",
     "broadcast/warning.en",
     "broadcast/title.zh-CN",

@@ -10,6 +10,7 @@ mod fwi_cmd;
 mod registry_cmd;
 mod replay_cmd;
 mod report_cmd;
+mod send_test;
 mod user_cmd;
 
 use std::path::PathBuf;
@@ -102,6 +103,9 @@ enum Command {
     /// Put a backup back in place of the database (the daemon stopped); what it replaces is
     /// moved aside, never deleted, and the restore is recorded in the audit trail.
     Restore(backup_cmd::RestoreArgs),
+    /// Send a test text to a phone through the running daemon's SMS accounts, recorded in the
+    /// audit trail, and wait for the SMS centre's verdict.
+    SendTest(send_test::SendTestArgs),
     /// Office users of the duty office's page.
     #[command(subcommand)]
     User(user_cmd::UserCommand),
@@ -118,6 +122,7 @@ pub fn main() -> ExitCode {
         Command::Cap(cmd) => with_config(&cli.global, |cfg| cap_cmd::run(cmd, cfg)),
         Command::Audit(cmd) => with_config(&cli.global, |cfg| admin::audit(cmd, cfg)),
         Command::Status => with_config(&cli.global, admin::status),
+        Command::SendTest(args) => with_config(&cli.global, |cfg| send_test::run(args, cfg)),
         Command::Backup(args) => with_config(&cli.global, |cfg| backup_cmd::backup(args, cfg)),
         Command::Restore(args) => with_config(&cli.global, |cfg| backup_cmd::restore(args, cfg)),
         Command::Feed(cmd) => feed_cmd::run(cmd),

@@ -261,3 +261,69 @@ pub fn renumber(
         params![person, address, stamp(now)],
     )?)
 }
+
+/// A test text queued by the office (`stormbell send-test`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TestQueued {
+    /// Its outbox row.
+    pub message: i64,
+    /// The number as the outbox will dial it.
+    pub address: String,
+    /// What it says.
+    pub text: String,
+}
+
+/// Queue a test text to `mobile` through the same outbox, SMS accounts, retries and receipts as
+/// a warning, and record it in the audit trail: what an office sends itself before the season
+/// (and after any change of SMS account) to see a text arrive. It belongs to no warning
+/// (`lineage` "test"), so a reply to it answers nothing.
+pub fn queue_test(
+    tx: &Transaction<'_>,
+    policy: &Policy,
+    mobile: &str,
+    by: &str,
+    now: Timestamp,
+) -> anyhow::Result<TestQueued> {
+    let Some(address) = normalise_mobile(mobile) else {
+        anyhow::bail!("{mobile:?} is not a mobile number (11 digits starting with 1, or +86…)");
+    };
+    let lang = crate::templates::lang(&policy.lang);
+    let text = crate::templates::env()?
+        .get_template(&format!("sms/test.{lang}"))?
+        .render(minijinja::context! {
+            office => &policy.office,
+            exercise => policy.exercise,
+        })?
+        .trim()
+        .to_string();
+    let n = Notice {
+        decision: 0,
+        lineage: "test".into(),
+        version: 0,
+        hazard: "test".into(),
+        tier: Tier::Blue,
+        person: format!("test:{address}"),
+        mobile: address.clone(),
+        text: text.clone(),
+        purpose: format!("test:{}", now.as_millisecond()),
+        chase: true,
+    };
+    let Some(message) = notice(tx, &n, now)? else {
+        anyhow::bail!("a test to {address} was queued at this same instant already");
+    };
+    crate::store::audit::append(
+        tx,
+        &crate::store::audit::Entry::utc(
+            now,
+            by,
+            "dispatch.test_queued",
+            format!("message:{message}"),
+            serde_json::json!({ "message": message, "address": address }),
+        ),
+    )?;
+    Ok(TestQueued {
+        message,
+        address,
+        text,
+    })
+}
