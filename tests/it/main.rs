@@ -37,6 +37,7 @@ mod ledger_prop;
 mod metrics;
 mod office_browser;
 mod office_http;
+mod package;
 mod registry;
 mod registry_reload;
 mod respond_calls;
