@@ -379,6 +379,17 @@ fn the_debian_package_installs_starts_answers_and_serves_behind_nginx() {
         );
     }
 
+    // The drill before the season, as the service account, from the packaged examples.
+    let drill = "/var/lib/stormbell/drill-before-season";
+    let text = ok(&mut as_service(&[
+        "replay",
+        "--scenario",
+        "/usr/share/stormbell/examples/scenarios/cell-2024",
+        "--out",
+        drill,
+    ]));
+    assert!(Path::new(drill).join("report.md").exists(), "{text}");
+
     let text = ok(&mut as_service(&["status"]));
     assert!(
         text.contains(&format!("schema:   {schema} (this stormbell: {schema})")),

@@ -241,6 +241,7 @@ fn ranks() -> Vec<(&'static str, u32)> {
         ("respond", 6),
         ("web", 7),
         ("supervise", 7),
+        ("retention", 7),
         ("daemon", 8),
         ("drill", 9),
         ("config", 10),
