@@ -45,9 +45,7 @@ fn pragma(store: &Store, sql: &'static str) -> i64 {
 fn table_bytes(db: &std::path::Path) -> Vec<(String, u64)> {
     let c = rusqlite::Connection::open(db).expect("open");
     let mut rows: Vec<(String, u64)> = c
-        .prepare(
-            "SELECT name, sum(pgsize) FROM dbstat GROUP BY name ORDER BY 2 DESC LIMIT 8",
-        )
+        .prepare("SELECT name, sum(pgsize) FROM dbstat GROUP BY name ORDER BY 2 DESC LIMIT 8")
         .and_then(|mut s| {
             s.query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)))?
                 .collect()
@@ -56,6 +54,9 @@ fn table_bytes(db: &std::path::Path) -> Vec<(String, u64)> {
     rows.retain(|(_, b)| *b > 0);
     rows
 }
+
+/// One poll's outcome as the poller writes it: feed, time, digest, body, items.
+type Polled = (String, String, String, Vec<u8>, Vec<feeds::Item>);
 
 fn rain_table(gauges: usize, end: jiff::Zoned, hour: u64) -> String {
     let mut out = String::from("STCD,STNM,LGTD,LTTD,TM,DRP,INTV\n");
@@ -86,7 +87,7 @@ fn main() -> anyhow::Result<()> {
     let (store, _) = common::county_store(dir.path())?;
     let db = store.path().to_path_buf();
     let limits = stormbell::cap::Limits::default();
-    let rain_kind = feeds::kind("rainfall", limits.clone()).expect("rainfall kind");
+    let rain_kind = feeds::kind("rainfall", limits).expect("rainfall kind");
     let cap_kind = feeds::kind("cap", limits).expect("cap kind");
     let cap_sample = std::fs::read_to_string(
         std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -100,7 +101,7 @@ fn main() -> anyhow::Result<()> {
     let mut doc_bytes = 0u64;
     for day in 0..days {
         // One write per simulated day: the bench measures bytes, not commit latency.
-        let mut batch: Vec<(String, String, String, Vec<u8>, Vec<feeds::Item>)> = Vec::new();
+        let mut batch: Vec<Polled> = Vec::new();
         for h in 0..24 {
             let end = start.checked_add(jiff::Span::new().days(day).hours(h + 1))?;
             let body = rain_table(gauges, end.clone(), (day * 24 + h) as u64).into_bytes();
