@@ -247,7 +247,7 @@ fn verify(
     }
     match checkpoints(store, cp, tz) {
         Ok(None) => println!(
-            "checkpoints: none yet in {} (the daemon writes them; `stormbell audit checkpoint`              writes one now)",
+            "checkpoints: none yet in {} (the daemon writes them; `stormbell audit checkpoint` writes one now)",
             cp.file.display()
         ),
         Ok(Some((checked, problems))) => {
