@@ -15,6 +15,11 @@
 # ST_Intersects the villages with a GiST index. It gives the exposed set and tiers but not
 # when, and its polygons approximate the arcs, so its counts differ slightly.
 #
+# Both sides are measured as a user would run them and on one core: stormbell with both cores
+# (its exposure splits the villages over the available cores) and pinned to one (taskset);
+# PostGIS with parallel workers on (2 per gather, the plan's cost settings lowered so the
+# planner uses them for this small outer table; the EXPLAIN is saved) and with them off.
+#
 # bench/postgis_typhoon.sh [WORKDIR]      (needs postgresql-15-postgis-3; installs it as root)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -34,7 +39,9 @@ fi
 
 rm -rf "$WORK"
 mkdir -p "$WORK/data"
-cargo run -q --release --example correlate_scale -- --export "$WORK/data" | tee "$WORK/stormbell.txt"
+cargo build -q --release --example correlate_scale
+target/release/examples/correlate_scale --export "$WORK/data" | tee "$WORK/stormbell.txt"
+taskset -c 0 target/release/examples/correlate_scale | tee "$WORK/stormbell-1core.txt"
 
 # PostgreSQL refuses to run as root: run it as postgres when we are root.
 AS=()
@@ -44,7 +51,7 @@ if [ "$(id -u)" = 0 ]; then
 fi
 "${AS[@]}" "$PGBIN/initdb" -D "$WORK/pg" -A trust -U postgres >/dev/null
 "${AS[@]}" "$PGBIN/pg_ctl" -D "$WORK/pg" -l "$WORK/pg.log" -w \
-  -o "-c listen_addresses=127.0.0.1 -p $PORT -k $WORK -c shared_buffers=1GB -c work_mem=256MB" start >/dev/null
+  -o "-c listen_addresses=127.0.0.1 -p $PORT -k $WORK -c shared_buffers=1GB -c work_mem=256MB -c max_parallel_workers=2 -c max_parallel_workers_per_gather=2" start >/dev/null
 trap '"${AS[@]}" "$PGBIN/pg_ctl" -D "$WORK/pg" -m fast stop >/dev/null' EXIT
 PSQL=("${AS[@]}" psql -X -q -h 127.0.0.1 -p "$PORT" -U postgres -v ON_ERROR_STOP=1)
 
@@ -101,10 +108,20 @@ SELECT tier, count(*) FROM (
   GROUP BY v.id
 ) x GROUP BY tier ORDER BY tier;"
 
+PARALLEL="SET max_parallel_workers_per_gather = 2; SET parallel_setup_cost = 0;
+SET parallel_tuple_cost = 0; SET min_parallel_table_scan_size = 0;"
+SERIAL="SET max_parallel_workers_per_gather = 0;"
+echo "$PARALLEL EXPLAIN $QUERY" | "${PSQL[@]}" -A -t > "$WORK/postgis-plan.txt"
 {
+  echo "$PARALLEL"
   echo '\timing on'
   for _ in $(seq "$RUNS"); do echo "$QUERY"; done
 } | "${PSQL[@]}" -A -F, -t | tee "$WORK/postgis.txt"
+{
+  echo "$SERIAL"
+  echo '\timing on'
+  for _ in $(seq "$RUNS"); do echo "$QUERY"; done
+} | "${PSQL[@]}" -A -F, -t | tee "$WORK/postgis-1core.txt"
 
 {
   echo '\timing on'
@@ -112,9 +129,13 @@ SELECT tier, count(*) FROM (
 } | "${PSQL[@]}" -A -F, -t | tee "$WORK/swath.txt"
 
 echo
-echo "stormbell: $(grep 'typhoon:' "$WORK/stormbell.txt" | tr '\n' ' ')"
+median() { grep Time "$1" | sort -t' ' -k2 -n | awk '{a[NR]=$2} END {print "median " a[int((NR+1)/2)] " ms over " NR " runs"}'; }
+echo "stormbell (2 cores): $(grep 'typhoon:' "$WORK/stormbell.txt" | tr '\n' ' ')"
+echo "stormbell (1 core):  $(grep 'typhoon:' "$WORK/stormbell-1core.txt" | tr '\n' ' ')"
 echo "PostGIS:   per tier (0 blue … 3 red): $(grep -v Time "$WORK/postgis.txt" | head -4 | tr '\n' ' ')"
-echo "PostGIS:   $(grep Time "$WORK/postgis.txt" | sort -t' ' -k2 -n | awk '{a[NR]=$2} END {print "median " a[int((NR+1)/2)] " ms over " NR " runs"}')"
+echo "PostGIS:   parallel plan: $(grep -c 'Gather' "$WORK/postgis-plan.txt") Gather node(s) (plan in $WORK/postgis-plan.txt)"
+echo "PostGIS (parallel, 2 workers): $(median "$WORK/postgis.txt")"
+echo "PostGIS (1 core, no workers):  $(median "$WORK/postgis-1core.txt")"
 # The swath variant: the sum of the statements of one run (create, index, query).
 echo "swaths:    per tier: $(grep -v Time "$WORK/swath.txt" | grep , | head -4 | tr '\n' ' ')"
 echo "swaths:    $(grep Time "$WORK/swath.txt" | awk '{s += $2; if (NR % 6 == 0) {print s; s = 0}}' | sort -n | awk '{a[NR]=$1} END {print "median " a[int((NR+1)/2)] " ms over " NR " runs (BEGIN … COMMIT)"}')"
