@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # SMS dispatch benchmarks against the node-smpp SMSC of tests/smsc, on 127.0.0.1:
 # stormbell's SMPP session at window 1, 10 and 100 beside the Python client smpplib sending
-# the same 10,000 UCS-2 messages to the same SMSC; the SMSC's ceiling (the fastest any client
-# gets from it); the whole outbox path; rate accuracy at 100 TPS; enqueueing 100,000.
+# the same 10,000 UCS-2 messages to the same SMSC; the SMSC's ceiling as a neutral client sees
+# it (node-smpp's own client, bench/smsc_ceiling.js, in its best configuration, the median of
+# as many runs as stormbell's); the whole outbox path; rate accuracy at 100 TPS; enqueueing
+# 100,000.
 #
 #   ./bench/sms_vs_smpplib.sh [COUNT]
 set -euo pipefail
@@ -42,6 +44,7 @@ run() { # name, command…
 }
 ours() { "$bin" raw --smpp "$1:$2" --count "$count" "${extra[@]}"; }
 theirs() { "$venv/bin/python" bench/smpplib_peer.py "$1" "$2" "$count" "$depth"; }
+neutral() { node bench/smsc_ceiling.js "$1" "$2" "$count" "$window" 1; }
 
 # Three runs each (a run is well under a second); the README takes the median.
 for i in 1 2 3; do
@@ -51,6 +54,9 @@ for i in 1 2 3; do
   extra=(--window 100 --binds 2); run "raw2x100-$i" ours
   for depth in 1 100; do
     run "smpplib$depth-$i" theirs
+  done
+  for window in 100 1000; do
+    run "node$window-$i" neutral
   done
 done
 outbox() { "$bin" outbox --smpp "$1:$2" --count "$count" --window 100 --binds 2; }
