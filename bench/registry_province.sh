@@ -6,6 +6,9 @@
 #   ./bench/registry_province.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Under bench/loadwatch.py: the run ends with a JSON line saying how busy the rest of the
+# machine was (a run marked "contention" is not quoted in bench/README.md).
+[ -n "${STORMBELL_LOADWATCH:-}" ] || exec env STORMBELL_LOADWATCH=1 python3 bench/loadwatch.py -- "$0" "$@"
 out=bench/out/province
 db=bench/out/province.db
 [ -f "$out/persons.csv" ] || python3 fixtures/county/generate.py --out "$out" --counties 400

@@ -14,6 +14,9 @@
 #   ./bench/sms_durable.sh [COUNT]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Under bench/loadwatch.py: the run ends with a JSON line saying how busy the rest of the
+# machine was (a run marked "contention" is not quoted in bench/README.md).
+[ -n "${STORMBELL_LOADWATCH:-}" ] || exec env STORMBELL_LOADWATCH=1 python3 bench/loadwatch.py -- "$0" "$@"
 count="${1:-10000}"
 [ -d tests/smsc/node_modules/smpp ] || npm ci --prefix tests/smsc --no-audit --no-fund --loglevel=error
 cargo build --release --quiet --example sms_throughput

@@ -9,6 +9,9 @@
 #   ./bench/sms_vs_smpplib.sh [COUNT]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Under bench/loadwatch.py: the run ends with a JSON line saying how busy the rest of the
+# machine was (a run marked "contention" is not quoted in bench/README.md).
+[ -n "${STORMBELL_LOADWATCH:-}" ] || exec env STORMBELL_LOADWATCH=1 python3 bench/loadwatch.py -- "$0" "$@"
 count="${1:-10000}"
 venv=bench/.venv
 
