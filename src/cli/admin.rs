@@ -90,10 +90,12 @@ fn toml_string(c: &Config) -> Result<String, String> {
     toml::to_string_pretty(c).map_err(|e| e.to_string())
 }
 
-fn open_existing(cfg: &Config) -> Result<Store, u8> {
+/// The database the configuration names, which must exist already (a command that reads or
+/// adds to the daemon's record, never creates one).
+pub(super) fn open_existing(cfg: &Config) -> Result<Store, u8> {
     if !cfg.store.path.exists() {
         eprintln!(
-            "stormbell: no database at {} (store.path); nothing to check",
+            "stormbell: no database at {} (store.path): is this the daemon's configuration?",
             cfg.store.path.display()
         );
         return Err(EXIT_USAGE);

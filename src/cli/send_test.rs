@@ -7,7 +7,6 @@ use clap::Args;
 
 use stormbell::config::Config;
 use stormbell::dispatch::outbox::{self, MessageState};
-use stormbell::store::Store;
 
 use super::{EXIT_PROBLEMS, EXIT_USAGE};
 
@@ -22,19 +21,9 @@ pub struct SendTestArgs {
 }
 
 pub fn run(args: SendTestArgs, cfg: &Config) -> u8 {
-    if !cfg.store.path.exists() {
-        eprintln!(
-            "stormbell send-test: no database at {} (store.path); is this the daemon's configuration?",
-            cfg.store.path.display()
-        );
-        return EXIT_USAGE;
-    }
-    let store = match Store::open(&cfg.store.path) {
+    let store = match super::admin::open_existing(cfg) {
         Ok(s) => s,
-        Err(e) => {
-            eprintln!("stormbell send-test: {e}");
-            return EXIT_PROBLEMS;
-        }
+        Err(code) => return code,
     };
     let policy = cfg.dispatch_policy();
     let by = format!(
