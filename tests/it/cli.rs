@@ -6,16 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 fn bin() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_stormbell"));
-    // Tests must not depend on the caller's environment.
-    for (k, _) in std::env::vars() {
-        if k.starts_with("STORMBELL_") || k == "RUST_LOG" {
-            c.env_remove(k);
-        }
-    }
-    // Tests run side by side: never the fixed default port.
-    c.env("STORMBELL_WEB__LISTEN", "127.0.0.1:0");
-    c
+    common::stormbell()
 }
 
 fn run(args: &[&str]) -> Output {

@@ -4,7 +4,7 @@
 
 use crate::common;
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use common::dispatch::{contact, targets};
@@ -20,12 +20,7 @@ const BINDS: usize = 2;
 const WINDOW: usize = 50;
 
 fn daemon(config: &std::path::Path, log: &std::path::Path) -> Child {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_stormbell"));
-    for (k, _) in std::env::vars() {
-        if k.starts_with("STORMBELL_") || k == "RUST_LOG" {
-            c.env_remove(k);
-        }
-    }
+    let mut c = common::stormbell_bare();
     c.args(["--config", config.to_str().unwrap(), "run"])
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(log).unwrap())

@@ -14,13 +14,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 fn bin() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_stormbell"));
-    for (k, _) in std::env::vars() {
-        if k.starts_with("STORMBELL_") || k == "RUST_LOG" {
-            c.env_remove(k);
-        }
-    }
-    c
+    common::stormbell_bare()
 }
 
 fn scenario(name: &str) -> PathBuf {

@@ -11,7 +11,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -83,25 +83,29 @@ struct Installed {
     children: Vec<Child>,
 }
 
-/// SIGTERM, then up to ten seconds, then SIGKILL.
-fn stop(c: &mut Child) -> Option<std::process::ExitStatus> {
+/// SIGTERM, then its exit waited for up to ten seconds, then SIGKILL.
+fn stop(mut c: Child) -> Option<std::process::ExitStatus> {
+    let pid = c.id() as i32;
     // SAFETY: kill sends a signal to a child this test started and has not yet reaped.
-    unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline {
-        if let Ok(Some(status)) = c.try_wait() {
-            return Some(status);
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(c.wait());
+    });
+    match rx.recv_timeout(Duration::from_secs(10)) {
+        Ok(Ok(status)) => Some(status),
+        _ => {
+            // SAFETY: as above; the waiting thread reaps it.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            let _ = rx.recv_timeout(Duration::from_secs(10));
+            None
         }
-        std::thread::sleep(Duration::from_millis(50));
     }
-    let _ = c.kill();
-    let _ = c.wait();
-    None
 }
 
 impl Drop for Installed {
     fn drop(&mut self) {
-        for c in &mut self.children {
+        for c in self.children.drain(..) {
             stop(c);
         }
         let _ = Command::new("apt-get")
@@ -139,19 +143,16 @@ fn unit(path: &Path) -> (Vec<String>, String, Vec<(String, String)>) {
     (exec, dir, env)
 }
 
-fn wait_for(what: &str, mut done: impl FnMut() -> bool, child: Option<&mut Child>) {
-    let deadline = Instant::now() + Duration::from_secs(90);
-    let mut child = child;
-    while !done() {
+fn wait_for(what: &str, mut done: impl FnMut() -> bool, mut child: Option<&mut Child>) {
+    crate::common::wait_until(what, 90, || {
         if let Some(c) = child.as_deref_mut() {
             assert!(
                 c.try_wait().unwrap().is_none(),
                 "the daemon exited while waiting for {what}"
             );
         }
-        assert!(Instant::now() < deadline, "{what}: not within 90 s");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+        done()
+    });
 }
 
 /// The packaged nginx example made to run here: its listen ports, certificate, daemon address
@@ -466,8 +467,7 @@ fn the_debian_package_installs_starts_answers_and_serves_behind_nginx() {
         ok(Command::new("systemctl").args(["stop", "stormbell"]));
         let _ = std::fs::remove_file("/run/systemd/system/stormbell.service.d/test-port.conf");
     } else {
-        let mut d = installed.children.remove(0);
-        let status = stop(&mut d);
+        let status = stop(installed.children.remove(0));
         assert!(
             status.is_some_and(|s| s.success()),
             "the daemon's exit on SIGTERM: {status:?}"

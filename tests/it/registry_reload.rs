@@ -26,13 +26,7 @@ const MONITOR: &str = "P33109800826";
 const MONITOR_NEW_PHONE: &str = "13799990002";
 
 fn bin() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_stormbell"));
-    for (k, _) in std::env::vars() {
-        if k.starts_with("STORMBELL_") || k == "RUST_LOG" {
-            c.env_remove(k);
-        }
-    }
-    c
+    common::stormbell_bare()
 }
 
 /// The roster after the change: the lead replaced on both duties, the monitor renumbered.

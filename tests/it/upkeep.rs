@@ -8,7 +8,7 @@ use crate::common;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags};
 
@@ -123,18 +123,15 @@ fn a_backup_taken_mid_storm_restores_into_a_fresh_folder_with_its_trail_and_reco
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(300);
-    while !(db.exists()
-        && count(&ro(&db), "SELECT count(*) FROM respond_answer") > 50
-        && count(
-            &ro(&db),
-            "SELECT count(*) FROM dispatch_message WHERE state = 'delivered'",
-        ) > 50)
-    {
+    common::wait_until("texts delivered and answered in the drill", 300, || {
         assert!(child.try_wait().unwrap().is_none(), "the drill ended early");
-        assert!(Instant::now() < deadline, "no texts were answered in time");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+        db.exists()
+            && count(&ro(&db), "SELECT count(*) FROM respond_answer") > 50
+            && count(
+                &ro(&db),
+                "SELECT count(*) FROM dispatch_message WHERE state = 'delivered'",
+            ) > 50
+    });
     let under_load = tmp.path().join("backups-1");
     let (o, text) = run(common::stormbell()
         .arg("--db")
@@ -765,16 +762,13 @@ tps = 100
     // it answers.
     if o.status.success() {
         smsc.reply_from("8613800138000", "1");
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while count(
-            &ro(&db),
-            "SELECT count(*) FROM dispatch_inbound i JOIN respond_cursor r
-               ON r.name = 'dispatch_inbound' AND r.last >= i.id",
-        ) < 1
-        {
-            assert!(Instant::now() < deadline, "the reply was never read");
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        common::wait_until("the reply read by respond", 60, || {
+            count(
+                &ro(&db),
+                "SELECT count(*) FROM dispatch_inbound i JOIN respond_cursor r
+                   ON r.name = 'dispatch_inbound' AND r.last >= i.id",
+            ) >= 1
+        });
     }
     let _ = daemon.kill();
     let _ = daemon.wait();

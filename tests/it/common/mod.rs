@@ -147,15 +147,35 @@ pub fn quiet_poller(
     ))
 }
 
-/// The `stormbell` program, with none of the caller's STORMBELL_… settings and never the
-/// fixed default web port (tests run side by side).
-pub fn stormbell() -> std::process::Command {
+/// The `stormbell` program, with none of the caller's STORMBELL_… settings: tests must not
+/// depend on the caller's environment.
+pub fn stormbell_bare() -> std::process::Command {
     let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_stormbell"));
     for (k, _) in std::env::vars() {
         if k.starts_with("STORMBELL_") || k == "RUST_LOG" {
             c.env_remove(k);
         }
     }
+    c
+}
+
+/// [`stormbell_bare`], and never the fixed default web port (tests run side by side).
+pub fn stormbell() -> std::process::Command {
+    let mut c = stormbell_bare();
     c.env("STORMBELL_WEB__LISTEN", "127.0.0.1:0");
     c
+}
+
+/// Wait until `done()` holds, checking every 50 ms, up to `secs`; fail naming `what`. For
+/// state another process changes (a row, a port, a file), which no notification reaches:
+/// the one place the tests poll.
+pub fn wait_until(what: &str, secs: u64, mut done: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while !done() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what}: not within {secs} s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
 }
