@@ -143,7 +143,8 @@ pub fn of_message(conn: &Connection, message: i64) -> anyhow::Result<Option<Link
 pub fn latest_token(conn: &Connection) -> anyhow::Result<Option<String>> {
     Ok(conn
         .query_row(
-            "SELECT token FROM dispatch_link ORDER BY rowid DESC LIMIT 1",
+            // Links are made with the message that carries them: the newest message's.
+            "SELECT token FROM dispatch_link ORDER BY message DESC LIMIT 1",
             [],
             |r| r.get(0),
         )

@@ -28,6 +28,7 @@ const ALL: &[&str] = &[
     include_str!("migrations/0021_plausible.sql"),
     include_str!("migrations/0022_receipts.sql"),
     include_str!("migrations/0023_feed_refused.sql"),
+    include_str!("migrations/0024_link_keyed.sql"),
 ];
 
 /// All migrations, oldest first.
