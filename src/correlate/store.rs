@@ -28,7 +28,8 @@ pub fn lineages(conn: &Connection) -> anyhow::Result<Vec<Lineage>> {
 
 /// How many lineages are in force (for `status`).
 pub fn in_force(conn: &Connection) -> rusqlite::Result<i64> {
-    conn.query_row("SELECT count(*) FROM corr_lineage", [], |r| r.get(0))
+    conn.prepare_cached("SELECT count(*) FROM corr_lineage")?
+        .query_row([], |r| r.get(0))
 }
 
 /// Whether a lineage's latest message is its lift (a Cancel).
@@ -295,13 +296,12 @@ pub fn lineages_by_hazard(conn: &Connection) -> rusqlite::Result<BTreeMap<String
 
 /// Warnings whose latest message is not a Cancel (in force when the record ends).
 pub fn unlifted(conn: &Connection) -> rusqlite::Result<i64> {
-    conn.query_row(
+    conn.prepare_cached(
         "SELECT count(*) FROM corr_warning w
          WHERE w.id = (SELECT max(id) FROM corr_warning x WHERE x.lineage = w.lineage)
            AND w.msg_type != 'Cancel'",
-        [],
-        |r| r.get(0),
-    )
+    )?
+    .query_row([], |r| r.get(0))
 }
 
 /// Lifts (Cancel decisions) after decision `after`, in order: (decision id, lineage, when).

@@ -189,12 +189,14 @@ pub fn register(
             CallState::Superseded,
             now,
         )?;
-        let n = tx.execute(
-            "INSERT OR IGNORE INTO respond_call
+        let n = tx
+            .prepare_cached(
+                "INSERT OR IGNORE INTO respond_call
                (decision, lineage, version, hazard, tier, person, name, mobile, level, role, target,
                 deputy, words, called, state)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, 'open')",
-            params![
+            )?
+            .execute(params![
                 decision,
                 t.lineage,
                 t.version,
@@ -209,16 +211,14 @@ pub fn register(
                 c.deputy,
                 words,
                 at
-            ],
-        )?;
+            ])?;
         if n == 0 {
             continue;
         }
         out.calls += 1;
         let call = tx.last_insert_rowid();
         for (i, s) in ladder.iter().enumerate() {
-            tx.execute(
-                "INSERT INTO respond_step (call, step, due, action, state) VALUES (?1, ?2, ?3, ?4, 'pending')",
+            tx.prepare_cached("INSERT INTO respond_step (call, step, due, action, state) VALUES (?1, ?2, ?3, ?4, 'pending')")?.execute(
                 params![
                     call,
                     i as i64 + 1,
@@ -370,16 +370,17 @@ fn finish(
     answer: i64,
     when: &str,
 ) -> anyhow::Result<usize> {
-    tx.execute(
+    tx.prepare_cached(
         "UPDATE respond_step SET state = 'cancelled', fired = ?2, detail = ?3
          WHERE call = ?1 AND state = 'pending'",
-        params![call, when, format!("answered (answer {answer})")],
-    )?;
-    Ok(tx.execute(
-        "UPDATE respond_call SET state = ?2, answered = ?3, answer = ?4
+    )?
+    .execute(params![call, when, format!("answered (answer {answer})")])?;
+    Ok(tx
+        .prepare_cached(
+            "UPDATE respond_call SET state = ?2, answered = ?3, answer = ?4
          WHERE id = ?1 AND state IN ('open', 'silent')",
-        params![call, state, when, answer],
-    )?)
+        )?
+        .execute(params![call, state, when, answer])?)
 }
 
 /// A call as a step sees it.
@@ -553,10 +554,10 @@ pub fn fire_due(
                 }
             }
             "silent" => {
-                tx.execute(
+                tx.prepare_cached(
                     "UPDATE respond_call SET state = 'silent' WHERE id = ?1 AND state = 'open'",
-                    params![call.id],
-                )?;
+                )?
+                .execute(params![call.id])?;
                 out.silent += 1;
                 detail = format!(
                     "{} ({}, {}) silent {minutes} min after the {} {} warning: on the county's silent list",
@@ -570,8 +571,7 @@ pub fn fire_due(
         if detail.is_empty() {
             detail = format!("queued {}", queued.join(", "));
         }
-        let n = tx.execute(
-            "UPDATE respond_step SET state = 'fired', fired = ?2, detail = ?3 WHERE id = ?1 AND state = 'pending'",
+        let n = tx.prepare_cached("UPDATE respond_step SET state = 'fired', fired = ?2, detail = ?3 WHERE id = ?1 AND state = 'pending'")?.execute(
             params![step_id, stamp(now), detail],
         )?;
         out.steps += n;

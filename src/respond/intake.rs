@@ -86,21 +86,24 @@ pub fn run_once(
             .optional()?;
         let confirms = repeat_of.is_none()
             && people.is_some()
-            && tx.query_row(
-                "SELECT count(*) FROM respond_answer WHERE address = ?1 AND text = ?2
+            && tx
+                .prepare_cached(
+                    "SELECT count(*) FROM respond_answer WHERE address = ?1 AND text = ?2
                        AND held IS NOT NULL AND at >= ?3 AND at <= ?4",
-                params![
-                    address,
-                    r.text,
-                    crate::store::stamp(r.at - CONFIRM_WINDOW),
-                    crate::store::stamp(r.at)
-                ],
-                |x| x.get::<_, i64>(0),
-            )? > 0;
-        tx.execute(
-            "INSERT OR IGNORE INTO respond_answer
+                )?
+                .query_row(
+                    params![
+                        address,
+                        r.text,
+                        crate::store::stamp(r.at - CONFIRM_WINDOW),
+                        crate::store::stamp(r.at)
+                    ],
+                    |x| x.get::<_, i64>(0),
+                )?
+                > 0;
+        tx.prepare_cached("INSERT OR IGNORE INTO respond_answer
                (at, channel, inbound, address, person, lineage, version, kind, people, shelter, note, text, repeat_of)
-             VALUES (?1, 'sms', ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+             VALUES (?1, 'sms', ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)")?.execute(
             params![
                 crate::store::stamp(r.at),
                 r.id,
@@ -572,10 +575,8 @@ fn act(
                 let registered = super::registered_to_move(reg, &target);
                 let beyond = (n > registered).then_some(registered);
                 if beyond.is_some() && !a.confirmed {
-                    tx.execute(
-                        "UPDATE respond_answer SET held = ?2 WHERE id = ?1",
-                        params![answer, registered],
-                    )?;
+                    tx.prepare_cached("UPDATE respond_answer SET held = ?2 WHERE id = ?1")?
+                        .execute(params![answer, registered])?;
                     tracing::warn!(
                         person = %last.person, place = %target, people = n, registered,
                         "a report beyond the registered figure: held until its sender confirms it"
@@ -769,19 +770,19 @@ fn help_notified(
     person: Option<&str>,
     since: Timestamp,
 ) -> anyhow::Result<i64> {
-    Ok(tx.query_row(
-        "SELECT count(*) FROM respond_answer WHERE kind = 'help' AND notified = 1
+    Ok(tx
+        .prepare_cached(
+            "SELECT count(*) FROM respond_answer WHERE kind = 'help' AND notified = 1
            AND lineage = ?1 AND (?2 IS NULL OR person = ?2) AND at >= ?3",
-        params![lineage, person, crate::store::stamp(since)],
-        |r| r.get(0),
-    )?)
+        )?
+        .query_row(params![lineage, person, crate::store::stamp(since)], |r| {
+            r.get(0)
+        })?)
 }
 
 fn mark_notified(tx: &Transaction<'_>, answer: i64) -> anyhow::Result<()> {
-    tx.execute(
-        "UPDATE respond_answer SET notified = 1 WHERE id = ?1",
-        params![answer],
-    )?;
+    tx.prepare_cached("UPDATE respond_answer SET notified = 1 WHERE id = ?1")?
+        .execute(params![answer])?;
     Ok(())
 }
 
@@ -893,9 +894,8 @@ pub fn from_link(
         (Some(_), _) => return Ok(LinkOutcome::Repeat),
         (None, _) => {}
     }
-    tx.execute(
-        "INSERT INTO respond_answer (at, channel, person, lineage, version, kind, people, shelter, note, text)
-         VALUES (?1, 'link', ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+    tx.prepare_cached("INSERT INTO respond_answer (at, channel, person, lineage, version, kind, people, shelter, note, text)
+         VALUES (?1, 'link', ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)")?.execute(
         params![
             crate::store::stamp(at),
             link.person,

@@ -34,21 +34,20 @@ use crate::dispatch::Policy;
 
 /// How far respond has read another stage's queue named `name` (0: nothing yet).
 pub(crate) fn cursor(c: &rusqlite::Connection, name: &str) -> anyhow::Result<i64> {
-    Ok(rusqlite::OptionalExtension::optional(c.query_row(
-        "SELECT last FROM respond_cursor WHERE name = ?1",
-        [name],
-        |r| r.get(0),
-    ))?
+    Ok(rusqlite::OptionalExtension::optional(
+        c.prepare_cached("SELECT last FROM respond_cursor WHERE name = ?1")?
+            .query_row([name], |r| r.get(0)),
+    )?
     .unwrap_or(0))
 }
 
 /// Move the cursor of `name` to `last`.
 pub(crate) fn advance(tx: &rusqlite::Transaction<'_>, name: &str, last: i64) -> anyhow::Result<()> {
-    tx.execute(
+    tx.prepare_cached(
         "INSERT INTO respond_cursor (name, last) VALUES (?1, ?2)
          ON CONFLICT (name) DO UPDATE SET last = ?2",
-        rusqlite::params![name, last],
-    )?;
+    )?
+    .execute(rusqlite::params![name, last])?;
     Ok(())
 }
 

@@ -35,18 +35,15 @@ pub(crate) fn check(
         .is_some();
     if !load.nearly_full {
         if marked {
-            tx.execute(
-                "DELETE FROM respond_shelter_alert WHERE shelter = ?1",
-                [&load.id],
-            )?;
+            tx.prepare_cached("DELETE FROM respond_shelter_alert WHERE shelter = ?1")?
+                .execute([&load.id])?;
         }
         return Ok(0);
     }
     if marked {
         return Ok(0);
     }
-    tx.execute(
-        "INSERT INTO respond_shelter_alert (shelter, at, occupants, capacity) VALUES (?1, ?2, ?3, ?4)",
+    tx.prepare_cached("INSERT INTO respond_shelter_alert (shelter, at, occupants, capacity) VALUES (?1, ?2, ?3, ?4)")?.execute(
         params![load.id, crate::store::stamp(at), load.occupants, load.capacity],
     )?;
     let lang = crate::templates::lang(&policy.lang);

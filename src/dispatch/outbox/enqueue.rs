@@ -80,14 +80,14 @@ pub fn enqueue(
         let mut state = state;
         let mut err = err;
         if t.send == MessageKind::Cancel && state == MessageState::Queued {
-            let ever: i64 = tx.query_row(
-                "SELECT count(*) FROM dispatch_message
+            let ever: i64 = tx
+                .prepare_cached(
+                    "SELECT count(*) FROM dispatch_message
                  WHERE lineage = ?1 AND person = ?2 AND channel = 'sms'
                    AND (state IN ('submitting', 'reconciling', 'accepted', 'delivered', 'merged')
                         OR uncertain > 0)",
-                params![t.lineage, c.person],
-                |r| r.get(0),
-            )?;
+                )?
+                .query_row(params![t.lineage, c.person], |r| r.get(0))?;
             if ever == 0 {
                 state = MessageState::Skipped;
                 err = Some("nothing was sent to this person to cancel".into());
@@ -186,13 +186,15 @@ pub fn notice(tx: &Transaction<'_>, n: &Notice, now: Timestamp) -> anyhow::Resul
     };
     let at = stamp(now);
     let (_, segments) = crate::dispatch::sms::encode::segments(&n.text);
-    let inserted = tx.execute(
-        "INSERT OR IGNORE INTO dispatch_message
+    let inserted = tx
+        .prepare_cached(
+            "INSERT OR IGNORE INTO dispatch_message
            (decision, lineage, version, send, hazard, tier, raises, person, channel, address,
             priority, state, text, segments, not_before, created, updated, words, purpose)
          VALUES (?1, ?2, ?3, 'Notice', ?4, ?5, ?13, ?6, 'sms', ?7, ?8, 'queued', ?9, ?10, ?11,
                  ?11, ?11, '{}', ?12)",
-        params![
+        )?
+        .execute(params![
             n.decision,
             n.lineage,
             n.version,
@@ -211,8 +213,7 @@ pub fn notice(tx: &Transaction<'_>, n: &Notice, now: Timestamp) -> anyhow::Resul
             at,
             n.purpose,
             n.chase,
-        ],
-    )?;
+        ])?;
     Ok((inserted == 1).then(|| tx.last_insert_rowid()))
 }
 
@@ -226,18 +227,18 @@ pub fn withdraw(
 ) -> anyhow::Result<usize> {
     // What rode inside a withdrawn text goes back to the queue as itself (its own warning's
     // duty decides whether it still goes).
-    tx.execute(
-        "UPDATE dispatch_message SET state = 'queued', merged_into = NULL, updated = ?3
+    tx.prepare_cached("UPDATE dispatch_message SET state = 'queued', merged_into = NULL, updated = ?3
          WHERE state = 'merged' AND merged_into IN (
-           SELECT id FROM dispatch_message WHERE lineage = ?1 AND person = ?2 AND state = 'queued')",
+           SELECT id FROM dispatch_message WHERE lineage = ?1 AND person = ?2 AND state = 'queued')")?.execute(
         params![lineage, person, stamp(now)],
     )?;
-    Ok(tx.execute(
-        "UPDATE dispatch_message SET state = 'superseded', updated = ?3,
+    Ok(tx
+        .prepare_cached(
+            "UPDATE dispatch_message SET state = 'superseded', updated = ?3,
                 last_error = 'replaced in the registry: no longer on duty for this warning'
          WHERE lineage = ?1 AND person = ?2 AND state = 'queued'",
-        params![lineage, person, stamp(now)],
-    )?)
+        )?
+        .execute(params![lineage, person, stamp(now)])?)
 }
 
 /// A person's number changed in the registry: what still waits to be sent to them goes to
@@ -250,16 +251,16 @@ pub fn renumber(
 ) -> anyhow::Result<usize> {
     let address = normalise_mobile(mobile).unwrap_or_else(|| mobile.to_string());
     // A text whose first parts went to the old number goes whole to the new one.
-    tx.execute(
-        "DELETE FROM dispatch_part WHERE message IN (
-           SELECT id FROM dispatch_message WHERE person = ?1 AND state = 'queued' AND address != ?2)",
+    tx.prepare_cached("DELETE FROM dispatch_part WHERE message IN (
+           SELECT id FROM dispatch_message WHERE person = ?1 AND state = 'queued' AND address != ?2)")?.execute(
         params![person, address],
     )?;
-    Ok(tx.execute(
-        "UPDATE dispatch_message SET address = ?2, updated = ?3
+    Ok(tx
+        .prepare_cached(
+            "UPDATE dispatch_message SET address = ?2, updated = ?3
          WHERE person = ?1 AND state = 'queued' AND address != ?2",
-        params![person, address, stamp(now)],
-    )?)
+        )?
+        .execute(params![person, address, stamp(now)])?)
 }
 
 /// A test text queued by the office (`stormbell send-test`).

@@ -224,10 +224,10 @@ pub fn learn(
     if (best as i64) < LEARN_AFTER || best * 2 < orphans.len() || !clear {
         return Ok(Learnt::Nothing { kept });
     }
-    tx.execute(
+    tx.prepare_cached(
         "INSERT INTO dispatch_id_form (account, form, since, evidence) VALUES (?1, ?2, ?3, ?4)",
-        params![account, form.as_str(), stamp(now), best as i64],
-    )?;
+    )?
+    .execute(params![account, form.as_str(), stamp(now), best as i64])?;
     let applied = rekey(tx, account, form, now)?;
     crate::store::audit::append(
         tx,
@@ -361,12 +361,12 @@ mod tests {
         store
             .write_blocking(move |tx| {
                 for (i, id) in parts.iter().enumerate() {
-                    tx.execute(
+                    tx.prepare_cached(
                         "INSERT INTO dispatch_part (message, part, total, account, smsc_id, state,
                                                     at, id_key)
                          VALUES (?1, 1, 1, 'a', ?2, 'accepted', '2026-08-09T00:00:00.000Z', ?2)",
-                        params![i as i64 + 1, id],
-                    )?;
+                    )?
+                    .execute(params![i as i64 + 1, id])?;
                 }
                 for id in &receipts {
                     inbound(

@@ -86,9 +86,8 @@ pub fn set_bind(
     detail: Option<&str>,
     now: Timestamp,
 ) -> anyhow::Result<()> {
-    tx.execute(
-        "INSERT INTO dispatch_bind (account, slot, state, since, detail) VALUES (?1, ?2, ?3, ?4, ?5)
-         ON CONFLICT (account, slot) DO UPDATE SET state = ?3, since = ?4, detail = ?5",
+    tx.prepare_cached("INSERT INTO dispatch_bind (account, slot, state, since, detail) VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT (account, slot) DO UPDATE SET state = ?3, since = ?4, detail = ?5")?.execute(
         params![account, slot as i64, state, stamp(now), detail],
     )?;
     Ok(())
@@ -283,11 +282,10 @@ pub fn all_messages(c: &Connection) -> anyhow::Result<Vec<MessageRecord>> {
 
 /// Sends that had no verdict and went again, in all (possible duplicates).
 pub fn possible_duplicates(c: &Connection) -> anyhow::Result<i64> {
-    Ok(c.query_row(
-        "SELECT coalesce(sum(uncertain), 0) FROM dispatch_message",
-        [],
-        |r| r.get(0),
-    )?)
+    Ok(
+        c.prepare_cached("SELECT coalesce(sum(uncertain), 0) FROM dispatch_message")?
+            .query_row([], |r| r.get(0))?,
+    )
 }
 
 /// Messages by channel and state, for status and metrics.
@@ -322,19 +320,17 @@ pub fn secret(tx: &Transaction<'_>, name: &str) -> anyhow::Result<String> {
         return Ok(v);
     }
     let v = crate::dispatch::link::token()?;
-    tx.execute(
-        "INSERT INTO dispatch_secret (name, value) VALUES (?1, ?2)",
-        params![name, v],
-    )?;
+    tx.prepare_cached("INSERT INTO dispatch_secret (name, value) VALUES (?1, ?2)")?
+        .execute(params![name, v])?;
     Ok(v)
 }
 
 /// Whether message `id` exists and went, or goes, through `account` (a gateway's report may
 /// name only our own messages).
 pub fn sent_through(c: &Connection, id: i64, account: &str) -> anyhow::Result<bool> {
-    Ok(c.query_row(
+    Ok(c.prepare_cached(
         "SELECT count(*) FROM dispatch_message WHERE id = ?1 AND (account = ?2 OR account IS NULL)",
-        params![id, account],
-        |r| r.get::<_, i64>(0),
-    )? > 0)
+    )?
+    .query_row(params![id, account], |r| r.get::<_, i64>(0))?
+        > 0)
 }
