@@ -364,16 +364,22 @@ fn run_batch(
             job.abandon(fail(why.clone()));
             continue;
         }
-        if let Err(e) = txn.execute_batch("SAVEPOINT job") {
+        // Cached like every hot statement: under load a batch opens hundreds of savepoints
+        // a second, and compiling each one again was a tenth of the writer's time.
+        if let Err(e) = txn
+            .prepare_cached("SAVEPOINT job")
+            .and_then(|mut s| s.execute([]))
+        {
             broken = Some(format!("savepoint: {e}"));
             job.abandon(fail(format!("savepoint: {e}")));
             continue;
         }
         let (keep, reply) = job.run(&txn);
+        let run = |sql: &str| txn.prepare_cached(sql).and_then(|mut s| s.execute([]));
         let end = if keep {
-            txn.execute_batch("RELEASE job")
+            run("RELEASE job")
         } else {
-            txn.execute_batch("ROLLBACK TO job; RELEASE job")
+            run("ROLLBACK TO job").and_then(|_| run("RELEASE job"))
         };
         if let Err(e) = end {
             broken = Some(format!("ending a savepoint: {e}"));
@@ -403,6 +409,67 @@ fn run_batch(
                 d(Some(fail(why.clone())));
             }
         }
+    }
+}
+
+/// The WAL's size past which the checkpointer copies it back (SQLite's own default limit,
+/// 1,000 pages of 4 KB).
+const CHECKPOINT_BYTES: u64 = 4 << 20;
+
+/// A thread with its own connection that checkpoints the WAL when the writer says it
+/// committed and the WAL has grown past [`CHECKPOINT_BYTES`]. PASSIVE: it never waits for
+/// readers or the writer; what it cannot copy now it copies next time.
+struct Checkpointer {
+    kick: mpsc::SyncSender<()>,
+    /// Set after each pass: the writer then finishes the copy (see the writer's loop).
+    swept: Arc<std::sync::atomic::AtomicBool>,
+    thread: thread::JoinHandle<()>,
+}
+
+/// The writer's side of the [`Checkpointer`].
+struct Kick {
+    kick: mpsc::SyncSender<()>,
+    swept: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Checkpointer {
+    /// `None` if its connection or thread cannot be had: the writer then checkpoints in its
+    /// commits, as SQLite does by default.
+    fn start(path: &Path) -> Option<Checkpointer> {
+        let conn = Connection::open(path).ok()?;
+        conn.execute_batch("PRAGMA busy_timeout = 5000;").ok()?;
+        let wal = PathBuf::from(format!("{}-wal", path.display()));
+        let (kick, rx) = mpsc::sync_channel::<()>(1);
+        let swept = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let done = swept.clone();
+        let shown = path.display().to_string();
+        let thread = thread::Builder::new()
+            .name("store-checkpoint".into())
+            .spawn(move || {
+                while rx.recv().is_ok() {
+                    let size = std::fs::metadata(&wal).map_or(0, |m| m.len());
+                    if size < CHECKPOINT_BYTES {
+                        continue;
+                    }
+                    if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+                    {
+                        tracing::warn!(db = %shown, "checkpoint: {e}");
+                    }
+                    done.store(true, std::sync::atomic::Ordering::Release);
+                }
+            })
+            .ok()?;
+        Some(Checkpointer {
+            kick,
+            swept,
+            thread,
+        })
+    }
+
+    /// Stop and wait for it (its connection closed).
+    fn stop(self) {
+        drop(self.kick);
+        let _ = self.thread.join();
     }
 }
 
@@ -468,6 +535,18 @@ impl Store {
                 path: path.display().to_string(),
                 message: e.to_string(),
             })?;
+        // Checkpoints run on their own thread and connection, not inside the commit that
+        // happens to cross the WAL's size limit: copying a few megabytes back into the file
+        // and syncing it took 10-30 ms, and every answer queued behind that commit waited.
+        let checkpointer = Checkpointer::start(&path);
+        let kick = checkpointer.as_ref().map(|c| Kick {
+            kick: c.kick.clone(),
+            swept: c.swept.clone(),
+        });
+        if kick.is_some() {
+            conn.execute_batch("PRAGMA wal_autocheckpoint = 0;")
+                .map_err(sqlite(&path))?;
+        }
         let (tx, rx) = mpsc::channel::<Box<dyn Job>>();
         let writer_path = path.clone();
         let closed = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
@@ -488,8 +567,27 @@ impl Store {
                         }
                     }
                     run_batch(&mut conn, &writer_path, &waits, batch);
+                    // Full or not, the checkpointer looks (it runs only past a size).
+                    if let Some(c) = &kick {
+                        let _ = c.kick.try_send(());
+                        // It has copied the bulk; the writer copies what was committed since
+                        // (a few pages), so the WAL is whole in the file and the next
+                        // transaction starts it again from the beginning. Without this, under
+                        // writes that never pause, the copy never catches up and the WAL grows.
+                        if c.swept.swap(false, std::sync::atomic::Ordering::AcqRel)
+                            && let Err(e) =
+                                conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+                        {
+                            tracing::warn!(db = %writer_path.display(), "checkpoint: {e}");
+                        }
+                    }
                 }
-                // Closing the last connection checkpoints the WAL into the database file.
+                // The checkpointer closes first: closing the last connection checkpoints the
+                // WAL into the database file and removes it.
+                drop(kick);
+                if let Some(c) = checkpointer {
+                    c.stop();
+                }
                 drop(conn);
                 let (done, cv) = &*signal;
                 if let Ok(mut d) = done.lock() {
