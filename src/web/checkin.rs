@@ -193,6 +193,14 @@ impl Checkin {
         }
     }
 
+    /// The page of the link `token`, with `error` on it (a form that could not be read).
+    async fn show_token(&self, token: &str, error: &str) -> Response {
+        match self.link(token).await {
+            Ok(l) => self.show(&l, false, Some(error), false, None).await,
+            Err(r) => r,
+        }
+    }
+
     fn limited(&self, ip: IpAddr, token: &str) -> bool {
         let n = self.seen.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if n % 10_000 == 9_999 {
@@ -289,22 +297,31 @@ async fn answer(
     headers: HeaderMap,
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {
-    let l = match c.open(addr.ip(), &token).await {
-        Ok(l) => l,
-        Err(r) => return r,
-    };
+    // The link is read in the answer's own write (below), not in a read before it: one trip
+    // to the store per answer, not two (under a storm's load the hand-offs between threads
+    // cost more than the lookup). The paths that show a page read it themselves.
+    if c.limited(addr.ip(), &token) {
+        return plain(
+            StatusCode::TOO_MANY_REQUESTS,
+            "请稍后再试 / too many requests",
+        );
+    }
+    if !link::well_formed(&token) {
+        return plain(StatusCode::NOT_FOUND, "没有这个链接 / no such link");
+    }
     if super::foreign_origin(&headers)
-        || !c.csrf_ok(&l.token, form.get("csrf").map_or("", String::as_str))
+        || !c.csrf_ok(&token, form.get("csrf").map_or("", String::as_str))
     {
+        // No such link says so; a real link with a bad form is refused.
+        if let Err(r) = c.link(&token).await {
+            return r;
+        }
         return plain(
             StatusCode::FORBIDDEN,
             "请从短信中的链接重新打开 / open the link from your SMS again",
         );
     }
     let now: Timestamp = c.clock.now();
-    if now > l.expires {
-        return c.render(&l, &intake::PageState::default(), false, None, true, None);
-    }
     let num = |k: &str| -> Result<Option<u32>, ()> {
         match form.get(k).map(|s| s.trim()).filter(|s| !s.is_empty()) {
             None => Ok(None),
@@ -322,21 +339,11 @@ async fn answer(
     }
     let (people, refused) = match (num("people"), num("refused")) {
         (Ok(p), Ok(r)) => (p, r),
-        _ => {
-            return c
-                .show(&l, false, Some("人数请填数字 / numbers only"), false, None)
-                .await;
-        }
+        _ => return c.show_token(&token, "人数请填数字 / numbers only").await,
     };
     if (kind == "moved" || kind == "returned") && people.is_none() {
         return c
-            .show(
-                &l,
-                false,
-                Some("请填写已转移人数 / how many people moved?"),
-                false,
-                None,
-            )
+            .show_token(&token, "请填写已转移人数 / how many people moved?")
             .await;
     }
     let location = text("location").and_then(|s| {
@@ -357,21 +364,48 @@ async fn answer(
         confirmed,
         place: text("place"),
     };
-    let (l2, reg, s, p) = (
-        l.clone(),
+    let (t, reg, s, p) = (
+        token.clone(),
         c.registry.current(),
         c.settings.clone(),
         c.policy.clone(),
     );
-    match c
+    let answered = c
         .store
-        .write(move |tx| intake::from_link(tx, &l2, &a, now, &reg, &s, &p))
-        .await
-    {
-        Ok(intake::LinkOutcome::Recorded(_) | intake::LinkOutcome::Repeat) => {
+        .write(move |tx| {
+            let Some(l) = link::lookup(tx, &t)? else {
+                return Ok(Answered::NoLink);
+            };
+            if now > l.expires {
+                return Ok(Answered::Expired(l));
+            }
+            let outcome = intake::from_link(tx, &l, &a, now, &reg, &s, &p)?;
+            Ok(Answered::Taken(l, outcome))
+        })
+        .await;
+    let (l, answered) = match answered {
+        Ok(Answered::NoLink) => {
+            return plain(StatusCode::NOT_FOUND, "没有这个链接 / no such link");
+        }
+        Ok(Answered::Expired(l)) => {
+            return c.render(&l, &intake::PageState::default(), false, None, true, None);
+        }
+        Ok(Answered::Taken(l, outcome)) => (l, outcome),
+        // The answer was understood; it could not be kept now. Never tell a lead their
+        // answer was not understood because the database was busy.
+        Err(e) => {
+            tracing::error!("check-in answer not stored: {e:#}");
+            return plain(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "暂时无法保存，请稍后再点一次 / not saved, please try again in a moment",
+            );
+        }
+    };
+    match answered {
+        intake::LinkOutcome::Recorded(_) | intake::LinkOutcome::Repeat => {
             Redirect::to(&format!("/r/{}?ok=1", l.token)).into_response()
         }
-        Ok(intake::LinkOutcome::Confirm { people, registered }) => {
+        intake::LinkOutcome::Confirm { people, registered } => {
             let ask = Confirming {
                 kind,
                 people,
@@ -382,7 +416,7 @@ async fn answer(
             };
             c.show(&l, false, None, false, Some(&ask)).await
         }
-        Ok(intake::LinkOutcome::NotLifted) => {
+        intake::LinkOutcome::NotLifted => {
             c.show(
                 &l,
                 false,
@@ -392,7 +426,7 @@ async fn answer(
             )
             .await
         }
-        Ok(intake::LinkOutcome::Which(_)) => {
+        intake::LinkOutcome::Which(_) => {
             c.show(
                 &l,
                 false,
@@ -402,7 +436,7 @@ async fn answer(
             )
             .await
         }
-        Ok(intake::LinkOutcome::Lifted) => {
+        intake::LinkOutcome::Lifted => {
             c.show(
                 &l,
                 false,
@@ -412,14 +446,15 @@ async fn answer(
             )
             .await
         }
-        // The answer was understood; it could not be kept now. Never tell a lead their
-        // answer was not understood because the database was busy.
-        Err(e) => {
-            tracing::error!(person = %l.person, "check-in answer not stored: {e:#}");
-            plain(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "暂时无法保存，请稍后再点一次 / not saved, please try again in a moment",
-            )
-        }
     }
+}
+
+/// What the answer's write found.
+enum Answered {
+    /// No link has that token.
+    NoLink,
+    /// The link has expired: nothing recorded.
+    Expired(link::Link),
+    /// Recorded (or understood): the link and what came of it.
+    Taken(link::Link, intake::LinkOutcome),
 }
