@@ -18,8 +18,19 @@ use stormbell::respond::calls::{self, RespondSettings};
 use stormbell::runtime::clock::SystemClock;
 use stormbell::web::checkin::{Checkin, Limits};
 
+/// The allocator the daemon runs with (src/main.rs), so the figures are the daemon's.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    // The store names writes and commits that hold the others up (warnings, on stderr).
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(tracing_subscriber::EnvFilter::new(
+            std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
+        ))
+        .init();
     let persons: usize = common::arg("--persons").map_or(Ok(20_000), |s| s.parse())?;
     let out = common::arg("--out").unwrap_or_else(|| "/tmp/checkin-requests.txt".into());
     let dir = tempfile::tempdir()?;
@@ -61,7 +72,7 @@ async fn main() -> anyhow::Result<()> {
     .await?;
     let tokens: Vec<String> = store
         .read(|c| {
-            let mut st = c.prepare("SELECT token FROM dispatch_link ORDER BY rowid")?;
+            let mut st = c.prepare("SELECT token FROM dispatch_link ORDER BY message")?;
             let r = st
                 .query_map([], |r| r.get(0))?
                 .collect::<rusqlite::Result<Vec<String>>>()?;
