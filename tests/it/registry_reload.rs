@@ -87,19 +87,6 @@ fn query<T: rusqlite::types::FromSql>(db: &Path, sql: &str) -> T {
     c.query_row(sql, [], |r| r.get(0)).unwrap()
 }
 
-/// Wait (up to `secs`) until `ok` holds; panic naming `what` otherwise.
-fn wait(secs: u64, what: &str, mut ok: impl FnMut() -> bool) -> Duration {
-    let start = Instant::now();
-    while !ok() {
-        assert!(
-            start.elapsed() < Duration::from_secs(secs),
-            "{what}: not within {secs} s"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    start.elapsed()
-}
-
 #[test]
 fn a_roster_imported_beside_the_running_daemon_retargets_the_warning_in_force() {
     let dir = tempfile::tempdir().unwrap();
@@ -170,7 +157,7 @@ tps = 500
             .count()
     };
     // The warning is in force and the old lead was texted.
-    wait(60, "the red warning texted to the old lead", || {
+    common::wait_until("the red warning texted to the old lead", 60, || {
         to("13800000824") >= 1
     });
     let old_calls = format!(
@@ -189,9 +176,9 @@ tps = 500
     let imported = Instant::now();
 
     // Taken up within ten seconds: the new lead has the warning on their phone.
-    wait(
-        10,
+    common::wait_until(
         &format!("the warning on the new lead's phone\n{}", said()),
+        10,
         || to(NEW_LEAD_PHONE) >= 1,
     );
     assert!(imported.elapsed() < Duration::from_secs(10));
