@@ -28,7 +28,8 @@ fn send_all(store: &Store, smsc: &Smsc, policy: &Policy, clock: Arc<SimClock>) {
         let ch = SmsChannel::new(vec![account], store.clone(), policy.clone()).with_clock(clock);
         let task = tokio::spawn(stormbell::dispatch::drive(ch, stop, Arc::new(tokio::sync::Notify::new())));
         // The channel runs on the runtime's workers; this thread only watches the rows.
-        common::wait_until("every text sent and receipted", 30, || {
+        let dir = store.path().parent().unwrap().to_path_buf();
+        common::wait_until("every text sent and receipted", 30, &dir, || {
             store
                 .read_blocking(|c| {
                     Ok(c.query_row(

@@ -143,8 +143,10 @@ fn unit(path: &Path) -> (Vec<String>, String, Vec<(String, String)>) {
     (exec, dir, env)
 }
 
-fn wait_for(what: &str, mut done: impl FnMut() -> bool, mut child: Option<&mut Child>) {
-    crate::common::wait_until(what, 90, || {
+/// Wait for `done`, checked again each time a file in `dir` changes (the daemon's log, nginx's
+/// pid file: each written once its port is bound).
+fn wait_for(what: &str, dir: &Path, mut done: impl FnMut() -> bool, mut child: Option<&mut Child>) {
+    crate::common::wait_until(what, 90, dir, || {
         if let Some(c) = child.as_deref_mut() {
             assert!(
                 c.try_wait().unwrap().is_none(),
@@ -332,8 +334,16 @@ fn the_debian_package_installs_starts_answers_and_serves_behind_nginx() {
         installed.children.push(c.spawn().unwrap());
     }
     let base = format!("http://127.0.0.1:{port}");
+    // The daemon's log gets its "CAP feed at …" line once the web port is bound (under
+    // systemd the log is the journal; its database folder changes as it starts).
+    let started = if systemd {
+        PathBuf::from("/var/lib/stormbell")
+    } else {
+        tmp.path().to_path_buf()
+    };
     wait_for(
         "/healthz",
+        &started,
         || curl(&format!("{base}/healthz"), None).0 == 200,
         installed.children.first_mut(),
     );
@@ -433,6 +443,7 @@ fn the_debian_package_installs_starts_answers_and_serves_behind_nginx() {
     let front = format!("https://127.0.0.1:{https}");
     wait_for(
         "nginx",
+        &ngx,
         || curl(&format!("{front}/nowhere"), None).0 == 404,
         None,
     );

@@ -157,9 +157,12 @@ tps = 500
             .count()
     };
     // The warning is in force and the old lead was texted.
-    common::wait_until("the red warning texted to the old lead", 60, || {
-        to("13800000824") >= 1
-    });
+    common::wait_until(
+        "the red warning texted to the old lead",
+        60,
+        smsc.log.path(),
+        || to("13800000824") >= 1,
+    );
     let old_calls = format!(
         "SELECT count(*) FROM respond_call WHERE lineage = '{ZONE}' AND person = '{OLD_LEAD}' AND state = 'open'"
     );
@@ -179,6 +182,7 @@ tps = 500
     common::wait_until(
         &format!("the warning on the new lead's phone\n{}", said()),
         10,
+        smsc.log.path(),
         || to(NEW_LEAD_PHONE) >= 1,
     );
     assert!(imported.elapsed() < Duration::from_secs(10));

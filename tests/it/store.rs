@@ -419,9 +419,12 @@ fn the_wal_is_checkpointed_beside_the_writer_and_does_not_grow() {
         largest_wal = largest_wal.max(size(&wal));
     }
     // Everything written is in the file itself before the store closes.
-    crate::common::wait_until("the checkpointer copied the WAL back", 30, || {
-        size(&db) >= 39 << 20
-    });
+    crate::common::wait_until(
+        "the checkpointer copied the WAL back",
+        30,
+        dir.path(),
+        || size(&db) >= 39 << 20,
+    );
     assert!(
         largest_wal < 16 << 20,
         "the WAL grew to {largest_wal} bytes: it is not being checkpointed and reused"

@@ -123,15 +123,21 @@ fn a_backup_taken_mid_storm_restores_into_a_fresh_folder_with_its_trail_and_reco
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    common::wait_until("texts delivered and answered in the drill", 300, || {
-        assert!(child.try_wait().unwrap().is_none(), "the drill ended early");
-        db.exists()
-            && count(&ro(&db), "SELECT count(*) FROM respond_answer") > 50
-            && count(
-                &ro(&db),
-                "SELECT count(*) FROM dispatch_message WHERE state = 'delivered'",
-            ) > 50
-    });
+    common::wait_until("the drill's folder", 60, tmp.path(), || out.is_dir());
+    common::wait_until(
+        "texts delivered and answered in the drill",
+        300,
+        &out,
+        || {
+            assert!(child.try_wait().unwrap().is_none(), "the drill ended early");
+            db.exists()
+                && count(&ro(&db), "SELECT count(*) FROM respond_answer") > 50
+                && count(
+                    &ro(&db),
+                    "SELECT count(*) FROM dispatch_message WHERE state = 'delivered'",
+                ) > 50
+        },
+    );
     let under_load = tmp.path().join("backups-1");
     let (o, text) = run(common::stormbell()
         .arg("--db")
@@ -762,7 +768,8 @@ tps = 100
     // it answers.
     if o.status.success() {
         smsc.reply_from("8613800138000", "1");
-        common::wait_until("the reply read by respond", 60, || {
+        let dir = db.parent().unwrap();
+        common::wait_until("the reply read by respond", 60, dir, || {
             count(
                 &ro(&db),
                 "SELECT count(*) FROM dispatch_inbound i JOIN respond_cursor r

@@ -166,16 +166,62 @@ pub fn stormbell() -> std::process::Command {
     c
 }
 
-/// Wait until `done()` holds, checking every 50 ms, up to `secs`; fail naming `what`. For
-/// state another process changes (a row, a port, a file), which no notification reaches:
-/// the one place the tests poll.
-pub fn wait_until(what: &str, secs: u64, mut done: impl FnMut() -> bool) {
+/// Wait until `done()` holds, checking it again each time a file in `dir` changes, up to
+/// `secs`; fail naming `what`. The state waited for (a row another process commits, a line in
+/// its log, a file it writes) lives in files in `dir`, so every change there wakes the check
+/// (inotify) and nothing sleeps on a guess. The watch is set before the first check: a change
+/// that comes between a check and the wait is not missed.
+pub fn wait_until(what: &str, secs: u64, dir: &std::path::Path, mut done: impl FnMut() -> bool) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    let watched = Inotify::watch(dir);
+    let mut buf = [0u8; 4096];
     while !done() {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        assert!(!left.is_zero(), "{what}: not within {secs} s");
+        let mut p = libc::pollfd {
+            fd: watched.0,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd, its count, a timeout in milliseconds.
+        unsafe { libc::poll(&mut p, 1, left.as_millis().min(i32::MAX as u128) as i32) };
+        // SAFETY: reads into a buffer of the length given, from our own non-blocking fd.
+        while unsafe { libc::read(watched.0, buf.as_mut_ptr().cast(), buf.len()) } > 0 {}
+    }
+}
+
+/// An inotify descriptor watching one directory, closed when dropped (a failed wait panics).
+struct Inotify(i32);
+
+impl Inotify {
+    fn watch(dir: &std::path::Path) -> Inotify {
+        use std::os::unix::ffi::OsStrExt;
+        let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).unwrap();
+        // SAFETY: inotify_init1 takes flags only.
+        let fd = unsafe { libc::inotify_init1(libc::IN_CLOEXEC | libc::IN_NONBLOCK) };
+        assert!(fd >= 0, "inotify: {}", std::io::Error::last_os_error());
+        let me = Inotify(fd);
+        let mask = libc::IN_MODIFY
+            | libc::IN_CREATE
+            | libc::IN_CLOSE_WRITE
+            | libc::IN_MOVED_TO
+            | libc::IN_DELETE
+            | libc::IN_ATTRIB;
+        // SAFETY: our descriptor, a NUL-terminated path, a mask.
+        let wd = unsafe { libc::inotify_add_watch(fd, path.as_ptr(), mask) };
         assert!(
-            std::time::Instant::now() < deadline,
-            "{what}: not within {secs} s"
+            wd >= 0,
+            "cannot watch {}: {}",
+            dir.display(),
+            std::io::Error::last_os_error()
         );
-        std::thread::sleep(std::time::Duration::from_millis(50));
+        me
+    }
+}
+
+impl Drop for Inotify {
+    fn drop(&mut self) {
+        // SAFETY: closes the descriptor this value owns, once.
+        unsafe { libc::close(self.0) };
     }
 }
