@@ -426,12 +426,6 @@ struct Checkpointer {
     thread: thread::JoinHandle<()>,
 }
 
-/// The writer's side of the [`Checkpointer`].
-struct Kick {
-    kick: mpsc::SyncSender<()>,
-    swept: Arc<std::sync::atomic::AtomicBool>,
-}
-
 impl Checkpointer {
     /// `None` if its connection or thread cannot be had: the writer then checkpoints in its
     /// commits, as SQLite does by default.
@@ -539,11 +533,7 @@ impl Store {
         // happens to cross the WAL's size limit: copying a few megabytes back into the file
         // and syncing it took 10-30 ms, and every answer queued behind that commit waited.
         let checkpointer = Checkpointer::start(&path);
-        let kick = checkpointer.as_ref().map(|c| Kick {
-            kick: c.kick.clone(),
-            swept: c.swept.clone(),
-        });
-        if kick.is_some() {
+        if checkpointer.is_some() {
             conn.execute_batch("PRAGMA wal_autocheckpoint = 0;")
                 .map_err(sqlite(&path))?;
         }
@@ -568,7 +558,7 @@ impl Store {
                     }
                     run_batch(&mut conn, &writer_path, &waits, batch);
                     // Full or not, the checkpointer looks (it runs only past a size).
-                    if let Some(c) = &kick {
+                    if let Some(c) = &checkpointer {
                         let _ = c.kick.try_send(());
                         // It has copied the bulk; the writer copies what was committed since
                         // (a few pages), so the WAL is whole in the file and the next
@@ -584,7 +574,6 @@ impl Store {
                 }
                 // The checkpointer closes first: closing the last connection checkpoints the
                 // WAL into the database file and removes it.
-                drop(kick);
                 if let Some(c) = checkpointer {
                     c.stop();
                 }
