@@ -27,12 +27,11 @@ fn a_50_mb_document_is_refused_unread() {
         b"<?xml version=\"1.0\"?><alert xmlns=\"urn:oasis:names:tc:emergency:cap:1.2\"><note>"
             .to_vec();
     big.resize(50 * 1024 * 1024, b'x');
-    let started = std::time::Instant::now();
     let (code, _, msg) = first_error(&big);
+    // Refused by its size, before any parsing: the error is the size's, not the XML's (the
+    // body is not even well-formed).
     assert_eq!(code, "xml.too-large");
     assert!(msg.contains("52428800"), "{msg}");
-    // Refused before parsing: no time is spent on the body (a generous bound, not a benchmark).
-    assert!(started.elapsed() < std::time::Duration::from_secs(2));
 }
 
 #[test]
