@@ -481,6 +481,8 @@ pub struct Store {
     /// Times the writer found another process holding the write lock past the busy timeout
     /// and tried again ([`Store::lock_waits`]).
     lock_waits: Arc<std::sync::atomic::AtomicU64>,
+    /// Moves on after each batch the writer finishes ([`Store::written`]).
+    written: tokio::sync::watch::Receiver<u64>,
 }
 
 impl std::fmt::Debug for Store {
@@ -543,6 +545,7 @@ impl Store {
         let signal = closed.clone();
         let lock_waits = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let waits = lock_waits.clone();
+        let (batches, written) = tokio::sync::watch::channel(0u64);
         thread::Builder::new()
             .name("store-writer".into())
             .spawn(move || {
@@ -557,6 +560,8 @@ impl Store {
                         }
                     }
                     run_batch(&mut conn, &writer_path, &waits, batch);
+                    // After the commit: whoever is told sees its writes.
+                    batches.send_modify(|n| *n = n.wrapping_add(1));
                     // Full or not, the checkpointer looks (it runs only past a size).
                     if let Some(c) = &checkpointer {
                         let _ = c.kick.try_send(());
@@ -594,7 +599,16 @@ impl Store {
             readers: Arc::new(Mutex::new(Vec::new())),
             closed,
             lock_waits,
+            written,
         })
+    }
+
+    /// A signal that moves on after every write batch this store's writer has finished
+    /// (committed or rolled back), told after the commit so that a reader then sees it: what a
+    /// caller waiting on this process's writes (a test waiting for a state) watches instead of
+    /// polling. Writes by other processes sharing the file are not signalled.
+    pub fn written(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.written.clone()
     }
 
     /// How many times the writer has waited out another process's write lock (each wait is
