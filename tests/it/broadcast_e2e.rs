@@ -94,39 +94,42 @@ async fn drive(
             wake,
         )));
     }
-    let start = Instant::now();
-    while store.read(move |c| Ok(count(c, done) == 0)).await.unwrap() {
-        if start.elapsed() > within {
-            let jobs = store
-                .read(|c| {
-                    let mut st = c.prepare("SELECT id, lineage, version, send, tier, route, state, attempts, last_error, result FROM broadcast_job ORDER BY id")?;
-                    let r = st
-                        .query_map([], |r| {
-                            Ok(format!(
-                                "{:?}",
-                                (
-                                    r.get::<_, i64>(0)?,
-                                    r.get::<_, String>(1)?,
-                                    r.get::<_, i64>(2)?,
-                                    r.get::<_, String>(3)?,
-                                    r.get::<_, String>(4)?,
-                                    r.get::<_, String>(5)?,
-                                    r.get::<_, String>(6)?,
-                                    r.get::<_, i64>(7)?,
-                                    r.get::<_, Option<String>>(8)?,
-                                    r.get::<_, Option<String>>(9)?,
-                                )
-                            ))
-                        })?
-                        .collect::<rusqlite::Result<Vec<_>>>()?;
-                    Ok(r)
-                })
-                .await
-                .unwrap();
-            panic!("not done: {done}\n{}", jobs.join("\n"));
-        }
-        clock.advance(Duration::from_secs(1));
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    // The library's own pacing (as a drill at speed), and a check after each write.
+    let pace = clock.run_at(10.0, Duration::from_secs(1));
+    let held = common::store_changed_until(within.as_secs(), store, || {
+        let store = store.clone();
+        async move { store.read(move |c| Ok(count(c, done) > 0)).await.unwrap() }
+    })
+    .await;
+    pace.abort();
+    if !held {
+        let jobs = store
+            .read(|c| {
+                let mut st = c.prepare("SELECT id, lineage, version, send, tier, route, state, attempts, last_error, result FROM broadcast_job ORDER BY id")?;
+                let r = st
+                    .query_map([], |r| {
+                        Ok(format!(
+                            "{:?}",
+                            (
+                                r.get::<_, i64>(0)?,
+                                r.get::<_, String>(1)?,
+                                r.get::<_, i64>(2)?,
+                                r.get::<_, String>(3)?,
+                                r.get::<_, String>(4)?,
+                                r.get::<_, String>(5)?,
+                                r.get::<_, String>(6)?,
+                                r.get::<_, i64>(7)?,
+                                r.get::<_, Option<String>>(8)?,
+                                r.get::<_, Option<String>>(9)?,
+                            )
+                        ))
+                    })?
+                    .collect::<rusqlite::Result<Vec<_>>>()?;
+                Ok(r)
+            })
+            .await
+            .unwrap();
+        panic!("not done: {done}\n{}", jobs.join("\n"));
     }
     stop_tx.fire();
     for t in tasks {

@@ -618,21 +618,17 @@ mod follow {
         let stderr = child.stderr.take().unwrap();
         let logs = std::thread::spawn(move || std::io::read_to_string(stderr).unwrap());
         // Wait (bounded) until the dead feed's gap alarm is in the database.
-        let mut raised = false;
-        for _ in 0..150 {
-            std::thread::sleep(std::time::Duration::from_millis(100));
-            if let Ok(c) = rusqlite::Connection::open(&db)
-                && let Ok(n) = c.query_row(
-                    "SELECT count(*) FROM feed_state WHERE feed = 'dead' AND gap_since IS NOT NULL",
-                    [],
-                    |r| r.get::<_, i64>(0),
-                )
-                && n == 1
-            {
-                raised = true;
-                break;
-            }
-        }
+        let raised = common::changed_until(15, dir.path(), || {
+            rusqlite::Connection::open(&db)
+                .and_then(|c| {
+                    c.query_row(
+                        "SELECT count(*) FROM feed_state WHERE feed = 'dead' AND gap_since IS NOT NULL",
+                        [],
+                        |r| r.get::<_, i64>(0),
+                    )
+                })
+                .is_ok_and(|n| n == 1)
+        });
         Command::new("sh")
             .args(["-c", &format!("kill -TERM {}", child.id())])
             .status()

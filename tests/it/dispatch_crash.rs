@@ -5,7 +5,7 @@
 use crate::common;
 
 use std::process::{Child, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::dispatch::{contact, targets};
 use common::smsc::Smsc;
@@ -96,23 +96,21 @@ tps = 100000
 
     // First run: killed without warning once about a third has gone out.
     let mut first = daemon(&config, &dir.path().join("first.log"));
-    let start = Instant::now();
-    loop {
-        let accepted = smsc.status()["accepted"].as_u64().unwrap();
-        if accepted >= parts / 3 {
-            break;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(120),
-            "too slow: {accepted} of {parts}"
-        );
-        assert!(
-            first.try_wait().unwrap().is_none(),
-            "the daemon exited: {}",
-            std::fs::read_to_string(dir.path().join("first.log")).unwrap()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    common::wait_until(
+        common::Said(|| format!("too slow: {} of {parts}", smsc.status()["accepted"])),
+        120,
+        smsc.log.path(),
+        || {
+            let alive = first.try_wait().unwrap().is_none();
+            let log = dir.path().join("first.log");
+            assert!(
+                alive,
+                "the daemon exited: {}",
+                std::fs::read_to_string(log).unwrap()
+            );
+            smsc.status()["accepted"].as_u64().unwrap() >= parts / 3
+        },
+    );
     first.kill().unwrap(); // SIGKILL
     first.wait().unwrap();
     let at_kill = smsc.status()["accepted"].as_u64().unwrap();
@@ -131,19 +129,13 @@ tps = 100000
 
     // Second run: picks up, finishes, stops cleanly on SIGTERM.
     let mut second = daemon(&config, &dir.path().join("second.log"));
-    let start = Instant::now();
-    while db_count(
-        &db,
-        "SELECT count(*) FROM dispatch_message WHERE state IN ('queued', 'submitting', 'reconciling')",
-    ) > 0
-    {
-        assert!(
-            start.elapsed() < Duration::from_secs(120),
-            "the restart did not finish"
-        );
+    common::wait_until("the restart did not finish", 120, dir.path(), || {
         assert!(second.try_wait().unwrap().is_none());
-        std::thread::sleep(Duration::from_millis(100));
-    }
+        db_count(
+            &db,
+            "SELECT count(*) FROM dispatch_message WHERE state IN ('queued', 'submitting', 'reconciling')",
+        ) == 0
+    });
     unsafe { libc::kill(second.id() as i32, libc::SIGTERM) };
     let status = second.wait().unwrap();
     let log = std::fs::read_to_string(dir.path().join("second.log")).unwrap();

@@ -5,7 +5,6 @@
 use crate::common;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use common::dispatch::{contact, targets};
 use common::kannel::{free_port, start_kannel};
@@ -70,15 +69,19 @@ fn warnings_go_through_kannel_and_its_delivery_reports_come_back() {
             stop,
             Arc::new(tokio::sync::Notify::new()),
         ));
-        let start = Instant::now();
-        while done(&store) < 10 {
-            assert!(
-                start.elapsed() < Duration::from_secs(40),
-                "delivery reports: {}",
-                std::fs::read_to_string(dir.path().join("smsbox.log")).unwrap_or_default()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        common::wait_store(
+            common::Said(|| {
+                let log = dir.path().join("smsbox.log");
+                format!(
+                    "delivery reports: {}",
+                    std::fs::read_to_string(log).unwrap_or_default()
+                )
+            }),
+            40,
+            &store,
+            || std::future::ready(tokio::task::block_in_place(|| done(&store)) >= 10),
+        )
+        .await;
         stop_tx.fire();
         task.await.unwrap().unwrap();
     });

@@ -62,25 +62,6 @@ impl Fault {
     }
 }
 
-/// Wait (up to `secs`) until the store's single number `sql` reaches `want`.
-async fn wait(store: &Store, what: &str, sql: &'static str, want: i64, secs: u64) {
-    let start = Instant::now();
-    loop {
-        let n: i64 = store
-            .read(move |c| Ok(c.query_row(sql, [], |r| r.get(0))?))
-            .await
-            .unwrap();
-        if n >= want {
-            return;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(secs),
-            "{what}: {n} of {want} after {secs} s"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 /// What the supervisor wrote about the stage's failures.
 fn failures(store: &Store, stage: &'static str) -> Vec<String> {
     store
@@ -146,7 +127,7 @@ fn a_restarted_kannel_channel_listens_for_delivery_reports_again_and_sends() {
         }
         // The fault ends the run; mended once the supervisor has recorded it.
         let fault = Fault::break_outbox(&db);
-        wait(
+        common::wait_count_within(
             &store,
             "the failure recorded",
             "SELECT count(*) FROM audit WHERE kind = 'stage.failed' AND subject = 'kannel'",
@@ -158,7 +139,7 @@ fn a_restarted_kannel_channel_listens_for_delivery_reports_again_and_sends() {
         // The restarted channel sends, and its own listener takes the delivery reports.
         enqueue(&store, 7, 0, 5);
         wake.notify_waiters();
-        wait(
+        common::wait_count_within(
             &store,
             "texts delivered after the restart",
             "SELECT count(*) FROM dispatch_message WHERE state = 'delivered'",
@@ -229,7 +210,7 @@ fn a_restarted_smpp_channel_leaves_no_old_bind_up_and_takes_back_only_its_own_ro
         ));
         sessions(1, 1).await.unwrap();
         let fault = Fault::break_outbox(&db);
-        wait(
+        common::wait_count_within(
             &store,
             "the failure recorded",
             "SELECT count(*) FROM audit WHERE kind = 'stage.failed' AND subject = 'smpp'",
@@ -242,7 +223,7 @@ fn a_restarted_smpp_channel_leaves_no_old_bind_up_and_takes_back_only_its_own_ro
         sessions(2, 1).await.unwrap();
         enqueue(&store, 9, 0, 5);
         wake.notify_waiters();
-        wait(
+        common::wait_count_within(
             &store,
             "texts delivered after the restart",
             "SELECT count(*) FROM dispatch_message WHERE state = 'delivered'",

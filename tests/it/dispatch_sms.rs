@@ -129,26 +129,14 @@ pub(crate) fn run_channel(
             stop,
             Arc::new(Notify::new()),
         ));
-        let start = std::time::Instant::now();
-        loop {
-            let s = store.clone();
-            if tokio::task::spawn_blocking({
-                let s = s.clone();
-                let ok = done(&s);
-                move || ok
-            })
-            .await
-            .unwrap()
-            {
-                break;
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(60),
-                "timed out: {:?}",
-                states(&s)
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        // Checked after each write; the check reads on this thread, which may block.
+        common::wait_store(
+            common::Said(|| format!("timed out: {:?}", states(store))),
+            60,
+            store,
+            || std::future::ready(tokio::task::block_in_place(|| done(store))),
+        )
+        .await;
         stop_tx.fire();
         tokio::time::timeout(Duration::from_secs(20), task)
             .await

@@ -9,7 +9,7 @@ use crate::common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 
@@ -445,23 +445,17 @@ fn a_typhoon_drill_killed_mid_storm_finishes_after_a_restart_with_nothing_lost()
         .unwrap();
     // Kill it the evening before landfall, with the red warnings going out.
     let kill_after: jiff::Timestamp = "2019-08-09T20:00:00+08:00".parse().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(600);
-    loop {
-        if let Some(t) = reached(&db)
-            && t >= kill_after
-        {
-            break;
-        }
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "the replay ended before it could be killed"
-        );
-        assert!(
-            Instant::now() < deadline,
-            "the replay never got to {kill_after}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    common::wait_until("the replay's folder", 60, tmp.path(), || out.exists());
+    common::wait_until(
+        format!("the replay never got to {kill_after}"),
+        600,
+        &out,
+        || {
+            let ended = child.try_wait().unwrap().is_some();
+            assert!(!ended, "the replay ended before it could be killed");
+            reached(&db).is_some_and(|t| t >= kill_after)
+        },
+    );
     child.kill().unwrap(); // SIGKILL: no shutdown, no flush
     child.wait().unwrap();
     let stopped = reached(&db).unwrap();

@@ -778,12 +778,7 @@ async fn a_hanging_server_times_out_and_never_delays_another_feed() {
     assert_eq!(d.feed, "ok");
     // Both polls start together; on a loaded machine the hanging request may reach the
     // server a moment after the other feed's delivery.
-    for _ in 0..100 {
-        if server.hits("/hang") > 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    server.until_hits("/hang", 1, 10).await;
     assert_eq!(server.hits("/hang"), 1, "the hanging request is in flight");
     r.poller.flush_health().await.unwrap();
     let h = health(&r.store, "hang");
@@ -877,11 +872,7 @@ async fn a_restart_neither_misses_nor_repeats() {
     }
     // Two more polls of the feed: nothing else may come.
     let polled = server.hits("/list");
-    let start = std::time::Instant::now();
-    while server.hits("/list") < polled + 2 {
-        assert!(start.elapsed() < Duration::from_secs(20), "no more polls");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    server.until_hits("/list", polled + 2, 20).await;
     stop.fire();
     task.await.unwrap().unwrap();
     got.extend(drain(&mut r.rx));

@@ -180,7 +180,7 @@ tps = 500
 
     // Taken up within ten seconds: the new lead has the warning on their phone.
     common::wait_until(
-        &format!("the warning on the new lead's phone\n{}", said()),
+        common::Said(|| format!("the warning on the new lead's phone\n{}", said())),
         10,
         smsc.log.path(),
         || to(NEW_LEAD_PHONE) >= 1,

@@ -58,20 +58,38 @@ pub fn gauge_rain(end: jiff::Timestamp, mm: f64) -> stormbell::feeds::Observatio
 
 /// Wait (up to 30 s) until the single number `sql` reads reaches `want`; fail naming `what`.
 pub async fn wait_count(store: &stormbell::store::Store, what: &str, sql: &'static str, want: i64) {
-    let t0 = std::time::Instant::now();
-    loop {
-        let n: i64 = store
-            .read(move |c| Ok(c.query_row(sql, [], |r| r.get(0))?))
-            .await
-            .unwrap();
-        if n >= want {
-            return;
+    wait_count_within(store, what, sql, want, 30).await
+}
+
+/// [`wait_count`] up to `secs`. Checked again after each of the store's write batches, never
+/// on a timer.
+pub async fn wait_count_within(
+    store: &stormbell::store::Store,
+    what: &str,
+    sql: &'static str,
+    want: i64,
+    secs: u64,
+) {
+    let n = std::cell::Cell::new(0);
+    let what = Said(|| format!("{what}: {} of {want}", n.get()));
+    wait_store(what, secs, store, || {
+        let (store, n) = (store.clone(), &n);
+        async move {
+            let read = store.read(move |c| Ok(c.query_row(sql, [], |r| r.get(0))?));
+            n.set(read.await.unwrap());
+            n.get() >= want
         }
-        assert!(
-            t0.elapsed() < std::time::Duration::from_secs(30),
-            "{what}: {n} of {want}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    })
+    .await
+}
+
+/// A wait's failure message, written only if the wait fails, so that it can tell the state
+/// at that moment (the last count read, a peer's log).
+pub struct Said<F>(pub F);
+
+impl<F: Fn() -> String> std::fmt::Display for Said<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&(self.0)())
     }
 }
 
@@ -171,22 +189,86 @@ pub fn stormbell() -> std::process::Command {
 /// its log, a file it writes) lives in files in `dir`, so every change there wakes the check
 /// (inotify) and nothing sleeps on a guess. The watch is set before the first check: a change
 /// that comes between a check and the wait is not missed.
-pub fn wait_until(what: &str, secs: u64, dir: &std::path::Path, mut done: impl FnMut() -> bool) {
+pub fn wait_until(
+    what: impl std::fmt::Display,
+    secs: u64,
+    dir: &std::path::Path,
+    done: impl FnMut() -> bool,
+) {
+    assert!(
+        changed_until(secs, dir, done),
+        "{what}: not within {secs} s"
+    );
+}
+
+/// [`wait_until`] for a caller with more to do when the wait fails (stop a child, then show
+/// its log): whether `done()` came to hold within `secs`.
+pub fn changed_until(secs: u64, dir: &std::path::Path, mut done: impl FnMut() -> bool) -> bool {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
     let watched = Inotify::watch(dir);
-    let mut buf = [0u8; 4096];
+    // SQLite appends a commit to the WAL (the event) and only then publishes it in the
+    // shared-memory index, which inotify does not see: a check woken by the last commit of a
+    // burst may come too early. So after each event the state is looked at again a little
+    // later (10, 100 and 1,000 ms after it) before waiting on events alone.
+    const AGAIN_MS: [i32; 3] = [10, 100, 1000];
+    let mut again = AGAIN_MS.len();
     while !done() {
         let left = deadline.saturating_duration_since(std::time::Instant::now());
-        assert!(!left.is_zero(), "{what}: not within {secs} s");
+        if left.is_zero() {
+            return false;
+        }
+        let left_ms = left.as_millis().min(i32::MAX as u128) as i32;
+        let wait_ms = AGAIN_MS.get(again).map_or(left_ms, |&a| a.min(left_ms));
         let mut p = libc::pollfd {
             fd: watched.0,
             events: libc::POLLIN,
             revents: 0,
         };
         // SAFETY: one valid pollfd, its count, a timeout in milliseconds.
-        unsafe { libc::poll(&mut p, 1, left.as_millis().min(i32::MAX as u128) as i32) };
-        // SAFETY: reads into a buffer of the length given, from our own non-blocking fd.
-        while unsafe { libc::read(watched.0, buf.as_mut_ptr().cast(), buf.len()) } > 0 {}
+        let events = unsafe { libc::poll(&mut p, 1, wait_ms) };
+        if events > 0 {
+            watched.drain();
+            again = 0;
+        } else if again < AGAIN_MS.len() {
+            again += 1;
+        }
+    }
+    true
+}
+
+/// Wait inside a runtime until `done()` holds, checking it again after each write batch of
+/// `store` (see [`stormbell::store::Store::written`]), up to `secs`; fail naming `what`. For
+/// states this process's stages write: the stages under test run meanwhile.
+pub async fn wait_store<F: std::future::Future<Output = bool>>(
+    what: impl std::fmt::Display,
+    secs: u64,
+    store: &stormbell::store::Store,
+    done: impl FnMut() -> F,
+) {
+    let held = store_changed_until(secs, store, done).await;
+    assert!(held, "{what}: not within {secs} s");
+}
+
+/// [`wait_store`] for a caller with more to do when the wait fails: whether `done()` came to
+/// hold within `secs`.
+pub async fn store_changed_until<F: std::future::Future<Output = bool>>(
+    secs: u64,
+    store: &stormbell::store::Store,
+    mut done: impl FnMut() -> F,
+) -> bool {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(secs);
+    let mut written = store.written();
+    loop {
+        // Marked seen before looking: a batch ending during the check is waited for again.
+        written.borrow_and_update();
+        if done().await {
+            return true;
+        }
+        match tokio::time::timeout_at(deadline, written.changed()).await {
+            Ok(Ok(())) => {}
+            // Timed out, or the writer is gone (nothing more will change).
+            _ => return done().await,
+        }
     }
 }
 
@@ -216,6 +298,13 @@ impl Inotify {
             std::io::Error::last_os_error()
         );
         me
+    }
+
+    /// Reads every event waiting: only that something changed matters, not what.
+    fn drain(&self) {
+        let mut buf = [0u8; 4096];
+        // SAFETY: reads into a buffer of the length given, from our own non-blocking fd.
+        while unsafe { libc::read(self.0, buf.as_mut_ptr().cast(), buf.len()) } > 0 {}
     }
 }
 

@@ -75,6 +75,8 @@ struct Inner {
 struct Shared {
     inner: Arc<Mutex<Inner>>,
     streamed: Arc<AtomicU64>,
+    /// Told at every request recorded, for [`Server::until_hits`].
+    hit: Arc<tokio::sync::Notify>,
 }
 
 /// The running server.
@@ -89,6 +91,7 @@ impl Server {
         let shared = Shared {
             inner: Arc::new(Mutex::new(Inner::default())),
             streamed: Arc::new(AtomicU64::new(0)),
+            hit: Arc::new(tokio::sync::Notify::new()),
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
@@ -131,6 +134,23 @@ impl Server {
     /// How many requests `path` received.
     pub fn hits(&self, path: &str) -> usize {
         self.seen(path).len()
+    }
+
+    /// Wait (up to `secs`) until `path` has received `n` requests, woken by each request.
+    pub async fn until_hits(&self, path: &str, n: usize, secs: u64) {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(secs);
+        loop {
+            // Listen before looking, so a request in between is not missed.
+            let told = self.shared.hit.notified();
+            tokio::pin!(told);
+            told.as_mut().enable();
+            let got = self.hits(path);
+            if got >= n {
+                return;
+            }
+            let on_time = tokio::time::timeout_at(deadline, told).await.is_ok();
+            assert!(on_time, "{path}: {got} of {n} requests within {secs} s");
+        }
     }
 
     /// Bytes handed to the network by [`Reply::Endless`] bodies so far.
@@ -226,6 +246,7 @@ fn record(shared: &Shared, key: &str, headers: HeaderMap, status: u16) {
         .entry(key.to_string())
         .or_default()
         .push(Seen { headers, status });
+    shared.hit.notify_waiters();
 }
 
 /// A body of `total` bytes, produced 64 KiB at a time as the client reads.
