@@ -72,7 +72,9 @@ async fn main() -> anyhow::Result<()> {
     .await?;
     let tokens: Vec<String> = store
         .read(|c| {
-            let mut st = c.prepare("SELECT token FROM dispatch_link ORDER BY message")?;
+            let mut st = c.prepare(
+                "SELECT token FROM dispatch_message WHERE token IS NOT NULL ORDER BY id",
+            )?;
             let r = st
                 .query_map([], |r| r.get(0))?
                 .collect::<rusqlite::Result<Vec<String>>>()?;

@@ -3,8 +3,8 @@
 //! `outbox/` owns the message tables (`dispatch_*`): a row per (warning version, person,
 //! channel) written in the transaction that records the decision ([`hook`]), claimed by a
 //! channel, and moved through its states by committed writes. `broadcast/` owns the
-//! loudspeaker jobs (`broadcast_*`), written by the same hook. `link.rs` makes each person's
-//! check-in link.
+//! loudspeaker jobs (`broadcast_*`), written by the same hook. `outbox/link.rs` makes each
+//! person's check-in link, stored on the message that carries it.
 //!
 //! Each channel is a folder of the same shape — `settings.rs`, `channel.rs`, its protocol —
 //! implementing [`Channel`], and [`drive`] runs every one of them: claim, wait, send, record,
@@ -15,7 +15,7 @@ pub mod broadcast;
 mod drive;
 pub mod icecast;
 pub mod kannel;
-pub mod link;
+pub use outbox::link;
 pub mod outbox;
 pub mod platform;
 pub mod sms;

@@ -29,6 +29,7 @@ const ALL: &[&str] = &[
     include_str!("migrations/0022_receipts.sql"),
     include_str!("migrations/0023_feed_refused.sql"),
     include_str!("migrations/0024_link_keyed.sql"),
+    include_str!("migrations/0025_link_on_message.sql"),
 ];
 
 /// All migrations, oldest first.

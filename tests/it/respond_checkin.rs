@@ -281,7 +281,7 @@ async fn a_lead_acknowledges_and_reports_people_moved_from_the_link_in_their_sms
     let other: String = store
         .read_blocking(|c| {
             Ok(c.query_row(
-                "SELECT token FROM dispatch_link WHERE person = 'P00002'",
+                "SELECT token FROM dispatch_message WHERE person = 'P00002' AND token IS NOT NULL",
                 [],
                 |r| r.get(0),
             )?)

@@ -153,7 +153,7 @@ fn owners() -> Vec<(&'static str, &'static str)> {
         ("dispatch_secret", "src/dispatch/outbox"),
         ("dispatch_id_form", "src/dispatch/outbox"),
         ("dispatch_mo_part", "src/dispatch/outbox"),
-        ("dispatch_link", "src/dispatch/link.rs"),
+        ("dispatch_link", "src/dispatch/outbox"),
         ("broadcast_job", "src/dispatch/broadcast/jobs.rs"),
         ("broadcast_target", "src/dispatch/broadcast/jobs.rs"),
         ("broadcast_terminal", "src/dispatch/broadcast/jobs.rs"),

@@ -462,6 +462,56 @@ fn every_schema_ever_shipped_migrates_forward_with_its_data() {
     }
 }
 
+#[test]
+fn check_in_links_of_the_old_link_table_move_onto_their_messages() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("v24.db");
+    // The last schema with a link table of its own, filled from a real drill.
+    stormbell::store::migrate_to(&db, 24).unwrap();
+    fill(&db, cell_drill());
+    let c = Connection::open(&db).unwrap();
+    let messages = count(&c, "SELECT count(*) FROM dispatch_message");
+    assert!(messages >= 3, "{messages}");
+    // Links for three messages, as the schema of that age stored them (created with the
+    // message, expiring a day later).
+    c.execute_batch(
+        "INSERT INTO dispatch_link (token, message, decision, lineage, version, person, created, expires)
+         SELECT printf('tok%019d', id), id, decision, lineage, version, person, created,
+                '2030-01-01T00:00:00Z'
+         FROM dispatch_message ORDER BY id LIMIT 3",
+    )
+    .unwrap();
+    let links: Vec<(String, i64, String)> = c
+        .prepare("SELECT token, message, person FROM dispatch_link ORDER BY message")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    drop(c);
+    let store = stormbell::store::Store::open(&db).unwrap();
+    for (token, message, person) in &links {
+        let t = token.clone();
+        let l = store
+            .read_blocking(move |c| stormbell::dispatch::link::lookup(c, &t))
+            .unwrap()
+            .unwrap_or_else(|| panic!("{token} lost by the upgrade"));
+        assert_eq!((&l.message, &l.person), (message, person));
+        assert_eq!(l.expires, "2030-01-01T00:00:00Z".parse().unwrap());
+    }
+    let carried = store
+        .read_blocking(|c| {
+            Ok(c.query_row(
+                "SELECT count(*) FROM dispatch_message WHERE token IS NOT NULL",
+                [],
+                |r| r.get::<_, i64>(0),
+            )?)
+        })
+        .unwrap();
+    assert_eq!(carried, 3, "only the messages that had a link carry one");
+    assert!(store.close(Duration::from_secs(30)));
+}
+
 /// Each warning's report, by lineage, without when it was made and the trail's head then
 /// (the sweep itself adds to the trail).
 fn reports(

@@ -47,12 +47,15 @@ pub fn enqueue(
            -- would keep a part that never becomes a text.
            AND NOT EXISTS (SELECT 1 FROM dispatch_part p WHERE p.message = dispatch_message.id)",
     )?;
+    // A person's check-in link is stored on the row that carries it (`token`, `link_expires`).
+    let expires = stamp(now + policy.link_valid);
     let mut insert = tx.prepare_cached(
         "INSERT OR IGNORE INTO dispatch_message
            (decision, lineage, version, send, hazard, tier, raises, person, channel, address,
-            priority, state, text, segments, not_before, last_error, created, updated, words)
+            priority, state, text, segments, not_before, last_error, created, updated, words,
+            token, link_expires)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'sms', ?9, ?10, ?11, ?12, ?13, ?14, ?15,
-                 ?14, ?14, ?16)",
+                 ?14, ?14, ?16, ?17, ?18)",
     )?;
     let mut seen = std::collections::HashSet::new();
     for c in &t.contacts {
@@ -120,22 +123,23 @@ pub fn enqueue(
             at,
             err,
             words_json,
+            token,
+            token.as_ref().map(|_| expires.as_str()),
         ])?;
-        if n == 1
-            && let Some(tok) = &token
-        {
-            let id = tx.last_insert_rowid();
-            crate::dispatch::link::record(
-                tx,
-                tok,
-                id,
-                decision,
-                &t.lineage,
-                t.version,
-                &c.person,
-                now,
-                now + policy.link_valid,
-            )?;
+        if n == 0 && token.is_some() {
+            // Ignored: this person's text for the decision is there already (a repeat), or
+            // the token was drawn before (128 random bits: never seen, but never silent).
+            let repeat = tx
+                .prepare_cached(
+                    "SELECT 1 FROM dispatch_message WHERE decision = ?1 AND person = ?2
+                       AND channel = 'sms' AND purpose = 'warning'",
+                )?
+                .exists(params![decision, c.person])?;
+            anyhow::ensure!(
+                repeat,
+                "a check-in token was drawn twice: the warning for {} is not queued",
+                c.person
+            );
         }
         if n == 1 {
             match state {

@@ -42,6 +42,7 @@ mod claim;
 mod enqueue;
 mod ids;
 mod lane;
+pub mod link;
 mod receipts;
 mod records;
 mod render;

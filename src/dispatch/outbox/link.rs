@@ -4,14 +4,14 @@
 //!
 //! A token is 128 bits from the operating system's random source, base64url (22 characters):
 //! not derived from anything, so knowing one tells nothing about another. It is made in the
-//! transaction that queues the SMS, stored in `dispatch_link` with the row that carries it,
-//! and expires `valid_for` after the decision. The SMS is rendered once for everyone with a
+//! transaction that queues the SMS, stored on the `dispatch_message` row that carries it (its
+//! `token` and `link_expires`), and expires `valid_for` after the decision. The SMS is rendered once for everyone with a
 //! placeholder of the link's exact length and the person's link put in its place, so the
 //! segment count is known and the same for all.
 
 use base64::Engine;
 use jiff::Timestamp;
-use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
 /// Characters of a token.
@@ -58,36 +58,6 @@ pub struct Link {
     pub expires: Timestamp,
 }
 
-/// Record a token for a queued message.
-#[allow(clippy::too_many_arguments)]
-pub fn record(
-    tx: &Transaction<'_>,
-    token: &str,
-    message: i64,
-    decision: i64,
-    lineage: &str,
-    version: u32,
-    person: &str,
-    now: Timestamp,
-    expires: Timestamp,
-) -> anyhow::Result<()> {
-    tx.prepare_cached(
-        "INSERT INTO dispatch_link (token, message, decision, lineage, version, person, created, expires)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-    )?
-    .execute(params![
-        token,
-        message,
-        decision,
-        lineage,
-        version,
-        person,
-        crate::store::stamp(now),
-        crate::store::stamp(expires)
-    ])?;
-    Ok(())
-}
-
 fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<anyhow::Result<Link>> {
     let created: String = r.get(6)?;
     let expires: String = r.get(7)?;
@@ -120,8 +90,8 @@ pub fn lookup(conn: &Connection, token: &str) -> anyhow::Result<Option<Link>> {
         return Ok(None);
     }
     conn.prepare_cached(
-        "SELECT token, message, decision, lineage, version, person, created, expires
-         FROM dispatch_link WHERE token = ?1",
+        "SELECT token, id, decision, lineage, version, person, created, link_expires
+         FROM dispatch_message WHERE token = ?1",
     )?
     .query_row(params![token], row)
     .optional()?
@@ -131,8 +101,8 @@ pub fn lookup(conn: &Connection, token: &str) -> anyhow::Result<Option<Link>> {
 /// The link carried by a message (for merged texts, which carry the carrier's).
 pub fn of_message(conn: &Connection, message: i64) -> anyhow::Result<Option<Link>> {
     conn.prepare_cached(
-        "SELECT token, message, decision, lineage, version, person, created, expires
-         FROM dispatch_link WHERE message = ?1",
+        "SELECT token, id, decision, lineage, version, person, created, link_expires
+         FROM dispatch_message WHERE id = ?1 AND token IS NOT NULL",
     )?
     .query_row(params![message], row)
     .optional()?
@@ -144,7 +114,7 @@ pub fn latest_token(conn: &Connection) -> anyhow::Result<Option<String>> {
     Ok(conn
         .query_row(
             // Links are made with the message that carries them: the newest message's.
-            "SELECT token FROM dispatch_link ORDER BY message DESC LIMIT 1",
+            "SELECT token FROM dispatch_message WHERE token IS NOT NULL ORDER BY id DESC LIMIT 1",
             [],
             |r| r.get(0),
         )
