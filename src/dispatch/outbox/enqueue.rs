@@ -57,9 +57,10 @@ pub fn enqueue(
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'sms', ?9, ?10, ?11, ?12, ?13, ?14, ?15,
                  ?14, ?14, ?16, ?17, ?18)",
     )?;
-    let mut seen = std::collections::HashSet::new();
+    let mut seen = std::collections::HashSet::with_capacity(t.contacts.len());
+    let mut tokens = crate::dispatch::link::Tokens::default();
     for c in &t.contacts {
-        if !seen.insert(c.person.clone()) {
+        if !seen.insert(c.person.as_str()) {
             continue;
         }
         let (address, state, err) = match normalise_mobile(&c.mobile) {
@@ -98,7 +99,7 @@ pub fn enqueue(
             }
         }
         let token = match (&slot, state) {
-            (Some(_), MessageState::Queued) => Some(crate::dispatch::link::token()?),
+            (Some(_), MessageState::Queued) => Some(tokens.draw()?),
             _ => None,
         };
         let personal = match (&slot, &token, &policy.link_base) {
