@@ -416,6 +416,21 @@ fn run_batch(
 /// 1,000 pages of 4 KB).
 const CHECKPOINT_BYTES: u64 = 4 << 20;
 
+/// The WAL's size past which the writer checkpoints after its commit after all, should the
+/// checkpointer thread fall behind (or twice the largest transaction, if that is more).
+const BACKSTOP_BYTES: i64 = 3 * CHECKPOINT_BYTES as i64;
+
+thread_local! {
+    /// Pages in the WAL after this thread's last commit ([`note_wal_pages`]): the writer's.
+    static WAL_PAGES: std::cell::Cell<i64> = const { std::cell::Cell::new(0) };
+}
+
+/// SQLite's WAL hook on the writer's connection: it runs in the commit, on the writer thread.
+fn note_wal_pages(_: &rusqlite::hooks::Wal, pages: std::ffi::c_int) -> rusqlite::Result<()> {
+    WAL_PAGES.set(i64::from(pages));
+    Ok(())
+}
+
 /// A thread with its own connection that checkpoints the WAL when the writer says it
 /// committed and the WAL has grown past [`CHECKPOINT_BYTES`]. PASSIVE: it never waits for
 /// readers or the writer; what it cannot copy now it copies next time.
@@ -423,6 +438,8 @@ struct Checkpointer {
     kick: mpsc::SyncSender<()>,
     /// Set after each pass: the writer then finishes the copy (see the writer's loop).
     swept: Arc<std::sync::atomic::AtomicBool>,
+    /// Held by the thread while it copies: the writer takes it to wait for a pass to end.
+    sweeping: Arc<Mutex<()>>,
     thread: thread::JoinHandle<()>,
 }
 
@@ -436,6 +453,8 @@ impl Checkpointer {
         let (kick, rx) = mpsc::sync_channel::<()>(1);
         let swept = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let done = swept.clone();
+        let sweeping = Arc::new(Mutex::new(()));
+        let held = sweeping.clone();
         let shown = path.display().to_string();
         let thread = thread::Builder::new()
             .name("store-checkpoint".into())
@@ -445,10 +464,12 @@ impl Checkpointer {
                     if size < CHECKPOINT_BYTES {
                         continue;
                     }
+                    let pass = held.lock();
                     if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
                     {
                         tracing::warn!(db = %shown, "checkpoint: {e}");
                     }
+                    drop(pass);
                     done.store(true, std::sync::atomic::Ordering::Release);
                 }
             })
@@ -456,6 +477,7 @@ impl Checkpointer {
         Some(Checkpointer {
             kick,
             swept,
+            sweeping,
             thread,
         })
     }
@@ -535,9 +557,15 @@ impl Store {
         // happens to cross the WAL's size limit: copying a few megabytes back into the file
         // and syncing it took 10-30 ms, and every answer queued behind that commit waited.
         let checkpointer = Checkpointer::start(&path);
+        let mut backstop_pages = i64::MAX;
         if checkpointer.is_some() {
             conn.execute_batch("PRAGMA wal_autocheckpoint = 0;")
                 .map_err(sqlite(&path))?;
+            let page_size: i64 = conn
+                .query_row("PRAGMA page_size", [], |r| r.get(0))
+                .map_err(sqlite(&path))?;
+            backstop_pages = BACKSTOP_BYTES / page_size.max(512);
+            conn.wal_hook(Some(note_wal_pages));
         }
         let (tx, rx) = mpsc::channel::<Box<dyn Job>>();
         let writer_path = path.clone();
@@ -551,6 +579,7 @@ impl Store {
             .spawn(move || {
                 // Jobs run one after another, those already waiting together in one transaction
                 // (group commit); the loop ends when every Store handle is dropped.
+                let (mut last_pages, mut largest) = (0i64, 0i64);
                 while let Ok(first) = rx.recv() {
                     let mut batch = vec![first];
                     while batch.len() < BATCH {
@@ -569,12 +598,24 @@ impl Store {
                         // (a few pages), so the WAL is whole in the file and the next
                         // transaction starts it again from the beginning. Without this, under
                         // writes that never pause, the copy never catches up and the WAL grows.
-                        if c.swept.swap(false, std::sync::atomic::Ordering::AcqRel)
+                        let swept = c.swept.swap(false, std::sync::atomic::Ordering::AcqRel);
+                        // The thread has fallen behind (a machine so loaded that it is not
+                        // scheduled): the writer waits for its pass and copies the rest itself,
+                        // as SQLite would in the commit, so the WAL stays bounded.
+                        let pages = WAL_PAGES.get();
+                        // A single large transaction (a county's red warning) is not falling
+                        // behind: the WAL may hold twice the largest one seen.
+                        largest = largest.max(pages - last_pages);
+                        last_pages = pages;
+                        let behind = pages > backstop_pages.max(largest.saturating_mul(2));
+                        let pass = behind.then(|| c.sweeping.lock());
+                        if (swept || behind)
                             && let Err(e) =
                                 conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
                         {
                             tracing::warn!(db = %writer_path.display(), "checkpoint: {e}");
                         }
+                        drop(pass);
                     }
                 }
                 // The checkpointer closes first: closing the last connection checkpoints the
