@@ -583,17 +583,13 @@ fn dispatch_status(cfg: &Config, store: &Store) {
             stormbell::dispatch::outbox::counts(c)?,
             stormbell::dispatch::outbox::uncertain(c)?,
             stormbell::dispatch::outbox::binds(c)?,
-            stormbell::dispatch::outbox::unmatched(
-                c,
-                jiff::Timestamp::now(),
-                jiff::SignedDuration::from_mins(1),
-            )?
-            .into_iter()
-            .map(|u| {
-                let form = stormbell::dispatch::outbox::form_of(c, &policy, &u.account)?;
-                Ok((u, form))
-            })
-            .collect::<anyhow::Result<Vec<_>>>()?,
+            stormbell::dispatch::outbox::unmatched(c, jiff::Timestamp::now())?
+                .into_iter()
+                .map(|u| {
+                    let form = stormbell::dispatch::outbox::form_of(c, &policy, &u.account)?;
+                    Ok((u, form))
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?,
         ))
     });
     match found {

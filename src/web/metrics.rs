@@ -138,7 +138,7 @@ pub fn render(c: &Connection, reg: Option<&crate::registry::Registry>) -> anyhow
          (a centre writing ids in a form not understood: see receipt_ids).",
     );
     let now = jiff::Timestamp::now();
-    for u in crate::dispatch::outbox::unmatched(c, now, jiff::SignedDuration::from_mins(1))? {
+    for u in crate::dispatch::outbox::unmatched(c, now)? {
         let _ = writeln!(
             out,
             "stormbell_sms_receipts_unmatched{{account=\"{}\"}} {}",

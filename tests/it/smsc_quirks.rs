@@ -167,9 +167,16 @@ fn a_forced_id_form_is_used_and_receipts_that_match_nothing_end_as_sent_no_recei
     );
     let rows = states(&store);
     assert!(rows.iter().all(|r| r.1 == "delivery_unknown"), "{rows:?}");
+    // As status and /metrics will show them once they have been kept a minute.
+    let later = jiff::Timestamp::now() + outbox::UNMATCHED_AFTER;
     let unmatched = store
-        .read_blocking(|c| outbox::unmatched(c, jiff::Timestamp::now(), jiff::SignedDuration::ZERO))
+        .read_blocking(move |c| outbox::unmatched(c, later))
         .unwrap();
+    let now = jiff::Timestamp::now();
+    let early = store
+        .read_blocking(move |c| outbox::unmatched(c, now))
+        .unwrap();
+    assert!(early.is_empty(), "not yet a minute old: {early:?}");
     assert_eq!(unmatched.len(), 1, "{unmatched:?}");
     assert_eq!(unmatched[0].count, 2 * n as i64);
     assert!(unmatched[0].example.chars().all(|c| c.is_ascii_digit()));

@@ -134,6 +134,8 @@ pub enum Learnt {
     Nothing {
         /// Receipts of the account matching nothing.
         kept: i64,
+        /// Of those, the ones kept for at least [`UNMATCHED_AFTER`] (not merely early).
+        unmatched: i64,
     },
     /// Adopted `form`: `applied` receipts matched under it.
     Adopted {
@@ -222,7 +224,15 @@ pub fn learn(
     };
     let clear = best > runner_up * 2 || (best == runner_up && same_reading(form, scores[1].0));
     if (best as i64) < LEARN_AFTER || best * 2 < orphans.len() || !clear {
-        return Ok(Learnt::Nothing { kept });
+        let before = stamp(now.checked_sub(UNMATCHED_AFTER).unwrap_or(now));
+        let unmatched: i64 = tx
+            .prepare_cached(
+                "SELECT count(*) FROM dispatch_inbound
+                 WHERE kind = 'orphan_receipt' AND account = ?1 AND smsc_id IS NOT NULL
+                   AND at <= ?2",
+            )?
+            .query_row(params![account, before], |r| r.get(0))?;
+        return Ok(Learnt::Nothing { kept, unmatched });
     }
     tx.prepare_cached(
         "INSERT INTO dispatch_id_form (account, form, since, evidence) VALUES (?1, ?2, ?3, ?4)",
@@ -298,13 +308,15 @@ pub struct Unmatched {
     pub example: String,
 }
 
-/// Receipts that matched nothing for at least `older_than`, by account.
-pub fn unmatched(
-    c: &Connection,
-    now: Timestamp,
-    older_than: jiff::SignedDuration,
-) -> anyhow::Result<Vec<Unmatched>> {
-    let before = stamp(now.checked_sub(older_than).unwrap_or(now));
+/// How long a receipt must have matched nothing before it counts as unmatched: a receipt can
+/// come back before its submit's outcome is committed (a fast centre under load), and is
+/// then applied on the next try, so a younger one is only early.
+pub const UNMATCHED_AFTER: jiff::SignedDuration = jiff::SignedDuration::from_mins(1);
+
+/// Receipts that matched nothing for at least [`UNMATCHED_AFTER`], by account: the one
+/// definition `status`, `/metrics` and the channel's warning use.
+pub fn unmatched(c: &Connection, now: Timestamp) -> anyhow::Result<Vec<Unmatched>> {
+    let before = stamp(now.checked_sub(UNMATCHED_AFTER).unwrap_or(now));
     let rows: Vec<(String, i64, String)> = c
         .prepare(
             "SELECT account, count(*), max(smsc_id) FROM dispatch_inbound
@@ -416,7 +428,12 @@ mod tests {
         let parts: Vec<String> = (0..30).map(|i| format!("M{:08}", i)).collect();
         let receipts: Vec<String> = (100..120).map(|i| format!("M{:08}", i)).collect();
         let (_d, store) = kept(&parts, &receipts);
-        assert!(matches!(try_learn(&store), Learnt::Nothing { kept: 20 }));
+        let nothing = |kept, unmatched| Learnt::Nothing { kept, unmatched };
+        // Just kept, they are only early; a minute on, they count as unmatched.
+        assert_eq!(try_learn(&store), nothing(20, 0));
+        let later = Timestamp::UNIX_EPOCH + UNMATCHED_AFTER;
+        let l = store.write_blocking(move |tx| learn(tx, &Policy::default(), "a", later));
+        assert_eq!(l.unwrap(), nothing(20, 20));
         // Decimal answers where a handful of unrelated decimal receipts happen to match some
         // under another reading, but not most: nothing is adopted.
         let parts: Vec<String> = (0..30).map(|i| format!("{}", 5000 + i)).collect();

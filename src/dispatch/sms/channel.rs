@@ -350,15 +350,17 @@ fn learnt(
                 form.as_str()
             )
         }
-        outbox::Learnt::Nothing { kept } => {
+        outbox::Learnt::Nothing { unmatched, .. } => {
             pending.insert(account.to_string());
-            let mark = 10_i64.pow(kept.max(1).ilog10());
-            if kept >= 10 && logged.get(account).is_none_or(|m| *m < mark) {
+            // Only receipts kept past the grace (as status and /metrics count them): a fast
+            // centre's receipts are often back before their submit's outcome is committed.
+            let mark = 10_i64.pow(unmatched.max(1).ilog10());
+            if unmatched >= 10 && logged.get(account).is_none_or(|m| *m < mark) {
                 logged.insert(account.to_string(), mark);
                 tracing::warn!(
                     account = %account,
-                    "{kept} receipt(s) from the SMS centre match no message sent \
-                     (ids in a form not understood? see receipt_ids)"
+                    "{unmatched} receipt(s) from the SMS centre have matched no message sent \
+                     for a minute or more (ids in a form not understood? see receipt_ids)"
                 );
             }
         }
