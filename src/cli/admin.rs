@@ -787,22 +787,31 @@ pub fn run(cfg: &Config) -> u8 {
         Ok(r) => Arc::new(r),
         Err(e) => return fail("registry: ", &e),
     };
-    rt.block_on(async move {
+    let served = store.clone();
+    let code = rt.block_on(async move {
         // Listen for signals before announcing readiness, so a supervisor that stops us the
         // moment we say "running" gets a clean shutdown, not a kill.
         let signal = shutdown_signal();
         let pipeline = Pipeline::new(
             settings,
-            store.clone(),
+            served.clone(),
             registry,
             Arc::new(SystemClock::new()),
             fetcher,
         );
-        match daemon::serve(pipeline, &store, &cfg.office.cap_sender, signal).await {
+        match daemon::serve(pipeline, &served, &cfg.office.cap_sender, signal).await {
             Ok(()) => 0,
             Err(e) => fail("", &e),
         }
-    })
+    });
+    // Every task and its handle on the store gone, then the store closed: a stopped daemon
+    // leaves its database whole in one file (the WAL folded in), as an IT person copying it
+    // expects.
+    rt.shutdown_timeout(std::time::Duration::from_secs(10));
+    if !store.close(super::CLOSE_WITHIN) {
+        tracing::warn!("the database did not close in time; its WAL stays beside it");
+    }
+    code
 }
 
 /// A future that resolves with the name of the first SIGINT/SIGTERM. The handlers are

@@ -25,6 +25,11 @@ pub const EXIT_PROBLEMS: u8 = 1;
 /// Exit status for usage errors, bad configuration, and commands not built yet.
 pub const EXIT_USAGE: u8 = 2;
 
+/// How long a command waits, before it exits, for its writes to be folded from the WAL into
+/// the database file (the store closed; when the daemon has the file open too, its own
+/// checkpoints do that and the command only closes its connection).
+pub const CLOSE_WITHIN: std::time::Duration = std::time::Duration::from_secs(30);
+
 #[derive(Parser, Debug)]
 #[command(
     name = "stormbell",

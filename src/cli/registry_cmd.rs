@@ -12,7 +12,7 @@ use stormbell::registry::{
 };
 use stormbell::store::Store;
 
-use super::{EXIT_PROBLEMS, EXIT_USAGE};
+use super::{CLOSE_WITHIN, EXIT_PROBLEMS, EXIT_USAGE};
 
 #[derive(Subcommand, Debug)]
 pub enum RegistryCommand {
@@ -128,7 +128,11 @@ fn import(cfg: &Config, dir: &Path, encoding: Encoding, actor: &str) -> u8 {
         let store = Store::open(&cfg.store.path)?;
         let warnings = prepared.findings.warnings();
         let at = jiff::Timestamp::now().to_zoned(cfg.time_zone());
-        Ok((prepared.commit(&store, actor, at)?, warnings))
+        let report = prepared.commit(&store, actor, at)?;
+        // Closed before we exit: the import folded into the database file (when nothing else
+        // has it open), not left in the WAL beside it for someone copying the file.
+        store.close(CLOSE_WITHIN);
+        Ok((report, warnings))
     });
     bar.finish_and_clear();
     match outcome {

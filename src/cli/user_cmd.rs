@@ -40,7 +40,7 @@ pub fn run(cmd: UserCommand, cfg: &Config) -> u8 {
         }
     };
     let tz = cfg.time_zone();
-    match cmd {
+    let code = match cmd {
         UserCommand::Add { name, role } => {
             let mut password = String::new();
             if let Err(e) = std::io::stdin().lock().read_line(&mut password) {
@@ -132,5 +132,8 @@ pub fn run(cmd: UserCommand, cfg: &Config) -> u8 {
                 }
             }
         }
-    }
+    };
+    // The change folded into the database file before we exit (see registry import).
+    store.close(super::CLOSE_WITHIN);
+    code
 }

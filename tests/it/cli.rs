@@ -1140,6 +1140,10 @@ fn run_refuses_a_registry_of_another_county_than_the_office() {
     let db = db.to_str().unwrap();
     let o = run(&["--db", db, "registry", "import", reg.to_str().unwrap()]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // The import is in the database file itself once the command has exited: nothing left
+    // in a WAL beside it for someone who copies the file.
+    let wal_len = || std::fs::metadata(format!("{db}-wal")).map_or(0, |m| m.len());
+    assert_eq!(wal_len(), 0, "the import was left in the WAL");
     let o = run(&["--db", db, "run"]);
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
@@ -1183,6 +1187,8 @@ fn run_refuses_a_registry_of_another_county_than_the_office() {
     // Read to the end: the daemon logs its shutdown.
     for _ in lines {}
     assert_eq!(child.wait().unwrap().code(), Some(0));
+    // Stopped, it leaves its database whole in the one file.
+    assert_eq!(wal_len(), 0, "the daemon left its WAL behind");
 }
 
 /// A telemetry feed is checked for what it needs: an address to listen on and a readable
