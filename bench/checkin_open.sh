@@ -17,6 +17,7 @@ rates=("$@")
 [ ${#rates[@]} -gt 0 ] || rates=(1000 2000 4000)
 [ -d tests/smsc/node_modules/smpp ] || npm ci --prefix tests/smsc --no-audit --no-fund --loglevel=error
 cargo build --release --quiet --example checkin_server --example checkin_load
+source bench/checkin_lib.sh
 log=$(mktemp -d)
 pids=()
 trap 'kill "${pids[@]}" 2>/dev/null || true; rm -rf "$log"' EXIT
@@ -24,28 +25,14 @@ trap 'kill "${pids[@]}" 2>/dev/null || true; rm -rf "$log"' EXIT
 for run in $(seq "$runs"); do
   for rate in "${rates[@]}"; do
     persons=$((rate * secs + 1000))
-    node tests/smsc/smsc.js --log "$log/smsc" --receipt-ms 50 >"$log/smsc.banner" &
-    pids=($!)
-    for _ in $(seq 50); do [ -s "$log/smsc.banner" ] && break; sleep 0.1; done
-    smpp=$(awk '{print $2}' "$log/smsc.banner")
-    target/release/examples/checkin_server --persons "$persons" --out "$log/reqs.txt" --smpp "$smpp" \
-      >"$log/server.out" 2>"$log/server.err" &
-    server=$!
-    pids+=($server)
-    for _ in $(seq 900); do grep -q listening "$log/server.out" 2>/dev/null && break; sleep 0.1; done
-    url=$(awk '{print $2}' "$log/server.out")
+    start_smsc "$log"
+    start_server "$persons" "$log"
     # The first 1,000 links are left for the warm-up (connections, caches): 2 s at 500/s.
     target/release/examples/checkin_load --url "$url" --requests "$log/reqs.txt" --rate 500 --seconds 2 >/dev/null
     printf 'run %s rate %s: ' "$run" "$rate"
     target/release/examples/checkin_load --url "$url" --requests "$log/reqs.txt" --rate "$rate" \
       --seconds "$secs" --skip 1000
-    kill -INT "$server"
-    wait "$server" 2>/dev/null || true
-    recorded=$(sed -n 's/answers recorded: //p' "$log/server.err")
-    delivered=$(grep -c . "$log/smsc/phones.jsonl" 2>/dev/null || echo 0)
+    stop_run "$log"
     echo "  answers recorded by the server: $recorded (of $((rate * secs + 1000)) sent); texts on phones meanwhile: $delivered"
-    kill "${pids[0]}" 2>/dev/null || true
-    wait 2>/dev/null || true
-    rm -rf "$log/smsc"
   done
 done
