@@ -133,6 +133,11 @@ fn html(status: StatusCode, body: String) -> Response {
     r
 }
 
+/// The one answer for a token that is not a link: malformed, unknown or gone alike.
+fn no_such_link() -> Response {
+    plain(StatusCode::NOT_FOUND, "没有这个链接 / no such link")
+}
+
 fn plain(status: StatusCode, text: &'static str) -> Response {
     let mut r = (status, text).into_response();
     r.headers_mut().insert(
@@ -159,13 +164,22 @@ impl Checkin {
         self.registry.clone()
     }
 
-    /// The rate limits, then the token: the link, or the answer to give instead.
-    async fn open(&self, ip: IpAddr, token: &str) -> Result<link::Link, Response> {
+    /// What every request on a link passes first, the rate limits and then the token's
+    /// shape: the answer to give instead, if it does not pass.
+    fn refused(&self, ip: IpAddr, token: &str) -> Option<Response> {
         if self.limited(ip, token) {
-            return Err(plain(
+            return Some(plain(
                 StatusCode::TOO_MANY_REQUESTS,
                 "请稍后再试 / too many requests",
             ));
+        }
+        (!link::well_formed(token)).then(no_such_link)
+    }
+
+    /// [`Checkin::refused`], then the link, or the answer to give instead.
+    async fn open(&self, ip: IpAddr, token: &str) -> Result<link::Link, Response> {
+        if let Some(r) = self.refused(ip, token) {
+            return Err(r);
         }
         self.link(token).await
     }
@@ -210,14 +224,12 @@ impl Checkin {
         self.per_ip.check_key(&ip).is_err() || self.per_token.check_key(&token.to_string()).is_err()
     }
 
+    /// The link of a token that passed [`Checkin::refused`].
     async fn link(&self, token: &str) -> Result<link::Link, Response> {
-        if !link::well_formed(token) {
-            return Err(plain(StatusCode::NOT_FOUND, "没有这个链接 / no such link"));
-        }
         let t = token.to_string();
         match self.store.read(move |c| link::lookup(c, &t)).await {
             Ok(Some(l)) => Ok(l),
-            Ok(None) => Err(plain(StatusCode::NOT_FOUND, "没有这个链接 / no such link")),
+            Ok(None) => Err(no_such_link()),
             Err(e) => {
                 tracing::error!("check-in lookup: {e}");
                 Err(plain(
@@ -300,14 +312,8 @@ async fn answer(
     // The link is read in the answer's own write (below), not in a read before it: one trip
     // to the store per answer, not two (under a storm's load the hand-offs between threads
     // cost more than the lookup). The paths that show a page read it themselves.
-    if c.limited(addr.ip(), &token) {
-        return plain(
-            StatusCode::TOO_MANY_REQUESTS,
-            "请稍后再试 / too many requests",
-        );
-    }
-    if !link::well_formed(&token) {
-        return plain(StatusCode::NOT_FOUND, "没有这个链接 / no such link");
+    if let Some(r) = c.refused(addr.ip(), &token) {
+        return r;
     }
     if super::foreign_origin(&headers)
         || !c.csrf_ok(&token, form.get("csrf").map_or("", String::as_str))
@@ -384,9 +390,7 @@ async fn answer(
         })
         .await;
     let (l, answered) = match answered {
-        Ok(Answered::NoLink) => {
-            return plain(StatusCode::NOT_FOUND, "没有这个链接 / no such link");
-        }
+        Ok(Answered::NoLink) => return no_such_link(),
         Ok(Answered::Expired(l)) => {
             return c.render(&l, &intake::PageState::default(), false, None, true, None);
         }
