@@ -48,7 +48,9 @@ pub fn enqueue(
            AND NOT EXISTS (SELECT 1 FROM dispatch_part p WHERE p.message = dispatch_message.id)",
     )?;
     // A person's check-in link is stored on the row that carries it (`token`, `link_expires`).
-    let expires = stamp(now + policy.link_valid);
+    // (A validity past the calendar's end, from an absurd setting, means never expiring, not
+    // a panic in every warning's transaction.)
+    let expires = stamp(now.checked_add(policy.link_valid).unwrap_or(Timestamp::MAX));
     let mut insert = tx.prepare_cached(
         "INSERT OR IGNORE INTO dispatch_message
            (decision, lineage, version, send, hazard, tier, raises, person, channel, address,
