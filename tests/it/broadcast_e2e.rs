@@ -103,32 +103,13 @@ async fn drive(
     .await;
     pace.abort();
     if !held {
-        let jobs = store
-            .read(|c| {
-                let mut st = c.prepare("SELECT id, lineage, version, send, tier, route, state, attempts, last_error, result FROM broadcast_job ORDER BY id")?;
-                let r = st
-                    .query_map([], |r| {
-                        Ok(format!(
-                            "{:?}",
-                            (
-                                r.get::<_, i64>(0)?,
-                                r.get::<_, String>(1)?,
-                                r.get::<_, i64>(2)?,
-                                r.get::<_, String>(3)?,
-                                r.get::<_, String>(4)?,
-                                r.get::<_, String>(5)?,
-                                r.get::<_, String>(6)?,
-                                r.get::<_, i64>(7)?,
-                                r.get::<_, Option<String>>(8)?,
-                                r.get::<_, Option<String>>(9)?,
-                            )
-                        ))
-                    })?
-                    .collect::<rusqlite::Result<Vec<_>>>()?;
-                Ok(r)
-            })
-            .await
-            .unwrap();
+        let jobs = common::rows(
+            store,
+            "SELECT id, lineage, version, send, tier, route, state, attempts, last_error, result
+             FROM broadcast_job ORDER BY id",
+        )
+        .await;
+        let jobs: Vec<String> = jobs.iter().map(|r| r.join(" | ")).collect();
         panic!("not done: {done}\n{}", jobs.join("\n"));
     }
     stop_tx.fire();

@@ -118,39 +118,12 @@ async fn drive(
         let targets = "SELECT job, state, count(*) FROM broadcast_target GROUP BY job, state";
         panic!(
             "not done within {within:?}; jobs: {:?}; targets: {:?}",
-            rows(store, jobs).await,
-            rows(store, targets).await,
+            common::rows(store, jobs).await,
+            common::rows(store, targets).await,
         );
     }
     stop_tx.fire();
     task.await.unwrap().unwrap();
-}
-
-async fn rows(store: &Store, sql: &'static str) -> Vec<Vec<String>> {
-    store
-        .read(move |c| {
-            let mut st = c.prepare(sql)?;
-            let n = st.column_count();
-            let r = st
-                .query_map([], |r| {
-                    (0..n)
-                        .map(|i| {
-                            let v: rusqlite::types::Value = r.get(i)?;
-                            Ok(match v {
-                                rusqlite::types::Value::Null => "NULL".into(),
-                                rusqlite::types::Value::Integer(i) => i.to_string(),
-                                rusqlite::types::Value::Real(f) => f.to_string(),
-                                rusqlite::types::Value::Text(t) => t,
-                                rusqlite::types::Value::Blob(_) => "<blob>".into(),
-                            })
-                        })
-                        .collect::<rusqlite::Result<Vec<String>>>()
-                })?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
-            Ok(r)
-        })
-        .await
-        .unwrap()
 }
 
 fn count(c: &rusqlite::Connection, sql: &str) -> i64 {
@@ -362,7 +335,7 @@ async fn outages_offline_and_silent_terminals_and_refusals_reach_the_alarms() {
         ) == 1
     })
     .await;
-    let got = rows(
+    let got = common::rows(
         &store,
         "SELECT terminal, state, detail FROM broadcast_target ORDER BY terminal",
     )
@@ -376,7 +349,7 @@ async fn outages_offline_and_silent_terminals_and_refusals_reach_the_alarms() {
         "{got:?}"
     );
     // The outage was retried, not given up: attempts counted, the 503 remembered.
-    let job = rows(
+    let job = common::rows(
         &store,
         "SELECT attempts, state FROM broadcast_job WHERE id = 1",
     )
@@ -384,7 +357,7 @@ async fn outages_offline_and_silent_terminals_and_refusals_reach_the_alarms() {
     assert!(job[0][0].parse::<i64>().unwrap() >= 2, "{job:?}");
     let posts = platform.received();
     assert!(posts.iter().any(|r| r["code"] == "503"), "{posts:?}");
-    let alarms = rows(
+    let alarms = common::rows(
         &store,
         "SELECT kind, terminal, detail FROM broadcast_alarm ORDER BY id",
     )
@@ -403,13 +376,13 @@ async fn outages_offline_and_silent_terminals_and_refusals_reach_the_alarms() {
         "the platform's words kept: {alarms:?}"
     );
     assert_eq!(alarms.len(), 2, "each once: {alarms:?}");
-    let link = rows(
+    let link = common::rows(
         &store,
         "SELECT ok FROM broadcast_link WHERE route = 'platform'",
     )
     .await;
     assert_eq!(link, vec![vec!["1".to_string()]]);
-    let offline_state = rows(
+    let offline_state = common::rows(
         &store,
         &*format!("SELECT online FROM broadcast_terminal WHERE id = '{offline}'").leak(),
     )
@@ -447,7 +420,7 @@ async fn outages_offline_and_silent_terminals_and_refusals_reach_the_alarms() {
         ) == 1
     })
     .await;
-    let refused = rows(
+    let refused = common::rows(
         &store,
         "SELECT kind, detail FROM broadcast_alarm WHERE job = 2",
     )
@@ -494,7 +467,7 @@ async fn a_wrong_key_is_refused_by_the_platform_and_an_unreachable_one_is_alarme
         ) == 1
     })
     .await;
-    let a = rows(
+    let a = common::rows(
         &store,
         "SELECT detail FROM broadcast_alarm WHERE kind = 'refused'",
     )
@@ -529,7 +502,7 @@ async fn a_wrong_key_is_refused_by_the_platform_and_an_unreachable_one_is_alarme
         ) == 1
     })
     .await;
-    let job = rows(
+    let job = common::rows(
         &store,
         "SELECT state, attempts, last_error FROM broadcast_job WHERE id = 2",
     )
@@ -537,13 +510,13 @@ async fn a_wrong_key_is_refused_by_the_platform_and_an_unreachable_one_is_alarme
     assert_eq!(job[0][0], "queued", "still trying: {job:?}");
     assert!(job[0][1].parse::<i64>().unwrap() >= 2, "{job:?}");
     assert!(job[0][2].contains("127.0.0.1:9"), "{job:?}");
-    let unconfirmed = rows(
+    let unconfirmed = common::rows(
         &store,
         "SELECT count(*) FROM broadcast_alarm WHERE kind = 'unconfirmed' AND job = 2",
     )
     .await;
     assert_eq!(unconfirmed[0][0], red2.terminals.len().to_string());
-    let link = rows(&store, "SELECT ok, last_error FROM broadcast_link").await;
+    let link = common::rows(&store, "SELECT ok, last_error FROM broadcast_link").await;
     assert_eq!(link[0][0], "0", "{link:?}");
 }
 
@@ -606,7 +579,7 @@ async fn a_broadcast_whose_answer_was_lost_goes_again_under_the_same_ebmid_and_p
         .filter(|r| r["type"] == "EBM")
         .count();
     assert_eq!(ebm_posts, 2);
-    let played = rows(
+    let played = common::rows(
         &store,
         "SELECT count(*) FROM broadcast_target WHERE state = 'played'",
     )

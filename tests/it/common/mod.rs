@@ -93,6 +93,35 @@ impl<F: Fn() -> String> std::fmt::Display for Said<F> {
     }
 }
 
+/// Every row `sql` reads, each column as text (NULL, numbers, `<blob>`): what a test shows
+/// when a wait fails, and compares when the values' types do not matter.
+pub async fn rows(store: &stormbell::store::Store, sql: &'static str) -> Vec<Vec<String>> {
+    store
+        .read(move |c| {
+            let mut st = c.prepare(sql)?;
+            let n = st.column_count();
+            let r = st
+                .query_map([], |r| {
+                    (0..n)
+                        .map(|i| {
+                            let v: rusqlite::types::Value = r.get(i)?;
+                            Ok(match v {
+                                rusqlite::types::Value::Null => "NULL".into(),
+                                rusqlite::types::Value::Integer(i) => i.to_string(),
+                                rusqlite::types::Value::Real(f) => f.to_string(),
+                                rusqlite::types::Value::Text(t) => t,
+                                rusqlite::types::Value::Blob(_) => "<blob>".into(),
+                            })
+                        })
+                        .collect::<rusqlite::Result<Vec<String>>>()
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(r)
+        })
+        .await
+        .unwrap()
+}
+
 /// The SQL that reads 1 when no message waits to be sent.
 pub const ALL_OUT: &str =
     "SELECT count(*) = 0 FROM dispatch_message WHERE state IN ('queued', 'submitting')";
