@@ -21,6 +21,7 @@
 pub mod audit;
 pub mod backup;
 pub mod checkpoint;
+pub mod sql;
 mod migrations;
 
 /// Bring the database at `path` to schema `version` exactly (no further), as a stormbell of
