@@ -76,8 +76,8 @@ async fn main() -> anyhow::Result<()> {
                 "SELECT token FROM dispatch_message WHERE token IS NOT NULL ORDER BY id",
             )?;
             let r = st
-                .query_map([], |r| r.get(0))?
-                .collect::<rusqlite::Result<Vec<String>>>()?;
+                .query_map((), |r| r.get(0))?
+                .collect::<stormbell::store::sql::Result<Vec<String>>>()?;
             Ok(r)
         })
         .await?;
@@ -126,7 +126,7 @@ async fn main() -> anyhow::Result<()> {
     }
     stop_tx.fire();
     let answered: i64 = store
-        .read(|c| Ok(c.query_row("SELECT count(*) FROM respond_answer", [], |r| r.get(0))?))
+        .read(|c| Ok(c.query_row("SELECT count(*) FROM respond_answer", (), |r| r.get(0))?))
         .await?;
     eprintln!("answers recorded: {answered}");
     Ok(())

@@ -185,7 +185,7 @@ async fn total_polls(store: &Store) -> i64 {
     store
         .read(|c| {
             Ok(
-                c.query_row("SELECT coalesce(sum(polls), 0) FROM feed_state", [], |r| {
+                c.query_row("SELECT coalesce(sum(polls), 0) FROM feed_state", (), |r| {
                     r.get(0)
                 })?,
             )

@@ -67,7 +67,7 @@ async fn main() -> anyhow::Result<()> {
                 "SELECT person, target, json_group_array(DISTINCT lineage) FROM respond_call
                  WHERE level IN ('village', 'site') GROUP BY person, target",
             )?;
-            let r = q.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+            let r = q.query_map((), |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
             Ok(r.collect::<Result<Vec<_>, _>>()?)
         })
         .await?;

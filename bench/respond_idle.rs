@@ -46,7 +46,7 @@ async fn main() -> anyhow::Result<()> {
         .read(|c| {
             Ok(c.query_row(
                 "SELECT (SELECT count(*) FROM respond_call), (SELECT count(*) FROM respond_step WHERE state = 'pending')",
-                [],
+                (),
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )?)
         })
@@ -81,7 +81,7 @@ async fn main() -> anyhow::Result<()> {
         .read(|c| {
             Ok(c.query_row(
                 "SELECT count(*) FROM respond_step WHERE state = 'pending'",
-                [],
+                (),
                 |r| r.get(0),
             )?)
         })

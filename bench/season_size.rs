@@ -38,7 +38,7 @@ fn file_size(p: &std::path::Path) -> u64 {
 
 fn pragma(store: &Store, sql: &'static str) -> i64 {
     store
-        .read_blocking(move |c| Ok(c.query_row(sql, [], |r| r.get::<_, i64>(0))?))
+        .read_blocking(move |c| Ok(c.query_row(sql, (), |r| r.get::<_, i64>(0))?))
         .unwrap_or(0)
 }
 
@@ -47,7 +47,7 @@ fn table_bytes(db: &std::path::Path) -> Vec<(String, u64)> {
     let mut rows: Vec<(String, u64)> = c
         .prepare("SELECT name, sum(pgsize) FROM dbstat GROUP BY name ORDER BY 2 DESC LIMIT 8")
         .and_then(|mut s| {
-            s.query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)))?
+            s.query_map((), |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)))?
                 .collect()
         })
         .unwrap_or_default();

@@ -202,7 +202,7 @@ async fn through_outbox(args: &[String]) {
     let parts: i64 = store
         .read(|c| {
             Ok(
-                c.query_row("SELECT sum(segments) FROM dispatch_message", [], |r| {
+                c.query_row("SELECT sum(segments) FROM dispatch_message", (), |r| {
                     r.get(0)
                 })?,
             )
@@ -238,7 +238,7 @@ async fn through_outbox(args: &[String]) {
             .read(|c| {
                 Ok(c.query_row(
                     "SELECT count(*) FROM dispatch_message WHERE state IN ('queued', 'submitting')",
-                    [],
+                    (),
                     |r| r.get(0),
                 )?)
             })
@@ -305,7 +305,7 @@ async fn rate(args: &[String]) {
             .read(|c| {
                 Ok(c.query_row(
                     "SELECT coalesce(sum(segments), 0) FROM dispatch_message WHERE state IN ('accepted', 'delivered')",
-                    [],
+                    (),
                     |r| r.get::<_, i64>(0),
                 )?)
             })

@@ -54,7 +54,7 @@ impl Swept {
 
 /// The cutoff and the spans to keep, as of `now`.
 fn plan(
-    c: &rusqlite::Connection,
+    c: &crate::store::sql::Conn<'_>,
     now: Timestamp,
     keep: SignedDuration,
 ) -> anyhow::Result<(String, Vec<(String, String)>)> {

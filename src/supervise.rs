@@ -153,7 +153,7 @@ mod tests {
             .read(|c| {
                 let mut q =
                     c.prepare("SELECT detail FROM audit WHERE kind = 'stage.failed' ORDER BY seq")?;
-                let r = q.query_map([], |r| r.get(0))?;
+                let r = q.query_map((), |r| r.get(0))?;
                 Ok(r.collect::<Result<Vec<_>, _>>()?)
             })
             .await
@@ -182,7 +182,7 @@ mod tests {
                 .read(|c| {
                     Ok(c.query_row(
                         "SELECT count(*) FROM audit WHERE kind = 'stage.failed'",
-                        [],
+                        (),
                         |r| r.get::<_, i64>(0),
                     )?)
                 })

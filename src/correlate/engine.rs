@@ -16,8 +16,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::store::sql::Tx;
 use jiff::{SignedDuration, Timestamp};
-use rusqlite::Transaction;
 use tokio::sync::mpsc;
 
 use super::assess::{Assessment, Ctx, Rule};
@@ -51,7 +51,7 @@ pub struct Snapshot {
 }
 
 /// Read a [`Snapshot`] (`sender`: this office's CAP sender, for the references).
-pub fn snapshot(conn: &rusqlite::Connection, sender: &str) -> anyhow::Result<Snapshot> {
+pub fn snapshot(conn: &crate::store::sql::Conn<'_>, sender: &str) -> anyhow::Result<Snapshot> {
     let mut s = Snapshot::default();
     for l in cstore::lineages(conn)? {
         let key = l.key();
@@ -293,7 +293,7 @@ impl Engine {
 /// Write an evaluation and mark the inbox entries it consumed, in one transaction. Each
 /// decision is also an audit entry (`warning.issued` / `warning.updated` / `warning.lifted`).
 pub fn commit(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     ev: &Evaluation,
     consumed: &[i64],
     now: Timestamp,
@@ -364,8 +364,7 @@ pub fn commit(
 }
 
 /// The function a [`DecisionHook`] holds.
-pub type DecisionFn =
-    dyn Fn(&Transaction<'_>, i64, &Targets, Timestamp) -> anyhow::Result<()> + Send + Sync;
+pub type DecisionFn = dyn Fn(&Tx<'_>, i64, &Targets, Timestamp) -> anyhow::Result<()> + Send + Sync;
 
 /// Called inside the transaction that records each decision, with its id and targets: how a
 /// later stage (dispatch's outbox) writes its rows atomically with the decision, without
@@ -612,8 +611,7 @@ pub struct Retarget {
 }
 
 /// The function a [`RetargetHook`] holds.
-pub type RetargetFn =
-    dyn Fn(&Transaction<'_>, &Retarget, Timestamp) -> anyhow::Result<()> + Send + Sync;
+pub type RetargetFn = dyn Fn(&Tx<'_>, &Retarget, Timestamp) -> anyhow::Result<()> + Send + Sync;
 
 /// Called inside the transaction that re-targets a warning in force: how dispatch texts the
 /// new duty holders and respond calls them and stops chasing the replaced, atomically with the
@@ -635,7 +633,7 @@ impl std::fmt::Debug for RetargetHook {
 /// last recorded ones. A lineage whose targets changed gets a `Retarget` record and the hook;
 /// one audit entry (`registry.applied`) says which import was taken up and what it changed.
 pub fn retarget(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     reg: &Registry,
     lineages: &[Lineage],
     now: Timestamp,

@@ -4,17 +4,18 @@
 
 use std::collections::BTreeMap;
 
+use crate::store::sql::{Conn, OptionalExtension, Tx};
 use jiff::Timestamp;
-use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use rusqlite::params;
 use serde::Serialize;
 
 use super::lifecycle::{Decision, Lineage};
 use super::warning::{Issued, Targets};
 
 /// Lineages in force.
-pub fn lineages(conn: &Connection) -> anyhow::Result<Vec<Lineage>> {
+pub fn lineages(conn: &Conn<'_>) -> anyhow::Result<Vec<Lineage>> {
     let mut stmt = conn.prepare_cached("SELECT key, state FROM corr_lineage ORDER BY key")?;
-    let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+    let rows = stmt.query_map((), |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
     let mut out = Vec::new();
     for row in rows {
         let (key, json) = row?;
@@ -27,13 +28,13 @@ pub fn lineages(conn: &Connection) -> anyhow::Result<Vec<Lineage>> {
 }
 
 /// How many lineages are in force (for `status`).
-pub fn in_force(conn: &Connection) -> rusqlite::Result<i64> {
+pub fn in_force(conn: &Conn<'_>) -> crate::store::sql::Result<i64> {
     conn.prepare_cached("SELECT count(*) FROM corr_lineage")?
-        .query_row([], |r| r.get(0))
+        .query_row((), |r| r.get(0))
 }
 
 /// Whether a lineage's latest message is its lift (a Cancel).
-pub fn lifted(conn: &Connection, key: &str) -> rusqlite::Result<bool> {
+pub fn lifted(conn: &Conn<'_>, key: &str) -> crate::store::sql::Result<bool> {
     conn.prepare_cached(
         "SELECT msg_type = 'Cancel' FROM corr_warning WHERE lineage = ?1 ORDER BY id DESC LIMIT 1",
     )?
@@ -44,7 +45,7 @@ pub fn lifted(conn: &Connection, key: &str) -> rusqlite::Result<bool> {
 
 /// Keep (or drop, with `None`) a lineage's state.
 pub fn put_lineage(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     key: &str,
     state: Option<&Lineage>,
     at: &str,
@@ -68,7 +69,7 @@ pub fn put_lineage(
 /// Record a decision; returns its id.
 #[allow(clippy::too_many_arguments)]
 pub fn record_decision(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     lineage: &str,
     d: &Decision,
     reason: &str,
@@ -89,12 +90,12 @@ pub fn record_decision(
         cause,
         serde_json::to_string(targets)?
     ])?;
-    Ok(tx.last_insert_rowid())
+    Ok(tx.last_insert_rowid()?)
 }
 
 /// Record one issued message of a decision.
 pub fn record_issued(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     i: &Issued,
     lineage: &Lineage,
     decision: i64,
@@ -120,11 +121,11 @@ pub fn record_issued(
         i.xml,
         decision
     ])?;
-    Ok(tx.last_insert_rowid())
+    Ok(tx.last_insert_rowid()?)
 }
 
 /// References (`sender,identifier,sent`) of every message a lineage has had, oldest first.
-pub fn references(conn: &Connection, lineage: &str, sender: &str) -> anyhow::Result<Vec<String>> {
+pub fn references(conn: &Conn<'_>, lineage: &str, sender: &str) -> anyhow::Result<Vec<String>> {
     let mut stmt = conn.prepare_cached(
         "SELECT identifier, sent FROM corr_warning WHERE lineage = ?1 ORDER BY id",
     )?;
@@ -166,7 +167,7 @@ pub struct StoredWarning {
     pub cap: String,
 }
 
-fn stored(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredWarning> {
+fn stored(r: &crate::store::sql::Row<'_>) -> crate::store::sql::Result<StoredWarning> {
     Ok(StoredWarning {
         id: r.get(0)?,
         identifier: r.get(1)?,
@@ -187,10 +188,10 @@ const COLUMNS: &str =
 
 /// Messages issued after row `after`, oldest first.
 pub fn issued_since(
-    conn: &Connection,
+    conn: &Conn<'_>,
     after: i64,
     limit: usize,
-) -> rusqlite::Result<Vec<StoredWarning>> {
+) -> crate::store::sql::Result<Vec<StoredWarning>> {
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT {COLUMNS} FROM corr_warning WHERE id > ?1 ORDER BY id LIMIT ?2"
     ))?;
@@ -200,20 +201,20 @@ pub fn issued_since(
 
 /// The current messages: the latest version of every lineage, Cancels included (so that a
 /// poller sees the lift), newest first.
-pub fn current(conn: &Connection) -> rusqlite::Result<Vec<StoredWarning>> {
+pub fn current(conn: &Conn<'_>) -> crate::store::sql::Result<Vec<StoredWarning>> {
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT {COLUMNS} FROM corr_warning w
          WHERE version = (SELECT max(version) FROM corr_warning v WHERE v.lineage = w.lineage)
          ORDER BY id DESC"
     ))?;
-    stmt.query_map([], stored)?.collect()
+    stmt.query_map((), stored)?.collect()
 }
 
 /// One message by identifier.
 pub fn by_identifier(
-    conn: &Connection,
+    conn: &Conn<'_>,
     identifier: &str,
-) -> rusqlite::Result<Option<StoredWarning>> {
+) -> crate::store::sql::Result<Option<StoredWarning>> {
     conn.prepare_cached(&format!(
         "SELECT {COLUMNS} FROM corr_warning WHERE identifier = ?1"
     ))?
@@ -224,16 +225,16 @@ pub fn by_identifier(
 /// The keys of the lineages in force, as a JSON array: what a later stage's query filters its
 /// own rows by (`lineage IN (SELECT value FROM json_each(?))`) without naming this stage's
 /// tables.
-pub fn in_force_keys(conn: &Connection) -> rusqlite::Result<String> {
+pub fn in_force_keys(conn: &Conn<'_>) -> crate::store::sql::Result<String> {
     conn.prepare_cached("SELECT json_group_array(key) FROM corr_lineage")?
-        .query_row([], |r| r.get(0))
+        .query_row((), |r| r.get(0))
 }
 
 /// Lineages lifted and no longer in force whose lift was issued at `since` or later (the lift
 /// message's CAP time), with their hazard and that time: (lineage, hazard, sent). `since`
 /// `None`: every one.
 pub fn lifted_since(
-    conn: &Connection,
+    conn: &Conn<'_>,
     since: Option<Timestamp>,
 ) -> anyhow::Result<Vec<(String, String, String)>> {
     let rows: Vec<(String, String, String)> = conn
@@ -242,7 +243,7 @@ pub fn lifted_since(
              WHERE msg_type = 'Cancel' AND lineage NOT IN (SELECT key FROM corr_lineage)
              GROUP BY lineage",
         )?
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .query_map((), |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
         .collect::<Result<_, _>>()?;
     Ok(rows
         .into_iter()
@@ -254,17 +255,17 @@ pub fn lifted_since(
 }
 
 /// When the newest message was issued (the warnings' own clock: a replayed storm's, or now).
-pub fn newest_sent(conn: &Connection) -> anyhow::Result<Option<Timestamp>> {
+pub fn newest_sent(conn: &Conn<'_>) -> anyhow::Result<Option<Timestamp>> {
     let newest: Option<String> = conn
         .prepare_cached("SELECT max(sent) FROM corr_warning")?
-        .query_row([], |r| r.get(0))?;
+        .query_row((), |r| r.get(0))?;
     Ok(newest.and_then(|s| s.parse().ok()))
 }
 
 /// Every message issued, in order: (id, identifier, the CAP XML as published).
-pub fn all_issued(conn: &Connection) -> rusqlite::Result<Vec<(i64, String, String)>> {
+pub fn all_issued(conn: &Conn<'_>) -> crate::store::sql::Result<Vec<(i64, String, String)>> {
     conn.prepare_cached("SELECT id, identifier, cap FROM corr_warning ORDER BY id")?
-        .query_map([], |r| {
+        .query_map((), |r| {
             Ok((r.get("id")?, r.get("identifier")?, r.get("cap")?))
         })?
         .collect()
@@ -272,40 +273,42 @@ pub fn all_issued(conn: &Connection) -> rusqlite::Result<Vec<(i64, String, Strin
 
 /// Every message issued, in order, by what it was: (hazard, tier — none for a Cancel —,
 /// message type).
-pub fn message_kinds(conn: &Connection) -> rusqlite::Result<Vec<(String, Option<String>, String)>> {
+pub fn message_kinds(
+    conn: &Conn<'_>,
+) -> crate::store::sql::Result<Vec<(String, Option<String>, String)>> {
     conn.prepare_cached("SELECT hazard, tier, msg_type FROM corr_warning ORDER BY id")?
-        .query_map([], |r| {
+        .query_map((), |r| {
             Ok((r.get("hazard")?, r.get("tier")?, r.get("msg_type")?))
         })?
         .collect()
 }
 
 /// Every warning (lineage) ever issued, in name order.
-pub fn all_lineages(conn: &Connection) -> rusqlite::Result<Vec<String>> {
+pub fn all_lineages(conn: &Conn<'_>) -> crate::store::sql::Result<Vec<String>> {
     conn.prepare_cached("SELECT DISTINCT lineage FROM corr_warning ORDER BY lineage")?
-        .query_map([], |r| r.get(0))?
+        .query_map((), |r| r.get(0))?
         .collect()
 }
 
 /// Warnings (lineages) ever issued, per hazard.
-pub fn lineages_by_hazard(conn: &Connection) -> rusqlite::Result<BTreeMap<String, i64>> {
+pub fn lineages_by_hazard(conn: &Conn<'_>) -> crate::store::sql::Result<BTreeMap<String, i64>> {
     conn.prepare_cached("SELECT hazard, count(DISTINCT lineage) FROM corr_warning GROUP BY hazard")?
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .query_map((), |r| Ok((r.get(0)?, r.get(1)?)))?
         .collect()
 }
 
 /// Warnings whose latest message is not a Cancel (in force when the record ends).
-pub fn unlifted(conn: &Connection) -> rusqlite::Result<i64> {
+pub fn unlifted(conn: &Conn<'_>) -> crate::store::sql::Result<i64> {
     conn.prepare_cached(
         "SELECT count(*) FROM corr_warning w
          WHERE w.id = (SELECT max(id) FROM corr_warning x WHERE x.lineage = w.lineage)
            AND w.msg_type != 'Cancel'",
     )?
-    .query_row([], |r| r.get(0))
+    .query_row((), |r| r.get(0))
 }
 
 /// Lifts (Cancel decisions) after decision `after`, in order: (decision id, lineage, when).
-pub fn lifts_after(conn: &Connection, after: i64) -> anyhow::Result<Vec<(i64, String, Timestamp)>> {
+pub fn lifts_after(conn: &Conn<'_>, after: i64) -> anyhow::Result<Vec<(i64, String, Timestamp)>> {
     let rows: Vec<(i64, String, String)> = conn
         .prepare_cached(
             "SELECT id, lineage, at FROM corr_decision WHERE id > ?1 AND send = 'Cancel' ORDER BY id",
@@ -323,7 +326,7 @@ pub fn lifts_after(conn: &Connection, after: i64) -> anyhow::Result<Vec<(i64, St
 }
 
 /// When a lineage was lifted: the time of its latest decision, if that was a Cancel.
-pub fn lifted_at(conn: &Connection, lineage: &str) -> anyhow::Result<Option<Timestamp>> {
+pub fn lifted_at(conn: &Conn<'_>, lineage: &str) -> anyhow::Result<Option<Timestamp>> {
     let last: Option<(String, String)> = conn
         .prepare_cached(
             "SELECT send, at FROM corr_decision WHERE lineage = ?1 AND send != 'Retarget'
@@ -340,7 +343,7 @@ pub fn lifted_at(conn: &Connection, lineage: &str) -> anyhow::Result<Option<Time
 /// Record a warning in force re-targeted to a new registry (`send` = `Retarget`, no changes of
 /// its own): the targets as the warning now stands; returns its id.
 pub fn record_retarget(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     lineage: &str,
     targets: &Targets,
     at: &str,
@@ -350,11 +353,11 @@ pub fn record_retarget(
          VALUES (?1, ?2, 'Retarget', '[]', 'the registry changed', NULL, ?3)",
     )?
     .execute(params![at, lineage, serde_json::to_string(targets)?])?;
-    Ok(tx.last_insert_rowid())
+    Ok(tx.last_insert_rowid()?)
 }
 
 /// Every message of one lineage, in order (for the after-action report).
-pub fn of_lineage(conn: &Connection, lineage: &str) -> rusqlite::Result<Vec<StoredWarning>> {
+pub fn of_lineage(conn: &Conn<'_>, lineage: &str) -> crate::store::sql::Result<Vec<StoredWarning>> {
     conn.prepare_cached(&format!(
         "SELECT {COLUMNS} FROM corr_warning WHERE lineage = ?1 ORDER BY version, id"
     ))?
@@ -364,7 +367,7 @@ pub fn of_lineage(conn: &Connection, lineage: &str) -> rusqlite::Result<Vec<Stor
 
 /// The targets of a lineage's last decision that was not a Cancel: the places, people to
 /// move and shelters as the warning last stood (also after it was lifted).
-pub fn last_targets(conn: &Connection, lineage: &str) -> anyhow::Result<Option<Targets>> {
+pub fn last_targets(conn: &Conn<'_>, lineage: &str) -> anyhow::Result<Option<Targets>> {
     let json: Option<String> = conn
         .prepare_cached(
             "SELECT targets FROM corr_decision WHERE lineage = ?1 AND send != 'Cancel'
@@ -377,7 +380,7 @@ pub fn last_targets(conn: &Connection, lineage: &str) -> anyhow::Result<Option<T
 }
 
 /// The targets of the decision a message belongs to.
-pub fn targets_of(conn: &Connection, identifier: &str) -> anyhow::Result<Option<Targets>> {
+pub fn targets_of(conn: &Conn<'_>, identifier: &str) -> anyhow::Result<Option<Targets>> {
     let t: Option<String> = conn
         .prepare_cached(
             "SELECT d.targets FROM corr_warning w JOIN corr_decision d ON d.id = w.decision
@@ -407,7 +410,7 @@ pub struct StoredDecision {
 }
 
 /// Decisions of a lineage, oldest first.
-pub fn decisions(conn: &Connection, lineage: &str) -> rusqlite::Result<Vec<StoredDecision>> {
+pub fn decisions(conn: &Conn<'_>, lineage: &str) -> crate::store::sql::Result<Vec<StoredDecision>> {
     let mut stmt = conn.prepare_cached(
         "SELECT at, send, changes, reason, cause FROM corr_decision WHERE lineage = ?1 ORDER BY id",
     )?;
@@ -426,7 +429,7 @@ pub fn decisions(conn: &Connection, lineage: &str) -> rusqlite::Result<Vec<Store
 /// Every lineage in the record: (key, its first message's time, whether its last message was
 /// its lift). Retention keeps what a lifted warning's report reads, and nothing at all from
 /// the start of one still in force.
-pub fn lifetimes(conn: &Connection) -> anyhow::Result<Vec<(String, Timestamp, bool)>> {
+pub fn lifetimes(conn: &Conn<'_>) -> anyhow::Result<Vec<(String, Timestamp, bool)>> {
     let rows: Vec<(String, String, bool)> = conn
         .prepare_cached(
             "SELECT w.lineage, s.first, w.msg_type = 'Cancel'
@@ -434,8 +437,8 @@ pub fn lifetimes(conn: &Connection) -> anyhow::Result<Vec<(String, Timestamp, bo
                        FROM corr_warning GROUP BY lineage) s
                JOIN corr_warning w ON w.id = s.last",
         )?
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
-        .collect::<rusqlite::Result<_>>()?;
+        .query_map((), |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect::<crate::store::sql::Result<_>>()?;
     rows.into_iter()
         .map(|(lineage, first, lifted)| {
             let at = first

@@ -18,7 +18,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use rusqlite::Connection;
+use crate::store::sql::Conn;
 use serde::Serialize;
 use serde_json::{Value, json};
 
@@ -111,7 +111,7 @@ pub fn write(
 }
 
 fn write_from(
-    c: &Connection,
+    c: &Conn<'_>,
     reg: &Registry,
     drill: &Drill,
     tz: &jiff::tz::TimeZone,
@@ -308,7 +308,7 @@ pub fn mask_links(text: &str, base: &str) -> String {
 }
 
 fn summarise(
-    c: &Connection,
+    c: &Conn<'_>,
     reg: &Registry,
     drill: &Drill,
     local: &dyn Fn(&str) -> String,

@@ -13,8 +13,9 @@
 //! has done is kept in `drill_act` in the transaction that does it: a replay killed and
 //! resumed neither forgets an answer nor gives it twice.
 
+use crate::store::sql::{OptionalExtension, Tx};
 use jiff::{SignedDuration, Timestamp};
-use rusqlite::{OptionalExtension, Transaction, params};
+use rusqlite::params;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
@@ -158,7 +159,7 @@ fn secs(t: Timestamp) -> i64 {
 /// The network's first half of a turn: the receipts that are due, each followed by what the
 /// person who now has the text will do about it.
 pub fn receipts(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     now: Timestamp,
     reg: &Registry,
     r: &Responders,
@@ -190,7 +191,7 @@ pub fn receipts(
 
 /// The network's second half: every due message accepted, its receipts owed.
 pub fn accept(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     now: Timestamp,
     policy: &Policy,
     r: &Responders,
@@ -240,7 +241,7 @@ pub fn accept(
 /// A warning text reached a person (message `id`, and every text it carried): plan what
 /// they will do about each warning it names, if they have not planned it already.
 fn plan_for(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     id: i64,
     now: Timestamp,
     reg: &Registry,
@@ -270,7 +271,7 @@ fn plan_for(
             continue;
         };
         let sms = r.draw(&["sms", &person, &lineage]) < r.sms_share;
-        let step = |tx: &Transaction<'_>,
+        let step = |tx: &Tx<'_>,
                     step: &str,
                     at: Timestamp,
                     people: Option<u32>,
@@ -351,7 +352,7 @@ fn plan_for(
 
 /// Lifts since the last turn: every lead who reported people moved for the lifted warning
 /// will report them back home.
-pub fn lifts(tx: &Transaction<'_>, scenario: &str, r: &Responders) -> anyhow::Result<()> {
+pub fn lifts(tx: &Tx<'_>, scenario: &str, r: &Responders) -> anyhow::Result<()> {
     let after: i64 = tx.query_row(
         "SELECT lifts FROM drill_run WHERE scenario = ?1",
         params![scenario],
@@ -387,7 +388,7 @@ pub fn lifts(tx: &Transaction<'_>, scenario: &str, r: &Responders) -> anyhow::Re
 /// A warning lifted in the meantime makes its remaining steps moot (skipped), except the
 /// report of people back home.
 pub fn answer(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     now: Timestamp,
     reg: &Registry,
     settings: &RespondSettings,
@@ -518,7 +519,7 @@ fn link_words(a: &LinkAnswer) -> String {
 
 /// A text from the person's phone, as the SMSC would deliver it.
 fn reply(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     person: &str,
     reg: &Registry,
     text: &str,
@@ -544,7 +545,7 @@ fn reply(
 
 /// The place a planned step reports for.
 fn plan_target(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     person: &str,
     lineage: &str,
     step: &str,
@@ -560,7 +561,7 @@ fn plan_target(
 }
 
 /// Whether the warning of the person's latest text has been lifted (or no text went to them).
-fn last_text_lifted(tx: &Transaction<'_>, person: &str, reg: &Registry) -> anyhow::Result<bool> {
+fn last_text_lifted(tx: &Tx<'_>, person: &str, reg: &Registry) -> anyhow::Result<bool> {
     let Some(mobile) = reg.person(person).map(|p| p.mobile.clone()) else {
         return Ok(true);
     };
@@ -571,13 +572,13 @@ fn last_text_lifted(tx: &Transaction<'_>, person: &str, reg: &Registry) -> anyho
 }
 
 /// When the warning was lifted (see `correlate::store::lifted_at`).
-fn lift_time(tx: &Transaction<'_>, lineage: &str) -> anyhow::Result<Option<Timestamp>> {
+fn lift_time(tx: &Tx<'_>, lineage: &str) -> anyhow::Result<Option<Timestamp>> {
     crate::correlate::store::lifted_at(tx, lineage)
 }
 
 /// The link in the person's latest delivered text of this warning, while it is valid.
 fn current_link(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     person: &str,
     lineage: &str,
     now: Timestamp,

@@ -1,7 +1,8 @@
 //! The feeds' tables: health and validators per feed, keys seen, raw CAP documents, alert
 //! lineages, and the inbox the correlate stage consumes. Only this module touches them.
 
-use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use crate::store::sql::{Conn, OptionalExtension, Tx};
+use rusqlite::params;
 use serde::Serialize;
 
 use super::{Item, Lineage, Observation};
@@ -37,7 +38,7 @@ pub struct FeedHealth {
     pub gap_since: Option<String>,
 }
 
-fn health_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<FeedHealth> {
+fn health_row(r: &crate::store::sql::Row<'_>) -> crate::store::sql::Result<FeedHealth> {
     Ok(FeedHealth {
         feed: r.get(0)?,
         kind: r.get(1)?,
@@ -59,16 +60,16 @@ const HEALTH_COLS: &str = "feed, kind, url, etag, last_modified, last_attempt, l
                            last_error_at, failures, polls, items, gap_since";
 
 /// Every feed's health, by id.
-pub fn all_health(conn: &Connection) -> rusqlite::Result<Vec<FeedHealth>> {
+pub fn all_health(conn: &Conn<'_>) -> crate::store::sql::Result<Vec<FeedHealth>> {
     let mut stmt = conn.prepare(&format!(
         "SELECT {HEALTH_COLS} FROM feed_state ORDER BY feed"
     ))?;
-    let rows = stmt.query_map([], health_row)?;
+    let rows = stmt.query_map((), health_row)?;
     rows.collect()
 }
 
 /// One feed's health, if it was ever polled.
-pub fn health(conn: &Connection, feed: &str) -> rusqlite::Result<Option<FeedHealth>> {
+pub fn health(conn: &Conn<'_>, feed: &str) -> crate::store::sql::Result<Option<FeedHealth>> {
     conn.query_row(
         &format!("SELECT {HEALTH_COLS} FROM feed_state WHERE feed = ?1"),
         [feed],
@@ -78,7 +79,7 @@ pub fn health(conn: &Connection, feed: &str) -> rusqlite::Result<Option<FeedHeal
 }
 
 /// Make sure a feed has a row (its kind and address as configured now).
-pub fn register(tx: &Transaction<'_>, feed: &str, kind: &str, url: &str) -> rusqlite::Result<()> {
+pub fn register(tx: &Tx<'_>, feed: &str, kind: &str, url: &str) -> crate::store::sql::Result<()> {
     tx.execute(
         "INSERT INTO feed_state (feed, kind, url) VALUES (?1, ?2, ?3)
          ON CONFLICT (feed) DO UPDATE SET kind = excluded.kind,
@@ -137,7 +138,7 @@ impl HealthDelta {
 }
 
 /// Apply a [`HealthDelta`].
-pub fn apply(tx: &Transaction<'_>, feed: &str, d: &HealthDelta) -> rusqlite::Result<()> {
+pub fn apply(tx: &Tx<'_>, feed: &str, d: &HealthDelta) -> crate::store::sql::Result<()> {
     let (set_validators, etag, last_modified) = match &d.validators {
         Some((e, l)) => (true, e.as_deref(), l.as_deref()),
         None => (false, None, None),
@@ -175,7 +176,7 @@ pub fn apply(tx: &Transaction<'_>, feed: &str, d: &HealthDelta) -> rusqlite::Res
 }
 
 /// Raise or clear the gap alarm.
-pub fn set_gap(tx: &Transaction<'_>, feed: &str, since: Option<&str>) -> rusqlite::Result<()> {
+pub fn set_gap(tx: &Tx<'_>, feed: &str, since: Option<&str>) -> crate::store::sql::Result<()> {
     tx.execute(
         "UPDATE feed_state SET gap_since = ?2 WHERE feed = ?1",
         params![feed, since],
@@ -184,7 +185,7 @@ pub fn set_gap(tx: &Transaction<'_>, feed: &str, since: Option<&str>) -> rusqlit
 }
 
 /// Whether a key (item or followed link) was seen by a feed.
-pub fn is_seen(conn: &Connection, feed: &str, key: &str) -> rusqlite::Result<bool> {
+pub fn is_seen(conn: &Conn<'_>, feed: &str, key: &str) -> crate::store::sql::Result<bool> {
     conn.query_row(
         "SELECT 1 FROM feed_seen WHERE feed = ?1 AND key = ?2",
         params![feed, key],
@@ -195,7 +196,7 @@ pub fn is_seen(conn: &Connection, feed: &str, key: &str) -> rusqlite::Result<boo
 }
 
 /// Mark a key seen; returns false if it already was.
-pub fn mark_seen(tx: &Transaction<'_>, feed: &str, key: &str, at: &str) -> rusqlite::Result<bool> {
+pub fn mark_seen(tx: &Tx<'_>, feed: &str, key: &str, at: &str) -> crate::store::sql::Result<bool> {
     let n = tx.execute(
         "INSERT OR IGNORE INTO feed_seen (feed, key, first_seen) VALUES (?1, ?2, ?3)",
         params![feed, key, at],
@@ -205,13 +206,13 @@ pub fn mark_seen(tx: &Transaction<'_>, feed: &str, key: &str, at: &str) -> rusql
 
 /// Keep a CAP document exactly as received.
 pub fn keep_document(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     digest: &str,
     feed: &str,
     url: &str,
     at: &str,
     body: &[u8],
-) -> rusqlite::Result<()> {
+) -> crate::store::sql::Result<()> {
     tx.execute(
         "INSERT OR IGNORE INTO feed_doc (digest, feed, url, received, body) VALUES (?1, ?2, ?3, ?4, ?5)",
         params![digest, feed, url, at, body],
@@ -220,7 +221,7 @@ pub fn keep_document(
 }
 
 /// A kept document's bytes.
-pub fn document(conn: &Connection, digest: &str) -> rusqlite::Result<Option<Vec<u8>>> {
+pub fn document(conn: &Conn<'_>, digest: &str) -> crate::store::sql::Result<Option<Vec<u8>>> {
     conn.query_row(
         "SELECT body FROM feed_doc WHERE digest = ?1",
         [digest],
@@ -242,11 +243,11 @@ fn triple(sender: &str, identifier: &str, sent: &str) -> String {
 /// arrives before its Alert). When a message arrives that earlier messages presumed to be a
 /// root but that itself belongs to an older lineage, those messages are moved to it.
 pub fn record_alert(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     feed: &str,
     at: &str,
     alert: &crate::cap::Alert,
-) -> rusqlite::Result<Option<Lineage>> {
+) -> crate::store::sql::Result<Option<Lineage>> {
     let sent = alert.sent.to_string();
     let me = triple(&alert.sender, &alert.identifier, &sent);
     let exists: bool = tx
@@ -311,7 +312,7 @@ pub fn record_alert(
 
 /// Put one observation in the inbox (for the correlate stage) and return its id.
 pub fn enqueue(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     feed: &str,
     key: &str,
     at: &str,
@@ -322,14 +323,14 @@ pub fn enqueue(
         "INSERT INTO feed_inbox (feed, key, received, observation) VALUES (?1, ?2, ?3, ?4)",
     )?
     .execute(params![feed, key, at, json])?;
-    Ok(tx.last_insert_rowid())
+    Ok(tx.last_insert_rowid()?)
 }
 
 /// Write a feed's new items into the inbox, marking them seen, within the caller's
 /// transaction. Returns the inbox ids of the items that were new (in the order given); items
 /// already seen (and alerts already known through another feed) are skipped.
 pub fn accept(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     feed: &str,
     at: &str,
     items: Vec<Item>,
@@ -386,10 +387,10 @@ pub type Unreadable = (i64, String);
 /// not allowed to hold up the rest: it is skipped and named in the second list, and stays in
 /// the inbox for someone to look at.
 pub fn pending_after(
-    conn: &Connection,
+    conn: &Conn<'_>,
     after: i64,
     limit: usize,
-) -> rusqlite::Result<(Vec<Pending>, Vec<Unreadable>)> {
+) -> crate::store::sql::Result<(Vec<Pending>, Vec<Unreadable>)> {
     let mut stmt = conn.prepare_cached(
         "SELECT id, feed, key, observation FROM feed_inbox
          WHERE consumed IS NULL AND id > ?1 ORDER BY id LIMIT ?2",
@@ -401,9 +402,9 @@ pub fn pending_after(
 /// store writes them, in the office's offset), oldest first: what a consumer re-reads at
 /// start to rebuild its memory of recent observations (rolling rain, tracks in force).
 pub fn received_since(
-    conn: &Connection,
+    conn: &Conn<'_>,
     since: &str,
-) -> rusqlite::Result<(Vec<Pending>, Vec<Unreadable>)> {
+) -> crate::store::sql::Result<(Vec<Pending>, Vec<Unreadable>)> {
     let mut stmt = conn.prepare_cached(
         "SELECT id, feed, key, observation FROM feed_inbox WHERE received >= ?1 ORDER BY id",
     )?;
@@ -413,10 +414,10 @@ pub fn received_since(
 /// Every entry received from `since` to `until` (store stamps, both included), oldest first:
 /// what an after-action report charts.
 pub fn received_between(
-    conn: &Connection,
+    conn: &Conn<'_>,
     since: &str,
     until: &str,
-) -> rusqlite::Result<(Vec<Pending>, Vec<Unreadable>)> {
+) -> crate::store::sql::Result<(Vec<Pending>, Vec<Unreadable>)> {
     let mut stmt = conn.prepare_cached(
         "SELECT id, feed, key, observation FROM feed_inbox
          WHERE received >= ?1 AND received <= ?2 ORDER BY id",
@@ -426,7 +427,9 @@ pub fn received_between(
 
 /// Rows of `id, feed, key, observation` read back; an entry that cannot be (written by
 /// another version, damaged) is named and skipped, never allowed to hold up the rest.
-fn read_entries(mut rows: rusqlite::Rows<'_>) -> rusqlite::Result<(Vec<Pending>, Vec<Unreadable>)> {
+fn read_entries(
+    mut rows: crate::store::sql::Rows<'_>,
+) -> crate::store::sql::Result<(Vec<Pending>, Vec<Unreadable>)> {
     let (mut out, mut bad) = (Vec::new(), Vec::new());
     while let Some(r) = rows.next()? {
         let (id, feed, key): (i64, String, String) = (r.get(0)?, r.get(1)?, r.get(2)?);
@@ -448,17 +451,17 @@ fn read_entries(mut rows: rusqlite::Rows<'_>) -> rusqlite::Result<(Vec<Pending>,
 }
 
 /// How many entries are not yet consumed.
-pub fn pending_count(conn: &Connection) -> rusqlite::Result<i64> {
+pub fn pending_count(conn: &Conn<'_>) -> crate::store::sql::Result<i64> {
     conn.query_row(
         "SELECT count(*) FROM feed_inbox WHERE consumed IS NULL",
-        [],
+        (),
         |r| r.get(0),
     )
 }
 
 /// Mark inbox entries consumed (the consumer does this in the transaction that records what
 /// it made of them).
-pub fn consume(tx: &Transaction<'_>, ids: &[i64], at: &str) -> rusqlite::Result<()> {
+pub fn consume(tx: &Tx<'_>, ids: &[i64], at: &str) -> crate::store::sql::Result<()> {
     let mut stmt = tx
         .prepare_cached("UPDATE feed_inbox SET consumed = ?2 WHERE id = ?1 AND consumed IS NULL")?;
     for id in ids {
@@ -468,12 +471,12 @@ pub fn consume(tx: &Transaction<'_>, ids: &[i64], at: &str) -> rusqlite::Result<
 }
 
 /// Gap alarms ever raised (each an inbox entry).
-pub fn gap_alarms(c: &Connection) -> rusqlite::Result<i64> {
+pub fn gap_alarms(c: &Conn<'_>) -> crate::store::sql::Result<i64> {
     c.query_row(
         "SELECT count(*) FROM feed_inbox
          WHERE json_extract(observation, '$.kind') = 'feed_alarm'
            AND json_extract(observation, '$.data.state') = 'gap'",
-        [],
+        (),
         |r| r.get(0),
     )
 }
@@ -481,12 +484,12 @@ pub fn gap_alarms(c: &Connection) -> rusqlite::Result<i64> {
 /// Count one thing a listening feed refused (`reason` one of the `feed_refused` reasons),
 /// keeping the last detail.
 pub fn refused(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     feed: &str,
     reason: &str,
     at: &str,
     detail: &str,
-) -> rusqlite::Result<()> {
+) -> crate::store::sql::Result<()> {
     tx.prepare_cached(
         "INSERT INTO feed_refused (feed, reason, n, last_at, last_detail) VALUES (?1, ?2, 1, ?3, ?4)
          ON CONFLICT (feed, reason) DO UPDATE SET n = n + 1, last_at = ?3, last_detail = ?4",
@@ -496,9 +499,9 @@ pub fn refused(
 }
 
 /// What listening feeds refused: (feed, reason, count, last detail).
-pub fn refusals(c: &Connection) -> rusqlite::Result<Vec<(String, String, i64, String)>> {
+pub fn refusals(c: &Conn<'_>) -> crate::store::sql::Result<Vec<(String, String, i64, String)>> {
     c.prepare_cached("SELECT feed, reason, n, last_detail FROM feed_refused ORDER BY feed, reason")?
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+        .query_map((), |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
         .collect()
 }
 
@@ -509,11 +512,11 @@ pub fn refusals(c: &Connection) -> rusqlite::Result<Vec<(String, String, i64, St
 /// each table; the caller repeats until nothing is left, one short transaction at a time, so
 /// the pipeline's writes are never held up behind a season's worth of deletes.
 pub fn prune(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     cutoff: &str,
     keep: &[(String, String)],
     limit: usize,
-) -> rusqlite::Result<Vec<(&'static str, usize)>> {
+) -> crate::store::sql::Result<Vec<(&'static str, usize)>> {
     let limit = limit as i64;
     let doc = tx
         .prepare_cached(

@@ -8,7 +8,8 @@
 
 use std::collections::HashMap;
 
-use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use crate::store::sql::{Conn, OptionalExtension, Tx};
+use rusqlite::params;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -170,7 +171,9 @@ struct KindDiff<'a, T> {
     total: usize,
 }
 
-fn load_current<T: Record>(tx: &Connection) -> rusqlite::Result<HashMap<String, (i64, String)>> {
+fn load_current<T: Record>(
+    tx: &Conn<'_>,
+) -> crate::store::sql::Result<HashMap<String, (i64, String)>> {
     let mut stmt = tx.prepare_cached(
         "SELECT rowid, key, data FROM reg_record WHERE kind = ?1 AND valid_to IS NULL",
     )?;
@@ -181,7 +184,7 @@ fn load_current<T: Record>(tx: &Connection) -> rusqlite::Result<HashMap<String, 
 }
 
 fn sync<'a, T: Record>(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     import: i64,
     records: &'a [T],
 ) -> anyhow::Result<KindDiff<'a, T>> {
@@ -231,7 +234,7 @@ fn count<T>(kind: &'static str, d: &KindDiff<'_, T>) -> KindCount {
 
 /// Write a checked dataset as a new import inside `tx`, with its audit entry.
 pub fn import(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     data: &Dataset,
     source: &str,
     digest: &str,
@@ -240,14 +243,14 @@ pub fn import(
 ) -> anyhow::Result<ImportReport> {
     let at_text = crate::store::stamp(at.timestamp());
     let previous: Option<i64> = tx
-        .query_row("SELECT max(id) FROM reg_import", [], |r| r.get(0))
+        .query_row("SELECT max(id) FROM reg_import", (), |r| r.get(0))
         .optional()?
         .flatten();
     tx.execute(
         "INSERT INTO reg_import (at, source, digest, summary) VALUES (?1, ?2, ?3, '{}')",
         params![at_text, source, digest],
     )?;
-    let import_id = tx.last_insert_rowid();
+    let import_id = tx.last_insert_rowid()?;
 
     let units = sync(tx, import_id, &data.units)?;
     let villages = sync(tx, import_id, &data.villages)?;
@@ -609,9 +612,9 @@ fn simple_changes<T>(
 }
 
 /// The registry as it stands after import `import` (the latest when `None`).
-pub fn load(conn: &Connection, import: Option<i64>) -> anyhow::Result<Dataset> {
+pub fn load(conn: &Conn<'_>, import: Option<i64>) -> anyhow::Result<Dataset> {
     let mut d = Dataset::default();
-    fn all<T: Record>(conn: &Connection, import: Option<i64>) -> anyhow::Result<Vec<T>> {
+    fn all<T: Record>(conn: &Conn<'_>, import: Option<i64>) -> anyhow::Result<Vec<T>> {
         let mut stmt = match import {
             None => conn.prepare_cached("SELECT data FROM reg_record WHERE kind = ?1 AND valid_to IS NULL AND ?2 IS NULL")?,
             Some(_) => conn.prepare_cached(
@@ -652,14 +655,14 @@ pub struct ImportInfo {
 }
 
 /// The newest import's number (none yet: `None`).
-pub fn latest_import(conn: &Connection) -> rusqlite::Result<Option<i64>> {
-    conn.query_row("SELECT max(id) FROM reg_import", [], |r| r.get(0))
+pub fn latest_import(conn: &Conn<'_>) -> crate::store::sql::Result<Option<i64>> {
+    conn.query_row("SELECT max(id) FROM reg_import", (), |r| r.get(0))
 }
 
 /// Every import, oldest first.
-pub fn imports(conn: &Connection) -> rusqlite::Result<Vec<ImportInfo>> {
+pub fn imports(conn: &Conn<'_>) -> crate::store::sql::Result<Vec<ImportInfo>> {
     let mut stmt = conn.prepare("SELECT id, at, source, digest FROM reg_import ORDER BY id")?;
-    let rows = stmt.query_map([], |r| {
+    let rows = stmt.query_map((), |r| {
         Ok(ImportInfo {
             id: r.get(0)?,
             at: r.get(1)?,
@@ -673,7 +676,7 @@ pub fn imports(conn: &Connection) -> rusqlite::Result<Vec<ImportInfo>> {
 /// The import in effect at the end of `date` in time zone `tz`: the last one made on or before
 /// that day.
 pub fn import_on(
-    conn: &Connection,
+    conn: &Conn<'_>,
     date: jiff::civil::Date,
     tz: &jiff::tz::TimeZone,
 ) -> anyhow::Result<Option<i64>> {
@@ -691,7 +694,7 @@ pub fn import_on(
 /// Who answered for a target (village, group, unit or site) after a given import: the duties
 /// and the persons holding them, as they stood then.
 pub fn responsible(
-    conn: &Connection,
+    conn: &Conn<'_>,
     target: &str,
     import: i64,
 ) -> anyhow::Result<Vec<(Duty, Option<Person>)>> {
@@ -724,7 +727,7 @@ pub fn responsible(
 
 /// The current records of these broadcast terminals (those the registry knows; unknown ids
 /// are left out, for the caller to report). Dispatch routes each by its kind and village.
-pub fn terminals(conn: &Connection, ids: &[String]) -> anyhow::Result<Vec<Terminal>> {
+pub fn terminals(conn: &Conn<'_>, ids: &[String]) -> anyhow::Result<Vec<Terminal>> {
     let mut stmt = conn.prepare_cached(
         "SELECT data FROM reg_record WHERE kind = 'terminal' AND key = ?1 AND valid_to IS NULL",
     )?;

@@ -11,7 +11,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use rusqlite::{Connection, params};
+use crate::store::sql::Conn;
+use rusqlite::params;
 use serde::Serialize;
 
 use crate::correlate::PlaceKind;
@@ -351,7 +352,7 @@ struct CallRow {
     answered: Option<String>,
 }
 
-fn calls(c: &Connection, lineage: &str) -> anyhow::Result<Vec<CallRow>> {
+fn calls(c: &Conn<'_>, lineage: &str) -> anyhow::Result<Vec<CallRow>> {
     let mut q = c.prepare_cached(
         "SELECT target, person, level, state, answered FROM respond_call
          WHERE lineage = ?1 AND state NOT IN ('superseded', 'lifted', 'replaced')",
@@ -365,7 +366,7 @@ fn calls(c: &Connection, lineage: &str) -> anyhow::Result<Vec<CallRow>> {
             answered: r.get(4)?,
         })
     })?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+    Ok(rows.collect::<crate::store::sql::Result<_>>()?)
 }
 
 /// A time as people read it on the board: the county's zone, `08-09 18:02`.
@@ -390,7 +391,7 @@ struct CountyRow {
 
 /// Build the board as it stands at `asof`.
 pub fn read(
-    c: &Connection,
+    c: &Conn<'_>,
     reg: &Registry,
     tz: &jiff::tz::TimeZone,
     filter: Filter,
@@ -686,7 +687,7 @@ fn county_answer(a: Answer, b: Answer) -> Answer {
 /// persons), those that asked for help and nobody has dealt with it yet, and those reported
 /// beyond their registered figure.
 fn call_now(
-    c: &Connection,
+    c: &Conn<'_>,
     reg: &Registry,
     tz: &jiff::tz::TimeZone,
     county: &BTreeMap<String, CountyRow>,
@@ -712,7 +713,7 @@ fn call_now(
         .query_map(params![in_force], |r| {
             Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
         })?
-        .collect::<rusqlite::Result<_>>()?;
+        .collect::<crate::store::sql::Result<_>>()?;
     let mut by_row: BTreeMap<String, CallNow> = BTreeMap::new();
     for (target, name, role, mobile, since) in silent {
         let row = super::ledger::row_of(reg, &target);
@@ -753,7 +754,7 @@ fn call_now(
                 r.get(5)?,
             ))
         })?
-        .collect::<rusqlite::Result<_>>()?;
+        .collect::<crate::store::sql::Result<_>>()?;
     for (target, name, role, mobile, note, at) in help {
         let row = super::ledger::row_of(reg, &target);
         out.push(CallNow {
@@ -808,19 +809,19 @@ impl Place {
 }
 
 /// Persons who reported at their post for this warning (and when, first).
-fn at_post(c: &Connection, lineage: &str) -> anyhow::Result<HashMap<String, String>> {
+fn at_post(c: &Conn<'_>, lineage: &str) -> anyhow::Result<HashMap<String, String>> {
     let mut q = c.prepare_cached(
         "SELECT person, min(at) FROM respond_answer
          WHERE lineage = ?1 AND kind = 'post' AND person IS NOT NULL GROUP BY person",
     )?;
     let rows = q.query_map(params![lineage], |r| Ok((r.get(0)?, r.get(1)?)))?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+    Ok(rows.collect::<crate::store::sql::Result<_>>()?)
 }
 
 /// Shelter loads over the warnings in force: each place's latest report naming the shelter,
 /// counted once (the same people reported under two warnings, or by two of a place's leads,
 /// are the same people).
-pub(crate) fn shelters(c: &Connection, reg: &Registry) -> anyhow::Result<Vec<Shelter>> {
+pub(crate) fn shelters(c: &Conn<'_>, reg: &Registry) -> anyhow::Result<Vec<Shelter>> {
     let in_force = cstore::in_force_keys(c)?;
     let mut q = c.prepare_cached(
         "SELECT shelter, sum(people) FROM (
@@ -833,7 +834,7 @@ pub(crate) fn shelters(c: &Connection, reg: &Registry) -> anyhow::Result<Vec<She
     )?;
     let rows: Vec<(String, i64)> = q
         .query_map(params![in_force], |r| Ok((r.get(0)?, r.get(1)?)))?
-        .collect::<rusqlite::Result<_>>()?;
+        .collect::<crate::store::sql::Result<_>>()?;
     Ok(loads(reg, rows))
 }
 
@@ -841,7 +842,7 @@ pub(crate) fn shelters(c: &Connection, reg: &Registry) -> anyhow::Result<Vec<She
 /// the same sum as [`shelters`], reading only that shelter's reports (an index, not every
 /// report in the store: it runs in the writer on every report that names a shelter).
 pub(crate) fn shelter(
-    c: &Connection,
+    c: &Conn<'_>,
     reg: &Registry,
     named: &str,
 ) -> anyhow::Result<Option<Shelter>> {
@@ -867,7 +868,7 @@ pub(crate) fn shelter(
         .query_map(params![known.id, known.name, in_force], |r| {
             Ok((r.get(0)?, r.get(1)?))
         })?
-        .collect::<rusqlite::Result<_>>()?;
+        .collect::<crate::store::sql::Result<_>>()?;
     Ok(loads(reg, rows).into_iter().find(|s| s.id == known.id))
 }
 
@@ -933,7 +934,7 @@ fn loads(reg: &Registry, rows: Vec<(String, i64)>) -> Vec<Shelter> {
 /// Lifted warnings (a Cancel in the last 72 hours, the lineage no longer in force) with people
 /// moved and not all reported home.
 fn returning(
-    c: &Connection,
+    c: &Conn<'_>,
     reg: &Registry,
     tz: &jiff::tz::TimeZone,
 ) -> anyhow::Result<Vec<Returning>> {

@@ -16,8 +16,9 @@
 
 use std::collections::BTreeMap;
 
+use crate::store::sql::{Conn, OptionalExtension, Tx};
 use jiff::{SignedDuration, Timestamp};
-use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use rusqlite::params;
 use serde::{Deserialize, Serialize};
 
 use crate::correlate::MessageKind;
@@ -157,7 +158,7 @@ pub struct Registered {
 
 /// Write the calls of a decision, inside its transaction.
 pub fn register(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     decision: i64,
     t: &Targets,
     now: Timestamp,
@@ -216,7 +217,7 @@ pub fn register(
             continue;
         }
         out.calls += 1;
-        let call = tx.last_insert_rowid();
+        let call = tx.last_insert_rowid()?;
         for (i, s) in ladder.iter().enumerate() {
             tx.prepare_cached("INSERT INTO respond_step (call, step, due, action, state) VALUES (?1, ?2, ?3, ?4, 'pending')")?.execute(
                 params![
@@ -238,7 +239,7 @@ pub fn register(
 /// `replaced`, their pending steps cancelled); a changed number is what the ladder's next
 /// text to that person uses.
 pub fn retarget(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     r: &crate::correlate::Retarget,
     now: Timestamp,
     settings: &RespondSettings,
@@ -282,7 +283,7 @@ pub fn retarget(
 /// Close the open calls of a lineage made by decisions before `decision` (one person's, or
 /// everyone's) and cancel their steps.
 fn close(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     lineage: &str,
     person: Option<&str>,
     decision: i64,
@@ -326,7 +327,7 @@ fn close(
 /// call already on the silent list comes off it. Their calls on any other warning stay open:
 /// an answer acts only on what it answers. Returns the calls closed.
 pub fn answered(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     person: &str,
     lineages: &[String],
     answer: i64,
@@ -343,7 +344,7 @@ pub fn answered(
         .query_map(params![person, when, scope], |r| {
             Ok((r.get(0)?, r.get(1)?, r.get(2)?))
         })?
-        .collect::<rusqlite::Result<_>>()?;
+        .collect::<crate::store::sql::Result<_>>()?;
     let mut closed = 0;
     for (id, lineage, target) in mine {
         closed += finish(tx, id, CallState::Answered, answer, &when)?;
@@ -354,7 +355,7 @@ pub fn answered(
                        AND called <= ?3",
                 )?
                 .query_map(params![lineage, target, when], |r| r.get(0))?
-                .collect::<rusqlite::Result<_>>()?;
+                .collect::<crate::store::sql::Result<_>>()?;
             for o in others {
                 closed += finish(tx, o, CallState::Covered, answer, &when)?;
             }
@@ -364,7 +365,7 @@ pub fn answered(
 }
 
 fn finish(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     call: i64,
     state: CallState,
     answer: i64,
@@ -429,7 +430,7 @@ pub(crate) fn units_over(reg: &Registry, target: &str) -> (Option<String>, Optio
 /// Fire every pending step that is due, each in `tx` with the messages it queues. The
 /// registry says who the deputies and the town and county duty persons are.
 pub fn fire_due(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     now: Timestamp,
     reg: &Registry,
     policy: &Policy,
@@ -441,7 +442,7 @@ pub fn fire_due(
              WHERE s.state = 'pending' AND s.due <= ?1 AND c.state = 'open' ORDER BY s.due, s.id LIMIT 500",
         )?
         .query_map(params![stamp(now)], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
-        .collect::<rusqlite::Result<_>>()?;
+        .collect::<crate::store::sql::Result<_>>()?;
     let lang = crate::templates::lang(&policy.lang);
     for (step_id, call_id, step, action) in due {
         let Some(call) = load_call(tx, call_id)? else {
@@ -592,7 +593,7 @@ pub fn fire_due(
     Ok(out)
 }
 
-fn load_call(c: &Connection, id: i64) -> anyhow::Result<Option<Call>> {
+fn load_call(c: &Conn<'_>, id: i64) -> anyhow::Result<Option<Call>> {
     let row = c
         .prepare_cached(
             "SELECT id, decision, lineage, version, hazard, tier, person, name, mobile, role, target,
@@ -664,7 +665,7 @@ pub struct CalledAs {
 
 /// See [`CalledAs`].
 pub fn called_as(
-    c: &Connection,
+    c: &Conn<'_>,
     decision: i64,
     person: &str,
     lineage: &str,
@@ -721,13 +722,13 @@ pub struct StepRecord {
 }
 
 /// Every ladder step that fired, in order.
-pub fn fired_steps(c: &Connection) -> anyhow::Result<Vec<StepRecord>> {
+pub fn fired_steps(c: &Conn<'_>) -> anyhow::Result<Vec<StepRecord>> {
     Ok(c.prepare(
         "SELECT s.id, s.fired, s.action, s.detail, c.person, c.lineage, c.version, c.target, s.step
          FROM respond_step s JOIN respond_call c ON c.id = s.call
          WHERE s.state = 'fired' ORDER BY s.id",
     )?
-    .query_map([], |r| {
+    .query_map((), |r| {
         Ok(StepRecord {
             id: r.get("id")?,
             fired: r.get("fired")?,
@@ -744,19 +745,19 @@ pub fn fired_steps(c: &Connection) -> anyhow::Result<Vec<StepRecord>> {
 }
 
 /// Fired steps by action.
-pub fn escalations(c: &Connection) -> anyhow::Result<BTreeMap<String, i64>> {
+pub fn escalations(c: &Conn<'_>) -> anyhow::Result<BTreeMap<String, i64>> {
     Ok(c.prepare(
         "SELECT s.action, count(DISTINCT c.person || ' ' || c.lineage) FROM respond_step s
          JOIN respond_call c ON c.id = s.call WHERE s.state = 'fired' GROUP BY s.action",
     )?
-    .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+    .query_map((), |r| Ok((r.get(0)?, r.get(1)?)))?
     .collect::<Result<_, _>>()?)
 }
 
 /// Per (person, warning): whether they answered it themselves, whether another lead of the
 /// same place answered for them, whether they are on the silent list, whether the ladder ever
 /// put them there (some answer after being listed).
-pub fn outcomes(c: &Connection) -> anyhow::Result<Vec<(bool, bool, bool, bool)>> {
+pub fn outcomes(c: &Conn<'_>) -> anyhow::Result<Vec<(bool, bool, bool, bool)>> {
     Ok(c.prepare(
         "SELECT max(c.state = 'answered'), max(c.state = 'covered'), max(c.state = 'silent'),
                 EXISTS (SELECT 1 FROM respond_step s JOIN respond_call k ON k.id = s.call
@@ -764,18 +765,18 @@ pub fn outcomes(c: &Connection) -> anyhow::Result<Vec<(bool, bool, bool, bool)>>
                           AND s.action = 'silent' AND s.state = 'fired')
          FROM respond_call c GROUP BY c.person, c.lineage ORDER BY c.person, c.lineage",
     )?
-    .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+    .query_map((), |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
     .collect::<Result<_, _>>()?)
 }
 
 /// Per answered call: minutes from the call to its answer (or the answer that covered it).
-pub fn answer_minutes(c: &Connection) -> anyhow::Result<Vec<f64>> {
+pub fn answer_minutes(c: &Conn<'_>) -> anyhow::Result<Vec<f64>> {
     let mut st = c.prepare(
         "SELECT called, answered FROM respond_call
          WHERE state IN ('answered', 'covered') AND answered IS NOT NULL",
     )?;
     let mut mins = Vec::new();
-    for row in st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))? {
+    for row in st.query_map((), |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))? {
         let (a, b) = row?;
         if let (Ok(a), Ok(b)) = (a.parse::<Timestamp>(), b.parse::<Timestamp>()) {
             mins.push(b.duration_since(a).as_secs_f64() / 60.0);
@@ -789,39 +790,39 @@ pub type Tally = Vec<(String, i64)>;
 
 /// Per (person, warning) answered by the person themselves: the channel of the answer that
 /// closed their call (the first one), counted once per pair.
-pub fn answered_by_channel(c: &Connection) -> anyhow::Result<BTreeMap<String, i64>> {
+pub fn answered_by_channel(c: &Conn<'_>) -> anyhow::Result<BTreeMap<String, i64>> {
     Ok(c.prepare(
         "SELECT a.channel, count(*) FROM (
            SELECT min(k.answer) AS answer FROM respond_call k
            WHERE k.state = 'answered' AND k.answer IS NOT NULL GROUP BY k.person, k.lineage) f
          JOIN respond_answer a ON a.id = f.answer GROUP BY a.channel",
     )?
-    .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+    .query_map((), |r| Ok((r.get(0)?, r.get(1)?)))?
     .collect::<Result<_, _>>()?)
 }
 
 /// Calls by state, and first answers by kind (repeats left out), for `status`.
-pub fn tallies(c: &Connection) -> anyhow::Result<(Tally, Tally)> {
+pub fn tallies(c: &Conn<'_>) -> anyhow::Result<(Tally, Tally)> {
     let mut st =
         c.prepare("SELECT state, count(*) FROM respond_call GROUP BY state ORDER BY state")?;
     let calls = st
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .query_map((), |r| Ok((r.get(0)?, r.get(1)?)))?
         .collect::<Result<_, _>>()?;
     let mut st = c.prepare(
         "SELECT kind, count(*) FROM respond_answer WHERE repeat_of IS NULL GROUP BY kind ORDER BY kind",
     )?;
     let answers = st
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .query_map((), |r| Ok((r.get(0)?, r.get(1)?)))?
         .collect::<Result<_, _>>()?;
     Ok((calls, answers))
 }
 
 /// The silent list, oldest call first.
-pub fn silent(c: &Connection) -> anyhow::Result<Vec<Silent>> {
+pub fn silent(c: &Conn<'_>) -> anyhow::Result<Vec<Silent>> {
     Ok(c.prepare_cached(
         "SELECT lineage, target, person, name, called FROM respond_call WHERE state = 'silent' ORDER BY called, target",
     )?
-    .query_map([], |r| {
+    .query_map((), |r| {
         Ok(Silent {
             lineage: r.get(0)?,
             target: r.get(1)?,
@@ -830,7 +831,7 @@ pub fn silent(c: &Connection) -> anyhow::Result<Vec<Silent>> {
             called: r.get(4)?,
         })
     })?
-    .collect::<rusqlite::Result<_>>()?)
+    .collect::<crate::store::sql::Result<_>>()?)
 }
 
 /// The respond stage's figures for monitoring (`/metrics`): calls by state, ladder steps by
@@ -846,22 +847,22 @@ pub struct Figures {
 }
 
 /// Read [`Figures`].
-pub fn figures(c: &Connection) -> anyhow::Result<Figures> {
+pub fn figures(c: &Conn<'_>) -> anyhow::Result<Figures> {
     let calls = c
         .prepare_cached("SELECT state, count(*) FROM respond_call GROUP BY state ORDER BY state")?
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
-        .collect::<rusqlite::Result<_>>()?;
+        .query_map((), |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<crate::store::sql::Result<_>>()?;
     let steps = c
         .prepare_cached(
             "SELECT action, state, count(*) FROM respond_step GROUP BY action, state ORDER BY action, state",
         )?
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
-        .collect::<rusqlite::Result<_>>()?;
+        .query_map((), |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect::<crate::store::sql::Result<_>>()?;
     let ack_secs = c
         .prepare_cached(
             "SELECT called, answered FROM respond_call WHERE state = 'answered' AND answered IS NOT NULL",
         )?
-        .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?
+        .query_map((), |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?
         .filter_map(|row| {
             let (a, b) = row.ok()?;
             let (a, b) = (a.parse::<Timestamp>().ok()?, b.parse::<Timestamp>().ok()?);

@@ -10,8 +10,9 @@
 //! - A reply repeated within ten minutes (an SMSC redelivering, a second tap) is recorded with
 //!   `repeat_of` and changes nothing.
 
+use crate::store::sql::{Conn, OptionalExtension, Tx};
 use jiff::{SignedDuration, Timestamp};
-use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use rusqlite::params;
 
 use super::calls::{self, RespondSettings};
 use super::reply::{self, Reply};
@@ -43,13 +44,13 @@ const CONFIRM_WINDOW: SignedDuration = SignedDuration::from_mins(60);
 
 /// The last reply (`dispatch_inbound.id`) respond has acted on: replies up to it are done
 /// with, and retention may delete them once they are old.
-pub fn replies_handled(c: &rusqlite::Connection) -> anyhow::Result<i64> {
+pub fn replies_handled(c: &crate::store::sql::Conn<'_>) -> anyhow::Result<i64> {
     super::cursor(c, CURSOR)
 }
 
 /// Read up to `limit` new replies and act on them, in `tx`.
 pub fn run_once(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     limit: usize,
     reg: &Registry,
     settings: &RespondSettings,
@@ -119,7 +120,7 @@ pub fn run_once(
                 repeat_of
             ],
         )?;
-        let answer = tx.last_insert_rowid();
+        let answer = tx.last_insert_rowid()?;
         crate::store::audit::append(
             tx,
             &crate::store::audit::Entry {
@@ -233,7 +234,7 @@ pub fn run_once(
 /// counted), about the warning their last text carried, rendered from `template`; it ranks
 /// with the codes sent back. Returns the messages queued (0 or 1).
 fn answer_back(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     (last, address): (&outbox::LastSent, &str),
     template: &str,
     ctx: minijinja::Value,
@@ -323,7 +324,7 @@ enum Placing<'a> {
 /// SMS they write its name first (`3 35 溪口村 溪口小学`); with one such place it needs no
 /// naming. Never for a unit code, which is no place anybody moves from.
 fn report_place<'a>(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     reg: &Registry,
     lineage: &str,
     person: &str,
@@ -337,7 +338,7 @@ fn report_place<'a>(
                       WHEN 'town' THEN 3 ELSE 4 END, target",
         )?
         .query_map(params![lineage, person], |r| Ok((r.get(0)?, r.get(1)?)))?
-        .collect::<rusqlite::Result<_>>()?;
+        .collect::<crate::store::sql::Result<_>>()?;
     // By SMS the place's name comes first, the shelter after it.
     let (word, rest) = match (named, shelter) {
         (Some(n), _) => (Some(n.trim()), shelter),
@@ -445,7 +446,7 @@ fn report_place<'a>(
 /// The places a person must name when reporting people under `lineage` (id, name): a lead's
 /// several villages, an officer's places; empty when their report needs no place named.
 pub fn places_to_name(
-    c: &Connection,
+    c: &Conn<'_>,
     reg: &Registry,
     lineage: &str,
     person: &str,
@@ -455,7 +456,7 @@ pub fn places_to_name(
             "SELECT DISTINCT target, level FROM respond_call WHERE lineage = ?1 AND person = ?2",
         )?
         .query_map(params![lineage, person], |r| Ok((r.get(0)?, r.get(1)?)))?
-        .collect::<rusqlite::Result<_>>()?;
+        .collect::<crate::store::sql::Result<_>>()?;
     if !calls.is_empty()
         && calls
             .iter()
@@ -492,7 +493,7 @@ pub(crate) fn lead_rows(reg: &Registry, calls: &[(String, String)]) -> Vec<(Stri
 /// The places (ledger rows: villages, and sites in no village) a warning called leads for
 /// inside `units` (town or county codes), with their names: what an officer may report for.
 pub(crate) fn places_under(
-    c: &Connection,
+    c: &Conn<'_>,
     reg: &Registry,
     lineage: &str,
     units: &[&str],
@@ -503,7 +504,7 @@ pub(crate) fn places_under(
              WHERE lineage = ?1 AND level IN ('village', 'group', 'site')",
         )?
         .query_map(params![lineage], |r| r.get(0))?
-        .collect::<rusqlite::Result<_>>()?;
+        .collect::<crate::store::sql::Result<_>>()?;
     let mut rows: Vec<String> = targets
         .iter()
         .map(|t| super::ledger::row_of(reg, t))
@@ -539,7 +540,7 @@ pub(crate) struct Held {
 /// until its sender confirms it (the calls are answered all the same: the person is awake),
 /// and once confirmed it is counted and flagged for the office.
 fn act(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     a: &Acted<'_>,
     last: &outbox::LastSent,
     answer: i64,
@@ -666,7 +667,7 @@ fn notice_about(
 /// notice once. Returns the messages queued.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn tell_units(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     reg: &Registry,
     last: &outbox::LastSent,
     place: &str,
@@ -704,7 +705,7 @@ pub(crate) fn tell_units(
 /// it). Returns the messages queued.
 #[allow(clippy::too_many_arguments)]
 fn help(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     reg: &Registry,
     (settings, policy): (&RespondSettings, &Policy),
     last: &outbox::LastSent,
@@ -765,7 +766,7 @@ fn help(
 /// Help requests about `lineage` (by `person`, or by anyone) since `since` that were passed on
 /// to the officers.
 fn help_notified(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     lineage: &str,
     person: Option<&str>,
     since: Timestamp,
@@ -780,7 +781,7 @@ fn help_notified(
         })?)
 }
 
-fn mark_notified(tx: &Transaction<'_>, answer: i64) -> anyhow::Result<()> {
+fn mark_notified(tx: &Tx<'_>, answer: i64) -> anyhow::Result<()> {
     tx.prepare_cached("UPDATE respond_answer SET notified = 1 WHERE id = ?1")?
         .execute(params![answer])?;
     Ok(())
@@ -841,7 +842,7 @@ pub const LINK_KINDS: [&str; 5] = ["ack", "post", "moved", "help", "returned"];
 /// people back home, nothing else.
 #[allow(clippy::too_many_arguments)]
 pub fn from_link(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     link: &crate::dispatch::link::Link,
     a: &LinkAnswer,
     at: Timestamp,
@@ -908,7 +909,7 @@ pub fn from_link(
             text
         ],
     )?;
-    let answer = tx.last_insert_rowid();
+    let answer = tx.last_insert_rowid()?;
     crate::store::audit::append(
         tx,
         &crate::store::audit::Entry {
@@ -988,7 +989,7 @@ pub struct PageState {
 
 /// Read the page state of a link's person and warning.
 pub fn page_state(
-    c: &rusqlite::Connection,
+    c: &crate::store::sql::Conn<'_>,
     link: &crate::dispatch::link::Link,
     reg: &Registry,
 ) -> anyhow::Result<PageState> {
@@ -1004,7 +1005,7 @@ pub fn page_state(
     )?;
     st.answered = q
         .query_map(params![link.person, link.lineage], |r| r.get(0))?
-        .collect::<rusqlite::Result<_>>()?;
+        .collect::<crate::store::sql::Result<_>>()?;
     let latest: Option<(Moved, Option<i64>)> = c
         .query_row(
             "SELECT people, shelter, refused, returned FROM respond_evacuation
@@ -1023,7 +1024,7 @@ pub fn page_state(
         .query_map(params![link.lineage, link.person], |r| {
             Ok((r.get(0)?, r.get(1)?))
         })?
-        .collect::<rusqlite::Result<_>>()?;
+        .collect::<crate::store::sql::Result<_>>()?;
     if !levels.is_empty()
         && levels
             .iter()
@@ -1050,7 +1051,7 @@ struct OwnCall {
 }
 
 fn own_call(
-    c: &rusqlite::Connection,
+    c: &crate::store::sql::Conn<'_>,
     lineage: &str,
     person: &str,
 ) -> anyhow::Result<Option<OwnCall>> {
@@ -1085,7 +1086,7 @@ enum Evacuated<'a> {
 /// this warning (a report does not say which place; one person's report is counted once, a
 /// repeat never twice).
 fn evacuation(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     last: &outbox::LastSent,
     target: &str,
     e: Evacuated<'_>,
@@ -1150,13 +1151,13 @@ pub struct AnswerRecord {
 }
 
 /// Every answer, in order.
-pub fn all_answers(c: &Connection) -> anyhow::Result<Vec<AnswerRecord>> {
+pub fn all_answers(c: &Conn<'_>) -> anyhow::Result<Vec<AnswerRecord>> {
     Ok(c.prepare(
         "SELECT id, at, channel, address, person, lineage, version, kind, people, shelter, text,
                 repeat_of
          FROM respond_answer ORDER BY id",
     )?
-    .query_map([], |r| {
+    .query_map((), |r| {
         Ok(AnswerRecord {
             id: r.get("id")?,
             at: r.get("at")?,

@@ -27,7 +27,8 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use rusqlite::{Connection, params};
+use crate::store::sql::Conn;
+use rusqlite::params;
 use serde::Serialize;
 
 use crate::registry::Registry;
@@ -160,7 +161,7 @@ pub struct Reports {
 
 impl Reports {
     /// Read the latest report of every place over `lineages`.
-    pub fn read(c: &Connection, reg: &Registry, lineages: &[String]) -> anyhow::Result<Reports> {
+    pub fn read(c: &Conn<'_>, reg: &Registry, lineages: &[String]) -> anyhow::Result<Reports> {
         Reports::read_in(c, reg, lineages, None)
     }
 
@@ -168,7 +169,7 @@ impl Reports {
     /// `during.0` and `during.1` (a warning's life): the same people, whichever warning their
     /// lead answered.
     pub fn read_in(
-        c: &Connection,
+        c: &Conn<'_>,
         reg: &Registry,
         lineages: &[String],
         during: Option<(jiff::Timestamp, jiff::Timestamp)>,
@@ -306,7 +307,7 @@ impl Reports {
 
 /// The county view of the warnings in force: each row once, with the union of its covers.
 pub fn county(
-    c: &Connection,
+    c: &Conn<'_>,
     reg: &Registry,
 ) -> anyhow::Result<std::collections::BTreeMap<String, Figures>> {
     let lineages = crate::correlate::store::lineages(c)?;
@@ -377,7 +378,7 @@ pub fn replay(
 /// One warning's covers (as its last message before a lift named its places), threatened
 /// villages included.
 pub fn covers_of_lineage(
-    c: &Connection,
+    c: &Conn<'_>,
     reg: &Registry,
     lineage: &str,
 ) -> anyhow::Result<std::collections::BTreeMap<String, Cover>> {
@@ -388,7 +389,7 @@ pub fn covers_of_lineage(
 
 /// What a warning's last message before any lift covered.
 fn last_covers(
-    c: &Connection,
+    c: &Conn<'_>,
     reg: &Registry,
     lineage: &str,
 ) -> anyhow::Result<std::collections::BTreeMap<String, Cover>> {
@@ -453,7 +454,7 @@ pub fn total<'a>(rows: impl Iterator<Item = &'a Figures>) -> Figures {
 /// a row reported on that it did not cover is listed with nothing to move (so what was
 /// reported there shows as to check, never in a total).
 pub fn lineage(
-    c: &Connection,
+    c: &Conn<'_>,
     reg: &Registry,
     lineage: &str,
 ) -> anyhow::Result<std::collections::BTreeMap<String, Figures>> {
@@ -477,7 +478,7 @@ pub fn lineage(
 /// each row once over the union of what their last messages before a lift covered, with
 /// every report made under any of them.
 pub fn storm(
-    c: &Connection,
+    c: &Conn<'_>,
     reg: &Registry,
 ) -> anyhow::Result<std::collections::BTreeMap<String, Figures>> {
     let keys = crate::correlate::store::all_lineages(c)?;

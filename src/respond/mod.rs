@@ -33,8 +33,8 @@ use crate::correlate::DecisionHook;
 use crate::dispatch::Policy;
 
 /// How far respond has read another stage's queue named `name` (0: nothing yet).
-pub(crate) fn cursor(c: &rusqlite::Connection, name: &str) -> anyhow::Result<i64> {
-    Ok(rusqlite::OptionalExtension::optional(
+pub(crate) fn cursor(c: &crate::store::sql::Conn<'_>, name: &str) -> anyhow::Result<i64> {
+    Ok(crate::store::sql::OptionalExtension::optional(
         c.prepare_cached("SELECT last FROM respond_cursor WHERE name = ?1")?
             .query_row([name], |r| r.get(0)),
     )?
@@ -42,7 +42,7 @@ pub(crate) fn cursor(c: &rusqlite::Connection, name: &str) -> anyhow::Result<i64
 }
 
 /// Move the cursor of `name` to `last`.
-pub(crate) fn advance(tx: &rusqlite::Transaction<'_>, name: &str, last: i64) -> anyhow::Result<()> {
+pub(crate) fn advance(tx: &crate::store::sql::Tx<'_>, name: &str, last: i64) -> anyhow::Result<()> {
     tx.prepare_cached(
         "INSERT INTO respond_cursor (name, last) VALUES (?1, ?2)
          ON CONFLICT (name) DO UPDATE SET last = ?2",
@@ -165,7 +165,7 @@ pub fn chain(first: DecisionHook, then: DecisionHook) -> DecisionHook {
 /// and loudspeaker alarms) and fire the escalation steps due at `now`. The daemon's task runs
 /// it every second; a drill runs it on its simulated clock.
 pub fn step(
-    tx: &rusqlite::Transaction<'_>,
+    tx: &crate::store::sql::Tx<'_>,
     reg: &crate::registry::Registry,
     settings: &calls::RespondSettings,
     policy: &Policy,

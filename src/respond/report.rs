@@ -10,7 +10,8 @@
 
 use std::collections::BTreeMap;
 
-use rusqlite::{Connection, params};
+use crate::store::sql::Conn;
+use rusqlite::params;
 use serde::Serialize;
 
 use crate::correlate::store as cstore;
@@ -178,7 +179,7 @@ pub struct Charts {
 
 /// Find a warning by its lineage key (`flash_flood:FF331098001`) or by the CAP identifier of
 /// any of its messages.
-pub fn lineage_of(c: &Connection, id: &str) -> anyhow::Result<Option<String>> {
+pub fn lineage_of(c: &Conn<'_>, id: &str) -> anyhow::Result<Option<String>> {
     if let Some(w) = cstore::by_identifier(c, id)? {
         return Ok(Some(w.lineage));
     }
@@ -247,7 +248,7 @@ struct Acc {
 
 /// Gather the report of one lineage.
 pub fn read(
-    c: &Connection,
+    c: &Conn<'_>,
     reg: &Registry,
     tz: &jiff::tz::TimeZone,
     lineage: &str,
@@ -338,7 +339,7 @@ pub fn read(
 
 /// Calls, all versions: each person's first call, own answer, and the states their calls
 /// ended in.
-fn calls_of(c: &Connection, lineage: &str) -> anyhow::Result<BTreeMap<String, Acc>> {
+fn calls_of(c: &Conn<'_>, lineage: &str) -> anyhow::Result<BTreeMap<String, Acc>> {
     let mut people: BTreeMap<String, Acc> = BTreeMap::new();
     {
         let mut q = c.prepare_cached(
@@ -405,7 +406,7 @@ fn calls_of(c: &Connection, lineage: &str) -> anyhow::Result<BTreeMap<String, Ac
 /// Their answers, by channel, in order (each on the timeline); returns each person's first
 /// channel.
 fn answers_of(
-    c: &Connection,
+    c: &Conn<'_>,
     lineage: &str,
     people: &BTreeMap<String, Acc>,
     timeline: &mut Timeline<'_>,
@@ -486,7 +487,7 @@ fn answers_of(
 
 /// Escalation steps that fired (each on the timeline); returns the count per person.
 fn steps_of(
-    c: &Connection,
+    c: &Conn<'_>,
     lineage: &str,
     timeline: &mut Timeline<'_>,
 ) -> anyhow::Result<BTreeMap<String, u32>> {
@@ -528,7 +529,7 @@ fn steps_of(
 /// Sends and receipts, from the audit trail (each entry names its warning): (accepted,
 /// delivered, failed, no receipt); the first accepted is on the timeline.
 fn sms_of(
-    c: &Connection,
+    c: &Conn<'_>,
     lineage: &str,
     timeline: &mut Timeline<'_>,
 ) -> anyhow::Result<(u32, u32, u32, u32)> {
@@ -629,7 +630,7 @@ fn levels_of(persons: &[Person]) -> Vec<Level> {
 
 /// Evacuation: the warning's own view of the ledger ([`super::ledger::lineage`]), one row
 /// per village (its groups and sites folded in), the same rows and figures the board shows.
-fn evacuation_of(c: &Connection, reg: &Registry, lineage: &str) -> anyhow::Result<Vec<Evacuation>> {
+fn evacuation_of(c: &Conn<'_>, reg: &Registry, lineage: &str) -> anyhow::Result<Vec<Evacuation>> {
     Ok(super::ledger::lineage(c, reg, lineage)?
         .into_iter()
         .map(|(row, f)| Evacuation {
@@ -660,7 +661,7 @@ const LEVEL_COLOURS: [(&str, &str); 5] = [
 
 /// The three charts of a report.
 fn charts_of(
-    c: &Connection,
+    c: &Conn<'_>,
     reg: &Registry,
     tz: &jiff::tz::TimeZone,
     lineage: &str,
@@ -711,7 +712,7 @@ fn charts_of(
              WHERE a.kind IN ('moved', 'returned') AND a.held IS NULL AND a.repeat_of IS NULL
                AND a.people IS NOT NULL ORDER BY a.at, a.id",
         )?;
-        let rows = q.query_map([], |r| {
+        let rows = q.query_map((), |r| {
             Ok((
                 r.get::<_, String>(0)?,
                 r.get::<_, String>(1)?,
@@ -820,7 +821,7 @@ pub const RAIN_LATE: jiff::SignedDuration = jiff::SignedDuration::from_hours(1);
 /// answer). The report reads within it, and retention keeps it whatever its age: one
 /// definition for both.
 pub fn rain_window(
-    c: &Connection,
+    c: &Conn<'_>,
     lineage: &str,
 ) -> anyhow::Result<Option<(jiff::Timestamp, jiff::Timestamp)>> {
     let ts = |s: &str| s.parse::<jiff::Timestamp>().ok();
@@ -843,7 +844,7 @@ pub fn rain_window(
 }
 
 fn rain_series(
-    c: &Connection,
+    c: &Conn<'_>,
     lineage: &str,
     from: jiff::Timestamp,
     to: jiff::Timestamp,

@@ -3,8 +3,9 @@
 //! per crossing: the mark goes when the load falls back under, so crossing again tells again.
 //! The office's board shows the same flag (`board::Shelter::nearly_full`).
 
+use crate::store::sql::{OptionalExtension, Tx};
 use jiff::Timestamp;
-use rusqlite::{OptionalExtension, Transaction, params};
+use rusqlite::params;
 
 use crate::correlate::Tier;
 use crate::dispatch::outbox::{self, Policy};
@@ -14,7 +15,7 @@ use crate::registry::Registry;
 /// the warnings in force, and tell the town and county if it just went over 90 %. Returns the
 /// messages queued.
 pub(crate) fn check(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     reg: &Registry,
     policy: &Policy,
     last: &outbox::LastSent,

@@ -5,8 +5,9 @@
 //! door; with nobody called there, the town's duty persons; an alarm about a whole broadcast
 //! goes to the county's.
 
+use crate::store::sql::{OptionalExtension, Tx};
 use jiff::Timestamp;
-use rusqlite::{OptionalExtension, Transaction, params};
+use rusqlite::params;
 
 use crate::correlate::Tier;
 use crate::dispatch::broadcast::jobs;
@@ -17,7 +18,7 @@ const CURSOR: &str = "broadcast_alarm";
 
 /// What one pass did: (alarms read, messages queued).
 pub fn run_once(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     reg: &Registry,
     policy: &Policy,
     now: Timestamp,
@@ -50,7 +51,7 @@ pub fn run_once(
                        AND state IN ('open', 'answered', 'covered', 'silent')",
                 )?
                 .query_map(params![a.lineage, v], |r| Ok((r.get(0)?, r.get(1)?)))?
-                .collect::<rusqlite::Result<_>>()?;
+                .collect::<crate::store::sql::Result<_>>()?;
             if to.is_empty() {
                 to = reg
                     .duties_for(v.get(..9).unwrap_or(v))

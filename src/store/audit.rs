@@ -12,7 +12,8 @@
 //! down outside the database: signed checkpoints ([`super::checkpoint`]) and the duty log,
 //! held to the trail with [`against`].
 
-use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use crate::store::sql::{Conn, OptionalExtension, Tx};
+use rusqlite::params;
 use sha2::{Digest, Sha256};
 
 /// The hash "before" the first row.
@@ -130,10 +131,10 @@ fn row_hash(
 /// broadcast and escalation entry does), by kind: (kind, how many, when the first was). The
 /// first is the first in the chain, which is the first in time.
 pub fn kinds_about(
-    c: &Connection,
+    c: &Conn<'_>,
     prefix: &str,
     lineage: &str,
-) -> rusqlite::Result<Vec<(String, u32, String)>> {
+) -> crate::store::sql::Result<Vec<(String, u32, String)>> {
     let groups: Vec<(String, i64, i64)> = c
         .prepare_cached(
             "SELECT kind, count(*), min(seq) FROM audit
@@ -168,22 +169,24 @@ pub fn compute_hash(rec: &Record) -> String {
 }
 
 /// The last row's sequence number and hash, if any.
-pub fn head(conn: &Connection) -> rusqlite::Result<Option<(i64, String)>> {
+pub fn head(conn: &Conn<'_>) -> crate::store::sql::Result<Option<(i64, String)>> {
     conn.prepare_cached("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")?
-        .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .query_row((), |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()
 }
 
 /// The last row's sequence number, hash and time, if any (for people: `audit head`).
-pub fn head_at(conn: &Connection) -> rusqlite::Result<Option<(i64, String, String)>> {
+pub fn head_at(conn: &Conn<'_>) -> crate::store::sql::Result<Option<(i64, String, String)>> {
     conn.prepare_cached("SELECT seq, hash, at FROM audit ORDER BY seq DESC LIMIT 1")?
-        .query_row([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .query_row((), |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
         .optional()
 }
 
 /// Append an entry inside the caller's transaction (so it commits or rolls back with the work
 /// it records).
-pub fn append(tx: &Transaction<'_>, entry: &Entry) -> rusqlite::Result<Record> {
+pub fn append(tx: &Tx<'_>, entry: &Entry) -> crate::store::sql::Result<Record> {
+    // One chain however many nodes write: the head is read under the chain's lock.
+    tx.serialise("stormbell.audit")?;
     let (prev_seq, prev_hash) = head(tx)?.unwrap_or((0, GENESIS.to_string()));
     let seq = prev_seq + 1;
     let at = super::stamp(entry.at.timestamp());
@@ -245,7 +248,7 @@ pub enum Verification {
 }
 
 /// Recompute the chain from the first row and name the first broken link.
-pub fn verify(conn: &Connection) -> rusqlite::Result<Verification> {
+pub fn verify(conn: &Conn<'_>) -> crate::store::sql::Result<Verification> {
     verify_after(conn, 0, GENESIS)
 }
 
@@ -254,7 +257,11 @@ pub fn verify(conn: &Connection) -> rusqlite::Result<Verification> {
 /// at every scrape without reading the whole trail again. `entries` in the answer counts the
 /// rows checked this time. (Row `seq` itself still carrying `hash` is for the caller to
 /// check, with [`against`].)
-pub fn verify_after(conn: &Connection, seq: i64, hash: &str) -> rusqlite::Result<Verification> {
+pub fn verify_after(
+    conn: &Conn<'_>,
+    seq: i64,
+    hash: &str,
+) -> crate::store::sql::Result<Verification> {
     let mut stmt = conn.prepare_cached(
         "SELECT seq, at, actor, kind, subject, detail, prev_hash, hash FROM audit
          WHERE seq > ?1 ORDER BY seq",
@@ -264,7 +271,7 @@ pub fn verify_after(conn: &Connection, seq: i64, hash: &str) -> rusqlite::Result
     let mut prev = hash.to_string();
     let mut count = 0u64;
     while let Some(r) = rows.next()? {
-        let rec = record(r)?;
+        let rec = record(&r)?;
         let broken = |reason: String| Verification::Broken {
             seq: rec.seq,
             reason,
@@ -319,7 +326,7 @@ pub enum Against {
 }
 
 /// Hold the trail to a head recorded elsewhere (a checkpoint, the duty log).
-pub fn against(conn: &Connection, seq: i64, hash: &str) -> rusqlite::Result<Against> {
+pub fn against(conn: &Conn<'_>, seq: i64, hash: &str) -> crate::store::sql::Result<Against> {
     let found: Option<String> = conn
         .prepare_cached("SELECT hash FROM audit WHERE seq = ?1")?
         .query_row(params![seq], |r| r.get(0))
@@ -334,7 +341,11 @@ pub fn against(conn: &Connection, seq: i64, hash: &str) -> rusqlite::Result<Agai
 }
 
 /// Rows from `from_seq` on, for reports.
-pub fn since(conn: &Connection, from_seq: i64, limit: usize) -> rusqlite::Result<Vec<Record>> {
+pub fn since(
+    conn: &Conn<'_>,
+    from_seq: i64,
+    limit: usize,
+) -> crate::store::sql::Result<Vec<Record>> {
     let mut stmt = conn.prepare(
         "SELECT seq, at, actor, kind, subject, detail, prev_hash, hash FROM audit
          WHERE seq >= ?1 ORDER BY seq LIMIT ?2",
@@ -344,7 +355,7 @@ pub fn since(conn: &Connection, from_seq: i64, limit: usize) -> rusqlite::Result
 }
 
 /// A row of `SELECT seq, at, actor, kind, subject, detail, prev_hash, hash`.
-fn record(r: &rusqlite::Row<'_>) -> rusqlite::Result<Record> {
+fn record(r: &crate::store::sql::Row<'_>) -> crate::store::sql::Result<Record> {
     Ok(Record {
         seq: r.get(0)?,
         at: r.get(1)?,

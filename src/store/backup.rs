@@ -92,9 +92,17 @@ impl Manifest {
 }
 
 /// The schema version of an open database: how many migrations it has (SQLite's
-/// `user_version`, which the migrations keep).
-pub fn schema_version(conn: &Connection) -> rusqlite::Result<i64> {
-    conn.query_row("PRAGMA user_version", [], |r| r.get(0))
+/// `user_version`, which the migrations keep; on PostgreSQL the highest version recorded in
+/// `stormbell_schema`).
+pub fn schema_version(conn: &super::sql::Conn<'_>) -> super::sql::Result<i64> {
+    if conn.is_postgres() {
+        return conn.query_row(
+            "SELECT COALESCE(max(version), 0) FROM stormbell_schema",
+            (),
+            |r| r.get(0),
+        );
+    }
+    conn.query_row("PRAGMA user_version", (), |r| r.get(0))
 }
 
 /// The schema version this program brings a database to.
@@ -161,8 +169,8 @@ pub fn take(db: &Path, dir: &Path, at: &jiff::Zoned) -> anyhow::Result<Taken> {
 /// The manifest facts of a database copy at `file`.
 fn describe(file: &Path, at: &jiff::Zoned) -> anyhow::Result<Manifest> {
     let conn = Connection::open_with_flags(file, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
-    let schema = schema_version(&conn)?;
-    let (entries, head, chain) = match audit::verify(&conn)? {
+    let schema = schema_version(&super::sql::Conn::lite(&conn))?;
+    let (entries, head, chain) = match audit::verify(&super::sql::Conn::lite(&conn))? {
         Verification::Intact { entries, head } => (
             entries,
             head.map(|(s, h)| format!("#{s} sha256:{h}"))
@@ -287,7 +295,7 @@ pub fn restore(
         if check != "ok" {
             anyhow::bail!("{}: integrity check: {check}", file.display());
         }
-        let schema = schema_version(&conn)?;
+        let schema = schema_version(&super::sql::Conn::lite(&conn))?;
         if schema > latest_schema() {
             anyhow::bail!(
                 "{} has schema version {schema}; this stormbell knows up to {}: restore it with \
@@ -296,7 +304,7 @@ pub fn restore(
                 latest_schema()
             );
         }
-        let head = match audit::verify(&conn)? {
+        let head = match audit::verify(&super::sql::Conn::lite(&conn))? {
             Verification::Intact { head, .. } => head
                 .map(|(s, h)| format!("#{s} sha256:{h}"))
                 .unwrap_or_default(),
@@ -315,7 +323,7 @@ pub fn restore(
         {
             let conn = Connection::open_with_flags(db, OpenFlags::SQLITE_OPEN_READ_ONLY)
                 .with_context(|| format!("cannot open {}", db.display()))?;
-            replaced_head = audit::head(&conn)
+            replaced_head = audit::head(&super::sql::Conn::lite(&conn))
                 .ok()
                 .flatten()
                 .map(|(s, h)| format!("#{s} sha256:{h}"));

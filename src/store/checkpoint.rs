@@ -20,8 +20,8 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use super::sql::Conn;
 use hmac::Mac;
-use rusqlite::Connection;
 
 use super::audit::{Against, against};
 
@@ -218,11 +218,11 @@ pub struct Checked {
 ///
 /// Failures name each checkpoint by its number and its time in `tz`.
 pub fn check(
-    conn: &Connection,
+    conn: &Conn<'_>,
     key: &Key,
     checkpoints: &[Checkpoint],
     tz: &jiff::tz::TimeZone,
-) -> rusqlite::Result<Checked> {
+) -> super::sql::Result<Checked> {
     let mut out = Checked::default();
     for cp in checkpoints {
         let at = cp.local(tz);

@@ -32,6 +32,53 @@ const ALL: &[&str] = &[
     include_str!("migrations/0025_link_on_message.sql"),
 ];
 
+/// The schema on PostgreSQL, by the version each file brings a database to: a new database
+/// takes the baseline (the SQLite schema at that version), then every later migration in its
+/// PostgreSQL form. Each SQLite migration after the baseline has one here with its number.
+const POSTGRES: &[(usize, &str)] = &[(25, include_str!("migrations/postgres/0025_baseline.sql"))];
+
+/// Bring a PostgreSQL database to the latest schema, in one transaction under an advisory
+/// lock (two nodes starting together: one migrates, the other then finds it done).
+pub(crate) fn to_latest_postgres(client: &mut postgres::Client) -> Result<(), String> {
+    let shown = |e: postgres::Error| super::sql::pg_message(&e);
+    let mut tx = client.transaction().map_err(shown)?;
+    tx.batch_execute(
+        "SELECT pg_advisory_xact_lock(7340031);
+         CREATE TABLE IF NOT EXISTS stormbell_schema (
+             version BIGINT PRIMARY KEY,
+             applied TEXT NOT NULL
+         )",
+    )
+    .map_err(shown)?;
+    let current: i64 = tx
+        .query_one(
+            "SELECT COALESCE(max(version), 0) FROM stormbell_schema",
+            &[],
+        )
+        .map_err(shown)?
+        .get(0);
+    if current > count() as i64 {
+        return Err(format!(
+            "the database is at schema version {current}, newer than this stormbell's {}: \
+             upgrade stormbell on this node",
+            count()
+        ));
+    }
+    for (version, sql) in POSTGRES {
+        if *version as i64 <= current {
+            continue;
+        }
+        tx.batch_execute(sql)
+            .map_err(|e| format!("version {version}: {}", shown(e)))?;
+        tx.execute(
+            "INSERT INTO stormbell_schema (version, applied) VALUES ($1, $2)",
+            &[&(*version as i64), &super::stamp(jiff::Timestamp::now())],
+        )
+        .map_err(shown)?;
+    }
+    tx.commit().map_err(shown)
+}
+
 /// All migrations, oldest first.
 pub(crate) fn migrations() -> Migrations<'static> {
     Migrations::new(ALL.iter().map(|sql| M::up(sql)).collect())
@@ -44,6 +91,13 @@ pub(crate) fn count() -> usize {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn postgres_has_every_version_after_its_baseline_in_order() {
+        let versions: Vec<usize> = super::POSTGRES.iter().map(|(v, _)| *v).collect();
+        let first = versions[0];
+        assert_eq!(versions, (first..=super::count()).collect::<Vec<_>>());
+    }
+
     #[test]
     fn migrations_are_valid() {
         assert!(super::migrations().validate().is_ok());

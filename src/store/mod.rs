@@ -21,8 +21,9 @@
 pub mod audit;
 pub mod backup;
 pub mod checkpoint;
-pub mod sql;
 mod migrations;
+mod pg;
+pub mod sql;
 
 /// Bring the database at `path` to schema `version` exactly (no further), as a stormbell of
 /// that age would have left it: the upgrade tests build a database at every version the
@@ -158,7 +159,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, mpsc};
 use std::thread;
 
-use rusqlite::{Connection, OpenFlags, Transaction};
+use rusqlite::{Connection, OpenFlags};
 
 /// A time as every table stores it: RFC 3339 in UTC to the millisecond, always 24 characters
 /// (`2019-08-09T10:30:00.000Z`). One fixed-width format everywhere, so that ordering stored
@@ -181,6 +182,14 @@ pub enum StoreError {
         path: String,
         /// What SQLite said.
         source: rusqlite::Error,
+    },
+    /// PostgreSQL refused the connection, or the URL is not one.
+    #[error("database {url}: {}", sql::pg_message(.source))]
+    Postgres {
+        /// The database's URL, without its password.
+        url: String,
+        /// What the client said.
+        source: ::postgres::Error,
     },
     /// A migration failed.
     #[error("database {path}: migration failed: {message}")]
@@ -226,7 +235,7 @@ type Done = Box<dyn FnOnce(Option<StoreError>) + Send>;
 /// A write waiting for the writer thread.
 trait Job: Send {
     /// Run in the batch's transaction; whether to keep its writes, and how to reply.
-    fn run(self: Box<Self>, txn: &Transaction<'_>) -> (bool, Done);
+    fn run(self: Box<Self>, txn: sql::Tx<'_>) -> (bool, Done);
     /// Not run (the batch broke before it): tell the caller why.
     fn abandon(self: Box<Self>, why: StoreError);
 }
@@ -239,13 +248,13 @@ struct Write<F, R> {
 impl<T, F, R> Job for Write<F, R>
 where
     T: Send + 'static,
-    F: FnOnce(&Transaction<'_>) -> anyhow::Result<T> + Send + 'static,
+    F: FnOnce(&sql::Tx<'_>) -> anyhow::Result<T> + Send + 'static,
     R: FnOnce(Result<T, StoreError>) + Send + 'static,
 {
-    fn run(self: Box<Self>, txn: &Transaction<'_>) -> (bool, Done) {
+    fn run(self: Box<Self>, txn: sql::Tx<'_>) -> (bool, Done) {
         let Write { work, reply } = *self;
         let started = std::time::Instant::now();
-        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(txn)));
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(&txn)));
         let took = started.elapsed();
         if took > std::time::Duration::from_millis(20) {
             // A write that holds everyone else up: name it (the closure's type names the
@@ -342,7 +351,7 @@ fn run_batch(
     if batch.len() == 1
         && let Some(job) = batch.pop()
     {
-        let (keep, reply) = job.run(&txn);
+        let (keep, reply) = job.run(sql::Tx::lite(&txn));
         if !keep {
             drop(txn);
             reply(None);
@@ -375,7 +384,7 @@ fn run_batch(
             job.abandon(fail(format!("savepoint: {e}")));
             continue;
         }
-        let (keep, reply) = job.run(&txn);
+        let (keep, reply) = job.run(sql::Tx::lite(&txn));
         let run = |sql: &str| txn.prepare_cached(sql).and_then(|mut s| s.execute([]));
         let end = if keep {
             run("RELEASE job")
@@ -490,6 +499,19 @@ impl Checkpointer {
     }
 }
 
+/// The read connections, by engine.
+enum Readers {
+    /// SQLite: read-only connections to the file.
+    Lite(Mutex<Vec<Connection>>),
+    /// PostgreSQL: connections to the database the URL names.
+    Pg {
+        config: Box<::postgres::Config>,
+        /// The URL without its password, for messages.
+        label: String,
+        pool: pg::Pool,
+    },
+}
+
 /// Read connections kept open between reads.
 const MAX_IDLE_READERS: usize = 4;
 
@@ -498,7 +520,7 @@ const MAX_IDLE_READERS: usize = 4;
 pub struct Store {
     path: PathBuf,
     writer: mpsc::Sender<Box<dyn Job>>,
-    readers: Arc<Mutex<Vec<Connection>>>,
+    readers: Arc<Readers>,
     /// Set by the writer thread once its connection is closed (and the WAL checkpointed).
     closed: Arc<(Mutex<bool>, std::sync::Condvar)>,
     /// Times the writer found another process holding the write lock past the busy timeout
@@ -522,6 +544,18 @@ fn sqlite(path: &Path) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
 }
 
 impl Store {
+    /// Connect to the PostgreSQL database `url` names (libpq's URL or key=value form; several
+    /// hosts with `target_session_attrs=read-write` follow the primary), bring its schema up to
+    /// date, and start the writer thread.
+    pub fn open_postgres(url: &str) -> Result<Store, StoreError> {
+        pg::open(url)
+    }
+
+    /// Whether this store is on PostgreSQL (several nodes may share it).
+    pub fn is_postgres(&self) -> bool {
+        matches!(&*self.readers, Readers::Pg { .. })
+    }
+
     /// Open (creating if needed) the database at `path`, bring its schema up to date, and start
     /// the writer thread.
     pub fn open(path: impl AsRef<Path>) -> Result<Store, StoreError> {
@@ -638,7 +672,7 @@ impl Store {
         Ok(Store {
             path,
             writer: tx,
-            readers: Arc::new(Mutex::new(Vec::new())),
+            readers: Arc::new(Readers::Lite(Mutex::new(Vec::new()))),
             closed,
             lock_waits,
             written,
@@ -670,8 +704,16 @@ impl Store {
             closed,
             ..
         } = self;
-        if let Ok(mut pool) = readers.lock() {
-            pool.clear();
+        match &*readers {
+            Readers::Lite(pool) => {
+                if let Ok(mut pool) = pool.lock() {
+                    pool.clear();
+                }
+            }
+            Readers::Pg { pool, .. } => {
+                let idle = std::mem::take(&mut *pool.0.lock().unwrap_or_else(|p| p.into_inner()));
+                drop(pg::Pool(Mutex::new(idle)));
+            }
         }
         drop(readers);
         drop(writer);
@@ -685,7 +727,7 @@ impl Store {
         }
     }
 
-    /// The database file.
+    /// The database file (on PostgreSQL, its URL without the password: what messages name).
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -698,7 +740,7 @@ impl Store {
     pub async fn write<T, F>(&self, work: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: FnOnce(&Transaction<'_>) -> anyhow::Result<T> + Send + 'static,
+        F: FnOnce(&sql::Tx<'_>) -> anyhow::Result<T> + Send + 'static,
     {
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.submit(work, move |r| {
@@ -711,7 +753,7 @@ impl Store {
     pub fn write_blocking<T, F>(&self, work: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: FnOnce(&Transaction<'_>) -> anyhow::Result<T> + Send + 'static,
+        F: FnOnce(&sql::Tx<'_>) -> anyhow::Result<T> + Send + 'static,
     {
         let (tx, rx) = mpsc::channel();
         self.submit(work, move |r| {
@@ -727,7 +769,7 @@ impl Store {
     ) -> Result<(), StoreError>
     where
         T: Send + 'static,
-        F: FnOnce(&Transaction<'_>) -> anyhow::Result<T> + Send + 'static,
+        F: FnOnce(&sql::Tx<'_>) -> anyhow::Result<T> + Send + 'static,
     {
         let job: Box<dyn Job> = Box::new(Write { work, reply });
         self.writer.send(job).map_err(|_| StoreError::WriterGone)
@@ -737,7 +779,7 @@ impl Store {
     pub async fn read<T, F>(&self, work: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: FnOnce(&Connection) -> anyhow::Result<T> + Send + 'static,
+        F: FnOnce(&sql::Conn<'_>) -> anyhow::Result<T> + Send + 'static,
     {
         let me = self.clone();
         tokio::task::spawn_blocking(move || me.read_blocking(work))
@@ -748,13 +790,24 @@ impl Store {
     /// The same as [`Store::read`], for code that is not async.
     pub fn read_blocking<T, F>(&self, work: F) -> Result<T, StoreError>
     where
-        F: FnOnce(&Connection) -> anyhow::Result<T>,
+        T: Send,
+        F: FnOnce(&sql::Conn<'_>) -> anyhow::Result<T> + Send,
     {
-        let conn = self.take_reader()?;
-        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(&conn)));
+        let pool = match &*self.readers {
+            Readers::Lite(pool) => pool,
+            Readers::Pg {
+                config,
+                label,
+                pool,
+            } => return pg::read(config, label, pool, work),
+        };
+        let conn = self.take_reader(pool)?;
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            work(&sql::Conn::lite(&conn))
+        }));
         // Keep a few idle connections; a burst of concurrent reads must not leave dozens open
         // (each holds its own page cache).
-        if let Ok(mut pool) = self.readers.lock()
+        if let Ok(mut pool) = pool.lock()
             && pool.len() < MAX_IDLE_READERS
         {
             pool.push(conn);
@@ -765,8 +818,8 @@ impl Store {
         }
     }
 
-    fn take_reader(&self) -> Result<Connection, StoreError> {
-        if let Some(c) = self.readers.lock().ok().and_then(|mut p| p.pop()) {
+    fn take_reader(&self, pool: &Mutex<Vec<Connection>>) -> Result<Connection, StoreError> {
+        if let Some(c) = pool.lock().ok().and_then(|mut p| p.pop()) {
             return Ok(c);
         }
         let conn = Connection::open_with_flags(

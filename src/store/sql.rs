@@ -45,7 +45,9 @@ pub enum Error {
     },
 }
 
-fn pg_message(e: &postgres::Error) -> String {
+/// PostgreSQL's error as a duty officer's log should show it: the SQLSTATE, the message and
+/// its detail (the client's own `Display` says only "db error").
+pub(crate) fn pg_message(e: &postgres::Error) -> String {
     match e.as_db_error() {
         Some(db) => {
             let mut m = format!("PostgreSQL: {}: {}", db.code().code(), db.message());
@@ -357,6 +359,22 @@ impl<'a> Conn<'a> {
         }))
     }
 
+    /// Hold `name`'s lock until this transaction ends: what keeps a sequence that must stay
+    /// one line (the audit chain's next number and hash) one line when several nodes write.
+    /// On SQLite the one writer holds the whole database already, and this does nothing.
+    pub fn serialise(&self, name: &str) -> Result<()> {
+        match self.0 {
+            Inner::Lite(_) => Ok(()),
+            Inner::Pg(_) => {
+                // A fixed 64-bit key from the name (FNV-1a): the same on every node.
+                let key = name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+                    (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+                }) as i64;
+                self.query_row("SELECT pg_advisory_xact_lock(?1)::text", [key], |_| Ok(()))
+            }
+        }
+    }
+
     /// The id the last insert on this connection gave its row (on PostgreSQL, the last value
     /// a sequence gave in this session: the same for a table with an identity `id`).
     pub fn last_insert_rowid(&self) -> Result<i64> {
@@ -385,6 +403,15 @@ impl<'c> Stmt<'c> {
             StmtInner::Cached(s) => Some(s),
             StmtInner::Plain(s) => Some(s),
             StmtInner::Pg { .. } => None,
+        }
+    }
+
+    /// How many columns its rows have.
+    pub fn column_count(&self) -> usize {
+        match &self.0 {
+            StmtInner::Cached(s) => s.column_count(),
+            StmtInner::Plain(s) => s.column_count(),
+            StmtInner::Pg { stmt, .. } => stmt.columns().len(),
         }
     }
 
@@ -453,7 +480,9 @@ enum RowsInner<'s> {
 }
 
 impl Rows<'_> {
-    /// The next row, or `None` after the last.
+    /// The next row, or `None` after the last. (Not an `Iterator`: each row borrows the rows,
+    /// as rusqlite's do.)
+    #[allow(clippy::should_implement_trait)]
     pub fn next(&mut self) -> Result<Option<Row<'_>>> {
         match &mut self.0 {
             RowsInner::Lite(rows) => Ok(rows.next()?.map(Row::Lite)),
@@ -691,7 +720,15 @@ fn pg_value(row: &postgres::Row, i: usize, column: &postgres::Column) -> Result<
     } else if *ty == Type::FLOAT4 {
         row.try_get::<_, Option<f32>>(i)?
             .map(|v| Value::Real(v.into()))
-    } else if [Type::TEXT, Type::VARCHAR, Type::BPCHAR, Type::NAME, Type::UNKNOWN].contains(ty) {
+    } else if [
+        Type::TEXT,
+        Type::VARCHAR,
+        Type::BPCHAR,
+        Type::NAME,
+        Type::UNKNOWN,
+    ]
+    .contains(ty)
+    {
         row.try_get::<_, Option<String>>(i)?.map(Value::Text)
     } else if *ty == Type::BYTEA {
         row.try_get::<_, Option<Vec<u8>>>(i)?.map(Value::Blob)
@@ -758,7 +795,9 @@ pub fn translate(sql: &str) -> String {
                         chars.next();
                     }
                     ignore = true;
-                } else if starts_with_words(rest, &["IFNULL"]) && rest[6..].trim_start().starts_with('(') {
+                } else if starts_with_words(rest, &["IFNULL"])
+                    && rest[6..].trim_start().starts_with('(')
+                {
                     out.push_str("COALESCE");
                     for _ in 1..6 {
                         chars.next();
@@ -877,8 +916,21 @@ mod tests {
 
     #[test]
     fn numeric_round_trips_through_its_binary_form() {
-        for i in [0i64, 1, 9_999, 10_000, 123_456_789, -42, i64::MAX, -i64::MAX] {
-            assert_eq!(numeric_value(&numeric_bytes(i)).unwrap(), Value::Integer(i), "{i}");
+        for i in [
+            0i64,
+            1,
+            9_999,
+            10_000,
+            123_456_789,
+            -42,
+            i64::MAX,
+            -i64::MAX,
+        ] {
+            assert_eq!(
+                numeric_value(&numeric_bytes(i)).unwrap(),
+                Value::Integer(i),
+                "{i}"
+            );
         }
         // 1.5: one digit before the point, one after (scale 1).
         let mut b = Vec::new();

@@ -8,12 +8,13 @@
 //! - A failed sign-in does the same work whether the user exists or not, so the answer time
 //!   does not tell which names exist.
 
+use crate::store::sql::{Conn, OptionalExtension, Tx};
 use crate::store::stamp;
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use base64::Engine;
 use jiff::{SignedDuration, Timestamp};
-use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use rusqlite::params;
 use sha2::{Digest, Sha256};
 
 /// How long a session lasts from sign-in: a 12-hour duty shift with its handover.
@@ -95,24 +96,24 @@ impl NewUser {
 
 /// Add a user, or set the password and role of an existing one (enabling it again; their
 /// sessions signed in with the old password end).
-pub fn put_user(tx: &Transaction<'_>, u: &NewUser, now: Timestamp) -> anyhow::Result<()> {
+pub fn put_user(tx: &Tx<'_>, u: &NewUser, now: Timestamp) -> anyhow::Result<()> {
     tx.execute(
         "INSERT INTO web_user (name, hash, role, created) VALUES (?1, ?2, ?3, ?4)
          ON CONFLICT (name) DO UPDATE SET hash = ?2, role = ?3, disabled = 0",
         params![u.name, u.hash, u.role, stamp(now)],
     )?;
     tx.execute(
-        "UPDATE web_session SET ended = ?2 WHERE user = ?1 AND ended IS NULL",
+        "UPDATE web_session SET ended = ?2 WHERE \"user\" = ?1 AND ended IS NULL",
         params![u.name, stamp(now)],
     )?;
     Ok(())
 }
 
 /// Disable a user and end their sessions; false if there is no such user.
-pub fn disable_user(tx: &Transaction<'_>, name: &str, now: Timestamp) -> anyhow::Result<bool> {
+pub fn disable_user(tx: &Tx<'_>, name: &str, now: Timestamp) -> anyhow::Result<bool> {
     let n = tx.execute("UPDATE web_user SET disabled = 1 WHERE name = ?1", [name])?;
     tx.execute(
-        "UPDATE web_session SET ended = ?2 WHERE user = ?1 AND ended IS NULL",
+        "UPDATE web_session SET ended = ?2 WHERE \"user\" = ?1 AND ended IS NULL",
         params![name, stamp(now)],
     )?;
     Ok(n > 0)
@@ -132,10 +133,10 @@ pub struct User {
 }
 
 /// Every user, by name.
-pub fn users(c: &Connection) -> anyhow::Result<Vec<User>> {
+pub fn users(c: &Conn<'_>) -> anyhow::Result<Vec<User>> {
     Ok(
         c.prepare("SELECT name, role, created, disabled FROM web_user ORDER BY name")?
-            .query_map([], |r| {
+            .query_map((), |r| {
                 Ok(User {
                     name: r.get(0)?,
                     role: r.get(1)?,
@@ -143,12 +144,12 @@ pub fn users(c: &Connection) -> anyhow::Result<Vec<User>> {
                     disabled: r.get(3)?,
                 })
             })?
-            .collect::<rusqlite::Result<_>>()?,
+            .collect::<crate::store::sql::Result<_>>()?,
     )
 }
 
 /// A user's stored hash and role, if they exist and are enabled.
-pub fn credentials(c: &Connection, name: &str) -> anyhow::Result<Option<(String, String)>> {
+pub fn credentials(c: &Conn<'_>, name: &str) -> anyhow::Result<Option<(String, String)>> {
     Ok(
         c.prepare_cached("SELECT hash, role FROM web_user WHERE name = ?1 AND disabled = 0")?
             .query_row([name], |r| Ok((r.get(0)?, r.get(1)?)))
@@ -184,7 +185,7 @@ fn session_id(cookie: &str) -> String {
 }
 
 /// Start a session; returns the cookie value.
-pub fn start(tx: &Transaction<'_>, user: &str, now: Timestamp) -> anyhow::Result<String> {
+pub fn start(tx: &Tx<'_>, user: &str, now: Timestamp) -> anyhow::Result<String> {
     let mut b = [0u8; 16];
     getrandom::getrandom(&mut b)
         .map_err(|e| anyhow::anyhow!("no randomness for a session: {e}"))?;
@@ -193,14 +194,14 @@ pub fn start(tx: &Transaction<'_>, user: &str, now: Timestamp) -> anyhow::Result
         .checked_add(SignedDuration::from_hours(SESSION_HOURS))
         .unwrap_or(now);
     tx.execute(
-        "INSERT INTO web_session (id, user, created, expires) VALUES (?1, ?2, ?3, ?4)",
+        "INSERT INTO web_session (id, \"user\", created, expires) VALUES (?1, ?2, ?3, ?4)",
         params![session_id(&cookie), user, stamp(now), stamp(expires)],
     )?;
     Ok(cookie)
 }
 
 /// The live session of a cookie value, if any (not expired, not ended, user still enabled).
-pub fn session(c: &Connection, cookie: &str, now: Timestamp) -> anyhow::Result<Option<Session>> {
+pub fn session(c: &Conn<'_>, cookie: &str, now: Timestamp) -> anyhow::Result<Option<Session>> {
     // A cookie is 22 base64url characters; anything else is not ours.
     if cookie.len() != 22
         || !cookie
@@ -211,7 +212,7 @@ pub fn session(c: &Connection, cookie: &str, now: Timestamp) -> anyhow::Result<O
     }
     let id = session_id(cookie);
     Ok(c.prepare_cached(
-        "SELECT s.user, u.role FROM web_session s JOIN web_user u ON u.name = s.user
+        "SELECT s.\"user\", u.role FROM web_session s JOIN web_user u ON u.name = s.\"user\"
          WHERE s.id = ?1 AND s.ended IS NULL AND s.expires > ?2 AND u.disabled = 0",
     )?
     .query_row(params![id, stamp(now)], |r| {
@@ -225,7 +226,7 @@ pub fn session(c: &Connection, cookie: &str, now: Timestamp) -> anyhow::Result<O
 }
 
 /// End a session (sign out).
-pub fn end(tx: &Transaction<'_>, id: &str, now: Timestamp) -> anyhow::Result<()> {
+pub fn end(tx: &Tx<'_>, id: &str, now: Timestamp) -> anyhow::Result<()> {
     tx.execute(
         "UPDATE web_session SET ended = ?2 WHERE id = ?1 AND ended IS NULL",
         params![id, stamp(now)],

@@ -27,7 +27,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
-use rusqlite::Connection;
+use crate::store::sql::Conn;
 
 /// Upper bounds of the acknowledgement histogram, seconds: a red warning's ladder works in
 /// minutes (5, 10, 15), so the buckets do too.
@@ -48,7 +48,7 @@ fn family(out: &mut String, name: &str, kind: &str, help: &str) {
 }
 
 /// The whole exposition; with the registry, the evacuation ledger's county figures too.
-pub fn render(c: &Connection, reg: Option<&crate::registry::Registry>) -> anyhow::Result<String> {
+pub fn render(c: &Conn<'_>, reg: Option<&crate::registry::Registry>) -> anyhow::Result<String> {
     let mut out = String::with_capacity(4096);
     if let Some(reg) = reg {
         // The same figures as the board's county line (ARCHITECTURE.md, "The evacuation
@@ -308,7 +308,7 @@ const WHOLE_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
 
 impl ChainWatch {
     /// (whether the chain holds, rows in it).
-    fn check(&self, c: &Connection) -> anyhow::Result<(bool, i64)> {
+    fn check(&self, c: &Conn<'_>) -> anyhow::Result<(bool, i64)> {
         use crate::store::audit::{self, Against, Verification};
         let mut last = self
             .last
@@ -378,7 +378,7 @@ fn disk(path: &std::path::Path) -> Option<(u64, u64)> {
 /// The figures about the daemon's upkeep (carrier links, backlog, audit chain, disk), after
 /// [`render`]'s: the ones its alert rules watch.
 pub fn render_upkeep(
-    c: &Connection,
+    c: &Conn<'_>,
     watch: &ChainWatch,
     db: &std::path::Path,
     now: jiff::Timestamp,

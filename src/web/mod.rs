@@ -71,7 +71,9 @@ pub fn router_with(
 }
 
 /// The current public warnings, newest first.
-pub fn current_public(conn: &rusqlite::Connection) -> rusqlite::Result<Vec<StoredWarning>> {
+pub fn current_public(
+    conn: &crate::store::sql::Conn<'_>,
+) -> crate::store::sql::Result<Vec<StoredWarning>> {
     Ok(cstore::current(conn)?
         .into_iter()
         .filter(|w| !w.restricted)
@@ -99,11 +101,12 @@ pub fn feed_document(settings: &WebSettings, entries: &[StoredWarning]) -> Strin
 pub(crate) async fn secret(store: &Store, name: &'static str) -> anyhow::Result<[u8; 32]> {
     store
         .write(move |tx| {
-            let found: Option<Vec<u8>> = rusqlite::OptionalExtension::optional(tx.query_row(
-                "SELECT value FROM web_secret WHERE name = ?1",
-                [name],
-                |r| r.get(0),
-            ))?;
+            let found: Option<Vec<u8>> =
+                crate::store::sql::OptionalExtension::optional(tx.query_row(
+                    "SELECT value FROM web_secret WHERE name = ?1",
+                    [name],
+                    |r| r.get(0),
+                ))?;
             let v = match found {
                 Some(v) if v.len() == 32 => v,
                 _ => {
@@ -278,7 +281,7 @@ async fn alert(State(app): State<App>, UrlPath(file): UrlPath<String>) -> Respon
 /// Write the feed and every public alert not yet written to `dir`, each atomically (a
 /// temporary file renamed into place), so a web server never serves half a file.
 pub fn publish_files(
-    conn: &rusqlite::Connection,
+    conn: &crate::store::sql::Conn<'_>,
     dir: &Path,
     settings: &WebSettings,
 ) -> anyhow::Result<usize> {

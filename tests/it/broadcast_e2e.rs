@@ -55,8 +55,8 @@ fn speaker(addr: String, mount: String, within: Duration) -> usize {
     }
 }
 
-fn count(c: &rusqlite::Connection, sql: &str) -> i64 {
-    c.query_row(sql, [], |r| r.get(0)).unwrap()
+fn count(c: &stormbell::store::sql::Conn<'_>, sql: &str) -> i64 {
+    c.query_row(sql, (), |r| r.get(0)).unwrap()
 }
 
 /// Run the platform channel alone on the simulated clock until `done`.
@@ -288,8 +288,8 @@ async fn a_flash_flood_warning_from_rain_sounds_every_terminal_and_its_lift_stop
         .read(|c| {
             let mut st = c.prepare("SELECT kind, job, terminal, detail FROM broadcast_alarm WHERE lineage = 'flash_flood:FF331098024'")?;
             let r = st
-                .query_map([], |r| Ok(format!("{}|{}|{:?}|{}", r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, Option<String>>(2)?, r.get::<_, String>(3)?)))?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
+                .query_map((), |r| Ok(format!("{}|{}|{:?}|{}", r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, Option<String>>(2)?, r.get::<_, String>(3)?)))?
+                .collect::<stormbell::store::sql::Result<Vec<_>>>()?;
             Ok(r)
         })
         .await
@@ -306,7 +306,7 @@ async fn a_flash_flood_warning_from_rain_sounds_every_terminal_and_its_lift_stop
         .read(|c| {
             Ok(c.query_row(
                 "SELECT ebm_id FROM broadcast_job WHERE lineage = 'flash_flood:FF331098024' AND route = 'platform' AND tier = 'red' AND send = 'Update'",
-                [],
+                (),
                 |r| r.get(0),
             )?)
         })

@@ -97,7 +97,7 @@ async fn drive(
     ch: PlatformChannel,
     clock: &Arc<SimClock>,
     within: Duration,
-    done: impl Fn(&rusqlite::Connection) -> bool + Clone + Send + 'static,
+    done: impl Fn(&stormbell::store::sql::Conn<'_>) -> bool + Clone + Send + 'static,
 ) {
     let (stop_tx, stop) = stormbell::runtime::Trigger::new();
     let task = tokio::spawn(stormbell::dispatch::drive(
@@ -126,8 +126,8 @@ async fn drive(
     task.await.unwrap().unwrap();
 }
 
-fn count(c: &rusqlite::Connection, sql: &str) -> i64 {
-    c.query_row(sql, [], |r| r.get(0)).unwrap()
+fn count(c: &stormbell::store::sql::Conn<'_>, sql: &str) -> i64 {
+    c.query_row(sql, (), |r| r.get(0)).unwrap()
 }
 
 fn plan(deadline_secs: i64) -> Plan {
@@ -239,7 +239,7 @@ async fn a_signed_warning_is_accepted_played_per_terminal_and_its_lift_stops_it(
                     c,
                     "SELECT count(*) FROM broadcast_terminal WHERE played_job = 1",
                 ),
-                c.query_row("SELECT coverage FROM broadcast_job WHERE id = 1", [], |r| {
+                c.query_row("SELECT coverage FROM broadcast_job WHERE id = 1", (), |r| {
                     r.get::<_, f64>(0)
                 })?,
                 count(c, "SELECT count(*) FROM broadcast_alarm"),

@@ -376,7 +376,7 @@ fn demo_runs_a_drill_with_no_configuration_serves_the_office_page_and_leaves_a_v
     );
     let db = d.join("stormbell.db");
     let c = rusqlite::Connection::open(&db).unwrap();
-    let count = |sql: &str| -> i64 { c.query_row(sql, [], |r| r.get(0)).unwrap() };
+    let count = |sql: &str| -> i64 { c.query_row(sql, (), |r| r.get(0)).unwrap() };
     assert!(
         count("SELECT count(*) FROM corr_warning WHERE hazard = 'flash_flood' AND tier = 'red'")
             > 0
@@ -503,7 +503,7 @@ fn run_logs_json_and_shuts_down_cleanly_on_sigterm() {
     let kinds: Vec<String> = c
         .prepare("SELECT kind FROM audit ORDER BY seq")
         .unwrap()
-        .query_map([], |r| r.get(0))
+        .query_map((), |r| r.get(0))
         .unwrap()
         .map(Result::unwrap)
         .collect();
@@ -861,8 +861,10 @@ fn rewrite_and_rechain(db: &Path, seq: i64) {
         [seq],
     )
     .unwrap();
-    let mut prev = audit::since(&c, seq - 1, 1).unwrap()[0].hash.clone();
-    for mut r in audit::since(&c, seq, 100_000).unwrap() {
+    let mut prev = audit::since(&stormbell::store::sql::Conn::lite(&c), seq - 1, 1).unwrap()[0]
+        .hash
+        .clone();
+    for mut r in audit::since(&stormbell::store::sql::Conn::lite(&c), seq, 100_000).unwrap() {
         r.prev_hash = prev;
         r.hash = audit::compute_hash(&r);
         c.execute(

@@ -99,7 +99,7 @@ pub(crate) fn replay(scenario: &str) -> Outcome {
                  FROM corr_decision d ORDER BY d.id",
             )?;
             let decisions = stmt
-                .query_map([], |r| {
+                .query_map((), |r| {
                     Ok((
                         r.get::<_, String>(0)?,
                         r.get::<_, String>(1)?,
@@ -121,7 +121,7 @@ pub(crate) fn replay(scenario: &str) -> Outcome {
                 .collect();
             let mut stmt = c.prepare("SELECT identifier, cap FROM corr_warning ORDER BY id")?;
             let caps = stmt
-                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .query_map((), |r| Ok((r.get(0)?, r.get(1)?)))?
                 .map(Result::unwrap)
                 .collect();
             Ok((decisions, caps))

@@ -32,7 +32,7 @@ fn db_count(db: &std::path::Path, sql: &str) -> i64 {
     let c = rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
         .unwrap();
     c.busy_timeout(Duration::from_secs(5)).unwrap();
-    c.query_row(sql, [], |r| r.get::<_, Option<i64>>(0))
+    c.query_row(sql, (), |r| r.get::<_, Option<i64>>(0))
         .unwrap()
         .unwrap_or(0)
 }

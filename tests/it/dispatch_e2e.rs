@@ -34,7 +34,7 @@ fn send_all(store: &Store, smsc: &Smsc, policy: &Policy, clock: Arc<SimClock>) {
                 .read_blocking(|c| {
                     Ok(c.query_row(
                         "SELECT count(*) FROM dispatch_message WHERE state IN ('queued', 'submitting', 'accepted')",
-                        [],
+                        (),
                         |r| r.get::<_, i64>(0),
                     )?)
                 })
@@ -152,7 +152,7 @@ fn a_flash_flood_warning_from_rain_reaches_the_responsible_persons_and_so_does_i
         .read_blocking(|c| {
             Ok(c.query_row(
                 "SELECT count(*) FROM dispatch_message WHERE state = 'superseded'",
-                [],
+                (),
                 |r| r.get(0),
             )?)
         })

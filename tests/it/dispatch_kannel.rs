@@ -55,7 +55,7 @@ fn warnings_go_through_kannel_and_its_delivery_reports_come_back() {
         s.read_blocking(|c| {
             Ok(c.query_row(
                 "SELECT count(*) FROM dispatch_message WHERE state IN ('delivered', 'failed')",
-                [],
+                (),
                 |r| r.get(0),
             )?)
         })
@@ -90,7 +90,7 @@ fn warnings_go_through_kannel_and_its_delivery_reports_come_back() {
             let mut st = c.prepare(
                 "SELECT address, state, text, last_error FROM dispatch_message ORDER BY id",
             )?;
-            let r = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
+            let r = st.query_map((), |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
             Ok(r.collect::<Result<Vec<_>, _>>()?)
         })
         .unwrap();

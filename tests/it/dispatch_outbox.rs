@@ -96,7 +96,7 @@ impl Fixture {
             .read_blocking(|c| {
                 let mut st =
                     c.prepare("SELECT lineage, person, state FROM dispatch_message ORDER BY id")?;
-                let r = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+                let r = st.query_map((), |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
                 Ok(r.collect::<Result<Vec<_>, _>>()?)
             })
             .unwrap()
@@ -193,7 +193,7 @@ fn several_warnings_for_one_person_become_one_message_highest_tier_first() {
         .read_blocking(|c| {
             Ok(c.query_row(
                 "SELECT sent_segments FROM dispatch_message WHERE state = 'submitting'",
-                [],
+                (),
                 |r| r.get(0),
             )?)
         })
@@ -353,7 +353,7 @@ fn throttles_do_not_count_as_attempts_unknown_outcomes_are_counted_and_restarts_
             let mut st = c.prepare(
                 "SELECT id, state, attempts, uncertain FROM dispatch_message ORDER BY id",
             )?;
-            let r = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
+            let r = st.query_map((), |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
             Ok(r.collect::<Result<Vec<_>, _>>()?)
         })
         .unwrap();
@@ -675,7 +675,7 @@ fn every_person_gets_their_own_link_and_a_merged_text_carries_the_carriers() {
         .read_blocking(|c| {
             let mut st =
                 c.prepare("SELECT person, text, segments FROM dispatch_message ORDER BY id")?;
-            let r = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+            let r = st.query_map((), |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
             Ok(r.collect::<Result<Vec<_>, _>>()?)
         })
         .unwrap();
@@ -884,7 +884,7 @@ fn a_text_stopped_between_its_parts_goes_on_from_the_first_part_not_accepted() {
         .store
         .read_blocking(|c| {
             let mut st = c.prepare("SELECT part, smsc_id FROM dispatch_part ORDER BY part")?;
-            let r = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            let r = st.query_map((), |r| Ok((r.get(0)?, r.get(1)?)))?;
             Ok(r.collect::<Result<Vec<_>, _>>()?)
         })
         .unwrap();

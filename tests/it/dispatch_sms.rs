@@ -97,7 +97,7 @@ pub(crate) fn states(store: &Store) -> Vec<(String, String, i64, i64, Option<Str
             let mut st = c.prepare(
                 "SELECT address, state, attempts, uncertain, last_error FROM dispatch_message ORDER BY id",
             )?;
-            let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))?;
+            let rows = st.query_map((), |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))?;
             Ok(rows.collect::<Result<Vec<_>, _>>()?)
         })
         .unwrap()
@@ -105,7 +105,7 @@ pub(crate) fn states(store: &Store) -> Vec<(String, String, i64, i64, Option<Str
 
 pub(crate) fn count(store: &Store, sql: &'static str) -> i64 {
     store
-        .read_blocking(move |c| Ok(c.query_row(sql, [], |r| r.get(0))?))
+        .read_blocking(move |c| Ok(c.query_row(sql, (), |r| r.get(0))?))
         .unwrap()
 }
 
@@ -294,7 +294,7 @@ fn a_warning_reaches_every_phone_with_receipts_and_bad_numbers_fail_with_their_r
             let mut st = c.prepare(
                 "SELECT address, text, segments FROM dispatch_message WHERE state = 'delivered'",
             )?;
-            let r = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+            let r = st.query_map((), |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
             Ok(r.collect::<Result<Vec<_>, _>>()?)
         })
         .unwrap();
@@ -323,7 +323,7 @@ fn a_warning_reaches_every_phone_with_receipts_and_bad_numbers_fail_with_their_r
                 "SELECT p.message, p.part, p.smsc_id, p.state, m.state FROM dispatch_part p
                  JOIN dispatch_message m ON m.id = p.message WHERE p.receipt IS NULL",
             )?;
-            let r = st.query_map([], |r| {
+            let r = st.query_map((), |r| {
                 Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
             })?;
             Ok(r.collect::<Result<Vec<_>, _>>()?)
@@ -520,7 +520,7 @@ fn receipts_for_unknown_ids_and_replies_are_kept_for_people() {
         .read_blocking(|c| {
             let mut st =
                 c.prepare("SELECT kind, source, text FROM dispatch_inbound ORDER BY id")?;
-            let r = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+            let r = st.query_map((), |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
             Ok(r.collect::<Result<Vec<_>, _>>()?)
         })
         .unwrap();

@@ -508,7 +508,7 @@ fn a_typhoon_drill_killed_mid_storm_finishes_after_a_restart_with_nothing_lost()
     // Each thing a simulated person did is in respond's answers exactly once: every SMS
     // reply one row; a tap one row, or none when it repeats the same tap on the same warning
     // within ten minutes (raises come close together in a typhoon).
-    let count = |sql: &str| -> i64 { c.query_row(sql, [], |r| r.get(0)).unwrap() };
+    let count = |sql: &str| -> i64 { c.query_row(sql, (), |r| r.get(0)).unwrap() };
     assert_eq!(
         count("SELECT count(*) FROM respond_answer WHERE channel = 'sms'"),
         count("SELECT count(*) FROM drill_plan WHERE channel = 'sms'")

@@ -210,7 +210,7 @@ fn a_forged_delivery_report_is_refused_and_adds_nothing() {
         };
         let count = |sql: &'static str| {
             store
-                .read_blocking(move |c| Ok(c.query_row(sql, [], |r| r.get::<_, i64>(0))?))
+                .read_blocking(move |c| Ok(c.query_row(sql, (), |r| r.get::<_, i64>(0))?))
                 .unwrap()
         };
         // No secret, or a wrong one: refused; the message is not marked, nothing is kept.
@@ -233,7 +233,7 @@ fn a_forged_delivery_report_is_refused_and_adds_nothing() {
             .read_blocking(|c| {
                 Ok(c.query_row(
                     "SELECT value FROM dispatch_secret WHERE name = 'kannel-dlr'",
-                    [],
+                    (),
                     |r| r.get(0),
                 )?)
             })
@@ -451,7 +451,7 @@ fn requests_for_help_are_coalesced_bounded_ranked_below_warnings_and_quoted_in_a
             .read_blocking(|c| {
                 Ok(c.query_row(
                     "SELECT count(*) FROM dispatch_message WHERE purpose LIKE 'help:%'",
-                    [],
+                    (),
                     |r| r.get::<_, i64>(0),
                 )?)
             })
@@ -489,7 +489,7 @@ fn requests_for_help_are_coalesced_bounded_ranked_below_warnings_and_quoted_in_a
         .read_blocking(|c| {
             Ok(c.query_row(
                 "SELECT count(*) FROM respond_answer WHERE kind = 'help'",
-                [],
+                (),
                 |r| r.get(0),
             )?)
         })
@@ -505,7 +505,7 @@ fn requests_for_help_are_coalesced_bounded_ranked_below_warnings_and_quoted_in_a
             Ok(c.query_row(
                 "SELECT count(DISTINCT substr(purpose, 6, instr(substr(purpose, 6), ':') - 1))
                  FROM dispatch_message WHERE purpose LIKE 'help:%'",
-                [],
+                (),
                 |r| r.get(0),
             )?)
         })
@@ -519,7 +519,7 @@ fn requests_for_help_are_coalesced_bounded_ranked_below_warnings_and_quoted_in_a
                 "SELECT (SELECT max(priority) FROM dispatch_message WHERE purpose LIKE 'help:%'),
                         (SELECT min(priority) FROM dispatch_message WHERE purpose = 'warning'),
                         (SELECT text FROM dispatch_message WHERE purpose LIKE 'help:%' LIMIT 1)",
-                [],
+                (),
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
             )?)
         })
@@ -704,7 +704,7 @@ fn another_process_writing_beside_the_daemon_costs_no_answer() {
                 "SELECT text FROM dispatch_message WHERE purpose = 'warning'
                    AND person IN (SELECT person FROM respond_call WHERE level = 'village')",
             )?;
-            let texts = st.query_map([], |r| r.get::<_, String>(0))?;
+            let texts = st.query_map((), |r| r.get::<_, String>(0))?;
             let mut out = Vec::new();
             for t in texts {
                 let t = t?;
@@ -862,7 +862,7 @@ fn another_process_writing_beside_the_daemon_costs_no_answer() {
     let n = links.len() as i64;
     let count = |sql: &'static str| -> i64 {
         store
-            .read_blocking(move |c| Ok(c.query_row(sql, [], |r| r.get(0))?))
+            .read_blocking(move |c| Ok(c.query_row(sql, (), |r| r.get(0))?))
             .unwrap()
     };
     assert_eq!(
@@ -930,7 +930,7 @@ fn a_count_beyond_the_registered_figure_is_asked_back_and_flagged_never_added_si
                 let mut q = c.prepare(
                     "SELECT text FROM dispatch_message WHERE purpose LIKE 'confirm:%' ORDER BY id",
                 )?;
-                let r = q.query_map([], |r| r.get(0))?;
+                let r = q.query_map((), |r| r.get(0))?;
                 Ok(r.collect::<Result<Vec<String>, _>>()?)
             })
             .unwrap()
@@ -1248,7 +1248,7 @@ async fn a_stranger_guessing_from_elsewhere_cannot_lock_the_duty_officer_out() {
                 "SELECT DISTINCT json_extract(detail, '$.address') FROM audit
                  WHERE kind IN ('office.signed_in', 'office.sign_in_refused') ORDER BY 1",
             )?;
-            let r = q.query_map([], |r| r.get(0))?;
+            let r = q.query_map((), |r| r.get(0))?;
             Ok(r.collect::<Result<Vec<String>, _>>()?)
         })
         .unwrap();

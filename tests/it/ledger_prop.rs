@@ -61,7 +61,7 @@ fn write(store: &Store, reports: &[Report], targets: &[String]) {
         .collect();
     store
         .write_blocking(move |tx| {
-            tx.execute("DELETE FROM respond_evacuation", [])?;
+            tx.execute("DELETE FROM respond_evacuation", ())?;
             for (lineage, target, person, people, refused, returned, at, answer) in &rows {
                 // As intake keeps them: the latest per (warning, place, person).
                 tx.execute(

@@ -46,7 +46,7 @@ async fn metrics_are_valid_prometheus_text_and_count_what_the_store_holds() {
         .read(|c| {
             Ok(c.query_row(
                 "SELECT count(*) FROM respond_call WHERE state = 'answered'",
-                [],
+                (),
                 |r| r.get::<_, i64>(0),
             )?)
         })
@@ -125,7 +125,7 @@ async fn metrics_are_valid_prometheus_text_and_count_what_the_store_holds() {
         .read(|c| {
             Ok(c.query_row(
                 "SELECT count(*) FROM dispatch_message WHERE channel = 'sms' AND state = 'queued'",
-                [],
+                (),
                 |r| r.get(0),
             )?)
         })

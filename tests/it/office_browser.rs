@@ -24,7 +24,7 @@ const PASSWORD: &str = "值班室 duty 2019";
 
 fn count(store: &Store, sql: &'static str) -> i64 {
     store
-        .read_blocking(move |c| Ok(c.query_row(sql, [], |r| r.get(0))?))
+        .read_blocking(move |c| Ok(c.query_row(sql, (), |r| r.get(0))?))
         .unwrap()
 }
 
@@ -115,7 +115,7 @@ fn a_silent_village_answers_from_its_link_and_the_office_page_turns_it_answered(
                     "SELECT target, person, mobile FROM respond_call
                      WHERE level = 'village' AND state = 'open' ORDER BY target, id",
                 )?;
-                let r = q.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+                let r = q.query_map((), |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
                 Ok(r.collect::<Result<Vec<_>, _>>()?)
             })
             .unwrap();

@@ -15,7 +15,7 @@ const PASSWORD: &str = "防汛值班 2019 duty";
 
 fn count(store: &Store, sql: &'static str) -> i64 {
     store
-        .read_blocking(move |c| Ok(c.query_row(sql, [], |r| r.get(0))?))
+        .read_blocking(move |c| Ok(c.query_row(sql, (), |r| r.get(0))?))
         .unwrap()
 }
 
@@ -239,7 +239,7 @@ async fn office_doors_stay_shut_without_a_session_and_open_with_one() {
     let stored: Vec<String> = store
         .read_blocking(|c| {
             let mut q = c.prepare("SELECT id FROM web_session")?;
-            let r = q.query_map([], |r| r.get(0))?;
+            let r = q.query_map((), |r| r.get(0))?;
             Ok(r.collect::<Result<Vec<_>, _>>()?)
         })
         .unwrap();

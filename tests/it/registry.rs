@@ -348,7 +348,7 @@ fn a_failure_while_writing_rolls_the_whole_import_back() {
     let snapshot = |store: &Store| {
         store
             .read_blocking(|c| {
-                let q = |sql: &str| c.query_row(sql, [], |r| r.get::<_, i64>(0));
+                let q = |sql: &str| c.query_row(sql, (), |r| r.get::<_, i64>(0));
                 Ok((
                     q("SELECT count(*) FROM reg_import")?,
                     q("SELECT count(*) FROM reg_record")?,

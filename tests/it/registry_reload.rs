@@ -84,7 +84,7 @@ impl Drop for Daemon {
 fn query<T: rusqlite::types::FromSql>(db: &Path, sql: &str) -> T {
     let c = rusqlite::Connection::open(db).unwrap();
     c.busy_timeout(Duration::from_secs(10)).unwrap();
-    c.query_row(sql, [], |r| r.get(0)).unwrap()
+    c.query_row(sql, (), |r| r.get(0)).unwrap()
 }
 
 #[test]

@@ -85,7 +85,7 @@ impl F {
             .read_blocking(|c| {
                 let mut st =
                     c.prepare("SELECT decision, person, state FROM respond_call ORDER BY id")?;
-                let r = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+                let r = st.query_map((), |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
                 Ok(r.collect::<Result<Vec<_>, _>>()?)
             })
             .unwrap()
@@ -266,7 +266,7 @@ fn a_loudspeaker_that_did_not_play_sends_the_village_leads_to_their_gongs() {
             let mut st = c.prepare(
                 "SELECT person, text FROM dispatch_message WHERE send = 'Notice' ORDER BY id",
             )?;
-            let r = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            let r = st.query_map((), |r| Ok((r.get(0)?, r.get(1)?)))?;
             Ok(r.collect::<Result<Vec<_>, _>>()?)
         })
         .unwrap();
@@ -360,7 +360,7 @@ fn a_terminal_step_sounds_the_village_loudspeakers_again_once() {
             let mut q = c.prepare(
                 "SELECT resound, areas, state FROM broadcast_job WHERE resound IS NOT NULL",
             )?;
-            let r = q.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+            let r = q.query_map((), |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
             Ok(r.collect::<Result<Vec<_>, _>>()?)
         })
         .unwrap();
@@ -373,7 +373,7 @@ fn a_terminal_step_sounds_the_village_loudspeakers_again_once() {
                 "SELECT t.terminal FROM broadcast_target t JOIN broadcast_job j ON j.id = t.job
                  WHERE j.resound IS NOT NULL ORDER BY t.terminal",
             )?;
-            let r = q.query_map([], |r| r.get(0))?;
+            let r = q.query_map((), |r| r.get(0))?;
             Ok(r.collect::<Result<Vec<_>, _>>()?)
         })
         .unwrap();
@@ -383,7 +383,7 @@ fn a_terminal_step_sounds_the_village_loudspeakers_again_once() {
         .read_blocking(|c| {
             let mut q =
                 c.prepare("SELECT detail FROM respond_step WHERE state = 'fired' ORDER BY id")?;
-            let r = q.query_map([], |r| r.get(0))?;
+            let r = q.query_map((), |r| r.get(0))?;
             Ok(r.collect::<Result<Vec<_>, _>>()?)
         })
         .unwrap();

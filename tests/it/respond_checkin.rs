@@ -23,7 +23,7 @@ use stormbell::web::checkin::{Checkin, Limits};
 
 fn count(store: &Store, sql: &'static str) -> i64 {
     store
-        .read_blocking(move |c| Ok(c.query_row(sql, [], |r| r.get(0))?))
+        .read_blocking(move |c| Ok(c.query_row(sql, (), |r| r.get(0))?))
         .unwrap()
 }
 
@@ -87,7 +87,7 @@ async fn a_lead_acknowledges_and_reports_people_moved_from_the_link_in_their_sms
         .read_blocking(|c| {
             Ok(c.query_row(
                 "SELECT text FROM dispatch_message WHERE person = 'P00001'",
-                [],
+                (),
                 |r| r.get(0),
             )?)
         })
@@ -282,7 +282,7 @@ async fn a_lead_acknowledges_and_reports_people_moved_from_the_link_in_their_sms
         .read_blocking(|c| {
             Ok(c.query_row(
                 "SELECT token FROM dispatch_message WHERE person = 'P00002' AND token IS NOT NULL",
-                [],
+                (),
                 |r| r.get(0),
             )?)
         })

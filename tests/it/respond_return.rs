@@ -18,7 +18,7 @@ const SHELTER: &str = "白港村文化礼堂"; // capacity 1,300 in the fixture
 
 fn count(store: &Store, sql: &'static str) -> i64 {
     store
-        .read_blocking(move |c| Ok(c.query_row(sql, [], |r| r.get(0))?))
+        .read_blocking(move |c| Ok(c.query_row(sql, (), |r| r.get(0))?))
         .unwrap()
 }
 
@@ -58,7 +58,7 @@ fn a_full_shelter_is_told_once_and_the_return_home_is_counted_after_the_lift() {
                                   GROUP BY person HAVING count(DISTINCT target) = 1)
                  ORDER BY id",
             )?;
-            let r = q.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+            let r = q.query_map((), |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
             Ok(r.collect::<Result<Vec<_>, _>>()?)
         })
         .unwrap();

@@ -21,7 +21,7 @@ type Answer = (String, String, Option<i64>, Option<i64>, String);
 
 fn count(store: &Store, sql: &'static str) -> i64 {
     store
-        .read_blocking(move |c| Ok(c.query_row(sql, [], |r| r.get(0))?))
+        .read_blocking(move |c| Ok(c.query_row(sql, (), |r| r.get(0))?))
         .unwrap()
 }
 
@@ -133,7 +133,7 @@ fn answers_by_sms_close_calls_count_evacuation_once_and_silence_climbs_the_ladde
             let mut st = c.prepare(
                 "SELECT person, kind, people, repeat_of, text FROM respond_answer ORDER BY id",
             )?;
-            let r = st.query_map([], |r| {
+            let r = st.query_map((), |r| {
                 Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
             })?;
             Ok(r.collect::<Result<Vec<_>, _>>()?)
@@ -162,7 +162,7 @@ fn answers_by_sms_close_calls_count_evacuation_once_and_silence_climbs_the_ladde
     let states: Vec<(String, String, String)> = store
         .read_blocking(|c| {
             let mut st = c.prepare("SELECT person, target, state FROM respond_call ORDER BY id")?;
-            let r = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+            let r = st.query_map((), |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
             Ok(r.collect::<Result<Vec<_>, _>>()?)
         })
         .unwrap();

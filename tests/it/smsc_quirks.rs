@@ -103,7 +103,7 @@ fn receipts_with_decimal_ids_for_hexadecimal_answers_are_matched() {
         .read_blocking(|c| {
             Ok(c.query_row(
                 "SELECT form FROM dispatch_id_form WHERE account = 'main'",
-                [],
+                (),
                 |r| r.get(0),
             )?)
         })
@@ -284,7 +284,7 @@ fn inbound(store: &Store) -> Vec<(String, String, String, bool)> {
                 "SELECT kind, source, text, incomplete FROM dispatch_inbound
                  WHERE kind = 'reply' ORDER BY id",
             )?;
-            let r = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
+            let r = st.query_map((), |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
             Ok(r.collect::<Result<Vec<_>, _>>()?)
         })
         .unwrap()

@@ -3,6 +3,8 @@
 use rusqlite::Connection;
 use stormbell::store::{Store, StoreError, audit};
 
+use crate::common::backend::{Backend, Place, on_both};
+
 fn entry(i: usize) -> audit::Entry {
     let tz = jiff::tz::TimeZone::get("Asia/Shanghai").unwrap();
     audit::Entry::now(
@@ -14,229 +16,321 @@ fn entry(i: usize) -> audit::Entry {
     )
 }
 
-fn store_with(n: usize) -> (tempfile::TempDir, Store) {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path().join("t.db")).unwrap();
-    for i in 0..n {
+fn fill(store: &Store, range: std::ops::Range<usize>) {
+    for i in range {
         let e = entry(i);
         store
             .write_blocking(move |tx| Ok(audit::append(tx, &e)?))
             .unwrap();
     }
-    (dir, store)
+}
+
+/// A store on `backend` holding `n` audit entries.
+fn place_with(backend: Backend, n: usize) -> (Place, Store) {
+    let place = Place::new(backend);
+    let store = place.open();
+    fill(&store, 0..n);
+    (place, store)
 }
 
 fn verify(store: &Store) -> audit::Verification {
     store.read_blocking(|c| Ok(audit::verify(c)?)).unwrap()
 }
 
-/// Open the file behind the store's back, as someone with shell access could.
-fn raw(store: &Store) -> Connection {
-    Connection::open(store.path()).unwrap()
-}
-
-#[test]
-fn an_untouched_chain_verifies_and_reports_its_head() {
-    let (_d, store) = store_with(20);
-    match verify(&store) {
-        audit::Verification::Intact { entries, head } => {
-            assert_eq!(entries, 20);
-            let (seq, hash) = head.unwrap();
-            assert_eq!(seq, 20);
-            assert_eq!(hash.len(), 64);
-        }
-        other => panic!("{other:?}"),
-    }
-    // Times in the store's one fixed-width format (UTC to the millisecond), whatever zone the
-    // entry was made in.
-    let rows = store.read_blocking(|c| Ok(audit::since(c, 1, 1)?)).unwrap();
-    assert!(
-        rows[0].at.len() == 24 && rows[0].at.ends_with('Z'),
-        "{}",
-        rows[0].at
-    );
-}
-
-#[test]
-fn the_schema_refuses_update_and_delete() {
-    let (_d, store) = store_with(3);
-    let c = raw(&store);
-    let e = c
-        .execute("UPDATE audit SET actor = 'x' WHERE seq = 2", [])
-        .unwrap_err();
-    assert!(e.to_string().contains("append-only"), "{e}");
-    let e = c
-        .execute("DELETE FROM audit WHERE seq = 3", [])
-        .unwrap_err();
-    assert!(e.to_string().contains("append-only"), "{e}");
-    assert!(matches!(
-        verify(&store),
-        audit::Verification::Intact { entries: 3, .. }
-    ));
-}
-
-#[test]
-fn an_altered_row_is_named() {
-    let (_d, store) = store_with(10);
-    let c = raw(&store);
-    c.execute_batch("DROP TRIGGER audit_refuse_update").unwrap();
-    c.execute("UPDATE audit SET detail = '{\"n\":99}' WHERE seq = 6", [])
+/// Let `op` (UPDATE or DELETE) through the audit table's guard, as someone with the
+/// database's owner rights could.
+fn disarm(place: &Place, op: &str) {
+    let trigger = format!("audit_refuse_{}", op.to_lowercase());
+    place
+        .raw(
+            &format!("DROP TRIGGER {trigger}"),
+            &format!("ALTER TABLE audit DISABLE TRIGGER {trigger}"),
+            &[],
+        )
         .unwrap();
-    match verify(&store) {
-        audit::Verification::Broken {
-            seq,
-            reason,
-            intact_before,
-        } => {
-            assert_eq!(seq, 6);
-            assert!(reason.contains("altered"), "{reason}");
-            assert_eq!(intact_before, 5);
+}
+
+on_both! {
+    fn an_untouched_chain_verifies_and_reports_its_head(backend) {
+        let (_p, store) = place_with(backend, 20);
+        match verify(&store) {
+            audit::Verification::Intact { entries, head } => {
+                assert_eq!(entries, 20);
+                let (seq, hash) = head.unwrap();
+                assert_eq!(seq, 20);
+                assert_eq!(hash.len(), 64);
+            }
+            other => panic!("{other:?}"),
         }
-        other => panic!("tampering not detected: {other:?}"),
+        // Times in the store's one fixed-width format (UTC to the millisecond), whatever zone
+        // the entry was made in.
+        let rows = store.read_blocking(|c| Ok(audit::since(c, 1, 1)?)).unwrap();
+        assert!(
+            rows[0].at.len() == 24 && rows[0].at.ends_with('Z'),
+            "{}",
+            rows[0].at
+        );
     }
 }
 
-#[test]
-fn a_removed_row_is_named() {
-    let (_d, store) = store_with(10);
-    let c = raw(&store);
-    c.execute_batch("DROP TRIGGER audit_refuse_delete").unwrap();
-    c.execute("DELETE FROM audit WHERE seq = 4", []).unwrap();
-    match verify(&store) {
-        audit::Verification::Broken { seq, reason, .. } => {
-            assert_eq!(seq, 5);
-            assert!(reason.contains("removed"), "{reason}");
+on_both! {
+    fn the_schema_refuses_update_and_delete(backend) {
+        let (place, store) = place_with(backend, 3);
+        let e = place
+            .raw("UPDATE audit SET actor = 'x' WHERE seq = 2", "UPDATE audit SET actor = 'x' WHERE seq = 2", &[])
+            .unwrap_err();
+        assert!(e.contains("append-only"), "{e}");
+        let e = place
+            .raw("DELETE FROM audit WHERE seq = 3", "DELETE FROM audit WHERE seq = 3", &[])
+            .unwrap_err();
+        assert!(e.contains("append-only"), "{e}");
+        assert!(matches!(
+            verify(&store),
+            audit::Verification::Intact { entries: 3, .. }
+        ));
+    }
+}
+
+on_both! {
+    fn an_altered_row_is_named(backend) {
+        let (place, store) = place_with(backend, 10);
+        disarm(&place, "UPDATE");
+        let sql = "UPDATE audit SET detail = '{\"n\":99}' WHERE seq = 6";
+        place.raw(sql, sql, &[]).unwrap();
+        match verify(&store) {
+            audit::Verification::Broken {
+                seq,
+                reason,
+                intact_before,
+            } => {
+                assert_eq!(seq, 6);
+                assert!(reason.contains("altered"), "{reason}");
+                assert_eq!(intact_before, 5);
+            }
+            other => panic!("tampering not detected: {other:?}"),
         }
-        other => panic!("removal not detected: {other:?}"),
     }
 }
 
-#[test]
-fn a_forged_row_with_its_own_valid_hash_still_breaks_the_next_link() {
-    let (_d, store) = store_with(6);
-    let c = raw(&store);
-    c.execute_batch("DROP TRIGGER audit_refuse_update").unwrap();
-    // A forger rewrites row 3 and gives it a hash that is correct for its new contents…
-    let mut row = store
-        .read_blocking(|c| Ok(audit::since(c, 3, 1)?))
-        .unwrap()
-        .remove(0);
-    row.actor = "forger".into();
-    row.hash = audit::compute_hash(&row);
-    c.execute(
-        "UPDATE audit SET actor = ?1, hash = ?2 WHERE seq = 3",
-        [&row.actor, &row.hash],
-    )
-    .unwrap();
-    // …but row 4 still links to the old hash of row 3.
-    match verify(&store) {
-        audit::Verification::Broken { seq, reason, .. } => {
-            assert_eq!(seq, 4);
-            assert!(reason.contains("link"), "{reason}");
+on_both! {
+    fn a_removed_row_is_named(backend) {
+        let (place, store) = place_with(backend, 10);
+        disarm(&place, "DELETE");
+        let sql = "DELETE FROM audit WHERE seq = 4";
+        place.raw(sql, sql, &[]).unwrap();
+        match verify(&store) {
+            audit::Verification::Broken { seq, reason, .. } => {
+                assert_eq!(seq, 5);
+                assert!(reason.contains("removed"), "{reason}");
+            }
+            other => panic!("removal not detected: {other:?}"),
         }
-        other => panic!("forgery not detected: {other:?}"),
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrent_async_writes_are_serialised_without_gaps() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path().join("t.db")).unwrap();
-    let mut tasks = Vec::new();
-    for i in 0..200 {
-        let s = store.clone();
-        tasks.push(tokio::spawn(async move {
-            let e = entry(i);
-            s.write(move |tx| Ok(audit::append(tx, &e)?))
-                .await
-                .unwrap()
-                .seq
-        }));
+on_both! {
+    fn a_forged_row_with_its_own_valid_hash_still_breaks_the_next_link(backend) {
+        let (place, store) = place_with(backend, 6);
+        disarm(&place, "UPDATE");
+        // A forger rewrites row 3 and gives it a hash that is correct for its new contents…
+        let mut row = store
+            .read_blocking(|c| Ok(audit::since(c, 3, 1)?))
+            .unwrap()
+            .remove(0);
+        row.actor = "forger".into();
+        row.hash = audit::compute_hash(&row);
+        place
+            .raw(
+                "UPDATE audit SET actor = ?1, hash = ?2 WHERE seq = 3",
+                "UPDATE audit SET actor = $1, hash = $2 WHERE seq = 3",
+                &[&row.actor, &row.hash],
+            )
+            .unwrap();
+        // …but row 4 still links to the old hash of row 3.
+        match verify(&store) {
+            audit::Verification::Broken { seq, reason, .. } => {
+                assert_eq!(seq, 4);
+                assert!(reason.contains("link"), "{reason}");
+            }
+            other => panic!("forgery not detected: {other:?}"),
+        }
     }
-    let mut seqs = Vec::new();
-    for t in tasks {
-        seqs.push(t.await.unwrap());
-    }
-    seqs.sort();
-    assert_eq!(seqs, (1..=200).collect::<Vec<i64>>());
-    let v = store.read(|c| Ok(audit::verify(c)?)).await.unwrap();
-    assert!(matches!(
-        v,
-        audit::Verification::Intact { entries: 200, .. }
-    ));
 }
 
-#[tokio::test]
-async fn failed_or_panicking_work_rolls_back_and_the_writer_carries_on() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path().join("t.db")).unwrap();
-    let e = entry(1);
-    let err = store
-        .write(move |tx| -> anyhow::Result<()> {
-            audit::append(tx, &e)?;
-            anyhow::bail!("SMSC refused the batch")
-        })
-        .await
-        .unwrap_err();
-    assert!(matches!(err, StoreError::Work(_)), "{err}");
-    let e = entry(2);
-    let err = store
-        .write(move |tx| -> anyhow::Result<()> {
-            audit::append(tx, &e)?;
-            panic!("bug in a stage")
-        })
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(err, StoreError::Panicked(ref m) if m.contains("bug in a stage")),
-        "{err}"
-    );
-    // Neither attempt left a row behind, and the writer still works.
-    let e = entry(3);
-    let rec = store
-        .write(move |tx| Ok(audit::append(tx, &e)?))
-        .await
-        .unwrap();
-    assert_eq!(rec.seq, 1);
+on_both! {
+    async fn concurrent_async_writes_are_serialised_without_gaps(backend) {
+        let place = Place::new(backend);
+        let store = place.open();
+        let mut tasks = Vec::new();
+        for i in 0..200 {
+            let s = store.clone();
+            tasks.push(tokio::spawn(async move {
+                let e = entry(i);
+                s.write(move |tx| Ok(audit::append(tx, &e)?))
+                    .await
+                    .unwrap()
+                    .seq
+            }));
+        }
+        let mut seqs = Vec::new();
+        for t in tasks {
+            seqs.push(t.await.unwrap());
+        }
+        seqs.sort();
+        assert_eq!(seqs, (1..=200).collect::<Vec<i64>>());
+        let v = store.read(|c| Ok(audit::verify(c)?)).await.unwrap();
+        assert!(matches!(
+            v,
+            audit::Verification::Intact { entries: 200, .. }
+        ));
+    }
 }
 
-#[tokio::test]
-async fn readers_see_committed_writes_while_writing_goes_on() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path().join("t.db")).unwrap();
-    for i in 0..50 {
-        let e = entry(i);
-        store
+on_both! {
+    async fn failed_or_panicking_work_rolls_back_and_the_writer_carries_on(backend) {
+        let place = Place::new(backend);
+        let store = place.open();
+        let e = entry(1);
+        let err = store
+            .write(move |tx| -> anyhow::Result<()> {
+                audit::append(tx, &e)?;
+                anyhow::bail!("SMSC refused the batch")
+            })
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::Work(_)), "{err}");
+        let e = entry(2);
+        let err = store
+            .write(move |tx| -> anyhow::Result<()> {
+                audit::append(tx, &e)?;
+                panic!("bug in a stage")
+            })
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, StoreError::Panicked(ref m) if m.contains("bug in a stage")),
+            "{err}"
+        );
+        // Neither attempt left a row behind, and the writer still works.
+        let e = entry(3);
+        let rec = store
             .write(move |tx| Ok(audit::append(tx, &e)?))
             .await
             .unwrap();
-        let n: i64 = store
-            .read(|c| Ok(c.query_row("SELECT count(*) FROM audit", [], |r| r.get(0))?))
-            .await
-            .unwrap();
-        assert_eq!(n, i as i64 + 1);
+        assert_eq!(rec.seq, 1);
     }
-    let mode: String = store
-        .read(|c| Ok(c.query_row("PRAGMA journal_mode", [], |r| r.get(0))?))
-        .await
-        .unwrap();
-    assert_eq!(mode, "wal");
 }
 
-#[test]
-fn reopening_keeps_the_chain_and_applies_no_migration_twice() {
-    let (dir, store) = store_with(5);
-    drop(store);
-    let store = Store::open(dir.path().join("t.db")).unwrap();
-    let e = entry(6);
-    let rec = store
-        .write_blocking(move |tx| Ok(audit::append(tx, &e)?))
-        .unwrap();
-    assert_eq!(rec.seq, 6);
-    assert!(matches!(
-        verify(&store),
-        audit::Verification::Intact { entries: 6, .. }
-    ));
+on_both! {
+    async fn a_failing_job_in_a_batch_leaves_the_others_standing(backend) {
+        // Many writers at once, so that jobs share batches; every third fails after writing
+        // (and one statement fails outright, which on PostgreSQL aborts all but its savepoint).
+        let place = Place::new(backend);
+        let store = place.open();
+        let mut tasks = Vec::new();
+        for i in 0..90usize {
+            let s = store.clone();
+            tasks.push(tokio::spawn(async move {
+                let e = entry(i);
+                s.write(move |tx| -> anyhow::Result<i64> {
+                    let rec = audit::append(tx, &e)?;
+                    if i % 3 == 0 {
+                        tx.execute("INSERT INTO no_such_table VALUES (1)", ())?;
+                    }
+                    Ok(rec.seq)
+                })
+                .await
+            }));
+        }
+        let mut kept = 0;
+        for (i, t) in tasks.into_iter().enumerate() {
+            match t.await.unwrap() {
+                Ok(_) => {
+                    assert!(i % 3 != 0, "job {i} should have failed");
+                    kept += 1;
+                }
+                Err(e) => {
+                    assert!(i % 3 == 0, "job {i} failed: {e}");
+                    assert!(matches!(e, StoreError::Work(_)), "{e}");
+                }
+            }
+        }
+        assert_eq!(kept, 60);
+        let v = store.read(|c| Ok(audit::verify(c)?)).await.unwrap();
+        assert!(matches!(v, audit::Verification::Intact { entries: 60, .. }), "{v:?}");
+    }
+}
+
+on_both! {
+    async fn readers_see_committed_writes_while_writing_goes_on(backend) {
+        let place = Place::new(backend);
+        let store = place.open();
+        for i in 0..50 {
+            let e = entry(i);
+            store
+                .write(move |tx| Ok(audit::append(tx, &e)?))
+                .await
+                .unwrap();
+            let n: i64 = store
+                .read(|c| Ok(c.query_row("SELECT count(*) FROM audit", (), |r| r.get(0))?))
+                .await
+                .unwrap();
+            assert_eq!(n, i as i64 + 1);
+        }
+        if backend == Backend::Sqlite {
+            let mode: String = store
+                .read(|c| Ok(c.query_row("PRAGMA journal_mode", (), |r| r.get(0))?))
+                .await
+                .unwrap();
+            assert_eq!(mode, "wal");
+        }
+    }
+}
+
+on_both! {
+    fn reopening_keeps_the_chain_and_applies_no_migration_twice(backend) {
+        let (place, store) = place_with(backend, 5);
+        drop(store);
+        let store = place.open();
+        let e = entry(6);
+        let rec = store
+            .write_blocking(move |tx| Ok(audit::append(tx, &e)?))
+            .unwrap();
+        assert_eq!(rec.seq, 6);
+        assert!(matches!(
+            verify(&store),
+            audit::Verification::Intact { entries: 6, .. }
+        ));
+        let version = store
+            .read_blocking(|c| Ok(stormbell::store::backup::schema_version(c)?))
+            .unwrap();
+        assert_eq!(version, stormbell::store::backup::latest_schema());
+    }
+}
+
+on_both! {
+    async fn two_nodes_writing_one_database_keep_one_chain(backend) {
+        // Two stores on one database, as two stormbell nodes on one PostgreSQL (on SQLite, two
+        // processes' writers on one file): their appends interleave into one chain.
+        let place = Place::new(backend);
+        let (a, b) = (place.open(), place.open());
+        let mut tasks = Vec::new();
+        for i in 0..120usize {
+            let s = if i % 2 == 0 { a.clone() } else { b.clone() };
+            tasks.push(tokio::spawn(async move {
+                let e = entry(i);
+                s.write(move |tx| Ok(audit::append(tx, &e)?)).await.unwrap().seq
+            }));
+        }
+        let mut seqs = Vec::new();
+        for t in tasks {
+            seqs.push(t.await.unwrap());
+        }
+        seqs.sort();
+        assert_eq!(seqs, (1..=120).collect::<Vec<i64>>());
+        let v = b.read(|c| Ok(audit::verify(c)?)).await.unwrap();
+        assert!(matches!(v, audit::Verification::Intact { entries: 120, .. }), "{v:?}");
+    }
 }
 
 #[test]
@@ -310,7 +404,7 @@ fn migration_0018_rewrites_every_stored_time_to_one_width_so_text_order_is_time_
     let text_order = |c: &Connection| -> Vec<i64> {
         c.prepare("SELECT id FROM dispatch_message ORDER BY updated, id")
             .unwrap()
-            .query_map([], |r| r.get(0))
+            .query_map((), |r| r.get(0))
             .unwrap()
             .map(Result::unwrap)
             .collect()
@@ -322,7 +416,7 @@ fn migration_0018_rewrites_every_stored_time_to_one_width_so_text_order_is_time_
     let rows: Vec<(i64, String, String)> = c
         .prepare("SELECT id, created, updated FROM dispatch_message ORDER BY id")
         .unwrap()
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .query_map((), |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
         .unwrap()
         .map(Result::unwrap)
         .collect();
@@ -411,7 +505,7 @@ fn the_wal_is_checkpointed_beside_the_writer_and_does_not_grow() {
             .write_blocking(|tx| {
                 let mut st = tx.prepare("INSERT INTO filler (b) VALUES (zeroblob(65536))")?;
                 for _ in 0..16 {
-                    st.execute([])?;
+                    st.execute(())?;
                 }
                 Ok(())
             })
@@ -431,4 +525,119 @@ fn the_wal_is_checkpointed_beside_the_writer_and_does_not_grow() {
     );
     assert!(store.close(std::time::Duration::from_secs(10)));
     assert_eq!(size(&wal), 0, "closing leaves no WAL behind");
+}
+
+/// The schema as the engine reports it: per table, its columns as `name type null|not null`,
+/// and the names of the indexes made with CREATE INDEX.
+type Shape = (
+    std::collections::BTreeMap<String, Vec<String>>,
+    std::collections::BTreeSet<String>,
+);
+
+#[test]
+fn the_postgres_baseline_has_every_table_column_type_and_index_of_the_sqlite_schema() {
+    let lite_place = Place::new(Backend::Sqlite);
+    drop(lite_place.open());
+    let pg_place = Place::new(Backend::Postgres);
+    drop(pg_place.open());
+
+    let c = Connection::open(&lite_place.at).unwrap();
+    let mut lite: Shape = Default::default();
+    let tables: Vec<String> = c
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    for t in tables {
+        let cols = c
+            .prepare(&format!(
+                "SELECT name, type, \"notnull\", pk FROM pragma_table_info('{t}') ORDER BY cid"
+            ))
+            .unwrap()
+            .query_map([], |r| {
+                let (name, ty, notnull, pk): (String, String, bool, i64) =
+                    (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?);
+                let ty = match ty.as_str() {
+                    "INTEGER" => "bigint",
+                    "TEXT" => "text",
+                    "REAL" => "double precision",
+                    "BLOB" => "bytea",
+                    other => panic!("{t}.{name}: type {other:?} has no PostgreSQL form here"),
+                };
+                let null = if notnull || pk > 0 {
+                    "not null"
+                } else {
+                    "null"
+                };
+                Ok(format!("{name} {ty} {null}"))
+            })
+            .unwrap()
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap();
+        lite.0.insert(t, cols);
+    }
+    lite.1 = c
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+
+    let url = pg_place.at.clone();
+    let pg: Shape = std::thread::spawn(move || {
+        let mut c = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+        let mut shape: Shape = Default::default();
+        for r in c
+            .query(
+                "SELECT table_name::text, column_name::text, data_type::text, is_nullable::text
+                 FROM information_schema.columns
+                 WHERE table_schema = 'public' AND table_name <> 'stormbell_schema'
+                 ORDER BY table_name, ordinal_position",
+                &[],
+            )
+            .unwrap()
+        {
+            let (t, name, ty, nullable): (String, String, String, String) =
+                (r.get(0), r.get(1), r.get(2), r.get(3));
+            let null = if nullable == "YES" {
+                "null"
+            } else {
+                "not null"
+            };
+            shape
+                .0
+                .entry(t)
+                .or_default()
+                .push(format!("{name} {ty} {null}"));
+        }
+        for r in c
+            .query(
+                "SELECT i.relname::text FROM pg_index x
+                 JOIN pg_class i ON i.oid = x.indexrelid
+                 JOIN pg_class t ON t.oid = x.indrelid
+                 JOIN pg_namespace n ON n.oid = t.relnamespace
+                 WHERE n.nspname = 'public' AND t.relname <> 'stormbell_schema'
+                   AND NOT EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = x.indexrelid)",
+                &[],
+            )
+            .unwrap()
+        {
+            shape.1.insert(r.get(0));
+        }
+        shape
+    })
+    .join()
+    .unwrap();
+    assert_eq!(
+        lite.0.keys().collect::<Vec<_>>(),
+        pg.0.keys().collect::<Vec<_>>(),
+        "tables"
+    );
+    for (t, cols) in &lite.0 {
+        assert_eq!(cols, &pg.0[t], "columns of {t}");
+    }
+    assert_eq!(lite.1, pg.1, "indexes");
 }

@@ -460,7 +460,7 @@ fn every_state_column_allows_exactly_its_enums_values() {
         })
         .unwrap();
     let refused = store
-        .write_blocking(|tx| Ok(tx.execute("UPDATE dispatch_message SET state = 'sent'", [])?));
+        .write_blocking(|tx| Ok(tx.execute("UPDATE dispatch_message SET state = 'sent'", ())?));
     let why = refused
         .expect_err("a state outside the enum is refused")
         .to_string();

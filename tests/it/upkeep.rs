@@ -35,7 +35,7 @@ fn ro(db: &Path) -> Connection {
 }
 
 fn count(c: &Connection, sql: &str) -> i64 {
-    c.query_row(sql, [], |r| r.get(0)).unwrap_or(0)
+    c.query_row(sql, (), |r| r.get(0)).unwrap_or(0)
 }
 
 /// Every row of `table` (all columns, as text), ordered by its first column.
@@ -50,7 +50,7 @@ fn dump_except(c: &Connection, table: &str, except: &[&str]) -> Vec<Vec<String>>
             "SELECT name FROM pragma_table_info('{table}') ORDER BY cid"
         ))
         .unwrap()
-        .query_map([], |r| r.get(0))
+        .query_map((), |r| r.get(0))
         .unwrap()
         .collect::<rusqlite::Result<Vec<String>>>()
         .unwrap()
@@ -64,7 +64,7 @@ fn dump_except(c: &Connection, table: &str, except: &[&str]) -> Vec<Vec<String>>
         ))
         .unwrap();
     let n = stmt.column_count();
-    stmt.query_map([], |r| {
+    stmt.query_map((), |r| {
         (0..n)
             .map(|i| {
                 Ok(match r.get_ref(i)? {
@@ -293,7 +293,7 @@ fn a_restore_refuses_a_damaged_backup_and_a_running_daemon_and_changes_nothing()
 fn columns(c: &Connection, schema: &str, table: &str) -> Vec<(String, String, bool, bool)> {
     c.prepare(&format!("PRAGMA {schema}.table_info({table})"))
         .unwrap()
-        .query_map([], |r| {
+        .query_map((), |r| {
             Ok((
                 r.get::<_, String>(1)?,
                 r.get::<_, String>(2)?,
@@ -312,7 +312,7 @@ fn tables(c: &Connection) -> Vec<String> {
          ORDER BY name",
     )
     .unwrap()
-    .query_map([], |r| r.get(0))
+    .query_map((), |r| r.get(0))
     .unwrap()
     .collect::<rusqlite::Result<_>>()
     .unwrap()
@@ -329,7 +329,7 @@ fn fill(old: &Path, reference: &Path) -> BTreeMap<String, i64> {
     let src_tables: Vec<String> = c
         .prepare("SELECT name FROM src.sqlite_master WHERE type = 'table'")
         .unwrap()
-        .query_map([], |r| r.get(0))
+        .query_map((), |r| r.get(0))
         .unwrap()
         .collect::<rusqlite::Result<_>>()
         .unwrap();
@@ -423,7 +423,8 @@ fn every_schema_ever_shipped_migrates_forward_with_its_data() {
             }
         }
         assert_eq!(
-            stormbell::store::backup::schema_version(&ro(&db)).unwrap(),
+            stormbell::store::backup::schema_version(&stormbell::store::sql::Conn::lite(&ro(&db)))
+                .unwrap(),
             version as i64
         );
         // Brought forward by opening it, as the daemon does at start.
@@ -432,7 +433,8 @@ fn every_schema_ever_shipped_migrates_forward_with_its_data() {
         assert!(store.close(Duration::from_secs(30)));
         let c = ro(&db);
         assert_eq!(
-            stormbell::store::backup::schema_version(&c).unwrap(),
+            stormbell::store::backup::schema_version(&stormbell::store::sql::Conn::lite(&c))
+                .unwrap(),
             latest as i64
         );
         let check: String = c
@@ -446,7 +448,7 @@ fn every_schema_ever_shipped_migrates_forward_with_its_data() {
             let now = count(&c, &format!("SELECT count(*) FROM {table}"));
             assert!(now >= *n, "v{version}: {table} had {n} rows, has {now}");
         }
-        match stormbell::store::audit::verify(&c).unwrap() {
+        match stormbell::store::audit::verify(&stormbell::store::sql::Conn::lite(&c)).unwrap() {
             stormbell::store::audit::Verification::Intact { entries, .. } => {
                 assert_eq!(entries as i64, full["audit"], "v{version}")
             }
@@ -484,7 +486,7 @@ fn check_in_links_of_the_old_link_table_move_onto_their_messages() {
     let links: Vec<(String, i64, String)> = c
         .prepare("SELECT token, message, person FROM dispatch_link ORDER BY message")
         .unwrap()
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .query_map((), |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
         .unwrap()
         .collect::<Result<_, _>>()
         .unwrap();
@@ -503,7 +505,7 @@ fn check_in_links_of_the_old_link_table_move_onto_their_messages() {
         .read_blocking(|c| {
             Ok(c.query_row(
                 "SELECT count(*) FROM dispatch_message WHERE token IS NOT NULL",
-                [],
+                (),
                 |r| r.get::<_, i64>(0),
             )?)
         })
@@ -523,8 +525,8 @@ fn reports(
         .read_blocking(move |c| {
             let lineages: Vec<String> = c
                 .prepare("SELECT DISTINCT lineage FROM corr_warning ORDER BY 1")?
-                .query_map([], |r| r.get(0))?
-                .collect::<rusqlite::Result<_>>()?;
+                .query_map((), |r| r.get(0))?
+                .collect::<stormbell::store::sql::Result<_>>()?;
             let mut out = BTreeMap::new();
             for l in lineages {
                 let mut r = stormbell::respond::report::read(c, &reg, &tz, &l)?;
@@ -593,7 +595,7 @@ fn retention_deletes_the_bulk_and_keeps_every_report_and_all_after_a_warning_in_
                FROM corr_warning w GROUP BY w.lineage",
         )
         .unwrap()
-        .query_map([], |r| {
+        .query_map((), |r| {
             let times: Vec<Option<String>> = (0..4).map(|i| r.get(i)).collect::<Result<_, _>>()?;
             Ok(times)
         })
@@ -614,7 +616,7 @@ fn retention_deletes_the_bulk_and_keeps_every_report_and_all_after_a_warning_in_
     let received: Vec<jiff::Timestamp> = c
         .prepare("SELECT received FROM feed_inbox")
         .unwrap()
-        .query_map([], |r| r.get::<_, String>(0))
+        .query_map((), |r| r.get::<_, String>(0))
         .unwrap()
         .map(|r| stamp_of(&r.unwrap()))
         .collect();
@@ -669,7 +671,7 @@ fn retention_deletes_the_bulk_and_keeps_every_report_and_all_after_a_warning_in_
         .unwrap();
     assert_eq!(last.0, "store.pruned", "{last:?}");
     assert!(matches!(
-        stormbell::store::audit::verify(&c).unwrap(),
+        stormbell::store::audit::verify(&stormbell::store::sql::Conn::lite(&c)).unwrap(),
         stormbell::store::audit::Verification::Intact { .. }
     ));
     // A second sweep finds nothing and writes nothing.

@@ -20,8 +20,9 @@
 
 use std::collections::HashMap;
 
+use crate::store::sql::{Conn, OptionalExtension, Tx};
 use jiff::{SignedDuration, Timestamp};
-use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use rusqlite::params;
 use serde::Serialize;
 
 use crate::correlate::MessageKind;
@@ -113,7 +114,7 @@ pub struct Enqueued {
 
 /// Queue the broadcasts of one decision, inside its transaction.
 pub fn enqueue(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     decision: i64,
     t: &Targets,
     now: Timestamp,
@@ -205,7 +206,7 @@ pub fn enqueue(
         if n == 0 {
             continue;
         }
-        let job = tx.last_insert_rowid();
+        let job = tx.last_insert_rowid()?;
         out.jobs += 1;
         // A lift is not tracked per terminal: the platform stops the broadcast, an Icecast mount
         // plays the lift once.
@@ -257,12 +258,7 @@ pub struct Due {
 }
 
 /// Jobs of a route that are due to be sent, oldest first.
-pub fn due(
-    conn: &Connection,
-    route: &str,
-    now: Timestamp,
-    limit: usize,
-) -> anyhow::Result<Vec<Due>> {
+pub fn due(conn: &Conn<'_>, route: &str, now: Timestamp, limit: usize) -> anyhow::Result<Vec<Due>> {
     let mut stmt = conn.prepare_cached(
         "SELECT id, lineage, version, send, hazard, tier, title, script, areas, attempts, ebm_id, deadline
          FROM broadcast_job WHERE route = ?1 AND state = 'queued' AND not_before <= ?2
@@ -298,7 +294,7 @@ pub fn due(
                 deadline: r.get("deadline")?,
             })
         })?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
+        .collect::<crate::store::sql::Result<Vec<_>>>()?;
     let mut out = Vec::with_capacity(rows.len());
     for Row {
         mut due,
@@ -322,7 +318,7 @@ pub fn due(
         )?;
         let terminals = ts
             .query_map(params![id], |r| Ok((r.get(0)?, r.get(1)?)))?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
+            .collect::<crate::store::sql::Result<Vec<_>>>()?;
         due.areas = serde_json::from_str(&areas)
             .map_err(|e| anyhow::anyhow!("broadcast_job {id}: areas {areas:?}: {e}"))?;
         due.deadline = deadline
@@ -336,7 +332,7 @@ pub fn due(
 }
 
 /// Give a job its EBMID before the first attempt (kept across retries and restarts).
-pub fn assign_ebm(tx: &Transaction<'_>, job: i64, ebm_id: &str) -> anyhow::Result<()> {
+pub fn assign_ebm(tx: &Tx<'_>, job: i64, ebm_id: &str) -> anyhow::Result<()> {
     tx.execute(
         "UPDATE broadcast_job SET ebm_id = ?2 WHERE id = ?1 AND ebm_id IS NULL",
         params![job, ebm_id],
@@ -346,7 +342,7 @@ pub fn assign_ebm(tx: &Transaction<'_>, job: i64, ebm_id: &str) -> anyhow::Resul
 
 /// The route took it: poll for play from `poll_at`.
 pub fn sent(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     job: i64,
     audio: Option<&str>,
     result: &str,
@@ -371,7 +367,7 @@ pub fn sent(
 /// Could not reach the route (or it answered with a passing failure): queued again, tried at
 /// `retry_at` for the terminals still waiting.
 pub fn retry(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     job: i64,
     why: &str,
     now: Timestamp,
@@ -387,7 +383,7 @@ pub fn retry(
 
 /// The route refused the broadcast for good (signature, content): the job and every terminal
 /// failed, and respond is told.
-pub fn refused(tx: &Transaction<'_>, job: i64, why: &str, now: Timestamp) -> anyhow::Result<()> {
+pub fn refused(tx: &Tx<'_>, job: i64, why: &str, now: Timestamp) -> anyhow::Result<()> {
     let at = stamp(now);
     tx.execute(
         "UPDATE broadcast_job SET state = 'failed', attempts = attempts + 1, last_error = ?2,
@@ -413,7 +409,7 @@ pub fn refused(tx: &Transaction<'_>, job: i64, why: &str, now: Timestamp) -> any
 /// One audit entry about a broadcast (or one of its terminals), in the transaction that
 /// records it: the after-action review reads what each loudspeaker was asked and did.
 fn audit(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     job: i64,
     kind: &str,
     terminal: Option<&str>,
@@ -442,7 +438,7 @@ fn audit(
 }
 
 fn alarm(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     job: i64,
     terminal: Option<(&str, &str)>,
     kind: &str,
@@ -477,7 +473,7 @@ pub struct Tracked {
 
 /// At start: Icecast jobs that were streaming when stormbell stopped go again from the start
 /// (a message heard twice is better than one cut off mid-sentence). Returns how many.
-pub fn resume_streams(tx: &Transaction<'_>, now: Timestamp) -> anyhow::Result<usize> {
+pub fn resume_streams(tx: &Tx<'_>, now: Timestamp) -> anyhow::Result<usize> {
     Ok(tx.execute(
         "UPDATE broadcast_job SET state = 'queued', not_before = ?1, updated = ?1,
            last_error = 'interrupted by a restart while streaming'
@@ -489,7 +485,7 @@ pub fn resume_streams(tx: &Transaction<'_>, now: Timestamp) -> anyhow::Result<us
 /// Some streams of an Icecast job failed: queued again for the terminals still waiting (the
 /// attempt was counted when streaming began).
 pub fn requeue(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     job: i64,
     why: &str,
     now: Timestamp,
@@ -504,7 +500,7 @@ pub fn requeue(
 }
 
 /// Every stream of an Icecast job went out: done.
-pub fn finish(tx: &Transaction<'_>, job: i64, audio: &str, now: Timestamp) -> anyhow::Result<()> {
+pub fn finish(tx: &Tx<'_>, job: i64, audio: &str, now: Timestamp) -> anyhow::Result<()> {
     tx.execute(
         "UPDATE broadcast_job SET state = 'done', audio = ?2, last_error = NULL, updated = ?3
          WHERE id = ?1",
@@ -515,7 +511,7 @@ pub fn finish(tx: &Transaction<'_>, job: i64, audio: &str, now: Timestamp) -> an
 
 /// A poll found nothing new (or could not reach the route): look again at `next`.
 pub fn poll_later(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     job: i64,
     why: Option<&str>,
     now: Timestamp,
@@ -530,7 +526,7 @@ pub fn poll_later(
 }
 
 /// Sent jobs of a route whose next poll is due.
-pub fn to_poll(conn: &Connection, route: &str, now: Timestamp) -> anyhow::Result<Vec<Tracked>> {
+pub fn to_poll(conn: &Conn<'_>, route: &str, now: Timestamp) -> anyhow::Result<Vec<Tracked>> {
     let mut stmt = conn.prepare_cached(
         "SELECT id, ebm_id, deadline FROM broadcast_job
          WHERE route = ?1 AND state = 'sent' AND not_before <= ?2 ORDER BY id",
@@ -543,7 +539,7 @@ pub fn to_poll(conn: &Connection, route: &str, now: Timestamp) -> anyhow::Result
                 r.get::<_, String>(2)?,
             ))
         })?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
+        .collect::<crate::store::sql::Result<Vec<_>>>()?;
     rows.into_iter()
         .map(|(id, ebm_id, d)| {
             Ok(Tracked {
@@ -571,7 +567,7 @@ pub struct Report {
 /// terminals, records plays on `broadcast_terminal`, alarms failures, and finishes the job
 /// when every terminal has a final answer (else polls again at `next`).
 pub fn reported(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     job: i64,
     reports: &[Report],
     result: &str,
@@ -667,7 +663,7 @@ pub fn reported(
 /// Past their deadline: terminals that have not confirmed play are `unconfirmed` and alarmed,
 /// and a job the route never took is alarmed as unreachable (it keeps retrying). Once per job.
 /// Returns the alarms raised.
-pub fn deadlines(tx: &Transaction<'_>, route: &str, now: Timestamp) -> anyhow::Result<usize> {
+pub fn deadlines(tx: &Tx<'_>, route: &str, now: Timestamp) -> anyhow::Result<usize> {
     let at = stamp(now);
     let jobs: Vec<(i64, String, Option<String>)> = tx
         .prepare_cached(
@@ -677,7 +673,7 @@ pub fn deadlines(tx: &Transaction<'_>, route: &str, now: Timestamp) -> anyhow::R
         .query_map(params![route, at], |r| {
             Ok((r.get(0)?, r.get(1)?, r.get(2)?))
         })?
-        .collect::<rusqlite::Result<_>>()?;
+        .collect::<crate::store::sql::Result<_>>()?;
     let mut raised = 0;
     for (job, state, err) in jobs {
         if state == "queued" {
@@ -694,7 +690,7 @@ pub fn deadlines(tx: &Transaction<'_>, route: &str, now: Timestamp) -> anyhow::R
                  WHERE job = ?1 AND state IN ('waiting', 'playing')",
             )?
             .query_map(params![job], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
-            .collect::<rusqlite::Result<_>>()?;
+            .collect::<crate::store::sql::Result<_>>()?;
         for (term, village, was) in silent {
             let why = format!("terminal {term} did not confirm play by the deadline (last: {was})");
             tx.execute(
@@ -723,7 +719,7 @@ pub fn deadlines(tx: &Transaction<'_>, route: &str, now: Timestamp) -> anyhow::R
 
 /// Stop tracking sent jobs older than `keep` (a late report is no longer awaited).
 pub fn retire(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     route: &str,
     now: Timestamp,
     keep: SignedDuration,
@@ -736,12 +732,7 @@ pub fn retire(
 }
 
 /// The heartbeat's verdict.
-pub fn link(
-    tx: &Transaction<'_>,
-    route: &str,
-    ok: Result<(), &str>,
-    now: Timestamp,
-) -> anyhow::Result<()> {
+pub fn link(tx: &Tx<'_>, route: &str, ok: Result<(), &str>, now: Timestamp) -> anyhow::Result<()> {
     let at = stamp(now);
     tx.execute(
         "INSERT INTO broadcast_link (route, ok, last_ok, last_error, checked)
@@ -756,7 +747,7 @@ pub fn link(
 
 /// Terminal states as the platform reported them.
 pub fn terminal_states(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     states: &[crate::dispatch::platform::ebd::TerminalState],
     now: Timestamp,
 ) -> anyhow::Result<usize> {
@@ -793,7 +784,7 @@ pub struct Alarm {
 }
 
 /// Alarms after `after` (respond takes them in order).
-pub fn alarms(conn: &Connection, after: i64) -> anyhow::Result<Vec<Alarm>> {
+pub fn alarms(conn: &Conn<'_>, after: i64) -> anyhow::Result<Vec<Alarm>> {
     let mut stmt = conn.prepare_cached(
         "SELECT id, at, job, lineage, terminal, village, kind, detail FROM broadcast_alarm
          WHERE id > ?1 ORDER BY id",
@@ -811,18 +802,18 @@ pub fn alarms(conn: &Connection, after: i64) -> anyhow::Result<Vec<Alarm>> {
                 detail: r.get(7)?,
             })
         })?
-        .collect::<rusqlite::Result<_>>()?)
+        .collect::<crate::store::sql::Result<_>>()?)
 }
 
 /// Terminal targets by state, per route (for status).
-pub fn counts(conn: &Connection) -> anyhow::Result<Vec<(String, String, i64)>> {
+pub fn counts(conn: &Conn<'_>) -> anyhow::Result<Vec<(String, String, i64)>> {
     let mut stmt = conn.prepare_cached(
         "SELECT j.route, t.state, count(*) FROM broadcast_target t JOIN broadcast_job j ON j.id = t.job
          GROUP BY j.route, t.state ORDER BY j.route, t.state",
     )?;
     Ok(stmt
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
-        .collect::<rusqlite::Result<_>>()?)
+        .query_map((), |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect::<crate::store::sql::Result<_>>()?)
 }
 
 /// A route's link as its last heartbeat found it.
@@ -853,24 +844,24 @@ pub struct Summary {
     pub offline: Vec<String>,
 }
 /// Terminals' outcomes over every broadcast: (state, how many).
-pub fn target_states(conn: &Connection) -> anyhow::Result<Vec<(TargetState, i64)>> {
+pub fn target_states(conn: &Conn<'_>) -> anyhow::Result<Vec<(TargetState, i64)>> {
     Ok(conn
         .prepare_cached("SELECT state, count(*) FROM broadcast_target GROUP BY state")?
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
-        .collect::<rusqlite::Result<_>>()?)
+        .query_map((), |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<crate::store::sql::Result<_>>()?)
 }
 
 /// Read the summary.
-pub fn summary(conn: &Connection) -> anyhow::Result<Summary> {
+pub fn summary(conn: &Conn<'_>) -> anyhow::Result<Summary> {
     let alarms = conn
         .prepare_cached("SELECT kind, count(*) FROM broadcast_alarm GROUP BY kind ORDER BY kind")?
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
-        .collect::<rusqlite::Result<_>>()?;
+        .query_map((), |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<crate::store::sql::Result<_>>()?;
     let links = conn
         .prepare_cached(
             "SELECT route, ok, last_ok, last_error, checked FROM broadcast_link ORDER BY route",
         )?
-        .query_map([], |r| {
+        .query_map((), |r| {
             Ok(Link {
                 route: r.get(0)?,
                 ok: r.get(1)?,
@@ -879,11 +870,11 @@ pub fn summary(conn: &Connection) -> anyhow::Result<Summary> {
                 checked: r.get(4)?,
             })
         })?
-        .collect::<rusqlite::Result<_>>()?;
+        .collect::<crate::store::sql::Result<_>>()?;
     let offline = conn
         .prepare_cached("SELECT id FROM broadcast_terminal WHERE online = 0 ORDER BY id")?
-        .query_map([], |r| r.get(0))?
-        .collect::<rusqlite::Result<_>>()?;
+        .query_map((), |r| r.get(0))?
+        .collect::<crate::store::sql::Result<_>>()?;
     Ok(Summary {
         targets: counts(conn)?,
         alarms,
@@ -924,8 +915,8 @@ mod tests {
             .read_blocking(|c| {
                 let mut st = c.prepare("SELECT state FROM broadcast_job ORDER BY id")?;
                 let r = st
-                    .query_map([], |r| r.get(0))?
-                    .collect::<rusqlite::Result<Vec<String>>>()?;
+                    .query_map((), |r| r.get(0))?
+                    .collect::<crate::store::sql::Result<Vec<String>>>()?;
                 Ok(r)
             })
             .unwrap();
@@ -949,10 +940,7 @@ pub struct Plays {
 /// Per village, the loudspeakers of a warning lineage's latest broadcast on each route that
 /// reached the village (a ladder's resound counts for its village only): how many were asked
 /// to play, played, are playing, failed or never confirmed. For the office's board.
-pub fn plays_by_village(
-    conn: &Connection,
-    lineage: &str,
-) -> anyhow::Result<HashMap<String, Plays>> {
+pub fn plays_by_village(conn: &Conn<'_>, lineage: &str) -> anyhow::Result<HashMap<String, Plays>> {
     let mut q = conn.prepare_cached(
         "SELECT t.village, t.state, count(*) FROM broadcast_target t
          JOIN broadcast_job j ON j.id = t.job
@@ -990,12 +978,7 @@ pub fn plays_by_village(
 /// step, `terminal`): per route, a copy of the lineage's latest broadcast limited to that
 /// village's terminals, queued now with the same time to confirm. Once per broadcast and
 /// village however many steps ask. Returns the jobs queued (0: nothing was broadcast there).
-pub fn resound(
-    tx: &Transaction<'_>,
-    lineage: &str,
-    village: &str,
-    now: Timestamp,
-) -> anyhow::Result<usize> {
+pub fn resound(tx: &Tx<'_>, lineage: &str, village: &str, now: Timestamp) -> anyhow::Result<usize> {
     let at = stamp(now);
     let latest: Vec<(i64, String, String)> = tx
         .prepare_cached(
@@ -1006,7 +989,7 @@ pub fn resound(
                 GROUP BY route)",
         )?
         .query_map(params![lineage], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
-        .collect::<rusqlite::Result<_>>()?;
+        .collect::<crate::store::sql::Result<_>>()?;
     let mut queued = 0;
     for (job, deadline, created) in latest {
         let terminals: Vec<String> = tx
@@ -1014,7 +997,7 @@ pub fn resound(
                 "SELECT terminal FROM broadcast_target WHERE job = ?1 AND village = ?2",
             )?
             .query_map(params![job, village], |r| r.get(0))?
-            .collect::<rusqlite::Result<_>>()?;
+            .collect::<crate::store::sql::Result<_>>()?;
         if terminals.is_empty() {
             continue;
         }
@@ -1039,7 +1022,7 @@ pub fn resound(
         if n == 0 {
             continue;
         }
-        let copy = tx.last_insert_rowid();
+        let copy = tx.last_insert_rowid()?;
         let mut ins = tx.prepare_cached(
             "INSERT OR IGNORE INTO broadcast_target (job, terminal, village, state, updated)
              VALUES (?1, ?2, ?3, 'waiting', ?4)",

@@ -1,8 +1,9 @@
 //! Rows out: a channel claims what is due (merging a person's texts, holding what the cap
 //! holds, expiring what is stale) and records what became of each send.
 
+use crate::store::sql::{OptionalExtension, Tx};
 use jiff::{SignedDuration, Timestamp};
-use rusqlite::{OptionalExtension, Transaction, params};
+use rusqlite::params;
 
 use super::*;
 
@@ -45,7 +46,7 @@ struct Row {
 /// (one message naming all the warnings, highest tier first). The per-person cap holds back
 /// a message that does not raise the danger; it is not held back when it does.
 pub fn claim(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     channel: &str,
     claimed_by: &str,
     limit: usize,
@@ -277,7 +278,7 @@ pub enum Outcome {
 
 /// Record outcomes, in one transaction.
 pub fn record(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     results: &[(i64, Outcome)],
     now: Timestamp,
     policy: &Policy,
@@ -444,7 +445,7 @@ pub fn record(
 /// Texts accepted longer ago than their account's receipt deadline, with no receipt, become
 /// `delivery_unknown` ("sent, no receipt"): final in every view, never delivered.
 pub fn settle_unreceipted(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     channel: &str,
     now: Timestamp,
     policy: &Policy,
@@ -493,7 +494,7 @@ pub fn settle_unreceipted(
 }
 
 /// Parts of message `id` the centre has accepted so far.
-pub(super) fn accepted_parts(tx: &Transaction<'_>, id: i64) -> anyhow::Result<u32> {
+pub(super) fn accepted_parts(tx: &Tx<'_>, id: i64) -> anyhow::Result<u32> {
     Ok(tx
         .prepare_cached("SELECT count(*) FROM dispatch_part WHERE message = ?1")?
         .query_row(params![id], |r| r.get::<_, u32>(0))?)
@@ -503,7 +504,7 @@ pub(super) fn accepted_parts(tx: &Transaction<'_>, id: i64) -> anyhow::Result<u3
 /// and apply the receipts that came before their answers were recorded (fast centres).
 #[allow(clippy::too_many_arguments)]
 fn keep_parts(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     form: ReceiptIds,
     id: i64,
     account: &str,
@@ -551,7 +552,7 @@ fn keep_parts(
 }
 
 /// Whether account `account` has receipts kept that matched nothing (yet).
-fn has_orphans(tx: &Transaction<'_>, account: &str) -> anyhow::Result<bool> {
+fn has_orphans(tx: &Tx<'_>, account: &str) -> anyhow::Result<bool> {
     Ok(tx
         .prepare_cached(
             "SELECT EXISTS (SELECT 1 FROM dispatch_inbound
@@ -562,7 +563,7 @@ fn has_orphans(tx: &Transaction<'_>, account: &str) -> anyhow::Result<bool> {
 
 /// A message just accepted whose parts' receipts all came in already (the early parts of a
 /// resumed text) is delivered, or failed, now.
-fn settle_if_receipted(tx: &Transaction<'_>, id: i64, at: &str) -> anyhow::Result<()> {
+fn settle_if_receipted(tx: &Tx<'_>, id: i64, at: &str) -> anyhow::Result<()> {
     let (parts, done, bad, total): (i64, i64, i64, i64) = tx
         .prepare_cached(
             "SELECT count(*), coalesce(sum(state = 'delivered'), 0),
@@ -614,7 +615,7 @@ fn settle_if_receipted(tx: &Transaction<'_>, id: i64, at: &str) -> anyhow::Resul
 }
 
 /// Rows carried inside `carrier` go back to the queue as themselves.
-pub(super) fn unmerge(tx: &Transaction<'_>, carrier: i64, at: &str) -> anyhow::Result<usize> {
+pub(super) fn unmerge(tx: &Tx<'_>, carrier: i64, at: &str) -> anyhow::Result<usize> {
     Ok(tx
         .prepare_cached(
             "UPDATE dispatch_message SET state = 'queued', merged_into = NULL, updated = ?1

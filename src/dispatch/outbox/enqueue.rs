@@ -1,8 +1,9 @@
 //! Rows in: a decision's messages (in the decision's transaction), respond's notices, and what
 //! a new registry changes about texts still waiting.
 
+use crate::store::sql::Tx;
 use jiff::Timestamp;
-use rusqlite::{Transaction, params};
+use rusqlite::params;
 
 use super::*;
 
@@ -21,7 +22,7 @@ pub struct Enqueued {
 
 /// Write the SMS rows for one decision, inside the transaction that records it.
 pub fn enqueue(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     decision: i64,
     t: &Targets,
     now: Timestamp,
@@ -187,7 +188,7 @@ pub struct Notice {
 
 /// Queue a notice (see [`Notice`]). `None` when one with the same purpose was already queued
 /// for that decision and person (a step fired twice sends once), or the number is unusable.
-pub fn notice(tx: &Transaction<'_>, n: &Notice, now: Timestamp) -> anyhow::Result<Option<i64>> {
+pub fn notice(tx: &Tx<'_>, n: &Notice, now: Timestamp) -> anyhow::Result<Option<i64>> {
     let Some(address) = normalise_mobile(&n.mobile) else {
         return Ok(None);
     };
@@ -221,17 +222,16 @@ pub fn notice(tx: &Transaction<'_>, n: &Notice, now: Timestamp) -> anyhow::Resul
             n.purpose,
             n.chase,
         ])?;
-    Ok((inserted == 1).then(|| tx.last_insert_rowid()))
+    if inserted == 1 {
+        Ok(Some(tx.last_insert_rowid()?))
+    } else {
+        Ok(None)
+    }
 }
 
 /// A person no longer answers for any place of a warning in force (the registry changed):
 /// their texts for it that are still waiting are withdrawn (`superseded`, the reason kept).
-pub fn withdraw(
-    tx: &Transaction<'_>,
-    lineage: &str,
-    person: &str,
-    now: Timestamp,
-) -> anyhow::Result<usize> {
+pub fn withdraw(tx: &Tx<'_>, lineage: &str, person: &str, now: Timestamp) -> anyhow::Result<usize> {
     // What rode inside a withdrawn text goes back to the queue as itself (its own warning's
     // duty decides whether it still goes).
     tx.prepare_cached("UPDATE dispatch_message SET state = 'queued', merged_into = NULL, updated = ?3
@@ -250,12 +250,7 @@ pub fn withdraw(
 
 /// A person's number changed in the registry: what still waits to be sent to them goes to
 /// the new number. Returns how many texts were moved.
-pub fn renumber(
-    tx: &Transaction<'_>,
-    person: &str,
-    mobile: &str,
-    now: Timestamp,
-) -> anyhow::Result<usize> {
+pub fn renumber(tx: &Tx<'_>, person: &str, mobile: &str, now: Timestamp) -> anyhow::Result<usize> {
     let address = normalise_mobile(mobile).unwrap_or_else(|| mobile.to_string());
     // A text whose first parts went to the old number goes whole to the new one.
     tx.prepare_cached("DELETE FROM dispatch_part WHERE message IN (
@@ -286,7 +281,7 @@ pub struct TestQueued {
 /// (and after any change of SMS account) to see a text arrive. It belongs to no warning
 /// (`lineage` "test"), so a reply to it answers nothing.
 pub fn queue_test(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     policy: &Policy,
     mobile: &str,
     by: &str,

@@ -19,8 +19,9 @@
 
 use std::collections::HashMap;
 
+use crate::store::sql::{Conn, OptionalExtension, Tx};
 use jiff::Timestamp;
-use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use rusqlite::params;
 use serde::{Deserialize, Serialize};
 
 use super::*;
@@ -106,7 +107,7 @@ fn key(id: &str, base: Option<u32>) -> String {
 }
 
 /// The form in effect for `account`: configured, else learnt, else the raw string.
-pub fn form_of(c: &Connection, policy: &Policy, account: &str) -> anyhow::Result<ReceiptIds> {
+pub fn form_of(c: &Conn<'_>, policy: &Policy, account: &str) -> anyhow::Result<ReceiptIds> {
     let configured = policy.rules(account).ids;
     if configured != ReceiptIds::Auto {
         return Ok(configured);
@@ -148,7 +149,7 @@ pub enum Learnt {
 
 /// Try the forms on an `auto` account's unmatched receipts (see the module's doc).
 pub fn learn(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     policy: &Policy,
     account: &str,
     now: Timestamp,
@@ -257,12 +258,7 @@ pub fn learn(
 
 /// Re-key an account's waiting parts and kept receipts under `form`, and apply every kept
 /// receipt that now matches a part. Returns how many were applied.
-fn rekey(
-    tx: &Transaction<'_>,
-    account: &str,
-    form: ReceiptIds,
-    now: Timestamp,
-) -> anyhow::Result<usize> {
+fn rekey(tx: &Tx<'_>, account: &str, form: ReceiptIds, now: Timestamp) -> anyhow::Result<usize> {
     let parts: Vec<(i64, i64, String)> = tx
         .prepare_cached(
             "SELECT message, part, smsc_id FROM dispatch_part
@@ -315,7 +311,7 @@ pub const UNMATCHED_AFTER: jiff::SignedDuration = jiff::SignedDuration::from_min
 
 /// Receipts that matched nothing for at least [`UNMATCHED_AFTER`], by account: the one
 /// definition `status`, `/metrics` and the channel's warning use.
-pub fn unmatched(c: &Connection, now: Timestamp) -> anyhow::Result<Vec<Unmatched>> {
+pub fn unmatched(c: &Conn<'_>, now: Timestamp) -> anyhow::Result<Vec<Unmatched>> {
     let before = stamp(now.checked_sub(UNMATCHED_AFTER).unwrap_or(now));
     let rows: Vec<(String, i64, String)> = c
         .prepare(

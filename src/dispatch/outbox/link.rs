@@ -9,9 +9,10 @@
 //! placeholder of the link's exact length and the person's link put in its place, so the
 //! segment count is known and the same for all.
 
+use crate::store::sql::{Conn, OptionalExtension};
 use base64::Engine;
 use jiff::Timestamp;
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::params;
 use serde::Serialize;
 
 /// Characters of a token.
@@ -78,7 +79,7 @@ pub struct Link {
     pub expires: Timestamp,
 }
 
-fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<anyhow::Result<Link>> {
+fn row(r: &crate::store::sql::Row<'_>) -> crate::store::sql::Result<anyhow::Result<Link>> {
     let created: String = r.get(6)?;
     let expires: String = r.get(7)?;
     let (token, message, decision, lineage, version, person) = (
@@ -105,7 +106,7 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<anyhow::Result<Link>> {
 
 /// The link a token stands for, if it exists (expired or not: the caller decides what an
 /// expired one gets).
-pub fn lookup(conn: &Connection, token: &str) -> anyhow::Result<Option<Link>> {
+pub fn lookup(conn: &Conn<'_>, token: &str) -> anyhow::Result<Option<Link>> {
     if !well_formed(token) {
         return Ok(None);
     }
@@ -119,7 +120,7 @@ pub fn lookup(conn: &Connection, token: &str) -> anyhow::Result<Option<Link>> {
 }
 
 /// The link carried by a message (for merged texts, which carry the carrier's).
-pub fn of_message(conn: &Connection, message: i64) -> anyhow::Result<Option<Link>> {
+pub fn of_message(conn: &Conn<'_>, message: i64) -> anyhow::Result<Option<Link>> {
     conn.prepare_cached(
         "SELECT token, id, decision, lineage, version, person, created, link_expires
          FROM dispatch_message WHERE id = ?1 AND token IS NOT NULL",
@@ -130,12 +131,12 @@ pub fn of_message(conn: &Connection, message: i64) -> anyhow::Result<Option<Link
 }
 
 /// The newest link made (the demo prints it as a lead's link to try by hand).
-pub fn latest_token(conn: &Connection) -> anyhow::Result<Option<String>> {
+pub fn latest_token(conn: &Conn<'_>) -> anyhow::Result<Option<String>> {
     Ok(conn
         .query_row(
             // Links are made with the message that carries them: the newest message's.
             "SELECT token FROM dispatch_message WHERE token IS NOT NULL ORDER BY id DESC LIMIT 1",
-            [],
+            (),
             |r| r.get(0),
         )
         .optional()?)

@@ -30,8 +30,9 @@
 //! Re-sending is the right side to err on for a warning; the counts are reported, never
 //! hidden.
 
+use crate::store::sql::{OptionalExtension, Tx};
 use jiff::{SignedDuration, Timestamp};
-use rusqlite::{OptionalExtension, Transaction, params};
+use rusqlite::params;
 
 use crate::correlate::MessageKind;
 use crate::correlate::Targets;
@@ -219,7 +220,7 @@ fn parse_ts(s: &str) -> Option<Timestamp> {
 /// One audit entry about one message, in the transaction that changed it: the after-action
 /// review reads who was sent what, and when the network said it arrived, from the trail.
 fn audit(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     message: i64,
     kind: &str,
     now: Timestamp,
@@ -261,7 +262,7 @@ struct About {
 
 /// [`audit`] when the caller has read the message's particulars already.
 fn audit_about(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     message: i64,
     about: &About,
     kind: &str,

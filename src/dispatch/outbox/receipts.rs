@@ -1,15 +1,16 @@
 //! What comes back: receipts onto their parts, replies from phones for respond, and the
 //! reconciliation of rows left mid-send by a stop.
 
+use crate::store::sql::{Conn, OptionalExtension, Tx};
 use jiff::{SignedDuration, Timestamp};
-use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use rusqlite::params;
 
 use super::*;
 
 /// A receipt whose id is the answer's id as it was (an HTTP gateway's report, a drill's
 /// simulated network), matched to its part and message; `false` when no part has that id.
 pub fn receipt(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     account: &str,
     smsc_id: &str,
     stat: &str,
@@ -31,7 +32,7 @@ pub fn receipt(
 /// A receipt matched by its key (the id read under its account's form, [`ReceiptIds`]) to its
 /// part and message; `false` when no part has that key.
 pub fn receipt_by_key(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     account: &str,
     key: &str,
     stat: &str,
@@ -170,7 +171,7 @@ pub struct Inbound<'a> {
 
 /// Keep something that came back and matched nothing we sent: a reply from a phone, or a
 /// receipt for an id not (yet) recorded.
-pub fn inbound(tx: &Transaction<'_>, i: &Inbound<'_>, now: Timestamp) -> anyhow::Result<i64> {
+pub fn inbound(tx: &Tx<'_>, i: &Inbound<'_>, now: Timestamp) -> anyhow::Result<i64> {
     tx.prepare_cached(
         "INSERT INTO dispatch_inbound
            (at, kind, account, source, dest, text, smsc_id, stat, id_key, incomplete)
@@ -188,7 +189,7 @@ pub fn inbound(tx: &Transaction<'_>, i: &Inbound<'_>, now: Timestamp) -> anyhow:
         i.id_key.or(i.smsc_id.map(str::trim)),
         i.incomplete,
     ])?;
-    Ok(tx.last_insert_rowid())
+    Ok(tx.last_insert_rowid()?)
 }
 
 /// At start (and at each channel's restart): rows left in `submitting` by a stop mid-send may
@@ -200,7 +201,7 @@ pub fn inbound(tx: &Transaction<'_>, i: &Inbound<'_>, now: Timestamp) -> anyhow:
 /// whatever is still unproven then is sent again and counted as `uncertain`. Returns how many
 /// rows wait.
 pub fn reconcile(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     scope: Option<&str>,
     now: Timestamp,
     grace: SignedDuration,
@@ -222,7 +223,7 @@ pub fn reconcile(
 /// carries our id); otherwise the oldest reconciling message to `number` is taken. Returns
 /// whether it was used.
 pub fn recover(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     row: Option<i64>,
     number: &str,
     account: &str,
@@ -294,7 +295,7 @@ pub struct Reply {
 
 /// Replies from phones stored after `after`, oldest first (respond reads them with its own
 /// cursor).
-pub fn replies_after(c: &Connection, after: i64, limit: usize) -> anyhow::Result<Vec<Reply>> {
+pub fn replies_after(c: &Conn<'_>, after: i64, limit: usize) -> anyhow::Result<Vec<Reply>> {
     let mut st = c.prepare_cached(
         "SELECT id, at, source, text, incomplete FROM dispatch_inbound
          WHERE kind = 'reply' AND id > ?1 ORDER BY id LIMIT ?2",
@@ -342,7 +343,7 @@ pub struct LastSent {
 }
 
 /// The latest warning message that went out to `address` (11 digits), if any.
-pub fn last_sent_to(c: &Connection, address: &str) -> anyhow::Result<Option<LastSent>> {
+pub fn last_sent_to(c: &Conn<'_>, address: &str) -> anyhow::Result<Option<LastSent>> {
     let row = c
         .prepare_cached(
             "SELECT id, person, decision, lineage, version, updated FROM dispatch_message
@@ -382,11 +383,11 @@ pub fn last_sent_to(c: &Connection, address: &str) -> anyhow::Result<Option<Last
 /// wait ended long ago. The state each receipt moved a message to is on the message itself,
 /// which is kept. Returns (table, rows).
 pub fn prune(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     cutoff: &str,
     handled: i64,
     limit: usize,
-) -> rusqlite::Result<Vec<(&'static str, usize)>> {
+) -> crate::store::sql::Result<Vec<(&'static str, usize)>> {
     let limit = limit as i64;
     let inbound = tx
         .prepare_cached(

@@ -3,8 +3,9 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use crate::store::sql::{Conn, OptionalExtension, Tx};
 use jiff::Timestamp;
-use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use rusqlite::params;
 use serde::Serialize;
 
 use super::*;
@@ -24,7 +25,7 @@ pub struct Delivery {
 
 /// Per person, for one warning lineage: see [`Delivery`].
 pub fn delivery_by_person(
-    c: &Connection,
+    c: &Conn<'_>,
     lineage: &str,
 ) -> anyhow::Result<HashMap<String, Delivery>> {
     let mut q = c.prepare_cached(
@@ -47,12 +48,12 @@ pub fn delivery_by_person(
             },
         ))
     })?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+    Ok(rows.collect::<crate::store::sql::Result<_>>()?)
 }
 
 /// Messages of one warning lineage that were sent and settled with no receipt (the report's
 /// "sent, no receipt"), the carriers of merged texts counted once.
-pub fn no_receipt_count(c: &Connection, lineage: &str) -> anyhow::Result<i64> {
+pub fn no_receipt_count(c: &Conn<'_>, lineage: &str) -> anyhow::Result<i64> {
     Ok(c.prepare_cached(
         "SELECT count(DISTINCT coalesce(k.id, m.id))
          FROM dispatch_message m LEFT JOIN dispatch_message k ON k.id = m.merged_into
@@ -79,7 +80,7 @@ pub struct Bind {
 
 /// Record a bind's state (the SMPP channel, when a bind comes up, drops, fails or stops).
 pub fn set_bind(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     account: &str,
     slot: usize,
     state: &str,
@@ -95,12 +96,12 @@ pub fn set_bind(
 
 /// Per channel, the earliest time a queued message was due (`not_before`): how long the
 /// oldest waiting text has waited past its time is the outbox's backlog, for `/metrics`.
-pub fn oldest_due(c: &Connection) -> anyhow::Result<Vec<(String, String)>> {
+pub fn oldest_due(c: &Conn<'_>) -> anyhow::Result<Vec<(String, String)>> {
     Ok(c.prepare_cached(
         "SELECT channel, min(not_before) FROM dispatch_message WHERE state = 'queued'
          GROUP BY channel ORDER BY channel",
     )?
-    .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+    .query_map((), |r| Ok((r.get(0)?, r.get(1)?)))?
     .collect::<Result<_, _>>()?)
 }
 
@@ -108,8 +109,8 @@ pub fn oldest_due(c: &Connection) -> anyhow::Result<Vec<(String, String)>> {
 pub type Whereabouts = (MessageState, Option<String>, Option<String>);
 
 /// Where one message is, for a person waiting on it (`stormbell send-test`).
-pub fn message_state(c: &Connection, id: i64) -> anyhow::Result<Option<Whereabouts>> {
-    use rusqlite::OptionalExtension;
+pub fn message_state(c: &Conn<'_>, id: i64) -> anyhow::Result<Option<Whereabouts>> {
+    use crate::store::sql::OptionalExtension;
     Ok(
         c.prepare_cached("SELECT state, account, last_error FROM dispatch_message WHERE id = ?1")?
             .query_row([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
@@ -118,11 +119,11 @@ pub fn message_state(c: &Connection, id: i64) -> anyhow::Result<Option<Whereabou
 }
 
 /// Every bind's last known state, by account and slot.
-pub fn binds(c: &Connection) -> anyhow::Result<Vec<Bind>> {
+pub fn binds(c: &Conn<'_>) -> anyhow::Result<Vec<Bind>> {
     Ok(c.prepare(
         "SELECT account, slot, state, since, detail FROM dispatch_bind ORDER BY account, slot",
     )?
-    .query_map([], |r| {
+    .query_map((), |r| {
         Ok(Bind {
             account: r.get(0)?,
             slot: r.get(1)?,
@@ -137,7 +138,7 @@ pub fn binds(c: &Connection) -> anyhow::Result<Vec<Bind>> {
 /// The message a part belongs to, and where that message is: what a receipt for
 /// (account, SMSC id) is about.
 pub fn message_of_part(
-    c: &Connection,
+    c: &Conn<'_>,
     account: &str,
     smsc_id: &str,
 ) -> anyhow::Result<Option<(i64, MessageState)>> {
@@ -151,7 +152,7 @@ pub fn message_of_part(
 }
 
 /// How many times a message has been claimed for sending (the current attempt, once claimed).
-pub fn attempts(c: &Connection, id: i64) -> anyhow::Result<i64> {
+pub fn attempts(c: &Conn<'_>, id: i64) -> anyhow::Result<i64> {
     Ok(
         c.prepare_cached("SELECT attempts FROM dispatch_message WHERE id = ?1")?
             .query_row(params![id], |x| x.get(0))?,
@@ -172,7 +173,7 @@ pub struct Carried {
 }
 
 /// The warnings message `id` carried: its own and those merged into it.
-pub fn carried(c: &Connection, id: i64) -> anyhow::Result<Vec<Carried>> {
+pub fn carried(c: &Conn<'_>, id: i64) -> anyhow::Result<Vec<Carried>> {
     Ok(c.prepare_cached(
         "SELECT person, lineage, decision, words FROM dispatch_message
          WHERE (id = ?1 OR (merged_into = ?1 AND state = 'merged')) AND purpose = 'warning'
@@ -191,11 +192,7 @@ pub fn carried(c: &Connection, id: i64) -> anyhow::Result<Vec<Carried>> {
 
 /// The delivered message that carried a person's latest text of a warning (the carrier, when
 /// it was merged into another), if any.
-pub fn latest_delivered(
-    c: &Connection,
-    person: &str,
-    lineage: &str,
-) -> anyhow::Result<Option<i64>> {
+pub fn latest_delivered(c: &Conn<'_>, person: &str, lineage: &str) -> anyhow::Result<Option<i64>> {
     Ok(c.prepare_cached(
         "SELECT CASE WHEN m.state = 'merged' THEN m.merged_into ELSE m.id END
          FROM dispatch_message m
@@ -249,14 +246,14 @@ pub struct MessageRecord {
 }
 
 /// Every message, in order.
-pub fn all_messages(c: &Connection) -> anyhow::Result<Vec<MessageRecord>> {
+pub fn all_messages(c: &Conn<'_>) -> anyhow::Result<Vec<MessageRecord>> {
     Ok(c.prepare(
         "SELECT id, created, updated, channel, purpose, lineage, version, send, tier, person,
                 address, coalesce(sent_text, text) AS text, state, attempts, uncertain,
                 merged_into, last_error
          FROM dispatch_message ORDER BY id",
     )?
-    .query_map([], |r| {
+    .query_map((), |r| {
         Ok(MessageRecord {
             id: r.get("id")?,
             created: r.get("created")?,
@@ -281,34 +278,34 @@ pub fn all_messages(c: &Connection) -> anyhow::Result<Vec<MessageRecord>> {
 }
 
 /// Sends that had no verdict and went again, in all (possible duplicates).
-pub fn possible_duplicates(c: &Connection) -> anyhow::Result<i64> {
+pub fn possible_duplicates(c: &Conn<'_>) -> anyhow::Result<i64> {
     Ok(
         c.prepare_cached("SELECT coalesce(sum(uncertain), 0) FROM dispatch_message")?
-            .query_row([], |r| r.get(0))?,
+            .query_row((), |r| r.get(0))?,
     )
 }
 
 /// Messages by channel and state, for status and metrics.
-pub fn counts(c: &Connection) -> anyhow::Result<BTreeMap<(String, String), i64>> {
+pub fn counts(c: &Conn<'_>) -> anyhow::Result<BTreeMap<(String, String), i64>> {
     let mut st =
         c.prepare("SELECT channel, state, count(*) FROM dispatch_message GROUP BY channel, state")?;
-    let rows = st.query_map([], |r| Ok(((r.get(0)?, r.get(1)?), r.get(2)?)))?;
+    let rows = st.query_map((), |r| Ok(((r.get(0)?, r.get(1)?), r.get(2)?)))?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
 /// Sends whose outcome was never known (possible duplicates), by account.
-pub fn uncertain(c: &Connection) -> anyhow::Result<HashMap<String, i64>> {
+pub fn uncertain(c: &Conn<'_>) -> anyhow::Result<HashMap<String, i64>> {
     let mut st = c.prepare(
         "SELECT coalesce(account, '-'), sum(uncertain) FROM dispatch_message
          WHERE uncertain > 0 GROUP BY account",
     )?;
-    let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    let rows = st.query_map((), |r| Ok((r.get(0)?, r.get(1)?)))?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
 /// A secret of the dispatch stage by name, made (128 random bits) the first time it is asked
 /// for and the same ever after.
-pub fn secret(tx: &Transaction<'_>, name: &str) -> anyhow::Result<String> {
+pub fn secret(tx: &Tx<'_>, name: &str) -> anyhow::Result<String> {
     let have: Option<String> = tx
         .query_row(
             "SELECT value FROM dispatch_secret WHERE name = ?1",
@@ -327,7 +324,7 @@ pub fn secret(tx: &Transaction<'_>, name: &str) -> anyhow::Result<String> {
 
 /// Whether message `id` exists and went, or goes, through `account` (a gateway's report may
 /// name only our own messages).
-pub fn sent_through(c: &Connection, id: i64, account: &str) -> anyhow::Result<bool> {
+pub fn sent_through(c: &Conn<'_>, id: i64, account: &str) -> anyhow::Result<bool> {
     Ok(c.prepare_cached(
         "SELECT count(*) FROM dispatch_message WHERE id = ?1 AND (account = ?2 OR account IS NULL)",
     )?

@@ -9,8 +9,9 @@
 //! `wait` with what came, marked `incomplete` (the gaps shown as "……"), never dropped and
 //! never read as several replies.
 
+use crate::store::sql::Tx;
 use jiff::{SignedDuration, Timestamp};
-use rusqlite::{Transaction, params};
+use rusqlite::params;
 
 use super::*;
 
@@ -37,11 +38,7 @@ pub struct ReplyPart<'a> {
 
 /// Keep a part; when it completes its reply, store the whole reply and return its row id.
 /// A part that came already (the centre delivered it again) changes nothing.
-pub fn reply_part(
-    tx: &Transaction<'_>,
-    p: &ReplyPart<'_>,
-    now: Timestamp,
-) -> anyhow::Result<Option<i64>> {
+pub fn reply_part(tx: &Tx<'_>, p: &ReplyPart<'_>, now: Timestamp) -> anyhow::Result<Option<i64>> {
     tx.prepare_cached(
         "INSERT OR IGNORE INTO dispatch_mo_part
            (account, source, dest, ref, total, seq, coding, payload, at)
@@ -74,11 +71,7 @@ pub fn reply_part(
 
 /// Replies whose parts stopped coming: those whose first part is older than `wait` are
 /// stored with what came, marked incomplete. Returns how many.
-pub fn overdue_replies(
-    tx: &Transaction<'_>,
-    now: Timestamp,
-    wait: SignedDuration,
-) -> anyhow::Result<usize> {
+pub fn overdue_replies(tx: &Tx<'_>, now: Timestamp, wait: SignedDuration) -> anyhow::Result<usize> {
     let before = stamp(now.checked_sub(wait).unwrap_or(now));
     let late: Vec<(String, String, u16, u8)> = tx
         .prepare_cached(
@@ -97,7 +90,7 @@ pub fn overdue_replies(
 
 /// Put the parts of one reply together into `dispatch_inbound` and forget them.
 fn assemble(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     account: &str,
     source: &str,
     reference: u16,

@@ -28,6 +28,7 @@ pub fn fixture_bytes(rel: &str) -> Vec<u8> {
         .join(rel);
     std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
 }
+pub mod backend;
 pub mod county;
 pub mod dispatch;
 pub mod ebd;
@@ -75,7 +76,7 @@ pub async fn wait_count_within(
     wait_store(what, secs, store, || {
         let (store, n) = (store.clone(), &n);
         async move {
-            let read = store.read(move |c| Ok(c.query_row(sql, [], |r| r.get(0))?));
+            let read = store.read(move |c| Ok(c.query_row(sql, (), |r| r.get(0))?));
             n.set(read.await.unwrap());
             n.get() >= want
         }
@@ -101,7 +102,7 @@ pub async fn rows(store: &stormbell::store::Store, sql: &'static str) -> Vec<Vec
             let mut st = c.prepare(sql)?;
             let n = st.column_count();
             let r = st
-                .query_map([], |r| {
+                .query_map((), |r| {
                     (0..n)
                         .map(|i| {
                             let v: rusqlite::types::Value = r.get(i)?;
@@ -113,9 +114,9 @@ pub async fn rows(store: &stormbell::store::Store, sql: &'static str) -> Vec<Vec
                                 rusqlite::types::Value::Blob(_) => "<blob>".into(),
                             })
                         })
-                        .collect::<rusqlite::Result<Vec<String>>>()
+                        .collect::<stormbell::store::sql::Result<Vec<String>>>()
                 })?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
+                .collect::<stormbell::store::sql::Result<Vec<_>>>()?;
             Ok(r)
         })
         .await

@@ -121,3 +121,57 @@ impl Drop for Postgres {
             .output();
     }
 }
+
+/// The run's one PostgreSQL for the store tests, started at first use and stopped when the
+/// test process exits; each test takes its own database in it ([`database`]).
+pub fn shared() -> &'static Postgres {
+    static SERVER: std::sync::OnceLock<Postgres> = std::sync::OnceLock::new();
+    SERVER.get_or_init(|| {
+        let pg = Postgres::start();
+        // Statics are never dropped: stop the server when the harness exits.
+        STOP.get_or_init(|| {
+            (
+                pg.bin.join("pg_ctl"),
+                pg.dir.path().join("data"),
+                pg.dir.path().to_path_buf(),
+            )
+        });
+        extern "C" fn stop() {
+            if let Some((pg_ctl, data, dir)) = STOP.get() {
+                let _ = as_postgres(pg_ctl)
+                    .arg("-D")
+                    .arg(data)
+                    .args(["-m", "immediate", "-w", "stop"])
+                    .output();
+                let _ = std::fs::remove_dir_all(dir);
+            }
+        }
+        // SAFETY: registers a plain function with no captured state to run at exit.
+        unsafe { libc::atexit(stop) };
+        pg
+    })
+}
+
+static STOP: std::sync::OnceLock<(PathBuf, PathBuf, PathBuf)> = std::sync::OnceLock::new();
+
+/// A new, empty database on the shared server; its URL.
+pub fn database() -> String {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let pg = shared();
+    let name = format!(
+        "t{}_{}",
+        std::process::id(),
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    );
+    let url = pg.url();
+    let create = format!("CREATE DATABASE {name}");
+    // On a thread of its own: the synchronous client starts a runtime, which cannot start
+    // inside an async test's.
+    std::thread::spawn(move || {
+        let mut admin = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+        admin.batch_execute(&create).unwrap();
+    })
+    .join()
+    .unwrap();
+    format!("postgres://postgres@127.0.0.1:{}/{name}", pg.port)
+}

@@ -1,0 +1,332 @@
+//! The store on PostgreSQL: the same [`Store`] handle, the same jobs, another engine.
+//!
+//! The writer is a thread with one connection, as on SQLite: jobs waiting are run together in
+//! one transaction, each in a savepoint, and committed once (group commit); callers hear back
+//! after the commit. Writes from several stormbell nodes meet in the database, not in one
+//! process: what must stay one linear sequence (the audit chain) takes a transaction-scoped
+//! advisory lock first ([`sql::Conn::serialise`]).
+//!
+//! Reads run on pooled connections, each read in one `REPEATABLE READ READ ONLY` transaction,
+//! so every figure one read computes comes from one snapshot (as a SQLite reader's statement
+//! sees one).
+//!
+//! A connection that breaks (the server restarted, Patroni moved the primary) is opened again
+//! at the next batch or read: the URL may name several hosts with
+//! `target_session_attrs=read-write`, and the client then finds the new primary.
+
+use std::cell::RefCell;
+use std::str::FromStr;
+use std::sync::{Arc, Mutex, mpsc};
+
+use super::{Job, Readers, Store, StoreError, sql};
+
+/// The URL as messages may show it: the password removed.
+pub(crate) fn shown(url: &str) -> String {
+    // postgres://user:password@host/... and key=value forms alike.
+    let mut out = url.to_string();
+    if let Some(scheme) = out.find("://")
+        && let Some(at) = out[scheme + 3..].find('@').map(|a| a + scheme + 3)
+        && let Some(colon) = out[scheme + 3..at].find(':').map(|c| c + scheme + 3)
+    {
+        out.replace_range(colon..at, ":***");
+    }
+    if let Some(p) = out.find("password=") {
+        let end = out[p..].find([' ', '&']).map_or(out.len(), |e| e + p);
+        out.replace_range(p..end, "password=***");
+    }
+    out
+}
+
+fn connect(config: &postgres::Config, url: &str) -> Result<sql::Pg, StoreError> {
+    config
+        .connect(postgres::NoTls)
+        .map(sql::Pg::new)
+        .map_err(|source| StoreError::Postgres {
+            url: url.to_string(),
+            source,
+        })
+}
+
+/// Connect to the database at `url`, bring its schema up to date and start the writer.
+pub(crate) fn open(url: &str) -> Result<Store, StoreError> {
+    let label = shown(url);
+    let mut config = postgres::Config::from_str(url).map_err(|source| StoreError::Postgres {
+        url: label.clone(),
+        source,
+    })?;
+    if config.get_connect_timeout().is_none() {
+        // A host that does not answer (a dead primary) must not hold a failover for minutes.
+        config.connect_timeout(std::time::Duration::from_secs(5));
+    }
+    config.application_name("stormbell");
+    // The connection, the migrations and every later statement run on the writer's own
+    // thread: the synchronous client drives its connection with a runtime of its own, which
+    // cannot start on a thread already inside one (a caller on the daemon's runtime).
+    let (tx, rx) = mpsc::channel::<Box<dyn Job>>();
+    let (opened_tx, opened) = mpsc::channel::<Result<(), StoreError>>();
+    let closed = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
+    let signal = closed.clone();
+    let (batches, written) = tokio::sync::watch::channel(0u64);
+    let writer_config = config.clone();
+    let writer_label = label.clone();
+    let thread = std::thread::Builder::new()
+        .name("store-writer".into())
+        .spawn(move || {
+            let first = connect(&writer_config, &writer_label).and_then(|mut pg| {
+                super::migrations::to_latest_postgres(&mut pg.client)
+                    .map_err(|message| StoreError::Migration {
+                        path: writer_label.clone(),
+                        message,
+                    })
+                    .map(|()| pg)
+            });
+            let writer = match first {
+                Ok(pg) => {
+                    let _ = opened_tx.send(Ok(()));
+                    pg
+                }
+                Err(e) => {
+                    let _ = opened_tx.send(Err(e));
+                    return;
+                }
+            };
+            let cell = RefCell::new(writer);
+            while let Ok(first) = rx.recv() {
+                let mut batch = vec![first];
+                while batch.len() < super::BATCH {
+                    match rx.try_recv() {
+                        Ok(job) => batch.push(job),
+                        Err(_) => break,
+                    }
+                }
+                if cell.borrow().client.is_closed() {
+                    match connect(&writer_config, &writer_label) {
+                        Ok(pg) => {
+                            tracing::warn!(db = %writer_label, "connection to the database opened again");
+                            *cell.borrow_mut() = pg;
+                        }
+                        Err(e) => {
+                            tracing::error!(db = %writer_label, "{e}");
+                            for job in batch {
+                                job.abandon(StoreError::NotCommitted {
+                                    path: writer_label.clone(),
+                                    why: e.to_string(),
+                                });
+                            }
+                            continue;
+                        }
+                    }
+                }
+                run_batch(&cell, &writer_label, batch);
+                batches.send_modify(|n| *n = n.wrapping_add(1));
+            }
+            drop(cell);
+            let (done, cv) = &*signal;
+            if let Ok(mut d) = done.lock() {
+                *d = true;
+            }
+            cv.notify_all();
+        })
+        .map_err(|e| StoreError::Migration {
+            path: label.clone(),
+            message: format!("cannot start the writer thread: {e}"),
+        })?;
+    match opened.recv() {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return Err(e),
+        Err(_) => {
+            let why = match thread.join() {
+                Err(panic) => super::panic_message(&panic),
+                Ok(()) => "it stopped".into(),
+            };
+            return Err(StoreError::Migration {
+                path: label,
+                message: format!("the writer thread failed while connecting: {why}"),
+            });
+        }
+    }
+    Ok(Store {
+        path: label.clone().into(),
+        writer: tx,
+        readers: Arc::new(Readers::Pg {
+            config: Box::new(config),
+            label,
+            pool: Pool::default(),
+        }),
+        closed,
+        lock_waits: Arc::new(std::sync::atomic::AtomicU64::new(0)),
+        written,
+    })
+}
+
+/// Run a batch of jobs in one transaction, each in a savepoint when there are several; commit;
+/// reply to each.
+fn run_batch(cell: &RefCell<sql::Pg>, label: &str, mut batch: Vec<Box<dyn Job>>) {
+    let fail = |why: String| StoreError::NotCommitted {
+        path: label.to_string(),
+        why,
+    };
+    let simple = |sql: &str| -> Result<(), String> {
+        cell.borrow_mut()
+            .client
+            .batch_execute(sql)
+            .map_err(|e| sql::Error::from(e).to_string())
+    };
+    if let Err(e) = simple("BEGIN") {
+        for job in batch {
+            job.abandon(fail(format!("cannot begin a transaction: {e}")));
+        }
+        return;
+    }
+    if batch.len() == 1
+        && let Some(job) = batch.pop()
+    {
+        let (keep, reply) = job.run(sql::Tx::pg(cell));
+        if !keep {
+            let _ = simple("ROLLBACK");
+            reply(None);
+            return;
+        }
+        match simple("COMMIT") {
+            Ok(()) => reply(None),
+            Err(why) => {
+                tracing::error!(db = %label, "a write did not commit: {why}");
+                reply(Some(fail(why)));
+            }
+        }
+        return;
+    }
+    let mut done = Vec::with_capacity(batch.len());
+    let mut broken: Option<String> = None;
+    for job in batch {
+        if let Some(why) = &broken {
+            job.abandon(fail(why.clone()));
+            continue;
+        }
+        if let Err(e) = simple("SAVEPOINT job") {
+            broken = Some(format!("savepoint: {e}"));
+            job.abandon(fail(format!("savepoint: {e}")));
+            continue;
+        }
+        let (keep, reply) = job.run(sql::Tx::pg(cell));
+        let end = if keep {
+            simple("RELEASE SAVEPOINT job")
+        } else {
+            simple("ROLLBACK TO SAVEPOINT job").and_then(|_| simple("RELEASE SAVEPOINT job"))
+        };
+        if let Err(e) = end {
+            broken = Some(format!("ending a savepoint: {e}"));
+        }
+        done.push(reply);
+    }
+    if let Some(why) = broken {
+        let _ = simple("ROLLBACK");
+        tracing::error!(db = %label, "a write batch was rolled back: {why}");
+        for d in done {
+            d(Some(fail(why.clone())));
+        }
+        return;
+    }
+    match simple("COMMIT") {
+        Ok(()) => {
+            for d in done {
+                d(None);
+            }
+        }
+        Err(why) => {
+            tracing::error!(db = %label, "a write batch did not commit: {why}");
+            for d in done {
+                d(Some(fail(why.clone())));
+            }
+        }
+    }
+}
+
+/// Idle read connections. Dropped on a thread of their own: closing a synchronous client
+/// drives its runtime, which cannot run inside the async code that may drop the last store.
+#[derive(Default)]
+pub(crate) struct Pool(pub(crate) Mutex<Vec<sql::Pg>>);
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        let idle = std::mem::take(self.0.get_mut().unwrap_or_else(|p| p.into_inner()));
+        if !idle.is_empty() {
+            let _ = std::thread::Builder::new()
+                .name("store-close".into())
+                .spawn(move || drop(idle));
+        }
+    }
+}
+
+/// Run read-only `work` on a pooled connection, in one snapshot. The work runs on a thread of
+/// its own (scoped, so it may borrow): the synchronous client cannot run on a thread inside a
+/// runtime, and the caller may be one.
+pub(crate) fn read<T, F>(
+    config: &postgres::Config,
+    label: &str,
+    pool: &Pool,
+    work: F,
+) -> Result<T, StoreError>
+where
+    T: Send,
+    F: FnOnce(&sql::Conn<'_>) -> anyhow::Result<T> + Send,
+{
+    let taken = pool.0.lock().ok().and_then(|mut p| p.pop());
+    std::thread::scope(|s| {
+        let reader = s.spawn(move || {
+            let pg = match taken {
+                Some(pg) if !pg.client.is_closed() => pg,
+                _ => connect(config, label)?,
+            };
+            let cell = RefCell::new(pg);
+            let begun = cell
+                .borrow_mut()
+                .client
+                .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
+            if let Err(source) = begun {
+                return Err(StoreError::Postgres {
+                    url: label.to_string(),
+                    source,
+                });
+            }
+            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                work(&sql::Conn::pg(&cell))
+            }));
+            let mut pg = cell.into_inner();
+            if pg.client.batch_execute("ROLLBACK").is_ok()
+                && let Ok(mut p) = pool.0.lock()
+                && p.len() < super::MAX_IDLE_READERS
+            {
+                p.push(pg);
+            }
+            match outcome {
+                Ok(r) => r.map_err(StoreError::Work),
+                Err(panic) => Err(StoreError::Panicked(super::panic_message(&panic))),
+            }
+        });
+        reader
+            .join()
+            .unwrap_or_else(|panic| Err(StoreError::Panicked(super::panic_message(&panic))))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn passwords_never_reach_a_message() {
+        assert_eq!(
+            super::shown(
+                "postgres://stormbell:s3cret@db1,db2/stormbell?target_session_attrs=read-write"
+            ),
+            "postgres://stormbell:***@db1,db2/stormbell?target_session_attrs=read-write"
+        );
+        assert_eq!(
+            super::shown("host=db1 user=stormbell password=s3cret dbname=stormbell"),
+            "host=db1 user=stormbell password=*** dbname=stormbell"
+        );
+        assert_eq!(
+            super::shown("postgres://db1/stormbell"),
+            "postgres://db1/stormbell"
+        );
+    }
+}

@@ -1,0 +1,134 @@
+//! The store's two engines, for tests that must hold on both: a SQLite file in a temporary
+//! folder, or a new database on the run's one PostgreSQL ([`super::postgres::shared`]).
+//! [`on_both!`] writes such a test once and runs it twice (`<name>::sqlite`,
+//! `<name>::postgres`).
+
+use stormbell::store::Store;
+
+/// Which engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Where a test's database lives, and its store.
+pub struct Place {
+    pub backend: Backend,
+    /// SQLite: the file; PostgreSQL: the URL.
+    pub at: String,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Place {
+    /// A new, empty place on `backend`.
+    pub fn new(backend: Backend) -> Place {
+        match backend {
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().unwrap();
+                let at = dir.path().join("t.db").display().to_string();
+                Place {
+                    backend,
+                    at,
+                    _dir: Some(dir),
+                }
+            }
+            Backend::Postgres => Place {
+                backend,
+                at: super::postgres::database(),
+                _dir: None,
+            },
+        }
+    }
+
+    /// Open (or open again) the store there.
+    pub fn open(&self) -> Store {
+        match self.backend {
+            Backend::Sqlite => Store::open(&self.at).unwrap(),
+            Backend::Postgres => Store::open_postgres(&self.at).unwrap(),
+        }
+    }
+
+    /// Run SQL behind the store's back, as someone with a shell on the database could:
+    /// `sqlite` on SQLite, `postgres` on PostgreSQL (`$N` placeholders there), with `params`
+    /// as text. Returns rows changed, or the engine's error.
+    pub fn raw(&self, sqlite: &str, postgres: &str, params: &[&str]) -> Result<u64, String> {
+        match self.backend {
+            Backend::Sqlite => {
+                let c = rusqlite::Connection::open(&self.at).unwrap();
+                let n = if params.is_empty() {
+                    c.execute_batch(sqlite).map(|_| 0)
+                } else {
+                    c.execute(sqlite, rusqlite::params_from_iter(params.iter()))
+                        .map(|n| n as u64)
+                };
+                n.map_err(|e| e.to_string())
+            }
+            Backend::Postgres => std::thread::scope(|s| {
+                // Its own thread: the synchronous client cannot start inside an async test.
+                s.spawn(|| {
+                    let mut c = postgres::Client::connect(&self.at, postgres::NoTls).unwrap();
+                    let p: Vec<&(dyn postgres::types::ToSql + Sync)> =
+                        params.iter().map(|s| s as _).collect();
+                    let n = if params.is_empty() {
+                        c.batch_execute(postgres).map(|_| 0)
+                    } else {
+                        c.execute(postgres, &p)
+                    };
+                    n.map_err(|e| match e.as_db_error() {
+                        Some(db) => db.message().to_string(),
+                        None => e.to_string(),
+                    })
+                })
+                .join()
+                .unwrap()
+            }),
+        }
+    }
+}
+
+/// A test written once, run on SQLite and on PostgreSQL: `fn name(backend) { … }` becomes
+/// the tests `name::sqlite` and `name::postgres`; `async fn` runs on a two-worker runtime.
+macro_rules! on_both {
+    ($(#[$m:meta])* fn $name:ident($b:ident) $body:block) => {
+        $(#[$m])*
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+            fn run($b: crate::common::backend::Backend) $body
+            #[test]
+            fn sqlite() {
+                run(crate::common::backend::Backend::Sqlite)
+            }
+            #[test]
+            fn postgres() {
+                run(crate::common::backend::Backend::Postgres)
+            }
+        }
+    };
+    ($(#[$m:meta])* async fn $name:ident($b:ident) $body:block) => {
+        $(#[$m])*
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+            async fn run($b: crate::common::backend::Backend) $body
+            fn on(b: crate::common::backend::Backend) {
+                tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(2)
+                    .enable_all()
+                    .build()
+                    .unwrap()
+                    .block_on(run(b))
+            }
+            #[test]
+            fn sqlite() {
+                on(crate::common::backend::Backend::Sqlite)
+            }
+            #[test]
+            fn postgres() {
+                on(crate::common::backend::Backend::Postgres)
+            }
+        }
+    };
+}
+pub(crate) use on_both;
