@@ -147,8 +147,18 @@ pub struct Office {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StoreConfig {
-    /// SQLite database file.
+    /// Which engine keeps the store.
+    pub backend: StoreBackend,
+    /// SQLite database file (and, on either engine, where the audit checkpoints are kept
+    /// beside).
     pub path: PathBuf,
+    /// PostgreSQL: the libpq URL (several hosts with `target_session_attrs=read-write`).
+    pub url: String,
+    /// PostgreSQL: this node's name among the nodes (empty: the host name).
+    pub node: String,
+    /// PostgreSQL: seconds the leader's lease lasts unrenewed: a standby takes over within
+    /// this long of the leader's death.
+    pub lease_secs: u64,
     /// Where signed checkpoints of the audit trail's head are appended (empty: beside the
     /// database, `<name>.audit-checkpoints`).
     pub audit_checkpoints: PathBuf,
@@ -162,7 +172,40 @@ pub struct StoreConfig {
     pub retention_days: u64,
 }
 
+/// The store's engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreBackend {
+    /// One SQLite file on this machine.
+    Sqlite,
+    /// A PostgreSQL database several nodes share.
+    Postgres,
+}
+
 impl StoreConfig {
+    /// The leader lease's rules for this node.
+    pub fn lease(&self) -> crate::store::lease::LeaseSettings {
+        let node = if self.node.is_empty() {
+            std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map(|h| h.trim().to_string())
+                .unwrap_or_else(|_| "stormbell".into())
+        } else {
+            self.node.clone()
+        };
+        crate::store::lease::LeaseSettings {
+            node,
+            ttl: std::time::Duration::from_secs(self.lease_secs.max(3)),
+        }
+    }
+
+    /// Where the database is, by the configured engine.
+    pub fn location(&self) -> crate::store::Location {
+        match self.backend {
+            StoreBackend::Sqlite => crate::store::Location::Sqlite(self.path.clone()),
+            StoreBackend::Postgres => crate::store::Location::Postgres(self.url.clone()),
+        }
+    }
+
     /// Where checkpoints are kept and the key that signs them, as configured or beside the
     /// database.
     pub fn checkpoints(&self, every: bool) -> crate::store::checkpoint::Settings {
@@ -290,7 +333,16 @@ impl Provider for Flags {
             }
         };
         if let Some(p) = &self.0.store_path {
-            put("store", "path", Value::from(p.display().to_string()));
+            // `--db` names a file, or a PostgreSQL database by its URL.
+            match crate::store::Location::parse(&p.to_string_lossy()) {
+                crate::store::Location::Postgres(url) => {
+                    put("store", "backend", Value::from("postgres"));
+                    put("store", "url", Value::from(url));
+                }
+                crate::store::Location::Sqlite(path) => {
+                    put("store", "path", Value::from(path.display().to_string()));
+                }
+            }
         }
         if let Some(f) = self.0.log_format {
             let s = match f {
@@ -783,6 +835,21 @@ fn check_office(o: Option<&Office>, fig: &Figment, out: &mut Vec<ConfigProblem>)
 }
 
 fn check_store(s: Option<&StoreConfig>, fig: &Figment, out: &mut Vec<ConfigProblem>) {
+    if let Some(s) = s
+        && s.backend == StoreBackend::Postgres
+    {
+        let lower = s.url.to_ascii_lowercase();
+        if !(lower.starts_with("postgres://") || lower.starts_with("postgresql://")) {
+            out.push(problem(
+                fig,
+                "store.url",
+                format!(
+                    "store.backend is postgres: expected a postgres:// URL, found {:?}",
+                    crate::store::Location::Postgres(s.url.clone()).to_string()
+                ),
+            ));
+        }
+    }
     if s.is_some_and(|s| s.path.as_os_str().is_empty()) {
         out.push(problem(
             fig,

@@ -93,14 +93,14 @@ fn toml_string(c: &Config) -> Result<String, String> {
 /// The database the configuration names, which must exist already (a command that reads or
 /// adds to the daemon's record, never creates one).
 pub(super) fn open_existing(cfg: &Config) -> Result<Store, u8> {
-    if !cfg.store.path.exists() {
+    if !cfg.store.location().exists() {
         eprintln!(
             "stormbell: no database at {} (store.path): is this the daemon's configuration?",
-            cfg.store.path.display()
+            cfg.store.location()
         );
         return Err(EXIT_USAGE);
     }
-    Store::open(&cfg.store.path).map_err(|e| {
+    cfg.store.location().open().map_err(|e| {
         eprintln!("stormbell: {e}");
         EXIT_PROBLEMS
     })
@@ -298,16 +298,19 @@ fn checkpoints(
 pub fn status(cfg: &Config) -> u8 {
     println!("office:   {} ({})", cfg.office.name, cfg.office.name_en);
     println!("timezone: {}", cfg.office.timezone);
-    println!("database: {}", cfg.store.path.display());
-    if !cfg.store.path.exists() {
+    println!("database: {}", cfg.store.location());
+    if !cfg.store.location().exists() {
         eprintln!(
             "stormbell status: no database at {} (`stormbell run` or `stormbell demo` creates it; \
              check [store] path)",
-            cfg.store.path.display()
+            cfg.store.location()
         );
         return 1;
     } else {
-        if let Ok(v) = Store::open(&cfg.store.path)
+        if let Ok(v) = cfg
+            .store
+            .location()
+            .open()
             .and_then(|s| s.read_blocking(|c| Ok(stormbell::store::backup::schema_version(c)?)))
         {
             println!(
@@ -315,7 +318,11 @@ pub fn status(cfg: &Config) -> u8 {
                 stormbell::store::backup::latest_schema()
             );
         }
-        match Store::open(&cfg.store.path).and_then(|s| s.read_blocking(|c| Ok(audit::verify(c)?)))
+        match cfg
+            .store
+            .location()
+            .open()
+            .and_then(|s| s.read_blocking(|c| Ok(audit::verify(c)?)))
         {
             Ok(audit::Verification::Intact { entries, head }) => {
                 let head = head
@@ -329,7 +336,10 @@ pub fn status(cfg: &Config) -> u8 {
             Err(e) => println!("audit:    unreadable: {e}"),
         }
         let cp = cfg.store.checkpoints(false);
-        match Store::open(&cfg.store.path)
+        match cfg
+            .store
+            .location()
+            .open()
             .map_err(anyhow::Error::from)
             .and_then(|s| checkpoints(&s, &cp, &cfg.time_zone()))
         {
@@ -353,8 +363,8 @@ pub fn status(cfg: &Config) -> u8 {
             Err(e) => println!("          checkpoints cannot be checked: {e:#}"),
         }
     }
-    if cfg.store.path.exists()
-        && let Ok(store) = Store::open(&cfg.store.path)
+    if cfg.store.location().exists()
+        && let Ok(store) = cfg.store.location().open()
     {
         match store.read_blocking(|c| Ok(stormbell::registry::db::imports(c)?)) {
             Ok(list) => match list.last() {
@@ -376,8 +386,8 @@ pub fn status(cfg: &Config) -> u8 {
             Err(e) => println!("registry: unreadable: {e}"),
         }
     }
-    if cfg.store.path.exists()
-        && let Ok(store) = Store::open(&cfg.store.path)
+    if cfg.store.location().exists()
+        && let Ok(store) = cfg.store.location().open()
     {
         feeds_status(cfg, &store);
     } else if !cfg.feeds.source.is_empty() {
@@ -386,8 +396,8 @@ pub fn status(cfg: &Config) -> u8 {
             cfg.feeds.source.len()
         );
     }
-    if cfg.store.path.exists()
-        && let Ok(store) = Store::open(&cfg.store.path)
+    if cfg.store.location().exists()
+        && let Ok(store) = cfg.store.location().open()
     {
         dispatch_status(cfg, &store);
         broadcast_status(cfg, &store);
@@ -771,11 +781,15 @@ pub fn run(cfg: &Config) -> u8 {
         return EXIT_USAGE;
     }
     // One daemon per database: a second one (or a restore) is refused while this one runs.
-    let _claim = match stormbell::store::Claim::take(&cfg.store.path) {
-        Ok(c) => c,
-        Err(e) => return fail("", &e),
+    // (On PostgreSQL the nodes share the database; the leader lease decides which one runs.)
+    let _claim = match cfg.store.location() {
+        stormbell::store::Location::Sqlite(path) => match stormbell::store::Claim::take(&path) {
+            Ok(c) => Some(c),
+            Err(e) => return fail("", &e),
+        },
+        stormbell::store::Location::Postgres(_) => None,
     };
-    let store = match Store::open(&cfg.store.path) {
+    let store = match cfg.store.location().open() {
         Ok(s) => s,
         Err(e) => return fail("", &e),
     };
@@ -788,10 +802,51 @@ pub fn run(cfg: &Config) -> u8 {
         Err(e) => return fail("registry: ", &e),
     };
     let served = store.clone();
+    let location = cfg.store.location();
+    let lease = cfg.store.lease();
     let code = rt.block_on(async move {
         // Listen for signals before announcing readiness, so a supervisor that stops us the
         // moment we say "running" gets a clean shutdown, not a kill.
         let signal = shutdown_signal();
+        tokio::pin!(signal);
+        // On a shared PostgreSQL, one node leads and runs the pipeline; the others stand by
+        // until its lease ends. Every write of the leader is fenced by its lease.
+        let leadership = match &location {
+            stormbell::store::Location::Postgres(url) => tokio::select! {
+                l = stormbell::store::lease::acquire(url, &lease) => match l {
+                    Ok(l) => {
+                        served.fence(&lease.node, l.epoch);
+                        Some(l)
+                    }
+                    Err(e) => return fail("", &e),
+                },
+                s = &mut signal => {
+                    tracing::info!(signal = s, "stopped while standing by");
+                    return 0;
+                }
+            },
+            stormbell::store::Location::Sqlite(_) => None,
+        };
+        let stepped_down = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let down = stepped_down.clone();
+        let stop = async move {
+            let lost = async {
+                match &leadership {
+                    Some(l) => l.lost().await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                s = &mut signal => s,
+                why = lost => {
+                    // Exit with an error: the service manager starts this node again, as a
+                    // standby.
+                    tracing::error!("{why}; this node steps down");
+                    down.store(true, std::sync::atomic::Ordering::Release);
+                    "leader lease lost"
+                }
+            }
+        };
         let pipeline = Pipeline::new(
             settings,
             served.clone(),
@@ -799,7 +854,8 @@ pub fn run(cfg: &Config) -> u8 {
             Arc::new(SystemClock::new()),
             fetcher,
         );
-        match daemon::serve(pipeline, &served, &cfg.office.cap_sender, signal).await {
+        match daemon::serve(pipeline, &served, &cfg.office.cap_sender, stop).await {
+            Ok(()) if stepped_down.load(std::sync::atomic::Ordering::Acquire) => EXIT_PROBLEMS,
             Ok(()) => 0,
             Err(e) => fail("", &e),
         }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use clap::Args;
 
 use stormbell::config::Config;
-use stormbell::store::{Claim, Store, audit, backup};
+use stormbell::store::{Claim, audit, backup};
 
 use super::{EXIT_PROBLEMS, EXIT_USAGE};
 
@@ -23,7 +23,21 @@ pub struct RestoreArgs {
     file: PathBuf,
 }
 
+/// Backup and restore copy a SQLite file; a PostgreSQL database has its own tools.
+fn sqlite_only(cfg: &Config, what: &str) -> Option<u8> {
+    (cfg.store.backend == stormbell::config::StoreBackend::Postgres).then(|| {
+        eprintln!(
+            "stormbell {what}: the store is on PostgreSQL; back it up with pg_basebackup and WAL \
+             archiving (docs/deploy.md, \"Backups\")"
+        );
+        EXIT_USAGE
+    })
+}
+
 pub fn backup(args: BackupArgs, cfg: &Config) -> u8 {
+    if let Some(code) = sqlite_only(cfg, "backup") {
+        return code;
+    }
     let now = jiff::Zoned::now().with_time_zone(cfg.time_zone());
     match backup::take(&cfg.store.path, &args.dir, &now) {
         Ok(t) => {
@@ -55,6 +69,9 @@ pub fn restore(args: RestoreArgs, cfg: &Config) -> u8 {
         eprintln!("stormbell restore: no file {}", args.file.display());
         return EXIT_USAGE;
     }
+    if let Some(code) = sqlite_only(cfg, "restore") {
+        return code;
+    }
     // A running daemon holds the claim; restoring under it would lose what it writes next.
     let claim = match Claim::take(&cfg.store.path) {
         Ok(c) => c,
@@ -81,7 +98,7 @@ pub fn restore(args: RestoreArgs, cfg: &Config) -> u8 {
         );
     }
     // Opening brings an older backup's schema up to date; the restore goes in the trail.
-    let store = match Store::open(&cfg.store.path) {
+    let store = match cfg.store.location().open() {
         Ok(s) => s,
         Err(e) => {
             eprintln!("stormbell restore: the restored database does not open: {e}");

@@ -70,14 +70,14 @@ pub fn run(cmd: RegistryCommand, cfg: &Config) -> u8 {
 }
 
 fn with_store(cfg: &Config, f: impl FnOnce(&Store) -> u8) -> u8 {
-    if !cfg.store.path.exists() {
+    if !cfg.store.location().exists() {
         eprintln!(
             "stormbell: no database at {} yet; `stormbell registry import DIR` creates it",
-            cfg.store.path.display()
+            cfg.store.location()
         );
         return EXIT_USAGE;
     }
-    match Store::open(&cfg.store.path) {
+    match cfg.store.location().open() {
         Ok(s) => f(&s),
         Err(e) => {
             eprintln!("stormbell: {e}");
@@ -125,7 +125,7 @@ fn import(cfg: &Config, dir: &Path, encoding: Encoding, actor: &str) -> u8 {
     // Check the folder before the database is even opened: a refused import touches nothing.
     let outcome = registry::prepare_import(dir, encoding, &progress).and_then(|prepared| {
         progress(Stage::Writing);
-        let store = Store::open(&cfg.store.path)?;
+        let store = cfg.store.location().open()?;
         let warnings = prepared.findings.warnings();
         let at = jiff::Timestamp::now().to_zoned(cfg.time_zone());
         let report = prepared.commit(&store, actor, at)?;

@@ -82,8 +82,11 @@ fn replay(
 ) -> anyhow::Result<()> {
     std::fs::create_dir_all(out)?;
     // The drill's own database, beside its output, unless one is named: never the office's.
-    let db = db.unwrap_or_else(|| out.join("drill.db"));
-    let store = Store::open(&db)?;
+    let db = match db {
+        Some(d) => stormbell::store::Location::parse(&d.to_string_lossy()),
+        None => stormbell::store::Location::Sqlite(out.join("drill.db")),
+    };
+    let store = db.open()?;
     let settings = cfg.pipeline()?;
     let tz = settings.tz.clone();
     let local = |t: jiff::Timestamp| t.to_zoned(tz.clone()).strftime("%m-%d %H:%M").to_string();
@@ -93,7 +96,7 @@ fn replay(
         local(drill.scenario.start),
         local(drill.scenario.end),
         drill.registry.display(),
-        db.display()
+        db
     );
     let rt = match speed {
         // One thread: the simulated clock decides the order of everything.

@@ -8,7 +8,6 @@ use clap::Args;
 use stormbell::config::Config;
 use stormbell::registry::Registry;
 use stormbell::respond::report;
-use stormbell::store::Store;
 
 use super::{EXIT_PROBLEMS, EXIT_USAGE};
 
@@ -91,14 +90,14 @@ fn tempfile_dir(pdf: &std::path::Path) -> std::io::Result<PathBuf> {
 }
 
 pub fn run(args: ReportArgs, cfg: &Config) -> u8 {
-    if !cfg.store.path.exists() {
+    if !cfg.store.location().exists() {
         eprintln!(
             "stormbell: no database at {} (store.path)",
-            cfg.store.path.display()
+            cfg.store.location()
         );
         return EXIT_USAGE;
     }
-    let store = match Store::open(&cfg.store.path) {
+    let store = match cfg.store.location().open() {
         Ok(s) => s,
         Err(e) => {
             eprintln!("stormbell: {e}");

@@ -4,7 +4,6 @@ use std::io::BufRead;
 
 use clap::Subcommand;
 use stormbell::config::Config;
-use stormbell::store::Store;
 use stormbell::store::audit;
 use stormbell::web::auth;
 
@@ -32,7 +31,7 @@ pub enum UserCommand {
 }
 
 pub fn run(cmd: UserCommand, cfg: &Config) -> u8 {
-    let store = match Store::open(&cfg.store.path) {
+    let store = match cfg.store.location().open() {
         Ok(s) => s,
         Err(e) => {
             eprintln!("stormbell: {e}");

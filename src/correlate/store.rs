@@ -226,8 +226,11 @@ pub fn by_identifier(
 /// own rows by (`lineage IN (SELECT value FROM json_each(?))`) without naming this stage's
 /// tables.
 pub fn in_force_keys(conn: &Conn<'_>) -> crate::store::sql::Result<String> {
-    conn.prepare_cached("SELECT json_group_array(key) FROM corr_lineage")?
-        .query_row((), |r| r.get(0))
+    let keys = conn
+        .prepare_cached("SELECT key FROM corr_lineage ORDER BY key")?
+        .query_map((), |r| r.get::<_, String>(0))?
+        .collect::<crate::store::sql::Result<Vec<_>>>()?;
+    Ok(serde_json::Value::from(keys).to_string())
 }
 
 /// Lineages lifted and no longer in force whose lift was issued at `since` or later (the lift
@@ -241,7 +244,7 @@ pub fn lifted_since(
         .prepare_cached(
             "SELECT lineage, hazard, max(sent) FROM corr_warning
              WHERE msg_type = 'Cancel' AND lineage NOT IN (SELECT key FROM corr_lineage)
-             GROUP BY lineage",
+             GROUP BY lineage, hazard",
         )?
         .query_map((), |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
         .collect::<Result<_, _>>()?;

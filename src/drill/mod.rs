@@ -456,7 +456,7 @@ async fn world(
         let turn = store
             .write(move |tx| {
                 let mut turn = people::Turn::default();
-                let before: i64 = tx.query_row("SELECT total_changes()", (), |x| x.get(0))?;
+                let before = tx.total_changes()?;
                 // Phones ring (receipts), people act on what they have read, respond reads
                 // their answers and climbs the ladder, and what is due goes out.
                 people::receipts(tx, now, &reg2, &r, &mut turn)?;
@@ -466,7 +466,7 @@ async fn world(
                 people::accept(tx, now, &p, &r, &mut turn)?;
                 // A quiet minute changes nothing and need not be written (a write is an
                 // fsync); resuming from the last busy one replays only quiet minutes.
-                let after: i64 = tx.query_row("SELECT total_changes()", (), |x| x.get(0))?;
+                let after = tx.total_changes()?;
                 if after > before {
                     tx.execute(
                         "UPDATE drill_run SET reached = ?2 WHERE scenario = ?1",

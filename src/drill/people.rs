@@ -368,10 +368,10 @@ pub fn lifts(tx: &Tx<'_>, scenario: &str, r: &Responders) -> anyhow::Result<()> 
              SELECT p.person, p.lineage, 'returned', ?2, p.target,
                     (SELECT max(q.people) FROM drill_plan q
                      WHERE q.target = p.target AND q.step LIKE 'moved%' AND q.channel IN ('sms', 'link')),
-                    p.sms
+                    max(p.sms)
              FROM drill_plan p
              WHERE p.lineage = ?1 AND p.step LIKE 'moved%' AND p.channel IN ('sms', 'link')
-             GROUP BY p.person, p.target",
+             GROUP BY p.person, p.lineage, p.target",
             params![lineage, due],
         )?;
     }

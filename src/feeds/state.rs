@@ -492,7 +492,7 @@ pub fn refused(
 ) -> crate::store::sql::Result<()> {
     tx.prepare_cached(
         "INSERT INTO feed_refused (feed, reason, n, last_at, last_detail) VALUES (?1, ?2, 1, ?3, ?4)
-         ON CONFLICT (feed, reason) DO UPDATE SET n = n + 1, last_at = ?3, last_detail = ?4",
+         ON CONFLICT (feed, reason) DO UPDATE SET n = feed_refused.n + 1, last_at = ?3, last_detail = ?4",
     )?
     .execute(params![feed, reason, at, detail])?;
     Ok(())
@@ -548,7 +548,7 @@ pub fn prune(
         "DELETE FROM feed_inbox WHERE id IN
            (SELECT id FROM feed_inbox
              WHERE received > ?1 AND received < ?2 AND consumed IS NOT NULL
-               AND json_extract(observation, '$.kind') IS NOT 'feed_alarm'
+               AND json_extract(observation, '$.kind') IS DISTINCT FROM 'feed_alarm'
              LIMIT ?3)",
     )?;
     for (a, b) in gaps {

@@ -615,10 +615,14 @@ fn simple_changes<T>(
 pub fn load(conn: &Conn<'_>, import: Option<i64>) -> anyhow::Result<Dataset> {
     let mut d = Dataset::default();
     fn all<T: Record>(conn: &Conn<'_>, import: Option<i64>) -> anyhow::Result<Vec<T>> {
+        // In the order they were imported (the rows of the office's files), on every engine: a
+        // list whose order decides something (which of a site's thresholds is named as the
+        // reason) must not depend on how an engine scans a table.
         let mut stmt = match import {
-            None => conn.prepare_cached("SELECT data FROM reg_record WHERE kind = ?1 AND valid_to IS NULL AND ?2 IS NULL")?,
+            None => conn.prepare_cached("SELECT data FROM reg_record WHERE kind = ?1 AND valid_to IS NULL AND CAST(?2 AS BIGINT) IS NULL ORDER BY rowid")?,
             Some(_) => conn.prepare_cached(
-                "SELECT data FROM reg_record WHERE kind = ?1 AND valid_from <= ?2 AND (valid_to IS NULL OR valid_to > ?2)",
+                "SELECT data FROM reg_record WHERE kind = ?1 AND valid_from <= ?2 AND (valid_to IS NULL OR valid_to > ?2)
+                 ORDER BY rowid",
             )?,
         };
         let rows = stmt.query_map(params![T::KIND, import], |r| r.get::<_, String>(0))?;

@@ -705,10 +705,14 @@ fn call_now(
     // Silent persons, by place.
     let silent: Vec<(String, String, String, String, Option<String>)> = c
         .prepare_cached(
-            "SELECT target, name, role, mobile, min(called) FROM respond_call
-             WHERE state = 'silent' AND level NOT IN ('town', 'county')
-               AND lineage IN (SELECT value FROM json_each(?1))
-             GROUP BY target, person ORDER BY target, name",
+            // Each silent person once per place, as their first silent call names them.
+            "SELECT target, name, role, mobile, called FROM (
+               SELECT target, name, role, mobile, called, row_number() OVER (
+                        PARTITION BY target, person ORDER BY called, id) AS n
+               FROM respond_call
+               WHERE state = 'silent' AND level NOT IN ('town', 'county')
+                 AND lineage IN (SELECT value FROM json_each(?1))) AS first
+             WHERE n = 1 ORDER BY target, name",
         )?
         .query_map(params![in_force], |r| {
             Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
@@ -738,11 +742,16 @@ fn call_now(
     // Help asked, not dealt with.
     let help: Vec<(String, String, String, String, Option<String>, String)> = c
         .prepare_cached(
-            "SELECT c.target, c.name, c.role, c.mobile, a.note, max(a.at) FROM respond_answer a
-             JOIN respond_call c ON c.lineage = a.lineage AND c.person = a.person
-             WHERE a.kind = 'help' AND a.handled IS NULL AND a.repeat_of IS NULL
-               AND a.lineage IN (SELECT value FROM json_each(?1))
-             GROUP BY a.person ORDER BY max(a.at) DESC",
+            // Each person once, with their latest call for help.
+            "SELECT target, name, role, mobile, note, at FROM (
+               SELECT c.target AS target, c.name AS name, c.role AS role, c.mobile AS mobile,
+                      a.note AS note, a.at AS at, row_number() OVER (
+                        PARTITION BY a.person ORDER BY a.at DESC, a.id DESC, c.id) AS n
+               FROM respond_answer a
+               JOIN respond_call c ON c.lineage = a.lineage AND c.person = a.person
+               WHERE a.kind = 'help' AND a.handled IS NULL AND a.repeat_of IS NULL
+                 AND a.lineage IN (SELECT value FROM json_each(?1))) AS latest
+             WHERE n = 1 ORDER BY at DESC",
         )?
         .query_map(params![in_force], |r| {
             Ok((
@@ -829,7 +838,7 @@ pub(crate) fn shelters(c: &Conn<'_>, reg: &Registry) -> anyhow::Result<Vec<Shelt
                    row_number() OVER (PARTITION BY e.target, e.shelter ORDER BY e.at DESC, e.answer DESC) AS n
             FROM respond_evacuation e
             WHERE e.lineage IN (SELECT value FROM json_each(?1))
-              AND e.shelter IS NOT NULL AND e.shelter != '')
+              AND e.shelter IS NOT NULL AND e.shelter != '') AS latest
          WHERE n = 1 GROUP BY shelter",
     )?;
     let rows: Vec<(String, i64)> = q
@@ -861,7 +870,7 @@ pub(crate) fn shelter(
             SELECT e.shelter AS shelter, e.people AS people,
                    row_number() OVER (PARTITION BY e.target, e.shelter ORDER BY e.at DESC, e.answer DESC) AS n
             FROM respond_evacuation e
-            WHERE e.shelter IN (?1, ?2) AND e.lineage IN (SELECT value FROM json_each(?3)))
+            WHERE e.shelter IN (?1, ?2) AND e.lineage IN (SELECT value FROM json_each(?3))) AS latest
          WHERE n = 1 GROUP BY shelter",
     )?;
     let rows: Vec<(String, i64)> = q

@@ -308,10 +308,10 @@ fn close(
         (
             "UPDATE respond_step SET state = 'cancelled', fired = ?4, detail = ?3
              WHERE +state = 'pending' AND call IN (
-               SELECT id FROM respond_call WHERE lineage = ?1 AND state = 'open' AND ?2 IS NULL
+               SELECT id FROM respond_call WHERE lineage = ?1 AND state = 'open' AND CAST(?2 AS TEXT) IS NULL
                  AND decision < ?5)",
             "UPDATE respond_call SET state = ?3 WHERE lineage = ?1 AND state = 'open'
-               AND ?2 IS NULL AND decision < ?4",
+               AND CAST(?2 AS TEXT) IS NULL AND decision < ?4",
         )
     };
     tx.prepare_cached(steps)?
@@ -759,7 +759,7 @@ pub fn escalations(c: &Conn<'_>) -> anyhow::Result<BTreeMap<String, i64>> {
 /// put them there (some answer after being listed).
 pub fn outcomes(c: &Conn<'_>) -> anyhow::Result<Vec<(bool, bool, bool, bool)>> {
     Ok(c.prepare(
-        "SELECT max(c.state = 'answered'), max(c.state = 'covered'), max(c.state = 'silent'),
+        "SELECT max(CASE WHEN c.state = 'answered' THEN 1 ELSE 0 END), max(CASE WHEN c.state = 'covered' THEN 1 ELSE 0 END), max(CASE WHEN c.state = 'silent' THEN 1 ELSE 0 END),
                 EXISTS (SELECT 1 FROM respond_step s JOIN respond_call k ON k.id = s.call
                         WHERE k.person = c.person AND k.lineage = c.lineage
                           AND s.action = 'silent' AND s.state = 'fired')

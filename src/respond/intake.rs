@@ -333,7 +333,8 @@ fn report_place<'a>(
 ) -> anyhow::Result<Placing<'a>> {
     let own: Vec<(String, String)> = tx
         .prepare_cached(
-            "SELECT DISTINCT target, level FROM respond_call WHERE lineage = ?1 AND person = ?2
+            "SELECT target, level FROM respond_call WHERE lineage = ?1 AND person = ?2
+             GROUP BY target, level
              ORDER BY CASE level WHEN 'village' THEN 0 WHEN 'group' THEN 1 WHEN 'site' THEN 2
                       WHEN 'town' THEN 3 ELSE 4 END, target",
         )?
@@ -774,7 +775,7 @@ fn help_notified(
     Ok(tx
         .prepare_cached(
             "SELECT count(*) FROM respond_answer WHERE kind = 'help' AND notified = 1
-           AND lineage = ?1 AND (?2 IS NULL OR person = ?2) AND at >= ?3",
+           AND lineage = ?1 AND (CAST(?2 AS TEXT) IS NULL OR person = ?2) AND at >= ?3",
         )?
         .query_row(params![lineage, person, crate::store::stamp(since)], |r| {
             r.get(0)
@@ -1102,9 +1103,12 @@ fn evacuation(
         "INSERT INTO respond_evacuation
            (lineage, target, person, people, shelter, refused, returned, at, answer, beyond)
          VALUES (?1, ?2, ?3, ifnull(?4, 0), ?5, ?6, ?7, ?8, ?9, ?10)
-         ON CONFLICT (lineage, target, person) DO UPDATE SET people = coalesce(?4, people),
-           shelter = coalesce(?5, shelter), refused = coalesce(?6, refused),
-           returned = coalesce(?7, returned), at = ?8, answer = ?9, beyond = ?10",
+         ON CONFLICT (lineage, target, person) DO UPDATE SET
+           people = coalesce(?4, respond_evacuation.people),
+           shelter = coalesce(?5, respond_evacuation.shelter),
+           refused = coalesce(?6, respond_evacuation.refused),
+           returned = coalesce(?7, respond_evacuation.returned),
+           at = ?8, answer = ?9, beyond = ?10",
     )?
     .execute(params![
         last.lineage,

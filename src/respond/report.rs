@@ -495,7 +495,7 @@ fn steps_of(
     {
         let mut q = c.prepare_cached(
             "SELECT s.fired, s.action, s.detail, k.person, k.name FROM respond_call k
-             CROSS JOIN respond_step s ON s.call = k.id
+             JOIN respond_step s ON s.call = k.id
              WHERE k.lineage = ?1 AND s.state = 'fired' ORDER BY s.fired, s.id",
         )?;
         let rows = q.query_map(params![lineage], |r| {

@@ -50,6 +50,7 @@ pub(crate) fn to_latest_postgres(client: &mut postgres::Client) -> Result<(), St
          )",
     )
     .map_err(shown)?;
+    tx.batch_execute(super::lease::TABLE).map_err(shown)?;
     let current: i64 = tx
         .query_one(
             "SELECT COALESCE(max(version), 0) FROM stormbell_schema",

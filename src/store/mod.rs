@@ -21,6 +21,7 @@
 pub mod audit;
 pub mod backup;
 pub mod checkpoint;
+pub mod lease;
 mod migrations;
 mod pg;
 pub mod sql;
@@ -38,6 +39,57 @@ pub fn migrate_to(path: &Path, version: usize) -> Result<(), StoreError> {
             path: path.display().to_string(),
             message: e.to_string(),
         })
+}
+
+/// Where the database is: a SQLite file (the embedded default: one box, a drill, the demo), or
+/// a PostgreSQL database several nodes share.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Location {
+    /// A SQLite file.
+    Sqlite(PathBuf),
+    /// A libpq URL (`postgres://…`, several hosts with `target_session_attrs=read-write`).
+    Postgres(String),
+}
+
+impl Location {
+    /// What a person typed for "the database": a `postgres://` or `postgresql://` URL is
+    /// PostgreSQL, anything else a SQLite file's path.
+    pub fn parse(s: &str) -> Location {
+        let lower = s.trim_start().to_ascii_lowercase();
+        if lower.starts_with("postgres://") || lower.starts_with("postgresql://") {
+            Location::Postgres(s.trim().to_string())
+        } else {
+            Location::Sqlite(PathBuf::from(s))
+        }
+    }
+
+    /// Open the store there (creating a SQLite file, or the schema in an empty PostgreSQL
+    /// database, if needed).
+    pub fn open(&self) -> Result<Store, StoreError> {
+        match self {
+            Location::Sqlite(path) => Store::open(path),
+            Location::Postgres(url) => Store::open_postgres(url),
+        }
+    }
+
+    /// Whether there is a database there to open (a PostgreSQL database is only known by
+    /// connecting, so it is taken to be there).
+    pub fn exists(&self) -> bool {
+        match self {
+            Location::Sqlite(path) => path.exists(),
+            Location::Postgres(_) => true,
+        }
+    }
+}
+
+impl std::fmt::Display for Location {
+    /// The path, or the URL without its password.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Location::Sqlite(path) => write!(f, "{}", path.display()),
+            Location::Postgres(url) => f.write_str(&pg::shown(url)),
+        }
+    }
 }
 
 /// The daemon's claim on its database: an advisory lock on `<database>.lock`, held for as long
@@ -208,6 +260,9 @@ pub enum StoreError {
         /// Who holds it, or why it cannot be taken.
         message: String,
     },
+    /// The leader lease could not be kept (or this node no longer holds it).
+    #[error("leader lease: {0}")]
+    Lease(String),
     /// The writer thread is gone (it only stops when the store is dropped, or after a panic in
     /// a closure handed to it, which is reported to that caller).
     #[error("database writer has stopped")]
@@ -528,6 +583,8 @@ pub struct Store {
     lock_waits: Arc<std::sync::atomic::AtomicU64>,
     /// Moves on after each batch the writer finishes ([`Store::written`]).
     written: tokio::sync::watch::Receiver<u64>,
+    /// The lease this node's writes are fenced by ([`Store::fence`]): (node, epoch).
+    fence: Arc<Mutex<Option<(String, i64)>>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -549,6 +606,16 @@ impl Store {
     /// date, and start the writer thread.
     pub fn open_postgres(url: &str) -> Result<Store, StoreError> {
         pg::open(url)
+    }
+
+    /// From now on, write only while `node` holds the leader lease under `epoch`: each write
+    /// batch first checks the lease row (and holds it, so a takeover waits for the batch), and
+    /// a batch of a node that lost the lease is refused whole. On SQLite, which one machine
+    /// holds, this does nothing.
+    pub fn fence(&self, node: &str, epoch: i64) {
+        if let Ok(mut f) = self.fence.lock() {
+            *f = Some((node.to_string(), epoch));
+        }
     }
 
     /// Whether this store is on PostgreSQL (several nodes may share it).
@@ -676,6 +743,7 @@ impl Store {
             closed,
             lock_waits,
             written,
+            fence: Arc::default(),
         })
     }
 

@@ -69,6 +69,8 @@ pub(crate) fn open(url: &str) -> Result<Store, StoreError> {
     let (batches, written) = tokio::sync::watch::channel(0u64);
     let writer_config = config.clone();
     let writer_label = label.clone();
+    let fence: Arc<Mutex<Option<(String, i64)>>> = Arc::default();
+    let fenced = fence.clone();
     let thread = std::thread::Builder::new()
         .name("store-writer".into())
         .spawn(move || {
@@ -117,7 +119,8 @@ pub(crate) fn open(url: &str) -> Result<Store, StoreError> {
                         }
                     }
                 }
-                run_batch(&cell, &writer_label, batch);
+                let lease = fenced.lock().ok().and_then(|f| f.clone());
+                run_batch(&cell, &writer_label, lease.as_ref(), batch);
                 batches.send_modify(|n| *n = n.wrapping_add(1));
             }
             drop(cell);
@@ -146,6 +149,7 @@ pub(crate) fn open(url: &str) -> Result<Store, StoreError> {
         }
     }
     Ok(Store {
+        fence,
         path: label.clone().into(),
         writer: tx,
         readers: Arc::new(Readers::Pg {
@@ -161,7 +165,12 @@ pub(crate) fn open(url: &str) -> Result<Store, StoreError> {
 
 /// Run a batch of jobs in one transaction, each in a savepoint when there are several; commit;
 /// reply to each.
-fn run_batch(cell: &RefCell<sql::Pg>, label: &str, mut batch: Vec<Box<dyn Job>>) {
+fn run_batch(
+    cell: &RefCell<sql::Pg>,
+    label: &str,
+    lease: Option<&(String, i64)>,
+    mut batch: Vec<Box<dyn Job>>,
+) {
     let fail = |why: String| StoreError::NotCommitted {
         path: label.to_string(),
         why,
@@ -177,6 +186,32 @@ fn run_batch(cell: &RefCell<sql::Pg>, label: &str, mut batch: Vec<Box<dyn Job>>)
             job.abandon(fail(format!("cannot begin a transaction: {e}")));
         }
         return;
+    }
+    if let Some((node, epoch)) = lease {
+        // Fenced: only while this node still holds the lease, which the check holds until
+        // the commit (a takeover waits for it).
+        let held = cell
+            .borrow_mut()
+            .client
+            .query_opt(super::lease::FENCE, &[node, epoch]);
+        let refused = match held {
+            Ok(Some(_)) => None,
+            Ok(None) => Some(format!(
+                "node {node} no longer holds the leader lease (epoch {epoch}): nothing written"
+            )),
+            Err(e) => Some(format!(
+                "the leader lease cannot be checked: {}",
+                sql::Error::from(e)
+            )),
+        };
+        if let Some(why) = refused {
+            let _ = simple("ROLLBACK");
+            tracing::error!(db = %label, "{why}");
+            for job in batch {
+                job.abandon(fail(why.clone()));
+            }
+            return;
+        }
     }
     if batch.len() == 1
         && let Some(job) = batch.pop()

@@ -32,9 +32,17 @@ pub enum Error {
     /// SQLite said so, or a value read from either engine did not fit the Rust type asked for.
     #[error(transparent)]
     Sqlite(#[from] rusqlite::Error),
-    /// PostgreSQL said so (its message, detail and the statement's place in it).
+    /// PostgreSQL said so (its SQLSTATE, message and detail).
     #[error("{}", pg_message(.0))]
-    Postgres(#[from] postgres::Error),
+    Postgres(postgres::Error),
+    /// PostgreSQL refused a statement as written (the statement is wrong for it).
+    #[error("PostgreSQL cannot prepare `{statement}`: {}", pg_message(.error))]
+    Prepare {
+        /// The statement, as translated, its white space folded.
+        statement: String,
+        /// What PostgreSQL said.
+        error: postgres::Error,
+    },
     /// PostgreSQL returned a column of a type no table here has (the statement is wrong).
     #[error("PostgreSQL column {column} has type {ty}, which stormbell does not store")]
     Unsupported {
@@ -60,6 +68,12 @@ pub(crate) fn pg_message(e: &postgres::Error) -> String {
     }
 }
 
+impl From<postgres::Error> for Error {
+    fn from(e: postgres::Error) -> Error {
+        Error::Postgres(e)
+    }
+}
+
 impl Error {
     /// Whether the statement broke a unique constraint (on either engine): what a caller that
     /// inserts a key it expects to be new (a token, an id from outside) turns into its own
@@ -71,7 +85,7 @@ impl Error {
                 Some(rusqlite::ErrorCode::ConstraintViolation)
             ),
             Error::Postgres(e) => e.code() == Some(&postgres::error::SqlState::UNIQUE_VIOLATION),
-            Error::Unsupported { .. } => false,
+            Error::Prepare { .. } | Error::Unsupported { .. } => false,
         }
     }
 
@@ -216,7 +230,14 @@ impl Pg {
         if let Some(s) = self.prepared.get(sql) {
             return Ok(s.clone());
         }
-        let s = self.client.prepare(&translate(sql))?;
+        let translated = translate(sql);
+        let s = self
+            .client
+            .prepare(&translated)
+            .map_err(|error| Error::Prepare {
+                statement: translated.split_whitespace().collect::<Vec<_>>().join(" "),
+                error,
+            })?;
         // Bounded like SQLite's cache: a statement built from data (an IN list) must not grow
         // it for ever.
         if self.prepared.len() >= 1024 {
@@ -372,6 +393,20 @@ impl<'a> Conn<'a> {
                 }) as i64;
                 self.query_row("SELECT pg_advisory_xact_lock(?1)::text", [key], |_| Ok(()))
             }
+        }
+    }
+
+    /// Rows this connection has changed so far (compare two readings to learn whether the
+    /// work between them wrote anything). On PostgreSQL, the current transaction's count.
+    pub fn total_changes(&self) -> Result<i64> {
+        match self.0 {
+            Inner::Lite(c) => Ok(c.total_changes() as i64),
+            Inner::Pg(_) => self.query_row(
+                "SELECT CAST(COALESCE(sum(n_tup_ins + n_tup_upd + n_tup_del), 0) AS BIGINT)
+                 FROM pg_stat_xact_user_tables",
+                (),
+                |r| r.get(0),
+            ),
         }
     }
 
@@ -786,6 +821,9 @@ pub fn translate(sql: &str) -> String {
                 out.push('$');
                 out.push_str(&n.to_string());
             }
+            // SQLite's unary plus before a column (`WHERE +state = …`) keeps its planner off an
+            // index; PostgreSQL has no `+` for text, and its planner needs no such hint.
+            '+' if unary(&out) && chars.peek().is_some_and(|(_, d)| d.is_ascii_alphabetic()) => {}
             _ if c.is_ascii_alphabetic() && !prev_is_word(&out) => {
                 let rest = &sql[at..];
                 if starts_with_words(rest, &["INSERT", "OR", "IGNORE"]) {
@@ -809,6 +847,19 @@ pub fn translate(sql: &str) -> String {
             _ => out.push(c),
         }
     }
+    let mut out = rewrite_calls(&out, "json_each", |args| {
+        format!(
+            "json_array_elements_text(CAST({} AS json))",
+            args.join(", ")
+        )
+    });
+    out = rewrite_calls(&out, "json_extract", |args| match args {
+        [doc, path] if path.starts_with("'$.") && path.ends_with('\'') => {
+            let keys = path[3..path.len() - 1].replace('.', ",");
+            format!("(CAST({doc} AS jsonb) #>> '{{{keys}}}')")
+        }
+        _ => format!("json_extract({})", args.join(", ")),
+    });
     if ignore {
         let trimmed = out.trim_end().trim_end_matches(';').trim_end().len();
         out.truncate(trimmed);
@@ -817,6 +868,72 @@ pub fn translate(sql: &str) -> String {
             None => out.push_str(" ON CONFLICT DO NOTHING"),
         }
     }
+    out
+}
+
+/// Whether a `+` after `out` is unary: it follows an opening bracket, a comma, a comparison
+/// or a keyword, not an operand.
+fn unary(out: &str) -> bool {
+    let before = out.trim_end();
+    if before.ends_with(['(', ',', '=', '<', '>']) {
+        return true;
+    }
+    let word: String = before
+        .chars()
+        .rev()
+        .take_while(|c| c.is_ascii_alphabetic())
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
+    [
+        "WHERE", "AND", "OR", "ON", "NOT", "BY", "SELECT", "WHEN", "THEN", "ELSE",
+    ]
+    .iter()
+    .any(|k| word.eq_ignore_ascii_case(k))
+}
+
+/// Every call of the function `name` in `sql` (outside quotes) through `to`, which gets the
+/// call's arguments as written.
+fn rewrite_calls(sql: &str, name: &str, to: impl Fn(&[&str]) -> String) -> String {
+    let mut out = String::with_capacity(sql.len());
+    let mut rest = sql;
+    while let Some(at) = find_word(rest, name) {
+        let after = &rest[at + name.len()..];
+        let Some(open) = after.strip_prefix('(') else {
+            out.push_str(&rest[..at + name.len()]);
+            rest = after;
+            continue;
+        };
+        // The arguments, split at the commas of this call's own level.
+        let (mut depth, mut quote, mut args, mut start, mut end) = (0, None, Vec::new(), 0, None);
+        for (i, c) in open.char_indices() {
+            match (quote, c) {
+                (Some(q), _) if c == q => quote = None,
+                (Some(_), _) => {}
+                (None, '\'' | '"') => quote = Some(c),
+                (None, '(') => depth += 1,
+                (None, ')') if depth == 0 => {
+                    args.push(open[start..i].trim());
+                    end = Some(i);
+                    break;
+                }
+                (None, ')') => depth -= 1,
+                (None, ',') if depth == 0 => {
+                    args.push(open[start..i].trim());
+                    start = i + 1;
+                }
+                _ => {}
+            }
+        }
+        let Some(end) = end else {
+            break;
+        };
+        out.push_str(&rest[..at]);
+        out.push_str(&to(&args));
+        rest = &open[end + 1..];
+    }
+    out.push_str(rest);
     out
 }
 
@@ -894,6 +1011,24 @@ mod tests {
         assert_eq!(
             translate("SELECT \"?x\" -- what?\n FROM t WHERE a = ?"),
             "SELECT \"?x\" -- what?\n FROM t WHERE a = $1"
+        );
+    }
+
+    #[test]
+    fn sqlite_json_functions_become_postgresql_operators() {
+        assert_eq!(
+            translate(
+                "SELECT 1 FROM t WHERE a IN (SELECT value FROM json_each(?1)) AND json_extract(doc, '$.data.state') = 'gap'"
+            ),
+            "SELECT 1 FROM t WHERE a IN (SELECT value FROM json_array_elements_text(CAST($1 AS json))) AND (CAST(doc AS jsonb) #>> '{data,state}') = 'gap'"
+        );
+    }
+
+    #[test]
+    fn sqlite_planner_hints_are_dropped_and_arithmetic_kept() {
+        assert_eq!(
+            translate("UPDATE t SET a = b +1, c = d + e WHERE +state = 'x' AND (+id > ?1)"),
+            "UPDATE t SET a = b +1, c = d + e WHERE state = 'x' AND (id > $1)"
         );
     }
 

@@ -114,7 +114,8 @@ pub(crate) async fn secret(store: &Store, name: &'static str) -> anyhow::Result<
                     getrandom::getrandom(&mut b)
                         .map_err(|e| anyhow::anyhow!("no randomness for the {name} secret: {e}"))?;
                     tx.execute(
-                        "INSERT OR REPLACE INTO web_secret (name, value) VALUES (?1, ?2)",
+                        "INSERT INTO web_secret (name, value) VALUES (?1, ?2)
+                         ON CONFLICT (name) DO UPDATE SET value = excluded.value",
                         rusqlite::params![name, b.to_vec()],
                     )?;
                     b.to_vec()

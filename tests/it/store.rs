@@ -594,7 +594,7 @@ fn the_postgres_baseline_has_every_table_column_type_and_index_of_the_sqlite_sch
             .query(
                 "SELECT table_name::text, column_name::text, data_type::text, is_nullable::text
                  FROM information_schema.columns
-                 WHERE table_schema = 'public' AND table_name <> 'stormbell_schema'
+                 WHERE table_schema = 'public' AND table_name NOT IN ('stormbell_schema', 'stormbell_lease')
                  ORDER BY table_name, ordinal_position",
                 &[],
             )
@@ -602,6 +602,10 @@ fn the_postgres_baseline_has_every_table_column_type_and_index_of_the_sqlite_sch
         {
             let (t, name, ty, nullable): (String, String, String, String) =
                 (r.get(0), r.get(1), r.get(2), r.get(3));
+            if name == "rowid" {
+                // SQLite's implicit row id: a column on PostgreSQL where the SQL names it.
+                continue;
+            }
             let null = if nullable == "YES" {
                 "null"
             } else {
@@ -619,7 +623,7 @@ fn the_postgres_baseline_has_every_table_column_type_and_index_of_the_sqlite_sch
                  JOIN pg_class i ON i.oid = x.indexrelid
                  JOIN pg_class t ON t.oid = x.indrelid
                  JOIN pg_namespace n ON n.oid = t.relnamespace
-                 WHERE n.nspname = 'public' AND t.relname <> 'stormbell_schema'
+                 WHERE n.nspname = 'public' AND t.relname NOT IN ('stormbell_schema', 'stormbell_lease')
                    AND NOT EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = x.indexrelid)",
                 &[],
             )
@@ -640,4 +644,110 @@ fn the_postgres_baseline_has_every_table_column_type_and_index_of_the_sqlite_sch
         assert_eq!(cols, &pg.0[t], "columns of {t}");
     }
     assert_eq!(lite.1, pg.1, "indexes");
+}
+
+/// The lease row as the database has it: (holder, epoch).
+fn lease_holder(place: &Place) -> Option<(String, i64)> {
+    let url = place.at.clone();
+    std::thread::spawn(move || {
+        let mut c = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+        c.query_opt(
+            "SELECT holder, epoch FROM stormbell_lease WHERE name = 'leader'",
+            &[],
+        )
+        .unwrap()
+        .map(|r| (r.get(0), r.get(1)))
+    })
+    .join()
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_lost_the_lease_writes_nothing_more() {
+    use stormbell::store::lease::{LeaseSettings, acquire};
+    let place = Place::new(Backend::Postgres);
+    let store = place.open();
+    let a = LeaseSettings {
+        node: "a".into(),
+        ttl: std::time::Duration::from_secs(3),
+    };
+    let lead = acquire(&place.at, &a).await.unwrap();
+    assert_eq!(lease_holder(&place), Some(("a".into(), lead.epoch)));
+    store.fence("a", lead.epoch);
+    let e = entry(1);
+    store
+        .write(move |tx| Ok(audit::append(tx, &e)?))
+        .await
+        .unwrap();
+    // Another node takes the lease (as it would once a's lease ended unrenewed, a paused or
+    // cut-off a still believing it leads).
+    place
+        .raw(
+            "",
+            "UPDATE stormbell_lease SET holder = 'b', epoch = epoch + 1, expires = now() + interval '1 minute'",
+            &[],
+        )
+        .unwrap();
+    let e = entry(2);
+    let err = store
+        .write(move |tx| Ok(audit::append(tx, &e)?))
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("no longer holds the leader lease"),
+        "{err}"
+    );
+    // a hears it at its next renewal, and steps down.
+    let why = tokio::time::timeout(std::time::Duration::from_secs(10), lead.lost())
+        .await
+        .expect("a never heard it lost the lease");
+    assert!(why.contains("taken by another node"), "{why}");
+    assert!(matches!(
+        store.read(|c| Ok(audit::verify(c)?)).await.unwrap(),
+        audit::Verification::Intact { entries: 1, .. }
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standby_takes_the_lease_once_the_leader_stops_renewing_it() {
+    use stormbell::store::lease::{LeaseSettings, acquire};
+    let place = Place::new(Backend::Postgres);
+    drop(place.open());
+    let ttl = std::time::Duration::from_secs(3);
+    let a = acquire(
+        &place.at,
+        &LeaseSettings {
+            node: "a".into(),
+            ttl,
+        },
+    )
+    .await
+    .unwrap();
+    let first = a.epoch;
+    let url = place.at.clone();
+    let mut standby = tokio::spawn(async move {
+        acquire(
+            &url,
+            &LeaseSettings {
+                node: "b".into(),
+                ttl,
+            },
+        )
+        .await
+    });
+    // While a renews, b waits: for two lengths of the lease, a's renewals keep it out.
+    assert!(
+        tokio::time::timeout(ttl * 2, &mut standby).await.is_err(),
+        "b took the lease while a renewed it"
+    );
+    assert_eq!(lease_holder(&place), Some(("a".into(), first)));
+    // a stops (its renewals end, and it gives the lease up): b takes it, with a new epoch.
+    drop(a);
+    let b = tokio::time::timeout(ttl * 3, standby)
+        .await
+        .expect("b never took the lease over")
+        .unwrap()
+        .unwrap();
+    assert!(b.epoch > first);
+    assert_eq!(lease_holder(&place), Some(("b".into(), b.epoch)));
 }

@@ -486,3 +486,93 @@ fn every_csv_the_project_writes_goes_through_the_formula_guard() {
         "write CSV with stormbell::text::CsvOut: {offenders:?}"
     );
 }
+
+/// A string literal as the program sees it: `\"` and `\\` unescaped, a `\` at a line's end
+/// joining the next line without its indentation.
+fn unescape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('\n') => {
+                while chars.peek().is_some_and(|c| c.is_whitespace()) {
+                    chars.next();
+                }
+            }
+            Some('n') => out.push('\n'),
+            Some('t') => out.push('\t'),
+            Some(other) => out.push(other),
+            None => {}
+        }
+    }
+    out
+}
+
+#[test]
+fn every_statement_in_the_source_prepares_on_postgresql() {
+    // The statements the stages run, as written (a format string's holes cannot be prepared
+    // and are left to the tests that run them); the store's own SQLite housekeeping aside.
+    // (sl323.rs reads a bureau's own database, not ours; sql.rs's literals are its tests;
+    // migrations.rs runs its PostgreSQL batch itself.)
+    let not_ours = [
+        "src/store/mod.rs",
+        "src/store/backup.rs",
+        "src/store/sql.rs",
+        "src/store/migrations.rs",
+        "src/feeds/sl323.rs",
+    ];
+    let mut statements: Vec<(PathBuf, String)> = Vec::new();
+    for f in files("src", &[".rs"]) {
+        if not_ours.iter().any(|s| f == Path::new(s)) {
+            continue;
+        }
+        let src = std::fs::read_to_string(root().join(&f)).unwrap();
+        for s in strings(&src) {
+            let sql = unescape(&s);
+            // Keywords in capitals, as every statement here writes them (a message that begins
+            // "Update and Cancel …" is not one).
+            let head = sql.trim_start();
+            let statement = ["SELECT ", "INSERT ", "UPDATE ", "DELETE ", "WITH "]
+                .iter()
+                .any(|k| head.starts_with(k));
+            if statement && !sql.contains('{') && !sql.contains("sqlite_") {
+                statements.push((f.clone(), sql));
+            }
+        }
+    }
+    assert!(
+        statements.len() > 300,
+        "only {} statements found",
+        statements.len()
+    );
+    let place = crate::common::backend::Place::new(crate::common::backend::Backend::Postgres);
+    drop(place.open());
+    let url = place.at.clone();
+    let refused = std::thread::spawn(move || {
+        let mut c = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+        let mut refused = Vec::new();
+        for (f, sql) in &statements {
+            let translated = stormbell::store::sql::translate(sql);
+            if let Err(e) = c.prepare(&translated) {
+                let why = e
+                    .as_db_error()
+                    .map_or(e.to_string(), |d| d.message().to_string());
+                let one_line = translated.split_whitespace().collect::<Vec<_>>().join(" ");
+                refused.push(format!("{}: {why}\n    {one_line}", f.display()));
+            }
+        }
+        refused
+    })
+    .join()
+    .unwrap();
+    assert!(
+        refused.is_empty(),
+        "{} statements PostgreSQL refuses:\n{}",
+        refused.len(),
+        refused.join("\n")
+    );
+}

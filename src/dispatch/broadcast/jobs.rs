@@ -736,10 +736,10 @@ pub fn link(tx: &Tx<'_>, route: &str, ok: Result<(), &str>, now: Timestamp) -> a
     let at = stamp(now);
     tx.execute(
         "INSERT INTO broadcast_link (route, ok, last_ok, last_error, checked)
-         VALUES (?1, ?2, CASE WHEN ?2 = 1 THEN ?4 END, ?3, ?4)
+         VALUES (?1, ?2, CASE WHEN CAST(?2 AS BIGINT) = 1 THEN ?4 END, ?3, ?4)
          ON CONFLICT (route) DO UPDATE SET ok = ?2,
-           last_ok = CASE WHEN ?2 = 1 THEN ?4 ELSE last_ok END,
-           last_error = coalesce(?3, last_error), checked = ?4",
+           last_ok = CASE WHEN CAST(?2 AS BIGINT) = 1 THEN ?4 ELSE broadcast_link.last_ok END,
+           last_error = coalesce(?3, broadcast_link.last_error), checked = ?4",
         params![route, ok.is_ok(), ok.err(), at],
     )?;
     Ok(())

@@ -514,8 +514,12 @@ fn keep_parts(
     now: Timestamp,
 ) -> anyhow::Result<()> {
     for (part, total, smsc) in parts {
+        // A part sent again replaces the one kept before, as a new row (the newest row of an
+        // id key is the one a receipt is for).
+        tx.prepare_cached("DELETE FROM dispatch_part WHERE message = ?1 AND part = ?2")?
+            .execute(params![id, part])?;
         tx.prepare_cached(
-            "INSERT OR REPLACE INTO dispatch_part
+            "INSERT INTO dispatch_part
                (message, part, total, account, smsc_id, state, at, id_key)
              VALUES (?1, ?2, ?3, ?4, ?5, 'accepted', ?6, ?7)",
         )?
@@ -566,8 +570,8 @@ fn has_orphans(tx: &Tx<'_>, account: &str) -> anyhow::Result<bool> {
 fn settle_if_receipted(tx: &Tx<'_>, id: i64, at: &str) -> anyhow::Result<()> {
     let (parts, done, bad, total): (i64, i64, i64, i64) = tx
         .prepare_cached(
-            "SELECT count(*), coalesce(sum(state = 'delivered'), 0),
-                    coalesce(sum(state = 'failed'), 0), coalesce(max(total), 0)
+            "SELECT count(*), coalesce(sum(CASE WHEN state = 'delivered' THEN 1 ELSE 0 END), 0),
+                    coalesce(sum(CASE WHEN state = 'failed' THEN 1 ELSE 0 END), 0), coalesce(max(total), 0)
              FROM dispatch_part WHERE message = ?1",
         )?
         .query_row(params![id], |r| {

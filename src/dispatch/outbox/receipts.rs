@@ -86,7 +86,7 @@ pub fn receipt_by_key(
         (1, i64::from(delivered), i64::from(failed && !delivered), 1)
     } else {
         tx.prepare_cached(
-            "SELECT count(*), sum(state = 'delivered'), sum(state = 'failed'), max(total)
+            "SELECT count(*), sum(CASE WHEN state = 'delivered' THEN 1 ELSE 0 END), sum(CASE WHEN state = 'failed' THEN 1 ELSE 0 END), max(total)
              FROM dispatch_part WHERE message = ?1",
         )?
         .query_row(params![message], |r| {
@@ -211,7 +211,7 @@ pub fn reconcile(
         .prepare_cached(
             "UPDATE dispatch_message SET state = 'reconciling', not_before = ?1, updated = ?2,
                 last_error = 'stormbell stopped while sending: waiting for a receipt'
-         WHERE state = 'submitting' AND (?3 IS NULL OR claimed_by = ?3)",
+         WHERE state = 'submitting' AND (CAST(?3 AS TEXT) IS NULL OR claimed_by = ?3)",
         )?
         .execute(params![until, stamp(now), scope])?;
     Ok(n)

@@ -30,9 +30,9 @@ pub fn delivery_by_person(
 ) -> anyhow::Result<HashMap<String, Delivery>> {
     let mut q = c.prepare_cached(
         "SELECT m.person,
-                max(coalesce(k.state, m.state) IN ('accepted', 'delivered', 'delivery_unknown')),
-                max(coalesce(k.state, m.state) = 'delivered'),
-                max(coalesce(k.state, m.state) = 'delivery_unknown')
+                max(CASE WHEN coalesce(k.state, m.state) IN ('accepted', 'delivered', 'delivery_unknown') THEN 1 ELSE 0 END),
+                max(CASE WHEN coalesce(k.state, m.state) = 'delivered' THEN 1 ELSE 0 END),
+                max(CASE WHEN coalesce(k.state, m.state) = 'delivery_unknown' THEN 1 ELSE 0 END)
          FROM dispatch_message m LEFT JOIN dispatch_message k ON k.id = m.merged_into
          WHERE m.lineage = ?1 AND m.channel = 'sms' AND m.send != 'Notice'
          GROUP BY m.person",

@@ -1,0 +1,224 @@
+//! Which node leads, when several stormbell nodes share one PostgreSQL database.
+//!
+//! One row, `stormbell_lease`, names the leader, the lease's end (the database's clock, so the
+//! nodes' clocks need not agree) and an epoch that grows by one at every change of leader. A
+//! node takes the lease when it has ended (or was its own), and renews it every third of its
+//! length. The leader runs the pipeline; every other node waits as a standby (双机热备) and
+//! takes over when the lease ends: a leader killed outright is replaced within one lease.
+//!
+//! Fencing: once a store is fenced ([`super::Store::fence`]), every write batch of that node
+//! first reads the lease row `FOR SHARE` and goes ahead only if it still names this node and
+//! epoch and has not ended. A new leader's takeover is an `UPDATE` of that row, which waits for
+//! the batches that hold it; so a paused old leader's writes either commit before the takeover
+//! or not at all. A leader that cannot renew (its database unreachable, or the row taken)
+//! steps down at the lease's end by its own clock, counted from before the last renewal it
+//! sent, so never later than the database lets another node in.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::StoreError;
+
+/// The lease's rules for one node.
+#[derive(Debug, Clone)]
+pub struct LeaseSettings {
+    /// This node's name (unique among the nodes; the host name by default).
+    pub node: String,
+    /// How long a lease lasts without renewal.
+    pub ttl: Duration,
+}
+
+/// This node leads, under `epoch`, until [`Leadership::lost`] says otherwise.
+pub struct Leadership {
+    /// The lease's epoch when this node took it.
+    pub epoch: i64,
+    lost: tokio::sync::watch::Receiver<Option<String>>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Leadership {
+    /// Resolves with the reason once this node is no longer the leader.
+    pub async fn lost(&self) -> String {
+        let mut rx = self.lost.clone();
+        loop {
+            if let Some(why) = rx.borrow_and_update().clone() {
+                return why;
+            }
+            if rx.changed().await.is_err() {
+                return "the lease keeper stopped".into();
+            }
+        }
+    }
+}
+
+impl Drop for Leadership {
+    /// Stop renewing (the lease then ends by itself; a clean stop gives it up at once).
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Release);
+    }
+}
+
+/// The row and the fencing check: the statements every node runs.
+pub(crate) const TABLE: &str = "CREATE TABLE IF NOT EXISTS stormbell_lease (
+    name    TEXT PRIMARY KEY,
+    holder  TEXT NOT NULL,
+    epoch   BIGINT NOT NULL,
+    expires TIMESTAMPTZ NOT NULL,
+    renewed TIMESTAMPTZ NOT NULL
+)";
+
+const TAKE: &str = "INSERT INTO stormbell_lease (name, holder, epoch, expires, renewed)
+     VALUES ('leader', $1, 1, now() + $2 * interval '1 millisecond', now())
+     ON CONFLICT (name) DO UPDATE
+       SET holder = $1, epoch = stormbell_lease.epoch + 1,
+           expires = now() + $2 * interval '1 millisecond', renewed = now()
+       WHERE stormbell_lease.expires < now() OR stormbell_lease.holder = $1
+     RETURNING epoch";
+
+const RENEW: &str = "UPDATE stormbell_lease
+     SET expires = now() + $3 * interval '1 millisecond', renewed = now()
+     WHERE name = 'leader' AND holder = $1 AND epoch = $2 AND expires > now()";
+
+const GIVE_UP: &str = "UPDATE stormbell_lease SET expires = now()
+     WHERE name = 'leader' AND holder = $1 AND epoch = $2";
+
+/// The fencing check a fenced writer runs first in each batch.
+pub(crate) const FENCE: &str = "SELECT 1 FROM stormbell_lease
+     WHERE name = 'leader' AND holder = $1 AND epoch = $2 AND expires > now() FOR SHARE";
+
+/// Who holds the lease now: (holder, epoch, seconds since renewed, seconds until it ends).
+pub(crate) const HOLDER: &str = "SELECT holder, epoch,
+       CAST(EXTRACT(EPOCH FROM now() - renewed) AS DOUBLE PRECISION),
+       CAST(EXTRACT(EPOCH FROM expires - now()) AS DOUBLE PRECISION)
+     FROM stormbell_lease WHERE name = 'leader'";
+
+fn connect(url: &str) -> Result<postgres::Client, StoreError> {
+    let shown = super::pg::shown(url);
+    let mut config: postgres::Config = url.parse().map_err(|source| StoreError::Postgres {
+        url: shown.clone(),
+        source,
+    })?;
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(Duration::from_secs(5));
+    }
+    config.application_name("stormbell lease");
+    let mut c = config
+        .connect(postgres::NoTls)
+        .map_err(|source| StoreError::Postgres {
+            url: shown.clone(),
+            source,
+        })?;
+    c.batch_execute(TABLE)
+        .map_err(|source| StoreError::Postgres { url: shown, source })?;
+    Ok(c)
+}
+
+/// Wait until this node holds the lease (saying who holds it meanwhile, once per holder), then
+/// keep renewing it on a thread of its own. Runs on its own thread; await it from async code.
+pub async fn acquire(url: &str, settings: &LeaseSettings) -> Result<Leadership, StoreError> {
+    let (url, s) = (url.to_string(), settings.clone());
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stopped = stop.clone();
+    let (lost_tx, lost) = tokio::sync::watch::channel(None);
+    std::thread::Builder::new()
+        .name("store-lease".into())
+        .spawn(move || keep(&url, &s, tx, lost_tx, &stopped))
+        .map_err(|e| StoreError::Lease(format!("cannot start the lease thread: {e}")))?;
+    let epoch = rx.await.map_err(|_| StoreError::WriterGone)??;
+    Ok(Leadership { epoch, lost, stop })
+}
+
+/// The lease thread: take, then renew until lost or stopped.
+fn keep(
+    url: &str,
+    s: &LeaseSettings,
+    taken: tokio::sync::oneshot::Sender<Result<i64, StoreError>>,
+    lost: tokio::sync::watch::Sender<Option<String>>,
+    stop: &std::sync::atomic::AtomicBool,
+) {
+    let ttl_ms = s.ttl.as_millis() as f64;
+    let every = s.ttl / 3;
+    let mut client: Option<postgres::Client> = None;
+    let mut seen_holder = String::new();
+    // Take it.
+    let epoch = loop {
+        if taken.is_closed() || stop.load(std::sync::atomic::Ordering::Acquire) {
+            return;
+        }
+        if client.as_ref().is_none_or(|c| c.is_closed()) {
+            match connect(url) {
+                Ok(c) => client = Some(c),
+                Err(e) => {
+                    tracing::warn!("leader lease: {e}");
+                    std::thread::sleep(every);
+                    continue;
+                }
+            }
+        }
+        let Some(c) = client.as_mut() else { continue };
+        match c.query_opt(TAKE, &[&s.node, &ttl_ms]) {
+            Ok(Some(row)) => break row.get::<_, i64>(0),
+            Ok(None) => {
+                if let Ok(Some(r)) = c.query_opt(HOLDER, &[]) {
+                    let holder: String = r.get(0);
+                    if holder != seen_holder {
+                        tracing::info!(
+                            leader = %holder,
+                            epoch = r.get::<_, i64>(1),
+                            "standby: another node leads; waiting for its lease to end"
+                        );
+                        seen_holder = holder;
+                    }
+                }
+            }
+            Err(e) => tracing::warn!("leader lease: {}", super::sql::pg_message(&e)),
+        }
+        std::thread::sleep(every);
+    };
+    tracing::info!(node = %s.node, epoch, "this node leads");
+    // Counted from before the renewal was sent: never later than the database's own end.
+    let mut until = Instant::now() + s.ttl;
+    if taken.send(Ok(epoch)).is_err() {
+        return;
+    }
+    loop {
+        std::thread::sleep(every);
+        if stop.load(std::sync::atomic::Ordering::Acquire) {
+            if let Some(c) = client.as_mut() {
+                let _ = c.execute(GIVE_UP, &[&s.node, &epoch]);
+            }
+            return;
+        }
+        let sent = Instant::now();
+        if client.as_ref().is_none_or(|c| c.is_closed()) {
+            client = connect(url).ok();
+        }
+        let renewed = client
+            .as_mut()
+            .map(|c| c.execute(RENEW, &[&s.node, &epoch, &ttl_ms]));
+        match renewed {
+            Some(Ok(1)) => until = sent + s.ttl,
+            Some(Ok(_)) => {
+                let _ = lost.send(Some(format!(
+                    "the leader lease (epoch {epoch}) was taken by another node or had ended"
+                )));
+                return;
+            }
+            Some(Err(e)) => {
+                tracing::warn!(
+                    "leader lease: renewal failed: {}",
+                    super::sql::pg_message(&e)
+                );
+            }
+            None => tracing::warn!("leader lease: the database cannot be reached"),
+        }
+        if Instant::now() + every >= until {
+            // The next try would come after the lease may have ended: step down now.
+            let _ = lost.send(Some(format!(
+                "the leader lease (epoch {epoch}) could not be renewed before it ended"
+            )));
+            return;
+        }
+    }
+}
