@@ -318,6 +318,20 @@ pub fn status(cfg: &Config) -> u8 {
                 stormbell::store::backup::latest_schema()
             );
         }
+        if let Ok(nodes) = cfg
+            .store
+            .location()
+            .open()
+            .and_then(|s| s.read_blocking(|c| Ok(stormbell::store::lease::nodes(c)?)))
+        {
+            for n in nodes {
+                let epoch = n.epoch.map(|e| format!(", epoch {e}")).unwrap_or_default();
+                println!(
+                    "node:     {} — {}{epoch}, last heartbeat {:.1} s ago",
+                    n.node, n.role, n.seen_secs
+                );
+            }
+        }
         match cfg
             .store
             .location()

@@ -58,14 +58,58 @@ impl Drop for Leadership {
     }
 }
 
-/// The row and the fencing check: the statements every node runs.
+/// The lease row, and each node's heartbeat (what `status` and `/metrics` show).
 pub(crate) const TABLE: &str = "CREATE TABLE IF NOT EXISTS stormbell_lease (
     name    TEXT PRIMARY KEY,
     holder  TEXT NOT NULL,
     epoch   BIGINT NOT NULL,
     expires TIMESTAMPTZ NOT NULL,
     renewed TIMESTAMPTZ NOT NULL
+);
+CREATE TABLE IF NOT EXISTS stormbell_node (
+    node  TEXT PRIMARY KEY,
+    role  TEXT NOT NULL,
+    epoch BIGINT,
+    seen  TIMESTAMPTZ NOT NULL
 )";
+
+const HEARTBEAT: &str = "INSERT INTO stormbell_node (node, role, epoch, seen)
+     VALUES ($1, $2, $3, now())
+     ON CONFLICT (node) DO UPDATE SET role = $2, epoch = $3, seen = now()";
+
+/// A node as its last heartbeat left it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct NodeState {
+    /// Its name.
+    pub node: String,
+    /// leader | standby | stopped.
+    pub role: String,
+    /// The lease epoch it leads under (a leader).
+    pub epoch: Option<i64>,
+    /// Seconds since its last heartbeat (a leader's every third of the lease; a standby's at
+    /// each try).
+    pub seen_secs: f64,
+}
+
+/// Every node that has run against this database, by name. Empty on SQLite (one machine).
+pub fn nodes(c: &super::sql::Conn<'_>) -> super::sql::Result<Vec<NodeState>> {
+    if !c.is_postgres() {
+        return Ok(Vec::new());
+    }
+    c.prepare(
+        "SELECT node, role, epoch, CAST(EXTRACT(EPOCH FROM now() - seen) AS DOUBLE PRECISION)
+         FROM stormbell_node ORDER BY node",
+    )?
+    .query_map((), |r| {
+        Ok(NodeState {
+            node: r.get(0)?,
+            role: r.get(1)?,
+            epoch: r.get(2)?,
+            seen_secs: r.get(3)?,
+        })
+    })?
+    .collect()
+}
 
 const TAKE: &str = "INSERT INTO stormbell_lease (name, holder, epoch, expires, renewed)
      VALUES ('leader', $1, 1, now() + $2 * interval '1 millisecond', now())
@@ -157,6 +201,7 @@ fn keep(
             }
         }
         let Some(c) = client.as_mut() else { continue };
+        let _ = c.execute(HEARTBEAT, &[&s.node, &"standby", &None::<i64>]);
         match c.query_opt(TAKE, &[&s.node, &ttl_ms]) {
             Ok(Some(row)) => break row.get::<_, i64>(0),
             Ok(None) => {
@@ -176,6 +221,9 @@ fn keep(
         }
         std::thread::sleep(every);
     };
+    if let Some(c) = client.as_mut() {
+        let _ = c.execute(HEARTBEAT, &[&s.node, &"leader", &Some(epoch)]);
+    }
     tracing::info!(node = %s.node, epoch, "this node leads");
     // Counted from before the renewal was sent: never later than the database's own end.
     let mut until = Instant::now() + s.ttl;
@@ -187,6 +235,7 @@ fn keep(
         if stop.load(std::sync::atomic::Ordering::Acquire) {
             if let Some(c) = client.as_mut() {
                 let _ = c.execute(GIVE_UP, &[&s.node, &epoch]);
+                let _ = c.execute(HEARTBEAT, &[&s.node, &"stopped", &None::<i64>]);
             }
             return;
         }
@@ -198,7 +247,12 @@ fn keep(
             .as_mut()
             .map(|c| c.execute(RENEW, &[&s.node, &epoch, &ttl_ms]));
         match renewed {
-            Some(Ok(1)) => until = sent + s.ttl,
+            Some(Ok(1)) => {
+                until = sent + s.ttl;
+                if let Some(c) = client.as_mut() {
+                    let _ = c.execute(HEARTBEAT, &[&s.node, &"leader", &Some(epoch)]);
+                }
+            }
             Some(Ok(_)) => {
                 let _ = lost.send(Some(format!(
                     "the leader lease (epoch {epoch}) was taken by another node or had ended"

@@ -50,6 +50,25 @@ fn family(out: &mut String, name: &str, kind: &str, help: &str) {
 /// The whole exposition; with the registry, the evacuation ledger's county figures too.
 pub fn render(c: &Conn<'_>, reg: Option<&crate::registry::Registry>) -> anyhow::Result<String> {
     let mut out = String::with_capacity(4096);
+    // Nodes sharing a PostgreSQL store: each one's role and the age of its last heartbeat.
+    let nodes = crate::store::lease::nodes(c)?;
+    if !nodes.is_empty() {
+        family(
+            &mut out,
+            "stormbell_node_heartbeat_age_seconds",
+            "gauge",
+            "Seconds since each node's last heartbeat, by node and role (leader, standby, stopped).",
+        );
+        for n in &nodes {
+            let _ = writeln!(
+                out,
+                "stormbell_node_heartbeat_age_seconds{{node=\"{}\",role=\"{}\"}} {:.3}",
+                label(&n.node),
+                label(&n.role),
+                n.seen_secs
+            );
+        }
+    }
     if let Some(reg) = reg {
         // The same figures as the board's county line (ARCHITECTURE.md, "The evacuation
         // ledger").

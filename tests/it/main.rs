@@ -35,6 +35,7 @@ mod fwi;
 mod hostile;
 mod ledger_prop;
 mod metrics;
+mod nodes;
 mod office_browser;
 mod office_http;
 mod package;

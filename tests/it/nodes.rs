@@ -1,0 +1,331 @@
+//! Two stormbell nodes on one PostgreSQL, as a county runs a hot standby (双机热备): rain over
+//! a flash-flood zone served over loopback HTTP, texts through the node-smpp SMSC. One node
+//! leads and warns; the other stands by. The leader is killed with SIGKILL: the standby takes
+//! the lease within the lease's length, carries on from the database without issuing the
+//! warning again, and the audit trail verifies.
+
+use crate::common;
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::server::{Reply, Server};
+use common::smsc::Smsc;
+
+const ZONE: &str = "flash_flood:FF331098001";
+
+struct Node(Child);
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// One value from the shared database.
+fn query(url: &str, sql: &str) -> i64 {
+    let (url, sql) = (url.to_string(), sql.to_string());
+    std::thread::spawn(move || {
+        let mut c = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+        c.query_one(&sql, &[]).unwrap().get::<_, i64>(0)
+    })
+    .join()
+    .unwrap()
+}
+
+/// An hour of rain ending now at the gauge beside the zone: 50 mm, over its 立即转移 line.
+fn rain_now() -> String {
+    let now = jiff::Zoned::now().with_time_zone(jiff::tz::TimeZone::get("Asia/Shanghai").unwrap());
+    format!(
+        "STCD,STNM,LGTD,LTTD,TM,DRP,INTV\n70499001,桃垟（合成）,120.945,28.19,{},50.0,1.00\n",
+        now.strftime("%Y-%m-%d %H:%M:00")
+    )
+}
+
+fn start(dir: &Path, name: &str, config: &str, url: &str) -> Node {
+    let cfg = dir.join(format!("{name}.toml"));
+    std::fs::write(&cfg, config.replace("NODE", name)).unwrap();
+    Node(
+        common::stormbell_bare()
+            .args(["--config", cfg.to_str().unwrap(), "--db", url])
+            .args(["--log-format", "json", "run"])
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.join(format!("{name}.log"))).unwrap())
+            .spawn()
+            .unwrap(),
+    )
+}
+
+#[test]
+fn the_standby_takes_over_when_the_leader_is_killed_and_nothing_is_issued_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = common::postgres::database();
+    let county = common::county::copy_files(&dir.path().join("county"));
+    let o = common::stormbell_bare()
+        .args(["--db", &url, "registry", "import"])
+        .arg(&county)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let server = rt.block_on(Server::start());
+    server.set("/rain.csv", Reply::doc(rain_now()));
+    let smsc = Smsc::start(20);
+    let config = format!(
+        r#"[store]
+node = "NODE"
+lease_secs = 3
+
+[web]
+listen = ""
+
+[[feeds.source]]
+id = "rain"
+kind = "rainfall"
+url = "{rain}"
+interval_secs = 5
+
+[[dispatch.sms.accounts]]
+name = "main"
+address = "{smpp}"
+system_id = "county"
+password = "secret"
+source = "12379"
+tps = 500
+"#,
+        rain = server.url("/rain.csv"),
+        smpp = smsc.smpp
+    );
+    let logs = dir.path().join("logs");
+    std::fs::create_dir(&logs).unwrap();
+    let log =
+        |name: &str| std::fs::read_to_string(logs.join(format!("{name}.log"))).unwrap_or_default();
+    let said = || format!("a:\n{}\nb:\n{}", log("a"), log("b"));
+
+    let mut a = start(&logs, "a", &config, &url);
+    common::wait_until(
+        common::Said(|| format!("node a leading\n{}", said())),
+        30,
+        &logs,
+        || log("a").contains("this node leads"),
+    );
+    let b = start(&logs, "b", &config, &url);
+    common::wait_until(
+        common::Said(|| format!("node b standing by\n{}", said())),
+        30,
+        &logs,
+        || log("b").contains("standby"),
+    );
+    // The leader warns: the zone's lead has the red warning on their phone.
+    let to_lead = || {
+        smsc.phones()
+            .iter()
+            .filter(|p| p["dest"] == "8613800000824")
+            .count()
+    };
+    common::wait_until(
+        common::Said(|| format!("the warning on the lead's phone\n{}", said())),
+        60,
+        smsc.log.path(),
+        || to_lead() >= 1,
+    );
+    let issued = format!("SELECT count(*) FROM corr_warning WHERE lineage = '{ZONE}'");
+    assert_eq!(query(&url, &issued), 1);
+    assert!(!log("b").contains("this node leads"), "{}", said());
+
+    // The leader dies outright, mid-storm.
+    a.0.kill().unwrap();
+    a.0.wait().unwrap();
+    let killed = Instant::now();
+    common::wait_until(
+        common::Said(|| format!("node b leading\n{}", said())),
+        15,
+        &logs,
+        || log("b").contains("this node leads"),
+    );
+    let took = killed.elapsed();
+    assert!(took < Duration::from_secs(15), "{took:?}");
+    // b carries on from what a left: its pipeline starts (audited) and the warning in force
+    // is not issued again.
+    let started = "SELECT count(*) FROM audit WHERE kind = 'daemon.started'";
+    common::wait_until(
+        common::Said(|| format!("node b's pipeline started\n{}", said())),
+        30,
+        &logs,
+        || query(&url, started) >= 2,
+    );
+    let epoch = query(
+        &url,
+        "SELECT epoch FROM stormbell_lease WHERE name = 'leader'",
+    );
+    assert_eq!(epoch, 2);
+    assert_eq!(query(&url, &issued), 1, "{}", said());
+    // status names both nodes, b leading under the new epoch, a as it was last heard of.
+    let o = common::stormbell_bare()
+        .args(["--db", &url, "status"])
+        .output()
+        .unwrap();
+    let status = String::from_utf8_lossy(&o.stdout);
+    assert!(status.contains("node:     b — leader, epoch 2"), "{status}");
+    assert!(status.contains("node:     a — leader, epoch 1"), "{status}");
+    drop(b);
+    let o = common::stormbell_bare()
+        .args(["--db", &url, "audit", "verify"])
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+/// A TCP relay between a node and PostgreSQL that the test can cut, as a switch failing
+/// between one machine and the database: every connection through it is closed and new ones
+/// are refused.
+struct Relay {
+    port: u16,
+    cut: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    open: std::sync::Arc<std::sync::Mutex<Vec<std::net::TcpStream>>>,
+}
+
+impl Relay {
+    fn start(to: u16) -> Relay {
+        use std::sync::atomic::Ordering;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let cut = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let open = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (c, o) = (cut.clone(), open.clone());
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(client) = conn else { continue };
+                if c.load(Ordering::Acquire) {
+                    continue; // dropped: refused
+                }
+                let Ok(server) = std::net::TcpStream::connect(("127.0.0.1", to)) else {
+                    continue;
+                };
+                let mut kept = o.lock().unwrap();
+                for s in [&client, &server] {
+                    if let Ok(s) = s.try_clone() {
+                        kept.push(s);
+                    }
+                }
+                for (mut from, mut into) in [
+                    (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                    (server, client),
+                ] {
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut into);
+                        let _ = into.shutdown(std::net::Shutdown::Both);
+                    });
+                }
+            }
+        });
+        Relay { port, cut, open }
+    }
+
+    /// Cut it: close every connection through it and refuse new ones.
+    fn cut(&self) {
+        self.cut.store(true, std::sync::atomic::Ordering::Release);
+        for s in self.open.lock().unwrap().drain(..) {
+            let _ = s.shutdown(std::net::Shutdown::Both);
+        }
+    }
+}
+
+/// The time of the first log line (JSON) of `log` whose text contains `what`.
+fn logged_at(log: &str, what: &str) -> Option<jiff::Timestamp> {
+    log.lines()
+        .filter(|l| l.contains(what))
+        .find_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .and_then(|v| v["timestamp"].as_str()?.parse().ok())
+}
+
+#[test]
+fn a_leader_cut_off_from_the_database_steps_down_before_its_lease_ends() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = common::postgres::database();
+    let county = common::county::copy_files(&dir.path().join("county"));
+    let o = common::stormbell_bare()
+        .args(["--db", &url, "registry", "import"])
+        .arg(&county)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let config = "[store]\nnode = \"NODE\"\nlease_secs = 3\n\n[web]\nlisten = \"\"\n";
+    let logs = dir.path().join("logs");
+    std::fs::create_dir(&logs).unwrap();
+    let log =
+        |name: &str| std::fs::read_to_string(logs.join(format!("{name}.log"))).unwrap_or_default();
+    let said = || format!("a:\n{}\nb:\n{}", log("a"), log("b"));
+
+    // a reaches the database through a relay the test can cut; b directly.
+    let relay = Relay::start(common::postgres::shared().port);
+    let via_relay = url.replace(
+        &format!(":{}/", common::postgres::shared().port),
+        &format!(":{}/", relay.port),
+    );
+    let mut a = start(&logs, "a", config, &via_relay);
+    common::wait_until(
+        common::Said(|| format!("node a leading\n{}", said())),
+        30,
+        &logs,
+        || log("a").contains("this node leads"),
+    );
+    let _b = start(&logs, "b", config, &url);
+    common::wait_until(
+        common::Said(|| format!("node b standing by\n{}", said())),
+        30,
+        &logs,
+        || log("b").contains("standby"),
+    );
+
+    relay.cut();
+    // a cannot renew: it steps down by its own clock and exits with an error (for systemd
+    // to start it again, as a standby); b takes the lease once it has ended.
+    common::wait_until(
+        common::Said(|| format!("node a stepping down\n{}", said())),
+        30,
+        &logs,
+        || log("a").contains("steps down"),
+    );
+    common::wait_until(
+        common::Said(|| format!("node b leading\n{}", said())),
+        30,
+        &logs,
+        || log("b").contains("this node leads"),
+    );
+    let (down, up) = (
+        logged_at(&log("a"), "steps down").unwrap(),
+        logged_at(&log("b"), "this node leads").unwrap(),
+    );
+    assert!(
+        down < up,
+        "a stepped down at {down}, after b took over at {up}"
+    );
+    let status = a.0.wait().unwrap();
+    assert_eq!(status.code(), Some(1), "{}", said());
+    // Nothing a did after losing the database reached it: not even its own stop.
+    assert_eq!(
+        query(
+            &url,
+            "SELECT count(*) FROM audit WHERE kind = 'daemon.stopped'"
+        ),
+        0,
+        "{}",
+        said()
+    );
+    assert_eq!(
+        query(
+            &url,
+            "SELECT epoch FROM stormbell_lease WHERE name = 'leader'"
+        ),
+        2
+    );
+}
