@@ -8,10 +8,11 @@
 //!       the session layer alone.
 //!   outbox --smpp ADDR --window W [--binds B] [--count N]
 //!       N warnings through the whole path: rows in the outbox, claimed, sent, outcomes
-//!       committed, receipts stored (SQLite in a temporary directory).
+//!       committed, receipts stored (SQLite in a temporary directory, or `--db URL`: a
+//!       PostgreSQL database, empty).
 //!   rate --smpp ADDR --tps T --seconds S
 //!       the account rate limiter: messages accepted per second over S seconds at T TPS.
-//!   enqueue --count N [--no-links]
+//!   enqueue --count N [--no-links] [--db URL]
 //!       one decision for N recipients written to the outbox in one transaction, each
 //!       text with its check-in link (unless --no-links).
 //!   phases --count N [--batch B]
@@ -37,6 +38,15 @@ use stormbell::store::Store;
 /// The allocator the daemon runs with (src/main.rs), so the figures are the daemon's.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// The store `--db` names (a PostgreSQL URL: an empty database of its own), else a SQLite file
+/// at `default`.
+fn open(args: &[String], default: &std::path::Path) -> Store {
+    match arg(args, "--db") {
+        Some(db) => stormbell::store::Location::parse(&db).open().unwrap(),
+        None => Store::open(default).unwrap(),
+    }
+}
 
 fn arg(args: &[String], name: &str) -> Option<String> {
     args.iter()
@@ -193,7 +203,7 @@ async fn through_outbox(args: &[String]) {
     let binds = num(args, "--binds", 1);
     let count = num(args, "--count", 10_000);
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path().join("bench.db")).unwrap();
+    let store = open(args, &dir.path().join("bench.db"));
     let t = targets(count);
     store
         .write(move |tx| outbox::enqueue(tx, 1, &t, Timestamp::now(), &Policy::default()))
@@ -330,7 +340,7 @@ async fn rate(args: &[String]) {
 fn enqueue(args: &[String]) {
     let count = num(args, "--count", 100_000);
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path().join("enq.db")).unwrap();
+    let store = open(args, &dir.path().join("enq.db"));
     let t = targets(count);
     // As a county sends a red warning: every text carries its person's check-in link (a
     // token and a link row each), unless `--no-links`.

@@ -14,7 +14,6 @@
 //! steps down at the lease's end by its own clock, counted from before the last renewal it
 //! sent, so never later than the database lets another node in.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::StoreError;
@@ -33,7 +32,8 @@ pub struct Leadership {
     /// The lease's epoch when this node took it.
     pub epoch: i64,
     lost: tokio::sync::watch::Receiver<Option<String>>,
-    stop: Arc<std::sync::atomic::AtomicBool>,
+    /// Dropped with this: the lease thread wakes at once and gives the lease up.
+    _stop: std::sync::mpsc::Sender<()>,
 }
 
 impl Leadership {
@@ -48,13 +48,6 @@ impl Leadership {
                 return "the lease keeper stopped".into();
             }
         }
-    }
-}
-
-impl Drop for Leadership {
-    /// Stop renewing (the lease then ends by itself; a clean stop gives it up at once).
-    fn drop(&mut self) {
-        self.stop.store(true, std::sync::atomic::Ordering::Release);
     }
 }
 
@@ -162,15 +155,18 @@ fn connect(url: &str) -> Result<postgres::Client, StoreError> {
 pub async fn acquire(url: &str, settings: &LeaseSettings) -> Result<Leadership, StoreError> {
     let (url, s) = (url.to_string(), settings.clone());
     let (tx, rx) = tokio::sync::oneshot::channel();
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let stopped = stop.clone();
+    let (stop, stopped) = std::sync::mpsc::channel();
     let (lost_tx, lost) = tokio::sync::watch::channel(None);
     std::thread::Builder::new()
         .name("store-lease".into())
         .spawn(move || keep(&url, &s, tx, lost_tx, &stopped))
         .map_err(|e| StoreError::Lease(format!("cannot start the lease thread: {e}")))?;
     let epoch = rx.await.map_err(|_| StoreError::WriterGone)??;
-    Ok(Leadership { epoch, lost, stop })
+    Ok(Leadership {
+        epoch,
+        lost,
+        _stop: stop,
+    })
 }
 
 /// The lease thread: take, then renew until lost or stopped.
@@ -179,15 +175,22 @@ fn keep(
     s: &LeaseSettings,
     taken: tokio::sync::oneshot::Sender<Result<i64, StoreError>>,
     lost: tokio::sync::watch::Sender<Option<String>>,
-    stop: &std::sync::atomic::AtomicBool,
+    stop: &std::sync::mpsc::Receiver<()>,
 ) {
+    // Waits between tries; true once the holder is gone (stop at once).
+    let pause = |d: Duration| {
+        !matches!(
+            stop.recv_timeout(d),
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout)
+        )
+    };
     let ttl_ms = s.ttl.as_millis() as f64;
     let every = s.ttl / 3;
     let mut client: Option<postgres::Client> = None;
     let mut seen_holder = String::new();
     // Take it.
     let epoch = loop {
-        if taken.is_closed() || stop.load(std::sync::atomic::Ordering::Acquire) {
+        if taken.is_closed() {
             return;
         }
         if client.as_ref().is_none_or(|c| c.is_closed()) {
@@ -195,7 +198,9 @@ fn keep(
                 Ok(c) => client = Some(c),
                 Err(e) => {
                     tracing::warn!("leader lease: {e}");
-                    std::thread::sleep(every);
+                    if pause(every) {
+                        return;
+                    }
                     continue;
                 }
             }
@@ -219,7 +224,9 @@ fn keep(
             }
             Err(e) => tracing::warn!("leader lease: {}", super::sql::pg_message(&e)),
         }
-        std::thread::sleep(every);
+        if pause(every) {
+            return;
+        }
     };
     if let Some(c) = client.as_mut() {
         let _ = c.execute(HEARTBEAT, &[&s.node, &"leader", &Some(epoch)]);
@@ -231,8 +238,7 @@ fn keep(
         return;
     }
     loop {
-        std::thread::sleep(every);
-        if stop.load(std::sync::atomic::Ordering::Acquire) {
+        if pause(every) {
             if let Some(c) = client.as_mut() {
                 let _ = c.execute(GIVE_UP, &[&s.node, &epoch]);
                 let _ = c.execute(HEARTBEAT, &[&s.node, &"stopped", &None::<i64>]);

@@ -586,6 +586,8 @@ fn the_postgres_baseline_has_every_table_column_type_and_index_of_the_sqlite_sch
         .collect::<Result<_, _>>()
         .unwrap();
 
+    // (The tables named stormbell_* are PostgreSQL's own bookkeeping: the schema version, the
+    // leader lease, the nodes' heartbeats.)
     let url = pg_place.at.clone();
     let pg: Shape = std::thread::spawn(move || {
         let mut c = postgres::Client::connect(&url, postgres::NoTls).unwrap();
@@ -594,7 +596,7 @@ fn the_postgres_baseline_has_every_table_column_type_and_index_of_the_sqlite_sch
             .query(
                 "SELECT table_name::text, column_name::text, data_type::text, is_nullable::text
                  FROM information_schema.columns
-                 WHERE table_schema = 'public' AND table_name NOT IN ('stormbell_schema', 'stormbell_lease')
+                 WHERE table_schema = 'public' AND table_name NOT LIKE 'stormbell\\_%'
                  ORDER BY table_name, ordinal_position",
                 &[],
             )
@@ -623,7 +625,7 @@ fn the_postgres_baseline_has_every_table_column_type_and_index_of_the_sqlite_sch
                  JOIN pg_class i ON i.oid = x.indexrelid
                  JOIN pg_class t ON t.oid = x.indrelid
                  JOIN pg_namespace n ON n.oid = t.relnamespace
-                 WHERE n.nspname = 'public' AND t.relname NOT IN ('stormbell_schema', 'stormbell_lease')
+                 WHERE n.nspname = 'public' AND t.relname NOT LIKE 'stormbell\\_%'
                    AND NOT EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = x.indexrelid)",
                 &[],
             )
