@@ -843,6 +843,7 @@ pub fn run(cfg: &Config) -> u8 {
         };
         let stepped_down = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let down = stepped_down.clone();
+        let revoke = served.clone();
         let stop = async move {
             let lost = async {
                 match &leadership {
@@ -856,6 +857,7 @@ pub fn run(cfg: &Config) -> u8 {
                     // Exit with an error: the service manager starts this node again, as a
                     // standby.
                     tracing::error!("{why}; this node steps down");
+                    revoke.revoke();
                     down.store(true, std::sync::atomic::Ordering::Release);
                     "leader lease lost"
                 }

@@ -585,6 +585,8 @@ pub struct Store {
     written: tokio::sync::watch::Receiver<u64>,
     /// The lease this node's writes are fenced by ([`Store::fence`]): (node, epoch).
     fence: Arc<Mutex<Option<(String, i64)>>>,
+    /// Set once this node has stepped down ([`Store::revoke`]): every write is refused.
+    revoked: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl std::fmt::Debug for Store {
@@ -616,6 +618,13 @@ impl Store {
         if let Ok(mut f) = self.fence.lock() {
             *f = Some((node.to_string(), epoch));
         }
+    }
+
+    /// This node has stepped down: refuse every write from now on, at once (no waiting for a
+    /// database it may not reach: another node leads).
+    pub fn revoke(&self) {
+        self.revoked
+            .store(true, std::sync::atomic::Ordering::Release);
     }
 
     /// Whether this store is on PostgreSQL (several nodes may share it).
@@ -744,6 +753,7 @@ impl Store {
             lock_waits,
             written,
             fence: Arc::default(),
+            revoked: Arc::default(),
         })
     }
 

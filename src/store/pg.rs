@@ -71,6 +71,8 @@ pub(crate) fn open(url: &str) -> Result<Store, StoreError> {
     let writer_label = label.clone();
     let fence: Arc<Mutex<Option<(String, i64)>>> = Arc::default();
     let fenced = fence.clone();
+    let revoked: Arc<std::sync::atomic::AtomicBool> = Arc::default();
+    let stepped_down = revoked.clone();
     let thread = std::thread::Builder::new()
         .name("store-writer".into())
         .spawn(move || {
@@ -101,23 +103,15 @@ pub(crate) fn open(url: &str) -> Result<Store, StoreError> {
                         Err(_) => break,
                     }
                 }
-                if cell.borrow().client.is_closed() {
-                    match connect(&writer_config, &writer_label) {
-                        Ok(pg) => {
-                            tracing::warn!(db = %writer_label, "connection to the database opened again");
-                            *cell.borrow_mut() = pg;
-                        }
-                        Err(e) => {
-                            tracing::error!(db = %writer_label, "{e}");
-                            for job in batch {
-                                job.abandon(StoreError::NotCommitted {
-                                    path: writer_label.clone(),
-                                    why: e.to_string(),
-                                });
-                            }
-                            continue;
-                        }
+                if let Err(why) = begin(&cell, &writer_config, &writer_label, &stepped_down) {
+                    tracing::error!(db = %writer_label, "{} writes fail: {why}", batch.len());
+                    for job in batch {
+                        job.abandon(StoreError::NotCommitted {
+                            path: writer_label.clone(),
+                            why: why.clone(),
+                        });
                     }
+                    continue;
                 }
                 let lease = fenced.lock().ok().and_then(|f| f.clone());
                 run_batch(&cell, &writer_label, lease.as_ref(), batch);
@@ -150,6 +144,7 @@ pub(crate) fn open(url: &str) -> Result<Store, StoreError> {
     }
     Ok(Store {
         fence,
+        revoked,
         path: label.clone().into(),
         writer: tx,
         readers: Arc::new(Readers::Pg {
@@ -163,8 +158,62 @@ pub(crate) fn open(url: &str) -> Result<Store, StoreError> {
     })
 }
 
-/// Run a batch of jobs in one transaction, each in a savepoint when there are several; commit;
-/// reply to each.
+/// Begin the batch's transaction, opening the connection again first if it broke. Nothing of
+/// the batch has run yet, so it may wait: through a server restart or Patroni moving the
+/// primary (the URL's hosts are tried in turn), for up to [`super::LOCK_PATIENCE`], as a
+/// SQLite batch waits out another process's lock, before its writes fail.
+fn begin(
+    cell: &RefCell<sql::Pg>,
+    config: &postgres::Config,
+    label: &str,
+    revoked: &std::sync::atomic::AtomicBool,
+) -> Result<(), String> {
+    let waiting = std::time::Instant::now();
+    let mut delay = std::time::Duration::from_millis(100);
+    let mut said = false;
+    loop {
+        if revoked.load(std::sync::atomic::Ordering::Acquire) {
+            return Err("this node has stepped down: another node leads".into());
+        }
+        let begun = if cell.borrow().client.is_closed() {
+            Err("the connection is closed".to_string())
+        } else {
+            cell.borrow_mut()
+                .client
+                .batch_execute("BEGIN")
+                .map_err(|e| sql::Error::from(e).to_string())
+        };
+        let Err(why) = begun else {
+            if said {
+                tracing::warn!(db = %label, "the database is back; writing again");
+            }
+            return Ok(());
+        };
+        match connect(config, label) {
+            Ok(pg) => {
+                *cell.borrow_mut() = pg;
+                continue;
+            }
+            Err(e) if waiting.elapsed() >= super::LOCK_PATIENCE => {
+                return Err(format!(
+                    "{why}; and for {} s: {e}",
+                    waiting.elapsed().as_secs()
+                ));
+            }
+            Err(e) => {
+                if !said {
+                    tracing::warn!(db = %label, "{why}: {e}; writes wait for the database");
+                    said = true;
+                }
+                std::thread::sleep(delay);
+                delay = (delay * 2).min(std::time::Duration::from_secs(2));
+            }
+        }
+    }
+}
+
+/// Run a batch of jobs in the transaction [`begin`] opened, each in a savepoint when there are
+/// several; commit; reply to each.
 fn run_batch(
     cell: &RefCell<sql::Pg>,
     label: &str,
@@ -181,12 +230,6 @@ fn run_batch(
             .batch_execute(sql)
             .map_err(|e| sql::Error::from(e).to_string())
     };
-    if let Err(e) = simple("BEGIN") {
-        for job in batch {
-            job.abandon(fail(format!("cannot begin a transaction: {e}")));
-        }
-        return;
-    }
     if let Some((node, epoch)) = lease {
         // Fenced: only while this node still holds the lease, which the check holds until
         // the commit (a takeover waits for it).

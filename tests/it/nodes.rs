@@ -184,61 +184,6 @@ tps = 500
     );
 }
 
-/// A TCP relay between a node and PostgreSQL that the test can cut, as a switch failing
-/// between one machine and the database: every connection through it is closed and new ones
-/// are refused.
-struct Relay {
-    port: u16,
-    cut: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    open: std::sync::Arc<std::sync::Mutex<Vec<std::net::TcpStream>>>,
-}
-
-impl Relay {
-    fn start(to: u16) -> Relay {
-        use std::sync::atomic::Ordering;
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let cut = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let open = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let (c, o) = (cut.clone(), open.clone());
-        std::thread::spawn(move || {
-            for conn in listener.incoming() {
-                let Ok(client) = conn else { continue };
-                if c.load(Ordering::Acquire) {
-                    continue; // dropped: refused
-                }
-                let Ok(server) = std::net::TcpStream::connect(("127.0.0.1", to)) else {
-                    continue;
-                };
-                let mut kept = o.lock().unwrap();
-                for s in [&client, &server] {
-                    if let Ok(s) = s.try_clone() {
-                        kept.push(s);
-                    }
-                }
-                for (mut from, mut into) in [
-                    (client.try_clone().unwrap(), server.try_clone().unwrap()),
-                    (server, client),
-                ] {
-                    std::thread::spawn(move || {
-                        let _ = std::io::copy(&mut from, &mut into);
-                        let _ = into.shutdown(std::net::Shutdown::Both);
-                    });
-                }
-            }
-        });
-        Relay { port, cut, open }
-    }
-
-    /// Cut it: close every connection through it and refuse new ones.
-    fn cut(&self) {
-        self.cut.store(true, std::sync::atomic::Ordering::Release);
-        for s in self.open.lock().unwrap().drain(..) {
-            let _ = s.shutdown(std::net::Shutdown::Both);
-        }
-    }
-}
-
 /// The time of the first log line (JSON) of `log` whose text contains `what`.
 fn logged_at(log: &str, what: &str) -> Option<jiff::Timestamp> {
     log.lines()
@@ -266,11 +211,8 @@ fn a_leader_cut_off_from_the_database_steps_down_before_its_lease_ends() {
     let said = || format!("a:\n{}\nb:\n{}", log("a"), log("b"));
 
     // a reaches the database through a relay the test can cut; b directly.
-    let relay = Relay::start(common::postgres::shared().port);
-    let via_relay = url.replace(
-        &format!(":{}/", common::postgres::shared().port),
-        &format!(":{}/", relay.port),
-    );
+    let relay = common::postgres::Relay::start(common::postgres::shared().port);
+    let via_relay = relay.url(&url);
     let mut a = start(&logs, "a", config, &via_relay);
     common::wait_until(
         common::Said(|| format!("node a leading\n{}", said())),
@@ -328,4 +270,95 @@ fn a_leader_cut_off_from_the_database_steps_down_before_its_lease_ends() {
         ),
         2
     );
+}
+
+#[test]
+fn postgresql_fails_over_under_patroni_and_no_acknowledged_write_is_lost() {
+    // Writes go on while Patroni's primary dies outright: each write the store acknowledged
+    // is in the database the new primary serves (synchronous replication), the chain is whole,
+    // and the writes queued during the failover go through once the replica is promoted.
+    let mut pair = common::patroni::Pair::start();
+    let url = pair.database("storm");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let store = rt
+        .block_on(async { stormbell::store::Store::open_postgres(&url) })
+        .unwrap();
+    let acked = std::sync::Arc::new(std::sync::Mutex::new(Vec::<(i64, String)>::new()));
+    let (stop, mut stopped) = tokio::sync::watch::channel(false);
+    let (s, a) = (store.clone(), acked.clone());
+    let writer = rt.spawn(async move {
+        let tz = jiff::tz::TimeZone::get("Asia/Shanghai").unwrap();
+        let mut failed = 0usize;
+        for i in 0.. {
+            if *stopped.borrow_and_update() {
+                break;
+            }
+            let e = stormbell::store::audit::Entry::now(
+                &tz,
+                "test",
+                "sms.accepted",
+                format!("person-{i}"),
+                serde_json::json!({ "n": i }),
+            );
+            match s
+                .write(move |tx| Ok(stormbell::store::audit::append(tx, &e)?))
+                .await
+            {
+                Ok(r) => a.lock().unwrap().push((r.seq, r.hash)),
+                // The write in flight when the primary died: its outcome is unknown to us.
+                Err(_) => failed += 1,
+            }
+        }
+        failed
+    });
+    let written = store.written();
+    let count = |a: &std::sync::Mutex<Vec<(i64, String)>>| a.lock().unwrap().len();
+    let wait_for = |pair: &common::patroni::Pair, n: usize, what: &str| {
+        let mut w = written.clone();
+        let acked = acked.clone();
+        rt.block_on(async {
+            tokio::time::timeout(std::time::Duration::from_secs(60), async {
+                while count(&acked) < n {
+                    let _ = w.changed().await;
+                }
+            })
+            .await
+        })
+        .unwrap_or_else(|_| panic!("{what}: only {} writes\n{}", count(&acked), pair.logs()));
+    };
+    wait_for(&pair, 50, "writes before the failover");
+    let before = count(&acked);
+    pair.kill(0);
+    pair.wait(1, "/primary", "pg2 promoted");
+    wait_for(&pair, before + 50, "writes after the failover");
+    stop.send(true).unwrap();
+    let failed = rt.block_on(writer).unwrap();
+    assert!(failed <= 1, "{failed} writes failed across one failover");
+    let acked = acked.lock().unwrap().clone();
+    let (stored, verdict) = rt
+        .block_on(store.read(move |c| {
+            let rows = stormbell::store::audit::since(c, 1, 1_000_000)?;
+            Ok((rows, stormbell::store::audit::verify(c)?))
+        }))
+        .unwrap();
+    assert!(
+        matches!(
+            verdict,
+            stormbell::store::audit::Verification::Intact { .. }
+        ),
+        "{verdict:?}"
+    );
+    let by_seq: std::collections::HashMap<i64, String> =
+        stored.into_iter().map(|r| (r.seq, r.hash)).collect();
+    for (seq, hash) in &acked {
+        assert_eq!(
+            by_seq.get(seq),
+            Some(hash),
+            "acknowledged write #{seq} lost"
+        );
+    }
 }

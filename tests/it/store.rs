@@ -753,3 +753,40 @@ async fn a_standby_takes_the_lease_once_the_leader_stops_renewing_it() {
     assert!(b.epoch > first);
     assert_eq!(lease_holder(&place), Some(("b".into(), b.epoch)));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_made_while_the_database_is_unreachable_wait_for_it_and_are_kept() {
+    // The store reaches PostgreSQL through a relay the test cuts, as a failover or a switch
+    // restart cuts it: a write made meanwhile waits, and is committed once the way is back.
+    let place = Place::new(Backend::Postgres);
+    let relay = crate::common::postgres::Relay::start(crate::common::postgres::shared().port);
+    let store = Store::open_postgres(&relay.url(&place.at)).unwrap();
+    let e = entry(1);
+    store
+        .write(move |tx| Ok(audit::append(tx, &e)?))
+        .await
+        .unwrap();
+    relay.cut();
+    let s = store.clone();
+    let mut pending = tokio::spawn(async move {
+        let e = entry(2);
+        s.write(move |tx| Ok(audit::append(tx, &e)?)).await
+    });
+    assert!(
+        tokio::time::timeout(std::time::Duration::from_secs(2), &mut pending)
+            .await
+            .is_err(),
+        "a write went through a cut connection"
+    );
+    relay.heal();
+    let rec = tokio::time::timeout(std::time::Duration::from_secs(30), pending)
+        .await
+        .expect("the write never went through after the way was back")
+        .unwrap()
+        .unwrap();
+    assert_eq!(rec.seq, 2);
+    assert!(matches!(
+        store.read(|c| Ok(audit::verify(c)?)).await.unwrap(),
+        audit::Verification::Intact { entries: 2, .. }
+    ));
+}

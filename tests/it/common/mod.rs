@@ -34,6 +34,7 @@ pub mod dispatch;
 pub mod ebd;
 pub mod icecast;
 pub mod kannel;
+pub mod patroni;
 pub mod postgres;
 pub mod server;
 pub mod smsc;

@@ -13,7 +13,7 @@ pub struct Postgres {
     pub port: u16,
 }
 
-fn bin() -> PathBuf {
+pub fn bin() -> PathBuf {
     let mut found: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
         .expect("PostgreSQL (Debian postgresql; scripts/test installs it)")
         .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
@@ -23,7 +23,7 @@ fn bin() -> PathBuf {
     found.pop().expect("a PostgreSQL with pg_ctl")
 }
 
-fn as_postgres(program: &std::path::Path) -> Command {
+pub fn as_postgres(program: &std::path::Path) -> Command {
     let root = Command::new("id")
         .arg("-u")
         .output()
@@ -174,4 +174,71 @@ pub fn database() -> String {
     .join()
     .unwrap();
     format!("postgres://postgres@127.0.0.1:{}/{name}", pg.port)
+}
+
+/// A TCP relay between a client and PostgreSQL that a test can cut, as a switch failing
+/// between one machine and the database: every connection through it is closed and new ones
+/// are refused.
+pub struct Relay {
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+    cut: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    open: std::sync::Arc<std::sync::Mutex<Vec<std::net::TcpStream>>>,
+}
+
+impl Relay {
+    /// A relay to PostgreSQL's port `to`.
+    pub fn start(to: u16) -> Relay {
+        use std::sync::atomic::Ordering;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let cut = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let open = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (c, o) = (cut.clone(), open.clone());
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(client) = conn else { continue };
+                if c.load(Ordering::Acquire) {
+                    continue; // dropped: refused
+                }
+                let Ok(server) = std::net::TcpStream::connect(("127.0.0.1", to)) else {
+                    continue;
+                };
+                let mut kept = o.lock().unwrap();
+                for s in [&client, &server] {
+                    if let Ok(s) = s.try_clone() {
+                        kept.push(s);
+                    }
+                }
+                for (mut from, mut into) in [
+                    (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                    (server, client),
+                ] {
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut into);
+                        let _ = into.shutdown(std::net::Shutdown::Both);
+                    });
+                }
+            }
+        });
+        Relay { port, cut, open }
+    }
+
+    /// Cut it: close every connection through it and refuse new ones.
+    pub fn cut(&self) {
+        self.cut.store(true, std::sync::atomic::Ordering::Release);
+        for s in self.open.lock().unwrap().drain(..) {
+            let _ = s.shutdown(std::net::Shutdown::Both);
+        }
+    }
+
+    /// Join it again: new connections go through.
+    pub fn heal(&self) {
+        self.cut.store(false, std::sync::atomic::Ordering::Release);
+    }
+
+    /// `url` (a database on the shared server) through this relay.
+    pub fn url(&self, url: &str) -> String {
+        url.replace(&format!(":{}/", shared().port), &format!(":{}/", self.port))
+    }
 }
