@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# The durable SMS path (outbox rows claimed, sent over 2 binds x window 100 to the node-smpp
+# SMSC of tests/smsc, each outcome committed before its window slot frees, each receipt stored
+# before it is acknowledged) on the two engines, alternating, in one run:
+#
+#   sqlite    the embedded default (WAL, synchronous = FULL);
+#   postgres  a PostgreSQL 15 this script starts on 127.0.0.1 with its durable defaults
+#             (fsync on, synchronous_commit on), a fresh database per measurement;
+#
+# then 100,000 recipients enqueued in one transaction on each. One JSON line per measurement,
+# then the ratios (postgres / sqlite of the same round).
+#
+#   ./bench/store_engines.sh [COUNT] [ROUNDS]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[ -n "${STORMBELL_LOADWATCH:-}" ] || exec env STORMBELL_LOADWATCH=1 python3 bench/loadwatch.py -- "$0" "$@"
+count="${1:-10000}"
+rounds="${2:-3}"
+[ -d tests/smsc/node_modules/smpp ] || npm ci --prefix tests/smsc --no-audit --no-fund --loglevel=error
+cargo build --release --quiet --example sms_throughput
+bin=target/release/examples/sms_throughput
+pgbin=$(ls -d /usr/lib/postgresql/*/bin | sort | tail -1)
+
+log=$(mktemp -d)
+pid=
+as_pg() { if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+stop() {
+  [ -n "$pid" ] && kill "$pid" 2>/dev/null
+  as_pg "$pgbin/pg_ctl" -D "$log/pg" -m immediate -w stop >/dev/null 2>&1 || true
+  rm -rf "$log"
+}
+trap stop EXIT
+[ "$(id -u)" -eq 0 ] && chown postgres "$log"
+as_pg "$pgbin/initdb" -A trust -U postgres -E UTF8 --locale=C -D "$log/pg" >/dev/null
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+as_pg "$pgbin/pg_ctl" -D "$log/pg" -l "$log/pg.log" -w \
+  -o "-c listen_addresses=127.0.0.1 -p $port -k $log" start >/dev/null
+n=0
+fresh() { # a new empty database; its URL
+  n=$((n + 1))
+  psql -q -h 127.0.0.1 -p "$port" -U postgres -c "CREATE DATABASE b$n" >/dev/null
+  echo "postgres://postgres@127.0.0.1:$port/b$n"
+}
+measure() { # name, extra args…
+  local name=$1
+  shift
+  node tests/smsc/smsc.js --log "$log/$name" --receipt-ms 50 >"$log/$name.banner" &
+  pid=$!
+  for _ in $(seq 50); do
+    [ -s "$log/$name.banner" ] && break
+    sleep 0.1
+  done
+  "$bin" outbox --smpp "$(awk '{print $2}' "$log/$name.banner")" --count "$count" \
+    --window 100 --binds 2 "$@" | sed "s/^{/{\"run\": \"$name\", /" | tee -a "$log/results.jsonl"
+  kill "$pid"
+  wait "$pid" 2>/dev/null || true
+  pid=
+}
+for i in $(seq "$rounds"); do
+  measure "sqlite-$i"
+  measure "postgres-$i" --db "$(fresh)"
+  "$bin" enqueue --count 100000 | sed "s/^{/{\"run\": \"enqueue-sqlite-$i\", /" | tee -a "$log/results.jsonl"
+  "$bin" enqueue --count 100000 --db "$(fresh)" |
+    sed "s/^{/{\"run\": \"enqueue-postgres-$i\", /" | tee -a "$log/results.jsonl"
+done
+python3 - "$log/results.jsonl" "$rounds" <<'PY'
+import json, sys
+rows = {json.loads(l)["run"]: json.loads(l) for l in open(sys.argv[1])}
+for i in range(1, int(sys.argv[2]) + 1):
+    s, p = rows[f"sqlite-{i}"]["parts_per_sec"], rows[f"postgres-{i}"]["parts_per_sec"]
+    es, ep = rows[f"enqueue-sqlite-{i}"]["seconds"], rows[f"enqueue-postgres-{i}"]["seconds"]
+    print(f"round {i}: durable path {p:6.0f} parts/s on PostgreSQL vs {s:6.0f} on SQLite = {p / s:4.2f}x;"
+          f" enqueue 100k {ep:5.2f} s vs {es:5.2f} s = {ep / es:4.2f}x")
+PY
