@@ -130,7 +130,7 @@ pub(crate) const HOLDER: &str = "SELECT holder, epoch,
      FROM stormbell_lease WHERE name = 'leader'";
 
 fn connect(url: &str) -> Result<postgres::Client, StoreError> {
-    let shown = super::pg::shown(url);
+    let shown = super::shown(url);
     let mut config: postgres::Config = url.parse().map_err(|source| StoreError::Postgres {
         url: shown.clone(),
         source,

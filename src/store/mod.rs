@@ -87,9 +87,26 @@ impl std::fmt::Display for Location {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Location::Sqlite(path) => write!(f, "{}", path.display()),
-            Location::Postgres(url) => f.write_str(&pg::shown(url)),
+            Location::Postgres(url) => f.write_str(&shown(url)),
         }
     }
+}
+
+/// The URL as messages may show it: the password removed.
+pub(crate) fn shown(url: &str) -> String {
+    // postgres://user:password@host/... and key=value forms alike.
+    let mut out = url.to_string();
+    if let Some(scheme) = out.find("://")
+        && let Some(at) = out[scheme + 3..].find('@').map(|a| a + scheme + 3)
+        && let Some(colon) = out[scheme + 3..at].find(':').map(|c| c + scheme + 3)
+    {
+        out.replace_range(colon..at, ":***");
+    }
+    if let Some(p) = out.find("password=") {
+        let end = out[p..].find([' ', '&']).map_or(out.len(), |e| e + p);
+        out.replace_range(p..end, "password=***");
+    }
+    out
 }
 
 /// The daemon's claim on its database: an advisory lock on `<database>.lock`, held for as long

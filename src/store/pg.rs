@@ -20,23 +20,6 @@ use std::sync::{Arc, Mutex, mpsc};
 
 use super::{Job, Readers, Store, StoreError, sql};
 
-/// The URL as messages may show it: the password removed.
-pub(crate) fn shown(url: &str) -> String {
-    // postgres://user:password@host/... and key=value forms alike.
-    let mut out = url.to_string();
-    if let Some(scheme) = out.find("://")
-        && let Some(at) = out[scheme + 3..].find('@').map(|a| a + scheme + 3)
-        && let Some(colon) = out[scheme + 3..at].find(':').map(|c| c + scheme + 3)
-    {
-        out.replace_range(colon..at, ":***");
-    }
-    if let Some(p) = out.find("password=") {
-        let end = out[p..].find([' ', '&']).map_or(out.len(), |e| e + p);
-        out.replace_range(p..end, "password=***");
-    }
-    out
-}
-
 fn connect(config: &postgres::Config, url: &str) -> Result<sql::Pg, StoreError> {
     config
         .connect(postgres::NoTls)
@@ -49,7 +32,7 @@ fn connect(config: &postgres::Config, url: &str) -> Result<sql::Pg, StoreError> 
 
 /// Connect to the database at `url`, bring its schema up to date and start the writer.
 pub(crate) fn open(url: &str) -> Result<Store, StoreError> {
-    let label = shown(url);
+    let label = super::shown(url);
     let mut config = postgres::Config::from_str(url).map_err(|source| StoreError::Postgres {
         url: label.clone(),
         source,
@@ -393,17 +376,17 @@ mod tests {
     #[test]
     fn passwords_never_reach_a_message() {
         assert_eq!(
-            super::shown(
+            super::super::shown(
                 "postgres://stormbell:s3cret@db1,db2/stormbell?target_session_attrs=read-write"
             ),
             "postgres://stormbell:***@db1,db2/stormbell?target_session_attrs=read-write"
         );
         assert_eq!(
-            super::shown("host=db1 user=stormbell password=s3cret dbname=stormbell"),
+            super::super::shown("host=db1 user=stormbell password=s3cret dbname=stormbell"),
             "host=db1 user=stormbell password=*** dbname=stormbell"
         );
         assert_eq!(
-            super::shown("postgres://db1/stormbell"),
+            super::super::shown("postgres://db1/stormbell"),
             "postgres://db1/stormbell"
         );
     }
