@@ -191,35 +191,28 @@ pub fn append(tx: &Tx<'_>, entry: &Entry) -> crate::store::sql::Result<Record> {
     let seq = prev_seq + 1;
     let at = super::stamp(entry.at.timestamp());
     let detail = serde_json::to_string(&entry.detail).unwrap_or_else(|_| "null".into());
-    let hash = row_hash(
-        &prev_hash,
-        seq,
-        &at,
-        &entry.actor,
-        &entry.kind,
-        &entry.subject,
-        &detail,
+    // What is hashed is what is stored, on either engine: a NUL (which PostgreSQL's text
+    // cannot hold) is kept as U+FFFD in both.
+    let clean = |s: &str| s.replace('\0', "\u{FFFD}");
+    let (actor, kind, subject) = (
+        clean(&entry.actor),
+        clean(&entry.kind),
+        clean(&entry.subject),
     );
+    let hash = row_hash(&prev_hash, seq, &at, &actor, &kind, &subject, &detail);
     tx.prepare_cached(
         "INSERT INTO audit (seq, at, actor, kind, subject, detail, prev_hash, hash)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     )?
     .execute(params![
-        seq,
-        at,
-        entry.actor,
-        entry.kind,
-        entry.subject,
-        detail,
-        prev_hash,
-        hash
+        seq, at, actor, kind, subject, detail, prev_hash, hash
     ])?;
     Ok(Record {
         seq,
         at,
-        actor: entry.actor.clone(),
-        kind: entry.kind.clone(),
-        subject: entry.subject.clone(),
+        actor,
+        kind,
+        subject,
         detail,
         prev_hash,
         hash,

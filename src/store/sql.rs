@@ -594,7 +594,14 @@ impl PgToSql for Flexible {
                 // jsonb's binary form is a version byte and the text.
                 out.put_u8(1);
             }
-            out.put_slice(s.as_bytes());
+            // PostgreSQL's text cannot hold NUL, which SQLite's can (a phone's reply, a
+            // feed's field may carry one): it is kept as U+FFFD, so the rest of the row is
+            // stored rather than the whole write refused (and retried for ever).
+            if s.contains('\0') {
+                out.put_slice(s.replace('\0', "\u{FFFD}").as_bytes());
+            } else {
+                out.put_slice(s.as_bytes());
+            }
             Ok(IsNull::No)
         };
         match &self.0 {

@@ -790,3 +790,25 @@ async fn writes_made_while_the_database_is_unreachable_wait_for_it_and_are_kept(
         audit::Verification::Intact { entries: 2, .. }
     ));
 }
+
+on_both! {
+    fn text_with_a_nul_is_stored_not_refused(backend) {
+        // A reply or a feed field may carry NUL; PostgreSQL's text cannot: the row is kept
+        // (the NUL as U+FFFD), never the whole write refused.
+        let place = Place::new(backend);
+        let store = place.open();
+        let mut e = entry(1);
+        e.subject = "13800000824\u{0}收到".into();
+        let rec = store
+            .write_blocking(move |tx| Ok(audit::append(tx, &e)?))
+            .unwrap();
+        let back = store
+            .read_blocking(|c| Ok(audit::since(c, 1, 1)?))
+            .unwrap()
+            .remove(0);
+        // The same on both engines, and what was hashed is what was stored.
+        assert_eq!(back.subject, "13800000824\u{FFFD}收到");
+        assert_eq!(rec.subject, back.subject);
+        assert!(matches!(verify(&store), audit::Verification::Intact { entries: 1, .. }));
+    }
+}
