@@ -35,11 +35,10 @@ as_pg "$pgbin/initdb" -A trust -U postgres -E UTF8 --locale=C -D "$log/pg" >/dev
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 as_pg "$pgbin/pg_ctl" -D "$log/pg" -l "$log/pg.log" -w \
   -o "-c listen_addresses=127.0.0.1 -p $port -k $log" start >/dev/null
-n=0
-fresh() { # a new empty database; its URL
-  n=$((n + 1))
-  psql -q -h 127.0.0.1 -p "$port" -U postgres -c "CREATE DATABASE b$n" >/dev/null
-  echo "postgres://postgres@127.0.0.1:$port/b$n"
+fresh() { # a new empty database; its URL (called in $(…): no counter survives it)
+  local name="b$(date +%s%N)"
+  psql -q -h 127.0.0.1 -p "$port" -U postgres -c "CREATE DATABASE $name" >/dev/null
+  echo "postgres://postgres@127.0.0.1:$port/$name"
 }
 measure() { # name, extra args…
   local name=$1
