@@ -77,18 +77,10 @@ path = "{db}"
 listen = ""
 [dispatch]
 reconcile_grace_secs = 5
-[[dispatch.sms.accounts]]
-name = "main"
-address = "{smpp}"
-system_id = "county"
-password = "secret"
-source = "12379"
-binds = {BINDS}
-window = {WINDOW}
-tps = 100000
-"#,
+{account}"#,
             db = db.display(),
-            smpp = smsc.smpp
+            account =
+                smsc.account_toml(&format!("binds = {BINDS}\nwindow = {WINDOW}\ntps = 100000"))
         ),
     )
     .unwrap();

@@ -6,7 +6,6 @@
 
 use crate::common;
 
-use std::path::Path;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
@@ -26,13 +25,7 @@ impl Drop for Node {
 
 /// One value from the shared database.
 fn query(url: &str, sql: &str) -> i64 {
-    let (url, sql) = (url.to_string(), sql.to_string());
-    std::thread::spawn(move || {
-        let mut c = postgres::Client::connect(&url, postgres::NoTls).unwrap();
-        c.query_one(&sql, &[]).unwrap().get::<_, i64>(0)
-    })
-    .join()
-    .unwrap()
+    common::postgres::query_one(url, sql)
 }
 
 /// An hour of rain ending now at the gauge beside the zone: 50 mm, over its 立即转移 line.
@@ -44,81 +37,105 @@ fn rain_now() -> String {
     )
 }
 
-fn start(dir: &Path, name: &str, config: &str, url: &str) -> Node {
-    let cfg = dir.join(format!("{name}.toml"));
-    std::fs::write(&cfg, config.replace("NODE", name)).unwrap();
-    Node(
-        common::stormbell_bare()
-            .args(["--config", cfg.to_str().unwrap(), "--db", url])
-            .args(["--log-format", "json", "run"])
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.join(format!("{name}.log"))).unwrap())
-            .spawn()
-            .unwrap(),
-    )
+/// The nodes of one test, in one folder: their configuration, logs and audit checkpoints.
+struct Nodes {
+    dir: tempfile::TempDir,
+    /// The shared database.
+    url: String,
+}
+
+impl Nodes {
+    /// A new database with the synthetic county's registry imported.
+    fn new() -> Nodes {
+        let dir = tempfile::tempdir().unwrap();
+        let url = common::postgres::database();
+        let county = common::county::copy_files(&dir.path().join("county"));
+        let o = common::stormbell_bare()
+            .args(["--db", &url, "registry", "import"])
+            .arg(&county)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        std::fs::create_dir(dir.path().join("logs")).unwrap();
+        Nodes { dir, url }
+    }
+
+    /// The folder the logs are written to (what the waits watch).
+    fn logs(&self) -> std::path::PathBuf {
+        self.dir.path().join("logs")
+    }
+
+    /// `stormbell run` as node `name` (lease 3 s) on the database `url` names, with the rest
+    /// of its configuration `config`.
+    fn start(&self, name: &str, config: &str, url: &str) -> Node {
+        let cfg = self.dir.path().join(format!("{name}.toml"));
+        // Its own local files (audit checkpoints and key) in the test's folder.
+        let local = self.dir.path().join(format!("{name}.db"));
+        std::fs::write(
+            &cfg,
+            format!(
+                "[store]\nnode = \"{name}\"\nlease_secs = 3\npath = \"{}\"\n\n[web]\nlisten = \"\"\n\n{config}",
+                local.display()
+            ),
+        )
+        .unwrap();
+        Node(
+            common::stormbell_bare()
+                .args(["--config", cfg.to_str().unwrap(), "--db", url])
+                .args(["--log-format", "json", "run"])
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(self.logs().join(format!("{name}.log"))).unwrap())
+                .spawn()
+                .unwrap(),
+        )
+    }
+
+    /// What node `name` has logged so far.
+    fn log(&self, name: &str) -> String {
+        std::fs::read_to_string(self.logs().join(format!("{name}.log"))).unwrap_or_default()
+    }
+
+    /// Wait (up to `secs`) until node `name` has logged `what`.
+    fn wait_for(&self, name: &str, what: &str, secs: u64) {
+        common::wait_until(
+            common::Said(|| format!("node {name} saying {what:?}\n{}", self.said())),
+            secs,
+            &self.logs(),
+            || self.log(name).contains(what),
+        );
+    }
+
+    /// Both nodes' logs, for a failure's message.
+    fn said(&self) -> String {
+        format!("a:\n{}\nb:\n{}", self.log("a"), self.log("b"))
+    }
 }
 
 #[test]
 fn the_standby_takes_over_when_the_leader_is_killed_and_nothing_is_issued_twice() {
-    let dir = tempfile::tempdir().unwrap();
-    let url = common::postgres::database();
-    let county = common::county::copy_files(&dir.path().join("county"));
-    let o = common::stormbell_bare()
-        .args(["--db", &url, "registry", "import"])
-        .arg(&county)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-
+    let nodes = Nodes::new();
+    let url = nodes.url.clone();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let server = rt.block_on(Server::start());
     server.set("/rain.csv", Reply::doc(rain_now()));
     let smsc = Smsc::start(20);
     let config = format!(
-        r#"[store]
-node = "NODE"
-lease_secs = 3
-
-[web]
-listen = ""
-
-[[feeds.source]]
+        r#"[[feeds.source]]
 id = "rain"
 kind = "rainfall"
 url = "{rain}"
 interval_secs = 5
 
-[[dispatch.sms.accounts]]
-name = "main"
-address = "{smpp}"
-system_id = "county"
-password = "secret"
-source = "12379"
-tps = 500
-"#,
+{account}"#,
         rain = server.url("/rain.csv"),
-        smpp = smsc.smpp
+        account = smsc.account_toml("tps = 500")
     );
-    let logs = dir.path().join("logs");
-    std::fs::create_dir(&logs).unwrap();
-    let log =
-        |name: &str| std::fs::read_to_string(logs.join(format!("{name}.log"))).unwrap_or_default();
-    let said = || format!("a:\n{}\nb:\n{}", log("a"), log("b"));
+    let said = || nodes.said();
 
-    let mut a = start(&logs, "a", &config, &url);
-    common::wait_until(
-        common::Said(|| format!("node a leading\n{}", said())),
-        30,
-        &logs,
-        || log("a").contains("this node leads"),
-    );
-    let b = start(&logs, "b", &config, &url);
-    common::wait_until(
-        common::Said(|| format!("node b standing by\n{}", said())),
-        30,
-        &logs,
-        || log("b").contains("standby"),
-    );
+    let mut a = nodes.start("a", &config, &url);
+    nodes.wait_for("a", "this node leads", 30);
+    let b = nodes.start("b", &config, &url);
+    nodes.wait_for("b", "standby", 30);
     // The leader warns: the zone's lead has the red warning on their phone.
     let to_lead = || {
         smsc.phones()
@@ -134,18 +151,13 @@ tps = 500
     );
     let issued = format!("SELECT count(*) FROM corr_warning WHERE lineage = '{ZONE}'");
     assert_eq!(query(&url, &issued), 1);
-    assert!(!log("b").contains("this node leads"), "{}", said());
+    assert!(!nodes.log("b").contains("this node leads"), "{}", said());
 
     // The leader dies outright, mid-storm.
     a.0.kill().unwrap();
     a.0.wait().unwrap();
     let killed = Instant::now();
-    common::wait_until(
-        common::Said(|| format!("node b leading\n{}", said())),
-        15,
-        &logs,
-        || log("b").contains("this node leads"),
-    );
+    nodes.wait_for("b", "this node leads", 15);
     let took = killed.elapsed();
     assert!(took < Duration::from_secs(15), "{took:?}");
     // b carries on from what a left: its pipeline starts (audited) and the warning in force
@@ -154,7 +166,7 @@ tps = 500
     common::wait_until(
         common::Said(|| format!("node b's pipeline started\n{}", said())),
         30,
-        &logs,
+        &nodes.logs(),
         || query(&url, started) >= 2,
     );
     let epoch = query(
@@ -194,58 +206,25 @@ fn logged_at(log: &str, what: &str) -> Option<jiff::Timestamp> {
 
 #[test]
 fn a_leader_cut_off_from_the_database_steps_down_before_its_lease_ends() {
-    let dir = tempfile::tempdir().unwrap();
-    let url = common::postgres::database();
-    let county = common::county::copy_files(&dir.path().join("county"));
-    let o = common::stormbell_bare()
-        .args(["--db", &url, "registry", "import"])
-        .arg(&county)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let config = "[store]\nnode = \"NODE\"\nlease_secs = 3\n\n[web]\nlisten = \"\"\n";
-    let logs = dir.path().join("logs");
-    std::fs::create_dir(&logs).unwrap();
-    let log =
-        |name: &str| std::fs::read_to_string(logs.join(format!("{name}.log"))).unwrap_or_default();
-    let said = || format!("a:\n{}\nb:\n{}", log("a"), log("b"));
+    let nodes = Nodes::new();
+    let url = nodes.url.clone();
+    let said = || nodes.said();
 
     // a reaches the database through a relay the test can cut; b directly.
     let relay = common::postgres::Relay::start(common::postgres::shared().port);
-    let via_relay = relay.url(&url);
-    let mut a = start(&logs, "a", config, &via_relay);
-    common::wait_until(
-        common::Said(|| format!("node a leading\n{}", said())),
-        30,
-        &logs,
-        || log("a").contains("this node leads"),
-    );
-    let _b = start(&logs, "b", config, &url);
-    common::wait_until(
-        common::Said(|| format!("node b standing by\n{}", said())),
-        30,
-        &logs,
-        || log("b").contains("standby"),
-    );
+    let mut a = nodes.start("a", "", &relay.url(&url));
+    nodes.wait_for("a", "this node leads", 30);
+    let _b = nodes.start("b", "", &url);
+    nodes.wait_for("b", "standby", 30);
 
     relay.cut();
     // a cannot renew: it steps down by its own clock and exits with an error (for systemd
     // to start it again, as a standby); b takes the lease once it has ended.
-    common::wait_until(
-        common::Said(|| format!("node a stepping down\n{}", said())),
-        30,
-        &logs,
-        || log("a").contains("steps down"),
-    );
-    common::wait_until(
-        common::Said(|| format!("node b leading\n{}", said())),
-        30,
-        &logs,
-        || log("b").contains("this node leads"),
-    );
+    nodes.wait_for("a", "steps down", 30);
+    nodes.wait_for("b", "this node leads", 30);
     let (down, up) = (
-        logged_at(&log("a"), "steps down").unwrap(),
-        logged_at(&log("b"), "this node leads").unwrap(),
+        logged_at(&nodes.log("a"), "steps down").unwrap(),
+        logged_at(&nodes.log("b"), "this node leads").unwrap(),
     );
     assert!(
         down < up,

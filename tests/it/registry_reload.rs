@@ -119,16 +119,9 @@ kind = "rainfall"
 url = "{url}"
 interval_secs = 5
 
-[[dispatch.sms.accounts]]
-name = "main"
-address = "{smpp}"
-system_id = "county"
-password = "secret"
-source = "12379"
-tps = 500
-"#,
+{account}"#,
             url = server.url("/rain.csv"),
-            smpp = smsc.smpp
+            account = smsc.account_toml("tps = 500")
         ),
     )
     .unwrap();

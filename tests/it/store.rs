@@ -588,9 +588,7 @@ fn the_postgres_baseline_has_every_table_column_type_and_index_of_the_sqlite_sch
 
     // (The tables named stormbell_* are PostgreSQL's own bookkeeping: the schema version, the
     // leader lease, the nodes' heartbeats.)
-    let url = pg_place.at.clone();
-    let pg: Shape = std::thread::spawn(move || {
-        let mut c = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    let pg: Shape = crate::common::postgres::client(&pg_place.at, |c| {
         let mut shape: Shape = Default::default();
         for r in c
             .query(
@@ -634,9 +632,7 @@ fn the_postgres_baseline_has_every_table_column_type_and_index_of_the_sqlite_sch
             shape.1.insert(r.get(0));
         }
         shape
-    })
-    .join()
-    .unwrap();
+    });
     assert_eq!(
         lite.0.keys().collect::<Vec<_>>(),
         pg.0.keys().collect::<Vec<_>>(),
@@ -650,9 +646,7 @@ fn the_postgres_baseline_has_every_table_column_type_and_index_of_the_sqlite_sch
 
 /// The lease row as the database has it: (holder, epoch).
 fn lease_holder(place: &Place) -> Option<(String, i64)> {
-    let url = place.at.clone();
-    std::thread::spawn(move || {
-        let mut c = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    crate::common::postgres::client(&place.at, |c| {
         c.query_opt(
             "SELECT holder, epoch FROM stormbell_lease WHERE name = 'leader'",
             &[],
@@ -660,8 +654,6 @@ fn lease_holder(place: &Place) -> Option<(String, i64)> {
         .unwrap()
         .map(|r| (r.get(0), r.get(1)))
     })
-    .join()
-    .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -780,18 +780,9 @@ fn a_test_text_to_oneself_goes_through_the_daemon_and_answers_nothing() {
 path = "{db}"
 [web]
 listen = ""
-[[dispatch.sms.accounts]]
-name = "main"
-address = "{smpp}"
-system_id = "county"
-password = "secret"
-source = "12379"
-binds = 1
-window = 10
-tps = 100
-"#,
+{account}"#,
             db = db.display(),
-            smpp = smsc.smpp
+            account = smsc.account_toml("binds = 1\nwindow = 10\ntps = 100")
         ),
     )
     .unwrap();

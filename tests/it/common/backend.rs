@@ -64,24 +64,18 @@ impl Place {
                 };
                 n.map_err(|e| e.to_string())
             }
-            Backend::Postgres => std::thread::scope(|s| {
-                // Its own thread: the synchronous client cannot start inside an async test.
-                s.spawn(|| {
-                    let mut c = postgres::Client::connect(&self.at, postgres::NoTls).unwrap();
-                    let p: Vec<&(dyn postgres::types::ToSql + Sync)> =
-                        params.iter().map(|s| s as _).collect();
-                    let n = if params.is_empty() {
-                        c.batch_execute(postgres).map(|_| 0)
-                    } else {
-                        c.execute(postgres, &p)
-                    };
-                    n.map_err(|e| match e.as_db_error() {
-                        Some(db) => db.message().to_string(),
-                        None => e.to_string(),
-                    })
+            Backend::Postgres => super::postgres::client(&self.at, |c| {
+                let p: Vec<&(dyn postgres::types::ToSql + Sync)> =
+                    params.iter().map(|s| s as _).collect();
+                let n = if params.is_empty() {
+                    c.batch_execute(postgres).map(|_| 0)
+                } else {
+                    c.execute(postgres, &p)
+                };
+                n.map_err(|e| match e.as_db_error() {
+                    Some(db) => db.message().to_string(),
+                    None => e.to_string(),
                 })
-                .join()
-                .unwrap()
             }),
         }
     }

@@ -138,13 +138,9 @@ impl Pair {
     /// A new database on the primary; its URL naming both members, as an office's nodes do.
     pub fn database(&self, name: &str) -> String {
         let primary = format!("postgres://postgres@127.0.0.1:{}/postgres", self.ports[0]);
-        let create = format!("CREATE DATABASE {name}");
-        std::thread::spawn(move || {
-            let mut c = postgres::Client::connect(&primary, postgres::NoTls).unwrap();
-            c.batch_execute(&create).unwrap();
-        })
-        .join()
-        .unwrap();
+        super::postgres::client(&primary, |c| {
+            c.batch_execute(&format!("CREATE DATABASE {name}")).unwrap()
+        });
         format!(
             "postgres://postgres@127.0.0.1:{},127.0.0.1:{}/{name}?target_session_attrs=read-write&connect_timeout=2",
             self.ports[0], self.ports[1]

@@ -163,17 +163,28 @@ pub fn database() -> String {
         std::process::id(),
         NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     );
-    let url = pg.url();
-    let create = format!("CREATE DATABASE {name}");
-    // On a thread of its own: the synchronous client starts a runtime, which cannot start
-    // inside an async test's.
-    std::thread::spawn(move || {
-        let mut admin = postgres::Client::connect(&url, postgres::NoTls).unwrap();
-        admin.batch_execute(&create).unwrap();
-    })
-    .join()
-    .unwrap();
+    client(&pg.url(), |c| {
+        c.batch_execute(&format!("CREATE DATABASE {name}")).unwrap()
+    });
     format!("postgres://postgres@127.0.0.1:{}/{name}", pg.port)
+}
+
+/// Run `work` with a connection to `url`, on a thread of its own: the synchronous client
+/// starts a runtime, which cannot start inside an async test's.
+pub fn client<T: Send>(url: &str, work: impl FnOnce(&mut postgres::Client) -> T + Send) -> T {
+    std::thread::scope(|s| {
+        s.spawn(|| work(&mut postgres::Client::connect(url, postgres::NoTls).unwrap()))
+            .join()
+            .unwrap()
+    })
+}
+
+/// One value from the database at `url`.
+pub fn query_one<T>(url: &str, sql: &str) -> T
+where
+    T: for<'a> postgres::types::FromSql<'a> + Send,
+{
+    client(url, |c| c.query_one(sql, &[]).unwrap().get(0))
 }
 
 /// A TCP relay between a client and PostgreSQL that a test can cut, as a switch failing

@@ -71,6 +71,16 @@ impl Smsc {
         }
     }
 
+    /// The same account as daemon configuration (`[[dispatch.sms.accounts]]`), with `extra`
+    /// lines (binds, window, tps) after the connection's.
+    pub fn account_toml(&self, extra: &str) -> String {
+        format!(
+            "[[dispatch.sms.accounts]]\nname = \"main\"\naddress = \"{}\"\nsystem_id = \"county\"\n\
+             password = \"secret\"\nsource = \"12379\"\n{extra}\n",
+            self.smpp
+        )
+    }
+
     /// A reply typed on the phone `mobile` (as the network gives it: 86…), delivered to us.
     pub fn reply_from(&self, mobile: &str, text: &str) {
         let n = stormbell::dispatch::outbox::normalise_mobile(mobile).unwrap();
