@@ -228,7 +228,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, mpsc};
 use std::thread;
 
-use rusqlite::{Connection, OpenFlags};
+use rusqlite::{Connection, OpenFlags, Transaction};
 
 /// A time as every table stores it: RFC 3339 in UTC to the millisecond, always 24 characters
 /// (`2019-08-09T10:30:00.000Z`). One fixed-width format everywhere, so that ordering stored
@@ -384,7 +384,7 @@ fn run_batch(
     conn: &mut Connection,
     path: &Path,
     lock_waits: &std::sync::atomic::AtomicU64,
-    mut batch: Vec<Box<dyn Job>>,
+    batch: Vec<Box<dyn Job>>,
 ) {
     let fail = |why: String| StoreError::NotCommitted {
         path: path.display().to_string(),
@@ -417,23 +417,72 @@ fn run_batch(
         );
         std::thread::sleep(std::time::Duration::from_millis(200));
     };
+    run_jobs(Lite(txn), &path.display().to_string(), batch);
+}
+
+/// A batch's open transaction, on its engine: what [`run_jobs`] needs of it.
+trait Batch: Sized {
+    /// The transaction, as the jobs see it.
+    fn tx(&self) -> sql::Tx<'_>;
+    /// Run one savepoint statement.
+    fn step(&self, sql: &str) -> Result<(), String>;
+    /// Whether the engine rolled the whole transaction back under a job (SQLite does on a full
+    /// disk or an I/O error).
+    fn lost(&self) -> bool;
+    /// Commit it.
+    fn commit(self) -> Result<(), String>;
+    /// Roll it back.
+    fn rollback(self);
+}
+
+/// SQLite's transaction: savepoint statements through the statement cache (under load a
+/// batch opens hundreds a second, and compiling each one again was a tenth of the writer's
+/// time).
+struct Lite<'c>(Transaction<'c>);
+
+impl Batch for Lite<'_> {
+    fn tx(&self) -> sql::Tx<'_> {
+        sql::Tx::lite(&self.0)
+    }
+    fn step(&self, sql: &str) -> Result<(), String> {
+        self.0
+            .prepare_cached(sql)
+            .and_then(|mut s| s.execute([]))
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+    fn lost(&self) -> bool {
+        self.0.is_autocommit()
+    }
+    fn commit(self) -> Result<(), String> {
+        self.0.commit().map_err(|e| e.to_string())
+    }
+    fn rollback(self) {}
+}
+
+/// Run a batch of jobs in the transaction `b`, each in a savepoint when there are several;
+/// commit; reply to each. The same on both engines.
+fn run_jobs(b: impl Batch, db: &str, mut batch: Vec<Box<dyn Job>>) {
+    let fail = |why: String| StoreError::NotCommitted {
+        path: db.to_string(),
+        why,
+    };
     // One job alone needs no savepoint: if it fails, the whole transaction is its own, and
     // rolls back. (A savepoint copies every page the job touches into a statement journal
     // first; under load most batches hold one job.)
     if batch.len() == 1
         && let Some(job) = batch.pop()
     {
-        let (keep, reply) = job.run(sql::Tx::lite(&txn));
+        let (keep, reply) = job.run(b.tx());
         if !keep {
-            drop(txn);
+            b.rollback();
             reply(None);
             return;
         }
-        match txn.commit() {
+        match b.commit() {
             Ok(()) => reply(None),
-            Err(e) => {
-                let why = e.to_string();
-                tracing::error!(db = %path.display(), "a write did not commit: {why}");
+            Err(why) => {
+                tracing::error!(db, "a write did not commit: {why}");
                 reply(Some(fail(why)));
             }
         }
@@ -446,47 +495,41 @@ fn run_batch(
             job.abandon(fail(why.clone()));
             continue;
         }
-        // Cached like every hot statement: under load a batch opens hundreds of savepoints
-        // a second, and compiling each one again was a tenth of the writer's time.
-        if let Err(e) = txn
-            .prepare_cached("SAVEPOINT job")
-            .and_then(|mut s| s.execute([]))
-        {
+        if let Err(e) = b.step("SAVEPOINT job") {
             broken = Some(format!("savepoint: {e}"));
             job.abandon(fail(format!("savepoint: {e}")));
             continue;
         }
-        let (keep, reply) = job.run(sql::Tx::lite(&txn));
-        let run = |sql: &str| txn.prepare_cached(sql).and_then(|mut s| s.execute([]));
+        let (keep, reply) = job.run(b.tx());
         let end = if keep {
-            run("RELEASE job")
+            b.step("RELEASE SAVEPOINT job")
         } else {
-            run("ROLLBACK TO job").and_then(|_| run("RELEASE job"))
+            b.step("ROLLBACK TO SAVEPOINT job")
+                .and_then(|_| b.step("RELEASE SAVEPOINT job"))
         };
         if let Err(e) = end {
             broken = Some(format!("ending a savepoint: {e}"));
-        } else if txn.is_autocommit() {
-            broken = Some("SQLite rolled the transaction back".into());
+        } else if b.lost() {
+            broken = Some("the database rolled the transaction back".into());
         }
         done.push(reply);
     }
     if let Some(why) = broken {
-        drop(txn);
-        tracing::error!(db = %path.display(), "a write batch was rolled back: {why}");
+        b.rollback();
+        tracing::error!(db, "a write batch was rolled back: {why}");
         for d in done {
             d(Some(fail(why.clone())));
         }
         return;
     }
-    match txn.commit() {
+    match b.commit() {
         Ok(()) => {
             for d in done {
                 d(None);
             }
         }
-        Err(e) => {
-            let why = e.to_string();
-            tracing::error!(db = %path.display(), "a write batch did not commit: {why}");
+        Err(why) => {
+            tracing::error!(db, "a write batch did not commit: {why}");
             for d in done {
                 d(Some(fail(why.clone())));
             }
@@ -877,7 +920,9 @@ impl Store {
         F: FnOnce(&sql::Conn<'_>) -> anyhow::Result<T> + Send + 'static,
     {
         let me = self.clone();
-        tokio::task::spawn_blocking(move || me.read_blocking(work))
+        // A blocking task's thread is outside the runtime: the work runs right there, on
+        // either engine.
+        tokio::task::spawn_blocking(move || me.read_here(work))
             .await
             .map_err(|e| StoreError::Panicked(e.to_string()))?
     }
@@ -888,13 +933,30 @@ impl Store {
         T: Send,
         F: FnOnce(&sql::Conn<'_>) -> anyhow::Result<T> + Send,
     {
+        match &*self.readers {
+            // The caller may be inside the runtime, where PostgreSQL's synchronous client
+            // cannot run.
+            Readers::Pg {
+                config,
+                label,
+                pool,
+            } => pg::read(config, label, pool, work),
+            Readers::Lite(_) => self.read_here(work),
+        }
+    }
+
+    /// Run read-only `work` on this thread.
+    fn read_here<T>(
+        &self,
+        work: impl FnOnce(&sql::Conn<'_>) -> anyhow::Result<T>,
+    ) -> Result<T, StoreError> {
         let pool = match &*self.readers {
             Readers::Lite(pool) => pool,
             Readers::Pg {
                 config,
                 label,
                 pool,
-            } => return pg::read(config, label, pool, work),
+            } => return pg::read_here(config, label, pool, work),
         };
         let conn = self.take_reader(pool)?;
         let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {

@@ -195,24 +195,15 @@ fn begin(
     }
 }
 
-/// Run a batch of jobs in the transaction [`begin`] opened, each in a savepoint when there are
-/// several; commit; reply to each.
+/// Run a batch of jobs in the transaction [`begin`] opened (the store's one batch logic,
+/// [`super::run_jobs`]), after the lease check when the store is fenced.
 fn run_batch(
     cell: &RefCell<sql::Pg>,
     label: &str,
     lease: Option<&(String, i64)>,
-    mut batch: Vec<Box<dyn Job>>,
+    batch: Vec<Box<dyn Job>>,
 ) {
-    let fail = |why: String| StoreError::NotCommitted {
-        path: label.to_string(),
-        why,
-    };
-    let simple = |sql: &str| -> Result<(), String> {
-        cell.borrow_mut()
-            .client
-            .batch_execute(sql)
-            .map_err(|e| sql::Error::from(e).to_string())
-    };
+    use super::Batch;
     if let Some((node, epoch)) = lease {
         // Fenced: only while this node still holds the lease, which the check holds until
         // the commit (a takeover waits for it).
@@ -231,75 +222,44 @@ fn run_batch(
             )),
         };
         if let Some(why) = refused {
-            let _ = simple("ROLLBACK");
+            Pg(cell).rollback();
             tracing::error!(db = %label, "{why}");
             for job in batch {
-                job.abandon(fail(why.clone()));
+                job.abandon(StoreError::NotCommitted {
+                    path: label.to_string(),
+                    why: why.clone(),
+                });
             }
             return;
         }
     }
-    if batch.len() == 1
-        && let Some(job) = batch.pop()
-    {
-        let (keep, reply) = job.run(sql::Tx::pg(cell));
-        if !keep {
-            let _ = simple("ROLLBACK");
-            reply(None);
-            return;
-        }
-        match simple("COMMIT") {
-            Ok(()) => reply(None),
-            Err(why) => {
-                tracing::error!(db = %label, "a write did not commit: {why}");
-                reply(Some(fail(why)));
-            }
-        }
-        return;
+    super::run_jobs(Pg(cell), label, batch);
+}
+
+/// PostgreSQL's transaction, begun by [`begin`].
+struct Pg<'c>(&'c RefCell<sql::Pg>);
+
+impl super::Batch for Pg<'_> {
+    fn tx(&self) -> sql::Tx<'_> {
+        sql::Tx::pg(self.0)
     }
-    let mut done = Vec::with_capacity(batch.len());
-    let mut broken: Option<String> = None;
-    for job in batch {
-        if let Some(why) = &broken {
-            job.abandon(fail(why.clone()));
-            continue;
-        }
-        if let Err(e) = simple("SAVEPOINT job") {
-            broken = Some(format!("savepoint: {e}"));
-            job.abandon(fail(format!("savepoint: {e}")));
-            continue;
-        }
-        let (keep, reply) = job.run(sql::Tx::pg(cell));
-        let end = if keep {
-            simple("RELEASE SAVEPOINT job")
-        } else {
-            simple("ROLLBACK TO SAVEPOINT job").and_then(|_| simple("RELEASE SAVEPOINT job"))
-        };
-        if let Err(e) = end {
-            broken = Some(format!("ending a savepoint: {e}"));
-        }
-        done.push(reply);
+    fn step(&self, sql: &str) -> Result<(), String> {
+        self.0
+            .borrow_mut()
+            .client
+            .batch_execute(sql)
+            .map_err(|e| sql::Error::from(e).to_string())
     }
-    if let Some(why) = broken {
-        let _ = simple("ROLLBACK");
-        tracing::error!(db = %label, "a write batch was rolled back: {why}");
-        for d in done {
-            d(Some(fail(why.clone())));
-        }
-        return;
+    fn lost(&self) -> bool {
+        // A broken connection shows at the next statement; an error inside a job aborts only
+        // to its savepoint.
+        false
     }
-    match simple("COMMIT") {
-        Ok(()) => {
-            for d in done {
-                d(None);
-            }
-        }
-        Err(why) => {
-            tracing::error!(db = %label, "a write batch did not commit: {why}");
-            for d in done {
-                d(Some(fail(why.clone())));
-            }
-        }
+    fn commit(self) -> Result<(), String> {
+        self.step("COMMIT")
+    }
+    fn rollback(self) {
+        let _ = self.step("ROLLBACK");
     }
 }
 
@@ -319,9 +279,8 @@ impl Drop for Pool {
     }
 }
 
-/// Run read-only `work` on a pooled connection, in one snapshot. The work runs on a thread of
-/// its own (scoped, so it may borrow): the synchronous client cannot run on a thread inside a
-/// runtime, and the caller may be one.
+/// [`read_here`] on a thread of its own (scoped, so the work may borrow): for a caller that may
+/// be inside the runtime, where the synchronous client cannot run.
 pub(crate) fn read<T, F>(
     config: &postgres::Config,
     label: &str,
@@ -332,43 +291,50 @@ where
     T: Send,
     F: FnOnce(&sql::Conn<'_>) -> anyhow::Result<T> + Send,
 {
-    let taken = pool.0.lock().ok().and_then(|mut p| p.pop());
     std::thread::scope(|s| {
-        let reader = s.spawn(move || {
-            let pg = match taken {
-                Some(pg) if !pg.client.is_closed() => pg,
-                _ => connect(config, label)?,
-            };
-            let cell = RefCell::new(pg);
-            let begun = cell
-                .borrow_mut()
-                .client
-                .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
-            if let Err(source) = begun {
-                return Err(StoreError::Postgres {
-                    url: label.to_string(),
-                    source,
-                });
-            }
-            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                work(&sql::Conn::pg(&cell))
-            }));
-            let mut pg = cell.into_inner();
-            if pg.client.batch_execute("ROLLBACK").is_ok()
-                && let Ok(mut p) = pool.0.lock()
-                && p.len() < super::MAX_IDLE_READERS
-            {
-                p.push(pg);
-            }
-            match outcome {
-                Ok(r) => r.map_err(StoreError::Work),
-                Err(panic) => Err(StoreError::Panicked(super::panic_message(&panic))),
-            }
-        });
-        reader
+        s.spawn(|| read_here(config, label, pool, work))
             .join()
             .unwrap_or_else(|panic| Err(StoreError::Panicked(super::panic_message(&panic))))
     })
+}
+
+/// Run read-only `work` on a pooled connection, in one snapshot, on this thread, which must not
+/// be inside the runtime (a blocking task's is not: [`super::Store::read`] runs it there).
+pub(crate) fn read_here<T>(
+    config: &postgres::Config,
+    label: &str,
+    pool: &Pool,
+    work: impl FnOnce(&sql::Conn<'_>) -> anyhow::Result<T>,
+) -> Result<T, StoreError> {
+    let taken = pool.0.lock().ok().and_then(|mut p| p.pop());
+    let pg = match taken {
+        Some(pg) if !pg.client.is_closed() => pg,
+        _ => connect(config, label)?,
+    };
+    let cell = RefCell::new(pg);
+    let begun = cell
+        .borrow_mut()
+        .client
+        .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
+    if let Err(source) = begun {
+        return Err(StoreError::Postgres {
+            url: label.to_string(),
+            source,
+        });
+    }
+    let outcome =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(&sql::Conn::pg(&cell))));
+    let mut pg = cell.into_inner();
+    if pg.client.batch_execute("ROLLBACK").is_ok()
+        && let Ok(mut p) = pool.0.lock()
+        && p.len() < super::MAX_IDLE_READERS
+    {
+        p.push(pg);
+    }
+    match outcome {
+        Ok(r) => r.map_err(StoreError::Work),
+        Err(panic) => Err(StoreError::Panicked(super::panic_message(&panic))),
+    }
 }
 
 #[cfg(test)]
