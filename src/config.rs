@@ -194,7 +194,7 @@ impl StoreConfig {
         };
         crate::store::lease::LeaseSettings {
             node,
-            ttl: std::time::Duration::from_secs(self.lease_secs.max(3)),
+            ttl: std::time::Duration::from_secs(self.lease_secs),
         }
     }
 
@@ -836,6 +836,19 @@ fn check_office(o: Option<&Office>, fig: &Figment, out: &mut Vec<ConfigProblem>)
 
 fn check_store(s: Option<&StoreConfig>, fig: &Figment, out: &mut Vec<ConfigProblem>) {
     if let Some(s) = s
+        && s.lease_secs < 3
+    {
+        out.push(problem(
+            fig,
+            "store.lease_secs",
+            format!(
+                "{} is less than 3: the leader renews every third of it, and a renewal needs a \
+                 round trip to the database",
+                s.lease_secs
+            ),
+        ));
+    }
+    if let Some(s) = s
         && s.backend == StoreBackend::Postgres
     {
         let lower = s.url.to_ascii_lowercase();
@@ -1337,6 +1350,31 @@ mod tests {
             err.problems
                 .iter()
                 .all(|p| p.source == f.display().to_string())
+        );
+    }
+
+    #[test]
+    fn a_postgres_store_needs_a_url_and_a_lease_a_renewal_fits_in() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.toml");
+        std::fs::write(
+            &f,
+            "[store]\nbackend = \"postgres\"\nurl = \"db1\"\nlease_secs = 1\n",
+        )
+        .unwrap();
+        let err = Config::load(Some(&f), &Overrides::default()).unwrap_err();
+        let keys: Vec<&str> = err.problems.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(keys, ["store.lease_secs", "store.url"]);
+        // `--db postgres://…` chooses the engine and the database.
+        let o = Overrides {
+            store_path: Some("postgres://u:secret@db1,db2/sb".into()),
+            ..Overrides::default()
+        };
+        let c = Config::load(None, &o).unwrap();
+        assert_eq!(c.store.backend, StoreBackend::Postgres);
+        assert_eq!(
+            c.store.location().to_string(),
+            "postgres://u:***@db1,db2/sb"
         );
     }
 
