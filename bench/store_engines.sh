@@ -22,10 +22,10 @@ bin=target/release/examples/sms_throughput
 pgbin=$(ls -d /usr/lib/postgresql/*/bin | sort | tail -1)
 
 log=$(mktemp -d)
-pid=
+pids=()
 as_pg() { if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
 stop() {
-  [ -n "$pid" ] && kill "$pid" 2>/dev/null
+  [ ${#pids[@]} -gt 0 ] && kill "${pids[@]}" 2>/dev/null
   as_pg "$pgbin/pg_ctl" -D "$log/pg" -m immediate -w stop >/dev/null 2>&1 || true
   rm -rf "$log"
 }
@@ -40,20 +40,18 @@ fresh() { # a new empty database; its URL (called in $(…): no counter survives
   psql -q -h 127.0.0.1 -p "$port" -U postgres -c "CREATE DATABASE $name" >/dev/null
   echo "postgres://postgres@127.0.0.1:$port/$name"
 }
+# shellcheck source=bench/checkin_lib.sh
+. bench/checkin_lib.sh
 measure() { # name, extra args…
   local name=$1
   shift
-  node tests/smsc/smsc.js --log "$log/$name" --receipt-ms 50 >"$log/$name.banner" &
-  pid=$!
-  for _ in $(seq 50); do
-    [ -s "$log/$name.banner" ] && break
-    sleep 0.1
-  done
-  "$bin" outbox --smpp "$(awk '{print $2}' "$log/$name.banner")" --count "$count" \
-    --window 100 --binds 2 "$@" | sed "s/^{/{\"run\": \"$name\", /" | tee -a "$log/results.jsonl"
-  kill "$pid"
-  wait "$pid" 2>/dev/null || true
-  pid=
+  mkdir -p "$log/$name"
+  start_smsc "$log/$name"
+  "$bin" outbox --smpp "$smpp" --count "$count" --window 100 --binds 2 "$@" |
+    sed "s/^{/{\"run\": \"$name\", /" | tee -a "$log/results.jsonl"
+  kill "${pids[@]}"
+  wait "${pids[@]}" 2>/dev/null || true
+  pids=()
 }
 for i in $(seq "$rounds"); do
   measure "sqlite-$i"
