@@ -596,9 +596,15 @@ impl PgToSql for Flexible {
             }
             // PostgreSQL's text cannot hold NUL, which SQLite's can (a phone's reply, a
             // feed's field may carry one): it is kept as U+FFFD, so the rest of the row is
-            // stored rather than the whole write refused (and retried for ever).
-            if s.contains('\0') {
-                out.put_slice(s.replace('\0', "\u{FFFD}").as_bytes());
+            // stored rather than the whole write refused (and retried for ever). The same for
+            // NUL escaped in a JSON document (`\u0000`), which PostgreSQL's JSON functions
+            // refuse, failing every query that reads a key of the table's documents.
+            if s.contains('\0') || s.contains("\\u0000") {
+                out.put_slice(
+                    s.replace('\0', "\u{FFFD}")
+                        .replace("\\u0000", "\\ufffd")
+                        .as_bytes(),
+                );
             } else {
                 out.put_slice(s.as_bytes());
             }
@@ -863,7 +869,7 @@ pub fn translate(sql: &str) -> String {
     out = rewrite_calls(&out, "json_extract", |args| match args {
         [doc, path] if path.starts_with("'$.") && path.ends_with('\'') => {
             let keys = path[3..path.len() - 1].replace('.', ",");
-            format!("(CAST({doc} AS jsonb) #>> '{{{keys}}}')")
+            format!("(CAST({doc} AS json) #>> '{{{keys}}}')")
         }
         _ => format!("json_extract({})", args.join(", ")),
     });
@@ -1027,7 +1033,7 @@ mod tests {
             translate(
                 "SELECT 1 FROM t WHERE a IN (SELECT value FROM json_each(?1)) AND json_extract(doc, '$.data.state') = 'gap'"
             ),
-            "SELECT 1 FROM t WHERE a IN (SELECT value FROM json_array_elements_text(CAST($1 AS json))) AND (CAST(doc AS jsonb) #>> '{data,state}') = 'gap'"
+            "SELECT 1 FROM t WHERE a IN (SELECT value FROM json_array_elements_text(CAST($1 AS json))) AND (CAST(doc AS json) #>> '{data,state}') = 'gap'"
         );
     }
 

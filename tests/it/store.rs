@@ -804,3 +804,33 @@ on_both! {
         assert!(matches!(verify(&store), audit::Verification::Intact { entries: 1, .. }));
     }
 }
+
+on_both! {
+    fn a_json_document_holding_a_nul_escape_does_not_break_queries_over_its_table(backend) {
+        // A feed's field may carry `\u0000` (escaped in the stored JSON): queries that read a
+        // key of such documents still run (PostgreSQL's jsonb would refuse the whole row).
+        let place = Place::new(backend);
+        let store = place.open();
+        let doc = r#"{"kind":"rain","data":{"station":"x\u0000y","state":"gap"}}"#;
+        // Written through the store, as the feeds stage writes its inbox.
+        store
+            .write_blocking(move |tx| {
+                Ok(tx.execute(
+                    "INSERT INTO feed_inbox (feed, key, received, observation)
+                     VALUES ('f', 'k', '2026-12-03T00:00:00.000Z', ?1)",
+                    [doc],
+                )?)
+            })
+            .unwrap();
+        let n: i64 = store
+            .read_blocking(|c| {
+                Ok(c.query_row(
+                    "SELECT count(*) FROM feed_inbox WHERE json_extract(observation, '$.data.state') = 'gap'",
+                    (),
+                    |r| r.get(0),
+                )?)
+            })
+            .unwrap();
+        assert_eq!(n, 1);
+    }
+}
