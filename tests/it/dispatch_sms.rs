@@ -267,11 +267,17 @@ fn a_warning_reaches_every_phone_with_receipts_and_bad_numbers_fail_with_their_r
         &store,
         vec![account(&smsc, "main", "county", "secret")],
         &policy,
+        // Every message settled and every part's receipt stored: a two-part text fails at its
+        // first failed part, before the other part's receipt has come in.
         |s| {
             count(
                 s,
                 "SELECT count(*) FROM dispatch_message WHERE state IN ('queued', 'submitting', 'accepted')",
             ) == 0
+                && count(
+                    s,
+                    "SELECT count(*) FROM dispatch_part WHERE receipt IS NULL",
+                ) == 0
         },
     );
     let rows = states(&store);
