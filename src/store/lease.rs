@@ -3,16 +3,21 @@
 //! One row, `stormbell_lease`, names the leader, the lease's end (the database's clock, so the
 //! nodes' clocks need not agree) and an epoch that grows by one at every change of leader. A
 //! node takes the lease when it has ended (or was its own), and renews it every third of its
-//! length. The leader runs the pipeline; every other node waits as a standby (双机热备) and
-//! takes over when the lease ends: a leader killed outright is replaced within one lease.
+//! length. The leader runs what must run once (feeds, correlate, the escalation timers, the
+//! loudspeakers); every node, the leader too, runs the SMS channels and the web port, and a
+//! standby takes over when the lease ends: a leader killed outright is replaced within one
+//! lease. Each node's heartbeat (`stormbell_node`) says it is alive; the leader takes back
+//! what a node that stopped or went silent left mid-send ([`gone`]).
 //!
 //! Fencing: once a store is fenced ([`super::Store::fence`]), every write batch of that node
-//! first reads the lease row `FOR SHARE` and goes ahead only if it still names this node and
-//! epoch and has not ended. A new leader's takeover is an `UPDATE` of that row, which waits for
-//! the batches that hold it; so a paused old leader's writes either commit before the takeover
-//! or not at all. A leader that cannot renew (its database unreachable, or the row taken)
-//! steps down at the lease's end by its own clock, counted from before the last renewal it
-//! sent, so never later than the database lets another node in.
+//! first reads the lease row `FOR KEY SHARE` and goes ahead only if it still names this node
+//! and epoch and has not ended. A new leader's takeover first locks that row `FOR UPDATE`,
+//! which waits for the batches that hold it; so a paused old leader's writes either commit
+//! before the takeover or not at all. The renewals, which change no key, do not wait for the
+//! leader's own batches (a long decision cannot starve its lease). A leader that cannot renew
+//! (its database unreachable, or the row taken) steps down at the lease's end by its own
+//! clock, counted from before the last renewal it sent, so never later than the database lets
+//! another node in.
 
 use std::time::{Duration, Instant};
 
@@ -104,6 +109,31 @@ pub fn nodes(c: &super::sql::Conn<'_>) -> super::sql::Result<Vec<NodeState>> {
     .collect()
 }
 
+/// The nodes other than `except` that are gone: stopped, or not heard of for `silent_for`
+/// (a node's heartbeat comes every third of its lease, leader or standby). The leader takes
+/// back the rows such a node left mid-send. Empty on SQLite.
+pub fn gone(
+    c: &super::sql::Conn<'_>,
+    except: &str,
+    silent_for: Duration,
+) -> super::sql::Result<Vec<String>> {
+    if !c.is_postgres() {
+        return Ok(Vec::new());
+    }
+    c.prepare(
+        "SELECT node FROM stormbell_node
+         WHERE node <> ?1
+           AND (role = 'stopped'
+                OR seen < now() - CAST(?2 AS DOUBLE PRECISION) * interval '1 millisecond')
+         ORDER BY node",
+    )?
+    .query_map(
+        rusqlite::params![except, silent_for.as_millis() as f64],
+        |r| r.get(0),
+    )?
+    .collect()
+}
+
 const TAKE: &str = "INSERT INTO stormbell_lease (name, holder, epoch, expires, renewed)
      VALUES ('leader', $1, 1, now() + $2 * interval '1 millisecond', now())
      ON CONFLICT (name) DO UPDATE
@@ -119,9 +149,21 @@ const RENEW: &str = "UPDATE stormbell_lease
 const GIVE_UP: &str = "UPDATE stormbell_lease SET expires = now()
      WHERE name = 'leader' AND holder = $1 AND epoch = $2";
 
-/// The fencing check a fenced writer runs first in each batch.
+/// The fencing check a fenced writer runs first in each batch. `FOR KEY SHARE`: the leader's
+/// renewals (an UPDATE of columns other than the key) go on beside its batches, however long
+/// one runs, while a takeover, which first locks the row `FOR UPDATE` ([`LOCK`]), waits for
+/// every batch in flight.
 pub(crate) const FENCE: &str = "SELECT 1 FROM stormbell_lease
-     WHERE name = 'leader' AND holder = $1 AND epoch = $2 AND expires > now() FOR SHARE";
+     WHERE name = 'leader' AND holder = $1 AND epoch = $2 AND expires > now() FOR KEY SHARE";
+
+/// Whether the lease may be taken by `$1` now (ended, or its own), read without a lock: a
+/// standby's tries lock the row only when it may take it.
+const TAKEABLE: &str = "SELECT 1 FROM stormbell_lease
+     WHERE name = 'leader' AND (expires < now() OR holder = $1)
+     UNION ALL SELECT 1 WHERE NOT EXISTS (SELECT 1 FROM stormbell_lease WHERE name = 'leader')";
+
+/// A takeover's first step: wait for the batches fenced by the old lease to end.
+const LOCK: &str = "SELECT 1 FROM stormbell_lease WHERE name = 'leader' FOR UPDATE";
 
 /// Who holds the lease now: (holder, epoch, seconds since renewed, seconds until it ends).
 pub(crate) const HOLDER: &str = "SELECT holder, epoch,
@@ -148,6 +190,18 @@ fn connect(url: &str) -> Result<postgres::Client, StoreError> {
     c.batch_execute(TABLE)
         .map_err(|source| StoreError::Postgres { url: shown, source })?;
     Ok(c)
+}
+
+/// Take the lease if it may be taken: its epoch, or `None` while another node holds it.
+fn take(c: &mut postgres::Client, node: &str, ttl_ms: f64) -> Result<Option<i64>, postgres::Error> {
+    if c.query_opt(TAKEABLE, &[&node])?.is_none() {
+        return Ok(None);
+    }
+    let mut t = c.transaction()?;
+    t.query_opt(LOCK, &[])?;
+    let row = t.query_opt(TAKE, &[&node, &ttl_ms])?;
+    t.commit()?;
+    Ok(row.map(|r| r.get::<_, i64>(0)))
 }
 
 /// Wait until this node holds the lease (saying who holds it meanwhile, once per holder), then
@@ -189,9 +243,16 @@ fn keep(
     let mut client: Option<postgres::Client> = None;
     let mut seen_holder = String::new();
     // Take it.
+    // No longer waiting to lead (the node is stopping): said, so the leader need not wait
+    // out its silence to take back what it left mid-send.
+    let stopping = |client: &mut Option<postgres::Client>| {
+        if let Some(c) = client.as_mut() {
+            let _ = c.execute(HEARTBEAT, &[&s.node, &"stopped", &None::<i64>]);
+        }
+    };
     let epoch = loop {
         if taken.is_closed() {
-            return;
+            return stopping(&mut client);
         }
         if client.as_ref().is_none_or(|c| c.is_closed()) {
             match connect(url) {
@@ -207,8 +268,8 @@ fn keep(
         }
         let Some(c) = client.as_mut() else { continue };
         let _ = c.execute(HEARTBEAT, &[&s.node, &"standby", &None::<i64>]);
-        match c.query_opt(TAKE, &[&s.node, &ttl_ms]) {
-            Ok(Some(row)) => break row.get::<_, i64>(0),
+        match take(c, &s.node, ttl_ms) {
+            Ok(Some(epoch)) => break epoch,
             Ok(None) => {
                 if let Ok(Some(r)) = c.query_opt(HOLDER, &[]) {
                     let holder: String = r.get(0);
@@ -225,7 +286,7 @@ fn keep(
             Err(e) => tracing::warn!("leader lease: {}", super::sql::pg_message(&e)),
         }
         if pause(every) {
-            return;
+            return stopping(&mut client);
         }
     };
     if let Some(c) = client.as_mut() {

@@ -647,6 +647,8 @@ pub struct Store {
     fence: Arc<Mutex<Option<(String, i64)>>>,
     /// Set once this node has stepped down ([`Store::revoke`]): every write is refused.
     revoked: Arc<std::sync::atomic::AtomicBool>,
+    /// This node's name among the nodes sharing the database ([`Store::name_node`]).
+    node: Arc<std::sync::OnceLock<String>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -677,6 +679,32 @@ impl Store {
     pub fn fence(&self, node: &str, epoch: i64) {
         if let Ok(mut f) = self.fence.lock() {
             *f = Some((node.to_string(), epoch));
+        }
+    }
+
+    /// Name this node among the nodes sharing a PostgreSQL database (`store.node`): what it
+    /// claims outbox rows and records its SMSC binds under ([`Store::qualified`]), so the
+    /// rows a node left mid-send when it died can be told from another node's rows still in
+    /// flight. Set once; later calls change nothing.
+    pub fn name_node(&self, node: &str) {
+        let _ = self.node.set(node.to_string());
+    }
+
+    /// This node's name, on a database that nodes share (named by [`Store::name_node`]).
+    pub fn node(&self) -> Option<&str> {
+        if self.is_postgres() {
+            self.node.get().map(String::as_str)
+        } else {
+            None
+        }
+    }
+
+    /// `name` as this node holds it: `name@node` on a shared database, `name` on SQLite (one
+    /// machine, one of each). Outbox claims (`claimed_by`) and bind states are kept so.
+    pub fn qualified(&self, name: &str) -> String {
+        match self.node() {
+            Some(node) => format!("{name}@{node}"),
+            None => name.to_string(),
         }
     }
 
@@ -814,6 +842,7 @@ impl Store {
             written,
             fence: Arc::default(),
             revoked: Arc::default(),
+            node: Arc::default(),
         })
     }
 

@@ -138,6 +138,7 @@ pub(crate) fn open(url: &str) -> Result<Store, StoreError> {
         closed,
         lock_waits: Arc::new(std::sync::atomic::AtomicU64::new(0)),
         written,
+        node: Arc::default(),
     })
 }
 

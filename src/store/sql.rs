@@ -332,7 +332,7 @@ impl<'a> Conn<'a> {
     /// Run one statement; how many rows it changed.
     pub fn execute(&self, sql: &str, params: impl Params) -> Result<usize> {
         match self.0 {
-            Inner::Lite(c) => params.with(|p| Ok(c.execute(sql, p)?)),
+            Inner::Lite(c) => params.with(|p| Ok(c.execute(&lite(sql), p)?)),
             Inner::Pg(pg) => {
                 let mut pg = pg.borrow_mut();
                 let stmt = pg.prepare(sql)?;
@@ -360,7 +360,7 @@ impl<'a> Conn<'a> {
     /// A statement compiled once and kept (the hot paths).
     pub fn prepare_cached(&self, sql: &str) -> Result<Stmt<'a>> {
         Ok(Stmt(match self.0 {
-            Inner::Lite(c) => StmtInner::Cached(c.prepare_cached(sql)?),
+            Inner::Lite(c) => StmtInner::Cached(c.prepare_cached(&lite(sql))?),
             Inner::Pg(pg) => {
                 let stmt = pg.borrow_mut().prepare(sql)?;
                 StmtInner::Pg { pg, stmt }
@@ -372,7 +372,7 @@ impl<'a> Conn<'a> {
     /// ones out of SQLite's cache).
     pub fn prepare(&self, sql: &str) -> Result<Stmt<'a>> {
         Ok(Stmt(match self.0 {
-            Inner::Lite(c) => StmtInner::Plain(c.prepare(sql)?),
+            Inner::Lite(c) => StmtInner::Plain(c.prepare(&lite(sql))?),
             Inner::Pg(pg) => {
                 let stmt = pg.borrow_mut().prepare(sql)?;
                 StmtInner::Pg { pg, stmt }
@@ -386,13 +386,25 @@ impl<'a> Conn<'a> {
     pub fn serialise(&self, name: &str) -> Result<()> {
         match self.0 {
             Inner::Lite(_) => Ok(()),
-            Inner::Pg(_) => {
-                // A fixed 64-bit key from the name (FNV-1a): the same on every node.
-                let key = name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-                    (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-                }) as i64;
-                self.query_row("SELECT pg_advisory_xact_lock(?1)::text", [key], |_| Ok(()))
-            }
+            Inner::Pg(_) => self.query_row(
+                "SELECT pg_advisory_xact_lock(?1)::text",
+                [lock_key(name)],
+                |_| Ok(()),
+            ),
+        }
+    }
+
+    /// Take `name`'s lock for this transaction if no other transaction holds it; `false`
+    /// when one does (another node is doing this very work: skip it rather than wait). On
+    /// SQLite the one writer holds the whole database already: always `true`.
+    pub fn try_serialise(&self, name: &str) -> Result<bool> {
+        match self.0 {
+            Inner::Lite(_) => Ok(true),
+            Inner::Pg(_) => self.query_row(
+                "SELECT CASE WHEN pg_try_advisory_xact_lock(?1) THEN 1 ELSE 0 END",
+                [lock_key(name)],
+                |r| r.get(0),
+            ),
         }
     }
 
@@ -789,6 +801,25 @@ fn pg_value(row: &postgres::Row, i: usize, column: &postgres::Column) -> Result<
         });
     };
     Ok(v.unwrap_or(Value::Null))
+}
+
+/// A fixed 64-bit advisory-lock key from a lock's name (FNV-1a): the same on every node.
+fn lock_key(name: &str) -> i64 {
+    name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    }) as i64
+}
+
+/// Row locks taken with `FOR UPDATE SKIP LOCKED` keep two nodes claiming from one queue
+/// apart on PostgreSQL; SQLite has no row locks (its one writer holds the whole database
+/// through the transaction) and no such clause: it is dropped there.
+fn lite(sql: &str) -> std::borrow::Cow<'_, str> {
+    const CLAUSE: &str = " FOR UPDATE SKIP LOCKED";
+    if sql.contains(CLAUSE) {
+        std::borrow::Cow::Owned(sql.replace(CLAUSE, ""))
+    } else {
+        std::borrow::Cow::Borrowed(sql)
+    }
 }
 
 /// A statement in the shared dialect, as PostgreSQL spells it: `?N` becomes `$N` (a bare `?`

@@ -746,6 +746,52 @@ async fn a_standby_takes_the_lease_once_the_leader_stops_renewing_it() {
     assert_eq!(lease_holder(&place), Some(("b".into(), b.epoch)));
 }
 
+#[test]
+fn the_nodes_gone_are_the_stopped_and_the_silent() {
+    // What the leader takes back rows from: a node that said it stopped, or that has not been
+    // heard of for the time given; never itself, never a node heard of lately.
+    let place = Place::new(Backend::Postgres);
+    let store = place.open();
+    place
+        .raw(
+            "",
+            "INSERT INTO stormbell_node (node, role, epoch, seen) VALUES
+               ('a', 'leader', 3, now()),
+               ('b', 'standby', NULL, now() - interval '20 seconds'),
+               ('c', 'stopped', NULL, now()),
+               ('d', 'standby', NULL, now() - interval '5 seconds')",
+            &[],
+        )
+        .unwrap();
+    let gone = |me: &'static str, secs: u64| -> Vec<String> {
+        store
+            .read_blocking(move |c| {
+                Ok(stormbell::store::lease::gone(
+                    c,
+                    me,
+                    std::time::Duration::from_secs(secs),
+                )?)
+            })
+            .unwrap()
+    };
+    assert_eq!(gone("a", 9), ["b", "c"]);
+    assert_eq!(gone("a", 3), ["b", "c", "d"]);
+    assert_eq!(gone("b", 30), ["c"]);
+    // On SQLite, one machine: nobody else.
+    let lite = Place::new(Backend::Sqlite);
+    let none = lite
+        .open()
+        .read_blocking(|c| {
+            Ok(stormbell::store::lease::gone(
+                c,
+                "a",
+                std::time::Duration::from_secs(1),
+            )?)
+        })
+        .unwrap();
+    assert!(none.is_empty());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_made_while_the_database_is_unreachable_wait_for_it_and_are_kept() {
     // The store reaches PostgreSQL through a relay the test cuts, as a failover or a switch
