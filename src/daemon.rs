@@ -126,6 +126,7 @@ pub struct Pipeline {
     fetcher: Arc<dyn Fetcher>,
     listener: Option<tokio::net::TcpListener>,
     watcher: Option<mpsc::UnboundedSender<(Timestamp, Targets)>>,
+    standby: bool,
 }
 
 impl Pipeline {
@@ -145,7 +146,16 @@ impl Pipeline {
             fetcher,
             listener: None,
             watcher: None,
+            standby: false,
         }
+    }
+
+    /// Start as a standby node on a shared database: only what every node runs (the SMS
+    /// channels, claiming with the others; the web port). What must run once — the feeds,
+    /// correlate, the respond task's timers, the loudspeakers — waits for [`Running::lead`].
+    pub fn standing_by(mut self) -> Pipeline {
+        self.standby = true;
+        self
     }
 
     /// Serve the web port on this listener rather than binding `web.listen` (tests: port 0).
@@ -176,6 +186,7 @@ impl Pipeline {
             poller: None,
             wake: Arc::new(Notify::new()),
             early: Vec::new(),
+            leading: None,
         };
         match self.start_on(&mut running, shutdown).await {
             Ok(()) => Ok(running),
@@ -194,23 +205,17 @@ impl Pipeline {
             .map_err(|e| anyhow::anyhow!(e))?;
         let (store, clock) = (self.store, self.clock);
         // What a previous run left mid-send waits for proof, then goes again (counted); each
-        // channel later takes back only what it claims itself.
-        dispatch::reconcile(&store, None, clock.now(), s.policy.reconcile_grace).await?;
-        // The loudspeakers: a missing voice or encoder, a bad key or resource code stops the
-        // start here, naming it, not the first warning.
+        // channel later takes back only what it claims itself. On a shared database, only
+        // this node's rows: the other nodes' are in flight.
+        let mine = match store.node() {
+            Some(node) => dispatch::outbox::Scope::Node(node.to_string()),
+            None => dispatch::outbox::Scope::Every,
+        };
+        dispatch::reconcile(&store, mine, clock.now(), s.policy.reconcile_grace).await?;
+        // A standby says now, not first when it leads, that its loudspeakers cannot sound.
         let routes = s.channels.broadcast.routes();
-        let plan = (routes.platform || routes.icecast).then(|| jobs::Plan {
-            routes,
-            deadline: jiff::SignedDuration::from_mins(i64::from(
-                s.channels.broadcast.deadline_mins,
-            )),
-            policy: s.policy.clone(),
-        });
-        if plan.is_none() && !self.registry.data.terminals.is_empty() && s.respond_task {
-            tracing::warn!(
-                terminals = self.registry.data.terminals.len(),
-                "no broadcast route ([dispatch.broadcast.platform] or [dispatch.broadcast.icecast]) configured: the registry's loudspeakers will not sound"
-            );
+        if self.standby && (routes.platform || routes.icecast) {
+            loudspeakers_ready(&s)?;
         }
         // The registry in force, shared; a new import is taken up while running.
         let (publisher, registry) = crate::registry::Shared::new(self.registry.clone());
@@ -221,6 +226,85 @@ impl Pipeline {
                 every,
                 shutdown.clone(),
             )));
+        }
+        start_sms(r, &s, &store, &clock, &shutdown)?;
+        if let Some(w) = &s.web {
+            let listener = match self.listener {
+                Some(l) => l,
+                None => tokio::net::TcpListener::bind(&w.listen)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("web.listen {}: {e}", w.listen))?,
+            };
+            let web = WebPort {
+                store: store.clone(),
+                registry: registry.clone(),
+                respond: s.respond.clone(),
+                policy: s.policy.clone(),
+                tz: s.tz.clone(),
+                feed: s.feed.clone(),
+                office: w.office.clone(),
+                limits: w.limits.clone(),
+                clock: clock.clone(),
+            };
+            r.web = Some(web.serve(listener, shutdown.clone()).await?);
+        }
+        r.leading = Some(Leading {
+            settings: s,
+            store,
+            clock,
+            fetcher: self.fetcher,
+            registry: self.registry,
+            shared: registry,
+            watcher: self.watcher,
+            shutdown,
+        });
+        if !self.standby {
+            r.lead().await?;
+        }
+        Ok(())
+    }
+}
+
+/// What only the leader runs, kept by a standby until it leads ([`Running::lead`]).
+struct Leading {
+    settings: Settings,
+    store: Store,
+    clock: Arc<dyn Clock>,
+    fetcher: Arc<dyn Fetcher>,
+    registry: Arc<Registry>,
+    shared: crate::registry::Shared,
+    watcher: Option<mpsc::UnboundedSender<(Timestamp, Targets)>>,
+    shutdown: Shutdown,
+}
+
+impl Leading {
+    /// Start the loudspeakers, the respond task, the feeds and correlate.
+    async fn start(self, r: &mut Running) -> anyhow::Result<()> {
+        let Leading {
+            settings: s,
+            store,
+            clock,
+            fetcher,
+            registry: loaded,
+            shared: registry,
+            watcher,
+            shutdown,
+        } = self;
+        // The loudspeakers: a missing voice or encoder, a bad key or resource code stops the
+        // start here, naming it, not the first warning.
+        let routes = s.channels.broadcast.routes();
+        let plan = (routes.platform || routes.icecast).then(|| jobs::Plan {
+            routes,
+            deadline: jiff::SignedDuration::from_mins(i64::from(
+                s.channels.broadcast.deadline_mins,
+            )),
+            policy: s.policy.clone(),
+        });
+        if plan.is_none() && !loaded.data.terminals.is_empty() && s.respond_task {
+            tracing::warn!(
+                terminals = loaded.data.terminals.len(),
+                "no broadcast route ([dispatch.broadcast.platform] or [dispatch.broadcast.icecast]) configured: the registry's loudspeakers will not sound"
+            );
         }
         // Every decision queues its messages, loudspeaker jobs and calls in its own
         // transaction (correlate knows none of them); so does every re-targeting of a
@@ -236,7 +320,6 @@ impl Pipeline {
         if plan.is_some() {
             start_loudspeakers(r, &s, &store, &clock, &shutdown)?;
         }
-        start_sms(r, &s, &store, &clock, &shutdown)?;
         if s.respond_task {
             let (st, reg, rs, pol, ck, wk) = (
                 store.clone(),
@@ -263,7 +346,7 @@ impl Pipeline {
         let (out, inbox) = mpsc::channel(1024);
         let poller = Arc::new(Poller::new(
             store.clone(),
-            self.fetcher,
+            fetcher,
             clock.clone(),
             s.poller.clone(),
             out,
@@ -302,12 +385,12 @@ impl Pipeline {
             }
         }));
         r.poller = Some(poller);
-        if self.registry.data.villages.is_empty() {
+        if loaded.data.villages.is_empty() {
             tracing::warn!(
                 "the registry is empty (stormbell registry import DIR): no village can be warned"
             );
         }
-        let engine = Engine::new(s.rules.clone(), s.issuer.clone(), self.registry.clone());
+        let engine = Engine::new(s.rules.clone(), s.issuer.clone(), loaded.clone());
         let (targets_tx, targets_rx) = mpsc::channel(1024);
         r.correlate = Some(tokio::spawn(engine::run(
             engine,
@@ -331,28 +414,8 @@ impl Pipeline {
             s.publish_dir.clone(),
             s.feed.clone(),
             clock.clone(),
-            self.watcher,
+            watcher,
         )));
-        if let Some(w) = &s.web {
-            let listener = match self.listener {
-                Some(l) => l,
-                None => tokio::net::TcpListener::bind(&w.listen)
-                    .await
-                    .map_err(|e| anyhow::anyhow!("web.listen {}: {e}", w.listen))?,
-            };
-            let web = WebPort {
-                store: store.clone(),
-                registry: registry.clone(),
-                respond: s.respond.clone(),
-                policy: s.policy.clone(),
-                tz: s.tz.clone(),
-                feed: s.feed.clone(),
-                office: w.office.clone(),
-                limits: w.limits.clone(),
-                clock: clock.clone(),
-            };
-            r.web = Some(web.serve(listener, shutdown.clone()).await?);
-        }
         Ok(())
     }
 }
@@ -404,6 +467,26 @@ fn start_sms(
     Ok(())
 }
 
+/// Whether the loudspeakers can sound: the voice and encoder are there, the platform's key and
+/// resource code are good. Checked at start (a standby's too, not first when it leads), naming
+/// what is wrong. Returns the voice.
+fn loudspeakers_ready(s: &Settings) -> anyhow::Result<Synth> {
+    let b = &s.channels.broadcast;
+    let cache = b
+        .audio_cache
+        .clone()
+        .unwrap_or_else(|| s.channels.audio_cache.clone());
+    let synth = Synth::mandarin(cache);
+    synth.check(true)?;
+    if let Some(p) = b.platform.clone() {
+        // A bad key or resource code stops the start here, naming it (each restart of the
+        // channel builds it afresh).
+        platform::Platform::new(p, &s.policy.office, s.tz.clone())
+            .map_err(|e| anyhow::anyhow!("broadcast platform: {e:#}"))?;
+    }
+    Ok(synth)
+}
+
 /// The loudspeaker channels, each under supervision: the county platform and/or Icecast.
 fn start_loudspeakers(
     r: &mut Running,
@@ -413,19 +496,11 @@ fn start_loudspeakers(
     shutdown: &Shutdown,
 ) -> anyhow::Result<()> {
     let b = &s.channels.broadcast;
-    let cache = b
-        .audio_cache
-        .clone()
-        .unwrap_or_else(|| s.channels.audio_cache.clone());
-    let synth = Synth::mandarin(cache);
-    synth.check(true)?;
+    let synth = loudspeakers_ready(s)?;
     let keep = s.policy.expire_after;
     let exercise = s.policy.exercise;
     if let Some(p) = b.platform.clone() {
         let office = s.policy.office.clone();
-        // A bad key or resource code stops the start here, naming it…
-        platform::Platform::new(p.clone(), &office, s.tz.clone())
-            .map_err(|e| anyhow::anyhow!("broadcast platform: {e:#}"))?;
         let (st, sy, ev, tz, ck, sd, wk) = (
             store.clone(),
             synth.clone(),
@@ -435,7 +510,6 @@ fn start_loudspeakers(
             shutdown.clone(),
             r.wake.clone(),
         );
-        // …and each restart of the channel builds it afresh.
         r.supervise(platform::NAME, store, shutdown, move || {
             let built = platform::Platform::new(p.clone(), &office, tz.clone()).map(|pl| {
                 PlatformChannel::new(pl, st.clone(), sy.clone(), keep)
@@ -584,6 +658,8 @@ pub struct Running {
     wake: Arc<Notify>,
     /// Results of stages that ended before `stop` (see [`Running::ended`]).
     early: Vec<(Ended, Result<anyhow::Result<()>, tokio::task::JoinError>)>,
+    /// What only the leader runs, until this node leads.
+    leading: Option<Leading>,
 }
 
 /// Why a running pipeline ended before it was asked to.
@@ -621,6 +697,15 @@ impl Running {
                 make,
             )),
         ));
+    }
+
+    /// Start what only the leader runs (a pipeline started [`Pipeline::standing_by`], once its
+    /// node takes the lease); nothing when it runs already.
+    pub async fn lead(&mut self) -> anyhow::Result<()> {
+        match self.leading.take() {
+            Some(l) => l.start(self).await,
+            None => Ok(()),
+        }
     }
 
     /// Another receiver of the pipeline's shutdown (for a task that runs beside it).
@@ -722,18 +807,45 @@ impl Running {
     }
 }
 
+/// How `stormbell run` ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Served {
+    /// Asked to stop (a signal), and stopped.
+    Stopped,
+    /// This node lost the leader lease and stepped down: it wrote nothing after (its store is
+    /// revoked) and exits with an error so the service manager starts it again, as a standby.
+    SteppedDown,
+}
+
+/// The leader lease a node on a shared PostgreSQL database runs under.
+#[derive(Debug, Clone)]
+pub struct Lease {
+    /// The database (libpq URL).
+    pub url: String,
+    /// This node's name and the lease's length.
+    pub settings: crate::store::lease::LeaseSettings,
+}
+
 /// Run a pipeline as the daemon does: its start and stop in the audit trail (`daemon.started`,
 /// `daemon.stopped` with the reason), every stage until `signal` resolves (with its name) or
 /// until feeds or correlate ends by itself, then a graceful stop. An error names every stage
 /// that failed; a stage that ended by itself is an error.
+///
+/// Under a `lease` (nodes sharing PostgreSQL), the node starts as a standby — its SMS
+/// channels claim with the other nodes', its web port serves — and starts the rest when it
+/// takes the lease (`daemon.leading`), fenced by it; meanwhile, as leader, it takes back what
+/// a node that died left mid-send. If it loses the lease it steps down at once
+/// ([`Served::SteppedDown`]).
 pub async fn serve(
     pipeline: Pipeline,
     store: &Store,
     subject: &str,
+    lease: Option<Lease>,
     signal: impl std::future::Future<Output = &'static str>,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Served> {
     use crate::store::audit;
     let tz = pipeline.settings.tz.clone();
+    let node = lease.as_ref().map(|l| l.settings.node.clone());
     let started = audit::Entry::now(
         &tz,
         "system",
@@ -743,6 +855,7 @@ pub async fn serve(
             "version": env!("CARGO_PKG_VERSION"),
             "pid": std::process::id(),
             "feeds": pipeline.settings.feeds.len(),
+            "node": node,
         }),
     );
     // The trail is held to its checkpoints before anything is added to it, so a trail cut or
@@ -758,7 +871,12 @@ pub async fn serve(
     // is reached by a few hundred held connections.
     crate::runtime::listen::raise_file_limit();
     let clock = pipeline.clock.clone();
-    let pipeline_retention = pipeline.settings.retention;
+    let retention = pipeline.settings.retention;
+    let grace = pipeline.settings.policy.reconcile_grace;
+    let pipeline = match &lease {
+        Some(_) => pipeline.standing_by(),
+        None => pipeline,
+    };
     let mut running = pipeline.start().await?;
     let keeper = checkpoints.as_ref().map(|(cp, key)| {
         tokio::spawn(keep_checkpoints(
@@ -769,58 +887,178 @@ pub async fn serve(
             running.shutdown(),
         ))
     });
-    let sweeper = pipeline_retention.map(|settings| {
-        tokio::spawn(crate::retention::run(
-            store.clone(),
-            settings,
-            clock.clone(),
-            running.shutdown(),
-        ))
-    });
-    tracing::info!(db = %store.path().display(), "stormbell running");
-    let why = tokio::select! {
-        s = signal => {
-            tracing::info!(signal = s, "shutting down");
-            Ok(s)
+    // What runs once, beside the leader's pipeline.
+    let mut beside: Vec<JoinHandle<()>> = Vec::new();
+    let start_beside = |running: &Running, beside: &mut Vec<JoinHandle<()>>| {
+        if let Some(settings) = retention {
+            beside.push(tokio::spawn(crate::retention::run(
+                store.clone(),
+                settings,
+                clock.clone(),
+                running.shutdown(),
+            )));
         }
-        ended = running.ended() => {
-            tracing::error!("{ended}; shutting down");
-            Err(ended)
+        if let Some(l) = &lease {
+            beside.push(tokio::spawn(take_back_from_the_gone(
+                store.clone(),
+                l.settings.clone(),
+                grace,
+                clock.clone(),
+                running.shutdown(),
+            )));
         }
     };
+    tokio::pin!(signal);
+    let mut why: Option<Result<String, String>> = None;
+    // A standby, until it leads. The lease keeper lives until the pipeline has stopped: a
+    // node says it is gone only once nothing of it is in flight.
+    let mut leadership = None;
+    let mut acquiring = lease
+        .as_ref()
+        .map(|l| Box::pin(crate::store::lease::acquire(&l.url, &l.settings)));
+    match acquiring.as_mut() {
+        Some(acquire) => {
+            tracing::info!(db = %store.path().display(), "stormbell running as a standby");
+            tokio::select! {
+                s = &mut signal => {
+                    tracing::info!(signal = s, "shutting down");
+                    why = Some(Ok(s.to_string()));
+                }
+                ended = running.ended() => why = Some(Err(ended.to_string())),
+                taken = acquire => match taken {
+                    Err(e) => why = Some(Err(e.to_string())),
+                    Ok(l) => {
+                        let node = node.clone().unwrap_or_default();
+                        store.fence(&node, l.epoch);
+                        let entry = audit::Entry::now(
+                            &tz,
+                            "system",
+                            "daemon.leading",
+                            subject,
+                            serde_json::json!({ "node": node, "epoch": l.epoch }),
+                        );
+                        leadership = Some(l);
+                        let led = async {
+                            store.write(move |tx| Ok(audit::append(tx, &entry)?)).await?;
+                            running.lead().await
+                        };
+                        match led.await {
+                            Ok(()) => start_beside(&running, &mut beside),
+                            Err(e) => why = Some(Err(format!("{e:#}"))),
+                        }
+                    }
+                },
+            }
+        }
+        None => start_beside(&running, &mut beside),
+    }
+    let mut stepped_down = false;
+    if why.is_none() {
+        tracing::info!(db = %store.path().display(), "stormbell running");
+        let lost = async {
+            match &leadership {
+                Some(l) => l.lost().await,
+                None => std::future::pending().await,
+            }
+        };
+        why = Some(tokio::select! {
+            s = &mut signal => {
+                tracing::info!(signal = s, "shutting down");
+                Ok(s.to_string())
+            }
+            ended = running.ended() => {
+                tracing::error!("{ended}; shutting down");
+                Err(ended.to_string())
+            }
+            lost = lost => {
+                // Nothing more of this node reaches the database: another node leads.
+                tracing::error!("{lost}; this node steps down");
+                store.revoke();
+                stepped_down = true;
+                Ok("leader lease lost".to_string())
+            }
+        });
+    }
+    let why = why.unwrap_or_else(|| Err("no reason".into()));
     let stopped = running.stop().await;
-    let reason = match &why {
-        Ok(s) => s.to_string(),
-        Err(e) => format!("none ({e})"),
-    };
-    let entry = audit::Entry::now(
-        &tz,
-        "system",
-        "daemon.stopped",
-        subject,
-        serde_json::json!({ "signal": reason }),
-    );
-    store
-        .write(move |tx| Ok(audit::append(tx, &entry)?))
-        .await?;
+    if !stepped_down {
+        let reason = match &why {
+            Ok(s) => s.clone(),
+            Err(e) => format!("none ({e})"),
+        };
+        let entry = audit::Entry::now(
+            &tz,
+            "system",
+            "daemon.stopped",
+            subject,
+            serde_json::json!({ "signal": reason }),
+        );
+        store
+            .write(move |tx| Ok(audit::append(tx, &entry)?))
+            .await?;
+    }
     if let Some(k) = keeper {
         let _ = k.await;
     }
-    if let Some(s) = sweeper {
-        let _ = s.await;
+    for task in beside {
+        let _ = task.await;
     }
     // The last checkpoint covers the stop itself.
     if let Some((cp, key)) = &checkpoints
+        && !stepped_down
         && let Err(e) = checkpoint_now(store, cp, key, clock.now(), None).await
     {
         tracing::error!("audit: the checkpoint at shutdown was not written: {e:#}");
     }
+    // Now the lease goes (the leader's given up at once, a standby's wait ended).
+    drop(leadership);
+    drop(acquiring);
     match (why, stopped) {
-        (Ok(_), Ok(())) => Ok(()),
+        (Ok(_), Ok(())) if stepped_down => Ok(Served::SteppedDown),
+        (Ok(_), Ok(())) => Ok(Served::Stopped),
         (why, stopped) => {
-            let mut all: Vec<String> = why.err().map(|e| e.to_string()).into_iter().collect();
+            let mut all: Vec<String> = why.err().into_iter().collect();
             all.extend(stopped.err().unwrap_or_default());
             anyhow::bail!("{}", all.join("; "))
+        }
+    }
+}
+
+/// The leader's watch over the other nodes: every third of the lease, the nodes that stopped
+/// or went silent for three leases ([`crate::store::lease::gone`]) have what they left
+/// mid-send taken back ([`dispatch::reconcile`] for their rows: a grace for receipts, then
+/// sent again, counted). A node that stops cleanly has nothing in flight.
+async fn take_back_from_the_gone(
+    store: Store,
+    lease: crate::store::lease::LeaseSettings,
+    grace: jiff::SignedDuration,
+    clock: Arc<dyn Clock>,
+    mut shutdown: Shutdown,
+) {
+    let silent_for = lease.ttl * 3;
+    let mut every = tokio::time::interval(lease.ttl / 3);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = every.tick() => {}
+            _ = shutdown.recv() => return,
+        }
+        let me = lease.node.clone();
+        let gone = match store
+            .read(move |c| Ok(crate::store::lease::gone(c, &me, silent_for)?))
+            .await
+        {
+            Ok(g) => g,
+            Err(e) => {
+                tracing::warn!("cannot read the other nodes' heartbeats: {e:#}");
+                continue;
+            }
+        };
+        for node in gone {
+            let scope = dispatch::outbox::Scope::Node(node.clone());
+            if let Err(e) = dispatch::reconcile(&store, scope, clock.now(), grace).await {
+                tracing::warn!(node = %node, "cannot take back what the node left mid-send: {e:#}");
+            }
         }
     }
 }

@@ -815,54 +815,21 @@ pub fn run(cfg: &Config) -> u8 {
         Ok(r) => Arc::new(r),
         Err(e) => return fail("registry: ", &e),
     };
+    // On a shared PostgreSQL the nodes share the outbox (each claims under its name) and one
+    // of them leads, by the lease.
+    let lease = match cfg.store.location() {
+        stormbell::store::Location::Postgres(url) => {
+            let settings = cfg.store.lease();
+            store.name_node(&settings.node);
+            Some(daemon::Lease { url, settings })
+        }
+        stormbell::store::Location::Sqlite(_) => None,
+    };
     let served = store.clone();
-    let location = cfg.store.location();
-    let lease = cfg.store.lease();
     let code = rt.block_on(async move {
         // Listen for signals before announcing readiness, so a supervisor that stops us the
         // moment we say "running" gets a clean shutdown, not a kill.
         let signal = shutdown_signal();
-        tokio::pin!(signal);
-        // On a shared PostgreSQL, one node leads and runs the pipeline; the others stand by
-        // until its lease ends. Every write of the leader is fenced by its lease.
-        let leadership = match &location {
-            stormbell::store::Location::Postgres(url) => tokio::select! {
-                l = stormbell::store::lease::acquire(url, &lease) => match l {
-                    Ok(l) => {
-                        served.fence(&lease.node, l.epoch);
-                        Some(l)
-                    }
-                    Err(e) => return fail("", &e),
-                },
-                s = &mut signal => {
-                    tracing::info!(signal = s, "stopped while standing by");
-                    return 0;
-                }
-            },
-            stormbell::store::Location::Sqlite(_) => None,
-        };
-        let stepped_down = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let down = stepped_down.clone();
-        let revoke = served.clone();
-        let stop = async move {
-            let lost = async {
-                match &leadership {
-                    Some(l) => l.lost().await,
-                    None => std::future::pending().await,
-                }
-            };
-            tokio::select! {
-                s = &mut signal => s,
-                why = lost => {
-                    // Exit with an error: the service manager starts this node again, as a
-                    // standby.
-                    tracing::error!("{why}; this node steps down");
-                    revoke.revoke();
-                    down.store(true, std::sync::atomic::Ordering::Release);
-                    "leader lease lost"
-                }
-            }
-        };
         let pipeline = Pipeline::new(
             settings,
             served.clone(),
@@ -870,9 +837,10 @@ pub fn run(cfg: &Config) -> u8 {
             Arc::new(SystemClock::new()),
             fetcher,
         );
-        match daemon::serve(pipeline, &served, &cfg.office.cap_sender, stop).await {
-            Ok(()) if stepped_down.load(std::sync::atomic::Ordering::Acquire) => EXIT_PROBLEMS,
-            Ok(()) => 0,
+        match daemon::serve(pipeline, &served, &cfg.office.cap_sender, lease, signal).await {
+            Ok(daemon::Served::Stopped) => 0,
+            // The service manager starts this node again, as a standby.
+            Ok(daemon::Served::SteppedDown) => EXIT_PROBLEMS,
             Err(e) => fail("", &e),
         }
     });

@@ -100,20 +100,21 @@ pub fn retarget_hook(policy: outbox::Policy, wake: Arc<Notify>) -> RetargetHook 
 }
 
 /// Take back what a previous run left mid-send (see `outbox` on the at-least-once window):
-/// the rows `scope` claimed (a channel's own, at its start or restart), or every row (`None`:
-/// the daemon's start, before any channel).
+/// the rows `scope` names ([`outbox::Scope`]: a channel's own at its restart, a node's own at
+/// its start or once it is found dead, every row on one machine at the daemon's start).
 pub async fn reconcile(
     store: &Store,
-    scope: Option<&'static str>,
+    scope: outbox::Scope,
     now: jiff::Timestamp,
     grace: jiff::SignedDuration,
 ) -> anyhow::Result<usize> {
+    let shown = scope.to_string();
     let n = store
-        .write(move |tx| outbox::reconcile(tx, scope, now, grace))
+        .write(move |tx| outbox::reconcile(tx, &scope, now, grace))
         .await?;
     if n > 0 {
         tracing::warn!(
-            channel = scope.unwrap_or("every"),
+            scope = %shown,
             "{n} message(s) were being sent when the channel stopped; each waits {grace:#} for a receipt proving the SMSC had it, then goes again counted as a possible duplicate"
         );
     }

@@ -303,7 +303,12 @@ pub async fn run(
         );
         store
             .write(move |tx| {
-                crate::dispatch::outbox::reconcile(tx, None, from, grace)?;
+                crate::dispatch::outbox::reconcile(
+                    tx,
+                    &crate::dispatch::outbox::Scope::Every,
+                    from,
+                    grace,
+                )?;
                 Ok(audit::append(tx, &e)?)
             })
             .await?;

@@ -11,6 +11,8 @@ use stormbell::correlate::warning::Targets;
 use stormbell::dispatch::outbox::{self, Claimed, Outcome, Policy};
 use stormbell::store::Store;
 
+use crate::common::backend::{Backend, Place, on_both};
+
 fn t(
     lineage: &str,
     version: u32,
@@ -368,7 +370,14 @@ fn throttles_do_not_count_as_attempts_unknown_outcomes_are_counted_and_restarts_
     let now = f.now;
     let n = f
         .store
-        .write_blocking(move |tx| outbox::reconcile(tx, None, now, SignedDuration::from_secs(20)))
+        .write_blocking(move |tx| {
+            outbox::reconcile(
+                tx,
+                &outbox::Scope::Every,
+                now,
+                SignedDuration::from_secs(20),
+            )
+        })
         .unwrap();
     assert_eq!(n, 1);
     let row = rows[0].0;
@@ -407,7 +416,14 @@ fn a_receipt_after_a_restart_proves_a_message_got_through_and_it_is_not_sent_aga
     assert_eq!(c.len(), 2);
     let now = f.now;
     f.store
-        .write_blocking(move |tx| outbox::reconcile(tx, None, now, SignedDuration::from_secs(20)))
+        .write_blocking(move |tx| {
+            outbox::reconcile(
+                tx,
+                &outbox::Scope::Every,
+                now,
+                SignedDuration::from_secs(20),
+            )
+        })
         .unwrap();
     // The SMSC delivers a receipt for person 1's message to the new bind: an id we never
     // recorded, from person 1's number.
@@ -585,7 +601,14 @@ fn a_cancel_is_sent_to_someone_whose_alert_may_have_gone_out_before_a_restart() 
     assert_eq!(f.claim(10).len(), 1);
     let now = f.now;
     f.store
-        .write_blocking(move |tx| outbox::reconcile(tx, None, now, SignedDuration::from_secs(20)))
+        .write_blocking(move |tx| {
+            outbox::reconcile(
+                tx,
+                &outbox::Scope::Every,
+                now,
+                SignedDuration::from_secs(20),
+            )
+        })
         .unwrap();
     // The Alert may have reached the phone: its lift must follow.
     let e = f.enqueue(t(
@@ -902,4 +925,144 @@ fn a_text_stopped_between_its_parts_goes_on_from_the_first_part_not_accepted() {
         s.iter().find(|r| r.0 == "flash_flood:F").unwrap().2,
         "delivered"
     );
+}
+
+// Several nodes on one PostgreSQL claim from one outbox (SQLite: two handles on one file, its
+// one writer at a time).
+on_both! {
+    fn two_nodes_claiming_from_one_outbox_never_take_the_same_row(backend) {
+        let place = Place::new(backend);
+        let (a, b) = (place.open(), place.open());
+        a.name_node("a");
+        b.name_node("b");
+        let now: Timestamp = "2026-08-09T03:00:00+08:00".parse().unwrap();
+        let who: Vec<usize> = (0..240).collect();
+        // Two warnings for everyone: a red one and an orange one, which merge per person.
+        let red = t("flash_flood:FF331098001", 1, Hazard::FlashFlood, Tier::Red, MessageKind::Alert, true, &who);
+        let orange = t("geo_hazard:DZ331098002", 1, Hazard::GeoHazard, Tier::Orange, MessageKind::Alert, true, &who);
+        a.write_blocking(move |tx| {
+            outbox::enqueue(tx, 1, &red, now, &Policy::default())?;
+            outbox::enqueue(tx, 2, &orange, now, &Policy::default())
+        })
+        .unwrap();
+        let rows: Vec<i64> = a
+            .read_blocking(|c| {
+                Ok(c.prepare("SELECT id FROM dispatch_message WHERE channel = 'sms' ORDER BY id")?
+                    .query_map((), |r| r.get(0))?
+                    .collect::<Result<_, _>>()?)
+            })
+            .unwrap();
+        assert_eq!(rows.len(), 480);
+        let queued = |s: &Store| -> i64 {
+            s.read_blocking(|c| {
+                Ok(c.query_row(
+                    "SELECT count(*) FROM dispatch_message WHERE state = 'queued'",
+                    (),
+                    |r| r.get(0),
+                )?)
+            })
+            .unwrap()
+        };
+        // Each node claims nine at a time as fast as it can, until nothing is queued.
+        let claimer = |s: Store| {
+            std::thread::spawn(move || {
+                let mut got: Vec<Claimed> = Vec::new();
+                loop {
+                    let who = s.qualified("sms");
+                    let c = s
+                        .write_blocking(move |tx| {
+                            outbox::claim(tx, "sms", &who, 9, now, &Policy::default())
+                        })
+                        .unwrap();
+                    if c.is_empty() && queued(&s) == 0 {
+                        return got;
+                    }
+                    got.extend(c);
+                }
+            })
+        };
+        let (ta, tb) = (claimer(a.clone()), claimer(b.clone()));
+        let (by_a, by_b) = (ta.join().unwrap(), tb.join().unwrap());
+        // Every row went out exactly once, as a text or inside one.
+        let mut seen: Vec<i64> = by_a
+            .iter()
+            .chain(&by_b)
+            .flat_map(|c| std::iter::once(c.id).chain(c.merged.iter().copied()))
+            .collect();
+        seen.sort();
+        let twice: Vec<_> = seen.windows(2).filter(|w| w[0] == w[1]).map(|w| w[0]).collect();
+        assert!(twice.is_empty(), "rows claimed twice: {twice:?}");
+        assert_eq!(seen, rows);
+        // Each text is claimed under the node that took it.
+        let claimants: Vec<(String, i64)> = a
+            .read_blocking(|c| {
+                Ok(c.prepare(
+                    "SELECT claimed_by, count(*) FROM dispatch_message
+                     WHERE state = 'submitting' GROUP BY claimed_by ORDER BY claimed_by",
+                )?
+                .query_map((), |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<Result<_, _>>()?)
+            })
+            .unwrap();
+        let expect: Vec<(String, i64)> = match backend {
+            Backend::Sqlite => vec![("sms".into(), (by_a.len() + by_b.len()) as i64)],
+            Backend::Postgres => [("sms@a", by_a.len()), ("sms@b", by_b.len())]
+                .into_iter()
+                .filter(|(_, n)| *n > 0)
+                .map(|(w, n)| (w.to_string(), n as i64))
+                .collect(),
+        };
+        assert_eq!(claimants, expect);
+    }
+}
+
+on_both! {
+    fn a_dead_nodes_rows_are_taken_back_and_a_live_nodes_stay_in_flight(backend) {
+        let place = Place::new(backend);
+        let store = place.open();
+        let now: Timestamp = "2026-08-09T03:00:00+08:00".parse().unwrap();
+        let who: Vec<usize> = (0..6).collect();
+        let red = t("flash_flood:FF331098001", 1, Hazard::FlashFlood, Tier::Red, MessageKind::Alert, true, &who);
+        store
+            .write_blocking(move |tx| outbox::enqueue(tx, 1, &red, now, &Policy::default()))
+            .unwrap();
+        // Node "b_1" (a name with LIKE's wildcard in it) and node "1" each take three.
+        for who in ["sms@b_1", "sms@1", "kannel@b_1"] {
+            store
+                .write_blocking(move |tx| outbox::claim(tx, "sms", who, 2, now, &Policy::default()))
+                .unwrap();
+        }
+        let by = |state: &'static str| -> Vec<String> {
+            store
+                .read_blocking(move |c| {
+                    Ok(c.prepare(
+                        "SELECT claimed_by FROM dispatch_message WHERE state = ?1 ORDER BY claimed_by",
+                    )?
+                    .query_map([state], |r| r.get(0))?
+                    .collect::<Result<_, _>>()?)
+                })
+                .unwrap()
+        };
+        assert_eq!(by("submitting").len(), 6);
+        let n = store
+            .write_blocking(move |tx| {
+                outbox::reconcile(
+                    tx,
+                    &outbox::Scope::Node("b_1".into()),
+                    now,
+                    SignedDuration::from_secs(20),
+                )
+            })
+            .unwrap();
+        assert_eq!(n, 4);
+        assert_eq!(by("reconciling"), ["kannel@b_1", "kannel@b_1", "sms@b_1", "sms@b_1"]);
+        assert_eq!(by("submitting"), ["sms@1", "sms@1"]);
+        // One channel's rows alone (a channel restarted by its supervisor).
+        store
+            .write_blocking(move |tx| {
+                outbox::reconcile(tx, &outbox::Scope::Claimant("sms@1".into()), now, SignedDuration::from_secs(20))
+            })
+            .unwrap();
+        assert!(by("submitting").is_empty());
+    }
 }

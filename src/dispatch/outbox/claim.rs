@@ -54,42 +54,18 @@ pub fn claim(
     policy: &Policy,
 ) -> anyhow::Result<Vec<Claimed>> {
     let at = stamp(now);
-    // Mid-send at a restart and no receipt came within the grace: send again, counted.
-    tx.prepare_cached(
-        "UPDATE dispatch_message SET state = 'queued', merged_into = NULL, updated = ?1
-         WHERE channel = ?2 AND state = 'merged' AND merged_into IN (
-           SELECT id FROM dispatch_message
-           WHERE channel = ?2 AND state = 'reconciling' AND not_before <= ?1)",
-    )?
-    .execute(params![at, channel])?;
-    tx.prepare_cached(
-        "UPDATE dispatch_message SET state = 'queued', uncertain = uncertain + 1, updated = ?1,
-                last_error = 'stormbell stopped while sending it and no receipt came: sent again'
-         WHERE channel = ?2 AND state = 'reconciling' AND not_before <= ?1",
-    )?
-    .execute(params![at, channel])?;
-    // Too old to matter any more.
-    let stale = stamp(now.checked_sub(policy.expire_after).unwrap_or(now));
-    // What rides inside a text about to expire (a text resumed after its first parts) goes
-    // back to the queue as itself, judged by its own age.
-    tx.prepare_cached(
-        "UPDATE dispatch_message SET state = 'queued', merged_into = NULL, updated = ?1
-         WHERE state = 'merged' AND merged_into IN (
-           SELECT id FROM dispatch_message WHERE channel = ?2 AND state = 'queued' AND created < ?3)",
-    )?
-    .execute(params![at, channel, stale])?;
-    tx.prepare_cached(
-        "UPDATE dispatch_message SET state = 'expired', updated = ?1,
-                last_error = 'still queued when the warning had moved on'
-         WHERE channel = ?2 AND state = 'queued' AND created < ?3",
-    )?
-    .execute(params![at, channel, stale])?;
+    // Several nodes claim from one queue on PostgreSQL: the rows each takes are locked with
+    // `FOR UPDATE SKIP LOCKED` (another node's claim skips them, never waits), and the queue's
+    // housekeeping below is done by one node at a time (the others skip it this turn).
+    if tx.try_serialise(&format!("stormbell.outbox.{channel}"))? {
+        housekeeping(tx, channel, &at, now, policy)?;
+    }
     let mut st = tx.prepare_cached(
         "SELECT id, person, address, text, segments, raises, tier, words, purpose, sent_text,
                 sent_segments
          FROM dispatch_message
          WHERE channel = ?1 AND state = 'queued' AND not_before <= ?2
-         ORDER BY priority DESC, id LIMIT ?3",
+         ORDER BY priority DESC, id LIMIT ?3 FOR UPDATE SKIP LOCKED",
     )?;
     let due: Vec<Row> = st
         .query_map(params![channel, at, (limit * 2).max(16) as i64], |r| {
@@ -118,6 +94,11 @@ pub fn claim(
         if !taken.insert(row.person.clone()) {
             continue;
         }
+        // One node at a time per person (the cap counts what is committed; the merge takes
+        // what is queued): another node claiming for this person now keeps them this turn.
+        if !tx.try_serialise(&format!("stormbell.person.{}", row.person))? {
+            continue;
+        }
         // The cap: how many went to this person lately, and the highest tier among them
         // (tiers as ranks 1–4, blue to red).
         let (recent, oldest, top): (i64, Option<String>, Option<i64>) = tx
@@ -143,8 +124,10 @@ pub fn claim(
             tx.prepare_cached(
                 "UPDATE dispatch_message SET not_before = ?1, updated = ?2,
                         last_error = 'held by the per-person cap'
-                 WHERE channel = ?3 AND person = ?4 AND state = 'queued' AND raises = 0
-                   AND not_before < ?1",
+                 WHERE id IN (
+                   SELECT id FROM dispatch_message
+                   WHERE channel = ?3 AND person = ?4 AND state = 'queued' AND raises = 0
+                     AND not_before < ?1 FOR UPDATE SKIP LOCKED)",
             )?
             .execute(params![stamp(until), at, channel, row.person])?;
             continue;
@@ -189,7 +172,7 @@ pub fn claim(
                 "SELECT id, words FROM dispatch_message
                  WHERE channel = ?1 AND person = ?2 AND state = 'queued' AND id != ?3
                    AND purpose = 'warning'
-                 ORDER BY priority DESC, id",
+                 ORDER BY priority DESC, id FOR UPDATE SKIP LOCKED",
             )?
             .query_map(params![channel, row.person, row.id], |r| {
                 Ok((r.get(0)?, r.get(1)?))
@@ -237,6 +220,48 @@ pub fn claim(
         });
     }
     Ok(out)
+}
+
+/// The queue's upkeep before a claim: what was mid-send at a stop and got no receipt within
+/// the grace goes back to the queue (counted), and what is too old to matter expires.
+fn housekeeping(
+    tx: &Tx<'_>,
+    channel: &str,
+    at: &str,
+    now: Timestamp,
+    policy: &Policy,
+) -> anyhow::Result<()> {
+    // Mid-send at a restart and no receipt came within the grace: send again, counted.
+    tx.prepare_cached(
+        "UPDATE dispatch_message SET state = 'queued', merged_into = NULL, updated = ?1
+         WHERE channel = ?2 AND state = 'merged' AND merged_into IN (
+           SELECT id FROM dispatch_message
+           WHERE channel = ?2 AND state = 'reconciling' AND not_before <= ?1)",
+    )?
+    .execute(params![at, channel])?;
+    tx.prepare_cached(
+        "UPDATE dispatch_message SET state = 'queued', uncertain = uncertain + 1, updated = ?1,
+                last_error = 'stormbell stopped while sending it and no receipt came: sent again'
+         WHERE channel = ?2 AND state = 'reconciling' AND not_before <= ?1",
+    )?
+    .execute(params![at, channel])?;
+    // Too old to matter any more.
+    let stale = stamp(now.checked_sub(policy.expire_after).unwrap_or(now));
+    // What rides inside a text about to expire (a text resumed after its first parts) goes
+    // back to the queue as itself, judged by its own age.
+    tx.prepare_cached(
+        "UPDATE dispatch_message SET state = 'queued', merged_into = NULL, updated = ?1
+         WHERE state = 'merged' AND merged_into IN (
+           SELECT id FROM dispatch_message WHERE channel = ?2 AND state = 'queued' AND created < ?3)",
+    )?
+    .execute(params![at, channel, stale])?;
+    tx.prepare_cached(
+        "UPDATE dispatch_message SET state = 'expired', updated = ?1,
+                last_error = 'still queued when the warning had moved on'
+         WHERE channel = ?2 AND state = 'queued' AND created < ?3",
+    )?
+    .execute(params![at, channel, stale])?;
+    Ok(())
 }
 
 /// How one send ended.
@@ -451,6 +476,10 @@ pub fn settle_unreceipted(
     policy: &Policy,
 ) -> anyhow::Result<()> {
     let at = stamp(now);
+    // One node settles at a time (the others find the work done).
+    if !tx.try_serialise(&format!("stormbell.settle.{channel}"))? {
+        return Ok(());
+    }
     let accounts: Vec<String> = tx
         .prepare_cached(
             "SELECT DISTINCT account FROM dispatch_message
@@ -469,18 +498,23 @@ pub fn settle_unreceipted(
             .query_map(params![channel, account, before], |r| r.get(0))?
             .collect::<Result<_, _>>()?;
         for id in ids {
-            tx.prepare_cached(
-                "UPDATE dispatch_message SET state = 'delivery_unknown', updated = ?1,
-                        last_error = ?2 WHERE id = ?3",
-            )?
-            .execute(params![
-                at,
-                format!(
-                    "accepted by the centre; no receipt within {} s",
-                    deadline.as_secs()
-                ),
-                id
-            ])?;
+            // Only what is still waiting (a receipt may have come since the list was read).
+            let changed = tx
+                .prepare_cached(
+                    "UPDATE dispatch_message SET state = 'delivery_unknown', updated = ?1,
+                            last_error = ?2 WHERE id = ?3 AND state = 'accepted'",
+                )?
+                .execute(params![
+                    at,
+                    format!(
+                        "accepted by the centre; no receipt within {} s",
+                        deadline.as_secs()
+                    ),
+                    id
+                ])?;
+            if changed == 0 {
+                continue;
+            }
             audit(
                 tx,
                 id,

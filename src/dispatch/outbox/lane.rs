@@ -24,11 +24,17 @@ pub struct Lane {
 }
 
 impl Lane {
+    /// What this channel claims rows by on this node (`claimed_by`): its name, with the
+    /// node's on a shared database ([`Store::qualified`]).
+    pub fn claimant(&self) -> String {
+        self.store.qualified(self.name)
+    }
+
     /// Take back the rows this channel left mid-send (see [`reconcile`]).
     pub async fn reconcile(&self) -> anyhow::Result<()> {
         crate::dispatch::reconcile(
             &self.store,
-            Some(self.name),
+            Scope::Claimant(self.claimant()),
             self.clock.now(),
             self.policy.reconcile_grace,
         )
@@ -59,10 +65,10 @@ impl Lane {
 
     /// Claim up to `n` due texts (see [`claim`]).
     pub async fn claim(&self, n: usize) -> anyhow::Result<Vec<Claimed>> {
-        let (policy, now, name) = (self.policy.clone(), self.clock.now(), self.name);
+        let (policy, now, name) = (self.policy.clone(), self.clock.now(), self.claimant());
         Ok(self
             .store
-            .write(move |tx| claim(tx, "sms", name, n, now, &policy))
+            .write(move |tx| claim(tx, "sms", &name, n, now, &policy))
             .await?)
     }
 

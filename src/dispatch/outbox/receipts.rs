@@ -172,6 +172,10 @@ pub struct Inbound<'a> {
 /// Keep something that came back and matched nothing we sent: a reply from a phone, or a
 /// receipt for an id not (yet) recorded.
 pub fn inbound(tx: &Tx<'_>, i: &Inbound<'_>, now: Timestamp) -> anyhow::Result<i64> {
+    // Respond reads these rows in id order behind a cursor: when several nodes insert, ids
+    // must become visible in the order they were given, or a reply committed late under a
+    // lower id would be passed over for good. Held until the commit.
+    tx.serialise("stormbell.dispatch_inbound")?;
     tx.prepare_cached(
         "INSERT INTO dispatch_inbound
            (at, kind, account, source, dest, text, smsc_id, stat, id_key, incomplete)
@@ -192,28 +196,68 @@ pub fn inbound(tx: &Tx<'_>, i: &Inbound<'_>, now: Timestamp) -> anyhow::Result<i
     Ok(tx.last_insert_rowid()?)
 }
 
+/// Whose rows left in `submitting` are taken back by [`reconcile`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scope {
+    /// Every row: one machine at the daemon's start, before any channel runs.
+    Every,
+    /// One channel's rows (its `claimed_by`, as [`crate::store::Store::qualified`] wrote
+    /// it): a channel restarted by the supervisor, while the others still have rows in flight.
+    Claimant(String),
+    /// Every row node `node` claimed (`…@node`): at that node's own start, or once the leader
+    /// finds it dead, while the other nodes' rows stay in flight.
+    Node(String),
+}
+
+impl std::fmt::Display for Scope {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Scope::Every => f.write_str("every channel"),
+            Scope::Claimant(c) => write!(f, "channel {c}"),
+            Scope::Node(n) => write!(f, "node {n}"),
+        }
+    }
+}
+
 /// At start (and at each channel's restart): rows left in `submitting` by a stop mid-send may
-/// or may not have reached the SMSC, and SMPP cannot be asked. `scope` names the channel
-/// whose rows these are (`claimed_by`): a channel restarted by the supervisor takes back only
-/// its own, never rows another channel still has in flight; `None` (the daemon's start, before
-/// any channel runs) takes back every row. They wait `grace` in `reconciling` for a receipt that
-/// proves the SMSC had them ([`recover`]: the SMSC delivers receipts again to a new bind);
-/// whatever is still unproven then is sent again and counted as `uncertain`. Returns how many
-/// rows wait.
+/// or may not have reached the SMSC, and SMPP cannot be asked. `scope` says whose rows these
+/// are ([`Scope`]): a channel restarted by the supervisor takes back only its own, never rows
+/// another channel or node still has in flight. They wait `grace` in `reconciling` for a
+/// receipt that proves the SMSC had them ([`recover`]: the SMSC delivers receipts again to a
+/// new bind); whatever is still unproven then is sent again and counted as `uncertain`.
+/// Returns how many rows wait.
 pub fn reconcile(
     tx: &Tx<'_>,
-    scope: Option<&str>,
+    scope: &Scope,
     now: Timestamp,
     grace: SignedDuration,
 ) -> anyhow::Result<usize> {
-    let until = stamp(now.checked_add(grace).unwrap_or(now));
-    let n = tx
-        .prepare_cached(
-            "UPDATE dispatch_message SET state = 'reconciling', not_before = ?1, updated = ?2,
-                last_error = 'stormbell stopped while sending: waiting for a receipt'
-         WHERE state = 'submitting' AND (CAST(?3 AS TEXT) IS NULL OR claimed_by = ?3)",
-        )?
-        .execute(params![until, stamp(now), scope])?;
+    let (until, at) = (stamp(now.checked_add(grace).unwrap_or(now)), stamp(now));
+    let n = match scope {
+        Scope::Every => tx
+            .prepare_cached(
+                "UPDATE dispatch_message SET state = 'reconciling', not_before = ?1, updated = ?2,
+                        last_error = 'stormbell stopped while sending: waiting for a receipt'
+                 WHERE state = 'submitting'",
+            )?
+            .execute(params![until, at])?,
+        Scope::Claimant(c) => tx
+            .prepare_cached(
+                "UPDATE dispatch_message SET state = 'reconciling', not_before = ?1, updated = ?2,
+                        last_error = 'stormbell stopped while sending: waiting for a receipt'
+                 WHERE state = 'submitting' AND claimed_by = ?3",
+            )?
+            .execute(params![until, at, c])?,
+        // The suffix compared as it is (a node's name may hold LIKE's wildcards).
+        Scope::Node(node) => tx
+            .prepare_cached(
+                "UPDATE dispatch_message SET state = 'reconciling', not_before = ?1, updated = ?2,
+                        last_error = 'stormbell stopped while sending: waiting for a receipt'
+                 WHERE state = 'submitting'
+                   AND substr(claimed_by, length(claimed_by) - length(CAST(?3 AS TEXT)) + 1) = ?3",
+            )?
+            .execute(params![until, at, format!("@{node}")])?,
+    };
     Ok(n)
 }
 

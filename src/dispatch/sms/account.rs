@@ -166,7 +166,8 @@ pub fn route<'a>(accounts: &'a [Arc<Account>], number: &str) -> Option<&'a Arc<A
 }
 
 /// Where a bind's state is written (`dispatch_bind`), only when it changes: a bind that keeps
-/// failing writes once, not on every retry.
+/// failing writes once, not on every retry. Each node keeps its own binds: on a database nodes
+/// share, the account is recorded as `account@node` ([`Store::qualified`]).
 pub(super) struct BindLog {
     pub(super) store: Store,
     pub(super) clock: Arc<dyn Clock>,
@@ -180,7 +181,11 @@ impl BindLog {
             return;
         }
         self.last = Some(now);
-        let (account, state, at) = (account.to_string(), state.to_string(), self.clock.now());
+        let (account, state, at) = (
+            self.store.qualified(account),
+            state.to_string(),
+            self.clock.now(),
+        );
         let written = self
             .store
             .write(move |tx| outbox::set_bind(tx, &account, slot, &state, detail.as_deref(), at))
