@@ -162,10 +162,17 @@ fn begin(
         let begun = if cell.borrow().client.is_closed() {
             Err("the connection is closed".to_string())
         } else {
-            cell.borrow_mut()
+            // The store's one write lock, in the same round trip (see `sql::WRITE_LOCK`).
+            let mut pg = cell.borrow_mut();
+            let begun = pg
                 .client
-                .batch_execute("BEGIN")
-                .map_err(|e| sql::Error::from(e).to_string())
+                .batch_execute(&format!(
+                    "BEGIN; SELECT pg_advisory_xact_lock({})",
+                    sql::write_lock_key()
+                ))
+                .map_err(|e| sql::Error::from(e).to_string());
+            pg.holds_write_lock = begun.is_ok();
+            begun
         };
         let Err(why) = begun else {
             if said {

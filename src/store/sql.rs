@@ -215,6 +215,20 @@ impl Row<'_> {
 pub(crate) struct Pg {
     pub(crate) client: postgres::Client,
     prepared: HashMap<String, postgres::Statement>,
+    /// Whether this connection's transaction holds the store's write lock ([`WRITE_LOCK`]).
+    pub(crate) holds_write_lock: bool,
+}
+
+/// The one advisory lock every write batch on PostgreSQL takes first, held to its commit: the
+/// writes of all the nodes (and of CLI commands beside them) go one batch at a time, as
+/// SQLite's one writer, so two batches never wait for each other's locks in opposite orders
+/// (a deadlock PostgreSQL would break by failing one of them: a write lost to its caller).
+/// Reads go on beside it.
+pub(crate) const WRITE_LOCK: &str = "stormbell.write";
+
+/// [`WRITE_LOCK`]'s key.
+pub(crate) fn write_lock_key() -> i64 {
+    lock_key(WRITE_LOCK)
 }
 
 impl Pg {
@@ -223,6 +237,7 @@ impl Pg {
         Pg {
             client,
             prepared: HashMap::new(),
+            holds_write_lock: false,
         }
     }
 
@@ -381,30 +396,25 @@ impl<'a> Conn<'a> {
     }
 
     /// Hold `name`'s lock until this transaction ends: what keeps a sequence that must stay
-    /// one line (the audit chain's next number and hash) one line when several nodes write.
-    /// On SQLite the one writer holds the whole database already, and this does nothing.
+    /// one line (the audit chain's next number and hash, ids read behind a cursor) one line
+    /// when several nodes write. On SQLite the one writer holds the whole database already; on
+    /// PostgreSQL every write batch holds the store's one write lock ([`WRITE_LOCK`]) from its
+    /// start, which is what this takes (one lock for every name: two locks taken in opposite
+    /// orders by two nodes would deadlock).
     pub fn serialise(&self, name: &str) -> Result<()> {
+        let _ = name;
         match self.0 {
             Inner::Lite(_) => Ok(()),
-            Inner::Pg(_) => self.query_row(
-                "SELECT pg_advisory_xact_lock(?1)::text",
-                [lock_key(name)],
-                |_| Ok(()),
-            ),
-        }
-    }
-
-    /// Take `name`'s lock for this transaction if no other transaction holds it; `false`
-    /// when one does (another node is doing this very work: skip it rather than wait). On
-    /// SQLite the one writer holds the whole database already: always `true`.
-    pub fn try_serialise(&self, name: &str) -> Result<bool> {
-        match self.0 {
-            Inner::Lite(_) => Ok(true),
-            Inner::Pg(_) => self.query_row(
-                "SELECT CASE WHEN pg_try_advisory_xact_lock(?1) THEN 1 ELSE 0 END",
-                [lock_key(name)],
-                |r| r.get(0),
-            ),
+            Inner::Pg(pg) if pg.borrow().holds_write_lock => Ok(()),
+            Inner::Pg(pg) => {
+                self.query_row(
+                    "SELECT pg_advisory_xact_lock(?1)::text",
+                    [write_lock_key()],
+                    |_| Ok(()),
+                )?;
+                pg.borrow_mut().holds_write_lock = true;
+                Ok(())
+            }
         }
     }
 

@@ -333,6 +333,60 @@ on_both! {
     }
 }
 
+on_both! {
+    async fn two_nodes_writing_what_is_kept_in_order_never_fail_each_other(backend) {
+        // Two stores on one database write batches that each append to the audit chain and
+        // keep a reply (both kept in order across nodes), half in one order and half in the
+        // other, grouped into batches as the writer groups them. Every write commits: none is
+        // failed by the other node's (on PostgreSQL, taken in opposite orders, two such locks
+        // would deadlock and the database would fail one of the batches).
+        let place = Place::new(backend);
+        let (a, b) = (place.open(), place.open());
+        let now: jiff::Timestamp = "2026-08-09T03:00:00+08:00".parse().unwrap();
+        let mut tasks = Vec::new();
+        for i in 0..160usize {
+            let s = if i % 2 == 0 { a.clone() } else { b.clone() };
+            tasks.push(tokio::spawn(async move {
+                let e = entry(i);
+                let text = format!("1 第{i}条");
+                s.write(move |tx| {
+                    let reply = stormbell::dispatch::outbox::Inbound {
+                        kind: "reply",
+                        account: "main",
+                        source: "13800000824",
+                        dest: "12379",
+                        text: &text,
+                        ..Default::default()
+                    };
+                    if (i / 2) % 2 == 0 {
+                        audit::append(tx, &e)?;
+                        stormbell::dispatch::outbox::inbound(tx, &reply, now)?;
+                    } else {
+                        stormbell::dispatch::outbox::inbound(tx, &reply, now)?;
+                        audit::append(tx, &e)?;
+                    }
+                    Ok(())
+                })
+                .await
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap().unwrap();
+        }
+        let (v, replies) = b
+            .read(|c| {
+                Ok((
+                    audit::verify(c)?,
+                    c.query_row("SELECT count(*) FROM dispatch_inbound", (), |r| r.get::<_, i64>(0))?,
+                ))
+            })
+            .await
+            .unwrap();
+        assert!(matches!(v, audit::Verification::Intact { entries: 160, .. }), "{v:?}");
+        assert_eq!(replies, 160);
+    }
+}
+
 #[test]
 fn close_waits_until_the_file_holds_everything() {
     let dir = tempfile::tempdir().unwrap();

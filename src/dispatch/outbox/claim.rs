@@ -54,12 +54,10 @@ pub fn claim(
     policy: &Policy,
 ) -> anyhow::Result<Vec<Claimed>> {
     let at = stamp(now);
-    // Several nodes claim from one queue on PostgreSQL: the rows each takes are locked with
-    // `FOR UPDATE SKIP LOCKED` (another node's claim skips them, never waits), and the queue's
-    // housekeeping below is done by one node at a time (the others skip it this turn).
-    if tx.try_serialise(&format!("stormbell.outbox.{channel}"))? {
-        housekeeping(tx, channel, &at, now, policy)?;
-    }
+    // Several nodes claim from one queue on PostgreSQL: their write batches go one at a time
+    // (the store's write lock), and the rows a claim takes are locked `FOR UPDATE SKIP LOCKED`
+    // as well, so that no claim ever takes or waits for a row another transaction holds.
+    housekeeping(tx, channel, &at, now, policy)?;
     let mut st = tx.prepare_cached(
         "SELECT id, person, address, text, segments, raises, tier, words, purpose, sent_text,
                 sent_segments
@@ -92,11 +90,6 @@ pub fn claim(
             break;
         }
         if !taken.insert(row.person.clone()) {
-            continue;
-        }
-        // One node at a time per person (the cap counts what is committed; the merge takes
-        // what is queued): another node claiming for this person now keeps them this turn.
-        if !tx.try_serialise(&format!("stormbell.person.{}", row.person))? {
             continue;
         }
         // The cap: how many went to this person lately, and the highest tier among them
@@ -476,10 +469,6 @@ pub fn settle_unreceipted(
     policy: &Policy,
 ) -> anyhow::Result<()> {
     let at = stamp(now);
-    // One node settles at a time (the others find the work done).
-    if !tx.try_serialise(&format!("stormbell.settle.{channel}"))? {
-        return Ok(());
-    }
     let accounts: Vec<String> = tx
         .prepare_cached(
             "SELECT DISTINCT account FROM dispatch_message
