@@ -20,6 +20,8 @@ lease="${2:-10}"
 [ -d tests/smsc/node_modules/smpp ] || npm ci --prefix tests/smsc --no-audit --no-fund --loglevel=error
 cargo build --release --quiet
 bin=target/release/stormbell
+# (stormbell reads STORMBELL_* from its environment as configuration: not loadwatch's mark.)
+sb() { env -u STORMBELL_LOADWATCH "$bin" "$@"; }  # (run in the background with env directly: $! must be the node)
 pgbin=$(ls -d /usr/lib/postgresql/*/bin | sort | tail -1)
 
 log=$(mktemp -d)
@@ -60,7 +62,7 @@ for i in $(seq "$runs"); do
   db="r$i$(date +%s%N)"
   psql -q -h 127.0.0.1 -p "$port" -U postgres -c "CREATE DATABASE $db" >/dev/null
   url="postgres://postgres@127.0.0.1:$port/$db"
-  "$bin" --db "$url" registry import fixtures/county >/dev/null
+  sb --db "$url" registry import fixtures/county >/dev/null
   echo "$header" >"$log/www/rain.csv"
   start_smsc "$run"
   for n in a b; do
@@ -92,7 +94,7 @@ tps = 500
 EOF
   done
   polls=$(grep -c "GET /rain.csv" "$log/http.log" || true)
-  "$bin" --config "$run/a.toml" --db "$url" --log-format json run 2>"$run/a.log" >/dev/null &
+  env -u STORMBELL_LOADWATCH "$bin" --config "$run/a.toml" --db "$url" --log-format json run 2>"$run/a.log" >/dev/null &
   a=$!
   pids+=($a)
   # a has polled the feed (no rain yet), and will not again for ten minutes.
@@ -100,7 +102,7 @@ EOF
     [ "$(grep -c "GET /rain.csv" "$log/http.log" || true)" -gt "$polls" ] && break
     sleep 0.05
   done
-  "$bin" --config "$run/b.toml" --db "$url" --log-format json run 2>"$run/b.log" >/dev/null &
+  env -u STORMBELL_LOADWATCH "$bin" --config "$run/b.toml" --db "$url" --log-format json run 2>"$run/b.log" >/dev/null &
   pids+=($!)
   waitfor "$run/b.log" "another node leads" 60
   waitfor "$run/b.log" "bound to SMSC" 60
