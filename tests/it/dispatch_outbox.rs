@@ -34,7 +34,7 @@ fn t(
 }
 
 struct Fixture {
-    _dir: tempfile::TempDir,
+    _place: Place,
     store: Store,
     policy: Policy,
     now: Timestamp,
@@ -42,11 +42,12 @@ struct Fixture {
 }
 
 impl Fixture {
-    fn new() -> Fixture {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path().join("o.db")).unwrap();
+    /// A new, empty outbox on `backend`.
+    fn on(backend: Backend) -> Fixture {
+        let place = Place::new(backend);
+        let store = place.open();
         Fixture {
-            _dir: dir,
+            _place: place,
             store,
             policy: Policy::default(),
             now: "2026-08-09T03:00:00+08:00".parse().unwrap(),
@@ -105,826 +106,840 @@ impl Fixture {
     }
 }
 
-#[test]
-fn red_goes_first_and_a_newer_version_supersedes_what_was_not_sent() {
-    let mut f = Fixture::new();
-    f.enqueue(t(
-        "rainstorm:A",
-        1,
-        Hazard::Rainstorm,
-        Tier::Blue,
-        MessageKind::Alert,
-        true,
-        &[1, 2],
-    ));
-    f.enqueue(t(
-        "flash_flood:B",
-        1,
-        Hazard::FlashFlood,
-        Tier::Red,
-        MessageKind::Alert,
-        true,
-        &[3],
-    ));
-    // Version 2 of the rainstorm before version 1 went: person 1 and 2 get only version 2.
-    let e = f.enqueue(t(
-        "rainstorm:A",
-        2,
-        Hazard::Rainstorm,
-        Tier::Yellow,
-        MessageKind::Update,
-        true,
-        &[1, 2],
-    ));
-    assert_eq!(e.superseded, 2);
-    let c = f.claim(10);
-    assert_eq!(c[0].person, "P00003", "red first");
-    assert!(c[0].text.contains("红色"));
-    assert_eq!(c.len(), 3);
-    let s = f.states();
-    assert_eq!(s.iter().filter(|r| r.2 == "superseded").count(), 2);
-    assert!(c.iter().all(|m| m.merged.is_empty()));
-}
-
-#[test]
-fn several_warnings_for_one_person_become_one_message_highest_tier_first() {
-    let mut f = Fixture::new();
-    f.enqueue(t(
-        "typhoon:330522",
-        1,
-        Hazard::Typhoon,
-        Tier::Yellow,
-        MessageKind::Alert,
-        true,
-        &[7],
-    ));
-    f.enqueue(t(
-        "flash_flood:330522101",
-        1,
-        Hazard::FlashFlood,
-        Tier::Red,
-        MessageKind::Alert,
-        true,
-        &[7],
-    ));
-    f.enqueue(t(
-        "geo_hazard:330522101",
-        1,
-        Hazard::GeoHazard,
-        Tier::Orange,
-        MessageKind::Alert,
-        true,
-        &[7],
-    ));
-    let c = f.claim(10);
-    assert_eq!(c.len(), 1);
-    assert_eq!(c[0].merged.len(), 2);
-    let text = &c[0].text;
-    let (flood, geo, typhoon) = (
-        text.find("山洪").unwrap(),
-        text.find("地质灾害").unwrap(),
-        text.find("台风").unwrap(),
-    );
-    assert!(flood < geo && geo < typhoon, "highest tier first: {text}");
-    assert!(text.contains("3条预警"), "{text}");
-    let s = f.states();
-    assert_eq!(s.iter().filter(|r| r.2 == "merged").count(), 2);
-    // The segment count stored is the merged text's.
-    let segs: i64 = f
-        .store
-        .read_blocking(|c| {
-            Ok(c.query_row(
-                "SELECT sent_segments FROM dispatch_message WHERE state = 'submitting'",
-                (),
-                |r| r.get(0),
-            )?)
-        })
-        .unwrap();
-    assert_eq!(
-        segs as usize,
-        stormbell::dispatch::sms::encode::segments(text).1
-    );
-}
-
-#[test]
-fn the_per_person_cap_holds_routine_updates_but_never_an_upgrade() {
-    let mut f = Fixture::new();
-    f.policy.cap_per_person = 1;
-    f.enqueue(t(
-        "rainstorm:A",
-        1,
-        Hazard::Rainstorm,
-        Tier::Yellow,
-        MessageKind::Alert,
-        true,
-        &[1],
-    ));
-    let c = f.claim(10);
-    f.accept(&c);
-    // A routine update at the same tier: held by the cap.
-    f.enqueue(t(
-        "rainstorm:A",
-        2,
-        Hazard::Rainstorm,
-        Tier::Yellow,
-        MessageKind::Update,
-        false,
-        &[1],
-    ));
-    assert!(f.claim(10).is_empty(), "held");
-    // An upgrade goes at once (carrying the held update with it).
-    f.enqueue(t(
-        "flash_flood:B",
-        1,
-        Hazard::FlashFlood,
-        Tier::Red,
-        MessageKind::Alert,
-        true,
-        &[1],
-    ));
-    let c = f.claim(10);
-    assert_eq!(c.len(), 1);
-    assert_eq!(c[0].merged.len(), 1);
-    // After the window, routine messages flow again.
-    f.accept(&c);
-    f.enqueue(t(
-        "rainstorm:A",
-        3,
-        Hazard::Rainstorm,
-        Tier::Yellow,
-        MessageKind::Update,
-        false,
-        &[1],
-    ));
-    assert!(f.claim(10).is_empty());
-    f.now += SignedDuration::from_mins(61);
-    assert_eq!(f.claim(10).len(), 1);
-}
-
-#[test]
-fn a_cancel_is_skipped_when_nothing_was_sent_and_sent_last_when_something_was() {
-    let mut f = Fixture::new();
-    f.enqueue(t(
-        "typhoon:X",
-        1,
-        Hazard::Typhoon,
-        Tier::Blue,
-        MessageKind::Alert,
-        true,
-        &[1, 2],
-    ));
-    // Person 1 got the Alert; person 2's was still queued when the warning was lifted.
-    let c = f.claim(1);
-    assert_eq!(c[0].person, "P00001");
-    f.accept(&c);
-    let e = f.enqueue(t(
-        "typhoon:X",
-        2,
-        Hazard::Typhoon,
-        Tier::Blue,
-        MessageKind::Cancel,
-        false,
-        &[1, 2],
-    ));
-    assert_eq!(e.skipped, 1);
-    assert_eq!(e.superseded, 1);
-    let s = f.states();
-    assert_eq!(
-        s[1],
-        ("typhoon:X".into(), "P00002".into(), "superseded".into())
-    );
-    assert_eq!(
-        s[3],
-        ("typhoon:X".into(), "P00002".into(), "skipped".into())
-    );
-    // A new red Alert for someone else goes before person 1's Cancel.
-    f.enqueue(t(
-        "flash_flood:Y",
-        1,
-        Hazard::FlashFlood,
-        Tier::Red,
-        MessageKind::Alert,
-        true,
-        &[9],
-    ));
-    let c = f.claim(10);
-    assert_eq!(c[0].person, "P00009");
-    assert_eq!(c[1].person, "P00001");
-    assert!(c[1].text.contains("解除"), "{}", c[1].text);
-}
-
-#[test]
-fn throttles_do_not_count_as_attempts_unknown_outcomes_are_counted_and_restarts_requeue() {
-    let mut f = Fixture::new();
-    f.policy.max_attempts = 2;
-    f.enqueue(t(
-        "rainstorm:A",
-        1,
-        Hazard::Rainstorm,
-        Tier::Orange,
-        MessageKind::Alert,
-        true,
-        &[1, 2, 3],
-    ));
-    let c = f.claim(10);
-    let ids: Vec<i64> = c.iter().map(|m| m.id).collect();
-    let retry = |uncertain: bool, counts: bool| Outcome::Retry {
-        account: Some("main".into()),
-        reason: "x".into(),
-        after: SignedDuration::from_secs(1),
-        uncertain,
-        counts,
-        parts: Vec::new(),
-    };
-    f.record(vec![
-        (ids[0], retry(false, false)),
-        (ids[1], retry(true, true)),
-        (ids[2], retry(false, true)),
-    ]);
-    // Not due before the delay.
-    assert!(f.claim(10).is_empty());
-    f.now += SignedDuration::from_secs(2);
-    let c = f.claim(10);
-    assert_eq!(c.len(), 3);
-    // Second failure: the two that counted reach max_attempts and fail; the throttled one
-    // is only on its first attempt.
-    f.record(c.iter().map(|m| (m.id, retry(false, true))).collect());
-    let rows: Vec<(i64, String, i64, i64)> = f
-        .store
-        .read_blocking(|c| {
-            let mut st = c.prepare(
-                "SELECT id, state, attempts, uncertain FROM dispatch_message ORDER BY id",
-            )?;
-            let r = st.query_map((), |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
-            Ok(r.collect::<Result<Vec<_>, _>>()?)
-        })
-        .unwrap();
-    assert_eq!(rows[0].1, "queued");
-    assert_eq!(rows[1].1, "failed");
-    assert_eq!(rows[1].3, 1, "the unknown outcome is counted");
-    assert_eq!(rows[2].1, "failed");
-    // A stop mid-send: the row waits out the grace for a receipt, then goes again, counted.
-    f.now += SignedDuration::from_secs(2);
-    let c = f.claim(10);
-    assert_eq!(c.len(), 1);
-    let now = f.now;
-    let n = f
-        .store
-        .write_blocking(move |tx| {
-            outbox::reconcile(
-                tx,
-                &outbox::Scope::Every,
-                now,
-                SignedDuration::from_secs(20),
-            )
-        })
-        .unwrap();
-    assert_eq!(n, 1);
-    let row = rows[0].0;
-    let state = |f: &Fixture| -> (String, i64) {
-        f.store
-            .read_blocking(move |c| {
-                Ok(c.query_row(
-                    "SELECT state, uncertain FROM dispatch_message WHERE id = ?1",
-                    [row],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
-                )?)
-            })
-            .unwrap()
-    };
-    assert_eq!(state(&f), ("reconciling".into(), 0));
-    assert!(f.claim(10).is_empty(), "not sent again within the grace");
-    f.now += SignedDuration::from_secs(21);
-    let c = f.claim(10);
-    assert_eq!(c.len(), 1);
-    assert_eq!(state(&f), ("submitting".into(), 1));
-}
-
-#[test]
-fn a_receipt_after_a_restart_proves_a_message_got_through_and_it_is_not_sent_again() {
-    let mut f = Fixture::new();
-    f.enqueue(t(
-        "flash_flood:F",
-        1,
-        Hazard::FlashFlood,
-        Tier::Red,
-        MessageKind::Alert,
-        true,
-        &[1, 2],
-    ));
-    let c = f.claim(10);
-    assert_eq!(c.len(), 2);
-    let now = f.now;
-    f.store
-        .write_blocking(move |tx| {
-            outbox::reconcile(
-                tx,
-                &outbox::Scope::Every,
-                now,
-                SignedDuration::from_secs(20),
-            )
-        })
-        .unwrap();
-    // The SMSC delivers a receipt for person 1's message to the new bind: an id we never
-    // recorded, from person 1's number.
-    let number = format!("86{}", c[0].address);
-    let used = f
-        .store
-        .write_blocking(move |tx| {
-            outbox::recover(tx, None, &number, "main", "M00000042", "DELIVRD", now)
-        })
-        .unwrap();
-    assert!(used);
-    // A receipt from a number with nothing mid-send is not used.
-    let unused = f
-        .store
-        .write_blocking(move |tx| {
-            outbox::recover(
-                tx,
-                None,
-                "8613900000000",
-                "main",
-                "M00000043",
-                "DELIVRD",
-                now,
-            )
-        })
-        .unwrap();
-    assert!(!unused);
-    f.now += SignedDuration::from_secs(21);
-    let again = f.claim(10);
-    assert_eq!(again.len(), 1, "only the unproven one goes again");
-    assert_eq!(again[0].person, c[1].person);
-    let s = f.states();
-    assert_eq!(s[0].2, "delivered");
-}
-
-#[test]
-fn messages_queued_too_long_expire_instead_of_going_out_late() {
-    let mut f = Fixture::new();
-    f.enqueue(t(
-        "rainstorm:A",
-        1,
-        Hazard::Rainstorm,
-        Tier::Blue,
-        MessageKind::Alert,
-        true,
-        &[1],
-    ));
-    f.now += SignedDuration::from_hours(7);
-    assert!(f.claim(10).is_empty());
-    assert_eq!(f.states()[0].2, "expired");
-}
-
-#[test]
-fn what_rode_along_is_never_lost_when_its_carrier_goes_back_or_is_superseded() {
-    let mut f = Fixture::new();
-    f.enqueue(t(
-        "typhoon:T",
-        1,
-        Hazard::Typhoon,
-        Tier::Orange,
-        MessageKind::Alert,
-        true,
-        &[5],
-    ));
-    f.enqueue(t(
-        "flash_flood:F",
-        1,
-        Hazard::FlashFlood,
-        Tier::Yellow,
-        MessageKind::Alert,
-        true,
-        &[5],
-    ));
-    let c = f.claim(10);
-    assert_eq!((c.len(), c[0].merged.len()), (1, 1));
-    // The SMSC had no verdict: the carrier goes back, and so does what it carried.
-    f.record(vec![(
-        c[0].id,
-        Outcome::Retry {
-            account: Some("main".into()),
-            reason: "link lost".into(),
-            after: SignedDuration::ZERO,
-            uncertain: true,
-            counts: true,
-            parts: Vec::new(),
-        },
-    )]);
-    // A newer typhoon version supersedes the carrier before it goes again.
-    f.enqueue(t(
-        "typhoon:T",
-        2,
-        Hazard::Typhoon,
-        Tier::Red,
-        MessageKind::Update,
-        true,
-        &[5],
-    ));
-    let c = f.claim(10);
-    assert_eq!(c.len(), 1);
-    let text = &c[0].text;
-    assert!(
-        text.contains("山洪") && text.contains("台风") && text.contains("红色"),
-        "{text}"
-    );
-    let s = f.states();
-    assert_eq!(s[0].2, "superseded");
-    // A permanent failure takes what rode along with it, with the reason.
-    f.record(vec![(
-        c[0].id,
-        Outcome::Failed {
-            account: Some("main".into()),
-            reason: "ESME_RINVDSTADR".into(),
-        },
-    )]);
-    let s = f.states();
-    assert!(
-        s.iter().all(|r| r.2 == "superseded" || r.2 == "failed"),
-        "{s:?}"
-    );
-    assert_eq!(s.iter().filter(|r| r.2 == "failed").count(), 2);
-}
-
-#[test]
-fn a_merged_text_is_one_line_per_kind_of_warning_not_one_per_place() {
-    let mut f = Fixture::new();
-    // Twelve zones red at once (some as new Alerts, some raised by an Update), and a lift.
-    for k in 0..12 {
-        let send = if k % 2 == 0 {
-            MessageKind::Alert
-        } else {
-            MessageKind::Update
-        };
+on_both! {
+    fn red_goes_first_and_a_newer_version_supersedes_what_was_not_sent(backend) {
+        let mut f = Fixture::on(backend);
         f.enqueue(t(
-            &format!("flash_flood:FF{k:03}"),
-            1 + (k % 2) as u32,
+            "rainstorm:A",
+            1,
+            Hazard::Rainstorm,
+            Tier::Blue,
+            MessageKind::Alert,
+            true,
+            &[1, 2],
+        ));
+        f.enqueue(t(
+            "flash_flood:B",
+            1,
             Hazard::FlashFlood,
             Tier::Red,
-            send,
+            MessageKind::Alert,
+            true,
+            &[3],
+        ));
+        // Version 2 of the rainstorm before version 1 went: person 1 and 2 get only version 2.
+        let e = f.enqueue(t(
+            "rainstorm:A",
+            2,
+            Hazard::Rainstorm,
+            Tier::Yellow,
+            MessageKind::Update,
+            true,
+            &[1, 2],
+        ));
+        assert_eq!(e.superseded, 2);
+        let c = f.claim(10);
+        assert_eq!(c[0].person, "P00003", "red first");
+        assert!(c[0].text.contains("红色"));
+        assert_eq!(c.len(), 3);
+        let s = f.states();
+        assert_eq!(s.iter().filter(|r| r.2 == "superseded").count(), 2);
+        assert!(c.iter().all(|m| m.merged.is_empty()));
+    }
+}
+
+on_both! {
+    fn several_warnings_for_one_person_become_one_message_highest_tier_first(backend) {
+        let mut f = Fixture::on(backend);
+        f.enqueue(t(
+            "typhoon:330522",
+            1,
+            Hazard::Typhoon,
+            Tier::Yellow,
+            MessageKind::Alert,
+            true,
+            &[7],
+        ));
+        f.enqueue(t(
+            "flash_flood:330522101",
+            1,
+            Hazard::FlashFlood,
+            Tier::Red,
+            MessageKind::Alert,
+            true,
+            &[7],
+        ));
+        f.enqueue(t(
+            "geo_hazard:330522101",
+            1,
+            Hazard::GeoHazard,
+            Tier::Orange,
+            MessageKind::Alert,
+            true,
+            &[7],
+        ));
+        let c = f.claim(10);
+        assert_eq!(c.len(), 1);
+        assert_eq!(c[0].merged.len(), 2);
+        let text = &c[0].text;
+        let (flood, geo, typhoon) = (
+            text.find("山洪").unwrap(),
+            text.find("地质灾害").unwrap(),
+            text.find("台风").unwrap(),
+        );
+        assert!(flood < geo && geo < typhoon, "highest tier first: {text}");
+        assert!(text.contains("3条预警"), "{text}");
+        let s = f.states();
+        assert_eq!(s.iter().filter(|r| r.2 == "merged").count(), 2);
+        // The segment count stored is the merged text's.
+        let segs: i64 = f
+            .store
+            .read_blocking(|c| {
+                Ok(c.query_row(
+                    "SELECT sent_segments FROM dispatch_message WHERE state = 'submitting'",
+                    (),
+                    |r| r.get(0),
+                )?)
+            })
+            .unwrap();
+        assert_eq!(
+            segs as usize,
+            stormbell::dispatch::sms::encode::segments(text).1
+        );
+    }
+}
+
+on_both! {
+    fn the_per_person_cap_holds_routine_updates_but_never_an_upgrade(backend) {
+        let mut f = Fixture::on(backend);
+        f.policy.cap_per_person = 1;
+        f.enqueue(t(
+            "rainstorm:A",
+            1,
+            Hazard::Rainstorm,
+            Tier::Yellow,
+            MessageKind::Alert,
             true,
             &[1],
         ));
+        let c = f.claim(10);
+        f.accept(&c);
+        // A routine update at the same tier: held by the cap.
+        f.enqueue(t(
+            "rainstorm:A",
+            2,
+            Hazard::Rainstorm,
+            Tier::Yellow,
+            MessageKind::Update,
+            false,
+            &[1],
+        ));
+        assert!(f.claim(10).is_empty(), "held");
+        // An upgrade goes at once (carrying the held update with it).
+        f.enqueue(t(
+            "flash_flood:B",
+            1,
+            Hazard::FlashFlood,
+            Tier::Red,
+            MessageKind::Alert,
+            true,
+            &[1],
+        ));
+        let c = f.claim(10);
+        assert_eq!(c.len(), 1);
+        assert_eq!(c[0].merged.len(), 1);
+        // After the window, routine messages flow again.
+        f.accept(&c);
+        f.enqueue(t(
+            "rainstorm:A",
+            3,
+            Hazard::Rainstorm,
+            Tier::Yellow,
+            MessageKind::Update,
+            false,
+            &[1],
+        ));
+        assert!(f.claim(10).is_empty());
+        f.now += SignedDuration::from_mins(61);
+        assert_eq!(f.claim(10).len(), 1);
     }
-    f.enqueue(t(
-        "rainstorm:A",
-        3,
-        Hazard::Rainstorm,
-        Tier::Blue,
-        MessageKind::Cancel,
-        false,
-        &[2],
-    ));
-    let c = f.claim(10);
-    let text = &c.iter().find(|m| m.person == "P00001").unwrap().text;
-    assert!(text.contains("您有12条预警"), "{text}");
-    assert_eq!(text.matches("山洪灾害红色预警").count(), 1, "{text}");
-    assert!(text.contains("请立即组织危险区群众转移"), "{text}");
-    assert!(
-        stormbell::dispatch::sms::encode::segments(text).1 <= 2,
-        "{text}"
-    );
 }
 
-#[test]
-fn a_cancel_is_sent_to_someone_whose_alert_may_have_gone_out_before_a_restart() {
-    let mut f = Fixture::new();
-    f.enqueue(t(
-        "typhoon:R",
-        1,
-        Hazard::Typhoon,
-        Tier::Orange,
-        MessageKind::Alert,
-        true,
-        &[1],
-    ));
-    assert_eq!(f.claim(10).len(), 1);
-    let now = f.now;
-    f.store
-        .write_blocking(move |tx| {
-            outbox::reconcile(
-                tx,
-                &outbox::Scope::Every,
-                now,
-                SignedDuration::from_secs(20),
-            )
-        })
-        .unwrap();
-    // The Alert may have reached the phone: its lift must follow.
-    let e = f.enqueue(t(
-        "typhoon:R",
-        2,
-        Hazard::Typhoon,
-        Tier::Orange,
-        MessageKind::Cancel,
-        false,
-        &[1],
-    ));
-    assert_eq!(e.skipped, 0);
-    assert_eq!(e.queued, 1);
+on_both! {
+    fn a_cancel_is_skipped_when_nothing_was_sent_and_sent_last_when_something_was(backend) {
+        let mut f = Fixture::on(backend);
+        f.enqueue(t(
+            "typhoon:X",
+            1,
+            Hazard::Typhoon,
+            Tier::Blue,
+            MessageKind::Alert,
+            true,
+            &[1, 2],
+        ));
+        // Person 1 got the Alert; person 2's was still queued when the warning was lifted.
+        let c = f.claim(1);
+        assert_eq!(c[0].person, "P00001");
+        f.accept(&c);
+        let e = f.enqueue(t(
+            "typhoon:X",
+            2,
+            Hazard::Typhoon,
+            Tier::Blue,
+            MessageKind::Cancel,
+            false,
+            &[1, 2],
+        ));
+        assert_eq!(e.skipped, 1);
+        assert_eq!(e.superseded, 1);
+        let s = f.states();
+        assert_eq!(
+            s[1],
+            ("typhoon:X".into(), "P00002".into(), "superseded".into())
+        );
+        assert_eq!(
+            s[3],
+            ("typhoon:X".into(), "P00002".into(), "skipped".into())
+        );
+        // A new red Alert for someone else goes before person 1's Cancel.
+        f.enqueue(t(
+            "flash_flood:Y",
+            1,
+            Hazard::FlashFlood,
+            Tier::Red,
+            MessageKind::Alert,
+            true,
+            &[9],
+        ));
+        let c = f.claim(10);
+        assert_eq!(c[0].person, "P00009");
+        assert_eq!(c[1].person, "P00001");
+        assert!(c[1].text.contains("解除"), "{}", c[1].text);
+    }
 }
 
-#[test]
-fn the_cap_never_pushes_back_a_raise_waiting_to_retry() {
-    let mut f = Fixture::new();
-    f.policy.cap_per_person = 1;
-    f.enqueue(t(
-        "rainstorm:A",
-        1,
-        Hazard::Rainstorm,
-        Tier::Yellow,
-        MessageKind::Alert,
-        true,
-        &[1],
-    ));
-    let c = f.claim(10);
-    f.accept(&c);
-    // A red raise, refused for now (retry in 30 s).
-    f.enqueue(t(
-        "flash_flood:B",
-        1,
-        Hazard::FlashFlood,
-        Tier::Red,
-        MessageKind::Alert,
-        true,
-        &[1],
-    ));
-    let red = f.claim(10);
-    assert_eq!(red.len(), 1);
-    f.record(vec![(
-        red[0].id,
-        Outcome::Retry {
+on_both! {
+    fn throttles_do_not_count_as_attempts_unknown_outcomes_are_counted_and_restarts_requeue(backend) {
+        let mut f = Fixture::on(backend);
+        f.policy.max_attempts = 2;
+        f.enqueue(t(
+            "rainstorm:A",
+            1,
+            Hazard::Rainstorm,
+            Tier::Orange,
+            MessageKind::Alert,
+            true,
+            &[1, 2, 3],
+        ));
+        let c = f.claim(10);
+        let ids: Vec<i64> = c.iter().map(|m| m.id).collect();
+        let retry = |uncertain: bool, counts: bool| Outcome::Retry {
             account: Some("main".into()),
-            reason: "ESME_RSYSERR".into(),
-            after: SignedDuration::from_secs(30),
-            uncertain: false,
-            counts: true,
+            reason: "x".into(),
+            after: SignedDuration::from_secs(1),
+            uncertain,
+            counts,
             parts: Vec::new(),
-        },
-    )]);
-    // A routine update meanwhile: held by the cap…
-    f.enqueue(t(
-        "rainstorm:A",
-        2,
-        Hazard::Rainstorm,
-        Tier::Yellow,
-        MessageKind::Update,
-        false,
-        &[1],
-    ));
-    assert!(f.claim(10).is_empty());
-    // …but the raise goes when its retry is due, not when the cap's window ends.
-    f.now += SignedDuration::from_secs(31);
-    let c = f.claim(10);
-    assert_eq!(c.len(), 1);
-    assert_eq!(c[0].id, red[0].id);
+        };
+        f.record(vec![
+            (ids[0], retry(false, false)),
+            (ids[1], retry(true, true)),
+            (ids[2], retry(false, true)),
+        ]);
+        // Not due before the delay.
+        assert!(f.claim(10).is_empty());
+        f.now += SignedDuration::from_secs(2);
+        let c = f.claim(10);
+        assert_eq!(c.len(), 3);
+        // Second failure: the two that counted reach max_attempts and fail; the throttled one
+        // is only on its first attempt.
+        f.record(c.iter().map(|m| (m.id, retry(false, true))).collect());
+        let rows: Vec<(i64, String, i64, i64)> = f
+            .store
+            .read_blocking(|c| {
+                let mut st = c.prepare(
+                    "SELECT id, state, attempts, uncertain FROM dispatch_message ORDER BY id",
+                )?;
+                let r = st.query_map((), |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
+                Ok(r.collect::<Result<Vec<_>, _>>()?)
+            })
+            .unwrap();
+        assert_eq!(rows[0].1, "queued");
+        assert_eq!(rows[1].1, "failed");
+        assert_eq!(rows[1].3, 1, "the unknown outcome is counted");
+        assert_eq!(rows[2].1, "failed");
+        // A stop mid-send: the row waits out the grace for a receipt, then goes again, counted.
+        f.now += SignedDuration::from_secs(2);
+        let c = f.claim(10);
+        assert_eq!(c.len(), 1);
+        let now = f.now;
+        let n = f
+            .store
+            .write_blocking(move |tx| {
+                outbox::reconcile(
+                    tx,
+                    &outbox::Scope::Every,
+                    now,
+                    SignedDuration::from_secs(20),
+                )
+            })
+            .unwrap();
+        assert_eq!(n, 1);
+        let row = rows[0].0;
+        let state = |f: &Fixture| -> (String, i64) {
+            f.store
+                .read_blocking(move |c| {
+                    Ok(c.query_row(
+                        "SELECT state, uncertain FROM dispatch_message WHERE id = ?1",
+                        [row],
+                        |r| Ok((r.get(0)?, r.get(1)?)),
+                    )?)
+                })
+                .unwrap()
+        };
+        assert_eq!(state(&f), ("reconciling".into(), 0));
+        assert!(f.claim(10).is_empty(), "not sent again within the grace");
+        f.now += SignedDuration::from_secs(21);
+        let c = f.claim(10);
+        assert_eq!(c.len(), 1);
+        assert_eq!(state(&f), ("submitting".into(), 1));
+    }
 }
 
-#[test]
-fn every_person_gets_their_own_link_and_a_merged_text_carries_the_carriers() {
-    let mut f = Fixture::new();
-    f.policy.link_base = Some("https://fx.example.cn/r/".into());
-    f.enqueue(t(
-        "flash_flood:FF1",
-        1,
-        Hazard::FlashFlood,
-        Tier::Orange,
-        MessageKind::Alert,
-        true,
-        &[1, 2, 3],
-    ));
-    let texts: Vec<(String, String, i64)> = f
-        .store
-        .read_blocking(|c| {
-            let mut st =
-                c.prepare("SELECT person, text, segments FROM dispatch_message ORDER BY id")?;
-            let r = st.query_map((), |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
-            Ok(r.collect::<Result<Vec<_>, _>>()?)
-        })
-        .unwrap();
-    assert_eq!(texts.len(), 3);
-    let mut tokens = Vec::new();
-    for (person, text, segments) in &texts {
-        let at = text
-            .find("https://fx.example.cn/r/")
-            .expect("a link in the text");
-        let token: String = text[at + "https://fx.example.cn/r/".len()..]
-            .chars()
-            .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
-            .collect();
-        assert_eq!(token.len(), 22, "{text}");
-        // The token stands for this person and this warning, and expires.
-        let found = f
+on_both! {
+    fn a_receipt_after_a_restart_proves_a_message_got_through_and_it_is_not_sent_again(backend) {
+        let mut f = Fixture::on(backend);
+        f.enqueue(t(
+            "flash_flood:F",
+            1,
+            Hazard::FlashFlood,
+            Tier::Red,
+            MessageKind::Alert,
+            true,
+            &[1, 2],
+        ));
+        let c = f.claim(10);
+        assert_eq!(c.len(), 2);
+        let now = f.now;
+        f.store
+            .write_blocking(move |tx| {
+                outbox::reconcile(
+                    tx,
+                    &outbox::Scope::Every,
+                    now,
+                    SignedDuration::from_secs(20),
+                )
+            })
+            .unwrap();
+        // The SMSC delivers a receipt for person 1's message to the new bind: an id we never
+        // recorded, from person 1's number.
+        let number = format!("86{}", c[0].address);
+        let used = f
+            .store
+            .write_blocking(move |tx| {
+                outbox::recover(tx, None, &number, "main", "M00000042", "DELIVRD", now)
+            })
+            .unwrap();
+        assert!(used);
+        // A receipt from a number with nothing mid-send is not used.
+        let unused = f
+            .store
+            .write_blocking(move |tx| {
+                outbox::recover(
+                    tx,
+                    None,
+                    "8613900000000",
+                    "main",
+                    "M00000043",
+                    "DELIVRD",
+                    now,
+                )
+            })
+            .unwrap();
+        assert!(!unused);
+        f.now += SignedDuration::from_secs(21);
+        let again = f.claim(10);
+        assert_eq!(again.len(), 1, "only the unproven one goes again");
+        assert_eq!(again[0].person, c[1].person);
+        let s = f.states();
+        assert_eq!(s[0].2, "delivered");
+    }
+}
+
+on_both! {
+    fn messages_queued_too_long_expire_instead_of_going_out_late(backend) {
+        let mut f = Fixture::on(backend);
+        f.enqueue(t(
+            "rainstorm:A",
+            1,
+            Hazard::Rainstorm,
+            Tier::Blue,
+            MessageKind::Alert,
+            true,
+            &[1],
+        ));
+        f.now += SignedDuration::from_hours(7);
+        assert!(f.claim(10).is_empty());
+        assert_eq!(f.states()[0].2, "expired");
+    }
+}
+
+on_both! {
+    fn what_rode_along_is_never_lost_when_its_carrier_goes_back_or_is_superseded(backend) {
+        let mut f = Fixture::on(backend);
+        f.enqueue(t(
+            "typhoon:T",
+            1,
+            Hazard::Typhoon,
+            Tier::Orange,
+            MessageKind::Alert,
+            true,
+            &[5],
+        ));
+        f.enqueue(t(
+            "flash_flood:F",
+            1,
+            Hazard::FlashFlood,
+            Tier::Yellow,
+            MessageKind::Alert,
+            true,
+            &[5],
+        ));
+        let c = f.claim(10);
+        assert_eq!((c.len(), c[0].merged.len()), (1, 1));
+        // The SMSC had no verdict: the carrier goes back, and so does what it carried.
+        f.record(vec![(
+            c[0].id,
+            Outcome::Retry {
+                account: Some("main".into()),
+                reason: "link lost".into(),
+                after: SignedDuration::ZERO,
+                uncertain: true,
+                counts: true,
+                parts: Vec::new(),
+            },
+        )]);
+        // A newer typhoon version supersedes the carrier before it goes again.
+        f.enqueue(t(
+            "typhoon:T",
+            2,
+            Hazard::Typhoon,
+            Tier::Red,
+            MessageKind::Update,
+            true,
+            &[5],
+        ));
+        let c = f.claim(10);
+        assert_eq!(c.len(), 1);
+        let text = &c[0].text;
+        assert!(
+            text.contains("山洪") && text.contains("台风") && text.contains("红色"),
+            "{text}"
+        );
+        let s = f.states();
+        assert_eq!(s[0].2, "superseded");
+        // A permanent failure takes what rode along with it, with the reason.
+        f.record(vec![(
+            c[0].id,
+            Outcome::Failed {
+                account: Some("main".into()),
+                reason: "ESME_RINVDSTADR".into(),
+            },
+        )]);
+        let s = f.states();
+        assert!(
+            s.iter().all(|r| r.2 == "superseded" || r.2 == "failed"),
+            "{s:?}"
+        );
+        assert_eq!(s.iter().filter(|r| r.2 == "failed").count(), 2);
+    }
+}
+
+on_both! {
+    fn a_merged_text_is_one_line_per_kind_of_warning_not_one_per_place(backend) {
+        let mut f = Fixture::on(backend);
+        // Twelve zones red at once (some as new Alerts, some raised by an Update), and a lift.
+        for k in 0..12 {
+            let send = if k % 2 == 0 {
+                MessageKind::Alert
+            } else {
+                MessageKind::Update
+            };
+            f.enqueue(t(
+                &format!("flash_flood:FF{k:03}"),
+                1 + (k % 2) as u32,
+                Hazard::FlashFlood,
+                Tier::Red,
+                send,
+                true,
+                &[1],
+            ));
+        }
+        f.enqueue(t(
+            "rainstorm:A",
+            3,
+            Hazard::Rainstorm,
+            Tier::Blue,
+            MessageKind::Cancel,
+            false,
+            &[2],
+        ));
+        let c = f.claim(10);
+        let text = &c.iter().find(|m| m.person == "P00001").unwrap().text;
+        assert!(text.contains("您有12条预警"), "{text}");
+        assert_eq!(text.matches("山洪灾害红色预警").count(), 1, "{text}");
+        assert!(text.contains("请立即组织危险区群众转移"), "{text}");
+        assert!(
+            stormbell::dispatch::sms::encode::segments(text).1 <= 2,
+            "{text}"
+        );
+    }
+}
+
+on_both! {
+    fn a_cancel_is_sent_to_someone_whose_alert_may_have_gone_out_before_a_restart(backend) {
+        let mut f = Fixture::on(backend);
+        f.enqueue(t(
+            "typhoon:R",
+            1,
+            Hazard::Typhoon,
+            Tier::Orange,
+            MessageKind::Alert,
+            true,
+            &[1],
+        ));
+        assert_eq!(f.claim(10).len(), 1);
+        let now = f.now;
+        f.store
+            .write_blocking(move |tx| {
+                outbox::reconcile(
+                    tx,
+                    &outbox::Scope::Every,
+                    now,
+                    SignedDuration::from_secs(20),
+                )
+            })
+            .unwrap();
+        // The Alert may have reached the phone: its lift must follow.
+        let e = f.enqueue(t(
+            "typhoon:R",
+            2,
+            Hazard::Typhoon,
+            Tier::Orange,
+            MessageKind::Cancel,
+            false,
+            &[1],
+        ));
+        assert_eq!(e.skipped, 0);
+        assert_eq!(e.queued, 1);
+    }
+}
+
+on_both! {
+    fn the_cap_never_pushes_back_a_raise_waiting_to_retry(backend) {
+        let mut f = Fixture::on(backend);
+        f.policy.cap_per_person = 1;
+        f.enqueue(t(
+            "rainstorm:A",
+            1,
+            Hazard::Rainstorm,
+            Tier::Yellow,
+            MessageKind::Alert,
+            true,
+            &[1],
+        ));
+        let c = f.claim(10);
+        f.accept(&c);
+        // A red raise, refused for now (retry in 30 s).
+        f.enqueue(t(
+            "flash_flood:B",
+            1,
+            Hazard::FlashFlood,
+            Tier::Red,
+            MessageKind::Alert,
+            true,
+            &[1],
+        ));
+        let red = f.claim(10);
+        assert_eq!(red.len(), 1);
+        f.record(vec![(
+            red[0].id,
+            Outcome::Retry {
+                account: Some("main".into()),
+                reason: "ESME_RSYSERR".into(),
+                after: SignedDuration::from_secs(30),
+                uncertain: false,
+                counts: true,
+                parts: Vec::new(),
+            },
+        )]);
+        // A routine update meanwhile: held by the cap…
+        f.enqueue(t(
+            "rainstorm:A",
+            2,
+            Hazard::Rainstorm,
+            Tier::Yellow,
+            MessageKind::Update,
+            false,
+            &[1],
+        ));
+        assert!(f.claim(10).is_empty());
+        // …but the raise goes when its retry is due, not when the cap's window ends.
+        f.now += SignedDuration::from_secs(31);
+        let c = f.claim(10);
+        assert_eq!(c.len(), 1);
+        assert_eq!(c[0].id, red[0].id);
+    }
+}
+
+on_both! {
+    fn every_person_gets_their_own_link_and_a_merged_text_carries_the_carriers(backend) {
+        let mut f = Fixture::on(backend);
+        f.policy.link_base = Some("https://fx.example.cn/r/".into());
+        f.enqueue(t(
+            "flash_flood:FF1",
+            1,
+            Hazard::FlashFlood,
+            Tier::Orange,
+            MessageKind::Alert,
+            true,
+            &[1, 2, 3],
+        ));
+        let texts: Vec<(String, String, i64)> = f
+            .store
+            .read_blocking(|c| {
+                let mut st =
+                    c.prepare("SELECT person, text, segments FROM dispatch_message ORDER BY id")?;
+                let r = st.query_map((), |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+                Ok(r.collect::<Result<Vec<_>, _>>()?)
+            })
+            .unwrap();
+        assert_eq!(texts.len(), 3);
+        let mut tokens = Vec::new();
+        for (person, text, segments) in &texts {
+            let at = text
+                .find("https://fx.example.cn/r/")
+                .expect("a link in the text");
+            let token: String = text[at + "https://fx.example.cn/r/".len()..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+                .collect();
+            assert_eq!(token.len(), 22, "{text}");
+            // The token stands for this person and this warning, and expires.
+            let found = f
+                .store
+                .read_blocking({
+                    let token = token.clone();
+                    move |c| stormbell::dispatch::link::lookup(c, &token)
+                })
+                .unwrap()
+                .expect("the token is recorded");
+            assert_eq!(&found.person, person);
+            assert_eq!(
+                (found.lineage.as_str(), found.version),
+                ("flash_flood:FF1", 1)
+            );
+            assert_eq!(found.expires, f.now + SignedDuration::from_hours(72));
+            // Same length for everyone: the segments counted once hold.
+            assert_eq!(*segments, texts[0].2);
+            assert_eq!(
+                stormbell::dispatch::sms::encode::segments(text).1 as i64,
+                *segments
+            );
+            tokens.push(token);
+        }
+        tokens.sort();
+        tokens.dedup();
+        assert_eq!(tokens.len(), 3, "one token per person");
+        // A guess, or a token of the wrong shape, is nothing.
+        let none = f
+            .store
+            .read_blocking(|c| stormbell::dispatch::link::lookup(c, "AAAAAAAAAAAAAAAAAAAAAA"))
+            .unwrap();
+        assert!(none.is_none());
+
+        // A second warning for person 1: one message, the carrier's link in it.
+        f.enqueue(t(
+            "rainstorm:R1",
+            1,
+            Hazard::Rainstorm,
+            Tier::Yellow,
+            MessageKind::Alert,
+            true,
+            &[1],
+        ));
+        let claimed = f.claim(10);
+        let one = claimed.iter().find(|c| c.person == "P00001").unwrap();
+        assert_eq!(one.merged.len(), 1);
+        let carrier = f
             .store
             .read_blocking({
-                let token = token.clone();
-                move |c| stormbell::dispatch::link::lookup(c, &token)
+                let id = one.id;
+                move |c| stormbell::dispatch::link::of_message(c, id)
             })
             .unwrap()
-            .expect("the token is recorded");
-        assert_eq!(&found.person, person);
-        assert_eq!(
-            (found.lineage.as_str(), found.version),
-            ("flash_flood:FF1", 1)
+            .unwrap();
+        assert!(
+            one.text
+                .contains(&format!("https://fx.example.cn/r/{}", carrier.token)),
+            "{}",
+            one.text
         );
-        assert_eq!(found.expires, f.now + SignedDuration::from_hours(72));
-        // Same length for everyone: the segments counted once hold.
-        assert_eq!(*segments, texts[0].2);
-        assert_eq!(
-            stormbell::dispatch::sms::encode::segments(text).1 as i64,
-            *segments
-        );
-        tokens.push(token);
     }
-    tokens.sort();
-    tokens.dedup();
-    assert_eq!(tokens.len(), 3, "one token per person");
-    // A guess, or a token of the wrong shape, is nothing.
-    let none = f
-        .store
-        .read_blocking(|c| stormbell::dispatch::link::lookup(c, "AAAAAAAAAAAAAAAAAAAAAA"))
-        .unwrap();
-    assert!(none.is_none());
-
-    // A second warning for person 1: one message, the carrier's link in it.
-    f.enqueue(t(
-        "rainstorm:R1",
-        1,
-        Hazard::Rainstorm,
-        Tier::Yellow,
-        MessageKind::Alert,
-        true,
-        &[1],
-    ));
-    let claimed = f.claim(10);
-    let one = claimed.iter().find(|c| c.person == "P00001").unwrap();
-    assert_eq!(one.merged.len(), 1);
-    let carrier = f
-        .store
-        .read_blocking({
-            let id = one.id;
-            move |c| stormbell::dispatch::link::of_message(c, id)
-        })
-        .unwrap()
-        .unwrap();
-    assert!(
-        one.text
-            .contains(&format!("https://fx.example.cn/r/{}", carrier.token)),
-        "{}",
-        one.text
-    );
 }
 
-#[test]
-fn a_text_with_no_receipt_by_the_deadline_is_sent_no_receipt_until_a_late_one_comes() {
-    let mut f = Fixture::new();
-    f.policy.accounts.insert(
-        "main".into(),
-        outbox::AccountRules {
-            ids: outbox::ReceiptIds::Exact,
-            receipt_deadline: SignedDuration::from_mins(30),
-        },
-    );
-    f.enqueue(t(
-        "flash_flood:F",
-        1,
-        Hazard::FlashFlood,
-        Tier::Red,
-        MessageKind::Alert,
-        true,
-        &[1, 2],
-    ));
-    let c = f.claim(10);
-    f.accept(&c);
-    let settle = |f: &Fixture| {
-        let (p, now) = (f.policy.clone(), f.now);
+on_both! {
+    fn a_text_with_no_receipt_by_the_deadline_is_sent_no_receipt_until_a_late_one_comes(backend) {
+        let mut f = Fixture::on(backend);
+        f.policy.accounts.insert(
+            "main".into(),
+            outbox::AccountRules {
+                ids: outbox::ReceiptIds::Exact,
+                receipt_deadline: SignedDuration::from_mins(30),
+            },
+        );
+        f.enqueue(t(
+            "flash_flood:F",
+            1,
+            Hazard::FlashFlood,
+            Tier::Red,
+            MessageKind::Alert,
+            true,
+            &[1, 2],
+        ));
+        let c = f.claim(10);
+        f.accept(&c);
+        let settle = |f: &Fixture| {
+            let (p, now) = (f.policy.clone(), f.now);
+            f.store
+                .write_blocking(move |tx| outbox::settle_unreceipted(tx, "sms", now, &p))
+                .unwrap()
+        };
+        // Before the deadline: still waiting.
+        f.now += SignedDuration::from_mins(29);
+        settle(&f);
+        assert!(f.states().iter().all(|s| s.2 == "accepted"));
+        // After it: final, "sent, no receipt" — never delivered.
+        f.now += SignedDuration::from_mins(2);
+        settle(&f);
+        assert!(f.states().iter().all(|s| s.2 == "delivery_unknown"));
+        // Nothing is claimed again (it was sent).
+        assert!(f.claim(10).is_empty());
+        // A receipt that comes later still tells the truth.
+        let (id, now) = (format!("X{}", c[0].id), f.now);
+        let matched = f
+            .store
+            .write_blocking(move |tx| outbox::receipt(tx, "main", &id, "DELIVRD", true, false, now))
+            .unwrap();
+        assert!(matched);
+        let s = f.states();
+        assert_eq!(s[0].2, "delivered");
+        assert_eq!(s[1].2, "delivery_unknown");
+    }
+}
+
+on_both! {
+    fn a_text_stopped_between_its_parts_goes_on_from_the_first_part_not_accepted(backend) {
+        let mut f = Fixture::on(backend);
+        f.enqueue(t(
+            "flash_flood:F",
+            1,
+            Hazard::FlashFlood,
+            Tier::Red,
+            MessageKind::Alert,
+            true,
+            &[1],
+        ));
+        // Another warning for the same person, queued while the first is out: it rides along.
+        f.enqueue(t(
+            "geo_hazard:G",
+            1,
+            Hazard::GeoHazard,
+            Tier::Orange,
+            MessageKind::Alert,
+            true,
+            &[1],
+        ));
+        let c = f.claim(10);
+        assert_eq!(c.len(), 1);
+        assert_eq!(c[0].accepted_parts, 0);
+        let text = c[0].text.clone();
+        // Part 1 of 2 accepted, then the link dropped before part 2.
+        f.record(vec![(
+            c[0].id,
+            Outcome::Retry {
+                account: Some("main".into()),
+                reason: "the bind closed before sending part 2/2".into(),
+                after: SignedDuration::ZERO,
+                uncertain: false,
+                counts: false,
+                parts: vec![(1, 2, "P1".into())],
+            },
+        )]);
+        // A newer version of its warning does not replace a text whose first part is on the
+        // phone (the phone would keep a part that never becomes a text): it is finished.
+        let e = f.enqueue(t(
+            "flash_flood:F",
+            2,
+            Hazard::FlashFlood,
+            Tier::Red,
+            MessageKind::Update,
+            true,
+            &[1],
+        ));
+        assert_eq!(e.superseded, 0);
+        // A third warning queued meanwhile must not change the text whose first part is out.
+        f.enqueue(t(
+            "typhoon:T",
+            1,
+            Hazard::Typhoon,
+            Tier::Yellow,
+            MessageKind::Alert,
+            true,
+            &[1],
+        ));
+        let again = f.claim(10);
+        let resumed = again.iter().find(|m| m.id == c[0].id).expect("resumed");
+        assert_eq!(resumed.accepted_parts, 1);
+        assert_eq!(
+            resumed.text, text,
+            "the same text, so the parts fit together"
+        );
+        assert_eq!(
+            resumed.merged, c[0].merged,
+            "what rode along still rides along"
+        );
+        f.record(vec![(
+            resumed.id,
+            Outcome::Accepted {
+                account: "main".into(),
+                parts: vec![(2, 2, "P2".into())],
+                uncertain: false,
+            },
+        )]);
+        let parts: Vec<(i64, String)> = f
+            .store
+            .read_blocking(|c| {
+                let mut st = c.prepare("SELECT part, smsc_id FROM dispatch_part ORDER BY part")?;
+                let r = st.query_map((), |r| Ok((r.get(0)?, r.get(1)?)))?;
+                Ok(r.collect::<Result<Vec<_>, _>>()?)
+            })
+            .unwrap();
+        assert_eq!(parts, vec![(1, "P1".into()), (2, "P2".into())]);
+        // Both parts' receipts make it delivered.
+        let now = f.now;
         f.store
-            .write_blocking(move |tx| outbox::settle_unreceipted(tx, "sms", now, &p))
-            .unwrap()
-    };
-    // Before the deadline: still waiting.
-    f.now += SignedDuration::from_mins(29);
-    settle(&f);
-    assert!(f.states().iter().all(|s| s.2 == "accepted"));
-    // After it: final, "sent, no receipt" — never delivered.
-    f.now += SignedDuration::from_mins(2);
-    settle(&f);
-    assert!(f.states().iter().all(|s| s.2 == "delivery_unknown"));
-    // Nothing is claimed again (it was sent).
-    assert!(f.claim(10).is_empty());
-    // A receipt that comes later still tells the truth.
-    let (id, now) = (format!("X{}", c[0].id), f.now);
-    let matched = f
-        .store
-        .write_blocking(move |tx| outbox::receipt(tx, "main", &id, "DELIVRD", true, false, now))
-        .unwrap();
-    assert!(matched);
-    let s = f.states();
-    assert_eq!(s[0].2, "delivered");
-    assert_eq!(s[1].2, "delivery_unknown");
-}
-
-#[test]
-fn a_text_stopped_between_its_parts_goes_on_from_the_first_part_not_accepted() {
-    let mut f = Fixture::new();
-    f.enqueue(t(
-        "flash_flood:F",
-        1,
-        Hazard::FlashFlood,
-        Tier::Red,
-        MessageKind::Alert,
-        true,
-        &[1],
-    ));
-    // Another warning for the same person, queued while the first is out: it rides along.
-    f.enqueue(t(
-        "geo_hazard:G",
-        1,
-        Hazard::GeoHazard,
-        Tier::Orange,
-        MessageKind::Alert,
-        true,
-        &[1],
-    ));
-    let c = f.claim(10);
-    assert_eq!(c.len(), 1);
-    assert_eq!(c[0].accepted_parts, 0);
-    let text = c[0].text.clone();
-    // Part 1 of 2 accepted, then the link dropped before part 2.
-    f.record(vec![(
-        c[0].id,
-        Outcome::Retry {
-            account: Some("main".into()),
-            reason: "the bind closed before sending part 2/2".into(),
-            after: SignedDuration::ZERO,
-            uncertain: false,
-            counts: false,
-            parts: vec![(1, 2, "P1".into())],
-        },
-    )]);
-    // A newer version of its warning does not replace a text whose first part is on the
-    // phone (the phone would keep a part that never becomes a text): it is finished.
-    let e = f.enqueue(t(
-        "flash_flood:F",
-        2,
-        Hazard::FlashFlood,
-        Tier::Red,
-        MessageKind::Update,
-        true,
-        &[1],
-    ));
-    assert_eq!(e.superseded, 0);
-    // A third warning queued meanwhile must not change the text whose first part is out.
-    f.enqueue(t(
-        "typhoon:T",
-        1,
-        Hazard::Typhoon,
-        Tier::Yellow,
-        MessageKind::Alert,
-        true,
-        &[1],
-    ));
-    let again = f.claim(10);
-    let resumed = again.iter().find(|m| m.id == c[0].id).expect("resumed");
-    assert_eq!(resumed.accepted_parts, 1);
-    assert_eq!(
-        resumed.text, text,
-        "the same text, so the parts fit together"
-    );
-    assert_eq!(
-        resumed.merged, c[0].merged,
-        "what rode along still rides along"
-    );
-    f.record(vec![(
-        resumed.id,
-        Outcome::Accepted {
-            account: "main".into(),
-            parts: vec![(2, 2, "P2".into())],
-            uncertain: false,
-        },
-    )]);
-    let parts: Vec<(i64, String)> = f
-        .store
-        .read_blocking(|c| {
-            let mut st = c.prepare("SELECT part, smsc_id FROM dispatch_part ORDER BY part")?;
-            let r = st.query_map((), |r| Ok((r.get(0)?, r.get(1)?)))?;
-            Ok(r.collect::<Result<Vec<_>, _>>()?)
-        })
-        .unwrap();
-    assert_eq!(parts, vec![(1, "P1".into()), (2, "P2".into())]);
-    // Both parts' receipts make it delivered.
-    let now = f.now;
-    f.store
-        .write_blocking(move |tx| {
-            outbox::receipt(tx, "main", "P1", "DELIVRD", true, false, now)?;
-            outbox::receipt(tx, "main", "P2", "DELIVRD", true, false, now)
-        })
-        .unwrap();
-    let s = f.states();
-    assert_eq!(
-        s.iter().find(|r| r.0 == "flash_flood:F").unwrap().2,
-        "delivered"
-    );
+            .write_blocking(move |tx| {
+                outbox::receipt(tx, "main", "P1", "DELIVRD", true, false, now)?;
+                outbox::receipt(tx, "main", "P2", "DELIVRD", true, false, now)
+            })
+            .unwrap();
+        let s = f.states();
+        assert_eq!(
+            s.iter().find(|r| r.0 == "flash_flood:F").unwrap().2,
+            "delivered"
+        );
+    }
 }
 
 // Several nodes on one PostgreSQL claim from one outbox (SQLite: two handles on one file, its
