@@ -8,6 +8,8 @@ use std::process::Command;
 use stormbell::registry::{self, Encoding, ImportError, Level, Registry, SiteKind, db, health};
 use stormbell::store::Store;
 
+use crate::common::backend::{Backend, Place, on_both};
+
 fn fixture() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/county")
 }
@@ -339,51 +341,66 @@ fn a_refused_import_leaves_the_database_byte_for_byte_unchanged() {
     );
 }
 
-#[test]
-fn a_failure_while_writing_rolls_the_whole_import_back() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("s.db");
-    let store = Store::open(&db).unwrap();
-    import(&store, &fixture(), "2026-03-01");
-    let snapshot = |store: &Store| {
-        store
-            .read_blocking(|c| {
-                let q = |sql: &str| c.query_row(sql, (), |r| r.get::<_, i64>(0));
-                Ok((
-                    q("SELECT count(*) FROM reg_import")?,
-                    q("SELECT count(*) FROM reg_record")?,
-                    q("SELECT count(*) FROM reg_record WHERE valid_to IS NOT NULL")?,
-                    q("SELECT count(*) FROM audit")?,
-                ))
-            })
-            .unwrap()
-    };
-    let before = snapshot(&store);
-    // The disk "fills" halfway through writing duties.
-    let raw = rusqlite::Connection::open(&db).unwrap();
-    raw.execute_batch(
-        "CREATE TRIGGER fail_midway BEFORE INSERT ON reg_record WHEN NEW.kind = 'duty'
-         BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END;",
-    )
-    .unwrap();
-    let d = copy_fixture(dir.path());
-    edit(&d.join("duties.csv"), |t| {
-        t.replacen("监测员\n", "监测员（兼）\n", 1)
-    });
-    edit(&d.join("villages.csv"), |t| t.replacen(",350,", ",351,", 1));
-    let prepared = registry::prepare_import(&d, Encoding::Auto, &|_| {}).unwrap();
-    let err = prepared
-        .commit(&store, "test", at("2026-07-01"))
-        .unwrap_err();
-    assert!(err.to_string().contains("disk is full"), "{err}");
-    assert_eq!(snapshot(&store), before, "a failed import left traces");
-    raw.execute_batch("DROP TRIGGER fail_midway").unwrap();
+on_both! {
+    fn a_failure_while_writing_rolls_the_whole_import_back(backend) {
+        let dir = tempfile::tempdir().unwrap();
+        let place = Place::new(backend);
+        let store = place.open();
+        import(&store, &fixture(), "2026-03-01");
+        let snapshot = |store: &Store| {
+            store
+                .read_blocking(|c| {
+                    let q = |sql: &str| c.query_row(sql, (), |r| r.get::<_, i64>(0));
+                    Ok((
+                        q("SELECT count(*) FROM reg_import")?,
+                        q("SELECT count(*) FROM reg_record")?,
+                        q("SELECT count(*) FROM reg_record WHERE valid_to IS NOT NULL")?,
+                        q("SELECT count(*) FROM audit")?,
+                    ))
+                })
+                .unwrap()
+        };
+        let before = snapshot(&store);
+        // The disk "fills" halfway through writing duties.
+        place
+            .raw(
+                "CREATE TRIGGER fail_midway BEFORE INSERT ON reg_record WHEN NEW.kind = 'duty'
+                 BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END;",
+                "CREATE FUNCTION fail_midway() RETURNS trigger LANGUAGE plpgsql AS
+                   $$ BEGIN RAISE EXCEPTION 'could not extend file: No space left on device (disk is full)'; END $$;
+                 CREATE TRIGGER fail_midway BEFORE INSERT ON reg_record FOR EACH ROW
+                   WHEN (NEW.kind = 'duty') EXECUTE FUNCTION fail_midway();",
+                &[],
+            )
+            .unwrap();
+        let d = copy_fixture(dir.path());
+        edit(&d.join("duties.csv"), |t| {
+            t.replacen("监测员\n", "监测员（兼）\n", 1)
+        });
+        edit(&d.join("villages.csv"), |t| t.replacen(",350,", ",351,", 1));
+        let prepared = registry::prepare_import(&d, Encoding::Auto, &|_| {}).unwrap();
+        let err = prepared
+            .commit(&store, "test", at("2026-07-01"))
+            .unwrap_err();
+        assert!(err.to_string().contains("disk is full"), "{err}");
+        assert_eq!(snapshot(&store), before, "a failed import left traces");
+    }
 }
 
 #[test]
 fn a_reimport_shows_the_new_village_head_and_keeps_who_answered_before() {
+    reimport_on(Backend::Sqlite)
+}
+
+#[test]
+fn a_reimport_shows_the_new_village_head_and_keeps_who_answered_before_on_postgresql() {
+    reimport_on(Backend::Postgres)
+}
+
+fn reimport_on(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path().join("s.db")).unwrap();
+    let place = Place::new(backend);
+    let store = place.open();
     let first = import(&store, &fixture(), "2026-03-01");
     assert_eq!(first.previous, None);
 
