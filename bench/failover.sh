@@ -22,22 +22,9 @@ cargo build --release --quiet
 bin=target/release/stormbell
 # (stormbell reads STORMBELL_* from its environment as configuration: not loadwatch's mark.)
 sb() { env -u STORMBELL_LOADWATCH "$bin" "$@"; }  # (run in the background with env directly: $! must be the node)
-pgbin=$(ls -d /usr/lib/postgresql/*/bin | sort | tail -1)
-
-log=$(mktemp -d)
-pids=()
-as_pg() { if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
-stop() {
-  [ ${#pids[@]} -gt 0 ] && kill -9 "${pids[@]}" 2>/dev/null
-  as_pg "$pgbin/pg_ctl" -D "$log/pg" -m immediate -w stop >/dev/null 2>&1 || true
-  rm -rf "$log"
-}
-trap stop EXIT
-[ "$(id -u)" -eq 0 ] && chown postgres "$log"
-as_pg "$pgbin/initdb" -A trust -U postgres -E UTF8 --locale=C -D "$log/pg" >/dev/null
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-as_pg "$pgbin/pg_ctl" -D "$log/pg" -l "$log/pg.log" -w \
-  -o "-c listen_addresses=127.0.0.1 -p $port -k $log" start >/dev/null
+# shellcheck source=bench/pg_lib.sh
+. bench/pg_lib.sh
+start_pg
 # The rain feed: a folder served over loopback HTTP.
 mkdir -p "$log/www"
 http=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
@@ -59,9 +46,7 @@ waitfor() { # file, text, seconds
 for i in $(seq "$runs"); do
   run="$log/run$i"
   mkdir -p "$run"
-  db="r$i$(date +%s%N)"
-  psql -q -h 127.0.0.1 -p "$port" -U postgres -c "CREATE DATABASE $db" >/dev/null
-  url="postgres://postgres@127.0.0.1:$port/$db"
+  url=$(fresh)
   sb --db "$url" registry import fixtures/county >/dev/null
   echo "$header" >"$log/www/rain.csv"
   start_smsc "$run"

@@ -22,27 +22,9 @@ rounds="${2:-3}"
 [ -d tests/smsc/node_modules/smpp ] || npm ci --prefix tests/smsc --no-audit --no-fund --loglevel=error
 cargo build --release --quiet --example sms_throughput
 bin=target/release/examples/sms_throughput
-pgbin=$(ls -d /usr/lib/postgresql/*/bin | sort | tail -1)
-
-log=$(mktemp -d)
-pids=()
-as_pg() { if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
-stop() {
-  [ ${#pids[@]} -gt 0 ] && kill "${pids[@]}" 2>/dev/null
-  as_pg "$pgbin/pg_ctl" -D "$log/pg" -m immediate -w stop >/dev/null 2>&1 || true
-  rm -rf "$log"
-}
-trap stop EXIT
-[ "$(id -u)" -eq 0 ] && chown postgres "$log"
-as_pg "$pgbin/initdb" -A trust -U postgres -E UTF8 --locale=C -D "$log/pg" >/dev/null
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-as_pg "$pgbin/pg_ctl" -D "$log/pg" -l "$log/pg.log" -w \
-  -o "-c listen_addresses=127.0.0.1 -p $port -k $log" start >/dev/null
-fresh() { # a new empty database; its URL (called in $(…): no counter survives it)
-  local name="b$(date +%s%N)"
-  psql -q -h 127.0.0.1 -p "$port" -U postgres -c "CREATE DATABASE $name" >/dev/null
-  echo "postgres://postgres@127.0.0.1:$port/$name"
-}
+# shellcheck source=bench/pg_lib.sh
+. bench/pg_lib.sh
+start_pg
 # shellcheck source=bench/checkin_lib.sh
 . bench/checkin_lib.sh
 measure() { # name, binds per node, extra args…

@@ -874,7 +874,13 @@ pub async fn serve(
     let retention = pipeline.settings.retention;
     let grace = pipeline.settings.policy.reconcile_grace;
     let pipeline = match &lease {
-        Some(_) => pipeline.standing_by(),
+        Some(l) => {
+            let node = l.settings.node.clone();
+            store
+                .write(move |tx| Ok(crate::store::lease::announce(tx, &node)?))
+                .await?;
+            pipeline.standing_by()
+        }
         None => pipeline,
     };
     let mut running = pipeline.start().await?;

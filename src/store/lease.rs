@@ -109,6 +109,21 @@ pub fn nodes(c: &super::sql::Conn<'_>) -> super::sql::Result<Vec<NodeState>> {
     .collect()
 }
 
+/// Say that node `node` is alive, standing by, before it starts anything that claims rows: a
+/// node restarted under its old name is otherwise still `stopped` to the leader, which would
+/// take back what it has only just claimed. (Its lease thread keeps the heartbeat after.)
+pub fn announce(tx: &super::sql::Tx<'_>, node: &str) -> super::sql::Result<()> {
+    if !tx.is_postgres() {
+        return Ok(());
+    }
+    tx.execute(
+        "INSERT INTO stormbell_node (node, role, epoch, seen) VALUES (?1, 'standby', NULL, now())
+         ON CONFLICT (node) DO UPDATE SET role = 'standby', epoch = NULL, seen = now()",
+        [node],
+    )?;
+    Ok(())
+}
+
 /// The nodes other than `except` that are gone: stopped, or not heard of for `silent_for`
 /// (a node's heartbeat comes every third of its lease, leader or standby). The leader takes
 /// back the rows such a node left mid-send. Empty on SQLite.

@@ -831,6 +831,11 @@ fn the_nodes_gone_are_the_stopped_and_the_silent() {
     assert_eq!(gone("a", 9), ["b", "c"]);
     assert_eq!(gone("a", 3), ["b", "c", "d"]);
     assert_eq!(gone("b", 30), ["c"]);
+    // c starts again under its name: it says so before it claims anything, and is not gone.
+    store
+        .write_blocking(|tx| Ok(stormbell::store::lease::announce(tx, "c")?))
+        .unwrap();
+    assert_eq!(gone("a", 9), ["b"]);
     // On SQLite, one machine: nobody else.
     let lite = Place::new(Backend::Sqlite);
     let none = lite
