@@ -163,16 +163,13 @@ fn begin(
             Err("the connection is closed".to_string())
         } else {
             // The store's one write lock, in the same round trip (see `sql::WRITE_LOCK`).
-            let mut pg = cell.borrow_mut();
-            let begun = pg
+            cell.borrow_mut()
                 .client
                 .batch_execute(&format!(
                     "BEGIN; SELECT pg_advisory_xact_lock({})",
                     sql::write_lock_key()
                 ))
-                .map_err(|e| sql::Error::from(e).to_string());
-            pg.holds_write_lock = begun.is_ok();
-            begun
+                .map_err(|e| sql::Error::from(e).to_string())
         };
         let Err(why) = begun else {
             if said {
@@ -264,7 +261,15 @@ impl super::Batch for Pg<'_> {
         false
     }
     fn commit(self) -> Result<(), String> {
-        self.step("COMMIT")
+        // PostgreSQL answers COMMIT in a transaction an error has aborted by rolling it back,
+        // without an error: a job that swallowed a statement's error would be told its writes
+        // were kept. A statement first, in the same round trip, fails in an aborted
+        // transaction; then it is rolled back and the failure said.
+        let done = self.step("SELECT 1; COMMIT");
+        if done.is_err() {
+            let _ = self.step("ROLLBACK");
+        }
+        done
     }
     fn rollback(self) {
         let _ = self.step("ROLLBACK");

@@ -387,6 +387,40 @@ on_both! {
     }
 }
 
+on_both! {
+    fn a_write_is_never_reported_kept_when_the_database_threw_it_away(backend) {
+        // A job appends, then runs a statement that fails and carries on without the error.
+        // SQLite keeps the rest of the transaction, and the append stands. PostgreSQL aborts
+        // the whole transaction and answers COMMIT by rolling back, without an error: the
+        // write must then be reported failed, never kept when it was not.
+        let place = Place::new(backend);
+        let store = place.open();
+        let e = entry(1);
+        let written = store.write_blocking(move |tx| {
+            audit::append(tx, &e)?;
+            let _ = tx.execute("INSERT INTO no_such_table (x) VALUES (1)", ());
+            Ok(())
+        });
+        let kept = store
+            .read_blocking(|c| Ok(c.query_row("SELECT count(*) FROM audit", (), |r| r.get::<_, i64>(0))?))
+            .unwrap();
+        match backend {
+            Backend::Sqlite => {
+                assert!(written.is_ok(), "{written:?}");
+                assert_eq!(kept, 1);
+            }
+            Backend::Postgres => {
+                let err = written.unwrap_err().to_string();
+                assert!(err.contains("aborted"), "{err}");
+                assert_eq!(kept, 0);
+            }
+        }
+        // The connection is whole again: the next write is kept.
+        let e = entry(2);
+        store.write_blocking(move |tx| Ok(audit::append(tx, &e)?)).unwrap();
+    }
+}
+
 #[test]
 fn close_waits_until_the_file_holds_everything() {
     let dir = tempfile::tempdir().unwrap();
