@@ -193,11 +193,11 @@ pub fn append(tx: &Tx<'_>, entry: &Entry) -> crate::store::sql::Result<Record> {
     let detail = serde_json::to_string(&entry.detail).unwrap_or_else(|_| "null".into());
     // What is hashed is what is stored, on either engine: a NUL (which PostgreSQL's text
     // cannot hold) is kept as U+FFFD in both.
-    let clean = |s: &str| s.replace('\0', "\u{FFFD}");
+    use crate::store::sql::storable;
     let (actor, kind, subject) = (
-        clean(&entry.actor),
-        clean(&entry.kind),
-        clean(&entry.subject),
+        storable(&entry.actor),
+        storable(&entry.kind),
+        storable(&entry.subject),
     );
     let hash = row_hash(&prev_hash, seq, &at, &actor, &kind, &subject, &detail);
     tx.prepare_cached(
@@ -210,9 +210,9 @@ pub fn append(tx: &Tx<'_>, entry: &Entry) -> crate::store::sql::Result<Record> {
     Ok(Record {
         seq,
         at,
-        actor,
-        kind,
-        subject,
+        actor: actor.into_owned(),
+        kind: kind.into_owned(),
+        subject: subject.into_owned(),
         detail,
         prev_hash,
         hash,

@@ -215,8 +215,6 @@ impl Row<'_> {
 pub(crate) struct Pg {
     pub(crate) client: postgres::Client,
     prepared: HashMap<String, postgres::Statement>,
-    /// Whether this connection's transaction holds the store's write lock ([`WRITE_LOCK`]).
-    pub(crate) holds_write_lock: bool,
 }
 
 /// The one advisory lock every write batch on PostgreSQL takes first, held to its commit: the
@@ -237,7 +235,6 @@ impl Pg {
         Pg {
             client,
             prepared: HashMap::new(),
-            holds_write_lock: false,
         }
     }
 
@@ -397,25 +394,13 @@ impl<'a> Conn<'a> {
 
     /// Hold `name`'s lock until this transaction ends: what keeps a sequence that must stay
     /// one line (the audit chain's next number and hash, ids read behind a cursor) one line
-    /// when several nodes write. On SQLite the one writer holds the whole database already; on
-    /// PostgreSQL every write batch holds the store's one write lock ([`WRITE_LOCK`]) from its
-    /// start, which is what this takes (one lock for every name: two locks taken in opposite
-    /// orders by two nodes would deadlock).
+    /// when several nodes write. Said where it is needed, and already held on both engines:
+    /// SQLite's one writer holds the whole database, and every write batch on PostgreSQL
+    /// holds the store's one write lock ([`WRITE_LOCK`]) from its BEGIN (one lock for every
+    /// name: two locks taken in opposite orders by two nodes would deadlock).
     pub fn serialise(&self, name: &str) -> Result<()> {
         let _ = name;
-        match self.0 {
-            Inner::Lite(_) => Ok(()),
-            Inner::Pg(pg) if pg.borrow().holds_write_lock => Ok(()),
-            Inner::Pg(pg) => {
-                self.query_row(
-                    "SELECT pg_advisory_xact_lock(?1)::text",
-                    [write_lock_key()],
-                    |_| Ok(()),
-                )?;
-                pg.borrow_mut().holds_write_lock = true;
-                Ok(())
-            }
-        }
+        Ok(())
     }
 
     /// Rows this connection has changed so far (compare two readings to learn whether the
@@ -621,14 +606,10 @@ impl PgToSql for Flexible {
             // stored rather than the whole write refused (and retried for ever). The same for
             // NUL escaped in a JSON document (`\u0000`), which PostgreSQL's JSON functions
             // refuse, failing every query that reads a key of the table's documents.
-            if s.contains('\0') || s.contains("\\u0000") {
-                out.put_slice(
-                    s.replace('\0', "\u{FFFD}")
-                        .replace("\\u0000", "\\ufffd")
-                        .as_bytes(),
-                );
+            if s.contains("\\u0000") {
+                out.put_slice(storable(s).replace("\\u0000", "\\ufffd").as_bytes());
             } else {
-                out.put_slice(s.as_bytes());
+                out.put_slice(storable(s).as_bytes());
             }
             Ok(IsNull::No)
         };
@@ -811,6 +792,16 @@ fn pg_value(row: &postgres::Row, i: usize, column: &postgres::Column) -> Result<
         });
     };
     Ok(v.unwrap_or(Value::Null))
+}
+
+/// Text as the store keeps it on either engine: a NUL, which PostgreSQL's text cannot hold,
+/// as U+FFFD (what the audit chain hashes is what is stored).
+pub(crate) fn storable(s: &str) -> std::borrow::Cow<'_, str> {
+    if s.contains('\0') {
+        std::borrow::Cow::Owned(s.replace('\0', "\u{FFFD}"))
+    } else {
+        std::borrow::Cow::Borrowed(s)
+    }
 }
 
 /// A fixed 64-bit advisory-lock key from a lock's name (FNV-1a): the same on every node.

@@ -233,31 +233,23 @@ pub fn reconcile(
     grace: SignedDuration,
 ) -> anyhow::Result<usize> {
     let (until, at) = (stamp(now.checked_add(grace).unwrap_or(now)), stamp(now));
-    let n = match scope {
-        Scope::Every => tx
-            .prepare_cached(
-                "UPDATE dispatch_message SET state = 'reconciling', not_before = ?1, updated = ?2,
-                        last_error = 'stormbell stopped while sending: waiting for a receipt'
-                 WHERE state = 'submitting'",
-            )?
-            .execute(params![until, at])?,
-        Scope::Claimant(c) => tx
-            .prepare_cached(
-                "UPDATE dispatch_message SET state = 'reconciling', not_before = ?1, updated = ?2,
-                        last_error = 'stormbell stopped while sending: waiting for a receipt'
-                 WHERE state = 'submitting' AND claimed_by = ?3",
-            )?
-            .execute(params![until, at, c])?,
-        // The suffix compared as it is (a node's name may hold LIKE's wildcards).
-        Scope::Node(node) => tx
-            .prepare_cached(
-                "UPDATE dispatch_message SET state = 'reconciling', not_before = ?1, updated = ?2,
-                        last_error = 'stormbell stopped while sending: waiting for a receipt'
-                 WHERE state = 'submitting'
-                   AND substr(claimed_by, length(claimed_by) - length(CAST(?3 AS TEXT)) + 1) = ?3",
-            )?
-            .execute(params![until, at, format!("@{node}")])?,
+    // One claimant exactly, or every claimant ending in `@node` (compared as it is: a node's
+    // name may hold LIKE's wildcards), or, with neither, every row.
+    let (claimant, suffix) = match scope {
+        Scope::Every => (None, None),
+        Scope::Claimant(c) => (Some(c.clone()), None),
+        Scope::Node(node) => (None, Some(format!("@{node}"))),
     };
+    let n = tx
+        .prepare_cached(
+            "UPDATE dispatch_message SET state = 'reconciling', not_before = ?1, updated = ?2,
+                    last_error = 'stormbell stopped while sending: waiting for a receipt'
+             WHERE state = 'submitting'
+               AND ((CAST(?3 AS TEXT) IS NULL AND CAST(?4 AS TEXT) IS NULL)
+                    OR claimed_by = ?3
+                    OR substr(claimed_by, length(claimed_by) - length(CAST(?4 AS TEXT)) + 1) = ?4)",
+        )?
+        .execute(params![until, at, claimant, suffix])?;
     Ok(n)
 }
 
