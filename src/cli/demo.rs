@@ -213,6 +213,7 @@ fn demo(args: DemoArgs, cfg: &Config) -> anyhow::Result<()> {
             &store,
             speed,
             Some(clock),
+            None,
             stop_rx.clone(),
         )
         .await;

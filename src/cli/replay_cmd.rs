@@ -87,6 +87,15 @@ fn replay(
         None => stormbell::store::Location::Sqlite(out.join("drill.db")),
     };
     let store = db.open()?;
+    // On PostgreSQL several nodes may replay the same drill as a hot standby: the one holding
+    // the leader lease runs it, the others wait and resume it if that node dies.
+    let lease = match &db {
+        stormbell::store::Location::Postgres(url) => Some(stormbell::daemon::Lease {
+            url: url.clone(),
+            settings: cfg.store.lease(),
+        }),
+        stormbell::store::Location::Sqlite(_) => None,
+    };
     let settings = cfg.pipeline()?;
     let tz = settings.tz.clone();
     let local = |t: jiff::Timestamp| t.to_zoned(tz.clone()).strftime("%m-%d %H:%M").to_string();
@@ -98,6 +107,13 @@ fn replay(
         drill.registry.display(),
         db
     );
+    if let Some(l) = &lease {
+        println!(
+            "  node {}: runs the drill while it holds the leader lease ({} s), stands by otherwise",
+            l.settings.node,
+            l.settings.ttl.as_secs()
+        );
+    }
     let rt = match speed {
         // One thread: the simulated clock decides the order of everything.
         Speed::Max => tokio::runtime::Builder::new_current_thread()
@@ -113,8 +129,23 @@ fn replay(
                 stop_tx.fire();
             }
         });
-        run_watched(&settings, drill, &store, speed, None, stop_rx).await
+        run_watched(
+            &settings,
+            drill,
+            &store,
+            speed,
+            None,
+            lease.as_ref(),
+            stop_rx,
+        )
+        .await
     })?;
+    let ran = match ran {
+        drill::Led::Ran(ran) => ran,
+        drill::Led::SteppedDown(why) => {
+            anyhow::bail!("{why}: this node stepped down; the node leading now goes on")
+        }
+    };
     if ran.already_finished {
         println!("  this database has finished the drill already; writing its outputs again");
     } else {
@@ -166,14 +197,16 @@ fn replay(
 
 /// Run the drill with this terminal watching: a progress bar (on a terminal) and a line per
 /// warning as it is issued. `clock`: the one a web server shows drill time by (the demo).
+/// Under a `lease` (a database several nodes share), only while this node leads.
 pub(super) async fn run_watched(
     settings: &stormbell::daemon::Settings,
     drill: &Drill,
     store: &Store,
     speed: Speed,
     clock: Option<stormbell::runtime::SimClock>,
+    lease: Option<&stormbell::daemon::Lease>,
     stop: stormbell::runtime::Shutdown,
-) -> anyhow::Result<drill::Ran> {
+) -> anyhow::Result<drill::Led> {
     let tz = settings.tz.clone();
     let (wtx, mut wrx) = tokio::sync::mpsc::unbounded_channel();
     let (ptx, prx) = tokio::sync::watch::channel(drill.scenario.start);
@@ -193,7 +226,12 @@ pub(super) async fn run_watched(
         progress: Some(ptx),
         clock,
     };
-    let ran = drill::run(settings, drill, store, speed, events, stop).await;
+    let ran = match lease {
+        Some(l) => drill::run_under(l, settings, drill, store, speed, events, stop).await,
+        None => drill::run(settings, drill, store, speed, events, stop)
+            .await
+            .map(drill::Led::Ran),
+    };
     let _ = printer.await;
     progress.abort();
     ran

@@ -425,6 +425,74 @@ pub async fn run(
     })
 }
 
+/// How a drill run under the leader lease ended ([`run_under`]).
+#[derive(Debug)]
+pub enum Led {
+    /// This node ran the drill (or found it finished) and gave the lease up after.
+    Ran(Ran),
+    /// This node lost the lease mid-drill and stepped down: nothing it did after reached the
+    /// database; the node that took the lease goes on from where the drill stands.
+    SteppedDown(String),
+}
+
+/// Run the drill as one of several nodes sharing a PostgreSQL database, as a county drills its
+/// hot standby (双机热备): stand by until this node holds the leader lease, then run the drill —
+/// or resume it, if a leader that died left it part way ([`run`] continues from the last
+/// completed minute and sends again, counted, what was mid-send) — with every write fenced by
+/// the lease. A node that loses the lease stops at once ([`Led::SteppedDown`]); one that
+/// finishes gives the lease up, so a standby still waiting takes it, finds the drill finished
+/// and writes its outputs too. `stop` ends the wait, or the drill after its current minute.
+///
+/// The simulated clock is not shared: the node that takes over starts its own at the minute
+/// the drill had reached, as a restarted replay does.
+pub async fn run_under(
+    lease: &crate::daemon::Lease,
+    base: &Settings,
+    drill: &Drill,
+    store: &Store,
+    speed: Speed,
+    events: Events,
+    mut stop: Shutdown,
+) -> anyhow::Result<Led> {
+    let node = lease.settings.node.clone();
+    let leadership = tokio::select! {
+        l = crate::store::lease::acquire(&lease.url, &lease.settings) => l?,
+        _ = stop.recv() => anyhow::bail!("stopped while standing by for the leader lease"),
+    };
+    store.fence(&node, leadership.epoch);
+    let entry = audit::Entry::utc(
+        Timestamp::now(),
+        "system",
+        "drill.leading",
+        drill.scenario.name.clone(),
+        serde_json::json!({ "node": node, "epoch": leadership.epoch }),
+    );
+    store
+        .write(move |tx| Ok(audit::append(tx, &entry)?))
+        .await?;
+    let (halt, halted) = crate::runtime::Trigger::new();
+    let running = run(base, drill, store, speed, events, halted);
+    tokio::pin!(running);
+    let ran = tokio::select! {
+        ran = &mut running => ran,
+        why = leadership.lost() => {
+            // Nothing more of this node reaches the database: another node leads.
+            store.revoke();
+            halt.fire();
+            tracing::error!("{why}; this node steps down from the drill");
+            let _ = running.await;
+            return Ok(Led::SteppedDown(why));
+        }
+        _ = stop.recv() => {
+            halt.fire();
+            running.await
+        }
+    };
+    // The lease is given up here (dropped), once the drill's last write is in.
+    drop(leadership);
+    ran.map(Led::Ran)
+}
+
 /// The simulated world's task: at 30 s past every simulated minute, the people act, the
 /// respond stage reads their answers and climbs its ladder, and the network delivers; all in
 /// one transaction with the drill's progress.

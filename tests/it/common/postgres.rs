@@ -96,6 +96,12 @@ impl Postgres {
         format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
     }
 
+    /// The server's write-ahead log folder: every commit writes a file in it, so a test waiting
+    /// for a state another process commits watches it ([`super::wait_until`]).
+    pub fn wal(&self) -> PathBuf {
+        self.dir.path().join("data/pg_wal")
+    }
+
     /// Run SQL with psql, failing the test on error.
     pub fn sql(&self, sql: &str) {
         let out = Command::new("psql")
