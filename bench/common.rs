@@ -34,6 +34,29 @@ pub fn county_store(dir: &Path) -> anyhow::Result<(Store, Arc<Registry>)> {
     Ok((store, reg))
 }
 
+/// A new store holding the registry folder `folder` (default the synthetic county): a SQLite
+/// file in `dir`, or the empty PostgreSQL database `db` names (`postgres://…`). The time the
+/// import took is printed.
+pub fn registry_store(
+    dir: &Path,
+    db: Option<&str>,
+    folder: Option<&Path>,
+) -> anyhow::Result<(Store, Arc<Registry>)> {
+    let store = match db {
+        Some(url) => Store::open_postgres(url)?,
+        None => Store::open(dir.join("bench.db"))?,
+    };
+    let county = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/county");
+    let folder = folder.unwrap_or(&county);
+    let t = std::time::Instant::now();
+    let prepared = registry::prepare_import(folder, Encoding::Auto, &|_| {})
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let reg = Arc::new(Registry::new(prepared.data.clone()));
+    prepared.commit(&store, "bench", jiff::Zoned::now())?;
+    println!("registry imported in {:.1} s", t.elapsed().as_secs_f64());
+    Ok((store, reg))
+}
+
 /// The warning's targets.
 pub fn county_targets(reg: &Registry, persons: usize) -> Targets {
     let villages: Vec<String> = reg.data.villages.iter().map(|v| v.code.clone()).collect();
