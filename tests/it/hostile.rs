@@ -1158,7 +1158,7 @@ fn a_huge_or_broken_registry_file_is_refused_or_summarised_not_read_into_memory_
     let out = String::from_utf8_lossy(&o.stdout);
     assert_eq!(o.status.code(), Some(1));
     assert!(
-        out.contains("persons.csv") && out.contains("300.0 MB, over the 32 MB"),
+        out.contains("persons.csv") && out.contains("300.0 MB, over the 128 MB"),
         "{out}"
     );
 }
