@@ -419,7 +419,7 @@ fn show(cfg: &Config, store: &Store, code: &str, on: Option<&str>) -> u8 {
     {
         println!("  shelter {} {} (capacity {})", s.id, s.name, s.capacity);
     }
-    for t in reg.data.terminals.iter().filter(|t| t.village == code) {
+    for t in reg.terminals_of(code) {
         println!("  terminal {} {} ({})", t.id, t.name, t.kind.as_str());
     }
     0

@@ -6,7 +6,7 @@
 //! cluster (`…-p1`, `…-p2`); each version references every message of the lineage before
 //! it, and a Cancel (which Google lets go without `<info>`) names no area.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 use jiff::{SignedDuration, Timestamp};
 use serde::{Deserialize, Serialize};
@@ -663,15 +663,21 @@ pub fn targets(reg: &Registry, l: &Lineage, d: &Decision, identifiers: Vec<Strin
     let mut gaps = Vec::new();
     let mut evacuate = 0;
     let mut ladder: Vec<String> = Vec::new();
-    let call = |target: &str, contacts: &mut Vec<Contact>| -> usize {
+    // Membership beside each list, which keeps its order: a warning over a province names
+    // tens of thousands of places, and a linear search per item made it quadratic.
+    let mut called: HashSet<(String, String)> = HashSet::new();
+    let mut seen_terminals: HashSet<String> = HashSet::new();
+    let mut seen_towns: HashSet<String> = HashSet::new();
+    let mut seen_counties: HashSet<String> = HashSet::new();
+    let call = |target: &str,
+                contacts: &mut Vec<Contact>,
+                called: &mut HashSet<(String, String)>|
+     -> usize {
         let mut n = 0;
         for (duty, person) in reg.duties_for(target) {
             if let Some(p) = person {
                 n += 1;
-                if contacts
-                    .iter()
-                    .any(|c| c.person == p.id && c.target == target)
-                {
+                if !called.insert((p.id.clone(), target.to_string())) {
                     continue;
                 }
                 contacts.push(Contact {
@@ -704,20 +710,20 @@ pub fn targets(reg: &Registry, l: &Lineage, d: &Decision, identifiers: Vec<Strin
             continue;
         };
         evacuate += people;
-        if call(id, &mut contacts) == 0 && h.kind != PlaceKind::Village {
+        if call(id, &mut contacts, &mut called) == 0 && h.kind != PlaceKind::Village {
             gaps.push(format!("{name} ({id}): nobody answers for it"));
         }
         for v in &villages {
-            if call(v, &mut contacts) == 0 {
+            if call(v, &mut contacts, &mut called) == 0 {
                 gaps.push(format!("{v}: nobody answers for the village"));
             }
-            for t in reg.data.terminals.iter().filter(|t| &t.village == v) {
-                if !terminals.contains(&t.id) {
+            for t in reg.terminals_of(v) {
+                if seen_terminals.insert(t.id.clone()) {
                     terminals.push(t.id.clone());
                 }
             }
             if let Some(v) = reg.village(v)
-                && !ladder.contains(&v.town)
+                && seen_towns.insert(v.town.clone())
             {
                 ladder.push(v.town.clone());
             }
@@ -733,20 +739,15 @@ pub fn targets(reg: &Registry, l: &Lineage, d: &Decision, identifiers: Vec<Strin
     // Up the ladder: the towns, then the county (parents of the towns).
     let mut counties = Vec::new();
     for town in &ladder {
-        call(town, &mut contacts);
-        if let Some(parent) = reg
-            .data
-            .units
-            .iter()
-            .find(|u| &u.code == town)
-            .and_then(|u| u.parent.clone())
-            && !counties.contains(&parent)
+        call(town, &mut contacts, &mut called);
+        if let Some(parent) = reg.unit(town).and_then(|u| u.parent.clone())
+            && seen_counties.insert(parent.clone())
         {
             counties.push(parent);
         }
     }
     for c in &counties {
-        call(c, &mut contacts);
+        call(c, &mut contacts, &mut called);
     }
     let all: Vec<String> = l.places.keys().cloned().collect();
     let shelters = if d.send == MessageKind::Cancel {

@@ -185,6 +185,8 @@ pub struct Registry {
     person_at: HashMap<String, usize>,
     duties_of: HashMap<String, Vec<usize>>,
     thresholds_at: HashMap<String, Vec<usize>>,
+    terminals_at: HashMap<String, Vec<usize>>,
+    unit_at: HashMap<String, usize>,
     /// Village indices sorted by code, for prefix (town, county) lookups.
     by_code: Vec<usize>,
     /// The distinct threshold windows in hours, ascending.
@@ -223,6 +225,18 @@ impl Registry {
         for (i, t) in data.thresholds.iter().enumerate() {
             thresholds_at.entry(t.site.clone()).or_default().push(i);
         }
+        // A warning over a province names tens of thousands of villages: each one's terminals
+        // and each town's parent are looked up, not searched for.
+        let mut terminals_at: HashMap<String, Vec<usize>> = HashMap::new();
+        for (i, t) in data.terminals.iter().enumerate() {
+            terminals_at.entry(t.village.clone()).or_default().push(i);
+        }
+        let unit_at = data
+            .units
+            .iter()
+            .enumerate()
+            .map(|(i, u)| (u.code.clone(), i))
+            .collect();
         let mut by_code: Vec<usize> = (0..data.villages.len()).collect();
         by_code.sort_by(|a, b| data.villages[*a].code.cmp(&data.villages[*b].code));
         let mut minutes: Vec<u32> = data.thresholds.iter().map(|t| t.minutes).collect();
@@ -234,6 +248,8 @@ impl Registry {
             by_code,
             windows,
             thresholds_at,
+            terminals_at,
+            unit_at,
             data,
             index,
             village_at,
@@ -270,6 +286,20 @@ impl Registry {
     /// A person by id.
     pub fn person(&self, id: &str) -> Option<&Person> {
         self.person_at.get(id).map(|&i| &self.data.persons[i])
+    }
+
+    /// The broadcast terminals of a village, in registry order.
+    pub fn terminals_of(&self, village: &str) -> impl Iterator<Item = &model::Terminal> {
+        self.terminals_at
+            .get(village)
+            .into_iter()
+            .flatten()
+            .map(|&i| &self.data.terminals[i])
+    }
+
+    /// An administrative unit (county, town) by its code.
+    pub fn unit(&self, code: &str) -> Option<&model::Unit> {
+        self.unit_at.get(code).map(|&i| &self.data.units[i])
     }
 
     /// Who answers for a target (a unit, village or group code, or a site id).
