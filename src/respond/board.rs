@@ -352,21 +352,39 @@ struct CallRow {
     answered: Option<String>,
 }
 
-fn calls(c: &Conn<'_>, lineage: &str) -> anyhow::Result<Vec<CallRow>> {
-    let mut q = c.prepare_cached(
-        "SELECT target, person, level, state, answered FROM respond_call
-         WHERE lineage = ?1 AND state NOT IN ('superseded', 'lifted', 'replaced')",
-    )?;
-    let rows = q.query_map(params![lineage], |r| {
-        Ok(CallRow {
-            target: r.get(0)?,
-            person: r.get(1)?,
-            level: r.get(2)?,
-            state: r.get(3)?,
-            answered: r.get(4)?,
-        })
-    })?;
-    Ok(rows.collect::<crate::store::sql::Result<_>>()?)
+/// The current calls of every lineage of `lineages`, by lineage (one statement per
+/// [`LIST_CHUNK`](crate::store::sql::LIST_CHUNK) lineages, not one per warning).
+fn calls_by_lineage(
+    c: &Conn<'_>,
+    lineages: &[String],
+) -> anyhow::Result<HashMap<String, Vec<CallRow>>> {
+    let mut out: HashMap<String, Vec<CallRow>> = HashMap::new();
+    for chunk in lineages.chunks(crate::store::sql::LIST_CHUNK) {
+        let mut q = c.prepare_cached(&format!(
+            "SELECT lineage, target, person, level, state, answered FROM respond_call
+             WHERE lineage IN ({}) AND state NOT IN ('superseded', 'lifted', 'replaced')",
+            crate::store::sql::marks(1, chunk.len())
+        ))?;
+        let params: Vec<&dyn rusqlite::ToSql> =
+            chunk.iter().map(|l| l as &dyn rusqlite::ToSql).collect();
+        let rows = q.query_map(params.as_slice(), |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                CallRow {
+                    target: r.get(1)?,
+                    person: r.get(2)?,
+                    level: r.get(3)?,
+                    state: r.get(4)?,
+                    answered: r.get(5)?,
+                },
+            ))
+        })?;
+        for row in rows {
+            let (lineage, call) = row?;
+            out.entry(lineage).or_default().push(call);
+        }
+    }
+    Ok(out)
 }
 
 /// A time as people read it on the board: the county's zone, `08-09 18:02`.
@@ -410,6 +428,12 @@ pub fn read(
         }
     }
     let county_reports = reports.folded(reg, &county_covers);
+    // What each warning's rows need, read for all of them at once (on PostgreSQL a statement
+    // per warning was a round trip per warning, 360 for a county's storm).
+    let mut posts = at_post_by_lineage(c, &keys)?;
+    let mut deliveries = outbox::delivery_by_lineage(c, &keys)?;
+    let mut plays_of = jobs::plays_by_lineage(c, &keys)?;
+    let mut calls_of = calls_by_lineage(c, &keys)?;
     let mut warnings = Vec::new();
     let mut county: BTreeMap<String, CountyRow> = BTreeMap::new();
     for l in &lineages {
@@ -417,9 +441,9 @@ pub fn read(
             continue;
         }
         let key = l.key();
-        let post = at_post(c, &key)?;
-        let delivery = outbox::delivery_by_person(c, &key)?;
-        let plays = jobs::plays_by_village(c, &key)?;
+        let post = posts.remove(&key).unwrap_or_default();
+        let delivery = deliveries.remove(&key).unwrap_or_default();
+        let plays = plays_of.remove(&key).unwrap_or_default();
         let mut rows: BTreeMap<String, Row> = BTreeMap::new();
         // The warned places.
         for (id, held) in &l.places {
@@ -442,7 +466,7 @@ pub fn read(
         }
         // Whom the warning called, by where they answer for.
         let mut officers = (0, 0, 0);
-        for call in calls(c, &key)? {
+        for call in calls_of.remove(&key).unwrap_or_default() {
             let (answered, silent) = (
                 matches!(call.state.as_str(), "answered" | "covered"),
                 call.state == "silent",
@@ -817,14 +841,35 @@ impl Place {
     }
 }
 
-/// Persons who reported at their post for this warning (and when, first).
-fn at_post(c: &Conn<'_>, lineage: &str) -> anyhow::Result<HashMap<String, String>> {
-    let mut q = c.prepare_cached(
-        "SELECT person, min(at) FROM respond_answer
-         WHERE lineage = ?1 AND kind = 'post' AND person IS NOT NULL GROUP BY person",
-    )?;
-    let rows = q.query_map(params![lineage], |r| Ok((r.get(0)?, r.get(1)?)))?;
-    Ok(rows.collect::<crate::store::sql::Result<_>>()?)
+/// Per lineage of `lineages`, the persons who reported at their post for it (and when,
+/// first).
+fn at_post_by_lineage(
+    c: &Conn<'_>,
+    lineages: &[String],
+) -> anyhow::Result<HashMap<String, HashMap<String, String>>> {
+    let mut out: HashMap<String, HashMap<String, String>> = HashMap::new();
+    for chunk in lineages.chunks(crate::store::sql::LIST_CHUNK) {
+        let mut q = c.prepare_cached(&format!(
+            "SELECT lineage, person, min(at) FROM respond_answer
+             WHERE lineage IN ({}) AND kind = 'post' AND person IS NOT NULL
+             GROUP BY lineage, person",
+            crate::store::sql::marks(1, chunk.len())
+        ))?;
+        let params: Vec<&dyn rusqlite::ToSql> =
+            chunk.iter().map(|l| l as &dyn rusqlite::ToSql).collect();
+        let rows = q.query_map(params.as_slice(), |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+            ))
+        })?;
+        for row in rows {
+            let (lineage, person, at) = row?;
+            out.entry(lineage).or_default().insert(person, at);
+        }
+    }
+    Ok(out)
 }
 
 /// Shelter loads over the warnings in force: each place's latest report naming the shelter,

@@ -794,6 +794,20 @@ fn pg_value(row: &postgres::Row, i: usize, column: &postgres::Column) -> Result<
     Ok(v.unwrap_or(Value::Null))
 }
 
+/// Values per `IN (…)` list of one statement: a read over many keys (the warnings in force) goes
+/// in chunks of this many, well under SQLite's 32,766 parameters and PostgreSQL's 65,535.
+pub const LIST_CHUNK: usize = 500;
+
+/// The placeholders of an `IN (…)` list of `n` values numbered from `first`: `?1, ?2, ?3`. One
+/// statement for many keys instead of one per key: on PostgreSQL every statement is a round
+/// trip. (The statement is a format string; the tidy check prepares only literal ones.)
+pub fn marks(first: usize, n: usize) -> String {
+    (first..first + n)
+        .map(|i| format!("?{i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// Text as the store keeps it on either engine: a NUL, which PostgreSQL's text cannot hold,
 /// as U+FFFD (what the audit chain hashes is what is stored).
 pub(crate) fn storable(s: &str) -> std::borrow::Cow<'_, str> {

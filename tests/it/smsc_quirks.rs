@@ -183,9 +183,12 @@ on_both! {
         assert_eq!(unmatched[0].count, 2 * n as i64);
         assert!(unmatched[0].example.chars().all(|c| c.is_ascii_digit()));
         // On the board: sent, not delivered, "sent, no receipt".
-        let by_person = store
-            .read_blocking(|c| outbox::delivery_by_person(c, "flash_flood:330522"))
+        let lineage = "flash_flood:330522".to_string();
+        let mut by_lineage = store
+            .read_blocking(|c| outbox::delivery_by_lineage(c, std::slice::from_ref(&lineage)))
             .unwrap();
+        assert_eq!(by_lineage.len(), 1, "only the lineage asked for");
+        let by_person = by_lineage.remove(&lineage).unwrap();
         assert_eq!(by_person.len(), n);
         assert!(
             by_person

@@ -937,38 +937,49 @@ pub struct Plays {
     pub failed: u32,
 }
 
-/// Per village, the loudspeakers of a warning lineage's latest broadcast on each route that
-/// reached the village (a ladder's resound counts for its village only): how many were asked
-/// to play, played, are playing, failed or never confirmed. For the office's board.
-pub fn plays_by_village(conn: &Conn<'_>, lineage: &str) -> anyhow::Result<HashMap<String, Plays>> {
-    let mut q = conn.prepare_cached(
-        "SELECT t.village, t.state, count(*) FROM broadcast_target t
-         JOIN broadcast_job j ON j.id = t.job
-         WHERE j.lineage = ?1 AND j.send != 'Cancel'
-           AND t.job = (SELECT max(t2.job) FROM broadcast_target t2
-                        JOIN broadcast_job j2 ON j2.id = t2.job
-                        WHERE j2.lineage = ?1 AND j2.route = j.route AND j2.send != 'Cancel'
-                          AND t2.village = t.village)
-         GROUP BY t.village, t.state",
-    )?;
-    let rows = q.query_map(params![lineage], |r| {
-        Ok((
-            r.get::<_, String>(0)?,
-            r.get::<_, String>(1)?,
-            r.get::<_, i64>(2)?,
-        ))
-    })?;
-    let mut out: HashMap<String, Plays> = HashMap::new();
-    for row in rows {
-        let (village, state, n) = row?;
-        let n = n.clamp(0, i64::from(u32::MAX)) as u32;
-        let p = out.entry(village).or_default();
-        p.total += n;
-        match state.as_str() {
-            "played" => p.played += n,
-            "playing" => p.playing += n,
-            "failed" | "unconfirmed" => p.failed += n,
-            _ => {}
+/// Per warning lineage of `lineages`, per village: the loudspeakers of the lineage's latest
+/// broadcast on each route that reached the village (a ladder's resound counts for its village
+/// only): how many were asked to play, played, are playing, failed or never confirmed. For the
+/// office's board, which reads every warning in force at once (one statement per
+/// [`LIST_CHUNK`](crate::store::sql::LIST_CHUNK) lineages).
+pub fn plays_by_lineage(
+    conn: &Conn<'_>,
+    lineages: &[String],
+) -> anyhow::Result<HashMap<String, HashMap<String, Plays>>> {
+    let mut out: HashMap<String, HashMap<String, Plays>> = HashMap::new();
+    for chunk in lineages.chunks(crate::store::sql::LIST_CHUNK) {
+        let mut q = conn.prepare_cached(&format!(
+            "SELECT j.lineage, t.village, t.state, count(*) FROM broadcast_target t
+             JOIN broadcast_job j ON j.id = t.job
+             WHERE j.lineage IN ({}) AND j.send != 'Cancel'
+               AND t.job = (SELECT max(t2.job) FROM broadcast_target t2
+                            JOIN broadcast_job j2 ON j2.id = t2.job
+                            WHERE j2.lineage = j.lineage AND j2.route = j.route
+                              AND j2.send != 'Cancel' AND t2.village = t.village)
+             GROUP BY j.lineage, t.village, t.state",
+            crate::store::sql::marks(1, chunk.len())
+        ))?;
+        let params: Vec<&dyn rusqlite::ToSql> =
+            chunk.iter().map(|l| l as &dyn rusqlite::ToSql).collect();
+        let rows = q.query_map(params.as_slice(), |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, i64>(3)?,
+            ))
+        })?;
+        for row in rows {
+            let (lineage, village, state, n) = row?;
+            let n = n.clamp(0, i64::from(u32::MAX)) as u32;
+            let p = out.entry(lineage).or_default().entry(village).or_default();
+            p.total += n;
+            match state.as_str() {
+                "played" => p.played += n,
+                "playing" => p.playing += n,
+                "failed" | "unconfirmed" => p.failed += n,
+                _ => {}
+            }
         }
     }
     Ok(out)

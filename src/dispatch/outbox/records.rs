@@ -23,32 +23,45 @@ pub struct Delivery {
     pub no_receipt: bool,
 }
 
-/// Per person, for one warning lineage: see [`Delivery`].
-pub fn delivery_by_person(
+/// Per warning lineage of `lineages`, per person: see [`Delivery`]. One statement per
+/// [`LIST_CHUNK`](crate::store::sql::LIST_CHUNK) lineages (the board reads every warning in
+/// force at once).
+pub fn delivery_by_lineage(
     c: &Conn<'_>,
-    lineage: &str,
-) -> anyhow::Result<HashMap<String, Delivery>> {
-    let mut q = c.prepare_cached(
-        "SELECT m.person,
-                max(CASE WHEN coalesce(k.state, m.state) IN ('accepted', 'delivered', 'delivery_unknown') THEN 1 ELSE 0 END),
-                max(CASE WHEN coalesce(k.state, m.state) = 'delivered' THEN 1 ELSE 0 END),
-                max(CASE WHEN coalesce(k.state, m.state) = 'delivery_unknown' THEN 1 ELSE 0 END)
-         FROM dispatch_message m LEFT JOIN dispatch_message k ON k.id = m.merged_into
-         WHERE m.lineage = ?1 AND m.channel = 'sms' AND m.send != 'Notice'
-         GROUP BY m.person",
-    )?;
-    let rows = q.query_map(params![lineage], |r| {
-        let delivered = r.get::<_, bool>(2)?;
-        Ok((
-            r.get::<_, String>(0)?,
-            Delivery {
-                sent: r.get(1)?,
-                delivered,
-                no_receipt: r.get::<_, bool>(3)? && !delivered,
-            },
-        ))
-    })?;
-    Ok(rows.collect::<crate::store::sql::Result<_>>()?)
+    lineages: &[String],
+) -> anyhow::Result<HashMap<String, HashMap<String, Delivery>>> {
+    let mut out: HashMap<String, HashMap<String, Delivery>> = HashMap::new();
+    for chunk in lineages.chunks(crate::store::sql::LIST_CHUNK) {
+        let mut q = c.prepare_cached(&format!(
+            "SELECT m.lineage, m.person,
+                    max(CASE WHEN coalesce(k.state, m.state) IN ('accepted', 'delivered', 'delivery_unknown') THEN 1 ELSE 0 END),
+                    max(CASE WHEN coalesce(k.state, m.state) = 'delivered' THEN 1 ELSE 0 END),
+                    max(CASE WHEN coalesce(k.state, m.state) = 'delivery_unknown' THEN 1 ELSE 0 END)
+             FROM dispatch_message m LEFT JOIN dispatch_message k ON k.id = m.merged_into
+             WHERE m.lineage IN ({}) AND m.channel = 'sms' AND m.send != 'Notice'
+             GROUP BY m.lineage, m.person",
+            crate::store::sql::marks(1, chunk.len())
+        ))?;
+        let params: Vec<&dyn rusqlite::ToSql> =
+            chunk.iter().map(|l| l as &dyn rusqlite::ToSql).collect();
+        let rows = q.query_map(params.as_slice(), |r| {
+            let delivered = r.get::<_, bool>(3)?;
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                Delivery {
+                    sent: r.get(2)?,
+                    delivered,
+                    no_receipt: r.get::<_, bool>(4)? && !delivered,
+                },
+            ))
+        })?;
+        for row in rows {
+            let (lineage, person, d) = row?;
+            out.entry(lineage).or_default().insert(person, d);
+        }
+    }
+    Ok(out)
 }
 
 /// Messages of one warning lineage that were sent and settled with no receipt (the report's
