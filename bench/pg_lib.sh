@@ -20,7 +20,7 @@ start_pg() {
 }
 
 stop_pg() {
-  [ ${#pids[@]} -gt 0 ] && kill -9 "${pids[@]}" 2>/dev/null
+  [ ${#pids[@]} -gt 0 ] && { kill -9 "${pids[@]}" 2>/dev/null || true; }
   as_pg "$pgbin/pg_ctl" -D "$log/pg" -m immediate -w stop >/dev/null 2>&1 || true
   rm -rf "$log"
 }
