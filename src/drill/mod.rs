@@ -460,15 +460,28 @@ pub async fn run_under(
         _ = stop.recv() => anyhow::bail!("stopped while standing by for the leader lease"),
     };
     store.fence(&node, leadership.epoch);
+    // Taking over a drill another node had started is recorded (which node ran which part);
+    // starting one is not, so that a drill run by one node writes what it writes on SQLite.
+    let name = drill.scenario.name.clone();
     let entry = audit::Entry::utc(
         Timestamp::now(),
         "system",
         "drill.leading",
-        drill.scenario.name.clone(),
+        name.clone(),
         serde_json::json!({ "node": node, "epoch": leadership.epoch }),
     );
     store
-        .write(move |tx| Ok(audit::append(tx, &entry)?))
+        .write(move |tx| {
+            let in_progress = tx
+                .prepare_cached(
+                    "SELECT count(*) FROM drill_run WHERE scenario = ?1 AND finished IS NULL",
+                )?
+                .query_row(params![name], |r| r.get::<_, i64>(0))?;
+            if in_progress > 0 {
+                audit::append(tx, &entry)?;
+            }
+            Ok(())
+        })
         .await?;
     let (halt, halted) = crate::runtime::Trigger::new();
     let running = run(base, drill, store, speed, events, halted);

@@ -655,7 +655,7 @@ fn two_nodes_replay_one_drill_and_the_standby_finishes_it_when_the_leader_is_kil
         assert!(said("b").contains("resumed"), "{}", said("b"));
         reference.join().unwrap();
 
-        // b took over within 15 s of the kill, under the next epoch.
+        // b took over within 15 s of the kill, under a later epoch.
         let leading: Vec<(String, i64, String)> = common::postgres::client(&url, |c| {
             c.query(
                 "SELECT CAST(detail AS json) ->> 'node', CAST(CAST(detail AS json) ->> 'epoch' AS BIGINT), at
@@ -667,10 +667,11 @@ fn two_nodes_replay_one_drill_and_the_standby_finishes_it_when_the_leader_is_kil
             .map(|r| (r.get(0), r.get(1), r.get(2)))
             .collect()
         });
-        assert_eq!(leading.len(), 2, "{leading:?}");
-        assert_eq!((leading[0].0.as_str(), leading[1].0.as_str()), ("a", "b"));
-        assert!(leading[1].1 > leading[0].1, "{leading:?}");
-        let took: jiff::Timestamp = leading[1].2.parse().unwrap();
+        // (a started the drill: not recorded; b took it over: recorded, under a later epoch.)
+        assert_eq!(leading.len(), 1, "{leading:?}");
+        assert_eq!(leading[0].0, "b");
+        assert!(leading[0].1 >= 2, "{leading:?}");
+        let took: jiff::Timestamp = leading[0].2.parse().unwrap();
         let after = took.duration_since(killed).as_secs_f64();
         assert!(after <= 15.0, "b led {after:.1} s after the kill");
         let count = |sql: &str| -> i64 { common::postgres::query_one(&url, sql) };
