@@ -494,7 +494,9 @@ pub fn read(
             .filter(|(_, r)| r.cover != Default::default())
             .map(|(id, r)| (id.clone(), r.cover.clone()))
             .collect();
-        let reports = reports.folded(reg, &covers);
+        // Only this warning's rows are asked about below: its covered rows, the rows of the
+        // people it called, and the villages its sites threaten.
+        let reports = reports.folded_for(reg, &covers, rows.keys().map(String::as_str));
         // Villages a covered site threatens that are not covered themselves: counted on the
         // site's row.
         let mut folded_into: BTreeMap<String, String> = BTreeMap::new();

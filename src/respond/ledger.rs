@@ -273,7 +273,54 @@ impl Reports {
         reg: &Registry,
         covers: &std::collections::BTreeMap<String, Cover>,
     ) -> Reports {
-        let mut out = self.clone();
+        Reports::fold(self.clone(), reg, covers)
+    }
+
+    /// [`Reports::folded`] for a caller that asks only about `rows` and `covers`' rows (one
+    /// warning's rows on the board): the same figures for those rows, from a copy of just the
+    /// reports that can count on them (those rows and the villages the covered sites
+    /// threaten), not of every report in force — once per warning, that copy was quadratic
+    /// over a province.
+    pub fn folded_for<'r>(
+        &self,
+        reg: &Registry,
+        covers: &std::collections::BTreeMap<String, Cover>,
+        rows: impl IntoIterator<Item = &'r str>,
+    ) -> Reports {
+        let mut out = Reports::default();
+        let mut keep = |id: &str| {
+            if let Some(p) = self.rows.get(id) {
+                out.rows.insert(id.to_string(), *p);
+            }
+            if self.own.contains(id) {
+                out.own.insert(id.to_string());
+            }
+        };
+        for row in rows {
+            keep(row);
+        }
+        for (row, cover) in covers {
+            keep(row);
+            for site in &cover.sites {
+                for v in reg
+                    .site(site)
+                    .map(|s| s.villages.as_slice())
+                    .unwrap_or_default()
+                {
+                    keep(v);
+                }
+            }
+        }
+        Reports::fold(out, reg, covers)
+    }
+
+    /// Fold into each covered row the villages its covered sites threaten (see
+    /// [`Reports::folded`]), in `out`.
+    fn fold(
+        mut out: Reports,
+        reg: &Registry,
+        covers: &std::collections::BTreeMap<String, Cover>,
+    ) -> Reports {
         for (row, cover) in covers {
             for site in &cover.sites {
                 let Some(s) = reg.site(site) else { continue };

@@ -94,13 +94,38 @@ fn view(
             covers.entry(row).or_default().merge(&c);
         }
     }
-    let reports = {
+    let read = {
         let r = reg.clone();
         store
             .read_blocking(move |c| Reports::read(c, &r, &keys))
             .unwrap()
-            .folded(reg, &covers)
     };
+    let reports = read.folded(reg, &covers);
+    // The board's fold of one warning's rows only (copying just what can count on them)
+    // gives those rows the same figures as the fold of everything — asked also about rows
+    // outside the covers (the rows of people called), with something to move or nothing.
+    let asked: Vec<String> = reg
+        .data
+        .groups
+        .iter()
+        .map(|g| ledger::row_of(reg, &g.code))
+        .chain(
+            warnings
+                .iter()
+                .flatten()
+                .map(|(id, _)| ledger::row_of(reg, id)),
+        )
+        .collect();
+    let only = read.folded_for(reg, &covers, asked.iter().map(String::as_str));
+    for row in covers.keys().chain(asked.iter()) {
+        for to_move in [0, 50, covers.get(row).map_or(0, |c| c.to_move(reg, row))] {
+            assert_eq!(
+                only.figures(row, to_move),
+                reports.figures(row, to_move),
+                "{row}, {to_move} to move"
+            );
+        }
+    }
     covers
         .iter()
         .map(|(row, c)| (row.clone(), reports.figures(row, c.to_move(reg, row))))
