@@ -358,16 +358,16 @@ fn calls_by_lineage(
     c: &Conn<'_>,
     lineages: &[String],
 ) -> anyhow::Result<HashMap<String, Vec<CallRow>>> {
-    let mut out: HashMap<String, Vec<CallRow>> = HashMap::new();
-    for chunk in lineages.chunks(crate::store::sql::LIST_CHUNK) {
-        let mut q = c.prepare_cached(&format!(
-            "SELECT lineage, target, person, level, state, answered FROM respond_call
-             WHERE lineage IN ({}) AND state NOT IN ('superseded', 'lifted', 'replaced')",
-            crate::store::sql::marks(1, chunk.len())
-        ))?;
-        let params: Vec<&dyn rusqlite::ToSql> =
-            chunk.iter().map(|l| l as &dyn rusqlite::ToSql).collect();
-        let rows = q.query_map(params.as_slice(), |r| {
+    let rows = crate::store::sql::query_in(
+        c,
+        lineages,
+        |list| {
+            format!(
+                "SELECT lineage, target, person, level, state, answered FROM respond_call
+                 WHERE lineage IN ({list}) AND state NOT IN ('superseded', 'lifted', 'replaced')"
+            )
+        },
+        |r| {
             Ok((
                 r.get::<_, String>(0)?,
                 CallRow {
@@ -378,11 +378,11 @@ fn calls_by_lineage(
                     answered: r.get(5)?,
                 },
             ))
-        })?;
-        for row in rows {
-            let (lineage, call) = row?;
-            out.entry(lineage).or_default().push(call);
-        }
+        },
+    )?;
+    let mut out: HashMap<String, Vec<CallRow>> = HashMap::new();
+    for (lineage, call) in rows {
+        out.entry(lineage).or_default().push(call);
     }
     Ok(out)
 }
@@ -849,27 +849,27 @@ fn at_post_by_lineage(
     c: &Conn<'_>,
     lineages: &[String],
 ) -> anyhow::Result<HashMap<String, HashMap<String, String>>> {
-    let mut out: HashMap<String, HashMap<String, String>> = HashMap::new();
-    for chunk in lineages.chunks(crate::store::sql::LIST_CHUNK) {
-        let mut q = c.prepare_cached(&format!(
-            "SELECT lineage, person, min(at) FROM respond_answer
-             WHERE lineage IN ({}) AND kind = 'post' AND person IS NOT NULL
-             GROUP BY lineage, person",
-            crate::store::sql::marks(1, chunk.len())
-        ))?;
-        let params: Vec<&dyn rusqlite::ToSql> =
-            chunk.iter().map(|l| l as &dyn rusqlite::ToSql).collect();
-        let rows = q.query_map(params.as_slice(), |r| {
+    let rows = crate::store::sql::query_in(
+        c,
+        lineages,
+        |list| {
+            format!(
+                "SELECT lineage, person, min(at) FROM respond_answer
+                 WHERE lineage IN ({list}) AND kind = 'post' AND person IS NOT NULL
+                 GROUP BY lineage, person"
+            )
+        },
+        |r| {
             Ok((
                 r.get::<_, String>(0)?,
                 r.get::<_, String>(1)?,
                 r.get::<_, String>(2)?,
             ))
-        })?;
-        for row in rows {
-            let (lineage, person, at) = row?;
-            out.entry(lineage).or_default().insert(person, at);
-        }
+        },
+    )?;
+    let mut out: HashMap<String, HashMap<String, String>> = HashMap::new();
+    for (lineage, person, at) in rows {
+        out.entry(lineage).or_default().insert(person, at);
     }
     Ok(out)
 }

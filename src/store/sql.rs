@@ -798,14 +798,33 @@ fn pg_value(row: &postgres::Row, i: usize, column: &postgres::Column) -> Result<
 /// in chunks of this many, well under SQLite's 32,766 parameters and PostgreSQL's 65,535.
 pub const LIST_CHUNK: usize = 500;
 
-/// The placeholders of an `IN (…)` list of `n` values numbered from `first`: `?1, ?2, ?3`. One
-/// statement for many keys instead of one per key: on PostgreSQL every statement is a round
-/// trip. (The statement is a format string; the tidy check prepares only literal ones.)
+/// The placeholders of an `IN (…)` list of `n` values numbered from `first`: `?1, ?2, ?3`.
 pub fn marks(first: usize, n: usize) -> String {
     (first..first + n)
         .map(|i| format!("?{i}"))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// The rows, through `f`, of the statement `sql` makes of an `IN (…)` list (its argument,
+/// `?1, ?2, …`) over `keys`: one statement per [`LIST_CHUNK`] keys instead of one per key — on
+/// PostgreSQL every statement is a round trip. (The statement is built per call; the tidy
+/// check prepares only literal ones.)
+pub fn query_in<T>(
+    c: &Conn<'_>,
+    keys: &[String],
+    sql: impl Fn(&str) -> String,
+    mut f: impl FnMut(&Row<'_>) -> Result<T>,
+) -> Result<Vec<T>> {
+    let mut out = Vec::new();
+    for chunk in keys.chunks(LIST_CHUNK) {
+        let mut q = c.prepare_cached(&sql(&marks(1, chunk.len())))?;
+        let params: Vec<&dyn ToSql> = chunk.iter().map(|k| k as &dyn ToSql).collect();
+        for row in q.query_map(params.as_slice(), &mut f)? {
+            out.push(row?);
+        }
+    }
+    Ok(out)
 }
 
 /// Text as the store keeps it on either engine: a NUL, which PostgreSQL's text cannot hold,

@@ -946,40 +946,40 @@ pub fn plays_by_lineage(
     conn: &Conn<'_>,
     lineages: &[String],
 ) -> anyhow::Result<HashMap<String, HashMap<String, Plays>>> {
-    let mut out: HashMap<String, HashMap<String, Plays>> = HashMap::new();
-    for chunk in lineages.chunks(crate::store::sql::LIST_CHUNK) {
-        let mut q = conn.prepare_cached(&format!(
-            "SELECT j.lineage, t.village, t.state, count(*) FROM broadcast_target t
+    let rows = crate::store::sql::query_in(
+        conn,
+        lineages,
+        |list| {
+            format!(
+                "SELECT j.lineage, t.village, t.state, count(*) FROM broadcast_target t
              JOIN broadcast_job j ON j.id = t.job
-             WHERE j.lineage IN ({}) AND j.send != 'Cancel'
+             WHERE j.lineage IN ({list}) AND j.send != 'Cancel'
                AND t.job = (SELECT max(t2.job) FROM broadcast_target t2
                             JOIN broadcast_job j2 ON j2.id = t2.job
                             WHERE j2.lineage = j.lineage AND j2.route = j.route
                               AND j2.send != 'Cancel' AND t2.village = t.village)
-             GROUP BY j.lineage, t.village, t.state",
-            crate::store::sql::marks(1, chunk.len())
-        ))?;
-        let params: Vec<&dyn rusqlite::ToSql> =
-            chunk.iter().map(|l| l as &dyn rusqlite::ToSql).collect();
-        let rows = q.query_map(params.as_slice(), |r| {
+             GROUP BY j.lineage, t.village, t.state"
+            )
+        },
+        |r| {
             Ok((
                 r.get::<_, String>(0)?,
                 r.get::<_, String>(1)?,
                 r.get::<_, String>(2)?,
                 r.get::<_, i64>(3)?,
             ))
-        })?;
-        for row in rows {
-            let (lineage, village, state, n) = row?;
-            let n = n.clamp(0, i64::from(u32::MAX)) as u32;
-            let p = out.entry(lineage).or_default().entry(village).or_default();
-            p.total += n;
-            match state.as_str() {
-                "played" => p.played += n,
-                "playing" => p.playing += n,
-                "failed" | "unconfirmed" => p.failed += n,
-                _ => {}
-            }
+        },
+    )?;
+    let mut out: HashMap<String, HashMap<String, Plays>> = HashMap::new();
+    for (lineage, village, state, n) in rows {
+        let n = n.clamp(0, i64::from(u32::MAX)) as u32;
+        let p = out.entry(lineage).or_default().entry(village).or_default();
+        p.total += n;
+        match state.as_str() {
+            "played" => p.played += n,
+            "playing" => p.playing += n,
+            "failed" | "unconfirmed" => p.failed += n,
+            _ => {}
         }
     }
     Ok(out)

@@ -30,21 +30,21 @@ pub fn delivery_by_lineage(
     c: &Conn<'_>,
     lineages: &[String],
 ) -> anyhow::Result<HashMap<String, HashMap<String, Delivery>>> {
-    let mut out: HashMap<String, HashMap<String, Delivery>> = HashMap::new();
-    for chunk in lineages.chunks(crate::store::sql::LIST_CHUNK) {
-        let mut q = c.prepare_cached(&format!(
-            "SELECT m.lineage, m.person,
+    let rows = crate::store::sql::query_in(
+        c,
+        lineages,
+        |list| {
+            format!(
+                "SELECT m.lineage, m.person,
                     max(CASE WHEN coalesce(k.state, m.state) IN ('accepted', 'delivered', 'delivery_unknown') THEN 1 ELSE 0 END),
                     max(CASE WHEN coalesce(k.state, m.state) = 'delivered' THEN 1 ELSE 0 END),
                     max(CASE WHEN coalesce(k.state, m.state) = 'delivery_unknown' THEN 1 ELSE 0 END)
              FROM dispatch_message m LEFT JOIN dispatch_message k ON k.id = m.merged_into
-             WHERE m.lineage IN ({}) AND m.channel = 'sms' AND m.send != 'Notice'
-             GROUP BY m.lineage, m.person",
-            crate::store::sql::marks(1, chunk.len())
-        ))?;
-        let params: Vec<&dyn rusqlite::ToSql> =
-            chunk.iter().map(|l| l as &dyn rusqlite::ToSql).collect();
-        let rows = q.query_map(params.as_slice(), |r| {
+             WHERE m.lineage IN ({list}) AND m.channel = 'sms' AND m.send != 'Notice'
+             GROUP BY m.lineage, m.person"
+            )
+        },
+        |r| {
             let delivered = r.get::<_, bool>(3)?;
             Ok((
                 r.get::<_, String>(0)?,
@@ -55,11 +55,11 @@ pub fn delivery_by_lineage(
                     no_receipt: r.get::<_, bool>(4)? && !delivered,
                 },
             ))
-        })?;
-        for row in rows {
-            let (lineage, person, d) = row?;
-            out.entry(lineage).or_default().insert(person, d);
-        }
+        },
+    )?;
+    let mut out: HashMap<String, HashMap<String, Delivery>> = HashMap::new();
+    for (lineage, person, d) in rows {
+        out.entry(lineage).or_default().insert(person, d);
     }
     Ok(out)
 }
