@@ -43,7 +43,7 @@ use crate::feeds::poller::{self, FeedSpec, Poller};
 use crate::registry::Registry;
 use crate::respond::RespondSettings;
 use crate::runtime::{Clock, Shutdown, Trigger};
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 use crate::web::{self, WebSettings};
 
 /// Everything the stages need, each stage's own settings side by side (composed from the
@@ -826,6 +826,17 @@ pub struct Lease {
     pub settings: crate::store::lease::LeaseSettings,
 }
 
+impl Lease {
+    /// Wait until this node holds the lease, then fence `store` by it: from here every write
+    /// batch of the store first checks that the lease still names this node and epoch. The
+    /// one way a node (the daemon, a drill) starts leading, so no leader writes unfenced.
+    pub async fn take(&self, store: &Store) -> Result<crate::store::lease::Leadership, StoreError> {
+        let l = crate::store::lease::acquire(&self.url, &self.settings).await?;
+        store.fence(&self.settings.node, l.epoch);
+        Ok(l)
+    }
+}
+
 /// Run a pipeline as the daemon does: its start and stop in the audit trail (`daemon.started`,
 /// `daemon.stopped` with the reason), every stage until `signal` resolves (with its name) or
 /// until feeds or correlate ends by itself, then a graceful stop. An error names every stage
@@ -919,9 +930,7 @@ pub async fn serve(
     // A standby, until it leads. The lease keeper lives until the pipeline has stopped: a
     // node says it is gone only once nothing of it is in flight.
     let mut leadership = None;
-    let mut acquiring = lease
-        .as_ref()
-        .map(|l| Box::pin(crate::store::lease::acquire(&l.url, &l.settings)));
+    let mut acquiring = lease.as_ref().map(|l| Box::pin(l.take(store)));
     match acquiring.as_mut() {
         Some(acquire) => {
             tracing::info!(db = %store.path().display(), "stormbell running as a standby");
@@ -935,7 +944,6 @@ pub async fn serve(
                     Err(e) => why = Some(Err(e.to_string())),
                     Ok(l) => {
                         let node = node.clone().unwrap_or_default();
-                        store.fence(&node, l.epoch);
                         let entry = audit::Entry::now(
                             &tz,
                             "system",

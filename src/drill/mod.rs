@@ -456,10 +456,9 @@ pub async fn run_under(
 ) -> anyhow::Result<Led> {
     let node = lease.settings.node.clone();
     let leadership = tokio::select! {
-        l = crate::store::lease::acquire(&lease.url, &lease.settings) => l?,
+        l = lease.take(store) => l?,
         _ = stop.recv() => anyhow::bail!("stopped while standing by for the leader lease"),
     };
-    store.fence(&node, leadership.epoch);
     // Taking over a drill another node had started is recorded (which node ran which part);
     // starting one is not, so that a drill run by one node writes what it writes on SQLite.
     let name = drill.scenario.name.clone();
