@@ -317,13 +317,7 @@ fn show(cfg: &Config, store: &Store, code: &str, on: Option<&str>) -> u8 {
         println!("{code}: no such village in the registry ({label})");
         return EXIT_PROBLEMS;
     };
-    let town = reg
-        .data
-        .units
-        .iter()
-        .find(|u| u.code == v.town)
-        .map(|u| u.name.as_str())
-        .unwrap_or("?");
+    let town = reg.unit(&v.town).map(|u| u.name.as_str()).unwrap_or("?");
     println!("{} {} — {town} ({label})", v.code, v.name);
     println!(
         "  at {:.5}°E {:.5}°N; {} households, {} people, {} to move when warned{}",

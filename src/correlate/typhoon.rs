@@ -926,10 +926,7 @@ fn chosen<'a>(
 
 /// A town's name from the registry's units, or its code.
 pub fn town_name(reg: &Registry, code: &str) -> String {
-    reg.data
-        .units
-        .iter()
-        .find(|u| u.code == code)
+    reg.unit(code)
         .map_or_else(|| code.to_string(), |u| u.name.clone())
 }
 

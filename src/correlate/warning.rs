@@ -215,12 +215,7 @@ fn place_name(reg: &Registry, kind: PlaceKind, id: &str) -> Option<String> {
     match kind {
         PlaceKind::Village => reg.village(id).map(|v| v.name.clone()),
         PlaceKind::Site => reg.site(id).map(|s| s.name.clone()),
-        PlaceKind::Unit => reg
-            .data
-            .units
-            .iter()
-            .find(|u| u.code == id)
-            .map(|u| u.name.clone()),
+        PlaceKind::Unit => reg.unit(id).map(|u| u.name.clone()),
     }
 }
 

@@ -81,13 +81,7 @@ pub(crate) fn place_name(reg: &crate::registry::Registry, id: &str) -> String {
     reg.village(id)
         .map(|v| v.name.clone())
         .or_else(|| reg.site(id).map(|s| s.name.clone()))
-        .or_else(|| {
-            reg.data
-                .units
-                .iter()
-                .find(|u| u.code == id)
-                .map(|u| u.name.clone())
-        })
+        .or_else(|| reg.unit(id).map(|u| u.name.clone()))
         .unwrap_or_else(|| id.to_string())
 }
 

@@ -235,13 +235,7 @@ on_both! {
     fn a_loudspeaker_that_did_not_play_sends_the_village_leads_to_their_gongs(backend) {
         use stormbell::dispatch::broadcast::jobs;
         let (_dir, store, reg, now, village, mut t) = loudspeaker_village(backend);
-        t.terminals = reg
-            .data
-            .terminals
-            .iter()
-            .filter(|x| x.village == village)
-            .map(|x| x.id.clone())
-            .collect();
+        t.terminals = reg.terminals_of(village).map(|x| x.id.clone()).collect();
         assert_eq!(t.terminals.len(), 2);
         let plan = platform_plan();
         let s = settings(false);
@@ -308,13 +302,7 @@ on_both! {
         use stormbell::dispatch::broadcast::jobs;
         let (_dir, store, reg, now, village, mut t) = loudspeaker_village(backend);
         // The warning sounds this village's two loudspeakers and one elsewhere.
-        t.terminals = reg
-            .data
-            .terminals
-            .iter()
-            .filter(|x| x.village == village)
-            .map(|x| x.id.clone())
-            .collect();
+        t.terminals = reg.terminals_of(village).map(|x| x.id.clone()).collect();
         assert_eq!(t.terminals.len(), 2);
         let other = reg
             .data
