@@ -25,18 +25,11 @@ pub fn arg(name: &str) -> Option<String> {
 
 /// A new store in `dir` with the synthetic county imported, and the registry.
 pub fn county_store(dir: &Path) -> anyhow::Result<(Store, Arc<Registry>)> {
-    let store = Store::open(dir.join("bench.db"))?;
-    let county = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/county");
-    let prepared = registry::prepare_import(&county, Encoding::Auto, &|_| {})
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let reg = Arc::new(Registry::new(prepared.data.clone()));
-    prepared.commit(&store, "bench", jiff::Zoned::now())?;
-    Ok((store, reg))
+    registry_store(dir, None, None)
 }
 
 /// A new store holding the registry folder `folder` (default the synthetic county): a SQLite
-/// file in `dir`, or the empty PostgreSQL database `db` names (`postgres://…`). The time the
-/// import took is printed.
+/// file in `dir`, or the empty PostgreSQL database `db` names (`postgres://…`).
 pub fn registry_store(
     dir: &Path,
     db: Option<&str>,
@@ -48,12 +41,10 @@ pub fn registry_store(
     };
     let county = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/county");
     let folder = folder.unwrap_or(&county);
-    let t = std::time::Instant::now();
     let prepared = registry::prepare_import(folder, Encoding::Auto, &|_| {})
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let reg = Arc::new(Registry::new(prepared.data.clone()));
     prepared.commit(&store, "bench", jiff::Zoned::now())?;
-    println!("registry imported in {:.1} s", t.elapsed().as_secs_f64());
     Ok((store, reg))
 }
 

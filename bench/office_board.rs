@@ -31,7 +31,9 @@ async fn main() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let db = common::arg("--db");
     let folder = common::arg("--registry").map(std::path::PathBuf::from);
+    let t = Instant::now();
     let (store, reg) = common::registry_store(dir.path(), db.as_deref(), folder.as_deref())?;
+    println!("registry imported in {:.1} s", t.elapsed().as_secs_f64());
     // What a node does at its start: the registry read back from the store.
     let t = Instant::now();
     let loaded = stormbell::registry::Registry::load(&store)?;

@@ -799,7 +799,7 @@ fn pg_value(row: &postgres::Row, i: usize, column: &postgres::Column) -> Result<
 pub const LIST_CHUNK: usize = 500;
 
 /// The placeholders of an `IN (…)` list of `n` values numbered from `first`: `?1, ?2, ?3`.
-pub fn marks(first: usize, n: usize) -> String {
+fn marks(first: usize, n: usize) -> String {
     (first..first + n)
         .map(|i| format!("?{i}"))
         .collect::<Vec<_>>()
