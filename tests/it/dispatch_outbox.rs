@@ -1081,3 +1081,68 @@ on_both! {
         assert!(by("submitting").is_empty());
     }
 }
+
+on_both! {
+    /// A county-wide warning names thousands: it is queued a chunk of people per statement
+    /// (the chunks' edges must neither drop nor double anyone), each person once with their
+    /// own link, and the same decision queued again adds nothing.
+    fn a_county_wide_warning_is_queued_once_per_person_across_chunks(backend) {
+        let mut f = Fixture::on(backend);
+        f.policy.link_base = Some("https://fx.example.cn/r/".into());
+        let n = 2_345;
+        // Every 100th number unusable, and the first 50 people named twice (a person on
+        // duty for two places).
+        let mut people: Vec<_> = (0..n)
+            .map(|i| {
+                let mobile = if i % 100 == 7 { "0571-1234".to_string() } else { format!("139{:08}", 30_000_000 + i) };
+                contact(i, &mobile)
+            })
+            .collect();
+        people.extend((0..50).map(|i| contact(i, &format!("139{:08}", 30_000_000 + i))));
+        let alert = |version, send| {
+            let mut t = targets("flash_flood:331098", version, Hazard::FlashFlood, Tier::Red, send, people.clone());
+            t.shelters.clear();
+            t
+        };
+        let bad = (0..n).filter(|i| i % 100 == 7).count();
+        let e = f.enqueue(alert(1, MessageKind::Alert));
+        assert_eq!((e.queued, e.invalid.len(), e.superseded, e.skipped), (n - bad, bad, 0, 0));
+        assert!(e.invalid.iter().all(|why| why.contains("0571-1234")), "{:?}", &e.invalid[..3]);
+        // The same decision again (a writer retrying its batch): nothing more.
+        f.decision -= 1;
+        let again = f.enqueue(alert(1, MessageKind::Alert));
+        assert_eq!((again.queued, again.invalid.len()), (0, 0));
+        let (rows, people_, tokens, texts): (i64, i64, i64, i64) = f
+            .store
+            .read_blocking(|c| {
+                Ok(c.query_row(
+                    "SELECT count(*), count(DISTINCT person), count(DISTINCT token),
+                            count(DISTINCT text)
+                     FROM dispatch_message",
+                    (),
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+                )?)
+            })
+            .unwrap();
+        assert_eq!((rows, people_), (n as i64, n as i64));
+        // Each queued person's own token, inside their own text.
+        assert_eq!((tokens, texts), ((n - bad) as i64, (n - bad + 1) as i64));
+        // Version 2 replaces every text not yet sent; only those with a number get a new one.
+        let e2 = f.enqueue(alert(2, MessageKind::Update));
+        assert_eq!((e2.queued, e2.superseded), (n - bad, n - bad));
+        // Half of version 2 goes out; then the cancel reaches exactly those.
+        let sent = f.claim(1_000);
+        assert_eq!(sent.len(), 1_000);
+        f.accept(&sent);
+        let e3 = f.enqueue(alert(3, MessageKind::Cancel));
+        assert_eq!((e3.queued, e3.skipped, e3.superseded), (1_000, n - bad - 1_000, n - bad - 1_000));
+        let queued_cancels: std::collections::HashSet<String> = f
+            .states()
+            .into_iter()
+            .filter(|(_, _, s)| s == "queued")
+            .map(|(_, p, _)| p)
+            .collect();
+        let sent_to: std::collections::HashSet<String> = sent.iter().map(|c| c.person.clone()).collect();
+        assert_eq!(queued_cancels, sent_to);
+    }
+}
