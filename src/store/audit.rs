@@ -187,7 +187,10 @@ pub fn head_at(conn: &Conn<'_>) -> crate::store::sql::Result<Option<(i64, String
 pub fn append(tx: &Tx<'_>, entry: &Entry) -> crate::store::sql::Result<Record> {
     // One chain however many nodes write: the head is read under the chain's lock.
     tx.serialise("stormbell.audit")?;
-    let (prev_seq, prev_hash) = head(tx)?.unwrap_or((0, GENESIS.to_string()));
+    let (prev_seq, prev_hash) = match tx.chain_head() {
+        Some(head) => head,
+        None => head(tx)?.unwrap_or((0, GENESIS.to_string())),
+    };
     let seq = prev_seq + 1;
     let at = super::stamp(entry.at.timestamp());
     let detail = serde_json::to_string(&entry.detail).unwrap_or_else(|_| "null".into());
@@ -207,6 +210,7 @@ pub fn append(tx: &Tx<'_>, entry: &Entry) -> crate::store::sql::Result<Record> {
     .execute(params![
         seq, at, actor, kind, subject, detail, prev_hash, hash
     ])?;
+    tx.chain_appended(seq, &hash);
     Ok(Record {
         seq,
         at,

@@ -215,6 +215,9 @@ impl Row<'_> {
 pub(crate) struct Pg {
     pub(crate) client: postgres::Client,
     prepared: HashMap<String, postgres::Statement>,
+    /// The audit chain's head as the current write job last appended it (see
+    /// [`Tx::chain_head`]); forgotten when a job's transaction scope begins.
+    chain: Option<(i64, String)>,
 }
 
 /// The one advisory lock every write batch on PostgreSQL takes first, held to its commit: the
@@ -235,6 +238,7 @@ impl Pg {
         Pg {
             client,
             prepared: HashMap::new(),
+            chain: None,
         }
     }
 
@@ -321,7 +325,29 @@ impl<'a> Tx<'a> {
 
     /// Inside the PostgreSQL transaction the caller has begun on `pg`.
     pub(crate) fn pg(pg: &'a RefCell<Pg>) -> Tx<'a> {
+        // A new job (or a new transaction): what an earlier one appended may have been rolled
+        // back with it.
+        pg.borrow_mut().chain = None;
         Tx(Conn(Inner::Pg(pg)))
+    }
+
+    /// The audit chain's head (sequence number, hash) as this job last appended it, on
+    /// PostgreSQL: every write batch holds the store's one write lock there, so nobody else
+    /// appends until it commits, and the head need not be read back for each entry (a round
+    /// trip per entry; a batch of outcomes appends dozens). `None` on SQLite, where the read
+    /// costs microseconds, and before this job's first append.
+    pub(crate) fn chain_head(&self) -> Option<(i64, String)> {
+        match self.0.0 {
+            Inner::Lite(_) => None,
+            Inner::Pg(pg) => pg.borrow().chain.clone(),
+        }
+    }
+
+    /// This job appended the entry `(seq, hash)`: the chain's head now.
+    pub(crate) fn chain_appended(&self, seq: i64, hash: &str) {
+        if let Inner::Pg(pg) = self.0.0 {
+            pg.borrow_mut().chain = Some((seq, hash.to_string()));
+        }
     }
 }
 
@@ -357,7 +383,12 @@ impl<'a> Conn<'a> {
     pub fn execute_batch(&self, sql: &str) -> Result<()> {
         match self.0 {
             Inner::Lite(c) => Ok(c.execute_batch(sql)?),
-            Inner::Pg(pg) => Ok(pg.borrow_mut().client.batch_execute(&translate(sql))?),
+            Inner::Pg(pg) => {
+                // Maybe a savepoint's rollback: the audit head is read again.
+                let mut pg = pg.borrow_mut();
+                pg.chain = None;
+                Ok(pg.client.batch_execute(&translate(sql))?)
+            }
         }
     }
 
