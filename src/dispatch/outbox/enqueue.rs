@@ -298,6 +298,15 @@ pub fn enqueue(
             }
         }
     }
+    // PostgreSQL plans the claims by the table's statistics, which autovacuum renews only
+    // about a minute after a large change: until then a queue that just grew by a county
+    // looks empty to the planner, which then scans all of it for each person claimed
+    // (measured: 3,000 queued, 580,000 rows compared per claim). A large warning renews them
+    // in its own transaction (ANALYZE samples, whatever the table's size; it counts the
+    // rows this transaction wrote).
+    if tx.is_postgres() && out.queued >= ENQUEUE_CHUNK {
+        tx.execute_batch("ANALYZE dispatch_message")?;
+    }
     Ok(out)
 }
 
