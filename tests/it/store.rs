@@ -225,6 +225,8 @@ on_both! {
     async fn a_failing_job_in_a_batch_leaves_the_others_standing(backend) {
         // Many writers at once, so that jobs share batches; every third fails after writing
         // (and one statement fails outright, which on PostgreSQL aborts all but its savepoint).
+        // Each appends twice: the second entry follows the head the first left (which
+        // PostgreSQL's writer keeps within a job), and a failed job's head is not followed.
         let place = Place::new(backend);
         let store = place.open();
         let mut tasks = Vec::new();
@@ -233,7 +235,9 @@ on_both! {
             tasks.push(tokio::spawn(async move {
                 let e = entry(i);
                 s.write(move |tx| -> anyhow::Result<i64> {
+                    let first = audit::append(tx, &e)?;
                     let rec = audit::append(tx, &e)?;
+                    assert_eq!((rec.seq, &rec.prev_hash), (first.seq + 1, &first.hash));
                     if i % 3 == 0 {
                         tx.execute("INSERT INTO no_such_table VALUES (1)", ())?;
                     }
@@ -257,7 +261,7 @@ on_both! {
         }
         assert_eq!(kept, 60);
         let v = store.read(|c| Ok(audit::verify(c)?)).await.unwrap();
-        assert!(matches!(v, audit::Verification::Intact { entries: 60, .. }), "{v:?}");
+        assert!(matches!(v, audit::Verification::Intact { entries: 120, .. }), "{v:?}");
     }
 }
 
