@@ -386,7 +386,8 @@ impl std::fmt::Debug for DecisionHook {
 pub struct RunSettings {
     /// Re-evaluate at least this often (holds and windows move with time).
     pub tick: Duration,
-    /// Shift of the ticks after start. Zero for the daemon. A drill sets 15 s: its polls fall
+    /// Shift of the ticks past `tick`'s grid in absolute time (and the least time from the
+    /// start to the first tick). Zero for the daemon. A drill sets 15 s: its polls fall
     /// on whole minutes, and a tick at a poll's instant would evaluate before or after that
     /// poll's delivery as the scheduler pleases; off the poll's instant, it is always after.
     pub phase: Duration,
@@ -467,6 +468,28 @@ async fn take_registry(
     Ok(())
 }
 
+/// When correlate next re-evaluates, as the clock's elapsed time: the first instant strictly
+/// after now + `beyond` that lies `phase` past a multiple of `tick` in absolute time (on the
+/// clock's calendar, not since its start). So the ticks of every run fall on the same grid: a node
+/// that takes over from a leader, or a drill resumed after a crash, goes on with the old
+/// schedule instead of starting its own (a resumed Lekima drill re-evaluated two minutes off
+/// the whole run's, and folded two updates differently).
+fn next_tick_after(
+    clock: &dyn Clock,
+    tick: Duration,
+    phase: Duration,
+    beyond: Duration,
+) -> Duration {
+    let period = tick.as_nanos() as i128;
+    let from = clock.elapsed() + beyond;
+    if period == 0 {
+        return from;
+    }
+    let now = clock.now().as_nanosecond() + beyond.as_nanos() as i128;
+    let into = (now - phase.as_nanos() as i128).rem_euclid(period);
+    from + Duration::from_nanos((period - into) as u64)
+}
+
 /// Run the correlate stage until `shutdown`: rebuild memory, then take deliveries from the
 /// feeds and re-evaluate on every batch and every tick; hand each decision's targets to
 /// `out` after it is committed.
@@ -483,7 +506,14 @@ pub async fn run(
     rebuild(&mut engine, &store, clock.as_ref()).await?;
     let mut registry = settings.registry.clone();
 
-    let mut next_tick = clock.elapsed() + settings.phase + settings.tick;
+    // Not within `phase` of the start: the start evaluates the first polls' deliveries,
+    // which stands for a tick there (and a drill keeps the schedule it always had).
+    let mut next_tick = next_tick_after(
+        clock.as_ref(),
+        settings.tick,
+        settings.phase,
+        settings.phase,
+    );
     // What kept a simulated clock still during the last turn (its wake-up, its deliveries):
     // released only once the next tick is registered, or the clock could move on in between
     // and skip that tick (a replay would then evaluate at other moments from run to run).
@@ -516,7 +546,12 @@ pub async fn run(
             }
         }
         if clock.elapsed() >= next_tick {
-            next_tick = clock.elapsed() + settings.tick;
+            next_tick = next_tick_after(
+                clock.as_ref(),
+                settings.tick,
+                settings.phase,
+                Duration::ZERO,
+            );
         }
         let now = clock.now();
         let consumed: Vec<i64> = batch.iter().map(|d| d.inbox).collect();
@@ -715,4 +750,31 @@ pub fn retarget(
         },
     )?;
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::clock::SimClock;
+
+    #[test]
+    fn ticks_keep_one_grid_across_a_resume() {
+        let (tick, phase) = (Duration::from_secs(300), Duration::from_secs(15));
+        let at = |s: &str| -> Timestamp { s.parse().unwrap() };
+        let first = |start: &str| {
+            let clock = SimClock::new(at(start));
+            let t = next_tick_after(&clock, tick, phase, phase);
+            clock.now() + SignedDuration::try_from(t - clock.elapsed()).unwrap()
+        };
+        // A drill starting on the grid waits a whole tick, as it always did.
+        assert_eq!(first("2019-08-08T00:00:00Z"), at("2019-08-08T00:05:15Z"));
+        // Resumed off the grid (a crash, a new leader): the old schedule goes on.
+        assert_eq!(first("2019-08-09T12:17:00Z"), at("2019-08-09T12:20:15Z"));
+        // Within `phase` of the start, the next one.
+        assert_eq!(first("2019-08-09T12:20:10Z"), at("2019-08-09T12:25:15Z"));
+        // Later ticks: strictly after now, on the grid.
+        let clock = SimClock::new(at("2019-08-09T12:20:15Z"));
+        let t = next_tick_after(&clock, tick, phase, Duration::ZERO);
+        assert_eq!(t - clock.elapsed(), tick);
+    }
 }
