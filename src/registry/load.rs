@@ -878,6 +878,15 @@ impl Row<'_> {
                 col,
                 format!("`{v}` contains spaces"),
             );
+        } else if v.chars().any(char::is_control) {
+            // A NUL or an escape pasted from another system: an id is matched everywhere (and
+            // PostgreSQL's text cannot hold a NUL, so it would not match itself once stored).
+            self.problem(
+                Severity::Error,
+                "registry.id",
+                col,
+                format!("{v:?} contains a control character"),
+            );
         }
         v
     }

@@ -225,6 +225,35 @@ fn each_kind_of_bad_row_in_the_real_fixture_is_reported_alone() {
 }
 
 #[test]
+fn an_id_with_a_control_character_is_refused_where_it_is() {
+    // A NUL pasted from another system: ids are matched everywhere, and PostgreSQL's text
+    // cannot hold one (it would be stored as U+FFFD and no longer match itself).
+    let dir = tempfile::tempdir().unwrap();
+    let d = copy_fixture(dir.path());
+    let mut line = 0;
+    edit_gbk(&d.join("persons.csv"), |t| {
+        let mut t = t.trim_end().to_string();
+        line = t.lines().count() + 1;
+        t.push_str("\nP33109899\u{0}99,测试员,13800009999,县级,331098,值班员,,否,2026-03-15\n");
+        t
+    });
+    let lines = rendered(&d);
+    let expected =
+        format!("persons.csv:{line}: 编号: \"P33109899\\099\" contains a control character");
+    assert!(
+        lines.iter().any(|l| l.starts_with(&expected)),
+        "expected `{expected}`, got:\n{}",
+        lines.join("\n")
+    );
+    assert_eq!(
+        lines.iter().filter(|l| !l.contains("warning:")).count(),
+        1,
+        "{}",
+        lines.join("\n")
+    );
+}
+
+#[test]
 fn a_site_nobody_answers_for_and_a_malformed_phone_in_the_gbk_export() {
     let dir = tempfile::tempdir().unwrap();
     let d = copy_fixture(dir.path());
