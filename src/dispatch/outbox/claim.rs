@@ -229,24 +229,21 @@ impl Lookups {
             }
         }
         let names = serde_json::to_string(&names)?;
-        // Subqueries per person, each the lookup a statement per person made: a join against
-        // the list is planned by the table's statistics, which lag behind a storm's sends
-        // (PostgreSQL then read every text sent so far for each claim).
+        // Person by person (LATERAL), each the lookup a statement per person made: a join
+        // against the list is planned by the table's statistics, which lag behind a storm's
+        // sends (PostgreSQL then read every text sent so far for each claim).
         let lately: std::collections::HashMap<String, Lately> = tx
             .prepare_cached(
-                "SELECT n.value,
-                   (SELECT count(*) FROM dispatch_message m
-                    WHERE m.channel = ?1 AND m.person = n.value AND m.updated >= ?3
-                      AND m.state IN ('submitting', 'accepted', 'delivered', 'delivery_unknown')),
-                   (SELECT min(m.updated) FROM dispatch_message m
-                    WHERE m.channel = ?1 AND m.person = n.value AND m.updated >= ?3
-                      AND m.state IN ('submitting', 'accepted', 'delivered', 'delivery_unknown')),
-                   (SELECT max(CASE m.tier WHEN 'red' THEN 4 WHEN 'orange' THEN 3
-                                          WHEN 'yellow' THEN 2 ELSE 1 END)
-                    FROM dispatch_message m
-                    WHERE m.channel = ?1 AND m.person = n.value AND m.updated >= ?3
-                      AND m.state IN ('submitting', 'accepted', 'delivered', 'delivery_unknown'))
-                 FROM json_array_elements_text(CAST(?2 AS json)) AS n",
+                "SELECT n.value, a.recent, a.oldest, a.top
+                 FROM json_array_elements_text(CAST(?2 AS json)) AS n
+                 CROSS JOIN LATERAL (
+                   SELECT count(*) AS recent, min(updated) AS oldest,
+                          max(CASE tier WHEN 'red' THEN 4 WHEN 'orange' THEN 3
+                                        WHEN 'yellow' THEN 2 ELSE 1 END) AS top
+                   FROM dispatch_message
+                   WHERE channel = ?1 AND person = n.value AND updated >= ?3
+                     AND state IN ('submitting', 'accepted', 'delivered', 'delivery_unknown'))
+                   AS a",
             )?
             .query_map(params![channel, names, since], |r| {
                 Ok((r.get(0)?, (r.get(1)?, r.get(2)?, r.get(3)?)))
@@ -254,7 +251,7 @@ impl Lookups {
             .collect::<Result<_, _>>()?;
         let mut riders: std::collections::HashMap<String, Vec<(i64, String)>> = Default::default();
         let mut st = tx.prepare_cached(
-            // Person by person (LATERAL), for the reason above; the rows locked as they are read.
+            // Person by person, for the same reason; the rows locked as they are read.
             "SELECT n.value, m.id, m.words
              FROM json_array_elements_text(CAST(?2 AS json)) AS n
              CROSS JOIN LATERAL (
