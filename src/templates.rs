@@ -50,6 +50,8 @@ const ALL: &[(&str, &str)] = templates![
     "broadcast/warning.en",
     "broadcast/title.zh-CN",
     "broadcast/title.en",
+    "voice/prompt.zh-CN",
+    "voice/prompt.en",
     "web/checkin.zh-CN",
     "web/office.zh-CN",
     "web/office_board.zh-CN",

@@ -9,7 +9,8 @@
 //! Each channel is a folder of the same shape — `settings.rs`, `channel.rs`, its protocol —
 //! implementing [`Channel`], and [`drive`] runs every one of them: claim, wait, send, record,
 //! drain. SMS over SMPP ([`sms`]), SMS through an HTTP gateway ([`kannel`]), the county
-//! emergency-broadcast platform ([`platform`]) and IP speakers on Icecast ([`icecast`]).
+//! emergency-broadcast platform ([`platform`]) and IP speakers on Icecast ([`icecast`]). Calls through a SIP trunk ([`voice`]): the user
+//! agent and its limits, not yet a channel of the outbox.
 
 pub mod broadcast;
 mod drive;
@@ -19,6 +20,7 @@ pub use outbox::link;
 pub mod outbox;
 pub mod platform;
 pub mod sms;
+pub mod voice;
 
 use std::sync::Arc;
 

@@ -51,5 +51,6 @@ mod smsc_quirks;
 mod store;
 mod tidy;
 mod upkeep;
+mod voice_calls;
 mod web;
 mod windfield;

@@ -337,7 +337,7 @@ pub fn speakable(script: &str) -> (String, Vec<char>) {
 
 /// Sample rate and samples of a 16-bit mono PCM WAV, tolerating a streamed header (chunk sizes
 /// of 0 or 0xFFFFFFFF).
-fn wav_samples(b: &[u8]) -> Option<(u32, Vec<i16>)> {
+pub(crate) fn wav_samples(b: &[u8]) -> Option<(u32, Vec<i16>)> {
     if b.len() < 12 || &b[0..4] != b"RIFF" || &b[8..12] != b"WAVE" {
         return None;
     }

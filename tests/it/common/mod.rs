@@ -37,6 +37,7 @@ pub mod kannel;
 pub mod patroni;
 pub mod postgres;
 pub mod server;
+pub mod sip;
 pub mod smsc;
 pub mod webdriver;
 

@@ -1,0 +1,106 @@
+//! `[[dispatch.voice.trunks]]`: one SIP trunk or PBX account, as the carrier or the county's
+//! telephone office gives it.
+
+use serde::{Deserialize, Serialize};
+
+/// How SIP travels to the trunk.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    /// SIP over UDP (RFC 3261 §17 retransmissions): what most trunks take.
+    #[default]
+    Udp,
+    /// SIP over TCP: one connection per call, no retransmissions.
+    Tcp,
+}
+
+/// One SIP trunk, as configured (`[[dispatch.voice.trunks]]`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TrunkSettings {
+    /// A name for logs and the outbox.
+    pub name: String,
+    /// Where requests go (the outbound proxy or the PBX), `host:port`.
+    pub proxy: String,
+    /// The domain in the numbers called (`sip:138…@domain`) and in our own address; empty:
+    /// the proxy's host.
+    #[serde(default)]
+    pub domain: String,
+    /// UDP or TCP.
+    #[serde(default)]
+    pub transport: Transport,
+    /// The user the trunk knows us by (From, and digest authentication).
+    pub user: String,
+    /// The digest password; empty: the trunk does not ask for one.
+    #[serde(default)]
+    pub password: String,
+    /// The caller id shown on the phones (the duty office's number); empty: `user`.
+    #[serde(default)]
+    pub caller_id: String,
+    /// Our own address on the trunk's network (SIP and RTP are bound to it).
+    #[serde(default = "loopback")]
+    pub local_ip: String,
+    /// Calls in progress at once on this trunk at most (the contract's channels).
+    #[serde(default = "four")]
+    pub max_calls: usize,
+    /// New calls per second at most.
+    #[serde(default = "two")]
+    pub calls_per_sec: u32,
+    /// Seconds a phone may ring before the call is cancelled (no answer).
+    #[serde(default = "forty_five")]
+    pub ring_secs: u64,
+    /// Seconds a request may go unanswered before the trunk counts as unreachable (RFC 3261's
+    /// Timer B is 32).
+    #[serde(default = "thirty_two")]
+    pub answer_secs: u64,
+}
+
+impl Default for TrunkSettings {
+    /// A trunk with a config file's defaults (name, proxy and user empty).
+    fn default() -> TrunkSettings {
+        TrunkSettings {
+            name: String::new(),
+            proxy: String::new(),
+            domain: String::new(),
+            transport: Transport::Udp,
+            user: String::new(),
+            password: String::new(),
+            caller_id: String::new(),
+            local_ip: loopback(),
+            max_calls: four(),
+            calls_per_sec: two(),
+            ring_secs: forty_five(),
+            answer_secs: thirty_two(),
+        }
+    }
+}
+
+impl TrunkSettings {
+    /// The domain named in URIs: `domain`, or the proxy's host.
+    pub fn domain(&self) -> &str {
+        if self.domain.is_empty() {
+            self.proxy
+                .rsplit_once(':')
+                .map(|(h, _)| h)
+                .unwrap_or(&self.proxy)
+        } else {
+            &self.domain
+        }
+    }
+}
+
+fn loopback() -> String {
+    "127.0.0.1".into()
+}
+fn four() -> usize {
+    4
+}
+fn two() -> u32 {
+    2
+}
+fn forty_five() -> u64 {
+    45
+}
+fn thirty_two() -> u64 {
+    32
+}

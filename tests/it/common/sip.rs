@@ -1,0 +1,402 @@
+//! Real SIP peers on 127.0.0.1: Debian's `kamailio` as the county's SIP proxy and registrar
+//! (the trunk stormbell calls through, asking for digest credentials on every INVITE), and
+//! `baresip` instances as the phones of the responsible persons (each its own process, its own
+//! config folder, registered to the proxy under a mobile number).
+//!
+//! A phone is driven over baresip's `ctrl_tcp` (netstring JSON): its events (incoming,
+//! established, closed) are recorded with the time they came, and a phone that is to press a
+//! key sends it (`sndcode`) a moment after the call is established, as a person listening
+//! would. What it hears is written to WAV by baresip's `sndfile` module.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpStream, UdpSocket};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// A free port on 127.0.0.1, free for UDP too.
+fn free_port() -> u16 {
+    loop {
+        let p = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        if UdpSocket::bind(("127.0.0.1", p)).is_ok() && p < 60000 {
+            return p;
+        }
+    }
+}
+
+/// The password kamailio asks of the trunk user `office`.
+pub const TRUNK_PASSWORD: &str = "fxb-trunk-2026";
+
+/// A number the proxy declines for the person (603, as a PBX's do-not-disturb answers).
+pub const DECLINING: &str = "13900000603";
+
+/// A running kamailio; killed when dropped.
+pub struct Kamailio {
+    child: Child,
+    /// Its SIP port (UDP and TCP).
+    pub port: u16,
+    _dir: tempfile::TempDir,
+    log: PathBuf,
+}
+
+impl Kamailio {
+    /// A proxy and registrar on a free port: phones register freely; an INVITE from anyone
+    /// else must carry digest credentials for `office` / [`TRUNK_PASSWORD`].
+    pub fn start() -> Kamailio {
+        assert!(
+            std::path::Path::new("/usr/sbin/kamailio").is_file(),
+            "kamailio is not installed: run ./scripts/test (Debian kamailio)"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let cfg = format!(
+            r#"#!KAMAILIO
+debug=2
+log_stderror=yes
+children=2
+tcp_children=2
+auto_aliases=no
+alias="127.0.0.1:{port}"
+loadmodule "tm.so"
+loadmodule "sl.so"
+loadmodule "rr.so"
+loadmodule "pv.so"
+loadmodule "maxfwd.so"
+loadmodule "usrloc.so"
+loadmodule "registrar.so"
+loadmodule "textops.so"
+loadmodule "siputils.so"
+loadmodule "auth.so"
+loadmodule "kex.so"
+modparam("usrloc", "db_mode", 0)
+modparam("tm", "fr_inv_timer", 120000)
+request_route {{
+    if (!mf_process_maxfwd_header("10")) {{ sl_send_reply("483", "Too Many Hops"); exit; }}
+    if (is_method("REGISTER")) {{
+        if (!save("location")) {{ sl_reply_error(); }}
+        exit;
+    }}
+    if (has_totag()) {{
+        if (loose_route()) {{ t_relay(); exit; }}
+        if (is_method("ACK")) {{ if (t_check_trans()) {{ t_relay(); }} exit; }}
+        sl_send_reply("404", "Not here");
+        exit;
+    }}
+    if (is_method("CANCEL")) {{ if (t_check_trans()) {{ t_relay(); }} exit; }}
+    if (is_method("INVITE")) {{
+        if (!pv_proxy_authenticate("$fd", "{TRUNK_PASSWORD}", "0")) {{
+            proxy_challenge("$fd", "0");
+            exit;
+        }}
+        if ($au != "office") {{ sl_send_reply("403", "Forbidden"); exit; }}
+        consume_credentials();
+        if ($rU == "{DECLINING}") {{ sl_send_reply("603", "Decline"); exit; }}
+        record_route();
+    }}
+    if (!lookup("location")) {{ sl_send_reply("404", "Not Found"); exit; }}
+    t_relay();
+}}
+"#
+        );
+        let conf = dir.path().join("kamailio.cfg");
+        std::fs::write(&conf, cfg).unwrap();
+        let log = dir.path().join("kamailio.log");
+        let child = Command::new("/usr/sbin/kamailio")
+            .arg("-f")
+            .arg(&conf)
+            .args(["-DD", "-E", "-m", "32", "-M", "8"])
+            .args(["-l", &format!("udp:127.0.0.1:{port}")])
+            .args(["-l", &format!("tcp:127.0.0.1:{port}")])
+            .args(["-Y", &dir.path().display().to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("kamailio starts");
+        let k = Kamailio {
+            child,
+            port,
+            _dir: dir,
+            log,
+        };
+        // Alive when it answers an OPTIONS (with anything).
+        let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let me = s.local_addr().unwrap();
+        let options = format!(
+            "OPTIONS sip:127.0.0.1:{port} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bKprobe\r\n\
+             From: <sip:probe@127.0.0.1>;tag=p\r\nTo: <sip:127.0.0.1:{port}>\r\nCall-ID: probe\r\n\
+             CSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+        );
+        let mut buf = [0u8; 2048];
+        loop {
+            s.send_to(options.as_bytes(), ("127.0.0.1", port)).unwrap();
+            if s.recv(&mut buf).is_ok() {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "kamailio did not answer on {port}: {}",
+                k.log()
+            );
+        }
+        k
+    }
+
+    /// What it logged.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// `host:port`.
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Kamailio {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// What a phone does when rung.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Behaviour {
+    /// Answers at once; presses `key` (if any) `after` the call is established (baresip 1.0
+    /// sends keys as RFC 4733 events only).
+    Answer { key: Option<char>, after: Duration },
+    /// Answers, listens `after`, and hangs up without a key.
+    HangUp { after: Duration },
+    /// The person presses "hang up" while it rings (baresip answers an incoming call it hangs
+    /// up with 486 Busy Here).
+    Busy,
+    /// Rings and is never picked up.
+    Ring,
+}
+
+/// A baresip phone registered to the proxy; killed when dropped.
+pub struct Phone {
+    child: Child,
+    /// The number it is registered as.
+    pub number: String,
+    dir: tempfile::TempDir,
+    /// (event type, when) as the phone reported them.
+    pub events: Arc<Mutex<Vec<(String, Instant)>>>,
+    _driver: std::thread::JoinHandle<()>,
+}
+
+impl Phone {
+    /// A phone for `number` registered at `k`, behaving as `b`.
+    pub fn start(k: &Kamailio, number: &str, b: Behaviour) -> Phone {
+        assert!(
+            std::path::Path::new("/usr/bin/baresip").is_file(),
+            "baresip is not installed: run ./scripts/test (Debian baresip-core)"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let (sip, ctrl) = (free_port(), free_port());
+        let rtp = free_port() & !1;
+        let rec = dir.path().join("rec");
+        std::fs::create_dir(&rec).unwrap();
+        // What the phone says back (its microphone): quiet, as a listener's room; longer than
+        // any call (baresip ends a call when its source file ends).
+        let quiet = dir.path().join("quiet.wav");
+        let mut w = hound::WavWriter::create(
+            &quiet,
+            hound::WavSpec {
+                channels: 1,
+                sample_rate: 8000,
+                bits_per_sample: 16,
+                sample_format: hound::SampleFormat::Int,
+            },
+        )
+        .unwrap();
+        for _ in 0..8000 * 90 {
+            w.write_sample(0i16).unwrap();
+        }
+        w.finalize().unwrap();
+        let config = format!(
+            "poll_method epoll\nsip_listen 127.0.0.1:{sip}\nsip_trans_def udp\n\
+             audio_player aufile,/dev/null\naudio_source aufile,{quiet}\naudio_alert aufile,/dev/null\n\
+             module_path /usr/lib/baresip/modules\nmodule g711.so\nmodule aufile.so\nmodule sndfile.so\n\
+             module_app account.so\nmodule_app menu.so\nmodule_app ctrl_tcp.so\n\
+             ctrl_tcp_listen 127.0.0.1:{ctrl}\nsnd_path {rec}\nrtp_ports {rtp}-{}\n\
+             call_max_calls 4\n",
+            rtp + 20,
+            quiet = quiet.display(),
+            rec = rec.display(),
+        );
+        std::fs::write(dir.path().join("config"), config).unwrap();
+        let answer = match b {
+            Behaviour::Answer { .. } | Behaviour::HangUp { .. } => "auto",
+            _ => "manual",
+        };
+        std::fs::write(
+            dir.path().join("accounts"),
+            format!(
+                "<sip:{number}@127.0.0.1:{};transport=udp>;regint=300;answermode={answer};audio_codecs=PCMA,PCMU\n",
+                k.port
+            ),
+        )
+        .unwrap();
+        let child = Command::new("/usr/bin/baresip")
+            .arg("-f")
+            .arg(dir.path())
+            .args(["-t", "300"])
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(dir.path().join("out.log")).unwrap())
+            .stderr(std::fs::File::create(dir.path().join("err.log")).unwrap())
+            .spawn()
+            .expect("baresip starts");
+        // Its control port, once it listens.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let ctl = loop {
+            if let Ok(s) = TcpStream::connect(("127.0.0.1", ctrl)) {
+                break s;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "baresip's ctrl_tcp did not listen on {ctrl}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let mut ctl2 = ctl.try_clone().unwrap();
+        // Registered when `reginfo` says OK.
+        let mut reader = BufReader::new(ctl);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            command(&mut ctl2, "reginfo", "");
+            let r = read_netstring(&mut reader).unwrap();
+            if r.contains("\"response\":true") && r.contains("OK") {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "baresip {number} did not register: {r}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let events: Arc<Mutex<Vec<(String, Instant)>>> = Arc::default();
+        let seen = events.clone();
+        let driver = std::thread::spawn(move || {
+            while let Some(msg) = read_netstring(&mut reader) {
+                let Ok(v) = serde_json::from_str::<serde_json::Value>(&msg) else {
+                    continue;
+                };
+                let Some(kind) = v["type"].as_str() else {
+                    continue;
+                };
+                seen.lock()
+                    .unwrap()
+                    .push((kind.to_string(), Instant::now()));
+                if kind == "CALL_INCOMING" && b == Behaviour::Busy {
+                    command(&mut ctl2, "hangup", "");
+                    continue;
+                }
+                if kind != "CALL_ESTABLISHED" {
+                    continue;
+                }
+                match b {
+                    Behaviour::Answer {
+                        key: Some(k),
+                        after,
+                    } => {
+                        std::thread::sleep(after);
+                        command(&mut ctl2, "sndcode", &k.to_string());
+                    }
+                    Behaviour::HangUp { after } => {
+                        std::thread::sleep(after);
+                        command(&mut ctl2, "hangup", "");
+                    }
+                    _ => {}
+                }
+            }
+        });
+        Phone {
+            child,
+            number: number.into(),
+            dir,
+            events,
+            _driver: driver,
+        }
+    }
+
+    /// Whether the phone reported an event of `kind`.
+    pub fn saw(&self, kind: &str) -> bool {
+        self.events.lock().unwrap().iter().any(|(k, _)| k == kind)
+    }
+
+    /// Wait (up to `secs`) until the phone reports `kind`.
+    pub fn wait_for(&self, kind: &str, secs: u64) {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        while !self.saw(kind) {
+            assert!(
+                Instant::now() < deadline,
+                "phone {} never reported {kind}; it reported {:?}",
+                self.number,
+                self.events
+                    .lock()
+                    .unwrap()
+                    .iter()
+                    .map(|e| &e.0)
+                    .collect::<Vec<_>>()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// What the phone heard (the decoded audio it recorded), as 8 kHz samples, once its file
+    /// is complete.
+    pub fn heard(&self) -> Vec<i16> {
+        let rec = self.dir.path().join("rec");
+        let file = std::fs::read_dir(&rec)
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .map(|e| e.path())
+            .find(|p| p.to_string_lossy().ends_with("-dec.wav"))
+            .unwrap_or_else(|| {
+                panic!(
+                    "phone {} recorded nothing in {}",
+                    self.number,
+                    rec.display()
+                )
+            });
+        let mut r = hound::WavReader::open(&file).unwrap();
+        assert_eq!(r.spec().sample_rate, 8000, "{}", file.display());
+        r.samples::<i16>().map_while(Result::ok).collect()
+    }
+}
+
+impl Drop for Phone {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn command(s: &mut TcpStream, cmd: &str, params: &str) {
+    let body = serde_json::json!({ "command": cmd, "params": params, "token": cmd }).to_string();
+    let _ = s.write_all(format!("{}:{body},", body.len()).as_bytes());
+}
+
+fn read_netstring(r: &mut BufReader<TcpStream>) -> Option<String> {
+    let mut len = Vec::new();
+    r.read_until(b':', &mut len).ok()?;
+    let n: usize = std::str::from_utf8(len.strip_suffix(b":")?)
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    let mut body = vec![0u8; n + 1];
+    r.read_exact(&mut body).ok()?;
+    body.pop();
+    String::from_utf8(body).ok()
+}

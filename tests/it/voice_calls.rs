@@ -1,0 +1,320 @@
+//! Calls through a real SIP proxy to real phones: stormbell's user agent rings baresip phones
+//! (Debian `baresip-core`) registered at a kamailio (Debian `kamailio`) that asks for digest
+//! credentials on every INVITE, plays them the warning, and hears the keys they press.
+
+use crate::common;
+
+use std::time::Duration;
+
+use common::sip::{Behaviour, DECLINING, Kamailio, Phone, TRUNK_PASSWORD};
+use stormbell::dispatch::voice::{Outcome, Prompt, Refused, Transport, Trunk, TrunkSettings};
+
+fn trunk(k: &Kamailio, transport: Transport) -> TrunkSettings {
+    TrunkSettings {
+        name: "县电信中继".into(),
+        proxy: k.addr(),
+        transport,
+        user: "office".into(),
+        password: TRUNK_PASSWORD.into(),
+        caller_id: "05718800110".into(),
+        max_calls: 8,
+        calls_per_sec: 20,
+        ring_secs: 20,
+        answer_secs: 8,
+        ..TrunkSettings::default()
+    }
+}
+
+/// The prompt's words spoken by espeak-ng (22 kHz, resampled by the user agent), `rounds`
+/// times.
+fn spoken_prompt(rounds: u32, linger: Duration) -> Prompt {
+    let dir = tempfile::tempdir().unwrap();
+    let wav = dir.path().join("prompt.wav");
+    let words = stormbell::dispatch::voice::prompt_words("zh-CN").unwrap();
+    assert!(words.contains("请按1"), "{words}");
+    let st = std::process::Command::new("espeak-ng")
+        .args(["-v", "cmn", "-w"])
+        .arg(&wav)
+        .arg(&words)
+        .status()
+        .expect("espeak-ng runs (Debian espeak-ng)");
+    assert!(st.success());
+    Prompt::from_wav(&std::fs::read(&wav).unwrap(), rounds, linger).unwrap()
+}
+
+fn rms(s: &[i16]) -> f64 {
+    if s.is_empty() {
+        return 0.0;
+    }
+    (s.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>() / s.len() as f64).sqrt()
+}
+
+/// Seconds of 8 kHz audio that are not quiet (20 ms windows above a floor).
+fn voiced_secs(s: &[i16]) -> f64 {
+    s.chunks(160).filter(|c| rms(c) > 300.0).count() as f64 * 0.02
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_person_hears_the_prompt_and_their_key_is_the_answer() {
+    let k = Kamailio::start();
+    let rfc = Phone::start(
+        &k,
+        "13800000001",
+        Behaviour::Answer {
+            key: Some('1'),
+            after: Duration::from_millis(2500),
+        },
+    );
+    let second = Phone::start(
+        &k,
+        "13800000002",
+        Behaviour::Answer {
+            key: Some('3'),
+            after: Duration::from_millis(1500),
+        },
+    );
+    let prompt = spoken_prompt(2, Duration::from_secs(3));
+    assert!(
+        prompt.length() > Duration::from_secs(2),
+        "{:?}",
+        prompt.length()
+    );
+
+    // Over UDP, the key as an RFC 4733 event.
+    let udp = Trunk::new(trunk(&k, Transport::Udp));
+    let o = udp.call(&rfc.number, &prompt).await.unwrap();
+    let Outcome::Acknowledged { key, after, via } = o else {
+        panic!("expected a key, got {o:?}; kamailio: {}", k.log());
+    };
+    assert_eq!((key, via), ('1', "rfc4733"));
+    assert!(after >= Duration::from_millis(2500), "{after:?}");
+    assert!(after < prompt.length() * 2, "{after:?}");
+    rfc.wait_for("CALL_CLOSED", 10);
+    // What the phone recorded is speech, not silence, for about as long as it listened.
+    let heard = rfc.heard();
+    let voiced = voiced_secs(&heard);
+    assert!(
+        voiced > 1.0 && voiced <= after.as_secs_f64() + 0.5,
+        "voiced {voiced} s of {} s recorded (key after {after:?})",
+        heard.len() as f64 / 8000.0
+    );
+
+    // Over TCP (kamailio relays to the phone over UDP).
+    let tcp = Trunk::new(trunk(&k, Transport::Tcp));
+    let o = tcp.call(&second.number, &prompt).await.unwrap();
+    assert!(
+        matches!(
+            o,
+            Outcome::Acknowledged {
+                key: '3',
+                via: "rfc4733",
+                ..
+            }
+        ),
+        "{o:?}; kamailio: {}",
+        k.log()
+    );
+    second.wait_for("CALL_CLOSED", 10);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_person_who_listens_without_a_key_hears_the_prompt_twice() {
+    let k = Kamailio::start();
+    let silent = Phone::start(
+        &k,
+        "13800000011",
+        Behaviour::Answer {
+            key: None,
+            after: Duration::ZERO,
+        },
+    );
+    let hangs_up = Phone::start(
+        &k,
+        "13800000012",
+        Behaviour::HangUp {
+            after: Duration::from_millis(1500),
+        },
+    );
+    let prompt = spoken_prompt(2, Duration::from_secs(1));
+    let t = Trunk::new(trunk(&k, Transport::Udp));
+    let o = t.call(&silent.number, &prompt).await.unwrap();
+    let Outcome::AnsweredNoKey { heard, hung_up } = o else {
+        panic!("expected no key, got {o:?}");
+    };
+    assert!(!hung_up);
+    // Two rounds and the second of quiet between them, all played.
+    let whole = prompt.length() * 2 + Duration::from_secs(1);
+    assert!(
+        heard.abs_diff(whole) <= Duration::from_millis(40),
+        "{heard:?} vs {whole:?}"
+    );
+    silent.wait_for("CALL_CLOSED", 10);
+    let rec = silent.heard();
+    let recorded = rec.len() as f64 / 8000.0;
+    assert!(
+        (recorded - whole.as_secs_f64()).abs() < 1.5 + prompt.linger.as_secs_f64(),
+        "recorded {recorded} s, played {whole:?}"
+    );
+    // Speech in both rounds: the voiced time is about twice one round's.
+    let once = voiced_secs(&prompt.samples);
+    let voiced = voiced_secs(&rec);
+    assert!(
+        voiced > once * 1.6 && voiced < once * 2.4,
+        "voiced {voiced} s heard, {once} s per round"
+    );
+
+    let o = t.call(&hangs_up.number, &prompt).await.unwrap();
+    let Outcome::AnsweredNoKey { heard, hung_up } = o else {
+        panic!("expected a hang-up, got {o:?}");
+    };
+    assert!(hung_up, "{o:?}");
+    assert!(heard < prompt.length(), "{heard:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_way_a_call_can_fail_is_named() {
+    let k = Kamailio::start();
+    let busy = Phone::start(&k, "13800000021", Behaviour::Busy);
+    let ringing = Phone::start(&k, "13800000022", Behaviour::Ring);
+    let prompt = spoken_prompt(1, Duration::from_secs(1));
+    let mut s = trunk(&k, Transport::Udp);
+    s.ring_secs = 3;
+    let t = Trunk::new(s.clone());
+
+    let o = t.call(&busy.number, &prompt).await.unwrap();
+    assert_eq!(o, Outcome::Busy { code: 486 });
+
+    let o = t.call(&ringing.number, &prompt).await.unwrap();
+    assert_eq!(
+        o,
+        Outcome::NoAnswer {
+            code: None,
+            rang: true
+        }
+    );
+    // The CANCEL reached the phone: it stopped ringing.
+    ringing.wait_for("CALL_CLOSED", 10);
+
+    let o = t.call(DECLINING, &prompt).await.unwrap();
+    assert_eq!(o, Outcome::Rejected { code: 603 });
+
+    let o = t.call("13800000099", &prompt).await.unwrap();
+    assert!(
+        matches!(
+            &o,
+            Outcome::Unreachable {
+                code: Some(404),
+                ..
+            }
+        ),
+        "{o:?}"
+    );
+
+    // A wrong password: refused, and the message says what to check.
+    let wrong = Trunk::new(TrunkSettings {
+        password: "not-the-password".into(),
+        ..s.clone()
+    });
+    let o = wrong.call(&busy.number, &prompt).await.unwrap();
+    let Outcome::Failed { reason } = &o else {
+        panic!("expected a refusal, got {o:?}");
+    };
+    assert!(
+        reason.contains("refused our credentials") && reason.contains("\"office\""),
+        "{reason}"
+    );
+    // No password at all where one is asked.
+    let none = Trunk::new(TrunkSettings {
+        password: String::new(),
+        ..s.clone()
+    });
+    let o = none.call(&busy.number, &prompt).await.unwrap();
+    assert!(
+        matches!(&o, Outcome::Failed { reason } if reason.contains("none is configured")),
+        "{o:?}"
+    );
+
+    // A trunk that answers nothing (a port nobody listens on).
+    let dead = {
+        let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        sock.local_addr().unwrap()
+    };
+    let gone = Trunk::new(TrunkSettings {
+        proxy: dead.to_string(),
+        answer_secs: 2,
+        ..s.clone()
+    });
+    let o = gone.call(&busy.number, &prompt).await.unwrap();
+    assert!(
+        matches!(&o, Outcome::Unreachable { code: None, reason } if reason.contains("within 2 s")),
+        "{o:?}"
+    );
+    // Not a number.
+    let o = t.call("13800000021;x", &prompt).await.unwrap();
+    assert!(matches!(&o, Outcome::Failed { .. }), "{o:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trunk_never_holds_more_calls_than_its_lines() {
+    let k = Kamailio::start();
+    let phones: Vec<Phone> = (0..4)
+        .map(|i| {
+            Phone::start(
+                &k,
+                &format!("1380000003{i}"),
+                Behaviour::Answer {
+                    key: Some('2'),
+                    after: Duration::from_millis(1200),
+                },
+            )
+        })
+        .collect();
+    let prompt = spoken_prompt(2, Duration::from_secs(1));
+    let t = std::sync::Arc::new(Trunk::new(TrunkSettings {
+        max_calls: 2,
+        ..trunk(&k, Transport::Udp)
+    }));
+    let mut calls = tokio::task::JoinSet::new();
+    for p in &phones {
+        let (t, n, pr) = (t.clone(), p.number.clone(), prompt.clone());
+        calls.spawn(async move { t.call(&n, &pr).await });
+    }
+    // The same person is never rung twice at once.
+    while !t.calling(&phones[0].number) {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let again = t.call(&phones[0].number, &prompt).await;
+    assert_eq!(again, Err(Refused::InCall(phones[0].number.clone())));
+    let mut keys = 0;
+    while let Some(r) = calls.join_next().await {
+        let o = r.unwrap().unwrap();
+        assert!(matches!(o, Outcome::Acknowledged { key: '2', .. }), "{o:?}");
+        keys += 1;
+    }
+    assert_eq!(keys, 4);
+    for p in &phones {
+        p.wait_for("CALL_CLOSED", 10);
+    }
+    // As the phones saw it: never more than two calls established at once. A phone reports
+    // a call closed after it has answered our BYE, and its report reaches this test a moment
+    // later still, while the next call may already be up: a call counts as closed 250 ms
+    // before its report was read (each call lasts over a second).
+    let slack = Duration::from_millis(250);
+    let mut edges: Vec<(std::time::Instant, i32)> = Vec::new();
+    for p in &phones {
+        for (kind, at) in p.events.lock().unwrap().iter() {
+            match kind.as_str() {
+                "CALL_ESTABLISHED" => edges.push((*at, 1)),
+                "CALL_CLOSED" => edges.push((*at - slack, -1)),
+                _ => {}
+            }
+        }
+    }
+    edges.sort_by_key(|e| (e.0, e.1));
+    let (mut now, mut most) = (0, 0);
+    for (_, d) in edges {
+        now += d;
+        most = most.max(now);
+    }
+    assert_eq!(most, 2, "calls at once");
+}
