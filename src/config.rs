@@ -82,6 +82,10 @@ pub struct DispatchConfig {
     /// platform and/or Icecast mounts.
     #[serde(default)]
     pub broadcast: crate::dispatch::broadcast::BroadcastSettings,
+    /// `[dispatch.voice]`: calls through SIP trunks (电话叫应), rung by the ladder's `call`
+    /// and `call_town` steps.
+    #[serde(default)]
+    pub voice: crate::dispatch::voice::VoiceSettings,
 }
 
 fn default_reply_parts_wait() -> u32 {
@@ -613,6 +617,9 @@ impl Config {
             if let Some(why) = d.kannel.as_ref().and_then(|k| k.problem()) {
                 bad("kannel.dlr_listen", why);
             }
+            for (key, why) in d.voice.problems() {
+                bad(key.trim_start_matches("dispatch."), why);
+            }
         }
         match (
             office, store, log, cap, http, registry, feeds, correlate, web, dispatch, respond,
@@ -747,6 +754,7 @@ impl Config {
             channels: crate::daemon::ChannelSettings {
                 sms: self.dispatch.sms.accounts.clone(),
                 kannel: self.dispatch.kannel.clone(),
+                voice: self.dispatch.voice.clone(),
                 broadcast: self.dispatch.broadcast.clone(),
                 audio_cache: self
                     .store
@@ -1286,6 +1294,23 @@ mod tests {
                     "password",
                     "source",
                     "dlr_listen",
+                ][..],
+            ),
+            (
+                "[[dispatch.voice.trunks]]",
+                &[
+                    "name",
+                    "proxy",
+                    "domain",
+                    "transport",
+                    "user",
+                    "password",
+                    "caller_id",
+                    "local_ip",
+                    "max_calls",
+                    "calls_per_sec",
+                    "ring_secs",
+                    "answer_secs",
                 ][..],
             ),
             (

@@ -98,6 +98,8 @@ pub struct ChannelSettings {
     pub sms: Vec<AccountSettings>,
     /// An HTTP SMS gateway.
     pub kannel: Option<KannelSettings>,
+    /// SIP trunks for calls.
+    pub voice: crate::dispatch::voice::VoiceSettings,
     /// The loudspeakers' routes.
     pub broadcast: BroadcastSettings,
     /// Where loudspeaker audio is cached when `broadcast.audio_cache` is not set.
@@ -228,6 +230,7 @@ impl Pipeline {
             )));
         }
         start_sms(r, &s, &store, &clock, &shutdown)?;
+        start_voice(r, &s, &store, &clock, &shutdown)?;
         if let Some(w) = &s.web {
             let listener = match self.listener {
                 Some(l) => l,
@@ -464,6 +467,42 @@ fn start_sms(
             "no SMS account ([[dispatch.sms.accounts]]) or gateway ([dispatch.kannel]) configured: messages wait in the outbox"
         );
     }
+    Ok(())
+}
+
+/// The voice channel, under supervision, when a trunk is configured: its voice checked at
+/// start (a missing espeak-ng stops the start, not the first call).
+fn start_voice(
+    r: &mut Running,
+    s: &Settings,
+    store: &Store,
+    clock: &Arc<dyn Clock>,
+    shutdown: &Shutdown,
+) -> anyhow::Result<()> {
+    if s.channels.voice.trunks.is_empty() {
+        return Ok(());
+    }
+    let cache = s
+        .channels
+        .broadcast
+        .audio_cache
+        .clone()
+        .unwrap_or_else(|| s.channels.audio_cache.clone());
+    let synth = Synth::mandarin(cache);
+    synth.check(false)?;
+    let (v, st, pol, ck, sd, wk) = (
+        s.channels.voice.clone(),
+        store.clone(),
+        s.policy.clone(),
+        clock.clone(),
+        shutdown.clone(),
+        r.wake.clone(),
+    );
+    r.supervise(dispatch::voice::NAME, store, shutdown, move || {
+        let ch = dispatch::voice::VoiceChannel::new(&v, st.clone(), pol.clone(), synth.clone())
+            .with_clock(ck.clone());
+        dispatch::drive(ch, sd.clone(), wk.clone())
+    });
     Ok(())
 }
 

@@ -52,6 +52,8 @@ const ALL: &[(&str, &str)] = templates![
     "broadcast/title.en",
     "voice/prompt.zh-CN",
     "voice/prompt.en",
+    "voice/call.zh-CN",
+    "voice/call.en",
     "web/checkin.zh-CN",
     "web/office.zh-CN",
     "web/office_board.zh-CN",

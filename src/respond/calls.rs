@@ -111,7 +111,16 @@ fn ten() -> u32 {
 }
 
 /// The actions a step may name.
-pub const ACTIONS: &[&str] = &["resend", "terminal", "deputy", "town", "county", "silent"];
+pub const ACTIONS: &[&str] = &[
+    "resend",
+    "terminal",
+    "call",
+    "deputy",
+    "town",
+    "call_town",
+    "county",
+    "silent",
+];
 
 impl RespondSettings {
     /// Problems with the ladder, each as (key, message).
@@ -452,25 +461,35 @@ pub fn fire_due(
         let event = crate::templates::event_name(&call.hazard, lang)?;
         let tier = Tier::parse(&call.tier).unwrap_or(Tier::Blue);
         let mut queued = Vec::new();
-        let mut notify =
-            |person: &str, mobile: &str, text: String, purpose: String| -> anyhow::Result<()> {
-                let n = Notice {
-                    decision: call.decision,
-                    lineage: call.lineage.clone(),
-                    version: call.version as u32,
-                    hazard: call.hazard.clone(),
-                    tier,
-                    person: person.to_string(),
-                    mobile: mobile.to_string(),
-                    text,
-                    purpose,
-                    chase: true,
-                };
-                if let Some(id) = outbox::notice(tx, &n, now)? {
-                    queued.push(format!("{person}#{id}"));
-                }
-                Ok(())
+        // A text, or (`voice`) a call through the voice channel.
+        let mut notify = |person: &str,
+                          mobile: &str,
+                          text: String,
+                          purpose: String,
+                          voice: bool|
+         -> anyhow::Result<()> {
+            let n = Notice {
+                decision: call.decision,
+                lineage: call.lineage.clone(),
+                version: call.version as u32,
+                hazard: call.hazard.clone(),
+                tier,
+                person: person.to_string(),
+                mobile: mobile.to_string(),
+                text,
+                purpose,
+                chase: true,
             };
+            let id = if voice {
+                outbox::ring(tx, &n, now)?
+            } else {
+                outbox::notice(tx, &n, now)?
+            };
+            if let Some(id) = id {
+                queued.push(format!("{person}#{id}"));
+            }
+            Ok(())
+        };
         let escalate = |to_role: &str| -> anyhow::Result<String> {
             let t = crate::templates::env()?
                 .get_template(&format!("sms/escalate.{lang}"))?
@@ -479,6 +498,19 @@ pub fn fire_due(
                     tier => &call.tier, tier_zh => tier.zh(), places => &call.words.places,
                     minutes => minutes, name => &call.name, role => &call.role,
                     mobile => &call.mobile, to_role => to_role,
+                })?;
+            Ok(t.trim().to_string())
+        };
+        // What a call says before the keys' prompt (`templates/voice/call.{lang}.j2`): to the
+        // person, or (`to_role`) to a town officer about them.
+        let spoken = |to_role: Option<&str>| -> anyhow::Result<String> {
+            let t = crate::templates::env()?
+                .get_template(&format!("voice/call.{lang}"))?
+                .render(minijinja::context! {
+                    office => &policy.office, exercise => policy.exercise, event => &event,
+                    tier => &call.tier, tier_zh => tier.zh(), places => &call.words.places,
+                    minutes => minutes, name => &call.name, role => &call.role,
+                    to_role => to_role,
                 })?;
             Ok(t.trim().to_string())
         };
@@ -497,6 +529,18 @@ pub fn fire_due(
                     &call.mobile,
                     text.trim().to_string(),
                     format!("resend:{}:{step}", call.id),
+                    false,
+                )?;
+            }
+            "call" => {
+                // 电话叫应: the person's phone rings until they answer; a key answers the call.
+                let words = spoken(None)?;
+                notify(
+                    &call.person,
+                    &call.mobile,
+                    words,
+                    format!("call:{}:{step}", call.id),
+                    true,
                 )?;
             }
             "terminal" => {
@@ -519,6 +563,7 @@ pub fn fire_due(
                     &d.mobile,
                     escalate("deputy")?,
                     format!("deputy:{}:{step}", call.id),
+                    false,
                 )?,
                 None => {
                     detail = format!(
@@ -527,12 +572,17 @@ pub fn fire_due(
                     )
                 }
             },
-            "town" | "county" => {
+            "town" | "county" | "call_town" => {
                 let (town, county) = units_over(reg, &call.target);
-                let unit = if action == "town" { town } else { county };
+                let voice = action == "call_town";
+                let unit = if action == "county" { county } else { town };
                 let mut any = false;
                 if let Some(unit) = unit {
-                    let text = escalate(&action)?;
+                    let text = if voice {
+                        spoken(Some("town"))?
+                    } else {
+                        escalate(&action)?
+                    };
                     for (duty, person) in reg.duties_for(&unit) {
                         let Some(p) = person else { continue };
                         if p.id == call.person {
@@ -544,6 +594,7 @@ pub fn fire_due(
                             &p.mobile,
                             text.clone(),
                             format!("{action}:{}:{step}:{}", call.id, duty.role),
+                            voice,
                         )?;
                     }
                 }

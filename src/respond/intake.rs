@@ -230,6 +230,97 @@ pub fn run_once(
     Ok(out)
 }
 
+/// What a key pressed on a call means, as `templates/voice/prompt.{lang}.j2` tells the
+/// person: 1 received, 2 at my post, 3 I need help. Any other key is kept for the office as
+/// not understood (the person is awake all the same).
+pub fn key_meaning(key: &str) -> &'static str {
+    match key {
+        "1" => "ack",
+        "2" => "post",
+        "3" => "help",
+        _ => "unknown",
+    }
+}
+
+const KEYS_CURSOR: &str = "dispatch_call";
+
+/// Read up to `limit` keys pressed on calls since the last pass and act on them, in `tx`: each
+/// is an answer (channel `call`) to the warning its call was about, and to no other, with the
+/// same effects as an SMS reply of the same meaning (calls closed; help to the town and
+/// county).
+pub fn keys_once(
+    tx: &Tx<'_>,
+    limit: usize,
+    reg: &Registry,
+    settings: &RespondSettings,
+    policy: &Policy,
+) -> anyhow::Result<Intake> {
+    let mut out = Intake::default();
+    let after = super::cursor(tx, KEYS_CURSOR)?;
+    let keys = outbox::keys_after(tx, after, limit)?;
+    for k in &keys {
+        out.read += 1;
+        let kind = key_meaning(&k.key);
+        let last = &k.about;
+        tx.prepare_cached(
+            "INSERT INTO respond_answer (at, channel, address, person, lineage, version, kind, text)
+             VALUES (?1, 'call', ?2, ?3, ?4, ?5, ?6, ?7)",
+        )?
+        .execute(params![
+            crate::store::stamp(k.at),
+            k.address,
+            last.person,
+            last.lineage,
+            last.version,
+            kind,
+            k.key
+        ])?;
+        let answer = tx.last_insert_rowid()?;
+        crate::store::audit::append(
+            tx,
+            &crate::store::audit::Entry {
+                at: k.at.to_zoned(jiff::tz::TimeZone::UTC),
+                actor: "respond".into(),
+                kind: format!("answer.{kind}"),
+                subject: last.person.clone(),
+                detail: serde_json::json!({
+                    "channel": "call", "key": k.key, "lineage": last.lineage,
+                    "message": last.message, "ring": k.id,
+                }),
+            },
+        )?;
+        if kind == "unknown" {
+            tracing::warn!(person = %last.person, key = %k.key, "a key on a call that means nothing: kept for the duty officer");
+        } else {
+            out.understood += 1;
+        }
+        let done = act(
+            tx,
+            &Acted {
+                kind,
+                people: None,
+                shelter: None,
+                refused: None,
+                note: None,
+                mobile: &k.address,
+                about: std::slice::from_ref(&last.lineage),
+                confirmed: false,
+                place: None,
+            },
+            last,
+            answer,
+            k.at,
+            (reg, settings, policy),
+        )?;
+        out.closed += done.closed;
+        out.messages += done.messages;
+    }
+    if let Some(k) = keys.last() {
+        super::advance(tx, KEYS_CURSOR, k.id)?;
+    }
+    Ok(out)
+}
+
 /// A text back to the sender alone (the codes, a number to confirm, why a report was not
 /// counted), about the warning their last text carried, rendered from `template`; it ranks
 /// with the codes sent back. Returns the messages queued (0 or 1).

@@ -155,8 +155,8 @@ pub fn chain(first: DecisionHook, then: DecisionHook) -> DecisionHook {
     }))
 }
 
-/// One turn of the respond stage, in the caller's transaction: read new answers (SMS replies
-/// and loudspeaker alarms) and fire the escalation steps due at `now`. The daemon's task runs
+/// One turn of the respond stage, in the caller's transaction: read new answers (SMS replies,
+/// keys pressed on calls, and loudspeaker alarms) and fire the escalation steps due at `now`. The daemon's task runs
 /// it every second; a drill runs it on its simulated clock.
 pub fn step(
     tx: &crate::store::sql::Tx<'_>,
@@ -166,6 +166,11 @@ pub fn step(
     now: jiff::Timestamp,
 ) -> anyhow::Result<(intake::Intake, calls::Fired)> {
     let mut took = intake::run_once(tx, 500, reg, settings, policy)?;
+    let keys = intake::keys_once(tx, 500, reg, settings, policy)?;
+    took.read += keys.read;
+    took.understood += keys.understood;
+    took.closed += keys.closed;
+    took.messages += keys.messages;
     let (_, told) = terminals::run_once(tx, reg, policy, now)?;
     took.messages += told;
     let fired = calls::fire_due(tx, now, reg, policy)?;

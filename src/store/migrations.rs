@@ -30,12 +30,16 @@ const ALL: &[&str] = &[
     include_str!("migrations/0023_feed_refused.sql"),
     include_str!("migrations/0024_link_keyed.sql"),
     include_str!("migrations/0025_link_on_message.sql"),
+    include_str!("migrations/0026_voice.sql"),
 ];
 
 /// The schema on PostgreSQL, by the version each file brings a database to: a new database
 /// takes the baseline (the SQLite schema at that version), then every later migration in its
 /// PostgreSQL form. Each SQLite migration after the baseline has one here with its number.
-const POSTGRES: &[(usize, &str)] = &[(25, include_str!("migrations/postgres/0025_baseline.sql"))];
+const POSTGRES: &[(usize, &str)] = &[
+    (25, include_str!("migrations/postgres/0025_baseline.sql")),
+    (26, include_str!("migrations/postgres/0026_voice.sql")),
+];
 
 /// Bring a PostgreSQL database to the latest schema, in one transaction under an advisory
 /// lock (two nodes starting together: one migrates, the other then finds it done).

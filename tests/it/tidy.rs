@@ -154,6 +154,7 @@ fn owners() -> Vec<(&'static str, &'static str)> {
         ("dispatch_id_form", "src/dispatch/outbox"),
         ("dispatch_mo_part", "src/dispatch/outbox"),
         ("dispatch_link", "src/dispatch/outbox"),
+        ("dispatch_call", "src/dispatch/outbox"),
         ("broadcast_job", "src/dispatch/broadcast/jobs.rs"),
         ("broadcast_target", "src/dispatch/broadcast/jobs.rs"),
         ("broadcast_terminal", "src/dispatch/broadcast/jobs.rs"),

@@ -318,3 +318,355 @@ async fn a_trunk_never_holds_more_calls_than_its_lines() {
     }
     assert_eq!(most, 2, "calls at once");
 }
+
+/// The ladder's `call` step rings the village leads who have not answered a red warning: one
+/// presses 1 (received), one presses 3 (needs help). Each key answers that person's call for
+/// that warning, through the outbox and respond as an SMS reply would; the help goes on to
+/// the town and county; the trail holds every ring.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ladder_calls_silent_leads_and_their_keys_answer_the_warning() {
+    use common::dispatch::{contact, targets};
+    use std::sync::Arc;
+    use stormbell::correlate::lifecycle::MessageKind;
+    use stormbell::correlate::tier::{Hazard, Tier};
+    use stormbell::dispatch::broadcast::audio::Synth;
+    use stormbell::dispatch::outbox::{self, Policy};
+    use stormbell::dispatch::voice::{VoiceChannel, VoiceSettings};
+    use stormbell::registry::{self, Encoding, Registry};
+    use stormbell::respond::calls::{self, RespondSettings, Step};
+    use stormbell::store::Store;
+
+    let k = Kamailio::start();
+    let received = Phone::start(
+        &k,
+        "13900000001",
+        Behaviour::Answer {
+            key: Some('1'),
+            after: Duration::from_millis(1500),
+        },
+    );
+    let helpless = Phone::start(
+        &k,
+        "13900000002",
+        Behaviour::Answer {
+            key: Some('3'),
+            after: Duration::from_millis(1500),
+        },
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path().join("calls.db")).unwrap();
+    let county = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/county");
+    let (loaded, _) = registry::check_dir(&county, Encoding::Auto);
+    let reg = Arc::new(Registry::new(loaded.data));
+    let mut settings = RespondSettings {
+        all_must_answer: true,
+        ..Default::default()
+    };
+    settings.ladder.insert(
+        "red".into(),
+        vec![Step {
+            after_mins: 5,
+            action: "call".into(),
+        }],
+    );
+    let policy = Policy {
+        office: "东溟县防汛办".into(),
+        ..Policy::default()
+    };
+    // On the real clock (the channel's): the warning went out five minutes ago.
+    let t0 = jiff::Timestamp::now() - jiff::SignedDuration::from_mins(5);
+    let warning = targets(
+        "flash_flood:FF1",
+        1,
+        Hazard::FlashFlood,
+        Tier::Red,
+        MessageKind::Alert,
+        vec![contact(1, &received.number), contact(2, &helpless.number)],
+    );
+    let (s, p) = (settings.clone(), policy.clone());
+    store
+        .write(move |tx| calls::register(tx, 1, &warning, t0, &s, &p).map(|_| ()))
+        .await
+        .unwrap();
+    // Five minutes on, nobody has answered: the ladder rings both.
+    let (r, p) = (reg.clone(), policy.clone());
+    let at = t0 + jiff::SignedDuration::from_mins(5);
+    let fired = store
+        .write(move |tx| calls::fire_due(tx, at, &r, &p))
+        .await
+        .unwrap();
+    assert_eq!((fired.steps, fired.messages), (2, 2));
+
+    let voice = VoiceSettings {
+        trunks: vec![trunk(&k, Transport::Udp)],
+        rounds: 2,
+        linger_secs: 2,
+        ..VoiceSettings::default()
+    };
+    let ch = VoiceChannel::new(
+        &voice,
+        store.clone(),
+        policy.clone(),
+        Synth::mandarin(dir.path().join("audio")),
+    );
+    let (stop_tx, stop) = stormbell::runtime::Trigger::new();
+    let wake = Arc::new(tokio::sync::Notify::new());
+    let driving = tokio::spawn(stormbell::dispatch::drive(ch, stop, wake));
+    let rung = common::store_changed_until(60, &store, || {
+        let store = store.clone();
+        async move {
+            store
+                .read(|c| Ok(outbox::all_rings(c)?.len() == 2))
+                .await
+                .unwrap()
+        }
+    })
+    .await;
+    assert!(rung, "two rings recorded; kamailio: {}", k.log());
+    stop_tx.fire();
+    driving.await.unwrap().unwrap();
+
+    let rings = store.read(outbox::all_rings).await.unwrap();
+    let mut keys: Vec<(String, Option<String>)> = rings
+        .iter()
+        .map(|r| (r.person.clone(), r.key.clone()))
+        .collect();
+    keys.sort();
+    assert_eq!(
+        keys,
+        vec![
+            ("P00001".to_string(), Some("1".to_string())),
+            ("P00002".to_string(), Some("3".to_string()))
+        ]
+    );
+    assert!(
+        rings
+            .iter()
+            .all(|r| r.attempt == 1 && r.lineage == "flash_flood:FF1")
+    );
+
+    // Respond reads the keys: both calls answered, the help passed on.
+    let (r, s, p) = (reg.clone(), settings.clone(), policy.clone());
+    let now = at + jiff::SignedDuration::from_mins(1);
+    let (took, _) = store
+        .write(move |tx| stormbell::respond::step(tx, &r, &s, &p, now))
+        .await
+        .unwrap();
+    assert_eq!((took.read, took.understood, took.closed), (2, 2, 2));
+    assert!(
+        took.messages > 0,
+        "the help request went to the town and county"
+    );
+    let answers = common::rows(
+        &store,
+        "SELECT person, channel, kind, text FROM respond_answer ORDER BY person",
+    )
+    .await;
+    assert_eq!(
+        answers,
+        vec![
+            vec!["P00001", "call", "ack", "1"],
+            vec!["P00002", "call", "help", "3"]
+        ]
+    );
+    let open = common::rows(
+        &store,
+        "SELECT count(*) FROM respond_call WHERE state = 'open'",
+    )
+    .await;
+    assert_eq!(open, vec![vec!["0"]]);
+    // A second pass reads nothing again.
+    let (r, s, p) = (reg.clone(), settings.clone(), policy.clone());
+    let (again, _) = store
+        .write(move |tx| stormbell::respond::step(tx, &r, &s, &p, now))
+        .await
+        .unwrap();
+    assert_eq!(again.read, 0);
+    let voice_rows = common::rows(
+        &store,
+        "SELECT state, account FROM dispatch_message WHERE channel = 'voice' ORDER BY id",
+    )
+    .await;
+    assert_eq!(
+        voice_rows,
+        vec![
+            vec!["delivered", "县电信中继"],
+            vec!["delivered", "县电信中继"]
+        ]
+    );
+    let trail = store
+        .read(|c| Ok(stormbell::store::audit::verify(c)?))
+        .await
+        .unwrap();
+    assert!(
+        matches!(trail, stormbell::store::audit::Verification::Intact { .. }),
+        "{trail:?}"
+    );
+}
+
+/// `kill -9` of the daemon while three calls are up, then a restart: each person is rung once
+/// more (their call counted as uncertain), each key is recorded once, and no call shows twice.
+#[test]
+fn kill_9_mid_call_then_restart_counts_no_call_twice() {
+    use std::process::Stdio;
+    use stormbell::correlate::tier::Tier;
+    use stormbell::dispatch::outbox::{self, Notice};
+    use stormbell::store::Store;
+
+    let k = Kamailio::start();
+    let phones: Vec<Phone> = (0..3)
+        .map(|i| {
+            Phone::start(
+                &k,
+                &format!("1370000005{i}"),
+                Behaviour::Answer {
+                    key: Some('1'),
+                    after: Duration::from_secs(4),
+                },
+            )
+        })
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("sb.db");
+    {
+        let store = Store::open(&db).unwrap();
+        let numbers: Vec<String> = phones.iter().map(|p| p.number.clone()).collect();
+        store
+            .write_blocking(move |tx| {
+                for (i, n) in numbers.iter().enumerate() {
+                    let notice = Notice {
+                        decision: 1,
+                        lineage: "flash_flood:FF1".into(),
+                        version: 1,
+                        hazard: "flash_flood".into(),
+                        tier: Tier::Red,
+                        person: format!("P{i:05}"),
+                        mobile: n.clone(),
+                        text: "东溟县防汛办紧急电话。上坞村山洪灾害红色预警，请立即转移。".into(),
+                        purpose: format!("call:{i}:0"),
+                        chase: true,
+                    };
+                    assert!(outbox::ring(tx, &notice, jiff::Timestamp::now())?.is_some());
+                }
+                Ok(())
+            })
+            .unwrap();
+        assert!(store.close(Duration::from_secs(10)));
+    }
+    let config = dir.path().join("stormbell.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[store]
+path = "{db}"
+[web]
+listen = ""
+[dispatch]
+reconcile_grace_secs = 2
+[dispatch.voice]
+rounds = 3
+linger_secs = 2
+[[dispatch.voice.trunks]]
+name = "县电信中继"
+proxy = "{proxy}"
+user = "office"
+password = "{TRUNK_PASSWORD}"
+max_calls = 4
+calls_per_sec = 10
+"#,
+            db = db.display(),
+            proxy = k.addr(),
+        ),
+    )
+    .unwrap();
+    let daemon = |log: &str| {
+        common::stormbell_bare()
+            .args(["--config", config.to_str().unwrap(), "run"])
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join(log)).unwrap())
+            .spawn()
+            .unwrap()
+    };
+    let count = |sql: &str| -> i64 {
+        let c =
+            rusqlite::Connection::open_with_flags(&db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+                .unwrap();
+        c.busy_timeout(Duration::from_secs(5)).unwrap();
+        c.query_row(sql, (), |r| r.get::<_, Option<i64>>(0))
+            .unwrap()
+            .unwrap_or(0)
+    };
+
+    // First run: killed while every phone is listening, before anyone pressed a key.
+    let mut first = daemon("first.log");
+    for p in &phones {
+        p.wait_for("CALL_ESTABLISHED", 30);
+    }
+    first.kill().unwrap(); // SIGKILL
+    first.wait().unwrap();
+    assert_eq!(
+        count(
+            "SELECT count(*) FROM dispatch_message WHERE channel = 'voice' AND state = 'submitting'"
+        ),
+        3,
+        "three calls were up at the kill"
+    );
+    assert_eq!(
+        count("SELECT count(*) FROM dispatch_call"),
+        0,
+        "none of them ended"
+    );
+    // The line went silent; each person hangs up.
+    for p in &phones {
+        p.hang_up();
+        p.wait_for("CALL_CLOSED", 10);
+    }
+
+    // Second run: the calls go again and are answered.
+    let mut second = daemon("second.log");
+    common::wait_until(
+        "the restart did not finish the calls",
+        90,
+        dir.path(),
+        || {
+            assert!(second.try_wait().unwrap().is_none());
+            count(
+                "SELECT count(*) FROM dispatch_message WHERE channel = 'voice' AND state = 'delivered'",
+            ) == 3
+                && count("SELECT count(*) FROM respond_answer") == 3
+        },
+    );
+    unsafe { libc::kill(second.id() as i32, libc::SIGTERM) };
+    let status = second.wait().unwrap();
+    let log = std::fs::read_to_string(dir.path().join("second.log")).unwrap();
+    assert!(status.success(), "{log}");
+
+    // Each person was rung twice (the phones say so), each call was counted once: one ring
+    // recorded per message, on its second attempt, the first counted as uncertain.
+    for p in &phones {
+        assert_eq!(p.count("CALL_ESTABLISHED"), 2, "phone {}", p.number);
+    }
+    assert_eq!(count("SELECT count(*) FROM dispatch_call"), 3);
+    assert_eq!(
+        count(
+            "SELECT count(*) FROM dispatch_call WHERE outcome = 'acknowledged' AND key = '1' AND attempt = 2"
+        ),
+        3
+    );
+    assert_eq!(
+        count("SELECT sum(uncertain) FROM dispatch_message WHERE channel = 'voice'"),
+        3
+    );
+    // One answer per person, from their own key.
+    assert_eq!(
+        count(
+            "SELECT count(DISTINCT address) FROM respond_answer WHERE channel = 'call' AND kind = 'ack'"
+        ),
+        3
+    );
+    assert_eq!(
+        count("SELECT count(*) FROM audit WHERE kind = 'voice.acknowledged'"),
+        3
+    );
+}

@@ -48,6 +48,7 @@ impl KannelChannel {
                 policy,
                 clock: Arc::new(SystemClock::new()),
                 name: NAME,
+                channel: "sms",
                 swept: Default::default(),
             },
             client,

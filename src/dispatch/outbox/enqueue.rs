@@ -343,6 +343,16 @@ pub struct Notice {
 /// Queue a notice (see [`Notice`]). `None` when one with the same purpose was already queued
 /// for that decision and person (a step fired twice sends once), or the number is unusable.
 pub fn notice(tx: &Tx<'_>, n: &Notice, now: Timestamp) -> anyhow::Result<Option<i64>> {
+    insert_notice(tx, n, "sms", now)
+}
+
+/// A notice on `channel` (`sms`, or `voice` for a call: [`ring`]).
+pub(super) fn insert_notice(
+    tx: &Tx<'_>,
+    n: &Notice,
+    channel: &str,
+    now: Timestamp,
+) -> anyhow::Result<Option<i64>> {
     let Some(address) = normalise_mobile(&n.mobile) else {
         return Ok(None);
     };
@@ -353,7 +363,7 @@ pub fn notice(tx: &Tx<'_>, n: &Notice, now: Timestamp) -> anyhow::Result<Option<
             "INSERT OR IGNORE INTO dispatch_message
            (decision, lineage, version, send, hazard, tier, raises, person, channel, address,
             priority, state, text, segments, not_before, created, updated, words, purpose)
-         VALUES (?1, ?2, ?3, 'Notice', ?4, ?5, ?13, ?6, 'sms', ?7, ?8, 'queued', ?9, ?10, ?11,
+         VALUES (?1, ?2, ?3, 'Notice', ?4, ?5, ?13, ?6, ?14, ?7, ?8, 'queued', ?9, ?10, ?11,
                  ?11, ?11, '{}', ?12)",
         )?
         .execute(params![
@@ -375,6 +385,7 @@ pub fn notice(tx: &Tx<'_>, n: &Notice, now: Timestamp) -> anyhow::Result<Option<
             at,
             n.purpose,
             n.chase,
+            channel,
         ])?;
     if inserted == 1 {
         Ok(Some(tx.last_insert_rowid()?))

@@ -1,4 +1,4 @@
-//! The outbox as one SMS channel sees it: the rows it claims by its name, the outcomes it
+//! The outbox as one channel sees it: the rows it claims by its name, the outcomes it
 //! records, and the rows it left mid-send that it takes back at its start.
 
 use std::sync::Arc;
@@ -7,8 +7,8 @@ use super::*;
 use crate::runtime::Clock;
 use crate::store::Store;
 
-/// One SMS channel's lane of the outbox (SMPP and the HTTP gateway share the `sms` rows, each
-/// claiming by its own name).
+/// One channel's lane of the outbox (SMPP and the HTTP gateway share the `sms` rows, each
+/// claiming by its own name; the voice channel claims the `voice` rows).
 #[derive(Clone)]
 pub struct Lane {
     /// The store.
@@ -19,6 +19,8 @@ pub struct Lane {
     pub clock: Arc<dyn Clock>,
     /// The channel's name (`claimed_by`).
     pub name: &'static str,
+    /// The rows it claims (`dispatch_message.channel`: `sms`, `voice`).
+    pub channel: &'static str,
     /// When receipts' deadlines were last looked at.
     pub swept: Arc<std::sync::Mutex<Option<tokio::time::Instant>>>,
 }
@@ -56,19 +58,20 @@ impl Lane {
             }
             *last = Some(now_i);
         }
-        let (policy, now) = (self.policy.clone(), self.clock.now());
+        let (policy, now, channel) = (self.policy.clone(), self.clock.now(), self.channel);
         Ok(self
             .store
-            .write(move |tx| settle_unreceipted(tx, "sms", now, &policy))
+            .write(move |tx| settle_unreceipted(tx, channel, now, &policy))
             .await?)
     }
 
     /// Claim up to `n` due texts (see [`claim`]).
     pub async fn claim(&self, n: usize) -> anyhow::Result<Vec<Claimed>> {
         let (policy, now, name) = (self.policy.clone(), self.clock.now(), self.claimant());
+        let channel = self.channel;
         Ok(self
             .store
-            .write(move |tx| claim(tx, "sms", &name, n, now, &policy))
+            .write(move |tx| claim(tx, channel, &name, n, now, &policy))
             .await?)
     }
 

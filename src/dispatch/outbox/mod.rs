@@ -48,6 +48,7 @@ mod receipts;
 mod records;
 mod render;
 mod replies;
+mod rings;
 
 pub use claim::*;
 pub use enqueue::*;
@@ -57,6 +58,7 @@ pub use receipts::*;
 pub use records::*;
 pub use render::*;
 pub use replies::*;
+pub use rings::*;
 
 crate::store::sql_enum! {
     /// Where a message is (`dispatch_message.state`; the diagram at the top of this module).

@@ -56,6 +56,7 @@ impl SmsChannel {
                 policy,
                 clock: Arc::new(SystemClock::new()),
                 name: NAME,
+                channel: "sms",
                 swept: Default::default(),
             },
         }

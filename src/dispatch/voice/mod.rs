@@ -12,6 +12,7 @@
 //! 8 kHz ([`Prompt::from_wav`]).
 
 pub mod call;
+pub mod channel;
 pub mod digest;
 pub mod rtp;
 pub mod sdp;
@@ -27,7 +28,8 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use tokio::sync::Semaphore;
 
 pub use call::{Outcome, Prompt};
-pub use settings::{Transport, TrunkSettings};
+pub use channel::{NAME, VoiceChannel};
+pub use settings::{Transport, TrunkSettings, VoiceSettings};
 
 impl Prompt {
     /// The prompt from a 16-bit mono WAV at any rate (the broadcast audio), resampled to 8 kHz.

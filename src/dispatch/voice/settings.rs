@@ -104,3 +104,105 @@ fn forty_five() -> u64 {
 fn thirty_two() -> u64 {
     32
 }
+
+/// `[dispatch.voice]`: the trunks, and how calls are retried.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct VoiceSettings {
+    /// `[[dispatch.voice.trunks]]`: none means calls wait in the outbox.
+    #[serde(default)]
+    pub trunks: Vec<TrunkSettings>,
+    /// Rings of one call before it fails for good.
+    #[serde(default = "three")]
+    pub attempts: u32,
+    /// Seconds before a busy person is rung again.
+    #[serde(default = "two_mins")]
+    pub retry_busy_secs: u64,
+    /// Seconds before a person who did not answer is rung again.
+    #[serde(default = "three_mins")]
+    pub retry_no_answer_secs: u64,
+    /// Seconds before a number that could not be reached (or a failed call) is tried again.
+    #[serde(default = "five_mins")]
+    pub retry_unreachable_secs: u64,
+    /// Times the warning and the prompt are played.
+    #[serde(default = "two_rounds")]
+    pub rounds: u32,
+    /// Seconds a key is still waited for after the last round.
+    #[serde(default = "five")]
+    pub linger_secs: u64,
+}
+
+impl Default for VoiceSettings {
+    fn default() -> VoiceSettings {
+        VoiceSettings {
+            trunks: Vec::new(),
+            attempts: three(),
+            retry_busy_secs: two_mins(),
+            retry_no_answer_secs: three_mins(),
+            retry_unreachable_secs: five_mins(),
+            rounds: two_rounds(),
+            linger_secs: five(),
+        }
+    }
+}
+
+impl VoiceSettings {
+    /// What is wrong with it, as (key, message).
+    pub fn problems(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        for (i, t) in self.trunks.iter().enumerate() {
+            let key = |f: &str| format!("dispatch.voice.trunks[{i}].{f}");
+            if t.name.is_empty() {
+                out.push((key("name"), "empty".into()));
+            }
+            if t.proxy
+                .rsplit_once(':')
+                .and_then(|(_, p)| p.parse::<u16>().ok())
+                .is_none()
+            {
+                out.push((key("proxy"), format!("{:?} is not host:port", t.proxy)));
+            }
+            if t.user.is_empty() {
+                out.push((key("user"), "empty".into()));
+            }
+            if t.local_ip.parse::<std::net::IpAddr>().is_err() {
+                out.push((
+                    key("local_ip"),
+                    format!("{:?} is not an address", t.local_ip),
+                ));
+            }
+            if t.max_calls == 0 || t.calls_per_sec == 0 {
+                out.push((
+                    key("max_calls"),
+                    "max_calls and calls_per_sec must be at least 1".into(),
+                ));
+            }
+        }
+        if self.attempts == 0 {
+            out.push((
+                "dispatch.voice.attempts".into(),
+                "must be at least 1".into(),
+            ));
+        }
+        out
+    }
+}
+
+fn three() -> u32 {
+    3
+}
+fn two_mins() -> u64 {
+    120
+}
+fn three_mins() -> u64 {
+    180
+}
+fn five_mins() -> u64 {
+    300
+}
+fn two_rounds() -> u32 {
+    2
+}
+fn five() -> u64 {
+    5
+}

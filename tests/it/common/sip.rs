@@ -191,6 +191,7 @@ pub struct Phone {
     dir: tempfile::TempDir,
     /// (event type, when) as the phone reported them.
     pub events: Arc<Mutex<Vec<(String, Instant)>>>,
+    ctrl: Mutex<TcpStream>,
     _driver: std::thread::JoinHandle<()>,
 }
 
@@ -284,6 +285,7 @@ impl Phone {
             );
             std::thread::sleep(Duration::from_millis(100));
         }
+        let ctl3 = ctl2.try_clone().unwrap();
         let events: Arc<Mutex<Vec<(String, Instant)>>> = Arc::default();
         let seen = events.clone();
         let driver = std::thread::spawn(move || {
@@ -325,7 +327,38 @@ impl Phone {
             number: number.into(),
             dir,
             events,
+            ctrl: Mutex::new(ctl3),
             _driver: driver,
+        }
+    }
+
+    /// The person hangs up whatever call the phone has (a line gone silent).
+    pub fn hang_up(&self) {
+        // On the driver's own connection: baresip's ctrl_tcp serves one at a time.
+        command(&mut self.ctrl.lock().unwrap(), "hangup", "");
+    }
+
+    /// How many events of `kind` the phone reported.
+    pub fn count(&self, kind: &str) -> usize {
+        self.events
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(k, _)| k == kind)
+            .count()
+    }
+
+    /// Wait (up to `secs`) until the phone has reported `kind` `n` times.
+    pub fn wait_for_n(&self, kind: &str, n: usize, secs: u64) {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        while self.count(kind) < n {
+            assert!(
+                Instant::now() < deadline,
+                "phone {} reported {kind} {} time(s), not {n}",
+                self.number,
+                self.count(kind)
+            );
+            std::thread::sleep(Duration::from_millis(20));
         }
     }
 
