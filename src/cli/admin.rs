@@ -607,6 +607,7 @@ fn dispatch_status(cfg: &Config, store: &Store) {
             stormbell::dispatch::outbox::counts(c)?,
             stormbell::dispatch::outbox::uncertain(c)?,
             stormbell::dispatch::outbox::binds(c)?,
+            stormbell::dispatch::outbox::ring_counts(c)?,
             stormbell::dispatch::outbox::unmatched(c, jiff::Timestamp::now())?
                 .into_iter()
                 .map(|u| {
@@ -617,7 +618,7 @@ fn dispatch_status(cfg: &Config, store: &Store) {
         ))
     });
     match found {
-        Ok((lineages, counts, uncertain, binds, unmatched)) => {
+        Ok((lineages, counts, uncertain, binds, rings, unmatched)) => {
             println!("warnings: {} in force", lineages.len());
             let mut lineages = lineages;
             lineages.sort_by(|a, b| b.tier.cmp(&a.tier).then(a.key().cmp(&b.key())));
@@ -644,6 +645,15 @@ fn dispatch_status(cfg: &Config, store: &Store) {
             }
             for (channel, parts) in by_channel {
                 println!("outbox:   {channel}: {}", parts.join(", "));
+            }
+            let rung: i64 = rings.iter().map(|r| r.1).sum();
+            if rung > 0 {
+                let parts: Vec<String> = rings
+                    .iter()
+                    .filter(|r| r.1 > 0)
+                    .map(|(o, n)| format!("{n} {}", o.as_str()))
+                    .collect();
+                println!("calls:    {rung} rung: {}", parts.join(", "));
             }
             let total: i64 = uncertain.values().sum();
             if total > 0 {

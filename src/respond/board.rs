@@ -77,6 +77,12 @@ pub struct Place {
     /// Of those sent, whose text passed its receipt deadline with no receipt ("sent, no
     /// receipt"; not in delivered).
     pub no_receipt: u32,
+    /// Of those, whose phone was rung by the ladder's `call` step (电话叫应).
+    pub rung: u32,
+    /// Of those rung, who picked up.
+    pub picked_up: u32,
+    /// Of those who picked up, who pressed a key.
+    pub pressed: u32,
     /// Of those, who answered (or were covered by a co-responsible's answer).
     pub answered: u32,
     /// Of those, on the silent list (and not answered since).
@@ -432,6 +438,7 @@ pub fn read(
     // per warning was a round trip per warning, 360 for a county's storm).
     let mut posts = at_post_by_lineage(c, &keys)?;
     let mut deliveries = outbox::delivery_by_lineage(c, &keys)?;
+    let mut rings = outbox::rings_by_lineage(c, &keys)?;
     let mut plays_of = jobs::plays_by_lineage(c, &keys)?;
     let mut calls_of = calls_by_lineage(c, &keys)?;
     let mut warnings = Vec::new();
@@ -443,6 +450,7 @@ pub fn read(
         let key = l.key();
         let post = posts.remove(&key).unwrap_or_default();
         let delivery = deliveries.remove(&key).unwrap_or_default();
+        let rang = rings.remove(&key).unwrap_or_default();
         let plays = plays_of.remove(&key).unwrap_or_default();
         let mut rows: BTreeMap<String, Row> = BTreeMap::new();
         // The warned places.
@@ -521,6 +529,7 @@ pub fn read(
         let mut places = Vec::new();
         for (id, r) in rows {
             let (mut sent, mut delivered, mut no_receipt) = (0, 0, 0);
+            let (mut rung, mut picked_up, mut pressed) = (0, 0, 0);
             let (mut answered, mut silent) = (0, 0);
             let mut posted = std::collections::BTreeSet::new();
             for (p, (a, q)) in &r.persons {
@@ -528,6 +537,11 @@ pub fn read(
                     sent += u32::from(d.sent);
                     delivered += u32::from(d.delivered);
                     no_receipt += u32::from(d.no_receipt);
+                }
+                if let Some(k) = rang.get(p) {
+                    rung += u32::from(k.rung);
+                    picked_up += u32::from(k.picked_up);
+                    pressed += u32::from(k.pressed);
                 }
                 if post.contains_key(p) {
                     posted.insert(p.clone());
@@ -583,6 +597,9 @@ pub fn read(
                 sent,
                 delivered,
                 no_receipt,
+                rung,
+                picked_up,
+                pressed,
                 answered,
                 silent,
                 at_post: posted.len() as u32,
@@ -655,6 +672,9 @@ pub fn read(
             sent: 0,
             delivered: 0,
             no_receipt: 0,
+            rung: 0,
+            picked_up: 0,
+            pressed: 0,
             answered: 0,
             silent: 0,
             at_post: cr.posted.len() as u32,
@@ -1051,6 +1071,9 @@ pub fn csv(board: &Board) -> anyhow::Result<String> {
         "sent",
         "delivered",
         "no_receipt",
+        "rung",
+        "picked_up",
+        "pressed",
         "answered",
         "silent",
         "at_post",
@@ -1084,6 +1107,9 @@ pub fn csv(board: &Board) -> anyhow::Result<String> {
                 &p.sent.to_string(),
                 &p.delivered.to_string(),
                 &p.no_receipt.to_string(),
+                &p.rung.to_string(),
+                &p.picked_up.to_string(),
+                &p.pressed.to_string(),
                 &p.answered.to_string(),
                 &p.silent.to_string(),
                 &p.at_post.to_string(),
@@ -1118,6 +1144,9 @@ pub fn csv(board: &Board) -> anyhow::Result<String> {
             "",
             "",
             &t.places.to_string(),
+            "",
+            "",
+            "",
             "",
             "",
             "",

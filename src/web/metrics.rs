@@ -151,6 +151,20 @@ pub fn render(c: &Conn<'_>, reg: Option<&crate::registry::Registry>) -> anyhow::
 
     family(
         &mut out,
+        "stormbell_voice_rings_total",
+        "counter",
+        "Calls rung through the SIP trunks, by how each ring ended.",
+    );
+    for (outcome, n) in crate::dispatch::outbox::ring_counts(c)? {
+        let _ = writeln!(
+            out,
+            "stormbell_voice_rings_total{{outcome=\"{}\"}} {n}",
+            outcome.as_str()
+        );
+    }
+
+    family(
+        &mut out,
         "stormbell_sms_receipts_unmatched",
         "gauge",
         "Receipts from an SMS centre that match no message sent, kept for more than a minute \

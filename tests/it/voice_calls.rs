@@ -494,6 +494,17 @@ async fn the_ladder_calls_silent_leads_and_their_keys_answer_the_warning() {
             vec!["delivered", "县电信中继"]
         ]
     );
+    // What the board counts per person for the warning: both rung, picked up, pressed.
+    let per = store
+        .read(|c| outbox::rings_by_lineage(c, &["flash_flood:FF1".to_string()]))
+        .await
+        .unwrap();
+    let per = &per["flash_flood:FF1"];
+    assert_eq!(per.len(), 2);
+    assert!(
+        per.values().all(|r| r.rung && r.picked_up && r.pressed),
+        "{per:?}"
+    );
     let trail = store
         .read(|c| Ok(stormbell::store::audit::verify(c)?))
         .await
@@ -669,4 +680,11 @@ calls_per_sec = 10
         count("SELECT count(*) FROM audit WHERE kind = 'voice.acknowledged'"),
         3
     );
+    // `status` counts the same rings.
+    let out = common::stormbell_bare()
+        .args(["--config", config.to_str().unwrap(), "status"])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains("calls:    3 rung: 3 acknowledged"), "{said}");
 }

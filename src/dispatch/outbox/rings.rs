@@ -310,3 +310,66 @@ pub fn all_rings(c: &Conn<'_>) -> anyhow::Result<Vec<RingRecord>> {
     })?
     .collect::<Result<_, _>>()?)
 }
+
+/// What a person's calls about one warning came to, for the office's board.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Rung {
+    /// Their phone was rung (a ring was recorded).
+    pub rung: bool,
+    /// They picked up (a ring reached them).
+    pub picked_up: bool,
+    /// They pressed a key.
+    pub pressed: bool,
+}
+
+/// Per warning lineage of `lineages`, per person: see [`Rung`]. Calls to town officers about
+/// someone are theirs, not the silent person's.
+pub fn rings_by_lineage(
+    c: &Conn<'_>,
+    lineages: &[String],
+) -> anyhow::Result<std::collections::HashMap<String, std::collections::HashMap<String, Rung>>> {
+    let rows = crate::store::sql::query_in(
+        c,
+        lineages,
+        |list| {
+            format!(
+                "SELECT m.lineage, m.person,
+                    max(CASE WHEN k.outcome IN ('acknowledged', 'answered_no_key') THEN 1 ELSE 0 END),
+                    max(CASE WHEN k.outcome = 'acknowledged' THEN 1 ELSE 0 END)
+                 FROM dispatch_call k JOIN dispatch_message m ON m.id = k.message
+                 WHERE m.lineage IN ({list})
+                 GROUP BY m.lineage, m.person"
+            )
+        },
+        |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                Rung {
+                    rung: true,
+                    picked_up: r.get(2)?,
+                    pressed: r.get(3)?,
+                },
+            ))
+        },
+    )?;
+    let mut out: std::collections::HashMap<String, std::collections::HashMap<String, Rung>> =
+        Default::default();
+    for (lineage, person, r) in rows {
+        out.entry(lineage).or_default().insert(person, r);
+    }
+    Ok(out)
+}
+
+/// Rings recorded, by outcome (every outcome listed, zero included), for `status` and
+/// `/metrics`.
+pub fn ring_counts(c: &Conn<'_>) -> anyhow::Result<Vec<(CallOutcome, i64)>> {
+    let found: std::collections::HashMap<String, i64> = c
+        .prepare_cached("SELECT outcome, count(*) FROM dispatch_call GROUP BY outcome")?
+        .query_map((), |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    Ok(CallOutcome::ALL
+        .iter()
+        .map(|o| (*o, found.get(o.as_str()).copied().unwrap_or(0)))
+        .collect())
+}
