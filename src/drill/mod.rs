@@ -59,6 +59,10 @@ pub struct Drill {
     pub registry: PathBuf,
     /// How the simulated people behave.
     pub responders: Responders,
+    /// Calls (电话叫应): the minute after a red or orange warning at which the ladder rings
+    /// the silent, through a simulated phone network (`[drill] call_after_mins`); `None`: the
+    /// ladder as the office configured it.
+    pub call_after_mins: Option<u32>,
 }
 
 /// `[drill]` in `scenario.toml`.
@@ -69,6 +73,9 @@ struct DrillToml {
     registry: Option<String>,
     #[serde(default)]
     responders: Responders,
+    /// See [`Drill::call_after_mins`].
+    #[serde(default)]
+    call_after_mins: Option<u32>,
 }
 
 impl Drill {
@@ -92,6 +99,7 @@ impl Drill {
             None => DrillToml {
                 registry: None,
                 responders: Responders::default(),
+                call_after_mins: None,
             },
         };
         t.responders
@@ -112,10 +120,17 @@ impl Drill {
                 registry.display()
             );
         }
+        if t.call_after_mins.is_some_and(|m| m > 24 * 60) {
+            anyhow::bail!(
+                "{}: [drill] call_after_mins must be at most a day (1440)",
+                file.display()
+            );
+        }
         Ok(Drill {
             scenario,
             registry,
             responders: t.responders,
+            call_after_mins: t.call_after_mins,
         })
     }
 }
@@ -279,6 +294,9 @@ pub async fn run(
     mut stop: Shutdown,
 ) -> anyhow::Result<Ran> {
     let mut settings = settings(base);
+    if let Some(m) = drill.call_after_mins {
+        with_calls(&mut settings.respond, m);
+    }
     let tz = settings.tz.clone();
     let (from, resumed, finished) = prepare(drill, store, &tz).await?;
     let end = drill.scenario.end;
@@ -505,6 +523,28 @@ pub async fn run_under(
     ran.map(Led::Ran)
 }
 
+/// The red and orange ladders ring the silent `after` minutes into a warning (a `call` step in
+/// its place among the others, unless the ladder has one already).
+fn with_calls(respond: &mut crate::respond::RespondSettings, after: u32) {
+    for tier in ["red", "orange"] {
+        let steps = respond.ladder.entry(tier.to_string()).or_default();
+        if steps.iter().any(|s| s.action == "call") {
+            continue;
+        }
+        let at = steps
+            .iter()
+            .position(|s| s.after_mins > after)
+            .unwrap_or(steps.len());
+        steps.insert(
+            at,
+            crate::respond::calls::Step {
+                after_mins: after,
+                action: "call".into(),
+            },
+        );
+    }
+}
+
 /// The simulated world's task: at 30 s past every simulated minute, the people act, the
 /// respond stage reads their answers and climbs its ladder, and the network delivers; all in
 /// one transaction with the drill's progress.
@@ -549,6 +589,7 @@ async fn world(
                 people::answer(tx, now, &reg2, &s, &p, &mut turn)?;
                 crate::respond::step(tx, &reg2, &s, &p, now)?;
                 people::accept(tx, now, &p, &r, &mut turn)?;
+                people::ring(tx, now, &p, &r, &mut turn)?;
                 // A quiet minute changes nothing and need not be written (a write is an
                 // fsync); resuming from the last busy one replays only quiet minutes.
                 let after = tx.total_changes()?;
@@ -564,6 +605,7 @@ async fn world(
         total.accepted += turn.accepted;
         total.receipts += turn.receipts;
         total.answers += turn.answers;
+        total.rings += turn.rings;
         if let Some(p) = &progress {
             let _ = p.send(now);
         }

@@ -48,6 +48,9 @@ pub struct Summary {
     pub escalations: BTreeMap<String, i64>,
     /// Evacuation totals over every warning and place: to move, moved, refused, back home.
     pub evacuation: BTreeMap<String, i64>,
+    /// Calls rung (a drill with calls), by how each ring ended; absent when none rang.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub calls: BTreeMap<String, i64>,
     /// Feed gap alarms raised.
     pub feed_gaps: i64,
 }
@@ -426,6 +429,11 @@ fn summarise(
         ("places".to_string(), storm.len() as i64),
     ]);
     let feed_gaps = crate::feeds::state::gap_alarms(c)?;
+    let calls: BTreeMap<String, i64> = crate::dispatch::outbox::ring_counts(c)?
+        .into_iter()
+        .filter(|(_, n)| *n > 0)
+        .map(|(o, n)| (o.as_str().to_string(), n))
+        .collect();
     Ok(Summary {
         scenario: drill.scenario.name.clone(),
         start: local(&drill.scenario.start.to_string()),
@@ -436,6 +444,7 @@ fn summarise(
         acknowledgement: ack,
         escalations,
         evacuation,
+        calls,
         feed_gaps,
     })
 }

@@ -56,6 +56,10 @@ pub struct Responders {
     pub report_every_mins: u32,
     /// Minutes after a lift before the lead reports people back home.
     pub return_after_mins: u32,
+    /// Of the persons rung (a drill with calls), the share who pick up each ring.
+    pub pick_up_share: f64,
+    /// Of those who pick up, the share who press 1 (the rest listen and hang up).
+    pub key_share: f64,
 }
 
 impl Default for Responders {
@@ -73,6 +77,8 @@ impl Default for Responders {
             reports: 3,
             report_every_mins: 30,
             return_after_mins: 120,
+            pick_up_share: 0.75,
+            key_share: 0.9,
         }
     }
 }
@@ -86,6 +92,8 @@ impl Responders {
             ("sms_share", self.sms_share),
             ("post_share", self.post_share),
             ("moved_share", self.moved_share),
+            ("pick_up_share", self.pick_up_share),
+            ("key_share", self.key_share),
         ] {
             if !(0.0..=1.0).contains(&v) {
                 return Err(format!("`{k}` = {v} is not a share between 0 and 1"));
@@ -150,6 +158,8 @@ pub struct Turn {
     pub receipts: usize,
     /// Answers the people gave (replies and taps).
     pub answers: usize,
+    /// Calls rung.
+    pub rings: usize,
 }
 
 fn secs(t: Timestamp) -> i64 {
@@ -234,6 +244,53 @@ pub fn accept(
         }
         outbox::record(tx, &results, now, policy)?;
         turn.accepted += claimed.len();
+    }
+    Ok(())
+}
+
+/// The phone network's calls: every due call rings at once; whether the person picks up, and
+/// presses 1, is drawn from (seed, number, message, attempt), so a retry may be picked up
+/// where the first ring was not. A ring ends in the same turn (a minute holds a call).
+pub fn ring(
+    tx: &Tx<'_>,
+    now: Timestamp,
+    policy: &Policy,
+    r: &Responders,
+    turn: &mut Turn,
+) -> anyhow::Result<()> {
+    loop {
+        let claimed = outbox::claim(tx, "voice", "drill", 500, now, policy)?;
+        if claimed.is_empty() {
+            break;
+        }
+        let mut results = Vec::with_capacity(claimed.len());
+        for c in &claimed {
+            let attempt = outbox::attempts(tx, c.id)?.to_string();
+            let id = c.id.to_string();
+            let off = r.draw(&["unreachable", &c.address]) < r.unreachable_share;
+            let picks = !off && r.draw(&["pick-up", &c.address, &id, &attempt]) < r.pick_up_share;
+            let presses = picks && r.draw(&["key", &c.address, &id]) < r.key_share;
+            let outcome = match (off, picks, presses) {
+                (true, _, _) => outbox::CallOutcome::Unreachable,
+                (_, false, _) => outbox::CallOutcome::NoAnswer,
+                (_, true, false) => outbox::CallOutcome::AnsweredNoKey,
+                (_, true, true) => outbox::CallOutcome::Acknowledged,
+            };
+            results.push((
+                c.id,
+                outbox::Called::Rang(outbox::Ring {
+                    trunk: ACCOUNT.into(),
+                    outcome,
+                    code: None,
+                    key: presses.then_some('1'),
+                    via: presses.then(|| "rfc4733".to_string()),
+                    heard_ms: picks.then_some(20_000),
+                    detail: off.then(|| "switched off or out of coverage".to_string()),
+                }),
+            ));
+        }
+        outbox::record_rings(tx, &results, now, &outbox::RingRules::default())?;
+        turn.rings += claimed.len();
     }
     Ok(())
 }

@@ -325,6 +325,7 @@ fn close(
     };
     tx.prepare_cached(steps)?
         .execute(params![lineage, person, why, at, decision])?;
+    outbox::withdraw_rings(tx, lineage, person, decision, now)?;
     Ok(tx
         .prepare_cached(calls)?
         .execute(params![lineage, person, state, decision])?)
@@ -385,6 +386,7 @@ fn finish(
          WHERE call = ?1 AND state = 'pending'",
     )?
     .execute(params![call, when, format!("answered (answer {answer})")])?;
+    outbox::withdraw_rings_of(tx, call, when.parse()?)?;
     Ok(tx
         .prepare_cached(
             "UPDATE respond_call SET state = ?2, answered = ?3, answer = ?4

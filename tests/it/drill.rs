@@ -532,6 +532,20 @@ fn a_typhoon_drill_killed_mid_storm_finishes_after_a_restart_with_nothing_lost()
         count("SELECT count(*) FROM drill_plan WHERE channel = 'link'"),
     );
     assert!(taps > 0 && taps <= tapped, "{taps} of {tapped}");
+    // The ladder rang the silent (call_after_mins): every key pressed is one answer, across
+    // the kill; no ring is recorded twice for one attempt of one call.
+    let keys = count("SELECT count(*) FROM dispatch_call WHERE key IS NOT NULL");
+    assert!(keys > 0);
+    assert_eq!(
+        count("SELECT count(*) FROM respond_answer WHERE channel = 'call'"),
+        keys
+    );
+    assert_eq!(
+        count(
+            "SELECT count(*) FROM (SELECT message, attempt FROM dispatch_call GROUP BY message, attempt HAVING count(*) > 1)"
+        ),
+        0
+    );
     let resumed: i64 = c
         .query_row(
             "SELECT count(*) FROM audit WHERE kind = 'drill.resumed'",
@@ -561,6 +575,24 @@ fn a_typhoon_drill_killed_mid_storm_finishes_after_a_restart_with_nothing_lost()
         .any(|l| l["type"] == "Cancel" && l["warning"].as_str().unwrap().starts_with("upstream:"));
     assert!(upstream_lifted);
     assert!(s["evacuation"]["moved"].as_i64().unwrap() > 0);
+    // Calls beside texts and links, in the summary and the report.
+    let rang: i64 = s["calls"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|n| n.as_i64().unwrap())
+        .sum();
+    assert_eq!(rang, count("SELECT count(*) FROM dispatch_call"), "{s}");
+    assert!(
+        s["acknowledgement"]["by_channel"]["call"].as_i64().unwrap() > 0,
+        "{s}"
+    );
+    let report = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(
+        report.contains(&format!("电话叫应：共拨打 {rang} 次")),
+        "{report}"
+    );
+    assert!(report.contains("电话按键") && report.contains("叫应链接") && report.contains("短信"));
 }
 
 /// One value from a PostgreSQL database another process is writing, or `None` while it cannot

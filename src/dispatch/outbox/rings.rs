@@ -373,3 +373,38 @@ pub fn ring_counts(c: &Conn<'_>) -> anyhow::Result<Vec<(CallOutcome, i64)>> {
         .map(|o| (*o, found.get(o.as_str()).copied().unwrap_or(0)))
         .collect())
 }
+
+/// Calls about respond's call `call` still waiting to ring (a retry after no answer, a town
+/// officer's call about the person) are withdrawn: the person answered, by whatever channel.
+/// Returns how many.
+pub fn withdraw_rings_of(tx: &Tx<'_>, call: i64, now: Timestamp) -> anyhow::Result<usize> {
+    let own = format!("call:{call}:%");
+    let town = format!("call_town:{call}:%");
+    Ok(tx
+        .prepare_cached(
+            "UPDATE dispatch_message SET state = 'superseded', updated = ?3,
+                    last_error = 'the person answered: not rung (again)'
+             WHERE channel = 'voice' AND state = 'queued' AND (purpose LIKE ?1 OR purpose LIKE ?2)",
+        )?
+        .execute(params![own, town, stamp(now)])?)
+}
+
+/// Calls of warning `lineage` (one person's, or everyone's) queued by decisions before
+/// `decision` are withdrawn: the calls they chase were closed (a raise asks again; a lift ends
+/// the warning). Returns how many.
+pub fn withdraw_rings(
+    tx: &Tx<'_>,
+    lineage: &str,
+    person: Option<&str>,
+    decision: i64,
+    now: Timestamp,
+) -> anyhow::Result<usize> {
+    Ok(tx
+        .prepare_cached(
+            "UPDATE dispatch_message SET state = 'superseded', updated = ?4,
+                    last_error = 'the call it chased was closed'
+             WHERE channel = 'voice' AND state = 'queued' AND lineage = ?1
+               AND (person = ?2 OR CAST(?2 AS TEXT) IS NULL) AND decision < ?3",
+        )?
+        .execute(params![lineage, person, decision, stamp(now)])?)
+}

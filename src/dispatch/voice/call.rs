@@ -383,15 +383,32 @@ fn answer_to(req: &Message, code: u16, reason: &str) -> Message {
 /// Place one call to `number` through the trunk and play `prompt`. Never fails: what went
 /// wrong is an outcome.
 pub async fn place(s: &TrunkSettings, number: &str, prompt: &Prompt) -> Outcome {
-    match run(s, number, prompt).await {
+    place_timed(s, number, prompt).await.0
+}
+
+/// [`place`], and how long the call took to set up (INVITE sent to the answer's 200), when
+/// it was answered: what the trunk's benchmark measures.
+pub async fn place_timed(
+    s: &TrunkSettings,
+    number: &str,
+    prompt: &Prompt,
+) -> (Outcome, Option<Duration>) {
+    let mut setup = None;
+    let o = match run(s, number, prompt, &mut setup).await {
         Ok(o) => o,
         Err(e) => Outcome::Failed {
             reason: format!("{e:#}"),
         },
-    }
+    };
+    (o, setup)
 }
 
-async fn run(s: &TrunkSettings, number: &str, prompt: &Prompt) -> anyhow::Result<Outcome> {
+async fn run(
+    s: &TrunkSettings,
+    number: &str,
+    prompt: &Prompt,
+    setup: &mut Option<Duration>,
+) -> anyhow::Result<Outcome> {
     if number.is_empty() || !number.bytes().all(|b| b.is_ascii_digit() || b == b'+') {
         anyhow::bail!("{number:?} is not a number that can be called");
     }
@@ -529,7 +546,10 @@ async fn run(s: &TrunkSettings, number: &str, prompt: &Prompt) -> anyhow::Result
                 provisional = true;
                 rang |= code == 180 || code == 183;
             }
-            200..=299 => break m,
+            200..=299 => {
+                *setup = Some(started.elapsed());
+                break m;
+            }
             401 | 407 => {
                 ack_failure(&mut link, &d, &tx_branch, &m).await?;
                 let (ask, answer_h) = if code == 401 {
