@@ -688,3 +688,71 @@ calls_per_sec = 10
     let said = String::from_utf8_lossy(&out.stdout);
     assert!(said.contains("calls:    3 rung: 3 acknowledged"), "{said}");
 }
+
+/// A phone (or gateway) that relays keys by SIP INFO, played by SIPp (Debian `sip-tester`)
+/// from `tests/sip/info_phone.xml`: its answer offers no `telephone-event`, and the key comes
+/// as `application/dtmf-relay` inside the dialog. A trunk that asks no password takes the call
+/// straight.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_sent_as_sip_info_is_the_answer_too() {
+    assert!(
+        std::path::Path::new("/usr/bin/sipp").is_file(),
+        "sipp is not installed: run ./scripts/test (Debian sip-tester)"
+    );
+    let port = {
+        let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        s.local_addr().unwrap().port()
+    };
+    let media = {
+        let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        s.local_addr().unwrap().port() & !1
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let scenario =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sip/info_phone.xml");
+    let mut sipp = std::process::Command::new("/usr/bin/sipp")
+        .arg("-sf")
+        .arg(&scenario)
+        .args(["-i", "127.0.0.1", "-mi", "127.0.0.1"])
+        .args(["-p", &port.to_string(), "-mp", &media.to_string()])
+        .args(["-m", "1", "-timeout", "30s", "-nostdin", "-trace_err"])
+        .current_dir(dir.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("sipp starts");
+    let settings = TrunkSettings {
+        name: "PBX".into(),
+        proxy: format!("127.0.0.1:{port}"),
+        user: "office".into(),
+        answer_secs: 5,
+        ring_secs: 10,
+        ..TrunkSettings::default()
+    };
+    // SIPp listens once it has started: the first INVITEs may go unanswered (retransmitted).
+    let prompt = spoken_prompt(2, Duration::from_secs(2));
+    let o = Trunk::new(settings)
+        .call("13800000061", &prompt)
+        .await
+        .unwrap();
+    let status = sipp.wait().unwrap();
+    let errors: String = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().to_string_lossy().ends_with("errors.log"))
+        .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
+        .collect();
+    assert!(
+        matches!(
+            o,
+            Outcome::Acknowledged {
+                key: '2',
+                via: "info",
+                ..
+            }
+        ),
+        "{o:?}; sipp: {errors}"
+    );
+    // SIPp's own verdict: its scenario ran to the end (our BYE answered), no unexpected message.
+    assert!(status.success(), "sipp failed: {errors}");
+}

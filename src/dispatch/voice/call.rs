@@ -754,6 +754,12 @@ async fn media(
             }
             m = link.recv() => {
                 let m = m?;
+                // A request acts only on this call: its Call-ID, and the phone's tag as the
+                // sender (anything else that reaches the port is refused, never obeyed).
+                if m.method().is_some_and(|x| x != "ACK") && !of_dialog(&m, d) {
+                    link.reply(&answer_to(&m, 481, "Call/Transaction Does Not Exist")).await?;
+                    continue;
+                }
                 match m.method() {
                     Some("BYE") => {
                         link.reply(&answer_to(&m, 200, "OK")).await?;
@@ -780,10 +786,15 @@ async fn media(
                     }
                     None => {}
                 }
-                let _ = d;
             }
         }
     }
+}
+
+/// Whether a request received belongs to the dialog: its Call-ID, and the phone's tag in From.
+fn of_dialog(m: &Message, d: &Dialog) -> bool {
+    m.header("Call-ID") == Some(d.call_id.as_str())
+        && m.header("From").and_then(|f| sip::param(f, "tag")) == d.remote_tag
 }
 
 /// End the call: BYE, and its answer waited for a little (retransmitted over UDP).
