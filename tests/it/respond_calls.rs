@@ -385,3 +385,54 @@ on_both! {
         assert!(details[1].contains("already sounds again"), "{details:?}");
     }
 }
+
+on_both! {
+    /// The ladder's phone steps: `call` rings each silent person (a call per person, through
+    /// the voice channel's rows), an answer withdraws that person's ring still waiting, and
+    /// `call_town` rings the town's duty persons about whoever is still silent.
+    fn the_ladder_rings_the_silent_and_then_the_town_about_them(backend) {
+        let mut f = F::new(backend, true);
+        f.s.ladder.insert(
+            "red".into(),
+            vec![
+                Step { after_mins: 5, action: "call".into() },
+                Step { after_mins: 10, action: "call_town".into() },
+            ],
+        );
+        f.register(1, warn(1, Tier::Red, MessageKind::Alert, true));
+        let fired = f.fire(f.now + SignedDuration::from_mins(5));
+        assert_eq!((fired.steps, fired.messages), (2, 2));
+        let rings = |f: &F| -> Vec<(String, String, String)> {
+            f.store
+                .read_blocking(|c| {
+                    let mut st = c.prepare(
+                        "SELECT person, purpose, state FROM dispatch_message
+                         WHERE channel = 'voice' ORDER BY id",
+                    )?;
+                    let r = st.query_map((), |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+                    Ok(r.collect::<Result<Vec<_>, _>>()?)
+                })
+                .unwrap()
+        };
+        let first = rings(&f);
+        assert_eq!(first.len(), 2);
+        assert!(first.iter().all(|r| r.1.starts_with("call:") && r.2 == "queued"), "{first:?}");
+        // The first person answers (by any channel): their ring is withdrawn, the other's waits.
+        assert_eq!(f.answer("P00001", f.now + SignedDuration::from_mins(6)), 1);
+        let after = rings(&f);
+        assert_eq!(
+            after.iter().map(|r| (r.0.as_str(), r.2.as_str())).collect::<Vec<_>>(),
+            vec![("P00001", "superseded"), ("P00002", "queued")]
+        );
+        // Ten minutes in, the town's duty persons are rung about the second, not the first.
+        let fired = f.fire(f.now + SignedDuration::from_mins(10));
+        assert_eq!(fired.steps, 1);
+        let town: Vec<_> = rings(&f).into_iter().filter(|r| r.1.starts_with("call_town:")).collect();
+        assert!(!town.is_empty(), "the town's duty persons are rung");
+        assert_eq!(fired.messages, town.len());
+        assert!(town.iter().all(|r| r.0 != "P00001" && r.0 != "P00002"), "{town:?}");
+        // Firing again rings nobody twice.
+        assert_eq!(f.fire(f.now + SignedDuration::from_mins(11)).steps, 0);
+        assert_eq!(rings(&f).len(), 2 + town.len());
+    }
+}

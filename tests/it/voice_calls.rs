@@ -3,6 +3,7 @@
 //! credentials on every INVITE, plays them the warning, and hears the keys they press.
 
 use crate::common;
+use crate::common::backend::{Place, on_both};
 
 use std::time::Duration;
 
@@ -319,12 +320,12 @@ async fn a_trunk_never_holds_more_calls_than_its_lines() {
     assert_eq!(most, 2, "calls at once");
 }
 
+on_both! {
 /// The ladder's `call` step rings the village leads who have not answered a red warning: one
 /// presses 1 (received), one presses 3 (needs help). Each key answers that person's call for
 /// that warning, through the outbox and respond as an SMS reply would; the help goes on to
 /// the town and county; the trail holds every ring.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_ladder_calls_silent_leads_and_their_keys_answer_the_warning() {
+async fn the_ladder_calls_silent_leads_and_their_keys_answer_the_warning(backend) {
     use common::dispatch::{contact, targets};
     use std::sync::Arc;
     use stormbell::correlate::lifecycle::MessageKind;
@@ -334,7 +335,6 @@ async fn the_ladder_calls_silent_leads_and_their_keys_answer_the_warning() {
     use stormbell::dispatch::voice::{VoiceChannel, VoiceSettings};
     use stormbell::registry::{self, Encoding, Registry};
     use stormbell::respond::calls::{self, RespondSettings, Step};
-    use stormbell::store::Store;
 
     let k = Kamailio::start();
     let received = Phone::start(
@@ -354,7 +354,8 @@ async fn the_ladder_calls_silent_leads_and_their_keys_answer_the_warning() {
         },
     );
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path().join("calls.db")).unwrap();
+    let place = Place::new(backend);
+    let store = place.open();
     let county = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/county");
     let (loaded, _) = registry::check_dir(&county, Encoding::Auto);
     let reg = Arc::new(Registry::new(loaded.data));
@@ -513,6 +514,7 @@ async fn the_ladder_calls_silent_leads_and_their_keys_answer_the_warning() {
         matches!(trail, stormbell::store::audit::Verification::Intact { .. }),
         "{trail:?}"
     );
+}
 }
 
 /// `kill -9` of the daemon while three calls are up, then a restart: each person is rung once
