@@ -1311,6 +1311,8 @@ mod tests {
                     "calls_per_sec",
                     "ring_secs",
                     "answer_secs",
+                    "register",
+                    "register_secs",
                 ][..],
             ),
             (

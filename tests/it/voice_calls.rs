@@ -758,3 +758,39 @@ async fn a_key_sent_as_sip_info_is_the_answer_too() {
     // SIPp's own verdict: its scenario ran to the end (our BYE answered), no unexpected message.
     assert!(status.success(), "sipp failed: {errors}");
 }
+
+/// A trunk that wants registration: REGISTER answered with digest credentials (kamailio's 401),
+/// the binding granted, withdrawn with Expires: 0; a wrong password is refused, saying what to
+/// check.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_trunk_registers_with_its_credentials_and_a_wrong_password_is_named() {
+    use stormbell::dispatch::voice::register::Registration;
+    let k = Kamailio::start();
+    for transport in [Transport::Udp, Transport::Tcp] {
+        let s = trunk(&k, transport);
+        let mut r = Registration::open(&s).await.unwrap();
+        let granted = r.register(&s, 300).await.unwrap();
+        assert!(
+            granted > Duration::ZERO && granted <= Duration::from_secs(300),
+            "{granted:?}"
+        );
+        // Refreshed on the same registration, then withdrawn.
+        assert!(r.register(&s, 300).await.unwrap() > Duration::ZERO);
+        assert_eq!(r.register(&s, 0).await.unwrap(), Duration::ZERO);
+    }
+    let wrong = TrunkSettings {
+        password: "not-the-password".into(),
+        ..trunk(&k, Transport::Udp)
+    };
+    let e = Registration::open(&wrong)
+        .await
+        .unwrap()
+        .register(&wrong, 300)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("refused our credentials to register") && e.contains("\"office\""),
+        "{e}"
+    );
+}

@@ -124,13 +124,13 @@ pub fn classify(code: u16, reason: &str) -> Outcome {
 }
 
 /// RFC 3261's T1 and T2: retransmission intervals over UDP.
-const T1: Duration = Duration::from_millis(500);
-const T2: Duration = Duration::from_secs(4);
+pub(super) const T1: Duration = Duration::from_millis(500);
+pub(super) const T2: Duration = Duration::from_secs(4);
 /// How long a BYE or CANCEL's answer is waited for before the call is left.
 const GOODBYE_WAIT: Duration = Duration::from_secs(4);
 
-/// Where SIP goes: a socket per call.
-enum Link {
+/// Where SIP goes: a socket per call (and one for a trunk's registration).
+pub(super) enum Link {
     Udp {
         sock: UdpSocket,
         proxy: SocketAddr,
@@ -144,7 +144,7 @@ enum Link {
 }
 
 impl Link {
-    async fn open(s: &TrunkSettings) -> anyhow::Result<Link> {
+    pub(super) async fn open(s: &TrunkSettings) -> anyhow::Result<Link> {
         let proxy = tokio::net::lookup_host(&s.proxy)
             .await
             .map_err(|e| {
@@ -186,26 +186,30 @@ impl Link {
         })
     }
 
-    fn local(&self) -> std::io::Result<SocketAddr> {
+    pub(super) fn local(&self) -> std::io::Result<SocketAddr> {
         match self {
             Link::Udp { sock, .. } => sock.local_addr(),
             Link::Tcp { stream, .. } => stream.local_addr(),
         }
     }
 
-    fn proto(&self) -> &'static str {
+    pub(super) fn proto(&self) -> &'static str {
         match self {
             Link::Udp { .. } => "UDP",
             Link::Tcp { .. } => "TCP",
         }
     }
 
-    fn reliable(&self) -> bool {
+    pub(super) fn reliable(&self) -> bool {
         matches!(self, Link::Tcp { .. })
     }
 
     /// Send a request to `to` (UDP), or down the connection (TCP).
-    async fn send(&mut self, m: &Message, to: Option<SocketAddr>) -> std::io::Result<()> {
+    pub(super) async fn send(
+        &mut self,
+        m: &Message,
+        to: Option<SocketAddr>,
+    ) -> std::io::Result<()> {
         let bytes = m.to_bytes();
         match self {
             Link::Udp { sock, proxy, .. } => {
@@ -220,7 +224,7 @@ impl Link {
     }
 
     /// Answer the last request received.
-    async fn reply(&mut self, m: &Message) -> std::io::Result<()> {
+    pub(super) async fn reply(&mut self, m: &Message) -> std::io::Result<()> {
         let to = match self {
             Link::Udp { asker, .. } => *asker,
             Link::Tcp { .. } => None,
@@ -230,7 +234,7 @@ impl Link {
 
     /// The next message. Over UDP a datagram that is not SIP is skipped with a warning (the
     /// port is open to anyone); over TCP a broken message ends the connection.
-    async fn recv(&mut self) -> anyhow::Result<Message> {
+    pub(super) async fn recv(&mut self) -> anyhow::Result<Message> {
         match self {
             Link::Udp { sock, asker, .. } => {
                 let mut buf = vec![0u8; sip::MAX_MESSAGE];
@@ -362,7 +366,7 @@ impl Dialog {
     }
 }
 
-fn branch() -> String {
+pub(super) fn branch() -> String {
     format!("z9hG4bK{}", sip::token())
 }
 
@@ -645,7 +649,7 @@ fn m_tag(m: &Message) -> Option<String> {
     m.header("To").and_then(|t| sip::param(t, "tag"))
 }
 
-fn status_reason(m: &Message) -> String {
+pub(super) fn status_reason(m: &Message) -> String {
     match &m.start {
         sip::Start::Response(s) => s.reason.clone(),
         sip::Start::Request(_) => String::new(),

@@ -162,6 +162,20 @@ impl Channel for VoiceChannel {
         self.lane.reconcile().await
     }
 
+    async fn start(
+        self: &Arc<Self>,
+        tasks: &mut tokio::task::JoinSet<()>,
+        shutdown: &crate::runtime::Shutdown,
+    ) -> anyhow::Result<()> {
+        for t in self.trunks.iter().filter(|t| t.settings.register) {
+            tasks.spawn(super::register::keep_registered(
+                t.settings.clone(),
+                shutdown.clone(),
+            ));
+        }
+        Ok(())
+    }
+
     fn room(&self) -> Option<usize> {
         Some(
             self.trunks

@@ -5,7 +5,8 @@
 //! authentication ([`digest`]), an SDP offer of G.711 at 8 kHz with `telephone-event`
 //! ([`sdp`]), RTP audio paced at 20 ms and RFC 4733 keys ([`rtp`]), SIP INFO keys as a
 //! fallback. [`Trunk`] holds the contract's limits: calls in progress at once, new calls per
-//! second, and never two calls at once to one number.
+//! second, and never two calls at once to one number. A trunk that wants registration gets it
+//! ([`register`]).
 //!
 //! What the phone hears is the loudspeaker's audio (the alert tone and the warning, from
 //! espeak-ng) followed by the prompt of `templates/voice/prompt.{lang}.j2`, resampled to
@@ -14,6 +15,7 @@
 pub mod call;
 pub mod channel;
 pub mod digest;
+pub mod register;
 pub mod rtp;
 pub mod sdp;
 pub mod settings;

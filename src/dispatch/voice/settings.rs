@@ -53,6 +53,13 @@ pub struct TrunkSettings {
     /// Timer B is 32).
     #[serde(default = "thirty_two")]
     pub answer_secs: u64,
+    /// Register with the trunk (REGISTER with the same credentials), as carriers' IMS trunks
+    /// and many PBXs require before they count the trunk up.
+    #[serde(default)]
+    pub register: bool,
+    /// Seconds a registration is asked to last (refreshed at four fifths of what is granted).
+    #[serde(default = "ten_mins")]
+    pub register_secs: u64,
 }
 
 impl Default for TrunkSettings {
@@ -71,6 +78,8 @@ impl Default for TrunkSettings {
             calls_per_sec: two(),
             ring_secs: forty_five(),
             answer_secs: thirty_two(),
+            register: false,
+            register_secs: ten_mins(),
         }
     }
 }
@@ -103,6 +112,9 @@ fn forty_five() -> u64 {
 }
 fn thirty_two() -> u64 {
     32
+}
+fn ten_mins() -> u64 {
+    600
 }
 
 /// `[dispatch.voice]`: the trunks, and how calls are retried.

@@ -45,8 +45,8 @@ pub struct Kamailio {
 }
 
 impl Kamailio {
-    /// A proxy and registrar on a free port: phones register freely; an INVITE from anyone
-    /// else must carry digest credentials for `office` / [`TRUNK_PASSWORD`].
+    /// A proxy and registrar on a free port: phones register freely; the trunk user `office`
+    /// registers, and sends every INVITE, with digest credentials ([`TRUNK_PASSWORD`]).
     pub fn start() -> Kamailio {
         assert!(
             std::path::Path::new("/usr/sbin/kamailio").is_file(),
@@ -78,6 +78,13 @@ modparam("tm", "fr_inv_timer", 120000)
 request_route {{
     if (!mf_process_maxfwd_header("10")) {{ sl_send_reply("483", "Too Many Hops"); exit; }}
     if (is_method("REGISTER")) {{
+        if ($fU == "office") {{
+            if (!pv_www_authenticate("$fd", "{TRUNK_PASSWORD}", "0")) {{
+                www_challenge("$fd", "0");
+                exit;
+            }}
+            consume_credentials();
+        }}
         if (!save("location")) {{ sl_reply_error(); }}
         exit;
     }}
