@@ -1270,3 +1270,41 @@ pub fn all_answers(c: &Conn<'_>) -> anyhow::Result<Vec<AnswerRecord>> {
     })?
     .collect::<Result<_, _>>()?)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What the call's prompt tells the person is what their key is taken to mean, in every
+    /// language the prompt is spoken in.
+    #[test]
+    fn the_prompt_and_the_keys_agree() {
+        let zh = crate::dispatch::voice::prompt_words("zh-CN").unwrap();
+        for (key, said) in [
+            ("1", "收到请按1"),
+            ("2", "已到岗请按2"),
+            ("3", "需要帮助请按3"),
+        ] {
+            assert!(zh.contains(said), "{zh}");
+            let meaning = key_meaning(key);
+            assert_eq!(
+                (
+                    said.starts_with("收到"),
+                    said.starts_with("已到岗"),
+                    said.starts_with("需要帮助")
+                ),
+                (meaning == "ack", meaning == "post", meaning == "help"),
+                "{key}"
+            );
+        }
+        let en = crate::dispatch::voice::prompt_words("en").unwrap();
+        assert!(
+            en.contains("received this, press 1")
+                && en.contains("post, press 2")
+                && en.contains("help, press 3"),
+            "{en}"
+        );
+        assert_eq!(key_meaning("9"), "unknown");
+        assert_eq!(key_meaning("#"), "unknown");
+    }
+}

@@ -136,6 +136,8 @@ pub(super) enum Link {
         proxy: SocketAddr,
         /// Where the last request to us came from (its answer goes back there).
         asker: Option<SocketAddr>,
+        /// One datagram, kept: a receive is started at every 20 ms turn of a call.
+        buf: Vec<u8>,
     },
     Tcp {
         stream: TcpStream,
@@ -161,6 +163,7 @@ impl Link {
                 sock: UdpSocket::bind((ip, 0)).await?,
                 proxy,
                 asker: None,
+                buf: vec![0u8; sip::MAX_MESSAGE],
             },
             Transport::Tcp => {
                 let sock = match ip {
@@ -236,23 +239,22 @@ impl Link {
     /// port is open to anyone); over TCP a broken message ends the connection.
     pub(super) async fn recv(&mut self) -> anyhow::Result<Message> {
         match self {
-            Link::Udp { sock, asker, .. } => {
-                let mut buf = vec![0u8; sip::MAX_MESSAGE];
-                loop {
-                    let (n, from) = sock.recv_from(&mut buf).await?;
-                    match Message::parse(&buf[..n]) {
-                        Ok((m, _)) => {
-                            if m.method().is_some() {
-                                *asker = Some(from);
-                            }
-                            return Ok(m);
+            Link::Udp {
+                sock, asker, buf, ..
+            } => loop {
+                let (n, from) = sock.recv_from(buf).await?;
+                match Message::parse(&buf[..n]) {
+                    Ok((m, _)) => {
+                        if m.method().is_some() {
+                            *asker = Some(from);
                         }
-                        Err(e) => {
-                            tracing::warn!(%from, "not a SIP message on the call's port: {e}")
-                        }
+                        return Ok(m);
+                    }
+                    Err(e) => {
+                        tracing::warn!(%from, "not a SIP message on the call's port: {e}")
                     }
                 }
-            }
+            },
             Link::Tcp { stream, buf } => {
                 use tokio::io::AsyncReadExt;
                 loop {
@@ -699,16 +701,17 @@ async fn media(
     ack_to: Option<SocketAddr>,
 ) -> anyhow::Result<Outcome> {
     let answered = Instant::now();
-    let gap = vec![0i16; 8000];
-    let mut audio: Vec<i16> = Vec::new();
-    for round in 0..prompt.rounds.max(1) {
-        if round > 0 {
-            audio.extend_from_slice(&gap);
-        }
-        audio.extend_from_slice(&prompt.samples);
-    }
-    let payload = rtp::encode(&audio, answer.law);
-    let mut frames = payload.chunks(FRAME);
+    // The rounds with a second of quiet between them, read a packet at a time (never copied
+    // or encoded whole: a hundred calls would hold their prompts twice over).
+    const GAP: usize = 8000;
+    let len = prompt.samples.len();
+    let rounds = prompt.rounds.max(1) as usize;
+    let total = rounds * len + (rounds - 1) * GAP;
+    let sample = |i: usize| -> i16 {
+        let o = i % (len + GAP);
+        if o < len { prompt.samples[o] } else { 0 }
+    };
+    let mut next_sample = 0usize;
     let mut stream = rtp::Stream::new(answer.audio_pt);
     let mut tick = tokio::time::interval(Duration::from_millis(20));
     let mut played = 0usize;
@@ -719,15 +722,21 @@ async fn media(
     loop {
         tokio::select! {
             _ = tick.tick() => {
-                match frames.next() {
-                    Some(f) if !answer.deaf => {
-                        let mut frame = f.to_vec();
-                        // The last frame is padded with silence to a whole packet.
-                        frame.resize(FRAME, rtp::encode(&[0], answer.law)[0]);
+                match (next_sample < total).then_some(next_sample) {
+                    Some(from) if !answer.deaf => {
+                        // The last packet is padded with quiet to a whole one.
+                        let pcm: Vec<i16> = (from..from + FRAME)
+                            .map(|i| if i < total { sample(i) } else { 0 })
+                            .collect();
+                        let frame = rtp::encode(&pcm, answer.law);
                         rtp_sock.send_to(&stream.packet(&frame), answer.rtp).await?;
+                        next_sample += FRAME;
                         played += 1;
                     }
-                    Some(_) => played += 1,
+                    Some(_) => {
+                        next_sample += FRAME;
+                        played += 1;
+                    }
                     None => {
                         let e = *ended.get_or_insert_with(Instant::now);
                         if e.elapsed() >= prompt.linger {
