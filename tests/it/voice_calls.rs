@@ -766,18 +766,26 @@ async fn a_key_sent_as_sip_info_is_the_answer_too() {
 async fn the_trunk_registers_with_its_credentials_and_a_wrong_password_is_named() {
     use stormbell::dispatch::voice::register::Registration;
     let k = Kamailio::start();
-    for transport in [Transport::Udp, Transport::Tcp] {
-        let s = trunk(&k, transport);
-        let mut r = Registration::open(&s).await.unwrap();
-        let granted = r.register(&s, 300).await.unwrap();
-        assert!(
-            granted > Duration::ZERO && granted <= Duration::from_secs(300),
-            "{granted:?}"
-        );
-        // Refreshed on the same registration, then withdrawn.
-        assert!(r.register(&s, 300).await.unwrap() > Duration::ZERO);
-        assert_eq!(r.register(&s, 0).await.unwrap(), Duration::ZERO);
-    }
+    // Two registrations of the trunk user at once (UDP and TCP, as two nodes would have):
+    // each reads its own binding's time from the registrar's list of both.
+    let (udp, tcp) = (trunk(&k, Transport::Udp), trunk(&k, Transport::Tcp));
+    let mut a = Registration::open(&udp).await.unwrap();
+    let mut b = Registration::open(&tcp).await.unwrap();
+    let granted = a.register(&udp, 300).await.unwrap();
+    assert!(
+        granted > Duration::from_secs(120) && granted <= Duration::from_secs(300),
+        "{granted:?}"
+    );
+    let granted = b.register(&tcp, 120).await.unwrap();
+    assert!(
+        granted > Duration::ZERO && granted <= Duration::from_secs(120),
+        "{granted:?}"
+    );
+    // Refreshed on the same registration (the other binding listed first or not), then
+    // withdrawn.
+    assert!(a.register(&udp, 300).await.unwrap() > Duration::from_secs(120));
+    assert_eq!(a.register(&udp, 0).await.unwrap(), Duration::ZERO);
+    assert_eq!(b.register(&tcp, 0).await.unwrap(), Duration::ZERO);
     let wrong = TrunkSettings {
         password: "not-the-password".into(),
         ..trunk(&k, Transport::Udp)

@@ -74,9 +74,13 @@ impl Registration {
             let code = answer.code().unwrap_or(0);
             match code {
                 200..=299 => {
+                    // The registrar lists every binding of the user: ours is the one with
+                    // our address (another node's or phone's may say otherwise).
+                    let ours = local.to_string();
                     let granted = answer
                         .all("Contact")
                         .iter()
+                        .filter(|c| sip::uri_of(c).contains(&ours))
                         .find_map(|c| sip::param(c, "expires"))
                         .or_else(|| answer.header("Expires").map(str::to_string))
                         .and_then(|v| v.parse::<u64>().ok())

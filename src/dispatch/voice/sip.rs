@@ -135,19 +135,21 @@ impl Message {
             // A datagram's body is the rest of it; a stream must say (checked by the reader).
             None => buf.len() - body_at,
         };
-        if body_at + length > MAX_MESSAGE {
-            return Err(ParseError::TooLarge);
-        }
-        if buf.len() < body_at + length {
+        // A length from outside: checked before any arithmetic relies on it.
+        let end = body_at
+            .checked_add(length)
+            .filter(|e| *e <= MAX_MESSAGE)
+            .ok_or(ParseError::TooLarge)?;
+        if buf.len() < end {
             return Err(ParseError::Incomplete);
         }
         Ok((
             Message {
                 start,
                 headers,
-                body: buf[body_at..body_at + length].to_vec(),
+                body: buf[body_at..end].to_vec(),
             },
-            body_at + length,
+            end,
         ))
     }
 
@@ -419,6 +421,12 @@ l: 0\r\n\r\n";
         assert!(e.to_string().contains("status code"), "{e}");
         let big = vec![b'a'; MAX_MESSAGE + 10];
         assert_eq!(Message::parse(&big), Err(ParseError::TooLarge));
+        // A Content-Length near the top of usize is refused, not added to (an overflow).
+        let huge = format!(
+            "SIP/2.0 200 OK\r\nContent-Length: {}\r\n\r\n",
+            usize::MAX - 3
+        );
+        assert_eq!(Message::parse(huge.as_bytes()), Err(ParseError::TooLarge));
     }
 
     #[test]
