@@ -52,8 +52,20 @@ impl Kamailio {
             std::path::Path::new("/usr/sbin/kamailio").is_file(),
             "kamailio is not installed: run ./scripts/test (Debian kamailio)"
         );
+        // A port free when picked may be taken before kamailio binds it (tests run side by
+        // side): then it is started again on another.
+        let mut last = String::new();
+        for _ in 0..3 {
+            match Kamailio::start_on(free_port()) {
+                Ok(k) => return k,
+                Err(e) => last = e,
+            }
+        }
+        panic!("kamailio did not start: {last}");
+    }
+
+    fn start_on(port: u16) -> Result<Kamailio, String> {
         let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
         let cfg = format!(
             r#"#!KAMAILIO
 debug=2
@@ -131,7 +143,8 @@ request_route {{
             _dir: dir,
             log,
         };
-        // Alive when it answers an OPTIONS (with anything).
+        // Alive when it answers an OPTIONS (with anything, as kamailio: another program that
+        // took the port would answer otherwise, or not at all).
         let s = UdpSocket::bind("127.0.0.1:0").unwrap();
         s.set_read_timeout(Some(Duration::from_millis(100)))
             .unwrap();
@@ -145,16 +158,17 @@ request_route {{
         let mut buf = [0u8; 2048];
         loop {
             s.send_to(options.as_bytes(), ("127.0.0.1", port)).unwrap();
-            if s.recv(&mut buf).is_ok() {
-                break;
+            if let Ok(n) = s.recv(&mut buf) {
+                let answer = String::from_utf8_lossy(&buf[..n]);
+                if answer.contains("Server: kamailio") {
+                    return Ok(k);
+                }
+                return Err(format!("something else answers on {port}: {answer}"));
             }
-            assert!(
-                Instant::now() < deadline,
-                "kamailio did not answer on {port}: {}",
-                k.log()
-            );
+            if Instant::now() >= deadline {
+                return Err(format!("no answer on {port}: {}", k.log()));
+            }
         }
-        k
     }
 
     /// What it logged.
@@ -210,8 +224,6 @@ impl Phone {
             "baresip is not installed: run ./scripts/test (Debian baresip-core)"
         );
         let dir = tempfile::tempdir().unwrap();
-        let (sip, ctrl) = (free_port(), free_port());
-        let rtp = free_port() & !1;
         let rec = dir.path().join("rec");
         std::fs::create_dir(&rec).unwrap();
         // What the phone says back (its microphone): quiet, as a listener's room; longer than
@@ -231,67 +243,31 @@ impl Phone {
             w.write_sample(0i16).unwrap();
         }
         w.finalize().unwrap();
-        let config = format!(
-            "poll_method epoll\nsip_listen 127.0.0.1:{sip}\nsip_trans_def udp\n\
-             audio_player aufile,/dev/null\naudio_source aufile,{quiet}\naudio_alert aufile,/dev/null\n\
-             module_path /usr/lib/baresip/modules\nmodule g711.so\nmodule aufile.so\nmodule sndfile.so\n\
-             module_app account.so\nmodule_app menu.so\nmodule_app ctrl_tcp.so\n\
-             ctrl_tcp_listen 127.0.0.1:{ctrl}\nsnd_path {rec}\nrtp_ports {rtp}-{}\n\
-             call_max_calls 4\n",
-            rtp + 20,
-            quiet = quiet.display(),
-            rec = rec.display(),
-        );
-        std::fs::write(dir.path().join("config"), config).unwrap();
-        let answer = match b {
-            Behaviour::Answer { .. } | Behaviour::HangUp { .. } => "auto",
-            _ => "manual",
-        };
-        std::fs::write(
-            dir.path().join("accounts"),
-            format!(
-                "<sip:{number}@127.0.0.1:{};transport=udp>;regint=300;answermode={answer};audio_codecs=PCMA,PCMU\n",
-                k.port
-            ),
-        )
-        .unwrap();
-        let child = Command::new("/usr/bin/baresip")
-            .arg("-f")
-            .arg(dir.path())
-            .args(["-t", "300"])
-            .stdin(Stdio::null())
-            .stdout(std::fs::File::create(dir.path().join("out.log")).unwrap())
-            .stderr(std::fs::File::create(dir.path().join("err.log")).unwrap())
-            .spawn()
-            .expect("baresip starts");
-        // Its control port, once it listens.
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let ctl = loop {
-            if let Ok(s) = TcpStream::connect(("127.0.0.1", ctrl)) {
-                break s;
+        // Ports are free when picked, but another test may take one before baresip binds it
+        // (and baresip also listens on the SIP port + 1): a phone that does not come up, or
+        // does not register, is started again on new ports.
+        let mut why = String::new();
+        let mut up = None;
+        for _ in 0..4 {
+            match launch(&Launch {
+                dir: dir.path(),
+                kamailio: k.port,
+                number,
+                behaviour: b,
+                rec: &rec,
+                quiet: &quiet,
+            }) {
+                Ok(x) => {
+                    up = Some(x);
+                    break;
+                }
+                Err(e) => why = e,
             }
-            assert!(
-                Instant::now() < deadline,
-                "baresip's ctrl_tcp did not listen on {ctrl}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        };
-        let mut ctl2 = ctl.try_clone().unwrap();
-        // Registered when `reginfo` says OK.
-        let mut reader = BufReader::new(ctl);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            command(&mut ctl2, "reginfo", "");
-            let r = read_netstring(&mut reader).unwrap();
-            if r.contains("\"response\":true") && r.contains("OK") {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "baresip {number} did not register: {r}"
-            );
-            std::thread::sleep(Duration::from_millis(100));
         }
+        let Some((child, ctl2, mut reader)) = up else {
+            panic!("baresip {number} did not come up: {why}");
+        };
+        let mut ctl2 = ctl2;
         let ctl3 = ctl2.try_clone().unwrap();
         let events: Arc<Mutex<Vec<(String, Instant)>>> = Arc::default();
         let seen = events.clone();
@@ -420,6 +396,103 @@ impl Drop for Phone {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// What one start of a phone needs.
+struct Launch<'a> {
+    dir: &'a std::path::Path,
+    kamailio: u16,
+    number: &'a str,
+    behaviour: Behaviour,
+    rec: &'a std::path::Path,
+    quiet: &'a std::path::Path,
+}
+
+/// Start baresip on new ports and wait until its control port answers and it is registered;
+/// what went wrong otherwise (the process killed).
+fn launch(l: &Launch<'_>) -> Result<(Child, TcpStream, BufReader<TcpStream>), String> {
+    // The SIP port with the one above it free too (baresip's TLS listener takes it).
+    let sip = loop {
+        let p = free_port();
+        if p < 60000 && std::net::TcpListener::bind(("127.0.0.1", p + 1)).is_ok() {
+            break p;
+        }
+    };
+    let ctrl = loop {
+        let p = free_port();
+        if p != sip + 1 {
+            break p;
+        }
+    };
+    let rtp = free_port() & !1;
+    let config = format!(
+        "poll_method epoll\nsip_listen 127.0.0.1:{sip}\nsip_trans_def udp\n\
+         audio_player aufile,/dev/null\naudio_source aufile,{quiet}\naudio_alert aufile,/dev/null\n\
+         module_path /usr/lib/baresip/modules\nmodule g711.so\nmodule aufile.so\nmodule sndfile.so\n\
+         module_app account.so\nmodule_app menu.so\nmodule_app ctrl_tcp.so\n\
+         ctrl_tcp_listen 127.0.0.1:{ctrl}\nsnd_path {rec}\nrtp_ports {rtp}-{}\n\
+         call_max_calls 4\n",
+        rtp + 20,
+        quiet = l.quiet.display(),
+        rec = l.rec.display(),
+    );
+    std::fs::write(l.dir.join("config"), config).unwrap();
+    let answer = match l.behaviour {
+        Behaviour::Answer { .. } | Behaviour::HangUp { .. } => "auto",
+        _ => "manual",
+    };
+    std::fs::write(
+        l.dir.join("accounts"),
+        format!(
+            "<sip:{}@127.0.0.1:{};transport=udp>;regint=300;answermode={answer};audio_codecs=PCMA,PCMU\n",
+            l.number, l.kamailio
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new("/usr/bin/baresip")
+        .arg("-f")
+        .arg(l.dir)
+        .args(["-t", "300"])
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(l.dir.join("out.log")).unwrap())
+        .stderr(std::fs::File::create(l.dir.join("err.log")).unwrap())
+        .spawn()
+        .expect("baresip starts");
+    let fail = |child: &mut Child, why: String| {
+        let _ = child.kill();
+        let _ = child.wait();
+        let log = std::fs::read_to_string(l.dir.join("out.log")).unwrap_or_default();
+        Err(format!("{why}; its log: {log}"))
+    };
+    // Its control port, once it listens.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let ctl = loop {
+        if let Ok(s) = TcpStream::connect(("127.0.0.1", ctrl)) {
+            break s;
+        }
+        if Instant::now() >= deadline || child.try_wait().ok().flatten().is_some() {
+            return fail(&mut child, format!("ctrl_tcp did not listen on {ctrl}"));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let _ = ctl.set_read_timeout(Some(Duration::from_secs(5)));
+    let mut ctl2 = ctl.try_clone().unwrap();
+    // Registered when `reginfo` says OK.
+    let mut reader = BufReader::new(ctl);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        command(&mut ctl2, "reginfo", "");
+        let r = read_netstring(&mut reader).unwrap_or_default();
+        if r.contains("\"response\":true") && r.contains("OK") {
+            break;
+        }
+        if Instant::now() >= deadline {
+            return fail(&mut child, format!("not registered: {r}"));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = reader.get_ref().set_read_timeout(None);
+    Ok((child, ctl2, reader))
 }
 
 fn command(s: &mut TcpStream, cmd: &str, params: &str) {
