@@ -80,16 +80,13 @@ def write(name, n, f):
 write("tone.wav", secs * 8000, lambda i: int(math.sin(i * 2 * math.pi * 440 / 8000) * 8000))
 write("quiet.wav", (secs + 60) * 8000, lambda i: 0)
 PY
-banks=4
-per=$(( (calls + banks - 1) / banks ))
-for b in $(seq 0 $((banks - 1))); do
-  d="$work/bank$b"; mkdir -p "$d"
-  sp=$(free_port); cp=$(free_port); rp=$(( 20000 + b * 500 ))
-  cat > "$d/config" <<CFG
+# A baresip configuration: folder, SIP port, control port, microphone file, RTP ports, calls.
+baresip_config() {
+  cat > "$1/config" <<CFG
 poll_method epoll
-sip_listen 127.0.0.1:$sp
+sip_listen 127.0.0.1:$2
 audio_player aufile,/dev/null
-audio_source aufile,$work/quiet.wav
+audio_source aufile,$4
 audio_alert aufile,/dev/null
 module_path /usr/lib/baresip/modules
 module g711.so
@@ -97,10 +94,17 @@ module aufile.so
 module_app account.so
 module_app menu.so
 module_app ctrl_tcp.so
-ctrl_tcp_listen 127.0.0.1:$cp
-rtp_ports $rp-$((rp + 499))
-call_max_calls $((per * 2))
+ctrl_tcp_listen 127.0.0.1:$3
+rtp_ports $5
+call_max_calls $6
 CFG
+}
+banks=4
+per=$(( (calls + banks - 1) / banks ))
+for b in $(seq 0 $((banks - 1))); do
+  d="$work/bank$b"; mkdir -p "$d"
+  sp=$(free_port); cp=$(free_port); rp=$(( 20000 + b * 500 ))
+  baresip_config "$d" "$sp" "$cp" "$work/quiet.wav" "$rp-$((rp + 499))" $((per * 2))
   : > "$d/accounts"
   for i in $(seq 0 $((per - 1))); do
     n=$(( first + b * per + i ))
@@ -140,22 +144,7 @@ PY
 # The peer caller: one baresip with the trunk's account, its microphone the tone.
 cd_="$work/caller"; mkdir -p "$cd_"
 csp=$(free_port); ccp=$(free_port)
-cat > "$cd_/config" <<CFG
-poll_method epoll
-sip_listen 127.0.0.1:$csp
-audio_player aufile,/dev/null
-audio_source aufile,$work/tone.wav
-audio_alert aufile,/dev/null
-module_path /usr/lib/baresip/modules
-module g711.so
-module aufile.so
-module_app account.so
-module_app menu.so
-module_app ctrl_tcp.so
-ctrl_tcp_listen 127.0.0.1:$ccp
-rtp_ports 30000-30999
-call_max_calls $((calls * 2))
-CFG
+baresip_config "$cd_" "$csp" "$ccp" "$work/tone.wav" 30000-30999 $((calls * 2))
 echo "<sip:office@127.0.0.1:$kport;transport=udp>;auth_pass=$password;regint=0;answermode=manual;audio_codecs=PCMA" > "$cd_/accounts"
 baresip -f "$cd_" -t $(( (secs + 40) * rounds * 2 + 60 )) < /dev/null > "$cd_/out.log" 2>&1 &
 caller=$!
@@ -164,10 +153,8 @@ until python3 -c "import socket; socket.create_connection(('127.0.0.1', $ccp)).c
 for r in $(seq 1 "$rounds"); do
   "$bin" --proxy "127.0.0.1:$kport" --user office --password "$password" --first "$first" --calls "$calls" --secs "$secs" |
     sed "s/^{/{\"round\": $r, /" | tee -a "$work/results.jsonl"
-  sleep 2
   python3 bench/voice_peer.py --ctrl "$ccp" --pid "$caller" --proxy "127.0.0.1:$kport" --first "$first" --calls "$calls" --secs "$secs" |
     sed "s/^{/{\"round\": $r, /" | tee -a "$work/results.jsonl"
-  sleep 2
 done
 python3 - "$work/results.jsonl" <<'PY'
 import json, sys

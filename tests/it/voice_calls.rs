@@ -281,9 +281,12 @@ async fn a_trunk_never_holds_more_calls_than_its_lines() {
         calls.spawn(async move { t.call(&n, &pr).await });
     }
     // The same person is never rung twice at once.
-    while !t.calling(&phones[0].number) {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    // Once the first phone has the call's offer, its number is being called.
+    let first = phones[0].log_handle();
+    tokio::task::spawn_blocking(move || first.wait_for("CALL_REMOTE_SDP", 30))
+        .await
+        .unwrap();
+    assert!(t.calling(&phones[0].number));
     let again = t.call(&phones[0].number, &prompt).await;
     assert_eq!(again, Err(Refused::InCall(phones[0].number.clone())));
     let mut keys = 0;
@@ -303,7 +306,7 @@ async fn a_trunk_never_holds_more_calls_than_its_lines() {
     let slack = Duration::from_millis(250);
     let mut edges: Vec<(std::time::Instant, i32)> = Vec::new();
     for p in &phones {
-        for (kind, at) in p.events.lock().unwrap().iter() {
+        for (kind, at) in p.events().iter() {
             match kind.as_str() {
                 "CALL_ESTABLISHED" => edges.push((*at, 1)),
                 "CALL_CLOSED" => edges.push((*at - slack, -1)),

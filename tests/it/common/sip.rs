@@ -12,7 +12,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpStream, UdpSocket};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 /// A free port on 127.0.0.1, free for UDP too.
@@ -192,10 +192,10 @@ impl Drop for Kamailio {
 /// What a phone does when rung.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Behaviour {
-    /// Answers at once; presses `key` (if any) `after` the call is established (baresip 1.0
-    /// sends keys as RFC 4733 events only).
+    /// Answers at once; presses `key` (if any) once it has heard `after` of the call's audio
+    /// (baresip 1.0 sends keys as RFC 4733 events only).
     Answer { key: Option<char>, after: Duration },
-    /// Answers, listens `after`, and hangs up without a key.
+    /// Answers, listens to `after` of the audio, and hangs up without a key.
     HangUp { after: Duration },
     /// The person presses "hang up" while it rings (baresip answers an incoming call it hangs
     /// up with 486 Busy Here).
@@ -210,9 +210,9 @@ pub struct Phone {
     /// The number it is registered as.
     pub number: String,
     dir: tempfile::TempDir,
-    /// (event type, when) as the phone reported them.
-    pub events: Arc<Mutex<Vec<(String, Instant)>>>,
-    ctrl: Mutex<TcpStream>,
+    /// (event type, when) as the phone reported them, and a signal for each new one.
+    log: Arc<Events>,
+    ctrl: Arc<Mutex<TcpStream>>,
     _driver: std::thread::JoinHandle<()>,
 }
 
@@ -267,11 +267,14 @@ impl Phone {
         let Some((child, ctl2, mut reader)) = up else {
             panic!("baresip {number} did not come up: {why}");
         };
-        let mut ctl2 = ctl2;
-        let ctl3 = ctl2.try_clone().unwrap();
-        let events: Arc<Mutex<Vec<(String, Instant)>>> = Arc::default();
-        let seen = events.clone();
+        // One writer for every command (the reader thread's and the test's).
+        let ctl = Arc::new(Mutex::new(ctl2));
+        let log: Arc<Events> = Arc::default();
+        let (seen, to_phone, heard_in) = (log.clone(), ctl.clone(), rec.clone());
         let driver = std::thread::spawn(move || {
+            // The recordings of the calls already over (a call's own is the new one; baresip
+            // opens it before it reports the call).
+            let mut before = recordings(&heard_in);
             while let Some(msg) = read_netstring(&mut reader) {
                 let Ok(v) = serde_json::from_str::<serde_json::Value>(&msg) else {
                     continue;
@@ -279,38 +282,57 @@ impl Phone {
                 let Some(kind) = v["type"].as_str() else {
                     continue;
                 };
-                seen.lock()
+                seen.0
+                    .lock()
                     .unwrap()
                     .push((kind.to_string(), Instant::now()));
+                seen.1.notify_all();
+                if kind == "CALL_CLOSED" {
+                    before = recordings(&heard_in);
+                }
                 if kind == "CALL_INCOMING" && b == Behaviour::Busy {
-                    command(&mut ctl2, "hangup", "");
+                    command(&mut to_phone.lock().unwrap(), "hangup", "");
                     continue;
                 }
-                if kind != "CALL_ESTABLISHED" {
-                    continue;
-                }
-                match b {
-                    Behaviour::Answer {
-                        key: Some(k),
-                        after,
-                    } => {
-                        std::thread::sleep(after);
-                        command(&mut ctl2, "sndcode", &k.to_string());
+                let (what, after) = match (kind, b) {
+                    (
+                        "CALL_ESTABLISHED",
+                        Behaviour::Answer {
+                            key: Some(k),
+                            after,
+                        },
+                    ) => (("sndcode", k.to_string()), after),
+                    ("CALL_ESTABLISHED", Behaviour::HangUp { after }) => {
+                        (("hangup", String::new()), after)
                     }
-                    Behaviour::HangUp { after } => {
-                        std::thread::sleep(after);
-                        command(&mut ctl2, "hangup", "");
+                    _ => continue,
+                };
+                // The person listens until the phone has recorded `after` of this call's
+                // audio, then acts; meanwhile this thread goes on reading (the call may end
+                // first: then the key never comes).
+                let (to_phone, rec, before) = (to_phone.clone(), heard_in.clone(), before.clone());
+                std::thread::spawn(move || {
+                    let need = 44 + after.as_millis() as u64 * 16;
+                    let mut mine: Option<PathBuf> = None;
+                    let heard = common_changed_until(30, &rec, || {
+                        if mine.is_none() {
+                            mine = recordings(&rec).into_iter().find(|p| !before.contains(p));
+                        }
+                        mine.as_ref()
+                            .is_some_and(|p| std::fs::metadata(p).is_ok_and(|m| m.len() >= need))
+                    });
+                    if heard {
+                        command(&mut to_phone.lock().unwrap(), what.0, &what.1);
                     }
-                    _ => {}
-                }
+                });
             }
         });
         Phone {
             child,
             number: number.into(),
             dir,
-            events,
-            ctrl: Mutex::new(ctl3),
+            log,
+            ctrl: ctl,
             _driver: driver,
         }
     }
@@ -321,51 +343,36 @@ impl Phone {
         command(&mut self.ctrl.lock().unwrap(), "hangup", "");
     }
 
+    /// (event type, when) as the phone reported them so far.
+    pub fn events(&self) -> Vec<(String, Instant)> {
+        self.log_handle().events()
+    }
+
     /// How many events of `kind` the phone reported.
     pub fn count(&self, kind: &str) -> usize {
-        self.events
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|(k, _)| k == kind)
-            .count()
+        self.log_handle().count(kind)
     }
 
     /// Wait (up to `secs`) until the phone has reported `kind` `n` times.
     pub fn wait_for_n(&self, kind: &str, n: usize, secs: u64) {
-        let deadline = Instant::now() + Duration::from_secs(secs);
-        while self.count(kind) < n {
-            assert!(
-                Instant::now() < deadline,
-                "phone {} reported {kind} {} time(s), not {n}",
-                self.number,
-                self.count(kind)
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        self.log_handle().wait_for_n(kind, n, secs)
     }
 
     /// Whether the phone reported an event of `kind`.
     pub fn saw(&self, kind: &str) -> bool {
-        self.events.lock().unwrap().iter().any(|(k, _)| k == kind)
+        self.count(kind) > 0
     }
 
     /// Wait (up to `secs`) until the phone reports `kind`.
     pub fn wait_for(&self, kind: &str, secs: u64) {
-        let deadline = Instant::now() + Duration::from_secs(secs);
-        while !self.saw(kind) {
-            assert!(
-                Instant::now() < deadline,
-                "phone {} never reported {kind}; it reported {:?}",
-                self.number,
-                self.events
-                    .lock()
-                    .unwrap()
-                    .iter()
-                    .map(|e| &e.0)
-                    .collect::<Vec<_>>()
-            );
-            std::thread::sleep(Duration::from_millis(20));
+        self.wait_for_n(kind, 1, secs)
+    }
+
+    /// The phone's events, to wait on from another thread.
+    pub fn log_handle(&self) -> PhoneLog {
+        PhoneLog {
+            number: self.number.clone(),
+            log: self.log.clone(),
         }
     }
 
@@ -391,12 +398,76 @@ impl Phone {
     }
 }
 
+/// (event type, when) as a phone reported them, and a signal for each new one.
+type Events = (Mutex<Vec<(String, Instant)>>, Condvar);
+
+/// A phone's events, shared with the thread that reads them from baresip.
+#[derive(Clone)]
+pub struct PhoneLog {
+    number: String,
+    log: Arc<Events>,
+}
+
+impl PhoneLog {
+    /// (event type, when) so far.
+    pub fn events(&self) -> Vec<(String, Instant)> {
+        self.log.0.lock().unwrap().clone()
+    }
+
+    /// How many events of `kind`.
+    pub fn count(&self, kind: &str) -> usize {
+        self.log
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(k, _)| k == kind)
+            .count()
+    }
+
+    /// Wait (up to `secs`) until the phone has reported `kind` `n` times: woken by each
+    /// event as it arrives.
+    pub fn wait_for_n(&self, kind: &str, n: usize, secs: u64) {
+        let (events, arrived) = &*self.log;
+        let (events, timeout) = arrived
+            .wait_timeout_while(events.lock().unwrap(), Duration::from_secs(secs), |e| {
+                e.iter().filter(|(k, _)| k == kind).count() < n
+            })
+            .unwrap();
+        assert!(
+            !timeout.timed_out(),
+            "phone {} reported {kind} fewer than {n} time(s); it reported {:?}",
+            self.number,
+            events.iter().map(|e| &e.0).collect::<Vec<_>>()
+        );
+    }
+
+    /// Wait (up to `secs`) until the phone reports `kind`.
+    pub fn wait_for(&self, kind: &str, secs: u64) {
+        self.wait_for_n(kind, 1, secs)
+    }
+}
+
 impl Drop for Phone {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
 }
+
+/// The phone's recordings of what it heard, one per call.
+fn recordings(rec: &std::path::Path) -> Vec<PathBuf> {
+    std::fs::read_dir(rec)
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .map(|e| e.path())
+                .filter(|p| p.to_string_lossy().ends_with("-dec.wav"))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+use super::changed_until as common_changed_until;
 
 /// What one start of a phone needs.
 struct Launch<'a> {
@@ -477,19 +548,19 @@ fn launch(l: &Launch<'_>) -> Result<(Child, TcpStream, BufReader<TcpStream>), St
     };
     let _ = ctl.set_read_timeout(Some(Duration::from_secs(5)));
     let mut ctl2 = ctl.try_clone().unwrap();
-    // Registered when `reginfo` says OK.
+    // Registered: `reginfo` says OK, or (not yet when asked) the REGISTER_OK event comes.
     let mut reader = BufReader::new(ctl);
+    command(&mut ctl2, "reginfo", "");
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        command(&mut ctl2, "reginfo", "");
         let r = read_netstring(&mut reader).unwrap_or_default();
-        if r.contains("\"response\":true") && r.contains("OK") {
+        let answered = r.contains("\"response\":true") && r.contains("OK");
+        if answered || r.contains("\"type\":\"REGISTER_OK\"") {
             break;
         }
-        if Instant::now() >= deadline {
+        if r.contains("\"type\":\"REGISTER_FAIL\"") || Instant::now() >= deadline {
             return fail(&mut child, format!("not registered: {r}"));
         }
-        std::thread::sleep(Duration::from_millis(100));
     }
     let _ = reader.get_ref().set_read_timeout(None);
     Ok((child, ctl2, reader))
