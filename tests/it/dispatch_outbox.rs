@@ -1146,3 +1146,198 @@ on_both! {
         assert_eq!(queued_cancels, sent_to);
     }
 }
+
+/// What a batch left behind, for comparing two ways of recording it: every text (person,
+/// state, account, uncertain, attempts, last error), every part in the order kept (person,
+/// part, state, receipt, key) and every audit entry (kind, subject, detail).
+type Left = (
+    Vec<(String, String, Option<String>, i64, i64, Option<String>)>,
+    Vec<(String, i64, String, Option<String>, Option<String>)>,
+    Vec<(String, String, String)>,
+);
+
+fn left(f: &Fixture) -> Left {
+    f.store
+        .read_blocking(|c| {
+            let texts = c
+                .prepare(
+                    "SELECT person, state, account, uncertain, attempts, last_error
+                     FROM dispatch_message ORDER BY person",
+                )?
+                .query_map((), |r| {
+                    Ok((
+                        r.get(0)?,
+                        r.get(1)?,
+                        r.get(2)?,
+                        r.get(3)?,
+                        r.get(4)?,
+                        r.get(5)?,
+                    ))
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            let parts = c
+                .prepare(
+                    "SELECT m.person, p.part, p.state, p.receipt, p.id_key
+                     FROM dispatch_part p JOIN dispatch_message m ON m.id = p.message
+                     ORDER BY p.rowid",
+                )?
+                .query_map((), |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            let mut entries = c
+                .prepare("SELECT kind, subject, detail FROM audit ORDER BY seq")?
+                .query_map((), |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                .collect::<Result<Vec<_>, _>>()?;
+            // Within one batch the order of entries may differ (a run written together);
+            // what each says may not.
+            entries.sort();
+            assert!(matches!(
+                stormbell::store::audit::verify(c)?,
+                stormbell::store::audit::Verification::Intact { .. }
+            ));
+            Ok((texts, parts, entries))
+        })
+        .unwrap()
+}
+
+on_both! {
+    fn a_batch_of_outcomes_and_receipts_leaves_what_each_recorded_alone_leaves(backend) {
+        // Eight people; the same outcomes and receipts recorded once as two batches (on
+        // PostgreSQL the plain acceptances and one-part receipts go set-based) and once one
+        // at a time.
+        let run = |together: bool| {
+            let mut f = Fixture::on(backend);
+            f.policy.accounts.insert(
+                "main".into(),
+                outbox::AccountRules {
+                    ids: outbox::ReceiptIds::Exact,
+                    receipt_deadline: SignedDuration::from_mins(30),
+                },
+            );
+            f.enqueue(t(
+                "flash_flood:F",
+                1,
+                Hazard::FlashFlood,
+                Tier::Red,
+                MessageKind::Alert,
+                true,
+                &[1, 2, 3, 4, 5, 6, 7, 8],
+            ));
+            let c = f.claim(10);
+            assert_eq!(c.len(), 8);
+            let id = |n: usize| c.iter().find(|m| m.person == format!("P{n:05}")).unwrap().id;
+            // Person 8's receipt came before its answer was recorded (a fast centre).
+            let now = f.now;
+            f.store
+                .write_blocking(move |tx| {
+                    outbox::inbound(
+                        tx,
+                        &outbox::Inbound {
+                            kind: "orphan_receipt",
+                            account: "main",
+                            source: "13900000000",
+                            dest: "10690000",
+                            text: "id:X8 stat:DELIVRD",
+                            smsc_id: Some("X8"),
+                            stat: Some("DELIVRD"),
+                            id_key: Some("X8"),
+                            ..outbox::Inbound::default()
+                        },
+                        now,
+                    )
+                })
+                .unwrap();
+            let accepted = |parts: &[&str], uncertain: bool| Outcome::Accepted {
+                account: "main".into(),
+                parts: parts
+                    .iter()
+                    .enumerate()
+                    .map(|(i, s)| (i as u32 + 1, parts.len() as u32, s.to_string()))
+                    .collect(),
+                uncertain,
+            };
+            let outcomes = vec![
+                (id(1), accepted(&["X1"], false)),
+                (id(2), accepted(&["X2"], false)),
+                (id(3), accepted(&["X3a", "X3b"], false)),
+                (
+                    id(4),
+                    Outcome::Failed {
+                        account: Some("main".into()),
+                        reason: "ESME_RINVDSTADR".into(),
+                    },
+                ),
+                (id(5), accepted(&["X5"], false)),
+                (
+                    id(6),
+                    Outcome::Retry {
+                        account: Some("main".into()),
+                        reason: "the link dropped".into(),
+                        after: SignedDuration::from_secs(30),
+                        uncertain: true,
+                        counts: true,
+                        parts: vec![],
+                    },
+                ),
+                (id(7), accepted(&["X7"], true)),
+                (id(8), accepted(&["X8"], false)),
+            ];
+            let receipts: Vec<(&str, &str)> = vec![
+                ("X1", "DELIVRD"),
+                ("X2", "UNDELIV"),
+                ("X3a", "DELIVRD"),
+                ("X3b", "DELIVRD"),
+                ("X5", "ENROUTE"),
+                ("X5", "DELIVRD"),
+                ("X404", "DELIVRD"),
+                ("X7", "DELIVRD"),
+            ];
+            let batches: Vec<Vec<_>> = if together {
+                vec![outcomes]
+            } else {
+                outcomes.into_iter().map(|o| vec![o]).collect()
+            };
+            for b in batches {
+                f.record(b);
+            }
+            let keyed = |rs: Vec<(&'static str, &'static str)>| {
+                let now = f.now;
+                f.store
+                    .write_blocking(move |tx| {
+                        let k: Vec<_> = rs
+                            .iter()
+                            .map(|(key, stat)| outbox::Keyed { account: "main", key, stat })
+                            .collect();
+                        outbox::receipts_by_key(tx, &k, now)
+                    })
+                    .unwrap()
+            };
+            let matched: Vec<bool> = if together {
+                keyed(receipts)
+            } else {
+                receipts.into_iter().flat_map(|r| keyed(vec![r])).collect()
+            };
+            assert_eq!(matched, [true, true, true, true, true, true, false, true]);
+            left(&f)
+        };
+        let (alone, together) = (run(false), run(true));
+        let state = |l: &Left, n: usize| {
+            let p = format!("P{n:05}");
+            l.0.iter().find(|t| t.0 == p).unwrap().1.clone()
+        };
+        let want = [
+            "delivered", "failed", "delivered", "failed", "delivered", "queued", "delivered",
+            "delivered",
+        ];
+        for (i, w) in want.iter().enumerate() {
+            assert_eq!(state(&together, i + 1), *w, "person {}", i + 1);
+        }
+        assert_eq!(together.1.len(), 7, "seven parts kept");
+        let kinds = |l: &Left, k: &str| l.2.iter().filter(|e| e.0 == k).count();
+        assert_eq!(kinds(&together, "sms.accepted"), 6);
+        assert_eq!(kinds(&together, "sms.delivered"), 5);
+        assert_eq!(kinds(&together, "sms.undelivered"), 1);
+        assert_eq!(together, alone);
+    }
+}

@@ -86,6 +86,8 @@ pub fn claim(
     let mut taken = std::collections::HashSet::new();
     let since = stamp(now.checked_sub(policy.cap_window).unwrap_or(now));
     let mut ask = Lookups::read(tx, channel, &since, &due)?;
+    // PostgreSQL: the rows taken, and those riding along, written after the loop.
+    let (mut taking, mut riding) = (Vec::new(), Vec::new());
     for row in due {
         if out.len() >= limit {
             break;
@@ -171,18 +173,28 @@ pub fn claim(
             let (_, n) = crate::dispatch::sms::encode::segments(&text);
             (text, n as u32)
         };
-        tx.prepare_cached(
-            "UPDATE dispatch_message SET state = 'submitting', attempts = attempts + 1,
-                    sent_text = ?1, sent_segments = ?2, updated = ?3, claimed_by = ?5
-             WHERE id = ?4",
-        )?
-        .execute(params![text, segments, at, row.id, claimed_by])?;
-        for (id, _) in &others {
+        if tx.is_postgres() {
+            // Written together after the loop: a round trip per row was most of a claim.
+            taking.push(serde_json::json!({ "i": row.id, "t": text, "s": segments }));
+            riding.extend(
+                others
+                    .iter()
+                    .map(|(id, _)| serde_json::json!({ "i": id, "c": row.id })),
+            );
+        } else {
             tx.prepare_cached(
-                "UPDATE dispatch_message SET state = 'merged', merged_into = ?1, updated = ?2
-                 WHERE id = ?3",
+                "UPDATE dispatch_message SET state = 'submitting', attempts = attempts + 1,
+                        sent_text = ?1, sent_segments = ?2, updated = ?3, claimed_by = ?5
+                 WHERE id = ?4",
             )?
-            .execute(params![row.id, at, id])?;
+            .execute(params![text, segments, at, row.id, claimed_by])?;
+            for (id, _) in &others {
+                tx.prepare_cached(
+                    "UPDATE dispatch_message SET state = 'merged', merged_into = ?1, updated = ?2
+                     WHERE id = ?3",
+                )?
+                .execute(params![row.id, at, id])?;
+            }
         }
         out.push(Claimed {
             id: row.id,
@@ -192,6 +204,27 @@ pub fn claim(
             merged: others.drain(..).map(|(id, _)| id).collect(),
             accepted_parts: 0,
         });
+    }
+    if !taking.is_empty() {
+        tx.prepare_cached(
+            "UPDATE dispatch_message AS m SET state = 'submitting', attempts = m.attempts + 1,
+                    sent_text = v.t, sent_segments = v.s, updated = ?1, claimed_by = ?2
+             FROM json_to_recordset(CAST(?3 AS json)) AS v(i bigint, t text, s bigint)
+             WHERE m.id = v.i",
+        )?
+        .execute(params![
+            at,
+            claimed_by,
+            crate::store::sql::json_param(&taking)?
+        ])?;
+    }
+    if !riding.is_empty() {
+        tx.prepare_cached(
+            "UPDATE dispatch_message AS m SET state = 'merged', merged_into = v.c, updated = ?1
+             FROM json_to_recordset(CAST(?2 AS json)) AS v(i bigint, c bigint)
+             WHERE m.id = v.i",
+        )?
+        .execute(params![at, crate::store::sql::json_param(&riding)?])?;
     }
     Ok(out)
 }
@@ -401,7 +434,36 @@ pub enum Outcome {
     },
 }
 
-/// Record outcomes, in one transaction.
+/// What [`record`] looks up once per account in a batch.
+#[derive(Default)]
+struct Accounts {
+    /// The form its receipts' ids are read under.
+    forms: std::collections::HashMap<String, ReceiptIds>,
+    /// Whether any receipt is kept unmatched (then a part's may be among them).
+    early: std::collections::HashMap<String, bool>,
+}
+
+impl Accounts {
+    fn form(&mut self, tx: &Tx<'_>, policy: &Policy, account: &str) -> anyhow::Result<ReceiptIds> {
+        if let Some(f) = self.forms.get(account) {
+            return Ok(*f);
+        }
+        let f = form_of(tx, policy, account)?;
+        self.forms.insert(account.to_string(), f);
+        Ok(f)
+    }
+
+    fn early(&mut self, tx: &Tx<'_>, account: &str) -> anyhow::Result<bool> {
+        if let Some(e) = self.early.get(account) {
+            return Ok(*e);
+        }
+        let e = has_orphans(tx, account)?;
+        self.early.insert(account.to_string(), e);
+        Ok(e)
+    }
+}
+
+/// Record outcomes, in one transaction, in their order.
 pub fn record(
     tx: &Tx<'_>,
     results: &[(i64, Outcome)],
@@ -409,10 +471,153 @@ pub fn record(
     policy: &Policy,
 ) -> anyhow::Result<()> {
     let at = stamp(now);
-    let mut forms: std::collections::HashMap<String, ReceiptIds> = Default::default();
-    // Per account, whether any receipt is kept unmatched (then a part's may be among them).
-    let mut early_of: std::collections::HashMap<String, bool> = Default::default();
-    for (id, o) in results {
+    let mut accounts = Accounts::default();
+    let mut rest = results;
+    while let Some((first, after)) = rest.split_first() {
+        // On PostgreSQL a run of plain acceptances (most of a busy batch) is written a
+        // statement per table, not per text: each statement is a round trip to the server.
+        let run = if tx.is_postgres() { plain_run(rest) } else { 0 };
+        if run >= 2 {
+            accept_all(tx, &rest[..run], &at, now, policy, &mut accounts)?;
+            rest = &rest[run..];
+            continue;
+        }
+        record_one(tx, first, &at, now, policy, &mut accounts)?;
+        rest = after;
+    }
+    Ok(())
+}
+
+/// How many outcomes from the start of `results` are acceptances of distinct texts from
+/// their first part (not resumed), which [`accept_all`] writes together.
+fn plain_run(results: &[(i64, Outcome)]) -> usize {
+    let mut ids = std::collections::HashSet::new();
+    results
+        .iter()
+        .take_while(|(id, o)| match o {
+            Outcome::Accepted { parts, .. } => {
+                parts.first().is_none_or(|p| p.0 == 1) && ids.insert(*id)
+            }
+            _ => false,
+        })
+        .count()
+}
+
+/// Acceptances of distinct texts, not resumed ([`plain_run`]), written set-based on
+/// PostgreSQL: what [`record_one`] does for each, with the same rows and audit entries.
+fn accept_all(
+    tx: &Tx<'_>,
+    run: &[(i64, Outcome)],
+    at: &str,
+    now: Timestamp,
+    policy: &Policy,
+    accounts: &mut Accounts,
+) -> anyhow::Result<()> {
+    let mut texts = Vec::with_capacity(run.len());
+    let mut parts_rows = Vec::new();
+    // Per account, the keys of its parts (in order), for the receipts that came first.
+    let mut keys: Vec<(String, Vec<String>)> = Vec::new();
+    for (id, o) in run {
+        let Outcome::Accepted {
+            account,
+            parts,
+            uncertain,
+        } = o
+        else {
+            continue;
+        };
+        texts.push(serde_json::json!({ "i": id, "a": account, "u": i64::from(*uncertain) }));
+        let form = accounts.form(tx, policy, account)?;
+        let early = accounts.early(tx, account)?;
+        for (part, total, smsc) in parts {
+            let key = form.answer_key(smsc);
+            parts_rows.push(serde_json::json!({
+                "o": parts_rows.len(), "m": id, "n": part, "t": total, "a": account,
+                "s": smsc, "k": key,
+            }));
+            if early {
+                match keys.iter_mut().find(|(a, _)| a == account) {
+                    Some((_, k)) => k.push(key),
+                    None => keys.push((account.clone(), vec![key])),
+                }
+            }
+        }
+    }
+    // The rows' particulars for their audit entries come back with the update.
+    let about: std::collections::HashMap<i64, About> = tx
+        .prepare_cached(
+            "UPDATE dispatch_message AS m SET state = 'accepted', account = v.a, updated = ?1,
+                    last_error = NULL, uncertain = m.uncertain + v.u
+             FROM json_to_recordset(CAST(?2 AS json)) AS v(i bigint, a text, u bigint)
+             WHERE m.id = v.i AND m.state = 'submitting'
+             RETURNING m.id, m.person, m.lineage, m.version, m.send",
+        )?
+        .query_map(params![at, crate::store::sql::json_param(&texts)?], |r| {
+            Ok((
+                r.get(0)?,
+                About {
+                    person: r.get(1)?,
+                    lineage: r.get(2)?,
+                    version: r.get(3)?,
+                    send: r.get(4)?,
+                },
+            ))
+        })?
+        .collect::<Result<_, _>>()?;
+    let entries: Vec<_> = run
+        .iter()
+        .filter_map(|(id, o)| {
+            let Outcome::Accepted { account, parts, .. } = o else {
+                return None;
+            };
+            about.get(id).map(|a| {
+                about_entry(
+                    *id,
+                    a,
+                    "sms.accepted",
+                    now,
+                    serde_json::json!({ "account": account, "parts": parts.len() }),
+                )
+            })
+        })
+        .collect();
+    crate::store::audit::append_all(tx, &entries)?;
+    if parts_rows.is_empty() {
+        return Ok(());
+    }
+    let parts_json = crate::store::sql::json_param(&parts_rows)?;
+    // A part sent again replaces the one kept before, as a new row (see `keep_parts`).
+    tx.prepare_cached(
+        "DELETE FROM dispatch_part AS p
+         USING json_to_recordset(CAST(?1 AS json)) AS v(m bigint, n bigint)
+         WHERE p.message = v.m AND p.part = v.n",
+    )?
+    .execute(params![parts_json])?;
+    tx.prepare_cached(
+        "INSERT INTO dispatch_part (message, part, total, account, smsc_id, state, at, id_key)
+         SELECT v.m, v.n, v.t, v.a, v.s, 'accepted', ?1, v.k
+         FROM json_to_recordset(CAST(?2 AS json))
+              AS v(o bigint, m bigint, n bigint, t bigint, a text, s text, k text)
+         ORDER BY v.o",
+    )?
+    .execute(params![at, parts_json])?;
+    for (account, keys) in keys {
+        apply_early(tx, &account, &keys, now)?;
+    }
+    Ok(())
+}
+
+/// Record one outcome (see [`record`]).
+fn record_one(
+    tx: &Tx<'_>,
+    (id, o): &(i64, Outcome),
+    at: &str,
+    now: Timestamp,
+    policy: &Policy,
+    accounts: &mut Accounts,
+) -> anyhow::Result<()> {
+    let at = at.to_string();
+    {
         match o {
             Outcome::Accepted {
                 account,
@@ -449,22 +654,8 @@ pub fn record(
                     )?;
                 }
                 // Accepted first: a receipt that came before this record applies at once.
-                let form = match forms.get(account.as_str()) {
-                    Some(f) => *f,
-                    None => {
-                        let f = form_of(tx, policy, account)?;
-                        forms.insert(account.clone(), f);
-                        f
-                    }
-                };
-                let early = match early_of.get(account.as_str()) {
-                    Some(e) => *e,
-                    None => {
-                        let e = has_orphans(tx, account)?;
-                        early_of.insert(account.clone(), e);
-                        e
-                    }
-                };
+                let form = accounts.form(tx, policy, account)?;
+                let early = accounts.early(tx, account)?;
                 keep_parts(tx, form, *id, account, parts, early, &at, now)?;
                 // A text resumed after its first parts: their receipts may all be in already.
                 if parts.first().is_some_and(|p| p.0 > 1) {
@@ -537,7 +728,7 @@ pub fn record(
                         at,
                         id
                     ])?;
-                    continue;
+                    return Ok(());
                 }
                 let when = now.checked_add(*after).unwrap_or(now);
                 // What rode along goes back to the queue on its own: a newer version may yet
@@ -666,21 +857,48 @@ fn keep_parts(
     if !early {
         return Ok(());
     }
-    for (_, _, smsc) in parts {
-        let key = form.answer_key(smsc);
-        let early: Vec<(i64, String)> = tx
-            .prepare_cached(
-                "SELECT id, coalesce(stat, '') FROM dispatch_inbound
-                 WHERE kind = 'orphan_receipt' AND account = ?1 AND id_key = ?2",
-            )?
-            .query_map(params![account, key], |r| Ok((r.get(0)?, r.get(1)?)))?
-            .collect::<Result<_, _>>()?;
-        for (row, stat) in early {
-            let (delivered, failed) = stat_meaning(&stat);
-            receipt_by_key(tx, account, &key, &stat, delivered, failed, now)?;
-            tx.prepare_cached("DELETE FROM dispatch_inbound WHERE id = ?1")?
-                .execute(params![row])?;
+    let keys: Vec<String> = parts
+        .iter()
+        .map(|(_, _, smsc)| form.answer_key(smsc))
+        .collect();
+    apply_early(tx, account, &keys, now)
+}
+
+/// Apply the receipts kept unmatched for `account` whose keys are among `keys` (parts just
+/// recorded: their receipts came before their answers), in the order of `keys`, and drop them
+/// from what is kept.
+fn apply_early(tx: &Tx<'_>, account: &str, keys: &[String], now: Timestamp) -> anyhow::Result<()> {
+    let row = |r: &crate::store::sql::Row<'_>| Ok((r.get(0)?, r.get(1)?, r.get(2)?));
+    let mut early: Vec<(i64, String, String)> = if tx.is_postgres() {
+        // All the keys in one round trip.
+        tx.prepare_cached(
+            "SELECT id, id_key, coalesce(stat, '') FROM dispatch_inbound
+             WHERE kind = 'orphan_receipt' AND account = ?1
+               AND id_key IN (SELECT value FROM json_each(?2))",
+        )?
+        .query_map(params![account, crate::store::sql::json_param(&keys)?], row)?
+        .collect::<Result<_, _>>()?
+    } else {
+        // In the process, a statement per key (SQLite's json_each would not carry a NUL).
+        let mut found = Vec::new();
+        for key in keys {
+            let rows = tx
+                .prepare_cached(
+                    "SELECT id, id_key, coalesce(stat, '') FROM dispatch_inbound
+                     WHERE kind = 'orphan_receipt' AND account = ?1 AND id_key = ?2",
+                )?
+                .query_map(params![account, key], row)?
+                .collect::<Result<Vec<_>, _>>()?;
+            found.extend(rows);
         }
+        found
+    };
+    early.sort_by_key(|(row, key, _)| (keys.iter().position(|k| k == key), *row));
+    for (row, key, stat) in early {
+        let (delivered, failed) = stat_meaning(&stat);
+        receipt_by_key(tx, account, &key, &stat, delivered, failed, now)?;
+        tx.prepare_cached("DELETE FROM dispatch_inbound WHERE id = ?1")?
+            .execute(params![row])?;
     }
     Ok(())
 }

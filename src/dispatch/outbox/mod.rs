@@ -271,22 +271,31 @@ fn audit_about(
     now: Timestamp,
     detail: serde_json::Value,
 ) -> anyhow::Result<()> {
+    crate::store::audit::append(tx, &about_entry(message, about, kind, now, detail))?;
+    Ok(())
+}
+
+/// The audit entry of `kind` about message `message` (its person, warning and version, and
+/// the particulars in `detail`), for [`audit_about`] and for batches appended at once.
+fn about_entry(
+    message: i64,
+    about: &About,
+    kind: &str,
+    now: Timestamp,
+    detail: serde_json::Value,
+) -> crate::store::audit::Entry {
     let About {
         person,
         lineage,
         version,
         send,
     } = about;
-    let (person, lineage, version, send) =
-        (person.clone(), lineage.clone(), *version, send.clone());
-    let entry = crate::store::audit::Entry::utc(now, "dispatch", kind, person, detail).with([
+    crate::store::audit::Entry::utc(now, "dispatch", kind, person.clone(), detail).with([
         ("message", message.into()),
-        ("lineage", lineage.into()),
-        ("version", version.into()),
-        ("send", send.into()),
-    ]);
-    crate::store::audit::append(tx, &entry)?;
-    Ok(())
+        ("lineage", lineage.clone().into()),
+        ("version", (*version).into()),
+        ("send", send.clone().into()),
+    ])
 }
 
 #[cfg(test)]

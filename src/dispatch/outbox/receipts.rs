@@ -135,6 +135,168 @@ pub fn receipt_by_key(
     Ok(true)
 }
 
+/// A receipt to match by its key ([`receipts_by_key`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Keyed<'a> {
+    /// The account it came on.
+    pub account: &'a str,
+    /// Its id read under the account's form ([`ReceiptIds::receipt_key`]).
+    pub key: &'a str,
+    /// Its stat word.
+    pub stat: &'a str,
+}
+
+/// Receipts matched to their parts and messages as [`receipt_by_key`] matches each, in order;
+/// for each, whether a part had its key. On PostgreSQL the receipts of one-part texts (most
+/// of a centre's burst) are matched and applied a statement per table for the whole batch,
+/// not four round trips each; a text of several parts, or a message named twice in the
+/// batch, is taken one receipt at a time after them, in order. SQLite takes each in turn.
+pub fn receipts_by_key(
+    tx: &Tx<'_>,
+    receipts: &[Keyed<'_>],
+    now: Timestamp,
+) -> anyhow::Result<Vec<bool>> {
+    let one = |r: &Keyed<'_>| {
+        let (delivered, failed) = stat_meaning(r.stat);
+        receipt_by_key(tx, r.account, r.key, r.stat, delivered, failed, now)
+    };
+    if !tx.is_postgres() || receipts.len() < 2 {
+        return receipts.iter().map(one).collect();
+    }
+    let wanted: Vec<_> = receipts
+        .iter()
+        .enumerate()
+        .map(|(o, r)| serde_json::json!({ "o": o, "a": r.account, "k": r.key }))
+        .collect();
+    // Each receipt's part (the newest row of its key), and its message's particulars.
+    let found: Vec<(usize, i64, i64, String, i64, About)> = tx
+        .prepare_cached(
+            "SELECT v.o, x.message, x.part, x.smsc_id, x.total, x.person, x.lineage, x.version,
+                    x.send
+             FROM json_to_recordset(CAST(?1 AS json)) AS v(o bigint, a text, k text)
+             CROSS JOIN LATERAL (
+                 SELECT p.message, p.part, p.smsc_id, p.total, m.person, m.lineage, m.version,
+                        m.send
+                 FROM dispatch_part p JOIN dispatch_message m ON m.id = p.message
+                 WHERE p.account = v.a AND p.id_key = v.k
+                 ORDER BY p.rowid DESC LIMIT 1) AS x",
+        )?
+        .query_map(params![crate::store::sql::json_param(&wanted)?], |r| {
+            Ok((
+                r.get::<_, i64>(0)?.max(0) as usize,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                About {
+                    person: r.get(5)?,
+                    lineage: r.get(6)?,
+                    version: r.get(7)?,
+                    send: r.get(8)?,
+                },
+            ))
+        })?
+        .collect::<Result<_, _>>()?;
+    let mut matched = vec![false; receipts.len()];
+    let mut named: std::collections::HashMap<i64, usize> = Default::default();
+    for f in &found {
+        *named.entry(f.1).or_default() += 1;
+    }
+    // Together: one-part texts named once. One at a time: the rest, in order.
+    let mut together = Vec::new();
+    let mut alone = Vec::new();
+    for f in found {
+        let Some(r) = receipts.get(f.0) else { continue };
+        matched[f.0] = true;
+        if f.4 == 1 && named.get(&f.1) == Some(&1) {
+            together.push((r, f));
+        } else {
+            alone.push(f.0);
+        }
+    }
+    together.sort_by_key(|(_, f)| f.0);
+    if !together.is_empty() {
+        let at = stamp(now);
+        let mut parts = Vec::with_capacity(together.len());
+        let mut messages = Vec::new();
+        for (r, (_, message, part, _, _, _)) in &together {
+            let (delivered, failed) = stat_meaning(r.stat);
+            let state = if delivered {
+                PartState::Delivered
+            } else if failed {
+                PartState::Failed
+            } else {
+                PartState::Accepted
+            };
+            parts.push(serde_json::json!({
+                "m": message, "n": part, "s": state.as_str(), "r": r.stat,
+            }));
+            if delivered || failed {
+                messages.push(serde_json::json!({
+                    "m": message, "bad": i64::from(!delivered),
+                    "e": format!("receipt: {}", r.stat),
+                }));
+            }
+        }
+        tx.prepare_cached(
+            "UPDATE dispatch_part AS p SET state = v.s, receipt = v.r, at = ?1
+             FROM json_to_recordset(CAST(?2 AS json)) AS v(m bigint, n bigint, s text, r text)
+             WHERE p.message = v.m AND p.part = v.n",
+        )?
+        .execute(params![at, crate::store::sql::json_param(&parts)?])?;
+        // A text of one part is what its receipt says (see `receipt_by_key`).
+        let changed: std::collections::HashSet<i64> = if messages.is_empty() {
+            Default::default()
+        } else {
+            tx.prepare_cached(
+                "UPDATE dispatch_message AS m
+                 SET state = CASE WHEN v.bad = 1 THEN 'failed' ELSE 'delivered' END,
+                     last_error = CASE WHEN v.bad = 1 THEN v.e ELSE m.last_error END,
+                     updated = ?1
+                 FROM json_to_recordset(CAST(?2 AS json)) AS v(m bigint, bad bigint, e text)
+                 WHERE m.id = v.m
+                   AND ((v.bad = 1 AND m.state IN ('accepted', 'delivered', 'delivery_unknown'))
+                        OR (v.bad = 0 AND m.state IN ('accepted', 'delivery_unknown')))
+                 RETURNING m.id",
+            )?
+            .query_map(
+                params![at, crate::store::sql::json_param(&messages)?],
+                |r| r.get(0),
+            )?
+            .collect::<Result<_, _>>()?
+        };
+        let entries: Vec<_> = together
+            .iter()
+            .filter(|(_, f)| changed.contains(&f.1))
+            .map(|(r, (_, message, _, smsc_id, _, about))| {
+                let (delivered, _) = stat_meaning(r.stat);
+                let (kind, detail) = if delivered {
+                    (
+                        "sms.delivered",
+                        serde_json::json!({ "account": r.account, "parts": 1 }),
+                    )
+                } else {
+                    (
+                        "sms.undelivered",
+                        serde_json::json!({
+                            "account": r.account, "smsc_id": smsc_id, "stat": r.stat,
+                        }),
+                    )
+                };
+                about_entry(*message, about, kind, now, detail)
+            })
+            .collect();
+        crate::store::audit::append_all(tx, &entries)?;
+    }
+    alone.sort_unstable();
+    for o in alone {
+        if let Some(r) = receipts.get(o) {
+            one(r)?;
+        }
+    }
+    Ok(matched)
+}
+
 /// Whether a receipt's stat word means delivered, or failed for good.
 pub fn stat_meaning(stat: &str) -> (bool, bool) {
     (
