@@ -310,11 +310,14 @@ trait Job: Send {
     fn run(self: Box<Self>, txn: sql::Tx<'_>) -> (bool, Done);
     /// Not run (the batch broke before it): tell the caller why.
     fn abandon(self: Box<Self>, why: StoreError);
+    /// Whether it runs apart from the store's write lock ([`Store::write_apart`]).
+    fn apart(&self) -> bool;
 }
 
 struct Write<F, R> {
     work: F,
     reply: R,
+    apart: bool,
 }
 
 impl<T, F, R> Job for Write<F, R>
@@ -324,7 +327,7 @@ where
     R: FnOnce(Result<T, StoreError>) + Send + 'static,
 {
     fn run(self: Box<Self>, txn: sql::Tx<'_>) -> (bool, Done) {
-        let Write { work, reply } = *self;
+        let Write { work, reply, .. } = *self;
         let started = std::time::Instant::now();
         let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(&txn)));
         let took = started.elapsed();
@@ -361,6 +364,9 @@ where
 
     fn abandon(self: Box<Self>, why: StoreError) {
         (self.reply)(Err(why));
+    }
+    fn apart(&self) -> bool {
+        self.apart
     }
 }
 
@@ -910,7 +916,26 @@ impl Store {
         F: FnOnce(&sql::Tx<'_>) -> anyhow::Result<T> + Send + 'static,
     {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        self.submit(work, move |r| {
+        self.submit(work, false, move |r| {
+            let _ = tx.send(r);
+        })?;
+        rx.await.map_err(|_| StoreError::WriterGone)?
+    }
+
+    /// [`Store::write`] for work that never waits for a row another transaction has locked
+    /// (every row it locks, it locks `FOR UPDATE SKIP LOCKED`) and keeps nothing in line (no
+    /// audit entry, no cursor: [`sql::Conn::serialise`] refuses): a claim on the outbox. On
+    /// PostgreSQL it runs in a transaction of its own without the store's write lock, so
+    /// that one node's claims go on while another node's batch holds the lock (the lock
+    /// made every node's writes one queue). It cannot take part in a deadlock: it waits for
+    /// no lock at all. On SQLite, the same as [`Store::write`].
+    pub async fn write_apart<T, F>(&self, work: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&sql::Tx<'_>) -> anyhow::Result<T> + Send + 'static,
+    {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.submit(work, true, move |r| {
             let _ = tx.send(r);
         })?;
         rx.await.map_err(|_| StoreError::WriterGone)?
@@ -923,7 +948,7 @@ impl Store {
         F: FnOnce(&sql::Tx<'_>) -> anyhow::Result<T> + Send + 'static,
     {
         let (tx, rx) = mpsc::channel();
-        self.submit(work, move |r| {
+        self.submit(work, false, move |r| {
             let _ = tx.send(r);
         })?;
         rx.recv().map_err(|_| StoreError::WriterGone)?
@@ -932,13 +957,14 @@ impl Store {
     fn submit<T, F>(
         &self,
         work: F,
+        apart: bool,
         reply: impl FnOnce(Result<T, StoreError>) + Send + 'static,
     ) -> Result<(), StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&sql::Tx<'_>) -> anyhow::Result<T> + Send + 'static,
     {
-        let job: Box<dyn Job> = Box::new(Write { work, reply });
+        let job: Box<dyn Job> = Box::new(Write { work, reply, apart });
         self.writer.send(job).map_err(|_| StoreError::WriterGone)
     }
 

@@ -86,18 +86,30 @@ pub(crate) fn open(url: &str) -> Result<Store, StoreError> {
                         Err(_) => break,
                     }
                 }
-                if let Err(why) = begin(&cell, &writer_config, &writer_label, &stepped_down) {
-                    tracing::error!(db = %writer_label, "{} writes fail: {why}", batch.len());
-                    for job in batch {
-                        job.abandon(StoreError::NotCommitted {
-                            path: writer_label.clone(),
-                            why: why.clone(),
-                        });
+                // Writes apart (claims) in a transaction of their own without the write
+                // lock, first; then the rest under it.
+                let (apart, locked): (Vec<_>, Vec<_>) = batch.into_iter().partition(|j| j.apart());
+                for (batch, apart) in [(apart, true), (locked, false)] {
+                    if batch.is_empty() {
+                        continue;
                     }
-                    continue;
+                    if let Err(why) =
+                        begin(&cell, &writer_config, &writer_label, &stepped_down, !apart)
+                    {
+                        tracing::error!(db = %writer_label, "{} writes fail: {why}", batch.len());
+                        for job in batch {
+                            job.abandon(StoreError::NotCommitted {
+                                path: writer_label.clone(),
+                                why: why.clone(),
+                            });
+                        }
+                        continue;
+                    }
+                    cell.borrow_mut().apart = apart;
+                    let lease = fenced.lock().ok().and_then(|f| f.clone());
+                    run_batch(&cell, &writer_label, lease.as_ref(), batch);
+                    cell.borrow_mut().apart = false;
                 }
-                let lease = fenced.lock().ok().and_then(|f| f.clone());
-                run_batch(&cell, &writer_label, lease.as_ref(), batch);
                 batches.send_modify(|n| *n = n.wrapping_add(1));
             }
             drop(cell);
@@ -145,12 +157,14 @@ pub(crate) fn open(url: &str) -> Result<Store, StoreError> {
 /// Begin the batch's transaction, opening the connection again first if it broke. Nothing of
 /// the batch has run yet, so it may wait: through a server restart or Patroni moving the
 /// primary (the URL's hosts are tried in turn), for up to [`super::LOCK_PATIENCE`], as a
-/// SQLite batch waits out another process's lock, before its writes fail.
+/// SQLite batch waits out another process's lock, before its writes fail. `lock`: take the
+/// store's write lock (every batch but writes apart).
 fn begin(
     cell: &RefCell<sql::Pg>,
     config: &postgres::Config,
     label: &str,
     revoked: &std::sync::atomic::AtomicBool,
+    lock: bool,
 ) -> Result<(), String> {
     let waiting = std::time::Instant::now();
     let mut delay = std::time::Duration::from_millis(100);
@@ -163,12 +177,17 @@ fn begin(
             Err("the connection is closed".to_string())
         } else {
             // The store's one write lock, in the same round trip (see `sql::WRITE_LOCK`).
-            cell.borrow_mut()
-                .client
-                .batch_execute(&format!(
+            let begin = if lock {
+                format!(
                     "BEGIN; SELECT pg_advisory_xact_lock({})",
                     sql::write_lock_key()
-                ))
+                )
+            } else {
+                "BEGIN".to_string()
+            };
+            cell.borrow_mut()
+                .client
+                .batch_execute(&begin)
                 .map_err(|e| sql::Error::from(e).to_string())
         };
         let Err(why) = begun else {

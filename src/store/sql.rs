@@ -43,6 +43,12 @@ pub enum Error {
         /// What PostgreSQL said.
         error: postgres::Error,
     },
+    /// A write apart from the store's write lock asked to hold a sequence in line (the audit
+    /// chain, a cursor): such work must be an ordinary write (the code is wrong).
+    #[error(
+        "a write apart from the store's write lock cannot hold `{0}` in line (write it with Store::write)"
+    )]
+    Apart(String),
     /// PostgreSQL returned a column of a type no table here has (the statement is wrong).
     #[error("PostgreSQL column {column} has type {ty}, which stormbell does not store")]
     Unsupported {
@@ -85,7 +91,7 @@ impl Error {
                 Some(rusqlite::ErrorCode::ConstraintViolation)
             ),
             Error::Postgres(e) => e.code() == Some(&postgres::error::SqlState::UNIQUE_VIOLATION),
-            Error::Prepare { .. } | Error::Unsupported { .. } => false,
+            Error::Prepare { .. } | Error::Unsupported { .. } | Error::Apart(_) => false,
         }
     }
 
@@ -218,6 +224,9 @@ pub(crate) struct Pg {
     /// The audit chain's head as the current write job last appended it (see
     /// [`Tx::chain_head`]); forgotten when a job's transaction scope begins.
     chain: Option<(i64, String)>,
+    /// Whether the transaction running is a write apart, without the store's write lock
+    /// (see [`crate::store::Store::write_apart`]).
+    pub(crate) apart: bool,
 }
 
 /// The one advisory lock every write batch on PostgreSQL takes first, held to its commit: the
@@ -239,6 +248,7 @@ impl Pg {
             client,
             prepared: HashMap::new(),
             chain: None,
+            apart: false,
         }
     }
 
@@ -429,9 +439,14 @@ impl<'a> Conn<'a> {
     /// SQLite's one writer holds the whole database, and every write batch on PostgreSQL
     /// holds the store's one write lock ([`WRITE_LOCK`]) from its BEGIN (one lock for every
     /// name: two locks taken in opposite orders by two nodes would deadlock).
+    ///
+    /// A write apart ([`crate::store::Store::write_apart`]) holds no such lock: it may not
+    /// ask for one, and is told so.
     pub fn serialise(&self, name: &str) -> Result<()> {
-        let _ = name;
-        Ok(())
+        match self.0 {
+            Inner::Pg(pg) if pg.borrow().apart => Err(Error::Apart(name.to_string())),
+            _ => Ok(()),
+        }
     }
 
     /// Rows this connection has changed so far (compare two readings to learn whether the

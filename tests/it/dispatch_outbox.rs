@@ -1341,3 +1341,86 @@ on_both! {
         assert_eq!(together, alone);
     }
 }
+
+/// The key of the advisory lock every ordinary write batch of every node takes on
+/// PostgreSQL (FNV-1a of its name, as any node computes it).
+fn write_lock_key() -> i64 {
+    "stormbell.write"
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        }) as i64
+}
+
+#[test]
+fn a_claim_goes_on_while_another_node_holds_the_write_lock_and_passes_over_a_row_it_holds() {
+    // Another node's batch holds the store's write lock and a queued row of person 1; this
+    // node claims apart from the lock: it neither waits for the lock nor for the row.
+    let mut f = Fixture::on(Backend::Postgres);
+    f.enqueue(t(
+        "flash_flood:F",
+        1,
+        Hazard::FlashFlood,
+        Tier::Red,
+        MessageKind::Alert,
+        true,
+        &[1, 2],
+    ));
+    let url = f._place.at.clone();
+    let (hold, held) = std::sync::mpsc::channel::<()>();
+    let (locked, is_locked) = std::sync::mpsc::channel::<()>();
+    let other = std::thread::spawn(move || {
+        common::postgres::client(&url, move |c| {
+            let mut tx = c.transaction().unwrap();
+            tx.execute("SELECT pg_advisory_xact_lock($1)", &[&write_lock_key()])
+                .unwrap();
+            tx.query(
+                "SELECT id FROM dispatch_message WHERE person = 'P00001' FOR UPDATE",
+                &[],
+            )
+            .unwrap();
+            locked.send(()).unwrap();
+            // Held until the test has seen what it came to see.
+            let _ = held.recv_timeout(std::time::Duration::from_secs(120));
+            tx.rollback().unwrap();
+        })
+    });
+    is_locked.recv().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (store, p, now) = (f.store.clone(), f.policy.clone(), f.now);
+    let claimed = rt.block_on(async {
+        tokio::time::timeout(
+            std::time::Duration::from_secs(60),
+            store.write_apart(move |tx| outbox::claim(tx, "sms", "test", 10, now, &p)),
+        )
+        .await
+    });
+    let claimed = claimed
+        .expect("a claim apart waits for neither the write lock nor a row another holds")
+        .unwrap();
+    assert_eq!(
+        claimed
+            .iter()
+            .map(|c| c.person.as_str())
+            .collect::<Vec<_>>(),
+        ["P00002"],
+        "the row the other transaction holds is passed over"
+    );
+    // Work that keeps the audit chain in line may not run apart.
+    let (store, now) = (f.store.clone(), f.now);
+    let refused = rt.block_on(store.write_apart(move |tx| {
+        let e = stormbell::store::audit::Entry::utc(now, "test", "test.apart", "x", "{}".into());
+        Ok(stormbell::store::audit::append(tx, &e)?)
+    }));
+    let why = refused
+        .expect_err("an audit entry written apart")
+        .to_string();
+    assert!(why.contains("apart from the store's write lock"), "{why}");
+    hold.send(()).unwrap();
+    other.join().unwrap();
+    // Released: the row is claimed at the next turn.
+    assert_eq!(f.claim(10).len(), 1);
+}

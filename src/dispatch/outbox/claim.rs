@@ -356,7 +356,10 @@ impl Lookups {
 }
 
 /// The queue's upkeep before a claim: what was mid-send at a stop and got no receipt within
-/// the grace goes back to the queue (counted), and what is too old to matter expires.
+/// the grace goes back to the queue (counted), and what is too old to matter expires. Like
+/// the rest of a claim it waits for no row (a claim runs apart from the store's write lock on
+/// PostgreSQL, [`crate::store::Store::write_apart`]): a row another transaction holds (a
+/// receipt proving a text mid-send got through) is skipped, and looked at by the next claim.
 fn housekeeping(
     tx: &Tx<'_>,
     channel: &str,
@@ -364,18 +367,23 @@ fn housekeeping(
     now: Timestamp,
     policy: &Policy,
 ) -> anyhow::Result<()> {
-    // Mid-send at a restart and no receipt came within the grace: send again, counted.
+    // Mid-send at a restart and no receipt came within the grace: send again, counted. What
+    // rode inside first, as itself.
     tx.prepare_cached(
         "UPDATE dispatch_message SET state = 'queued', merged_into = NULL, updated = ?1
-         WHERE channel = ?2 AND state = 'merged' AND merged_into IN (
+         WHERE id IN (
            SELECT id FROM dispatch_message
-           WHERE channel = ?2 AND state = 'reconciling' AND not_before <= ?1)",
+           WHERE channel = ?2 AND state = 'merged' AND merged_into IN (
+             SELECT id FROM dispatch_message
+             WHERE channel = ?2 AND state = 'reconciling' AND not_before <= ?1) FOR UPDATE SKIP LOCKED)",
     )?
     .execute(params![at, channel])?;
     tx.prepare_cached(
         "UPDATE dispatch_message SET state = 'queued', uncertain = uncertain + 1, updated = ?1,
                 last_error = 'stormbell stopped while sending it and no receipt came: sent again'
-         WHERE channel = ?2 AND state = 'reconciling' AND not_before <= ?1",
+         WHERE id IN (
+           SELECT id FROM dispatch_message
+           WHERE channel = ?2 AND state = 'reconciling' AND not_before <= ?1 FOR UPDATE SKIP LOCKED)",
     )?
     .execute(params![at, channel])?;
     // Too old to matter any more.
@@ -384,14 +392,19 @@ fn housekeeping(
     // back to the queue as itself, judged by its own age.
     tx.prepare_cached(
         "UPDATE dispatch_message SET state = 'queued', merged_into = NULL, updated = ?1
-         WHERE state = 'merged' AND merged_into IN (
-           SELECT id FROM dispatch_message WHERE channel = ?2 AND state = 'queued' AND created < ?3)",
+         WHERE id IN (
+           SELECT id FROM dispatch_message
+           WHERE state = 'merged' AND merged_into IN (
+             SELECT id FROM dispatch_message
+             WHERE channel = ?2 AND state = 'queued' AND created < ?3) FOR UPDATE SKIP LOCKED)",
     )?
     .execute(params![at, channel, stale])?;
     tx.prepare_cached(
         "UPDATE dispatch_message SET state = 'expired', updated = ?1,
                 last_error = 'still queued when the warning had moved on'
-         WHERE channel = ?2 AND state = 'queued' AND created < ?3",
+         WHERE id IN (
+           SELECT id FROM dispatch_message
+           WHERE channel = ?2 AND state = 'queued' AND created < ?3 FOR UPDATE SKIP LOCKED)",
     )?
     .execute(params![at, channel, stale])?;
     Ok(())

@@ -65,13 +65,14 @@ impl Lane {
             .await?)
     }
 
-    /// Claim up to `n` due texts (see [`claim`]).
+    /// Claim up to `n` due texts (see [`claim`]), apart from the store's write lock: a claim
+    /// waits for no row, so one node's claims go on beside another node's writes.
     pub async fn claim(&self, n: usize) -> anyhow::Result<Vec<Claimed>> {
         let (policy, now, name) = (self.policy.clone(), self.clock.now(), self.claimant());
         let channel = self.channel;
         Ok(self
             .store
-            .write(move |tx| claim(tx, channel, &name, n, now, &policy))
+            .write_apart(move |tx| claim(tx, channel, &name, n, now, &policy))
             .await?)
     }
 
