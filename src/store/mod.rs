@@ -432,6 +432,11 @@ trait Batch: Sized {
     fn tx(&self) -> sql::Tx<'_>;
     /// Run one savepoint statement.
     fn step(&self, sql: &str) -> Result<(), String>;
+    /// Run savepoint statements in order, stopping at the first that fails (PostgreSQL sends
+    /// them in one round trip).
+    fn steps(&self, sqls: &[&str]) -> Result<(), String> {
+        sqls.iter().try_for_each(|s| self.step(s))
+    }
     /// Whether the engine rolled the whole transaction back under a job (SQLite does on a full
     /// disk or an I/O error).
     fn lost(&self) -> bool;
@@ -496,23 +501,27 @@ fn run_jobs(b: impl Batch, db: &str, mut batch: Vec<Box<dyn Job>>) {
     }
     let mut done: Vec<Done> = Vec::with_capacity(batch.len());
     let mut broken: Option<String> = None;
-    for job in batch {
+    // Each job in a savepoint of its own; the end of one and the start of the next are one
+    // step (on PostgreSQL a step is a round trip).
+    if let Err(e) = b.step("SAVEPOINT job") {
+        broken = Some(format!("savepoint: {e}"));
+    }
+    let count = batch.len();
+    for (i, job) in batch.into_iter().enumerate() {
         if let Some(why) = &broken {
             job.abandon(fail(why.clone()));
             continue;
         }
-        if let Err(e) = b.step("SAVEPOINT job") {
-            broken = Some(format!("savepoint: {e}"));
-            job.abandon(fail(format!("savepoint: {e}")));
-            continue;
-        }
         let (keep, reply) = job.run(b.tx());
-        let end = if keep {
-            b.step("RELEASE SAVEPOINT job")
+        let mut end = if keep {
+            vec!["RELEASE SAVEPOINT job"]
         } else {
-            b.step("ROLLBACK TO SAVEPOINT job")
-                .and_then(|_| b.step("RELEASE SAVEPOINT job"))
+            vec!["ROLLBACK TO SAVEPOINT job", "RELEASE SAVEPOINT job"]
         };
+        if i + 1 < count {
+            end.push("SAVEPOINT job");
+        }
+        let end = b.steps(&end);
         if let Err(e) = end {
             broken = Some(format!("ending a savepoint: {e}"));
         } else if b.lost() {

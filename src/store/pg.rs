@@ -105,7 +105,11 @@ pub(crate) fn open(url: &str) -> Result<Store, StoreError> {
                         }
                         continue;
                     }
-                    cell.borrow_mut().apart = apart;
+                    {
+                        let mut pg = cell.borrow_mut();
+                        pg.apart = apart;
+                        pg.forget_chain();
+                    }
                     let lease = fenced.lock().ok().and_then(|f| f.clone());
                     run_batch(&cell, &writer_label, lease.as_ref(), batch);
                     cell.borrow_mut().apart = false;
@@ -268,11 +272,19 @@ impl super::Batch for Pg<'_> {
         sql::Tx::pg(self.0)
     }
     fn step(&self, sql: &str) -> Result<(), String> {
-        self.0
-            .borrow_mut()
-            .client
+        let mut pg = self.0.borrow_mut();
+        if sql.contains("ROLLBACK") {
+            // What was appended since may be gone: the chain's head is read again.
+            pg.forget_chain();
+        }
+        pg.client
             .batch_execute(sql)
             .map_err(|e| sql::Error::from(e).to_string())
+    }
+    fn steps(&self, sqls: &[&str]) -> Result<(), String> {
+        // One round trip: a simple query of several statements runs them in order and stops
+        // at the first error.
+        self.step(&sqls.join("; "))
     }
     fn lost(&self) -> bool {
         // A broken connection shows at the next statement; an error inside a job aborts only

@@ -242,6 +242,12 @@ pub(crate) fn write_lock_key() -> i64 {
 }
 
 impl Pg {
+    /// Forget the audit chain's head kept by [`Tx::chain_head`]: a transaction begins or
+    /// rolls back (whole, or to a savepoint), and what it appended may be gone.
+    pub(crate) fn forget_chain(&mut self) {
+        self.chain = None;
+    }
+
     /// A connection's statements start uncached.
     pub(crate) fn new(client: postgres::Client) -> Pg {
         Pg {
@@ -335,17 +341,15 @@ impl<'a> Tx<'a> {
 
     /// Inside the PostgreSQL transaction the caller has begun on `pg`.
     pub(crate) fn pg(pg: &'a RefCell<Pg>) -> Tx<'a> {
-        // A new job (or a new transaction): what an earlier one appended may have been rolled
-        // back with it.
-        pg.borrow_mut().chain = None;
         Tx(Conn(Inner::Pg(pg)))
     }
 
-    /// The audit chain's head (sequence number, hash) as this job last appended it, on
-    /// PostgreSQL: every write batch holds the store's one write lock there, so nobody else
+    /// The audit chain's head (sequence number, hash) as this transaction last appended it,
+    /// on PostgreSQL: every write batch holds the store's one write lock there, so nobody else
     /// appends until it commits, and the head need not be read back for each entry (a round
     /// trip per entry; a batch of outcomes appends dozens). `None` on SQLite, where the read
-    /// costs microseconds, and before this job's first append.
+    /// costs microseconds, before the transaction's first append, and after any rollback (to
+    /// a job's savepoint: what it appended is gone; [`Pg::forget_chain`]).
     pub(crate) fn chain_head(&self) -> Option<(i64, String)> {
         match self.0.0 {
             Inner::Lite(_) => None,
