@@ -3,6 +3,7 @@
 //! closed (each was run against the code before its fix and seen to fail).
 
 use crate::common;
+use crate::common::backend::{Place, on_both};
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -149,112 +150,113 @@ fn the_check_in_pages_and_their_errors_may_not_be_sniffed() {
     });
 }
 
-#[test]
-fn a_forged_delivery_report_is_refused_and_adds_nothing() {
-    use stormbell::correlate::{Hazard, MessageKind, Tier};
-    use stormbell::dispatch::kannel::KannelChannel;
-    use stormbell::dispatch::outbox::{self, Policy};
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path().join("k.db")).unwrap();
-    let t = common::dispatch::targets(
-        "geo_hazard:331098102",
-        1,
-        Hazard::GeoHazard,
-        Tier::Orange,
-        MessageKind::Alert,
-        vec![common::dispatch::contact(1, "13700000001")],
-    );
-    store
-        .write_blocking(move |tx| {
-            outbox::enqueue(tx, 1, &t, jiff::Timestamp::now(), &Policy::default())
-        })
-        .unwrap();
-    let dlr_port = common::kannel::free_port();
-    // The gateway itself is down: nothing is sent, only the report listener matters here.
-    let mut settings = stormbell::dispatch::kannel::KannelSettings {
-        sendsms_url: format!(
-            "http://127.0.0.1:{}/cgi-bin/sendsms",
-            common::kannel::free_port()
-        ),
-        username: "stormbell".into(),
-        password: "pw".into(),
-        source: "12379".into(),
-        dlr_listen: format!("127.0.0.1:{dlr_port}"),
-        dlr_base: format!("http://127.0.0.1:{dlr_port}"),
-        dlr_remote: false,
-        concurrency: 2,
-        smsc: String::new(),
-    };
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(async {
-        let (trigger, stop) = stormbell::runtime::Trigger::new();
-        let ch = KannelChannel::new(settings.clone(), store.clone(), Policy::default()).unwrap();
-        let task = tokio::spawn(stormbell::dispatch::drive(
-            ch,
-            stop,
-            std::sync::Arc::new(tokio::sync::Notify::new()),
-        ));
-        let dlr = format!("127.0.0.1:{dlr_port}");
-        let ask = |path: String| {
-            let dlr = dlr.clone();
-            tokio::task::spawn_blocking(move || {
-                let start = Instant::now();
-                loop {
-                    if TcpStream::connect(&dlr).is_ok() {
-                        return get(&dlr, &path);
-                    }
-                    assert!(start.elapsed() < Duration::from_secs(10), "no listener");
-                    std::thread::sleep(Duration::from_millis(20));
-                }
-            })
-        };
-        let count = |sql: &'static str| {
-            store
-                .read_blocking(move |c| Ok(c.query_row(sql, (), |r| r.get::<_, i64>(0))?))
-                .unwrap()
-        };
-        // No secret, or a wrong one: refused; the message is not marked, nothing is kept.
-        for path in [
-            "/kannel/dlr?id=1&status=1".to_string(),
-            "/kannel/dlr?id=1&status=1&k=guess".to_string(),
-            "/kannel/dlr?id=99999&status=2".to_string(),
-        ] {
-            let answer = ask(path.clone()).await.unwrap();
-            assert!(answer.starts_with("HTTP/1.1 403"), "{path}: {answer}");
-        }
-        assert_eq!(
-            count("SELECT count(*) FROM dispatch_message WHERE state IN ('delivered', 'failed')"),
-            0
+on_both! {
+    fn a_forged_delivery_report_is_refused_and_adds_nothing(backend) {
+        use stormbell::correlate::{Hazard, MessageKind, Tier};
+        use stormbell::dispatch::kannel::KannelChannel;
+        use stormbell::dispatch::outbox::{self, Policy};
+        let place = Place::new(backend);
+        let store = place.open();
+        let t = common::dispatch::targets(
+            "geo_hazard:331098102",
+            1,
+            Hazard::GeoHazard,
+            Tier::Orange,
+            MessageKind::Alert,
+            vec![common::dispatch::contact(1, "13700000001")],
         );
-        assert_eq!(count("SELECT count(*) FROM dispatch_inbound"), 0);
-        // Even with the secret, a report about a message never sent through the gateway adds
-        // nothing (reports cannot add rows without bound).
-        let secret: String = store
-            .read_blocking(|c| {
-                Ok(c.query_row(
-                    "SELECT value FROM dispatch_secret WHERE name = 'kannel-dlr'",
-                    (),
-                    |r| r.get(0),
-                )?)
+        store
+            .write_blocking(move |tx| {
+                outbox::enqueue(tx, 1, &t, jiff::Timestamp::now(), &Policy::default())
             })
             .unwrap();
-        let answer = ask(format!("/kannel/dlr?id=99999&status=1&k={secret}"))
-            .await
-            .unwrap();
-        assert!(answer.starts_with("HTTP/1.1 404"), "{answer}");
-        assert_eq!(count("SELECT count(*) FROM dispatch_inbound"), 0);
-        trigger.fire();
-        task.await.unwrap().unwrap();
-    });
-    // A listener off the loopback needs saying so.
-    settings.dlr_listen = "0.0.0.0:8471".into();
-    let refused = KannelChannel::new(settings, store, Policy::default());
-    assert!(
-        refused
-            .err()
-            .is_some_and(|e| e.to_string().contains("dlr_remote")),
-        "an open listener was accepted"
-    );
+        let dlr_port = common::kannel::free_port();
+        // The gateway itself is down: nothing is sent, only the report listener matters here.
+        let mut settings = stormbell::dispatch::kannel::KannelSettings {
+            sendsms_url: format!(
+                "http://127.0.0.1:{}/cgi-bin/sendsms",
+                common::kannel::free_port()
+            ),
+            username: "stormbell".into(),
+            password: "pw".into(),
+            source: "12379".into(),
+            dlr_listen: format!("127.0.0.1:{dlr_port}"),
+            dlr_base: format!("http://127.0.0.1:{dlr_port}"),
+            dlr_remote: false,
+            concurrency: 2,
+            smsc: String::new(),
+        };
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async {
+            let (trigger, stop) = stormbell::runtime::Trigger::new();
+            let ch = KannelChannel::new(settings.clone(), store.clone(), Policy::default()).unwrap();
+            let task = tokio::spawn(stormbell::dispatch::drive(
+                ch,
+                stop,
+                std::sync::Arc::new(tokio::sync::Notify::new()),
+            ));
+            let dlr = format!("127.0.0.1:{dlr_port}");
+            let ask = |path: String| {
+                let dlr = dlr.clone();
+                tokio::task::spawn_blocking(move || {
+                    let start = Instant::now();
+                    loop {
+                        if TcpStream::connect(&dlr).is_ok() {
+                            return get(&dlr, &path);
+                        }
+                        assert!(start.elapsed() < Duration::from_secs(10), "no listener");
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
+                })
+            };
+            let count = |sql: &'static str| {
+                store
+                    .read_blocking(move |c| Ok(c.query_row(sql, (), |r| r.get::<_, i64>(0))?))
+                    .unwrap()
+            };
+            // No secret, or a wrong one: refused; the message is not marked, nothing is kept.
+            for path in [
+                "/kannel/dlr?id=1&status=1".to_string(),
+                "/kannel/dlr?id=1&status=1&k=guess".to_string(),
+                "/kannel/dlr?id=99999&status=2".to_string(),
+            ] {
+                let answer = ask(path.clone()).await.unwrap();
+                assert!(answer.starts_with("HTTP/1.1 403"), "{path}: {answer}");
+            }
+            assert_eq!(
+                count("SELECT count(*) FROM dispatch_message WHERE state IN ('delivered', 'failed')"),
+                0
+            );
+            assert_eq!(count("SELECT count(*) FROM dispatch_inbound"), 0);
+            // Even with the secret, a report about a message never sent through the gateway adds
+            // nothing (reports cannot add rows without bound).
+            let secret: String = store
+                .read_blocking(|c| {
+                    Ok(c.query_row(
+                        "SELECT value FROM dispatch_secret WHERE name = 'kannel-dlr'",
+                        (),
+                        |r| r.get(0),
+                    )?)
+                })
+                .unwrap();
+            let answer = ask(format!("/kannel/dlr?id=99999&status=1&k={secret}"))
+                .await
+                .unwrap();
+            assert!(answer.starts_with("HTTP/1.1 404"), "{answer}");
+            assert_eq!(count("SELECT count(*) FROM dispatch_inbound"), 0);
+            trigger.fire();
+            task.await.unwrap().unwrap();
+        });
+        // A listener off the loopback needs saying so.
+        settings.dlr_listen = "0.0.0.0:8471".into();
+        let refused = KannelChannel::new(settings, store, Policy::default());
+        assert!(
+            refused
+                .err()
+                .is_some_and(|e| e.to_string().contains("dlr_remote")),
+            "an open listener was accepted"
+        );
+    }
 }
 
 /// The call states of `person` on `lineage`.
@@ -302,237 +304,243 @@ fn second_warning(
         .unwrap();
 }
 
-#[test]
-fn a_link_answers_only_its_own_warning_and_a_lifted_one_only_reports_people_home() {
-    use stormbell::respond::intake::{self, LinkAnswer, LinkOutcome};
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path().join("l.db")).unwrap();
-    let reg = common::county::registry(&store);
-    let cfg = stormbell::config::Config::load(None, &Default::default()).unwrap();
-    let mut policy = cfg.dispatch_policy();
-    policy.link_base = Some("https://fx.example.cn/r/".into());
-    let settings = cfg.respond.clone();
-    // The zone is warned and then lifted; its lead is called on another warning meanwhile.
-    let (warned, mut driver) =
-        common::county::drive_zone(&store, reg.clone(), &cfg, &policy, &settings, 50.0);
-    let lead = warned
-        .contacts
-        .iter()
-        .find(|c| c.level == "village")
-        .unwrap()
-        .clone();
-    driver.until_lifted(&store);
-    const OTHER: &str = "rainstorm:331098108";
-    second_warning(&store, OTHER, 9_000, lead.clone(), (&policy, &settings));
-    assert_eq!(call_states(&store, OTHER, &lead.person), ["open"]);
-    // The lead taps "received" on the lifted warning's link.
-    let person = lead.person.clone();
-    let link = store
-        .read_blocking(move |c| {
-            let message: i64 = c.query_row(
-                "SELECT id FROM dispatch_message WHERE lineage = ?1 AND person = ?2 AND purpose = 'warning' ORDER BY id LIMIT 1",
-                [common::county::ZONE, person.as_str()],
-                |r| r.get(0),
-            )?;
-            Ok(stormbell::dispatch::link::of_message(c, message)?.unwrap())
-        })
-        .unwrap();
-    let tap = |kind: &str, people: Option<u32>| {
-        let (link, reg, s, p) = (link.clone(), reg.clone(), settings.clone(), policy.clone());
-        let a = LinkAnswer {
-            kind: kind.into(),
-            people,
-            ..Default::default()
-        };
-        store
-            .write_blocking(move |tx| {
-                intake::from_link(tx, &link, &a, jiff::Timestamp::now(), &reg, &s, &p)
-            })
+on_both! {
+    fn a_link_answers_only_its_own_warning_and_a_lifted_one_only_reports_people_home(backend) {
+        use stormbell::respond::intake::{self, LinkAnswer, LinkOutcome};
+        let place = Place::new(backend);
+        let store = place.open();
+        let reg = common::county::registry(&store);
+        let cfg = stormbell::config::Config::load(None, &Default::default()).unwrap();
+        let mut policy = cfg.dispatch_policy();
+        policy.link_base = Some("https://fx.example.cn/r/".into());
+        let settings = cfg.respond.clone();
+        // The zone is warned and then lifted; its lead is called on another warning meanwhile.
+        let (warned, mut driver) =
+            common::county::drive_zone(&store, reg.clone(), &cfg, &policy, &settings, 50.0);
+        let lead = warned
+            .contacts
+            .iter()
+            .find(|c| c.level == "village")
             .unwrap()
-    };
-    assert_eq!(tap("ack", None), LinkOutcome::Lifted);
-    // The other warning's call is not answered by a tap on the old link.
-    assert_eq!(call_states(&store, OTHER, &lead.person), ["open"]);
-    // People back home can still be reported on it.
-    assert!(matches!(tap("returned", Some(3)), LinkOutcome::Recorded(_)));
-    assert_eq!(call_states(&store, OTHER, &lead.person), ["open"]);
+            .clone();
+        driver.until_lifted(&store);
+        const OTHER: &str = "rainstorm:331098108";
+        second_warning(&store, OTHER, 9_000, lead.clone(), (&policy, &settings));
+        assert_eq!(call_states(&store, OTHER, &lead.person), ["open"]);
+        // The lead taps "received" on the lifted warning's link.
+        let person = lead.person.clone();
+        let link = store
+            .read_blocking(move |c| {
+                let message: i64 = c.query_row(
+                    "SELECT id FROM dispatch_message WHERE lineage = ?1 AND person = ?2 AND purpose = 'warning' ORDER BY id LIMIT 1",
+                    [common::county::ZONE, person.as_str()],
+                    |r| r.get(0),
+                )?;
+                Ok(stormbell::dispatch::link::of_message(c, message)?.unwrap())
+            })
+            .unwrap();
+        let tap = |kind: &str, people: Option<u32>| {
+            let (link, reg, s, p) = (link.clone(), reg.clone(), settings.clone(), policy.clone());
+            let a = LinkAnswer {
+                kind: kind.into(),
+                people,
+                ..Default::default()
+            };
+            store
+                .write_blocking(move |tx| {
+                    intake::from_link(tx, &link, &a, jiff::Timestamp::now(), &reg, &s, &p)
+                })
+                .unwrap()
+        };
+        assert_eq!(tap("ack", None), LinkOutcome::Lifted);
+        // The other warning's call is not answered by a tap on the old link.
+        assert_eq!(call_states(&store, OTHER, &lead.person), ["open"]);
+        // People back home can still be reported on it.
+        assert!(matches!(tap("returned", Some(3)), LinkOutcome::Recorded(_)));
+        assert_eq!(call_states(&store, OTHER, &lead.person), ["open"]);
+    }
 }
 
-#[test]
-fn an_sms_reply_answers_only_the_warnings_its_last_text_carried() {
-    use stormbell::dispatch::outbox::{self, Policy};
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path().join("s.db")).unwrap();
-    let reg = common::county::registry(&store);
-    let policy = Policy::default();
-    let settings = stormbell::respond::RespondSettings::default();
-    let lead = common::dispatch::contact(1, "13700000001");
-    // Two warnings call the lead; only the first has been texted so far.
-    second_warning(
-        &store,
-        "rainstorm:331098101",
-        1,
-        lead.clone(),
-        (&policy, &settings),
-    );
-    common::dispatch::accept_all(&store, &policy, jiff::Timestamp::now());
-    second_warning(
-        &store,
-        "rainstorm:331098102",
-        2,
-        lead.clone(),
-        (&policy, &settings),
-    );
-    // The lead replies "1".
-    store
-        .write_blocking(|tx| {
-            outbox::inbound(
-                tx,
-                &outbox::Inbound {
-                    kind: "reply",
-                    account: "main",
-                    source: "8613700000001",
-                    dest: "12379",
-                    text: "1",
-                    smsc_id: None,
-                    stat: None,
-                    ..Default::default()
-                },
-                jiff::Timestamp::now(),
-            )
-        })
-        .unwrap();
-    let (r, s, p) = (reg.clone(), settings.clone(), policy.clone());
-    store
-        .write_blocking(move |tx| stormbell::respond::intake::run_once(tx, 10, &r, &s, &p))
-        .unwrap();
-    assert_eq!(
-        call_states(&store, "rainstorm:331098101", &lead.person),
-        ["answered"]
-    );
-    // The warning they were not yet texted about still waits for their answer.
-    assert_eq!(
-        call_states(&store, "rainstorm:331098102", &lead.person),
-        ["open"]
-    );
-}
-
-#[test]
-fn requests_for_help_are_coalesced_bounded_ranked_below_warnings_and_quoted_in_a_marked_field() {
-    use stormbell::respond::intake::{self, LinkAnswer};
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path().join("h.db")).unwrap();
-    let reg = common::county::registry(&store);
-    let cfg = stormbell::config::Config::load(None, &Default::default()).unwrap();
-    let mut policy = cfg.dispatch_policy();
-    policy.link_base = Some("https://fx.example.cn/r/".into());
-    let settings = stormbell::respond::RespondSettings {
-        help_per_hour: 3,
-        ..cfg.respond.clone()
-    };
-    let warned = common::county::warn_zone(&store, reg.clone(), &cfg, &policy, &settings, 50.0);
-    let links: Vec<stormbell::dispatch::link::Link> = store
-        .read_blocking(|c| {
-            let mut st = c.prepare(
-                "SELECT id FROM dispatch_message WHERE lineage = ?1 AND purpose = 'warning' ORDER BY id",
-            )?;
-            let ids: Vec<i64> = st
-                .query_map([common::county::ZONE], |r| r.get(0))?
-                .collect::<Result<_, _>>()?;
-            Ok(ids
-                .into_iter()
-                .filter_map(|m| stormbell::dispatch::link::of_message(c, m).ok().flatten())
-                .collect())
-        })
-        .unwrap();
-    assert!(links.len() >= 5, "{} links", links.len());
-    let notices = || {
+on_both! {
+    fn an_sms_reply_answers_only_the_warnings_its_last_text_carried(backend) {
+        use stormbell::dispatch::outbox::{self, Policy};
+        let place = Place::new(backend);
+        let store = place.open();
+        let reg = common::county::registry(&store);
+        let policy = Policy::default();
+        let settings = stormbell::respond::RespondSettings::default();
+        let lead = common::dispatch::contact(1, "13700000001");
+        // Two warnings call the lead; only the first has been texted so far.
+        second_warning(
+            &store,
+            "rainstorm:331098101",
+            1,
+            lead.clone(),
+            (&policy, &settings),
+        );
+        common::dispatch::accept_all(&store, &policy, jiff::Timestamp::now());
+        second_warning(
+            &store,
+            "rainstorm:331098102",
+            2,
+            lead.clone(),
+            (&policy, &settings),
+        );
+        // The lead replies "1".
         store
+            .write_blocking(|tx| {
+                outbox::inbound(
+                    tx,
+                    &outbox::Inbound {
+                        kind: "reply",
+                        account: "main",
+                        source: "8613700000001",
+                        dest: "12379",
+                        text: "1",
+                        smsc_id: None,
+                        stat: None,
+                        ..Default::default()
+                    },
+                    jiff::Timestamp::now(),
+                )
+            })
+            .unwrap();
+        let (r, s, p) = (reg.clone(), settings.clone(), policy.clone());
+        store
+            .write_blocking(move |tx| stormbell::respond::intake::run_once(tx, 10, &r, &s, &p))
+            .unwrap();
+        assert_eq!(
+            call_states(&store, "rainstorm:331098101", &lead.person),
+            ["answered"]
+        );
+        // The warning they were not yet texted about still waits for their answer.
+        assert_eq!(
+            call_states(&store, "rainstorm:331098102", &lead.person),
+            ["open"]
+        );
+    }
+}
+
+on_both! {
+    fn requests_for_help_are_coalesced_bounded_ranked_below_warnings_and_quoted_in_a_marked_field(backend) {
+        use stormbell::respond::intake::{self, LinkAnswer};
+        let place = Place::new(backend);
+        let store = place.open();
+        let reg = common::county::registry(&store);
+        let cfg = stormbell::config::Config::load(None, &Default::default()).unwrap();
+        let mut policy = cfg.dispatch_policy();
+        policy.link_base = Some("https://fx.example.cn/r/".into());
+        let settings = stormbell::respond::RespondSettings {
+            help_per_hour: 3,
+            ..cfg.respond.clone()
+        };
+        let warned = common::county::warn_zone(&store, reg.clone(), &cfg, &policy, &settings, 50.0);
+        let links: Vec<stormbell::dispatch::link::Link> = store
+            .read_blocking(|c| {
+                let mut st = c.prepare(
+                    "SELECT id FROM dispatch_message WHERE lineage = ?1 AND purpose = 'warning' ORDER BY id",
+                )?;
+                let ids: Vec<i64> = st
+                    .query_map([common::county::ZONE], |r| r.get(0))?
+                    .collect::<Result<_, _>>()?;
+                Ok(ids
+                    .into_iter()
+                    .filter_map(|m| stormbell::dispatch::link::of_message(c, m).ok().flatten())
+                    .collect())
+            })
+            .unwrap();
+        assert!(links.len() >= 5, "{} links", links.len());
+        let notices = || {
+            store
+                .read_blocking(|c| {
+                    Ok(c.query_row(
+                        "SELECT count(*) FROM dispatch_message WHERE purpose LIKE 'help:%'",
+                        (),
+                        |r| r.get::<_, i64>(0),
+                    )?)
+                })
+                .unwrap()
+        };
+        let ask = |link: &stormbell::dispatch::link::Link, i: usize| {
+            let (link, reg, s, p) = (link.clone(), reg.clone(), settings.clone(), policy.clone());
+            let a = LinkAnswer {
+                kind: "help".into(),
+                note: Some(format!(
+                    "第{i}次：请拨13912345678，桥断了，需要船和担架，老人三位不能走动，请尽快"
+                )),
+                ..Default::default()
+            };
+            store
+                .write_blocking(move |tx| {
+                    intake::from_link(tx, &link, &a, jiff::Timestamp::now(), &reg, &s, &p)
+                })
+                .unwrap()
+        };
+        // One person posts 35 times, each with new words: the officers are texted once.
+        ask(&links[0], 0);
+        let once = notices();
+        assert!(once > 0, "the first request is passed on");
+        for i in 1..35 {
+            ask(&links[0], i);
+        }
+        assert_eq!(
+            notices(),
+            once,
+            "later requests are kept for the office only"
+        );
+        // Every request is kept for the office.
+        let kept: i64 = store
             .read_blocking(|c| {
                 Ok(c.query_row(
-                    "SELECT count(*) FROM dispatch_message WHERE purpose LIKE 'help:%'",
+                    "SELECT count(*) FROM respond_answer WHERE kind = 'help'",
                     (),
-                    |r| r.get::<_, i64>(0),
+                    |r| r.get(0),
                 )?)
             })
-            .unwrap()
-    };
-    let ask = |link: &stormbell::dispatch::link::Link, i: usize| {
-        let (link, reg, s, p) = (link.clone(), reg.clone(), settings.clone(), policy.clone());
-        let a = LinkAnswer {
-            kind: "help".into(),
-            note: Some(format!(
-                "第{i}次：请拨13912345678，桥断了，需要船和担架，老人三位不能走动，请尽快"
-            )),
-            ..Default::default()
-        };
-        store
-            .write_blocking(move |tx| {
-                intake::from_link(tx, &link, &a, jiff::Timestamp::now(), &reg, &s, &p)
+            .unwrap();
+        assert_eq!(kept, 35);
+        // Other persons: at most help_per_hour (3) requests about the warning are passed on.
+        for (i, l) in links.iter().enumerate().skip(1) {
+            ask(l, 100 + i);
+        }
+        // (purpose = help:<asker>:<role of the officer told>)
+        let purposes: Vec<String> = store
+            .read_blocking(|c| {
+                let mut st = c.prepare(
+                    "SELECT purpose FROM dispatch_message WHERE purpose LIKE 'help:%'",
+                )?;
+                let rows = st.query_map((), |r| r.get(0))?;
+                Ok(rows.collect::<Result<Vec<_>, _>>()?)
             })
-            .unwrap()
-    };
-    // One person posts 35 times, each with new words: the officers are texted once.
-    ask(&links[0], 0);
-    let once = notices();
-    assert!(once > 0, "the first request is passed on");
-    for i in 1..35 {
-        ask(&links[0], i);
+            .unwrap();
+        let requesters: std::collections::BTreeSet<&str> = purposes
+            .iter()
+            .filter_map(|p| p.strip_prefix("help:")?.split(':').next())
+            .collect();
+        assert_eq!(requesters.len(), 3, "help_per_hour bounds the askers passed on");
+        // Ranked below the warning's own texts, and the asker's words only inside the marked
+        // field, cut short, the number masked.
+        let (top_help, low_warning, text): (i64, i64, String) = store
+            .read_blocking(|c| {
+                Ok(c.query_row(
+                    "SELECT (SELECT max(priority) FROM dispatch_message WHERE purpose LIKE 'help:%'),
+                            (SELECT min(priority) FROM dispatch_message WHERE purpose = 'warning'),
+                            (SELECT text FROM dispatch_message WHERE purpose LIKE 'help:%' LIMIT 1)",
+                    (),
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                )?)
+            })
+            .unwrap();
+        assert!(top_help < low_warning, "{top_help} ≥ {low_warning}");
+        assert!(!text.contains("13912345678"), "{text}");
+        let quoted = text.split("〔本人原话：").nth(1).unwrap_or_default();
+        assert!(
+            quoted.contains("桥断了") && quoted.ends_with('〕'),
+            "{text}"
+        );
+        assert!(quoted.chars().count() <= 45, "{text}");
+        let _ = warned;
     }
-    assert_eq!(
-        notices(),
-        once,
-        "later requests are kept for the office only"
-    );
-    // Every request is kept for the office.
-    let kept: i64 = store
-        .read_blocking(|c| {
-            Ok(c.query_row(
-                "SELECT count(*) FROM respond_answer WHERE kind = 'help'",
-                (),
-                |r| r.get(0),
-            )?)
-        })
-        .unwrap();
-    assert_eq!(kept, 35);
-    // Other persons: at most help_per_hour (3) requests about the warning are passed on.
-    for (i, l) in links.iter().enumerate().skip(1) {
-        ask(l, 100 + i);
-    }
-    // (purpose = help:<asker>:<role of the officer told>)
-    let requesters: i64 = store
-        .read_blocking(|c| {
-            Ok(c.query_row(
-                "SELECT count(DISTINCT substr(purpose, 6, instr(substr(purpose, 6), ':') - 1))
-                 FROM dispatch_message WHERE purpose LIKE 'help:%'",
-                (),
-                |r| r.get(0),
-            )?)
-        })
-        .unwrap();
-    assert_eq!(requesters, 3, "help_per_hour bounds the askers passed on");
-    // Ranked below the warning's own texts, and the asker's words only inside the marked
-    // field, cut short, the number masked.
-    let (top_help, low_warning, text): (i64, i64, String) = store
-        .read_blocking(|c| {
-            Ok(c.query_row(
-                "SELECT (SELECT max(priority) FROM dispatch_message WHERE purpose LIKE 'help:%'),
-                        (SELECT min(priority) FROM dispatch_message WHERE purpose = 'warning'),
-                        (SELECT text FROM dispatch_message WHERE purpose LIKE 'help:%' LIMIT 1)",
-                (),
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-            )?)
-        })
-        .unwrap();
-    assert!(top_help < low_warning, "{top_help} ≥ {low_warning}");
-    assert!(!text.contains("13912345678"), "{text}");
-    let quoted = text.split("〔本人原话：").nth(1).unwrap_or_default();
-    assert!(
-        quoted.contains("桥断了") && quoted.ends_with('〕'),
-        "{text}"
-    );
-    assert!(quoted.chars().count() <= 45, "{text}");
-    let _ = warned;
 }
 
 /// A feed kind that reads with the real CAP kind, but first says it has begun and then waits
@@ -872,238 +880,240 @@ fn another_process_writing_beside_the_daemon_costs_no_answer() {
     assert_eq!(count("SELECT count(*) FROM web_user"), 6);
 }
 
-#[test]
-fn a_count_beyond_the_registered_figure_is_asked_back_and_flagged_never_added_silently() {
-    use stormbell::respond::intake::{self, LinkAnswer, LinkOutcome};
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path().join("n.db")).unwrap();
-    let reg = common::county::registry(&store);
-    let cfg = stormbell::config::Config::load(None, &Default::default()).unwrap();
-    let mut policy = cfg.dispatch_policy();
-    policy.link_base = Some("https://fx.example.cn/r/".into());
-    let settings = cfg.respond.clone();
-    let (warned, _driver) =
-        common::county::drive_zone(&store, reg.clone(), &cfg, &policy, &settings, 50.0);
-    let lead = warned
-        .contacts
-        .iter()
-        .find(|c| c.level == "village")
-        .unwrap()
-        .clone();
-    // The figure the lead's village registered as having to move (their report is booked to
-    // the village they answer for).
-    let village = warned
-        .contacts
-        .iter()
-        .filter(|c| c.person == lead.person)
-        .find_map(|c| reg.village(&c.target))
-        .unwrap()
-        .clone();
-    let registered = village.evacuate;
-    assert!(registered > 0 && registered < 1000, "{registered}");
-    // Every warning text goes out, so replies find the text they answer.
-    let t0 = warned.at;
-    common::dispatch::accept_all(&store, &policy, t0);
-    let mut minute = 1;
-    let mut reply = |text: &str| {
-        let at = t0 + jiff::SignedDuration::from_mins(minute);
-        minute += 1;
-        common::dispatch::reply_at(&store, (&reg, &settings, &policy), &lead.mobile, text, at);
-    };
-    let person = lead.person.clone();
-    let moved = || -> Option<(i64, Option<i64>)> {
-        let p = person.clone();
-        store
-            .read_blocking(move |c| {
-                Ok(c.query_row(
-                    "SELECT people, beyond FROM respond_evacuation WHERE lineage = ?1 AND person = ?2",
-                    [common::county::ZONE, p.as_str()],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
-                )
-                .ok())
-            })
+on_both! {
+    fn a_count_beyond_the_registered_figure_is_asked_back_and_flagged_never_added_silently(backend) {
+        use stormbell::respond::intake::{self, LinkAnswer, LinkOutcome};
+        let place = Place::new(backend);
+        let store = place.open();
+        let reg = common::county::registry(&store);
+        let cfg = stormbell::config::Config::load(None, &Default::default()).unwrap();
+        let mut policy = cfg.dispatch_policy();
+        policy.link_base = Some("https://fx.example.cn/r/".into());
+        let settings = cfg.respond.clone();
+        let (warned, _driver) =
+            common::county::drive_zone(&store, reg.clone(), &cfg, &policy, &settings, 50.0);
+        let lead = warned
+            .contacts
+            .iter()
+            .find(|c| c.level == "village")
             .unwrap()
-    };
-    let asked_back = || -> Vec<String> {
-        store
-            .read_blocking(|c| {
-                let mut q = c.prepare(
-                    "SELECT text FROM dispatch_message WHERE purpose LIKE 'confirm:%' ORDER BY id",
-                )?;
-                let r = q.query_map((), |r| r.get(0))?;
-                Ok(r.collect::<Result<Vec<String>, _>>()?)
-            })
+            .clone();
+        // The figure the lead's village registered as having to move (their report is booked to
+        // the village they answer for).
+        let village = warned
+            .contacts
+            .iter()
+            .filter(|c| c.person == lead.person)
+            .find_map(|c| reg.village(&c.target))
             .unwrap()
-    };
-
-    // "3 99999" by SMS: the lead is awake (their call is answered), the number is not added,
-    // and they are asked to confirm it.
-    reply("3 99999");
-    assert_eq!(moved(), None);
-    let states = call_states(&store, common::county::ZONE, &lead.person);
-    assert!(
-        !states.is_empty() && states.iter().all(|s| s == "answered"),
-        "{states:?}"
-    );
-    let asks = asked_back();
-    assert_eq!(asks.len(), 1, "{asks:?}");
-    assert!(
-        asks[0].contains("99999") && asks[0].contains(&format!("{registered}人")),
-        "{asks:?}"
-    );
-    // A plausible number counts at once, unflagged.
-    reply(&format!("3 {}", registered - 1));
-    assert_eq!(moved(), Some((i64::from(registered) - 1, None)));
-    // A number beyond, sent again to confirm it: counted, and flagged for the office.
-    let beyond = registered + 7;
-    reply(&format!("3 {beyond}"));
-    assert_eq!(moved(), Some((i64::from(registered) - 1, None)));
-    reply(&format!("3 {beyond}"));
-    assert_eq!(
-        moved(),
-        Some((i64::from(beyond), Some(i64::from(registered))))
-    );
-    assert_eq!(asked_back().len(), 2);
-
-    // On the link: 100,000 is asked back (a double tap asks again), confirmed only with the
-    // same number.
-    let p = lead.person.clone();
-    let link = store
-        .read_blocking(move |c| {
-            let message: i64 = c.query_row(
-                "SELECT id FROM dispatch_message WHERE lineage = ?1 AND person = ?2 AND purpose = 'warning' ORDER BY id LIMIT 1",
-                [common::county::ZONE, p.as_str()],
-                |r| r.get(0),
-            )?;
-            Ok(stormbell::dispatch::link::of_message(c, message)?.unwrap())
-        })
-        .unwrap();
-    let tap = |people: u32, confirmed: bool| {
-        let (link, reg, s, p) = (link.clone(), reg.clone(), settings.clone(), policy.clone());
-        let a = LinkAnswer {
-            kind: "moved".into(),
-            people: Some(people),
-            confirmed,
-            ..Default::default()
+            .clone();
+        let registered = village.evacuate;
+        assert!(registered > 0 && registered < 1000, "{registered}");
+        // Every warning text goes out, so replies find the text they answer.
+        let t0 = warned.at;
+        common::dispatch::accept_all(&store, &policy, t0);
+        let mut minute = 1;
+        let mut reply = |text: &str| {
+            let at = t0 + jiff::SignedDuration::from_mins(minute);
+            minute += 1;
+            common::dispatch::reply_at(&store, (&reg, &settings, &policy), &lead.mobile, text, at);
         };
-        store
-            .write_blocking(move |tx| {
-                intake::from_link(
-                    tx,
-                    &link,
-                    &a,
-                    t0 + jiff::SignedDuration::from_mins(30),
-                    &reg,
-                    &s,
-                    &p,
-                )
+        let person = lead.person.clone();
+        let moved = || -> Option<(i64, Option<i64>)> {
+            let p = person.clone();
+            store
+                .read_blocking(move |c| {
+                    Ok(c.query_row(
+                        "SELECT people, beyond FROM respond_evacuation WHERE lineage = ?1 AND person = ?2",
+                        [common::county::ZONE, p.as_str()],
+                        |r| Ok((r.get(0)?, r.get(1)?)),
+                    )
+                    .ok())
+                })
+                .unwrap()
+        };
+        let asked_back = || -> Vec<String> {
+            store
+                .read_blocking(|c| {
+                    let mut q = c.prepare(
+                        "SELECT text FROM dispatch_message WHERE purpose LIKE 'confirm:%' ORDER BY id",
+                    )?;
+                    let r = q.query_map((), |r| r.get(0))?;
+                    Ok(r.collect::<Result<Vec<String>, _>>()?)
+                })
+                .unwrap()
+        };
+
+        // "3 99999" by SMS: the lead is awake (their call is answered), the number is not added,
+        // and they are asked to confirm it.
+        reply("3 99999");
+        assert_eq!(moved(), None);
+        let states = call_states(&store, common::county::ZONE, &lead.person);
+        assert!(
+            !states.is_empty() && states.iter().all(|s| s == "answered"),
+            "{states:?}"
+        );
+        let asks = asked_back();
+        assert_eq!(asks.len(), 1, "{asks:?}");
+        assert!(
+            asks[0].contains("99999") && asks[0].contains(&format!("{registered}人")),
+            "{asks:?}"
+        );
+        // A plausible number counts at once, unflagged.
+        reply(&format!("3 {}", registered - 1));
+        assert_eq!(moved(), Some((i64::from(registered) - 1, None)));
+        // A number beyond, sent again to confirm it: counted, and flagged for the office.
+        let beyond = registered + 7;
+        reply(&format!("3 {beyond}"));
+        assert_eq!(moved(), Some((i64::from(registered) - 1, None)));
+        reply(&format!("3 {beyond}"));
+        assert_eq!(
+            moved(),
+            Some((i64::from(beyond), Some(i64::from(registered))))
+        );
+        assert_eq!(asked_back().len(), 2);
+
+        // On the link: 100,000 is asked back (a double tap asks again), confirmed only with the
+        // same number.
+        let p = lead.person.clone();
+        let link = store
+            .read_blocking(move |c| {
+                let message: i64 = c.query_row(
+                    "SELECT id FROM dispatch_message WHERE lineage = ?1 AND person = ?2 AND purpose = 'warning' ORDER BY id LIMIT 1",
+                    [common::county::ZONE, p.as_str()],
+                    |r| r.get(0),
+                )?;
+                Ok(stormbell::dispatch::link::of_message(c, message)?.unwrap())
             })
-            .unwrap()
-    };
-    let ask = LinkOutcome::Confirm {
-        people: 100_000,
-        registered,
-    };
-    assert_eq!(tap(100_000, false), ask);
-    assert_eq!(tap(100_000, false), ask);
-    assert_eq!(moved().map(|m| m.0), Some(i64::from(beyond)));
-    assert!(matches!(tap(100_000, true), LinkOutcome::Recorded(_)));
-    assert_eq!(moved(), Some((100_000, Some(i64::from(registered)))));
-    // A number posted with another answer (a forged "received" form) books nobody.
-    let (l2, r2, s2, p2) = (link.clone(), reg.clone(), settings.clone(), policy.clone());
-    store
-        .write_blocking(move |tx| {
+            .unwrap();
+        let tap = |people: u32, confirmed: bool| {
+            let (link, reg, s, p) = (link.clone(), reg.clone(), settings.clone(), policy.clone());
             let a = LinkAnswer {
-                kind: "ack".into(),
-                people: Some(3),
+                kind: "moved".into(),
+                people: Some(people),
+                confirmed,
                 ..Default::default()
             };
-            intake::from_link(
-                tx,
-                &l2,
-                &a,
-                t0 + jiff::SignedDuration::from_mins(40),
-                &r2,
-                &s2,
-                &p2,
-            )
-        })
-        .unwrap();
-    assert_eq!(moved(), Some((100_000, Some(i64::from(registered)))));
+            store
+                .write_blocking(move |tx| {
+                    intake::from_link(
+                        tx,
+                        &link,
+                        &a,
+                        t0 + jiff::SignedDuration::from_mins(30),
+                        &reg,
+                        &s,
+                        &p,
+                    )
+                })
+                .unwrap()
+        };
+        let ask = LinkOutcome::Confirm {
+            people: 100_000,
+            registered,
+        };
+        assert_eq!(tap(100_000, false), ask);
+        assert_eq!(tap(100_000, false), ask);
+        assert_eq!(moved().map(|m| m.0), Some(i64::from(beyond)));
+        assert!(matches!(tap(100_000, true), LinkOutcome::Recorded(_)));
+        assert_eq!(moved(), Some((100_000, Some(i64::from(registered)))));
+        // A number posted with another answer (a forged "received" form) books nobody.
+        let (l2, r2, s2, p2) = (link.clone(), reg.clone(), settings.clone(), policy.clone());
+        store
+            .write_blocking(move |tx| {
+                let a = LinkAnswer {
+                    kind: "ack".into(),
+                    people: Some(3),
+                    ..Default::default()
+                };
+                intake::from_link(
+                    tx,
+                    &l2,
+                    &a,
+                    t0 + jiff::SignedDuration::from_mins(40),
+                    &r2,
+                    &s2,
+                    &p2,
+                )
+            })
+            .unwrap();
+        assert_eq!(moved(), Some((100_000, Some(i64::from(registered)))));
 
-    // The office's board says which report to check.
-    let (r, tz) = (reg.clone(), cfg.time_zone());
-    let board = store
-        .read_blocking(move |c| {
-            stormbell::respond::board::read(
-                c,
-                &r,
-                &tz,
-                stormbell::respond::board::Filter::All,
-                stormbell::respond::board::AsOf::wall(),
-            )
-        })
-        .unwrap();
-    let place = board
-        .warnings
-        .iter()
-        .flat_map(|w| &w.places)
-        .find(|p| p.id == village.code)
-        .expect("the lead's village is on the board");
-    // Counted up to what the place registered; the rest is for the office to check, never
-    // in a total.
-    assert_eq!(place.to_check, 100_000 - registered);
-    assert_eq!(place.moved, place.to_move.min(registered));
-    assert!(board.totals.moved <= board.totals.to_move);
+        // The office's board says which report to check.
+        let (r, tz) = (reg.clone(), cfg.time_zone());
+        let board = store
+            .read_blocking(move |c| {
+                stormbell::respond::board::read(
+                    c,
+                    &r,
+                    &tz,
+                    stormbell::respond::board::Filter::All,
+                    stormbell::respond::board::AsOf::wall(),
+                )
+            })
+            .unwrap();
+        let place = board
+            .warnings
+            .iter()
+            .flat_map(|w| &w.places)
+            .find(|p| p.id == village.code)
+            .expect("the lead's village is on the board");
+        // Counted up to what the place registered; the rest is for the office to check, never
+        // in a total.
+        assert_eq!(place.to_check, 100_000 - registered);
+        assert_eq!(place.moved, place.to_move.min(registered));
+        assert!(board.totals.moved <= board.totals.to_move);
+    }
 }
 
-#[test]
-fn the_boards_csv_never_hands_a_spreadsheet_a_formula() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path().join("v.db")).unwrap();
-    let reg = common::county::registry(&store);
-    let cfg = stormbell::config::Config::load(None, &Default::default()).unwrap();
-    let policy = cfg.dispatch_policy();
-    let settings = cfg.respond.clone();
-    let (warned, _driver) =
-        common::county::drive_zone(&store, reg.clone(), &cfg, &policy, &settings, 50.0);
-    // A registry file whose village name is a formula (as an insider or a tampered file
-    // could make it).
-    let village = warned
-        .contacts
-        .iter()
-        .find_map(|c| reg.village(&c.target))
-        .unwrap()
-        .code
-        .clone();
-    let mut data = reg.data.clone();
-    let evil = "=HYPERLINK(\"http://evil.example/x\",\"点此查看\")";
-    for v in &mut data.villages {
-        if v.code == village {
-            v.name = evil.into();
+on_both! {
+    fn the_boards_csv_never_hands_a_spreadsheet_a_formula(backend) {
+        let place = Place::new(backend);
+        let store = place.open();
+        let reg = common::county::registry(&store);
+        let cfg = stormbell::config::Config::load(None, &Default::default()).unwrap();
+        let policy = cfg.dispatch_policy();
+        let settings = cfg.respond.clone();
+        let (warned, _driver) =
+            common::county::drive_zone(&store, reg.clone(), &cfg, &policy, &settings, 50.0);
+        // A registry file whose village name is a formula (as an insider or a tampered file
+        // could make it).
+        let village = warned
+            .contacts
+            .iter()
+            .find_map(|c| reg.village(&c.target))
+            .unwrap()
+            .code
+            .clone();
+        let mut data = reg.data.clone();
+        let evil = "=HYPERLINK(\"http://evil.example/x\",\"点此查看\")";
+        for v in &mut data.villages {
+            if v.code == village {
+                v.name = evil.into();
+            }
         }
+        let reg = std::sync::Arc::new(stormbell::registry::Registry::new(data));
+        let tz = cfg.time_zone();
+        let csv = store
+            .read_blocking(move |c| {
+                let b = stormbell::respond::board::read(
+                    c,
+                    &reg,
+                    &tz,
+                    stormbell::respond::board::Filter::All,
+                    stormbell::respond::board::AsOf::wall(),
+                )?;
+                stormbell::respond::board::csv(&b)
+            })
+            .unwrap();
+        let mut r = csv::Reader::from_reader(csv.as_bytes());
+        let names: Vec<String> = r.records().map(|rec| rec.unwrap()[5].to_string()).collect();
+        assert!(names.iter().any(|n| n == &format!("'{evil}")), "{names:?}");
+        assert!(
+            names.iter().all(|n| !n.starts_with('=')),
+            "a live formula: {names:?}"
+        );
     }
-    let reg = std::sync::Arc::new(stormbell::registry::Registry::new(data));
-    let tz = cfg.time_zone();
-    let csv = store
-        .read_blocking(move |c| {
-            let b = stormbell::respond::board::read(
-                c,
-                &reg,
-                &tz,
-                stormbell::respond::board::Filter::All,
-                stormbell::respond::board::AsOf::wall(),
-            )?;
-            stormbell::respond::board::csv(&b)
-        })
-        .unwrap();
-    let mut r = csv::Reader::from_reader(csv.as_bytes());
-    let names: Vec<String> = r.records().map(|rec| rec.unwrap()[5].to_string()).collect();
-    assert!(names.iter().any(|n| n == &format!("'{evil}")), "{names:?}");
-    assert!(
-        names.iter().all(|n| !n.starts_with('=')),
-        "a live formula: {names:?}"
-    );
 }
 
 #[test]
@@ -1259,119 +1269,121 @@ async fn a_stranger_guessing_from_elsewhere_cannot_lock_the_duty_officer_out() {
     stop.fire();
 }
 
-#[test]
-fn a_report_from_someone_holding_several_places_is_booked_only_where_they_say() {
-    use stormbell::respond::intake;
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path().join("w.db")).unwrap();
-    // The fixture county, with one lead answering for two villages the zone threatens (桃垟村
-    // and its neighbour 上溪村), as a small county's roster often has.
-    let county = common::county::copy_files(&dir.path().join("county"));
-    let mut duties = std::fs::read_to_string(county.join("duties.csv")).unwrap();
-    duties.push_str("P33109800824,331098108203,村防汛责任人\n");
-    std::fs::write(county.join("duties.csv"), duties).unwrap();
-    let prepared =
-        stormbell::registry::prepare_import(&county, stormbell::registry::Encoding::Auto, &|_| {})
-            .unwrap();
-    let reg = std::sync::Arc::new(stormbell::registry::Registry::new(prepared.data.clone()));
-    prepared.commit(&store, "test", jiff::Zoned::now()).unwrap();
-    let cfg = stormbell::config::Config::load(None, &Default::default()).unwrap();
-    let policy = cfg.dispatch_policy();
-    let settings = cfg.respond.clone();
-    let (warned, _driver) =
-        common::county::drive_zone(&store, reg.clone(), &cfg, &policy, &settings, 50.0);
-    // That lead, and a town officer.
-    let lineage = common::county::ZONE.to_string();
-    let must = |person: &str| {
-        let (r, l, p) = (reg.clone(), lineage.clone(), person.to_string());
-        store
-            .read_blocking(move |c| intake::places_to_name(c, &r, &l, &p))
-            .unwrap()
-    };
-    let lead = warned
-        .contacts
-        .iter()
-        .find(|c| c.level == "village" && must(&c.person).len() >= 2)
-        .expect("a lead holding two villages under the zone")
-        .clone();
-    let officer = warned
-        .contacts
-        .iter()
-        .find(|c| c.level == "town")
-        .expect("a town officer")
-        .clone();
-    let t0 = warned.at;
-    common::dispatch::accept_all(&store, &policy, t0);
-    let mut minute = 1;
-    let mut reply = |mobile: &str, text: &str| {
-        let at = t0 + jiff::SignedDuration::from_mins(minute);
-        minute += 1;
-        common::dispatch::reply_at(&store, (&reg, &settings, &policy), mobile, text, at);
-    };
-    let booked = |person: &str| -> Vec<(String, i64)> {
-        let p = person.to_string();
-        store
-            .read_blocking(move |c| {
-                let mut q = c.prepare(
-                    "SELECT target, people FROM respond_evacuation WHERE person = ?1 ORDER BY target",
-                )?;
-                let r = q.query_map([p], |r| Ok((r.get(0)?, r.get(1)?)))?;
-                Ok(r.collect::<Result<Vec<_>, _>>()?)
-            })
-            .unwrap()
-    };
-    let asked = |purpose: &str| -> i64 {
-        let p = format!("{purpose}%");
-        store
-            .read_blocking(move |c| {
-                Ok(c.query_row(
-                    "SELECT count(*) FROM dispatch_message WHERE purpose LIKE ?1",
-                    [p],
-                    |r| r.get(0),
-                )?)
-            })
-            .unwrap()
-    };
-    // Not saying which: kept, asked back with their places, booked nowhere.
-    reply(&lead.mobile, "3 12");
-    assert!(booked(&lead.person).is_empty());
-    assert_eq!(asked("unbooked:"), 1);
-    // Saying which: booked there, and only there.
-    let places = must(&lead.person);
-    let (id, name) = &places[1];
-    reply(&lead.mobile, &format!("3 12 {name}"));
-    let b = booked(&lead.person);
-    assert_eq!(b.len(), 1, "{b:?}");
-    assert_eq!(stormbell::respond::ledger::row_of(&reg, &b[0].0), *id);
-    assert_eq!(b[0].1, 12);
-    // A town officer never books for the town's code; for a place they name, yes.
-    let officer_places = must(&officer.person);
-    reply(&officer.mobile, "3 20");
-    assert!(
-        booked(&officer.person)
+on_both! {
+    fn a_report_from_someone_holding_several_places_is_booked_only_where_they_say(backend) {
+        use stormbell::respond::intake;
+        let dir = tempfile::tempdir().unwrap();
+        let place = Place::new(backend);
+        let store = place.open();
+        // The fixture county, with one lead answering for two villages the zone threatens (桃垟村
+        // and its neighbour 上溪村), as a small county's roster often has.
+        let county = common::county::copy_files(&dir.path().join("county"));
+        let mut duties = std::fs::read_to_string(county.join("duties.csv")).unwrap();
+        duties.push_str("P33109800824,331098108203,村防汛责任人\n");
+        std::fs::write(county.join("duties.csv"), duties).unwrap();
+        let prepared =
+            stormbell::registry::prepare_import(&county, stormbell::registry::Encoding::Auto, &|_| {})
+                .unwrap();
+        let reg = std::sync::Arc::new(stormbell::registry::Registry::new(prepared.data.clone()));
+        prepared.commit(&store, "test", jiff::Zoned::now()).unwrap();
+        let cfg = stormbell::config::Config::load(None, &Default::default()).unwrap();
+        let policy = cfg.dispatch_policy();
+        let settings = cfg.respond.clone();
+        let (warned, _driver) =
+            common::county::drive_zone(&store, reg.clone(), &cfg, &policy, &settings, 50.0);
+        // That lead, and a town officer.
+        let lineage = common::county::ZONE.to_string();
+        let must = |person: &str| {
+            let (r, l, p) = (reg.clone(), lineage.clone(), person.to_string());
+            store
+                .read_blocking(move |c| intake::places_to_name(c, &r, &l, &p))
+                .unwrap()
+        };
+        let lead = warned
+            .contacts
             .iter()
-            .all(|(t, _)| reg.village(t).is_some() || reg.site(t).is_some()),
-        "never a unit code"
-    );
-    if let Some((oid, oname)) = officer_places.first() {
-        reply(&officer.mobile, &format!("3 20 {oname}"));
-        let b = booked(&officer.person);
-        assert!(b.iter().any(|(t, n)| t == oid && *n == 20), "{b:?}");
+            .find(|c| c.level == "village" && must(&c.person).len() >= 2)
+            .expect("a lead holding two villages under the zone")
+            .clone();
+        let officer = warned
+            .contacts
+            .iter()
+            .find(|c| c.level == "town")
+            .expect("a town officer")
+            .clone();
+        let t0 = warned.at;
+        common::dispatch::accept_all(&store, &policy, t0);
+        let mut minute = 1;
+        let mut reply = |mobile: &str, text: &str| {
+            let at = t0 + jiff::SignedDuration::from_mins(minute);
+            minute += 1;
+            common::dispatch::reply_at(&store, (&reg, &settings, &policy), mobile, text, at);
+        };
+        let booked = |person: &str| -> Vec<(String, i64)> {
+            let p = person.to_string();
+            store
+                .read_blocking(move |c| {
+                    let mut q = c.prepare(
+                        "SELECT target, people FROM respond_evacuation WHERE person = ?1 ORDER BY target",
+                    )?;
+                    let r = q.query_map([p], |r| Ok((r.get(0)?, r.get(1)?)))?;
+                    Ok(r.collect::<Result<Vec<_>, _>>()?)
+                })
+                .unwrap()
+        };
+        let asked = |purpose: &str| -> i64 {
+            let p = format!("{purpose}%");
+            store
+                .read_blocking(move |c| {
+                    Ok(c.query_row(
+                        "SELECT count(*) FROM dispatch_message WHERE purpose LIKE ?1",
+                        [p],
+                        |r| r.get(0),
+                    )?)
+                })
+                .unwrap()
+        };
+        // Not saying which: kept, asked back with their places, booked nowhere.
+        reply(&lead.mobile, "3 12");
+        assert!(booked(&lead.person).is_empty());
+        assert_eq!(asked("unbooked:"), 1);
+        // Saying which: booked there, and only there.
+        let places = must(&lead.person);
+        let (id, name) = &places[1];
+        reply(&lead.mobile, &format!("3 12 {name}"));
+        let b = booked(&lead.person);
+        assert_eq!(b.len(), 1, "{b:?}");
+        assert_eq!(stormbell::respond::ledger::row_of(&reg, &b[0].0), *id);
+        assert_eq!(b[0].1, 12);
+        // A town officer never books for the town's code; for a place they name, yes.
+        let officer_places = must(&officer.person);
+        reply(&officer.mobile, "3 20");
+        assert!(
+            booked(&officer.person)
+                .iter()
+                .all(|(t, _)| reg.village(t).is_some() || reg.site(t).is_some()),
+            "never a unit code"
+        );
+        if let Some((oid, oname)) = officer_places.first() {
+            reply(&officer.mobile, &format!("3 20 {oname}"));
+            let b = booked(&officer.person);
+            assert!(b.iter().any(|(t, n)| t == oid && *n == 20), "{b:?}");
+        }
+        // A return before the lift is kept and answered, not counted.
+        reply(&lead.mobile, &format!("5 12 {name}"));
+        let returned: Option<i64> = {
+            let p = lead.person.clone();
+            store
+                .read_blocking(move |c| {
+                    Ok(c.query_row(
+                        "SELECT max(returned) FROM respond_evacuation WHERE person = ?1",
+                        [p],
+                        |r| r.get(0),
+                    )?)
+                })
+                .unwrap()
+        };
+        assert_eq!(returned, None);
+        assert!(asked("unbooked:") >= 2);
     }
-    // A return before the lift is kept and answered, not counted.
-    reply(&lead.mobile, &format!("5 12 {name}"));
-    let returned: Option<i64> = {
-        let p = lead.person.clone();
-        store
-            .read_blocking(move |c| {
-                Ok(c.query_row(
-                    "SELECT max(returned) FROM respond_evacuation WHERE person = ?1",
-                    [p],
-                    |r| r.get(0),
-                )?)
-            })
-            .unwrap()
-    };
-    assert_eq!(returned, None);
-    assert!(asked("unbooked:") >= 2);
 }
