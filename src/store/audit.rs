@@ -185,42 +185,59 @@ pub fn head_at(conn: &Conn<'_>) -> crate::store::sql::Result<Option<(i64, String
 /// Append an entry inside the caller's transaction (so it commits or rolls back with the work
 /// it records).
 pub fn append(tx: &Tx<'_>, entry: &Entry) -> crate::store::sql::Result<Record> {
-    // One chain however many nodes write: the head is read under the chain's lock.
-    tx.serialise("stormbell.audit")?;
-    let (prev_seq, prev_hash) = match tx.chain_head() {
-        Some(head) => head,
-        None => head(tx)?.unwrap_or((0, GENESIS.to_string())),
-    };
-    let seq = prev_seq + 1;
-    let at = super::stamp(entry.at.timestamp());
-    let detail = serde_json::to_string(&entry.detail).unwrap_or_else(|_| "null".into());
-    // What is hashed is what is stored, on either engine: a NUL (which PostgreSQL's text
-    // cannot hold) is kept as U+FFFD in both.
-    use crate::store::sql::storable;
-    let (actor, kind, subject) = (
-        storable(&entry.actor),
-        storable(&entry.kind),
-        storable(&entry.subject),
-    );
-    let hash = row_hash(&prev_hash, seq, &at, &actor, &kind, &subject, &detail);
+    let (prev_seq, prev_hash) = head_in_line(tx)?;
+    let r = chained(prev_seq + 1, prev_hash, entry);
     tx.prepare_cached(
         "INSERT INTO audit (seq, at, actor, kind, subject, detail, prev_hash, hash)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     )?
     .execute(params![
-        seq, at, actor, kind, subject, detail, prev_hash, hash
+        r.seq,
+        r.at,
+        r.actor,
+        r.kind,
+        r.subject,
+        r.detail,
+        r.prev_hash,
+        r.hash
     ])?;
-    tx.chain_appended(seq, &hash);
-    Ok(Record {
+    tx.chain_appended(r.seq, &r.hash);
+    Ok(r)
+}
+
+/// The chain's head for the next append: read under the chain's lock (one chain however
+/// many nodes write), or as this transaction last left it.
+fn head_in_line(tx: &Tx<'_>) -> crate::store::sql::Result<(i64, String)> {
+    tx.serialise("stormbell.audit")?;
+    Ok(match tx.chain_head() {
+        Some(head) => head,
+        None => head(tx)?.unwrap_or((0, GENESIS.to_string())),
+    })
+}
+
+/// `entry` as row `seq` after a row whose hash is `prev_hash`. What is hashed is what is
+/// stored, on either engine: a NUL (which PostgreSQL's text cannot hold) is kept as U+FFFD
+/// in both.
+fn chained(seq: i64, prev_hash: String, entry: &Entry) -> Record {
+    use crate::store::sql::storable;
+    let at = super::stamp(entry.at.timestamp());
+    let detail = serde_json::to_string(&entry.detail).unwrap_or_else(|_| "null".into());
+    let (actor, kind, subject) = (
+        storable(&entry.actor).into_owned(),
+        storable(&entry.kind).into_owned(),
+        storable(&entry.subject).into_owned(),
+    );
+    let hash = row_hash(&prev_hash, seq, &at, &actor, &kind, &subject, &detail);
+    Record {
         seq,
         at,
-        actor: actor.into_owned(),
-        kind: kind.into_owned(),
-        subject: subject.into_owned(),
+        actor,
+        kind,
+        subject,
         detail,
         prev_hash,
         hash,
-    })
+    }
 }
 
 /// Append entries in order inside the caller's transaction, as [`append`] one by one would
@@ -231,33 +248,13 @@ pub fn append_all(tx: &Tx<'_>, entries: &[Entry]) -> crate::store::sql::Result<V
     if !tx.is_postgres() || entries.len() < 2 {
         return entries.iter().map(|e| append(tx, e)).collect();
     }
-    tx.serialise("stormbell.audit")?;
-    let (mut seq, mut prev_hash) = match tx.chain_head() {
-        Some(head) => head,
-        None => head(tx)?.unwrap_or((0, GENESIS.to_string())),
-    };
-    use crate::store::sql::storable;
+    let (mut seq, mut prev_hash) = head_in_line(tx)?;
     let mut records = Vec::with_capacity(entries.len());
     for entry in entries {
         seq += 1;
-        let at = super::stamp(entry.at.timestamp());
-        let detail = serde_json::to_string(&entry.detail).unwrap_or_else(|_| "null".into());
-        let (actor, kind, subject) = (
-            storable(&entry.actor),
-            storable(&entry.kind),
-            storable(&entry.subject),
-        );
-        let hash = row_hash(&prev_hash, seq, &at, &actor, &kind, &subject, &detail);
-        records.push(Record {
-            seq,
-            at,
-            actor: actor.into_owned(),
-            kind: kind.into_owned(),
-            subject: subject.into_owned(),
-            detail,
-            prev_hash: std::mem::replace(&mut prev_hash, hash.clone()),
-            hash,
-        });
+        let r = chained(seq, prev_hash, entry);
+        prev_hash = r.hash.clone();
+        records.push(r);
     }
     let rows = crate::store::sql::json_param(&records)?;
     tx.prepare_cached(

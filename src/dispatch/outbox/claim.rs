@@ -599,15 +599,7 @@ fn accept_all(
              RETURNING m.id, m.person, m.lineage, m.version, m.send",
         )?
         .query_map(params![at, crate::store::sql::json_param(&texts)?], |r| {
-            Ok((
-                r.get(0)?,
-                About {
-                    person: r.get(1)?,
-                    lineage: r.get(2)?,
-                    version: r.get(3)?,
-                    send: r.get(4)?,
-                },
-            ))
+            Ok((r.get(0)?, About::read(r, 1)?))
         })?
         .collect::<Result<_, _>>()?;
     let entries: Vec<_> = run
@@ -679,12 +671,7 @@ fn record_one(
                          RETURNING person, lineage, version, send",
                     )?
                     .query_row(params![account, at, id, *uncertain as i64], |r| {
-                        Ok(About {
-                            person: r.get(0)?,
-                            lineage: r.get(1)?,
-                            version: r.get(2)?,
-                            send: r.get(3)?,
-                        })
+                        About::read(r, 0)
                     })
                     .optional()?;
                 if let Some(about) = about {

@@ -262,6 +262,18 @@ struct About {
     send: String,
 }
 
+impl About {
+    /// Read from four columns of `r` from `at` on: person, lineage, version, send.
+    fn read(r: &crate::store::sql::Row<'_>, at: usize) -> crate::store::sql::Result<About> {
+        Ok(About {
+            person: r.get(at)?,
+            lineage: r.get(at + 1)?,
+            version: r.get(at + 2)?,
+            send: r.get(at + 3)?,
+        })
+    }
+}
+
 /// [`audit`] when the caller has read the message's particulars already.
 fn audit_about(
     tx: &Tx<'_>,

@@ -55,12 +55,7 @@ pub fn receipt_by_key(
                 r.get(1)?,
                 r.get(2)?,
                 r.get(3)?,
-                About {
-                    person: r.get(4)?,
-                    lineage: r.get(5)?,
-                    version: r.get(6)?,
-                    send: r.get(7)?,
-                },
+                About::read(r, 4)?,
             ))
         })
         .optional()?;
@@ -188,12 +183,7 @@ pub fn receipts_by_key(
                 r.get(2)?,
                 r.get(3)?,
                 r.get(4)?,
-                About {
-                    person: r.get(5)?,
-                    lineage: r.get(6)?,
-                    version: r.get(7)?,
-                    send: r.get(8)?,
-                },
+                About::read(r, 5)?,
             ))
         })?
         .collect::<Result<_, _>>()?;
