@@ -102,6 +102,20 @@ crate::store::sql_enum! {
     }
 }
 
+impl PartState {
+    /// A part's state after a receipt that says it was delivered, or failed for good, or
+    /// neither (still on its way).
+    pub fn after(delivered: bool, failed: bool) -> PartState {
+        if delivered {
+            PartState::Delivered
+        } else if failed {
+            PartState::Failed
+        } else {
+            PartState::Accepted
+        }
+    }
+}
+
 /// How the outbox treats people and time.
 #[derive(Debug, Clone)]
 pub struct Policy {

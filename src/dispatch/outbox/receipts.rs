@@ -63,13 +63,7 @@ pub fn receipt_by_key(
         return Ok(false);
     };
     let smsc_id = smsc_id.as_str();
-    let state = if delivered {
-        PartState::Delivered
-    } else if failed {
-        PartState::Failed
-    } else {
-        PartState::Accepted
-    };
+    let state = PartState::after(delivered, failed);
     tx.prepare_cached(
         "UPDATE dispatch_part SET state = ?1, receipt = ?2, at = ?3
          WHERE message = ?4 AND part = ?5",
@@ -211,13 +205,7 @@ pub fn receipts_by_key(
         let mut messages = Vec::new();
         for (r, (_, message, part, _, _, _)) in &together {
             let (delivered, failed) = stat_meaning(r.stat);
-            let state = if delivered {
-                PartState::Delivered
-            } else if failed {
-                PartState::Failed
-            } else {
-                PartState::Accepted
-            };
+            let state = PartState::after(delivered, failed);
             parts.push(serde_json::json!({
                 "m": message, "n": part, "s": state.as_str(), "r": r.stat,
             }));
