@@ -316,24 +316,29 @@ pub fn inbound(tx: &Tx<'_>, i: &Inbound<'_>, now: Timestamp) -> anyhow::Result<i
     // must become visible in the order they were given, or a reply committed late under a
     // lower id would be passed over for good. Held until the commit.
     tx.serialise("stormbell.dispatch_inbound")?;
-    tx.prepare_cached(
-        "INSERT INTO dispatch_inbound
-           (at, kind, account, source, dest, text, smsc_id, stat, id_key, incomplete)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-    )?
-    .execute(params![
-        stamp(now),
-        i.kind,
-        i.account,
-        i.source,
-        i.dest,
-        i.text,
-        i.smsc_id,
-        i.stat,
-        i.id_key.or(i.smsc_id.map(str::trim)),
-        i.incomplete,
-    ])?;
-    Ok(tx.last_insert_rowid()?)
+    // Its id comes back with the insert (not a second round trip for `lastval()`).
+    Ok(tx
+        .prepare_cached(
+            "INSERT INTO dispatch_inbound
+               (at, kind, account, source, dest, text, smsc_id, stat, id_key, incomplete)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+             RETURNING id",
+        )?
+        .query_row(
+            params![
+                stamp(now),
+                i.kind,
+                i.account,
+                i.source,
+                i.dest,
+                i.text,
+                i.smsc_id,
+                i.stat,
+                i.id_key.or(i.smsc_id.map(str::trim)),
+                i.incomplete,
+            ],
+            |r| r.get(0),
+        )?)
 }
 
 /// Whose rows left in `submitting` are taken back by [`reconcile`].
