@@ -936,8 +936,12 @@ impl Store {
     /// audit entry, no cursor: [`sql::Conn::serialise`] refuses): a claim on the outbox. On
     /// PostgreSQL it runs in a transaction of its own without the store's write lock, so
     /// that one node's claims go on while another node's batch holds the lock (the lock
-    /// made every node's writes one queue). It cannot take part in a deadlock: it waits for
-    /// no lock at all. On SQLite, the same as [`Store::write`].
+    /// made every node's writes one queue). It cannot close a deadlock: it waits for no row
+    /// and takes no advisory lock (a fenced leader's lease check aside, which waits only for
+    /// a takeover that itself waits for nothing it holds), while others may wait for the rows
+    /// it took until it commits. Rows it took are seen taken by every statement that runs
+    /// after its commit (a newer version's supersede waits for them, then finds them sent).
+    /// On SQLite, the same as [`Store::write`].
     pub async fn write_apart<T, F>(&self, work: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
