@@ -1424,3 +1424,81 @@ fn a_claim_goes_on_while_another_node_holds_the_write_lock_and_passes_over_a_row
     // Released: the row is claimed at the next turn.
     assert_eq!(f.claim(10).len(), 1);
 }
+
+#[test]
+fn a_cancel_queued_while_a_claim_apart_holds_the_text_waits_for_it_and_reaches_the_person() {
+    // A claim on another node has taken person 1's text and not yet committed when the lift
+    // is queued (with the write lock): the lift's supersede waits for the claim's commit,
+    // and its check of what was sent then sees the text sent, so the cancel goes to them.
+    let mut f = Fixture::on(Backend::Postgres);
+    let alert = |send, version| {
+        t(
+            "flash_flood:F",
+            version,
+            Hazard::FlashFlood,
+            Tier::Red,
+            send,
+            true,
+            &[1],
+        )
+    };
+    f.enqueue(alert(MessageKind::Alert, 1));
+    let url = f._place.at.clone();
+    let (commit, go) = std::sync::mpsc::channel::<()>();
+    let (took, taken) = std::sync::mpsc::channel::<()>();
+    let claim = std::thread::spawn(move || {
+        common::postgres::client(&url, move |c| {
+            let mut tx = c.transaction().unwrap();
+            tx.execute(
+                "UPDATE dispatch_message SET state = 'submitting', attempts = attempts + 1
+                 WHERE id IN (SELECT id FROM dispatch_message WHERE person = 'P00001'
+                              AND state = 'queued' FOR UPDATE SKIP LOCKED)",
+                &[],
+            )
+            .unwrap();
+            took.send(()).unwrap();
+            go.recv_timeout(std::time::Duration::from_secs(120))
+                .unwrap();
+            tx.commit().unwrap();
+        })
+    });
+    taken.recv().unwrap();
+    f.decision += 1;
+    let (store, d, p, now, lift) = (
+        f.store.clone(),
+        f.decision,
+        f.policy.clone(),
+        f.now,
+        alert(MessageKind::Cancel, 2),
+    );
+    let queued = std::thread::spawn(move || {
+        store.write_blocking(move |tx| outbox::enqueue(tx, d, &lift, now, &p))
+    });
+    // The lift's writer is waiting for the claim's row (a state of the server, not a timer).
+    let url = f._place.at.clone();
+    let waiting = || -> i64 {
+        common::postgres::query_one(
+            &url,
+            "SELECT count(*) FROM pg_stat_activity
+             WHERE application_name = 'stormbell' AND wait_event_type = 'Lock'",
+        )
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while waiting() == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the lift never waited for the claim"
+        );
+        std::thread::yield_now();
+    }
+    commit.send(()).unwrap();
+    claim.join().unwrap();
+    let e = queued.join().unwrap().unwrap();
+    assert_eq!((e.queued, e.skipped, e.superseded), (1, 0, 0), "{e:?}");
+    let s = f.states();
+    assert_eq!(
+        s.iter().map(|r| r.2.as_str()).collect::<Vec<_>>(),
+        ["submitting", "queued"],
+        "the alert went, and its lift follows it"
+    );
+}

@@ -189,7 +189,10 @@ pub fn enqueue(
                 )?
                 .execute(params![at, t.lineage, t.version, names])?;
         }
-        // A cancel goes only to those who were ever sent something of this warning.
+        // A cancel goes only to those who were ever sent something of this warning. Read
+        // after the supersede, which waited for any claim holding these people's texts
+        // (claims run apart from the write lock on PostgreSQL): a text taken meanwhile is
+        // seen sent here, and its cancel follows it.
         let ever: std::collections::HashSet<String> = if t.send == MessageKind::Cancel {
             tx.prepare_cached(
                 "SELECT DISTINCT person FROM dispatch_message
