@@ -514,6 +514,7 @@ fn run_logs_json_and_shuts_down_cleanly_on_sigterm() {
 /// back here, and real alerts behind those links — plus one broken link and one bad alert.
 mod follow {
     use super::*;
+    use crate::common::backend::{Backend, Place, on_both};
     use axum::Router;
     use axum::http::StatusCode;
     use axum::routing::get;
@@ -587,11 +588,28 @@ mod follow {
         );
     }
 
-    #[test]
-    fn run_polls_the_configured_feeds_and_status_shows_their_health_and_gap() {
+    on_both! {
+    fn run_polls_the_configured_feeds_and_status_shows_their_health_and_gap(backend) {
         let (base, _server) = serve();
         let dir = tempfile::tempdir().unwrap();
-        let db = dir.path().join("d.db");
+        // The daemon's database: a SQLite file of its own, or a new PostgreSQL database.
+        let place = match backend {
+            Backend::Sqlite => None,
+            Backend::Postgres => Some(Place::new(backend)),
+        };
+        let db = match &place {
+            Some(p) => std::path::PathBuf::from(&p.at),
+            None => dir.path().join("d.db"),
+        };
+        let count = |sql: &str| -> i64 {
+            match &place {
+                Some(p) => common::postgres::query_one(&p.at, sql),
+                None => rusqlite::Connection::open(&db)
+                    .unwrap()
+                    .query_row(sql, [], |r| r.get(0))
+                    .unwrap(),
+            }
+        };
         let cfg = dir.path().join("feeds.toml");
         std::fs::write(
             &cfg,
@@ -608,33 +626,28 @@ mod follow {
             "--db",
             db.to_str().unwrap(),
         ];
+        // Its log goes to a file in the folder: each line written wakes the wait below (a
+        // PostgreSQL commit shows in no file).
+        let log = dir.path().join("run.log");
         let mut child = bin()
             .args(args)
             .args(["--log-format", "json", "run"])
-            .stderr(std::process::Stdio::piped())
+            .stderr(std::fs::File::create(&log).unwrap())
             .stdout(std::process::Stdio::null())
             .spawn()
             .unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let logs = std::thread::spawn(move || std::io::read_to_string(stderr).unwrap());
         // Wait (bounded) until the dead feed's gap alarm is in the database.
+        let gap = "SELECT count(*) FROM feed_state WHERE feed = 'dead' AND gap_since IS NOT NULL";
         let raised = common::changed_until(15, dir.path(), || {
-            rusqlite::Connection::open(&db)
-                .and_then(|c| {
-                    c.query_row(
-                        "SELECT count(*) FROM feed_state WHERE feed = 'dead' AND gap_since IS NOT NULL",
-                        [],
-                        |r| r.get::<_, i64>(0),
-                    )
-                })
-                .is_ok_and(|n| n == 1)
+            // Read before the daemon has made its schema: not yet.
+            std::panic::catch_unwind(|| count(gap)).is_ok_and(|n| n == 1)
         });
         Command::new("sh")
             .args(["-c", &format!("kill -TERM {}", child.id())])
             .status()
             .unwrap();
         assert_eq!(child.wait().unwrap().code(), Some(0));
-        let logs = logs.join().unwrap();
+        let logs = std::fs::read_to_string(&log).unwrap();
         assert!(raised, "no gap alarm; logs:\n{logs}");
         assert!(
             logs.lines()
@@ -677,10 +690,7 @@ mod follow {
         assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
         // The daemon signed the head at its stop, outside the database: the last entry (its
         // own `daemon.stopped`) is covered.
-        let c = rusqlite::Connection::open(&db).unwrap();
-        let last: i64 = c
-            .query_row("SELECT max(seq) FROM audit", [], |r| r.get(0))
-            .unwrap();
+        let last = count("SELECT max(seq) FROM audit");
         assert!(
             stdout(&o).contains(&format!("checkpoints: 1 hold (last #{last} of ")),
             "{}",
@@ -691,23 +701,14 @@ mod follow {
                 .any(|l| l.contains("audit checkpoint") && l.contains(&format!("\"seq\":{last}"))),
             "each checkpoint is logged too: {logs}"
         );
-        let gaps: i64 = c
-            .query_row(
-                "SELECT count(*) FROM audit WHERE kind = 'feed.gap' AND subject = 'dead'",
-                [],
-                |r| r.get(0),
-            )
-            .unwrap();
+        let gaps = count("SELECT count(*) FROM audit WHERE kind = 'feed.gap' AND subject = 'dead'");
         assert_eq!(gaps, 1);
         // The gap became an internal warning for the county's duty officers.
-        let warned: i64 = c
-            .query_row(
-                "SELECT count(*) FROM corr_decision WHERE lineage = 'feed_gap:dead' AND send = 'Alert'",
-                [],
-                |r| r.get(0),
-            )
-            .unwrap();
+        let warned = count(
+            "SELECT count(*) FROM corr_decision WHERE lineage = 'feed_gap:dead' AND send = 'Alert'",
+        );
         assert_eq!(warned, 1);
+    }
     }
 }
 
