@@ -823,6 +823,20 @@ on_both! {
         f.now += SignedDuration::from_mins(2);
         settle(&f);
         assert!(f.states().iter().all(|s| s.2 == "delivery_unknown"));
+        // Each is said once in the trail, about its own person, and the chain holds.
+        let said = left(&f).2;
+        let settled: Vec<_> = said
+            .iter()
+            .filter(|e| e.0 == "sms.no_receipt")
+            .map(|e| e.1.as_str())
+            .collect();
+        assert_eq!(settled, ["P00001", "P00002"]);
+        settle(&f);
+        assert_eq!(
+            left(&f).2.iter().filter(|e| e.0 == "sms.no_receipt").count(),
+            2,
+            "a text settled is not settled again"
+        );
         // Nothing is claimed again (it was sent).
         assert!(f.claim(10).is_empty());
         // A receipt that comes later still tells the truth.
@@ -1500,5 +1514,66 @@ fn a_cancel_queued_while_a_claim_apart_holds_the_text_waits_for_it_and_reaches_t
         s.iter().map(|r| r.2.as_str()).collect::<Vec<_>>(),
         ["submitting", "queued"],
         "the alert went, and its lift follows it"
+    );
+}
+
+#[test]
+fn the_receipt_deadline_sweep_passes_over_a_text_whose_receipt_is_being_stored() {
+    // Another node's receipts batch holds person 1's text; the sweep settles person 2's and
+    // leaves person 1's to the receipt, without waiting for it.
+    let mut f = Fixture::on(Backend::Postgres);
+    f.enqueue(t(
+        "flash_flood:F",
+        1,
+        Hazard::FlashFlood,
+        Tier::Red,
+        MessageKind::Alert,
+        true,
+        &[1, 2],
+    ));
+    let c = f.claim(10);
+    f.accept(&c);
+    f.now += f.policy.rules("main").receipt_deadline + SignedDuration::from_mins(1);
+    let url = f._place.at.clone();
+    let (done, release) = std::sync::mpsc::channel::<()>();
+    let (held, is_held) = std::sync::mpsc::channel::<()>();
+    let other = std::thread::spawn(move || {
+        common::postgres::client(&url, move |c| {
+            let mut tx = c.transaction().unwrap();
+            tx.execute(
+                "UPDATE dispatch_message SET state = 'delivered' WHERE person = 'P00001'",
+                &[],
+            )
+            .unwrap();
+            held.send(()).unwrap();
+            release
+                .recv_timeout(std::time::Duration::from_secs(120))
+                .unwrap();
+            tx.commit().unwrap();
+        })
+    });
+    is_held.recv().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (store, p, now) = (f.store.clone(), f.policy.clone(), f.now);
+    rt.block_on(async {
+        tokio::time::timeout(
+            std::time::Duration::from_secs(60),
+            store.write(move |tx| outbox::settle_unreceipted(tx, "sms", now, &p)),
+        )
+        .await
+    })
+    .expect("the sweep does not wait for a receipt being stored")
+    .unwrap();
+    done.send(()).unwrap();
+    other.join().unwrap();
+    let s = f.states();
+    assert_eq!(
+        s.iter()
+            .map(|r| (r.1.as_str(), r.2.as_str()))
+            .collect::<Vec<_>>(),
+        [("P00001", "delivered"), ("P00002", "delivery_unknown")]
     );
 }

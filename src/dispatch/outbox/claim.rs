@@ -792,7 +792,10 @@ fn record_one(
 }
 
 /// Texts accepted longer ago than their account's receipt deadline, with no receipt, become
-/// `delivery_unknown` ("sent, no receipt"): final in every view, never delivered.
+/// `delivery_unknown` ("sent, no receipt"): final in every view, never delivered. One update
+/// per account (the rows and their audit particulars come back with it); a text whose receipt
+/// is being stored by another transaction right now is passed over (`SKIP LOCKED`: the receipt
+/// wins, and the sweep never waits for it).
 pub fn settle_unreceipted(
     tx: &Tx<'_>,
     channel: &str,
@@ -810,39 +813,45 @@ pub fn settle_unreceipted(
     for account in accounts {
         let deadline = policy.rules(&account).receipt_deadline;
         let before = stamp(now.checked_sub(deadline).unwrap_or(now));
-        let ids: Vec<i64> = tx
+        let mut settled: Vec<(i64, About)> = tx
             .prepare_cached(
-                "SELECT id FROM dispatch_message
-                 WHERE channel = ?1 AND state = 'accepted' AND account = ?2 AND updated <= ?3",
+                "UPDATE dispatch_message SET state = 'delivery_unknown', updated = ?1,
+                        last_error = ?2
+                 WHERE id IN (
+                   SELECT id FROM dispatch_message
+                   WHERE channel = ?3 AND state = 'accepted' AND account = ?4 AND updated <= ?5 FOR UPDATE SKIP LOCKED)
+                 RETURNING id, person, lineage, version, send",
             )?
-            .query_map(params![channel, account, before], |r| r.get(0))?
-            .collect::<Result<_, _>>()?;
-        for id in ids {
-            // Only what is still waiting (a receipt may have come since the list was read).
-            let changed = tx
-                .prepare_cached(
-                    "UPDATE dispatch_message SET state = 'delivery_unknown', updated = ?1,
-                            last_error = ?2 WHERE id = ?3 AND state = 'accepted'",
-                )?
-                .execute(params![
+            .query_map(
+                params![
                     at,
                     format!(
                         "accepted by the centre; no receipt within {} s",
                         deadline.as_secs()
                     ),
-                    id
-                ])?;
-            if changed == 0 {
-                continue;
-            }
-            audit(
-                tx,
-                id,
-                "sms.no_receipt",
-                now,
-                serde_json::json!({ "account": account, "deadline_secs": deadline.as_secs() }),
-            )?;
-        }
+                    channel,
+                    account,
+                    before
+                ],
+                |r| Ok((r.get(0)?, About::read(r, 1)?)),
+            )?
+            .collect::<Result<_, _>>()?;
+        settled.sort_by_key(|(id, _)| *id);
+        let entries: Vec<_> = settled
+            .iter()
+            .map(|(id, about)| {
+                about_entry(
+                    *id,
+                    about,
+                    "sms.no_receipt",
+                    now,
+                    serde_json::json!({
+                        "account": account, "deadline_secs": deadline.as_secs(),
+                    }),
+                )
+            })
+            .collect();
+        crate::store::audit::append_all(tx, &entries)?;
     }
     Ok(())
 }
