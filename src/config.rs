@@ -211,13 +211,20 @@ impl StoreConfig {
     }
 
     /// Where checkpoints are kept and the key that signs them, as configured or beside the
-    /// database.
+    /// database. A PostgreSQL database has no folder of its own: its files go in the data
+    /// folder (`store.path`'s), named after the database and its server, so that two
+    /// databases (a county's and a drill's, two offices' on one server) never share one
+    /// checkpoint file and key, whose heads one of them would then fail to hold.
     pub fn checkpoints(&self, every: bool) -> crate::store::checkpoint::Settings {
         let beside = |configured: &Path, ext: &str| {
-            if configured.as_os_str().is_empty() {
-                self.path.with_extension(ext)
-            } else {
-                configured.to_path_buf()
+            if !configured.as_os_str().is_empty() {
+                return configured.to_path_buf();
+            }
+            match self.backend {
+                StoreBackend::Sqlite => self.path.with_extension(ext),
+                StoreBackend::Postgres => self
+                    .path
+                    .with_file_name(format!("{}.{ext}", postgres_name(&self.url))),
             }
         };
         crate::store::checkpoint::Settings {
@@ -227,6 +234,41 @@ impl StoreConfig {
                 .then(|| std::time::Duration::from_secs(self.audit_checkpoint_mins * 60)),
         }
     }
+}
+
+/// A PostgreSQL database as a file name: `<database>@<hosts>_<ports>` from its URL (the
+/// password never), every character but letters, digits and `.,-@_` as `_`.
+fn postgres_name(url: &str) -> String {
+    use std::str::FromStr;
+    let raw = match postgres::Config::from_str(url) {
+        Ok(c) => {
+            let hosts: Vec<String> = c
+                .get_hosts()
+                .iter()
+                .map(|h| match h {
+                    postgres::config::Host::Tcp(name) => name.clone(),
+                    postgres::config::Host::Unix(path) => path.display().to_string(),
+                })
+                .collect();
+            let ports: Vec<String> = c.get_ports().iter().map(u16::to_string).collect();
+            format!(
+                "{}@{}_{}",
+                c.get_dbname().or(c.get_user()).unwrap_or("postgres"),
+                hosts.join(","),
+                ports.join(",")
+            )
+        }
+        Err(_) => "postgres".to_string(),
+    };
+    raw.chars()
+        .map(|ch| {
+            if ch.is_ascii_alphanumeric() || ".,-@_".contains(ch) {
+                ch
+            } else {
+                '_'
+            }
+        })
+        .collect()
 }
 
 /// Log output format.
@@ -1227,6 +1269,35 @@ fn from_figment(e: &figment::Error) -> ConfigProblem {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn two_postgresql_databases_never_share_checkpoints_and_a_sqlite_file_keeps_its_own() {
+        let mut store = Config::load(None, &Default::default()).unwrap().store;
+        let sqlite = store.checkpoints(true);
+        assert_eq!(sqlite.file, store.path.with_extension("audit-checkpoints"));
+        store.backend = StoreBackend::Postgres;
+        let mut files = std::collections::BTreeSet::new();
+        for url in [
+            "postgres://stormbell:s3cret@db1,db2/county?target_session_attrs=read-write",
+            "postgres://stormbell:s3cret@db1,db2/drill?target_session_attrs=read-write",
+            "postgres://stormbell@127.0.0.1:5433/county",
+        ] {
+            store.url = url.into();
+            let s = store.checkpoints(true);
+            assert_eq!(s.file.parent(), store.path.parent(), "in the data folder");
+            let name = s.file.display().to_string();
+            assert!(!name.contains("s3cret"), "{name}");
+            assert!(s.key.display().to_string().ends_with(".audit-key"));
+            files.insert(name);
+        }
+        assert_eq!(files.len(), 3, "{files:?}");
+        assert!(
+            files
+                .iter()
+                .any(|f| f.ends_with("county@db1,db2_5432,5432.audit-checkpoints")),
+            "{files:?}"
+        );
+    }
 
     /// Dotted keys of a TOML table (arrays and values are leaves).
     fn keys(t: &toml::Table, prefix: &str, out: &mut std::collections::BTreeSet<String>) {

@@ -1,6 +1,7 @@
 //! The `stormbell` command as a user runs it: exit codes, output lines, files written.
 
 use crate::common;
+use crate::common::backend::{Backend, Place, on_both};
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -450,71 +451,96 @@ fn replay_names_a_missing_scenario_and_fails() {
     );
 }
 
-#[test]
-fn run_logs_json_and_shuts_down_cleanly_on_sigterm() {
-    use std::io::{BufRead, BufReader};
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("d.db");
-    let mut child = bin()
-        .args(["--log-format", "json", "--db", db.to_str().unwrap(), "run"])
-        .stderr(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    // Every line is JSON; with no feeds configured and an empty registry the daemon says so,
-    // then that it runs.
-    let mut said = Vec::new();
-    loop {
-        let line = lines.next().unwrap().unwrap();
-        let v: serde_json::Value =
-            serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
-        let msg = v["fields"]["message"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
-        said.push((
-            v["level"].as_str().unwrap_or_default().to_string(),
-            msg.clone(),
-        ));
-        if msg.contains("stormbell running") {
-            break;
+on_both! {
+    fn run_logs_json_and_shuts_down_cleanly_on_sigterm(backend) {
+        use std::io::{BufRead, BufReader};
+        let dir = tempfile::tempdir().unwrap();
+        // A SQLite file of its own, or a new PostgreSQL database (by its URL).
+        let place = (backend == Backend::Postgres).then(|| Place::new(backend));
+        let db = match &place {
+            Some(p) => p.at.clone(),
+            None => dir.path().join("d.db").display().to_string(),
+        };
+        let mut child = bin()
+            .args(["--log-format", "json", "--db", &db, "run"])
+            // The data folder: on PostgreSQL the checkpoints and their key go there.
+            .env("STORMBELL_STORE__PATH", dir.path().join("d.db"))
+            .stderr(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        // Every line is JSON; with no feeds configured and an empty registry the daemon says so,
+        // then that it runs.
+        let mut said = Vec::new();
+        loop {
+            let line = lines.next().unwrap().unwrap();
+            let v: serde_json::Value =
+                serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
+            let msg = v["fields"]["message"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            said.push((
+                v["level"].as_str().unwrap_or_default().to_string(),
+                msg.clone(),
+            ));
+            // On PostgreSQL the node runs as a standby first, and says what it lacks once it
+            // leads.
+            let seen = |what: &str| said.iter().any(|(_, m)| m.contains(what));
+            if seen("stormbell running") && seen("no feeds configured") && seen("registry is empty")
+            {
+                break;
+            }
         }
+        assert!(
+            said.iter()
+                .any(|(l, m)| l == "WARN" && m.contains("no feeds configured")),
+            "{said:?}"
+        );
+        assert!(
+            said.iter()
+                .any(|(l, m)| l == "WARN" && m.contains("registry is empty")),
+            "{said:?}"
+        );
+        // The shell's builtin kill: /bin/kill (procps) is not on every minimal machine.
+        let kill = Command::new("sh")
+            .args(["-c", &format!("kill -TERM {}", child.id())])
+            .status()
+            .unwrap();
+        assert!(kill.success());
+        let status = child.wait().unwrap();
+        assert_eq!(status.code(), Some(0));
+        let kinds: Vec<String> = match &place {
+            Some(p) => common::postgres::client(&p.at, |c| {
+                c.query("SELECT kind FROM audit ORDER BY seq", &[])
+                    .unwrap()
+                    .iter()
+                    .map(|r| r.get(0))
+                    .collect()
+            }),
+            None => rusqlite::Connection::open(&db)
+                .unwrap()
+                .prepare("SELECT kind FROM audit ORDER BY seq")
+                .unwrap()
+                .query_map((), |r| r.get(0))
+                .unwrap()
+                .map(Result::unwrap)
+                .collect(),
+        };
+        // On PostgreSQL the one node takes the leader's lease first (several may share it).
+        let want: &[&str] = match backend {
+            Backend::Sqlite => &["daemon.started", "daemon.stopped"],
+            Backend::Postgres => &["daemon.started", "daemon.leading", "daemon.stopped"],
+        };
+        assert_eq!(kinds, want);
     }
-    assert!(
-        said.iter()
-            .any(|(l, m)| l == "WARN" && m.contains("no feeds configured")),
-        "{said:?}"
-    );
-    assert!(
-        said.iter()
-            .any(|(l, m)| l == "WARN" && m.contains("registry is empty")),
-        "{said:?}"
-    );
-    // The shell's builtin kill: /bin/kill (procps) is not on every minimal machine.
-    let kill = Command::new("sh")
-        .args(["-c", &format!("kill -TERM {}", child.id())])
-        .status()
-        .unwrap();
-    assert!(kill.success());
-    let status = child.wait().unwrap();
-    assert_eq!(status.code(), Some(0));
-    let c = rusqlite::Connection::open(&db).unwrap();
-    let kinds: Vec<String> = c
-        .prepare("SELECT kind FROM audit ORDER BY seq")
-        .unwrap()
-        .query_map((), |r| r.get(0))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
-    assert_eq!(kinds, ["daemon.started", "daemon.stopped"]);
 }
 
 /// A loopback HTTP server that serves a real NWS Atom index, rewritten so its links point
 /// back here, and real alerts behind those links — plus one broken link and one bad alert.
 mod follow {
     use super::*;
-    use crate::common::backend::{Backend, Place, on_both};
     use axum::Router;
     use axum::http::StatusCode;
     use axum::routing::get;
@@ -614,9 +640,12 @@ mod follow {
         std::fs::write(
             &cfg,
             format!(
-                "[feeds]\nstart_spread_secs = 0\nbackoff_min_secs = 1\nbackoff_max_secs = 2\n\n\
+                "[store]\npath = {:?}\n\n\
+                 [feeds]\nstart_spread_secs = 0\nbackoff_min_secs = 1\nbackoff_max_secs = 2\n\n\
                  [[feeds.source]]\nid = \"nws\"\nkind = \"cap\"\nurl = \"{base}/feed.atom\"\ninterval_secs = 1\n\n\
-                 [[feeds.source]]\nid = \"dead\"\nkind = \"typhoon\"\nurl = \"{base}/typhoon.json\"\ninterval_secs = 1\ngap_intervals = 2\n"
+                 [[feeds.source]]\nid = \"dead\"\nkind = \"typhoon\"\nurl = \"{base}/typhoon.json\"\ninterval_secs = 1\ngap_intervals = 2\n",
+                // The data folder: on PostgreSQL the checkpoints and their key go there.
+                dir.path().join("d.db").display().to_string()
             ),
         )
         .unwrap();
