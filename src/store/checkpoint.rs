@@ -51,7 +51,10 @@ impl std::fmt::Debug for Key {
 
 impl Key {
     /// Read the key at `path`; create it (mode 0600, in a new file that is never overwritten)
-    /// when there is none yet.
+    /// when there is none yet. Two daemons starting at once on one data folder (two nodes
+    /// of a drill) both find none: the key is written whole to a file of this process first
+    /// and linked into place, so the one that comes second reads the first one's key, never
+    /// a half-written file, and neither fails.
     pub fn load_or_create(path: &Path) -> anyhow::Result<Key> {
         match Key::load(path) {
             Ok(k) => Ok(k),
@@ -65,19 +68,32 @@ impl Key {
                 if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
                     std::fs::create_dir_all(dir)?;
                 }
+                let mut own = path.as_os_str().to_owned();
+                own.push(format!(".{}.{}", std::process::id(), hex::encode(&k[..4])));
+                let own = PathBuf::from(own);
                 let mut opts = std::fs::OpenOptions::new();
-                opts.write(true).create_new(true);
+                opts.write(true).create(true).truncate(true);
                 #[cfg(unix)]
                 {
                     use std::os::unix::fs::OpenOptionsExt;
                     opts.mode(0o600);
                 }
-                let mut f = opts
-                    .open(path)
-                    .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-                writeln!(f, "{}", hex::encode(k))?;
-                f.sync_all()?;
-                Ok(Key(k))
+                let written = opts.open(&own).and_then(|mut f| {
+                    writeln!(f, "{}", hex::encode(k))?;
+                    f.sync_all()
+                });
+                if let Err(e) = written {
+                    let _ = std::fs::remove_file(&own);
+                    anyhow::bail!("{}: {e}", own.display());
+                }
+                let linked = std::fs::hard_link(&own, path);
+                let _ = std::fs::remove_file(&own);
+                match linked {
+                    Ok(()) => Ok(Key(k)),
+                    // Another daemon linked its key first: that one is the key.
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Key::load(path),
+                    Err(e) => Err(anyhow::anyhow!("{}: {e}", path.display())),
+                }
             }
             Err(e) => Err(e),
         }
@@ -269,6 +285,28 @@ pub fn parse_head(s: &str) -> Option<(i64, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn daemons_starting_at_once_agree_on_one_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("county.audit-key");
+        let start = std::sync::Barrier::new(8);
+        let keys: Vec<String> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..8)
+                .map(|_| {
+                    s.spawn(|| {
+                        start.wait();
+                        hex::encode(Key::load_or_create(&path).unwrap().0)
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert!(keys.iter().all(|k| *k == keys[0]), "{keys:?}");
+        assert_eq!(hex::encode(Key::load(&path).unwrap().0), keys[0]);
+        let files: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(files.len(), 1, "no file of a creator is left behind");
+    }
 
     #[test]
     fn a_signature_covers_every_field() {
