@@ -273,17 +273,31 @@ reconcile_grace_secs = 5
     let status = String::from_utf8_lossy(&o.stdout);
     assert!(status.contains("node:     b — leader, epoch 2"), "{status}");
     assert!(status.contains("node:     a — leader, epoch 1"), "{status}");
-    drop(b);
+    // The new leader stops as a service manager stops it: it signs the trail's head on the
+    // way out, and the trail holds to that checkpoint (read with b's own configuration: the
+    // checkpoints are named after the database, in its data folder).
+    let mut b = b;
+    let stopped = std::process::Command::new("sh")
+        .args(["-c", &format!("kill -TERM {}", b.0.id())])
+        .status()
+        .unwrap();
+    assert!(stopped.success());
+    assert_eq!(b.0.wait().unwrap().code(), Some(0), "{}", said());
     let o = common::stormbell_bare()
+        .args([
+            "--config",
+            nodes.dir.path().join("b.toml").to_str().unwrap(),
+        ])
         .args(["--db", &url, "audit", "verify"])
         .output()
         .unwrap();
-    assert!(
-        o.status.success(),
+    let verified = format!(
         "{}{}",
         String::from_utf8_lossy(&o.stdout),
         String::from_utf8_lossy(&o.stderr)
     );
+    assert!(o.status.success(), "{verified}");
+    assert!(verified.contains("checkpoints: 1 hold"), "{verified}");
 }
 
 /// The time of the first log line (JSON) of `log` whose text contains `what`.
