@@ -196,18 +196,21 @@ on_both! {
                 std::sync::Arc::new(tokio::sync::Notify::new()),
             ));
             let dlr = format!("127.0.0.1:{dlr_port}");
+            // The channel binds its listener before its first claim, and every claim is a
+            // write: looked at again after each of the store's write batches.
+            let listening = dlr.clone();
+            common::wait_store("the delivery-report listener", 10, &store, || {
+                let dlr = listening.clone();
+                async move {
+                    tokio::task::spawn_blocking(move || TcpStream::connect(&dlr).is_ok())
+                        .await
+                        .unwrap()
+                }
+            })
+            .await;
             let ask = |path: String| {
                 let dlr = dlr.clone();
-                tokio::task::spawn_blocking(move || {
-                    let start = Instant::now();
-                    loop {
-                        if TcpStream::connect(&dlr).is_ok() {
-                            return get(&dlr, &path);
-                        }
-                        assert!(start.elapsed() < Duration::from_secs(10), "no listener");
-                        std::thread::sleep(Duration::from_millis(20));
-                    }
-                })
+                tokio::task::spawn_blocking(move || get(&dlr, &path))
             };
             let count = |sql: &'static str| {
                 store

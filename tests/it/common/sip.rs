@@ -535,16 +535,15 @@ fn launch(l: &Launch<'_>) -> Result<(Child, TcpStream, BufReader<TcpStream>), St
         let log = std::fs::read_to_string(l.dir.join("out.log")).unwrap_or_default();
         Err(format!("{why}; its log: {log}"))
     };
-    // Its control port, once it listens.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let ctl = loop {
-        if let Ok(s) = TcpStream::connect(("127.0.0.1", ctrl)) {
-            break s;
-        }
-        if Instant::now() >= deadline || child.try_wait().ok().flatten().is_some() {
-            return fail(&mut child, format!("ctrl_tcp did not listen on {ctrl}"));
-        }
-        std::thread::sleep(Duration::from_millis(50));
+    // Its control port, once it listens: looked at again each time baresip writes its log
+    // (it loads its modules, ctrl_tcp among them, and says so), or once it has exited.
+    let mut ctl = None;
+    super::changed_until(10, l.dir, || {
+        ctl = TcpStream::connect(("127.0.0.1", ctrl)).ok();
+        ctl.is_some() || child.try_wait().ok().flatten().is_some()
+    });
+    let Some(ctl) = ctl else {
+        return fail(&mut child, format!("ctrl_tcp did not listen on {ctrl}"));
     };
     let _ = ctl.set_read_timeout(Some(Duration::from_secs(5)));
     let mut ctl2 = ctl.try_clone().unwrap();
