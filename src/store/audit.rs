@@ -256,7 +256,10 @@ pub fn append_all(tx: &Tx<'_>, entries: &[Entry]) -> crate::store::sql::Result<V
         prev_hash = r.hash.clone();
         records.push(r);
     }
-    let rows = crate::store::sql::json_param(&records)?;
+    // (A NUL in a field is stored as U+FFFD on either engine, the JSON's `\u0000` included:
+    // the parameter layer keeps text as PostgreSQL can hold it.)
+    let rows = serde_json::to_string(&records)
+        .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
     tx.prepare_cached(
         "INSERT INTO audit (seq, at, actor, kind, subject, detail, prev_hash, hash)
          SELECT r.seq, r.at, r.actor, r.kind, r.subject, r.detail, r.prev_hash, r.hash

@@ -891,26 +891,6 @@ pub(crate) fn storable(s: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
-/// Rows as one JSON parameter for PostgreSQL's `json_to_recordset` (a statement over a whole
-/// batch), every string in them as the store keeps text ([`storable`]): JSON's `\u0000`,
-/// which PostgreSQL refuses to turn into text, would fail the whole batch over one value
-/// from outside (an SMS centre's id), and each value must match what a statement with that
-/// value as its own parameter stores and finds.
-pub fn json_param(rows: &impl serde::Serialize) -> Result<String> {
-    fn clean(v: &mut serde_json::Value) {
-        match v {
-            serde_json::Value::String(s) if s.contains('\0') => *s = storable(s).into_owned(),
-            serde_json::Value::Array(a) => a.iter_mut().for_each(clean),
-            serde_json::Value::Object(o) => o.values_mut().for_each(clean),
-            _ => {}
-        }
-    }
-    let mut v = serde_json::to_value(rows)
-        .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
-    clean(&mut v);
-    Ok(v.to_string())
-}
-
 /// A fixed 64-bit advisory-lock key from a lock's name (FNV-1a): the same on every node.
 fn lock_key(name: &str) -> i64 {
     name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {

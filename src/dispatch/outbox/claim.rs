@@ -212,11 +212,7 @@ pub fn claim(
              FROM json_to_recordset(CAST(?3 AS json)) AS v(i bigint, t text, s bigint)
              WHERE m.id = v.i",
         )?
-        .execute(params![
-            at,
-            claimed_by,
-            crate::store::sql::json_param(&taking)?
-        ])?;
+        .execute(params![at, claimed_by, serde_json::to_string(&taking)?])?;
     }
     if !riding.is_empty() {
         tx.prepare_cached(
@@ -224,7 +220,7 @@ pub fn claim(
              FROM json_to_recordset(CAST(?2 AS json)) AS v(i bigint, c bigint)
              WHERE m.id = v.i",
         )?
-        .execute(params![at, crate::store::sql::json_param(&riding)?])?;
+        .execute(params![at, serde_json::to_string(&riding)?])?;
     }
     Ok(out)
 }
@@ -598,7 +594,7 @@ fn accept_all(
              WHERE m.id = v.i AND m.state = 'submitting'
              RETURNING m.id, m.person, m.lineage, m.version, m.send",
         )?
-        .query_map(params![at, crate::store::sql::json_param(&texts)?], |r| {
+        .query_map(params![at, serde_json::to_string(&texts)?], |r| {
             Ok((r.get(0)?, About::read(r, 1)?))
         })?
         .collect::<Result<_, _>>()?;
@@ -623,7 +619,7 @@ fn accept_all(
     if parts_rows.is_empty() {
         return Ok(());
     }
-    let parts_json = crate::store::sql::json_param(&parts_rows)?;
+    let parts_json = serde_json::to_string(&parts_rows)?;
     // A part sent again replaces the one kept before, as a new row (see `keep_parts`).
     tx.prepare_cached(
         "DELETE FROM dispatch_part AS p
@@ -918,7 +914,7 @@ fn apply_early(tx: &Tx<'_>, account: &str, keys: &[String], now: Timestamp) -> a
              WHERE kind = 'orphan_receipt' AND account = ?1
                AND id_key IN (SELECT value FROM json_each(?2))",
         )?
-        .query_map(params![account, crate::store::sql::json_param(&keys)?], row)?
+        .query_map(params![account, serde_json::to_string(&keys)?], row)?
         .collect::<Result<_, _>>()?
     } else {
         // In the process, a statement per key (SQLite's json_each would not carry a NUL).

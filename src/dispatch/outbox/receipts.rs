@@ -170,7 +170,7 @@ pub fn receipts_by_key(
                  WHERE p.account = v.a AND p.id_key = v.k
                  ORDER BY p.rowid DESC LIMIT 1) AS x",
         )?
-        .query_map(params![crate::store::sql::json_param(&wanted)?], |r| {
+        .query_map(params![serde_json::to_string(&wanted)?], |r| {
             Ok((
                 r.get::<_, i64>(0)?.max(0) as usize,
                 r.get(1)?,
@@ -221,7 +221,7 @@ pub fn receipts_by_key(
              FROM json_to_recordset(CAST(?2 AS json)) AS v(m bigint, n bigint, s text, r text)
              WHERE p.message = v.m AND p.part = v.n",
         )?
-        .execute(params![at, crate::store::sql::json_param(&parts)?])?;
+        .execute(params![at, serde_json::to_string(&parts)?])?;
         // A text of one part is what its receipt says (see `receipt_by_key`).
         let changed: std::collections::HashSet<i64> = if messages.is_empty() {
             Default::default()
@@ -237,10 +237,7 @@ pub fn receipts_by_key(
                         OR (v.bad = 0 AND m.state IN ('accepted', 'delivery_unknown')))
                  RETURNING m.id",
             )?
-            .query_map(
-                params![at, crate::store::sql::json_param(&messages)?],
-                |r| r.get(0),
-            )?
+            .query_map(params![at, serde_json::to_string(&messages)?], |r| r.get(0))?
             .collect::<Result<_, _>>()?
         };
         let entries: Vec<_> = together
