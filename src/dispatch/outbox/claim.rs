@@ -650,138 +650,135 @@ fn record_one(
     policy: &Policy,
     accounts: &mut Accounts,
 ) -> anyhow::Result<()> {
-    let at = at.to_string();
-    {
-        match o {
-            Outcome::Accepted {
-                account,
-                parts,
-                uncertain,
-            } => {
-                // The row's particulars for its audit entry come back with the update.
-                let about: Option<About> = tx
-                    .prepare_cached(
-                        "UPDATE dispatch_message SET state = 'accepted', account = ?1, updated = ?2,
-                                last_error = NULL, uncertain = uncertain + ?4
-                         WHERE id = ?3 AND state = 'submitting'
-                         RETURNING person, lineage, version, send",
-                    )?
-                    .query_row(params![account, at, id, *uncertain as i64], |r| {
-                        About::read(r, 0)
-                    })
-                    .optional()?;
-                if let Some(about) = about {
-                    audit_about(
-                        tx,
-                        *id,
-                        &about,
-                        "sms.accepted",
-                        now,
-                        serde_json::json!({
-                            "account": account, "parts": parts.len(),
-                        }),
-                    )?;
-                }
-                // Accepted first: a receipt that came before this record applies at once.
-                let form = accounts.form(tx, policy, account)?;
-                let early = accounts.early(tx, account)?;
-                keep_parts(tx, form, *id, account, parts, early, &at, now)?;
-                // A text resumed after its first parts: their receipts may all be in already.
-                if parts.first().is_some_and(|p| p.0 > 1) {
-                    settle_if_receipted(tx, *id, &at)?;
-                }
-            }
-            Outcome::Failed { account, reason } => {
-                tx.prepare_cached(
-                    "UPDATE dispatch_message SET state = 'failed', account = coalesce(?1, account),
-                            last_error = ?2, updated = ?3 WHERE id = ?4",
+    match o {
+        Outcome::Accepted {
+            account,
+            parts,
+            uncertain,
+        } => {
+            // The row's particulars for its audit entry come back with the update.
+            let about: Option<About> = tx
+                .prepare_cached(
+                    "UPDATE dispatch_message SET state = 'accepted', account = ?1, updated = ?2,
+                            last_error = NULL, uncertain = uncertain + ?4
+                     WHERE id = ?3 AND state = 'submitting'
+                     RETURNING person, lineage, version, send",
                 )?
-                .execute(params![account, reason, at, id])?;
+                .query_row(params![account, at, id, *uncertain as i64], |r| {
+                    About::read(r, 0)
+                })
+                .optional()?;
+            if let Some(about) = about {
+                audit_about(
+                    tx,
+                    *id,
+                    &about,
+                    "sms.accepted",
+                    now,
+                    serde_json::json!({
+                        "account": account, "parts": parts.len(),
+                    }),
+                )?;
+            }
+            // Accepted first: a receipt that came before this record applies at once.
+            let form = accounts.form(tx, policy, account)?;
+            let early = accounts.early(tx, account)?;
+            keep_parts(tx, form, *id, account, parts, early, at, now)?;
+            // A text resumed after its first parts: their receipts may all be in already.
+            if parts.first().is_some_and(|p| p.0 > 1) {
+                settle_if_receipted(tx, *id, at)?;
+            }
+        }
+        Outcome::Failed { account, reason } => {
+            tx.prepare_cached(
+                "UPDATE dispatch_message SET state = 'failed', account = coalesce(?1, account),
+                        last_error = ?2, updated = ?3 WHERE id = ?4",
+            )?
+            .execute(params![account, reason, at, id])?;
+            audit(
+                tx,
+                *id,
+                "sms.failed",
+                now,
+                serde_json::json!({
+                    "account": account, "reason": reason,
+                }),
+            )?;
+            // Same person, same number: what rode along failed with it.
+            tx.prepare_cached(
+                "UPDATE dispatch_message SET state = 'failed', last_error = ?1, updated = ?2
+                 WHERE state = 'merged' AND merged_into = ?3",
+            )?
+            .execute(params![
+                format!("sent inside message {id}, which failed: {reason}"),
+                at,
+                id
+            ])?;
+        }
+        Outcome::Retry {
+            account,
+            reason,
+            after,
+            uncertain,
+            counts,
+            parts,
+        } => {
+            if let (Some(a), false) = (account, parts.is_empty()) {
+                let form = form_of(tx, policy, a)?;
+                keep_parts(tx, form, *id, a, parts, true, at, now)?;
+            }
+            let attempts: i64 = tx
+                .query_row(
+                    "SELECT attempts FROM dispatch_message WHERE id = ?1",
+                    params![id],
+                    |r| r.get(0),
+                )
+                .optional()?
+                .unwrap_or(0);
+            if *counts && attempts >= i64::from(policy.max_attempts) {
                 audit(
                     tx,
                     *id,
                     "sms.failed",
                     now,
                     serde_json::json!({
-                        "account": account, "reason": reason,
+                        "account": account, "reason": reason, "attempts": attempts,
                     }),
                 )?;
-                // Same person, same number: what rode along failed with it.
                 tx.prepare_cached(
-                    "UPDATE dispatch_message SET state = 'failed', last_error = ?1, updated = ?2
-                     WHERE state = 'merged' AND merged_into = ?3",
+                    "UPDATE dispatch_message SET state = 'failed', uncertain = uncertain + ?1,
+                            last_error = ?2, updated = ?3 WHERE id = ?4",
                 )?
                 .execute(params![
-                    format!("sent inside message {id}, which failed: {reason}"),
+                    *uncertain as i64,
+                    format!("gave up after {attempts} attempts: {reason}"),
                     at,
                     id
                 ])?;
+                return Ok(());
             }
-            Outcome::Retry {
+            let when = now.checked_add(*after).unwrap_or(now);
+            // What rode along goes back to the queue on its own: a newer version may yet
+            // supersede this carrier, and must not take the others down with it. Not when
+            // part of the text is out: the rest must be the same text, carrying them.
+            if accepted_parts(tx, *id)? == 0 {
+                unmerge(tx, *id, at)?;
+            }
+            tx.prepare_cached(
+                "UPDATE dispatch_message SET state = 'queued', not_before = ?1,
+                        attempts = attempts - ?2, uncertain = uncertain + ?3,
+                        account = coalesce(?4, account), last_error = ?5, updated = ?6
+                 WHERE id = ?7",
+            )?
+            .execute(params![
+                stamp(when),
+                (!*counts) as i64,
+                *uncertain as i64,
                 account,
                 reason,
-                after,
-                uncertain,
-                counts,
-                parts,
-            } => {
-                if let (Some(a), false) = (account, parts.is_empty()) {
-                    let form = form_of(tx, policy, a)?;
-                    keep_parts(tx, form, *id, a, parts, true, &at, now)?;
-                }
-                let attempts: i64 = tx
-                    .query_row(
-                        "SELECT attempts FROM dispatch_message WHERE id = ?1",
-                        params![id],
-                        |r| r.get(0),
-                    )
-                    .optional()?
-                    .unwrap_or(0);
-                if *counts && attempts >= i64::from(policy.max_attempts) {
-                    audit(
-                        tx,
-                        *id,
-                        "sms.failed",
-                        now,
-                        serde_json::json!({
-                            "account": account, "reason": reason, "attempts": attempts,
-                        }),
-                    )?;
-                    tx.prepare_cached(
-                        "UPDATE dispatch_message SET state = 'failed', uncertain = uncertain + ?1,
-                                last_error = ?2, updated = ?3 WHERE id = ?4",
-                    )?
-                    .execute(params![
-                        *uncertain as i64,
-                        format!("gave up after {attempts} attempts: {reason}"),
-                        at,
-                        id
-                    ])?;
-                    return Ok(());
-                }
-                let when = now.checked_add(*after).unwrap_or(now);
-                // What rode along goes back to the queue on its own: a newer version may yet
-                // supersede this carrier, and must not take the others down with it. Not when
-                // part of the text is out: the rest must be the same text, carrying them.
-                if accepted_parts(tx, *id)? == 0 {
-                    unmerge(tx, *id, &at)?;
-                }
-                tx.prepare_cached(
-                    "UPDATE dispatch_message SET state = 'queued', not_before = ?1,
-                            attempts = attempts - ?2, uncertain = uncertain + ?3,
-                            account = coalesce(?4, account), last_error = ?5, updated = ?6
-                     WHERE id = ?7",
-                )?
-                .execute(params![
-                    stamp(when),
-                    (!*counts) as i64,
-                    *uncertain as i64,
-                    account,
-                    reason,
-                    at,
-                    id
-                ])?;
-            }
+                at,
+                id
+            ])?;
         }
     }
     Ok(())
