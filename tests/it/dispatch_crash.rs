@@ -3,6 +3,7 @@
 //! most the SMPP windows' worth (binds × window).
 
 use crate::common;
+use crate::common::backend::{Place, on_both};
 
 use std::process::{Child, Stdio};
 use std::time::Duration;
@@ -13,7 +14,6 @@ use jiff::Timestamp;
 use stormbell::correlate::lifecycle::MessageKind;
 use stormbell::correlate::tier::{Hazard, Tier};
 use stormbell::dispatch::outbox::{self, Policy};
-use stormbell::store::Store;
 
 const N: usize = 10_000;
 const BINDS: usize = 2;
@@ -28,23 +28,15 @@ fn daemon(config: &std::path::Path, log: &std::path::Path) -> Child {
         .unwrap()
 }
 
-fn db_count(db: &std::path::Path, sql: &str) -> i64 {
-    let c = rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-        .unwrap();
-    c.busy_timeout(Duration::from_secs(5)).unwrap();
-    c.query_row(sql, (), |r| r.get::<_, Option<i64>>(0))
-        .unwrap()
-        .unwrap_or(0)
-}
-
-#[test]
-fn kill_9_mid_send_then_restart_loses_nobody_and_bounds_duplicates() {
+on_both! {
+fn kill_9_mid_send_then_restart_loses_nobody_and_bounds_duplicates(backend) {
     let smsc = Smsc::start(50);
     let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("sb.db");
+    let place = Place::new(backend);
+    let db_count = |sql: &str| place.count(sql);
     // 10,000 responsible persons warned by one red flash-flood decision (synthetic numbers).
     {
-        let store = Store::open(&db).unwrap();
+        let store = place.open();
         let contacts: Vec<_> = (0..N)
             .map(|i| contact(i, &format!("137{:08}", 30_000_000 + i)))
             .collect();
@@ -71,20 +63,19 @@ fn kill_9_mid_send_then_restart_loses_nobody_and_bounds_duplicates() {
         &config,
         format!(
             r#"
-[store]
-path = "{db}"
+{store}
 [web]
 listen = ""
 [dispatch]
 reconcile_grace_secs = 5
 {account}"#,
-            db = db.display(),
+            store = place.store_toml(dir.path()),
             account =
                 smsc.account_toml(&format!("binds = {BINDS}\nwindow = {WINDOW}\ntps = 100000"))
         ),
     )
     .unwrap();
-    let parts = db_count(&db, "SELECT sum(segments) FROM dispatch_message") as u64;
+    let parts = db_count("SELECT sum(segments) FROM dispatch_message") as u64;
 
     // First run: killed without warning once about a third has gone out.
     let mut first = daemon(&config, &dir.path().join("first.log"));
@@ -111,7 +102,6 @@ reconcile_grace_secs = 5
         "the kill must land mid-send ({at_kill} of {parts})"
     );
     let left = db_count(
-        &db,
         "SELECT count(*) FROM dispatch_message WHERE state = 'submitting'",
     );
     assert!(
@@ -121,10 +111,9 @@ reconcile_grace_secs = 5
 
     // Second run: picks up, finishes, stops cleanly on SIGTERM.
     let mut second = daemon(&config, &dir.path().join("second.log"));
-    common::wait_until("the restart did not finish", 120, dir.path(), || {
+    place.wait_until("the restart did not finish", 120, dir.path(), || {
         assert!(second.try_wait().unwrap().is_none());
         db_count(
-            &db,
             "SELECT count(*) FROM dispatch_message WHERE state IN ('queued', 'submitting', 'reconciling')",
         ) == 0
     });
@@ -149,10 +138,9 @@ reconcile_grace_secs = 5
     // Of the rows mid-send at the kill, those a receipt proved were not sent again; the rest
     // were, and were counted.
     let recovered = db_count(
-        &db,
         "SELECT count(*) FROM dispatch_message WHERE last_error = 'outcome recovered from a receipt after a restart'",
     );
-    let uncertain = db_count(&db, "SELECT sum(uncertain) FROM dispatch_message");
+    let uncertain = db_count("SELECT sum(uncertain) FROM dispatch_message");
     assert_eq!(
         recovered + uncertain,
         left,
@@ -172,7 +160,6 @@ reconcile_grace_secs = 5
     );
     assert_eq!(
         db_count(
-            &db,
             "SELECT count(*) FROM dispatch_message WHERE state = 'failed'"
         ),
         0
@@ -180,4 +167,5 @@ reconcile_grace_secs = 5
     eprintln!(
         "kill -9 at {at_kill}/{parts} parts: {left} mid-send; {recovered} proven by receipts, {uncertain} re-sent, {duplicates} phones got it twice"
     );
+}
 }

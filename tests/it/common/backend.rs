@@ -49,6 +49,62 @@ impl Place {
         }
     }
 
+    /// One whole number read behind the store's back (a count or a sum; none counts as 0).
+    /// `sql` must read the same on both engines.
+    pub fn count(&self, sql: &str) -> i64 {
+        match self.backend {
+            Backend::Sqlite => {
+                let c = rusqlite::Connection::open_with_flags(
+                    &self.at,
+                    rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+                )
+                .unwrap();
+                c.busy_timeout(std::time::Duration::from_secs(5)).unwrap();
+                c.query_row(sql, (), |r| r.get::<_, Option<i64>>(0))
+                    .unwrap()
+                    .unwrap_or(0)
+            }
+            // A sum of bigints is a numeric on PostgreSQL: read every figure as a bigint.
+            Backend::Postgres => super::postgres::query_one(
+                &self.at,
+                &format!("SELECT coalesce(({sql})::bigint, 0)"),
+            ),
+        }
+    }
+
+    /// Wait until `done()` holds while another process writes here, up to `secs`; fail
+    /// naming `what`. Looked at again at each change in `also` (a log, a peer's files) and:
+    /// on SQLite at each write to the database's folder; on PostgreSQL, whose commits show
+    /// in no file, every 100 ms besides.
+    pub fn wait_until(
+        &self,
+        what: impl std::fmt::Display,
+        secs: u64,
+        also: &std::path::Path,
+        done: impl FnMut() -> bool,
+    ) {
+        let held = match (&self._dir, self.backend) {
+            (Some(dir), Backend::Sqlite) => {
+                super::watched_until(secs, &[also, dir.path()], None, done)
+            }
+            _ => super::watched_until(secs, &[also], Some(100), done),
+        };
+        assert!(held, "{what}: not within {secs} s");
+    }
+
+    /// The `[store]` section of a daemon's configuration for this place; `data` is the
+    /// folder where, on PostgreSQL, the audit checkpoints and their key go.
+    pub fn store_toml(&self, data: &std::path::Path) -> String {
+        match self.backend {
+            Backend::Sqlite => format!("[store]\npath = {:?}\n", self.at),
+            Backend::Postgres => format!(
+                "[store]\nbackend = \"postgres\"\nurl = {:?}\npath = {:?}\n",
+                self.at,
+                data.join("stormbell.db").display().to_string()
+            ),
+        }
+    }
+
     /// Run SQL behind the store's back, as someone with a shell on the database could:
     /// `sqlite` on SQLite, `postgres` on PostgreSQL (`$N` placeholders there), with `params`
     /// as text. Returns rows changed, or the engine's error.

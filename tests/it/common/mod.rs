@@ -235,9 +235,20 @@ pub fn wait_until(
 
 /// [`wait_until`] for a caller with more to do when the wait fails (stop a child, then show
 /// its log): whether `done()` came to hold within `secs`.
-pub fn changed_until(secs: u64, dir: &std::path::Path, mut done: impl FnMut() -> bool) -> bool {
+pub fn changed_until(secs: u64, dir: &std::path::Path, done: impl FnMut() -> bool) -> bool {
+    watched_until(secs, &[dir], None, done)
+}
+
+/// [`changed_until`] over several folders, and, with `every_ms`, looking again that often
+/// besides: for state that shows in no file (a PostgreSQL commit of another process).
+pub fn watched_until(
+    secs: u64,
+    dirs: &[&std::path::Path],
+    every_ms: Option<i32>,
+    mut done: impl FnMut() -> bool,
+) -> bool {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
-    let watched = Inotify::watch(dir);
+    let watched = Inotify::watch(dirs);
     // SQLite appends a commit to the WAL (the event) and only then publishes it in the
     // shared-memory index, which inotify does not see: a check woken by the last commit of a
     // burst may come too early. So after each event the state is looked at again a little
@@ -250,7 +261,10 @@ pub fn changed_until(secs: u64, dir: &std::path::Path, mut done: impl FnMut() ->
             return false;
         }
         let left_ms = left.as_millis().min(i32::MAX as u128) as i32;
-        let wait_ms = AGAIN_MS.get(again).map_or(left_ms, |&a| a.min(left_ms));
+        let wait_ms = AGAIN_MS
+            .get(again)
+            .map_or(left_ms, |&a| a.min(left_ms))
+            .min(every_ms.unwrap_or(i32::MAX));
         let mut p = libc::pollfd {
             fd: watched.0,
             events: libc::POLLIN,
@@ -304,13 +318,12 @@ pub async fn store_changed_until<F: std::future::Future<Output = bool>>(
     }
 }
 
-/// An inotify descriptor watching one directory, closed when dropped (a failed wait panics).
+/// An inotify descriptor watching directories, closed when dropped (a failed wait panics).
 struct Inotify(i32);
 
 impl Inotify {
-    fn watch(dir: &std::path::Path) -> Inotify {
+    fn watch(dirs: &[&std::path::Path]) -> Inotify {
         use std::os::unix::ffi::OsStrExt;
-        let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).unwrap();
         // SAFETY: inotify_init1 takes flags only.
         let fd = unsafe { libc::inotify_init1(libc::IN_CLOEXEC | libc::IN_NONBLOCK) };
         assert!(fd >= 0, "inotify: {}", std::io::Error::last_os_error());
@@ -321,14 +334,17 @@ impl Inotify {
             | libc::IN_MOVED_TO
             | libc::IN_DELETE
             | libc::IN_ATTRIB;
-        // SAFETY: our descriptor, a NUL-terminated path, a mask.
-        let wd = unsafe { libc::inotify_add_watch(fd, path.as_ptr(), mask) };
-        assert!(
-            wd >= 0,
-            "cannot watch {}: {}",
-            dir.display(),
-            std::io::Error::last_os_error()
-        );
+        for dir in dirs {
+            let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).unwrap();
+            // SAFETY: our descriptor, a NUL-terminated path, a mask.
+            let wd = unsafe { libc::inotify_add_watch(fd, path.as_ptr(), mask) };
+            assert!(
+                wd >= 0,
+                "cannot watch {}: {}",
+                dir.display(),
+                std::io::Error::last_os_error()
+            );
+        }
         me
     }
 
