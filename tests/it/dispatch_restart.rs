@@ -7,8 +7,8 @@
 //! audit trail. Peers: Kannel with the node-smpp SMSC, and the SMSC alone for SMPP.
 
 use crate::common;
+use crate::common::backend::{Place, on_both};
 
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -34,31 +34,30 @@ fn quick() -> Backoff {
     }
 }
 
-/// The outbox table renamed away under the running daemon, and back.
-struct Fault {
-    db: PathBuf,
+/// The outbox table renamed away under the running daemon, and back. (On PostgreSQL a
+/// statement the store prepared before looks its table up by name again after the change.)
+struct Fault<'a> {
+    place: &'a Place,
 }
 
-impl Fault {
-    fn break_outbox(db: &Path) -> Fault {
+impl Fault<'_> {
+    fn break_outbox(place: &Place) -> Fault<'_> {
         Fault::exec(
-            db,
+            place,
             "ALTER TABLE dispatch_message RENAME TO dispatch_message_away",
         );
-        Fault { db: db.into() }
+        Fault { place }
     }
 
     fn mend(self) {
         Fault::exec(
-            &self.db,
+            self.place,
             "ALTER TABLE dispatch_message_away RENAME TO dispatch_message",
         );
     }
 
-    fn exec(db: &Path, sql: &str) {
-        let c = rusqlite::Connection::open(db).unwrap();
-        c.busy_timeout(Duration::from_secs(10)).unwrap();
-        c.execute_batch(sql).unwrap();
+    fn exec(place: &Place, sql: &str) {
+        place.raw(sql, sql, &[]).unwrap();
     }
 }
 
@@ -94,13 +93,13 @@ fn enqueue(store: &Store, decision: i64, first: usize, n: usize) {
         .unwrap();
 }
 
-#[test]
-fn a_restarted_kannel_channel_listens_for_delivery_reports_again_and_sends() {
+on_both! {
+fn a_restarted_kannel_channel_listens_for_delivery_reports_again_and_sends(backend) {
     let smsc = Smsc::start(20);
     let dir = tempfile::tempdir().unwrap();
     let kannel = start_kannel(&smsc, dir.path());
-    let db = dir.path().join("k.db");
-    let store = Store::open(&db).unwrap();
+    let place = Place::new(backend);
+    let store = place.open();
     let dlr_port = free_port();
     let settings = kannel.settings(dlr_port);
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -126,7 +125,7 @@ fn a_restarted_kannel_channel_listens_for_delivery_reports_again_and_sends() {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         // The fault ends the run; mended once the supervisor has recorded it.
-        let fault = Fault::break_outbox(&db);
+        let fault = Fault::break_outbox(&place);
         common::wait_count_within(
             &store,
             "the failure recorded",
@@ -158,9 +157,10 @@ fn a_restarted_kannel_channel_listens_for_delivery_reports_again_and_sends() {
     );
     assert_eq!(smsc.phones().len(), 5);
 }
+}
 
-#[test]
-fn a_restarted_smpp_channel_leaves_no_old_bind_up_and_takes_back_only_its_own_rows() {
+on_both! {
+fn a_restarted_smpp_channel_leaves_no_old_bind_up_and_takes_back_only_its_own_rows(backend) {
     let smsc = Arc::new(Smsc::start(20));
     // Until the SMSC has seen `binds` binds in all and has exactly `up` of them up.
     let sessions = |binds: u64, up: u64| {
@@ -171,9 +171,8 @@ fn a_restarted_smpp_channel_leaves_no_old_bind_up_and_takes_back_only_its_own_ro
             })
         })
     };
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("s.db");
-    let store = Store::open(&db).unwrap();
+    let place = Place::new(backend);
+    let store = place.open();
     // A row another channel (the gateway) has mid-send: the SMPP channel's restarts must leave
     // it alone, or it would be sent a second time after the grace period.
     enqueue(&store, 3, 100, 1);
@@ -209,7 +208,7 @@ fn a_restarted_smpp_channel_leaves_no_old_bind_up_and_takes_back_only_its_own_ro
             },
         ));
         sessions(1, 1).await.unwrap();
-        let fault = Fault::break_outbox(&db);
+        let fault = Fault::break_outbox(&place);
         common::wait_count_within(
             &store,
             "the failure recorded",
@@ -254,4 +253,5 @@ fn a_restarted_smpp_channel_leaves_no_old_bind_up_and_takes_back_only_its_own_ro
         (state.as_str(), claimed_by.as_str()),
         ("submitting", "kannel")
     );
+}
 }
