@@ -9,6 +9,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::common::backend::{Place, on_both};
 use proptest::prelude::*;
 use stormbell::correlate::PlaceKind;
 use stormbell::registry::Registry;
@@ -69,7 +70,8 @@ fn write(store: &Store, reports: &[Report], targets: &[String]) {
                        (lineage, target, person, people, refused, returned, at, answer)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
                      ON CONFLICT (lineage, target, person) DO UPDATE SET people = ?4,
-                       refused = ?5, returned = coalesce(?6, returned), at = ?7, answer = ?8",
+                       refused = ?5, returned = coalesce(?6, respond_evacuation.returned), at = ?7,
+                       answer = ?8",
                     rusqlite::params![
                         lineage, target, person, people, refused, returned, at, answer
                     ],
@@ -132,11 +134,11 @@ fn view(
         .collect()
 }
 
-#[test]
-fn the_ledger_counts_each_place_once_and_never_beyond_what_must_move() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path().join("l.db")).unwrap();
-    let reg = super::common::county::registry(&store);
+on_both! {
+fn the_ledger_counts_each_place_once_and_never_beyond_what_must_move(backend) {
+    let place = Place::new(backend);
+    let store = place.open();
+    let reg = crate::common::county::registry(&store);
     let places = places(&reg);
     assert!(places.len() >= 5, "{places:?}");
     let targets: Vec<String> = places
@@ -195,4 +197,5 @@ fn the_ledger_counts_each_place_once_and_never_beyond_what_must_move() {
             prop_assert_eq!(&view(&store, &reg, &warnings), &rows);
         }
     });
+}
 }
