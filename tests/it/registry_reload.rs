@@ -7,6 +7,7 @@
 //! and the audit trail says which import the daemon took up.
 
 use crate::common;
+use crate::common::backend::{Place, on_both};
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -81,19 +82,16 @@ impl Drop for Daemon {
     }
 }
 
-fn query<T: rusqlite::types::FromSql>(db: &Path, sql: &str) -> T {
-    let c = rusqlite::Connection::open(db).unwrap();
-    c.busy_timeout(Duration::from_secs(10)).unwrap();
-    c.query_row(sql, (), |r| r.get(0)).unwrap()
-}
-
-#[test]
-fn a_roster_imported_beside_the_running_daemon_retargets_the_warning_in_force() {
+on_both! {
+fn a_roster_imported_beside_the_running_daemon_retargets_the_warning_in_force(backend) {
     let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("county.db");
+    let place = Place::new(backend);
     let county = common::county::copy_files(&dir.path().join("county"));
+    // The store, for the import as for the daemon: in the configuration.
+    let cfg = dir.path().join("stormbell.toml");
+    std::fs::write(&cfg, place.store_toml(dir.path())).unwrap();
     let o = bin()
-        .args(["--db", db.to_str().unwrap(), "registry", "import"])
+        .args(["--config", cfg.to_str().unwrap(), "registry", "import"])
         .arg(&county)
         .output()
         .unwrap();
@@ -103,11 +101,11 @@ fn a_roster_imported_beside_the_running_daemon_retargets_the_warning_in_force() 
     let server = rt.block_on(Server::start());
     server.set("/rain.csv", Reply::doc(rain_now()));
     let smsc = Smsc::start(20);
-    let cfg = dir.path().join("stormbell.toml");
     std::fs::write(
         &cfg,
         format!(
-            r#"[registry]
+            r#"{store}
+[registry]
 reload_secs = 1
 
 [web]
@@ -120,6 +118,7 @@ url = "{url}"
 interval_secs = 5
 
 {account}"#,
+            store = place.store_toml(dir.path()),
             url = server.url("/rain.csv"),
             account = smsc.account_toml("tps = 500")
         ),
@@ -128,12 +127,7 @@ interval_secs = 5
     let log = dir.path().join("daemon.log");
     let _daemon = Daemon(
         bin()
-            .args([
-                "--config",
-                cfg.to_str().unwrap(),
-                "--db",
-                db.to_str().unwrap(),
-            ])
+            .args(["--config", cfg.to_str().unwrap()])
             .args(["--log-format", "json", "run"])
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
@@ -159,12 +153,12 @@ interval_secs = 5
     let old_calls = format!(
         "SELECT count(*) FROM respond_call WHERE lineage = '{ZONE}' AND person = '{OLD_LEAD}' AND state = 'open'"
     );
-    assert!(query::<i64>(&db, &old_calls) >= 1);
+    assert!(place.count(&old_calls) >= 1);
 
     // The new roster, imported by the office beside the running daemon.
     change_roster(&county);
     let o = bin()
-        .args(["--db", db.to_str().unwrap(), "registry", "import"])
+        .args(["--config", cfg.to_str().unwrap(), "registry", "import"])
         .arg(&county)
         .output()
         .unwrap();
@@ -180,8 +174,7 @@ interval_secs = 5
     );
     assert!(imported.elapsed() < Duration::from_secs(10));
     // Audited: which import the daemon took up, and what it changed for the zone.
-    let applied: String = query(
-        &db,
+    let applied = place.text(
         "SELECT detail FROM audit WHERE kind = 'registry.applied' ORDER BY seq DESC LIMIT 1",
     );
     let applied: serde_json::Value = serde_json::from_str(&applied).unwrap();
@@ -206,8 +199,7 @@ interval_secs = 5
             .contains(&MONITOR.into())
     );
     // The new lead is on the ladder, for both places they now answer for.
-    let new_calls: i64 = query(
-        &db,
+    let new_calls = place.count(
         &format!(
             "SELECT count(DISTINCT c.target) FROM respond_call c JOIN respond_step s ON s.call = c.id
              WHERE c.lineage = '{ZONE}' AND c.person = '{NEW_LEAD}' AND c.state = 'open'
@@ -216,37 +208,35 @@ interval_secs = 5
     );
     assert_eq!(new_calls, 2);
     // The old lead is no longer chased: no open call, no step left to fire.
-    assert_eq!(query::<i64>(&db, &old_calls), 0);
-    let old_steps: i64 = query(
-        &db,
+    assert_eq!(place.count(&old_calls), 0);
+    let old_steps = place.count(
         &format!(
             "SELECT count(*) FROM respond_step s JOIN respond_call c ON c.id = s.call
              WHERE c.lineage = '{ZONE}' AND c.person = '{OLD_LEAD}' AND s.state = 'pending'"
         ),
     );
     assert_eq!(old_steps, 0);
-    let replaced: i64 = query(
-        &db,
+    let replaced = place.count(
         &format!(
             "SELECT count(*) FROM respond_call WHERE lineage = '{ZONE}' AND person = '{OLD_LEAD}' AND state = 'replaced'"
         ),
     );
     assert!(replaced >= 1);
     // The monitor's ladder texts go to the new number; nothing waits for the old one.
-    let monitor_numbers: String = query(
-        &db,
-        &format!(
-            "SELECT group_concat(DISTINCT mobile) FROM respond_call
+    let monitor_numbers = |which: &str| {
+        place.text(&format!(
+            "SELECT {which}(mobile) FROM respond_call
              WHERE lineage = '{ZONE}' AND person = '{MONITOR}' AND state IN ('open', 'silent')"
-        ),
-    );
-    assert_eq!(monitor_numbers, MONITOR_NEW_PHONE);
-    let waiting_old: i64 = query(
-        &db,
+        ))
+    };
+    assert_eq!(monitor_numbers("min"), MONITOR_NEW_PHONE);
+    assert_eq!(monitor_numbers("max"), MONITOR_NEW_PHONE);
+    let waiting_old = place.count(
         "SELECT count(*) FROM dispatch_message WHERE address = '13800000826' AND state = 'queued'",
     );
     assert_eq!(waiting_old, 0);
     // The old lead got nothing more after the import; the new one got the warning once.
     assert_eq!(to(NEW_LEAD_PHONE), 1);
     drop(server);
+}
 }

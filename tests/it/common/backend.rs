@@ -72,6 +72,27 @@ impl Place {
         }
     }
 
+    /// One text read behind the store's back (none reads as empty). `sql` must read the same
+    /// on both engines.
+    pub fn text(&self, sql: &str) -> String {
+        match self.backend {
+            Backend::Sqlite => {
+                let c = rusqlite::Connection::open_with_flags(
+                    &self.at,
+                    rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+                )
+                .unwrap();
+                c.busy_timeout(std::time::Duration::from_secs(5)).unwrap();
+                c.query_row(sql, (), |r| r.get::<_, Option<String>>(0))
+                    .unwrap()
+                    .unwrap_or_default()
+            }
+            Backend::Postgres => {
+                super::postgres::query_one::<Option<String>>(&self.at, sql).unwrap_or_default()
+            }
+        }
+    }
+
     /// Wait until `done()` holds while another process writes here, up to `secs`; fail
     /// naming `what`. Looked at again at each change in `also` (a log, a peer's files) and:
     /// on SQLite at each write to the database's folder; on PostgreSQL, whose commits show
