@@ -6,9 +6,11 @@
 //! Then a silent village's lead opens the link from the SMS on their phone, acknowledges and
 //! reports 23 people moved to a shelter; the office page, live, turns that village from
 //! "silent" to "answered" and the counts change. A screenshot of the office page is kept in
-//! `target/test-artefacts/office.png`. Finally `stormbell report` tells it all afterwards.
+//! `target/test-artefacts/office-<engine>.png`. Finally `stormbell report` tells it all
+//! afterwards. On both engines.
 
 use crate::common;
+use crate::common::backend::{Place, on_both};
 
 use std::path::Path;
 use std::sync::Arc;
@@ -29,22 +31,23 @@ fn count(store: &Store, sql: &'static str) -> i64 {
 }
 
 /// The stormbell binary on this test's database, with nothing from the caller's environment.
-fn stormbell_cli(db: &std::path::Path) -> std::process::Command {
+fn stormbell_cli(place: &Place, data: &std::path::Path) -> std::process::Command {
     let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_stormbell"));
     for (k, _) in std::env::vars() {
         if k.starts_with("STORMBELL_") || k == "RUST_LOG" {
             c.env_remove(k);
         }
     }
-    c.env("STORMBELL_STORE__PATH", db);
+    place.env(&mut c, data);
     c
 }
 
-#[test]
-fn a_silent_village_answers_from_its_link_and_the_office_page_turns_it_answered() {
+on_both! {
+fn a_silent_village_answers_from_its_link_and_the_office_page_turns_it_answered(backend) {
     let smsc = Smsc::start(5);
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path().join("o.db")).unwrap();
+    let place = Place::new(backend);
+    let store = place.open();
     let reg = common::county::registry(&store);
     let rt = tokio::runtime::Runtime::new().unwrap();
     let listener = rt
@@ -58,8 +61,7 @@ fn a_silent_village_answers_from_its_link_and_the_office_page_turns_it_answered(
     let warned = common::county::warn_zone(&store, reg.clone(), &cfg, &policy, &settings, 50.0);
     assert_eq!(warned.tier, Tier::Red, "50 mm in an hour: move now");
     // The office's account, made as an administrator would (the password on standard input).
-    let db = dir.path().join("o.db");
-    let mut add = stormbell_cli(&db)
+    let mut add = stormbell_cli(&place, dir.path())
         .args(["user", "add", "duty"])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
@@ -194,13 +196,13 @@ fn a_silent_village_answers_from_its_link_and_the_office_page_turns_it_answered(
             Some("12")
         );
         assert_eq!(browser.text_of("#moved-total").await.as_deref(), Some("12"));
-        browser.screenshot("office-before").await;
+        browser.screenshot(&format!("office-before-{}", backend.name())).await;
         // The silent filter: only places nobody answered, the totals theirs.
         let filtered = browser.new_window().await;
         browser.switch_to(&filtered).await;
         browser.set_size(1400, 2400).await;
         browser.goto(&format!("{base}/office?filter=silent")).await;
-        browser.screenshot("office-silent").await;
+        browser.screenshot(&format!("office-silent-{}", backend.name())).await;
         let kept = browser
             .run(
                 "const rows = [...document.querySelectorAll('details.warning tr[data-place]')];
@@ -264,7 +266,7 @@ fn a_silent_village_answers_from_its_link_and_the_office_page_turns_it_answered(
         // A cheap phone's screen: the page fits its width, the answer buttons in reach.
         browser.set_size(360, 740).await;
         browser.goto(&link).await;
-        browser.screenshot("checkin-phone").await;
+        browser.screenshot(&format!("checkin-phone-{}", backend.name())).await;
         assert_eq!(
             browser
                 .run("return document.documentElement.scrollWidth <= window.innerWidth;")
@@ -339,7 +341,7 @@ fn a_silent_village_answers_from_its_link_and_the_office_page_turns_it_answered(
             .await;
         let (to_move, moved) = (county[0].as_u64().unwrap(), county[1].as_u64().unwrap());
         assert!(moved <= to_move && to_move > 0, "{county}");
-        let shot = browser.screenshot("office").await;
+        let shot = browser.screenshot(&format!("office-{}", backend.name())).await;
         assert!(
             std::fs::metadata(&shot).unwrap().len() > 10_000,
             "a real picture"
@@ -366,7 +368,7 @@ fn a_silent_village_answers_from_its_link_and_the_office_page_turns_it_answered(
 
     // Afterwards: the after-action report tells it all.
     let out = dir.path().join("report");
-    let o = stormbell_cli(&db)
+    let o = stormbell_cli(&place, dir.path())
         .args(["report", common::county::ZONE, "--pdf", "--out"])
         .arg(&out)
         .output()
@@ -420,7 +422,7 @@ fn a_silent_village_answers_from_its_link_and_the_office_page_turns_it_answered(
     );
     let md = std::fs::read_to_string(out.join("report.md")).unwrap();
     std::fs::write(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-artefacts/report.md"),
+        Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("target/test-artefacts/report-{}.md", backend.name())),
         &md,
     )
     .ok();
@@ -459,7 +461,7 @@ fn a_silent_village_answers_from_its_link_and_the_office_page_turns_it_answered(
             "{kind} in the timeline:\n{timeline}"
         );
     }
-    let en = stormbell_cli(&db)
+    let en = stormbell_cli(&place, dir.path())
         .args(["report", common::county::ZONE, "--lang", "en", "--out"])
         .arg(dir.path().join("report-en"))
         .output()
@@ -468,10 +470,11 @@ fn a_silent_village_answers_from_its_link_and_the_office_page_turns_it_answered(
     let md_en = std::fs::read_to_string(dir.path().join("report-en/report.md")).unwrap();
     assert!(md_en.contains("**35** moved"), "{md_en}");
     // A warning that does not exist is a clear error.
-    let none = stormbell_cli(&db)
+    let none = stormbell_cli(&place, dir.path())
         .args(["report", "flash_flood:NOPE"])
         .output()
         .unwrap();
     assert_eq!(none.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&none.stderr).contains("no warning"));
+}
 }

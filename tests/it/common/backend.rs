@@ -12,6 +12,16 @@ pub enum Backend {
     Postgres,
 }
 
+impl Backend {
+    /// Its name, for what a test keeps of each run (screenshots, reports).
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        }
+    }
+}
+
 /// Where a test's database lives, and its store.
 pub struct Place {
     pub backend: Backend,
@@ -91,6 +101,18 @@ impl Place {
                 super::postgres::query_one::<Option<String>>(&self.at, sql).unwrap_or_default()
             }
         }
+    }
+
+    /// Point a `stormbell` command at this place through its environment (as an office's
+    /// service file would); `data` is the folder for PostgreSQL's audit checkpoints.
+    pub fn env(&self, cmd: &mut std::process::Command, data: &std::path::Path) {
+        match self.backend {
+            Backend::Sqlite => cmd.env("STORMBELL_STORE__PATH", &self.at),
+            Backend::Postgres => cmd
+                .env("STORMBELL_STORE__BACKEND", "postgres")
+                .env("STORMBELL_STORE__URL", &self.at)
+                .env("STORMBELL_STORE__PATH", data.join("stormbell.db")),
+        };
     }
 
     /// Wait until `done()` holds while another process writes here, up to `secs`; fail
