@@ -242,6 +242,8 @@ fn a_silent_village_answers_from_its_link_and_the_office_page_turns_it_answered(
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+        // Said in the page's words (its template's), as all else on a Chinese page.
+        assert_eq!(browser.text_of("#live").await.as_deref(), Some("● 实时"));
 
         // The lead's phone: the link in the SMS they received.
         let n = stormbell::dispatch::outbox::normalise_mobile(&by_link.2).unwrap();
