@@ -1,6 +1,7 @@
 //! The Lekima 2019 drill scenario, replayed on a simulated clock through the same poller a live
 //! run uses: three days in a few seconds.
 
+use crate::common::backend::{Place, on_both};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,7 +13,6 @@ use stormbell::feeds::rainfall::RainFlag;
 use stormbell::feeds::replay::{ReplayFetcher, Scenario};
 use stormbell::feeds::{AlarmState, Observation};
 use stormbell::runtime::clock::SimClock;
-use stormbell::store::Store;
 use tokio::sync::mpsc;
 
 /// How many snapshots of a feed a poller must see between the scenario's start and end: those
@@ -102,12 +102,12 @@ async fn the_replay_fetcher_serves_the_latest_snapshot_with_conditional_requests
     assert!(e.to_string().contains("503"), "{e}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn three_days_of_lekima_reach_the_correlate_channel_in_order() {
+on_both! {
+async fn three_days_of_lekima_reach_the_correlate_channel_in_order(backend) {
     let sc = scenario();
     let clock = SimClock::new(sc.start);
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path().join("db")).unwrap();
+    let place = Place::new(backend);
+    let store = place.open();
     let (tx, mut rx) = mpsc::channel::<Delivery>(100_000);
     let poller = Arc::new(Poller::new(
         store.clone(),
@@ -231,4 +231,5 @@ async fn three_days_of_lekima_reach_the_correlate_channel_in_order() {
         "{}",
         alarms[1].at
     );
+}
 }
