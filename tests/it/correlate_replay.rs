@@ -3,6 +3,7 @@
 //! scenario's own files (rain sums, signal times, landfall), not copied from a run.
 
 use crate::common;
+use crate::common::backend::{Backend, Place, on_both};
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -17,7 +18,6 @@ use stormbell::feeds::poller::{Poller, Settings};
 use stormbell::feeds::replay::{ReplayFetcher, Scenario};
 use stormbell::registry::{self, Registry};
 use stormbell::runtime::clock::SimClock;
-use stormbell::store::Store;
 use tokio::sync::mpsc;
 
 pub(crate) struct Decision {
@@ -32,17 +32,19 @@ pub(crate) struct Outcome {
     pub(crate) decisions: Vec<Decision>,
     pub(crate) caps: Vec<(String, String)>,
     dir: tempfile::TempDir,
+    _place: Place,
 }
 
 /// A scenario (a folder under fixtures/scenarios) through the live poller and the correlate
-/// stage on a simulated clock, over the fixture county.
-pub(crate) fn replay(scenario: &str) -> Outcome {
+/// stage on a simulated clock, over the fixture county, with the store on `backend`.
+pub(crate) fn replay(scenario: &str, backend: Backend) -> Outcome {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let sc = Scenario::load(&root.join("fixtures/scenarios").join(scenario)).unwrap();
     let (loaded, _) = registry::check_dir(&root.join("fixtures/county"), registry::Encoding::Auto);
     let reg = Arc::new(Registry::new(loaded.data));
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path().join("s.db")).unwrap();
+    let place = Place::new(backend);
+    let store = place.open();
     let tz = jiff::tz::TimeZone::get("Asia/Shanghai").unwrap();
     let cfg = stormbell::config::Config::load(None, &Default::default()).unwrap();
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -131,6 +133,7 @@ pub(crate) fn replay(scenario: &str) -> Outcome {
         decisions,
         caps,
         dir,
+        _place: place,
     }
 }
 
@@ -170,9 +173,9 @@ fn rain_files() -> BTreeMap<(String, Timestamp), f64> {
     out
 }
 
-#[test]
-fn lekima_over_the_county() {
-    let o = replay("lekima-2019");
+on_both! {
+fn lekima_over_the_county(backend) {
+    let o = replay("lekima-2019", backend);
     assert!(!o.decisions.is_empty());
     let first = |prefix: &str, tier: Tier| {
         o.decisions
@@ -337,4 +340,5 @@ fn lekima_over_the_county() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
+}
 }
