@@ -520,14 +520,13 @@ async fn the_ladder_calls_silent_leads_and_their_keys_answer_the_warning(backend
 }
 }
 
+on_both! {
 /// `kill -9` of the daemon while three calls are up, then a restart: each person is rung once
 /// more (their call counted as uncertain), each key is recorded once, and no call shows twice.
-#[test]
-fn kill_9_mid_call_then_restart_counts_no_call_twice() {
+fn kill_9_mid_call_then_restart_counts_no_call_twice(backend) {
     use std::process::Stdio;
     use stormbell::correlate::tier::Tier;
     use stormbell::dispatch::outbox::{self, Notice};
-    use stormbell::store::Store;
 
     let k = Kamailio::start();
     let phones: Vec<Phone> = (0..3)
@@ -543,9 +542,9 @@ fn kill_9_mid_call_then_restart_counts_no_call_twice() {
         })
         .collect();
     let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("sb.db");
+    let place = Place::new(backend);
     {
-        let store = Store::open(&db).unwrap();
+        let store = place.open();
         let numbers: Vec<String> = phones.iter().map(|p| p.number.clone()).collect();
         store
             .write_blocking(move |tx| {
@@ -574,8 +573,7 @@ fn kill_9_mid_call_then_restart_counts_no_call_twice() {
         &config,
         format!(
             r#"
-[store]
-path = "{db}"
+{store}
 [web]
 listen = ""
 [dispatch]
@@ -591,7 +589,7 @@ password = "{TRUNK_PASSWORD}"
 max_calls = 4
 calls_per_sec = 10
 "#,
-            db = db.display(),
+            store = place.store_toml(dir.path()),
             proxy = k.addr(),
         ),
     )
@@ -604,15 +602,7 @@ calls_per_sec = 10
             .spawn()
             .unwrap()
     };
-    let count = |sql: &str| -> i64 {
-        let c =
-            rusqlite::Connection::open_with_flags(&db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-                .unwrap();
-        c.busy_timeout(Duration::from_secs(5)).unwrap();
-        c.query_row(sql, (), |r| r.get::<_, Option<i64>>(0))
-            .unwrap()
-            .unwrap_or(0)
-    };
+    let count = |sql: &str| place.count(sql);
 
     // First run: killed while every phone is listening, before anyone pressed a key.
     let mut first = daemon("first.log");
@@ -641,7 +631,7 @@ calls_per_sec = 10
 
     // Second run: the calls go again and are answered.
     let mut second = daemon("second.log");
-    common::wait_until(
+    place.wait_until(
         "the restart did not finish the calls",
         90,
         dir.path(),
@@ -692,6 +682,7 @@ calls_per_sec = 10
         .unwrap();
     let said = String::from_utf8_lossy(&out.stdout);
     assert!(said.contains("calls:    3 rung: 3 acknowledged"), "{said}");
+}
 }
 
 /// A phone (or gateway) that relays keys by SIP INFO, played by SIPp (Debian `sip-tester`)
