@@ -859,8 +859,8 @@ fn run_refuses_a_broadcast_platform_it_cannot_sign_for_or_address() {
 }
 
 /// A trail of `n` entries, as stages write them (synthetic).
-fn trail(db: &Path, n: usize) {
-    let store = stormbell::store::Store::open(db).unwrap();
+fn trail(place: &Place, n: usize) {
+    let store = place.open();
     let at: jiff::Timestamp = "2019-08-09T18:30:00Z".parse().unwrap();
     store
         .write_blocking(move |tx| {
@@ -881,40 +881,48 @@ fn trail(db: &Path, n: usize) {
 
 /// Rewrite entry `seq` behind stormbell's back and recompute every hash after it, as someone
 /// who knows the chain's rule would: the chain alone then verifies.
-fn rewrite_and_rechain(db: &Path, seq: i64) {
+fn rewrite_and_rechain(place: &Place, seq: i64) {
     use stormbell::store::audit;
-    let c = rusqlite::Connection::open(db).unwrap();
-    c.execute_batch("DROP TRIGGER audit_refuse_update; DROP TRIGGER audit_refuse_delete;")
+    place.disarm_audit(&["UPDATE", "DELETE"]);
+    let store = place.open();
+    store
+        .write_blocking(move |c| {
+            c.execute(
+                "UPDATE audit SET detail = '{\"to\":\"1380571xxxx\",\"note\":\"never sent\"}' WHERE seq = ?1",
+                [seq],
+            )?;
+            let mut prev = audit::since(c, seq - 1, 1)?[0].hash.clone();
+            for mut r in audit::since(c, seq, 100_000)? {
+                r.prev_hash = prev;
+                r.hash = audit::compute_hash(&r);
+                c.execute(
+                    "UPDATE audit SET prev_hash = ?1, hash = ?2 WHERE seq = ?3",
+                    rusqlite::params![r.prev_hash, r.hash, r.seq],
+                )?;
+                prev = r.hash;
+            }
+            Ok(())
+        })
         .unwrap();
-    c.execute(
-        "UPDATE audit SET detail = '{\"to\":\"1380571xxxx\",\"note\":\"never sent\"}' WHERE seq = ?1",
-        [seq],
-    )
-    .unwrap();
-    let mut prev = audit::since(&stormbell::store::sql::Conn::lite(&c), seq - 1, 1).unwrap()[0]
-        .hash
-        .clone();
-    for mut r in audit::since(&stormbell::store::sql::Conn::lite(&c), seq, 100_000).unwrap() {
-        r.prev_hash = prev;
-        r.hash = audit::compute_hash(&r);
-        c.execute(
-            "UPDATE audit SET prev_hash = ?1, hash = ?2 WHERE seq = ?3",
-            rusqlite::params![r.prev_hash, r.hash, r.seq],
-        )
-        .unwrap();
-        prev = r.hash;
-    }
+    assert!(store.close(std::time::Duration::from_secs(10)));
 }
 
-#[test]
-fn audit_verify_holds_the_trail_to_signed_checkpoints_and_to_the_duty_logs_head() {
+on_both! {
+fn audit_verify_holds_the_trail_to_signed_checkpoints_and_to_the_duty_logs_head(backend) {
     let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("office.db");
-    let db_arg = db.to_str().unwrap();
-    trail(&db, 10);
+    let place = Place::new(backend);
+    trail(&place, 10);
+    // The office's store by its environment; on PostgreSQL the checkpoints and key go in
+    // the data folder `dir`, named after the database.
+    let on = |place: &Place, args: &[&str]| {
+        let mut c = bin();
+        place.env(&mut c, dir.path());
+        c.args(args).output().unwrap()
+    };
+    let run = |args: &[&str]| on(&place, args);
 
     // The head, as the duty officer copies it into the duty log…
-    let o = run(&["--db", db_arg, "audit", "head"]);
+    let o = run(&["audit", "head"]);
     assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
     let head = stdout(&o).lines().next().unwrap().to_string();
     assert!(head.starts_with("#10 sha256:"), "{head}");
@@ -924,16 +932,28 @@ fn audit_verify_holds_the_trail_to_signed_checkpoints_and_to_the_duty_logs_head(
         stdout(&o)
     );
     // …and a signed checkpoint beside the database (its key created on first use, 0600).
-    let o = run(&["--db", db_arg, "audit", "checkpoint"]);
+    let o = run(&["audit", "checkpoint"]);
     assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
-    let key = dir.path().join("office.audit-key");
+    let beside = |ext: &str| match backend {
+        Backend::Sqlite => Path::new(&place.at).with_extension(ext),
+        Backend::Postgres => {
+            let mut made: Vec<PathBuf> = std::fs::read_dir(dir.path())
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .filter(|p| p.extension().is_some_and(|e| e == ext))
+                .collect();
+            assert_eq!(made.len(), 1, "one {ext} in the data folder: {made:?}");
+            made.remove(0)
+        }
+    };
+    let key = beside("audit-key");
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(&key).unwrap().permissions().mode();
         assert_eq!(mode & 0o077, 0, "the key is for its owner only: {mode:o}");
     }
-    let o = run(&["--db", db_arg, "audit", "verify", "--head", &head]);
+    let o = run(&["audit", "verify", "--head", &head]);
     let out = stdout(&o);
     assert_eq!(o.status.code(), Some(0), "{out}");
     assert!(out.contains("head #10 from the duty log: holds"), "{out}");
@@ -941,16 +961,16 @@ fn audit_verify_holds_the_trail_to_signed_checkpoints_and_to_the_duty_logs_head(
 
     // Rows cut off the end: the chain alone still verifies; the checkpoint and the duty
     // log's head say what happened.
-    let cut = dir.path().join("cut.db");
-    std::fs::copy(&db, &cut).unwrap();
-    let c = rusqlite::Connection::open(&cut).unwrap();
-    c.execute_batch("DROP TRIGGER audit_refuse_delete; DELETE FROM audit WHERE seq > 7;")
-        .unwrap();
-    drop(c);
-    let cps = dir.path().join("office.audit-checkpoints");
+    let cut = place.copy();
+    cut.disarm_audit(&["DELETE"]);
+    cut.raw(
+        "DELETE FROM audit WHERE seq > 7",
+        "DELETE FROM audit WHERE seq > 7",
+        &[],
+    )
+    .unwrap();
+    let cps = beside("audit-checkpoints");
     let cut_args = [
-        "--db",
-        cut.to_str().unwrap(),
         "audit",
         "verify",
         "--checkpoints",
@@ -960,7 +980,7 @@ fn audit_verify_holds_the_trail_to_signed_checkpoints_and_to_the_duty_logs_head(
         "--head",
         &head,
     ];
-    let o = run(&cut_args);
+    let o = on(&cut, &cut_args);
     let out = stdout(&o);
     assert_eq!(o.status.code(), Some(1), "{out}");
     assert!(out.contains("audit intact: 7 entries"), "{out}");
@@ -975,8 +995,8 @@ fn audit_verify_holds_the_trail_to_signed_checkpoints_and_to_the_duty_logs_head(
     );
 
     // A row rewritten and the chain recomputed after it.
-    rewrite_and_rechain(&db, 4);
-    let o = run(&["--db", db_arg, "audit", "verify"]);
+    rewrite_and_rechain(&place, 4);
+    let o = run(&["audit", "verify"]);
     let out = stdout(&o);
     assert_eq!(o.status.code(), Some(1), "{out}");
     assert!(out.contains("audit intact: 10 entries"), "{out}");
@@ -985,14 +1005,14 @@ fn audit_verify_holds_the_trail_to_signed_checkpoints_and_to_the_duty_logs_head(
             && out.contains("was rewritten at or before it"),
         "{out}"
     );
-    let o = run(&["--db", db_arg, "audit", "verify", "--head", &head]);
+    let o = run(&["audit", "verify", "--head", &head]);
     assert!(
         stdout(&o).contains("head #10 from the duty log: DOES NOT HOLD: the row's hash is now"),
         "{}",
         stdout(&o)
     );
     // `status` says so too.
-    let o = run(&["--db", db_arg, "status"]);
+    let o = run(&["status"]);
     assert!(
         stdout(&o).contains("checkpoints: 1 DO NOT HOLD"),
         "{}",
@@ -1009,27 +1029,21 @@ fn audit_verify_holds_the_trail_to_signed_checkpoints_and_to_the_duty_logs_head(
     lines.push_str(&forged);
     lines.push('\n');
     std::fs::write(&cps, lines).unwrap();
-    let o = run(&["--db", db_arg, "audit", "verify"]);
+    let o = run(&["audit", "verify"]);
     assert!(
         stdout(&o).contains("checkpoint #9 of ") && stdout(&o).contains("not the audit key's"),
         "{}",
         stdout(&o)
     );
     // A bad --head is a usage error, not a silent pass.
-    let o = run(&[
-        "--db",
-        db_arg,
-        "audit",
-        "verify",
-        "--head",
-        "#10 sha256:abc",
-    ]);
+    let o = run(&["audit", "verify", "--head", "#10 sha256:abc"]);
     assert_eq!(
         o.status.code(),
         Some(2),
         "{}",
         String::from_utf8_lossy(&o.stderr)
     );
+}
 }
 
 #[test]

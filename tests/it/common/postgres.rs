@@ -162,6 +162,12 @@ static STOP: std::sync::OnceLock<(PathBuf, PathBuf, PathBuf)> = std::sync::OnceL
 
 /// A new, empty database on the shared server; its URL.
 pub fn database() -> String {
+    database_like(None)
+}
+
+/// A new database on the shared server: empty, or a copy of the database `template` (by its
+/// name; nobody may be connected to it meanwhile). Its URL.
+pub fn database_like(template: Option<&str>) -> String {
     static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let pg = shared();
     let name = format!(
@@ -169,8 +175,10 @@ pub fn database() -> String {
         std::process::id(),
         NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     );
+    let like = template.map_or(String::new(), |t| format!(" TEMPLATE {t}"));
     client(&pg.url(), |c| {
-        c.batch_execute(&format!("CREATE DATABASE {name}")).unwrap()
+        c.batch_execute(&format!("CREATE DATABASE {name}{like}"))
+            .unwrap()
     });
     format!("postgres://postgres@127.0.0.1:{}/{name}", pg.port)
 }
