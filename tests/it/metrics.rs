@@ -9,7 +9,6 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 
 use jiff::SignedDuration;
-use stormbell::store::Store;
 
 on_both! {
     async fn metrics_are_valid_prometheus_text_and_count_what_the_store_holds(backend) {
@@ -155,15 +154,15 @@ on_both! {
     }
 }
 
+on_both! {
 /// `stormbell_audit_chain_ok` goes to 0 at the next scrape when the trail's last verified row
 /// is rewritten, and at the first scrape of a new watch when a row deep in the trail was.
-#[test]
-fn the_audit_chain_figure_falls_when_the_trail_is_rewritten() {
+fn the_audit_chain_figure_falls_when_the_trail_is_rewritten(backend) {
     use stormbell::store::audit;
     use stormbell::web::metrics::{ChainWatch, render_upkeep};
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("sb.db");
-    let store = Store::open(&db).unwrap();
+    let place = Place::new(backend);
+    let store = place.open();
+    let db = store.path().to_path_buf();
     let tz = jiff::tz::TimeZone::get("Asia/Shanghai").unwrap();
     for i in 0..20 {
         let e = audit::Entry::now(
@@ -187,37 +186,22 @@ fn the_audit_chain_figure_falls_when_the_trail_is_rewritten() {
     let first = scrape(&watch);
     assert!(first.contains("stormbell_audit_chain_ok 1"), "{first}");
     assert!(first.contains("stormbell_audit_entries 20"), "{first}");
-    let tamper = |seq: i64| {
-        let c = rusqlite::Connection::open(&db).unwrap();
-        c.execute_batch("DROP TRIGGER audit_refuse_update;")
-            .unwrap();
-        c.execute(
-            "UPDATE audit SET subject = 'rewritten' WHERE seq = ?1",
-            [seq],
-        )
-        .unwrap();
-        c.execute_batch(
-            "CREATE TRIGGER audit_refuse_update BEFORE UPDATE ON audit
-             BEGIN SELECT RAISE(ABORT, 'audit rows are never changed'); END;",
-        )
-        .unwrap();
-    };
     // A row deep in the trail: a new watch (a restarted daemon) verifies the whole chain.
-    tamper(5);
+    place.disarm_audit(&["UPDATE"]);
+    let rewrite = "UPDATE audit SET subject = 'rewritten' WHERE seq = 5";
+    place.raw(rewrite, rewrite, &[]).unwrap();
     let fresh = scrape(&ChainWatch::default());
     assert!(fresh.contains("stormbell_audit_chain_ok 0"), "{fresh}");
     // The row the running watch last verified, rewritten with its hash recomputed elsewhere:
     // its hash no longer matches what the watch holds.
-    {
-        let c = rusqlite::Connection::open(&db).unwrap();
-        c.execute_batch("DROP TRIGGER audit_refuse_update;")
-            .unwrap();
-        c.execute(
+    place
+        .raw(
             "UPDATE audit SET hash = ?1 WHERE seq = 20",
-            [audit::GENESIS],
+            "UPDATE audit SET hash = $1 WHERE seq = 20",
+            &[audit::GENESIS],
         )
         .unwrap();
-    }
     let again = scrape(&watch);
     assert!(again.contains("stormbell_audit_chain_ok 0"), "{again}");
+}
 }
