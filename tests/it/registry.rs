@@ -673,16 +673,14 @@ fn the_spatial_index_agrees_with_brute_force() {
     }
 }
 
-#[test]
-fn the_registry_commands_as_an_officer_uses_them() {
+on_both! {
+fn the_registry_commands_as_an_officer_uses_them(backend) {
     let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("s.db");
+    let place = Place::new(backend);
     let run = |args: &[&str]| {
-        Command::new(env!("CARGO_BIN_EXE_stormbell"))
-            .args(["--db", db.to_str().unwrap()])
-            .args(args)
-            .output()
-            .unwrap()
+        let mut c = Command::new(env!("CARGO_BIN_EXE_stormbell"));
+        place.env(&mut c, dir.path());
+        c.args(args).output().unwrap()
     };
     let o = run(&["registry", "check", fixture().to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(0));
@@ -735,6 +733,7 @@ fn the_registry_commands_as_an_officer_uses_them() {
         out.contains("shared-phone (1)") && out.contains("shelter-short (1)"),
         "{out}"
     );
+}
 }
 
 #[test]
