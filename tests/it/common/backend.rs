@@ -149,6 +149,41 @@ impl Place {
         };
     }
 
+    /// A digest of everything the database holds: SQLite's file, byte for byte; on
+    /// PostgreSQL every row of every table of the schema, in order.
+    pub fn digest(&self) -> String {
+        use sha2::Digest;
+        match self.backend {
+            Backend::Sqlite => hex::encode(sha2::Sha256::digest(std::fs::read(&self.at).unwrap())),
+            Backend::Postgres => super::postgres::client(&self.at, |c| {
+                let tables: Vec<String> = c
+                    .query(
+                        "SELECT table_name::text FROM information_schema.tables
+                         WHERE table_schema = 'public' ORDER BY 1",
+                        &[],
+                    )
+                    .unwrap()
+                    .iter()
+                    .map(|r| r.get(0))
+                    .collect();
+                let mut h = sha2::Sha256::new();
+                for t in tables {
+                    let rows: Option<String> = c
+                        .query_one(
+                            &format!(
+                                "SELECT string_agg(r::text, chr(10) ORDER BY r::text) FROM {t} r"
+                            ),
+                            &[],
+                        )
+                        .unwrap()
+                        .get(0);
+                    h.update(format!("{t}\n{}\n", rows.unwrap_or_default()));
+                }
+                hex::encode(h.finalize())
+            }),
+        }
+    }
+
     /// Wait until `done()` holds while another process writes here, up to `secs`; fail
     /// naming `what`. Looked at again at each change in `also` (a log, a peer's files) and:
     /// on SQLite at each write to the database's folder; on PostgreSQL, whose commits show
