@@ -8,6 +8,8 @@
 //!
 //!     cargo run --release --example office_board -- --runs 200
 //!         [--db postgres://…/empty_db] [--registry DIR (a province: bench/registry_province.sh)]
+//!         [--scopes all,summary,county (what is timed: the whole board, the summary by
+//!          county, the first county's board)]
 //!
 //! On PostgreSQL the registry's in-memory index and the page's rendering are the same; what
 //! moves is the store: the import, the warnings' commit (texts queued, calls and their ladder
@@ -23,7 +25,7 @@ use stormbell::correlate::engine::{self, Engine};
 use stormbell::correlate::{Rules, Tier};
 use stormbell::feeds::Observation;
 use stormbell::feeds::rainfall::{RainBatch, RainReading};
-use stormbell::respond::board::Filter;
+use stormbell::respond::board::{Filter, Scope};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -136,11 +138,11 @@ async fn main() -> anyhow::Result<()> {
         user: "duty".into(),
         role: "officer".into(),
     };
-    let first = office.board(Filter::All).await?;
+    let first = office.board(Filter::All, Some(Scope::All)).await?;
     let places: usize = first.warnings.iter().map(|w| w.places.len()).sum();
-    let page = office.page_html(&session, &first, "")?;
+    let page = office.page_html(&session, &first, "", "all")?;
     println!(
-        "setup {:.1} s (the warnings' commits {:.1} s): {} warnings, {} villages on the board ({} red), {} persons called, {} answered; page {} KB",
+        "setup {:.1} s (the warnings' commits {:.1} s): {} warnings, {} villages on the board ({} red), {} persons called, {} answered; whole page {} KB",
         setup.as_secs_f64(),
         commit.as_secs_f64(),
         first.warnings.len(),
@@ -155,28 +157,49 @@ async fn main() -> anyhow::Result<()> {
         n_answer,
         page.len() / 1024
     );
-    let mut read_ms = Vec::with_capacity(runs);
-    let mut total_ms = Vec::with_capacity(runs);
-    for _ in 0..runs {
-        let t = Instant::now();
-        let b = office.board(Filter::All).await?;
-        let r = t.elapsed();
-        let html = office.page_html(&session, &b, "")?;
-        std::hint::black_box(html);
-        read_ms.push(r.as_secs_f64() * 1e3);
-        total_ms.push(t.elapsed().as_secs_f64() * 1e3);
+    drop((first, page));
+    // Each part of the board an office reads: `--scopes all,summary,county` (county: the
+    // registry's first county with places on the board).
+    let first_county = reg
+        .data
+        .villages
+        .first()
+        .and_then(|v| v.town.get(..6))
+        .unwrap_or_default()
+        .to_string();
+    let scopes = common::arg("--scopes").unwrap_or_else(|| "all".into());
+    for name in scopes.split(',') {
+        let scope = match name {
+            "county" => Scope::County(first_county.clone()),
+            other => Scope::parse(other).ok_or_else(|| anyhow::anyhow!("no scope {other}"))?,
+        };
+        let mut read_ms = Vec::with_capacity(runs);
+        let mut total_ms = Vec::with_capacity(runs);
+        let mut size = 0;
+        for _ in 0..runs {
+            let t = Instant::now();
+            let b = office.board(Filter::All, Some(scope.clone())).await?;
+            let r = t.elapsed();
+            let html = office.page_html(&session, &b, "", scope.as_str())?;
+            size = html.len();
+            std::hint::black_box(html);
+            read_ms.push(r.as_secs_f64() * 1e3);
+            total_ms.push(t.elapsed().as_secs_f64() * 1e3);
+        }
+        for v in [&mut read_ms, &mut total_ms] {
+            v.sort_by(f64::total_cmp);
+        }
+        let q = |v: &[f64], p: f64| v[((v.len() as f64 * p).ceil() as usize).clamp(1, v.len()) - 1];
+        println!(
+            "{name} ({}): board read: median {:.1} ms, p95 {:.1} ms; read + render: median {:.1} ms, p95 {:.1} ms, max {:.1} ms ({runs} runs); page {} KB",
+            scope.as_str(),
+            q(&read_ms, 0.5),
+            q(&read_ms, 0.95),
+            q(&total_ms, 0.5),
+            q(&total_ms, 0.95),
+            q(&total_ms, 1.0),
+            size / 1024
+        );
     }
-    for v in [&mut read_ms, &mut total_ms] {
-        v.sort_by(f64::total_cmp);
-    }
-    let q = |v: &[f64], p: f64| v[((v.len() as f64 * p).ceil() as usize).clamp(1, v.len()) - 1];
-    println!(
-        "board read: median {:.1} ms, p95 {:.1} ms; read + render: median {:.1} ms, p95 {:.1} ms, max {:.1} ms ({runs} runs)",
-        q(&read_ms, 0.5),
-        q(&read_ms, 0.95),
-        q(&total_ms, 0.5),
-        q(&total_ms, 0.95),
-        q(&total_ms, 1.0)
-    );
     Ok(())
 }

@@ -170,10 +170,11 @@ pub struct Totals {
     pub to_check: u32,
 }
 
-/// One town's line of the summary at the top of the board.
+/// One line of a summary at the top of the board: a town's, or on a board over several
+/// counties (a city's or a province's office) a county's.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Town {
-    /// Its code (9 digits; empty for places in no known town).
+    /// Its code (9 digits for a town, 6 for a county; empty for places in no known unit).
     pub code: String,
     /// Its name.
     pub name: String,
@@ -181,6 +182,24 @@ pub struct Town {
     pub totals: Totals,
     /// Its shelters with people in them: (occupants, capacity).
     pub shelters: (u32, u32),
+}
+
+/// The warnings in force of one hazard, counted by tier: what a summary over several
+/// counties lists instead of each warning (a province's storm is thousands of them).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Kinds {
+    /// The hazard (snake_case).
+    pub hazard: String,
+    /// Warnings in force at red.
+    pub red: u32,
+    /// At orange.
+    pub orange: u32,
+    /// At yellow.
+    pub yellow: u32,
+    /// At blue.
+    pub blue: u32,
+    /// Over their places (a place under two warnings counted under each).
+    pub places: u32,
 }
 
 /// A place that needs a phone call now, and whom to ring.
@@ -265,12 +284,22 @@ pub struct Board {
     pub generated_at: String,
     /// `drill` (the drill's simulated clock) or `live`.
     pub clock: &'static str,
+    /// What was read: `all` (every place), `summary` (the lines by county and town and the
+    /// warnings' totals, no places) or `county` (one county's places).
+    pub scope: &'static str,
+    /// The county a `county` board is of: (code, name).
+    pub county: Option<(String, String)>,
+    /// Per county, over the places the filter keeps, each once (one line for a county
+    /// office; a city's or a province's office reads these first).
+    pub counties: Vec<Town>,
     /// Per town, over the places the filter keeps, each once.
     pub towns: Vec<Town>,
     /// Places that need a phone call now.
     pub call_now: Vec<CallNow>,
     /// The warnings in force with places the filter keeps, most serious first.
     pub warnings: Vec<Warning>,
+    /// The same warnings counted by hazard and tier, the most serious hazard first.
+    pub kinds: Vec<Kinds>,
     /// Shelters with anyone reported in them, fullest first.
     pub shelters: Vec<Shelter>,
     /// Warnings lifted in the last 72 hours whose people are not all reported home.
@@ -404,6 +433,91 @@ fn readable_str(s: &str, tz: &jiff::tz::TimeZone) -> String {
         .unwrap_or_else(|_| s.to_string())
 }
 
+/// How much of the board to read. A county office reads it all. An office over several
+/// counties (a city's, a province's: a hundred thousand villages) reads the summary first,
+/// whose figures are the same as the whole board's but which skips what only the place rows
+/// show (deliveries, rings and plays per person), then one county's places on demand.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Scope {
+    /// Every warning in force, place by place.
+    #[default]
+    All,
+    /// The lines by county and town and each warning's totals; no place rows, no list of
+    /// places to ring.
+    Summary,
+    /// One county's places (its 6-digit code): the warnings in force that cover some, with
+    /// only those places.
+    County(String),
+}
+
+impl Scope {
+    /// The scope an office sees unless it asks for one: the whole board for a registry of
+    /// one county, the summary for one of several.
+    pub fn default_for(reg: &Registry) -> Scope {
+        let counties = reg
+            .data
+            .units
+            .iter()
+            .filter(|u| u.level == crate::registry::model::Level::County)
+            .count();
+        if counties > 1 {
+            Scope::Summary
+        } else {
+            Scope::All
+        }
+    }
+
+    /// From a query value: a county's 6-digit code, `all` or `summary`; `None` for anything
+    /// else (the office's default then).
+    pub fn parse(s: &str) -> Option<Scope> {
+        match s {
+            "all" => Some(Scope::All),
+            "summary" => Some(Scope::Summary),
+            c if c.len() == 6 && c.bytes().all(|b| b.is_ascii_digit()) => {
+                Some(Scope::County(c.to_string()))
+            }
+            _ => None,
+        }
+    }
+
+    /// The query value.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Scope::All => "all",
+            Scope::Summary => "summary",
+            Scope::County(c) => c,
+        }
+    }
+
+    fn rows(&self) -> bool {
+        !matches!(self, Scope::Summary)
+    }
+}
+
+/// The county a ledger row is in (the first six digits of its town's code; empty for a site
+/// in no village).
+fn county_of<'a>(reg: &'a Registry, row: &str) -> &'a str {
+    reg.village(row)
+        .and_then(|v| v.town.get(..6))
+        .unwrap_or_default()
+}
+
+/// Whether a warned place lies in `county`: a village in it, a site threatening a village in
+/// it (a stream can cross the county line), a town or county warned as a whole that is it or
+/// inside it.
+fn place_in(reg: &Registry, id: &str, kind: PlaceKind, county: &str) -> bool {
+    match kind {
+        PlaceKind::Unit => id.starts_with(county),
+        PlaceKind::Village => county_of(reg, id) == county,
+        PlaceKind::Site => {
+            county_of(reg, &super::ledger::row_of(reg, id)) == county
+                || reg
+                    .site(id)
+                    .is_some_and(|s| s.villages.iter().any(|v| county_of(reg, v) == county))
+        }
+    }
+}
+
 /// A county row while the board is gathered: the union over warnings.
 struct CountyRow {
     cover: super::ledger::Cover,
@@ -413,7 +527,7 @@ struct CountyRow {
     name: String,
 }
 
-/// Build the board as it stands at `asof`.
+/// Build the whole board as it stands at `asof` (a county office's: [`Scope::All`]).
 pub fn read(
     c: &Conn<'_>,
     reg: &Registry,
@@ -421,11 +535,27 @@ pub fn read(
     filter: Filter,
     asof: AsOf,
 ) -> anyhow::Result<Board> {
-    let lineages = cstore::lineages(c)?;
-    let keys: Vec<String> = lineages.iter().map(|l| l.key()).collect();
-    // The ledger over every warning in force: a place's figures are its own, whichever
-    // warning a report came under.
-    let reports = super::ledger::Reports::read(c, reg, &keys)?;
+    read_scoped(c, reg, tz, filter, &Scope::All, asof)
+}
+
+/// Build the part of the board `scope` names as it stands at `asof`. Every figure a summary
+/// or a county shows is the whole board's: each place counted once over the warnings that
+/// cover it, with the same ledger.
+pub fn read_scoped(
+    c: &Conn<'_>,
+    reg: &Registry,
+    tz: &jiff::tz::TimeZone,
+    filter: Filter,
+    scope: &Scope,
+    asof: AsOf,
+) -> anyhow::Result<Board> {
+    let mut lineages = cstore::lineages(c)?;
+    // The ledger over every warning in force, whatever the scope: a place's figures are its
+    // own, whichever warning a report came under, and which row a report counts on depends
+    // on every warning covering its place (a village covered itself counts its own reports;
+    // one only threatened by a site across the county line counts them on the site's row).
+    let in_force: Vec<String> = lineages.iter().map(|l| l.key()).collect();
+    let reports = super::ledger::Reports::read(c, reg, &in_force)?;
     let mut county_covers: BTreeMap<String, super::ledger::Cover> = BTreeMap::new();
     for l in &lineages {
         let places = l.places.iter().map(|(id, h)| (id.as_str(), h.kind));
@@ -433,13 +563,39 @@ pub fn read(
             county_covers.entry(row).or_default().merge(&cover);
         }
     }
+    // One county: only the warnings that cover some of it are read further.
+    let only = match scope {
+        Scope::County(code) => Some(code.as_str()),
+        _ => None,
+    };
+    if let Some(code) = only {
+        lineages.retain(|l| {
+            l.places
+                .iter()
+                .any(|(id, h)| place_in(reg, id, h.kind, code))
+        });
+    }
+    let keys: Vec<String> = lineages.iter().map(|l| l.key()).collect();
     let county_reports = reports.folded(reg, &county_covers);
     // What each warning's rows need, read for all of them at once (on PostgreSQL a statement
     // per warning was a round trip per warning, 360 for a county's storm).
+    // A summary shows no place rows: what only they show is not read.
     let mut posts = at_post_by_lineage(c, &keys)?;
-    let mut deliveries = outbox::delivery_by_lineage(c, &keys)?;
-    let mut rings = outbox::rings_by_lineage(c, &keys)?;
-    let mut plays_of = jobs::plays_by_lineage(c, &keys)?;
+    let mut deliveries = if scope.rows() {
+        outbox::delivery_by_lineage(c, &keys)?
+    } else {
+        Default::default()
+    };
+    let mut rings = if scope.rows() {
+        outbox::rings_by_lineage(c, &keys)?
+    } else {
+        Default::default()
+    };
+    let mut plays_of = if scope.rows() {
+        jobs::plays_by_lineage(c, &keys)?
+    } else {
+        Default::default()
+    };
     let mut calls_of = calls_by_lineage(c, &keys)?;
     let mut warnings = Vec::new();
     let mut county: BTreeMap<String, CountyRow> = BTreeMap::new();
@@ -480,6 +636,9 @@ pub fn read(
                 call.state == "silent",
             );
             if matches!(call.level.as_str(), "county" | "town") {
+                if only.is_some_and(|code| !call.target.starts_with(code)) {
+                    continue;
+                }
                 officers.0 += 1;
                 officers.1 += u32::from(answered);
                 officers.2 += u32::from(silent);
@@ -525,6 +684,10 @@ pub fn read(
         // them; their people are on the site's row).
         for v in folded_into.keys() {
             rows.entry(v.clone()).or_default();
+        }
+        // One county: its places only (a warning over two counties shows this one's).
+        if let Some(code) = only {
+            rows.retain(|id, _| county_of(reg, id) == code);
         }
         let mut places = Vec::new();
         for (id, r) in rows {
@@ -624,6 +787,9 @@ pub fn read(
         for p in &places {
             add(&mut w_totals, p);
         }
+        if !scope.rows() {
+            places.clear();
+        }
         places.sort_by(|a, b| {
             a.answer
                 .cmp(&b.answer)
@@ -699,14 +865,70 @@ pub fn read(
         });
         add(&mut t.totals, &p);
     }
+    // The counties: each the sum of its towns (a place's town is in one county).
+    let mut counties: BTreeMap<String, Town> = BTreeMap::new();
+    for t in towns.values() {
+        let code = t.code.get(..6).unwrap_or_default();
+        let line = counties.entry(code.to_string()).or_insert_with(|| Town {
+            name: super::place_name(reg, code),
+            code: code.to_string(),
+            totals: Totals::default(),
+            shelters: (0, 0),
+        });
+        sum(&mut line.totals, &t.totals);
+    }
     for s in &shelters {
         if let Some(t) = towns.get_mut(&s.town) {
             t.shelters.0 += s.occupants;
             t.shelters.1 += s.capacity;
         }
+        if let Some(t) = counties.get_mut(s.town.get(..6).unwrap_or_default()) {
+            t.shelters.0 += s.occupants;
+            t.shelters.1 += s.capacity;
+        }
     }
-    let call_now = call_now(c, reg, tz, &county, &county_reports, &keys)?;
+    let call_now = if scope.rows() {
+        call_now(c, reg, tz, &county, &county_reports, &keys, only)?
+    } else {
+        Vec::new()
+    };
+    let mut kinds: Vec<Kinds> = Vec::new();
+    for w in &warnings {
+        let k = match kinds.iter_mut().position(|k| k.hazard == w.hazard) {
+            Some(i) => &mut kinds[i],
+            None => {
+                kinds.push(Kinds {
+                    hazard: w.hazard.clone(),
+                    ..Kinds::default()
+                });
+                let last = kinds.len() - 1;
+                &mut kinds[last]
+            }
+        };
+        match w.tier.as_str() {
+            "red" => k.red += 1,
+            "orange" => k.orange += 1,
+            "yellow" => k.yellow += 1,
+            _ => k.blue += 1,
+        }
+        k.places += w.totals.places;
+    }
+    // One county: its shelters only.
+    let shelters = match only {
+        Some(code) => shelters
+            .into_iter()
+            .filter(|s| s.town.starts_with(code))
+            .collect(),
+        None => shelters,
+    };
     Ok(Board {
+        scope: match scope {
+            Scope::All => "all",
+            Scope::Summary => "summary",
+            Scope::County(_) => "county",
+        },
+        county: only.map(|code| (code.to_string(), super::place_name(reg, code))),
+        counties: counties.into_values().collect(),
         generated: readable(asof.now, tz),
         generated_at: asof
             .now
@@ -717,8 +939,9 @@ pub fn read(
         towns: towns.into_values().collect(),
         call_now,
         warnings,
+        kinds,
         shelters,
-        returning: returning(c, reg, tz)?,
+        returning: returning(c, reg, tz, only)?,
         totals,
     })
 }
@@ -739,6 +962,7 @@ fn call_now(
     county: &BTreeMap<String, CountyRow>,
     reports: &super::ledger::Reports,
     keys: &[String],
+    only: Option<&str>,
 ) -> anyhow::Result<Vec<CallNow>> {
     let in_force = serde_json::to_string(keys)?;
     let town_name = |row: &str| {
@@ -812,6 +1036,9 @@ fn call_now(
         .collect::<crate::store::sql::Result<_>>()?;
     for (target, name, role, mobile, note, at) in help {
         let row = super::ledger::row_of(reg, &target);
+        if only.is_some_and(|code| county_of(reg, &row) != code) {
+            continue;
+        }
         out.push(CallNow {
             name: super::place_name(reg, &row),
             town: town_name(&row),
@@ -838,6 +1065,19 @@ fn call_now(
         }
     }
     Ok(out)
+}
+
+/// Add one summary line's totals to another's.
+fn sum(t: &mut Totals, o: &Totals) {
+    t.places += o.places;
+    t.silent += o.silent;
+    t.waiting += o.waiting;
+    t.answered += o.answered;
+    t.at_post += o.at_post;
+    t.to_move += o.to_move;
+    t.moved += o.moved;
+    t.refused += o.refused;
+    t.to_check += o.to_check;
 }
 
 fn add(t: &mut Totals, p: &Place) {
@@ -1013,6 +1253,7 @@ fn returning(
     c: &Conn<'_>,
     reg: &Registry,
     tz: &jiff::tz::TimeZone,
+    only: Option<&str>,
 ) -> anyhow::Result<Vec<Returning>> {
     // Recent is measured on the warnings' own clock (the newest message issued), so that a
     // replayed storm's lift shows while a drill runs, and old storms drop off in real life.
@@ -1029,7 +1270,7 @@ fn returning(
             returned: 0,
         };
         for (row, f) in super::ledger::lineage(c, reg, &lineage)? {
-            if f.moved == 0 {
+            if f.moved == 0 || only.is_some_and(|code| county_of(reg, &row) != code) {
                 continue;
             }
             r.moved += f.moved;
@@ -1053,7 +1294,9 @@ fn returning(
 
 /// The board as CSV, one row per place and warning (for spreadsheets and the after-action
 /// file), then one row per town and one for the county (`kind` town / county; `called` holds
-/// their number of places, `answered` and `silent` count places), each place once.
+/// their number of places, `answered` and `silent` count places), each place once. A board
+/// over several counties (a summary) has no place rows and no town rows: a row per county
+/// (`kind` county, with its code), then the total (`kind` total).
 pub fn csv(board: &Board) -> anyhow::Result<String> {
     let mut w = crate::text::CsvOut::in_memory();
     w.row([
@@ -1126,11 +1369,32 @@ pub fn csv(board: &Board) -> anyhow::Result<String> {
     }
     // The towns and the county, each place once (what the board's summary shows and what a
     // county hands upward; a place under two warnings has two rows above).
-    let summary = board
-        .towns
-        .iter()
-        .map(|t| ("town", t.code.as_str(), t.name.as_str(), &t.totals))
-        .chain(std::iter::once(("county", "", "", &board.totals)));
+    let several = board.scope == "summary" || board.counties.len() > 1;
+    let lines: Box<dyn Iterator<Item = (&str, &str, &str, &Totals)>> = if several {
+        let towns = board
+            .towns
+            .iter()
+            .filter(|_| board.scope != "summary")
+            .map(|t| ("town", t.code.as_str(), t.name.as_str(), &t.totals));
+        let counties = board
+            .counties
+            .iter()
+            .map(|t| ("county", t.code.as_str(), t.name.as_str(), &t.totals));
+        Box::new(
+            towns
+                .chain(counties)
+                .chain(std::iter::once(("total", "", "", &board.totals))),
+        )
+    } else {
+        Box::new(
+            board
+                .towns
+                .iter()
+                .map(|t| ("town", t.code.as_str(), t.name.as_str(), &t.totals))
+                .chain(std::iter::once(("county", "", "", &board.totals))),
+        )
+    };
+    let summary = lines;
     for (kind, code, name, t) in summary {
         w.row([
             "",

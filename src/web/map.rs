@@ -31,15 +31,25 @@ pub struct BaseMap {
 }
 
 impl BaseMap {
-    /// Fit the registry's villages (outlines where known, else points) into the drawing.
-    pub fn new(reg: &Registry) -> BaseMap {
+    /// Fit the registry's villages (outlines where known, else points) into the drawing; or
+    /// with `county` (a 6-digit code) that county's villages only, fitted to them, with the
+    /// base-map lines that pass through its box.
+    pub fn of(reg: &Registry, county: Option<&str>) -> BaseMap {
+        let villages: Vec<&crate::registry::model::Village> = reg
+            .data
+            .villages
+            .iter()
+            .filter(|v| county.is_none_or(|c| v.town.starts_with(c)))
+            .collect();
         let mut pts: Vec<(f64, f64)> = Vec::new();
         // The drawing fits the villages and the base-map layers (a coastline beyond the last
-        // village is what an officer orients on).
-        for l in &reg.data.layers {
-            pts.extend(l.lines.iter().flatten().map(|p| (p[0], p[1])));
+        // village is what an officer orients on); one county's drawing fits its villages.
+        if county.is_none() {
+            for l in &reg.data.layers {
+                pts.extend(l.lines.iter().flatten().map(|p| (p[0], p[1])));
+            }
         }
-        for v in &reg.data.villages {
+        for v in &villages {
             pts.push((v.point.lon, v.point.lat));
             if let Some(poly) = &v.polygon {
                 for p in &poly.0 {
@@ -72,7 +82,15 @@ impl BaseMap {
             base: String::new(),
         };
         let mut base = String::new();
-        for v in &reg.data.villages {
+        // A line is drawn when a point of it falls in the drawing's box (or a little beyond).
+        let slack = 0.05 * (max_lon - min_lon).max(max_lat - min_lat);
+        let inside = |p: &[f64; 2]| {
+            p[0] >= min_lon - slack
+                && p[0] <= max_lon + slack
+                && p[1] >= min_lat - slack
+                && p[1] <= max_lat + slack
+        };
+        for v in &villages {
             match &v.polygon {
                 Some(poly) => {
                     for p in &poly.0 {
@@ -96,7 +114,7 @@ impl BaseMap {
         });
         for l in &order {
             let _ = write!(base, r#"<g class="l {}">"#, l.kind.as_str());
-            for line in &l.lines {
+            for line in l.lines.iter().filter(|l| l.iter().any(&inside)) {
                 let d = m.polyline(line);
                 if !d.is_empty() {
                     let _ = write!(base, r#"<path d="{d}"/>"#);
@@ -111,6 +129,9 @@ impl BaseMap {
             let (Some(name), Some(ring)) = (&l.name, l.lines.first()) else {
                 continue;
             };
+            if !ring.iter().any(&inside) {
+                continue;
+            }
             let n = ring.len() as f64;
             let (lon, lat) = ring
                 .iter()
@@ -169,7 +190,7 @@ impl BaseMap {
         let mut s = String::with_capacity(self.base.len() + 4096);
         let _ = write!(
             s,
-            r#"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {h:.0}" role="img" aria-label="county map" class="map"><style>.v{{fill:#f2f2ee;stroke:#b8b8b0;stroke-width:.6}}.l path{{fill:none}}.towns path{{stroke:#777;stroke-width:1.4;stroke-dasharray:6 3}}.coast path{{stroke:#6a8caf;stroke-width:1.6}}.rivers path{{stroke:#4a90d9;stroke-width:1.2}}.roads path{{stroke:#c8963e;stroke-width:1}}.town-name{{font-size:13px;fill:#555;font-weight:bold;paint-order:stroke;stroke:#fff;stroke-width:3}}.p{{stroke-width:2;fill-opacity:.85}}.silent{{stroke:#000;stroke-width:4;stroke-dasharray:4 2}}.silent-name{{font-weight:bold;paint-order:stroke;stroke:#fff;stroke-width:3}}.waiting{{stroke:#777}}.answered{{stroke:#0a0}}.uncalled{{stroke:#ccc}}</style>"#,
+            r#"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {h:.0}" role="img" aria-label="预警地图" class="map"><style>.v{{fill:#f2f2ee;stroke:#b8b8b0;stroke-width:.6}}.l path{{fill:none}}.towns path{{stroke:#777;stroke-width:1.4;stroke-dasharray:6 3}}.coast path{{stroke:#6a8caf;stroke-width:1.6}}.rivers path{{stroke:#4a90d9;stroke-width:1.2}}.roads path{{stroke:#c8963e;stroke-width:1}}.town-name{{font-size:13px;fill:#555;font-weight:bold;paint-order:stroke;stroke:#fff;stroke-width:3}}.p{{stroke-width:2;fill-opacity:.85}}.silent{{stroke:#000;stroke-width:4;stroke-dasharray:4 2}}.silent-name{{font-weight:bold;paint-order:stroke;stroke:#fff;stroke-width:3}}.waiting{{stroke:#777}}.answered{{stroke:#0a0}}.uncalled{{stroke:#ccc}}</style>"#,
             h = self.height
         );
         s.push_str(&self.base);

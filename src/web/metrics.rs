@@ -71,12 +71,13 @@ pub fn render(c: &Conn<'_>, reg: Option<&crate::registry::Registry>) -> anyhow::
     }
     if let Some(reg) = reg {
         // The same figures as the board's county line (ARCHITECTURE.md, "The evacuation
-        // ledger").
-        let b = crate::respond::board::read(
+        // ledger"), read as a summary: no place rows, which a scrape does not show.
+        let b = crate::respond::board::read_scoped(
             c,
             reg,
             &jiff::tz::TimeZone::UTC,
             crate::respond::board::Filter::All,
+            &crate::respond::board::Scope::Summary,
             crate::respond::board::AsOf::wall(),
         )?;
         let t = &b.totals;

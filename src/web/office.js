@@ -7,8 +7,12 @@
   var live = document.getElementById("live");
   if (!main || !live || !window.EventSource) { return; }
   var said = { live: live.getAttribute("data-live") || "", lost: live.getAttribute("data-lost") || "" };
-  var filter = main.getAttribute("data-filter") || "";
-  var url = "/office/board" + (filter ? "?filter=" + encodeURIComponent(filter) : "");
+  var asked = [];
+  ["filter", "county"].forEach(function (k) {
+    var v = main.getAttribute("data-" + k) || "";
+    if (v) { asked.push(k + "=" + encodeURIComponent(v)); }
+  });
+  var url = "/office/board" + (asked.length ? "?" + asked.join("&") : "");
   var busy = false, again = false;
   function refresh() {
     if (busy) { again = true; return; }

@@ -3,6 +3,8 @@
 //!
 //! Routes (all but sign-in need a session):
 //! - `GET /office` — the page; `?filter=silent` (silent or still waiting) or `?filter=unmoved`;
+//!   `?county=331098` one county's places, `?county=summary` the lines by county (what an
+//!   office over several counties sees first), `?county=all` everything;
 //!   `GET /office/board` — the page's board part alone, which the page's script swaps in when
 //!   `GET /office/events` (server-sent events) says the board changed. Without script the page
 //!   refreshes itself every 30 s.
@@ -33,7 +35,7 @@ use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
 use super::auth::{self, Session};
 use crate::registry::{Registry, Shared};
-use crate::respond::board::{self, Board, Filter};
+use crate::respond::board::{self, Board, Filter, Scope};
 use crate::store::Store;
 
 const SESSION_COOKIE: &str = "sb_session";
@@ -51,9 +53,9 @@ pub struct Office {
     per_ip: Arc<DefaultKeyedRateLimiter<IpAddr>>,
     per_pair: Arc<DefaultKeyedRateLimiter<(String, IpAddr)>>,
     per_user: Arc<DefaultKeyedRateLimiter<String>>,
-    /// The county's base map, drawn for the registry it was drawn from (redrawn when a new
-    /// import is in force).
-    map: Arc<std::sync::Mutex<(Arc<Registry>, Arc<super::map::BaseMap>)>>,
+    /// The base maps drawn for the registry they were drawn from (redrawn when a new import
+    /// is in force): the whole registry's (key "") and each county's asked for (its code).
+    map: Arc<std::sync::Mutex<(Arc<Registry>, Maps)>>,
     changes: tokio::sync::watch::Receiver<u64>,
     /// Turns true when the server begins to shut down: live streams end then, or the
     /// graceful shutdown would wait on them for ever.
@@ -61,6 +63,9 @@ pub struct Office {
     /// The run's clock: the board says "as of" on it (a drill's simulated time in a drill).
     clock: Option<(Arc<dyn crate::runtime::clock::Clock>, bool)>,
 }
+
+/// Base maps by county code ("" for the whole registry).
+type Maps = HashMap<String, Arc<super::map::BaseMap>>;
 
 /// How often the board is re-read for live pages (only while somebody is watching).
 pub const WATCH_EVERY: Duration = Duration::from_secs(2);
@@ -82,10 +87,7 @@ impl Office {
         let q = |n: u32| Quota::per_minute(NonZeroU32::new(n.max(1)).unwrap_or(NonZeroU32::MIN));
         let (tx, changes) = tokio::sync::watch::channel(0u64);
         let office = Office {
-            map: Arc::new(std::sync::Mutex::new((
-                reg.clone(),
-                Arc::new(super::map::BaseMap::new(&reg)),
-            ))),
+            map: Arc::new(std::sync::Mutex::new((reg.clone(), Maps::new()))),
             store,
             registry,
             tz,
@@ -150,37 +152,50 @@ impl Office {
         }
     }
 
-    /// The base map of the registry in force (drawn again after a new import).
-    fn base_map(&self) -> Arc<super::map::BaseMap> {
+    /// The base map of the registry in force (drawn again after a new import), or of one
+    /// of its counties, drawn once.
+    fn base_map(&self, county: Option<&str>) -> Arc<super::map::BaseMap> {
         let reg = self.registry.current();
         let mut m = self.map.lock().unwrap_or_else(|p| p.into_inner());
         if !Arc::ptr_eq(&m.0, &reg) {
-            *m = (reg.clone(), Arc::new(super::map::BaseMap::new(&reg)));
+            *m = (reg.clone(), Maps::new());
         }
-        m.1.clone()
+        m.1.entry(county.unwrap_or_default().to_string())
+            .or_insert_with(|| Arc::new(super::map::BaseMap::of(&reg, county)))
+            .clone()
     }
 
     /// The whole office page for a board, as served (public for the benchmark, which times
-    /// reading the board and this).
-    pub fn page_html(&self, s: &Session, b: &Board, filter: &str) -> anyhow::Result<String> {
+    /// reading the board and this). `county` is the query's value, kept in the page's links.
+    pub fn page_html(
+        &self,
+        s: &Session,
+        b: &Board,
+        filter: &str,
+        county: &str,
+    ) -> anyhow::Result<String> {
         let env = crate::templates::env()?;
         let part = env
             .get_template("web/office_board.zh-CN")?
-            .render(board_context(self, b, filter))?;
+            .render(board_context(self, b, filter, county))?;
         Ok(env
             .get_template("web/office.zh-CN")?
             .render(minijinja::context! {
                 title => &self.title, user => &s.user, csrf => self.csrf(s), filter => filter,
-                board_html => minijinja::Value::from_safe_string(part),
+                county => county, board_html => minijinja::Value::from_safe_string(part),
             })?)
     }
 
-    /// Read the board (public for the benchmark).
-    pub async fn board(&self, filter: Filter) -> anyhow::Result<Board> {
+    /// Read the board: `scope`, or the office's default (the whole board for one county,
+    /// the summary for several). Public for the benchmark.
+    pub async fn board(&self, filter: Filter, scope: Option<Scope>) -> anyhow::Result<Board> {
         let (reg, tz, asof) = (self.registry.current(), self.tz.clone(), self.asof());
         Ok(self
             .store
-            .read(move |c| board::read(c, &reg, &tz, filter, asof))
+            .read(move |c| {
+                let scope = scope.unwrap_or_else(|| Scope::default_for(&reg));
+                board::read_scoped(c, &reg, &tz, filter, &scope, asof)
+            })
             .await?)
     }
 
@@ -270,6 +285,18 @@ async fn watch(w: Watched, tx: tokio::sync::watch::Sender<u64>) {
             continue;
         }
         let (reg, tz) = (reg.current(), tz.clone());
+        // An office over several counties: its pages show different parts (the summary, a
+        // county), and reading the whole board of a province every two seconds would load
+        // the store for nothing. Every change to the trail tells the pages to look again.
+        if Scope::default_for(&reg) != Scope::All {
+            seen_head = head;
+            let d = head.map_or(0, |h| h as u64);
+            if d != last {
+                last = d;
+                let _ = tx.send(d);
+            }
+            continue;
+        }
         match store
             .read(move |c| board::read(c, &reg, &tz, Filter::All, board::AsOf::wall()))
             .await
@@ -357,12 +384,32 @@ fn render(name: &str, ctx: minijinja::Value) -> Response {
 }
 
 /// The board's template context.
-fn board_context(o: &Office, b: &Board, filter: &str) -> minijinja::Value {
-    let svg = o.base_map().draw(b);
+fn board_context(o: &Office, b: &Board, filter: &str, county: &str) -> minijinja::Value {
+    // A summary over several counties has no places to mark: no map (a province's base
+    // is a hundred thousand villages); one county's is drawn to its own villages.
+    let svg = match b.scope {
+        "summary" => String::new(),
+        _ => o.base_map(b.county.as_ref().map(|c| c.0.as_str())).draw(b),
+    };
     minijinja::context! {
         board => minijinja::Value::from(minijinja::value::Serde(b)), filter => filter,
-        map => minijinja::Value::from_safe_string(svg),
+        county => county, map => minijinja::Value::from_safe_string(svg),
     }
+}
+
+/// What a page or API request asks for: the filter and the scope, as parsed, and their
+/// query values as given (kept in the page's links; an unknown one is dropped).
+fn asked(q: &HashMap<String, String>) -> (Filter, &str, Option<Scope>, &str) {
+    let filter = q.get("filter").map(String::as_str).unwrap_or("");
+    let county = q.get("county").map(String::as_str).unwrap_or("");
+    let scope = Scope::parse(county);
+    let f = Filter::parse(filter);
+    (
+        f,
+        f.as_str(),
+        scope.clone(),
+        if scope.is_some() { county } else { "" },
+    )
 }
 
 async fn page(
@@ -373,9 +420,9 @@ async fn page(
     let Some(s) = o.session(&headers).await else {
         return Redirect::to("/office/login").into_response();
     };
-    let filter = q.get("filter").map(String::as_str).unwrap_or("");
-    match o.board(Filter::parse(filter)).await {
-        Ok(b) => match o.page_html(&s, &b, filter) {
+    let (f, filter, scope, county) = asked(&q);
+    match o.board(f, scope).await {
+        Ok(b) => match o.page_html(&s, &b, filter, county) {
             Ok(body) => html(StatusCode::OK, body),
             Err(e) => {
                 tracing::error!("office page: {e:#}");
@@ -397,9 +444,12 @@ async fn fragment(
     if o.session(&headers).await.is_none() {
         return plain(StatusCode::UNAUTHORIZED, "请登录 / sign in");
     }
-    let filter = q.get("filter").map(String::as_str).unwrap_or("");
-    match o.board(Filter::parse(filter)).await {
-        Ok(b) => render("web/office_board.zh-CN", board_context(&o, &b, filter)),
+    let (f, filter, scope, county) = asked(&q);
+    match o.board(f, scope).await {
+        Ok(b) => render(
+            "web/office_board.zh-CN",
+            board_context(&o, &b, filter, county),
+        ),
         Err(e) => {
             tracing::error!("office board: {e:#}");
             plain(StatusCode::SERVICE_UNAVAILABLE, "请稍后再试 / try again")
@@ -639,8 +689,8 @@ async fn api_read(
             "sign in: POST /api/v1/session\n",
         ));
     }
-    let filter = Filter::parse(q.get("filter").map(String::as_str).unwrap_or(""));
-    o.board(filter).await.map_err(|e| {
+    let (filter, _, scope, _) = asked(q);
+    o.board(filter, scope).await.map_err(|e| {
         tracing::error!("office board: {e:#}");
         plain(StatusCode::SERVICE_UNAVAILABLE, "store unavailable\n")
     })

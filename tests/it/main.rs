@@ -37,6 +37,7 @@ mod ledger_prop;
 mod metrics;
 mod nodes;
 mod office_browser;
+mod office_city;
 mod office_http;
 mod package;
 mod registry;
