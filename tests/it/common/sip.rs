@@ -10,6 +10,7 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpStream, UdpSocket};
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Condvar, Mutex};
@@ -125,7 +126,10 @@ request_route {{
         let conf = dir.path().join("kamailio.cfg");
         std::fs::write(&conf, cfg).unwrap();
         let log = dir.path().join("kamailio.log");
+        // In a process group of its own: kamailio forks its workers, and killing the main
+        // process alone left them running after the test.
         let child = Command::new("/usr/sbin/kamailio")
+            .process_group(0)
             .arg("-f")
             .arg(&conf)
             .args(["-DD", "-E", "-m", "32", "-M", "8"])
@@ -184,7 +188,8 @@ request_route {{
 
 impl Drop for Kamailio {
     fn drop(&mut self) {
-        let _ = self.child.kill();
+        // SAFETY: signals the process group this value started (its id is the leader's).
+        unsafe { libc::kill(-(self.child.id() as i32), libc::SIGKILL) };
         let _ = self.child.wait();
     }
 }
