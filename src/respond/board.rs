@@ -170,6 +170,22 @@ pub struct Totals {
     pub to_check: u32,
 }
 
+impl Totals {
+    /// Add another line's totals: lines whose places are distinct (towns of a county,
+    /// counties of a city) add up to the line over them.
+    pub fn add(&mut self, o: &Totals) {
+        self.places += o.places;
+        self.silent += o.silent;
+        self.waiting += o.waiting;
+        self.answered += o.answered;
+        self.at_post += o.at_post;
+        self.to_move += o.to_move;
+        self.moved += o.moved;
+        self.refused += o.refused;
+        self.to_check += o.to_check;
+    }
+}
+
 /// One line of a summary at the top of the board: a town's, or on a board over several
 /// counties (a city's or a province's office) a county's.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -875,7 +891,7 @@ pub fn read_scoped(
             totals: Totals::default(),
             shelters: (0, 0),
         });
-        sum(&mut line.totals, &t.totals);
+        line.totals.add(&t.totals);
     }
     for s in &shelters {
         if let Some(t) = towns.get_mut(&s.town) {
@@ -1065,19 +1081,6 @@ fn call_now(
         }
     }
     Ok(out)
-}
-
-/// Add one summary line's totals to another's.
-fn sum(t: &mut Totals, o: &Totals) {
-    t.places += o.places;
-    t.silent += o.silent;
-    t.waiting += o.waiting;
-    t.answered += o.answered;
-    t.at_post += o.at_post;
-    t.to_move += o.to_move;
-    t.moved += o.moved;
-    t.refused += o.refused;
-    t.to_check += o.to_check;
 }
 
 fn add(t: &mut Totals, p: &Place) {

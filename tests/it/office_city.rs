@@ -212,10 +212,10 @@ on_both! {
         for c in &all.counties {
             let mut towns = board::Totals::default();
             for t in all.towns.iter().filter(|t| t.code.starts_with(&c.code)) {
-                add(&mut towns, &t.totals);
+                towns.add(&t.totals);
             }
             assert_eq!(towns, c.totals, "{}", c.code);
-            add(&mut total, &c.totals);
+            total.add(&c.totals);
         }
         assert_eq!(total, all.totals);
 
@@ -343,16 +343,4 @@ on_both! {
         stop.fire();
         server.await.unwrap().unwrap();
     }
-}
-
-fn add(t: &mut board::Totals, o: &board::Totals) {
-    t.places += o.places;
-    t.silent += o.silent;
-    t.waiting += o.waiting;
-    t.answered += o.answered;
-    t.at_post += o.at_post;
-    t.to_move += o.to_move;
-    t.moved += o.moved;
-    t.refused += o.refused;
-    t.to_check += o.to_check;
 }

@@ -96,29 +96,23 @@ impl Place {
     /// One whole number read behind the store's back (a count or a sum; none counts as 0).
     /// `sql` must read the same on both engines.
     pub fn count(&self, sql: &str) -> i64 {
-        match self.backend {
-            Backend::Sqlite => {
-                let c = rusqlite::Connection::open_with_flags(
-                    &self.at,
-                    rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-                )
-                .unwrap();
-                c.busy_timeout(std::time::Duration::from_secs(5)).unwrap();
-                c.query_row(sql, (), |r| r.get::<_, Option<i64>>(0))
-                    .unwrap()
-                    .unwrap_or(0)
-            }
-            // A sum of bigints is a numeric on PostgreSQL: read every figure as a bigint.
-            Backend::Postgres => super::postgres::query_one(
-                &self.at,
-                &format!("SELECT coalesce(({sql})::bigint, 0)"),
-            ),
-        }
+        // A sum of bigints is a numeric on PostgreSQL: read every figure as a bigint.
+        self.one(sql, &format!("SELECT ({sql})::bigint"))
+            .unwrap_or(0)
     }
 
     /// One text read behind the store's back (none reads as empty). `sql` must read the same
     /// on both engines.
     pub fn text(&self, sql: &str) -> String {
+        self.one(sql, sql).unwrap_or_default()
+    }
+
+    /// The first column of the first row, read behind the store's back: `sqlite` on SQLite,
+    /// `postgres` on PostgreSQL.
+    fn one<T>(&self, sqlite: &str, postgres: &str) -> Option<T>
+    where
+        T: rusqlite::types::FromSql + for<'a> postgres::types::FromSql<'a> + Send,
+    {
         match self.backend {
             Backend::Sqlite => {
                 let c = rusqlite::Connection::open_with_flags(
@@ -127,13 +121,10 @@ impl Place {
                 )
                 .unwrap();
                 c.busy_timeout(std::time::Duration::from_secs(5)).unwrap();
-                c.query_row(sql, (), |r| r.get::<_, Option<String>>(0))
+                c.query_row(sqlite, (), |r| r.get::<_, Option<T>>(0))
                     .unwrap()
-                    .unwrap_or_default()
             }
-            Backend::Postgres => {
-                super::postgres::query_one::<Option<String>>(&self.at, sql).unwrap_or_default()
-            }
+            Backend::Postgres => super::postgres::query_one::<Option<T>>(&self.at, postgres),
         }
     }
 
