@@ -176,9 +176,9 @@ impl Place {
     }
 
     /// Wait until `done()` holds while another process writes here, up to `secs`; fail
-    /// naming `what`. Looked at again at each change in `also` (a log, a peer's files) and:
-    /// on SQLite at each write to the database's folder; on PostgreSQL, whose commits show
-    /// in no file, every 100 ms besides.
+    /// naming `what`. Looked at again at each change in `also` (a log, a peer's files) and at
+    /// each write of the database: SQLite's to its folder, PostgreSQL's to the server's
+    /// write-ahead log (every commit writes there).
     pub fn wait_until(
         &self,
         what: impl std::fmt::Display,
@@ -186,12 +186,11 @@ impl Place {
         also: &std::path::Path,
         done: impl FnMut() -> bool,
     ) {
-        let held = match (&self._dir, self.backend) {
-            (Some(dir), Backend::Sqlite) => {
-                super::watched_until(secs, &[also, dir.path()], None, done)
-            }
-            _ => super::watched_until(secs, &[also], Some(100), done),
+        let db = match (&self._dir, self.backend) {
+            (Some(dir), Backend::Sqlite) => dir.path().to_path_buf(),
+            _ => super::postgres::shared().wal(),
         };
+        let held = super::watched_until(secs, &[also, &db], done);
         assert!(held, "{what}: not within {secs} s");
     }
 

@@ -236,17 +236,11 @@ pub fn wait_until(
 /// [`wait_until`] for a caller with more to do when the wait fails (stop a child, then show
 /// its log): whether `done()` came to hold within `secs`.
 pub fn changed_until(secs: u64, dir: &std::path::Path, done: impl FnMut() -> bool) -> bool {
-    watched_until(secs, &[dir], None, done)
+    watched_until(secs, &[dir], done)
 }
 
-/// [`changed_until`] over several folders, and, with `every_ms`, looking again that often
-/// besides: for state that shows in no file (a PostgreSQL commit of another process).
-pub fn watched_until(
-    secs: u64,
-    dirs: &[&std::path::Path],
-    every_ms: Option<i32>,
-    mut done: impl FnMut() -> bool,
-) -> bool {
+/// [`changed_until`] over several folders (a log and a database's, say).
+pub fn watched_until(secs: u64, dirs: &[&std::path::Path], mut done: impl FnMut() -> bool) -> bool {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
     let watched = Inotify::watch(dirs);
     // SQLite appends a commit to the WAL (the event) and only then publishes it in the
@@ -261,10 +255,7 @@ pub fn watched_until(
             return false;
         }
         let left_ms = left.as_millis().min(i32::MAX as u128) as i32;
-        let wait_ms = AGAIN_MS
-            .get(again)
-            .map_or(left_ms, |&a| a.min(left_ms))
-            .min(every_ms.unwrap_or(i32::MAX));
+        let wait_ms = AGAIN_MS.get(again).map_or(left_ms, |&a| a.min(left_ms));
         let mut p = libc::pollfd {
             fd: watched.0,
             events: libc::POLLIN,
