@@ -306,15 +306,26 @@ impl Session {
             .acquire()
             .await
             .map_err(|_| SubmitError::NotSent)?;
-        if self.is_closed() {
-            return Err(SubmitError::NotSent);
-        }
         let seq = self.inner.next_sequence();
         let (tx, rx) = oneshot::channel();
         if let Ok(mut p) = self.inner.pending.lock() {
             p.insert(seq, tx);
         }
+        // Looked at after the waiter is in place, not before: `close` marks the session
+        // closed and only then drops every waiter. Checked before, a close between the check
+        // and the insert left this waiter behind the drop, with nobody to answer or drop it:
+        // the submit waited out `give_up` (a minute) on a link already gone, and its text sat
+        // in `submitting` meanwhile (seen in smsc_quirks' drop-every-37 test under load).
+        if self.is_closed() {
+            if let Ok(mut p) = self.inner.pending.lock() {
+                p.remove(&seq);
+            }
+            return Err(SubmitError::NotSent);
+        }
         if self.inner.out.send(pdu::submit_sm(seq, m)).is_err() {
+            if let Ok(mut p) = self.inner.pending.lock() {
+                p.remove(&seq);
+            }
             return Err(SubmitError::NotSent);
         }
         let answer = |p: Pdu, late: bool| SubmitResp {
