@@ -448,15 +448,33 @@ fn respond_status(cfg: &Config, store: &Store) {
             Some(reg) => Some(stormbell::respond::ledger::county(c, reg)?),
             None => None,
         };
+        // An office over several counties: the same figures per county (the board's county
+        // lines), each with its name.
+        let counties = match (&reg, &ledger) {
+            (Some(reg), Some(rows))
+                if stormbell::respond::board::Scope::default_for(reg)
+                    == stormbell::respond::board::Scope::Summary =>
+            {
+                stormbell::respond::ledger::by_county(reg, rows)
+                    .into_iter()
+                    .map(|(code, n, f)| {
+                        let name = reg.unit(&code).map(|u| u.name.clone()).unwrap_or_default();
+                        (code, name, n, f)
+                    })
+                    .collect()
+            }
+            _ => Vec::new(),
+        };
         Ok((
             calls,
             answers,
             stormbell::respond::calls::silent(c)?,
             ledger,
+            counties,
         ))
     });
     match found {
-        Ok((calls, answers, silent, ledger)) => {
+        Ok((calls, answers, silent, ledger, counties)) => {
             // The same figures as the board's county line (ARCHITECTURE.md, "The evacuation
             // ledger").
             if let Some(rows) = ledger.filter(|r| !r.is_empty()) {
@@ -473,6 +491,15 @@ fn respond_status(cfg: &Config, store: &Store) {
                         String::new()
                     }
                 );
+                for (code, name, n, f) in &counties {
+                    println!(
+                        "  {} {code}: {n} place(s): to move {}, moved {}, refused {}",
+                        if name.is_empty() { "(no county)" } else { name },
+                        f.to_move,
+                        f.moved,
+                        f.refused
+                    );
+                }
             }
             let join = |v: &[(String, i64)]| {
                 v.iter()

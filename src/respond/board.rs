@@ -15,6 +15,7 @@ use crate::store::sql::Conn;
 use rusqlite::params;
 use serde::Serialize;
 
+use super::ledger::county_of;
 use crate::correlate::PlaceKind;
 use crate::correlate::store as cstore;
 use crate::dispatch::broadcast::jobs;
@@ -508,14 +509,6 @@ impl Scope {
     fn rows(&self) -> bool {
         !matches!(self, Scope::Summary)
     }
-}
-
-/// The county a ledger row is in (the first six digits of its town's code; empty for a site
-/// in no village).
-fn county_of<'a>(reg: &'a Registry, row: &str) -> &'a str {
-    reg.village(row)
-        .and_then(|v| v.town.get(..6))
-        .unwrap_or_default()
 }
 
 /// Whether a warned place lies in `county`: a village in it, a site threatening a village in

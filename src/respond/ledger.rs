@@ -486,6 +486,31 @@ pub fn with_threatened(reg: &Registry, covers: &mut std::collections::BTreeMap<S
     }
 }
 
+/// The county a row is in: the first six digits of its village's town (empty for a site in
+/// no village). An office over several counties sums its rows by this (the board's county
+/// lines, `status`).
+pub fn county_of<'a>(reg: &'a Registry, row: &str) -> &'a str {
+    reg.village(row)
+        .and_then(|v| v.town.get(..6))
+        .unwrap_or_default()
+}
+
+/// The rows' figures summed by county ([`county_of`]): (code, rows, figures), by code.
+pub fn by_county(
+    reg: &Registry,
+    rows: &std::collections::BTreeMap<String, Figures>,
+) -> Vec<(String, usize, Figures)> {
+    let mut out: std::collections::BTreeMap<&str, (usize, Figures)> = Default::default();
+    for (row, f) in rows {
+        let e = out.entry(county_of(reg, row)).or_default();
+        e.0 += 1;
+        e.1.add(f);
+    }
+    out.into_iter()
+        .map(|(code, (n, f))| (code.to_string(), n, f))
+        .collect()
+}
+
 /// Sum of figures over rows.
 pub fn total<'a>(rows: impl Iterator<Item = &'a Figures>) -> Figures {
     let mut t = Figures::default();

@@ -257,6 +257,20 @@ on_both! {
             );
         }
 
+        // `stormbell status` says the same per county.
+        let mut status = common::stormbell_bare();
+        place.env(&mut status, dir.path());
+        let o = status.arg("status").output().unwrap();
+        let said = String::from_utf8_lossy(&o.stdout).into_owned();
+        for c in &all.counties {
+            let t = &c.totals;
+            let line = format!(
+                "  {} {}: {} place(s): to move {}, moved {}, refused {}",
+                c.name, c.code, t.places, t.to_move, t.moved, t.refused
+            );
+            assert!(said.contains(&line), "{line}\n{said}");
+        }
+
         // Over HTTP, as the office and a script see it.
         let now = jiff::Timestamp::now();
         let token = store
