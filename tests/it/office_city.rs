@@ -324,6 +324,7 @@ on_both! {
             .text()
             .await
             .unwrap();
+        std::fs::write(kept.join(format!("city-county-{}.html", backend.name())), &page).ok();
         assert!(page.contains(&format!("<b id=\"county-name\">{}</b>", c.name)), "{page}");
         assert!(page.contains("<svg") && page.contains("id=\"to-summary\""));
         assert!(page.contains(&format!("data-places=\"{}\"", c.totals.places)));
