@@ -422,7 +422,12 @@ async fn page(
     };
     let (f, filter, scope, county) = asked(&q);
     match o.board(f, scope).await {
-        Ok(b) => match o.page_html(&s, &b, filter, county) {
+        Ok(b) => match off_workers({
+            let (o, filter, county) = (o.clone(), filter.to_string(), county.to_string());
+            move || o.page_html(&s, &b, &filter, &county)
+        })
+        .await
+        {
             Ok(body) => html(StatusCode::OK, body),
             Err(e) => {
                 tracing::error!("office page: {e:#}");
@@ -446,15 +451,40 @@ async fn fragment(
     }
     let (f, filter, scope, county) = asked(&q);
     match o.board(f, scope).await {
-        Ok(b) => render(
-            "web/office_board.zh-CN",
-            board_context(&o, &b, filter, county),
-        ),
+        Ok(b) => {
+            let made = off_workers({
+                let (o, filter, county) = (o.clone(), filter.to_string(), county.to_string());
+                move || {
+                    let ctx = board_context(&o, &b, &filter, &county);
+                    let env = crate::templates::env()?;
+                    Ok(env.get_template("web/office_board.zh-CN")?.render(ctx)?)
+                }
+            })
+            .await;
+            match made {
+                Ok(body) => html(StatusCode::OK, body),
+                Err(e) => {
+                    tracing::error!("office board part: {e:#}");
+                    plain(StatusCode::INTERNAL_SERVER_ERROR, "页面出错 / page error")
+                }
+            }
+        }
         Err(e) => {
             tracing::error!("office board: {e:#}");
             plain(StatusCode::SERVICE_UNAVAILABLE, "请稍后再试 / try again")
         }
     }
+}
+
+/// Run `make` off the async workers: drawing a county's map, rendering a page or writing a
+/// board out as JSON or CSV is a second of CPU for a province's whole board, which would
+/// hold up every other request on that worker meanwhile.
+async fn off_workers<T: Send + 'static>(
+    make: impl FnOnce() -> anyhow::Result<T> + Send + 'static,
+) -> anyhow::Result<T> {
+    tokio::task::spawn_blocking(make)
+        .await
+        .map_err(|e| anyhow::anyhow!("the page's work stopped: {e}"))?
 }
 
 /// Resolves when `closing` fires; never, when nobody can close it (an office not served by
@@ -703,7 +733,7 @@ async fn api_board(
 ) -> Response {
     match api_read(&o, &headers, &q).await {
         Ok(b) => typed(
-            serde_json::to_string(&b).map_err(Into::into),
+            off_workers(move || Ok(serde_json::to_string(&b)?)).await,
             "application/json",
             None,
         ),
@@ -718,7 +748,7 @@ async fn api_csv(
 ) -> Response {
     match api_read(&o, &headers, &q).await {
         Ok(b) => typed(
-            board::csv(&b),
+            off_workers(move || board::csv(&b)).await,
             "text/csv; charset=utf-8",
             Some("attachment; filename=\"board.csv\""),
         ),
