@@ -9,7 +9,7 @@ use jiff::Timestamp;
 use super::assess::{Assessment, Ctx, Place, PlaceKind, Rule};
 use super::tier::{Hazard, Tier};
 use crate::feeds::{AlarmState, FeedAlarm, Observation};
-use crate::registry::{Level, Registry};
+use crate::registry::Registry;
 
 /// The feed-gap rule: the latest alarm per feed.
 #[derive(Debug, Default)]
@@ -45,14 +45,7 @@ impl Rule for FeedGapRule {
     }
 
     fn assess(&mut self, _now: Timestamp, ctx: &Ctx<'_>) -> Vec<Assessment> {
-        let mut counties: Vec<String> = ctx
-            .reg
-            .data
-            .units
-            .iter()
-            .filter(|u| u.level == Level::County)
-            .map(|u| u.code.clone())
-            .collect();
+        let mut counties: Vec<String> = ctx.reg.data.counties().map(|u| u.code.clone()).collect();
         if counties.is_empty() {
             counties.push(self.office_unit.clone());
         }

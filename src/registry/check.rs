@@ -160,12 +160,7 @@ fn grid(d: &Dataset, l: &Lines, keys: &Keys<'_>, out: &mut Findings) {
     let Keys {
         units, villages, ..
     } = keys;
-    let counties: HashSet<&str> = d
-        .units
-        .iter()
-        .filter(|u| u.level == Level::County)
-        .map(|u| u.code.as_str())
-        .collect();
+    let counties: HashSet<&str> = d.counties().map(|u| u.code.as_str()).collect();
     if counties.is_empty() {
         out.push(
             Severity::Error,

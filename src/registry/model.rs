@@ -417,6 +417,20 @@ pub struct Dataset {
     pub layers: Vec<Layer>,
 }
 
+impl Dataset {
+    /// The counties it registers (one for a county office, several for a city's or a
+    /// province's).
+    pub fn counties(&self) -> impl Iterator<Item = &Unit> {
+        self.units.iter().filter(|u| u.level == Level::County)
+    }
+}
+
+/// The county an administrative code lies in (a town's, a village's, a group's): its first
+/// six digits; empty for a shorter code.
+pub fn county_code(code: &str) -> &str {
+    code.get(..6).unwrap_or_default()
+}
+
 /// The kinds of base-map layer a registry folder may carry (`towns.geojson`,
 /// `rivers.geojson`, `roads.geojson`, `coast.geojson`), so an officer can orient on the office
 /// map without any tile server.

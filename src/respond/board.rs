@@ -21,6 +21,7 @@ use crate::correlate::store as cstore;
 use crate::dispatch::broadcast::jobs;
 use crate::dispatch::outbox;
 use crate::registry::Registry;
+use crate::registry::model::county_code;
 
 /// How a place stands on answering, worst first (the order the office wants to read them in).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -471,13 +472,7 @@ impl Scope {
     /// The scope an office sees unless it asks for one: the whole board for a registry of
     /// one county, the summary for one of several.
     pub fn default_for(reg: &Registry) -> Scope {
-        let counties = reg
-            .data
-            .units
-            .iter()
-            .filter(|u| u.level == crate::registry::model::Level::County)
-            .count();
-        if counties > 1 {
+        if reg.data.counties().nth(1).is_some() {
             Scope::Summary
         } else {
             Scope::All
@@ -506,6 +501,15 @@ impl Scope {
         }
     }
 
+    /// What [`Board::scope`] says of it: `all`, `summary` or `county`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Scope::All => "all",
+            Scope::Summary => "summary",
+            Scope::County(_) => "county",
+        }
+    }
+
     fn rows(&self) -> bool {
         !matches!(self, Scope::Summary)
     }
@@ -516,7 +520,7 @@ impl Scope {
 /// inside it.
 fn place_in(reg: &Registry, id: &str, kind: PlaceKind, county: &str) -> bool {
     match kind {
-        PlaceKind::Unit => id.starts_with(county),
+        PlaceKind::Unit => county_code(id) == county,
         PlaceKind::Village => county_of(reg, id) == county,
         PlaceKind::Site => {
             county_of(reg, &super::ledger::row_of(reg, id)) == county
@@ -590,18 +594,12 @@ pub fn read_scoped(
     // per warning was a round trip per warning, 360 for a county's storm).
     // A summary shows no place rows: what only they show is not read.
     let mut posts = at_post_by_lineage(c, &keys)?;
-    let mut deliveries = if scope.rows() {
-        outbox::delivery_by_lineage(c, &keys)?
-    } else {
-        Default::default()
-    };
-    let mut rings = if scope.rows() {
-        outbox::rings_by_lineage(c, &keys)?
-    } else {
-        Default::default()
-    };
-    let mut plays_of = if scope.rows() {
-        jobs::plays_by_lineage(c, &keys)?
+    let (mut deliveries, mut rings, mut plays_of) = if scope.rows() {
+        (
+            outbox::delivery_by_lineage(c, &keys)?,
+            outbox::rings_by_lineage(c, &keys)?,
+            jobs::plays_by_lineage(c, &keys)?,
+        )
     } else {
         Default::default()
     };
@@ -645,7 +643,7 @@ pub fn read_scoped(
                 call.state == "silent",
             );
             if matches!(call.level.as_str(), "county" | "town") {
-                if only.is_some_and(|code| !call.target.starts_with(code)) {
+                if only.is_some_and(|code| county_code(&call.target) != code) {
                     continue;
                 }
                 officers.0 += 1;
@@ -832,6 +830,8 @@ pub fn read_scoped(
     // The county: each place once, its figures over the union of what covers it.
     let shelters = shelters(c, reg)?;
     let mut towns: BTreeMap<String, Town> = BTreeMap::new();
+    // The counties, each place in its own (a county's line is the sum of its towns').
+    let mut counties: BTreeMap<String, Town> = BTreeMap::new();
     let mut totals = Totals::default();
     for (id, cr) in &county {
         let f = county_reports.figures(id, cr.cover.to_move(reg, id));
@@ -873,25 +873,21 @@ pub fn read_scoped(
             shelters: (0, 0),
         });
         add(&mut t.totals, &p);
-    }
-    // The counties: each the sum of its towns (a place's town is in one county).
-    let mut counties: BTreeMap<String, Town> = BTreeMap::new();
-    for t in towns.values() {
-        let code = t.code.get(..6).unwrap_or_default();
-        let line = counties.entry(code.to_string()).or_insert_with(|| Town {
+        let code = county_of(reg, id);
+        let c = counties.entry(code.to_string()).or_insert_with(|| Town {
             name: super::place_name(reg, code),
             code: code.to_string(),
             totals: Totals::default(),
             shelters: (0, 0),
         });
-        line.totals.add(&t.totals);
+        add(&mut c.totals, &p);
     }
     for s in &shelters {
-        if let Some(t) = towns.get_mut(&s.town) {
-            t.shelters.0 += s.occupants;
-            t.shelters.1 += s.capacity;
-        }
-        if let Some(t) = counties.get_mut(s.town.get(..6).unwrap_or_default()) {
+        let county = county_code(&s.town);
+        for t in [towns.get_mut(&s.town), counties.get_mut(county)]
+            .into_iter()
+            .flatten()
+        {
             t.shelters.0 += s.occupants;
             t.shelters.1 += s.capacity;
         }
@@ -926,16 +922,12 @@ pub fn read_scoped(
     let shelters = match only {
         Some(code) => shelters
             .into_iter()
-            .filter(|s| s.town.starts_with(code))
+            .filter(|s| county_code(&s.town) == code)
             .collect(),
         None => shelters,
     };
     Ok(Board {
-        scope: match scope {
-            Scope::All => "all",
-            Scope::Summary => "summary",
-            Scope::County(_) => "county",
-        },
+        scope: scope.kind(),
         county: only.map(|code| (code.to_string(), super::place_name(reg, code))),
         counties: counties.into_values().collect(),
         generated: readable(asof.now, tz),
@@ -1366,31 +1358,20 @@ pub fn csv(board: &Board) -> anyhow::Result<String> {
     // The towns and the county, each place once (what the board's summary shows and what a
     // county hands upward; a place under two warnings has two rows above).
     let several = board.scope == "summary" || board.counties.len() > 1;
-    let lines: Box<dyn Iterator<Item = (&str, &str, &str, &Totals)>> = if several {
-        let towns = board
-            .towns
-            .iter()
-            .filter(|_| board.scope != "summary")
-            .map(|t| ("town", t.code.as_str(), t.name.as_str(), &t.totals));
-        let counties = board
-            .counties
-            .iter()
-            .map(|t| ("county", t.code.as_str(), t.name.as_str(), &t.totals));
-        Box::new(
-            towns
-                .chain(counties)
-                .chain(std::iter::once(("total", "", "", &board.totals))),
-        )
-    } else {
-        Box::new(
-            board
-                .towns
-                .iter()
-                .map(|t| ("town", t.code.as_str(), t.name.as_str(), &t.totals))
-                .chain(std::iter::once(("county", "", "", &board.totals))),
-        )
-    };
-    let summary = lines;
+    let towns = board
+        .towns
+        .iter()
+        .filter(|_| board.scope != "summary")
+        .map(|t| ("town", t.code.as_str(), t.name.as_str(), &t.totals));
+    let counties = board
+        .counties
+        .iter()
+        .filter(|_| several)
+        .map(|t| ("county", t.code.as_str(), t.name.as_str(), &t.totals));
+    let total = if several { "total" } else { "county" };
+    let summary = towns
+        .chain(counties)
+        .chain(std::iter::once((total, "", "", &board.totals)));
     for (kind, code, name, t) in summary {
         w.row([
             "",

@@ -491,7 +491,7 @@ pub fn with_threatened(reg: &Registry, covers: &mut std::collections::BTreeMap<S
 /// lines, `status`).
 pub fn county_of<'a>(reg: &'a Registry, row: &str) -> &'a str {
     reg.village(row)
-        .and_then(|v| v.town.get(..6))
+        .map(|v| crate::registry::model::county_code(&v.town))
         .unwrap_or_default()
 }
 

@@ -39,7 +39,7 @@ impl BaseMap {
             .data
             .villages
             .iter()
-            .filter(|v| county.is_none_or(|c| v.town.starts_with(c)))
+            .filter(|v| county.is_none_or(|c| crate::registry::model::county_code(&v.town) == c))
             .collect();
         let mut pts: Vec<(f64, f64)> = Vec::new();
         // The drawing fits the villages and the base-map layers (a coastline beyond the last
