@@ -70,29 +70,53 @@ pub struct Issuer {
 }
 
 impl Issuer {
-    /// Whether this office may issue for the registry's county: the sender code's area (its
-    /// first six digits) must be the county's code and the office's name must name the county.
-    /// A registry for another county with the default (fixture) configuration would otherwise
-    /// send that county's warnings under 东溟县's name and code. An empty registry passes.
+    /// Whether this office may issue for the registry's counties. One county: the sender
+    /// code's area (its first six digits) must be the county's code and the office's name
+    /// must name the county; a registry for another county with the default (fixture)
+    /// configuration would otherwise send that county's warnings under 东溟县's name and
+    /// code. Several (a city's or a province's office): every county must lie in the sender
+    /// code's area (`331000`, a city: codes `3310…`; `330000`, a province: `33…`). An empty
+    /// registry passes.
     pub fn check_county(&self, reg: &crate::registry::Registry) -> Result<(), String> {
-        let Some(county) = reg
-            .data
-            .units
-            .iter()
-            .find(|u| u.level == crate::registry::model::Level::County)
-        else {
-            return Ok(());
-        };
+        let counties: Vec<&crate::registry::model::Unit> = reg.data.counties().collect();
         let area = self.sender_code.get(..6).unwrap_or("");
-        if area != county.code || !self.name.contains(county.name.trim()) {
-            return Err(format!(
-                "the configuration's [office] is {} (sender code {}, area {area}) but the \
-                 registry is county {} {}: set office.name, office.name_en, office.cap_sender \
-                 and office.sender_code for the county the registry describes (docs/deploy.md)",
-                self.name, self.sender_code, county.code, county.name
-            ));
+        match counties.as_slice() {
+            [] => Ok(()),
+            [county] if area != county.code || !self.name.contains(county.name.trim()) => {
+                Err(format!(
+                    "the configuration's [office] is {} (sender code {}, area {area}) but the \
+                     registry is county {} {}: set office.name, office.name_en, office.cap_sender \
+                     and office.sender_code for the county the registry describes (docs/deploy.md)",
+                    self.name, self.sender_code, county.code, county.name
+                ))
+            }
+            [_] => Ok(()),
+            several => {
+                // The area an administrative code names: a province's ends in 0000, a city's
+                // in 00.
+                let within = if area.len() < 6 {
+                    area
+                } else if area.ends_with("0000") {
+                    &area[..2]
+                } else if area.ends_with("00") {
+                    &area[..4]
+                } else {
+                    area
+                };
+                match several
+                    .iter()
+                    .find(|c| within.is_empty() || !c.code.starts_with(within))
+                {
+                    Some(outside) => Err(format!(
+                        "the configuration's [office] is {} (sender code {}, area {area}) but the \
+                         registry's county {} {} is not in that area: an office over several \
+                         counties issues under its city's or province's code (docs/deploy.md)",
+                        self.name, self.sender_code, outside.code, outside.name
+                    )),
+                    None => Ok(()),
+                }
+            }
         }
-        Ok(())
     }
 }
 
@@ -769,5 +793,79 @@ pub fn targets(reg: &Registry, l: &Lineage, d: &Decision, identifiers: Vec<Strin
             event: u.event.clone(),
             code: u.event_code.clone(),
         }),
+    }
+}
+
+#[cfg(test)]
+mod office_tests {
+    use crate::registry::model::{Dataset, Level, Unit};
+
+    fn issuer(sender_code: &str, name: &str) -> super::Issuer {
+        super::Issuer {
+            sender: "fx@example.cn".into(),
+            sender_code: sender_code.into(),
+            name: name.into(),
+            name_en: String::new(),
+            tz: jiff::tz::TimeZone::UTC,
+            status: super::Status::Exercise,
+        }
+    }
+
+    fn registry(counties: &[(&str, &str)]) -> crate::registry::Registry {
+        crate::registry::Registry::new(Dataset {
+            units: counties
+                .iter()
+                .map(|(code, name)| Unit {
+                    code: code.to_string(),
+                    name: name.to_string(),
+                    level: Level::County,
+                    parent: None,
+                })
+                .collect(),
+            ..Dataset::default()
+        })
+    }
+
+    #[test]
+    fn a_county_office_issues_for_its_county_and_a_city_office_for_its_counties() {
+        let one = registry(&[("331098", "东溟县")]);
+        assert!(
+            issuer("33109800000000", "东溟县防汛办")
+                .check_county(&one)
+                .is_ok()
+        );
+        assert!(
+            issuer("33109900000000", "东溟县防汛办")
+                .check_county(&one)
+                .is_err()
+        );
+        assert!(
+            issuer("33109800000000", "西溟县防汛办")
+                .check_county(&one)
+                .is_err()
+        );
+        // A city's office (area 331000) over two of its counties; a county's or another
+        // city's code cannot issue for both; a province's can.
+        let two = registry(&[("331098", "东溟县"), ("331099", "西溟县")]);
+        assert!(
+            issuer("33100000000000", "合成市防汛办")
+                .check_county(&two)
+                .is_ok()
+        );
+        assert!(
+            issuer("33000000000000", "合成省防汛办")
+                .check_county(&two)
+                .is_ok()
+        );
+        let e = issuer("33109800000000", "东溟县防汛办")
+            .check_county(&two)
+            .unwrap_err();
+        assert!(e.contains("331099"), "{e}");
+        assert!(
+            issuer("33020000000000", "另一市防汛办")
+                .check_county(&two)
+                .is_err()
+        );
+        assert!(issuer("", "合成市防汛办").check_county(&two).is_err());
     }
 }
