@@ -1578,3 +1578,40 @@ fn the_receipt_deadline_sweep_passes_over_a_text_whose_receipt_is_being_stored()
         [("P00001", "delivered"), ("P00002", "delivery_unknown")]
     );
 }
+
+#[test]
+fn the_upkeep_look_every_claim_takes_reads_an_index_not_the_queue() {
+    // A queue of 3,000 with nothing stale, its statistics fresh (a warning that queues a
+    // thousand analyses the table). The plan PostgreSQL runs a prepared statement with after
+    // its fifth execution is the generic one: forced here, it must not walk the table (the
+    // old look did, every claim).
+    let mut f = Fixture::on(Backend::Postgres);
+    let who: Vec<usize> = (0..3_000).collect();
+    f.enqueue(t(
+        "flash_flood:F",
+        1,
+        Hazard::FlashFlood,
+        Tier::Red,
+        MessageKind::Alert,
+        true,
+        &who,
+    ));
+    let plan = common::postgres::client(&f._place.at, |c| {
+        c.batch_execute("SET plan_cache_mode = force_generic_plan")
+            .unwrap();
+        let look = outbox::UPKEEP_LOOK.replace('?', "$");
+        c.batch_execute(&format!("PREPARE look(text, text, text) AS {look}"))
+            .unwrap();
+        c.query(
+            "EXPLAIN EXECUTE look('sms', '2026-08-09T03:00:00+08:00', '2026-08-08T03:00:00+08:00')",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get::<_, String>(0))
+        .collect::<Vec<_>>()
+        .join("\n")
+    });
+    assert!(!plan.contains("Seq Scan"), "{plan}");
+    assert!(plan.contains("dispatch_message_age"), "{plan}");
+}
