@@ -257,17 +257,23 @@ async fn through_outbox(args: &[String]) {
         )));
     }
     loop {
-        let left: i64 = store
+        // The oldest of each state over an index, not a count of the table: the bench's own
+        // look every 5 ms must not load the server it measures (a count was a fifth of
+        // PostgreSQL's time on 5,000 texts).
+        let left: bool = store
             .read(|c| {
                 Ok(c.query_row(
-                    "SELECT count(*) FROM dispatch_message WHERE state IN ('queued', 'submitting')",
+                    "SELECT (SELECT min(created) FROM dispatch_message
+                             WHERE channel = 'sms' AND state = 'queued') IS NOT NULL
+                         OR (SELECT min(created) FROM dispatch_message
+                             WHERE channel = 'sms' AND state = 'submitting') IS NOT NULL",
                     (),
                     |r| r.get(0),
                 )?)
             })
             .await
             .unwrap();
-        if left == 0 {
+        if !left {
             break;
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
