@@ -650,6 +650,10 @@ const MAX_IDLE_READERS: usize = 4;
 pub struct Store {
     path: PathBuf,
     writer: mpsc::Sender<Box<dyn Job>>,
+    /// On PostgreSQL, the thread that runs writes apart ([`Store::write_apart`]) on a
+    /// connection of its own, beside the writer's batches; on SQLite, none (the one writer
+    /// runs them).
+    apart: Option<mpsc::Sender<Box<dyn Job>>>,
     readers: Arc<Readers>,
     /// Set by the writer thread once its connection is closed (and the WAL checkpointed).
     closed: Arc<(Mutex<bool>, std::sync::Condvar)>,
@@ -851,6 +855,7 @@ impl Store {
         Ok(Store {
             path,
             writer: tx,
+            apart: None,
             readers: Arc::new(Readers::Lite(Mutex::new(Vec::new()))),
             closed,
             lock_waits,
@@ -882,6 +887,7 @@ impl Store {
     pub fn close(self, timeout: std::time::Duration) -> bool {
         let Store {
             writer,
+            apart,
             readers,
             closed,
             ..
@@ -898,6 +904,7 @@ impl Store {
             }
         }
         drop(readers);
+        drop(apart);
         drop(writer);
         let (done, cv) = &*closed;
         let Ok(guard) = done.lock() else {
@@ -934,7 +941,8 @@ impl Store {
     /// [`Store::write`] for work that never waits for a row another transaction has locked
     /// (every row it locks, it locks `FOR UPDATE SKIP LOCKED`) and keeps nothing in line (no
     /// audit entry, no cursor: [`sql::Conn::serialise`] refuses): a claim on the outbox. On
-    /// PostgreSQL it runs in a transaction of its own without the store's write lock, so
+    /// PostgreSQL it runs in a transaction of its own without the store's write lock, on a
+    /// thread and connection of its own (beside this node's other batches), so
     /// that one node's claims go on while another node's batch holds the lock (the lock
     /// made every node's writes one queue). It cannot close a deadlock: it waits for no row
     /// and takes no advisory lock (a fenced leader's lease check aside, which waits only for
@@ -978,7 +986,11 @@ impl Store {
         F: FnOnce(&sql::Tx<'_>) -> anyhow::Result<T> + Send + 'static,
     {
         let job: Box<dyn Job> = Box::new(Write { work, reply, apart });
-        self.writer.send(job).map_err(|_| StoreError::WriterGone)
+        match &self.apart {
+            Some(thread) if apart => thread.send(job),
+            _ => self.writer.send(job),
+        }
+        .map_err(|_| StoreError::WriterGone)
     }
 
     /// Run read-only `work` on a pooled reader connection, off the async runtime.
