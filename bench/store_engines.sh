@@ -11,7 +11,9 @@
 #             binds split) and with two each;
 #
 # then 100,000 recipients enqueued in one transaction on each. One JSON line per measurement,
-# then the ratios (postgres / sqlite of the same round).
+# then the ratios (postgres / sqlite of the same round), and what the whole machine spent per
+# 1,000 parts on each (every process: SMSC, database server, stormbell), with the rate its
+# cores could carry at that cost.
 #
 #   ./bench/store_engines.sh [COUNT] [ROUNDS]
 set -euo pipefail
@@ -60,4 +62,14 @@ for i in range(1, int(sys.argv[2]) + 1):
           f" two nodes (1 bind each) {p21:6.0f} = {p21 / s:4.2f}x; two nodes (2 binds each) {p22:6.0f} = {p22 / s:4.2f}x;"
           f" texts sent again across two nodes: {again};"
           f" enqueue 100k {ep:5.2f} s vs {es:5.2f} s = {ep / es:4.2f}x")
+# What the whole machine spent per 1,000 parts (SMSC, database server, stormbell): the rate
+# this machine's cores could carry at that cost if nothing else stood in the way.
+import os
+for name in ("sqlite", "postgres", "postgres-2x1", "postgres-2x2"):
+    runs = [rows[f"{name}-{i}"] for i in range(1, int(sys.argv[2]) + 1)]
+    per = [r["machine_core_s"] / r["parts"] * 1000 for r in runs if r.get("machine_core_s", -1) > 0]
+    if per:
+        print(f"{name}: {min(per):.3f}-{max(per):.3f} core-seconds per 1,000 parts;"
+              f" at that cost {os.cpu_count()} cores carry at most {os.cpu_count() / max(per) * 1000:6.0f}"
+              f"-{os.cpu_count() / min(per) * 1000:6.0f} parts/s")
 PY
