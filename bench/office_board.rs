@@ -10,6 +10,8 @@
 //!         [--db postgres://…/empty_db] [--registry DIR (a province: bench/registry_province.sh)]
 //!         [--scopes all,summary,county (what is timed: the whole board, the summary by
 //!          county, the first county's board)]
+//!         [--viewers N (N pages asking for the office's default part at once: with the
+//!          office's shared reads, then as N separate reads)]
 //!
 //! On PostgreSQL the registry's in-memory index and the page's rendering are the same; what
 //! moves is the store: the import, the warnings' commit (texts queued, calls and their ladder
@@ -25,7 +27,7 @@ use stormbell::correlate::engine::{self, Engine};
 use stormbell::correlate::{Rules, Tier};
 use stormbell::feeds::Observation;
 use stormbell::feeds::rainfall::{RainBatch, RainReading};
-use stormbell::respond::board::{Filter, Scope};
+use stormbell::respond::board::{self, Filter, Scope};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -128,7 +130,7 @@ async fn main() -> anyhow::Result<()> {
     let office = stormbell::web::office::Office::new(
         store.clone(),
         reg.clone(),
-        tz,
+        tz.clone(),
         "东溟县防汛办",
         "http://127.0.0.1",
     )
@@ -199,6 +201,48 @@ async fn main() -> anyhow::Result<()> {
             q(&total_ms, 0.95),
             q(&total_ms, 1.0),
             size / 1024
+        );
+    }
+    // Pages open in the office, all told of a change at once: `--viewers N` asks for the
+    // office's default part N times at once through the office (the requests that queue
+    // behind a read share the next one), then as N separate reads at once (as before).
+    let viewers: usize = common::arg("--viewers").map_or(Ok(0), |s| s.parse())?;
+    if viewers > 0 {
+        let scope = Scope::default_for(&reg);
+        let t = Instant::now();
+        let asks: Vec<_> = (0..viewers)
+            .map(|_| {
+                let (o, s) = (office.clone(), scope.clone());
+                tokio::spawn(async move { o.board(Filter::All, Some(s)).await.map(|_| ()) })
+            })
+            .collect();
+        for a in asks {
+            a.await??;
+        }
+        let shared = t.elapsed();
+        let t = Instant::now();
+        let asks: Vec<_> = (0..viewers)
+            .map(|_| {
+                let (st, r, s, tz) = (store.clone(), reg.clone(), scope.clone(), tz.clone());
+                tokio::spawn(async move {
+                    st.read(move |c| {
+                        board::read_scoped(c, &r, &tz, Filter::All, &s, board::AsOf::wall())
+                    })
+                    .await
+                    .map(|_| ())
+                })
+            })
+            .collect();
+        for a in asks {
+            a.await??;
+        }
+        let separate = t.elapsed();
+        println!(
+            "{viewers} pages asking for the {} at once: {:.0} ms with shared reads, {:.0} ms as separate reads ({:.1}x)",
+            scope.as_str(),
+            shared.as_secs_f64() * 1e3,
+            separate.as_secs_f64() * 1e3,
+            separate.as_secs_f64() / shared.as_secs_f64()
         );
     }
     Ok(())

@@ -22,5 +22,5 @@ for engine in sqlite postgres; do
   db=()
   [ "$engine" = postgres ] && db=(--db "$(fresh)")
   env -u STORMBELL_LOADWATCH target/release/examples/office_board --runs "$runs" --registry "$out" "${db[@]}" \
-    --scopes summary,county,all
+    --scopes summary,county,all --viewers 8
 done

@@ -13,6 +13,7 @@ pub mod checkin;
 pub(crate) mod map;
 pub mod metrics;
 pub mod office;
+mod shared_read;
 
 use std::path::Path;
 

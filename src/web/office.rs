@@ -56,6 +56,9 @@ pub struct Office {
     /// The base maps drawn for the registry they were drawn from (redrawn when a new import
     /// is in force): the whole registry's (key "") and each county's asked for (its code).
     map: Arc<std::sync::Mutex<(Arc<Registry>, Maps)>>,
+    /// Board reads in progress, shared by the requests for the same part that queue behind
+    /// them (every open page asks at once after a change).
+    reads: Arc<super::shared_read::SharedReads<Board>>,
     changes: tokio::sync::watch::Receiver<u64>,
     /// Turns true when the server begins to shut down: live streams end then, or the
     /// graceful shutdown would wait on them for ever.
@@ -88,6 +91,7 @@ impl Office {
         let (tx, changes) = tokio::sync::watch::channel(0u64);
         let office = Office {
             map: Arc::new(std::sync::Mutex::new((reg.clone(), Maps::new()))),
+            reads: Arc::default(),
             store,
             registry,
             tz,
@@ -187,16 +191,22 @@ impl Office {
     }
 
     /// Read the board: `scope`, or the office's default (the whole board for one county,
-    /// the summary for several). Public for the benchmark.
-    pub async fn board(&self, filter: Filter, scope: Option<Scope>) -> anyhow::Result<Board> {
-        let (reg, tz, asof) = (self.registry.current(), self.tz.clone(), self.asof());
-        Ok(self
-            .store
-            .read(move |c| {
-                let scope = scope.unwrap_or_else(|| Scope::default_for(&reg));
-                board::read_scoped(c, &reg, &tz, filter, &scope, asof)
+    /// the summary for several). Requests for the same part that arrive while it is being
+    /// read share the next read ([`super::shared_read`]). Public for the benchmark.
+    pub async fn board(&self, filter: Filter, scope: Option<Scope>) -> anyhow::Result<Arc<Board>> {
+        let scope = scope.unwrap_or_else(|| Scope::default_for(&self.registry.current()));
+        let key = format!("{}|{}", filter.as_str(), scope.as_str());
+        self.reads
+            .get(key, || async move {
+                // The registry and the time as the read begins: after every request sharing
+                // it arrived.
+                let (reg, tz, asof) = (self.registry.current(), self.tz.clone(), self.asof());
+                Ok(self
+                    .store
+                    .read(move |c| board::read_scoped(c, &reg, &tz, filter, &scope, asof))
+                    .await?)
             })
-            .await?)
+            .await
     }
 
     /// The session of a request: the cookie, or for scripts an `Authorization: Bearer` token.
@@ -712,7 +722,7 @@ async fn api_read(
     o: &Office,
     headers: &HeaderMap,
     q: &HashMap<String, String>,
-) -> Result<Board, Response> {
+) -> Result<Arc<Board>, Response> {
     if o.session(headers).await.is_none() {
         return Err(plain(
             StatusCode::UNAUTHORIZED,
@@ -733,7 +743,7 @@ async fn api_board(
 ) -> Response {
     match api_read(&o, &headers, &q).await {
         Ok(b) => typed(
-            off_workers(move || Ok(serde_json::to_string(&b)?)).await,
+            off_workers(move || Ok(serde_json::to_string(&*b)?)).await,
             "application/json",
             None,
         ),
