@@ -954,7 +954,8 @@ pub fn translate(sql: &str) -> String {
                 out.push_str(&n.to_string());
             }
             // SQLite's unary plus before a column (`WHERE +state = …`) keeps its planner off an
-            // index; PostgreSQL has no `+` for text, and its planner needs no such hint.
+            // index; PostgreSQL has no `+` for text. Where both planners need keeping off an
+            // index, the SQL says so in a form both read (`state || ''`, which no index holds).
             '+' if unary(&out) && chars.peek().is_some_and(|(_, d)| d.is_ascii_alphabetic()) => {}
             _ if c.is_ascii_alphabetic() && !prev_is_word(&out) => {
                 let rest = &sql[at..];

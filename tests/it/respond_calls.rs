@@ -436,3 +436,39 @@ on_both! {
         assert_eq!(rings(&f).len(), 2 + town.len());
     }
 }
+
+#[test]
+fn an_answer_finds_its_calls_steps_by_the_call_whatever_the_statistics_say() {
+    // A storm's first hour on a new database: the steps table was analysed while empty (as
+    // the migration left it), then a storm registered 100,000 pending steps before
+    // autovacuum looked again. The plan PostgreSQL runs a prepared statement with after its
+    // fifth execution is the generic one: forced here, an answer's cancelling of its call's
+    // steps must find them by the call, not walk every pending step of the storm.
+    let place = Place::new(Backend::Postgres);
+    drop(place.open());
+    place
+        .raw(
+            "",
+            "ANALYZE respond_step;
+             INSERT INTO respond_step (call, step, due, action, state)
+             SELECT c, s, '2026-08-09T03:00:00+08:00', 'resend', 'pending'
+             FROM generate_series(1, 20000) c, generate_series(1, 5) s",
+            &[],
+        )
+        .unwrap();
+    let plan = common::postgres::client(&place.at, |c| {
+        c.batch_execute("SET plan_cache_mode = force_generic_plan")
+            .unwrap();
+        let sql = calls::ANSWERED_STEPS.replace('?', "$");
+        c.batch_execute(&format!("PREPARE answered(bigint, text, text) AS {sql}"))
+            .unwrap();
+        c.query("EXPLAIN EXECUTE answered(100, 'now', 'answered')", &[])
+            .unwrap()
+            .iter()
+            .map(|r| r.get::<_, String>(0))
+            .collect::<Vec<_>>()
+            .join("\n")
+    });
+    assert!(!plan.contains("respond_step_due"), "{plan}");
+    assert!(plan.contains("respond_step_call_step_key"), "{plan}");
+}
