@@ -189,16 +189,54 @@ pub fn register(
         .get(t.tier.as_str())
         .cloned()
         .unwrap_or_default();
+    // Whether anything of an earlier decision of this warning is still open: most decisions
+    // are a warning's first, and then the per-person closing below (three statements a
+    // person, round trips on PostgreSQL) has nothing to do. The same conditions as `close`.
+    let earlier: bool = tx
+        .prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM respond_call
+                            WHERE lineage = ?1 AND state = 'open' AND decision < ?2)
+                 OR EXISTS (SELECT 1 FROM dispatch_message
+                            WHERE channel = 'voice' AND state = 'queued' AND lineage = ?1
+                              AND decision < ?2)",
+        )?
+        .query_row(params![t.lineage, decision], |r| r.get(0))?;
+    // The ladder's steps of one call in one statement.
+    let steps_sql = format!(
+        "INSERT INTO respond_step (call, step, due, action, state) VALUES {}",
+        (0..ladder.len())
+            .map(|i| format!(
+                "(?1, ?{}, ?{}, ?{}, 'pending')",
+                3 * i + 2,
+                3 * i + 3,
+                3 * i + 4
+            ))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let steps: Vec<(i64, String, &str)> = ladder
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            (
+                i as i64 + 1,
+                stamp(now + SignedDuration::from_mins(i64::from(s.after_mins))),
+                s.action.as_str(),
+            )
+        })
+        .collect();
     for c in &t.contacts {
         // A raise asks again: the person's open calls for this warning give way to the new one.
-        out.closed += close(
-            tx,
-            &t.lineage,
-            Some(&c.person),
-            decision,
-            CallState::Superseded,
-            now,
-        )?;
+        if earlier {
+            out.closed += close(
+                tx,
+                &t.lineage,
+                Some(&c.person),
+                decision,
+                CallState::Superseded,
+                now,
+            )?;
+        }
         let n = tx
             .prepare_cached(
                 "INSERT OR IGNORE INTO respond_call
@@ -227,17 +265,15 @@ pub fn register(
         }
         out.calls += 1;
         let call = tx.last_insert_rowid()?;
-        for (i, s) in ladder.iter().enumerate() {
-            tx.prepare_cached("INSERT INTO respond_step (call, step, due, action, state) VALUES (?1, ?2, ?3, ?4, 'pending')")?.execute(
-                params![
-                    call,
-                    i as i64 + 1,
-                    stamp(now + SignedDuration::from_mins(i64::from(s.after_mins))),
-                    s.action
-                ],
-            )?;
-            out.steps += 1;
+        if steps.is_empty() {
+            continue;
         }
+        let mut values: Vec<&dyn rusqlite::ToSql> = vec![&call];
+        for (n, due, action) in &steps {
+            values.extend([n as &dyn rusqlite::ToSql, due, action]);
+        }
+        tx.prepare_cached(&steps_sql)?.execute(values.as_slice())?;
+        out.steps += steps.len();
     }
     Ok(out)
 }
