@@ -1596,22 +1596,12 @@ fn the_upkeep_look_every_claim_takes_reads_an_index_not_the_queue() {
         true,
         &who,
     ));
-    let plan = common::postgres::client(&f._place.at, |c| {
-        c.batch_execute("SET plan_cache_mode = force_generic_plan")
-            .unwrap();
-        let look = outbox::UPKEEP_LOOK.replace('?', "$");
-        c.batch_execute(&format!("PREPARE look(text, text, text) AS {look}"))
-            .unwrap();
-        c.query(
-            "EXPLAIN EXECUTE look('sms', '2026-08-09T03:00:00+08:00', '2026-08-08T03:00:00+08:00')",
-            &[],
-        )
-        .unwrap()
-        .iter()
-        .map(|r| r.get::<_, String>(0))
-        .collect::<Vec<_>>()
-        .join("\n")
-    });
+    let plan = common::postgres::generic_plan(
+        &f._place.at,
+        outbox::UPKEEP_LOOK,
+        "text, text, text",
+        "'sms', '2026-08-09T03:00:00+08:00', '2026-08-08T03:00:00+08:00'",
+    );
     assert!(!plan.contains("Seq Scan"), "{plan}");
     assert!(plan.contains("dispatch_message_age"), "{plan}");
 }

@@ -456,19 +456,12 @@ fn an_answer_finds_its_calls_steps_by_the_call_whatever_the_statistics_say() {
             &[],
         )
         .unwrap();
-    let plan = common::postgres::client(&place.at, |c| {
-        c.batch_execute("SET plan_cache_mode = force_generic_plan")
-            .unwrap();
-        let sql = calls::ANSWERED_STEPS.replace('?', "$");
-        c.batch_execute(&format!("PREPARE answered(bigint, text, text) AS {sql}"))
-            .unwrap();
-        c.query("EXPLAIN EXECUTE answered(100, 'now', 'answered')", &[])
-            .unwrap()
-            .iter()
-            .map(|r| r.get::<_, String>(0))
-            .collect::<Vec<_>>()
-            .join("\n")
-    });
+    let plan = common::postgres::generic_plan(
+        &place.at,
+        calls::ANSWERED_STEPS,
+        "bigint, text, text",
+        "100, 'now', 'answered'",
+    );
     assert!(!plan.contains("respond_step_due"), "{plan}");
     assert!(plan.contains("respond_step_call_step_key"), "{plan}");
 }

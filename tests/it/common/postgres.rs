@@ -193,6 +193,25 @@ pub fn client<T: Send>(url: &str, work: impl FnOnce(&mut postgres::Client) -> T 
     })
 }
 
+/// The plan PostgreSQL would run `statement` (the store's SQL, `?N` placeholders) with once it
+/// settles on a generic plan (a prepared statement's, from its sixth run): forced, and
+/// explained with `args` for the parameters of `types`. What a plan test reads.
+pub fn generic_plan(url: &str, statement: &str, types: &str, args: &str) -> String {
+    client(url, |c| {
+        c.batch_execute("SET plan_cache_mode = force_generic_plan")
+            .unwrap();
+        let sql = statement.replace('?', "$");
+        c.batch_execute(&format!("PREPARE planned({types}) AS {sql}"))
+            .unwrap();
+        c.query(&format!("EXPLAIN EXECUTE planned({args})"), &[])
+            .unwrap()
+            .iter()
+            .map(|r| r.get::<_, String>(0))
+            .collect::<Vec<_>>()
+            .join("\n")
+    })
+}
+
 /// One value from the database at `url`.
 pub fn query_one<T>(url: &str, sql: &str) -> T
 where
