@@ -195,12 +195,10 @@ pub fn register(
     let earlier: bool = tx
         .prepare_cached(
             "SELECT EXISTS (SELECT 1 FROM respond_call
-                            WHERE lineage = ?1 AND state = 'open' AND decision < ?2)
-                 OR EXISTS (SELECT 1 FROM dispatch_message
-                            WHERE channel = 'voice' AND state = 'queued' AND lineage = ?1
-                              AND decision < ?2)",
+                            WHERE lineage = ?1 AND state = 'open' AND decision < ?2)",
         )?
-        .query_row(params![t.lineage, decision], |r| r.get(0))?;
+        .query_row(params![t.lineage, decision], |r| r.get(0))?
+        || outbox::rings_queued_before(tx, &t.lineage, decision)?;
     // The ladder's steps of one call in one statement.
     let steps_sql = format!(
         "INSERT INTO respond_step (call, step, due, action, state) VALUES {}",

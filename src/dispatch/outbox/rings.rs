@@ -389,6 +389,19 @@ pub fn withdraw_rings_of(tx: &Tx<'_>, call: i64, now: Timestamp) -> anyhow::Resu
         .execute(params![own, town, stamp(now)])?)
 }
 
+/// Whether rings of `lineage` queued by a decision before `decision` wait to be sent (what
+/// [`withdraw_rings`] would withdraw for anyone): a warning's new decision asks once, and
+/// spares each person's withdrawal when there is none.
+pub fn rings_queued_before(tx: &Tx<'_>, lineage: &str, decision: i64) -> anyhow::Result<bool> {
+    Ok(tx
+        .prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM dispatch_message
+                            WHERE channel = 'voice' AND state = 'queued' AND lineage = ?1
+                              AND decision < ?2)",
+        )?
+        .query_row(params![lineage, decision], |r| r.get(0))?)
+}
+
 /// Calls of warning `lineage` (one person's, or everyone's) queued by decisions before
 /// `decision` are withdrawn: the calls they chase were closed (a raise asks again; a lift ends
 /// the warning). Returns how many.
