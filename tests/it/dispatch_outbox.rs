@@ -1605,3 +1605,36 @@ fn the_upkeep_look_every_claim_takes_reads_an_index_not_the_queue() {
     assert!(!plan.contains("Seq Scan"), "{plan}");
     assert!(plan.contains("dispatch_message_age"), "{plan}");
 }
+
+#[test]
+fn a_storm_of_small_warnings_keeps_the_planners_picture_of_the_queue_current() {
+    // Eight warnings of 150 persons each, none large enough alone to renew the statistics:
+    // the planner must still know the queue holds about 1,200 texts, not the empty table
+    // the migration left (with that picture it read each claimed person's texts through
+    // the queue's state index).
+    let mut f = Fixture::on(Backend::Postgres);
+    for w in 0..8 {
+        let who: Vec<usize> = (w * 150..(w + 1) * 150).collect();
+        f.enqueue(t(
+            &format!("flash_flood:F{w}"),
+            1,
+            Hazard::FlashFlood,
+            Tier::Red,
+            MessageKind::Alert,
+            true,
+            &who,
+        ));
+    }
+    let queued = f
+        ._place
+        .count("SELECT count(*) FROM dispatch_message WHERE state = 'queued'");
+    assert_eq!(queued, 1_200);
+    let known: f64 = common::postgres::query_one(
+        &f._place.at,
+        "SELECT CAST(reltuples AS DOUBLE PRECISION) FROM pg_class WHERE relname = 'dispatch_message'",
+    );
+    assert!(
+        known >= queued as f64 / 2.0,
+        "the planner's rows {known} against {queued} queued"
+    );
+}

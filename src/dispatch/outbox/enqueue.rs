@@ -306,9 +306,22 @@ pub fn enqueue(
     // looks empty to the planner, which then scans all of it for each person claimed
     // (measured: 3,000 queued, 580,000 rows compared per claim). A large warning renews them
     // in its own transaction (ANALYZE samples, whatever the table's size; it counts the
-    // rows this transaction wrote).
-    if tx.is_postgres() && out.queued >= ENQUEUE_CHUNK {
-        tx.execute_batch("ANALYZE dispatch_message")?;
+    // rows this transaction wrote), and so does any warning once the table's file has grown
+    // to more than twice what the planner last measured: a storm of many small warnings
+    // (a drill's first hour read each person's texts through the queue's state index, up to
+    // 147 ms a claim). Doubling by doubling, a handful of times as a storm fills the table;
+    // the file's size is read at once, where the server's row counts lag by seconds.
+    if tx.is_postgres() && out.queued > 0 {
+        let grown: bool = out.queued >= ENQUEUE_CHUNK
+            || tx.query_row(
+                "SELECT pg_relation_size(c.oid) > 2 * 8192 * CAST(greatest(c.relpages, 16) AS BIGINT)
+                 FROM pg_class c WHERE c.oid = CAST('dispatch_message' AS regclass)",
+                (),
+                |r| r.get(0),
+            )?;
+        if grown {
+            tx.execute_batch("ANALYZE dispatch_message")?;
+        }
     }
     Ok(out)
 }
