@@ -310,14 +310,11 @@ trait Job: Send {
     fn run(self: Box<Self>, txn: sql::Tx<'_>) -> (bool, Done);
     /// Not run (the batch broke before it): tell the caller why.
     fn abandon(self: Box<Self>, why: StoreError);
-    /// Whether it runs apart from the store's write lock ([`Store::write_apart`]).
-    fn apart(&self) -> bool;
 }
 
 struct Write<F, R> {
     work: F,
     reply: R,
-    apart: bool,
 }
 
 impl<T, F, R> Job for Write<F, R>
@@ -327,7 +324,7 @@ where
     R: FnOnce(Result<T, StoreError>) + Send + 'static,
 {
     fn run(self: Box<Self>, txn: sql::Tx<'_>) -> (bool, Done) {
-        let Write { work, reply, .. } = *self;
+        let Write { work, reply } = *self;
         let started = std::time::Instant::now();
         let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(&txn)));
         let took = started.elapsed();
@@ -364,9 +361,6 @@ where
 
     fn abandon(self: Box<Self>, why: StoreError) {
         (self.reply)(Err(why));
-    }
-    fn apart(&self) -> bool {
-        self.apart
     }
 }
 
@@ -985,7 +979,9 @@ impl Store {
         T: Send + 'static,
         F: FnOnce(&sql::Tx<'_>) -> anyhow::Result<T> + Send + 'static,
     {
-        let job: Box<dyn Job> = Box::new(Write { work, reply, apart });
+        let job: Box<dyn Job> = Box::new(Write { work, reply });
+        // On PostgreSQL a write apart goes to the thread that runs them without the write
+        // lock; on SQLite the one writer runs every write.
         match &self.apart {
             Some(thread) if apart => thread.send(job),
             _ => self.writer.send(job),

@@ -5,9 +5,9 @@
 //! after the commit. Writes apart ([`Store::write_apart`], the outbox's claims) run the same
 //! way on a second thread and connection, beside the writer's batches: a node's claims then
 //! go on while its outcomes and receipts are at the server (one node's durable SMS path
-//! 1.3× faster on 10,000 texts). Writes from several stormbell nodes meet in the database, not in one
-//! process: what must stay one linear sequence (the audit chain) takes a transaction-scoped
-//! advisory lock first ([`sql::Conn::serialise`]).
+//! 1.3× faster on 10,000 texts). Writes from several stormbell nodes meet in the database,
+//! not in one process: what must stay one linear sequence (the audit chain) takes a
+//! transaction-scoped advisory lock first ([`sql::Conn::serialise`]).
 //!
 //! Reads run on pooled connections, each read in one `REPEATABLE READ READ ONLY` transaction,
 //! so every figure one read computes comes from one snapshot (as a SQLite reader's statement
@@ -62,6 +62,7 @@ pub(crate) fn open(url: &str) -> Result<Store, StoreError> {
         fence: fence.clone(),
         revoked: revoked.clone(),
         batches: Arc::new(batches),
+        apart: false,
     };
     let thread = std::thread::Builder::new()
         .name("store-writer".into())
@@ -80,11 +81,8 @@ pub(crate) fn open(url: &str) -> Result<Store, StoreError> {
             let both = first.and_then(|main| {
                 let second = connect(&writer.config, &writer.label)?;
                 let apart = Writer {
-                    config: writer.config.clone(),
-                    label: writer.label.clone(),
-                    fence: writer.fence.clone(),
-                    revoked: writer.revoked.clone(),
-                    batches: writer.batches.clone(),
+                    apart: true,
+                    ..writer.clone()
                 };
                 std::thread::Builder::new()
                     .name("store-apart".into())
@@ -152,6 +150,7 @@ pub(crate) fn open(url: &str) -> Result<Store, StoreError> {
 
 /// What a writer thread needs besides its connection and its jobs: the store's writer, and
 /// on PostgreSQL the thread of writes apart beside it.
+#[derive(Clone)]
 struct Writer {
     config: postgres::Config,
     label: String,
@@ -161,12 +160,15 @@ struct Writer {
     revoked: Arc<std::sync::atomic::AtomicBool>,
     /// Moves on after each batch either thread finishes ([`Store::written`]).
     batches: Arc<tokio::sync::watch::Sender<u64>>,
+    /// Whether this thread runs the writes apart: each in a transaction without the store's
+    /// write lock ([`Store::write_apart`]).
+    apart: bool,
 }
 
 impl Writer {
     /// Run the jobs that come on `rx` until every handle is gone: those waiting are run
-    /// together, each in a savepoint, and committed once; writes apart in a transaction of
-    /// their own without the write lock, the rest under it.
+    /// together, each in a savepoint, and committed once; under the write lock, unless this
+    /// thread runs the writes apart.
     fn serve(&self, pg: sql::Pg, rx: mpsc::Receiver<Box<dyn Job>>) {
         let cell = RefCell::new(pg);
         while let Ok(first) = rx.recv() {
@@ -177,12 +179,18 @@ impl Writer {
                     Err(_) => break,
                 }
             }
-            let (apart, locked): (Vec<_>, Vec<_>) = batch.into_iter().partition(|j| j.apart());
-            for (batch, apart) in [(apart, true), (locked, false)] {
-                if batch.is_empty() {
-                    continue;
+            match begin(&cell, &self.config, &self.label, &self.revoked, !self.apart) {
+                Ok(()) => {
+                    {
+                        // After `begin`: a connection opened again starts as a locked writer's.
+                        let mut pg = cell.borrow_mut();
+                        pg.apart = self.apart;
+                        pg.forget_chain();
+                    }
+                    let lease = self.fence.lock().ok().and_then(|f| f.clone());
+                    run_batch(&cell, &self.label, lease.as_ref(), batch);
                 }
-                if let Err(why) = begin(&cell, &self.config, &self.label, &self.revoked, !apart) {
+                Err(why) => {
                     tracing::error!(db = %self.label, "{} writes fail: {why}", batch.len());
                     for job in batch {
                         job.abandon(StoreError::NotCommitted {
@@ -190,16 +198,7 @@ impl Writer {
                             why: why.clone(),
                         });
                     }
-                    continue;
                 }
-                {
-                    let mut pg = cell.borrow_mut();
-                    pg.apart = apart;
-                    pg.forget_chain();
-                }
-                let lease = self.fence.lock().ok().and_then(|f| f.clone());
-                run_batch(&cell, &self.label, lease.as_ref(), batch);
-                cell.borrow_mut().apart = false;
             }
             self.batches.send_modify(|n| *n = n.wrapping_add(1));
         }
