@@ -178,16 +178,20 @@ impl Office {
         filter: &str,
         county: &str,
     ) -> anyhow::Result<String> {
-        let env = crate::templates::env()?;
-        let part = env
-            .get_template("web/office_board.zh-CN")?
-            .render(board_context(self, b, filter, county))?;
-        Ok(env
+        let part = self.board_html(b, filter, county)?;
+        Ok(crate::templates::env()?
             .get_template("web/office.zh-CN")?
             .render(minijinja::context! {
                 title => &self.title, user => &s.user, csrf => self.csrf(s), filter => filter,
                 county => county, board_html => minijinja::Value::from_safe_string(part),
             })?)
+    }
+
+    /// The board's part of the page: what the page holds, and what a live page fetches again.
+    fn board_html(&self, b: &Board, filter: &str, county: &str) -> anyhow::Result<String> {
+        Ok(crate::templates::env()?
+            .get_template("web/office_board.zh-CN")?
+            .render(board_context(self, b, filter, county))?)
     }
 
     /// Read the board: `scope`, or the office's default (the whole board for one county,
@@ -384,10 +388,18 @@ fn plain(status: StatusCode, text: &'static str) -> Response {
 }
 
 fn render(name: &str, ctx: minijinja::Value) -> Response {
-    match crate::templates::env().and_then(|e| Ok(e.get_template(name)?.render(ctx)?)) {
+    made(
+        name,
+        crate::templates::env().and_then(|e| Ok(e.get_template(name)?.render(ctx)?)),
+    )
+}
+
+/// A page that was made (200), or a 500 that names nothing (the error logged as `what`'s).
+fn made(what: &str, body: anyhow::Result<String>) -> Response {
+    match body {
         Ok(body) => html(StatusCode::OK, body),
         Err(e) => {
-            tracing::error!("{name}: {e:#}");
+            tracing::error!("{what}: {e:#}");
             plain(StatusCode::INTERNAL_SERVER_ERROR, "页面出错 / page error")
         }
     }
@@ -431,24 +443,15 @@ async fn page(
         return Redirect::to("/office/login").into_response();
     };
     let (f, filter, scope, county) = asked(&q);
-    match o.board(f, scope).await {
-        Ok(b) => match off_workers({
-            let (o, filter, county) = (o.clone(), filter.to_string(), county.to_string());
-            move || o.page_html(&s, &b, &filter, &county)
-        })
-        .await
-        {
-            Ok(body) => html(StatusCode::OK, body),
-            Err(e) => {
-                tracing::error!("office page: {e:#}");
-                plain(StatusCode::INTERNAL_SERVER_ERROR, "页面出错 / page error")
-            }
-        },
-        Err(e) => {
-            tracing::error!("office board: {e:#}");
-            plain(StatusCode::SERVICE_UNAVAILABLE, "请稍后再试 / try again")
-        }
-    }
+    let b = match board_or_busy(&o, f, scope).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let (filter, county) = (filter.to_string(), county.to_string());
+    made(
+        "office page",
+        off_workers(move || o.page_html(&s, &b, &filter, &county)).await,
+    )
 }
 
 async fn fragment(
@@ -460,30 +463,27 @@ async fn fragment(
         return plain(StatusCode::UNAUTHORIZED, "请登录 / sign in");
     }
     let (f, filter, scope, county) = asked(&q);
-    match o.board(f, scope).await {
-        Ok(b) => {
-            let made = off_workers({
-                let (o, filter, county) = (o.clone(), filter.to_string(), county.to_string());
-                move || {
-                    let ctx = board_context(&o, &b, &filter, &county);
-                    let env = crate::templates::env()?;
-                    Ok(env.get_template("web/office_board.zh-CN")?.render(ctx)?)
-                }
-            })
-            .await;
-            match made {
-                Ok(body) => html(StatusCode::OK, body),
-                Err(e) => {
-                    tracing::error!("office board part: {e:#}");
-                    plain(StatusCode::INTERNAL_SERVER_ERROR, "页面出错 / page error")
-                }
-            }
-        }
-        Err(e) => {
-            tracing::error!("office board: {e:#}");
-            plain(StatusCode::SERVICE_UNAVAILABLE, "请稍后再试 / try again")
-        }
-    }
+    let b = match board_or_busy(&o, f, scope).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let (filter, county) = (filter.to_string(), county.to_string());
+    made(
+        "office board part",
+        off_workers(move || o.board_html(&b, &filter, &county)).await,
+    )
+}
+
+/// The board for a page, or the page to give instead when the store cannot be read (503).
+async fn board_or_busy(
+    o: &Office,
+    filter: Filter,
+    scope: Option<Scope>,
+) -> Result<Arc<Board>, Response> {
+    o.board(filter, scope).await.map_err(|e| {
+        tracing::error!("office board: {e:#}");
+        plain(StatusCode::SERVICE_UNAVAILABLE, "请稍后再试 / try again")
+    })
 }
 
 /// Run `make` off the async workers: drawing a county's map, rendering a page or writing a
