@@ -456,12 +456,6 @@ fn respond_status(cfg: &Config, store: &Store) {
                     == stormbell::respond::board::Scope::Summary =>
             {
                 stormbell::respond::ledger::by_county(reg, rows)
-                    .into_iter()
-                    .map(|(code, n, f)| {
-                        let name = reg.unit(&code).map(|u| u.name.clone()).unwrap_or_default();
-                        (code, name, n, f)
-                    })
-                    .collect()
             }
             _ => Vec::new(),
         };

@@ -495,11 +495,12 @@ pub fn county_of<'a>(reg: &'a Registry, row: &str) -> &'a str {
         .unwrap_or_default()
 }
 
-/// The rows' figures summed by county ([`county_of`]): (code, rows, figures), by code.
+/// The rows' figures summed by county ([`county_of`]): (code, name as the board names it,
+/// rows, figures), by code.
 pub fn by_county(
     reg: &Registry,
     rows: &std::collections::BTreeMap<String, Figures>,
-) -> Vec<(String, usize, Figures)> {
+) -> Vec<(String, String, usize, Figures)> {
     let mut out: std::collections::BTreeMap<&str, (usize, Figures)> = Default::default();
     for (row, f) in rows {
         let e = out.entry(county_of(reg, row)).or_default();
@@ -507,7 +508,7 @@ pub fn by_county(
         e.1.add(f);
     }
     out.into_iter()
-        .map(|(code, (n, f))| (code.to_string(), n, f))
+        .map(|(code, (n, f))| (code.to_string(), super::place_name(reg, code), n, f))
         .collect()
 }
 
