@@ -442,16 +442,10 @@ async fn page(
     let Some(s) = o.session(&headers).await else {
         return Redirect::to("/office/login").into_response();
     };
-    let (f, filter, scope, county) = asked(&q);
-    let b = match board_or_busy(&o, f, scope).await {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
-    let (filter, county) = (filter.to_string(), county.to_string());
-    made(
-        "office page",
-        off_workers(move || o.page_html(&s, &b, &filter, &county)).await,
-    )
+    board_page(o, &q, "office page", move |o, b, filter, county| {
+        o.page_html(&s, b, filter, county)
+    })
+    .await
 }
 
 async fn fragment(
@@ -462,28 +456,34 @@ async fn fragment(
     if o.session(&headers).await.is_none() {
         return plain(StatusCode::UNAUTHORIZED, "请登录 / sign in");
     }
-    let (f, filter, scope, county) = asked(&q);
-    let b = match board_or_busy(&o, f, scope).await {
+    board_page(o, &q, "office board part", |o, b, filter, county| {
+        o.board_html(b, filter, county)
+    })
+    .await
+}
+
+/// The board a request asks for (its filter and scope), made into HTML by `make` off the
+/// async workers (`make` gets the filter and county as the page's links keep them); a 503
+/// when the store cannot be read, a 500 when the page cannot be made.
+async fn board_page(
+    o: Office,
+    q: &HashMap<String, String>,
+    what: &'static str,
+    make: impl FnOnce(&Office, &Board, &str, &str) -> anyhow::Result<String> + Send + 'static,
+) -> Response {
+    let (f, filter, scope, county) = asked(q);
+    let b = match o.board(f, scope).await {
         Ok(b) => b,
-        Err(r) => return r,
+        Err(e) => {
+            tracing::error!("office board: {e:#}");
+            return plain(StatusCode::SERVICE_UNAVAILABLE, "请稍后再试 / try again");
+        }
     };
     let (filter, county) = (filter.to_string(), county.to_string());
     made(
-        "office board part",
-        off_workers(move || o.board_html(&b, &filter, &county)).await,
+        what,
+        off_workers(move || make(&o, &b, &filter, &county)).await,
     )
-}
-
-/// The board for a page, or the page to give instead when the store cannot be read (503).
-async fn board_or_busy(
-    o: &Office,
-    filter: Filter,
-    scope: Option<Scope>,
-) -> Result<Arc<Board>, Response> {
-    o.board(filter, scope).await.map_err(|e| {
-        tracing::error!("office board: {e:#}");
-        plain(StatusCode::SERVICE_UNAVAILABLE, "请稍后再试 / try again")
-    })
 }
 
 /// Run `make` off the async workers: drawing a county's map, rendering a page or writing a
