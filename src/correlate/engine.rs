@@ -545,6 +545,25 @@ pub async fn run(
                 Err(_) => break,
             }
         }
+        // On a simulated clock, everything of this instant first: a feed still polling
+        // (holding the clock) may deliver at the same instant, and evaluating before and after
+        // it can decide otherwise than once on both (a yellow warning then its orange update,
+        // against an orange one), so a replay would depend on how the machine scheduled its
+        // tasks. Wait until every task but this one and the deliveries taken is idle, taking
+        // in what arrives meanwhile (a poller may be waiting for room in the channel).
+        // The system clock answers at once.
+        loop {
+            let held = usize::from(awake.is_some()) + holding(&batch);
+            tokio::select! {
+                biased;
+                _ = clock.settled_but(held) => break,
+                d = rx.recv() => match d {
+                    Some(d) => batch.push(d),
+                    None => break,
+                },
+                _ = shutdown.recv() => return Ok(()),
+            }
+        }
         if clock.elapsed() >= next_tick {
             next_tick = next_tick_after(
                 clock.as_ref(),
@@ -616,6 +635,19 @@ pub async fn run(
         }
         held = (awake, batch);
     }
+}
+
+/// How many distinct clock guards a batch of deliveries holds (a poll's deliveries may
+/// share one).
+fn holding(batch: &[Delivery]) -> usize {
+    let mut seen: Vec<*const crate::runtime::Awake> = batch
+        .iter()
+        .filter(|d| d.busy.holds())
+        .map(|d| Arc::as_ptr(&d.busy))
+        .collect();
+    seen.sort_unstable();
+    seen.dedup();
+    seen.len()
 }
 
 /// Resolve when a new registry is published; never without one that can change.

@@ -26,6 +26,9 @@ use jiff::{SignedDuration, Timestamp};
 /// see everyone asleep and move on under it.
 pub type Sleep = Pin<Box<dyn Future<Output = Awake> + Send + 'static>>;
 
+/// What [`Clock::settled_but`] returns (boxed, so [`Clock`] stays object-safe).
+pub type Settled<'a> = Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
+
 /// The time source of a poller.
 pub trait Clock: Send + Sync + 'static {
     /// Wall time, for the record.
@@ -41,6 +44,16 @@ pub trait Clock: Send + Sync + 'static {
     fn awake(&self) -> Awake {
         Awake(None)
     }
+    /// Resolve once every other task is asleep and no sleeper is due, the caller holding
+    /// `held` of the busy guards. A stage that acts on what several tasks hand it at one
+    /// simulated instant (correlate, on the feeds' deliveries) waits for this first, so it
+    /// acts once on all of them, as in every run of the same replay, and not on whatever part
+    /// had arrived when the machine happened to schedule it. Resolves at once for the system
+    /// clock, where nobody waits for anyone.
+    fn settled_but(&self, held: usize) -> Settled<'_> {
+        let _ = held;
+        Box::pin(std::future::ready(()))
+    }
 }
 
 /// A task is busy while this lives (see [`Clock::awake`]).
@@ -52,6 +65,11 @@ impl Awake {
     pub fn none() -> Awake {
         Awake(None)
     }
+
+    /// Whether this guard holds a clock (counts in [`Clock::settled_but`]'s `held`).
+    pub fn holds(&self) -> bool {
+        self.0.is_some()
+    }
 }
 
 impl Drop for Awake {
@@ -59,9 +77,9 @@ impl Drop for Awake {
         if let Some(state) = &self.0 {
             let mut s = state.lock().unwrap_or_else(|p| p.into_inner());
             s.awake = s.awake.saturating_sub(1);
-            if s.awake == 0 {
-                s.changed.notify_waiters();
-            }
+            // Not only at zero: a stage waits for all but its own guards
+            // ([`Clock::settled_but`]).
+            s.changed.notify_waiters();
         }
     }
 }
@@ -194,8 +212,13 @@ impl SimClock {
 
     /// Whether every task is asleep and no sleeper is due: the moment time may move on.
     pub fn is_idle(&self) -> bool {
+        self.idle_but(0)
+    }
+
+    /// [`SimClock::is_idle`], but for `held` busy guards (the asker's own).
+    fn idle_but(&self, held: usize) -> bool {
         let s = self.lock();
-        s.awake == 0 && s.sleepers.values().all(|d| *d > s.mono)
+        s.awake <= held && s.sleepers.values().all(|d| *d > s.mono)
     }
 
     /// The earliest deadline any sleeper waits for.
@@ -205,13 +228,17 @@ impl SimClock {
 
     /// Wait (in real time) until [`SimClock::is_idle`].
     pub async fn settle(&self) {
+        self.settle_but(0).await
+    }
+
+    async fn settle_but(&self, held: usize) {
         let changed = self.lock().changed.clone();
         loop {
             // Listen before looking, so a task that goes to sleep in between is not missed.
             let told = changed.notified();
             tokio::pin!(told);
             told.as_mut().enable();
-            if self.is_idle() {
+            if self.idle_but(held) {
                 return;
             }
             // Mostly woken by the last busy task going to sleep; the timeout is a backstop.
@@ -336,6 +363,9 @@ impl Clock for SimClock {
         self.lock().awake += 1;
         Awake(Some(self.state.clone()))
     }
+    fn settled_but(&self, held: usize) -> Settled<'_> {
+        Box::pin(self.settle_but(held))
+    }
 }
 
 #[cfg(test)]
@@ -391,6 +421,34 @@ mod tests {
         // Every wake-up saw exactly its own time: the clock never ran ahead of busy work.
         assert_eq!(*seen.lock().unwrap(), vec![600, 1200, 1800, 2400, 3000]);
         assert_eq!(c.elapsed(), Duration::from_secs(3600));
+    }
+
+    /// Whether a future is ready when polled once now.
+    fn ready(f: &mut Settled<'_>) -> bool {
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        f.as_mut().poll(&mut cx).is_ready()
+    }
+
+    #[tokio::test]
+    async fn settled_but_waits_for_every_other_guard_and_due_sleeper() {
+        let c = SimClock::new("2019-08-09T10:00:00Z".parse().unwrap());
+        let mine = c.awake();
+        let other = c.awake();
+        let due = c.sleep_until(Duration::from_secs(60));
+        // Another task busy: not settled for the caller's one guard.
+        let mut settled = c.settled_but(1);
+        assert!(!ready(&mut settled));
+        drop(other);
+        assert!(ready(&mut settled));
+        // A sleeper due but not yet woken is someone about to act.
+        c.advance(Duration::from_secs(60));
+        assert!(!ready(&mut c.settled_but(1)));
+        let woke = due.await;
+        assert!(woke.holds());
+        assert!(!ready(&mut c.settled_but(1)));
+        assert!(ready(&mut c.settled_but(2)));
+        drop((woke, mine));
+        assert!(c.is_idle());
     }
 
     // Tokio's time is paused: the 30 ms of work below is modelled (tokio's clock jumps when

@@ -16,5 +16,5 @@ pub mod clock;
 pub mod listen;
 mod shutdown;
 
-pub use clock::{Awake, Clock, SimClock, Sleep, SystemClock};
+pub use clock::{Awake, Clock, Settled, SimClock, Sleep, SystemClock};
 pub use shutdown::{Shutdown, Trigger};

@@ -342,3 +342,119 @@ fn lekima_over_the_county(backend) {
     }
 }
 }
+
+on_both! {
+    /// Two feeds polled at the same simulated instant, the second still fetching when the
+    /// first delivers: correlate waits for it and decides once on both, as evaluating both
+    /// at once does, never a warning and then its update at the same instant. (A replay's
+    /// decisions otherwise depended on how the machine scheduled the feeds.)
+    async fn deliveries_of_one_instant_are_decided_together(backend) {
+        use stormbell::feeds::Observation;
+        use stormbell::feeds::poller::Delivery;
+        use stormbell::feeds::rainfall::{RainBatch, RainReading};
+        use stormbell::runtime::Clock;
+
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let (loaded, _) =
+            registry::check_dir(&root.join("fixtures/county"), registry::Encoding::Auto);
+        let reg = Arc::new(Registry::new(loaded.data));
+        let cfg = stormbell::config::Config::load(None, &Default::default()).unwrap();
+        // An hour of 40 mm, then one of 60 mm, at a gauge in 桃林镇 (synthetic).
+        let rain = |end: &str, mm: f64| {
+            Observation::Rain(RainBatch {
+                readings: vec![RainReading {
+                    station: "70499001".into(),
+                    name: None,
+                    lon: Some(120.945),
+                    lat: Some(28.19),
+                    end: end.parse().unwrap(),
+                    minutes: 60,
+                    mm: Some(mm),
+                    flag: None,
+                }],
+            })
+        };
+        let first = || rain("2019-08-09T12:00:00+08:00", 40.0);
+        let second = || rain("2019-08-09T13:00:00+08:00", 60.0);
+        let t: Timestamp = "2019-08-09T13:00:00+08:00".parse().unwrap();
+        let decide = |obs: Vec<Observation>| -> BTreeMap<String, Tier> {
+            let mut e = Engine::new(Rules::national(), cfg.issuer(), reg.clone());
+            for (i, o) in obs.iter().enumerate() {
+                e.observe(o, i as i64 + 1);
+            }
+            e.evaluate(t)
+                .emitted
+                .iter()
+                .map(|e| (e.lineage.clone(), e.state.tier))
+                .collect()
+        };
+        let together = decide(vec![first(), second()]);
+        let alone = decide(vec![first()]);
+        // The case is one where splitting would show: the first alone already warns, lower.
+        assert!(!alone.is_empty());
+        assert_ne!(alone, together);
+
+        let place = Place::new(backend);
+        let store = place.open();
+        let clock = SimClock::new(t);
+        let (tx, rx) = mpsc::channel(1);
+        let (ttx, mut trx) = mpsc::channel(1000);
+        let (stop, stop_rx) = stormbell::runtime::Trigger::new();
+        // The second feed's poll, still in flight at this instant.
+        let polling = clock.awake();
+        let correlate = tokio::spawn(stormbell::correlate::engine::run(
+            Engine::new(Rules::national(), cfg.issuer(), reg.clone()),
+            store.clone(),
+            Arc::new(clock.clone()),
+            RunSettings {
+                tick: Duration::from_secs(300),
+                phase: Duration::ZERO,
+                tz: cfg.time_zone(),
+                on_decision: None,
+                registry: None,
+                on_retarget: None,
+            },
+            rx,
+            ttx,
+            stop_rx,
+        ));
+        let drain = tokio::spawn(async move { while trx.recv().await.is_some() {} });
+        let deliver = |inbox: i64, observation: Observation| Delivery {
+            inbox,
+            feed: format!("rain-{inbox}"),
+            key: format!("{inbox}"),
+            observation,
+            busy: Arc::new(clock.awake()),
+        };
+        tx.send(deliver(1, first())).await.unwrap();
+        // Correlate has taken the first (the channel has room again) before the second comes.
+        while tx.capacity() == 0 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        tx.send(deliver(2, second())).await.unwrap();
+        drop(polling);
+        clock.settle().await;
+        let decided: Vec<(String, String, Option<String>)> = store
+            .read(|c| {
+                let mut stmt = c.prepare(
+                    "SELECT d.at, d.lineage,
+                            (SELECT tier FROM corr_warning w WHERE w.decision = d.id LIMIT 1)
+                     FROM corr_decision d ORDER BY d.id",
+                )?;
+                let rows = stmt.query_map((), |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+                Ok(rows.collect::<Result<Vec<_>, _>>()?)
+            })
+            .await
+            .unwrap();
+        stop.fire();
+        correlate.await.unwrap().unwrap();
+        drain.await.unwrap();
+        let got: BTreeMap<String, Tier> = decided
+            .iter()
+            .map(|(_, l, tier)| (l.clone(), tier.as_deref().and_then(Tier::parse).unwrap()))
+            .collect();
+        assert_eq!(decided.len(), got.len(), "one decision per warning: {decided:?}");
+        assert!(decided.iter().all(|(at, _, _)| at.parse::<Timestamp>().unwrap() == t));
+        assert_eq!(got, together);
+    }
+}
