@@ -127,6 +127,11 @@ fn row_hash(
     hex::encode(h.finalize())
 }
 
+/// [`kinds_about`]'s statement (public for the test of its plan): the lineage's expression
+/// is the one `audit_lineage` indexes, written the same way, or no engine would use it.
+pub const KINDS_ABOUT: &str = "SELECT kind, count(*), min(seq) FROM audit
+     WHERE kind LIKE ?1 || '%' AND json_extract(detail, '$.lineage') = ?2 GROUP BY kind";
+
 /// Entries whose kind starts with `prefix` and whose detail names `lineage` (every message,
 /// broadcast and escalation entry does), by kind: (kind, how many, when the first was). The
 /// first is the first in the chain, which is the first in time.
@@ -136,10 +141,7 @@ pub fn kinds_about(
     lineage: &str,
 ) -> crate::store::sql::Result<Vec<(String, u32, String)>> {
     let groups: Vec<(String, i64, i64)> = c
-        .prepare_cached(
-            "SELECT kind, count(*), min(seq) FROM audit
-             WHERE kind LIKE ?1 || '%' AND json_extract(detail, '$.lineage') = ?2 GROUP BY kind",
-        )?
+        .prepare_cached(KINDS_ABOUT)?
         .query_map(params![prefix, lineage], |r| {
             Ok((r.get(0)?, r.get(1)?, r.get(2)?))
         })?

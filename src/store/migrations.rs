@@ -31,6 +31,7 @@ const ALL: &[&str] = &[
     include_str!("migrations/0024_link_keyed.sql"),
     include_str!("migrations/0025_link_on_message.sql"),
     include_str!("migrations/0026_voice.sql"),
+    include_str!("migrations/0027_audit_lineage.sql"),
 ];
 
 /// The schema on PostgreSQL, by the version each file brings a database to: a new database
@@ -39,6 +40,10 @@ const ALL: &[&str] = &[
 const POSTGRES: &[(usize, &str)] = &[
     (25, include_str!("migrations/postgres/0025_baseline.sql")),
     (26, include_str!("migrations/postgres/0026_voice.sql")),
+    (
+        27,
+        include_str!("migrations/postgres/0027_audit_lineage.sql"),
+    ),
 ];
 
 /// Bring a PostgreSQL database to the latest schema, in one transaction under an advisory
