@@ -379,10 +379,20 @@ fn the_convective_cell_warns_only_under_the_cell_and_replays_byte_for_byte_on_bo
 }
 
 #[test]
-fn the_dry_spell_raises_fire_danger_day_by_day_and_the_rain_lifts_it() {
+fn the_dry_spell_raises_fire_danger_day_by_day_and_the_rain_lifts_it_on_both_engines() {
+    // On SQLite and on PostgreSQL side by side: every file the two write is the same.
     let tmp = tempfile::tempdir().unwrap();
-    let out = tmp.path().join("dry");
-    replay("dry-2022", &out);
+    let (out, on_pg) = (tmp.path().join("dry"), tmp.path().join("dry-pg"));
+    let url = common::postgres::database();
+    std::thread::scope(|s| {
+        s.spawn(|| replay("dry-2022", &out));
+        replay_on("dry-2022", &on_pg, Some(&url));
+    });
+    let (fa, fb) = (files(&out), files(&on_pg));
+    assert_eq!(fa.keys().collect::<Vec<_>>(), fb.keys().collect::<Vec<_>>());
+    for (k, v) in &fa {
+        assert!(fb[k] == *v, "{k} differs between SQLite and PostgreSQL");
+    }
     finished_drill_holds_together(&out);
     cap_files_are_valid(&out);
     let s = summary(&out);
