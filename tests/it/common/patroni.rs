@@ -110,13 +110,29 @@ impl Pair {
     /// REST `path` (`/primary`, `/sync`, `/replica`).
     pub fn wait(&self, n: usize, path: &str, what: &str) {
         let port = self.rest[n];
-        let logs = self.logs();
+        // What they said and which of them still run, read when the wait has failed (read
+        // before, the logs were those of the moment the wait began).
         super::wait_until(
-            super::Said(|| format!("{what}\n{logs}")),
+            super::Said(|| format!("{what}\n{}\n{}", self.processes(), self.logs())),
             90,
             self.dir.path(),
             || status(port, path) == 200,
         );
+    }
+
+    /// The Patroni, PostgreSQL and etcd processes running now, for a failure's message.
+    fn processes(&self) -> String {
+        let ps = Command::new("ps")
+            .args(["-eo", "pid,stat,etime,time,args"])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
+        let dir = self.dir.path().to_string_lossy().into_owned();
+        let mine: Vec<&str> = ps
+            .lines()
+            .filter(|l| l.contains(&dir) || l.contains("patroni") || l.contains("etcd"))
+            .collect();
+        format!("--- processes\n{}", mine.join("\n"))
     }
 
     /// What Patroni and etcd said, for a failure's message.
