@@ -50,8 +50,7 @@ pub trait Clock: Send + Sync + 'static {
     /// acts once on all of them, as in every run of the same replay, and not on whatever part
     /// had arrived when the machine happened to schedule it. Resolves at once for the system
     /// clock, where nobody waits for anyone.
-    fn settled_but(&self, held: usize) -> Settled<'_> {
-        let _ = held;
+    fn settled_but(&self, _held: usize) -> Settled<'_> {
         Box::pin(std::future::ready(()))
     }
 }
