@@ -57,6 +57,11 @@ fn rig_at(backend: Backend, dir: &Path, clock: Arc<dyn Clock>, timeout_secs: u64
         Backend::Sqlite => Store::open(dir.join("db")).unwrap(),
         Backend::Postgres => Place::new(backend).open(),
     };
+    rig_with(store, clock, timeout_secs)
+}
+
+/// A rig over `store` (opened again by a test that restarts).
+fn rig_with(store: Store, clock: Arc<dyn Clock>, timeout_secs: u64) -> Rig {
     let (tx, rx) = mpsc::channel(1024);
     let poller = Arc::new(Poller::new(
         store.clone(),
@@ -562,6 +567,7 @@ async fn advance(clock: &SimClock, by: Duration, step: Duration) {
 /// A poller with one feed at `path` (60 s interval, gap after 3), running on a simulated clock
 /// that starts 2019-08-09 10:00 UTC; returns once its first poll is done.
 async fn start_sim(
+    backend: Backend,
     server: &Server,
     path: &str,
 ) -> (
@@ -571,7 +577,7 @@ async fn start_sim(
     tokio::task::JoinHandle<anyhow::Result<()>>,
 ) {
     let clock = SimClock::new("2019-08-09T10:00:00Z".parse().unwrap());
-    let r = rig(Backend::Sqlite, Arc::new(clock.clone()));
+    let r = rig(backend, Arc::new(clock.clone()));
     let (stop, stop_rx) = stormbell::runtime::Trigger::new();
     let task = tokio::spawn(
         r.poller
@@ -583,129 +589,133 @@ async fn start_sim(
     (clock, r, stop, task)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn gap_alarm_after_n_silent_intervals_then_one_recovery_notice() {
-    let server = Server::start().await;
-    server.set("/feed", Reply::Status(500));
-    let (clock, mut r, stop, task) = start_sim(&server, "/feed").await;
+on_both! {
+    /// A feed silent three intervals raises one alarm, and one recovery notice when it is back.
+    async fn gap_alarm_after_n_silent_intervals_then_one_recovery_notice(backend) {
+        let server = Server::start().await;
+        server.set("/feed", Reply::Status(500));
+        let (clock, mut r, stop, task) = start_sim(backend, &server, "/feed").await;
 
-    advance(&clock, Duration::from_secs(170), Duration::from_secs(5)).await;
-    assert!(
-        alarms(&drain(&mut r.rx)).is_empty(),
-        "no alarm before 3 intervals"
-    );
-    advance(&clock, Duration::from_secs(20), Duration::from_secs(5)).await;
-    let got = drain(&mut r.rx);
-    let gap = alarms(&got);
-    assert_eq!(gap.len(), 1);
-    assert_eq!(gap[0].state, AlarmState::Gap);
-    assert!(
-        (180..=190).contains(&gap[0].silent_secs),
-        "{}",
-        gap[0].silent_secs
-    );
-    assert_eq!(gap[0].last_success, None);
-    assert!(gap[0].failures >= 2);
-    assert!(gap[0].last_error.as_deref().unwrap().contains("HTTP 500"));
-    assert!(
-        gap[0].at.starts_with("2019-08-09T18:03"),
-        "Beijing time: {}",
-        gap[0].at
-    );
+        advance(&clock, Duration::from_secs(170), Duration::from_secs(5)).await;
+        assert!(
+            alarms(&drain(&mut r.rx)).is_empty(),
+            "no alarm before 3 intervals"
+        );
+        advance(&clock, Duration::from_secs(20), Duration::from_secs(5)).await;
+        let got = drain(&mut r.rx);
+        let gap = alarms(&got);
+        assert_eq!(gap.len(), 1);
+        assert_eq!(gap[0].state, AlarmState::Gap);
+        assert!(
+            (180..=190).contains(&gap[0].silent_secs),
+            "{}",
+            gap[0].silent_secs
+        );
+        assert_eq!(gap[0].last_success, None);
+        assert!(gap[0].failures >= 2);
+        assert!(gap[0].last_error.as_deref().unwrap().contains("HTTP 500"));
+        assert!(
+            gap[0].at.starts_with("2019-08-09T18:03"),
+            "Beijing time: {}",
+            gap[0].at
+        );
 
-    // Silence goes on: no second alarm.
-    advance(&clock, Duration::from_secs(300), Duration::from_secs(10)).await;
-    assert!(alarms(&drain(&mut r.rx)).is_empty());
-    // Every failed poll is counted once its outcome is in (the last may still be finishing).
-    let mut h = health(&r.store, "obs");
-    for _ in 0..250 {
-        r.poller.flush_health().await.unwrap();
-        h = health(&r.store, "obs");
-        if h.failures as usize == server.hits("/feed") {
-            break;
+        // Silence goes on: no second alarm.
+        advance(&clock, Duration::from_secs(300), Duration::from_secs(10)).await;
+        assert!(alarms(&drain(&mut r.rx)).is_empty());
+        // Every failed poll is counted once its outcome is in (the last may still be finishing).
+        let mut h = health(&r.store, "obs");
+        for _ in 0..250 {
+            r.poller.flush_health().await.unwrap();
+            h = health(&r.store, "obs");
+            if h.failures as usize == server.hits("/feed") {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert!(h.gap_since.is_some());
-    assert_eq!(h.failures as usize, server.hits("/feed"));
-    assert!(audit_kinds(&r.store).contains(&("feed.gap".into(), "obs".into())));
+        assert!(h.gap_since.is_some());
+        assert_eq!(h.failures as usize, server.hits("/feed"));
+        assert!(audit_kinds(&r.store).contains(&("feed.gap".into(), "obs".into())));
 
-    // The feed comes back: one recovery notice, and its content.
-    server.set(
-        "/feed",
-        Reply::doc(ext("cap/feeds/google-cap-library/weather.atom")),
-    );
-    let mut got = Vec::new();
-    for _ in 0..40 {
-        advance(&clock, Duration::from_secs(10), Duration::from_secs(10)).await;
-        got.extend(drain(&mut r.rx));
-        if !alarms(&got).is_empty() {
-            break;
+        // The feed comes back: one recovery notice, and its content.
+        server.set(
+            "/feed",
+            Reply::doc(ext("cap/feeds/google-cap-library/weather.atom")),
+        );
+        let mut got = Vec::new();
+        for _ in 0..40 {
+            advance(&clock, Duration::from_secs(10), Duration::from_secs(10)).await;
+            got.extend(drain(&mut r.rx));
+            if !alarms(&got).is_empty() {
+                break;
+            }
         }
+        let rec = alarms(&got);
+        assert_eq!(rec.len(), 1);
+        assert_eq!(rec[0].state, AlarmState::Recovered);
+        assert!(rec[0].silent_secs >= 490, "{}", rec[0].silent_secs);
+        assert_eq!(alerts(&got).len(), 1);
+        stop.fire();
+        task.await.unwrap().unwrap();
+        let h = health(&r.store, "obs");
+        assert_eq!(h.gap_since, None);
+        assert_eq!(h.failures, 0);
+        let kinds = audit_kinds(&r.store);
+        assert!(kinds.contains(&("feed.recovered".into(), "obs".into())));
     }
-    let rec = alarms(&got);
-    assert_eq!(rec.len(), 1);
-    assert_eq!(rec[0].state, AlarmState::Recovered);
-    assert!(rec[0].silent_secs >= 490, "{}", rec[0].silent_secs);
-    assert_eq!(alerts(&got).len(), 1);
-    stop.fire();
-    task.await.unwrap().unwrap();
-    let h = health(&r.store, "obs");
-    assert_eq!(h.gap_since, None);
-    assert_eq!(h.failures, 0);
-    let kinds = audit_kinds(&r.store);
-    assert!(kinds.contains(&("feed.recovered".into(), "obs".into())));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_wall_clock_jump_neither_raises_nor_hides_the_gap_alarm() {
-    let server = Server::start().await;
-    server.set(
-        "/feed",
-        Reply::tagged(
-            ext("cap/feeds/google-cap-library/weather.atom"),
-            "\"e1\"",
-            "Mon, 30 Aug 2010 10:07:00 GMT",
-        ),
-    );
-    let (clock, mut r, stop, task) = start_sim(&server, "/feed").await;
+on_both! {
+    /// Silence is measured on the monotonic clock: a wall clock stepped by NTP changes nothing.
+    async fn a_wall_clock_jump_neither_raises_nor_hides_the_gap_alarm(backend) {
+        let server = Server::start().await;
+        server.set(
+            "/feed",
+            Reply::tagged(
+                ext("cap/feeds/google-cap-library/weather.atom"),
+                "\"e1\"",
+                "Mon, 30 Aug 2010 10:07:00 GMT",
+            ),
+        );
+        let (clock, mut r, stop, task) = start_sim(backend, &server, "/feed").await;
 
-    // NTP steps the wall clock two hours forward: silence is not measured on it.
-    clock.jump_wall(jiff::SignedDuration::from_hours(2));
-    advance(&clock, Duration::from_secs(130), Duration::from_secs(5)).await;
-    assert_eq!(server.hits("/feed"), 3, "polls at 0, 60 and 120 s");
-    assert!(alarms(&drain(&mut r.rx)).is_empty());
-    // Stamps follow the wall clock (the poll at 120 s may still be finishing): 20:02 in
-    // Beijing, stored as the store stores every time, in UTC.
-    let mut stamp = String::new();
-    for _ in 0..100 {
-        r.poller.flush_health().await.unwrap();
-        stamp = health(&r.store, "obs").last_success.unwrap_or_default();
-        if stamp.starts_with("2019-08-09T12:02") {
-            break;
+        // NTP steps the wall clock two hours forward: silence is not measured on it.
+        clock.jump_wall(jiff::SignedDuration::from_hours(2));
+        advance(&clock, Duration::from_secs(130), Duration::from_secs(5)).await;
+        assert_eq!(server.hits("/feed"), 3, "polls at 0, 60 and 120 s");
+        assert!(alarms(&drain(&mut r.rx)).is_empty());
+        // Stamps follow the wall clock (the poll at 120 s may still be finishing): 20:02 in
+        // Beijing, stored as the store stores every time, in UTC.
+        let mut stamp = String::new();
+        for _ in 0..100 {
+            r.poller.flush_health().await.unwrap();
+            stamp = health(&r.store, "obs").last_success.unwrap_or_default();
+            if stamp.starts_with("2019-08-09T12:02") {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert!(stamp.starts_with("2019-08-09T12:02"), "{stamp}");
+        assert!(stamp.starts_with("2019-08-09T12:02"), "{stamp}");
 
-    // The feed breaks and the wall clock is set five hours back: the alarm still comes
-    // 3 intervals after the last success (120 s), at 300 s of monotonic time.
-    server.set("/feed", Reply::Status(503));
-    clock.jump_wall(jiff::SignedDuration::from_hours(-5));
-    advance(&clock, Duration::from_secs(160), Duration::from_secs(5)).await;
-    assert!(alarms(&drain(&mut r.rx)).is_empty(), "not before 300 s");
-    advance(&clock, Duration::from_secs(20), Duration::from_secs(5)).await;
-    let got = drain(&mut r.rx);
-    let gap = alarms(&got);
-    assert_eq!(gap.len(), 1);
-    assert!(
-        (180..=190).contains(&gap[0].silent_secs),
-        "{}",
-        gap[0].silent_secs
-    );
-    assert!(gap[0].at.starts_with("2019-08-09T15:0"), "{}", gap[0].at);
-    stop.fire();
-    task.await.unwrap().unwrap();
+        // The feed breaks and the wall clock is set five hours back: the alarm still comes
+        // 3 intervals after the last success (120 s), at 300 s of monotonic time.
+        server.set("/feed", Reply::Status(503));
+        clock.jump_wall(jiff::SignedDuration::from_hours(-5));
+        advance(&clock, Duration::from_secs(160), Duration::from_secs(5)).await;
+        assert!(alarms(&drain(&mut r.rx)).is_empty(), "not before 300 s");
+        advance(&clock, Duration::from_secs(20), Duration::from_secs(5)).await;
+        let got = drain(&mut r.rx);
+        let gap = alarms(&got);
+        assert_eq!(gap.len(), 1);
+        assert!(
+            (180..=190).contains(&gap[0].silent_secs),
+            "{}",
+            gap[0].silent_secs
+        );
+        assert!(gap[0].at.starts_with("2019-08-09T15:0"), "{}", gap[0].at);
+        stop.fire();
+        task.await.unwrap().unwrap();
+    }
 }
 
 on_both! {
@@ -765,139 +775,145 @@ on_both! {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_hanging_server_times_out_and_never_delays_another_feed() {
-    let server = Server::start().await;
-    server.set("/hang", Reply::Hang);
-    server.set(
-        "/ok",
-        Reply::doc(ext("cap/feeds/google-cap-library/weather.atom")),
-    );
-    let dir = tempfile::tempdir().unwrap();
-    let mut r = rig_at(Backend::Sqlite, dir.path(), Arc::new(SystemClock::new()), 3);
-    let (stop, stop_rx) = stormbell::runtime::Trigger::new();
-    let task = tokio::spawn(r.poller.clone().run(
-        vec![
-            spec("hang", "cap", server.url("/hang"), 60, 3),
-            spec("ok", "cap", server.url("/ok"), 60, 3),
-        ],
-        stop_rx,
-    ));
-    let d = tokio::time::timeout(Duration::from_secs(10), r.rx.recv())
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(d.feed, "ok");
-    // Both polls start together; on a loaded machine the hanging request may reach the
-    // server a moment after the other feed's delivery.
-    server.until_hits("/hang", 1, 10).await;
-    assert_eq!(server.hits("/hang"), 1, "the hanging request is in flight");
-    r.poller.flush_health().await.unwrap();
-    let h = health(&r.store, "hang");
-    assert_eq!(
-        h.failures, 0,
-        "and has not ended yet while the other feed delivered"
-    );
-    assert_eq!(h.last_success, None);
-    // After the whole-request timeout, the failure says so.
-    let store = r.store.clone();
-    let poller = r.poller.clone();
-    let mut last = None;
-    for _ in 0..100 {
-        poller.flush_health().await.unwrap();
-        let h = health(&store, "hang");
-        if h.failures > 0 {
-            last = h.last_error;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let msg = last.expect("the hanging poll failed");
-    assert!(msg.contains("timed out") && msg.contains("/hang"), "{msg}");
-    stop.fire();
-    task.await.unwrap().unwrap();
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_restart_neither_misses_nor_repeats() {
-    let server = Server::start().await;
-    let docs: Vec<Vec<u8>> = (1..=4)
-        .map(|i| ext(&format!("cap/valid/oasiscap/v1dot2_appendix_adot{i}.xml")))
-        .collect();
-    for (i, d) in docs.iter().enumerate() {
-        server.set(&format!("/a{i}.xml"), Reply::doc(d.clone()));
-    }
-    let list = |n: usize| -> Vec<u8> {
-        (0..n)
-            .map(|i| format!("{}\n", server.url(&format!("/a{i}.xml"))))
-            .collect::<String>()
-            .into_bytes()
-    };
-    server.set("/list", Reply::doc(list(2)));
-    let dir = tempfile::tempdir().unwrap();
-    let feed = || vec![spec("list", "cap", server.url("/list"), 1, 1000)];
-
-    // First life: two alerts arrive; the correlate stage acts on the first only.
-    let mut r = rig_at(Backend::Sqlite, dir.path(), Arc::new(SystemClock::new()), 5);
-    let (stop, stop_rx) = stormbell::runtime::Trigger::new();
-    let task = tokio::spawn(r.poller.clone().run(feed(), stop_rx));
-    let first = tokio::time::timeout(Duration::from_secs(10), r.rx.recv())
-        .await
-        .unwrap()
-        .unwrap();
-    let second = tokio::time::timeout(Duration::from_secs(10), r.rx.recv())
-        .await
-        .unwrap()
-        .unwrap();
-    let consumed = first.inbox;
-    r.store
-        .write(move |tx| {
-            Ok(state::consume(
-                tx,
-                &[consumed],
-                "2026-11-22T03:00:00+08:00",
-            )?)
-        })
-        .await
-        .unwrap();
-    stop.fire();
-    task.await.unwrap().unwrap();
-    let Rig { store, poller, .. } = r;
-    drop(poller);
-    assert!(
-        store.close(Duration::from_secs(5)),
-        "the database closed cleanly"
-    );
-
-    // While stormbell is down, two more alerts are published.
-    server.set("/list", Reply::doc(list(4)));
-    let mut r = rig_at(Backend::Sqlite, dir.path(), Arc::new(SystemClock::new()), 5);
-    let (stop, stop_rx) = stormbell::runtime::Trigger::new();
-    let task = tokio::spawn(r.poller.clone().run(feed(), stop_rx));
-    let mut got = Vec::new();
-    while got.len() < 3 {
+on_both! {
+    /// A feed whose server never answers fails at the whole-request timeout, and the other
+    /// feed delivers meanwhile.
+    async fn a_hanging_server_times_out_and_never_delays_another_feed(backend) {
+        let server = Server::start().await;
+        server.set("/hang", Reply::Hang);
+        server.set(
+            "/ok",
+            Reply::doc(ext("cap/feeds/google-cap-library/weather.atom")),
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let mut r = rig_at(backend, dir.path(), Arc::new(SystemClock::new()), 3);
+        let (stop, stop_rx) = stormbell::runtime::Trigger::new();
+        let task = tokio::spawn(r.poller.clone().run(
+            vec![
+                spec("hang", "cap", server.url("/hang"), 60, 3),
+                spec("ok", "cap", server.url("/ok"), 60, 3),
+            ],
+            stop_rx,
+        ));
         let d = tokio::time::timeout(Duration::from_secs(10), r.rx.recv())
             .await
             .unwrap()
             .unwrap();
-        got.push(d);
+        assert_eq!(d.feed, "ok");
+        // Both polls start together; on a loaded machine the hanging request may reach the
+        // server a moment after the other feed's delivery.
+        server.until_hits("/hang", 1, 10).await;
+        assert_eq!(server.hits("/hang"), 1, "the hanging request is in flight");
+        r.poller.flush_health().await.unwrap();
+        let h = health(&r.store, "hang");
+        assert_eq!(
+            h.failures, 0,
+            "and has not ended yet while the other feed delivered"
+        );
+        assert_eq!(h.last_success, None);
+        // After the whole-request timeout, the failure says so.
+        let store = r.store.clone();
+        let poller = r.poller.clone();
+        let mut last = None;
+        for _ in 0..100 {
+            poller.flush_health().await.unwrap();
+            let h = health(&store, "hang");
+            if h.failures > 0 {
+                last = h.last_error;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let msg = last.expect("the hanging poll failed");
+        assert!(msg.contains("timed out") && msg.contains("/hang"), "{msg}");
+        stop.fire();
+        task.await.unwrap().unwrap();
     }
-    // Two more polls of the feed: nothing else may come.
-    let polled = server.hits("/list");
-    server.until_hits("/list", polled + 2, 20).await;
-    stop.fire();
-    task.await.unwrap().unwrap();
-    got.extend(drain(&mut r.rx));
-    let ids: Vec<String> = alerts(&got)
-        .iter()
-        .map(|a| a.alert.identifier.clone())
-        .collect();
-    let want = |i: usize| read(&docs[i]).identifier;
-    assert_eq!(
-        got[0].inbox, second.inbox,
-        "the unconsumed entry comes back first"
-    );
-    assert_eq!(ids, vec![want(1), want(2), want(3)]);
+}
+
+on_both! {
+    /// Stopped between two polls, with one of two alerts acted on: the next life hands on the
+    /// other first, then only what was published meanwhile, on the same database.
+    async fn a_restart_neither_misses_nor_repeats(backend) {
+        let server = Server::start().await;
+        let docs: Vec<Vec<u8>> = (1..=4)
+            .map(|i| ext(&format!("cap/valid/oasiscap/v1dot2_appendix_adot{i}.xml")))
+            .collect();
+        for (i, d) in docs.iter().enumerate() {
+            server.set(&format!("/a{i}.xml"), Reply::doc(d.clone()));
+        }
+        let list = |n: usize| -> Vec<u8> {
+            (0..n)
+                .map(|i| format!("{}\n", server.url(&format!("/a{i}.xml"))))
+                .collect::<String>()
+                .into_bytes()
+        };
+        server.set("/list", Reply::doc(list(2)));
+        let place = Place::new(backend);
+        let feed = || vec![spec("list", "cap", server.url("/list"), 1, 1000)];
+
+        // First life: two alerts arrive; the correlate stage acts on the first only.
+        let mut r = rig_with(place.open(), Arc::new(SystemClock::new()), 5);
+        let (stop, stop_rx) = stormbell::runtime::Trigger::new();
+        let task = tokio::spawn(r.poller.clone().run(feed(), stop_rx));
+        let first = tokio::time::timeout(Duration::from_secs(10), r.rx.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        let second = tokio::time::timeout(Duration::from_secs(10), r.rx.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        let consumed = first.inbox;
+        r.store
+            .write(move |tx| {
+                Ok(state::consume(
+                    tx,
+                    &[consumed],
+                    "2026-11-22T03:00:00+08:00",
+                )?)
+            })
+            .await
+            .unwrap();
+        stop.fire();
+        task.await.unwrap().unwrap();
+        let Rig { store, poller, .. } = r;
+        drop(poller);
+        assert!(
+            store.close(Duration::from_secs(5)),
+            "the database closed cleanly"
+        );
+
+        // While stormbell is down, two more alerts are published.
+        server.set("/list", Reply::doc(list(4)));
+        let mut r = rig_with(place.open(), Arc::new(SystemClock::new()), 5);
+        let (stop, stop_rx) = stormbell::runtime::Trigger::new();
+        let task = tokio::spawn(r.poller.clone().run(feed(), stop_rx));
+        let mut got = Vec::new();
+        while got.len() < 3 {
+            let d = tokio::time::timeout(Duration::from_secs(10), r.rx.recv())
+                .await
+                .unwrap()
+                .unwrap();
+            got.push(d);
+        }
+        // Two more polls of the feed: nothing else may come.
+        let polled = server.hits("/list");
+        server.until_hits("/list", polled + 2, 20).await;
+        stop.fire();
+        task.await.unwrap().unwrap();
+        got.extend(drain(&mut r.rx));
+        let ids: Vec<String> = alerts(&got)
+            .iter()
+            .map(|a| a.alert.identifier.clone())
+            .collect();
+        let want = |i: usize| read(&docs[i]).identifier;
+        assert_eq!(
+            got[0].inbox, second.inbox,
+            "the unconsumed entry comes back first"
+        );
+        assert_eq!(ids, vec![want(1), want(2), want(3)]);
+    }
 }
 
 on_both! {
