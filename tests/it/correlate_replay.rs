@@ -35,6 +35,19 @@ pub(crate) struct Outcome {
     _place: Place,
 }
 
+/// The correlate stage as these tests run it: a tick every 5 minutes on the whole minute, and
+/// nothing done with its decisions but recording them.
+fn settings(tz: jiff::tz::TimeZone) -> RunSettings {
+    RunSettings {
+        tick: Duration::from_secs(300),
+        phase: Duration::ZERO,
+        tz,
+        on_decision: None,
+        registry: None,
+        on_retarget: None,
+    }
+}
+
 /// A scenario (a folder under fixtures/scenarios) through the live poller and the correlate
 /// stage on a simulated clock, over the fixture county, with the store on `backend`.
 pub(crate) fn replay(scenario: &str, backend: Backend) -> Outcome {
@@ -74,14 +87,7 @@ pub(crate) fn replay(scenario: &str, backend: Backend) -> Outcome {
             engine,
             store.clone(),
             Arc::new(clock.clone()),
-            RunSettings {
-                tick: Duration::from_secs(300),
-                phase: Duration::ZERO,
-                tz: tz.clone(),
-                on_decision: None,
-                registry: None,
-                on_retarget: None,
-            },
+            settings(tz.clone()),
             rx,
             ttx,
             stop_rx,
@@ -351,7 +357,6 @@ on_both! {
     async fn deliveries_of_one_instant_are_decided_together(backend) {
         use stormbell::feeds::Observation;
         use stormbell::feeds::poller::Delivery;
-        use stormbell::feeds::rainfall::{RainBatch, RainReading};
         use stormbell::runtime::Clock;
 
         let root = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -360,20 +365,7 @@ on_both! {
         let reg = Arc::new(Registry::new(loaded.data));
         let cfg = stormbell::config::Config::load(None, &Default::default()).unwrap();
         // An hour of 40 mm, then one of 60 mm, at a gauge in 桃林镇 (synthetic).
-        let rain = |end: &str, mm: f64| {
-            Observation::Rain(RainBatch {
-                readings: vec![RainReading {
-                    station: "70499001".into(),
-                    name: None,
-                    lon: Some(120.945),
-                    lat: Some(28.19),
-                    end: end.parse().unwrap(),
-                    minutes: 60,
-                    mm: Some(mm),
-                    flag: None,
-                }],
-            })
-        };
+        let rain = crate::common::county::rain;
         let first = || rain("2019-08-09T12:00:00+08:00", 40.0);
         let second = || rain("2019-08-09T13:00:00+08:00", 60.0);
         let t: Timestamp = "2019-08-09T13:00:00+08:00".parse().unwrap();
@@ -406,14 +398,7 @@ on_both! {
             Engine::new(Rules::national(), cfg.issuer(), reg.clone()),
             store.clone(),
             Arc::new(clock.clone()),
-            RunSettings {
-                tick: Duration::from_secs(300),
-                phase: Duration::ZERO,
-                tz: cfg.time_zone(),
-                on_decision: None,
-                registry: None,
-                on_retarget: None,
-            },
+            settings(cfg.time_zone()),
             rx,
             ttx,
             stop_rx,

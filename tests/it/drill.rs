@@ -28,6 +28,25 @@ fn replay(name: &str, out: &Path) {
     replay_on(name, out, None)
 }
 
+/// Run a replay to the end into `out` on SQLite and, beside it, on PostgreSQL (into a sibling
+/// folder), side by side: the PostgreSQL run is the slower, a round trip a statement. Every
+/// file the two write must be the same, byte for byte (which also says a replay is
+/// deterministic: the two runs share nothing). Returns the files, by name.
+fn replay_on_both(name: &str, out: &Path) -> BTreeMap<String, Vec<u8>> {
+    let on_pg = out.with_extension("postgres");
+    let url = common::postgres::database();
+    std::thread::scope(|s| {
+        s.spawn(|| replay(name, out));
+        replay_on(name, &on_pg, Some(&url));
+    });
+    let (fa, fb) = (files(out), files(&on_pg));
+    assert_eq!(fa.keys().collect::<Vec<_>>(), fb.keys().collect::<Vec<_>>());
+    for (k, v) in &fa {
+        assert!(fb[k] == *v, "{k} differs between SQLite and PostgreSQL");
+    }
+    fa
+}
+
 /// Run a replay to the end on the database `db` names (a SQLite file or a PostgreSQL URL;
 /// `None`: a file in the output folder).
 fn replay_on(name: &str, out: &Path, db: Option<&str>) {
@@ -235,18 +254,8 @@ fn the_convective_cell_warns_only_under_the_cell_and_replays_byte_for_byte_on_bo
     // The same drill on SQLite and on PostgreSQL: every file it writes is the same, byte for
     // byte (which also says a replay is deterministic: the two runs share nothing).
     let tmp = tempfile::tempdir().unwrap();
-    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
-    // Side by side (the PostgreSQL run is the slower, a round trip a statement).
-    let url = common::postgres::database();
-    std::thread::scope(|s| {
-        s.spawn(|| replay("cell-2024", &a));
-        replay_on("cell-2024", &b, Some(&url));
-    });
-    let (fa, fb) = (files(&a), files(&b));
-    assert_eq!(fa.keys().collect::<Vec<_>>(), fb.keys().collect::<Vec<_>>());
-    for (k, v) in &fa {
-        assert!(fb[k] == *v, "{k} differs between SQLite and PostgreSQL");
-    }
+    let a = tmp.path().join("a");
+    let fa = replay_on_both("cell-2024", &a);
     for k in [
         "summary.json",
         "dispatch.jsonl",
@@ -380,19 +389,9 @@ fn the_convective_cell_warns_only_under_the_cell_and_replays_byte_for_byte_on_bo
 
 #[test]
 fn the_dry_spell_raises_fire_danger_day_by_day_and_the_rain_lifts_it_on_both_engines() {
-    // On SQLite and on PostgreSQL side by side: every file the two write is the same.
     let tmp = tempfile::tempdir().unwrap();
-    let (out, on_pg) = (tmp.path().join("dry"), tmp.path().join("dry-pg"));
-    let url = common::postgres::database();
-    std::thread::scope(|s| {
-        s.spawn(|| replay("dry-2022", &out));
-        replay_on("dry-2022", &on_pg, Some(&url));
-    });
-    let (fa, fb) = (files(&out), files(&on_pg));
-    assert_eq!(fa.keys().collect::<Vec<_>>(), fb.keys().collect::<Vec<_>>());
-    for (k, v) in &fa {
-        assert!(fb[k] == *v, "{k} differs between SQLite and PostgreSQL");
-    }
+    let out = tmp.path().join("dry");
+    replay_on_both("dry-2022", &out);
     finished_drill_holds_together(&out);
     cap_files_are_valid(&out);
     let s = summary(&out);

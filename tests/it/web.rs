@@ -2,6 +2,7 @@
 //! same codec stormbell uses on others' feeds.
 
 use crate::common::backend::{Place, on_both};
+use crate::common::county::rain;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -10,8 +11,6 @@ use stormbell::cap::{self, Options, Profile};
 use stormbell::correlate::engine::{self, Engine};
 use stormbell::correlate::warning::Issuer;
 use stormbell::correlate::{Hazard, Rules};
-use stormbell::feeds::Observation;
-use stormbell::feeds::rainfall::{RainBatch, RainReading};
 use stormbell::registry::{self, Registry};
 use stormbell::store::Store;
 use stormbell::web::{self, WebSettings};
@@ -23,21 +22,6 @@ fn issuer() -> Issuer {
         status: stormbell::cap::model::Status::Exercise,
         ..cfg.issuer()
     }
-}
-
-fn rain(end: &str, mm: f64) -> Observation {
-    Observation::Rain(RainBatch {
-        readings: vec![RainReading {
-            station: "70499001".into(),
-            name: None,
-            lon: Some(120.945),
-            lat: Some(28.19),
-            end: end.parse().unwrap(),
-            minutes: 60,
-            mm: Some(mm),
-            flag: None,
-        }],
-    })
 }
 
 /// A store with real warnings in it: an hour of 60 mm at a gauge in 桃林镇 raises

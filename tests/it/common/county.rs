@@ -18,6 +18,24 @@ use stormbell::store::Store;
 /// The flash-flood zone the tests warn.
 pub const ZONE: &str = "flash_flood:FF331098001";
 
+/// An hour's rain of `mm` ending at `end` (RFC 3339) at the gauge 桃垟 in 桃林镇 (synthetic),
+/// beside the zone the tests warn: 40 mm raises its warnings, 60 mm more upgrades them.
+pub fn rain(end: &str, mm: f64) -> stormbell::feeds::Observation {
+    use stormbell::feeds::rainfall::{RainBatch, RainReading};
+    stormbell::feeds::Observation::Rain(RainBatch {
+        readings: vec![RainReading {
+            station: "70499001".into(),
+            name: None,
+            lon: Some(120.945),
+            lat: Some(28.19),
+            end: end.parse().unwrap(),
+            minutes: 60,
+            mm: Some(mm),
+            flag: None,
+        }],
+    })
+}
+
 /// Import the fixture county into `store`.
 pub fn registry(store: &Store) -> Arc<Registry> {
     let county = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/county");
