@@ -543,33 +543,27 @@ fn stamp_of(s: &str) -> jiff::Timestamp {
     s.parse().unwrap()
 }
 
-/// Retention on PostgreSQL, over the same record as on SQLite: the convective cell's drill
-/// replayed on each engine, a fortnight of quiet polling after it, then a sweep a season
-/// later. The same rows go, table by table, with the same cutoff; every report reads the same
-/// after as before (and the same on both engines); the trail holds and says what went; a
-/// second sweep finds nothing.
-#[test]
-fn retention_on_postgresql_deletes_what_it_deletes_on_sqlite_and_keeps_every_report() {
-    let tmp = tempfile::tempdir().unwrap();
+/// A season after the cell drill, with what it keeps: a sweep's `now` and retention period,
+/// and a runtime to sweep on.
+fn season_later() -> (
+    tokio::runtime::Runtime,
+    jiff::Timestamp,
+    jiff::SignedDuration,
+) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
-    let now: jiff::Timestamp = "2026-12-03T08:00:00+08:00".parse().unwrap();
-    let keep = jiff::SignedDuration::from_hours(400 * 24);
-    let url = common::postgres::database();
-    let (o, text) = run(common::stormbell()
-        .args(["replay", "--scenario"])
-        .arg(scenario("cell-2024"))
-        .arg("--out")
-        .arg(tmp.path().join("pg"))
-        .args(["--db", &url]));
-    assert!(o.status.success(), "{text}");
-    let db = tmp.path().join("season.db");
-    std::fs::copy(cell_drill(), &db).unwrap();
-    // The quiet weeks after the storm, on each engine in its own words: the gauge feed's
-    // batches again a fortnight on, each consumed.
-    let quiet = Connection::open(&db)
+    let now = "2026-12-03T08:00:00+08:00".parse().unwrap();
+    (rt, now, jiff::SignedDuration::from_hours(400 * 24))
+}
+
+/// A copy of the cell drill's database at `db`, with the quiet weeks after the storm: the
+/// gauge feed kept polling, hourly, and correlate consumed each batch (copies of the storm's
+/// own batches, a fortnight on). Returns how many inbox rows that added.
+fn cell_drill_and_quiet_weeks(db: &Path) -> usize {
+    std::fs::copy(cell_drill(), db).unwrap();
+    let n = Connection::open(db)
         .unwrap()
         .execute(
             "INSERT INTO feed_inbox (feed, key, received, observation, consumed)
@@ -580,6 +574,30 @@ fn retention_on_postgresql_deletes_what_it_deletes_on_sqlite_and_keeps_every_rep
             [],
         )
         .unwrap();
+    assert!(n > 0);
+    n
+}
+
+/// Retention on PostgreSQL, over the same record as on SQLite: the convective cell's drill
+/// replayed on each engine, a fortnight of quiet polling after it, then a sweep a season
+/// later. The same rows go, table by table, with the same cutoff; every report reads the same
+/// after as before (and the same on both engines); the trail holds and says what went; a
+/// second sweep finds nothing.
+#[test]
+fn retention_on_postgresql_deletes_what_it_deletes_on_sqlite_and_keeps_every_report() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (rt, now, keep) = season_later();
+    let url = common::postgres::database();
+    let (o, text) = run(common::stormbell()
+        .args(["replay", "--scenario"])
+        .arg(scenario("cell-2024"))
+        .arg("--out")
+        .arg(tmp.path().join("pg"))
+        .args(["--db", &url]));
+    assert!(o.status.success(), "{text}");
+    let db = tmp.path().join("season.db");
+    // The quiet weeks after the storm, on each engine in its own words.
+    let quiet = cell_drill_and_quiet_weeks(&db);
     let later = "to_char((CAST(received AS timestamptz) + interval '14 days') AT TIME ZONE 'UTC',
                          'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')";
     let quiet_pg = common::postgres::client(&url, |c| {
@@ -592,7 +610,6 @@ fn retention_on_postgresql_deletes_what_it_deletes_on_sqlite_and_keeps_every_rep
         )
         .unwrap()
     });
-    assert!(quiet > 0);
     assert_eq!(quiet_pg, quiet as u64);
     let (lite, pg) = (
         stormbell::store::Store::open(&db).unwrap(),
@@ -646,32 +663,11 @@ fn retention_on_postgresql_deletes_what_it_deletes_on_sqlite_and_keeps_every_rep
 #[test]
 fn retention_deletes_the_bulk_and_keeps_every_report_and_all_after_a_warning_in_force() {
     let tmp = tempfile::tempdir().unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let now: jiff::Timestamp = "2026-12-03T08:00:00+08:00".parse().unwrap();
-    let keep = jiff::SignedDuration::from_hours(400 * 24);
+    let (rt, now, keep) = season_later();
 
     // A season later: every warning of the storm is lifted, everything is past the period.
     let db = tmp.path().join("season.db");
-    std::fs::copy(cell_drill(), &db).unwrap();
-    {
-        // The quiet weeks after the storm: the gauge feed kept polling, hourly, and correlate
-        // consumed each batch (copies of the storm's own batches, a fortnight on).
-        let c = Connection::open(&db).unwrap();
-        let n = c
-            .execute(
-                "INSERT INTO feed_inbox (feed, key, received, observation, consumed)
-                 SELECT feed, key || '+14d',
-                        strftime('%Y-%m-%dT%H:%M:%fZ', received, '+14 days'),
-                        observation, strftime('%Y-%m-%dT%H:%M:%fZ', received, '+14 days')
-                   FROM feed_inbox",
-                [],
-            )
-            .unwrap();
-        assert!(n > 0);
-    }
+    cell_drill_and_quiet_weeks(&db);
     let store = stormbell::store::Store::open(&db).unwrap();
     let before = reports(&store);
     assert!(before.len() > 3, "{:?}", before.keys());
