@@ -412,11 +412,10 @@ on_both! {
             busy: Arc::new(clock.awake()),
         };
         tx.send(deliver(1, first())).await.unwrap();
-        // Correlate has taken the first (the channel has room again) before the second comes.
-        while tx.capacity() == 0 {
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
-        tx.send(deliver(2, second())).await.unwrap();
+        // The second comes only once correlate has taken the first: the channel holds one,
+        // so room for the second means the first was received.
+        let room = tx.reserve().await.unwrap();
+        room.send(deliver(2, second()));
         drop(polling);
         clock.settle().await;
         let decided: Vec<(String, String, Option<String>)> = store

@@ -623,16 +623,11 @@ on_both! {
         // Silence goes on: no second alarm.
         advance(&clock, Duration::from_secs(300), Duration::from_secs(10)).await;
         assert!(alarms(&drain(&mut r.rx)).is_empty());
-        // Every failed poll is counted once its outcome is in (the last may still be finishing).
-        let mut h = health(&r.store, "obs");
-        for _ in 0..250 {
-            r.poller.flush_health().await.unwrap();
-            h = health(&r.store, "obs");
-            if h.failures as usize == server.hits("/feed") {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        // Every failed poll is counted: `advance` settled the clock, so every poll has ended
+        // and noted its outcome (a feed task holds the clock from its wake-up to its next
+        // sleep); flushing now writes them all.
+        r.poller.flush_health().await.unwrap();
+        let h = health(&r.store, "obs");
         assert!(h.gap_since.is_some());
         assert_eq!(h.failures as usize, server.hits("/feed"));
         assert!(audit_kinds(&r.store).contains(&("feed.gap".into(), "obs".into())));
@@ -684,17 +679,10 @@ on_both! {
         advance(&clock, Duration::from_secs(130), Duration::from_secs(5)).await;
         assert_eq!(server.hits("/feed"), 3, "polls at 0, 60 and 120 s");
         assert!(alarms(&drain(&mut r.rx)).is_empty());
-        // Stamps follow the wall clock (the poll at 120 s may still be finishing): 20:02 in
-        // Beijing, stored as the store stores every time, in UTC.
-        let mut stamp = String::new();
-        for _ in 0..100 {
-            r.poller.flush_health().await.unwrap();
-            stamp = health(&r.store, "obs").last_success.unwrap_or_default();
-            if stamp.starts_with("2019-08-09T12:02") {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        // Stamps follow the wall clock (the clock settled: the poll at 120 s has ended): 20:02
+        // in Beijing, stored as the store stores every time, in UTC.
+        r.poller.flush_health().await.unwrap();
+        let stamp = health(&r.store, "obs").last_success.unwrap_or_default();
         assert!(stamp.starts_with("2019-08-09T12:02"), "{stamp}");
 
         // The feed breaks and the wall clock is set five hours back: the alarm still comes
@@ -812,19 +800,16 @@ on_both! {
         );
         assert_eq!(h.last_success, None);
         // After the whole-request timeout, the failure says so.
-        let store = r.store.clone();
-        let poller = r.poller.clone();
-        let mut last = None;
-        for _ in 0..100 {
-            poller.flush_health().await.unwrap();
-            let h = health(&store, "hang");
-            if h.failures > 0 {
-                last = h.last_error;
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        let msg = last.expect("the hanging poll failed");
+        // The poller's own flusher writes the failure once it is noted: the wait reads again
+        // after each of the store's writes.
+        common::wait_store("the hanging poll's failure", 20, &r.store, || {
+            let store = r.store.clone();
+            async move { health(&store, "hang").failures > 0 }
+        })
+        .await;
+        let msg = health(&r.store, "hang")
+            .last_error
+            .expect("the hanging poll failed");
         assert!(msg.contains("timed out") && msg.contains("/hang"), "{msg}");
         stop.fire();
         task.await.unwrap().unwrap();
