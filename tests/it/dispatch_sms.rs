@@ -118,33 +118,51 @@ pub(crate) fn run_channel(
     policy: &Policy,
     done: impl Fn(&Store) -> bool,
 ) {
+    run_channels(&[(store.clone(), accounts)], policy, done);
+}
+
+/// Run one SMS channel per node (each its store, named for its node, and its accounts) until
+/// `done` holds on the first node's store (or 60 s), then stop them all cleanly.
+pub(crate) fn run_channels(
+    nodes: &[(Store, Vec<AccountSettings>)],
+    policy: &Policy,
+    done: impl Fn(&Store) -> bool,
+) {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .unwrap();
+    let store = &nodes[0].0;
     rt.block_on(async {
         let (stop_tx, stop) = stormbell::runtime::Trigger::new();
-        let ch = SmsChannel::new(accounts, store.clone(), policy.clone());
-        let task = tokio::spawn(stormbell::dispatch::drive(
-            ch,
-            stop,
-            Arc::new(Notify::new()),
-        ));
-        // Checked after each write; the check reads on this thread, which may block.
-        common::wait_store(
-            common::Said(|| format!("timed out: {:?}", states(store))),
-            60,
-            store,
-            || std::future::ready(tokio::task::block_in_place(|| done(store))),
-        )
+        let tasks: Vec<_> = nodes
+            .iter()
+            .map(|(node, accounts)| {
+                let ch = SmsChannel::new(accounts.clone(), node.clone(), policy.clone());
+                tokio::spawn(stormbell::dispatch::drive(
+                    ch,
+                    stop.clone(),
+                    Arc::new(Notify::new()),
+                ))
+            })
+            .collect();
+        // Checked after each write of any node; the check reads on this thread, which may
+        // block.
+        let stores: Vec<&Store> = nodes.iter().map(|(s, _)| s).collect();
+        let held = common::stores_changed_until(60, &stores, || {
+            std::future::ready(tokio::task::block_in_place(|| done(store)))
+        })
         .await;
+        assert!(held, "timed out: {:?}", states(store));
         stop_tx.fire();
-        tokio::time::timeout(Duration::from_secs(20), task)
-            .await
-            .expect("the channel stops")
-            .unwrap()
-            .unwrap();
+        for task in tasks {
+            tokio::time::timeout(Duration::from_secs(20), task)
+                .await
+                .expect("the channel stops")
+                .unwrap()
+                .unwrap();
+        }
     });
 }
 

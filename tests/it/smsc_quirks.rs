@@ -1,7 +1,8 @@
 //! SMS centres as carriers really run them, against the project's test SMSC (node-smpp) in a
 //! mode per quirk: message ids in hexadecimal in the answer and decimal in the receipt,
 //! receipts that never come, a link closed every N PDUs (between the parts of a text), answers
-//! that come after the client's timeout, and long replies from phones in parts. Each test
+//! that come after the client's timeout, long replies from phones in parts, and the carrier's
+//! contract (binds and submits a second for the account, shared by the nodes). Each test
 //! checks what the county needs: nothing lost, no text twice on a phone, every message in a
 //! final state, the audit intact.
 
@@ -407,4 +408,152 @@ fn an_answer_after_the_submit_gave_up_is_counted_and_the_link_stays() {
         assert!(!s.is_closed());
         s.unbind().await;
     });
+}
+
+/// The binds of the account as each node recorded them: (account@node, slot, state, detail).
+fn binds(store: &Store) -> Vec<(String, i64, String, Option<String>)> {
+    store
+        .read_blocking(|c| {
+            let mut st = c.prepare(
+                "SELECT account, slot, state, detail FROM dispatch_bind ORDER BY account, slot",
+            )?;
+            let rows = st.query_map((), |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .unwrap()
+}
+
+/// What the centre counted against the account `county`'s contract.
+fn contract(smsc: &Smsc) -> serde_json::Value {
+    smsc.status()["contracts"]["county"].clone()
+}
+
+// The carrier's contract is the ceiling every office has: so many binds at once and so many
+// submits a second for the account, whichever node sends. The centre counts every submit in
+// its calendar second, as carriers' centres do. On PostgreSQL two nodes share the contract out
+// as docs/deploy.md says (half the binds and half the rate each); on SQLite, one box, the one
+// node has all of it.
+on_both! {
+    fn nodes_sharing_a_carriers_contract_keep_to_it_and_send_each_text_once(backend) {
+        use crate::common::backend::{Backend, Place};
+        let smsc = Smsc::start(5);
+        smsc.control("/contract?account=county&binds=2&tps=40");
+        let place = Place::new(backend);
+        let whole = AccountSettings {
+            binds: 2,
+            tps: 40,
+            ..account(&smsc, "main", "county", "secret")
+        };
+        let a = place.open();
+        let nodes = match backend {
+            Backend::Sqlite => vec![(a.clone(), vec![whole])],
+            Backend::Postgres => {
+                let b = place.open();
+                a.name_node("a");
+                b.name_node("b");
+                let share = AccountSettings { binds: 1, tps: 20, ..whole };
+                vec![(a.clone(), vec![share.clone()]), (b, vec![share])]
+            }
+        };
+        let policy = Policy::default();
+        // 60 texts of two parts: 120 parts, three seconds of the contract.
+        let n = 60;
+        warn(&a, n, &policy);
+        dispatch_sms::run_channels(&nodes, &policy, |s| count(s, OPEN) == 0);
+        let c = contract(&smsc);
+        // Each node's binds within its share: the centre refused none.
+        assert_eq!(c["bindsRefused"], 0, "{c}");
+        let rows = states(&a);
+        assert!(rows.iter().all(|r| r.1 == "delivered"), "{rows:?}");
+        // A throttled submit (the nodes' first bursts can meet in one second) is no attempt:
+        // the text goes again, and never twice.
+        assert!(rows.iter().all(|r| r.2 == 1 && r.3 == 0), "{rows:?}");
+        assert_eq!(c["accepted"], 2 * n as u64, "{c}");
+        let parts = parts_per_phone(&smsc);
+        assert_eq!(parts.len(), 2 * n);
+        assert!(parts.values().all(|c| *c == 1), "{parts:?}");
+        let texts = texts_per_phone(&smsc);
+        assert_eq!(texts.len(), n);
+        assert!(texts.values().all(|c| *c == 1), "{texts:?}");
+        // Every node carried texts, each over its own binds, recorded under its own name.
+        let by: Vec<String> = a
+            .read_blocking(|c| {
+                let mut st = c.prepare("SELECT DISTINCT claimed_by FROM dispatch_message ORDER BY 1")?;
+                let rows = st.query_map((), |r| r.get(0))?;
+                Ok(rows.collect::<Result<Vec<_>, _>>()?)
+            })
+            .unwrap();
+        let bound: Vec<_> = binds(&a).into_iter().map(|b| (b.0, b.1)).collect();
+        match backend {
+            Backend::Sqlite => {
+                assert_eq!(by, ["smpp"]);
+                assert_eq!(bound, [("main".to_string(), 0), ("main".to_string(), 1)]);
+            }
+            Backend::Postgres => {
+                assert_eq!(by, ["smpp@a", "smpp@b"]);
+                assert_eq!(bound, [("main@a".to_string(), 0), ("main@b".to_string(), 0)]);
+            }
+        }
+        audit_intact(&a);
+    }
+}
+
+// A node set up beyond the account's contract (two binds where the carrier allows one, five
+// times the rate): the centre refuses the extra bind and throttles the excess. The office
+// sees the refused bind with the centre's own word for it, the node does not hammer the
+// centre with binds, and every text still reaches its phone once, over the bind it has.
+on_both! {
+    fn a_node_set_up_beyond_its_contract_is_refused_and_throttled_and_loses_nothing(backend) {
+        let smsc = Smsc::start(5);
+        smsc.control("/contract?account=county&binds=1&tps=10");
+        let (_d, store) = dispatch_sms::store_on(backend);
+        let policy = Policy::default();
+        let n = 15;
+        warn(&store, n, &policy);
+        let over = AccountSettings {
+            binds: 2,
+            tps: 50,
+            ..account(&smsc, "main", "county", "secret")
+        };
+        // What the office's status shows while it runs (a stopped channel's binds all read
+        // "stopped").
+        let refusal = std::cell::RefCell::new(None);
+        let started = std::time::Instant::now();
+        run_channel(&store, vec![over], &policy, |s| {
+            if refusal.borrow().is_none() {
+                *refusal.borrow_mut() = binds(s).into_iter().find(|b| b.2 == "down");
+            }
+            count(s, OPEN) == 0 && refusal.borrow().is_some()
+        });
+        let took = started.elapsed();
+        let c = contract(&smsc);
+        assert!(c["throttled"].as_u64().unwrap() >= 1, "{c}");
+        let refused = c["bindsRefused"].as_u64().unwrap();
+        assert!(refused >= 1, "{c}");
+        // Backing off (0.2 s, doubling): after t seconds at most log2(t / 0.2) + 2 tries.
+        let tries = (took.as_secs_f64() / 0.2).max(1.0).log2() + 2.0;
+        assert!(
+            refused as f64 <= tries,
+            "{refused} binds refused in {took:?}: the node hammers the centre"
+        );
+        let slots = binds(&store);
+        assert_eq!(slots.len(), 2, "{slots:?}");
+        let down = refusal.into_inner();
+        assert!(
+            down.as_ref()
+                .and_then(|b| b.3.as_deref())
+                .is_some_and(|d| d.contains("ESME_RBINDFAIL")),
+            "the refused bind says why: {down:?}"
+        );
+        let rows = states(&store);
+        assert!(rows.iter().all(|r| r.1 == "delivered"), "{rows:?}");
+        // Throttles are no attempts: every text went once.
+        assert!(rows.iter().all(|r| r.2 == 1 && r.3 == 0), "{rows:?}");
+        let texts = texts_per_phone(&smsc);
+        assert_eq!(texts.len(), n);
+        assert!(texts.values().all(|c| *c == 1), "{texts:?}");
+        let parts = parts_per_phone(&smsc);
+        assert!(parts.values().all(|c| *c == 1), "{parts:?}");
+        audit_intact(&store);
+    }
 }

@@ -15,6 +15,11 @@
 //     inject a message from a phone (whole, or in parts with an 8-bit or 16-bit UDH reference or
 //     SAR parameters, in any order, with parts missing) or a receipt for any id, mark a number
 //     undeliverable;
+//   * a carrier's contract per account (/contract?account=ID&binds=B&tps=T): at most B binds
+//     at once (one more gets ESME_RBINDFAIL, as centres answer a bind over the account's
+//     limit), and at most T submits in each calendar second across all its binds (one more
+//     gets ESME_RTHROTTLED: a per-second counter, the strictest form carriers use, as CMPP's
+//     flow-control result 8 is); per account, the counts of both and the busiest second;
 //   * quirks of carriers' centres, each a mode: ids in hexadecimal in submit_sm_resp and in
 //     decimal in the receipt (/ids?mode=hex-decimal; no receipted_message_id then, as many
 //     centres send none), answers held back past the client's timeout (/late?every=K&ms=M).
@@ -72,6 +77,9 @@ const state = {
   late: { every: 0, ms: 0 },
   lateAnswers: 0,
   refusing: false,
+  // Carriers' contracts: account → {binds, tps, bound, second, inSecond, busiest,
+  // bindsRefused, throttled, accepted}.
+  contracts: new Map(),
   undeliverable: new Set(),
   // Numbers of the right shape that the network does not know (ESME_RINVDSTADR).
   invalid: new Set(),
@@ -128,6 +136,8 @@ function deliverReceipt(session, submit, id, tries) {
 // Like a real SMSC it stores what it could not deliver: if the session is gone, it goes over
 // another bind of the same account (waiting for one to come back).
 const accountOf = new Map();
+// Sessions counted against a contract (the one in force when they bound).
+const contracted = new Map();
 const unanswered = new Map();
 function sendDeliver(session, fields, kind, tries) {
   if (!sessions.has(session)) {
@@ -176,6 +186,11 @@ const server = smpp.createServer({ debug: false }, (session) => {
   });
   session.on('close', () => {
     sessions.delete(session);
+    const held = contracted.get(session);
+    if (held) {
+      held.bound--;
+      contracted.delete(session);
+    }
     const lost = unanswered.get(session);
     unanswered.delete(session);
     if (lost) {
@@ -193,6 +208,18 @@ const server = smpp.createServer({ debug: false }, (session) => {
       session.send(pdu.response({ command_status: smpp.ESME_RBINDFAIL }));
       session.close();
       return;
+    }
+    const contract = state.contracts.get(pdu.system_id);
+    if (contract && contract.bound >= contract.binds) {
+      contract.bindsRefused++;
+      state.bindsRefused++;
+      session.send(pdu.response({ command_status: smpp.ESME_RBINDFAIL }));
+      session.close();
+      return;
+    }
+    if (contract) {
+      contract.bound++;
+      contracted.set(session, contract);
     }
     boundAs = pdu.system_id;
     accountOf.set(session, boundAs);
@@ -233,6 +260,24 @@ const server = smpp.createServer({ debug: false }, (session) => {
       logSubmit(entry);
       session.send(pdu.response({ command_status: state.throttle.status }));
       return;
+    }
+    const contract = state.contracts.get(boundAs);
+    if (contract) {
+      const second = Math.floor(Date.now() / 1000);
+      if (second !== contract.second) {
+        contract.second = second;
+        contract.inSecond = 0;
+      }
+      if (contract.inSecond >= contract.tps) {
+        contract.throttled++;
+        entry.status = smpp.ESME_RTHROTTLED;
+        logSubmit(entry);
+        session.send(pdu.response({ command_status: smpp.ESME_RTHROTTLED }));
+        return;
+      }
+      contract.inSecond++;
+      contract.accepted++;
+      contract.busiest = Math.max(contract.busiest, contract.inSecond);
     }
     if (!MOBILE.test(pdu.destination_addr) || state.invalid.has(pdu.destination_addr)) {
       state.rejected++;
@@ -326,6 +371,7 @@ http
           invalid: [...state.invalid],
           partial: state.partial.size,
           sessions: sessions.size,
+          contracts: Object.fromEntries(state.contracts),
         });
       case '/unbind': {
         let n = 0;
@@ -350,6 +396,22 @@ http
           part: q.part ? Number(q.part) : 0,
         };
         return reply(res, 200, state.throttle);
+      case '/contract': {
+        // Binds already up stay up (a contract changes at the next bind, as carriers do).
+        const c = {
+          binds: Number(q.binds || 1),
+          tps: Number(q.tps || 100),
+          bound: 0,
+          second: 0,
+          inSecond: 0,
+          busiest: 0,
+          bindsRefused: 0,
+          throttled: 0,
+          accepted: 0,
+        };
+        state.contracts.set(q.account || 'county', c);
+        return reply(res, 200, c);
+      }
       case '/drop':
         dropAll();
         return reply(res, 200, { dropped: true });

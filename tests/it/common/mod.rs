@@ -291,19 +291,33 @@ pub async fn wait_store<F: std::future::Future<Output = bool>>(
 pub async fn store_changed_until<F: std::future::Future<Output = bool>>(
     secs: u64,
     store: &stormbell::store::Store,
+    done: impl FnMut() -> F,
+) -> bool {
+    stores_changed_until(secs, &[store], done).await
+}
+
+/// [`store_changed_until`] with several nodes writing, each through its own store: `done()`
+/// is checked again after a write batch of any of them.
+pub async fn stores_changed_until<F: std::future::Future<Output = bool>>(
+    secs: u64,
+    stores: &[&stormbell::store::Store],
     mut done: impl FnMut() -> F,
 ) -> bool {
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(secs);
-    let mut written = store.written();
+    let mut written: Vec<_> = stores.iter().map(|s| s.written()).collect();
     loop {
         // Marked seen before looking: a batch ending during the check is waited for again.
-        written.borrow_and_update();
+        for w in &mut written {
+            w.borrow_and_update();
+        }
         if done().await {
             return true;
         }
-        match tokio::time::timeout_at(deadline, written.changed()).await {
-            Ok(Ok(())) => {}
-            // Timed out, or the writer is gone (nothing more will change).
+        let any =
+            futures_util::future::select_all(written.iter_mut().map(|w| Box::pin(w.changed())));
+        match tokio::time::timeout_at(deadline, any).await {
+            Ok((Ok(()), _, _)) => {}
+            // Timed out, or a writer is gone (nothing more will change).
             _ => return done().await,
         }
     }
