@@ -124,6 +124,28 @@ pub fn receipt_by_key(
     Ok(true)
 }
 
+/// PostgreSQL: a batch's receipted parts (`[{"m": message, "n": part, "s": state, "r":
+/// stat}]`); its keys also as an array, for the plan (see `claim::CLAIM_TAKE`).
+pub const RECEIPT_PARTS: &str = "UPDATE dispatch_part AS p SET state = v.s, receipt = v.r, at = ?1
+     FROM json_to_recordset(CAST(?2 AS json)) AS v(m bigint, n bigint, s text, r text)
+     WHERE p.message = v.m AND p.part = v.n
+       AND p.message = ANY(ARRAY(SELECT CAST(k.j ->> 'm' AS bigint)
+                                 FROM json_array_elements(CAST(?2 AS json)) AS k(j)))";
+
+/// PostgreSQL: the one-part texts a batch's receipts settle (`[{"m": message, "bad": 0 | 1,
+/// "e": error}]`): what the receipt says, as [`receipt_by_key`] decides it for one.
+pub const RECEIPT_MESSAGES: &str = "UPDATE dispatch_message AS m
+     SET state = CASE WHEN v.bad = 1 THEN 'failed' ELSE 'delivered' END,
+         last_error = CASE WHEN v.bad = 1 THEN v.e ELSE m.last_error END,
+         updated = ?1
+     FROM json_to_recordset(CAST(?2 AS json)) AS v(m bigint, bad bigint, e text)
+     WHERE m.id = v.m
+       AND ((v.bad = 1 AND (m.state || '') IN ('accepted', 'delivered', 'delivery_unknown'))
+            OR (v.bad = 0 AND (m.state || '') IN ('accepted', 'delivery_unknown')))
+       AND m.id = ANY(ARRAY(SELECT CAST(k.j ->> 'm' AS bigint)
+                            FROM json_array_elements(CAST(?2 AS json)) AS k(j)))
+     RETURNING m.id";
+
 /// A receipt to match by its key ([`receipts_by_key`]).
 #[derive(Debug, Clone, Copy)]
 pub struct Keyed<'a> {
@@ -216,29 +238,15 @@ pub fn receipts_by_key(
                 }));
             }
         }
-        tx.prepare_cached(
-            "UPDATE dispatch_part AS p SET state = v.s, receipt = v.r, at = ?1
-             FROM json_to_recordset(CAST(?2 AS json)) AS v(m bigint, n bigint, s text, r text)
-             WHERE p.message = v.m AND p.part = v.n",
-        )?
-        .execute(params![at, serde_json::to_string(&parts)?])?;
+        tx.prepare_cached(RECEIPT_PARTS)?
+            .execute(params![at, serde_json::to_string(&parts)?])?;
         // A text of one part is what its receipt says (see `receipt_by_key`).
         let changed: std::collections::HashSet<i64> = if messages.is_empty() {
             Default::default()
         } else {
-            tx.prepare_cached(
-                "UPDATE dispatch_message AS m
-                 SET state = CASE WHEN v.bad = 1 THEN 'failed' ELSE 'delivered' END,
-                     last_error = CASE WHEN v.bad = 1 THEN v.e ELSE m.last_error END,
-                     updated = ?1
-                 FROM json_to_recordset(CAST(?2 AS json)) AS v(m bigint, bad bigint, e text)
-                 WHERE m.id = v.m
-                   AND ((v.bad = 1 AND m.state IN ('accepted', 'delivered', 'delivery_unknown'))
-                        OR (v.bad = 0 AND m.state IN ('accepted', 'delivery_unknown')))
-                 RETURNING m.id",
-            )?
-            .query_map(params![at, serde_json::to_string(&messages)?], |r| r.get(0))?
-            .collect::<Result<_, _>>()?
+            tx.prepare_cached(RECEIPT_MESSAGES)?
+                .query_map(params![at, serde_json::to_string(&messages)?], |r| r.get(0))?
+                .collect::<Result<_, _>>()?
         };
         let entries: Vec<_> = together
             .iter()
