@@ -557,3 +557,46 @@ on_both! {
         audit_intact(&store);
     }
 }
+
+// At its contract's pace a channel claims what it can send soon, not its whole window: rows
+// claimed and waiting for their turn are what a crash leaves "submitting", to be taken back
+// and counted as possibly sent, and claims of one text each were most of the store's work.
+on_both! {
+    fn at_its_contracts_pace_a_node_holds_a_fifth_of_a_second_claimed_not_its_window(backend) {
+        let smsc = Smsc::start(5);
+        smsc.control("/contract?account=county&binds=1&tps=40");
+        let (_d, store) = dispatch_sms::store_on(backend);
+        let policy = Policy::default();
+        // 50 texts of two parts: 100 parts, two and a half seconds at 40 a second, through a
+        // window of 100 that would hold them all at once.
+        let n = 50;
+        warn(&store, n, &policy);
+        let paced = AccountSettings {
+            binds: 1,
+            window: 100,
+            tps: 40,
+            ..account(&smsc, "main", "county", "secret")
+        };
+        let most = std::cell::Cell::new(0);
+        let claims = std::cell::Cell::new(0);
+        let claimed = |s: &Store| {
+            count(s, "SELECT count(*) FROM dispatch_message WHERE state = 'submitting'")
+        };
+        run_channel(&store, vec![paced], &policy, |s| {
+            most.set(most.get().max(claimed(s)));
+            claims.set(claims.get() + 1);
+            count(s, OPEN) == 0
+        });
+        // A fifth of a second is 8 parts; claimed in texts of two parts, up to twice that (8
+        // texts); with the texts at the centre awaiting its answer, a few more. Before, the
+        // whole window: all 50.
+        let most = most.get();
+        assert!(most <= 12, "{most} texts claimed at once");
+        assert!(claims.get() > 10, "the count was looked at {} times", claims.get());
+        let rows = states(&store);
+        assert!(rows.iter().all(|r| r.1 == "delivered" && r.2 == 1), "{rows:?}");
+        let texts = texts_per_phone(&smsc);
+        assert_eq!(texts.len(), n);
+        assert!(texts.values().all(|c| *c == 1), "{texts:?}");
+    }
+}

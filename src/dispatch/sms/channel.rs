@@ -6,6 +6,7 @@
 //! The loop around it is [`crate::dispatch::drive`]'s.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use jiff::SignedDuration;
@@ -29,6 +30,37 @@ pub const NAME: &str = "smpp";
 pub struct SmsChannel {
     accounts: Vec<Arc<Account>>,
     lane: Lane,
+    /// Parts of claimed texts not yet past their turn at an account's rate.
+    unsent: Arc<AtomicUsize>,
+}
+
+/// The parts of a claimed text still to pass their turn at the rate: counted in the channel's
+/// `unsent` from its claim until each passes (or its send ends without getting there).
+struct Unsent {
+    count: Arc<AtomicUsize>,
+    left: usize,
+}
+
+impl Unsent {
+    fn passed(&mut self) {
+        if self.left > 0 {
+            self.left -= 1;
+            self.count.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
+impl Drop for Unsent {
+    fn drop(&mut self) {
+        self.count.fetch_sub(self.left, Ordering::Relaxed);
+    }
+}
+
+/// The parts a claimed text still has to send.
+fn parts_left(m: &Claimed) -> usize {
+    encode::segments(&m.text)
+        .1
+        .saturating_sub(m.accepted_parts as usize)
 }
 
 impl SmsChannel {
@@ -59,6 +91,7 @@ impl SmsChannel {
                 channel: "sms",
                 swept: Default::default(),
             },
+            unsent: Default::default(),
         }
     }
 
@@ -130,16 +163,35 @@ impl Channel for SmsChannel {
         self.lane.sweep().await
     }
 
+    /// The room left in the windows of live binds, but no more than keeps a fifth of a
+    /// second of the accounts' rates (in parts) claimed and waiting for their turn. Claimed as
+    /// the window freed, a rate-bound channel took one or two texts a claim (a transaction
+    /// each: most of the store's work at a contract's pace) and held its whole window claimed
+    /// but unsent: rows a crash leaves "submitting", to be taken back and counted as possibly
+    /// sent. Now it claims about a tenth of a second's worth at a time (the loop looks again
+    /// after [`Channel::idle`]) and holds about a fifth unsent (twice that with texts of
+    /// several parts, as the room is counted in parts and claimed in texts). With `tps`
+    /// beyond what the binds carry, it is the window's room as before.
     fn room(&self) -> Option<usize> {
-        Some(self.accounts.iter().map(|a| a.room()).sum())
+        let up = self.accounts.iter().filter(|a| a.is_up());
+        let lead: usize = up.map(|a| (a.settings.tps as usize / 5).max(1)).sum();
+        let window: usize = self.accounts.iter().map(|a| a.room()).sum();
+        Some(window.min(lead.saturating_sub(self.unsent.load(Ordering::Relaxed))))
     }
 
     async fn claim(&self, n: usize) -> anyhow::Result<Vec<Claimed>> {
-        self.lane.claim(n).await
+        let claimed = self.lane.claim(n).await?;
+        let parts: usize = claimed.iter().map(parts_left).sum();
+        self.unsent.fetch_add(parts, Ordering::Relaxed);
+        Ok(claimed)
     }
 
     async fn send(self: Arc<Self>, m: Claimed) -> (i64, Outcome) {
-        let outcome = send(&self.accounts, &m).await;
+        let unsent = Unsent {
+            count: self.unsent.clone(),
+            left: parts_left(&m),
+        };
+        let outcome = send(&self.accounts, &m, unsent).await;
         (m.id, outcome)
     }
 
@@ -148,8 +200,9 @@ impl Channel for SmsChannel {
     }
 
     fn idle(&self, room: usize) -> Duration {
-        // No bind up: look again soon; nothing due: the wake or a timer (for retries and held
-        // messages coming due).
+        // No room (no bind up, or a fifth of a second's texts already waiting at the
+        // accounts' rate): look again soon; nothing due: the wake or a timer (for retries and
+        // held messages coming due).
         Duration::from_millis(if room == 0 { 100 } else { 250 })
     }
 
@@ -165,7 +218,7 @@ impl Channel for SmsChannel {
 /// part on; when none is up, the parts accepted so far are kept and the next attempt resumes
 /// after them. Every part carries the message's concatenation reference, so however its
 /// parts travelled the phone shows one text.
-async fn send(accounts: &[Arc<Account>], m: &Claimed) -> Outcome {
+async fn send(accounts: &[Arc<Account>], m: &Claimed, mut unsent: Unsent) -> Outcome {
     let retry = |account: Option<String>,
                  reason: String,
                  uncertain: bool,
@@ -211,6 +264,8 @@ async fn send(accounts: &[Arc<Account>], m: &Claimed) -> Outcome {
     while i < enc.parts.len() {
         let octets = &enc.parts[i];
         account.pace().await;
+        // Past its turn: the channel may claim another.
+        unsent.passed();
         let sm = SubmitSm {
             source_ton: 5,
             source_npi: 0,
