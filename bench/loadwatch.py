@@ -11,9 +11,13 @@ of one core, and "contention": true when that exceeds --limit (default 15 % of a
 bar of a quiet machine). A run marked so is reported as taken under contention, not quoted.
 
 Processes the benchmark starts without waiting for (a server it kills and does not reap)
-count as "others": the scripts here reap what they start.
+count as "others": the scripts here reap what they start. A server that detaches itself (the
+PostgreSQL of bench/pg_lib.sh: pg_ctl puts it in a session of its own) is counted by the
+script: it appends the server's CPU seconds, one number per line, to the file named in
+$STORMBELL_LOADWATCH_EXTRA before stopping it, and they count as the benchmark's.
 """
 import json
+import tempfile
 import os
 import sys
 import time
@@ -40,6 +44,9 @@ def main(argv):
         return 2
     cmd = argv[1:]
     hz = os.sysconf("SC_CLK_TCK")
+    extra = tempfile.NamedTemporaryFile(prefix="loadwatch-", delete=False)
+    extra.close()
+    os.environ["STORMBELL_LOADWATCH_EXTRA"] = extra.name
     busy0, cores = busy_ticks()
     t0 = time.monotonic()
     pid = os.fork()
@@ -52,13 +59,17 @@ def main(argv):
     wall = time.monotonic() - t0
     busy1, _ = busy_ticks()
     machine = (busy1 - busy0) / hz
-    ours = usage.ru_utime + usage.ru_stime
+    with open(extra.name) as f:
+        detached = sum(float(l) for l in f if l.strip())
+    os.unlink(extra.name)
+    ours = usage.ru_utime + usage.ru_stime + detached
     others = max(0.0, machine - ours)
     report = {
         "loadwatch": " ".join(cmd),
         "wall_s": round(wall, 2),
         "cores": cores,
         "bench_cpu_s": round(ours, 2),
+        "detached_cpu_s": round(detached, 2),
         "others_cpu_pct_of_core": round(100.0 * others / wall, 1) if wall > 0 else 0.0,
         "limit_pct": limit,
     }

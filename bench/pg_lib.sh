@@ -19,8 +19,32 @@ start_pg() {
     -o "-c listen_addresses=127.0.0.1 -p $port -k $log" start >/dev/null
 }
 
+# CPU seconds the server has used: the postmaster, the children it reaped, and those still
+# running (it detaches from the script, so bench/loadwatch.py cannot see it by itself).
+pg_cpu() {
+  local pm
+  pm=$(head -1 "$log/pg/postmaster.pid" 2>/dev/null) || return 0
+  python3 - "$pm" <<'PY'
+import os, sys
+pm = sys.argv[1]
+def stat(pid):  # fields from the state on: [1] ppid, [11..14] utime stime cutime cstime
+    s = open(f"/proc/{pid}/stat").read()
+    return s[s.rindex(")") + 2:].split()
+ticks = sum(int(x) for x in stat(pm)[11:15])
+for pid in filter(str.isdigit, os.listdir("/proc")):
+    try:
+        f = stat(pid)
+    except OSError:
+        continue
+    if f[1] == pm:
+        ticks += int(f[11]) + int(f[12])
+print(ticks / os.sysconf("SC_CLK_TCK"))
+PY
+}
+
 stop_pg() {
   [ ${#pids[@]} -gt 0 ] && { kill -9 "${pids[@]}" 2>/dev/null || true; }
+  if [ -n "${STORMBELL_LOADWATCH_EXTRA:-}" ]; then pg_cpu >>"$STORMBELL_LOADWATCH_EXTRA" || true; fi
   as_pg "$pgbin/pg_ctl" -D "$log/pg" -m immediate -w stop >/dev/null 2>&1 || true
   rm -rf "$log"
 }

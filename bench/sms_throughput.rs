@@ -6,12 +6,14 @@
 //!   raw --smpp ADDR --window W [--binds B] [--count N]
 //!       N UCS-2 messages (one part each, no receipts) over B binds, W in flight per bind:
 //!       the session layer alone.
-//!   outbox --smpp ADDR --window W [--binds B] [--count N] [--db URL [--nodes K]]
+//!   outbox --smpp ADDR --window W [--binds B] [--count N] [--tps T] [--db URL [--nodes K]]
 //!       N warnings through the whole path: rows in the outbox, claimed, sent, outcomes
 //!       committed, receipts stored (SQLite in a temporary directory, or `--db URL`: a
 //!       PostgreSQL database, empty). `--nodes K` (PostgreSQL): K nodes share the outbox, each
 //!       its own store (writer connection, readers) and its own B binds, claiming under its
-//!       own name, as K `stormbell run` would (in one process here).
+//!       own name, as K `stormbell run` would (in one process here). `--tps T`: each node's
+//!       share of the carrier's contract (as `tps` in its account settings; unlimited if
+//!       not given).
 //!   rate --smpp ADDR --tps T --seconds S
 //!       the account rate limiter: messages accepted per second over S seconds at T TPS.
 //!   enqueue --count N [--no-links] [--db URL]
@@ -246,7 +248,7 @@ async fn through_outbox(args: &[String]) {
         source: "12379".into(),
         binds,
         window,
-        tps: 1_000_000,
+        tps: num(args, "--tps", 1_000_000) as u32,
         prefixes: vec![],
         backup: false,
         response_timeout_secs: 30,
