@@ -953,10 +953,6 @@ pub fn translate(sql: &str) -> String {
                 out.push('$');
                 out.push_str(&n.to_string());
             }
-            // SQLite's unary plus before a column (`WHERE +state = …`) keeps its planner off an
-            // index; PostgreSQL has no `+` for text. Where both planners need keeping off an
-            // index, the SQL says so in a form both read (`state || ''`, which no index holds).
-            '+' if unary(&out) && chars.peek().is_some_and(|(_, d)| d.is_ascii_alphabetic()) => {}
             _ if c.is_ascii_alphabetic() && !prev_is_word(&out) => {
                 let rest = &sql[at..];
                 if starts_with_words(rest, &["INSERT", "OR", "IGNORE"]) {
@@ -1002,28 +998,6 @@ pub fn translate(sql: &str) -> String {
         }
     }
     out
-}
-
-/// Whether a `+` after `out` is unary: it follows an opening bracket, a comma, a comparison
-/// or a keyword, not an operand.
-fn unary(out: &str) -> bool {
-    let before = out.trim_end();
-    if before.ends_with(['(', ',', '=', '<', '>']) {
-        return true;
-    }
-    let word: String = before
-        .chars()
-        .rev()
-        .take_while(|c| c.is_ascii_alphabetic())
-        .collect::<Vec<_>>()
-        .into_iter()
-        .rev()
-        .collect();
-    [
-        "WHERE", "AND", "OR", "ON", "NOT", "BY", "SELECT", "WHEN", "THEN", "ELSE",
-    ]
-    .iter()
-    .any(|k| word.eq_ignore_ascii_case(k))
 }
 
 /// Every call of the function `name` in `sql` (outside quotes) through `to`, which gets the
@@ -1158,10 +1132,15 @@ mod tests {
     }
 
     #[test]
-    fn sqlite_planner_hints_are_dropped_and_arithmetic_kept() {
+    fn a_unary_plus_is_left_as_written() {
+        // SQLite's planner hint (`WHERE +state = …`, off an index) is not dropped: silently
+        // dropped, it put PostgreSQL's planner back on the index the statement meant to keep
+        // it off (a scan of every pending step per answer). On a text column PostgreSQL
+        // refuses it, so tidy's prepare of every statement names it; where both planners need
+        // keeping off an index the SQL says so in a form both read (`state || ''`).
         assert_eq!(
             translate("UPDATE t SET a = b +1, c = d + e WHERE +state = 'x' AND (+id > ?1)"),
-            "UPDATE t SET a = b +1, c = d + e WHERE state = 'x' AND (id > $1)"
+            "UPDATE t SET a = b +1, c = d + e WHERE +state = 'x' AND (+id > $1)"
         );
     }
 
