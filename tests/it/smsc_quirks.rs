@@ -428,6 +428,32 @@ fn contract(smsc: &Smsc) -> serde_json::Value {
     smsc.status()["contracts"]["county"].clone()
 }
 
+/// A centre holding the account `county` to `binds` binds and `tps` submits a second, and a
+/// store on `backend` (its place, for more nodes) with a warning of `n` two-part texts queued.
+fn under_contract(
+    backend: crate::common::backend::Backend,
+    binds: usize,
+    tps: usize,
+    n: usize,
+) -> (Smsc, crate::common::backend::Place, Store, Policy) {
+    let smsc = Smsc::start(5);
+    smsc.control(&format!("/contract?account=county&binds={binds}&tps={tps}"));
+    let (place, store) = dispatch_sms::store_on(backend);
+    let policy = Policy::default();
+    warn(&store, n, &policy);
+    (smsc, place, store, policy)
+}
+
+/// Every one of the `n` phones put its text together once, from parts each accepted once.
+fn each_text_once(smsc: &Smsc, n: usize) {
+    let texts = texts_per_phone(smsc);
+    assert_eq!(texts.len(), n);
+    assert!(texts.values().all(|c| *c == 1), "{texts:?}");
+    let parts = parts_per_phone(smsc);
+    assert_eq!(parts.len(), 2 * n);
+    assert!(parts.values().all(|c| *c == 1), "{parts:?}");
+}
+
 // The carrier's contract is the ceiling every office has: so many binds at once and so many
 // submits a second for the account, whichever node sends. The centre counts every submit in
 // its calendar second, as carriers' centres do. On PostgreSQL two nodes share the contract out
@@ -435,16 +461,15 @@ fn contract(smsc: &Smsc) -> serde_json::Value {
 // node has all of it.
 on_both! {
     fn nodes_sharing_a_carriers_contract_keep_to_it_and_send_each_text_once(backend) {
-        use crate::common::backend::{Backend, Place};
-        let smsc = Smsc::start(5);
-        smsc.control("/contract?account=county&binds=2&tps=40");
-        let place = Place::new(backend);
+        use crate::common::backend::Backend;
+        // 60 texts of two parts: 120 parts, three seconds of the contract.
+        let n = 60;
+        let (smsc, place, a, policy) = under_contract(backend, 2, 40, n);
         let whole = AccountSettings {
             binds: 2,
             tps: 40,
             ..account(&smsc, "main", "county", "secret")
         };
-        let a = place.open();
         let nodes = match backend {
             Backend::Sqlite => vec![(a.clone(), vec![whole])],
             Backend::Postgres => {
@@ -455,10 +480,6 @@ on_both! {
                 vec![(a.clone(), vec![share.clone()]), (b, vec![share])]
             }
         };
-        let policy = Policy::default();
-        // 60 texts of two parts: 120 parts, three seconds of the contract.
-        let n = 60;
-        warn(&a, n, &policy);
         dispatch_sms::run_channels(&nodes, &policy, |s| count(s, OPEN) == 0);
         let c = contract(&smsc);
         // Each node's binds within its share: the centre refused none.
@@ -469,12 +490,7 @@ on_both! {
         // the text goes again, and never twice.
         assert!(rows.iter().all(|r| r.2 == 1 && r.3 == 0), "{rows:?}");
         assert_eq!(c["accepted"], 2 * n as u64, "{c}");
-        let parts = parts_per_phone(&smsc);
-        assert_eq!(parts.len(), 2 * n);
-        assert!(parts.values().all(|c| *c == 1), "{parts:?}");
-        let texts = texts_per_phone(&smsc);
-        assert_eq!(texts.len(), n);
-        assert!(texts.values().all(|c| *c == 1), "{texts:?}");
+        each_text_once(&smsc, n);
         // Every node carried texts, each over its own binds, recorded under its own name.
         let by: Vec<String> = a
             .read_blocking(|c| {
@@ -504,12 +520,8 @@ on_both! {
 // centre with binds, and every text still reaches its phone once, over the bind it has.
 on_both! {
     fn a_node_set_up_beyond_its_contract_is_refused_and_throttled_and_loses_nothing(backend) {
-        let smsc = Smsc::start(5);
-        smsc.control("/contract?account=county&binds=1&tps=10");
-        let (_d, store) = dispatch_sms::store_on(backend);
-        let policy = Policy::default();
         let n = 15;
-        warn(&store, n, &policy);
+        let (smsc, _place, store, policy) = under_contract(backend, 1, 10, n);
         let over = AccountSettings {
             binds: 2,
             tps: 50,
@@ -549,11 +561,7 @@ on_both! {
         assert!(rows.iter().all(|r| r.1 == "delivered"), "{rows:?}");
         // Throttles are no attempts: every text went once.
         assert!(rows.iter().all(|r| r.2 == 1 && r.3 == 0), "{rows:?}");
-        let texts = texts_per_phone(&smsc);
-        assert_eq!(texts.len(), n);
-        assert!(texts.values().all(|c| *c == 1), "{texts:?}");
-        let parts = parts_per_phone(&smsc);
-        assert!(parts.values().all(|c| *c == 1), "{parts:?}");
+        each_text_once(&smsc, n);
         audit_intact(&store);
     }
 }
@@ -563,14 +571,10 @@ on_both! {
 // and counted as possibly sent, and claims of one text each were most of the store's work.
 on_both! {
     fn at_its_contracts_pace_a_node_holds_a_fifth_of_a_second_claimed_not_its_window(backend) {
-        let smsc = Smsc::start(5);
-        smsc.control("/contract?account=county&binds=1&tps=40");
-        let (_d, store) = dispatch_sms::store_on(backend);
-        let policy = Policy::default();
         // 50 texts of two parts: 100 parts, two and a half seconds at 40 a second, through a
         // window of 100 that would hold them all at once.
         let n = 50;
-        warn(&store, n, &policy);
+        let (smsc, _place, store, policy) = under_contract(backend, 1, 40, n);
         let paced = AccountSettings {
             binds: 1,
             window: 100,
@@ -595,8 +599,6 @@ on_both! {
         assert!(claims.get() > 10, "the count was looked at {} times", claims.get());
         let rows = states(&store);
         assert!(rows.iter().all(|r| r.1 == "delivered" && r.2 == 1), "{rows:?}");
-        let texts = texts_per_phone(&smsc);
-        assert_eq!(texts.len(), n);
-        assert!(texts.values().all(|c| *c == 1), "{texts:?}");
+        each_text_once(&smsc, n);
     }
 }
