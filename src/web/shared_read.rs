@@ -53,28 +53,28 @@ impl<V> SharedReads<V> {
             .entry(key.clone())
             .or_default()
             .clone();
-        let value = {
-            let mut last = slot.lock().await;
-            let value = match last.as_ref() {
-                Some((number, value)) if *number > arrived => value.clone(),
-                _ => {
-                    *last = None;
-                    let number = self.begun.fetch_add(1, Ordering::SeqCst) + 1;
-                    let value = Arc::new(read().await?);
-                    *last = Some((number, value.clone()));
-                    value
-                }
-            };
-            // Nobody else queued for this key (the map and this request hold the slot):
-            // the value can serve no later request, so it is not kept.
-            if Arc::strong_count(&slot) <= 2 {
-                *last = None;
-            }
-            value
+        // However this request ends (a value, a failed read, or dropped mid-read when its
+        // page went away), its key's slot goes once nobody else holds it.
+        let ours = Leave {
+            reads: self,
+            key,
+            slot,
         };
-        let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
-        if Arc::strong_count(&slot) <= 2 && slots.get(&key).is_some_and(|s| Arc::ptr_eq(s, &slot)) {
-            slots.remove(&key);
+        let mut last = ours.slot.lock().await;
+        let value = match last.as_ref() {
+            Some((number, value)) if *number > arrived => value.clone(),
+            _ => {
+                *last = None;
+                let number = self.begun.fetch_add(1, Ordering::SeqCst) + 1;
+                let value = Arc::new(read().await?);
+                *last = Some((number, value.clone()));
+                value
+            }
+        };
+        // Nobody else queued for this key (the map and this request hold the slot): the
+        // value can serve no later request, so it is not kept.
+        if Arc::strong_count(&ours.slot) <= 2 {
+            *last = None;
         }
         Ok(value)
     }
@@ -89,6 +89,27 @@ impl<V> SharedReads<V> {
     #[cfg(test)]
     fn kept(&self) -> usize {
         self.slots.lock().map(|s| s.len()).unwrap_or(0)
+    }
+}
+
+/// A request's hold on its key's slot: on leaving, the slot is removed from the map if
+/// nobody else holds it (the map and this request are its only holders).
+struct Leave<'a, V> {
+    reads: &'a SharedReads<V>,
+    key: String,
+    slot: Arc<Slot<V>>,
+}
+
+impl<V> Drop for Leave<'_, V> {
+    fn drop(&mut self) {
+        let mut slots = self.reads.slots.lock().unwrap_or_else(|p| p.into_inner());
+        if Arc::strong_count(&self.slot) <= 2
+            && slots
+                .get(&self.key)
+                .is_some_and(|s| Arc::ptr_eq(s, &self.slot))
+        {
+            slots.remove(&self.key);
+        }
     }
 }
 
@@ -185,5 +206,29 @@ mod tests {
         assert!(failing.await.unwrap().is_err());
         assert_eq!(*behind.await.unwrap().unwrap(), 7);
         assert_eq!(reads.begun(), 2);
+        assert_eq!(reads.kept(), 0);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_request_that_fails_alone_or_goes_away_mid_read_leaves_no_slot() {
+        let reads: Arc<SharedReads<u64>> = Arc::default();
+        let failed = reads
+            .get("331098".into(), || async {
+                anyhow::bail!("the store is away")
+            })
+            .await;
+        assert!(failed.is_err());
+        assert_eq!(reads.kept(), 0);
+        // A page closed while its read waits: the request is dropped mid-read.
+        let gate = Arc::new(tokio::sync::Semaphore::new(0));
+        let (r, g) = (reads.clone(), gate.clone());
+        let gone = tokio::spawn(async move { r.get("all".into(), || gated(g, 1)).await });
+        while reads.begun() < 2 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(reads.kept(), 1);
+        gone.abort();
+        assert!(gone.await.unwrap_err().is_cancelled());
+        assert_eq!(reads.kept(), 0);
     }
 }
