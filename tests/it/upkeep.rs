@@ -582,7 +582,9 @@ fn cell_drill_and_quiet_weeks(db: &Path) -> usize {
 /// replayed on each engine, a fortnight of quiet polling after it, then a sweep a season
 /// later. The same rows go, table by table, with the same cutoff; every report reads the same
 /// after as before (and the same on both engines); the trail holds and says what went; a
-/// second sweep finds nothing.
+/// second sweep finds nothing. Then, on a copy of the replay, the latest warning never
+/// lifted: it is in force, and nothing from six hours before its first message on is
+/// touched (as the SQLite test checks on its engine).
 #[test]
 fn retention_on_postgresql_deletes_what_it_deletes_on_sqlite_and_keeps_every_report() {
     let tmp = tempfile::tempdir().unwrap();
@@ -595,6 +597,7 @@ fn retention_on_postgresql_deletes_what_it_deletes_on_sqlite_and_keeps_every_rep
         .arg(tmp.path().join("pg"))
         .args(["--db", &url]));
     assert!(o.status.success(), "{text}");
+    let in_force = common::postgres::database_like(url.rsplit('/').next());
     let db = tmp.path().join("season.db");
     // The quiet weeks after the storm, on each engine in its own words.
     let quiet = cell_drill_and_quiet_weeks(&db);
@@ -658,6 +661,78 @@ fn retention_on_postgresql_deletes_what_it_deletes_on_sqlite_and_keeps_every_rep
     assert_eq!(again.total(), 0);
     assert!(lite.close(Duration::from_secs(30)));
     assert!(pg.close(Duration::from_secs(30)));
+
+    // The copy: the latest-starting warning's cancels taken out, and a month of polling
+    // before the storm.
+    let month_before = |col: &str| {
+        format!(
+            "to_char((CAST({col} AS timestamptz) - interval '30 days') AT TIME ZONE 'UTC',
+                     'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
+        )
+    };
+    let (lineage, first): (String, String) = common::postgres::client(&in_force, |c| {
+        let row = c
+            .query_one(
+                "SELECT lineage, min(sent) FROM corr_warning GROUP BY lineage
+                 ORDER BY min(sent) DESC LIMIT 1",
+                &[],
+            )
+            .unwrap();
+        let (lineage, first): (String, String) = (row.get(0), row.get(1));
+        c.execute(
+            "DELETE FROM corr_warning WHERE lineage = $1 AND msg_type = 'Cancel'",
+            &[&lineage],
+        )
+        .unwrap();
+        c.batch_execute(&format!(
+            "INSERT INTO feed_seen (feed, key, first_seen)
+               SELECT feed, key || '-30d', {seen} FROM feed_seen;
+             INSERT INTO feed_inbox (feed, key, received, observation, consumed)
+               SELECT feed, key || '-30d', {received}, observation, {received} FROM feed_inbox;",
+            seen = month_before("first_seen"),
+            received = month_before("received"),
+        ))
+        .unwrap();
+        (lineage, first)
+    });
+    let bound = stormbell::store::stamp(stamp_of(&first) - jiff::SignedDuration::from_hours(6));
+    let tables = [
+        ("feed_doc", "received"),
+        ("feed_seen", "first_seen"),
+        ("feed_inbox", "received"),
+        ("dispatch_inbound", "at"),
+    ];
+    let counts = |newer: bool| -> Vec<i64> {
+        common::postgres::client(&in_force, |c| {
+            tables
+                .iter()
+                .map(|(t, col)| {
+                    let cmp = if newer { ">=" } else { "<" };
+                    c.query_one(
+                        &format!("SELECT count(*) FROM {t} WHERE {col} {cmp} $1"),
+                        &[&bound],
+                    )
+                    .unwrap()
+                    .get::<_, i64>(0)
+                })
+                .collect()
+        })
+    };
+    let kept_before = counts(true);
+    assert!(kept_before.iter().sum::<i64>() > 0);
+    assert!(
+        counts(false).iter().sum::<i64>() > 0,
+        "{lineage}: nothing older than its start to prune"
+    );
+    let store = stormbell::store::Store::open_postgres(&in_force).unwrap();
+    let swept = rt
+        .block_on(stormbell::retention::sweep(&store, now, keep))
+        .unwrap();
+    assert!(swept.cutoff <= bound, "{} > {bound}", swept.cutoff);
+    assert!(swept.total() > 0, "{swept:?}");
+    assert_eq!(counts(true), kept_before, "{lineage} is in force");
+    assert_eq!(counts(false).iter().sum::<i64>(), 0);
+    assert!(store.close(Duration::from_secs(30)));
 }
 
 #[test]
