@@ -748,58 +748,61 @@ fn a_city_office_registers_several_counties_but_every_town_has_one() {
     );
 }
 
-#[test]
-fn base_map_layers_are_read_kept_with_the_import_and_a_broken_feature_is_named() {
-    let dir = tempfile::tempdir().unwrap();
-    let county = super::common::county::copy_files(&dir.path().join("county"));
-    // One river feature broken (a point is no course), one outside China: both named as
-    // warnings, the other rivers kept.
-    let text = std::fs::read_to_string(county.join("rivers.geojson")).unwrap();
-    let mut doc: serde_json::Value = serde_json::from_str(&text).unwrap();
-    let features = doc["features"].as_array_mut().unwrap();
-    let rivers = features.len();
-    features.push(
-        serde_json::json!({"type": "Feature", "properties": {"name": "断溪"},
-        "geometry": {"type": "Point", "coordinates": [120.9, 28.2]}}),
-    );
-    features.push(
-        serde_json::json!({"type": "Feature", "properties": {"name": "远河"},
-        "geometry": {"type": "LineString", "coordinates": [[2.35, 48.85], [2.36, 48.86]]}}),
-    );
-    std::fs::write(county.join("rivers.geojson"), doc.to_string()).unwrap();
-    let (loaded, findings) = registry::check_dir(&county, Encoding::Auto);
-    let layer: Vec<_> = findings
-        .0
-        .iter()
-        .filter(|f| f.code == "registry.layer")
-        .collect();
-    assert_eq!(layer.len(), 2, "{layer:?}");
-    assert!(layer.iter().all(|f| f.file == "rivers.geojson"));
-    assert!(
-        layer
+// Imported on either engine, the layers come back with the registry in force.
+on_both! {
+    fn base_map_layers_are_read_kept_with_the_import_and_a_broken_feature_is_named(backend) {
+        let dir = tempfile::tempdir().unwrap();
+        let county = crate::common::county::copy_files(&dir.path().join("county"));
+        // One river feature broken (a point is no course), one outside China: both named as
+        // warnings, the other rivers kept.
+        let text = std::fs::read_to_string(county.join("rivers.geojson")).unwrap();
+        let mut doc: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let features = doc["features"].as_array_mut().unwrap();
+        let rivers = features.len();
+        features.push(
+            serde_json::json!({"type": "Feature", "properties": {"name": "断溪"},
+            "geometry": {"type": "Point", "coordinates": [120.9, 28.2]}}),
+        );
+        features.push(
+            serde_json::json!({"type": "Feature", "properties": {"name": "远河"},
+            "geometry": {"type": "LineString", "coordinates": [[2.35, 48.85], [2.36, 48.86]]}}),
+        );
+        std::fs::write(county.join("rivers.geojson"), doc.to_string()).unwrap();
+        let (loaded, findings) = registry::check_dir(&county, Encoding::Auto);
+        let layer: Vec<_> = findings
+            .0
             .iter()
-            .any(|f| f.column == format!("feature {}", rivers + 1))
-    );
-    assert!(layer.iter().any(|f| f.message.contains("outside China")));
-    let kept = |kind: &str| {
-        loaded
-            .data
-            .layers
-            .iter()
-            .filter(|l| l.kind.as_str() == kind)
-            .count()
-    };
-    assert_eq!(kept("rivers"), rivers);
-    assert!(kept("towns") >= 4 && kept("roads") >= 3 && kept("coast") == 1);
-    // Imported, they come back with the registry in force.
-    let store = Store::open(dir.path().join("r.db")).unwrap();
-    let reg = super::common::county::registry(&store);
-    let back = Registry::load(&store).unwrap();
-    assert_eq!(back.data.layers, reg.data.layers);
-    assert!(
-        back.data
-            .layers
-            .iter()
-            .any(|l| l.name.as_deref() == Some("东溟江"))
-    );
+            .filter(|f| f.code == "registry.layer")
+            .collect();
+        assert_eq!(layer.len(), 2, "{layer:?}");
+        assert!(layer.iter().all(|f| f.file == "rivers.geojson"));
+        assert!(
+            layer
+                .iter()
+                .any(|f| f.column == format!("feature {}", rivers + 1))
+        );
+        assert!(layer.iter().any(|f| f.message.contains("outside China")));
+        let kept = |kind: &str| {
+            loaded
+                .data
+                .layers
+                .iter()
+                .filter(|l| l.kind.as_str() == kind)
+                .count()
+        };
+        assert_eq!(kept("rivers"), rivers);
+        assert!(kept("towns") >= 4 && kept("roads") >= 3 && kept("coast") == 1);
+        // Imported, they come back with the registry in force.
+        let place = Place::new(backend);
+        let store = place.open();
+        let reg = crate::common::county::registry(&store);
+        let back = Registry::load(&store).unwrap();
+        assert_eq!(back.data.layers, reg.data.layers);
+        assert!(
+            back.data
+                .layers
+                .iter()
+                .any(|l| l.name.as_deref() == Some("东溟江"))
+        );
+    }
 }
