@@ -34,8 +34,14 @@ pub struct SmsChannel {
     unsent: Arc<AtomicUsize>,
 }
 
-/// The parts of a claimed text still to pass their turn at the rate: counted in the channel's
-/// `unsent` from its claim until each passes (or its send ends without getting there).
+/// A claimed text, with its parts counted in the channel's `unsent` from the claim until each
+/// has had its turn at the rate (or its send ends, or never starts, without getting there).
+pub struct Paced {
+    text: Claimed,
+    unsent: Unsent,
+}
+
+/// The parts of a claimed text still to pass their turn at the rate.
 struct Unsent {
     count: Arc<AtomicUsize>,
     left: usize,
@@ -56,12 +62,6 @@ impl Drop for Unsent {
     }
 }
 
-/// The parts a claimed text still has to send.
-fn parts_left(m: &Claimed) -> usize {
-    encode::segments(&m.text)
-        .1
-        .saturating_sub(m.accepted_parts as usize)
-}
 
 impl SmsChannel {
     /// A channel over these accounts.
@@ -109,7 +109,7 @@ impl SmsChannel {
 }
 
 impl Channel for SmsChannel {
-    type Item = Claimed;
+    type Item = Paced;
     type Outcome = (i64, Outcome);
 
     fn name(&self) -> &'static str {
@@ -179,20 +179,29 @@ impl Channel for SmsChannel {
         Some(window.min(lead.saturating_sub(self.unsent.load(Ordering::Relaxed))))
     }
 
-    async fn claim(&self, n: usize) -> anyhow::Result<Vec<Claimed>> {
+    async fn claim(&self, n: usize) -> anyhow::Result<Vec<Paced>> {
         let claimed = self.lane.claim(n).await?;
-        let parts: usize = claimed.iter().map(parts_left).sum();
-        self.unsent.fetch_add(parts, Ordering::Relaxed);
-        Ok(claimed)
+        Ok(claimed
+            .into_iter()
+            .map(|text| {
+                // The parts it still has to send.
+                let left = encode::segments(&text.text)
+                    .1
+                    .saturating_sub(text.accepted_parts as usize);
+                self.unsent.fetch_add(left, Ordering::Relaxed);
+                let count = self.unsent.clone();
+                Paced {
+                    text,
+                    unsent: Unsent { count, left },
+                }
+            })
+            .collect())
     }
 
-    async fn send(self: Arc<Self>, m: Claimed) -> (i64, Outcome) {
-        let unsent = Unsent {
-            count: self.unsent.clone(),
-            left: parts_left(&m),
-        };
-        let outcome = send(&self.accounts, &m, unsent).await;
-        (m.id, outcome)
+    async fn send(self: Arc<Self>, item: Paced) -> (i64, Outcome) {
+        let Paced { text, unsent } = item;
+        let outcome = send(&self.accounts, &text, unsent).await;
+        (text.id, outcome)
     }
 
     async fn record(&self, batch: Vec<(i64, Outcome)>) -> anyhow::Result<()> {
