@@ -12,7 +12,7 @@ use std::time::Duration;
 use common::server::{Reply, Server};
 use stormbell::cap;
 use stormbell::feeds::fetch::HttpFetcher;
-use stormbell::feeds::poller::{Delivery, FeedSpec, PollError, Poller, Settings};
+use stormbell::feeds::poller::{Delivery, FeedSpec, PollError, Poller};
 use stormbell::feeds::{AlarmState, Observation, state};
 use stormbell::http::HttpSettings;
 use stormbell::runtime::clock::{Clock, SimClock, SystemClock};
@@ -27,19 +27,6 @@ struct Rig {
     store: Store,
     poller: Arc<Poller>,
     rx: mpsc::Receiver<Delivery>,
-}
-
-fn settings() -> Settings {
-    Settings {
-        backoff_min: Duration::from_secs(5),
-        backoff_max: Duration::from_secs(120),
-        follow_concurrency: 4,
-        start_spread: Duration::ZERO,
-        flush_every: Duration::from_millis(50),
-        tz: jiff::tz::TimeZone::get("Asia/Shanghai").unwrap(),
-        hold_clock: false,
-        jitter_seed: None,
-    }
 }
 
 fn fetcher(timeout_secs: u64) -> Arc<HttpFetcher> {
@@ -67,7 +54,7 @@ fn rig_with(store: Store, clock: Arc<dyn Clock>, timeout_secs: u64) -> Rig {
         store.clone(),
         fetcher(timeout_secs),
         clock,
-        settings(),
+        common::poller_settings(),
         tx,
     ));
     Rig { store, poller, rx }

@@ -634,14 +634,8 @@ on_both! {
                     std::sync::Arc::new(stormbell::feeds::fetch::HttpFetcher::new(client)),
                     std::sync::Arc::new(stormbell::runtime::SystemClock::new()),
                     Settings {
-                        backoff_min: Duration::from_secs(5),
-                        backoff_max: Duration::from_secs(60),
                         follow_concurrency: 2,
-                        start_spread: Duration::ZERO,
-                        flush_every: Duration::from_millis(50),
-                        tz: jiff::tz::TimeZone::get("Asia/Shanghai").unwrap(),
-                        hold_clock: false,
-                        jitter_seed: None,
+                        ..common::poller_settings()
                     },
                     tx,
                 );

@@ -163,6 +163,22 @@ pub fn serve_web(
     (server, stop)
 }
 
+/// The poller's settings the tests use: quick health writes, first polls at once, retries
+/// from 5 s to 2 min, four linked documents at a time, stamps in Asia/Shanghai.
+pub fn poller_settings() -> stormbell::feeds::poller::Settings {
+    use std::time::Duration;
+    stormbell::feeds::poller::Settings {
+        backoff_min: Duration::from_secs(5),
+        backoff_max: Duration::from_secs(120),
+        follow_concurrency: 4,
+        start_spread: Duration::ZERO,
+        flush_every: Duration::from_millis(50),
+        tz: jiff::tz::TimeZone::get("Asia/Shanghai").unwrap(),
+        hold_clock: false,
+        jitter_seed: None,
+    }
+}
+
 /// A poller for feeds that fetch nothing over HTTP (an SL 323 database, an SL 651
 /// listener), stamping with `clock` and handing on to `tx`.
 pub fn quiet_poller(
@@ -170,7 +186,6 @@ pub fn quiet_poller(
     clock: stormbell::runtime::clock::SimClock,
     tx: tokio::sync::mpsc::Sender<stormbell::feeds::poller::Delivery>,
 ) -> std::sync::Arc<stormbell::feeds::poller::Poller> {
-    use std::time::Duration;
     std::sync::Arc::new(stormbell::feeds::poller::Poller::new(
         store,
         // Never used: these feeds fetch nothing over HTTP.
@@ -184,14 +199,8 @@ pub fn quiet_poller(
         )),
         std::sync::Arc::new(clock),
         stormbell::feeds::poller::Settings {
-            backoff_min: Duration::from_secs(5),
-            backoff_max: Duration::from_secs(60),
             follow_concurrency: 1,
-            start_spread: Duration::ZERO,
-            flush_every: Duration::from_millis(50),
-            tz: jiff::tz::TimeZone::get("Asia/Shanghai").unwrap(),
-            hold_clock: false,
-            jitter_seed: None,
+            ..poller_settings()
         },
         tx,
     ))
