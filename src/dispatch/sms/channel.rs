@@ -62,7 +62,6 @@ impl Drop for Unsent {
     }
 }
 
-
 impl SmsChannel {
     /// A channel over these accounts.
     pub fn new(settings: Vec<AccountSettings>, store: Store, policy: Policy) -> SmsChannel {
