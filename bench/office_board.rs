@@ -12,6 +12,8 @@
 //!          county, the first county's board)]
 //!         [--viewers N (N pages asking for the office's default part at once: with the
 //!          office's shared reads, then as N separate reads)]
+//!         [--keep DIR (SQLite: the stormed store is kept in DIR and, when it is there
+//!          already, read again without the setup: for profiling the reads)]
 //!
 //! On PostgreSQL the registry's in-memory index and the page's rendering are the same; what
 //! moves is the store: the import, the warnings' commit (texts queued, calls and their ladder
@@ -35,8 +37,17 @@ async fn main() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let db = common::arg("--db");
     let folder = common::arg("--registry").map(std::path::PathBuf::from);
+    let keep = common::arg("--keep").map(std::path::PathBuf::from);
+    if let Some(kept) = keep.as_deref().filter(|k| k.join("bench.db").exists()) {
+        let store = stormbell::store::Store::open(kept.join("bench.db"))?;
+        let reg = Arc::new(stormbell::registry::Registry::load(&store)?);
+        let tz = stormbell::config::Config::load(None, &Default::default())?.time_zone();
+        return read_board(store, reg, tz, runs).await;
+    }
     let t = Instant::now();
-    let (store, reg) = common::registry_store(dir.path(), db.as_deref(), folder.as_deref())?;
+    let home = keep.as_deref().unwrap_or(dir.path());
+    std::fs::create_dir_all(home)?;
+    let (store, reg) = common::registry_store(home, db.as_deref(), folder.as_deref())?;
     println!("registry imported in {:.1} s", t.elapsed().as_secs_f64());
     // What a node does at its start: the registry read back from the store.
     let t = Instant::now();
@@ -126,7 +137,24 @@ async fn main() -> anyhow::Result<()> {
         })
         .await?;
     let setup = t0.elapsed();
+    println!(
+        "setup {:.1} s (the warnings' commits {:.1} s): {} persons called, {} answered",
+        setup.as_secs_f64(),
+        commit.as_secs_f64(),
+        persons.len(),
+        n_answer,
+    );
+    read_board(store, reg, tz, runs).await
+}
 
+/// The board read as an office reads it: the whole page once, then each scope of `--scopes`
+/// `runs` times, then `--viewers` pages at once.
+async fn read_board(
+    store: stormbell::store::Store,
+    reg: Arc<stormbell::registry::Registry>,
+    tz: jiff::tz::TimeZone,
+    runs: usize,
+) -> anyhow::Result<()> {
     let office = stormbell::web::office::Office::new(
         store.clone(),
         reg.clone(),
@@ -144,9 +172,7 @@ async fn main() -> anyhow::Result<()> {
     let places: usize = first.warnings.iter().map(|w| w.places.len()).sum();
     let page = office.page_html(&session, &first, "", "all")?;
     println!(
-        "setup {:.1} s (the warnings' commits {:.1} s): {} warnings, {} villages on the board ({} red), {} persons called, {} answered; whole page {} KB",
-        setup.as_secs_f64(),
-        commit.as_secs_f64(),
+        "{} warnings, {} villages on the board ({} red); whole page {} KB",
         first.warnings.len(),
         places,
         first
@@ -155,8 +181,6 @@ async fn main() -> anyhow::Result<()> {
             .flat_map(|w| w.places.iter())
             .filter(|p| p.tier == Tier::Red.as_str())
             .count(),
-        persons.len(),
-        n_answer,
         page.len() / 1024
     );
     drop((first, page));
