@@ -32,6 +32,7 @@ const ALL: &[&str] = &[
     include_str!("migrations/0025_link_on_message.sql"),
     include_str!("migrations/0026_voice.sql"),
     include_str!("migrations/0027_audit_lineage.sql"),
+    include_str!("migrations/0028_board_calls.sql"),
 ];
 
 /// The schema on PostgreSQL, by the version each file brings a database to: a new database
@@ -44,6 +45,7 @@ const POSTGRES: &[(usize, &str)] = &[
         27,
         include_str!("migrations/postgres/0027_audit_lineage.sql"),
     ),
+    (28, include_str!("migrations/postgres/0028_board_calls.sql")),
 ];
 
 /// Bring a PostgreSQL database to the latest schema, in one transaction under an advisory
