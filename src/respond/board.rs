@@ -411,8 +411,8 @@ struct CallRow {
     answered_at: Option<String>,
 }
 
-/// The current calls of every lineage of `lineages`, by lineage (one statement per
-/// [`LIST_CHUNK`](crate::store::sql::LIST_CHUNK) lineages, not one per warning). At a
+/// The current calls of every lineage of `lineages`, by lineage (one statement for all of
+/// them: [`query_in`](crate::store::sql::query_in), not one per warning). At a
 /// province's storm these are most of what a summary reads (900,000 calls at 400 counties):
 /// the columns are those of the index `respond_call_open` (migration 0028), so the calls'
 /// rows (each with its warning's words) are not read, and `with_times` says whether the
@@ -1462,11 +1462,11 @@ mod plan_tests {
                 .read_blocking(move |c| {
                     let sql = format!(
                         "EXPLAIN QUERY PLAN {}",
-                        super::calls_sql("?1, ?2", with_times)
+                        super::calls_sql("SELECT value FROM json_each(?1)", with_times)
                     );
                     let mut q = c.prepare(&sql)?;
                     let r = q
-                        .query_map(rusqlite::params!["a:1", "b:2"], |r| r.get(3))?
+                        .query_map(["[\"a:1\", \"b:2\"]"], |r| r.get(3))?
                         .collect::<crate::store::sql::Result<Vec<String>>>()?;
                     Ok(r)
                 })

@@ -940,8 +940,8 @@ pub struct Plays {
 /// Per warning lineage of `lineages`, per village: the loudspeakers of the lineage's latest
 /// broadcast on each route that reached the village (a ladder's resound counts for its village
 /// only): how many were asked to play, played, are playing, failed or never confirmed. For the
-/// office's board, which reads every warning in force at once (one statement per
-/// [`LIST_CHUNK`](crate::store::sql::LIST_CHUNK) lineages).
+/// office's board, which reads every warning in force at once (one statement for all of them:
+/// [`query_in`](crate::store::sql::query_in)).
 pub fn plays_by_lineage(
     conn: &Conn<'_>,
     lineages: &[String],

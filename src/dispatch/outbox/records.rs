@@ -23,9 +23,10 @@ pub struct Delivery {
     pub no_receipt: bool,
 }
 
-/// Per warning lineage of `lineages`, per person: see [`Delivery`]. One statement per
-/// [`LIST_CHUNK`](crate::store::sql::LIST_CHUNK) lineages (the board reads every warning in
-/// force at once).
+/// Per warning lineage of `lineages`, per person: see [`Delivery`]. One statement for all of
+/// them ([`query_in`](crate::store::sql::query_in): the board reads every warning in force at
+/// once). The channel is compared as `channel || ''` so that the messages are found by their
+/// lineage: SQLite cannot count a list's keys and would otherwise walk every text by channel.
 pub fn delivery_by_lineage(
     c: &Conn<'_>,
     lineages: &[String],
@@ -40,7 +41,7 @@ pub fn delivery_by_lineage(
                     max(CASE WHEN coalesce(k.state, m.state) = 'delivered' THEN 1 ELSE 0 END),
                     max(CASE WHEN coalesce(k.state, m.state) = 'delivery_unknown' THEN 1 ELSE 0 END)
              FROM dispatch_message m LEFT JOIN dispatch_message k ON k.id = m.merged_into
-             WHERE m.lineage IN ({list}) AND m.channel = 'sms' AND m.send != 'Notice'
+             WHERE m.lineage IN ({list}) AND (m.channel || '') = 'sms' AND m.send != 'Notice'
              GROUP BY m.lineage, m.person"
             )
         },
