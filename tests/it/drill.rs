@@ -630,25 +630,8 @@ fn two_nodes_replay_one_drill_and_the_standby_finishes_it_when_the_leader_is_kil
     );
     let url = common::postgres::database();
     let wal = common::postgres::shared().wal();
-    let node = |name: &str, out: &Path| {
-        bin()
-            .args(["--db", &url, "replay", "--scenario"])
-            .arg(scenario("cell-2024"))
-            .arg("--out")
-            .arg(out)
-            .env("STORMBELL_STORE__NODE", name)
-            .env("STORMBELL_STORE__LEASE_SECS", "3")
-            .stdout(std::fs::File::create(tmp.path().join(format!("{name}.out"))).unwrap())
-            .stderr(std::fs::File::create(tmp.path().join(format!("{name}.err"))).unwrap())
-            .spawn()
-            .unwrap()
-    };
-    let said = |name: &str| {
-        let read = |ext: &str| {
-            std::fs::read_to_string(tmp.path().join(format!("{name}.{ext}"))).unwrap_or_default()
-        };
-        format!("{}\n{}", read("out"), read("err"))
-    };
+    let node = |name: &str, out: &Path| cell_node(&url, tmp.path(), out, name, 3, name);
+    let said = |name: &str| said(tmp.path(), name);
     std::thread::scope(|s| {
         // The same drill run whole, on SQLite, beside: what the two nodes must add up to.
         let reference = s.spawn(|| replay("cell-2024", &whole));
@@ -666,19 +649,7 @@ fn two_nodes_replay_one_drill_and_the_standby_finishes_it_when_the_leader_is_kil
             pg_value::<String>(&url, "SELECT role FROM stormbell_node WHERE node = 'b'")
                 .is_some_and(|r| r == "standby")
         });
-        // Killed in the cell's third hour, red warnings going out.
-        let kill_after: jiff::Timestamp = "2024-06-16T17:00:00+08:00".parse().unwrap();
-        common::wait_until(
-            format!("the drill reaching {kill_after}"),
-            600,
-            &wal,
-            || {
-                assert!(a.try_wait().unwrap().is_none(), "a ended: {}", said("a"));
-                pg_value::<String>(&url, "SELECT reached FROM drill_run")
-                    .and_then(|t| t.parse::<jiff::Timestamp>().ok())
-                    .is_some_and(|t| t >= kill_after)
-            },
-        );
+        until_the_cell_is_red(&url, &mut a, &|| said("a"));
         a.kill().unwrap(); // SIGKILL: no shutdown, no lease given up
         a.wait().unwrap();
         let killed = jiff::Timestamp::now();
@@ -729,25 +700,8 @@ fn a_lone_node_on_postgresql_killed_mid_storm_leads_again_at_its_restart() {
     let (whole, out) = (tmp.path().join("whole"), tmp.path().join("a"));
     let url = common::postgres::database();
     let wal = common::postgres::shared().wal();
-    let run = |round: &str| {
-        bin()
-            .args(["--db", &url, "replay", "--scenario"])
-            .arg(scenario("cell-2024"))
-            .arg("--out")
-            .arg(&out)
-            .env("STORMBELL_STORE__NODE", "a")
-            .env("STORMBELL_STORE__LEASE_SECS", "30")
-            .stdout(std::fs::File::create(tmp.path().join(format!("{round}.out"))).unwrap())
-            .stderr(std::fs::File::create(tmp.path().join(format!("{round}.err"))).unwrap())
-            .spawn()
-            .unwrap()
-    };
-    let said = |round: &str| {
-        let read = |ext: &str| {
-            std::fs::read_to_string(tmp.path().join(format!("{round}.{ext}"))).unwrap_or_default()
-        };
-        format!("{}\n{}", read("out"), read("err"))
-    };
+    let run = |round: &str| cell_node(&url, tmp.path(), &out, "a", 30, round);
+    let said = |round: &str| said(tmp.path(), round);
     let lease = || -> Option<(String, i64)> {
         common::postgres::client(&url, |c| {
             c.query_opt(
@@ -762,18 +716,7 @@ fn a_lone_node_on_postgresql_killed_mid_storm_leads_again_at_its_restart() {
     std::thread::scope(|s| {
         let reference = s.spawn(|| replay("cell-2024", &whole));
         let mut first = run("first");
-        let kill_after: jiff::Timestamp = "2024-06-16T17:00:00+08:00".parse().unwrap();
-        common::wait_until(
-            format!("the drill reaching {kill_after}"),
-            600,
-            &wal,
-            || {
-                assert!(first.try_wait().unwrap().is_none(), "{}", said("first"));
-                pg_value::<String>(&url, "SELECT reached FROM drill_run")
-                    .and_then(|t| t.parse::<jiff::Timestamp>().ok())
-                    .is_some_and(|t| t >= kill_after)
-            },
-        );
+        until_the_cell_is_red(&url, &mut first, &|| said("first"));
         first.kill().unwrap(); // SIGKILL: the lease is not given up
         first.wait().unwrap();
         let in_flight: i64 = common::postgres::query_one(
@@ -810,6 +753,54 @@ fn a_lone_node_on_postgresql_killed_mid_storm_leads_again_at_its_restart() {
         reference.join().unwrap();
         finished_on_postgres(&url, &whole, &out, in_flight);
     });
+}
+
+/// A node replaying the cell-2024 drill on PostgreSQL `url` into `out`, under the name `node`
+/// with a lease of `lease_secs`; what it prints goes to `dir/{log}.out` and `.err` ([`said`]).
+fn cell_node(
+    url: &str,
+    dir: &Path,
+    out: &Path,
+    node: &str,
+    lease_secs: u32,
+    log: &str,
+) -> std::process::Child {
+    bin()
+        .args(["--db", url, "replay", "--scenario"])
+        .arg(scenario("cell-2024"))
+        .arg("--out")
+        .arg(out)
+        .env("STORMBELL_STORE__NODE", node)
+        .env("STORMBELL_STORE__LEASE_SECS", lease_secs.to_string())
+        .stdout(std::fs::File::create(dir.join(format!("{log}.out"))).unwrap())
+        .stderr(std::fs::File::create(dir.join(format!("{log}.err"))).unwrap())
+        .spawn()
+        .unwrap()
+}
+
+/// What a [`cell_node`] printed so far.
+fn said(dir: &Path, log: &str) -> String {
+    let read =
+        |ext: &str| std::fs::read_to_string(dir.join(format!("{log}.{ext}"))).unwrap_or_default();
+    format!("{}\n{}", read("out"), read("err"))
+}
+
+/// Wait until the cell-2024 drill on `url` reaches its third hour, red warnings going out (the
+/// moment the tests kill its leader), failing if `leader` ends first (with `said()`, its
+/// output).
+fn until_the_cell_is_red(url: &str, leader: &mut std::process::Child, said: &dyn Fn() -> String) {
+    let kill_after: jiff::Timestamp = "2024-06-16T17:00:00+08:00".parse().unwrap();
+    common::wait_until(
+        format!("the drill reaching {kill_after}"),
+        600,
+        &common::postgres::shared().wal(),
+        || {
+            assert!(leader.try_wait().unwrap().is_none(), "it ended: {}", said());
+            pg_value::<String>(url, "SELECT reached FROM drill_run")
+                .and_then(|t| t.parse::<jiff::Timestamp>().ok())
+                .is_some_and(|t| t >= kill_after)
+        },
+    );
 }
 
 /// What a cell-2024 drill resumed on PostgreSQL after a kill must show once it has finished:
