@@ -1033,3 +1033,54 @@ on_both! {
         assert!(!plan.contains("SCAN audit") && !plan.contains("Seq Scan"), "{plan}");
     }
 }
+
+on_both! {
+    /// The board asks for the rows of every warning in force at once (19,341 at a province's
+    /// storm): one list of keys, of any length, in text a lineage may hold, gives each row it
+    /// names once and nothing else.
+    fn a_list_of_keys_of_any_length_gives_each_row_it_names_once(backend) {
+        let place = Place::new(backend);
+        let store = place.open();
+        let keys: Vec<String> = (0..1500)
+            .map(|i| format!("flash_flood:{i:012}「东溪村\"'\\」"))
+            .collect();
+        let rows = keys.clone();
+        store
+            .write_blocking(move |tx| {
+                tx.execute_batch(
+                    "CREATE TABLE list_probe (lineage TEXT NOT NULL, n BIGINT NOT NULL)",
+                )?;
+                for (n, k) in rows.iter().enumerate() {
+                    tx.execute(
+                        "INSERT INTO list_probe (lineage, n) VALUES (?1, ?2)",
+                        rusqlite::params![k, n as i64],
+                    )?;
+                }
+                Ok(())
+            })
+            .unwrap();
+        // Every other key, and keys no row has.
+        let mut asked: Vec<String> = keys.iter().step_by(2).cloned().collect();
+        asked.extend((0..100).map(|i| format!("typhoon:{i}")));
+        let got: Vec<(String, i64)> = store
+            .read_blocking(move |c| {
+                Ok(stormbell::store::sql::query_in(
+                    c,
+                    &asked,
+                    |list| format!("SELECT lineage, n FROM list_probe WHERE lineage IN ({list})"),
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )?)
+            })
+            .unwrap();
+        let mut got = got;
+        got.sort_by_key(|(_, n)| *n);
+        let want: Vec<(String, i64)> = keys
+            .iter()
+            .enumerate()
+            .step_by(2)
+            .map(|(n, k)| (k.clone(), n as i64))
+            .collect();
+        assert_eq!(got.len(), 750);
+        assert_eq!(got, want);
+    }
+}
