@@ -18,6 +18,8 @@ pub struct Claimed {
     pub address: String,
     /// Final text.
     pub text: String,
+    /// Its parts, as the claim counted them (and stored them in `sent_segments`).
+    pub segments: u32,
     /// Rows merged into it.
     pub merged: Vec<i64>,
     /// Parts of this text the centre has already accepted (an earlier attempt stopped
@@ -139,12 +141,12 @@ pub fn claim(
                 )?
                 .query_map(params![row.id], |r| r.get(0))?
                 .collect::<Result<_, _>>()?;
-            let _ = segments;
             out.push(Claimed {
                 id: row.id,
                 person: row.person,
                 address: row.address,
                 text: text.clone(),
+                segments: u32::try_from(segments).unwrap_or(0),
                 merged,
                 accepted_parts,
             });
@@ -201,6 +203,7 @@ pub fn claim(
             person: row.person,
             address: row.address,
             text,
+            segments,
             merged: others.drain(..).map(|(id, _)| id).collect(),
             accepted_parts: 0,
         });

@@ -184,9 +184,7 @@ impl Channel for SmsChannel {
             .into_iter()
             .map(|text| {
                 // The parts it still has to send.
-                let left = encode::segments(&text.text)
-                    .1
-                    .saturating_sub(text.accepted_parts as usize);
+                let left = text.segments.saturating_sub(text.accepted_parts) as usize;
                 self.unsent.fetch_add(left, Ordering::Relaxed);
                 let count = self.unsent.clone();
                 Paced {
