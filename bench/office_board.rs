@@ -38,6 +38,10 @@ async fn main() -> anyhow::Result<()> {
     let db = common::arg("--db");
     let folder = common::arg("--registry").map(std::path::PathBuf::from);
     let keep = common::arg("--keep").map(std::path::PathBuf::from);
+    anyhow::ensure!(
+        keep.is_none() || db.is_none(),
+        "--keep keeps a SQLite store: not with --db"
+    );
     if let Some(kept) = keep.as_deref().filter(|k| k.join("bench.db").exists()) {
         let store = stormbell::store::Store::open(kept.join("bench.db"))?;
         let reg = Arc::new(stormbell::registry::Registry::load(&store)?);
